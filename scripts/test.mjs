@@ -1,0 +1,42 @@
+// `npm test`: type-check, lint, then every test file under test/ and src/ with Node's test runner.
+// Tests that need PostgreSQL, Redis or Chromium skip with a reason when those are absent; the
+// reasons are listed at the end. With MANDATE_REQUIRE_SERVICES=1 (CI) such a test fails instead.
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, readdirSync, existsSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+
+const run = (cmd, args, env = process.env) => spawnSync(cmd, args, { stdio: 'inherit', env }).status ?? 1;
+const step = (name, cmd, args) => {
+  console.log(`\n> ${name}`);
+  if (run(cmd, args) !== 0) {
+    console.error(`\n${name} failed`);
+    process.exit(1);
+  }
+};
+
+function findTests(dir) {
+  if (!existsSync(dir)) return [];
+  return readdirSync(dir, { withFileTypes: true, recursive: true })
+    .filter((e) => e.isFile() && e.name.endsWith('.test.ts'))
+    .map((e) => join(e.parentPath ?? e.path, e.name))
+    .sort();
+}
+
+const only = process.argv.slice(2);
+if (only.length === 0) {
+  step('type-check', 'npx', ['tsc', '--noEmit', '-p', '.']);
+  step('lint', 'npx', ['eslint', '.', '--max-warnings=0']);
+}
+const files = only.length ? only : [...findTests('test'), ...findTests('src')];
+const skipLog = join(mkdtempSync(join(tmpdir(), 'mandate-test-')), 'skipped.txt');
+console.log(`\n> ${files.length} test files`);
+const status = run(process.execPath, ['--import', 'tsx', '--test', '--test-concurrency=2', ...files], {
+  ...process.env,
+  MANDATE_SKIP_LOG: skipLog,
+});
+if (existsSync(skipLog)) {
+  const reasons = [...new Set(readFileSync(skipLog, 'utf8').split('\n').filter(Boolean))];
+  console.log(`\nSkipped (not available on this machine; CI runs them):\n${reasons.map((r) => `  - ${r}`).join('\n')}`);
+}
+process.exit(status);

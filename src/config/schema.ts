@@ -1,0 +1,109 @@
+import { z } from 'zod';
+
+/**
+ * The authorization server's configuration: the one source of truth. Types are inferred from it
+ * and `schema/auth-server.schema.json` is generated from it (`npm run schema`; a test keeps the two
+ * in sync). Every object is strict: an unknown key is an error, not a silent typo. Defaults are
+ * documented where they are defined.
+ */
+
+const seconds = z.number().int().positive();
+
+const scopeSchema = z.strictObject({
+  name: z.string().regex(/^[\x21\x23-\x5B\x5D-\x7E]+$/, 'a scope token (RFC 6749 §3.3)'),
+  description: z.string().optional().describe('Shown on the consent page.'),
+});
+
+export const resourceSchema = z.strictObject({
+  id: z.url().describe('The resource identifier (RFC 8707): the `aud` of tokens issued for it.'),
+  name: z.string().describe('Human-readable name, shown on the consent page.'),
+  scopes: z.array(scopeSchema).default([]),
+  access_token_ttl: seconds.optional().describe('Overrides tokens.access_token_ttl for this resource.'),
+});
+
+export const userSchema = z.strictObject({
+  username: z.string().min(1),
+  sub: z.string().optional().describe('Stable subject identifier; generated on first start when omitted.'),
+  name: z.string().optional(),
+  email: z.string().optional(),
+  password_hash: z.string().optional().describe('scrypt hash from `mandate hash-password`.'),
+  password_env: z.string().optional().describe('Name of an environment variable holding the password.'),
+});
+
+export const staticClientSchema = z.strictObject({
+  client_id: z.string().min(1),
+  client_name: z.string().optional(),
+  client_secret_env: z
+    .string()
+    .optional()
+    .describe('Environment variable holding the secret. When unset, a secret is generated on first start and written to the data dir.'),
+  token_endpoint_auth_method: z.enum(['none', 'client_secret_basic', 'client_secret_post', 'private_key_jwt']).default('client_secret_basic'),
+  redirect_uris: z.array(z.string()).default([]),
+  grant_types: z.array(z.enum(['authorization_code', 'refresh_token', 'client_credentials'])).default(['authorization_code', 'refresh_token']),
+  scope: z.string().optional().describe('Space-separated scopes the client may request; any scope of a resource when omitted.'),
+  default_resource: z.url().optional(),
+  jwks: z.object({ keys: z.array(z.record(z.string(), z.unknown())) }).optional(),
+  jwks_uri: z.url().optional(),
+});
+
+export const authServerConfigSchema = z.strictObject({
+  issuer: z.url().default('http://localhost:9000').describe('The issuer URL; every endpoint lives under it.'),
+  listen: z
+    .strictObject({
+      host: z.string().default('localhost'),
+      port: z.number().int().min(0).max(65535).default(9000),
+    })
+    .prefault({}),
+  data_dir: z.string().default('.mandate').describe('Holds the SQLite file, the signing keys and generated secrets.'),
+  storage: z
+    .strictObject({
+      driver: z.enum(['sqlite', 'postgres']).optional().describe('Defaults to postgres when DATABASE_URL is set, else sqlite.'),
+      sqlite_file: z.string().default('mandate.db').describe('Relative to data_dir.'),
+    })
+    .prefault({}),
+  tokens: z
+    .strictObject({
+      access_token_ttl: seconds.default(900).describe('Access token lifetime (15 minutes).'),
+      id_token_ttl: seconds.default(3600),
+      refresh_token_ttl: seconds.default(1_209_600).describe('Refresh token lifetime (14 days), renewed on rotation.'),
+      refresh_reuse_grace: z.number().int().min(0).default(10).describe('Seconds in which a rotated refresh token may be presented again (concurrent refreshes) without revoking the grant.'),
+      code_ttl: seconds.default(60).describe('Authorization codes live one minute (OAuth 2.1 §4.1.2 recommends at most 10).'),
+      interaction_ttl: seconds.default(600).describe('Time to complete login and consent.'),
+      session_ttl: seconds.default(28_800).describe('Browser sign-in session (8 hours).'),
+    })
+    .prefault({}),
+  keys: z
+    .strictObject({
+      publish_before_use: z.number().int().min(0).default(300).describe('Seconds a rotated key is published in the JWKS before it signs, so verifiers can fetch it first.'),
+    })
+    .prefault({}),
+  registration: z
+    .strictObject({
+      enabled: z.boolean().default(true).describe('Open dynamic client registration (RFC 7591).'),
+    })
+    .prefault({}),
+  client_id_metadata_documents: z
+    .strictObject({
+      enabled: z.boolean().default(true),
+      allow_loopback: z.boolean().default(false).describe('Development only: allow documents on loopback addresses, over http.'),
+      max_bytes: z.number().int().positive().default(5120),
+      timeout_ms: z.number().int().positive().default(3000),
+      min_cache_seconds: z.number().int().min(0).default(60),
+      max_cache_seconds: z.number().int().positive().default(86_400),
+    })
+    .prefault({}),
+  cors: z
+    .strictObject({
+      allowed_origins: z.array(z.string()).default([]).describe('Browser origins allowed to call metadata, registration, token, JWKS and revocation endpoints.'),
+    })
+    .prefault({}),
+  users: z.array(userSchema).default([]),
+  clients: z.array(staticClientSchema).default([]),
+  resources: z.array(resourceSchema).default([]),
+});
+
+export type AuthServerConfig = z.output<typeof authServerConfigSchema>;
+export type AuthServerConfigInput = z.input<typeof authServerConfigSchema>;
+export type ResourceConfig = z.output<typeof resourceSchema>;
+export type UserConfig = z.output<typeof userSchema>;
+export type StaticClientConfig = z.output<typeof staticClientSchema>;

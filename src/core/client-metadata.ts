@@ -1,0 +1,55 @@
+import { z } from 'zod';
+
+/** Client authentication methods at the token endpoint (RFC 7591 §2, OIDC Core §9). */
+export const TOKEN_ENDPOINT_AUTH_METHODS = ['none', 'client_secret_basic', 'client_secret_post', 'private_key_jwt'] as const;
+export type TokenEndpointAuthMethod = (typeof TOKEN_ENDPOINT_AUTH_METHODS)[number];
+
+export const GRANT_TYPES = ['authorization_code', 'refresh_token', 'client_credentials'] as const;
+
+const jwkSet = z.object({ keys: z.array(z.record(z.string(), z.unknown())).min(1) }).loose();
+
+/**
+ * Client metadata as registered (RFC 7591 §2) or read from a client ID metadata document.
+ * Unknown members are kept (RFC 7591 §2: the server may ignore them) but never trusted.
+ */
+export const clientMetadataSchema = z
+  .object({
+    redirect_uris: z.array(z.string()).default([]),
+    token_endpoint_auth_method: z.enum(TOKEN_ENDPOINT_AUTH_METHODS).default('client_secret_basic'),
+    grant_types: z.array(z.string()).default(['authorization_code']),
+    response_types: z.array(z.string()).default(['code']),
+    client_name: z.string().max(200).optional(),
+    client_uri: z.string().url().optional(),
+    logo_uri: z.string().url().optional(),
+    scope: z.string().optional(),
+    contacts: z.array(z.string()).optional(),
+    tos_uri: z.string().url().optional(),
+    policy_uri: z.string().url().optional(),
+    jwks_uri: z.string().url().optional(),
+    jwks: jwkSet.optional(),
+    software_id: z.string().optional(),
+    software_version: z.string().optional(),
+    application_type: z.enum(['web', 'native']).optional(),
+    id_token_signed_response_alg: z.literal('ES256').optional(),
+    /** Mandate extension: the resource used when an authorization request names none (DESIGN §3). */
+    default_resource: z.string().url().optional(),
+  })
+  .loose();
+
+export type ClientMetadataInput = z.input<typeof clientMetadataSchema>;
+export type ClientMetadata = z.output<typeof clientMetadataSchema>;
+
+/** A client as the authorization server sees it, whatever its source. */
+export interface Client {
+  clientId: string;
+  /** Where the client came from: config file, dynamic registration, or a metadata document URL. */
+  source: 'config' | 'dynamic' | 'metadata_document';
+  metadata: ClientMetadata;
+  /** SHA-256 of the client secret (confidential clients using client_secret_*). */
+  secretHash?: string;
+  createdAt: number;
+}
+
+export function isPublicClient(client: Client): boolean {
+  return client.metadata.token_endpoint_auth_method === 'none';
+}

@@ -1,0 +1,67 @@
+import { OAuthError } from './errors.ts';
+
+const LOOPBACK_HOSTS = new Set(['127.0.0.1', '[::1]', 'localhost']);
+const FORBIDDEN_SCHEMES = new Set(['javascript:', 'data:', 'file:', 'vbscript:', 'about:', 'blob:', 'filesystem:']);
+
+function parse(uri: string): URL | undefined {
+  try {
+    return new URL(uri);
+  } catch {
+    return undefined;
+  }
+}
+
+export function isLoopbackHttp(url: URL): boolean {
+  return url.protocol === 'http:' && LOOPBACK_HOSTS.has(url.hostname);
+}
+
+/**
+ * Registration-time rules for a redirect URI (OAuth 2.1 §2.3.1, RFC 8252 §7): absolute, no
+ * fragment; https, or http on a loopback host, or a private-use scheme in reverse-domain form.
+ * Throws `invalid_redirect_uri` (RFC 7591 §3.2.2).
+ */
+export function assertValidRedirectUri(uri: string): void {
+  const url = parse(uri);
+  const fail = (why: string): never => {
+    throw new OAuthError('invalid_redirect_uri', `redirect_uri ${JSON.stringify(uri)} ${why}`);
+  };
+  if (!url) return fail('is not an absolute URI');
+  if (url.hash || uri.includes('#')) fail('must not contain a fragment');
+  if (FORBIDDEN_SCHEMES.has(url.protocol)) fail(`uses the forbidden scheme ${url.protocol}`);
+  if (url.protocol === 'https:') return;
+  if (url.protocol === 'http:') {
+    if (!isLoopbackHttp(url)) fail('must use https unless it is a loopback address');
+    return;
+  }
+  // RFC 8252 §7.1: private-use schemes are reverse domain names, e.g. com.example.app:/callback.
+  if (!url.protocol.slice(0, -1).includes('.')) fail('uses a private-use scheme that is not in reverse-domain form');
+}
+
+/**
+ * Exact matching of a requested redirect URI against the registered ones, except that the port of
+ * an http loopback URI may vary (RFC 8252 §7.3): native apps bind an ephemeral port.
+ */
+export function matchRedirectUri(requested: string, registered: readonly string[]): boolean {
+  if (registered.includes(requested)) return true;
+  const req = parse(requested);
+  if (!req || !isLoopbackHttp(req)) return false;
+  return registered.some((candidate) => {
+    const reg = parse(candidate);
+    if (!reg || !isLoopbackHttp(reg)) return false;
+    return (
+      reg.hostname === req.hostname &&
+      reg.pathname === req.pathname &&
+      reg.search === req.search &&
+      !req.username &&
+      !req.password &&
+      // Compare the serialized forms with the ports removed, so nothing else may differ.
+      withoutPort(reg) === withoutPort(req)
+    );
+  });
+}
+
+function withoutPort(url: URL): string {
+  const copy = new URL(url.href);
+  copy.port = '';
+  return copy.href;
+}

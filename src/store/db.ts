@@ -1,0 +1,115 @@
+import { mkdirSync } from 'node:fs';
+import { dirname } from 'node:path';
+import Database from 'libsql';
+import pg from 'pg';
+import { Kysely, PostgresDialect, SqliteDialect, type Generated } from 'kysely';
+
+/** Table shapes. Times are epoch seconds; JSON is stored as text so both engines read it alike. */
+export interface Tables {
+  clients: {
+    client_id: string;
+    source: string;
+    metadata: string;
+    secret_hash: string | null;
+    registration_token_hash: string | null;
+    created_at: number;
+    last_used_at: number | null;
+  };
+  users: {
+    sub: string;
+    username: string;
+    password_hash: string | null;
+    profile: string;
+    created_at: number;
+  };
+  grants: {
+    id: string;
+    sub: string;
+    client_id: string;
+    resource: string;
+    scope: string;
+    auth_time: number | null;
+    acr: string | null;
+    sid: string | null;
+    nonce: string | null;
+    created_at: number;
+    expires_at: number;
+    revoked_at: number | null;
+  };
+  authorization_codes: {
+    code_hash: string;
+    grant_id: string;
+    client_id: string;
+    redirect_uri: string;
+    code_challenge: string;
+    scope: string;
+    resource: string;
+    expires_at: number;
+    consumed_at: number | null;
+  };
+  refresh_tokens: {
+    token_hash: string;
+    grant_id: string;
+    client_id: string;
+    scope: string;
+    created_at: number;
+    expires_at: number;
+    rotated_at: number | null;
+    revoked_at: number | null;
+  };
+  access_tokens: {
+    jti: string;
+    grant_id: string | null;
+    client_id: string;
+    expires_at: number;
+    revoked_at: number | null;
+  };
+  consents: {
+    sub: string;
+    client_id: string;
+    resource: string;
+    scope: string;
+    created_at: number;
+  };
+  audit_events: {
+    id: Generated<number>;
+    at: number;
+    type: string;
+    outcome: string;
+    client_id: string | null;
+    sub: string | null;
+    error: string | null;
+    reason: string | null;
+    data: string | null;
+  };
+}
+
+export type Db = Kysely<Tables>;
+export type Driver = 'sqlite' | 'postgres';
+
+export interface ConnectOptions {
+  driver: Driver;
+  /** SQLite file path (or ':memory:'). */
+  sqliteFile?: string;
+  /** PostgreSQL connection string. */
+  databaseUrl?: string;
+}
+
+// int8 (bigint) columns hold epoch seconds and ids, well inside Number's exact range.
+pg.types.setTypeParser(20, (value) => Number(value));
+
+export function connect(options: ConnectOptions): Db {
+  if (options.driver === 'postgres') {
+    if (!options.databaseUrl) throw new Error('postgres storage needs DATABASE_URL');
+    const pool = new pg.Pool({ connectionString: options.databaseUrl, max: 10 });
+    return new Kysely<Tables>({ dialect: new PostgresDialect({ pool }) });
+  }
+  const file = options.sqliteFile ?? ':memory:';
+  if (file !== ':memory:') mkdirSync(dirname(file), { recursive: true });
+  const database = new Database(file);
+  // WAL lets readers proceed while the single writer commits; NORMAL sync is durable in WAL mode
+  // except for the last transactions before a power loss.
+  database.exec('PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA busy_timeout = 5000; PRAGMA foreign_keys = ON;');
+  // libsql implements the better-sqlite3 API that Kysely's SqliteDialect expects.
+  return new Kysely<Tables>({ dialect: new SqliteDialect({ database: database as never }) });
+}

@@ -1,0 +1,4 @@
+export * from './types.ts';
+export { openSqlStore, type SqlStore } from './sql-store.ts';
+export { memoryCache } from './memory-cache.ts';
+export type { Driver } from './db.ts';

@@ -1,0 +1,122 @@
+import { Migrator, sql, type Kysely, type Migration, type MigrationProvider } from 'kysely';
+import type { Driver } from './db.ts';
+
+/** Migrations, in order. Never edit one that has shipped; add the next. */
+function migrations(driver: Driver): Record<string, Migration> {
+  const bigint = 'bigint' as const;
+  return {
+    '0001_initial': {
+      async up(db: Kysely<unknown>) {
+        await db.schema
+          .createTable('clients')
+          .addColumn('client_id', 'text', (c) => c.primaryKey())
+          .addColumn('source', 'text', (c) => c.notNull())
+          .addColumn('metadata', 'text', (c) => c.notNull())
+          .addColumn('secret_hash', 'text')
+          .addColumn('registration_token_hash', 'text')
+          .addColumn('created_at', bigint, (c) => c.notNull())
+          .addColumn('last_used_at', bigint)
+          .execute();
+        await db.schema
+          .createTable('users')
+          .addColumn('sub', 'text', (c) => c.primaryKey())
+          .addColumn('username', 'text', (c) => c.notNull().unique())
+          .addColumn('password_hash', 'text')
+          .addColumn('profile', 'text', (c) => c.notNull())
+          .addColumn('created_at', bigint, (c) => c.notNull())
+          .execute();
+        await db.schema
+          .createTable('grants')
+          .addColumn('id', 'text', (c) => c.primaryKey())
+          .addColumn('sub', 'text', (c) => c.notNull())
+          .addColumn('client_id', 'text', (c) => c.notNull())
+          .addColumn('resource', 'text', (c) => c.notNull())
+          .addColumn('scope', 'text', (c) => c.notNull())
+          .addColumn('auth_time', bigint)
+          .addColumn('acr', 'text')
+          .addColumn('sid', 'text')
+          .addColumn('nonce', 'text')
+          .addColumn('created_at', bigint, (c) => c.notNull())
+          .addColumn('expires_at', bigint, (c) => c.notNull())
+          .addColumn('revoked_at', bigint)
+          .execute();
+        await db.schema
+          .createTable('authorization_codes')
+          .addColumn('code_hash', 'text', (c) => c.primaryKey())
+          .addColumn('grant_id', 'text', (c) => c.notNull())
+          .addColumn('client_id', 'text', (c) => c.notNull())
+          .addColumn('redirect_uri', 'text', (c) => c.notNull())
+          .addColumn('code_challenge', 'text', (c) => c.notNull())
+          .addColumn('scope', 'text', (c) => c.notNull())
+          .addColumn('resource', 'text', (c) => c.notNull())
+          .addColumn('expires_at', bigint, (c) => c.notNull())
+          .addColumn('consumed_at', bigint)
+          .execute();
+        await db.schema
+          .createTable('refresh_tokens')
+          .addColumn('token_hash', 'text', (c) => c.primaryKey())
+          .addColumn('grant_id', 'text', (c) => c.notNull())
+          .addColumn('client_id', 'text', (c) => c.notNull())
+          .addColumn('scope', 'text', (c) => c.notNull())
+          .addColumn('created_at', bigint, (c) => c.notNull())
+          .addColumn('expires_at', bigint, (c) => c.notNull())
+          .addColumn('rotated_at', bigint)
+          .addColumn('revoked_at', bigint)
+          .execute();
+        await db.schema.createIndex('refresh_tokens_grant').on('refresh_tokens').column('grant_id').execute();
+        await db.schema
+          .createTable('access_tokens')
+          .addColumn('jti', 'text', (c) => c.primaryKey())
+          .addColumn('grant_id', 'text')
+          .addColumn('client_id', 'text', (c) => c.notNull())
+          .addColumn('expires_at', bigint, (c) => c.notNull())
+          .addColumn('revoked_at', bigint)
+          .execute();
+        await db.schema.createIndex('access_tokens_grant').on('access_tokens').column('grant_id').execute();
+        await db.schema
+          .createTable('consents')
+          .addColumn('sub', 'text', (c) => c.notNull())
+          .addColumn('client_id', 'text', (c) => c.notNull())
+          .addColumn('resource', 'text', (c) => c.notNull())
+          .addColumn('scope', 'text', (c) => c.notNull())
+          .addColumn('created_at', bigint, (c) => c.notNull())
+          .addPrimaryKeyConstraint('consents_pk', ['sub', 'client_id', 'resource'])
+          .execute();
+        await db.schema
+          .createTable('audit_events')
+          .addColumn('id', driver === 'postgres' ? 'bigserial' : 'integer', (c) =>
+            driver === 'postgres' ? c.primaryKey() : c.primaryKey().autoIncrement(),
+          )
+          .addColumn('at', bigint, (c) => c.notNull())
+          .addColumn('type', 'text', (c) => c.notNull())
+          .addColumn('outcome', 'text', (c) => c.notNull())
+          .addColumn('client_id', 'text')
+          .addColumn('sub', 'text')
+          .addColumn('error', 'text')
+          .addColumn('reason', 'text')
+          .addColumn('data', 'text')
+          .execute();
+        await db.schema.createIndex('audit_events_type').on('audit_events').columns(['type', 'at']).execute();
+      },
+    },
+  };
+}
+
+class StaticProvider implements MigrationProvider {
+  constructor(private readonly all: Record<string, Migration>) {}
+  async getMigrations(): Promise<Record<string, Migration>> {
+    return this.all;
+  }
+}
+
+/** Brings the schema up to date; several processes starting at once are serialized by Kysely's lock. */
+export async function migrate(db: Kysely<unknown>, driver: Driver): Promise<void> {
+  const migrator = new Migrator({ db, provider: new StaticProvider(migrations(driver)) });
+  const { error, results } = await migrator.migrateToLatest();
+  const failed = results?.find((r) => r.status === 'Error');
+  if (error || failed) {
+    throw new Error(`database migration failed${failed ? ` at ${failed.migrationName}` : ''}: ${String(error)}`);
+  }
+}
+
+export { sql };

@@ -1,0 +1,368 @@
+import type { Db, Driver } from './db.ts';
+import { connect, type ConnectOptions } from './db.ts';
+import { migrate } from './migrations.ts';
+import type {
+  AccessTokenRecord,
+  AuditEvent,
+  AuditStore,
+  AuthorizationCodeRecord,
+  ClientRecord,
+  ClientStore,
+  ConsentStore,
+  GrantRecord,
+  GrantStore,
+  RefreshTokenRecord,
+  Store,
+  UserStore,
+} from './types.ts';
+
+const orUndefined = <T>(value: T | null): T | undefined => (value === null ? undefined : value);
+
+function clientStore(db: Db): ClientStore {
+  const toRecord = (row: {
+    client_id: string;
+    source: string;
+    metadata: string;
+    secret_hash: string | null;
+    registration_token_hash: string | null;
+    created_at: number;
+    last_used_at: number | null;
+  }): ClientRecord => ({
+    clientId: row.client_id,
+    source: row.source as ClientRecord['source'],
+    metadata: JSON.parse(row.metadata),
+    secretHash: orUndefined(row.secret_hash),
+    registrationTokenHash: orUndefined(row.registration_token_hash),
+    createdAt: row.created_at,
+    lastUsedAt: orUndefined(row.last_used_at),
+  });
+  return {
+    async find(clientId) {
+      const row = await db.selectFrom('clients').selectAll().where('client_id', '=', clientId).executeTakeFirst();
+      return row && toRecord(row);
+    },
+    async upsert(client) {
+      const values = {
+        client_id: client.clientId,
+        source: client.source,
+        metadata: JSON.stringify(client.metadata),
+        secret_hash: client.secretHash ?? null,
+        registration_token_hash: client.registrationTokenHash ?? null,
+        created_at: client.createdAt,
+        last_used_at: client.lastUsedAt ?? null,
+      };
+      await db
+        .insertInto('clients')
+        .values(values)
+        .onConflict((oc) => oc.column('client_id').doUpdateSet({ ...values, created_at: undefined }))
+        .execute();
+    },
+    async delete(clientId) {
+      const result = await db.deleteFrom('clients').where('client_id', '=', clientId).executeTakeFirst();
+      return Number(result.numDeletedRows) > 0;
+    },
+    async touch(clientId, at) {
+      await db.updateTable('clients').set({ last_used_at: at }).where('client_id', '=', clientId).execute();
+    },
+    async list() {
+      const rows = await db.selectFrom('clients').selectAll().orderBy('created_at').execute();
+      return rows.map(toRecord);
+    },
+  };
+}
+
+function userStore(db: Db): UserStore {
+  const toRecord = (row: { sub: string; username: string; password_hash: string | null; profile: string; created_at: number }) => ({
+    sub: row.sub,
+    username: row.username,
+    passwordHash: orUndefined(row.password_hash),
+    profile: JSON.parse(row.profile),
+    createdAt: row.created_at,
+  });
+  return {
+    async findByUsername(username) {
+      const row = await db.selectFrom('users').selectAll().where('username', '=', username).executeTakeFirst();
+      return row && toRecord(row);
+    },
+    async findBySub(sub) {
+      const row = await db.selectFrom('users').selectAll().where('sub', '=', sub).executeTakeFirst();
+      return row && toRecord(row);
+    },
+    async upsert(user) {
+      const values = {
+        sub: user.sub,
+        username: user.username,
+        password_hash: user.passwordHash ?? null,
+        profile: JSON.stringify(user.profile),
+        created_at: user.createdAt,
+      };
+      await db
+        .insertInto('users')
+        .values(values)
+        .onConflict((oc) => oc.column('sub').doUpdateSet({ ...values, created_at: undefined }))
+        .execute();
+    },
+  };
+}
+
+function grantStore(db: Db): GrantStore {
+  const grantFromRow = (row: {
+    id: string;
+    sub: string;
+    client_id: string;
+    resource: string;
+    scope: string;
+    auth_time: number | null;
+    acr: string | null;
+    sid: string | null;
+    nonce: string | null;
+    created_at: number;
+    expires_at: number;
+    revoked_at: number | null;
+  }): GrantRecord => ({
+    id: row.id,
+    sub: row.sub,
+    clientId: row.client_id,
+    resource: row.resource,
+    scope: row.scope,
+    authTime: orUndefined(row.auth_time),
+    acr: orUndefined(row.acr),
+    sid: orUndefined(row.sid),
+    nonce: orUndefined(row.nonce),
+    createdAt: row.created_at,
+    expiresAt: row.expires_at,
+    revokedAt: orUndefined(row.revoked_at),
+  });
+  return {
+    async createGrant(grant) {
+      await db
+        .insertInto('grants')
+        .values({
+          id: grant.id,
+          sub: grant.sub,
+          client_id: grant.clientId,
+          resource: grant.resource,
+          scope: grant.scope,
+          auth_time: grant.authTime ?? null,
+          acr: grant.acr ?? null,
+          sid: grant.sid ?? null,
+          nonce: grant.nonce ?? null,
+          created_at: grant.createdAt,
+          expires_at: grant.expiresAt,
+          revoked_at: null,
+        })
+        .execute();
+    },
+    async findGrant(id) {
+      const row = await db.selectFrom('grants').selectAll().where('id', '=', id).executeTakeFirst();
+      return row && grantFromRow(row);
+    },
+    async revokeGrant(id, at) {
+      await db.transaction().execute(async (trx) => {
+        await trx.updateTable('grants').set({ revoked_at: at }).where('id', '=', id).where('revoked_at', 'is', null).execute();
+        await trx.updateTable('refresh_tokens').set({ revoked_at: at }).where('grant_id', '=', id).where('revoked_at', 'is', null).execute();
+        await trx.updateTable('access_tokens').set({ revoked_at: at }).where('grant_id', '=', id).where('revoked_at', 'is', null).execute();
+      });
+    },
+    async createCode(code: AuthorizationCodeRecord) {
+      await db
+        .insertInto('authorization_codes')
+        .values({
+          code_hash: code.codeHash,
+          grant_id: code.grantId,
+          client_id: code.clientId,
+          redirect_uri: code.redirectUri,
+          code_challenge: code.codeChallenge,
+          scope: code.scope,
+          resource: code.resource,
+          expires_at: code.expiresAt,
+          consumed_at: null,
+        })
+        .execute();
+    },
+    async consumeCode(codeHash, at) {
+      // The conditional update is the atomic step: of two concurrent redemptions only one wins.
+      const updated = await db
+        .updateTable('authorization_codes')
+        .set({ consumed_at: at })
+        .where('code_hash', '=', codeHash)
+        .where('consumed_at', 'is', null)
+        .executeTakeFirst();
+      const row = await db.selectFrom('authorization_codes').selectAll().where('code_hash', '=', codeHash).executeTakeFirst();
+      if (!row) return undefined;
+      return {
+        firstUse: Number(updated.numUpdatedRows) === 1,
+        code: {
+          codeHash: row.code_hash,
+          grantId: row.grant_id,
+          clientId: row.client_id,
+          redirectUri: row.redirect_uri,
+          codeChallenge: row.code_challenge,
+          scope: row.scope,
+          resource: row.resource,
+          expiresAt: row.expires_at,
+          consumedAt: orUndefined(row.consumed_at),
+        },
+      };
+    },
+    async createRefreshToken(token: RefreshTokenRecord) {
+      await db
+        .insertInto('refresh_tokens')
+        .values({
+          token_hash: token.tokenHash,
+          grant_id: token.grantId,
+          client_id: token.clientId,
+          scope: token.scope,
+          created_at: token.createdAt,
+          expires_at: token.expiresAt,
+          rotated_at: null,
+          revoked_at: null,
+        })
+        .execute();
+    },
+    async findRefreshToken(tokenHash) {
+      const row = await db.selectFrom('refresh_tokens').selectAll().where('token_hash', '=', tokenHash).executeTakeFirst();
+      if (!row) return undefined;
+      return {
+        tokenHash: row.token_hash,
+        grantId: row.grant_id,
+        clientId: row.client_id,
+        scope: row.scope,
+        createdAt: row.created_at,
+        expiresAt: row.expires_at,
+        rotatedAt: orUndefined(row.rotated_at),
+        revokedAt: orUndefined(row.revoked_at),
+      };
+    },
+    async rotateRefreshToken(tokenHash, at) {
+      const updated = await db
+        .updateTable('refresh_tokens')
+        .set({ rotated_at: at })
+        .where('token_hash', '=', tokenHash)
+        .where('rotated_at', 'is', null)
+        .executeTakeFirst();
+      return Number(updated.numUpdatedRows) === 1;
+    },
+    async recordAccessToken(token: AccessTokenRecord) {
+      await db
+        .insertInto('access_tokens')
+        .values({
+          jti: token.jti,
+          grant_id: token.grantId ?? null,
+          client_id: token.clientId,
+          expires_at: token.expiresAt,
+          revoked_at: token.revokedAt ?? null,
+        })
+        .execute();
+    },
+    async findAccessToken(jti) {
+      const row = await db.selectFrom('access_tokens').selectAll().where('jti', '=', jti).executeTakeFirst();
+      if (!row) return undefined;
+      return {
+        jti: row.jti,
+        grantId: orUndefined(row.grant_id),
+        clientId: row.client_id,
+        expiresAt: row.expires_at,
+        revokedAt: orUndefined(row.revoked_at),
+      };
+    },
+    async revokeAccessToken(token, at) {
+      await db
+        .insertInto('access_tokens')
+        .values({ jti: token.jti, grant_id: token.grantId ?? null, client_id: token.clientId, expires_at: token.expiresAt, revoked_at: at })
+        .onConflict((oc) => oc.column('jti').doUpdateSet({ revoked_at: at }))
+        .execute();
+    },
+  };
+}
+
+function consentStore(db: Db): ConsentStore {
+  return {
+    async find(sub, clientId, resource) {
+      const row = await db
+        .selectFrom('consents')
+        .selectAll()
+        .where('sub', '=', sub)
+        .where('client_id', '=', clientId)
+        .where('resource', '=', resource)
+        .executeTakeFirst();
+      return row && { sub: row.sub, clientId: row.client_id, resource: row.resource, scope: row.scope, createdAt: row.created_at };
+    },
+    async upsert(consent) {
+      await db
+        .insertInto('consents')
+        .values({ sub: consent.sub, client_id: consent.clientId, resource: consent.resource, scope: consent.scope, created_at: consent.createdAt })
+        .onConflict((oc) => oc.columns(['sub', 'client_id', 'resource']).doUpdateSet({ scope: consent.scope, created_at: consent.createdAt }))
+        .execute();
+    },
+  };
+}
+
+function auditStore(db: Db): AuditStore {
+  return {
+    async append(events: AuditEvent[]) {
+      if (events.length === 0) return;
+      await db
+        .insertInto('audit_events')
+        .values(
+          events.map((e) => ({
+            at: e.at,
+            type: e.type,
+            outcome: e.outcome,
+            client_id: e.clientId ?? null,
+            sub: e.sub ?? null,
+            error: e.error ?? null,
+            reason: e.reason ?? null,
+            data: e.data ? JSON.stringify(e.data) : null,
+          })),
+        )
+        .execute();
+    },
+    async list(filter = {}) {
+      let query = db.selectFrom('audit_events').selectAll().orderBy('id', 'desc').limit(filter.limit ?? 100);
+      if (filter.type) query = query.where('type', '=', filter.type);
+      if (filter.clientId) query = query.where('client_id', '=', filter.clientId);
+      const rows = await query.execute();
+      return rows.map((row) => ({
+        id: row.id,
+        at: row.at,
+        type: row.type,
+        outcome: row.outcome as AuditEvent['outcome'],
+        clientId: orUndefined(row.client_id),
+        sub: orUndefined(row.sub),
+        error: orUndefined(row.error),
+        reason: orUndefined(row.reason),
+        data: row.data ? JSON.parse(row.data) : undefined,
+      }));
+    },
+  };
+}
+
+export interface SqlStore extends Store {
+  db: Db;
+  driver: Driver;
+}
+
+/** Opens the database, runs migrations and returns the store. */
+export async function openSqlStore(options: ConnectOptions): Promise<SqlStore> {
+  const db = connect(options);
+  await migrate(db as never, options.driver);
+  return {
+    db,
+    driver: options.driver,
+    clients: clientStore(db),
+    users: userStore(db),
+    grants: grantStore(db),
+    consents: consentStore(db),
+    audit: auditStore(db),
+    async sweep(now) {
+      await db.deleteFrom('authorization_codes').where('expires_at', '<', now).execute();
+      await db.deleteFrom('refresh_tokens').where('expires_at', '<', now).execute();
+      await db.deleteFrom('access_tokens').where('expires_at', '<', now).execute();
+      await db.deleteFrom('grants').where('expires_at', '<', now).execute();
+    },
+    async close() {
+      await db.destroy();
+    },
+  };
+}

@@ -1,0 +1,159 @@
+import type { Client } from '../core/client-metadata.ts';
+
+/**
+ * Narrow storage interfaces (STYLE.md §10). Secrets (client secrets, registration access tokens,
+ * codes, refresh tokens) are stored only as SHA-256 hashes; the raw values never reach the store.
+ * Times are epoch seconds.
+ */
+
+export interface ClientRecord extends Client {
+  registrationTokenHash?: string;
+  lastUsedAt?: number;
+}
+
+export interface ClientStore {
+  find(clientId: string): Promise<ClientRecord | undefined>;
+  /** Inserts or replaces the client. */
+  upsert(client: ClientRecord): Promise<void>;
+  delete(clientId: string): Promise<boolean>;
+  touch(clientId: string, at: number): Promise<void>;
+  list(): Promise<ClientRecord[]>;
+}
+
+export interface UserRecord {
+  sub: string;
+  username: string;
+  passwordHash?: string;
+  profile: { name?: string; email?: string };
+  createdAt: number;
+}
+
+export interface UserStore {
+  findByUsername(username: string): Promise<UserRecord | undefined>;
+  findBySub(sub: string): Promise<UserRecord | undefined>;
+  upsert(user: UserRecord): Promise<void>;
+}
+
+/** What a user (or a client acting for itself) granted one client for one resource. */
+export interface GrantRecord {
+  id: string;
+  sub: string;
+  clientId: string;
+  resource: string;
+  scope: string;
+  authTime?: number;
+  acr?: string;
+  sid?: string;
+  nonce?: string;
+  createdAt: number;
+  expiresAt: number;
+  revokedAt?: number;
+}
+
+export interface AuthorizationCodeRecord {
+  codeHash: string;
+  grantId: string;
+  clientId: string;
+  redirectUri: string;
+  codeChallenge: string;
+  scope: string;
+  resource: string;
+  expiresAt: number;
+  consumedAt?: number;
+}
+
+export interface RefreshTokenRecord {
+  tokenHash: string;
+  grantId: string;
+  clientId: string;
+  scope: string;
+  createdAt: number;
+  expiresAt: number;
+  rotatedAt?: number;
+  revokedAt?: number;
+}
+
+export interface AccessTokenRecord {
+  jti: string;
+  grantId?: string;
+  clientId: string;
+  expiresAt: number;
+  revokedAt?: number;
+}
+
+export interface GrantStore {
+  createGrant(grant: GrantRecord): Promise<void>;
+  findGrant(id: string): Promise<GrantRecord | undefined>;
+  /** Revokes the grant, its refresh tokens and every access token recorded for it. */
+  revokeGrant(id: string, at: number): Promise<void>;
+
+  createCode(code: AuthorizationCodeRecord): Promise<void>;
+  /**
+   * Marks the code consumed and returns it. `firstUse` is false when it had been consumed before
+   * (a replay): the caller then revokes the grant (RFC 6749 §4.1.2, OAuth 2.1 §4.1.3).
+   */
+  consumeCode(codeHash: string, at: number): Promise<{ code: AuthorizationCodeRecord; firstUse: boolean } | undefined>;
+
+  createRefreshToken(token: RefreshTokenRecord): Promise<void>;
+  findRefreshToken(tokenHash: string): Promise<RefreshTokenRecord | undefined>;
+  /** Marks the token rotated; false when another request rotated it first. */
+  rotateRefreshToken(tokenHash: string, at: number): Promise<boolean>;
+
+  /** Records an access token bound to a grant, so that revoking the grant reaches it. */
+  recordAccessToken(token: AccessTokenRecord): Promise<void>;
+  findAccessToken(jti: string): Promise<AccessTokenRecord | undefined>;
+  /** Revokes one access token by `jti`, recording it if it was not tracked. */
+  revokeAccessToken(token: AccessTokenRecord, at: number): Promise<void>;
+}
+
+export interface ConsentRecord {
+  sub: string;
+  clientId: string;
+  resource: string;
+  scope: string;
+  createdAt: number;
+}
+
+export interface ConsentStore {
+  find(sub: string, clientId: string, resource: string): Promise<ConsentRecord | undefined>;
+  upsert(consent: ConsentRecord): Promise<void>;
+}
+
+export interface AuditEvent {
+  at: number;
+  /** What happened: `token.issued`, `token.refused`, `client.auth_failed`, `authorize.refused`, … */
+  type: string;
+  outcome: 'success' | 'failure';
+  clientId?: string;
+  sub?: string;
+  /** The OAuth error code sent to the client, if any. */
+  error?: string;
+  /** The detailed reason, which the client never sees. */
+  reason?: string;
+  data?: Record<string, unknown>;
+}
+
+export interface AuditStore {
+  append(events: AuditEvent[]): Promise<void>;
+  list(filter?: { type?: string; clientId?: string; limit?: number }): Promise<(AuditEvent & { id: number })[]>;
+}
+
+export interface Store {
+  clients: ClientStore;
+  users: UserStore;
+  grants: GrantStore;
+  consents: ConsentStore;
+  audit: AuditStore;
+  /** Deletes expired codes, tokens and grants. */
+  sweep(now: number): Promise<void>;
+  close(): Promise<void>;
+}
+
+/** Short-lived state (interactions, sessions, replay caches): in memory by default, Redis later. */
+export interface TtlCache {
+  get<T>(key: string): Promise<T | undefined>;
+  set(key: string, value: unknown, ttlSeconds: number): Promise<void>;
+  delete(key: string): Promise<void>;
+  /** Sets the key only if absent; false if it existed (replay detection). */
+  add(key: string, value: unknown, ttlSeconds: number): Promise<boolean>;
+}

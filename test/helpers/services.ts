@@ -1,0 +1,22 @@
+import { appendFileSync, existsSync } from 'node:fs';
+
+/**
+ * Optional services (PostgreSQL, Redis, Chromium). A test that needs one is skipped with a reason
+ * when the service is absent, and fails instead when MANDATE_REQUIRE_SERVICES=1 (set by .ci/run):
+ * in CI nothing may be skipped.
+ */
+export function skipUnless(available: boolean, reason: string): { skip: string | false } {
+  if (available) return { skip: false };
+  if (process.env.MANDATE_REQUIRE_SERVICES === '1') {
+    throw new Error(`required service missing in CI: ${reason}`);
+  }
+  if (process.env.MANDATE_SKIP_LOG) appendFileSync(process.env.MANDATE_SKIP_LOG, `${reason}\n`);
+  return { skip: reason };
+}
+
+export const postgresUrl = process.env.DATABASE_URL;
+export const redisUrl = process.env.REDIS_URL;
+export const chromiumPath = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
+
+export const needsPostgres = () => skipUnless(Boolean(postgresUrl), 'PostgreSQL tests: DATABASE_URL is not set');
+export const needsChromium = () => skipUnless(existsSync(chromiumPath), `browser tests: ${chromiumPath} is not installed`);

@@ -1,0 +1,108 @@
+import assert from 'node:assert/strict';
+import { describe, it, before, after } from 'node:test';
+import { openSqlStore, type SqlStore } from '../src/store/index.ts';
+import { needsPostgres, postgresUrl } from './helpers/services.ts';
+import { randomToken } from '../src/core/index.ts';
+
+/** One suite, run against every engine available here. */
+function storeSuite(name: string, options: { skip: string | false }, open: () => Promise<SqlStore>) {
+  describe(`store on ${name}`, options, () => {
+    let store: SqlStore;
+    const now = Math.floor(Date.now() / 1000);
+    const id = () => `t-${randomToken(8)}`;
+
+    before(async () => {
+      store = await open();
+    });
+    after(async () => {
+      await store?.close();
+    });
+
+    it('round-trips clients and keeps only the secret hash', async () => {
+      const clientId = id();
+      await store.clients.upsert({
+        clientId,
+        source: 'dynamic',
+        metadata: { redirect_uris: ['https://app.example/cb'], token_endpoint_auth_method: 'client_secret_basic', grant_types: ['authorization_code'], response_types: ['code'] },
+        secretHash: 'hash-of-secret',
+        createdAt: now,
+      });
+      const found = await store.clients.find(clientId);
+      assert.equal(found?.secretHash, 'hash-of-secret');
+      assert.deepEqual(found?.metadata.redirect_uris, ['https://app.example/cb']);
+      await store.clients.touch(clientId, now + 5);
+      assert.equal((await store.clients.find(clientId))?.lastUsedAt, now + 5);
+      assert.equal(await store.clients.delete(clientId), true);
+      assert.equal(await store.clients.find(clientId), undefined);
+    });
+
+    it('consumes a code exactly once', async () => {
+      const grantId = id();
+      await store.grants.createGrant({ id: grantId, sub: 'u1', clientId: 'c1', resource: 'https://r.example', scope: 'a', createdAt: now, expiresAt: now + 100 });
+      const codeHash = id();
+      await store.grants.createCode({ codeHash, grantId, clientId: 'c1', redirectUri: 'https://x/cb', codeChallenge: 'c', scope: 'a', resource: 'https://r.example', expiresAt: now + 60 });
+      const [a, b] = await Promise.all([store.grants.consumeCode(codeHash, now), store.grants.consumeCode(codeHash, now)]);
+      assert.deepEqual([a?.firstUse, b?.firstUse].sort(), [false, true]);
+      assert.equal(await store.grants.consumeCode('nope', now), undefined);
+    });
+
+    it('rotates a refresh token once and revokes a grant with all its tokens', async () => {
+      const grantId = id();
+      await store.grants.createGrant({ id: grantId, sub: 'u1', clientId: 'c1', resource: 'https://r.example', scope: 'a', createdAt: now, expiresAt: now + 100 });
+      const tokenHash = id();
+      await store.grants.createRefreshToken({ tokenHash, grantId, clientId: 'c1', scope: 'a', createdAt: now, expiresAt: now + 100 });
+      assert.equal(await store.grants.rotateRefreshToken(tokenHash, now), true);
+      assert.equal(await store.grants.rotateRefreshToken(tokenHash, now), false);
+      const jti = id();
+      await store.grants.recordAccessToken({ jti, grantId, clientId: 'c1', expiresAt: now + 60 });
+      await store.grants.revokeGrant(grantId, now + 1);
+      assert.equal((await store.grants.findGrant(grantId))?.revokedAt, now + 1);
+      assert.equal((await store.grants.findRefreshToken(tokenHash))?.revokedAt, now + 1);
+      assert.equal((await store.grants.findAccessToken(jti))?.revokedAt, now + 1);
+    });
+
+    it('revokes an untracked access token by jti', async () => {
+      const jti = id();
+      await store.grants.revokeAccessToken({ jti, clientId: 'c2', expiresAt: now + 60 }, now);
+      assert.equal((await store.grants.findAccessToken(jti))?.revokedAt, now);
+    });
+
+    it('remembers consent per user, client and resource', async () => {
+      const sub = id();
+      await store.consents.upsert({ sub, clientId: 'c1', resource: 'https://r.example', scope: 'a b', createdAt: now });
+      await store.consents.upsert({ sub, clientId: 'c1', resource: 'https://r.example', scope: 'a b c', createdAt: now + 1 });
+      assert.equal((await store.consents.find(sub, 'c1', 'https://r.example'))?.scope, 'a b c');
+      assert.equal(await store.consents.find(sub, 'c1', 'https://other.example'), undefined);
+    });
+
+    it('appends and lists audit events, newest first', async () => {
+      const clientId = id();
+      await store.audit.append([
+        { at: now, type: 'token.issued', outcome: 'success', clientId, data: { grant_type: 'client_credentials' } },
+        { at: now, type: 'client.auth_failed', outcome: 'failure', clientId, error: 'invalid_client', reason: 'secret mismatch' },
+      ]);
+      const events = await store.audit.list({ clientId });
+      assert.equal(events.length, 2);
+      assert.equal(events[0]?.type, 'client.auth_failed');
+      assert.equal(events[0]?.reason, 'secret mismatch');
+      assert.deepEqual(events[1]?.data, { grant_type: 'client_credentials' });
+    });
+
+    it('sweeps what has expired', async () => {
+      const codeHash = id();
+      await store.grants.createCode({ codeHash, grantId: 'g', clientId: 'c1', redirectUri: 'https://x/cb', codeChallenge: 'c', scope: 'a', resource: 'r', expiresAt: now - 10 });
+      await store.sweep(now);
+      assert.equal(await store.grants.consumeCode(codeHash, now), undefined);
+    });
+
+    it('finds users by username and sub', async () => {
+      const sub = id();
+      await store.users.upsert({ sub, username: `user-${sub}`, passwordHash: 'scrypt$x', profile: { name: 'Demo' }, createdAt: now });
+      assert.equal((await store.users.findByUsername(`user-${sub}`))?.sub, sub);
+      assert.equal((await store.users.findBySub(sub))?.profile.name, 'Demo');
+    });
+  });
+}
+
+storeSuite('SQLite', { skip: false }, () => openSqlStore({ driver: 'sqlite', sqliteFile: ':memory:' }));
+storeSuite('PostgreSQL', needsPostgres(), () => openSqlStore({ driver: 'postgres', databaseUrl: postgresUrl }));
