@@ -50,6 +50,8 @@ export class OAuthError extends Error {
   readonly status: number;
   readonly reason: string | undefined;
   readonly headers: Record<string, string>;
+  /** Set once the error has been written to the audit log, so it is recorded once. */
+  audited = false;
 
   constructor(code: OAuthErrorCode, description: string, options: OAuthErrorOptions = {}) {
     super(description);

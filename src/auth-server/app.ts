@@ -1,0 +1,62 @@
+import { Hono } from 'hono';
+import { bodyLimit } from 'hono/body-limit';
+import { cors } from 'hono/cors';
+import type { ContentfulStatusCode } from 'hono/utils/http-status';
+import { OAuthError } from '../core/errors.ts';
+import type { AppEnv, ServerContext } from './context.ts';
+import { authorizeEndpoint } from './endpoints/authorize.ts';
+import { interactionEndpoints } from './endpoints/interaction.ts';
+import { introspectEndpoint } from './endpoints/introspect.ts';
+import { metadataEndpoints } from './endpoints/metadata.ts';
+import { registerEndpoints } from './endpoints/register.ts';
+import { revokeEndpoint } from './endpoints/revoke.ts';
+import { tokenEndpoint } from './endpoints/token.ts';
+import { userinfoEndpoints } from './endpoints/userinfo.ts';
+
+/** Endpoints that browser-based clients (MCP Inspector) call from the page (DESIGN §4). */
+const CORS_PATHS = ['/.well-known/*', '/jwks', '/register', '/register/*', '/token', '/revoke', '/userinfo'];
+
+/** Builds the authorization server's Hono app. Mountable in any Hono host. */
+export function createAuthServerApp(ctx: ServerContext): Hono<AppEnv> {
+  const app = new Hono<AppEnv>();
+
+  app.use('*', bodyLimit({ maxSize: 64 * 1024, onError: () => { throw new OAuthError('invalid_request', 'the request body is too large', { status: 413 }); } }));
+  if (ctx.config.cors.allowed_origins.length > 0) {
+    const origins = ctx.config.cors.allowed_origins;
+    const policy = cors({ origin: origins, allowHeaders: ['Authorization', 'Content-Type', 'MCP-Protocol-Version'], maxAge: 600 });
+    for (const path of CORS_PATHS) app.use(path, policy);
+  }
+
+  metadataEndpoints(app, ctx);
+  registerEndpoints(app, ctx);
+  authorizeEndpoint(app, ctx);
+  interactionEndpoints(app, ctx);
+  tokenEndpoint(app, ctx);
+  introspectEndpoint(app, ctx);
+  revokeEndpoint(app, ctx);
+  userinfoEndpoints(app, ctx);
+
+  app.notFound((c) => c.json({ error: 'not_found', error_description: `no endpoint at ${c.req.method} ${c.req.path}` }, 404));
+
+  // The single error handler: OAuth errors become their standard response (and an audit record
+  // with the detailed reason); anything else is logged and answered with a generic server_error.
+  app.onError((error, c) => {
+    if (error instanceof OAuthError) {
+      if (!error.audited && error.status < 500) {
+        ctx.audit.record({
+          at: ctx.now(),
+          type: `${c.req.path.split('/')[1] || 'request'}.refused`,
+          outcome: 'failure',
+          clientId: c.get('clientId'),
+          error: error.code,
+          reason: error.reason ?? error.message,
+        });
+      }
+      return c.json(error.toResponseObject(), error.status as ContentfulStatusCode, { ...error.headers, 'Cache-Control': 'no-store' });
+    }
+    ctx.log.error({ err: error, path: c.req.path }, 'unhandled error');
+    return c.json({ error: 'server_error', error_description: 'the server could not complete the request' }, 500, { 'Cache-Control': 'no-store' });
+  });
+
+  return app;
+}

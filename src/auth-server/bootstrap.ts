@@ -1,0 +1,70 @@
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { randomUUID } from 'node:crypto';
+import { randomToken, sha256 } from '../core/encoding.ts';
+import { assertValidRedirectUri } from '../core/redirect-uri.ts';
+import type { AuthServerConfig, StaticClientConfig } from '../config/schema.ts';
+import type { Store } from '../store/types.ts';
+import { hashPassword } from './passwords.ts';
+
+/**
+ * Where a configured client's secret comes from: its environment variable, or else a secret
+ * generated on first start and kept in `<data_dir>/secrets/<client_id>` (mode 0600).
+ */
+export function clientSecretFor(config: AuthServerConfig, client: StaticClientConfig): string {
+  if (client.client_secret_env) {
+    const value = process.env[client.client_secret_env];
+    if (!value) throw new Error(`client ${client.client_id}: environment variable ${client.client_secret_env} is not set`);
+    return value;
+  }
+  const dir = join(config.data_dir, 'secrets');
+  const file = join(dir, `${client.client_id.replace(/[^A-Za-z0-9._-]/g, '_')}.secret`);
+  if (existsSync(file)) return readFileSync(file, 'utf8').trim();
+  mkdirSync(dir, { recursive: true, mode: 0o700 });
+  const secret = randomToken(32);
+  writeFileSync(file, `${secret}\n`, { mode: 0o600 });
+  return secret;
+}
+
+/** Writes the users and clients of the configuration into the store (idempotent, on every start). */
+export async function seedFromConfig(config: AuthServerConfig, store: Store, now: number): Promise<void> {
+  for (const user of config.users) {
+    const existing = await store.users.findByUsername(user.username);
+    let passwordHash = user.password_hash;
+    if (!passwordHash && user.password_env) {
+      const password = process.env[user.password_env];
+      if (!password) throw new Error(`user ${user.username}: environment variable ${user.password_env} is not set`);
+      passwordHash = await hashPassword(password);
+    }
+    await store.users.upsert({
+      sub: user.sub ?? existing?.sub ?? randomUUID(),
+      username: user.username,
+      passwordHash,
+      profile: { name: user.name, email: user.email },
+      createdAt: existing?.createdAt ?? now,
+    });
+  }
+  for (const client of config.clients) {
+    client.redirect_uris.forEach(assertValidRedirectUri);
+    const usesSecret = client.token_endpoint_auth_method === 'client_secret_basic' || client.token_endpoint_auth_method === 'client_secret_post';
+    const existing = await store.clients.find(client.client_id);
+    await store.clients.upsert({
+      clientId: client.client_id,
+      source: 'config',
+      metadata: {
+        client_name: client.client_name,
+        redirect_uris: client.redirect_uris,
+        grant_types: client.grant_types,
+        response_types: ['code'],
+        token_endpoint_auth_method: client.token_endpoint_auth_method,
+        scope: client.scope,
+        default_resource: client.default_resource,
+        jwks: client.jwks,
+        jwks_uri: client.jwks_uri,
+      },
+      secretHash: usesSecret ? await sha256(clientSecretFor(config, client)) : undefined,
+      createdAt: existing?.createdAt ?? now,
+      lastUsedAt: existing?.lastUsedAt,
+    });
+  }
+}

@@ -1,0 +1,108 @@
+import type { Context } from 'hono';
+import { OAuthError } from '../../core/errors.ts';
+import { constantTimeEqual, sha256 } from '../../core/encoding.ts';
+import type { Client, TokenEndpointAuthMethod } from '../../core/client-metadata.ts';
+import type { ServerContext } from '../context.ts';
+import type { Params } from '../params.ts';
+import { JWT_BEARER_ASSERTION, verifyClientAssertion } from './private-key-jwt.ts';
+
+interface Presented {
+  method: TokenEndpointAuthMethod;
+  clientId: string;
+  secret?: string;
+  assertion?: string;
+}
+
+/** Which authentication the request carries; more than one is an error (RFC 6749 §2.3). */
+function presented(c: Context, params: Params): Presented {
+  const header = c.req.header('authorization');
+  const found: Presented[] = [];
+  if (header?.toLowerCase().startsWith('basic ')) {
+    const decoded = Buffer.from(header.slice(6).trim(), 'base64').toString('utf8');
+    const colon = decoded.indexOf(':');
+    if (colon < 0) throw new OAuthError('invalid_client', 'malformed Basic credentials');
+    // RFC 6749 §2.3.1: both parts are form-urlencoded before base64.
+    const decode = (s: string) => {
+      try {
+        return decodeURIComponent(s.replace(/\+/g, ' '));
+      } catch {
+        throw new OAuthError('invalid_client', 'malformed Basic credentials');
+      }
+    };
+    found.push({ method: 'client_secret_basic', clientId: decode(decoded.slice(0, colon)), secret: decode(decoded.slice(colon + 1)) });
+  }
+  const assertion = params.get('client_assertion');
+  if (assertion) {
+    if (params.get('client_assertion_type') !== JWT_BEARER_ASSERTION) {
+      throw new OAuthError('invalid_client', 'unsupported client_assertion_type');
+    }
+    const sub = unverifiedSubject(assertion);
+    found.push({ method: 'private_key_jwt', clientId: params.get('client_id') ?? sub, assertion });
+  }
+  const secret = params.get('client_secret');
+  if (secret !== undefined) found.push({ method: 'client_secret_post', clientId: params.require('client_id'), secret });
+  if (found.length > 1) throw new OAuthError('invalid_request', 'use exactly one client authentication method');
+  if (found.length === 1) {
+    const bodyId = params.get('client_id');
+    if (bodyId !== undefined && bodyId !== found[0]!.clientId) throw new OAuthError('invalid_request', 'client_id does not match the authenticated client');
+    return found[0]!;
+  }
+  const clientId = params.get('client_id');
+  if (!clientId) throw new OAuthError('invalid_client', 'client authentication is required', { headers: { 'WWW-Authenticate': 'Basic' } });
+  return { method: 'none', clientId };
+}
+
+function unverifiedSubject(assertion: string): string {
+  try {
+    const payload = JSON.parse(Buffer.from(assertion.split('.')[1] ?? '', 'base64url').toString('utf8')) as { sub?: unknown };
+    if (typeof payload.sub === 'string') return payload.sub;
+  } catch {
+    // fall through
+  }
+  throw new OAuthError('invalid_client', 'malformed client assertion');
+}
+
+/**
+ * Authenticates the client of a token, introspection or revocation request with the method it
+ * registered — no other. Failures are audited with the reason and answered with a generic
+ * `invalid_client` (401, with a Basic challenge when Basic was tried; RFC 6749 §5.2).
+ */
+export async function authenticateClient(ctx: ServerContext, c: Context, params: Params, endpointUrl: string): Promise<Client> {
+  let attempt: Presented | undefined;
+  try {
+    attempt = presented(c, params);
+    const client = await ctx.findClient(attempt.clientId);
+    if (!client) throw new OAuthError('invalid_client', 'client authentication failed', { reason: 'unknown client_id' });
+    const registered = client.metadata.token_endpoint_auth_method;
+    if (registered !== attempt.method) {
+      throw new OAuthError('invalid_client', 'client authentication failed', { reason: `used ${attempt.method}, registered ${registered}` });
+    }
+    if (attempt.method === 'client_secret_basic' || attempt.method === 'client_secret_post') {
+      // Secrets are 256-bit random values: a SHA-256 hash compared in constant time is enough.
+      const ok = client.secretHash !== undefined && constantTimeEqual(await sha256(attempt.secret!), client.secretHash);
+      if (!ok) throw new OAuthError('invalid_client', 'client authentication failed', { reason: 'wrong client secret' });
+    } else if (attempt.method === 'private_key_jwt') {
+      await verifyClientAssertion(ctx, client, attempt.assertion!, endpointUrl);
+    }
+    return client;
+  } catch (error) {
+    if (error instanceof OAuthError && error.code === 'invalid_client') {
+      ctx.audit.record({
+        at: ctx.now(),
+        type: 'client.auth_failed',
+        outcome: 'failure',
+        clientId: attempt?.clientId,
+        error: error.code,
+        reason: error.reason ?? error.message,
+        data: { method: attempt?.method, endpoint: endpointUrl },
+      });
+      error.audited = true;
+      if (attempt?.method === 'client_secret_basic' && !error.headers['WWW-Authenticate']) {
+        const challenged = new OAuthError('invalid_client', error.message, { reason: error.reason, headers: { 'WWW-Authenticate': 'Basic realm="mandate"' } });
+        challenged.audited = true;
+        throw challenged;
+      }
+    }
+    throw error;
+  }
+}

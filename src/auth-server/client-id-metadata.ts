@@ -1,0 +1,95 @@
+import { OAuthError } from '../core/errors.ts';
+import { assertValidRedirectUri, isLoopbackHttp } from '../core/redirect-uri.ts';
+import { clientMetadataSchema, type Client } from '../core/client-metadata.ts';
+import type { AuthServerConfig } from '../config/schema.ts';
+import { guardedFetch } from './guarded-fetch.ts';
+
+type Options = AuthServerConfig['client_id_metadata_documents'];
+
+/**
+ * OAuth Client ID Metadata Documents (draft-ietf-oauth-client-id-metadata-document, an
+ * experiment): a `client_id` that is an https URL names a JSON document with the client's
+ * metadata. The document must name itself as `client_id`; it cannot carry a shared secret.
+ */
+export function isMetadataDocumentClientId(clientId: string, options: Options): boolean {
+  if (!options.enabled) return false;
+  if (clientId.startsWith('https://')) return true;
+  return options.allow_loopback && clientId.startsWith('http://') && safeUrl(clientId) !== undefined && isLoopbackHttp(safeUrl(clientId)!);
+}
+
+function safeUrl(value: string): URL | undefined {
+  try {
+    return new URL(value);
+  } catch {
+    return undefined;
+  }
+}
+
+export function createMetadataDocumentResolver(options: Options, now: () => number) {
+  const cache = new Map<string, { client: Client; expiresAt: number }>();
+  const refuse = (reason: string): never => {
+    throw new OAuthError('invalid_client', 'the client metadata document could not be used', { reason });
+  };
+
+  async function fetchDocument(clientId: string): Promise<{ client: Client; maxAge: number }> {
+    const url = safeUrl(clientId);
+    if (!url) return refuse('client_id is not a URL');
+    // The draft requires a path, and forbids fragments, credentials and dot segments.
+    if (url.pathname === '/' || url.hash || url.username || url.password || /\/\.\.?(\/|$)/.test(url.pathname)) {
+      return refuse('client_id URL must have a path and no fragment, credentials or dot segments');
+    }
+    const response = await guardedFetch(url, {
+      allowLoopback: options.allow_loopback,
+      maxBytes: options.max_bytes,
+      timeoutMs: options.timeout_ms,
+    }).catch((error: Error) => refuse(`fetching ${clientId}: ${error.message}`));
+    if (response.status >= 300 && response.status < 400) return refuse(`${clientId} answered with a redirect, which is not followed`);
+    if (response.status !== 200) return refuse(`${clientId} answered HTTP ${response.status}`);
+    let json: unknown;
+    try {
+      json = JSON.parse(response.body);
+    } catch {
+      return refuse(`${clientId} is not JSON`);
+    }
+    const parsed = clientMetadataSchema.safeParse(json);
+    if (!parsed.success) return refuse(`invalid metadata: ${parsed.error.issues[0]?.message}`);
+    const raw = json as Record<string, unknown>;
+    if (raw.client_id !== clientId) return refuse(`document client_id ${JSON.stringify(raw.client_id)} differs from its URL`);
+    if ('client_secret' in raw || 'client_secret_expires_at' in raw) return refuse('document must not contain a client secret');
+    const metadata = { ...parsed.data, token_endpoint_auth_method: raw.token_endpoint_auth_method === undefined ? 'none' as const : parsed.data.token_endpoint_auth_method };
+    if (!['none', 'private_key_jwt'].includes(metadata.token_endpoint_auth_method)) {
+      return refuse('a metadata document client authenticates with none or private_key_jwt only');
+    }
+    try {
+      metadata.redirect_uris.forEach(assertValidRedirectUri);
+    } catch (error) {
+      return refuse((error as Error).message);
+    }
+    return {
+      client: { clientId, source: 'metadata_document', metadata, createdAt: now() },
+      maxAge: cacheSeconds(response.headers['cache-control']),
+    };
+  }
+
+  /** HTTP caching (RFC 9111 §5.2.2): `max-age`, `no-store`, clamped to the configured bounds. */
+  function cacheSeconds(header: string | undefined): number {
+    if (!header) return options.min_cache_seconds;
+    if (/\bno-store\b|\bno-cache\b/.test(header)) return 0;
+    const maxAge = /\bmax-age=(\d+)/.exec(header);
+    const value = maxAge ? Number(maxAge[1]) : options.min_cache_seconds;
+    return Math.min(Math.max(value, options.min_cache_seconds), options.max_cache_seconds);
+  }
+
+  return {
+    async resolve(clientId: string): Promise<Client> {
+      const hit = cache.get(clientId);
+      if (hit && hit.expiresAt > now()) return hit.client;
+      const { client, maxAge } = await fetchDocument(clientId);
+      if (maxAge > 0) {
+        if (cache.size > 10_000) cache.delete(cache.keys().next().value as string);
+        cache.set(clientId, { client, expiresAt: now() + maxAge });
+      }
+      return client;
+    },
+  };
+}

@@ -1,0 +1,126 @@
+import type { Context, Hono } from 'hono';
+import type { AppEnv } from '../context.ts';
+import { constantTimeEqual } from '../../core/encoding.ts';
+import { formatScope, isSubset, parseScope } from '../../core/scopes.ts';
+import type { ServerContext } from '../context.ts';
+import {
+  completeAuthorization,
+  currentSession,
+  errorRedirect,
+  loadInteraction,
+  startSession,
+  updateInteraction,
+  type Interaction,
+  type Session,
+} from '../interaction.ts';
+import { dummyHash, verifyPassword } from '../passwords.ts';
+import { consentPage } from '../pages/consent.ts';
+import { errorPage } from '../pages/layout.ts';
+import { loginPage } from '../pages/login.ts';
+
+/**
+ * The interaction pages: login, then consent, then the redirect with a code. Every POST carries
+ * the interaction's CSRF token, and the interaction is bound to the browser that began it.
+ */
+export function interactionEndpoints(app: Hono<AppEnv>, ctx: ServerContext) {
+  const expired = (c: Context) => errorPage(c, 'invalid_request', 'This sign-in request has expired or belongs to another browser.', 400);
+
+  const clientName = async (clientId: string) => (await ctx.findClient(clientId))?.metadata.client_name ?? clientId;
+
+  const csrfOk = async (c: Context, interaction: Interaction) => {
+    const form = await c.req.parseBody();
+    const token = typeof form.csrf === 'string' ? form.csrf : '';
+    return { ok: constantTimeEqual(token, interaction.csrf), form };
+  };
+
+  /** Decides the next step: login, consent, or done. */
+  const next = async (c: Context, interaction: Interaction): Promise<Response> => {
+    const session = await currentSession(ctx, c);
+    const mustLogin = !session || (interaction.prompt.includes('login') && !interaction.loggedIn);
+    if (mustLogin) {
+      if (interaction.prompt.includes('none')) return c.redirect(errorRedirect(ctx, interaction, 'login_required', 'the user is not signed in'), 303);
+      return loginPage(c, { action: `/interaction/${interaction.id}/login`, csrf: interaction.csrf, clientName: await clientName(interaction.clientId) });
+    }
+    if (await needsConsent(interaction, session)) {
+      if (interaction.prompt.includes('none')) return c.redirect(errorRedirect(ctx, interaction, 'consent_required', 'the user has not consented'), 303);
+      return showConsent(c, interaction, session);
+    }
+    return c.redirect(await completeAuthorization(ctx, c, interaction, session), 303);
+  };
+
+  const needsConsent = async (interaction: Interaction, session: Session) => {
+    if (interaction.prompt.includes('consent')) return true;
+    const remembered = await ctx.store.consents.find(session.sub, interaction.clientId, interaction.resource);
+    return !remembered || !isSubset(interaction.scopes, parseScope(remembered.scope));
+  };
+
+  const showConsent = async (c: Context, interaction: Interaction, session: Session) => {
+    const resource = ctx.resource(interaction.resource)!;
+    const described = new Map(resource.scopes.map((s) => [s.name, s.description]));
+    return consentPage(c, {
+      action: `/interaction/${interaction.id}/consent`,
+      csrf: interaction.csrf,
+      clientName: await clientName(interaction.clientId),
+      clientId: interaction.clientId,
+      username: session.username,
+      resource: { id: resource.id, name: resource.name },
+      scopes: interaction.scopes.map((name) => ({ name, description: described.get(name) })),
+    });
+  };
+
+  app.get('/interaction/:id', async (c) => {
+    const interaction = await loadInteraction(ctx, c, c.req.param('id'));
+    return interaction ? next(c, interaction) : expired(c);
+  });
+
+  app.post('/interaction/:id/login', async (c) => {
+    const interaction = await loadInteraction(ctx, c, c.req.param('id'));
+    if (!interaction) return expired(c);
+    const { ok, form } = await csrfOk(c, interaction);
+    if (!ok) return errorPage(c, 'invalid_request', 'The form was not sent by this page (CSRF check failed).', 403);
+    const username = typeof form.username === 'string' ? form.username.trim() : '';
+    const password = typeof form.password === 'string' ? form.password : '';
+    const user = username ? await ctx.store.users.findByUsername(username) : undefined;
+    // Always run scrypt, so a missing user takes as long as a wrong password.
+    const valid = (await verifyPassword(password, user?.passwordHash ?? (await dummyHash()))) && user?.passwordHash !== undefined;
+    if (!user || !valid) {
+      ctx.audit.record({ at: ctx.now(), type: 'login.failed', outcome: 'failure', clientId: interaction.clientId, reason: `username=${username}` });
+      return loginPage(c, {
+        action: `/interaction/${interaction.id}/login`,
+        csrf: interaction.csrf,
+        clientName: await clientName(interaction.clientId),
+        error: 'Wrong username or password.',
+        username,
+      });
+    }
+    await startSession(ctx, c, user);
+    ctx.audit.record({ at: ctx.now(), type: 'login.succeeded', outcome: 'success', clientId: interaction.clientId, sub: user.sub });
+    await updateInteraction(ctx, { ...interaction, loggedIn: true });
+    return c.redirect(`/interaction/${interaction.id}`, 303);
+  });
+
+  app.post('/interaction/:id/consent', async (c) => {
+    const interaction = await loadInteraction(ctx, c, c.req.param('id'));
+    const session = await currentSession(ctx, c);
+    if (!interaction || !session) return expired(c);
+    const { ok, form } = await csrfOk(c, interaction);
+    if (!ok) return errorPage(c, 'invalid_request', 'The form was not sent by this page (CSRF check failed).', 403);
+    if (form.decision !== 'allow') {
+      ctx.audit.record({ at: ctx.now(), type: 'consent.denied', outcome: 'failure', clientId: interaction.clientId, sub: session.sub, error: 'access_denied' });
+      await ctx.cache.delete(`interaction:${interaction.id}`);
+      return c.redirect(errorRedirect(ctx, interaction, 'access_denied', 'the user denied the request'), 303);
+    }
+    const previous = await ctx.store.consents.find(session.sub, interaction.clientId, interaction.resource);
+    const scope = formatScope([...parseScope(previous?.scope), ...interaction.scopes]);
+    await ctx.store.consents.upsert({ sub: session.sub, clientId: interaction.clientId, resource: interaction.resource, scope, createdAt: ctx.now() });
+    ctx.audit.record({
+      at: ctx.now(),
+      type: 'consent.granted',
+      outcome: 'success',
+      clientId: interaction.clientId,
+      sub: session.sub,
+      data: { resource: interaction.resource, scope: formatScope(interaction.scopes) },
+    });
+    return c.redirect(await completeAuthorization(ctx, c, interaction, session), 303);
+  });
+}

@@ -1,0 +1,55 @@
+import type { Context, Hono } from 'hono';
+import type { AppEnv } from '../context.ts';
+import { TOKEN_ENDPOINT_AUTH_METHODS } from '../../core/client-metadata.ts';
+import { OIDC_SCOPES } from '../../core/scopes.ts';
+import { endpointUrls, type ServerContext } from '../context.ts';
+import { grants } from '../grants/index.ts';
+
+/** Authorization server metadata (RFC 8414), served also as OpenID Provider metadata. */
+export function serverMetadata(ctx: ServerContext) {
+  const urls = endpointUrls(ctx.issuer);
+  const scopes = new Set<string>(OIDC_SCOPES);
+  for (const r of ctx.config.resources) for (const s of r.scopes) scopes.add(s.name);
+  const authMethods = [...TOKEN_ENDPOINT_AUTH_METHODS];
+  return {
+    issuer: ctx.issuer,
+    authorization_endpoint: urls.authorization,
+    token_endpoint: urls.token,
+    jwks_uri: urls.jwks,
+    ...(ctx.config.registration.enabled ? { registration_endpoint: urls.registration } : {}),
+    introspection_endpoint: urls.introspection,
+    revocation_endpoint: urls.revocation,
+    userinfo_endpoint: urls.userinfo,
+    scopes_supported: [...scopes],
+    response_types_supported: ['code'],
+    response_modes_supported: ['query'],
+    grant_types_supported: [...grants.keys()],
+    code_challenge_methods_supported: ['S256'],
+    token_endpoint_auth_methods_supported: authMethods,
+    token_endpoint_auth_signing_alg_values_supported: ['ES256', 'RS256', 'PS256', 'EdDSA'],
+    introspection_endpoint_auth_methods_supported: authMethods.filter((m) => m !== 'none'),
+    revocation_endpoint_auth_methods_supported: authMethods,
+    subject_types_supported: ['public'],
+    id_token_signing_alg_values_supported: ['ES256'],
+    claims_supported: ['sub', 'iss', 'aud', 'exp', 'iat', 'auth_time', 'nonce', 'acr', 'sid', 'name', 'preferred_username', 'email'],
+    prompt_values_supported: ['none', 'login', 'consent'],
+    authorization_response_iss_parameter_supported: true,
+    client_id_metadata_document_supported: ctx.config.client_id_metadata_documents.enabled,
+    resource_indicators_supported: true,
+  };
+}
+
+export function metadataEndpoints(app: Hono<AppEnv>, ctx: ServerContext) {
+  const metadata = serverMetadata(ctx);
+  const serve = (c: Context) => {
+    c.header('Cache-Control', 'public, max-age=300');
+    return c.json(metadata);
+  };
+  app.get('/.well-known/oauth-authorization-server', serve);
+  app.get('/.well-known/openid-configuration', serve);
+  app.get('/jwks', async (c) => {
+    // Short cache: a rotated key must reach verifiers within keys.publish_before_use.
+    c.header('Cache-Control', 'public, max-age=60');
+    return c.json(await ctx.keys.jwks(), 200, { 'Content-Type': 'application/jwk-set+json' });
+  });
+}

@@ -1,0 +1,26 @@
+import type { Hono } from 'hono';
+import type { AppEnv } from '../context.ts';
+import { OAuthError } from '../../core/errors.ts';
+import { authenticateClient } from '../client-auth/index.ts';
+import { endpointUrls, type ServerContext } from '../context.ts';
+import { grants } from '../grants/index.ts';
+import { formParams } from '../params.ts';
+
+/** The token endpoint (OAuth 2.1 §3.2): authenticate the client, then hand over to the grant plug-in. */
+export function tokenEndpoint(app: Hono<AppEnv>, ctx: ServerContext) {
+  const url = endpointUrls(ctx.issuer).token;
+  app.post('/token', async (c) => {
+    const params = await formParams(c);
+    const grantType = params.require('grant_type');
+    const grant = grants.get(grantType);
+    if (!grant) throw new OAuthError('unsupported_grant_type', `grant_type ${grantType} is not supported`);
+    const client = await authenticateClient(ctx, c, params, url);
+    c.set('clientId', client.clientId);
+    if (!client.metadata.grant_types.includes(grantType)) {
+      throw new OAuthError('unauthorized_client', `the client is not registered for ${grantType}`);
+    }
+    const { response, audit } = await grant.handler(ctx, { client, params, c });
+    ctx.audit.record({ at: ctx.now(), type: 'token.issued', outcome: 'success', clientId: client.clientId, sub: audit.sub, data: { grant_type: grantType, ...audit } });
+    return c.json(response, 200, { 'Cache-Control': 'no-store', Pragma: 'no-cache' });
+  });
+}

@@ -1,0 +1,22 @@
+import { OAuthError } from '../../core/errors.ts';
+import { formatScope } from '../../core/scopes.ts';
+import { isPublicClient } from '../../core/client-metadata.ts';
+import { resolveResourceAndScope } from '../context.ts';
+import { issueAccessToken } from '../tokens.ts';
+import type { GrantHandler } from './types.ts';
+
+/** OAuth 2.1 §4.2: a confidential client gets a token for itself; `sub` is its client_id. */
+export const clientCredentialsGrant: GrantHandler = {
+  grantType: 'client_credentials',
+  parameters: ['scope', 'resource'],
+  async handler(ctx, { client, params }) {
+    if (isPublicClient(client)) throw new OAuthError('unauthorized_client', 'public clients cannot use client_credentials');
+    const { resource, scopes } = resolveResourceAndScope(ctx, client, { resource: params.all('resource'), scope: params.get('scope') });
+    if (scopes.includes('openid')) throw new OAuthError('invalid_scope', 'openid needs a user; client_credentials has none');
+    const { token, claims, expiresIn } = await issueAccessToken(ctx, { sub: client.clientId, client, resource, scopes });
+    return {
+      response: { access_token: token, token_type: 'Bearer', expires_in: expiresIn, ...(scopes.length ? { scope: formatScope(scopes) } : {}) },
+      audit: { sub: client.clientId, resource: resource.id, scope: formatScope(scopes), jti: claims.jti },
+    };
+  },
+};

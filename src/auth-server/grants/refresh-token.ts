@@ -1,0 +1,62 @@
+import { OAuthError } from '../../core/errors.ts';
+import { sha256 } from '../../core/encoding.ts';
+import { formatScope, isSubset, parseScope } from '../../core/scopes.ts';
+import { issueAccessToken, issueIdToken, issueRefreshToken } from '../tokens.ts';
+import type { GrantHandler } from './types.ts';
+
+/**
+ * OAuth 2.1 §4.3: refresh, with rotation. Presenting a rotated token again revokes the whole grant
+ * (OAuth 2.1 §4.3.1, replay detection), except within a short grace window, where concurrent
+ * refreshes from the same client each get a fresh pair.
+ */
+export const refreshTokenGrant: GrantHandler = {
+  grantType: 'refresh_token',
+  parameters: ['refresh_token', 'scope', 'resource'],
+  async handler(ctx, { client, params }) {
+    const now = ctx.now();
+    const record = await ctx.store.grants.findRefreshToken(await sha256(params.require('refresh_token')));
+    if (!record || record.clientId !== client.clientId) {
+      throw new OAuthError('invalid_grant', 'the refresh token is invalid', { reason: record ? `token of ${record.clientId}` : 'unknown refresh token' });
+    }
+    if (record.revokedAt) throw new OAuthError('invalid_grant', 'the refresh token has been revoked');
+    if (record.expiresAt <= now) throw new OAuthError('invalid_grant', 'the refresh token has expired');
+    const grant = await ctx.store.grants.findGrant(record.grantId);
+    if (!grant || grant.revokedAt) throw new OAuthError('invalid_grant', 'the grant has been revoked');
+
+    const firstRotation = await ctx.store.grants.rotateRefreshToken(record.tokenHash, now);
+    if (!firstRotation) {
+      const rotatedAt = record.rotatedAt ?? now;
+      if (now - rotatedAt > ctx.config.tokens.refresh_reuse_grace) {
+        await ctx.store.grants.revokeGrant(grant.id, now);
+        throw new OAuthError('invalid_grant', 'the refresh token was already used', { reason: `refresh token replay; grant ${grant.id} revoked` });
+      }
+    }
+
+    const granted = parseScope(record.scope);
+    const asked = parseScope(params.get('scope'));
+    if (!isSubset(asked, granted)) throw new OAuthError('invalid_scope', 'a refresh may only narrow the scope');
+    const scopes = asked.length > 0 ? asked : granted;
+    const resources = params.all('resource');
+    if (resources.length > 0 && (resources.length > 1 || resources[0] !== grant.resource)) {
+      throw new OAuthError('invalid_target', 'the refresh token is bound to another resource');
+    }
+    const resource = ctx.resource(grant.resource);
+    if (!resource) throw new OAuthError('invalid_target', 'the resource no longer exists');
+
+    const { token, claims, expiresIn } = await issueAccessToken(ctx, { sub: grant.sub, client, resource, scopes, grant });
+    // The new refresh token keeps the originally granted scope, so a narrowed refresh can widen back.
+    const refreshToken = await issueRefreshToken(ctx, grant, record.scope);
+    const idToken = scopes.includes('openid') ? await issueIdToken(ctx, grant, scopes) : undefined;
+    return {
+      response: {
+        access_token: token,
+        token_type: 'Bearer',
+        expires_in: expiresIn,
+        scope: formatScope(scopes),
+        refresh_token: refreshToken,
+        ...(idToken ? { id_token: idToken } : {}),
+      },
+      audit: { sub: grant.sub, resource: resource.id, scope: formatScope(scopes), grantId: grant.id, jti: claims.jti, reused_within_grace: !firstRotation },
+    };
+  },
+};

@@ -1,0 +1,61 @@
+import { request as httpRequest, type IncomingMessage } from 'node:http';
+import { request as httpsRequest } from 'node:https';
+import type { LookupFunction } from 'node:net';
+import { resolvePublicAddress } from './network-guard.ts';
+
+export interface GuardedFetchOptions {
+  allowLoopback: boolean;
+  maxBytes: number;
+  timeoutMs: number;
+}
+
+export interface GuardedResponse {
+  status: number;
+  headers: IncomingMessage['headers'];
+  body: string;
+}
+
+export class FetchRefused extends Error {
+  override name = 'FetchRefused';
+}
+
+/**
+ * GET of a URL supplied by a client (metadata documents, JWKS URIs), with SSRF guards: the host
+ * must resolve only to public addresses (loopback when allowed, for development), the connection
+ * goes to the checked address, redirects are not followed, the body is capped and the whole
+ * exchange has a deadline.
+ */
+export async function guardedFetch(url: URL, options: GuardedFetchOptions): Promise<GuardedResponse> {
+  const pinned = await resolvePublicAddress(url.hostname, { allowLoopback: options.allowLoopback }).catch((error: Error) => {
+    throw new FetchRefused(error.message);
+  });
+  const lookup: LookupFunction = (_host, opts, callback) => {
+    if ((opts as { all?: boolean }).all) {
+      (callback as unknown as (e: null, a: { address: string; family: number }[]) => void)(null, [pinned]);
+    } else {
+      callback(null, pinned.address, pinned.family);
+    }
+  };
+  const send = url.protocol === 'https:' ? httpsRequest : httpRequest;
+  return new Promise<GuardedResponse>((resolve, reject) => {
+    const req = send(url, { method: 'GET', lookup, headers: { accept: 'application/json' }, timeout: options.timeoutMs }, (res) => {
+      const chunks: Buffer[] = [];
+      let size = 0;
+      res.on('data', (chunk: Buffer) => {
+        size += chunk.length;
+        if (size > options.maxBytes) {
+          req.destroy(new FetchRefused(`response larger than ${options.maxBytes} bytes`));
+          return;
+        }
+        chunks.push(chunk);
+      });
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body: Buffer.concat(chunks).toString('utf8') }));
+      res.on('error', reject);
+    });
+    const deadline = setTimeout(() => req.destroy(new FetchRefused(`no complete response within ${options.timeoutMs} ms`)), options.timeoutMs);
+    req.on('timeout', () => req.destroy(new FetchRefused(`no response within ${options.timeoutMs} ms`)));
+    req.on('error', (error) => reject(error instanceof FetchRefused ? error : new FetchRefused(error.message)));
+    req.on('close', () => clearTimeout(deadline));
+    req.end();
+  });
+}

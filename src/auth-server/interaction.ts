@@ -1,0 +1,135 @@
+import type { Context } from 'hono';
+import { getCookie, setCookie, deleteCookie } from 'hono/cookie';
+import { randomToken, sha256 } from '../core/encoding.ts';
+import { formatScope } from '../core/scopes.ts';
+import type { OAuthErrorCode } from '../core/errors.ts';
+import type { ServerContext } from './context.ts';
+
+/** A pending authorization request, between /authorize and the redirect back to the client. */
+export interface Interaction {
+  id: string;
+  clientId: string;
+  redirectUri: string;
+  state?: string;
+  nonce?: string;
+  scopes: string[];
+  resource: string;
+  codeChallenge: string;
+  prompt: string[];
+  /** Random value also set as a cookie: the interaction can only be completed in the browser that began it. */
+  bind: string;
+  csrf: string;
+  /** Set when the user signed in during this interaction (so `prompt=login` is satisfied). */
+  loggedIn?: boolean;
+}
+
+/** A signed-in browser. */
+export interface Session {
+  /** The cookie value: secret. */
+  id: string;
+  /** Public session identifier, put in tokens as `sid`. */
+  sid: string;
+  sub: string;
+  username: string;
+  authTime: number;
+}
+
+const SESSION_COOKIE = 'mandate_session';
+const bindCookie = (id: string) => `mandate_ia_${id}`;
+
+function secure(ctx: ServerContext) {
+  return ctx.issuer.startsWith('https://');
+}
+
+export async function saveInteraction(ctx: ServerContext, c: Context, interaction: Interaction): Promise<void> {
+  await ctx.cache.set(`interaction:${interaction.id}`, interaction, ctx.config.tokens.interaction_ttl);
+  setCookie(c, bindCookie(interaction.id), interaction.bind, {
+    path: `/interaction/${interaction.id}`,
+    httpOnly: true,
+    sameSite: 'Lax',
+    secure: secure(ctx),
+    maxAge: ctx.config.tokens.interaction_ttl,
+  });
+}
+
+export async function updateInteraction(ctx: ServerContext, interaction: Interaction): Promise<void> {
+  await ctx.cache.set(`interaction:${interaction.id}`, interaction, ctx.config.tokens.interaction_ttl);
+}
+
+/** Loads an interaction only for the browser that started it. */
+export async function loadInteraction(ctx: ServerContext, c: Context, id: string): Promise<Interaction | undefined> {
+  const interaction = await ctx.cache.get<Interaction>(`interaction:${id}`);
+  if (!interaction || getCookie(c, bindCookie(id)) !== interaction.bind) return undefined;
+  return interaction;
+}
+
+export async function currentSession(ctx: ServerContext, c: Context): Promise<Session | undefined> {
+  const id = getCookie(c, SESSION_COOKIE);
+  return id ? ctx.cache.get<Session>(`session:${id}`) : undefined;
+}
+
+export async function startSession(ctx: ServerContext, c: Context, user: { sub: string; username: string }): Promise<Session> {
+  const session: Session = { id: randomToken(24), sid: randomToken(12), sub: user.sub, username: user.username, authTime: ctx.now() };
+  await ctx.cache.set(`session:${session.id}`, session, ctx.config.tokens.session_ttl);
+  setCookie(c, SESSION_COOKIE, session.id, { path: '/', httpOnly: true, sameSite: 'Lax', secure: secure(ctx), maxAge: ctx.config.tokens.session_ttl });
+  return session;
+}
+
+/** The redirect back to the client: `code` or `error`, always with `iss` (RFC 9207) and `state`. */
+export function clientRedirect(ctx: ServerContext, interaction: Pick<Interaction, 'redirectUri' | 'state'>, params: Record<string, string>): string {
+  const url = new URL(interaction.redirectUri);
+  for (const [key, value] of Object.entries(params)) url.searchParams.set(key, value);
+  if (interaction.state !== undefined) url.searchParams.set('state', interaction.state);
+  url.searchParams.set('iss', ctx.issuer);
+  return url.href;
+}
+
+export function errorRedirect(
+  ctx: ServerContext,
+  interaction: Pick<Interaction, 'redirectUri' | 'state'>,
+  code: OAuthErrorCode,
+  description: string,
+): string {
+  return clientRedirect(ctx, interaction, { error: code, error_description: description });
+}
+
+/** Creates the grant and a single-use code, ends the interaction, and returns the redirect URL. */
+export async function completeAuthorization(ctx: ServerContext, c: Context, interaction: Interaction, session: Session): Promise<string> {
+  const now = ctx.now();
+  const grantId = randomToken(16);
+  const scope = formatScope(interaction.scopes);
+  await ctx.store.grants.createGrant({
+    id: grantId,
+    sub: session.sub,
+    clientId: interaction.clientId,
+    resource: interaction.resource,
+    scope,
+    authTime: session.authTime,
+    sid: session.sid,
+    nonce: interaction.nonce,
+    createdAt: now,
+    expiresAt: now + ctx.config.tokens.refresh_token_ttl,
+  });
+  const code = randomToken(32);
+  await ctx.store.grants.createCode({
+    codeHash: await sha256(code),
+    grantId,
+    clientId: interaction.clientId,
+    redirectUri: interaction.redirectUri,
+    codeChallenge: interaction.codeChallenge,
+    scope,
+    resource: interaction.resource,
+    expiresAt: now + ctx.config.tokens.code_ttl,
+  });
+  await ctx.cache.delete(`interaction:${interaction.id}`);
+  deleteCookie(c, bindCookie(interaction.id), { path: `/interaction/${interaction.id}` });
+  ctx.audit.record({
+    at: now,
+    type: 'authorize.code_issued',
+    outcome: 'success',
+    clientId: interaction.clientId,
+    sub: session.sub,
+    data: { resource: interaction.resource, scope, grant_id: grantId },
+  });
+  return clientRedirect(ctx, interaction, { code });
+}

@@ -1,0 +1,36 @@
+import type { Context } from 'hono';
+import { html } from 'hono/html';
+import { renderPage } from './layout.ts';
+
+export interface ConsentView {
+  action: string;
+  csrf: string;
+  clientName: string;
+  clientId: string;
+  username: string;
+  resource: { id: string; name: string };
+  scopes: { name: string; description?: string }[];
+}
+
+/** Says plainly who will act, where, and with which permissions, then asks. */
+export function consentPage(c: Context, view: ConsentView) {
+  return renderPage(
+    c,
+    'Allow access',
+    html`<h1>Allow <span id="client-name">${view.clientName}</span> to act for you?</h1>
+<p class="muted">Client: <code>${view.clientId}</code></p>
+<p>Signed in as <strong>${view.username}</strong>. The application will act for you at
+<strong id="resource-name">${view.resource.name}</strong> <span class="muted">(<code>${view.resource.id}</code>)</span> with these permissions:</p>
+<ul id="scopes">
+${view.scopes.map((s) => html`<li><code>${s.name}</code>${s.description ? html` — ${s.description}` : ''}</li>`)}
+</ul>
+${view.scopes.length === 0 ? html`<p class="muted">No specific permissions: it can only confirm who you are.</p>` : ''}
+<form method="post" action="${view.action}">
+  <input type="hidden" name="csrf" value="${view.csrf}">
+  <div class="row">
+    <button type="submit" name="decision" value="allow">Allow</button>
+    <button type="submit" name="decision" value="deny">Deny</button>
+  </div>
+</form>`,
+  );
+}

@@ -1,0 +1,72 @@
+import { join, resolve } from 'node:path';
+import { serve, type ServerType } from '@hono/node-server';
+import pino, { type Logger } from 'pino';
+import type { AuthServerConfig } from '../config/schema.ts';
+import { openSqlStore, type SqlStore } from '../store/sql-store.ts';
+import { memoryCache } from '../store/memory-cache.ts';
+import { createAuthServerApp } from './app.ts';
+import { AuditLog } from './audit.ts';
+import { seedFromConfig } from './bootstrap.ts';
+import { createContext, type ServerContext } from './context.ts';
+import { KeyManager } from './keys.ts';
+
+export interface AuthServerHandle {
+  ctx: ServerContext;
+  store: SqlStore;
+  /** The URL it listens on (the port is the real one when 0 was asked). */
+  url: string;
+  close(): Promise<void>;
+}
+
+export function maxTokenTtl(config: AuthServerConfig): number {
+  return Math.max(config.tokens.access_token_ttl, config.tokens.id_token_ttl, ...config.resources.map((r) => r.access_token_ttl ?? 0));
+}
+
+export function openStore(config: AuthServerConfig, env = process.env): Promise<SqlStore> {
+  const driver = config.storage.driver ?? (env.DATABASE_URL ? 'postgres' : 'sqlite');
+  return openSqlStore({ driver, databaseUrl: env.DATABASE_URL, sqliteFile: resolve(config.data_dir, config.storage.sqlite_file) });
+}
+
+/** Opens storage, keys and state, seeds the configuration, and listens. */
+export async function startAuthServer(config: AuthServerConfig, options: { log?: Logger; listen?: boolean } = {}): Promise<AuthServerHandle> {
+  const log = options.log ?? pino({ level: process.env.LOG_LEVEL ?? 'info' });
+  const store = await openStore(config);
+  const now = () => Math.floor(Date.now() / 1000);
+  await seedFromConfig(config, store, now());
+  const keys = new KeyManager({ dataDir: config.data_dir, maxTokenTtl: maxTokenTtl(config) });
+  await keys.init();
+  const cache = memoryCache();
+  const audit = new AuditLog(store.audit, log);
+  const ctx = createContext({ config, store, cache, keys, audit, log, now });
+  const app = createAuthServerApp(ctx);
+  const sweeper = setInterval(() => void store.sweep(now()).catch((err) => log.warn({ err }, 'sweep failed')), 60_000);
+  sweeper.unref();
+
+  let server: ServerType | undefined;
+  let url = ctx.issuer;
+  if (options.listen !== false) {
+    const port = await new Promise<number>((resolvePort, reject) => {
+      server = serve({ fetch: app.fetch, hostname: config.listen.host, port: config.listen.port }, (info) => resolvePort(info.port));
+      server.once('error', reject);
+    });
+    url = `http://${config.listen.host.includes(':') ? `[${config.listen.host}]` : config.listen.host}:${port}`;
+  }
+  return {
+    ctx,
+    store,
+    url,
+    async close() {
+      clearInterval(sweeper);
+      await new Promise<void>((r) => {
+        if (!server) return r();
+        server.close(() => r());
+        (server as { closeAllConnections?: () => void }).closeAllConnections?.();
+      });
+      await audit.close();
+      cache.close();
+      await store.close();
+    },
+  };
+}
+
+export const keyFile = (config: AuthServerConfig) => join(config.data_dir, 'keys.json');

@@ -1,0 +1,101 @@
+import { randomToken, sha256 } from '../core/encoding.ts';
+import { ACCESS_TOKEN_TYP, signJwt, type AccessTokenClaims } from '../core/jwt.ts';
+import { formatScope } from '../core/scopes.ts';
+import type { Client } from '../core/client-metadata.ts';
+import type { GrantRecord } from '../store/types.ts';
+import type { Resource, ServerContext } from './context.ts';
+
+export interface TokenResponse {
+  access_token: string;
+  token_type: 'Bearer';
+  expires_in: number;
+  scope?: string;
+  refresh_token?: string;
+  id_token?: string;
+  issued_token_type?: string;
+}
+
+export interface AccessTokenRequest {
+  sub: string;
+  client: Client;
+  resource: Resource;
+  scopes: string[];
+  grant?: GrantRecord;
+  /** Claims added by the grant (delegation: `act`, `may_act`). */
+  extra?: Record<string, unknown>;
+}
+
+/** Signs an RFC 9068 access token bound to one resource, and records it when it belongs to a grant. */
+export async function issueAccessToken(ctx: ServerContext, request: AccessTokenRequest): Promise<{ token: string; claims: AccessTokenClaims; expiresIn: number }> {
+  const now = ctx.now();
+  const expiresIn = request.resource.accessTokenTtl;
+  const claims: AccessTokenClaims = {
+    iss: ctx.issuer,
+    sub: request.sub,
+    aud: request.resource.id,
+    exp: now + expiresIn,
+    iat: now,
+    jti: randomToken(16),
+    client_id: request.client.clientId,
+    ...(request.scopes.length > 0 ? { scope: formatScope(request.scopes) } : {}),
+    ...(request.grant?.authTime !== undefined ? { auth_time: request.grant.authTime } : {}),
+    ...(request.grant?.acr ? { acr: request.grant.acr } : {}),
+    ...(request.grant?.sid ? { sid: request.grant.sid } : {}),
+    ...request.extra,
+  };
+  const token = await signJwt(ctx.keys, claims, ACCESS_TOKEN_TYP);
+  if (request.grant) {
+    await ctx.store.grants.recordAccessToken({ jti: claims.jti, grantId: request.grant.id, clientId: request.client.clientId, expiresAt: claims.exp });
+  }
+  return { token, claims, expiresIn };
+}
+
+/** Issues a refresh token for the grant; only its hash is stored. */
+export async function issueRefreshToken(ctx: ServerContext, grant: GrantRecord, scope: string): Promise<string> {
+  const token = randomToken(32);
+  const now = ctx.now();
+  await ctx.store.grants.createRefreshToken({
+    tokenHash: await sha256(token),
+    grantId: grant.id,
+    clientId: grant.clientId,
+    scope,
+    createdAt: now,
+    expiresAt: Math.min(now + ctx.config.tokens.refresh_token_ttl, grant.expiresAt),
+  });
+  return token;
+}
+
+/** OpenID Connect ID token (OIDC Core §2), with profile claims for the granted scopes. */
+export async function issueIdToken(ctx: ServerContext, grant: GrantRecord, scopes: string[]): Promise<string> {
+  const user = await ctx.store.users.findBySub(grant.sub);
+  const now = ctx.now();
+  const claims: Record<string, unknown> = {
+    iss: ctx.issuer,
+    sub: grant.sub,
+    aud: grant.clientId,
+    exp: now + ctx.config.tokens.id_token_ttl,
+    iat: now,
+    auth_time: grant.authTime,
+    ...(grant.nonce ? { nonce: grant.nonce } : {}),
+    ...(grant.acr ? { acr: grant.acr } : {}),
+    ...(grant.sid ? { sid: grant.sid } : {}),
+    ...profileClaims(user?.username, user?.profile, scopes),
+  };
+  return signJwt(ctx.keys, claims, 'JWT');
+}
+
+export function profileClaims(username: string | undefined, profile: { name?: string; email?: string } | undefined, scopes: string[]): Record<string, unknown> {
+  const claims: Record<string, unknown> = {};
+  if (scopes.includes('profile')) {
+    if (username) claims.preferred_username = username;
+    if (profile?.name) claims.name = profile.name;
+  }
+  if (scopes.includes('email') && profile?.email) claims.email = profile.email;
+  return claims;
+}
+
+/** Whether a grant for this client gets refresh tokens: the client registered the refresh_token grant. */
+export function wantsRefreshToken(client: Client): boolean {
+  return client.metadata.grant_types.includes('refresh_token');
+}
+

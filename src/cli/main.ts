@@ -1,0 +1,53 @@
+import { parseArgs } from 'node:util';
+import { ConfigError } from '../config/load.ts';
+import { demoCommand } from './demo.ts';
+import { keysCommand } from './keys.ts';
+import { serveCommand } from './serve.ts';
+import { hashPasswordCommand } from './hash-password.ts';
+
+const USAGE = `mandate — identity for AI agents and MCP servers
+
+Usage:
+  mandate demo                                 run the demo (what \`npm start\` runs)
+  mandate serve auth --config <file>           run the authorization server
+  mandate keys list --config <file>            list signing keys
+  mandate keys rotate --config <file> [--now]  add a signing key (published first, signs later)
+  mandate hash-password                        read a password on stdin, print its scrypt hash
+`;
+
+/** Runs the CLI and returns the exit code. */
+export async function main(argv: string[]): Promise<number> {
+  const [command, ...rest] = argv;
+  try {
+    switch (command) {
+      case 'demo':
+        return await demoCommand(rest);
+      case 'serve':
+        return await serveCommand(rest);
+      case 'keys':
+        return await keysCommand(rest);
+      case 'hash-password':
+        return await hashPasswordCommand();
+      case undefined:
+      case 'help':
+      case '--help':
+      case '-h':
+        process.stdout.write(USAGE);
+        return command === undefined ? 2 : 0;
+      default:
+        process.stderr.write(`unknown command: ${command}\n\n${USAGE}`);
+        return 2;
+    }
+  } catch (error) {
+    if (error instanceof ConfigError || (error as { code?: string }).code?.startsWith('ERR_PARSE_ARGS')) {
+      process.stderr.write(`${(error as Error).message}\n`);
+      return 2;
+    }
+    throw error;
+  }
+}
+
+/** Parses `--config <file>` (and `--now`, for key rotation) plus positionals. */
+export function configOption(args: string[]) {
+  return parseArgs({ args, allowPositionals: true, options: { config: { type: 'string', short: 'c' }, now: { type: 'boolean' } } });
+}
