@@ -56,5 +56,8 @@ declare module 'oidc-provider' {
     on(event: string, listener: (...args: unknown[]) => void): this;
     proxy: boolean;
   }
+  export const errors: {
+    InvalidTarget: new (description?: string) => Error;
+  };
   export default Provider;
 }

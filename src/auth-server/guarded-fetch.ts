@@ -38,24 +38,33 @@ export async function guardedFetch(url: URL, options: GuardedFetchOptions): Prom
   };
   const send = url.protocol === 'https:' ? httpsRequest : httpRequest;
   return new Promise<GuardedResponse>((resolve, reject) => {
+    let settled = false;
+    const fail = (error: Error) => {
+      if (settled) return;
+      settled = true;
+      clearTimeout(deadline);
+      reject(error instanceof FetchRefused ? error : new FetchRefused(error.message));
+      req.destroy();
+    };
     const req = send(url, { method: 'GET', lookup, headers: { accept: 'application/json' }, timeout: options.timeoutMs }, (res) => {
       const chunks: Buffer[] = [];
       let size = 0;
       res.on('data', (chunk: Buffer) => {
         size += chunk.length;
-        if (size > options.maxBytes) {
-          req.destroy(new FetchRefused(`response larger than ${options.maxBytes} bytes`));
-          return;
-        }
+        if (size > options.maxBytes) return fail(new FetchRefused(`response larger than ${options.maxBytes} bytes`));
         chunks.push(chunk);
       });
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body: Buffer.concat(chunks).toString('utf8') }));
-      res.on('error', reject);
+      res.on('end', () => {
+        if (settled) return;
+        settled = true;
+        clearTimeout(deadline);
+        resolve({ status: res.statusCode ?? 0, headers: res.headers, body: Buffer.concat(chunks).toString('utf8') });
+      });
+      res.on('error', fail);
     });
-    const deadline = setTimeout(() => req.destroy(new FetchRefused(`no complete response within ${options.timeoutMs} ms`)), options.timeoutMs);
-    req.on('timeout', () => req.destroy(new FetchRefused(`no response within ${options.timeoutMs} ms`)));
-    req.on('error', (error) => reject(error instanceof FetchRefused ? error : new FetchRefused(error.message)));
-    req.on('close', () => clearTimeout(deadline));
+    const deadline = setTimeout(() => fail(new FetchRefused(`no complete response within ${options.timeoutMs} ms`)), options.timeoutMs);
+    req.on('timeout', () => fail(new FetchRefused(`no response within ${options.timeoutMs} ms`)));
+    req.on('error', fail);
     req.end();
   });
 }

@@ -1,0 +1,54 @@
+/**
+ * Mandate's authorization server alone in a process, for `bench/run.ts`: one resource
+ * (`https://api.bench.test`, scope `api:read`) and one confidential client `bench` allowed the
+ * client_credentials grant, whose secret is the BENCH_SECRET environment variable. SQLite storage
+ * in a temporary data dir that is removed on exit. Prints one ready line on stdout.
+ */
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import pino from 'pino';
+import { authServerConfigSchema } from '../src/config/schema.ts';
+import { startAuthServer } from '../src/auth-server/server.ts';
+import { ACCESS_TOKEN_TTL, BENCH_CLIENT_ID, BENCH_RESOURCE, BENCH_SCOPE, announceReady, exitOnSignal, freePort } from './lib/child.ts';
+
+if (!process.env.BENCH_SECRET) throw new Error('BENCH_SECRET is not set');
+process.env.LOG_LEVEL = 'silent';
+
+const port = Number(process.env.BENCH_PORT) || (await freePort());
+const dataDir = mkdtempSync(join(tmpdir(), 'mandate-bench-'));
+const issuer = `http://127.0.0.1:${port}`;
+
+const config = authServerConfigSchema.parse({
+  issuer,
+  listen: { host: '127.0.0.1', port },
+  data_dir: dataDir,
+  storage: { driver: 'sqlite' },
+  tokens: { access_token_ttl: ACCESS_TOKEN_TTL },
+  resources: [{ id: BENCH_RESOURCE, name: 'Bench API', scopes: [{ name: BENCH_SCOPE }] }],
+  clients: [
+    {
+      client_id: BENCH_CLIENT_ID,
+      token_endpoint_auth_method: 'client_secret_basic',
+      grant_types: ['client_credentials'],
+      client_secret_env: 'BENCH_SECRET',
+    },
+  ],
+});
+
+let handle: Awaited<ReturnType<typeof startAuthServer>> | undefined;
+exitOnSignal(async () => {
+  try {
+    await handle?.close();
+  } finally {
+    rmSync(dataDir, { recursive: true, force: true });
+  }
+});
+
+try {
+  handle = await startAuthServer(config, { log: pino({ level: 'silent' }) });
+} catch (error) {
+  rmSync(dataDir, { recursive: true, force: true });
+  throw error;
+}
+announceReady({ name: 'mandate', url: handle.url, tokenEndpoint: `${handle.url}/token` });
