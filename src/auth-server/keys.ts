@@ -56,10 +56,8 @@ export class KeyManager implements KeySource {
     const now = this.now();
     const file = this.read();
     const key = await newKey(now, now + publishBeforeUse);
-    const keys = [...file.keys, key].filter((k, i, all) => {
-      const successor = all.slice(i + 1).find((s) => s.use_from > k.use_from);
-      return !successor || successor.use_from + this.options.maxTokenTtl > now;
-    });
+    const all = [...file.keys, key];
+    const keys = all.filter((_, i) => stillNeeded(all, i, now, this.options.maxTokenTtl));
     this.write({ keys });
     await this.reload(true);
     return { kid: key.kid, useFrom: key.use_from };
@@ -68,7 +66,8 @@ export class KeyManager implements KeySource {
   async current(): Promise<SigningKey> {
     const keys = await this.all();
     const now = this.now();
-    const active = keys.filter((k) => k.use_from <= now).sort((a, b) => b.use_from - a.use_from)[0] ?? keys[0];
+    // Keys are kept in rotation order: the newest one whose time has come signs.
+    const active = keys.findLast((k) => k.use_from <= now) ?? keys[0];
     if (!active) throw new Error('no signing key');
     return active.key;
   }
@@ -81,11 +80,7 @@ export class KeyManager implements KeySource {
   async jwks(): Promise<{ keys: JWK[] }> {
     const keys = await this.all();
     const now = this.now();
-    const published = keys.filter((k) => {
-      const successor = keys.find((s) => s.use_from > k.use_from && s.use_from <= now);
-      return !successor || successor.use_from + this.options.maxTokenTtl > now;
-    });
-    return { keys: published.map((k) => k.key.publicJwk) };
+    return { keys: keys.filter((_, i) => stillNeeded(keys, i, now, this.options.maxTokenTtl)).map((k) => k.key.publicJwk) };
   }
 
   list(): { kid: string; createdAt: number; useFrom: number }[] {
@@ -119,6 +114,16 @@ export class KeyManager implements KeySource {
     chmodSync(tmp, 0o600);
     renameSync(tmp, this.file);
   }
+}
+
+/**
+ * A key is needed while it signs, before it signs, and until `maxTokenTtl` after a later key took
+ * over (the last token it signed expires then). Keys are in rotation order.
+ */
+function stillNeeded(keys: readonly { use_from: number }[], index: number, now: number, maxTokenTtl: number): boolean {
+  const takeovers = keys.slice(index + 1).map((k) => k.use_from).filter((t) => t <= now);
+  if (takeovers.length === 0) return true;
+  return Math.min(...takeovers) + maxTokenTtl > now;
 }
 
 async function newKey(now: number, useFrom = now): Promise<StoredKey> {

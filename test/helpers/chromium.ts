@@ -1,0 +1,94 @@
+import { chromium, type Browser, type Page } from 'playwright-core';
+import type { CallbackServer } from './callback-server.ts';
+import { chromiumPath } from './services.ts';
+
+/**
+ * Real-browser driving of the login and consent pages with Chromium (playwright-core, no bundled
+ * browsers). Tests using it put `needsChromium()` in their options, so they skip with a reason
+ * where Chromium is absent and fail in CI.
+ */
+export const CHROMIUM_ARGS = [
+  '--headless',
+  '--no-sandbox',
+  '--disable-gpu',
+  '--disable-background-networking',
+  '--disable-quic',
+  '--no-first-run',
+  '--disable-component-update',
+  '--disable-sync',
+];
+
+export function launchChromium(): Promise<Browser> {
+  return chromium.launch({ executablePath: chromiumPath, args: CHROMIUM_ARGS });
+}
+
+export interface ChromiumAuthorizeOptions {
+  /** The client's redirect URI: the loopback server the authorization server sends the browser back to. */
+  callback: CallbackServer;
+  username?: string;
+  password?: string;
+  decision?: 'allow' | 'deny';
+  /** Per-step timeout in milliseconds. */
+  timeout?: number;
+}
+
+export interface ChromiumAuthorizeResult {
+  /** The authorization response as the client's redirect URI received it. */
+  redirect: URL;
+  /** The interaction pages met on the way, in order: 'login', 'consent'. */
+  steps: ('login' | 'consent')[];
+}
+
+/** Runs `action` and waits until the main frame has navigated to a new document and parsed it. */
+export async function navigating(page: Page, action: () => Promise<unknown>, timeout = 15_000): Promise<void> {
+  const navigated = page.waitForEvent('framenavigated', { predicate: (frame) => frame === page.mainFrame(), timeout });
+  await action();
+  await navigated;
+  await page.waitForLoadState('domcontentloaded', { timeout });
+}
+
+/**
+ * Opens an authorization URL, signs in through the login page if it appears (labelled inputs and
+ * the "Sign in" button, as a user would), answers the consent page if it appears, and returns the
+ * redirect received by the client's callback server. Pass a `Page` to keep its cookies and to
+ * observe it; pass a `Browser` to use a fresh context that is closed afterwards.
+ */
+export async function authorizeInChromium(
+  target: Browser | Page,
+  authorizationUrl: string,
+  options: ChromiumAuthorizeOptions,
+): Promise<ChromiumAuthorizeResult> {
+  const ownContext = 'newContext' in target ? await target.newContext() : undefined;
+  const page = ownContext ? await ownContext.newPage() : (target as Page);
+  const timeout = options.timeout ?? 15_000;
+  const steps: ChromiumAuthorizeResult['steps'] = [];
+  try {
+    await navigating(page, () => page.goto(authorizationUrl, { timeout }), timeout);
+    for (let i = 0; i < 4 && !page.url().startsWith(options.callback.redirectUri); i++) {
+      if ((await page.getByLabel('Password').count()) > 0) {
+        if (steps.includes('login')) {
+          const alert = await page.getByRole('alert').allInnerTexts();
+          throw new Error(`sign-in failed, still on the login page: ${alert.join(' ') || '(no error shown)'}`);
+        }
+        steps.push('login');
+        await page.getByLabel('Username').fill(options.username ?? 'demo');
+        await page.getByLabel('Password').fill(options.password ?? 'demo');
+        await navigating(page, () => page.getByRole('button', { name: 'Sign in' }).click({ timeout }), timeout);
+        continue;
+      }
+      if ((await page.getByRole('button', { name: 'Allow' }).count()) > 0) {
+        steps.push('consent');
+        const label = options.decision === 'deny' ? 'Deny' : 'Allow';
+        await navigating(page, () => page.getByRole('button', { name: label }).click({ timeout }), timeout);
+        continue;
+      }
+      throw new Error(`unexpected page ${page.url()}: ${(await page.locator('body').innerText()).slice(0, 400)}`);
+    }
+    if (!page.url().startsWith(options.callback.redirectUri)) throw new Error(`the browser did not return to the client; it is at ${page.url()}`);
+    const redirect = await options.callback.next(timeout);
+    if (redirect.href !== page.url()) throw new Error(`callback received ${redirect.href} but the browser is at ${page.url()}`);
+    return { redirect, steps };
+  } finally {
+    await ownContext?.close();
+  }
+}
