@@ -1,8 +1,9 @@
 import { z } from 'zod';
 import { authServerConfigSchema } from './schema.ts';
+import { configReference } from './reference.ts';
 
 /** The published JSON Schemas, generated from the zod schemas (`npm run schema`). */
-export function configJsonSchemas(): Record<string, unknown> {
+export function configJsonSchemas(): Record<string, Record<string, unknown>> {
   return {
     'auth-server.schema.json': {
       $id: 'https://mandate.dev/schema/auth-server.schema.json',
@@ -10,4 +11,21 @@ export function configJsonSchemas(): Record<string, unknown> {
       ...z.toJSONSchema(authServerConfigSchema, { io: 'input' }),
     },
   };
+}
+
+const INTRO = `# Configuration reference
+
+Generated from the zod schemas in \`src/config/schema.ts\` by \`npm run schema\` (a test keeps this
+page in sync). Every file is validated strictly: an unknown key is an error naming its path.
+Secrets never go in these files: they come from the environment (\`*_env\` keys, \`DATABASE_URL\`)
+or are generated on first start under \`data_dir\`.
+
+Environment variables: \`DATABASE_URL\` (use PostgreSQL instead of SQLite), \`LOG_LEVEL\` (pino
+level, default \`info\`).
+
+`;
+
+export function configDocs(): string {
+  const schemas = configJsonSchemas();
+  return `${INTRO}${configReference('Authorization server (`mandate serve auth --config <file>`)', schemas['auth-server.schema.json'] as never)}`;
 }

@@ -50,8 +50,8 @@ export const authServerConfigSchema = z.strictObject({
   issuer: z.url().default('http://localhost:9000').describe('The issuer URL; every endpoint lives under it.'),
   listen: z
     .strictObject({
-      host: z.string().default('localhost'),
-      port: z.number().int().min(0).max(65535).default(9000),
+      host: z.string().default('localhost').describe('Interface to bind; use 0.0.0.0 behind a proxy.'),
+      port: z.number().int().min(0).max(65535).default(9000).describe('TCP port; 0 picks a free one.'),
     })
     .prefault({}),
   data_dir: z.string().default('.mandate').describe('Holds the SQLite file, the signing keys and generated secrets.'),
@@ -64,8 +64,8 @@ export const authServerConfigSchema = z.strictObject({
   tokens: z
     .strictObject({
       access_token_ttl: seconds.default(900).describe('Access token lifetime (15 minutes).'),
-      id_token_ttl: seconds.default(3600),
-      refresh_token_ttl: seconds.default(1_209_600).describe('Refresh token lifetime (14 days), renewed on rotation.'),
+      id_token_ttl: seconds.default(3600).describe('ID token lifetime (1 hour).'),
+      refresh_token_ttl: seconds.default(1_209_600).describe('Lifetime of a grant and its refresh tokens (14 days from sign-in); rotation does not extend it.'),
       refresh_reuse_grace: z.number().int().min(0).default(10).describe('Seconds in which a rotated refresh token may be presented again (concurrent refreshes) without revoking the grant.'),
       code_ttl: seconds.default(60).describe('Authorization codes live one minute (OAuth 2.1 §4.1.2 recommends at most 10).'),
       interaction_ttl: seconds.default(600).describe('Time to complete login and consent.'),

@@ -3,7 +3,7 @@ import { readFileSync } from 'node:fs';
 import { describe, it } from 'node:test';
 import { parse } from 'yaml';
 import { authServerConfigSchema } from '../../src/config/schema.ts';
-import { configJsonSchemas } from '../../src/config/json-schema.ts';
+import { configDocs, configJsonSchemas } from '../../src/config/json-schema.ts';
 import { ConfigError, loadAuthServerConfig, parseConfig } from '../../src/config/load.ts';
 
 describe('configuration', () => {
@@ -12,6 +12,7 @@ describe('configuration', () => {
       const committed = JSON.parse(readFileSync(`schema/${file}`, 'utf8'));
       assert.deepEqual(committed, JSON.parse(JSON.stringify(schema)), `schema/${file} is stale`);
     }
+    assert.equal(readFileSync('docs/configuration.md', 'utf8'), configDocs(), 'docs/configuration.md is stale');
   });
 
   it('rejects unknown keys at every level, naming the path', () => {

@@ -1,0 +1,264 @@
+/**
+ * `npm run bench`: Mandate's token endpoint against oidc-provider's, in the same run, per
+ * /work/shared/BENCHMARKS.md and docs/benchmarks.md. Both issue an ES256 JWT access token for one
+ * resource to a confidential client (client_credentials, client_secret_basic).
+ *
+ *   npm run bench                      full: 3 repetitions of 3 s warm-up + 10 s, then micro-benchmarks
+ *   npm run bench -- --quick           1 repetition of 1 s warm-up + 3 s
+ *   npm run bench -- --profile         also CPU-profile Mandate under load and rank where its time goes
+ *   npm run bench -- --only=micro      sections: http, micro, profile (comma-separated)
+ *   npm run bench -- --profile-target=oidc-provider   (or mandate, both)
+ *
+ * Environment overrides: BENCH_DURATION, BENCH_WARMUP (seconds), BENCH_REPS, BENCH_CONNECTIONS,
+ * BENCH_MICRO_SECONDS.
+ */
+import { randomBytes } from 'node:crypto';
+import { mkdtempSync, readdirSync } from 'node:fs';
+import { availableParallelism, cpus, tmpdir } from 'node:os';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import autocannon from 'autocannon';
+import type { Result } from 'autocannon';
+import { BENCH_CLIENT_ID, BENCH_RESOURCE, BENCH_SCOPE } from './lib/child.ts';
+import { analyzeProfile } from './lib/profile.ts';
+import { runMicroBenchmarks } from './lib/micro.ts';
+import { CLK_TCK, cpuMicros, startServer, stopAllServers, stopServer, type ServerChild } from './lib/processes.ts';
+import { fmtFixed, fmtInt, fmtSummary, summarize, table } from './lib/stats.ts';
+
+const root = resolve(dirname(fileURLToPath(import.meta.url)), '..');
+const argv = process.argv.slice(2);
+const flag = (name: string) => argv.includes(`--${name}`);
+const option = (name: string) => argv.find((a) => a.startsWith(`--${name}=`))?.slice(name.length + 3);
+const envNumber = (name: string, fallback: number) => {
+  const raw = process.env[name];
+  if (raw === undefined || raw === '') return fallback;
+  const value = Number(raw);
+  if (!Number.isFinite(value) || value <= 0) throw new Error(`${name} must be a positive number, got ${raw}`);
+  return value;
+};
+
+const quick = flag('quick');
+const settings = {
+  warmup: envNumber('BENCH_WARMUP', quick ? 1 : 3),
+  duration: envNumber('BENCH_DURATION', quick ? 3 : 10),
+  reps: Math.round(envNumber('BENCH_REPS', quick ? 1 : 3)),
+  connections: Math.round(envNumber('BENCH_CONNECTIONS', 32)),
+  microSeconds: envNumber('BENCH_MICRO_SECONDS', quick ? 1 : 2),
+};
+const sections = new Set((option('only') ?? `http,micro${flag('profile') ? ',profile' : ''}`).split(','));
+for (const s of sections) if (!['http', 'micro', 'profile'].includes(s)) throw new Error(`unknown section ${s}; use http, micro, profile`);
+const profileTarget = option('profile-target') ?? 'mandate';
+if (!['mandate', 'oidc-provider', 'both'].includes(profileTarget)) throw new Error('--profile-target must be mandate, oidc-provider or both');
+
+const SERVERS = [
+  { name: 'mandate', script: 'bench/mandate-server.ts' },
+  { name: 'oidc-provider', script: 'bench/oidc-provider-server.ts' },
+] as const;
+
+const secret = randomBytes(32).toString('base64url');
+const childEnv = { BENCH_SECRET: secret, LOG_LEVEL: 'silent' };
+const authorization = `Basic ${Buffer.from(`${encodeURIComponent(BENCH_CLIENT_ID)}:${encodeURIComponent(secret)}`).toString('base64')}`;
+// The same body for both: Mandate needs `resource` (else the audience is its issuer); oidc-provider
+// accepts it too (and would default to the same resource without it).
+const body = new URLSearchParams({ grant_type: 'client_credentials', scope: BENCH_SCOPE, resource: BENCH_RESOURCE }).toString();
+const headers = { authorization, 'content-type': 'application/x-www-form-urlencoded' };
+
+let current: ReturnType<typeof autocannon> | undefined;
+
+function assertLoopback(url: string) {
+  if (new URL(url).hostname !== '127.0.0.1') throw new Error(`refusing to load ${url}: the benchmark stays on 127.0.0.1`);
+}
+
+async function load(url: string, seconds: number): Promise<Result> {
+  assertLoopback(url);
+  current = autocannon({ url, method: 'POST', headers, body, connections: settings.connections, pipelining: 1, duration: seconds, timeout: 10 });
+  try {
+    return await current;
+  } finally {
+    current = undefined;
+  }
+}
+
+/** One request, checked: a 200 with an ES256 JWT for the resource and scope. Returns a summary. */
+async function verifyTokenEndpoint(server: ServerChild): Promise<string> {
+  assertLoopback(server.tokenEndpoint);
+  const res = await fetch(server.tokenEndpoint, { method: 'POST', headers, body, signal: AbortSignal.timeout(10_000) });
+  const text = await res.text();
+  if (res.status !== 200) throw new Error(`${server.name}: token request answered ${res.status}: ${text}`);
+  const json = JSON.parse(text) as { access_token?: string; token_type?: string; expires_in?: number; scope?: string };
+  const parts = json.access_token?.split('.') ?? [];
+  if (parts.length !== 3) throw new Error(`${server.name}: access_token is not a compact JWS: ${text}`);
+  const decode = (s: string) => JSON.parse(Buffer.from(s, 'base64url').toString('utf8')) as Record<string, unknown>;
+  const header = decode(parts[0]!);
+  const claims = decode(parts[1]!);
+  if (header.alg !== 'ES256') throw new Error(`${server.name}: alg ${String(header.alg)}, expected ES256`);
+  if (claims.aud !== BENCH_RESOURCE) throw new Error(`${server.name}: aud ${JSON.stringify(claims.aud)}, expected ${BENCH_RESOURCE}`);
+  if (claims.scope !== BENCH_SCOPE) throw new Error(`${server.name}: scope ${JSON.stringify(claims.scope)}, expected ${BENCH_SCOPE}`);
+  return `${server.name.padEnd(13)} ok: ${json.access_token!.length}-char JWT, header ${JSON.stringify(header).replace(/"kid":"[^"]+"/, '"kid":…')}, claims ${Object.keys(claims).sort().join(',')}, expires_in ${json.expires_in}`;
+}
+
+interface Run {
+  tokensPerSecond: number;
+  cpuMicrosPerToken: number;
+  serverCpuPercent: number;
+  loadgenCpuPercent: number;
+  latencyMean: number;
+  latencyP99: number;
+  non2xx: number;
+  errors: number;
+  statusCodes: string;
+}
+
+async function measure(server: ServerChild): Promise<Run> {
+  const warm = await load(server.tokenEndpoint, settings.warmup);
+  if (warm.non2xx > 0 || warm.errors > 0) console.log(`  warning: ${server.name} warm-up had ${warm.non2xx} non-2xx and ${warm.errors} errors`);
+  const cpu0 = cpuMicros(server.pid);
+  const self0 = process.cpuUsage();
+  const t0 = performance.now();
+  const result = await load(server.tokenEndpoint, settings.duration);
+  const wallMicros = (performance.now() - t0) * 1000;
+  const cpu = cpuMicros(server.pid) - cpu0;
+  const self = process.cpuUsage(self0);
+  const ok = result['2xx'];
+  return {
+    tokensPerSecond: ok / result.duration,
+    cpuMicrosPerToken: ok > 0 ? cpu / ok : NaN,
+    serverCpuPercent: (cpu / wallMicros) * 100,
+    loadgenCpuPercent: ((self.user + self.system) / wallMicros) * 100,
+    latencyMean: result.latency.mean,
+    latencyP99: result.latency.p99,
+    non2xx: result.non2xx,
+    errors: result.errors + result.timeouts,
+    statusCodes: Object.entries(result.statusCodeStats)
+      .map(([code, { count }]) => `${code}×${count}`)
+      .join(' '),
+  };
+}
+
+async function httpSection(): Promise<string> {
+  console.log(`\n== Token endpoint: client_credentials → ES256 JWT access token ==`);
+  console.log(
+    `${settings.connections} connections, ${settings.warmup} s warm-up + ${settings.duration} s measured, ${settings.reps} repetition(s), scenarios interleaved (order alternates)`,
+  );
+  const servers: ServerChild[] = [];
+  for (const s of SERVERS) servers.push(await startServer(s.name, s.script, { cwd: root, env: childEnv }));
+  for (const s of servers) console.log(`  ${s.name.padEnd(13)} pid ${s.pid}, ${s.tokenEndpoint}`);
+  for (const s of servers) console.log(`  verify ${await verifyTokenEndpoint(s)}`);
+
+  const runs = new Map<string, Run[]>(servers.map((s) => [s.name, []]));
+  for (let rep = 0; rep < settings.reps; rep++) {
+    const order = rep % 2 === 0 ? servers : [...servers].reverse();
+    for (const server of order) {
+      const run = await measure(server);
+      runs.get(server.name)!.push(run);
+      console.log(
+        `  rep ${rep + 1}/${settings.reps}  ${server.name.padEnd(13)} ${fmtInt(run.tokensPerSecond).padStart(7)} tokens/s  ${fmtFixed(run.cpuMicrosPerToken, 1).padStart(7)} µs CPU/token  ` +
+          `server CPU ${fmtInt(run.serverCpuPercent)} %  autocannon CPU ${fmtInt(run.loadgenCpuPercent)} %  latency mean ${fmtFixed(run.latencyMean)} ms p99 ${run.latencyP99} ms  ` +
+          `non-2xx ${run.non2xx}  errors ${run.errors}${run.non2xx ? `  (${run.statusCodes})` : ''}`,
+      );
+    }
+  }
+  for (const s of servers) await stopServer(s.process);
+
+  const summary = (name: string) => {
+    const list = runs.get(name)!;
+    return {
+      tps: summarize(list.map((r) => r.tokensPerSecond)),
+      cpu: summarize(list.map((r) => r.cpuMicrosPerToken)),
+      serverCpu: summarize(list.map((r) => r.serverCpuPercent)),
+      latency: summarize(list.map((r) => r.latencyMean)),
+      non2xx: list.reduce((n, r) => n + r.non2xx, 0),
+      errors: list.reduce((n, r) => n + r.errors, 0),
+    };
+  };
+  const m = summary('mandate');
+  const o = summary('oidc-provider');
+  const row = (name: string, s: ReturnType<typeof summary>) => [
+    name,
+    fmtSummary(s.tps),
+    fmtSummary(s.cpu, (n) => fmtFixed(n, 0)),
+    fmtInt(s.serverCpu.median),
+    fmtFixed(s.latency.median),
+    String(s.non2xx),
+    String(s.errors),
+  ];
+  const lines = [
+    `Token endpoint, client_credentials → ES256 JWT (${settings.connections} connections, ${settings.duration} s after ${settings.warmup} s warm-up, ${settings.reps} rep(s); min / median / max)`,
+    '',
+    table(
+      ['server', 'tokens/s', 'CPU µs/token', 'server CPU %', 'mean latency ms', 'non-2xx', 'errors'],
+      [row('mandate', m), row('oidc-provider', o)],
+    ),
+    '',
+    `Mandate / oidc-provider (medians): throughput ${fmtFixed(m.tps.median / o.tps.median)}×, CPU per token ${fmtFixed(m.cpu.median / o.cpu.median)}× (below 1 is better)`,
+  ];
+  if (m.non2xx + m.errors + o.non2xx + o.errors > 0) lines.push('WARNING: some responses were not 2xx or failed: see the per-run lines above.');
+  return lines.join('\n');
+}
+
+async function profileSection(): Promise<string> {
+  const targets = SERVERS.filter((s) => profileTarget === 'both' || s.name === profileTarget);
+  const reports: string[] = [];
+  for (const target of targets) {
+    const dir = mkdtempSync(join(tmpdir(), `bench-prof-${target.name}-`));
+    console.log(`\n== CPU profile of ${target.name} under load (${settings.warmup} s warm-up + ${settings.duration} s) ==`);
+    const server = await startServer(target.name, target.script, { cwd: root, env: childEnv, execArgv: ['--cpu-prof', `--cpu-prof-dir=${dir}`] });
+    await verifyTokenEndpoint(server);
+    const run = await measure(server);
+    console.log(`  ${fmtInt(run.tokensPerSecond)} tokens/s with the profiler on, non-2xx ${run.non2xx}`);
+    await stopServer(server.process, 15_000);
+    const file = readdirSync(dir).find((f) => f.endsWith('.cpuprofile'));
+    if (!file) throw new Error(`no .cpuprofile written in ${dir}`);
+    reports.push(analyzeProfile(join(dir, file), root));
+  }
+  return reports.join('\n\n');
+}
+
+async function main() {
+  const estimate =
+    (sections.has('http') ? SERVERS.length * settings.reps * (settings.warmup + settings.duration + 2) + 20 : 0) +
+    (sections.has('micro') ? 6 * (settings.microSeconds * 1.25 + 0.5) : 0) +
+    (sections.has('profile') ? (profileTarget === 'both' ? 2 : 1) * (settings.warmup + settings.duration + 20) : 0);
+  const watchdog = setTimeout(() => {
+    console.error(`bench: still running after ${Math.round(estimate * 1.5 + 60)} s; giving up`);
+    void shutdown(2);
+  }, (estimate * 1.5 + 60) * 1000);
+  watchdog.unref();
+
+  console.log(`Mandate benchmark — Node ${process.version}, ${availableParallelism()} CPU(s) (${cpus()[0]?.model ?? 'unknown'}), CLK_TCK ${CLK_TCK}`);
+  console.log(`sections: ${[...sections].join(', ')}; about ${Math.round(estimate)} s`);
+
+  const report: string[] = [];
+  if (sections.has('http')) report.push(await httpSection());
+  if (sections.has('micro')) {
+    console.log(`\n== Micro-benchmarks (${settings.microSeconds} s each) ==`);
+    report.push(await runMicroBenchmarks(settings.microSeconds));
+  }
+  if (sections.has('profile')) report.push(await profileSection());
+
+  console.log(`\n${'='.repeat(100)}\n${report.join(`\n\n${'-'.repeat(100)}\n`)}\n`);
+}
+
+let shuttingDown = false;
+async function shutdown(code: number) {
+  if (shuttingDown) return;
+  shuttingDown = true;
+  current?.stop();
+  await stopAllServers();
+  process.exit(code);
+}
+
+for (const signal of ['SIGINT', 'SIGTERM'] as const) {
+  process.on(signal, () => {
+    console.error(`\nbench: ${signal}, stopping`);
+    void shutdown(130);
+  });
+}
+
+main().then(
+  () => shutdown(0),
+  (error: unknown) => {
+    console.error('bench failed:', error);
+    void shutdown(1);
+  },
+);

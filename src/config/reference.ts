@@ -1,0 +1,35 @@
+/** Renders a configuration reference (Markdown) from a JSON Schema, so the docs cannot drift. */
+type Node = {
+  type?: string | string[];
+  properties?: Record<string, Node>;
+  items?: Node;
+  default?: unknown;
+  description?: string;
+  enum?: unknown[];
+  format?: string;
+  anyOf?: Node[];
+};
+
+function typeOf(node: Node): string {
+  if (node.enum) return node.enum.map((v) => `\`${String(v)}\``).join(' \\| ');
+  if (node.anyOf) return node.anyOf.map(typeOf).join(' \\| ');
+  if (node.type === 'array') return `list of ${node.items ? typeOf(node.items) : 'values'}`;
+  if (node.format === 'uri') return 'URL';
+  return Array.isArray(node.type) ? node.type.join(' \\| ') : (node.type ?? 'any');
+}
+
+function rows(node: Node, path: string, out: string[]): void {
+  for (const [key, child] of Object.entries(node.properties ?? {})) {
+    const name = path ? `${path}.${key}` : key;
+    const shownDefault = child.default === undefined || (typeof child.default === 'object' && child.type === 'object') ? '' : `\`${JSON.stringify(child.default)}\``;
+    out.push(`| \`${name}\` | ${typeOf(child)} | ${shownDefault} | ${(child.description ?? '').replace(/\|/g, '\\|')} |`);
+    if (child.properties) rows(child, name, out);
+    if (child.type === 'array' && child.items?.properties) rows(child.items, `${name}[]`, out);
+  }
+}
+
+export function configReference(title: string, schema: Node): string {
+  const out = [`## ${title}`, '', '| key | type | default | meaning |', '| --- | --- | --- | --- |'];
+  rows(schema, '', out);
+  return `${out.join('\n')}\n`;
+}
