@@ -226,7 +226,7 @@ async function main() {
   watchdog.unref();
 
   console.log(`Mandate benchmark — Node ${process.version}, ${availableParallelism()} CPU(s) (${cpus()[0]?.model ?? 'unknown'}), CLK_TCK ${CLK_TCK}`);
-  console.log(`sections: ${[...sections].join(', ')}; about ${Math.round(estimate)} s`);
+  console.log(`sections: ${[...sections].join(', ')}; at most about ${Math.round(estimate)} s`);
 
   const report: string[] = [];
   if (sections.has('http')) report.push(await httpSection());

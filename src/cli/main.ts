@@ -39,9 +39,19 @@ export async function main(argv: string[]): Promise<number> {
         return 2;
     }
   } catch (error) {
-    if (error instanceof ConfigError || (error as { code?: string }).code?.startsWith('ERR_PARSE_ARGS')) {
+    const code = (error as { code?: string }).code;
+    if (error instanceof ConfigError || code?.startsWith('ERR_PARSE_ARGS')) {
       process.stderr.write(`${(error as Error).message}\n`);
       return 2;
+    }
+    if (code === 'EADDRINUSE') {
+      const { address, port } = error as { address?: string; port?: number };
+      process.stderr.write(`mandate: ${address ?? ''}:${port ?? ''} is already in use — is another Mandate (or other server) running there?\n`);
+      return 1;
+    }
+    if (code === 'ECONNREFUSED' && /5432|postgres/i.test(String((error as Error).message))) {
+      process.stderr.write(`mandate: cannot reach PostgreSQL at DATABASE_URL (${(error as Error).message})\n`);
+      return 1;
     }
     throw error;
   }
