@@ -22,7 +22,7 @@ import type { Result } from 'autocannon';
 import { BENCH_CLIENT_ID, BENCH_RESOURCE, BENCH_SCOPE } from './lib/child.ts';
 import { analyzeProfile } from './lib/profile.ts';
 import { runMicroBenchmarks } from './lib/micro.ts';
-import { CLK_TCK, cpuMicros, startServer, stopAllServers, stopServer, type ServerChild } from './lib/processes.ts';
+import { CLK_TCK, cpuMicros, machineBusyMicros, startServer, stopAllServers, stopServer, type ServerChild } from './lib/processes.ts';
 import { fmtFixed, fmtInt, fmtSummary, summarize, table } from './lib/stats.ts';
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '..');
@@ -102,33 +102,42 @@ interface Run {
   cpuMicrosPerToken: number;
   serverCpuPercent: number;
   loadgenCpuPercent: number;
+  /** CPU the machine spent on anything but the server and autocannon (other tenants, the idle peer). */
+  otherCpuPercent: number;
   latencyMean: number;
   latencyP99: number;
   non2xx: number;
   errors: number;
   statusCodes: string;
+  /** The measured interval in µs on the monotonic clock, to cut a CPU profile to it. */
+  window: { start: number; end: number };
 }
 
 async function measure(server: ServerChild): Promise<Run> {
   const warm = await load(server.tokenEndpoint, settings.warmup);
   if (warm.non2xx > 0 || warm.errors > 0) console.log(`  warning: ${server.name} warm-up had ${warm.non2xx} non-2xx and ${warm.errors} errors`);
   const cpu0 = cpuMicros(server.pid);
+  const machine0 = machineBusyMicros();
   const self0 = process.cpuUsage();
+  const start = Number(process.hrtime.bigint() / 1000n);
   const t0 = performance.now();
   const result = await load(server.tokenEndpoint, settings.duration);
   const wallMicros = (performance.now() - t0) * 1000;
   const cpu = cpuMicros(server.pid) - cpu0;
   const self = process.cpuUsage(self0);
+  const machine = machineBusyMicros() - machine0;
   const ok = result['2xx'];
   return {
     tokensPerSecond: ok / result.duration,
     cpuMicrosPerToken: ok > 0 ? cpu / ok : NaN,
     serverCpuPercent: (cpu / wallMicros) * 100,
     loadgenCpuPercent: ((self.user + self.system) / wallMicros) * 100,
+    otherCpuPercent: Math.max(0, ((machine - cpu - self.user - self.system) / wallMicros) * 100),
     latencyMean: result.latency.mean,
     latencyP99: result.latency.p99,
     non2xx: result.non2xx,
     errors: result.errors + result.timeouts,
+    window: { start, end: Number(process.hrtime.bigint() / 1000n) },
     statusCodes: Object.entries(result.statusCodeStats)
       .map(([code, { count }]) => `${code}×${count}`)
       .join(' '),
@@ -153,7 +162,7 @@ async function httpSection(): Promise<string> {
       runs.get(server.name)!.push(run);
       console.log(
         `  rep ${rep + 1}/${settings.reps}  ${server.name.padEnd(13)} ${fmtInt(run.tokensPerSecond).padStart(7)} tokens/s  ${fmtFixed(run.cpuMicrosPerToken, 1).padStart(7)} µs CPU/token  ` +
-          `server CPU ${fmtInt(run.serverCpuPercent)} %  autocannon CPU ${fmtInt(run.loadgenCpuPercent)} %  latency mean ${fmtFixed(run.latencyMean)} ms p99 ${run.latencyP99} ms  ` +
+          `server CPU ${fmtInt(run.serverCpuPercent)} %  autocannon ${fmtInt(run.loadgenCpuPercent)} %  other ${fmtInt(run.otherCpuPercent)} %  latency mean ${fmtFixed(run.latencyMean)} ms p99 ${run.latencyP99} ms  ` +
           `non-2xx ${run.non2xx}  errors ${run.errors}${run.non2xx ? `  (${run.statusCodes})` : ''}`,
       );
     }
@@ -166,6 +175,7 @@ async function httpSection(): Promise<string> {
       tps: summarize(list.map((r) => r.tokensPerSecond)),
       cpu: summarize(list.map((r) => r.cpuMicrosPerToken)),
       serverCpu: summarize(list.map((r) => r.serverCpuPercent)),
+      otherCpu: summarize(list.map((r) => r.otherCpuPercent)),
       latency: summarize(list.map((r) => r.latencyMean)),
       non2xx: list.reduce((n, r) => n + r.non2xx, 0),
       errors: list.reduce((n, r) => n + r.errors, 0),
@@ -178,6 +188,7 @@ async function httpSection(): Promise<string> {
     fmtSummary(s.tps),
     fmtSummary(s.cpu, (n) => fmtFixed(n, 0)),
     fmtInt(s.serverCpu.median),
+    fmtInt(s.otherCpu.max),
     fmtFixed(s.latency.median),
     String(s.non2xx),
     String(s.errors),
@@ -186,9 +197,11 @@ async function httpSection(): Promise<string> {
     `Token endpoint, client_credentials → ES256 JWT (${settings.connections} connections, ${settings.duration} s after ${settings.warmup} s warm-up, ${settings.reps} rep(s); min / median / max)`,
     '',
     table(
-      ['server', 'tokens/s', 'CPU µs/token', 'server CPU %', 'mean latency ms', 'non-2xx', 'errors'],
+      ['server', 'tokens/s', 'CPU µs/token', 'server CPU % (med)', 'other load % (max)', 'latency ms (med)', 'non-2xx', 'errors'],
       [row('mandate', m), row('oidc-provider', o)],
     ),
+    '',
+    `CPU % is of one core (the machine has ${availableParallelism()}); "other load" is machine CPU used by neither the server nor autocannon — high values mean a noisy run.`,
     '',
     `Mandate / oidc-provider (medians): throughput ${fmtFixed(m.tps.median / o.tps.median)}×, CPU per token ${fmtFixed(m.cpu.median / o.cpu.median)}× (below 1 is better)`,
   ];
@@ -202,14 +215,22 @@ async function profileSection(): Promise<string> {
   for (const target of targets) {
     const dir = mkdtempSync(join(tmpdir(), `bench-prof-${target.name}-`));
     console.log(`\n== CPU profile of ${target.name} under load (${settings.warmup} s warm-up + ${settings.duration} s) ==`);
-    const server = await startServer(target.name, target.script, { cwd: root, env: childEnv, execArgv: ['--cpu-prof', `--cpu-prof-dir=${dir}`] });
+    const sourceMaps = join(dir, 'sourcemaps.json');
+    const server = await startServer(target.name, target.script, {
+      cwd: root,
+      env: { ...childEnv, BENCH_SOURCEMAPS_OUT: sourceMaps },
+      execArgv: ['--cpu-prof', `--cpu-prof-dir=${dir}`],
+    });
     await verifyTokenEndpoint(server);
     const run = await measure(server);
     console.log(`  ${fmtInt(run.tokensPerSecond)} tokens/s with the profiler on, non-2xx ${run.non2xx}`);
     await stopServer(server.process, 15_000);
-    const file = readdirSync(dir).find((f) => f.endsWith('.cpuprofile'));
+    // One file per thread: `CPU.<date>.<time>.<pid>.<thread>.<seq>.cpuprofile`; thread 0 is the main
+    // thread (tsx's module-loader thread writes another).
+    const files = readdirSync(dir).filter((f) => f.endsWith('.cpuprofile'));
+    const file = files.find((f) => f.includes(`.${server.pid}.0.`)) ?? files[0];
     if (!file) throw new Error(`no .cpuprofile written in ${dir}`);
-    reports.push(analyzeProfile(join(dir, file), root));
+    reports.push(analyzeProfile(join(dir, file), root, { sourceMaps, window: run.window }));
   }
   return reports.join('\n\n');
 }

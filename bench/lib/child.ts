@@ -3,7 +3,11 @@
  * for, and a shutdown on SIGTERM/SIGINT that exits the process normally (so `--cpu-prof` can write
  * its profile) and never hangs.
  */
+import { readdirSync, writeFileSync } from 'node:fs';
+import { findSourceMap } from 'node:module';
 import { createServer } from 'node:net';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath, pathToFileURL } from 'node:url';
 
 export const READY_PREFIX = 'BENCH_READY ';
 
@@ -28,6 +32,29 @@ export function announceReady(info: { name: string; url: string; tokenEndpoint: 
   process.stdout.write(`${READY_PREFIX}${JSON.stringify({ ...info, pid: process.pid })}\n`);
 }
 
+/**
+ * tsx compiles each TypeScript file to a single line, so a CPU profile's positions need the
+ * source maps to name lines. When BENCH_SOURCEMAPS_OUT is set, write the maps of the repository's
+ * loaded files there (tsx turns source maps on, so `findSourceMap` has them).
+ */
+function dumpSourceMaps(out: string): void {
+  const root = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
+  const maps: Record<string, unknown> = {};
+  const walk = (dir: string) => {
+    for (const entry of readdirSync(dir, { withFileTypes: true })) {
+      const path = join(dir, entry.name);
+      if (entry.isDirectory()) walk(path);
+      else if (entry.name.endsWith('.ts')) {
+        const url = pathToFileURL(path).href;
+        const map = findSourceMap(url);
+        if (map) maps[url] = map.payload;
+      }
+    }
+  };
+  for (const dir of ['src', 'bench']) walk(join(root, dir));
+  writeFileSync(out, JSON.stringify(maps));
+}
+
 /** Runs `close` once on SIGTERM/SIGINT (or when the parent goes away), then exits 0. */
 export function exitOnSignal(close: () => Promise<void> | void): void {
   let closing = false;
@@ -38,6 +65,9 @@ export function exitOnSignal(close: () => Promise<void> | void): void {
     force.unref();
     Promise.resolve()
       .then(close)
+      .then(() => {
+        if (process.env.BENCH_SOURCEMAPS_OUT) dumpSourceMaps(process.env.BENCH_SOURCEMAPS_OUT);
+      })
       .catch((error: unknown) => console.error('bench child: close failed', error))
       .finally(() => process.exit(0));
   };

@@ -40,6 +40,14 @@ export function cpuMicros(pid: number): number {
   return ((utime + stime) / CLK_TCK) * 1e6;
 }
 
+/** Busy CPU time of the whole machine, all cores (first line of /proc/stat), in microseconds. */
+export function machineBusyMicros(): number {
+  const line = readFileSync('/proc/stat', 'utf8').split('\n', 1)[0]!;
+  // cpu user nice system idle iowait irq softirq steal guest guest_nice (guest is inside user)
+  const [user, nice, system, , , irq, softirq, steal] = line.trim().split(/\s+/).slice(1).map(Number) as number[];
+  return ((user! + nice! + system! + irq! + softirq! + steal!) / CLK_TCK) * 1e6;
+}
+
 export function startServer(
   name: string,
   script: string,

@@ -1,5 +1,6 @@
 /** Reads a V8 `.cpuprofile` (from `node --cpu-prof`) and ranks self time by function and by file or package. */
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
+import { SourceMap, type SourceMapPayload } from 'node:module';
 import { fmtFixed, table } from './stats.ts';
 
 interface ProfileNode {
@@ -42,8 +43,52 @@ function owner(node: ProfileNode, root: string): string {
   return shortUrl(url, root);
 }
 
-export function analyzeProfile(file: string, root: string, top = 15): string {
+/** Maps each repository frame to its TypeScript line with the source maps the child wrote. */
+function applySourceMaps(profile: CpuProfile, sourceMapsFile: string | undefined): void {
+  if (!sourceMapsFile || !existsSync(sourceMapsFile)) return;
+  const payloads = JSON.parse(readFileSync(sourceMapsFile, 'utf8')) as Record<string, SourceMapPayload>;
+  const maps = new Map<string, SourceMap>();
+  for (const node of profile.nodes) {
+    const frame = node.callFrame;
+    const payload = payloads[frame.url];
+    if (!payload) continue;
+    let map = maps.get(frame.url);
+    if (!map) maps.set(frame.url, (map = new SourceMap(payload)));
+    const entry = map.findEntry(frame.lineNumber, frame.columnNumber) as { originalLine?: number; originalColumn?: number };
+    if (entry.originalLine !== undefined) {
+      frame.lineNumber = entry.originalLine;
+      frame.columnNumber = entry.originalColumn ?? 0;
+    }
+  }
+}
+
+/**
+ * `window` (µs on the monotonic clock, `process.hrtime.bigint() / 1000n`, the clock V8 stamps
+ * samples with on Linux) keeps only the samples taken while the load ran, not start-up or exit.
+ */
+export function analyzeProfile(
+  file: string,
+  root: string,
+  options: { top?: number; sourceMaps?: string; window?: { start: number; end: number } } = {},
+): string {
+  const top = options.top ?? 15;
   const profile = JSON.parse(readFileSync(file, 'utf8')) as CpuProfile;
+  applySourceMaps(profile, options.sourceMaps);
+  let windowNote = 'whole process lifetime (start-up and exit included)';
+  if (options.window) {
+    const { start, end } = options.window;
+    const inWindow: boolean[] = [];
+    let t = profile.startTime;
+    for (const delta of profile.timeDeltas) {
+      t += delta;
+      inWindow.push(t >= start && t <= end);
+    }
+    const kept = inWindow.filter(Boolean).length;
+    if (kept > profile.samples.length * 0.1) {
+      profile.timeDeltas = profile.timeDeltas.map((d, i) => (inWindow[i] ? d : 0));
+      windowNote = `the ${fmtFixed((end - start) / 1e6, 1)} s measured under load only`;
+    }
+  }
   const byId = new Map(profile.nodes.map((n) => [n.id, n]));
   const selfMicros = new Map<number, number>();
   // timeDeltas[i] is the time since the previous sample; attribute it to sample i.
@@ -70,7 +115,7 @@ export function analyzeProfile(file: string, root: string, top = 15): string {
   for (const n of profile.nodes) for (const c of n.children ?? []) parent.set(c, n.id);
   const ownKey = (n: ProfileNode) => {
     const { functionName, url, lineNumber } = n.callFrame;
-    if (!url.startsWith('file://') || url.includes('/node_modules/')) return undefined;
+    if (!url.startsWith(`file://${root}/src/`)) return undefined;
     return `${functionName || '(anonymous)'}  ${shortUrl(url, root)}:${lineNumber + 1}`;
   };
   const inclusive = new Map<string, number>();
@@ -92,6 +137,7 @@ export function analyzeProfile(file: string, root: string, top = 15): string {
       .map(([k, v]) => [k, fmtFixed((v / busy) * 100, 1), fmtFixed(v / 1000, 0)]);
   return [
     `CPU profile ${file}`,
+    `main thread only (V8 samples JS; thread-pool work such as WebCrypto and libuv I/O is not in it); ${windowNote}`,
     `sampled ${fmtFixed(total / 1e6, 1)} s, busy (not idle) ${fmtFixed((busy / total) * 100, 1)} %; percentages below are of busy time`,
     '',
     `Top ${top} functions by self time`,
@@ -99,8 +145,12 @@ export function analyzeProfile(file: string, root: string, top = 15): string {
     '',
     `Top ${top} files / packages by self time`,
     table(['file or package', '% busy', 'ms'], rank(byOwner, top)),
-    '',
-    `Top ${top} repository functions by inclusive time (self + callees)`,
-    table(['function  location', '% busy', 'ms'], rank(inclusive, top)),
+    ...(inclusive.size > 0
+      ? [
+          '',
+          `Top ${top} src/ functions by inclusive time (self + callees on the same synchronous stack; work after an await is not counted)`,
+          table(['function  location', '% busy', 'ms'], rank(inclusive, top)),
+        ]
+      : []),
   ].join('\n');
 }

@@ -16,6 +16,8 @@ export interface Interaction {
   resource: string;
   codeChallenge: string;
   prompt: string[];
+  /** OIDC `max_age`: seconds since the last sign-in beyond which the user must sign in again. */
+  maxAge?: number;
   /** Random value also set as a cookie: the interaction can only be completed in the browser that began it. */
   bind: string;
   csrf: string;

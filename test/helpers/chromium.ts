@@ -85,8 +85,8 @@ export async function authorizeInChromium(
       throw new Error(`unexpected page ${page.url()}: ${(await page.locator('body').innerText()).slice(0, 400)}`);
     }
     if (!page.url().startsWith(options.callback.redirectUri)) throw new Error(`the browser did not return to the client; it is at ${page.url()}`);
-    const redirect = await options.callback.next(timeout);
-    if (redirect.href !== page.url()) throw new Error(`callback received ${redirect.href} but the browser is at ${page.url()}`);
+    // The browser shows the callback's answer, so the callback server has received this very request.
+    const redirect = await options.callback.expect(page.url(), timeout);
     return { redirect, steps };
   } finally {
     await ownContext?.close();

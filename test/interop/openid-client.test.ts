@@ -144,7 +144,7 @@ describe('openid-client v6 interoperability', () => {
         execute: [client.allowInsecureRequests, client.enableNonRepudiationChecks],
         [client.customFetch]: (url, options) => {
           fetched.push(url);
-          return fetch(url, options);
+          return fetch(url, options as RequestInit);
         },
       },
     );
@@ -232,6 +232,34 @@ describe('openid-client v6 interoperability', () => {
 
   it('OpenID Connect sign-in: ID token validated by openid-client, userinfo (FormBrowser)', () => openIdSignIn(formBrowser));
 
+  it('max_age=0 makes a signed-in user authenticate again, and auth_time says so (OIDC Core §3.1.2.1)', async () => {
+    const config = await registerConfidential({ redirect_uris: [callback.redirectUri], grant_types: ['authorization_code'] });
+    const browser = new FormBrowser(as.issuer);
+    const signIn = async (extra: Record<string, string>) => {
+      const verifier = client.randomPKCECodeVerifier();
+      const nonce = client.randomNonce();
+      const url = client.buildAuthorizationUrl(config, {
+        redirect_uri: callback.redirectUri,
+        scope: 'openid',
+        code_challenge: await client.calculatePKCECodeChallenge(verifier),
+        code_challenge_method: 'S256',
+        nonce,
+        ...extra,
+      });
+      const back = await browser.authorize(url.href);
+      const tokens = await client.authorizationCodeGrant(config, back, { pkceCodeVerifier: verifier, expectedNonce: nonce, ...(extra.max_age ? { maxAge: Number(extra.max_age) } : {}) });
+      return tokens.claims()!;
+    };
+    const loginPages = () => browser.pages.filter((p) => p.html.includes('name="password"')).length;
+    const first = await signIn({});
+    assert.equal(loginPages(), 1);
+    await new Promise((resolve) => setTimeout(resolve, 1100));
+    const before = Math.floor(Date.now() / 1000);
+    const second = await signIn({ max_age: '0' });
+    assert.equal(loginPages(), 2, 'max_age=0: the session is older than 0 seconds, so the user must sign in again');
+    assert.ok((second.auth_time ?? 0) >= before, `auth_time ${second.auth_time} is the new sign-in, not the first one (${first.auth_time})`);
+  });
+
   it('client credentials with client_secret_basic', async () => {
     const config = await registerConfidential({ client_name: 'openid-client service', grant_types: ['client_credentials'], scope: 'api:read' });
     const tokens = await client.clientCredentialsGrant(config, { resource: 'https://api.example.test', scope: 'api:read' });
@@ -246,10 +274,53 @@ describe('openid-client v6 interoperability', () => {
     assert.equal((await client.tokenIntrospection(config, tokens.access_token)).active, false);
   });
 
+  it('client credentials with client_secret_post, openid-client\'s default authentication', async () => {
+    const config = await client.dynamicClientRegistration(
+      new URL(as.issuer),
+      { grant_types: ['client_credentials'], token_endpoint_auth_method: 'client_secret_post' },
+      undefined,
+      insecure,
+    );
+    const tokens = await client.clientCredentialsGrant(config, { resource: 'https://api.example.test' });
+    assert.equal(decodeJwt(tokens.access_token).sub, config.clientMetadata().client_id);
+    assert.equal(decodeJwt(tokens.access_token).scope, 'api:read', 'no scope asked: all scopes of the resource');
+  });
+
+  it('a public client (none) runs the code flow and refreshes (FormBrowser)', async () => {
+    const config = await client.dynamicClientRegistration(
+      new URL(as.issuer),
+      { redirect_uris: [callback.redirectUri], grant_types: ['authorization_code', 'refresh_token'], token_endpoint_auth_method: 'none' },
+      client.None(),
+      insecure,
+    );
+    assert.equal(config.clientMetadata().client_secret, undefined);
+    const verifier = client.randomPKCECodeVerifier();
+    const url = client.buildAuthorizationUrl(config, {
+      redirect_uri: callback.redirectUri,
+      scope: 'mcp:read',
+      resource: as.resource,
+      code_challenge: await client.calculatePKCECodeChallenge(verifier),
+      code_challenge_method: 'S256',
+    });
+    const back = await formBrowser(url);
+    assert.equal(back.searchParams.get('state'), null, 'no state sent, none returned');
+    const tokens = await client.authorizationCodeGrant(config, back, { pkceCodeVerifier: verifier });
+    assert.equal(decodeJwt(tokens.access_token).aud, as.resource);
+    const refreshed = await client.refreshTokenGrant(config, tokens.refresh_token!);
+    assert.equal(decodeJwt(refreshed.access_token).aud, as.resource);
+    // A wrong PKCE verifier is refused by the server.
+    const verifier2 = client.randomPKCECodeVerifier();
+    const url2 = new URL(url);
+    url2.searchParams.set('code_challenge', await client.calculatePKCECodeChallenge(verifier2));
+    const back2 = await formBrowser(url2);
+    await assert.rejects(client.authorizationCodeGrant(config, back2, { pkceCodeVerifier: client.randomPKCECodeVerifier() }), failsWith(/invalid_grant/));
+  });
+
   it('client credentials with private_key_jwt', async () => {
     const { privateKey, publicKey } = await webcrypto.subtle.generateKey({ name: 'ECDSA', namedCurve: 'P-256' }, true, ['sign', 'verify']);
     const kid = 'interop-key-1';
-    const jwk = { ...(await webcrypto.subtle.exportKey('jwk', publicKey)), kid, alg: 'ES256', use: 'sig' };
+    const { kty, crv, x, y } = await webcrypto.subtle.exportKey('jwk', publicKey);
+    const jwk = { kty: kty!, crv: crv!, x: x!, y: y!, kid, alg: 'ES256', use: 'sig' };
     const config = await client.dynamicClientRegistration(
       new URL(as.issuer),
       { client_name: 'openid-client jwt service', grant_types: ['client_credentials'], token_endpoint_auth_method: 'private_key_jwt', jwks: { keys: [jwk] } },

@@ -4,6 +4,7 @@
  */
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
+import { createServer } from 'node:http';
 import { after, before, beforeEach, afterEach, describe, it } from 'node:test';
 import type { Browser, BrowserContext, Page, Response } from 'playwright-core';
 import { startCallbackServer, type CallbackServer } from '../helpers/callback-server.ts';
@@ -28,13 +29,6 @@ describe('interaction pages in Chromium', needsChromium(), () => {
     as = await startTestAuthServer();
     callback = await startCallbackServer();
     browser = await launchChromium();
-    const client = await registerClient(as.issuer, {
-      client_name: CLIENT_NAME,
-      redirect_uris: [callback.redirectUri],
-      token_endpoint_auth_method: 'none',
-      grant_types: ['authorization_code'],
-    });
-    clientId = client.client_id;
   });
   after(async () => {
     await browser?.close();
@@ -42,6 +36,14 @@ describe('interaction pages in Chromium', needsChromium(), () => {
     await as?.close();
   });
   beforeEach(async () => {
+    // A client per test: consent is remembered per user and client, and each test wants a fresh one.
+    const client = await registerClient(as.issuer, {
+      client_name: CLIENT_NAME,
+      redirect_uris: [callback.redirectUri],
+      token_endpoint_auth_method: 'none',
+      grant_types: ['authorization_code'],
+    });
+    clientId = client.client_id;
     context = await browser.newContext();
     page = await context.newPage();
     documents = [];
@@ -148,6 +150,7 @@ describe('interaction pages in Chromium', needsChromium(), () => {
     assert.equal(redirect.searchParams.get('state'), 'state-deny');
     assert.equal(redirect.searchParams.get('iss'), as.issuer);
     assert.equal(redirect.searchParams.get('code'), null);
+    assert.equal(callback.headers.get(redirect.href)?.referer, undefined, 'Referrer-Policy: no-referrer; the interaction URL does not leak to the client');
   });
 
   it('every page forbids framing: CSP frame-ancestors none and X-Frame-Options DENY', async () => {
@@ -169,29 +172,42 @@ describe('interaction pages in Chromium', needsChromium(), () => {
   });
 
   it('the login page does not render inside a frame of another origin', async () => {
-    const framer = 'http://framer.example.test';
-    const control = `${callback.origin}/framing-control`;
-    await page.route(`${framer}/**`, (route) =>
-      route.fulfill({
-        contentType: 'text/html',
-        body: `<!doctype html><title>framer</title><iframe name="control" src="${control}"></iframe><iframe name="victim" src="${authorizationUrl()}"></iframe>`,
-      }),
-    );
-    const interaction = page.waitForResponse((r) => r.url().startsWith(`${as.issuer}/interaction/`) && r.request().resourceType() === 'document');
-    await page.goto(`${framer}/`);
-    const response = await interaction;
-    assert.equal(response.status(), 200, 'the authorization server answered the framed request with the login page');
-    await page.waitForLoadState('load');
+    // A page on another loopback origin frames a harmless control page and the login page.
+    const framer = createServer((req, res) => {
+      if (req.url === '/control') {
+        res.writeHead(200, { 'content-type': 'text/html' }).end('<!doctype html><p>control page</p>');
+        return;
+      }
+      const src = authorizationUrl().replace(/&/g, '&amp;');
+      res.writeHead(200, { 'content-type': 'text/html' }).end(`<!doctype html><title>framer</title><iframe name="control" src="/control"></iframe><iframe name="victim" src="${src}"></iframe>`);
+    });
+    await new Promise<void>((resolve) => framer.listen(0, '127.0.0.1', resolve));
+    try {
+      const framerOrigin = `http://127.0.0.1:${(framer.address() as { port: number }).port}`;
+      const blocked = page.waitForEvent('requestfailed', (r) => r.url().startsWith(`${as.issuer}/interaction/`));
+      const consoleMessages: string[] = [];
+      page.on('console', (m) => consoleMessages.push(m.text()));
+      await page.goto(`${framerOrigin}/`);
+      const failed = await blocked;
+      assert.equal(failed.failure()?.errorText, 'net::ERR_BLOCKED_BY_RESPONSE', 'the browser refused the framed login page because of its headers');
+      const response = await failed.response();
+      assert.equal(response?.status(), 200, 'the authorization server did answer with the login page');
+      await page.waitForLoadState('load');
 
-    // Control: a page without anti-framing headers does render in the same kind of frame.
-    const controlFrame = page.frame({ name: 'control' });
-    assert.ok(controlFrame);
-    assert.match(await controlFrame.locator('body').innerText(), /not found/);
-
-    const victim = page.frame({ name: 'victim' });
-    assert.ok(victim);
-    assert.ok(!victim.url().startsWith(`${as.issuer}/`) || (await victim.locator('#username').count()) === 0, `framed login page rendered at ${victim.url()}`);
-    assert.equal(await victim.locator('#username').count(), 0, 'the login form is not in the frame');
+      const control = page.frame({ name: 'control' });
+      assert.match(await control!.locator('body').innerText(), /control page/, 'the control page renders in a frame');
+      const victim = page.frame({ name: 'victim' });
+      assert.ok(victim);
+      assert.ok(!victim.url().startsWith(as.issuer), `the frame shows ${victim.url()}`);
+      assert.equal(await victim.locator('#username').count(), 0, 'the login form is not in the frame');
+      assert.ok(
+        consoleMessages.some((m) => m.includes("frame-ancestors 'none'")),
+        `Chromium names frame-ancestors as the reason; console: ${consoleMessages.join(' | ')}`,
+      );
+    } finally {
+      framer.closeAllConnections();
+      await new Promise<void>((resolve) => framer.close(() => resolve()));
+    }
   });
 
   it('the pages make no request to any origin other than the authorization server', async () => {
@@ -199,11 +215,15 @@ describe('interaction pages in Chromium', needsChromium(), () => {
     context.on('request', (request) => requests.push({ url: request.url(), type: request.resourceType() }));
     const { redirect } = await authorizeInChromium(page, authorizationUrl(), { callback });
     // The only request elsewhere is the final navigation back to the client's redirect URI.
-    const last = requests.at(-1)!;
-    assert.equal(last.url, redirect.href);
-    assert.equal(last.type, 'document');
-    const elsewhere = requests.slice(0, -1).filter((r) => new URL(r.url).origin !== as.issuer);
+    const back = requests.findIndex((r) => r.url === redirect.href);
+    assert.ok(back > 0, 'the browser navigated to the redirect URI');
+    assert.equal(requests[back]!.type, 'document');
+    const elsewhere = requests.slice(0, back).filter((r) => new URL(r.url).origin !== as.issuer);
     assert.deepEqual(elsewhere, [], 'requests to other origins');
+    assert.ok(
+      requests.slice(back).every((r) => new URL(r.url).origin === callback.origin),
+      'after the redirect, only the client is contacted',
+    );
     const subresources = requests.filter((r) => r.type !== 'document' && new URL(r.url).origin === as.issuer && new URL(r.url).pathname !== '/favicon.ico');
     assert.deepEqual(subresources, [], 'the pages load no scripts, styles, fonts or images');
   });

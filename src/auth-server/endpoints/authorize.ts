@@ -53,6 +53,8 @@ export function authorizeEndpoint(app: Hono<AppEnv>, ctx: ServerContext) {
       const { resource, scopes } = resolveResourceAndScope(ctx, client, { resource: params.all('resource'), scope: params.get('scope') });
       const prompt = (params.get('prompt') ?? '').split(' ').filter(Boolean);
       if (prompt.includes('none') && prompt.length > 1) throw new OAuthError('invalid_request', 'prompt=none cannot be combined');
+      const maxAgeParam = params.get('max_age');
+      if (maxAgeParam !== undefined && !/^\d{1,9}$/.test(maxAgeParam)) throw new OAuthError('invalid_request', 'max_age must be a non-negative integer');
       const interaction: Interaction = {
         id: randomToken(16),
         clientId: client.clientId,
@@ -63,6 +65,7 @@ export function authorizeEndpoint(app: Hono<AppEnv>, ctx: ServerContext) {
         resource: resource.id,
         codeChallenge,
         prompt,
+        maxAge: maxAgeParam === undefined ? undefined : Number(maxAgeParam),
         bind: randomToken(16),
         csrf: randomToken(16),
       };

@@ -36,7 +36,9 @@ export function interactionEndpoints(app: Hono<AppEnv>, ctx: ServerContext) {
   /** Decides the next step: login, consent, or done. */
   const next = async (c: Context, interaction: Interaction): Promise<Response> => {
     const session = await currentSession(ctx, c);
-    const mustLogin = !session || (interaction.prompt.includes('login') && !interaction.loggedIn);
+    // OIDC Core §3.1.2.1: prompt=login, or a sign-in older than max_age, asks for the password again.
+    const stale = session !== undefined && interaction.maxAge !== undefined && ctx.now() - session.authTime >= interaction.maxAge;
+    const mustLogin = !session || ((interaction.prompt.includes('login') || stale) && !interaction.loggedIn);
     if (mustLogin) {
       if (interaction.prompt.includes('none')) return c.redirect(errorRedirect(ctx, interaction, 'login_required', 'the user is not signed in'), 303);
       return loginPage(c, { action: `/interaction/${interaction.id}/login`, csrf: interaction.csrf, clientName: await clientName(interaction.clientId) });
