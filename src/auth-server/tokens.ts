@@ -94,6 +94,33 @@ export function profileClaims(username: string | undefined, profile: { name?: st
   return claims;
 }
 
+/**
+ * The token response of a user grant (code redemption or refresh): an access token for the grant's
+ * resource, a refresh token carrying `refreshScope` when the client uses refresh tokens, and an ID
+ * token when `openid` is among the scopes.
+ */
+export async function issueGrantTokens(
+  ctx: ServerContext,
+  request: { client: Client; grant: GrantRecord; resource: Resource; scopes: string[]; refreshScope: string },
+): Promise<{ response: TokenResponse; audit: { sub: string; resource: string; scope: string; grantId: string; jti: string } }> {
+  const { client, grant, resource, scopes } = request;
+  const { token, claims, expiresIn } = await issueAccessToken(ctx, { sub: grant.sub, client, resource, scopes, grant });
+  const refreshToken = wantsRefreshToken(client) ? await issueRefreshToken(ctx, grant, request.refreshScope) : undefined;
+  const idToken = scopes.includes('openid') ? await issueIdToken(ctx, grant, scopes) : undefined;
+  const scope = formatScope(scopes);
+  return {
+    response: {
+      access_token: token,
+      token_type: 'Bearer',
+      expires_in: expiresIn,
+      scope,
+      ...(refreshToken ? { refresh_token: refreshToken } : {}),
+      ...(idToken ? { id_token: idToken } : {}),
+    },
+    audit: { sub: grant.sub, resource: resource.id, scope, grantId: grant.id, jti: claims.jti },
+  };
+}
+
 /** Whether a grant for this client gets refresh tokens: the client registered the refresh_token grant. */
 export function wantsRefreshToken(client: Client): boolean {
   return client.metadata.grant_types.includes('refresh_token');

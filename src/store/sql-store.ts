@@ -1,4 +1,5 @@
-import type { Db, Driver } from './db.ts';
+import type { Selectable } from 'kysely';
+import type { Db, Driver, Tables } from './db.ts';
 import { connect, type ConnectOptions } from './db.ts';
 import { migrate } from './migrations.ts';
 import type {
@@ -19,15 +20,7 @@ import type {
 const orUndefined = <T>(value: T | null): T | undefined => (value === null ? undefined : value);
 
 function clientStore(db: Db): ClientStore {
-  const toRecord = (row: {
-    client_id: string;
-    source: string;
-    metadata: string;
-    secret_hash: string | null;
-    registration_token_hash: string | null;
-    created_at: number;
-    last_used_at: number | null;
-  }): ClientRecord => ({
+  const toRecord = (row: Selectable<Tables['clients']>): ClientRecord => ({
     clientId: row.client_id,
     source: row.source as ClientRecord['source'],
     metadata: JSON.parse(row.metadata),
@@ -72,7 +65,7 @@ function clientStore(db: Db): ClientStore {
 }
 
 function userStore(db: Db): UserStore {
-  const toRecord = (row: { sub: string; username: string; password_hash: string | null; profile: string; created_at: number }) => ({
+  const toRecord = (row: Selectable<Tables['users']>) => ({
     sub: row.sub,
     username: row.username,
     passwordHash: orUndefined(row.password_hash),
@@ -106,20 +99,7 @@ function userStore(db: Db): UserStore {
 }
 
 function grantStore(db: Db): GrantStore {
-  const grantFromRow = (row: {
-    id: string;
-    sub: string;
-    client_id: string;
-    resource: string;
-    scope: string;
-    auth_time: number | null;
-    acr: string | null;
-    sid: string | null;
-    nonce: string | null;
-    created_at: number;
-    expires_at: number;
-    revoked_at: number | null;
-  }): GrantRecord => ({
+  const grantFromRow = (row: Selectable<Tables['grants']>): GrantRecord => ({
     id: row.id,
     sub: row.sub,
     clientId: row.client_id,

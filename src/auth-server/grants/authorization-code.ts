@@ -3,7 +3,7 @@ import { sha256 } from '../../core/encoding.ts';
 import { verifyCodeVerifier } from '../../core/pkce.ts';
 import { parseScope } from '../../core/scopes.ts';
 import { matchRedirectUri } from '../../core/redirect-uri.ts';
-import { issueAccessToken, issueIdToken, issueRefreshToken, wantsRefreshToken } from '../tokens.ts';
+import { issueGrantTokens } from '../tokens.ts';
 import type { GrantHandler } from './types.ts';
 
 /** OAuth 2.1 §4.1.3: redeem an authorization code, with PKCE. */
@@ -41,20 +41,6 @@ export const authorizationCodeGrant: GrantHandler = {
     if (!grant || grant.revokedAt) throw new OAuthError('invalid_grant', 'the grant has been revoked');
     const resource = ctx.resource(record.resource);
     if (!resource) throw new OAuthError('invalid_target', 'the resource no longer exists');
-    const scopes = parseScope(record.scope);
-    const { token, claims, expiresIn } = await issueAccessToken(ctx, { sub: grant.sub, client, resource, scopes, grant });
-    const refreshToken = wantsRefreshToken(client) ? await issueRefreshToken(ctx, grant, record.scope) : undefined;
-    const idToken = scopes.includes('openid') ? await issueIdToken(ctx, grant, scopes) : undefined;
-    return {
-      response: {
-        access_token: token,
-        token_type: 'Bearer',
-        expires_in: expiresIn,
-        scope: record.scope,
-        ...(refreshToken ? { refresh_token: refreshToken } : {}),
-        ...(idToken ? { id_token: idToken } : {}),
-      },
-      audit: { sub: grant.sub, resource: resource.id, scope: record.scope, grantId: grant.id, jti: claims.jti },
-    };
+    return issueGrantTokens(ctx, { client, grant, resource, scopes: parseScope(record.scope), refreshScope: record.scope });
   },
 };

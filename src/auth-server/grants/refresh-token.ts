@@ -1,7 +1,7 @@
 import { OAuthError } from '../../core/errors.ts';
 import { sha256 } from '../../core/encoding.ts';
-import { formatScope, isSubset, parseScope } from '../../core/scopes.ts';
-import { issueAccessToken, issueIdToken, issueRefreshToken } from '../tokens.ts';
+import { isSubset, parseScope } from '../../core/scopes.ts';
+import { issueGrantTokens } from '../tokens.ts';
 import type { GrantHandler } from './types.ts';
 
 /**
@@ -43,20 +43,8 @@ export const refreshTokenGrant: GrantHandler = {
     const resource = ctx.resource(grant.resource);
     if (!resource) throw new OAuthError('invalid_target', 'the resource no longer exists');
 
-    const { token, claims, expiresIn } = await issueAccessToken(ctx, { sub: grant.sub, client, resource, scopes, grant });
     // The new refresh token keeps the originally granted scope, so a narrowed refresh can widen back.
-    const refreshToken = await issueRefreshToken(ctx, grant, record.scope);
-    const idToken = scopes.includes('openid') ? await issueIdToken(ctx, grant, scopes) : undefined;
-    return {
-      response: {
-        access_token: token,
-        token_type: 'Bearer',
-        expires_in: expiresIn,
-        scope: formatScope(scopes),
-        refresh_token: refreshToken,
-        ...(idToken ? { id_token: idToken } : {}),
-      },
-      audit: { sub: grant.sub, resource: resource.id, scope: formatScope(scopes), grantId: grant.id, jti: claims.jti, reused_within_grace: !firstRotation },
-    };
+    const { response, audit } = await issueGrantTokens(ctx, { client, grant, resource, scopes, refreshScope: record.scope });
+    return { response, audit: { ...audit, reused_within_grace: !firstRotation } };
   },
 };
