@@ -6,11 +6,17 @@
  */
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
+import { pathToFileURL } from 'node:url';
 import pino from 'pino';
-import { authServerConfigSchema } from '../src/config/schema.ts';
-import { startAuthServer } from '../src/auth-server/server.ts';
 import { ACCESS_TOKEN_TTL, BENCH_CLIENT_ID, BENCH_RESOURCE, BENCH_SCOPE, announceReady, exitOnSignal, freePort } from './lib/child.ts';
+
+// BENCH_MANDATE_ROOT (set by `run.ts --compare=<dir>`) loads Mandate from another checkout, to
+// measure a change against this one in the same run.
+const mandateRoot = resolve(process.env.BENCH_MANDATE_ROOT ?? join(import.meta.dirname, '..'));
+const load = (path: string) => import(pathToFileURL(join(mandateRoot, path)).href);
+const { authServerConfigSchema }: typeof import('../src/config/schema.ts') = await load('src/config/schema.ts');
+const { startAuthServer }: typeof import('../src/auth-server/server.ts') = await load('src/auth-server/server.ts');
 
 if (!process.env.BENCH_SECRET) throw new Error('BENCH_SECRET is not set');
 process.env.LOG_LEVEL = 'silent';
@@ -51,4 +57,4 @@ try {
   rmSync(dataDir, { recursive: true, force: true });
   throw error;
 }
-announceReady({ name: 'mandate', url: handle.url, tokenEndpoint: `${handle.url}/token` });
+announceReady({ name: `mandate (${mandateRoot})`, url: handle.url, tokenEndpoint: `${handle.url}/token` });

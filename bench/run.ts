@@ -8,14 +8,15 @@
  *   npm run bench -- --profile         also CPU-profile Mandate under load and rank where its time goes
  *   npm run bench -- --only=micro      sections: http, micro, profile (comma-separated)
  *   npm run bench -- --profile-target=oidc-provider   (or mandate, both)
+ *   npm run bench -- --only=http --compare=mine=../other-checkout   Mandate from another checkout too
  *
  * Environment overrides: BENCH_DURATION, BENCH_WARMUP (seconds), BENCH_REPS, BENCH_CONNECTIONS,
- * BENCH_MICRO_SECONDS.
+ * BENCH_MICRO_SECONDS; BENCH_MANDATE_ROOT=<checkout> makes "mandate" (and its profile) that checkout.
  */
 import { randomBytes } from 'node:crypto';
-import { mkdtempSync, readdirSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync } from 'node:fs';
 import { availableParallelism, cpus, tmpdir } from 'node:os';
-import { dirname, join, resolve } from 'node:path';
+import { basename, dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import autocannon from 'autocannon';
 import type { Result } from 'autocannon';
@@ -50,10 +51,27 @@ for (const s of sections) if (!['http', 'micro', 'profile'].includes(s)) throw n
 const profileTarget = option('profile-target') ?? 'mandate';
 if (!['mandate', 'oidc-provider', 'both'].includes(profileTarget)) throw new Error('--profile-target must be mandate, oidc-provider or both');
 
-const SERVERS = [
+interface ServerSpec {
+  name: string;
+  script: string;
+  env?: Record<string, string>;
+}
+
+const SERVERS: ServerSpec[] = [
   { name: 'mandate', script: 'bench/mandate-server.ts' },
   { name: 'oidc-provider', script: 'bench/oidc-provider-server.ts' },
-] as const;
+];
+// --compare=<dir>[,<dir>…] or label=<dir>: Mandate from other checkouts (their src/, this bench),
+// measured in the same run, interleaved with the others.
+const COMPARE: ServerSpec[] = (option('compare') ?? '')
+  .split(',')
+  .filter(Boolean)
+  .map((entry) => {
+    const [label, dir] = entry.includes('=') ? (entry.split('=', 2) as [string, string]) : [basename(resolve(entry)), entry];
+    if (!existsSync(join(resolve(dir), 'src/auth-server/server.ts'))) throw new Error(`--compare: ${dir} has no src/auth-server/server.ts`);
+    return { name: `mandate:${label}`, script: 'bench/mandate-server.ts', env: { BENCH_MANDATE_ROOT: resolve(dir) } };
+  });
+const HTTP_SERVERS = [SERVERS[0]!, ...COMPARE, SERVERS[1]!];
 
 const secret = randomBytes(32).toString('base64url');
 const childEnv = { BENCH_SECRET: secret, LOG_LEVEL: 'silent' };
@@ -147,21 +165,22 @@ async function measure(server: ServerChild): Promise<Run> {
 async function httpSection(): Promise<string> {
   console.log(`\n== Token endpoint: client_credentials → ES256 JWT access token ==`);
   console.log(
-    `${settings.connections} connections, ${settings.warmup} s warm-up + ${settings.duration} s measured, ${settings.reps} repetition(s), scenarios interleaved (order alternates)`,
+    `${settings.connections} connections, ${settings.warmup} s warm-up + ${settings.duration} s measured, ${settings.reps} repetition(s), scenarios interleaved (order rotates)`,
   );
   const servers: ServerChild[] = [];
-  for (const s of SERVERS) servers.push(await startServer(s.name, s.script, { cwd: root, env: childEnv }));
-  for (const s of servers) console.log(`  ${s.name.padEnd(13)} pid ${s.pid}, ${s.tokenEndpoint}`);
+  for (const s of HTTP_SERVERS) servers.push(await startServer(s.name, s.script, { cwd: root, env: { ...childEnv, ...s.env } }));
+  const width = Math.max(...servers.map((s) => s.name.length));
+  for (const s of servers) console.log(`  ${s.name.padEnd(width)} pid ${s.pid}, ${s.tokenEndpoint}`);
   for (const s of servers) console.log(`  verify ${await verifyTokenEndpoint(s)}`);
 
   const runs = new Map<string, Run[]>(servers.map((s) => [s.name, []]));
   for (let rep = 0; rep < settings.reps; rep++) {
-    const order = rep % 2 === 0 ? servers : [...servers].reverse();
+    const order = servers.map((_, i) => servers[(i + rep) % servers.length]!);
     for (const server of order) {
       const run = await measure(server);
       runs.get(server.name)!.push(run);
       console.log(
-        `  rep ${rep + 1}/${settings.reps}  ${server.name.padEnd(13)} ${fmtInt(run.tokensPerSecond).padStart(7)} tokens/s  ${fmtFixed(run.cpuMicrosPerToken, 1).padStart(7)} µs CPU/token  ` +
+        `  rep ${rep + 1}/${settings.reps}  ${server.name.padEnd(width)} ${fmtInt(run.tokensPerSecond).padStart(7)} tokens/s  ${fmtFixed(run.cpuMicrosPerToken, 1).padStart(7)} µs CPU/token  ` +
           `server CPU ${fmtInt(run.serverCpuPercent)} %  autocannon ${fmtInt(run.loadgenCpuPercent)} %  other ${fmtInt(run.otherCpuPercent)} %  latency mean ${fmtFixed(run.latencyMean)} ms p99 ${run.latencyP99} ms  ` +
           `non-2xx ${run.non2xx}  errors ${run.errors}${run.non2xx ? `  (${run.statusCodes})` : ''}`,
       );
@@ -169,21 +188,24 @@ async function httpSection(): Promise<string> {
   }
   for (const s of servers) await stopServer(s.process);
 
-  const summary = (name: string) => {
-    const list = runs.get(name)!;
-    return {
-      tps: summarize(list.map((r) => r.tokensPerSecond)),
-      cpu: summarize(list.map((r) => r.cpuMicrosPerToken)),
-      serverCpu: summarize(list.map((r) => r.serverCpuPercent)),
-      otherCpu: summarize(list.map((r) => r.otherCpuPercent)),
-      latency: summarize(list.map((r) => r.latencyMean)),
-      non2xx: list.reduce((n, r) => n + r.non2xx, 0),
-      errors: list.reduce((n, r) => n + r.errors, 0),
-    };
-  };
-  const m = summary('mandate');
-  const o = summary('oidc-provider');
-  const row = (name: string, s: ReturnType<typeof summary>) => [
+  const summaries = new Map(
+    servers.map((server) => {
+      const list = runs.get(server.name)!;
+      return [
+        server.name,
+        {
+          tps: summarize(list.map((r) => r.tokensPerSecond)),
+          cpu: summarize(list.map((r) => r.cpuMicrosPerToken)),
+          serverCpu: summarize(list.map((r) => r.serverCpuPercent)),
+          otherCpu: summarize(list.map((r) => r.otherCpuPercent)),
+          latency: summarize(list.map((r) => r.latencyMean)),
+          non2xx: list.reduce((n, r) => n + r.non2xx, 0),
+          errors: list.reduce((n, r) => n + r.errors, 0),
+        },
+      ] as const;
+    }),
+  );
+  const rows = [...summaries].map(([name, s]) => [
     name,
     fmtSummary(s.tps),
     fmtSummary(s.cpu, (n) => fmtFixed(n, 0)),
@@ -192,20 +214,24 @@ async function httpSection(): Promise<string> {
     fmtFixed(s.latency.median),
     String(s.non2xx),
     String(s.errors),
-  ];
+  ]);
+  const ratio = (a: string, b: string) => {
+    const x = summaries.get(a)!;
+    const y = summaries.get(b)!;
+    return `${a} / ${b} (medians): throughput ${fmtFixed(x.tps.median / y.tps.median)}×, CPU per token ${fmtFixed(x.cpu.median / y.cpu.median)}× (below 1 is better)`;
+  };
   const lines = [
     `Token endpoint, client_credentials → ES256 JWT (${settings.connections} connections, ${settings.duration} s after ${settings.warmup} s warm-up, ${settings.reps} rep(s); min / median / max)`,
     '',
-    table(
-      ['server', 'tokens/s', 'CPU µs/token', 'server CPU % (med)', 'other load % (max)', 'latency ms (med)', 'non-2xx', 'errors'],
-      [row('mandate', m), row('oidc-provider', o)],
-    ),
+    table(['server', 'tokens/s', 'CPU µs/token', 'server CPU % (med)', 'other load % (max)', 'latency ms (med)', 'non-2xx', 'errors'], rows),
     '',
     `CPU % is of one core (the machine has ${availableParallelism()}); "other load" is machine CPU used by neither the server nor autocannon — high values mean a noisy run.`,
     '',
-    `Mandate / oidc-provider (medians): throughput ${fmtFixed(m.tps.median / o.tps.median)}×, CPU per token ${fmtFixed(m.cpu.median / o.cpu.median)}× (below 1 is better)`,
+    ...HTTP_SERVERS.filter((s) => s.name !== 'oidc-provider').map((s) => ratio(s.name, 'oidc-provider')),
+    ...COMPARE.map((s) => ratio(s.name, 'mandate')),
   ];
-  if (m.non2xx + m.errors + o.non2xx + o.errors > 0) lines.push('WARNING: some responses were not 2xx or failed: see the per-run lines above.');
+  const failed = [...summaries.values()].some((s) => s.non2xx + s.errors > 0);
+  if (failed) lines.push('WARNING: some responses were not 2xx or failed: see the per-run lines above.');
   return lines.join('\n');
 }
 
@@ -230,15 +256,16 @@ async function profileSection(): Promise<string> {
     const files = readdirSync(dir).filter((f) => f.endsWith('.cpuprofile'));
     const file = files.find((f) => f.includes(`.${server.pid}.0.`)) ?? files[0];
     if (!file) throw new Error(`no .cpuprofile written in ${dir}`);
-    reports.push(analyzeProfile(join(dir, file), root, { sourceMaps, window: run.window }));
+    // BENCH_MANDATE_ROOT=<dir> profiles Mandate from another checkout (see --compare).
+    reports.push(analyzeProfile(join(dir, file), resolve(process.env.BENCH_MANDATE_ROOT ?? root), { sourceMaps, window: run.window }));
   }
   return reports.join('\n\n');
 }
 
 async function main() {
   const estimate =
-    (sections.has('http') ? SERVERS.length * settings.reps * (settings.warmup + settings.duration + 2) + 20 : 0) +
-    (sections.has('micro') ? 6 * (settings.microSeconds * 1.25 + 0.5) : 0) +
+    (sections.has('http') ? HTTP_SERVERS.length * settings.reps * (settings.warmup + settings.duration + 2) + 20 : 0) +
+    (sections.has('micro') ? 8 * (settings.microSeconds * 1.25 + 0.5) : 0) +
     (sections.has('profile') ? (profileTarget === 'both' ? 2 : 1) * (settings.warmup + settings.duration + 20) : 0);
   const watchdog = setTimeout(() => {
     console.error(`bench: still running after ${Math.round(estimate * 1.5 + 60)} s; giving up`);

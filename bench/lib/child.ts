@@ -38,7 +38,8 @@ export function announceReady(info: { name: string; url: string; tokenEndpoint: 
  * loaded files there (tsx turns source maps on, so `findSourceMap` has them).
  */
 function dumpSourceMaps(out: string): void {
-  const root = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
+  const benchRoot = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
+  const mandateRoot = resolve(process.env.BENCH_MANDATE_ROOT ?? benchRoot);
   const maps: Record<string, unknown> = {};
   const walk = (dir: string) => {
     for (const entry of readdirSync(dir, { withFileTypes: true })) {
@@ -51,7 +52,8 @@ function dumpSourceMaps(out: string): void {
       }
     }
   };
-  for (const dir of ['src', 'bench']) walk(join(root, dir));
+  walk(join(mandateRoot, 'src'));
+  walk(join(benchRoot, 'bench'));
   writeFileSync(out, JSON.stringify(maps));
 }
 

@@ -1,12 +1,14 @@
 /**
  * In-process micro-benchmarks of what Mandate's token endpoint does per request, no HTTP: ES256
  * JWT signing through jose (`CompactSign`, WebCrypto underneath, as src/core/jwt.ts does) against
- * `node:crypto` `sign()`, and the client-secret SHA-256 through WebCrypto against `createHash`.
+ * `node:crypto` `sign()`, the client-secret SHA-256 through WebCrypto against `createHash`, and
+ * the token id (`jti`) from `randomToken` against `crypto.randomUUID()`.
  * Reports ops/s and process CPU µs/op (WebCrypto and async `crypto.sign` run on libuv's thread
  * pool, so their CPU is not all on the main thread: µs/op is the honest cost).
  */
 import { createHash, generateKeyPairSync, randomBytes, sign, type KeyObject } from 'node:crypto';
 import { CompactSign, compactVerify, importJWK, type JWK } from 'jose';
+import { randomToken } from '../../src/core/encoding.ts';
 import { fmtFixed, fmtInt, table } from './stats.ts';
 
 interface MicroResult {
@@ -106,6 +108,8 @@ export async function runMicroBenchmarks(seconds: number): Promise<string> {
     await runAsync('ES256 sign, node:crypto sign() with callback, 32 in flight', seconds, 32, () => nodeSignAsync(privateKey)),
     await runAsync('SHA-256 of client secret, crypto.subtle.digest, 1 at a time', seconds, 1, () => crypto.subtle.digest('SHA-256', encoder.encode(secret))),
     runSync('SHA-256 of client secret, node:crypto createHash', seconds, () => createHash('sha256').update(secret).digest('base64url')),
+    runSync('jti, randomToken(16) of src/core/encoding.ts (getRandomValues + btoa)', seconds, () => randomToken(16)),
+    runSync('jti, crypto.randomUUID() (Web Crypto, pooled entropy)', seconds, () => crypto.randomUUID()),
   ];
 
   const rows = results.map((r) => [r.name, fmtInt(r.ops / r.seconds), fmtFixed(r.cpuMicros / r.ops, 1)]);
