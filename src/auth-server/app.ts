@@ -1,9 +1,9 @@
 import { Hono } from 'hono';
-import { bodyLimit } from 'hono/body-limit';
 import { cors } from 'hono/cors';
 import type { ContentfulStatusCode } from 'hono/utils/http-status';
 import { OAuthError } from '../core/errors.ts';
 import type { AppEnv, ServerContext } from './context.ts';
+import { bodyLimit } from './body-limit.ts';
 import { authorizeEndpoint } from './endpoints/authorize.ts';
 import { interactionEndpoints } from './endpoints/interaction.ts';
 import { introspectEndpoint } from './endpoints/introspect.ts';
@@ -20,7 +20,7 @@ const CORS_PATHS = ['/.well-known/*', '/jwks', '/register', '/register/*', '/tok
 export function createAuthServerApp(ctx: ServerContext): Hono<AppEnv> {
   const app = new Hono<AppEnv>();
 
-  app.use('*', bodyLimit({ maxSize: 64 * 1024, onError: () => { throw new OAuthError('invalid_request', 'the request body is too large', { status: 413 }); } }));
+  app.use('*', bodyLimit({ maxBytes: 64 * 1024 }));
   if (ctx.config.cors.allowed_origins.length > 0) {
     const origins = ctx.config.cors.allowed_origins;
     const policy = cors({ origin: origins, allowHeaders: ['Authorization', 'Content-Type', 'MCP-Protocol-Version'], maxAge: 600 });

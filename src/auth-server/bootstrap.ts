@@ -1,7 +1,8 @@
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { hashSecret } from './hash.ts';
 import { join } from 'node:path';
 import { randomUUID } from 'node:crypto';
-import { randomToken, sha256 } from '../core/encoding.ts';
+import { randomToken } from '../core/encoding.ts';
 import { assertValidRedirectUri } from '../core/redirect-uri.ts';
 import type { AuthServerConfig, StaticClientConfig } from '../config/schema.ts';
 import type { Store } from '../store/types.ts';
@@ -62,7 +63,7 @@ export async function seedFromConfig(config: AuthServerConfig, store: Store, now
         jwks: client.jwks,
         jwks_uri: client.jwks_uri,
       },
-      secretHash: usesSecret ? await sha256(clientSecretFor(config, client)) : undefined,
+      secretHash: usesSecret ? hashSecret(clientSecretFor(config, client)) : undefined,
       createdAt: existing?.createdAt ?? now,
       lastUsedAt: existing?.lastUsedAt,
     });

@@ -1,6 +1,7 @@
 import type { Context } from 'hono';
+import { hashSecret } from './hash.ts';
 import { getCookie, setCookie, deleteCookie } from 'hono/cookie';
-import { randomToken, sha256 } from '../core/encoding.ts';
+import { randomToken } from '../core/encoding.ts';
 import { formatScope } from '../core/scopes.ts';
 import type { OAuthErrorCode } from '../core/errors.ts';
 import type { ServerContext } from './context.ts';
@@ -114,7 +115,7 @@ export async function completeAuthorization(ctx: ServerContext, c: Context, inte
   });
   const code = randomToken(32);
   await ctx.store.grants.createCode({
-    codeHash: await sha256(code),
+    codeHash: hashSecret(code),
     grantId,
     clientId: interaction.clientId,
     redirectUri: interaction.redirectUri,

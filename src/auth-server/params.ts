@@ -7,7 +7,11 @@ export class Params {
 
   static fromSearch(search: URLSearchParams): Params {
     const values = new Map<string, string[]>();
-    for (const [key, value] of search) values.set(key, [...(values.get(key) ?? []), value]);
+    for (const [key, value] of search) {
+      const list = values.get(key);
+      if (list) list.push(value);
+      else values.set(key, [value]);
+    }
     return new Params(values);
   }
 

@@ -4,6 +4,7 @@ import pino, { type Logger } from 'pino';
 import type { AuthServerConfig } from '../config/schema.ts';
 import { openSqlStore, type SqlStore } from '../store/sql-store.ts';
 import { memoryCache } from '../store/memory-cache.ts';
+import { cachedClientStore } from '../store/cached-clients.ts';
 import { createAuthServerApp } from './app.ts';
 import { AuditLog } from './audit.ts';
 import { seedFromConfig } from './bootstrap.ts';
@@ -22,9 +23,10 @@ export function maxTokenTtl(config: AuthServerConfig): number {
   return Math.max(config.tokens.access_token_ttl, config.tokens.id_token_ttl, ...config.resources.map((r) => r.access_token_ttl ?? 0));
 }
 
-export function openStore(config: AuthServerConfig, env = process.env): Promise<SqlStore> {
+export async function openStore(config: AuthServerConfig, env = process.env): Promise<SqlStore> {
   const driver = config.storage.driver ?? (env.DATABASE_URL ? 'postgres' : 'sqlite');
-  return openSqlStore({ driver, databaseUrl: env.DATABASE_URL, sqliteFile: resolve(config.data_dir, config.storage.sqlite_file) });
+  const store = await openSqlStore({ driver, databaseUrl: env.DATABASE_URL, sqliteFile: resolve(config.data_dir, config.storage.sqlite_file) });
+  return { ...store, clients: cachedClientStore(store.clients, { ttlSeconds: config.storage.client_cache_seconds }) };
 }
 
 /** Opens storage, keys and state, seeds the configuration, and listens. */

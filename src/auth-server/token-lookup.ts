@@ -1,5 +1,6 @@
-import { sha256 } from '../core/encoding.ts';
+
 import { verifyJwt, ACCESS_TOKEN_TYP, type AccessTokenClaims } from '../core/jwt.ts';
+import { hashSecret } from './hash.ts';
 import type { GrantRecord, RefreshTokenRecord } from '../store/types.ts';
 import type { ServerContext } from './context.ts';
 
@@ -21,7 +22,7 @@ export async function lookupToken(ctx: ServerContext, token: string, hint?: stri
     return { kind: 'access_token' as const, claims };
   };
   const tryRefresh = async () => {
-    const record = await ctx.store.grants.findRefreshToken(await sha256(token));
+    const record = await ctx.store.grants.findRefreshToken(hashSecret(token));
     if (!record || record.revokedAt || record.rotatedAt || record.expiresAt <= ctx.now()) return undefined;
     const grant = await ctx.store.grants.findGrant(record.grantId);
     if (!grant || grant.revokedAt) return undefined;

@@ -1,4 +1,5 @@
-import { randomToken, sha256 } from '../core/encoding.ts';
+import { randomToken } from '../core/encoding.ts';
+import { hashSecret } from './hash.ts';
 import { ACCESS_TOKEN_TYP, signJwt, type AccessTokenClaims } from '../core/jwt.ts';
 import { formatScope } from '../core/scopes.ts';
 import type { Client } from '../core/client-metadata.ts';
@@ -55,7 +56,7 @@ export async function issueRefreshToken(ctx: ServerContext, grant: GrantRecord, 
   const token = randomToken(32);
   const now = ctx.now();
   await ctx.store.grants.createRefreshToken({
-    tokenHash: await sha256(token),
+    tokenHash: hashSecret(token),
     grantId: grant.id,
     clientId: grant.clientId,
     scope,

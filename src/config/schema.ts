@@ -59,6 +59,12 @@ export const authServerConfigSchema = z.strictObject({
     .strictObject({
       driver: z.enum(['sqlite', 'postgres']).optional().describe('Defaults to postgres when DATABASE_URL is set, else sqlite.'),
       sqlite_file: z.string().default('mandate.db').describe('Relative to data_dir.'),
+      client_cache_seconds: z
+        .number()
+        .int()
+        .min(0)
+        .default(5)
+        .describe('Seconds a client record is cached in memory. Changes made on this instance apply at once; on other instances within this time. 0 disables.'),
     })
     .prefault({}),
   tokens: z

@@ -2,3 +2,4 @@ export * from './types.ts';
 export { openSqlStore, type SqlStore } from './sql-store.ts';
 export { memoryCache } from './memory-cache.ts';
 export type { Driver } from './db.ts';
+export { cachedClientStore } from './cached-clients.ts';

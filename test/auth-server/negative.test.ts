@@ -219,6 +219,35 @@ describe('refused requests', () => {
       assert.equal(((await res.json()) as { error: string }).error, 'invalid_request');
     });
 
+    it('a body over 64 KiB → 413 invalid_request, declared or chunked', async () => {
+      const big = `grant_type=client_credentials&pad=${'a'.repeat(70_000)}`;
+      const declared = await postForm(`${as.issuer}/token`, Object.fromEntries(new URLSearchParams(big)), confidentialAuth());
+      assert.equal(declared.status, 413);
+      assert.equal(declared.json.error, 'invalid_request');
+      const chunked = await fetch(`${as.issuer}/token`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/x-www-form-urlencoded', ...confidentialAuth() },
+        body: new ReadableStream({
+          start(controller) {
+            controller.enqueue(new TextEncoder().encode(big));
+            controller.close();
+          },
+        }),
+        duplex: 'half',
+      } as RequestInit);
+      assert.equal(chunked.status, 413);
+    });
+
+    it('a client deleted through RFC 7592 cannot get tokens any more, at once', async () => {
+      const doomed = await registerClient(as.issuer, { grant_types: ['client_credentials'] });
+      const auth = { authorization: basic(doomed.client_id, doomed.client_secret!) };
+      assert.equal((await token({ grant_type: 'client_credentials', resource: as.resource }, auth)).status, 200);
+      const del = await fetch(doomed.registration_client_uri as string, { method: 'DELETE', headers: { authorization: `Bearer ${doomed.registration_access_token}` } });
+      assert.equal(del.status, 204);
+      const after = await token({ grant_type: 'client_credentials', resource: as.resource }, auth);
+      assert.equal(after.json.error, 'invalid_client');
+    });
+
     it('a repeated parameter → invalid_request', async () => {
       const res = await fetch(`${as.issuer}/token`, {
         method: 'POST',

@@ -1,6 +1,7 @@
 import type { Context } from 'hono';
+import { hashSecret } from '../hash.ts';
 import { OAuthError } from '../../core/errors.ts';
-import { constantTimeEqual, sha256 } from '../../core/encoding.ts';
+import { constantTimeEqual } from '../../core/encoding.ts';
 import type { Client, TokenEndpointAuthMethod } from '../../core/client-metadata.ts';
 import type { ServerContext } from '../context.ts';
 import type { Params } from '../params.ts';
@@ -79,7 +80,7 @@ export async function authenticateClient(ctx: ServerContext, c: Context, params:
     }
     if (attempt.method === 'client_secret_basic' || attempt.method === 'client_secret_post') {
       // Secrets are 256-bit random values: a SHA-256 hash compared in constant time is enough.
-      const ok = client.secretHash !== undefined && constantTimeEqual(await sha256(attempt.secret!), client.secretHash);
+      const ok = client.secretHash !== undefined && constantTimeEqual(hashSecret(attempt.secret!), client.secretHash);
       if (!ok) throw new OAuthError('invalid_client', 'client authentication failed', { reason: 'wrong client secret' });
     } else if (attempt.method === 'private_key_jwt') {
       await verifyClientAssertion(ctx, client, attempt.assertion!, endpointUrl);

@@ -1,7 +1,8 @@
 import type { Context, Hono } from 'hono';
+import { hashSecret } from '../hash.ts';
 import type { AppEnv } from '../context.ts';
 import { OAuthError } from '../../core/errors.ts';
-import { constantTimeEqual, randomToken, sha256 } from '../../core/encoding.ts';
+import { constantTimeEqual, randomToken } from '../../core/encoding.ts';
 import { assertValidRedirectUri } from '../../core/redirect-uri.ts';
 import { clientMetadataSchema, GRANT_TYPES, type ClientMetadata } from '../../core/client-metadata.ts';
 import type { ClientRecord } from '../../store/types.ts';
@@ -73,8 +74,8 @@ export function registerEndpoints(app: Hono<AppEnv>, ctx: ServerContext) {
       clientId: `mc_${randomToken(18)}`,
       source: 'dynamic',
       metadata,
-      secretHash: clientSecret ? await sha256(clientSecret) : undefined,
-      registrationTokenHash: await sha256(registrationToken),
+      secretHash: clientSecret ? hashSecret(clientSecret) : undefined,
+      registrationTokenHash: hashSecret(registrationToken),
       createdAt: ctx.now(),
     };
     await ctx.store.clients.upsert(record);
@@ -87,7 +88,7 @@ export function registerEndpoints(app: Hono<AppEnv>, ctx: ServerContext) {
     const token = bearerToken(c);
     const record = await ctx.store.clients.find(c.req.param('clientId') ?? '');
     // RFC 7592 §2: an unknown client and a wrong token are both 401, so client ids cannot be probed.
-    if (!token || !record?.registrationTokenHash || !constantTimeEqual(await sha256(token), record.registrationTokenHash)) {
+    if (!token || !record?.registrationTokenHash || !constantTimeEqual(hashSecret(token), record.registrationTokenHash)) {
       throw new OAuthError('invalid_token', 'the registration access token is invalid', { headers: { 'WWW-Authenticate': 'Bearer error="invalid_token"' } });
     }
     return record;
@@ -108,7 +109,7 @@ export function registerEndpoints(app: Hono<AppEnv>, ctx: ServerContext) {
     const updated: ClientRecord = {
       ...record,
       metadata,
-      secretHash: needsSecret(metadata) ? (clientSecret ? await sha256(clientSecret) : record.secretHash) : undefined,
+      secretHash: needsSecret(metadata) ? (clientSecret ? hashSecret(clientSecret) : record.secretHash) : undefined,
     };
     await ctx.store.clients.upsert(updated);
     ctx.audit.record({ at: ctx.now(), type: 'client.updated', outcome: 'success', clientId: record.clientId });

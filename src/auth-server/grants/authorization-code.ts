@@ -1,5 +1,6 @@
 import { OAuthError } from '../../core/errors.ts';
-import { sha256 } from '../../core/encoding.ts';
+import { hashSecret } from '../hash.ts';
+
 import { verifyCodeVerifier } from '../../core/pkce.ts';
 import { parseScope } from '../../core/scopes.ts';
 import { matchRedirectUri } from '../../core/redirect-uri.ts';
@@ -12,7 +13,7 @@ export const authorizationCodeGrant: GrantHandler = {
   parameters: ['code', 'code_verifier', 'redirect_uri', 'resource'],
   async handler(ctx, { client, params }) {
     const code = params.require('code');
-    const consumed = await ctx.store.grants.consumeCode(await sha256(code), ctx.now());
+    const consumed = await ctx.store.grants.consumeCode(hashSecret(code), ctx.now());
     if (!consumed) throw new OAuthError('invalid_grant', 'the authorization code is invalid', { reason: 'unknown code' });
     const record = consumed.code;
     if (!consumed.firstUse) {

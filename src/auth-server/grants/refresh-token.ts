@@ -1,5 +1,6 @@
 import { OAuthError } from '../../core/errors.ts';
-import { sha256 } from '../../core/encoding.ts';
+import { hashSecret } from '../hash.ts';
+
 import { isSubset, parseScope } from '../../core/scopes.ts';
 import { issueGrantTokens } from '../tokens.ts';
 import type { GrantHandler } from './types.ts';
@@ -14,7 +15,7 @@ export const refreshTokenGrant: GrantHandler = {
   parameters: ['refresh_token', 'scope', 'resource'],
   async handler(ctx, { client, params }) {
     const now = ctx.now();
-    const record = await ctx.store.grants.findRefreshToken(await sha256(params.require('refresh_token')));
+    const record = await ctx.store.grants.findRefreshToken(hashSecret(params.require('refresh_token')));
     if (!record || record.clientId !== client.clientId) {
       throw new OAuthError('invalid_grant', 'the refresh token is invalid', { reason: record ? `token of ${record.clientId}` : 'unknown refresh token' });
     }

@@ -1,0 +1,37 @@
+import type { ClientRecord, ClientStore } from './types.ts';
+
+/**
+ * Keeps client records in memory for `ttlSeconds`: a client is read on every token request, and
+ * the database round trip was a fifth of the token endpoint's cost. Writes through this store
+ * invalidate at once; a change made by another instance is seen within the TTL. Unknown client
+ * ids are not cached, so a client registered elsewhere is found immediately.
+ */
+export function cachedClientStore(inner: ClientStore, options: { ttlSeconds: number; maxEntries?: number }): ClientStore {
+  if (options.ttlSeconds <= 0) return inner;
+  const max = options.maxEntries ?? 10_000;
+  const entries = new Map<string, { record: ClientRecord; expiresAt: number }>();
+  return {
+    async find(clientId) {
+      const hit = entries.get(clientId);
+      if (hit && hit.expiresAt > Date.now()) return hit.record;
+      const record = await inner.find(clientId);
+      entries.delete(clientId);
+      if (record) {
+        if (entries.size >= max) entries.delete(entries.keys().next().value as string);
+        entries.set(clientId, { record, expiresAt: Date.now() + options.ttlSeconds * 1000 });
+      }
+      return record;
+    },
+    async upsert(client) {
+      entries.delete(client.clientId);
+      await inner.upsert(client);
+      entries.delete(client.clientId);
+    },
+    async delete(clientId) {
+      entries.delete(clientId);
+      return inner.delete(clientId);
+    },
+    touch: (clientId, at) => inner.touch(clientId, at),
+    list: () => inner.list(),
+  };
+}
