@@ -4,7 +4,8 @@ import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { assertValidRedirectUri, matchRedirectUri } from '../src/core/redirect-uri.ts';
 import { checkCodeChallenge, verifyCodeVerifier } from '../src/core/pkce.ts';
-import { constantTimeEqual, sha256 } from '../src/core/encoding.ts';
+import { base64url, constantTimeEqual, sha256 } from '../src/core/encoding.ts';
+import { randomBytes } from 'node:crypto';
 import { OAuthError } from '../src/core/errors.ts';
 import { isPublicAddress } from '../src/auth-server/network-guard.ts';
 
@@ -37,6 +38,13 @@ describe('core', () => {
     await verifyCodeVerifier(verifier, challenge);
     await assert.rejects(verifyCodeVerifier('b'.repeat(43), challenge), { code: 'invalid_grant' });
     await assert.rejects(verifyCodeVerifier('short', challenge), { code: 'invalid_grant' });
+  });
+
+  it('encodes base64url exactly as Node does, for every length remainder', () => {
+    for (let length = 0; length < 70; length++) {
+      const bytes = randomBytes(length);
+      assert.equal(base64url(bytes), bytes.toString('base64url'), `length ${length}`);
+    }
   });
 
   it('compares secrets in constant time by value', () => {

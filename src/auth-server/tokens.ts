@@ -36,7 +36,7 @@ export async function issueAccessToken(ctx: ServerContext, request: AccessTokenR
     aud: request.resource.id,
     exp: now + expiresIn,
     iat: now,
-    jti: randomToken(16),
+    jti: crypto.randomUUID(),
     client_id: request.client.clientId,
     ...(request.scopes.length > 0 ? { scope: formatScope(request.scopes) } : {}),
     ...(request.grant?.authTime !== undefined ? { auth_time: request.grant.authTime } : {}),
