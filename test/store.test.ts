@@ -95,6 +95,48 @@ function storeSuite(name: string, options: { skip: string | false }, open: () =>
       assert.equal(await store.grants.consumeCode(codeHash, now), undefined);
     });
 
+    it('keeps agent attributes, finds clients by fingerprint, disables and expires clients', async () => {
+      const clientId = id();
+      const fingerprint = id();
+      await store.clients.upsert({
+        clientId,
+        source: 'dynamic',
+        metadata: { redirect_uris: [], token_endpoint_auth_method: 'client_secret_basic', grant_types: ['client_credentials'], response_types: ['code'] },
+        agent: { agentType: 'assistant', owner: 'demo' },
+        fingerprint,
+        createdAt: now - 100,
+      });
+      assert.equal((await store.clients.findByFingerprint(fingerprint))?.clientId, clientId);
+      assert.equal((await store.clients.find(clientId))?.agent?.owner, 'demo');
+      assert.ok((await store.clients.countDynamic()) >= 1);
+      await store.clients.setDisabled(clientId, now);
+      assert.ok((await store.clients.listDisabled()).some((d) => d.clientId === clientId && d.disabledAt === now));
+      await store.clients.setDisabled(clientId, null);
+      assert.equal((await store.clients.find(clientId))?.disabledAt, undefined);
+      assert.ok((await store.clients.deleteUnused(now - 50)) >= 1);
+      assert.equal(await store.clients.find(clientId), undefined);
+    });
+
+    it('revokes everything of a client and lists the revoked tokens that are still alive', async () => {
+      const clientId = id();
+      const grantId = id();
+      await store.grants.createGrant({ id: grantId, sub: 'u1', clientId, resource: 'r', scope: 'a', createdAt: now, expiresAt: now + 100 });
+      const jti = id();
+      await store.grants.recordAccessToken({ jti, grantId, clientId, expiresAt: now + 60, tokenHash: `h-${jti}`, claims: { sub: 'u1', scope: 'a' } });
+      assert.deepEqual((await store.grants.findAccessTokenByHash(`h-${jti}`))?.claims, { sub: 'u1', scope: 'a' });
+      await store.grants.revokeByClient(clientId, now);
+      assert.equal((await store.grants.findGrant(grantId))?.revokedAt, now);
+      const listed = await store.grants.listRevokedAccessTokens(now);
+      assert.ok(listed.some((r) => r.jti === jti && r.expiresAt === now + 60));
+    });
+
+    it('records agreement acceptances by version', async () => {
+      const sub = id();
+      await store.agreements.accept({ sub, agreementId: 'agent-consent', version: 1, acceptedAt: now });
+      await store.agreements.accept({ sub, agreementId: 'agent-consent', version: 2, acceptedAt: now + 1 });
+      assert.deepEqual(await store.agreements.find(sub, 'agent-consent'), { sub, agreementId: 'agent-consent', version: 2, acceptedAt: now + 1 });
+    });
+
     it('finds users by username and sub', async () => {
       const sub = id();
       await store.users.upsert({ sub, username: `user-${sub}`, passwordHash: 'scrypt$x', profile: { name: 'Demo' }, createdAt: now });

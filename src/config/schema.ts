@@ -14,11 +14,45 @@ const scopeSchema = z.strictObject({
   description: z.string().optional().describe('Shown on the consent page.'),
 });
 
+const clientRef = z.string().min(1);
+
 export const resourceSchema = z.strictObject({
   id: z.url().describe('The resource identifier (RFC 8707): the `aud` of tokens issued for it.'),
   name: z.string().describe('Human-readable name, shown on the consent page.'),
   scopes: z.array(scopeSchema).default([]),
   access_token_ttl: seconds.optional().describe('Overrides tokens.access_token_ttl for this resource.'),
+  token_format: z.enum(['jwt', 'opaque']).default('jwt').describe('opaque tokens are random strings that resource servers introspect.'),
+  may_act: z
+    .union([z.literal('requesting_client'), z.strictObject({ client_id: clientRef })])
+    .optional()
+    .describe('Who may exchange tokens issued for this resource (RFC 8693 may_act): a named client, or `requesting_client` — the client the token is issued to (an agent).'),
+  claims: z
+    .record(z.string(), z.string())
+    .default({})
+    .describe('Claim mappings: claim name → CEL expression over subject, actor, client, user, request; a null result removes the claim. iss, aud, exp, iat, nbf, jti, client_id and scope cannot be mapped.'),
+  exchange: z
+    .strictObject({
+      allowed_actors: z.array(clientRef).optional().describe('Clients that may appear in the act chain of a token for this resource; any client when omitted.'),
+      max_depth: z.number().int().min(1).max(10).default(1).describe('Longest act chain a token for this resource may carry.'),
+      require_may_act: z.boolean().default(true).describe('Exchange into this resource needs the subject token to name the actor in may_act. Turning it off allows delegation the user never granted.'),
+    })
+    .prefault({}),
+});
+
+export const agreementSchema = z.strictObject({
+  id: z.string().min(1),
+  name: z.string(),
+  version: z.number().int().min(1).describe('Raise it when the text changes: every user is asked again.'),
+  text: z.string().min(1),
+  reconsent_days: z.number().int().min(1).optional().describe('Ask again after this many days.'),
+});
+
+export const authenticationPolicySchema = z.strictObject({
+  name: z.string().min(1).describe('Becomes the `acr` of tokens issued after it.'),
+  steps: z
+    .array(z.union([z.literal('login'), z.strictObject({ agreement: z.string() })]))
+    .min(1)
+    .describe('Ordered steps: `login`, then e.g. `{ agreement: <id> }`.'),
 });
 
 export const userSchema = z.strictObject({
@@ -39,11 +73,26 @@ export const staticClientSchema = z.strictObject({
     .describe('Environment variable holding the secret. When unset, a secret is generated on first start and written to the data dir.'),
   token_endpoint_auth_method: z.enum(['none', 'client_secret_basic', 'client_secret_post', 'private_key_jwt']).default('client_secret_basic'),
   redirect_uris: z.array(z.string()).default([]),
-  grant_types: z.array(z.enum(['authorization_code', 'refresh_token', 'client_credentials'])).default(['authorization_code', 'refresh_token']),
+  grant_types: z
+    .array(z.enum(['authorization_code', 'refresh_token', 'client_credentials', 'urn:ietf:params:oauth:grant-type:token-exchange']))
+    .default(['authorization_code', 'refresh_token']),
   scope: z.string().optional().describe('Space-separated scopes the client may request; any scope of a resource when omitted.'),
   default_resource: z.url().optional(),
   jwks: z.object({ keys: z.array(z.record(z.string(), z.unknown())) }).optional(),
   jwks_uri: z.url().optional(),
+  authentication_policy: z.string().optional().describe('Name of the authentication policy users go through when signing in through this client.'),
+});
+
+export const staticAgentSchema = staticClientSchema.extend({
+  agent_type: z.string().default('assistant'),
+  owner: z.string().optional().describe('Username of the person responsible for the agent.'),
+  grant_types: staticClientSchema.shape.grant_types.default([
+    'client_credentials',
+    'authorization_code',
+    'refresh_token',
+    'urn:ietf:params:oauth:grant-type:token-exchange',
+  ]),
+  expires_at: z.iso.datetime({ offset: true }).optional().describe('After this time the agent is refused.'),
 });
 
 export const authServerConfigSchema = z.strictObject({
@@ -85,7 +134,12 @@ export const authServerConfigSchema = z.strictObject({
     .prefault({}),
   registration: z
     .strictObject({
-      enabled: z.boolean().default(true).describe('Open dynamic client registration (RFC 7591).'),
+      enabled: z.boolean().default(true).describe('Open dynamic client registration (RFC 7591) and agent registration (/aiagent/register).'),
+      allowed_scopes: z.array(z.string()).optional().describe('Scopes a registered client may ask for; any scope of a resource when omitted.'),
+      redirect_uri_hosts: z.array(z.string()).optional().describe('Hosts allowed in registered redirect URIs besides loopback; any host when omitted.'),
+      rate_limit_per_minute: z.number().int().min(1).default(30).describe('Registrations per minute from one address.'),
+      max_clients: z.number().int().min(1).default(10_000).describe('Cap on dynamically registered clients and agents.'),
+      unused_client_expiry_days: z.number().int().min(1).default(30).describe('Dynamic clients never used within this many days are deleted.'),
     })
     .prefault({}),
   client_id_metadata_documents: z
@@ -105,7 +159,15 @@ export const authServerConfigSchema = z.strictObject({
     .prefault({}),
   users: z.array(userSchema).default([]),
   clients: z.array(staticClientSchema).default([]),
+  agents: z.array(staticAgentSchema).default([]).describe('AI agents: clients with an agent identity (client credentials, refresh, token exchange).'),
   resources: z.array(resourceSchema).default([]),
+  agreements: z.array(agreementSchema).default([]),
+  authentication_policies: z.array(authenticationPolicySchema).default([]),
+  admin: z
+    .strictObject({
+      token_env: z.string().default('MANDATE_ADMIN_TOKEN').describe('Environment variable with the admin API bearer token; generated into data_dir/secrets/admin.token when unset.'),
+    })
+    .prefault({}),
 });
 
 export type AuthServerConfig = z.output<typeof authServerConfigSchema>;
@@ -113,3 +175,6 @@ export type AuthServerConfigInput = z.input<typeof authServerConfigSchema>;
 export type ResourceConfig = z.output<typeof resourceSchema>;
 export type UserConfig = z.output<typeof userSchema>;
 export type StaticClientConfig = z.output<typeof staticClientSchema>;
+export type StaticAgentConfig = z.output<typeof staticAgentSchema>;
+export type AgreementConfig = z.output<typeof agreementSchema>;
+export type AuthenticationPolicyConfig = z.output<typeof authenticationPolicySchema>;

@@ -5,3 +5,5 @@ export * from './scopes.ts';
 export * from './redirect-uri.ts';
 export * from './client-metadata.ts';
 export * from './jwt.ts';
+export * from './delegation.ts';
+export * from './cel.ts';

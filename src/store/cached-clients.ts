@@ -31,7 +31,18 @@ export function cachedClientStore(inner: ClientStore, options: { ttlSeconds: num
       entries.delete(clientId);
       return inner.delete(clientId);
     },
+    async setDisabled(clientId, at) {
+      entries.delete(clientId);
+      await inner.setDisabled(clientId, at);
+    },
+    async deleteUnused(before) {
+      entries.clear();
+      return inner.deleteUnused(before);
+    },
     touch: (clientId, at) => inner.touch(clientId, at),
     list: () => inner.list(),
+    findByFingerprint: (fingerprint) => inner.findByFingerprint(fingerprint),
+    countDynamic: () => inner.countDynamic(),
+    listDisabled: () => inner.listDisabled(),
   };
 }

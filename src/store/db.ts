@@ -14,6 +14,10 @@ export interface Tables {
     registration_token_hash: string | null;
     created_at: number;
     last_used_at: number | null;
+    kind: Generated<string>;
+    agent: string | null;
+    disabled_at: number | null;
+    fingerprint: string | null;
   };
   users: {
     sub: string;
@@ -63,6 +67,14 @@ export interface Tables {
     client_id: string;
     expires_at: number;
     revoked_at: number | null;
+    token_hash: string | null;
+    claims: string | null;
+  };
+  agreement_acceptances: {
+    sub: string;
+    agreement_id: string;
+    version: number;
+    accepted_at: number;
   };
   consents: {
     sub: string;

@@ -99,6 +99,28 @@ function migrations(driver: Driver): Record<string, Migration> {
         await db.schema.createIndex('audit_events_type').on('audit_events').columns(['type', 'at']).execute();
       },
     },
+    '0002_agents_agreements_opaque_tokens': {
+      async up(db: Kysely<unknown>) {
+        await db.schema.alterTable('clients').addColumn('kind', 'text', (c) => c.notNull().defaultTo('client')).execute();
+        await db.schema.alterTable('clients').addColumn('agent', 'text').execute();
+        await db.schema.alterTable('clients').addColumn('disabled_at', bigint).execute();
+        await db.schema.alterTable('clients').addColumn('fingerprint', 'text').execute();
+        await db.schema.createIndex('clients_fingerprint').on('clients').column('fingerprint').execute();
+        await db.schema
+          .createTable('agreement_acceptances')
+          .addColumn('sub', 'text', (c) => c.notNull())
+          .addColumn('agreement_id', 'text', (c) => c.notNull())
+          .addColumn('version', 'integer', (c) => c.notNull())
+          .addColumn('accepted_at', bigint, (c) => c.notNull())
+          .addPrimaryKeyConstraint('agreement_acceptances_pk', ['sub', 'agreement_id'])
+          .execute();
+        await db.schema.alterTable('access_tokens').addColumn('token_hash', 'text').execute();
+        await db.schema.alterTable('access_tokens').addColumn('claims', 'text').execute();
+        await db.schema.createIndex('access_tokens_hash').on('access_tokens').column('token_hash').execute();
+        await db.schema.createIndex('access_tokens_client').on('access_tokens').column('client_id').execute();
+        await db.schema.createIndex('grants_client').on('grants').column('client_id').execute();
+      },
+    },
   };
 }
 

@@ -4,6 +4,7 @@ import { connect, type ConnectOptions } from './db.ts';
 import { migrate } from './migrations.ts';
 import type {
   AccessTokenRecord,
+  AgreementStore,
   AuditEvent,
   AuditStore,
   AuthorizationCodeRecord,
@@ -28,6 +29,9 @@ function clientStore(db: Db): ClientStore {
     registrationTokenHash: orUndefined(row.registration_token_hash),
     createdAt: row.created_at,
     lastUsedAt: orUndefined(row.last_used_at),
+    agent: row.agent ? JSON.parse(row.agent) : undefined,
+    disabledAt: orUndefined(row.disabled_at),
+    fingerprint: orUndefined(row.fingerprint),
   });
   return {
     async find(clientId) {
@@ -43,6 +47,10 @@ function clientStore(db: Db): ClientStore {
         registration_token_hash: client.registrationTokenHash ?? null,
         created_at: client.createdAt,
         last_used_at: client.lastUsedAt ?? null,
+        kind: client.agent ? 'agent' : 'client',
+        agent: client.agent ? JSON.stringify(client.agent) : null,
+        disabled_at: client.disabledAt ?? null,
+        fingerprint: client.fingerprint ?? null,
       };
       await db
         .insertInto('clients')
@@ -60,6 +68,30 @@ function clientStore(db: Db): ClientStore {
     async list() {
       const rows = await db.selectFrom('clients').selectAll().orderBy('created_at').execute();
       return rows.map(toRecord);
+    },
+    async findByFingerprint(fingerprint) {
+      const row = await db.selectFrom('clients').selectAll().where('fingerprint', '=', fingerprint).executeTakeFirst();
+      return row && toRecord(row);
+    },
+    async countDynamic() {
+      const row = await db.selectFrom('clients').select((eb) => eb.fn.countAll<number>().as('n')).where('source', '=', 'dynamic').executeTakeFirstOrThrow();
+      return Number(row.n);
+    },
+    async deleteUnused(before) {
+      const result = await db
+        .deleteFrom('clients')
+        .where('source', '=', 'dynamic')
+        .where('last_used_at', 'is', null)
+        .where('created_at', '<', before)
+        .executeTakeFirst();
+      return Number(result.numDeletedRows);
+    },
+    async setDisabled(clientId, at) {
+      await db.updateTable('clients').set({ disabled_at: at }).where('client_id', '=', clientId).execute();
+    },
+    async listDisabled() {
+      const rows = await db.selectFrom('clients').select(['client_id', 'disabled_at']).where('disabled_at', 'is not', null).execute();
+      return rows.map((r) => ({ clientId: r.client_id, disabledAt: r.disabled_at! }));
     },
   };
 }
@@ -232,25 +264,70 @@ function grantStore(db: Db): GrantStore {
           client_id: token.clientId,
           expires_at: token.expiresAt,
           revoked_at: token.revokedAt ?? null,
+          token_hash: token.tokenHash ?? null,
+          claims: token.claims ? JSON.stringify(token.claims) : null,
         })
         .execute();
     },
     async findAccessToken(jti) {
       const row = await db.selectFrom('access_tokens').selectAll().where('jti', '=', jti).executeTakeFirst();
-      if (!row) return undefined;
-      return {
-        jti: row.jti,
-        grantId: orUndefined(row.grant_id),
-        clientId: row.client_id,
-        expiresAt: row.expires_at,
-        revokedAt: orUndefined(row.revoked_at),
-      };
+      return row && accessTokenFromRow(row);
+    },
+    async findAccessTokenByHash(tokenHash) {
+      const row = await db.selectFrom('access_tokens').selectAll().where('token_hash', '=', tokenHash).executeTakeFirst();
+      return row && accessTokenFromRow(row);
+    },
+    async revokeByClient(clientId, at) {
+      await db.transaction().execute(async (trx) => {
+        await trx.updateTable('grants').set({ revoked_at: at }).where('client_id', '=', clientId).where('revoked_at', 'is', null).execute();
+        await trx.updateTable('refresh_tokens').set({ revoked_at: at }).where('client_id', '=', clientId).where('revoked_at', 'is', null).execute();
+        await trx.updateTable('access_tokens').set({ revoked_at: at }).where('client_id', '=', clientId).where('revoked_at', 'is', null).execute();
+      });
+    },
+    async listRevokedAccessTokens(now) {
+      const rows = await db
+        .selectFrom('access_tokens')
+        .select(['jti', 'expires_at', 'revoked_at'])
+        .where('revoked_at', 'is not', null)
+        .where('expires_at', '>', now)
+        .orderBy('revoked_at')
+        .execute();
+      return rows.map((r) => ({ jti: r.jti, expiresAt: r.expires_at, revokedAt: r.revoked_at! }));
     },
     async revokeAccessToken(token, at) {
       await db
         .insertInto('access_tokens')
         .values({ jti: token.jti, grant_id: token.grantId ?? null, client_id: token.clientId, expires_at: token.expiresAt, revoked_at: at })
         .onConflict((oc) => oc.column('jti').doUpdateSet({ revoked_at: at }))
+        .execute();
+    },
+  };
+}
+
+function accessTokenFromRow(row: Selectable<Tables['access_tokens']>): AccessTokenRecord {
+  return {
+    jti: row.jti,
+    grantId: orUndefined(row.grant_id),
+    clientId: row.client_id,
+    expiresAt: row.expires_at,
+    revokedAt: orUndefined(row.revoked_at),
+    tokenHash: orUndefined(row.token_hash),
+    claims: row.claims ? JSON.parse(row.claims) : undefined,
+  };
+}
+
+function agreementStore(db: Db): AgreementStore {
+  return {
+    async find(sub, agreementId) {
+      const row = await db.selectFrom('agreement_acceptances').selectAll().where('sub', '=', sub).where('agreement_id', '=', agreementId).executeTakeFirst();
+      return row && { sub: row.sub, agreementId: row.agreement_id, version: row.version, acceptedAt: row.accepted_at };
+    },
+    async accept(a) {
+      const values = { sub: a.sub, agreement_id: a.agreementId, version: a.version, accepted_at: a.acceptedAt };
+      await db
+        .insertInto('agreement_acceptances')
+        .values(values)
+        .onConflict((oc) => oc.columns(['sub', 'agreement_id']).doUpdateSet({ version: a.version, accepted_at: a.acceptedAt }))
         .execute();
     },
   };
@@ -334,6 +411,7 @@ export async function openSqlStore(options: ConnectOptions): Promise<SqlStore> {
     users: userStore(db),
     grants: grantStore(db),
     consents: consentStore(db),
+    agreements: agreementStore(db),
     audit: auditStore(db),
     async sweep(now) {
       await db.deleteFrom('authorization_codes').where('expires_at', '<', now).execute();

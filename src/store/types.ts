@@ -6,9 +6,23 @@ import type { Client } from '../core/client-metadata.ts';
  * Times are epoch seconds.
  */
 
+export interface AgentAttributes {
+  agentType: string;
+  /** Username of the person responsible for the agent. */
+  owner?: string;
+  /** Epoch seconds after which the agent is refused. */
+  expiresAt?: number;
+}
+
 export interface ClientRecord extends Client {
   registrationTokenHash?: string;
   lastUsedAt?: number;
+  /** Set for AI agents: first-class identities with their own lifecycle. */
+  agent?: AgentAttributes;
+  /** When an administrator disabled it; a disabled client gets nothing and its tokens stop. */
+  disabledAt?: number;
+  /** Hash of the registrant and metadata, so an identical registration returns the same client. */
+  fingerprint?: string;
 }
 
 export interface ClientStore {
@@ -18,6 +32,13 @@ export interface ClientStore {
   delete(clientId: string): Promise<boolean>;
   touch(clientId: string, at: number): Promise<void>;
   list(): Promise<ClientRecord[]>;
+  findByFingerprint(fingerprint: string): Promise<ClientRecord | undefined>;
+  countDynamic(): Promise<number>;
+  /** Deletes dynamic clients never used and created before `before`; returns how many. */
+  deleteUnused(before: number): Promise<number>;
+  setDisabled(clientId: string, at: number | null): Promise<void>;
+  /** Client ids disabled now, with when. */
+  listDisabled(): Promise<{ clientId: string; disabledAt: number }[]>;
 }
 
 export interface UserRecord {
@@ -79,6 +100,9 @@ export interface AccessTokenRecord {
   clientId: string;
   expiresAt: number;
   revokedAt?: number;
+  /** Opaque tokens only: the token's hash and its claims, which introspection returns. */
+  tokenHash?: string;
+  claims?: Record<string, unknown>;
 }
 
 export interface GrantStore {
@@ -104,6 +128,23 @@ export interface GrantStore {
   findAccessToken(jti: string): Promise<AccessTokenRecord | undefined>;
   /** Revokes one access token by `jti`, recording it if it was not tracked. */
   revokeAccessToken(token: AccessTokenRecord, at: number): Promise<void>;
+  findAccessTokenByHash(tokenHash: string): Promise<AccessTokenRecord | undefined>;
+  /** Revokes every grant and tracked token of a client (an agent being disabled). */
+  revokeByClient(clientId: string, at: number): Promise<void>;
+  /** Revoked access tokens that have not expired yet: the revocation list. */
+  listRevokedAccessTokens(now: number): Promise<{ jti: string; expiresAt: number; revokedAt: number }[]>;
+}
+
+export interface AgreementAcceptance {
+  sub: string;
+  agreementId: string;
+  version: number;
+  acceptedAt: number;
+}
+
+export interface AgreementStore {
+  find(sub: string, agreementId: string): Promise<AgreementAcceptance | undefined>;
+  accept(acceptance: AgreementAcceptance): Promise<void>;
 }
 
 export interface ConsentRecord {
@@ -143,6 +184,7 @@ export interface Store {
   users: UserStore;
   grants: GrantStore;
   consents: ConsentStore;
+  agreements: AgreementStore;
   audit: AuditStore;
   /** Deletes expired codes, tokens and grants. */
   sweep(now: number): Promise<void>;

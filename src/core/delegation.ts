@@ -1,0 +1,41 @@
+/**
+ * The delegation model of RFC 8693 §4: a token's `act` claim names the party acting for `sub`;
+ * a nested `act` names who acted before it (§4.1), outermost = most recent. `may_act` (§4.4)
+ * names who may act on a token.
+ */
+export interface Actor {
+  sub: string;
+  client_id?: string;
+  act?: Actor;
+  [claim: string]: unknown;
+}
+
+export const TOKEN_EXCHANGE_GRANT = 'urn:ietf:params:oauth:grant-type:token-exchange';
+
+/** RFC 8693 §3: token type identifiers. */
+export const TOKEN_TYPES = {
+  accessToken: 'urn:ietf:params:oauth:token-type:access_token',
+  refreshToken: 'urn:ietf:params:oauth:token-type:refresh_token',
+  idToken: 'urn:ietf:params:oauth:token-type:id_token',
+  jwt: 'urn:ietf:params:oauth:token-type:jwt',
+} as const;
+
+export function isActor(value: unknown): value is Actor {
+  return typeof value === 'object' && value !== null && typeof (value as Actor).sub === 'string';
+}
+
+/** The chain as a list, most recent actor first. */
+export function actorChain(act: unknown): Actor[] {
+  const chain: Actor[] = [];
+  let current = act;
+  while (isActor(current) && chain.length < 32) {
+    chain.push(current);
+    current = current.act;
+  }
+  return chain;
+}
+
+/** A new outermost actor with the previous chain nested inside it. */
+export function nestActor(actor: { sub: string; client_id?: string }, previous: unknown): Actor {
+  return isActor(previous) ? { ...actor, act: previous } : { ...actor };
+}
