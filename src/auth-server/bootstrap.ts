@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { randomUUID } from 'node:crypto';
 import { randomToken } from '../core/encoding.ts';
 import { assertValidRedirectUri } from '../core/redirect-uri.ts';
-import type { AuthServerConfig, StaticClientConfig } from '../config/schema.ts';
+import type { AuthServerConfig, StaticAgentConfig, StaticClientConfig } from '../config/schema.ts';
 import type { Store } from '../store/types.ts';
 import { hashPassword } from './passwords.ts';
 
@@ -27,6 +27,10 @@ export function clientSecretFor(config: AuthServerConfig, client: StaticClientCo
   return secret;
 }
 
+function agentAttributes(agent: StaticAgentConfig) {
+  return { agentType: agent.agent_type, owner: agent.owner, expiresAt: agent.expires_at ? Math.floor(Date.parse(agent.expires_at) / 1000) : undefined };
+}
+
 /** Writes the users and clients of the configuration into the store (idempotent, on every start). */
 export async function seedFromConfig(config: AuthServerConfig, store: Store, now: number): Promise<void> {
   for (const user of config.users) {
@@ -45,7 +49,8 @@ export async function seedFromConfig(config: AuthServerConfig, store: Store, now
       createdAt: existing?.createdAt ?? now,
     });
   }
-  for (const client of config.clients) {
+  const agents = new Set(config.agents.map((a) => a.client_id));
+  for (const client of [...config.clients, ...config.agents]) {
     client.redirect_uris.forEach(assertValidRedirectUri);
     const usesSecret = client.token_endpoint_auth_method === 'client_secret_basic' || client.token_endpoint_auth_method === 'client_secret_post';
     const existing = await store.clients.find(client.client_id);
@@ -62,7 +67,10 @@ export async function seedFromConfig(config: AuthServerConfig, store: Store, now
         default_resource: client.default_resource,
         jwks: client.jwks,
         jwks_uri: client.jwks_uri,
+        ...(client.authentication_policy ? { authentication_policy: client.authentication_policy } : {}),
       },
+      agent: agents.has(client.client_id) ? agentAttributes(client as StaticAgentConfig) : undefined,
+      disabledAt: existing?.disabledAt,
       secretHash: usesSecret ? hashSecret(clientSecretFor(config, client)) : undefined,
       createdAt: existing?.createdAt ?? now,
       lastUsedAt: existing?.lastUsedAt,

@@ -2,8 +2,9 @@ import type { Logger } from 'pino';
 import { OAuthError } from '../core/errors.ts';
 import { OIDC_SCOPES, parseScope } from '../core/scopes.ts';
 import type { Client } from '../core/client-metadata.ts';
-import type { AuthServerConfig, ResourceConfig } from '../config/schema.ts';
-import type { Store, TtlCache } from '../store/types.ts';
+import { compileExpression, type CompiledExpression } from '../core/cel.ts';
+import type { AgreementConfig, AuthServerConfig, AuthenticationPolicyConfig, ResourceConfig } from '../config/schema.ts';
+import type { ClientRecord, Store, TtlCache } from '../store/types.ts';
 import type { AuditLog } from './audit.ts';
 import type { KeyManager } from './keys.ts';
 import { createMetadataDocumentResolver, isMetadataDocumentClientId } from './client-id-metadata.ts';
@@ -14,7 +15,16 @@ export interface Resource {
   name: string;
   scopes: { name: string; description?: string }[];
   accessTokenTtl: number;
+  tokenFormat: 'jwt' | 'opaque';
+  /** RFC 8693 §4.4: who may act on tokens for this resource. */
+  mayAct?: 'requesting_client' | { client_id: string };
+  /** Claim mappings, compiled at start. */
+  claims: { name: string; expression: CompiledExpression }[];
+  exchange: { allowedActors?: string[]; maxDepth: number; requireMayAct: boolean };
 }
+
+/** Claims a mapping may not set: they carry the token's own security properties. */
+export const PROTECTED_CLAIMS = new Set(['iss', 'aud', 'exp', 'iat', 'nbf', 'jti', 'client_id', 'scope']);
 
 /** Everything an endpoint needs, built once at start. */
 export interface ServerContext {
@@ -27,8 +37,14 @@ export interface ServerContext {
   log: Logger;
   now(): number;
   url(path: string): string;
-  findClient(clientId: string): Promise<Client | undefined>;
+  findClient(clientId: string): Promise<ClientRecord | undefined>;
   resource(id: string): Resource | undefined;
+  agreement(id: string): AgreementConfig | undefined;
+  authenticationPolicy(name: string | undefined): AuthenticationPolicyConfig | undefined;
+  /** Whether a client (an agent, usually) is disabled or expired: its tokens stop working. */
+  isDisabled(clientId: string): Promise<boolean>;
+  /** Re-reads the disabled clients now (after a change on this instance). */
+  refreshDisabled(): Promise<void>;
 }
 
 export function endpointUrls(issuer: string) {
@@ -63,6 +79,13 @@ export function createContext(parts: {
     name: r.name,
     scopes: r.scopes,
     accessTokenTtl: r.access_token_ttl ?? config.tokens.access_token_ttl,
+    tokenFormat: r.token_format,
+    mayAct: r.may_act,
+    claims: Object.entries(r.claims).map(([name, source]) => {
+      if (PROTECTED_CLAIMS.has(name)) throw new Error(`resource ${r.id}: claim ${name} cannot be mapped`);
+      return { name, expression: compileExpression(source) };
+    }),
+    exchange: { allowedActors: r.exchange.allowed_actors, maxDepth: r.exchange.max_depth, requireMayAct: r.exchange.require_may_act },
   });
   for (const r of config.resources) resources.set(r.id, toResource(r));
   resources.set(issuer, {
@@ -70,8 +93,25 @@ export function createContext(parts: {
     name: 'Your account',
     scopes: OIDC_SCOPES.map((name) => ({ name })),
     accessTokenTtl: config.tokens.access_token_ttl,
+    tokenFormat: 'jwt',
+    claims: [],
+    exchange: { maxDepth: 1, requireMayAct: true },
   });
   const metadataDocuments = createMetadataDocumentResolver(config.client_id_metadata_documents, now);
+  const agreements = new Map(config.agreements.map((a) => [a.id, a]));
+  const policies = new Map(config.authentication_policies.map((p) => [p.name, p]));
+  for (const policy of config.authentication_policies) {
+    for (const step of policy.steps) {
+      if (typeof step === 'object' && !agreements.has(step.agreement)) throw new Error(`policy ${policy.name}: unknown agreement ${step.agreement}`);
+    }
+  }
+  // Disabled clients, re-read at most every 2 s: a disable on another instance reaches this one
+  // that fast, and the token path pays one query per 2 s, not one per token.
+  let disabled = { ids: new Set<string>(), readAt: 0 };
+  const refreshDisabled = async () => {
+    const rows = await parts.store.clients.listDisabled();
+    disabled = { ids: new Set(rows.map((r) => r.clientId)), readAt: Date.now() };
+  };
   return {
     ...parts,
     config,
@@ -85,7 +125,21 @@ export function createContext(parts: {
       return parts.store.clients.find(clientId);
     },
     resource: (id) => resources.get(id),
+    agreement: (id) => agreements.get(id),
+    authenticationPolicy: (name) => (name ? policies.get(name) : undefined),
+    async isDisabled(clientId) {
+      if (Date.now() - disabled.readAt > 2000) await refreshDisabled();
+      return disabled.ids.has(clientId);
+    },
+    refreshDisabled,
   };
+}
+
+/** A client that may not take part in anything: disabled by an administrator, or an expired agent. */
+export function unusableReason(client: ClientRecord, now: number): string | undefined {
+  if (client.disabledAt !== undefined) return 'client is disabled';
+  if (client.agent?.expiresAt !== undefined && client.agent.expiresAt <= now) return 'agent has expired';
+  return undefined;
 }
 
 /**

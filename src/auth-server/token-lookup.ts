@@ -1,6 +1,6 @@
-
-import { verifyJwt, ACCESS_TOKEN_TYP, type AccessTokenClaims } from '../core/jwt.ts';
 import { hashSecret } from './hash.ts';
+import { verifyJwt, ACCESS_TOKEN_TYP, type AccessTokenClaims } from '../core/jwt.ts';
+import { actorChain } from '../core/delegation.ts';
 import type { GrantRecord, RefreshTokenRecord } from '../store/types.ts';
 import type { ServerContext } from './context.ts';
 
@@ -9,25 +9,44 @@ export type TokenLookup =
   | { kind: 'refresh_token'; record: RefreshTokenRecord; grant: GrantRecord };
 
 /**
- * Finds what a presented token is, if it is active: a JWT access token of this issuer that is not
- * revoked (nor its grant), or a refresh token that is neither rotated, revoked nor expired.
+ * Finds what a presented token is, if it is active: an access token of this issuer (a JWT, or an
+ * opaque one by its hash) that is not revoked, nor its grant, and whose client and actors are all
+ * still enabled; or a refresh token that is neither rotated, revoked nor expired.
  */
 export async function lookupToken(ctx: ServerContext, token: string, hint?: string): Promise<TokenLookup | undefined> {
   const tryAccess = async () => {
-    if (token.split('.').length !== 3) return undefined;
-    const claims = await verifyJwt(ctx.keys, token, { issuer: ctx.issuer, typ: ACCESS_TOKEN_TYP }).catch(() => undefined);
-    if (!claims) return undefined;
-    const tracked = await ctx.store.grants.findAccessToken(claims.jti);
-    if (tracked?.revokedAt) return undefined;
+    const claims = token.split('.').length === 3 ? await activeJwt(ctx, token) : await activeOpaque(ctx, token);
+    if (!claims || (await involvesDisabledClient(ctx, claims))) return undefined;
     return { kind: 'access_token' as const, claims };
   };
   const tryRefresh = async () => {
     const record = await ctx.store.grants.findRefreshToken(hashSecret(token));
     if (!record || record.revokedAt || record.rotatedAt || record.expiresAt <= ctx.now()) return undefined;
     const grant = await ctx.store.grants.findGrant(record.grantId);
-    if (!grant || grant.revokedAt) return undefined;
+    if (!grant || grant.revokedAt || (await ctx.isDisabled(record.clientId))) return undefined;
     return { kind: 'refresh_token' as const, record, grant };
   };
   // RFC 7662 §2.1 / RFC 7009 §2.1: the hint orders the search, it does not limit it.
   return hint === 'refresh_token' ? ((await tryRefresh()) ?? tryAccess()) : ((await tryAccess()) ?? tryRefresh());
+}
+
+async function activeJwt(ctx: ServerContext, token: string): Promise<AccessTokenClaims | undefined> {
+  const claims = await verifyJwt(ctx.keys, token, { issuer: ctx.issuer, typ: ACCESS_TOKEN_TYP }).catch(() => undefined);
+  if (!claims) return undefined;
+  const tracked = await ctx.store.grants.findAccessToken(claims.jti);
+  return tracked?.revokedAt ? undefined : claims;
+}
+
+async function activeOpaque(ctx: ServerContext, token: string): Promise<AccessTokenClaims | undefined> {
+  const record = await ctx.store.grants.findAccessTokenByHash(hashSecret(token));
+  if (!record?.claims || record.revokedAt || record.expiresAt <= ctx.now()) return undefined;
+  return record.claims as AccessTokenClaims;
+}
+
+/** A token stops working when its client or any actor in its chain is disabled. */
+async function involvesDisabledClient(ctx: ServerContext, claims: AccessTokenClaims): Promise<boolean> {
+  for (const id of [claims.client_id, ...actorChain(claims.act).map((a) => a.sub)]) {
+    if (await ctx.isDisabled(id)) return true;
+  }
+  return false;
 }

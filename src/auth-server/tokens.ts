@@ -21,34 +21,80 @@ export interface AccessTokenRequest {
   client: Client;
   resource: Resource;
   scopes: string[];
+  grantType: string;
   grant?: GrantRecord;
-  /** Claims added by the grant (delegation: `act`, `may_act`). */
+  /** Token exchange: the subject and actor tokens' claims, for claim mappings. */
+  subject?: Record<string, unknown>;
+  actor?: Record<string, unknown>;
+  /** Claims set by the grant (delegation: `act`, and `auth_time`/`acr` carried over). */
   extra?: Record<string, unknown>;
+  /** The token may not outlive this (an exchanged token ends with its subject token). */
+  notAfter?: number;
 }
 
-/** Signs an RFC 9068 access token bound to one resource, and records it when it belongs to a grant. */
+/**
+ * Issues an access token bound to one resource: an RFC 9068 JWT, or an opaque reference token
+ * when the resource asks for one (then only introspection can read it). The resource's `may_act`
+ * rule and claim mappings apply here, whatever the grant.
+ */
 export async function issueAccessToken(ctx: ServerContext, request: AccessTokenRequest): Promise<{ token: string; claims: AccessTokenClaims; expiresIn: number }> {
   const now = ctx.now();
-  const expiresIn = request.resource.accessTokenTtl;
+  const { resource, client } = request;
+  const exp = Math.min(now + resource.accessTokenTtl, request.notAfter ?? Number.MAX_SAFE_INTEGER);
   const claims: AccessTokenClaims = {
     iss: ctx.issuer,
     sub: request.sub,
-    aud: request.resource.id,
-    exp: now + expiresIn,
+    aud: resource.id,
+    exp,
     iat: now,
     jti: crypto.randomUUID(),
-    client_id: request.client.clientId,
+    client_id: client.clientId,
     ...(request.scopes.length > 0 ? { scope: formatScope(request.scopes) } : {}),
     ...(request.grant?.authTime !== undefined ? { auth_time: request.grant.authTime } : {}),
     ...(request.grant?.acr ? { acr: request.grant.acr } : {}),
     ...(request.grant?.sid ? { sid: request.grant.sid } : {}),
     ...request.extra,
   };
+  const mayAct = mayActFor(resource, client, request.grantType);
+  if (mayAct) claims.may_act = mayAct;
+  if (resource.claims.length > 0) await applyClaimMappings(ctx, claims, request);
+
+  const expiresIn = exp - now;
+  if (resource.tokenFormat === 'opaque') {
+    const token = randomToken(32);
+    await ctx.store.grants.recordAccessToken({ jti: claims.jti, grantId: request.grant?.id, clientId: client.clientId, expiresAt: exp, tokenHash: hashSecret(token), claims });
+    return { token, claims, expiresIn };
+  }
   const token = await signJwt(ctx.keys, claims, ACCESS_TOKEN_TYP);
   if (request.grant) {
-    await ctx.store.grants.recordAccessToken({ jti: claims.jti, grantId: request.grant.id, clientId: request.client.clientId, expiresAt: claims.exp });
+    await ctx.store.grants.recordAccessToken({ jti: claims.jti, grantId: request.grant.id, clientId: client.clientId, expiresAt: exp });
   }
   return { token, claims, expiresIn };
+}
+
+/** RFC 8693 §4.4 from the resource's rule. A client acting for itself has nobody to name. */
+function mayActFor(resource: Resource, client: Client, grantType: string): { sub: string } | undefined {
+  if (!resource.mayAct || grantType === 'client_credentials') return undefined;
+  return { sub: resource.mayAct === 'requesting_client' ? client.clientId : resource.mayAct.client_id };
+}
+
+/** Evaluates the resource's CEL claim mappings; a null result removes the claim. */
+async function applyClaimMappings(ctx: ServerContext, claims: AccessTokenClaims, request: AccessTokenRequest): Promise<void> {
+  const user = await ctx.store.users.findBySub(request.sub);
+  const { secretHash: _secret, ...client } = request.client as Client & { secretHash?: string; registrationTokenHash?: string };
+  const variables = {
+    subject: request.subject ?? { sub: request.sub },
+    actor: request.actor ?? {},
+    client: { client_id: client.clientId, ...client.metadata, agent: (client as { agent?: unknown }).agent ?? null },
+    user: user ? { sub: user.sub, username: user.username, ...user.profile } : {},
+    request: { grant_type: request.grantType, scope: claims.scope ?? '', resource: request.resource.id },
+    token: { ...claims },
+  };
+  for (const { name, expression } of request.resource.claims) {
+    const value = expression.evaluate(variables);
+    if (value === null || value === undefined) delete claims[name];
+    else claims[name] = value;
+  }
 }
 
 /** Issues a refresh token for the grant; only its hash is stored. */
@@ -102,10 +148,10 @@ export function profileClaims(username: string | undefined, profile: { name?: st
  */
 export async function issueGrantTokens(
   ctx: ServerContext,
-  request: { client: Client; grant: GrantRecord; resource: Resource; scopes: string[]; refreshScope: string },
+  request: { client: Client; grant: GrantRecord; resource: Resource; scopes: string[]; refreshScope: string; grantType: string },
 ): Promise<{ response: TokenResponse; audit: { sub: string; resource: string; scope: string; grantId: string; jti: string } }> {
   const { client, grant, resource, scopes } = request;
-  const { token, claims, expiresIn } = await issueAccessToken(ctx, { sub: grant.sub, client, resource, scopes, grant });
+  const { token, claims, expiresIn } = await issueAccessToken(ctx, { sub: grant.sub, client, resource, scopes, grant, grantType: request.grantType });
   const refreshToken = wantsRefreshToken(client) ? await issueRefreshToken(ctx, grant, request.refreshScope) : undefined;
   const idToken = scopes.includes('openid') ? await issueIdToken(ctx, grant, scopes) : undefined;
   const scope = formatScope(scopes);

@@ -2,8 +2,9 @@ import type { Context } from 'hono';
 import { hashSecret } from '../hash.ts';
 import { OAuthError } from '../../core/errors.ts';
 import { constantTimeEqual } from '../../core/encoding.ts';
-import type { Client, TokenEndpointAuthMethod } from '../../core/client-metadata.ts';
-import type { ServerContext } from '../context.ts';
+import type { TokenEndpointAuthMethod } from '../../core/client-metadata.ts';
+import type { ClientRecord } from '../../store/types.ts';
+import { unusableReason, type ServerContext } from '../context.ts';
 import type { Params } from '../params.ts';
 import { JWT_BEARER_ASSERTION, verifyClientAssertion } from './private-key-jwt.ts';
 
@@ -68,12 +69,14 @@ function unverifiedSubject(assertion: string): string {
  * registered — no other. Failures are audited with the reason and answered with a generic
  * `invalid_client` (401, with a Basic challenge when Basic was tried; RFC 6749 §5.2).
  */
-export async function authenticateClient(ctx: ServerContext, c: Context, params: Params, endpointUrl: string): Promise<Client> {
+export async function authenticateClient(ctx: ServerContext, c: Context, params: Params, endpointUrl: string): Promise<ClientRecord> {
   let attempt: Presented | undefined;
   try {
     attempt = presented(c, params);
     const client = await ctx.findClient(attempt.clientId);
     if (!client) throw new OAuthError('invalid_client', 'client authentication failed', { reason: 'unknown client_id' });
+    const unusable = unusableReason(client, ctx.now());
+    if (unusable) throw new OAuthError('invalid_client', 'the client is disabled or has expired', { reason: unusable });
     const registered = client.metadata.token_endpoint_auth_method;
     if (registered !== attempt.method) {
       throw new OAuthError('invalid_client', 'client authentication failed', { reason: `used ${attempt.method}, registered ${registered}` });
@@ -84,6 +87,11 @@ export async function authenticateClient(ctx: ServerContext, c: Context, params:
       if (!ok) throw new OAuthError('invalid_client', 'client authentication failed', { reason: 'wrong client secret' });
     } else if (attempt.method === 'private_key_jwt') {
       await verifyClientAssertion(ctx, client, attempt.assertion!, endpointUrl);
+    }
+    // First use only: enough for expiring clients never used, without a write per request.
+    if (client.source === 'dynamic' && client.lastUsedAt === undefined) {
+      await ctx.store.clients.touch(client.clientId, ctx.now());
+      client.lastUsedAt = ctx.now();
     }
     return client;
   } catch (error) {

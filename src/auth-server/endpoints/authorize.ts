@@ -4,7 +4,7 @@ import { OAuthError } from '../../core/errors.ts';
 import { randomToken } from '../../core/encoding.ts';
 import { checkCodeChallenge } from '../../core/pkce.ts';
 import { matchRedirectUri } from '../../core/redirect-uri.ts';
-import { resolveResourceAndScope, type ServerContext } from '../context.ts';
+import { resolveResourceAndScope, unusableReason, type ServerContext } from '../context.ts';
 import { errorRedirect, saveInteraction, type Interaction } from '../interaction.ts';
 import { Params } from '../params.ts';
 import { errorPage } from '../pages/layout.ts';
@@ -23,6 +23,8 @@ export function authorizeEndpoint(app: Hono<AppEnv>, ctx: ServerContext) {
       const clientId = params.require('client_id');
       client = await ctx.findClient(clientId);
       if (!client) throw new OAuthError('invalid_client', 'the client is unknown', { reason: `client_id=${clientId}` });
+      const unusable = unusableReason(client, ctx.now());
+      if (unusable) throw new OAuthError('invalid_client', 'the client is disabled or has expired', { reason: unusable });
       const requested = params.get('redirect_uri');
       const registered = client.metadata.redirect_uris;
       if (requested === undefined && registered.length !== 1) throw new OAuthError('invalid_request', 'redirect_uri is required');

@@ -2,6 +2,7 @@ import type { Context, Hono } from 'hono';
 import { hashSecret } from '../hash.ts';
 import type { AppEnv } from '../context.ts';
 import { OAuthError } from '../../core/errors.ts';
+import { TOKEN_EXCHANGE_GRANT } from '../../core/delegation.ts';
 import { constantTimeEqual, randomToken } from '../../core/encoding.ts';
 import { assertValidRedirectUri } from '../../core/redirect-uri.ts';
 import { clientMetadataSchema, GRANT_TYPES, type ClientMetadata } from '../../core/client-metadata.ts';
@@ -38,8 +39,8 @@ export function registerEndpoints(app: Hono<AppEnv>, ctx: ServerContext) {
       throw new OAuthError('invalid_redirect_uri', 'redirect_uris are required for the authorization code grant');
     }
     metadata.redirect_uris.forEach(assertValidRedirectUri);
-    if (metadata.token_endpoint_auth_method === 'none' && metadata.grant_types.includes('client_credentials')) {
-      throw new OAuthError('invalid_client_metadata', 'a public client cannot use client_credentials');
+    if (metadata.token_endpoint_auth_method === 'none' && metadata.grant_types.some((g) => g === 'client_credentials' || g === TOKEN_EXCHANGE_GRANT)) {
+      throw new OAuthError('invalid_client_metadata', 'a public client cannot use client_credentials or token exchange');
     }
     if (metadata.token_endpoint_auth_method === 'private_key_jwt' && !metadata.jwks && !metadata.jwks_uri) {
       throw new OAuthError('invalid_client_metadata', 'private_key_jwt needs jwks or jwks_uri');
@@ -49,7 +50,8 @@ export function registerEndpoints(app: Hono<AppEnv>, ctx: ServerContext) {
       throw new OAuthError('invalid_client_metadata', 'default_resource is not a known resource');
     }
     // Fields the client may not choose are dropped rather than trusted.
-    const { client_id: _id, client_secret: _secret, registration_access_token: _rat, ...rest } = metadata as ClientMetadata & Record<string, unknown>;
+    const { client_id: _id, client_secret: _secret, registration_access_token: _rat, authentication_policy: _policy, ...rest } = metadata as ClientMetadata &
+      Record<string, unknown>;
     return rest as ClientMetadata;
   };
 

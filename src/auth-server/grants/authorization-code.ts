@@ -42,6 +42,6 @@ export const authorizationCodeGrant: GrantHandler = {
     if (!grant || grant.revokedAt) throw new OAuthError('invalid_grant', 'the grant has been revoked');
     const resource = ctx.resource(record.resource);
     if (!resource) throw new OAuthError('invalid_target', 'the resource no longer exists');
-    return issueGrantTokens(ctx, { client, grant, resource, scopes: parseScope(record.scope), refreshScope: record.scope });
+    return issueGrantTokens(ctx, { client, grant, resource, scopes: parseScope(record.scope), refreshScope: record.scope, grantType: 'authorization_code' });
   },
 };

@@ -13,7 +13,7 @@ export const clientCredentialsGrant: GrantHandler = {
     if (isPublicClient(client)) throw new OAuthError('unauthorized_client', 'public clients cannot use client_credentials');
     const { resource, scopes } = resolveResourceAndScope(ctx, client, { resource: params.all('resource'), scope: params.get('scope') });
     if (scopes.includes('openid')) throw new OAuthError('invalid_scope', 'openid needs a user; client_credentials has none');
-    const { token, claims, expiresIn } = await issueAccessToken(ctx, { sub: client.clientId, client, resource, scopes });
+    const { token, claims, expiresIn } = await issueAccessToken(ctx, { sub: client.clientId, client, resource, scopes, grantType: 'client_credentials' });
     return {
       response: { access_token: token, token_type: 'Bearer', expires_in: expiresIn, ...(scopes.length ? { scope: formatScope(scopes) } : {}) },
       audit: { sub: client.clientId, resource: resource.id, scope: formatScope(scopes), jti: claims.jti },

@@ -45,7 +45,7 @@ export const refreshTokenGrant: GrantHandler = {
     if (!resource) throw new OAuthError('invalid_target', 'the resource no longer exists');
 
     // The new refresh token keeps the originally granted scope, so a narrowed refresh can widen back.
-    const { response, audit } = await issueGrantTokens(ctx, { client, grant, resource, scopes, refreshScope: record.scope });
+    const { response, audit } = await issueGrantTokens(ctx, { client, grant, resource, scopes, refreshScope: record.scope, grantType: 'refresh_token' });
     return { response, audit: { ...audit, reused_within_grace: !firstRotation } };
   },
 };

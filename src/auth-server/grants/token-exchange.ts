@@ -1,0 +1,175 @@
+import { OAuthError } from '../../core/errors.ts';
+import { ACCESS_TOKEN_TYP, verifyJwt, type AccessTokenClaims } from '../../core/jwt.ts';
+import { actorChain, nestActor, TOKEN_EXCHANGE_GRANT, TOKEN_TYPES } from '../../core/delegation.ts';
+import { formatScope, OIDC_SCOPES, parseScope } from '../../core/scopes.ts';
+import { isPublicClient, type Client } from '../../core/client-metadata.ts';
+import type { Resource, ServerContext } from '../context.ts';
+import type { Params } from '../params.ts';
+import { lookupToken } from '../token-lookup.ts';
+import { issueAccessToken } from '../tokens.ts';
+import type { GrantHandler } from './types.ts';
+
+const ACCESS_TOKEN_TYPES: readonly string[] = [TOKEN_TYPES.accessToken, TOKEN_TYPES.jwt];
+
+/**
+ * OAuth 2.0 Token Exchange (RFC 8693) for delegation: a client (the actor) trades a user's token
+ * (the subject token) for a token for another resource. The actor is the authenticated client, or
+ * the subject of an actor token issued to that client. The subject token's `may_act` must name the
+ * actor. The new token keeps `sub`, `auth_time` and `acr`, is bound to the requested resource,
+ * only narrows scope, ends no later than the subject token, and carries `act` = the actor with the
+ * subject token's own `act` nested inside (§4.1). Each resource bounds the chain's depth and which
+ * actors may appear in it.
+ */
+export const tokenExchangeGrant: GrantHandler = {
+  grantType: TOKEN_EXCHANGE_GRANT,
+  parameters: ['subject_token', 'subject_token_type', 'actor_token', 'actor_token_type', 'resource', 'audience', 'scope', 'requested_token_type'],
+  async handler(ctx, { client, params }) {
+    const trace: Record<string, unknown> = { scope_requested: params.get('scope') };
+    try {
+      const result = await exchange(ctx, client, params, trace);
+      return { response: result.response, audit: { ...result.audit, ...trace, decision: 'allowed' } };
+    } catch (error) {
+      if (error instanceof OAuthError) {
+        ctx.audit.record({
+          at: ctx.now(),
+          type: 'token.exchange_refused',
+          outcome: 'failure',
+          clientId: client.clientId,
+          sub: trace.subject as string | undefined,
+          error: error.code,
+          reason: error.reason ?? error.message,
+          data: { ...trace, decision: 'refused' },
+        });
+        error.audited = true;
+      }
+      throw error;
+    }
+  },
+};
+
+async function exchange(ctx: ServerContext, client: Client, params: Params, trace: Record<string, unknown>) {
+  if (isPublicClient(client)) throw new OAuthError('unauthorized_client', 'token exchange needs an authenticated client');
+  const requestedType = params.get('requested_token_type');
+  if (requestedType !== undefined && !ACCESS_TOKEN_TYPES.includes(requestedType)) {
+    throw new OAuthError('invalid_request', `requested_token_type ${requestedType} is not supported; ask for an access token`);
+  }
+
+  const subject = await subjectClaims(ctx, client, params.require('subject_token'), params.require('subject_token_type'));
+  trace.subject = subject.sub;
+  trace.subject_client = subject.client_id;
+  const actor = await actorClaims(ctx, client, params);
+  const resource = targetResource(ctx, params);
+  trace.resource = resource.id;
+
+  const mayAct = subject.may_act as { sub?: unknown } | undefined;
+  if (mayAct?.sub !== actor.sub && resource.exchange.requireMayAct) {
+    throw new OAuthError('invalid_grant', 'the subject token does not allow this client to act for its subject', {
+      reason: mayAct ? `may_act.sub=${String(mayAct.sub)}, actor=${actor.sub}` : `subject token has no may_act; actor=${actor.sub}`,
+    });
+  }
+
+  const act = nestActor({ sub: actor.sub }, subject.act);
+  const chain = actorChain(act).map((a) => a.sub);
+  trace.actor_chain = chain;
+  if (chain.length > resource.exchange.maxDepth) {
+    throw new OAuthError('invalid_grant', 'the delegation chain would be too long for this resource', { reason: `depth ${chain.length} > ${resource.exchange.maxDepth}` });
+  }
+  const allowed = resource.exchange.allowedActors;
+  const stranger = allowed && chain.find((sub) => !allowed.includes(sub));
+  if (stranger) throw new OAuthError('invalid_target', 'an actor in the delegation chain may not act at this resource', { reason: `actor ${stranger} not allowed for ${resource.id}` });
+  for (const sub of chain) {
+    if (await ctx.isDisabled(sub)) throw new OAuthError('invalid_grant', 'an actor in the delegation chain is disabled', { reason: `${sub} disabled` });
+  }
+
+  const scopes = narrowedScopes(client, resource, parseScope(subject.scope), parseScope(params.get('scope')));
+  trace.scope_granted = formatScope(scopes);
+
+  const { token, claims, expiresIn } = await issueAccessToken(ctx, {
+    sub: subject.sub,
+    client,
+    resource,
+    scopes,
+    grantType: TOKEN_EXCHANGE_GRANT,
+    subject,
+    actor,
+    notAfter: subject.exp,
+    extra: {
+      act,
+      ...(subject.auth_time !== undefined ? { auth_time: subject.auth_time } : {}),
+      ...(subject.acr !== undefined ? { acr: subject.acr } : {}),
+      ...(subject.sid !== undefined ? { sid: subject.sid } : {}),
+    },
+  });
+  return {
+    response: {
+      access_token: token,
+      issued_token_type: TOKEN_TYPES.accessToken,
+      token_type: 'Bearer' as const,
+      expires_in: expiresIn,
+      ...(scopes.length > 0 ? { scope: formatScope(scopes) } : {}),
+    },
+    audit: { sub: subject.sub, resource: resource.id, scope: formatScope(scopes), jti: claims.jti },
+  };
+}
+
+/** The subject token: an active access token of this issuer, or (as an option) an ID token issued to this client. */
+async function subjectClaims(ctx: ServerContext, client: Client, token: string, type: string): Promise<AccessTokenClaims> {
+  if (ACCESS_TOKEN_TYPES.includes(type)) {
+    const found = await lookupToken(ctx, token, 'access_token');
+    if (found?.kind !== 'access_token') throw new OAuthError('invalid_grant', 'the subject token is invalid, expired or revoked');
+    return found.claims;
+  }
+  if (type === TOKEN_TYPES.idToken) {
+    const claims = await verifyJwt<AccessTokenClaims>(ctx.keys, token, { issuer: ctx.issuer, typ: 'JWT', audience: client.clientId }).catch(() => {
+      throw new OAuthError('invalid_grant', 'the subject ID token is invalid, expired, or not issued to this client');
+    });
+    return claims;
+  }
+  throw new OAuthError('invalid_request', `subject_token_type ${type} is not supported`);
+}
+
+/** The actor: the subject of an actor token issued to the authenticated client, or that client. */
+async function actorClaims(ctx: ServerContext, client: Client, params: Params): Promise<{ sub: string; [claim: string]: unknown }> {
+  const token = params.get('actor_token');
+  const type = params.get('actor_token_type');
+  if (!token) {
+    if (type) throw new OAuthError('invalid_request', 'actor_token_type without actor_token');
+    return { sub: client.clientId, client_id: client.clientId };
+  }
+  if (!type) throw new OAuthError('invalid_request', 'actor_token_type is required with actor_token');
+  if (!ACCESS_TOKEN_TYPES.includes(type)) throw new OAuthError('invalid_request', `actor_token_type ${type} is not supported`);
+  const found = await lookupToken(ctx, token, 'access_token');
+  if (found?.kind !== 'access_token') throw new OAuthError('invalid_grant', 'the actor token is invalid, expired or revoked');
+  if (found.claims.client_id !== client.clientId) {
+    throw new OAuthError('invalid_grant', 'the actor token was issued to another client', { reason: `actor token client_id=${found.claims.client_id}` });
+  }
+  return found.claims;
+}
+
+/** Exactly one target, named by `resource` or `audience` (RFC 8693 §2.1); both name resources here. */
+function targetResource(ctx: ServerContext, params: Params): Resource {
+  const targets = [...new Set([...params.all('resource'), ...params.all('audience')])];
+  if (targets.length === 0) throw new OAuthError('invalid_request', 'name the target with resource or audience');
+  if (targets.length > 1) throw new OAuthError('invalid_target', 'exchange for one resource at a time');
+  const resource = ctx.resource(targets[0]!);
+  if (!resource || resource.id === ctx.issuer) throw new OAuthError('invalid_target', 'the requested resource is unknown', { reason: `target=${targets[0]}` });
+  return resource;
+}
+
+/** Scope only narrows: ⊆ the subject token's scopes ∩ the resource's ∩ what the actor may request. */
+function narrowedScopes(client: Client, resource: Resource, subjectScopes: string[], requested: string[]): string[] {
+  const offered = new Set(resource.scopes.map((s) => s.name));
+  const actorMay = client.metadata.scope ? new Set([...parseScope(client.metadata.scope), ...OIDC_SCOPES]) : undefined;
+  const held = new Set(subjectScopes);
+  if (requested.length === 0) {
+    const common = subjectScopes.filter((s) => offered.has(s) && (!actorMay || actorMay.has(s)));
+    if (common.length === 0) throw new OAuthError('invalid_scope', 'the subject token has no scope this resource offers');
+    return common;
+  }
+  for (const scope of requested) {
+    if (!held.has(scope)) throw new OAuthError('invalid_scope', `scope ${scope} is not in the subject token`);
+    if (!offered.has(scope)) throw new OAuthError('invalid_scope', `scope ${scope} is not offered by ${resource.id}`);
+    if (actorMay && !actorMay.has(scope)) throw new OAuthError('invalid_scope', `the client may not request scope ${scope}`);
+  }
+  return requested;
+}
