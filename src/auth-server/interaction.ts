@@ -17,6 +17,8 @@ export interface Interaction {
   resource: string;
   codeChallenge: string;
   prompt: string[];
+  /** The client's authentication policy: its steps run, and its name becomes `acr`. */
+  acr?: string;
   /** OIDC `max_age`: seconds since the last sign-in beyond which the user must sign in again. */
   maxAge?: number;
   /** Random value also set as a cookie: the interaction can only be completed in the browser that began it. */
@@ -109,6 +111,7 @@ export async function completeAuthorization(ctx: ServerContext, c: Context, inte
     scope,
     authTime: session.authTime,
     sid: session.sid,
+    acr: interaction.acr,
     nonce: interaction.nonce,
     createdAt: now,
     expiresAt: now + ctx.config.tokens.refresh_token_ttl,

@@ -62,14 +62,25 @@ export class FormBrowser {
     return this.open(new URL(action.replace(/&amp;/g, '&'), page.url).href, { method: 'POST', form: { ...hidden, ...values } });
   }
 
-  /** Full sign-in: open the authorization URL, log in as demo/demo, allow; returns the client redirect URL. */
-  async authorize(authorizationUrl: string, options: { username?: string; password?: string; decision?: 'allow' | 'deny' } = {}): Promise<URL> {
+  /**
+   * Full sign-in: open the authorization URL, log in as demo/demo, accept any agreement, allow;
+   * returns the client redirect URL.
+   */
+  async authorize(
+    authorizationUrl: string,
+    options: { username?: string; password?: string; decision?: 'allow' | 'deny'; agreement?: 'accept' | 'decline' } = {},
+  ): Promise<URL> {
     let page = await this.open(authorizationUrl);
-    if (page.html.includes('name="password"')) {
-      page = await this.submit(page, { username: options.username ?? 'demo', password: options.password ?? 'demo' });
-    }
-    if (!page.external && page.html.includes('name="decision"')) {
-      page = await this.submit(page, { decision: options.decision ?? 'allow' });
+    for (let step = 0; step < 6 && !page.external; step++) {
+      if (page.html.includes('name="password"')) {
+        page = await this.submit(page, { username: options.username ?? 'demo', password: options.password ?? 'demo' });
+      } else if (/action="[^"]*\/agreement"/.test(page.html)) {
+        page = await this.submit(page, { decision: options.agreement ?? 'accept' });
+      } else if (page.html.includes('name="decision"')) {
+        page = await this.submit(page, { decision: options.decision ?? 'allow' });
+      } else {
+        break;
+      }
     }
     if (!page.external) throw new Error(`sign-in did not return to the client; last page ${page.url} (${page.status}): ${page.html.slice(0, 400)}`);
     return new URL(page.external);

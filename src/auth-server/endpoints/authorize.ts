@@ -67,6 +67,7 @@ export function authorizeEndpoint(app: Hono<AppEnv>, ctx: ServerContext) {
         resource: resource.id,
         codeChallenge,
         prompt,
+        acr: ctx.authenticationPolicy(client.metadata.authentication_policy as string | undefined)?.name,
         maxAge: maxAgeParam === undefined ? undefined : Number(maxAgeParam),
         bind: randomToken(16),
         csrf: randomToken(16),

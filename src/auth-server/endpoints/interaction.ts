@@ -15,6 +15,8 @@ import {
 } from '../interaction.ts';
 import { dummyHash, verifyPassword } from '../passwords.ts';
 import { consentPage } from '../pages/consent.ts';
+import { agreementPage } from '../pages/agreement.ts';
+import { pendingAgreement } from '../agreements.ts';
 import { errorPage } from '../pages/layout.ts';
 import { loginPage } from '../pages/login.ts';
 
@@ -43,6 +45,18 @@ export function interactionEndpoints(app: Hono<AppEnv>, ctx: ServerContext) {
       if (interaction.prompt.includes('none')) return c.redirect(errorRedirect(ctx, interaction, 'login_required', 'the user is not signed in'), 303);
       return loginPage(c, { action: `/interaction/${interaction.id}/login`, csrf: interaction.csrf, clientName: await clientName(interaction.clientId) });
     }
+    const agreement = await pendingAgreement(ctx, interaction.acr, session.sub);
+    if (agreement) {
+      if (interaction.prompt.includes('none')) return c.redirect(errorRedirect(ctx, interaction, 'interaction_required', 'an agreement needs accepting'), 303);
+      return agreementPage(c, {
+        action: `/interaction/${interaction.id}/agreement`,
+        csrf: interaction.csrf,
+        name: agreement.name,
+        version: agreement.version,
+        text: agreement.text,
+        clientName: await clientName(interaction.clientId),
+      });
+    }
     if (await needsConsent(interaction, session)) {
       if (interaction.prompt.includes('none')) return c.redirect(errorRedirect(ctx, interaction, 'consent_required', 'the user has not consented'), 303);
       return showConsent(c, interaction, session);
@@ -59,6 +73,8 @@ export function interactionEndpoints(app: Hono<AppEnv>, ctx: ServerContext) {
   const showConsent = async (c: Context, interaction: Interaction, session: Session) => {
     const resource = ctx.resource(interaction.resource)!;
     const described = new Map(resource.scopes.map((s) => [s.name, s.description]));
+    const delegateId = resource.mayAct === 'requesting_client' ? interaction.clientId : resource.mayAct?.client_id;
+    const delegateClient = delegateId ? await ctx.findClient(delegateId) : undefined;
     return consentPage(c, {
       action: `/interaction/${interaction.id}/consent`,
       csrf: interaction.csrf,
@@ -67,6 +83,9 @@ export function interactionEndpoints(app: Hono<AppEnv>, ctx: ServerContext) {
       username: session.username,
       resource: { id: resource.id, name: resource.name },
       scopes: interaction.scopes.map((name) => ({ name, description: described.get(name) })),
+      delegate: delegateId
+        ? { name: delegateClient?.metadata.client_name ?? delegateId, clientId: delegateId, isAgent: delegateClient?.agent !== undefined }
+        : undefined,
     });
   };
 
@@ -98,6 +117,25 @@ export function interactionEndpoints(app: Hono<AppEnv>, ctx: ServerContext) {
     await startSession(ctx, c, user);
     ctx.audit.record({ at: ctx.now(), type: 'login.succeeded', outcome: 'success', clientId: interaction.clientId, sub: user.sub });
     await updateInteraction(ctx, { ...interaction, loggedIn: true });
+    return c.redirect(`/interaction/${interaction.id}`, 303);
+  });
+
+  app.post('/interaction/:id/agreement', async (c) => {
+    const interaction = await loadInteraction(ctx, c, c.req.param('id'));
+    const session = await currentSession(ctx, c);
+    if (!interaction || !session) return expired(c);
+    const { ok, form } = await csrfOk(c, interaction);
+    if (!ok) return errorPage(c, 'invalid_request', 'The form was not sent by this page (CSRF check failed).', 403);
+    const agreement = await pendingAgreement(ctx, interaction.acr, session.sub);
+    if (!agreement) return c.redirect(`/interaction/${interaction.id}`, 303);
+    const base = { at: ctx.now(), clientId: interaction.clientId, sub: session.sub, data: { agreement: agreement.id, version: agreement.version } };
+    if (form.decision !== 'accept') {
+      ctx.audit.record({ ...base, type: 'agreement.declined', outcome: 'failure', error: 'access_denied' });
+      await ctx.cache.delete(`interaction:${interaction.id}`);
+      return c.redirect(errorRedirect(ctx, interaction, 'access_denied', 'the user declined the agreement'), 303);
+    }
+    await ctx.store.agreements.accept({ sub: session.sub, agreementId: agreement.id, version: agreement.version, acceptedAt: ctx.now() });
+    ctx.audit.record({ ...base, type: 'agreement.accepted', outcome: 'success' });
     return c.redirect(`/interaction/${interaction.id}`, 303);
   });
 

@@ -10,6 +10,8 @@ export interface ConsentView {
   username: string;
   resource: { id: string; name: string };
   scopes: { name: string; description?: string }[];
+  /** Who may act for the user with the token (RFC 8693 may_act), when someone may. */
+  delegate?: { name: string; clientId: string; isAgent: boolean };
 }
 
 /** Says plainly who will act, where, and with which permissions, then asks. */
@@ -25,6 +27,11 @@ export function consentPage(c: Context, view: ConsentView) {
 ${view.scopes.map((s) => html`<li><code>${s.name}</code>${s.description ? html` — ${s.description}` : ''}</li>`)}
 </ul>
 ${view.scopes.length === 0 ? html`<p class="muted">No specific permissions: it can only confirm who you are.</p>` : ''}
+${
+  view.delegate
+    ? html`<p id="delegate"><strong>${view.delegate.name}</strong>${view.delegate.isAgent ? ' (an AI agent)' : ''} <span class="muted">(<code>${view.delegate.clientId}</code>)</span> will be allowed to act on your behalf with these permissions, and to pass them on, narrowed, to the services it calls.</p>`
+    : ''
+}
 <form method="post" action="${view.action}">
   <input type="hidden" name="csrf" value="${view.csrf}">
   <div class="row">
