@@ -35,11 +35,15 @@ class MemoryOAuthProvider implements OAuthClientProvider {
   lastState?: string;
   redirects = 0;
 
+  /** Distinct per provider: the same public client metadata from one address returns one client. */
+  private readonly softwareId = randomUUID();
+
   constructor(readonly redirectUrl: string) {}
 
   get clientMetadata(): OAuthClientMetadata {
     return {
       client_name: 'MCP SDK interop client',
+      software_id: this.softwareId,
       redirect_uris: [this.redirectUrl],
       grant_types: ['authorization_code', 'refresh_token'],
       response_types: ['code'],

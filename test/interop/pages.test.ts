@@ -1,3 +1,4 @@
+import { randomUUID } from 'node:crypto';
 /**
  * The login and consent pages in a real browser (Chromium): what a user sees and can do, what the
  * client gets back, and the pages' defences (anti-framing headers, nothing loaded from elsewhere).
@@ -37,8 +38,10 @@ describe('interaction pages in Chromium', needsChromium(), () => {
   });
   beforeEach(async () => {
     // A client per test: consent is remembered per user and client, and each test wants a fresh one.
+    // (The same metadata from the same address would return the same public client: software_id differs.)
     const client = await registerClient(as.issuer, {
       client_name: CLIENT_NAME,
+      software_id: randomUUID(),
       redirect_uris: [callback.redirectUri],
       token_endpoint_auth_method: 'none',
       grant_types: ['authorization_code'],

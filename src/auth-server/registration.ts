@@ -1,0 +1,193 @@
+import type { Context } from 'hono';
+import { getConnInfo } from '@hono/node-server/conninfo';
+import { RateLimiterMemory, RateLimiterRes } from 'rate-limiter-flexible';
+import { OAuthError } from '../core/errors.ts';
+import { TOKEN_EXCHANGE_GRANT } from '../core/delegation.ts';
+import { randomToken } from '../core/encoding.ts';
+import { assertValidRedirectUri, isLoopbackHttp } from '../core/redirect-uri.ts';
+import { parseScope, formatScope } from '../core/scopes.ts';
+import { clientMetadataSchema, GRANT_TYPES, type ClientMetadata } from '../core/client-metadata.ts';
+import type { AgentAttributes, ClientRecord } from '../store/types.ts';
+import { endpointUrls, type ServerContext } from './context.ts';
+import { hashSecret } from './hash.ts';
+
+/** Validates RFC 7591 client metadata. Fields the client may not choose are dropped, not trusted. */
+export async function readClientMetadata(ctx: ServerContext, c: Context, defaults: Partial<ClientMetadata> = {}): Promise<ClientMetadata> {
+  let body: unknown;
+  try {
+    body = await c.req.json();
+  } catch {
+    throw new OAuthError('invalid_client_metadata', 'the body must be a JSON object');
+  }
+  if (typeof body !== 'object' || body === null || Array.isArray(body)) throw new OAuthError('invalid_client_metadata', 'the body must be a JSON object');
+  const parsed = clientMetadataSchema.safeParse({ ...defaults, ...body });
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0]!;
+    const field = String(issue.path[0] ?? '');
+    throw new OAuthError(field === 'redirect_uris' ? 'invalid_redirect_uri' : 'invalid_client_metadata', `${field || 'metadata'}: ${issue.message}`);
+  }
+  const metadata = parsed.data;
+  for (const grant of metadata.grant_types) {
+    if (!(GRANT_TYPES as readonly string[]).includes(grant)) throw new OAuthError('invalid_client_metadata', `grant_type ${grant} is not supported`);
+  }
+  if (metadata.response_types.some((r) => r !== 'code')) throw new OAuthError('invalid_client_metadata', 'only the code response type is supported');
+  if (metadata.grant_types.includes('authorization_code') && metadata.redirect_uris.length === 0) {
+    throw new OAuthError('invalid_redirect_uri', 'redirect_uris are required for the authorization code grant');
+  }
+  metadata.redirect_uris.forEach(assertValidRedirectUri);
+  if (metadata.token_endpoint_auth_method === 'none' && metadata.grant_types.some((g) => g === 'client_credentials' || g === TOKEN_EXCHANGE_GRANT)) {
+    throw new OAuthError('invalid_client_metadata', 'a public client cannot use client_credentials or token exchange');
+  }
+  if (metadata.token_endpoint_auth_method === 'private_key_jwt' && !metadata.jwks && !metadata.jwks_uri) {
+    throw new OAuthError('invalid_client_metadata', 'private_key_jwt needs jwks or jwks_uri');
+  }
+  if (metadata.jwks && metadata.jwks_uri) throw new OAuthError('invalid_client_metadata', 'use jwks or jwks_uri, not both');
+  if (metadata.default_resource && !ctx.resource(metadata.default_resource)) {
+    throw new OAuthError('invalid_client_metadata', 'default_resource is not a known resource');
+  }
+  const {
+    client_id: _id,
+    client_secret: _secret,
+    registration_access_token: _rat,
+    authentication_policy: _policy,
+    ...rest
+  } = metadata as ClientMetadata & Record<string, unknown>;
+  return rest as ClientMetadata;
+}
+
+/**
+ * The registration policy, for /register and /aiagent/register alike: a per-address rate limit,
+ * a cap on registered clients, the scope allowlist and the redirect URI host rules.
+ */
+export function registrationPolicy(ctx: ServerContext) {
+  const policy = ctx.config.registration;
+  const limiter = new RateLimiterMemory({ points: policy.rate_limit_per_minute, duration: 60 });
+
+  return {
+    /** Who is registering: the peer address (a proxy in front should be configured to pass it). */
+    registrant(c: Context): string {
+      try {
+        return getConnInfo(c).remote.address ?? 'unknown';
+      } catch {
+        return 'unknown';
+      }
+    },
+
+    async admit(c: Context): Promise<void> {
+      if (!policy.enabled) throw new OAuthError('access_denied', 'registration is disabled', { status: 403 });
+      try {
+        await limiter.consume(this.registrant(c));
+      } catch (error) {
+        if (!(error instanceof RateLimiterRes)) throw error;
+        throw new OAuthError('temporarily_unavailable', 'too many registrations; try again later', {
+          status: 429,
+          headers: { 'Retry-After': String(Math.ceil(error.msBeforeNext / 1000)) },
+        });
+      }
+      if ((await ctx.store.clients.countDynamic()) >= policy.max_clients) {
+        throw new OAuthError('temporarily_unavailable', 'the server holds as many registered clients as it may', { status: 503 });
+      }
+    },
+
+    /** Applies the scope allowlist and redirect host rules; returns the metadata to store. */
+    apply(metadata: ClientMetadata): ClientMetadata {
+      const allowlist = policy.allowed_scopes;
+      let scope = metadata.scope;
+      if (allowlist) {
+        const asked = parseScope(metadata.scope);
+        const refused = asked.filter((s) => !allowlist.includes(s));
+        if (refused.length > 0) throw new OAuthError('invalid_client_metadata', `scope not allowed for registered clients: ${refused.join(' ')}`);
+        if (asked.length === 0) scope = formatScope(allowlist);
+      }
+      const hosts = policy.redirect_uri_hosts;
+      if (hosts) {
+        for (const uri of metadata.redirect_uris) {
+          const url = new URL(uri);
+          const web = url.protocol === 'https:' || url.protocol === 'http:';
+          if (web && !isLoopbackHttp(url) && !hosts.includes(url.hostname)) {
+            throw new OAuthError('invalid_redirect_uri', `redirect_uri host ${url.hostname} is not allowed for registered clients`);
+          }
+        }
+      }
+      return { ...metadata, ...(scope ? { scope } : {}) };
+    },
+  };
+}
+
+export type RegistrationPolicy = ReturnType<typeof registrationPolicy>;
+
+export const needsSecret = (m: ClientMetadata) => m.token_endpoint_auth_method === 'client_secret_basic' || m.token_endpoint_auth_method === 'client_secret_post';
+
+/** Stable JSON (sorted keys) for fingerprints. */
+function canonical(value: unknown): string {
+  if (Array.isArray(value)) return `[${value.map(canonical).join(',')}]`;
+  if (value && typeof value === 'object') {
+    return `{${Object.keys(value)
+      .sort()
+      .map((k) => `${JSON.stringify(k)}:${canonical((value as Record<string, unknown>)[k])}`)
+      .join(',')}}`;
+  }
+  return JSON.stringify(value);
+}
+
+/**
+ * Creates a client (or an agent) and answers per RFC 7591 §3.2.1. A public client registering the
+ * same metadata again from the same address gets its existing registration back (200) instead of
+ * a duplicate: MCP clients tend to register on every connection. Confidential registrations are
+ * always new, because an existing secret cannot be shown again.
+ */
+export async function createRegistration(
+  ctx: ServerContext,
+  c: Context,
+  policy: RegistrationPolicy,
+  metadata: ClientMetadata,
+  options: { idPrefix: string; agent?: AgentAttributes },
+): Promise<Response> {
+  const fingerprint = hashSecret(`${options.idPrefix}|${policy.registrant(c)}|${canonical(metadata)}`);
+  if (!needsSecret(metadata) && metadata.token_endpoint_auth_method === 'none') {
+    const existing = await ctx.store.clients.findByFingerprint(fingerprint);
+    if (existing && existing.disabledAt === undefined) {
+      ctx.audit.record({ at: ctx.now(), type: 'client.registration_reused', outcome: 'success', clientId: existing.clientId });
+      return c.json(registrationResponse(ctx, existing, {}), 200, { 'Cache-Control': 'no-store' });
+    }
+  }
+  const clientSecret = needsSecret(metadata) ? randomToken(32) : undefined;
+  const registrationToken = randomToken(32);
+  const record: ClientRecord = {
+    clientId: `${options.idPrefix}${randomToken(18)}`,
+    source: 'dynamic',
+    metadata,
+    secretHash: clientSecret ? hashSecret(clientSecret) : undefined,
+    registrationTokenHash: hashSecret(registrationToken),
+    createdAt: ctx.now(),
+    agent: options.agent,
+    fingerprint,
+  };
+  await ctx.store.clients.upsert(record);
+  ctx.audit.record({
+    at: ctx.now(),
+    type: options.agent ? 'agent.registered' : 'client.registered',
+    outcome: 'success',
+    clientId: record.clientId,
+    data: { client_name: metadata.client_name, auth: metadata.token_endpoint_auth_method, registrant: policy.registrant(c) },
+  });
+  return c.json(registrationResponse(ctx, record, { clientSecret, registrationToken }), 201, { 'Cache-Control': 'no-store' });
+}
+
+export function registrationResponse(ctx: ServerContext, record: ClientRecord, secrets: { clientSecret?: string; registrationToken?: string }) {
+  return {
+    client_id: record.clientId,
+    client_id_issued_at: record.createdAt,
+    ...(secrets.clientSecret ? { client_secret: secrets.clientSecret, client_secret_expires_at: 0 } : {}),
+    ...(secrets.registrationToken
+      ? {
+          registration_access_token: secrets.registrationToken,
+          registration_client_uri: `${endpointUrls(ctx.issuer).registration}/${encodeURIComponent(record.clientId)}`,
+        }
+      : {}),
+    ...record.metadata,
+    ...(record.agent
+      ? { agent_type: record.agent.agentType, ...(record.agent.owner ? { owner: record.agent.owner } : {}), enabled: record.disabledAt === undefined }
+      : {}),
+  };
+}
