@@ -12,12 +12,14 @@ import { registerEndpoints } from './endpoints/register.ts';
 import { revokeEndpoint } from './endpoints/revoke.ts';
 import { tokenEndpoint } from './endpoints/token.ts';
 import { userinfoEndpoints } from './endpoints/userinfo.ts';
+import { revocationsEndpoint } from './endpoints/revocations.ts';
+import { adminEndpoints } from './endpoints/admin.ts';
 
 /** Endpoints that browser-based clients (MCP Inspector) call from the page (DESIGN §4). */
 const CORS_PATHS = ['/.well-known/*', '/jwks', '/register', '/register/*', '/token', '/revoke', '/userinfo'];
 
 /** Builds the authorization server's Hono app. Mountable in any Hono host. */
-export function createAuthServerApp(ctx: ServerContext): Hono<AppEnv> {
+export function createAuthServerApp(ctx: ServerContext, options: { adminToken: string }): Hono<AppEnv> {
   const app = new Hono<AppEnv>();
 
   app.use('*', bodyLimit({ maxBytes: 64 * 1024 }));
@@ -35,6 +37,8 @@ export function createAuthServerApp(ctx: ServerContext): Hono<AppEnv> {
   introspectEndpoint(app, ctx);
   revokeEndpoint(app, ctx);
   userinfoEndpoints(app, ctx);
+  revocationsEndpoint(app, ctx);
+  adminEndpoints(app, ctx, options.adminToken);
 
   app.notFound((c) => c.json({ error: 'not_found', error_description: `no endpoint at ${c.req.method} ${c.req.path}` }, 404));
 

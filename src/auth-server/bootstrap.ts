@@ -13,13 +13,22 @@ import { hashPassword } from './passwords.ts';
  * generated on first start and kept in `<data_dir>/secrets/<client_id>` (mode 0600).
  */
 export function clientSecretFor(config: AuthServerConfig, client: StaticClientConfig): string {
-  if (client.client_secret_env) {
-    const value = process.env[client.client_secret_env];
-    if (!value) throw new Error(`client ${client.client_id}: environment variable ${client.client_secret_env} is not set`);
+  return secretFromEnvOrFile(config, client.client_secret_env, `${client.client_id.replace(/[^A-Za-z0-9._-]/g, '_')}.secret`, `client ${client.client_id}`);
+}
+
+/** The admin API token: `admin.token_env`, or generated into `<data_dir>/secrets/admin.token`. */
+export function adminTokenFor(config: AuthServerConfig): string {
+  return secretFromEnvOrFile(config, process.env[config.admin.token_env] ? config.admin.token_env : undefined, 'admin.token', 'admin');
+}
+
+function secretFromEnvOrFile(config: AuthServerConfig, envName: string | undefined, fileName: string, what: string): string {
+  if (envName) {
+    const value = process.env[envName];
+    if (!value) throw new Error(`${what}: environment variable ${envName} is not set`);
     return value;
   }
   const dir = join(config.data_dir, 'secrets');
-  const file = join(dir, `${client.client_id.replace(/[^A-Za-z0-9._-]/g, '_')}.secret`);
+  const file = join(dir, fileName);
   if (existsSync(file)) return readFileSync(file, 'utf8').trim();
   mkdirSync(dir, { recursive: true, mode: 0o700 });
   const secret = randomToken(32);

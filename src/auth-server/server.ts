@@ -7,7 +7,7 @@ import { memoryCache } from '../store/memory-cache.ts';
 import { cachedClientStore } from '../store/cached-clients.ts';
 import { createAuthServerApp } from './app.ts';
 import { AuditLog } from './audit.ts';
-import { seedFromConfig } from './bootstrap.ts';
+import { adminTokenFor, seedFromConfig } from './bootstrap.ts';
 import { createContext, type ServerContext } from './context.ts';
 import { KeyManager } from './keys.ts';
 
@@ -40,8 +40,13 @@ export async function startAuthServer(config: AuthServerConfig, options: { log?:
   const cache = memoryCache();
   const audit = new AuditLog(store.audit, log);
   const ctx = createContext({ config, store, cache, keys, audit, log, now });
-  const app = createAuthServerApp(ctx);
-  const sweeper = setInterval(() => void store.sweep(now()).catch((err) => log.warn({ err }, 'sweep failed')), 60_000);
+  const app = createAuthServerApp(ctx, { adminToken: adminTokenFor(config) });
+  const sweep = async () => {
+    await store.sweep(now());
+    const removed = await store.clients.deleteUnused(now() - config.registration.unused_client_expiry_days * 86_400);
+    if (removed > 0) log.info({ removed }, 'deleted dynamic clients never used');
+  };
+  const sweeper = setInterval(() => void sweep().catch((err) => log.warn({ err }, 'sweep failed')), 60_000);
   sweeper.unref();
 
   let server: ServerType | undefined;

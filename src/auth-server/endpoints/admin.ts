@@ -1,0 +1,88 @@
+import type { Context, Hono } from 'hono';
+import { z } from 'zod';
+import { OAuthError } from '../../core/errors.ts';
+import { constantTimeEqual } from '../../core/encoding.ts';
+import type { ClientRecord } from '../../store/types.ts';
+import type { AppEnv, ServerContext } from '../context.ts';
+import { bearerToken } from '../bearer.ts';
+import { hashSecret } from '../hash.ts';
+
+const agentPatch = z.strictObject({
+  enabled: z.boolean().optional(),
+  expires_at: z.iso.datetime({ offset: true }).nullable().optional(),
+  owner: z.string().min(1).nullable().optional(),
+});
+
+function agentView(record: ClientRecord) {
+  return {
+    client_id: record.clientId,
+    client_name: record.metadata.client_name,
+    agent_type: record.agent!.agentType,
+    owner: record.agent!.owner ?? null,
+    enabled: record.disabledAt === undefined,
+    disabled_at: record.disabledAt ?? null,
+    expires_at: record.agent!.expiresAt ? new Date(record.agent!.expiresAt * 1000).toISOString() : null,
+    created_at: record.createdAt,
+    last_used_at: record.lastUsedAt ?? null,
+    source: record.source,
+  };
+}
+
+/**
+ * The admin API (`/admin/api/…`), for a bearer admin token from the environment (or generated on
+ * first start under the data dir). Agents' lifecycle: list, read, enable, disable, set expiry and
+ * owner. Disabling an agent revokes its grants and tokens, refuses its exchanges, and cuts off
+ * every token whose delegation chain contains it.
+ */
+export function adminEndpoints(app: Hono<AppEnv>, ctx: ServerContext, adminToken: string) {
+  const expected = hashSecret(adminToken);
+  app.use('/admin/api/*', async (c, next) => {
+    const token = bearerToken(c);
+    if (!token || !constantTimeEqual(hashSecret(token), expected)) {
+      throw new OAuthError('invalid_token', 'an admin token is required', { headers: { 'WWW-Authenticate': 'Bearer realm="mandate-admin"' } });
+    }
+    await next();
+  });
+
+  const findAgent = async (c: Context) => {
+    const record = await ctx.store.clients.find(c.req.param('id') ?? '');
+    if (!record?.agent) throw new OAuthError('invalid_request', 'no such agent', { status: 404 });
+    return record;
+  };
+
+  app.get('/admin/api/agents', async (c) => {
+    const agents = (await ctx.store.clients.list()).filter((r) => r.agent);
+    return c.json({ agents: agents.map(agentView) });
+  });
+
+  app.get('/admin/api/agents/:id', async (c) => c.json(agentView(await findAgent(c))));
+
+  app.patch('/admin/api/agents/:id', async (c) => {
+    const record = await findAgent(c);
+    const parsed = agentPatch.safeParse(await c.req.json().catch(() => undefined));
+    if (!parsed.success) throw new OAuthError('invalid_request', `invalid change: ${parsed.error.issues[0]?.message}`);
+    const change = parsed.data;
+    const now = ctx.now();
+    const agent = { ...record.agent! };
+    if (change.owner !== undefined) agent.owner = change.owner ?? undefined;
+    if (change.expires_at !== undefined) agent.expiresAt = change.expires_at ? Math.floor(Date.parse(change.expires_at) / 1000) : undefined;
+    let disabledAt = record.disabledAt;
+    if (change.enabled === false && disabledAt === undefined) disabledAt = now;
+    if (change.enabled === true) disabledAt = undefined;
+    await ctx.store.clients.upsert({ ...record, agent, disabledAt });
+    if (change.enabled === false && record.disabledAt === undefined) {
+      await ctx.store.grants.revokeByClient(record.clientId, now);
+      ctx.audit.record({ at: now, type: 'agent.disabled', outcome: 'success', clientId: record.clientId });
+    } else if (change.enabled === true && record.disabledAt !== undefined) {
+      ctx.audit.record({ at: now, type: 'agent.enabled', outcome: 'success', clientId: record.clientId });
+    }
+    await ctx.refreshDisabled();
+    return c.json(agentView((await ctx.store.clients.find(record.clientId))!));
+  });
+
+  app.get('/admin/api/audit', async (c) => {
+    const limit = Math.min(Number(c.req.query('limit') ?? 100) || 100, 1000);
+    const events = await ctx.store.audit.list({ type: c.req.query('type'), clientId: c.req.query('client_id'), limit });
+    return c.json({ events });
+  });
+}

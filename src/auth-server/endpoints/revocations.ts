@@ -1,0 +1,32 @@
+import type { Hono } from 'hono';
+import { OAuthError } from '../../core/errors.ts';
+import { isPublicClient } from '../../core/client-metadata.ts';
+import { authenticateClient } from '../client-auth/index.ts';
+import type { AppEnv, ServerContext } from '../context.ts';
+import { Params } from '../params.ts';
+
+/**
+ * The revocation list, for resource servers and gateways that verify JWTs locally: access tokens
+ * revoked before they expire (by `jti`) and disabled clients (a token whose `client_id` or `act`
+ * chain names one must be refused). Read by an authenticated confidential client, like
+ * introspection; poll it, or use introspection for each token.
+ */
+export function revocationsEndpoint(app: Hono<AppEnv>, ctx: ServerContext) {
+  app.get('/revocations', async (c) => {
+    const client = await authenticateClient(ctx, c, Params.fromSearch(new URL(c.req.url).searchParams), ctx.url('/revocations'));
+    c.set('clientId', client.clientId);
+    if (isPublicClient(client)) throw new OAuthError('invalid_client', 'the revocation list needs an authenticated client', { status: 401 });
+    const now = ctx.now();
+    const [tokens, clients] = await Promise.all([ctx.store.grants.listRevokedAccessTokens(now), ctx.store.clients.listDisabled()]);
+    return c.json(
+      {
+        issuer: ctx.issuer,
+        generated_at: now,
+        tokens: tokens.map((t) => ({ jti: t.jti, exp: t.expiresAt, revoked_at: t.revokedAt })),
+        clients: clients.map((d) => ({ client_id: d.clientId, disabled_at: d.disabledAt })),
+      },
+      200,
+      { 'Cache-Control': 'no-store' },
+    );
+  });
+}
