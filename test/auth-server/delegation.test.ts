@@ -1,0 +1,204 @@
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import { FormBrowser } from '../helpers/browser-driver.ts';
+import { basic, decodeJwt, postForm, registerClient, type TestAuthServer } from '../helpers/auth-server.ts';
+import { ACCESS_TOKEN_TYPE, AGENT_REDIRECT, R, auth, exchange, startDelegationServer, userToken } from '../helpers/delegation-server.ts';
+
+/** The seeds' flows (DESIGN §2 A–D) against the authorization server alone. */
+describe('delegation flows', () => {
+  let as: TestAuthServer & { adminToken: string };
+  before(async () => {
+    as = await startDelegationServer();
+  });
+  after(async () => as.close());
+
+  const agentActorToken = async () => {
+    const res = await postForm(`${as.issuer}/token`, { grant_type: 'client_credentials', resource: R.agent, scope: 'banking:read' }, auth.agent);
+    assert.equal(res.status, 200, res.text);
+    return res.json.access_token as string;
+  };
+
+  it('flow A (seed 000): the MCP server exchanges the user token for a narrower Todo API token', async () => {
+    const client = await registerClient(as.issuer, { client_name: 'MCP Inspector', redirect_uris: ['http://127.0.0.1:6274/oauth/callback'], token_endpoint_auth_method: 'none' });
+    const { token } = await userToken(as, { clientId: client.client_id, redirectUri: 'http://127.0.0.1:6274/oauth/callback', resource: R.mcp, scope: 'todo_api:read todo_api:write' });
+    const user = decodeJwt(token.access_token);
+    assert.equal(user.aud, R.mcp);
+    assert.deepEqual(user.may_act, { sub: 'mcp-server' });
+
+    const res = await exchange(as, { subject_token: token.access_token, resource: R.api, scope: 'todo_api:read' }, auth.mcp);
+    assert.equal(res.status, 200, res.text);
+    assert.equal(res.json.issued_token_type, ACCESS_TOKEN_TYPE);
+    assert.equal(res.json.token_type, 'Bearer');
+    assert.equal(res.json.refresh_token, undefined);
+    const api = decodeJwt(res.json.access_token as string);
+    assert.equal(api.sub, user.sub);
+    assert.equal(api.aud, R.api);
+    assert.equal(api.scope, 'todo_api:read');
+    assert.deepEqual(api.act, { sub: 'mcp-server' });
+    assert.equal(api.auth_time, user.auth_time);
+    assert.ok((api.exp as number) <= (user.exp as number), 'never outlives the subject token');
+    assert.deepEqual(api.may_act, { sub: 'other-service' }, 'the API resource names who may exchange it next');
+
+    // Introspection and tokeninfo show the chain.
+    const introspected = await postForm(`${as.issuer}/introspect`, { token: res.json.access_token as string }, auth.mcp);
+    assert.deepEqual(introspected.json.act, { sub: 'mcp-server' });
+    const info = (await (await fetch(`${as.issuer}/tokeninfo`, { headers: { authorization: `Bearer ${token.access_token}` } })).json()) as Record<string, unknown>;
+    assert.deepEqual(info.may_act, { sub: 'mcp-server' });
+
+    await as.ctx.audit.flush();
+    const [event] = await as.store.audit.list({ type: 'token.issued', clientId: 'mcp-server' });
+    assert.equal(event?.data?.grant_type, 'urn:ietf:params:oauth:grant-type:token-exchange');
+    assert.deepEqual(event?.data?.actor_chain, ['mcp-server']);
+    assert.equal(event?.data?.scope_requested, 'todo_api:read');
+    assert.equal(event?.data?.scope_granted, 'todo_api:read');
+    assert.equal(event?.data?.decision, 'allowed');
+  });
+
+  it('flow B (seed 001): agreement on first sign-in only, then subject + actor token → gateway token acting as the agent', async () => {
+    const actor = await agentActorToken();
+    assert.equal(decodeJwt(actor).sub, 'sample-agent');
+    assert.equal(decodeJwt(actor).may_act, undefined, 'no may_act on a client acting for itself');
+
+    const browser = new FormBrowser(as.issuer);
+    const first = await userToken(as, { clientId: 'sample-agent', redirectUri: AGENT_REDIRECT, resource: R.agent, scope: 'banking:read', clientAuth: auth.agent, browser });
+    const agreementPages = () => browser.pages.filter((p) => p.html.includes('/agreement"')).length;
+    assert.equal(agreementPages(), 1, 'the agreement is shown on the first sign-in');
+    const consent = browser.pages.find((p) => p.html.includes('value="allow"'))!;
+    assert.match(consent.html, /Sample agent<\/strong> \(an AI agent\)/, 'the consent page says who will act');
+    const subject = decodeJwt(first.token.access_token);
+    assert.deepEqual(subject.may_act, { sub: 'sample-agent' });
+    assert.equal(subject.acr, 'Agent-Consent-Login');
+
+    await userToken(as, { clientId: 'sample-agent', redirectUri: AGENT_REDIRECT, resource: R.agent, scope: 'banking:read', clientAuth: auth.agent, browser });
+    assert.equal(agreementPages(), 1, 'not on the second sign-in');
+
+    const res = await exchange(
+      as,
+      { subject_token: first.token.access_token, actor_token: actor, actor_token_type: ACCESS_TOKEN_TYPE, audience: R.gateway, scope: 'banking:read' },
+      auth.agent,
+    );
+    assert.equal(res.status, 200, res.text);
+    const mandate = decodeJwt(res.json.access_token as string);
+    assert.equal(mandate.aud, R.gateway);
+    assert.equal(mandate.sub, subject.sub);
+    assert.deepEqual(mandate.act, { sub: 'sample-agent' });
+    assert.equal(mandate.acr, 'Agent-Consent-Login');
+    assert.equal(mandate.agent_owner, 'demo', 'a CEL claim mapping of the gateway resource');
+  });
+
+  it('flow B: a new agreement version, or an elapsed reconsent interval, asks again', async () => {
+    const browser = new FormBrowser(as.issuer);
+    const signIn = () => userToken(as, { clientId: 'sample-agent', redirectUri: AGENT_REDIRECT, resource: R.agent, scope: 'banking:read', clientAuth: auth.agent, browser });
+    const shown = () => browser.pages.filter((p) => p.html.includes('/agreement"')).length;
+    await signIn();
+    const before = shown();
+    await as.store.db.updateTable('agreement_acceptances').set({ version: 0 }).execute(); // accepted an older version
+    await signIn();
+    assert.equal(shown(), before + 1, 'older version accepted: asked again');
+    await signIn();
+    assert.equal(shown(), before + 1);
+    await as.store.db.updateTable('agreement_acceptances').set({ accepted_at: as.ctx.now() - 181 * 86_400 }).execute();
+    await signIn();
+    assert.equal(shown(), before + 2, '180-day reconsent interval elapsed: asked again');
+  });
+
+  it('flow B: declining the agreement returns access_denied', async () => {
+    await as.store.db.deleteFrom('agreement_acceptances').execute();
+    const { challenge } = (await import('../helpers/auth-server.ts')).pkcePair();
+    const url = `${as.issuer}/authorize?${new URLSearchParams({ response_type: 'code', client_id: 'sample-agent', redirect_uri: AGENT_REDIRECT, code_challenge: challenge, code_challenge_method: 'S256', resource: R.agent, scope: 'banking:read' })}`;
+    const back = await new FormBrowser(as.issuer).authorize(url, { agreement: 'decline' });
+    assert.equal(back.searchParams.get('error'), 'access_denied');
+  });
+
+  it('flow C (seed 003): /aiagent/register → client credentials → tokeninfo', async () => {
+    const res = await fetch(`${as.issuer}/aiagent/register`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ client_name: 'Onboarded agent', redirect_uris: ['https://agent.example/callback'], scopes: ['banking:read'], agent_type: 'researcher' }),
+    });
+    assert.equal(res.status, 201);
+    const agent = (await res.json()) as Record<string, string | string[]>;
+    assert.match(agent.client_id as string, /^agent_/);
+    assert.ok(agent.client_secret);
+    assert.equal(agent.agent_type, 'researcher');
+    assert.ok((agent.grant_types as string[]).includes('urn:ietf:params:oauth:grant-type:token-exchange'));
+    const token = await postForm(`${as.issuer}/token`, { grant_type: 'client_credentials', resource: R.agent }, { authorization: basic(agent.client_id as string, agent.client_secret as string) });
+    assert.equal(token.status, 200, token.text);
+    const info = (await (await fetch(`${as.issuer}/tokeninfo`, { headers: { authorization: `Bearer ${token.json.access_token}` } })).json()) as Record<string, unknown>;
+    assert.equal(info.client_id, agent.client_id);
+    assert.equal(info.scope, 'banking:read');
+    assert.equal(info.aud, R.agent);
+  });
+
+  it('flow D: a chain gateway → MCP server → API nests act, and one hop beyond the depth limit is refused', async () => {
+    const actor = await agentActorToken();
+    const { token } = await userToken(as, { clientId: 'sample-agent', redirectUri: AGENT_REDIRECT, resource: R.agent, scope: 'banking:read', clientAuth: auth.agent });
+    const gateway = await exchange(as, { subject_token: token.access_token, actor_token: actor, actor_token_type: ACCESS_TOKEN_TYPE, resource: R.gateway }, auth.agent);
+    assert.equal(gateway.status, 200, gateway.text);
+    assert.deepEqual(decodeJwt(gateway.json.access_token as string).may_act, { sub: 'mcp-server' });
+
+    const api = await exchange(as, { subject_token: gateway.json.access_token as string, resource: R.api, scope: 'banking:read' }, auth.mcp);
+    assert.equal(api.status, 200, api.text);
+    const claims = decodeJwt(api.json.access_token as string);
+    assert.deepEqual(claims.act, { sub: 'mcp-server', act: { sub: 'sample-agent' } });
+    assert.equal(claims.scope, 'banking:read');
+
+    const deeper = await exchange(as, { subject_token: api.json.access_token as string, resource: R.deep }, auth.other);
+    assert.equal(deeper.json.error, 'invalid_grant');
+    assert.match(deeper.json.error_description as string, /too long/);
+  });
+
+  it('an opaque token is introspected, with its chain', async () => {
+    const client = await registerClient(as.issuer, { redirect_uris: ['http://127.0.0.1:7000/cb'], token_endpoint_auth_method: 'none', client_name: 'opaque test' });
+    const { token } = await userToken(as, { clientId: client.client_id, redirectUri: 'http://127.0.0.1:7000/cb', resource: R.mcp, scope: 'todo_api:read' });
+    const res = await exchange(as, { subject_token: token.access_token, resource: R.opaque }, auth.other);
+    assert.equal(res.status, 200, res.text);
+    const opaque = res.json.access_token as string;
+    assert.equal(opaque.split('.').length, 1, 'not a JWT');
+    const introspected = await postForm(`${as.issuer}/introspect`, { token: opaque }, auth.mcp);
+    assert.equal(introspected.json.active, true);
+    assert.equal(introspected.json.aud, R.opaque);
+    assert.deepEqual(introspected.json.act, { sub: 'other-service' });
+  });
+
+  it('disabling an agent revokes its tokens, refuses its exchanges, cuts off tokens whose chain contains it, and lists it', async () => {
+    const actor = await agentActorToken();
+    const { token } = await userToken(as, { clientId: 'sample-agent', redirectUri: AGENT_REDIRECT, resource: R.agent, scope: 'banking:read', clientAuth: auth.agent });
+    const gateway = await exchange(as, { subject_token: token.access_token, actor_token: actor, actor_token_type: ACCESS_TOKEN_TYPE, resource: R.gateway }, auth.agent);
+    const api = await exchange(as, { subject_token: gateway.json.access_token as string, resource: R.api, scope: 'banking:read' }, auth.mcp);
+    assert.equal(api.status, 200);
+
+    const admin = { authorization: `Bearer ${as.adminToken}`, 'content-type': 'application/json' };
+    const disabled = await fetch(`${as.issuer}/admin/api/agents/sample-agent`, { method: 'PATCH', headers: admin, body: JSON.stringify({ enabled: false }) });
+    assert.equal(disabled.status, 200);
+    assert.equal(((await disabled.json()) as { enabled: boolean }).enabled, false);
+
+    const active = async (t: string) => (await postForm(`${as.issuer}/introspect`, { token: t }, auth.mcp)).json.active;
+    assert.equal(await active(api.json.access_token as string), false, 'a token whose chain contains the agent');
+    assert.equal(await active(token.access_token), false, "the user's token issued to the agent");
+    assert.equal(await active(actor), false, "the agent's own token");
+    const refused = await postForm(`${as.issuer}/token`, { grant_type: 'client_credentials', resource: R.agent }, auth.agent);
+    assert.equal(refused.json.error, 'invalid_client');
+
+    const list = await fetch(`${as.issuer}/revocations`, { headers: auth.mcp });
+    const body = (await list.json()) as { clients: { client_id: string }[]; tokens: { jti: string }[] };
+    assert.ok(body.clients.some((c) => c.client_id === 'sample-agent'));
+    assert.ok(body.tokens.some((t) => t.jti === decodeJwt(token.access_token).jti), 'tracked tokens of its grants are listed by jti');
+
+    const enabled = await fetch(`${as.issuer}/admin/api/agents/sample-agent`, { method: 'PATCH', headers: admin, body: JSON.stringify({ enabled: true }) });
+    assert.equal(enabled.status, 200);
+    const again = await postForm(`${as.issuer}/token`, { grant_type: 'client_credentials', resource: R.agent }, auth.agent);
+    assert.equal(again.status, 200);
+  });
+
+  it('an expired agent is refused', async () => {
+    const admin = { authorization: `Bearer ${as.adminToken}`, 'content-type': 'application/json' };
+    await fetch(`${as.issuer}/admin/api/agents/sample-agent`, { method: 'PATCH', headers: admin, body: JSON.stringify({ expires_at: '2020-01-01T00:00:00Z' }) });
+    const refused = await postForm(`${as.issuer}/token`, { grant_type: 'client_credentials', resource: R.agent }, auth.agent);
+    assert.equal(refused.json.error, 'invalid_client');
+    await fetch(`${as.issuer}/admin/api/agents/sample-agent`, { method: 'PATCH', headers: admin, body: JSON.stringify({ expires_at: null }) });
+    assert.equal((await postForm(`${as.issuer}/token`, { grant_type: 'client_credentials', resource: R.agent }, auth.agent)).status, 200);
+    const noAdmin = await fetch(`${as.issuer}/admin/api/agents`, { headers: { authorization: 'Bearer wrong' } });
+    assert.equal(noAdmin.status, 401);
+  });
+});
