@@ -1,5 +1,5 @@
 import { OAuthError } from '../../core/errors.ts';
-import { ACCESS_TOKEN_TYP, verifyJwt, type AccessTokenClaims } from '../../core/jwt.ts';
+import { verifyJwt, type AccessTokenClaims } from '../../core/jwt.ts';
 import { actorChain, nestActor, TOKEN_EXCHANGE_GRANT, TOKEN_TYPES } from '../../core/delegation.ts';
 import { formatScope, OIDC_SCOPES, parseScope } from '../../core/scopes.ts';
 import { isPublicClient, type Client } from '../../core/client-metadata.ts';
