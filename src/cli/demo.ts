@@ -19,6 +19,9 @@ Mandate demo is running (ready in ${ms} ms; data in ${config.data_dir}/).
     metadata             ${issuer}/.well-known/oauth-authorization-server
     demo user            demo / demo
     resources            ${config.resources.map((r) => r.id).join(', ')}
+    clients              todo-mcp (secret in ${config.data_dir}/secrets/todo-mcp.secret)
+    agents               sample-agent (secret in ${config.data_dir}/secrets/sample-agent.secret)
+    admin API            ${issuer}/admin/api/agents (token in ${config.data_dir}/secrets/admin.token)
 
 Try it:
   curl -s ${issuer}/.well-known/oauth-authorization-server

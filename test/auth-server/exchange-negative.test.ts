@@ -22,11 +22,10 @@ describe('refused token exchanges', () => {
   });
   after(async () => as.close());
 
-  const refused = async (form: Record<string, string>, headers: Record<string, string>, code: string) => {
+  const refused = async (form: Record<string, string>, headers: Record<string, string>, code: string): Promise<void> => {
     const res = await exchange(as, form, headers);
     assert.equal(res.json.error, code, `${res.status} ${res.text}`);
     assert.ok(res.status === 400 || res.status === 401, `status ${res.status}`);
-    return res;
   };
 
   it('no may_act in the subject token → invalid_grant', async () => {

@@ -5,6 +5,10 @@ import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
+import { readFileSync } from 'node:fs';
+import { FormBrowser } from '../helpers/browser-driver.ts';
+import { basic, decodeJwt, postForm, registerClient } from '../helpers/auth-server.ts';
+import { exchange, userToken } from '../helpers/delegation-server.ts';
 import { skipUnless } from '../helpers/services.ts';
 
 const BIN = new URL('../../bin/mandate.js', import.meta.url).pathname;
@@ -29,6 +33,34 @@ function run(args: string[], cwd: string) {
 
 const demoPort = skipUnless(await portFree(9000), 'demo test: port 9000 is in use');
 
+/** The seeds' flows A and B against the demo configuration, as the README walks through them. */
+async function demoDelegation(cwd: string) {
+  const issuer = 'http://localhost:9000';
+  const secret = (name: string) => readFileSync(join(cwd, '.mandate', 'secrets', `${name}.secret`), 'utf8').trim();
+  const client = await registerClient(issuer, { client_name: 'demo test', redirect_uris: ['http://127.0.0.1:3999/callback'], token_endpoint_auth_method: 'none' });
+  const user = await userToken({ issuer } as never, { clientId: client.client_id, redirectUri: 'http://127.0.0.1:3999/callback', resource: 'http://localhost:8787/mcp', scope: 'todo_api:read todo_api:write' });
+  assert.deepEqual(decodeJwt(user.token.access_token).may_act, { sub: 'todo-mcp' });
+  const api = await exchange({ issuer } as never, { subject_token: user.token.access_token, resource: 'http://localhost:8001', scope: 'todo_api:read' }, { authorization: basic('todo-mcp', secret('todo-mcp')) });
+  assert.equal(api.status, 200, api.text);
+  assert.deepEqual(decodeJwt(api.json.access_token as string).act, { sub: 'todo-mcp' });
+
+  const agent = { authorization: basic('sample-agent', secret('sample-agent')) };
+  const actor = await postForm(`${issuer}/token`, { grant_type: 'client_credentials', resource: 'http://localhost:3000' }, agent);
+  assert.equal(actor.status, 200, actor.text);
+  const browser = new FormBrowser(issuer);
+  const subject = await userToken({ issuer } as never, { clientId: 'sample-agent', redirectUri: 'http://localhost:3000/callback', resource: 'http://localhost:3000', scope: 'banking:read', clientAuth: agent, browser });
+  assert.ok(browser.pages.some((p) => p.html.includes('Digital assistant consent')), 'the agreement page');
+  const mandate = await exchange(
+    { issuer } as never,
+    { subject_token: subject.token.access_token, actor_token: actor.json.access_token as string, actor_token_type: 'urn:ietf:params:oauth:token-type:access_token', resource: 'http://localhost:8080/mcp', scope: 'banking:read' },
+    agent,
+  );
+  assert.equal(mandate.status, 200, mandate.text);
+  const claims = decodeJwt(mandate.json.access_token as string);
+  assert.deepEqual(claims.act, { sub: 'sample-agent' });
+  assert.equal(claims.acr, 'Agent-Consent-Login');
+}
+
 describe('the mandate command', () => {
   it('`mandate demo` starts the authorization server on :9000, prints a guide, and stops cleanly on Ctrl-C', demoPort, async () => {
     const cwd = mkdtempSync(join(tmpdir(), 'mandate-demo-'));
@@ -50,6 +82,7 @@ describe('the mandate command', () => {
       assert.equal(preflight.headers.get('access-control-allow-origin'), 'http://localhost:6277');
       const other = await fetch('http://localhost:9000/token', { method: 'OPTIONS', headers: { origin: 'https://evil.example', 'access-control-request-method': 'POST' } });
       assert.equal(other.headers.get('access-control-allow-origin'), null);
+      await demoDelegation(cwd);
       demo.child.kill('SIGINT');
       assert.equal(await demo.exited, 0);
       assert.match(demo.out(), /stopping/);
