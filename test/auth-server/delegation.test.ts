@@ -148,6 +148,16 @@ describe('delegation flows', () => {
     assert.match(deeper.json.error_description as string, /too long/);
   });
 
+  it("seed 001's claim mappings are expressible in CEL: copy sub, turn may_act into act", async () => {
+    const { token } = await userToken(as, { clientId: 'sample-agent', redirectUri: AGENT_REDIRECT, resource: R.agent, scope: 'banking:read', clientAuth: auth.agent });
+    const res = await exchange(as, { subject_token: token.access_token, resource: R.seed }, auth.agent);
+    assert.equal(res.status, 200, res.text);
+    const claims = decodeJwt(res.json.access_token as string);
+    assert.equal(claims.sub, decodeJwt(token.access_token).sub);
+    assert.deepEqual(claims.act, { sub: 'sample-agent' });
+    assert.equal(claims.seen_by, 'mapping:sample-agent');
+  });
+
   it('an opaque token is introspected, with its chain', async () => {
     const client = await registerClient(as.issuer, { redirect_uris: ['http://127.0.0.1:7000/cb'], token_endpoint_auth_method: 'none', client_name: 'opaque test' });
     const { token } = await userToken(as, { clientId: client.client_id, redirectUri: 'http://127.0.0.1:7000/cb', resource: R.mcp, scope: 'todo_api:read' });

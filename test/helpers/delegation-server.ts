@@ -13,6 +13,7 @@ export const R = {
   gateway: 'https://gateway.test/mcp',
   deep: 'https://deep.test',
   opaque: 'https://opaque.test',
+  seed: 'https://seed-mapping.test',
 } as const;
 
 export const SECRETS = { mcp: 'mcp-server-secret-0123456789abcdef', agent: 'agent-secret-0123456789abcdef', other: 'other-secret-0123456789abcdef' };
@@ -63,6 +64,12 @@ export async function startDelegationServer(overrides: Record<string, unknown> =
         claims: { agent_owner: 'has(client.agent) && client.agent != null ? client.agent.owner : null' },
       },
       { id: R.deep, name: 'Deep API', scopes: [{ name: 'banking:read' }], exchange: { max_depth: 2 } },
+      {
+        id: R.seed,
+        name: 'Seed 001 mapping',
+        scopes: [{ name: 'banking:read' }],
+        claims: { sub: 'subject.sub', act: 'has(subject.may_act) && subject.may_act.sub == actor.sub ? subject.may_act : null', seen_by: '"mapping:" + actor.sub' },
+      },
       { id: R.opaque, name: 'Opaque API', scopes: [{ name: 'todo_api:read' }], token_format: 'opaque', exchange: { require_may_act: false } },
     ] as never,
     ...overrides,
