@@ -9,7 +9,7 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import pino from 'pino';
-import { ACCESS_TOKEN_TTL, BENCH_CLIENT_ID, BENCH_RESOURCE, BENCH_SCOPE, announceReady, exitOnSignal, freePort } from './lib/child.ts';
+import { ACCESS_TOKEN_TTL, BENCH_UPSTREAM_RESOURCE, BENCH_CLIENT_ID, BENCH_RESOURCE, BENCH_SCOPE, announceReady, exitOnSignal, freePort } from './lib/child.ts';
 
 // BENCH_MANDATE_ROOT (set by `run.ts --compare=<dir>`) loads Mandate from another checkout, to
 // measure a change against this one in the same run.
@@ -31,12 +31,16 @@ const config = authServerConfigSchema.parse({
   data_dir: dataDir,
   storage: { driver: 'sqlite' },
   tokens: { access_token_ttl: ACCESS_TOKEN_TTL },
-  resources: [{ id: BENCH_RESOURCE, name: 'Bench API', scopes: [{ name: BENCH_SCOPE }] }],
+  resources: [
+    { id: BENCH_RESOURCE, name: 'Bench API', scopes: [{ name: BENCH_SCOPE }], exchange: { allowed_actors: [BENCH_CLIENT_ID] } },
+    // The exchange scenario's subject tokens are for this resource and name the bench client in may_act.
+    { id: BENCH_UPSTREAM_RESOURCE, name: 'Bench MCP server', scopes: [{ name: BENCH_SCOPE }], may_act: { client_id: BENCH_CLIENT_ID } },
+  ],
   clients: [
     {
       client_id: BENCH_CLIENT_ID,
       token_endpoint_auth_method: 'client_secret_basic',
-      grant_types: ['client_credentials'],
+      grant_types: ['client_credentials', 'urn:ietf:params:oauth:grant-type:token-exchange'],
       client_secret_env: 'BENCH_SECRET',
     },
   ],
@@ -57,4 +61,26 @@ try {
   rmSync(dataDir, { recursive: true, force: true });
   throw error;
 }
-announceReady({ name: `mandate (${mandateRoot})`, url: handle.url, tokenEndpoint: `${handle.url}/token` });
+// BENCH_SCENARIO=exchange: the load is RFC 8693 token exchange of a user token (issued here, as
+// the authorization code grant would: sub = a user, aud = the MCP server, may_act = the client)
+// for a token for the API, with the client as actor.
+let body: string | undefined;
+if (process.env.BENCH_SCENARIO === 'exchange') {
+  const { issueAccessToken }: typeof import('../src/auth-server/tokens.ts') = await load('src/auth-server/tokens.ts');
+  const client = (await handle.ctx.findClient(BENCH_CLIENT_ID))!;
+  const { token } = await issueAccessToken(handle.ctx, {
+    sub: 'bench-user',
+    client,
+    resource: handle.ctx.resource(BENCH_UPSTREAM_RESOURCE)!,
+    scopes: [BENCH_SCOPE],
+    grantType: 'authorization_code',
+  });
+  body = new URLSearchParams({
+    grant_type: 'urn:ietf:params:oauth:grant-type:token-exchange',
+    subject_token: token,
+    subject_token_type: 'urn:ietf:params:oauth:token-type:access_token',
+    resource: BENCH_RESOURCE,
+    scope: BENCH_SCOPE,
+  }).toString();
+}
+announceReady({ name: `mandate (${mandateRoot})`, url: handle.url, tokenEndpoint: `${handle.url}/token`, body });

@@ -60,6 +60,8 @@ interface ServerSpec {
 const SERVERS: ServerSpec[] = [
   { name: 'mandate', script: 'bench/mandate-server.ts' },
   { name: 'oidc-provider', script: 'bench/oidc-provider-server.ts' },
+  // Token exchange (RFC 8693) on Mandate, against oidc-provider's client-credentials tokens.
+  { name: 'mandate:exchange', script: 'bench/mandate-server.ts', env: { BENCH_SCENARIO: 'exchange' } },
 ];
 // --compare=<dir>[,<dir>…] or label=<dir>: Mandate from other checkouts (their src/, this bench),
 // measured in the same run, interleaved with the others.
@@ -71,7 +73,7 @@ const COMPARE: ServerSpec[] = (option('compare') ?? '')
     if (!existsSync(join(resolve(dir), 'src/auth-server/server.ts'))) throw new Error(`--compare: ${dir} has no src/auth-server/server.ts`);
     return { name: `mandate:${label}`, script: 'bench/mandate-server.ts', env: { BENCH_MANDATE_ROOT: resolve(dir) } };
   });
-const HTTP_SERVERS = [SERVERS[0]!, ...COMPARE, SERVERS[1]!];
+const HTTP_SERVERS = [SERVERS[0]!, ...COMPARE, SERVERS[2]!, SERVERS[1]!];
 
 const secret = randomBytes(32).toString('base64url');
 const childEnv = { BENCH_SECRET: secret, LOG_LEVEL: 'silent' };
@@ -87,9 +89,10 @@ function assertLoopback(url: string) {
   if (new URL(url).hostname !== '127.0.0.1') throw new Error(`refusing to load ${url}: the benchmark stays on 127.0.0.1`);
 }
 
-async function load(url: string, seconds: number): Promise<Result> {
+async function load(server: ServerChild, seconds: number): Promise<Result> {
+  const url = server.tokenEndpoint;
   assertLoopback(url);
-  current = autocannon({ url, method: 'POST', headers, body, connections: settings.connections, pipelining: 1, duration: seconds, timeout: 10 });
+  current = autocannon({ url, method: 'POST', headers, body: server.body ?? body, connections: settings.connections, pipelining: 1, duration: seconds, timeout: 10 });
   try {
     return await current;
   } finally {
@@ -100,7 +103,7 @@ async function load(url: string, seconds: number): Promise<Result> {
 /** One request, checked: a 200 with an ES256 JWT for the resource and scope. Returns a summary. */
 async function verifyTokenEndpoint(server: ServerChild): Promise<string> {
   assertLoopback(server.tokenEndpoint);
-  const res = await fetch(server.tokenEndpoint, { method: 'POST', headers, body, signal: AbortSignal.timeout(10_000) });
+  const res = await fetch(server.tokenEndpoint, { method: 'POST', headers, body: server.body ?? body, signal: AbortSignal.timeout(10_000) });
   const text = await res.text();
   if (res.status !== 200) throw new Error(`${server.name}: token request answered ${res.status}: ${text}`);
   const json = JSON.parse(text) as { access_token?: string; token_type?: string; expires_in?: number; scope?: string };
@@ -132,14 +135,14 @@ interface Run {
 }
 
 async function measure(server: ServerChild): Promise<Run> {
-  const warm = await load(server.tokenEndpoint, settings.warmup);
+  const warm = await load(server, settings.warmup);
   if (warm.non2xx > 0 || warm.errors > 0) console.log(`  warning: ${server.name} warm-up had ${warm.non2xx} non-2xx and ${warm.errors} errors`);
   const cpu0 = cpuMicros(server.pid);
   const machine0 = machineBusyMicros();
   const self0 = process.cpuUsage();
   const start = Number(process.hrtime.bigint() / 1000n);
   const t0 = performance.now();
-  const result = await load(server.tokenEndpoint, settings.duration);
+  const result = await load(server, settings.duration);
   const wallMicros = (performance.now() - t0) * 1000;
   const cpu = cpuMicros(server.pid) - cpu0;
   const self = process.cpuUsage(self0);

@@ -12,6 +12,8 @@ import { fileURLToPath, pathToFileURL } from 'node:url';
 export const READY_PREFIX = 'BENCH_READY ';
 
 /** The benchmark's one resource, scope and client (the same for every server). */
+/** The audience of the exchange scenario's subject tokens. */
+export const BENCH_UPSTREAM_RESOURCE = 'https://mcp.bench.test/mcp';
 export const BENCH_RESOURCE = 'https://api.bench.test';
 export const BENCH_SCOPE = 'api:read';
 export const BENCH_CLIENT_ID = 'bench';
@@ -28,7 +30,7 @@ export function freePort(): Promise<number> {
   });
 }
 
-export function announceReady(info: { name: string; url: string; tokenEndpoint: string }): void {
+export function announceReady(info: { name: string; url: string; tokenEndpoint: string; body?: string }): void {
   process.stdout.write(`${READY_PREFIX}${JSON.stringify({ ...info, pid: process.pid })}\n`);
 }
 

@@ -13,6 +13,8 @@ export interface ServerChild {
   pid: number;
   url: string;
   tokenEndpoint: string;
+  /** The request body this server is loaded with, when it is not the client_credentials one. */
+  body?: string;
   process: ChildProcess;
 }
 
@@ -77,9 +79,9 @@ export function startServer(
     lines.on('line', (line) => {
       if (!line.startsWith(READY_PREFIX)) return void console.log(prefix(line));
       clearTimeout(timer);
-      const info = JSON.parse(line.slice(READY_PREFIX.length)) as { url: string; tokenEndpoint: string; pid: number };
+      const info = JSON.parse(line.slice(READY_PREFIX.length)) as { url: string; tokenEndpoint: string; pid: number; body?: string };
       if (info.pid !== child.pid) console.error(prefix(`warning: reported pid ${info.pid}, spawned ${child.pid}`));
-      resolve({ name, pid: child.pid!, url: info.url, tokenEndpoint: info.tokenEndpoint, process: child });
+      resolve({ name, pid: child.pid!, url: info.url, tokenEndpoint: info.tokenEndpoint, body: info.body, process: child });
     });
     child.once('exit', (code, signal) => {
       clearTimeout(timer);

@@ -1,4 +1,4 @@
-import { createPrivateKey, sign as cryptoSign } from 'node:crypto';
+import { createPrivateKey, createPublicKey, sign as cryptoSign, verify as cryptoVerify } from 'node:crypto';
 import { chmodSync, existsSync, mkdirSync, readFileSync, renameSync, statSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { calculateJwkThumbprint, exportJWK, generateKeyPair, importJWK, type JWK } from 'jose';
@@ -144,9 +144,13 @@ async function toSigningKey(stored: StoredKey): Promise<SigningKey> {
     new Promise<Uint8Array>((resolve, reject) =>
       cryptoSign('sha256', input, { key: nodeKey, dsaEncoding: 'ieee-p1363' }, (error, signature) => (error ? reject(error) : resolve(signature))),
     );
+  const nodePublicKey = createPublicKey(nodeKey);
+  const verify = (input: Uint8Array, signature: Uint8Array) =>
+    cryptoVerify('sha256', input, { key: nodePublicKey, dsaEncoding: 'ieee-p1363' }, signature);
   return {
     kid: stored.kid,
     sign,
+    verify,
     privateKey: (await importJWK(stored.private_jwk, SIGNING_ALG)) as CryptoKey,
     publicKey: (await importJWK(publicJwk, SIGNING_ALG)) as CryptoKey,
     publicJwk,

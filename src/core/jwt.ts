@@ -16,6 +16,8 @@ export interface SigningKey {
    * §3.4) of the JWS signing input. Without it, jose signs through WebCrypto.
    */
   sign?: (signingInput: Uint8Array) => Promise<Uint8Array>;
+  /** A faster verifier for this runtime, if there is one: checks an r || s ES256 signature. */
+  verify?: (signingInput: Uint8Array, signature: Uint8Array) => boolean;
 }
 
 /** Where signing and verification keys come from; the Node key manager implements it over a file. */
@@ -72,6 +74,8 @@ export async function verifyJwt<T extends JWTPayload = AccessTokenClaims>(
   options: VerifyOptions,
 ): Promise<T> {
   try {
+    const fast = await verifyWithRuntimeKey(keys, token, options);
+    if (fast) return fast as T;
     const { payload } = await jwtVerify(
       token,
       async (header) => {
@@ -93,4 +97,58 @@ export async function verifyJwt<T extends JWTPayload = AccessTokenClaims>(
     const code = (error as { code?: string }).code ?? 'ERR_JWT_INVALID';
     throw new OAuthError('invalid_token', 'the token is invalid or expired', { reason: code });
   }
+}
+
+const invalid = (reason: string) => new OAuthError('invalid_token', 'the token is invalid or expired', { reason });
+
+function decodeSegment(segment: string): Uint8Array {
+  const binary = atob(segment.replace(/-/g, '+').replace(/_/g, '/'));
+  const bytes = new Uint8Array(binary.length);
+  for (let i = 0; i < binary.length; i++) bytes[i] = binary.charCodeAt(i);
+  return bytes;
+}
+
+const decoder = new TextDecoder();
+const json = (segment: string) => JSON.parse(decoder.decode(decodeSegment(segment))) as Record<string, unknown>;
+
+/**
+ * Our own tokens, verified by the runtime's verifier (node:crypto: ~3× cheaper than WebCrypto)
+ * with the same checks jose makes for them: alg ES256 only, no `crit`, `typ`, signature, `iss`,
+ * `aud`, `exp` and `nbf` with the clock tolerance. Undefined when the key has no such verifier
+ * (jose then does it all).
+ */
+async function verifyWithRuntimeKey(keys: KeySource, token: string, options: VerifyOptions): Promise<JWTPayload | undefined> {
+  const parts = token.split('.');
+  if (parts.length !== 3 || !/^[A-Za-z0-9_-]+$/.test(parts[0]! + parts[1]! + parts[2]!)) throw invalid('ERR_JWS_INVALID');
+  let header: Record<string, unknown>;
+  try {
+    header = json(parts[0]!);
+  } catch {
+    throw invalid('ERR_JWS_INVALID');
+  }
+  const key = typeof header.kid === 'string' ? await keys.byKid(header.kid) : undefined;
+  if (!key?.verify) return undefined;
+  if (header.alg !== SIGNING_ALG) throw invalid('ERR_JOSE_ALG_NOT_ALLOWED');
+  if (header.crit !== undefined) throw invalid('ERR_JOSE_NOT_SUPPORTED');
+  if (options.typ !== undefined) {
+    const typ = typeof header.typ === 'string' ? header.typ.toLowerCase().replace(/^application\//, '') : undefined;
+    if (typ !== options.typ) throw invalid('ERR_JWT_CLAIM_VALIDATION_FAILED');
+  }
+  if (!key.verify(encoder.encode(`${parts[0]}.${parts[1]}`), decodeSegment(parts[2]!))) throw invalid('ERR_JWS_SIGNATURE_VERIFICATION_FAILED');
+  let payload: Record<string, unknown>;
+  try {
+    payload = json(parts[1]!);
+  } catch {
+    throw invalid('ERR_JWT_INVALID');
+  }
+  const now = Math.floor(Date.now() / 1000);
+  const tolerance = options.clockToleranceSeconds ?? 5;
+  if (payload.iss !== options.issuer) throw invalid('ERR_JWT_CLAIM_VALIDATION_FAILED');
+  if (options.audience !== undefined) {
+    const aud = Array.isArray(payload.aud) ? payload.aud : [payload.aud];
+    if (!aud.includes(options.audience)) throw invalid('ERR_JWT_CLAIM_VALIDATION_FAILED');
+  }
+  if (payload.exp !== undefined && (typeof payload.exp !== 'number' || payload.exp <= now - tolerance)) throw invalid('ERR_JWT_EXPIRED');
+  if (payload.nbf !== undefined && (typeof payload.nbf !== 'number' || payload.nbf > now + tolerance)) throw invalid('ERR_JWT_CLAIM_VALIDATION_FAILED');
+  return payload as JWTPayload;
 }
