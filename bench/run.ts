@@ -7,7 +7,7 @@
  *   npm run bench -- --quick           1 repetition of 1 s warm-up + 3 s
  *   npm run bench -- --profile         also CPU-profile Mandate under load and rank where its time goes
  *   npm run bench -- --only=micro      sections: http, micro, profile (comma-separated)
- *   npm run bench -- --profile-target=oidc-provider   (or mandate, both)
+ *   npm run bench -- --profile-target=oidc-provider   (or mandate, mandate:exchange, both)
  *   npm run bench -- --only=http --compare=mine=../other-checkout   Mandate from another checkout too
  *
  * Environment overrides: BENCH_DURATION, BENCH_WARMUP (seconds), BENCH_REPS, BENCH_CONNECTIONS,
@@ -49,7 +49,7 @@ const settings = {
 const sections = new Set((option('only') ?? `http,micro${flag('profile') ? ',profile' : ''}`).split(','));
 for (const s of sections) if (!['http', 'micro', 'profile'].includes(s)) throw new Error(`unknown section ${s}; use http, micro, profile`);
 const profileTarget = option('profile-target') ?? 'mandate';
-if (!['mandate', 'oidc-provider', 'both'].includes(profileTarget)) throw new Error('--profile-target must be mandate, oidc-provider or both');
+if (!['mandate', 'mandate:exchange', 'oidc-provider', 'both'].includes(profileTarget)) throw new Error('--profile-target must be mandate, mandate:exchange, oidc-provider or both');
 
 interface ServerSpec {
   name: string;

@@ -57,6 +57,7 @@ describe('JWT verification: node:crypto fast path and jose agree', () => {
       ['good (node:crypto signed)', good, 'ok'],
       ['good (jose signed)', await signJwt(joseOnly, claims(), 'at+jwt'), 'ok'],
       ['application/at+jwt typ', await raw({ typ: 'application/at+jwt' }, claims()), 'ok'],
+      ['AT+JWT typ, any case', await raw({ typ: 'AT+JWT' }, claims()), 'ok'],
       ['wrong typ', await raw({ typ: 'JWT' }, claims()), 'invalid_token'],
       ['no typ', await raw({}, claims()), 'invalid_token'],
       ['crit header', await raw({ typ: 'at+jwt', crit: ['x'], x: 1 }, claims()), 'invalid_token'],

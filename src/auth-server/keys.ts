@@ -146,7 +146,9 @@ async function toSigningKey(stored: StoredKey): Promise<SigningKey> {
     );
   const nodePublicKey = createPublicKey(nodeKey);
   const verify = (input: Uint8Array, signature: Uint8Array) =>
-    cryptoVerify('sha256', input, { key: nodePublicKey, dsaEncoding: 'ieee-p1363' }, signature);
+    new Promise<boolean>((resolve, reject) =>
+      cryptoVerify('sha256', input, { key: nodePublicKey, dsaEncoding: 'ieee-p1363' }, signature, (error, ok) => (error ? reject(error) : resolve(ok))),
+    );
   return {
     kid: stored.kid,
     sign,

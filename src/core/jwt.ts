@@ -17,7 +17,7 @@ export interface SigningKey {
    */
   sign?: (signingInput: Uint8Array) => Promise<Uint8Array>;
   /** A faster verifier for this runtime, if there is one: checks an r || s ES256 signature. */
-  verify?: (signingInput: Uint8Array, signature: Uint8Array) => boolean;
+  verify?: (signingInput: Uint8Array, signature: Uint8Array) => Promise<boolean>;
 }
 
 /** Where signing and verification keys come from; the Node key manager implements it over a file. */
@@ -130,11 +130,12 @@ async function verifyWithRuntimeKey(keys: KeySource, token: string, options: Ver
   if (!key?.verify) return undefined;
   if (header.alg !== SIGNING_ALG) throw invalid('ERR_JOSE_ALG_NOT_ALLOWED');
   if (header.crit !== undefined) throw invalid('ERR_JOSE_NOT_SUPPORTED');
-  if (options.typ !== undefined) {
-    const typ = typeof header.typ === 'string' ? header.typ.toLowerCase().replace(/^application\//, '') : undefined;
-    if (typ !== options.typ) throw invalid('ERR_JWT_CLAIM_VALIDATION_FAILED');
+  // RFC 7515 §4.1.9: media types compare case-insensitively, "application/" may be omitted.
+  const normalizeTyp = (value: string) => value.toLowerCase().replace(/^application\//, '');
+  if (options.typ !== undefined && (typeof header.typ !== 'string' || normalizeTyp(header.typ) !== normalizeTyp(options.typ))) {
+    throw invalid('ERR_JWT_CLAIM_VALIDATION_FAILED');
   }
-  if (!key.verify(encoder.encode(`${parts[0]}.${parts[1]}`), decodeSegment(parts[2]!))) throw invalid('ERR_JWS_SIGNATURE_VERIFICATION_FAILED');
+  if (!(await key.verify(encoder.encode(`${parts[0]}.${parts[1]}`), decodeSegment(parts[2]!)))) throw invalid('ERR_JWS_SIGNATURE_VERIFICATION_FAILED');
   let payload: Record<string, unknown>;
   try {
     payload = json(parts[1]!);

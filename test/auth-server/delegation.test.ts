@@ -158,6 +158,23 @@ describe('delegation flows', () => {
     assert.equal(claims.seen_by, 'mapping:sample-agent');
   });
 
+  it('an ID token issued to the calling client can be the subject (resources that do not require may_act)', async () => {
+    const { token } = await userToken(as, { clientId: 'sample-agent', redirectUri: AGENT_REDIRECT, resource: R.agent, scope: 'openid banking:read', clientAuth: auth.agent });
+    const idToken = (token as { id_token?: string }).id_token!;
+    assert.ok(idToken);
+    const form = { subject_token: idToken, subject_token_type: 'urn:ietf:params:oauth:token-type:id_token', resource: R.identity };
+    const ok = await exchange(as, form, auth.agent);
+    assert.equal(ok.status, 200, ok.text);
+    const claims = decodeJwt(ok.json.access_token as string);
+    assert.equal(claims.sub, decodeJwt(idToken).sub);
+    assert.deepEqual(claims.act, { sub: 'sample-agent' });
+    assert.equal(claims.scope, undefined);
+    const refusedScope = await exchange(as, { ...form, resource: R.opaque }, auth.agent);
+    assert.equal(refusedScope.json.error, 'invalid_scope', 'an ID token carries no scope to narrow from');
+    const wrongClient = await exchange(as, form, auth.mcp);
+    assert.equal(wrongClient.json.error, 'invalid_grant', 'an ID token of another client');
+  });
+
   it('an opaque token is introspected, with its chain', async () => {
     const client = await registerClient(as.issuer, { redirect_uris: ['http://127.0.0.1:7000/cb'], token_endpoint_auth_method: 'none', client_name: 'opaque test' });
     const { token } = await userToken(as, { clientId: client.client_id, redirectUri: 'http://127.0.0.1:7000/cb', resource: R.mcp, scope: 'todo_api:read' });

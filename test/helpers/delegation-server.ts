@@ -14,6 +14,7 @@ export const R = {
   deep: 'https://deep.test',
   opaque: 'https://opaque.test',
   seed: 'https://seed-mapping.test',
+  identity: 'https://identity.test',
 } as const;
 
 export const SECRETS = { mcp: 'mcp-server-secret-0123456789abcdef', agent: 'agent-secret-0123456789abcdef', other: 'other-secret-0123456789abcdef' };
@@ -70,6 +71,7 @@ export async function startDelegationServer(overrides: Record<string, unknown> =
         scopes: [{ name: 'banking:read' }],
         claims: { sub: 'subject.sub', act: 'has(subject.may_act) && subject.may_act.sub == actor.sub ? subject.may_act : null', seen_by: '"mapping:" + actor.sub' },
       },
+      { id: R.identity, name: 'Identity only', exchange: { require_may_act: false } },
       { id: R.opaque, name: 'Opaque API', scopes: [{ name: 'todo_api:read' }], token_format: 'opaque', exchange: { require_may_act: false } },
     ] as never,
     ...overrides,

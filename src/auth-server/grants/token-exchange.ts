@@ -163,7 +163,8 @@ function narrowedScopes(client: Client, resource: Resource, subjectScopes: strin
   const held = new Set(subjectScopes);
   if (requested.length === 0) {
     const common = subjectScopes.filter((s) => offered.has(s) && (!actorMay || actorMay.has(s)));
-    if (common.length === 0) throw new OAuthError('invalid_scope', 'the subject token has no scope this resource offers');
+    // A resource without scopes (identity only) takes a token with none; otherwise none in common is refused.
+    if (common.length === 0 && offered.size > 0) throw new OAuthError('invalid_scope', 'the subject token has no scope this resource offers');
     return common;
   }
   for (const scope of requested) {
