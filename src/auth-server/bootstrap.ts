@@ -58,6 +58,14 @@ export async function seedFromConfig(config: AuthServerConfig, store: Store, now
       createdAt: existing?.createdAt ?? now,
     });
   }
+  // Configured resources are written to the store, beside those an administrator added.
+  for (const resource of config.resources) {
+    await store.resources.upsert({ id: resource.id, definition: resource as unknown as Record<string, unknown>, source: 'config', updatedAt: now });
+  }
+  const configured = new Set(config.resources.map((r) => r.id));
+  for (const stale of (await store.resources.list()).filter((r) => r.source === 'config' && !configured.has(r.id))) {
+    await store.resources.delete(stale.id);
+  }
   const agents = new Set(config.agents.map((a) => a.client_id));
   for (const client of [...config.clients, ...config.agents]) {
     client.redirect_uris.forEach(assertValidRedirectUri);

@@ -3,7 +3,7 @@ import { OAuthError } from '../core/errors.ts';
 import { OIDC_SCOPES, parseScope } from '../core/scopes.ts';
 import type { Client } from '../core/client-metadata.ts';
 import { compileExpression, type CompiledExpression } from '../core/cel.ts';
-import type { AgreementConfig, AuthServerConfig, AuthenticationPolicyConfig, ResourceConfig } from '../config/schema.ts';
+import { resourceSchema, type AgreementConfig, type AuthServerConfig, type AuthenticationPolicyConfig, type ResourceConfig } from '../config/schema.ts';
 import type { ClientRecord, Store, TtlCache } from '../store/types.ts';
 import type { AuditLog } from './audit.ts';
 import type { KeyManager } from './keys.ts';
@@ -39,6 +39,10 @@ export interface ServerContext {
   url(path: string): string;
   findClient(clientId: string): Promise<ClientRecord | undefined>;
   resource(id: string): Resource | undefined;
+  /** Every configured resource (not the authorization server itself). */
+  resources(): Resource[];
+  /** Re-reads resource definitions from the store (config ones are written there at start). */
+  reloadResources(): Promise<void>;
   agreement(id: string): AgreementConfig | undefined;
   authenticationPolicy(name: string | undefined): AuthenticationPolicyConfig | undefined;
   /** Whether a client (an agent, usually) is disabled or expired: its tokens stop working. */
@@ -73,7 +77,7 @@ export function createContext(parts: {
   const { config } = parts;
   const issuer = config.issuer.replace(/\/$/, '');
   const now = parts.now ?? (() => Math.floor(Date.now() / 1000));
-  const resources = new Map<string, Resource>();
+  let resources = new Map<string, Resource>();
   const toResource = (r: ResourceConfig): Resource => ({
     id: r.id,
     name: r.name,
@@ -87,8 +91,7 @@ export function createContext(parts: {
     }),
     exchange: { allowedActors: r.exchange.allowed_actors, maxDepth: r.exchange.max_depth, requireMayAct: r.exchange.require_may_act },
   });
-  for (const r of config.resources) resources.set(r.id, toResource(r));
-  resources.set(issuer, {
+  const own: Resource = {
     id: issuer,
     name: 'Your account',
     scopes: OIDC_SCOPES.map((name) => ({ name })),
@@ -96,7 +99,13 @@ export function createContext(parts: {
     tokenFormat: 'jwt',
     claims: [],
     exchange: { maxDepth: 1, requireMayAct: true },
-  });
+  };
+  const install = (list: ResourceConfig[]) => {
+    const next = new Map<string, Resource>(list.map((r) => [r.id, toResource(r)]));
+    next.set(issuer, own);
+    resources = next;
+  };
+  install(config.resources);
   const metadataDocuments = createMetadataDocumentResolver(config.client_id_metadata_documents, now);
   const agreements = new Map(config.agreements.map((a) => [a.id, a]));
   const policies = new Map(config.authentication_policies.map((p) => [p.name, p]));
@@ -125,6 +134,17 @@ export function createContext(parts: {
       return parts.store.clients.find(clientId);
     },
     resource: (id) => resources.get(id),
+    resources: () => [...resources.values()].filter((r) => r !== own),
+    async reloadResources() {
+      const records = await parts.store.resources.list();
+      const list: ResourceConfig[] = [];
+      for (const record of records) {
+        const parsed = resourceSchema.safeParse(record.definition);
+        if (parsed.success) list.push(parsed.data);
+        else parts.log.error({ resource: record.id, issue: parsed.error.issues[0]?.message }, 'stored resource is invalid; skipped');
+      }
+      install(list);
+    },
     agreement: (id) => agreements.get(id),
     authenticationPolicy: (name) => (name ? policies.get(name) : undefined),
     async isDisabled(clientId) {

@@ -40,8 +40,10 @@ export async function startAuthServer(config: AuthServerConfig, options: { log?:
   const cache = memoryCache();
   const audit = new AuditLog(store.audit, log);
   const ctx = createContext({ config, store, cache, keys, audit, log, now });
+  await ctx.reloadResources();
   const app = createAuthServerApp(ctx, { adminToken: adminTokenFor(config) });
   const sweep = async () => {
+    await ctx.reloadResources();
     await store.sweep(now());
     const removed = await store.clients.deleteUnused(now() - config.registration.unused_client_expiry_days * 86_400);
     if (removed > 0) log.info({ removed }, 'deleted dynamic clients never used');

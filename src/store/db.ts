@@ -70,6 +70,12 @@ export interface Tables {
     token_hash: string | null;
     claims: string | null;
   };
+  resources: {
+    id: string;
+    definition: string;
+    source: string;
+    updated_at: number;
+  };
   agreement_acceptances: {
     sub: string;
     agreement_id: string;

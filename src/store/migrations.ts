@@ -121,6 +121,17 @@ function migrations(driver: Driver): Record<string, Migration> {
         await db.schema.createIndex('grants_client').on('grants').column('client_id').execute();
       },
     },
+    '0003_resources': {
+      async up(db: Kysely<unknown>) {
+        await db.schema
+          .createTable('resources')
+          .addColumn('id', 'text', (c) => c.primaryKey())
+          .addColumn('definition', 'text', (c) => c.notNull())
+          .addColumn('source', 'text', (c) => c.notNull())
+          .addColumn('updated_at', bigint, (c) => c.notNull())
+          .execute();
+      },
+    },
   };
 }
 

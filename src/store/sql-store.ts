@@ -5,6 +5,8 @@ import { migrate } from './migrations.ts';
 import type {
   AccessTokenRecord,
   AgreementStore,
+  ResourceRecord,
+  ResourceStore,
   AuditEvent,
   AuditStore,
   AuthorizationCodeRecord,
@@ -333,6 +335,27 @@ function agreementStore(db: Db): AgreementStore {
   };
 }
 
+function resourceStore(db: Db): ResourceStore {
+  return {
+    async list() {
+      const rows = await db.selectFrom('resources').selectAll().orderBy('id').execute();
+      return rows.map((r) => ({ id: r.id, definition: JSON.parse(r.definition), source: r.source as ResourceRecord['source'], updatedAt: r.updated_at }));
+    },
+    async upsert(resource) {
+      const values = { id: resource.id, definition: JSON.stringify(resource.definition), source: resource.source, updated_at: resource.updatedAt };
+      await db
+        .insertInto('resources')
+        .values(values)
+        .onConflict((oc) => oc.column('id').doUpdateSet({ definition: values.definition, source: values.source, updated_at: values.updated_at }))
+        .execute();
+    },
+    async delete(id) {
+      const result = await db.deleteFrom('resources').where('id', '=', id).executeTakeFirst();
+      return Number(result.numDeletedRows) > 0;
+    },
+  };
+}
+
 function consentStore(db: Db): ConsentStore {
   return {
     async find(sub, clientId, resource) {
@@ -412,6 +435,7 @@ export async function openSqlStore(options: ConnectOptions): Promise<SqlStore> {
     grants: grantStore(db),
     consents: consentStore(db),
     agreements: agreementStore(db),
+    resources: resourceStore(db),
     audit: auditStore(db),
     async sweep(now) {
       await db.deleteFrom('authorization_codes').where('expires_at', '<', now).execute();

@@ -135,6 +135,20 @@ export interface GrantStore {
   listRevokedAccessTokens(now: number): Promise<{ jti: string; expiresAt: number; revokedAt: number }[]>;
 }
 
+/** A resource definition as configured (validated by the config schema), with where it came from. */
+export interface ResourceRecord {
+  id: string;
+  definition: Record<string, unknown>;
+  source: 'config' | 'admin';
+  updatedAt: number;
+}
+
+export interface ResourceStore {
+  list(): Promise<ResourceRecord[]>;
+  upsert(resource: ResourceRecord): Promise<void>;
+  delete(id: string): Promise<boolean>;
+}
+
 export interface AgreementAcceptance {
   sub: string;
   agreementId: string;
@@ -185,6 +199,7 @@ export interface Store {
   grants: GrantStore;
   consents: ConsentStore;
   agreements: AgreementStore;
+  resources: ResourceStore;
   audit: AuditStore;
   /** Deletes expired codes, tokens and grants. */
   sweep(now: number): Promise<void>;

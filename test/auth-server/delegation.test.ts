@@ -218,6 +218,30 @@ describe('delegation flows', () => {
     assert.equal(again.status, 200);
   });
 
+  it('resources live in the store too: an administrator adds, uses and removes one at runtime', async () => {
+    const admin = { authorization: `Bearer ${as.adminToken}`, 'content-type': 'application/json' };
+    const resource = { id: 'https://runtime.test', name: 'Added at runtime', scopes: [{ name: 'runtime:read' }], claims: { team: '"blue"' } };
+    const created = await fetch(`${as.issuer}/admin/api/resources`, { method: 'PUT', headers: admin, body: JSON.stringify(resource) });
+    assert.equal(created.status, 201, await created.clone().text());
+    const token = await postForm(`${as.issuer}/token`, { grant_type: 'client_credentials', resource: resource.id }, auth.mcp);
+    assert.equal(token.status, 200, token.text);
+    assert.equal(decodeJwt(token.json.access_token as string).team, 'blue');
+    const metadata = (await (await fetch(`${as.issuer}/.well-known/oauth-authorization-server`)).json()) as { scopes_supported: string[] };
+    assert.ok(metadata.scopes_supported.includes('runtime:read'));
+
+    const badCel = await fetch(`${as.issuer}/admin/api/resources`, { method: 'PUT', headers: admin, body: JSON.stringify({ ...resource, claims: { x: '1 +' } }) });
+    assert.equal(badCel.status, 400);
+    const fromConfig = await fetch(`${as.issuer}/admin/api/resources`, { method: 'PUT', headers: admin, body: JSON.stringify({ id: R.api, name: 'hijack' }) });
+    assert.equal(fromConfig.status, 409);
+    const unknownKey = await fetch(`${as.issuer}/admin/api/resources`, { method: 'PUT', headers: admin, body: JSON.stringify({ ...resource, scopez: [] }) });
+    assert.equal(unknownKey.status, 400);
+
+    const removed = await fetch(`${as.issuer}/admin/api/resources?id=${encodeURIComponent(resource.id)}`, { method: 'DELETE', headers: admin });
+    assert.equal(removed.status, 204);
+    const after = await postForm(`${as.issuer}/token`, { grant_type: 'client_credentials', resource: resource.id }, auth.mcp);
+    assert.equal(after.json.error, 'invalid_target');
+  });
+
   it('an expired agent is refused', async () => {
     const admin = { authorization: `Bearer ${as.adminToken}`, 'content-type': 'application/json' };
     await fetch(`${as.issuer}/admin/api/agents/sample-agent`, { method: 'PATCH', headers: admin, body: JSON.stringify({ expires_at: '2020-01-01T00:00:00Z' }) });

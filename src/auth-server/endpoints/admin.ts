@@ -1,6 +1,8 @@
 import type { Context, Hono } from 'hono';
 import { z } from 'zod';
 import { OAuthError } from '../../core/errors.ts';
+import { compileExpression } from '../../core/cel.ts';
+import { resourceSchema } from '../../config/schema.ts';
 import { constantTimeEqual } from '../../core/encoding.ts';
 import type { ClientRecord } from '../../store/types.ts';
 import type { AppEnv, ServerContext } from '../context.ts';
@@ -78,6 +80,39 @@ export function adminEndpoints(app: Hono<AppEnv>, ctx: ServerContext, adminToken
     }
     await ctx.refreshDisabled();
     return c.json(agentView((await ctx.store.clients.find(record.clientId))!));
+  });
+
+  app.get('/admin/api/resources', async (c) => c.json({ resources: await ctx.store.resources.list() }));
+
+  /** Adds or replaces a resource at runtime; other instances pick it up within a minute. */
+  app.put('/admin/api/resources', async (c) => {
+    const parsed = resourceSchema.safeParse(await c.req.json().catch(() => undefined));
+    if (!parsed.success) {
+      const issue = parsed.error.issues[0];
+      throw new OAuthError('invalid_request', `invalid resource: ${issue?.path.join('.') || '(root)'}: ${issue?.message}`);
+    }
+    const existing = (await ctx.store.resources.list()).find((r) => r.id === parsed.data.id);
+    if (existing?.source === 'config') throw new OAuthError('invalid_request', 'this resource comes from the configuration file; change it there', { status: 409 });
+    try {
+      for (const source of Object.values(parsed.data.claims)) compileExpression(source);
+    } catch (error) {
+      throw new OAuthError('invalid_request', (error as Error).message);
+    }
+    await ctx.store.resources.upsert({ id: parsed.data.id, definition: parsed.data as unknown as Record<string, unknown>, source: 'admin', updatedAt: ctx.now() });
+    await ctx.reloadResources();
+    ctx.audit.record({ at: ctx.now(), type: 'resource.saved', outcome: 'success', data: { resource: parsed.data.id } });
+    return c.json(parsed.data, existing ? 200 : 201);
+  });
+
+  app.delete('/admin/api/resources', async (c) => {
+    const id = c.req.query('id') ?? '';
+    const existing = (await ctx.store.resources.list()).find((r) => r.id === id);
+    if (!existing) throw new OAuthError('invalid_request', 'no such resource', { status: 404 });
+    if (existing.source === 'config') throw new OAuthError('invalid_request', 'this resource comes from the configuration file; remove it there', { status: 409 });
+    await ctx.store.resources.delete(id);
+    await ctx.reloadResources();
+    ctx.audit.record({ at: ctx.now(), type: 'resource.deleted', outcome: 'success', data: { resource: id } });
+    return c.body(null, 204);
   });
 
   app.get('/admin/api/audit', async (c) => {

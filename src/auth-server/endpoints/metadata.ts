@@ -9,7 +9,7 @@ import { grants } from '../grants/index.ts';
 export function serverMetadata(ctx: ServerContext) {
   const urls = endpointUrls(ctx.issuer);
   const scopes = new Set<string>(OIDC_SCOPES);
-  for (const r of ctx.config.resources) for (const s of r.scopes) scopes.add(s.name);
+  for (const r of ctx.resources()) for (const s of r.scopes) scopes.add(s.name);
   const authMethods = [...TOKEN_ENDPOINT_AUTH_METHODS];
   return {
     issuer: ctx.issuer,
@@ -40,10 +40,9 @@ export function serverMetadata(ctx: ServerContext) {
 }
 
 export function metadataEndpoints(app: Hono<AppEnv>, ctx: ServerContext) {
-  const metadata = serverMetadata(ctx);
   const serve = (c: Context) => {
     c.header('Cache-Control', 'public, max-age=300');
-    return c.json(metadata);
+    return c.json(serverMetadata(ctx));
   };
   app.get('/.well-known/oauth-authorization-server', serve);
   app.get('/.well-known/openid-configuration', serve);
