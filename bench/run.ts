@@ -247,7 +247,7 @@ async function profileSection(): Promise<string> {
     const sourceMaps = join(dir, 'sourcemaps.json');
     const server = await startServer(target.name, target.script, {
       cwd: root,
-      env: { ...childEnv, BENCH_SOURCEMAPS_OUT: sourceMaps },
+      env: { ...childEnv, ...target.env, BENCH_SOURCEMAPS_OUT: sourceMaps },
       execArgv: ['--cpu-prof', `--cpu-prof-dir=${dir}`],
     });
     await verifyTokenEndpoint(server);

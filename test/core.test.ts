@@ -7,6 +7,7 @@ import { checkCodeChallenge, verifyCodeVerifier } from '../src/core/pkce.ts';
 import { base64url, constantTimeEqual, sha256 } from '../src/core/encoding.ts';
 import { randomBytes } from 'node:crypto';
 import { OAuthError } from '../src/core/errors.ts';
+import { VerifiedTokenCache } from '../src/core/verified-cache.ts';
 import { isPublicAddress } from '../src/auth-server/network-guard.ts';
 
 describe('core', () => {
@@ -45,6 +46,18 @@ describe('core', () => {
       const bytes = randomBytes(length);
       assert.equal(base64url(bytes), bytes.toString('base64url'), `length ${length}`);
     }
+  });
+
+  it('remembers verified tokens until they expire, within a bound', () => {
+    const cache = new VerifiedTokenCache<{ exp?: number }>(2);
+    cache.set('a', { exp: 100 });
+    assert.deepEqual(cache.get('a', 99), { exp: 100 });
+    assert.equal(cache.get('a', 100), undefined, 'expired at exp');
+    cache.set('b', { exp: 200 });
+    cache.set('c', { exp: 200 });
+    cache.set('d', { exp: 200 });
+    assert.equal(cache.get('b', 1), undefined, 'the oldest went first');
+    assert.ok(cache.get('d', 1));
   });
 
   it('compares secrets in constant time by value', () => {

@@ -3,6 +3,8 @@ import { OAuthError } from '../core/errors.ts';
 import { OIDC_SCOPES, parseScope } from '../core/scopes.ts';
 import type { Client } from '../core/client-metadata.ts';
 import { compileExpression, type CompiledExpression } from '../core/cel.ts';
+import { VerifiedTokenCache } from '../core/verified-cache.ts';
+import type { AccessTokenClaims } from '../core/jwt.ts';
 import { resourceSchema, type AgreementConfig, type AuthServerConfig, type AuthenticationPolicyConfig, type ResourceConfig } from '../config/schema.ts';
 import type { ClientRecord, Store, TtlCache } from '../store/types.ts';
 import type { AuditLog } from './audit.ts';
@@ -45,6 +47,8 @@ export interface ServerContext {
   reloadResources(): Promise<void>;
   agreement(id: string): AgreementConfig | undefined;
   authenticationPolicy(name: string | undefined): AuthenticationPolicyConfig | undefined;
+  /** Our access tokens already verified, until they expire (revocation is checked on every use). */
+  verifiedTokens: VerifiedTokenCache<AccessTokenClaims>;
   /** Whether a client (an agent, usually) is disabled or expired: its tokens stop working. */
   isDisabled(clientId: string): Promise<boolean>;
   /** Re-reads the disabled clients now (after a change on this instance). */
@@ -152,6 +156,7 @@ export function createContext(parts: {
       return disabled.ids.has(clientId);
     },
     refreshDisabled,
+    verifiedTokens: new VerifiedTokenCache<AccessTokenClaims>(),
   };
 }
 

@@ -31,8 +31,13 @@ export async function lookupToken(ctx: ServerContext, token: string, hint?: stri
 }
 
 async function activeJwt(ctx: ServerContext, token: string): Promise<AccessTokenClaims | undefined> {
-  const claims = await verifyJwt(ctx.keys, token, { issuer: ctx.issuer, typ: ACCESS_TOKEN_TYP }).catch(() => undefined);
-  if (!claims) return undefined;
+  let claims = ctx.verifiedTokens.get(token, ctx.now());
+  if (!claims) {
+    claims = await verifyJwt(ctx.keys, token, { issuer: ctx.issuer, typ: ACCESS_TOKEN_TYP }).catch(() => undefined);
+    if (!claims) return undefined;
+    ctx.verifiedTokens.set(token, claims);
+  }
+  // Revocation is never cached: checked on every use.
   const tracked = await ctx.store.grants.findAccessToken(claims.jti);
   return tracked?.revokedAt ? undefined : claims;
 }

@@ -7,3 +7,4 @@ export * from './client-metadata.ts';
 export * from './jwt.ts';
 export * from './delegation.ts';
 export * from './cel.ts';
+export * from './verified-cache.ts';
