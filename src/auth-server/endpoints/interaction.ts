@@ -120,19 +120,32 @@ export function interactionEndpoints(app: Hono<AppEnv>, ctx: ServerContext) {
     return c.redirect(`/interaction/${interaction.id}`, 303);
   });
 
-  app.post('/interaction/:id/agreement', async (c) => {
-    const interaction = await loadInteraction(ctx, c, c.req.param('id'));
+  /** The common start of a POST made by a signed-in user: the interaction, the session, a checked form. */
+  const signedInForm = async (c: Context) => {
+    const interaction = await loadInteraction(ctx, c, c.req.param('id') ?? '');
     const session = await currentSession(ctx, c);
-    if (!interaction || !session) return expired(c);
+    if (!interaction || !session) return { refused: expired(c) };
     const { ok, form } = await csrfOk(c, interaction);
-    if (!ok) return errorPage(c, 'invalid_request', 'The form was not sent by this page (CSRF check failed).', 403);
+    if (!ok) return { refused: errorPage(c, 'invalid_request', 'The form was not sent by this page (CSRF check failed).', 403) };
+    return { interaction, session, form };
+  };
+
+  /** The user said no: end the interaction and tell the client `access_denied`. */
+  const denied = async (c: Context, interaction: Interaction, why: string) => {
+    await ctx.cache.delete(`interaction:${interaction.id}`);
+    return c.redirect(errorRedirect(ctx, interaction, 'access_denied', why), 303);
+  };
+
+  app.post('/interaction/:id/agreement', async (c) => {
+    const step = await signedInForm(c);
+    if (step.refused) return step.refused;
+    const { interaction, session, form } = step;
     const agreement = await pendingAgreement(ctx, interaction.acr, session.sub);
     if (!agreement) return c.redirect(`/interaction/${interaction.id}`, 303);
     const base = { at: ctx.now(), clientId: interaction.clientId, sub: session.sub, data: { agreement: agreement.id, version: agreement.version } };
     if (form.decision !== 'accept') {
       ctx.audit.record({ ...base, type: 'agreement.declined', outcome: 'failure', error: 'access_denied' });
-      await ctx.cache.delete(`interaction:${interaction.id}`);
-      return c.redirect(errorRedirect(ctx, interaction, 'access_denied', 'the user declined the agreement'), 303);
+      return denied(c, interaction, 'the user declined the agreement');
     }
     await ctx.store.agreements.accept({ sub: session.sub, agreementId: agreement.id, version: agreement.version, acceptedAt: ctx.now() });
     ctx.audit.record({ ...base, type: 'agreement.accepted', outcome: 'success' });
@@ -140,15 +153,12 @@ export function interactionEndpoints(app: Hono<AppEnv>, ctx: ServerContext) {
   });
 
   app.post('/interaction/:id/consent', async (c) => {
-    const interaction = await loadInteraction(ctx, c, c.req.param('id'));
-    const session = await currentSession(ctx, c);
-    if (!interaction || !session) return expired(c);
-    const { ok, form } = await csrfOk(c, interaction);
-    if (!ok) return errorPage(c, 'invalid_request', 'The form was not sent by this page (CSRF check failed).', 403);
+    const step = await signedInForm(c);
+    if (step.refused) return step.refused;
+    const { interaction, session, form } = step;
     if (form.decision !== 'allow') {
       ctx.audit.record({ at: ctx.now(), type: 'consent.denied', outcome: 'failure', clientId: interaction.clientId, sub: session.sub, error: 'access_denied' });
-      await ctx.cache.delete(`interaction:${interaction.id}`);
-      return c.redirect(errorRedirect(ctx, interaction, 'access_denied', 'the user denied the request'), 303);
+      return denied(c, interaction, 'the user denied the request');
     }
     const previous = await ctx.store.consents.find(session.sub, interaction.clientId, interaction.resource);
     const scope = formatScope([...parseScope(previous?.scope), ...interaction.scopes]);
