@@ -74,6 +74,8 @@ export function registerEndpoints(app: Hono<AppEnv>, ctx: ServerContext) {
     const updated: ClientRecord = {
       ...record,
       metadata,
+      // The metadata changed: an identical registration must not find this client any more.
+      fingerprint: undefined,
       secretHash: needsSecret(metadata) ? (clientSecret ? hashSecret(clientSecret) : record.secretHash) : undefined,
     };
     await ctx.store.clients.upsert(updated);

@@ -1,19 +1,20 @@
-import type { Hono } from 'hono';
+import type { Context, Hono } from 'hono';
 import { OAuthError } from '../../core/errors.ts';
 import { isPublicClient } from '../../core/client-metadata.ts';
 import { authenticateClient } from '../client-auth/index.ts';
 import type { AppEnv, ServerContext } from '../context.ts';
-import { Params } from '../params.ts';
+import { formParams, Params } from '../params.ts';
 
 /**
  * The revocation list, for resource servers and gateways that verify JWTs locally: access tokens
  * revoked before they expire (by `jti`) and disabled clients (a token whose `client_id` or `act`
  * chain names one must be refused). Read by an authenticated confidential client, like
- * introspection; poll it, or use introspection for each token.
+ * introspection (GET with HTTP Basic, or POST with any client authentication); poll it, or use
+ * introspection for each token.
  */
 export function revocationsEndpoint(app: Hono<AppEnv>, ctx: ServerContext) {
-  app.get('/revocations', async (c) => {
-    const client = await authenticateClient(ctx, c, Params.fromSearch(new URL(c.req.url).searchParams), ctx.url('/revocations'));
+  const handle = async (c: Context, params: Params) => {
+    const client = await authenticateClient(ctx, c, params, ctx.url('/revocations'));
     c.set('clientId', client.clientId);
     if (isPublicClient(client)) throw new OAuthError('invalid_client', 'the revocation list needs an authenticated client', { status: 401 });
     const now = ctx.now();
@@ -28,5 +29,8 @@ export function revocationsEndpoint(app: Hono<AppEnv>, ctx: ServerContext) {
       200,
       { 'Cache-Control': 'no-store' },
     );
-  });
+  };
+  // GET authenticates with the Authorization header only: credentials never travel in a URL.
+  app.get('/revocations', (c) => handle(c, Params.fromSearch(new URLSearchParams())));
+  app.post('/revocations', async (c) => handle(c, await formParams(c)));
 }
