@@ -109,10 +109,12 @@ function storeSuite(name: string, options: { skip: string | false }, open: () =>
       assert.equal((await store.clients.findByFingerprint(fingerprint))?.clientId, clientId);
       assert.equal((await store.clients.find(clientId))?.agent?.owner, 'demo');
       assert.ok((await store.clients.countDynamic()) >= 1);
-      await store.clients.setDisabled(clientId, now);
-      assert.ok((await store.clients.listDisabled()).some((d) => d.clientId === clientId && d.disabledAt === now));
-      await store.clients.setDisabled(clientId, null);
+      const record = (await store.clients.find(clientId))!;
+      await store.clients.upsert({ ...record, disabledAt: now, tokensValidAfter: now });
+      assert.ok((await store.clients.listRestricted()).some((d) => d.clientId === clientId && d.disabledAt === now && d.tokensValidAfter === now));
+      await store.clients.upsert({ ...record, disabledAt: undefined, tokensValidAfter: now });
       assert.equal((await store.clients.find(clientId))?.disabledAt, undefined);
+      assert.ok((await store.clients.listRestricted()).some((d) => d.clientId === clientId && d.disabledAt === undefined && d.tokensValidAfter === now));
       assert.ok((await store.clients.deleteUnused(now - 50)) >= 1);
       assert.equal(await store.clients.find(clientId), undefined);
     });

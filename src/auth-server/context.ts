@@ -49,9 +49,14 @@ export interface ServerContext {
   authenticationPolicy(name: string | undefined): AuthenticationPolicyConfig | undefined;
   /** Our access tokens already verified, until they expire (revocation is checked on every use). */
   verifiedTokens: VerifiedTokenCache<AccessTokenClaims>;
-  /** Whether a client (an agent, usually) is disabled or expired: its tokens stop working. */
+  /** Whether a client (an agent, usually) is disabled: it may not act, and its tokens stop working. */
   isDisabled(clientId: string): Promise<boolean>;
-  /** Re-reads the disabled clients now (after a change on this instance). */
+  /**
+   * Whether a token issued at `iat` that names this client (as its client or in its chain) is cut
+   * off: the client is disabled, or was disabled after the token was issued.
+   */
+  isCutOff(clientId: string, iat: number): Promise<boolean>;
+  /** Re-reads the client restrictions now (after a change on this instance). */
   refreshDisabled(): Promise<void>;
 }
 
@@ -118,12 +123,16 @@ export function createContext(parts: {
       if (typeof step === 'object' && !agreements.has(step.agreement)) throw new Error(`policy ${policy.name}: unknown agreement ${step.agreement}`);
     }
   }
-  // Disabled clients, re-read at most every 2 s: a disable on another instance reaches this one
+  // Client restrictions, re-read at most every 2 s: a disable on another instance reaches this one
   // that fast, and the token path pays one query per 2 s, not one per token.
-  let disabled = { ids: new Set<string>(), readAt: 0 };
+  let restricted = { byId: new Map<string, { disabledAt?: number; tokensValidAfter?: number }>(), readAt: 0 };
   const refreshDisabled = async () => {
-    const rows = await parts.store.clients.listDisabled();
-    disabled = { ids: new Set(rows.map((r) => r.clientId)), readAt: Date.now() };
+    const rows = await parts.store.clients.listRestricted();
+    restricted = { byId: new Map(rows.map((r) => [r.clientId, r])), readAt: Date.now() };
+  };
+  const restriction = async (clientId: string) => {
+    if (Date.now() - restricted.readAt > 2000) await refreshDisabled();
+    return restricted.byId.get(clientId);
   };
   return {
     ...parts,
@@ -152,8 +161,11 @@ export function createContext(parts: {
     agreement: (id) => agreements.get(id),
     authenticationPolicy: (name) => (name ? policies.get(name) : undefined),
     async isDisabled(clientId) {
-      if (Date.now() - disabled.readAt > 2000) await refreshDisabled();
-      return disabled.ids.has(clientId);
+      return (await restriction(clientId))?.disabledAt !== undefined;
+    },
+    async isCutOff(clientId, iat) {
+      const r = await restriction(clientId);
+      return r !== undefined && (r.disabledAt !== undefined || (r.tokensValidAfter !== undefined && iat <= r.tokensValidAfter));
     },
     refreshDisabled,
     verifiedTokens: new VerifiedTokenCache<AccessTokenClaims>(),

@@ -48,10 +48,13 @@ async function activeOpaque(ctx: ServerContext, token: string): Promise<AccessTo
   return record.claims as AccessTokenClaims;
 }
 
-/** A token stops working when its client or any actor in its chain is disabled. */
+/**
+ * A token stops working when its client or any actor in its chain is disabled — and stays dead
+ * when that client is enabled again (its tokens issued before the disable are cut off).
+ */
 async function involvesDisabledClient(ctx: ServerContext, claims: AccessTokenClaims): Promise<boolean> {
   for (const id of [claims.client_id, ...actorChain(claims.act).map((a) => a.sub)]) {
-    if (await ctx.isDisabled(id)) return true;
+    if (await ctx.isCutOff(id, claims.iat)) return true;
   }
   return false;
 }

@@ -31,10 +31,6 @@ export function cachedClientStore(inner: ClientStore, options: { ttlSeconds: num
       entries.delete(clientId);
       return inner.delete(clientId);
     },
-    async setDisabled(clientId, at) {
-      entries.delete(clientId);
-      await inner.setDisabled(clientId, at);
-    },
     async deleteUnused(before) {
       entries.clear();
       return inner.deleteUnused(before);
@@ -43,6 +39,6 @@ export function cachedClientStore(inner: ClientStore, options: { ttlSeconds: num
     list: () => inner.list(),
     findByFingerprint: (fingerprint) => inner.findByFingerprint(fingerprint),
     countDynamic: () => inner.countDynamic(),
-    listDisabled: () => inner.listDisabled(),
+    listRestricted: () => inner.listRestricted(),
   };
 }

@@ -18,6 +18,7 @@ export interface Tables {
     agent: string | null;
     disabled_at: number | null;
     fingerprint: string | null;
+    tokens_valid_after: number | null;
   };
   users: {
     sub: string;

@@ -132,6 +132,11 @@ function migrations(driver: Driver): Record<string, Migration> {
           .execute();
       },
     },
+    '0004_client_token_cutoff': {
+      async up(db: Kysely<unknown>) {
+        await db.schema.alterTable('clients').addColumn('tokens_valid_after', bigint).execute();
+      },
+    },
   };
 }
 

@@ -33,6 +33,7 @@ function clientStore(db: Db): ClientStore {
     lastUsedAt: orUndefined(row.last_used_at),
     agent: row.agent ? JSON.parse(row.agent) : undefined,
     disabledAt: orUndefined(row.disabled_at),
+    tokensValidAfter: orUndefined(row.tokens_valid_after),
     fingerprint: orUndefined(row.fingerprint),
   });
   return {
@@ -52,6 +53,7 @@ function clientStore(db: Db): ClientStore {
         kind: client.agent ? 'agent' : 'client',
         agent: client.agent ? JSON.stringify(client.agent) : null,
         disabled_at: client.disabledAt ?? null,
+        tokens_valid_after: client.tokensValidAfter ?? null,
         fingerprint: client.fingerprint ?? null,
       };
       await db
@@ -88,12 +90,13 @@ function clientStore(db: Db): ClientStore {
         .executeTakeFirst();
       return Number(result.numDeletedRows);
     },
-    async setDisabled(clientId, at) {
-      await db.updateTable('clients').set({ disabled_at: at }).where('client_id', '=', clientId).execute();
-    },
-    async listDisabled() {
-      const rows = await db.selectFrom('clients').select(['client_id', 'disabled_at']).where('disabled_at', 'is not', null).execute();
-      return rows.map((r) => ({ clientId: r.client_id, disabledAt: r.disabled_at! }));
+    async listRestricted() {
+      const rows = await db
+        .selectFrom('clients')
+        .select(['client_id', 'disabled_at', 'tokens_valid_after'])
+        .where((eb) => eb.or([eb('disabled_at', 'is not', null), eb('tokens_valid_after', 'is not', null)]))
+        .execute();
+      return rows.map((r) => ({ clientId: r.client_id, disabledAt: orUndefined(r.disabled_at), tokensValidAfter: orUndefined(r.tokens_valid_after) }));
     },
   };
 }

@@ -21,8 +21,16 @@ export interface ClientRecord extends Client {
   agent?: AgentAttributes;
   /** When an administrator disabled it; a disabled client gets nothing and its tokens stop. */
   disabledAt?: number;
+  /** Tokens of this client (or naming it as an actor) issued before this time are dead, even after re-enabling. */
+  tokensValidAfter?: number;
   /** Hash of the registrant and metadata, so an identical registration returns the same client. */
   fingerprint?: string;
+}
+
+export interface ClientRestriction {
+  clientId: string;
+  disabledAt?: number;
+  tokensValidAfter?: number;
 }
 
 export interface ClientStore {
@@ -36,9 +44,8 @@ export interface ClientStore {
   countDynamic(): Promise<number>;
   /** Deletes dynamic clients never used and created before `before`; returns how many. */
   deleteUnused(before: number): Promise<number>;
-  setDisabled(clientId: string, at: number | null): Promise<void>;
-  /** Client ids disabled now, with when. */
-  listDisabled(): Promise<{ clientId: string; disabledAt: number }[]>;
+  /** Clients that are disabled now, or whose earlier tokens were cut off. */
+  listRestricted(): Promise<ClientRestriction[]>;
 }
 
 export interface UserRecord {

@@ -214,8 +214,12 @@ describe('delegation flows', () => {
 
     const enabled = await fetch(`${as.issuer}/admin/api/agents/sample-agent`, { method: 'PATCH', headers: admin, body: JSON.stringify({ enabled: true }) });
     assert.equal(enabled.status, 200);
+    assert.equal(await active(api.json.access_token as string), false, 're-enabling does not revive tokens issued before the disable');
+    assert.equal(await active(actor), false);
+    await new Promise((r) => setTimeout(r, 1000)); // cut-off times have one-second resolution
     const again = await postForm(`${as.issuer}/token`, { grant_type: 'client_credentials', resource: R.agent }, auth.agent);
     assert.equal(again.status, 200);
+    assert.equal(await active(again.json.access_token as string), true, 'new tokens work');
   });
 
   it('resources live in the store too: an administrator adds, uses and removes one at runtime', async () => {

@@ -23,9 +23,10 @@ function agentView(record: ClientRecord) {
     owner: record.agent!.owner ?? null,
     enabled: record.disabledAt === undefined,
     disabled_at: record.disabledAt ?? null,
+    tokens_valid_after: record.tokensValidAfter ?? null,
     expires_at: record.agent!.expiresAt ? new Date(record.agent!.expiresAt * 1000).toISOString() : null,
     created_at: record.createdAt,
-    last_used_at: record.lastUsedAt ?? null,
+    first_used_at: record.lastUsedAt ?? null,
     source: record.source,
   };
 }
@@ -68,10 +69,14 @@ export function adminEndpoints(app: Hono<AppEnv>, ctx: ServerContext, adminToken
     const agent = { ...record.agent! };
     if (change.owner !== undefined) agent.owner = change.owner ?? undefined;
     if (change.expires_at !== undefined) agent.expiresAt = change.expires_at ? Math.floor(Date.parse(change.expires_at) / 1000) : undefined;
-    let disabledAt = record.disabledAt;
-    if (change.enabled === false && disabledAt === undefined) disabledAt = now;
+    let { disabledAt, tokensValidAfter } = record;
+    if (change.enabled === false && disabledAt === undefined) {
+      disabledAt = now;
+      // Re-enabling must not revive what was issued before: tokens older than this stay dead.
+      tokensValidAfter = now;
+    }
     if (change.enabled === true) disabledAt = undefined;
-    await ctx.store.clients.upsert({ ...record, agent, disabledAt });
+    await ctx.store.clients.upsert({ ...record, agent, disabledAt, tokensValidAfter });
     if (change.enabled === false && record.disabledAt === undefined) {
       await ctx.store.grants.revokeByClient(record.clientId, now);
       ctx.audit.record({ at: now, type: 'agent.disabled', outcome: 'success', clientId: record.clientId });

@@ -7,8 +7,9 @@ import { formParams, Params } from '../params.ts';
 
 /**
  * The revocation list, for resource servers and gateways that verify JWTs locally: access tokens
- * revoked before they expire (by `jti`) and disabled clients (a token whose `client_id` or `act`
- * chain names one must be refused). Read by an authenticated confidential client, like
+ * revoked before they expire (by `jti`) and restricted clients: a token whose `client_id` or `act`
+ * chain names a disabled client must be refused, and so must one issued (`iat`) at or before that
+ * client's `tokens_valid_after`. Read by an authenticated confidential client, like
  * introspection (GET with HTTP Basic, or POST with any client authentication); poll it, or use
  * introspection for each token.
  */
@@ -18,13 +19,13 @@ export function revocationsEndpoint(app: Hono<AppEnv>, ctx: ServerContext) {
     c.set('clientId', client.clientId);
     if (isPublicClient(client)) throw new OAuthError('invalid_client', 'the revocation list needs an authenticated client', { status: 401 });
     const now = ctx.now();
-    const [tokens, clients] = await Promise.all([ctx.store.grants.listRevokedAccessTokens(now), ctx.store.clients.listDisabled()]);
+    const [tokens, clients] = await Promise.all([ctx.store.grants.listRevokedAccessTokens(now), ctx.store.clients.listRestricted()]);
     return c.json(
       {
         issuer: ctx.issuer,
         generated_at: now,
         tokens: tokens.map((t) => ({ jti: t.jti, exp: t.expiresAt, revoked_at: t.revokedAt })),
-        clients: clients.map((d) => ({ client_id: d.clientId, disabled_at: d.disabledAt })),
+        clients: clients.map((d) => ({ client_id: d.clientId, disabled_at: d.disabledAt ?? null, tokens_valid_after: d.tokensValidAfter ?? null })),
       },
       200,
       { 'Cache-Control': 'no-store' },
