@@ -179,12 +179,9 @@ export function registrationResponse(ctx: ServerContext, record: ClientRecord, s
     client_id: record.clientId,
     client_id_issued_at: record.createdAt,
     ...(secrets.clientSecret ? { client_secret: secrets.clientSecret, client_secret_expires_at: 0 } : {}),
-    ...(secrets.registrationToken
-      ? {
-          registration_access_token: secrets.registrationToken,
-          registration_client_uri: `${endpointUrls(ctx.issuer).registration}/${encodeURIComponent(record.clientId)}`,
-        }
-      : {}),
+    // RFC 7592 §3: the management URI is always given; the token only when it was just issued.
+    ...(record.registrationTokenHash ? { registration_client_uri: `${endpointUrls(ctx.issuer).registration}/${encodeURIComponent(record.clientId)}` } : {}),
+    ...(secrets.registrationToken ? { registration_access_token: secrets.registrationToken } : {}),
     ...record.metadata,
     ...(record.agent
       ? { agent_type: record.agent.agentType, ...(record.agent.owner ? { owner: record.agent.owner } : {}), enabled: record.disabledAt === undefined }

@@ -1,3 +1,4 @@
+import { existsSync, mkdirSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { serve, type ServerType } from '@hono/node-server';
 import pino, { type Logger } from 'pino';
@@ -32,6 +33,8 @@ export async function openStore(config: AuthServerConfig, env = process.env): Pr
 /** Opens storage, keys and state, seeds the configuration, and listens. */
 export async function startAuthServer(config: AuthServerConfig, options: { log?: Logger; listen?: boolean } = {}): Promise<AuthServerHandle> {
   const log = options.log ?? pino({ level: process.env.LOG_LEVEL ?? 'info' });
+  // The data dir holds the database, keys and secrets: only its owner may enter it.
+  if (!existsSync(config.data_dir)) mkdirSync(config.data_dir, { recursive: true, mode: 0o700 });
   const store = await openStore(config);
   const now = () => Math.floor(Date.now() / 1000);
   await seedFromConfig(config, store, now());

@@ -12,7 +12,7 @@ Usage:
   mandate serve auth --config <file>           run the authorization server
   mandate keys list --config <file>            list signing keys
   mandate keys rotate --config <file> [--now]  add a signing key (published first, signs later)
-  mandate hash-password                        read a password on stdin, print its scrypt hash
+  mandate hash-password                        read a password (not echoed), print its scrypt hash
 `;
 
 /** Runs the CLI and returns the exit code. */

@@ -21,7 +21,9 @@ Secrets never go in these files: they come from the environment (\`*_env\` keys,
 or are generated on first start under \`data_dir\`.
 
 Environment variables: \`DATABASE_URL\` (use PostgreSQL instead of SQLite), \`LOG_LEVEL\` (pino
-level, default \`info\`).
+level, default \`info\`), \`MANDATE_ADMIN_TOKEN\` (the admin API token, the default of
+\`admin.token_env\`; generated into \`<data_dir>/secrets/admin.token\` when unset). \`data_dir\`
+is relative to the working directory.
 
 `;
 

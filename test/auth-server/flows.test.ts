@@ -145,6 +145,26 @@ describe('authorization server flows', () => {
     assert.equal(refresh.json.error, 'invalid_grant');
   });
 
+  it('revoking an older, rotated refresh token of the client still ends the grant', async () => {
+    const client = await registerClient(as.issuer, {
+      client_name: 'rotated revoke',
+      redirect_uris: ['http://127.0.0.1:4000/callback'],
+      token_endpoint_auth_method: 'none',
+      grant_types: ['authorization_code', 'refresh_token'],
+    });
+    const { back, verifier, redirect } = await codeFlow(client);
+    const first = await postForm(`${as.issuer}/token`, { grant_type: 'authorization_code', code: back.searchParams.get('code')!, code_verifier: verifier, redirect_uri: redirect, client_id: client.client_id });
+    const second = await postForm(`${as.issuer}/token`, { grant_type: 'refresh_token', refresh_token: first.json.refresh_token as string, client_id: client.client_id });
+    assert.equal(second.status, 200);
+    const other = await registerClient(as.issuer, { client_name: 'not mine', redirect_uris: ['http://127.0.0.1:4000/callback'], token_endpoint_auth_method: 'none' });
+    await postForm(`${as.issuer}/revoke`, { token: first.json.refresh_token as string, client_id: other.client_id });
+    const stillThere = await postForm(`${as.issuer}/token`, { grant_type: 'refresh_token', refresh_token: second.json.refresh_token as string, client_id: client.client_id });
+    assert.equal(stillThere.status, 200, "another client's revocation is ignored");
+    assert.equal((await postForm(`${as.issuer}/revoke`, { token: first.json.refresh_token as string, client_id: client.client_id })).status, 200);
+    const after = await postForm(`${as.issuer}/token`, { grant_type: 'refresh_token', refresh_token: stillThere.json.refresh_token as string, client_id: client.client_id });
+    assert.equal(after.json.error, 'invalid_grant');
+  });
+
   it('manages a registration with the registration access token (RFC 7592)', async () => {
     const client = await registerClient(as.issuer, { client_name: 'v1', redirect_uris: ['https://app.example/cb'] });
     const uri = client.registration_client_uri as string;

@@ -105,11 +105,25 @@ describe('the mandate command', () => {
     }
   });
 
+  it('`mandate hash-password` hashes a piped password with scrypt', async () => {
+    const cli = spawn(process.execPath, [BIN, 'hash-password'], { env: process.env });
+    let out = '';
+    cli.stdout.on('data', (d) => (out += d));
+    cli.stdin.end('correct horse\n');
+    assert.equal(await new Promise((r) => cli.on('exit', r)), 0);
+    const { verifyPassword } = await import('../../src/auth-server/passwords.ts');
+    assert.equal(await verifyPassword('correct horse', out.trim()), true);
+    assert.equal(await verifyPassword('wrong', out.trim()), false);
+  });
+
   it('`mandate keys rotate` adds a key to the data dir', async () => {
     const cwd = mkdtempSync(join(tmpdir(), 'mandate-keys-'));
     try {
       const { writeFileSync } = await import('node:fs');
       writeFileSync(join(cwd, 'auth.yaml'), 'issuer: http://localhost:9100\ndata_dir: data\n');
+      const empty = run(['keys', 'list', '--config', 'auth.yaml'], cwd);
+      assert.equal(await empty.exited, 1, 'listing creates nothing');
+      assert.match(empty.err(), /no key file/);
       const rotate = run(['keys', 'rotate', '--config', 'auth.yaml'], cwd);
       assert.equal(await rotate.exited, 0, rotate.err());
       assert.match(rotate.out(), /new key \S+: published now, signs from/);

@@ -87,11 +87,15 @@ export function adminEndpoints(app: Hono<AppEnv>, ctx: ServerContext, adminToken
     return c.json(agentView((await ctx.store.clients.find(record.clientId))!));
   });
 
-  app.get('/admin/api/resources', async (c) => c.json({ resources: await ctx.store.resources.list() }));
+  app.get('/admin/api/resources', async (c) =>
+    c.json({ resources: (await ctx.store.resources.list()).map((r) => ({ ...r.definition, source: r.source, updated_at: r.updatedAt })) }),
+  );
 
   /** Adds or replaces a resource at runtime; other instances pick it up within a minute. */
   app.put('/admin/api/resources', async (c) => {
-    const parsed = resourceSchema.safeParse(await c.req.json().catch(() => undefined));
+    const body: unknown = await c.req.json().catch(() => undefined);
+    if (typeof body !== 'object' || body === null) throw new OAuthError('invalid_request', 'the body must be a JSON object describing the resource');
+    const parsed = resourceSchema.safeParse(body);
     if (!parsed.success) {
       const issue = parsed.error.issues[0];
       throw new OAuthError('invalid_request', `invalid resource: ${issue?.path.join('.') || '(root)'}: ${issue?.message}`);
@@ -123,6 +127,8 @@ export function adminEndpoints(app: Hono<AppEnv>, ctx: ServerContext, adminToken
   app.get('/admin/api/audit', async (c) => {
     const limit = Math.min(Number(c.req.query('limit') ?? 100) || 100, 1000);
     const events = await ctx.store.audit.list({ type: c.req.query('type'), clientId: c.req.query('client_id'), limit });
-    return c.json({ events });
+    return c.json({
+      events: events.map((e) => ({ id: e.id, at: e.at, type: e.type, outcome: e.outcome, client_id: e.clientId, sub: e.sub, error: e.error, reason: e.reason, data: e.data })),
+    });
   });
 }

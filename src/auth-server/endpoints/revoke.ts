@@ -4,6 +4,7 @@ import { authenticateClient } from '../client-auth/index.ts';
 import { endpointUrls, type ServerContext } from '../context.ts';
 import { formParams } from '../params.ts';
 import { lookupToken } from '../token-lookup.ts';
+import { hashSecret } from '../hash.ts';
 
 /**
  * Token revocation (RFC 7009). Revoking a refresh token revokes its grant and every token of it;
@@ -16,11 +17,15 @@ export function revokeEndpoint(app: Hono<AppEnv>, ctx: ServerContext) {
     const params = await formParams(c);
     const client = await authenticateClient(ctx, c, params, url);
     c.set('clientId', client.clientId);
-    const found = await lookupToken(ctx, params.require('token'), params.get('token_type_hint'));
+    const token = params.require('token');
+    const found = await lookupToken(ctx, token, params.get('token_type_hint'));
     const now = ctx.now();
-    if (found?.kind === 'refresh_token' && found.record.clientId === client.clientId) {
-      await ctx.store.grants.revokeGrant(found.grant.id, now);
-      ctx.audit.record({ at: now, type: 'token.revoked', outcome: 'success', clientId: client.clientId, sub: found.grant.sub, data: { kind: 'refresh_token', grant_id: found.grant.id } });
+    // A refresh token that was already rotated still names its grant: a client ending the grant
+    // with an older refresh token of its own means it.
+    const refresh = found?.kind === 'refresh_token' ? found.record : await ctx.store.grants.findRefreshToken(hashSecret(token));
+    if (refresh && refresh.clientId === client.clientId && !refresh.revokedAt) {
+      await ctx.store.grants.revokeGrant(refresh.grantId, now);
+      ctx.audit.record({ at: now, type: 'token.revoked', outcome: 'success', clientId: client.clientId, data: { kind: 'refresh_token', grant_id: refresh.grantId } });
     } else if (found?.kind === 'access_token' && found.claims.client_id === client.clientId) {
       const { jti, exp } = found.claims;
       await ctx.store.grants.revokeAccessToken({ jti, clientId: client.clientId, expiresAt: exp }, now);
