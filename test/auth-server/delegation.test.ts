@@ -144,7 +144,7 @@ describe('delegation flows', () => {
     assert.equal(claims.scope, 'banking:read');
 
     const deeper = await exchange(as, { subject_token: api.json.access_token as string, resource: R.deep }, auth.other);
-    assert.equal(deeper.json.error, 'invalid_grant');
+    assert.equal(deeper.json.error, 'invalid_request', 'RFC 8693 §2.2.2: a subject token unacceptable by policy');
     assert.match(deeper.json.error_description as string, /too long/);
   });
 
@@ -172,20 +172,20 @@ describe('delegation flows', () => {
     const refusedScope = await exchange(as, { ...form, resource: R.opaque }, auth.agent);
     assert.equal(refusedScope.json.error, 'invalid_scope', 'an ID token carries no scope to narrow from');
     const wrongClient = await exchange(as, form, auth.mcp);
-    assert.equal(wrongClient.json.error, 'invalid_grant', 'an ID token of another client');
+    assert.equal(wrongClient.json.error, 'invalid_request', 'an ID token of another client');
   });
 
   it('an opaque token is introspected, with its chain', async () => {
     const client = await registerClient(as.issuer, { redirect_uris: ['http://127.0.0.1:7000/cb'], token_endpoint_auth_method: 'none', client_name: 'opaque test' });
     const { token } = await userToken(as, { clientId: client.client_id, redirectUri: 'http://127.0.0.1:7000/cb', resource: R.mcp, scope: 'todo_api:read' });
-    const res = await exchange(as, { subject_token: token.access_token, resource: R.opaque }, auth.other);
+    const res = await exchange(as, { subject_token: token.access_token, resource: R.opaque }, auth.mcp);
     assert.equal(res.status, 200, res.text);
     const opaque = res.json.access_token as string;
     assert.equal(opaque.split('.').length, 1, 'not a JWT');
     const introspected = await postForm(`${as.issuer}/introspect`, { token: opaque }, auth.mcp);
     assert.equal(introspected.json.active, true);
     assert.equal(introspected.json.aud, R.opaque);
-    assert.deepEqual(introspected.json.act, { sub: 'other-service' });
+    assert.deepEqual(introspected.json.act, { sub: 'mcp-server' });
   });
 
   it('disabling an agent revokes its tokens, refuses its exchanges, cuts off tokens whose chain contains it, and lists it', async () => {

@@ -4,7 +4,11 @@ import { SignJWT, generateKeyPair } from 'jose';
 import { basic, decodeJwt, postForm, registerClient, startTestAuthServer, type TestAuthServer } from '../helpers/auth-server.ts';
 import { ACCESS_TOKEN_TYPE, AGENT_REDIRECT, R, TOKEN_EXCHANGE, auth, exchange, startDelegationServer, userToken } from '../helpers/delegation-server.ts';
 
-/** Token exchange requests that must be refused (RFC 8693 §2.2.2 and RFC 6749 §5.2 codes). */
+/**
+ * Token exchange requests that must be refused. RFC 8693 §2.2.2: an invalid or unacceptable
+ * subject or actor token is `invalid_request`; a refused target `invalid_target`; RFC 6749 §5.2
+ * codes otherwise.
+ */
 describe('refused token exchanges', () => {
   let as: TestAuthServer & { adminToken: string };
   let mcpUserToken: string; // aud = MCP server, may_act = mcp-server, scope todo_api:read
@@ -28,15 +32,28 @@ describe('refused token exchanges', () => {
     assert.ok(res.status === 400 || res.status === 401, `status ${res.status}`);
   };
 
-  it('no may_act in the subject token → invalid_grant', async () => {
+  it('no may_act in the subject token → invalid_request', async () => {
     const client = await registerClient(as.issuer, { redirect_uris: ['http://127.0.0.1:6275/cb'], token_endpoint_auth_method: 'none', client_name: 'plain' });
     const plain = (await userToken(as, { clientId: client.client_id, redirectUri: 'http://127.0.0.1:6275/cb', resource: R.deep, scope: 'banking:read' })).token.access_token;
     assert.equal(decodeJwt(plain).may_act, undefined);
-    await refused({ subject_token: plain, resource: R.api, scope: 'banking:read' }, auth.mcp, 'invalid_grant');
+    await refused({ subject_token: plain, resource: R.api, scope: 'banking:read' }, auth.mcp, 'invalid_request');
   });
-  it('may_act naming another client → invalid_grant', () => refused({ subject_token: mcpUserToken, resource: R.api }, auth.other, 'invalid_grant'));
-  it('an actor token issued to another client → invalid_grant', () =>
-    refused({ subject_token: agentUserToken, actor_token: agentActor, actor_token_type: ACCESS_TOKEN_TYPE, resource: R.gateway }, auth.mcp, 'invalid_grant'));
+  it('may_act naming another client → invalid_request', () => refused({ subject_token: mcpUserToken, resource: R.api }, auth.other, 'invalid_request'));
+  it("another party's token as actor token (actor laundering) → invalid_request", async () => {
+    // mcp-server obtains a token whose sub is the agent (exchanging the agent's own token where may_act is not required)...
+    const laundered = await exchange(as, { subject_token: agentActor, resource: R.identity }, auth.mcp);
+    assert.equal(laundered.status, 200, laundered.text);
+    // ...and must not be able to present it to act as the agent.
+    await refused(
+      { subject_token: agentUserToken, actor_token: laundered.json.access_token as string, actor_token_type: ACCESS_TOKEN_TYPE, resource: R.gateway },
+      auth.mcp,
+      'invalid_request',
+    );
+  });
+  it('a may_act naming someone else is refused even where may_act is not required → invalid_request', () =>
+    refused({ subject_token: mcpUserToken, resource: R.identity }, auth.other, 'invalid_request'));
+  it('an actor token issued to another client → invalid_request', () =>
+    refused({ subject_token: agentUserToken, actor_token: agentActor, actor_token_type: ACCESS_TOKEN_TYPE, resource: R.gateway }, auth.mcp, 'invalid_request'));
   it('scope escalation beyond the subject token → invalid_scope', () =>
     refused({ subject_token: mcpUserToken, resource: R.api, scope: 'todo_api:read todo_api:write' }, auth.mcp, 'invalid_scope'));
   it('a scope the target resource does not offer → invalid_scope', () =>
@@ -57,33 +74,33 @@ describe('refused token exchanges', () => {
     const cc = await registerClient(as.issuer, { grant_types: ['client_credentials'] });
     await refused({ subject_token: mcpUserToken, resource: R.api }, { authorization: basic(cc.client_id, cc.client_secret!) }, 'unauthorized_client');
   });
-  it('a revoked subject token → invalid_grant', async () => {
+  it('a revoked subject token → invalid_request', async () => {
     const { token } = await userToken(as, { clientId: publicClient.client_id, redirectUri: 'http://127.0.0.1:6274/cb', resource: R.mcp, scope: 'todo_api:read' });
     await postForm(`${as.issuer}/revoke`, { token: token.refresh_token ?? token.access_token, client_id: publicClient.client_id });
     await postForm(`${as.issuer}/revoke`, { token: token.access_token, client_id: publicClient.client_id });
-    await refused({ subject_token: token.access_token, resource: R.api }, auth.mcp, 'invalid_grant');
+    await refused({ subject_token: token.access_token, resource: R.api }, auth.mcp, 'invalid_request');
   });
-  it('an expired subject token → invalid_grant', async () => {
+  it('an expired subject token → invalid_request', async () => {
     const key = await as.ctx.keys.current();
     const expired = await new SignJWT({ ...decodeJwt(mcpUserToken), exp: Math.floor(Date.now() / 1000) - 60 })
       .setProtectedHeader({ alg: 'ES256', typ: 'at+jwt', kid: key.kid })
       .sign(key.privateKey);
-    await refused({ subject_token: expired, resource: R.api }, auth.mcp, 'invalid_grant');
+    await refused({ subject_token: expired, resource: R.api }, auth.mcp, 'invalid_request');
   });
-  it('a subject token of another issuer → invalid_grant', async () => {
+  it('a subject token of another issuer → invalid_request', async () => {
     const { privateKey } = await generateKeyPair('ES256');
     const forged = await new SignJWT({ ...decodeJwt(mcpUserToken), iss: 'https://evil.example' })
       .setProtectedHeader({ alg: 'ES256', typ: 'at+jwt', kid: 'evil' })
       .sign(privateKey);
-    await refused({ subject_token: forged, resource: R.api }, auth.mcp, 'invalid_grant');
+    await refused({ subject_token: forged, resource: R.api }, auth.mcp, 'invalid_request');
   });
-  it('a subject token signed by a foreign key under our kid → invalid_grant', async () => {
+  it('a subject token signed by a foreign key under our kid → invalid_request', async () => {
     const { privateKey } = await generateKeyPair('ES256');
     const key = await as.ctx.keys.current();
     const forged = await new SignJWT(decodeJwt(mcpUserToken)).setProtectedHeader({ alg: 'ES256', typ: 'at+jwt', kid: key.kid }).sign(privateKey);
-    await refused({ subject_token: forged, resource: R.api }, auth.mcp, 'invalid_grant');
+    await refused({ subject_token: forged, resource: R.api }, auth.mcp, 'invalid_request');
   });
-  it('depth exceeded → invalid_grant', async () => {
+  it('depth exceeded → invalid_request', async () => {
     const fresh = (await userToken(as, { clientId: 'sample-agent', redirectUri: AGENT_REDIRECT, resource: R.agent, scope: 'banking:read', clientAuth: auth.agent })).token.access_token;
     const actor = (await postForm(`${as.issuer}/token`, { grant_type: 'client_credentials', resource: R.agent }, auth.agent)).json.access_token as string;
     const gateway = await exchange(as, { subject_token: fresh, actor_token: actor, actor_token_type: ACCESS_TOKEN_TYPE, resource: R.gateway }, auth.agent);
@@ -91,7 +108,7 @@ describe('refused token exchanges', () => {
     // The gateway resource allows a chain of one; the MCP server exchanging back into it would make two.
     const api = await exchange(as, { subject_token: gateway.json.access_token as string, resource: R.api, scope: 'banking:read' }, auth.mcp);
     const res = await exchange(as, { subject_token: api.json.access_token as string, resource: R.deep }, auth.other);
-    assert.equal(res.json.error, 'invalid_grant');
+    assert.equal(res.json.error, 'invalid_request');
   });
   it('an unsupported subject_token_type → invalid_request', () =>
     refused({ subject_token: mcpUserToken, subject_token_type: 'urn:ietf:params:oauth:token-type:saml2', resource: R.api }, auth.mcp, 'invalid_request'));
@@ -107,12 +124,12 @@ describe('refused token exchanges', () => {
     const res = await postForm(`${as.issuer}/token`, { grant_type: TOKEN_EXCHANGE, subject_token_type: ACCESS_TOKEN_TYPE, resource: R.api }, auth.mcp);
     assert.equal(res.json.error, 'invalid_request');
   });
-  it('a garbage subject token → invalid_grant', () => refused({ subject_token: 'not-a-token', resource: R.api }, auth.mcp, 'invalid_grant'));
+  it('a garbage subject token → invalid_request', () => refused({ subject_token: 'not-a-token', resource: R.api }, auth.mcp, 'invalid_request'));
   it('a refused exchange is audited with subject, actor chain, resource, scopes and the reason', async () => {
     await exchange(as, { subject_token: mcpUserToken, resource: R.api }, auth.other);
     await as.ctx.audit.flush();
     const [event] = await as.store.audit.list({ type: 'token.exchange_refused', clientId: 'other-service' });
-    assert.equal(event?.error, 'invalid_grant');
+    assert.equal(event?.error, 'invalid_request');
     assert.match(event?.reason ?? '', /may_act\.sub=mcp-server, actor=other-service/);
     assert.equal(event?.data?.resource, R.api);
     assert.equal(event?.data?.decision, 'refused');
@@ -128,7 +145,7 @@ describe('refused token exchanges', () => {
       await fetch(`${as.issuer}/admin/api/agents/sample-agent`, { method: 'PATCH', headers: admin, body: JSON.stringify({ enabled: true }) });
     }
     // Disabling revoked its grants: the old user token stays dead after re-enabling.
-    await refused({ subject_token: agentUserToken, resource: R.api }, auth.other, 'invalid_grant');
+    await refused({ subject_token: agentUserToken, resource: R.api }, auth.other, 'invalid_request');
   });
 });
 

@@ -12,7 +12,9 @@ import type { GrantHandler } from './types.ts';
 const ACCESS_TOKEN_TYPES: readonly string[] = [TOKEN_TYPES.accessToken, TOKEN_TYPES.jwt];
 
 /**
- * OAuth 2.0 Token Exchange (RFC 8693) for delegation: a client (the actor) trades a user's token
+ * OAuth 2.0 Token Exchange (RFC 8693) for delegation. Per §2.2.2, a subject or actor token that is
+ * invalid or unacceptable by policy is `invalid_request`; a target refused is `invalid_target`.
+ * a client (the actor) trades a user's token
  * (the subject token) for a token for another resource. The actor is the authenticated client, or
  * the subject of an actor token issued to that client. The subject token's `may_act` must name the
  * actor. The new token keeps `sub`, `auth_time` and `acr`, is bound to the requested resource,
@@ -62,8 +64,9 @@ async function exchange(ctx: ServerContext, client: Client, params: Params, trac
   trace.resource = resource.id;
 
   const mayAct = subject.may_act as { sub?: unknown } | undefined;
-  if (mayAct?.sub !== actor.sub && resource.exchange.requireMayAct) {
-    throw new OAuthError('invalid_grant', 'the subject token does not allow this client to act for its subject', {
+  // A may_act that names someone else always refuses; only its absence can be waived by a resource.
+  if (mayAct?.sub !== actor.sub && (mayAct !== undefined || resource.exchange.requireMayAct)) {
+    throw new OAuthError('invalid_request', 'the subject token does not allow this client to act for its subject', {
       reason: mayAct ? `may_act.sub=${String(mayAct.sub)}, actor=${actor.sub}` : `subject token has no may_act; actor=${actor.sub}`,
     });
   }
@@ -72,13 +75,13 @@ async function exchange(ctx: ServerContext, client: Client, params: Params, trac
   const chain = actorChain(act).map((a) => a.sub);
   trace.actor_chain = chain;
   if (chain.length > resource.exchange.maxDepth) {
-    throw new OAuthError('invalid_grant', 'the delegation chain would be too long for this resource', { reason: `depth ${chain.length} > ${resource.exchange.maxDepth}` });
+    throw new OAuthError('invalid_request', 'the delegation chain would be too long for this resource', { reason: `depth ${chain.length} > ${resource.exchange.maxDepth}` });
   }
   const allowed = resource.exchange.allowedActors;
   const stranger = allowed && chain.find((sub) => !allowed.includes(sub));
   if (stranger) throw new OAuthError('invalid_target', 'an actor in the delegation chain may not act at this resource', { reason: `actor ${stranger} not allowed for ${resource.id}` });
   for (const sub of chain) {
-    if (await ctx.isDisabled(sub)) throw new OAuthError('invalid_grant', 'an actor in the delegation chain is disabled', { reason: `${sub} disabled` });
+    if (await ctx.isDisabled(sub)) throw new OAuthError('invalid_request', 'an actor in the delegation chain is disabled', { reason: `${sub} disabled` });
   }
 
   const scopes = narrowedScopes(client, resource, parseScope(subject.scope), parseScope(params.get('scope')));
@@ -116,19 +119,19 @@ async function exchange(ctx: ServerContext, client: Client, params: Params, trac
 async function subjectClaims(ctx: ServerContext, client: Client, token: string, type: string): Promise<AccessTokenClaims> {
   if (ACCESS_TOKEN_TYPES.includes(type)) {
     const found = await lookupToken(ctx, token, 'access_token');
-    if (found?.kind !== 'access_token') throw new OAuthError('invalid_grant', 'the subject token is invalid, expired or revoked');
+    if (found?.kind !== 'access_token') throw new OAuthError('invalid_request', 'the subject token is invalid, expired or revoked');
     return found.claims;
   }
   if (type === TOKEN_TYPES.idToken) {
     const claims = await verifyJwt<AccessTokenClaims>(ctx.keys, token, { issuer: ctx.issuer, typ: 'JWT', audience: client.clientId }).catch(() => {
-      throw new OAuthError('invalid_grant', 'the subject ID token is invalid, expired, or not issued to this client');
+      throw new OAuthError('invalid_request', 'the subject ID token is invalid, expired, or not issued to this client');
     });
     return claims;
   }
   throw new OAuthError('invalid_request', `subject_token_type ${type} is not supported`);
 }
 
-/** The actor: the subject of an actor token issued to the authenticated client, or that client. */
+/** The actor: the authenticated client, proven again by its own token when an actor token is sent. */
 async function actorClaims(ctx: ServerContext, client: Client, params: Params): Promise<{ sub: string; [claim: string]: unknown }> {
   const token = params.get('actor_token');
   const type = params.get('actor_token_type');
@@ -139,9 +142,14 @@ async function actorClaims(ctx: ServerContext, client: Client, params: Params): 
   if (!type) throw new OAuthError('invalid_request', 'actor_token_type is required with actor_token');
   if (!ACCESS_TOKEN_TYPES.includes(type)) throw new OAuthError('invalid_request', `actor_token_type ${type} is not supported`);
   const found = await lookupToken(ctx, token, 'access_token');
-  if (found?.kind !== 'access_token') throw new OAuthError('invalid_grant', 'the actor token is invalid, expired or revoked');
+  if (found?.kind !== 'access_token') throw new OAuthError('invalid_request', 'the actor token is invalid, expired or revoked');
   if (found.claims.client_id !== client.clientId) {
-    throw new OAuthError('invalid_grant', 'the actor token was issued to another client', { reason: `actor token client_id=${found.claims.client_id}` });
+    throw new OAuthError('invalid_request', 'the actor token was issued to another client', { reason: `actor token client_id=${found.claims.client_id}` });
+  }
+  // Only the client's own token (client credentials: sub = client_id, acting for nobody) can name
+  // the actor; otherwise a client could launder another party's identity through an exchange.
+  if (found.claims.sub !== client.clientId || found.claims.act !== undefined) {
+    throw new OAuthError('invalid_request', "the actor token must be the client's own token", { reason: `actor token sub=${found.claims.sub}` });
   }
   return found.claims;
 }
