@@ -5,7 +5,7 @@ import { randomUUID } from 'node:crypto';
 import { randomToken } from '../core/encoding.ts';
 import { assertValidRedirectUri } from '../core/redirect-uri.ts';
 import type { AuthServerConfig, StaticAgentConfig, StaticClientConfig } from '../config/schema.ts';
-import type { Store } from '../store/types.ts';
+import type { AgentAttributes, Store } from '../store/types.ts';
 import { hashPassword } from './passwords.ts';
 
 /**
@@ -36,8 +36,13 @@ function secretFromEnvOrFile(config: AuthServerConfig, envName: string | undefin
   return secret;
 }
 
-function agentAttributes(agent: StaticAgentConfig) {
-  return { agentType: agent.agent_type, owner: agent.owner, expiresAt: agent.expires_at ? Math.floor(Date.parse(agent.expires_at) / 1000) : undefined };
+/** The file's values where it sets them; otherwise what an administrator set at runtime. */
+function agentAttributes(agent: StaticAgentConfig, stored: AgentAttributes | undefined): AgentAttributes {
+  return {
+    agentType: agent.agent_type,
+    owner: agent.owner ?? stored?.owner,
+    expiresAt: agent.expires_at ? Math.floor(Date.parse(agent.expires_at) / 1000) : stored?.expiresAt,
+  };
 }
 
 /** Writes the users and clients of the configuration into the store (idempotent, on every start). */
@@ -86,8 +91,9 @@ export async function seedFromConfig(config: AuthServerConfig, store: Store, now
         jwks_uri: client.jwks_uri,
         ...(client.authentication_policy ? { authentication_policy: client.authentication_policy } : {}),
       },
-      agent: agents.has(client.client_id) ? agentAttributes(client as StaticAgentConfig) : undefined,
+      agent: agents.has(client.client_id) ? agentAttributes(client as StaticAgentConfig, existing?.agent) : undefined,
       disabledAt: existing?.disabledAt,
+      tokensValidAfter: existing?.tokensValidAfter,
       secretHash: usesSecret ? hashSecret(clientSecretFor(config, client)) : undefined,
       createdAt: existing?.createdAt ?? now,
       lastUsedAt: existing?.lastUsedAt,

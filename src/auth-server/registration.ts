@@ -152,13 +152,16 @@ export async function createRegistration(
     }
   }
   const clientSecret = needsSecret(metadata) ? randomToken(32) : undefined;
-  const registrationToken = randomToken(32);
+  // Public clients get no registration access token: their registration may be shared (see
+  // above), and a management token would let one registrant rewrite the redirect URIs of all.
+  // They register again to change anything.
+  const registrationToken = metadata.token_endpoint_auth_method === 'none' ? undefined : randomToken(32);
   const record: ClientRecord = {
     clientId: `${options.idPrefix}${randomToken(18)}`,
     source: 'dynamic',
     metadata,
     secretHash: clientSecret ? hashSecret(clientSecret) : undefined,
-    registrationTokenHash: hashSecret(registrationToken),
+    registrationTokenHash: registrationToken ? hashSecret(registrationToken) : undefined,
     createdAt: ctx.now(),
     agent: options.agent,
     fingerprint,

@@ -27,6 +27,12 @@ export function cachedClientStore(inner: ClientStore, options: { ttlSeconds: num
       await inner.upsert(client);
       entries.delete(client.clientId);
     },
+    async update(clientId, patch, updateOptions) {
+      entries.delete(clientId);
+      const updated = await inner.update(clientId, patch, updateOptions);
+      entries.delete(clientId);
+      return updated;
+    },
     async delete(clientId) {
       entries.delete(clientId);
       return inner.delete(clientId);

@@ -73,6 +73,21 @@ function clientStore(db: Db): ClientStore {
       const rows = await db.selectFrom('clients').selectAll().orderBy('created_at').execute();
       return rows.map(toRecord);
     },
+    async update(clientId, patch, options = {}) {
+      const set: Record<string, unknown> = {};
+      if ('metadata' in patch) set.metadata = JSON.stringify(patch.metadata);
+      if ('secretHash' in patch) set.secret_hash = patch.secretHash ?? null;
+      if ('registrationTokenHash' in patch) set.registration_token_hash = patch.registrationTokenHash ?? null;
+      if ('fingerprint' in patch) set.fingerprint = patch.fingerprint ?? null;
+      if ('agent' in patch) set.agent = patch.agent ? JSON.stringify(patch.agent) : null;
+      if ('disabledAt' in patch) set.disabled_at = patch.disabledAt ?? null;
+      if ('tokensValidAfter' in patch) set.tokens_valid_after = patch.tokensValidAfter ?? null;
+      if (Object.keys(set).length === 0) return false;
+      let query = db.updateTable('clients').set(set).where('client_id', '=', clientId);
+      if (options.onlyIfEnabled) query = query.where('disabled_at', 'is', null);
+      const result = await query.executeTakeFirst();
+      return Number(result.numUpdatedRows) > 0;
+    },
     async findByFingerprint(fingerprint) {
       const row = await db.selectFrom('clients').selectAll().where('fingerprint', '=', fingerprint).executeTakeFirst();
       return row && toRecord(row);

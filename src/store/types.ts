@@ -27,6 +27,10 @@ export interface ClientRecord extends Client {
   fingerprint?: string;
 }
 
+export type ClientPatch = Partial<
+  Pick<ClientRecord, 'metadata' | 'secretHash' | 'registrationTokenHash' | 'fingerprint' | 'agent' | 'disabledAt' | 'tokensValidAfter'>
+>;
+
 export interface ClientRestriction {
   clientId: string;
   disabledAt?: number;
@@ -40,6 +44,12 @@ export interface ClientStore {
   delete(clientId: string): Promise<boolean>;
   touch(clientId: string, at: number): Promise<void>;
   list(): Promise<ClientRecord[]>;
+  /**
+   * Changes only the given fields, never the others (a record read earlier must not overwrite a
+   * concurrent change, such as a disable). With `onlyIfEnabled`, a disabled client is left alone.
+   * False when nothing was updated.
+   */
+  update(clientId: string, patch: ClientPatch, options?: { onlyIfEnabled?: boolean }): Promise<boolean>;
   findByFingerprint(fingerprint: string): Promise<ClientRecord | undefined>;
   countDynamic(): Promise<number>;
   /** Deletes dynamic clients never used and created before `before`; returns how many. */

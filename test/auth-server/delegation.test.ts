@@ -246,6 +246,26 @@ describe('delegation flows', () => {
     assert.equal(after.json.error, 'invalid_target');
   });
 
+  it('a disabled agent cannot manage (and so revive) its own registration', async () => {
+    const res = await fetch(`${as.issuer}/aiagent/register`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ client_name: 'Self-managed agent', grant_types: ['client_credentials'] }),
+    });
+    const agent = (await res.json()) as { client_id: string; registration_client_uri: string; registration_access_token: string };
+    const admin = { authorization: `Bearer ${as.adminToken}`, 'content-type': 'application/json' };
+    await fetch(`${as.issuer}/admin/api/agents/${agent.client_id}`, { method: 'PATCH', headers: admin, body: JSON.stringify({ enabled: false }) });
+    const put = await fetch(agent.registration_client_uri, {
+      method: 'PUT',
+      headers: { authorization: `Bearer ${agent.registration_access_token}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ client_id: agent.client_id, client_name: 'revived?', grant_types: ['client_credentials'] }),
+    });
+    assert.equal(put.status, 403);
+    const view = (await (await fetch(`${as.issuer}/admin/api/agents/${agent.client_id}`, { headers: admin })).json()) as { enabled: boolean; client_name: string };
+    assert.equal(view.enabled, false);
+    assert.equal(view.client_name, 'Self-managed agent');
+  });
+
   it('an expired agent is refused', async () => {
     const admin = { authorization: `Bearer ${as.adminToken}`, 'content-type': 'application/json' };
     await fetch(`${as.issuer}/admin/api/agents/sample-agent`, { method: 'PATCH', headers: admin, body: JSON.stringify({ expires_at: '2020-01-01T00:00:00Z' }) });

@@ -185,6 +185,19 @@ describe('authorization server flows', () => {
     assert.equal((await fetch(uri, { headers: auth })).status, 401);
   });
 
+  it('a public client gets no registration access token; deleting a client revokes its tokens', async () => {
+    const pub = await registerClient(as.issuer, { client_name: 'public', redirect_uris: ['http://127.0.0.1:4000/callback'], token_endpoint_auth_method: 'none' });
+    assert.equal(pub.registration_access_token, undefined);
+    const svc = await registerClient(as.issuer, { grant_types: ['client_credentials'], token_endpoint_auth_method: 'client_secret_post' });
+    const form = { client_id: svc.client_id, client_secret: svc.client_secret! };
+    const token = await postForm(`${as.issuer}/token`, { grant_type: 'client_credentials', resource: as.resource, ...form });
+    const checker = await registerClient(as.issuer, { grant_types: ['client_credentials'], token_endpoint_auth_method: 'client_secret_post' });
+    const introspect = () => postForm(`${as.issuer}/introspect`, { token: token.json.access_token as string, client_id: checker.client_id, client_secret: checker.client_secret! });
+    assert.equal((await introspect()).json.active, true);
+    await fetch(svc.registration_client_uri as string, { method: 'DELETE', headers: { authorization: `Bearer ${svc.registration_access_token}` } });
+    assert.equal((await introspect()).json.active, false);
+  });
+
   it('records audit events for issued tokens, refusals and failed client authentication', async () => {
     const client = await registerClient(as.issuer, { grant_types: ['client_credentials'], token_endpoint_auth_method: 'client_secret_basic' });
     await postForm(`${as.issuer}/token`, { grant_type: 'client_credentials', resource: as.resource }, { authorization: basic(client.client_id, client.client_secret!) });

@@ -76,7 +76,7 @@ export function adminEndpoints(app: Hono<AppEnv>, ctx: ServerContext, adminToken
       tokensValidAfter = now;
     }
     if (change.enabled === true) disabledAt = undefined;
-    await ctx.store.clients.upsert({ ...record, agent, disabledAt, tokensValidAfter });
+    await ctx.store.clients.update(record.clientId, { agent, disabledAt, tokensValidAfter });
     if (change.enabled === false && record.disabledAt === undefined) {
       await ctx.store.grants.revokeByClient(record.clientId, now);
       ctx.audit.record({ at: now, type: 'agent.disabled', outcome: 'success', clientId: record.clientId });

@@ -3,7 +3,7 @@ import { OAuthError } from '../../core/errors.ts';
 import { constantTimeEqual, randomToken } from '../../core/encoding.ts';
 import { TOKEN_EXCHANGE_GRANT } from '../../core/delegation.ts';
 import type { ClientRecord } from '../../store/types.ts';
-import type { AppEnv, ServerContext } from '../context.ts';
+import { unusableReason, type AppEnv, type ServerContext } from '../context.ts';
 import { bearerToken } from '../bearer.ts';
 import { hashSecret } from '../hash.ts';
 import { createRegistration, needsSecret, readClientMetadata, registrationPolicy, registrationResponse } from '../registration.ts';
@@ -25,10 +25,10 @@ export function registerEndpoints(app: Hono<AppEnv>, ctx: ServerContext) {
 
   app.post('/aiagent/register', async (c) => {
     await policy.admit(c);
-    const body = (await c.req.raw
+    const body = ((await c.req.raw
       .clone()
       .json()
-      .catch(() => ({}))) as { scopes?: unknown; agent_type?: unknown; client_id?: unknown };
+      .catch(() => ({}))) ?? {}) as { scopes?: unknown; agent_type?: unknown; client_id?: unknown };
     if (body.client_id !== undefined) throw new OAuthError('invalid_client_metadata', 'the server chooses an agent client_id');
     const scopes = Array.isArray(body.scopes) && body.scopes.every((s) => typeof s === 'string') ? { scope: body.scopes.join(' ') } : {};
     const metadata = policy.apply(
@@ -54,6 +54,9 @@ export function registerEndpoints(app: Hono<AppEnv>, ctx: ServerContext) {
     if (!token || !record?.registrationTokenHash || !constantTimeEqual(hashSecret(token), record.registrationTokenHash)) {
       throw new OAuthError('invalid_token', 'the registration access token is invalid', { headers: { 'WWW-Authenticate': 'Bearer error="invalid_token"' } });
     }
+    // A disabled or expired client cannot manage (and so cannot revive) itself.
+    const unusable = unusableReason(record, ctx.now());
+    if (unusable) throw new OAuthError('access_denied', 'the client is disabled or has expired', { status: 403, reason: unusable });
     return record;
   };
 
@@ -64,28 +67,42 @@ export function registerEndpoints(app: Hono<AppEnv>, ctx: ServerContext) {
 
   app.put('/register/:clientId', async (c) => {
     const record = await managed(c);
-    const raw = (await c.req.raw
+    const raw = ((await c.req.raw
       .clone()
       .json()
-      .catch(() => ({}))) as Record<string, unknown>;
+      .catch(() => ({}))) ?? {}) as Record<string, unknown>;
     if (raw.client_id !== record.clientId) throw new OAuthError('invalid_client_metadata', 'client_id must match the client being updated');
     const metadata = policy.apply(await readClientMetadata(ctx, c));
     const clientSecret = needsSecret(metadata) && !record.secretHash ? randomToken(32) : undefined;
-    const updated: ClientRecord = {
-      ...record,
+    const patch = {
       metadata,
       // The metadata changed: an identical registration must not find this client any more.
       fingerprint: undefined,
       secretHash: needsSecret(metadata) ? (clientSecret ? hashSecret(clientSecret) : record.secretHash) : undefined,
     };
-    await ctx.store.clients.upsert(updated);
+    // Only these fields, and only while the client is enabled: a disable that lands meanwhile wins.
+    if (!(await ctx.store.clients.update(record.clientId, patch, { onlyIfEnabled: true }))) {
+      throw new OAuthError('access_denied', 'the client is disabled or was deleted', { status: 403 });
+    }
+    const updated: ClientRecord = { ...record, ...patch };
     ctx.audit.record({ at: ctx.now(), type: 'client.updated', outcome: 'success', clientId: record.clientId });
     return c.json(registrationResponse(ctx, updated, { clientSecret }), 200, { 'Cache-Control': 'no-store' });
   });
 
   app.delete('/register/:clientId', async (c) => {
     const record = await managed(c);
-    await ctx.store.clients.delete(record.clientId);
+    // RFC 7592 §2.3: the client's grants and tokens go with it. The row stays as a disabled
+    // tombstone without credentials, so tokens issued before are cut off like a disabled agent's.
+    const now = ctx.now();
+    await ctx.store.clients.update(record.clientId, {
+      disabledAt: now,
+      tokensValidAfter: now,
+      secretHash: undefined,
+      registrationTokenHash: undefined,
+      fingerprint: undefined,
+    });
+    await ctx.store.grants.revokeByClient(record.clientId, now);
+    await ctx.refreshDisabled();
     ctx.audit.record({ at: ctx.now(), type: 'client.deleted', outcome: 'success', clientId: record.clientId });
     return c.body(null, 204);
   });
