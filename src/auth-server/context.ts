@@ -125,7 +125,7 @@ export function createContext(parts: {
   }
   // Client restrictions, re-read at most every 2 s: a disable on another instance reaches this one
   // that fast, and the token path pays one query per 2 s, not one per token.
-  let restricted = { byId: new Map<string, { disabledAt?: number; tokensValidAfter?: number }>(), readAt: 0 };
+  let restricted = { byId: new Map<string, { disabledAt?: number; tokensValidAfter?: number; expiresAt?: number }>(), readAt: 0 };
   const refreshDisabled = async () => {
     const rows = await parts.store.clients.listRestricted();
     restricted = { byId: new Map(rows.map((r) => [r.clientId, r])), readAt: Date.now() };
@@ -161,11 +161,13 @@ export function createContext(parts: {
     agreement: (id) => agreements.get(id),
     authenticationPolicy: (name) => (name ? policies.get(name) : undefined),
     async isDisabled(clientId) {
-      return (await restriction(clientId))?.disabledAt !== undefined;
+      const r = await restriction(clientId);
+      return r !== undefined && (r.disabledAt !== undefined || (r.expiresAt !== undefined && r.expiresAt <= now()));
     },
     async isCutOff(clientId, iat) {
       const r = await restriction(clientId);
-      return r !== undefined && (r.disabledAt !== undefined || (r.tokensValidAfter !== undefined && iat <= r.tokensValidAfter));
+      if (!r) return false;
+      return r.disabledAt !== undefined || (r.expiresAt !== undefined && r.expiresAt <= now()) || (r.tokensValidAfter !== undefined && iat <= r.tokensValidAfter);
     },
     refreshDisabled,
     verifiedTokens: new VerifiedTokenCache<AccessTokenClaims>(),

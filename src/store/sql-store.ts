@@ -108,10 +108,15 @@ function clientStore(db: Db): ClientStore {
     async listRestricted() {
       const rows = await db
         .selectFrom('clients')
-        .select(['client_id', 'disabled_at', 'tokens_valid_after'])
-        .where((eb) => eb.or([eb('disabled_at', 'is not', null), eb('tokens_valid_after', 'is not', null)]))
+        .select(['client_id', 'disabled_at', 'tokens_valid_after', 'agent'])
+        .where((eb) => eb.or([eb('disabled_at', 'is not', null), eb('tokens_valid_after', 'is not', null), eb('agent', 'is not', null)]))
         .execute();
-      return rows.map((r) => ({ clientId: r.client_id, disabledAt: orUndefined(r.disabled_at), tokensValidAfter: orUndefined(r.tokens_valid_after) }));
+      return rows.map((r) => ({
+        clientId: r.client_id,
+        disabledAt: orUndefined(r.disabled_at),
+        tokensValidAfter: orUndefined(r.tokens_valid_after),
+        expiresAt: r.agent ? (JSON.parse(r.agent) as { expiresAt?: number }).expiresAt : undefined,
+      }));
     },
   };
 }

@@ -35,6 +35,8 @@ export interface ClientRestriction {
   clientId: string;
   disabledAt?: number;
   tokensValidAfter?: number;
+  /** Agents only: when the agent expires. */
+  expiresAt?: number;
 }
 
 export interface ClientStore {
@@ -54,7 +56,7 @@ export interface ClientStore {
   countDynamic(): Promise<number>;
   /** Deletes dynamic clients never used and created before `before`; returns how many. */
   deleteUnused(before: number): Promise<number>;
-  /** Clients that are disabled now, or whose earlier tokens were cut off. */
+  /** Clients that are disabled now, whose earlier tokens were cut off, or agents (which may expire). */
   listRestricted(): Promise<ClientRestriction[]>;
 }
 

@@ -266,11 +266,16 @@ describe('delegation flows', () => {
     assert.equal(view.client_name, 'Self-managed agent');
   });
 
-  it('an expired agent is refused', async () => {
+  it('an expired agent is refused, and its tokens stop working', async () => {
     const admin = { authorization: `Bearer ${as.adminToken}`, 'content-type': 'application/json' };
+    await new Promise((r) => setTimeout(r, 1000)); // past the previous test's cut-off second
+    const before = await postForm(`${as.issuer}/token`, { grant_type: 'client_credentials', resource: R.agent }, auth.agent);
     await fetch(`${as.issuer}/admin/api/agents/sample-agent`, { method: 'PATCH', headers: admin, body: JSON.stringify({ expires_at: '2020-01-01T00:00:00Z' }) });
     const refused = await postForm(`${as.issuer}/token`, { grant_type: 'client_credentials', resource: R.agent }, auth.agent);
     assert.equal(refused.json.error, 'invalid_client');
+    assert.equal((await postForm(`${as.issuer}/introspect`, { token: before.json.access_token as string }, auth.mcp)).json.active, false);
+    const list = (await (await fetch(`${as.issuer}/revocations`, { headers: auth.mcp })).json()) as { clients: { client_id: string; expired_at: number }[] };
+    assert.ok(list.clients.some((c) => c.client_id === 'sample-agent' && c.expired_at > 0));
     await fetch(`${as.issuer}/admin/api/agents/sample-agent`, { method: 'PATCH', headers: admin, body: JSON.stringify({ expires_at: null }) });
     assert.equal((await postForm(`${as.issuer}/token`, { grant_type: 'client_credentials', resource: R.agent }, auth.agent)).status, 200);
     const noAdmin = await fetch(`${as.issuer}/admin/api/agents`, { headers: { authorization: 'Bearer wrong' } });

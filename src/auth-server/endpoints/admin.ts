@@ -77,6 +77,7 @@ export function adminEndpoints(app: Hono<AppEnv>, ctx: ServerContext, adminToken
     }
     if (change.enabled === true) disabledAt = undefined;
     await ctx.store.clients.update(record.clientId, { agent, disabledAt, tokensValidAfter });
+    if (change.expires_at !== undefined) ctx.audit.record({ at: now, type: 'agent.expiry_set', outcome: 'success', clientId: record.clientId, data: { expires_at: change.expires_at } });
     if (change.enabled === false && record.disabledAt === undefined) {
       await ctx.store.grants.revokeByClient(record.clientId, now);
       ctx.audit.record({ at: now, type: 'agent.disabled', outcome: 'success', clientId: record.clientId });

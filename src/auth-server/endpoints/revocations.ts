@@ -25,7 +25,9 @@ export function revocationsEndpoint(app: Hono<AppEnv>, ctx: ServerContext) {
         issuer: ctx.issuer,
         generated_at: now,
         tokens: tokens.map((t) => ({ jti: t.jti, exp: t.expiresAt, revoked_at: t.revokedAt })),
-        clients: clients.map((d) => ({ client_id: d.clientId, disabled_at: d.disabledAt ?? null, tokens_valid_after: d.tokensValidAfter ?? null })),
+        clients: clients
+          .filter((d) => d.disabledAt !== undefined || d.tokensValidAfter !== undefined || (d.expiresAt !== undefined && d.expiresAt <= now))
+          .map((d) => ({ client_id: d.clientId, disabled_at: d.disabledAt ?? null, tokens_valid_after: d.tokensValidAfter ?? null, expired_at: d.expiresAt ?? null })),
       },
       200,
       { 'Cache-Control': 'no-store' },
