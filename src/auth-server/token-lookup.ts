@@ -5,7 +5,7 @@ import type { GrantRecord, RefreshTokenRecord } from '../store/types.ts';
 import type { ServerContext } from './context.ts';
 
 export type TokenLookup =
-  | { kind: 'access_token'; claims: AccessTokenClaims }
+  | { kind: 'access_token'; claims: AccessTokenClaims; grantId?: string }
   | { kind: 'refresh_token'; record: RefreshTokenRecord; grant: GrantRecord };
 
 /**
@@ -15,9 +15,9 @@ export type TokenLookup =
  */
 export async function lookupToken(ctx: ServerContext, token: string, hint?: string): Promise<TokenLookup | undefined> {
   const tryAccess = async () => {
-    const claims = token.split('.').length === 3 ? await activeJwt(ctx, token) : await activeOpaque(ctx, token);
-    if (!claims || (await involvesDisabledClient(ctx, claims))) return undefined;
-    return { kind: 'access_token' as const, claims };
+    const found = token.split('.').length === 3 ? await activeJwt(ctx, token) : await activeOpaque(ctx, token);
+    if (!found || (await involvesDisabledClient(ctx, found.claims))) return undefined;
+    return { kind: 'access_token' as const, claims: found.claims, grantId: found.grantId };
   };
   const tryRefresh = async () => {
     const record = await ctx.store.grants.findRefreshToken(hashSecret(token));
@@ -30,7 +30,7 @@ export async function lookupToken(ctx: ServerContext, token: string, hint?: stri
   return hint === 'refresh_token' ? ((await tryRefresh()) ?? tryAccess()) : ((await tryAccess()) ?? tryRefresh());
 }
 
-async function activeJwt(ctx: ServerContext, token: string): Promise<AccessTokenClaims | undefined> {
+async function activeJwt(ctx: ServerContext, token: string): Promise<{ claims: AccessTokenClaims; grantId?: string } | undefined> {
   let claims = ctx.verifiedTokens.get(token, ctx.now());
   if (!claims) {
     claims = await verifyJwt(ctx.keys, token, { issuer: ctx.issuer, typ: ACCESS_TOKEN_TYP }).catch(() => undefined);
@@ -39,13 +39,13 @@ async function activeJwt(ctx: ServerContext, token: string): Promise<AccessToken
   }
   // Revocation is never cached: checked on every use.
   const tracked = await ctx.store.grants.findAccessToken(claims.jti);
-  return tracked?.revokedAt ? undefined : claims;
+  return tracked?.revokedAt ? undefined : { claims, grantId: tracked?.grantId };
 }
 
-async function activeOpaque(ctx: ServerContext, token: string): Promise<AccessTokenClaims | undefined> {
+async function activeOpaque(ctx: ServerContext, token: string): Promise<{ claims: AccessTokenClaims; grantId?: string } | undefined> {
   const record = await ctx.store.grants.findAccessTokenByHash(hashSecret(token));
   if (!record?.claims || record.revokedAt || record.expiresAt <= ctx.now()) return undefined;
-  return record.claims as AccessTokenClaims;
+  return { claims: record.claims as AccessTokenClaims, grantId: record.grantId };
 }
 
 /**

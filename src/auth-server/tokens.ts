@@ -30,6 +30,8 @@ export interface AccessTokenRequest {
   extra?: Record<string, unknown>;
   /** The token may not outlive this (an exchanged token ends with its subject token). */
   notAfter?: number;
+  /** The user grant this token descends from (through exchanges): revoking it revokes this token. */
+  rootGrantId?: string;
 }
 
 /**
@@ -60,15 +62,14 @@ export async function issueAccessToken(ctx: ServerContext, request: AccessTokenR
   if (resource.claims.length > 0) await applyClaimMappings(ctx, claims, request);
 
   const expiresIn = exp - now;
+  const grantId = request.grant?.id ?? request.rootGrantId;
   if (resource.tokenFormat === 'opaque') {
     const token = randomToken(32);
-    await ctx.store.grants.recordAccessToken({ jti: claims.jti, grantId: request.grant?.id, clientId: client.clientId, expiresAt: exp, tokenHash: hashSecret(token), claims });
+    await ctx.store.grants.recordAccessToken({ jti: claims.jti, grantId, clientId: client.clientId, expiresAt: exp, tokenHash: hashSecret(token), claims });
     return { token, claims, expiresIn };
   }
   const token = await signJwt(ctx.keys, claims, ACCESS_TOKEN_TYP);
-  if (request.grant) {
-    await ctx.store.grants.recordAccessToken({ jti: claims.jti, grantId: request.grant.id, clientId: client.clientId, expiresAt: exp });
-  }
+  if (grantId) await ctx.store.grants.recordAccessToken({ jti: claims.jti, grantId, clientId: client.clientId, expiresAt: exp });
   return { token, claims, expiresIn };
 }
 

@@ -54,6 +54,19 @@ describe('delegation flows', () => {
     assert.equal(event?.data?.decision, 'allowed');
   });
 
+  it("revoking the user's grant reaches the tokens exchanged from it", async () => {
+    const client = await registerClient(as.issuer, { client_name: 'grant revoke', redirect_uris: ['http://127.0.0.1:6280/cb'], token_endpoint_auth_method: 'none', grant_types: ['authorization_code', 'refresh_token'] });
+    const { token } = await userToken(as, { clientId: client.client_id, redirectUri: 'http://127.0.0.1:6280/cb', resource: R.mcp, scope: 'todo_api:read' });
+    const api = await exchange(as, { subject_token: token.access_token, resource: R.api }, auth.mcp);
+    assert.equal(api.status, 200, api.text);
+    const active = async (t: string) => (await postForm(`${as.issuer}/introspect`, { token: t }, auth.mcp)).json.active;
+    assert.equal(await active(api.json.access_token as string), true);
+    await postForm(`${as.issuer}/revoke`, { token: token.refresh_token!, client_id: client.client_id });
+    assert.equal(await active(api.json.access_token as string), false, 'the exchanged token');
+    const onward = await exchange(as, { subject_token: api.json.access_token as string, resource: R.deep }, auth.other);
+    assert.equal(onward.json.error, 'invalid_request');
+  });
+
   it('flow B (seed 001): agreement on first sign-in only, then subject + actor token → gateway token acting as the agent', async () => {
     const actor = await agentActorToken();
     assert.equal(decodeJwt(actor).sub, 'sample-agent');

@@ -56,7 +56,7 @@ async function exchange(ctx: ServerContext, client: Client, params: Params, trac
     throw new OAuthError('invalid_request', `requested_token_type ${requestedType} is not supported; ask for an access token`);
   }
 
-  const subject = await subjectClaims(ctx, client, params.require('subject_token'), params.require('subject_token_type'));
+  const { claims: subject, grantId: rootGrantId } = await subjectClaims(ctx, client, params.require('subject_token'), params.require('subject_token_type'));
   trace.subject = subject.sub;
   trace.subject_client = subject.client_id;
   const actor = await actorClaims(ctx, client, params);
@@ -96,6 +96,7 @@ async function exchange(ctx: ServerContext, client: Client, params: Params, trac
     subject,
     actor,
     notAfter: subject.exp,
+    rootGrantId,
     extra: {
       act,
       ...(subject.auth_time !== undefined ? { auth_time: subject.auth_time } : {}),
@@ -116,17 +117,18 @@ async function exchange(ctx: ServerContext, client: Client, params: Params, trac
 }
 
 /** The subject token: an active access token of this issuer, or (as an option) an ID token issued to this client. */
-async function subjectClaims(ctx: ServerContext, client: Client, token: string, type: string): Promise<AccessTokenClaims> {
+async function subjectClaims(ctx: ServerContext, client: Client, token: string, type: string): Promise<{ claims: AccessTokenClaims; grantId?: string }> {
   if (ACCESS_TOKEN_TYPES.includes(type)) {
     const found = await lookupToken(ctx, token, 'access_token');
     if (found?.kind !== 'access_token') throw new OAuthError('invalid_request', 'the subject token is invalid, expired or revoked');
-    return found.claims;
+    return { claims: found.claims, grantId: found.grantId };
   }
   if (type === TOKEN_TYPES.idToken) {
     const claims = await verifyJwt<AccessTokenClaims>(ctx.keys, token, { issuer: ctx.issuer, typ: 'JWT', audience: client.clientId }).catch(() => {
       throw new OAuthError('invalid_request', 'the subject ID token is invalid, expired, or not issued to this client');
     });
-    return claims;
+    if (await ctx.isCutOff(client.clientId, claims.iat)) throw new OAuthError('invalid_request', 'the subject ID token was issued before its client was disabled');
+    return { claims };
   }
   throw new OAuthError('invalid_request', `subject_token_type ${type} is not supported`);
 }
