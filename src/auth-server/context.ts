@@ -26,7 +26,7 @@ export interface Resource {
 }
 
 /** Claims a mapping may not set: they carry the token's own security properties. */
-export const PROTECTED_CLAIMS = new Set(['iss', 'aud', 'exp', 'iat', 'nbf', 'jti', 'client_id', 'scope']);
+export const PROTECTED_CLAIMS = new Set(['iss', 'aud', 'exp', 'iat', 'nbf', 'jti', 'client_id', 'scope', 'auth_time', 'acr', 'sid']);
 
 /** Everything an endpoint needs, built once at start. */
 export interface ServerContext {

@@ -2,6 +2,8 @@ import { randomToken } from '../core/encoding.ts';
 import { hashSecret } from './hash.ts';
 import { ACCESS_TOKEN_TYP, signJwt, type AccessTokenClaims } from '../core/jwt.ts';
 import { formatScope } from '../core/scopes.ts';
+import { actorChain } from '../core/delegation.ts';
+import { OAuthError } from '../core/errors.ts';
 import type { Client } from '../core/client-metadata.ts';
 import type { GrantRecord } from '../store/types.ts';
 import type { Resource, ServerContext } from './context.ts';
@@ -79,8 +81,14 @@ function mayActFor(resource: Resource, client: Client, grantType: string): { sub
   return { sub: resource.mayAct === 'requesting_client' ? client.clientId : resource.mayAct.client_id };
 }
 
-/** Evaluates the resource's CEL claim mappings; a null result removes the claim. */
+/**
+ * Evaluates the resource's CEL claim mappings; a null result removes the claim. A mapping may
+ * restate `sub` and `act` (seed 001 builds them this way) but never change them: the subject and
+ * the checked delegation chain are what the token is about.
+ */
 async function applyClaimMappings(ctx: ServerContext, claims: AccessTokenClaims, request: AccessTokenRequest): Promise<void> {
+  const sub = claims.sub;
+  const chain = JSON.stringify(actorChain(claims.act).map((a) => a.sub));
   const user = await ctx.store.users.findBySub(request.sub);
   const { secretHash: _secret, ...client } = request.client as Client & { secretHash?: string; registrationTokenHash?: string };
   const variables = {
@@ -95,6 +103,10 @@ async function applyClaimMappings(ctx: ServerContext, claims: AccessTokenClaims,
     const value = expression.evaluate(variables);
     if (value === null || value === undefined) delete claims[name];
     else claims[name] = value;
+  }
+  const changed = claims.sub !== sub ? 'sub' : JSON.stringify(actorChain(claims.act).map((a) => a.sub)) !== chain ? 'act' : undefined;
+  if (changed) {
+    throw new OAuthError('server_error', 'the resource is misconfigured', { status: 500, reason: `claim mappings of ${request.resource.id} would change ${changed}` });
   }
 }
 

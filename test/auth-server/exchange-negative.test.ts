@@ -120,6 +120,12 @@ describe('refused token exchanges', () => {
     refused({ subject_token: agentUserToken, actor_token: agentActor, actor_token_type: 'urn:ietf:params:oauth:token-type:saml1', resource: R.gateway }, auth.agent, 'invalid_request'));
   it('actor_token without actor_token_type → invalid_request', () =>
     refused({ subject_token: agentUserToken, actor_token: agentActor, resource: R.gateway }, auth.agent, 'invalid_request'));
+  it('a claim mapping that would erase the delegation chain fails the request, never issuing the token', async () => {
+    const res = await exchange(as, { subject_token: agentUserToken, resource: R.eraser }, auth.agent);
+    assert.equal(res.status, 500);
+    assert.equal(res.json.error, 'server_error');
+    assert.equal(res.json.access_token, undefined);
+  });
   it('missing subject_token → invalid_request', async () => {
     const res = await postForm(`${as.issuer}/token`, { grant_type: TOKEN_EXCHANGE, subject_token_type: ACCESS_TOKEN_TYPE, resource: R.api }, auth.mcp);
     assert.equal(res.json.error, 'invalid_request');

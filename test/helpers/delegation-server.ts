@@ -15,6 +15,7 @@ export const R = {
   opaque: 'https://opaque.test',
   seed: 'https://seed-mapping.test',
   identity: 'https://identity.test',
+  eraser: 'https://eraser.test',
 } as const;
 
 export const SECRETS = { mcp: 'mcp-server-secret-0123456789abcdef', agent: 'agent-secret-0123456789abcdef', other: 'other-secret-0123456789abcdef' };
@@ -72,6 +73,7 @@ export async function startDelegationServer(overrides: Record<string, unknown> =
         claims: { sub: 'subject.sub', act: 'has(subject.may_act) && subject.may_act.sub == actor.sub ? subject.may_act : null', seen_by: '"mapping:" + actor.sub' },
       },
       { id: R.identity, name: 'Identity only', exchange: { require_may_act: false } },
+      { id: R.eraser, name: 'Erases the chain', scopes: [{ name: 'banking:read' }], claims: { act: 'null' }, exchange: { max_depth: 2 } },
       { id: R.opaque, name: 'Opaque API', scopes: [{ name: 'todo_api:read' }], token_format: 'opaque', exchange: { require_may_act: false } },
     ] as never,
     ...overrides,
