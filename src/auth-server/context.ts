@@ -45,6 +45,8 @@ export interface ServerContext {
   resources(): Resource[];
   /** Re-reads resource definitions from the store (config ones are written there at start). */
   reloadResources(): Promise<void>;
+  /** Throws, with a message naming the problem, when a definition cannot be used (CEL, protected claims). */
+  checkResource(definition: ResourceConfig): void;
   agreement(id: string): AgreementConfig | undefined;
   authenticationPolicy(name: string | undefined): AuthenticationPolicyConfig | undefined;
   /** Our access tokens already verified, until they expire (revocation is checked on every use). */
@@ -148,13 +150,20 @@ export function createContext(parts: {
     },
     resource: (id) => resources.get(id),
     resources: () => [...resources.values()].filter((r) => r !== own),
+    checkResource: (definition) => void toResource(definition),
     async reloadResources() {
       const records = await parts.store.resources.list();
       const list: ResourceConfig[] = [];
       for (const record of records) {
         const parsed = resourceSchema.safeParse(record.definition);
-        if (parsed.success) list.push(parsed.data);
-        else parts.log.error({ resource: record.id, issue: parsed.error.issues[0]?.message }, 'stored resource is invalid; skipped');
+        try {
+          if (!parsed.success) throw new Error(parsed.error.issues[0]?.message);
+          toResource(parsed.data);
+          list.push(parsed.data);
+        } catch (error) {
+          // One bad stored definition must not take the others (or the server) down with it.
+          parts.log.error({ resource: record.id, issue: (error as Error).message }, 'stored resource is invalid; skipped');
+        }
       }
       install(list);
     },

@@ -248,6 +248,9 @@ describe('delegation flows', () => {
 
     const badCel = await fetch(`${as.issuer}/admin/api/resources`, { method: 'PUT', headers: admin, body: JSON.stringify({ ...resource, claims: { x: '1 +' } }) });
     assert.equal(badCel.status, 400);
+    const protectedClaim = await fetch(`${as.issuer}/admin/api/resources`, { method: 'PUT', headers: admin, body: JSON.stringify({ ...resource, claims: { iss: '"x"' } }) });
+    assert.equal(protectedClaim.status, 400);
+    assert.equal((await fetch(`${as.issuer}/admin/api/resources`, { headers: admin })).status, 200, 'still serving');
     const fromConfig = await fetch(`${as.issuer}/admin/api/resources`, { method: 'PUT', headers: admin, body: JSON.stringify({ id: R.api, name: 'hijack' }) });
     assert.equal(fromConfig.status, 409);
     const unknownKey = await fetch(`${as.issuer}/admin/api/resources`, { method: 'PUT', headers: admin, body: JSON.stringify({ ...resource, scopez: [] }) });

@@ -1,7 +1,6 @@
 import type { Context, Hono } from 'hono';
 import { z } from 'zod';
 import { OAuthError } from '../../core/errors.ts';
-import { compileExpression } from '../../core/cel.ts';
 import { resourceSchema } from '../../config/schema.ts';
 import { constantTimeEqual } from '../../core/encoding.ts';
 import type { ClientRecord } from '../../store/types.ts';
@@ -104,7 +103,7 @@ export function adminEndpoints(app: Hono<AppEnv>, ctx: ServerContext, adminToken
     const existing = (await ctx.store.resources.list()).find((r) => r.id === parsed.data.id);
     if (existing?.source === 'config') throw new OAuthError('invalid_request', 'this resource comes from the configuration file; change it there', { status: 409 });
     try {
-      for (const source of Object.values(parsed.data.claims)) compileExpression(source);
+      ctx.checkResource(parsed.data);
     } catch (error) {
       throw new OAuthError('invalid_request', (error as Error).message);
     }
