@@ -70,6 +70,7 @@ describe('JWT verification: node:crypto fast path and jose agree', () => {
       ['tampered payload', `${good.split('.')[0]}.${Buffer.from(JSON.stringify(claims({ sub: 'admin' }))).toString('base64url')}.${good.split('.')[2]}`, 'invalid_token'],
       ['alg none', `${Buffer.from(JSON.stringify({ alg: 'none', typ: 'at+jwt', kid: (await fast.current()).kid })).toString('base64url')}.${good.split('.')[1]}.`, 'invalid_token'],
       ['garbage', 'a.b.c', 'invalid_token'],
+      ['iat not a number', await raw({ typ: 'at+jwt' }, claims({ iat: 'yesterday' })), 'invalid_token'],
     ];
     for (const [name, token, expected] of cases) {
       assert.equal(await outcome(fast, token), expected, `node:crypto path: ${name}`);

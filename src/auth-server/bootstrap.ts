@@ -25,6 +25,8 @@ function secretFromEnvOrFile(config: AuthServerConfig, envName: string | undefin
   if (envName) {
     const value = process.env[envName];
     if (!value) throw new Error(`${what}: environment variable ${envName} is not set`);
+    // Secrets are stored as a fast hash, which is only safe for high-entropy values.
+    if (value.length < 32) throw new Error(`${what}: the secret in ${envName} is too short (at least 32 characters of random data)`);
     return value;
   }
   const dir = join(config.data_dir, 'secrets');

@@ -108,7 +108,7 @@ function decodeSegment(segment: string): Uint8Array {
   return bytes;
 }
 
-const decoder = new TextDecoder();
+const decoder = new TextDecoder('utf-8', { fatal: true });
 const json = (segment: string) => JSON.parse(decoder.decode(decodeSegment(segment))) as Record<string, unknown>;
 
 /**
@@ -151,5 +151,6 @@ async function verifyWithRuntimeKey(keys: KeySource, token: string, options: Ver
   }
   if (payload.exp !== undefined && (typeof payload.exp !== 'number' || payload.exp <= now - tolerance)) throw invalid('ERR_JWT_EXPIRED');
   if (payload.nbf !== undefined && (typeof payload.nbf !== 'number' || payload.nbf > now + tolerance)) throw invalid('ERR_JWT_CLAIM_VALIDATION_FAILED');
+  if (payload.iat !== undefined && typeof payload.iat !== 'number') throw invalid('ERR_JWT_CLAIM_VALIDATION_FAILED');
   return payload as JWTPayload;
 }

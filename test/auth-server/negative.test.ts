@@ -323,6 +323,16 @@ describe('refused requests', () => {
       assert.equal(retry.status, 401);
       assert.match(retry.html, /Wrong username or password/);
     });
+    it('password guessing is throttled per account, before any password check', async () => {
+      const browser = new FormBrowser(as.issuer);
+      let page = await browser.open(authorizeUrl({}));
+      for (let i = 0; i < 10; i++) page = await browser.submit(page, { username: 'guessme', password: `wrong-${i}` });
+      assert.match(page.html, /Wrong username or password/);
+      page = await browser.submit(page, { username: 'guessme', password: 'wrong-again' });
+      assert.match(page.html, /Too many sign-in attempts/);
+      await as.ctx.audit.flush();
+      assert.ok((await as.store.audit.list({ type: 'login.throttled' })).length >= 1);
+    });
     it('Deny → access_denied back to the client', async () => {
       const back = await new FormBrowser(as.issuer).authorize(authorizeUrl({ scope: 'mcp:write' }), { decision: 'deny' });
       assert.equal(back.searchParams.get('error'), 'access_denied');

@@ -18,7 +18,7 @@ export const R = {
   eraser: 'https://eraser.test',
 } as const;
 
-export const SECRETS = { mcp: 'mcp-server-secret-0123456789abcdef', agent: 'agent-secret-0123456789abcdef', other: 'other-secret-0123456789abcdef' };
+export const SECRETS = { mcp: 'mcp-server-secret-0123456789abcdef0123', agent: 'agent-secret-0123456789abcdef0123456', other: 'other-secret-0123456789abcdef0123456' };
 export const AGENT_REDIRECT = 'http://localhost:3000/callback';
 
 /**

@@ -75,8 +75,6 @@ export async function authenticateClient(ctx: ServerContext, c: Context, params:
     attempt = presented(c, params);
     const client = await ctx.findClient(attempt.clientId);
     if (!client) throw new OAuthError('invalid_client', 'client authentication failed', { reason: 'unknown client_id' });
-    const unusable = unusableReason(client, ctx.now());
-    if (unusable) throw new OAuthError('invalid_client', 'the client is disabled or has expired', { reason: unusable });
     const registered = client.metadata.token_endpoint_auth_method;
     if (registered !== attempt.method) {
       throw new OAuthError('invalid_client', 'client authentication failed', { reason: `used ${attempt.method}, registered ${registered}` });
@@ -88,6 +86,9 @@ export async function authenticateClient(ctx: ServerContext, c: Context, params:
     } else if (attempt.method === 'private_key_jwt') {
       await verifyClientAssertion(ctx, client, attempt.assertion!, endpointUrl);
     }
+    // Only after the credentials check: a wrong secret must not learn that the client is disabled.
+    const unusable = unusableReason(client, ctx.now());
+    if (unusable) throw new OAuthError('invalid_client', 'the client is disabled or has expired', { reason: unusable });
     // First use only: enough for expiring clients never used, without a write per request.
     if (client.source === 'dynamic' && client.lastUsedAt === undefined) {
       await ctx.store.clients.touch(client.clientId, ctx.now());

@@ -17,6 +17,7 @@ import { dummyHash, verifyPassword } from '../passwords.ts';
 import { consentPage } from '../pages/consent.ts';
 import { agreementPage } from '../pages/agreement.ts';
 import { pendingAgreement } from '../agreements.ts';
+import { attemptLimiter } from '../attempt-limiter.ts';
 import { errorPage } from '../pages/layout.ts';
 import { loginPage } from '../pages/login.ts';
 
@@ -25,6 +26,7 @@ import { loginPage } from '../pages/login.ts';
  * the interaction's CSRF token, and the interaction is bound to the browser that began it.
  */
 export function interactionEndpoints(app: Hono<AppEnv>, ctx: ServerContext) {
+  const loginAttempts = attemptLimiter({ attempts: 10, perSeconds: 300 });
   const expired = (c: Context) => errorPage(c, 'invalid_request', 'This sign-in request has expired or belongs to another browser.', 400);
 
   const clientName = async (clientId: string) => (await ctx.findClient(clientId))?.metadata.client_name ?? clientId;
@@ -101,19 +103,21 @@ export function interactionEndpoints(app: Hono<AppEnv>, ctx: ServerContext) {
     if (!ok) return errorPage(c, 'invalid_request', 'The form was not sent by this page (CSRF check failed).', 403);
     const username = typeof form.username === 'string' ? form.username.trim() : '';
     const password = typeof form.password === 'string' ? form.password : '';
+    const again = async (error: string) =>
+      loginPage(c, { action: `/interaction/${interaction.id}/login`, csrf: interaction.csrf, clientName: await clientName(interaction.clientId), error, username });
+    // Guessing is bounded per account (whatever the interaction) before any scrypt work is spent.
+    if (!(await loginAttempts.allow(username.toLowerCase()))) {
+      ctx.audit.record({ at: ctx.now(), type: 'login.throttled', outcome: 'failure', clientId: interaction.clientId, reason: `username=${username}` });
+      return again('Too many sign-in attempts for this account. Wait a few minutes and try again.');
+    }
     const user = username ? await ctx.store.users.findByUsername(username) : undefined;
     // Always run scrypt, so a missing user takes as long as a wrong password.
     const valid = (await verifyPassword(password, user?.passwordHash ?? (await dummyHash()))) && user?.passwordHash !== undefined;
     if (!user || !valid) {
       ctx.audit.record({ at: ctx.now(), type: 'login.failed', outcome: 'failure', clientId: interaction.clientId, reason: `username=${username}` });
-      return loginPage(c, {
-        action: `/interaction/${interaction.id}/login`,
-        csrf: interaction.csrf,
-        clientName: await clientName(interaction.clientId),
-        error: 'Wrong username or password.',
-        username,
-      });
+      return again('Wrong username or password.');
     }
+    await loginAttempts.reset(username.toLowerCase());
     await startSession(ctx, c, user);
     ctx.audit.record({ at: ctx.now(), type: 'login.succeeded', outcome: 'success', clientId: interaction.clientId, sub: user.sub });
     await updateInteraction(ctx, { ...interaction, loggedIn: true });
