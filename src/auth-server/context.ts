@@ -10,6 +10,7 @@ import type { ClientRecord, Store, TtlCache } from '../store/types.ts';
 import type { AuditLog } from './audit.ts';
 import type { KeyManager } from './keys.ts';
 import { createMetadataDocumentResolver, isMetadataDocumentClientId } from './client-id-metadata.ts';
+import { applyRegistrationRules } from './registration.ts';
 
 /** A resource tokens can be issued for. The authorization server itself is one (for /userinfo). */
 export interface Resource {
@@ -144,7 +145,13 @@ export function createContext(parts: {
     url: (path) => `${issuer}${path}`,
     async findClient(clientId) {
       if (isMetadataDocumentClientId(clientId, config.client_id_metadata_documents)) {
-        return metadataDocuments.resolve(clientId);
+        const client = await metadataDocuments.resolve(clientId);
+        try {
+          // A client that describes itself is held to the same rules as one that registers.
+          return { ...client, metadata: applyRegistrationRules(config.registration, client.metadata) };
+        } catch (error) {
+          throw new OAuthError('invalid_client', 'the client metadata document is not acceptable here', { reason: (error as Error).message });
+        }
       }
       return parts.store.clients.find(clientId);
     },

@@ -8,6 +8,7 @@ import { assertValidRedirectUri, isLoopbackHttp } from '../core/redirect-uri.ts'
 import { parseScope, formatScope } from '../core/scopes.ts';
 import { clientMetadataSchema, GRANT_TYPES, type ClientMetadata } from '../core/client-metadata.ts';
 import type { AgentAttributes, ClientRecord } from '../store/types.ts';
+import type { AuthServerConfig } from '../config/schema.ts';
 import { endpointUrls, type ServerContext } from './context.ts';
 import { hashSecret } from './hash.ts';
 
@@ -90,31 +91,37 @@ export function registrationPolicy(ctx: ServerContext) {
     },
 
     /** Applies the scope allowlist and redirect host rules; returns the metadata to store. */
-    apply(metadata: ClientMetadata): ClientMetadata {
-      const allowlist = policy.allowed_scopes;
-      let scope = metadata.scope;
-      if (allowlist) {
-        const asked = parseScope(metadata.scope);
-        const refused = asked.filter((s) => !allowlist.includes(s));
-        if (refused.length > 0) throw new OAuthError('invalid_client_metadata', `scope not allowed for registered clients: ${refused.join(' ')}`);
-        if (asked.length === 0) scope = formatScope(allowlist);
-      }
-      const hosts = policy.redirect_uri_hosts;
-      if (hosts) {
-        for (const uri of metadata.redirect_uris) {
-          const url = new URL(uri);
-          const web = url.protocol === 'https:' || url.protocol === 'http:';
-          if (web && !isLoopbackHttp(url) && !hosts.includes(url.hostname)) {
-            throw new OAuthError('invalid_redirect_uri', `redirect_uri host ${url.hostname} is not allowed for registered clients`);
-          }
-        }
-      }
-      return { ...metadata, ...(scope ? { scope } : {}) };
-    },
+    apply: (metadata: ClientMetadata) => applyRegistrationRules(policy, metadata),
   };
 }
 
 export type RegistrationPolicy = ReturnType<typeof registrationPolicy>;
+
+/**
+ * The scope allowlist and redirect host rules, for every client that registers itself — through
+ * /register, /aiagent/register, or a client ID metadata document.
+ */
+export function applyRegistrationRules(policy: AuthServerConfig['registration'], metadata: ClientMetadata): ClientMetadata {
+  const allowlist = policy.allowed_scopes;
+  let scope = metadata.scope;
+  if (allowlist) {
+    const asked = parseScope(metadata.scope);
+    const refused = asked.filter((s) => !allowlist.includes(s));
+    if (refused.length > 0) throw new OAuthError('invalid_client_metadata', `scope not allowed for registered clients: ${refused.join(' ')}`);
+    if (asked.length === 0) scope = formatScope(allowlist);
+  }
+  const hosts = policy.redirect_uri_hosts;
+  if (hosts) {
+    for (const uri of metadata.redirect_uris) {
+      const url = new URL(uri);
+      const web = url.protocol === 'https:' || url.protocol === 'http:';
+      if (web && !isLoopbackHttp(url) && !hosts.includes(url.hostname)) {
+        throw new OAuthError('invalid_redirect_uri', `redirect_uri host ${url.hostname} is not allowed for registered clients`);
+      }
+    }
+  }
+  return { ...metadata, ...(scope ? { scope } : {}) };
+}
 
 export const needsSecret = (m: ClientMetadata) => m.token_endpoint_auth_method === 'client_secret_basic' || m.token_endpoint_auth_method === 'client_secret_post';
 

@@ -113,6 +113,26 @@ describe('client ID metadata documents', () => {
   it('gives up after the time limit', async () => assert.equal(await refusal('/slow.json'), 'invalid_client'));
   it('refuses a missing document', async () => assert.equal(await refusal('/missing.json'), 'invalid_client'));
 
+  it('holds a metadata-document client to the registration policy (scope allowlist)', async () => {
+    const strictScopes = await startTestAuthServer({ client_id_metadata_documents: { allow_loopback: true }, registration: { allowed_scopes: ['mcp:read'] } });
+    try {
+      const url = `${strictScopes.issuer}/authorize?${new URLSearchParams({
+        response_type: 'code',
+        client_id: `${base}/nostore.json`,
+        redirect_uri: REDIRECT,
+        code_challenge: pkcePair().challenge,
+        code_challenge_method: 'S256',
+        resource: strictScopes.resource,
+        scope: 'mcp:write',
+        state: 's',
+      })}`;
+      const res = await fetch(url, { redirect: 'manual' });
+      assert.equal(new URL(res.headers.get('location')!).searchParams.get('error'), 'invalid_scope');
+    } finally {
+      await strictScopes.close();
+    }
+  });
+
   describe('without the development loopback allowance', () => {
     let strict: TestAuthServer;
     before(async () => {
