@@ -136,6 +136,10 @@ export const authServerConfigSchema = z.strictObject({
     .strictObject({
       enabled: z.boolean().default(true).describe('Open dynamic client registration (RFC 7591) and agent registration (/aiagent/register).'),
       allowed_scopes: z.array(z.string()).optional().describe('Scopes a registered client may ask for; any scope of a resource when omitted.'),
+      client_credentials: z
+        .boolean()
+        .default(false)
+        .describe('Whether clients registered through /register may use client_credentials (tokens for themselves, without a user). Agents registered through /aiagent/register always may.'),
       redirect_uri_hosts: z.array(z.string()).optional().describe('Hosts allowed in registered redirect URIs besides loopback; any host when omitted.'),
       rate_limit_per_minute: z.number().int().min(1).default(30).describe('Registrations per minute from one address.'),
       max_clients: z.number().int().min(1).default(10_000).describe('Cap on dynamically registered clients and agents.'),

@@ -276,6 +276,15 @@ describe('refused requests', () => {
       assert.equal(await refused({ redirect_uris: ['https://app.example/cb'], grant_types: ['implicit'] }), 'invalid_client_metadata'));
     it('a public client with client_credentials → invalid_client_metadata', async () =>
       assert.equal(await refused({ grant_types: ['client_credentials'], token_endpoint_auth_method: 'none' }), 'invalid_client_metadata'));
+    it('client_credentials through /register when the policy does not allow it → invalid_client_metadata', async () => {
+      const closed = await startTestAuthServer({ registration: { client_credentials: false } });
+      try {
+        const res = await fetch(`${closed.issuer}/register`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ grant_types: ['client_credentials'] }) });
+        assert.equal(((await res.json()) as { error: string }).error, 'invalid_client_metadata');
+      } finally {
+        await closed.close();
+      }
+    });
     it('not JSON → invalid_client_metadata', async () => {
       const res = await fetch(`${as.issuer}/register`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: 'nope' });
       assert.equal(((await res.json()) as { error: string }).error, 'invalid_client_metadata');

@@ -54,6 +54,8 @@ export async function startTestAuthServer(overrides: Partial<AuthServerConfigInp
       { id: 'https://api.example.test', name: 'Test API', scopes: [{ name: 'api:read' }] },
     ],
     ...overrides,
+    // Most tests register machine clients; the default (off) is tested on its own.
+    registration: { client_credentials: true, ...overrides.registration },
   });
   const handle = await startAuthServer(config, { log: pino({ level: process.env.TEST_LOG_LEVEL ?? 'silent' }) });
   return {

@@ -20,6 +20,9 @@ export function registerEndpoints(app: Hono<AppEnv>, ctx: ServerContext) {
   app.post('/register', async (c) => {
     await policy.admit(c);
     const metadata = policy.apply(await readClientMetadata(ctx, c));
+    if (metadata.grant_types.includes('client_credentials') && !ctx.config.registration.client_credentials) {
+      throw new OAuthError('invalid_client_metadata', 'self-registered clients may not use client_credentials here; register an agent at /aiagent/register');
+    }
     return createRegistration(ctx, c, policy, metadata, { idPrefix: 'mc_' });
   });
 
