@@ -68,12 +68,17 @@ let body: string | undefined;
 if (process.env.BENCH_SCENARIO === 'exchange') {
   const { issueAccessToken }: typeof import('../src/auth-server/tokens.ts') = await load('src/auth-server/tokens.ts');
   const client = (await handle.ctx.findClient(BENCH_CLIENT_ID))!;
+  // A real user grant, so each exchanged token is recorded under it (revocable), as in production.
+  const now = Math.floor(Date.now() / 1000);
+  const grant = { id: 'bench-grant', sub: 'bench-user', clientId: BENCH_CLIENT_ID, resource: BENCH_UPSTREAM_RESOURCE, scope: BENCH_SCOPE, authTime: now, createdAt: now, expiresAt: now + 86_400 };
+  await handle.store.grants.createGrant(grant);
   const { token } = await issueAccessToken(handle.ctx, {
     sub: 'bench-user',
     client,
     resource: handle.ctx.resource(BENCH_UPSTREAM_RESOURCE)!,
     scopes: [BENCH_SCOPE],
     grantType: 'authorization_code',
+    grant,
   });
   body = new URLSearchParams({
     grant_type: 'urn:ietf:params:oauth:grant-type:token-exchange',
