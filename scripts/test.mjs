@@ -31,7 +31,8 @@ if (only.length === 0) {
 const files = only.length ? only : [...findTests('test'), ...findTests('src')];
 const skipLog = join(mkdtempSync(join(tmpdir(), 'mandate-test-')), 'skipped.txt');
 console.log(`\n> ${files.length} test files`);
-const status = run(process.execPath, ['--import', 'tsx', '--test', '--test-concurrency=2', ...files], {
+// A test that hangs fails after two minutes instead of holding the run.
+const status = run(process.execPath, ['--import', 'tsx', '--test', '--test-concurrency=2', '--test-timeout=120000', ...files], {
   ...process.env,
   MANDATE_SKIP_LOG: skipLog,
 });

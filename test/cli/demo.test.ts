@@ -13,12 +13,15 @@ import { skipUnless } from '../helpers/services.ts';
 
 const BIN = new URL('../../bin/mandate.js', import.meta.url).pathname;
 
+/** Free on both loopback families: `localhost` may reach either, and a stale server on one would answer. */
 async function portFree(port: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const server = createServer();
-    server.once('error', () => resolve(false));
-    server.listen(port, 'localhost', () => server.close(() => resolve(true)));
-  });
+  const free = (host: string) =>
+    new Promise<boolean>((resolve) => {
+      const server = createServer();
+      server.once('error', (error: NodeJS.ErrnoException) => resolve(error.code === 'EADDRNOTAVAIL' || error.code === 'EAFNOSUPPORT'));
+      server.listen(port, host, () => server.close(() => resolve(true)));
+    });
+  return (await free('127.0.0.1')) && (await free('::1'));
 }
 
 function run(args: string[], cwd: string) {
@@ -64,9 +67,11 @@ async function demoDelegation(cwd: string) {
 describe('the mandate command', () => {
   it('`mandate demo` starts the authorization server on :9000, prints a guide, and stops cleanly on Ctrl-C', demoPort, async () => {
     const cwd = mkdtempSync(join(tmpdir(), 'mandate-demo-'));
+    const demo = run(['demo'], cwd);
     try {
-      const demo = run(['demo'], cwd);
       for (let i = 0; i < 100 && !demo.out().includes('Press Ctrl-C'); i++) await new Promise((r) => setTimeout(r, 100));
+      assert.match(demo.out(), /Press Ctrl-C/, `the demo did not start: ${demo.err()}`);
+      assert.equal(demo.child.exitCode, null, 'the demo is still running');
       assert.match(demo.out(), /http:\/\/localhost:9000/);
       assert.match(demo.out(), /demo \/ demo/);
       const metadata = (await (await fetch('http://localhost:9000/.well-known/oauth-authorization-server')).json()) as Record<string, unknown>;
@@ -87,6 +92,8 @@ describe('the mandate command', () => {
       assert.equal(await demo.exited, 0);
       assert.match(demo.out(), /stopping/);
     } finally {
+      // Never leave the demo running: a failed assertion must not hold the port or hang the run.
+      if (demo.child.exitCode === null) demo.child.kill('SIGKILL');
       rmSync(cwd, { recursive: true, force: true });
     }
   });
