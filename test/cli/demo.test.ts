@@ -40,7 +40,7 @@ const demoPort = skipUnless(await portFree(9000), 'demo test: port 9000 is in us
 async function demoDelegation(cwd: string) {
   const issuer = 'http://localhost:9000';
   const secret = (name: string) => readFileSync(join(cwd, '.mandate', 'secrets', `${name}.secret`), 'utf8').trim();
-  const client = await registerClient(issuer, { client_name: 'demo test', redirect_uris: ['http://127.0.0.1:3999/callback'], token_endpoint_auth_method: 'none' });
+  const client = await registerClient(issuer, { client_name: 'demo test', software_id: crypto.randomUUID(), redirect_uris: ['http://127.0.0.1:3999/callback'], token_endpoint_auth_method: 'none' });
   const user = await userToken({ issuer } as never, { clientId: client.client_id, redirectUri: 'http://127.0.0.1:3999/callback', resource: 'http://localhost:8787/mcp', scope: 'todo_api:read todo_api:write' });
   assert.deepEqual(decodeJwt(user.token.access_token).may_act, { sub: 'todo-mcp' });
   const api = await exchange({ issuer } as never, { subject_token: user.token.access_token, resource: 'http://localhost:8001', scope: 'todo_api:read' }, { authorization: basic('todo-mcp', secret('todo-mcp')) });
