@@ -6,7 +6,8 @@ import { compileExpression, type CompiledExpression } from '../core/cel.ts';
 import { VerifiedTokenCache } from '../core/verified-cache.ts';
 import type { AccessTokenClaims } from '../core/jwt.ts';
 import { resourceSchema, type AgreementConfig, type AuthServerConfig, type AuthenticationPolicyConfig, type ResourceConfig } from '../config/schema.ts';
-import type { ClientRecord, Store, TtlCache } from '../store/types.ts';
+import type { AccessTokenRecord, ClientRecord, Store, TtlCache } from '../store/types.ts';
+import type { BatchWriter } from './batch-writer.ts';
 import type { AuditLog } from './audit.ts';
 import type { KeyManager } from './keys.ts';
 import { createMetadataDocumentResolver, isMetadataDocumentClientId } from './client-id-metadata.ts';
@@ -50,6 +51,11 @@ export interface ServerContext {
   checkResource(definition: ResourceConfig): void;
   agreement(id: string): AgreementConfig | undefined;
   authenticationPolicy(name: string | undefined): AuthenticationPolicyConfig | undefined;
+  /**
+   * Records of exchanged JWTs under their user grant, written in batches: revocations flush it
+   * first (see `server.ts`), so only another instance can miss a record younger than 100 ms.
+   */
+  trackedTokens: BatchWriter<AccessTokenRecord>;
   /** Our access tokens already verified, until they expire (revocation is checked on every use). */
   verifiedTokens: VerifiedTokenCache<AccessTokenClaims>;
   /** Whether a client (an agent, usually) is disabled: it may not act, and its tokens stop working. */
@@ -83,6 +89,7 @@ export function createContext(parts: {
   cache: TtlCache;
   keys: KeyManager;
   audit: AuditLog;
+  trackedTokens: BatchWriter<AccessTokenRecord>;
   log: Logger;
   now?: () => number;
 }): ServerContext {

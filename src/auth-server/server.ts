@@ -8,6 +8,8 @@ import { memoryCache } from '../store/memory-cache.ts';
 import { cachedClientStore } from '../store/cached-clients.ts';
 import { createAuthServerApp } from './app.ts';
 import { AuditLog } from './audit.ts';
+import { BatchWriter } from './batch-writer.ts';
+import type { AccessTokenRecord } from '../store/types.ts';
 import { adminTokenFor, seedFromConfig } from './bootstrap.ts';
 import { createContext, type ServerContext } from './context.ts';
 import { KeyManager } from './keys.ts';
@@ -42,7 +44,21 @@ export async function startAuthServer(config: AuthServerConfig, options: { log?:
   await keys.init();
   const cache = memoryCache();
   const audit = new AuditLog(store.audit, log);
-  const ctx = createContext({ config, store, cache, keys, audit, log, now });
+  const trackedTokens = new BatchWriter<AccessTokenRecord>((records) => store.grants.recordAccessTokens(records), log, { name: 'token records' });
+  // Revocations see every token issued before them on this instance: pending records go first.
+  const grants = store.grants;
+  store.grants = {
+    ...grants,
+    revokeGrant: async (id, at) => {
+      await trackedTokens.flush();
+      await grants.revokeGrant(id, at);
+    },
+    revokeByClient: async (clientId, at) => {
+      await trackedTokens.flush();
+      await grants.revokeByClient(clientId, at);
+    },
+  };
+  const ctx = createContext({ config, store, cache, keys, audit, trackedTokens, log, now });
   await ctx.reloadResources();
   const app = createAuthServerApp(ctx, { adminToken: adminTokenFor(config) });
   const sweep = async () => {
@@ -74,6 +90,7 @@ export async function startAuthServer(config: AuthServerConfig, options: { log?:
         server.close(() => r());
         (server as { closeAllConnections?: () => void }).closeAllConnections?.();
       });
+      await trackedTokens.close();
       await audit.close();
       cache.close();
       await store.close();

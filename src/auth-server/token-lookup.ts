@@ -38,7 +38,12 @@ async function activeJwt(ctx: ServerContext, token: string): Promise<{ claims: A
     ctx.verifiedTokens.set(token, claims);
   }
   // Revocation is never cached: checked on every use.
-  const tracked = await ctx.store.grants.findAccessToken(claims.jti);
+  let tracked = await ctx.store.grants.findAccessToken(claims.jti);
+  if (!tracked && claims.act !== undefined) {
+    // An exchanged token may still be in this instance's batch of records: write it, then look.
+    await ctx.trackedTokens.flush();
+    tracked = await ctx.store.grants.findAccessToken(claims.jti);
+  }
   return tracked?.revokedAt ? undefined : { claims, grantId: tracked?.grantId };
 }
 

@@ -71,7 +71,9 @@ export async function issueAccessToken(ctx: ServerContext, request: AccessTokenR
     return { token, claims, expiresIn };
   }
   const token = await signJwt(ctx.keys, claims, ACCESS_TOKEN_TYP);
-  if (grantId) await ctx.store.grants.recordAccessToken({ jti: claims.jti, grantId, clientId: client.clientId, expiresAt: exp });
+  if (request.grant) await ctx.store.grants.recordAccessToken({ jti: claims.jti, grantId: request.grant.id, clientId: client.clientId, expiresAt: exp });
+  // Exchanged tokens are the high-rate path: their records are batched.
+  else if (grantId) ctx.trackedTokens.add({ jti: claims.jti, grantId, clientId: client.clientId, expiresAt: exp });
   return { token, claims, expiresIn };
 }
 

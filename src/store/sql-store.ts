@@ -294,6 +294,24 @@ function grantStore(db: Db): GrantStore {
         })
         .execute();
     },
+    async recordAccessTokens(tokens) {
+      if (tokens.length === 0) return;
+      await db
+        .insertInto('access_tokens')
+        .values(
+          tokens.map((token) => ({
+            jti: token.jti,
+            grant_id: token.grantId ?? null,
+            client_id: token.clientId,
+            expires_at: token.expiresAt,
+            revoked_at: token.revokedAt ?? null,
+            token_hash: token.tokenHash ?? null,
+            claims: token.claims ? JSON.stringify(token.claims) : null,
+          })),
+        )
+        .onConflict((oc) => oc.column('jti').doNothing())
+        .execute();
+    },
     async findAccessToken(jti) {
       const row = await db.selectFrom('access_tokens').selectAll().where('jti', '=', jti).executeTakeFirst();
       return row && accessTokenFromRow(row);

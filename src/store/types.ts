@@ -144,6 +144,8 @@ export interface GrantStore {
 
   /** Records an access token bound to a grant, so that revoking the grant reaches it. */
   recordAccessToken(token: AccessTokenRecord): Promise<void>;
+  /** Records many at once; a `jti` already there (revoked meanwhile) is left as it is. */
+  recordAccessTokens(tokens: AccessTokenRecord[]): Promise<void>;
   findAccessToken(jti: string): Promise<AccessTokenRecord | undefined>;
   /** Revokes one access token by `jti`, recording it if it was not tracked. */
   revokeAccessToken(token: AccessTokenRecord, at: number): Promise<void>;

@@ -161,6 +161,17 @@ describe('delegation flows', () => {
     assert.match(deeper.json.error_description as string, /too long/);
   });
 
+  it("revoking the user's grant reaches every hop of a chain, even one exchanged a moment ago", async () => {
+    const { token } = await userToken(as, { clientId: 'sample-agent', redirectUri: AGENT_REDIRECT, resource: R.agent, scope: 'banking:read', clientAuth: auth.agent });
+    const gateway = await exchange(as, { subject_token: token.access_token, resource: R.gateway }, auth.agent);
+    const api = await exchange(as, { subject_token: gateway.json.access_token as string, resource: R.api, scope: 'banking:read' }, auth.mcp);
+    assert.equal(api.status, 200, api.text);
+    await postForm(`${as.issuer}/revoke`, { token: token.refresh_token! }, auth.agent);
+    const active = async (t: string) => (await postForm(`${as.issuer}/introspect`, { token: t }, auth.mcp)).json.active;
+    assert.equal(await active(gateway.json.access_token as string), false, 'first hop');
+    assert.equal(await active(api.json.access_token as string), false, 'second hop');
+  });
+
   it("seed 001's claim mappings are expressible in CEL: copy sub, turn may_act into act", async () => {
     const { token } = await userToken(as, { clientId: 'sample-agent', redirectUri: AGENT_REDIRECT, resource: R.agent, scope: 'banking:read', clientAuth: auth.agent });
     const res = await exchange(as, { subject_token: token.access_token, resource: R.seed }, auth.agent);
