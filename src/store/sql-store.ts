@@ -281,34 +281,13 @@ function grantStore(db: Db): GrantStore {
       return Number(updated.numUpdatedRows) === 1;
     },
     async recordAccessToken(token: AccessTokenRecord) {
-      await db
-        .insertInto('access_tokens')
-        .values({
-          jti: token.jti,
-          grant_id: token.grantId ?? null,
-          client_id: token.clientId,
-          expires_at: token.expiresAt,
-          revoked_at: token.revokedAt ?? null,
-          token_hash: token.tokenHash ?? null,
-          claims: token.claims ? JSON.stringify(token.claims) : null,
-        })
-        .execute();
+      await db.insertInto('access_tokens').values(accessTokenRow(token)).execute();
     },
     async recordAccessTokens(tokens) {
       if (tokens.length === 0) return;
       await db
         .insertInto('access_tokens')
-        .values(
-          tokens.map((token) => ({
-            jti: token.jti,
-            grant_id: token.grantId ?? null,
-            client_id: token.clientId,
-            expires_at: token.expiresAt,
-            revoked_at: token.revokedAt ?? null,
-            token_hash: token.tokenHash ?? null,
-            claims: token.claims ? JSON.stringify(token.claims) : null,
-          })),
-        )
+        .values(tokens.map(accessTokenRow))
         .onConflict((oc) => oc.column('jti').doNothing())
         .execute();
     },
@@ -344,6 +323,18 @@ function grantStore(db: Db): GrantStore {
         .onConflict((oc) => oc.column('jti').doUpdateSet({ revoked_at: at }))
         .execute();
     },
+  };
+}
+
+function accessTokenRow(token: AccessTokenRecord): Selectable<Tables['access_tokens']> {
+  return {
+    jti: token.jti,
+    grant_id: token.grantId ?? null,
+    client_id: token.clientId,
+    expires_at: token.expiresAt,
+    revoked_at: token.revokedAt ?? null,
+    token_hash: token.tokenHash ?? null,
+    claims: token.claims ? JSON.stringify(token.claims) : null,
   };
 }
 
