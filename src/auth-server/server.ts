@@ -5,6 +5,7 @@ import pino, { type Logger } from 'pino';
 import type { AuthServerConfig } from '../config/schema.ts';
 import { openSqlStore, type SqlStore } from '../store/sql-store.ts';
 import { memoryCache } from '../store/memory-cache.ts';
+import { redisCache } from '../store/redis-cache.ts';
 import { cachedClientStore } from '../store/cached-clients.ts';
 import { createAuthServerApp } from './app.ts';
 import { AuditLog } from './audit.ts';
@@ -42,7 +43,8 @@ export async function startAuthServer(config: AuthServerConfig, options: { log?:
   await seedFromConfig(config, store, now());
   const keys = new KeyManager({ dataDir: config.data_dir, maxTokenTtl: maxTokenTtl(config) });
   await keys.init();
-  const cache = memoryCache();
+  // Short-lived state: shared through Redis when REDIS_URL is set, else in this process.
+  const cache = process.env.REDIS_URL ? redisCache(process.env.REDIS_URL) : memoryCache();
   const audit = new AuditLog(store.audit, log);
   const trackedTokens = new BatchWriter<AccessTokenRecord>((records) => store.grants.recordAccessTokens(records), log, { name: 'token records' });
   // Revocations see every token issued before them on this instance: pending records go first.
@@ -92,7 +94,7 @@ export async function startAuthServer(config: AuthServerConfig, options: { log?:
       });
       await trackedTokens.close();
       await audit.close();
-      cache.close();
+      await cache.close();
       await store.close();
     },
   };

@@ -20,7 +20,8 @@ page in sync). Every file is validated strictly: an unknown key is an error nami
 Secrets never go in these files: they come from the environment (\`*_env\` keys, \`DATABASE_URL\`)
 or are generated on first start under \`data_dir\`.
 
-Environment variables: \`DATABASE_URL\` (use PostgreSQL instead of SQLite), \`LOG_LEVEL\` (pino
+Environment variables: \`DATABASE_URL\` (use PostgreSQL instead of SQLite), \`REDIS_URL\` (keep
+sign-in interactions, sessions and replay caches in Redis, shared by every instance), \`LOG_LEVEL\` (pino
 level, default \`info\`), \`MANDATE_ADMIN_TOKEN\` (the admin API token, the default of
 \`admin.token_env\`; generated into \`<data_dir>/secrets/admin.token\` when unset). \`data_dir\`
 is relative to the working directory.

@@ -1,7 +1,7 @@
 import type { TtlCache } from './types.ts';
 
 /** In-process short-lived state: the embedded default. Entries expire lazily and on a sweep. */
-export function memoryCache(options: { maxEntries?: number } = {}): TtlCache & { close(): void } {
+export function memoryCache(options: { maxEntries?: number } = {}): TtlCache & { close(): Promise<void> } {
   const max = options.maxEntries ?? 100_000;
   const entries = new Map<string, { value: unknown; expiresAt: number }>();
   const now = () => Date.now();
@@ -39,7 +39,7 @@ export function memoryCache(options: { maxEntries?: number } = {}): TtlCache & {
       put(key, value, ttlSeconds);
       return true;
     },
-    close() {
+    async close() {
       clearInterval(sweeper);
     },
   };

@@ -19,4 +19,5 @@ export const redisUrl = process.env.REDIS_URL;
 export const chromiumPath = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
 
 export const needsPostgres = () => skipUnless(Boolean(postgresUrl), 'PostgreSQL tests: DATABASE_URL is not set');
+export const needsRedis = () => skipUnless(Boolean(redisUrl), 'Redis tests: REDIS_URL is not set');
 export const needsChromium = () => skipUnless(existsSync(chromiumPath), `browser tests: ${chromiumPath} is not installed`);
