@@ -1,25 +1,17 @@
 import { mkdtempSync, rmSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pino from 'pino';
+import { freePort } from '../../bench/lib/child.ts';
+
+/** One free loopback port finder for tests and benchmarks. */
+export { freePort };
 import { authServerConfigSchema, type AuthServerConfigInput } from '../../src/config/schema.ts';
 import { startAuthServer, type AuthServerHandle } from '../../src/auth-server/server.ts';
 import { base64url } from '../../src/core/encoding.ts';
 import { createHash, randomBytes } from 'node:crypto';
 
 export const DEMO_PASSWORD_HASH = 'scrypt$32768$8$1$AH4Fok4B9IgpHOepZRMo5g$eO7z_IE0tXjR2uHjrRGNHujPQ_eqiVlTSu041BmXiWE';
-
-export async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address() as { port: number };
-      server.close(() => resolve(port));
-    });
-    server.on('error', reject);
-  });
-}
 
 export interface TestAuthServer extends AuthServerHandle {
   issuer: string;

@@ -33,6 +33,22 @@ const failsWith = (pattern: RegExp) => (error: unknown) => {
   return true;
 };
 
+
+/** A PKCE (S256) authorization URL with fresh state (and nonce), as openid-client builds it. */
+async function authorizationRequest(config: client.Configuration, params: Record<string, string>, options: { nonce?: boolean } = {}) {
+  const verifier = client.randomPKCECodeVerifier();
+  const state = client.randomState();
+  const nonce = options.nonce ? client.randomNonce() : undefined;
+  const url = client.buildAuthorizationUrl(config, {
+    ...params,
+    code_challenge: await client.calculatePKCECodeChallenge(verifier),
+    code_challenge_method: 'S256',
+    state,
+    ...(nonce ? { nonce } : {}),
+  });
+  return { url, verifier, state, nonce: nonce! };
+}
+
 describe('openid-client v6 interoperability', () => {
   let as: TestAuthServer;
   let callback: CallbackServer;
@@ -63,15 +79,10 @@ describe('openid-client v6 interoperability', () => {
     assert.equal(typeof registered.client_secret, 'string', 'a confidential client gets a secret');
     assert.equal(registered.token_endpoint_auth_method, 'client_secret_basic');
 
-    const verifier = client.randomPKCECodeVerifier();
-    const state = client.randomState();
-    const url = client.buildAuthorizationUrl(config, {
+    const { url, verifier, state } = await authorizationRequest(config, {
       redirect_uri: callback.redirectUri,
       scope: 'mcp:read mcp:write',
       resource: as.resource,
-      code_challenge: await client.calculatePKCECodeChallenge(verifier),
-      code_challenge_method: 'S256',
-      state,
     });
     assert.equal(url.origin + url.pathname, `${as.issuer}/authorize`);
     const back = await drive(url);
@@ -148,17 +159,7 @@ describe('openid-client v6 interoperability', () => {
         },
       },
     );
-    const verifier = client.randomPKCECodeVerifier();
-    const nonce = client.randomNonce();
-    const state = client.randomState();
-    const url = client.buildAuthorizationUrl(config, {
-      redirect_uri: callback.redirectUri,
-      scope: 'openid profile email',
-      code_challenge: await client.calculatePKCECodeChallenge(verifier),
-      code_challenge_method: 'S256',
-      nonce,
-      state,
-    });
+    const { url, verifier, state, nonce } = await authorizationRequest(config, { redirect_uri: callback.redirectUri, scope: 'openid profile email' }, { nonce: true });
     const back = await drive(url);
     const tokens = await client.authorizationCodeGrant(config, back, { pkceCodeVerifier: verifier, expectedNonce: nonce, expectedState: state, maxAge: 600 });
     const idToken = tokens.claims();
@@ -212,15 +213,10 @@ describe('openid-client v6 interoperability', () => {
 
   it('an access_denied response is surfaced by openid-client as an authorization error (FormBrowser)', async () => {
     const config = await registerConfidential({ redirect_uris: [callback.redirectUri], grant_types: ['authorization_code'] });
-    const verifier = client.randomPKCECodeVerifier();
-    const state = client.randomState();
-    const url = client.buildAuthorizationUrl(config, {
+    const { url, verifier, state } = await authorizationRequest(config, {
       redirect_uri: callback.redirectUri,
       scope: 'mcp:read',
       resource: as.resource,
-      code_challenge: await client.calculatePKCECodeChallenge(verifier),
-      code_challenge_method: 'S256',
-      state,
     });
     const back = await formBrowser(url, { decision: 'deny' });
     await assert.rejects(client.authorizationCodeGrant(config, back, { pkceCodeVerifier: verifier, expectedState: state }), (error: unknown) => {
