@@ -6,22 +6,33 @@ import { base64url } from './encoding.ts';
 export const ACCESS_TOKEN_TYP = 'at+jwt';
 export const SIGNING_ALG = 'ES256';
 
-export interface SigningKey {
+/** A key that verifies signatures: one of ours, or one from another issuer's JWKS. */
+export interface VerificationKey {
   kid: string;
-  privateKey: CryptoKey;
+  /** The JWS algorithm the key is for (RFC 7518); ES256 when absent. */
+  alg?: string;
   publicKey: CryptoKey;
+  /** A faster verifier for this runtime, if there is one (for ES*, an r || s signature). */
+  verify?: (signingInput: Uint8Array, signature: Uint8Array) => Promise<boolean>;
+}
+
+export interface SigningKey extends VerificationKey {
+  privateKey: CryptoKey;
   publicJwk: JWK;
   /**
    * A faster signer for this runtime, if there is one: the raw ES256 signature (r || s, RFC 7518
    * §3.4) of the JWS signing input. Without it, jose signs through WebCrypto.
    */
   sign?: (signingInput: Uint8Array) => Promise<Uint8Array>;
-  /** A faster verifier for this runtime, if there is one: checks an r || s ES256 signature. */
-  verify?: (signingInput: Uint8Array, signature: Uint8Array) => Promise<boolean>;
+}
+
+/** Where verification keys come from, by `kid`. */
+export interface VerificationKeySource {
+  byKid(kid: string): Promise<VerificationKey | undefined>;
 }
 
 /** Where signing and verification keys come from; the Node key manager implements it over a file. */
-export interface KeySource {
+export interface KeySource extends VerificationKeySource {
   /** The key that signs now. */
   current(): Promise<SigningKey>;
   /** A key that may verify, by `kid` (published, possibly retired or not yet signing). */
@@ -65,11 +76,13 @@ export interface VerifyOptions {
   typ?: string;
   audience?: string;
   clockToleranceSeconds?: number;
+  /** Algorithms accepted (never `none`, never HMAC: keys are public); ES256 when absent. */
+  algorithms?: string[];
 }
 
-/** Verifies a JWT issued by this server. Any failure becomes `invalid_token` with the cause as reason. */
+/** Verifies a JWT against a key source. Any failure becomes `invalid_token` with the cause as reason. */
 export async function verifyJwt<T extends JWTPayload = AccessTokenClaims>(
-  keys: KeySource,
+  keys: VerificationKeySource,
   token: string,
   options: VerifyOptions,
 ): Promise<T> {
@@ -87,7 +100,7 @@ export async function verifyJwt<T extends JWTPayload = AccessTokenClaims>(
         issuer: options.issuer,
         audience: options.audience,
         typ: options.typ,
-        algorithms: [SIGNING_ALG],
+        algorithms: options.algorithms ?? [SIGNING_ALG],
         clockTolerance: options.clockToleranceSeconds ?? 5,
       },
     );
@@ -113,11 +126,11 @@ const json = (segment: string) => JSON.parse(decoder.decode(decodeSegment(segmen
 
 /**
  * Our own tokens, verified by the runtime's verifier (node:crypto: ~3× cheaper than WebCrypto)
- * with the same checks jose makes for them: alg ES256 only, no `crit`, `typ`, signature, `iss`,
+ * with the same checks jose makes for them: the key's own algorithm, if allowed, no `crit`, `typ`, signature, `iss`,
  * `aud`, `exp` and `nbf` with the clock tolerance. Undefined when the key has no such verifier
  * (jose then does it all).
  */
-async function verifyWithRuntimeKey(keys: KeySource, token: string, options: VerifyOptions): Promise<JWTPayload | undefined> {
+async function verifyWithRuntimeKey(keys: VerificationKeySource, token: string, options: VerifyOptions): Promise<JWTPayload | undefined> {
   const parts = token.split('.');
   if (parts.length !== 3 || !/^[A-Za-z0-9_-]+$/.test(parts[0]! + parts[1]! + parts[2]!)) throw invalid('ERR_JWS_INVALID');
   let header: Record<string, unknown>;
@@ -128,7 +141,8 @@ async function verifyWithRuntimeKey(keys: KeySource, token: string, options: Ver
   }
   const key = typeof header.kid === 'string' ? await keys.byKid(header.kid) : undefined;
   if (!key?.verify) return undefined;
-  if (header.alg !== SIGNING_ALG) throw invalid('ERR_JOSE_ALG_NOT_ALLOWED');
+  const algorithms = options.algorithms ?? [SIGNING_ALG];
+  if (typeof header.alg !== 'string' || !algorithms.includes(header.alg) || header.alg !== (key.alg ?? SIGNING_ALG)) throw invalid('ERR_JOSE_ALG_NOT_ALLOWED');
   if (header.crit !== undefined) throw invalid('ERR_JOSE_NOT_SUPPORTED');
   // RFC 7515 §4.1.9: media types compare case-insensitively, "application/" may be omitted.
   const normalizeTyp = (value: string) => value.toLowerCase().replace(/^application\//, '');

@@ -1,4 +1,5 @@
-import type { MiddlewareHandler } from 'hono';
+import type { Context, MiddlewareHandler } from 'hono';
+import { refuse as refuseWith } from './refuse.ts';
 import { JSON_RPC_ERRORS, JsonRpcError, PROTOCOL_STATELESS, PROTOCOL_WITH_SESSIONS, checkStandardHeaders, parseMcpMessage, type McpMessage } from '../mcp-message.ts';
 
 /**
@@ -29,7 +30,73 @@ export interface ValidateVariables {
   mcp: McpRequestContext;
 }
 
-const encoder = new TextEncoder();
+interface NodeIncoming {
+  on(event: string, listener: (...args: never[]) => void): unknown;
+  off(event: string, listener: (...args: never[]) => void): unknown;
+  readableEnded?: boolean;
+}
+
+/**
+ * The body as text, or undefined past `maxBytes` (counted as it arrives, so a chunked body cannot
+ * grow without bound). On Node the request stream is read directly: building a web Request for
+ * it costs more than the rest of the filter.
+ */
+function readBody(c: Context, maxBytes: number): Promise<string | undefined> {
+  const incoming = (c.env as { incoming?: NodeIncoming } | undefined)?.incoming;
+  if (incoming && typeof incoming.on === 'function' && !incoming.readableEnded) {
+    return new Promise((resolve, reject) => {
+      const chunks: Uint8Array[] = [];
+      let size = 0;
+      const done = (value: string | undefined) => {
+        incoming.off('data', onData);
+        incoming.off('end', onEnd);
+        incoming.off('error', onError);
+        resolve(value);
+      };
+      const onData = (chunk: Uint8Array) => {
+        size += chunk.byteLength;
+        if (size > maxBytes) done(undefined);
+        else chunks.push(chunk);
+      };
+      const onEnd = () => done(chunks.length === 1 ? decoder.decode(chunks[0]) : decoder.decode(concat(chunks, size)));
+      const onError = (error: Error) => reject(error);
+      incoming.on('data', onData);
+      incoming.on('end', onEnd);
+      incoming.on('error', onError);
+    });
+  }
+  return readWebBody(c.req.raw.body, maxBytes);
+}
+
+async function readWebBody(stream: ReadableStream<Uint8Array> | null, maxBytes: number): Promise<string | undefined> {
+  if (!stream) return '';
+  const chunks: Uint8Array[] = [];
+  let size = 0;
+  const reader = stream.getReader();
+  for (;;) {
+    const { done, value } = await reader.read();
+    if (done) break;
+    size += value.byteLength;
+    if (size > maxBytes) {
+      await reader.cancel();
+      return undefined;
+    }
+    chunks.push(value);
+  }
+  return decoder.decode(concat(chunks, size));
+}
+
+function concat(chunks: Uint8Array[], size: number): Uint8Array {
+  const all = new Uint8Array(size);
+  let offset = 0;
+  for (const chunk of chunks) {
+    all.set(chunk, offset);
+    offset += chunk.byteLength;
+  }
+  return all;
+}
+
+const decoder = new TextDecoder();
 
 /** Without the header, the Streamable HTTP transport assumes its first revision (2025-03-26). */
 const DEFAULT_PROTOCOL = '2025-03-26';
@@ -43,44 +110,42 @@ export function validateMcp(options: ValidateOptions): MiddlewareHandler<{ Varia
   const versions = new Set(options.protocolVersions ?? [DEFAULT_PROTOCOL, '2025-06-18', PROTOCOL_WITH_SESSIONS, PROTOCOL_STATELESS]);
 
   return async function validateMcpMiddleware(c, next) {
-    const refuse = (status: number, code: number, message: string, id: string | number | null = null) => {
-      const error = new JsonRpcError(code, message, id, status);
-      return c.json(error.toResponseObject(), status as 400);
-    };
+    const refuse = (status: number, code: number, message: string, rejection: string, id: string | number | null = null) =>
+      refuseWith(c, { status, code, message, rejection, id });
     // DNS rebinding and cross-site calls: a browser Origin must be on the list (MCP transport security).
     const origin = c.req.header('origin');
-    if (origin !== undefined && !origins.has(origin)) return refuse(403, JSON_RPC_ERRORS.invalidRequest, 'origin not allowed');
+    if (origin !== undefined && !origins.has(origin)) return refuse(403, JSON_RPC_ERRORS.invalidRequest, 'origin not allowed', 'origin_not_allowed');
 
     const protocolVersion = c.req.header('mcp-protocol-version') ?? DEFAULT_PROTOCOL;
-    if (!versions.has(protocolVersion)) return refuse(400, JSON_RPC_ERRORS.invalidRequest, `unsupported MCP-Protocol-Version ${protocolVersion}`);
+    if (!versions.has(protocolVersion)) return refuse(400, JSON_RPC_ERRORS.invalidRequest, `unsupported MCP-Protocol-Version ${protocolVersion}`, 'protocol_version');
     const sessionId = c.req.header('mcp-session-id');
     const accept = c.req.header('accept') ?? '';
     const method = c.req.method;
 
     if (method === 'GET' || method === 'DELETE') {
       // 2026-07-28 has no sessions: no GET stream, no DELETE.
-      if (protocolVersion >= PROTOCOL_STATELESS) return refuse(405, JSON_RPC_ERRORS.invalidRequest, `${method} is not part of MCP ${protocolVersion}`);
-      if (method === 'GET' && !accept.includes('text/event-stream')) return refuse(406, JSON_RPC_ERRORS.invalidRequest, 'GET must accept text/event-stream');
+      if (protocolVersion >= PROTOCOL_STATELESS) return refuse(405, JSON_RPC_ERRORS.invalidRequest, `${method} is not part of MCP ${protocolVersion}`, 'method_not_allowed');
+      if (method === 'GET' && !accept.includes('text/event-stream')) return refuse(406, JSON_RPC_ERRORS.invalidRequest, 'GET must accept text/event-stream', 'not_acceptable');
       c.set('mcp', { protocolVersion, sessionId });
       return next();
     }
-    if (method !== 'POST') return refuse(405, JSON_RPC_ERRORS.invalidRequest, `${method} is not an MCP method`);
+    if (method !== 'POST') return refuse(405, JSON_RPC_ERRORS.invalidRequest, `${method} is not an MCP method`, 'method_not_allowed');
     if (!accept.includes('application/json') || !accept.includes('text/event-stream')) {
-      return refuse(406, JSON_RPC_ERRORS.invalidRequest, 'Accept must list application/json and text/event-stream');
+      return refuse(406, JSON_RPC_ERRORS.invalidRequest, 'Accept must list application/json and text/event-stream', 'not_acceptable');
     }
     if (!(c.req.header('content-type') ?? '').toLowerCase().startsWith('application/json')) {
-      return refuse(415, JSON_RPC_ERRORS.invalidRequest, 'Content-Type must be application/json');
+      return refuse(415, JSON_RPC_ERRORS.invalidRequest, 'Content-Type must be application/json', 'unsupported_media_type');
     }
-    const declared = Number(c.req.header('content-length'));
-    if (declared > options.maxBodyBytes) return refuse(413, JSON_RPC_ERRORS.invalidRequest, `body larger than ${options.maxBodyBytes} bytes`);
-    const body = await c.req.text();
-    if (encoder.encode(body).length > options.maxBodyBytes) return refuse(413, JSON_RPC_ERRORS.invalidRequest, `body larger than ${options.maxBodyBytes} bytes`);
+    const tooLarge = () => refuse(413, JSON_RPC_ERRORS.invalidRequest, `body larger than ${options.maxBodyBytes} bytes`, 'body_too_large');
+    if (Number(c.req.header('content-length')) > options.maxBodyBytes) return tooLarge();
+    const body = await readBody(c, options.maxBodyBytes);
+    if (body === undefined) return tooLarge();
 
     let json: unknown;
     try {
       json = JSON.parse(body);
     } catch {
-      return refuse(400, JSON_RPC_ERRORS.parseError, 'the body is not JSON');
+      return refuse(400, JSON_RPC_ERRORS.parseError, 'the body is not JSON', 'malformed');
     }
     try {
       const message = parseMcpMessage(json);
@@ -88,7 +153,7 @@ export function validateMcp(options: ValidateOptions): MiddlewareHandler<{ Varia
       c.set('mcp', { message, body, protocolVersion, sessionId });
     } catch (error) {
       if (!(error instanceof JsonRpcError)) throw error;
-      return refuse(error.status, error.code, error.message, error.id);
+      return refuse(error.status, error.code, error.message, error.code === JSON_RPC_ERRORS.headerMismatch ? 'header_mismatch' : 'malformed', error.id);
     }
     return next();
   };

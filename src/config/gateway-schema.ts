@@ -1,0 +1,130 @@
+import { z } from 'zod';
+
+/**
+ * The MCP security gateway's configuration (`mandate serve gateway --config <file>`): a route
+ * table, each route with its own filter settings. Strict like the authorization server's file;
+ * `schema/gateway.schema.json` and docs/configuration.md are generated from it.
+ */
+
+const milliseconds = z.number().int().positive();
+const scopeToken = z.string().regex(/^[\x21\x23-\x5B\x5D-\x7E]+$/, 'a scope token (RFC 6749 §3.3)');
+const origin = z.string().refine((value) => {
+  try {
+    return new URL(value).origin === value;
+  } catch {
+    return false;
+  }
+}, 'an origin: scheme://host[:port], no path');
+
+const listenSchema = (port: number) =>
+  z
+    .strictObject({
+      host: z.string().default('localhost').describe('Interface to bind; use 0.0.0.0 behind a load balancer.'),
+      port: z.number().int().min(0).max(65535).default(port).describe('TCP port; 0 picks a free one.'),
+    })
+    .prefault({});
+
+export const RATE_LIMIT_KEYS = ['route', 'tool', 'client', 'subject', 'actor'] as const;
+
+const rateLimitSchema = z.strictObject({
+  name: z.string().min(1).describe('Shown in metrics and in the audit reason.'),
+  key: z.array(z.enum(RATE_LIMIT_KEYS)).min(1).describe('What the bucket is keyed by: any of route, tool, client, subject, actor (the most recent actor of the act chain).'),
+  limit: z.number().int().positive().describe('Requests allowed per window.'),
+  window_seconds: z.number().int().positive().default(60),
+  methods: z
+    .array(z.string())
+    .optional()
+    .describe('MCP methods counted. Default: every request except protocol traffic (initialize, ping, notifications/*, responses).'),
+  tools: z.array(z.string()).optional().describe('Count only calls of these tools.'),
+});
+
+const toolRuleSchema = z.strictObject({
+  scopes: z.array(scopeToken).default([]).describe('Scopes the token needs to call the tool; missing ones → 403 insufficient_scope naming them.'),
+  allow: z
+    .string()
+    .optional()
+    .describe('CEL expression that must be true to call the tool, over claims, sub, client_id, scopes, act (the actor chain as a list, most recent first), tool, args, method, route.'),
+  reason: z.string().optional().describe('Written to the audit log when `allow` refuses.'),
+});
+
+const tokenSchema = z
+  .strictObject({
+    mode: z.enum(['jwt', 'introspection']).default('jwt').describe('jwt: verified locally against the AS keys (no call per request). introspection: RFC 7662 at the AS, cached.'),
+    issuer: z.url().optional().describe('Expected `iss`; defaults to the first authorization server.'),
+    jwks_uri: z.url().optional().describe('Defaults to the jwks_uri of the issuer metadata (RFC 8414).'),
+    algorithms: z.array(z.enum(['ES256', 'ES384', 'RS256', 'PS256', 'EdDSA'])).default(['ES256', 'RS256', 'PS256', 'EdDSA']),
+    typ: z.string().nullable().default('at+jwt').describe('Required JWT `typ` header (RFC 9068); null accepts any.'),
+    clock_skew_seconds: z.number().int().min(0).max(300).default(5),
+    jwks_refresh_seconds: z.number().int().positive().default(300).describe('Keys are refetched this often, and on an unknown `kid` (at most every 10 s); the cached set keeps serving while the AS is unreachable.'),
+    cache_entries: z.number().int().positive().default(10_000).describe('Verified tokens remembered until they expire.'),
+    introspection: z
+      .strictObject({
+        endpoint: z.url().optional().describe('Defaults to the introspection_endpoint of the issuer metadata.'),
+        client_id: z.string().min(1),
+        client_secret_env: z.string().min(1).describe('Environment variable holding the client secret.'),
+        cache_seconds: z.number().int().min(0).default(30).describe('How long an active answer is reused (never past the token `exp`).'),
+        negative_cache_seconds: z.number().int().min(0).default(5).describe('How long an inactive answer is reused.'),
+      })
+      .optional(),
+  })
+  .prefault({});
+
+const mediationSchema = z.strictObject({
+  token_endpoint: z.url().optional().describe('Defaults to the token_endpoint of the issuer metadata.'),
+  client_id: z.string().min(1).describe("The gateway's own client at the AS: the actor of the exchange."),
+  client_secret_env: z.string().min(1),
+  resource: z.url().describe('The audience of the exchanged token: the upstream.'),
+  scope: z.string().optional().describe('Scope to ask for; defaults to the incoming token scope.'),
+});
+
+export const routeSchema = z.strictObject({
+  path: z.string().regex(/^\/[^?#]*$/, 'a path starting with /').describe('Path prefix the route serves, e.g. /mcp.'),
+  upstream: z.url().describe('The MCP server the route fronts.'),
+  rewrite: z.string().regex(/^\/[^?#]*$/).optional().describe('Replaces the path prefix before forwarding (seed 001: /mcp → /). Default: the upstream URL path + the rest of the request path.'),
+  resource: z.url().describe('The protected resource identifier (RFC 9728): the `aud` tokens must carry.'),
+  resource_name: z.string().optional(),
+  authorization_servers: z.array(z.url()).min(1),
+  scopes: z.array(scopeToken).default([]).describe('Scopes every request on the route needs.'),
+  token: tokenSchema,
+  tools: z.record(z.string(), toolRuleSchema).default({}).describe('Per-tool rules, by tool name.'),
+  unlisted_tools: z.enum(['allow', 'deny']).default('allow').describe('Whether tools without a rule may be called (and listed).'),
+  rules: z
+    .array(z.strictObject({ allow: z.string(), reason: z.string().optional() }))
+    .default([])
+    .describe('CEL rules every request must pass (claim → path rules, seed 004); also sees path and http_method.'),
+  rate_limits: z.array(rateLimitSchema).default([]),
+  allowed_origins: z.array(origin).default([]).describe('Browser origins allowed to call; a request with any other Origin gets 403.'),
+  max_body_bytes: z.number().int().positive().default(1_048_576),
+  protocol_versions: z.array(z.string()).optional().describe('MCP-Protocol-Version values accepted; default 2025-03-26, 2025-06-18, 2025-11-25 and 2026-07-28.'),
+  mediation: mediationSchema.optional().describe("Exchange the caller's token (RFC 8693, the gateway as actor) for one audienced to the upstream. Without it the upstream gets no Authorization header."),
+  timeouts: z
+    .strictObject({
+      connect_ms: milliseconds.default(5_000),
+      response_ms: milliseconds.default(30_000).describe('Until the upstream answers with headers (504 after).'),
+      idle_ms: milliseconds.default(300_000).describe('Longest silence in a streamed (SSE) response.'),
+    })
+    .prefault({}),
+});
+
+export const gatewayConfigSchema = z.strictObject({
+  listen: listenSchema(8080),
+  admin: z
+    .strictObject({ listen: listenSchema(9464).describe('Serves /metrics (Prometheus) and /healthz; keep it private.') })
+    .prefault({}),
+  audit: z
+    .strictObject({
+      file: z.string().nullable().default('.mandate/gateway-audit.jsonl').describe('JSONL audit file; null for none.'),
+      max_bytes: z.number().int().positive().default(50 * 1024 * 1024).describe('Rotate the file at this size.'),
+      keep: z.number().int().min(1).default(5).describe('Rotated files kept (.1 is the newest).'),
+      stdout: z.boolean().default(false).describe('Also write each event to stdout.'),
+      buffer_events: z.number().int().positive().default(10_000).describe('Events buffered before requests wait for the writer (backpressure).'),
+    })
+    .prefault({}),
+  routes: z.array(routeSchema).min(1),
+});
+
+export type GatewayConfig = z.output<typeof gatewayConfigSchema>;
+export type GatewayConfigInput = z.input<typeof gatewayConfigSchema>;
+export type RouteConfig = z.output<typeof routeSchema>;
+export type RateLimitConfig = z.output<typeof rateLimitSchema>;
+export type ToolRuleConfig = z.output<typeof toolRuleSchema>;

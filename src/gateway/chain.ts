@@ -1,0 +1,76 @@
+import { Hono, type Handler, type MiddlewareHandler } from 'hono';
+import { auditRequests, type GatewayObserver } from './filters/audit.ts';
+import { authorizeTools } from './filters/authorize.ts';
+import { corsForOrigins } from './filters/cors.ts';
+import { mediate } from './filters/mediate.ts';
+import { protect } from './filters/protect.ts';
+import { proxy, type Forwarder } from './filters/proxy.ts';
+import { GATEWAY_ERRORS } from './filters/refuse.ts';
+import { throttle } from './filters/throttle.ts';
+import { validateMcp } from './filters/validate.ts';
+import type { CompiledRoute } from './route.ts';
+import type { GatewayEnv } from './types.ts';
+
+export interface ChainDependencies {
+  observer: GatewayObserver;
+  forwarder: Forwarder;
+}
+
+/**
+ * The gateway's filter chain for one route, in order. The order is the design: each filter may
+ * rely on everything above it, and the costly steps come after the cheap refusals.
+ */
+export function routeChain(route: CompiledRoute, deps: ChainDependencies): MiddlewareHandler<GatewayEnv>[] {
+  const config = route.config;
+  return [
+    // 1. Audit: first, so that the one event per MCP message also covers every refusal below;
+    //    it is written when the response has been sent, with the outcome and the latency.
+    auditRequests(route, deps.observer),
+    // 2. CORS: a browser's preflight carries no token and no MCP message, so it is answered before
+    //    validation would refuse it; allowed origins get their headers on every response.
+    corsForOrigins(config.allowed_origins),
+    // 3. Validation: Origin, Accept, size, JSON-RPC and MCP shape, protocol revision, standard
+    //    headers. Cheapest refusals first; nothing below reads an unchecked request.
+    validateMcp({ allowedOrigins: config.allowed_origins, maxBodyBytes: config.max_body_bytes, protocolVersions: config.protocol_versions }) as unknown as MiddlewareHandler<GatewayEnv>,
+    // 4. Protection: the token (signature, iss, aud = this resource, exp/nbf, typ), the route's
+    //    scopes and rules. Every decision below depends on who is calling.
+    protect(route),
+    // 5. Tool authorization: per-tool scopes and CEL over claims, act chain and arguments; needs
+    //    the caller (4) and the parsed call (3). Filters tools/list answers.
+    authorizeTools(route),
+    // 6. Throttling: after authorization, so refused calls spend no budget and buckets can be keyed
+    //    by the verified caller, actor and tool rather than by anything a client claims.
+    throttle(route),
+    // 7. Token mediation: a token exchange costs an AS round trip; only calls that will really be
+    //    forwarded pay it. Decides the upstream Authorization (none by default).
+    mediate(route),
+    // 8. Proxy: path rewrite and forwarding, streaming, upstream failures as 502/504.
+    proxy(config, deps.forwarder),
+  ];
+}
+
+/** The gateway as a Hono app: protected resource metadata and each route's chain. */
+export function gatewayApp(routes: CompiledRoute[], deps: ChainDependencies): Hono<GatewayEnv> {
+  const app = new Hono<GatewayEnv>();
+  const metadata = (route: CompiledRoute): Handler<GatewayEnv> => (c) =>
+    // RFC 9728 §3.2; public, so any page may read it.
+    c.json(route.metadata, 200, { 'access-control-allow-origin': '*', 'cache-control': 'public, max-age=300' });
+  for (const route of routes) app.get(route.metadataPath, metadata(route));
+  // With one route, clients that look at the root (no path insertion) find it too.
+  if (routes.length === 1 && routes[0]!.metadataPath !== '/.well-known/oauth-protected-resource') {
+    app.get('/.well-known/oauth-protected-resource', metadata(routes[0]!));
+  }
+  for (const route of routes) {
+    const chain = routeChain(route, deps);
+    const prefix = route.config.path.replace(/\/$/, '');
+    app.use(prefix || '/', ...chain);
+    app.use(`${prefix}/*`, ...chain);
+  }
+  app.notFound((c) => c.json({ jsonrpc: '2.0', id: null, error: { code: -32601, message: 'no MCP route at this path' } }, 404));
+  app.onError((error, c) => {
+    // Never a stack trace on the wire; the audit filter has recorded the failure.
+    console.error(error);
+    return c.json({ jsonrpc: '2.0', id: null, error: { code: GATEWAY_ERRORS.unavailable, message: 'internal error' } }, 500);
+  });
+  return app;
+}

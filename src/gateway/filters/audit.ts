@@ -1,0 +1,71 @@
+import type { MiddlewareHandler } from 'hono';
+import type { CompiledRoute } from '../route.ts';
+import type { GatewayAuditEvent, GatewayEnv } from '../types.ts';
+
+/** Where audit events go: the sink applies backpressure instead of dropping (docs/gateway.md). */
+export interface GatewayObserver {
+  /** Undefined when there is room for another event; else resolves when there is. */
+  ready(): Promise<void> | undefined;
+  record(event: GatewayAuditEvent): void;
+}
+
+/**
+ * The audit filter. It is first in the chain, although DESIGN lists audit after throttling, because
+ * one event per MCP message must also record the requests that validation, protection, tool
+ * authorization and throttling refuse; it stamps the request (request_id, also sent upstream and
+ * back as X-Request-Id), lets the chain run, and writes the event once the response has been
+ * sent in full — so a streamed call is audited with its JSON-RPC outcome and full latency.
+ */
+export function auditRequests(route: CompiledRoute, observer: GatewayObserver): MiddlewareHandler<GatewayEnv> {
+  return async function auditMiddleware(c, next) {
+    const wait = observer.ready();
+    if (wait) await wait;
+    const started = performance.now();
+    const event: GatewayAuditEvent = {
+      time: new Date().toISOString(),
+      request_id: crypto.randomUUID(),
+      route: route.config.path,
+      http_method: c.req.method,
+      decision: 'allow',
+      status: 0,
+      latency_ms: 0,
+    };
+    c.set('audit', event);
+    c.set('finished', undefined);
+    c.set('rewriteResult', undefined);
+    c.set('responseHeaders', { 'x-request-id': event.request_id });
+    const complete = () => {
+      const mcp = c.var.mcp;
+      if (mcp) {
+        event.protocol_version = mcp.protocolVersion;
+        if (mcp.sessionId) event.session = mcp.sessionId;
+        const message = mcp.message;
+        if (message) {
+          event.kind = message.kind;
+          if (message.method) event.method = message.method;
+          if (message.id !== undefined) event.jsonrpc_id = message.id;
+          if (message.toolName) {
+            event.tool = message.toolName;
+            event.arguments = message.arguments;
+          }
+        }
+      }
+      if (!event.status) event.status = c.res.status;
+      event.latency_ms = Math.round((performance.now() - started) * 1000) / 1000;
+      observer.record(event);
+    };
+    try {
+      await next();
+    } catch (error) {
+      event.decision = 'error';
+      event.rejection = 'internal_error';
+      event.reason = (error as Error).message;
+      event.status = 500;
+      complete();
+      throw error;
+    }
+    const finished = c.var.finished;
+    if (finished) void finished.then(complete);
+    else complete();
+  };
+}

@@ -1,0 +1,97 @@
+import type { Context, MiddlewareHandler } from 'hono';
+import type { CompiledRoute, CompiledTool } from '../route.ts';
+import type { GatewayEnv, Principal } from '../types.ts';
+import { GATEWAY_ERRORS, refuse } from './refuse.ts';
+
+/** `WWW-Authenticate` for 401/403 (RFC 6750 §3, RFC 9728 §5.1): where the metadata is, which scopes help. */
+export function scopeChallenge(route: CompiledRoute, scopes: string[], error?: string): string {
+  let challenge = `Bearer resource_metadata="${route.metadataUrl}"`;
+  if (scopes.length > 0) challenge += `, scope="${[...new Set(scopes)].join(' ')}"`;
+  if (error) challenge += `, error="${error}"`;
+  return challenge;
+}
+
+/**
+ * What CEL rules see: the claims, the caller, the scopes, the delegation chain as a list (most
+ * recent actor first), and the call itself.
+ */
+export function celVariables(c: Context<GatewayEnv>, route: CompiledRoute, principal: Principal, toolName?: string): Record<string, unknown> {
+  const message = c.var.mcp.message;
+  return {
+    claims: principal.claims,
+    sub: principal.sub,
+    client_id: principal.clientId ?? '',
+    scopes: principal.scopes,
+    act: principal.actors.map((actor) => ({ sub: actor.sub, client_id: actor.client_id ?? '' })),
+    method: message?.method ?? '',
+    tool: toolName ?? message?.toolName ?? '',
+    args: message?.arguments ?? {},
+    route: route.config.path,
+    path: c.req.path,
+    http_method: c.req.method,
+  };
+}
+
+type ToolDecision = { allowed: true } | { allowed: false; missingScopes?: string[]; reason: string };
+
+/** Whether the caller may call a tool: the tool policy, then its scopes, then its CEL rule. */
+export function decideTool(route: CompiledRoute, tool: CompiledTool | undefined, name: string, principal: Principal, variables: () => Record<string, unknown>, listing = false): ToolDecision {
+  if (!tool) return route.config.unlisted_tools === 'allow' ? { allowed: true } : { allowed: false, reason: `tool ${name} has no rule and unlisted tools are denied` };
+  const missing = tool.scopes.filter((scope) => !principal.scopes.includes(scope));
+  if (missing.length > 0) return { allowed: false, missingScopes: missing, reason: `missing scope ${missing.join(' ')}` };
+  if (tool.allow) {
+    let result: unknown;
+    try {
+      result = tool.allow.evaluate(variables());
+    } catch (error) {
+      // Listing has no arguments: a rule that needs them cannot be judged, so the tool is shown
+      // and the call itself is judged. A call whose rule fails is refused (fail closed).
+      if (listing) return { allowed: true };
+      return { allowed: false, reason: `rule failed: ${(error as { reason?: string }).reason ?? (error as Error).message}` };
+    }
+    if (result !== true) return { allowed: false, reason: tool.reason ?? `rule ${tool.allow.source} gave ${JSON.stringify(result)}` };
+  }
+  return { allowed: true };
+}
+
+/** Removes the tools the caller may not call from a `tools/list` result. */
+export function filterToolList(result: unknown, visible: (name: string) => boolean): unknown {
+  const tools = (result as { tools?: unknown })?.tools;
+  if (!Array.isArray(tools)) return result;
+  return { ...(result as object), tools: tools.filter((tool) => typeof tool?.name === 'string' && visible(tool.name as string)) };
+}
+
+/**
+ * The tool authorization filter: per tool, scopes and CEL rules over the claims, the act chain
+ * and the call. A refused call is answered with an error that says it was refused — never
+ * "unknown tool", which would send an agent looking for a typo — and the reason is audited.
+ * `tools/list` answers are filtered to what the caller may call.
+ */
+export function authorizeTools(route: CompiledRoute): MiddlewareHandler<GatewayEnv> {
+  return async function authorizeToolsMiddleware(c, next) {
+    const message = c.var.mcp.message;
+    const principal = c.var.principal;
+    if (message?.kind === 'request' && message.method === 'tools/call') {
+      const name = message.toolName!;
+      const tool = route.tools.get(name);
+      const decision = decideTool(route, tool, name, principal, () => celVariables(c, route, principal));
+      if (!decision.allowed) {
+        if (decision.missingScopes) {
+          return refuse(c, {
+            status: 403,
+            code: GATEWAY_ERRORS.forbidden,
+            message: `insufficient scope: tool ${name} needs ${decision.missingScopes.join(' ')}`,
+            rejection: 'insufficient_scope',
+            reason: decision.reason,
+            headers: { 'WWW-Authenticate': scopeChallenge(route, [...route.config.scopes, ...tool!.scopes], 'insufficient_scope') },
+          });
+        }
+        return refuse(c, { status: 403, code: GATEWAY_ERRORS.forbidden, message: `the call to tool ${name} was refused by the gateway policy`, rejection: 'tool_denied', reason: decision.reason });
+      }
+    } else if (message?.kind === 'request' && message.method === 'tools/list' && route.filtersToolList) {
+      const visible = (name: string) => decideTool(route, route.tools.get(name), name, principal, () => celVariables(c, route, principal, name), true).allowed;
+      c.set('rewriteResult', (result: unknown) => filterToolList(result, visible));
+    }
+    return next();
+  };
+}

@@ -1,0 +1,97 @@
+import type { MiddlewareHandler } from 'hono';
+import { actorChain } from '../../core/delegation.ts';
+import { isOAuthError } from '../../core/errors.ts';
+import { parseScope } from '../../core/scopes.ts';
+import type { CompiledRoute } from '../route.ts';
+import type { TokenClaims } from '../token-validator.ts';
+import type { GatewayEnv, Principal } from '../types.ts';
+import { celVariables, scopeChallenge } from './authorize.ts';
+import { GATEWAY_ERRORS, refuse } from './refuse.ts';
+
+/** RFC 6750 §2.1 (b64token). Query and form tokens are not accepted: they end up in logs. */
+const BEARER = /^Bearer +([A-Za-z0-9\-._~+/]+=*) *$/i;
+
+function principalOf(token: string, claims: TokenClaims): Principal | undefined {
+  if (typeof claims.sub !== 'string' || claims.sub === '') return undefined;
+  const scopes = Array.isArray(claims.scp) ? (claims.scp as unknown[]).filter((s): s is string => typeof s === 'string') : parseScope(claims.scope);
+  const clientId = typeof claims.client_id === 'string' ? claims.client_id : typeof claims.azp === 'string' ? claims.azp : undefined;
+  return { token, claims, sub: claims.sub, clientId, scopes, actors: actorChain(claims.act) };
+}
+
+/**
+ * The protection filter (RFC 6750, RFC 9728, RFC 9068 §4): a valid token for this route's resource,
+ * the route's scopes, and the route's CEL rules. A 401 points the client at the protected
+ * resource metadata so it can find the authorization server on its own (MCP authorization).
+ */
+export function protect(route: CompiledRoute): MiddlewareHandler<GatewayEnv> {
+  const routeScopes = route.config.scopes;
+  return async function protectMiddleware(c, next) {
+    const toolName = c.var.mcp.message?.toolName;
+    const neededScopes = [...routeScopes, ...(toolName ? (route.tools.get(toolName)?.scopes ?? []) : [])];
+    const unauthorized = (rejection: string, reason: string, error?: string) =>
+      refuse(c, {
+        status: 401,
+        code: GATEWAY_ERRORS.unauthorized,
+        message: error ? 'the access token is invalid or expired' : 'an access token is required',
+        rejection,
+        reason,
+        headers: { 'WWW-Authenticate': scopeChallenge(route, neededScopes, error) },
+      });
+
+    const header = c.req.header('authorization');
+    if (!header) return unauthorized('no_token', 'no Authorization header');
+    const token = BEARER.exec(header)?.[1];
+    if (!token) return unauthorized('invalid_token', 'Authorization is not a Bearer token', 'invalid_request');
+
+    let claims: TokenClaims;
+    try {
+      claims = await route.validator.validate(token);
+    } catch (error) {
+      if (!isOAuthError(error)) throw error;
+      if (error.code === 'temporarily_unavailable') {
+        return refuse(c, { status: 503, code: GATEWAY_ERRORS.unavailable, message: error.message, rejection: 'validation_unavailable', reason: error.reason, decision: 'error', headers: { 'Retry-After': '5' } });
+      }
+      return unauthorized('invalid_token', error.reason ?? error.message, 'invalid_token');
+    }
+    const principal = principalOf(token, claims);
+    if (!principal) return unauthorized('invalid_token', 'the token has no sub', 'invalid_token');
+    c.set('principal', principal);
+    const audit = c.var.audit;
+    audit.sub = principal.sub;
+    audit.client_id = principal.clientId;
+    audit.scope = principal.scopes.join(' ');
+    if (principal.actors.length > 0) audit.act = principal.actors.map((actor) => (actor.client_id ? { sub: actor.sub, client_id: actor.client_id } : { sub: actor.sub }));
+
+    const missing = routeScopes.filter((scope) => !principal.scopes.includes(scope));
+    if (missing.length > 0) {
+      return refuse(c, {
+        status: 403,
+        code: GATEWAY_ERRORS.forbidden,
+        message: `insufficient scope: this route needs ${missing.join(' ')}`,
+        rejection: 'insufficient_scope',
+        headers: { 'WWW-Authenticate': scopeChallenge(route, neededScopes, 'insufficient_scope') },
+      });
+    }
+    if (route.rules.length > 0) {
+      const variables = celVariables(c, route, principal);
+      for (const rule of route.rules) {
+        let allowed: unknown;
+        try {
+          allowed = rule.allow.evaluate(variables);
+        } catch (error) {
+          allowed = (error as { reason?: string }).reason ?? false;
+        }
+        if (allowed !== true) {
+          return refuse(c, {
+            status: 403,
+            code: GATEWAY_ERRORS.forbidden,
+            message: 'refused by the gateway policy',
+            rejection: 'rule_denied',
+            reason: rule.reason ?? `rule ${rule.allow.source} gave ${JSON.stringify(allowed)}`,
+          });
+        }
+      }
+    }
+    return next();
+  };
+}

@@ -1,0 +1,180 @@
+import type { Context, MiddlewareHandler } from 'hono';
+import type { RouteConfig } from '../../config/gateway-schema.ts';
+import { ResponseTap, isEventStream, rewriteResponse } from '../response-tap.ts';
+import type { GatewayEnv } from '../types.ts';
+import { GATEWAY_ERRORS, refuse } from './refuse.ts';
+
+/** RFC 9110 §7.6.1 hop-by-hop fields, and what must not cross the gateway in either direction. */
+const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'proxy-connection', 'proxy-authenticate', 'proxy-authorization', 'te', 'trailer', 'transfer-encoding', 'upgrade', 'host', 'content-length']);
+/** The caller's credentials are for the gateway: never forwarded (no token passthrough). */
+const CREDENTIALS = new Set(['authorization', 'cookie']);
+
+export interface UpstreamTarget {
+  url: URL;
+  method: string;
+  body?: string;
+  /** Request headers for the upstream, already filtered. */
+  headers: Record<string, string>;
+}
+
+export interface ForwardHooks {
+  timeouts: RouteConfig['timeouts'];
+  /** Rewrites the result before it goes back (the response is then buffered, not streamed). */
+  rewrite?: (body: string, contentType: string | undefined) => string;
+  tap: (contentType: string | undefined) => ResponseTap;
+  /** Extra headers for the response to the client (CORS). */
+  responseHeaders: Record<string, string>;
+}
+
+/** Sends a request upstream and the answer back. Node uses undici directly; elsewhere, fetch. */
+export interface Forwarder {
+  forward(c: Context<GatewayEnv>, target: UpstreamTarget, hooks: ForwardHooks): Promise<Response>;
+  close(): Promise<void>;
+}
+
+/** Thrown by forwarders for upstream failures; the status is 502 or 504. */
+export class UpstreamError extends Error {
+  constructor(readonly status: 502 | 504, readonly rejection: 'upstream_unavailable' | 'upstream_timeout', message: string) {
+    super(message);
+  }
+}
+
+const TIMEOUT_CODES = new Set(['UND_ERR_CONNECT_TIMEOUT', 'UND_ERR_HEADERS_TIMEOUT', 'ETIMEDOUT', 'TimeoutError']);
+
+export function upstreamError(error: unknown): UpstreamError {
+  const e = error as { code?: string; name?: string; message?: string; cause?: { code?: string } };
+  const code = e.code ?? e.cause?.code ?? e.name ?? '';
+  return TIMEOUT_CODES.has(code)
+    ? new UpstreamError(504, 'upstream_timeout', `upstream did not answer in time (${code})`)
+    : new UpstreamError(502, 'upstream_unavailable', `upstream unavailable (${code || e.message})`);
+}
+
+/** Headers for the upstream: the caller's, minus hop-by-hop and credentials, plus forwarding info (RFC 7239). */
+export function upstreamHeaders(incoming: Iterable<[string, string | string[] | undefined]>, info: { authorization?: string; host: string; proto: string; peer?: string; requestId?: string }): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const [rawName, value] of incoming) {
+    const name = rawName.toLowerCase();
+    if (value === undefined || HOP_BY_HOP.has(name) || CREDENTIALS.has(name) || name.startsWith('x-forwarded-') || name === 'forwarded') continue;
+    out[name] = Array.isArray(value) ? value.join(', ') : value;
+  }
+  if (info.authorization) out.authorization = info.authorization;
+  out['x-forwarded-host'] = info.host;
+  out['x-forwarded-proto'] = info.proto;
+  if (info.peer) out['x-forwarded-for'] = info.peer;
+  // The audit stamp: the upstream can log the same request id as the gateway's audit event.
+  if (info.requestId) out['x-request-id'] = info.requestId;
+  return out;
+}
+
+/** Response headers for the client: the upstream's minus hop-by-hop; SSE marked unbuffered for proxies in front of us. */
+export function clientHeaders(upstream: Iterable<[string, string | string[] | undefined]>, extra: Record<string, string>): Record<string, string | string[]> {
+  const out: Record<string, string | string[]> = {};
+  for (const [rawName, value] of upstream) {
+    const name = rawName.toLowerCase();
+    if (value === undefined || HOP_BY_HOP.has(name)) continue;
+    out[name] = value;
+  }
+  if (isEventStream(out['content-type'] as string | undefined)) {
+    out['x-accel-buffering'] = 'no';
+    out['cache-control'] ??= 'no-cache';
+  }
+  return Object.assign(out, extra);
+}
+
+/** The upstream URL for a request path: the route prefix replaced by `rewrite`, or appended to the upstream's path. */
+export function upstreamUrl(route: RouteConfig, upstream: URL, path: string, search: string): URL {
+  const rest = path.slice(route.path.replace(/\/$/, '').length);
+  const base = (route.rewrite ?? upstream.pathname).replace(/\/$/, '');
+  const url = new URL(upstream.origin);
+  url.pathname = `${base}${rest}` || '/';
+  url.search = search;
+  return url;
+}
+
+/**
+ * The proxy, last in the chain: forwards the validated body unchanged (or nothing, for GET and
+ * DELETE), streams the answer back, and maps upstream failures to 502/504 with a JSON-RPC body.
+ */
+export function proxy(route: RouteConfig, forwarder: Forwarder): MiddlewareHandler<GatewayEnv> {
+  const upstream = new URL(route.upstream);
+  return async function proxyMiddleware(c) {
+    const mcp = c.var.mcp;
+    const requestUrl = new URL(c.req.url);
+    const target: UpstreamTarget = {
+      url: upstreamUrl(route, upstream, requestUrl.pathname, requestUrl.search),
+      method: c.req.method,
+      body: mcp.body,
+      headers: {},
+    };
+    const rewriteResult = c.var.rewriteResult;
+    const id = mcp.message?.kind === 'request' ? mcp.message.id : undefined;
+    try {
+      return await forwarder.forward(c, target, {
+        timeouts: route.timeouts,
+        rewrite: rewriteResult ? (body, contentType) => rewriteResponse(body, contentType, id, rewriteResult) : undefined,
+        tap: (contentType) => new ResponseTap(contentType, id),
+        responseHeaders: c.var.responseHeaders,
+      });
+    } catch (error) {
+      const failure = error instanceof UpstreamError ? error : upstreamError(error);
+      return refuse(c, { status: failure.status, code: GATEWAY_ERRORS.unavailable, message: failure.message, rejection: failure.rejection, decision: 'error' });
+    }
+  };
+}
+
+function headerEntries(headers: Headers): [string, string][] {
+  const entries: [string, string][] = [];
+  headers.forEach((value, name) => entries.push([name, value]));
+  return entries;
+}
+
+/** The portable forwarder (Cloudflare Workers, Deno, Bun): fetch, with the body streamed through. */
+export function fetchForwarder(fetchImpl: typeof fetch = fetch): Forwarder {
+  return {
+    async forward(c, target, hooks) {
+      const audit = c.var.audit;
+      const headers = upstreamHeaders(headerEntries(c.req.raw.headers), {
+        authorization: c.var.upstreamAuthorization,
+        host: c.req.header('host') ?? '',
+        proto: new URL(c.req.url).protocol.replace(':', ''),
+        requestId: audit.request_id,
+      });
+      const started = performance.now();
+      let response: Response;
+      try {
+        response = await fetchImpl(target.url, { method: target.method, headers, body: target.body, signal: AbortSignal.timeout(hooks.timeouts.response_ms) });
+      } catch (error) {
+        throw upstreamError(error);
+      }
+      audit.upstream_status = response.status;
+      audit.upstream_latency_ms = Math.round((performance.now() - started) * 1000) / 1000;
+      const contentType = response.headers.get('content-type') ?? undefined;
+      const outHeaders = clientHeaders(headerEntries(response.headers), hooks.responseHeaders);
+      if (hooks.rewrite && response.ok) {
+        const body = hooks.rewrite(await response.text(), contentType);
+        const tap = hooks.tap(contentType);
+        tap.push(new TextEncoder().encode(body));
+        Object.assign(audit, tap.finish());
+        return new Response(body, { status: response.status, headers: outHeaders as Record<string, string> });
+      }
+      const tap = hooks.tap(contentType);
+      let finish!: () => void;
+      c.set('finished', new Promise<void>((resolve) => (finish = resolve)));
+      const body = response.body?.pipeThrough(
+        new TransformStream<Uint8Array, Uint8Array>({
+          transform(chunk, controller) {
+            tap.push(chunk);
+            controller.enqueue(chunk);
+          },
+          flush() {
+            Object.assign(audit, tap.finish());
+            finish();
+          },
+        }),
+      );
+      if (!body) finish();
+      return new Response(body ?? null, { status: response.status, headers: outHeaders as Record<string, string> });
+    },
+    close: async () => {},
+  };
+}

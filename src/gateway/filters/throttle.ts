@@ -1,0 +1,77 @@
+import type { MiddlewareHandler } from 'hono';
+import { RateLimiterRes } from 'rate-limiter-flexible';
+import { PROTOCOL_METHODS, type CompiledLimit, type CompiledRoute } from '../route.ts';
+import type { GatewayEnv, Principal } from '../types.ts';
+import type { McpMessage } from '../mcp-message.ts';
+import { GATEWAY_ERRORS, refuse } from './refuse.ts';
+
+function applies(limit: CompiledLimit, message: McpMessage | undefined): boolean {
+  if (!message || message.kind === 'response') return limit.config.methods?.includes('response') ?? false;
+  const method = message.method!;
+  if (limit.config.methods) {
+    if (!limit.config.methods.includes(method)) return false;
+  } else if (message.kind === 'notification' || PROTOCOL_METHODS.has(method)) {
+    return false;
+  }
+  if (limit.config.tools) return message.toolName !== undefined && limit.config.tools.includes(message.toolName);
+  return true;
+}
+
+function bucketKey(limit: CompiledLimit, route: CompiledRoute, principal: Principal, message: McpMessage | undefined): string {
+  return limit.config.key
+    .map((part) => {
+      switch (part) {
+        case 'route':
+          return route.config.path;
+        case 'tool':
+          return message?.toolName ?? message?.method ?? '';
+        case 'client':
+          return principal.clientId ?? '';
+        case 'subject':
+          return principal.sub;
+        case 'actor':
+          return principal.actors[0]?.sub ?? principal.clientId ?? '';
+      }
+    })
+    .map((value) => encodeURIComponent(value))
+    .join('|');
+}
+
+/**
+ * The throttling filter: fixed-window limits (rate-limiter-flexible) keyed by route, tool, client,
+ * subject or actor; global through Redis when REDIS_URL is set. It runs after authorization so a
+ * refused caller cannot spend someone else's budget, and it fails closed: when the limiter's store
+ * is down, requests are refused with 503 rather than let through unlimited.
+ */
+export function throttle(route: CompiledRoute): MiddlewareHandler<GatewayEnv> {
+  return async function throttleMiddleware(c, next) {
+    const message = c.var.mcp.message;
+    for (const limit of route.limits) {
+      if (!applies(limit, message)) continue;
+      try {
+        await limit.limiter.consume(bucketKey(limit, route, c.var.principal, message));
+      } catch (error) {
+        if (error instanceof RateLimiterRes) {
+          return refuse(c, {
+            status: 429,
+            code: GATEWAY_ERRORS.rateLimited,
+            message: `rate limit ${limit.config.name} exceeded`,
+            rejection: 'rate_limited',
+            reason: `limit ${limit.config.name}: ${limit.config.limit} per ${limit.config.window_seconds} s`,
+            headers: { 'Retry-After': String(Math.max(1, Math.ceil(error.msBeforeNext / 1000))) },
+          });
+        }
+        return refuse(c, {
+          status: 503,
+          code: GATEWAY_ERRORS.unavailable,
+          message: 'the rate limiter is unavailable',
+          rejection: 'rate_limiter_unavailable',
+          reason: (error as Error).message,
+          decision: 'error',
+          headers: { 'Retry-After': '1' },
+        });
+      }
+    }
+    return next();
+  };
+}

@@ -1,0 +1,125 @@
+import { createHash } from 'node:crypto';
+import { mkdir, open, rename, stat, type FileHandle } from 'node:fs/promises';
+import { dirname } from 'node:path';
+import type { Logger } from 'pino';
+import type { GatewayAuditEvent } from '../types.ts';
+
+export interface AuditWriterOptions {
+  file: string | null;
+  maxBytes: number;
+  keep: number;
+  stdout: boolean;
+  /** Events held before callers must wait (backpressure). */
+  bufferEvents: number;
+  /** Longest a request waits for room before its event is dropped (and counted). */
+  maxWaitMs?: number;
+  log: Logger;
+  onWritten?: (count: number) => void;
+  onDropped?: (count: number) => void;
+}
+
+/** One JSONL line per event; the arguments are replaced by their SHA-256, never written. */
+export function auditLine(event: GatewayAuditEvent): string {
+  const { arguments: args, ...rest } = event;
+  if (args !== undefined) rest.args_sha256 = createHash('sha256').update(JSON.stringify(args)).digest('hex');
+  return `${JSON.stringify(rest)}\n`;
+}
+
+/**
+ * The audit sink: events are appended to a JSONL file (rotated at `maxBytes`, `keep` old files)
+ * and/or stdout, in batches — one write per batch, not per request. Nothing is dropped silently:
+ * when the buffer is full, requests wait for the writer (backpressure); only an event that has
+ * waited `maxWaitMs` in vain is dropped, and then it is counted and logged.
+ */
+export class AuditWriter {
+  private buffer: string[] = [];
+  private waiters: (() => void)[] = [];
+  private handle: FileHandle | undefined;
+  private size = 0;
+  private writing: Promise<void> | undefined;
+  private scheduled = false;
+  private closed = false;
+
+  constructor(private readonly options: AuditWriterOptions) {}
+
+  async open(): Promise<void> {
+    if (!this.options.file) return;
+    await mkdir(dirname(this.options.file), { recursive: true, mode: 0o700 });
+    this.handle = await open(this.options.file, 'a', 0o600);
+    this.size = (await stat(this.options.file)).size;
+  }
+
+  ready(): Promise<void> | undefined {
+    if (this.buffer.length < this.options.bufferEvents) return undefined;
+    return new Promise<void>((resolve) => {
+      const timer = setTimeout(resolve, this.options.maxWaitMs ?? 5_000);
+      this.waiters.push(() => {
+        clearTimeout(timer);
+        resolve();
+      });
+    });
+  }
+
+  record(event: GatewayAuditEvent): void {
+    if (this.closed || this.buffer.length >= this.options.bufferEvents * 2) {
+      this.options.onDropped?.(1);
+      this.options.log.error({ request_id: event.request_id }, 'audit event dropped: the audit sink is not keeping up');
+      return;
+    }
+    this.buffer.push(auditLine(event));
+    if (!this.scheduled) {
+      this.scheduled = true;
+      setImmediate(() => void this.flush());
+    }
+  }
+
+  /** Writes everything buffered; resolves when it is on disk (well, in the OS). */
+  async flush(): Promise<void> {
+    this.scheduled = false;
+    while (this.writing) await this.writing;
+    if (this.buffer.length === 0) return;
+    const lines = this.buffer;
+    this.buffer = [];
+    const waiters = this.waiters;
+    this.waiters = [];
+    this.writing = this.write(lines.join(''), lines.length).finally(() => {
+      this.writing = undefined;
+      for (const wake of waiters) wake();
+    });
+    await this.writing;
+  }
+
+  private async write(text: string, count: number): Promise<void> {
+    if (this.options.stdout) process.stdout.write(text);
+    if (this.handle) {
+      try {
+        const bytes = Buffer.from(text);
+        if (this.size > 0 && this.size + bytes.byteLength > this.options.maxBytes) await this.rotate();
+        await this.handle.write(bytes);
+        this.size += bytes.byteLength;
+      } catch (error) {
+        this.options.onDropped?.(count);
+        this.options.log.error({ err: error, events: count }, 'audit events could not be written');
+        return;
+      }
+    }
+    this.options.onWritten?.(count);
+  }
+
+  /** file → file.1 → … → file.<keep>; the oldest is overwritten. */
+  private async rotate(): Promise<void> {
+    const file = this.options.file!;
+    await this.handle?.close();
+    for (let i = this.options.keep - 1; i >= 1; i--) await rename(`${file}.${i}`, `${file}.${i + 1}`).catch(() => undefined);
+    await rename(file, `${file}.1`);
+    this.handle = await open(file, 'a', 0o600);
+    this.size = 0;
+  }
+
+  async close(): Promise<void> {
+    await this.flush();
+    this.closed = true;
+    await this.handle?.close();
+    this.handle = undefined;
+  }
+}

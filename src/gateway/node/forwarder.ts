@@ -1,0 +1,143 @@
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { RESPONSE_ALREADY_SENT } from '@hono/node-server/utils/response';
+import { Pool, type Dispatcher } from 'undici';
+import { clientHeaders, upstreamError, upstreamHeaders, type Forwarder } from '../filters/proxy.ts';
+
+interface NodeBindings {
+  incoming: IncomingMessage;
+  outgoing: ServerResponse;
+}
+
+const PENDING_BODY_LIMIT = 8 * 1024 * 1024;
+
+/**
+ * The Node forwarder: undici's dispatcher API straight into Node's response — the cheapest
+ * proxying Node offers (docs/benchmarks.md: web `fetch` and stream pipelines cost several times
+ * more). One keep-alive pool per upstream origin. Chunks are written as they arrive (SSE flows
+ * unbuffered), with backpressure both ways, and a client that goes away aborts the upstream request.
+ */
+export function nodeForwarder(options: { connections?: number } = {}): Forwarder {
+  const pools = new Map<string, Pool>();
+  const poolFor = (origin: string, connectMs: number) => {
+    let pool = pools.get(origin);
+    if (!pool) {
+      pool = new Pool(origin, { connections: options.connections ?? 256, keepAliveTimeout: 30_000, connect: { timeout: connectMs } });
+      pools.set(origin, pool);
+    }
+    return pool;
+  };
+
+  return {
+    async forward(c, target, hooks) {
+      const { incoming, outgoing } = c.env as NodeBindings;
+      const audit = c.var.audit;
+      const headers = upstreamHeaders(Object.entries(incoming.headers), {
+        authorization: c.var.upstreamAuthorization,
+        host: incoming.headers.host ?? '',
+        proto: (incoming.socket as { encrypted?: boolean }).encrypted ? 'https' : 'http',
+        peer: incoming.socket.remoteAddress,
+        requestId: audit.request_id,
+      });
+      const body = target.body === undefined ? undefined : Buffer.from(target.body);
+      if (body) headers['content-length'] = String(body.byteLength);
+      const started = performance.now();
+
+      return new Promise<Response>((resolve, reject) => {
+        let controller: Dispatcher.DispatchController | undefined;
+        let responded = false;
+        let tap: ReturnType<typeof hooks.tap> | undefined;
+        let buffered: Buffer[] | undefined;
+        let bufferedSize = 0;
+        let contentType: string | undefined;
+        let status = 0;
+        let upstreamHeadersSeen: Record<string, string | string[] | undefined> = {};
+        const onClientClose = () => {
+          if (!outgoing.writableFinished) controller?.abort(new Error('the client went away'));
+        };
+        outgoing.once('close', onClientClose);
+        const done = () => {
+          outgoing.off('close', onClientClose);
+          audit.status = status;
+          Object.assign(audit, tap?.finish() ?? {});
+          resolve(RESPONSE_ALREADY_SENT);
+        };
+
+        const handler: Dispatcher.DispatchHandler = {
+          onRequestStart(ctrl) {
+            controller = ctrl;
+          },
+          onResponseStart(_ctrl, statusCode, responseHeaders) {
+            status = statusCode;
+            responded = true;
+            audit.upstream_status = statusCode;
+            audit.upstream_latency_ms = Math.round((performance.now() - started) * 1000) / 1000;
+            contentType = responseHeaders['content-type'] as string | undefined;
+            tap = hooks.tap(contentType);
+            if (hooks.rewrite && statusCode < 300) {
+              buffered = [];
+              upstreamHeadersSeen = responseHeaders;
+              return;
+            }
+            outgoing.writeHead(statusCode, clientHeaders(Object.entries(responseHeaders), hooks.responseHeaders));
+            // Headers go out at once, so an SSE client sees the stream open before the first event.
+            if (contentType?.startsWith('text/event-stream')) outgoing.flushHeaders();
+          },
+          onResponseData(ctrl, chunk) {
+            if (buffered) {
+              bufferedSize += chunk.byteLength;
+              if (bufferedSize > PENDING_BODY_LIMIT) ctrl.abort(new Error('the response to rewrite is too large'));
+              else buffered.push(chunk);
+              return;
+            }
+            tap!.push(chunk);
+            if (!outgoing.write(chunk)) {
+              ctrl.pause();
+              outgoing.once('drain', () => ctrl.resume());
+            }
+          },
+          onResponseEnd() {
+            if (buffered) {
+              const text = hooks.rewrite!(Buffer.concat(buffered).toString('utf8'), contentType);
+              const bytes = Buffer.from(text);
+              tap!.push(bytes);
+              outgoing.writeHead(status, { ...clientHeaders(Object.entries(upstreamHeadersSeen), hooks.responseHeaders), 'content-length': String(bytes.byteLength) });
+              outgoing.end(bytes);
+            } else {
+              outgoing.end();
+            }
+            done();
+          },
+          onResponseError(_ctrl, error) {
+            outgoing.off('close', onClientClose);
+            if (!responded || (buffered && !outgoing.headersSent)) {
+              reject(upstreamError(error));
+              return;
+            }
+            // Mid-stream failure: the status is already sent; cut the stream so the client notices.
+            audit.decision = 'error';
+            audit.rejection = 'upstream_interrupted';
+            audit.reason = error.message;
+            outgoing.destroy(error);
+            done();
+          },
+        };
+        poolFor(target.url.origin, hooks.timeouts.connect_ms).dispatch(
+          {
+            origin: target.url.origin,
+            path: `${target.url.pathname}${target.url.search}`,
+            method: target.method as Dispatcher.HttpMethod,
+            headers,
+            body,
+            headersTimeout: hooks.timeouts.response_ms,
+            bodyTimeout: hooks.timeouts.idle_ms,
+          },
+          handler,
+        );
+      });
+    },
+    async close() {
+      await Promise.all([...pools.values()].map((pool) => pool.close()));
+      pools.clear();
+    },
+  };
+}

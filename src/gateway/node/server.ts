@@ -1,0 +1,156 @@
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { unwatchFile, watchFile } from 'node:fs';
+import { getRequestListener } from '@hono/node-server';
+import { Hono } from 'hono';
+import { Redis } from 'ioredis';
+import pino, { type Logger } from 'pino';
+import { ConfigError, loadYaml, parseConfig } from '../../config/load.ts';
+import { gatewayConfigSchema, type GatewayConfig } from '../../config/gateway-schema.ts';
+import { gatewayApp } from '../chain.ts';
+import type { Forwarder } from '../filters/proxy.ts';
+import { compileRoute, RouteConfigError, type CompiledRoute } from '../route.ts';
+import type { GatewayAuditEvent } from '../types.ts';
+import { AuditWriter } from './audit-writer.ts';
+import { nodeForwarder } from './forwarder.ts';
+import { GatewayMetrics } from './metrics.ts';
+import { nodeVerifier } from './verifier.ts';
+
+export interface GatewayHandle {
+  url: string;
+  adminUrl: string;
+  metrics: GatewayMetrics;
+  audit: AuditWriter;
+  /** Reads the routes file again; false (old routes kept, reason logged) when it is invalid. */
+  reload(): Promise<boolean>;
+  close(): Promise<void>;
+}
+
+export interface StartGatewayOptions {
+  log?: Logger;
+  env?: Record<string, string | undefined>;
+  /** The file the config came from: watched, and its routes reloaded when it changes. */
+  configFile?: string;
+  watchIntervalMs?: number;
+}
+
+function listen(server: Server, host: string, port: number): Promise<string> {
+  return new Promise((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(port, host, () => {
+      server.off('error', reject);
+      const address = server.address() as AddressInfo;
+      resolve(`http://${host.includes(':') ? `[${host}]` : host}:${address.port}`);
+    });
+  });
+}
+
+function closeServer(server: Server): Promise<void> {
+  return new Promise((resolve) => {
+    server.close(() => resolve());
+    server.closeAllConnections();
+  });
+}
+
+/** Starts the gateway: the MCP listener, the admin listener (/metrics, /healthz), and the routes file watch. */
+export async function startGateway(config: GatewayConfig, options: StartGatewayOptions = {}): Promise<GatewayHandle> {
+  const log = options.log ?? pino({ level: process.env.LOG_LEVEL ?? 'info' });
+  const env = options.env ?? process.env;
+  const metrics = new GatewayMetrics();
+  const audit = new AuditWriter({
+    file: config.audit.file,
+    maxBytes: config.audit.max_bytes,
+    keep: config.audit.keep,
+    stdout: config.audit.stdout,
+    bufferEvents: config.audit.buffer_events,
+    log,
+    onWritten: (count) => metrics.auditWritten.inc(count),
+    onDropped: (count) => metrics.auditDropped.inc(count),
+  });
+  await audit.open();
+  const observer = {
+    ready: () => audit.ready(),
+    record(event: GatewayAuditEvent) {
+      metrics.observe(event);
+      audit.record(event);
+    },
+  };
+  // Global rate limits: commands fail at once when Redis is down (no offline queue), and the
+  // throttle filter turns that into 503 — fail closed.
+  const redis = env.REDIS_URL ? new Redis(env.REDIS_URL, { enableOfflineQueue: false, maxRetriesPerRequest: 1, lazyConnect: false }) : undefined;
+  redis?.on('error', (error) => log.warn({ err: error }, 'redis error'));
+  const forwarder: Forwarder = nodeForwarder();
+
+  const build = (next: GatewayConfig): { app: Hono<never>; routes: CompiledRoute[] } => {
+    const paths = new Set<string>();
+    const routes: CompiledRoute[] = [];
+    try {
+      next.routes.forEach((route, index) => {
+        if (paths.has(route.path)) throw new RouteConfigError(`routes[${index}]: path ${route.path} is used twice`);
+        paths.add(route.path);
+        routes.push(compileRoute(route, index, { env, redis, createVerifier: nodeVerifier, onError: (error) => log.warn({ err: error.message }, 'cannot refresh the authorization server keys') }));
+      });
+    } catch (error) {
+      for (const route of routes) route.close();
+      if (error instanceof RouteConfigError) throw new ConfigError(`invalid gateway configuration: ${error.message}`);
+      throw error;
+    }
+    return { app: gatewayApp(routes, { observer, forwarder }) as unknown as Hono<never>, routes };
+  };
+
+  let current = build(config);
+  const server = createServer(getRequestListener((request, bindings) => current.app.fetch(request, bindings)));
+  server.keepAliveTimeout = 65_000;
+  const url = await listen(server, config.listen.host, config.listen.port);
+
+  const admin = new Hono();
+  admin.get('/metrics', async (c) => c.body(await metrics.registry.metrics(), 200, { 'content-type': metrics.registry.contentType }));
+  admin.get('/healthz', (c) => c.json({ status: 'ok', routes: current.routes.map((route) => route.config.path) }));
+  const adminServer = createServer(getRequestListener(admin.fetch));
+  const adminUrl = await listen(adminServer, config.admin.listen.host, config.admin.listen.port);
+
+  const reload = async (): Promise<boolean> => {
+    if (!options.configFile) return false;
+    try {
+      const next = parseConfig(gatewayConfigSchema, await loadYaml(options.configFile), options.configFile);
+      const previous = current;
+      current = build(next);
+      previous.routes.forEach((route) => route.close());
+      metrics.reloads.inc({ result: 'ok' });
+      log.info({ routes: next.routes.map((route) => route.path) }, 'gateway routes reloaded');
+      if (JSON.stringify([next.listen, next.admin, next.audit]) !== JSON.stringify([config.listen, config.admin, config.audit])) {
+        log.warn('listen, admin and audit settings changed in the file; they take effect on restart');
+      }
+      return true;
+    } catch (error) {
+      metrics.reloads.inc({ result: 'refused' });
+      log.error({ reason: (error as Error).message }, 'gateway routes NOT reloaded: the new file is invalid; the previous routes stay in effect');
+      return false;
+    }
+  };
+  if (options.configFile) {
+    watchFile(options.configFile, { interval: options.watchIntervalMs ?? 1_000 }, (now, before) => {
+      if (now.mtimeMs !== before.mtimeMs || now.size !== before.size) void reload();
+    });
+  }
+
+  return {
+    url,
+    adminUrl,
+    metrics,
+    audit,
+    reload,
+    async close() {
+      if (options.configFile) unwatchFile(options.configFile);
+      await Promise.all([closeServer(server), closeServer(adminServer)]);
+      current.routes.forEach((route) => route.close());
+      await forwarder.close();
+      await audit.close();
+      redis?.disconnect();
+    },
+  };
+}
+
+export async function loadGatewayConfig(file: string): Promise<GatewayConfig> {
+  return parseConfig(gatewayConfigSchema, await loadYaml(file), file);
+}

@@ -1,0 +1,153 @@
+import type { JWK } from 'jose';
+import { RateLimiterMemory, RateLimiterRedis, type RateLimiterAbstract } from 'rate-limiter-flexible';
+import { compileExpression, type CompiledExpression } from '../core/cel.ts';
+import type { VerificationKey } from '../core/jwt.ts';
+import type { RateLimitConfig, RouteConfig } from '../config/gateway-schema.ts';
+import { Mediator } from './mediator.ts';
+import { introspectionValidator, issuerMetadata, jwtValidator, type TokenValidator } from './token-validator.ts';
+
+/** Protocol traffic, not counted by rate limits unless a limit names it (issue 4). */
+export const PROTOCOL_METHODS = new Set(['initialize', 'ping']);
+
+export interface CompiledTool {
+  scopes: string[];
+  allow?: CompiledExpression;
+  reason?: string;
+}
+
+export interface CompiledLimit {
+  config: RateLimitConfig;
+  limiter: RateLimiterAbstract;
+}
+
+/** A route with everything it needs at request time prepared once: CEL parsed, keys and limiters ready. */
+export interface CompiledRoute {
+  config: RouteConfig;
+  /** `/.well-known/oauth-protected-resource` + the resource path (RFC 9728 §3.1). */
+  metadataPath: string;
+  metadataUrl: string;
+  metadata: Record<string, unknown>;
+  validator: TokenValidator;
+  tools: Map<string, CompiledTool>;
+  rules: { allow: CompiledExpression; reason?: string }[];
+  limits: CompiledLimit[];
+  /** Whether some tool may be hidden from a caller: `tools/list` answers are then filtered. */
+  filtersToolList: boolean;
+  mediator?: Mediator;
+  close(): void;
+}
+
+export interface CompileOptions {
+  env: Record<string, string | undefined>;
+  /** ioredis client for global rate limits (REDIS_URL); in-memory limits without it. */
+  redis?: unknown;
+  createVerifier?: (jwk: JWK, alg: string) => VerificationKey['verify'];
+  onError?: (error: Error) => void;
+  fetch?: typeof fetch;
+}
+
+export class RouteConfigError extends Error {
+  override name = 'RouteConfigError';
+}
+
+function compile(source: string, where: string): CompiledExpression {
+  try {
+    return compileExpression(source);
+  } catch (error) {
+    throw new RouteConfigError(`${where}: ${(error as Error).message}`);
+  }
+}
+
+function secretFrom(env: CompileOptions['env'], name: string, where: string): string {
+  const value = env[name];
+  if (!value) throw new RouteConfigError(`${where}: environment variable ${name} is not set`);
+  return value;
+}
+
+export function compileRoute(route: RouteConfig, index: number, options: CompileOptions): CompiledRoute {
+  const where = `routes[${index}] (${route.path})`;
+  const resource = new URL(route.resource);
+  const metadataPath = `/.well-known/oauth-protected-resource${resource.pathname === '/' ? '' : resource.pathname.replace(/\/$/, '')}`;
+  const issuer = route.token.issuer ?? route.authorization_servers[0]!;
+  const metadata = issuerMetadata(issuer, options.fetch);
+
+  const tools = new Map<string, CompiledTool>();
+  for (const [name, rule] of Object.entries(route.tools)) {
+    tools.set(name, { scopes: rule.scopes, allow: rule.allow ? compile(rule.allow, `${where} tools.${name}.allow`) : undefined, reason: rule.reason });
+  }
+  const rules = route.rules.map((rule, i) => ({ allow: compile(rule.allow, `${where} rules[${i}]`), reason: rule.reason }));
+
+  let validator: TokenValidator;
+  if (route.token.mode === 'introspection') {
+    const introspection = route.token.introspection;
+    if (!introspection) throw new RouteConfigError(`${where}: token.mode introspection needs token.introspection`);
+    validator = introspectionValidator({
+      issuer,
+      audience: route.resource,
+      endpoint: introspection.endpoint,
+      metadata,
+      clientId: introspection.client_id,
+      clientSecret: secretFrom(options.env, introspection.client_secret_env, where),
+      cacheSeconds: introspection.cache_seconds,
+      negativeCacheSeconds: introspection.negative_cache_seconds,
+      cacheEntries: route.token.cache_entries,
+      fetch: options.fetch,
+    });
+  } else {
+    validator = jwtValidator({
+      issuer,
+      audience: route.resource,
+      jwksUri: route.token.jwks_uri,
+      metadata,
+      algorithms: route.token.algorithms,
+      typ: route.token.typ,
+      clockSkewSeconds: route.token.clock_skew_seconds,
+      refreshSeconds: route.token.jwks_refresh_seconds,
+      cacheEntries: route.token.cache_entries,
+      createVerifier: options.createVerifier,
+      onError: options.onError,
+    });
+  }
+
+  const limits = route.rate_limits.map((limit): CompiledLimit => {
+    const settings = { points: limit.limit, duration: limit.window_seconds, keyPrefix: `mandate:gw:${route.path}:${limit.name}` };
+    return {
+      config: limit,
+      limiter: options.redis ? new RateLimiterRedis({ ...settings, storeClient: options.redis }) : new RateLimiterMemory(settings),
+    };
+  });
+
+  const mediator = route.mediation
+    ? new Mediator({
+        tokenEndpoint: route.mediation.token_endpoint,
+        metadata,
+        clientId: route.mediation.client_id,
+        clientSecret: secretFrom(options.env, route.mediation.client_secret_env, `${where} mediation`),
+        resource: route.mediation.resource,
+        scope: route.mediation.scope,
+        fetch: options.fetch,
+      })
+    : undefined;
+
+  const scopes = new Set([...route.scopes, ...[...tools.values()].flatMap((tool) => tool.scopes)]);
+  return {
+    config: route,
+    metadataPath,
+    metadataUrl: `${resource.origin}${metadataPath}`,
+    // RFC 9728 §2
+    metadata: {
+      resource: route.resource,
+      authorization_servers: route.authorization_servers,
+      scopes_supported: [...scopes],
+      bearer_methods_supported: ['header'],
+      ...(route.resource_name ? { resource_name: route.resource_name } : {}),
+    },
+    validator,
+    tools,
+    rules,
+    limits,
+    filtersToolList: route.unlisted_tools === 'deny' || [...tools.values()].some((tool) => tool.scopes.length > 0 || tool.allow),
+    mediator,
+    close: () => validator.close(),
+  };
+}

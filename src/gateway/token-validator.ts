@@ -1,0 +1,160 @@
+import type { JWK } from 'jose';
+import { OAuthError } from '../core/errors.ts';
+import { verifyJwt, type VerificationKey } from '../core/jwt.ts';
+import { VerifiedTokenCache } from '../core/verified-cache.ts';
+import { RemoteJwks } from './jwks.ts';
+
+/** The claims of a validated access token, whatever the validation mode. */
+export type TokenClaims = Record<string, unknown> & { sub?: string; exp?: number; scope?: string; client_id?: string };
+
+export interface TokenValidator {
+  /** Resolves with the claims, or throws `OAuthError('invalid_token')` with the cause as reason. */
+  validate(token: string): Promise<TokenClaims>;
+  close(): void;
+}
+
+/** RFC 8414 §3: the metadata of an issuer, with the issuer check of §3.3. */
+export async function discoverIssuer(issuer: string, fetchImpl: typeof fetch = fetch): Promise<Record<string, unknown>> {
+  const url = new URL(issuer);
+  // Path insertion: https://as.example/tenant → https://as.example/.well-known/oauth-authorization-server/tenant
+  const path = url.pathname === '/' ? '' : url.pathname.replace(/\/$/, '');
+  for (const wellKnown of ['oauth-authorization-server', 'openid-configuration']) {
+    const response = await fetchImpl(`${url.origin}/.well-known/${wellKnown}${path}`, { signal: AbortSignal.timeout(5_000) }).catch(() => undefined);
+    if (!response?.ok) continue;
+    const metadata = (await response.json()) as Record<string, unknown>;
+    if (metadata.issuer !== issuer) throw new Error(`metadata of ${issuer} names issuer ${String(metadata.issuer)}`);
+    return metadata;
+  }
+  throw new Error(`cannot fetch the metadata of ${issuer}`);
+}
+
+/** Memoizes the metadata of an issuer; a failure is not remembered, so the next use tries again. */
+export function issuerMetadata(issuer: string, fetchImpl?: typeof fetch): () => Promise<Record<string, unknown>> {
+  let pending: Promise<Record<string, unknown>> | undefined;
+  return () => {
+    pending ??= discoverIssuer(issuer, fetchImpl).catch((error: unknown) => {
+      pending = undefined;
+      throw error;
+    });
+    return pending;
+  };
+}
+
+export async function metadataUrl(metadata: () => Promise<Record<string, unknown>>, field: string): Promise<string> {
+  const value = (await metadata())[field];
+  if (typeof value !== 'string') throw new Error(`the authorization server metadata has no ${field}`);
+  return value;
+}
+
+export interface JwtValidatorOptions {
+  issuer: string;
+  audience: string;
+  jwksUri?: string;
+  metadata: () => Promise<Record<string, unknown>>;
+  algorithms: string[];
+  typ: string | null;
+  clockSkewSeconds: number;
+  refreshSeconds: number;
+  cacheEntries: number;
+  createVerifier?: (jwk: JWK, alg: string) => VerificationKey['verify'];
+  onError?: (error: Error) => void;
+}
+
+/** Local JWT validation (RFC 9068 §4): signature by the AS keys, `iss`, `aud`, `exp`/`nbf`, `typ`. */
+export function jwtValidator(options: JwtValidatorOptions): TokenValidator {
+  const jwks = new RemoteJwks({
+    jwksUri: options.jwksUri ?? (() => metadataUrl(options.metadata, 'jwks_uri')),
+    refreshMs: options.refreshSeconds * 1000,
+    createVerifier: options.createVerifier,
+    onError: options.onError,
+  });
+  jwks.start();
+  const cache = new VerifiedTokenCache<TokenClaims>(options.cacheEntries);
+  return {
+    async validate(token) {
+      const now = Math.floor(Date.now() / 1000);
+      const cached = cache.get(token, now);
+      if (cached) return cached;
+      const claims = await verifyJwt<TokenClaims>(jwks, token, {
+        issuer: options.issuer,
+        audience: options.audience,
+        typ: options.typ ?? undefined,
+        clockToleranceSeconds: options.clockSkewSeconds,
+        algorithms: options.algorithms,
+      });
+      // RFC 9068 §2.2: exp is required; a token that never expires is not accepted.
+      if (typeof claims.exp !== 'number') throw new OAuthError('invalid_token', 'the token is invalid or expired', { reason: 'no exp' });
+      cache.set(token, claims);
+      return claims;
+    },
+    close: () => jwks.stop(),
+  };
+}
+
+export interface IntrospectionValidatorOptions {
+  issuer: string;
+  audience: string;
+  endpoint?: string;
+  metadata: () => Promise<Record<string, unknown>>;
+  clientId: string;
+  clientSecret: string;
+  cacheSeconds: number;
+  negativeCacheSeconds: number;
+  cacheEntries: number;
+  fetch?: typeof fetch;
+}
+
+/**
+ * RFC 7662 introspection at the AS, for opaque tokens or when revocation must bite at once.
+ * Answers are cached: active ones for `cacheSeconds` (never past `exp`), inactive ones for
+ * `negativeCacheSeconds`, so a burst of bad tokens does not become a burst of AS calls.
+ */
+export function introspectionValidator(options: IntrospectionValidatorOptions): TokenValidator {
+  const cache = new Map<string, { until: number; claims?: TokenClaims; reason?: string }>();
+  const basic = `Basic ${btoa(`${encodeURIComponent(options.clientId)}:${encodeURIComponent(options.clientSecret)}`)}`;
+  const remember = (token: string, entry: { until: number; claims?: TokenClaims; reason?: string }) => {
+    if (cache.size >= options.cacheEntries) cache.delete(cache.keys().next().value as string);
+    cache.set(token, entry);
+  };
+  const refuse = (reason: string) => new OAuthError('invalid_token', 'the token is invalid or expired', { reason });
+  return {
+    async validate(token) {
+      const nowMs = Date.now();
+      const cached = cache.get(token);
+      if (cached && cached.until > nowMs) {
+        if (cached.claims) return cached.claims;
+        throw refuse(cached.reason ?? 'inactive');
+      }
+      let body: Record<string, unknown>;
+      try {
+        const endpoint = options.endpoint ?? (await metadataUrl(options.metadata, 'introspection_endpoint'));
+        const response = await (options.fetch ?? fetch)(endpoint, {
+          method: 'POST',
+          headers: { authorization: basic, 'content-type': 'application/x-www-form-urlencoded', accept: 'application/json' },
+          body: new URLSearchParams({ token, token_type_hint: 'access_token' }).toString(),
+          signal: AbortSignal.timeout(5_000),
+        });
+        if (!response.ok) throw new Error(`introspection answered ${response.status}`);
+        body = (await response.json()) as Record<string, unknown>;
+      } catch (error) {
+        // The AS cannot say whether the token is good: refuse (fail closed), and do not cache.
+        throw new OAuthError('temporarily_unavailable', 'the authorization server cannot be reached', { status: 503, reason: (error as Error).message });
+      }
+      const now = Math.floor(nowMs / 1000);
+      let reason: string | undefined;
+      if (body.active !== true) reason = 'inactive';
+      else if (body.iss !== undefined && body.iss !== options.issuer) reason = `iss ${String(body.iss)}`;
+      else if (!(Array.isArray(body.aud) ? body.aud : [body.aud]).includes(options.audience)) reason = `aud ${JSON.stringify(body.aud)}`;
+      else if (typeof body.exp === 'number' && body.exp <= now) reason = 'expired';
+      if (reason) {
+        remember(token, { until: nowMs + options.negativeCacheSeconds * 1000, reason });
+        throw refuse(reason);
+      }
+      const claims = body as TokenClaims;
+      const until = Math.min(nowMs + options.cacheSeconds * 1000, typeof claims.exp === 'number' ? claims.exp * 1000 : Infinity);
+      remember(token, { until, claims });
+      return claims;
+    },
+    close: () => cache.clear(),
+  };
+}

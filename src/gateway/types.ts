@@ -1,0 +1,69 @@
+import type { Actor } from '../core/delegation.ts';
+import type { McpRequestContext } from './filters/validate.ts';
+import type { TokenClaims } from './token-validator.ts';
+
+/** Who is calling: the validated token, read once by the protection filter. */
+export interface Principal {
+  token: string;
+  claims: TokenClaims;
+  sub: string;
+  clientId?: string;
+  scopes: string[];
+  /** The `act` chain as a list, most recent actor first (RFC 8693 §4.1). */
+  actors: Actor[];
+}
+
+/**
+ * One audit event per MCP message (docs/gateway.md documents every field). Filled in as the
+ * request moves through the chain; written once, when the response is complete.
+ */
+export interface GatewayAuditEvent {
+  time: string;
+  request_id: string;
+  route: string;
+  http_method: string;
+  protocol_version?: string;
+  session?: string;
+  kind?: 'request' | 'notification' | 'response';
+  method?: string;
+  jsonrpc_id?: string | number;
+  tool?: string;
+  /** Replaced by `args_sha256` when written: arguments are hashed, never logged. */
+  arguments?: Record<string, unknown>;
+  args_sha256?: string;
+  sub?: string;
+  client_id?: string;
+  act?: { sub: string; client_id?: string }[];
+  scope?: string;
+  /** allow: forwarded; deny: refused by a filter; error: the upstream failed. */
+  decision: 'allow' | 'deny' | 'error';
+  /** The filter that refused, or the upstream failure, e.g. `invalid_token`, `tool_denied`, `upstream_timeout`. */
+  rejection?: string;
+  reason?: string;
+  status: number;
+  upstream_status?: number;
+  /** The JSON-RPC outcome of a request: `result` or `error`, with the code and the tool's `isError`. */
+  outcome?: 'result' | 'error';
+  jsonrpc_error?: number;
+  is_error?: boolean;
+  latency_ms: number;
+  upstream_latency_ms?: number;
+}
+
+export interface GatewayVariables {
+  mcp: McpRequestContext;
+  audit: GatewayAuditEvent;
+  principal: Principal;
+  /** What the upstream gets as Authorization, if anything (token mediation). */
+  upstreamAuthorization: string | undefined;
+  /** Resolves when the response has been fully sent (the audit event is written then). */
+  finished: Promise<void> | undefined;
+  /** Set when the result must be changed on its way back (a filtered `tools/list`). */
+  rewriteResult: ((result: unknown) => unknown) | undefined;
+  /** Headers every response carries (CORS), also those the proxy writes itself. */
+  responseHeaders: Record<string, string>;
+}
+
+export interface GatewayEnv {
+  Variables: GatewayVariables;
+}

@@ -1,0 +1,62 @@
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import { mcpPost, startFakeIssuer, startScriptedUpstream, startTestGateway, toolCall, type TestGateway } from '../helpers/gateway.ts';
+
+describe('gateway: forwarding and streaming', () => {
+  let issuer: Awaited<ReturnType<typeof startFakeIssuer>>;
+  let upstream: Awaited<ReturnType<typeof startScriptedUpstream>>;
+  let gateway: TestGateway;
+  let resource: string;
+  let token: string;
+
+  before(async () => {
+    issuer = await startFakeIssuer();
+    upstream = await startScriptedUpstream();
+    gateway = await startTestGateway((url) => [
+      { path: '/mcp', upstream: `${upstream.url}/`, rewrite: '/', resource: `${url}/mcp`, authorization_servers: [issuer.issuer], scopes: ['banking:read'] },
+    ]);
+    resource = `${gateway.url}/mcp`;
+    token = await issuer.sign({ sub: 'alice', aud: resource, client_id: 'agent-1', scope: 'banking:read' });
+  });
+  after(async () => {
+    await gateway.close();
+    await upstream.close();
+    await issuer.close();
+  });
+
+  it('forwards a tool call with the path rewritten, without the caller token, and stamps it', async () => {
+    const res = await mcpPost(`${resource}?x=1`, toolCall('echo', { a: 1 }), { authorization: `Bearer ${token}` });
+    assert.equal(res.status, 200, res.text);
+    assert.deepEqual((res.json!.result as { content: { text: string }[] }).content[0]!.text, '{"a":1}');
+    const seen = upstream.requests.at(-1)!;
+    assert.equal(seen.url, '/?x=1');
+    assert.equal(seen.headers.authorization, undefined, 'the caller token never reaches the upstream');
+    assert.equal(seen.headers['x-request-id'], res.headers.get('x-request-id'));
+    assert.equal(res.headers.get('mcp-session-id'), 'upstream-session');
+  });
+
+  it('streams SSE progress events as they come', async () => {
+    const response = await fetch(resource, {
+      method: 'POST',
+      headers: { accept: 'application/json, text/event-stream', 'content-type': 'application/json', authorization: `Bearer ${token}` },
+      body: JSON.stringify(toolCall('stream', {}, 7)),
+    });
+    assert.equal(response.headers.get('content-type'), 'text/event-stream');
+    assert.equal(response.headers.get('x-accel-buffering'), 'no');
+    const reader = response.body!.getReader();
+    const first = await reader.read();
+    const text = new TextDecoder().decode(first.value);
+    assert.match(text, /notifications\/progress/, 'the first progress event arrives before the stream ends');
+    let rest = '';
+    for (;;) {
+      const { done, value } = await reader.read();
+      if (done) break;
+      rest += new TextDecoder().decode(value);
+    }
+    assert.match(rest, /"id":7/);
+    const events = await gateway.auditEvents();
+    const event = events.find((e) => e.jsonrpc_id === 7)!;
+    assert.equal(event.outcome, 'result');
+    assert.equal(event.tool, 'stream');
+  });
+});
