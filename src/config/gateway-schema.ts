@@ -55,7 +55,8 @@ const tokenSchema = z
     algorithms: z.array(z.enum(['ES256', 'ES384', 'RS256', 'PS256', 'EdDSA'])).default(['ES256', 'RS256', 'PS256', 'EdDSA']),
     typ: z.string().nullable().default('at+jwt').describe('Required JWT `typ` header (RFC 9068); null accepts any.'),
     clock_skew_seconds: z.number().int().min(0).max(300).default(5),
-    jwks_refresh_seconds: z.number().int().positive().default(300).describe('Keys are refetched this often, and on an unknown `kid` (at most every 10 s); the cached set keeps serving while the AS is unreachable.'),
+    jwks_refresh_seconds: z.number().int().positive().default(300).describe('Keys are refetched this often, and on an unknown `kid`; the cached set keeps serving while the AS is unreachable.'),
+    jwks_min_refresh_seconds: z.number().int().min(0).default(10).describe('Least time between two fetches caused by unknown kids, so made-up kids cannot make the gateway hammer the AS.'),
     cache_entries: z.number().int().positive().default(10_000).describe('Verified tokens remembered until they expire.'),
     introspection: z
       .strictObject({

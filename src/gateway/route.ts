@@ -103,6 +103,7 @@ export function compileRoute(route: RouteConfig, index: number, options: Compile
       typ: route.token.typ,
       clockSkewSeconds: route.token.clock_skew_seconds,
       refreshSeconds: route.token.jwks_refresh_seconds,
+      minRefreshSeconds: route.token.jwks_min_refresh_seconds,
       cacheEntries: route.token.cache_entries,
       createVerifier: options.createVerifier,
       onError: options.onError,

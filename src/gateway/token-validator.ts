@@ -55,6 +55,7 @@ export interface JwtValidatorOptions {
   typ: string | null;
   clockSkewSeconds: number;
   refreshSeconds: number;
+  minRefreshSeconds: number;
   cacheEntries: number;
   createVerifier?: (jwk: JWK, alg: string) => VerificationKey['verify'];
   onError?: (error: Error) => void;
@@ -65,6 +66,7 @@ export function jwtValidator(options: JwtValidatorOptions): TokenValidator {
   const jwks = new RemoteJwks({
     jwksUri: options.jwksUri ?? (() => metadataUrl(options.metadata, 'jwks_uri')),
     refreshMs: options.refreshSeconds * 1000,
+    minRefreshMs: options.minRefreshSeconds * 1000,
     createVerifier: options.createVerifier,
     onError: options.onError,
   });
