@@ -121,6 +121,7 @@ export const gatewayConfigSchema = z.strictObject({
       buffer_events: z.number().int().positive().default(10_000).describe('Events buffered before requests wait for the writer (backpressure).'),
     })
     .prefault({}),
+  rate_limit_prefix: z.string().min(1).default('mandate:gw').describe('Prefix of the rate-limit keys in Redis: gateways with the same prefix share budgets.'),
   routes: z.array(routeSchema).min(1),
 });
 

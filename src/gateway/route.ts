@@ -41,6 +41,7 @@ export interface CompileOptions {
   env: Record<string, string | undefined>;
   /** ioredis client for global rate limits (REDIS_URL); in-memory limits without it. */
   redis?: unknown;
+  rateLimitPrefix?: string;
   createVerifier?: (jwk: JWK, alg: string) => VerificationKey['verify'];
   onError?: (error: Error) => void;
   fetch?: typeof fetch;
@@ -111,7 +112,7 @@ export function compileRoute(route: RouteConfig, index: number, options: Compile
   }
 
   const limits = route.rate_limits.map((limit): CompiledLimit => {
-    const settings = { points: limit.limit, duration: limit.window_seconds, keyPrefix: `mandate:gw:${route.path}:${limit.name}` };
+    const settings = { points: limit.limit, duration: limit.window_seconds, keyPrefix: `${options.rateLimitPrefix ?? 'mandate:gw'}:${route.path}:${limit.name}` };
     return {
       config: limit,
       limiter: options.redis ? new RateLimiterRedis({ ...settings, storeClient: options.redis }) : new RateLimiterMemory(settings),

@@ -168,7 +168,11 @@ export interface TestGateway extends GatewayHandle {
 }
 
 /** Starts a gateway on a free port; `routes` are complete route objects (their resource may use `{gateway}`). */
-export async function startTestGateway(build: (gatewayUrl: string) => GatewayConfigInput['routes'], extra: Partial<GatewayConfigInput> = {}): Promise<TestGateway> {
+export async function startTestGateway(
+  build: (gatewayUrl: string) => GatewayConfigInput['routes'],
+  extra: Partial<GatewayConfigInput> = {},
+  env: Record<string, string | undefined> = process.env,
+): Promise<TestGateway> {
   const port = await freePort();
   const dir = mkdtempSync(join(tmpdir(), 'mandate-gw-'));
   const auditFile = join(dir, 'audit.jsonl');
@@ -176,6 +180,8 @@ export async function startTestGateway(build: (gatewayUrl: string) => GatewayCon
     listen: { host: '127.0.0.1', port },
     admin: { listen: { host: '127.0.0.1', port: 0 } },
     audit: { file: auditFile },
+    // Budgets in a shared Redis must not leak from one test run into the next.
+    rate_limit_prefix: `mandate-test:${crypto.randomUUID()}`,
     ...extra,
     routes: build(`http://127.0.0.1:${port}`),
   };
@@ -183,7 +189,7 @@ export async function startTestGateway(build: (gatewayUrl: string) => GatewayCon
   writeFileSync(configFile, stringify(input));
   const logs: Record<string, unknown>[] = [];
   const log = pino({ level: 'info' }, { write: (line: string) => void logs.push(JSON.parse(line) as Record<string, unknown>) });
-  const gateway = await startGateway(gatewayConfigSchema.parse(input), { log, configFile, watchIntervalMs: 100 });
+  const gateway = await startGateway(gatewayConfigSchema.parse(input), { log, configFile, watchIntervalMs: 100, env });
   return {
     ...gateway,
     auditFile,

@@ -88,7 +88,7 @@ export async function startGateway(config: GatewayConfig, options: StartGatewayO
       next.routes.forEach((route, index) => {
         if (paths.has(route.path)) throw new RouteConfigError(`routes[${index}]: path ${route.path} is used twice`);
         paths.add(route.path);
-        routes.push(compileRoute(route, index, { env, redis, createVerifier: nodeVerifier, onError: (error) => log.warn({ err: error.message }, 'cannot refresh the authorization server keys') }));
+        routes.push(compileRoute(route, index, { env, redis, rateLimitPrefix: next.rate_limit_prefix, createVerifier: nodeVerifier, onError: (error) => log.warn({ err: error.message }, 'cannot refresh the authorization server keys') }));
       });
     } catch (error) {
       for (const route of routes) route.close();
