@@ -10,6 +10,7 @@ const USAGE = `mandate — identity for AI agents and MCP servers
 Usage:
   mandate demo                                 run the demo (what \`npm start\` runs)
   mandate serve auth --config <file>           run the authorization server
+  mandate serve gateway --config <file>        run the MCP security gateway (routes reload on change)
   mandate keys list --config <file>            list signing keys
   mandate keys rotate --config <file> [--now]  add a signing key (published first, signs later)
   mandate hash-password                        read a password (not echoed), print its scrypt hash

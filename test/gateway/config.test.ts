@@ -1,0 +1,39 @@
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, it } from 'node:test';
+import { gatewayConfigSchema } from '../../src/config/gateway-schema.ts';
+import { loadGatewayConfig } from '../../src/gateway/node/server.ts';
+import { compileRoute } from '../../src/gateway/route.ts';
+
+describe('gateway configuration', () => {
+  it('the demo gateway file is valid and its rules compile', async () => {
+    const config = await loadGatewayConfig('examples/demo/gateway.yaml');
+    assert.equal(config.routes[0]!.resource, 'http://localhost:8080/mcp');
+    const route = compileRoute(config.routes[0]!, 0, { env: {} });
+    assert.equal(route.metadataUrl, 'http://localhost:8080/.well-known/oauth-protected-resource/mcp');
+    assert.deepEqual(route.metadata.scopes_supported, ['banking:read', 'banking:transfer']);
+    route.close();
+  });
+
+  it('rejects unknown keys and bad values, naming the path', () => {
+    const result = gatewayConfigSchema.safeParse({ routes: [{ path: 'mcp', upstream: 'x', resource: 'http://a/mcp', authorization_servers: ['http://as'], tols: {} }] });
+    assert.equal(result.success, false);
+    const paths = result.error!.issues.map((issue) => issue.path.join('.'));
+    assert.ok(paths.includes('routes.0.path'));
+    assert.ok(paths.includes('routes.0.upstream'));
+    assert.ok(paths.some((p) => p.startsWith('routes.0')) && result.error!.issues.some((issue) => issue.code === 'unrecognized_keys'));
+  });
+
+  it('`mandate serve gateway` explains an invalid file and exits 2, with no stack trace', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'mandate-gwcfg-'));
+    const file = join(dir, 'gateway.yaml');
+    writeFileSync(file, 'routes:\n  - path: /mcp\n    upstream: http://localhost:8000/\n    resource: http://localhost:8080/mcp\n    authorization_servers: [http://localhost:9000]\n    tools: { t: { allow: "((" } }\n');
+    const run = spawnSync(process.execPath, ['bin/mandate.js', 'serve', 'gateway', '--config', file], { encoding: 'utf8' });
+    assert.equal(run.status, 2, run.stderr);
+    assert.match(run.stderr, /routes\[0\] \(\/mcp\) tools\.t\.allow: invalid CEL expression/);
+    assert.doesNotMatch(run.stderr, /at .*\.ts:\d+/);
+  });
+});
