@@ -18,12 +18,11 @@ import { existsSync, mkdtempSync, readdirSync } from 'node:fs';
 import { availableParallelism, cpus, tmpdir } from 'node:os';
 import { basename, dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import autocannon from 'autocannon';
-import type { Result } from 'autocannon';
 import { BENCH_CLIENT_ID, BENCH_RESOURCE, BENCH_SCOPE } from './lib/child.ts';
 import { analyzeProfile } from './lib/profile.ts';
 import { runMicroBenchmarks } from './lib/micro.ts';
-import { CLK_TCK, cpuMicros, machineBusyMicros, startServer, stopAllServers, stopServer, type ServerChild } from './lib/processes.ts';
+import { assertLoopback, measureLoad, stopLoad, type LoadRequest } from './lib/load.ts';
+import { CLK_TCK, startServer, stopAllServers, stopServer, type ServerChild } from './lib/processes.ts';
 import { fmtFixed, fmtInt, fmtSummary, summarize, table } from './lib/stats.ts';
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '..');
@@ -83,22 +82,7 @@ const authorization = `Basic ${Buffer.from(`${encodeURIComponent(BENCH_CLIENT_ID
 const body = new URLSearchParams({ grant_type: 'client_credentials', scope: BENCH_SCOPE, resource: BENCH_RESOURCE }).toString();
 const headers = { authorization, 'content-type': 'application/x-www-form-urlencoded' };
 
-let current: ReturnType<typeof autocannon> | undefined;
-
-function assertLoopback(url: string) {
-  if (new URL(url).hostname !== '127.0.0.1') throw new Error(`refusing to load ${url}: the benchmark stays on 127.0.0.1`);
-}
-
-async function load(server: ServerChild, seconds: number): Promise<Result> {
-  const url = server.tokenEndpoint;
-  assertLoopback(url);
-  current = autocannon({ url, method: 'POST', headers, body: server.body ?? body, connections: settings.connections, pipelining: 1, duration: seconds, timeout: 10 });
-  try {
-    return await current;
-  } finally {
-    current = undefined;
-  }
-}
+const request = (server: ServerChild): LoadRequest => ({ url: server.tokenEndpoint, method: 'POST', headers, body: server.body ?? body, connections: settings.connections });
 
 /** One request, checked: a 200 with an ES256 JWT for the resource and scope. Returns a summary. */
 async function verifyTokenEndpoint(server: ServerChild): Promise<string> {
@@ -135,33 +119,20 @@ interface Run {
 }
 
 async function measure(server: ServerChild): Promise<Run> {
-  const warm = await load(server, settings.warmup);
-  if (warm.non2xx > 0 || warm.errors > 0) console.log(`  warning: ${server.name} warm-up had ${warm.non2xx} non-2xx and ${warm.errors} errors`);
-  const cpu0 = cpuMicros(server.pid);
-  const machine0 = machineBusyMicros();
-  const self0 = process.cpuUsage();
-  const start = Number(process.hrtime.bigint() / 1000n);
-  const t0 = performance.now();
-  const result = await load(server, settings.duration);
-  const wallMicros = (performance.now() - t0) * 1000;
-  const cpu = cpuMicros(server.pid) - cpu0;
-  const self = process.cpuUsage(self0);
-  const machine = machineBusyMicros() - machine0;
-  const ok = result['2xx'];
+  const m = await measureLoad(request(server), settings, [server.pid], server.name);
+  const cpu = m.cpu[0]!;
   return {
-    tokensPerSecond: ok / result.duration,
-    cpuMicrosPerToken: ok > 0 ? cpu / ok : NaN,
-    serverCpuPercent: (cpu / wallMicros) * 100,
-    loadgenCpuPercent: ((self.user + self.system) / wallMicros) * 100,
-    otherCpuPercent: Math.max(0, ((machine - cpu - self.user - self.system) / wallMicros) * 100),
-    latencyMean: result.latency.mean,
-    latencyP99: result.latency.p99,
-    non2xx: result.non2xx,
-    errors: result.errors + result.timeouts,
-    window: { start, end: Number(process.hrtime.bigint() / 1000n) },
-    statusCodes: Object.entries(result.statusCodeStats)
-      .map(([code, { count }]) => `${code}×${count}`)
-      .join(' '),
+    tokensPerSecond: m.requestsPerSecond,
+    cpuMicrosPerToken: m.ok > 0 ? cpu / m.ok : NaN,
+    serverCpuPercent: (cpu / m.wallMicros) * 100,
+    loadgenCpuPercent: (m.loadgenMicros / m.wallMicros) * 100,
+    otherCpuPercent: (m.otherMicros / m.wallMicros) * 100,
+    latencyMean: m.latency.mean,
+    latencyP99: m.latency.p99,
+    non2xx: m.non2xx,
+    errors: m.errors,
+    window: m.window,
+    statusCodes: m.statusCodes,
   };
 }
 
@@ -184,7 +155,7 @@ async function httpSection(): Promise<string> {
       runs.get(server.name)!.push(run);
       console.log(
         `  rep ${rep + 1}/${settings.reps}  ${server.name.padEnd(width)} ${fmtInt(run.tokensPerSecond).padStart(7)} tokens/s  ${fmtFixed(run.cpuMicrosPerToken, 1).padStart(7)} µs CPU/token  ` +
-          `server CPU ${fmtInt(run.serverCpuPercent)} %  autocannon ${fmtInt(run.loadgenCpuPercent)} %  other ${fmtInt(run.otherCpuPercent)} %  latency mean ${fmtFixed(run.latencyMean)} ms p99 ${run.latencyP99} ms  ` +
+          `server CPU ${fmtInt(run.serverCpuPercent)} %  autocannon ${fmtInt(run.loadgenCpuPercent)} %  other ${fmtInt(run.otherCpuPercent)} %  latency mean ${fmtFixed(run.latencyMean)} ms p99 ${fmtFixed(run.latencyP99)} ms  ` +
           `non-2xx ${run.non2xx}  errors ${run.errors}${run.non2xx ? `  (${run.statusCodes})` : ''}`,
       );
     }
@@ -294,7 +265,7 @@ let shuttingDown = false;
 async function shutdown(code: number) {
   if (shuttingDown) return;
   shuttingDown = true;
-  current?.stop();
+  stopLoad();
   await stopAllServers();
   process.exit(code);
 }

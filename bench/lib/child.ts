@@ -1,5 +1,5 @@
 /**
- * What the two server children share: a free loopback port, the "ready" line the parent waits
+ * What the server children share: a free loopback port, the "ready" line the parent waits
  * for, and a shutdown on SIGTERM/SIGINT that exits the process normally (so `--cpu-prof` can write
  * its profile) and never hangs.
  */
@@ -30,7 +30,11 @@ export function freePort(): Promise<number> {
   });
 }
 
-export function announceReady(info: { name: string; url: string; tokenEndpoint: string; body?: string }): void {
+/**
+ * `tokenEndpoint` is the URL the load goes to (an MCP endpoint in the gateway scenario); `body` and
+ * `headers`, when given, are the request body and extra request headers to load it with.
+ */
+export function announceReady(info: { name: string; url: string; tokenEndpoint: string; body?: string; headers?: Record<string, string> }): void {
   process.stdout.write(`${READY_PREFIX}${JSON.stringify({ ...info, pid: process.pid })}\n`);
 }
 

@@ -12,9 +12,12 @@ export interface ServerChild {
   name: string;
   pid: number;
   url: string;
+  /** The URL the load goes to: the token endpoint, or the MCP endpoint in the gateway scenario. */
   tokenEndpoint: string;
   /** The request body this server is loaded with, when it is not the client_credentials one. */
   body?: string;
+  /** Request headers the child asks the load to send (the gateway's bearer token). */
+  headers?: Record<string, string>;
   process: ChildProcess;
 }
 
@@ -79,9 +82,9 @@ export function startServer(
     lines.on('line', (line) => {
       if (!line.startsWith(READY_PREFIX)) return void console.log(prefix(line));
       clearTimeout(timer);
-      const info = JSON.parse(line.slice(READY_PREFIX.length)) as { url: string; tokenEndpoint: string; pid: number; body?: string };
+      const info = JSON.parse(line.slice(READY_PREFIX.length)) as { url: string; tokenEndpoint: string; pid: number; body?: string; headers?: Record<string, string> };
       if (info.pid !== child.pid) console.error(prefix(`warning: reported pid ${info.pid}, spawned ${child.pid}`));
-      resolve({ name, pid: child.pid!, url: info.url, tokenEndpoint: info.tokenEndpoint, body: info.body, process: child });
+      resolve({ name, pid: child.pid!, url: info.url, tokenEndpoint: info.tokenEndpoint, body: info.body, headers: info.headers, process: child });
     });
     child.once('exit', (code, signal) => {
       clearTimeout(timer);

@@ -73,6 +73,12 @@ describe('gateway validation filter', () => {
     assert.equal(res.json.id, 1);
   });
 
+  it('accepts a page of its own loopback origin; a DNS-rebound page (same pair, other host) is refused', async () => {
+    assert.equal((await post(call, { origin: 'http://127.0.0.1:8080', host: '127.0.0.1:8080' })).status, 200);
+    assert.equal((await post(call, { origin: 'http://evil.example:8080', host: 'evil.example:8080' })).status, 403);
+    assert.equal((await post(call, { origin: 'http://localhost:9999', host: 'localhost:8080' })).status, 403);
+  });
+
   it('lets an allowed origin and requests without Origin through', async () => {
     assert.equal((await post(call, { origin: 'http://localhost:6274' })).status, 200);
   });

@@ -30,6 +30,22 @@ export interface ValidateVariables {
   mcp: McpRequestContext;
 }
 
+const LOOPBACK_HOSTS = new Set(['localhost', '127.0.0.1', '[::1]']);
+
+/**
+ * A page served by the gateway's own loopback origin (Origin = http://localhost:port, Host =
+ * localhost:port). DNS rebinding cannot forge this pair: a rebound page keeps its own hostname in
+ * both headers, which is then refused unless listed.
+ */
+function sameLoopbackOrigin(origin: string, host: string | undefined): boolean {
+  try {
+    const url = new URL(origin);
+    return url.host === host && LOOPBACK_HOSTS.has(url.hostname);
+  } catch {
+    return false;
+  }
+}
+
 interface NodeIncoming {
   on(event: string, listener: (...args: never[]) => void): unknown;
   off(event: string, listener: (...args: never[]) => void): unknown;
@@ -114,7 +130,9 @@ export function validateMcp(options: ValidateOptions): MiddlewareHandler<{ Varia
       refuseWith(c, { status, code, message, rejection, id });
     // DNS rebinding and cross-site calls: a browser Origin must be on the list (MCP transport security).
     const origin = c.req.header('origin');
-    if (origin !== undefined && !origins.has(origin)) return refuse(403, JSON_RPC_ERRORS.invalidRequest, 'origin not allowed', 'origin_not_allowed');
+    if (origin !== undefined && !origins.has(origin) && !sameLoopbackOrigin(origin, c.req.header('host'))) {
+      return refuse(403, JSON_RPC_ERRORS.invalidRequest, 'origin not allowed', 'origin_not_allowed');
+    }
 
     const protocolVersion = c.req.header('mcp-protocol-version') ?? DEFAULT_PROTOCOL;
     if (!versions.has(protocolVersion)) return refuse(400, JSON_RPC_ERRORS.invalidRequest, `unsupported MCP-Protocol-Version ${protocolVersion}`, 'protocol_version');

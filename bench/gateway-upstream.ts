@@ -1,0 +1,67 @@
+/**
+ * The MCP upstream of the gateway benchmark, alone in a process, on any path (`/mcp` is loaded).
+ * No auth of its own. BENCH_UPSTREAM picks the variant:
+ *
+ *   trivial  a plain `node:http` server: reads the request, answers a fixed JSON-RPC result
+ *   sdk      the MCP SDK v1: a new McpServer + stateless StreamableHTTPServerTransport
+ *            (`sessionIdGenerator: undefined`, `enableJsonResponse: true`) per request, as the SDK's
+ *            stateless example does, with one JSON-schema validator shared by all of them (a new
+ *            one per request would cost ~30 % of the upstream's CPU); one tool, `echo`
+ *
+ * Prints one ready line on stdout.
+ */
+import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
+import { McpServer } from '@modelcontextprotocol/sdk/server/mcp.js';
+import { StreamableHTTPServerTransport } from '@modelcontextprotocol/sdk/server/streamableHttp.js';
+import { AjvJsonSchemaValidator } from '@modelcontextprotocol/sdk/validation/ajv';
+import { z } from 'zod';
+import { announceReady, exitOnSignal, freePort } from './lib/child.ts';
+
+const TRIVIAL_RESULT = '{"jsonrpc":"2.0","id":1,"result":{"content":[{"type":"text","text":"ok"}]}}';
+
+const variant = process.env.BENCH_UPSTREAM ?? 'trivial';
+if (variant !== 'trivial' && variant !== 'sdk') throw new Error(`BENCH_UPSTREAM must be trivial or sdk, got ${variant}`);
+
+const trivial = (req: IncomingMessage, res: ServerResponse) => {
+  req.resume();
+  req.once('end', () => {
+    res.writeHead(200, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(TRIVIAL_RESULT) });
+    res.end(TRIVIAL_RESULT);
+  });
+};
+
+const jsonSchemaValidator = new AjvJsonSchemaValidator();
+const sdk = async (req: IncomingMessage, res: ServerResponse) => {
+  const mcp = new McpServer({ name: 'mandate-bench-upstream', version: '1.0.0' }, { jsonSchemaValidator });
+  mcp.registerTool('echo', { description: 'Answers its text', inputSchema: { text: z.string() } }, async ({ text }) => ({ content: [{ type: 'text', text }] }));
+  const transport = new StreamableHTTPServerTransport({ sessionIdGenerator: undefined, enableJsonResponse: true });
+  res.once('close', () => {
+    void transport.close();
+    void mcp.close();
+  });
+  try {
+    await mcp.connect(transport);
+    await transport.handleRequest(req, res);
+  } catch (error) {
+    console.error('upstream: request failed', error);
+    if (!res.headersSent) res.writeHead(500);
+    res.end();
+  }
+};
+
+const port = Number(process.env.BENCH_PORT) || (await freePort());
+const server = createServer(variant === 'sdk' ? (req, res) => void sdk(req, res) : trivial);
+server.keepAliveTimeout = 65_000;
+await new Promise<void>((resolve, reject) => {
+  server.once('error', reject);
+  server.listen(port, '127.0.0.1', () => resolve());
+});
+exitOnSignal(
+  () =>
+    new Promise<void>((resolve) => {
+      server.close(() => resolve());
+      server.closeAllConnections();
+    }),
+);
+const url = `http://127.0.0.1:${port}`;
+announceReady({ name: `upstream (${variant})`, url, tokenEndpoint: `${url}/mcp` });
