@@ -18,6 +18,9 @@ export const BENCH_RESOURCE = 'https://api.bench.test';
 export const BENCH_SCOPE = 'api:read';
 export const BENCH_CLIENT_ID = 'bench';
 export const ACCESS_TOKEN_TTL = 900;
+/** The gateway scenario: the tool called through it, and the scope its rule asks for. */
+export const GATEWAY_TOOL = 'echo';
+export const GATEWAY_SCOPE = 'bench:call';
 
 export function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {

@@ -52,7 +52,10 @@ const tokenSchema = z
     mode: z.enum(['jwt', 'introspection']).default('jwt').describe('jwt: verified locally against the AS keys (no call per request). introspection: RFC 7662 at the AS, cached.'),
     issuer: z.url().optional().describe('Expected `iss`; defaults to the first authorization server.'),
     jwks_uri: z.url().optional().describe('Defaults to the jwks_uri of the issuer metadata (RFC 8414).'),
-    algorithms: z.array(z.enum(['ES256', 'ES384', 'RS256', 'PS256', 'EdDSA'])).default(['ES256', 'RS256', 'PS256', 'EdDSA']),
+    algorithms: z
+      .array(z.enum(['ES256', 'ES384', 'RS256', 'PS256', 'EdDSA']))
+      .default(['ES256', 'RS256', 'PS256', 'EdDSA'])
+      .describe('Signature algorithms accepted; `none` and HMAC never are.'),
     typ: z.string().nullable().default('at+jwt').describe('Required JWT `typ` header (RFC 9068); null accepts any.'),
     clock_skew_seconds: z.number().int().min(0).max(300).default(5),
     jwks_refresh_seconds: z.number().int().positive().default(300).describe('Keys are refetched this often, and on an unknown `kid`; the cached set keeps serving while the AS is unreachable.'),
@@ -83,10 +86,10 @@ export const routeSchema = z.strictObject({
   upstream: z.url().describe('The MCP server the route fronts.'),
   rewrite: z.string().regex(/^\/[^?#]*$/).optional().describe('Replaces the path prefix before forwarding (seed 001: /mcp → /). Default: the upstream URL path + the rest of the request path.'),
   resource: z.url().describe('The protected resource identifier (RFC 9728): the `aud` tokens must carry.'),
-  resource_name: z.string().optional(),
-  authorization_servers: z.array(z.url()).min(1),
+  resource_name: z.string().optional().describe('Human-readable name in the protected resource metadata.'),
+  authorization_servers: z.array(z.url()).min(1).describe('Issuers clients may get tokens from (published in the metadata); the first one validates tokens unless token.issuer says otherwise.'),
   scopes: z.array(scopeToken).default([]).describe('Scopes every request on the route needs.'),
-  token: tokenSchema,
+  token: tokenSchema.describe('How access tokens are validated.'),
   tools: z.record(z.string(), toolRuleSchema).default({}).describe('Per-tool rules, by tool name.'),
   unlisted_tools: z.enum(['allow', 'deny']).default('allow').describe('Whether tools without a rule may be called (and listed).'),
   rules: z
@@ -108,10 +111,11 @@ export const routeSchema = z.strictObject({
 });
 
 export const gatewayConfigSchema = z.strictObject({
-  listen: listenSchema(8080),
+  listen: listenSchema(8080).describe('Where MCP clients connect.'),
   admin: z
     .strictObject({ listen: listenSchema(9464).describe('Serves /metrics (Prometheus) and /healthz; keep it private.') })
-    .prefault({}),
+    .prefault({})
+    .describe('The admin listener, separate from the MCP one.'),
   audit: z
     .strictObject({
       file: z.string().nullable().default('.mandate/gateway-audit.jsonl').describe('JSONL audit file; null for none.'),
@@ -120,9 +124,10 @@ export const gatewayConfigSchema = z.strictObject({
       stdout: z.boolean().default(false).describe('Also write each event to stdout.'),
       buffer_events: z.number().int().positive().default(10_000).describe('Events buffered before requests wait for the writer (backpressure).'),
     })
-    .prefault({}),
+    .prefault({})
+    .describe('One event per MCP message (docs/gateway.md lists the fields).'),
   rate_limit_prefix: z.string().min(1).default('mandate:gw').describe('Prefix of the rate-limit keys in Redis: gateways with the same prefix share budgets.'),
-  routes: z.array(routeSchema).min(1),
+  routes: z.array(routeSchema).min(1).describe('Each route fronts one MCP server; reloaded when the file changes.'),
 });
 
 export type GatewayConfig = z.output<typeof gatewayConfigSchema>;

@@ -84,7 +84,7 @@ describe('gateway in front of an upstream, tokens from the Mandate authorization
     assert.equal(upstream.requests.at(-1)!.headers.authorization, seen.headers.authorization, 'the exchanged token is reused until near expiry');
   });
 
-  it('token mediation refused by the AS (a client's own token: no may_act names the gateway): 403, nothing forwarded', async () => {
+  it('token mediation refused by the AS (a client token of its own: no may_act names the gateway): 403, nothing forwarded', async () => {
     const count = upstream.requests.length;
     const own = await postForm(`${as.issuer}/token`, { grant_type: 'client_credentials', resource: R.gateway, scope: 'banking:read' }, auth.other);
     assert.equal(own.status, 200, own.text);
