@@ -1,13 +1,16 @@
 /**
  * `npm run bench`: Mandate's token endpoint against oidc-provider's, in the same run, per
  * /work/shared/BENCHMARKS.md and docs/benchmarks.md. Both issue an ES256 JWT access token for one
- * resource to a confidential client (client_credentials, client_secret_basic).
+ * resource to a confidential client (client_credentials, client_secret_basic). The gateway section
+ * (bench/gateway.ts) measures an MCP tool call through Mandate's gateway against the upstream
+ * directly and a bare undici proxy.
  *
  *   npm run bench                      full: 3 repetitions of 3 s warm-up + 10 s, then micro-benchmarks
  *   npm run bench -- --quick           1 repetition of 1 s warm-up + 3 s
  *   npm run bench -- --profile         also CPU-profile Mandate under load and rank where its time goes
- *   npm run bench -- --only=micro      sections: http, micro, profile (comma-separated)
- *   npm run bench -- --profile-target=oidc-provider   (or mandate, mandate:exchange, both)
+ *   npm run bench -- --only=micro      sections: http, micro, gateway, profile (comma-separated)
+ *   npm run bench -- --profile-target=oidc-provider   (or mandate, mandate:exchange, both, gateway)
+ *   npm run bench -- --only=gateway --gateway-upstream=trivial   (trivial, sdk or both, comma-separated)
  *   npm run bench -- --only=http --compare=mine=../other-checkout   Mandate from another checkout too
  *
  * Environment overrides: BENCH_DURATION, BENCH_WARMUP (seconds), BENCH_REPS, BENCH_CONNECTIONS,
@@ -18,6 +21,7 @@ import { existsSync, mkdtempSync, readdirSync } from 'node:fs';
 import { availableParallelism, cpus, tmpdir } from 'node:os';
 import { basename, dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { GATEWAY_UPSTREAMS, gatewayEstimateSeconds, gatewaySection, profileGateway, type GatewayUpstream } from './gateway.ts';
 import { BENCH_CLIENT_ID, BENCH_RESOURCE, BENCH_SCOPE } from './lib/child.ts';
 import { analyzeProfile } from './lib/profile.ts';
 import { runMicroBenchmarks } from './lib/micro.ts';
@@ -45,10 +49,12 @@ const settings = {
   connections: Math.round(envNumber('BENCH_CONNECTIONS', 32)),
   microSeconds: envNumber('BENCH_MICRO_SECONDS', quick ? 1 : 2),
 };
-const sections = new Set((option('only') ?? `http,micro${flag('profile') ? ',profile' : ''}`).split(','));
-for (const s of sections) if (!['http', 'micro', 'profile'].includes(s)) throw new Error(`unknown section ${s}; use http, micro, profile`);
+const sections = new Set((option('only') ?? `http,micro,gateway${flag('profile') ? ',profile' : ''}`).split(','));
+for (const s of sections) if (!['http', 'micro', 'gateway', 'profile'].includes(s)) throw new Error(`unknown section ${s}; use http, micro, gateway, profile`);
 const profileTarget = option('profile-target') ?? 'mandate';
-if (!['mandate', 'mandate:exchange', 'oidc-provider', 'both'].includes(profileTarget)) throw new Error('--profile-target must be mandate, mandate:exchange, oidc-provider or both');
+if (!['mandate', 'mandate:exchange', 'oidc-provider', 'both', 'gateway'].includes(profileTarget)) throw new Error('--profile-target must be mandate, mandate:exchange, oidc-provider, both or gateway');
+const gatewayUpstreams = (option('gateway-upstream') ?? GATEWAY_UPSTREAMS.join(',')).split(',') as GatewayUpstream[];
+for (const u of gatewayUpstreams) if (!GATEWAY_UPSTREAMS.includes(u)) throw new Error(`unknown --gateway-upstream ${u}; use ${GATEWAY_UPSTREAMS.join(', ')}`);
 
 interface ServerSpec {
   name: string;
@@ -210,6 +216,7 @@ async function httpSection(): Promise<string> {
 }
 
 async function profileSection(): Promise<string> {
+  if (profileTarget === 'gateway') return profileGateway(root, settings);
   const targets = SERVERS.filter((s) => profileTarget === 'both' || s.name === profileTarget);
   const reports: string[] = [];
   for (const target of targets) {
@@ -240,6 +247,7 @@ async function main() {
   const estimate =
     (sections.has('http') ? HTTP_SERVERS.length * settings.reps * (settings.warmup + settings.duration + 2) + 20 : 0) +
     (sections.has('micro') ? 8 * (settings.microSeconds * 1.25 + 0.5) : 0) +
+    (sections.has('gateway') ? gatewayEstimateSeconds(settings, gatewayUpstreams) : 0) +
     (sections.has('profile') ? (profileTarget === 'both' ? 2 : 1) * (settings.warmup + settings.duration + 20) : 0);
   const watchdog = setTimeout(() => {
     console.error(`bench: still running after ${Math.round(estimate * 1.5 + 60)} s; giving up`);
@@ -256,6 +264,7 @@ async function main() {
     console.log(`\n== Micro-benchmarks (${settings.microSeconds} s each) ==`);
     report.push(await runMicroBenchmarks(settings.microSeconds));
   }
+  if (sections.has('gateway')) report.push(await gatewaySection(root, settings, gatewayUpstreams));
   if (sections.has('profile')) report.push(await profileSection());
 
   console.log(`\n${'='.repeat(100)}\n${report.join(`\n\n${'-'.repeat(100)}\n`)}\n`);

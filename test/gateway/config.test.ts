@@ -9,7 +9,11 @@ import { loadGatewayConfig } from '../../src/gateway/node/server.ts';
 import { compileRoute } from '../../src/gateway/route.ts';
 
 describe('gateway configuration', () => {
-  it('the demo gateway file is valid and its rules compile', async () => {
+  it('the example gateway files are valid and their rules compile', async () => {
+    for (const file of ['examples/gateway/everything.yaml']) {
+      const example = await loadGatewayConfig(file);
+      example.routes.forEach((route, i) => compileRoute(route, i, { env: {} }).close());
+    }
     const config = await loadGatewayConfig('examples/demo/gateway.yaml');
     assert.equal(config.routes[0]!.resource, 'http://localhost:8080/mcp');
     const route = compileRoute(config.routes[0]!, 0, { env: {} });

@@ -1,0 +1,299 @@
+/**
+ * The gateway section of `npm run bench` (`--only=gateway`): an MCP `tools/call` through Mandate's
+ * gateway, against the same call to the upstream directly and through a bare `undici`
+ * `Pool.stream()` proxy, in the same run, interleaved (per /work/shared/BENCHMARKS.md).
+ *
+ * Per upstream variant (bench/gateway-upstream.ts: `trivial`, `sdk`) four children run: the
+ * upstream, the bare proxy (bench/gateway-bare-proxy.ts) and the gateway with its issuer
+ * (bench/gateway-server.ts). Each repetition loads every target at N connections (throughput, CPU
+ * per request, p50 / p99), then every target at one connection (the latency a proxy adds).
+ */
+import { mkdtempSync, readdirSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { GATEWAY_TOOL } from './lib/child.ts';
+import { assertLoopback, measureLoad, type LoadRequest, type LoadTiming, type Measurement } from './lib/load.ts';
+import { startServer, stopServer, type ServerChild } from './lib/processes.ts';
+import { analyzeProfile } from './lib/profile.ts';
+import { fmtFixed, fmtInt, fmtSummary, summarize, table } from './lib/stats.ts';
+
+export const GATEWAY_UPSTREAMS = ['trivial', 'sdk'] as const;
+export type GatewayUpstream = (typeof GATEWAY_UPSTREAMS)[number];
+
+export interface GatewaySettings {
+  warmup: number;
+  duration: number;
+  reps: number;
+  connections: number;
+}
+
+/** The goals printed beside the figures (issue: the gateway's budget over a bare proxy). */
+const GOAL_THROUGHPUT_OF_BARE = 0.95;
+const GOAL_ADDED_LATENCY_MS = 0.6;
+
+const DESCRIPTION: Record<GatewayUpstream, string> = {
+  trivial: 'trivial upstream: a plain node:http server answering a fixed JSON-RPC result',
+  sdk: 'MCP SDK v1 upstream: a new McpServer + stateless StreamableHTTPServerTransport (JSON responses) per request, one shared JSON-schema validator, tool echo',
+};
+
+const DIRECT = 'direct';
+const BARE = 'undici Pool.stream';
+const GATEWAY = 'mandate gateway';
+
+const body = JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'tools/call', params: { name: GATEWAY_TOOL, arguments: { text: 'ok' } } });
+const MCP_HEADERS = { accept: 'application/json, text/event-stream', 'content-type': 'application/json' };
+
+interface Target {
+  name: string;
+  url: string;
+  /** The proxy in front of the upstream; none for the direct target. */
+  proxy?: ServerChild;
+}
+
+interface Run {
+  requestsPerSecond: number;
+  proxyCpuPerRequest: number;
+  upstreamCpuPerRequest: number;
+  proxyCpuPercent: number;
+  loadgenCpuPercent: number;
+  otherCpuPercent: number;
+  mean: number;
+  p50: number;
+  p99: number;
+  non2xx: number;
+  errors: number;
+  statusCodes: string;
+  window: { start: number; end: number };
+}
+
+/** One connection: only the latency is kept (the run is too short and too idle for CPU figures). */
+const latencyTiming = (settings: GatewaySettings): LoadTiming => ({ warmup: Math.min(settings.warmup, 1), duration: Math.min(settings.duration, 5) });
+
+/** Seconds the section takes at most (children start-up included), for the run's watchdog. */
+export function gatewayEstimateSeconds(settings: GatewaySettings, upstreams: readonly GatewayUpstream[]): number {
+  const latency = latencyTiming(settings);
+  const perRep = 3 * (settings.warmup + settings.duration + 1 + latency.warmup + latency.duration + 1);
+  return upstreams.length * (settings.reps * perRep + 20);
+}
+
+function start(root: string, name: string, script: string, env: Record<string, string>, execArgv?: string[]): Promise<ServerChild> {
+  return startServer(name, script, { cwd: root, env: { LOG_LEVEL: 'silent', ...env }, execArgv });
+}
+
+/** The upstream, the bare proxy and the gateway in front of it (started in that order). */
+async function startTargets(root: string, upstream: GatewayUpstream): Promise<{ children: ServerChild[]; targets: Target[]; headers: Record<string, string> }> {
+  const children: ServerChild[] = [];
+  try {
+    const server = await start(root, `upstream:${upstream}`, 'bench/gateway-upstream.ts', { BENCH_UPSTREAM: upstream });
+    children.push(server);
+    const bare = await start(root, 'bare-proxy', 'bench/gateway-bare-proxy.ts', { BENCH_UPSTREAM_URL: server.url });
+    children.push(bare);
+    const gateway = await start(root, 'gateway', 'bench/gateway-server.ts', { BENCH_UPSTREAM_URL: server.url });
+    children.push(gateway);
+    return {
+      children,
+      targets: [
+        { name: DIRECT, url: server.tokenEndpoint },
+        { name: BARE, url: bare.tokenEndpoint, proxy: bare },
+        { name: GATEWAY, url: gateway.tokenEndpoint, proxy: gateway },
+      ],
+      // The gateway's token goes to every target, so all three get the same request bytes.
+      headers: { ...MCP_HEADERS, ...gateway.headers },
+    };
+  } catch (error) {
+    await Promise.all(children.map((child) => stopServer(child.process)));
+    throw error;
+  }
+}
+
+/** One call, checked: 200 and the echo result. The gateway must also refuse a call without a token. */
+async function verify(target: Target, headers: Record<string, string>): Promise<string> {
+  assertLoopback(target.url);
+  const post = (h: Record<string, string>) => fetch(target.url, { method: 'POST', headers: h, body, signal: AbortSignal.timeout(10_000) });
+  const res = await post(headers);
+  const text = await res.text();
+  if (res.status !== 200) throw new Error(`${target.name}: tools/call answered ${res.status}: ${text}`);
+  let json: { result?: { content?: { text?: string }[] } };
+  try {
+    json = JSON.parse(text) as typeof json;
+  } catch {
+    throw new Error(`${target.name}: tools/call answered ${res.headers.get('content-type')}, not JSON: ${text}`);
+  }
+  if (json.result?.content?.[0]?.text !== 'ok') throw new Error(`${target.name}: unexpected tools/call result ${text}`);
+  let note = '';
+  if (target.name === GATEWAY) {
+    const { authorization: _, ...anonymous } = headers;
+    const refused = await post(anonymous);
+    await refused.arrayBuffer();
+    if (refused.status !== 401) throw new Error(`${target.name}: a call without a token answered ${refused.status}, expected 401`);
+    note = '; without a token: 401';
+  }
+  return `${target.name.padEnd(GATEWAY.length)} ok: 200 ${res.headers.get('content-type')}, ${text.length} bytes${note}`;
+}
+
+function toRun(m: Measurement, proxy: boolean): Run {
+  const [proxyCpu, upstreamCpu] = proxy ? m.cpu : [NaN, m.cpu[0]!];
+  return {
+    requestsPerSecond: m.requestsPerSecond,
+    proxyCpuPerRequest: m.ok > 0 ? proxyCpu! / m.ok : NaN,
+    upstreamCpuPerRequest: m.ok > 0 ? upstreamCpu! / m.ok : NaN,
+    proxyCpuPercent: (proxyCpu! / m.wallMicros) * 100,
+    loadgenCpuPercent: (m.loadgenMicros / m.wallMicros) * 100,
+    otherCpuPercent: (m.otherMicros / m.wallMicros) * 100,
+    mean: m.latency.mean,
+    p50: m.latency.p50,
+    p99: m.latency.p99,
+    non2xx: m.non2xx,
+    errors: m.errors,
+    statusCodes: m.statusCodes,
+    window: m.window,
+  };
+}
+
+async function measureTarget(target: Target, upstream: ServerChild, headers: Record<string, string>, connections: number, timing: LoadTiming): Promise<Run> {
+  const request: LoadRequest = { url: target.url, method: 'POST', headers, body, connections };
+  const pids = target.proxy ? [target.proxy.pid, upstream.pid] : [upstream.pid];
+  return toRun(await measureLoad(request, timing, pids, `${target.name} (${connections} conn.)`), target.proxy !== undefined);
+}
+
+const sum = (runs: Run[], key: 'non2xx' | 'errors') => runs.reduce((n, r) => n + r[key], 0);
+
+async function upstreamSection(root: string, settings: GatewaySettings, upstream: GatewayUpstream): Promise<string> {
+  const latency = latencyTiming(settings);
+  console.log(`\n== Gateway: MCP tools/call, ${DESCRIPTION[upstream]} ==`);
+  console.log(
+    `${settings.connections} connections, ${settings.warmup} s warm-up + ${settings.duration} s measured; then 1 connection, ${latency.warmup} s + ${latency.duration} s; ` +
+      `${settings.reps} repetition(s), targets interleaved (order rotates)`,
+  );
+  const { children, targets, headers } = await startTargets(root, upstream);
+  const [server] = children as [ServerChild];
+  const loaded = new Map<string, Run[]>(targets.map((t) => [t.name, []]));
+  const single = new Map<string, Run[]>(targets.map((t) => [t.name, []]));
+  try {
+    for (const child of children) console.log(`  ${child.name.padEnd(16)} pid ${child.pid}, ${child.tokenEndpoint}`);
+    for (const target of targets) console.log(`  verify ${await verify(target, headers)}`);
+
+    for (let rep = 0; rep < settings.reps; rep++) {
+      const order = targets.map((_, i) => targets[(i + rep) % targets.length]!);
+      for (const target of order) {
+        const run = await measureTarget(target, server, headers, settings.connections, settings);
+        loaded.get(target.name)!.push(run);
+        console.log(
+          `  rep ${rep + 1}/${settings.reps}  ${target.name.padEnd(GATEWAY.length)} ${fmtInt(run.requestsPerSecond).padStart(7)} req/s  ` +
+            `proxy ${fmtFixed(run.proxyCpuPerRequest, 1).padStart(6)} µs CPU/req (${fmtInt(run.proxyCpuPercent)} %)  upstream ${fmtFixed(run.upstreamCpuPerRequest, 1)} µs/req  ` +
+            `autocannon ${fmtInt(run.loadgenCpuPercent)} %  other ${fmtInt(run.otherCpuPercent)} %  latency p50 ${fmtFixed(run.p50)} ms p99 ${fmtFixed(run.p99)} ms  ` +
+            `non-2xx ${run.non2xx}  errors ${run.errors}${run.non2xx ? `  (${run.statusCodes})` : ''}`,
+        );
+      }
+      for (const target of order) {
+        const run = await measureTarget(target, server, headers, 1, latency);
+        single.get(target.name)!.push(run);
+        console.log(
+          `  rep ${rep + 1}/${settings.reps}  ${target.name.padEnd(GATEWAY.length)} 1 connection: ${fmtInt(run.requestsPerSecond).padStart(6)} req/s  ` +
+            `latency mean ${fmtFixed(run.mean, 3)} ms p50 ${fmtFixed(run.p50, 3)} ms p99 ${fmtFixed(run.p99, 3)} ms  non-2xx ${run.non2xx}  errors ${run.errors}`,
+        );
+      }
+    }
+  } finally {
+    await Promise.all(children.map((child) => stopServer(child.process)));
+  }
+  return report(settings, upstream, loaded, single);
+}
+
+function report(settings: GatewaySettings, upstream: GatewayUpstream, loaded: Map<string, Run[]>, single: Map<string, Run[]>): string {
+  const direct = single.get(DIRECT)!;
+  // Added latency per repetition (paired with direct's run of the same repetition), then the median.
+  const added = (name: string) => summarize(single.get(name)!.map((run, i) => run.mean - direct[i]!.mean));
+  const summaries = new Map(
+    [...loaded].map(([name, runs]) => [
+      name,
+      {
+        rps: summarize(runs.map((r) => r.requestsPerSecond)),
+        p50: summarize(runs.map((r) => r.p50)),
+        p99: summarize(runs.map((r) => r.p99)),
+        proxyCpu: summarize(runs.map((r) => r.proxyCpuPerRequest)),
+        proxyCpuPercent: summarize(runs.map((r) => r.proxyCpuPercent)),
+        upstreamCpu: summarize(runs.map((r) => r.upstreamCpuPerRequest)),
+        otherCpu: summarize(runs.map((r) => r.otherCpuPercent)),
+        single: summarize(single.get(name)!.map((r) => r.mean)),
+        added: added(name),
+        failures: sum(runs, 'non2xx') + sum(runs, 'errors') + sum(single.get(name)!, 'non2xx') + sum(single.get(name)!, 'errors'),
+      },
+    ]),
+  );
+  const s = (name: string) => summaries.get(name)!;
+  const ms = (n: number) => fmtFixed(n, 2);
+  const rows = [...summaries].map(([name, x]) => [
+    name,
+    fmtSummary(x.rps),
+    ms(x.p50.median),
+    ms(x.p99.median),
+    name === DIRECT ? '—' : fmtSummary(x.proxyCpu, (n) => fmtFixed(n, 0)),
+    name === DIRECT ? '—' : fmtInt(x.proxyCpuPercent.median),
+    fmtFixed(x.upstreamCpu.median, 0),
+    fmtInt(x.otherCpu.max),
+    fmtFixed(x.single.median, 3),
+    name === DIRECT ? '—' : `+${fmtFixed(x.added.median, 3)}`,
+    String(x.failures),
+  ]);
+  const throughput = (a: string, b: string) => s(a).rps.median / s(b).rps.median;
+  const ofBare = throughput(GATEWAY, BARE);
+  const addedGateway = s(GATEWAY).added.median;
+  const verdict = (ok: boolean) => (ok ? 'met' : 'NOT met');
+  const lines = [
+    `Gateway, MCP tools/call — ${DESCRIPTION[upstream]}`,
+    `(${settings.connections} connections, ${settings.duration} s after ${settings.warmup} s warm-up, ${settings.reps} rep(s); min / median / max; latencies are medians over repetitions)`,
+    '',
+    table(
+      ['target', 'req/s', 'p50 ms', 'p99 ms', 'proxy CPU µs/req', 'proxy CPU %', 'upstream CPU µs/req', 'other load % (max)', '1-conn. mean ms', 'added ms', 'failed'],
+      rows,
+    ),
+    '',
+    `${GATEWAY} / ${BARE} (medians): throughput ${fmtFixed(ofBare)}× (goal ≥ ${GOAL_THROUGHPUT_OF_BARE}×: ${verdict(ofBare >= GOAL_THROUGHPUT_OF_BARE)}), ` +
+      `proxy CPU per request ${fmtFixed(s(GATEWAY).proxyCpu.median / s(BARE).proxyCpu.median)}×`,
+    `${GATEWAY} / ${DIRECT}: throughput ${fmtFixed(throughput(GATEWAY, DIRECT))}×;  ${BARE} / ${DIRECT}: ${fmtFixed(throughput(BARE, DIRECT))}×`,
+    `added latency at 1 connection (mean, over direct): ${GATEWAY} +${fmtFixed(addedGateway, 3)} ms (goal ≤ ${GOAL_ADDED_LATENCY_MS} ms: ${verdict(addedGateway <= GOAL_ADDED_LATENCY_MS)}), ` +
+      `${BARE} +${fmtFixed(s(BARE).added.median, 3)} ms`,
+    '',
+    'The gateway checks an ES256 at+jwt (local JWKS), one tool rule (scope + CEL), one in-memory rate limit (never reached) and writes',
+    'a JSONL audit event per call. Every request carries the same token, so after the first one the verified-token cache answers:',
+    'the signature is not verified per request. The issuer is in the gateway process (its keys are fetched at start, idle under load).',
+    'CPU % is of one core; "other load" is machine CPU used by neither the proxy, the upstream nor autocannon.',
+  ];
+  if ([...summaries.values()].some((x) => x.failures > 0)) lines.push('WARNING: some responses were not 2xx or failed: see the per-run lines above.');
+  return lines.join('\n');
+}
+
+export async function gatewaySection(root: string, settings: GatewaySettings, upstreams: readonly GatewayUpstream[]): Promise<string> {
+  const reports: string[] = [];
+  for (const upstream of upstreams) reports.push(await upstreamSection(root, settings, upstream));
+  return reports.join('\n\n');
+}
+
+/** `--profile-target=gateway`: a CPU profile of the gateway under load in front of the trivial upstream. */
+export async function profileGateway(root: string, settings: GatewaySettings): Promise<string> {
+  const dir = mkdtempSync(join(tmpdir(), 'bench-prof-gateway-'));
+  console.log(`\n== CPU profile of the gateway under load (trivial upstream; ${settings.warmup} s warm-up + ${settings.duration} s) ==`);
+  const sourceMaps = join(dir, 'sourcemaps.json');
+  const server = await start(root, 'upstream:trivial', 'bench/gateway-upstream.ts', { BENCH_UPSTREAM: 'trivial' });
+  try {
+    const gateway = await start(root, 'gateway', 'bench/gateway-server.ts', { BENCH_UPSTREAM_URL: server.url, BENCH_SOURCEMAPS_OUT: sourceMaps }, ['--cpu-prof', `--cpu-prof-dir=${dir}`]);
+    const headers = { ...MCP_HEADERS, ...gateway.headers };
+    const target: Target = { name: GATEWAY, url: gateway.tokenEndpoint, proxy: gateway };
+    let run: Run;
+    try {
+      await verify(target, headers);
+      run = await measureTarget(target, server, headers, settings.connections, settings);
+      console.log(`  ${fmtInt(run.requestsPerSecond)} req/s with the profiler on, ${fmtFixed(run.proxyCpuPerRequest, 1)} µs CPU/req, non-2xx ${run.non2xx}`);
+    } finally {
+      await stopServer(gateway.process, 15_000);
+    }
+    // One file per thread; thread 0 is the main thread (see run.ts's profile section).
+    const files = readdirSync(dir).filter((f) => f.endsWith('.cpuprofile'));
+    const file = files.find((f) => f.includes(`.${gateway.pid}.0.`)) ?? files[0];
+    if (!file) throw new Error(`no .cpuprofile written in ${dir}`);
+    return analyzeProfile(join(dir, file), root, { sourceMaps, window: run.window });
+  } finally {
+    await stopServer(server.process);
+  }
+}
