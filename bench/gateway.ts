@@ -39,6 +39,7 @@ const DESCRIPTION: Record<GatewayUpstream, string> = {
 const DIRECT = 'direct';
 const BARE = 'undici Pool.stream';
 const GATEWAY = 'mandate gateway';
+const WIDTH = Math.max(DIRECT.length, BARE.length, GATEWAY.length);
 
 const body = JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'tools/call', params: { name: GATEWAY_TOOL, arguments: { text: 'ok' } } });
 const MCP_HEADERS = { accept: 'application/json, text/event-stream', 'content-type': 'application/json' };
@@ -128,7 +129,7 @@ async function verify(target: Target, headers: Record<string, string>): Promise<
     if (refused.status !== 401) throw new Error(`${target.name}: a call without a token answered ${refused.status}, expected 401`);
     note = '; without a token: 401';
   }
-  return `${target.name.padEnd(GATEWAY.length)} ok: 200 ${res.headers.get('content-type')}, ${text.length} bytes${note}`;
+  return `${target.name.padEnd(WIDTH)} ok: 200 ${res.headers.get('content-type')}, ${text.length} bytes${note}`;
 }
 
 function toRun(m: Measurement, proxy: boolean): Run {
@@ -179,8 +180,8 @@ async function upstreamSection(root: string, settings: GatewaySettings, upstream
         const run = await measureTarget(target, server, headers, settings.connections, settings);
         loaded.get(target.name)!.push(run);
         console.log(
-          `  rep ${rep + 1}/${settings.reps}  ${target.name.padEnd(GATEWAY.length)} ${fmtInt(run.requestsPerSecond).padStart(7)} req/s  ` +
-            `proxy ${fmtFixed(run.proxyCpuPerRequest, 1).padStart(6)} µs CPU/req (${fmtInt(run.proxyCpuPercent)} %)  upstream ${fmtFixed(run.upstreamCpuPerRequest, 1)} µs/req  ` +
+          `  rep ${rep + 1}/${settings.reps}  ${target.name.padEnd(WIDTH)} ${fmtInt(run.requestsPerSecond).padStart(7)} req/s  ` +
+            `${target.proxy ? `proxy ${fmtFixed(run.proxyCpuPerRequest, 1).padStart(6)} µs CPU/req (${fmtInt(run.proxyCpuPercent)} %)` : 'no proxy'}  upstream ${fmtFixed(run.upstreamCpuPerRequest, 1)} µs CPU/req  ` +
             `autocannon ${fmtInt(run.loadgenCpuPercent)} %  other ${fmtInt(run.otherCpuPercent)} %  latency p50 ${fmtFixed(run.p50)} ms p99 ${fmtFixed(run.p99)} ms  ` +
             `non-2xx ${run.non2xx}  errors ${run.errors}${run.non2xx ? `  (${run.statusCodes})` : ''}`,
         );
@@ -189,7 +190,7 @@ async function upstreamSection(root: string, settings: GatewaySettings, upstream
         const run = await measureTarget(target, server, headers, 1, latency);
         single.get(target.name)!.push(run);
         console.log(
-          `  rep ${rep + 1}/${settings.reps}  ${target.name.padEnd(GATEWAY.length)} 1 connection: ${fmtInt(run.requestsPerSecond).padStart(6)} req/s  ` +
+          `  rep ${rep + 1}/${settings.reps}  ${target.name.padEnd(WIDTH)} 1 connection: ${fmtInt(run.requestsPerSecond).padStart(6)} req/s  ` +
             `latency mean ${fmtFixed(run.mean, 3)} ms p50 ${fmtFixed(run.p50, 3)} ms p99 ${fmtFixed(run.p99, 3)} ms  non-2xx ${run.non2xx}  errors ${run.errors}`,
         );
       }

@@ -98,22 +98,33 @@ export async function startGateway(config: GatewayConfig, options: StartGatewayO
     return { app: gatewayApp(routes, { observer, forwarder }) as unknown as Hono<never>, routes };
   };
 
-  let current = build(config);
-  const server = createServer(getRequestListener((request, bindings) => current.app.fetch(request, bindings)));
+  let current: ReturnType<typeof build> | undefined;
+  const server = createServer(getRequestListener((request, bindings) => current!.app.fetch(request, bindings)));
   server.keepAliveTimeout = 65_000;
-  const url = await listen(server, config.listen.host, config.listen.port);
-
   const admin = new Hono();
   admin.get('/metrics', async (c) => c.body(await metrics.registry.metrics(), 200, { 'content-type': metrics.registry.contentType }));
-  admin.get('/healthz', (c) => c.json({ status: 'ok', routes: current.routes.map((route) => route.config.path) }));
+  admin.get('/healthz', (c) => c.json({ status: 'ok', routes: current!.routes.map((route) => route.config.path) }));
   const adminServer = createServer(getRequestListener(admin.fetch));
-  const adminUrl = await listen(adminServer, config.admin.listen.host, config.admin.listen.port);
+  let url: string;
+  let adminUrl: string;
+  try {
+    current = build(config);
+    url = await listen(server, config.listen.host, config.listen.port);
+    adminUrl = await listen(adminServer, config.admin.listen.host, config.admin.listen.port);
+  } catch (error) {
+    // Nothing may keep the process alive after a refused start.
+    current?.routes.forEach((route) => route.close());
+    if (server.listening) await closeServer(server);
+    redis?.disconnect();
+    await Promise.all([forwarder.close(), audit.close()]);
+    throw error;
+  }
 
   const reload = async (): Promise<boolean> => {
     if (!options.configFile) return false;
     try {
       const next = parseConfig(gatewayConfigSchema, await loadYaml(options.configFile), options.configFile);
-      const previous = current;
+      const previous = current!;
       current = build(next);
       previous.routes.forEach((route) => route.close());
       metrics.reloads.inc({ result: 'ok' });
@@ -143,7 +154,7 @@ export async function startGateway(config: GatewayConfig, options: StartGatewayO
     async close() {
       if (options.configFile) unwatchFile(options.configFile);
       await Promise.all([closeServer(server), closeServer(adminServer)]);
-      current.routes.forEach((route) => route.close());
+      current!.routes.forEach((route) => route.close());
       await forwarder.close();
       await audit.close();
       redis?.disconnect();
