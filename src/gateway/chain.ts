@@ -10,10 +10,13 @@ import { throttle } from './filters/throttle.ts';
 import { validateMcp } from './filters/validate.ts';
 import type { CompiledRoute } from './route.ts';
 import type { GatewayEnv } from './types.ts';
+import { SessionBindings } from './sessions.ts';
 
 export interface ChainDependencies {
   observer: GatewayObserver;
   forwarder: Forwarder;
+  /** Who opened which MCP session; kept across route reloads. */
+  sessions?: SessionBindings;
 }
 
 /**
@@ -34,7 +37,7 @@ export function routeChain(route: CompiledRoute, deps: ChainDependencies): Middl
     validateMcp({ allowedOrigins: config.allowed_origins, maxBodyBytes: config.max_body_bytes, protocolVersions: config.protocol_versions }) as unknown as MiddlewareHandler<GatewayEnv>,
     // 4. Protection: the token (signature, iss, aud = this resource, exp/nbf, typ), the route's
     //    scopes and rules. Every decision below depends on who is calling.
-    protect(route),
+    protect(route, deps.sessions),
     // 5. Tool authorization: per-tool scopes and CEL over claims, act chain and arguments; needs
     //    the caller (4) and the parsed call (3). Filters tools/list answers.
     authorizeTools(route),
@@ -45,12 +48,13 @@ export function routeChain(route: CompiledRoute, deps: ChainDependencies): Middl
     //    forwarded pay it. Decides the upstream Authorization (none by default).
     mediate(route),
     // 8. Proxy: path rewrite and forwarding, streaming, upstream failures as 502/504.
-    proxy(config, deps.forwarder),
+    proxy(config, deps.forwarder, deps.sessions),
   ];
 }
 
 /** The gateway as a Hono app: protected resource metadata and each route's chain. */
-export function gatewayApp(routes: CompiledRoute[], deps: ChainDependencies): Hono<GatewayEnv> {
+export function gatewayApp(routes: CompiledRoute[], dependencies: ChainDependencies): Hono<GatewayEnv> {
+  const deps = { ...dependencies, sessions: dependencies.sessions ?? new SessionBindings() };
   const app = new Hono<GatewayEnv>();
   const metadata = (route: CompiledRoute): Handler<GatewayEnv> => (c) =>
     // RFC 9728 §3.2; public, so any page may read it.

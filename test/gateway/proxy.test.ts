@@ -59,4 +59,16 @@ describe('gateway: forwarding and streaming', () => {
     assert.equal(event.outcome, 'result');
     assert.equal(event.tool, 'stream');
   });
+
+  it("a session is bound to the user who opened it: another user's token cannot ride it", async () => {
+    const opened = await mcpPost(resource, toolCall('echo', {}, 8), { authorization: `Bearer ${token}` });
+    const session = opened.headers.get('mcp-session-id')!;
+    const mallory = await issuer.sign({ sub: 'mallory', aud: resource, client_id: 'agent-2', scope: 'banking:read' });
+    const count = upstream.requests.length;
+    const hijack = await mcpPost(resource, toolCall('echo', {}, 9), { authorization: `Bearer ${mallory}`, 'mcp-session-id': session });
+    assert.equal(hijack.status, 404);
+    assert.equal(upstream.requests.length, count, 'nothing reached the upstream');
+    assert.equal((await gateway.auditEvents()).find((e) => e.jsonrpc_id === 9)!.rejection, 'session_mismatch');
+    assert.equal((await mcpPost(resource, toolCall('echo', {}, 10), { authorization: `Bearer ${token}`, 'mcp-session-id': session })).status, 200);
+  });
 });

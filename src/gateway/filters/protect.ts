@@ -3,6 +3,7 @@ import { actorChain } from '../../core/delegation.ts';
 import { isOAuthError } from '../../core/errors.ts';
 import { parseScope } from '../../core/scopes.ts';
 import type { CompiledRoute } from '../route.ts';
+import type { SessionBindings } from '../sessions.ts';
 import type { TokenClaims } from '../token-validator.ts';
 import type { GatewayEnv, Principal } from '../types.ts';
 import { celVariables, scopeChallenge } from './authorize.ts';
@@ -23,7 +24,7 @@ function principalOf(token: string, claims: TokenClaims): Principal | undefined 
  * the route's scopes, and the route's CEL rules. A 401 points the client at the protected
  * resource metadata so it can find the authorization server on its own (MCP authorization).
  */
-export function protect(route: CompiledRoute): MiddlewareHandler<GatewayEnv> {
+export function protect(route: CompiledRoute, sessions?: SessionBindings): MiddlewareHandler<GatewayEnv> {
   const routeScopes = route.config.scopes;
   return async function protectMiddleware(c, next) {
     const toolName = c.var.mcp.message?.toolName;
@@ -62,6 +63,11 @@ export function protect(route: CompiledRoute): MiddlewareHandler<GatewayEnv> {
     audit.scope = principal.scopes.join(' ');
     if (principal.actors.length > 0) audit.act = principal.actors.map((actor) => (actor.client_id ? { sub: actor.sub, client_id: actor.client_id } : { sub: actor.sub }));
 
+    const sessionId = c.var.mcp.sessionId;
+    if (sessions && sessionId && !sessions.check(sessionId, principal.sub)) {
+      // As if the session did not exist for this caller (the transport's answer to an unknown session).
+      return refuse(c, { status: 404, code: -32001, message: 'session not found', rejection: 'session_mismatch', reason: `session opened by another subject` });
+    }
     const missing = routeScopes.filter((scope) => !principal.scopes.includes(scope));
     if (missing.length > 0) {
       return refuse(c, {

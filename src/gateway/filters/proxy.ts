@@ -2,6 +2,7 @@ import type { Context, MiddlewareHandler } from 'hono';
 import type { RouteConfig } from '../../config/gateway-schema.ts';
 import { ResponseTap, isEventStream, rewriteResponse } from '../response-tap.ts';
 import type { GatewayEnv } from '../types.ts';
+import type { SessionBindings } from '../sessions.ts';
 import { GATEWAY_ERRORS, refuse } from './refuse.ts';
 
 /** RFC 9110 §7.6.1 hop-by-hop fields, and what must not cross the gateway in either direction. */
@@ -24,6 +25,8 @@ export interface ForwardHooks {
   tap: (contentType: string | undefined) => ResponseTap;
   /** Extra headers for the response to the client (CORS). */
   responseHeaders: Record<string, string>;
+  /** Called with the upstream's `Mcp-Session-Id` when it sets one. */
+  onSession: (sessionId: string) => void;
 }
 
 /** Sends a request upstream and the answer back. Node uses undici directly; elsewhere, fetch. */
@@ -95,7 +98,7 @@ export function upstreamUrl(route: RouteConfig, upstream: URL, path: string, sea
  * The proxy, last in the chain: forwards the validated body unchanged (or nothing, for GET and
  * DELETE), streams the answer back, and maps upstream failures to 502/504 with a JSON-RPC body.
  */
-export function proxy(route: RouteConfig, forwarder: Forwarder): MiddlewareHandler<GatewayEnv> {
+export function proxy(route: RouteConfig, forwarder: Forwarder, sessions?: SessionBindings): MiddlewareHandler<GatewayEnv> {
   const upstream = new URL(route.upstream);
   return async function proxyMiddleware(c) {
     const mcp = c.var.mcp;
@@ -114,6 +117,7 @@ export function proxy(route: RouteConfig, forwarder: Forwarder): MiddlewareHandl
         rewrite: rewriteResult ? (body, contentType) => rewriteResponse(body, contentType, id, rewriteResult) : undefined,
         tap: (contentType) => new ResponseTap(contentType, id),
         responseHeaders: c.var.responseHeaders,
+        onSession: (sessionId) => sessions?.bind(sessionId, c.var.principal.sub),
       });
     } catch (error) {
       const failure = error instanceof UpstreamError ? error : upstreamError(error);
@@ -147,6 +151,8 @@ export function fetchForwarder(fetchImpl: typeof fetch = fetch): Forwarder {
         throw upstreamError(error);
       }
       audit.upstream_status = response.status;
+      const session = response.headers.get('mcp-session-id');
+      if (session) hooks.onSession(session);
       audit.upstream_latency_ms = Math.round((performance.now() - started) * 1000) / 1000;
       const contentType = response.headers.get('content-type') ?? undefined;
       const outHeaders = clientHeaders(headerEntries(response.headers), hooks.responseHeaders);

@@ -72,6 +72,8 @@ export function nodeForwarder(options: { connections?: number } = {}): Forwarder
             audit.upstream_status = statusCode;
             audit.upstream_latency_ms = Math.round((performance.now() - started) * 1000) / 1000;
             contentType = responseHeaders['content-type'] as string | undefined;
+            const session = responseHeaders['mcp-session-id'];
+            if (typeof session === 'string') hooks.onSession(session);
             tap = hooks.tap(contentType);
             if (hooks.rewrite && statusCode < 300) {
               buffered = [];

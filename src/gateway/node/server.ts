@@ -11,6 +11,7 @@ import { gatewayApp } from '../chain.ts';
 import type { Forwarder } from '../filters/proxy.ts';
 import { compileRoute, RouteConfigError, type CompiledRoute } from '../route.ts';
 import type { GatewayAuditEvent } from '../types.ts';
+import { SessionBindings } from '../sessions.ts';
 import { AuditWriter } from './audit-writer.ts';
 import { nodeForwarder } from './forwarder.ts';
 import { GatewayMetrics } from './metrics.ts';
@@ -80,6 +81,7 @@ export async function startGateway(config: GatewayConfig, options: StartGatewayO
   const redis = env.REDIS_URL ? new Redis(env.REDIS_URL, { enableOfflineQueue: false, maxRetriesPerRequest: 1, lazyConnect: false }) : undefined;
   redis?.on('error', (error) => log.warn({ err: error }, 'redis error'));
   const forwarder: Forwarder = nodeForwarder();
+  const sessions = new SessionBindings();
 
   const build = (next: GatewayConfig): { app: Hono<never>; routes: CompiledRoute[] } => {
     const paths = new Set<string>();
@@ -95,7 +97,7 @@ export async function startGateway(config: GatewayConfig, options: StartGatewayO
       if (error instanceof RouteConfigError) throw new ConfigError(`invalid gateway configuration: ${error.message}`);
       throw error;
     }
-    return { app: gatewayApp(routes, { observer, forwarder }) as unknown as Hono<never>, routes };
+    return { app: gatewayApp(routes, { observer, forwarder, sessions }) as unknown as Hono<never>, routes };
   };
 
   let current: ReturnType<typeof build> | undefined;
