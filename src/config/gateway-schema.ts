@@ -61,6 +61,15 @@ const tokenSchema = z
     jwks_refresh_seconds: z.number().int().positive().default(300).describe('Keys are refetched this often, and on an unknown `kid`; the cached set keeps serving while the AS is unreachable.'),
     jwks_min_refresh_seconds: z.number().int().min(0).default(10).describe('Least time between two fetches caused by unknown kids, so made-up kids cannot make the gateway hammer the AS.'),
     cache_entries: z.number().int().positive().default(10_000).describe('Verified tokens remembered until they expire.'),
+    revocation_list: z
+      .strictObject({
+        endpoint: z.url().optional().describe('Defaults to <issuer>/revocations (Mandate authorization servers).'),
+        client_id: z.string().min(1),
+        client_secret_env: z.string().min(1),
+        poll_seconds: z.number().int().positive().default(10),
+      })
+      .optional()
+      .describe('jwt mode: poll the AS revocation list, so revoked tokens and tokens of disabled or expired clients and actors stop working within poll_seconds.'),
     introspection: z
       .strictObject({
         endpoint: z.url().optional().describe('Defaults to the introspection_endpoint of the issuer metadata.'),

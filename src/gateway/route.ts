@@ -4,6 +4,7 @@ import { compileExpression, type CompiledExpression } from '../core/cel.ts';
 import type { VerificationKey } from '../core/jwt.ts';
 import type { RateLimitConfig, RouteConfig } from '../config/gateway-schema.ts';
 import { Mediator } from './mediator.ts';
+import { RevocationList } from './revocation-list.ts';
 import { introspectionValidator, issuerMetadata, jwtValidator, type TokenValidator } from './token-validator.ts';
 
 /** Protocol traffic, not counted by rate limits unless a limit names it (issue 4). */
@@ -34,6 +35,7 @@ export interface CompiledRoute {
   /** Whether some tool may be hidden from a caller: `tools/list` answers are then filtered. */
   filtersToolList: boolean;
   mediator?: Mediator;
+  revocations?: RevocationList;
   close(): void;
 }
 
@@ -131,6 +133,19 @@ export function compileRoute(route: RouteConfig, index: number, options: Compile
       })
     : undefined;
 
+  const listConfig = route.token.mode === 'jwt' ? route.token.revocation_list : undefined;
+  const revocations = listConfig
+    ? new RevocationList({
+        endpoint: listConfig.endpoint ?? `${issuer.replace(/\/$/, '')}/revocations`,
+        clientId: listConfig.client_id,
+        clientSecret: secretFrom(options.env, listConfig.client_secret_env, `${where} token.revocation_list`),
+        pollMs: listConfig.poll_seconds * 1000,
+        fetch: options.fetch,
+        onError: options.onError,
+      })
+    : undefined;
+  revocations?.start();
+
   const scopes = new Set([...route.scopes, ...[...tools.values()].flatMap((tool) => tool.scopes)]);
   return {
     config: route,
@@ -150,6 +165,10 @@ export function compileRoute(route: RouteConfig, index: number, options: Compile
     limits,
     filtersToolList: route.unlisted_tools === 'deny' || [...tools.values()].some((tool) => tool.scopes.length > 0 || tool.allow),
     mediator,
-    close: () => validator.close(),
+    revocations,
+    close: () => {
+      validator.close();
+      revocations?.stop();
+    },
   };
 }

@@ -35,6 +35,13 @@ describe('gateway in front of an upstream, tokens from the Mandate authorization
         // The gateway acts as the Todo MCP server's client here: R.gateway tokens name it in may_act.
         mediation: { client_id: 'mcp-server', client_secret_env: 'TEST_MCP_SECRET', resource: R.api, scope: 'banking:read' },
       },
+      {
+        path: '/revocable',
+        upstream: upstream.url,
+        resource: R.gateway,
+        authorization_servers: [as.issuer],
+        token: { revocation_list: { client_id: 'mcp-server', client_secret_env: 'TEST_MCP_SECRET', poll_seconds: 1 } },
+      },
     ]);
     const actor = await postForm(`${as.issuer}/token`, { grant_type: 'client_credentials', resource: R.agent, scope: 'banking:read' }, auth.agent);
     const { token } = await userToken(as, { clientId: 'sample-agent', redirectUri: AGENT_REDIRECT, resource: R.agent, scope: 'banking:read', clientAuth: auth.agent });
@@ -94,5 +101,44 @@ describe('gateway in front of an upstream, tokens from the Mandate authorization
     const event = (await gateway.auditEvents()).at(-1)!;
     assert.equal(event.rejection, 'mediation_failed');
     assert.match(String(event.reason), /token exchange refused: invalid_request/);
+  });
+
+  const delegatedToken = async () => {
+    const { token } = await userToken(as, { clientId: 'sample-agent', redirectUri: AGENT_REDIRECT, resource: R.agent, scope: 'banking:read', clientAuth: auth.agent });
+    const res = await exchange(as, { subject_token: token.access_token, resource: R.gateway, scope: 'banking:read' }, auth.agent);
+    assert.equal(res.status, 200, res.text);
+    return res.json.access_token as string;
+  };
+  const eventually401 = async (token: string) => {
+    for (let i = 0; i < 60; i++) {
+      const res = await mcpPost(`${gateway.url}/revocable`, toolCall('echo'), { authorization: `Bearer ${token}` });
+      if (res.status === 401) return res;
+      await new Promise((resolve) => setTimeout(resolve, 100));
+    }
+    assert.fail('the gateway kept accepting the token');
+  };
+
+  it('revocation list: a revoked JWT stops working at the gateway within the poll interval', async () => {
+    const token = await delegatedToken();
+    assert.equal((await mcpPost(`${gateway.url}/revocable`, toolCall('echo'), { authorization: `Bearer ${token}` })).status, 200);
+    const revoked = await postForm(`${as.issuer}/revoke`, { token }, auth.agent);
+    assert.equal(revoked.status, 200);
+    await eventually401(token);
+    const event = (await gateway.auditEvents()).at(-1)!;
+    assert.equal(event.reason, 'the token was revoked');
+  });
+
+  it('revocation list: disabling the agent cuts off every token whose act chain names it', async () => {
+    const token = await delegatedToken();
+    assert.equal((await mcpPost(`${gateway.url}/revocable`, toolCall('echo'), { authorization: `Bearer ${token}` })).status, 200);
+    const disable = await fetch(`${as.issuer}/admin/api/agents/sample-agent`, {
+      method: 'PATCH',
+      headers: { authorization: `Bearer ${as.adminToken}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ enabled: false }),
+    });
+    assert.equal(disable.status, 200, await disable.text());
+    await eventually401(token);
+    // The AS also revokes the agent's recorded tokens; either entry of the list refuses it.
+    assert.match(String((await gateway.auditEvents()).at(-1)!.reason), /client sample-agent is disabled|the token was revoked/);
   });
 });

@@ -54,6 +54,8 @@ export function protect(route: CompiledRoute, sessions?: SessionBindings): Middl
       }
       return unauthorized('invalid_token', error.reason ?? error.message, 'invalid_token');
     }
+    const revoked = route.revocations?.reason(claims);
+    if (revoked) return unauthorized('invalid_token', revoked, 'invalid_token');
     const principal = principalOf(token, claims);
     if (!principal) return unauthorized('invalid_token', 'the token has no sub', 'invalid_token');
     c.set('principal', principal);
