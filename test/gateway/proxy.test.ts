@@ -71,4 +71,21 @@ describe('gateway: forwarding and streaming', () => {
     assert.equal((await gateway.auditEvents()).find((e) => e.jsonrpc_id === 9)!.rejection, 'session_mismatch');
     assert.equal((await mcpPost(resource, toolCall('echo', {}, 10), { authorization: `Bearer ${token}`, 'mcp-session-id': session })).status, 200);
   });
+
+  it('a client that goes away aborts the upstream call, audited as client_closed', async () => {
+    const abort = new AbortController();
+    const pending = fetch(resource, {
+      method: 'POST',
+      headers: { accept: 'application/json, text/event-stream', 'content-type': 'application/json', authorization: `Bearer ${token}` },
+      body: JSON.stringify(toolCall('slow', { ms: 3000 }, 11)),
+      signal: abort.signal,
+    }).catch(() => undefined);
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    abort.abort();
+    await pending;
+    for (let i = 0; i < 50 && !(await gateway.auditEvents()).some((e) => e.jsonrpc_id === 11); i++) await new Promise((resolve) => setTimeout(resolve, 50));
+    const event = (await gateway.auditEvents()).find((e) => e.jsonrpc_id === 11)!;
+    assert.equal(event.rejection, 'client_closed');
+    assert.equal(event.status, 499);
+  });
 });

@@ -111,6 +111,14 @@ export function nodeForwarder(options: { connections?: number } = {}): Forwarder
           },
           onResponseError(_ctrl, error) {
             outgoing.off('close', onClientClose);
+            if (outgoing.destroyed && !outgoing.writableFinished) {
+              // The client went away first: nothing to answer, and not the upstream's fault.
+              audit.decision = 'error';
+              audit.rejection = 'client_closed';
+              status = 499;
+              done();
+              return;
+            }
             if (!responded || (buffered && !outgoing.headersSent)) {
               reject(upstreamError(error));
               return;
