@@ -67,7 +67,10 @@ interface Run {
   window: { start: number; end: number };
 }
 
-/** One connection: only the latency is kept (the run is too short and too idle for CPU figures). */
+/**
+ * One connection: the latency a proxy adds. Its CPU is printed per run but not summarized: a
+ * process mostly idle between requests pays more per request than under load.
+ */
 const latencyTiming = (settings: GatewaySettings): LoadTiming => ({ warmup: Math.min(settings.warmup, 1), duration: Math.min(settings.duration, 5) });
 
 /** Seconds the section takes at most (children start-up included), for the run's watchdog. */
@@ -191,7 +194,8 @@ async function upstreamSection(root: string, settings: GatewaySettings, upstream
         single.get(target.name)!.push(run);
         console.log(
           `  rep ${rep + 1}/${settings.reps}  ${target.name.padEnd(WIDTH)} 1 connection: ${fmtInt(run.requestsPerSecond).padStart(6)} req/s  ` +
-            `latency mean ${fmtFixed(run.mean, 3)} ms p50 ${fmtFixed(run.p50, 3)} ms p99 ${fmtFixed(run.p99, 3)} ms  non-2xx ${run.non2xx}  errors ${run.errors}`,
+            `latency mean ${fmtFixed(run.mean, 3)} ms p50 ${fmtFixed(run.p50, 3)} ms p99 ${fmtFixed(run.p99, 3)} ms  ` +
+            `${target.proxy ? `proxy ${fmtFixed(run.proxyCpuPerRequest, 0)} µs CPU/req  ` : ''}upstream ${fmtFixed(run.upstreamCpuPerRequest, 0)} µs CPU/req  non-2xx ${run.non2xx}  errors ${run.errors}`,
         );
       }
     }
