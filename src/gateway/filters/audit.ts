@@ -35,7 +35,7 @@ export function auditRequests(route: CompiledRoute, observer: GatewayObserver): 
     c.set('rewriteResult', undefined);
     c.set('responseHeaders', { 'x-request-id': event.request_id });
     const complete = () => {
-      const mcp = c.var.mcp;
+      const mcp = c.get('mcp');
       if (mcp) {
         event.protocol_version = mcp.protocolVersion;
         if (mcp.sessionId) event.session = mcp.sessionId;
@@ -64,7 +64,7 @@ export function auditRequests(route: CompiledRoute, observer: GatewayObserver): 
       complete();
       throw error;
     }
-    const finished = c.var.finished;
+    const finished = c.get('finished');
     if (finished) void finished.then(complete);
     else complete();
   };

@@ -16,7 +16,7 @@ export function scopeChallenge(route: CompiledRoute, scopes: string[], error?: s
  * recent actor first), and the call itself.
  */
 export function celVariables(c: Context<GatewayEnv>, route: CompiledRoute, principal: Principal, toolName?: string): Record<string, unknown> {
-  const message = c.var.mcp.message;
+  const message = c.get('mcp').message;
   return {
     claims: principal.claims,
     sub: principal.sub,
@@ -69,8 +69,8 @@ export function filterToolList(result: unknown, visible: (name: string) => boole
  */
 export function authorizeTools(route: CompiledRoute): MiddlewareHandler<GatewayEnv> {
   return async function authorizeToolsMiddleware(c, next) {
-    const message = c.var.mcp.message;
-    const principal = c.var.principal;
+    const message = c.get('mcp').message;
+    const principal = c.get('principal');
     if (message?.kind === 'request' && message.method === 'tools/call') {
       const name = message.toolName!;
       const tool = route.tools.get(name);

@@ -2,6 +2,7 @@ import type { MiddlewareHandler } from 'hono';
 import type { GatewayEnv } from '../types.ts';
 import { JSON_RPC_ERRORS } from '../mcp-message.ts';
 import { refuse } from './refuse.ts';
+import { requestHeader } from '../headers.ts';
 
 const ALLOW_HEADERS = 'authorization, content-type, accept, mcp-session-id, mcp-protocol-version, mcp-method, mcp-name, last-event-id';
 const EXPOSE_HEADERS = 'mcp-session-id, mcp-protocol-version, www-authenticate, retry-after, x-request-id';
@@ -14,7 +15,7 @@ const EXPOSE_HEADERS = 'mcp-session-id, mcp-protocol-version, www-authenticate, 
 export function corsForOrigins(allowedOrigins: string[]): MiddlewareHandler<GatewayEnv> {
   const origins = new Set(allowedOrigins);
   return async function corsMiddleware(c, next) {
-    const origin = c.req.header('origin');
+    const origin = requestHeader(c, 'origin');
     const allowed = origin !== undefined && origins.has(origin);
     if (c.req.method === 'OPTIONS') {
       if (origin !== undefined && !allowed) return refuse(c, { status: 403, code: JSON_RPC_ERRORS.invalidRequest, message: 'origin not allowed', rejection: 'origin_not_allowed', id: null });
@@ -30,11 +31,11 @@ export function corsForOrigins(allowedOrigins: string[]): MiddlewareHandler<Gate
       }
       return c.body(null, 204, headers);
     }
-    if (allowed) Object.assign(c.var.responseHeaders, { 'access-control-allow-origin': origin, 'access-control-expose-headers': EXPOSE_HEADERS, vary: 'origin' });
+    if (allowed) Object.assign(c.get('responseHeaders'), { 'access-control-allow-origin': origin, 'access-control-expose-headers': EXPOSE_HEADERS, vary: 'origin' });
     await next();
     // Responses the proxy wrote itself already carry them; the gateway's own answers get them here.
     if (!c.res.headers.has('x-hono-already-sent')) {
-      for (const [name, value] of Object.entries(c.var.responseHeaders)) c.res.headers.set(name, value);
+      for (const [name, value] of Object.entries(c.get('responseHeaders'))) c.res.headers.set(name, value);
     }
   };
 }

@@ -14,7 +14,7 @@ export function mediate(route: CompiledRoute): MiddlewareHandler<GatewayEnv> {
   return async function mediateMiddleware(c, next) {
     c.set('upstreamAuthorization', undefined);
     if (route.mediator) {
-      const principal = c.var.principal;
+      const principal = c.get('principal');
       try {
         c.set('upstreamAuthorization', `Bearer ${await route.mediator.upstreamToken(principal.token, principal.scopes.join(' ') || undefined)}`);
       } catch (error) {

@@ -8,6 +8,7 @@ import type { TokenClaims } from '../token-validator.ts';
 import type { GatewayEnv, Principal } from '../types.ts';
 import { celVariables, scopeChallenge } from './authorize.ts';
 import { GATEWAY_ERRORS, refuse } from './refuse.ts';
+import { requestHeader } from '../headers.ts';
 
 /** RFC 6750 §2.1 (b64token). Query and form tokens are not accepted: they end up in logs. */
 const BEARER = /^Bearer +([A-Za-z0-9\-._~+/]+=*) *$/i;
@@ -27,7 +28,7 @@ function principalOf(token: string, claims: TokenClaims): Principal | undefined 
 export function protect(route: CompiledRoute, sessions?: SessionBindings): MiddlewareHandler<GatewayEnv> {
   const routeScopes = route.config.scopes;
   return async function protectMiddleware(c, next) {
-    const toolName = c.var.mcp.message?.toolName;
+    const toolName = c.get('mcp').message?.toolName;
     const neededScopes = [...routeScopes, ...(toolName ? (route.tools.get(toolName)?.scopes ?? []) : [])];
     const unauthorized = (rejection: string, reason: string, error?: string) =>
       refuse(c, {
@@ -39,7 +40,7 @@ export function protect(route: CompiledRoute, sessions?: SessionBindings): Middl
         headers: { 'WWW-Authenticate': scopeChallenge(route, neededScopes, error) },
       });
 
-    const header = c.req.header('authorization');
+    const header = requestHeader(c, 'authorization');
     if (!header) return unauthorized('no_token', 'no Authorization header');
     const token = BEARER.exec(header)?.[1];
     if (!token) return unauthorized('invalid_token', 'Authorization is not a Bearer token', 'invalid_request');
@@ -59,13 +60,13 @@ export function protect(route: CompiledRoute, sessions?: SessionBindings): Middl
     const principal = principalOf(token, claims);
     if (!principal) return unauthorized('invalid_token', 'the token has no sub', 'invalid_token');
     c.set('principal', principal);
-    const audit = c.var.audit;
+    const audit = c.get('audit');
     audit.sub = principal.sub;
     audit.client_id = principal.clientId;
     audit.scope = principal.scopes.join(' ');
     if (principal.actors.length > 0) audit.act = principal.actors.map((actor) => (actor.client_id ? { sub: actor.sub, client_id: actor.client_id } : { sub: actor.sub }));
 
-    const sessionId = c.var.mcp.sessionId;
+    const sessionId = c.get('mcp').sessionId;
     if (sessions && sessionId && !sessions.check(sessionId, principal.sub)) {
       // As if the session did not exist for this caller (the transport's answer to an unknown session).
       return refuse(c, { status: 404, code: -32001, message: 'session not found', rejection: 'session_mismatch', reason: `session opened by another subject` });

@@ -4,9 +4,12 @@ import { ResponseTap, isEventStream, rewriteResponse } from '../response-tap.ts'
 import type { GatewayEnv } from '../types.ts';
 import type { SessionBindings } from '../sessions.ts';
 import { GATEWAY_ERRORS, refuse } from './refuse.ts';
+import { requestHeader } from '../headers.ts';
 
 /** RFC 9110 §7.6.1 hop-by-hop fields, and what must not cross the gateway in either direction. */
-const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'proxy-connection', 'proxy-authenticate', 'proxy-authorization', 'te', 'trailer', 'transfer-encoding', 'upgrade', 'host', 'content-length']);
+const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'proxy-connection', 'proxy-authenticate', 'proxy-authorization', 'te', 'trailer', 'transfer-encoding', 'upgrade']);
+/** The request body is re-sent with its own length; the upstream gets its own Host. */
+const NOT_FORWARDED = new Set([...HOP_BY_HOP, 'host', 'content-length']);
 /** The caller's credentials are for the gateway: never forwarded (no token passthrough). */
 const CREDENTIALS = new Set(['authorization', 'cookie']);
 
@@ -57,7 +60,7 @@ export function upstreamHeaders(incoming: Iterable<[string, string | string[] | 
   const out: Record<string, string> = {};
   for (const [rawName, value] of incoming) {
     const name = rawName.toLowerCase();
-    if (value === undefined || HOP_BY_HOP.has(name) || CREDENTIALS.has(name) || name.startsWith('x-forwarded-') || name === 'forwarded') continue;
+    if (value === undefined || NOT_FORWARDED.has(name) || CREDENTIALS.has(name) || name.startsWith('x-forwarded-') || name === 'forwarded') continue;
     out[name] = Array.isArray(value) ? value.join(', ') : value;
   }
   if (info.authorization) out.authorization = info.authorization;
@@ -69,7 +72,7 @@ export function upstreamHeaders(incoming: Iterable<[string, string | string[] | 
   return out;
 }
 
-/** Response headers for the client: the upstream's minus hop-by-hop; SSE marked unbuffered for proxies in front of us. */
+/** Response headers for the client: the upstream's minus hop-by-hop (its Content-Length stays: the body passes unchanged); SSE marked unbuffered for proxies in front of us. */
 export function clientHeaders(upstream: Iterable<[string, string | string[] | undefined]>, extra: Record<string, string>): Record<string, string | string[]> {
   const out: Record<string, string | string[]> = {};
   for (const [rawName, value] of upstream) {
@@ -101,23 +104,24 @@ export function upstreamUrl(route: RouteConfig, upstream: URL, path: string, sea
 export function proxy(route: RouteConfig, forwarder: Forwarder, sessions?: SessionBindings): MiddlewareHandler<GatewayEnv> {
   const upstream = new URL(route.upstream);
   return async function proxyMiddleware(c) {
-    const mcp = c.var.mcp;
-    const requestUrl = new URL(c.req.url);
+    const mcp = c.get('mcp');
+    const raw = c.req.url;
+    const query = raw.indexOf('?');
     const target: UpstreamTarget = {
-      url: upstreamUrl(route, upstream, requestUrl.pathname, requestUrl.search),
+      url: upstreamUrl(route, upstream, c.req.path, query < 0 ? '' : raw.slice(query)),
       method: c.req.method,
       body: mcp.body,
       headers: {},
     };
-    const rewriteResult = c.var.rewriteResult;
+    const rewriteResult = c.get('rewriteResult');
     const id = mcp.message?.kind === 'request' ? mcp.message.id : undefined;
     try {
       return await forwarder.forward(c, target, {
         timeouts: route.timeouts,
         rewrite: rewriteResult ? (body, contentType) => rewriteResponse(body, contentType, id, rewriteResult) : undefined,
         tap: (contentType) => new ResponseTap(contentType, id),
-        responseHeaders: c.var.responseHeaders,
-        onSession: (sessionId) => sessions?.bind(sessionId, c.var.principal.sub),
+        responseHeaders: c.get('responseHeaders'),
+        onSession: (sessionId) => sessions?.bind(sessionId, c.get('principal').sub),
       });
     } catch (error) {
       const failure = error instanceof UpstreamError ? error : upstreamError(error);
@@ -136,10 +140,10 @@ function headerEntries(headers: Headers): [string, string][] {
 export function fetchForwarder(fetchImpl: typeof fetch = fetch): Forwarder {
   return {
     async forward(c, target, hooks) {
-      const audit = c.var.audit;
+      const audit = c.get('audit');
       const headers = upstreamHeaders(headerEntries(c.req.raw.headers), {
-        authorization: c.var.upstreamAuthorization,
-        host: c.req.header('host') ?? '',
+        authorization: c.get('upstreamAuthorization'),
+        host: requestHeader(c, 'host') ?? '',
         proto: new URL(c.req.url).protocol.replace(':', ''),
         requestId: audit.request_id,
       });
@@ -158,6 +162,7 @@ export function fetchForwarder(fetchImpl: typeof fetch = fetch): Forwarder {
       const outHeaders = clientHeaders(headerEntries(response.headers), hooks.responseHeaders);
       if (hooks.rewrite && response.ok) {
         const body = hooks.rewrite(await response.text(), contentType);
+        delete outHeaders['content-length'];
         const tap = hooks.tap(contentType);
         tap.push(new TextEncoder().encode(body));
         Object.assign(audit, tap.finish());

@@ -45,11 +45,11 @@ function bucketKey(limit: CompiledLimit, route: CompiledRoute, principal: Princi
  */
 export function throttle(route: CompiledRoute): MiddlewareHandler<GatewayEnv> {
   return async function throttleMiddleware(c, next) {
-    const message = c.var.mcp.message;
+    const message = c.get('mcp').message;
     for (const limit of route.limits) {
       if (!applies(limit, message)) continue;
       try {
-        await limit.limiter.consume(bucketKey(limit, route, c.var.principal, message));
+        await limit.limiter.consume(bucketKey(limit, route, c.get('principal'), message));
       } catch (error) {
         if (error instanceof RateLimiterRes) {
           return refuse(c, {

@@ -1,5 +1,6 @@
 import type { Context, MiddlewareHandler } from 'hono';
 import { refuse as refuseWith } from './refuse.ts';
+import { requestHeader } from '../headers.ts';
 import { JSON_RPC_ERRORS, JsonRpcError, PROTOCOL_STATELESS, PROTOCOL_WITH_SESSIONS, checkStandardHeaders, parseMcpMessage, type McpMessage } from '../mcp-message.ts';
 
 /**
@@ -129,15 +130,15 @@ export function validateMcp(options: ValidateOptions): MiddlewareHandler<{ Varia
     const refuse = (status: number, code: number, message: string, rejection: string, id: string | number | null = null) =>
       refuseWith(c, { status, code, message, rejection, id });
     // DNS rebinding and cross-site calls: a browser Origin must be on the list (MCP transport security).
-    const origin = c.req.header('origin');
-    if (origin !== undefined && !origins.has(origin) && !sameLoopbackOrigin(origin, c.req.header('host'))) {
+    const origin = requestHeader(c, 'origin');
+    if (origin !== undefined && !origins.has(origin) && !sameLoopbackOrigin(origin, requestHeader(c, 'host'))) {
       return refuse(403, JSON_RPC_ERRORS.invalidRequest, 'origin not allowed', 'origin_not_allowed');
     }
 
-    const protocolVersion = c.req.header('mcp-protocol-version') ?? DEFAULT_PROTOCOL;
+    const protocolVersion = requestHeader(c, 'mcp-protocol-version') ?? DEFAULT_PROTOCOL;
     if (!versions.has(protocolVersion)) return refuse(400, JSON_RPC_ERRORS.invalidRequest, `unsupported MCP-Protocol-Version ${protocolVersion}`, 'protocol_version');
-    const sessionId = c.req.header('mcp-session-id');
-    const accept = c.req.header('accept') ?? '';
+    const sessionId = requestHeader(c, 'mcp-session-id');
+    const accept = requestHeader(c, 'accept') ?? '';
     const method = c.req.method;
 
     if (method === 'GET' || method === 'DELETE') {
@@ -151,11 +152,11 @@ export function validateMcp(options: ValidateOptions): MiddlewareHandler<{ Varia
     if (!accept.includes('application/json') || !accept.includes('text/event-stream')) {
       return refuse(406, JSON_RPC_ERRORS.invalidRequest, 'Accept must list application/json and text/event-stream', 'not_acceptable');
     }
-    if (!(c.req.header('content-type') ?? '').toLowerCase().startsWith('application/json')) {
+    if (!(requestHeader(c, 'content-type') ?? '').toLowerCase().startsWith('application/json')) {
       return refuse(415, JSON_RPC_ERRORS.invalidRequest, 'Content-Type must be application/json', 'unsupported_media_type');
     }
     const tooLarge = () => refuse(413, JSON_RPC_ERRORS.invalidRequest, `body larger than ${options.maxBodyBytes} bytes`, 'body_too_large');
-    if (Number(c.req.header('content-length')) > options.maxBodyBytes) return tooLarge();
+    if (Number(requestHeader(c, 'content-length')) > options.maxBodyBytes) return tooLarge();
     const body = await readBody(c, options.maxBodyBytes);
     if (body === undefined) return tooLarge();
 
@@ -167,7 +168,7 @@ export function validateMcp(options: ValidateOptions): MiddlewareHandler<{ Varia
     }
     try {
       const message = parseMcpMessage(json);
-      checkStandardHeaders(message, { method: c.req.header('mcp-method'), name: c.req.header('mcp-name') }, protocolVersion);
+      checkStandardHeaders(message, { method: requestHeader(c, 'mcp-method'), name: requestHeader(c, 'mcp-name') }, protocolVersion);
       c.set('mcp', { message, body, protocolVersion, sessionId });
     } catch (error) {
       if (!(error instanceof JsonRpcError)) throw error;

@@ -30,9 +30,9 @@ export function nodeForwarder(options: { connections?: number } = {}): Forwarder
   return {
     async forward(c, target, hooks) {
       const { incoming, outgoing } = c.env as NodeBindings;
-      const audit = c.var.audit;
+      const audit = c.get('audit');
       const headers = upstreamHeaders(Object.entries(incoming.headers), {
-        authorization: c.var.upstreamAuthorization,
+        authorization: c.get('upstreamAuthorization'),
         host: incoming.headers.host ?? '',
         proto: (incoming.socket as { encrypted?: boolean }).encrypted ? 'https' : 'http',
         peer: incoming.socket.remoteAddress,
