@@ -11,11 +11,34 @@ export interface CompiledExpression {
   evaluate(variables: Record<string, unknown>): unknown;
 }
 
+/**
+ * Conversions of frozen objects, reused: a frozen object (e.g. the deep-frozen claims of a token
+ * that is verified once and then served from a cache) cannot change, so it is converted once.
+ */
+const converted = new WeakMap<object, unknown>();
+
 function toCel(value: unknown): unknown {
   if (typeof value === 'number') return Number.isInteger(value) ? BigInt(value) : value;
-  if (Array.isArray(value)) return value.map(toCel);
-  if (value && typeof value === 'object' && Object.getPrototypeOf(value) === Object.prototype) {
-    return Object.fromEntries(Object.entries(value).filter(([, v]) => v !== undefined).map(([k, v]) => [k, toCel(v)]));
+  if (!value || typeof value !== 'object') return value;
+  const frozen = Object.isFrozen(value);
+  if (frozen) {
+    const hit = converted.get(value);
+    if (hit !== undefined) return hit;
+  }
+  let result: unknown = value;
+  if (Array.isArray(value)) result = value.map(toCel);
+  else if (Object.getPrototypeOf(value) === Object.prototype) {
+    result = Object.fromEntries(Object.entries(value).filter(([, v]) => v !== undefined).map(([k, v]) => [k, toCel(v)]));
+  }
+  if (frozen) converted.set(value, result);
+  return result;
+}
+
+/** Freezes a JSON value all the way down, so CEL can reuse its conversion (see `toCel`). */
+export function deepFreeze<T>(value: T): T {
+  if (value && typeof value === 'object' && !Object.isFrozen(value)) {
+    for (const child of Object.values(value)) deepFreeze(child);
+    Object.freeze(value);
   }
   return value;
 }

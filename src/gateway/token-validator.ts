@@ -2,6 +2,7 @@ import type { JWK } from 'jose';
 import { OAuthError } from '../core/errors.ts';
 import { verifyJwt, type VerificationKey } from '../core/jwt.ts';
 import { VerifiedTokenCache } from '../core/verified-cache.ts';
+import { deepFreeze } from '../core/cel.ts';
 import { RemoteJwks } from './jwks.ts';
 
 /** The claims of a validated access token, whatever the validation mode. */
@@ -86,7 +87,8 @@ export function jwtValidator(options: JwtValidatorOptions): TokenValidator {
       });
       // RFC 9068 §2.2: exp is required; a token that never expires is not accepted.
       if (typeof claims.exp !== 'number') throw new OAuthError('invalid_token', 'the token is invalid or expired', { reason: 'no exp' });
-      cache.set(token, claims);
+      // Frozen: shared by every request with this token, and CEL converts it once.
+      cache.set(token, deepFreeze(claims));
       return claims;
     },
     close: () => jwks.stop(),
@@ -152,7 +154,7 @@ export function introspectionValidator(options: IntrospectionValidatorOptions): 
         remember(token, { until: nowMs + options.negativeCacheSeconds * 1000, reason });
         throw refuse(reason);
       }
-      const claims = body as TokenClaims;
+      const claims = deepFreeze(body as TokenClaims);
       const until = Math.min(nowMs + options.cacheSeconds * 1000, typeof claims.exp === 'number' ? claims.exp * 1000 : Infinity);
       remember(token, { until, claims });
       return claims;

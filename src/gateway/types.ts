@@ -11,6 +11,8 @@ export interface Principal {
   scopes: string[];
   /** The `act` chain as a list, most recent actor first (RFC 8693 §4.1). */
   actors: Actor[];
+  /** The caller's part of the CEL variables, deep-frozen (converted for CEL once per token). */
+  cel: Readonly<Record<string, unknown>>;
 }
 
 /**

@@ -18,11 +18,7 @@ export function scopeChallenge(route: CompiledRoute, scopes: string[], error?: s
 export function celVariables(c: Context<GatewayEnv>, route: CompiledRoute, principal: Principal, toolName?: string): Record<string, unknown> {
   const message = c.get('mcp').message;
   return {
-    claims: principal.claims,
-    sub: principal.sub,
-    client_id: principal.clientId ?? '',
-    scopes: principal.scopes,
-    act: principal.actors.map((actor) => ({ sub: actor.sub, client_id: actor.client_id ?? '' })),
+    ...principal.cel,
     method: message?.method ?? '',
     tool: toolName ?? message?.toolName ?? '',
     args: message?.arguments ?? {},

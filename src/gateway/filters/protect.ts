@@ -2,6 +2,7 @@ import type { MiddlewareHandler } from 'hono';
 import { actorChain } from '../../core/delegation.ts';
 import { isOAuthError } from '../../core/errors.ts';
 import { parseScope } from '../../core/scopes.ts';
+import { deepFreeze } from '../../core/cel.ts';
 import type { CompiledRoute } from '../route.ts';
 import type { SessionBindings } from '../sessions.ts';
 import type { TokenClaims } from '../token-validator.ts';
@@ -13,11 +14,26 @@ import { requestHeader } from '../headers.ts';
 /** RFC 6750 §2.1 (b64token). Query and form tokens are not accepted: they end up in logs. */
 const BEARER = /^Bearer +([A-Za-z0-9\-._~+/]+=*) *$/i;
 
+/** Principals by their (cached, frozen) claims: a token seen again costs no work here either. */
+const principals = new WeakMap<TokenClaims, Principal>();
+
 function principalOf(token: string, claims: TokenClaims): Principal | undefined {
+  const known = principals.get(claims);
+  if (known?.token === token) return known;
   if (typeof claims.sub !== 'string' || claims.sub === '') return undefined;
   const scopes = Array.isArray(claims.scp) ? (claims.scp as unknown[]).filter((s): s is string => typeof s === 'string') : parseScope(claims.scope);
   const clientId = typeof claims.client_id === 'string' ? claims.client_id : typeof claims.azp === 'string' ? claims.azp : undefined;
-  return { token, claims, sub: claims.sub, clientId, scopes, actors: actorChain(claims.act) };
+  const actors = actorChain(claims.act);
+  const cel = deepFreeze({
+    claims,
+    sub: claims.sub,
+    client_id: clientId ?? '',
+    scopes,
+    act: actors.map((actor) => ({ sub: actor.sub, client_id: actor.client_id ?? '' })),
+  });
+  const principal: Principal = { token, claims, sub: claims.sub, clientId, scopes, actors, cel };
+  if (Object.isFrozen(claims)) principals.set(claims, principal);
+  return principal;
 }
 
 /**
