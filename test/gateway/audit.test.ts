@@ -169,6 +169,21 @@ describe('gateway: audit sink and global limits', () => {
     assert.ok(readFileSync(file, 'utf8').length <= 400);
   });
 
+  it('writes the same JSON lines to stdout when asked', async () => {
+    const { AuditWriter } = await import('../../src/gateway/node/audit-writer.ts');
+    const pino = (await import('pino')).default;
+    let out = '';
+    const writer = new AuditWriter({ file: null, maxBytes: 1, keep: 1, stdout: true, bufferEvents: 10, log: pino({ level: 'silent' }), writeStdout: (text) => (out += text) });
+    writer.record({ time: 't', request_id: 'r1', route: '/mcp', http_method: 'POST', decision: 'deny', rejection: 'no_token', status: 401, latency_ms: 0.5, tool: 'x', arguments: { secret: 'never logged' } });
+    await writer.flush();
+    const line = JSON.parse(out) as Record<string, unknown>;
+    assert.equal(line.request_id, 'r1');
+    assert.equal(line.rejection, 'no_token');
+    assert.equal(line.arguments, undefined);
+    assert.doesNotMatch(out, /never logged/);
+    assert.equal(line.args_sha256, createHash('sha256').update(JSON.stringify({ secret: 'never logged' })).digest('hex'));
+  });
+
   it('applies backpressure instead of dropping: ready() waits while the buffer is full', async () => {
     const { AuditWriter } = await import('../../src/gateway/node/audit-writer.ts');
     const pino = (await import('pino')).default;

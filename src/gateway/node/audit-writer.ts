@@ -14,6 +14,8 @@ export interface AuditWriterOptions {
   /** Longest a request waits for room before its event is dropped (and counted). */
   maxWaitMs?: number;
   log: Logger;
+  /** Where `stdout: true` writes (process.stdout by default). */
+  writeStdout?: (text: string) => void;
   onWritten?: (count: number) => void;
   onDropped?: (count: number) => void;
 }
@@ -90,7 +92,7 @@ export class AuditWriter {
   }
 
   private async write(text: string, count: number): Promise<void> {
-    if (this.options.stdout) process.stdout.write(text);
+    if (this.options.stdout) (this.options.writeStdout ?? ((line: string) => process.stdout.write(line)))(text);
     if (this.handle) {
       try {
         const bytes = Buffer.from(text);
