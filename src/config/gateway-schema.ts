@@ -109,6 +109,10 @@ export const routeSchema = z.strictObject({
   allowed_origins: z.array(origin).default([]).describe('Browser origins allowed to call; a request with any other Origin gets 403.'),
   max_body_bytes: z.number().int().positive().default(1_048_576),
   protocol_versions: z.array(z.string()).optional().describe('MCP-Protocol-Version values accepted; default 2025-03-26, 2025-06-18, 2025-11-25 and 2026-07-28.'),
+  identity_headers: z
+    .boolean()
+    .default(false)
+    .describe('Tell the upstream who is calling: X-Mandate-Sub, X-Mandate-Client-Id, X-Mandate-Scope and X-Mandate-Act (the chain as JSON). Such headers from callers are always removed. For upstreams with no auth of their own that keep per-user state behind the gateway only.'),
   mediation: mediationSchema.optional().describe("Exchange the caller's token (RFC 8693, the gateway as actor) for one audienced to the upstream. Without it the upstream gets no Authorization header."),
   timeouts: z
     .strictObject({

@@ -14,6 +14,7 @@ describe('gateway: forwarding and streaming', () => {
     upstream = await startScriptedUpstream();
     gateway = await startTestGateway((url) => [
       { path: '/mcp', upstream: `${upstream.url}/`, rewrite: '/', resource: `${url}/mcp`, authorization_servers: [issuer.issuer], scopes: ['banking:read'] },
+      { path: '/identified', upstream: upstream.url, resource: `${url}/identified`, authorization_servers: [issuer.issuer], identity_headers: true },
     ]);
     resource = `${gateway.url}/mcp`;
     token = await issuer.sign({ sub: 'alice', aud: resource, client_id: 'agent-1', scope: 'banking:read' });
@@ -87,5 +88,18 @@ describe('gateway: forwarding and streaming', () => {
     const event = (await gateway.auditEvents()).find((e) => e.jsonrpc_id === 11)!;
     assert.equal(event.rejection, 'client_closed');
     assert.equal(event.status, 499);
+  });
+
+  it('X-Mandate-* headers from callers never reach the upstream; identity_headers tells it who is calling', async () => {
+    await mcpPost(resource, toolCall('echo'), { authorization: `Bearer ${token}`, 'x-mandate-sub': 'admin' });
+    assert.equal(upstream.requests.at(-1)!.headers['x-mandate-sub'], undefined);
+    const identified = `${gateway.url}/identified`;
+    const delegated = await issuer.sign({ sub: 'alice', aud: identified, client_id: 'agent-1', scope: 'banking:read', act: { sub: 'agent-1', client_id: 'agent-1' } });
+    await mcpPost(identified, toolCall('echo'), { authorization: `Bearer ${delegated}`, 'x-mandate-sub': 'admin' });
+    const seen = upstream.requests.at(-1)!.headers;
+    assert.equal(seen['x-mandate-sub'], 'alice');
+    assert.equal(seen['x-mandate-client-id'], 'agent-1');
+    assert.equal(seen['x-mandate-scope'], 'banking:read');
+    assert.deepEqual(JSON.parse(seen['x-mandate-act'] as string), [{ sub: 'agent-1', client_id: 'agent-1' }]);
   });
 });

@@ -1,7 +1,7 @@
 import type { Context, MiddlewareHandler } from 'hono';
 import type { RouteConfig } from '../../config/gateway-schema.ts';
 import { ResponseTap, isEventStream, rewriteResponse } from '../response-tap.ts';
-import type { GatewayEnv } from '../types.ts';
+import type { GatewayEnv, Principal } from '../types.ts';
 import type { SessionBindings } from '../sessions.ts';
 import { GATEWAY_ERRORS, refuse } from './refuse.ts';
 import { requestHeader } from '../headers.ts';
@@ -30,6 +30,8 @@ export interface ForwardHooks {
   responseHeaders: Record<string, string>;
   /** Called with the upstream's `Mcp-Session-Id` when it sets one. */
   onSession: (sessionId: string) => void;
+  /** Headers the gateway adds for the upstream (identity headers). */
+  upstreamHeaders: Record<string, string>;
 }
 
 /** Sends a request upstream and the answer back. Node uses undici directly; elsewhere, fetch. */
@@ -55,12 +57,15 @@ export function upstreamError(error: unknown): UpstreamError {
     : new UpstreamError(502, 'upstream_unavailable', `upstream unavailable (${code || e.message})`);
 }
 
-/** Headers for the upstream: the caller's, minus hop-by-hop and credentials, plus forwarding info (RFC 7239). */
+/**
+ * Headers for the upstream: the caller's, minus hop-by-hop, credentials and anything claiming to
+ * be the gateway's (`X-Mandate-*`, `X-Forwarded-*`), plus forwarding info (RFC 7239).
+ */
 export function upstreamHeaders(incoming: Iterable<[string, string | string[] | undefined]>, info: { authorization?: string; host: string; proto: string; peer?: string; requestId?: string }): Record<string, string> {
   const out: Record<string, string> = {};
   for (const [rawName, value] of incoming) {
     const name = rawName.toLowerCase();
-    if (value === undefined || NOT_FORWARDED.has(name) || CREDENTIALS.has(name) || name.startsWith('x-forwarded-') || name === 'forwarded') continue;
+    if (value === undefined || NOT_FORWARDED.has(name) || CREDENTIALS.has(name) || name.startsWith('x-forwarded-') || name === 'forwarded' || name.startsWith('x-mandate-')) continue;
     out[name] = Array.isArray(value) ? value.join(', ') : value;
   }
   if (info.authorization) out.authorization = info.authorization;
@@ -85,6 +90,14 @@ export function clientHeaders(upstream: Iterable<[string, string | string[] | un
     out['cache-control'] ??= 'no-cache';
   }
   return Object.assign(out, extra);
+}
+
+/** Who is calling, for an upstream that trusts the gateway (`identity_headers`). */
+export function identityHeaders(principal: Principal): Record<string, string> {
+  const headers: Record<string, string> = { 'x-mandate-sub': principal.sub, 'x-mandate-scope': principal.scopes.join(' ') };
+  if (principal.clientId) headers['x-mandate-client-id'] = principal.clientId;
+  if (principal.actors.length > 0) headers['x-mandate-act'] = JSON.stringify(principal.cel.act);
+  return headers;
 }
 
 /** The upstream URL for a request path: the route prefix replaced by `rewrite`, or appended to the upstream's path. */
@@ -122,6 +135,7 @@ export function proxy(route: RouteConfig, forwarder: Forwarder, sessions?: Sessi
         tap: (contentType) => new ResponseTap(contentType, id),
         responseHeaders: c.get('responseHeaders'),
         onSession: (sessionId) => sessions?.bind(sessionId, c.get('principal').sub),
+        upstreamHeaders: route.identity_headers ? identityHeaders(c.get('principal')) : {},
       });
     } catch (error) {
       const failure = error instanceof UpstreamError ? error : upstreamError(error);
@@ -147,6 +161,7 @@ export function fetchForwarder(fetchImpl: typeof fetch = fetch): Forwarder {
         proto: new URL(c.req.url).protocol.replace(':', ''),
         requestId: audit.request_id,
       });
+      Object.assign(headers, hooks.upstreamHeaders);
       const started = performance.now();
       let response: Response;
       try {

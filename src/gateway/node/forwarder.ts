@@ -38,6 +38,7 @@ export function nodeForwarder(options: { connections?: number } = {}): Forwarder
         peer: incoming.socket.remoteAddress,
         requestId: audit.request_id,
       });
+      Object.assign(headers, hooks.upstreamHeaders);
       const body = target.body === undefined ? undefined : Buffer.from(target.body);
       if (body) headers['content-length'] = String(body.byteLength);
       const started = performance.now();
