@@ -8,3 +8,5 @@ export { parseMcpMessage, checkStandardHeaders, JsonRpcError, JSON_RPC_ERRORS, P
 export { GATEWAY_ERRORS } from './filters/refuse.ts';
 export { jwtValidator, introspectionValidator, discoverIssuer, type TokenValidator, type TokenClaims } from './token-validator.ts';
 export type { GatewayAuditEvent, GatewayEnv, Principal } from './types.ts';
+export { resourceServer, type ResourceServer, type BearerCheck } from './resource-server.ts';
+export { Mediator } from './mediator.ts';

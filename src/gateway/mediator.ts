@@ -32,17 +32,20 @@ export class Mediator {
 
   /** The token to send upstream for this caller token; throws OAuthError when the AS refuses. */
   async upstreamToken(subjectToken: string, scope: string | undefined): Promise<string> {
-    const cached = this.cache.get(subjectToken);
+    const wanted = this.options.scope ?? scope;
+    // One cached token per subject token and scope: a narrower call gets a narrower token.
+    const key = `${wanted ?? ''}\n${subjectToken}`;
+    const cached = this.cache.get(key);
     if (cached && cached.refreshAt > Date.now()) return cached.token;
-    let pending = this.inflight.get(subjectToken);
+    let pending = this.inflight.get(key);
     if (!pending) {
-      pending = this.exchange(subjectToken, this.options.scope ?? scope).finally(() => this.inflight.delete(subjectToken));
-      this.inflight.set(subjectToken, pending);
+      pending = this.exchange(key, subjectToken, wanted).finally(() => this.inflight.delete(key));
+      this.inflight.set(key, pending);
     }
     return pending;
   }
 
-  private async exchange(subjectToken: string, scope: string | undefined): Promise<string> {
+  private async exchange(key: string, subjectToken: string, scope: string | undefined): Promise<string> {
     const form = new URLSearchParams({
       grant_type: TOKEN_EXCHANGE_GRANT,
       subject_token: subjectToken,
@@ -74,7 +77,7 @@ export class Mediator {
     // Refresh when 80 % of the lifetime has passed (at most 60 s early), so a token never expires in flight.
     const refreshAt = Date.now() + lifetimeMs - Math.min(lifetimeMs * 0.2, 60_000);
     if (this.cache.size >= (this.options.maxEntries ?? 10_000)) this.cache.delete(this.cache.keys().next().value as string);
-    this.cache.set(subjectToken, { token: body.access_token, refreshAt });
+    this.cache.set(key, { token: body.access_token, refreshAt });
     return body.access_token;
   }
 }
