@@ -4,12 +4,18 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { describe, it } from 'node:test';
-import { readFileSync } from 'node:fs';
+import { after, before, describe, it } from 'node:test';
+import { existsSync, readFileSync } from 'node:fs';
+import { UnauthorizedError } from '@modelcontextprotocol/sdk/client/auth.js';
+import { Client } from '@modelcontextprotocol/sdk/client/index.js';
+import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
+import { startCallbackServer } from '../helpers/callback-server.ts';
+import { authorizeInChromium, launchChromium } from '../helpers/chromium.ts';
+import { MemoryOAuthProvider } from '../helpers/mcp-oauth.ts';
 import { FormBrowser } from '../helpers/browser-driver.ts';
 import { basic, decodeJwt, postForm, registerClient } from '../helpers/auth-server.ts';
 import { exchange, userToken } from '../helpers/delegation-server.ts';
-import { skipUnless } from '../helpers/services.ts';
+import { needsChromium, skipUnless } from '../helpers/services.ts';
 
 const BIN = new URL('../../bin/mandate.js', import.meta.url).pathname;
 
@@ -34,7 +40,6 @@ function run(args: string[], cwd: string) {
   return { child, exited, out: () => out, err: () => err };
 }
 
-const demoPort = skipUnless(await portFree(9000), 'demo test: port 9000 is in use');
 
 /** The seeds' flows A and B against the demo configuration, as the README walks through them. */
 async function demoDelegation(cwd: string) {
@@ -62,42 +67,129 @@ async function demoDelegation(cwd: string) {
   const claims = decodeJwt(mandate.json.access_token as string);
   assert.deepEqual(claims.act, { sub: 'sample-agent' });
   assert.equal(claims.acr, 'Agent-Consent-Login');
+  return mandate.json.access_token as string;
 }
 
-describe('the mandate command', () => {
-  it('`mandate demo` starts the authorization server on :9000, prints a guide, and stops cleanly on Ctrl-C', demoPort, async () => {
-    const cwd = mkdtempSync(join(tmpdir(), 'mandate-demo-'));
-    const demo = run(['demo'], cwd);
+const ports = [9000, 8080, 8000, 8787, 8001, 9464];
+const demoPorts = skipUnless((await Promise.all(ports.map(portFree))).every(Boolean), `demo test: one of the ports ${ports.join(', ')} is in use`);
+
+/** Reads the gateway's audit file until an event matches (events are written in batches). */
+async function auditEvent(cwd: string, match: (event: Record<string, unknown>) => boolean): Promise<Record<string, unknown>> {
+  for (let i = 0; i < 50; i++) {
+    const file = join(cwd, '.mandate', 'gateway-audit.jsonl');
+    const events = existsSync(file) ? readFileSync(file, 'utf8').split('\n').filter(Boolean).map((line) => JSON.parse(line) as Record<string, unknown>) : [];
+    const found = events.find(match);
+    if (found) return found;
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+  assert.fail('no such audit event');
+}
+
+describe('`mandate demo` (npm start): the whole system on the demo ports', demoPorts, () => {
+  let cwd: string;
+  let demo: ReturnType<typeof run>;
+  let mandateToken: string;
+
+  before(async () => {
+    cwd = mkdtempSync(join(tmpdir(), 'mandate-demo-'));
+    demo = run(['demo'], cwd);
+    for (let i = 0; i < 150 && !demo.out().includes('Press Ctrl-C'); i++) await new Promise((r) => setTimeout(r, 100));
+    assert.match(demo.out(), /Press Ctrl-C/, `the demo did not start: ${demo.err()}`);
+  });
+  after(() => {
+    // Never leave the demo running: a failed assertion must not hold the ports or hang the run.
+    if (demo?.child.exitCode === null) demo.child.kill('SIGKILL');
+    if (cwd) rmSync(cwd, { recursive: true, force: true });
+  });
+
+  it('prints a guide and serves the authorization server with the Inspector origin allowed', async () => {
+    assert.equal(demo.child.exitCode, null, 'the demo is still running');
+    for (const url of ['http://localhost:9000', 'http://localhost:8787/mcp', 'http://localhost:8001', 'http://localhost:8080/mcp']) assert.ok(demo.out().includes(url), url);
+    assert.match(demo.out(), /demo \/ demo/);
+    const metadata = (await (await fetch('http://localhost:9000/.well-known/oauth-authorization-server')).json()) as Record<string, unknown>;
+    assert.equal(metadata.issuer, 'http://localhost:9000');
+    assert.deepEqual(metadata.code_challenge_methods_supported, ['S256']);
+    assert.equal(metadata.authorization_response_iss_parameter_supported, true);
+    assert.equal(metadata.client_id_metadata_document_supported, true);
+    // The demo allows MCP Inspector's origin through CORS.
+    const preflight = await fetch('http://localhost:9000/token', { method: 'OPTIONS', headers: { origin: 'http://localhost:6277', 'access-control-request-method': 'POST' } });
+    assert.equal(preflight.headers.get('access-control-allow-origin'), 'http://localhost:6277');
+    const other = await fetch('http://localhost:9000/token', { method: 'OPTIONS', headers: { origin: 'https://evil.example', 'access-control-request-method': 'POST' } });
+    assert.equal(other.headers.get('access-control-allow-origin'), null);
+  });
+
+  it('the seeds\' token flows A and B against the demo configuration', async () => {
+    mandateToken = await demoDelegation(cwd);
+  });
+
+  it('flow A end to end: the MCP SDK client signs in (Chromium) to the Todo MCP server, which exchanges the token for the Todo API', needsChromium(), async () => {
+    const callback = await startCallbackServer();
+    const browser = await launchChromium();
     try {
-      for (let i = 0; i < 100 && !demo.out().includes('Press Ctrl-C'); i++) await new Promise((r) => setTimeout(r, 100));
-      assert.match(demo.out(), /Press Ctrl-C/, `the demo did not start: ${demo.err()}`);
-      assert.equal(demo.child.exitCode, null, 'the demo is still running');
-      assert.match(demo.out(), /http:\/\/localhost:9000/);
-      assert.match(demo.out(), /demo \/ demo/);
-      const metadata = (await (await fetch('http://localhost:9000/.well-known/oauth-authorization-server')).json()) as Record<string, unknown>;
-      assert.equal(metadata.issuer, 'http://localhost:9000');
-      assert.deepEqual(metadata.code_challenge_methods_supported, ['S256']);
-      assert.equal(metadata.authorization_response_iss_parameter_supported, true);
-      assert.equal(metadata.client_id_metadata_document_supported, true);
-      // The demo allows MCP Inspector's origin through CORS.
-      const preflight = await fetch('http://localhost:9000/token', {
-        method: 'OPTIONS',
-        headers: { origin: 'http://localhost:6277', 'access-control-request-method': 'POST' },
-      });
-      assert.equal(preflight.headers.get('access-control-allow-origin'), 'http://localhost:6277');
-      const other = await fetch('http://localhost:9000/token', { method: 'OPTIONS', headers: { origin: 'https://evil.example', 'access-control-request-method': 'POST' } });
-      assert.equal(other.headers.get('access-control-allow-origin'), null);
-      await demoDelegation(cwd);
-      demo.child.kill('SIGINT');
-      assert.equal(await demo.exited, 0);
-      assert.match(demo.out(), /stopping/);
+      const provider = new MemoryOAuthProvider(callback.redirectUri);
+      const first = new StreamableHTTPClientTransport(new URL('http://localhost:8787/mcp'), { authProvider: provider });
+      await assert.rejects(new Client({ name: 'demo-e2e', version: '1.0.0' }).connect(first), UnauthorizedError);
+      assert.equal(provider.authorizationUrl!.searchParams.get('resource'), 'http://localhost:8787/mcp');
+      const { redirect, steps } = await authorizeInChromium(browser, provider.authorizationUrl!.href, { callback });
+      assert.deepEqual(steps, ['login', 'consent']);
+      await first.finishAuth(redirect.searchParams.get('code')!);
+      const client = new Client({ name: 'demo-e2e', version: '1.0.0' });
+      await client.connect(new StreamableHTTPClientTransport(new URL('http://localhost:8787/mcp'), { authProvider: provider }));
+      try {
+        const textOf = (result: unknown) => JSON.parse((result as { content: { text: string }[] }).content[0]!.text) as Record<string, unknown>;
+        const user = textOf(await client.callTool({ name: 'who_am_I', arguments: {} }));
+        const api = textOf(await client.callTool({ name: 'peek_api_token_claims', arguments: {} }));
+        assert.equal(api.sub, user.sub, 'the same user');
+        assert.equal(user.aud, 'http://localhost:8787/mcp');
+        assert.equal(api.aud, 'http://localhost:8001', 'a different audience');
+        assert.equal(user.act, undefined);
+        assert.deepEqual(api.act, { sub: 'todo-mcp' }, 'act only on the downstream token');
+        assert.deepEqual(user.may_act, { sub: 'todo-mcp' });
+        assert.equal(api.scope, 'todo_api:read', 'the narrowest scope the tool needs');
+        const added = textOf(await client.callTool({ name: 'add_todo', arguments: { title: 'buy milk' } }));
+        assert.deepEqual((added.history as { act: unknown }[])[0]!.act, [{ sub: 'todo-mcp' }], 'the Todo API recorded who acted');
+        const listed = (await client.callTool({ name: 'list_todos', arguments: {} })) as { content: { text: string }[] };
+        assert.match(listed.content[0]!.text, /buy milk/);
+      } finally {
+        await client.close();
+      }
     } finally {
-      // Never leave the demo running: a failed assertion must not hold the port or hang the run.
-      if (demo.child.exitCode === null) demo.child.kill('SIGKILL');
-      rmSync(cwd, { recursive: true, force: true });
+      await browser.close();
+      await callback.close();
     }
   });
 
+  it('flow B end to end: the agent\'s delegated token through the gateway to the banking server, audited with the act chain', async () => {
+    assert.ok(mandateToken, 'flow B token from the previous test');
+    const client = new Client({ name: 'sample-agent', version: '1.0.0' });
+    await client.connect(new StreamableHTTPClientTransport(new URL('http://localhost:8080/mcp'), { requestInit: { headers: { authorization: `Bearer ${mandateToken}` } } }));
+    try {
+      const { tools } = await client.listTools();
+      assert.deepEqual(tools.map((tool) => tool.name).sort(), ['list_transactions', 'read_balance'], 'transfer is hidden without banking:transfer');
+      const balance = (await client.callTool({ name: 'read_balance', arguments: {} })) as { content: { text: string }[] };
+      assert.deepEqual(JSON.parse(balance.content[0]!.text), { balance: '1250.00', currency: 'EUR' });
+      await assert.rejects(client.callTool({ name: 'transfer', arguments: { to: 'bob', amount: 5 } }), (error: { code?: number }) => error.code === 403);
+    } finally {
+      await client.close();
+    }
+    const sub = decodeJwt(mandateToken).sub;
+    const read = await auditEvent(cwd, (event) => event.tool === 'read_balance');
+    assert.equal(read.sub, sub);
+    assert.deepEqual(read.act, [{ sub: 'sample-agent' }]);
+    assert.equal(read.decision, 'allow');
+    const refused = await auditEvent(cwd, (event) => event.tool === 'transfer');
+    assert.equal(refused.rejection, 'insufficient_scope');
+    assert.equal(refused.status, 403);
+  });
+
+  it('stops cleanly on Ctrl-C', async () => {
+    demo.child.kill('SIGINT');
+    assert.equal(await demo.exited, 0);
+    assert.match(demo.out(), /stopping/);
+  });
+});
+
+describe('the mandate command', () => {
   it('rejects a configuration with an unknown key, naming it, with exit code 2', async () => {
     const cwd = mkdtempSync(join(tmpdir(), 'mandate-cli-'));
     try {

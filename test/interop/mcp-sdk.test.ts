@@ -7,15 +7,14 @@
  * same flow against a real McpServer behind a bearer-token check and calls a tool.
  */
 import assert from 'node:assert/strict';
-import { randomUUID } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { after, before, describe, it } from 'node:test';
-import { auth, UnauthorizedError, type OAuthClientProvider } from '@modelcontextprotocol/sdk/client/auth.js';
+import { auth, UnauthorizedError } from '@modelcontextprotocol/sdk/client/auth.js';
+import type { OAuthClientInformationMixed } from '@modelcontextprotocol/sdk/shared/auth.js';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
 import { McpServer } from '@modelcontextprotocol/sdk/server/mcp.js';
 import { StreamableHTTPServerTransport } from '@modelcontextprotocol/sdk/server/streamableHttp.js';
-import type { OAuthClientInformationMixed, OAuthClientMetadata, OAuthTokens } from '@modelcontextprotocol/sdk/shared/auth.js';
 import { createRemoteJWKSet, jwtVerify, type JWTPayload } from 'jose';
 import type { Browser } from 'playwright-core';
 import { FormBrowser } from '../helpers/browser-driver.ts';
@@ -23,61 +22,9 @@ import { startCallbackServer, type CallbackServer } from '../helpers/callback-se
 import { authorizeInChromium, launchChromium } from '../helpers/chromium.ts';
 import { decodeJwt, freePort, startTestAuthServer, type TestAuthServer } from '../helpers/auth-server.ts';
 import { needsChromium } from '../helpers/services.ts';
+import { MemoryOAuthProvider } from '../helpers/mcp-oauth.ts';
 
 const SCOPE = 'mcp:tools';
-
-/** An OAuthClientProvider that keeps everything in memory: what an MCP host application implements. */
-class MemoryOAuthProvider implements OAuthClientProvider {
-  client?: OAuthClientInformationMixed;
-  saved?: OAuthTokens;
-  verifier?: string;
-  authorizationUrl?: URL;
-  lastState?: string;
-  redirects = 0;
-
-  /** Distinct per provider: the same public client metadata from one address returns one client. */
-  private readonly softwareId = randomUUID();
-
-  constructor(readonly redirectUrl: string) {}
-
-  get clientMetadata(): OAuthClientMetadata {
-    return {
-      client_name: 'MCP SDK interop client',
-      software_id: this.softwareId,
-      redirect_uris: [this.redirectUrl],
-      grant_types: ['authorization_code', 'refresh_token'],
-      response_types: ['code'],
-      token_endpoint_auth_method: 'none',
-    };
-  }
-  state() {
-    this.lastState = randomUUID();
-    return this.lastState;
-  }
-  clientInformation() {
-    return this.client;
-  }
-  saveClientInformation(info: OAuthClientInformationMixed) {
-    this.client = info;
-  }
-  tokens() {
-    return this.saved;
-  }
-  saveTokens(tokens: OAuthTokens) {
-    this.saved = tokens;
-  }
-  redirectToAuthorization(url: URL) {
-    this.authorizationUrl = url;
-    this.redirects++;
-  }
-  saveCodeVerifier(verifier: string) {
-    this.verifier = verifier;
-  }
-  codeVerifier() {
-    if (!this.verifier) throw new Error('no code verifier saved');
-    return this.verifier;
-  }
-}
 
 interface McpResourceServer {
   origin: string;
