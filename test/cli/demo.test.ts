@@ -12,6 +12,7 @@ import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/
 import { startCallbackServer } from '../helpers/callback-server.ts';
 import { authorizeInChromium, launchChromium } from '../helpers/chromium.ts';
 import { MemoryOAuthProvider } from '../helpers/mcp-oauth.ts';
+import { inspectorCliWithOAuth, inspectorHome, runInspectorCli, toolNames } from '../helpers/inspector-cli.ts';
 import { FormBrowser } from '../helpers/browser-driver.ts';
 import { basic, decodeJwt, postForm, registerClient } from '../helpers/auth-server.ts';
 import { exchange, userToken } from '../helpers/delegation-server.ts';
@@ -181,6 +182,39 @@ describe('`mandate demo` (npm start): the whole system on the demo ports', demoP
     assert.equal(refused.rejection, 'insufficient_scope');
     assert.equal(refused.status, 403);
   });
+
+  for (const [server, expected] of [
+    ['http://localhost:8787/mcp', ['add_todo', 'complete_todo', 'delete_todo', 'list_todos', 'peek_api_token_claims', 'who_am_I']],
+    // The Inspector asks for every scope of the protected resource metadata, banking:transfer included.
+    ['http://localhost:8080/mcp', ['list_transactions', 'read_balance', 'transfer']],
+  ] as const) {
+    it(`MCP Inspector CLI: signs in (Chromium) to ${server} by itself and lists its tools`, needsChromium(), async () => {
+      const home = inspectorHome();
+      const browser = await launchChromium();
+      try {
+        const args = [server, '--transport', 'http', '--method', 'tools/list', '--format', 'json'];
+        // One run: 401 → discovery → registration → browser (login, consent) → callback → token → tools/list.
+        const run = await inspectorCliWithOAuth(browser, home, args);
+        assert.equal(run.code, 0, run.stderr);
+        assert.deepEqual(run.steps, ['login', 'consent']);
+        assert.equal(run.authorizationUrl.origin, 'http://localhost:9000');
+        assert.equal(run.authorizationUrl.searchParams.get('resource'), server);
+        assert.match(run.authorizationUrl.searchParams.get('redirect_uri')!, /^http:\/\/127\.0\.0\.1:\d+\/oauth\/callback$/);
+        assert.equal(run.redirect.searchParams.get('iss'), 'http://localhost:9000');
+        assert.match(run.stderr, /Authorization complete\./);
+        assert.deepEqual(home.opened(), [run.authorizationUrl.href], 'the browser launch went to the recorder');
+        assert.deepEqual(toolNames(run.stdout), [...expected]);
+        // A second run reuses the stored token: no browser, no prompt.
+        const again = runInspectorCli(home, [...args, '--stored-auth-only']);
+        assert.equal(await again.done(), 0, again.err());
+        assert.deepEqual(toolNames(again.out()), [...expected]);
+        assert.doesNotMatch(again.err(), /Please navigate to/);
+      } finally {
+        await browser.close();
+        home.cleanup();
+      }
+    });
+  }
 
   it('stops cleanly on Ctrl-C', async () => {
     demo.child.kill('SIGINT');

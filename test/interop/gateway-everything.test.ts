@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { mkdtempSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -112,11 +112,15 @@ describe('interop: MCP SDK v1/v2 clients and Inspector CLI through the gateway t
         env: { ...process.env, HOME: home },
         timeout: 60_000,
       });
-    const list = await cli(['--method', 'tools/list']);
-    const tools = (JSON.parse(list.stdout) as { tools: { name: string }[] }).tools.map((tool) => tool.name);
-    assert.ok(tools.includes('get-sum'));
-    assert.ok(!tools.includes('get-env'));
-    const call = await cli(['--method', 'tools/call', '--tool-name', 'get-sum', '--tool-arg', 'a=20', 'b=22']);
-    assert.match(call.stdout, /42/);
+    try {
+      const list = await cli(['--method', 'tools/list']);
+      const tools = (JSON.parse(list.stdout) as { tools: { name: string }[] }).tools.map((tool) => tool.name);
+      assert.ok(tools.includes('get-sum'));
+      assert.ok(!tools.includes('get-env'));
+      const call = await cli(['--method', 'tools/call', '--tool-name', 'get-sum', '--tool-arg', 'a=20', 'b=22']);
+      assert.match(call.stdout, /42/);
+    } finally {
+      rmSync(home, { recursive: true, force: true });
+    }
   });
 });
