@@ -4,6 +4,7 @@ import { demoCommand } from './demo.ts';
 import { keysCommand } from './keys.ts';
 import { serveCommand } from './serve.ts';
 import { hashPasswordCommand } from './hash-password.ts';
+import { agentCommand } from './agent.ts';
 
 const USAGE = `mandate — identity for AI agents and MCP servers
 
@@ -14,6 +15,7 @@ Usage:
   mandate keys list --config <file>            list signing keys
   mandate keys rotate --config <file> [--now]  add a signing key (published first, signs later)
   mandate hash-password                        read a password (not echoed), print its scrypt hash
+  mandate agent <login|whoami|tools|call|chat|tokens|logout>   the sample AI agent (mandate agent --help)
 `;
 
 /** Runs the CLI and returns the exit code. */
@@ -29,6 +31,8 @@ export async function main(argv: string[]): Promise<number> {
         return await keysCommand(rest);
       case 'hash-password':
         return await hashPasswordCommand();
+      case 'agent':
+        return await agentCommand(rest);
       case undefined:
       case 'help':
       case '--help':

@@ -1,0 +1,48 @@
+/**
+ * Errors a person can act on: one line that says what happened and what to do, and a distinct
+ * exit code per kind for scripts (`mandate agent …`).
+ */
+export const AGENT_EXIT_CODES = {
+  usage: 2,
+  unreachable: 3,
+  consent_denied: 4,
+  agent_disabled: 5,
+  scope_refused: 6,
+  not_signed_in: 7,
+  tool_failed: 8,
+  protocol: 9,
+} as const;
+
+export type AgentErrorKind = keyof typeof AGENT_EXIT_CODES;
+
+export class AgentError extends Error {
+  override name = 'AgentError';
+  constructor(
+    readonly kind: AgentErrorKind,
+    message: string,
+  ) {
+    super(message);
+  }
+
+  get exitCode(): number {
+    return AGENT_EXIT_CODES[this.kind];
+  }
+}
+
+/** Turns a token endpoint's OAuth error into the kind of problem it is for the person at the terminal. */
+export function fromOAuthError(error: string | undefined, description: string | undefined, what: string): AgentError {
+  const detail = description ? `: ${description}` : '';
+  switch (error) {
+    case 'access_denied':
+      return new AgentError('consent_denied', `${what} was denied${detail}`);
+    case 'invalid_client':
+    case 'unauthorized_client':
+      return new AgentError('agent_disabled', `the authorization server refused the agent's credentials${detail} — is the agent disabled or expired, or AGENT_SECRET wrong?`);
+    case 'invalid_scope':
+      return new AgentError('scope_refused', `the scope was refused${detail}`);
+    case 'invalid_grant':
+      return new AgentError('not_signed_in', `${what} failed${detail} — sign in again with \`mandate agent login\``);
+    default:
+      return new AgentError('protocol', `${what} failed: ${error ?? 'unknown error'}${detail}`);
+  }
+}

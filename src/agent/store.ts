@@ -1,0 +1,63 @@
+import { chmod, mkdir, readFile, rename, writeFile } from 'node:fs/promises';
+import { homedir } from 'node:os';
+import { dirname, join } from 'node:path';
+
+export interface StoredTokens {
+  access_token: string;
+  refresh_token?: string;
+  /** Epoch seconds. */
+  expires_at: number;
+  scope: string;
+}
+
+export interface IssuerCredentials {
+  client_id: string;
+  /** Only for an agent registered by this SDK (`/aiagent/register`); otherwise the secret comes from AGENT_SECRET. */
+  client_secret?: string;
+  /** The user's sign-in through the agent (the subject token), per MCP resource. */
+  subject?: Record<string, StoredTokens>;
+}
+
+interface StoreFile {
+  version: 1;
+  issuers: Record<string, IssuerCredentials>;
+}
+
+/** `$MANDATE_AGENT_HOME`, or the user's config directory (XDG). */
+export function defaultStorePath(env: Record<string, string | undefined> = process.env): string {
+  if (env.MANDATE_AGENT_HOME) return join(env.MANDATE_AGENT_HOME, 'credentials.json');
+  return join(env.XDG_CONFIG_HOME ?? join(homedir(), '.config'), 'mandate', 'credentials.json');
+}
+
+/**
+ * The agent's credentials, per issuer, in one JSON file readable by the user only (0600, in a
+ * 0700 directory). Written atomically (a temporary file, then a rename).
+ */
+export class CredentialStore {
+  constructor(readonly file = defaultStorePath()) {}
+
+  private async read(): Promise<StoreFile> {
+    try {
+      const parsed = JSON.parse(await readFile(this.file, 'utf8')) as StoreFile;
+      return parsed.version === 1 && parsed.issuers ? parsed : { version: 1, issuers: {} };
+    } catch {
+      return { version: 1, issuers: {} };
+    }
+  }
+
+  async get(issuer: string): Promise<IssuerCredentials | undefined> {
+    return (await this.read()).issuers[issuer];
+  }
+
+  async update(issuer: string, change: (current: IssuerCredentials | undefined) => IssuerCredentials | undefined): Promise<void> {
+    const data = await this.read();
+    const next = change(data.issuers[issuer]);
+    if (next) data.issuers[issuer] = next;
+    else delete data.issuers[issuer];
+    await mkdir(dirname(this.file), { recursive: true, mode: 0o700 });
+    const temporary = `${this.file}.${process.pid}.tmp`;
+    await writeFile(temporary, `${JSON.stringify(data, null, 2)}\n`, { mode: 0o600 });
+    await chmod(temporary, 0o600);
+    await rename(temporary, this.file);
+  }
+}

@@ -1,0 +1,202 @@
+import { spawn } from 'node:child_process';
+import { createInterface } from 'node:readline/promises';
+import { parseArgs } from 'node:util';
+import type { Client } from '@modelcontextprotocol/sdk/client/index.js';
+import { MandateAgent } from '../agent/agent.ts';
+import { AgentError } from '../agent/errors.ts';
+import { parseScope } from '../core/scopes.ts';
+import { chatWithModel, modelFromEnv } from './agent-chat.ts';
+
+const USAGE = `mandate agent — the sample AI agent (seed 001): acts for you at an MCP server
+
+Usage: mandate agent <command> [options]
+  login                 sign in through the agent (opens the browser, or prints the URL)
+  whoami                who the agent acts for, with which scopes
+  tools                 the MCP server's tools
+  call <tool> [--args '<json>']   call a tool (signs in again for a missing scope: step-up)
+  chat                  a prompt loop: /tools, /call <tool> <json>, /exit; with OPENAI_API_KEY (and
+                        OPENAI_BASE_URL, OPENAI_MODEL) a model chooses the tools
+  tokens                the actor, subject and exchanged tokens' claims side by side
+  logout                forget the sign-in (and revoke it)
+
+Options:
+  --mcp-url <url>       the MCP endpoint (default http://localhost:8080/mcp, the demo gateway)
+  --client-id <id>      the agent's client id (default sample-agent); its secret comes from AGENT_SECRET
+  --scope "<scopes>"    scopes to ask for at login (default: what the MCP server lists)
+  --callback-port <n>   port of the loopback redirect (default 3000; 0 = any free port)
+  --agent-resource <u>  the agent's own resource at the AS (default http://localhost:3000)
+  --no-browser          print the sign-in URL instead of opening a browser
+
+Exit codes: 2 usage, 3 a server cannot be reached, 4 consent denied, 5 agent disabled or
+credentials refused, 6 scope refused, 7 not signed in, 8 the tool failed, 9 protocol error.
+`;
+
+function openBrowser(url: string): void {
+  const command = process.platform === 'darwin' ? 'open' : process.platform === 'win32' ? 'explorer' : 'xdg-open';
+  try {
+    spawn(command, [url], { stdio: 'ignore', detached: true }).on('error', () => undefined).unref();
+  } catch {
+    // The URL is printed anyway.
+  }
+}
+
+const textOf = (result: Record<string, unknown>) =>
+  ((result.content as { type: string; text?: string }[] | undefined) ?? []).map((part) => (part.type === 'text' ? part.text : `[${part.type}]`)).join('\n');
+
+/** The claims of the three tokens as rows: claim, actor, subject, exchanged. */
+export function tokensTable(tokens: { actor?: Record<string, unknown>; subject: Record<string, unknown>; mcp: Record<string, unknown> }): string {
+  const columns = [tokens.actor ?? {}, tokens.subject, tokens.mcp];
+  const show = (value: unknown) => (value === undefined ? '—' : typeof value === 'string' ? value : JSON.stringify(value));
+  const order = ['sub', 'aud', 'client_id', 'scope', 'acr', 'may_act', 'act', 'exp'];
+  const names = [...new Set([...order, ...columns.flatMap((c) => Object.keys(c))])].filter((name) => !['iat', 'jti', 'iss', 'nbf', 'auth_time', 'sid'].includes(name));
+  const rows = [['claim', 'actor token (agent)', 'subject token (you, via the agent)', 'exchanged token (for the MCP server)'], ...names.map((name) => [name, ...columns.map((c) => show(c[name]))])];
+  const widths = rows[0]!.map((_, i) => Math.max(...rows.map((row) => row[i]!.length)));
+  return rows.map((row) => row.map((cell, i) => cell.padEnd(widths[i]!)).join('  ').trimEnd()).join('\n');
+}
+
+async function withClient<T>(agent: MandateAgent, run: (client: Client) => Promise<T>): Promise<T> {
+  const client = await agent.connect();
+  try {
+    return await run(client);
+  } finally {
+    await client.close();
+  }
+}
+
+async function callTool(agent: MandateAgent, client: Client, name: string, args: Record<string, unknown>): Promise<number> {
+  const result = await client.callTool({ name, arguments: args });
+  const text = textOf(result as Record<string, unknown>);
+  if (result.isError) {
+    process.stderr.write(`mandate agent: the tool ${name} failed: ${text}\n`);
+    return 8;
+  }
+  process.stdout.write(`${text}\n`);
+  return 0;
+}
+
+async function chat(agent: MandateAgent): Promise<number> {
+  const model = modelFromEnv();
+  return withClient(agent, async (client) => {
+    const { tools } = await client.listTools();
+    process.stdout.write(`Connected to ${agent.options.mcpUrl}: ${tools.map((t) => t.name).join(', ')}\n`);
+    process.stdout.write(model ? `Model ${model.model} chooses the tools. /tools, /call <tool> <json>, /exit.\n` : 'No model configured (OPENAI_API_KEY): use /tools, /call <tool> <json>, /exit.\n');
+    const rl = createInterface({ input: process.stdin, output: process.stdout, terminal: process.stdin.isTTY === true });
+    try {
+      for (;;) {
+        let line: string;
+        try {
+          line = (await rl.question('> ')).trim();
+        } catch {
+          return 0;
+        }
+        if (line === '') continue;
+        if (line === '/exit' || line === '/quit' || line === 'exit' || line === 'quit') return 0;
+        try {
+          if (line === '/tools') {
+            for (const tool of (await client.listTools()).tools) process.stdout.write(`  ${tool.name}  ${tool.description ?? ''}\n`);
+          } else if (line.startsWith('/call ')) {
+            const [, name = '', ...rest] = line.split(' ');
+            const json = rest.join(' ').trim();
+            await callTool(agent, client, name, json ? (JSON.parse(json) as Record<string, unknown>) : {});
+          } else if (model) {
+            process.stdout.write(`${await chatWithModel(model, client, tools, line)}\n`);
+          } else {
+            process.stdout.write('No model is configured: try /tools or /call <tool> <json>.\n');
+          }
+        } catch (error) {
+          if (error instanceof SyntaxError) process.stdout.write(`not JSON: ${error.message}\n`);
+          else if (error instanceof AgentError) process.stdout.write(`${error.message}\n`);
+          else process.stdout.write(`error: ${(error as Error).message}\n`);
+        }
+      }
+    } finally {
+      rl.close();
+    }
+  });
+}
+
+export async function agentCommand(argv: string[]): Promise<number> {
+  const { values, positionals } = parseArgs({
+    args: argv,
+    allowPositionals: true,
+    options: {
+      'mcp-url': { type: 'string', default: 'http://localhost:8080/mcp' },
+      'client-id': { type: 'string', default: process.env.AGENT_CLIENT_ID ?? 'sample-agent' },
+      scope: { type: 'string' },
+      'callback-port': { type: 'string', default: '3000' },
+      'agent-resource': { type: 'string' },
+      args: { type: 'string' },
+      'no-browser': { type: 'boolean', default: false },
+      help: { type: 'boolean', short: 'h' },
+    },
+  });
+  const [command, ...rest] = positionals;
+  if (values.help || !command) {
+    process.stdout.write(USAGE);
+    return command ? 0 : 2;
+  }
+  const agent = new MandateAgent({
+    mcpUrl: values['mcp-url']!,
+    clientId: values['client-id']!,
+    clientSecret: process.env.AGENT_SECRET || undefined,
+    agentResource: values['agent-resource'],
+    callbackPort: Number(values['callback-port']),
+    onAuthorizationUrl: (url) => {
+      process.stderr.write(`Sign in to let the agent act for you — open this URL in a browser:\n  ${url}\n`);
+      if (!values['no-browser'] && process.stderr.isTTY) openBrowser(url);
+    },
+  });
+  try {
+    switch (command) {
+      case 'login': {
+        const tokens = await agent.login(values.scope ? parseScope(values.scope) : undefined);
+        const claims = JSON.parse(Buffer.from(tokens.access_token.split('.')[1]!, 'base64url').toString('utf8')) as Record<string, unknown>;
+        process.stdout.write(`Signed in as ${String(claims.sub)}; ${agent.options.clientId} may act for you at ${agent.options.mcpUrl} with ${tokens.scope}.\n`);
+        return 0;
+      }
+      case 'whoami': {
+        const { subject } = { subject: JSON.parse(Buffer.from((await agent.subjectToken()).access_token.split('.')[1]!, 'base64url').toString('utf8')) as Record<string, unknown> };
+        process.stdout.write(`${JSON.stringify({ sub: subject.sub, scope: subject.scope, may_act: subject.may_act, acr: subject.acr, expires: new Date(Number(subject.exp) * 1000).toISOString() }, null, 2)}\n`);
+        return 0;
+      }
+      case 'tools':
+        return await withClient(agent, async (client) => {
+          for (const tool of (await client.listTools()).tools) process.stdout.write(`${tool.name}\t${tool.description ?? ''}\n`);
+          return 0;
+        });
+      case 'call': {
+        const name = rest[0];
+        if (!name) throw new AgentError('usage', 'which tool? mandate agent call <tool> --args \'{"…": …}\'');
+        let args: Record<string, unknown> = {};
+        try {
+          args = values.args ? (JSON.parse(values.args) as Record<string, unknown>) : {};
+        } catch (error) {
+          throw new AgentError('usage', `--args is not JSON: ${(error as Error).message}`);
+        }
+        return await withClient(agent, (client) => callTool(agent, client, name, args));
+      }
+      case 'tokens':
+        process.stdout.write(`${tokensTable(await agent.tokens())}\n`);
+        return 0;
+      case 'chat':
+        return await chat(agent);
+      case 'logout':
+        process.stdout.write((await agent.logout()) ? 'Signed out.\n' : 'Not signed in.\n');
+        return 0;
+      default:
+        process.stderr.write(`mandate agent: unknown command ${command}\n\n${USAGE}`);
+        return 2;
+    }
+  } catch (error) {
+    if (error instanceof AgentError) {
+      process.stderr.write(`mandate agent: ${error.message}\n`);
+      return error.exitCode;
+    }
+    const code = (error as { code?: number }).code;
+    if (typeof code === 'number') {
+      process.stderr.write(`mandate agent: the MCP server refused: ${(error as Error).message}\n`);
+      return 9;
+    }
+    throw error;
+  }
+}
