@@ -60,6 +60,10 @@ export class MandateAgent {
     this.store = options.store ?? new CredentialStore();
   }
 
+  private get agentResource(): string {
+    return this.options.agentResource ?? 'http://localhost:3000';
+  }
+
   private get client(): ClientCredentials {
     return { clientId: this.options.clientId, clientSecret: this.options.clientSecret };
   }
@@ -79,7 +83,8 @@ export class MandateAgent {
   async actorToken(): Promise<string> {
     if (this.actor && this.actor.expiresAt > Date.now() / 1000 + 30) return this.actor.token;
     if (!this.options.clientSecret) throw new AgentError('usage', 'the agent needs its secret for its own token: set AGENT_SECRET');
-    const token = await tokenRequest(await this.tokenEndpoint(), { grant_type: 'client_credentials' }, this.client, "the agent's own token");
+    // Audienced to the agent's own resource, like the person's sign-in (seed 001: both are for "agent").
+    const token = await tokenRequest(await this.tokenEndpoint(), { grant_type: 'client_credentials', resource: this.agentResource }, this.client, "the agent's own token");
     this.actor = { token: token.access_token, expiresAt: Math.floor(Date.now() / 1000) + (token.expires_in ?? 300) };
     return token.access_token;
   }
@@ -107,7 +112,7 @@ export class MandateAgent {
         redirect_uri: loopback.redirectUri,
         code_challenge: challenge,
         code_challenge_method: 'S256',
-        resource: this.options.agentResource ?? 'http://localhost:3000',
+        resource: this.agentResource,
         scope: wanted,
         state,
       }).toString();

@@ -5,13 +5,14 @@ import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, readFileSync, statSync } from 'node:fs';
 import { UnauthorizedError } from '@modelcontextprotocol/sdk/client/auth.js';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
 import { startCallbackServer } from '../helpers/callback-server.ts';
 import { authorizeInChromium, launchChromium } from '../helpers/chromium.ts';
 import { MemoryOAuthProvider } from '../helpers/mcp-oauth.ts';
+import { agentCli, agentWithSignIn } from '../helpers/agent-cli.ts';
 import { inspectorCliWithOAuth, inspectorHome, runInspectorCli, toolNames } from '../helpers/inspector-cli.ts';
 import { FormBrowser } from '../helpers/browser-driver.ts';
 import { basic, decodeJwt, postForm, registerClient } from '../helpers/auth-server.ts';
@@ -215,6 +216,88 @@ describe('`mandate demo` (npm start): the whole system on the demo ports', demoP
       }
     });
   }
+
+  describe('mandate agent (the sample agent of seed 001) against the demo', needsChromium(), () => {
+    let browser: Awaited<ReturnType<typeof launchChromium>>;
+    let env: NodeJS.ProcessEnv;
+    before(async () => {
+      browser = await launchChromium();
+      env = {
+        AGENT_SECRET: readFileSync(join(cwd, '.mandate', 'secrets', 'sample-agent.secret'), 'utf8').trim(),
+        MANDATE_AGENT_HOME: mkdtempSync(join(tmpdir(), 'mandate-agent-home-')),
+      };
+    });
+    after(async () => {
+      await browser?.close();
+      if (env?.MANDATE_AGENT_HOME) rmSync(env.MANDATE_AGENT_HOME, { recursive: true, force: true });
+    });
+    const cli = (args: string[], options?: { pty?: boolean }) => agentCli(args, env, options);
+
+    it('before login: a one-line error and exit 7', async () => {
+      const run = cli(['tools']);
+      assert.equal(await run.exited, 7);
+      assert.match(run.err(), /^mandate agent: not signed in for http:\/\/localhost:8080\/mcp: run `mandate agent login`\n$/);
+    });
+
+    it('login (Chromium), tools, call read_balance, tokens', async () => {
+      const login = await agentWithSignIn(browser, ['login', '--callback-port', '0', '--scope', 'banking:read'], env);
+      assert.equal(login.code, 0, login.err);
+      assert.equal(login.url.searchParams.get('client_id'), 'sample-agent');
+      assert.equal(login.url.searchParams.get('resource'), 'http://localhost:3000');
+      assert.match(login.out, /Signed in as .+; sample-agent may act for you at http:\/\/localhost:8080\/mcp with banking:read/);
+      const credentials = join(env.MANDATE_AGENT_HOME!, 'credentials.json');
+      assert.equal(statSync(credentials).mode & 0o777, 0o600, 'credentials readable by the user only');
+
+      const tools = cli(['tools']);
+      assert.equal(await tools.exited, 0, tools.err());
+      assert.deepEqual(tools.out().trim().split('\n').map((line) => line.split('\t')[0]).sort(), ['list_transactions', 'read_balance']);
+
+      const call = cli(['call', 'read_balance']);
+      assert.equal(await call.exited, 0, call.err());
+      assert.deepEqual(JSON.parse(call.out()), { balance: '1250.00', currency: 'EUR' });
+
+      const tokens = cli(['tokens']);
+      assert.equal(await tokens.exited, 0, tokens.err());
+      const rows = Object.fromEntries(tokens.out().trim().split('\n').slice(1).map((line) => { const [claim, ...cells] = line.split(/\s{2,}/); return [claim, cells]; }));
+      assert.deepEqual(rows.act, ['—', '—', '{"sub":"sample-agent"}'], 'act.sub = the agent, on the exchanged token only');
+      assert.deepEqual(rows.may_act, ['—', '{"sub":"sample-agent"}', '—'], 'the subject token names the agent in may_act');
+      assert.equal(rows.aud[1], 'http://localhost:3000');
+      assert.equal(rows.aud[2], 'http://localhost:8080/mcp');
+      assert.equal(rows.sub[0], 'sample-agent');
+      assert.equal(rows.sub[1], rows.sub[2], 'the same user on the subject and exchanged tokens');
+    });
+
+    it('step-up: call transfer without banking:transfer signs in again for that scope, then succeeds', async () => {
+      const run = await agentWithSignIn(browser, ['call', 'transfer', '--args', '{"to":"bob","amount":5}', '--callback-port', '0'], env);
+      assert.equal(run.code, 0, run.err);
+      assert.match(run.url.searchParams.get('scope')!, /banking:read banking:transfer/);
+      assert.equal(JSON.parse(run.out).performed_by, 'sample-agent');
+      const event = await auditEvent(cwd, (e) => e.tool === 'transfer' && e.decision === 'allow');
+      assert.deepEqual(event.act, [{ sub: 'sample-agent' }]);
+    });
+
+    it('chat in a terminal: /tools and /call', async () => {
+      const chat = cli(['chat'], { pty: true });
+      try {
+        await chat.waitFor(/\/exit/, chat.out);
+        chat.child.stdin.write('/tools\n');
+        await chat.waitFor(/read_balance\s+The user's account balance/, chat.out);
+        chat.child.stdin.write('/call read_balance {}\n');
+        await chat.waitFor(/"balance": "1245.00"/, chat.out);
+        chat.child.stdin.write('/exit\n');
+        assert.equal(await chat.exited, 0);
+      } finally {
+        if (chat.child.exitCode === null) chat.child.kill('SIGKILL');
+      }
+    });
+
+    it('logout forgets the sign-in', async () => {
+      const out = cli(['logout']);
+      assert.equal(await out.exited, 0);
+      assert.match(out.out(), /Signed out/);
+      assert.equal(await cli(['whoami']).exited, 7);
+    });
+  });
 
   it('stops cleanly on Ctrl-C', async () => {
     demo.child.kill('SIGINT');
