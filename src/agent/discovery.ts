@@ -1,5 +1,5 @@
 import { discoverIssuer } from '../gateway/token-validator.ts';
-import { AgentError } from './errors.ts';
+import { AgentError, networkReason } from './errors.ts';
 
 export interface Discovery {
   /** The MCP endpoint's resource identifier (RFC 9728 `resource`). */
@@ -25,7 +25,7 @@ async function getJson(url: string, what: string): Promise<Record<string, unknow
   try {
     response = await fetch(url, { headers: { accept: 'application/json' }, signal: AbortSignal.timeout(10_000) });
   } catch (error) {
-    throw new AgentError('unreachable', `cannot reach ${what} at ${url} (${(error as Error).cause ? String((error as { cause: { code?: string } }).cause.code ?? '') : (error as Error).message}) — is it running?`);
+    throw new AgentError('unreachable', `cannot reach ${what} at ${url} (${networkReason(error)}) — is it running?`);
   }
   if (!response.ok) throw new AgentError('protocol', `${what} at ${url} answered ${response.status}`);
   return (await response.json()) as Record<string, unknown>;
@@ -49,7 +49,7 @@ export async function discover(mcpUrl: string): Promise<Discovery> {
     challenge = parseChallenge(probe.headers.get('www-authenticate'));
     await probe.body?.cancel();
   } catch (error) {
-    throw new AgentError('unreachable', `cannot reach the MCP server at ${mcpUrl} (${(error as { cause?: { code?: string } }).cause?.code ?? (error as Error).message}) — is it running?`);
+    throw new AgentError('unreachable', `cannot reach the MCP server at ${mcpUrl} (${networkReason(error)}) — is it running?`);
   }
   const url = new URL(mcpUrl);
   const metadataUrl = challenge.resource_metadata ?? `${url.origin}/.well-known/oauth-protected-resource${url.pathname === '/' ? '' : url.pathname}`;

@@ -46,3 +46,9 @@ export function fromOAuthError(error: string | undefined, description: string | 
       return new AgentError('protocol', `${what} failed: ${error ?? 'unknown error'}${detail}`);
   }
 }
+
+/** The short reason a request could not be sent: ECONNREFUSED, ENOTFOUND, a timeout… */
+export function networkReason(error: unknown): string {
+  const cause = (error as { cause?: { code?: string; message?: string; errors?: { code?: string }[] } }).cause;
+  return cause?.code ?? cause?.errors?.[0]?.code ?? cause?.message ?? (error as Error).message;
+}

@@ -1,7 +1,7 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { AgentError, fromOAuthError } from './errors.ts';
+import { AgentError, fromOAuthError, networkReason } from './errors.ts';
 
 export interface ClientCredentials {
   clientId: string;
@@ -27,7 +27,7 @@ export async function tokenRequest(endpoint: string, form: Record<string, string
   try {
     response = await fetch(endpoint, { method: 'POST', headers, body, signal: AbortSignal.timeout(15_000) });
   } catch (error) {
-    throw new AgentError('unreachable', `cannot reach the authorization server at ${endpoint} (${(error as { cause?: { code?: string } }).cause?.code ?? (error as Error).message}) — is it running?`);
+    throw new AgentError('unreachable', `cannot reach the authorization server at ${endpoint} (${networkReason(error)}) — is it running?`);
   }
   const json = (await response.json().catch(() => ({}))) as TokenResponse & { error?: string; error_description?: string };
   if (!response.ok || typeof json.access_token !== 'string') throw fromOAuthError(json.error, json.error_description, what);

@@ -13,9 +13,10 @@ import { startCallbackServer } from '../helpers/callback-server.ts';
 import { authorizeInChromium, launchChromium } from '../helpers/chromium.ts';
 import { MemoryOAuthProvider } from '../helpers/mcp-oauth.ts';
 import { agentCli, agentWithSignIn } from '../helpers/agent-cli.ts';
+import { externalRedirectUri } from '../helpers/inspector-cli.ts';
 import { inspectorCliWithOAuth, inspectorHome, runInspectorCli, toolNames } from '../helpers/inspector-cli.ts';
 import { FormBrowser } from '../helpers/browser-driver.ts';
-import { basic, decodeJwt, postForm, registerClient } from '../helpers/auth-server.ts';
+import { basic, decodeJwt, freePort, postForm, registerClient } from '../helpers/auth-server.ts';
 import { exchange, userToken } from '../helpers/delegation-server.ts';
 import { needsChromium, skipUnless } from '../helpers/services.ts';
 
@@ -239,6 +240,27 @@ describe('`mandate demo` (npm start): the whole system on the demo ports', demoP
       assert.match(run.err(), /^mandate agent: not signed in for http:\/\/localhost:8080\/mcp: run `mandate agent login`\n$/);
     });
 
+    it('errors a person can act on: unreachable (3), consent denied (4), scope refused (6) — one line each', async () => {
+      const closed = await freePort();
+      const unreachable = cli(['tools', '--mcp-url', `http://127.0.0.1:${closed}/mcp`]);
+      assert.equal(await unreachable.exited, 3);
+      assert.equal(unreachable.err(), `mandate agent: cannot reach the MCP server at http://127.0.0.1:${closed}/mcp (ECONNREFUSED) — is it running?\n`);
+
+      const denied = agentCli(['login', '--callback-port', '0', '--scope', 'banking:read banking:transfer'], { ...env, MANDATE_AGENT_HOME: mkdtempSync(join(tmpdir(), 'mandate-agent-deny-')) });
+      const url = await denied.authorizationUrl();
+      await authorizeInChromium(browser, url.href, { callback: externalRedirectUri(url.searchParams.get('redirect_uri')!), decision: 'deny' });
+      assert.equal(await denied.exited, 4, denied.err());
+      assert.match(denied.err(), /^mandate agent: the sign-in was denied/m);
+
+      const refused = agentCli(['login', '--callback-port', '0', '--scope', 'no-such:scope'], env);
+      const refusedUrl = await refused.authorizationUrl();
+      const page = await browser.newPage();
+      await page.goto(refusedUrl.href).catch(() => undefined);
+      assert.equal(await refused.exited, 6, refused.err());
+      assert.match(refused.err(), /^mandate agent: the scope was refused/m);
+      await page.close();
+    });
+
     it('login (Chromium), tools, call read_balance, tokens', async () => {
       const login = await agentWithSignIn(browser, ['login', '--callback-port', '0', '--scope', 'banking:read'], env);
       assert.equal(login.code, 0, login.err);
@@ -288,6 +310,19 @@ describe('`mandate demo` (npm start): the whole system on the demo ports', demoP
         assert.equal(await chat.exited, 0);
       } finally {
         if (chat.child.exitCode === null) chat.child.kill('SIGKILL');
+      }
+    });
+
+    it('an agent disabled at the AS: a one-line error and exit 5', async () => {
+      const admin = { authorization: `Bearer ${readFileSync(join(cwd, '.mandate', 'secrets', 'admin.token'), 'utf8').trim()}`, 'content-type': 'application/json' };
+      const patch = (enabled: boolean) => fetch('http://localhost:9000/admin/api/agents/sample-agent', { method: 'PATCH', headers: admin, body: JSON.stringify({ enabled }) });
+      assert.equal((await patch(false)).status, 200);
+      try {
+        const disabled = cli(['call', 'read_balance']);
+        assert.equal(await disabled.exited, 5, disabled.err());
+        assert.match(disabled.err(), /is the agent disabled or expired, or AGENT_SECRET wrong\?/);
+      } finally {
+        assert.equal((await patch(true)).status, 200);
       }
     });
 
