@@ -10,6 +10,7 @@ import { introspectEndpoint } from './endpoints/introspect.ts';
 import { metadataEndpoints } from './endpoints/metadata.ts';
 import { registerEndpoints } from './endpoints/register.ts';
 import { revokeEndpoint } from './endpoints/revoke.ts';
+import { deviceEndpoints } from './endpoints/device.ts';
 import { tokenEndpoint } from './endpoints/token.ts';
 import { userinfoEndpoints } from './endpoints/userinfo.ts';
 import { revocationsEndpoint } from './endpoints/revocations.ts';
@@ -34,6 +35,7 @@ export function createAuthServerApp(ctx: ServerContext, options: { adminToken: s
   authorizeEndpoint(app, ctx);
   interactionEndpoints(app, ctx);
   tokenEndpoint(app, ctx);
+  deviceEndpoints(app, ctx);
   introspectEndpoint(app, ctx);
   revokeEndpoint(app, ctx);
   userinfoEndpoints(app, ctx);

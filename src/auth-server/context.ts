@@ -80,6 +80,8 @@ export function endpointUrls(issuer: string) {
     revocation: `${base}/revoke`,
     userinfo: `${base}/userinfo`,
     tokeninfo: `${base}/tokeninfo`,
+    deviceAuthorization: `${base}/device_authorization`,
+    deviceVerification: `${base}/device`,
   };
 }
 

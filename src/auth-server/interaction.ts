@@ -5,6 +5,7 @@ import { randomToken } from '../core/encoding.ts';
 import { formatScope } from '../core/scopes.ts';
 import type { OAuthErrorCode } from '../core/errors.ts';
 import type { ServerContext } from './context.ts';
+import { settleDevice } from './device.ts';
 
 /** A pending authorization request, between /authorize and the redirect back to the client. */
 export interface Interaction {
@@ -26,6 +27,8 @@ export interface Interaction {
   csrf: string;
   /** Set when the user signed in during this interaction (so `prompt=login` is satisfied). */
   loggedIn?: boolean;
+  /** A device authorization (RFC 8628): approving it completes the device's request, not a redirect. */
+  deviceCodeHash?: string;
 }
 
 /** A signed-in browser. */
@@ -116,6 +119,13 @@ export async function completeAuthorization(ctx: ServerContext, c: Context, inte
     createdAt: now,
     expiresAt: now + ctx.config.tokens.refresh_token_ttl,
   });
+  await ctx.cache.delete(`interaction:${interaction.id}`);
+  deleteCookie(c, bindCookie(interaction.id), { path: `/interaction/${interaction.id}` });
+  if (interaction.deviceCodeHash) {
+    await settleDevice(ctx, interaction.deviceCodeHash, { status: 'approved', grantId, sub: session.sub });
+    ctx.audit.record({ at: now, type: 'device.approved', outcome: 'success', clientId: interaction.clientId, sub: session.sub, data: { resource: interaction.resource, scope, grant_id: grantId } });
+    return `${ctx.issuer.replace(/\/$/, '')}/device/done`;
+  }
   const code = randomToken(32);
   await ctx.store.grants.createCode({
     codeHash: hashSecret(code),
@@ -127,8 +137,6 @@ export async function completeAuthorization(ctx: ServerContext, c: Context, inte
     resource: interaction.resource,
     expiresAt: now + ctx.config.tokens.code_ttl,
   });
-  await ctx.cache.delete(`interaction:${interaction.id}`);
-  deleteCookie(c, bindCookie(interaction.id), { path: `/interaction/${interaction.id}` });
   ctx.audit.record({
     at: now,
     type: 'authorize.code_issued',

@@ -74,7 +74,7 @@ export const staticClientSchema = z.strictObject({
   token_endpoint_auth_method: z.enum(['none', 'client_secret_basic', 'client_secret_post', 'private_key_jwt']).default('client_secret_basic'),
   redirect_uris: z.array(z.string()).default([]),
   grant_types: z
-    .array(z.enum(['authorization_code', 'refresh_token', 'client_credentials', 'urn:ietf:params:oauth:grant-type:token-exchange']))
+    .array(z.enum(['authorization_code', 'refresh_token', 'client_credentials', 'urn:ietf:params:oauth:grant-type:token-exchange', 'urn:ietf:params:oauth:grant-type:device_code']))
     .default(['authorization_code', 'refresh_token']),
   scope: z.string().optional().describe('Space-separated scopes the client may request; any scope of a resource when omitted.'),
   default_resource: z.url().optional(),
@@ -91,6 +91,7 @@ export const staticAgentSchema = staticClientSchema.extend({
     'authorization_code',
     'refresh_token',
     'urn:ietf:params:oauth:grant-type:token-exchange',
+    'urn:ietf:params:oauth:grant-type:device_code',
   ]),
   expires_at: z.iso.datetime({ offset: true }).optional().describe('After this time the agent is refused.'),
 });
@@ -125,6 +126,8 @@ export const authServerConfigSchema = z.strictObject({
       code_ttl: seconds.default(60).describe('Authorization codes live one minute (OAuth 2.1 §4.1.2 recommends at most 10).'),
       interaction_ttl: seconds.default(600).describe('Time to complete login and consent.'),
       session_ttl: seconds.default(28_800).describe('Browser sign-in session (8 hours).'),
+      device_code_ttl: seconds.default(600).describe('Time to enter a device grant user code and approve it (RFC 8628).'),
+      device_poll_interval: seconds.default(5).describe('Seconds a device must wait between two polls of the token endpoint (RFC 8628 §3.5).'),
     })
     .prefault({}),
   keys: z

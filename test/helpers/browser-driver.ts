@@ -70,7 +70,21 @@ export class FormBrowser {
     authorizationUrl: string,
     options: { username?: string; password?: string; decision?: 'allow' | 'deny'; agreement?: 'accept' | 'decline' } = {},
   ): Promise<URL> {
-    let page = await this.open(authorizationUrl);
+    const page = await this.walk(await this.open(authorizationUrl), options);
+    if (!page.external) throw new Error(`sign-in did not return to the client; last page ${page.url} (${page.status}): ${page.html.slice(0, 400)}`);
+    return new URL(page.external);
+  }
+
+  /** The device grant's verification (RFC 8628 §3.3): enter the user code, sign in, agree, decide; returns the last page. */
+  async approveDevice(userCode: string, options: { username?: string; password?: string; decision?: 'allow' | 'deny' } = {}) {
+    return this.walk(await this.open('/device', { method: 'POST', form: { user_code: userCode } }), options);
+  }
+
+  private async walk(
+    start: { url: string; status: number; html: string; external?: string },
+    options: { username?: string; password?: string; decision?: 'allow' | 'deny'; agreement?: 'accept' | 'decline' },
+  ) {
+    let page = start;
     for (let step = 0; step < 6 && !page.external; step++) {
       if (page.html.includes('name="password"')) {
         page = await this.submit(page, { username: options.username ?? 'demo', password: options.password ?? 'demo' });
@@ -82,7 +96,6 @@ export class FormBrowser {
         break;
       }
     }
-    if (!page.external) throw new Error(`sign-in did not return to the client; last page ${page.url} (${page.status}): ${page.html.slice(0, 400)}`);
-    return new URL(page.external);
+    return page;
   }
 }

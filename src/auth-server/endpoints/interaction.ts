@@ -15,6 +15,7 @@ import {
 } from '../interaction.ts';
 import { dummyHash, verifyPassword } from '../passwords.ts';
 import { consentPage } from '../pages/consent.ts';
+import { settleDevice } from '../device.ts';
 import { agreementPage } from '../pages/agreement.ts';
 import { pendingAgreement } from '../agreements.ts';
 import { attemptLimiter } from '../attempt-limiter.ts';
@@ -137,6 +138,10 @@ export function interactionEndpoints(app: Hono<AppEnv>, ctx: ServerContext) {
   /** The user said no: end the interaction and tell the client `access_denied`. */
   const denied = async (c: Context, interaction: Interaction, why: string) => {
     await ctx.cache.delete(`interaction:${interaction.id}`);
+    if (interaction.deviceCodeHash) {
+      await settleDevice(ctx, interaction.deviceCodeHash, { status: 'denied' });
+      return c.redirect('/device/done?denied=1', 303);
+    }
     return c.redirect(errorRedirect(ctx, interaction, 'access_denied', why), 303);
   };
 

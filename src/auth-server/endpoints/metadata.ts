@@ -20,6 +20,7 @@ export function serverMetadata(ctx: ServerContext) {
     introspection_endpoint: urls.introspection,
     revocation_endpoint: urls.revocation,
     userinfo_endpoint: urls.userinfo,
+    device_authorization_endpoint: urls.deviceAuthorization,
     scopes_supported: [...scopes],
     response_types_supported: ['code'],
     response_modes_supported: ['query'],

@@ -1,0 +1,112 @@
+import type { Context, Hono } from 'hono';
+import { html } from 'hono/html';
+import { DEVICE_CODE_GRANT } from '../../core/client-metadata.ts';
+import { randomToken } from '../../core/encoding.ts';
+import { OAuthError } from '../../core/errors.ts';
+import { authenticateClient } from '../client-auth/index.ts';
+import { endpointUrls, resolveResourceAndScope, type AppEnv, type ServerContext } from '../context.ts';
+import { deviceKey, newUserCode, normaliseUserCode, userCodeKey, type DeviceAuthorization } from '../device.ts';
+import { hashSecret } from '../hash.ts';
+import { saveInteraction, type Interaction } from '../interaction.ts';
+import { formParams } from '../params.ts';
+import { renderPage } from '../pages/layout.ts';
+
+function codePage(c: Context, options: { userCode?: string; error?: string }) {
+  return renderPage(
+    c,
+    'Connect a device',
+    html`<h1>Connect a device</h1>
+<p>Enter the code shown on the device or in the terminal.</p>
+${options.error ? html`<p class="error" role="alert" id="code-error">${options.error}</p>` : ''}
+<form method="post" action="/device">
+  <label for="user_code">Code</label>
+  <input id="user_code" name="user_code" type="text" autocomplete="one-time-code" autocapitalize="characters" spellcheck="false" required autofocus value="${options.userCode ?? ''}">
+  <button type="submit">Continue</button>
+</form>`,
+    options.error ? 400 : 200,
+  );
+}
+
+/**
+ * The device authorization grant (RFC 8628), for agents on machines without a browser: the
+ * device asks for a code pair; the person opens the verification page anywhere, types the user
+ * code, signs in and consents (always asked: the request did not start in this browser, so the
+ * person confirms what they connect); the device polls the token endpoint meanwhile.
+ */
+export function deviceEndpoints(app: Hono<AppEnv>, ctx: ServerContext) {
+  const urls = endpointUrls(ctx.issuer);
+
+  app.post('/device_authorization', async (c) => {
+    const params = await formParams(c);
+    const client = await authenticateClient(ctx, c, params, urls.deviceAuthorization);
+    if (!client.metadata.grant_types.includes(DEVICE_CODE_GRANT)) {
+      throw new OAuthError('unauthorized_client', 'the client may not use the device authorization grant');
+    }
+    const { resource, scopes } = resolveResourceAndScope(ctx, client, { resource: params.all('resource'), scope: params.get('scope') });
+    const deviceCode = randomToken(32);
+    const userCode = newUserCode();
+    const ttl = ctx.config.tokens.device_code_ttl;
+    const interval = ctx.config.tokens.device_poll_interval;
+    const record: DeviceAuthorization = {
+      clientId: client.clientId,
+      scopes,
+      resource: resource.id,
+      acr: ctx.authenticationPolicy(client.metadata.authentication_policy as string | undefined)?.name,
+      userCode,
+      status: 'pending',
+      interval,
+      expiresAt: ctx.now() + ttl,
+    };
+    const codeHash = hashSecret(deviceCode);
+    await ctx.cache.set(deviceKey(codeHash), record, ttl);
+    await ctx.cache.set(userCodeKey(userCode), codeHash, ttl);
+    ctx.audit.record({ at: ctx.now(), type: 'device.requested', outcome: 'success', clientId: client.clientId, data: { resource: resource.id, scope: scopes.join(' ') } });
+    // RFC 8628 §3.2
+    return c.json(
+      {
+        device_code: deviceCode,
+        user_code: userCode,
+        verification_uri: urls.deviceVerification,
+        verification_uri_complete: `${urls.deviceVerification}?user_code=${encodeURIComponent(userCode)}`,
+        expires_in: ttl,
+        interval,
+      },
+      200,
+      { 'Cache-Control': 'no-store' },
+    );
+  });
+
+  app.get('/device', (c) => codePage(c, { userCode: c.req.query('user_code') }));
+
+  app.post('/device', async (c) => {
+    const form = (await c.req.parseBody()) as Record<string, string>;
+    const userCode = normaliseUserCode(String(form.user_code ?? ''));
+    const codeHash = await ctx.cache.get<string>(userCodeKey(userCode));
+    const record = codeHash ? await ctx.cache.get<DeviceAuthorization>(deviceKey(codeHash)) : undefined;
+    if (!codeHash || !record || record.status !== 'pending') {
+      ctx.audit.record({ at: ctx.now(), type: 'device.code_refused', outcome: 'failure', error: 'invalid_grant', reason: 'unknown or used user code' });
+      return codePage(c, { userCode: String(form.user_code ?? ''), error: 'This code is not valid, or has expired or been used. Check the device and try again.' });
+    }
+    const interaction: Interaction = {
+      id: randomToken(16),
+      clientId: record.clientId,
+      redirectUri: `${ctx.issuer.replace(/\/$/, '')}/device/done`,
+      scopes: record.scopes,
+      resource: record.resource,
+      codeChallenge: '',
+      prompt: ['consent'],
+      acr: record.acr,
+      bind: randomToken(16),
+      csrf: randomToken(16),
+      deviceCodeHash: codeHash,
+    };
+    await saveInteraction(ctx, c, interaction);
+    return c.redirect(`/interaction/${interaction.id}`, 303);
+  });
+
+  app.get('/device/done', (c) =>
+    c.req.query('denied')
+      ? renderPage(c, 'Device not connected', html`<h1>Device not connected</h1><p>You denied the request. The device gets no access.</p>`)
+      : renderPage(c, 'Device connected', html`<h1>Device connected</h1><p>You can close this page and return to your device.</p>`),
+  );
+}

@@ -1,0 +1,38 @@
+import { DEVICE_CODE_GRANT } from '../../core/client-metadata.ts';
+import { OAuthError } from '../../core/errors.ts';
+import { deviceKey, type DeviceAuthorization } from '../device.ts';
+import { hashSecret } from '../hash.ts';
+import { issueGrantTokens } from '../tokens.ts';
+import type { GrantHandler } from './types.ts';
+
+/** RFC 8628 §3.4–3.5: the device polls with its device code until the person has decided. */
+export const deviceCodeGrant: GrantHandler = {
+  grantType: DEVICE_CODE_GRANT,
+  parameters: ['device_code'],
+  async handler(ctx, { client, params }) {
+    const key = deviceKey(hashSecret(params.require('device_code')));
+    const record = await ctx.cache.get<DeviceAuthorization>(key);
+    const now = ctx.now();
+    if (!record || record.expiresAt <= now) throw new OAuthError('expired_token', 'the device code has expired; start again');
+    if (record.clientId !== client.clientId) throw new OAuthError('invalid_grant', 'the device code was issued to another client', { reason: `device code of ${record.clientId}` });
+    if (record.status === 'denied') {
+      await ctx.cache.delete(key);
+      // RFC 8628 §3.5: token endpoint errors are 400s.
+      throw new OAuthError('access_denied', 'the user denied the request', { status: 400 });
+    }
+    if (record.status === 'pending') {
+      const tooSoon = record.lastPoll !== undefined && now - record.lastPoll < record.interval;
+      await ctx.cache.set(key, { ...record, lastPoll: now, interval: tooSoon ? record.interval + 5 : record.interval }, Math.max(1, record.expiresAt - now));
+      if (tooSoon) throw new OAuthError('slow_down', 'polling too fast: wait longer between requests');
+      throw new OAuthError('authorization_pending', 'the user has not decided yet');
+    }
+    // Approved: redeemable once.
+    await ctx.cache.delete(key);
+    const grant = record.grantId ? await ctx.store.grants.findGrant(record.grantId) : undefined;
+    if (!grant || grant.revokedAt) throw new OAuthError('invalid_grant', 'the grant has been revoked');
+    const resource = ctx.resource(record.resource);
+    if (!resource) throw new OAuthError('invalid_target', 'the resource no longer exists');
+    const scope = record.scopes.join(' ');
+    return issueGrantTokens(ctx, { client, grant, resource, scopes: record.scopes, refreshScope: scope, grantType: DEVICE_CODE_GRANT });
+  },
+};
