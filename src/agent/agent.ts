@@ -4,7 +4,7 @@ import { TOKEN_EXCHANGE_GRANT, TOKEN_TYPES } from '../core/delegation.ts';
 import { formatScope, parseScope } from '../core/scopes.ts';
 import { discover, parseChallenge, type Discovery } from './discovery.ts';
 import { AgentError, fromOAuthError } from './errors.ts';
-import { pkce, startLoopbackSignIn, tokenRequest, type ClientCredentials, type TokenResponse } from './oauth.ts';
+import { deviceAuthorization, pkce, pollDevice, startLoopbackSignIn, tokenRequest, type ClientCredentials, type TokenResponse } from './oauth.ts';
 import { CredentialStore, type StoredTokens } from './store.ts';
 
 export interface AgentOptions {
@@ -24,6 +24,8 @@ export interface AgentOptions {
   store?: CredentialStore;
   /** Shows the authorization URL to the person (print it, open a browser). */
   onAuthorizationUrl?: (url: string) => void | Promise<void>;
+  /** Shows the device grant's verification URL and user code (RFC 8628 §3.3). */
+  onDeviceCode?: (verification: { verificationUri: string; verificationUriComplete?: string; userCode: string; expiresIn: number }) => void | Promise<void>;
   /** Step-up re-authorizations allowed per call (default 1). */
   maxStepUps?: number;
 }
@@ -137,6 +139,41 @@ export class MandateAgent {
     } finally {
       loopback.close();
     }
+  }
+
+  /**
+   * Signs the person in without a browser on this machine (RFC 8628): shows a URL and a code to
+   * enter on any device, then polls the token endpoint at the interval the AS asks for.
+   */
+  async loginWithDevice(scopes?: string[]): Promise<StoredTokens> {
+    const found = await this.discovery();
+    const endpoint = found.metadata.device_authorization_endpoint;
+    if (typeof endpoint !== 'string') throw new AgentError('protocol', `${found.issuer} does not offer the device authorization grant`);
+    const wanted = formatScope(scopes?.length ? scopes : await this.defaultScopes());
+    const started = await deviceAuthorization(endpoint, { scope: wanted, resource: this.agentResource }, this.client);
+    await this.options.onDeviceCode?.({
+      verificationUri: started.verification_uri,
+      verificationUriComplete: started.verification_uri_complete,
+      userCode: started.user_code,
+      expiresIn: started.expires_in,
+    });
+    let interval = (started.interval ?? 5) * 1000;
+    const deadline = Date.now() + started.expires_in * 1000;
+    const tokenEndpoint = await this.tokenEndpoint();
+    while (Date.now() < deadline) {
+      await new Promise((resolve) => setTimeout(resolve, interval));
+      const answer = await pollDevice(tokenEndpoint, started.device_code, this.client);
+      if (answer === 'authorization_pending') continue;
+      if (answer === 'slow_down') {
+        interval += 5_000;
+        continue;
+      }
+      const stored = toStored(answer, wanted);
+      await this.saveSubject(stored);
+      this.exchanged.clear();
+      return stored;
+    }
+    throw new AgentError('consent_denied', 'the code expired before the sign-in was completed');
   }
 
   private async saveSubject(tokens: StoredTokens): Promise<void> {

@@ -17,8 +17,8 @@ export interface TokenResponse {
   issued_token_type?: string;
 }
 
-/** A POST to the token endpoint with client_secret_basic (or the client id alone for a public client). */
-export async function tokenRequest(endpoint: string, form: Record<string, string>, client: ClientCredentials, what: string): Promise<TokenResponse> {
+/** A form POST to an AS endpoint with client_secret_basic (or the client id alone for a public client). */
+async function postAs(endpoint: string, form: Record<string, string>, client: ClientCredentials): Promise<{ response: Response; json: Record<string, unknown> }> {
   const headers: Record<string, string> = { 'content-type': 'application/x-www-form-urlencoded', accept: 'application/json' };
   const body = new URLSearchParams(form);
   if (client.clientSecret) headers.authorization = `Basic ${Buffer.from(`${encodeURIComponent(client.clientId)}:${encodeURIComponent(client.clientSecret)}`).toString('base64')}`;
@@ -29,9 +29,41 @@ export async function tokenRequest(endpoint: string, form: Record<string, string
   } catch (error) {
     throw new AgentError('unreachable', `cannot reach the authorization server at ${endpoint} (${networkReason(error)}) — is it running?`);
   }
-  const json = (await response.json().catch(() => ({}))) as TokenResponse & { error?: string; error_description?: string };
-  if (!response.ok || typeof json.access_token !== 'string') throw fromOAuthError(json.error, json.error_description, what);
-  return json;
+  return { response, json: (await response.json().catch(() => ({}))) as Record<string, unknown> };
+}
+
+const oauthError = (json: Record<string, unknown>) => [json.error as string | undefined, json.error_description as string | undefined] as const;
+
+/** A token request; an OAuth error becomes the AgentError a person can act on. */
+export async function tokenRequest(endpoint: string, form: Record<string, string>, client: ClientCredentials, what: string): Promise<TokenResponse> {
+  const { response, json } = await postAs(endpoint, form, client);
+  if (!response.ok || typeof json.access_token !== 'string') throw fromOAuthError(...oauthError(json), what);
+  return json as unknown as TokenResponse;
+}
+
+export interface DeviceAuthorizationResponse {
+  device_code: string;
+  user_code: string;
+  verification_uri: string;
+  verification_uri_complete?: string;
+  expires_in: number;
+  interval?: number;
+}
+
+/** RFC 8628 §3.1 */
+export async function deviceAuthorization(endpoint: string, form: Record<string, string>, client: ClientCredentials): Promise<DeviceAuthorizationResponse> {
+  const { response, json } = await postAs(endpoint, form, client);
+  if (!response.ok || typeof json.device_code !== 'string') throw fromOAuthError(...oauthError(json), 'the device authorization request');
+  return json as unknown as DeviceAuthorizationResponse;
+}
+
+/** RFC 8628 §3.4: one poll; `authorization_pending` and `slow_down` are answers, not failures. */
+export async function pollDevice(endpoint: string, deviceCode: string, client: ClientCredentials): Promise<TokenResponse | 'authorization_pending' | 'slow_down'> {
+  const { response, json } = await postAs(endpoint, { grant_type: 'urn:ietf:params:oauth:grant-type:device_code', device_code: deviceCode }, client);
+  if (response.ok && typeof json.access_token === 'string') return json as unknown as TokenResponse;
+  if (json.error === 'authorization_pending' || json.error === 'slow_down') return json.error;
+  if (json.error === 'expired_token') throw new AgentError('consent_denied', 'the code expired before the sign-in was completed');
+  throw fromOAuthError(...oauthError(json), 'the sign-in');
 }
 
 export function pkce(): { verifier: string; challenge: string } {

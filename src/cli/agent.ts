@@ -10,7 +10,7 @@ import { chatWithModel, modelFromEnv } from './agent-chat.ts';
 const USAGE = `mandate agent — the sample AI agent (seed 001): acts for you at an MCP server
 
 Usage: mandate agent <command> [options]
-  login                 sign in through the agent (opens the browser, or prints the URL)
+  login [--device]       sign in through the agent (opens the browser, or prints the URL)
   whoami                who the agent acts for, with which scopes
   tools                 the MCP server's tools
   call <tool> [--args '<json>']   call a tool (signs in again for a missing scope: step-up)
@@ -26,6 +26,7 @@ Options:
   --callback-port <n>   port of the loopback redirect (default 3000; 0 = any free port)
   --agent-resource <u>  the agent's own resource at the AS (default http://localhost:3000)
   --no-browser          print the sign-in URL instead of opening a browser
+  --device              sign in on another device (RFC 8628): a URL and a code to enter there
 
 Exit codes: 2 usage, 3 a server cannot be reached, 4 consent denied, 5 agent disabled or
 credentials refused, 6 scope refused, 7 not signed in, 8 the tool failed, 9 protocol error.
@@ -127,6 +128,7 @@ export async function agentCommand(argv: string[]): Promise<number> {
       'agent-resource': { type: 'string' },
       args: { type: 'string' },
       'no-browser': { type: 'boolean', default: false },
+      device: { type: 'boolean', default: false },
       help: { type: 'boolean', short: 'h' },
     },
   });
@@ -145,11 +147,15 @@ export async function agentCommand(argv: string[]): Promise<number> {
       process.stderr.write(`Sign in to let the agent act for you — open this URL in a browser:\n  ${url}\n`);
       if (!values['no-browser'] && process.stderr.isTTY) openBrowser(url);
     },
+    onDeviceCode: ({ verificationUri, verificationUriComplete, userCode, expiresIn }) => {
+      process.stderr.write(`To sign in, open ${verificationUri} on any device and enter the code ${userCode}\n  (or open ${verificationUriComplete ?? verificationUri}; the code expires in ${Math.round(expiresIn / 60)} minutes)\n`);
+    },
   });
   try {
     switch (command) {
       case 'login': {
-        const tokens = await agent.login(values.scope ? parseScope(values.scope) : undefined);
+        const scopes = values.scope ? parseScope(values.scope) : undefined;
+        const tokens = values.device ? await agent.loginWithDevice(scopes) : await agent.login(scopes);
         const claims = JSON.parse(Buffer.from(tokens.access_token.split('.')[1]!, 'base64url').toString('utf8')) as Record<string, unknown>;
         process.stdout.write(`Signed in as ${String(claims.sub)}; ${agent.options.clientId} may act for you at ${agent.options.mcpUrl} with ${tokens.scope}.\n`);
         return 0;

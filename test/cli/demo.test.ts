@@ -10,7 +10,7 @@ import { UnauthorizedError } from '@modelcontextprotocol/sdk/client/auth.js';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
 import { startCallbackServer } from '../helpers/callback-server.ts';
-import { authorizeInChromium, launchChromium } from '../helpers/chromium.ts';
+import { authorizeInChromium, launchChromium, navigating } from '../helpers/chromium.ts';
 import { MemoryOAuthProvider } from '../helpers/mcp-oauth.ts';
 import { agentCli, agentWithSignIn } from '../helpers/agent-cli.ts';
 import { externalRedirectUri } from '../helpers/inspector-cli.ts';
@@ -323,6 +323,32 @@ describe('`mandate demo` (npm start): the whole system on the demo ports', demoP
         assert.match(disabled.err(), /is the agent disabled or expired, or AGENT_SECRET wrong\?/);
       } finally {
         assert.equal((await patch(true)).status, 200);
+      }
+    });
+
+    it('device authorization grant: login --device, the verification page completed in Chromium', async () => {
+      const home = mkdtempSync(join(tmpdir(), 'mandate-agent-device-'));
+      const run = agentCli(['login', '--device', '--scope', 'banking:read'], { ...env, MANDATE_AGENT_HOME: home });
+      const context = await browser.newContext();
+      try {
+        const [, code] = await run.waitFor(/enter the code ([A-Z]{4}-[A-Z]{4})/, run.err);
+        const [, url] = await run.waitFor(/\(or open (\S+);/, run.err);
+        assert.equal(new URL(url!).origin + new URL(url!).pathname, 'http://localhost:9000/device');
+        const page = await context.newPage();
+        await page.goto(url!);
+        assert.equal(await page.getByLabel('Code').inputValue(), code, 'the code is filled in from the complete URL');
+        await navigating(page, () => page.getByRole('button', { name: 'Continue' }).click());
+        const { steps } = await authorizeInChromium(page, page.url(), { callback: externalRedirectUri('http://localhost:9000/device/done') });
+        assert.deepEqual(steps, ['login', 'consent'], 'consent is asked again for a device');
+        assert.match(await page.locator('h1').innerText(), /Device connected/);
+        assert.equal(await run.exited, 0, run.err());
+        assert.match(run.out(), /Signed in as .+ with banking:read/);
+        const tools = agentCli(['call', 'read_balance'], { ...env, MANDATE_AGENT_HOME: home });
+        assert.equal(await tools.exited, 0, tools.err());
+      } finally {
+        await context.close();
+        if (run.child.exitCode === null) run.child.kill('SIGKILL');
+        rmSync(home, { recursive: true, force: true });
       }
     });
 
