@@ -68,4 +68,13 @@ describe('device authorization grant (RFC 8628)', () => {
     assert.equal(refused.status, 400);
     assert.equal(refused.json.error, 'unauthorized_client');
   });
+
+  it('user codes cannot be guessed quickly: after 10 tries from one address, even a right code is refused for a while', async () => {
+    const device = await start();
+    const browser = new FormBrowser(as.issuer);
+    for (let i = 0; i < 9; i++) await browser.open('/device', { method: 'POST', form: { user_code: 'BCDF-GHJK' } });
+    const blocked = await browser.open('/device', { method: 'POST', form: { user_code: device.user_code } });
+    assert.equal(blocked.status, 400);
+    assert.match(blocked.html, /Too many codes tried/);
+  });
 });
