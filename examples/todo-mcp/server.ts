@@ -2,6 +2,7 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import type { AddressInfo } from 'node:net';
 import { McpServer } from '@modelcontextprotocol/sdk/server/mcp.js';
 import { StreamableHTTPServerTransport } from '@modelcontextprotocol/sdk/server/streamableHttp.js';
+import { decodeJwt } from 'jose';
 import { z } from 'zod';
 import { isOAuthError } from '../../src/core/errors.ts';
 import { Mediator } from '../../src/gateway/mediator.ts';
@@ -36,10 +37,6 @@ export interface TodoMcpServer {
 const text = (value: unknown) => ({ content: [{ type: 'text' as const, text: typeof value === 'string' ? value : JSON.stringify(value, null, 2) }] });
 const failure = (message: string) => ({ ...text(message), isError: true });
 
-function decodePayload(jwt: string): Record<string, unknown> {
-  return JSON.parse(Buffer.from(jwt.split('.')[1] ?? '', 'base64url').toString('utf8')) as Record<string, unknown>;
-}
-
 export async function startTodoMcpServer(options: TodoMcpOptions): Promise<TodoMcpServer> {
   const guard = resourceServer({ resource: options.resource, issuer: options.issuer, scopesSupported: ['todo_api:read', 'todo_api:write'], resourceName: 'Todo MCP server', createVerifier: nodeVerifier });
   const mediator = new Mediator({ metadata: issuerMetadata(options.issuer), clientId: options.clientId, clientSecret: options.clientSecret, resource: options.todoApi });
@@ -72,7 +69,7 @@ export async function startTodoMcpServer(options: TodoMcpOptions): Promise<TodoM
     server.registerTool(
       'peek_api_token_claims',
       { description: 'The claims of the token this server obtains for the Todo API on your behalf (RFC 8693 exchange).', inputSchema: {} },
-      async () => safely(async () => text(decodePayload(await mediator.upstreamToken(userToken, 'todo_api:read')))),
+      async () => safely(async () => text(decodeJwt(await mediator.upstreamToken(userToken, 'todo_api:read')))),
     );
     server.registerTool('list_todos', { description: 'Your todos.', inputSchema: {} }, async () => safely(async () => text((await callApi(userToken, 'todo_api:read', 'GET', '/todos')).todos)));
     server.registerTool('add_todo', { description: 'Add a todo.', inputSchema: { title: z.string().min(1).max(200) } }, async ({ title }) =>

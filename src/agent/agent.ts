@@ -1,10 +1,11 @@
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
+import { decodeJwt } from 'jose';
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
 import { TOKEN_EXCHANGE_GRANT, TOKEN_TYPES } from '../core/delegation.ts';
 import { formatScope, parseScope } from '../core/scopes.ts';
 import { discover, parseChallenge, type Discovery } from './discovery.ts';
 import { AgentError, fromOAuthError } from './errors.ts';
-import { deviceAuthorization, pkce, pollDevice, startLoopbackSignIn, tokenRequest, type ClientCredentials, type TokenResponse } from './oauth.ts';
+import { deviceAuthorization, pkce, pollDevice, revokeToken, startLoopbackSignIn, tokenRequest, type ClientCredentials, type TokenResponse } from './oauth.ts';
 import { CredentialStore, type StoredTokens } from './store.ts';
 
 export interface AgentOptions {
@@ -30,9 +31,10 @@ export interface AgentOptions {
   maxStepUps?: number;
 }
 
+/** The claims of a JWT, unverified: shown to the person, never trusted. */
 const decode = (jwt: string): Record<string, unknown> => {
   try {
-    return JSON.parse(Buffer.from(jwt.split('.')[1] ?? '', 'base64url').toString('utf8')) as Record<string, unknown>;
+    return decodeJwt(jwt);
   } catch {
     return {};
   }
@@ -270,13 +272,7 @@ export class MandateAgent {
     const found = await this.discovery();
     const stored = (await this.store.get(found.issuer))?.subject?.[this.options.mcpUrl];
     const revocation = found.metadata.revocation_endpoint;
-    if (stored?.refresh_token && typeof revocation === 'string') {
-      const body = new URLSearchParams({ token: stored.refresh_token, token_type_hint: 'refresh_token' });
-      const headers: Record<string, string> = { 'content-type': 'application/x-www-form-urlencoded' };
-      if (this.options.clientSecret) headers.authorization = `Basic ${Buffer.from(`${encodeURIComponent(this.options.clientId)}:${encodeURIComponent(this.options.clientSecret)}`).toString('base64')}`;
-      else body.set('client_id', this.options.clientId);
-      await fetch(revocation, { method: 'POST', headers, body }).catch(() => undefined);
-    }
+    if (stored?.refresh_token && typeof revocation === 'string') await revokeToken(revocation, { token: stored.refresh_token, token_type_hint: 'refresh_token' }, this.client);
     await this.store.update(found.issuer, (current) => {
       if (!current?.subject) return current;
       const { [this.options.mcpUrl]: _gone, ...rest } = current.subject;

@@ -2,6 +2,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { AgentError, fromOAuthError, networkReason } from './errors.ts';
+import { basicAuthorization } from '../core/encoding.ts';
 
 export interface ClientCredentials {
   clientId: string;
@@ -21,7 +22,7 @@ export interface TokenResponse {
 async function postAs(endpoint: string, form: Record<string, string>, client: ClientCredentials): Promise<{ response: Response; json: Record<string, unknown> }> {
   const headers: Record<string, string> = { 'content-type': 'application/x-www-form-urlencoded', accept: 'application/json' };
   const body = new URLSearchParams(form);
-  if (client.clientSecret) headers.authorization = `Basic ${Buffer.from(`${encodeURIComponent(client.clientId)}:${encodeURIComponent(client.clientSecret)}`).toString('base64')}`;
+  if (client.clientSecret) headers.authorization = basicAuthorization(client.clientId, client.clientSecret);
   else body.set('client_id', client.clientId);
   let response: Response;
   try {
@@ -48,6 +49,11 @@ export interface DeviceAuthorizationResponse {
   verification_uri_complete?: string;
   expires_in: number;
   interval?: number;
+}
+
+/** RFC 7009: revokes a token; a failure is ignored (the caller forgets the token anyway). */
+export async function revokeToken(endpoint: string, form: Record<string, string>, client: ClientCredentials): Promise<void> {
+  await postAs(endpoint, form, client).catch(() => undefined);
 }
 
 /** RFC 8628 §3.1 */

@@ -1,6 +1,7 @@
 import { spawn } from 'node:child_process';
 import { createInterface } from 'node:readline/promises';
 import { parseArgs } from 'node:util';
+import { decodeJwt } from 'jose';
 import type { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { MandateAgent } from '../agent/agent.ts';
 import { AgentError } from '../agent/errors.ts';
@@ -156,12 +157,12 @@ export async function agentCommand(argv: string[]): Promise<number> {
       case 'login': {
         const scopes = values.scope ? parseScope(values.scope) : undefined;
         const tokens = values.device ? await agent.loginWithDevice(scopes) : await agent.login(scopes);
-        const claims = JSON.parse(Buffer.from(tokens.access_token.split('.')[1]!, 'base64url').toString('utf8')) as Record<string, unknown>;
+        const claims = decodeJwt(tokens.access_token);
         process.stdout.write(`Signed in as ${String(claims.sub)}; ${agent.options.clientId} may act for you at ${agent.options.mcpUrl} with ${tokens.scope}.\n`);
         return 0;
       }
       case 'whoami': {
-        const { subject } = { subject: JSON.parse(Buffer.from((await agent.subjectToken()).access_token.split('.')[1]!, 'base64url').toString('utf8')) as Record<string, unknown> };
+        const subject = decodeJwt((await agent.subjectToken()).access_token);
         process.stdout.write(`${JSON.stringify({ sub: subject.sub, scope: subject.scope, may_act: subject.may_act, acr: subject.acr, expires: new Date(Number(subject.exp) * 1000).toISOString() }, null, 2)}\n`);
         return 0;
       }

@@ -43,3 +43,11 @@ export function constantTimeEqual(a: string, b: string): boolean {
   for (let i = 0; i < left.length; i++) diff |= left[i]! ^ right[i]!;
   return diff === 0;
 }
+
+/**
+ * `Authorization: Basic` for client credentials (RFC 6749 §2.3.1: id and secret are form-encoded
+ * before they are joined and base64-encoded).
+ */
+export function basicAuthorization(clientId: string, clientSecret: string): string {
+  return `Basic ${btoa(`${encodeURIComponent(clientId)}:${encodeURIComponent(clientSecret)}`)}`;
+}

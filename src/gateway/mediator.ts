@@ -1,4 +1,5 @@
 import { OAuthError } from '../core/errors.ts';
+import { basicAuthorization } from '../core/encoding.ts';
 import { TOKEN_EXCHANGE_GRANT, TOKEN_TYPES } from '../core/delegation.ts';
 import { metadataUrl } from './token-validator.ts';
 
@@ -27,7 +28,7 @@ export class Mediator {
   private readonly basic: string;
 
   constructor(private readonly options: MediatorOptions) {
-    this.basic = `Basic ${btoa(`${encodeURIComponent(options.clientId)}:${encodeURIComponent(options.clientSecret)}`)}`;
+    this.basic = basicAuthorization(options.clientId, options.clientSecret);
   }
 
   /** The token to send upstream for this caller token; throws OAuthError when the AS refuses. */

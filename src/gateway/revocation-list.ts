@@ -1,5 +1,6 @@
 import type { TokenClaims } from './token-validator.ts';
 import { actorChain } from '../core/delegation.ts';
+import { basicAuthorization } from '../core/encoding.ts';
 
 export interface RevocationListOptions {
   endpoint: string | (() => Promise<string>);
@@ -31,7 +32,7 @@ export class RevocationList {
   loaded = false;
 
   constructor(private readonly options: RevocationListOptions) {
-    this.basic = `Basic ${btoa(`${encodeURIComponent(options.clientId)}:${encodeURIComponent(options.clientSecret)}`)}`;
+    this.basic = basicAuthorization(options.clientId, options.clientSecret);
   }
 
   async refresh(): Promise<void> {

@@ -1,5 +1,6 @@
 import type { JWK } from 'jose';
 import { OAuthError } from '../core/errors.ts';
+import { basicAuthorization } from '../core/encoding.ts';
 import { verifyJwt, type VerificationKey } from '../core/jwt.ts';
 import { VerifiedTokenCache } from '../core/verified-cache.ts';
 import { deepFreeze } from '../core/cel.ts';
@@ -115,7 +116,7 @@ export interface IntrospectionValidatorOptions {
  */
 export function introspectionValidator(options: IntrospectionValidatorOptions): TokenValidator {
   const cache = new Map<string, { until: number; claims?: TokenClaims; reason?: string }>();
-  const basic = `Basic ${btoa(`${encodeURIComponent(options.clientId)}:${encodeURIComponent(options.clientSecret)}`)}`;
+  const basic = basicAuthorization(options.clientId, options.clientSecret);
   const remember = (token: string, entry: { until: number; claims?: TokenClaims; reason?: string }) => {
     if (cache.size >= options.cacheEntries) cache.delete(cache.keys().next().value as string);
     cache.set(token, entry);

@@ -8,7 +8,7 @@ import { freePort } from '../../bench/lib/child.ts';
 export { freePort };
 import { authServerConfigSchema, type AuthServerConfigInput } from '../../src/config/schema.ts';
 import { startAuthServer, type AuthServerHandle } from '../../src/auth-server/server.ts';
-import { base64url } from '../../src/core/encoding.ts';
+import { base64url, basicAuthorization } from '../../src/core/encoding.ts';
 import { createHash, randomBytes } from 'node:crypto';
 
 export const DEMO_PASSWORD_HASH = 'scrypt$32768$8$1$AH4Fok4B9IgpHOepZRMo5g$eO7z_IE0tXjR2uHjrRGNHujPQ_eqiVlTSu041BmXiWE';
@@ -87,7 +87,7 @@ export async function postForm(url: string, form: Record<string, string>, header
   return { status: res.status, headers: res.headers, json, text };
 }
 
-export const basic = (id: string, secret: string) => `Basic ${Buffer.from(`${encodeURIComponent(id)}:${encodeURIComponent(secret)}`).toString('base64')}`;
+export const basic = basicAuthorization;
 
 export function decodeJwt(token: string): Record<string, unknown> {
   return JSON.parse(Buffer.from(token.split('.')[1]!, 'base64url').toString('utf8'));
