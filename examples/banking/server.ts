@@ -1,7 +1,7 @@
 import { createServer, type IncomingMessage, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { McpServer } from '@modelcontextprotocol/sdk/server/mcp.js';
-import { StreamableHTTPServerTransport } from '@modelcontextprotocol/sdk/server/streamableHttp.js';
+import { failure, handleStatelessMcp, text } from '../shared/stateless-mcp.ts';
 import { z } from 'zod';
 
 /**
@@ -33,8 +33,6 @@ function accountOf(accounts: Map<string, Account>, sub: string): Account {
   return account;
 }
 
-const text = (value: unknown) => ({ content: [{ type: 'text' as const, text: typeof value === 'string' ? value : JSON.stringify(value, null, 2) }] });
-const failure = (message: string) => ({ ...text(message), isError: true });
 
 /** One MCP server per request (stateless Streamable HTTP), bound to the caller the gateway named. */
 function bankFor(accounts: Map<string, Account>, req: IncomingMessage): McpServer {
@@ -87,17 +85,7 @@ export async function startBankingServer(options: { host?: string; port?: number
       return;
     }
     const server = bankFor(accounts, req);
-    const transport = new StreamableHTTPServerTransport({ sessionIdGenerator: undefined, enableJsonResponse: true });
-    res.on('close', () => {
-      void transport.close();
-      void server.close();
-    });
-    try {
-      await server.connect(transport);
-      await transport.handleRequest(req, res);
-    } catch {
-      if (!res.headersSent) res.writeHead(500, { 'content-type': 'application/json' }).end('{"jsonrpc":"2.0","id":null,"error":{"code":-32603,"message":"internal error"}}');
-    }
+    await handleStatelessMcp(server, req, res);
   });
   await new Promise<void>((resolve, reject) => {
     httpServer.once('error', reject);

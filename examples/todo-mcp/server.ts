@@ -1,7 +1,7 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { McpServer } from '@modelcontextprotocol/sdk/server/mcp.js';
-import { StreamableHTTPServerTransport } from '@modelcontextprotocol/sdk/server/streamableHttp.js';
+import { failure, handleStatelessMcp, text } from '../shared/stateless-mcp.ts';
 import { decodeJwt } from 'jose';
 import { z } from 'zod';
 import { isOAuthError } from '../../src/core/errors.ts';
@@ -34,8 +34,6 @@ export interface TodoMcpServer {
   close(): Promise<void>;
 }
 
-const text = (value: unknown) => ({ content: [{ type: 'text' as const, text: typeof value === 'string' ? value : JSON.stringify(value, null, 2) }] });
-const failure = (message: string) => ({ ...text(message), isError: true });
 
 export async function startTodoMcpServer(options: TodoMcpOptions): Promise<TodoMcpServer> {
   const guard = resourceServer({ resource: options.resource, issuer: options.issuer, scopesSupported: ['todo_api:read', 'todo_api:write'], resourceName: 'Todo MCP server', createVerifier: nodeVerifier });
@@ -126,17 +124,7 @@ export async function startTodoMcpServer(options: TodoMcpOptions): Promise<TodoM
       return;
     }
     const server = mcpFor(check.token, check.claims);
-    const transport = new StreamableHTTPServerTransport({ sessionIdGenerator: undefined, enableJsonResponse: true });
-    res.on('close', () => {
-      void transport.close();
-      void server.close();
-    });
-    try {
-      await server.connect(transport);
-      await transport.handleRequest(req, res);
-    } catch {
-      if (!res.headersSent) res.writeHead(500, { 'content-type': 'application/json' }).end('{"jsonrpc":"2.0","id":null,"error":{"code":-32603,"message":"internal error"}}');
-    }
+    await handleStatelessMcp(server, req, res);
   });
   const host = options.host ?? 'localhost';
   await new Promise<void>((resolve, reject) => {
