@@ -44,8 +44,11 @@ function principalOf(token: string, claims: TokenClaims): Principal | undefined 
 export function protect(route: CompiledRoute, sessions?: SessionBindings): MiddlewareHandler<GatewayEnv> {
   const routeScopes = route.config.scopes;
   return async function protectMiddleware(c, next) {
-    const toolName = c.get('mcp').message?.toolName;
-    const neededScopes = [...routeScopes, ...(toolName ? (route.tools.get(toolName)?.scopes ?? []) : [])];
+    // Only refusals name scopes: built when one is answered, not on every request.
+    const neededScopes = () => {
+      const toolName = c.get('mcp').message?.toolName;
+      return [...routeScopes, ...(toolName ? (route.tools.get(toolName)?.scopes ?? []) : [])];
+    };
     const unauthorized = (rejection: string, reason: string, error?: string) =>
       refuse(c, {
         status: 401,
@@ -53,7 +56,7 @@ export function protect(route: CompiledRoute, sessions?: SessionBindings): Middl
         message: error ? 'the access token is invalid or expired' : 'an access token is required',
         rejection,
         reason,
-        headers: { 'WWW-Authenticate': scopeChallenge(route, neededScopes, error) },
+        headers: { 'WWW-Authenticate': scopeChallenge(route, neededScopes(), error) },
       });
 
     const header = requestHeader(c, 'authorization');
@@ -94,7 +97,7 @@ export function protect(route: CompiledRoute, sessions?: SessionBindings): Middl
         code: GATEWAY_ERRORS.forbidden,
         message: `insufficient scope: this route needs ${missing.join(' ')}`,
         rejection: 'insufficient_scope',
-        headers: { 'WWW-Authenticate': scopeChallenge(route, neededScopes, 'insufficient_scope') },
+        headers: { 'WWW-Authenticate': scopeChallenge(route, neededScopes(), 'insufficient_scope') },
       });
     }
     if (route.rules.length > 0) {

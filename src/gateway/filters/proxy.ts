@@ -14,11 +14,12 @@ const NOT_FORWARDED = new Set([...HOP_BY_HOP, 'host', 'content-length']);
 const CREDENTIALS = new Set(['authorization', 'cookie']);
 
 export interface UpstreamTarget {
-  url: URL;
+  /** The upstream's origin, e.g. http://localhost:8000 (one keep-alive pool each). */
+  origin: string;
+  /** Path and query on the upstream, after the rewrite. */
+  path: string;
   method: string;
   body?: string;
-  /** Request headers for the upstream, already filtered. */
-  headers: Record<string, string>;
 }
 
 export interface ForwardHooks {
@@ -100,14 +101,14 @@ export function identityHeaders(principal: Principal): Record<string, string> {
   return headers;
 }
 
-/** The upstream URL for a request path: the route prefix replaced by `rewrite`, or appended to the upstream's path. */
-export function upstreamUrl(route: RouteConfig, upstream: URL, path: string, search: string): URL {
-  const rest = path.slice(route.path.replace(/\/$/, '').length);
+/**
+ * The upstream path for a request path: the route prefix replaced by `rewrite`, or by the
+ * upstream URL's own path. Prepared once per route; a string operation per request.
+ */
+export function upstreamPath(route: RouteConfig, upstream: URL): (path: string, search: string) => string {
+  const prefixLength = route.path.replace(/\/$/, '').length;
   const base = (route.rewrite ?? upstream.pathname).replace(/\/$/, '');
-  const url = new URL(upstream.origin);
-  url.pathname = `${base}${rest}` || '/';
-  url.search = search;
-  return url;
+  return (path, search) => `${`${base}${path.slice(prefixLength)}` || '/'}${search}`;
 }
 
 /**
@@ -116,16 +117,12 @@ export function upstreamUrl(route: RouteConfig, upstream: URL, path: string, sea
  */
 export function proxy(route: RouteConfig, forwarder: Forwarder, sessions?: SessionBindings): MiddlewareHandler<GatewayEnv> {
   const upstream = new URL(route.upstream);
+  const pathFor = upstreamPath(route, upstream);
   return async function proxyMiddleware(c) {
     const mcp = c.get('mcp');
     const raw = c.req.url;
     const query = raw.indexOf('?');
-    const target: UpstreamTarget = {
-      url: upstreamUrl(route, upstream, c.req.path, query < 0 ? '' : raw.slice(query)),
-      method: c.req.method,
-      body: mcp.body,
-      headers: {},
-    };
+    const target: UpstreamTarget = { origin: upstream.origin, path: pathFor(c.req.path, query < 0 ? '' : raw.slice(query)), method: c.req.method, body: mcp.body };
     const rewriteResult = c.get('rewriteResult');
     const id = mcp.message?.kind === 'request' ? mcp.message.id : undefined;
     try {
@@ -165,7 +162,7 @@ export function fetchForwarder(fetchImpl: typeof fetch = fetch): Forwarder {
       const started = performance.now();
       let response: Response;
       try {
-        response = await fetchImpl(target.url, { method: target.method, headers, body: target.body, signal: AbortSignal.timeout(hooks.timeouts.response_ms) });
+        response = await fetchImpl(`${target.origin}${target.path}`, { method: target.method, headers, body: target.body, signal: AbortSignal.timeout(hooks.timeouts.response_ms) });
       } catch (error) {
         throw upstreamError(error);
       }

@@ -132,10 +132,10 @@ export function nodeForwarder(options: { connections?: number } = {}): Forwarder
             done();
           },
         };
-        poolFor(target.url.origin, hooks.timeouts.connect_ms).dispatch(
+        poolFor(target.origin, hooks.timeouts.connect_ms).dispatch(
           {
-            origin: target.url.origin,
-            path: `${target.url.pathname}${target.url.search}`,
+            origin: target.origin,
+            path: target.path,
             method: target.method as Dispatcher.HttpMethod,
             headers,
             body,
