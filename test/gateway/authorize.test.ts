@@ -40,6 +40,7 @@ describe('gateway: validation, tool authorization, throttling, upstream failures
         timeouts: { response_ms: 300 },
       },
       { path: '/down', upstream: 'http://127.0.0.1:9', resource: `${url}/down`, authorization_servers: [issuer.issuer] },
+      { path: '/limited', upstream: upstream.url, resource: `${url}/limited`, authorization_servers: [issuer.issuer], rate_limits: [{ name: 'any-call', key: ['subject'], limit: 3 }] },
     ]);
     resource = `${gateway.url}/mcp`;
     token = (claims = {}) =>
@@ -167,8 +168,13 @@ describe('gateway: validation, tool authorization, throttling, upstream failures
       assert.equal((await mcpPost(resource, toolCall('echo'), await bearer({ sub: 'dave' }))).status, 200, 'another subject');
     });
     it('does not count protocol traffic', async () => {
-      const headers = await bearer({ sub: 'erin' });
-      for (let i = 0; i < 5; i++) assert.equal((await mcpPost(resource, { jsonrpc: '2.0', id: i, method: 'ping' }, headers)).status, 200);
+      const url = `${gateway.url}/limited`;
+      const headers = { authorization: `Bearer ${await issuer.sign({ sub: 'erin', aud: url })}` };
+      for (let i = 0; i < 5; i++) assert.equal((await mcpPost(url, { jsonrpc: '2.0', id: i, method: 'ping' }, headers)).status, 200);
+      assert.equal((await mcpPost(url, { jsonrpc: '2.0', method: 'notifications/initialized' }, headers)).status, 202);
+      // The whole budget (3) is still there for real calls.
+      for (let i = 0; i < 3; i++) assert.equal((await mcpPost(url, toolCall('echo'), headers)).status, 200);
+      assert.equal((await mcpPost(url, toolCall('echo'), headers)).status, 429);
     });
   });
 
