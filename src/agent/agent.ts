@@ -7,14 +7,37 @@ import { discover, parseChallenge, type Discovery } from './discovery.ts';
 import { AgentError, fromOAuthError } from './errors.ts';
 import { deviceAuthorization, pkce, pollDevice, revokeToken, startLoopbackSignIn, tokenRequest, type ClientCredentials, type TokenResponse } from './oauth.ts';
 import { CredentialStore, type StoredTokens } from './store.ts';
+import { METHOD_NAMES, registerAgent, type RegisteredClient, type RegistrationMethod, type RegistrationPreference } from './registration.ts';
 
 export interface AgentOptions {
   /** The MCP endpoint the agent works with (the gateway's route, or a self-protected server). */
   mcpUrl: string;
-  /** The agent's pre-registered client id. */
-  clientId: string;
+  /**
+   * The agent's pre-registered client id. Without one the agent registers itself (see `register`)
+   * and keeps that registration in the credentials file for later runs.
+   */
+  clientId?: string;
   /** Its secret (the CLI reads AGENT_SECRET). */
   clientSecret?: string;
+  /**
+   * How to register without a client id: `auto` (default) follows the MCP spec's order — a client
+   * ID metadata document (with `clientMetadataUrl`, when the AS accepts them), dynamic client
+   * registration, agent registration; or one method only.
+   */
+  register?: RegistrationPreference;
+  /** The `https` URL where the agent publishes its client ID metadata document. */
+  clientMetadataUrl?: string;
+  /** The name a registration shows to the person and administrators (default "Mandate agent"). */
+  clientName?: string;
+  /**
+   * `delegated`: the person signs in to the agent's own resource and the agent exchanges that token
+   * (with its own as actor) for the MCP server's, which carries `act`. `direct`: the person signs in
+   * for the MCP server itself. Default: delegated when the agent has a secret (it can be an actor),
+   * direct for a public client.
+   */
+  mode?: 'delegated' | 'direct';
+  /** Told when the agent registered itself. */
+  onRegistered?: (client: RegisteredClient, issuer: string) => void | Promise<void>;
   /**
    * The agent's own resource at the AS: the audience of the user's sign-in through the agent, whose
    * `may_act` names the agent (seed 001's "agent" audience). Default http://localhost:3000.
@@ -40,12 +63,21 @@ const decode = (jwt: string): Record<string, unknown> => {
   }
 };
 
-const toStored = (token: TokenResponse, fallbackScope: string): StoredTokens => ({
+const toStored = (token: TokenResponse, fallbackScope: string, client: ActiveClient, mode: StoredTokens['mode']): StoredTokens => ({
   access_token: token.access_token,
   refresh_token: token.refresh_token,
   expires_at: Math.floor(Date.now() / 1000) + (token.expires_in ?? 300),
   scope: token.scope ?? fallbackScope,
+  client_id: client.clientId,
+  mode,
 });
+
+/** The client the agent acts as, and how it came by it. */
+export interface ActiveClient extends ClientCredentials {
+  method: RegistrationMethod;
+}
+
+const fromRegistered = (client: RegisteredClient): ActiveClient => ({ clientId: client.client_id, clientSecret: client.client_secret, method: client.method });
 
 /**
  * The client side of every flow, for an AI agent acting for a person (seed 001):
@@ -56,7 +88,7 @@ const toStored = (token: TokenResponse, fallbackScope: string): StoredTokens => 
  */
 export class MandateAgent {
   private found: Discovery | undefined;
-  private actor: { token: string; expiresAt: number } | undefined;
+  private actor: { clientId: string; token: string; expiresAt: number } | undefined;
   private exchanged = new Map<string, { token: string; expiresAt: number }>();
   readonly store: CredentialStore;
 
@@ -66,10 +98,6 @@ export class MandateAgent {
 
   private get agentResource(): string {
     return this.options.agentResource ?? 'http://localhost:3000';
-  }
-
-  private get client(): ClientCredentials {
-    return { clientId: this.options.clientId, clientSecret: this.options.clientSecret };
   }
 
   async discovery(): Promise<Discovery> {
@@ -83,14 +111,78 @@ export class MandateAgent {
     return endpoint;
   }
 
+  /** A token request as `client`; a registration the AS no longer accepts is named as such. */
+  private async tokenRequest(form: Record<string, string>, client: ActiveClient, what: string): Promise<TokenResponse> {
+    try {
+      return await tokenRequest(await this.tokenEndpoint(), form, client, what);
+    } catch (error) {
+      if (!(error instanceof AgentError) || error.kind !== 'agent_disabled' || client.method === 'pre-registered') throw error;
+      throw new AgentError(
+        'agent_disabled',
+        `the authorization server refused the agent's registration ${client.clientId} (${METHOD_NAMES[client.method]}) — disabled, expired or deleted? \`mandate agent logout --forget-registration\` forgets it, and the next login registers anew`,
+      );
+    }
+  }
+
+  /** The registration kept for this issuer, if any. */
+  async registration(): Promise<RegisteredClient | undefined> {
+    return (await this.store.get((await this.discovery()).issuer))?.registered;
+  }
+
+  /**
+   * The client for a new sign-in: the pre-registered one, else the one registered before (when it
+   * fits what was asked for), else a new registration in the MCP spec's order.
+   */
+  private async clientForSignIn(redirectUri: string): Promise<ActiveClient> {
+    const { clientId, clientSecret, clientMetadataUrl } = this.options;
+    if (clientId) return { clientId, clientSecret, method: 'pre-registered' };
+    const found = await this.discovery();
+    const prefer = this.options.register ?? 'auto';
+    const kept = await this.registration();
+    const documentUrl = clientMetadataUrl ? new URL(clientMetadataUrl).href : undefined;
+    const fits = kept && (prefer === 'auto' ? !documentUrl || kept.client_id === documentUrl : kept.method === prefer && (prefer !== 'metadata-document' || !documentUrl || kept.client_id === documentUrl));
+    if (kept && fits) return fromRegistered(kept);
+    const fresh = await registerAgent(found, { prefer, clientMetadataUrl, clientName: this.options.clientName ?? 'Mandate agent', redirectUri });
+    await this.store.update(found.issuer, (current) => ({ ...current, registered: fresh }));
+    await this.options.onRegistered?.(fresh, found.issuer);
+    return fromRegistered(fresh);
+  }
+
+  /** The client a stored sign-in belongs to: refresh, exchange and revocation must use it. */
+  private async clientOf(tokens: StoredTokens): Promise<ActiveClient> {
+    const { clientId, clientSecret } = this.options;
+    const owner = tokens.client_id ?? clientId;
+    if (clientId && owner !== clientId) throw new AgentError('not_signed_in', `signed in through ${owner}, not ${clientId}: run \`mandate agent login\``);
+    if (owner === clientId && clientId) return { clientId, clientSecret, method: 'pre-registered' };
+    const kept = await this.registration();
+    if (!owner || kept?.client_id !== owner) throw new AgentError('not_signed_in', `the registration behind the sign-in for ${this.options.mcpUrl} is gone: run \`mandate agent login\``);
+    return fromRegistered(kept);
+  }
+
+  private modeFor(client: ActiveClient): 'delegated' | 'direct' {
+    return this.options.mode ?? (client.clientSecret ? 'delegated' : 'direct');
+  }
+
   /** The agent's own access token (client credentials): the actor of every exchange. */
-  async actorToken(): Promise<string> {
-    if (this.actor && this.actor.expiresAt > Date.now() / 1000 + 30) return this.actor.token;
-    if (!this.options.clientSecret) throw new AgentError('usage', 'the agent needs its secret for its own token: set AGENT_SECRET');
+  async actorToken(client?: ActiveClient): Promise<string> {
+    client ??= await this.currentClient();
+    if (this.actor?.clientId === client.clientId && this.actor.expiresAt > Date.now() / 1000 + 30) return this.actor.token;
+    if (!client.clientSecret) throw new AgentError('usage', 'the agent needs its secret for its own token: set AGENT_SECRET');
     // Audienced to the agent's own resource, like the person's sign-in (seed 001: both are for "agent").
-    const token = await tokenRequest(await this.tokenEndpoint(), { grant_type: 'client_credentials', resource: this.agentResource }, this.client, "the agent's own token");
-    this.actor = { token: token.access_token, expiresAt: Math.floor(Date.now() / 1000) + (token.expires_in ?? 300) };
+    const token = await this.tokenRequest({ grant_type: 'client_credentials', resource: this.agentResource }, client, "the agent's own token");
+    this.actor = { clientId: client.clientId, token: token.access_token, expiresAt: Math.floor(Date.now() / 1000) + (token.expires_in ?? 300) };
     return token.access_token;
+  }
+
+  /** The client of the current sign-in, else the pre-registered or registered one. */
+  private async currentClient(): Promise<ActiveClient> {
+    const { issuer } = await this.discovery();
+    const stored = (await this.store.get(issuer))?.subject?.[this.options.mcpUrl];
+    if (stored) return this.clientOf(stored);
+    if (this.options.clientId) return { clientId: this.options.clientId, clientSecret: this.options.clientSecret, method: 'pre-registered' };
+    const kept = await this.registration();
+    if (!kept) throw new AgentError('not_signed_in', `the agent has no client id at ${issuer}: run \`mandate agent login\` (it registers) or pass --client-id`);
+    return fromRegistered(kept);
   }
 
   /** Scopes to ask the person for: as given, else what the MCP server's challenge or metadata lists. */
@@ -99,7 +191,10 @@ export class MandateAgent {
     return found.challengedScopes?.length ? found.challengedScopes : ((found.resourceMetadata.scopes_supported as string[] | undefined) ?? []);
   }
 
-  /** Signs the person in through the agent (authorization code + PKCE, loopback redirect) and keeps the tokens. */
+  /**
+   * Signs the person in through the agent (authorization code + PKCE, loopback redirect) and keeps
+   * the tokens. Registers the agent first when it has no client id.
+   */
   async login(scopes?: string[]): Promise<StoredTokens> {
     const found = await this.discovery();
     const authorize = found.metadata.authorization_endpoint;
@@ -107,16 +202,19 @@ export class MandateAgent {
     const wanted = formatScope(scopes?.length ? scopes : await this.defaultScopes());
     const loopback = await startLoopbackSignIn({ port: this.options.callbackPort ?? 3000 });
     try {
+      const client = await this.clientForSignIn(loopback.redirectUri);
+      const mode = this.modeFor(client);
       const { verifier, challenge } = pkce();
       const state = crypto.randomUUID();
       const url = new URL(authorize);
       url.search = new URLSearchParams({
         response_type: 'code',
-        client_id: this.options.clientId,
+        client_id: client.clientId,
         redirect_uri: loopback.redirectUri,
         code_challenge: challenge,
         code_challenge_method: 'S256',
-        resource: this.agentResource,
+        // Delegated: a token for the agent itself, whose may_act names it; direct: for the MCP server.
+        resource: mode === 'delegated' ? this.agentResource : found.resource,
         scope: wanted,
         state,
       }).toString();
@@ -128,16 +226,12 @@ export class MandateAgent {
       // RFC 9207: the response names its issuer; RFC 6749 §10.12: the state is ours.
       if (answer.get('state') !== state) throw new AgentError('protocol', 'the sign-in answer carries another state: ignored');
       if (answer.get('iss') !== null && answer.get('iss') !== found.issuer) throw new AgentError('protocol', `the sign-in answer comes from ${answer.get('iss')}, not ${found.issuer}`);
-      const token = await tokenRequest(
-        await this.tokenEndpoint(),
+      const token = await this.tokenRequest(
         { grant_type: 'authorization_code', code: answer.get('code') ?? '', code_verifier: verifier, redirect_uri: loopback.redirectUri },
-        this.client,
+        client,
         'the sign-in',
       );
-      const stored = toStored(token, wanted);
-      await this.saveSubject(stored);
-      this.exchanged.clear();
-      return stored;
+      return await this.saveSubject(toStored(token, wanted, client, mode));
     } finally {
       loopback.close();
     }
@@ -152,7 +246,9 @@ export class MandateAgent {
     const endpoint = found.metadata.device_authorization_endpoint;
     if (typeof endpoint !== 'string') throw new AgentError('protocol', `${found.issuer} does not offer the device authorization grant`);
     const wanted = formatScope(scopes?.length ? scopes : await this.defaultScopes());
-    const started = await deviceAuthorization(endpoint, { scope: wanted, resource: this.agentResource }, this.client);
+    const client = await this.clientForSignIn(`http://localhost:${this.options.callbackPort || 3000}/callback`);
+    const mode = this.modeFor(client);
+    const started = await deviceAuthorization(endpoint, { scope: wanted, resource: mode === 'delegated' ? this.agentResource : found.resource }, client);
     await this.options.onDeviceCode?.({
       verificationUri: started.verification_uri,
       verificationUriComplete: started.verification_uri_complete,
@@ -164,23 +260,22 @@ export class MandateAgent {
     const tokenEndpoint = await this.tokenEndpoint();
     while (Date.now() < deadline) {
       await new Promise((resolve) => setTimeout(resolve, interval));
-      const answer = await pollDevice(tokenEndpoint, started.device_code, this.client);
+      const answer = await pollDevice(tokenEndpoint, started.device_code, client);
       if (answer === 'authorization_pending') continue;
       if (answer === 'slow_down') {
         interval += 5_000;
         continue;
       }
-      const stored = toStored(answer, wanted);
-      await this.saveSubject(stored);
-      this.exchanged.clear();
-      return stored;
+      return this.saveSubject(toStored(answer, wanted, client, mode));
     }
     throw new AgentError('consent_denied', 'the code expired before the sign-in was completed');
   }
 
-  private async saveSubject(tokens: StoredTokens): Promise<void> {
+  private async saveSubject(tokens: StoredTokens): Promise<StoredTokens> {
     const { issuer } = await this.discovery();
-    await this.store.update(issuer, (current) => ({ ...current, client_id: this.options.clientId, subject: { ...current?.subject, [this.options.mcpUrl]: tokens } }));
+    await this.store.update(issuer, (current) => ({ ...current, subject: { ...current?.subject, [this.options.mcpUrl]: tokens } }));
+    this.exchanged.clear();
+    return tokens;
   }
 
   /** The person's token (refreshed when it is about to expire). */
@@ -188,21 +283,27 @@ export class MandateAgent {
     const { issuer } = await this.discovery();
     const stored = (await this.store.get(issuer))?.subject?.[this.options.mcpUrl];
     if (!stored) throw new AgentError('not_signed_in', `not signed in for ${this.options.mcpUrl}: run \`mandate agent login\``);
+    const client = await this.clientOf(stored);
     if (stored.expires_at > Date.now() / 1000 + 30) return stored;
     if (!stored.refresh_token) throw new AgentError('not_signed_in', 'the sign-in has expired: run `mandate agent login`');
-    const token = await tokenRequest(await this.tokenEndpoint(), { grant_type: 'refresh_token', refresh_token: stored.refresh_token }, this.client, 'refreshing the sign-in');
-    const next = toStored({ ...token, refresh_token: token.refresh_token ?? stored.refresh_token }, stored.scope);
+    const token = await this.tokenRequest({ grant_type: 'refresh_token', refresh_token: stored.refresh_token }, client, 'refreshing the sign-in');
+    const next = toStored({ ...token, refresh_token: token.refresh_token ?? stored.refresh_token }, stored.scope, client, stored.mode);
     await this.saveSubject(next);
     return next;
   }
 
-  /** The token for the MCP resource: subject + actor exchanged (RFC 8693), `act` = the agent. */
+  /**
+   * The token for the MCP resource: subject + actor exchanged (RFC 8693), `act` = the agent; or,
+   * signed in directly, the person's token itself.
+   */
   async mcpToken(scopes?: string[]): Promise<string> {
     const subject = await this.subjectToken();
+    if (subject.mode === 'direct') return subject.access_token;
     const scope = formatScope(scopes ?? parseScope(subject.scope));
     const cached = this.exchanged.get(scope);
     if (cached && cached.expiresAt > Date.now() / 1000 + 30) return cached.token;
     const found = await this.discovery();
+    const client = await this.clientOf(subject);
     const form: Record<string, string> = {
       grant_type: TOKEN_EXCHANGE_GRANT,
       subject_token: subject.access_token,
@@ -211,19 +312,32 @@ export class MandateAgent {
       resource: found.resource,
     };
     if (scope) form.scope = scope;
-    if (this.options.clientSecret) Object.assign(form, { actor_token: await this.actorToken(), actor_token_type: TOKEN_TYPES.accessToken });
-    const token = await tokenRequest(await this.tokenEndpoint(), form, this.client, 'the token exchange');
+    if (client.clientSecret) Object.assign(form, { actor_token: await this.actorToken(client), actor_token_type: TOKEN_TYPES.accessToken });
+    const token = await this.tokenRequest(form, client, 'the token exchange');
     this.exchanged.set(scope, { token: token.access_token, expiresAt: Math.floor(Date.now() / 1000) + (token.expires_in ?? 300) });
     return token.access_token;
   }
 
-  /** The three tokens' claims: the agent's own, the person's, and the exchanged one. */
-  async tokens(): Promise<{ actor?: Record<string, unknown>; subject: Record<string, unknown>; mcp: Record<string, unknown> }> {
+  /**
+   * Who the agent is at the AS and how it signed the person in: its client id, how it came by it,
+   * and whether its tokens are delegated (exchanged, with `act`) or direct.
+   */
+  async identity(): Promise<{ clientId: string; registration: string; mode: 'delegated' | 'direct' }> {
     const subject = await this.subjectToken();
+    const client = await this.clientOf(subject);
+    return { clientId: client.clientId, registration: METHOD_NAMES[client.method], mode: subject.mode ?? this.modeFor(client) };
+  }
+
+  /** The three tokens' claims: the agent's own, the person's, and the one the MCP server gets. */
+  async tokens(): Promise<{ actor?: Record<string, unknown>; subject: Record<string, unknown>; mcp: Record<string, unknown>; mode: 'delegated' | 'direct' }> {
+    const subject = await this.subjectToken();
+    const client = await this.clientOf(subject);
+    const mode = subject.mode ?? this.modeFor(client);
     return {
-      actor: this.options.clientSecret ? decode(await this.actorToken()) : undefined,
+      actor: client.clientSecret && mode === 'delegated' ? decode(await this.actorToken(client)) : undefined,
       subject: decode(subject.access_token),
       mcp: decode(await this.mcpToken()),
+      mode,
     };
   }
 
@@ -272,12 +386,34 @@ export class MandateAgent {
     const found = await this.discovery();
     const stored = (await this.store.get(found.issuer))?.subject?.[this.options.mcpUrl];
     const revocation = found.metadata.revocation_endpoint;
-    if (stored?.refresh_token && typeof revocation === 'string') await revokeToken(revocation, { token: stored.refresh_token, token_type_hint: 'refresh_token' }, this.client);
+    const client = stored ? await this.clientOf(stored).catch(() => undefined) : undefined;
+    if (stored?.refresh_token && client && typeof revocation === 'string') await revokeToken(revocation, { token: stored.refresh_token, token_type_hint: 'refresh_token' }, client);
     await this.store.update(found.issuer, (current) => {
       if (!current?.subject) return current;
       const { [this.options.mcpUrl]: _gone, ...rest } = current.subject;
       return { ...current, subject: rest };
     });
+    this.exchanged.clear();
     return stored !== undefined;
+  }
+
+  /**
+   * Forgets the agent's own registration at this issuer, and every sign-in made through it; deletes
+   * it at the AS too when the registration can be managed (RFC 7592). The next login registers anew.
+   */
+  async forgetRegistration(): Promise<RegisteredClient | undefined> {
+    const found = await this.discovery();
+    const kept = await this.registration();
+    if (!kept) return undefined;
+    if (kept.registration_client_uri && kept.registration_access_token) {
+      await fetch(kept.registration_client_uri, { method: 'DELETE', headers: { authorization: `Bearer ${kept.registration_access_token}` }, signal: AbortSignal.timeout(15_000) }).catch(() => undefined);
+    }
+    await this.store.update(found.issuer, (current) => {
+      const subject = Object.fromEntries(Object.entries(current?.subject ?? {}).filter(([, tokens]) => tokens.client_id !== kept.client_id));
+      return { subject };
+    });
+    this.actor = undefined;
+    this.exchanged.clear();
+    return kept;
   }
 }

@@ -1,6 +1,7 @@
 import { chmod, mkdir, readFile, rename, writeFile } from 'node:fs/promises';
 import { homedir } from 'node:os';
 import { dirname, join } from 'node:path';
+import type { RegisteredClient } from './registration.ts';
 
 export interface StoredTokens {
   access_token: string;
@@ -8,13 +9,23 @@ export interface StoredTokens {
   /** Epoch seconds. */
   expires_at: number;
   scope: string;
+  /** The client the tokens were issued to (refresh, exchange and revocation need the same one). */
+  client_id?: string;
+  /**
+   * `delegated`: the person's token is for the agent and is exchanged for the MCP server's (`act` =
+   * the agent). `direct`: the person's token is for the MCP server itself (a public client).
+   */
+  mode?: 'delegated' | 'direct';
 }
 
 export interface IssuerCredentials {
-  client_id: string;
-  /** Only for an agent registered by this SDK (`/aiagent/register`); otherwise the secret comes from AGENT_SECRET. */
-  client_secret?: string;
-  /** The user's sign-in through the agent (the subject token), per MCP resource. */
+  /**
+   * A client this SDK registered at the issuer (or named by its metadata document), reused by
+   * later runs given no client id. A pre-registered agent's secret is never stored: it comes from
+   * AGENT_SECRET.
+   */
+  registered?: RegisteredClient;
+  /** The person's sign-in through the agent (the subject token), per MCP URL. */
   subject?: Record<string, StoredTokens>;
 }
 

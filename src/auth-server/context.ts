@@ -75,6 +75,7 @@ export function endpointUrls(issuer: string) {
     authorization: `${base}/authorize`,
     token: `${base}/token`,
     registration: `${base}/register`,
+    agentRegistration: `${base}/aiagent/register`,
     jwks: `${base}/jwks`,
     introspection: `${base}/introspect`,
     revocation: `${base}/revoke`,

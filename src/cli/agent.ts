@@ -5,6 +5,7 @@ import { decodeJwt } from 'jose';
 import type { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { MandateAgent } from '../agent/agent.ts';
 import { AgentError } from '../agent/errors.ts';
+import { METHOD_NAMES, type RegistrationPreference } from '../agent/registration.ts';
 import { parseScope } from '../core/scopes.ts';
 import { chatWithModel, modelFromEnv } from './agent-chat.ts';
 
@@ -18,11 +19,17 @@ Usage: mandate agent <command> [options]
   chat                  a prompt loop: /tools, /call <tool> <json>, /exit; with OPENAI_API_KEY (and
                         OPENAI_BASE_URL, OPENAI_MODEL) a model chooses the tools
   tokens                the actor, subject and exchanged tokens' claims side by side
-  logout                forget the sign-in (and revoke it)
+  logout [--forget-registration]
+                        forget the sign-in (and revoke it); with the flag, also the agent's own
+                        registration (deleted at the AS when it can be)
 
 Options:
   --mcp-url <url>       the MCP endpoint (default http://localhost:8080/mcp, the demo gateway)
-  --client-id <id>      the agent's client id (default sample-agent); its secret comes from AGENT_SECRET
+  --client-id <id>      the agent's pre-registered client id (or AGENT_CLIENT_ID); its secret comes
+                        from AGENT_SECRET. Without one, login registers the agent and keeps it
+  --register <how>      auto (default: client ID metadata document, dynamic registration, agent
+                        registration, in the MCP spec's order), metadata-document, dynamic or agent
+  --client-metadata-url <https url>   the agent's client ID metadata document
   --scope "<scopes>"    scopes to ask for at login (default: what the MCP server lists)
   --callback-port <n>   port of the loopback redirect (default 3000; 0 = any free port)
   --agent-resource <u>  the agent's own resource at the AS (default http://localhost:3000)
@@ -32,6 +39,8 @@ Options:
 Exit codes: 2 usage, 3 a server cannot be reached, 4 consent denied, 5 agent disabled or
 credentials refused, 6 scope refused, 7 not signed in, 8 the tool failed, 9 protocol error.
 `;
+
+const REGISTRATION_PREFERENCES: readonly RegistrationPreference[] = ['auto', 'metadata-document', 'dynamic', 'agent'];
 
 function openBrowser(url: string): void {
   const command = process.platform === 'darwin' ? 'open' : process.platform === 'win32' ? 'explorer' : 'xdg-open';
@@ -123,7 +132,10 @@ export async function agentCommand(argv: string[]): Promise<number> {
     allowPositionals: true,
     options: {
       'mcp-url': { type: 'string', default: 'http://localhost:8080/mcp' },
-      'client-id': { type: 'string', default: process.env.AGENT_CLIENT_ID ?? 'sample-agent' },
+      'client-id': { type: 'string', default: process.env.AGENT_CLIENT_ID || undefined },
+      register: { type: 'string', default: 'auto' },
+      'client-metadata-url': { type: 'string' },
+      'forget-registration': { type: 'boolean', default: false },
       scope: { type: 'string' },
       'callback-port': { type: 'string', default: '3000' },
       'agent-resource': { type: 'string' },
@@ -138,10 +150,25 @@ export async function agentCommand(argv: string[]): Promise<number> {
     process.stdout.write(USAGE);
     return command ? 0 : 2;
   }
+  const register = values.register as RegistrationPreference;
+  if (!REGISTRATION_PREFERENCES.includes(register)) {
+    process.stderr.write(`mandate agent: --register is one of ${REGISTRATION_PREFERENCES.join(', ')}\n`);
+    return 2;
+  }
+  const clientSecret = process.env.AGENT_SECRET || undefined;
+  if (clientSecret && !values['client-id']) {
+    process.stderr.write('mandate agent: AGENT_SECRET is set but no --client-id (or AGENT_CLIENT_ID) names the agent it belongs to\n');
+    return 2;
+  }
   const agent = new MandateAgent({
     mcpUrl: values['mcp-url']!,
-    clientId: values['client-id']!,
-    clientSecret: process.env.AGENT_SECRET || undefined,
+    clientId: values['client-id'],
+    clientSecret,
+    register,
+    clientMetadataUrl: values['client-metadata-url'],
+    onRegistered: (client, issuer) => {
+      process.stderr.write(`Registered at ${issuer} as ${client.client_id} (${METHOD_NAMES[client.method]}); kept in ${agent.store.file} for later runs.\n`);
+    },
     agentResource: values['agent-resource'],
     callbackPort: Number(values['callback-port']),
     onAuthorizationUrl: (url) => {
@@ -158,12 +185,19 @@ export async function agentCommand(argv: string[]): Promise<number> {
         const scopes = values.scope ? parseScope(values.scope) : undefined;
         const tokens = values.device ? await agent.loginWithDevice(scopes) : await agent.login(scopes);
         const claims = decodeJwt(tokens.access_token);
-        process.stdout.write(`Signed in as ${String(claims.sub)}; ${agent.options.clientId} may act for you at ${agent.options.mcpUrl} with ${tokens.scope}.\n`);
+        const { clientId, mode } = await agent.identity();
+        process.stdout.write(
+          mode === 'delegated'
+            ? `Signed in as ${String(claims.sub)}; ${clientId} may act for you at ${agent.options.mcpUrl} with ${tokens.scope}.\n`
+            : `Signed in as ${String(claims.sub)}; ${clientId} holds your token for ${agent.options.mcpUrl} with ${tokens.scope} (direct: a public client cannot act in its own name, so no token exchange).\n`,
+        );
         return 0;
       }
       case 'whoami': {
         const subject = decodeJwt((await agent.subjectToken()).access_token);
-        process.stdout.write(`${JSON.stringify({ sub: subject.sub, scope: subject.scope, may_act: subject.may_act, acr: subject.acr, expires: new Date(Number(subject.exp) * 1000).toISOString() }, null, 2)}\n`);
+        const { clientId, registration, mode } = await agent.identity();
+        const shown = { sub: subject.sub, scope: subject.scope, client_id: clientId, registration, mode, may_act: subject.may_act, acr: subject.acr, expires: new Date(Number(subject.exp) * 1000).toISOString() };
+        process.stdout.write(`${JSON.stringify(shown, null, 2)}\n`);
         return 0;
       }
       case 'tools':
@@ -182,14 +216,22 @@ export async function agentCommand(argv: string[]): Promise<number> {
         }
         return await withClient(agent, (client) => callTool(agent, client, name, args));
       }
-      case 'tokens':
-        process.stdout.write(`${tokensTable(await agent.tokens())}\n`);
+      case 'tokens': {
+        const tokens = await agent.tokens();
+        if (tokens.mode === 'direct') process.stdout.write('Signed in directly for the MCP server (a public client): no actor token, no exchange; the MCP server gets the subject token.\n');
+        process.stdout.write(`${tokensTable(tokens)}\n`);
         return 0;
+      }
       case 'chat':
         return await chat(agent);
-      case 'logout':
+      case 'logout': {
         process.stdout.write((await agent.logout()) ? 'Signed out.\n' : 'Not signed in.\n');
+        if (values['forget-registration']) {
+          const gone = await agent.forgetRegistration();
+          process.stdout.write(gone ? `Forgot the registration ${gone.client_id}; the next login registers anew.\n` : 'No registration to forget.\n');
+        }
         return 0;
+      }
       default:
         process.stderr.write(`mandate agent: unknown command ${command}\n\n${USAGE}`);
         return 2;

@@ -138,6 +138,10 @@ export const authServerConfigSchema = z.strictObject({
   registration: z
     .strictObject({
       enabled: z.boolean().default(true).describe('Open dynamic client registration (RFC 7591) and agent registration (/aiagent/register).'),
+      dynamic_clients: z
+        .boolean()
+        .default(true)
+        .describe('Serve /register (RFC 7591) for any client. With false, only AI agents register themselves, at /aiagent/register (and metadata names no registration_endpoint).'),
       allowed_scopes: z.array(z.string()).optional().describe('Scopes a registered client may ask for; any scope of a resource when omitted.'),
       client_credentials: z
         .boolean()

@@ -224,6 +224,7 @@ describe('`mandate demo` (npm start): the whole system on the demo ports', demoP
     before(async () => {
       browser = await launchChromium();
       env = {
+        AGENT_CLIENT_ID: 'sample-agent',
         AGENT_SECRET: readFileSync(join(cwd, '.mandate', 'secrets', 'sample-agent.secret'), 'utf8').trim(),
         MANDATE_AGENT_HOME: mkdtempSync(join(tmpdir(), 'mandate-agent-home-')),
       };
@@ -348,6 +349,49 @@ describe('`mandate demo` (npm start): the whole system on the demo ports', demoP
       } finally {
         await context.close();
         if (run.child.exitCode === null) run.child.kill('SIGKILL');
+        rmSync(home, { recursive: true, force: true });
+      }
+    });
+
+    it('without a client id: login registers the agent (dynamic registration by default, --register agent for an agent identity)', async () => {
+      const home = mkdtempSync(join(tmpdir(), 'mandate-agent-reg-'));
+      const fresh = { MANDATE_AGENT_HOME: home, AGENT_CLIENT_ID: '', AGENT_SECRET: '' };
+      try {
+        const secretOnly = agentCli(['tools'], { ...fresh, AGENT_SECRET: 'x' });
+        assert.equal(await secretOnly.exited, 2);
+        assert.match(secretOnly.err(), /AGENT_SECRET is set but no --client-id/);
+
+        // auto: the demo AS takes no loopback metadata documents, so RFC 7591 — a public client, signed in for the gateway itself.
+        const direct = await agentWithSignIn(browser, ['login', '--callback-port', '0', '--scope', 'banking:read'], fresh);
+        assert.equal(direct.code, 0, direct.err);
+        assert.match(direct.err, /^Registered at http:\/\/localhost:9000 as mc_\S+ \(dynamic client registration \(RFC 7591\)\)/m);
+        assert.equal(direct.url.searchParams.get('resource'), 'http://localhost:8080/mcp');
+        assert.match(direct.out, /holds your token for http:\/\/localhost:8080\/mcp with banking:read \(direct/);
+        const call = agentCli(['call', 'read_balance'], fresh);
+        assert.equal(await call.exited, 0, call.err());
+        assert.equal(JSON.parse(call.out()).currency, 'EUR');
+
+        // --register agent: /aiagent/register, then delegation: the exchanged token's act names the new agent.
+        const agent = await agentWithSignIn(browser, ['login', '--register', 'agent', '--callback-port', '0', '--scope', 'banking:read'], fresh);
+        assert.equal(agent.code, 0, agent.err);
+        const id = /as (agent_\S+) \(agent registration\)/.exec(agent.err)?.[1];
+        assert.ok(id, agent.err);
+        assert.equal(agent.sign.steps.includes('consent'), true, 'the person consents to the new agent');
+        assert.match(agent.out, new RegExp(`; ${id} may act for you at http://localhost:8080/mcp`));
+        const tokens = agentCli(['tokens'], fresh);
+        assert.equal(await tokens.exited, 0, tokens.err());
+        const act = tokens.out().split('\n').find((line) => line.startsWith('act '));
+        assert.match(act ?? '', new RegExp(`\\{"sub":"${id}"\\}`));
+        const whoami = agentCli(['whoami'], fresh);
+        assert.equal(await whoami.exited, 0, whoami.err());
+        assert.deepEqual(
+          (({ client_id, registration, mode }) => ({ client_id, registration, mode }))(JSON.parse(whoami.out()) as Record<string, string>),
+          { client_id: id, registration: 'agent registration', mode: 'delegated' },
+        );
+        const forget = agentCli(['logout', '--forget-registration'], fresh);
+        assert.equal(await forget.exited, 0, forget.err());
+        assert.match(forget.out(), new RegExp(`Signed out\\.\\nForgot the registration ${id}`));
+      } finally {
         rmSync(home, { recursive: true, force: true });
       }
     });

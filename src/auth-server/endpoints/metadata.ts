@@ -16,7 +16,9 @@ export function serverMetadata(ctx: ServerContext) {
     authorization_endpoint: urls.authorization,
     token_endpoint: urls.token,
     jwks_uri: urls.jwks,
-    ...(ctx.config.registration.enabled ? { registration_endpoint: urls.registration } : {}),
+    ...(ctx.config.registration.enabled && ctx.config.registration.dynamic_clients ? { registration_endpoint: urls.registration } : {}),
+    // Mandate's extension (RFC 8414 §2 allows more): where an AI agent registers itself (seed 003).
+    ...(ctx.config.registration.enabled ? { agent_registration_endpoint: urls.agentRegistration } : {}),
     introspection_endpoint: urls.introspection,
     revocation_endpoint: urls.revocation,
     userinfo_endpoint: urls.userinfo,

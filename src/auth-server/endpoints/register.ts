@@ -2,6 +2,7 @@ import type { Context, Hono } from 'hono';
 import { OAuthError } from '../../core/errors.ts';
 import { constantTimeEqual, randomToken } from '../../core/encoding.ts';
 import { TOKEN_EXCHANGE_GRANT } from '../../core/delegation.ts';
+import { DEVICE_CODE_GRANT } from '../../core/client-metadata.ts';
 import type { ClientRecord } from '../../store/types.ts';
 import { unusableReason, type AppEnv, type ServerContext } from '../context.ts';
 import { bearerToken } from '../bearer.ts';
@@ -18,6 +19,7 @@ export function registerEndpoints(app: Hono<AppEnv>, ctx: ServerContext) {
   const policy = registrationPolicy(ctx);
 
   app.post('/register', async (c) => {
+    if (!ctx.config.registration.dynamic_clients) throw new OAuthError('access_denied', 'open registration is off here; AI agents register at /aiagent/register', { status: 403 });
     await policy.admit(c);
     const metadata = policy.apply(await readClientMetadata(ctx, c));
     if (metadata.grant_types.includes('client_credentials') && !ctx.config.registration.client_credentials) {
@@ -36,7 +38,7 @@ export function registerEndpoints(app: Hono<AppEnv>, ctx: ServerContext) {
     const scopes = Array.isArray(body.scopes) && body.scopes.every((s) => typeof s === 'string') ? { scope: body.scopes.join(' ') } : {};
     const metadata = policy.apply(
       await readClientMetadata(ctx, c, {
-        grant_types: ['client_credentials', 'authorization_code', 'refresh_token', TOKEN_EXCHANGE_GRANT],
+        grant_types: ['client_credentials', 'authorization_code', 'refresh_token', TOKEN_EXCHANGE_GRANT, DEVICE_CODE_GRANT],
         token_endpoint_auth_method: 'client_secret_basic',
         ...scopes,
       }),
