@@ -72,6 +72,14 @@ const toStored = (token: TokenResponse, fallbackScope: string, client: ActiveCli
   mode,
 });
 
+/** A refusal by the MCP server (a policy rule, a rate limit), in the words of its JSON-RPC error. */
+async function refusal(response: Response): Promise<AgentError> {
+  const body = (await response.json().catch(() => ({}))) as { error?: { message?: unknown } };
+  const message = typeof body.error?.message === 'string' ? body.error.message : `HTTP ${response.status}`;
+  const retry = response.headers.get('retry-after');
+  return new AgentError('refused', `the MCP server refused the call: ${message}${retry ? ` — try again in ${retry} s` : ''}`);
+}
+
 /** The client the agent acts as, and how it came by it. */
 export interface ActiveClient extends ClientCredentials {
   method: RegistrationMethod;
@@ -369,6 +377,10 @@ export class MandateAgent {
         if (response.status === 403 && challenge.error === 'insufficient_scope') {
           throw new AgentError('scope_refused', `the MCP server needs scope ${challenge.scope ?? '(unnamed)'}, which was not granted`);
         }
+        if (response.status === 401) {
+          throw new AgentError('not_signed_in', `the MCP server does not accept the agent's token${challenge.error_description ? ` (${challenge.error_description})` : ''}: run \`mandate agent login\``);
+        }
+        if (response.status === 403 || response.status === 429) throw await refusal(response);
         return response;
       }
     };

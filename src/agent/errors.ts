@@ -11,6 +11,7 @@ export const AGENT_EXIT_CODES = {
   not_signed_in: 7,
   tool_failed: 8,
   protocol: 9,
+  refused: 10,
 } as const;
 
 export type AgentErrorKind = keyof typeof AGENT_EXIT_CODES;

@@ -37,7 +37,8 @@ Options:
   --device              sign in on another device (RFC 8628): a URL and a code to enter there
 
 Exit codes: 2 usage, 3 a server cannot be reached, 4 consent denied, 5 agent disabled or
-credentials refused, 6 scope refused, 7 not signed in, 8 the tool failed, 9 protocol error.
+credentials refused, 6 scope refused, 7 not signed in, 8 the tool failed, 9 protocol error,
+10 the MCP server refused the call (a policy rule, a rate limit).
 `;
 
 const REGISTRATION_PREFERENCES: readonly RegistrationPreference[] = ['auto', 'metadata-document', 'dynamic', 'agent'];

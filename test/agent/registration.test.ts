@@ -9,7 +9,7 @@ import { MandateAgent, type AgentOptions } from '../../src/agent/agent.ts';
 import { AgentError } from '../../src/agent/errors.ts';
 import { CredentialStore } from '../../src/agent/store.ts';
 import { FormBrowser } from '../helpers/browser-driver.ts';
-import { decodeJwt, startTestAuthServer, type TestAuthServer } from '../helpers/auth-server.ts';
+import { decodeJwt, startTestAuthServer } from '../helpers/auth-server.ts';
 import { startBankingServer } from '../../examples/banking/server.ts';
 import { startTestGateway } from '../helpers/gateway.ts';
 
@@ -30,7 +30,7 @@ async function startStack(overrides: Parameters<typeof startTestAuthServer>[0]) 
       rewrite: '/',
       resource: `${url}/mcp`,
       authorization_servers: [as.issuer],
-      tools: { read_balance: { scopes: ['banking:read'] }, list_transactions: { scopes: ['banking:read'] } },
+      tools: { read_balance: { scopes: ['banking:read'] }, list_transactions: { scopes: ['banking:read'], allow: 'false', reason: 'closed in this test' } },
       unlisted_tools: 'deny',
       identity_headers: true,
     },
@@ -144,6 +144,19 @@ describe('agent SDK: registration without a pre-registered client id (MCP spec o
 
     const file = JSON.parse(readFileSync(join(home, 'credentials.json'), 'utf8')) as { issuers: Record<string, { registered: Record<string, unknown> }> };
     assert.deepEqual(Object.keys(file.issuers[open.as.issuer]!.registered).sort(), ['client_id', 'method'], 'a public client: no secret to keep');
+
+    // A refusal by policy (not a scope): the JSON-RPC message, as an error with its own exit code.
+    const client = await agent.connect();
+    try {
+      await assert.rejects(client.callTool({ name: 'list_transactions', arguments: {} }), (error: AgentError) => {
+        assert.equal(error.kind, 'refused');
+        assert.equal(error.exitCode, 10);
+        assert.equal(error.message, 'the MCP server refused the call: the call to tool list_transactions was refused by the gateway policy');
+        return true;
+      });
+    } finally {
+      await client.close();
+    }
 
     const later = agentFor(open, home);
     await later.agent.login(['banking:read']);
