@@ -163,7 +163,10 @@ export class MandateAgent {
     if (clientId && owner !== clientId) throw new AgentError('not_signed_in', `signed in through ${owner}, not ${clientId}: run \`mandate agent login\``);
     if (owner === clientId && clientId) return { clientId, clientSecret, method: 'pre-registered' };
     const kept = await this.registration();
-    if (!owner || kept?.client_id !== owner) throw new AgentError('not_signed_in', `the registration behind the sign-in for ${this.options.mcpUrl} is gone: run \`mandate agent login\``);
+    if (!owner) throw new AgentError('not_signed_in', `the sign-in for ${this.options.mcpUrl} names no client: run \`mandate agent login\``);
+    if (kept?.client_id !== owner) {
+      throw new AgentError('not_signed_in', `the sign-in for ${this.options.mcpUrl} was made through ${owner}, which is not the agent's registration: pass --client-id ${owner} (and its AGENT_SECRET), or run \`mandate agent login\``);
+    }
     return fromRegistered(kept);
   }
 

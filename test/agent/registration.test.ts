@@ -229,6 +229,19 @@ describe('agent SDK: registration without a pre-registered client id (MCP spec o
     assert.equal((await readBalance(agent)).isError, undefined);
   });
 
+  it('a sign-in made through another client is not used with this one: the error names that client', async () => {
+    freshHome();
+    const { agent } = agentFor(open, home);
+    await agent.store.update(open.as.issuer, () => ({ subject: { [open.mcpUrl]: { access_token: 'x', expires_at: 4102444800, scope: 'banking:read', client_id: 'sample-agent', mode: 'delegated' } } }));
+    await assert.rejects(agent.subjectToken(), (error: AgentError) => {
+      assert.equal(error.kind, 'not_signed_in');
+      assert.match(error.message, /was made through sample-agent, which is not the agent's registration: pass --client-id sample-agent/);
+      return true;
+    });
+    const other = agentFor(open, home, { clientId: 'another-agent' });
+    await assert.rejects(other.agent.mcpToken(), /signed in through sample-agent, not another-agent/);
+  });
+
   it('a method the AS does not offer: a usage error that says what was missing', async () => {
     freshHome();
     const { agent } = agentFor(agentsOnly, home, { register: 'dynamic' });
