@@ -1,6 +1,6 @@
 import type { Context } from 'hono';
 import { html } from 'hono/html';
-import { renderPage } from './layout.ts';
+import { decisionForm, renderPage } from './layout.ts';
 
 export interface ConsentView {
   action: string;
@@ -32,12 +32,9 @@ ${
     ? html`<p id="delegate"><strong>${view.delegate.name}</strong>${view.delegate.isAgent ? ' (an AI agent)' : ''} <span class="muted">(<code>${view.delegate.clientId}</code>)</span> will be allowed to act on your behalf with these permissions, and to pass them on, narrowed, to the services it calls.</p>`
     : ''
 }
-<form method="post" action="${view.action}">
-  <input type="hidden" name="csrf" value="${view.csrf}">
-  <div class="row">
-    <button type="submit" name="decision" value="allow">Allow</button>
-    <button type="submit" name="decision" value="deny">Deny</button>
-  </div>
-</form>`,
+${decisionForm(view.action, view.csrf, [
+  ['allow', 'Allow'],
+  ['deny', 'Deny'],
+])}`,
   );
 }

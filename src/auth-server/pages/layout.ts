@@ -47,6 +47,16 @@ export function renderPage(c: Context, title: string, body: Markup, status: 200 
   );
 }
 
+/** The form of a yes-or-no page (consent, agreement): its CSRF token and two `decision` buttons. */
+export function decisionForm(action: string, csrf: string, choices: readonly [value: string, label: string][]) {
+  return html`<form method="post" action="${action}">
+  <input type="hidden" name="csrf" value="${csrf}">
+  <div class="row">
+    ${choices.map(([value, label]) => html`<button type="submit" name="decision" value="${value}">${label}</button>`)}
+  </div>
+</form>`;
+}
+
 export function errorPage(c: Context, code: string, description: string, status: 400 | 401 | 403 | 404 = 400) {
   return renderPage(
     c,
