@@ -12,7 +12,7 @@
  */
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import { McpServer } from '@modelcontextprotocol/sdk/server/mcp.js';
-import { StreamableHTTPServerTransport } from '@modelcontextprotocol/sdk/server/streamableHttp.js';
+import { handleStatelessMcp } from '../examples/shared/stateless-mcp.ts';
 import { AjvJsonSchemaValidator } from '@modelcontextprotocol/sdk/validation/ajv';
 import { z } from 'zod';
 import { announceReady, exitOnSignal, freePort } from './lib/child.ts';
@@ -34,19 +34,7 @@ const jsonSchemaValidator = new AjvJsonSchemaValidator();
 const sdk = async (req: IncomingMessage, res: ServerResponse) => {
   const mcp = new McpServer({ name: 'mandate-bench-upstream', version: '1.0.0' }, { jsonSchemaValidator });
   mcp.registerTool('echo', { description: 'Answers its text', inputSchema: { text: z.string() } }, async ({ text }) => ({ content: [{ type: 'text', text }] }));
-  const transport = new StreamableHTTPServerTransport({ sessionIdGenerator: undefined, enableJsonResponse: true });
-  res.once('close', () => {
-    void transport.close();
-    void mcp.close();
-  });
-  try {
-    await mcp.connect(transport);
-    await transport.handleRequest(req, res);
-  } catch (error) {
-    console.error('upstream: request failed', error);
-    if (!res.headersSent) res.writeHead(500);
-    res.end();
-  }
+  await handleStatelessMcp(mcp, req, res);
 };
 
 const port = Number(process.env.BENCH_PORT) || (await freePort());

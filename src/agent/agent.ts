@@ -4,7 +4,7 @@ import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/
 import { TOKEN_EXCHANGE_GRANT, TOKEN_TYPES } from '../core/delegation.ts';
 import { formatScope, parseScope } from '../core/scopes.ts';
 import { discover, parseChallenge, type Discovery } from './discovery.ts';
-import { AgentError, fromOAuthError } from './errors.ts';
+import { AgentError, fromOAuthError, reach } from './errors.ts';
 import { deviceAuthorization, pkce, pollDevice, revokeToken, startLoopbackSignIn, tokenRequest, type ClientCredentials, type TokenResponse } from './oauth.ts';
 import { CredentialStore, type StoredTokens } from './store.ts';
 import { METHOD_NAMES, registerAgent, type RegisteredClient, type RegistrationMethod, type RegistrationPreference } from './registration.ts';
@@ -148,8 +148,9 @@ export class MandateAgent {
     const prefer = this.options.register ?? 'auto';
     const kept = await this.registration();
     const documentUrl = clientMetadataUrl ? new URL(clientMetadataUrl).href : undefined;
-    const fits = kept && (prefer === 'auto' ? !documentUrl || kept.client_id === documentUrl : kept.method === prefer && (prefer !== 'metadata-document' || !documentUrl || kept.client_id === documentUrl));
-    if (kept && fits) return fromRegistered(kept);
+    // Reuse what was asked for; a metadata document named now must be the one kept (in auto, it comes first).
+    const sameDocument = !documentUrl || kept?.client_id === documentUrl;
+    if (kept && (prefer === 'auto' || kept.method === prefer) && (sameDocument || prefer === 'dynamic' || prefer === 'agent')) return fromRegistered(kept);
     const fresh = await registerAgent(found, { prefer, clientMetadataUrl, clientName: this.options.clientName ?? 'Mandate agent', redirectUri });
     await this.store.update(found.issuer, (current) => ({ ...current, registered: fresh }));
     await this.options.onRegistered?.(fresh, found.issuer);
@@ -334,16 +335,20 @@ export class MandateAgent {
    * and whether its tokens are delegated (exchanged, with `act`) or direct.
    */
   async identity(): Promise<{ clientId: string; registration: string; mode: 'delegated' | 'direct' }> {
+    const { client, mode } = await this.signedIn();
+    return { clientId: client.clientId, registration: METHOD_NAMES[client.method], mode };
+  }
+
+  /** The current sign-in, the client it was made through, and its mode. */
+  private async signedIn(): Promise<{ subject: StoredTokens; client: ActiveClient; mode: 'delegated' | 'direct' }> {
     const subject = await this.subjectToken();
     const client = await this.clientOf(subject);
-    return { clientId: client.clientId, registration: METHOD_NAMES[client.method], mode: subject.mode ?? this.modeFor(client) };
+    return { subject, client, mode: subject.mode ?? this.modeFor(client) };
   }
 
   /** The three tokens' claims: the agent's own, the person's, and the one the MCP server gets. */
   async tokens(): Promise<{ actor?: Record<string, unknown>; subject: Record<string, unknown>; mcp: Record<string, unknown>; mode: 'delegated' | 'direct' }> {
-    const subject = await this.subjectToken();
-    const client = await this.clientOf(subject);
-    const mode = subject.mode ?? this.modeFor(client);
+    const { subject, client, mode } = await this.signedIn();
     return {
       actor: client.clientSecret && mode === 'delegated' ? decode(await this.actorToken(client)) : undefined,
       subject: decode(subject.access_token),
@@ -421,7 +426,7 @@ export class MandateAgent {
     const kept = await this.registration();
     if (!kept) return undefined;
     if (kept.registration_client_uri && kept.registration_access_token) {
-      await fetch(kept.registration_client_uri, { method: 'DELETE', headers: { authorization: `Bearer ${kept.registration_access_token}` }, signal: AbortSignal.timeout(15_000) }).catch(() => undefined);
+      await reach(kept.registration_client_uri, { method: 'DELETE', headers: { authorization: `Bearer ${kept.registration_access_token}` } }, 'the registration').catch(() => undefined);
     }
     await this.store.update(found.issuer, (current) => {
       const subject = Object.fromEntries(Object.entries(current?.subject ?? {}).filter(([, tokens]) => tokens.client_id !== kept.client_id));

@@ -1,5 +1,5 @@
 import { discoverIssuer } from '../gateway/token-validator.ts';
-import { AgentError, networkReason } from './errors.ts';
+import { AgentError, reach } from './errors.ts';
 
 export interface Discovery {
   /** The MCP endpoint's resource identifier (RFC 9728 `resource`). */
@@ -21,12 +21,7 @@ export function parseChallenge(header: string | null): Record<string, string> {
 }
 
 async function getJson(url: string, what: string): Promise<Record<string, unknown>> {
-  let response: Response;
-  try {
-    response = await fetch(url, { headers: { accept: 'application/json' }, signal: AbortSignal.timeout(10_000) });
-  } catch (error) {
-    throw new AgentError('unreachable', `cannot reach ${what} at ${url} (${networkReason(error)}) — is it running?`);
-  }
+  const response = await reach(url, { headers: { accept: 'application/json' } }, what, 10_000);
   if (!response.ok) throw new AgentError('protocol', `${what} at ${url} answered ${response.status}`);
   return (await response.json()) as Record<string, unknown>;
 }
@@ -38,19 +33,14 @@ async function getJson(url: string, what: string): Promise<Record<string, unknow
  * carry the same issuer. Falls back to the well-known URL when the challenge has no metadata URL.
  */
 export async function discover(mcpUrl: string): Promise<Discovery> {
-  let challenge: Record<string, string> = {};
-  try {
-    const probe = await fetch(mcpUrl, {
-      method: 'POST',
-      headers: { accept: 'application/json, text/event-stream', 'content-type': 'application/json' },
-      body: JSON.stringify({ jsonrpc: '2.0', id: 0, method: 'ping' }),
-      signal: AbortSignal.timeout(10_000),
-    });
-    challenge = parseChallenge(probe.headers.get('www-authenticate'));
-    await probe.body?.cancel();
-  } catch (error) {
-    throw new AgentError('unreachable', `cannot reach the MCP server at ${mcpUrl} (${networkReason(error)}) — is it running?`);
-  }
+  const probe = await reach(
+    mcpUrl,
+    { method: 'POST', headers: { accept: 'application/json, text/event-stream', 'content-type': 'application/json' }, body: JSON.stringify({ jsonrpc: '2.0', id: 0, method: 'ping' }) },
+    'the MCP server',
+    10_000,
+  );
+  const challenge = parseChallenge(probe.headers.get('www-authenticate'));
+  await probe.body?.cancel().catch(() => undefined);
   const url = new URL(mcpUrl);
   const metadataUrl = challenge.resource_metadata ?? `${url.origin}/.well-known/oauth-protected-resource${url.pathname === '/' ? '' : url.pathname}`;
   const resourceMetadata = await getJson(metadataUrl, 'the protected resource metadata');

@@ -53,3 +53,15 @@ export function networkReason(error: unknown): string {
   const cause = (error as { cause?: { code?: string; message?: string; errors?: { code?: string }[] } }).cause;
   return cause?.code ?? cause?.errors?.[0]?.code ?? cause?.message ?? (error as Error).message;
 }
+
+/**
+ * `fetch` with a time limit, where a request that cannot be sent (refused, unresolved, timed out)
+ * is the AgentError a person can act on: "cannot reach <what> at <url> (ECONNREFUSED) — is it running?".
+ */
+export async function reach(url: string, init: RequestInit, what: string, timeoutMs = 15_000): Promise<Response> {
+  try {
+    return await fetch(url, { ...init, signal: AbortSignal.timeout(timeoutMs) });
+  } catch (error) {
+    throw new AgentError('unreachable', `cannot reach ${what} at ${url} (${networkReason(error)}) — is it running?`);
+  }
+}

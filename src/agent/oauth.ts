@@ -1,7 +1,7 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { AgentError, fromOAuthError, networkReason } from './errors.ts';
+import { AgentError, fromOAuthError, reach } from './errors.ts';
 import { basicAuthorization } from '../core/encoding.ts';
 
 export interface ClientCredentials {
@@ -24,12 +24,7 @@ async function postAs(endpoint: string, form: Record<string, string>, client: Cl
   const body = new URLSearchParams(form);
   if (client.clientSecret) headers.authorization = basicAuthorization(client.clientId, client.clientSecret);
   else body.set('client_id', client.clientId);
-  let response: Response;
-  try {
-    response = await fetch(endpoint, { method: 'POST', headers, body, signal: AbortSignal.timeout(15_000) });
-  } catch (error) {
-    throw new AgentError('unreachable', `cannot reach the authorization server at ${endpoint} (${networkReason(error)}) — is it running?`);
-  }
+  const response = await reach(endpoint, { method: 'POST', headers, body }, 'the authorization server');
   return { response, json: (await response.json().catch(() => ({}))) as Record<string, unknown> };
 }
 

@@ -1,7 +1,8 @@
 import { TOKEN_EXCHANGE_GRANT } from '../core/delegation.ts';
 import { DEVICE_CODE_GRANT } from '../core/client-metadata.ts';
 import type { Discovery } from './discovery.ts';
-import { AgentError, fromOAuthError, networkReason } from './errors.ts';
+import { AgentError, fromOAuthError, reach } from './errors.ts';
+import { isLoopbackHttp } from '../core/redirect-uri.ts';
 
 /** How the agent came by its client id. */
 export type RegistrationMethod = 'pre-registered' | 'metadata-document' | 'dynamic' | 'agent';
@@ -39,17 +40,11 @@ export const METHOD_NAMES: Record<RegistrationMethod, string> = {
 };
 
 async function postRegistration(endpoint: string, body: Record<string, unknown>, what: string): Promise<Record<string, unknown>> {
-  let response: Response;
-  try {
-    response = await fetch(endpoint, {
-      method: 'POST',
-      headers: { 'content-type': 'application/json', accept: 'application/json' },
-      body: JSON.stringify(body),
-      signal: AbortSignal.timeout(15_000),
-    });
-  } catch (error) {
-    throw new AgentError('unreachable', `cannot reach the authorization server at ${endpoint} (${networkReason(error)}) — is it running?`);
-  }
+  const response = await reach(
+    endpoint,
+    { method: 'POST', headers: { 'content-type': 'application/json', accept: 'application/json' }, body: JSON.stringify(body) },
+    'the authorization server',
+  );
   const json = (await response.json().catch(() => ({}))) as Record<string, unknown>;
   if (!response.ok || typeof json.client_id !== 'string') {
     const error = typeof json.error === 'string' ? json.error : `HTTP ${response.status}`;
@@ -119,14 +114,13 @@ export async function registerAgent(found: Discovery, request: RegistrationReque
   if (want('metadata-document')) {
     if (request.clientMetadataUrl && metadata.client_id_metadata_document_supported === true) {
       const url = new URL(request.clientMetadataUrl);
-      if (url.protocol !== 'https:' && !['localhost', '127.0.0.1', '[::1]'].includes(url.hostname)) {
+      if (url.protocol !== 'https:' && !isLoopbackHttp(url)) {
         throw new AgentError('usage', `a client ID metadata document must be served over https: ${request.clientMetadataUrl}`);
       }
       return { client_id: url.href, method: 'metadata-document' };
     }
     tried.push(request.clientMetadataUrl ? `${issuer} does not accept client ID metadata documents` : 'no client ID metadata document URL was given');
   }
-  let lastError: AgentError | undefined;
   for (const [method, field, register] of [
     ['dynamic', 'registration_endpoint', dynamicRegistration],
     ['agent', 'agent_registration_endpoint', agentRegistration],
@@ -142,11 +136,9 @@ export async function registerAgent(found: Discovery, request: RegistrationReque
     } catch (error) {
       // The MCP spec's order: a refusal moves on to the next method; an unreachable AS does not.
       if (!(error instanceof AgentError) || error.kind === 'unreachable' || request.prefer !== 'auto') throw error;
-      lastError = error;
       tried.push(error.message);
     }
   }
-  if (lastError && tried.length === 1) throw lastError;
   const how = request.prefer === 'auto' ? 'no way to register' : `no ${METHOD_NAMES[request.prefer]}`;
   throw new AgentError('usage', `${issuer} offers the agent ${how} (${tried.join('; ')}): pass --client-id (and AGENT_SECRET) for a client registered there`);
 }
