@@ -1,4 +1,4 @@
-// `npm test`: type-check, lint, then every test file under test/ and src/ with Node's test runner.
+// `npm test`: build, type-check, lint, then every test file under test/ and src/ with Node's test runner.
 // Tests that need PostgreSQL, Redis or Chromium skip with a reason when those are absent; the
 // reasons are listed at the end. With MANDATE_REQUIRE_SERVICES=1 (CI) such a test fails instead.
 import { spawnSync } from 'node:child_process';
@@ -25,6 +25,8 @@ function findTests(dir) {
 
 const only = process.argv.slice(2);
 if (only.length === 0) {
+  // The build is what the CLI tests spawn (bin/mandate.js runs dist/ when it is current).
+  step('build', process.execPath, ['scripts/build.mjs']);
   step('type-check', 'npx', ['tsc', '--noEmit', '-p', '.']);
   step('lint', 'npx', ['eslint', '.', '--max-warnings=0']);
 }

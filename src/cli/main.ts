@@ -1,10 +1,7 @@
 import { parseArgs } from 'node:util';
-import { ConfigError } from '../config/load.ts';
-import { demoCommand } from './demo.ts';
-import { keysCommand } from './keys.ts';
-import { serveCommand } from './serve.ts';
-import { hashPasswordCommand } from './hash-password.ts';
-import { agentCommand } from './agent.ts';
+
+// Each command's module is imported when it runs, so `mandate --help` (and an agent command) does
+// not load the authorization server, the gateway and their dependencies.
 
 const USAGE = `mandate — identity for AI agents and MCP servers
 
@@ -24,15 +21,15 @@ export async function main(argv: string[]): Promise<number> {
   try {
     switch (command) {
       case 'demo':
-        return await demoCommand(rest);
+        return await (await import('./demo.ts')).demoCommand(rest);
       case 'serve':
-        return await serveCommand(rest);
+        return await (await import('./serve.ts')).serveCommand(rest);
       case 'keys':
-        return await keysCommand(rest);
+        return await (await import('./keys.ts')).keysCommand(rest);
       case 'hash-password':
-        return await hashPasswordCommand();
+        return await (await import('./hash-password.ts')).hashPasswordCommand();
       case 'agent':
-        return await agentCommand(rest);
+        return await (await import('./agent.ts')).agentCommand(rest);
       case undefined:
       case 'help':
       case '--help':
@@ -45,7 +42,7 @@ export async function main(argv: string[]): Promise<number> {
     }
   } catch (error) {
     const code = (error as { code?: string }).code;
-    if (error instanceof ConfigError || code?.startsWith('ERR_PARSE_ARGS')) {
+    if ((error as Error).name === 'ConfigError' || code?.startsWith('ERR_PARSE_ARGS')) {
       process.stderr.write(`${(error as Error).message}\n`);
       return 2;
     }
