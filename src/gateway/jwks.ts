@@ -33,6 +33,8 @@ function defaultAlg(jwk: JWK): string | undefined {
   return undefined;
 }
 
+const UNREACHABLE_RETRY_MS = 1_000;
+
 export class RemoteJwks implements VerificationKeySource {
   private keys = new Map<string, VerificationKey>();
   private loaded: Promise<void> | undefined;
@@ -50,8 +52,10 @@ export class RemoteJwks implements VerificationKeySource {
     await this.loaded;
     const key = this.keys.get(kid);
     if (key) return key;
-    // An unknown kid may be a key the AS has just started publishing.
-    if (Date.now() - this.lastFetch >= (this.options.minRefreshMs ?? 10_000)) {
+    // An unknown kid may be a key the AS has just started publishing. While the AS is unreachable
+    // it is asked again at most every second, so the gateway recovers soon after the AS does.
+    const minRefreshMs = this.options.minRefreshMs ?? 10_000;
+    if (Date.now() - this.lastFetch >= (this.failure === undefined ? minRefreshMs : Math.min(minRefreshMs, UNREACHABLE_RETRY_MS))) {
       await this.refresh();
       const fetched = this.keys.get(kid);
       if (fetched) return fetched;
