@@ -36,6 +36,8 @@ describe('fault suite: PostgreSQL restarts and outages', skipUnless(postgresAvai
       grants.push({ refreshToken: res.json.refresh_token as string });
     }
     const codes = await Promise.all(Array.from({ length: 4 }, () => freshCode(as, signIn)));
+    // Codes the load redeems one after the other, through the outages.
+    const queued = await Promise.all(Array.from({ length: 12 }, () => freshCode(as, signIn)));
 
     // The load: each grant refreshed in a loop; a 503 keeps the token it had, as a client would.
     const seen = { ok: 0, unavailable: 0, other: [] as string[] };
@@ -51,15 +53,37 @@ describe('fault suite: PostgreSQL restarts and outages', skipUnless(postgresAvai
         await new Promise((resolve) => setTimeout(resolve, 10));
       }
     });
+    const redeemed: { refreshToken: string }[] = [];
+    const codeWorker = (async () => {
+      for (const code of queued) {
+        for (;;) {
+          const res = await redeem(as, code);
+          if (res.status === 200) {
+            redeemed.push({ refreshToken: res.json.refresh_token as string });
+            break;
+          }
+          if (!isUnavailable(res)) {
+            seen.other.push(`code: ${res.status} ${res.text}`);
+            break;
+          }
+          seen.unavailable++;
+          await new Promise((resolve) => setTimeout(resolve, 50));
+        }
+        // Spread over the run, so that redemptions meet the outages.
+        if (running) await new Promise((resolve) => setTimeout(resolve, 100));
+      }
+    })();
     const okAfter = async (count: number) => {
       const target = seen.ok + count;
       return until(async () => seen.ok >= target, 20_000, 'refreshes succeeding again', 20);
     };
     try {
-      await okAfter(16);
+      await okAfter(40);
 
       // 1. A clean restart (clients disconnected with 57P01).
       await pg.stop('fast');
+      const unavailableAtStop = seen.unavailable;
+      await until(async () => seen.unavailable >= unavailableAtStop + 8, 10_000, '503s while the database is down', 20);
       const duringRestart = await redeem(as, codes[0]!);
       assert.ok(isUnavailable(duringRestart), `a code redeemed while the database is down: ${duringRestart.status} ${duringRestart.text}`);
       assert.ok(await alive(), 'metadata is served while the database is down');
@@ -69,20 +93,25 @@ describe('fault suite: PostgreSQL restarts and outages', skipUnless(postgresAvai
       // 2. A crash (no shutdown: connections just drop), then an outage with requests failing.
       await pg.stop('immediate');
       const unavailableBefore = seen.unavailable;
-      await until(async () => seen.unavailable >= unavailableBefore + 8, 10_000, '503s while the database is down', 20);
+      await until(async () => seen.unavailable >= unavailableBefore + 16, 10_000, '503s while the database is down', 20);
       assert.ok(isUnavailable(await redeem(as, codes[1]!)));
       await pg.start();
       const crashRecovery = await okAfter(8);
-      console.log(`# PostgreSQL faults: ${seen.ok} refreshes, ${seen.unavailable} answered 503 while down; recovery after restart ${restartRecovery} ms, after crash ${crashRecovery} ms`);
+      console.log(`# PostgreSQL faults: ${seen.ok} refreshes and ${redeemed.length} code redemptions by then, ${seen.unavailable} requests answered 503 while down; recovery after restart ${restartRecovery} ms, after crash ${crashRecovery} ms`);
     } finally {
       running = false;
-      await Promise.all(workers);
+      await Promise.all([...workers, codeWorker]);
     }
 
     assert.deepEqual(seen.other, [], 'no refresh was refused for another reason than the outage');
     assert.ok(seen.unavailable > 0, 'the outage was seen by the load');
     // No lost or half-written grant: every grant's last refresh token still works.
     for (const grant of grants) {
+      const res = await refresh(as, grant.refreshToken);
+      assert.equal(res.status, 200, res.text);
+    }
+    assert.equal(redeemed.length, queued.length, 'every code of the load redeemed, once');
+    for (const grant of redeemed) {
       const res = await refresh(as, grant.refreshToken);
       assert.equal(res.status, 200, res.text);
     }
