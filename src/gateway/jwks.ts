@@ -44,7 +44,12 @@ export class RemoteJwks implements VerificationKeySource {
   private failure: string | undefined;
   private timer: ReturnType<typeof setInterval> | undefined;
 
-  constructor(private readonly options: JwksOptions) {}
+  constructor(private options: JwksOptions) {}
+
+  /** Where to fetch from next time (a reload re-discovers the JWKS URL: the AS may have moved it). */
+  retarget(jwksUri: JwksOptions['jwksUri']): void {
+    this.options = { ...this.options, jwksUri };
+  }
 
   async byKid(kid: string): Promise<VerificationKey | undefined> {
     // Known keys serve at once; without any, the first use waits for the first fetch.

@@ -29,6 +29,7 @@ export class SigningKeys {
       this.sets.set(id, entry);
     }
     entry.used = true;
+    entry.jwks.retarget(options.jwksUri);
     return entry.jwks;
   }
 
