@@ -51,14 +51,40 @@ function storeSuite(name: string, options: { skip: string | false }, open: () =>
       await store.grants.createGrant({ id: grantId, sub: 'u1', clientId: 'c1', resource: 'https://r.example', scope: 'a', createdAt: now, expiresAt: now + 100 });
       const tokenHash = id();
       await store.grants.createRefreshToken({ tokenHash, grantId, clientId: 'c1', scope: 'a', createdAt: now, expiresAt: now + 100 });
-      assert.equal(await store.grants.rotateRefreshToken(tokenHash, now), true);
-      assert.equal(await store.grants.rotateRefreshToken(tokenHash, now), false);
+      const next = { tokenHash: id(), grantId, clientId: 'c1', scope: 'a', createdAt: now, expiresAt: now + 100 };
+      const rotate = (issued: { refreshToken?: typeof next }, reuseSince = now) => store.grants.rotateRefreshToken(tokenHash, now, { grantId, reuseSince, issued });
+      assert.equal(await rotate({ refreshToken: next }), 'rotated');
+      assert.equal((await store.grants.findRefreshToken(next.tokenHash))?.grantId, grantId);
+      assert.equal(await rotate({}), 'reused');
+      assert.equal(await rotate({ refreshToken: { ...next, tokenHash: id() } }, now + 1), 'replayed');
       const jti = id();
       await store.grants.recordAccessToken({ jti, grantId, clientId: 'c1', expiresAt: now + 60 });
       await store.grants.revokeGrant(grantId, now + 1);
       assert.equal((await store.grants.findGrant(grantId))?.revokedAt, now + 1);
       assert.equal((await store.grants.findRefreshToken(tokenHash))?.revokedAt, now + 1);
       assert.equal((await store.grants.findAccessToken(jti))?.revokedAt, now + 1);
+    });
+
+    it('rotates and redeems all or nothing: a failed write leaves the old token and the code unspent', async () => {
+      const grantId = id();
+      await store.grants.createGrant({ id: grantId, sub: 'u1', clientId: 'c1', resource: 'https://r.example', scope: 'a', createdAt: now, expiresAt: now + 100 });
+      const taken = { tokenHash: id(), grantId, clientId: 'c1', scope: 'a', createdAt: now, expiresAt: now + 100 };
+      await store.grants.createRefreshToken(taken);
+      const tokenHash = id();
+      await store.grants.createRefreshToken({ ...taken, tokenHash });
+      // The new token's hash collides with a stored one: its insert fails after the rotation's update.
+      await assert.rejects(store.grants.rotateRefreshToken(tokenHash, now, { grantId, reuseSince: now, issued: { refreshToken: taken } }));
+      assert.equal((await store.grants.findRefreshToken(tokenHash))?.rotatedAt, undefined);
+      const codeHash = id();
+      await store.grants.createCode({ codeHash, grantId, clientId: 'c1', redirectUri: 'https://x/cb', codeChallenge: 'c', scope: 'a', resource: 'https://r.example', expiresAt: now + 60 });
+      await assert.rejects(store.grants.redeemCode(codeHash, now, { grantId, issued: { refreshToken: taken } }));
+      assert.equal((await store.grants.findCode(codeHash))?.consumedAt, undefined);
+      const fresh = { ...taken, tokenHash: id() };
+      assert.equal(await store.grants.redeemCode(codeHash, now, { grantId, issued: { refreshToken: fresh } }), 'redeemed');
+      assert.equal(await store.grants.redeemCode(codeHash, now, { grantId, issued: {} }), 'replayed');
+      await store.grants.revokeGrant(grantId, now);
+      assert.equal((await store.grants.findRefreshToken(fresh.tokenHash))?.revokedAt, now);
+      assert.equal(await store.grants.rotateRefreshToken(tokenHash, now, { grantId, reuseSince: now, issued: { refreshToken: { ...taken, tokenHash: id() } } }), 'revoked');
     });
 
     it('revokes an untracked access token by jti', async () => {

@@ -15,6 +15,10 @@ import { tokenEndpoint } from './endpoints/token.ts';
 import { userinfoEndpoints } from './endpoints/userinfo.ts';
 import { revocationsEndpoint } from './endpoints/revocations.ts';
 import { adminEndpoints } from './endpoints/admin.ts';
+import { UNAVAILABLE_RETRY_AFTER_SECONDS, unavailableReason } from '../store/unavailable.ts';
+
+/** RFC 6749 §4.1.2.1 `temporarily_unavailable`, also used at the token endpoint (as OAuth 2.1 does). */
+export const temporarilyUnavailable = () => new OAuthError('temporarily_unavailable', 'the service is temporarily unavailable; try again shortly');
 
 /** Endpoints that browser-based clients (MCP Inspector) call from the page (DESIGN §4). */
 const CORS_PATHS = ['/.well-known/*', '/jwks', '/register', '/register/*', '/token', '/revoke', '/userinfo'];
@@ -59,6 +63,12 @@ export function createAuthServerApp(ctx: ServerContext, options: { adminToken: s
         });
       }
       return c.json(error.toResponseObject(), error.status as ContentfulStatusCode, { ...error.headers, 'Cache-Control': 'no-store' });
+    }
+    const unavailable = unavailableReason(error);
+    if (unavailable) {
+      // A dependency is down (database, Redis): the client may retry; the server stays up.
+      ctx.log.warn({ path: c.req.path, reason: unavailable }, 'a dependency is unavailable; answered 503');
+      return c.json(temporarilyUnavailable().toResponseObject(), 503, { 'Retry-After': String(UNAVAILABLE_RETRY_AFTER_SECONDS), 'Cache-Control': 'no-store' });
     }
     ctx.log.error({ err: error, path: c.req.path }, 'unhandled error');
     return c.json({ error: 'server_error', error_description: 'the server could not complete the request' }, 500, { 'Cache-Control': 'no-store' });

@@ -9,6 +9,7 @@ export class BatchWriter<T> {
   private buffer: T[] = [];
   private timer: NodeJS.Timeout | undefined;
   private writing: Promise<void> = Promise.resolve();
+  private closed = false;
 
   constructor(
     private readonly write: (items: T[]) => Promise<void>,
@@ -38,13 +39,16 @@ export class BatchWriter<T> {
       } catch (error) {
         this.buffer = [...batch, ...this.buffer];
         this.log.error({ err: error, pending: this.buffer.length }, `${this.options.name} write failed; will retry`);
-        if (!this.timer) this.timer = setTimeout(() => void this.flush(), 1000);
+        // After close() nothing retries: a database that is down must not keep the process alive.
+        if (!this.timer && !this.closed) this.timer = setTimeout(() => void this.flush(), 1000);
       }
     });
     return this.writing;
   }
 
   async close(): Promise<void> {
+    this.closed = true;
     await this.flush();
+    if (this.buffer.length > 0) this.log.error({ lost: this.buffer.length }, `${this.options.name}: records not written before closing`);
   }
 }

@@ -3,11 +3,12 @@ import { join, resolve } from 'node:path';
 import { serve, type ServerType } from '@hono/node-server';
 import pino, { type Logger } from 'pino';
 import type { AuthServerConfig } from '../config/schema.ts';
-import { openSqlStore, type SqlStore } from '../store/sql-store.ts';
+import { createSqlStore, openSqlStore, type SqlStore } from '../store/sql-store.ts';
+import { UNAVAILABLE_RETRY_AFTER_SECONDS, unavailableReason } from '../store/unavailable.ts';
 import { memoryCache } from '../store/memory-cache.ts';
 import { redisCache } from '../store/redis-cache.ts';
 import { cachedClientStore } from '../store/cached-clients.ts';
-import { createAuthServerApp } from './app.ts';
+import { createAuthServerApp, temporarilyUnavailable } from './app.ts';
 import { AuditLog } from './audit.ts';
 import { BatchWriter } from './batch-writer.ts';
 import type { AccessTokenRecord } from '../store/types.ts';
@@ -33,18 +34,42 @@ export async function openStore(config: AuthServerConfig, env = process.env): Pr
   return { ...store, clients: cachedClientStore(store.clients, { ttlSeconds: config.storage.client_cache_seconds }) };
 }
 
-/** Opens storage, keys and state, seeds the configuration, and listens. */
-export async function startAuthServer(config: AuthServerConfig, options: { log?: Logger; listen?: boolean } = {}): Promise<AuthServerHandle> {
+/** Paths that need no database: gateways can fetch keys from an AS whose database is down. */
+const SERVED_WHILE_STARTING = /^\/(?:jwks$|\.well-known\/)/;
+
+/**
+ * Opens storage, keys and state, seeds the configuration, and listens. When the database is
+ * unreachable it starts anyway: requests are answered 503 `temporarily_unavailable` (keys and
+ * metadata excepted) while migrations and seeding are retried in the background, until they pass.
+ */
+export async function startAuthServer(
+  config: AuthServerConfig,
+  options: { log?: Logger; listen?: boolean; env?: Record<string, string | undefined> } = {},
+): Promise<AuthServerHandle> {
   const log = options.log ?? pino({ level: process.env.LOG_LEVEL ?? 'info' });
+  const env = options.env ?? process.env;
   // The data dir holds the database, keys and secrets: only its owner may enter it.
   if (!existsSync(config.data_dir)) mkdirSync(config.data_dir, { recursive: true, mode: 0o700 });
-  const store = await openStore(config);
+  const driver = config.storage.driver ?? (env.DATABASE_URL ? 'postgres' : 'sqlite');
+  const opened = createSqlStore({
+    driver,
+    databaseUrl: env.DATABASE_URL,
+    sqliteFile: resolve(config.data_dir, config.storage.sqlite_file),
+    onConnectionError: (error) => log.warn({ reason: unavailableReason(error) ?? error.message }, 'database connection lost'),
+  });
+  const store: SqlStore = { ...opened, clients: cachedClientStore(opened.clients, { ttlSeconds: config.storage.client_cache_seconds }) };
   const now = () => Math.floor(Date.now() / 1000);
-  await seedFromConfig(config, store, now());
   const keys = new KeyManager({ dataDir: config.data_dir, maxTokenTtl: maxTokenTtl(config) });
   await keys.init();
   // Short-lived state: shared through Redis when REDIS_URL is set, else in this process.
-  const cache = process.env.REDIS_URL ? redisCache(process.env.REDIS_URL) : memoryCache();
+  let redisWarnedAt = 0;
+  const onRedisError = (error: Error) => {
+    // ioredis reports every failed reconnection: one line per 10 s is enough.
+    if (Date.now() - redisWarnedAt < 10_000) return;
+    redisWarnedAt = Date.now();
+    log.warn({ reason: error.message }, 'redis unavailable; requests that need it are answered 503');
+  };
+  const cache = env.REDIS_URL ? redisCache(env.REDIS_URL, { onError: onRedisError }) : memoryCache();
   const audit = new AuditLog(store.audit, log);
   const trackedTokens = new BatchWriter<AccessTokenRecord>((records) => store.grants.recordAccessTokens(records), log, { name: 'token records' });
   // Revocations see every token issued before them on this instance: pending records go first.
@@ -61,8 +86,47 @@ export async function startAuthServer(config: AuthServerConfig, options: { log?:
     },
   };
   const ctx = createContext({ config, store, cache, keys, audit, trackedTokens, log, now });
-  await ctx.reloadResources();
   const app = createAuthServerApp(ctx, { adminToken: adminTokenFor(config) });
+  const prepare = async () => {
+    await opened.migrate();
+    await seedFromConfig(config, store, now());
+    await ctx.reloadResources();
+  };
+  let ready = false;
+  let closed = false;
+  let retryTimer: NodeJS.Timeout | undefined;
+  try {
+    await prepare();
+    ready = true;
+  } catch (error) {
+    // A database that is down is waited for; anything else (a bad configuration) refuses the start.
+    if (!unavailableReason(error)) {
+      await Promise.all([trackedTokens.close(), audit.close(), cache.close(), store.close()]).catch(() => undefined);
+      throw error;
+    }
+    log.warn({ reason: unavailableReason(error) }, 'database unavailable at start; answering 503 and retrying in the background');
+    const retry = (delayMs: number) => {
+      retryTimer = setTimeout(() => {
+        prepare().then(
+          () => {
+            ready = !closed;
+            log.info('database available; serving');
+          },
+          (err: unknown) => {
+            if (!unavailableReason(err)) log.error({ err }, 'database preparation failed; retrying');
+            if (!closed) retry(Math.min(delayMs * 2, 5_000));
+          },
+        );
+      }, delayMs);
+    };
+    retry(250);
+  }
+  const notReady = () =>
+    new Response(JSON.stringify(temporarilyUnavailable().toResponseObject()), {
+      status: 503,
+      headers: { 'content-type': 'application/json', 'cache-control': 'no-store', 'retry-after': String(UNAVAILABLE_RETRY_AFTER_SECONDS) },
+    });
+  const fetch: typeof app.fetch = (request, ...rest) => (ready || SERVED_WHILE_STARTING.test(new URL(request.url).pathname) ? app.fetch(request, ...rest) : notReady());
   const sweep = async () => {
     await ctx.reloadResources();
     await store.sweep(now());
@@ -76,7 +140,7 @@ export async function startAuthServer(config: AuthServerConfig, options: { log?:
   let url = ctx.issuer;
   if (options.listen !== false) {
     const port = await new Promise<number>((resolvePort, reject) => {
-      server = serve({ fetch: app.fetch, hostname: config.listen.host, port: config.listen.port }, (info) => resolvePort(info.port));
+      server = serve({ fetch, hostname: config.listen.host, port: config.listen.port }, (info) => resolvePort(info.port));
       server.once('error', reject);
     });
     url = `http://${config.listen.host.includes(':') ? `[${config.listen.host}]` : config.listen.host}:${port}`;
@@ -86,6 +150,8 @@ export async function startAuthServer(config: AuthServerConfig, options: { log?:
     store,
     url,
     async close() {
+      closed = true;
+      clearTimeout(retryTimer);
       clearInterval(sweeper);
       await new Promise<void>((r) => {
         if (!server) return r();

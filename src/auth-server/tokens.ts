@@ -5,7 +5,7 @@ import { formatScope } from '../core/scopes.ts';
 import { actorChain } from '../core/delegation.ts';
 import { OAuthError } from '../core/errors.ts';
 import type { Client } from '../core/client-metadata.ts';
-import type { GrantRecord } from '../store/types.ts';
+import type { AccessTokenRecord, GrantRecord, IssuedTokens, RefreshTokenRecord } from '../store/types.ts';
 import type { Resource, ServerContext } from './context.ts';
 
 export interface TokenResponse {
@@ -42,6 +42,16 @@ export interface AccessTokenRequest {
  * rule and claim mappings apply here, whatever the grant.
  */
 export async function issueAccessToken(ctx: ServerContext, request: AccessTokenRequest): Promise<{ token: string; claims: AccessTokenClaims; expiresIn: number }> {
+  const { record, ...issued } = await prepareAccessToken(ctx, request);
+  if (record) await ctx.store.grants.recordAccessToken(record);
+  return issued;
+}
+
+/**
+ * Builds and signs the access token, and returns the record to store with it rather than writing
+ * it, so that a grant can write it in the same transaction as the code or refresh token it spends.
+ */
+async function prepareAccessToken(ctx: ServerContext, request: AccessTokenRequest): Promise<{ token: string; claims: AccessTokenClaims; expiresIn: number; record?: AccessTokenRecord }> {
   const now = ctx.now();
   const { resource, client } = request;
   const exp = Math.min(now + resource.accessTokenTtl, request.notAfter ?? Number.MAX_SAFE_INTEGER);
@@ -67,13 +77,12 @@ export async function issueAccessToken(ctx: ServerContext, request: AccessTokenR
   const grantId = request.grant?.id ?? request.rootGrantId;
   if (resource.tokenFormat === 'opaque') {
     const token = randomToken(32);
-    await ctx.store.grants.recordAccessToken({ jti: claims.jti, grantId, clientId: client.clientId, expiresAt: exp, tokenHash: hashSecret(token), claims });
-    return { token, claims, expiresIn };
+    return { token, claims, expiresIn, record: { jti: claims.jti, grantId, clientId: client.clientId, expiresAt: exp, tokenHash: hashSecret(token), claims } };
   }
   const token = await signJwt(ctx.keys, claims, ACCESS_TOKEN_TYP);
-  if (request.grant) await ctx.store.grants.recordAccessToken({ jti: claims.jti, grantId: request.grant.id, clientId: client.clientId, expiresAt: exp });
+  if (request.grant) return { token, claims, expiresIn, record: { jti: claims.jti, grantId: request.grant.id, clientId: client.clientId, expiresAt: exp } };
   // Exchanged tokens are the high-rate path: their records are batched.
-  else if (grantId) ctx.trackedTokens.add({ jti: claims.jti, grantId, clientId: client.clientId, expiresAt: exp });
+  if (grantId) ctx.trackedTokens.add({ jti: claims.jti, grantId, clientId: client.clientId, expiresAt: exp });
   return { token, claims, expiresIn };
 }
 
@@ -112,19 +121,21 @@ async function applyClaimMappings(ctx: ServerContext, claims: AccessTokenClaims,
   }
 }
 
-/** Issues a refresh token for the grant; only its hash is stored. */
-export async function issueRefreshToken(ctx: ServerContext, grant: GrantRecord, scope: string): Promise<string> {
+/** A new refresh token for the grant and the record to store: only its hash. */
+function newRefreshToken(ctx: ServerContext, grant: GrantRecord, scope: string): { token: string; record: RefreshTokenRecord } {
   const token = randomToken(32);
   const now = ctx.now();
-  await ctx.store.grants.createRefreshToken({
-    tokenHash: hashSecret(token),
-    grantId: grant.id,
-    clientId: grant.clientId,
-    scope,
-    createdAt: now,
-    expiresAt: Math.min(now + ctx.config.tokens.refresh_token_ttl, grant.expiresAt),
-  });
-  return token;
+  return {
+    token,
+    record: {
+      tokenHash: hashSecret(token),
+      grantId: grant.id,
+      clientId: grant.clientId,
+      scope,
+      createdAt: now,
+      expiresAt: Math.min(now + ctx.config.tokens.refresh_token_ttl, grant.expiresAt),
+    },
+  };
 }
 
 /** OpenID Connect ID token (OIDC Core §2), with profile claims for the granted scopes. */
@@ -159,16 +170,25 @@ export function profileClaims(username: string | undefined, profile: { name?: st
 /**
  * The token response of a user grant (code redemption or refresh): an access token for the grant's
  * resource, a refresh token carrying `refreshScope` when the client uses refresh tokens, and an ID
- * token when `openid` is among the scopes.
+ * token when `openid` is among the scopes. Nothing is written before `commit`, which stores the
+ * token records together with what the grant spends (a code, the previous refresh token) in one
+ * transaction; without it they are written as they are.
  */
 export async function issueGrantTokens(
   ctx: ServerContext,
-  request: { client: Client; grant: GrantRecord; resource: Resource; scopes: string[]; refreshScope: string; grantType: string },
+  request: { client: Client; grant: GrantRecord; resource: Resource; scopes: string[]; refreshScope: string; grantType: string; commit?: (issued: IssuedTokens) => Promise<void> },
 ): Promise<{ response: TokenResponse; audit: { sub: string; resource: string; scope: string; grantId: string; jti: string } }> {
   const { client, grant, resource, scopes } = request;
-  const { token, claims, expiresIn } = await issueAccessToken(ctx, { sub: grant.sub, client, resource, scopes, grant, grantType: request.grantType });
-  const refreshToken = wantsRefreshToken(client) ? await issueRefreshToken(ctx, grant, request.refreshScope) : undefined;
+  const { token, claims, expiresIn, record } = await prepareAccessToken(ctx, { sub: grant.sub, client, resource, scopes, grant, grantType: request.grantType });
+  const refresh = wantsRefreshToken(client) ? newRefreshToken(ctx, grant, request.refreshScope) : undefined;
   const idToken = scopes.includes('openid') ? await issueIdToken(ctx, grant, scopes) : undefined;
+  const issued = { accessToken: record, refreshToken: refresh?.record };
+  if (request.commit) await request.commit(issued);
+  else {
+    if (issued.accessToken) await ctx.store.grants.recordAccessToken(issued.accessToken);
+    if (issued.refreshToken) await ctx.store.grants.createRefreshToken(issued.refreshToken);
+  }
+  const refreshToken = refresh?.token;
   const scope = formatScope(scopes);
   return {
     response: {

@@ -139,6 +139,10 @@ export const gatewayConfigSchema = z.strictObject({
     })
     .prefault({})
     .describe('One event per MCP message (docs/gateway.md lists the fields).'),
+  data_dir: z
+    .string()
+    .optional()
+    .describe('Where the gateway keeps state across restarts: the last good signing keys of each authorization server (public keys only, signing-keys.json), so valid tokens keep working when it restarts while the AS is down. Unset: kept in memory only (still across route reloads).'),
   rate_limit_prefix: z.string().min(1).default('mandate:gw').describe('Prefix of the rate-limit keys in Redis: gateways with the same prefix share budgets.'),
   routes: z.array(routeSchema).min(1).describe('Each route fronts one MCP server; reloaded when the file changes.'),
 });

@@ -1,11 +1,14 @@
 import { importJWK, type JWK } from 'jose';
+import { OAuthError } from '../core/errors.ts';
 import type { VerificationKey, VerificationKeySource } from '../core/jwt.ts';
 
 /**
  * The authorization server's public keys, fetched from its JWKS and kept: tokens are verified
  * locally, with no call per request (DESIGN §6). The set is refreshed on a timer and when a token
  * names an unknown `kid` (a rotation), at most every `minRefreshMs` so that made-up kids cannot
- * make the gateway hammer the AS. While the AS is unreachable the cached set keeps serving.
+ * make the gateway hammer the AS. While the AS is unreachable the cached set keeps serving; a
+ * token whose key is not in it then gets 503 `temporarily_unavailable`, never 401: the gateway
+ * cannot tell, and 401 would tell the client to throw a good token away.
  */
 export interface JwksOptions {
   /** The JWKS URL, or a function that finds it (AS metadata discovery) on first use. */
@@ -16,6 +19,10 @@ export interface JwksOptions {
   /** A faster verifier for this runtime (node:crypto on Node); jose's WebCrypto otherwise. */
   createVerifier?: (jwk: JWK, alg: string) => VerificationKey['verify'];
   onError?: (error: Error) => void;
+  /** Keys known from before (a previous route build, a file): served until a fetch replaces them. */
+  initial?: JWK[];
+  /** Told the public JWKs accepted after each successful fetch (to keep them for the next build). */
+  onKeys?: (keys: JWK[]) => void;
 }
 
 /** JWS algorithm a JWK is for, when the JWK does not say (RFC 7518 §3.1). */
@@ -26,27 +33,56 @@ function defaultAlg(jwk: JWK): string | undefined {
   return undefined;
 }
 
+const UNREACHABLE_RETRY_MS = 1_000;
+
 export class RemoteJwks implements VerificationKeySource {
   private keys = new Map<string, VerificationKey>();
   private loaded: Promise<void> | undefined;
+  private fetching: Promise<void> | undefined;
   private lastFetch = 0;
+  /** Why the last fetch failed; undefined after a success. */
+  private failure: string | undefined;
   private timer: ReturnType<typeof setInterval> | undefined;
 
-  constructor(private readonly options: JwksOptions) {}
+  constructor(private options: JwksOptions) {}
+
+  /** Where to fetch from next time (a reload re-discovers the JWKS URL: the AS may have moved it). */
+  retarget(jwksUri: JwksOptions['jwksUri']): void {
+    this.options = { ...this.options, jwksUri };
+  }
 
   async byKid(kid: string): Promise<VerificationKey | undefined> {
-    if (!this.loaded) this.loaded = this.refresh();
+    // Known keys serve at once; without any, the first use waits for the first fetch.
+    this.loaded ??= this.options.initial?.length ? this.install(this.options.initial).then(() => undefined) : this.refresh();
     await this.loaded;
     const key = this.keys.get(kid);
     if (key) return key;
-    // An unknown kid may be a key the AS has just started publishing.
-    if (Date.now() - this.lastFetch < (this.options.minRefreshMs ?? 10_000)) return undefined;
-    await this.refresh();
-    return this.keys.get(kid);
+    // An unknown kid may be a key the AS has just started publishing. While the AS is unreachable
+    // it is asked again at most every second, so the gateway recovers soon after the AS does.
+    const minRefreshMs = this.options.minRefreshMs ?? 10_000;
+    if (Date.now() - this.lastFetch >= (this.failure === undefined ? minRefreshMs : Math.min(minRefreshMs, UNREACHABLE_RETRY_MS))) {
+      await this.refresh();
+      const fetched = this.keys.get(kid);
+      if (fetched) return fetched;
+    }
+    if (this.failure !== undefined) {
+      throw new OAuthError('temporarily_unavailable', 'the authorization server cannot be reached', {
+        status: 503,
+        reason: `signing key ${kid} is not among the cached keys, and the JWKS cannot be fetched: ${this.failure}`,
+      });
+    }
+    return undefined;
   }
 
-  /** Fetches the set; on failure the previous set stays (and the error is reported). */
-  async refresh(): Promise<void> {
+  /** Fetches the set (one fetch at a time); on failure the previous set stays (and the error is reported). */
+  refresh(): Promise<void> {
+    this.fetching ??= this.fetchKeys().finally(() => {
+      this.fetching = undefined;
+    });
+    return this.fetching;
+  }
+
+  private async fetchKeys(): Promise<void> {
     this.lastFetch = Date.now();
     try {
       const uri = typeof this.options.jwksUri === 'string' ? this.options.jwksUri : await this.options.jwksUri();
@@ -54,25 +90,41 @@ export class RemoteJwks implements VerificationKeySource {
       if (!response.ok) throw new Error(`JWKS ${uri} answered ${response.status}`);
       const body = (await response.json()) as { keys?: JWK[] };
       if (!Array.isArray(body.keys)) throw new Error(`JWKS ${uri} has no keys array`);
-      const next = new Map<string, VerificationKey>();
-      for (const jwk of body.keys) {
-        const alg = jwk.alg ?? defaultAlg(jwk);
-        // Only public signing keys with an id: a symmetric or private key in a JWKS is a misconfiguration.
-        if (!jwk.kid || !alg || (jwk.use && jwk.use !== 'sig') || jwk.kty === 'oct' || 'd' in jwk) continue;
-        try {
-          const publicKey = (await importJWK(jwk, alg)) as CryptoKey;
-          next.set(jwk.kid, { kid: jwk.kid, alg, publicKey, verify: this.options.createVerifier?.(jwk, alg) });
-        } catch {
-          // A key this runtime cannot use is skipped, not fatal for the others.
-        }
-      }
-      this.keys = next;
+      const accepted = await this.install(body.keys);
+      this.failure = undefined;
+      this.options.onKeys?.(accepted);
     } catch (error) {
+      this.failure = (error as Error).message;
       this.options.onError?.(error as Error);
     }
   }
 
+  /** Replaces the set with the usable public signing keys of `jwks`; returns those, as JWKs. */
+  private async install(jwks: JWK[]): Promise<JWK[]> {
+    const next = new Map<string, VerificationKey>();
+    const accepted: JWK[] = [];
+    for (const jwk of jwks) {
+      const alg = jwk.alg ?? defaultAlg(jwk);
+      // Only public signing keys with an id: a symmetric or private key in a JWKS is a misconfiguration.
+      if (!jwk.kid || !alg || (jwk.use && jwk.use !== 'sig') || jwk.kty === 'oct' || 'd' in jwk) continue;
+      try {
+        const publicKey = (await importJWK(jwk, alg)) as CryptoKey;
+        next.set(jwk.kid, { kid: jwk.kid, alg, publicKey, verify: this.options.createVerifier?.(jwk, alg) });
+        accepted.push(jwk);
+      } catch {
+        // A key this runtime cannot use is skipped, not fatal for the others.
+      }
+    }
+    this.keys = next;
+    return accepted;
+  }
+
   start(): void {
+    // Known keys serve now; fresher ones are fetched at once rather than after refreshMs.
+    if (!this.timer && this.options.initial?.length) {
+      this.loaded ??= this.install(this.options.initial).then(() => undefined);
+      void this.loaded.then(() => this.refresh());
+    }
     this.timer ??= setInterval(() => void this.refresh(), this.options.refreshMs);
     (this.timer as { unref?: () => void }).unref?.();
   }

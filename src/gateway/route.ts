@@ -5,7 +5,8 @@ import type { VerificationKey } from '../core/jwt.ts';
 import type { RateLimitConfig, RouteConfig } from '../config/gateway-schema.ts';
 import { Mediator } from './mediator.ts';
 import { RevocationList } from './revocation-list.ts';
-import { introspectionValidator, issuerMetadata, jwtValidator, type TokenValidator } from './token-validator.ts';
+import { introspectionValidator, issuerMetadata, jwksOptions, jwtValidator, type TokenValidator } from './token-validator.ts';
+import type { SigningKeys } from './signing-keys.ts';
 
 /** Protocol traffic, not counted by rate limits unless a limit names it (issue 4). */
 export const PROTOCOL_METHODS = new Set(['initialize', 'ping']);
@@ -47,6 +48,8 @@ export interface CompileOptions {
   createVerifier?: (jwk: JWK, alg: string) => VerificationKey['verify'];
   onError?: (error: Error) => void;
   fetch?: typeof fetch;
+  /** The AS keys, kept across route reloads; without it each build fetches its own. */
+  signingKeys?: SigningKeys;
 }
 
 export class RouteConfigError extends Error {
@@ -97,19 +100,23 @@ export function compileRoute(route: RouteConfig, index: number, options: Compile
       fetch: options.fetch,
     });
   } else {
-    validator = jwtValidator({
-      issuer,
-      audience: route.resource,
+    const keys = {
       jwksUri: route.token.jwks_uri,
       metadata,
+      refreshSeconds: route.token.jwks_refresh_seconds,
+      minRefreshSeconds: route.token.jwks_min_refresh_seconds,
+      createVerifier: options.createVerifier,
+      onError: options.onError,
+    };
+    validator = jwtValidator({
+      ...keys,
+      issuer,
+      audience: route.resource,
       algorithms: route.token.algorithms,
       typ: route.token.typ,
       clockSkewSeconds: route.token.clock_skew_seconds,
-      refreshSeconds: route.token.jwks_refresh_seconds,
-      minRefreshSeconds: route.token.jwks_min_refresh_seconds,
       cacheEntries: route.token.cache_entries,
-      createVerifier: options.createVerifier,
-      onError: options.onError,
+      jwks: options.signingKeys?.jwks(route.token.jwks_uri ?? issuer, { ...jwksOptions(keys), fetch: options.fetch }),
     });
   }
 

@@ -61,18 +61,15 @@ export interface JwtValidatorOptions {
   cacheEntries: number;
   createVerifier?: (jwk: JWK, alg: string) => VerificationKey['verify'];
   onError?: (error: Error) => void;
+  /** Keys held by the caller (kept across route reloads); the validator then neither starts nor stops them. */
+  jwks?: RemoteJwks;
 }
 
 /** Local JWT validation (RFC 9068 §4): signature by the AS keys, `iss`, `aud`, `exp`/`nbf`, `typ`. */
 export function jwtValidator(options: JwtValidatorOptions): TokenValidator {
-  const jwks = new RemoteJwks({
-    jwksUri: options.jwksUri ?? (() => metadataUrl(options.metadata, 'jwks_uri')),
-    refreshMs: options.refreshSeconds * 1000,
-    minRefreshMs: options.minRefreshSeconds * 1000,
-    createVerifier: options.createVerifier,
-    onError: options.onError,
-  });
-  jwks.start();
+  const owned = options.jwks ? undefined : new RemoteJwks(jwksOptions(options));
+  owned?.start();
+  const jwks = options.jwks ?? owned!;
   const cache = new VerifiedTokenCache<TokenClaims>(options.cacheEntries);
   return {
     async validate(token) {
@@ -92,7 +89,18 @@ export function jwtValidator(options: JwtValidatorOptions): TokenValidator {
       cache.set(token, deepFreeze(claims));
       return claims;
     },
-    close: () => jwks.stop(),
+    close: () => owned?.stop(),
+  };
+}
+
+/** Where and how often the validator's keys are fetched. */
+export function jwksOptions(options: Pick<JwtValidatorOptions, 'jwksUri' | 'metadata' | 'refreshSeconds' | 'minRefreshSeconds' | 'createVerifier' | 'onError'>) {
+  return {
+    jwksUri: options.jwksUri ?? (() => metadataUrl(options.metadata, 'jwks_uri')),
+    refreshMs: options.refreshSeconds * 1000,
+    minRefreshMs: options.minRefreshSeconds * 1000,
+    createVerifier: options.createVerifier,
+    onError: options.onError,
   };
 }
 

@@ -112,6 +112,8 @@ export interface ConnectOptions {
   sqliteFile?: string;
   /** PostgreSQL connection string. */
   databaseUrl?: string;
+  /** Told about connection errors that no request is waiting for (PostgreSQL restarting, say). */
+  onConnectionError?: (error: Error) => void;
 }
 
 // int8 (bigint) columns hold epoch seconds and ids, well inside Number's exact range.
@@ -120,7 +122,15 @@ pg.types.setTypeParser(20, (value) => Number(value));
 export function connect(options: ConnectOptions): Db {
   if (options.driver === 'postgres') {
     if (!options.databaseUrl) throw new Error('postgres storage needs DATABASE_URL');
-    const pool = new pg.Pool({ connectionString: options.databaseUrl, max: 10 });
+    // A bounded connect wait: a request fails (503) rather than hangs when the server is unreachable.
+    const pool = new pg.Pool({ connectionString: options.databaseUrl, max: 10, connectionTimeoutMillis: 5_000 });
+    const report = (error: Error) => options.onConnectionError?.(error);
+    // Without these listeners a server restart kills the process: node-postgres emits 'error' on
+    // the pool for idle clients and on a checked-out client (inside a transaction) that loses its
+    // connection, and an unheard 'error' event throws. The pool drops broken clients itself; the
+    // query in flight fails and its request is answered 503.
+    pool.on('error', report);
+    pool.on('connect', (client) => client.on('error', report));
     return new Kysely<Tables>({ dialect: new PostgresDialect({ pool }) });
   }
   const file = options.sqliteFile ?? ':memory:';

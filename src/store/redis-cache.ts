@@ -6,8 +6,12 @@ import type { TtlCache } from './types.ts';
  * then shared by every instance, so a browser may land on any of them. Values are JSON; every key
  * carries its TTL and a prefix.
  */
-export function redisCache(url: string, options: { prefix?: string } = {}): TtlCache & { close(): Promise<void> } {
-  const redis = new Redis(url, { lazyConnect: false, maxRetriesPerRequest: 2, enableOfflineQueue: true });
+export function redisCache(url: string, options: { prefix?: string; onError?: (error: Error) => void } = {}): TtlCache & { close(): Promise<void> } {
+  // While Redis is down a command waits for at most one reconnection (≤ 1 s) and then fails, and
+  // the request is answered 503; reconnection goes on in the background.
+  const redis = new Redis(url, { lazyConnect: false, maxRetriesPerRequest: 1, enableOfflineQueue: true, retryStrategy: (times) => Math.min(times * 100, 1_000) });
+  // Without a listener ioredis prints every failed reconnection to the console.
+  redis.on('error', (error: Error) => options.onError?.(error));
   const prefix = options.prefix ?? 'mandate:';
   const key = (k: string) => `${prefix}${k}`;
   const seconds = (ttl: number) => Math.max(1, Math.ceil(ttl));

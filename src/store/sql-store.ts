@@ -1,4 +1,4 @@
-import type { Selectable } from 'kysely';
+import type { Selectable, Transaction } from 'kysely';
 import type { Db, Driver, Tables } from './db.ts';
 import { connect, type ConnectOptions } from './db.ts';
 import { migrate } from './migrations.ts';
@@ -15,6 +15,7 @@ import type {
   ConsentStore,
   GrantRecord,
   GrantStore,
+  IssuedTokens,
   RefreshTokenRecord,
   Store,
   UserStore,
@@ -155,7 +156,22 @@ function userStore(db: Db): UserStore {
   };
 }
 
-function grantStore(db: Db): GrantStore {
+function grantStore(db: Db, driver: Driver): GrantStore {
+  /**
+   * Locks the grant row (PostgreSQL; SQLite has one writer at a time anyway) and says whether it is
+   * still in force. `revokeGrant` takes the same lock first, so a rotation or redemption either
+   * commits before a revocation (which then revokes what it wrote) or sees the grant revoked.
+   */
+  const grantOpen = async (trx: Transaction<Tables>, grantId: string) => {
+    let query = trx.selectFrom('grants').select('revoked_at').where('id', '=', grantId);
+    if (driver === 'postgres') query = query.forUpdate();
+    const row = await query.executeTakeFirst();
+    return row !== undefined && row.revoked_at === null;
+  };
+  const writeIssued = async (trx: Transaction<Tables>, issued: IssuedTokens) => {
+    if (issued.refreshToken) await trx.insertInto('refresh_tokens').values(refreshTokenRow(issued.refreshToken)).execute();
+    if (issued.accessToken) await trx.insertInto('access_tokens').values(accessTokenRow(issued.accessToken)).execute();
+  };
   const grantFromRow = (row: Selectable<Tables['grants']>): GrantRecord => ({
     id: row.id,
     sub: row.sub,
@@ -217,6 +233,24 @@ function grantStore(db: Db): GrantStore {
         })
         .execute();
     },
+    async findCode(codeHash) {
+      const row = await db.selectFrom('authorization_codes').selectAll().where('code_hash', '=', codeHash).executeTakeFirst();
+      return row && codeFromRow(row);
+    },
+    async redeemCode(codeHash, at, { grantId, issued }) {
+      return db.transaction().execute(async (trx) => {
+        if (!(await grantOpen(trx, grantId))) return 'revoked';
+        const updated = await trx
+          .updateTable('authorization_codes')
+          .set({ consumed_at: at })
+          .where('code_hash', '=', codeHash)
+          .where('consumed_at', 'is', null)
+          .executeTakeFirst();
+        if (Number(updated.numUpdatedRows) !== 1) return 'replayed';
+        await writeIssued(trx, issued);
+        return 'redeemed';
+      });
+    },
     async consumeCode(codeHash, at) {
       // The conditional update is the atomic step: of two concurrent redemptions only one wins.
       const updated = await db
@@ -227,35 +261,10 @@ function grantStore(db: Db): GrantStore {
         .executeTakeFirst();
       const row = await db.selectFrom('authorization_codes').selectAll().where('code_hash', '=', codeHash).executeTakeFirst();
       if (!row) return undefined;
-      return {
-        firstUse: Number(updated.numUpdatedRows) === 1,
-        code: {
-          codeHash: row.code_hash,
-          grantId: row.grant_id,
-          clientId: row.client_id,
-          redirectUri: row.redirect_uri,
-          codeChallenge: row.code_challenge,
-          scope: row.scope,
-          resource: row.resource,
-          expiresAt: row.expires_at,
-          consumedAt: orUndefined(row.consumed_at),
-        },
-      };
+      return { firstUse: Number(updated.numUpdatedRows) === 1, code: codeFromRow(row) };
     },
     async createRefreshToken(token: RefreshTokenRecord) {
-      await db
-        .insertInto('refresh_tokens')
-        .values({
-          token_hash: token.tokenHash,
-          grant_id: token.grantId,
-          client_id: token.clientId,
-          scope: token.scope,
-          created_at: token.createdAt,
-          expires_at: token.expiresAt,
-          rotated_at: null,
-          revoked_at: null,
-        })
-        .execute();
+      await db.insertInto('refresh_tokens').values(refreshTokenRow(token)).execute();
     },
     async findRefreshToken(tokenHash) {
       const row = await db.selectFrom('refresh_tokens').selectAll().where('token_hash', '=', tokenHash).executeTakeFirst();
@@ -271,14 +280,26 @@ function grantStore(db: Db): GrantStore {
         revokedAt: orUndefined(row.revoked_at),
       };
     },
-    async rotateRefreshToken(tokenHash, at) {
-      const updated = await db
-        .updateTable('refresh_tokens')
-        .set({ rotated_at: at })
-        .where('token_hash', '=', tokenHash)
-        .where('rotated_at', 'is', null)
-        .executeTakeFirst();
-      return Number(updated.numUpdatedRows) === 1;
+    async rotateRefreshToken(tokenHash, at, { grantId, reuseSince, issued }) {
+      return db.transaction().execute(async (trx) => {
+        if (!(await grantOpen(trx, grantId))) return 'revoked';
+        const updated = await trx
+          .updateTable('refresh_tokens')
+          .set({ rotated_at: at })
+          .where('token_hash', '=', tokenHash)
+          .where('rotated_at', 'is', null)
+          .where('revoked_at', 'is', null)
+          .executeTakeFirst();
+        let outcome: 'rotated' | 'reused' = 'rotated';
+        if (Number(updated.numUpdatedRows) !== 1) {
+          const row = await trx.selectFrom('refresh_tokens').select(['rotated_at', 'revoked_at']).where('token_hash', '=', tokenHash).executeTakeFirst();
+          if (!row || row.revoked_at !== null) return 'revoked';
+          if (row.rotated_at === null || row.rotated_at < reuseSince) return 'replayed';
+          outcome = 'reused';
+        }
+        await writeIssued(trx, issued);
+        return outcome;
+      });
     },
     async recordAccessToken(token: AccessTokenRecord) {
       await db.insertInto('access_tokens').values(accessTokenRow(token)).execute();
@@ -323,6 +344,33 @@ function grantStore(db: Db): GrantStore {
         .onConflict((oc) => oc.column('jti').doUpdateSet({ revoked_at: at }))
         .execute();
     },
+  };
+}
+
+function refreshTokenRow(token: RefreshTokenRecord): Selectable<Tables['refresh_tokens']> {
+  return {
+    token_hash: token.tokenHash,
+    grant_id: token.grantId,
+    client_id: token.clientId,
+    scope: token.scope,
+    created_at: token.createdAt,
+    expires_at: token.expiresAt,
+    rotated_at: null,
+    revoked_at: null,
+  };
+}
+
+function codeFromRow(row: Selectable<Tables['authorization_codes']>): AuthorizationCodeRecord {
+  return {
+    codeHash: row.code_hash,
+    grantId: row.grant_id,
+    clientId: row.client_id,
+    redirectUri: row.redirect_uri,
+    codeChallenge: row.code_challenge,
+    scope: row.scope,
+    resource: row.resource,
+    expiresAt: row.expires_at,
+    consumedAt: orUndefined(row.consumed_at),
   };
 }
 
@@ -455,16 +503,19 @@ export interface SqlStore extends Store {
   driver: Driver;
 }
 
-/** Opens the database, runs migrations and returns the store. */
-export async function openSqlStore(options: ConnectOptions): Promise<SqlStore> {
+/**
+ * The store over a database, without touching it yet: connections open on first use, so a server
+ * can be built while the database is down and call `migrate()` once it is back.
+ */
+export function createSqlStore(options: ConnectOptions): SqlStore & { migrate(): Promise<void> } {
   const db = connect(options);
-  await migrate(db as never, options.driver);
   return {
     db,
     driver: options.driver,
+    migrate: () => migrate(db as never, options.driver),
     clients: clientStore(db),
     users: userStore(db),
-    grants: grantStore(db),
+    grants: grantStore(db, options.driver),
     consents: consentStore(db),
     agreements: agreementStore(db),
     resources: resourceStore(db),
@@ -479,4 +530,11 @@ export async function openSqlStore(options: ConnectOptions): Promise<SqlStore> {
       await db.destroy();
     },
   };
+}
+
+/** Opens the database, runs migrations and returns the store. */
+export async function openSqlStore(options: ConnectOptions): Promise<SqlStore> {
+  const { migrate: run, ...store } = createSqlStore(options);
+  await run();
+  return store;
 }

@@ -124,6 +124,12 @@ export interface AccessTokenRecord {
   claims?: Record<string, unknown>;
 }
 
+/** The records of tokens issued by a code redemption or a refresh, written with it. */
+export interface IssuedTokens {
+  accessToken?: AccessTokenRecord;
+  refreshToken?: RefreshTokenRecord;
+}
+
 export interface GrantStore {
   createGrant(grant: GrantRecord): Promise<void>;
   findGrant(id: string): Promise<GrantRecord | undefined>;
@@ -131,6 +137,13 @@ export interface GrantStore {
   revokeGrant(id: string, at: number): Promise<void>;
 
   createCode(code: AuthorizationCodeRecord): Promise<void>;
+  findCode(codeHash: string): Promise<AuthorizationCodeRecord | undefined>;
+  /**
+   * One transaction: marks the code consumed and writes the tokens issued for it, so no code is
+   * spent without its tokens stored, nor tokens stored for a code another request spent.
+   * `replayed`: it was consumed before (nothing written); `revoked`: its grant is revoked.
+   */
+  redeemCode(codeHash: string, at: number, options: { grantId: string; issued: IssuedTokens }): Promise<'redeemed' | 'replayed' | 'revoked'>;
   /**
    * Marks the code consumed and returns it. `firstUse` is false when it had been consumed before
    * (a replay): the caller then revokes the grant (RFC 6749 §4.1.2, OAuth 2.1 §4.1.3).
@@ -139,8 +152,18 @@ export interface GrantStore {
 
   createRefreshToken(token: RefreshTokenRecord): Promise<void>;
   findRefreshToken(tokenHash: string): Promise<RefreshTokenRecord | undefined>;
-  /** Marks the token rotated; false when another request rotated it first. */
-  rotateRefreshToken(tokenHash: string, at: number): Promise<boolean>;
+  /**
+   * One transaction: marks the token rotated and writes the tokens that replace it, so a failure at
+   * any point leaves either the old token usable or the new one stored, never neither.
+   * `reused`: it had been rotated at or after `reuseSince` (concurrent refreshes; the new tokens are
+   * written); `replayed`: rotated before that (nothing written; the caller revokes the grant);
+   * `revoked`: the token or its grant is revoked (nothing written).
+   */
+  rotateRefreshToken(
+    tokenHash: string,
+    at: number,
+    options: { grantId: string; reuseSince: number; issued: IssuedTokens },
+  ): Promise<'rotated' | 'reused' | 'replayed' | 'revoked'>;
 
   /** Records an access token bound to a grant, so that revoking the grant reaches it. */
   recordAccessToken(token: AccessTokenRecord): Promise<void>;

@@ -4,6 +4,7 @@ import { hashSecret } from '../hash.ts';
 import { isSubset, parseScope } from '../../core/scopes.ts';
 import { issueGrantTokens } from '../tokens.ts';
 import type { GrantHandler } from './types.ts';
+import type { IssuedTokens } from '../../store/types.ts';
 
 /**
  * OAuth 2.1 §4.3: refresh, with rotation. Presenting a rotated token again revokes the whole grant
@@ -24,14 +25,13 @@ export const refreshTokenGrant: GrantHandler = {
     const grant = await ctx.store.grants.findGrant(record.grantId);
     if (!grant || grant.revokedAt) throw new OAuthError('invalid_grant', 'the grant has been revoked');
 
-    const firstRotation = await ctx.store.grants.rotateRefreshToken(record.tokenHash, now);
-    if (!firstRotation) {
-      const rotatedAt = record.rotatedAt ?? now;
-      if (now - rotatedAt > ctx.config.tokens.refresh_reuse_grace) {
-        await ctx.store.grants.revokeGrant(grant.id, now);
-        throw new OAuthError('invalid_grant', 'the refresh token was already used', { reason: `refresh token replay; grant ${grant.id} revoked` });
-      }
-    }
+    const reuseSince = now - ctx.config.tokens.refresh_reuse_grace;
+    const replay = async () => {
+      await ctx.store.grants.revokeGrant(grant.id, now);
+      return new OAuthError('invalid_grant', 'the refresh token was already used', { reason: `refresh token replay; grant ${grant.id} revoked` });
+    };
+    // Rejected early so that no token is signed for it; the transaction below decides for races.
+    if (record.rotatedAt !== undefined && record.rotatedAt < reuseSince) throw await replay();
 
     const granted = parseScope(record.scope);
     const asked = parseScope(params.get('scope'));
@@ -45,7 +45,15 @@ export const refreshTokenGrant: GrantHandler = {
     if (!resource) throw new OAuthError('invalid_target', 'the resource no longer exists');
 
     // The new refresh token keeps the originally granted scope, so a narrowed refresh can widen back.
-    const { response, audit } = await issueGrantTokens(ctx, { client, grant, resource, scopes, refreshScope: record.scope, grantType: 'refresh_token' });
-    return { response, audit: { ...audit, reused_within_grace: !firstRotation } };
+    let reused = false as boolean;
+    // Spending the old token and storing the new one are one transaction (issue 11, item 9).
+    const commit = async (issued: IssuedTokens) => {
+      const outcome = await ctx.store.grants.rotateRefreshToken(record.tokenHash, now, { grantId: grant.id, reuseSince, issued });
+      reused = outcome === 'reused';
+      if (outcome === 'replayed') throw await replay();
+      if (outcome === 'revoked') throw new OAuthError('invalid_grant', 'the grant has been revoked', { reason: 'revoked during the refresh' });
+    };
+    const { response, audit } = await issueGrantTokens(ctx, { client, grant, resource, scopes, refreshScope: record.scope, grantType: 'refresh_token', commit });
+    return { response, audit: { ...audit, reused_within_grace: reused } };
   },
 };

@@ -16,6 +16,8 @@ import { AuditWriter } from './audit-writer.ts';
 import { nodeForwarder } from './forwarder.ts';
 import { GatewayMetrics } from './metrics.ts';
 import { nodeVerifier } from './verifier.ts';
+import { SigningKeys } from '../signing-keys.ts';
+import { signingKeyFile } from './key-file.ts';
 
 export interface GatewayHandle {
   url: string;
@@ -82,6 +84,18 @@ export async function startGateway(config: GatewayConfig, options: StartGatewayO
   redis?.on('error', (error) => log.warn({ err: error }, 'redis error'));
   const forwarder: Forwarder = nodeForwarder();
   const sessions = new SessionBindings();
+  // The AS keys outlive route reloads, and restarts when there is a data dir (issue 11, item 10).
+  const keyFile = config.data_dir ? signingKeyFile(config.data_dir) : undefined;
+  const signingKeys = new SigningKeys({
+    initial: keyFile?.load((error) => log.warn({ reason: error.message }, 'cannot read the saved signing keys')),
+    onChange: (keys) => {
+      try {
+        keyFile?.save(keys);
+      } catch (error) {
+        log.warn({ reason: (error as Error).message }, 'cannot save the signing keys');
+      }
+    },
+  });
 
   const build = (next: GatewayConfig): { app: Hono<never>; routes: CompiledRoute[] } => {
     const paths = new Set<string>();
@@ -90,7 +104,7 @@ export async function startGateway(config: GatewayConfig, options: StartGatewayO
       next.routes.forEach((route, index) => {
         if (paths.has(route.path)) throw new RouteConfigError(`routes[${index}]: path ${route.path} is used twice`);
         paths.add(route.path);
-        routes.push(compileRoute(route, index, { env, redis, rateLimitPrefix: next.rate_limit_prefix, createVerifier: nodeVerifier, onError: (error) => log.warn({ err: error.message }, 'cannot refresh the authorization server keys') }));
+        routes.push(compileRoute(route, index, { env, redis, rateLimitPrefix: next.rate_limit_prefix, createVerifier: nodeVerifier, signingKeys, onError: (error) => log.warn({ err: error.message }, 'cannot refresh the authorization server keys') }));
       });
     } catch (error) {
       for (const route of routes) route.close();
@@ -111,11 +125,13 @@ export async function startGateway(config: GatewayConfig, options: StartGatewayO
   let adminUrl: string;
   try {
     current = build(config);
+    signingKeys.sweep();
     url = await listen(server, config.listen.host, config.listen.port);
     adminUrl = await listen(adminServer, config.admin.listen.host, config.admin.listen.port);
   } catch (error) {
     // Nothing may keep the process alive after a refused start.
     current?.routes.forEach((route) => route.close());
+    signingKeys.close();
     if (server.listening) await closeServer(server);
     redis?.disconnect();
     await Promise.all([forwarder.close(), audit.close()]);
@@ -129,6 +145,7 @@ export async function startGateway(config: GatewayConfig, options: StartGatewayO
       const previous = current!;
       current = build(next);
       previous.routes.forEach((route) => route.close());
+      signingKeys.sweep();
       metrics.reloads.inc({ result: 'ok' });
       log.info({ routes: next.routes.map((route) => route.path) }, 'gateway routes reloaded');
       if (JSON.stringify([next.listen, next.admin, next.audit]) !== JSON.stringify([config.listen, config.admin, config.audit])) {
@@ -157,6 +174,7 @@ export async function startGateway(config: GatewayConfig, options: StartGatewayO
       if (options.configFile) unwatchFile(options.configFile);
       await Promise.all([closeServer(server), closeServer(adminServer)]);
       current!.routes.forEach((route) => route.close());
+      signingKeys.close();
       await forwarder.close();
       await audit.close();
       redis?.disconnect();
