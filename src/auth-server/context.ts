@@ -219,7 +219,7 @@ function defaultResource(ctx: ServerContext, client: Client, asked: string[]): s
   if (wanted.length === 0) return ctx.issuer;
   const offering = ctx.resources().filter((r) => wanted.every((s) => r.scopes.some((o) => o.name === s)));
   if (offering.length > 1) {
-    throw new OAuthError('invalid_target', `several resources offer ${wanted.join(' ')}; name one with the resource parameter: ${offering.map((r) => r.id).join(' ')}`);
+    throw new OAuthError('invalid_target', `several resources offer ${wanted.join(' ')}; name one with the resource parameter: ${offering.map((r) => r.id).sort().join(' ')}`);
   }
   if (offering.length === 0) throw new OAuthError('invalid_scope', `no resource offers ${wanted.join(' ')}`);
   return offering[0]!.id;

@@ -70,8 +70,9 @@ export function applyRegistrationPolicy(policy: Policy, requested: ClientMetadat
   if (grants.includes('authorization_code')) {
     if (responseTypes.some((r) => r !== 'code')) refuse('only the code response type is supported');
   } else if (responseTypes.length > 0) {
+    // `code` alone is RFC 7591's default, not a choice the client made: dropped without a word.
+    if (responseTypes.some((r) => r !== 'code')) notes.push('response_types: none registered; without the authorization_code grant the client never uses the authorization endpoint');
     responseTypes = [];
-    notes.push('response_types: none registered; without the authorization_code grant the client never uses the authorization endpoint');
   }
 
   const allowed = grantable(policy);
@@ -119,8 +120,8 @@ export function clientScopeLimit(policy: Policy, client: Client): Set<string> | 
 
 /** Why the policy withholds these scopes, for the audit log. */
 export function withheldReason(policy: Policy, scopes: string[]): string {
-  const why = policy.allowed_scopes ? 'not granted by registration.allowed_scopes' : 'no registration.allowed_scopes: self-registered clients get no resource scopes';
-  return `registration policy: ${formatScope(scopes)} ${why}`;
+  const why = policy.allowed_scopes ? 'not in registration.allowed_scopes' : 'no registration.allowed_scopes, so self-registered clients get no resource scopes';
+  return `registration policy withholds ${formatScope(scopes)}: ${why}`;
 }
 
 /** Whether a scope is one of OpenID Connect's own (served by the AS, not a resource). */
