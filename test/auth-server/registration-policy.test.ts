@@ -4,6 +4,7 @@ import { after, before, describe, it } from 'node:test';
 import { exportJWK, generateKeyPair } from 'jose';
 import { basic, decodeJwt, freePort, pkcePair, postForm, startTestAuthServer, type TestAuthServer } from '../helpers/auth-server.ts';
 import type { AuthServerConfigInput } from '../../src/config/schema.ts';
+import { hashSecret } from '../../src/auth-server/hash.ts';
 
 /**
  * The registration policy (issue 11, items 1, 2, 3, 19, 20): default deny for every client that
@@ -110,6 +111,22 @@ describe('registration policy: default deny (item 1)', () => {
     } finally {
       await open.close();
     }
+  });
+
+  it('a client registered before the policy (no scope stored) is held to the policy in force now', async () => {
+    const secret = 'a-secret-of-an-old-registration';
+    await as.store.clients.upsert({
+      clientId: 'mc_legacy',
+      source: 'dynamic',
+      metadata: { redirect_uris: [], token_endpoint_auth_method: 'client_secret_basic', grant_types: ['client_credentials'], response_types: [] },
+      secretHash: hashSecret(secret),
+      createdAt: as.ctx.now(),
+    });
+    const res = await postForm(`${as.issuer}/token`, { grant_type: 'client_credentials', resource: GATEWAY, scope: 'banking:read' }, { authorization: basic('mc_legacy', secret) });
+    assert.equal(res.status, 400);
+    assert.equal(res.json.error, 'invalid_scope');
+    const event = await audited(as, 'token.refused', 'mc_legacy');
+    assert.equal(event.reason, 'registration policy withholds banking:read: no registration.allowed_scopes, so self-registered clients get no resource scopes');
   });
 
   it('a self-registered public client asking /authorize for a withheld scope is refused (invalid_scope) by default', async () => {
