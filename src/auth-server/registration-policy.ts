@@ -118,10 +118,16 @@ export function clientScopeLimit(policy: Policy, client: Client): Set<string> | 
   return new Set([...parseScope(registered), ...OIDC_SCOPES].filter((s) => allowed.has(s)));
 }
 
-/** Why the policy withholds these scopes, for the audit log. */
+/** Why a self-registered client may not hold these scopes, for the audit log. */
 export function withheldReason(policy: Policy, scopes: string[]): string {
+  const allowed = grantable(policy);
+  const byPolicy = scopes.filter((s) => !allowed.has(s));
+  const byClient = scopes.filter((s) => allowed.has(s));
   const why = policy.allowed_scopes ? 'not in registration.allowed_scopes' : 'no registration.allowed_scopes, so self-registered clients get no resource scopes';
-  return `registration policy withholds ${formatScope(scopes)}: ${why}`;
+  return [
+    ...(byPolicy.length ? [`registration policy withholds ${formatScope(byPolicy)}: ${why}`] : []),
+    ...(byClient.length ? [`${formatScope(byClient)} not in the client's registered scope`] : []),
+  ].join('; ');
 }
 
 /** Whether a scope is one of OpenID Connect's own (served by the AS, not a resource). */

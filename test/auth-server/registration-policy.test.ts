@@ -314,6 +314,14 @@ describe('seed 003 requests (items 19, 20)', () => {
     assert.equal(decodeJwt(token.json.access_token as string).aud, GATEWAY);
   });
 
+  it('a scope in the allowlist that the client did not register for is refused, and the audit says which rule', async () => {
+    const agent = await anonymousAgent(as, { scopes: ['todo:read'] });
+    const res = await postForm(`${as.issuer}/token`, { grant_type: 'client_credentials', resource: GATEWAY, scope: 'banking:read' }, { authorization: basic(agent.json.client_id, agent.json.client_secret) });
+    assert.equal(res.status, 400);
+    assert.equal(res.json.error, 'invalid_scope');
+    assert.equal((await audited(as, 'token.refused', agent.json.client_id)).reason, "banking:read not in the client's registered scope");
+  });
+
   it('without a default resource: the one resource offering every scope; several: invalid_target naming them', async () => {
     const bare = await start({ allowed_scopes: ['banking:read', 'todo:read'] });
     try {
