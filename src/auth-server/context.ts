@@ -11,7 +11,7 @@ import type { BatchWriter } from './batch-writer.ts';
 import type { AuditLog } from './audit.ts';
 import type { KeyManager } from './keys.ts';
 import { createMetadataDocumentResolver, isMetadataDocumentClientId } from './client-id-metadata.ts';
-import { applyRegistrationRules } from './registration.ts';
+import { applyRegistrationPolicy, clientScopeLimit, isOidcScope, isSelfRegistered, withheldReason } from './registration-policy.ts';
 
 /** A resource tokens can be issued for. The authorization server itself is one (for /userinfo). */
 export interface Resource {
@@ -157,10 +157,11 @@ export function createContext(parts: {
       if (isMetadataDocumentClientId(clientId, config.client_id_metadata_documents)) {
         const client = await metadataDocuments.resolve(clientId);
         try {
-          // A client that describes itself is held to the same rules as one that registers.
-          return { ...client, metadata: applyRegistrationRules(config.registration, client.metadata) };
+          // A client that describes itself is held to the same policy as one that registers.
+          return { ...client, metadata: applyRegistrationPolicy(config.registration, client.metadata, 'metadata_document').metadata };
         } catch (error) {
-          throw new OAuthError('invalid_client', 'the client metadata document is not acceptable here', { reason: (error as Error).message });
+          if (!(error instanceof OAuthError)) throw error;
+          throw new OAuthError('invalid_client', 'the client metadata document is not acceptable here', { reason: `registration policy: ${error.reason ?? error.message}` });
         }
       }
       return parts.store.clients.find(clientId);
@@ -208,9 +209,28 @@ export function unusableReason(client: ClientRecord, now: number): string | unde
 }
 
 /**
+ * The resource of a request that names none (RFC 8707 §2 leaves the choice to the server): the
+ * client's default resource, else the one resource that offers every requested scope (several:
+ * `invalid_target`, naming them), else — OpenID Connect scopes only — the authorization server.
+ */
+function defaultResource(ctx: ServerContext, client: Client, asked: string[]): string {
+  if (client.metadata.default_resource) return client.metadata.default_resource;
+  const wanted = asked.filter((s) => !isOidcScope(s));
+  if (wanted.length === 0) return ctx.issuer;
+  const offering = ctx.resources().filter((r) => wanted.every((s) => r.scopes.some((o) => o.name === s)));
+  if (offering.length > 1) {
+    throw new OAuthError('invalid_target', `several resources offer ${wanted.join(' ')}; name one with the resource parameter: ${offering.map((r) => r.id).sort().join(' ')}`);
+  }
+  if (offering.length === 0) throw new OAuthError('invalid_scope', `no resource offers ${wanted.join(' ')}`);
+  return offering[0]!.id;
+}
+
+/**
  * Picks the resource a request is for (RFC 8707) and the scopes it gets. Exactly one resource per
- * token: the requested one, else the client's default resource, else the authorization server.
- * Scopes must belong to that resource (or be OpenID Connect scopes) and to the client's allowed set.
+ * token: the requested one, else a default (see `defaultResource`). Scopes must belong to that
+ * resource (or be OpenID Connect scopes) and to the client's allowed set. For a self-registered
+ * client, scopes the registration policy withholds are dropped (RFC 6749 §3.3 lets the server
+ * grant less; the token response names what it granted) — unless that leaves none it asked for.
  */
 export function resolveResourceAndScope(
   ctx: ServerContext,
@@ -220,19 +240,32 @@ export function resolveResourceAndScope(
   if (requested.resource && requested.resource.length > 1) {
     throw new OAuthError('invalid_target', 'request one resource per token');
   }
-  const resourceId = requested.resource?.[0] ?? client.metadata.default_resource ?? ctx.issuer;
+  const asked = parseScope(requested.scope);
+  const resourceId = requested.resource?.[0] ?? defaultResource(ctx, client, asked);
   const resource = ctx.resource(resourceId) ?? ctx.resource(resourceId.replace(/\/$/, ''));
   if (!resource) {
     throw new OAuthError('invalid_target', 'the requested resource is unknown', { reason: `resource=${resourceId}` });
   }
   const offered = new Set([...resource.scopes.map((s) => s.name), ...OIDC_SCOPES]);
-  const allowedForClient = client.metadata.scope ? new Set([...parseScope(client.metadata.scope), ...OIDC_SCOPES]) : undefined;
-  const asked = parseScope(requested.scope);
-  const scopes = asked.length > 0 ? asked : resource.scopes.map((s) => s.name).filter((s) => !allowedForClient || allowedForClient.has(s));
-  for (const scope of scopes) {
-    if (!offered.has(scope)) throw new OAuthError('invalid_scope', `scope ${scope} is not offered by ${resource.id}`);
-    if (allowedForClient && !allowedForClient.has(scope)) throw new OAuthError('invalid_scope', `the client may not request scope ${scope}`);
+  const limit = clientScopeLimit(ctx.config.registration, client);
+  const policy = isSelfRegistered(client);
+  if (asked.length === 0) {
+    const scopes = resource.scopes.map((s) => s.name).filter((s) => !limit || limit.has(s));
+    if (policy && scopes.length === 0 && resource.scopes.length > 0) {
+      throw new OAuthError('invalid_scope', `the client may not request any scope of ${resource.id}`, { reason: withheldReason(ctx.config.registration, resource.scopes.map((s) => s.name)) });
+    }
+    return { resource, scopes };
   }
+  for (const scope of asked) {
+    if (!offered.has(scope)) throw new OAuthError('invalid_scope', `scope ${scope} is not offered by ${resource.id}`);
+    if (!policy && limit && !limit.has(scope)) throw new OAuthError('invalid_scope', `the client may not request scope ${scope}`);
+  }
+  const withheld = asked.filter((s) => limit && !limit.has(s));
+  if (withheld.length === 0) return { resource, scopes: asked };
+  const scopes = asked.filter((s) => !withheld.includes(s));
+  const reason = withheldReason(ctx.config.registration, withheld);
+  if (!scopes.some((s) => !isOidcScope(s))) throw new OAuthError('invalid_scope', `the client may not request scope ${withheld.join(' ')}`, { reason });
+  ctx.audit.record({ at: ctx.now(), type: 'scope.withheld', outcome: 'success', clientId: client.clientId, reason, data: { resource: resource.id, scope_withheld: withheld.join(' ') } });
   return { resource, scopes };
 }
 

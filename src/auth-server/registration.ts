@@ -2,15 +2,14 @@ import type { Context } from 'hono';
 import { getConnInfo } from '@hono/node-server/conninfo';
 import { RateLimiterMemory, RateLimiterRes } from 'rate-limiter-flexible';
 import { OAuthError } from '../core/errors.ts';
-import { TOKEN_EXCHANGE_GRANT } from '../core/delegation.ts';
 import { randomToken } from '../core/encoding.ts';
-import { assertValidRedirectUri, isLoopbackHttp } from '../core/redirect-uri.ts';
+import { assertValidRedirectUri } from '../core/redirect-uri.ts';
 import { parseScope, formatScope } from '../core/scopes.ts';
 import { clientMetadataSchema, GRANT_TYPES, type ClientMetadata } from '../core/client-metadata.ts';
 import type { AgentAttributes, ClientRecord } from '../store/types.ts';
-import type { AuthServerConfig } from '../config/schema.ts';
 import { endpointUrls, type ServerContext } from './context.ts';
 import { hashSecret } from './hash.ts';
+import { applyRegistrationPolicy, type PolicyOutcome, type SelfRegistration } from './registration-policy.ts';
 
 /** Validates RFC 7591 client metadata. Fields the client may not choose are dropped, not trusted. */
 export async function readClientMetadata(ctx: ServerContext, c: Context, defaults: Partial<ClientMetadata> = {}): Promise<ClientMetadata> {
@@ -21,7 +20,7 @@ export async function readClientMetadata(ctx: ServerContext, c: Context, default
     throw new OAuthError('invalid_client_metadata', 'the body must be a JSON object');
   }
   if (typeof body !== 'object' || body === null || Array.isArray(body)) throw new OAuthError('invalid_client_metadata', 'the body must be a JSON object');
-  const parsed = clientMetadataSchema.safeParse({ ...defaults, ...body });
+  const parsed = clientMetadataSchema.safeParse({ ...defaults, ...withScopeArray(body as Record<string, unknown>) });
   if (!parsed.success) {
     const issue = parsed.error.issues[0]!;
     const field = String(issue.path[0] ?? '');
@@ -31,14 +30,10 @@ export async function readClientMetadata(ctx: ServerContext, c: Context, default
   for (const grant of metadata.grant_types) {
     if (!(GRANT_TYPES as readonly string[]).includes(grant)) throw new OAuthError('invalid_client_metadata', `grant_type ${grant} is not supported`);
   }
-  if (metadata.response_types.some((r) => r !== 'code')) throw new OAuthError('invalid_client_metadata', 'only the code response type is supported');
   if (metadata.grant_types.includes('authorization_code') && metadata.redirect_uris.length === 0) {
     throw new OAuthError('invalid_redirect_uri', 'redirect_uris are required for the authorization code grant');
   }
   metadata.redirect_uris.forEach(assertValidRedirectUri);
-  if (metadata.token_endpoint_auth_method === 'none' && metadata.grant_types.some((g) => g === 'client_credentials' || g === TOKEN_EXCHANGE_GRANT)) {
-    throw new OAuthError('invalid_client_metadata', 'a public client cannot use client_credentials or token exchange');
-  }
   if (metadata.token_endpoint_auth_method === 'private_key_jwt' && !metadata.jwks && !metadata.jwks_uri) {
     throw new OAuthError('invalid_client_metadata', 'private_key_jwt needs jwks or jwks_uri');
   }
@@ -51,9 +46,27 @@ export async function readClientMetadata(ctx: ServerContext, c: Context, default
     client_secret: _secret,
     registration_access_token: _rat,
     authentication_policy: _policy,
+    agent_type: _type,
     ...rest
   } = metadata as ClientMetadata & Record<string, unknown>;
   return rest as ClientMetadata;
+}
+
+/**
+ * Seed 003's agents send their scopes as a JSON array, `scopes`; RFC 7591 §2 has a
+ * space-separated `scope`. Either is taken (both only if they agree) and stored as `scope`.
+ */
+function withScopeArray(body: Record<string, unknown>): Record<string, unknown> {
+  if (!('scopes' in body)) return body;
+  const { scopes, ...rest } = body;
+  if (!Array.isArray(scopes) || !scopes.every((s) => typeof s === 'string' && /^[\x21\x23-\x5B\x5D-\x7E]+$/.test(s))) {
+    throw new OAuthError('invalid_client_metadata', 'scopes must be an array of scope tokens');
+  }
+  const scope = formatScope(scopes as string[]);
+  if (rest.scope !== undefined && formatScope(parseScope(String(rest.scope))) !== scope) {
+    throw new OAuthError('invalid_client_metadata', 'scope and scopes disagree');
+  }
+  return { ...rest, scope };
 }
 
 /**
@@ -90,38 +103,12 @@ export function registrationPolicy(ctx: ServerContext) {
       }
     },
 
-    /** Applies the scope allowlist and redirect host rules; returns the metadata to store. */
-    apply: (metadata: ClientMetadata) => applyRegistrationRules(policy, metadata),
+    /** The registration policy (see `registration-policy.ts`): the metadata to store, and notes on what it changed. */
+    apply: (metadata: ClientMetadata, kind: SelfRegistration) => applyRegistrationPolicy(policy, metadata, kind),
   };
 }
 
 export type RegistrationPolicy = ReturnType<typeof registrationPolicy>;
-
-/**
- * The scope allowlist and redirect host rules, for every client that registers itself — through
- * /register, /aiagent/register, or a client ID metadata document.
- */
-export function applyRegistrationRules(policy: AuthServerConfig['registration'], metadata: ClientMetadata): ClientMetadata {
-  const allowlist = policy.allowed_scopes;
-  let scope = metadata.scope;
-  if (allowlist) {
-    const asked = parseScope(metadata.scope);
-    const refused = asked.filter((s) => !allowlist.includes(s));
-    if (refused.length > 0) throw new OAuthError('invalid_client_metadata', `scope not allowed for registered clients: ${refused.join(' ')}`);
-    if (asked.length === 0) scope = formatScope(allowlist);
-  }
-  const hosts = policy.redirect_uri_hosts;
-  if (hosts) {
-    for (const uri of metadata.redirect_uris) {
-      const url = new URL(uri);
-      const web = url.protocol === 'https:' || url.protocol === 'http:';
-      if (web && !isLoopbackHttp(url) && !hosts.includes(url.hostname)) {
-        throw new OAuthError('invalid_redirect_uri', `redirect_uri host ${url.hostname} is not allowed for registered clients`);
-      }
-    }
-  }
-  return { ...metadata, ...(scope ? { scope } : {}) };
-}
 
 export const needsSecret = (m: ClientMetadata) => m.token_endpoint_auth_method === 'client_secret_basic' || m.token_endpoint_auth_method === 'client_secret_post';
 
@@ -147,15 +134,16 @@ export async function createRegistration(
   ctx: ServerContext,
   c: Context,
   policy: RegistrationPolicy,
-  metadata: ClientMetadata,
+  outcome: PolicyOutcome,
   options: { idPrefix: string; agent?: AgentAttributes },
 ): Promise<Response> {
+  const { metadata, notes } = outcome;
   const fingerprint = hashSecret(`${options.idPrefix}|${policy.registrant(c)}|${canonical(metadata)}`);
   if (!needsSecret(metadata) && metadata.token_endpoint_auth_method === 'none') {
     const existing = await ctx.store.clients.findByFingerprint(fingerprint);
     if (existing && existing.disabledAt === undefined) {
       ctx.audit.record({ at: ctx.now(), type: 'client.registration_reused', outcome: 'success', clientId: existing.clientId });
-      return c.json(registrationResponse(ctx, existing, {}), 200, { 'Cache-Control': 'no-store' });
+      return c.json(registrationResponse(ctx, existing, {}, notes), 200, { 'Cache-Control': 'no-store' });
     }
   }
   const clientSecret = needsSecret(metadata) ? randomToken(32) : undefined;
@@ -179,12 +167,23 @@ export async function createRegistration(
     type: options.agent ? 'agent.registered' : 'client.registered',
     outcome: 'success',
     clientId: record.clientId,
-    data: { client_name: metadata.client_name, auth: metadata.token_endpoint_auth_method, registrant: policy.registrant(c) },
+    data: {
+      client_name: metadata.client_name,
+      auth: metadata.token_endpoint_auth_method,
+      registrant: policy.registrant(c),
+      scope: metadata.scope,
+      ...(outcome.withheld.length ? { scope_withheld: formatScope(outcome.withheld) } : {}),
+    },
   });
-  return c.json(registrationResponse(ctx, record, { clientSecret, registrationToken }), 201, { 'Cache-Control': 'no-store' });
+  return c.json(registrationResponse(ctx, record, { clientSecret, registrationToken }, notes), 201, { 'Cache-Control': 'no-store' });
 }
 
-export function registrationResponse(ctx: ServerContext, record: ClientRecord, secrets: { clientSecret?: string; registrationToken?: string }) {
+/**
+ * RFC 7591 §3.2.1: the registered metadata. `registration_notes` (a Mandate extension) says in words
+ * what the registration policy replaced; an agent's scopes are also given as the `scopes` array
+ * seed 003 reads.
+ */
+export function registrationResponse(ctx: ServerContext, record: ClientRecord, secrets: { clientSecret?: string; registrationToken?: string }, notes: string[] = []) {
   return {
     client_id: record.clientId,
     client_id_issued_at: record.createdAt,
@@ -194,7 +193,13 @@ export function registrationResponse(ctx: ServerContext, record: ClientRecord, s
     ...(secrets.registrationToken ? { registration_access_token: secrets.registrationToken } : {}),
     ...record.metadata,
     ...(record.agent
-      ? { agent_type: record.agent.agentType, ...(record.agent.owner ? { owner: record.agent.owner } : {}), enabled: record.disabledAt === undefined }
+      ? {
+          agent_type: record.agent.agentType,
+          ...(record.agent.owner ? { owner: record.agent.owner } : {}),
+          enabled: record.disabledAt === undefined,
+          scopes: parseScope(record.metadata.scope),
+        }
       : {}),
+    ...(notes.length ? { registration_notes: notes } : {}),
   };
 }

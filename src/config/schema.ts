@@ -142,11 +142,24 @@ export const authServerConfigSchema = z.strictObject({
         .boolean()
         .default(true)
         .describe('Serve /register (RFC 7591) for any client. With false, only AI agents register themselves, at /aiagent/register (and metadata names no registration_endpoint).'),
-      allowed_scopes: z.array(z.string()).optional().describe('Scopes a registered client may ask for; any scope of a resource when omitted.'),
+      allowed_scopes: z
+        .array(z.string())
+        .optional()
+        .describe(
+          'The registration scope allowlist (seed 003): the only resource scopes a self-registered client (/register, /aiagent/register, client ID metadata documents) may hold, with a user or without. Requested scopes outside it are withheld (the registration response says so). Omitted: default deny, no resource scopes (OpenID Connect scopes only).',
+        ),
       client_credentials: z
         .boolean()
         .default(false)
-        .describe('Whether clients registered through /register may use client_credentials (tokens for themselves, without a user). Agents registered through /aiagent/register always may.'),
+        .describe('Whether clients registered through /register or described by a metadata document may use client_credentials (tokens for themselves, without a user). Agents registered through /aiagent/register always may, within allowed_scopes.'),
+      token_exchange: z
+        .boolean()
+        .default(false)
+        .describe('Whether clients registered through /register or described by a metadata document may use token exchange (RFC 8693). Agents registered through /aiagent/register always may.'),
+      default_resource: z
+        .url()
+        .optional()
+        .describe('Default resource (RFC 8707) of agents registered through /aiagent/register that name none: the audience of their tokens when a request names no resource.'),
       redirect_uri_hosts: z.array(z.string()).optional().describe('Hosts allowed in registered redirect URIs besides loopback; any host when omitted.'),
       rate_limit_per_minute: z.number().int().min(1).default(30).describe('Registrations per minute from one address.'),
       max_clients: z.number().int().min(1).default(10_000).describe('Cap on dynamically registered clients and agents.'),

@@ -21,6 +21,8 @@ async function startStack(overrides: Parameters<typeof startTestAuthServer>[0]) 
   const as = await startTestAuthServer({
     resources: [{ id: AGENT_RESOURCE, name: 'The agent', scopes: BANKING, may_act: 'requesting_client' }] as never,
     ...overrides,
+    // Agents that register themselves may read, never move money (the demo's allowlist).
+    registration: { allowed_scopes: ['banking:read'], ...overrides?.registration },
   });
   const upstream = await startBankingServer({ host: '127.0.0.1', port: 0 });
   const gateway = await startTestGateway((url) => [
@@ -96,7 +98,7 @@ describe('agent SDK: registration without a pre-registered client id (MCP spec o
   before(async () => {
     open = await startStack({ client_id_metadata_documents: { allow_loopback: true } as never });
     // An AS that onboards agents only: no open registration, no metadata documents.
-    agentsOnly = await startStack({ registration: { dynamic_clients: false } as never, client_id_metadata_documents: { enabled: false } as never });
+    agentsOnly = await startStack({ registration: { dynamic_clients: false }, client_id_metadata_documents: { enabled: false } as never });
     documents = createServer((req, res) => {
       res.writeHead(200, { 'content-type': 'application/json' });
       res.end(JSON.stringify({ client_id: documentUrl, client_name: 'Agent with a metadata document', redirect_uris: ['http://localhost:3000/callback'], token_endpoint_auth_method: 'none', grant_types: ['authorization_code', 'refresh_token'] }));

@@ -58,7 +58,8 @@ describe('client ID metadata documents', () => {
       }
     });
     await new Promise<void>((r) => docs.listen(port, '127.0.0.1', r));
-    as = await startTestAuthServer({ client_id_metadata_documents: { allow_loopback: true, timeout_ms: 500 } });
+    // This suite's clients register themselves: the deployment's scope allowlist (the default grants none).
+    as = await startTestAuthServer({ client_id_metadata_documents: { allow_loopback: true, timeout_ms: 500 }, registration: { allowed_scopes: ['mcp:read', 'mcp:write'] } });
   });
   after(async () => {
     await as.close();

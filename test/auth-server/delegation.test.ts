@@ -8,7 +8,8 @@ import { ACCESS_TOKEN_TYPE, AGENT_REDIRECT, R, auth, exchange, startDelegationSe
 describe('delegation flows', () => {
   let as: TestAuthServer & { adminToken: string };
   before(async () => {
-    as = await startDelegationServer();
+    // This suite's clients register themselves: the deployment's scope allowlist (the default grants none).
+    as = await startDelegationServer({ registration: { allowed_scopes: ['todo_api:read', 'todo_api:write', 'banking:read'] } });
   });
   after(async () => as.close());
 

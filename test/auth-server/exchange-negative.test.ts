@@ -17,7 +17,8 @@ describe('refused token exchanges', () => {
   let publicClient: { client_id: string };
 
   before(async () => {
-    as = await startDelegationServer();
+    // This suite's clients register themselves: the deployment's scope allowlist (the default grants none).
+    as = await startDelegationServer({ registration: { allowed_scopes: ['todo_api:read', 'todo_api:write', 'banking:read'], client_credentials: true } });
     publicClient = await registerClient(as.issuer, { redirect_uris: ['http://127.0.0.1:6274/cb'], token_endpoint_auth_method: 'none', client_name: 'neg' });
     mcpUserToken = (await userToken(as, { clientId: publicClient.client_id, redirectUri: 'http://127.0.0.1:6274/cb', resource: R.mcp, scope: 'todo_api:read' })).token.access_token;
     agentUserToken = (await userToken(as, { clientId: 'sample-agent', redirectUri: AGENT_REDIRECT, resource: R.agent, scope: 'banking:read', clientAuth: auth.agent })).token
@@ -165,8 +166,12 @@ describe('registration policy', () => {
     fetch(`${as.issuer}/register`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(metadata) });
 
   it('applies the scope allowlist, the redirect host rule, idempotency for public clients, the cap and the rate limit', async () => {
+    // RFC 7591 §3.2.1: the server replaces what it will not grant, and the response says so.
     const outside = await register({ redirect_uris: ['https://app.example/cb'], scope: 'mcp:read mcp:write' });
-    assert.equal(((await outside.json()) as { error: string }).error, 'invalid_client_metadata');
+    assert.equal(outside.status, 201);
+    const narrowed = (await outside.json()) as { scope: string; registration_notes: string[] };
+    assert.equal(narrowed.scope, 'mcp:read');
+    assert.deepEqual(narrowed.registration_notes, ["scope: mcp:write withheld; not in this server's registration scope allowlist"]);
     const host = await register({ redirect_uris: ['https://elsewhere.example/cb'] });
     assert.equal(((await host.json()) as { error: string }).error, 'invalid_redirect_uri');
     const first = await register({ redirect_uris: ['http://127.0.0.1/cb'], token_endpoint_auth_method: 'none', client_name: 'same' });

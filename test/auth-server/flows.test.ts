@@ -6,7 +6,8 @@ import { basic, decodeJwt, pkcePair, postForm, registerClient, startTestAuthServ
 describe('authorization server flows', () => {
   let as: TestAuthServer;
   before(async () => {
-    as = await startTestAuthServer();
+    // This suite's clients register themselves: the deployment's scope allowlist (the default grants none).
+    as = await startTestAuthServer({ registration: { allowed_scopes: ['mcp:read', 'mcp:write', 'api:read'], client_credentials: true } });
   });
   after(async () => as.close());
 

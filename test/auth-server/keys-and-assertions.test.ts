@@ -8,7 +8,8 @@ import { decodeJwt, postForm, registerClient, startTestAuthServer, type TestAuth
 describe('signing keys', () => {
   let as: TestAuthServer;
   before(async () => {
-    as = await startTestAuthServer();
+    // This suite's clients register themselves: the deployment's scope allowlist (the default grants none).
+    as = await startTestAuthServer({ registration: { allowed_scopes: ['mcp:read', 'mcp:write', 'api:read'], client_credentials: true } });
   });
   after(async () => as.close());
 
@@ -64,7 +65,8 @@ describe('signing keys', () => {
 describe('private_key_jwt client authentication', () => {
   let as: TestAuthServer;
   before(async () => {
-    as = await startTestAuthServer();
+    // This suite's clients register themselves: the deployment's scope allowlist (the default grants none).
+    as = await startTestAuthServer({ registration: { allowed_scopes: ['mcp:read', 'mcp:write', 'api:read'], client_credentials: true } });
   });
   after(async () => as.close());
 

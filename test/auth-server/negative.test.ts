@@ -14,7 +14,8 @@ describe('refused requests', () => {
   const REDIRECT = 'http://127.0.0.1:4000/callback';
 
   before(async () => {
-    as = await startTestAuthServer({ tokens: { refresh_reuse_grace: 0 } });
+    // This suite's clients register themselves: the deployment's scope allowlist (the default grants none).
+    as = await startTestAuthServer({ tokens: { refresh_reuse_grace: 0 }, registration: { allowed_scopes: ['mcp:read', 'mcp:write', 'api:read'], client_credentials: true } });
     publicClient = await registerClient(as.issuer, { redirect_uris: [REDIRECT], token_endpoint_auth_method: 'none', grant_types: ['authorization_code', 'refresh_token'] });
     confidential = await registerClient(as.issuer, { redirect_uris: [REDIRECT], grant_types: ['authorization_code', 'refresh_token', 'client_credentials'] });
   });

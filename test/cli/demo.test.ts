@@ -187,8 +187,9 @@ describe('`mandate demo` (npm start): the whole system on the demo ports', demoP
 
   for (const [server, expected] of [
     ['http://localhost:8787/mcp', ['add_todo', 'complete_todo', 'delete_todo', 'list_todos', 'peek_api_token_claims', 'who_am_I']],
-    // The Inspector asks for every scope of the protected resource metadata, banking:transfer included.
-    ['http://localhost:8080/mcp', ['list_transactions', 'read_balance', 'transfer']],
+    // The Inspector asks for every scope of the protected resource metadata, banking:transfer included;
+    // it registered itself, so the demo's allowlist withholds banking:transfer (RFC 6749 §3.3) and transfer stays hidden.
+    ['http://localhost:8080/mcp', ['list_transactions', 'read_balance']],
   ] as const) {
     it(`MCP Inspector CLI: signs in (Chromium) to ${server} by itself and lists its tools`, needsChromium(), async () => {
       const home = inspectorHome();

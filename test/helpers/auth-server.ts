@@ -45,9 +45,8 @@ export async function startTestAuthServer(overrides: Partial<AuthServerConfigInp
       },
       { id: 'https://api.example.test', name: 'Test API', scopes: [{ name: 'api:read' }] },
     ],
+    // Defaults as shipped (registration: default deny): a test that needs a looser policy says so.
     ...overrides,
-    // Most tests register machine clients; the default (off) is tested on its own.
-    registration: { client_credentials: true, ...overrides.registration },
   });
   const handle = await startAuthServer(config, { log: pino({ level: process.env.TEST_LOG_LEVEL ?? 'silent' }) });
   return {

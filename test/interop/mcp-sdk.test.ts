@@ -126,7 +126,8 @@ describe('MCP TypeScript SDK client OAuth interoperability', () => {
     const port = await freePort();
     // The resource server's URL must be known to the authorization server before it starts.
     const mcpUrl = `http://127.0.0.1:${port}/mcp`;
-    as = await startTestAuthServer({ resources: [{ id: mcpUrl, name: 'SDK test MCP', scopes: [{ name: SCOPE, description: 'Use the tools' }] }] });
+    // This suite's clients register themselves: the deployment's scope allowlist (the default grants none).
+    as = await startTestAuthServer({ resources: [{ id: mcpUrl, name: 'SDK test MCP', scopes: [{ name: SCOPE, description: 'Use the tools' }] }], registration: { allowed_scopes: [SCOPE] } });
     rs = await startMcpResourceServer(port, as.issuer);
     callback = await startCallbackServer();
   });

@@ -54,7 +54,8 @@ describe('openid-client v6 interoperability', () => {
   let callback: CallbackServer;
 
   before(async () => {
-    as = await startTestAuthServer();
+    // This suite's clients register themselves: the deployment's scope allowlist (the default grants none).
+    as = await startTestAuthServer({ registration: { allowed_scopes: ['mcp:read', 'mcp:write', 'api:read'], client_credentials: true } });
     callback = await startCallbackServer();
   });
   after(async () => {

@@ -27,7 +27,8 @@ describe('interaction pages in Chromium', needsChromium(), () => {
   let documents: Response[];
 
   before(async () => {
-    as = await startTestAuthServer();
+    // This suite's clients register themselves: the deployment's scope allowlist (the default grants none).
+    as = await startTestAuthServer({ registration: { allowed_scopes: ['mcp:read', 'mcp:write'] } });
     callback = await startCallbackServer();
     browser = await launchChromium();
   });

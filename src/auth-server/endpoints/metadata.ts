@@ -37,7 +37,8 @@ export function serverMetadata(ctx: ServerContext) {
     claims_supported: ['sub', 'iss', 'aud', 'exp', 'iat', 'auth_time', 'nonce', 'acr', 'sid', 'name', 'preferred_username', 'email'],
     prompt_values_supported: ['none', 'login', 'consent'],
     authorization_response_iss_parameter_supported: true,
-    client_id_metadata_document_supported: ctx.config.client_id_metadata_documents.enabled,
+    // A metadata document is a self-registration: the registration policy decides whether it is taken.
+    client_id_metadata_document_supported: ctx.config.client_id_metadata_documents.enabled && ctx.config.registration.enabled && ctx.config.registration.dynamic_clients,
     resource_indicators_supported: true,
   };
 }

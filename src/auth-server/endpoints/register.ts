@@ -9,11 +9,14 @@ import { bearerToken } from '../bearer.ts';
 import { hashSecret } from '../hash.ts';
 import { createRegistration, needsSecret, readClientMetadata, registrationPolicy, registrationResponse } from '../registration.ts';
 
+const AGENT_GRANTS = ['client_credentials', 'authorization_code', 'refresh_token', TOKEN_EXCHANGE_GRANT, DEVICE_CODE_GRANT];
+
 /**
  * Dynamic client registration (RFC 7591) with its management protocol (RFC 7592), and agent
  * registration (`/aiagent/register`, seed 003): the server generates the client_id, the secret
  * (256 bits, stored as a hash) and a registration access token. An agent is a confidential client
  * marked as an agent, allowed client credentials, authorization code, refresh and token exchange.
+ * Every creation and update goes through the one registration policy (`registration-policy.ts`).
  */
 export function registerEndpoints(app: Hono<AppEnv>, ctx: ServerContext) {
   const policy = registrationPolicy(ctx);
@@ -21,11 +24,7 @@ export function registerEndpoints(app: Hono<AppEnv>, ctx: ServerContext) {
   app.post('/register', async (c) => {
     if (!ctx.config.registration.dynamic_clients) throw new OAuthError('access_denied', 'open registration is off here; AI agents register at /aiagent/register', { status: 403 });
     await policy.admit(c);
-    const metadata = policy.apply(await readClientMetadata(ctx, c));
-    if (metadata.grant_types.includes('client_credentials') && !ctx.config.registration.client_credentials) {
-      throw new OAuthError('invalid_client_metadata', 'self-registered clients may not use client_credentials here; register an agent at /aiagent/register');
-    }
-    return createRegistration(ctx, c, policy, metadata, { idPrefix: 'mc_' });
+    return createRegistration(ctx, c, policy, policy.apply(await readClientMetadata(ctx, c), 'dynamic'), { idPrefix: 'mc_' });
   });
 
   app.post('/aiagent/register', async (c) => {
@@ -33,22 +32,11 @@ export function registerEndpoints(app: Hono<AppEnv>, ctx: ServerContext) {
     const body = ((await c.req.raw
       .clone()
       .json()
-      .catch(() => ({}))) ?? {}) as { scopes?: unknown; agent_type?: unknown; client_id?: unknown };
+      .catch(() => ({}))) ?? {}) as { agent_type?: unknown; client_id?: unknown };
     if (body.client_id !== undefined) throw new OAuthError('invalid_client_metadata', 'the server chooses an agent client_id');
-    const scopes = Array.isArray(body.scopes) && body.scopes.every((s) => typeof s === 'string') ? { scope: body.scopes.join(' ') } : {};
-    const metadata = policy.apply(
-      await readClientMetadata(ctx, c, {
-        grant_types: ['client_credentials', 'authorization_code', 'refresh_token', TOKEN_EXCHANGE_GRANT, DEVICE_CODE_GRANT],
-        token_endpoint_auth_method: 'client_secret_basic',
-        ...scopes,
-      }),
-    );
-    if (!needsSecret(metadata) && metadata.token_endpoint_auth_method !== 'private_key_jwt') {
-      throw new OAuthError('invalid_client_metadata', 'an agent is a confidential client: client_secret_basic, client_secret_post or private_key_jwt');
-    }
-    const { scopes: _scopes, agent_type: _type, ...rest } = metadata as typeof metadata & { scopes?: unknown; agent_type?: unknown };
+    const requested = await readClientMetadata(ctx, c, { grant_types: AGENT_GRANTS, token_endpoint_auth_method: 'client_secret_basic' });
     const agentType = typeof body.agent_type === 'string' && body.agent_type ? body.agent_type : 'assistant';
-    return createRegistration(ctx, c, policy, rest, { idPrefix: 'agent_', agent: { agentType } });
+    return createRegistration(ctx, c, policy, policy.apply(requested, 'agent'), { idPrefix: 'agent_', agent: { agentType } });
   });
 
   /** RFC 7592 §2: the registration access token authenticates management requests. */
@@ -77,7 +65,8 @@ export function registerEndpoints(app: Hono<AppEnv>, ctx: ServerContext) {
       .json()
       .catch(() => ({}))) ?? {}) as Record<string, unknown>;
     if (raw.client_id !== record.clientId) throw new OAuthError('invalid_client_metadata', 'client_id must match the client being updated');
-    const metadata = policy.apply(await readClientMetadata(ctx, c));
+    // RFC 7592 §2.2 replaces the metadata: the whole policy applies again, as at registration.
+    const { metadata, notes } = policy.apply(await readClientMetadata(ctx, c), record.agent ? 'agent' : 'dynamic');
     const clientSecret = needsSecret(metadata) && !record.secretHash ? randomToken(32) : undefined;
     const patch = {
       metadata,
@@ -91,7 +80,7 @@ export function registerEndpoints(app: Hono<AppEnv>, ctx: ServerContext) {
     }
     const updated: ClientRecord = { ...record, ...patch };
     ctx.audit.record({ at: ctx.now(), type: 'client.updated', outcome: 'success', clientId: record.clientId });
-    return c.json(registrationResponse(ctx, updated, { clientSecret }), 200, { 'Cache-Control': 'no-store' });
+    return c.json(registrationResponse(ctx, updated, { clientSecret }, notes), 200, { 'Cache-Control': 'no-store' });
   });
 
   app.delete('/register/:clientId', async (c) => {

@@ -15,8 +15,7 @@ const invalidToken = (description: string) =>
  * `/tokeninfo` returns the claims of any active access token of this issuer to its bearer.
  */
 export function userinfoEndpoints(app: Hono<AppEnv>, ctx: ServerContext) {
-  const activeAccessToken = async (c: Context) => {
-    const token = bearerToken(c);
+  const activeAccessToken = async (c: Context, token = bearerToken(c)) => {
     if (!token) {
       throw new OAuthError('invalid_token', 'a bearer token is required', { status: 401, headers: { 'WWW-Authenticate': 'Bearer' } });
     }
@@ -41,7 +40,12 @@ export function userinfoEndpoints(app: Hono<AppEnv>, ctx: ServerContext) {
   app.post('/userinfo', userinfo);
 
   app.get('/tokeninfo', async (c) => {
-    const claims = await activeAccessToken(c);
+    // RFC 6750 §2.3: the token may come as the access_token query parameter (seed 003's request
+    // does), but by one method only (§2).
+    const query = c.req.query('access_token');
+    const header = bearerToken(c);
+    if (query !== undefined && c.req.header('authorization') !== undefined) throw new OAuthError('invalid_request', 'send the token one way only');
+    const claims = await activeAccessToken(c, query ?? header);
     return c.json({ active: true, ...claims, expires_in: Math.max(claims.exp - ctx.now(), 0) }, 200, { 'Cache-Control': 'no-store' });
   });
 }

@@ -2,6 +2,7 @@ import { OAuthError } from '../../core/errors.ts';
 import { formatScope } from '../../core/scopes.ts';
 import { isPublicClient } from '../../core/client-metadata.ts';
 import { resolveResourceAndScope } from '../context.ts';
+import { isOidcScope, isSelfRegistered } from '../registration-policy.ts';
 import { issueAccessToken } from '../tokens.ts';
 import type { GrantHandler } from './types.ts';
 
@@ -13,6 +14,11 @@ export const clientCredentialsGrant: GrantHandler = {
     if (isPublicClient(client)) throw new OAuthError('unauthorized_client', 'public clients cannot use client_credentials');
     const { resource, scopes } = resolveResourceAndScope(ctx, client, { resource: params.all('resource'), scope: params.get('scope') });
     if (scopes.includes('openid')) throw new OAuthError('invalid_scope', 'openid needs a user; client_credentials has none');
+    // Default deny: without a user to consent, a client nobody vouched for gets a resource's
+    // token only with a scope the registration allowlist grants (never for a resource without scopes).
+    if (isSelfRegistered(client) && resource.id !== ctx.issuer && !scopes.some((s) => !isOidcScope(s))) {
+      throw new OAuthError('invalid_scope', `the client may not request a token for ${resource.id}`, { reason: 'registration policy: a self-registered client gets client_credentials tokens only with a scope of registration.allowed_scopes' });
+    }
     const { token, claims, expiresIn } = await issueAccessToken(ctx, { sub: client.clientId, client, resource, scopes, grantType: 'client_credentials' });
     return {
       response: { access_token: token, token_type: 'Bearer', expires_in: expiresIn, ...(scopes.length ? { scope: formatScope(scopes) } : {}) },

@@ -1,13 +1,14 @@
 import { OAuthError } from '../../core/errors.ts';
 import { verifyJwt, type AccessTokenClaims } from '../../core/jwt.ts';
 import { actorChain, nestActor, TOKEN_EXCHANGE_GRANT, TOKEN_TYPES } from '../../core/delegation.ts';
-import { formatScope, OIDC_SCOPES, parseScope } from '../../core/scopes.ts';
+import { formatScope, parseScope } from '../../core/scopes.ts';
 import { isPublicClient, type Client } from '../../core/client-metadata.ts';
 import type { Resource, ServerContext } from '../context.ts';
 import type { Params } from '../params.ts';
 import { lookupToken } from '../token-lookup.ts';
 import { issueAccessToken } from '../tokens.ts';
 import type { GrantHandler } from './types.ts';
+import { clientScopeLimit } from '../registration-policy.ts';
 
 const ACCESS_TOKEN_TYPES: readonly string[] = [TOKEN_TYPES.accessToken, TOKEN_TYPES.jwt];
 
@@ -84,7 +85,7 @@ async function exchange(ctx: ServerContext, client: Client, params: Params, trac
     if (await ctx.isDisabled(sub)) throw new OAuthError('invalid_request', 'an actor in the delegation chain is disabled', { reason: `${sub} disabled` });
   }
 
-  const scopes = narrowedScopes(client, resource, parseScope(subject.scope), parseScope(params.get('scope')));
+  const scopes = narrowedScopes(ctx, client, resource, parseScope(subject.scope), parseScope(params.get('scope')));
   trace.scope_granted = formatScope(scopes);
 
   const { token, claims, expiresIn } = await issueAccessToken(ctx, {
@@ -167,9 +168,9 @@ function targetResource(ctx: ServerContext, params: Params): Resource {
 }
 
 /** Scope only narrows: ⊆ the subject token's scopes ∩ the resource's ∩ what the actor may request. */
-function narrowedScopes(client: Client, resource: Resource, subjectScopes: string[], requested: string[]): string[] {
+function narrowedScopes(ctx: ServerContext, client: Client, resource: Resource, subjectScopes: string[], requested: string[]): string[] {
   const offered = new Set(resource.scopes.map((s) => s.name));
-  const actorMay = client.metadata.scope ? new Set([...parseScope(client.metadata.scope), ...OIDC_SCOPES]) : undefined;
+  const actorMay = clientScopeLimit(ctx.config.registration, client);
   const held = new Set(subjectScopes);
   if (requested.length === 0) {
     const common = subjectScopes.filter((s) => offered.has(s) && (!actorMay || actorMay.has(s)));
