@@ -1,7 +1,7 @@
 import type { Context } from 'hono';
 
 interface NodeBindings {
-  incoming?: { headers: Record<string, string | string[] | undefined> };
+  incoming?: { headers: Record<string, string | string[] | undefined>; rawHeaders?: string[] };
 }
 
 /**
@@ -16,4 +16,21 @@ export function requestHeader(c: Context, name: string): string | undefined {
     return Array.isArray(value) ? value.join(', ') : value;
   }
   return c.req.header(name);
+}
+
+/**
+ * Whether a header arrived more than once. Node keeps only the first of some repeated headers
+ * (Authorization among them) in `headers`, so the raw list is counted; a web `Headers` joins
+ * repeats with ", ", which no single Bearer credential contains (RFC 6750 §2.1 b64token).
+ */
+export function headerRepeated(c: Context, name: string): boolean {
+  const raw = (c.env as NodeBindings | undefined)?.incoming?.rawHeaders;
+  if (raw) {
+    let seen = 0;
+    for (let i = 0; i < raw.length; i += 2) {
+      if (raw[i]!.length === name.length && raw[i]!.toLowerCase() === name && ++seen > 1) return true;
+    }
+    return false;
+  }
+  return c.req.header(name)?.includes(',') ?? false;
 }
