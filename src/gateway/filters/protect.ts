@@ -9,7 +9,7 @@ import type { TokenClaims } from '../token-validator.ts';
 import type { GatewayEnv, Principal } from '../types.ts';
 import { celVariables, scopeChallenge } from './authorize.ts';
 import { GATEWAY_ERRORS, refuse } from './refuse.ts';
-import { headerRepeated, requestHeader } from '../headers.ts';
+import { credentialRepeated, requestHeader } from '../headers.ts';
 import { JSON_RPC_ERRORS } from '../mcp-message.ts';
 
 /** RFC 6750 §2.1 (b64token). Query and form tokens are not accepted: they end up in logs. */
@@ -68,7 +68,7 @@ export function protect(route: CompiledRoute, sessions?: SessionBindings): Middl
 
     // RFC 6750 §3.1: a request with more than one credential is invalid_request (400), whichever
     // would be used: two Authorization headers, or a header and an access_token query parameter.
-    const several = headerRepeated(c, 'authorization') ? 'two Authorization headers' : hasQueryToken(c.req.url) ? 'access_token in the query (only the Authorization header is accepted)' : undefined;
+    const several = credentialRepeated(c, 'authorization') ? 'two Authorization headers' : hasQueryToken(c.req.url) ? 'access_token in the query (only the Authorization header is accepted)' : undefined;
     if (several) {
       return refuse(c, { status: 400, code: JSON_RPC_ERRORS.invalidRequest, message: 'send the access token once, in the Authorization header', rejection: 'invalid_request', reason: several, headers: { 'WWW-Authenticate': `Bearer resource_metadata="${route.metadataUrl}", error="invalid_request"` } });
     }
