@@ -4,6 +4,7 @@ import type { ContentfulStatusCode } from 'hono/utils/http-status';
 import { OAuthError } from '../core/errors.ts';
 import type { AppEnv, ServerContext } from './context.ts';
 import { bodyLimit } from './body-limit.ts';
+import { singleBearerCredential } from './bearer.ts';
 import { authorizeEndpoint } from './endpoints/authorize.ts';
 import { interactionEndpoints } from './endpoints/interaction.ts';
 import { introspectEndpoint } from './endpoints/introspect.ts';
@@ -27,13 +28,14 @@ const CORS_PATHS = ['/.well-known/*', '/jwks', '/register', '/register/*', '/tok
 export function createAuthServerApp(ctx: ServerContext, options: { adminToken: string }): Hono<AppEnv> {
   const app = new Hono<AppEnv>();
 
-  app.use('*', bodyLimit({ maxBytes: 64 * 1024 }));
+  app.use('*', bodyLimit({ maxBytes: ctx.config.limits.max_body_bytes }));
   if (ctx.config.cors.allowed_origins.length > 0) {
     const origins = ctx.config.cors.allowed_origins;
     const policy = cors({ origin: origins, allowHeaders: ['Authorization', 'Content-Type', 'MCP-Protocol-Version'], maxAge: 600 });
     for (const path of CORS_PATHS) app.use(path, policy);
   }
 
+  app.use('/userinfo', singleBearerCredential);
   metadataEndpoints(app, ctx);
   registerEndpoints(app, ctx);
   authorizeEndpoint(app, ctx);

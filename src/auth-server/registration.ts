@@ -6,6 +6,7 @@ import { randomToken } from '../core/encoding.ts';
 import { assertValidRedirectUri } from '../core/redirect-uri.ts';
 import { parseScope, formatScope } from '../core/scopes.ts';
 import { clientMetadataSchema, GRANT_TYPES, type ClientMetadata } from '../core/client-metadata.ts';
+import { JsonLimitError, parseJsonWithin } from '../core/json-limits.ts';
 import type { AgentAttributes, ClientRecord } from '../store/types.ts';
 import { endpointUrls, type ServerContext } from './context.ts';
 import { hashSecret } from './hash.ts';
@@ -15,9 +16,10 @@ import { applyRegistrationPolicy, type PolicyOutcome, type SelfRegistration } fr
 export async function readClientMetadata(ctx: ServerContext, c: Context, defaults: Partial<ClientMetadata> = {}): Promise<ClientMetadata> {
   let body: unknown;
   try {
-    body = await c.req.json();
-  } catch {
-    throw new OAuthError('invalid_client_metadata', 'the body must be a JSON object');
+    body = parseJsonWithin(await c.req.text(), { maxDepth: ctx.config.limits.max_json_depth });
+  } catch (error) {
+    if (!(error instanceof JsonLimitError)) throw error;
+    throw new OAuthError('invalid_client_metadata', 'the body must be a JSON object', { reason: error.message });
   }
   if (typeof body !== 'object' || body === null || Array.isArray(body)) throw new OAuthError('invalid_client_metadata', 'the body must be a JSON object');
   const parsed = clientMetadataSchema.safeParse({ ...defaults, ...withScopeArray(body as Record<string, unknown>) });

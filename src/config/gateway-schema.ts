@@ -100,14 +100,24 @@ export const routeSchema = z.strictObject({
   scopes: z.array(scopeToken).default([]).describe('Scopes every request on the route needs.'),
   token: tokenSchema.describe('How access tokens are validated.'),
   tools: z.record(z.string(), toolRuleSchema).default({}).describe('Per-tool rules, by tool name.'),
-  unlisted_tools: z.enum(['allow', 'deny']).default('allow').describe('Whether tools without a rule may be called (and listed).'),
+  unlisted_tools: z
+    .enum(['allow', 'deny'])
+    .default('deny')
+    .describe('Whether tools without an entry in `tools` may be called (and listed). Default deny: list every tool the route offers.'),
   rules: z
     .array(z.strictObject({ allow: z.string(), reason: z.string().optional() }))
     .default([])
     .describe('CEL rules every request must pass (claim → path rules, seed 004); also sees path and http_method.'),
   rate_limits: z.array(rateLimitSchema).default([]),
   allowed_origins: z.array(origin).default([]).describe('Browser origins allowed to call; a request with any other Origin gets 403.'),
-  max_body_bytes: z.number().int().positive().default(1_048_576),
+  max_body_bytes: z.number().int().positive().default(1_048_576).describe('Largest POST body; larger → 413.'),
+  max_json_depth: z
+    .number()
+    .int()
+    .min(2)
+    .max(1000)
+    .default(64)
+    .describe('Deepest nesting of arrays and objects in a message (the message is level 1); deeper → 400, JSON-RPC -32600.'),
   protocol_versions: z.array(z.string()).optional().describe('MCP-Protocol-Version values accepted; default 2025-03-26, 2025-06-18, 2025-11-25 and 2026-07-28.'),
   identity_headers: z
     .boolean()

@@ -181,6 +181,19 @@ export const authServerConfigSchema = z.strictObject({
       allowed_origins: z.array(z.string()).default([]).describe('Browser origins allowed to call metadata, registration, token, JWKS and revocation endpoints.'),
     })
     .prefault({}),
+  limits: z
+    .strictObject({
+      max_body_bytes: z.number().int().positive().default(64 * 1024).describe('Largest request body on any endpoint; larger → 413 invalid_request.'),
+      max_json_depth: z
+        .number()
+        .int()
+        .min(2)
+        .max(1000)
+        .default(32)
+        .describe('Deepest nesting of arrays and objects in a JSON body (registration, admin API); deeper → 400 invalid_client_metadata / invalid_request.'),
+    })
+    .prefault({})
+    .describe('Limits on request bodies.'),
   users: z.array(userSchema).default([]),
   clients: z.array(staticClientSchema).default([]),
   agents: z.array(staticAgentSchema).default([]).describe('AI agents: clients with an agent identity (client credentials, refresh, token exchange).'),

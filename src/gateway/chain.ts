@@ -34,7 +34,7 @@ export function routeChain(route: CompiledRoute, deps: ChainDependencies): Middl
     corsForOrigins(config.allowed_origins),
     // 3. Validation: Origin, Accept, size, JSON-RPC and MCP shape, protocol revision, standard
     //    headers. Cheapest refusals first; nothing below reads an unchecked request.
-    validateMcp({ allowedOrigins: config.allowed_origins, maxBodyBytes: config.max_body_bytes, protocolVersions: config.protocol_versions }) as unknown as MiddlewareHandler<GatewayEnv>,
+    validateMcp({ allowedOrigins: config.allowed_origins, maxBodyBytes: config.max_body_bytes, maxJsonDepth: config.max_json_depth, protocolVersions: config.protocol_versions }) as unknown as MiddlewareHandler<GatewayEnv>,
     // 4. Protection: the token (signature, iss, aud = this resource, exp/nbf, typ), the route's
     //    scopes and rules. Every decision below depends on who is calling.
     protect(route, deps.sessions),

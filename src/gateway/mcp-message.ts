@@ -58,21 +58,35 @@ const NAME_PARAMS: Record<string, 'name' | 'uri'> = {
 };
 
 const isObject = (value: unknown): value is Record<string, unknown> => typeof value === 'object' && value !== null && !Array.isArray(value);
-const validId = (id: unknown): id is string | number => typeof id === 'string' || (typeof id === 'number' && Number.isInteger(id));
+/**
+ * MCP ids are strings or integers, never null (MCP basic/index "Requests"). Integers beyond 2^53
+ * would come back from the upstream as a different number once the gateway re-serializes them.
+ */
+const validId = (id: unknown): id is string | number => typeof id === 'string' || (typeof id === 'number' && Number.isSafeInteger(id));
+
+/**
+ * MCP's notifications are all `notifications/…`. Anything else without an id is a request that
+ * dropped its id — a `tools/call` sent that way would run upstream while skipping everything the
+ * gateway decides for requests (tool authorization, rate limits, result filtering).
+ */
+const NOTIFICATION_PREFIX = 'notifications/';
 
 /**
  * Checks one JSON-RPC 2.0 message and types it. Batches are refused: MCP removed them in
- * 2025-06-18. Throws `JsonRpcError` -32600 with the reason.
+ * 2025-06-18 (2025-11-25 has none either). Throws `JsonRpcError` -32600 with the reason.
  */
 export function parseMcpMessage(body: unknown): McpMessage {
   if (Array.isArray(body)) throw new JsonRpcError(JSON_RPC_ERRORS.invalidRequest, 'JSON-RPC batches are not supported by MCP');
   if (!isObject(body) || body.jsonrpc !== '2.0') throw new JsonRpcError(JSON_RPC_ERRORS.invalidRequest, 'not a JSON-RPC 2.0 message');
   const id = body.id;
-  if (id !== undefined && id !== null && !validId(id)) throw new JsonRpcError(JSON_RPC_ERRORS.invalidRequest, 'id must be a string or an integer');
+  if (id !== undefined && !validId(id)) throw new JsonRpcError(JSON_RPC_ERRORS.invalidRequest, 'id must be a string or a (safe) integer, never null');
   if (body.params !== undefined && !isObject(body.params)) throw new JsonRpcError(JSON_RPC_ERRORS.invalidRequest, 'params must be an object', validId(id) ? id : null);
 
   if (typeof body.method === 'string') {
     if (body.method.length === 0) throw new JsonRpcError(JSON_RPC_ERRORS.invalidRequest, 'method must not be empty', validId(id) ? id : null);
+    if (id === undefined && !body.method.startsWith(NOTIFICATION_PREFIX)) {
+      throw new JsonRpcError(JSON_RPC_ERRORS.invalidRequest, `${body.method} without an id: only notifications/* may be sent as notifications`);
+    }
     const params = body.params as Record<string, unknown> | undefined;
     const message: McpMessage = { kind: validId(id) ? 'request' : 'notification', method: body.method, params };
     if (validId(id)) message.id = id;

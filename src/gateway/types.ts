@@ -33,6 +33,8 @@ export interface GatewayAuditEvent {
   /** Replaced by `args_sha256` when written: arguments are hashed, never logged. */
   arguments?: Record<string, unknown>;
   args_sha256?: string;
+  /** Set when the event could not be written in full (it is written anyway, with this reason). */
+  audit_error?: string;
   sub?: string;
   client_id?: string;
   act?: { sub: string; client_id?: string }[];

@@ -4,7 +4,7 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { after, before, describe, it } from 'node:test';
 import { parse, stringify } from 'yaml';
 import { needsRedis } from '../helpers/services.ts';
-import { mcpPost, startFakeIssuer, startScriptedUpstream, startTestGateway, toolCall, type TestGateway } from '../helpers/gateway.ts';
+import { mcpPost, startFakeIssuer, startScriptedUpstream, startTestGateway, toolCall, listedTools, type TestGateway } from '../helpers/gateway.ts';
 
 const until = async (check: () => boolean | Promise<boolean>, what: string) => {
   for (let i = 0; i < 100; i++) {
@@ -30,7 +30,7 @@ describe('gateway: audit log, metrics, hot reload', () => {
         upstream: upstream.url,
         resource: `${url}/mcp`,
         authorization_servers: [issuer.issuer],
-        tools: { transfer: { scopes: ['banking:transfer'] } },
+        tools: { ...listedTools(), transfer: { scopes: ['banking:transfer'] } },
       },
     ]);
     resource = `${gateway.url}/mcp`;
@@ -130,8 +130,8 @@ describe('gateway: audit log, metrics, hot reload', () => {
 
   it('hot reload: a valid new routes file takes effect; an invalid one is refused and the old routes stay', async () => {
     const config = parse(readFileSync(gateway.configFile, 'utf8')) as { routes: Record<string, unknown>[] };
-    // Valid change: transfer now needs nothing, so the earlier refusal becomes allowed.
-    config.routes[0]!.tools = {};
+    // Valid change: transfer now needs nothing (listed without a rule), so the earlier refusal becomes allowed.
+    config.routes[0]!.tools = listedTools();
     writeFileSync(gateway.configFile, stringify(config));
     await until(async () => (await mcpPost(resource, toolCall('transfer', { amount: 1 }, 106), headers)).status === 200, 'the reload');
     assert.ok(gateway.logs.some((line) => line.msg === 'gateway routes reloaded'));
@@ -204,7 +204,7 @@ describe('gateway: audit sink and global limits', () => {
     const issuer = await startFakeIssuer();
     const upstream = await startScriptedUpstream();
     const prefix = `mandate-test:${crypto.randomUUID()}`;
-    const route = () => [{ path: '/mcp', upstream: upstream.url, resource: 'https://shared.example/mcp', authorization_servers: [issuer.issuer], rate_limits: [{ name: 'global', key: ['subject' as const], limit: 2 }] }];
+    const route = () => [{ path: '/mcp', upstream: upstream.url, resource: 'https://shared.example/mcp', authorization_servers: [issuer.issuer], tools: listedTools(), rate_limits: [{ name: 'global', key: ['subject' as const], limit: 2 }] }];
     const a = await startTestGateway(route, { rate_limit_prefix: prefix });
     const b = await startTestGateway(route, { rate_limit_prefix: prefix });
     try {
@@ -223,7 +223,7 @@ describe('gateway: audit sink and global limits', () => {
     const issuer = await startFakeIssuer();
     const upstream = await startScriptedUpstream();
     const gateway = await startTestGateway(
-      () => [{ path: '/mcp', upstream: upstream.url, resource: 'https://closed.example/mcp', authorization_servers: [issuer.issuer], rate_limits: [{ name: 'global', key: ['subject' as const], limit: 10 }] }],
+      () => [{ path: '/mcp', upstream: upstream.url, resource: 'https://closed.example/mcp', authorization_servers: [issuer.issuer], tools: listedTools(), rate_limits: [{ name: 'global', key: ['subject' as const], limit: 10 }] }],
       {},
       { ...process.env, REDIS_URL: 'redis://127.0.0.1:1' },
     );

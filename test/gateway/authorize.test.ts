@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import { MCP_HEADERS, mcpPost, startFakeIssuer, startScriptedUpstream, startTestGateway, toolCall, type TestGateway } from '../helpers/gateway.ts';
+import { MCP_HEADERS, mcpPost, startFakeIssuer, startScriptedUpstream, startTestGateway, toolCall, listedTools, type TestGateway } from '../helpers/gateway.ts';
 
 describe('gateway: validation, tool authorization, throttling, upstream failures', () => {
   let issuer: Awaited<ReturnType<typeof startFakeIssuer>>;
@@ -39,8 +39,8 @@ describe('gateway: validation, tool authorization, throttling, upstream failures
         rate_limits: [{ name: 'echo-per-subject', key: ['subject', 'tool'], limit: 3, window_seconds: 60, tools: ['echo'] }],
         timeouts: { response_ms: 300 },
       },
-      { path: '/down', upstream: 'http://127.0.0.1:9', resource: `${url}/down`, authorization_servers: [issuer.issuer] },
-      { path: '/limited', upstream: upstream.url, resource: `${url}/limited`, authorization_servers: [issuer.issuer], rate_limits: [{ name: 'any-call', key: ['subject'], limit: 3 }] },
+      { path: '/down', upstream: 'http://127.0.0.1:9', resource: `${url}/down`, authorization_servers: [issuer.issuer], tools: listedTools() },
+      { path: '/limited', upstream: upstream.url, resource: `${url}/limited`, authorization_servers: [issuer.issuer], tools: listedTools(), rate_limits: [{ name: 'any-call', key: ['subject'], limit: 3 }] },
     ]);
     resource = `${gateway.url}/mcp`;
     token = (claims = {}) =>

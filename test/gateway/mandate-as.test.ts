@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { decodeJwt, postForm } from '../helpers/auth-server.ts';
 import { ACCESS_TOKEN_TYPE, AGENT_REDIRECT, R, auth, exchange, startDelegationServer, userToken } from '../helpers/delegation-server.ts';
-import { mcpPost, startScriptedUpstream, startTestGateway, toolCall, type TestGateway } from '../helpers/gateway.ts';
+import { mcpPost, startScriptedUpstream, startTestGateway, toolCall, listedTools, type TestGateway } from '../helpers/gateway.ts';
 
 /**
  * Flow B against Mandate's own authorization server: the agent's actor token, the user's subject
@@ -33,6 +33,7 @@ describe('gateway in front of an upstream, tokens from the Mandate authorization
         resource: R.gateway,
         authorization_servers: [as.issuer],
         // The gateway acts as the Todo MCP server's client here: R.gateway tokens name it in may_act.
+        tools: listedTools(),
         mediation: { client_id: 'mcp-server', client_secret_env: 'TEST_MCP_SECRET', resource: R.api, scope: 'banking:read' },
       },
       {
@@ -40,6 +41,7 @@ describe('gateway in front of an upstream, tokens from the Mandate authorization
         upstream: upstream.url,
         resource: R.gateway,
         authorization_servers: [as.issuer],
+        tools: listedTools(),
         token: { revocation_list: { client_id: 'mcp-server', client_secret_env: 'TEST_MCP_SECRET', poll_seconds: 1 } },
       },
     ]);

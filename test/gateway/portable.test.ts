@@ -5,7 +5,7 @@ import { gatewayApp } from '../../src/gateway/chain.ts';
 import { fetchForwarder } from '../../src/gateway/filters/proxy.ts';
 import { compileRoute, type CompiledRoute } from '../../src/gateway/route.ts';
 import type { GatewayAuditEvent } from '../../src/gateway/types.ts';
-import { MCP_HEADERS, startFakeIssuer, startScriptedUpstream, toolCall } from '../helpers/gateway.ts';
+import { MCP_HEADERS, listedTools, startFakeIssuer, startScriptedUpstream, toolCall } from '../helpers/gateway.ts';
 
 /**
  * The chain without Node's server: the Hono app with the portable fetch forwarder, as it would run
@@ -23,7 +23,7 @@ describe('gateway chain on the portable fetch forwarder', () => {
   before(async () => {
     issuer = await startFakeIssuer();
     upstream = await startScriptedUpstream();
-    const config = gatewayConfigSchema.parse({ routes: [{ path: '/mcp', upstream: upstream.url, resource, authorization_servers: [issuer.issuer], tools: { transfer: { scopes: ['banking:transfer'] } } }] });
+    const config = gatewayConfigSchema.parse({ routes: [{ path: '/mcp', upstream: upstream.url, resource, authorization_servers: [issuer.issuer], tools: { ...listedTools(), transfer: { scopes: ['banking:transfer'] } } }] });
     route = compileRoute(config.routes[0]!, 0, { env: {} });
     app = gatewayApp([route], { observer: { ready: () => undefined, record: (event) => void events.push(event) }, forwarder: fetchForwarder() });
     headers = { ...MCP_HEADERS, authorization: `Bearer ${await issuer.sign({ sub: 'alice', aud: resource, scope: 'banking:read' })}` };

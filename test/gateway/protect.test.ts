@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { createPublicKey, createSecretKey } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
 import { SignJWT, generateKeyPair } from 'jose';
-import { mcpPost, startFakeIssuer, startScriptedUpstream, startTestGateway, toolCall, type TestGateway } from '../helpers/gateway.ts';
+import { mcpPost, startFakeIssuer, startScriptedUpstream, startTestGateway, toolCall, listedTools, type TestGateway } from '../helpers/gateway.ts';
 
 const b64 = (value: unknown) => Buffer.from(JSON.stringify(value)).toString('base64url');
 
@@ -18,15 +18,16 @@ describe('gateway protection filter: tokens (RFC 6750, RFC 9068, RFC 9728)', () 
     upstream = await startScriptedUpstream();
     process.env.TEST_GW_INTROSPECT_SECRET = 'introspection-secret';
     gateway = await startTestGateway((url) => [
-      { path: '/mcp', upstream: upstream.url, resource: `${url}/mcp`, resource_name: 'Banking', authorization_servers: [issuer.issuer], scopes: ['banking:read'], tools: { transfer: { scopes: ['banking:transfer'] } } },
+      { path: '/mcp', upstream: upstream.url, resource: `${url}/mcp`, resource_name: 'Banking', authorization_servers: [issuer.issuer], scopes: ['banking:read'], tools: { ...listedTools(), transfer: { scopes: ['banking:transfer'] } } },
       {
         path: '/introspected',
         upstream: upstream.url,
         resource: `${url}/introspected`,
         authorization_servers: [issuer.issuer],
+        tools: listedTools(),
         token: { mode: 'introspection', introspection: { client_id: 'gateway', client_secret_env: 'TEST_GW_INTROSPECT_SECRET', negative_cache_seconds: 1 } },
       },
-      { path: '/rotating', upstream: upstream.url, resource: `${url}/rotating`, authorization_servers: [issuer.issuer], token: { jwks_min_refresh_seconds: 0 } },
+      { path: '/rotating', upstream: upstream.url, resource: `${url}/rotating`, authorization_servers: [issuer.issuer], token: { jwks_min_refresh_seconds: 0 }, tools: listedTools() },
     ]);
     resource = `${gateway.url}/mcp`;
     good = { sub: 'alice', aud: resource, client_id: 'agent-1', scope: 'banking:read' };

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import { mcpPost, startFakeIssuer, startScriptedUpstream, startTestGateway, toolCall, type TestGateway } from '../helpers/gateway.ts';
+import { mcpPost, startFakeIssuer, startScriptedUpstream, startTestGateway, toolCall, listedTools, type TestGateway } from '../helpers/gateway.ts';
 
 describe('gateway: forwarding and streaming', () => {
   let issuer: Awaited<ReturnType<typeof startFakeIssuer>>;
@@ -13,8 +13,8 @@ describe('gateway: forwarding and streaming', () => {
     issuer = await startFakeIssuer();
     upstream = await startScriptedUpstream();
     gateway = await startTestGateway((url) => [
-      { path: '/mcp', upstream: `${upstream.url}/`, rewrite: '/', resource: `${url}/mcp`, authorization_servers: [issuer.issuer], scopes: ['banking:read'] },
-      { path: '/identified', upstream: upstream.url, resource: `${url}/identified`, authorization_servers: [issuer.issuer], identity_headers: true },
+      { path: '/mcp', upstream: `${upstream.url}/`, rewrite: '/', resource: `${url}/mcp`, authorization_servers: [issuer.issuer], scopes: ['banking:read'], tools: listedTools() },
+      { path: '/identified', upstream: upstream.url, resource: `${url}/identified`, authorization_servers: [issuer.issuer], identity_headers: true, tools: listedTools() },
     ]);
     resource = `${gateway.url}/mcp`;
     token = await issuer.sign({ sub: 'alice', aud: resource, client_id: 'agent-1', scope: 'banking:read' });

@@ -101,6 +101,13 @@ export interface UpstreamRequest {
 export const UPSTREAM_TOOLS = ['read_balance', 'transfer', 'echo', 'stream', 'slow', 'fails', 'rpc_error'];
 
 /**
+ * Per-tool entries with no rule of their own (`{}`: the route's scopes suffice) for the scripted
+ * upstream's tools. `unlisted_tools` is deny by default, so a test route that calls tools lists
+ * them, exactly as a deployment must; this does not change any default.
+ */
+export const listedTools = (names: string[] = UPSTREAM_TOOLS): Record<string, Record<string, never>> => Object.fromEntries(names.map((name) => [name, {}]));
+
+/**
  * A scriptable MCP-shaped upstream with no auth of its own: it records what reached it and
  * answers tools/list, and tools/call for `echo` (JSON), `stream` (SSE with progress), `slow`,
  * `fails` (isError) and `rpc_error` (a JSON-RPC error).

@@ -31,7 +31,12 @@ describe('interop: MCP SDK v1/v2 clients and Inspector CLI through the gateway t
     issuer = await startFakeIssuer();
     everything = await startEverything();
     gateway = await startTestGateway((gatewayUrl) => [
-      { path: '/mcp', upstream: everything.url, resource: `${gatewayUrl}/mcp`, authorization_servers: [issuer.issuer], scopes: ['mcp:use'], tools: { 'get-env': { allow: 'false', reason: 'never expose the environment' } } },
+      { path: '/mcp', upstream: everything.url, resource: `${gatewayUrl}/mcp`, authorization_servers: [issuer.issuer], scopes: ['mcp:use'], tools: {
+          'get-env': { allow: 'false', reason: 'never expose the environment' },
+          // unlisted_tools is deny by default: the tools these clients call are listed.
+          ...Object.fromEntries(['echo', 'get-sum', 'trigger-long-running-operation', 'trigger-elicitation-request', 'trigger-sampling-request'].map((name) => [name, {}])),
+        },
+      },
     ]);
     url = `${gateway.url}/mcp`;
     token = await issuer.sign({ sub: 'alice', aud: url, client_id: 'interop', scope: 'mcp:use' });

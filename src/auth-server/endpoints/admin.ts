@@ -7,6 +7,7 @@ import type { ClientRecord } from '../../store/types.ts';
 import type { AppEnv, ServerContext } from '../context.ts';
 import { bearerToken } from '../bearer.ts';
 import { hashSecret } from '../hash.ts';
+import { readJsonObject } from '../json-body.ts';
 
 const agentPatch = z.strictObject({
   enabled: z.boolean().optional(),
@@ -61,7 +62,7 @@ export function adminEndpoints(app: Hono<AppEnv>, ctx: ServerContext, adminToken
 
   app.patch('/admin/api/agents/:id', async (c) => {
     const record = await findAgent(c);
-    const parsed = agentPatch.safeParse(await c.req.json().catch(() => undefined));
+    const parsed = agentPatch.safeParse(await readJsonObject(ctx, c, 'invalid_request'));
     if (!parsed.success) throw new OAuthError('invalid_request', `invalid change: ${parsed.error.issues[0]?.message}`);
     const change = parsed.data;
     const now = ctx.now();
@@ -93,8 +94,7 @@ export function adminEndpoints(app: Hono<AppEnv>, ctx: ServerContext, adminToken
 
   /** Adds or replaces a resource at runtime; other instances pick it up within a minute. */
   app.put('/admin/api/resources', async (c) => {
-    const body: unknown = await c.req.json().catch(() => undefined);
-    if (typeof body !== 'object' || body === null) throw new OAuthError('invalid_request', 'the body must be a JSON object describing the resource');
+    const body = await readJsonObject(ctx, c, 'invalid_request');
     const parsed = resourceSchema.safeParse(body);
     if (!parsed.success) {
       const issue = parsed.error.issues[0];

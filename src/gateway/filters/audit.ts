@@ -1,11 +1,12 @@
 import type { MiddlewareHandler } from 'hono';
 import type { CompiledRoute } from '../route.ts';
 import type { GatewayAuditEvent, GatewayEnv } from '../types.ts';
+import { GATEWAY_ERRORS, refuse } from './refuse.ts';
 
 /** Where audit events go: the sink applies backpressure instead of dropping (docs/gateway.md). */
 export interface GatewayObserver {
-  /** Undefined when there is room for another event; else resolves when there is. */
-  ready(): Promise<void> | undefined;
+  /** Undefined when there is room for another event; else resolves to whether room came in time. */
+  ready(): Promise<boolean> | undefined;
   record(event: GatewayAuditEvent): void;
 }
 
@@ -19,7 +20,7 @@ export interface GatewayObserver {
 export function auditRequests(route: CompiledRoute, observer: GatewayObserver): MiddlewareHandler<GatewayEnv> {
   return async function auditMiddleware(c, next) {
     const wait = observer.ready();
-    if (wait) await wait;
+    const room = wait ? await wait : true;
     const started = performance.now();
     const event: GatewayAuditEvent = {
       time: new Date().toISOString(),
@@ -54,6 +55,13 @@ export function auditRequests(route: CompiledRoute, observer: GatewayObserver): 
       event.latency_ms = Math.round((performance.now() - started) * 1000) / 1000;
       observer.record(event);
     };
+    if (!room) {
+      // The sink is not keeping up: refuse rather than forward a call whose event may be lost.
+      const response = refuse(c, { status: 503, code: GATEWAY_ERRORS.unavailable, message: 'the gateway is overloaded, retry later', rejection: 'audit_unavailable', reason: 'the audit sink had no room in time', decision: 'error', headers: { 'Retry-After': '1' } });
+      event.status = 503;
+      complete();
+      return response;
+    }
     try {
       await next();
     } catch (error) {

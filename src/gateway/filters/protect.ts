@@ -9,10 +9,17 @@ import type { TokenClaims } from '../token-validator.ts';
 import type { GatewayEnv, Principal } from '../types.ts';
 import { celVariables, scopeChallenge } from './authorize.ts';
 import { GATEWAY_ERRORS, refuse } from './refuse.ts';
-import { requestHeader } from '../headers.ts';
+import { credentialRepeated, requestHeader } from '../headers.ts';
+import { JSON_RPC_ERRORS } from '../mcp-message.ts';
 
 /** RFC 6750 §2.1 (b64token). Query and form tokens are not accepted: they end up in logs. */
 const BEARER = /^Bearer +([A-Za-z0-9\-._~+/]+=*) *$/i;
+
+/** RFC 6750 §2.3's query parameter, refused here: query tokens end up in logs and history. */
+const hasQueryToken = (url: string): boolean => {
+  const query = url.indexOf('?');
+  return query >= 0 && new URLSearchParams(url.slice(query + 1)).has('access_token');
+};
 
 /** Principals by their (cached, frozen) claims: a token seen again costs no work here either. */
 const principals = new WeakMap<TokenClaims, Principal>();
@@ -59,6 +66,12 @@ export function protect(route: CompiledRoute, sessions?: SessionBindings): Middl
         headers: { 'WWW-Authenticate': scopeChallenge(route, neededScopes(), error) },
       });
 
+    // RFC 6750 §3.1: a request with more than one credential is invalid_request (400), whichever
+    // would be used: two Authorization headers, or a header and an access_token query parameter.
+    const several = credentialRepeated(c, 'authorization') ? 'two Authorization headers' : hasQueryToken(c.req.url) ? 'access_token in the query (only the Authorization header is accepted)' : undefined;
+    if (several) {
+      return refuse(c, { status: 400, code: JSON_RPC_ERRORS.invalidRequest, message: 'send the access token once, in the Authorization header', rejection: 'invalid_request', reason: several, headers: { 'WWW-Authenticate': `Bearer resource_metadata="${route.metadataUrl}", error="invalid_request"` } });
+    }
     const header = requestHeader(c, 'authorization');
     if (!header) return unauthorized('no_token', 'no Authorization header');
     const token = BEARER.exec(header)?.[1];

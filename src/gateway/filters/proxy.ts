@@ -12,6 +12,24 @@ const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'proxy-connection', 'pro
 const NOT_FORWARDED = new Set([...HOP_BY_HOP, 'host', 'content-length']);
 /** The caller's credentials are for the gateway: never forwarded (no token passthrough). */
 const CREDENTIALS = new Set(['authorization', 'cookie']);
+/**
+ * Client-address headers that proxies and CDNs set: from a caller they are forged, and an
+ * upstream that trusts them would log, limit or allow by an address the caller chose.
+ */
+const CLIENT_ADDRESS = new Set(['x-real-ip', 'cf-connecting-ip', 'true-client-ip', 'x-client-ip', 'x-cluster-client-ip', 'fastly-client-ip', 'forwarded']);
+
+/** RFC 9110 §7.6.1: the fields a Connection header names are hop-by-hop for this message too. */
+function connectionNamed(incoming: [string, string | string[] | undefined][]): Set<string> | undefined {
+  let named: Set<string> | undefined;
+  for (const [name, value] of incoming) {
+    if (value === undefined || name.toLowerCase() !== 'connection') continue;
+    for (const token of (Array.isArray(value) ? value.join(',') : value).split(',')) {
+      const field = token.trim().toLowerCase();
+      if (field) (named ??= new Set()).add(field);
+    }
+  }
+  return named;
+}
 
 export interface UpstreamTarget {
   /** The upstream's origin, e.g. http://localhost:8000 (one keep-alive pool each). */
@@ -46,6 +64,11 @@ export class UpstreamError extends Error {
   constructor(readonly status: 502 | 504, readonly rejection: 'upstream_unavailable' | 'upstream_timeout', message: string) {
     super(message);
   }
+
+  /** What the client is told: internal addresses and error text stay in the audit log. */
+  get publicMessage(): string {
+    return this.status === 504 ? 'the upstream server did not answer in time' : 'the upstream server is unavailable';
+  }
 }
 
 const TIMEOUT_CODES = new Set(['UND_ERR_CONNECT_TIMEOUT', 'UND_ERR_HEADERS_TIMEOUT', 'ETIMEDOUT', 'TimeoutError']);
@@ -59,14 +82,16 @@ export function upstreamError(error: unknown): UpstreamError {
 }
 
 /**
- * Headers for the upstream: the caller's, minus hop-by-hop, credentials and anything claiming to
- * be the gateway's (`X-Mandate-*`, `X-Forwarded-*`), plus forwarding info (RFC 7239).
+ * Headers for the upstream: the caller's, minus hop-by-hop (fixed and those named in Connection),
+ * credentials and anything claiming to be the gateway's or a proxy's (`X-Mandate-*`,
+ * `X-Forwarded-*`, `X-Real-IP`, …), plus forwarding info the gateway sets itself.
  */
-export function upstreamHeaders(incoming: Iterable<[string, string | string[] | undefined]>, info: { authorization?: string; host: string; proto: string; peer?: string; requestId?: string }): Record<string, string> {
+export function upstreamHeaders(incoming: [string, string | string[] | undefined][], info: { authorization?: string; host: string; proto: string; peer?: string; requestId?: string }): Record<string, string> {
   const out: Record<string, string> = {};
+  const named = connectionNamed(incoming);
   for (const [rawName, value] of incoming) {
     const name = rawName.toLowerCase();
-    if (value === undefined || NOT_FORWARDED.has(name) || CREDENTIALS.has(name) || name.startsWith('x-forwarded-') || name === 'forwarded' || name.startsWith('x-mandate-')) continue;
+    if (value === undefined || NOT_FORWARDED.has(name) || CREDENTIALS.has(name) || CLIENT_ADDRESS.has(name) || name.startsWith('x-forwarded-') || name.startsWith('x-mandate-') || named?.has(name)) continue;
     out[name] = Array.isArray(value) ? value.join(', ') : value;
   }
   if (info.authorization) out.authorization = info.authorization;
@@ -136,7 +161,7 @@ export function proxy(route: RouteConfig, forwarder: Forwarder, sessions?: Sessi
       });
     } catch (error) {
       const failure = error instanceof UpstreamError ? error : upstreamError(error);
-      return refuse(c, { status: failure.status, code: GATEWAY_ERRORS.unavailable, message: failure.message, rejection: failure.rejection, decision: 'error' });
+      return refuse(c, { status: failure.status, code: GATEWAY_ERRORS.unavailable, message: failure.publicMessage, rejection: failure.rejection, reason: failure.message, decision: 'error' });
     }
   };
 }

@@ -1,6 +1,7 @@
 import type { Context, MiddlewareHandler } from 'hono';
 import { refuse as refuseWith } from './refuse.ts';
 import { requestHeader } from '../headers.ts';
+import { JsonLimitError, parseJsonWithin } from '../../core/json-limits.ts';
 import { JSON_RPC_ERRORS, JsonRpcError, PROTOCOL_STATELESS, PROTOCOL_WITH_SESSIONS, checkStandardHeaders, parseMcpMessage, type McpMessage } from '../mcp-message.ts';
 
 /**
@@ -13,6 +14,8 @@ export interface ValidateOptions {
   allowedOrigins: string[];
   /** Largest POST body, in bytes. */
   maxBodyBytes: number;
+  /** Deepest nesting of arrays and objects in a POST body (the message itself is level 1); default 64. */
+  maxJsonDepth?: number;
   /** Protocol revisions accepted in MCP-Protocol-Version. */
   protocolVersions?: string[];
 }
@@ -21,7 +24,10 @@ export interface ValidateOptions {
 export interface McpRequestContext {
   /** Undefined for GET (the SSE stream) and DELETE (end of session). */
   message?: McpMessage;
-  /** The raw body, to forward unchanged. */
+  /**
+   * The body to forward: the validated message serialized again, never the raw bytes, so the
+   * upstream cannot read duplicate keys or other parser leeway differently than the gateway did.
+   */
   body?: string;
   protocolVersion: string;
   sessionId?: string;
@@ -120,6 +126,8 @@ const DEFAULT_PROTOCOL = '2025-03-26';
 
 export function validateMcp(options: ValidateOptions): MiddlewareHandler<{ Variables: ValidateVariables }> {
   if (!(options.maxBodyBytes > 0)) throw new Error('validateMcp: maxBodyBytes must be positive');
+  const limits = { maxDepth: options.maxJsonDepth ?? 64 };
+  if (!(limits.maxDepth > 0)) throw new Error('validateMcp: maxJsonDepth must be positive');
   for (const origin of options.allowedOrigins) {
     if (origin !== new URL(origin).origin) throw new Error(`validateMcp: ${origin} is not an origin (scheme://host[:port])`);
   }
@@ -162,14 +170,17 @@ export function validateMcp(options: ValidateOptions): MiddlewareHandler<{ Varia
 
     let json: unknown;
     try {
-      json = JSON.parse(body);
-    } catch {
-      return refuse(400, JSON_RPC_ERRORS.parseError, 'the body is not JSON', 'malformed');
+      json = parseJsonWithin(body, limits);
+    } catch (error) {
+      if (!(error instanceof JsonLimitError)) throw error;
+      if (error.kind === 'syntax') return refuseWith(c, { status: 400, code: JSON_RPC_ERRORS.parseError, message: 'the body is not JSON', rejection: 'malformed', reason: error.message });
+      return refuseWith(c, { status: 400, code: JSON_RPC_ERRORS.invalidRequest, message: 'the message exceeds the limits of this gateway', rejection: error.kind === 'depth' ? 'json_too_deep' : 'malformed', reason: error.message });
     }
     try {
       const message = parseMcpMessage(json);
       checkStandardHeaders(message, { method: requestHeader(c, 'mcp-method'), name: requestHeader(c, 'mcp-name') }, protocolVersion);
-      c.set('mcp', { message, body, protocolVersion, sessionId });
+      // What the gateway checked is what the upstream reads (duplicate keys: the last one wins here).
+      c.set('mcp', { message, body: JSON.stringify(json), protocolVersion, sessionId });
     } catch (error) {
       if (!(error instanceof JsonRpcError)) throw error;
       return refuse(error.status, error.code, error.message, error.code === JSON_RPC_ERRORS.headerMismatch ? 'header_mismatch' : 'malformed', error.id);

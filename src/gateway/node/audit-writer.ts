@@ -20,18 +20,29 @@ export interface AuditWriterOptions {
   onDropped?: (count: number) => void;
 }
 
-/** One JSONL line per event; the arguments are replaced by their SHA-256, never written. */
+/**
+ * One JSONL line per event; the arguments are replaced by their SHA-256, never written. Never
+ * throws: an event whose arguments cannot be serialized (the validation filter's depth limit
+ * should make that impossible) is still written, with the fields that can be and the reason.
+ */
 export function auditLine(event: GatewayAuditEvent): string {
   const { arguments: args, ...rest } = event;
-  if (args !== undefined) rest.args_sha256 = createHash('sha256').update(JSON.stringify(args)).digest('hex');
-  return `${JSON.stringify(rest)}\n`;
+  try {
+    if (args !== undefined) rest.args_sha256 = createHash('sha256').update(JSON.stringify(args)).digest('hex');
+    return `${JSON.stringify(rest)}\n`;
+  } catch (error) {
+    const { time, request_id, route, http_method, protocol_version, kind, method, tool, sub, client_id, decision, rejection, status, latency_ms } = event;
+    const safe = { time, request_id, route, http_method, protocol_version, kind, method, tool, sub, client_id, decision, rejection, status, latency_ms };
+    return `${JSON.stringify({ ...safe, audit_error: `the event could not be serialized in full: ${(error as Error).message}` })}\n`;
+  }
 }
 
 /**
  * The audit sink: events are appended to a JSONL file (rotated at `maxBytes`, `keep` old files)
  * and/or stdout, in batches — one write per batch, not per request. Nothing is dropped silently:
- * when the buffer is full, requests wait for the writer (backpressure); only an event that has
- * waited `maxWaitMs` in vain is dropped, and then it is counted and logged.
+ * when the buffer is full, requests wait for the writer (backpressure); a request that has
+ * waited `maxWaitMs` in vain is refused (503) rather than forwarded unrecorded, and its own
+ * event, if the buffer is still over twice full, is dropped, counted and logged.
  */
 export class AuditWriter {
   private buffer: string[] = [];
@@ -51,13 +62,17 @@ export class AuditWriter {
     this.size = (await stat(this.options.file)).size;
   }
 
-  ready(): Promise<void> | undefined {
+  /**
+   * Undefined when there is room; else a promise of whether room came within `maxWaitMs`. On
+   * false the request is refused: a call is never forwarded without its event being recordable.
+   */
+  ready(): Promise<boolean> | undefined {
     if (this.buffer.length < this.options.bufferEvents) return undefined;
-    return new Promise<void>((resolve) => {
-      const timer = setTimeout(resolve, this.options.maxWaitMs ?? 5_000);
+    return new Promise<boolean>((resolve) => {
+      const timer = setTimeout(() => resolve(this.buffer.length < this.options.bufferEvents), this.options.maxWaitMs ?? 5_000);
       this.waiters.push(() => {
         clearTimeout(timer);
-        resolve();
+        resolve(true);
       });
     });
   }
