@@ -38,8 +38,11 @@ export function assertValidRedirectUri(uri: string): void {
 }
 
 /**
- * Exact matching of a requested redirect URI against the registered ones, except that the port of
- * an http loopback URI may vary (RFC 8252 §7.3): native apps bind an ephemeral port.
+ * Exact matching of a requested redirect URI against the registered ones (OAuth 2.1 §2.3.1,
+ * RFC 9700 §4.1.3), except that the port of an http loopback URI may vary (RFC 8252 §7.3): native
+ * apps bind an ephemeral port. Only the port may differ: the requested string must equal the
+ * registered URI with its port replaced, so no other spelling (`127.1`, `/x/../cb`, `HTTP:`)
+ * that a URL parser would normalize to the same place is accepted.
  */
 export function matchRedirectUri(requested: string, registered: readonly string[]): boolean {
   if (registered.includes(requested)) return true;
@@ -48,20 +51,7 @@ export function matchRedirectUri(requested: string, registered: readonly string[
   return registered.some((candidate) => {
     const reg = parse(candidate);
     if (!reg || !isLoopbackHttp(reg)) return false;
-    return (
-      reg.hostname === req.hostname &&
-      reg.pathname === req.pathname &&
-      reg.search === req.search &&
-      !req.username &&
-      !req.password &&
-      // Compare the serialized forms with the ports removed, so nothing else may differ.
-      withoutPort(reg) === withoutPort(req)
-    );
+    reg.port = req.port;
+    return reg.href === requested;
   });
-}
-
-function withoutPort(url: URL): string {
-  const copy = new URL(url.href);
-  copy.port = '';
-  return copy.href;
 }
