@@ -1,5 +1,5 @@
 import { after, before, describe } from 'node:test';
-import { SignJWT, exportJWK, generateKeyPair } from 'jose';
+import { exportJWK, generateKeyPair } from 'jose';
 import { createHmac, createPublicKey } from 'node:crypto';
 import { mcpPost, startFakeIssuer, startScriptedUpstream, startTestGateway, toolCall, type TestGateway } from '../helpers/gateway.ts';
 import { gatewayAudit, rpc, runCases, type AttackCase } from './runner.ts';
