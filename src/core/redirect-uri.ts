@@ -17,7 +17,8 @@ export function isLoopbackHttp(url: URL): boolean {
 
 /**
  * Registration-time rules for a redirect URI (OAuth 2.1 §2.3.1, RFC 8252 §7): absolute, no
- * fragment; https, or http on a loopback host, or a private-use scheme in reverse-domain form.
+ * fragment, no wildcard; https, or http on a loopback host, or a private-use scheme in
+ * reverse-domain form.
  * Throws `invalid_redirect_uri` (RFC 7591 §3.2.2).
  */
 export function assertValidRedirectUri(uri: string): void {
@@ -27,6 +28,8 @@ export function assertValidRedirectUri(uri: string): void {
   };
   if (!url) return fail('is not an absolute URI');
   if (url.hash || uri.includes('#')) fail('must not contain a fragment');
+  // RFC 9700 §2.1: no patterns. Matching is exact anyway; a `*` only misleads the registrant.
+  if (uri.includes('*')) fail('must not contain a wildcard');
   if (FORBIDDEN_SCHEMES.has(url.protocol)) fail(`uses the forbidden scheme ${url.protocol}`);
   if (url.protocol === 'https:') return;
   if (url.protocol === 'http:') {
