@@ -25,9 +25,9 @@ export interface AttackCase {
 }
 
 /** Where a case's audit event is found: everything recorded after `mark()`. */
-export interface AuditProbe {
-  mark(): Promise<number>;
-  since(mark: number): Promise<{ kind: string; error?: string; reason?: string; raw: Record<string, unknown> }[]>;
+export interface AuditProbe<M = number> {
+  mark(): Promise<M>;
+  since(mark: M): Promise<{ kind: string; error?: string; reason?: string; raw: Record<string, unknown> }[]>;
 }
 
 /** The AS audit log: events after the highest id seen before the attack, refusals only. */
@@ -45,6 +45,14 @@ export function asAudit(as: () => TestAuthServer): AuditProbe {
         .reverse()
         .map((e) => ({ kind: e.type, error: e.error, reason: e.reason, raw: e as unknown as Record<string, unknown> }));
     },
+  };
+}
+
+/** Several audit logs at once (a case that may reach either of two servers). */
+export function combinedAudit(probes: AuditProbe[]): AuditProbe<number[]> {
+  return {
+    mark: () => Promise.all(probes.map((p) => p.mark())),
+    since: async (marks) => (await Promise.all(probes.map((p, i) => p.since(marks[i]!)))).flat(),
   };
 }
 
@@ -67,7 +75,7 @@ export function gatewayAudit(gateway: () => TestGateway): AuditProbe {
  * Registers one test per case. Each asserts the status, the error code, and that exactly one
  * refusal was audited for the request, with the expected reason. Cases run in order, one at a time.
  */
-export function runCases(cases: AttackCase[], probe: AuditProbe): void {
+export function runCases<M>(cases: AttackCase[], probe: AuditProbe<M>): void {
   for (const c of cases) {
     it(`${c.status} ${c.error}: ${c.name}`, async () => {
       const mark = await probe.mark();
