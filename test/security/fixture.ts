@@ -15,7 +15,7 @@ export const SECRETS = {
  * configured clients, so cases need no registration: `web` (client_secret_basic), `post`
  * (client_secret_post), `spa` (public, PKCE) and `machine` (client credentials only).
  */
-export async function startSuiteServer(overrides: Record<string, unknown> = {}): Promise<TestAuthServer> {
+export async function startSuiteServer(overrides: Record<string, unknown> = {}, extraClients: Record<string, unknown>[] = []): Promise<TestAuthServer> {
   process.env.SECURITY_WEB_SECRET = SECRETS.web;
   process.env.SECURITY_POST_SECRET = SECRETS.post;
   process.env.SECURITY_MACHINE_SECRET = SECRETS.machine;
@@ -27,6 +27,7 @@ export async function startSuiteServer(overrides: Record<string, unknown> = {}):
       { client_id: 'post', client_secret_env: 'SECURITY_POST_SECRET', token_endpoint_auth_method: 'client_secret_post', redirect_uris },
       { client_id: 'spa', token_endpoint_auth_method: 'none', redirect_uris },
       { client_id: 'machine', client_secret_env: 'SECURITY_MACHINE_SECRET', grant_types: ['client_credentials'] },
+      ...extraClients,
     ],
     ...overrides,
   } as never);
