@@ -34,8 +34,9 @@ export function createMetadataDocumentResolver(options: Options, now: () => numb
   async function fetchDocument(clientId: string): Promise<{ client: Client; maxAge: number }> {
     const url = safeUrl(clientId);
     if (!url) return refuse('client_id is not a URL');
-    // The draft requires a path, and forbids fragments, credentials and dot segments.
-    if (url.pathname === '/' || url.hash || url.username || url.password || /\/\.\.?(\/|$)/.test(url.pathname)) {
+    // The draft requires a path, and forbids fragments, credentials and dot segments. Dot segments
+    // (also percent-encoded) are looked for in the client_id as given: URL parsing removes them.
+    if (url.pathname === '/' || url.hash || url.username || url.password || /\/(\.|%2e){1,2}([/?#]|$)/i.test(clientId)) {
       return refuse('client_id URL must have a path and no fragment, credentials or dot segments');
     }
     const response = await guardedFetch(url, {

@@ -17,7 +17,8 @@ export function isLoopbackHttp(url: URL): boolean {
 
 /**
  * Registration-time rules for a redirect URI (OAuth 2.1 §2.3.1, RFC 8252 §7): absolute, no
- * fragment; https, or http on a loopback host, or a private-use scheme in reverse-domain form.
+ * fragment, no wildcard; https, or http on a loopback host, or a private-use scheme in
+ * reverse-domain form.
  * Throws `invalid_redirect_uri` (RFC 7591 §3.2.2).
  */
 export function assertValidRedirectUri(uri: string): void {
@@ -27,6 +28,8 @@ export function assertValidRedirectUri(uri: string): void {
   };
   if (!url) return fail('is not an absolute URI');
   if (url.hash || uri.includes('#')) fail('must not contain a fragment');
+  // RFC 9700 §2.1: no patterns. Matching is exact anyway; a `*` only misleads the registrant.
+  if (uri.includes('*')) fail('must not contain a wildcard');
   if (FORBIDDEN_SCHEMES.has(url.protocol)) fail(`uses the forbidden scheme ${url.protocol}`);
   if (url.protocol === 'https:') return;
   if (url.protocol === 'http:') {
@@ -38,8 +41,11 @@ export function assertValidRedirectUri(uri: string): void {
 }
 
 /**
- * Exact matching of a requested redirect URI against the registered ones, except that the port of
- * an http loopback URI may vary (RFC 8252 §7.3): native apps bind an ephemeral port.
+ * Exact matching of a requested redirect URI against the registered ones (OAuth 2.1 §2.3.1,
+ * RFC 9700 §4.1.3), except that the port of an http loopback URI may vary (RFC 8252 §7.3): native
+ * apps bind an ephemeral port. Only the port may differ: the requested string must equal the
+ * registered URI with its port replaced, so no other spelling (`127.1`, `/x/../cb`, `HTTP:`)
+ * that a URL parser would normalize to the same place is accepted.
  */
 export function matchRedirectUri(requested: string, registered: readonly string[]): boolean {
   if (registered.includes(requested)) return true;
@@ -48,20 +54,7 @@ export function matchRedirectUri(requested: string, registered: readonly string[
   return registered.some((candidate) => {
     const reg = parse(candidate);
     if (!reg || !isLoopbackHttp(reg)) return false;
-    return (
-      reg.hostname === req.hostname &&
-      reg.pathname === req.pathname &&
-      reg.search === req.search &&
-      !req.username &&
-      !req.password &&
-      // Compare the serialized forms with the ports removed, so nothing else may differ.
-      withoutPort(reg) === withoutPort(req)
-    );
+    reg.port = req.port;
+    return reg.href === requested;
   });
-}
-
-function withoutPort(url: URL): string {
-  const copy = new URL(url.href);
-  copy.port = '';
-  return copy.href;
 }

@@ -42,7 +42,10 @@ export function adminEndpoints(app: Hono<AppEnv>, ctx: ServerContext, adminToken
   app.use('/admin/api/*', async (c, next) => {
     const token = bearerToken(c);
     if (!token || !constantTimeEqual(hashSecret(token), expected)) {
-      throw new OAuthError('invalid_token', 'an admin token is required', { headers: { 'WWW-Authenticate': 'Bearer realm="mandate-admin"' } });
+      throw new OAuthError('invalid_token', 'an admin token is required', {
+        reason: token ? 'wrong admin token' : 'no bearer token',
+        headers: { 'WWW-Authenticate': 'Bearer realm="mandate-admin"' },
+      });
     }
     await next();
   });

@@ -28,7 +28,18 @@ import { loginPage } from '../pages/login.ts';
  */
 export function interactionEndpoints(app: Hono<AppEnv>, ctx: ServerContext) {
   const loginAttempts = attemptLimiter({ attempts: 10, perSeconds: 300 });
-  const expired = (c: Context) => errorPage(c, 'invalid_request', 'This sign-in request has expired or belongs to another browser.', 400);
+  /** A refused page request: audited with the detail (STYLE 5), a generic page for the user. */
+  const refusePage = (c: Context, status: 400 | 403, description: string, reason: string, clientId?: string) => {
+    ctx.audit.record({ at: ctx.now(), type: 'interaction.refused', outcome: 'failure', clientId, error: 'invalid_request', reason: `${c.req.method} ${c.req.path}: ${reason}` });
+    return errorPage(c, 'invalid_request', description, status);
+  };
+  const expired = async (c: Context, why?: string) => {
+    const known = await ctx.cache.get<Interaction>(`interaction:${c.req.param('id') ?? ''}`);
+    const reason = why ?? (known ? 'the interaction is bound to another browser' : 'unknown or expired interaction');
+    return refusePage(c, 400, 'This sign-in request has expired or belongs to another browser.', reason, known?.clientId);
+  };
+  const csrfFailed = (c: Context, interaction: Interaction) =>
+    refusePage(c, 403, 'The form was not sent by this page (CSRF check failed).', 'CSRF token mismatch', interaction.clientId);
 
   const clientName = async (clientId: string) => (await ctx.findClient(clientId))?.metadata.client_name ?? clientId;
 
@@ -101,7 +112,7 @@ export function interactionEndpoints(app: Hono<AppEnv>, ctx: ServerContext) {
     const interaction = await loadInteraction(ctx, c, c.req.param('id'));
     if (!interaction) return expired(c);
     const { ok, form } = await csrfOk(c, interaction);
-    if (!ok) return errorPage(c, 'invalid_request', 'The form was not sent by this page (CSRF check failed).', 403);
+    if (!ok) return csrfFailed(c, interaction);
     const username = typeof form.username === 'string' ? form.username.trim() : '';
     const password = typeof form.password === 'string' ? form.password : '';
     const again = async (error: string) =>
@@ -129,9 +140,9 @@ export function interactionEndpoints(app: Hono<AppEnv>, ctx: ServerContext) {
   const signedInForm = async (c: Context) => {
     const interaction = await loadInteraction(ctx, c, c.req.param('id') ?? '');
     const session = await currentSession(ctx, c);
-    if (!interaction || !session) return { refused: expired(c) };
+    if (!interaction || !session) return { refused: await expired(c, interaction && 'no signed-in session') };
     const { ok, form } = await csrfOk(c, interaction);
-    if (!ok) return { refused: errorPage(c, 'invalid_request', 'The form was not sent by this page (CSRF check failed).', 403) };
+    if (!ok) return { refused: await csrfFailed(c, interaction) };
     return { interaction, session, form };
   };
 
