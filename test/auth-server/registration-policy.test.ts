@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { createServer, type Server } from 'node:http';
 import { after, before, describe, it } from 'node:test';
 import { exportJWK, generateKeyPair } from 'jose';
+import { FormBrowser } from '../helpers/browser-driver.ts';
 import { basic, decodeJwt, freePort, pkcePair, postForm, startTestAuthServer, type TestAuthServer } from '../helpers/auth-server.ts';
 import type { AuthServerConfigInput } from '../../src/config/schema.ts';
 import { hashSecret } from '../../src/auth-server/hash.ts';
@@ -95,6 +96,28 @@ describe('registration policy: default deny (item 1)', () => {
       const event = await audited(allow, 'token.refused', agent.json.client_id);
       assert.equal(event.error, 'invalid_scope');
       assert.equal(event.reason, 'registration policy withholds banking:transfer: not in registration.allowed_scopes');
+    } finally {
+      await allow.close();
+    }
+  });
+
+  it('an MCP client asking for every scope of a resource signs in with the allowed ones only (RFC 6749 §3.3)', async () => {
+    const allow = await start({ allowed_scopes: ['banking:read'] });
+    try {
+      // As MCP Inspector does: register, then ask for every scope the resource metadata lists.
+      const client = await post(`${allow.issuer}/register`, { client_name: 'Inspector-like', redirect_uris: ['http://127.0.0.1:4000/cb'], token_endpoint_auth_method: 'none', scope: 'banking:read banking:transfer' });
+      assert.equal(client.json.scope, 'banking:read');
+      const { verifier, challenge } = pkcePair();
+      const url = `${allow.issuer}/authorize?${new URLSearchParams({ response_type: 'code', client_id: client.json.client_id, redirect_uri: 'http://127.0.0.1:4000/cb', code_challenge: challenge, code_challenge_method: 'S256', resource: GATEWAY, scope: 'banking:read banking:transfer', state: 's' })}`;
+      const browser = new FormBrowser(allow.issuer);
+      const back = await browser.authorize(url);
+      const consent = browser.pages.find((p) => p.html.includes('name="decision"'))!;
+      assert.match(consent.html, /banking:read/);
+      assert.doesNotMatch(consent.html, /banking:transfer/, 'the person is not asked for what the client cannot get');
+      const token = await postForm(`${allow.issuer}/token`, { grant_type: 'authorization_code', code: back.searchParams.get('code')!, code_verifier: verifier, redirect_uri: 'http://127.0.0.1:4000/cb', client_id: client.json.client_id });
+      assert.equal(token.status, 200, token.text);
+      assert.equal(decodeJwt(token.json.access_token as string).scope, 'banking:read');
+      assert.equal((await audited(allow, 'scope.withheld', client.json.client_id)).reason, 'registration policy withholds banking:transfer: not in registration.allowed_scopes');
     } finally {
       await allow.close();
     }
