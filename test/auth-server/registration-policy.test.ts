@@ -3,6 +3,7 @@ import { createServer, type Server } from 'node:http';
 import { after, before, describe, it } from 'node:test';
 import { exportJWK, generateKeyPair } from 'jose';
 import { FormBrowser } from '../helpers/browser-driver.ts';
+import { AGENT_REDIRECT, R, auth, exchange, startDelegationServer, userToken } from '../helpers/delegation-server.ts';
 import { basic, decodeJwt, freePort, pkcePair, postForm, startTestAuthServer, type TestAuthServer } from '../helpers/auth-server.ts';
 import type { AuthServerConfigInput } from '../../src/config/schema.ts';
 import { hashSecret } from '../../src/auth-server/hash.ts';
@@ -161,6 +162,34 @@ describe('registration policy: default deny (item 1)', () => {
     assert.equal(new URL(res.headers.get('location')!).searchParams.get('error'), 'invalid_scope');
     const event = await audited(as, 'authorize.refused', client.json.client_id);
     assert.equal(event.reason, 'registration policy withholds banking:read: no registration.allowed_scopes, so self-registered clients get no resource scopes');
+  });
+});
+
+describe('registration policy: a self-registered agent as the actor of a token exchange (item 1)', () => {
+  let as: TestAuthServer & { adminToken: string };
+  before(async () => {
+    as = await startDelegationServer();
+  });
+  after(async () => as.close());
+
+  it('cannot take a scope the allowlist does not grant, even from a token a person made out to it', async () => {
+    const agent = await anonymousAgent(as, { grant_types: ['authorization_code', TOKEN_EXCHANGE], redirect_uris: ['https://agent.example/cb'] });
+    assert.equal(agent.status, 201, JSON.stringify(agent.json));
+    // A resource whose tokens name the new agent in may_act, so the person's token is made out to it.
+    const handoff = 'https://handoff.example.test';
+    const created = await fetch(`${as.issuer}/admin/api/resources`, {
+      method: 'PUT',
+      headers: { authorization: `Bearer ${as.adminToken}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ id: handoff, name: 'Hand-off', scopes: BANKING, may_act: { client_id: agent.json.client_id } }),
+    });
+    assert.equal(created.status, 201, await created.text());
+    const { token } = await userToken(as, { clientId: 'sample-agent', redirectUri: AGENT_REDIRECT, resource: handoff, scope: 'banking:read banking:transfer', clientAuth: auth.agent });
+    const res = await exchange(as, { subject_token: token.access_token, resource: R.agent, scope: 'banking:transfer' }, { authorization: basic(agent.json.client_id, agent.json.client_secret) });
+    assert.equal(res.status, 400);
+    assert.equal(res.json.error, 'invalid_scope');
+    const event = await audited(as, 'token.exchange_refused', agent.json.client_id);
+    assert.equal(event.error, 'invalid_scope');
+    assert.equal(event.reason, 'registration policy withholds banking:transfer: no registration.allowed_scopes, so self-registered clients get no resource scopes');
   });
 });
 
