@@ -2,6 +2,8 @@ import assert from 'node:assert/strict';
 import { createServer, type Server } from 'node:http';
 import { after, before, describe, it } from 'node:test';
 import { exportJWK, generateKeyPair } from 'jose';
+import { FormBrowser } from '../helpers/browser-driver.ts';
+import { AGENT_REDIRECT, R, auth, exchange, startDelegationServer, userToken } from '../helpers/delegation-server.ts';
 import { basic, decodeJwt, freePort, pkcePair, postForm, startTestAuthServer, type TestAuthServer } from '../helpers/auth-server.ts';
 import type { AuthServerConfigInput } from '../../src/config/schema.ts';
 import { hashSecret } from '../../src/auth-server/hash.ts';
@@ -100,6 +102,28 @@ describe('registration policy: default deny (item 1)', () => {
     }
   });
 
+  it('an MCP client asking for every scope of a resource signs in with the allowed ones only (RFC 6749 §3.3)', async () => {
+    const allow = await start({ allowed_scopes: ['banking:read'] });
+    try {
+      // As MCP Inspector does: register, then ask for every scope the resource metadata lists.
+      const client = await post(`${allow.issuer}/register`, { client_name: 'Inspector-like', redirect_uris: ['http://127.0.0.1:4000/cb'], token_endpoint_auth_method: 'none', scope: 'banking:read banking:transfer' });
+      assert.equal(client.json.scope, 'banking:read');
+      const { verifier, challenge } = pkcePair();
+      const url = `${allow.issuer}/authorize?${new URLSearchParams({ response_type: 'code', client_id: client.json.client_id, redirect_uri: 'http://127.0.0.1:4000/cb', code_challenge: challenge, code_challenge_method: 'S256', resource: GATEWAY, scope: 'banking:read banking:transfer', state: 's' })}`;
+      const browser = new FormBrowser(allow.issuer);
+      const back = await browser.authorize(url);
+      const consent = browser.pages.find((p) => p.html.includes('name="decision"'))!;
+      assert.match(consent.html, /banking:read/);
+      assert.doesNotMatch(consent.html, /banking:transfer/, 'the person is not asked for what the client cannot get');
+      const token = await postForm(`${allow.issuer}/token`, { grant_type: 'authorization_code', code: back.searchParams.get('code')!, code_verifier: verifier, redirect_uri: 'http://127.0.0.1:4000/cb', client_id: client.json.client_id });
+      assert.equal(token.status, 200, token.text);
+      assert.equal(decodeJwt(token.json.access_token as string).scope, 'banking:read');
+      assert.equal((await audited(allow, 'scope.withheld', client.json.client_id)).reason, 'registration policy withholds banking:transfer: not in registration.allowed_scopes');
+    } finally {
+      await allow.close();
+    }
+  });
+
   it('a resource without scopes is never reachable by client_credentials alone for a self-registered agent', async () => {
     const open = await start({ allowed_scopes: ['banking:read'] }, { resources: [...resources, { id: 'https://identity.example.test', name: 'Identity only' }] } as never);
     try {
@@ -138,6 +162,34 @@ describe('registration policy: default deny (item 1)', () => {
     assert.equal(new URL(res.headers.get('location')!).searchParams.get('error'), 'invalid_scope');
     const event = await audited(as, 'authorize.refused', client.json.client_id);
     assert.equal(event.reason, 'registration policy withholds banking:read: no registration.allowed_scopes, so self-registered clients get no resource scopes');
+  });
+});
+
+describe('registration policy: a self-registered agent as the actor of a token exchange (item 1)', () => {
+  let as: TestAuthServer & { adminToken: string };
+  before(async () => {
+    as = await startDelegationServer();
+  });
+  after(async () => as.close());
+
+  it('cannot take a scope the allowlist does not grant, even from a token a person made out to it', async () => {
+    const agent = await anonymousAgent(as, { grant_types: ['authorization_code', TOKEN_EXCHANGE], redirect_uris: ['https://agent.example/cb'] });
+    assert.equal(agent.status, 201, JSON.stringify(agent.json));
+    // A resource whose tokens name the new agent in may_act, so the person's token is made out to it.
+    const handoff = 'https://handoff.example.test';
+    const created = await fetch(`${as.issuer}/admin/api/resources`, {
+      method: 'PUT',
+      headers: { authorization: `Bearer ${as.adminToken}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ id: handoff, name: 'Hand-off', scopes: BANKING, may_act: { client_id: agent.json.client_id } }),
+    });
+    assert.equal(created.status, 201, await created.text());
+    const { token } = await userToken(as, { clientId: 'sample-agent', redirectUri: AGENT_REDIRECT, resource: handoff, scope: 'banking:read banking:transfer', clientAuth: auth.agent });
+    const res = await exchange(as, { subject_token: token.access_token, resource: R.agent, scope: 'banking:transfer' }, { authorization: basic(agent.json.client_id, agent.json.client_secret) });
+    assert.equal(res.status, 400);
+    assert.equal(res.json.error, 'invalid_scope');
+    const event = await audited(as, 'token.exchange_refused', agent.json.client_id);
+    assert.equal(event.error, 'invalid_scope');
+    assert.equal(event.reason, 'registration policy withholds banking:transfer: no registration.allowed_scopes, so self-registered clients get no resource scopes');
   });
 });
 

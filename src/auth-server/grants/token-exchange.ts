@@ -8,7 +8,7 @@ import type { Params } from '../params.ts';
 import { lookupToken } from '../token-lookup.ts';
 import { issueAccessToken } from '../tokens.ts';
 import type { GrantHandler } from './types.ts';
-import { clientScopeLimit } from '../registration-policy.ts';
+import { clientScopeLimit, isSelfRegistered, withheldReason } from '../registration-policy.ts';
 
 const ACCESS_TOKEN_TYPES: readonly string[] = [TOKEN_TYPES.accessToken, TOKEN_TYPES.jwt];
 
@@ -181,7 +181,9 @@ function narrowedScopes(ctx: ServerContext, client: Client, resource: Resource, 
   for (const scope of requested) {
     if (!held.has(scope)) throw new OAuthError('invalid_scope', `scope ${scope} is not in the subject token`);
     if (!offered.has(scope)) throw new OAuthError('invalid_scope', `scope ${scope} is not offered by ${resource.id}`);
-    if (actorMay && !actorMay.has(scope)) throw new OAuthError('invalid_scope', `the client may not request scope ${scope}`);
+    if (actorMay && !actorMay.has(scope)) {
+      throw new OAuthError('invalid_scope', `the client may not request scope ${scope}`, isSelfRegistered(client) ? { reason: withheldReason(ctx.config.registration, [scope]) } : {});
+    }
   }
   return requested;
 }
