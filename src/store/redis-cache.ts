@@ -2,6 +2,15 @@ import { Redis } from 'ioredis';
 import type { TtlCache } from './types.ts';
 
 /**
+ * Compare-and-set in one Lua script (Redis runs a script atomically): the value is replaced, or
+ * deleted when the new value is empty, only if it is still the JSON the caller read. Values are
+ * written by JSON.stringify and read by JSON.parse, so a re-stringified read matches byte for byte.
+ */
+const SWAP = `if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+if ARGV[2] == '' then redis.call('DEL', KEYS[1]) else redis.call('SET', KEYS[1], ARGV[2], 'EX', ARGV[3]) end
+return 1`;
+
+/**
  * Short-lived state in Redis (`REDIS_URL`): interactions, sign-in sessions and replay caches are
  * then shared by every instance, so a browser may land on any of them. Values are JSON; every key
  * carries its TTL and a prefix.
@@ -25,6 +34,10 @@ export function redisCache(url: string, options: { prefix?: string } = {}): TtlC
     async add(k, value, ttlSeconds) {
       // SET NX is atomic across instances: exactly one caller wins (replay detection).
       return (await redis.set(key(k), JSON.stringify(value), 'EX', seconds(ttlSeconds), 'NX')) === 'OK';
+    },
+    async swap(k, expected, next, ttlSeconds) {
+      const replaced = await redis.eval(SWAP, 1, key(k), JSON.stringify(expected), next === undefined ? '' : JSON.stringify(next), seconds(ttlSeconds));
+      return replaced === 1;
     },
     async close() {
       await redis.quit().catch(() => redis.disconnect());
