@@ -161,6 +161,7 @@ export const authServerConfigSchema = z.strictObject({
       timeout_ms: z.number().int().positive().default(3000),
       min_cache_seconds: z.number().int().min(0).default(60),
       max_cache_seconds: z.number().int().positive().default(86_400),
+      fetches_per_host_per_minute: z.number().int().positive().default(30).describe('Document fetches per host and minute (a failed fetch is also remembered for 60 s): the server is no reflector.'),
     })
     .prefault({}),
   cors: z
