@@ -1,6 +1,4 @@
 import type { Context } from 'hono';
-import { getConnInfo } from '@hono/node-server/conninfo';
-import { RateLimiterMemory, RateLimiterRes } from 'rate-limiter-flexible';
 import { OAuthError } from '../core/errors.ts';
 import { TOKEN_EXCHANGE_GRANT } from '../core/delegation.ts';
 import { randomToken } from '../core/encoding.ts';
@@ -62,27 +60,23 @@ export async function readClientMetadata(ctx: ServerContext, c: Context, default
  */
 export function registrationPolicy(ctx: ServerContext) {
   const policy = ctx.config.registration;
-  const limiter = new RateLimiterMemory({ points: policy.rate_limit_per_minute, duration: 60 });
+  const limiter = ctx.limiter('registration', { points: policy.rate_limit_per_minute, perSeconds: 60 });
 
   return {
-    /** Who is registering: the peer address (a proxy in front should be configured to pass it). */
+    /** Who is registering: the client address (behind `trusted_proxies`; IPv6 per /64). */
     registrant(c: Context): string {
-      try {
-        return getConnInfo(c).remote.address ?? 'unknown';
-      } catch {
-        return 'unknown';
-      }
+      return ctx.clientAddress(c);
     },
 
     async admit(c: Context): Promise<void> {
       if (!policy.enabled) throw new OAuthError('access_denied', 'registration is disabled', { status: 403 });
-      try {
-        await limiter.consume(this.registrant(c));
-      } catch (error) {
-        if (!(error instanceof RateLimiterRes)) throw error;
+      const registrant = this.registrant(c);
+      const counted = await limiter.consume(registrant);
+      if (!counted.allowed) {
         throw new OAuthError('temporarily_unavailable', 'too many registrations; try again later', {
           status: 429,
-          headers: { 'Retry-After': String(Math.ceil(error.msBeforeNext / 1000)) },
+          headers: { 'Retry-After': String(counted.retryAfter) },
+          reason: `registration rate limit for ${registrant}`,
         });
       }
       if ((await ctx.store.clients.countDynamic()) >= policy.max_clients) {

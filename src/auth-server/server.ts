@@ -14,6 +14,8 @@ import type { AccessTokenRecord } from '../store/types.ts';
 import { adminTokenFor, seedFromConfig } from './bootstrap.ts';
 import { createContext, type ServerContext } from './context.ts';
 import { KeyManager } from './keys.ts';
+import { limiterFactory } from './limits.ts';
+import { trustedProxyList } from './client-address.ts';
 
 export interface AuthServerHandle {
   ctx: ServerContext;
@@ -36,6 +38,8 @@ export async function openStore(config: AuthServerConfig, env = process.env): Pr
 /** Opens storage, keys and state, seeds the configuration, and listens. */
 export async function startAuthServer(config: AuthServerConfig, options: { log?: Logger; listen?: boolean } = {}): Promise<AuthServerHandle> {
   const log = options.log ?? pino({ level: process.env.LOG_LEVEL ?? 'info' });
+  // Settings that can be wrong are checked before anything is opened.
+  trustedProxyList(config.trusted_proxies);
   // The data dir holds the database, keys and secrets: only its owner may enter it.
   if (!existsSync(config.data_dir)) mkdirSync(config.data_dir, { recursive: true, mode: 0o700 });
   const store = await openStore(config);
@@ -43,8 +47,12 @@ export async function startAuthServer(config: AuthServerConfig, options: { log?:
   await seedFromConfig(config, store, now());
   const keys = new KeyManager({ dataDir: config.data_dir, maxTokenTtl: maxTokenTtl(config) });
   await keys.init();
-  // Short-lived state: shared through Redis when REDIS_URL is set, else in this process.
-  const cache = process.env.REDIS_URL ? redisCache(process.env.REDIS_URL) : memoryCache();
+  // Short-lived state and rate limits: shared through Redis when REDIS_URL is set, else in this
+  // process. MANDATE_REDIS_PREFIX separates deployments (and test runs) sharing one Redis.
+  const redisPrefix = process.env.MANDATE_REDIS_PREFIX ?? 'mandate:';
+  const redis = process.env.REDIS_URL ? redisCache(process.env.REDIS_URL, { prefix: redisPrefix }) : undefined;
+  const cache = redis ?? memoryCache();
+  const limiter = limiterFactory({ redis: redis?.client, prefix: `${redisPrefix}limit:${config.issuer.replace(/\/$/, '')}:` });
   const audit = new AuditLog(store.audit, log);
   const trackedTokens = new BatchWriter<AccessTokenRecord>((records) => store.grants.recordAccessTokens(records), log, { name: 'token records' });
   // Revocations see every token issued before them on this instance: pending records go first.
@@ -60,7 +68,7 @@ export async function startAuthServer(config: AuthServerConfig, options: { log?:
       await grants.revokeByClient(clientId, at);
     },
   };
-  const ctx = createContext({ config, store, cache, keys, audit, trackedTokens, log, now });
+  const ctx = createContext({ config, store, cache, keys, audit, trackedTokens, log, now, limiter });
   await ctx.reloadResources();
   const app = createAuthServerApp(ctx, { adminToken: adminTokenFor(config) });
   const sweep = async () => {

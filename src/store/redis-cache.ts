@@ -15,12 +15,14 @@ return 1`;
  * then shared by every instance, so a browser may land on any of them. Values are JSON; every key
  * carries its TTL and a prefix.
  */
-export function redisCache(url: string, options: { prefix?: string } = {}): TtlCache & { close(): Promise<void> } {
+export function redisCache(url: string, options: { prefix?: string } = {}): TtlCache & { client: Redis; close(): Promise<void> } {
   const redis = new Redis(url, { lazyConnect: false, maxRetriesPerRequest: 2, enableOfflineQueue: true });
   const prefix = options.prefix ?? 'mandate:';
   const key = (k: string) => `${prefix}${k}`;
   const seconds = (ttl: number) => Math.max(1, Math.ceil(ttl));
   return {
+    /** The connection, for state that needs Redis itself (shared rate limits). */
+    client: redis,
     async get<T>(k: string) {
       const value = await redis.get(key(k));
       return value === null ? undefined : (JSON.parse(value) as T);
