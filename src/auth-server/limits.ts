@@ -22,16 +22,16 @@ export type LimiterFactory = (name: string, options: { points: number; perSecond
  * just when an attacker may have caused the outage; and sign-in needs Redis anyway for its
  * interaction and session state.
  */
-export function limiterFactory(options: { redis?: Redis; prefix: string }): LimiterFactory {
+export function limiterFactory(options: { redis?: Redis; prefix: string; onUnavailable?: (reason: string) => void }): LimiterFactory {
   return (name, { points, perSeconds }) => {
     const limiter: RateLimiterAbstract = options.redis
       ? new RateLimiterRedis({ storeClient: options.redis, keyPrefix: `${options.prefix}${name}`, points, duration: perSeconds, rejectIfRedisNotReady: true })
       : new RateLimiterMemory({ keyPrefix: name, points, duration: perSeconds });
     const unavailable = (error: unknown): never => {
-      throw new OAuthError('temporarily_unavailable', 'the service is temporarily unavailable; try again later', {
-        status: 503,
-        reason: `rate limit store unavailable (${name}): ${error instanceof Error ? error.message : String(error)}`,
-      });
+      const reason = `rate limit store unavailable (${name}): ${error instanceof Error ? error.message : String(error)}`;
+      // 5xx errors are not audited by the error handler: this refusal is, here.
+      options.onUnavailable?.(reason);
+      throw new OAuthError('temporarily_unavailable', 'the service is temporarily unavailable; try again later', { status: 503, reason });
     };
     return {
       async consume(key) {

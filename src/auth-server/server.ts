@@ -52,7 +52,11 @@ export async function startAuthServer(config: AuthServerConfig, options: { log?:
   const redisPrefix = process.env.MANDATE_REDIS_PREFIX ?? 'mandate:';
   const redis = process.env.REDIS_URL ? redisCache(process.env.REDIS_URL, { prefix: redisPrefix }) : undefined;
   const cache = redis ?? memoryCache();
-  const limiter = limiterFactory({ redis: redis?.client, prefix: `${redisPrefix}limit:${config.issuer.replace(/\/$/, '')}:` });
+  const limiter = limiterFactory({
+    redis: redis?.client,
+    prefix: `${redisPrefix}limit:${config.issuer.replace(/\/$/, '')}:`,
+    onUnavailable: (reason) => audit.record({ at: now(), type: 'limit.unavailable', outcome: 'failure', error: 'temporarily_unavailable', reason }),
+  });
   const audit = new AuditLog(store.audit, log);
   const trackedTokens = new BatchWriter<AccessTokenRecord>((records) => store.grants.recordAccessTokens(records), log, { name: 'token records' });
   // Revocations see every token issued before them on this instance: pending records go first.
