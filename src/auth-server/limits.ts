@@ -25,7 +25,7 @@ export type LimiterFactory = (name: string, options: { points: number; perSecond
 export function limiterFactory(options: { redis?: Redis; prefix: string; onUnavailable?: (reason: string) => void }): LimiterFactory {
   return (name, { points, perSeconds }) => {
     const limiter: RateLimiterAbstract = options.redis
-      ? new RateLimiterRedis({ storeClient: options.redis, keyPrefix: `${options.prefix}${name}`, points, duration: perSeconds, rejectIfRedisNotReady: true })
+      ? new RateLimiterRedis({ storeClient: options.redis, keyPrefix: `${options.prefix}${name}`, points, duration: perSeconds })
       : new RateLimiterMemory({ keyPrefix: name, points, duration: perSeconds });
     const unavailable = (error: unknown): never => {
       const reason = `rate limit store unavailable (${name}): ${error instanceof Error ? error.message : String(error)}`;

@@ -116,6 +116,8 @@ export function interactionEndpoints(app: Hono<AppEnv>, ctx: ServerContext) {
     const byAddress = await addressFailures.consume(address);
     const byAccount = byAddress.allowed ? await accountAttempts.consume(account) : undefined;
     if (!byAddress.allowed || !byAccount?.allowed) {
+      // Refused unchecked, so it taught nothing: it does not use up the address's budget.
+      if (byAddress.allowed) await addressFailures.reward(address);
       const reason = !byAddress.allowed ? `too many failed sign-ins from ${address}` : `too many sign-in attempts for username=${username}`;
       ctx.audit.record({ at: ctx.now(), type: 'login.throttled', outcome: 'failure', clientId: interaction.clientId, error: 'slow_down', reason });
       return again('Too many sign-in attempts. Wait a few minutes and try again.');
