@@ -18,6 +18,7 @@ describe('private_key_jwt client assertions', () => {
   let jwksServer: Server;
   let jwksUrl: string;
   let jwksHits = 0;
+  let brokenHits = 0;
   let served: JWK[] = [];
   const keys = new Map<string, CryptoKey>();
 
@@ -30,7 +31,12 @@ describe('private_key_jwt client assertions', () => {
   before(async () => {
     const port = await freePort();
     jwksUrl = `http://127.0.0.1:${port}/jwks`;
-    jwksServer = createServer((_req, res) => {
+    jwksServer = createServer((req, res) => {
+      if (req.url === '/broken') {
+        brokenHits++;
+        res.writeHead(500);
+        return res.end();
+      }
       jwksHits++;
       res.writeHead(200, { 'content-type': 'application/json' });
       res.end(JSON.stringify({ keys: served }));
@@ -43,7 +49,7 @@ describe('private_key_jwt client assertions', () => {
     // Development rule on: http jwks_uri on loopback is allowed here, as for metadata documents.
     as = await startTestAuthServer({
       client_id_metadata_documents: { allow_loopback: true },
-      clients: [client('inline', { jwks: { keys: [inline, oct] } }), client('remote', { jwks_uri: jwksUrl })],
+      clients: [client('inline', { jwks: { keys: [inline, oct] } }), client('remote', { jwks_uri: jwksUrl }), client('broken', { jwks_uri: jwksUrl.replace('/jwks', '/broken') })],
     });
     shipped = await startTestAuthServer({
       clients: [client('loopback-http', { jwks_uri: jwksUrl }), client('plain-http', { jwks_uri: 'http://jwks.example.test/keys' })],
@@ -147,5 +153,13 @@ describe('private_key_jwt client assertions', () => {
       const [event] = await as.store.audit.list({ type: 'client.auth_failed', clientId: 'remote' });
       assert.equal(event?.reason, 'client assertion: ERR_JWKS_NO_MATCHING_KEY');
     }
+  });
+
+  it('remembers a failed key set fetch: /token is no reflector towards a jwks_uri', async () => {
+    assert.equal(await refused(as, 'broken', await sign('broken', { kid: 'remote-1' })), 'client assertion: jwks_uri answered HTTP 500');
+    for (let i = 0; i < 3; i++) {
+      assert.equal(await refused(as, 'broken', await sign('broken', { kid: 'remote-1' })), 'client assertion: jwks_uri fetch failed recently; not fetched again');
+    }
+    assert.equal(brokenHits, 1);
   });
 });

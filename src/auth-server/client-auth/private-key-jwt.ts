@@ -3,7 +3,8 @@ import { OAuthError } from '../../core/errors.ts';
 import { isLoopbackHttp } from '../../core/redirect-uri.ts';
 import type { Client } from '../../core/client-metadata.ts';
 import { endpointUrls, type ServerContext } from '../context.ts';
-import { guardedFetch } from '../guarded-fetch.ts';
+import { RateLimiterMemory } from 'rate-limiter-flexible';
+import { FetchRefused, guardedFetch } from '../guarded-fetch.ts';
 
 /** RFC 7523 §2.2 / OIDC Core §9: the assertion type of private_key_jwt. */
 export const JWT_BEARER_ASSERTION = 'urn:ietf:params:oauth:client-assertion-type:jwt-bearer';
@@ -22,7 +23,37 @@ const REFETCH_COOLDOWN_MS = 5_000;
 /** A fetched set is used this long before it is fetched again. */
 const CACHE_MAX_AGE_MS = 5 * 60_000;
 
+/** A failed key set fetch is not repeated for this long: /token is no reflector towards a jwks_uri. */
+const FAILURE_CACHE_MS = 60_000;
+
 const remoteSets = new Map<string, JWTVerifyGetKey>();
+const failedFetches = new Map<string, number>();
+/** Key set fetches per host and minute (the metadata documents' setting), by configured value. */
+const hostBudgets = new Map<number, RateLimiterMemory>();
+
+/**
+ * The SSRF-guarded fetch behind jose's remote key set, with the metadata documents' reflector
+ * bounds: a failure is remembered for a minute, and each host is fetched at a bounded rate.
+ */
+async function fetchKeySet(href: string, guard: ServerContext['config']['client_id_metadata_documents']): Promise<Response> {
+  const failedUntil = failedFetches.get(href);
+  if (failedUntil !== undefined && failedUntil > Date.now()) throw new FetchRefused(`jwks_uri fetch failed recently; not fetched again`);
+  const url = new URL(href);
+  let budget = hostBudgets.get(guard.fetches_per_host_per_minute);
+  if (!budget) hostBudgets.set(guard.fetches_per_host_per_minute, (budget = new RateLimiterMemory({ points: guard.fetches_per_host_per_minute, duration: 60 })));
+  if (!(await budget.consume(url.host).then(() => true, () => false))) throw new FetchRefused(`too many key set fetches from ${url.host}; not fetched`);
+  try {
+    const response = await guardedFetch(url, { allowLoopback: guard.allow_loopback, maxBytes: 65_536, timeoutMs: guard.timeout_ms });
+    if (response.status !== 200) throw new FetchRefused(`jwks_uri answered HTTP ${response.status}`);
+    failedFetches.delete(href);
+    return new Response(response.body, { status: 200, headers: { 'content-type': 'application/json' } });
+  } catch (error) {
+    failedFetches.delete(href);
+    if (failedFetches.size >= MAX_REMOTE_SETS) failedFetches.delete(failedFetches.keys().next().value as string);
+    failedFetches.set(href, Date.now() + FAILURE_CACHE_MS);
+    throw error;
+  }
+}
 
 const refuse = (reason: string): never => {
   throw new OAuthError('invalid_client', 'client authentication failed', { reason });
@@ -55,10 +86,7 @@ function clientKeys(ctx: ServerContext, client: Client): JWTVerifyGetKey {
       cooldownDuration: REFETCH_COOLDOWN_MS,
       cacheMaxAge: CACHE_MAX_AGE_MS,
       timeoutDuration: guard.timeout_ms,
-      [customFetch]: async (href: string) => {
-        const response = await guardedFetch(new URL(href), { allowLoopback: guard.allow_loopback, maxBytes: 65_536, timeoutMs: guard.timeout_ms });
-        return new Response(response.body, { status: response.status, headers: { 'content-type': 'application/json' } });
-      },
+      [customFetch]: (href: string) => fetchKeySet(href, guard),
     });
     if (remoteSets.size >= MAX_REMOTE_SETS) remoteSets.delete(remoteSets.keys().next().value as string);
   }
