@@ -4,6 +4,7 @@ import { assertValidRedirectUri, isLoopbackHttp } from '../core/redirect-uri.ts'
 import { clientMetadataSchema, type Client } from '../core/client-metadata.ts';
 import type { AuthServerConfig } from '../config/schema.ts';
 import { guardedFetch } from './guarded-fetch.ts';
+import { jwksUriAllowed } from './client-auth/private-key-jwt.ts';
 
 type Options = AuthServerConfig['client_id_metadata_documents'];
 
@@ -79,6 +80,7 @@ export function createMetadataDocumentResolver(options: Options, now: () => numb
     if (!['none', 'private_key_jwt'].includes(metadata.token_endpoint_auth_method)) {
       return refuse('a metadata document client authenticates with none or private_key_jwt only');
     }
+    if (metadata.jwks_uri && !jwksUriAllowed(metadata.jwks_uri, options.allow_loopback)) return refuse('jwks_uri must use https');
     try {
       metadata.redirect_uris.forEach(assertValidRedirectUri);
     } catch (error) {

@@ -9,6 +9,7 @@ import type { AgentAttributes, ClientRecord } from '../store/types.ts';
 import type { AuthServerConfig } from '../config/schema.ts';
 import { endpointUrls, type ServerContext } from './context.ts';
 import { hashSecret } from './hash.ts';
+import { jwksUriAllowed } from './client-auth/private-key-jwt.ts';
 
 /** Validates RFC 7591 client metadata. Fields the client may not choose are dropped, not trusted. */
 export async function readClientMetadata(ctx: ServerContext, c: Context, defaults: Partial<ClientMetadata> = {}): Promise<ClientMetadata> {
@@ -41,6 +42,9 @@ export async function readClientMetadata(ctx: ServerContext, c: Context, default
     throw new OAuthError('invalid_client_metadata', 'private_key_jwt needs jwks or jwks_uri');
   }
   if (metadata.jwks && metadata.jwks_uri) throw new OAuthError('invalid_client_metadata', 'use jwks or jwks_uri, not both');
+  if (metadata.jwks_uri && !jwksUriAllowed(metadata.jwks_uri, ctx.config.client_id_metadata_documents.allow_loopback)) {
+    throw new OAuthError('invalid_client_metadata', 'jwks_uri must use https');
+  }
   if (metadata.default_resource && !ctx.resource(metadata.default_resource)) {
     throw new OAuthError('invalid_client_metadata', 'default_resource is not a known resource');
   }

@@ -128,6 +128,20 @@ describe('private_key_jwt client assertions', () => {
     assert.equal(await refused(shipped, 'loopback-http', await sign('loopback-http', { kid: 'remote-1', aud: shipped.issuer })), `jwks_uri must use https: ${jwksUrl}`);
   });
 
+  it('refuses a plain-http jwks_uri at registration already', async () => {
+    const res = await fetch(`${shipped.issuer}/register`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ client_name: 'http-keys', redirect_uris: ['http://127.0.0.1:4000/cb'], token_endpoint_auth_method: 'private_key_jwt', jwks_uri: 'http://jwks.example.test/keys' }),
+    });
+    assert.equal(res.status, 400);
+    assert.equal(((await res.json()) as { error: string }).error, 'invalid_client_metadata');
+    await shipped.ctx.audit.flush();
+    const [event] = await shipped.store.audit.list({ type: 'register.refused' });
+    assert.equal(event?.error, 'invalid_client_metadata');
+    assert.equal(event?.reason, 'jwks_uri must use https');
+  });
+
   it('fetches the client JWKS again, at a bounded rate, when an assertion names an unknown kid', async () => {
     assert.equal((await revokeWith(as, await sign('remote', { kid: 'remote-1' }))).status, 200);
     const fetchesBefore = jwksHits;

@@ -59,6 +59,17 @@ const refuse = (reason: string): never => {
   throw new OAuthError('invalid_client', 'client authentication failed', { reason });
 };
 
+/** https, or http to a loopback host under the development rule (as for redirect URIs and documents). */
+export function jwksUriAllowed(uri: string, allowLoopback: boolean): boolean {
+  let url: URL;
+  try {
+    url = new URL(uri);
+  } catch {
+    return false;
+  }
+  return url.protocol === 'https:' || (allowLoopback && isLoopbackHttp(url));
+}
+
 /**
  * The client's keys. A `jwks_uri` must be https; plain http only to a loopback host, and only
  * where the AS's development rule for client-supplied URLs (`client_id_metadata_documents.
@@ -68,15 +79,9 @@ function clientKeys(ctx: ServerContext, client: Client): JWTVerifyGetKey {
   if (client.metadata.jwks) return createLocalJWKSet(client.metadata.jwks as unknown as JSONWebKeySet);
   const uri = client.metadata.jwks_uri;
   if (!uri) return refuse('client has no jwks or jwks_uri');
-  let url: URL;
-  try {
-    url = new URL(uri);
-  } catch {
-    return refuse('jwks_uri is not a URL');
-  }
   const guard = ctx.config.client_id_metadata_documents;
-  const development = guard.allow_loopback && isLoopbackHttp(url);
-  if (url.protocol !== 'https:' && !development) return refuse(`jwks_uri must use https: ${uri}`);
+  if (!jwksUriAllowed(uri, guard.allow_loopback)) return refuse(`jwks_uri must use https: ${uri}`);
+  const url = new URL(uri);
   const key = `${guard.allow_loopback}:${uri}`;
   let set = remoteSets.get(key);
   if (set) {
