@@ -14,8 +14,11 @@ export interface DeviceAuthorization {
   status: 'pending' | 'approved' | 'denied';
   grantId?: string;
   sub?: string;
-  /** When the device last polled (seconds), to tell it to slow down (RFC 8628 §3.5). */
-  lastPoll?: number;
+  /**
+   * When the device last polled, in milliseconds (whole seconds would let two polls a few ms apart
+   * across a second boundary pass as spaced), to tell it to slow down (RFC 8628 §3.5).
+   */
+  lastPollMs?: number;
   interval: number;
   expiresAt: number;
 }
@@ -40,7 +43,7 @@ export function normaliseUserCode(input: string): string {
 
 /**
  * Records the person's decision. A compare-and-set, retried: a poll that lands in between (it
- * updates `lastPoll`) cannot write its stale `pending` copy over the decision, nor this over it.
+ * updates `lastPollMs`) cannot write its stale `pending` copy over the decision, nor this over it.
  */
 export async function settleDevice(ctx: ServerContext, codeHash: string, outcome: Pick<DeviceAuthorization, 'status' | 'grantId' | 'sub'>): Promise<boolean> {
   for (let attempt = 0; attempt < 5; attempt++) {

@@ -24,8 +24,9 @@ export const deviceCodeGrant: GrantHandler = {
       if (record.clientId !== client.clientId) throw new OAuthError('invalid_grant', 'the device code was issued to another client', { reason: `device code of ${record.clientId}` });
       const ttl = Math.max(1, record.expiresAt - now);
       if (record.status === 'pending') {
-        const tooSoon = record.lastPoll !== undefined && now - record.lastPoll < record.interval;
-        const next = { ...record, lastPoll: now, interval: tooSoon ? record.interval + 5 : record.interval };
+        const polledAt = Date.now();
+        const tooSoon = record.lastPollMs !== undefined && polledAt - record.lastPollMs < record.interval * 1000;
+        const next = { ...record, lastPollMs: polledAt, interval: tooSoon ? record.interval + 5 : record.interval };
         if (!(await ctx.cache.swap(key, record, next, ttl))) {
           lostRace = true;
           if (attempt < 3) continue;
