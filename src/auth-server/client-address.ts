@@ -37,18 +37,22 @@ function peerAddress(c: Context): string | undefined {
  * were written by the client itself and prove nothing. A malformed entry ends the walk at the
  * last address a trusted proxy vouched for.
  */
-export function clientAddress(c: Context, trusted: BlockList): string {
-  const peer = peerAddress(c);
-  if (!peer) return 'unknown';
+export function forwardedClient(peer: string, forwardedFor: string | undefined, trusted: BlockList): string {
   let client = peer;
-  if (!trusted.check(peer, familyOf(peer))) return client;
-  const hops = (c.req.header('x-forwarded-for') ?? '').split(',').map((hop) => hop.trim()).filter(Boolean);
+  if (isIP(peer) === 0 || !trusted.check(peer, familyOf(peer))) return client;
+  const hops = (forwardedFor ?? '').split(',').map((hop) => hop.trim()).filter(Boolean);
   for (const hop of hops.reverse()) {
     if (isIP(hop) === 0) break;
     client = hop;
     if (!trusted.check(hop, familyOf(hop))) break;
   }
   return client;
+}
+
+/** {@link forwardedClient} of a Hono request (Node server). */
+export function clientAddress(c: Context, trusted: BlockList): string {
+  const peer = peerAddress(c);
+  return peer ? forwardedClient(peer, c.req.header('x-forwarded-for'), trusted) : 'unknown';
 }
 
 /**
