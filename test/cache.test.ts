@@ -28,6 +28,19 @@ function cacheSuite(name: string, options: { skip: string | false }, open: () =>
       assert.deepEqual(results.sort(), [false, false, true]);
     });
 
+    it('swap() is a compare-and-set: one writer of many wins, a stale read never overwrites', async () => {
+      const k = key();
+      await cache.set(k, { status: 'pending', n: 1 }, 60);
+      const read = await cache.get(k);
+      const results = await Promise.all([1, 2, 3].map((n) => cache.swap(k, read, { status: 'pending', n: n + 1 }, 60)));
+      assert.deepEqual(results.sort(), [false, false, true]);
+      assert.equal(await cache.swap(k, read, { status: 'stale' }, 60), false, 'the value read is no longer there');
+      const now = await cache.get(k);
+      assert.equal(await cache.swap(k, now, undefined, 60), true, 'an undefined next value deletes');
+      assert.equal(await cache.get(k), undefined);
+      assert.equal(await cache.swap(k, now, 1, 60), false, 'nothing to compare against');
+    });
+
     it('forgets a value after its TTL', async () => {
       const k = key();
       await cache.set(k, 'x', 1);

@@ -1,8 +1,10 @@
+import { RateLimiterMemory } from 'rate-limiter-flexible';
 import { OAuthError } from '../core/errors.ts';
 import { assertValidRedirectUri, isLoopbackHttp } from '../core/redirect-uri.ts';
 import { clientMetadataSchema, type Client } from '../core/client-metadata.ts';
 import type { AuthServerConfig } from '../config/schema.ts';
 import { guardedFetch } from './guarded-fetch.ts';
+import { jwksUriAllowed } from './client-auth/private-key-jwt.ts';
 
 type Options = AuthServerConfig['client_id_metadata_documents'];
 
@@ -25,8 +27,26 @@ function safeUrl(value: string): URL | undefined {
   }
 }
 
+/**
+ * A failed fetch is remembered this long, so `/authorize?client_id=https://victim/…` cannot make
+ * the server fetch a URL again and again (a reflector): one attempt per URL per minute.
+ */
+const FAILURE_CACHE_SECONDS = 60;
+const MAX_ENTRIES = 10_000;
+
+/** Bounded: the oldest insertion goes first (a Map keeps insertion order). */
+function remember<V>(map: Map<string, V>, key: string, value: V) {
+  map.delete(key);
+  if (map.size >= MAX_ENTRIES) map.delete(map.keys().next().value as string);
+  map.set(key, value);
+}
+
 export function createMetadataDocumentResolver(options: Options, now: () => number) {
   const cache = new Map<string, { client: Client; expiresAt: number }>();
+  const failures = new Map<string, { reason: string; expiresAt: number }>();
+  const inFlight = new Map<string, Promise<{ client: Client; maxAge: number }>>();
+  // Fetches per host, whatever the path: bounds what the server sends to one target.
+  const perHost = new RateLimiterMemory({ points: options.fetches_per_host_per_minute, duration: 60 });
   const refuse = (reason: string): never => {
     throw new OAuthError('invalid_client', 'the client metadata document could not be used', { reason });
   };
@@ -61,6 +81,7 @@ export function createMetadataDocumentResolver(options: Options, now: () => numb
     if (!['none', 'private_key_jwt'].includes(metadata.token_endpoint_auth_method)) {
       return refuse('a metadata document client authenticates with none or private_key_jwt only');
     }
+    if (metadata.jwks_uri && !jwksUriAllowed(metadata.jwks_uri, options.allow_loopback)) return refuse('jwks_uri must use https');
     try {
       metadata.redirect_uris.forEach(assertValidRedirectUri);
     } catch (error) {
@@ -85,12 +106,26 @@ export function createMetadataDocumentResolver(options: Options, now: () => numb
     async resolve(clientId: string): Promise<Client> {
       const hit = cache.get(clientId);
       if (hit && hit.expiresAt > now()) return hit.client;
-      const { client, maxAge } = await fetchDocument(clientId);
-      if (maxAge > 0) {
-        if (cache.size > 10_000) cache.delete(cache.keys().next().value as string);
-        cache.set(clientId, { client, expiresAt: now() + maxAge });
+      const failed = failures.get(clientId);
+      if (failed && failed.expiresAt > now()) refuse(`${failed.reason} (failed fetch remembered; not fetched again)`);
+      // Concurrent requests for one document share one fetch.
+      let pending = inFlight.get(clientId);
+      if (!pending) {
+        const host = safeUrl(clientId)?.host ?? clientId;
+        if (!(await perHost.consume(host).then(() => true, () => false))) refuse(`too many document fetches from ${host}; not fetched`);
+        pending = fetchDocument(clientId).finally(() => inFlight.delete(clientId));
+        inFlight.set(clientId, pending);
       }
-      return client;
+      try {
+        const { client, maxAge } = await pending;
+        failures.delete(clientId);
+        if (maxAge > 0) remember(cache, clientId, { client, expiresAt: now() + maxAge });
+        return client;
+      } catch (error) {
+        const reason = error instanceof OAuthError ? (error.reason ?? error.message) : String(error);
+        remember(failures, clientId, { reason, expiresAt: now() + FAILURE_CACHE_SECONDS });
+        throw error;
+      }
     },
   };
 }

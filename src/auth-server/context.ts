@@ -12,6 +12,9 @@ import type { AuditLog } from './audit.ts';
 import type { KeyManager } from './keys.ts';
 import { createMetadataDocumentResolver, isMetadataDocumentClientId } from './client-id-metadata.ts';
 import { applyRegistrationPolicy, clientScopeLimit, isOidcScope, isSelfRegistered, withheldReason } from './registration-policy.ts';
+import type { Context } from 'hono';
+import { addressBucket, clientAddress, trustedProxyList } from './client-address.ts';
+import { limiterFactory, type LimiterFactory } from './limits.ts';
 
 /** A resource tokens can be issued for. The authorization server itself is one (for /userinfo). */
 export interface Resource {
@@ -67,6 +70,10 @@ export interface ServerContext {
   isCutOff(clientId: string, iat: number): Promise<boolean>;
   /** Re-reads the client restrictions now (after a change on this instance). */
   refreshDisabled(): Promise<void>;
+  /** Who sent a request (`trusted_proxies` decides whether X-Forwarded-For is believed), as a rate-limit key: IPv6 per /64. */
+  clientAddress(c: Context): string;
+  /** A rate limiter, shared by every instance when Redis is configured. */
+  limiter: LimiterFactory;
 }
 
 export function endpointUrls(issuer: string) {
@@ -95,6 +102,7 @@ export function createContext(parts: {
   trackedTokens: BatchWriter<AccessTokenRecord>;
   log: Logger;
   now?: () => number;
+  limiter?: LimiterFactory;
 }): ServerContext {
   const { config } = parts;
   const issuer = config.issuer.replace(/\/$/, '');
@@ -128,6 +136,7 @@ export function createContext(parts: {
     resources = next;
   };
   install(config.resources);
+  const trustedProxies = trustedProxyList(config.trusted_proxies);
   const metadataDocuments = createMetadataDocumentResolver(config.client_id_metadata_documents, now);
   const agreements = new Map(config.agreements.map((a) => [a.id, a]));
   const policies = new Map(config.authentication_policies.map((p) => [p.name, p]));
@@ -198,6 +207,8 @@ export function createContext(parts: {
     },
     refreshDisabled,
     verifiedTokens: new VerifiedTokenCache<AccessTokenClaims>(),
+    clientAddress: (c) => addressBucket(clientAddress(c, trustedProxies)),
+    limiter: parts.limiter ?? limiterFactory({ prefix: '' }),
   };
 }
 

@@ -14,8 +14,11 @@ export interface DeviceAuthorization {
   status: 'pending' | 'approved' | 'denied';
   grantId?: string;
   sub?: string;
-  /** When the device last polled (seconds), to tell it to slow down (RFC 8628 §3.5). */
-  lastPoll?: number;
+  /**
+   * When the device last polled, in milliseconds (whole seconds would let two polls a few ms apart
+   * across a second boundary pass as spaced), to tell it to slow down (RFC 8628 §3.5).
+   */
+  lastPollMs?: number;
   interval: number;
   expiresAt: number;
 }
@@ -38,10 +41,19 @@ export function normaliseUserCode(input: string): string {
   return letters.length === 8 ? `${letters.slice(0, 4)}-${letters.slice(4)}` : letters;
 }
 
-export async function settleDevice(ctx: ServerContext, codeHash: string, outcome: Pick<DeviceAuthorization, 'status' | 'grantId' | 'sub'>): Promise<void> {
-  const record = await ctx.cache.get<DeviceAuthorization>(deviceKey(codeHash));
-  if (!record) return;
-  await ctx.cache.delete(userCodeKey(record.userCode));
-  const ttl = Math.max(1, record.expiresAt - ctx.now());
-  await ctx.cache.set(deviceKey(codeHash), { ...record, ...outcome }, ttl);
+/**
+ * Records the person's decision. A compare-and-set, retried: a poll that lands in between (it
+ * updates `lastPollMs`) cannot write its stale `pending` copy over the decision, nor this over it.
+ */
+export async function settleDevice(ctx: ServerContext, codeHash: string, outcome: Pick<DeviceAuthorization, 'status' | 'grantId' | 'sub'>): Promise<boolean> {
+  for (let attempt = 0; attempt < 5; attempt++) {
+    const record = await ctx.cache.get<DeviceAuthorization>(deviceKey(codeHash));
+    if (!record || record.status !== 'pending') return false;
+    const ttl = Math.max(1, record.expiresAt - ctx.now());
+    if (await ctx.cache.swap(deviceKey(codeHash), record, { ...record, ...outcome }, ttl)) {
+      await ctx.cache.delete(userCodeKey(record.userCode));
+      return true;
+    }
+  }
+  return false;
 }

@@ -1,6 +1,4 @@
 import type { Context } from 'hono';
-import { getConnInfo } from '@hono/node-server/conninfo';
-import { RateLimiterMemory, RateLimiterRes } from 'rate-limiter-flexible';
 import { OAuthError } from '../core/errors.ts';
 import { randomToken } from '../core/encoding.ts';
 import { assertValidRedirectUri } from '../core/redirect-uri.ts';
@@ -11,6 +9,7 @@ import type { AgentAttributes, ClientRecord } from '../store/types.ts';
 import { endpointUrls, type ServerContext } from './context.ts';
 import { hashSecret } from './hash.ts';
 import { applyRegistrationPolicy, type PolicyOutcome, type SelfRegistration } from './registration-policy.ts';
+import { jwksUriAllowed } from './client-auth/private-key-jwt.ts';
 
 /** Validates RFC 7591 client metadata. Fields the client may not choose are dropped, not trusted. */
 export async function readClientMetadata(ctx: ServerContext, c: Context, defaults: Partial<ClientMetadata> = {}): Promise<ClientMetadata> {
@@ -40,6 +39,9 @@ export async function readClientMetadata(ctx: ServerContext, c: Context, default
     throw new OAuthError('invalid_client_metadata', 'private_key_jwt needs jwks or jwks_uri');
   }
   if (metadata.jwks && metadata.jwks_uri) throw new OAuthError('invalid_client_metadata', 'use jwks or jwks_uri, not both');
+  if (metadata.jwks_uri && !jwksUriAllowed(metadata.jwks_uri, ctx.config.client_id_metadata_documents.allow_loopback)) {
+    throw new OAuthError('invalid_client_metadata', 'jwks_uri must use https');
+  }
   if (metadata.default_resource && !ctx.resource(metadata.default_resource)) {
     throw new OAuthError('invalid_client_metadata', 'default_resource is not a known resource');
   }
@@ -77,27 +79,23 @@ function withScopeArray(body: Record<string, unknown>): Record<string, unknown> 
  */
 export function registrationPolicy(ctx: ServerContext) {
   const policy = ctx.config.registration;
-  const limiter = new RateLimiterMemory({ points: policy.rate_limit_per_minute, duration: 60 });
+  const limiter = ctx.limiter('registration', { points: policy.rate_limit_per_minute, perSeconds: 60 });
 
   return {
-    /** Who is registering: the peer address (a proxy in front should be configured to pass it). */
+    /** Who is registering: the client address (behind `trusted_proxies`; IPv6 per /64). */
     registrant(c: Context): string {
-      try {
-        return getConnInfo(c).remote.address ?? 'unknown';
-      } catch {
-        return 'unknown';
-      }
+      return ctx.clientAddress(c);
     },
 
     async admit(c: Context): Promise<void> {
       if (!policy.enabled) throw new OAuthError('access_denied', 'registration is disabled', { status: 403 });
-      try {
-        await limiter.consume(this.registrant(c));
-      } catch (error) {
-        if (!(error instanceof RateLimiterRes)) throw error;
+      const registrant = this.registrant(c);
+      const counted = await limiter.consume(registrant);
+      if (!counted.allowed) {
         throw new OAuthError('temporarily_unavailable', 'too many registrations; try again later', {
           status: 429,
-          headers: { 'Retry-After': String(Math.ceil(error.msBeforeNext / 1000)) },
+          headers: { 'Retry-After': String(counted.retryAfter) },
+          reason: `registration rate limit for ${registrant}`,
         });
       }
       if ((await ctx.store.clients.countDynamic()) >= policy.max_clients) {

@@ -15,6 +15,8 @@ import type { AccessTokenRecord } from '../store/types.ts';
 import { adminTokenFor, seedFromConfig } from './bootstrap.ts';
 import { createContext, type ServerContext } from './context.ts';
 import { KeyManager } from './keys.ts';
+import { limiterFactory } from './limits.ts';
+import { trustedProxyList } from './client-address.ts';
 
 export interface AuthServerHandle {
   ctx: ServerContext;
@@ -48,6 +50,8 @@ export async function startAuthServer(
 ): Promise<AuthServerHandle> {
   const log = options.log ?? pino({ level: process.env.LOG_LEVEL ?? 'info' });
   const env = options.env ?? process.env;
+  // Settings that can be wrong are checked before anything is opened.
+  trustedProxyList(config.trusted_proxies);
   // The data dir holds the database, keys and secrets: only its owner may enter it.
   if (!existsSync(config.data_dir)) mkdirSync(config.data_dir, { recursive: true, mode: 0o700 });
   const driver = config.storage.driver ?? (env.DATABASE_URL ? 'postgres' : 'sqlite');
@@ -61,7 +65,8 @@ export async function startAuthServer(
   const now = () => Math.floor(Date.now() / 1000);
   const keys = new KeyManager({ dataDir: config.data_dir, maxTokenTtl: maxTokenTtl(config) });
   await keys.init();
-  // Short-lived state: shared through Redis when REDIS_URL is set, else in this process.
+  // Short-lived state and rate limits: shared through Redis when REDIS_URL is set, else in this
+  // process. MANDATE_REDIS_PREFIX separates deployments (and test runs) sharing one Redis.
   let redisWarnedAt = 0;
   const onRedisError = (error: Error) => {
     // ioredis reports every failed reconnection: one line per 10 s is enough.
@@ -69,7 +74,14 @@ export async function startAuthServer(
     redisWarnedAt = Date.now();
     log.warn({ reason: error.message }, 'redis unavailable; requests that need it are answered 503');
   };
-  const cache = env.REDIS_URL ? redisCache(env.REDIS_URL, { onError: onRedisError }) : memoryCache();
+  const redisPrefix = env.MANDATE_REDIS_PREFIX ?? 'mandate:';
+  const redis = env.REDIS_URL ? redisCache(env.REDIS_URL, { prefix: redisPrefix, onError: onRedisError }) : undefined;
+  const cache = redis ?? memoryCache();
+  const limiter = limiterFactory({
+    redis: redis?.client,
+    prefix: `${redisPrefix}limit:${config.issuer.replace(/\/$/, '')}:`,
+    onUnavailable: (reason) => audit.record({ at: now(), type: 'limit.unavailable', outcome: 'failure', error: 'temporarily_unavailable', reason }),
+  });
   const audit = new AuditLog(store.audit, log);
   const trackedTokens = new BatchWriter<AccessTokenRecord>((records) => store.grants.recordAccessTokens(records), log, { name: 'token records' });
   // Revocations see every token issued before them on this instance: pending records go first.
@@ -85,7 +97,7 @@ export async function startAuthServer(
       await grants.revokeByClient(clientId, at);
     },
   };
-  const ctx = createContext({ config, store, cache, keys, audit, trackedTokens, log, now });
+  const ctx = createContext({ config, store, cache, keys, audit, trackedTokens, log, now, limiter });
   const app = createAuthServerApp(ctx, { adminToken: adminTokenFor(config) });
   const prepare = async () => {
     await opened.migrate();

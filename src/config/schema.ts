@@ -174,6 +174,7 @@ export const authServerConfigSchema = z.strictObject({
       timeout_ms: z.number().int().positive().default(3000),
       min_cache_seconds: z.number().int().min(0).default(60),
       max_cache_seconds: z.number().int().positive().default(86_400),
+      fetches_per_host_per_minute: z.number().int().positive().default(30).describe('Document fetches per host and minute (a failed fetch is also remembered for 60 s): the server is no reflector.'),
     })
     .prefault({}),
   cors: z
@@ -181,6 +182,10 @@ export const authServerConfigSchema = z.strictObject({
       allowed_origins: z.array(z.string()).default([]).describe('Browser origins allowed to call metadata, registration, token, JWKS and revocation endpoints.'),
     })
     .prefault({}),
+  trusted_proxies: z
+    .array(z.string())
+    .default([])
+    .describe('Addresses or CIDRs of reverse proxies in front of the server. From a trusted peer, the client address is the rightmost X-Forwarded-For entry that is not itself trusted; with none, the TCP peer is the client.'),
   limits: z
     .strictObject({
       max_body_bytes: z.number().int().positive().default(64 * 1024).describe('Largest request body on any endpoint; larger → 413 invalid_request.'),
@@ -191,9 +196,13 @@ export const authServerConfigSchema = z.strictObject({
         .max(1000)
         .default(32)
         .describe('Deepest nesting of arrays and objects in a JSON body (registration, admin API); deeper → 400 invalid_client_metadata / invalid_request.'),
+      login_per_account: z.number().int().min(1).default(10).describe('Sign-in attempts per account per window, from any address (a third party can delay a sign-in by one window at most; there is no lasting lockout).'),
+      login_per_address: z.number().int().min(1).default(30).describe('Failed sign-ins per client address (IPv6: per /64) per window, across all accounts.'),
+      login_window_seconds: z.number().int().min(1).default(300),
+      device_codes_per_address: z.number().int().min(1).default(10).describe('User codes tried at /device per client address (IPv6: per /64) per 5 minutes (RFC 8628 §5.1).'),
     })
     .prefault({})
-    .describe('Limits on request bodies.'),
+    .describe('Limits on request bodies, and rate limits (shared by every instance through Redis when REDIS_URL is set).'),
   users: z.array(userSchema).default([]),
   clients: z.array(staticClientSchema).default([]),
   agents: z.array(staticAgentSchema).default([]).describe('AI agents: clients with an agent identity (client credentials, refresh, token exchange).'),

@@ -39,6 +39,14 @@ export function memoryCache(options: { maxEntries?: number } = {}): TtlCache & {
       put(key, value, ttlSeconds);
       return true;
     },
+    async swap(key, expected, next, ttlSeconds) {
+      // One synchronous step: nothing else runs in this process between the compare and the write.
+      const entry = live(key);
+      if (!entry || JSON.stringify(entry.value) !== JSON.stringify(expected)) return false;
+      if (next === undefined) entries.delete(key);
+      else put(key, next, ttlSeconds);
+      return true;
+    },
     async close() {
       clearInterval(sweeper);
     },

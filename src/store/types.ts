@@ -257,4 +257,10 @@ export interface TtlCache {
   delete(key: string): Promise<void>;
   /** Sets the key only if absent; false if it existed (replay detection). */
   add(key: string, value: unknown, ttlSeconds: number): Promise<boolean>;
+  /**
+   * Compare-and-set, atomic across instances: replaces the value with `next` (or deletes it when
+   * `next` is undefined) only if it still equals `expected` (as JSON). False when another writer
+   * changed or removed it in between, so a read-modify-write never overwrites a newer state.
+   */
+  swap(key: string, expected: unknown, next: unknown, ttlSeconds: number): Promise<boolean>;
 }

@@ -11,6 +11,9 @@ import { startAuthServer, type AuthServerHandle } from '../../src/auth-server/se
 import { base64url, basicAuthorization } from '../../src/core/encoding.ts';
 import { createHash, randomBytes } from 'node:crypto';
 
+// Redis keys (short-lived state, rate limits) of this test process apart from any other run's.
+process.env.MANDATE_REDIS_PREFIX ??= `mandate-test:${randomBytes(6).toString('hex')}:`;
+
 export const DEMO_PASSWORD_HASH = 'scrypt$32768$8$1$AH4Fok4B9IgpHOepZRMo5g$eO7z_IE0tXjR2uHjrRGNHujPQ_eqiVlTSu041BmXiWE';
 
 export interface TestAuthServer extends AuthServerHandle {

@@ -9,7 +9,11 @@ export class FormBrowser {
   /** The pages seen, for assertions. */
   readonly pages: { url: string; status: number; html: string }[] = [];
 
-  constructor(private readonly origin: string) {}
+  /** `headers` go with every request (e.g. X-Forwarded-For, for tests of trusted proxies). */
+  constructor(
+    private readonly origin: string,
+    private readonly headers: Record<string, string> = {},
+  ) {}
 
   private cookieHeader() {
     return [...this.cookies].map(([k, v]) => `${k}=${v}`).join('; ');
@@ -34,7 +38,7 @@ export class FormBrowser {
       const res = await fetch(current, {
         method,
         redirect: 'manual',
-        headers: { cookie: this.cookieHeader(), ...(body ? { 'content-type': 'application/x-www-form-urlencoded' } : {}), accept: 'text/html' },
+        headers: { ...this.headers, cookie: this.cookieHeader(), ...(body ? { 'content-type': 'application/x-www-form-urlencoded' } : {}), accept: 'text/html' },
         body,
       });
       this.remember(res);

@@ -3,8 +3,6 @@ import { html } from 'hono/html';
 import { DEVICE_CODE_GRANT } from '../../core/client-metadata.ts';
 import { randomToken } from '../../core/encoding.ts';
 import { OAuthError } from '../../core/errors.ts';
-import { getConnInfo } from '@hono/node-server/conninfo';
-import { attemptLimiter } from '../attempt-limiter.ts';
 import { authenticateClient } from '../client-auth/index.ts';
 import { endpointUrls, resolveResourceAndScope, type AppEnv, type ServerContext } from '../context.ts';
 import { deviceKey, newUserCode, normaliseUserCode, userCodeKey, type DeviceAuthorization } from '../device.ts';
@@ -80,19 +78,13 @@ export function deviceEndpoints(app: Hono<AppEnv>, ctx: ServerContext) {
 
   app.get('/device', (c) => codePage(c, { userCode: c.req.query('user_code') }));
 
-  // RFC 8628 §5.1: user codes are short, so guessing must be slow — 10 tries per 5 minutes per peer.
-  const codeAttempts = attemptLimiter({ attempts: 10, perSeconds: 300 });
+  // RFC 8628 §5.1: user codes are short, so guessing must be slow — a few tries per 5 minutes per address.
+  const codeAttempts = ctx.limiter('device-code', { points: ctx.config.limits.device_codes_per_address, perSeconds: 300 });
 
   app.post('/device', async (c) => {
     const form = (await c.req.parseBody()) as Record<string, string>;
-    const peer = (() => {
-      try {
-        return getConnInfo(c).remote.address ?? 'unknown';
-      } catch {
-        return 'unknown';
-      }
-    })();
-    if (!(await codeAttempts.allow(peer))) {
+    const peer = ctx.clientAddress(c);
+    if (!(await codeAttempts.consume(peer)).allowed) {
       ctx.audit.record({ at: ctx.now(), type: 'device.code_refused', outcome: 'failure', error: 'slow_down', reason: `too many codes from ${peer}` });
       return codePage(c, { error: 'Too many codes tried. Wait a few minutes, then try again.' });
     }

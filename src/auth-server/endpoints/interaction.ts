@@ -18,7 +18,6 @@ import { consentPage } from '../pages/consent.ts';
 import { settleDevice } from '../device.ts';
 import { agreementPage } from '../pages/agreement.ts';
 import { pendingAgreement } from '../agreements.ts';
-import { attemptLimiter } from '../attempt-limiter.ts';
 import { errorPage } from '../pages/layout.ts';
 import { loginPage } from '../pages/login.ts';
 
@@ -27,7 +26,12 @@ import { loginPage } from '../pages/login.ts';
  * the interaction's CSRF token, and the interaction is bound to the browser that began it.
  */
 export function interactionEndpoints(app: Hono<AppEnv>, ctx: ServerContext) {
-  const loginAttempts = attemptLimiter({ attempts: 10, perSeconds: 300 });
+  const limits = ctx.config.limits;
+  // Per account, from anywhere: bounds guessing one password; a third party holding an account's
+  // budget delays its sign-in by one window at most. Per address (IPv6 /64), failures only:
+  // bounds spraying one password across many accounts.
+  const accountAttempts = ctx.limiter('login-account', { points: limits.login_per_account, perSeconds: limits.login_window_seconds });
+  const addressFailures = ctx.limiter('login-address', { points: limits.login_per_address, perSeconds: limits.login_window_seconds });
   /** A refused page request: audited with the detail (STYLE 5), a generic page for the user. */
   const refusePage = (c: Context, status: 400 | 403, description: string, reason: string, clientId?: string) => {
     ctx.audit.record({ at: ctx.now(), type: 'interaction.refused', outcome: 'failure', clientId, error: 'invalid_request', reason: `${c.req.method} ${c.req.path}: ${reason}` });
@@ -117,10 +121,17 @@ export function interactionEndpoints(app: Hono<AppEnv>, ctx: ServerContext) {
     const password = typeof form.password === 'string' ? form.password : '';
     const again = async (error: string) =>
       loginPage(c, { action: `/interaction/${interaction.id}/login`, csrf: interaction.csrf, clientName: await clientName(interaction.clientId), error, username });
-    // Guessing is bounded per account (whatever the interaction) before any scrypt work is spent.
-    if (!(await loginAttempts.allow(username.toLowerCase()))) {
-      ctx.audit.record({ at: ctx.now(), type: 'login.throttled', outcome: 'failure', clientId: interaction.clientId, reason: `username=${username}` });
-      return again('Too many sign-in attempts for this account. Wait a few minutes and try again.');
+    // Guessing is bounded per address and per account (whatever the interaction) before any scrypt work is spent.
+    const address = ctx.clientAddress(c);
+    const account = username.toLowerCase();
+    const byAddress = await addressFailures.consume(address);
+    const byAccount = byAddress.allowed ? await accountAttempts.consume(account) : undefined;
+    if (!byAddress.allowed || !byAccount?.allowed) {
+      // Refused unchecked, so it taught nothing: it does not use up the address's budget.
+      if (byAddress.allowed) await addressFailures.reward(address);
+      const reason = !byAddress.allowed ? `too many failed sign-ins from ${address}` : `too many sign-in attempts for username=${username}`;
+      ctx.audit.record({ at: ctx.now(), type: 'login.throttled', outcome: 'failure', clientId: interaction.clientId, error: 'slow_down', reason });
+      return again('Too many sign-in attempts. Wait a few minutes and try again.');
     }
     const user = username ? await ctx.store.users.findByUsername(username) : undefined;
     // Always run scrypt, so a missing user takes as long as a wrong password.
@@ -129,7 +140,8 @@ export function interactionEndpoints(app: Hono<AppEnv>, ctx: ServerContext) {
       ctx.audit.record({ at: ctx.now(), type: 'login.failed', outcome: 'failure', clientId: interaction.clientId, reason: `username=${username}` });
       return again('Wrong username or password.');
     }
-    await loginAttempts.reset(username.toLowerCase());
+    await accountAttempts.reset(account);
+    await addressFailures.reward(address);
     await startSession(ctx, c, user);
     ctx.audit.record({ at: ctx.now(), type: 'login.succeeded', outcome: 'success', clientId: interaction.clientId, sub: user.sub });
     await updateInteraction(ctx, { ...interaction, loggedIn: true });
