@@ -73,6 +73,6 @@ describe('seed 003, literally', () => {
     await as.ctx.audit.flush();
     const [event] = await as.store.audit.list({ type: 'tokeninfo.refused' });
     assert.equal(event?.error, 'invalid_request');
-    assert.equal(event?.reason, 'send the token one way only');
+    assert.equal(event?.reason, 'a token in both the Authorization header and the query');
   });
 });

@@ -61,7 +61,7 @@ describe('security: gateway', () => {
   const cases: AttackCase[] = [
     // Authentication.
     c('no token', call(toolCall('echo'), async () => ({})), 401, -32001, 'no_token', 'no Authorization header'),
-    c('token in the query string', async () => rpc(await mcpPost(`${resource}?access_token=${await token()}`, toolCall('echo'))), 401, -32001, 'no_token', 'no Authorization header'),
+    c('token in the query string', async () => rpc(await mcpPost(`${resource}?access_token=${await token()}`, toolCall('echo'))), 400, -32600, 'invalid_request', 'access_token in the query (only the Authorization header is accepted)'),
     c('token in the JSON-RPC body', call({ ...toolCall('echo'), params: { name: 'echo', arguments: {}, _meta: { access_token: 'x' } } }, async () => ({})), 401, -32001, 'no_token', 'no Authorization header'),
     c('a token for another route (wrong audience)', call(toolCall('echo'), () => bearer({ aud: `${gateway.url}/other` })), 401, -32001, 'invalid_token', 'ERR_JWT_CLAIM_VALIDATION_FAILED'),
     c("this route's token at another route", call(toolCall('echo'), () => bearer(), () => `${gateway.url}/other`), 401, -32001, 'invalid_token', 'ERR_JWT_CLAIM_VALIDATION_FAILED'),
@@ -91,7 +91,7 @@ describe('security: gateway', () => {
     c('Mcp-Method disagreeing with the body', withHeaders({ 'mcp-protocol-version': '2026-07-28', 'mcp-method': 'tools/list', 'mcp-name': 'echo' }), 400, -32020, 'header_mismatch', 'Mcp-Method header "tools/list" does not match the body\'s method "tools/call"'),
     c('Mcp-Name disagreeing with the body (a permitted tool named, another called)', withHeaders({ 'mcp-protocol-version': '2026-07-28', 'mcp-method': 'tools/call', 'mcp-name': 'echo' }, toolCall('transfer', { amount: 5 })), 400, -32020, 'header_mismatch', 'Mcp-Name header "echo" does not match the body "transfer"'),
     c('a body over max_body_bytes', call(toolCall('echo', { pad: 'x'.repeat(8192) })), 413, -32600, 'body_too_large', 'body larger than 4096 bytes'),
-    c('a body that is not JSON', call('{"jsonrpc":'), 400, -32700, 'malformed', 'the body is not JSON'),
+    c('a body that is not JSON', call('{"jsonrpc":'), 400, -32700, 'malformed', 'not JSON: Unexpected end of JSON input'),
     c('a JSON-RPC batch (one call hidden among others)', call([{ jsonrpc: '2.0', id: 1, method: 'ping' }, toolCall('transfer', { amount: 5000 }, 2)]), 400, -32600, 'malformed', 'JSON-RPC batches are not supported by MCP'),
     c('tools/call without a name', call({ jsonrpc: '2.0', id: 1, method: 'tools/call', params: {} }), 400, -32602, 'malformed', 'tools/call needs params.name'),
     c('a tool name that is not a string', call({ jsonrpc: '2.0', id: 1, method: 'tools/call', params: { name: ['transfer'] } }), 400, -32602, 'malformed', 'tools/call needs params.name'),

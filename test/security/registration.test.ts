@@ -49,7 +49,7 @@ describe('security: registration', () => {
     badRedirect('myapp:/cb', 'uses a private-use scheme that is not in reverse-domain form'),
     register('redirect_uris as a string', { redirect_uris: 'https://client.example/cb' }, 'invalid_redirect_uri', /^redirect_uris: /),
     register('no redirect_uris for the code grant', { client_name: 'x' }, 'invalid_redirect_uri', 'redirect_uris are required for the authorization code grant'),
-    register('client_credentials for a self-registered client (off by default)', { grant_types: ['client_credentials'] }, 'invalid_client_metadata', 'self-registered clients may not use client_credentials here; register an agent at /aiagent/register'),
+    register('client_credentials for a self-registered client (off by default)', { grant_types: ['client_credentials'] }, 'invalid_client_metadata', 'registration.client_credentials is false (dynamic client)'),
     register('an unknown grant type', { redirect_uris: ['https://client.example/cb'], grant_types: ['password'] }, 'invalid_client_metadata', 'grant_type password is not supported'),
     register('the implicit response type', { redirect_uris: ['https://client.example/cb'], response_types: ['token'] }, 'invalid_client_metadata', 'only the code response type is supported'),
     register('an unknown auth method', { redirect_uris: ['https://client.example/cb'], token_endpoint_auth_method: 'client_secret_jwt' }, 'invalid_client_metadata', /^token_endpoint_auth_method: /),
@@ -57,7 +57,7 @@ describe('security: registration', () => {
     register('private_key_jwt without keys', { redirect_uris: ['https://client.example/cb'], token_endpoint_auth_method: 'private_key_jwt' }, 'invalid_client_metadata', 'private_key_jwt needs jwks or jwks_uri'),
     register('jwks and jwks_uri together', { redirect_uris: ['https://client.example/cb'], token_endpoint_auth_method: 'private_key_jwt', jwks: { keys: [{ kty: 'EC' }] }, jwks_uri: 'https://client.example/jwks' }, 'invalid_client_metadata', 'use jwks or jwks_uri, not both'),
     register('an unknown default_resource', { redirect_uris: ['https://client.example/cb'], default_resource: 'https://attacker.test' }, 'invalid_client_metadata', 'default_resource is not a known resource'),
-    register('a body that is not JSON', '{"redirect_uris":', 'invalid_client_metadata', 'the body must be a JSON object'),
+    register('a body that is not JSON', '{"redirect_uris":', 'invalid_client_metadata', 'not JSON: Unexpected end of JSON input'),
     register('a JSON array body', [{ redirect_uris: ['https://client.example/cb'] }], 'invalid_client_metadata', 'the body must be a JSON object'),
     { name: 'an agent choosing its own client_id', attack: post('/aiagent/register', { client_id: 'web', client_name: 'impostor' }), status: 400, error: 'invalid_client_metadata', auditReason: 'the server chooses an agent client_id' },
     // RFC 7592 §2: the registration access token, and only the client's own.
