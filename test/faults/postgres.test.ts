@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
-import { after, before, describe, it } from 'node:test';
+import { after, afterEach, before, describe, it } from 'node:test';
 import { FormBrowser } from '../helpers/browser-driver.ts';
-import { freshCode, isUnavailable, redeem, refresh, startFaultAuthServer, type FaultAuthServer } from '../helpers/fault-servers.ts';
+import { freshCode, isUnavailable, redeem, refresh, startFaultAuthServer, processCrashes, type FaultAuthServer } from '../helpers/fault-servers.ts';
 import { postgresAvailable, startPrivatePostgres, until, type PrivatePostgres } from '../helpers/private-services.ts';
 import { skipUnless } from '../helpers/services.ts';
 
@@ -23,9 +23,22 @@ describe('fault suite: PostgreSQL restarts and outages', skipUnless(postgresAvai
     as?.remove();
     await pg?.close();
   });
+  // Whatever would have killed a service process fails the test that caused it.
+  afterEach(() => assert.deepEqual(processCrashes(), []));
 
   const alive = async (server = as) => (await fetch(`${server.issuer}/.well-known/oauth-authorization-server`)).status === 200;
   const unhandled = (server = as) => server.logs.filter((line) => line.msg === 'unhandled error');
+
+  it('idle connections cut by a restart: logged, no crash, the next request reconnects', async () => {
+    // Several requests at once leave several idle connections in the pool.
+    await Promise.all(Array.from({ length: 6 }, () => refresh(as, 'unknown-refresh-token')));
+    const lost = as.logs.filter((line) => line.msg === 'database connection lost').length;
+    await pg.stop('fast');
+    await until(async () => as.logs.filter((line) => line.msg === 'database connection lost').length > lost, 10_000, 'the lost connections noticed');
+    assert.ok(await alive());
+    await pg.start();
+    await until(async () => (await refresh(as, 'unknown-refresh-token')).status === 400, 15_000, 'queries working again');
+  });
 
   it('a restart and a crash under load: every grant survives, 503 while down, recovery on its own', async () => {
     const signIn = new FormBrowser(as.issuer);
