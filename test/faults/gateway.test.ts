@@ -2,9 +2,9 @@ import assert from 'node:assert/strict';
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { after, before, describe, it } from 'node:test';
+import { after, afterEach, before, describe, it } from 'node:test';
 import { postForm } from '../helpers/auth-server.ts';
-import { serviceAuth, startFaultAuthServer, type FaultAuthServer } from '../helpers/fault-servers.ts';
+import { serviceAuth, startFaultAuthServer, processCrashes, type FaultAuthServer } from '../helpers/fault-servers.ts';
 import { mcpPost, startScriptedUpstream, startTestGateway, toolCall, type TestGateway } from '../helpers/gateway.ts';
 import { until } from '../helpers/private-services.ts';
 
@@ -41,6 +41,8 @@ describe('fault suite: the authorization server down behind gateways', () => {
     as?.remove();
     rmSync(dataDir, { recursive: true, force: true });
   });
+  // Whatever would have killed a service process fails the test that caused it.
+  afterEach(() => assert.deepEqual(processCrashes(), []));
 
   it('keeps valid tokens working with the AS stopped, across a route reload and a restart', async () => {
     const first = await gateway({ data_dir: dataDir });

@@ -1,7 +1,9 @@
 import assert from 'node:assert/strict';
-import { after, before, describe, it } from 'node:test';
+import { after, afterEach, before, describe, it } from 'node:test';
 import { FormBrowser } from '../helpers/browser-driver.ts';
-import { freshCode, isUnavailable, redeem, refresh, startFaultAuthServer, type FaultAuthServer } from '../helpers/fault-servers.ts';
+import { postForm } from '../helpers/auth-server.ts';
+import { hashSecret } from '../../src/auth-server/hash.ts';
+import { FAULT_APP, freshCode, isUnavailable, redeem, refresh, startFaultAuthServer, processCrashes, type FaultAuthServer } from '../helpers/fault-servers.ts';
 import { postgresAvailable, startPrivatePostgres, until, type PrivatePostgres } from '../helpers/private-services.ts';
 import { skipUnless } from '../helpers/services.ts';
 
@@ -23,9 +25,22 @@ describe('fault suite: PostgreSQL restarts and outages', skipUnless(postgresAvai
     as?.remove();
     await pg?.close();
   });
+  // Whatever would have killed a service process fails the test that caused it.
+  afterEach(() => assert.deepEqual(processCrashes(), []));
 
   const alive = async (server = as) => (await fetch(`${server.issuer}/.well-known/oauth-authorization-server`)).status === 200;
   const unhandled = (server = as) => server.logs.filter((line) => line.msg === 'unhandled error');
+
+  it('idle connections cut by a restart: logged, no crash, the next request reconnects', async () => {
+    // Several requests at once leave several idle connections in the pool.
+    await Promise.all(Array.from({ length: 6 }, () => refresh(as, 'unknown-refresh-token')));
+    const lost = as.logs.filter((line) => line.msg === 'database connection lost').length;
+    await pg.stop('fast');
+    await until(async () => as.logs.filter((line) => line.msg === 'database connection lost').length > lost, 10_000, 'the lost connections noticed');
+    assert.ok(await alive());
+    await pg.start();
+    await until(async () => (await refresh(as, 'unknown-refresh-token')).status === 400, 15_000, 'queries working again');
+  });
 
   it('a restart and a crash under load: every grant survives, 503 while down, recovery on its own', async () => {
     const signIn = new FormBrowser(as.issuer);
@@ -122,6 +137,33 @@ describe('fault suite: PostgreSQL restarts and outages', skipUnless(postgresAvai
     }
     assert.deepEqual(unhandled(), [], 'no request ended in an unhandled error');
     assert.ok(as.logs.some((line) => line.msg === 'a dependency is unavailable; answered 503'), 'the 503s are logged with their reason');
+  });
+
+  it('a revocation racing refreshes leaves nothing alive: every token of the grant is revoked', async () => {
+    const signIn = new FormBrowser(as.issuer);
+    const tokens: string[] = [];
+    for (let i = 0; i < 6; i++) {
+      const res = await redeem(as, await freshCode(as, signIn));
+      assert.equal(res.status, 200, res.text);
+      tokens.push(res.json.refresh_token as string);
+    }
+    const issued: string[] = [...tokens];
+    await Promise.all(
+      tokens.map(async (token) => {
+        const revoke = postForm(`${as.issuer}/revoke`, { token, client_id: FAULT_APP.client_id });
+        const refreshes = [refresh(as, token), refresh(as, token), refresh(as, token)];
+        assert.equal((await revoke).status, 200);
+        for (const res of await Promise.all(refreshes)) {
+          if (res.status === 200) issued.push(res.json.refresh_token as string);
+          else assert.equal(res.json.error, 'invalid_grant', res.text);
+        }
+      }),
+    );
+    for (const token of issued) {
+      const record = await as.store.grants.findRefreshToken(hashSecret(token));
+      assert.ok(record?.revokedAt, 'no refresh token of a revoked grant is left alive');
+      assert.equal((await refresh(as, token)).json.error, 'invalid_grant');
+    }
   });
 
   it('starts while the database is down, answers 503 but serves its keys, and recovers by itself', async () => {

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
-import { after, before, describe, it } from 'node:test';
+import { after, afterEach, before, describe, it } from 'node:test';
 import { pkcePair, postForm } from '../helpers/auth-server.ts';
-import { FAULT_APP, isUnavailable, serviceAuth, startFaultAuthServer, type FaultAuthServer } from '../helpers/fault-servers.ts';
+import { FAULT_APP, isUnavailable, serviceAuth, startFaultAuthServer, processCrashes, type FaultAuthServer } from '../helpers/fault-servers.ts';
 import { mcpPost, startScriptedUpstream, startTestGateway, toolCall, type TestGateway } from '../helpers/gateway.ts';
 import { redisAvailable, startPrivateRedis, until, type PrivateRedis } from '../helpers/private-services.ts';
 import { skipUnless } from '../helpers/services.ts';
@@ -46,6 +46,8 @@ describe('fault suite: Redis killed and restarted', skipUnless(redisAvailable(),
     as?.remove();
     await redis?.close();
   });
+  // Whatever would have killed a service process fails the test that caused it.
+  afterEach(() => assert.deepEqual(processCrashes(), []));
 
   // Starting a sign-in stores the interaction in Redis.
   const authorize = async () => {

@@ -83,6 +83,15 @@ export const redeem = (as: FaultAuthServer, code: { code: string; verifier: stri
 export const refresh = (as: FaultAuthServer, refreshToken: string) =>
   postForm(`${as.issuer}/token`, { grant_type: 'refresh_token', refresh_token: refreshToken, client_id: FAULT_APP.client_id });
 
+/**
+ * What would have killed a service process: node:test catches uncaught exceptions (an unheard
+ * `error` event from node-postgres is one) and carries on, so the fault tests look for them here.
+ */
+const crashes: string[] = [];
+process.on('uncaughtException', (error) => crashes.push(`uncaught: ${error.message}`));
+process.on('unhandledRejection', (reason) => crashes.push(`unhandled rejection: ${String(reason)}`));
+export const processCrashes = () => [...crashes];
+
 /** 503 temporarily_unavailable with Retry-After: what a client sees while a dependency is down. */
 export function isUnavailable(res: { status: number; headers: Headers; json: Record<string, unknown> }): boolean {
   return res.status === 503 && res.json.error === 'temporarily_unavailable' && Number(res.headers.get('retry-after')) > 0;
