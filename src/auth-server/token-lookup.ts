@@ -44,7 +44,12 @@ async function activeJwt(ctx: ServerContext, token: string): Promise<{ claims: A
     await ctx.trackedTokens.flush();
     tracked = await ctx.store.grants.findAccessToken(claims.jti);
   }
-  return tracked?.revokedAt ? undefined : { claims, grantId: tracked?.grantId };
+  if (tracked?.revokedAt) return undefined;
+  const grantId = tracked?.grantId ?? (typeof claims.grant_id === 'string' ? claims.grant_id : undefined);
+  // The record of an exchanged token may not be written yet (batched, maybe on another instance)
+  // when its grant is revoked: the grant itself decides.
+  if (typeof claims.grant_id === 'string' && (await ctx.store.grants.findGrant(claims.grant_id))?.revokedAt !== undefined) return undefined;
+  return { claims, grantId };
 }
 
 async function activeOpaque(ctx: ServerContext, token: string): Promise<{ claims: AccessTokenClaims; grantId?: string } | undefined> {

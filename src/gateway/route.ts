@@ -4,7 +4,7 @@ import { compileExpression, type CompiledExpression } from '../core/cel.ts';
 import type { VerificationKey } from '../core/jwt.ts';
 import type { RateLimitConfig, RouteConfig } from '../config/gateway-schema.ts';
 import { Mediator } from './mediator.ts';
-import { RevocationList } from './revocation-list.ts';
+import { RevocationList, type RevocationListOptions } from './revocation-list.ts';
 import { introspectionValidator, issuerMetadata, jwtValidator, type TokenValidator } from './token-validator.ts';
 
 /** Protocol traffic, not counted by rate limits unless a limit names it (issue 4). */
@@ -47,6 +47,11 @@ export interface CompileOptions {
   createVerifier?: (jwk: JWK, alg: string) => VerificationKey['verify'];
   onError?: (error: Error) => void;
   fetch?: typeof fetch;
+  /**
+   * Where routes get their revocation list: a registry that shares one per authorization server
+   * and keeps it across reloads (`node/revocation-feeds.ts`). Without it, each route polls its own.
+   */
+  acquireRevocations?: (options: RevocationListOptions & { channel: string }) => { list: RevocationList; release(): void };
 }
 
 export class RouteConfigError extends Error {
@@ -134,17 +139,19 @@ export function compileRoute(route: RouteConfig, index: number, options: Compile
     : undefined;
 
   const listConfig = route.token.mode === 'jwt' ? route.token.revocation_list : undefined;
-  const revocations = listConfig
-    ? new RevocationList({
+  const feed = listConfig
+    ? (options.acquireRevocations ?? ownRevocationList)({
         endpoint: listConfig.endpoint ?? `${issuer.replace(/\/$/, '')}/revocations`,
+        issuer,
         clientId: listConfig.client_id,
         clientSecret: secretFrom(options.env, listConfig.client_secret_env, `${where} token.revocation_list`),
         pollMs: listConfig.poll_seconds * 1000,
+        channel: listConfig.channel,
         fetch: options.fetch,
         onError: options.onError,
       })
     : undefined;
-  revocations?.start();
+  const revocations = feed?.list;
 
   const scopes = new Set([...route.scopes, ...[...tools.values()].flatMap((tool) => tool.scopes)]);
   return {
@@ -168,7 +175,13 @@ export function compileRoute(route: RouteConfig, index: number, options: Compile
     revocations,
     close: () => {
       validator.close();
-      revocations?.stop();
+      feed?.release();
     },
   };
+}
+
+function ownRevocationList(options: RevocationListOptions): { list: RevocationList; release(): void } {
+  const list = new RevocationList(options);
+  list.start();
+  return { list, release: () => list.stop() };
 }

@@ -16,6 +16,7 @@ import { AuditWriter } from './audit-writer.ts';
 import { nodeForwarder } from './forwarder.ts';
 import { GatewayMetrics } from './metrics.ts';
 import { nodeVerifier } from './verifier.ts';
+import { RevocationFeeds } from './revocation-feeds.ts';
 
 export interface GatewayHandle {
   url: string;
@@ -82,6 +83,9 @@ export async function startGateway(config: GatewayConfig, options: StartGatewayO
   redis?.on('error', (error) => log.warn({ err: error }, 'redis error'));
   const forwarder: Forwarder = nodeForwarder();
   const sessions = new SessionBindings();
+  // Revocation feeds live outside the per-reload build: a reload keeps their state.
+  const feeds = new RevocationFeeds({ redisUrl: env.REDIS_URL, onError: (error) => log.warn({ err: error.message }, 'revocation feed error') });
+  const acquireRevocations = feeds.acquire.bind(feeds);
 
   const build = (next: GatewayConfig): { app: Hono<never>; routes: CompiledRoute[] } => {
     const paths = new Set<string>();
@@ -90,7 +94,7 @@ export async function startGateway(config: GatewayConfig, options: StartGatewayO
       next.routes.forEach((route, index) => {
         if (paths.has(route.path)) throw new RouteConfigError(`routes[${index}]: path ${route.path} is used twice`);
         paths.add(route.path);
-        routes.push(compileRoute(route, index, { env, redis, rateLimitPrefix: next.rate_limit_prefix, createVerifier: nodeVerifier, onError: (error) => log.warn({ err: error.message }, 'cannot refresh the authorization server keys') }));
+        routes.push(compileRoute(route, index, { env, redis, rateLimitPrefix: next.rate_limit_prefix, createVerifier: nodeVerifier, acquireRevocations, onError: (error) => log.warn({ err: error.message }, 'cannot refresh the authorization server keys') }));
       });
     } catch (error) {
       for (const route of routes) route.close();
@@ -118,6 +122,7 @@ export async function startGateway(config: GatewayConfig, options: StartGatewayO
     current?.routes.forEach((route) => route.close());
     if (server.listening) await closeServer(server);
     redis?.disconnect();
+    await feeds.close();
     await Promise.all([forwarder.close(), audit.close()]);
     throw error;
   }
@@ -159,6 +164,7 @@ export async function startGateway(config: GatewayConfig, options: StartGatewayO
       current!.routes.forEach((route) => route.close());
       await forwarder.close();
       await audit.close();
+      await feeds.close();
       redis?.disconnect();
     },
   };
