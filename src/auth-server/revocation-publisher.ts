@@ -10,6 +10,8 @@ import type { ServerContext } from './context.ts';
  * through after the message arrives. Without Redis nothing is published; caches expire on their
  * own (storage.client_cache_seconds, 2 s for restrictions) and gateways poll.
  */
+const PUBLISH_TIMEOUT_MS = 500;
+
 export function publishRevocations(options: { ctx: ServerContext; store: Store; redisUrl?: string; onClientChanged: (clientId: string) => void }): { close(): Promise<void> } {
   const { ctx, store } = options;
   if (!options.redisUrl) return { close: async () => undefined };
@@ -23,8 +25,14 @@ export function publishRevocations(options: { ctx: ServerContext; store: Store; 
     },
     onError: (error) => ctx.log.warn({ err: error.message }, 'revocation channel (redis) error'),
   });
+  // The write is committed before this runs; the message is best effort (the poll is the fallback),
+  // bounded so that a Redis outage never holds a revocation request for long.
   const publish = async (event: RevocationEvent) => {
-    await channel.publish(event).catch((error: Error) => ctx.log.warn({ err: error.message, type: event.type }, 'revocation not published; gateways will see it at their next poll'));
+    let timer: NodeJS.Timeout | undefined;
+    const timeout = new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error('publish timed out')), PUBLISH_TIMEOUT_MS)));
+    await Promise.race([channel.publish(event), timeout])
+      .catch((error: Error) => ctx.log.warn({ err: error.message, type: event.type }, 'revocation not published; gateways will see it at their next poll'))
+      .finally(() => clearTimeout(timer));
   };
   const longest = () => Math.max(ctx.config.tokens.access_token_ttl, ...ctx.resources().map((r) => r.accessTokenTtl));
   const publishClient = async (clientId: string) => {

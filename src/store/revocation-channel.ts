@@ -56,11 +56,20 @@ export function revocationChannel(options: {
   onEvent?: (event: RevocationEvent) => void;
   onConnect?: () => void;
   onError?: (error: Error) => void;
+  /** False for a process that only listens (a gateway): it then holds one connection. */
+  publishes?: boolean;
 }): RevocationChannel {
   const onError = (error: Error) => options.onError?.(error);
-  // Publishing never waits for a connection that is down: the poll is the fallback.
-  const publisher = new Redis(options.url, { enableOfflineQueue: false, maxRetriesPerRequest: 1 });
-  publisher.on('error', onError);
+  // A publish never holds a request for long while Redis is down: the poll is the fallback.
+  let publisher: Redis | undefined;
+  const connection = () => {
+    if (!publisher) {
+      publisher = new Redis(options.url, { maxRetriesPerRequest: 1, connectTimeout: 2_000 });
+      publisher.on('error', onError);
+    }
+    return publisher;
+  };
+  if (options.publishes !== false) connection();
   let subscriber: Redis | undefined;
   if (options.onEvent) {
     const onEvent = options.onEvent;
@@ -77,10 +86,10 @@ export function revocationChannel(options: {
   }
   return {
     async publish(event) {
-      await publisher.publish(options.channel, JSON.stringify(event));
+      await connection().publish(options.channel, JSON.stringify(event));
     },
     async close() {
-      await Promise.all([publisher.quit().catch(() => publisher.disconnect()), subscriber?.quit().catch(() => subscriber?.disconnect())]);
+      await Promise.all([publisher?.quit().catch(() => publisher?.disconnect()), subscriber?.quit().catch(() => subscriber?.disconnect())]);
     },
   };
 }

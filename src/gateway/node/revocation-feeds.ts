@@ -30,6 +30,7 @@ export class RevocationFeeds {
             onEvent: (event) => list.apply(event),
             onConnect: () => void list.refresh(),
             onError: (error) => this.options.onError?.(error),
+            publishes: false,
           })
         : undefined;
       list.start();
