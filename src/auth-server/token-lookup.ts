@@ -46,9 +46,10 @@ async function activeJwt(ctx: ServerContext, token: string): Promise<{ claims: A
   }
   if (tracked?.revokedAt) return undefined;
   const grantId = tracked?.grantId ?? (typeof claims.grant_id === 'string' ? claims.grant_id : undefined);
-  // The record of an exchanged token may not be written yet (batched, maybe on another instance)
-  // when its grant is revoked: the grant itself decides.
-  if (typeof claims.grant_id === 'string' && (await ctx.store.grants.findGrant(claims.grant_id))?.revokedAt !== undefined) return undefined;
+  // The record of an exchanged token (batched, maybe on another instance) can be written after its
+  // grant was revoked, unrevoked: for those the grant itself decides. Other tokens are recorded
+  // before they are returned, so the revocation of their grant marks their record.
+  if (claims.act !== undefined && typeof claims.grant_id === 'string' && (await ctx.store.grants.findGrant(claims.grant_id))?.revokedAt !== undefined) return undefined;
   return { claims, grantId };
 }
 
