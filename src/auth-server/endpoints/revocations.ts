@@ -48,7 +48,8 @@ export function revocationsEndpoint(app: Hono<AppEnv>, ctx: ServerContext) {
       tokens: tokens.map((t) => ({ jti: t.jti, exp: t.expiresAt, revoked_at: t.revokedAt })),
       grants: grants.map((g) => ({ grant_id: g.id, revoked_at: g.revokedAt, until: g.revokedAt + longest })),
       clients: clients
-        .filter((d) => d.disabledAt !== undefined || d.tokensValidAfter !== undefined || (d.expiresAt !== undefined && d.expiresAt <= now))
+        // Agents with an expiry are listed before it: a reader refuses them the moment it passes.
+        .filter((d) => d.disabledAt !== undefined || d.tokensValidAfter !== undefined || d.expiresAt !== undefined)
         .map((d) => ({ client_id: d.clientId, disabled_at: d.disabledAt ?? null, tokens_valid_after: d.tokensValidAfter ?? null, expired_at: d.expiresAt ?? null })),
     };
     const etag = `"${hashSecret(JSON.stringify(content))}"`;
