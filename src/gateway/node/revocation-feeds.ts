@@ -22,7 +22,7 @@ export class RevocationFeeds {
     const key = JSON.stringify([typeof options.endpoint === 'string' ? options.endpoint : options.issuer, options.clientId, options.channel]);
     let feed = this.feeds.get(key);
     if (!feed) {
-      const list = new RevocationList(options);
+      const list = new RevocationList({ ...options, onError: this.options.onError ?? options.onError });
       const channel = this.options.redisUrl
         ? revocationChannel({
             url: this.options.redisUrl,

@@ -94,6 +94,9 @@ export async function startGateway(config: GatewayConfig, options: StartGatewayO
       next.routes.forEach((route, index) => {
         if (paths.has(route.path)) throw new RouteConfigError(`routes[${index}]: path ${route.path} is used twice`);
         paths.add(route.path);
+        if (route.token.mode === 'jwt' && !route.token.revocation_list) {
+          log.warn({ route: route.path }, 'route verifies tokens locally without token.revocation_list: revoked tokens and disabled agents are accepted until the tokens expire');
+        }
         routes.push(compileRoute(route, index, { env, redis, rateLimitPrefix: next.rate_limit_prefix, createVerifier: nodeVerifier, acquireRevocations, onError: (error) => log.warn({ err: error.message }, 'cannot refresh the authorization server keys') }));
       });
     } catch (error) {
