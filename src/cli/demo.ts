@@ -69,7 +69,7 @@ Mandate demo is running (ready in ${ms} ms; data in ${data}/).
   Gateway (banking)      ${DEMO.gateway}   in front of the banking MCP server at ${DEMO.banking}
     audit log            ${data}/gateway-audit.jsonl      metrics: http://localhost:9464/metrics
 
-  Secrets (generated on first start): ${data}/secrets/todo-mcp.secret, sample-agent.secret, admin.token
+  Secrets (generated on first start): ${data}/secrets/todo-mcp.secret, sample-agent.secret, gateway.secret, admin.token
 
 Try it:
   MCP Inspector:  npx @modelcontextprotocol/inspector   then connect (Streamable HTTP) to
