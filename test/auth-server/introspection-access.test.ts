@@ -113,6 +113,9 @@ describe('who may introspect a token and read the revocation list', () => {
     assert.ok(((await since.json()) as { tokens: { jti: string }[] }).tokens.some((t) => t.jti === jti), 'answers overlap: a fresh revocation is in the next increment too');
     const later = await fetch(`${as.issuer}/revocations?since=${Math.floor(Date.now() / 1000) + 3600}`, { headers: auth.rs });
     assert.deepEqual(((await later.json()) as { tokens: unknown[] }).tokens, [], 'only what was revoked since');
+    const posted = await postForm(`${as.issuer}/revocations`, { since: String(body.next_since) }, auth.rs);
+    assert.equal(posted.status, 200, posted.text);
+    assert.ok((posted.json.tokens as { jti: string }[]).some((t) => t.jti === jti), 'POST takes since as a form field');
     const bad = await fetch(`${as.issuer}/revocations?since=yesterday`, { headers: auth.rs });
     assert.equal(bad.status, 400);
     assert.equal(((await bad.json()) as { error: string }).error, 'invalid_request');
