@@ -8,6 +8,8 @@ import { isOAuthError } from '../../src/core/errors.ts';
 import { Mediator } from '../../src/gateway/mediator.ts';
 import { resourceServer } from '../../src/gateway/resource-server.ts';
 import { nodeVerifier } from '../../src/gateway/node/verifier.ts';
+import { RevocationFeeds } from '../../src/gateway/node/revocation-feeds.ts';
+import { DEFAULT_REVOCATION_CHANNEL } from '../../src/store/revocation-channel.ts';
 import { issuerMetadata, type TokenClaims } from '../../src/gateway/token-validator.ts';
 
 /**
@@ -27,6 +29,11 @@ export interface TodoMcpOptions {
   allowedOrigins?: string[];
   host?: string;
   port?: number;
+  /** Seconds between polls of the AS revocation list (its client must be a resource server of `resource` at the AS). */
+  revocationPollSeconds?: number;
+  /** REDIS_URL by default: revocations pushed over pub/sub apply at once. */
+  redisUrl?: string;
+  revocationChannel?: string;
 }
 
 export interface TodoMcpServer {
@@ -36,7 +43,17 @@ export interface TodoMcpServer {
 
 
 export async function startTodoMcpServer(options: TodoMcpOptions): Promise<TodoMcpServer> {
-  const guard = resourceServer({ resource: options.resource, issuer: options.issuer, scopesSupported: ['todo_api:read', 'todo_api:write'], resourceName: 'Todo MCP server', createVerifier: nodeVerifier });
+  // The same revocation feed as the gateway's: revoked tokens and grants, disabled agents refused.
+  const feeds = new RevocationFeeds({ redisUrl: options.redisUrl ?? process.env.REDIS_URL });
+  const revocations = feeds.acquire({
+    endpoint: `${options.issuer.replace(/\/$/, '')}/revocations`,
+    issuer: options.issuer,
+    clientId: options.clientId,
+    clientSecret: options.clientSecret,
+    pollMs: (options.revocationPollSeconds ?? 10) * 1000,
+    channel: options.revocationChannel ?? DEFAULT_REVOCATION_CHANNEL,
+  }).list;
+  const guard = resourceServer({ resource: options.resource, issuer: options.issuer, scopesSupported: ['todo_api:read', 'todo_api:write'], resourceName: 'Todo MCP server', createVerifier: nodeVerifier, revocations });
   const mediator = new Mediator({ metadata: issuerMetadata(options.issuer), clientId: options.clientId, clientSecret: options.clientSecret, resource: options.todoApi });
   const origins = new Set(options.allowedOrigins ?? []);
   const mcpPath = new URL(options.resource).pathname;
@@ -136,6 +153,7 @@ export async function startTodoMcpServer(options: TodoMcpOptions): Promise<TodoM
     close: () =>
       new Promise<void>((resolve) => {
         guard.close();
+        void feeds.close();
         httpServer.close(() => resolve());
         httpServer.closeAllConnections();
       }),

@@ -28,10 +28,15 @@ export interface Resource {
   /** Claim mappings, compiled at start. */
   claims: { name: string; expression: CompiledExpression }[];
   exchange: { allowedActors?: string[]; maxDepth: number; requireMayAct: boolean };
+  /** Clients serving this resource: they may introspect its tokens and read the revocation list. */
+  resourceServers: string[];
 }
 
 /** Claims a mapping may not set: they carry the token's own security properties. */
-export const PROTECTED_CLAIMS = new Set(['iss', 'aud', 'exp', 'iat', 'nbf', 'jti', 'client_id', 'scope', 'auth_time', 'acr', 'sid']);
+export const PROTECTED_CLAIMS = new Set(['iss', 'aud', 'exp', 'iat', 'nbf', 'jti', 'client_id', 'scope', 'auth_time', 'acr', 'sid', 'grant_id']);
+
+/** How stale the client restriction cache may be without REDIS_URL (with it, pub/sub refreshes it at once). */
+export const RESTRICTION_CACHE_SECONDS = 2;
 
 /** Everything an endpoint needs, built once at start. */
 export interface ServerContext {
@@ -120,6 +125,7 @@ export function createContext(parts: {
       return { name, expression: compileExpression(source) };
     }),
     exchange: { allowedActors: r.exchange.allowed_actors, maxDepth: r.exchange.max_depth, requireMayAct: r.exchange.require_may_act },
+    resourceServers: r.resource_servers ?? [],
   });
   const own: Resource = {
     id: issuer,
@@ -129,6 +135,7 @@ export function createContext(parts: {
     tokenFormat: 'jwt',
     claims: [],
     exchange: { maxDepth: 1, requireMayAct: true },
+    resourceServers: [],
   };
   const install = (list: ResourceConfig[]) => {
     const next = new Map<string, Resource>(list.map((r) => [r.id, toResource(r)]));
@@ -153,7 +160,7 @@ export function createContext(parts: {
     restricted = { byId: new Map(rows.map((r) => [r.clientId, r])), readAt: Date.now() };
   };
   const restriction = async (clientId: string) => {
-    if (Date.now() - restricted.readAt > 2000) await refreshDisabled();
+    if (Date.now() - restricted.readAt > RESTRICTION_CACHE_SECONDS * 1000) await refreshDisabled();
     return restricted.byId.get(clientId);
   };
   return {

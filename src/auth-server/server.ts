@@ -7,7 +7,7 @@ import { createSqlStore, openSqlStore, type SqlStore } from '../store/sql-store.
 import { UNAVAILABLE_RETRY_AFTER_SECONDS, unavailableReason } from '../store/unavailable.ts';
 import { memoryCache } from '../store/memory-cache.ts';
 import { redisCache } from '../store/redis-cache.ts';
-import { cachedClientStore } from '../store/cached-clients.ts';
+import { cachedClientStore, type CachedClientStore } from '../store/cached-clients.ts';
 import { createAuthServerApp, temporarilyUnavailable } from './app.ts';
 import { AuditLog } from './audit.ts';
 import { BatchWriter } from './batch-writer.ts';
@@ -17,6 +17,7 @@ import { createContext, type ServerContext } from './context.ts';
 import { KeyManager } from './keys.ts';
 import { limiterFactory } from './limits.ts';
 import { trustedProxyList } from './client-address.ts';
+import { publishRevocations } from './revocation-publisher.ts';
 
 export interface AuthServerHandle {
   ctx: ServerContext;
@@ -30,7 +31,7 @@ export function maxTokenTtl(config: AuthServerConfig): number {
   return Math.max(config.tokens.access_token_ttl, config.tokens.id_token_ttl, ...config.resources.map((r) => r.access_token_ttl ?? 0));
 }
 
-export async function openStore(config: AuthServerConfig, env = process.env): Promise<SqlStore> {
+export async function openStore(config: AuthServerConfig, env = process.env): Promise<SqlStore & { clients: CachedClientStore }> {
   const driver = config.storage.driver ?? (env.DATABASE_URL ? 'postgres' : 'sqlite');
   const store = await openSqlStore({ driver, databaseUrl: env.DATABASE_URL, sqliteFile: resolve(config.data_dir, config.storage.sqlite_file) });
   return { ...store, clients: cachedClientStore(store.clients, { ttlSeconds: config.storage.client_cache_seconds }) };
@@ -61,7 +62,8 @@ export async function startAuthServer(
     sqliteFile: resolve(config.data_dir, config.storage.sqlite_file),
     onConnectionError: (error) => log.warn({ reason: unavailableReason(error) ?? error.message }, 'database connection lost'),
   });
-  const store: SqlStore = { ...opened, clients: cachedClientStore(opened.clients, { ttlSeconds: config.storage.client_cache_seconds }) };
+  const clientCache = cachedClientStore(opened.clients, { ttlSeconds: config.storage.client_cache_seconds });
+  const store: SqlStore = { ...opened, clients: clientCache };
   const now = () => Math.floor(Date.now() / 1000);
   const keys = new KeyManager({ dataDir: config.data_dir, maxTokenTtl: maxTokenTtl(config) });
   await keys.init();
@@ -98,6 +100,8 @@ export async function startAuthServer(
     },
   };
   const ctx = createContext({ config, store, cache, keys, audit, trackedTokens, log, now, limiter });
+  // Revocations, grant revocations and client changes reach other instances and gateways at once.
+  const feed = publishRevocations({ ctx, store, redisUrl: env.REDIS_URL, onClientChanged: (clientId) => clientCache.invalidate(clientId) });
   const app = createAuthServerApp(ctx, { adminToken: adminTokenFor(config) });
   const prepare = async () => {
     await opened.migrate();
@@ -113,7 +117,7 @@ export async function startAuthServer(
   } catch (error) {
     // A database that is down is waited for; anything else (a bad configuration) refuses the start.
     if (!unavailableReason(error)) {
-      await Promise.all([trackedTokens.close(), audit.close(), cache.close(), store.close()]).catch(() => undefined);
+      await Promise.all([feed.close(), trackedTokens.close(), audit.close(), cache.close(), store.close()]).catch(() => undefined);
       throw error;
     }
     log.warn({ reason: unavailableReason(error) }, 'database unavailable at start; answering 503 and retrying in the background');
@@ -171,6 +175,7 @@ export async function startAuthServer(
         (server as { closeAllConnections?: () => void }).closeAllConnections?.();
       });
       await trackedTokens.close();
+      await feed.close();
       await audit.close();
       await cache.close();
       await store.close();

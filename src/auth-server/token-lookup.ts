@@ -44,7 +44,13 @@ async function activeJwt(ctx: ServerContext, token: string): Promise<{ claims: A
     await ctx.trackedTokens.flush();
     tracked = await ctx.store.grants.findAccessToken(claims.jti);
   }
-  return tracked?.revokedAt ? undefined : { claims, grantId: tracked?.grantId };
+  if (tracked?.revokedAt) return undefined;
+  const grantId = tracked?.grantId ?? (typeof claims.grant_id === 'string' ? claims.grant_id : undefined);
+  // The record of an exchanged token (batched, maybe on another instance) can be written after its
+  // grant was revoked, unrevoked: for those the grant itself decides. Other tokens are recorded
+  // before they are returned, so the revocation of their grant marks their record.
+  if (claims.act !== undefined && typeof claims.grant_id === 'string' && (await ctx.store.grants.findGrant(claims.grant_id))?.revokedAt !== undefined) return undefined;
+  return { claims, grantId };
 }
 
 async function activeOpaque(ctx: ServerContext, token: string): Promise<{ claims: AccessTokenClaims; grantId?: string } | undefined> {

@@ -69,12 +69,15 @@ async function prepareAccessToken(ctx: ServerContext, request: AccessTokenReques
     ...(request.grant?.sid ? { sid: request.grant.sid } : {}),
     ...request.extra,
   };
+  const grantId = request.grant?.id ?? request.rootGrantId;
+  // The grant travels in the token: a grant revocation reaches it on every instance and gateway at
+  // once, whether or not the (batched) record of an exchanged token has been written yet.
+  if (grantId) claims.grant_id = grantId;
   const mayAct = mayActFor(resource, client, request.grantType);
   if (mayAct) claims.may_act = mayAct;
   if (resource.claims.length > 0) await applyClaimMappings(ctx, claims, request);
 
   const expiresIn = exp - now;
-  const grantId = request.grant?.id ?? request.rootGrantId;
   if (resource.tokenFormat === 'opaque') {
     const token = randomToken(32);
     return { token, claims, expiresIn, record: { jti: claims.jti, grantId, clientId: client.clientId, expiresAt: exp, tokenHash: hashSecret(token), claims } };

@@ -36,6 +36,8 @@ export async function demoCommand(_args: string[]): Promise<number> {
   };
   try {
     const todoMcpClient = config.clients.find((client) => client.client_id === 'todo-mcp')!;
+    const gatewayClient = config.clients.find((client) => client.client_id === 'gateway')!;
+    const gatewayEnv = { ...process.env, MANDATE_GATEWAY_CLIENT_SECRET: clientSecretFor(config, gatewayClient) };
     const [banking, todoApi, todoMcp, gateway] = await Promise.all([
       startBankingServer({ port: 8000 }),
       startTodoApi({ issuer: DEMO.issuer, resource: DEMO.todoApi, port: 8001 }),
@@ -48,7 +50,7 @@ export async function demoCommand(_args: string[]): Promise<number> {
         allowedOrigins: [...DEMO.inspectorOrigins],
         port: 8787,
       }),
-      loadGatewayConfig(DEMO_GATEWAY).then((gatewayConfig) => startGateway(gatewayConfig, { configFile: DEMO_GATEWAY, log: auth.ctx.log })),
+      loadGatewayConfig(DEMO_GATEWAY).then((gatewayConfig) => startGateway(gatewayConfig, { configFile: DEMO_GATEWAY, log: auth.ctx.log, env: gatewayEnv })),
     ]);
     stops.push(() => banking.close(), () => todoApi.close(), () => todoMcp.close(), () => gateway.close());
   } catch (error) {
@@ -67,7 +69,7 @@ Mandate demo is running (ready in ${ms} ms; data in ${data}/).
   Gateway (banking)      ${DEMO.gateway}   in front of the banking MCP server at ${DEMO.banking}
     audit log            ${data}/gateway-audit.jsonl      metrics: http://localhost:9464/metrics
 
-  Secrets (generated on first start): ${data}/secrets/todo-mcp.secret, sample-agent.secret, admin.token
+  Secrets (generated on first start): ${data}/secrets/todo-mcp.secret, sample-agent.secret, gateway.secret, admin.token
 
 Try it:
   MCP Inspector:  npx @modelcontextprotocol/inspector   then connect (Streamable HTTP) to

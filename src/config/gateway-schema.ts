@@ -66,10 +66,17 @@ const tokenSchema = z
         endpoint: z.url().optional().describe('Defaults to <issuer>/revocations (Mandate authorization servers).'),
         client_id: z.string().min(1),
         client_secret_env: z.string().min(1),
-        poll_seconds: z.number().int().positive().default(10),
+        poll_seconds: z.number().int().positive().default(10).describe('Without REDIS_URL, the revocation window; with it, the fallback that catches up on missed messages.'),
+        channel: z
+          .string()
+          .min(1)
+          .default('mandate:revocations')
+          .describe("With REDIS_URL: the AS's storage.revocation_channel; revocations pushed on it apply at once (well under a second)."),
       })
       .optional()
-      .describe('jwt mode: poll the AS revocation list, so revoked tokens and tokens of disabled or expired clients and actors stop working within poll_seconds.'),
+      .describe(
+        'jwt mode, Mandate authorization servers: the revocation feed, so revoked tokens, tokens of revoked grants and of disabled or expired clients and actors stop working (pushed over Redis pub/sub when REDIS_URL is set, else within poll_seconds). Requests get 503 temporarily_unavailable until the first list is loaded. The client must be a resource server of the route resource at the AS (resources[].resource_servers).',
+      ),
     introspection: z
       .strictObject({
         endpoint: z.url().optional().describe('Defaults to the introspection_endpoint of the issuer metadata.'),

@@ -37,6 +37,10 @@ export const resourceSchema = z.strictObject({
       require_may_act: z.boolean().default(true).describe('Exchange into this resource needs the subject token to name the actor in may_act. Turning it off allows delegation the user never granted.'),
     })
     .prefault({}),
+  resource_servers: z
+    .array(clientRef)
+    .default([])
+    .describe("Clients that serve this resource (its resource server, or the gateway in front of it): they may introspect tokens whose aud is this resource, and read the revocation list."),
 });
 
 export const agreementSchema = z.strictObject({
@@ -81,6 +85,10 @@ export const staticClientSchema = z.strictObject({
   jwks: z.object({ keys: z.array(z.record(z.string(), z.unknown())) }).optional(),
   jwks_uri: z.url().optional(),
   authentication_policy: z.string().optional().describe('Name of the authentication policy users go through when signing in through this client.'),
+  introspection: z
+    .enum(['allowed'])
+    .optional()
+    .describe('allowed: the client may introspect any token and read the revocation list (a security tool). Without it a client introspects only tokens issued to it and, as a resource server, tokens for its resources.'),
 });
 
 export const staticAgentSchema = staticClientSchema.extend({
@@ -114,7 +122,12 @@ export const authServerConfigSchema = z.strictObject({
         .int()
         .min(0)
         .default(5)
-        .describe('Seconds a client record is cached in memory. Changes made on this instance apply at once; on other instances within this time. 0 disables.'),
+        .describe('Seconds a client record is cached in memory. Changes made on this instance apply at once; on other instances at once with REDIS_URL (pub/sub), else within this time. 0 disables.'),
+      revocation_channel: z
+        .string()
+        .min(1)
+        .default('mandate:revocations')
+        .describe('Redis pub/sub channel (REDIS_URL) on which revocations, grant revocations and client disables are published to every instance and gateway.'),
     })
     .prefault({}),
   tokens: z

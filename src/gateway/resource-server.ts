@@ -3,6 +3,7 @@ import { isOAuthError } from '../core/errors.ts';
 import type { VerificationKey } from '../core/jwt.ts';
 import { parseScope } from '../core/scopes.ts';
 import { issuerMetadata, jwtValidator, type TokenClaims } from './token-validator.ts';
+import type { RevocationVerdict } from './revocation-list.ts';
 
 export interface ResourceServerOptions {
   /** The resource identifier: the `aud` tokens must carry, and the base of the metadata URL. */
@@ -11,11 +12,13 @@ export interface ResourceServerOptions {
   scopesSupported?: string[];
   resourceName?: string;
   createVerifier?: (jwk: JWK, alg: string) => VerificationKey['verify'];
+  /** The AS's revocation feed (`RevocationList`): revoked tokens, grants and disabled clients are refused; 503 until it is loaded. */
+  revocations?: { check(claims: TokenClaims): RevocationVerdict };
 }
 
 export type BearerCheck =
   | { ok: true; token: string; claims: TokenClaims; scopes: string[] }
-  | { ok: false; status: 401 | 403 | 503; headers: Record<string, string>; body: { error: string; error_description: string } };
+  | { ok: false; status: 401 | 403 | 503; headers: Record<string, string>; body: { error: string; error_description: string }; reason?: string };
 
 /**
  * Bearer-token protection for any HTTP framework (what the gateway does, for a resource server
@@ -67,6 +70,13 @@ export function resourceServer(options: ResourceServerOptions) {
           return { ok: false, status: 503, headers: { 'Retry-After': '5' }, body: { error: 'temporarily_unavailable', error_description: error.message } };
         }
         return { ok: false, status: 401, headers: { 'WWW-Authenticate': challenge(required, 'invalid_token') }, body: { error: 'invalid_token', error_description: 'the access token is invalid or expired' } };
+      }
+      const verdict = options.revocations?.check(claims);
+      if (verdict?.refuse === 'unavailable') {
+        return { ok: false, status: 503, headers: { 'Retry-After': '1' }, body: { error: 'temporarily_unavailable', error_description: 'the revocation list is not loaded yet; retry shortly' } };
+      }
+      if (verdict) {
+        return { ok: false, status: 401, headers: { 'WWW-Authenticate': challenge(required, 'invalid_token') }, body: { error: 'invalid_token', error_description: 'the access token is invalid or expired' }, reason: verdict.reason };
       }
       const scopes = parseScope(claims.scope);
       const missing = required.filter((scope) => !scopes.includes(scope));

@@ -1,33 +1,47 @@
 import type { TokenClaims } from './token-validator.ts';
 import { actorChain } from '../core/delegation.ts';
 import { basicAuthorization } from '../core/encoding.ts';
+import type { ListedClient, RevocationEvent } from '../store/revocation-channel.ts';
 
 export interface RevocationListOptions {
   endpoint: string | (() => Promise<string>);
   clientId: string;
   clientSecret: string;
   pollMs: number;
+  /** The issuer whose pushed events apply (a channel may carry several). */
+  issuer?: string;
   fetch?: typeof fetch;
   onError?: (error: Error) => void;
 }
 
-interface ListedClient {
-  client_id: string;
-  disabled_at: number | null;
-  tokens_valid_after: number | null;
-  expired_at: number | null;
+/** What the list says about a token: nothing (let it through), refuse it, or cannot tell yet. */
+export type RevocationVerdict = { refuse: 'revoked'; reason: string } | { refuse: 'unavailable'; reason: string } | undefined;
+
+interface ListAnswer {
+  next_since?: number;
+  tokens?: { jti: string; exp?: number }[];
+  grants?: { grant_id: string; until?: number }[];
+  clients?: ListedClient[];
 }
 
 /**
- * Mandate's revocation list (`/revocations`), polled, so that locally verified JWTs stop working
- * when they are revoked, or when their client or any actor in their `act` chain is disabled,
- * expired or cut off — within `pollMs`, without a call per request. If a poll fails, the last list
- * stays in force and the error is reported.
+ * Mandate's revocation list (`/revocations`), so that locally verified JWTs stop working when
+ * they are revoked, their grant is revoked (`grant_id`), or their client or any actor in their
+ * `act` chain is disabled, expired or cut off — without a call per request.
+ *
+ * Fails closed: until the first list is loaded every token gets `unavailable` (the caller answers
+ * 503). Polls incrementally (`since` + `If-None-Match`); pushed events (`apply`, Redis pub/sub)
+ * take effect at once between polls. If a poll fails, the last list stays in force and the error
+ * is reported.
  */
 export class RevocationList {
-  private jtis = new Set<string>();
+  private jtis = new Map<string, number>();
+  private grants = new Map<string, number>();
   private clients = new Map<string, ListedClient>();
+  private since: number | undefined;
+  private etag: string | undefined;
   private timer: ReturnType<typeof setInterval> | undefined;
+  private inflight: Promise<void> | undefined;
   private readonly basic: string;
   loaded = false;
 
@@ -35,18 +49,49 @@ export class RevocationList {
     this.basic = basicAuthorization(options.clientId, options.clientSecret);
   }
 
-  async refresh(): Promise<void> {
+  /** Polls now (joining a poll already running). */
+  refresh(): Promise<void> {
+    this.inflight ??= this.poll().finally(() => (this.inflight = undefined));
+    return this.inflight;
+  }
+
+  private async poll(): Promise<void> {
     try {
-      const endpoint = typeof this.options.endpoint === 'string' ? this.options.endpoint : await this.options.endpoint();
-      const response = await (this.options.fetch ?? fetch)(endpoint, { headers: { authorization: this.basic, accept: 'application/json' }, signal: AbortSignal.timeout(5_000) });
-      if (!response.ok) throw new Error(`revocation list ${endpoint} answered ${response.status}`);
-      const body = (await response.json()) as { tokens?: { jti: string }[]; clients?: ListedClient[] };
-      this.jtis = new Set((body.tokens ?? []).map((token) => token.jti));
+      const base = typeof this.options.endpoint === 'string' ? this.options.endpoint : await this.options.endpoint();
+      const url = new URL(base);
+      if (this.since !== undefined) url.searchParams.set('since', String(this.since));
+      const headers: Record<string, string> = { authorization: this.basic, accept: 'application/json' };
+      if (this.etag && this.since !== undefined) headers['if-none-match'] = this.etag;
+      const response = await (this.options.fetch ?? fetch)(url, { headers, signal: AbortSignal.timeout(5_000) });
+      if (response.status === 304) return;
+      if (!response.ok) throw new Error(`revocation list ${base} answered ${response.status}`);
+      const body = (await response.json()) as ListAnswer;
+      // Revocations are never undone: every answer, full or incremental, only adds.
+      for (const token of body.tokens ?? []) this.jtis.set(token.jti, token.exp ?? Number.MAX_SAFE_INTEGER);
+      for (const grant of body.grants ?? []) this.grants.set(grant.grant_id, grant.until ?? Number.MAX_SAFE_INTEGER);
       this.clients = new Map((body.clients ?? []).map((client) => [client.client_id, client]));
+      // An AS without incremental answers (no next_since) gets a full read every time.
+      this.since = typeof body.next_since === 'number' ? body.next_since : undefined;
+      this.etag = response.headers.get('etag') ?? undefined;
+      this.prune();
       this.loaded = true;
     } catch (error) {
       this.options.onError?.(error as Error);
     }
+  }
+
+  /** A pushed event (Redis pub/sub): in force at once, until the next poll confirms it. */
+  apply(event: RevocationEvent): void {
+    if (this.options.issuer !== undefined && event.iss.replace(/\/$/, '') !== this.options.issuer.replace(/\/$/, '')) return;
+    if (event.type === 'token') this.jtis.set(event.jti, event.exp);
+    else if (event.type === 'grant') this.grants.set(event.grant_id, event.until);
+    else this.clients.set(event.client.client_id, event.client);
+  }
+
+  private prune(): void {
+    const now = Math.floor(Date.now() / 1000);
+    for (const [jti, exp] of this.jtis) if (exp < now) this.jtis.delete(jti);
+    for (const [id, until] of this.grants) if (until < now) this.grants.delete(id);
   }
 
   start(): void {
@@ -60,9 +105,17 @@ export class RevocationList {
     this.timer = undefined;
   }
 
-  /** Why the token must be refused, or undefined. */
+  /** Whether the token may be used, as far as revocation goes. */
+  check(claims: TokenClaims): RevocationVerdict {
+    if (!this.loaded) return { refuse: 'unavailable', reason: 'the revocation list has not been loaded yet' };
+    const reason = this.reason(claims);
+    return reason ? { refuse: 'revoked', reason } : undefined;
+  }
+
+  /** Why the token must be refused, or undefined (by the list as loaded so far). */
   reason(claims: TokenClaims): string | undefined {
     if (typeof claims.jti === 'string' && this.jtis.has(claims.jti)) return 'the token was revoked';
+    if (typeof claims.grant_id === 'string' && this.grants.has(claims.grant_id)) return 'the grant of the token was revoked';
     const parties = [claims.client_id, ...actorChain(claims.act).flatMap((actor) => [actor.sub, actor.client_id])].filter((id): id is string => typeof id === 'string');
     const now = Math.floor(Date.now() / 1000);
     for (const id of new Set(parties)) {

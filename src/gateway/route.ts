@@ -4,7 +4,7 @@ import { compileExpression, type CompiledExpression } from '../core/cel.ts';
 import type { VerificationKey } from '../core/jwt.ts';
 import type { RateLimitConfig, RouteConfig } from '../config/gateway-schema.ts';
 import { Mediator } from './mediator.ts';
-import { RevocationList } from './revocation-list.ts';
+import { RevocationList, type RevocationListOptions } from './revocation-list.ts';
 import { introspectionValidator, issuerMetadata, jwksOptions, jwtValidator, type TokenValidator } from './token-validator.ts';
 import type { SigningKeys } from './signing-keys.ts';
 
@@ -50,6 +50,11 @@ export interface CompileOptions {
   fetch?: typeof fetch;
   /** The AS keys, kept across route reloads; without it each build fetches its own. */
   signingKeys?: SigningKeys;
+  /**
+   * Where routes get their revocation list: a registry that shares one per authorization server
+   * and keeps it across reloads (`node/revocation-feeds.ts`). Without it, each route polls its own.
+   */
+  acquireRevocations?: (options: RevocationListOptions & { channel: string }) => { list: RevocationList; release(): void };
 }
 
 export class RouteConfigError extends Error {
@@ -141,17 +146,19 @@ export function compileRoute(route: RouteConfig, index: number, options: Compile
     : undefined;
 
   const listConfig = route.token.mode === 'jwt' ? route.token.revocation_list : undefined;
-  const revocations = listConfig
-    ? new RevocationList({
+  const feed = listConfig
+    ? (options.acquireRevocations ?? ownRevocationList)({
         endpoint: listConfig.endpoint ?? `${issuer.replace(/\/$/, '')}/revocations`,
+        issuer,
         clientId: listConfig.client_id,
         clientSecret: secretFrom(options.env, listConfig.client_secret_env, `${where} token.revocation_list`),
         pollMs: listConfig.poll_seconds * 1000,
+        channel: listConfig.channel,
         fetch: options.fetch,
         onError: options.onError,
       })
     : undefined;
-  revocations?.start();
+  const revocations = feed?.list;
 
   const scopes = new Set([...route.scopes, ...[...tools.values()].flatMap((tool) => tool.scopes)]);
   return {
@@ -175,7 +182,13 @@ export function compileRoute(route: RouteConfig, index: number, options: Compile
     revocations,
     close: () => {
       validator.close();
-      revocations?.stop();
+      feed?.release();
     },
   };
+}
+
+function ownRevocationList(options: RevocationListOptions): { list: RevocationList; release(): void } {
+  const list = new RevocationList(options);
+  list.start();
+  return { list, release: () => list.stop() };
 }

@@ -327,15 +327,19 @@ function grantStore(db: Db, driver: Driver): GrantStore {
         await trx.updateTable('access_tokens').set({ revoked_at: at }).where('client_id', '=', clientId).where('revoked_at', 'is', null).execute();
       });
     },
-    async listRevokedAccessTokens(now) {
+    async listRevokedAccessTokens(now, since = 0) {
       const rows = await db
         .selectFrom('access_tokens')
         .select(['jti', 'expires_at', 'revoked_at'])
-        .where('revoked_at', 'is not', null)
+        .where('revoked_at', '>=', since)
         .where('expires_at', '>', now)
         .orderBy('revoked_at')
         .execute();
       return rows.map((r) => ({ jti: r.jti, expiresAt: r.expires_at, revokedAt: r.revoked_at! }));
+    },
+    async listRevokedGrants(since) {
+      const rows = await db.selectFrom('grants').select(['id', 'revoked_at']).where('revoked_at', '>=', since).orderBy('revoked_at').execute();
+      return rows.map((r) => ({ id: r.id, revokedAt: r.revoked_at! }));
     },
     async revokeAccessToken(token, at) {
       await db

@@ -175,8 +175,10 @@ export interface GrantStore {
   findAccessTokenByHash(tokenHash: string): Promise<AccessTokenRecord | undefined>;
   /** Revokes every grant and tracked token of a client (an agent being disabled). */
   revokeByClient(clientId: string, at: number): Promise<void>;
-  /** Revoked access tokens that have not expired yet: the revocation list. */
-  listRevokedAccessTokens(now: number): Promise<{ jti: string; expiresAt: number; revokedAt: number }[]>;
+  /** Revoked access tokens that have not expired yet, revoked at or after `since`: the revocation list. */
+  listRevokedAccessTokens(now: number, since?: number): Promise<{ jti: string; expiresAt: number; revokedAt: number }[]>;
+  /** Grants revoked at or after `since` (their tokens carry `grant_id`): the revocation list. */
+  listRevokedGrants(since: number): Promise<{ id: string; revokedAt: number }[]>;
 }
 
 /** A resource definition as configured (validated by the config schema), with where it came from. */

@@ -16,7 +16,10 @@ describe('gateway configuration', () => {
     }
     const config = await loadGatewayConfig('examples/demo/gateway.yaml');
     assert.equal(config.routes[0]!.resource, 'http://localhost:8080/mcp');
-    const route = compileRoute(config.routes[0]!, 0, { env: {} });
+    // The demo's gateway reads the revocation feed, with the secret `mandate demo` passes it.
+    assert.throws(() => compileRoute(config.routes[0]!, 0, { env: {} }), /MANDATE_GATEWAY_CLIENT_SECRET is not set/);
+    const route = compileRoute(config.routes[0]!, 0, { env: { MANDATE_GATEWAY_CLIENT_SECRET: 'demo-gateway-secret' }, fetch: async () => new Response(null, { status: 503 }) });
+    assert.equal(route.revocations?.loaded, false, 'fails closed until its first load');
     assert.equal(route.metadataUrl, 'http://localhost:8080/.well-known/oauth-protected-resource/mcp');
     assert.deepEqual(route.metadata.scopes_supported, ['banking:read', 'banking:transfer']);
     route.close();

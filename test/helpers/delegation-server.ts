@@ -32,7 +32,8 @@ export async function startDelegationServer(overrides: Record<string, unknown> =
   process.env.TEST_OTHER_SECRET = SECRETS.other;
   const as = await startTestAuthServer({
     clients: [
-      { client_id: 'mcp-server', client_name: 'Todo MCP server', client_secret_env: 'TEST_MCP_SECRET', grant_types: ['client_credentials', TOKEN_EXCHANGE] as never },
+      // The tests' introspecting service: explicitly allowed to see any token (introspection-access.ts).
+      { client_id: 'mcp-server', client_name: 'Todo MCP server', client_secret_env: 'TEST_MCP_SECRET', grant_types: ['client_credentials', TOKEN_EXCHANGE] as never, introspection: 'allowed' },
       { client_id: 'other-service', client_name: 'Other service', client_secret_env: 'TEST_OTHER_SECRET', grant_types: ['client_credentials', TOKEN_EXCHANGE] as never },
     ],
     agents: [

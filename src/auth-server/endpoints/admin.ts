@@ -4,7 +4,7 @@ import { OAuthError } from '../../core/errors.ts';
 import { resourceSchema } from '../../config/schema.ts';
 import { constantTimeEqual } from '../../core/encoding.ts';
 import type { ClientRecord } from '../../store/types.ts';
-import type { AppEnv, ServerContext } from '../context.ts';
+import { RESTRICTION_CACHE_SECONDS, type AppEnv, type ServerContext } from '../context.ts';
 import { bearerToken } from '../bearer.ts';
 import { hashSecret } from '../hash.ts';
 import { readJsonObject } from '../json-body.ts';
@@ -78,7 +78,13 @@ export function adminEndpoints(app: Hono<AppEnv>, ctx: ServerContext, adminToken
       // Re-enabling must not revive what was issued before: tokens older than this stay dead.
       tokensValidAfter = now;
     }
-    if (change.enabled === true) disabledAt = undefined;
+    if (change.enabled === true && disabledAt !== undefined) {
+      // Another instance may have issued tokens until it learnt of the disable (its client cache):
+      // those die too. Tokens issued after that window (or after now, if sooner) are good.
+      const window = Math.max(ctx.config.storage.client_cache_seconds, RESTRICTION_CACHE_SECONDS) + 1;
+      tokensValidAfter = Math.max(tokensValidAfter ?? 0, Math.min(now, disabledAt + window));
+      disabledAt = undefined;
+    }
     await ctx.store.clients.update(record.clientId, { agent, disabledAt, tokensValidAfter });
     if (change.expires_at !== undefined) ctx.audit.record({ at: now, type: 'agent.expiry_set', outcome: 'success', clientId: record.clientId, data: { expires_at: change.expires_at } });
     if (change.enabled === false && record.disabledAt === undefined) {

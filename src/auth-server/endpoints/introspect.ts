@@ -6,8 +6,12 @@ import { authenticateClient } from '../client-auth/index.ts';
 import { endpointUrls, type ServerContext } from '../context.ts';
 import { formParams } from '../params.ts';
 import { lookupToken } from '../token-lookup.ts';
+import { introspectionRefusal } from '../introspection-access.ts';
 
-/** Token introspection (RFC 7662), for authenticated confidential clients (resource servers, gateways). */
+/**
+ * Token introspection (RFC 7662), for authenticated confidential clients with a reason to see the
+ * token (see `introspection-access.ts`); others are answered `{"active": false}` and audited.
+ */
 export function introspectEndpoint(app: Hono<AppEnv>, ctx: ServerContext) {
   const url = endpointUrls(ctx.issuer).introspection;
   app.post('/introspect', async (c) => {
@@ -18,6 +22,11 @@ export function introspectEndpoint(app: Hono<AppEnv>, ctx: ServerContext) {
     const found = await lookupToken(ctx, params.require('token'), params.get('token_type_hint'));
     const headers = { 'Cache-Control': 'no-store' };
     if (!found) return c.json({ active: false }, 200, headers);
+    const refusal = introspectionRefusal(ctx, client.clientId, found);
+    if (refusal) {
+      ctx.audit.record({ at: ctx.now(), type: 'introspection.refused', outcome: 'failure', clientId: client.clientId, error: 'inactive', reason: refusal });
+      return c.json({ active: false }, 200, headers);
+    }
     if (found.kind === 'access_token') {
       const { claims } = found;
       return c.json({ active: true, token_type: 'Bearer', ...claims }, 200, headers);

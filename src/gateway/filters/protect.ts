@@ -87,8 +87,12 @@ export function protect(route: CompiledRoute, sessions?: SessionBindings): Middl
       }
       return unauthorized('invalid_token', error.reason ?? error.message, 'invalid_token');
     }
-    const revoked = route.revocations?.reason(claims);
-    if (revoked) return unauthorized('invalid_token', revoked, 'invalid_token');
+    const verdict = route.revocations?.check(claims);
+    if (verdict?.refuse === 'unavailable') {
+      // Fail closed: a token cannot be let through before the gateway knows whether it is revoked.
+      return refuse(c, { status: 503, code: GATEWAY_ERRORS.unavailable, message: 'temporarily_unavailable: the revocation list is not loaded yet; retry shortly', rejection: 'revocation_list_unavailable', reason: verdict.reason, decision: 'error', headers: { 'Retry-After': '1' } });
+    }
+    if (verdict) return unauthorized('invalid_token', verdict.reason, 'invalid_token');
     const principal = principalOf(token, claims);
     if (!principal) return unauthorized('invalid_token', 'the token has no sub', 'invalid_token');
     c.set('principal', principal);

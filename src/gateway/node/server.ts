@@ -18,6 +18,7 @@ import { GatewayMetrics } from './metrics.ts';
 import { nodeVerifier } from './verifier.ts';
 import { SigningKeys } from '../signing-keys.ts';
 import { signingKeyFile } from './key-file.ts';
+import { RevocationFeeds } from './revocation-feeds.ts';
 
 export interface GatewayHandle {
   url: string;
@@ -96,6 +97,9 @@ export async function startGateway(config: GatewayConfig, options: StartGatewayO
       }
     },
   });
+  // Revocation feeds live outside the per-reload build: a reload keeps their state.
+  const feeds = new RevocationFeeds({ redisUrl: env.REDIS_URL, onError: (error) => log.warn({ err: error.message }, 'revocation feed error') });
+  const acquireRevocations = feeds.acquire.bind(feeds);
 
   const build = (next: GatewayConfig): { app: Hono<never>; routes: CompiledRoute[] } => {
     const paths = new Set<string>();
@@ -104,7 +108,20 @@ export async function startGateway(config: GatewayConfig, options: StartGatewayO
       next.routes.forEach((route, index) => {
         if (paths.has(route.path)) throw new RouteConfigError(`routes[${index}]: path ${route.path} is used twice`);
         paths.add(route.path);
-        routes.push(compileRoute(route, index, { env, redis, rateLimitPrefix: next.rate_limit_prefix, createVerifier: nodeVerifier, signingKeys, onError: (error) => log.warn({ err: error.message }, 'cannot refresh the authorization server keys') }));
+        if (route.token.mode === 'jwt' && !route.token.revocation_list) {
+          log.warn({ route: route.path }, 'route verifies tokens locally without token.revocation_list: revoked tokens and disabled agents are accepted until the tokens expire');
+        }
+        routes.push(
+          compileRoute(route, index, {
+            env,
+            redis,
+            rateLimitPrefix: next.rate_limit_prefix,
+            createVerifier: nodeVerifier,
+            signingKeys,
+            acquireRevocations,
+            onError: (error) => log.warn({ err: error.message }, 'cannot refresh the authorization server keys'),
+          }),
+        );
       });
     } catch (error) {
       for (const route of routes) route.close();
@@ -134,6 +151,7 @@ export async function startGateway(config: GatewayConfig, options: StartGatewayO
     signingKeys.close();
     if (server.listening) await closeServer(server);
     redis?.disconnect();
+    await feeds.close();
     await Promise.all([forwarder.close(), audit.close()]);
     throw error;
   }
@@ -177,6 +195,7 @@ export async function startGateway(config: GatewayConfig, options: StartGatewayO
       signingKeys.close();
       await forwarder.close();
       await audit.close();
+      await feeds.close();
       redis?.disconnect();
     },
   };

@@ -1,0 +1,54 @@
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import { ACCESS_TOKEN_TYP, signJwt } from '../../src/core/jwt.ts';
+import { postForm } from '../helpers/auth-server.ts';
+import { R, auth, startDelegationServer } from '../helpers/delegation-server.ts';
+
+/**
+ * Issue 11 item 6: another instance may issue an agent tokens until it learns of the disable (its
+ * client cache). Re-enabling must not revive those: the cut-off moves past that window.
+ */
+describe('re-enabling a disabled agent revives none of its tokens, whichever instance issued them', () => {
+  let as: Awaited<ReturnType<typeof startDelegationServer>>;
+  before(async () => {
+    as = await startDelegationServer();
+  });
+  after(() => as.close());
+
+  const patch = (enabled: boolean) =>
+    fetch(`${as.issuer}/admin/api/agents/sample-agent`, { method: 'PATCH', headers: { authorization: `Bearer ${as.adminToken}`, 'content-type': 'application/json' }, body: JSON.stringify({ enabled }) });
+  const active = async (token: string) => (await postForm(`${as.issuer}/introspect`, { token }, auth.mcp)).json.active;
+  const agentToken = () => postForm(`${as.issuer}/token`, { grant_type: 'client_credentials', resource: R.agent, scope: 'banking:read' }, auth.agent);
+
+  it('a token issued after the disable by a lagging instance stays dead after re-enabling; new tokens work', async () => {
+    const before = (await agentToken()).json.access_token as string;
+    assert.equal(await active(before), true);
+    const disabled = (await (await patch(false)).json()) as { disabled_at: number };
+    const disabledAt = disabled.disabled_at;
+    // Let a second pass, so the lagging instance's token is stamped after the disable.
+    for (let i = 0; i < 300 && as.ctx.now() <= disabledAt; i++) await new Promise((resolve) => setTimeout(resolve, 10));
+    assert.ok(as.ctx.now() > disabledAt);
+    // What an instance whose client cache still held the enabled agent would have issued.
+    const now = as.ctx.now();
+    const lagging = await signJwt(as.ctx.keys, { iss: as.issuer, sub: 'sample-agent', aud: R.agent, iat: now, exp: now + 600, jti: crypto.randomUUID(), client_id: 'sample-agent', scope: 'banking:read' }, ACCESS_TOKEN_TYP);
+    assert.equal(await active(lagging), false, 'dead while the agent is disabled');
+
+    const enabled = (await (await patch(true)).json()) as { enabled: boolean; tokens_valid_after: number };
+    assert.equal(enabled.enabled, true);
+    assert.ok(enabled.tokens_valid_after >= now, `the cut-off (${enabled.tokens_valid_after}) covers tokens issued after the disable (${now})`);
+    assert.equal(await active(before), false, 'issued before the disable: dead');
+    assert.equal(await active(lagging), false, 'issued by a lagging instance after the disable: dead too');
+    const list = (await (await fetch(`${as.issuer}/revocations`, { headers: auth.mcp })).json()) as { clients: { client_id: string; disabled_at: number | null; tokens_valid_after: number }[] };
+    const listed = list.clients.find((c) => c.client_id === 'sample-agent')!;
+    assert.equal(listed.disabled_at, null);
+    assert.equal(listed.tokens_valid_after, enabled.tokens_valid_after, 'gateways get the same cut-off');
+
+    // The second of re-enabling may be inside the cut-off: a token issued after it works.
+    for (let i = 0; i < 300; i++) {
+      const fresh = await agentToken();
+      if (fresh.status === 200 && (await active(fresh.json.access_token as string)) === true) return;
+      await new Promise((resolve) => setTimeout(resolve, 10));
+    }
+    assert.fail('no working token after re-enabling');
+  });
+});
