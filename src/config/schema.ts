@@ -168,7 +168,18 @@ export const authServerConfigSchema = z.strictObject({
       allowed_origins: z.array(z.string()).default([]).describe('Browser origins allowed to call metadata, registration, token, JWKS and revocation endpoints.'),
     })
     .prefault({}),
-  limits: z
+  users: z.array(userSchema).default([]),
+  clients: z.array(staticClientSchema).default([]),
+  agents: z.array(staticAgentSchema).default([]).describe('AI agents: clients with an agent identity (client credentials, refresh, token exchange).'),
+  resources: z.array(resourceSchema).default([]),
+  agreements: z.array(agreementSchema).default([]),
+  authentication_policies: z.array(authenticationPolicySchema).default([]),
+  admin: z
+    .strictObject({
+      token_env: z.string().default('MANDATE_ADMIN_TOKEN').describe('Environment variable with the admin API bearer token; generated into data_dir/secrets/admin.token when unset.'),
+    })
+    .prefault({}),
+  request_limits: z
     .strictObject({
       max_body_bytes: z.number().int().positive().default(64 * 1024).describe('Largest request body on any endpoint; larger → 413 invalid_request.'),
       max_json_depth: z
@@ -181,17 +192,6 @@ export const authServerConfigSchema = z.strictObject({
     })
     .prefault({})
     .describe('Limits on request bodies.'),
-  users: z.array(userSchema).default([]),
-  clients: z.array(staticClientSchema).default([]),
-  agents: z.array(staticAgentSchema).default([]).describe('AI agents: clients with an agent identity (client credentials, refresh, token exchange).'),
-  resources: z.array(resourceSchema).default([]),
-  agreements: z.array(agreementSchema).default([]),
-  authentication_policies: z.array(authenticationPolicySchema).default([]),
-  admin: z
-    .strictObject({
-      token_env: z.string().default('MANDATE_ADMIN_TOKEN').describe('Environment variable with the admin API bearer token; generated into data_dir/secrets/admin.token when unset.'),
-    })
-    .prefault({}),
 });
 
 export type AuthServerConfig = z.output<typeof authServerConfigSchema>;
