@@ -28,7 +28,7 @@ const CORS_PATHS = ['/.well-known/*', '/jwks', '/register', '/register/*', '/tok
 export function createAuthServerApp(ctx: ServerContext, options: { adminToken: string }): Hono<AppEnv> {
   const app = new Hono<AppEnv>();
 
-  app.use('*', bodyLimit({ maxBytes: ctx.config.limits.max_body_bytes }));
+  app.use('*', bodyLimit({ maxBytes: ctx.config.request_limits.max_body_bytes }));
   if (ctx.config.cors.allowed_origins.length > 0) {
     const origins = ctx.config.cors.allowed_origins;
     const policy = cors({ origin: origins, allowHeaders: ['Authorization', 'Content-Type', 'MCP-Protocol-Version'], maxAge: 600 });

@@ -4,7 +4,7 @@ import { JsonLimitError, parseJsonWithin } from '../core/json-limits.ts';
 import type { ServerContext } from './context.ts';
 
 /**
- * A JSON request body, within the configured nesting limit (`limits.max_json_depth`; the size is
+ * A JSON request body, within the configured nesting limit (`request_limits.max_json_depth`; the size is
  * bounded for every body by the body-limit middleware). Anything that is not a JSON object —
  * malformed, too deep, a number out of range, an array — is `code` (400), with the detail in the
  * audit reason; never a 500 from something that recurses over the parsed value later.
@@ -13,7 +13,7 @@ export async function readJsonObject(ctx: ServerContext, c: Context, code: OAuth
   const refuse = (reason: string) => new OAuthError(code, 'the body must be a JSON object', { reason });
   let body: unknown;
   try {
-    body = parseJsonWithin(await c.req.text(), { maxDepth: ctx.config.limits.max_json_depth });
+    body = parseJsonWithin(await c.req.text(), { maxDepth: ctx.config.request_limits.max_json_depth });
   } catch (error) {
     if (error instanceof JsonLimitError) throw refuse(error.message);
     throw error;

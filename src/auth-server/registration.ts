@@ -15,7 +15,7 @@ import { jwksUriAllowed } from './client-auth/private-key-jwt.ts';
 export async function readClientMetadata(ctx: ServerContext, c: Context, defaults: Partial<ClientMetadata> = {}): Promise<ClientMetadata> {
   let body: unknown;
   try {
-    body = parseJsonWithin(await c.req.text(), { maxDepth: ctx.config.limits.max_json_depth });
+    body = parseJsonWithin(await c.req.text(), { maxDepth: ctx.config.request_limits.max_json_depth });
   } catch (error) {
     if (!(error instanceof JsonLimitError)) throw error;
     throw new OAuthError('invalid_client_metadata', 'the body must be a JSON object', { reason: error.message });

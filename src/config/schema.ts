@@ -201,21 +201,13 @@ export const authServerConfigSchema = z.strictObject({
     .describe('Addresses or CIDRs of reverse proxies in front of the server. From a trusted peer, the client address is the rightmost X-Forwarded-For entry that is not itself trusted; with none, the TCP peer is the client.'),
   limits: z
     .strictObject({
-      max_body_bytes: z.number().int().positive().default(64 * 1024).describe('Largest request body on any endpoint; larger → 413 invalid_request.'),
-      max_json_depth: z
-        .number()
-        .int()
-        .min(2)
-        .max(1000)
-        .default(32)
-        .describe('Deepest nesting of arrays and objects in a JSON body (registration, admin API); deeper → 400 invalid_client_metadata / invalid_request.'),
       login_per_account: z.number().int().min(1).default(10).describe('Sign-in attempts per account per window, from any address (a third party can delay a sign-in by one window at most; there is no lasting lockout).'),
       login_per_address: z.number().int().min(1).default(30).describe('Failed sign-ins per client address (IPv6: per /64) per window, across all accounts.'),
       login_window_seconds: z.number().int().min(1).default(300),
       device_codes_per_address: z.number().int().min(1).default(10).describe('User codes tried at /device per client address (IPv6: per /64) per 5 minutes (RFC 8628 §5.1).'),
     })
     .prefault({})
-    .describe('Limits on request bodies, and rate limits (shared by every instance through Redis when REDIS_URL is set).'),
+    .describe('Rate limits, shared by every instance through Redis when REDIS_URL is set.'),
   users: z.array(userSchema).default([]),
   clients: z.array(staticClientSchema).default([]),
   agents: z.array(staticAgentSchema).default([]).describe('AI agents: clients with an agent identity (client credentials, refresh, token exchange).'),
@@ -227,6 +219,19 @@ export const authServerConfigSchema = z.strictObject({
       token_env: z.string().default('MANDATE_ADMIN_TOKEN').describe('Environment variable with the admin API bearer token; generated into data_dir/secrets/admin.token when unset.'),
     })
     .prefault({}),
+  request_limits: z
+    .strictObject({
+      max_body_bytes: z.number().int().positive().default(64 * 1024).describe('Largest request body on any endpoint; larger → 413 invalid_request.'),
+      max_json_depth: z
+        .number()
+        .int()
+        .min(2)
+        .max(1000)
+        .default(32)
+        .describe('Deepest nesting of arrays and objects in a JSON body (registration, admin API); deeper → 400 invalid_client_metadata / invalid_request.'),
+    })
+    .prefault({})
+    .describe('Limits on request bodies.'),
 });
 
 export type AuthServerConfig = z.output<typeof authServerConfigSchema>;

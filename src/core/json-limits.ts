@@ -24,59 +24,52 @@ export class JsonLimitError extends Error {
   }
 }
 
-const QUOTE = 0x22;
 const BACKSLASH = 0x5c;
 const OPEN_BRACE = 0x7b;
 const OPEN_BRACKET = 0x5b;
 const CLOSE_BRACE = 0x7d;
 const CLOSE_BRACKET = 0x5d;
-const LOWER_E = 0x65;
-const UPPER_E = 0x45;
-const MINUS = 0x2d;
-const DIGIT_0 = 0x30;
-const DIGIT_9 = 0x39;
+const QUOTE = 0x22;
 
 /**
- * The deepest nesting in `text`, stopping as soon as it passes `limit`, and whether a number
- * literal could overflow a double (an exponent, or more digits than a double holds exactly).
- * Brackets inside strings do not count. Malformed text is left to `JSON.parse`.
+ * The deepest nesting in `text`, stopping as soon as it passes `limit`. Brackets inside strings do
+ * not count; strings are skipped with `indexOf` (native), since most of a JSON body is strings.
+ * Malformed text is left to `JSON.parse`.
  */
-function scan(text: string, limit: number): { depth: number; bigNumbers: boolean } {
+function depthOf(text: string, limit: number): number {
   let depth = 0;
   let deepest = 0;
-  let bigNumbers = false;
   const length = text.length;
   for (let i = 0; i < length; i++) {
     const ch = text.charCodeAt(i);
     if (ch === QUOTE) {
-      // Skip the string, escapes included.
-      for (i++; i < length; i++) {
-        const inner = text.charCodeAt(i);
-        if (inner === BACKSLASH) i++;
-        else if (inner === QUOTE) break;
+      // The closing quote is the first one not escaped, i.e. after an even run of backslashes.
+      let end = text.indexOf('"', i + 1);
+      while (end > 0) {
+        let slashes = 0;
+        while (text.charCodeAt(end - 1 - slashes) === BACKSLASH) slashes++;
+        if (slashes % 2 === 0) break;
+        end = text.indexOf('"', end + 1);
       }
+      if (end < 0) return deepest;
+      i = end;
     } else if (ch === OPEN_BRACE || ch === OPEN_BRACKET) {
-      depth++;
-      if (depth > deepest) {
+      if (++depth > deepest) {
         deepest = depth;
-        if (deepest > limit) return { depth: deepest, bigNumbers };
+        if (deepest > limit) return deepest;
       }
     } else if (ch === CLOSE_BRACE || ch === CLOSE_BRACKET) {
       depth--;
-    } else if (ch === MINUS || (ch >= DIGIT_0 && ch <= DIGIT_9)) {
-      const start = i;
-      let exponent = false;
-      for (; i + 1 < length; i++) {
-        const next = text.charCodeAt(i + 1);
-        if (next === LOWER_E || next === UPPER_E) exponent = true;
-        else if (!((next >= DIGIT_0 && next <= DIGIT_9) || next === 0x2e || next === 0x2b || next === MINUS)) break;
-      }
-      // Without an exponent, only a literal of over 308 digits can overflow a double.
-      if (exponent || i - start > 300) bigNumbers = true;
     }
   }
-  return { depth: deepest, bigNumbers };
+  return deepest;
 }
+
+/**
+ * Whether a number literal could overflow a double: an exponent of three digits or more, or over
+ * 308 digits. Matches inside strings too, which only costs a walk over the parsed value.
+ */
+const MAYBE_HUGE_NUMBER = /[eE][+-]?\d{3}|\d{309}/;
 
 /** Whether any number in the value is not finite (a literal like 1e400 parses to Infinity). */
 function hasNonFinite(value: unknown): boolean {
@@ -101,14 +94,13 @@ function hasNonFinite(value: unknown): boolean {
  * parseJsonWithin('[[[]]]', { maxDepth: 2 });    // throws JsonLimitError, kind 'depth'
  */
 export function parseJsonWithin(text: string, limits: JsonLimits): unknown {
-  const { depth, bigNumbers } = scan(text, limits.maxDepth);
-  if (depth > limits.maxDepth) throw new JsonLimitError('depth', `JSON nested deeper than ${limits.maxDepth} levels`);
+  if (depthOf(text, limits.maxDepth) > limits.maxDepth) throw new JsonLimitError('depth', `JSON nested deeper than ${limits.maxDepth} levels`);
   let value: unknown;
   try {
     value = JSON.parse(text);
   } catch (error) {
     throw new JsonLimitError('syntax', `not JSON: ${(error as Error).message}`);
   }
-  if (bigNumbers && hasNonFinite(value)) throw new JsonLimitError('number_range', 'a number is out of range (RFC 8259 §6)');
+  if (MAYBE_HUGE_NUMBER.test(text) && hasNonFinite(value)) throw new JsonLimitError('number_range', 'a number is out of range (RFC 8259 §6)');
   return value;
 }

@@ -45,7 +45,7 @@ describe('authorization server: JSON body limits and one bearer credential', () 
 
   before(async () => {
     as = await startTestAuthServer();
-    small = await startTestAuthServer({ limits: { max_json_depth: 4, max_body_bytes: 2048 } });
+    small = await startTestAuthServer({ request_limits: { max_json_depth: 4, max_body_bytes: 2048 } });
     adminToken = readFileSync(join(as.dataDir, 'secrets', 'admin.token'), 'utf8').trim();
   });
   after(async () => {
@@ -76,7 +76,7 @@ describe('authorization server: JSON body limits and one bearer credential', () 
       assert.equal((await refusal(as, 'aiagent.refused', 'JSON nested deeper than 32 levels'))?.error, 'invalid_client_metadata');
     });
 
-    it('limits.max_json_depth is configurable: at the limit registers, one deeper is refused', async () => {
+    it('request_limits.max_json_depth is configurable: at the limit registers, one deeper is refused', async () => {
       const ok = await postJson(`${small.issuer}/register`, metadataWith(3));
       assert.equal(ok.status, 201, JSON.stringify(ok.json));
       const refused = await postJson(`${small.issuer}/register`, metadataWith(4));
@@ -85,7 +85,7 @@ describe('authorization server: JSON body limits and one bearer credential', () 
       assert.ok(await refusal(small, 'register.refused', 'JSON nested deeper than 4 levels'));
     });
 
-    it('limits.max_body_bytes: a larger body is 413 invalid_request', async () => {
+    it('request_limits.max_body_bytes: a larger body is 413 invalid_request', async () => {
       const res = await postJson(`${small.issuer}/register`, JSON.stringify({ client_name: 'x'.repeat(4096), redirect_uris: ['http://127.0.0.1:9/cb'] }));
       assert.equal(res.status, 413);
       assert.equal(res.json.error, 'invalid_request');

@@ -7,6 +7,7 @@ import { gatewayApp } from '../../src/gateway/chain.ts';
 import type { Forwarder, UpstreamTarget } from '../../src/gateway/filters/proxy.ts';
 import { JsonRpcError, parseMcpMessage, type McpMessage } from '../../src/gateway/mcp-message.ts';
 import { compileRoute, type CompiledRoute } from '../../src/gateway/route.ts';
+import { auditLine } from '../../src/gateway/node/audit-writer.ts';
 import type { GatewayAuditEvent } from '../../src/gateway/types.ts';
 import { MCP_HEADERS, startFakeIssuer } from '../helpers/gateway.ts';
 import { counted } from './count.ts';
@@ -16,6 +17,19 @@ const MAX_DEPTH = 64;
 const RESOURCE = 'https://fuzz.example/mcp';
 /** The tools the fuzzed route lets a `banking:read` token call; `transfer` needs a scope it lacks. */
 const CALLABLE = new Set(['echo', 'read_balance']);
+
+/** Nesting depth of a parsed value, without recursion (the top level is 1; scalars are 0). */
+function depth(value: unknown): number {
+  let deepest = 0;
+  const stack: [unknown, number][] = [[value, 1]];
+  while (stack.length > 0) {
+    const [item, level] = stack.pop()!;
+    if (typeof item !== 'object' || item === null) continue;
+    deepest = Math.max(deepest, level);
+    for (const child of Array.isArray(item) ? item : Object.values(item)) stack.push([child, level + 1]);
+  }
+  return deepest;
+}
 
 /** The gateway's own reading of a body: the message, or undefined when it must be refused. */
 function oracle(text: string): McpMessage | undefined {
@@ -97,7 +111,14 @@ describe('fuzz: MCP messages at the gateway', () => {
       },
       close: async () => {},
     };
-    app = gatewayApp([route], { observer: { ready: () => undefined, record: (event) => void events.push(event) }, forwarder });
+    // Each event goes through the audit writer's serializer, as it would to the file: it must
+    // come out whole (no audit_error), whatever the message was.
+    const record = (event: GatewayAuditEvent) => {
+      const line = JSON.parse(auditLine(event)) as Record<string, unknown>;
+      assert.equal(line.audit_error, undefined, String(line.audit_error));
+      events.push(event);
+    };
+    app = gatewayApp([route], { observer: { ready: () => undefined, record }, forwarder });
     token = await issuer.sign({ sub: 'fuzz', aud: RESOURCE, scope: 'banking:read' });
   });
   after(async () => {
@@ -112,6 +133,7 @@ describe('fuzz: MCP messages at the gateway', () => {
         counted('mcp-message: parser', (text: string) => {
           const message = oracle(text);
           if (!message) return;
+          assert.ok(depth(JSON.parse(text)) <= MAX_DEPTH, 'nothing deeper than the limit is accepted');
           if (message.kind !== 'response') assert.ok(typeof message.method === 'string' && message.method !== '');
           if (message.kind === 'notification') assert.ok(message.method!.startsWith('notifications/'), `notification ${message.method}`);
           if (message.kind === 'request' || message.kind === 'response') assert.ok(typeof message.id === 'string' || Number.isSafeInteger(message.id));

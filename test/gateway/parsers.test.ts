@@ -177,6 +177,7 @@ describe('gateway parsers: JSON limits, notifications, duplicate keys, audit', (
       const event = await eventFor(res.headers.get('x-request-id'));
       assert.equal(event?.rejection, 'malformed');
       assert.equal(event?.reason, 'tools/call without an id: only notifications/* may be sent as notifications');
+      assert.equal(event?.method, 'tools/call', 'the audit says what was attempted');
       assert.ok(!reached(marker), 'the upstream never saw it');
     });
 

@@ -1,6 +1,29 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { freePort } from './auth-server.ts';
 
+/** The tools server-everything registers (for gateway routes, whose unlisted tools are denied). */
+export const EVERYTHING_TOOLS = [
+  'echo',
+  'get-annotated-message',
+  'get-env',
+  'get-resource-links',
+  'get-resource-reference',
+  'get-roots-list',
+  'get-structured-content',
+  'get-sum',
+  'get-tiny-image',
+  'gzip-file-as-resource',
+  'simulate-research-query',
+  'toggle-simulated-logging',
+  'toggle-subscriber-updates',
+  'trigger-elicitation-request',
+  'trigger-elicitation-request-async',
+  'trigger-long-running-operation',
+  'trigger-sampling-request',
+  'trigger-sampling-request-async',
+  'trigger-url-elicitation',
+];
+
 /**
  * `@modelcontextprotocol/server-everything`, unchanged, in Streamable HTTP mode on a free port (it
  * serves /mcp, with sessions). Started with node directly, so that stopping it stops the server.

@@ -7,7 +7,7 @@ import { join, resolve } from 'node:path';
 import { promisify } from 'node:util';
 import { after, before, describe, it } from 'node:test';
 import { freePort } from '../helpers/auth-server.ts';
-import { startEverything } from '../helpers/everything.ts';
+import { EVERYTHING_TOOLS, startEverything } from '../helpers/everything.ts';
 import { startFakeIssuer, startTestGateway, type TestGateway } from '../helpers/gateway.ts';
 import { skipUnless } from '../helpers/services.ts';
 
@@ -16,6 +16,20 @@ const CONFORMANCE = resolve('.cache/conformance/node_modules');
 const NODE22 = join(CONFORMANCE, 'node/bin/node');
 const CLI = join(CONFORMANCE, '@modelcontextprotocol/conformance/dist/index.js');
 const available = existsSync(NODE22) && existsSync(CLI);
+/** The tools the suite's server scenarios call. */
+const SUITE_TOOLS = [
+  'test_audio_content',
+  'test_elicitation',
+  'test_elicitation_sep1034_defaults',
+  'test_elicitation_sep1330_enums',
+  'test_embedded_resource',
+  'test_error_handling',
+  'test_image_content',
+  'test_multiple_content_types',
+  'test_sampling',
+  'test_simple_text',
+  'test_tool_with_logging',
+];
 
 /** Runs the suite in server mode; returns each scenario's checks as `id → status`. */
 async function conformance(url: string): Promise<Map<string, Map<string, string>>> {
@@ -61,7 +75,11 @@ describe('MCP conformance suite (server mode): through the gateway as directly',
     if (!available) return;
     issuer = await startFakeIssuer();
     everything = await startEverything();
-    gateway = await startTestGateway((url) => [{ path: '/mcp', upstream: everything.url, resource: `${url}/mcp`, authorization_servers: [issuer.issuer] }]);
+    // unlisted_tools is deny by default: the route lists every tool server-everything offers, as a
+    // deployment in front of it would, and the test_* tools the suite calls (the server answers
+    // those itself, "unknown tool", which is what this test compares).
+    const tools = Object.fromEntries([...EVERYTHING_TOOLS, ...SUITE_TOOLS].map((name) => [name, {}]));
+    gateway = await startTestGateway((url) => [{ path: '/mcp', upstream: everything.url, resource: `${url}/mcp`, authorization_servers: [issuer.issuer], tools }]);
     proxy = await tokenAddingProxy(gateway.url, await issuer.sign({ sub: 'conformance', aud: `${gateway.url}/mcp` }, {}));
   });
   after(async () => {

@@ -183,6 +183,10 @@ export function validateMcp(options: ValidateOptions): MiddlewareHandler<{ Varia
       c.set('mcp', { message, body: JSON.stringify(json), protocolVersion, sessionId });
     } catch (error) {
       if (!(error instanceof JsonRpcError)) throw error;
+      // The audit says what was attempted (a tools/call without an id…), bounded; never the params.
+      const attempted = (json as { method?: unknown } | null)?.method;
+      const audit = c.get('audit' as never) as { method?: string } | undefined;
+      if (audit && typeof attempted === 'string') audit.method = attempted.slice(0, 200);
       return refuse(error.status, error.code, error.message, error.code === JSON_RPC_ERRORS.headerMismatch ? 'header_mismatch' : 'malformed', error.id);
     }
     return next();
