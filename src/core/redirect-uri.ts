@@ -55,6 +55,7 @@ export function matchRedirectUri(requested: string, registered: readonly string[
     const reg = parse(candidate);
     if (!reg || !isLoopbackHttp(reg)) return false;
     reg.port = req.port;
-    return reg.href === requested;
+    // A registration without a path (`http://127.0.0.1:3000`) is written back with its "/".
+    return reg.href === requested || (!candidate.endsWith('/') && reg.href === `${requested}/`);
   });
 }

@@ -91,6 +91,26 @@ describe('fuzz: redirect URI matching', () => {
     fc.assert(fc.property(registered, counted('redirect: self match', (uri: string) => assert.ok(matchRedirectUri(uri, [uri]), uri))), { numRuns: RUNS });
   });
 
+  it('a loopback URI registered without a path matches on any port, and nothing else does', () => {
+    const host = fc.constantFrom('127.0.0.1', 'localhost', '[::1]');
+    fc.assert(
+      fc.property(
+        host,
+        fc.integer({ min: 1, max: 65535 }),
+        fc.integer({ min: 1, max: 65535 }),
+        tricky,
+        counted('redirect: loopback without a path', (h: string, registeredPort: number, requestedPort: number, piece: string) => {
+          const uri = `http://${h}:${registeredPort}`;
+          assert.ok(matchRedirectUri(`http://${h}:${requestedPort}`, [uri]));
+          assert.ok(matchRedirectUri(`http://${h}:${requestedPort}/`, [uri]));
+          // Digits would only make another port.
+          if (!/^[0-9/]/.test(piece)) assert.ok(!matchRedirectUri(`http://${h}:${requestedPort}${piece}`, [uri]), `${piece} after ${uri}`);
+        }),
+      ),
+      { numRuns: RUNS },
+    );
+  });
+
   it('near misses never match, but for a loopback port', () => {
     fc.assert(
       fc.property(

@@ -1,3 +1,4 @@
+import { request } from 'node:http';
 import { after, before, describe } from 'node:test';
 import { MCP_HEADERS, mcpPost, startFakeIssuer, startScriptedUpstream, startTestGateway, toolCall, type TestGateway } from '../helpers/gateway.ts';
 import { gatewayAudit, rpc, runCases, type AttackCase } from './runner.ts';
@@ -82,6 +83,21 @@ describe('security: gateway', () => {
     c('a route rule on the claims', call(toolCall('echo'), () => bearer({ sub: 'mallory' })), 403, -32003, 'rule_denied', 'mallory is blocked'),
     // Transport (MCP Streamable HTTP security).
     c('an Origin that is not allowed (DNS rebinding, cross-site)', withHeaders({ origin: 'https://attacker.test' }), 403, -32600, 'origin_not_allowed', 'origin not allowed'),
+    c('DNS rebinding: a page on a name that resolves to the gateway (Origin and Host agree)', async () => {
+      const { port } = new URL(gateway.url);
+      const rebound = `rebind.attacker.test:${port}`;
+      const body = JSON.stringify(toolCall('echo'));
+      const headers = { ...MCP_HEADERS, ...(await bearer()), host: rebound, origin: `http://${rebound}`, 'content-length': String(Buffer.byteLength(body)) };
+      return new Promise((resolve, reject) => {
+        const req = request({ host: '127.0.0.1', port, path: '/mcp', method: 'POST', headers }, (res) => {
+          let text = '';
+          res.on('data', (chunk: Buffer) => (text += chunk));
+          res.on('end', () => resolve(rpc({ status: res.statusCode!, json: JSON.parse(text) as Record<string, unknown> })));
+        });
+        req.on('error', reject);
+        req.end(body);
+      });
+    }, 403, -32600, 'origin_not_allowed', 'origin not allowed'),
     c('Origin null (sandboxed frame)', withHeaders({ origin: 'null' }), 403, -32600, 'origin_not_allowed', 'origin not allowed'),
     c('a loopback Origin on another port', withHeaders({ origin: 'http://127.0.0.1:1' }), 403, -32600, 'origin_not_allowed', 'origin not allowed'),
     c('an allowed Origin with a path suffix trick', withHeaders({ origin: 'http://localhost:6277.attacker.test' }), 403, -32600, 'origin_not_allowed', 'origin not allowed'),

@@ -2,7 +2,9 @@ import { after, before, describe } from 'node:test';
 import { exportJWK, generateKeyPair } from 'jose';
 import { createHmac, createPublicKey } from 'node:crypto';
 import { mcpPost, startFakeIssuer, startScriptedUpstream, startTestGateway, toolCall, type TestGateway } from '../helpers/gateway.ts';
-import { gatewayAudit, rpc, runCases, type AttackCase } from './runner.ts';
+import { decodeJwt, type TestAuthServer } from '../helpers/auth-server.ts';
+import { freshTokens, startSuiteServer } from './fixture.ts';
+import { asAudit, gatewayAudit, oauth, rpc, runCases, type AttackCase } from './runner.ts';
 
 const b64 = (value: unknown) => Buffer.from(typeof value === 'string' ? value : JSON.stringify(value)).toString('base64url');
 
@@ -112,4 +114,53 @@ describe('security: JWT access tokens', () => {
     refused('no sub', () => signed({ sub: undefined }), 'the token has no sub'),
   ];
   runCases(cases, gatewayAudit(() => gateway));
+});
+
+/**
+ * The authorization server's own bearer endpoints (`/userinfo`, `/tokeninfo`) verify its access
+ * tokens the same way: an ID token, a forged, altered or expired token is `invalid_token`.
+ */
+describe('security: JWT access tokens at the authorization server', () => {
+  let as: TestAuthServer;
+  let tokens: { access_token: string; id_token?: string };
+  before(async () => {
+    as = await startSuiteServer();
+    tokens = await freshTokens(as, { resource: undefined, scope: 'openid' });
+    if (!tokens.id_token || decodeJwt(tokens.access_token).aud !== as.issuer) throw new Error('setup: an openid sign-in gives an ID token and a token for the AS');
+  });
+  after(async () => as.close());
+
+  const INVALID = 'the access token is invalid, expired or revoked';
+  const present = (path: string, token: () => Promise<string> | string) => async () => oauth(await fetch(`${as.issuer}${path}`, { headers: { authorization: `Bearer ${await token()}` } }));
+  const resign = async (claims: Record<string, unknown>, header: Record<string, unknown> = {}) => {
+    const key = await as.ctx.keys.current();
+    const input = `${b64({ alg: 'ES256', typ: 'at+jwt', kid: key.kid, ...header })}.${b64({ ...decodeJwt(tokens.access_token), ...claims })}`;
+    const signature = await crypto.subtle.sign({ name: 'ECDSA', hash: 'SHA-256' }, key.privateKey, new TextEncoder().encode(input));
+    return `${input}.${Buffer.from(signature).toString('base64url')}`;
+  };
+  const refused = (name: string, path: string, token: () => Promise<string> | string): AttackCase => ({ name, attack: present(path, token), status: 401, error: 'invalid_token', auditReason: INVALID });
+
+  const cases: AttackCase[] = [
+    { name: 'userinfo without a token', attack: async () => oauth(await fetch(`${as.issuer}/userinfo`)), status: 401, error: 'invalid_token', auditReason: 'a bearer token is required' },
+    refused('an ID token as access token (typ JWT)', '/userinfo', () => tokens.id_token!),
+    refused('alg none', '/userinfo', () => `${b64({ alg: 'none', typ: 'at+jwt' })}.${tokens.access_token.split('.')[1]}.`),
+    refused('a tampered payload (sub changed)', '/userinfo', () => {
+      const [h, , s] = tokens.access_token.split('.');
+      return `${h}.${b64({ ...decodeJwt(tokens.access_token), sub: 'someone-else' })}.${s}`;
+    }),
+    refused('expired', '/tokeninfo', () => resign({ exp: Math.floor(Date.now() / 1000) - 3600 })),
+    refused('another issuer', '/tokeninfo', () => resign({ iss: 'https://attacker.test' })),
+    refused('a crit header', '/tokeninfo', () => resign({}, { crit: ['exp'] })),
+    {
+      name: 'a token for another resource at userinfo',
+      attack: async () => {
+        const other = await freshTokens(as, { scope: 'openid mcp:read' }).catch(() => undefined);
+        return other ? present('/userinfo', () => other.access_token)() : { status: 0, error: 'setup' };
+      },
+      status: 403,
+      error: 'insufficient_scope',
+      auditReason: 'userinfo needs a token for this server with the openid scope',
+    },
+  ];
+  runCases(cases, asAudit(() => as));
 });

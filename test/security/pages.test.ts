@@ -179,6 +179,20 @@ describe('security: pages', () => {
       auditReason: /^POST \/interaction\/[\w-]+\/consent: unknown or expired interaction$/,
       auditKind: 'interaction.refused',
     },
+    {
+      name: 'open redirect: an error for an unregistered redirect_uri is shown, not sent there',
+      attack: async () => outcome(await new FormBrowser(as.issuer).open(authorizeUrl(as, { redirect_uri: 'https://attacker.test/phish', scope: 'nonexistent' }))),
+      status: 400,
+      error: 'invalid_request',
+      auditReason: 'redirect_uri=https://attacker.test/phish',
+    },
+    {
+      name: 'open redirect: an unknown client with an attacker redirect_uri',
+      attack: async () => outcome(await new FormBrowser(as.issuer).open(authorizeUrl(as, { client_id: 'no-such-client', redirect_uri: 'https://attacker.test/phish', response_type: 'token' }))),
+      status: 400,
+      error: 'invalid_client',
+      auditReason: 'client_id=no-such-client',
+    },
   ];
   runCases(cases, asAudit(() => as));
 

@@ -60,6 +60,17 @@ describe('security: token', () => {
     { name: 'client_credentials asking for openid', attack: () => token({ grant_type: 'client_credentials', resource: as.issuer, scope: 'openid' }, clientAuth.machine), status: 400, error: 'invalid_scope', auditReason: 'openid needs a user; client_credentials has none' },
     { name: 'client_credentials with a relative resource', attack: () => token({ ...cc, resource: '/mcp' }, clientAuth.machine), status: 400, error: 'invalid_target', auditReason: 'resource=/mcp' },
     { name: 'client_credentials for an unknown resource', attack: () => token({ ...cc, resource: 'https://attacker.test' }, clientAuth.machine), status: 400, error: 'invalid_target', auditReason: 'resource=https://attacker.test' },
+    {
+      name: 'client_credentials for two resources at once',
+      attack: async () => {
+        const body = new URLSearchParams([['grant_type', 'client_credentials'], ['resource', 'https://mcp.example.test/mcp'], ['resource', 'https://api.example.test']]);
+        const res = await fetch(`${as.issuer}/token`, { method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded', ...clientAuth.machine }, body });
+        return { status: res.status, error: ((await res.json()) as { error: string }).error };
+      },
+      status: 400,
+      error: 'invalid_target',
+      auditReason: 'request one resource per token',
+    },
     { name: 'client_credentials with a scope the resource lacks', attack: () => token({ ...cc, scope: 'api:read' }, clientAuth.machine), status: 400, error: 'invalid_scope', auditReason: 'scope api:read is not offered by https://mcp.example.test/mcp' },
     // Client authentication (RFC 6749 §2.3): exactly one method, the registered one.
     { name: 'no client authentication', attack: () => token(cc), status: 401, error: 'invalid_client', auditReason: 'client authentication is required' },
