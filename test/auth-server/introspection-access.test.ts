@@ -38,6 +38,8 @@ describe('who may introspect a token and read the revocation list', () => {
         { id: 'https://mcp.example.test/mcp', name: 'Test MCP server', scopes: [{ name: 'mcp:read' }], resource_servers: ['resource-server'] },
         { id: 'https://api.example.test', name: 'Test API', scopes: [{ name: 'api:read' }] },
       ],
+      // This test's token comes from a client that registered itself for client credentials.
+      registration: { client_credentials: true, allowed_scopes: ['mcp:read'] },
     });
     issued = await registerClient(as.issuer, { grant_types: ['client_credentials'], token_endpoint_auth_method: 'client_secret_post' });
     const res = await postForm(`${as.issuer}/token`, { grant_type: 'client_credentials', resource: as.resource, scope: 'mcp:read', client_id: issued.client_id, client_secret: issued.client_secret! });

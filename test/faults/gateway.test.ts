@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { after, afterEach, before, describe, it } from 'node:test';
 import { postForm } from '../helpers/auth-server.ts';
 import { serviceAuth, startFaultAuthServer, processCrashes, type FaultAuthServer } from '../helpers/fault-servers.ts';
-import { mcpPost, startScriptedUpstream, startTestGateway, toolCall, type TestGateway } from '../helpers/gateway.ts';
+import { listedTools, mcpPost, startScriptedUpstream, startTestGateway, toolCall, type TestGateway } from '../helpers/gateway.ts';
 import { until } from '../helpers/private-services.ts';
 
 /**
@@ -21,7 +21,7 @@ describe('fault suite: the authorization server down behind gateways', () => {
   let token: string;
 
   const gateway = async (extra: { data_dir?: string } = {}) => {
-    const started = await startTestGateway(() => [{ path: '/mcp', upstream: upstream.url, resource: as.resource, authorization_servers: [as.issuer] }], extra, {});
+    const started = await startTestGateway(() => [{ path: '/mcp', upstream: upstream.url, tools: listedTools(), resource: as.resource, authorization_servers: [as.issuer] }], extra, {});
     gateways.push(started);
     return started;
   };

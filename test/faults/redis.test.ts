@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { after, afterEach, before, describe, it } from 'node:test';
 import { pkcePair, postForm } from '../helpers/auth-server.ts';
 import { FAULT_APP, isUnavailable, serviceAuth, startFaultAuthServer, processCrashes, type FaultAuthServer } from '../helpers/fault-servers.ts';
-import { mcpPost, startScriptedUpstream, startTestGateway, toolCall, type TestGateway } from '../helpers/gateway.ts';
+import { listedTools, mcpPost, startScriptedUpstream, startTestGateway, toolCall, type TestGateway } from '../helpers/gateway.ts';
 import { redisAvailable, startPrivateRedis, until, type PrivateRedis } from '../helpers/private-services.ts';
 import { skipUnless } from '../helpers/services.ts';
 
@@ -27,6 +27,7 @@ describe('fault suite: Redis killed and restarted', skipUnless(redisAvailable(),
         {
           path: '/mcp',
           upstream: upstream.url,
+          tools: listedTools(),
           resource: as.resource,
           authorization_servers: [as.issuer],
           rate_limits: [{ name: 'per-client', key: ['client'], limit: 1000, window_seconds: 60 }],

@@ -5,7 +5,7 @@ import { after, before, describe, it } from 'node:test';
 import { parse, stringify } from 'yaml';
 import { freePort, postForm } from '../helpers/auth-server.ts';
 import { R, SECRETS, auth, startDelegationServer } from '../helpers/delegation-server.ts';
-import { mcpPost, startScriptedUpstream, startTestGateway, toolCall, type TestGateway } from '../helpers/gateway.ts';
+import { listedTools, mcpPost, startScriptedUpstream, startTestGateway, toolCall, type TestGateway } from '../helpers/gateway.ts';
 
 /**
  * Issue 11 item 5 at one gateway: the revocation feed fails closed (503) until its first load,
@@ -38,6 +38,7 @@ describe('gateway revocation feed: fail closed, kept across reloads', () => {
         {
           path: '/mcp',
           upstream: upstream.url,
+          tools: listedTools(),
           resource: R.gateway,
           authorization_servers: [as.issuer],
           token: { revocation_list: { endpoint: `http://127.0.0.1:${port}/revocations`, client_id: 'mcp-server', client_secret_env: 'TEST_MCP_SECRET', poll_seconds: 1 } },

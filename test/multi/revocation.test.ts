@@ -10,7 +10,7 @@ import { authServerConfigSchema } from '../../src/config/schema.ts';
 import { startAuthServer, type AuthServerHandle } from '../../src/auth-server/server.ts';
 import { DEMO_PASSWORD_HASH, basic, freePort, pkcePair, postForm } from '../helpers/auth-server.ts';
 import { FormBrowser } from '../helpers/browser-driver.ts';
-import { mcpPost, startScriptedUpstream, startTestGateway, toolCall, type TestGateway } from '../helpers/gateway.ts';
+import { listedTools, mcpPost, startScriptedUpstream, startTestGateway, toolCall, type TestGateway } from '../helpers/gateway.ts';
 import { needsPostgres, needsRedis, postgresUrl, redisUrl } from '../helpers/services.ts';
 
 /**
@@ -91,6 +91,7 @@ for (const mode of ['redis', 'polling'] as const) {
         {
           path: '/mcp',
           upstream: upstream.url,
+          tools: listedTools(),
           resource: R_GW,
           authorization_servers: [issuer],
           token: {
