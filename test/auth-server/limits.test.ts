@@ -1,13 +1,9 @@
 import assert from 'node:assert/strict';
-import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { Redis } from 'ioredis';
 import { after, before, describe, it } from 'node:test';
 import { FormBrowser } from '../helpers/browser-driver.ts';
-import { freePort, pkcePair, startTestAuthServer, type TestAuthServer } from '../helpers/auth-server.ts';
+import { pkcePair, startTestAuthServer, type TestAuthServer } from '../helpers/auth-server.ts';
 import { needsRedis } from '../helpers/services.ts';
+import { startPrivateRedis, type PrivateRedis } from '../helpers/private-services.ts';
 import { addressBucket } from '../../src/auth-server/client-address.ts';
 
 /**
@@ -158,33 +154,12 @@ describe('limits per account and per client address', () => {
 
   describe('when Redis fails', needsRedis(), () => {
     let as: TestAuthServer;
-    let redis: ChildProcess | undefined;
-    let port: number;
-    const dir = mkdtempSync(join(tmpdir(), 'mandate-redis-'));
     /** A private Redis (never the shared one: this test stops it). */
-    const startRedis = async () => {
-      redis = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dir], { stdio: 'ignore' });
-      const probe = new Redis(port, '127.0.0.1', { lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null });
-      for (let i = 0; i < 50; i++) {
-        if (await probe.connect().then(() => probe.ping(), () => undefined)) break;
-        await new Promise((r) => setTimeout(r, 100));
-      }
-      probe.disconnect();
-    };
-    const stopRedis = async () => {
-      const child = redis;
-      redis = undefined;
-      if (!child || child.exitCode !== null) return;
-      await new Promise<void>((resolve) => {
-        child.once('exit', () => resolve());
-        child.kill('SIGKILL');
-      });
-    };
+    let redis: PrivateRedis;
     before(async () => {
-      port = await freePort();
-      await startRedis();
+      redis = await startPrivateRedis();
       const shared = process.env.REDIS_URL;
-      process.env.REDIS_URL = `redis://127.0.0.1:${port}`;
+      process.env.REDIS_URL = redis.url;
       try {
         as = await startTestAuthServer({ trusted_proxies: ['127.0.0.1'] });
       } finally {
@@ -192,10 +167,8 @@ describe('limits per account and per client address', () => {
       }
     });
     after(async () => {
-      if (!redis) await startRedis();
       await as?.close();
-      await stopRedis();
-      rmSync(dir, { recursive: true, force: true });
+      await redis?.close();
     });
 
     const register = () =>
@@ -207,7 +180,7 @@ describe('limits per account and per client address', () => {
 
     it('fails closed with 503 temporarily_unavailable, never an unlimited allowance, and recovers', async () => {
       assert.equal((await register()).status, 201);
-      await stopRedis();
+      await redis.kill();
       let res = await register();
       for (let i = 0; i < 50 && res.status !== 503; i++) {
         assert.equal(res.status, 201, 'until the client notices the outage');
@@ -220,7 +193,7 @@ describe('limits per account and per client address', () => {
       const [event] = await as.store.audit.list({ type: 'limit.unavailable' });
       assert.equal(event?.error, 'temporarily_unavailable');
       assert.match(event?.reason ?? '', /^rate limit store unavailable \(registration\): /);
-      await startRedis();
+      await redis.start();
       res = await register();
       for (let i = 0; i < 100 && res.status === 503; i++) {
         await new Promise((r) => setTimeout(r, 100));

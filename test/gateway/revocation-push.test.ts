@@ -1,11 +1,11 @@
 import assert from 'node:assert/strict';
-import { spawn, type ChildProcess } from 'node:child_process';
 import { createServer, type Server } from 'node:http';
 import { after, before, describe, it } from 'node:test';
 import { RevocationFeeds } from '../../src/gateway/node/revocation-feeds.ts';
 import type { RevocationList } from '../../src/gateway/revocation-list.ts';
 import { revocationChannel, type RevocationChannel } from '../../src/store/revocation-channel.ts';
 import { freePort } from '../helpers/auth-server.ts';
+import { startPrivateRedis, type PrivateRedis } from '../helpers/private-services.ts';
 
 /**
  * The push half of the revocation feed against a private Redis this test starts, kills and
@@ -24,8 +24,8 @@ async function until(what: string, check: () => boolean, boundMs = 10_000) {
 }
 
 describe('revocation feed over Redis pub/sub: applied at once, caught up after a reconnect', () => {
-  let redisPort: number;
-  let redis: ChildProcess | undefined;
+  /** A private Redis (never the shared one: this test stops it). */
+  let redis: PrivateRedis;
   let listServer: Server;
   let feeds: RevocationFeeds;
   let publisher: RevocationChannel;
@@ -33,48 +33,24 @@ describe('revocation feed over Redis pub/sub: applied at once, caught up after a
   const revoked: { jti: string; exp: number }[] = [];
   let reads = 0;
 
-  const startRedis = async () => {
-    redis = spawn('redis-server', ['--port', String(redisPort), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'], { stdio: 'ignore' });
-    const probe = revocationChannel({ url: `redis://127.0.0.1:${redisPort}`, channel: CHANNEL });
-    try {
-      for (let i = 0; i < 200; i++) {
-        if (await probe.publish({ iss: 'probe', type: 'token', jti: 'probe', exp: 0, revoked_at: 0 }).then(() => true, () => false)) return;
-        await new Promise((resolve) => setTimeout(resolve, 25));
-      }
-      assert.fail('the private redis did not start');
-    } finally {
-      await probe.close();
-    }
-  };
-  const stopRedis = async () => {
-    const child = redis;
-    redis = undefined;
-    if (!child || child.exitCode !== null) return;
-    await new Promise<void>((resolve) => {
-      child.once('exit', () => resolve());
-      child.kill('SIGKILL');
-    });
-  };
-
   before(async () => {
-    redisPort = await freePort();
-    await startRedis();
+    redis = await startPrivateRedis();
     listServer = createServer((_req, res) => {
       reads++;
       res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ next_since: 0, tokens: revoked, grants: [], clients: [] }));
     });
     const listPort = await freePort();
     await new Promise<void>((resolve) => listServer.listen(listPort, '127.0.0.1', resolve));
-    feeds = new RevocationFeeds({ redisUrl: `redis://127.0.0.1:${redisPort}` });
+    feeds = new RevocationFeeds({ redisUrl: redis.url });
     // A scheduled poll far away: only a push or the reconnect catch-up can bring news in time.
     list = feeds.acquire({ endpoint: `http://127.0.0.1:${listPort}/revocations`, issuer: ISSUER, clientId: 'gw', clientSecret: 's', pollMs: 600_000, channel: CHANNEL }).list;
-    publisher = revocationChannel({ url: `redis://127.0.0.1:${redisPort}`, channel: CHANNEL });
+    publisher = revocationChannel({ url: redis.url, channel: CHANNEL });
   });
   after(async () => {
     await feeds.close();
     await publisher.close();
     listServer.close();
-    await stopRedis();
+    await redis?.close();
   });
 
   it('a pushed revocation applies at once', async () => {
@@ -88,11 +64,11 @@ describe('revocation feed over Redis pub/sub: applied at once, caught up after a
   });
 
   it('a revocation made while Redis was down is caught up on reconnect, not at the next poll', async () => {
-    await stopRedis();
+    await redis.kill();
     revoked.push({ jti: 'missed-while-down', exp: Math.floor(Date.now() / 1000) + 600 });
     const readsBefore = reads;
     assert.equal(list.reason({ jti: 'missed-while-down' }), undefined, 'its message was lost');
-    await startRedis();
+    await redis.start();
     await until('the catch-up after the reconnect', () => list.reason({ jti: 'missed-while-down' }) === 'the token was revoked', 15_000);
     assert.ok(reads > readsBefore, 'the list was read again on reconnecting');
   });
