@@ -166,9 +166,10 @@ export function proxy(route: RouteConfig, forwarder: Forwarder, sessions?: Sessi
       });
       const upstreamStatus = c.get('audit').upstream_status ?? 0;
       if (c.req.method === 'DELETE' && mcp.sessionId !== undefined && upstreamStatus >= 200 && upstreamStatus < 300) {
-        // Ended upstream: its id is now refused (404) on every gateway. If the store cannot be
-        // reached, the binding simply lapses with its idle lifetime; the upstream refuses the id anyway.
-        await Promise.resolve(sessions?.end(mcp.sessionId)).catch(() => undefined);
+        // Ended upstream: its id is now refused (404) on every gateway. Not awaited: the answer is
+        // already sent and its audit event must not wait. If the store cannot be reached, the
+        // binding lapses with its idle lifetime; the upstream refuses the ended id anyway.
+        void Promise.resolve(sessions?.end(mcp.sessionId)).catch(() => undefined);
       }
       return response;
     } catch (error) {
