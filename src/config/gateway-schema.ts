@@ -160,7 +160,8 @@ export const gatewayConfigSchema = z.strictObject({
     .string()
     .optional()
     .describe('Where the gateway keeps state across restarts: the last good signing keys of each authorization server (public keys only, signing-keys.json), so valid tokens keep working when it restarts while the AS is down. Unset: kept in memory only (still across route reloads).'),
-  rate_limit_prefix: z.string().min(1).default('mandate:gw').describe('Prefix of the rate-limit keys in Redis: gateways with the same prefix share budgets.'),
+  rate_limit_prefix: z.string().min(1).default('mandate:gw').describe('Prefix of the gateway keys in Redis: gateways with the same prefix share rate-limit budgets and MCP session bindings (read at start).'),
+  session_idle_seconds: z.number().int().positive().default(86_400).describe('An MCP session (Mcp-Session-Id) unused for this long is forgotten; its id is then refused with 404 and the client starts a new session. With REDIS_URL, the TTL of the shared binding. Read at start.'),
   routes: z.array(routeSchema).min(1).describe('Each route fronts one MCP server; reloaded when the file changes.'),
 });
 

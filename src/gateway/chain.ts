@@ -10,13 +10,13 @@ import { throttle } from './filters/throttle.ts';
 import { validateMcp } from './filters/validate.ts';
 import type { CompiledRoute } from './route.ts';
 import type { GatewayEnv } from './types.ts';
-import { SessionBindings } from './sessions.ts';
+import { SessionBindings, type SessionStore } from './sessions.ts';
 
 export interface ChainDependencies {
   observer: GatewayObserver;
   forwarder: Forwarder;
-  /** Who opened which MCP session; kept across route reloads. */
-  sessions?: SessionBindings;
+  /** Who opened which MCP session; kept across route reloads (shared through Redis on Node when REDIS_URL is set). */
+  sessions?: SessionStore;
 }
 
 /**

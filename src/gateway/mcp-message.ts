@@ -25,6 +25,8 @@ export class JsonRpcError extends Error {
     readonly id: string | number | null = null,
     /** The HTTP status this error is answered with. */
     readonly status = 400,
+    /** The audit `rejection`, when more specific than `malformed`. */
+    readonly rejection?: string,
   ) {
     super(message);
     this.name = 'JsonRpcError';
@@ -57,6 +59,33 @@ const NAME_PARAMS: Record<string, 'name' | 'uri'> = {
   'resources/unsubscribe': 'uri',
 };
 
+/**
+ * Every method MCP defines (2025-11-25 and 2026-07-28, both directions). A client's method that
+ * differs from one of them only in case, whitespace, invisible or compatibility characters
+ * (`TOOLS/CALL`, `tools/call `) is refused: the gateway authorizes on the exact string, and an
+ * upstream that dispatched it leniently would run a tool call nobody authorized.
+ */
+export const MCP_METHODS: ReadonlySet<string> = new Set([
+  'initialize', 'ping', 'server/discover', 'tools/list', 'tools/call', 'resources/list', 'resources/read', 'resources/templates/list',
+  'resources/subscribe', 'resources/unsubscribe', 'prompts/list', 'prompts/get', 'completion/complete', 'logging/setLevel',
+  'subscriptions/listen', 'tasks/get', 'tasks/list', 'tasks/result', 'tasks/cancel', 'tasks/update',
+  'sampling/createMessage', 'elicitation/create', 'roots/list',
+  'notifications/initialized', 'notifications/cancelled', 'notifications/progress', 'notifications/message',
+  'notifications/roots/list_changed', 'notifications/tools/list_changed', 'notifications/prompts/list_changed',
+  'notifications/resources/list_changed', 'notifications/resources/updated', 'notifications/elicitation/complete',
+  'notifications/tasks/status', 'notifications/subscriptions/acknowledged',
+]);
+
+/** A method name folded the ways a lenient reader might fold it. */
+const foldMethod = (method: string): string => method.normalize('NFKC').replace(/[\s\p{Cc}\p{Cf}]/gu, '').toLowerCase();
+const FOLDED_METHODS = new Map([...MCP_METHODS].map((method) => [foldMethod(method), method]));
+
+/** The MCP method a name imitates without being it, if any. */
+export function imitatedMethod(method: string): string | undefined {
+  if (MCP_METHODS.has(method)) return undefined;
+  return FOLDED_METHODS.get(foldMethod(method));
+}
+
 const isObject = (value: unknown): value is Record<string, unknown> => typeof value === 'object' && value !== null && !Array.isArray(value);
 /**
  * MCP ids are strings or integers, never null (MCP basic/index "Requests"). Integers beyond 2^53
@@ -84,6 +113,10 @@ export function parseMcpMessage(body: unknown): McpMessage {
 
   if (typeof body.method === 'string') {
     if (body.method.length === 0) throw new JsonRpcError(JSON_RPC_ERRORS.invalidRequest, 'method must not be empty', validId(id) ? id : null);
+    const imitated = imitatedMethod(body.method);
+    if (imitated !== undefined) {
+      throw new JsonRpcError(JSON_RPC_ERRORS.invalidRequest, `method ${JSON.stringify(body.method.slice(0, 100))} is not spelled as the MCP method ${imitated}`, validId(id) ? id : null, 400, 'method_spelling');
+    }
     if (id === undefined && !body.method.startsWith(NOTIFICATION_PREFIX)) {
       throw new JsonRpcError(JSON_RPC_ERRORS.invalidRequest, `${body.method} without an id: only notifications/* may be sent as notifications`);
     }

@@ -1,30 +1,74 @@
 /**
- * Binds MCP sessions (2025-11-25 `Mcp-Session-Id`) to the user who opened them. The upstream has
+ * Binds MCP sessions (2025-11-25 `Mcp-Session-Id`) to the caller who opened them. The upstream has
  * no auth of its own and trusts any request carrying a live session id, so without this a caller
  * who learns another user's session id could ride it with a token of their own (MCP security best
- * practices, "session hijacking"). Bounded; idle bindings are forgotten.
+ * practices, "session hijacking"). A session id bound nowhere is refused too: it is either ended,
+ * expired, or opened through a gateway that does not share its bindings, and the upstream could
+ * still hold it for someone else.
  */
-export class SessionBindings {
-  private readonly owners = new Map<string, { sub: string; seen: number }>();
+export interface SessionOwner {
+  sub: string;
+  clientId?: string;
+}
+
+/** `own`: the caller's; `unknown`: bound nowhere; otherwise who differs. */
+export type SessionVerdict = 'own' | 'unknown' | 'other_subject' | 'other_client';
+
+export interface SessionStore {
+  /** Binds a session the upstream just gave out; a session already bound keeps its first owner. */
+  bind(sessionId: string, owner: SessionOwner): void | Promise<void>;
+  /** Whose the session is; refreshes its idle lifetime. */
+  check(sessionId: string, owner: SessionOwner): SessionVerdict | Promise<SessionVerdict>;
+  /** Forgets a session the upstream has ended (DELETE). */
+  end(sessionId: string): void | Promise<void>;
+}
+
+/** Thrown when the shared store cannot answer: the gateway then refuses (503), never guesses. */
+export class SessionStoreUnavailable extends Error {
+  constructor(cause: unknown) {
+    super(`session store unavailable: ${(cause as Error)?.message ?? String(cause)}`);
+    this.name = 'SessionStoreUnavailable';
+  }
+}
+
+/** 24 hours: a session idle for longer is forgotten, and its id is then refused (404). */
+export const DEFAULT_SESSION_IDLE_SECONDS = 86_400;
+
+export function sessionVerdict(stored: SessionOwner, caller: SessionOwner): SessionVerdict {
+  if (stored.sub !== caller.sub) return 'other_subject';
+  return (stored.clientId ?? null) === (caller.clientId ?? null) ? 'own' : 'other_client';
+}
+
+/** One process's bindings: a gateway without REDIS_URL. Bounded; idle bindings are forgotten. */
+export class SessionBindings implements SessionStore {
+  private readonly owners = new Map<string, { owner: SessionOwner; seen: number }>();
 
   constructor(private readonly options: { maxEntries?: number; idleMs?: number } = {}) {}
 
-  bind(sessionId: string, sub: string): void {
-    if (this.owners.size >= (this.options.maxEntries ?? 100_000)) this.owners.delete(this.owners.keys().next().value as string);
-    this.owners.delete(sessionId);
-    this.owners.set(sessionId, { sub, seen: Date.now() });
+  private live(sessionId: string) {
+    const entry = this.owners.get(sessionId);
+    if (entry && Date.now() - entry.seen > (this.options.idleMs ?? DEFAULT_SESSION_IDLE_SECONDS * 1000)) {
+      this.owners.delete(sessionId);
+      return undefined;
+    }
+    return entry;
   }
 
-  /** false when the session belongs to someone else; true when it is theirs or unknown here. */
-  check(sessionId: string, sub: string): boolean {
-    const owner = this.owners.get(sessionId);
-    if (!owner) return true;
-    if (Date.now() - owner.seen > (this.options.idleMs ?? 24 * 3600_000)) {
-      this.owners.delete(sessionId);
-      return true;
+  bind(sessionId: string, owner: SessionOwner): void {
+    const entry = this.live(sessionId);
+    if (entry) {
+      if (sessionVerdict(entry.owner, owner) === 'own') entry.seen = Date.now();
+      return;
     }
-    owner.seen = Date.now();
-    return owner.sub === sub;
+    if (this.owners.size >= (this.options.maxEntries ?? 100_000)) this.owners.delete(this.owners.keys().next().value as string);
+    this.owners.set(sessionId, { owner: { sub: owner.sub, clientId: owner.clientId }, seen: Date.now() });
+  }
+
+  check(sessionId: string, owner: SessionOwner): SessionVerdict {
+    const entry = this.live(sessionId);
+    if (!entry) return 'unknown';
+    entry.seen = Date.now();
+    return sessionVerdict(entry.owner, owner);
   }
 
   end(sessionId: string): void {

@@ -20,6 +20,7 @@ describe('gateway: audit log, metrics, hot reload', () => {
   let gateway: TestGateway;
   let resource: string;
   let headers: Record<string, string>;
+  let session: string;
 
   before(async () => {
     issuer = await startFakeIssuer();
@@ -35,7 +36,10 @@ describe('gateway: audit log, metrics, hot reload', () => {
     ]);
     resource = `${gateway.url}/mcp`;
     const token = await issuer.sign({ sub: 'alice', aud: resource, client_id: 'sample-agent', scope: 'banking:read', act: { sub: 'sample-agent', client_id: 'sample-agent' } });
-    headers = { authorization: `Bearer ${token}`, 'mcp-protocol-version': '2025-11-25', 'mcp-session-id': 'sess-1' };
+    // A session opened through this gateway (one the gateway has not bound is refused with 404).
+    const opened = await mcpPost(resource, { jsonrpc: '2.0', id: 0, method: 'initialize', params: {} }, { authorization: `Bearer ${token}`, 'mcp-protocol-version': '2025-11-25' });
+    session = opened.headers.get('mcp-session-id')!;
+    headers = { authorization: `Bearer ${token}`, 'mcp-protocol-version': '2025-11-25', 'mcp-session-id': session };
   });
   after(async () => {
     await gateway.close();
@@ -50,7 +54,7 @@ describe('gateway: audit log, metrics, hot reload', () => {
     assert.equal(event.route, '/mcp');
     assert.equal(event.http_method, 'POST');
     assert.equal(event.protocol_version, '2025-11-25');
-    assert.equal(event.session, 'sess-1');
+    assert.equal(event.session, session);
     assert.equal(event.kind, 'request');
     assert.equal(event.method, 'tools/call');
     assert.equal(event.sub, 'alice');

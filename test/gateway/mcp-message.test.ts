@@ -22,6 +22,26 @@ describe('MCP messages (JSON-RPC 2.0 shape)', () => {
     assert.deepEqual(parseMcpMessage({ jsonrpc: '2.0', id: 1, method: 'tools/call', params: { name: 't' } }).arguments, {});
   });
 
+  it('refuses a method that imitates an MCP method (case, whitespace, invisible or full-width characters) with -32600', () => {
+    for (const method of ['TOOLS/CALL', 'tools/call ', ' tools/call', 'Tools/Call', 'tools/ call', 'tools/call\u200b', 'tools/call\u0000', '\uff54ools/call', 'logging/setlevel', 'NOTIFICATIONS/INITIALIZED']) {
+      for (const id of [1, undefined]) {
+        let error: unknown;
+        try {
+          parseMcpMessage({ jsonrpc: '2.0', ...(id === undefined ? {} : { id }), method, params: { name: 'transfer', arguments: {} } });
+        } catch (caught) {
+          error = caught;
+        }
+        assert.ok(error instanceof JsonRpcError, JSON.stringify(method));
+        assert.equal(error.code, -32600);
+        assert.equal(error.status, 400);
+        assert.equal(error.rejection, 'method_spelling');
+        assert.match(error.message, /is not spelled as the MCP method/);
+      }
+    }
+    // Exact MCP methods, and methods MCP does not define, are not this check's business.
+    for (const method of ['tools/call', 'logging/setLevel', 'x-vendor/Custom', 'tools/calls']) assert.equal(code(() => parseMcpMessage({ jsonrpc: '2.0', id: 1, method, params: { name: 't' } })), 'ok');
+  });
+
   it('refuses malformed messages with -32600 (or -32602 for bad tool-call params)', () => {
     const cases: [unknown, number][] = [
       [[{ jsonrpc: '2.0', id: 1, method: 'ping' }], -32600], // batch

@@ -130,7 +130,8 @@ export async function startPrivateRedis(): Promise<PrivateRedis> {
   };
   const kill = async () => {
     const dying = child;
-    if (!dying || dying.exitCode !== null) return;
+    // A process killed by a signal keeps exitCode null: it has exited all the same.
+    if (!dying || dying.exitCode !== null || dying.signalCode !== null) return;
     const exited = new Promise((resolve) => dying.once('exit', resolve));
     dying.kill('SIGKILL');
     await exited;

@@ -115,7 +115,18 @@ describe('security: gateway', () => {
       const res = await fetch(resource, { method: 'PUT', headers: { ...MCP_HEADERS, ...(await bearer()) }, body: '{}' });
       return rpc({ status: res.status, json: (await res.json()) as Record<string, unknown> });
     }, 405, -32600, 'method_not_allowed', 'PUT is not an MCP method'),
+    // A method spelled unlike MCP's would skip tool authorization and could be read leniently upstream.
+    c('tools/call spelled in capitals', call({ ...toolCall('transfer', { amount: 5000 }), method: 'TOOLS/CALL' }), 400, -32600, 'method_spelling', 'method "TOOLS/CALL" is not spelled as the MCP method tools/call'),
+    c('tools/call with a trailing space', call({ ...toolCall('transfer', { amount: 5000 }), method: 'tools/call ' }), 400, -32600, 'method_spelling', 'method "tools/call " is not spelled as the MCP method tools/call'),
     // Sessions and budgets.
+    c(
+      'a session id this gateway has no binding for (opened at another instance, before a restart, or expired)',
+      call(toolCall('echo'), async () => ({ ...(await bearer({ sub: 'bob' })), 'mcp-session-id': `elsewhere-${crypto.randomUUID()}` })),
+      404,
+      -32001,
+      'unknown_session',
+      /^no binding for this Mcp-Session-Id/,
+    ),
     {
       name: "session hijack: another user's Mcp-Session-Id",
       attack: async () => {

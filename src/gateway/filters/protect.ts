@@ -4,7 +4,7 @@ import { isOAuthError } from '../../core/errors.ts';
 import { parseScope } from '../../core/scopes.ts';
 import { deepFreeze } from '../../core/cel.ts';
 import type { CompiledRoute } from '../route.ts';
-import type { SessionBindings } from '../sessions.ts';
+import { SessionStoreUnavailable, type SessionStore } from '../sessions.ts';
 import type { TokenClaims } from '../token-validator.ts';
 import type { GatewayEnv, Principal } from '../types.ts';
 import { celVariables, scopeChallenge } from './authorize.ts';
@@ -20,6 +20,14 @@ const hasQueryToken = (url: string): boolean => {
   const query = url.indexOf('?');
   return query >= 0 && new URLSearchParams(url.slice(query + 1)).has('access_token');
 };
+
+/** The code the MCP SDK servers answer an unknown session with (with HTTP 404). */
+const SESSION_NOT_FOUND = -32001;
+const SESSION_REASONS = {
+  unknown: 'no binding for this Mcp-Session-Id (never opened through a gateway sharing these bindings, ended, or idle past its lifetime)',
+  other_subject: 'session opened by another subject',
+  other_client: 'session opened by the same subject through another client',
+} as const;
 
 /** Principals by their (cached, frozen) claims: a token seen again costs no work here either. */
 const principals = new WeakMap<TokenClaims, Principal>();
@@ -48,7 +56,7 @@ function principalOf(token: string, claims: TokenClaims): Principal | undefined 
  * the route's scopes, and the route's CEL rules. A 401 points the client at the protected
  * resource metadata so it can find the authorization server on its own (MCP authorization).
  */
-export function protect(route: CompiledRoute, sessions?: SessionBindings): MiddlewareHandler<GatewayEnv> {
+export function protect(route: CompiledRoute, sessions?: SessionStore): MiddlewareHandler<GatewayEnv> {
   const routeScopes = route.config.scopes;
   return async function protectMiddleware(c, next) {
     // Only refusals name scopes: built when one is answered, not on every request.
@@ -103,9 +111,21 @@ export function protect(route: CompiledRoute, sessions?: SessionBindings): Middl
     if (principal.actors.length > 0) audit.act = principal.actors.map((actor) => (actor.client_id ? { sub: actor.sub, client_id: actor.client_id } : { sub: actor.sub }));
 
     const sessionId = c.get('mcp').sessionId;
-    if (sessions && sessionId && !sessions.check(sessionId, principal.sub)) {
-      // As if the session did not exist for this caller (the transport's answer to an unknown session).
-      return refuse(c, { status: 404, code: -32001, message: 'session not found', rejection: 'session_mismatch', reason: `session opened by another subject` });
+    if (sessions && sessionId !== undefined) {
+      let verdict;
+      try {
+        verdict = await sessions.check(sessionId, { sub: principal.sub, clientId: principal.clientId });
+      } catch (error) {
+        if (!(error instanceof SessionStoreUnavailable)) throw error;
+        // Fail closed, like the rate limiter: without the store nobody can tell whose session it is.
+        return refuse(c, { status: 503, code: GATEWAY_ERRORS.unavailable, message: 'temporarily_unavailable: retry shortly', rejection: 'session_store_unavailable', reason: error.message, decision: 'error', headers: { 'Retry-After': '1' } });
+      }
+      if (verdict !== 'own') {
+        // MCP 2025-11-25 transports, session management: 404 for a session the server does not
+        // know, and the client then starts a new session with a new initialize. Someone else's
+        // session gets the same answer, so a probe learns nothing about which ids are live.
+        return refuse(c, { status: 404, code: SESSION_NOT_FOUND, message: 'session not found: start a new session with initialize', rejection: verdict === 'unknown' ? 'unknown_session' : 'session_mismatch', reason: SESSION_REASONS[verdict] });
+      }
     }
     const missing = routeScopes.filter((scope) => !principal.scopes.includes(scope));
     if (missing.length > 0) {

@@ -2,7 +2,7 @@ import type { Context, MiddlewareHandler } from 'hono';
 import type { RouteConfig } from '../../config/gateway-schema.ts';
 import { ResponseTap, isEventStream, rewriteResponse } from '../response-tap.ts';
 import type { GatewayEnv, Principal } from '../types.ts';
-import type { SessionBindings } from '../sessions.ts';
+import { SessionStoreUnavailable, type SessionStore } from '../sessions.ts';
 import { GATEWAY_ERRORS, refuse } from './refuse.ts';
 import { requestHeader } from '../headers.ts';
 
@@ -47,8 +47,11 @@ export interface ForwardHooks {
   tap: (contentType: string | undefined) => ResponseTap;
   /** Extra headers for the response to the client (CORS). */
   responseHeaders: Record<string, string>;
-  /** Called with the upstream's `Mcp-Session-Id` when it sets one. */
-  onSession: (sessionId: string) => void;
+  /**
+   * Called with the upstream's `Mcp-Session-Id` when it sets one; the response waits for it (a
+   * client must not hold a session id before it is bound), and is refused if it fails.
+   */
+  onSession: (sessionId: string) => void | Promise<void>;
   /** Headers the gateway adds for the upstream (identity headers). */
   upstreamHeaders: Record<string, string>;
 }
@@ -140,7 +143,7 @@ export function upstreamPath(route: RouteConfig, upstream: URL): (path: string, 
  * The proxy, last in the chain: forwards the validated body unchanged (or nothing, for GET and
  * DELETE), streams the answer back, and maps upstream failures to 502/504 with a JSON-RPC body.
  */
-export function proxy(route: RouteConfig, forwarder: Forwarder, sessions?: SessionBindings): MiddlewareHandler<GatewayEnv> {
+export function proxy(route: RouteConfig, forwarder: Forwarder, sessions?: SessionStore): MiddlewareHandler<GatewayEnv> {
   const upstream = new URL(route.upstream);
   const pathFor = upstreamPath(route, upstream);
   return async function proxyMiddleware(c) {
@@ -150,16 +153,30 @@ export function proxy(route: RouteConfig, forwarder: Forwarder, sessions?: Sessi
     const target: UpstreamTarget = { origin: upstream.origin, path: pathFor(c.req.path, query < 0 ? '' : raw.slice(query)), method: c.req.method, body: mcp.body };
     const rewriteResult = c.get('rewriteResult');
     const id = mcp.message?.kind === 'request' ? mcp.message.id : undefined;
+    const principal = c.get('principal');
     try {
-      return await forwarder.forward(c, target, {
+      const response = await forwarder.forward(c, target, {
         timeouts: route.timeouts,
         rewrite: rewriteResult ? (body, contentType) => rewriteResponse(body, contentType, id, rewriteResult) : undefined,
         tap: (contentType) => new ResponseTap(contentType, id),
         responseHeaders: c.get('responseHeaders'),
-        onSession: (sessionId) => sessions?.bind(sessionId, c.get('principal').sub),
-        upstreamHeaders: route.identity_headers ? identityHeaders(c.get('principal')) : {},
+        // The session the request came with was checked (and renewed) by the protection filter.
+        onSession: (sessionId) => (sessionId === mcp.sessionId ? undefined : sessions?.bind(sessionId, { sub: principal.sub, clientId: principal.clientId })),
+        upstreamHeaders: route.identity_headers ? identityHeaders(principal) : {},
       });
+      const upstreamStatus = c.get('audit').upstream_status ?? 0;
+      if (c.req.method === 'DELETE' && mcp.sessionId !== undefined && upstreamStatus >= 200 && upstreamStatus < 300) {
+        // Ended upstream: its id is now refused (404) on every gateway. Not awaited: the answer is
+        // already sent and its audit event must not wait. If the store cannot be reached, the
+        // binding lapses with its idle lifetime; the upstream refuses the ended id anyway.
+        void Promise.resolve(sessions?.end(mcp.sessionId)).catch(() => undefined);
+      }
+      return response;
     } catch (error) {
+      if (error instanceof SessionStoreUnavailable) {
+        // The upstream opened a session that cannot be bound: its id is not handed out.
+        return refuse(c, { status: 503, code: GATEWAY_ERRORS.unavailable, message: 'temporarily_unavailable: retry shortly', rejection: 'session_store_unavailable', reason: error.message, decision: 'error', headers: { 'Retry-After': '1' } });
+      }
       const failure = error instanceof UpstreamError ? error : upstreamError(error);
       return refuse(c, { status: failure.status, code: GATEWAY_ERRORS.unavailable, message: failure.publicMessage, rejection: failure.rejection, reason: failure.message, decision: 'error' });
     }
@@ -193,7 +210,14 @@ export function fetchForwarder(fetchImpl: typeof fetch = fetch): Forwarder {
       }
       audit.upstream_status = response.status;
       const session = response.headers.get('mcp-session-id');
-      if (session) hooks.onSession(session);
+      if (session) {
+        try {
+          await hooks.onSession(session);
+        } catch (error) {
+          await response.body?.cancel();
+          throw error;
+        }
+      }
       audit.upstream_latency_ms = Math.round((performance.now() - started) * 1000) / 1000;
       const contentType = response.headers.get('content-type') ?? undefined;
       const outHeaders = clientHeaders(headerEntries(response.headers), hooks.responseHeaders);

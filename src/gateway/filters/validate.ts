@@ -187,7 +187,7 @@ export function validateMcp(options: ValidateOptions): MiddlewareHandler<{ Varia
       const attempted = (json as { method?: unknown } | null)?.method;
       const audit = c.get('audit' as never) as { method?: string } | undefined;
       if (audit && typeof attempted === 'string') audit.method = attempted.slice(0, 200);
-      return refuse(error.status, error.code, error.message, error.code === JSON_RPC_ERRORS.headerMismatch ? 'header_mismatch' : 'malformed', error.id);
+      return refuse(error.status, error.code, error.message, error.rejection ?? (error.code === JSON_RPC_ERRORS.headerMismatch ? 'header_mismatch' : 'malformed'), error.id);
     }
     return next();
   };

@@ -63,18 +63,16 @@ export function nodeForwarder(options: { connections?: number } = {}): Forwarder
           resolve(RESPONSE_ALREADY_SENT);
         };
 
-        const handler: Dispatcher.DispatchHandler = {
-          onRequestStart(ctrl) {
+        const upstreamHandler = {
+          onRequestStart(ctrl: Dispatcher.DispatchController) {
             controller = ctrl;
           },
-          onResponseStart(_ctrl, statusCode, responseHeaders) {
+          onResponseStart(_ctrl: Dispatcher.DispatchController, statusCode: number, responseHeaders: Record<string, string | string[] | undefined>) {
             status = statusCode;
             responded = true;
             audit.upstream_status = statusCode;
             audit.upstream_latency_ms = Math.round((performance.now() - started) * 1000) / 1000;
             contentType = responseHeaders['content-type'] as string | undefined;
-            const session = responseHeaders['mcp-session-id'];
-            if (typeof session === 'string') hooks.onSession(session);
             tap = hooks.tap(contentType);
             if (hooks.rewrite && statusCode < 300) {
               buffered = [];
@@ -85,7 +83,7 @@ export function nodeForwarder(options: { connections?: number } = {}): Forwarder
             // Headers go out at once, so an SSE client sees the stream open before the first event.
             if (contentType?.startsWith('text/event-stream')) outgoing.flushHeaders();
           },
-          onResponseData(ctrl, chunk) {
+          onResponseData(ctrl: Dispatcher.DispatchController, chunk: Buffer) {
             if (buffered) {
               bufferedSize += chunk.byteLength;
               if (bufferedSize > PENDING_BODY_LIMIT) ctrl.abort(new Error('the response to rewrite is too large'));
@@ -110,7 +108,7 @@ export function nodeForwarder(options: { connections?: number } = {}): Forwarder
             }
             done();
           },
-          onResponseError(_ctrl, error) {
+          onResponseError(_ctrl: Dispatcher.DispatchController, error: Error) {
             outgoing.off('close', onClientClose);
             if (outgoing.destroyed && !outgoing.writableFinished) {
               // The client went away first: nothing to answer, and not the upstream's fault.
@@ -131,6 +129,35 @@ export function nodeForwarder(options: { connections?: number } = {}): Forwarder
             outgoing.destroy(error);
             done();
           },
+        };
+        // A new session id is bound before the client may see it: until then the upstream is
+        // paused and its events wait; if binding fails, the upstream is cut and nothing is sent.
+        let gate: Promise<boolean> | undefined;
+        const later = (run: () => void) => (gate ? void gate.then((ok) => ok && run()) : run());
+        const handler: Dispatcher.DispatchHandler = {
+          onRequestStart: (ctrl) => upstreamHandler.onRequestStart(ctrl),
+          onResponseStart(ctrl, statusCode, responseHeaders) {
+            const session = responseHeaders['mcp-session-id'];
+            const binding = typeof session === 'string' ? hooks.onSession(session) : undefined;
+            if (!binding) return upstreamHandler.onResponseStart(ctrl, statusCode, responseHeaders);
+            ctrl.pause();
+            gate = binding.then(
+              () => true,
+              (error: unknown) => {
+                outgoing.off('close', onClientClose);
+                reject(error);
+                ctrl.abort(error as Error);
+                return false;
+              },
+            );
+            later(() => {
+              upstreamHandler.onResponseStart(ctrl, statusCode, responseHeaders);
+              ctrl.resume();
+            });
+          },
+          onResponseData: (ctrl, chunk) => later(() => upstreamHandler.onResponseData(ctrl, chunk)),
+          onResponseEnd: () => later(() => upstreamHandler.onResponseEnd()),
+          onResponseError: (ctrl, error) => later(() => upstreamHandler.onResponseError(ctrl, error)),
         };
         poolFor(target.origin, hooks.timeouts.connect_ms).dispatch(
           {

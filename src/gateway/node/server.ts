@@ -12,6 +12,7 @@ import type { Forwarder } from '../filters/proxy.ts';
 import { compileRoute, RouteConfigError, type CompiledRoute } from '../route.ts';
 import type { GatewayAuditEvent } from '../types.ts';
 import { SessionBindings } from '../sessions.ts';
+import { RedisSessionBindings } from './redis-sessions.ts';
 import { AuditWriter } from './audit-writer.ts';
 import { nodeForwarder } from './forwarder.ts';
 import { GatewayMetrics } from './metrics.ts';
@@ -84,7 +85,9 @@ export async function startGateway(config: GatewayConfig, options: StartGatewayO
   const redis = env.REDIS_URL ? new Redis(env.REDIS_URL, { enableOfflineQueue: false, maxRetriesPerRequest: 1, lazyConnect: false }) : undefined;
   redis?.on('error', (error) => log.warn({ err: error }, 'redis error'));
   const forwarder: Forwarder = nodeForwarder();
-  const sessions = new SessionBindings();
+  // Session bindings span instances and restarts through Redis (issue 11); in one process otherwise.
+  const idleMs = config.session_idle_seconds * 1000;
+  const sessions = redis ? new RedisSessionBindings(redis, config.rate_limit_prefix, idleMs) : new SessionBindings({ idleMs });
   // The AS keys outlive route reloads, and restarts when there is a data dir (issue 11, item 10).
   const keyFile = config.data_dir ? signingKeyFile(config.data_dir) : undefined;
   const signingKeys = new SigningKeys({
