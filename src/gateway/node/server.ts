@@ -84,6 +84,10 @@ export async function startGateway(config: GatewayConfig, options: StartGatewayO
   // throttle filter turns that into 503 — fail closed.
   const redis = env.REDIS_URL ? new Redis(env.REDIS_URL, { enableOfflineQueue: false, maxRetriesPerRequest: 1, lazyConnect: false }) : undefined;
   redis?.on('error', (error) => log.warn({ err: error }, 'redis error'));
+  // Commands fail at once until the connection is ready (no offline queue), so a gateway that
+  // listened first would answer its first requests 503 with Redis perfectly well. Wait for it, for
+  // a bounded time: a Redis that is down does not hold the start (those requests get 503).
+  if (redis) await redisReady(redis, 3_000);
   const forwarder: Forwarder = nodeForwarder();
   // Session bindings span instances and restarts through Redis (issue 11); in one process otherwise.
   const idleMs = config.session_idle_seconds * 1000;
@@ -206,4 +210,20 @@ export async function startGateway(config: GatewayConfig, options: StartGatewayO
 
 export async function loadGatewayConfig(file: string): Promise<GatewayConfig> {
   return parseConfig(gatewayConfigSchema, await loadYaml(file), file);
+}
+
+/** Resolves when the connection is ready, fails (Redis is down: no point waiting), or after `timeoutMs`. */
+function redisReady(redis: Redis, timeoutMs: number): Promise<void> {
+  if (redis.status === 'ready') return Promise.resolve();
+  return new Promise((resolve) => {
+    const done = () => {
+      clearTimeout(timer);
+      redis.off('ready', done);
+      redis.off('error', done);
+      resolve();
+    };
+    const timer = setTimeout(done, timeoutMs);
+    redis.once('ready', done);
+    redis.once('error', done);
+  });
 }
