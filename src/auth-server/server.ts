@@ -154,33 +154,35 @@ export async function startAuthServer(
 
   let server: ServerType | undefined;
   let url = ctx.issuer;
-  if (options.listen !== false) {
-    const port = await new Promise<number>((resolvePort, reject) => {
-      server = serve({ fetch, hostname: config.listen.host, port: config.listen.port }, (info) => resolvePort(info.port));
-      server.once('error', reject);
+  const close = async () => {
+    closed = true;
+    clearTimeout(retryTimer);
+    clearInterval(sweeper);
+    await new Promise<void>((r) => {
+      if (!server?.listening) return r();
+      server.close(() => r());
+      (server as { closeAllConnections?: () => void }).closeAllConnections?.();
     });
-    url = `http://${config.listen.host.includes(':') ? `[${config.listen.host}]` : config.listen.host}:${port}`;
-  }
-  return {
-    ctx,
-    store,
-    url,
-    async close() {
-      closed = true;
-      clearTimeout(retryTimer);
-      clearInterval(sweeper);
-      await new Promise<void>((r) => {
-        if (!server) return r();
-        server.close(() => r());
-        (server as { closeAllConnections?: () => void }).closeAllConnections?.();
-      });
-      await trackedTokens.close();
-      await feed.close();
-      await audit.close();
-      await cache.close();
-      await store.close();
-    },
+    await trackedTokens.close();
+    await feed.close();
+    await audit.close();
+    await cache.close();
+    await store.close();
   };
+  if (options.listen !== false) {
+    try {
+      const port = await new Promise<number>((resolvePort, reject) => {
+        server = serve({ fetch, hostname: config.listen.host, port: config.listen.port }, (info) => resolvePort(info.port));
+        server.once('error', reject);
+      });
+      url = `http://${config.listen.host.includes(':') ? `[${config.listen.host}]` : config.listen.host}:${port}`;
+    } catch (error) {
+      // A refused listen (the port is taken) must not leave connections and timers holding the process.
+      await close().catch(() => undefined);
+      throw error;
+    }
+  }
+  return { ctx, store, url, close };
 }
 
 export const keyFile = (config: AuthServerConfig) => join(config.data_dir, 'keys.json');

@@ -201,7 +201,7 @@ export const authServerConfigSchema = z.strictObject({
     .describe('Addresses or CIDRs of reverse proxies in front of the server. From a trusted peer, the client address is the rightmost X-Forwarded-For entry that is not itself trusted; with none, the TCP peer is the client.'),
   limits: z
     .strictObject({
-      login_per_account: z.number().int().min(1).default(10).describe('Sign-in attempts per account per window, from any address (a third party can delay a sign-in by one window at most; there is no lasting lockout).'),
+      login_per_account: z.number().int().min(1).default(10).describe('Sign-in attempts per account per window, from any address. Nothing is locked for good, but a third party that keeps guessing can keep delaying an account\'s sign-in, window after window (its guesses are audited, and its address is also held to login_per_address).'),
       login_per_address: z.number().int().min(1).default(30).describe('Failed sign-ins per client address (IPv6: per /64) per window, across all accounts.'),
       login_window_seconds: z.number().int().min(1).default(300),
       device_codes_per_address: z.number().int().min(1).default(10).describe('User codes tried at /device per client address (IPv6: per /64) per 5 minutes (RFC 8628 §5.1).'),

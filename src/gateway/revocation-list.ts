@@ -116,6 +116,8 @@ export class RevocationList {
   reason(claims: TokenClaims): string | undefined {
     if (typeof claims.jti === 'string' && this.jtis.has(claims.jti)) return 'the token was revoked';
     if (typeof claims.grant_id === 'string' && this.grants.has(claims.grant_id)) return 'the grant of the token was revoked';
+    // Usually no client is restricted: then there is no chain to walk.
+    if (this.clients.size === 0) return undefined;
     const parties = [claims.client_id, ...actorChain(claims.act).flatMap((actor) => [actor.sub, actor.client_id])].filter((id): id is string => typeof id === 'string');
     const now = Math.floor(Date.now() / 1000);
     for (const id of new Set(parties)) {

@@ -27,9 +27,9 @@ import { loginPage } from '../pages/login.ts';
  */
 export function interactionEndpoints(app: Hono<AppEnv>, ctx: ServerContext) {
   const limits = ctx.config.limits;
-  // Per account, from anywhere: bounds guessing one password; a third party holding an account's
-  // budget delays its sign-in by one window at most. Per address (IPv6 /64), failures only:
-  // bounds spraying one password across many accounts.
+  // Per account, from anywhere: bounds guessing one password; a third party that keeps spending
+  // an account's budget keeps delaying its sign-in (a known limit, docs/security.md). Per address
+  // (IPv6 /64), failures only: bounds spraying one password across many accounts.
   const accountAttempts = ctx.limiter('login-account', { points: limits.login_per_account, perSeconds: limits.login_window_seconds });
   const addressFailures = ctx.limiter('login-address', { points: limits.login_per_address, perSeconds: limits.login_window_seconds });
   /** A refused page request: audited with the detail (STYLE 5), a generic page for the user. */

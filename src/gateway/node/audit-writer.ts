@@ -31,9 +31,14 @@ export function auditLine(event: GatewayAuditEvent): string {
     if (args !== undefined) rest.args_sha256 = createHash('sha256').update(JSON.stringify(args)).digest('hex');
     return `${JSON.stringify(rest)}\n`;
   } catch (error) {
-    const { time, request_id, route, http_method, protocol_version, kind, method, tool, sub, client_id, decision, rejection, status, latency_ms } = event;
-    const safe = { time, request_id, route, http_method, protocol_version, kind, method, tool, sub, client_id, decision, rejection, status, latency_ms };
-    return `${JSON.stringify({ ...safe, audit_error: `the event could not be serialized in full: ${(error as Error).message}` })}\n`;
+    const audit_error = `the event could not be serialized in full: ${(error as Error).message}`;
+    try {
+      // Usually the arguments were the problem: every other field still goes in.
+      return `${JSON.stringify({ ...rest, args_sha256: undefined, audit_error })}\n`;
+    } catch {
+      const { time, request_id, route, http_method, protocol_version, kind, method, tool, sub, client_id, decision, rejection, reason, status, latency_ms } = event;
+      return `${JSON.stringify({ time, request_id, route, http_method, protocol_version, kind, method, tool, sub, client_id, decision, rejection, reason, status, latency_ms, audit_error })}\n`;
+    }
   }
 }
 

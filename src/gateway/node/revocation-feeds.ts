@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import { revocationChannel, type RevocationChannel } from '../../store/revocation-channel.ts';
 import { RevocationList, type RevocationListOptions } from '../revocation-list.ts';
 
@@ -19,7 +20,10 @@ export class RevocationFeeds {
   constructor(private readonly options: { redisUrl?: string; onError?: (error: Error) => void } = {}) {}
 
   acquire(options: FeedOptions): { list: RevocationList; release(): void } {
-    const key = JSON.stringify([typeof options.endpoint === 'string' ? options.endpoint : options.issuer, options.clientId, options.channel]);
+    // The credentials and the interval are part of the feed: a reload after a secret rotation gets
+    // a feed that polls with the new secret (the old one's polls would be refused from then on).
+    const secret = createHash('sha256').update(options.clientSecret).digest('base64url');
+    const key = JSON.stringify([typeof options.endpoint === 'string' ? options.endpoint : options.issuer, options.clientId, secret, options.pollMs, options.channel]);
     let feed = this.feeds.get(key);
     if (!feed) {
       const list = new RevocationList({ ...options, onError: this.options.onError ?? options.onError });
