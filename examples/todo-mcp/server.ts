@@ -44,7 +44,10 @@ export interface TodoMcpServer {
 
 export async function startTodoMcpServer(options: TodoMcpOptions): Promise<TodoMcpServer> {
   // The same revocation feed as the gateway's: revoked tokens and grants, disabled agents refused.
-  const feeds = new RevocationFeeds({ redisUrl: options.redisUrl ?? process.env.REDIS_URL });
+  const feeds = new RevocationFeeds({
+    redisUrl: options.redisUrl ?? process.env.REDIS_URL,
+    onError: (error) => console.error(`todo-mcp: revocation feed: ${error.message}`),
+  });
   const revocations = feeds.acquire({
     endpoint: `${options.issuer.replace(/\/$/, '')}/revocations`,
     issuer: options.issuer,

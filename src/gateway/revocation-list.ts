@@ -44,6 +44,8 @@ export class RevocationList {
   private inflight: Promise<void> | undefined;
   private readonly basic: string;
   loaded = false;
+  /** Why the last poll failed, for the refusal's audit reason while nothing is loaded. */
+  private lastError: string | undefined;
 
   constructor(private readonly options: RevocationListOptions) {
     this.basic = basicAuthorization(options.clientId, options.clientSecret);
@@ -75,7 +77,9 @@ export class RevocationList {
       this.etag = response.headers.get('etag') ?? undefined;
       this.prune();
       this.loaded = true;
+      this.lastError = undefined;
     } catch (error) {
+      this.lastError = (error as Error).message;
       this.options.onError?.(error as Error);
     }
   }
@@ -107,7 +111,10 @@ export class RevocationList {
 
   /** Whether the token may be used, as far as revocation goes. */
   check(claims: TokenClaims): RevocationVerdict {
-    if (!this.loaded) return { refuse: 'unavailable', reason: 'the revocation list has not been loaded yet' };
+    if (!this.loaded) {
+      // A wrong secret or a client that serves no resource fails every poll: say so, not just "not yet".
+      return { refuse: 'unavailable', reason: `the revocation list has not been loaded yet${this.lastError ? ` (last poll: ${this.lastError})` : ''}` };
+    }
     const reason = this.reason(claims);
     return reason ? { refuse: 'revoked', reason } : undefined;
   }

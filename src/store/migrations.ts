@@ -137,6 +137,14 @@ function migrations(driver: Driver): Record<string, Migration> {
         await db.schema.alterTable('clients').addColumn('tokens_valid_after', bigint).execute();
       },
     },
+    // The revocation list is read by `revoked_at` (every gateway polls it with `since`): without
+    // these, each poll scans every access token and grant.
+    '0005_revocation_indexes': {
+      async up(db: Kysely<unknown>) {
+        await db.schema.createIndex('access_tokens_revoked').on('access_tokens').column('revoked_at').execute();
+        await db.schema.createIndex('grants_revoked').on('grants').column('revoked_at').execute();
+      },
+    },
   };
 }
 
