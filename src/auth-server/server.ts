@@ -3,11 +3,11 @@ import { join, resolve } from 'node:path';
 import { serve, type ServerType } from '@hono/node-server';
 import pino, { type Logger } from 'pino';
 import type { AuthServerConfig } from '../config/schema.ts';
-import { createSqlStore, openSqlStore, type SqlStore } from '../store/sql-store.ts';
+import { createSqlStore, type SqlStore } from '../store/sql-store.ts';
 import { UNAVAILABLE_RETRY_AFTER_SECONDS, unavailableReason } from '../store/unavailable.ts';
 import { memoryCache } from '../store/memory-cache.ts';
 import { redisCache } from '../store/redis-cache.ts';
-import { cachedClientStore, type CachedClientStore } from '../store/cached-clients.ts';
+import { cachedClientStore } from '../store/cached-clients.ts';
 import { createAuthServerApp, temporarilyUnavailable } from './app.ts';
 import { AuditLog } from './audit.ts';
 import { BatchWriter } from './batch-writer.ts';
@@ -29,12 +29,6 @@ export interface AuthServerHandle {
 
 export function maxTokenTtl(config: AuthServerConfig): number {
   return Math.max(config.tokens.access_token_ttl, config.tokens.id_token_ttl, ...config.resources.map((r) => r.access_token_ttl ?? 0));
-}
-
-export async function openStore(config: AuthServerConfig, env = process.env): Promise<SqlStore & { clients: CachedClientStore }> {
-  const driver = config.storage.driver ?? (env.DATABASE_URL ? 'postgres' : 'sqlite');
-  const store = await openSqlStore({ driver, databaseUrl: env.DATABASE_URL, sqliteFile: resolve(config.data_dir, config.storage.sqlite_file) });
-  return { ...store, clients: cachedClientStore(store.clients, { ttlSeconds: config.storage.client_cache_seconds }) };
 }
 
 /** Paths that need no database: gateways can fetch keys from an AS whose database is down. */
