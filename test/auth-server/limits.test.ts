@@ -143,6 +143,9 @@ describe('limits per account and per client address', () => {
     assert.equal(addressBucket('2001:db8:1:2:3:4:5:6'), '2001:db8:1:2::/64');
     assert.equal(addressBucket('2001:DB8:1:2::9'), '2001:db8:1:2::/64');
     assert.equal(addressBucket('2001:db8::1'), '2001:db8:0:0::/64');
+    // A dotted IPv4 tail is two groups, not one: the /64 is the same as the hex spelling's.
+    assert.equal(addressBucket('2001:db8::5:6:1.2.3.4'), addressBucket('2001:db8::5:6:102:304'));
+    assert.equal(addressBucket('1::3:4:5:1.2.3.4'), '1:0:0:3::/64');
     assert.equal(addressBucket('::ffff:198.51.100.4'), '198.51.100.4');
     assert.equal(addressBucket('198.51.100.4'), '198.51.100.4');
   });
