@@ -4,24 +4,18 @@ import { randomToken } from '../core/encoding.ts';
 import { assertValidRedirectUri } from '../core/redirect-uri.ts';
 import { parseScope, formatScope } from '../core/scopes.ts';
 import { clientMetadataSchema, GRANT_TYPES, type ClientMetadata } from '../core/client-metadata.ts';
-import { JsonLimitError, parseJsonWithin } from '../core/json-limits.ts';
 import type { AgentAttributes, ClientRecord } from '../store/types.ts';
 import { endpointUrls, type ServerContext } from './context.ts';
 import { hashSecret } from './hash.ts';
 import { applyRegistrationPolicy, type PolicyOutcome, type SelfRegistration } from './registration-policy.ts';
 import { jwksUriAllowed } from './client-auth/private-key-jwt.ts';
 
-/** Validates RFC 7591 client metadata. Fields the client may not choose are dropped, not trusted. */
-export async function readClientMetadata(ctx: ServerContext, c: Context, defaults: Partial<ClientMetadata> = {}): Promise<ClientMetadata> {
-  let body: unknown;
-  try {
-    body = parseJsonWithin(await c.req.text(), { maxDepth: ctx.config.request_limits.max_json_depth });
-  } catch (error) {
-    if (!(error instanceof JsonLimitError)) throw error;
-    throw new OAuthError('invalid_client_metadata', 'the body must be a JSON object', { reason: error.message });
-  }
-  if (typeof body !== 'object' || body === null || Array.isArray(body)) throw new OAuthError('invalid_client_metadata', 'the body must be a JSON object');
-  const parsed = clientMetadataSchema.safeParse({ ...defaults, ...withScopeArray(body as Record<string, unknown>) });
+/**
+ * Validates RFC 7591 client metadata from a request body read once with `readJsonObject` (within
+ * the JSON limits). Fields the client may not choose are dropped, not trusted.
+ */
+export function clientMetadataFrom(ctx: ServerContext, body: Record<string, unknown>, defaults: Partial<ClientMetadata> = {}): ClientMetadata {
+  const parsed = clientMetadataSchema.safeParse({ ...defaults, ...withScopeArray(body) });
   if (!parsed.success) {
     const issue = parsed.error.issues[0]!;
     const field = String(issue.path[0] ?? '');

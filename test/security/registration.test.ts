@@ -58,7 +58,7 @@ describe('security: registration', () => {
     register('jwks and jwks_uri together', { redirect_uris: ['https://client.example/cb'], token_endpoint_auth_method: 'private_key_jwt', jwks: { keys: [{ kty: 'EC' }] }, jwks_uri: 'https://client.example/jwks' }, 'invalid_client_metadata', 'use jwks or jwks_uri, not both'),
     register('an unknown default_resource', { redirect_uris: ['https://client.example/cb'], default_resource: 'https://attacker.test' }, 'invalid_client_metadata', 'default_resource is not a known resource'),
     register('a body that is not JSON', '{"redirect_uris":', 'invalid_client_metadata', 'not JSON: Unexpected end of JSON input'),
-    register('a JSON array body', [{ redirect_uris: ['https://client.example/cb'] }], 'invalid_client_metadata', 'the body must be a JSON object'),
+    register('a JSON array body', [{ redirect_uris: ['https://client.example/cb'] }], 'invalid_client_metadata', 'the body is an array'),
     { name: 'an agent choosing its own client_id', attack: post('/aiagent/register', { client_id: 'web', client_name: 'impostor' }), status: 400, error: 'invalid_client_metadata', auditReason: 'the server chooses an agent client_id' },
     // RFC 7592 §2: the registration access token, and only the client's own.
     { name: 'read a registration without a token', attack: manage('GET', () => owned.client_id, () => undefined), status: 401, error: 'invalid_token', auditReason: INVALID_RAT },

@@ -7,7 +7,8 @@ import type { ClientRecord } from '../../store/types.ts';
 import { unusableReason, type AppEnv, type ServerContext } from '../context.ts';
 import { bearerToken } from '../bearer.ts';
 import { hashSecret } from '../hash.ts';
-import { createRegistration, needsSecret, readClientMetadata, registrationPolicy, registrationResponse } from '../registration.ts';
+import { clientMetadataFrom, createRegistration, needsSecret, registrationPolicy, registrationResponse } from '../registration.ts';
+import { readJsonObject } from '../json-body.ts';
 
 const AGENT_GRANTS = ['client_credentials', 'authorization_code', 'refresh_token', TOKEN_EXCHANGE_GRANT, DEVICE_CODE_GRANT];
 
@@ -24,17 +25,15 @@ export function registerEndpoints(app: Hono<AppEnv>, ctx: ServerContext) {
   app.post('/register', async (c) => {
     if (!ctx.config.registration.dynamic_clients) throw new OAuthError('access_denied', 'open registration is off here; AI agents register at /aiagent/register', { status: 403 });
     await policy.admit(c);
-    return createRegistration(ctx, c, policy, policy.apply(await readClientMetadata(ctx, c), 'dynamic'), { idPrefix: 'mc_' });
+    const body = await readJsonObject(ctx, c, 'invalid_client_metadata');
+    return createRegistration(ctx, c, policy, policy.apply(clientMetadataFrom(ctx, body), 'dynamic'), { idPrefix: 'mc_' });
   });
 
   app.post('/aiagent/register', async (c) => {
     await policy.admit(c);
-    const body = ((await c.req.raw
-      .clone()
-      .json()
-      .catch(() => ({}))) ?? {}) as { agent_type?: unknown; client_id?: unknown };
+    const body = await readJsonObject(ctx, c, 'invalid_client_metadata');
     if (body.client_id !== undefined) throw new OAuthError('invalid_client_metadata', 'the server chooses an agent client_id');
-    const requested = await readClientMetadata(ctx, c, { grant_types: AGENT_GRANTS, token_endpoint_auth_method: 'client_secret_basic' });
+    const requested = clientMetadataFrom(ctx, body, { grant_types: AGENT_GRANTS, token_endpoint_auth_method: 'client_secret_basic' });
     const agentType = typeof body.agent_type === 'string' && body.agent_type ? body.agent_type : 'assistant';
     return createRegistration(ctx, c, policy, policy.apply(requested, 'agent'), { idPrefix: 'agent_', agent: { agentType } });
   });
@@ -60,13 +59,10 @@ export function registerEndpoints(app: Hono<AppEnv>, ctx: ServerContext) {
 
   app.put('/register/:clientId', async (c) => {
     const record = await managed(c);
-    const raw = ((await c.req.raw
-      .clone()
-      .json()
-      .catch(() => ({}))) ?? {}) as Record<string, unknown>;
+    const raw = await readJsonObject(ctx, c, 'invalid_client_metadata');
     if (raw.client_id !== record.clientId) throw new OAuthError('invalid_client_metadata', 'client_id must match the client being updated');
     // RFC 7592 §2.2 replaces the metadata: the whole policy applies again, as at registration.
-    const { metadata, notes } = policy.apply(await readClientMetadata(ctx, c), record.agent ? 'agent' : 'dynamic');
+    const { metadata, notes } = policy.apply(clientMetadataFrom(ctx, raw), record.agent ? 'agent' : 'dynamic');
     const clientSecret = needsSecret(metadata) && !record.secretHash ? randomToken(32) : undefined;
     const patch = {
       metadata,
