@@ -46,6 +46,11 @@ export class RevocationList {
   loaded = false;
   /** Why the last poll failed, for the refusal's audit reason while nothing is loaded. */
   private lastError: string | undefined;
+  /**
+   * Client events pushed while a poll is in flight: the poll's answer may have been read before
+   * them, so they are applied again over it (in order, the last being the newest state).
+   */
+  private pushedDuringPoll: ListedClient[] | undefined;
 
   constructor(private readonly options: RevocationListOptions) {
     this.basic = basicAuthorization(options.clientId, options.clientSecret);
@@ -53,7 +58,13 @@ export class RevocationList {
 
   /** Polls now (joining a poll already running). */
   refresh(): Promise<void> {
-    this.inflight ??= this.poll().finally(() => (this.inflight = undefined));
+    if (!this.inflight) {
+      this.pushedDuringPoll = [];
+      this.inflight = this.poll().finally(() => {
+        this.inflight = undefined;
+        this.pushedDuringPoll = undefined;
+      });
+    }
     return this.inflight;
   }
 
@@ -72,6 +83,7 @@ export class RevocationList {
       for (const token of body.tokens ?? []) this.jtis.set(token.jti, token.exp ?? Number.MAX_SAFE_INTEGER);
       for (const grant of body.grants ?? []) this.grants.set(grant.grant_id, grant.until ?? Number.MAX_SAFE_INTEGER);
       this.clients = new Map((body.clients ?? []).map((client) => [client.client_id, client]));
+      for (const client of this.pushedDuringPoll ?? []) this.clients.set(client.client_id, client);
       // An AS without incremental answers (no next_since) gets a full read every time.
       this.since = typeof body.next_since === 'number' ? body.next_since : undefined;
       this.etag = response.headers.get('etag') ?? undefined;
@@ -89,7 +101,10 @@ export class RevocationList {
     if (this.options.issuer !== undefined && event.iss.replace(/\/$/, '') !== this.options.issuer.replace(/\/$/, '')) return;
     if (event.type === 'token') this.jtis.set(event.jti, event.exp);
     else if (event.type === 'grant') this.grants.set(event.grant_id, event.until);
-    else this.clients.set(event.client.client_id, event.client);
+    else {
+      this.clients.set(event.client.client_id, event.client);
+      this.pushedDuringPoll?.push(event.client);
+    }
   }
 
   private prune(): void {

@@ -64,4 +64,22 @@ describe('gateway revocation list', () => {
       server.close();
     }
   });
+
+  it('a client pushed as disabled while a poll is in flight stays disabled when that poll lands with an older list', async () => {
+    let release: (() => void) | undefined;
+    const held = new Promise<void>((resolve) => (release = resolve));
+    // The poll's answer was read before the disable committed: its client list is empty.
+    const fetchHeld = (async () => {
+      await held;
+      return new Response(JSON.stringify({ next_since: 0, tokens: [], grants: [], clients: [] }), { status: 200, headers: { 'content-type': 'application/json' } });
+    }) as typeof fetch;
+    const list = new RevocationList({ endpoint: 'http://127.0.0.1:9/revocations', issuer: 'https://as.test', clientId: 'gw', clientSecret: 's', pollMs: 60_000, fetch: fetchHeld });
+    const polling = list.refresh();
+    const now = Math.floor(Date.now() / 1000);
+    list.apply({ iss: 'https://as.test', type: 'client', client: { client_id: 'agent-x', disabled_at: now, tokens_valid_after: now, expired_at: null } });
+    assert.equal(list.reason({ client_id: 'agent-x' }), 'client agent-x is disabled', 'in force at once');
+    release!();
+    await polling;
+    assert.equal(list.reason({ client_id: 'agent-x' }), 'client agent-x is disabled', 'the older poll answer did not undo the push');
+  });
 });
