@@ -6,6 +6,7 @@ import { parse, stringify } from 'yaml';
 import { freePort, postForm } from '../helpers/auth-server.ts';
 import { R, SECRETS, auth, startDelegationServer } from '../helpers/delegation-server.ts';
 import { listedTools, mcpPost, startScriptedUpstream, startTestGateway, toolCall, type TestGateway } from '../helpers/gateway.ts';
+import { until } from '../helpers/private-services.ts';
 
 /**
  * Issue 11 item 5 at one gateway: the revocation feed fails closed (503) until its first load,
@@ -62,13 +63,6 @@ describe('gateway revocation feed: fail closed, kept across reloads', () => {
     return res.json.access_token as string;
   };
   const call = (token: string) => mcpPost(`${gateway.url}/mcp`, toolCall('read_balance'), { authorization: `Bearer ${token}` });
-  const eventually = async (what: string, check: () => Promise<boolean>) => {
-    for (let i = 0; i < 100; i++) {
-      if (await check()) return;
-      await new Promise((resolve) => setTimeout(resolve, 50));
-    }
-    assert.fail(what);
-  };
 
   it('a valid token gets 503 temporarily_unavailable until the list is loaded, then 200', async () => {
     const token = await agentToken();
@@ -83,14 +77,14 @@ describe('gateway revocation feed: fail closed, kept across reloads', () => {
     assert.match(event.reason as string, /^the revocation list has not been loaded yet( \(last poll: .+\))?$/);
     assert.equal(upstream.requests.length, 0, 'nothing reached the upstream');
     reachable = true;
-    await eventually('the gateway never loaded the list', async () => (await call(token)).status === 200);
+    await until(async () => (await call(token)).status === 200, 5_000, 'the gateway loading the list', 50);
   });
 
   it('a reload keeps the feed: a revoked token stays refused while the AS cannot be read, and no full list is read again', async () => {
     const token = await agentToken();
     assert.equal((await call(token)).status, 200);
     assert.equal((await postForm(`${as.issuer}/revoke`, { token }, auth.other)).status, 200);
-    await eventually('the revocation never reached the gateway', async () => (await call(token)).status === 401);
+    await until(async () => (await call(token)).status === 401, 5_000, 'the revocation reaching the gateway', 50);
     reachable = false;
     const fullReads = reads.filter((url) => !url.includes('since=')).length;
     const config = parse(readFileSync(gateway.configFile, 'utf8')) as { routes: { resource_name?: string }[] };

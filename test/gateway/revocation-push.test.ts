@@ -5,7 +5,7 @@ import { RevocationFeeds } from '../../src/gateway/node/revocation-feeds.ts';
 import type { RevocationList } from '../../src/gateway/revocation-list.ts';
 import { revocationChannel, type RevocationChannel } from '../../src/store/revocation-channel.ts';
 import { freePort } from '../helpers/auth-server.ts';
-import { startPrivateRedis, type PrivateRedis } from '../helpers/private-services.ts';
+import { startPrivateRedis, until, type PrivateRedis } from '../helpers/private-services.ts';
 
 /**
  * The push half of the revocation feed against a private Redis this test starts, kills and
@@ -14,14 +14,6 @@ import { startPrivateRedis, type PrivateRedis } from '../helpers/private-service
  */
 const ISSUER = 'https://as.push.test';
 const CHANNEL = 'mandate-test:push:revocations';
-
-async function until(what: string, check: () => boolean, boundMs = 10_000) {
-  const started = Date.now();
-  while (!check()) {
-    if (Date.now() - started > boundMs) assert.fail(`${what}: not within ${boundMs} ms`);
-    await new Promise((resolve) => setTimeout(resolve, 20));
-  }
-}
 
 describe('revocation feed over Redis pub/sub: applied at once, caught up after a reconnect', () => {
   /** A private Redis (never the shared one: this test stops it). */
@@ -54,13 +46,13 @@ describe('revocation feed over Redis pub/sub: applied at once, caught up after a
   });
 
   it('a pushed revocation applies at once', async () => {
-    await until('the first list load', () => list.loaded);
+    await until(async () => list.loaded, 10_000, 'the first list load', 20);
     const exp = Math.floor(Date.now() / 1000) + 600;
     // The subscription may still be being set up: publish until it is heard.
-    await until('the pushed revocation', () => {
+    await until(async () => {
       void publisher.publish({ iss: ISSUER, type: 'token', jti: 'pushed', exp, revoked_at: exp - 600 }).catch(() => undefined);
       return list.reason({ jti: 'pushed' }) === 'the token was revoked';
-    });
+    }, 10_000, 'the pushed revocation', 20);
   });
 
   it('a revocation made while Redis was down is caught up on reconnect, not at the next poll', async () => {
@@ -69,7 +61,7 @@ describe('revocation feed over Redis pub/sub: applied at once, caught up after a
     const readsBefore = reads;
     assert.equal(list.reason({ jti: 'missed-while-down' }), undefined, 'its message was lost');
     await redis.start();
-    await until('the catch-up after the reconnect', () => list.reason({ jti: 'missed-while-down' }) === 'the token was revoked', 15_000);
+    await until(async () => list.reason({ jti: 'missed-while-down' }) === 'the token was revoked', 15_000, 'the catch-up after the reconnect', 20);
     assert.ok(reads > readsBefore, 'the list was read again on reconnecting');
   });
 });
