@@ -1,7 +1,8 @@
 #!/usr/bin/env node
-// Entry point of the `mandate` command. Runs the compiled build (dist/, made by `npm run build`,
-// which `npm install` runs) when it is newer than every source file; otherwise the TypeScript
-// sources through tsx, so a change is never run stale (only slower to start).
+// Entry point of the `mandate` command. An installed package holds only the compiled build (dist/),
+// which runs as plain JavaScript. In a checkout (src/ present) the build runs when it is newer than
+// every source file (`npm install` builds it, `npm run build` rebuilds it); otherwise the TypeScript
+// sources run through tsx, a dev dependency, so a change is never run stale (only slower to start).
 import { existsSync, readdirSync, statSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -22,16 +23,22 @@ function newestSource() {
 
 function builtAndCurrent() {
   const stamp = join(root, 'dist', '.build-stamp');
-  if (!existsSync(stamp)) return false;
-  return statSync(stamp).mtimeMs >= newestSource();
+  return existsSync(stamp) && statSync(stamp).mtimeMs >= newestSource();
 }
 
-let main;
-if (builtAndCurrent()) {
-  ({ main } = await import('../dist/src/cli/main.js'));
-} else {
-  const { register } = await import('tsx/esm/api');
+async function loadMain() {
+  if (!existsSync(join(root, 'src')) || builtAndCurrent()) return import('../dist/src/cli/main.js');
+  let register;
+  try {
+    ({ register } = await import('tsx/esm/api'));
+  } catch (error) {
+    if (error.code !== 'ERR_MODULE_NOT_FOUND') throw error;
+    process.stderr.write('mandate: the build in dist/ is missing or older than src/, and tsx is not installed to run the sources: run `npm run build`\n');
+    process.exit(1);
+  }
   register();
-  ({ main } = await import('../src/cli/main.ts'));
+  return import('../src/cli/main.ts');
 }
+
+const { main } = await loadMain();
 process.exitCode = await main(process.argv.slice(2));

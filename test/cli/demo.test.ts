@@ -14,7 +14,7 @@ import { authorizeInChromium, launchChromium, navigating } from '../helpers/chro
 import { MemoryOAuthProvider } from '../helpers/mcp-oauth.ts';
 import { agentCli, agentWithSignIn } from '../helpers/agent-cli.ts';
 import { externalRedirectUri } from '../helpers/inspector-cli.ts';
-import { inspectorCliWithOAuth, inspectorHome, runInspectorCli, toolNames } from '../helpers/inspector-cli.ts';
+import { inspectorCliWithOAuth, inspectorHome, needsInspectorAndChromium, runInspectorCli, toolNames } from '../helpers/inspector-cli.ts';
 import { FormBrowser } from '../helpers/browser-driver.ts';
 import { basic, decodeJwt, freePort, postForm, registerClient } from '../helpers/auth-server.ts';
 import { exchange, userToken } from '../helpers/delegation-server.ts';
@@ -191,7 +191,7 @@ describe('`mandate demo` (npm start): the whole system on the demo ports', demoP
     // it registered itself, so the demo's allowlist withholds banking:transfer (RFC 6749 §3.3) and transfer stays hidden.
     ['http://localhost:8080/mcp', ['list_transactions', 'read_balance']],
   ] as const) {
-    it(`MCP Inspector CLI: signs in (Chromium) to ${server} by itself and lists its tools`, needsChromium(), async () => {
+    it(`MCP Inspector CLI: signs in (Chromium) to ${server} by itself and lists its tools`, needsInspectorAndChromium(), async () => {
       const home = inspectorHome();
       const browser = await launchChromium();
       try {

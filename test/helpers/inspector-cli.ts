@@ -5,10 +5,13 @@ import { join } from 'node:path';
 import type { Browser, Page } from 'playwright-core';
 import type { CallbackServer } from './callback-server.ts';
 import { authorizeInChromium, type ChromiumAuthorizeOptions, type ChromiumAuthorizeResult } from './chromium.ts';
+import { needsChromium, skipUnless } from './services.ts';
 
 /**
- * Driving the MCP Inspector CLI (`@modelcontextprotocol/inspector --cli`, a dev dependency) through
- * its interactive OAuth flow without a human or a terminal.
+ * Driving the MCP Inspector CLI (`@modelcontextprotocol/inspector --cli`) through its interactive
+ * OAuth flow without a human or a terminal. The Inspector needs Node 22, so it is not a dev
+ * dependency (Mandate supports Node 20): `npm run inspector:install` puts it and a Node 22 under
+ * .cache/inspector/, and the tests that use it skip with a reason until then (`needsInspector`).
  *
  * How the CLI signs in (Inspector 2.x, clients/cli): on a 401 from an HTTP server it discovers the
  * authorization server (RFC 9728, RFC 8414), starts a one-shot loopback listener for the redirect
@@ -28,7 +31,21 @@ import { authorizeInChromium, type ChromiumAuthorizeOptions, type ChromiumAuthor
  * `--stored-auth-only` reuses them; the default store would try the OS keychain and fall back to
  * memory, losing them at exit.
  */
-export const INSPECTOR_LAUNCHER = new URL('../../node_modules/@modelcontextprotocol/inspector/clients/launcher/build/index.js', import.meta.url).pathname;
+const INSPECTOR_DIR = new URL('../../.cache/inspector/node_modules/', import.meta.url).pathname;
+/** The Inspector's launcher (`inspector --cli …` runs the CLI), run with {@link INSPECTOR_NODE}. */
+export const INSPECTOR_LAUNCHER = join(INSPECTOR_DIR, '@modelcontextprotocol/inspector/clients/launcher/build/index.js');
+/** The Node 22 installed beside the Inspector (its engines ask for Node ≥ 22.19). */
+export const INSPECTOR_NODE = join(INSPECTOR_DIR, 'node/bin/node');
+
+/** Test options: skip (or fail, in CI) when `npm run inspector:install` has not been run. */
+export const needsInspector = () =>
+  skipUnless(existsSync(INSPECTOR_NODE) && existsSync(INSPECTOR_LAUNCHER), 'MCP Inspector tests: run `npm run inspector:install` (it needs Node 22, installed under .cache/)');
+
+/** Test options for the Inspector signing in through Chromium: skips for whichever is missing. */
+export function needsInspectorAndChromium(): { skip: string | false } {
+  const inspector = needsInspector();
+  return inspector.skip ? inspector : needsChromium();
+}
 
 export interface InspectorHome {
   /** The temporary HOME: the Inspector keeps its catalog, OAuth state and secrets under `.mcp-inspector/`. */
@@ -84,7 +101,7 @@ export interface InspectorRun {
 
 /** Starts `inspector --cli <args...>` with stdin closed. */
 export function runInspectorCli(home: InspectorHome, args: string[]): InspectorRun {
-  const child = spawn(process.execPath, [INSPECTOR_LAUNCHER, '--cli', ...args], { env: home.env, stdio: ['pipe', 'pipe', 'pipe'] });
+  const child = spawn(INSPECTOR_NODE, [INSPECTOR_LAUNCHER, '--cli', ...args], { env: home.env, stdio: ['pipe', 'pipe', 'pipe'] });
   child.stdin.end();
   let out = '';
   let err = '';

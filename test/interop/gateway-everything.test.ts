@@ -11,6 +11,7 @@ import { CreateMessageRequestSchema, ElicitRequestSchema } from '@modelcontextpr
 import { Client as ClientV2, StreamableHTTPClientTransport as TransportV2 } from '@modelcontextprotocol/client';
 import { startEverything } from '../helpers/everything.ts';
 import { startFakeIssuer, startTestGateway, type TestGateway } from '../helpers/gateway.ts';
+import { INSPECTOR_LAUNCHER, INSPECTOR_NODE, needsInspector } from '../helpers/inspector-cli.ts';
 
 const run = promisify(execFile);
 
@@ -110,10 +111,10 @@ describe('interop: MCP SDK v1/v2 clients and Inspector CLI through the gateway t
     await assert.rejects(client.connect(new TransportV1(new URL(url))), (error: { code?: number; message: string }) => error.code === 401 && /access token is required/.test(error.message));
   });
 
-  it('MCP Inspector CLI lists and calls tools through the gateway', async () => {
+  it('MCP Inspector CLI lists and calls tools through the gateway', needsInspector(), async () => {
     const home = mkdtempSync(join(tmpdir(), 'mandate-inspector-'));
     const cli = (args: string[]) =>
-      run(process.execPath, ['node_modules/@modelcontextprotocol/inspector/clients/launcher/build/index.js', '--cli', url, '--transport', 'http', '--header', `Authorization: Bearer ${token}`, ...args], {
+      run(INSPECTOR_NODE, [INSPECTOR_LAUNCHER, '--cli', url, '--transport', 'http', '--header', `Authorization: Bearer ${token}`, ...args], {
         env: { ...process.env, HOME: home },
         timeout: 60_000,
       });
