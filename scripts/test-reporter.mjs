@@ -1,0 +1,23 @@
+// A node:test reporter for `npm test` (scripts/test.mjs), beside the spec reporter: it writes one
+// JSON line per failed test and per failed or cancelled file, so the run can end by naming them.
+// On Node 20 --test-timeout bounds a whole file: a file that runs past it is cancelled, and its
+// only trace is a failure of the file itself (failureType testTimeoutFailure), which the spec
+// summary does not count under "fail". A file that cannot load fails the same way.
+import { relative } from 'node:path';
+
+export default async function* failures(source) {
+  for await (const event of source) {
+    if (event.type !== 'test:fail') continue;
+    const { name, file, nesting, details } = event.data;
+    const error = details?.error;
+    // A suite whose tests failed fails too; its tests are listed already.
+    if (error?.failureType === 'subtestsFailed') continue;
+    yield `${JSON.stringify({
+      file: file ? relative(process.cwd(), file) : null,
+      test: nesting === 0 && name === file ? null : name,
+      kind: error?.failureType ?? null,
+      message: String(error?.cause?.message ?? error?.message ?? '').split('\n')[0],
+      exitCode: error?.exitCode ?? null,
+    })}\n`;
+  }
+}
