@@ -3,12 +3,13 @@
  * /work/shared/BENCHMARKS.md and docs/benchmarks.md. Both issue an ES256 JWT access token for one
  * resource to a confidential client (client_credentials, client_secret_basic). The gateway section
  * (bench/gateway.ts) measures an MCP tool call through Mandate's gateway against the upstream
- * directly and a bare undici proxy.
+ * directly and a bare undici proxy. The start-up section (bench/startup.ts) times `mandate --help`,
+ * `mandate agent whoami` and `npm start`'s demo to ready (medians of 5).
  *
  *   npm run bench                      full: 3 repetitions of 3 s warm-up + 10 s, then micro-benchmarks
  *   npm run bench -- --quick           1 repetition of 1 s warm-up + 3 s
  *   npm run bench -- --profile         also CPU-profile Mandate under load and rank where its time goes
- *   npm run bench -- --only=micro      sections: http, micro, gateway, profile (comma-separated)
+ *   npm run bench -- --only=micro      sections: startup, http, micro, gateway, profile (comma-separated)
  *   npm run bench -- --profile-target=oidc-provider   (or mandate, mandate:exchange, both, gateway)
  *   npm run bench -- --only=gateway --gateway-upstream=trivial   (trivial, sdk or both, comma-separated)
  *   npm run bench -- --only=http --compare=mine=../other-checkout   Mandate from another checkout too
@@ -25,6 +26,7 @@ import { GATEWAY_UPSTREAMS, gatewayEstimateSeconds, gatewaySection, profileGatew
 import { BENCH_CLIENT_ID, BENCH_RESOURCE, BENCH_SCOPE } from './lib/child.ts';
 import { analyzeProfile } from './lib/profile.ts';
 import { runMicroBenchmarks } from './lib/micro.ts';
+import { startupSection } from './startup.ts';
 import { assertLoopback, measureLoad, stopLoad, type LoadRequest } from './lib/load.ts';
 import { CLK_TCK, startServer, stopAllServers, stopServer, type ServerChild } from './lib/processes.ts';
 import { fmtFixed, fmtInt, fmtSummary, summarize, table } from './lib/stats.ts';
@@ -49,8 +51,8 @@ const settings = {
   connections: Math.round(envNumber('BENCH_CONNECTIONS', 32)),
   microSeconds: envNumber('BENCH_MICRO_SECONDS', quick ? 1 : 2),
 };
-const sections = new Set((option('only') ?? `http,micro,gateway${flag('profile') ? ',profile' : ''}`).split(','));
-for (const s of sections) if (!['http', 'micro', 'gateway', 'profile'].includes(s)) throw new Error(`unknown section ${s}; use http, micro, gateway, profile`);
+const sections = new Set((option('only') ?? `startup,http,micro,gateway${flag('profile') ? ',profile' : ''}`).split(','));
+for (const s of sections) if (!['startup', 'http', 'micro', 'gateway', 'profile'].includes(s)) throw new Error(`unknown section ${s}; use startup, http, micro, gateway, profile`);
 const profileTarget = option('profile-target') ?? 'mandate';
 if (!['mandate', 'mandate:exchange', 'oidc-provider', 'both', 'gateway'].includes(profileTarget)) throw new Error('--profile-target must be mandate, mandate:exchange, oidc-provider, both or gateway');
 const gatewayUpstreams = (option('gateway-upstream') ?? GATEWAY_UPSTREAMS.join(',')).split(',') as GatewayUpstream[];
@@ -245,6 +247,7 @@ async function profileSection(): Promise<string> {
 
 async function main() {
   const estimate =
+    (sections.has('startup') ? 60 : 0) +
     (sections.has('http') ? HTTP_SERVERS.length * settings.reps * (settings.warmup + settings.duration + 2) + 20 : 0) +
     (sections.has('micro') ? 8 * (settings.microSeconds * 1.25 + 0.5) : 0) +
     (sections.has('gateway') ? gatewayEstimateSeconds(settings, gatewayUpstreams) : 0) +
@@ -259,6 +262,7 @@ async function main() {
   console.log(`sections: ${[...sections].join(', ')}; at most about ${Math.round(estimate)} s`);
 
   const report: string[] = [];
+  if (sections.has('startup')) report.push(await startupSection(root));
   if (sections.has('http')) report.push(await httpSection());
   if (sections.has('micro')) {
     console.log(`\n== Micro-benchmarks (${settings.microSeconds} s each) ==`);

@@ -1,6 +1,5 @@
-import { Client } from '@modelcontextprotocol/sdk/client/index.js';
+import type { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { decodeJwt } from 'jose';
-import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
 import { TOKEN_EXCHANGE_GRANT, TOKEN_TYPES } from '../core/delegation.ts';
 import { formatScope, parseScope } from '../core/scopes.ts';
 import { discover, parseChallenge, type Discovery } from './discovery.ts';
@@ -396,6 +395,12 @@ export class MandateAgent {
 
   /** An MCP client connected with the agent's tokens. */
   async connect(name = 'mandate-agent'): Promise<Client> {
+    // Loaded here rather than with the module: the MCP SDK client takes ~150 ms to load, which
+    // commands that never reach an MCP server (whoami, login, tokens, logout) need not pay.
+    const [{ Client }, { StreamableHTTPClientTransport }] = await Promise.all([
+      import('@modelcontextprotocol/sdk/client/index.js'),
+      import('@modelcontextprotocol/sdk/client/streamableHttp.js'),
+    ]);
     const client = new Client({ name, version: '1.0.0' });
     await client.connect(new StreamableHTTPClientTransport(new URL(this.options.mcpUrl), { fetch: this.authorizedFetch() }));
     return client;
