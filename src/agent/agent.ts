@@ -285,8 +285,13 @@ export class MandateAgent {
     try {
       await this.actorToken(client);
     } catch (error) {
-      if (!(error instanceof AgentError) || error.kind !== 'agent_disabled') throw error;
-      throw new AgentError('agent_disabled', `${error.message} (checked before the sign-in: nothing was signed in)`);
+      if (!(error instanceof AgentError) || error.kind !== 'agent_disabled' || client.method !== 'pre-registered') throw error;
+      const { issuer } = await this.discovery();
+      // Mandate says which after checking the secret (a wrong secret never learns the agent's state); other servers may not.
+      const why = /disabled|expired/i.test(error.oauthDescription ?? '')
+        ? `${client.clientId} is disabled or has expired at ${issuer}: an administrator can enable it again`
+        : `the authorization server at ${issuer} did not accept the agent's credentials (${error.oauthError}${error.oauthDescription ? `: ${error.oauthDescription}` : ''}): is AGENT_SECRET the secret of ${client.clientId}?`;
+      throw new AgentError('agent_disabled', `${why} — checked before the sign-in, so nothing was signed in`, error.oauthError, error.oauthDescription);
     }
   }
 

@@ -25,6 +25,8 @@ export class AgentError extends Error {
     message: string,
     /** The OAuth error the AS answered with, when this came from one. */
     readonly oauthError?: string,
+    /** Its `error_description`. */
+    readonly oauthDescription?: string,
   ) {
     super(message);
   }
@@ -53,7 +55,7 @@ export function fromOAuthError(error: string | undefined, description: string | 
     }
   };
   const [which, message] = kind();
-  return new AgentError(which, message, error);
+  return new AgentError(which, message, error, description);
 }
 
 /** The short reason a request could not be sent: ECONNREFUSED, ENOTFOUND, a timeout… */

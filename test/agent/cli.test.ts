@@ -154,7 +154,10 @@ describe('mandate agent against an AS and a gateway', () => {
     for (let waited = 0; waited < 60_000 && child.child.exitCode === null && !/open this URL/.test(child.err()); waited += 50) await new Promise((resolve) => setTimeout(resolve, 50));
     assert.doesNotMatch(child.err(), /open this URL/, 'the person is not sent to sign in');
     assert.equal(await finished(child), 5, child.err());
-    assert.match(child.err(), /^mandate agent: the authorization server refused the agent's credentials: client authentication failed — is the agent disabled or expired, or AGENT_SECRET wrong\? \(checked before the sign-in: nothing was signed in\)\n$/);
+    assert.equal(
+      child.err(),
+      `mandate agent: the authorization server at ${as.issuer} did not accept the agent's credentials (invalid_client: client authentication failed): is AGENT_SECRET the secret of cli-agent? — checked before the sign-in, so nothing was signed in\n`,
+    );
   });
 
   it('login names the person (the ID token\'s name and username, not the subject id); whoami too', async () => {
@@ -185,6 +188,36 @@ describe('mandate agent against an AS and a gateway', () => {
     assert.match(chat.out(), /^ {2}read_balance {2}The user's account balance\.$/m, 'the second line');
   });
 
+  it('chat in a terminal still prompts and answers line by line', async () => {
+    const chat = agentCli(['chat', ...options()], env, { pty: true });
+    try {
+      await chat.waitFor(/\/exit/, chat.out);
+      chat.child.stdin.write('/tools\n');
+      await chat.waitFor(/read_balance\s+The user's account balance/, chat.out);
+      chat.child.stdin.write('/call read_balance {}\n');
+      await chat.waitFor(/"balance": "1250.00"/, chat.out);
+      chat.child.stdin.write('/exit\n');
+      assert.equal(await finished(chat), 0);
+    } finally {
+      if (chat.child.exitCode === null) chat.child.kill('SIGKILL');
+    }
+  });
+
+  it('login --device names the person too', async () => {
+    const home = mkdtempSync(join(tmpdir(), 'mandate-agent-cli-device-'));
+    homes.push(home);
+    const device = cli(['login', '--device', '--scope', 'banking:read'], { MANDATE_AGENT_HOME: home });
+    try {
+      const code = (await device.waitFor(/enter the code (\S+)/, device.err))[1]!;
+      const page = await new FormBrowser(as.issuer).approveDevice(code);
+      assert.equal(page.status, 200, page.html.slice(0, 300));
+      assert.equal(await finished(device), 0, device.err());
+      assert.equal(device.out(), `Signed in as Demo User (demo); cli-agent may act for you at ${mcpUrl} with banking:read.\n`);
+    } finally {
+      if (device.child.exitCode === null) device.child.kill('SIGKILL');
+    }
+  });
+
   it('a tool that does not exist is named as such (exit 2); a tool the policy refuses is a refusal (exit 10)', async () => {
     const missing = cli(['call', 'read_balanse']);
     assert.equal(await finished(missing), 2, missing.err());
@@ -207,6 +240,12 @@ describe('mandate agent against an AS and a gateway', () => {
   it('after an agent is disabled and enabled again, its old sign-in asks for a new one (exit 7), not a protocol error (9)', async () => {
     const patch = async (enabled: boolean) => assert.equal((await fetch(`${as.issuer}/admin/api/agents/cli-agent`, { method: 'PATCH', headers: admin, body: JSON.stringify({ enabled }) })).status, 200);
     await patch(false);
+    // While it is disabled, a login says so before the person is sent to sign in.
+    const home = mkdtempSync(join(tmpdir(), 'mandate-agent-cli-disabled-'));
+    homes.push(home);
+    const refused = cli(['login', '--scope', 'banking:read'], { MANDATE_AGENT_HOME: home });
+    assert.equal(await finished(refused), 5, refused.err());
+    assert.equal(refused.err(), `mandate agent: cli-agent is disabled or has expired at ${as.issuer}: an administrator can enable it again — checked before the sign-in, so nothing was signed in\n`);
     await patch(true);
     // Past the second of re-enabling, whose tokens the cut-off still covers.
     await new Promise((resolve) => setTimeout(resolve, 1100));
