@@ -310,7 +310,13 @@ export class MandateAgent {
       if (!renewed) {
         throw new AgentError('not_signed_in', `the authorization server no longer accepts your sign-in for ${this.options.mcpUrl} (${error.message}) — revoked, or the agent was disabled since: sign in again with \`mandate agent login\``);
       }
-      return await this.tokenRequest({ ...form, subject_token: renewed.access_token }, client, 'the token exchange');
+      // The agent's own token may be the one refused (cut off in the second the agent was enabled again): a fresh one too.
+      const retry: Record<string, string> = { ...form, subject_token: renewed.access_token };
+      if (form.actor_token) {
+        this.actor = undefined;
+        retry.actor_token = await this.actorToken(client);
+      }
+      return await this.tokenRequest(retry, client, 'the token exchange');
     }
   }
 

@@ -237,6 +237,18 @@ describe('mandate agent against an AS and a gateway', () => {
     assert.equal(JSON.parse(run.out).transferred, '5.00');
   });
 
+  it('a revoked access token of a sign-in that can still be refreshed: refreshed, and the call goes through', async () => {
+    const file = join(env.MANDATE_AGENT_HOME!, 'credentials.json');
+    const stored = () => (JSON.parse(readFileSync(file, 'utf8')) as { issuers: Record<string, { subject: Record<string, { access_token: string }> }> }).issuers[as.issuer]!.subject[mcpUrl]!.access_token;
+    const revoked = stored();
+    const basic = `Basic ${Buffer.from(`cli-agent:${SECRET}`).toString('base64')}`;
+    const answer = await fetch(`${as.issuer}/revoke`, { method: 'POST', headers: { authorization: basic, 'content-type': 'application/x-www-form-urlencoded' }, body: new URLSearchParams({ token: revoked, token_type_hint: 'access_token' }) });
+    assert.equal(answer.status, 200);
+    const call = cli(['call', 'read_balance']);
+    assert.equal(await finished(call), 0, call.err());
+    assert.notEqual(stored(), revoked, 'the refreshed sign-in is kept');
+  });
+
   it('after an agent is disabled and enabled again, its old sign-in asks for a new one (exit 7), not a protocol error (9)', async () => {
     const patch = async (enabled: boolean) => assert.equal((await fetch(`${as.issuer}/admin/api/agents/cli-agent`, { method: 'PATCH', headers: admin, body: JSON.stringify({ enabled }) })).status, 200);
     await patch(false);
