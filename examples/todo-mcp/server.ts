@@ -77,7 +77,11 @@ export async function startTodoMcpServer(options: TodoMcpOptions): Promise<TodoM
     try {
       return await run();
     } catch (error) {
-      return failure(isOAuthError(error) ? `the token exchange was refused: ${error.message}` : (error as Error).message);
+      if (!isOAuthError(error)) return failure((error as Error).message);
+      // The mediator's words are the gateway's; here it is this server's own exchange for the Todo API.
+      if (error.code === 'temporarily_unavailable') return failure('the Todo MCP server could not reach the authorization server to exchange your token for a Todo API token');
+      const refusedBy = error.reason?.replace(/^token exchange refused: /, '');
+      return failure(`the authorization server refused the Todo MCP server's token exchange for a Todo API token${refusedBy ? ` (${refusedBy})` : ''}`);
     }
   };
 

@@ -1,11 +1,11 @@
 import type { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { decodeJwt } from 'jose';
 import { TOKEN_EXCHANGE_GRANT, TOKEN_TYPES } from '../core/delegation.ts';
-import { formatScope, parseScope } from '../core/scopes.ts';
+import { formatScope, OIDC_SCOPES, parseScope } from '../core/scopes.ts';
 import { discover, parseChallenge, type Discovery } from './discovery.ts';
 import { AgentError, fromOAuthError, reach } from './errors.ts';
 import { deviceAuthorization, pkce, pollDevice, revokeToken, startLoopbackSignIn, tokenRequest, type ClientCredentials, type TokenResponse } from './oauth.ts';
-import { CredentialStore, type StoredTokens } from './store.ts';
+import { CredentialStore, type SignedInUser, type StoredTokens } from './store.ts';
 import { METHOD_NAMES, registerAgent, type RegisteredClient, type RegistrationMethod, type RegistrationPreference } from './registration.ts';
 
 export interface AgentOptions {
@@ -51,6 +51,31 @@ export interface AgentOptions {
   onDeviceCode?: (verification: { verificationUri: string; verificationUriComplete?: string; userCode: string; expiresIn: number }) => void | Promise<void>;
   /** Step-up re-authorizations allowed per call (default 1). */
   maxStepUps?: number;
+  /**
+   * Told before a step-up sign-in, with why it is needed: the tool called (when the request was a
+   * `tools/call`), the scopes the MCP server's challenge names and those the person has not granted.
+   */
+  onStepUp?: (why: StepUpReason) => void | Promise<void>;
+}
+
+/** Why the agent asks the person to sign in again. */
+export interface StepUpReason {
+  tool?: string;
+  /** What the MCP server's challenge asks for. */
+  scopes: string[];
+  /** Of those, the ones the current sign-in lacks. */
+  missing: string[];
+}
+
+const OIDC = new Set<string>(OIDC_SCOPES);
+/** Scopes of a resource, without OpenID Connect's own (which are about the sign-in, not the resource). */
+export const resourceScopes = (scopes: string[]): string[] => scopes.filter((scope) => !OIDC.has(scope));
+
+/** The person as the ID token names them: `Demo User (demo)`, else the username, else the subject. */
+export function displayUser(user: SignedInUser | undefined, sub: unknown): string {
+  if (!user) return String(sub);
+  const handle = user.preferred_username ?? user.sub;
+  return user.name && user.name !== handle ? `${user.name} (${handle})` : handle;
 }
 
 /** The claims of a JWT, unverified: shown to the person, never trusted. */
@@ -62,21 +87,54 @@ const decode = (jwt: string): Record<string, unknown> => {
   }
 };
 
-const toStored = (token: TokenResponse, fallbackScope: string, client: ActiveClient, mode: StoredTokens['mode']): StoredTokens => ({
+const toStored = (token: TokenResponse, fallbackScope: string, client: ActiveClient, mode: StoredTokens['mode'], issuer: string, previous?: SignedInUser): StoredTokens => ({
   access_token: token.access_token,
   refresh_token: token.refresh_token,
   expires_at: Math.floor(Date.now() / 1000) + (token.expires_in ?? 300),
   scope: token.scope ?? fallbackScope,
   client_id: client.clientId,
   mode,
+  user: userOf(token.id_token, issuer, client.clientId) ?? previous,
 });
 
-/** A refusal by the MCP server (a policy rule, a rate limit), in the words of its JSON-RPC error. */
-async function refusal(response: Response): Promise<AgentError> {
-  const body = (await response.json().catch(() => ({}))) as { error?: { message?: unknown } };
+/**
+ * The person an ID token names, for display: only from an ID token of this issuer for this client
+ * (OIDC Core §3.1.3.7 items 2–3). Not a proof of anything — the access token is what servers check.
+ */
+function userOf(idToken: string | undefined, issuer: string, clientId: string): SignedInUser | undefined {
+  if (!idToken) return undefined;
+  const claims = decode(idToken);
+  const audience = Array.isArray(claims.aud) ? claims.aud : [claims.aud];
+  if (claims.iss !== issuer || !audience.includes(clientId) || typeof claims.sub !== 'string') return undefined;
+  const text = (value: unknown) => (typeof value === 'string' && value ? value : undefined);
+  return { sub: claims.sub, preferred_username: text(claims.preferred_username), name: text(claims.name) };
+}
+
+/**
+ * A refusal by the MCP server (a policy rule, a rate limit), in the words of its JSON-RPC error. A
+ * tool the gateway does not offer at all (its error data says `listed: false`) is named as such:
+ * a typo is not a policy decision.
+ */
+async function refusal(response: Response, mcpUrl: string): Promise<AgentError> {
+  const body = (await response.json().catch(() => ({}))) as { error?: { message?: unknown; data?: { tool?: unknown; listed?: unknown } } };
+  const data = body.error?.data;
+  if (response.status === 403 && data?.listed === false && typeof data.tool === 'string') {
+    return new AgentError('unknown_tool', `no tool named ${data.tool} at ${mcpUrl} — \`mandate agent tools\` lists the tools you may call there`);
+  }
   const message = typeof body.error?.message === 'string' ? body.error.message : `HTTP ${response.status}`;
   const retry = response.headers.get('retry-after');
   return new AgentError('refused', `the MCP server refused the call: ${message}${retry ? ` — try again in ${retry} s` : ''}`);
+}
+
+/** The tool a JSON-RPC request body calls, if it is a `tools/call`. */
+function toolCalled(body: unknown): string | undefined {
+  if (typeof body !== 'string') return undefined;
+  try {
+    const message = JSON.parse(body) as { method?: unknown; params?: { name?: unknown } };
+    return message.method === 'tools/call' && typeof message.params?.name === 'string' ? message.params.name : undefined;
+  } catch {
+    return undefined;
+  }
 }
 
 /** The client the agent acts as, and how it came by it. */
@@ -203,6 +261,78 @@ export class MandateAgent {
   }
 
   /**
+   * The scopes of a sign-in: as given, else what the MCP server lists; plus `openid profile` when
+   * the AS is an OpenID provider, so that its ID token names the person (shown by name, not by
+   * subject identifier). A self-registered client the AS withholds them from still signs in.
+   */
+  private async scopesToAsk(scopes?: string[]): Promise<string> {
+    const found = await this.discovery();
+    const asked = scopes?.length ? scopes : await this.defaultScopes();
+    const supported = found.metadata.scopes_supported;
+    const oidc = Array.isArray(supported) && supported.includes('openid') ? ['openid', 'profile'] : [];
+    return formatScope([...new Set([...oidc, ...asked])]);
+  }
+
+  /**
+   * Before the person is sent to sign in: a delegated agent gets its own token (client
+   * credentials, which the exchange needs anyway), so that a wrong AGENT_SECRET, or a disabled or
+   * expired agent, is found before the person signs in — not after a page that says it worked.
+   */
+  private async checkCredentials(client: ActiveClient, mode: 'delegated' | 'direct'): Promise<void> {
+    if (mode !== 'delegated' || !client.clientSecret) return;
+    this.actor = undefined;
+    try {
+      await this.actorToken(client);
+    } catch (error) {
+      if (!(error instanceof AgentError) || error.kind !== 'agent_disabled' || client.method !== 'pre-registered') throw error;
+      const { issuer } = await this.discovery();
+      // Mandate says which after checking the secret (a wrong secret never learns the agent's state); other servers may not.
+      const why = /disabled|expired/i.test(error.oauthDescription ?? '')
+        ? `${client.clientId} is disabled or has expired at ${issuer}: an administrator can enable it again`
+        : `the authorization server at ${issuer} did not accept the agent's credentials (${error.oauthError}${error.oauthDescription ? `: ${error.oauthDescription}` : ''}): is AGENT_SECRET the secret of ${client.clientId}?`;
+      throw new AgentError('agent_disabled', `${why} — checked before the sign-in, so nothing was signed in`, error.oauthError, error.oauthDescription);
+    }
+  }
+
+  /**
+   * The token exchange. A subject token the AS no longer accepts (RFC 8693 §2.2.2 answers
+   * `invalid_request`; revoked when an administrator disabled the agent, even once it is enabled
+   * again) is refreshed and the exchange tried once more; when the sign-in cannot be refreshed,
+   * the person is asked to sign in again (exit 7), not told of a protocol error.
+   */
+  private async exchange(form: Record<string, string>, subject: StoredTokens, client: ActiveClient): Promise<TokenResponse> {
+    try {
+      return await this.tokenRequest(form, client, 'the token exchange');
+    } catch (error) {
+      if (!(error instanceof AgentError) || (error.oauthError !== 'invalid_request' && error.oauthError !== 'invalid_grant')) throw error;
+      const renewed = await this.renewSubject(subject, client);
+      if (!renewed) {
+        throw new AgentError('not_signed_in', `the authorization server no longer accepts your sign-in for ${this.options.mcpUrl} (${error.message}) — revoked, or the agent was disabled since: sign in again with \`mandate agent login\``);
+      }
+      // The agent's own token may be the one refused (cut off in the second the agent was enabled again): a fresh one too.
+      const retry: Record<string, string> = { ...form, subject_token: renewed.access_token };
+      if (form.actor_token) {
+        this.actor = undefined;
+        retry.actor_token = await this.actorToken(client);
+      }
+      return await this.tokenRequest(retry, client, 'the token exchange');
+    }
+  }
+
+  /** A fresh subject token from the refresh token; undefined when the sign-in cannot be refreshed. */
+  private async renewSubject(subject: StoredTokens, client: ActiveClient): Promise<StoredTokens | undefined> {
+    if (!subject.refresh_token) return undefined;
+    const { issuer } = await this.discovery();
+    try {
+      const token = await this.tokenRequest({ grant_type: 'refresh_token', refresh_token: subject.refresh_token }, client, 'refreshing the sign-in');
+      return await this.saveSubject(toStored({ ...token, refresh_token: token.refresh_token ?? subject.refresh_token }, subject.scope, client, subject.mode, issuer, subject.user));
+    } catch (error) {
+      if (error instanceof AgentError && error.kind === 'not_signed_in') return undefined;
+      throw error;
+    }
+  }
+
+  /**
    * Signs the person in through the agent (authorization code + PKCE, loopback redirect) and keeps
    * the tokens. Registers the agent first when it has no client id.
    */
@@ -210,11 +340,12 @@ export class MandateAgent {
     const found = await this.discovery();
     const authorize = found.metadata.authorization_endpoint;
     if (typeof authorize !== 'string') throw new AgentError('protocol', 'the authorization server metadata has no authorization_endpoint');
-    const wanted = formatScope(scopes?.length ? scopes : await this.defaultScopes());
+    const wanted = await this.scopesToAsk(scopes);
     const loopback = await startLoopbackSignIn({ port: this.options.callbackPort ?? 3000 });
     try {
       const client = await this.clientForSignIn(loopback.redirectUri);
       const mode = this.modeFor(client);
+      await this.checkCredentials(client, mode);
       const { verifier, challenge } = pkce();
       const state = crypto.randomUUID();
       const url = new URL(authorize);
@@ -242,7 +373,7 @@ export class MandateAgent {
         client,
         'the sign-in',
       );
-      return await this.saveSubject(toStored(token, wanted, client, mode));
+      return await this.saveSubject(toStored(token, wanted, client, mode, found.issuer));
     } finally {
       loopback.close();
     }
@@ -256,9 +387,10 @@ export class MandateAgent {
     const found = await this.discovery();
     const endpoint = found.metadata.device_authorization_endpoint;
     if (typeof endpoint !== 'string') throw new AgentError('protocol', `${found.issuer} does not offer the device authorization grant`);
-    const wanted = formatScope(scopes?.length ? scopes : await this.defaultScopes());
+    const wanted = await this.scopesToAsk(scopes);
     const client = await this.clientForSignIn(`http://localhost:${this.options.callbackPort || 3000}/callback`);
     const mode = this.modeFor(client);
+    await this.checkCredentials(client, mode);
     const started = await deviceAuthorization(endpoint, { scope: wanted, resource: mode === 'delegated' ? this.agentResource : found.resource }, client);
     await this.options.onDeviceCode?.({
       verificationUri: started.verification_uri,
@@ -277,7 +409,7 @@ export class MandateAgent {
         interval += 5_000;
         continue;
       }
-      return this.saveSubject(toStored(answer, wanted, client, mode));
+      return this.saveSubject(toStored(answer, wanted, client, mode, found.issuer));
     }
     throw new AgentError('consent_denied', 'the code expired before the sign-in was completed');
   }
@@ -298,7 +430,7 @@ export class MandateAgent {
     if (stored.expires_at > Date.now() / 1000 + 30) return stored;
     if (!stored.refresh_token) throw new AgentError('not_signed_in', 'the sign-in has expired: run `mandate agent login`');
     const token = await this.tokenRequest({ grant_type: 'refresh_token', refresh_token: stored.refresh_token }, client, 'refreshing the sign-in');
-    const next = toStored({ ...token, refresh_token: token.refresh_token ?? stored.refresh_token }, stored.scope, client, stored.mode);
+    const next = toStored({ ...token, refresh_token: token.refresh_token ?? stored.refresh_token }, stored.scope, client, stored.mode, issuer, stored.user);
     await this.saveSubject(next);
     return next;
   }
@@ -310,7 +442,8 @@ export class MandateAgent {
   async mcpToken(scopes?: string[]): Promise<string> {
     const subject = await this.subjectToken();
     if (subject.mode === 'direct') return subject.access_token;
-    const scope = formatScope(scopes ?? parseScope(subject.scope));
+    // The ID token's scopes are about the sign-in; the MCP resource offers none of them.
+    const scope = formatScope(resourceScopes(scopes ?? parseScope(subject.scope)));
     const cached = this.exchanged.get(scope);
     if (cached && cached.expiresAt > Date.now() / 1000 + 30) return cached.token;
     const found = await this.discovery();
@@ -324,7 +457,7 @@ export class MandateAgent {
     };
     if (scope) form.scope = scope;
     if (client.clientSecret) Object.assign(form, { actor_token: await this.actorToken(client), actor_token_type: TOKEN_TYPES.accessToken });
-    const token = await this.tokenRequest(form, client, 'the token exchange');
+    const token = await this.exchange(form, subject, client);
     this.exchanged.set(scope, { token: token.access_token, expiresAt: Math.floor(Date.now() / 1000) + (token.expires_in ?? 300) });
     return token.access_token;
   }
@@ -378,7 +511,9 @@ export class MandateAgent {
         if (response.status === 403 && challenge.error === 'insufficient_scope' && stepUps < (this.options.maxStepUps ?? 1)) {
           stepUps++;
           const current = parseScope((await this.subjectToken()).scope);
-          await this.login([...new Set([...current, ...parseScope(challenge.scope)])]);
+          const asked = parseScope(challenge.scope);
+          await this.options.onStepUp?.({ tool: toolCalled(init?.body), scopes: asked, missing: asked.filter((scope) => !current.includes(scope)) });
+          await this.login([...new Set([...current, ...asked])]);
           continue;
         }
         if (response.status === 403 && challenge.error === 'insufficient_scope') {
@@ -387,7 +522,7 @@ export class MandateAgent {
         if (response.status === 401) {
           throw new AgentError('not_signed_in', `the MCP server does not accept the agent's token${challenge.error_description ? ` (${challenge.error_description})` : ''}: run \`mandate agent login\``);
         }
-        if (response.status === 403 || response.status === 429) throw await refusal(response);
+        if (response.status === 403 || response.status === 429) throw await refusal(response, this.options.mcpUrl);
         return response;
       }
     };

@@ -12,6 +12,8 @@ export const AGENT_EXIT_CODES = {
   tool_failed: 8,
   protocol: 9,
   refused: 10,
+  /** A tool the MCP server does not offer: a mistake in the command, like a usage error. */
+  unknown_tool: 2,
 } as const;
 
 export type AgentErrorKind = keyof typeof AGENT_EXIT_CODES;
@@ -21,6 +23,10 @@ export class AgentError extends Error {
   constructor(
     readonly kind: AgentErrorKind,
     message: string,
+    /** The OAuth error the AS answered with, when this came from one. */
+    readonly oauthError?: string,
+    /** Its `error_description`. */
+    readonly oauthDescription?: string,
   ) {
     super(message);
   }
@@ -33,19 +39,23 @@ export class AgentError extends Error {
 /** Turns a token endpoint's OAuth error into the kind of problem it is for the person at the terminal. */
 export function fromOAuthError(error: string | undefined, description: string | undefined, what: string): AgentError {
   const detail = description ? `: ${description}` : '';
-  switch (error) {
-    case 'access_denied':
-      return new AgentError('consent_denied', `${what} was denied${detail}`);
-    case 'invalid_client':
-    case 'unauthorized_client':
-      return new AgentError('agent_disabled', `the authorization server refused the agent's credentials${detail} — is the agent disabled or expired, or AGENT_SECRET wrong?`);
-    case 'invalid_scope':
-      return new AgentError('scope_refused', `the scope was refused${detail}`);
-    case 'invalid_grant':
-      return new AgentError('not_signed_in', `${what} failed${detail} — sign in again with \`mandate agent login\``);
-    default:
-      return new AgentError('protocol', `${what} failed: ${error ?? 'unknown error'}${detail}`);
-  }
+  const kind = (): [AgentErrorKind, string] => {
+    switch (error) {
+      case 'access_denied':
+        return ['consent_denied', `${what} was denied${detail}`];
+      case 'invalid_client':
+      case 'unauthorized_client':
+        return ['agent_disabled', `the authorization server refused the agent's credentials${detail} — is the agent disabled or expired, or AGENT_SECRET wrong?`];
+      case 'invalid_scope':
+        return ['scope_refused', `the scope was refused${detail}`];
+      case 'invalid_grant':
+        return ['not_signed_in', `${what} failed${detail} — sign in again with \`mandate agent login\``];
+      default:
+        return ['protocol', `${what} failed: ${error ?? 'unknown error'}${detail}`];
+    }
+  };
+  const [which, message] = kind();
+  return new AgentError(which, message, error, description);
 }
 
 /** The short reason a request could not be sent: ECONNREFUSED, ENOTFOUND, a timeout… */

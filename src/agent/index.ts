@@ -1,7 +1,7 @@
 // The agent SDK (`mandate/agent`): the client side of every Mandate flow.
-export { MandateAgent, type AgentOptions, type ActiveClient } from './agent.ts';
+export { MandateAgent, displayUser, resourceScopes, type AgentOptions, type ActiveClient, type StepUpReason } from './agent.ts';
 export { discover, parseChallenge, type Discovery } from './discovery.ts';
 export { AgentError, AGENT_EXIT_CODES, type AgentErrorKind } from './errors.ts';
-export { CredentialStore, defaultStorePath, type IssuerCredentials, type StoredTokens } from './store.ts';
+export { CredentialStore, defaultStorePath, type IssuerCredentials, type SignedInUser, type StoredTokens } from './store.ts';
 export { pkce, startLoopbackSignIn, tokenRequest } from './oauth.ts';
 export { registerAgent, METHOD_NAMES, type RegisteredClient, type RegistrationMethod, type RegistrationPreference, type RegistrationRequest } from './registration.ts';

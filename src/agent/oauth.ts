@@ -16,6 +16,7 @@ export interface TokenResponse {
   refresh_token?: string;
   scope?: string;
   issued_token_type?: string;
+  id_token?: string;
 }
 
 /** A form POST to an AS endpoint with client_secret_basic (or the client id alone for a public client). */

@@ -16,6 +16,17 @@ export interface StoredTokens {
    * the agent). `direct`: the person's token is for the MCP server itself (a public client).
    */
   mode?: 'delegated' | 'direct';
+  /**
+   * Who signed in, from the ID token of the sign-in (OpenID Connect `openid profile`), for showing
+   * the person by name rather than by subject identifier. Shown, never trusted.
+   */
+  user?: SignedInUser;
+}
+
+export interface SignedInUser {
+  sub: string;
+  preferred_username?: string;
+  name?: string;
 }
 
 export interface IssuerCredentials {

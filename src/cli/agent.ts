@@ -1,9 +1,9 @@
 import { spawn } from 'node:child_process';
-import { createInterface } from 'node:readline/promises';
+import { createInterface } from 'node:readline';
 import { parseArgs } from 'node:util';
 import { decodeJwt } from 'jose';
 import type { Client } from '@modelcontextprotocol/sdk/client/index.js';
-import { MandateAgent } from '../agent/agent.ts';
+import { displayUser, MandateAgent, resourceScopes } from '../agent/agent.ts';
 import { AgentError } from '../agent/errors.ts';
 import { METHOD_NAMES, type RegistrationPreference } from '../agent/registration.ts';
 import { parseScope } from '../core/scopes.ts';
@@ -76,8 +76,25 @@ async function withClient<T>(agent: MandateAgent, run: (client: Client) => Promi
 }
 
 async function callTool(agent: MandateAgent, client: Client, name: string, args: Record<string, unknown>): Promise<number> {
-  const result = await client.callTool({ name, arguments: args });
+  const unknown = async (text: string) =>
+    /-32602\b.*\bnot found|unknown tool/i.test(text) && !(await client.listTools()).tools.some((tool) => tool.name === name)
+      ? new AgentError('unknown_tool', `no tool named ${name} at ${agent.options.mcpUrl} — \`mandate agent tools\` lists the tools you may call there`)
+      : undefined;
+  let result: Awaited<ReturnType<Client['callTool']>>;
+  try {
+    result = await client.callTool({ name, arguments: args });
+  } catch (error) {
+    // MCP: an unknown tool is JSON-RPC error -32602 (MCP 2025-11-25, server/tools "Error Handling").
+    if ((error as { code?: unknown }).code === -32602) throw (await unknown(`-32602 ${(error as Error).message}`)) ?? error;
+    throw error;
+  }
   const text = textOf(result as Record<string, unknown>);
+  // The TypeScript SDK's servers answer it with an error result instead ("MCP error -32602: Tool x
+  // not found"): said as what it is when the server lists no such tool.
+  if (result.isError) {
+    const notThere = await unknown(text);
+    if (notThere) throw notThere;
+  }
   if (result.isError) {
     process.stderr.write(`mandate agent: the tool ${name} failed: ${text}\n`);
     return 8;
@@ -90,41 +107,56 @@ async function chat(agent: MandateAgent): Promise<number> {
   const model = modelFromEnv();
   return withClient(agent, async (client) => {
     const { tools } = await client.listTools();
-    process.stdout.write(`Connected to ${agent.options.mcpUrl}: ${tools.map((t) => t.name).join(', ')}\n`);
+    const stored = await agent.subjectToken();
+    process.stdout.write(`Connected to ${agent.options.mcpUrl}, acting for ${displayUser(stored.user, decodeJwt(stored.access_token).sub)}: ${tools.map((t) => t.name).join(', ')}\n`);
     process.stdout.write(model ? `Model ${model.model} chooses the tools. /tools, /call <tool> <json>, /exit.\n` : 'No model configured (OPENAI_API_KEY): use /tools, /call <tool> <json>, /exit.\n');
-    const rl = createInterface({ input: process.stdin, output: process.stdout, terminal: process.stdin.isTTY === true });
+    // Lines are read as a stream, not one question at a time: piped or pasted input arrives in one
+    // chunk, and lines that came while a tool call was running were lost (a question only sees the
+    // lines after it is asked). Every line is handled, in order; the end of the input ends the chat.
+    const terminal = process.stdin.isTTY === true;
+    const rl = createInterface({ input: process.stdin, output: terminal ? process.stdout : undefined, terminal });
+    const prompt = () => {
+      if (terminal) rl.prompt();
+    };
+    rl.setPrompt('> ');
+    prompt();
     try {
-      for (;;) {
-        let line: string;
-        try {
-          line = (await rl.question('> ')).trim();
-        } catch {
-          return 0;
-        }
-        if (line === '') continue;
+      for await (const raw of rl) {
+        const line = raw.trim();
         if (line === '/exit' || line === '/quit' || line === 'exit' || line === 'quit') return 0;
-        try {
-          if (line === '/tools') {
-            for (const tool of (await client.listTools()).tools) process.stdout.write(`  ${tool.name}  ${tool.description ?? ''}\n`);
-          } else if (line.startsWith('/call ')) {
-            const [, name = '', ...rest] = line.split(' ');
-            const json = rest.join(' ').trim();
-            await callTool(agent, client, name, json ? (JSON.parse(json) as Record<string, unknown>) : {});
-          } else if (model) {
-            process.stdout.write(`${await chatWithModel(model, client, tools, line)}\n`);
-          } else {
-            process.stdout.write('No model is configured: try /tools or /call <tool> <json>.\n');
-          }
-        } catch (error) {
-          if (error instanceof SyntaxError) process.stdout.write(`not JSON: ${error.message}\n`);
-          else if (error instanceof AgentError) process.stdout.write(`${error.message}\n`);
-          else process.stdout.write(`error: ${(error as Error).message}\n`);
-        }
+        if (line !== '') await chatLine(agent, client, tools, model, line);
+        prompt();
       }
+      return 0;
     } finally {
       rl.close();
     }
   });
+}
+
+/** One line of the chat: a command, or a prompt for the model. Errors are shown, not fatal. */
+async function chatLine(agent: MandateAgent, client: Client, tools: Awaited<ReturnType<Client['listTools']>>['tools'], model: ReturnType<typeof modelFromEnv>, line: string): Promise<void> {
+  try {
+    if (line === '/tools') {
+      for (const tool of (await client.listTools()).tools) process.stdout.write(`  ${tool.name}  ${tool.description ?? ''}\n`);
+    } else if (line.startsWith('/call ') || line === '/call') {
+      const [, name = '', ...rest] = line.split(' ');
+      if (!name) {
+        process.stdout.write('which tool? /call <tool> <json>\n');
+        return;
+      }
+      const json = rest.join(' ').trim();
+      await callTool(agent, client, name, json ? (JSON.parse(json) as Record<string, unknown>) : {});
+    } else if (model) {
+      process.stdout.write(`${await chatWithModel(model, client, tools, line)}\n`);
+    } else {
+      process.stdout.write('No model is configured: try /tools or /call <tool> <json>.\n');
+    }
+  } catch (error) {
+    if (error instanceof SyntaxError) process.stdout.write(`not JSON: ${error.message}\n`);
+    else if (error instanceof AgentError) process.stdout.write(`${error.message}\n`);
+    else process.stdout.write(`error: ${(error as Error).message}\n`);
+  }
 }
 
 export async function agentCommand(argv: string[]): Promise<number> {
@@ -147,9 +179,14 @@ export async function agentCommand(argv: string[]): Promise<number> {
     },
   });
   const [command, ...rest] = positionals;
-  if (values.help || !command) {
+  // Asking for help is not a usage error: stdout, exit 0. No command at all is one: stderr, exit 2.
+  if (values.help || command === 'help') {
     process.stdout.write(USAGE);
-    return command ? 0 : 2;
+    return 0;
+  }
+  if (!command) {
+    process.stderr.write(USAGE);
+    return 2;
   }
   const register = values.register as RegistrationPreference;
   if (!REGISTRATION_PREFERENCES.includes(register)) {
@@ -176,6 +213,11 @@ export async function agentCommand(argv: string[]): Promise<number> {
       process.stderr.write(`Sign in to let the agent act for you — open this URL in a browser:\n  ${url}\n`);
       if (!values['no-browser'] && process.stderr.isTTY) openBrowser(url);
     },
+    onStepUp: ({ tool, scopes, missing }) => {
+      const needs = missing.length ? missing : scopes;
+      const what = needs.length ? `scope ${needs.join(' ')}` : 'a scope it did not name';
+      process.stderr.write(`${tool ? `The tool ${tool}` : 'The MCP server'} needs ${what}, which you have not allowed the agent yet: sign in again to allow it.\n`);
+    },
     onDeviceCode: ({ verificationUri, verificationUriComplete, userCode, expiresIn }) => {
       process.stderr.write(`To sign in, open ${verificationUri} on any device and enter the code ${userCode}\n  (or open ${verificationUriComplete ?? verificationUri}; the code expires in ${Math.round(expiresIn / 60)} minutes)\n`);
     },
@@ -187,17 +229,32 @@ export async function agentCommand(argv: string[]): Promise<number> {
         const tokens = values.device ? await agent.loginWithDevice(scopes) : await agent.login(scopes);
         const claims = decodeJwt(tokens.access_token);
         const { clientId, mode } = await agent.identity();
+        const who = displayUser(tokens.user, claims.sub);
+        const granted = resourceScopes(parseScope(tokens.scope)).join(' ') || '(no scope)';
         process.stdout.write(
           mode === 'delegated'
-            ? `Signed in as ${String(claims.sub)}; ${clientId} may act for you at ${agent.options.mcpUrl} with ${tokens.scope}.\n`
-            : `Signed in as ${String(claims.sub)}; ${clientId} holds your token for ${agent.options.mcpUrl} with ${tokens.scope} (direct: a public client cannot act in its own name, so no token exchange).\n`,
+            ? `Signed in as ${who}; ${clientId} may act for you at ${agent.options.mcpUrl} with ${granted}.\n`
+            : `Signed in as ${who}; ${clientId} holds your token for ${agent.options.mcpUrl} with ${granted} (direct: a public client cannot act in its own name, so no token exchange).\n`,
         );
         return 0;
       }
       case 'whoami': {
-        const subject = decodeJwt((await agent.subjectToken()).access_token);
+        const stored = await agent.subjectToken();
+        const subject = decodeJwt(stored.access_token);
         const { clientId, registration, mode } = await agent.identity();
-        const shown = { sub: subject.sub, scope: subject.scope, client_id: clientId, registration, mode, may_act: subject.may_act, acr: subject.acr, expires: new Date(Number(subject.exp) * 1000).toISOString() };
+        const shown = {
+          user: displayUser(stored.user, subject.sub),
+          username: stored.user?.preferred_username,
+          name: stored.user?.name,
+          sub: subject.sub,
+          scope: subject.scope,
+          client_id: clientId,
+          registration,
+          mode,
+          may_act: subject.may_act,
+          acr: subject.acr,
+          expires: new Date(Number(subject.exp) * 1000).toISOString(),
+        };
         process.stdout.write(`${JSON.stringify(shown, null, 2)}\n`);
         return 0;
       }

@@ -15,9 +15,17 @@ Usage:
   mandate agent <login|whoami|tools|call|chat|tokens|logout>   the sample AI agent (mandate agent --help)
 `;
 
+const COMMANDS = new Set(['demo', 'serve', 'keys', 'hash-password', 'agent']);
+
 /** Runs the CLI and returns the exit code. */
 export async function main(argv: string[]): Promise<number> {
   const [command, ...rest] = argv;
+  // `mandate <command> --help` (or `-h`, `help`) is a question, not a mistake: usage on stdout, exit 0.
+  // The agent command has its own usage; the others share this one.
+  if (command !== 'agent' && command !== undefined && COMMANDS.has(command) && (rest[0] === 'help' || rest.some((arg) => arg === '--help' || arg === '-h'))) {
+    process.stdout.write(USAGE);
+    return 0;
+  }
   try {
     switch (command) {
       case 'demo':

@@ -68,7 +68,8 @@ function clientStore(db: Db): ClientStore {
       return Number(result.numDeletedRows) > 0;
     },
     async touch(clientId, at) {
-      await db.updateTable('clients').set({ last_used_at: at }).where('client_id', '=', clientId).execute();
+      // The first use stays the first: another instance (its cached record not yet touched) may record it again.
+      await db.updateTable('clients').set({ last_used_at: at }).where('client_id', '=', clientId).where('last_used_at', 'is', null).execute();
     },
     async list() {
       const rows = await db.selectFrom('clients').selectAll().orderBy('created_at').execute();

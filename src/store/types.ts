@@ -44,6 +44,7 @@ export interface ClientStore {
   /** Inserts or replaces the client. */
   upsert(client: ClientRecord): Promise<void>;
   delete(clientId: string): Promise<boolean>;
+  /** Records the client's first use (a later call leaves it as it is). */
   touch(clientId: string, at: number): Promise<void>;
   list(): Promise<ClientRecord[]>;
   /**

@@ -52,3 +52,31 @@ describe('re-enabling a disabled agent revives none of its tokens, whichever ins
     assert.fail('no working token after re-enabling');
   });
 });
+
+/** Issue 12: the admin API said `first_used_at: null` for an agent used many times. */
+describe('the admin API records when an agent was first used', () => {
+  let as: Awaited<ReturnType<typeof startDelegationServer>>;
+  before(async () => {
+    as = await startDelegationServer();
+  });
+  after(() => as.close());
+
+  const view = async () => (await (await fetch(`${as.issuer}/admin/api/agents/sample-agent`, { headers: { authorization: `Bearer ${as.adminToken}` } })).json()) as { first_used_at: number | null };
+
+  it('null until the agent authenticates; then the first use, which later uses (and a wrong secret) leave as it is', async () => {
+    assert.equal((await view()).first_used_at, null);
+    const wrong = await postForm(`${as.issuer}/token`, { grant_type: 'client_credentials', resource: R.agent }, { authorization: `Basic ${Buffer.from('sample-agent:not-the-secret').toString('base64')}` });
+    assert.equal(wrong.status, 401);
+    assert.equal((await view()).first_used_at, null, 'a failed authentication is not a use');
+    const before = as.ctx.now();
+    assert.equal((await postForm(`${as.issuer}/token`, { grant_type: 'client_credentials', resource: R.agent, scope: 'banking:read' }, auth.agent)).status, 200);
+    const first = (await view()).first_used_at;
+    assert.ok(typeof first === 'number' && first >= before && first <= as.ctx.now(), `first_used_at ${first}`);
+    for (let i = 0; i < 300 && as.ctx.now() <= first; i++) await new Promise((resolve) => setTimeout(resolve, 10));
+    for (let i = 0; i < 3; i++) assert.equal((await postForm(`${as.issuer}/token`, { grant_type: 'client_credentials', resource: R.agent, scope: 'banking:read' }, auth.agent)).status, 200);
+    assert.equal((await view()).first_used_at, first);
+    // The store keeps the first use even when another instance (whose cached record was not touched) records one.
+    await as.ctx.store.clients.touch('sample-agent', as.ctx.now() + 100);
+    assert.equal((await as.ctx.store.clients.list()).find((c) => c.clientId === 'sample-agent')?.lastUsedAt, first);
+  });
+});

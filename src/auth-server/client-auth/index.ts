@@ -89,8 +89,10 @@ export async function authenticateClient(ctx: ServerContext, c: Context, params:
     // Only after the credentials check: a wrong secret must not learn that the client is disabled.
     const unusable = unusableReason(client, ctx.now());
     if (unusable) throw new OAuthError('invalid_client', 'the client is disabled or has expired', { reason: unusable });
-    // First use only: enough for expiring clients never used, without a write per request.
-    if (client.source === 'dynamic' && client.lastUsedAt === undefined) {
+    // First use only (one write per client, not per request): the admin API's first_used_at, and
+    // what expires dynamic clients never used. Every stored client — configured agents, agent
+    // registrations, dynamic clients — is recorded; a metadata-document client has no row.
+    if (client.source !== 'metadata_document' && client.lastUsedAt === undefined) {
       await ctx.store.clients.touch(client.clientId, ctx.now());
       client.lastUsedAt = ctx.now();
     }

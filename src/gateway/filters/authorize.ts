@@ -59,8 +59,9 @@ export function filterToolList(result: unknown, visible: (name: string) => boole
 
 /**
  * The tool authorization filter: per tool, scopes and CEL rules over the claims, the act chain
- * and the call. A refused call is answered with an error that says it was refused — never
- * "unknown tool", which would send an agent looking for a typo — and the reason is audited.
+ * and the call. A call a rule refuses is answered with an error that says it was refused — never
+ * "unknown tool", which would send an agent looking for a typo — and the reason is audited; a
+ * tool the route has no entry for says that the route offers none by that name.
  * `tools/list` answers are filtered to what the caller may call.
  */
 export function authorizeTools(route: CompiledRoute): MiddlewareHandler<GatewayEnv> {
@@ -80,6 +81,19 @@ export function authorizeTools(route: CompiledRoute): MiddlewareHandler<GatewayE
             rejection: 'insufficient_scope',
             reason: decision.reason,
             headers: { 'WWW-Authenticate': scopeChallenge(route, [...route.config.scopes, ...tool!.scopes], 'insufficient_scope') },
+          });
+        }
+        // A tool this route has no entry for (unlisted tools denied) is not offered here at all: the
+        // client is told so (`listed: false`), so that a mistyped name is not taken for a policy
+        // decision. Whether the upstream has such a tool is neither known nor said.
+        if (!tool) {
+          return refuse(c, {
+            status: 403,
+            code: GATEWAY_ERRORS.forbidden,
+            message: `the call to tool ${name} was refused by the gateway policy: this route offers no tool by that name`,
+            rejection: 'tool_denied',
+            reason: decision.reason,
+            data: { tool: name, listed: false },
           });
         }
         return refuse(c, { status: 403, code: GATEWAY_ERRORS.forbidden, message: `the call to tool ${name} was refused by the gateway policy`, rejection: 'tool_denied', reason: decision.reason });

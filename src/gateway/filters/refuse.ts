@@ -24,6 +24,8 @@ export interface Refusal {
   headers?: Record<string, string>;
   id?: string | number | null;
   decision?: 'deny' | 'error';
+  /** JSON-RPC error `data` for the client (never the audit-only reason). */
+  data?: Record<string, unknown>;
 }
 
 /** Answers with a JSON-RPC error body and records the refusal on the request's audit event. */
@@ -35,5 +37,5 @@ export function refuse(c: Context, refusal: Refusal): Response {
     audit.reason = refusal.reason ?? refusal.message;
   }
   const id = refusal.id !== undefined ? refusal.id : ((c.get('mcp' as never) as { message?: { id?: string | number } } | undefined)?.message?.id ?? null);
-  return c.json({ jsonrpc: '2.0', id, error: { code: refusal.code, message: refusal.message } }, refusal.status as 400, refusal.headers);
+  return c.json({ jsonrpc: '2.0', id, error: { code: refusal.code, message: refusal.message, ...(refusal.data ? { data: refusal.data } : {}) } }, refusal.status as 400, refusal.headers);
 }
