@@ -26,7 +26,9 @@ function onColor(hex: string): string {
     const v = Number.parseInt(full.slice(i, i + 2), 16) / 255;
     return v <= 0.039_28 ? v / 12.92 : ((v + 0.055) / 1.055) ** 2.4;
   }) as [number, number, number];
-  return 0.2126 * r + 0.7152 * g + 0.0722 * b > 0.4 ? '#111111' : '#ffffff';
+  const luminance = 0.2126 * r + 0.7152 * g + 0.0722 * b;
+  // Whichever of white and near-black has the higher contrast ratio ((L1 + 0.05) / (L2 + 0.05)).
+  return 1.05 / (luminance + 0.05) >= (luminance + 0.05) / 0.0556 ? '#ffffff' : '#111111';
 }
 
 /** Built once per server from `branding` (already validated by the config schema). */
@@ -73,7 +75,7 @@ const STYLE = `
   .primary:hover { filter: brightness(1.08); }
   .secondary { background: transparent; color: var(--text); border-color: var(--line); }
   .secondary:hover { background: var(--soft); }
-  form > .primary:only-of-type { width: 100%; }
+  .actions > .primary:only-child { flex: 1; }
   .error { color: var(--bad); font-weight: 600; }
   .muted { color: var(--muted); font-size: 0.88rem; overflow-wrap: anywhere; }
   .badge { display: inline-block; padding: 0.05rem 0.5rem; margin-left: 0.3rem; border-radius: 99px; font-size: 0.75rem;
@@ -93,7 +95,7 @@ const STYLE = `
   ul.scopes code, dd code { display: block; font-size: 0.8rem; color: var(--muted); }
   ul.scopes label { display: flex; gap: 0.45rem; align-items: center; margin: 0.4rem 0 0; font-weight: 600; }
   .summary { margin-top: 1rem; }
-  .agreement { max-height: 18rem; overflow: auto; padding: 0.75rem 0.9rem; border: 1px solid var(--line); border-radius: 10px;
+  .agreement { padding: 0.75rem 0.9rem; border: 1px solid var(--line); border-radius: 10px;
     background: var(--soft); white-space: pre-wrap; }
   .code-input { font-family: ui-monospace, monospace; letter-spacing: 0.15em; text-transform: uppercase; }
   footer { width: min(28rem, 92vw); display: flex; justify-content: center; gap: 1rem; margin-bottom: 1.5rem; }
