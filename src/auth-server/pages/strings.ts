@@ -67,7 +67,7 @@ export interface Strings {
 }
 
 /** Joins names as a list a reader would write: "A", "A and B", "A, B and C". */
-const list = (items: Markup[]) =>
+export const joinList = (items: Markup[]) =>
   items.length <= 1 ? html`${items[0] ?? ''}` : html`${items.slice(0, -1).map((item, i) => (i === 0 ? html`${item}` : html`, ${item}`))} and ${items.at(-1)}`;
 
 export const english: Strings = {
@@ -137,5 +137,3 @@ export const english: Strings = {
     csrf: 'The form was not sent by this page (CSRF check failed).',
   },
 };
-
-export { list as joinList };
