@@ -81,8 +81,27 @@ export interface LoopbackSignIn {
   close(): void;
 }
 
+/**
+ * The callback page's style: the authorization server's page look in miniature (light and dark),
+ * inline so the page needs nothing but this process. The CSP allows this one style by its hash.
+ */
+const CALLBACK_STYLE =
+  ':root{color-scheme:light dark;font-family:system-ui,-apple-system,"Segoe UI",sans-serif;line-height:1.45;--bg:#f3f4f7;--card:#fff;--text:#1b1e24;--muted:#5b6270;--line:#dde1e7;--primary:#2f5bea}' +
+  '@media (prefers-color-scheme:dark){:root{--bg:#0e1014;--card:#181b21;--text:#e7e9ed;--muted:#a0a7b3;--line:#2d323b;--primary:#6d8cff}}' +
+  'body{margin:0;min-height:100vh;display:grid;place-items:center;background:var(--bg);color:var(--text)}' +
+  'main{width:min(28rem,92vw);box-sizing:border-box;padding:1.75rem 2rem;background:var(--card);border:1px solid var(--line);border-radius:14px;box-shadow:0 6px 24px rgb(0 0 0/.07)}' +
+  '.brand{display:flex;align-items:center;gap:.6rem;margin-bottom:1.25rem;font-weight:650}' +
+  '.mark{width:28px;height:28px;border-radius:8px;background:var(--primary);color:#fff;display:grid;place-items:center;font-weight:700}' +
+  'h1{font-size:1.35rem;margin:0 0 .75rem}p{margin:.6rem 0}.muted{color:var(--muted);font-size:.88rem}';
+const CALLBACK_CSP = `default-src 'none'; style-src 'sha256-${createHash('sha256').update(CALLBACK_STYLE).digest('base64')}'; base-uri 'none'; form-action 'none'`;
+const escapeHtml = (text: string) => text.replace(/[&<>"']/g, (ch) => `&#${ch.charCodeAt(0)};`);
+
+/** The page the browser shows on the loopback redirect: plain words, no script, nothing loaded. */
 const PAGE = (title: string, text: string) =>
-  `<!doctype html><html lang="en"><head><meta charset="utf-8"><title>${title}</title></head><body style="font-family:system-ui;margin:3rem"><h1>${title}</h1><p>${text}</p></body></html>`;
+  `<!doctype html><html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">` +
+  `<meta http-equiv="Content-Security-Policy" content="${CALLBACK_CSP}"><title>${escapeHtml(title)}</title><style>${CALLBACK_STYLE}</style></head>` +
+  `<body><main><div class="brand"><span class="mark" aria-hidden="true">M</span><span>Mandate agent</span></div>` +
+  `<h1>${escapeHtml(title)}</h1><p>${escapeHtml(text)}</p><p class="muted">This page was served by the agent on your own computer.</p></main></body></html>`;
 
 /**
  * The redirect URI of a native app (RFC 8252 §7.3): a one-shot HTTP server on the loopback

@@ -20,7 +20,7 @@ import { limiterFactory, type LimiterFactory } from './limits.ts';
 export interface Resource {
   id: string;
   name: string;
-  scopes: { name: string; description?: string }[];
+  scopes: { name: string; description?: string; high_risk?: boolean }[];
   accessTokenTtl: number;
   tokenFormat: 'jwt' | 'opaque';
   /** RFC 8693 §4.4: who may act on tokens for this resource. */

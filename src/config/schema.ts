@@ -11,7 +11,42 @@ const seconds = z.number().int().positive();
 
 const scopeSchema = z.strictObject({
   name: z.string().regex(/^[\x21\x23-\x5B\x5D-\x7E]+$/, 'a scope token (RFC 6749 §3.3)'),
-  description: z.string().optional().describe('Shown on the consent page.'),
+  description: z
+    .string()
+    .optional()
+    .describe('Shown on the consent page. openid, profile, email and offline_access have built-in descriptions (src/auth-server/pages/strings.ts).'),
+  high_risk: z
+    .boolean()
+    .default(false)
+    .describe(
+      'Stands out on the consent page. An unverified client (self-registered, or a metadata document on a host not in client_id_metadata_documents.verified_hosts) gets it only when the user ticks it.',
+    ),
+});
+
+/** A CSS hex colour and nothing else: it is written into the pages' style sheet. */
+const hexColor = z.string().regex(/^#(?:[0-9a-fA-F]{3}|[0-9a-fA-F]{6})$/, 'a CSS hex colour such as #2f5bea');
+
+/** Images the pages may show: an https URL or an inline data: image (no javascript:, no http:). */
+const logoUrl = z
+  .string()
+  .max(100_000)
+  .refine(
+    (v) => /^data:image\/(?:png|jpeg|gif|webp|svg\+xml);base64,[A-Za-z0-9+/]+={0,2}$/.test(v) || /^https:\/\/[^\s"'<>()\\]+$/.test(v),
+    'an https: URL or a base64 data:image/(png|jpeg|gif|webp|svg+xml) URI',
+  );
+
+export const brandingSchema = z.strictObject({
+  product_name: z.string().min(1).max(60).default('Mandate').describe('Shown in the header and title of every page.'),
+  logo_url: logoUrl
+    .optional()
+    .describe('Logo in the page header: a base64 data:image URI (nothing is fetched) or an https URL (the pages then load it from that origin, which the CSP allows alone).'),
+  primary_color: hexColor.default('#2f5bea').describe('Colour of the primary button (Allow, Sign in) and links, as a CSS hex colour.'),
+  primary_color_dark: hexColor.optional().describe('The primary colour in dark mode; primary_color when omitted.'),
+  support_url: z
+    .string()
+    .regex(/^(?:https:\/\/|mailto:)[^\s"'<>\\]+$/, 'an https: or mailto: URL')
+    .optional()
+    .describe('A "Help" link in the footer of every page (https: or mailto:).'),
 });
 
 const clientRef = z.string().min(1);
@@ -187,6 +222,10 @@ export const authServerConfigSchema = z.strictObject({
       timeout_ms: z.number().int().positive().default(3000),
       min_cache_seconds: z.number().int().min(0).default(60),
       max_cache_seconds: z.number().int().positive().default(86_400),
+      verified_hosts: z
+        .array(z.string())
+        .default([])
+        .describe('Hosts whose client metadata documents count as verified on the consent page (exact host names). Other documents are shown as unverified, like self-registered clients.'),
       fetches_per_host_per_minute: z.number().int().positive().default(30).describe('Document fetches per host and minute (a failed fetch is also remembered for 60 s): the server is no reflector.'),
     })
     .prefault({}),
@@ -208,6 +247,7 @@ export const authServerConfigSchema = z.strictObject({
     })
     .prefault({})
     .describe('Rate limits, shared by every instance through Redis when REDIS_URL is set.'),
+  branding: brandingSchema.prefault({}).describe('The look of the sign-in, consent, agreement and device pages.'),
   users: z.array(userSchema).default([]),
   clients: z.array(staticClientSchema).default([]),
   agents: z.array(staticAgentSchema).default([]).describe('AI agents: clients with an agent identity (client credentials, refresh, token exchange).'),
@@ -240,5 +280,6 @@ export type ResourceConfig = z.output<typeof resourceSchema>;
 export type UserConfig = z.output<typeof userSchema>;
 export type StaticClientConfig = z.output<typeof staticClientSchema>;
 export type StaticAgentConfig = z.output<typeof staticAgentSchema>;
+export type BrandingConfig = z.output<typeof brandingSchema>;
 export type AgreementConfig = z.output<typeof agreementSchema>;
 export type AuthenticationPolicyConfig = z.output<typeof authenticationPolicySchema>;

@@ -91,7 +91,7 @@ describe('interaction pages in Chromium', needsChromium(), () => {
     assert.equal(await password.getAttribute('autocomplete'), 'current-password');
     assert.ok(await page.getByRole('button', { name: 'Sign in' }).isVisible());
     assert.ok(await page.getByRole('heading', { name: 'Sign in' }).isVisible());
-    assert.match(await page.locator('main').innerText(), new RegExp(`to continue to ${escapeRegExp(CLIENT_NAME)}`));
+    assert.match(await page.locator('main').innerText(), new RegExp(`to continue to “${escapeRegExp(CLIENT_NAME)}” Unverified`), 'a self-registered client: its chosen name quoted and marked');
   });
 
   it('a wrong password shows an error and stays on the login page; the right one continues', async () => {
@@ -123,8 +123,8 @@ describe('interaction pages in Chromium', needsChromium(), () => {
     assert.ok(text.includes(clientId), 'the client_id is shown');
     const scopes = await page.locator('#scopes li').allInnerTexts();
     assert.equal(scopes.length, 2);
-    assert.match(scopes[0]!, /^mcp:read\b.*Read things/);
-    assert.match(scopes[1]!, /^mcp:write\b.*Change things/);
+    assert.match(scopes[0]!, /^Read things\s+mcp:read$/);
+    assert.match(scopes[1]!, /^Change things\s+mcp:write$/);
   });
 
   it('Allow returns a code with state and iss; then the signed-in browser is not asked again', async () => {

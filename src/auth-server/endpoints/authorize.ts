@@ -7,7 +7,7 @@ import { matchRedirectUri } from '../../core/redirect-uri.ts';
 import { resolveResourceAndScope, unusableReason, type ServerContext } from '../context.ts';
 import { errorRedirect, saveInteraction, type Interaction } from '../interaction.ts';
 import { Params } from '../params.ts';
-import { errorPage } from '../pages/layout.ts';
+import { errorPage, pageLook } from '../pages/layout.ts';
 
 /**
  * The authorization endpoint (OAuth 2.1 §4.1.1). Checks run in two phases. Until the client and
@@ -15,6 +15,7 @@ import { errorPage } from '../pages/layout.ts';
  * redirector otherwise). After that, errors go back to the client with `state` and `iss`.
  */
 export function authorizeEndpoint(app: Hono<AppEnv>, ctx: ServerContext) {
+  const look = pageLook(ctx.config.branding);
   const handle = async (c: Context, params: Params) => {
     // Phase 1: who is asking, and where may we send the answer?
     let client;
@@ -36,7 +37,7 @@ export function authorizeEndpoint(app: Hono<AppEnv>, ctx: ServerContext) {
       if (!(error instanceof OAuthError)) throw error;
       refused(ctx, error, params.get('client_id'));
       if (c.req.header('accept')?.includes('application/json')) return c.json(error.toResponseObject(), 400);
-      return errorPage(c, error.code, error.message);
+      return errorPage(c, look, error.code, error.message);
     }
 
     // Phase 2: is the request itself acceptable?

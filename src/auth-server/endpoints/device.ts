@@ -1,5 +1,4 @@
-import type { Context, Hono } from 'hono';
-import { html } from 'hono/html';
+import type { Hono } from 'hono';
 import { DEVICE_CODE_GRANT } from '../../core/client-metadata.ts';
 import { randomToken } from '../../core/encoding.ts';
 import { OAuthError } from '../../core/errors.ts';
@@ -9,23 +8,8 @@ import { deviceKey, newUserCode, normaliseUserCode, userCodeKey, type DeviceAuth
 import { hashSecret } from '../hash.ts';
 import { saveInteraction, type Interaction } from '../interaction.ts';
 import { formParams } from '../params.ts';
-import { renderPage } from '../pages/layout.ts';
-
-function codePage(c: Context, options: { userCode?: string; error?: string }) {
-  return renderPage(
-    c,
-    'Connect a device',
-    html`<h1>Connect a device</h1>
-<p>Enter the code shown on the device or in the terminal.</p>
-${options.error ? html`<p class="error" role="alert" id="code-error">${options.error}</p>` : ''}
-<form method="post" action="/device">
-  <label for="user_code">Code</label>
-  <input id="user_code" name="user_code" type="text" autocomplete="one-time-code" autocapitalize="characters" spellcheck="false" required autofocus value="${options.userCode ?? ''}">
-  <button type="submit">Continue</button>
-</form>`,
-    options.error ? 400 : 200,
-  );
-}
+import { deviceCodePage, deviceDonePage } from '../pages/device.ts';
+import { pageLook } from '../pages/layout.ts';
 
 /**
  * The device authorization grant (RFC 8628), for agents on machines without a browser: the
@@ -35,6 +19,8 @@ ${options.error ? html`<p class="error" role="alert" id="code-error">${options.e
  */
 export function deviceEndpoints(app: Hono<AppEnv>, ctx: ServerContext) {
   const urls = endpointUrls(ctx.issuer);
+  const look = pageLook(ctx.config.branding);
+  const text = look.text.device;
 
   app.post('/device_authorization', async (c) => {
     const params = await formParams(c);
@@ -76,7 +62,7 @@ export function deviceEndpoints(app: Hono<AppEnv>, ctx: ServerContext) {
     );
   });
 
-  app.get('/device', (c) => codePage(c, { userCode: c.req.query('user_code') }));
+  app.get('/device', (c) => deviceCodePage(c, look, { userCode: c.req.query('user_code') }));
 
   // RFC 8628 §5.1: user codes are short, so guessing must be slow — a few tries per 5 minutes per address.
   const codeAttempts = ctx.limiter('device-code', { points: ctx.config.limits.device_codes_per_address, perSeconds: 300 });
@@ -86,14 +72,14 @@ export function deviceEndpoints(app: Hono<AppEnv>, ctx: ServerContext) {
     const peer = ctx.clientAddress(c);
     if (!(await codeAttempts.consume(peer)).allowed) {
       ctx.audit.record({ at: ctx.now(), type: 'device.code_refused', outcome: 'failure', error: 'slow_down', reason: `too many codes from ${peer}` });
-      return codePage(c, { error: 'Too many codes tried. Wait a few minutes, then try again.' });
+      return deviceCodePage(c, look, { error: text.throttled });
     }
     const userCode = normaliseUserCode(String(form.user_code ?? ''));
     const codeHash = await ctx.cache.get<string>(userCodeKey(userCode));
     const record = codeHash ? await ctx.cache.get<DeviceAuthorization>(deviceKey(codeHash)) : undefined;
     if (!codeHash || !record || record.status !== 'pending') {
       ctx.audit.record({ at: ctx.now(), type: 'device.code_refused', outcome: 'failure', error: 'invalid_grant', reason: 'unknown or used user code' });
-      return codePage(c, { userCode: String(form.user_code ?? ''), error: 'This code is not valid, or has expired or been used. Check the device and try again.' });
+      return deviceCodePage(c, look, { userCode: String(form.user_code ?? ''), error: text.invalid });
     }
     const interaction: Interaction = {
       id: randomToken(16),
@@ -112,9 +98,5 @@ export function deviceEndpoints(app: Hono<AppEnv>, ctx: ServerContext) {
     return c.redirect(`/interaction/${interaction.id}`, 303);
   });
 
-  app.get('/device/done', (c) =>
-    c.req.query('denied')
-      ? renderPage(c, 'Device not connected', html`<h1>Device not connected</h1><p>You denied the request. The device gets no access.</p>`)
-      : renderPage(c, 'Device connected', html`<h1>Device connected</h1><p>You can close this page and return to your device.</p>`),
-  );
+  app.get('/device/done', (c) => deviceDonePage(c, look, c.req.query('denied') !== undefined));
 }

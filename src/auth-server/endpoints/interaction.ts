@@ -18,7 +18,8 @@ import { consentPage } from '../pages/consent.ts';
 import { settleDevice } from '../device.ts';
 import { agreementPage } from '../pages/agreement.ts';
 import { pendingAgreement } from '../agreements.ts';
-import { errorPage } from '../pages/layout.ts';
+import { errorPage, pageLook } from '../pages/layout.ts';
+import { clientView, consentView, scopesNeedingTick } from '../pages/consent-view.ts';
 import { loginPage } from '../pages/login.ts';
 
 /**
@@ -27,6 +28,8 @@ import { loginPage } from '../pages/login.ts';
  */
 export function interactionEndpoints(app: Hono<AppEnv>, ctx: ServerContext) {
   const limits = ctx.config.limits;
+  const look = pageLook(ctx.config.branding);
+  const words = look.text;
   // Per account, from anywhere: bounds guessing one password; a third party that keeps spending
   // an account's budget keeps delaying its sign-in (a known limit, docs/security.md). Per address
   // (IPv6 /64), failures only: bounds spraying one password across many accounts.
@@ -35,20 +38,21 @@ export function interactionEndpoints(app: Hono<AppEnv>, ctx: ServerContext) {
   /** A refused page request: audited with the detail (STYLE 5), a generic page for the user. */
   const refusePage = (c: Context, status: 400 | 403, description: string, reason: string, clientId?: string) => {
     ctx.audit.record({ at: ctx.now(), type: 'interaction.refused', outcome: 'failure', clientId, error: 'invalid_request', reason: `${c.req.method} ${c.req.path}: ${reason}` });
-    return errorPage(c, 'invalid_request', description, status);
+    return errorPage(c, look, 'invalid_request', description, status);
   };
   const expired = async (c: Context, why?: string) => {
     const known = await ctx.cache.get<Interaction>(`interaction:${c.req.param('id') ?? ''}`);
     const reason = why ?? (known ? 'the interaction is bound to another browser' : 'unknown or expired interaction');
-    return refusePage(c, 400, 'This sign-in request has expired or belongs to another browser.', reason, known?.clientId);
+    return refusePage(c, 400, words.error.expired, reason, known?.clientId);
   };
   const csrfFailed = (c: Context, interaction: Interaction) =>
-    refusePage(c, 403, 'The form was not sent by this page (CSRF check failed).', 'CSRF token mismatch', interaction.clientId);
+    refusePage(c, 403, words.error.csrf, 'CSRF token mismatch', interaction.clientId);
 
-  const clientName = async (clientId: string) => (await ctx.findClient(clientId))?.metadata.client_name ?? clientId;
+  const client = async (clientId: string) => clientView(ctx, clientId, await ctx.findClient(clientId));
 
   const csrfOk = async (c: Context, interaction: Interaction) => {
-    const form = await c.req.parseBody();
+    // all: a repeated field (high_risk ticks) arrives as a list; a repeated csrf is then no string and fails.
+    const form = await c.req.parseBody({ all: true });
     const token = typeof form.csrf === 'string' ? form.csrf : '';
     return { ok: constantTimeEqual(token, interaction.csrf), form };
   };
@@ -61,18 +65,18 @@ export function interactionEndpoints(app: Hono<AppEnv>, ctx: ServerContext) {
     const mustLogin = !session || ((interaction.prompt.includes('login') || stale) && !interaction.loggedIn);
     if (mustLogin) {
       if (interaction.prompt.includes('none')) return c.redirect(errorRedirect(ctx, interaction, 'login_required', 'the user is not signed in'), 303);
-      return loginPage(c, { action: `/interaction/${interaction.id}/login`, csrf: interaction.csrf, clientName: await clientName(interaction.clientId) });
+      return loginPage(c, look, { action: `/interaction/${interaction.id}/login`, csrf: interaction.csrf, client: await client(interaction.clientId) });
     }
     const agreement = await pendingAgreement(ctx, interaction.acr, session.sub);
     if (agreement) {
       if (interaction.prompt.includes('none')) return c.redirect(errorRedirect(ctx, interaction, 'interaction_required', 'an agreement needs accepting'), 303);
-      return agreementPage(c, {
+      return agreementPage(c, look, {
         action: `/interaction/${interaction.id}/agreement`,
         csrf: interaction.csrf,
         name: agreement.name,
         version: agreement.version,
         text: agreement.text,
-        clientName: await clientName(interaction.clientId),
+        client: await client(interaction.clientId),
       });
     }
     if (await needsConsent(interaction, session)) {
@@ -88,24 +92,8 @@ export function interactionEndpoints(app: Hono<AppEnv>, ctx: ServerContext) {
     return !remembered || !isSubset(interaction.scopes, parseScope(remembered.scope));
   };
 
-  const showConsent = async (c: Context, interaction: Interaction, session: Session) => {
-    const resource = ctx.resource(interaction.resource)!;
-    const described = new Map(resource.scopes.map((s) => [s.name, s.description]));
-    const delegateId = resource.mayAct === 'requesting_client' ? interaction.clientId : resource.mayAct?.client_id;
-    const delegateClient = delegateId ? await ctx.findClient(delegateId) : undefined;
-    return consentPage(c, {
-      action: `/interaction/${interaction.id}/consent`,
-      csrf: interaction.csrf,
-      clientName: await clientName(interaction.clientId),
-      clientId: interaction.clientId,
-      username: session.username,
-      resource: { id: resource.id, name: resource.name },
-      scopes: interaction.scopes.map((name) => ({ name, description: described.get(name) })),
-      delegate: delegateId
-        ? { name: delegateClient?.metadata.client_name ?? delegateId, clientId: delegateId, isAgent: delegateClient?.agent !== undefined }
-        : undefined,
-    });
-  };
+  const showConsent = async (c: Context, interaction: Interaction, session: Session) =>
+    consentPage(c, look, await consentView(ctx, look, interaction, { action: `/interaction/${interaction.id}/consent`, username: session.username }));
 
   app.get('/interaction/:id', async (c) => {
     const interaction = await loadInteraction(ctx, c, c.req.param('id'));
@@ -120,7 +108,7 @@ export function interactionEndpoints(app: Hono<AppEnv>, ctx: ServerContext) {
     const username = typeof form.username === 'string' ? form.username.trim() : '';
     const password = typeof form.password === 'string' ? form.password : '';
     const again = async (error: string) =>
-      loginPage(c, { action: `/interaction/${interaction.id}/login`, csrf: interaction.csrf, clientName: await clientName(interaction.clientId), error, username });
+      loginPage(c, look, { action: `/interaction/${interaction.id}/login`, csrf: interaction.csrf, client: await client(interaction.clientId), error, username });
     // Guessing is bounded per address and per account (whatever the interaction) before any scrypt work is spent.
     const address = ctx.clientAddress(c);
     const account = username.toLowerCase();
@@ -131,14 +119,14 @@ export function interactionEndpoints(app: Hono<AppEnv>, ctx: ServerContext) {
       if (byAddress.allowed) await addressFailures.reward(address);
       const reason = !byAddress.allowed ? `too many failed sign-ins from ${address}` : `too many sign-in attempts for username=${username}`;
       ctx.audit.record({ at: ctx.now(), type: 'login.throttled', outcome: 'failure', clientId: interaction.clientId, error: 'slow_down', reason });
-      return again('Too many sign-in attempts. Wait a few minutes and try again.');
+      return again(words.login.throttled);
     }
     const user = username ? await ctx.store.users.findByUsername(username) : undefined;
     // Always run scrypt, so a missing user takes as long as a wrong password.
     const valid = (await verifyPassword(password, user?.passwordHash ?? (await dummyHash()))) && user?.passwordHash !== undefined;
     if (!user || !valid) {
       ctx.audit.record({ at: ctx.now(), type: 'login.failed', outcome: 'failure', clientId: interaction.clientId, reason: `username=${username}` });
-      return again('Wrong username or password.');
+      return again(words.login.wrongPassword);
     }
     await accountAttempts.reset(account);
     await addressFailures.reward(address);
@@ -192,8 +180,12 @@ export function interactionEndpoints(app: Hono<AppEnv>, ctx: ServerContext) {
       ctx.audit.record({ at: ctx.now(), type: 'consent.denied', outcome: 'failure', clientId: interaction.clientId, sub: session.sub, error: 'access_denied' });
       return denied(c, interaction, 'the user denied the request');
     }
+    // High-risk scopes asked by an unverified client are granted only when ticked on the page (docs/pages.md).
+    const ticked = new Set([form.high_risk ?? []].flat().filter((v): v is string => typeof v === 'string'));
+    const declined = (await scopesNeedingTick(ctx, interaction)).filter((s) => !ticked.has(s));
+    const grantedScopes = interaction.scopes.filter((s) => !declined.includes(s));
     const previous = await ctx.store.consents.find(session.sub, interaction.clientId, interaction.resource);
-    const scope = formatScope([...parseScope(previous?.scope), ...interaction.scopes]);
+    const scope = formatScope([...parseScope(previous?.scope), ...grantedScopes]);
     await ctx.store.consents.upsert({ sub: session.sub, clientId: interaction.clientId, resource: interaction.resource, scope, createdAt: ctx.now() });
     ctx.audit.record({
       at: ctx.now(),
@@ -201,8 +193,8 @@ export function interactionEndpoints(app: Hono<AppEnv>, ctx: ServerContext) {
       outcome: 'success',
       clientId: interaction.clientId,
       sub: session.sub,
-      data: { resource: interaction.resource, scope: formatScope(interaction.scopes) },
+      data: { resource: interaction.resource, scope: formatScope(grantedScopes), ...(declined.length > 0 ? { scope_not_ticked: formatScope(declined) } : {}) },
     });
-    return c.redirect(await completeAuthorization(ctx, c, interaction, session), 303);
+    return c.redirect(await completeAuthorization(ctx, c, { ...interaction, scopes: grantedScopes }, session), 303);
   });
 }

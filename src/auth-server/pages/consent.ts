@@ -1,40 +1,75 @@
 import type { Context } from 'hono';
 import { html } from 'hono/html';
-import { decisionForm, renderPage } from './layout.ts';
+import { decisionForm, renderPage, type PageLook } from './layout.ts';
+import { clientLabel, type ClientView } from './parts.ts';
+import { joinList } from './strings.ts';
+
+export interface ConsentScope {
+  name: string;
+  description?: string;
+  highRisk: boolean;
+  /** High risk asked by an unverified client: granted only when the user ticks it. */
+  needsTick: boolean;
+}
 
 export interface ConsentView {
   action: string;
   csrf: string;
-  clientName: string;
-  clientId: string;
+  /** The client that asks, and that will hold the token. */
+  client: ClientView;
   username: string;
-  resource: { id: string; name: string };
-  scopes: { name: string; description?: string }[];
-  /** Who may act for the user with the token (RFC 8693 may_act), when someone may. */
-  delegate?: { name: string; clientId: string; isAgent: boolean };
+  /** Where the permissions are used: the resource, or for an agent's own token the resources it can exchange it into. */
+  places: { id: string; name: string }[];
+  scopes: ConsentScope[];
+  /** Another client that may act with the token (RFC 8693 may_act naming someone other than the client). */
+  delegate?: ClientView;
+  /** True when no scope is more than OpenID Connect identity. */
+  identityOnly: boolean;
 }
 
-/** Says plainly who will act, where, and with which permissions, then asks. */
-export function consentPage(c: Context, view: ConsentView) {
+/** Says plainly who asks, whether anyone vouches for it, who will act, where, and with which permissions, then asks. */
+export function consentPage(c: Context, look: PageLook, view: ConsentView) {
+  const t = look.text.consent;
+  const badge = look.text.badge;
+  const { client } = view;
+  const trustNote = client.verified
+    ? html`<p class="note" id="trust-note">${client.documentHost ? t.verifiedDocument(html`<strong>${client.documentHost}</strong>`) : t.verifiedConfig}</p>`
+    : html`<p class="note warn" id="trust-note">${t.unverified}</p>`;
+  const places = joinList(view.places.map((p) => html`${p.name}`));
+  const ticks = view.scopes.filter((s) => s.needsTick).length;
+  const granted = view.scopes.filter((s) => !s.needsTick);
+  const actorName = client.verified ? html`<strong>${client.name}</strong>` : html`<strong>“${client.name}”</strong>`;
+  const permissions = html`<h2>${t.permissions}</h2>
+${
+  view.scopes.length === 0
+    ? html`<p class="muted" id="scopes">${t.noPermissions}</p>`
+    : html`<ul class="scopes" id="scopes">
+${view.scopes.map(
+  (s) => html`<li${s.highRisk ? html` class="high"` : ''} data-scope="${s.name}"><span>${s.description ?? s.name}</span>${s.highRisk ? html` <span class="badge risk">${badge.highRisk}</span>` : ''}${s.description ? html`<code>${s.name}</code>` : ''}${
+    s.needsTick ? html`<label><input type="checkbox" name="high_risk" value="${s.name}"> ${t.highRiskTick}</label>` : ''
+  }</li>`,
+)}
+</ul>`
+}
+<p class="summary" id="summary">${
+      view.identityOnly
+        ? t.summaryIdentityOnly(actorName)
+        : t.summary({ actor: actorName, places: html`<strong>${places}</strong>`, count: granted.length, highRisk: granted.filter((s) => s.highRisk).length })
+    }${ticks > 0 ? html` ${t.highRiskNote}` : ''}</p>`;
   return renderPage(
     c,
-    'Allow access',
-    html`<h1>Allow <span id="client-name">${view.clientName}</span> to act for you?</h1>
-<p class="muted">Client: <code>${view.clientId}</code></p>
-<p>Signed in as <strong>${view.username}</strong>. The application will act for you at
-<strong id="resource-name">${view.resource.name}</strong> <span class="muted">(<code>${view.resource.id}</code>)</span> with these permissions:</p>
-<ul id="scopes">
-${view.scopes.map((s) => html`<li><code>${s.name}</code>${s.description ? html` — ${s.description}` : ''}</li>`)}
-</ul>
-${view.scopes.length === 0 ? html`<p class="muted">No specific permissions: it can only confirm who you are.</p>` : ''}
-${
-  view.delegate
-    ? html`<p id="delegate"><strong>${view.delegate.name}</strong>${view.delegate.isAgent ? ' (an AI agent)' : ''} <span class="muted">(<code>${view.delegate.clientId}</code>)</span> will be allowed to act on your behalf with these permissions, and to pass them on, narrowed, to the services it calls.</p>`
-    : ''
-}
-${decisionForm(view.action, view.csrf, [
-  ['allow', 'Allow'],
-  ['deny', 'Deny'],
-])}`,
+    look,
+    t.title,
+    html`<h1>${t.heading(clientLabel(look, client))}</h1>
+${trustNote}
+<dl>
+  <dt>${t.actor}</dt>
+  <dd id="actor">${actorName}${client.isAgent ? html` <span class="badge agent" id="actor-agent">${badge.agent}</span>` : ''}<code>${client.id}</code></dd>
+  <dt>${t.actsAt}</dt>
+  <dd><strong id="resource-name">${places}</strong>${view.places.map((p) => html`<code>${p.id}</code>`)}</dd>
+</dl>
+<p class="muted" id="signed-in-as">${t.signedInAs(html`<strong>${view.username}</strong>`)}</p>
+${view.delegate ? html`<p class="note" id="delegate">${t.passesOn(clientLabel(look, view.delegate, 'delegate-name'))}</p>` : ''}
+${decisionForm(view.action, view.csrf, { no: ['deny', t.deny], yes: ['allow', t.allow] }, permissions)}`,
   );
 }

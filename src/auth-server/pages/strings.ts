@@ -1,0 +1,139 @@
+import { html } from 'hono/html';
+import type { HtmlEscapedString } from 'hono/utils/html';
+
+/**
+ * Every word the interaction pages say, in one place. A translation is one more object of this
+ * type. Sentences that embed a name take it as a parameter, so word order stays the
+ * translation's choice; names are escaped by `html` (a plain string) or arrive already rendered.
+ */
+export type Markup = HtmlEscapedString | Promise<HtmlEscapedString> | string;
+
+export interface Strings {
+  lang: string;
+  help: string;
+  badge: { verified: string; unverified: string; agent: string; highRisk: string };
+  login: {
+    title: string;
+    continueTo: (client: Markup) => Markup;
+    username: string;
+    password: string;
+    submit: string;
+    wrongPassword: string;
+    throttled: string;
+  };
+  consent: {
+    title: string;
+    heading: (client: Markup) => Markup;
+    signedInAs: (username: Markup) => Markup;
+    verifiedConfig: string;
+    verifiedDocument: (host: Markup) => Markup;
+    unverified: string;
+    actor: string;
+    actsAt: string;
+    audience: string;
+    permissions: string;
+    noPermissions: string;
+    passesOn: (delegate: Markup) => Markup;
+    highRiskTick: string;
+    highRiskNote: string;
+    summary: (v: { actor: Markup; places: Markup; count: number; highRisk: number }) => Markup;
+    summaryIdentityOnly: (actor: Markup) => Markup;
+    allow: string;
+    deny: string;
+    /** Built-in descriptions of the OpenID Connect scopes; a resource's own description wins. */
+    scopes: Record<string, string>;
+  };
+  agreement: { version: (version: number) => string; requestedBy: (client: Markup) => Markup; accept: string; decline: string };
+  device: {
+    title: string;
+    intro: string;
+    code: string;
+    submit: string;
+    invalid: string;
+    throttled: string;
+    connected: string;
+    connectedText: string;
+    notConnected: string;
+    notConnectedText: string;
+  };
+  error: {
+    title: string;
+    heading: string;
+    code: string;
+    retry: string;
+    expired: string;
+    csrf: string;
+  };
+}
+
+/** Joins names as a list a reader would write: "A", "A and B", "A, B and C". */
+export const joinList = (items: Markup[]) =>
+  items.length <= 1 ? html`${items[0] ?? ''}` : html`${items.slice(0, -1).map((item, i) => (i === 0 ? html`${item}` : html`, ${item}`))} and ${items.at(-1)}`;
+
+export const english: Strings = {
+  lang: 'en',
+  help: 'Help',
+  badge: { verified: 'Verified', unverified: 'Unverified', agent: 'AI agent', highRisk: 'High risk' },
+  login: {
+    title: 'Sign in',
+    continueTo: (client) => html`to continue to ${client}`,
+    username: 'Username',
+    password: 'Password',
+    submit: 'Sign in',
+    wrongPassword: 'Wrong username or password.',
+    throttled: 'Too many sign-in attempts. Wait a few minutes and try again.',
+  },
+  consent: {
+    title: 'Allow access',
+    heading: (client) => html`Allow ${client} to act for you?`,
+    signedInAs: (username) => html`Signed in as ${username}`,
+    verifiedConfig: 'Registered by the administrators of this service.',
+    verifiedDocument: (host) => html`Described by ${host}, a host this service trusts.`,
+    unverified: 'This application registered itself: nobody has checked who runs it. The name in quotes is the one it chose.',
+    actor: 'Who will act',
+    actsAt: 'Where',
+    audience: 'Token for',
+    permissions: 'Permissions',
+    noPermissions: 'No specific permissions: it can only confirm who you are.',
+    passesOn: (delegate) => html`${delegate} may use these permissions for you and pass them on, narrowed, to the services it calls.`,
+    highRiskTick: 'Also allow this',
+    highRiskNote: 'High-risk permissions are left out unless you tick them.',
+    summary: ({ actor, places, count, highRisk }) =>
+      html`If you allow, ${actor} can act for you at ${places} with ${count === 1 ? 'this permission' : `these ${count} permissions`}${highRisk > 0 ? html`, <strong>including ${highRisk === 1 ? 'one' : highRisk} that ${highRisk === 1 ? 'is' : 'are'} high risk</strong>` : ''}.`,
+    summaryIdentityOnly: (actor) => html`If you allow, ${actor} learns who you are and nothing more.`,
+    allow: 'Allow',
+    deny: 'Deny',
+    scopes: {
+      openid: 'Confirm who you are',
+      profile: 'See your name and profile',
+      email: 'See your email address',
+      offline_access: 'Stay connected when you are away (until you revoke it)',
+    },
+  },
+  agreement: {
+    version: (version) => `Version ${version}`,
+    requestedBy: (client) => html`Requested by ${client}`,
+    accept: 'Accept',
+    decline: 'Decline',
+  },
+  device: {
+    title: 'Connect a device',
+    intro: 'Enter the code shown on the device or in the terminal.',
+    code: 'Code',
+    submit: 'Continue',
+    invalid: 'This code is not valid, or has expired or been used. Check the device and try again.',
+    throttled: 'Too many codes tried. Wait a few minutes, then try again.',
+    connected: 'Device connected',
+    connectedText: 'You can close this page and return to your device.',
+    notConnected: 'Device not connected',
+    notConnectedText: 'You denied the request. The device gets no access.',
+  },
+  error: {
+    title: 'Request refused',
+    heading: 'This request cannot continue',
+    code: 'Error code',
+    retry: 'Return to the application and try again.',
+    expired: 'This sign-in request has expired or belongs to another browser.',
+    csrf: 'The form was not sent by this page (CSRF check failed).',
+  },
+};
