@@ -19,6 +19,23 @@ const ROOT = new URL('../../', import.meta.url).pathname;
 const README = readFileSync(join(ROOT, 'README.md'), 'utf8');
 const BLOCK_TIMEOUT_MS = 120_000;
 
+/**
+ * `curl -s` exits 0 on a 400 or 401, so a broken step would pass unseen: in the test, a curl that
+ * does not show the status itself (`-i`, `-w`, `-f`) fails on an HTTP error. Those that show it
+ * are followed in the README by the output they print.
+ */
+const CURL_FAILS_ON_HTTP_ERRORS = `curl() {
+  local arg
+  for arg in "$@"; do
+    case "$arg" in
+      --fail|--fail-with-body|--include|--write-out|-w) command curl "$@"; return ;;
+      --*) ;;
+      -*[fi]*) command curl "$@"; return ;;
+    esac
+  done
+  command curl --fail-with-body "$@"
+}`;
+
 describe('README shell blocks: extraction and markers', () => {
   it('reads sh/bash fences in order with their markers and output blocks; refuses unknown markers and unexplained skips', () => {
     const sample = [
@@ -90,7 +107,7 @@ describe('README walkthroughs, run in order against a demo on free ports', () =>
     bash.stdout.on('data', (d: Buffer) => ((out += d), wake()));
     bash.stderr.on('data', (d: Buffer) => ((err += d), wake()));
     const exited = new Promise<number | null>((resolve) => bash.on('exit', (code) => (resolve(code), wake())));
-    bash.stdin.write('set -euo pipefail\nmkdir -p "$HOME"\n');
+    bash.stdin.write(`set -euo pipefail\nmkdir -p "$HOME"\n${CURL_FAILS_ON_HTTP_ERRORS}\n`);
 
     const authorizeUrl = new RegExp(`${issuer}/authorize\\?[^\\s"'<>]+`, 'g');
     let lastCode: string | undefined;
