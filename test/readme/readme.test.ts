@@ -5,6 +5,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { FormBrowser } from '../helpers/browser-driver.ts';
+import { freePort } from '../helpers/auth-server.ts';
+import { launchChromium, navigating } from '../helpers/chromium.ts';
+import { INSPECTOR_LAUNCHER } from '../helpers/inspector-cli.ts';
+import { needsChromium } from '../helpers/services.ts';
 import { freeDemoOffset, startDemo, type RunningDemo } from '../helpers/demo.ts';
 import { movePorts, outputPattern, README_PORTS, rewriteBlock, shellBlocks, type ShellBlock } from './readme-blocks.ts';
 
@@ -177,5 +181,63 @@ describe('README walkthroughs, run in order against a demo on free ports', () =>
     const seconds = ((Date.now() - started) / 1000).toFixed(1);
     t.diagnostic(`ran ${ran.length} of ${blocks.length} shell blocks in ${seconds} s; skipped ${skipped.length}: ${skipped.map((b) => `line ${b.line} (${b.mark!.reason})`).join('; ')}`);
     assert.ok(ran.length >= 20, `the README has its walkthroughs (${ran.length} blocks ran)`);
+  });
+
+  it('the README\'s MCP Inspector web UI steps (Inspector 2): Add Servers → + Add manually → streamable-http → Add → the switch → sign in → Connected, then the Tools tab', needsChromium(), async () => {
+    // The README's words for the UI, checked against the Inspector's own page.
+    const section = README.slice(README.indexOf('## Walkthrough: the demo with MCP Inspector'), README.indexOf('## Walkthrough: an agent through the gateway'));
+    for (const words of ['**Add Servers**', '**+ Add manually**', '**streamable-http**', '**Add**', '*Connect or disconnect*', '*Connected*', '*Authorization complete*', '**Tools**', '/oauth/callback']) assert.ok(section.includes(words), words);
+    const [clientPort, sandboxPort, appPort] = [await freePort(), await freePort(), await freePort()];
+    const home = join(dir, 'inspector-home');
+    const inspector = spawn(process.execPath, [INSPECTOR_LAUNCHER], {
+      env: { ...process.env, HOME: home, CLIENT_PORT: String(clientPort), MCP_SANDBOX_PORT: String(sandboxPort), MCP_APP_ORIGIN_PORT: String(appPort), MCP_AUTO_OPEN_ENABLED: 'false', MCP_INSPECTOR_SECRET_STORE: 'memory', NO_COLOR: '1' },
+      stdio: ['ignore', 'pipe', 'pipe'],
+      detached: true,
+    });
+    let out = '';
+    inspector.stdout.on('data', (d: Buffer) => (out += d));
+    inspector.stderr.on('data', (d: Buffer) => (out += d));
+    const browser = await launchChromium();
+    try {
+      for (let i = 0; i < 300 && !/http:\/\/127\.0\.0\.1:\d+\/?\?MCP_INSPECTOR_API_TOKEN=\w+/.test(out); i++) await new Promise((resolve) => setTimeout(resolve, 100));
+      const address = /(http:\/\/127\.0\.0\.1:\d+\/?\?MCP_INSPECTOR_API_TOKEN=\w+)/.exec(out)?.[1];
+      assert.ok(address, `the Inspector printed no address:\n${out}`);
+      const server = `http://localhost:${8787 + offset}/mcp`;
+      const page = await browser.newPage();
+      await page.goto(address);
+      await page.getByRole('button', { name: 'Add Servers' }).click();
+      await page.getByRole('menuitem', { name: '+ Add manually' }).click();
+      await page.getByLabel('Server ID').fill('todo');
+      await page.getByRole('textbox', { name: 'Transport' }).click();
+      await page.getByRole('option', { name: 'streamable-http' }).click();
+      await page.getByLabel('URL').fill(server);
+      await page.getByRole('button', { name: 'Add', exact: true }).click();
+      await page.getByRole('dialog').waitFor({ state: 'detached' });
+      // The switch's track covers its input (a person clicks the track); checking it leaves the page
+      // for the sign-in, so Playwright's check of the new state may fail: the navigation is the proof.
+      await Promise.all([
+        page.waitForURL(new RegExp(`^http://localhost:${9000 + offset}/`), { timeout: 20_000 }),
+        page.getByLabel('Connect or disconnect "todo"').check({ force: true }).catch(() => undefined),
+      ]);
+      await page.getByLabel(/user/i).fill('demo');
+      await page.getByLabel(/password/i).fill('demo');
+      await navigating(page, () => page.locator('form [type=submit]').first().click());
+      await page.getByRole('button', { name: /allow/i }).click();
+      await page.waitForURL(new RegExp(`^http://127\\.0\\.0\\.1:${clientPort}/`), { timeout: 20_000 });
+      await page.getByText('Authorization complete').waitFor({ timeout: 20_000 });
+      await page.getByText('Connected', { exact: true }).first().waitFor({ timeout: 20_000 });
+      await page.locator('label', { hasText: /^Tools$/ }).first().click();
+      await page.getByText('who_am_I').first().waitFor({ timeout: 20_000 });
+    } catch (error) {
+      if (process.env.README_TEST_SCREENSHOT) await (browser.contexts()[0]?.pages()[0])?.screenshot({ path: process.env.README_TEST_SCREENSHOT });
+      throw error;
+    } finally {
+      await browser.close();
+      try {
+        process.kill(-inspector.pid!, 'SIGKILL');
+      } catch {
+        // already gone
+      }
+    }
   });
 });
