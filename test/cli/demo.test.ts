@@ -416,6 +416,38 @@ describe('`mandate demo` (npm start): the whole system, on free ports with its o
   });
 });
 
+describe('the demo configuration under --port-offset and --data-dir', () => {
+  it('moves every demo URL (issuer, resources, gateway route) and data path, and leaves other URLs alone', async () => {
+    const { demoConfigs, demoOptions } = await import('../../src/cli/demo.ts');
+    const cwd = mkdtempSync(join(tmpdir(), 'mandate-demo-config-'));
+    try {
+      const options = demoOptions(['--port-offset', '100', '--data-dir', join(cwd, 'd')], {});
+      const { auth, gateway, gatewayFile } = await demoConfigs(options);
+      assert.equal(auth.issuer, 'http://localhost:9100');
+      assert.equal(auth.listen.port, 9100);
+      assert.equal(auth.data_dir, join(cwd, 'd'));
+      assert.deepEqual(auth.resources.map((r) => r.id), ['http://localhost:8887/mcp', 'http://localhost:8101', 'http://localhost:3000', 'http://localhost:8180/mcp']);
+      assert.equal(auth.registration.default_resource, 'http://localhost:8180/mcp');
+      assert.deepEqual(auth.cors.allowed_origins, ['http://localhost:6274', 'http://127.0.0.1:6274'], 'the Inspector page keeps its port');
+      assert.deepEqual(auth.agents[0]!.redirect_uris, ['http://localhost:3000/callback'], 'the agent\'s redirect is not a demo port');
+      assert.equal(gateway.listen.port, 8180);
+      assert.equal(gateway.admin.listen.port, 9564);
+      const route = gateway.routes[0]!;
+      assert.deepEqual([route.upstream, route.resource, route.authorization_servers], ['http://localhost:8100/', 'http://localhost:8180/mcp', ['http://localhost:9100']]);
+      assert.equal(gateway.audit.file, join(cwd, 'd', 'gateway-audit.jsonl'));
+      assert.equal(gateway.data_dir, join(cwd, 'd', 'gateway'));
+      assert.equal(gatewayFile, join(cwd, 'd', 'demo-gateway.yaml'), 'the reload watches the moved file');
+      assert.match(readFileSync(gatewayFile, 'utf8'), /upstream: http:\/\/localhost:8100\//);
+      const defaults = await demoConfigs(demoOptions([], {}));
+      assert.equal(defaults.auth.issuer, 'http://localhost:9000');
+      assert.equal(defaults.gatewayFile, new URL('../../examples/demo/gateway.yaml', import.meta.url).pathname, 'by default the example file itself is watched');
+      assert.deepEqual(demoOptions([], { MANDATE_DEMO_PORT_OFFSET: '5', MANDATE_DEMO_DATA_DIR: 'x' }), { portOffset: 5, dataDir: 'x' });
+    } finally {
+      rmSync(cwd, { recursive: true, force: true });
+    }
+  });
+});
+
 describe('the mandate command', () => {
   it('rejects a configuration with an unknown key, naming it, with exit code 2', async () => {
     const cwd = mkdtempSync(join(tmpdir(), 'mandate-cli-'));

@@ -22,7 +22,8 @@ export async function portFree(port: number): Promise<boolean> {
 export async function freeDemoOffset(extraPorts: number[] = []): Promise<number> {
   const ports = [...Object.values(DEMO_PORTS), ...extraPorts];
   for (let attempt = 0; attempt < 50; attempt++) {
-    const offset = 10_000 + 10 * Math.floor(Math.random() * 4_000);
+    // Below the ephemeral range (32768+, Linux), where other tests' free ports come from.
+    const offset = 10_000 + 10 * Math.floor(Math.random() * 1_300);
     if ((await Promise.all(ports.map((port) => portFree(port + offset)))).every(Boolean)) return offset;
   }
   throw new Error('no free demo port offset found in 50 attempts');
