@@ -1,14 +1,14 @@
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { FormBrowser } from '../helpers/browser-driver.ts';
 import { freePort } from '../helpers/auth-server.ts';
 import { launchChromium, navigating } from '../helpers/chromium.ts';
-import { INSPECTOR_LAUNCHER } from '../helpers/inspector-cli.ts';
-import { needsChromium } from '../helpers/services.ts';
+import * as inspectorCli from '../helpers/inspector-cli.ts';
+import { needsChromium, skipUnless } from '../helpers/services.ts';
 import { freeDemoOffset, startDemo, type RunningDemo } from '../helpers/demo.ts';
 import { movePorts, outputPattern, README_PORTS, rewriteBlock, shellBlocks, type ShellBlock } from './readme-blocks.ts';
 
@@ -22,6 +22,17 @@ import { movePorts, outputPattern, README_PORTS, rewriteBlock, shellBlocks, type
 const ROOT = new URL('../../', import.meta.url).pathname;
 const README = readFileSync(join(ROOT, 'README.md'), 'utf8');
 const BLOCK_TIMEOUT_MS = 120_000;
+
+/**
+ * The MCP Inspector the tests use (a dev dependency, or the Node 22 install under .cache/ where the
+ * test helper names one). The README's `npx @modelcontextprotocol/inspector` runs it: no download.
+ */
+const INSPECTOR_LAUNCHER = inspectorCli.INSPECTOR_LAUNCHER;
+const INSPECTOR_NODE = (inspectorCli as Record<string, unknown>).INSPECTOR_NODE as string | undefined ?? process.execPath;
+const needsInspector = () => skipUnless(existsSync(INSPECTOR_LAUNCHER) && existsSync(INSPECTOR_NODE), 'README test: the MCP Inspector is not installed (its walkthrough runs it)');
+const NPX_RUNS_THE_INSTALLED_INSPECTOR = `npx() {
+  if [ "\${1:-}" = @modelcontextprotocol/inspector ]; then shift; "$README_INSPECTOR_NODE" "$README_INSPECTOR_LAUNCHER" "$@"; else command npx "$@"; fi
+}`;
 
 /**
  * `curl -s` exits 0 on a 400 or 401, so a broken step would pass unseen: in the test, a curl that
@@ -83,7 +94,7 @@ describe('README walkthroughs, run in order against a demo on free ports', () =>
     if (dir) rmSync(dir, { recursive: true, force: true });
   });
 
-  it('every shell block exits 0 and prints what the README shows', async (t) => {
+  it('every shell block exits 0 and prints what the README shows', needsInspector(), async (t) => {
     const blocks = shellBlocks(README);
     const issuer = `http://localhost:${9000 + offset}`;
     const everything = join(dir, 'everything.yaml');
@@ -101,6 +112,8 @@ describe('README walkthroughs, run in order against a demo on free ports', () =>
       MCP_OAUTH_CALLBACK_URL: 'http://127.0.0.1:0/oauth/callback',
       BROWSER: 'true',
       XDG_CURRENT_DESKTOP: 'X-Generic',
+      README_INSPECTOR_NODE: INSPECTOR_NODE,
+      README_INSPECTOR_LAUNCHER: INSPECTOR_LAUNCHER,
     };
     for (const name of ['DISPLAY', 'WAYLAND_DISPLAY', 'AGENT_CLIENT_ID', 'AGENT_SECRET', 'MANDATE_AGENT_HOME', 'MCP_CLIENT_CONFIG_PATH', 'MCP_STORAGE_DIR', 'OPENAI_API_KEY']) delete env[name];
 
@@ -111,7 +124,7 @@ describe('README walkthroughs, run in order against a demo on free ports', () =>
     bash.stdout.on('data', (d: Buffer) => ((out += d), wake()));
     bash.stderr.on('data', (d: Buffer) => ((err += d), wake()));
     const exited = new Promise<number | null>((resolve) => bash.on('exit', (code) => (resolve(code), wake())));
-    bash.stdin.write(`set -euo pipefail\nmkdir -p "$HOME"\n${CURL_FAILS_ON_HTTP_ERRORS}\n`);
+    bash.stdin.write(`set -euo pipefail\nmkdir -p "$HOME"\n${CURL_FAILS_ON_HTTP_ERRORS}\n${NPX_RUNS_THE_INSTALLED_INSPECTOR}\n`);
 
     const authorizeUrl = new RegExp(`${issuer}/authorize\\?[^\\s"'<>]+`, 'g');
     let lastCode: string | undefined;
@@ -183,13 +196,13 @@ describe('README walkthroughs, run in order against a demo on free ports', () =>
     assert.ok(ran.length >= 20, `the README has its walkthroughs (${ran.length} blocks ran)`);
   });
 
-  it('the README\'s MCP Inspector web UI steps (Inspector 2): Add Servers → + Add manually → streamable-http → Add → the switch → sign in → Connected, then the Tools tab', needsChromium(), async () => {
+  it('the README\'s MCP Inspector web UI steps (Inspector 2): Add Servers → + Add manually → streamable-http → Add → the switch → sign in → Connected, then the Tools tab', needsInspector().skip ? needsInspector() : needsChromium(), async () => {
     // The README's words for the UI, checked against the Inspector's own page.
     const section = README.slice(README.indexOf('## Walkthrough: the demo with MCP Inspector'), README.indexOf('## Walkthrough: an agent through the gateway'));
     for (const words of ['**Add Servers**', '**+ Add manually**', '**streamable-http**', '**Add**', '*Connect or disconnect*', '*Connected*', '*Authorization complete*', '**Tools**', '/oauth/callback']) assert.ok(section.includes(words), words);
     const [clientPort, sandboxPort, appPort] = [await freePort(), await freePort(), await freePort()];
     const home = join(dir, 'inspector-home');
-    const inspector = spawn(process.execPath, [INSPECTOR_LAUNCHER], {
+    const inspector = spawn(INSPECTOR_NODE, [INSPECTOR_LAUNCHER], {
       env: { ...process.env, HOME: home, CLIENT_PORT: String(clientPort), MCP_SANDBOX_PORT: String(sandboxPort), MCP_APP_ORIGIN_PORT: String(appPort), MCP_AUTO_OPEN_ENABLED: 'false', MCP_INSPECTOR_SECRET_STORE: 'memory', NO_COLOR: '1' },
       stdio: ['ignore', 'pipe', 'pipe'],
       detached: true,
