@@ -1,8 +1,14 @@
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { isAbsolute, join, relative } from 'node:path';
 import { performance } from 'node:perf_hooks';
-import { loadAuthServerConfig } from '../config/load.ts';
+import { parseArgs } from 'node:util';
+import { stringify } from 'yaml';
+import { ConfigError, loadYaml, parseConfig } from '../config/load.ts';
+import { authServerConfigSchema } from '../config/schema.ts';
+import { gatewayConfigSchema } from '../config/gateway-schema.ts';
 import { startAuthServer } from '../auth-server/server.ts';
 import { clientSecretFor } from '../auth-server/bootstrap.ts';
-import { loadGatewayConfig, startGateway } from '../gateway/node/server.ts';
+import { startGateway } from '../gateway/node/server.ts';
 import { startBankingServer } from '../../examples/banking/server.ts';
 import { startTodoApi } from '../../examples/todo-api/server.ts';
 import { startTodoMcpServer } from '../../examples/todo-mcp/server.ts';
@@ -11,24 +17,128 @@ import { untilSignal } from './serve.ts';
 const DEMO_AUTH = new URL('../../examples/demo/auth-server.yaml', import.meta.url).pathname;
 const DEMO_GATEWAY = new URL('../../examples/demo/gateway.yaml', import.meta.url).pathname;
 
-/** The demo's services and their ports (DESIGN §6: tests and docs rely on them). */
-export const DEMO = {
-  issuer: 'http://localhost:9000',
-  gateway: 'http://localhost:8080/mcp',
-  banking: 'http://localhost:8000/',
-  todoMcp: 'http://localhost:8787/mcp',
-  todoApi: 'http://localhost:8001',
-  inspectorOrigins: ['http://localhost:6277', 'http://localhost:6274'],
-} as const;
+/** The demo's ports (DESIGN §6: the docs use them); `--port-offset` moves every one by the same amount. */
+export const DEMO_PORTS = { issuer: 9000, gateway: 8080, metrics: 9464, banking: 8000, todoApi: 8001, todoMcp: 8787 } as const;
+
+/** The default data directory, relative to where the demo runs (the README's commands read `.mandate/secrets/`). */
+export const DEMO_DATA_DIR = '.mandate';
+
+/**
+ * MCP Inspector's web UI (2.x: `CLIENT_PORT`, default 6274; the 1.x UI used the same port). Inspector
+ * 2 sends its MCP and OAuth requests from its own Node back end (`/api/mcp/*`, `/api/fetch`), which
+ * sends no `Origin`; its sign-in comes back to http://localhost:6274/oauth/callback. A browser page
+ * that calls the servers directly (Inspector 1.x "direct" connections) comes from this origin.
+ */
+export const INSPECTOR_ORIGINS = ['http://localhost:6274', 'http://127.0.0.1:6274'] as const;
+
+/** The demo's service URLs for a port offset. */
+export function demoUrls(offset = 0) {
+  const at = (port: number, path = '') => `http://localhost:${port + offset}${path}`;
+  return {
+    issuer: at(DEMO_PORTS.issuer),
+    gateway: at(DEMO_PORTS.gateway, '/mcp'),
+    metrics: at(DEMO_PORTS.metrics, '/metrics'),
+    banking: at(DEMO_PORTS.banking, '/'),
+    todoMcp: at(DEMO_PORTS.todoMcp, '/mcp'),
+    todoApi: at(DEMO_PORTS.todoApi),
+  };
+}
+
+/** The demo's services on their default ports (what the README and DESIGN.md use). */
+export const DEMO = { ...demoUrls(0), inspectorOrigins: INSPECTOR_ORIGINS } as const;
+
+export interface DemoOptions {
+  /** Added to every demo port (`--port-offset`, `MANDATE_DEMO_PORT_OFFSET`); 0 = the documented ports. */
+  portOffset: number;
+  /** Where the demo keeps its SQLite file, keys, secrets and audit log (`--data-dir`, `MANDATE_DEMO_DATA_DIR`). */
+  dataDir: string;
+}
+
+const HIGHEST_PORT = Math.max(...Object.values(DEMO_PORTS));
+const LOWEST_PORT = Math.min(...Object.values(DEMO_PORTS));
+
+/** Reads `--port-offset`, `--data-dir` (or their environment variables); a bad value is a ConfigError (exit 2). */
+export function demoOptions(args: string[], env: NodeJS.ProcessEnv = process.env): DemoOptions {
+  const { values } = parseArgs({ args, options: { 'port-offset': { type: 'string' }, 'data-dir': { type: 'string' } } });
+  const rawOffset = values['port-offset'] ?? env.MANDATE_DEMO_PORT_OFFSET ?? '0';
+  const portOffset = Number(rawOffset);
+  if (!/^-?\d+$/.test(rawOffset.trim()) || LOWEST_PORT + portOffset < 1 || HIGHEST_PORT + portOffset > 65535) {
+    throw new ConfigError(`mandate demo: --port-offset must be a whole number from ${1 - LOWEST_PORT} to ${65535 - HIGHEST_PORT}, not "${rawOffset}"`);
+  }
+  const dataDir = values['data-dir'] ?? env.MANDATE_DEMO_DATA_DIR ?? DEMO_DATA_DIR;
+  if (!dataDir.trim()) throw new ConfigError('mandate demo: --data-dir must not be empty');
+  return { portOffset, dataDir };
+}
+
+/** Replaces each demo URL's port (`http://localhost:<demo port>`) inside every string of a configuration. */
+function movePorts<T>(value: T, offset: number): T {
+  if (offset === 0) return value;
+  const ports = new Set<number>(Object.values(DEMO_PORTS));
+  const move = (text: string) => text.replace(/(http:\/\/localhost:)(\d+)/g, (whole, prefix: string, port: string) => (ports.has(Number(port)) ? `${prefix}${Number(port) + offset}` : whole));
+  const walk = (node: unknown): unknown => {
+    if (typeof node === 'string') return move(node);
+    if (Array.isArray(node)) return node.map(walk);
+    if (node && typeof node === 'object') return Object.fromEntries(Object.entries(node).map(([key, child]) => [key, walk(child)]));
+    return node;
+  };
+  return walk(value) as T;
+}
+
+/** Puts a path of the demo files (`.mandate/…`) under the chosen data dir. */
+function inDataDir(path: string, dataDir: string): string {
+  const rel = relative(DEMO_DATA_DIR, path);
+  return rel.startsWith('..') || isAbsolute(rel) ? path : join(dataDir, rel);
+}
+
+/**
+ * The demo's two configuration files with the ports and data dir moved. With the defaults they are
+ * the files as written; otherwise the gateway's is also written to `<data dir>/demo-gateway.yaml`,
+ * the file its route reload watches (so a reload keeps the moved ports).
+ */
+export async function demoConfigs(options: DemoOptions) {
+  const auth = movePorts((await loadYaml(DEMO_AUTH)) as Record<string, unknown>, options.portOffset);
+  auth.data_dir = options.dataDir;
+  auth.listen = { ...(auth.listen as object), port: DEMO_PORTS.issuer + options.portOffset };
+  const gateway = movePorts((await loadYaml(DEMO_GATEWAY)) as Record<string, Record<string, unknown>>, options.portOffset);
+  gateway.listen = { ...gateway.listen, port: DEMO_PORTS.gateway + options.portOffset };
+  gateway.admin = { ...gateway.admin, listen: { ...(gateway.admin!.listen as object), port: DEMO_PORTS.metrics + options.portOffset } };
+  gateway.audit = { ...gateway.audit, file: inDataDir(String(gateway.audit!.file), options.dataDir) };
+  (gateway as Record<string, unknown>).data_dir = inDataDir(String(gateway.data_dir), options.dataDir);
+  let gatewayFile = DEMO_GATEWAY;
+  if (options.portOffset !== 0 || options.dataDir !== DEMO_DATA_DIR) {
+    mkdirSync(options.dataDir, { recursive: true });
+    gatewayFile = join(options.dataDir, 'demo-gateway.yaml');
+    writeFileSync(gatewayFile, `# Written by \`mandate demo\` from examples/demo/gateway.yaml with its ports and data dir moved.\n${stringify(gateway)}`);
+  }
+  return {
+    auth: parseConfig(authServerConfigSchema, auth, DEMO_AUTH),
+    gateway: parseConfig(gatewayConfigSchema, gateway, DEMO_GATEWAY),
+    gatewayFile,
+  };
+}
+
+const USAGE = `Usage: mandate demo [--port-offset N] [--data-dir DIR]
+
+  --port-offset N   add N to every demo port (AS 9000, gateway 8080, metrics 9464, banking 8000,
+                    Todo API 8001, Todo MCP 8787); env MANDATE_DEMO_PORT_OFFSET. Default 0.
+  --data-dir DIR    SQLite file, keys, secrets and audit log; env MANDATE_DEMO_DATA_DIR. Default .mandate
+`;
 
 /**
  * `mandate demo` (= `npm start`): the whole system on its embedded defaults — the authorization
  * server, the gateway in front of the banking MCP server, the Todo API and the Todo MCP server —
  * in one process; Ctrl-C stops everything.
  */
-export async function demoCommand(_args: string[]): Promise<number> {
+export async function demoCommand(args: string[]): Promise<number> {
+  if (args.includes('--help') || args.includes('-h')) {
+    process.stdout.write(USAGE);
+    return 0;
+  }
+  const options = demoOptions(args);
   const started = performance.now();
-  const config = await loadAuthServerConfig(DEMO_AUTH);
+  const urls = demoUrls(options.portOffset);
+  const configs = await demoConfigs(options);
+  const config = configs.auth;
   const auth = await startAuthServer(config);
   const stops: (() => Promise<void>)[] = [() => auth.close()];
   const stopAll = async () => {
@@ -39,44 +149,49 @@ export async function demoCommand(_args: string[]): Promise<number> {
     const gatewayClient = config.clients.find((client) => client.client_id === 'gateway')!;
     const gatewayEnv = { ...process.env, MANDATE_GATEWAY_CLIENT_SECRET: clientSecretFor(config, gatewayClient) };
     const [banking, todoApi, todoMcp, gateway] = await Promise.all([
-      startBankingServer({ port: 8000 }),
-      startTodoApi({ issuer: DEMO.issuer, resource: DEMO.todoApi, port: 8001 }),
+      startBankingServer({ port: DEMO_PORTS.banking + options.portOffset }),
+      startTodoApi({ issuer: urls.issuer, resource: urls.todoApi, port: DEMO_PORTS.todoApi + options.portOffset }),
       startTodoMcpServer({
-        issuer: DEMO.issuer,
-        resource: DEMO.todoMcp,
-        todoApi: DEMO.todoApi,
+        issuer: urls.issuer,
+        resource: urls.todoMcp,
+        todoApi: urls.todoApi,
         clientId: 'todo-mcp',
         clientSecret: clientSecretFor(config, todoMcpClient),
-        allowedOrigins: [...DEMO.inspectorOrigins],
-        port: 8787,
+        allowedOrigins: [...INSPECTOR_ORIGINS],
+        port: DEMO_PORTS.todoMcp + options.portOffset,
       }),
-      loadGatewayConfig(DEMO_GATEWAY).then((gatewayConfig) => startGateway(gatewayConfig, { configFile: DEMO_GATEWAY, log: auth.ctx.log, env: gatewayEnv })),
+      startGateway(configs.gateway, { configFile: configs.gatewayFile, log: auth.ctx.log, env: gatewayEnv }),
     ]);
     stops.push(() => banking.close(), () => todoApi.close(), () => todoMcp.close(), () => gateway.close());
   } catch (error) {
     await stopAll();
     throw error;
   }
-  const ms = Math.round(performance.now() - started);
+  // "ready in" counts from the start of the process (performance.timeOrigin), module loading
+  // included: that is what a person waits for. The services alone took `services` ms.
+  const now = performance.now();
+  const ms = Math.round(now);
+  const services = Math.round(now - started);
   const issuer = auth.ctx.issuer;
-  const data = config.data_dir;
+  const data = options.dataDir;
   process.stdout.write(`
-Mandate demo is running (ready in ${ms} ms; data in ${data}/).
+Mandate demo is running (ready in ${ms} ms from process start; services started in ${services} ms; data in ${data}/).
 
   Authorization server   ${issuer}            (demo user: demo / demo)
-  Todo MCP server        ${DEMO.todoMcp}   protects itself; exchanges your token for the Todo API
-  Todo API               ${DEMO.todoApi}
-  Gateway (banking)      ${DEMO.gateway}   in front of the banking MCP server at ${DEMO.banking}
-    audit log            ${data}/gateway-audit.jsonl      metrics: http://localhost:9464/metrics
+  Todo MCP server        ${urls.todoMcp}   protects itself; exchanges your token for the Todo API
+  Todo API               ${urls.todoApi}
+  Gateway (banking)      ${urls.gateway}   in front of the banking MCP server at ${urls.banking}
+    audit log            ${configs.gateway.audit.file}      metrics: ${urls.metrics}
 
   Secrets (generated on first start): ${data}/secrets/todo-mcp.secret, sample-agent.secret, gateway.secret, admin.token
 
 Try it:
-  MCP Inspector:  npx @modelcontextprotocol/inspector   then connect (Streamable HTTP) to
-                  ${DEMO.todoMcp}  — it finds the authorization server, registers itself,
-                  and sends you to sign in (demo / demo). Call who_am_I, peek_api_token_claims,
+  MCP Inspector:  npx @modelcontextprotocol/inspector   then, in the page it opens: Add Servers →
+                  + Add manually → Transport streamable-http, URL ${urls.todoMcp} → Add, and
+                  switch the server on. It finds the authorization server, registers itself, and
+                  sends you to sign in (demo / demo). Call who_am_I, peek_api_token_claims,
                   add_todo, list_todos.
-  The gateway:    ${DEMO.gateway} needs a token for the gateway that an agent obtained for you;
+  The gateway:    ${urls.gateway} needs a token for the gateway that an agent obtained for you;
                   the README's "Walkthrough: delegation" (flow B) gets one with curl.
 
 Press Ctrl-C to stop.

@@ -1,7 +1,6 @@
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -12,26 +11,28 @@ import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/
 import { startCallbackServer } from '../helpers/callback-server.ts';
 import { authorizeInChromium, launchChromium, navigating } from '../helpers/chromium.ts';
 import { MemoryOAuthProvider } from '../helpers/mcp-oauth.ts';
-import { agentCli, agentWithSignIn } from '../helpers/agent-cli.ts';
+import { agentCli as runAgent, agentWithSignIn as signInAgent } from '../helpers/agent-cli.ts';
+import { freeDemoOffset, startDemo, type RunningDemo } from '../helpers/demo.ts';
 import { externalRedirectUri } from '../helpers/inspector-cli.ts';
 import { inspectorCliWithOAuth, inspectorHome, needsInspectorAndChromium, runInspectorCli, toolNames } from '../helpers/inspector-cli.ts';
 import { FormBrowser } from '../helpers/browser-driver.ts';
 import { basic, decodeJwt, freePort, postForm, registerClient } from '../helpers/auth-server.ts';
 import { exchange, userToken } from '../helpers/delegation-server.ts';
-import { needsChromium, skipUnless } from '../helpers/services.ts';
+import { needsChromium } from '../helpers/services.ts';
 
 const BIN = new URL('../../bin/mandate.js', import.meta.url).pathname;
 
-/** Free on both loopback families: `localhost` may reach either, and a stale server on one would answer. */
-async function portFree(port: number): Promise<boolean> {
-  const free = (host: string) =>
-    new Promise<boolean>((resolve) => {
-      const server = createServer();
-      server.once('error', (error: NodeJS.ErrnoException) => resolve(error.code === 'EADDRNOTAVAIL' || error.code === 'EAFNOSUPPORT'));
-      server.listen(port, host, () => server.close(() => resolve(true)));
-    });
-  return (await free('127.0.0.1')) && (await free('::1'));
-}
+/**
+ * The demo on free ports (`--port-offset`) with its own data dir (`--data-dir`), so this file runs
+ * beside a developer's own `npm start` and never skips. `at(9000)` is where the demo's AS is now.
+ */
+const offset = await freeDemoOffset();
+const at = (port: number) => `http://localhost:${port + offset}`;
+
+/** `mandate agent …` for the demo under test: its gateway is not on the default 8080 (a later `--mcp-url` wins). */
+const withGateway = (args: string[]) => [args[0]!, '--mcp-url', `${at(8080)}/mcp`, ...args.slice(1)];
+const agentCli = (args: string[], env: NodeJS.ProcessEnv, options?: { pty?: boolean }) => runAgent(withGateway(args), env, options);
+const agentWithSignIn = (browser: Parameters<typeof signInAgent>[0], args: string[], env: NodeJS.ProcessEnv) => signInAgent(browser, withGateway(args), env);
 
 function run(args: string[], cwd: string) {
   const child = spawn(process.execPath, [BIN, ...args], { cwd, env: { ...process.env, LOG_LEVEL: 'warn' } });
@@ -45,13 +46,13 @@ function run(args: string[], cwd: string) {
 
 
 /** The seeds' flows A and B against the demo configuration, as the README walks through them. */
-async function demoDelegation(cwd: string) {
-  const issuer = 'http://localhost:9000';
-  const secret = (name: string) => readFileSync(join(cwd, '.mandate', 'secrets', `${name}.secret`), 'utf8').trim();
+async function demoDelegation(dataDir: string) {
+  const issuer = `${at(9000)}`;
+  const secret = (name: string) => readFileSync(join(dataDir, 'secrets', `${name}.secret`), 'utf8').trim();
   const client = await registerClient(issuer, { client_name: 'demo test', software_id: crypto.randomUUID(), redirect_uris: ['http://127.0.0.1:3999/callback'], token_endpoint_auth_method: 'none' });
-  const user = await userToken({ issuer } as never, { clientId: client.client_id, redirectUri: 'http://127.0.0.1:3999/callback', resource: 'http://localhost:8787/mcp', scope: 'todo_api:read todo_api:write' });
+  const user = await userToken({ issuer } as never, { clientId: client.client_id, redirectUri: 'http://127.0.0.1:3999/callback', resource: `${at(8787)}/mcp`, scope: 'todo_api:read todo_api:write' });
   assert.deepEqual(decodeJwt(user.token.access_token).may_act, { sub: 'todo-mcp' });
-  const api = await exchange({ issuer } as never, { subject_token: user.token.access_token, resource: 'http://localhost:8001', scope: 'todo_api:read' }, { authorization: basic('todo-mcp', secret('todo-mcp')) });
+  const api = await exchange({ issuer } as never, { subject_token: user.token.access_token, resource: `${at(8001)}`, scope: 'todo_api:read' }, { authorization: basic('todo-mcp', secret('todo-mcp')) });
   assert.equal(api.status, 200, api.text);
   assert.deepEqual(decodeJwt(api.json.access_token as string).act, { sub: 'todo-mcp' });
 
@@ -63,7 +64,7 @@ async function demoDelegation(cwd: string) {
   assert.ok(browser.pages.some((p) => p.html.includes('Digital assistant consent')), 'the agreement page');
   const mandate = await exchange(
     { issuer } as never,
-    { subject_token: subject.token.access_token, actor_token: actor.json.access_token as string, actor_token_type: 'urn:ietf:params:oauth:token-type:access_token', resource: 'http://localhost:8080/mcp', scope: 'banking:read' },
+    { subject_token: subject.token.access_token, actor_token: actor.json.access_token as string, actor_token_type: 'urn:ietf:params:oauth:token-type:access_token', resource: `${at(8080)}/mcp`, scope: 'banking:read' },
     agent,
   );
   assert.equal(mandate.status, 200, mandate.text);
@@ -73,13 +74,11 @@ async function demoDelegation(cwd: string) {
   return mandate.json.access_token as string;
 }
 
-const ports = [9000, 8080, 8000, 8787, 8001, 9464];
-const demoPorts = skipUnless((await Promise.all(ports.map(portFree))).every(Boolean), `demo test: one of the ports ${ports.join(', ')} is in use`);
 
 /** Reads the gateway's audit file until an event matches (events are written in batches). */
-async function auditEvent(cwd: string, match: (event: Record<string, unknown>) => boolean): Promise<Record<string, unknown>> {
+async function auditEvent(dataDir: string, match: (event: Record<string, unknown>) => boolean): Promise<Record<string, unknown>> {
   for (let i = 0; i < 50; i++) {
-    const file = join(cwd, '.mandate', 'gateway-audit.jsonl');
+    const file = join(dataDir, 'gateway-audit.jsonl');
     const events = existsSync(file) ? readFileSync(file, 'utf8').split('\n').filter(Boolean).map((line) => JSON.parse(line) as Record<string, unknown>) : [];
     const found = events.find(match);
     if (found) return found;
@@ -88,41 +87,46 @@ async function auditEvent(cwd: string, match: (event: Record<string, unknown>) =
   assert.fail('no such audit event');
 }
 
-describe('`mandate demo` (npm start): the whole system on the demo ports', demoPorts, () => {
+describe('`mandate demo` (npm start): the whole system, on free ports with its own data dir', () => {
   let cwd: string;
-  let demo: ReturnType<typeof run>;
+  let dataDir: string;
+  let demo: RunningDemo;
   let mandateToken: string;
 
   before(async () => {
     cwd = mkdtempSync(join(tmpdir(), 'mandate-demo-'));
-    demo = run(['demo'], cwd);
-    for (let i = 0; i < 150 && !demo.out().includes('Press Ctrl-C'); i++) await new Promise((r) => setTimeout(r, 100));
-    assert.match(demo.out(), /Press Ctrl-C/, `the demo did not start: ${demo.err()}`);
+    dataDir = join(cwd, 'demo-data');
+    demo = await startDemo({ cwd, portOffset: offset, dataDir });
   });
   after(() => {
     // Never leave the demo running: a failed assertion must not hold the ports or hang the run.
-    if (demo?.child.exitCode === null) demo.child.kill('SIGKILL');
+    demo?.kill();
     if (cwd) rmSync(cwd, { recursive: true, force: true });
   });
 
   it('prints a guide and serves the authorization server with the Inspector origin allowed', async () => {
     assert.equal(demo.child.exitCode, null, 'the demo is still running');
-    for (const url of ['http://localhost:9000', 'http://localhost:8787/mcp', 'http://localhost:8001', 'http://localhost:8080/mcp']) assert.ok(demo.out().includes(url), url);
+    for (const url of [`${at(9000)}`, `${at(8787)}/mcp`, `${at(8001)}`, `${at(8080)}/mcp`, `${at(9464)}/metrics`]) assert.ok(demo.out().includes(url), url);
     assert.match(demo.out(), /demo \/ demo/);
-    const metadata = (await (await fetch('http://localhost:9000/.well-known/oauth-authorization-server')).json()) as Record<string, unknown>;
-    assert.equal(metadata.issuer, 'http://localhost:9000');
+    assert.match(demo.out(), /ready in \d+ ms from process start; services started in \d+ ms; data in .*demo-data\//);
+    assert.ok(existsSync(join(dataDir, 'secrets', 'admin.token')), 'the data (and secrets) live in --data-dir');
+    assert.ok(!existsSync(join(cwd, '.mandate')), 'nothing in the default data dir');
+    const metrics = await fetch(`${at(9464)}/metrics`);
+    assert.equal(metrics.status, 200, 'the gateway metrics moved with the offset');
+    const metadata = (await (await fetch(`${at(9000)}/.well-known/oauth-authorization-server`)).json()) as Record<string, unknown>;
+    assert.equal(metadata.issuer, `${at(9000)}`);
     assert.deepEqual(metadata.code_challenge_methods_supported, ['S256']);
     assert.equal(metadata.authorization_response_iss_parameter_supported, true);
     assert.equal(metadata.client_id_metadata_document_supported, true);
     // The demo allows MCP Inspector's origin through CORS.
-    const preflight = await fetch('http://localhost:9000/token', { method: 'OPTIONS', headers: { origin: 'http://localhost:6277', 'access-control-request-method': 'POST' } });
-    assert.equal(preflight.headers.get('access-control-allow-origin'), 'http://localhost:6277');
-    const other = await fetch('http://localhost:9000/token', { method: 'OPTIONS', headers: { origin: 'https://evil.example', 'access-control-request-method': 'POST' } });
+    const preflight = await fetch(`${at(9000)}/token`, { method: 'OPTIONS', headers: { origin: 'http://localhost:6274', 'access-control-request-method': 'POST' } });
+    assert.equal(preflight.headers.get('access-control-allow-origin'), 'http://localhost:6274');
+    const other = await fetch(`${at(9000)}/token`, { method: 'OPTIONS', headers: { origin: 'https://evil.example', 'access-control-request-method': 'POST' } });
     assert.equal(other.headers.get('access-control-allow-origin'), null);
   });
 
   it('the seeds\' token flows A and B against the demo configuration', async () => {
-    mandateToken = await demoDelegation(cwd);
+    mandateToken = await demoDelegation(dataDir);
   });
 
   it('flow A end to end: the MCP SDK client signs in (Chromium) to the Todo MCP server, which exchanges the token for the Todo API', needsChromium(), async () => {
@@ -130,21 +134,21 @@ describe('`mandate demo` (npm start): the whole system on the demo ports', demoP
     const browser = await launchChromium();
     try {
       const provider = new MemoryOAuthProvider(callback.redirectUri);
-      const first = new StreamableHTTPClientTransport(new URL('http://localhost:8787/mcp'), { authProvider: provider });
+      const first = new StreamableHTTPClientTransport(new URL(`${at(8787)}/mcp`), { authProvider: provider });
       await assert.rejects(new Client({ name: 'demo-e2e', version: '1.0.0' }).connect(first), UnauthorizedError);
-      assert.equal(provider.authorizationUrl!.searchParams.get('resource'), 'http://localhost:8787/mcp');
+      assert.equal(provider.authorizationUrl!.searchParams.get('resource'), `${at(8787)}/mcp`);
       const { redirect, steps } = await authorizeInChromium(browser, provider.authorizationUrl!.href, { callback });
       assert.deepEqual(steps, ['login', 'consent']);
       await first.finishAuth(redirect.searchParams.get('code')!);
       const client = new Client({ name: 'demo-e2e', version: '1.0.0' });
-      await client.connect(new StreamableHTTPClientTransport(new URL('http://localhost:8787/mcp'), { authProvider: provider }));
+      await client.connect(new StreamableHTTPClientTransport(new URL(`${at(8787)}/mcp`), { authProvider: provider }));
       try {
         const textOf = (result: unknown) => JSON.parse((result as { content: { text: string }[] }).content[0]!.text) as Record<string, unknown>;
         const user = textOf(await client.callTool({ name: 'who_am_I', arguments: {} }));
         const api = textOf(await client.callTool({ name: 'peek_api_token_claims', arguments: {} }));
         assert.equal(api.sub, user.sub, 'the same user');
-        assert.equal(user.aud, 'http://localhost:8787/mcp');
-        assert.equal(api.aud, 'http://localhost:8001', 'a different audience');
+        assert.equal(user.aud, `${at(8787)}/mcp`);
+        assert.equal(api.aud, `${at(8001)}`, 'a different audience');
         assert.equal(user.act, undefined);
         assert.deepEqual(api.act, { sub: 'todo-mcp' }, 'act only on the downstream token');
         assert.deepEqual(user.may_act, { sub: 'todo-mcp' });
@@ -165,7 +169,7 @@ describe('`mandate demo` (npm start): the whole system on the demo ports', demoP
   it('flow B end to end: the agent\'s delegated token through the gateway to the banking server, audited with the act chain', async () => {
     assert.ok(mandateToken, 'flow B token from the previous test');
     const client = new Client({ name: 'sample-agent', version: '1.0.0' });
-    await client.connect(new StreamableHTTPClientTransport(new URL('http://localhost:8080/mcp'), { requestInit: { headers: { authorization: `Bearer ${mandateToken}` } } }));
+    await client.connect(new StreamableHTTPClientTransport(new URL(`${at(8080)}/mcp`), { requestInit: { headers: { authorization: `Bearer ${mandateToken}` } } }));
     try {
       const { tools } = await client.listTools();
       assert.deepEqual(tools.map((tool) => tool.name).sort(), ['list_transactions', 'read_balance'], 'transfer is hidden without banking:transfer');
@@ -176,20 +180,20 @@ describe('`mandate demo` (npm start): the whole system on the demo ports', demoP
       await client.close();
     }
     const sub = decodeJwt(mandateToken).sub;
-    const read = await auditEvent(cwd, (event) => event.tool === 'read_balance');
+    const read = await auditEvent(dataDir, (event) => event.tool === 'read_balance');
     assert.equal(read.sub, sub);
     assert.deepEqual(read.act, [{ sub: 'sample-agent' }]);
     assert.equal(read.decision, 'allow');
-    const refused = await auditEvent(cwd, (event) => event.tool === 'transfer');
+    const refused = await auditEvent(dataDir, (event) => event.tool === 'transfer');
     assert.equal(refused.rejection, 'insufficient_scope');
     assert.equal(refused.status, 403);
   });
 
   for (const [server, expected] of [
-    ['http://localhost:8787/mcp', ['add_todo', 'complete_todo', 'delete_todo', 'list_todos', 'peek_api_token_claims', 'who_am_I']],
+    [`${at(8787)}/mcp`, ['add_todo', 'complete_todo', 'delete_todo', 'list_todos', 'peek_api_token_claims', 'who_am_I']],
     // The Inspector asks for every scope of the protected resource metadata, banking:transfer included;
     // it registered itself, so the demo's allowlist withholds banking:transfer (RFC 6749 §3.3) and transfer stays hidden.
-    ['http://localhost:8080/mcp', ['list_transactions', 'read_balance']],
+    [`${at(8080)}/mcp`, ['list_transactions', 'read_balance']],
   ] as const) {
     it(`MCP Inspector CLI: signs in (Chromium) to ${server} by itself and lists its tools`, needsInspectorAndChromium(), async () => {
       const home = inspectorHome();
@@ -200,10 +204,10 @@ describe('`mandate demo` (npm start): the whole system on the demo ports', demoP
         const run = await inspectorCliWithOAuth(browser, home, args);
         assert.equal(run.code, 0, run.stderr);
         assert.deepEqual(run.steps, ['login', 'consent']);
-        assert.equal(run.authorizationUrl.origin, 'http://localhost:9000');
+        assert.equal(run.authorizationUrl.origin, `${at(9000)}`);
         assert.equal(run.authorizationUrl.searchParams.get('resource'), server);
         assert.match(run.authorizationUrl.searchParams.get('redirect_uri')!, /^http:\/\/127\.0\.0\.1:\d+\/oauth\/callback$/);
-        assert.equal(run.redirect.searchParams.get('iss'), 'http://localhost:9000');
+        assert.equal(run.redirect.searchParams.get('iss'), `${at(9000)}`);
         assert.match(run.stderr, /Authorization complete\./);
         assert.deepEqual(home.opened(), [run.authorizationUrl.href], 'the browser launch went to the recorder');
         assert.deepEqual(toolNames(run.stdout), [...expected]);
@@ -226,7 +230,7 @@ describe('`mandate demo` (npm start): the whole system on the demo ports', demoP
       browser = await launchChromium();
       env = {
         AGENT_CLIENT_ID: 'sample-agent',
-        AGENT_SECRET: readFileSync(join(cwd, '.mandate', 'secrets', 'sample-agent.secret'), 'utf8').trim(),
+        AGENT_SECRET: readFileSync(join(dataDir, 'secrets', 'sample-agent.secret'), 'utf8').trim(),
         MANDATE_AGENT_HOME: mkdtempSync(join(tmpdir(), 'mandate-agent-home-')),
       };
     });
@@ -239,7 +243,7 @@ describe('`mandate demo` (npm start): the whole system on the demo ports', demoP
     it('before login: a one-line error and exit 7', async () => {
       const run = cli(['tools']);
       assert.equal(await run.exited, 7);
-      assert.match(run.err(), /^mandate agent: not signed in for http:\/\/localhost:8080\/mcp: run `mandate agent login`\n$/);
+      assert.equal(run.err(), `mandate agent: not signed in for ${at(8080)}/mcp: run \`mandate agent login\`\n`);
     });
 
     it('errors a person can act on: unreachable (3), consent denied (4), scope refused (6) — one line each', async () => {
@@ -268,7 +272,7 @@ describe('`mandate demo` (npm start): the whole system on the demo ports', demoP
       assert.equal(login.code, 0, login.err);
       assert.equal(login.url.searchParams.get('client_id'), 'sample-agent');
       assert.equal(login.url.searchParams.get('resource'), 'http://localhost:3000');
-      assert.match(login.out, /Signed in as .+; sample-agent may act for you at http:\/\/localhost:8080\/mcp with banking:read/);
+      assert.match(login.out, new RegExp(`Signed in as .+; sample-agent may act for you at ${at(8080)}/mcp with banking:read`));
       const credentials = join(env.MANDATE_AGENT_HOME!, 'credentials.json');
       assert.equal(statSync(credentials).mode & 0o777, 0o600, 'credentials readable by the user only');
 
@@ -286,7 +290,7 @@ describe('`mandate demo` (npm start): the whole system on the demo ports', demoP
       assert.deepEqual(rows.act, ['—', '—', '{"sub":"sample-agent"}'], 'act.sub = the agent, on the exchanged token only');
       assert.deepEqual(rows.may_act, ['—', '{"sub":"sample-agent"}', '—'], 'the subject token names the agent in may_act');
       assert.equal(rows.aud[1], 'http://localhost:3000');
-      assert.equal(rows.aud[2], 'http://localhost:8080/mcp');
+      assert.equal(rows.aud[2], `${at(8080)}/mcp`);
       assert.equal(rows.sub[0], 'sample-agent');
       assert.equal(rows.sub[1], rows.sub[2], 'the same user on the subject and exchanged tokens');
     });
@@ -296,7 +300,7 @@ describe('`mandate demo` (npm start): the whole system on the demo ports', demoP
       assert.equal(run.code, 0, run.err);
       assert.match(run.url.searchParams.get('scope')!, /banking:read banking:transfer/);
       assert.equal(JSON.parse(run.out).performed_by, 'sample-agent');
-      const event = await auditEvent(cwd, (e) => e.tool === 'transfer' && e.decision === 'allow');
+      const event = await auditEvent(dataDir, (e) => e.tool === 'transfer' && e.decision === 'allow');
       assert.deepEqual(event.act, [{ sub: 'sample-agent' }]);
     });
 
@@ -316,8 +320,8 @@ describe('`mandate demo` (npm start): the whole system on the demo ports', demoP
     });
 
     it('an agent disabled at the AS: a one-line error and exit 5', async () => {
-      const admin = { authorization: `Bearer ${readFileSync(join(cwd, '.mandate', 'secrets', 'admin.token'), 'utf8').trim()}`, 'content-type': 'application/json' };
-      const patch = (enabled: boolean) => fetch('http://localhost:9000/admin/api/agents/sample-agent', { method: 'PATCH', headers: admin, body: JSON.stringify({ enabled }) });
+      const admin = { authorization: `Bearer ${readFileSync(join(dataDir, 'secrets', 'admin.token'), 'utf8').trim()}`, 'content-type': 'application/json' };
+      const patch = (enabled: boolean) => fetch(`${at(9000)}/admin/api/agents/sample-agent`, { method: 'PATCH', headers: admin, body: JSON.stringify({ enabled }) });
       assert.equal((await patch(false)).status, 200);
       try {
         const disabled = cli(['call', 'read_balance']);
@@ -335,12 +339,12 @@ describe('`mandate demo` (npm start): the whole system on the demo ports', demoP
       try {
         const [, code] = await run.waitFor(/enter the code ([A-Z]{4}-[A-Z]{4})/, run.err);
         const [, url] = await run.waitFor(/\(or open (\S+);/, run.err);
-        assert.equal(new URL(url!).origin + new URL(url!).pathname, 'http://localhost:9000/device');
+        assert.equal(new URL(url!).origin + new URL(url!).pathname, `${at(9000)}/device`);
         const page = await context.newPage();
         await page.goto(url!);
         assert.equal(await page.getByLabel('Code').inputValue(), code, 'the code is filled in from the complete URL');
         await navigating(page, () => page.getByRole('button', { name: 'Continue' }).click());
-        const { steps } = await authorizeInChromium(page, page.url(), { callback: externalRedirectUri('http://localhost:9000/device/done') });
+        const { steps } = await authorizeInChromium(page, page.url(), { callback: externalRedirectUri(`${at(9000)}/device/done`) });
         assert.deepEqual(steps, ['login', 'consent'], 'consent is asked again for a device');
         assert.match(await page.locator('h1').innerText(), /Device connected/);
         assert.equal(await run.exited, 0, run.err());
@@ -365,9 +369,9 @@ describe('`mandate demo` (npm start): the whole system on the demo ports', demoP
         // auto: the demo AS takes no loopback metadata documents, so RFC 7591 — a public client, signed in for the gateway itself.
         const direct = await agentWithSignIn(browser, ['login', '--callback-port', '0', '--scope', 'banking:read'], fresh);
         assert.equal(direct.code, 0, direct.err);
-        assert.match(direct.err, /^Registered at http:\/\/localhost:9000 as mc_\S+ \(dynamic client registration \(RFC 7591\)\)/m);
-        assert.equal(direct.url.searchParams.get('resource'), 'http://localhost:8080/mcp');
-        assert.match(direct.out, /holds your token for http:\/\/localhost:8080\/mcp with banking:read \(direct/);
+        assert.match(direct.err, new RegExp(`^Registered at ${at(9000)} as mc_\\S+ \\(dynamic client registration \\(RFC 7591\\)\\)`, 'm'));
+        assert.equal(direct.url.searchParams.get('resource'), `${at(8080)}/mcp`);
+        assert.match(direct.out, new RegExp(`holds your token for ${at(8080)}/mcp with banking:read \\(direct`));
         const call = agentCli(['call', 'read_balance'], fresh);
         assert.equal(await call.exited, 0, call.err());
         assert.equal(JSON.parse(call.out()).currency, 'EUR');
@@ -378,7 +382,7 @@ describe('`mandate demo` (npm start): the whole system on the demo ports', demoP
         const id = /as (agent_\S+) \(agent registration\)/.exec(agent.err)?.[1];
         assert.ok(id, agent.err);
         assert.equal(agent.sign.steps.includes('consent'), true, 'the person consents to the new agent');
-        assert.match(agent.out, new RegExp(`; ${id} may act for you at http://localhost:8080/mcp`));
+        assert.match(agent.out, new RegExp(`; ${id} may act for you at ${at(8080)}/mcp`));
         const tokens = agentCli(['tokens'], fresh);
         assert.equal(await tokens.exited, 0, tokens.err());
         const act = tokens.out().split('\n').find((line) => line.startsWith('act '));
@@ -412,6 +416,38 @@ describe('`mandate demo` (npm start): the whole system on the demo ports', demoP
   });
 });
 
+describe('the demo configuration under --port-offset and --data-dir', () => {
+  it('moves every demo URL (issuer, resources, gateway route) and data path, and leaves other URLs alone', async () => {
+    const { demoConfigs, demoOptions } = await import('../../src/cli/demo.ts');
+    const cwd = mkdtempSync(join(tmpdir(), 'mandate-demo-config-'));
+    try {
+      const options = demoOptions(['--port-offset', '100', '--data-dir', join(cwd, 'd')], {});
+      const { auth, gateway, gatewayFile } = await demoConfigs(options);
+      assert.equal(auth.issuer, 'http://localhost:9100');
+      assert.equal(auth.listen.port, 9100);
+      assert.equal(auth.data_dir, join(cwd, 'd'));
+      assert.deepEqual(auth.resources.map((r) => r.id), ['http://localhost:8887/mcp', 'http://localhost:8101', 'http://localhost:3000', 'http://localhost:8180/mcp']);
+      assert.equal(auth.registration.default_resource, 'http://localhost:8180/mcp');
+      assert.deepEqual(auth.cors.allowed_origins, ['http://localhost:6274', 'http://127.0.0.1:6274'], 'the Inspector page keeps its port');
+      assert.deepEqual(auth.agents[0]!.redirect_uris, ['http://localhost:3000/callback'], 'the agent\'s redirect is not a demo port');
+      assert.equal(gateway.listen.port, 8180);
+      assert.equal(gateway.admin.listen.port, 9564);
+      const route = gateway.routes[0]!;
+      assert.deepEqual([route.upstream, route.resource, route.authorization_servers], ['http://localhost:8100/', 'http://localhost:8180/mcp', ['http://localhost:9100']]);
+      assert.equal(gateway.audit.file, join(cwd, 'd', 'gateway-audit.jsonl'));
+      assert.equal(gateway.data_dir, join(cwd, 'd', 'gateway'));
+      assert.equal(gatewayFile, join(cwd, 'd', 'demo-gateway.yaml'), 'the reload watches the moved file');
+      assert.match(readFileSync(gatewayFile, 'utf8'), /upstream: http:\/\/localhost:8100\//);
+      const defaults = await demoConfigs(demoOptions([], {}));
+      assert.equal(defaults.auth.issuer, 'http://localhost:9000');
+      assert.equal(defaults.gatewayFile, new URL('../../examples/demo/gateway.yaml', import.meta.url).pathname, 'by default the example file itself is watched');
+      assert.deepEqual(demoOptions([], { MANDATE_DEMO_PORT_OFFSET: '5', MANDATE_DEMO_DATA_DIR: 'x' }), { portOffset: 5, dataDir: 'x' });
+    } finally {
+      rmSync(cwd, { recursive: true, force: true });
+    }
+  });
+});
+
 describe('the mandate command', () => {
   it('rejects a configuration with an unknown key, naming it, with exit code 2', async () => {
     const cwd = mkdtempSync(join(tmpdir(), 'mandate-cli-'));
@@ -422,6 +458,23 @@ describe('the mandate command', () => {
       assert.equal(await cli.exited, 2);
       assert.match(cli.err(), /tokenz/);
       assert.doesNotMatch(cli.err(), /at .*\.ts:\d+/, 'no stack trace');
+    } finally {
+      rmSync(cwd, { recursive: true, force: true });
+    }
+  });
+
+  it('`mandate demo` refuses a port offset that leaves the port range, with exit code 2 and no stack trace', async () => {
+    const cwd = mkdtempSync(join(tmpdir(), 'mandate-cli-'));
+    try {
+      const cli = run(['demo', '--port-offset', '60000'], cwd);
+      assert.equal(await cli.exited, 2);
+      assert.match(cli.err(), /^mandate demo: --port-offset must be a whole number from -7999 to 56071, not "60000"\n$/);
+      const bad = spawn(process.execPath, [BIN, 'demo'], { cwd, env: { ...process.env, MANDATE_DEMO_PORT_OFFSET: 'ten' } });
+      let err = '';
+      bad.stderr.on('data', (d) => (err += d));
+      assert.equal(await new Promise((r) => bad.on('exit', r)), 2);
+      assert.match(err, /--port-offset must be a whole number .* not "ten"/);
+      assert.ok(!existsSync(join(cwd, '.mandate', 'keys.json')), 'nothing started');
     } finally {
       rmSync(cwd, { recursive: true, force: true });
     }
