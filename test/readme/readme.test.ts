@@ -1,14 +1,13 @@
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { FormBrowser } from '../helpers/browser-driver.ts';
 import { freePort } from '../helpers/auth-server.ts';
 import { launchChromium, navigating } from '../helpers/chromium.ts';
-import * as inspectorCli from '../helpers/inspector-cli.ts';
-import { needsChromium, skipUnless } from '../helpers/services.ts';
+import { INSPECTOR_LAUNCHER, INSPECTOR_NODE, needsInspector, needsInspectorAndChromium } from '../helpers/inspector-cli.ts';
 import { freeDemoOffset, startDemo, type RunningDemo } from '../helpers/demo.ts';
 import { movePorts, outputPattern, README_PORTS, rewriteBlock, shellBlocks, type ShellBlock } from './readme-blocks.ts';
 
@@ -24,12 +23,9 @@ const README = readFileSync(join(ROOT, 'README.md'), 'utf8');
 const BLOCK_TIMEOUT_MS = 120_000;
 
 /**
- * The MCP Inspector the tests use (a dev dependency, or the Node 22 install under .cache/ where the
- * test helper names one). The README's `npx @modelcontextprotocol/inspector` runs it: no download.
+ * The MCP Inspector the tests use (`npm run inspector:install`: under .cache/ with its own Node 22).
+ * The README's `npx @modelcontextprotocol/inspector` runs it: no download.
  */
-const INSPECTOR_LAUNCHER = inspectorCli.INSPECTOR_LAUNCHER;
-const INSPECTOR_NODE = (inspectorCli as Record<string, unknown>).INSPECTOR_NODE as string | undefined ?? process.execPath;
-const needsInspector = () => skipUnless(existsSync(INSPECTOR_LAUNCHER) && existsSync(INSPECTOR_NODE), 'README test: the MCP Inspector is not installed (its walkthrough runs it)');
 const NPX_RUNS_THE_INSTALLED_INSPECTOR = `npx() {
   if [ "\${1:-}" = @modelcontextprotocol/inspector ]; then shift; "$README_INSPECTOR_NODE" "$README_INSPECTOR_LAUNCHER" "$@"; else command npx "$@"; fi
 }`;
@@ -196,7 +192,7 @@ describe('README walkthroughs, run in order against a demo on free ports', () =>
     assert.ok(ran.length >= 20, `the README has its walkthroughs (${ran.length} blocks ran)`);
   });
 
-  it('the README\'s MCP Inspector web UI steps (Inspector 2): Add Servers → + Add manually → streamable-http → Add → the switch → sign in → Connected, then the Tools tab', needsInspector().skip ? needsInspector() : needsChromium(), async () => {
+  it('the README\'s MCP Inspector web UI steps (Inspector 2): Add Servers → + Add manually → streamable-http → Add → the switch → sign in → Connected, then the Tools tab', needsInspectorAndChromium(), async () => {
     // The README's words for the UI, checked against the Inspector's own page.
     const section = README.slice(README.indexOf('## Walkthrough: the demo with MCP Inspector'), README.indexOf('## Walkthrough: an agent through the gateway'));
     for (const words of ['**Add Servers**', '**+ Add manually**', '**streamable-http**', '**Add**', '*Connect or disconnect*', '*Connected*', '*Authorization complete*', '**Tools**', '/oauth/callback']) assert.ok(section.includes(words), words);
