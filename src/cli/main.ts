@@ -6,7 +6,9 @@ import { parseArgs } from 'node:util';
 const USAGE = `mandate — identity for AI agents and MCP servers
 
 Usage:
-  mandate demo                                 run the demo (what \`npm start\` runs)
+  mandate demo [--port-offset N] [--data-dir DIR]
+                                               run the demo (what \`npm start\` runs); every port
+                                               moved by N, its data in DIR (default .mandate/)
   mandate serve auth --config <file>           run the authorization server
   mandate serve gateway --config <file>        run the MCP security gateway (routes reload on change)
   mandate keys list --config <file>            list signing keys

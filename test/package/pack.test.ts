@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
+import { execFile, spawn } from 'node:child_process';
+import { createServer as createNetServer } from 'node:net';
 import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -142,6 +143,36 @@ export const used = [scopes, wrong, OAuthError, MandateAgent, compileRoute, star
     );
     const checked = await run(process.execPath, [TSC, '-p', 'tsconfig.json'], { cwd: project, timeout: 120_000 }).catch((error: { stdout: string }) => error);
     assert.equal(checked.stdout, '');
+  });
+
+  it('the README\'s library example (a resource server protected by mandate/gateway) runs from the installed package', async () => {
+    const readme = readFileSync(join(ROOT, 'README.md'), 'utf8');
+    const section = readme.slice(readme.indexOf('## Using Mandate as a library'));
+    const example = /```js\n([\s\S]*?)```/.exec(section)?.[1];
+    assert.ok(example?.includes("from 'mandate/gateway'"), 'the README shows the resource-server example');
+    const server = await new Promise<import('node:net').AddressInfo>((resolve) => {
+      const probe = createNetServer().listen(0, '127.0.0.1', () => {
+        const address = probe.address() as import('node:net').AddressInfo;
+        probe.close(() => resolve(address));
+      });
+    });
+    writeFileSync(join(project, 'readme-example.mjs'), example!.replaceAll('3001', String(server.port)));
+    const child = spawn(process.execPath, ['readme-example.mjs'], { cwd: project, stdio: 'ignore' });
+    try {
+      const base = `http://localhost:${server.port}`;
+      let denied: Response | undefined;
+      for (let i = 0; i < 100 && !denied; i++) denied = await fetch(`${base}/mcp`).catch(() => new Promise<undefined>((resolve) => setTimeout(resolve, 100)));
+      assert.equal(denied!.status, 401);
+      assert.equal(denied!.headers.get('www-authenticate'), `Bearer resource_metadata="${base}/.well-known/oauth-protected-resource/mcp", scope="todo:read"`);
+      const metadata = (await (await fetch(`${base}/.well-known/oauth-protected-resource/mcp`)).json()) as Record<string, unknown>;
+      assert.equal(metadata.resource, `${base}/mcp`);
+      assert.deepEqual(metadata.authorization_servers, ['http://localhost:9000']);
+      const forged = await fetch(`${base}/mcp`, { headers: { authorization: 'Bearer not-a-token' } });
+      assert.equal(forged.status, 401);
+      assert.match(forged.headers.get('www-authenticate') ?? '', /error="invalid_token"/);
+    } finally {
+      child.kill();
+    }
   });
 
   it('npx mandate --help prints the usage and exits 0 (the installed bin, never a download)', async () => {
