@@ -5,7 +5,8 @@
  *
  *   mandate --help               to exit
  *   mandate agent whoami         to exit, with an empty HOME (not signed in: it says so, exit 7),
- *                                with no server to ask, then beside the running demo
+ *                                with no server to ask, then beside the running demo; then signed
+ *                                in (the README's sample-agent sign-in, done over HTTP)
  *   mandate demo (`npm start`)   to the "Mandate demo is running" line, then stopped with SIGINT
  *
  * Each runs `node bin/mandate.js`, as `npm start` and an installed `mandate` do, on the current
@@ -15,11 +16,12 @@
  * a demo without that option ignores it, and its runs are then reported as not measured.
  */
 import { spawn, spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readdirSync, rmSync, statSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync } from 'node:fs';
 import { createServer, type AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fmtInt, summarize, table } from './lib/stats.ts';
+import { FormBrowser } from '../test/helpers/browser-driver.ts';
 
 const RUNS = 5;
 /** The demo's ports (src/cli/demo.ts): authorization server, gateway, banking, Todo API, Todo MCP, metrics. */
@@ -107,6 +109,32 @@ async function timeDemo(root: string, cwd: string, offset: number): Promise<Time
   }
 }
 
+/**
+ * `mandate agent login` as the README runs it, the person's part (sign in as demo / demo, agree,
+ * allow) done over HTTP by the tests' form driver, the redirect delivered to the CLI's loopback port.
+ */
+async function signIn(root: string, cwd: string, env: NodeJS.ProcessEnv, mcpUrl: string, issuer: string): Promise<void> {
+  const child = spawn(process.execPath, [join(root, 'bin/mandate.js'), 'agent', 'login', '--scope', 'banking:read', '--no-browser', '--mcp-url', mcpUrl], { cwd, env, stdio: ['ignore', 'pipe', 'pipe'] });
+  let err = '';
+  const exited = new Promise<number | null>((resolve) => child.on('close', (code) => resolve(code)));
+  try {
+    const url = await new Promise<string>((resolve, reject) => {
+      child.stderr.on('data', (d) => {
+        err += d;
+        const found = /https?:\/\/\S+\/authorize\?\S+/.exec(err);
+        if (found) resolve(found[0]);
+      });
+      void exited.then((code) => reject(new Error(`mandate agent login exited ${code} before printing a sign-in URL:\n${err}`)));
+    });
+    const redirect = await new FormBrowser(issuer).authorize(url);
+    await fetch(redirect);
+    const code = await exited;
+    if (code !== 0) throw new Error(`mandate agent login exited ${code}:\n${err}`);
+  } finally {
+    if (child.exitCode === null) child.kill('SIGKILL');
+  }
+}
+
 /** A loopback port nothing listens on (taken, then released). */
 function closedPort(): Promise<number> {
   return new Promise((resolve, reject) => {
@@ -186,11 +214,23 @@ export async function startupSection(root: string): Promise<string> {
     } else {
       const reported = summarize(demo.map((r) => r.reported!));
       row('mandate demo (npm start)', demo, `to its ready line, on a warm data dir${where}; the line itself says "ready in ${fmtInt(reported.median)} ms" (median)`);
-      // whoami as a person runs it beside `npm start`: it asks the gateway which authorization server to use.
+      // whoami as a person runs it beside `npm start`, not signed in (it asks the gateway which
+      // authorization server to use), then signed in as the README's agent walkthrough does it.
       const running = startDemo(root, dir, offset);
       try {
         await running.ready;
-        await whoami('mandate agent whoami (demo)', `http://localhost:${8080 + offset}/mcp`, 'beside the running demo');
+        const mcpUrl = `http://localhost:${8080 + offset}/mcp`;
+        await whoami('mandate agent whoami (demo)', mcpUrl, 'beside the running demo');
+        const agentEnv = { ...env, AGENT_CLIENT_ID: 'sample-agent', AGENT_SECRET: readFileSync(join(dir, '.mandate/secrets/sample-agent.secret'), 'utf8').trim() };
+        await signIn(root, dir, agentEnv, mcpUrl, `http://localhost:${9000 + offset}`);
+        let said = '';
+        const runs = await medianOf('mandate agent whoami (signed in)', async () => {
+          const run = await timeCommand(root, ['agent', 'whoami', '--mcp-url', mcpUrl], agentEnv, dir);
+          if (run.code !== 0) throw new Error(`whoami exited ${run.code}: ${run.out}`);
+          said = String((JSON.parse(run.out) as { user?: string }).user);
+          return run;
+        });
+        row('mandate agent whoami (signed in)', runs, `to exit, signed in as the sample agent for demo (demo / demo, over HTTP), beside the running demo; it named "${said}"`);
       } finally {
         await running.stop();
       }

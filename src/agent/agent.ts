@@ -471,6 +471,33 @@ export class MandateAgent {
     return { clientId: client.clientId, registration: METHOD_NAMES[client.method], mode };
   }
 
+  /**
+   * The current sign-in as `identity()` sees it, from the credential file alone while its token is
+   * fresh: no discovery, no network (`mandate agent whoami` answers at once). An expired sign-in is
+   * refreshed as usual. Nothing read here is sent anywhere: tokens leave only after discovery names
+   * the issuer they were stored under.
+   */
+  async storedIdentity(): Promise<{ subject: StoredTokens; clientId: string; registration: string; mode: 'delegated' | 'direct' }> {
+    const found = await this.store.signInsFor(this.options.mcpUrl);
+    const fresh = found.length === 1 && found[0]!.tokens.expires_at > Date.now() / 1000 + 30 ? found[0]! : undefined;
+    if (found.length === 0) throw new AgentError('not_signed_in', `not signed in for ${this.options.mcpUrl}: run \`mandate agent login\``);
+    if (!fresh) {
+      const { subject, client, mode } = await this.signedIn();
+      return { subject, clientId: client.clientId, registration: METHOD_NAMES[client.method], mode };
+    }
+    const { tokens, credentials } = fresh;
+    const { clientId, clientSecret } = this.options;
+    const owner = tokens.client_id ?? clientId;
+    if (clientId && owner !== clientId) throw new AgentError('not_signed_in', `signed in through ${owner}, not ${clientId}: run \`mandate agent login\``);
+    const kept = credentials.registered;
+    const client: ActiveClient | undefined =
+      clientId && owner === clientId ? { clientId, clientSecret, method: 'pre-registered' } : kept && owner && kept.client_id === owner ? fromRegistered(kept) : undefined;
+    if (!client) {
+      throw new AgentError('not_signed_in', `the sign-in for ${this.options.mcpUrl} was made through ${owner ?? 'no client'}, which is not the agent's registration: pass --client-id ${owner} (and its AGENT_SECRET), or run \`mandate agent login\``);
+    }
+    return { subject: tokens, clientId: client.clientId, registration: METHOD_NAMES[client.method], mode: tokens.mode ?? this.modeFor(client) };
+  }
+
   /** The current sign-in, the client it was made through, and its mode. */
   private async signedIn(): Promise<{ subject: StoredTokens; client: ActiveClient; mode: 'delegated' | 'direct' }> {
     const subject = await this.subjectToken();

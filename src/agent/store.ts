@@ -71,6 +71,14 @@ export class CredentialStore {
     return (await this.read()).issuers[issuer];
   }
 
+  /** Every stored sign-in for an MCP URL, with its issuer: read locally, no discovery. */
+  async signInsFor(mcpUrl: string): Promise<{ issuer: string; credentials: IssuerCredentials; tokens: StoredTokens }[]> {
+    return Object.entries((await this.read()).issuers).flatMap(([issuer, credentials]) => {
+      const tokens = credentials.subject?.[mcpUrl];
+      return tokens ? [{ issuer, credentials, tokens }] : [];
+    });
+  }
+
   async update(issuer: string, change: (current: IssuerCredentials | undefined) => IssuerCredentials | undefined): Promise<void> {
     const data = await this.read();
     const next = change(data.issuers[issuer]);

@@ -239,9 +239,8 @@ export async function agentCommand(argv: string[]): Promise<number> {
         return 0;
       }
       case 'whoami': {
-        const stored = await agent.subjectToken();
+        const { subject: stored, clientId, registration, mode } = await agent.storedIdentity();
         const subject = decodeJwt(stored.access_token);
-        const { clientId, registration, mode } = await agent.identity();
         const shown = {
           user: displayUser(stored.user, subject.sub),
           username: stored.user?.preferred_username,
