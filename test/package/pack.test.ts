@@ -55,7 +55,7 @@ describe('package: the packed tarball installs and runs without TypeScript', { t
   });
 
   it('holds the build (JS, declarations, maps with their sources, example configurations), bin/ and schema/, never src/ or tests', () => {
-    for (const file of ['bin/mandate.js', 'dist/src/cli/main.js', 'dist/src/gateway/index.js', 'dist/src/gateway/index.d.ts', 'dist/src/core/index.js.map', 'dist/examples/demo/auth-server.yaml', 'dist/examples/demo/gateway.yaml', 'schema/gateway.schema.json', 'README.md', 'package.json']) {
+    for (const file of ['bin/mandate.js', 'dist/src/cli/main.js', 'dist/src/gateway/index.js', 'dist/src/gateway/index.d.ts', 'dist/src/core/index.js.map', 'dist/examples/demo/auth-server.yaml', 'dist/examples/demo/gateway.yaml', 'schema/gateway.schema.json', 'README.md', 'LICENSE', 'package.json']) {
       assert.ok(files.includes(file), `${file} is in the tarball`);
     }
     const stray = files.filter((file) => /^(src|test|bench|scripts|\.ci)\//.test(file) || (file.endsWith('.ts') && !file.endsWith('.d.ts')) || file.endsWith('.build-stamp'));
