@@ -25,7 +25,9 @@ if (status !== 0) {
   process.exit(status ?? 1);
 }
 for (const entry of readdirSync(join(root, 'examples'), { withFileTypes: true, recursive: true })) {
-  if (!entry.isFile() || entry.name.endsWith('.ts')) continue;
+  // Only the example configurations: dist/ is published, and a stray local file (an .env, an
+  // override) under examples/ must not travel with it.
+  if (!entry.isFile() || !/\.ya?ml$/.test(entry.name)) continue;
   const from = join(entry.parentPath, entry.name);
   const to = join(next, from.slice(root.length + 1));
   mkdirSync(dirname(to), { recursive: true });

@@ -14,7 +14,9 @@ import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { delimiter, dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
-const NODE = 'node@22';
+// Exact: the Node that runs the tools is the one the tests were written against (npm checks each
+// tarball against the registry's integrity hash).
+const NODE = 'node@22.23.3';
 const [dir, tool] = process.argv.slice(2);
 if (!dir || !tool || process.argv.length > 4) {
   console.error('usage: node scripts/install-tool.mjs <dir under .cache> <package@version>');

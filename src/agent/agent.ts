@@ -6,6 +6,7 @@ import { discover, parseChallenge, type Discovery } from './discovery.ts';
 import { AgentError, fromOAuthError, reach } from './errors.ts';
 import { deviceAuthorization, pkce, pollDevice, revokeToken, startLoopbackSignIn, tokenRequest, type ClientCredentials, type TokenResponse } from './oauth.ts';
 import { CredentialStore, type SignedInUser, type StoredTokens } from './store.ts';
+import { forTerminal } from './terminal.ts';
 import { METHOD_NAMES, registerAgent, type RegisteredClient, type RegistrationMethod, type RegistrationPreference } from './registration.ts';
 
 export interface AgentOptions {
@@ -73,9 +74,9 @@ export const resourceScopes = (scopes: string[]): string[] => scopes.filter((sco
 
 /** The person as the ID token names them: `Demo User (demo)`, else the username, else the subject. */
 export function displayUser(user: SignedInUser | undefined, sub: unknown): string {
-  if (!user) return String(sub);
+  if (!user) return forTerminal(String(sub));
   const handle = user.preferred_username ?? user.sub;
-  return user.name && user.name !== handle ? `${user.name} (${handle})` : handle;
+  return forTerminal(user.name && user.name !== handle ? `${user.name} (${handle})` : handle);
 }
 
 /** The claims of a JWT, unverified: shown to the person, never trusted. */
@@ -304,7 +305,11 @@ export class MandateAgent {
     try {
       return await this.tokenRequest(form, client, 'the token exchange');
     } catch (error) {
-      if (!(error instanceof AgentError) || (error.oauthError !== 'invalid_request' && error.oauthError !== 'invalid_grant')) throw error;
+      // Only a refusal of the subject (or actor) token itself is worth a refresh: a may_act
+      // mismatch, a chain too long or a disabled actor would be refused again, at the price of a
+      // refresh-token rotation and a second exchange.
+      const staleToken = error instanceof AgentError && (error.oauthError === 'invalid_grant' || (error.oauthError === 'invalid_request' && /\b(subject|actor) token is invalid, expired or revoked\b|issued before its client was disabled/.test(error.oauthDescription ?? '')));
+      if (!staleToken) throw error;
       const renewed = await this.renewSubject(subject, client);
       if (!renewed) {
         throw new AgentError('not_signed_in', `the authorization server no longer accepts your sign-in for ${this.options.mcpUrl} (${error.message}) — revoked, or the agent was disabled since: sign in again with \`mandate agent login\``);

@@ -1,4 +1,5 @@
 // The agent SDK (`mandate/agent`): the client side of every Mandate flow.
+export { forTerminal } from './terminal.ts';
 export { MandateAgent, displayUser, resourceScopes, type AgentOptions, type ActiveClient, type StepUpReason } from './agent.ts';
 export { discover, parseChallenge, type Discovery } from './discovery.ts';
 export { AgentError, AGENT_EXIT_CODES, type AgentErrorKind } from './errors.ts';

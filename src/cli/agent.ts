@@ -8,6 +8,12 @@ import { AgentError } from '../agent/errors.ts';
 import { METHOD_NAMES, type RegistrationPreference } from '../agent/registration.ts';
 import { parseScope } from '../core/scopes.ts';
 import { chatWithModel, modelFromEnv } from './agent-chat.ts';
+import { forTerminal } from '../agent/terminal.ts';
+
+// Everything the agent CLI prints goes through these: much of it comes from servers (names, tool
+// output, error descriptions), and none of it may drive the terminal.
+const out = (text: string) => process.stdout.write(forTerminal(text));
+const err = (text: string) => process.stderr.write(forTerminal(text));
 
 const USAGE = `mandate agent — the sample AI agent (seed 001): acts for you at an MCP server
 
@@ -96,10 +102,10 @@ async function callTool(agent: MandateAgent, client: Client, name: string, args:
     if (notThere) throw notThere;
   }
   if (result.isError) {
-    process.stderr.write(`mandate agent: the tool ${name} failed: ${text}\n`);
+    err(`mandate agent: the tool ${name} failed: ${text}\n`);
     return 8;
   }
-  process.stdout.write(`${text}\n`);
+  out(`${text}\n`);
   return 0;
 }
 
@@ -108,8 +114,8 @@ async function chat(agent: MandateAgent): Promise<number> {
   return withClient(agent, async (client) => {
     const { tools } = await client.listTools();
     const stored = await agent.subjectToken();
-    process.stdout.write(`Connected to ${agent.options.mcpUrl}, acting for ${displayUser(stored.user, decodeJwt(stored.access_token).sub)}: ${tools.map((t) => t.name).join(', ')}\n`);
-    process.stdout.write(model ? `Model ${model.model} chooses the tools. /tools, /call <tool> <json>, /exit.\n` : 'No model configured (OPENAI_API_KEY): use /tools, /call <tool> <json>, /exit.\n');
+    out(`Connected to ${agent.options.mcpUrl}, acting for ${displayUser(stored.user, decodeJwt(stored.access_token).sub)}: ${tools.map((t) => t.name).join(', ')}\n`);
+    out(model ? `Model ${model.model} chooses the tools. /tools, /call <tool> <json>, /exit.\n` : 'No model configured (OPENAI_API_KEY): use /tools, /call <tool> <json>, /exit.\n');
     // Lines are read as a stream, not one question at a time: piped or pasted input arrives in one
     // chunk, and lines that came while a tool call was running were lost (a question only sees the
     // lines after it is asked). Every line is handled, in order; the end of the input ends the chat.
@@ -138,24 +144,24 @@ async function chat(agent: MandateAgent): Promise<number> {
 async function chatLine(agent: MandateAgent, client: Client, tools: Awaited<ReturnType<Client['listTools']>>['tools'], model: ReturnType<typeof modelFromEnv>, line: string): Promise<void> {
   try {
     if (line === '/tools') {
-      for (const tool of (await client.listTools()).tools) process.stdout.write(`  ${tool.name}  ${tool.description ?? ''}\n`);
+      for (const tool of (await client.listTools()).tools) out(`  ${tool.name}  ${tool.description ?? ''}\n`);
     } else if (line.startsWith('/call ') || line === '/call') {
       const [, name = '', ...rest] = line.split(' ');
       if (!name) {
-        process.stdout.write('which tool? /call <tool> <json>\n');
+        out('which tool? /call <tool> <json>\n');
         return;
       }
       const json = rest.join(' ').trim();
       await callTool(agent, client, name, json ? (JSON.parse(json) as Record<string, unknown>) : {});
     } else if (model) {
-      process.stdout.write(`${await chatWithModel(model, client, tools, line)}\n`);
+      out(`${await chatWithModel(model, client, tools, line)}\n`);
     } else {
-      process.stdout.write('No model is configured: try /tools or /call <tool> <json>.\n');
+      out('No model is configured: try /tools or /call <tool> <json>.\n');
     }
   } catch (error) {
-    if (error instanceof SyntaxError) process.stdout.write(`not JSON: ${error.message}\n`);
-    else if (error instanceof AgentError) process.stdout.write(`${error.message}\n`);
-    else process.stdout.write(`error: ${(error as Error).message}\n`);
+    if (error instanceof SyntaxError) out(`not JSON: ${error.message}\n`);
+    else if (error instanceof AgentError) out(`${error.message}\n`);
+    else out(`error: ${(error as Error).message}\n`);
   }
 }
 
@@ -181,21 +187,21 @@ export async function agentCommand(argv: string[]): Promise<number> {
   const [command, ...rest] = positionals;
   // Asking for help is not a usage error: stdout, exit 0. No command at all is one: stderr, exit 2.
   if (values.help || command === 'help') {
-    process.stdout.write(USAGE);
+    out(USAGE);
     return 0;
   }
   if (!command) {
-    process.stderr.write(USAGE);
+    err(USAGE);
     return 2;
   }
   const register = values.register as RegistrationPreference;
   if (!REGISTRATION_PREFERENCES.includes(register)) {
-    process.stderr.write(`mandate agent: --register is one of ${REGISTRATION_PREFERENCES.join(', ')}\n`);
+    err(`mandate agent: --register is one of ${REGISTRATION_PREFERENCES.join(', ')}\n`);
     return 2;
   }
   const clientSecret = process.env.AGENT_SECRET || undefined;
   if (clientSecret && !values['client-id']) {
-    process.stderr.write('mandate agent: AGENT_SECRET is set but no --client-id (or AGENT_CLIENT_ID) names the agent it belongs to\n');
+    err('mandate agent: AGENT_SECRET is set but no --client-id (or AGENT_CLIENT_ID) names the agent it belongs to\n');
     return 2;
   }
   const agent = new MandateAgent({
@@ -205,21 +211,21 @@ export async function agentCommand(argv: string[]): Promise<number> {
     register,
     clientMetadataUrl: values['client-metadata-url'],
     onRegistered: (client, issuer) => {
-      process.stderr.write(`Registered at ${issuer} as ${client.client_id} (${METHOD_NAMES[client.method]}); kept in ${agent.store.file} for later runs.\n`);
+      err(`Registered at ${issuer} as ${client.client_id} (${METHOD_NAMES[client.method]}); kept in ${agent.store.file} for later runs.\n`);
     },
     agentResource: values['agent-resource'],
     callbackPort: Number(values['callback-port']),
     onAuthorizationUrl: (url) => {
-      process.stderr.write(`Sign in to let the agent act for you — open this URL in a browser:\n  ${url}\n`);
+      err(`Sign in to let the agent act for you — open this URL in a browser:\n  ${url}\n`);
       if (!values['no-browser'] && process.stderr.isTTY) openBrowser(url);
     },
     onStepUp: ({ tool, scopes, missing }) => {
       const needs = missing.length ? missing : scopes;
       const what = needs.length ? `scope ${needs.join(' ')}` : 'a scope it did not name';
-      process.stderr.write(`${tool ? `The tool ${tool}` : 'The MCP server'} needs ${what}, which you have not allowed the agent yet: sign in again to allow it.\n`);
+      err(`${tool ? `The tool ${tool}` : 'The MCP server'} needs ${what}, which you have not allowed the agent yet: sign in again to allow it.\n`);
     },
     onDeviceCode: ({ verificationUri, verificationUriComplete, userCode, expiresIn }) => {
-      process.stderr.write(`To sign in, open ${verificationUri} on any device and enter the code ${userCode}\n  (or open ${verificationUriComplete ?? verificationUri}; the code expires in ${Math.round(expiresIn / 60)} minutes)\n`);
+      err(`To sign in, open ${verificationUri} on any device and enter the code ${userCode}\n  (or open ${verificationUriComplete ?? verificationUri}; the code expires in ${Math.round(expiresIn / 60)} minutes)\n`);
     },
   });
   try {
@@ -231,7 +237,7 @@ export async function agentCommand(argv: string[]): Promise<number> {
         const { clientId, mode } = await agent.identity();
         const who = displayUser(tokens.user, claims.sub);
         const granted = resourceScopes(parseScope(tokens.scope)).join(' ') || '(no scope)';
-        process.stdout.write(
+        out(
           mode === 'delegated'
             ? `Signed in as ${who}; ${clientId} may act for you at ${agent.options.mcpUrl} with ${granted}.\n`
             : `Signed in as ${who}; ${clientId} holds your token for ${agent.options.mcpUrl} with ${granted} (direct: a public client cannot act in its own name, so no token exchange).\n`,
@@ -254,12 +260,12 @@ export async function agentCommand(argv: string[]): Promise<number> {
           acr: subject.acr,
           expires: new Date(Number(subject.exp) * 1000).toISOString(),
         };
-        process.stdout.write(`${JSON.stringify(shown, null, 2)}\n`);
+        out(`${JSON.stringify(shown, null, 2)}\n`);
         return 0;
       }
       case 'tools':
         return await withClient(agent, async (client) => {
-          for (const tool of (await client.listTools()).tools) process.stdout.write(`${tool.name}\t${tool.description ?? ''}\n`);
+          for (const tool of (await client.listTools()).tools) out(`${tool.name}\t${tool.description ?? ''}\n`);
           return 0;
         });
       case 'call': {
@@ -275,32 +281,32 @@ export async function agentCommand(argv: string[]): Promise<number> {
       }
       case 'tokens': {
         const tokens = await agent.tokens();
-        if (tokens.mode === 'direct') process.stdout.write('Signed in directly for the MCP server (a public client): no actor token, no exchange; the MCP server gets the subject token.\n');
-        process.stdout.write(`${tokensTable(tokens)}\n`);
+        if (tokens.mode === 'direct') out('Signed in directly for the MCP server (a public client): no actor token, no exchange; the MCP server gets the subject token.\n');
+        out(`${tokensTable(tokens)}\n`);
         return 0;
       }
       case 'chat':
         return await chat(agent);
       case 'logout': {
-        process.stdout.write((await agent.logout()) ? 'Signed out.\n' : 'Not signed in.\n');
+        out((await agent.logout()) ? 'Signed out.\n' : 'Not signed in.\n');
         if (values['forget-registration']) {
           const gone = await agent.forgetRegistration();
-          process.stdout.write(gone ? `Forgot the registration ${gone.client_id}; the next login registers anew.\n` : 'No registration to forget.\n');
+          out(gone ? `Forgot the registration ${gone.client_id}; the next login registers anew.\n` : 'No registration to forget.\n');
         }
         return 0;
       }
       default:
-        process.stderr.write(`mandate agent: unknown command ${command}\n\n${USAGE}`);
+        err(`mandate agent: unknown command ${command}\n\n${USAGE}`);
         return 2;
     }
   } catch (error) {
     if (error instanceof AgentError) {
-      process.stderr.write(`mandate agent: ${error.message}\n`);
+      err(`mandate agent: ${error.message}\n`);
       return error.exitCode;
     }
     const code = (error as { code?: number }).code;
     if (typeof code === 'number') {
-      process.stderr.write(`mandate agent: the MCP server refused: ${(error as Error).message}\n`);
+      err(`mandate agent: the MCP server refused: ${(error as Error).message}\n`);
       return 9;
     }
     throw error;

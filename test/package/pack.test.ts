@@ -58,7 +58,14 @@ describe('package: the packed tarball installs and runs without TypeScript', { t
     for (const file of ['bin/mandate.js', 'dist/src/cli/main.js', 'dist/src/gateway/index.js', 'dist/src/gateway/index.d.ts', 'dist/src/core/index.js.map', 'dist/examples/demo/auth-server.yaml', 'dist/examples/demo/gateway.yaml', 'schema/gateway.schema.json', 'README.md', 'LICENSE', 'package.json']) {
       assert.ok(files.includes(file), `${file} is in the tarball`);
     }
-    const stray = files.filter((file) => /^(src|test|bench|scripts|\.ci)\//.test(file) || (file.endsWith('.ts') && !file.endsWith('.d.ts')) || file.endsWith('.build-stamp'));
+    const stray = files.filter(
+      (file) =>
+        /^(src|test|bench|scripts|\.ci|\.mandate|\.cache)\//.test(file) ||
+        (file.endsWith('.ts') && !file.endsWith('.d.ts')) ||
+        file.endsWith('.build-stamp') ||
+        // examples/ travels as compiled code and its YAML configurations, nothing else found on disk
+        (file.startsWith('dist/examples/') && !/\.(js|d\.ts|js\.map|d\.ts\.map|ya?ml)$/.test(file)),
+    );
     assert.deepEqual(stray, []);
     const manifest = JSON.parse(readFileSync(join(project, 'node_modules/mandate/package.json'), 'utf8')) as { exports: Record<string, string | Record<string, string>> };
     for (const [subpath, target] of Object.entries(manifest.exports)) {
