@@ -199,6 +199,28 @@ describe('pages: consent rules', () => {
     assert.match(consent.html, /“<bdi id="client-name">בנק<\/bdi>”/);
   });
 
+  it('a host taken off verified_hosts after a consent: the high-risk scope waits for a tick again (prompt=none: consent_required)', async () => {
+    const clientId = `${docBase}/vouched.json`;
+    const scope = 'banking:read banking:transfer';
+    const first = authorization(as, { clientId, redirectUri: REDIRECT, resource: BANK, scope });
+    const { browser, consent } = await toConsent(first.url);
+    assert.doesNotMatch(consent.html, /name="high_risk"/, 'verified: no box');
+    const back = await browser.submit(consent, { decision: 'allow' });
+    assert.equal((await redeem(as, codeOf(back.external), first.verifier, clientId, REDIRECT)).json.scope, scope);
+    const hosts = as.ctx.config.client_id_metadata_documents.verified_hosts;
+    const listed = [...hosts];
+    hosts.splice(0, hosts.length);
+    try {
+      const none = await browser.open(`${authorization(as, { clientId, redirectUri: REDIRECT, resource: BANK, scope }).url}&prompt=none`);
+      assert.ok(none.external);
+      assert.equal(new URL(none.external).searchParams.get('error'), 'consent_required');
+      const page = await browser.open(authorization(as, { clientId, redirectUri: REDIRECT, resource: BANK, scope }).url);
+      assert.match(page.html, /<input type="checkbox" name="high_risk" value="banking:transfer">/);
+    } finally {
+      hosts.push(...listed);
+    }
+  });
+
   it('the verified rule: configured, or a document on a listed host; anything self-described elsewhere is not', () => {
     const ctx = { config: { client_id_metadata_documents: { verified_hosts: ['Apps.Example.com'] } } } as unknown as ServerContext;
     const record = (source: 'config' | 'dynamic' | 'metadata_document') => ({ clientId: 'x', source, metadata: { client_name: 'X' }, createdAt: 0 }) as never;
