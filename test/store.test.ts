@@ -101,6 +101,16 @@ function storeSuite(name: string, options: { skip: string | false }, open: () =>
       assert.equal(await store.consents.find(sub, 'c1', 'https://other.example'), undefined);
     });
 
+    it('keeps the high-risk scopes ticked with a consent; a row without them reads as nothing ticked', async () => {
+      const sub = id();
+      await store.consents.upsert({ sub, clientId: 'c1', resource: 'https://r.example', scope: 'a b', createdAt: now });
+      assert.equal((await store.consents.find(sub, 'c1', 'https://r.example'))?.highRiskTicked, undefined);
+      await store.consents.upsert({ sub, clientId: 'c1', resource: 'https://r.example', scope: 'a b', highRiskTicked: 'b', createdAt: now + 1 });
+      assert.equal((await store.consents.find(sub, 'c1', 'https://r.example'))?.highRiskTicked, 'b');
+      await store.consents.upsert({ sub, clientId: 'c1', resource: 'https://r.example', scope: 'a', createdAt: now + 2 });
+      assert.equal((await store.consents.find(sub, 'c1', 'https://r.example'))?.highRiskTicked, undefined, 'an upsert replaces the ticks too');
+    });
+
     it('appends and lists audit events, newest first', async () => {
       const clientId = id();
       await store.audit.append([

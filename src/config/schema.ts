@@ -26,14 +26,47 @@ const scopeSchema = z.strictObject({
 /** A CSS hex colour and nothing else: it is written into the pages' style sheet. */
 const hexColor = z.string().regex(/^#(?:[0-9a-fA-F]{3}|[0-9a-fA-F]{6})$/, 'a CSS hex colour such as #2f5bea');
 
+/**
+ * Whether an https URL's host is a plain host name or IPv4 address with an optional port: its
+ * origin goes into the pages' CSP `img-src`, where `*`, `%`, `;` or `,` would widen or break it.
+ */
+function plainHttpsOrigin(v: string): boolean {
+  try {
+    const url = new URL(v);
+    return url.protocol === 'https:' && /^[a-z0-9.-]+$/.test(url.hostname) && /^[a-z0-9.-]+(?::\d{1,5})?$/.test(url.host);
+  } catch {
+    return false;
+  }
+}
+
 /** Images the pages may show: an https URL or an inline data: image (no javascript:, no http:). */
 const logoUrl = z
   .string()
   .max(100_000)
   .refine(
-    (v) => /^data:image\/(?:png|jpeg|gif|webp|svg\+xml);base64,[A-Za-z0-9+/]+={0,2}$/.test(v) || /^https:\/\/[^\s"'<>()\\]+$/.test(v),
-    'an https: URL or a base64 data:image/(png|jpeg|gif|webp|svg+xml) URI',
+    (v) => /^data:image\/(?:png|jpeg|gif|webp|svg\+xml);base64,[A-Za-z0-9+/]+={0,2}$/.test(v) || (/^https:\/\/[^\s"'<>()\\]+$/.test(v) && plainHttpsOrigin(v)),
+    'an https: URL on a plain host name (letters, digits, dots, hyphens, optional port) or a base64 data:image/(png|jpeg|gif|webp|svg+xml) URI',
   );
+
+/**
+ * A host listed as verified, normalised as a URL parser sees it (lower case, IDNA), so it compares
+ * with a document URL's host: a URL, a path, a port, a wildcard or anything but a host name is refused.
+ */
+function normalHost(h: string): string | undefined {
+  // Only letters (any script), digits, dots and hyphens: no scheme, port, path, escape or wildcard.
+  if (!/^(?:[A-Za-z0-9.-]|[^\p{ASCII}])+$/u.test(h)) return undefined;
+  try {
+    const { hostname } = new URL(`https://${h}`);
+    return /^[a-z0-9.-]+$/.test(hostname) && !hostname.startsWith('.') && !hostname.endsWith('.') && !hostname.includes('..') ? hostname : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+const verifiedHost = z
+  .string()
+  .refine((h) => normalHost(h) !== undefined, { error: (issue) => `a host name such as apps.example.com (no scheme, path, port or wildcard); got ${JSON.stringify(issue.input)}` })
+  .overwrite((h) => normalHost(h) ?? h);
 
 export const brandingSchema = z.strictObject({
   product_name: z.string().min(1).max(60).default('Mandate').describe('Shown in the header and title of every page.'),
@@ -223,9 +256,11 @@ export const authServerConfigSchema = z.strictObject({
       min_cache_seconds: z.number().int().min(0).default(60),
       max_cache_seconds: z.number().int().positive().default(86_400),
       verified_hosts: z
-        .array(z.string())
+        .array(verifiedHost)
         .default([])
-        .describe('Hosts whose client metadata documents count as verified on the consent page (exact host names). Other documents are shown as unverified, like self-registered clients.'),
+        .describe(
+          'Hosts whose client metadata documents count as verified on the consent page (exact host names, no scheme, port or wildcard): every document on a listed host counts, so list only hosts whose every path you trust. Other documents are shown as unverified, like self-registered clients.',
+        ),
       fetches_per_host_per_minute: z.number().int().positive().default(30).describe('Document fetches per host and minute (a failed fetch is also remembered for 60 s): the server is no reflector.'),
     })
     .prefault({}),

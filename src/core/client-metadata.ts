@@ -9,6 +9,15 @@ export const GRANT_TYPES = ['authorization_code', 'refresh_token', 'client_crede
 /** RFC 8628 §3.4 */
 export const DEVICE_CODE_GRANT = 'urn:ietf:params:oauth:grant-type:device_code';
 
+/**
+ * A name the client chose is shown to people: control (Cc) and format (Cf) characters, such as
+ * U+202E RIGHT-TO-LEFT OVERRIDE, could make it read as another name, so they are refused.
+ */
+const displayName = z
+  .string()
+  .max(200)
+  .refine((v) => !/[\p{Cc}\p{Cf}]/u.test(v), 'must not contain control or format characters (such as U+202E, which reorders text)');
+
 const jwkSet = z.object({ keys: z.array(z.record(z.string(), z.unknown())).min(1) }).loose();
 
 /**
@@ -21,7 +30,7 @@ export const clientMetadataSchema = z
     token_endpoint_auth_method: z.enum(TOKEN_ENDPOINT_AUTH_METHODS).default('client_secret_basic'),
     grant_types: z.array(z.string()).default(['authorization_code']),
     response_types: z.array(z.string()).default(['code']),
-    client_name: z.string().max(200).optional(),
+    client_name: displayName.optional(),
     client_uri: z.string().url().optional(),
     logo_uri: z.string().url().optional(),
     scope: z.string().optional(),

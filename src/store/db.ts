@@ -88,6 +88,7 @@ export interface Tables {
     client_id: string;
     resource: string;
     scope: string;
+    high_risk_ticked: string | null;
     created_at: number;
   };
   audit_events: {

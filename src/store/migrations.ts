@@ -145,6 +145,13 @@ function migrations(driver: Driver): Record<string, Migration> {
         await db.schema.createIndex('grants_revoked').on('grants').column('revoked_at').execute();
       },
     },
+    // The high-risk scopes the user ticked: a remembered consent skips the page only while they
+    // cover what this client needs ticked. Old rows stay null: nothing ticked, so asked again.
+    '0006_consent_high_risk_ticked': {
+      async up(db: Kysely<unknown>) {
+        await db.schema.alterTable('consents').addColumn('high_risk_ticked', 'text').execute();
+      },
+    },
   };
 }
 

@@ -451,13 +451,16 @@ function consentStore(db: Db): ConsentStore {
         .where('client_id', '=', clientId)
         .where('resource', '=', resource)
         .executeTakeFirst();
-      return row && { sub: row.sub, clientId: row.client_id, resource: row.resource, scope: row.scope, createdAt: row.created_at };
+      if (!row) return undefined;
+      const ticked = row.high_risk_ticked ?? undefined;
+      return { sub: row.sub, clientId: row.client_id, resource: row.resource, scope: row.scope, ...(ticked !== undefined ? { highRiskTicked: ticked } : {}), createdAt: row.created_at };
     },
     async upsert(consent) {
+      const ticked = consent.highRiskTicked ?? null;
       await db
         .insertInto('consents')
-        .values({ sub: consent.sub, client_id: consent.clientId, resource: consent.resource, scope: consent.scope, created_at: consent.createdAt })
-        .onConflict((oc) => oc.columns(['sub', 'client_id', 'resource']).doUpdateSet({ scope: consent.scope, created_at: consent.createdAt }))
+        .values({ sub: consent.sub, client_id: consent.clientId, resource: consent.resource, scope: consent.scope, high_risk_ticked: ticked, created_at: consent.createdAt })
+        .onConflict((oc) => oc.columns(['sub', 'client_id', 'resource']).doUpdateSet({ scope: consent.scope, high_risk_ticked: ticked, created_at: consent.createdAt }))
         .execute();
     },
   };

@@ -213,6 +213,12 @@ export interface ConsentRecord {
   clientId: string;
   resource: string;
   scope: string;
+  /**
+   * The high-risk scopes the user ticked on the consent page (space-separated): an unverified
+   * client keeps a high-risk scope silently only while it is in here. A row written before ticks
+   * were recorded has none: nothing ticked.
+   */
+  highRiskTicked?: string;
   createdAt: number;
 }
 

@@ -24,6 +24,27 @@ describe('configuration', () => {
     assert.throws(() => parseConfig(authServerConfigSchema, { resources: [{ id: 'not a url', name: 'x' }] }, 'test.yaml'), /resources\.0\.id/);
   });
 
+  it('branding.logo_url: an https logo must be on a plain host (its origin goes into the CSP img-src)', () => {
+    for (const logo_url of ['https://*.example.test/logo.png', 'https://a%2a.example.test/logo.png', 'https://a;b.example.test/logo.png', 'https://a,b.example.test/logo.png', 'https://[::1]/logo.png']) {
+      assert.throws(() => parseConfig(authServerConfigSchema, { branding: { logo_url } }, 'test.yaml'), (e: Error) => e instanceof ConfigError && /branding\.logo_url: an https: URL on a plain host name/.test(e.message), logo_url);
+    }
+    for (const logo_url of ['https://logo.example.test/logo.png', 'https://cdn-1.example.test:8443/a/b.svg?v=2']) {
+      assert.equal(parseConfig(authServerConfigSchema, { branding: { logo_url } }, 'test.yaml').branding.logo_url, logo_url);
+    }
+  });
+
+  it('client_id_metadata_documents.verified_hosts: host names only, normalised as a URL parser sees them', () => {
+    for (const host of ['https://apps.example.com', 'apps.example.com/clients', '*.example.com', 'apps.example.com:443', 'ex%41mple.com', 'a b.example', 'a..example', 'apps.example.com.', '']) {
+      assert.throws(
+        () => parseConfig(authServerConfigSchema, { client_id_metadata_documents: { verified_hosts: ['ok.example', host] } }, 'test.yaml'),
+        (e: Error) => e instanceof ConfigError && e.message.includes(`client_id_metadata_documents.verified_hosts.1: a host name such as apps.example.com (no scheme, path, port or wildcard); got ${JSON.stringify(host)}`),
+        host,
+      );
+    }
+    const config = parseConfig(authServerConfigSchema, { client_id_metadata_documents: { verified_hosts: ['Apps.Example.COM', 'bücher.example', '127.0.0.1'] } }, 'test.yaml');
+    assert.deepEqual(config.client_id_metadata_documents.verified_hosts, ['apps.example.com', 'xn--bcher-kva.example', '127.0.0.1']);
+  });
+
   it('fills documented defaults', () => {
     const config = parseConfig(authServerConfigSchema, {}, 'empty');
     assert.equal(config.issuer, 'http://localhost:9000');

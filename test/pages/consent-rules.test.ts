@@ -25,7 +25,8 @@ describe('pages: consent rules', () => {
     docBase = `http://127.0.0.1:${port}`;
     docs = createServer((req, res) => {
       res.writeHead(200, { 'content-type': 'application/json' });
-      res.end(JSON.stringify({ client_id: `${docBase}${req.url}`, client_name: 'Documented App', redirect_uris: [REDIRECT], token_endpoint_auth_method: 'none', grant_types: ['authorization_code'] }));
+      const name = req.url === '/bidi.json' ? 'Documented \u202Eppa' : 'Documented App';
+      res.end(JSON.stringify({ client_id: `${docBase}${req.url}`, client_name: name, redirect_uris: [REDIRECT], token_endpoint_auth_method: 'none', grant_types: ['authorization_code'] }));
     });
     await new Promise<void>((resolve) => docs.listen(port, '127.0.0.1', resolve));
     as = await startPagesServer(REDIRECT, { client_id_metadata_documents: { allow_loopback: true, verified_hosts: ['127.0.0.1'] } });
@@ -104,7 +105,7 @@ describe('pages: consent rules', () => {
     const hostile = '<img src=x onerror=alert(1)>"Bank" & <script>alert(2)</script>';
     const clientId = await selfRegistered(as, REDIRECT, hostile);
     const { consent } = await toConsent(authorization(as, { clientId, redirectUri: REDIRECT, resource: NOTES, scope: 'notes:read' }).url);
-    assert.match(consent.html, /“<span id="client-name">&lt;img src=x onerror=alert\(1\)&gt;&quot;Bank&quot; &amp; &lt;script&gt;alert\(2\)&lt;\/script&gt;<\/span>”/);
+    assert.match(consent.html, /“<bdi id="client-name">&lt;img src=x onerror=alert\(1\)&gt;&quot;Bank&quot; &amp; &lt;script&gt;alert\(2\)&lt;\/script&gt;<\/bdi>”/);
     assert.match(consent.html, /<span class="badge unverified" id="client-name-unverified">Unverified<\/span>/);
     assert.match(consent.html, /This application registered itself/);
     assert.doesNotMatch(consent.html, /<script|<img/i, 'no markup from the name reaches the page');
@@ -153,7 +154,7 @@ describe('pages: consent rules', () => {
     const browser = new FormBrowser(as.issuer);
     const login = await browser.open(auth.url);
     const consent = await browser.submit(login, { username: 'demo', password: 'demo' });
-    assert.match(consent.html, /“<span id="client-name">Helpful agent<\/span>”/);
+    assert.match(consent.html, /“<bdi id="client-name">Helpful agent<\/bdi>”/);
     assert.match(consent.html, /id="actor-agent">AI agent/);
     assert.match(consent.html, /<strong id="resource-name">Example Bank<\/strong>/);
     assert.doesNotMatch(consent.html, /Sample agent/);
@@ -163,8 +164,61 @@ describe('pages: consent rules', () => {
   it('a client ID metadata document on a verified host is verified and says where it is described', async () => {
     const clientId = `${docBase}/app.json`;
     const { consent } = await toConsent(authorization(as, { clientId, redirectUri: REDIRECT, resource: NOTES, scope: 'notes:read' }).url);
-    assert.match(consent.html, /<span id="client-name">Documented App<\/span><\/strong> <span class="badge verified">Verified/);
+    assert.match(consent.html, /<bdi id="client-name">Documented App<\/bdi><\/strong> <span class="badge verified">Verified/);
     assert.match(consent.html, /Described by <strong>127\.0\.0\.1<\/strong>, a host this service trusts/);
+  });
+
+  it('a chosen name with control or format characters (U+202E reorders text) is refused at registration and in a document', async () => {
+    for (const name of ['Bank \u202Etfel', 'Zero\u200Bwidth', 'Bell\u0007', 'New\nline']) {
+      const res = await fetch(`${as.issuer}/register`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ client_name: name, redirect_uris: [REDIRECT], token_endpoint_auth_method: 'none', grant_types: ['authorization_code'] }),
+      });
+      const body = (await res.json()) as { error: string; error_description: string };
+      assert.equal(res.status, 400, JSON.stringify(name));
+      assert.equal(body.error, 'invalid_client_metadata');
+      assert.equal(body.error_description, 'client_name: must not contain control or format characters (such as U+202E, which reorders text)');
+    }
+    await as.ctx.audit.flush();
+    const [event] = await as.store.audit.list({ type: 'register.refused' });
+    assert.equal(event?.error, 'invalid_client_metadata');
+    assert.match(event?.reason ?? '', /^client_name: must not contain control or format characters/);
+
+    const clientId = `${docBase}/bidi.json`;
+    const res = await fetch(authorization(as, { clientId, redirectUri: REDIRECT, resource: NOTES, scope: 'notes:read' }).url, { redirect: 'manual', headers: { accept: 'application/json' } });
+    assert.equal(res.status, 400);
+    assert.equal(((await res.json()) as { error: string }).error, 'invalid_client');
+    await as.ctx.audit.flush();
+    const [refused] = await as.store.audit.list({ clientId });
+    assert.equal(refused?.error, 'invalid_client');
+    assert.match(refused?.reason ?? '', /must not contain control or format characters/);
+    // Right-to-left names that are plain letters stay allowed, isolated by <bdi> on the page.
+    const hebrew = await selfRegistered(as, REDIRECT, 'בנק');
+    const { consent } = await toConsent(authorization(as, { clientId: hebrew, redirectUri: REDIRECT, resource: NOTES, scope: 'notes:read' }).url);
+    assert.match(consent.html, /“<bdi id="client-name">בנק<\/bdi>”/);
+  });
+
+  it('a host taken off verified_hosts after a consent: the high-risk scope waits for a tick again (prompt=none: consent_required)', async () => {
+    const clientId = `${docBase}/vouched.json`;
+    const scope = 'banking:read banking:transfer';
+    const first = authorization(as, { clientId, redirectUri: REDIRECT, resource: BANK, scope });
+    const { browser, consent } = await toConsent(first.url);
+    assert.doesNotMatch(consent.html, /name="high_risk"/, 'verified: no box');
+    const back = await browser.submit(consent, { decision: 'allow' });
+    assert.equal((await redeem(as, codeOf(back.external), first.verifier, clientId, REDIRECT)).json.scope, scope);
+    const hosts = as.ctx.config.client_id_metadata_documents.verified_hosts;
+    const listed = [...hosts];
+    hosts.splice(0, hosts.length);
+    try {
+      const none = await browser.open(`${authorization(as, { clientId, redirectUri: REDIRECT, resource: BANK, scope }).url}&prompt=none`);
+      assert.ok(none.external);
+      assert.equal(new URL(none.external).searchParams.get('error'), 'consent_required');
+      const page = await browser.open(authorization(as, { clientId, redirectUri: REDIRECT, resource: BANK, scope }).url);
+      assert.match(page.html, /<input type="checkbox" name="high_risk" value="banking:transfer">/);
+    } finally {
+      hosts.push(...listed);
+    }
   });
 
   it('the verified rule: configured, or a document on a listed host; anything self-described elsewhere is not', () => {

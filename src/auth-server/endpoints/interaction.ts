@@ -89,7 +89,10 @@ export function interactionEndpoints(app: Hono<AppEnv>, ctx: ServerContext) {
   const needsConsent = async (interaction: Interaction, session: Session) => {
     if (interaction.prompt.includes('consent')) return true;
     const remembered = await ctx.store.consents.find(session.sub, interaction.clientId, interaction.resource);
-    return !remembered || !isSubset(interaction.scopes, parseScope(remembered.scope));
+    if (!remembered || !isSubset(interaction.scopes, parseScope(remembered.scope))) return true;
+    // The tick rule holds for remembered consents too: a consent stored before a scope was marked
+    // high risk, or while the client's host was verified, covers no high-risk scope it never ticked.
+    return !isSubset(await scopesNeedingTick(ctx, interaction), parseScope(remembered.highRiskTicked));
   };
 
   const showConsent = async (c: Context, interaction: Interaction, session: Session) =>
@@ -182,11 +185,33 @@ export function interactionEndpoints(app: Hono<AppEnv>, ctx: ServerContext) {
     }
     // High-risk scopes asked by an unverified client are granted only when ticked on the page (docs/pages.md).
     const ticked = new Set([form.high_risk ?? []].flat().filter((v): v is string => typeof v === 'string'));
-    const declined = (await scopesNeedingTick(ctx, interaction)).filter((s) => !ticked.has(s));
+    const needTick = await scopesNeedingTick(ctx, interaction);
+    const declined = needTick.filter((s) => !ticked.has(s));
     const grantedScopes = interaction.scopes.filter((s) => !declined.includes(s));
+    if (grantedScopes.length === 0 && interaction.scopes.length > 0) {
+      // Allow with every box left empty grants nothing: no token for no permission.
+      ctx.audit.record({
+        at: ctx.now(),
+        type: 'consent.denied',
+        outcome: 'failure',
+        clientId: interaction.clientId,
+        sub: session.sub,
+        error: 'access_denied',
+        reason: `no permission granted: high-risk scopes not ticked (${formatScope(declined)})`,
+      });
+      return denied(c, interaction, 'the user granted no permission');
+    }
     const previous = await ctx.store.consents.find(session.sub, interaction.clientId, interaction.resource);
     const scope = formatScope([...parseScope(previous?.scope), ...grantedScopes]);
-    await ctx.store.consents.upsert({ sub: session.sub, clientId: interaction.clientId, resource: interaction.resource, scope, createdAt: ctx.now() });
+    const highRiskTicked = formatScope([...parseScope(previous?.highRiskTicked), ...needTick.filter((s) => ticked.has(s))]);
+    await ctx.store.consents.upsert({
+      sub: session.sub,
+      clientId: interaction.clientId,
+      resource: interaction.resource,
+      scope,
+      ...(highRiskTicked ? { highRiskTicked } : {}),
+      createdAt: ctx.now(),
+    });
     ctx.audit.record({
       at: ctx.now(),
       type: 'consent.granted',

@@ -38,7 +38,7 @@ export function consentPage(c: Context, look: PageLook, view: ConsentView) {
   const places = joinList(view.places.map((p) => html`${p.name}`));
   const ticks = view.scopes.filter((s) => s.needsTick).length;
   const granted = view.scopes.filter((s) => !s.needsTick);
-  const actorName = client.verified ? html`<strong>${client.name}</strong>` : html`<strong>“${client.name}”</strong>`;
+  const actorName = client.verified ? html`<strong><bdi>${client.name}</bdi></strong>` : html`<strong>“<bdi>${client.name}</bdi>”</strong>`;
   const permissions = html`<h2>${t.permissions}</h2>
 ${
   view.scopes.length === 0

@@ -15,10 +15,13 @@ export interface ClientView {
   isAgent: boolean;
 }
 
-/** The client's name with its trust mark: quoted and marked when it is self-chosen. */
+/**
+ * The client's name with its trust mark: quoted and marked when it is self-chosen. The name sits
+ * in a <bdi>, so right-to-left text in it cannot reorder the words around it.
+ */
 export function clientLabel(look: PageLook, client: ClientView, id = 'client-name') {
   const badge = look.text.badge;
   return client.verified
-    ? html`<strong><span id="${id}">${client.name}</span></strong> <span class="badge verified">${badge.verified}</span>`
-    : html`<strong>“<span id="${id}">${client.name}</span>”</strong> <span class="badge unverified" id="${id}-unverified">${badge.unverified}</span>`;
+    ? html`<strong><bdi id="${id}">${client.name}</bdi></strong> <span class="badge verified">${badge.verified}</span>`
+    : html`<strong>“<bdi id="${id}">${client.name}</bdi>”</strong> <span class="badge unverified" id="${id}-unverified">${badge.unverified}</span>`;
 }
