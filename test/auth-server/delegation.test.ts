@@ -78,7 +78,7 @@ describe('delegation flows', () => {
     const agreementPages = () => browser.pages.filter((p) => p.html.includes('/agreement"')).length;
     assert.equal(agreementPages(), 1, 'the agreement is shown on the first sign-in');
     const consent = browser.pages.find((p) => p.html.includes('value="allow"'))!;
-    assert.match(consent.html, /<dd id="actor"><strong>Sample agent<\/strong> <span class="badge agent" id="actor-agent">AI agent<\/span>/, 'the consent page says who will act');
+    assert.match(consent.html, /<dd id="actor"><strong><bdi>Sample agent<\/bdi><\/strong> <span class="badge agent" id="actor-agent">AI agent<\/span>/, 'the consent page says who will act');
     const subject = decodeJwt(first.token.access_token);
     assert.deepEqual(subject.may_act, { sub: 'sample-agent' });
     assert.equal(subject.acr, 'Agent-Consent-Login');
