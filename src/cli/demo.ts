@@ -186,7 +186,8 @@ Mandate demo is running (ready in ${ms} ms from process start; services started 
   Secrets (generated on first start): ${data}/secrets/todo-mcp.secret, sample-agent.secret, gateway.secret, admin.token
 
 Try it:
-  MCP Inspector:  npx @modelcontextprotocol/inspector   then, in the page it opens: Add Servers →
+  MCP Inspector:  npm run inspector   (Inspector 2, with the Node 22 it needs; installed on first use)
+                  then, in the page it opens: Add Servers →
                   + Add manually → Transport streamable-http, URL ${urls.todoMcp} → Add, and
                   switch the server on. It finds the authorization server, registers itself, and
                   sends you to sign in (demo / demo). Call who_am_I, peek_api_token_claims,

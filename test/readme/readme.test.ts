@@ -23,14 +23,6 @@ const README = readFileSync(join(ROOT, 'README.md'), 'utf8');
 const BLOCK_TIMEOUT_MS = 120_000;
 
 /**
- * The MCP Inspector the tests use (`npm run inspector:install`: under .cache/ with its own Node 22).
- * The README's `npx @modelcontextprotocol/inspector` runs it: no download.
- */
-const NPX_RUNS_THE_INSTALLED_INSPECTOR = `npx() {
-  if [ "\${1:-}" = @modelcontextprotocol/inspector ]; then shift; "$README_INSPECTOR_NODE" "$README_INSPECTOR_LAUNCHER" "$@"; else command npx "$@"; fi
-}`;
-
-/**
  * `curl -s` exits 0 on a 400 or 401, so a broken step would pass unseen: in the test, a curl that
  * does not show the status itself (`-i`, `-w`, `-f`) fails on an HTTP error. Those that show it
  * are followed in the README by the output they print.
@@ -108,8 +100,6 @@ describe('README walkthroughs, run in order against a demo on free ports', () =>
       MCP_OAUTH_CALLBACK_URL: 'http://127.0.0.1:0/oauth/callback',
       BROWSER: 'true',
       XDG_CURRENT_DESKTOP: 'X-Generic',
-      README_INSPECTOR_NODE: INSPECTOR_NODE,
-      README_INSPECTOR_LAUNCHER: INSPECTOR_LAUNCHER,
     };
     for (const name of ['DISPLAY', 'WAYLAND_DISPLAY', 'AGENT_CLIENT_ID', 'AGENT_SECRET', 'MANDATE_AGENT_HOME', 'MCP_CLIENT_CONFIG_PATH', 'MCP_STORAGE_DIR', 'OPENAI_API_KEY']) delete env[name];
 
@@ -120,7 +110,7 @@ describe('README walkthroughs, run in order against a demo on free ports', () =>
     bash.stdout.on('data', (d: Buffer) => ((out += d), wake()));
     bash.stderr.on('data', (d: Buffer) => ((err += d), wake()));
     const exited = new Promise<number | null>((resolve) => bash.on('exit', (code) => (resolve(code), wake())));
-    bash.stdin.write(`set -euo pipefail\nmkdir -p "$HOME"\n${CURL_FAILS_ON_HTTP_ERRORS}\n${NPX_RUNS_THE_INSTALLED_INSPECTOR}\n`);
+    bash.stdin.write(`set -euo pipefail\nmkdir -p "$HOME"\n${CURL_FAILS_ON_HTTP_ERRORS}\n`);
 
     const authorizeUrl = new RegExp(`${issuer}/authorize\\?[^\\s"'<>]+`, 'g');
     let lastCode: string | undefined;
