@@ -1,12 +1,12 @@
 import type { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { decodeJwt } from 'jose';
 import { TOKEN_EXCHANGE_GRANT, TOKEN_TYPES } from '../core/delegation.ts';
-import { formatScope, OIDC_SCOPES, parseScope } from '../core/scopes.ts';
+import { formatScope, parseScope } from '../core/scopes.ts';
+import { resourceScopes } from './display.ts';
 import { discover, parseChallenge, type Discovery } from './discovery.ts';
 import { AgentError, fromOAuthError, reach } from './errors.ts';
 import { deviceAuthorization, pkce, pollDevice, revokeToken, startLoopbackSignIn, tokenRequest, type ClientCredentials, type TokenResponse } from './oauth.ts';
 import { CredentialStore, type SignedInUser, type StoredTokens } from './store.ts';
-import { forTerminal } from './terminal.ts';
 import { METHOD_NAMES, registerAgent, type RegisteredClient, type RegistrationMethod, type RegistrationPreference } from './registration.ts';
 
 export interface AgentOptions {
@@ -66,17 +66,6 @@ export interface StepUpReason {
   scopes: string[];
   /** Of those, the ones the current sign-in lacks. */
   missing: string[];
-}
-
-const OIDC = new Set<string>(OIDC_SCOPES);
-/** Scopes of a resource, without OpenID Connect's own (which are about the sign-in, not the resource). */
-export const resourceScopes = (scopes: string[]): string[] => scopes.filter((scope) => !OIDC.has(scope));
-
-/** The person as the ID token names them: `Demo User (demo)`, else the username, else the subject. */
-export function displayUser(user: SignedInUser | undefined, sub: unknown): string {
-  if (!user) return forTerminal(String(sub));
-  const handle = user.preferred_username ?? user.sub;
-  return forTerminal(user.name && user.name !== handle ? `${user.name} (${handle})` : handle);
 }
 
 /** The claims of a JWT, unverified: shown to the person, never trusted. */
