@@ -13,6 +13,7 @@ import type { KeyManager } from './keys.ts';
 import { createMetadataDocumentResolver, isMetadataDocumentClientId } from './client-id-metadata.ts';
 import { applyRegistrationPolicy, clientScopeLimit, isOidcScope, isSelfRegistered, withheldReason } from './registration-policy.ts';
 import type { Context } from 'hono';
+import { ADMIN_SCOPES, adminResourceId, adminScopeDescription } from '../admin/scopes.ts';
 import { addressBucket, clientAddress, trustedProxyList } from './client-address.ts';
 import { limiterFactory, type LimiterFactory } from './limits.ts';
 
@@ -113,7 +114,12 @@ export function createContext(parts: {
   const issuer = config.issuer.replace(/\/$/, '');
   const now = parts.now ?? (() => Math.floor(Date.now() / 1000));
   let resources = new Map<string, Resource>();
-  const toResource = (r: ResourceConfig): Resource => ({
+  const adminId = adminResourceId(issuer);
+  const toResource = (r: ResourceConfig): Resource => {
+    if (r.id.replace(/\/$/, '') === adminId) throw new Error(`resource ${r.id}: this identifier is the built-in admin resource`);
+    return toConfigured(r);
+  };
+  const toConfigured = (r: ResourceConfig): Resource => ({
     id: r.id,
     name: r.name,
     scopes: r.scopes,
@@ -137,9 +143,23 @@ export function createContext(parts: {
     exchange: { maxDepth: 1, requireMayAct: true },
     resourceServers: [],
   };
+  // The built-in admin resource (docs/admin.md): always present; tokens for it carry admin scopes
+  // narrowed to the user's roles. Write scopes are high-risk: an unverified client gets them only
+  // when the admin ticks them.
+  const admin: Resource = {
+    id: adminId,
+    name: 'Administration',
+    scopes: ADMIN_SCOPES.map((name) => ({ name, description: adminScopeDescription(name), high_risk: name.endsWith(':write') })),
+    accessTokenTtl: config.tokens.access_token_ttl,
+    tokenFormat: 'jwt',
+    claims: [],
+    exchange: { maxDepth: 1, requireMayAct: true },
+    resourceServers: [],
+  };
   const install = (list: ResourceConfig[]) => {
     const next = new Map<string, Resource>(list.map((r) => [r.id, toResource(r)]));
     next.set(issuer, own);
+    next.set(adminId, admin);
     resources = next;
   };
   install(config.resources);

@@ -6,6 +6,7 @@ import { formatScope } from '../core/scopes.ts';
 import type { OAuthErrorCode } from '../core/errors.ts';
 import type { ServerContext } from './context.ts';
 import { settleDevice } from './device.ts';
+import { narrowAdminAuthorization } from './admin-roles.ts';
 
 /** A pending authorization request, between /authorize and the redirect back to the client. */
 export interface Interaction {
@@ -105,7 +106,17 @@ export function errorRedirect(
 export async function completeAuthorization(ctx: ServerContext, c: Context, interaction: Interaction, session: Session): Promise<string> {
   const now = ctx.now();
   const grantId = randomToken(16);
-  const scope = formatScope(interaction.scopes);
+  // Checked again here (roles may have changed since the consent page): every grant path ends here.
+  const narrowed = await narrowAdminAuthorization(ctx, { sub: session.sub, clientId: interaction.clientId, resource: interaction.resource, scopes: interaction.scopes });
+  if (narrowed.refused) {
+    await ctx.cache.delete(`interaction:${interaction.id}`);
+    if (interaction.deviceCodeHash) {
+      await settleDevice(ctx, interaction.deviceCodeHash, { status: 'denied' });
+      return `${ctx.issuer.replace(/\/$/, '')}/device/done?denied=1`;
+    }
+    return errorRedirect(ctx, interaction, 'invalid_scope', 'your account holds no administrative role');
+  }
+  const scope = formatScope(narrowed.scopes);
   await ctx.store.grants.createGrant({
     id: grantId,
     sub: session.sub,

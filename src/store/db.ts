@@ -26,6 +26,8 @@ export interface Tables {
     password_hash: string | null;
     profile: string;
     created_at: number;
+    roles: string | null;
+    source: string | null;
   };
   grants: {
     id: string;

@@ -145,6 +145,19 @@ function migrations(driver: Driver): Record<string, Migration> {
         await db.schema.createIndex('grants_revoked').on('grants').column('revoked_at').execute();
       },
     },
+    // Admins are users with roles (issue 13); the admin API queries the audit log by subject,
+    // client and time, and lists a user's grants and consents.
+    '0006_admin_plane': {
+      async up(db: Kysely<unknown>) {
+        await db.schema.alterTable('users').addColumn('roles', 'text').execute();
+        await db.schema.alterTable('users').addColumn('source', 'text').execute();
+        await db.schema.createIndex('audit_events_at').on('audit_events').column('at').execute();
+        await db.schema.createIndex('audit_events_sub').on('audit_events').columns(['sub', 'id']).execute();
+        await db.schema.createIndex('audit_events_client').on('audit_events').columns(['client_id', 'id']).execute();
+        await db.schema.createIndex('grants_sub').on('grants').column('sub').execute();
+        await db.schema.createIndex('consents_sub').on('consents').column('sub').execute();
+      },
+    },
   };
 }
 
