@@ -96,7 +96,7 @@ export async function startAuthServer(
   const ctx = createContext({ config, store, cache, keys, audit, trackedTokens, log, now, limiter });
   // Revocations, grant revocations and client changes reach other instances and gateways at once.
   const feed = publishRevocations({ ctx, store, redisUrl: env.REDIS_URL, onClientChanged: (clientId) => clientCache.invalidate(clientId) });
-  const app = createAuthServerApp(ctx, { adminToken: adminTokenFor(config) });
+  const app = createAuthServerApp(ctx, { adminToken: config.admin.bootstrap_token ? adminTokenFor(config) : undefined });
   const prepare = async () => {
     await opened.migrate();
     await seedFromConfig(config, store, now());

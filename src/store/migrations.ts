@@ -147,7 +147,7 @@ function migrations(driver: Driver): Record<string, Migration> {
     },
     // Admins are users with roles (issue 13); the admin API queries the audit log by subject,
     // client and time, and lists a user's grants and consents.
-    '0006_admin_plane': {
+    '0007_admin_plane': {
       async up(db: Kysely<unknown>) {
         await db.schema.alterTable('users').addColumn('roles', 'text').execute();
         await db.schema.alterTable('users').addColumn('source', 'text').execute();

@@ -540,7 +540,11 @@ function auditStore(db: Db, driver: Driver): AuditStore {
       if (q.since !== undefined) query = query.where('at', '>=', q.since);
       if (q.until !== undefined) query = query.where('at', '<', q.until);
       if (q.beforeId !== undefined) query = query.where('id', '<', q.beforeId);
-      for (const value of q.dataContains ?? []) query = query.where(contains(JSON.stringify(value)));
+      for (const fragment of q.dataContains ?? []) query = query.where(contains(fragment));
+      if (q.involves) {
+        const who = q.involves;
+        query = query.where((eb) => eb.or([eb('client_id', '=', who), eb.and([eb('data', 'is not', null), contains(JSON.stringify(who))])]));
+      }
       return (await query.execute()).map(toEvent);
     },
     async dailyCounts(since, until) {

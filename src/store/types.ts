@@ -253,8 +253,10 @@ export interface AuditQuery {
   outcome?: AuditEvent['outcome'];
   clientId?: string;
   sub?: string;
-  /** Events whose data names this value anywhere (an agent in a chain, an admin, a tool), as a JSON string. */
+  /** Events whose JSON data contains each of these fragments exactly (e.g. `"tool":"transfer"`). */
   dataContains?: string[];
+  /** Events of this client, or whose data names it anywhere (an agent in a delegation chain). */
+  involves?: string;
   /** Epoch seconds, inclusive. */
   since?: number;
   /** Epoch seconds, exclusive. */

@@ -1,0 +1,63 @@
+/**
+ * The admin plane's service layer (docs/admin.md): one operation per admin task, each validating
+ * its input, checking the caller's scopes, acting and auditing (`invoke`). The admin API, the
+ * console and the admin MCP server are thin front ends over `ADMIN_OPERATIONS`. No HTTP here.
+ *
+ * Sessions: browser sign-in sessions live in the short-lived cache under their secret cookie and
+ * are not indexed by user, so there is no per-user session list or sign-out yet; revoking a user's
+ * grants (grants.revoke, consents.revoke) ends what their sessions gave clients.
+ */
+import { createAgent, deleteAgent, listAgents, readAgent, updateAgent } from './operations/agents.ts';
+import { queryAudit } from './operations/audit.ts';
+import { createClientOp, deleteClientOp, listClients, readClient, updateClient } from './operations/clients.ts';
+import { listConsents, listGrants, revokeConsent, revokeGrant } from './operations/grants.ts';
+import { listKeys, rotateKeys } from './operations/keys.ts';
+import { usageReport } from './operations/reports.ts';
+import { createResource, deleteResource, listResources, readResource, updateResource } from './operations/resources.ts';
+import { listAgreements, listPolicies, readAgreement, readPolicy, readRegistration } from './operations/settings.ts';
+import { createUserOp, deleteUser, listUsers, readUser, updateUser } from './operations/users.ts';
+import type { Operation } from './operation.ts';
+
+export const ADMIN_OPERATIONS = {
+  listAgents,
+  readAgent,
+  createAgent,
+  updateAgent,
+  deleteAgent,
+  listClients,
+  readClient,
+  createClient: createClientOp,
+  updateClient,
+  deleteClient: deleteClientOp,
+  listUsers,
+  readUser,
+  createUser: createUserOp,
+  updateUser,
+  deleteUser,
+  listGrants,
+  revokeGrant,
+  listConsents,
+  revokeConsent,
+  listResources,
+  readResource,
+  createResource,
+  updateResource,
+  deleteResource,
+  queryAudit,
+  listKeys,
+  rotateKeys,
+  listAgreements,
+  readAgreement,
+  listPolicies,
+  readPolicy,
+  readRegistration,
+  usageReport,
+} satisfies Record<string, Operation>;
+
+export type AdminOperationName = keyof typeof ADMIN_OPERATIONS;
+
+export { invoke, etagOf, type AdminDeps, type Operation } from './operation.ts';
+export { AdminError, type AdminErrorCode } from './errors.ts';
+export type { Caller, FrontEnd } from './caller.ts';
+export { runBootstrap } from './operations/bootstrap.ts';
+export * from './scopes.ts';
