@@ -38,6 +38,8 @@ export const queryAudit = defineOperation({
   }),
   output: z.strictObject({ items: z.array(auditEventView), next_cursor: z.string().nullable() }),
   async run(deps, input) {
+    // What this instance recorded a moment ago is part of the answer (events are written in batches).
+    await deps.audit.flush();
     const seconds = (iso: string | undefined) => (iso === undefined ? undefined : Math.floor(Date.parse(iso) / 1000));
     const beforeId = input.cursor === undefined ? undefined : Number(decodeCursor(input.cursor));
     if (beforeId !== undefined && !Number.isSafeInteger(beforeId)) throw new AdminError('invalid_request', 'the cursor is not one this server gave');

@@ -19,6 +19,7 @@ export const usageReport = defineOperation({
     const fromDay = input.from ? Date.parse(`${input.from}T00:00:00Z`) / 86_400_000 : toDay - 6;
     if (fromDay > toDay) throw new AdminError('invalid_request', 'from is after to');
     if (toDay - fromDay >= 92) throw new AdminError('invalid_request', 'at most 92 days per report');
+    await deps.audit.flush();
     const counts = await deps.store.audit.dailyCounts(fromDay * 86_400, (toDay + 1) * 86_400);
     const days = [];
     const totals = { tokens_issued: 0, exchanges: 0, refusals: 0 };
