@@ -65,6 +65,8 @@ export function adminApi(ctx: ServerContext, options: { bootstrapToken?: string 
       const body = await readJsonObject(ctx, c, 'invalid_request');
       return c.json(await runBootstrap(ctx, body, { requestId: c.get('requestId') }), 201, noStore);
     });
+  } else {
+    api.post('/bootstrap', (c) => fail(c, 404, 'not_found', 'the bootstrap token is disabled (admin.bootstrap_token: false)'));
   }
 
   /** Verifies the bearer token as the admin resource's and builds the caller. */
