@@ -2,10 +2,6 @@
  * The admin plane's service layer (docs/admin.md): one operation per admin task, each validating
  * its input, checking the caller's scopes, acting and auditing (`invoke`). The admin API, the
  * console and the admin MCP server are thin front ends over `ADMIN_OPERATIONS`. No HTTP here.
- *
- * Sessions: browser sign-in sessions live in the short-lived cache under their secret cookie and
- * are not indexed by user, so there is no per-user session list or sign-out yet; revoking a user's
- * grants (grants.revoke, consents.revoke) ends what their sessions gave clients.
  */
 import { createAgent, deleteAgent, listAgents, readAgent, updateAgent } from './operations/agents.ts';
 import { queryAudit } from './operations/audit.ts';
@@ -15,6 +11,7 @@ import { listKeys, rotateKeys } from './operations/keys.ts';
 import { usageReport } from './operations/reports.ts';
 import { createResource, deleteResource, listResources, readResource, updateResource } from './operations/resources.ts';
 import { listAgreements, listPolicies, readAgreement, readPolicy, readRegistration } from './operations/settings.ts';
+import { listSessions, signOut } from './operations/sessions.ts';
 import { createUserOp, deleteUser, listUsers, readUser, updateUser } from './operations/users.ts';
 import type { Operation } from './operation.ts';
 
@@ -38,6 +35,8 @@ export const ADMIN_OPERATIONS = {
   revokeGrant,
   listConsents,
   revokeConsent,
+  listSessions,
+  signOut,
   listResources,
   readResource,
   createResource,

@@ -7,6 +7,7 @@ import type { OAuthErrorCode } from '../core/errors.ts';
 import type { ServerContext } from './context.ts';
 import { settleDevice } from './device.ts';
 import { narrowAdminAuthorization } from './admin-roles.ts';
+import { indexSession } from './session-index.ts';
 
 /** A pending authorization request, between /authorize and the redirect back to the client. */
 export interface Interaction {
@@ -80,6 +81,7 @@ export async function currentSession(ctx: ServerContext, c: Context): Promise<Se
 export async function startSession(ctx: ServerContext, c: Context, user: { sub: string; username: string }): Promise<Session> {
   const session: Session = { id: randomToken(24), sid: randomToken(12), sub: user.sub, username: user.username, authTime: ctx.now() };
   await ctx.cache.set(`session:${session.id}`, session, ctx.config.tokens.session_ttl);
+  await indexSession(ctx.cache, user.sub, { id: session.id, sid: session.sid, authTime: session.authTime }, ctx.config.tokens.session_ttl, session.authTime);
   setCookie(c, SESSION_COOKIE, session.id, { path: '/', httpOnly: true, sameSite: 'Lax', secure: secure(ctx), maxAge: ctx.config.tokens.session_ttl });
   return session;
 }

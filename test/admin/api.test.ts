@@ -197,6 +197,27 @@ describe('admin API v1', () => {
     assert.deepEqual([missing.status, missing.json.error], [404, 'not_found']);
   });
 
+  it("lists a user's sessions and signs one out: its grants and their tokens die, other sessions stay", async () => {
+    const second = await signIn(as, 'alice', { scope: 'admin:read' });
+    const sid = decodeJwt(second.accessToken!).sid as string;
+    assert.equal((await call(second.accessToken!, 'GET', '/agents', '/agents')).status, 200);
+    const listed = await call('reader', 'GET', '/users/{username}/sessions', '/users/alice/sessions');
+    assert.equal(listed.status, 200);
+    const sids = listed.json.items!.map((s) => s.sid);
+    assert.ok(sids.includes(sid) && sids.includes(decodeJwt(tokens.alice!).sid), 'both of alice\'s sign-ins are listed');
+    const refused = await call('reader', 'DELETE', '/users/{username}/sessions', `/users/alice/sessions?sid=${sid}`);
+    assert.deepEqual([refused.status, refused.json.error], [403, 'insufficient_scope']);
+    const out = await call('alice', 'DELETE', '/users/{username}/sessions', `/users/alice/sessions?sid=${sid}`);
+    assert.equal(out.status, 200);
+    assert.deepEqual(out.json, { signed_out: 1, revoked_grants: 1 });
+    assert.equal((await call(second.accessToken!, 'GET', '/agents', '/agents')).status, 401);
+    assert.equal((await call('alice', 'GET', '/agents', '/agents')).status, 200);
+    const after = await call('reader', 'GET', '/users/{username}/sessions', '/users/alice/sessions');
+    assert.ok(!after.json.items!.some((s) => s.sid === sid));
+    const again = await call('alice', 'DELETE', '/users/{username}/sessions', `/users/alice/sessions?sid=${sid}`);
+    assert.deepEqual([again.status, again.json.error], [404, 'not_found']);
+  });
+
   it('publishes an OpenAPI 3.1 document that the responses match', async () => {
     const res = await fetch(`${as.issuer}/admin/api/v1/openapi.json`);
     assert.equal(res.status, 200);

@@ -34,6 +34,8 @@ export const ADMIN_ROUTES: AdminRoute[] = [
   { method: 'delete', path: '/users/{username}/grants/{grant_id}', op: ops.revokeGrant },
   { method: 'get', path: '/users/{username}/consents', op: ops.listConsents },
   { method: 'delete', path: '/users/{username}/consents', op: ops.revokeConsent },
+  { method: 'get', path: '/users/{username}/sessions', op: ops.listSessions },
+  { method: 'delete', path: '/users/{username}/sessions', op: ops.signOut },
   { method: 'get', path: '/resources', op: ops.listResources },
   { method: 'post', path: '/resources', op: ops.createResource, status: 201 },
   { method: 'get', path: '/resources/{id}', op: ops.readResource, etag: true },
