@@ -201,6 +201,19 @@ function storeSuite(name: string, options: { skip: string | false }, open: () =>
       assert.deepEqual((await store.consents.listBySub(sub)).map((c) => c.clientId), ['c2']);
     });
 
+    it('keeps agreements and authentication policies added by an admin, per kind', async () => {
+      const key = id();
+      await store.settings.upsert({ kind: 'agreement', id: key, definition: { id: key, name: 'Terms', version: 1, text: 'x' }, updatedAt: now });
+      await store.settings.upsert({ kind: 'authentication_policy', id: key, definition: { name: key, steps: ['login'] }, updatedAt: now });
+      await store.settings.upsert({ kind: 'agreement', id: key, definition: { id: key, name: 'Terms', version: 2, text: 'y' }, updatedAt: now + 1 });
+      const agreements = (await store.settings.list('agreement')).filter((r) => r.id === key);
+      assert.deepEqual(agreements.map((r) => [r.definition.version, r.updatedAt]), [[2, now + 1]]);
+      assert.equal(await store.settings.delete('agreement', key), true);
+      assert.equal(await store.settings.delete('agreement', key), false);
+      assert.ok((await store.settings.list('authentication_policy')).some((r) => r.id === key));
+      assert.equal(await store.settings.delete('authentication_policy', key), true);
+    });
+
     it('queries the audit log by type prefix, outcome, subject, time, data and cursor, and counts per day', async () => {
       const sub = id();
       const agent = id();

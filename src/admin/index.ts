@@ -10,7 +10,19 @@ import { listConsents, listGrants, revokeConsent, revokeGrant } from './operatio
 import { listKeys, rotateKeys } from './operations/keys.ts';
 import { usageReport } from './operations/reports.ts';
 import { createResource, deleteResource, listResources, readResource, updateResource } from './operations/resources.ts';
-import { listAgreements, listPolicies, readAgreement, readPolicy, readRegistration } from './operations/settings.ts';
+import {
+  createAgreement,
+  createPolicy,
+  deleteAgreement,
+  deletePolicy,
+  listAgreements,
+  listPolicies,
+  readAgreement,
+  readPolicy,
+  readRegistration,
+  updateAgreement,
+  updatePolicy,
+} from './operations/settings.ts';
 import { listSessions, signOut } from './operations/sessions.ts';
 import { createUserOp, deleteUser, listUsers, readUser, updateUser } from './operations/users.ts';
 import type { Operation } from './operation.ts';
@@ -47,8 +59,14 @@ export const ADMIN_OPERATIONS = {
   rotateKeys,
   listAgreements,
   readAgreement,
+  createAgreement,
+  updateAgreement,
+  deleteAgreement,
   listPolicies,
   readPolicy,
+  createPolicy,
+  updatePolicy,
+  deletePolicy,
   readRegistration,
   usageReport,
 } satisfies Record<string, Operation>;

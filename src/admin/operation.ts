@@ -8,7 +8,7 @@ import { allows, scopesFor, type AdminAccess, type AdminArea } from './scopes.ts
 /** What admin operations need of the authorization server: named parts, not the whole context. */
 export type AdminDeps = Pick<
   ServerContext,
-  'config' | 'issuer' | 'store' | 'cache' | 'keys' | 'audit' | 'now' | 'refreshDisabled' | 'reloadResources' | 'checkResource' | 'agreement' | 'authenticationPolicy' | 'resource'
+  'config' | 'issuer' | 'store' | 'cache' | 'keys' | 'audit' | 'now' | 'refreshDisabled' | 'reloadResources' | 'checkResource' | 'agreement' | 'authenticationPolicy' | 'listAgreements' | 'listAuthenticationPolicies' | 'reloadSettings' | 'resource'
 >;
 
 /**

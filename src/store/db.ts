@@ -92,6 +92,12 @@ export interface Tables {
     scope: string;
     created_at: number;
   };
+  settings: {
+    kind: string;
+    id: string;
+    definition: string;
+    updated_at: number;
+  };
   audit_events: {
     id: Generated<number>;
     at: number;

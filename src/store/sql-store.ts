@@ -18,6 +18,7 @@ import type {
   GrantStore,
   IssuedTokens,
   RefreshTokenRecord,
+  SettingStore,
   Store,
   UserRecord,
   UserStore,
@@ -459,6 +460,27 @@ function resourceStore(db: Db): ResourceStore {
   };
 }
 
+function settingStore(db: Db): SettingStore {
+  return {
+    async list(kind) {
+      const rows = await db.selectFrom('settings').selectAll().where('kind', '=', kind).orderBy('id').execute();
+      return rows.map((r) => ({ kind, id: r.id, definition: JSON.parse(r.definition), updatedAt: Number(r.updated_at) }));
+    },
+    async upsert(setting) {
+      const values = { kind: setting.kind, id: setting.id, definition: JSON.stringify(setting.definition), updated_at: setting.updatedAt };
+      await db
+        .insertInto('settings')
+        .values(values)
+        .onConflict((oc) => oc.columns(['kind', 'id']).doUpdateSet({ definition: values.definition, updated_at: values.updated_at }))
+        .execute();
+    },
+    async delete(kind, id) {
+      const result = await db.deleteFrom('settings').where('kind', '=', kind).where('id', '=', id).executeTakeFirst();
+      return Number(result.numDeletedRows) > 0;
+    },
+  };
+}
+
 function consentStore(db: Db): ConsentStore {
   return {
     async find(sub, clientId, resource) {
@@ -587,6 +609,7 @@ export function createSqlStore(options: ConnectOptions): SqlStore & { migrate():
     consents: consentStore(db),
     agreements: agreementStore(db),
     resources: resourceStore(db),
+    settings: settingStore(db),
     audit: auditStore(db, options.driver),
     async sweep(now) {
       await db.deleteFrom('authorization_codes').where('expires_at', '<', now).execute();

@@ -205,6 +205,21 @@ export interface ResourceStore {
   delete(id: string): Promise<boolean>;
 }
 
+/** An agreement or authentication policy added through the admin API (those of the file are not stored). */
+export interface SettingRecord {
+  kind: 'agreement' | 'authentication_policy';
+  /** The agreement's id or the policy's name. */
+  id: string;
+  definition: Record<string, unknown>;
+  updatedAt: number;
+}
+
+export interface SettingStore {
+  list(kind: SettingRecord['kind']): Promise<SettingRecord[]>;
+  upsert(setting: SettingRecord): Promise<void>;
+  delete(kind: SettingRecord['kind'], id: string): Promise<boolean>;
+}
+
 export interface AgreementAcceptance {
   sub: string;
   agreementId: string;
@@ -288,6 +303,7 @@ export interface Store {
   consents: ConsentStore;
   agreements: AgreementStore;
   resources: ResourceStore;
+  settings: SettingStore;
   audit: AuditStore;
   /** Deletes expired codes, tokens and grants. */
   sweep(now: number): Promise<void>;

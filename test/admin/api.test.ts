@@ -3,7 +3,8 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { z } from 'zod';
-import { basic, decodeJwt, postForm } from '../helpers/auth-server.ts';
+import { basic, decodeJwt, pkcePair, postForm } from '../helpers/auth-server.ts';
+import { FormBrowser } from '../helpers/browser-driver.ts';
 import { api, auditEvents, signIn, startAdminServer } from './helpers.ts';
 
 type Server = Awaited<ReturnType<typeof startAdminServer>>;
@@ -195,6 +196,40 @@ describe('admin API v1', () => {
     assert.equal((await call('alice', 'DELETE', '/resources/{id}', path)).status, 200);
     const missing = await call('alice', 'GET', '/agents/{id}', '/agents/nobody');
     assert.deepEqual([missing.status, missing.json.error], [404, 'not_found']);
+  });
+
+  it('adds an agreement and a policy asking for it, which a client created through the API then enforces', async () => {
+    const agreement = await call('alice', 'POST', '/agreements', '/agreements', { id: 'house-rules', name: 'House rules', version: 1, text: 'Be kind.' });
+    assert.deepEqual([agreement.status, agreement.json.source], [201, 'admin']);
+    const policy = await call('alice', 'POST', '/policies', '/policies', { name: 'Rules-Login', steps: ['login', { agreement: 'house-rules' }] });
+    assert.equal(policy.status, 201);
+    const unknown = await call('alice', 'POST', '/policies', '/policies', { name: 'Broken', steps: ['login', { agreement: 'nope' }] });
+    assert.deepEqual([unknown.status, unknown.json.error_description], [400, 'invalid input: steps: unknown agreement nope']);
+    const client = await call('alice', 'POST', '/clients', '/clients', { client_id: 'ruled-console', token_endpoint_auth_method: 'none', redirect_uris: ['http://127.0.0.1:5999/callback'], authentication_policy: 'Rules-Login' });
+    assert.deepEqual([client.status, client.json.authentication_policy, client.json.client_secret], [201, 'Rules-Login', null]);
+    // Signing in through that client asks for the agreement; the token says which policy ran.
+    const { verifier, challenge } = pkcePair();
+    const url = `${as.issuer}/authorize?${new URLSearchParams({ response_type: 'code', client_id: 'ruled-console', redirect_uri: 'http://127.0.0.1:5999/callback', code_challenge: challenge, code_challenge_method: 'S256', scope: 'mcp:read', resource: as.resource })}`;
+    const browser = new FormBrowser(as.issuer);
+    const back = await browser.authorize(url, { username: 'demo', password: 'demo' });
+    assert.ok(browser.pages.some((p) => p.html.includes('Be kind.')), 'the agreement page was shown');
+    const token = await postForm(`${as.issuer}/token`, { grant_type: 'authorization_code', code: back.searchParams.get('code')!, redirect_uri: 'http://127.0.0.1:5999/callback', client_id: 'ruled-console', code_verifier: verifier });
+    assert.equal(decodeJwt(token.json.access_token as string).acr, 'Rules-Login');
+    // Nothing in use can be removed; a new version is kept.
+    const inUse = await call('alice', 'DELETE', '/agreements/{id}', '/agreements/house-rules');
+    assert.deepEqual([inUse.status, inUse.json.error_description], [409, 'authentication policies ask for this agreement: Rules-Login']);
+    const named = await call('alice', 'DELETE', '/policies/{name}', '/policies/Rules-Login');
+    assert.deepEqual([named.status, named.json.error_description], [409, 'clients name this policy: ruled-console']);
+    const read = await call('reader', 'GET', '/agreements/{id}', '/agreements/house-rules');
+    const bumped = await call('alice', 'PUT', '/agreements/{id}', '/agreements/house-rules', { name: 'House rules', version: 2, text: 'Be kinder.' }, { 'if-match': read.headers.get('etag')! });
+    assert.deepEqual([bumped.status, bumped.json.version], [200, 2]);
+    assert.equal(as.ctx.agreement('house-rules')?.text, 'Be kinder.');
+    const older = await call('alice', 'PUT', '/agreements/{id}', '/agreements/house-rules', { name: 'House rules', version: 1, text: 'x' });
+    assert.equal(older.status, 400);
+    assert.equal((await call('alice', 'DELETE', '/clients/{id}', '/clients/ruled-console')).status, 200);
+    assert.equal((await call('alice', 'DELETE', '/policies/{name}', '/policies/Rules-Login')).status, 200);
+    assert.equal((await call('alice', 'DELETE', '/agreements/{id}', '/agreements/house-rules')).status, 200);
+    assert.deepEqual((await call('reader', 'GET', '/agreements', '/agreements')).json.items, []);
   });
 
   it("lists a user's sessions and signs one out: its grants and their tokens die, other sessions stay", async () => {

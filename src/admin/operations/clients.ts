@@ -27,7 +27,12 @@ export const clientFields = {
   grant_types: z.array(z.enum(GRANT_TYPES)).optional(),
   scope: z.string().max(2000).optional().describe('Space-separated scopes the client may request; any scope of a resource when omitted.'),
   default_resource: z.url().optional(),
+  authentication_policy: z.string().min(1).optional().describe('The authentication policy users go through when signing in through this client.'),
 };
+
+function checkPolicy(deps: Pick<AdminDeps, 'authenticationPolicy'>, name: string | undefined) {
+  if (name !== undefined && !deps.authenticationPolicy(name)) throw new AdminError('invalid_request', `invalid input: authentication_policy: unknown policy ${name}`);
+}
 
 export const clientCreated = clientView.extend({ client_secret: z.string().nullable().describe('Shown once: only its hash is kept.') });
 
@@ -40,8 +45,10 @@ export async function createClient(
     grant_types?: string[];
     scope?: string;
     default_resource?: string;
+    authentication_policy?: string;
   },
 ): Promise<z.output<typeof clientCreated>> {
+  checkPolicy(deps, input.authentication_policy);
   const clientId = input.client_id ?? `${input.agent ? 'ag' : 'cl'}_${randomToken(12)}`;
   if (await deps.store.clients.find(clientId)) throw new AdminError('conflict', 'a client with this client_id exists');
   const redirectUris = input.redirect_uris ?? [];
@@ -62,6 +69,7 @@ export async function createClient(
       token_endpoint_auth_method: input.token_endpoint_auth_method,
       scope: input.scope,
       default_resource: input.default_resource,
+      ...(input.authentication_policy ? { authentication_policy: input.authentication_policy } : {}),
     },
     agent: input.agent && {
       agentType: input.agent.agent_type,
@@ -139,6 +147,7 @@ export const updateClient = defineOperation({
     const metadata = Object.fromEntries(Object.entries(fields).filter(([, v]) => v !== undefined));
     if (Object.keys(metadata).length > 0) {
       if (record.source === 'config') throw fromConfig('client');
+      checkPolicy(deps, metadata.authentication_policy as string | undefined);
       try {
         (metadata.redirect_uris as string[] | undefined)?.forEach(assertValidRedirectUri);
       } catch (error) {
