@@ -73,7 +73,7 @@ export const ADMIN_OPERATIONS = {
 
 export type AdminOperationName = keyof typeof ADMIN_OPERATIONS;
 
-export { invoke, etagOf, type AdminDeps, type Operation } from './operation.ts';
+export { invoke, etagOf, isDestructive, type AdminDeps, type Operation } from './operation.ts';
 export { AdminError, type AdminErrorCode } from './errors.ts';
 export type { Caller, FrontEnd } from './caller.ts';
 export { runBootstrap } from './operations/bootstrap.ts';

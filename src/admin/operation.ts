@@ -31,6 +31,12 @@ export interface Operation<I extends z.ZodType = z.ZodType, O extends z.ZodType 
   run(deps: AdminDeps, input: z.output<I>, caller: Caller): Promise<z.output<O>>;
 }
 
+/**
+ * Whether an operation may destroy or overwrite something (MCP's `destructiveHint`): every write
+ * but those that only add (creating an item, adding a signing key).
+ */
+export const isDestructive = (op: Pick<Operation, 'name' | 'access'>) => op.access === 'write' && !op.name.endsWith('.create') && op.name !== 'keys.rotate';
+
 export const defineOperation = <I extends z.ZodType, O extends z.ZodType>(op: Operation<I, O>): Operation<I, O> => op;
 
 /** A strong ETag over an item's JSON (RFC 9110 §8.8.3): equal views, equal tags. */

@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import { ADMIN_OPERATIONS as ops, AdminError, etagOf, invoke, runBootstrap, type Caller, type Operation } from '../../src/admin/index.ts';
+import { z } from 'zod';
+import { ADMIN_OPERATIONS as ops, AdminError, etagOf, invoke, isDestructive, runBootstrap, type Caller, type Operation } from '../../src/admin/index.ts';
 import { auditEvents, startAdminServer } from './helpers.ts';
 
 type Server = Awaited<ReturnType<typeof startAdminServer>>;
@@ -165,6 +166,24 @@ describe('admin service layer', () => {
     assert.equal(report.days.length, 7);
     assert.ok(report.totals.refusals >= 0);
     await assert.rejects(invoke(as.ctx, reader, ops.usageReport, { from: '2026-01-01', to: '2026-12-31' }), { code: 'invalid_request', message: 'at most 92 days per report' });
+  });
+
+  it('describes every operation for the front ends: unique names, an area, a summary, object schemas, and which are destructive', () => {
+    const all = Object.values(ops) as Operation[];
+    assert.equal(new Set(all.map((op) => op.name)).size, all.length);
+    for (const op of all) {
+      assert.match(op.name, new RegExp(`^${op.area === 'grants' ? '(grants|consents)' : op.area}\\.[a-z_]+$`), op.name);
+      assert.ok(op.summary.length > 10, op.name);
+      assert.equal((z.toJSONSchema(op.input, { io: 'input' }) as { type?: string }).type, 'object', op.name);
+    }
+    assert.deepEqual(
+      all.filter((op) => op.access === 'read' && isDestructive(op)),
+      [],
+    );
+    assert.deepEqual(
+      ['agents.update', 'agents.delete', 'grants.revoke', 'sessions.revoke', 'keys.rotate', 'users.create', 'agents.list'].map((name) => isDestructive(all.find((op) => op.name === name)!)),
+      [true, true, true, true, false, false, false],
+    );
   });
 
   it('bootstraps the first admin only while there is none', async () => {
