@@ -33,9 +33,9 @@ function agentView(record: ClientRecord) {
 }
 
 /**
- * Deprecated: the legacy admin API (`/admin/api/…`), for the static admin token. It stays until the
- * README moves to `/admin/api/v1` (admin identities, src/admin/). The admin API, for a bearer admin token from the environment (or generated on
- * first start under the data dir). Agents' lifecycle: list, read, enable, disable, set expiry and
+ * Deprecated (docs/admin.md): the legacy admin API (`/admin/api/…`), for the static admin token
+ * from the environment (or generated on first start under the data dir). It stays until the README
+ * moves to `/admin/api/v1`, where admins are identities (src/admin/). Agents' lifecycle: list, read, enable, disable, set expiry and
  * owner. Disabling an agent revokes its grants and tokens, refuses its exchanges, and cuts off
  * every token whose delegation chain contains it.
  */
@@ -43,7 +43,7 @@ export function adminEndpoints(app: Hono<AppEnv>, ctx: ServerContext, adminToken
   const expected = hashSecret(adminToken);
   app.use('/admin/api/*', async (c, next) => {
     // /admin/api/v1 checks its own tokens (admin identities).
-    if (c.req.path.startsWith('/admin/api/v1/')) return next();
+    if (c.req.path === '/admin/api/v1' || c.req.path.startsWith('/admin/api/v1/')) return next();
     const token = bearerToken(c);
     if (!token || !constantTimeEqual(hashSecret(token), expected)) {
       throw new OAuthError('invalid_token', 'an admin token is required', {
