@@ -287,6 +287,8 @@ describe('admin API v1: bootstrap', () => {
       const first = await api(as, staticToken, 'POST', '/bootstrap', body);
       assert.equal(first.status, 201);
       assert.deepEqual(first.json.roles, ['admin:write']);
+      const doc = (await (await fetch(`${as.issuer}/admin/api/v1/openapi.json`)).json()) as { paths: Record<string, { post: { responses: Record<string, { content: { 'application/json': { schema: Json } } }> } }> };
+      assert.ok(z.fromJSONSchema(doc.paths['/bootstrap']!.post.responses['201']!.content['application/json'].schema as never).safeParse(first.json).success, 'the document describes the answer');
       const again = await api(as, staticToken, 'POST', '/bootstrap', { ...body, username: 'second-admin' });
       assert.deepEqual([again.status, again.json.error], [409, 'conflict']);
       // The static token is no admin token for the API itself.

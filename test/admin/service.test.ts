@@ -189,12 +189,22 @@ describe('admin service layer', () => {
   it('bootstraps the first admin only while there is none', async () => {
     const fresh = await startAdminServer({ users: [{ username: 'demo', password_hash: 'scrypt$x' }] });
     try {
-      const first = await runBootstrap(fresh.ctx, { username: 'root', password: 'a long enough password' });
+      // Two at once: one admin, never two.
+      const racing = await Promise.allSettled([
+        runBootstrap(fresh.ctx, { username: 'root', password: 'a long enough password' }),
+        runBootstrap(fresh.ctx, { username: 'rival', password: 'a long enough password' }),
+      ]);
+      assert.deepEqual(racing.map((r) => r.status), ['fulfilled', 'rejected']);
+      const first = (racing[0] as PromiseFulfilledResult<Awaited<ReturnType<typeof runBootstrap>>>).value;
       assert.deepEqual([first.username, first.roles], ['root', ['admin:write']]);
+      assert.equal(((racing[1] as PromiseRejectedResult).reason as AdminError).code, 'conflict');
       await assert.rejects(runBootstrap(fresh.ctx, { username: 'root2', password: 'a long enough password' }), { code: 'conflict', status: 409 });
       const events = (await auditEvents(fresh)).filter((e) => e.type === 'admin.bootstrap');
-      assert.deepEqual(events.map((e) => [e.outcome, e.data?.front_end]), [['failure', 'bootstrap'], ['success', 'bootstrap']]);
+      // Newest first: the late one, the winner, the one that lost the race.
+      assert.deepEqual(events.map((e) => [e.outcome, e.data?.front_end]), [['failure', 'bootstrap'], ['success', 'bootstrap'], ['failure', 'bootstrap']]);
       assert.match(events[0]!.reason ?? '', /^admins exist: root$/);
+      assert.equal(events[2]!.reason, 'another bootstrap is in progress; retry in a few seconds');
+      assert.equal((await fresh.store.users.list()).filter((u) => u.roles?.length).length, 1);
     } finally {
       await fresh.close();
     }

@@ -1,6 +1,7 @@
 import { z } from 'zod';
 import { ADMIN_SCOPES, adminResourceId, scopesFor } from '../../admin/scopes.ts';
 import { ADMIN_ROUTES, hasBody, pathParams } from './routes.ts';
+import { bootstrapOperation } from '../../admin/operations/bootstrap.ts';
 
 type Json = Record<string, unknown>;
 
@@ -65,6 +66,23 @@ export function adminOpenApi(issuer: string): Json {
     };
     paths[route.path] = { ...paths[route.path], [route.method]: operation };
   }
+  paths['/bootstrap'] = {
+    post: {
+      operationId: bootstrapOperation.name,
+      summary: bootstrapOperation.summary,
+      tags: ['users'],
+      description: 'With the static admin token (MANDATE_ADMIN_TOKEN or <data_dir>/secrets/admin.token), not an admin token. 404 when admin.bootstrap_token is false.',
+      security: [{ bootstrapToken: [] }],
+      requestBody: { required: true, content: { 'application/json': { schema: jsonSchema(bootstrapOperation.input, 'input') } } },
+      responses: {
+        '201': { description: 'The first admin.', content: { 'application/json': { schema: jsonSchema(bootstrapOperation.output, 'output') } } },
+        '400': errorResponse('invalid_request: the input is invalid.'),
+        '401': errorResponse('invalid_token: not the static admin token.'),
+        '404': errorResponse('not_found: the bootstrap token is disabled.'),
+        '409': errorResponse('conflict: an admin exists already.'),
+      },
+    },
+  };
   const base = issuer.replace(/\/$/, '');
   return {
     openapi: '3.1.0',
@@ -73,6 +91,7 @@ export function adminOpenApi(issuer: string): Json {
     security: [{ admin: [] }],
     components: {
       securitySchemes: {
+        bootstrapToken: { type: 'http', scheme: 'bearer', description: 'The static admin token: only for POST /bootstrap.' },
         admin: {
           type: 'oauth2',
           description: `Access tokens for the resource ${adminResourceId(base)} (authorization code + PKCE; the scopes are narrowed to the admin's roles).`,
