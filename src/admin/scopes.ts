@@ -59,6 +59,23 @@ export function scopesOfRoles(roles: readonly string[] | undefined): Set<string>
   return out;
 }
 
+/** Every admin scope that a set of granted scopes includes (`admin:write` includes all of them). */
+export function coveredScopes(scopes: Iterable<string>): Set<string> {
+  const out = new Set<string>();
+  for (const scope of scopes) {
+    if (scope === 'admin:write') return new Set(ADMIN_SCOPES);
+    if (scope === 'admin:read') for (const s of ADMIN_SCOPES) if (s.endsWith(':read')) out.add(s);
+    for (const s of scopesOfRoles([scope])) out.add(s);
+  }
+  return out;
+}
+
+/** The roles (and what they include) that `scopes` do not cover: granting them would be an escalation. */
+export function uncoveredRoles(scopes: Iterable<string>, roles: readonly string[]): string[] {
+  const covered = coveredScopes(scopes);
+  return roles.filter((role) => [...scopesOfRoles([role])].some((s) => !covered.has(s)));
+}
+
 /** Keeps the non-admin scopes and the admin scopes the roles allow; says which were dropped. */
 export function narrowToRoles(scopes: readonly string[], roles: readonly string[] | undefined): { scopes: string[]; withheld: string[] } {
   const allowed = scopesOfRoles(roles);

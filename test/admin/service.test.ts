@@ -104,6 +104,25 @@ describe('admin service layer', () => {
     await assert.rejects(invoke(as.ctx, writer, ops.readUser, { username: 'bob' }), { code: 'not_found', status: 404 });
   });
 
+  it('lets the users area manage no role beyond its own: no escalation through users', async () => {
+    const usersAdmin = caller('users-admin', ['admin:users:write']);
+    assert.deepEqual((await invoke(as.ctx, usersAdmin, ops.createUser, { username: 'plain', roles: ['admin:users:read'] })).roles, ['admin:users:read']);
+    for (const roles of [['admin:write'], ['admin:read'], ['admin:keys:read']]) {
+      await assert.rejects(invoke(as.ctx, usersAdmin, ops.createUser, { username: 'climber', roles }), (error: AdminError) => error.code === 'insufficient_scope' && error.message === `giving these roles needs your own token to hold ${roles[0]}`);
+    }
+    const event = await lastEvent('admin.users.create');
+    assert.equal(event?.reason, 'users-admin holds admin:users:write; giving these roles involves admin:keys:read');
+    await invoke(as.ctx, writer, ops.createUser, { username: 'boss', password: 'a long enough password', roles: ['admin:write'] });
+    // Neither the boss's password, nor their roles, nor their account.
+    await assert.rejects(invoke(as.ctx, usersAdmin, ops.updateUser, { username: 'boss', password: 'taken over, surely' }), { code: 'insufficient_scope' });
+    await assert.rejects(invoke(as.ctx, usersAdmin, ops.updateUser, { username: 'boss', roles: [] }), { code: 'insufficient_scope' });
+    await assert.rejects(invoke(as.ctx, usersAdmin, ops.deleteUser, { username: 'boss' }), { code: 'insufficient_scope' });
+    await assert.rejects(invoke(as.ctx, usersAdmin, ops.updateUser, { username: 'plain', roles: ['admin:users:write', 'admin:agents:read'] }), { code: 'insufficient_scope' });
+    assert.deepEqual((await invoke(as.ctx, usersAdmin, ops.updateUser, { username: 'plain', roles: ['admin:users:write'] })).roles, ['admin:users:write']);
+    assert.deepEqual(await invoke(as.ctx, usersAdmin, ops.deleteUser, { username: 'plain' }), { deleted: true });
+    assert.deepEqual(await invoke(as.ctx, writer, ops.deleteUser, { username: 'boss' }), { deleted: true });
+  });
+
   it('creates an agent with a secret shown once, and deletes it with its tokens', async () => {
     const created = await invoke(as.ctx, agentsAdmin, ops.createAgent, { client_id: 'made-agent', owner: 'demo', scope: 'mcp:read' });
     assert.equal(created.kind, 'agent');

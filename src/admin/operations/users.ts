@@ -5,7 +5,8 @@ import type { UserRecord } from '../../store/types.ts';
 import { AdminError, fromConfig, notFound } from '../errors.ts';
 import { defineOperation, type AdminDeps } from '../operation.ts';
 import { page, pageInput, paginate } from '../pagination.ts';
-import { ADMIN_SCOPES, isAdminScope } from '../scopes.ts';
+import type { Caller } from '../caller.ts';
+import { ADMIN_SCOPES, isAdminScope, uncoveredRoles } from '../scopes.ts';
 
 export const username = z.string().regex(/^[A-Za-z0-9._@+-]{1,100}$/, 'letters, digits and . _ @ + -').describe('The username.');
 const role = z.string().refine(isAdminScope, { message: `an admin role: ${ADMIN_SCOPES.join(', ')}` });
@@ -34,6 +35,20 @@ export const toUserView = (u: UserRecord): UserView => ({
   has_password: u.passwordHash !== undefined,
   created_at: u.createdAt,
 });
+
+/**
+ * An admin may give, take or touch only roles their own scopes cover: `admin:users:write` alone
+ * manages ordinary users and no admin more powerful than itself (no escalation through the users area).
+ */
+function assertCovers(caller: Caller, roles: readonly string[], action: string) {
+  const beyond = uncoveredRoles(caller.scopes, roles);
+  if (beyond.length > 0) {
+    throw new AdminError('insufficient_scope', `${action} needs your own token to hold ${beyond.join(' ')}`, {
+      scopes: ['admin:write'],
+      reason: `${caller.username} holds ${caller.scopes.join(' ')}; ${action} involves ${beyond.join(' ')}`,
+    });
+  }
+}
 
 export async function findUser(deps: Pick<AdminDeps, 'store'>, name: string): Promise<UserRecord> {
   const user = await deps.store.users.findByUsername(name);
@@ -100,7 +115,10 @@ export const createUserOp = defineOperation({
   input: createUserInput,
   output: userView,
   target: (input) => ({ data: { username: input.username, roles: input.roles } }),
-  run: (deps, input) => createUser(deps, input),
+  run: (deps, input, caller) => {
+    assertCovers(caller, input.roles, 'giving these roles');
+    return createUser(deps, input);
+  },
 });
 
 export const updateUser = defineOperation({
@@ -115,6 +133,7 @@ export const updateUser = defineOperation({
   async run(deps, input, caller) {
     const user = await findUser(deps, input.username);
     if (user.source !== 'admin') throw fromConfig('user');
+    assertCovers(caller, [...(user.roles ?? []), ...(input.roles ?? [])], 'changing this user');
     if (input.roles && user.sub === caller.sub && !input.roles.includes('admin:write') && (user.roles ?? []).includes('admin:write') && !(await anotherWriter(deps, user.sub))) {
       throw new AdminError('conflict', 'this would leave no admin with admin:write; give the role to another user first');
     }
@@ -148,6 +167,7 @@ export const deleteUser = defineOperation({
   async run(deps, input, caller) {
     const user = await findUser(deps, input.username);
     if (user.source !== 'admin') throw fromConfig('user', 'remove it there');
+    assertCovers(caller, user.roles ?? [], 'deleting this user');
     if (user.sub === caller.sub) throw new AdminError('conflict', 'an admin cannot delete their own account');
     const now = deps.now();
     for (const grant of await deps.store.grants.listGrantsBySub(user.sub)) if (!grant.revokedAt) await deps.store.grants.revokeGrant(grant.id, now);
