@@ -181,6 +181,77 @@ function storeSuite(name: string, options: { skip: string | false }, open: () =>
       assert.equal((await store.users.findByUsername(`user-${sub}`))?.sub, sub);
       assert.equal((await store.users.findBySub(sub))?.profile.name, 'Demo');
     });
+
+    it('keeps user roles, lists and deletes users', async () => {
+      const sub = id();
+      await store.users.upsert({ sub, username: `admin-${sub}`, profile: {}, createdAt: now, roles: ['admin:agents:write'], source: 'admin' });
+      const found = await store.users.findBySub(sub);
+      assert.deepEqual([found?.roles, found?.source], [['admin:agents:write'], 'admin']);
+      const listed = await store.users.list();
+      assert.ok(listed.some((u) => u.sub === sub));
+      assert.deepEqual(listed.map((u) => u.username), [...listed.map((u) => u.username)].sort());
+      await store.users.upsert({ ...found!, roles: [] });
+      assert.equal((await store.users.findBySub(sub))?.roles, undefined);
+      assert.equal(await store.users.delete(sub), true);
+      assert.equal(await store.users.delete(sub), false);
+      assert.equal(await store.users.findBySub(sub), undefined);
+    });
+
+    it("lists a user's grants newest first, and lists and deletes their consents", async () => {
+      const sub = id();
+      await store.grants.createGrant({ id: `${sub}-old`, sub, clientId: 'c1', resource: 'https://r.example', scope: 'a', createdAt: now - 10, expiresAt: now + 100 });
+      await store.grants.createGrant({ id: `${sub}-new`, sub, clientId: 'c2', resource: 'https://r.example', scope: 'b', createdAt: now, expiresAt: now + 100 });
+      await store.grants.createGrant({ id: `${sub}-other`, sub: id(), clientId: 'c1', resource: 'https://r.example', scope: 'a', createdAt: now, expiresAt: now + 100 });
+      assert.deepEqual((await store.grants.listGrantsBySub(sub)).map((g) => g.id), [`${sub}-new`, `${sub}-old`]);
+      await store.consents.upsert({ sub, clientId: 'c2', resource: 'https://r.example', scope: 'b', createdAt: now });
+      await store.consents.upsert({ sub, clientId: 'c1', resource: 'https://r.example', scope: 'a', createdAt: now });
+      assert.deepEqual((await store.consents.listBySub(sub)).map((c) => c.clientId), ['c1', 'c2']);
+      assert.equal(await store.consents.delete(sub, 'c1', 'https://r.example'), true);
+      assert.equal(await store.consents.delete(sub, 'c1', 'https://r.example'), false);
+      assert.deepEqual((await store.consents.listBySub(sub)).map((c) => c.clientId), ['c2']);
+    });
+
+    it('keeps agreements and authentication policies added by an admin, per kind', async () => {
+      const key = id();
+      await store.settings.upsert({ kind: 'agreement', id: key, definition: { id: key, name: 'Terms', version: 1, text: 'x' }, updatedAt: now });
+      await store.settings.upsert({ kind: 'authentication_policy', id: key, definition: { name: key, steps: ['login'] }, updatedAt: now });
+      await store.settings.upsert({ kind: 'agreement', id: key, definition: { id: key, name: 'Terms', version: 2, text: 'y' }, updatedAt: now + 1 });
+      const agreements = (await store.settings.list('agreement')).filter((r) => r.id === key);
+      assert.deepEqual(agreements.map((r) => [r.definition.version, r.updatedAt]), [[2, now + 1]]);
+      assert.equal(await store.settings.delete('agreement', key), true);
+      assert.equal(await store.settings.delete('agreement', key), false);
+      assert.ok((await store.settings.list('authentication_policy')).some((r) => r.id === key));
+      assert.equal(await store.settings.delete('authentication_policy', key), true);
+    });
+
+    it('queries the audit log by type prefix, outcome, subject, time, data and cursor, and counts per day', async () => {
+      const sub = id();
+      const agent = id();
+      // Days of their own in the past, apart from other tests' (and earlier runs') events.
+      const d0 = 1_000 + Math.floor(Math.random() * 9_000);
+      const day = d0 * 86_400;
+      await store.audit.append([
+        { at: day + 10, type: 'token.issued', outcome: 'success', clientId: 'c1', sub, data: { grant_type: 'authorization_code' } },
+        { at: day + 20, type: 'token.issued', outcome: 'success', clientId: agent, sub, data: { grant_type: 'urn:ietf:params:oauth:grant-type:token-exchange' } },
+        { at: day + 30, type: 'token.refused', outcome: 'failure', clientId: 'c1', sub, error: 'invalid_grant' },
+        { at: day + 86_400 + 5, type: 'admin.agents.update', outcome: 'success', clientId: 'c9', sub, data: { admin: 'alice_%', act: [agent] } },
+      ]);
+      const ids = async (q: Partial<Parameters<typeof store.audit.query>[0]>) => (await store.audit.query({ sub, limit: 10, ...q })).map((e) => e.type);
+      assert.deepEqual(await ids({}), ['admin.agents.update', 'token.refused', 'token.issued', 'token.issued']);
+      assert.deepEqual(await ids({ type: 'token.*' }), ['token.refused', 'token.issued', 'token.issued']);
+      assert.deepEqual(await ids({ type: 'token.' }), []);
+      assert.deepEqual(await ids({ outcome: 'failure' }), ['token.refused']);
+      assert.deepEqual(await ids({ since: day + 20, until: day + 86_400 }), ['token.refused', 'token.issued']);
+      // Exact fragments: % and _ are no wildcards.
+      assert.deepEqual(await ids({ dataContains: ['"admin":"alice_%"'] }), ['admin.agents.update']);
+      assert.deepEqual(await ids({ dataContains: ['"admin":"alice__"'] }), []);
+      assert.deepEqual(await ids({ involves: agent }), ['admin.agents.update', 'token.issued']);
+      const [first] = await store.audit.query({ sub, limit: 1 });
+      assert.deepEqual(await ids({ beforeId: first!.id, limit: 1 }), ['token.refused']);
+      const counts = await store.audit.dailyCounts(day, day + 2 * 86_400);
+      const of = (d: number, kind: string) => counts.find((c) => c.day === d && c.kind === kind)?.count ?? 0;
+      assert.deepEqual([of(d0, 'issued'), of(d0, 'exchange'), of(d0, 'refusal'), of(d0 + 1, 'issued')], [1, 1, 1, 0]);
+    });
   });
 }
 

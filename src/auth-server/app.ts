@@ -16,6 +16,7 @@ import { tokenEndpoint } from './endpoints/token.ts';
 import { userinfoEndpoints } from './endpoints/userinfo.ts';
 import { revocationsEndpoint } from './endpoints/revocations.ts';
 import { adminEndpoints } from './endpoints/admin.ts';
+import { ADMIN_METADATA_PATH, adminApi, adminResourceMetadata } from './admin-api/index.ts';
 import { UNAVAILABLE_RETRY_AFTER_SECONDS, unavailableReason } from '../store/unavailable.ts';
 
 /** RFC 6749 §4.1.2.1 `temporarily_unavailable`, also used at the token endpoint (as OAuth 2.1 does). */
@@ -25,7 +26,7 @@ export const temporarilyUnavailable = () => new OAuthError('temporarily_unavaila
 const CORS_PATHS = ['/.well-known/*', '/jwks', '/register', '/register/*', '/token', '/revoke', '/userinfo'];
 
 /** Builds the authorization server's Hono app. Mountable in any Hono host. */
-export function createAuthServerApp(ctx: ServerContext, options: { adminToken: string }): Hono<AppEnv> {
+export function createAuthServerApp(ctx: ServerContext, options: { adminToken?: string }): Hono<AppEnv> {
   const app = new Hono<AppEnv>();
 
   app.use('*', bodyLimit({ maxBytes: ctx.config.request_limits.max_body_bytes }));
@@ -46,7 +47,11 @@ export function createAuthServerApp(ctx: ServerContext, options: { adminToken: s
   revokeEndpoint(app, ctx);
   userinfoEndpoints(app, ctx);
   revocationsEndpoint(app, ctx);
-  adminEndpoints(app, ctx, options.adminToken);
+  // The admin API over admin identities; the static token only bootstraps the first admin.
+  app.get(ADMIN_METADATA_PATH, (c) => c.json(adminResourceMetadata(ctx), 200, { 'Cache-Control': 'public, max-age=300' }));
+  app.route('/admin/api/v1', adminApi(ctx, { bootstrapToken: options.adminToken }));
+  // Deprecated: the static-token admin API, until the README moves to /admin/api/v1.
+  if (options.adminToken !== undefined) adminEndpoints(app, ctx, options.adminToken);
 
   app.notFound((c) => c.json({ error: 'not_found', error_description: `no endpoint at ${c.req.method} ${c.req.path}` }, 404));
 

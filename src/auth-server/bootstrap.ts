@@ -21,7 +21,13 @@ export function adminTokenFor(config: AuthServerConfig): string {
   return secretFromEnvOrFile(config, process.env[config.admin.token_env] ? config.admin.token_env : undefined, 'admin.token', 'admin');
 }
 
-function secretFromEnvOrFile(config: AuthServerConfig, envName: string | undefined, fileName: string, what: string): string {
+/** A configured user's generated password (`generate_password`): `<data_dir>/secrets/<username>.password`, made on first start. */
+export function generatedPasswordFor(config: AuthServerConfig, username: string): string {
+  // 18 random bytes: 24 characters, typed by a person once, yet far beyond guessing.
+  return secretFromEnvOrFile(config, undefined, `${username.replace(/[^A-Za-z0-9._-]/g, '_')}.password`, `user ${username}`, 18);
+}
+
+function secretFromEnvOrFile(config: AuthServerConfig, envName: string | undefined, fileName: string, what: string, bytes = 32): string {
   if (envName) {
     const value = process.env[envName];
     if (!value) throw new Error(`${what}: environment variable ${envName} is not set`);
@@ -33,7 +39,7 @@ function secretFromEnvOrFile(config: AuthServerConfig, envName: string | undefin
   const file = join(dir, fileName);
   if (existsSync(file)) return readFileSync(file, 'utf8').trim();
   mkdirSync(dir, { recursive: true, mode: 0o700 });
-  const secret = randomToken(32);
+  const secret = randomToken(bytes);
   writeFileSync(file, `${secret}\n`, { mode: 0o600 });
   return secret;
 }
@@ -56,6 +62,8 @@ export async function seedFromConfig(config: AuthServerConfig, store: Store, now
       const password = process.env[user.password_env];
       if (!password) throw new Error(`user ${user.username}: environment variable ${user.password_env} is not set`);
       passwordHash = await hashPassword(password);
+    } else if (!passwordHash && user.generate_password) {
+      passwordHash = await hashPassword(generatedPasswordFor(config, user.username));
     }
     await store.users.upsert({
       sub: user.sub ?? existing?.sub ?? randomUUID(),
@@ -63,6 +71,8 @@ export async function seedFromConfig(config: AuthServerConfig, store: Store, now
       passwordHash,
       profile: { name: user.name, email: user.email },
       createdAt: existing?.createdAt ?? now,
+      roles: user.roles,
+      source: 'config',
     });
   }
   // Configured resources are written to the store, beside those an administrator added.

@@ -5,7 +5,7 @@ import type { Client } from '../core/client-metadata.ts';
 import { compileExpression, type CompiledExpression } from '../core/cel.ts';
 import { VerifiedTokenCache } from '../core/verified-cache.ts';
 import type { AccessTokenClaims } from '../core/jwt.ts';
-import { resourceSchema, type AgreementConfig, type AuthServerConfig, type AuthenticationPolicyConfig, type ResourceConfig } from '../config/schema.ts';
+import { agreementSchema, authenticationPolicySchema, resourceSchema, type AgreementConfig, type AuthServerConfig, type AuthenticationPolicyConfig, type ResourceConfig } from '../config/schema.ts';
 import type { AccessTokenRecord, ClientRecord, Store, TtlCache } from '../store/types.ts';
 import type { BatchWriter } from './batch-writer.ts';
 import type { AuditLog } from './audit.ts';
@@ -13,6 +13,7 @@ import type { KeyManager } from './keys.ts';
 import { createMetadataDocumentResolver, isMetadataDocumentClientId } from './client-id-metadata.ts';
 import { applyRegistrationPolicy, clientScopeLimit, isOidcScope, isSelfRegistered, withheldReason } from './registration-policy.ts';
 import type { Context } from 'hono';
+import { ADMIN_SCOPES, adminResourceId, adminScopeDescription } from '../admin/scopes.ts';
 import { addressBucket, clientAddress, trustedProxyList } from './client-address.ts';
 import { limiterFactory, type LimiterFactory } from './limits.ts';
 
@@ -30,6 +31,14 @@ export interface Resource {
   exchange: { allowedActors?: string[]; maxDepth: number; requireMayAct: boolean };
   /** Clients serving this resource: they may introspect its tokens and read the revocation list. */
   resourceServers: string[];
+}
+
+/** An item of the file (`config`) or added through the admin API (`admin`). */
+export type Sourced<T> = T & { source: 'config' | 'admin' };
+
+function missingAgreement(policy: AuthenticationPolicyConfig, agreements: Map<string, unknown>): string | undefined {
+  for (const step of policy.steps) if (typeof step === 'object' && !agreements.has(step.agreement)) return step.agreement;
+  return undefined;
 }
 
 /** Claims a mapping may not set: they carry the token's own security properties. */
@@ -57,8 +66,12 @@ export interface ServerContext {
   reloadResources(): Promise<void>;
   /** Throws, with a message naming the problem, when a definition cannot be used (CEL, protected claims). */
   checkResource(definition: ResourceConfig): void;
-  agreement(id: string): AgreementConfig | undefined;
-  authenticationPolicy(name: string | undefined): AuthenticationPolicyConfig | undefined;
+  agreement(id: string): Sourced<AgreementConfig> | undefined;
+  authenticationPolicy(name: string | undefined): Sourced<AuthenticationPolicyConfig> | undefined;
+  listAgreements(): Sourced<AgreementConfig>[];
+  listAuthenticationPolicies(): Sourced<AuthenticationPolicyConfig>[];
+  /** Re-reads the agreements and authentication policies added through the admin API. */
+  reloadSettings(): Promise<void>;
   /**
    * Records of exchanged JWTs under their user grant, written in batches: revocations flush it
    * first (see `server.ts`), so only another instance can miss a record younger than 100 ms.
@@ -113,7 +126,12 @@ export function createContext(parts: {
   const issuer = config.issuer.replace(/\/$/, '');
   const now = parts.now ?? (() => Math.floor(Date.now() / 1000));
   let resources = new Map<string, Resource>();
-  const toResource = (r: ResourceConfig): Resource => ({
+  const adminId = adminResourceId(issuer);
+  const toResource = (r: ResourceConfig): Resource => {
+    if (r.id.replace(/\/$/, '') === adminId) throw new Error(`resource ${r.id}: this identifier is the built-in admin resource`);
+    return toConfigured(r);
+  };
+  const toConfigured = (r: ResourceConfig): Resource => ({
     id: r.id,
     name: r.name,
     scopes: r.scopes,
@@ -137,20 +155,35 @@ export function createContext(parts: {
     exchange: { maxDepth: 1, requireMayAct: true },
     resourceServers: [],
   };
+  // The built-in admin resource (docs/admin.md): always present; tokens for it carry admin scopes
+  // narrowed to the user's roles. Write scopes are high-risk: an unverified client gets them only
+  // when the admin ticks them.
+  const admin: Resource = {
+    id: adminId,
+    name: 'Administration',
+    scopes: ADMIN_SCOPES.map((name) => ({ name, description: adminScopeDescription(name), high_risk: name.endsWith(':write') })),
+    accessTokenTtl: config.tokens.access_token_ttl,
+    tokenFormat: 'jwt',
+    claims: [],
+    exchange: { maxDepth: 1, requireMayAct: true },
+    resourceServers: [],
+  };
   const install = (list: ResourceConfig[]) => {
     const next = new Map<string, Resource>(list.map((r) => [r.id, toResource(r)]));
     next.set(issuer, own);
+    next.set(adminId, admin);
     resources = next;
   };
   install(config.resources);
   const trustedProxies = trustedProxyList(config.trusted_proxies);
   const metadataDocuments = createMetadataDocumentResolver(config.client_id_metadata_documents, now);
-  const agreements = new Map(config.agreements.map((a) => [a.id, a]));
-  const policies = new Map(config.authentication_policies.map((p) => [p.name, p]));
+  // Agreements and authentication policies: the file's, then those an admin added (the file wins a
+  // clash of names). Re-read like resources.
+  let agreements = new Map<string, Sourced<AgreementConfig>>(config.agreements.map((a) => [a.id, { ...a, source: 'config' as const }]));
+  let policies = new Map<string, Sourced<AuthenticationPolicyConfig>>(config.authentication_policies.map((p) => [p.name, { ...p, source: 'config' as const }]));
   for (const policy of config.authentication_policies) {
-    for (const step of policy.steps) {
-      if (typeof step === 'object' && !agreements.has(step.agreement)) throw new Error(`policy ${policy.name}: unknown agreement ${step.agreement}`);
-    }
+    const missing = missingAgreement(policy, agreements);
+    if (missing) throw new Error(`policy ${policy.name}: unknown agreement ${missing}`);
   }
   // Client restrictions, re-read at most every 2 s: a disable on another instance reaches this one
   // that fast, and the token path pays one query per 2 s, not one per token.
@@ -203,6 +236,30 @@ export function createContext(parts: {
     },
     agreement: (id) => agreements.get(id),
     authenticationPolicy: (name) => (name ? policies.get(name) : undefined),
+    listAgreements: () => [...agreements.values()],
+    listAuthenticationPolicies: () => [...policies.values()],
+    async reloadSettings() {
+      const nextAgreements = new Map([...agreements].filter(([, a]) => a.source === 'config'));
+      for (const record of await parts.store.settings.list('agreement')) {
+        const parsed = agreementSchema.safeParse(record.definition);
+        if (!parsed.success || nextAgreements.has(record.id)) {
+          parts.log.error({ agreement: record.id }, 'stored agreement is invalid or shadowed by the configuration file; skipped');
+          continue;
+        }
+        nextAgreements.set(record.id, { ...parsed.data, source: 'admin' });
+      }
+      const nextPolicies = new Map([...policies].filter(([, p]) => p.source === 'config'));
+      for (const record of await parts.store.settings.list('authentication_policy')) {
+        const parsed = authenticationPolicySchema.safeParse(record.definition);
+        if (!parsed.success || nextPolicies.has(record.id) || missingAgreement(parsed.data, nextAgreements)) {
+          parts.log.error({ policy: record.id }, 'stored authentication policy is invalid, shadowed, or names an unknown agreement; skipped');
+          continue;
+        }
+        nextPolicies.set(record.id, { ...parsed.data, source: 'admin' });
+      }
+      agreements = nextAgreements;
+      policies = nextPolicies;
+    },
     async isDisabled(clientId) {
       const r = await restriction(clientId);
       return r !== undefined && (r.disabledAt !== undefined || (r.expiresAt !== undefined && r.expiresAt <= now()));

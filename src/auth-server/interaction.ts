@@ -6,6 +6,8 @@ import { formatScope } from '../core/scopes.ts';
 import type { OAuthErrorCode } from '../core/errors.ts';
 import type { ServerContext } from './context.ts';
 import { settleDevice } from './device.ts';
+import { narrowAdminAuthorization } from './admin-roles.ts';
+import { indexSession } from './session-index.ts';
 
 /** A pending authorization request, between /authorize and the redirect back to the client. */
 export interface Interaction {
@@ -79,6 +81,7 @@ export async function currentSession(ctx: ServerContext, c: Context): Promise<Se
 export async function startSession(ctx: ServerContext, c: Context, user: { sub: string; username: string }): Promise<Session> {
   const session: Session = { id: randomToken(24), sid: randomToken(12), sub: user.sub, username: user.username, authTime: ctx.now() };
   await ctx.cache.set(`session:${session.id}`, session, ctx.config.tokens.session_ttl);
+  await indexSession(ctx.cache, user.sub, { id: session.id, sid: session.sid, authTime: session.authTime }, ctx.config.tokens.session_ttl, session.authTime);
   setCookie(c, SESSION_COOKIE, session.id, { path: '/', httpOnly: true, sameSite: 'Lax', secure: secure(ctx), maxAge: ctx.config.tokens.session_ttl });
   return session;
 }
@@ -105,7 +108,17 @@ export function errorRedirect(
 export async function completeAuthorization(ctx: ServerContext, c: Context, interaction: Interaction, session: Session): Promise<string> {
   const now = ctx.now();
   const grantId = randomToken(16);
-  const scope = formatScope(interaction.scopes);
+  // Checked again here (roles may have changed since the consent page): every grant path ends here.
+  const narrowed = await narrowAdminAuthorization(ctx, { sub: session.sub, clientId: interaction.clientId, resource: interaction.resource, scopes: interaction.scopes });
+  if (narrowed.refused) {
+    await ctx.cache.delete(`interaction:${interaction.id}`);
+    if (interaction.deviceCodeHash) {
+      await settleDevice(ctx, interaction.deviceCodeHash, { status: 'denied' });
+      return `${ctx.issuer.replace(/\/$/, '')}/device/done?denied=1`;
+    }
+    return errorRedirect(ctx, interaction, 'invalid_scope', 'your account holds no administrative role');
+  }
+  const scope = formatScope(narrowed.scopes);
   await ctx.store.grants.createGrant({
     id: grantId,
     sub: session.sub,

@@ -96,11 +96,12 @@ export async function startAuthServer(
   const ctx = createContext({ config, store, cache, keys, audit, trackedTokens, log, now, limiter });
   // Revocations, grant revocations and client changes reach other instances and gateways at once.
   const feed = publishRevocations({ ctx, store, redisUrl: env.REDIS_URL, onClientChanged: (clientId) => clientCache.invalidate(clientId) });
-  const app = createAuthServerApp(ctx, { adminToken: adminTokenFor(config) });
+  const app = createAuthServerApp(ctx, { adminToken: config.admin.bootstrap_token ? adminTokenFor(config) : undefined });
   const prepare = async () => {
     await opened.migrate();
     await seedFromConfig(config, store, now());
     await ctx.reloadResources();
+    await ctx.reloadSettings();
   };
   let ready = false;
   let closed = false;
@@ -139,6 +140,7 @@ export async function startAuthServer(
   const fetch: typeof app.fetch = (request, ...rest) => (ready || SERVED_WHILE_STARTING.test(new URL(request.url).pathname) ? app.fetch(request, ...rest) : notReady());
   const sweep = async () => {
     await ctx.reloadResources();
+    await ctx.reloadSettings();
     await store.sweep(now());
     const removed = await store.clients.deleteUnused(now() - config.registration.unused_client_expiry_days * 86_400);
     if (removed > 0) log.info({ removed }, 'deleted dynamic clients never used');

@@ -7,7 +7,7 @@ import { ConfigError, loadYaml, parseConfig } from '../config/load.ts';
 import { authServerConfigSchema } from '../config/schema.ts';
 import { gatewayConfigSchema } from '../config/gateway-schema.ts';
 import { startAuthServer } from '../auth-server/server.ts';
-import { clientSecretFor } from '../auth-server/bootstrap.ts';
+import { clientSecretFor, generatedPasswordFor } from '../auth-server/bootstrap.ts';
 import { startGateway } from '../gateway/node/server.ts';
 import { startBankingServer } from '../../examples/banking/server.ts';
 import { startTodoApi } from '../../examples/todo-api/server.ts';
@@ -174,11 +174,13 @@ export async function demoCommand(args: string[]): Promise<number> {
   const services = Math.round(now - started);
   const issuer = auth.ctx.issuer;
   const data = options.dataDir;
+  const admin = config.users.find((u) => u.username === 'admin' && u.generate_password);
+  const adminLine = admin ? `  Admin                  ${admin.username} / ${generatedPasswordFor(config, admin.username)}   admin API ${issuer}/admin/api/v1 (docs/admin.md)\n` : '';
   process.stdout.write(`
 Mandate demo is running (ready in ${ms} ms from process start; services started in ${services} ms; data in ${data}/).
 
   Authorization server   ${issuer}            (demo user: demo / demo)
-  Todo MCP server        ${urls.todoMcp}   protects itself; exchanges your token for the Todo API
+${adminLine}  Todo MCP server        ${urls.todoMcp}   protects itself; exchanges your token for the Todo API
   Todo API               ${urls.todoApi}
   Gateway (banking)      ${urls.gateway}   in front of the banking MCP server at ${urls.banking}
     audit log            ${configs.gateway.audit.file}      metrics: ${urls.metrics}

@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { ADMIN_SCOPES, isAdminScope } from '../admin/scopes.ts';
 
 /**
  * The authorization server's configuration: the one source of truth. Types are inferred from it
@@ -134,6 +135,14 @@ export const userSchema = z.strictObject({
   email: z.string().optional(),
   password_hash: z.string().optional().describe('scrypt hash from `mandate hash-password`.'),
   password_env: z.string().optional().describe('Name of an environment variable holding the password.'),
+  generate_password: z
+    .boolean()
+    .default(false)
+    .describe('With neither password_hash nor password_env: a password is generated on first start into data_dir/secrets/<username>.password (mode 0600) and kept there.'),
+  roles: z
+    .array(z.string().refine((r) => isAdminScope(r), { message: `an admin role: ${ADMIN_SCOPES.join(', ')}` }))
+    .default([])
+    .describe('Admin roles (docs/admin.md): admin:read, admin:write, or admin:<area>:read|write. A token for the admin resource (<issuer>/admin) carries only the admin scopes these allow.'),
 });
 
 export const staticClientSchema = z.strictObject({
@@ -291,7 +300,11 @@ export const authServerConfigSchema = z.strictObject({
   authentication_policies: z.array(authenticationPolicySchema).default([]),
   admin: z
     .strictObject({
-      token_env: z.string().default('MANDATE_ADMIN_TOKEN').describe('Environment variable with the admin API bearer token; generated into data_dir/secrets/admin.token when unset.'),
+      token_env: z.string().default('MANDATE_ADMIN_TOKEN').describe('Environment variable with the static admin token; generated into data_dir/secrets/admin.token when unset. It creates the first admin (POST /admin/api/v1/bootstrap) and serves the deprecated /admin/api/* endpoints.'),
+      bootstrap_token: z
+        .boolean()
+        .default(true)
+        .describe('Whether the static admin token is accepted at all. With false, admins come from users[].roles only, and the deprecated /admin/api/* endpoints and /admin/api/v1/bootstrap answer 404.'),
     })
     .prefault({}),
   request_limits: z

@@ -54,8 +54,8 @@ export type ClientMetadata = z.output<typeof clientMetadataSchema>;
 /** A client as the authorization server sees it, whatever its source. */
 export interface Client {
   clientId: string;
-  /** Where the client came from: config file, dynamic registration, or a metadata document URL. */
-  source: 'config' | 'dynamic' | 'metadata_document';
+  /** Where the client came from: config file, dynamic registration, a metadata document URL, or the admin API. */
+  source: 'config' | 'dynamic' | 'metadata_document' | 'admin';
   metadata: ClientMetadata;
   /** SHA-256 of the client secret (confidential clients using client_secret_*). */
   secretHash?: string;

@@ -26,6 +26,8 @@ export interface Tables {
     password_hash: string | null;
     profile: string;
     created_at: number;
+    roles: string | null;
+    source: string | null;
   };
   grants: {
     id: string;
@@ -90,6 +92,12 @@ export interface Tables {
     scope: string;
     high_risk_ticked: string | null;
     created_at: number;
+  };
+  settings: {
+    kind: string;
+    id: string;
+    definition: string;
+    updated_at: number;
   };
   audit_events: {
     id: Generated<number>;

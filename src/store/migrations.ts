@@ -152,6 +152,28 @@ function migrations(driver: Driver): Record<string, Migration> {
         await db.schema.alterTable('consents').addColumn('high_risk_ticked', 'text').execute();
       },
     },
+    // Admins are users with roles (issue 13); the admin API queries the audit log by subject,
+    // client and time, lists a user's grants and consents, and keeps the agreements and
+    // authentication policies it adds.
+    '0007_admin_plane': {
+      async up(db: Kysely<unknown>) {
+        await db.schema.alterTable('users').addColumn('roles', 'text').execute();
+        await db.schema.alterTable('users').addColumn('source', 'text').execute();
+        await db.schema.createIndex('audit_events_at').on('audit_events').column('at').execute();
+        await db.schema.createIndex('audit_events_sub').on('audit_events').columns(['sub', 'id']).execute();
+        await db.schema.createIndex('audit_events_client').on('audit_events').columns(['client_id', 'id']).execute();
+        await db.schema.createIndex('grants_sub').on('grants').column('sub').execute();
+        await db.schema.createIndex('consents_sub').on('consents').column('sub').execute();
+        await db.schema
+          .createTable('settings')
+          .addColumn('kind', 'text', (c) => c.notNull())
+          .addColumn('id', 'text', (c) => c.notNull())
+          .addColumn('definition', 'text', (c) => c.notNull())
+          .addColumn('updated_at', bigint, (c) => c.notNull())
+          .addPrimaryKeyConstraint('settings_pk', ['kind', 'id'])
+          .execute();
+      },
+    },
   };
 }
 

@@ -1,12 +1,13 @@
 import type { Selectable, Transaction } from 'kysely';
 import type { Db, Driver, Tables } from './db.ts';
 import { connect, type ConnectOptions } from './db.ts';
-import { migrate } from './migrations.ts';
+import { migrate, sql } from './migrations.ts';
 import type {
   AccessTokenRecord,
   AgreementStore,
   ResourceRecord,
   ResourceStore,
+  AuditDailyCount,
   AuditEvent,
   AuditStore,
   AuthorizationCodeRecord,
@@ -17,7 +18,9 @@ import type {
   GrantStore,
   IssuedTokens,
   RefreshTokenRecord,
+  SettingStore,
   Store,
+  UserRecord,
   UserStore,
 } from './types.ts';
 
@@ -130,6 +133,8 @@ function userStore(db: Db): UserStore {
     passwordHash: orUndefined(row.password_hash),
     profile: JSON.parse(row.profile),
     createdAt: row.created_at,
+    roles: row.roles ? (JSON.parse(row.roles) as string[]) : undefined,
+    source: (orUndefined(row.source) ?? undefined) as UserRecord['source'],
   });
   return {
     async findByUsername(username) {
@@ -147,12 +152,22 @@ function userStore(db: Db): UserStore {
         password_hash: user.passwordHash ?? null,
         profile: JSON.stringify(user.profile),
         created_at: user.createdAt,
+        roles: user.roles && user.roles.length > 0 ? JSON.stringify(user.roles) : null,
+        source: user.source ?? null,
       };
       await db
         .insertInto('users')
         .values(values)
         .onConflict((oc) => oc.column('sub').doUpdateSet({ ...values, created_at: undefined }))
         .execute();
+    },
+    async list() {
+      const rows = await db.selectFrom('users').selectAll().orderBy('username').execute();
+      return rows.map(toRecord);
+    },
+    async delete(sub) {
+      const result = await db.deleteFrom('users').where('sub', '=', sub).executeTakeFirst();
+      return Number(result.numDeletedRows) > 0;
     },
   };
 }
@@ -338,6 +353,10 @@ function grantStore(db: Db, driver: Driver): GrantStore {
         .execute();
       return rows.map((r) => ({ jti: r.jti, expiresAt: r.expires_at, revokedAt: r.revoked_at! }));
     },
+    async listGrantsBySub(sub) {
+      const rows = await db.selectFrom('grants').selectAll().where('sub', '=', sub).orderBy('created_at', 'desc').orderBy('id').execute();
+      return rows.map(grantFromRow);
+    },
     async listRevokedGrants(since) {
       const rows = await db.selectFrom('grants').select(['id', 'revoked_at']).where('revoked_at', '>=', since).orderBy('revoked_at').execute();
       return rows.map((r) => ({ id: r.id, revokedAt: r.revoked_at! }));
@@ -441,6 +460,27 @@ function resourceStore(db: Db): ResourceStore {
   };
 }
 
+function settingStore(db: Db): SettingStore {
+  return {
+    async list(kind) {
+      const rows = await db.selectFrom('settings').selectAll().where('kind', '=', kind).orderBy('id').execute();
+      return rows.map((r) => ({ kind, id: r.id, definition: JSON.parse(r.definition), updatedAt: Number(r.updated_at) }));
+    },
+    async upsert(setting) {
+      const values = { kind: setting.kind, id: setting.id, definition: JSON.stringify(setting.definition), updated_at: setting.updatedAt };
+      await db
+        .insertInto('settings')
+        .values(values)
+        .onConflict((oc) => oc.columns(['kind', 'id']).doUpdateSet({ definition: values.definition, updated_at: values.updated_at }))
+        .execute();
+    },
+    async delete(kind, id) {
+      const result = await db.deleteFrom('settings').where('kind', '=', kind).where('id', '=', id).executeTakeFirst();
+      return Number(result.numDeletedRows) > 0;
+    },
+  };
+}
+
 function consentStore(db: Db): ConsentStore {
   return {
     async find(sub, clientId, resource) {
@@ -463,10 +503,32 @@ function consentStore(db: Db): ConsentStore {
         .onConflict((oc) => oc.columns(['sub', 'client_id', 'resource']).doUpdateSet({ scope: consent.scope, high_risk_ticked: ticked, created_at: consent.createdAt }))
         .execute();
     },
+    async listBySub(sub) {
+      const rows = await db.selectFrom('consents').selectAll().where('sub', '=', sub).orderBy('client_id').orderBy('resource').execute();
+      return rows.map((row) => ({ sub: row.sub, clientId: row.client_id, resource: row.resource, scope: row.scope, createdAt: row.created_at }));
+    },
+    async delete(sub, clientId, resource) {
+      const result = await db.deleteFrom('consents').where('sub', '=', sub).where('client_id', '=', clientId).where('resource', '=', resource).executeTakeFirst();
+      return Number(result.numDeletedRows) > 0;
+    },
   };
 }
 
-function auditStore(db: Db): AuditStore {
+function auditStore(db: Db, driver: Driver): AuditStore {
+  const toEvent = (row: Selectable<Tables['audit_events']>) => ({
+    id: Number(row.id),
+    at: Number(row.at),
+    type: row.type,
+    outcome: row.outcome as AuditEvent['outcome'],
+    clientId: orUndefined(row.client_id),
+    sub: orUndefined(row.sub),
+    error: orUndefined(row.error),
+    reason: orUndefined(row.reason),
+    data: row.data ? JSON.parse(row.data) : undefined,
+  });
+  // Substring search without LIKE, whose wildcards (% and _) would need escaping and whose case
+  // rules differ between the engines: both functions compare bytes exactly.
+  const contains = (needle: string) => (driver === 'postgres' ? sql<boolean>`strpos(data, ${needle}) > 0` : sql<boolean>`instr(data, ${needle}) > 0`);
   return {
     async append(events: AuditEvent[]) {
       if (events.length === 0) return;
@@ -491,17 +553,40 @@ function auditStore(db: Db): AuditStore {
       if (filter.type) query = query.where('type', '=', filter.type);
       if (filter.clientId) query = query.where('client_id', '=', filter.clientId);
       const rows = await query.execute();
-      return rows.map((row) => ({
-        id: row.id,
-        at: row.at,
-        type: row.type,
-        outcome: row.outcome as AuditEvent['outcome'],
-        clientId: orUndefined(row.client_id),
-        sub: orUndefined(row.sub),
-        error: orUndefined(row.error),
-        reason: orUndefined(row.reason),
-        data: row.data ? JSON.parse(row.data) : undefined,
-      }));
+      return rows.map(toEvent);
+    },
+    async query(q) {
+      let query = db.selectFrom('audit_events').selectAll().orderBy('id', 'desc').limit(q.limit);
+      if (q.type?.endsWith('*')) query = query.where(sql<boolean>`substr(type, 1, ${q.type.length - 1}) = ${q.type.slice(0, -1)}`);
+      else if (q.type) query = query.where('type', '=', q.type);
+      if (q.outcome) query = query.where('outcome', '=', q.outcome);
+      if (q.clientId) query = query.where('client_id', '=', q.clientId);
+      if (q.sub) query = query.where('sub', '=', q.sub);
+      if (q.since !== undefined) query = query.where('at', '>=', q.since);
+      if (q.until !== undefined) query = query.where('at', '<', q.until);
+      if (q.beforeId !== undefined) query = query.where('id', '<', q.beforeId);
+      for (const fragment of q.dataContains ?? []) query = query.where(contains(fragment));
+      if (q.involves) {
+        const who = q.involves;
+        query = query.where((eb) => eb.or([eb('client_id', '=', who), eb.and([eb('data', 'is not', null), contains(JSON.stringify(who))])]));
+      }
+      return (await query.execute()).map(toEvent);
+    },
+    async dailyCounts(since, until) {
+      const exchange = contains('"urn:ietf:params:oauth:grant-type:token-exchange"');
+      const kind = sql<string>`case when type = 'token.issued' and ${exchange} then 'exchange' when type = 'token.issued' then 'issued' else 'refusal' end`;
+      const day = sql<number>`(at / 86400)`;
+      const rows = await db
+        .selectFrom('audit_events')
+        .select([day.as('day'), kind.as('kind'), (eb) => eb.fn.countAll<number>().as('count')])
+        .where('at', '>=', since)
+        .where('at', '<', until)
+        .where((eb) => eb.or([eb('type', '=', 'token.issued'), eb('outcome', '=', 'failure')]))
+        // By position: PostgreSQL would not match the two copies of a parameterized expression.
+        .groupBy([sql`1`, sql`2`])
+        .orderBy(sql`1`)
+        .execute();
+      return rows.map((r) => ({ day: Number(r.day), kind: r.kind as AuditDailyCount['kind'], count: Number(r.count) }));
     },
   };
 }
@@ -527,7 +612,8 @@ export function createSqlStore(options: ConnectOptions): SqlStore & { migrate():
     consents: consentStore(db),
     agreements: agreementStore(db),
     resources: resourceStore(db),
-    audit: auditStore(db),
+    settings: settingStore(db),
+    audit: auditStore(db, options.driver),
     async sweep(now) {
       await db.deleteFrom('authorization_codes').where('expires_at', '<', now).execute();
       await db.deleteFrom('refresh_tokens').where('expires_at', '<', now).execute();

@@ -67,12 +67,19 @@ export interface UserRecord {
   passwordHash?: string;
   profile: { name?: string; email?: string };
   createdAt: number;
+  /** Admin roles (admin scopes, src/admin/scopes.ts); none for an ordinary user. */
+  roles?: string[];
+  /** `config` for users of the configuration file (re-written on every start), `admin` for users created through the admin API. */
+  source?: 'config' | 'admin';
 }
 
 export interface UserStore {
   findByUsername(username: string): Promise<UserRecord | undefined>;
   findBySub(sub: string): Promise<UserRecord | undefined>;
   upsert(user: UserRecord): Promise<void>;
+  /** Every user, ordered by username. */
+  list(): Promise<UserRecord[]>;
+  delete(sub: string): Promise<boolean>;
 }
 
 /** What a user (or a client acting for itself) granted one client for one resource. */
@@ -178,6 +185,8 @@ export interface GrantStore {
   revokeByClient(clientId: string, at: number): Promise<void>;
   /** Revoked access tokens that have not expired yet, revoked at or after `since`: the revocation list. */
   listRevokedAccessTokens(now: number, since?: number): Promise<{ jti: string; expiresAt: number; revokedAt: number }[]>;
+  /** The grants of one user, newest first (revoked and expired ones included, until the sweep removes them). */
+  listGrantsBySub(sub: string): Promise<GrantRecord[]>;
   /** Grants revoked at or after `since` (their tokens carry `grant_id`): the revocation list. */
   listRevokedGrants(since: number): Promise<{ id: string; revokedAt: number }[]>;
 }
@@ -194,6 +203,21 @@ export interface ResourceStore {
   list(): Promise<ResourceRecord[]>;
   upsert(resource: ResourceRecord): Promise<void>;
   delete(id: string): Promise<boolean>;
+}
+
+/** An agreement or authentication policy added through the admin API (those of the file are not stored). */
+export interface SettingRecord {
+  kind: 'agreement' | 'authentication_policy';
+  /** The agreement's id or the policy's name. */
+  id: string;
+  definition: Record<string, unknown>;
+  updatedAt: number;
+}
+
+export interface SettingStore {
+  list(kind: SettingRecord['kind']): Promise<SettingRecord[]>;
+  upsert(setting: SettingRecord): Promise<void>;
+  delete(kind: SettingRecord['kind'], id: string): Promise<boolean>;
 }
 
 export interface AgreementAcceptance {
@@ -225,6 +249,8 @@ export interface ConsentRecord {
 export interface ConsentStore {
   find(sub: string, clientId: string, resource: string): Promise<ConsentRecord | undefined>;
   upsert(consent: ConsentRecord): Promise<void>;
+  listBySub(sub: string): Promise<ConsentRecord[]>;
+  delete(sub: string, clientId: string, resource: string): Promise<boolean>;
 }
 
 export interface AuditEvent {
@@ -241,9 +267,39 @@ export interface AuditEvent {
   data?: Record<string, unknown>;
 }
 
+/** A query of the audit log (the admin API's); every field narrows it. Newest first. */
+export interface AuditQuery {
+  /** An exact type, or a prefix ending in `*` (`token.*`). */
+  type?: string;
+  outcome?: AuditEvent['outcome'];
+  clientId?: string;
+  sub?: string;
+  /** Events whose JSON data contains each of these fragments exactly (e.g. `"tool":"transfer"`). */
+  dataContains?: string[];
+  /** Events of this client, or whose data names it anywhere (an agent in a delegation chain). */
+  involves?: string;
+  /** Epoch seconds, inclusive. */
+  since?: number;
+  /** Epoch seconds, exclusive. */
+  until?: number;
+  /** Only events with a smaller id (the cursor of the previous page). */
+  beforeId?: number;
+  limit: number;
+}
+
+/** Events per UTC day (`day` is epoch days) and kind, for the usage report. */
+export interface AuditDailyCount {
+  day: number;
+  kind: 'issued' | 'exchange' | 'refusal';
+  count: number;
+}
+
 export interface AuditStore {
   append(events: AuditEvent[]): Promise<void>;
   list(filter?: { type?: string; clientId?: string; limit?: number }): Promise<(AuditEvent & { id: number })[]>;
+  query(query: AuditQuery): Promise<(AuditEvent & { id: number })[]>;
+  /** Tokens issued (exchanges apart) and refusals per day, between `since` and `until`. */
+  dailyCounts(since: number, until: number): Promise<AuditDailyCount[]>;
 }
 
 export interface Store {
@@ -253,6 +309,7 @@ export interface Store {
   consents: ConsentStore;
   agreements: AgreementStore;
   resources: ResourceStore;
+  settings: SettingStore;
   audit: AuditStore;
   /** Deletes expired codes, tokens and grants. */
   sweep(now: number): Promise<void>;

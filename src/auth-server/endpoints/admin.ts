@@ -4,7 +4,8 @@ import { OAuthError } from '../../core/errors.ts';
 import { resourceSchema } from '../../config/schema.ts';
 import { constantTimeEqual } from '../../core/encoding.ts';
 import type { ClientRecord } from '../../store/types.ts';
-import { RESTRICTION_CACHE_SECONDS, type AppEnv, type ServerContext } from '../context.ts';
+import type { AppEnv, ServerContext } from '../context.ts';
+import { applyLifecycle } from '../../admin/operations/lifecycle.ts';
 import { bearerToken } from '../bearer.ts';
 import { hashSecret } from '../hash.ts';
 import { readJsonObject } from '../json-body.ts';
@@ -32,14 +33,17 @@ function agentView(record: ClientRecord) {
 }
 
 /**
- * The admin API (`/admin/api/…`), for a bearer admin token from the environment (or generated on
- * first start under the data dir). Agents' lifecycle: list, read, enable, disable, set expiry and
+ * Deprecated (docs/admin.md): the legacy admin API (`/admin/api/…`), for the static admin token
+ * from the environment (or generated on first start under the data dir). It stays until the README
+ * moves to `/admin/api/v1`, where admins are identities (src/admin/). Agents' lifecycle: list, read, enable, disable, set expiry and
  * owner. Disabling an agent revokes its grants and tokens, refuses its exchanges, and cuts off
  * every token whose delegation chain contains it.
  */
 export function adminEndpoints(app: Hono<AppEnv>, ctx: ServerContext, adminToken: string) {
   const expected = hashSecret(adminToken);
   app.use('/admin/api/*', async (c, next) => {
+    // /admin/api/v1 checks its own tokens (admin identities).
+    if (c.req.path === '/admin/api/v1' || c.req.path.startsWith('/admin/api/v1/')) return next();
     const token = bearerToken(c);
     if (!token || !constantTimeEqual(hashSecret(token), expected)) {
       throw new OAuthError('invalid_token', 'an admin token is required', {
@@ -67,34 +71,7 @@ export function adminEndpoints(app: Hono<AppEnv>, ctx: ServerContext, adminToken
     const record = await findAgent(c);
     const parsed = agentPatch.safeParse(await readJsonObject(ctx, c, 'invalid_request'));
     if (!parsed.success) throw new OAuthError('invalid_request', `invalid change: ${parsed.error.issues[0]?.message}`);
-    const change = parsed.data;
-    const now = ctx.now();
-    const agent = { ...record.agent! };
-    if (change.owner !== undefined) agent.owner = change.owner ?? undefined;
-    if (change.expires_at !== undefined) agent.expiresAt = change.expires_at ? Math.floor(Date.parse(change.expires_at) / 1000) : undefined;
-    let { disabledAt, tokensValidAfter } = record;
-    if (change.enabled === false && disabledAt === undefined) {
-      disabledAt = now;
-      // Re-enabling must not revive what was issued before: tokens older than this stay dead.
-      tokensValidAfter = now;
-    }
-    if (change.enabled === true && disabledAt !== undefined) {
-      // Another instance may have issued tokens until it learnt of the disable (its client cache):
-      // those die too. Tokens issued after that window (or after now, if sooner) are good.
-      const window = Math.max(ctx.config.storage.client_cache_seconds, RESTRICTION_CACHE_SECONDS) + 1;
-      tokensValidAfter = Math.max(tokensValidAfter ?? 0, Math.min(now, disabledAt + window));
-      disabledAt = undefined;
-    }
-    await ctx.store.clients.update(record.clientId, { agent, disabledAt, tokensValidAfter });
-    if (change.expires_at !== undefined) ctx.audit.record({ at: now, type: 'agent.expiry_set', outcome: 'success', clientId: record.clientId, data: { expires_at: change.expires_at } });
-    if (change.enabled === false && record.disabledAt === undefined) {
-      await ctx.store.grants.revokeByClient(record.clientId, now);
-      ctx.audit.record({ at: now, type: 'agent.disabled', outcome: 'success', clientId: record.clientId });
-    } else if (change.enabled === true && record.disabledAt !== undefined) {
-      ctx.audit.record({ at: now, type: 'agent.enabled', outcome: 'success', clientId: record.clientId });
-    }
-    await ctx.refreshDisabled();
-    return c.json(agentView((await ctx.store.clients.find(record.clientId))!));
+    return c.json(agentView(await applyLifecycle(ctx, record, parsed.data)));
   });
 
   app.get('/admin/api/resources', async (c) =>

@@ -21,6 +21,7 @@ import { pendingAgreement } from '../agreements.ts';
 import { errorPage, pageLook } from '../pages/layout.ts';
 import { clientView, consentView, scopesNeedingTick } from '../pages/consent-view.ts';
 import { loginPage } from '../pages/login.ts';
+import { narrowAdminAuthorization } from '../admin-roles.ts';
 
 /**
  * The interaction pages: login, then consent, then the redirect with a code. Every POST carries
@@ -66,6 +67,20 @@ export function interactionEndpoints(app: Hono<AppEnv>, ctx: ServerContext) {
     if (mustLogin) {
       if (interaction.prompt.includes('none')) return c.redirect(errorRedirect(ctx, interaction, 'login_required', 'the user is not signed in'), 303);
       return loginPage(c, look, { action: `/interaction/${interaction.id}/login`, csrf: interaction.csrf, client: await client(interaction.clientId) });
+    }
+    // Admin scopes are narrowed to the user's roles before consent, so the page asks only for those.
+    const narrowed = await narrowAdminAuthorization(ctx, { sub: session.sub, clientId: interaction.clientId, resource: interaction.resource, scopes: interaction.scopes });
+    if (narrowed.refused) {
+      await ctx.cache.delete(`interaction:${interaction.id}`);
+      if (interaction.deviceCodeHash) {
+        await settleDevice(ctx, interaction.deviceCodeHash, { status: 'denied' });
+        return c.redirect('/device/done?denied=1', 303);
+      }
+      return c.redirect(errorRedirect(ctx, interaction, 'invalid_scope', 'your account holds no administrative role'), 303);
+    }
+    if (narrowed.scopes.length !== interaction.scopes.length) {
+      interaction = { ...interaction, scopes: narrowed.scopes };
+      await updateInteraction(ctx, interaction);
     }
     const agreement = await pendingAgreement(ctx, interaction.acr, session.sub);
     if (agreement) {

@@ -1,0 +1,73 @@
+import { z } from 'zod';
+import type { ClientRecord } from '../../store/types.ts';
+
+const iso = (seconds: number | undefined) => (seconds === undefined ? null : new Date(seconds * 1000).toISOString());
+
+export const agentView = z.strictObject({
+  client_id: z.string(),
+  client_name: z.string().nullable(),
+  agent_type: z.string(),
+  owner: z.string().nullable(),
+  enabled: z.boolean(),
+  disabled_at: z.number().int().nullable().describe('Epoch seconds.'),
+  tokens_valid_after: z.number().int().nullable().describe('Tokens issued at or before this (epoch seconds) stay dead.'),
+  expires_at: z.string().nullable().describe('ISO 8601.'),
+  created_at: z.number().int(),
+  first_used_at: z.number().int().nullable(),
+  source: z.enum(['config', 'dynamic', 'metadata_document', 'admin']),
+});
+export type AgentView = z.output<typeof agentView>;
+
+export function toAgentView(record: ClientRecord): AgentView {
+  return {
+    client_id: record.clientId,
+    client_name: record.metadata.client_name ?? null,
+    agent_type: record.agent!.agentType,
+    owner: record.agent!.owner ?? null,
+    enabled: record.disabledAt === undefined,
+    disabled_at: record.disabledAt ?? null,
+    tokens_valid_after: record.tokensValidAfter ?? null,
+    expires_at: iso(record.agent!.expiresAt),
+    created_at: record.createdAt,
+    first_used_at: record.lastUsedAt ?? null,
+    source: record.source,
+  };
+}
+
+export const clientView = z.strictObject({
+  client_id: z.string(),
+  client_name: z.string().nullable(),
+  source: z.enum(['config', 'dynamic', 'metadata_document', 'admin']),
+  kind: z.enum(['client', 'agent']),
+  redirect_uris: z.array(z.string()),
+  grant_types: z.array(z.string()),
+  token_endpoint_auth_method: z.string(),
+  scope: z.string().nullable(),
+  default_resource: z.string().nullable(),
+  authentication_policy: z.string().nullable(),
+  enabled: z.boolean(),
+  created_at: z.number().int(),
+  first_used_at: z.number().int().nullable(),
+  agent: z.strictObject({ agent_type: z.string(), owner: z.string().nullable(), expires_at: z.string().nullable() }).nullable(),
+});
+export type ClientView = z.output<typeof clientView>;
+
+export function toClientView(record: ClientRecord): ClientView {
+  const m = record.metadata;
+  return {
+    client_id: record.clientId,
+    client_name: m.client_name ?? null,
+    source: record.source,
+    kind: record.agent ? 'agent' : 'client',
+    redirect_uris: m.redirect_uris ?? [],
+    grant_types: m.grant_types ?? [],
+    token_endpoint_auth_method: m.token_endpoint_auth_method ?? 'client_secret_basic',
+    scope: m.scope ?? null,
+    default_resource: m.default_resource ?? null,
+    authentication_policy: typeof m.authentication_policy === 'string' ? m.authentication_policy : null,
+    enabled: record.disabledAt === undefined,
+    created_at: record.createdAt,
+    first_used_at: record.lastUsedAt ?? null,
+    agent: record.agent ? { agent_type: record.agent.agentType, owner: record.agent.owner ?? null, expires_at: iso(record.agent.expiresAt) } : null,
+  };
+}

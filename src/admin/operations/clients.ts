@@ -1,0 +1,174 @@
+import { z } from 'zod';
+import { randomToken } from '../../core/encoding.ts';
+import { GRANT_TYPES, TOKEN_ENDPOINT_AUTH_METHODS } from '../../core/client-metadata.ts';
+import { assertValidRedirectUri } from '../../core/redirect-uri.ts';
+import { hashSecret } from '../../auth-server/hash.ts';
+import type { ClientRecord } from '../../store/types.ts';
+import { AdminError, fromConfig, notFound } from '../errors.ts';
+import { defineOperation, type AdminDeps } from '../operation.ts';
+import { page, pageInput, paginate } from '../pagination.ts';
+import { clientView, toClientView } from './client-views.ts';
+import { applyLifecycle } from './lifecycle.ts';
+
+const id = z.string().min(1).max(500).describe('The client_id.');
+
+export async function findClient(deps: Pick<AdminDeps, 'store'>, clientId: string, kind?: 'agent'): Promise<ClientRecord> {
+  const record = await deps.store.clients.find(clientId);
+  if (!record || (kind === 'agent' && !record.agent)) throw notFound(kind ?? 'client');
+  return record;
+}
+
+const usesSecret = (method: string) => method === 'client_secret_basic' || method === 'client_secret_post';
+
+/** Metadata an admin may set on a client (the configuration file's client keys, minus the secret's source). */
+export const clientFields = {
+  client_name: z.string().min(1).max(200).optional(),
+  redirect_uris: z.array(z.string()).max(20).optional(),
+  grant_types: z.array(z.enum(GRANT_TYPES)).optional(),
+  scope: z.string().max(2000).optional().describe('Space-separated scopes the client may request; any scope of a resource when omitted.'),
+  default_resource: z.url().optional(),
+  authentication_policy: z.string().min(1).optional().describe('The authentication policy users go through when signing in through this client.'),
+};
+
+function checkPolicy(deps: Pick<AdminDeps, 'authenticationPolicy'>, name: string | undefined) {
+  if (name !== undefined && !deps.authenticationPolicy(name)) throw new AdminError('invalid_request', `invalid input: authentication_policy: unknown policy ${name}`);
+}
+
+export const clientCreated = clientView.extend({ client_secret: z.string().nullable().describe('Shown once: only its hash is kept.') });
+
+/** Creates a client (or, with `agent`, an agent) in the store; returns its secret once. */
+export async function createClient(
+  deps: AdminDeps,
+  input: { client_id?: string; token_endpoint_auth_method: (typeof TOKEN_ENDPOINT_AUTH_METHODS)[number]; agent?: { agent_type: string; owner?: string; expires_at?: string } } & {
+    client_name?: string;
+    redirect_uris?: string[];
+    grant_types?: string[];
+    scope?: string;
+    default_resource?: string;
+    authentication_policy?: string;
+  },
+): Promise<z.output<typeof clientCreated>> {
+  checkPolicy(deps, input.authentication_policy);
+  const clientId = input.client_id ?? `${input.agent ? 'ag' : 'cl'}_${randomToken(12)}`;
+  if (await deps.store.clients.find(clientId)) throw new AdminError('conflict', 'a client with this client_id exists');
+  const redirectUris = input.redirect_uris ?? [];
+  try {
+    redirectUris.forEach(assertValidRedirectUri);
+  } catch (error) {
+    throw new AdminError('invalid_request', `invalid redirect URI: ${(error as Error).message}`);
+  }
+  const secret = usesSecret(input.token_endpoint_auth_method) ? randomToken(32) : undefined;
+  const record: ClientRecord = {
+    clientId,
+    source: 'admin',
+    metadata: {
+      client_name: input.client_name,
+      redirect_uris: redirectUris,
+      grant_types: input.grant_types ?? (input.agent ? ['client_credentials', 'refresh_token', 'urn:ietf:params:oauth:grant-type:token-exchange'] : ['authorization_code', 'refresh_token']),
+      response_types: ['code'],
+      token_endpoint_auth_method: input.token_endpoint_auth_method,
+      scope: input.scope,
+      default_resource: input.default_resource,
+      ...(input.authentication_policy ? { authentication_policy: input.authentication_policy } : {}),
+    },
+    agent: input.agent && {
+      agentType: input.agent.agent_type,
+      owner: input.agent.owner,
+      expiresAt: input.agent.expires_at ? Math.floor(Date.parse(input.agent.expires_at) / 1000) : undefined,
+    },
+    secretHash: secret && hashSecret(secret),
+    createdAt: deps.now(),
+  };
+  await deps.store.clients.upsert(record);
+  if (record.agent) await deps.refreshDisabled();
+  return { ...toClientView(record), client_secret: secret ?? null };
+}
+
+/** Deletes a client that is not in the configuration file, after revoking its grants and tokens. */
+export async function deleteClient(deps: AdminDeps, record: ClientRecord): Promise<{ deleted: true }> {
+  if (record.source === 'config') throw fromConfig(record.agent ? 'agent' : 'client', 'remove it there');
+  await deps.store.grants.revokeByClient(record.clientId, deps.now());
+  await deps.store.clients.delete(record.clientId);
+  await deps.refreshDisabled();
+  return { deleted: true };
+}
+
+export const listClients = defineOperation({
+  name: 'clients.list',
+  area: 'clients',
+  access: 'read',
+  summary: 'List clients (agents included), ordered by client_id.',
+  input: z.strictObject({ ...pageInput, kind: z.enum(['client', 'agent']).optional(), source: z.enum(['config', 'dynamic', 'admin']).optional() }),
+  output: page(clientView),
+  async run(deps, input) {
+    const all = (await deps.store.clients.list()).filter((r) => (!input.source || r.source === input.source) && (!input.kind || (input.kind === 'agent') === (r.agent !== undefined)));
+    const result = paginate(all, (r) => r.clientId, input);
+    return { items: result.items.map(toClientView), next_cursor: result.next_cursor };
+  },
+});
+
+export const readClient = defineOperation({
+  name: 'clients.read',
+  area: 'clients',
+  access: 'read',
+  summary: 'Read one client.',
+  input: z.strictObject({ id }),
+  output: clientView,
+  run: async (deps, input) => toClientView(await findClient(deps, input.id)),
+});
+
+export const createClientOp = defineOperation({
+  name: 'clients.create',
+  area: 'clients',
+  access: 'write',
+  summary: 'Create a client. Confidential clients get a secret, returned once.',
+  input: z.strictObject({
+    client_id: z.string().regex(/^[A-Za-z0-9._:-]{1,100}$/).optional().describe('Generated when omitted.'),
+    token_endpoint_auth_method: z.enum(TOKEN_ENDPOINT_AUTH_METHODS).default('client_secret_basic'),
+    ...clientFields,
+  }),
+  output: clientCreated,
+  target: (input) => ({ clientId: input.client_id }),
+  run: (deps, input) => createClient(deps, input),
+});
+
+export const updateClient = defineOperation({
+  name: 'clients.update',
+  area: 'clients',
+  access: 'write',
+  summary: 'Change a client: enable or disable it (any client), or its metadata (not for clients of the configuration file).',
+  input: z.strictObject({ id, enabled: z.boolean().optional(), ...clientFields }),
+  output: clientView,
+  current: async (deps, input) => toClientView(await findClient(deps, input.id)),
+  target: (input) => ({ clientId: input.id, data: { change: Object.keys(input).filter((k) => k !== 'id') } }),
+  async run(deps, input) {
+    let record = await findClient(deps, input.id);
+    const { id: _id, enabled, ...fields } = input;
+    const metadata = Object.fromEntries(Object.entries(fields).filter(([, v]) => v !== undefined));
+    if (Object.keys(metadata).length > 0) {
+      if (record.source === 'config') throw fromConfig('client');
+      checkPolicy(deps, metadata.authentication_policy as string | undefined);
+      try {
+        (metadata.redirect_uris as string[] | undefined)?.forEach(assertValidRedirectUri);
+      } catch (error) {
+        throw new AdminError('invalid_request', `invalid redirect URI: ${(error as Error).message}`);
+      }
+      await deps.store.clients.update(record.clientId, { metadata: { ...record.metadata, ...metadata } });
+      record = await findClient(deps, input.id);
+    }
+    if (enabled !== undefined) record = await applyLifecycle(deps, record, { enabled });
+    return toClientView(record);
+  },
+});
+
+export const deleteClientOp = defineOperation({
+  name: 'clients.delete',
+  area: 'clients',
+  access: 'write',
+  summary: 'Delete a client (not one of the configuration file): its grants and tokens are revoked first.',
+  input: z.strictObject({ id }),
+  output: z.strictObject({ deleted: z.literal(true) }),
+  current: async (deps, input) => toClientView(await findClient(deps, input.id)),
+  target: (input) => ({ clientId: input.id }),
+  run: async (deps, input) => deleteClient(deps, await findClient(deps, input.id)),
+});

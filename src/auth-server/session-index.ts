@@ -1,0 +1,43 @@
+import type { TtlCache } from '../store/types.ts';
+
+/**
+ * Each user's sign-in sessions, indexed beside the sessions themselves (in the short-lived cache,
+ * shared through Redis when configured), so an admin can list them and sign a user out. The
+ * entries hold the sessions' cookie ids, which are secret: they never leave the server.
+ */
+export interface SessionEntry {
+  /** The cookie value (`session:<id>` in the cache). */
+  id: string;
+  /** The public session id, which tokens and grants carry as `sid`. */
+  sid: string;
+  authTime: number;
+}
+
+/** A user with more sessions than this loses the oldest from the index (they still work until they expire). */
+const MAX_INDEXED = 50;
+
+const key = (sub: string) => `user-sessions:${sub}`;
+
+/** Adds a session to its user's index; read-modify-write with compare-and-set, retried on a race. */
+export async function indexSession(cache: TtlCache, sub: string, entry: SessionEntry, ttlSeconds: number, now: number): Promise<void> {
+  for (let attempt = 0; attempt < 5; attempt++) {
+    const current = await cache.get<SessionEntry[]>(key(sub));
+    const next = [...(current ?? []).filter((s) => s.authTime + ttlSeconds > now), entry].slice(-MAX_INDEXED);
+    const written = current === undefined ? await cache.add(key(sub), next, ttlSeconds) : await cache.swap(key(sub), current, next, ttlSeconds);
+    if (written) return;
+  }
+}
+
+/** The user's sessions that still exist (signed-out and expired ones are left out). */
+export async function userSessions(cache: TtlCache, sub: string): Promise<SessionEntry[]> {
+  const entries = (await cache.get<SessionEntry[]>(key(sub))) ?? [];
+  const alive = await Promise.all(entries.map(async (e) => ((await cache.get(`session:${e.id}`)) ? e : undefined)));
+  return alive.filter((e): e is SessionEntry => e !== undefined);
+}
+
+/** Ends the user's sessions (those with `sid`, or all): the browser must sign in again. Returns those ended. */
+export async function endSessions(cache: TtlCache, sub: string, sid?: string): Promise<SessionEntry[]> {
+  const ended = (await userSessions(cache, sub)).filter((e) => sid === undefined || e.sid === sid);
+  for (const entry of ended) await cache.delete(`session:${entry.id}`);
+  return ended;
+}
