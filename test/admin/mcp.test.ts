@@ -14,6 +14,7 @@ import { McpError } from '@modelcontextprotocol/sdk/types.js';
 import { FormBrowser } from '../helpers/browser-driver.ts';
 import { decodeJwt } from '../helpers/auth-server.ts';
 import { MemoryOAuthProvider } from '../helpers/mcp-oauth.ts';
+import { inspectorHome, needsInspector, runInspectorCli, toolNames } from '../helpers/inspector-cli.ts';
 import { ADMIN_OPERATIONS } from '../../src/admin/index.ts';
 import { auditEvents, signIn, startAdminServer } from './helpers.ts';
 
@@ -225,6 +226,24 @@ describe('admin MCP server', () => {
         body: JSON.stringify({ jsonrpc: '2.0', id: 7, method: 'tools/list' }),
       });
       assert.equal(res.status, 404);
+    });
+
+    it('MCP Inspector CLI: signs the admin in by itself and lists the read tools', needsInspector(), async () => {
+      const home = inspectorHome();
+      const run = runInspectorCli(home, [`${as.issuer}/admin/mcp`, '--transport', 'http', '--method', 'tools/list', '--format', 'json', '--callback-url', 'http://127.0.0.1:0/oauth/callback']);
+      try {
+        // 401 → discovery → registration → the admin signs in (over HTTP here) → the CLI's callback → token → tools/list.
+        const url = await run.authorizationUrl();
+        assert.equal(url.searchParams.get('resource'), as.admin);
+        const back = await authorize(as, url, 'alice');
+        assert.ok(back.searchParams.get('code'), back.href);
+        assert.equal((await fetch(back)).status, 200, 'the Inspector took the code');
+        assert.equal(await run.done(), 0, run.err());
+        assert.deepEqual(toolNames(run.out()), READ_TOOLS);
+      } finally {
+        run.kill();
+        home.cleanup();
+      }
     });
 
     it('speaks the protocol revisions 2025-03-26, 2025-06-18 and 2025-11-25', async () => {
