@@ -10,6 +10,7 @@ import { after, before, describe, it } from 'node:test';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { UnauthorizedError } from '@modelcontextprotocol/sdk/client/auth.js';
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
+import { StdioClientTransport } from '@modelcontextprotocol/sdk/client/stdio.js';
 import { McpError } from '@modelcontextprotocol/sdk/types.js';
 import { FormBrowser } from '../helpers/browser-driver.ts';
 import { decodeJwt } from '../helpers/auth-server.ts';
@@ -22,6 +23,7 @@ type Server = Awaited<ReturnType<typeof startAdminServer>>;
 type Json = Record<string, unknown>;
 
 const REDIRECT = 'http://127.0.0.1:5998/callback';
+const BIN = new URL('../../bin/mandate.js', import.meta.url).pathname;
 const READ_TOOLS = Object.values(ADMIN_OPERATIONS)
   .filter((op) => op.access === 'read')
   .map((op) => op.name.replace('.', '_'))
@@ -243,6 +245,45 @@ describe('admin MCP server', () => {
       } finally {
         run.kill();
         home.cleanup();
+      }
+    });
+
+    it('mandate admin mcp relays stdio to the server as the admin of MANDATE_ADMIN_ACCESS_TOKEN', async () => {
+      const { MANDATE_ADMIN_ACCESS_TOKEN: _unset, ...env } = process.env as Record<string, string>;
+      const transport = new StdioClientTransport({ command: process.execPath, args: [BIN, 'admin', 'mcp', '--url', `${as.issuer}/admin/mcp`], env: { ...env, MANDATE_ADMIN_ACCESS_TOKEN: alice.token }, stderr: 'pipe' });
+      const client = new Client({ name: 'stdio-host', version: '1.0.0' });
+      await client.connect(transport);
+      try {
+        assert.deepEqual((await client.listTools()).tools.map((t) => t.name).sort(), READ_TOOLS);
+        const result = await client.callTool({ name: 'users_read', arguments: { username: 'reader' } });
+        assert.equal((result.structuredContent as Json).username, 'reader');
+        const event = (await auditEvents(as)).find((e) => e.type === 'admin.users.read');
+        assert.deepEqual([event?.outcome, event?.data?.admin, event?.data?.front_end], ['success', 'alice', 'mcp']);
+        assert.ok(event?.data?.session_id);
+        const refused = await refusedCall(client, 'users_delete', { username: 'reader' });
+        assert.match(refused.message, /admin\.mcp\.writes is false/);
+      } finally {
+        await client.close();
+      }
+    });
+
+    it('mandate admin mcp signs the admin in when it has no token', async () => {
+      const { MANDATE_ADMIN_ACCESS_TOKEN: _unset, ...env } = process.env as Record<string, string>;
+      const transport = new StdioClientTransport({ command: process.execPath, args: [BIN, 'admin', 'mcp', '--url', `${as.issuer}/admin/mcp`], env, stderr: 'pipe' });
+      let stderr = '';
+      transport.stderr!.on('data', (d) => (stderr += d));
+      const client = new Client({ name: 'stdio-host', version: '1.0.0' });
+      const connecting = client.connect(transport);
+      try {
+        for (let i = 0; i < 300 && !/^ {2}(http\S+)$/m.test(stderr); i++) await new Promise((r) => setTimeout(r, 100));
+        const url = new URL(/^ {2}(http\S+)$/m.exec(stderr)?.[1] ?? assert.fail(`no sign-in URL on stderr: ${stderr}`));
+        assert.equal(url.searchParams.get('resource'), as.admin, stderr);
+        const back = await authorize(as, url, 'reader');
+        assert.equal((await fetch(back)).status, 200);
+        await connecting;
+        assert.deepEqual((await client.listTools()).tools.map((t) => t.name).sort(), READ_TOOLS);
+      } finally {
+        await client.close();
       }
     });
 
