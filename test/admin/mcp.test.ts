@@ -6,6 +6,7 @@
  * not production; every call audited as the admin with the MCP session and request ids.
  */
 import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
 import { after, before, describe, it } from 'node:test';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { UnauthorizedError } from '@modelcontextprotocol/sdk/client/auth.js';
@@ -91,6 +92,12 @@ async function refusedCall(client: Client, name: string, args: Json): Promise<Mc
 }
 
 describe('admin MCP server', () => {
+  it('documents every tool in docs/admin-mcp.md', () => {
+    const doc = readFileSync(new URL('../../docs/admin-mcp.md', import.meta.url), 'utf8');
+    const documented = [...doc.matchAll(/^\| `([a-z_]+)` \| (read|write) \|/gm)].map((m) => `${m[1]} ${m[2]}`);
+    assert.deepEqual(documented, Object.values(ADMIN_OPERATIONS).map((op) => `${op.name.replace('.', '_')} ${op.access}`));
+  });
+
   describe('by default (read-only)', () => {
     let as: Server;
     let alice: Connected;

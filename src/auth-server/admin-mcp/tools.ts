@@ -43,7 +43,7 @@ const HINTS: Record<string, string> = {
   'audit.query':
     'Times are ISO 8601 with an offset (2026-11-29T21:00:00Z, or +01:00 for local time): `since` is inclusive, `until` exclusive. ' +
     'Failed sign-ins between 21:00 and 23:00 yesterday: type "login.failed" (or decision "failure" and type "login.*"), since yesterday 21:00, until yesterday 23:00. ' +
-    'What agents did for a user: subject = the user\'s sub (users_read gives it), type "token.*". What an admin changed: actor = the admin\'s username, type "admin.*". ' +
+    'Which agents acted for a user: subject = the user\'s sub (users_read gives it), type "token.issued"; client_id is the agent, data.act the chain. What an admin changed: actor = the admin\'s username, type "admin.*". ' +
     'Follow next_cursor for older events.',
   'reports.usage': 'Days are UTC dates (YYYY-MM-DD); "this week": from = 6 days ago, to = today.',
   'agents.update': 'To disable an agent: {"id": "<client_id>", "enabled": false}.',
