@@ -17,6 +17,7 @@ import { userinfoEndpoints } from './endpoints/userinfo.ts';
 import { revocationsEndpoint } from './endpoints/revocations.ts';
 import { adminEndpoints } from './endpoints/admin.ts';
 import { ADMIN_METADATA_PATH, adminApi, adminResourceMetadata } from './admin-api/index.ts';
+import { ADMIN_MCP_PATH, adminMcp } from './admin-mcp/index.ts';
 import { UNAVAILABLE_RETRY_AFTER_SECONDS, unavailableReason } from '../store/unavailable.ts';
 
 /** RFC 6749 §4.1.2.1 `temporarily_unavailable`, also used at the token endpoint (as OAuth 2.1 does). */
@@ -34,6 +35,17 @@ export function createAuthServerApp(ctx: ServerContext, options: { adminToken?: 
     const origins = ctx.config.cors.allowed_origins;
     const policy = cors({ origin: origins, allowHeaders: ['Authorization', 'Content-Type', 'MCP-Protocol-Version'], maxAge: 600 });
     for (const path of CORS_PATHS) app.use(path, policy);
+    // The admin MCP server, for browser-based MCP clients (MCP Inspector's web UI).
+    app.use(
+      ADMIN_MCP_PATH,
+      cors({
+        origin: origins,
+        allowMethods: ['GET', 'POST', 'DELETE'],
+        allowHeaders: ['Authorization', 'Content-Type', 'Accept', 'Mcp-Session-Id', 'MCP-Protocol-Version', 'Last-Event-ID'],
+        exposeHeaders: ['WWW-Authenticate', 'Mcp-Session-Id', 'MCP-Protocol-Version'],
+        maxAge: 600,
+      }),
+    );
   }
 
   app.use('/userinfo', singleBearerCredential);
@@ -50,6 +62,7 @@ export function createAuthServerApp(ctx: ServerContext, options: { adminToken?: 
   // The admin API over admin identities; the static token only bootstraps the first admin.
   app.get(ADMIN_METADATA_PATH, (c) => c.json(adminResourceMetadata(ctx), 200, { 'Cache-Control': 'public, max-age=300' }));
   app.route('/admin/api/v1', adminApi(ctx, { bootstrapToken: options.adminToken }));
+  if (ctx.config.admin.mcp.enabled) app.on(['GET', 'POST', 'DELETE'], ADMIN_MCP_PATH, adminMcp(ctx));
   // Deprecated: the static-token admin API, until the README moves to /admin/api/v1.
   if (options.adminToken !== undefined) adminEndpoints(app, ctx, options.adminToken);
 

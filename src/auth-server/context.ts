@@ -322,7 +322,11 @@ export function resolveResourceAndScope(
     throw new OAuthError('invalid_target', 'the requested resource is unknown', { reason: `resource=${resourceId}` });
   }
   const offered = new Set([...resource.scopes.map((s) => s.name), ...OIDC_SCOPES]);
-  const limit = clientScopeLimit(ctx.config.registration, client);
+  // Admin scopes are gated by the signed-in user's roles (narrowAdminAuthorization) and, for a
+  // client nobody vouched for, by ticks on the consent page; the registration allowlist would keep
+  // every MCP client that registers itself from signing an admin in (docs/admin-mcp.md).
+  const adminOpen = resource.id === adminResourceId(ctx.issuer) && isSelfRegistered(client) && ctx.config.admin.mcp.self_registered_clients;
+  const limit = adminOpen ? undefined : clientScopeLimit(ctx.config.registration, client);
   const policy = isSelfRegistered(client);
   if (asked.length === 0) {
     const scopes = resource.scopes.map((s) => s.name).filter((s) => !limit || limit.has(s));

@@ -15,9 +15,11 @@ Usage:
   mandate keys rotate --config <file> [--now]  add a signing key (published first, signs later)
   mandate hash-password                        read a password (not echoed), print its scrypt hash
   mandate agent <login|whoami|tools|call|chat|tokens|logout>   the sample AI agent (mandate agent --help)
+  mandate admin mcp [--url <url>]              the admin MCP server over stdio, as the admin of
+                                               MANDATE_ADMIN_ACCESS_TOKEN (or signs in)
 `;
 
-const COMMANDS = new Set(['demo', 'serve', 'keys', 'hash-password', 'agent']);
+const COMMANDS = new Set(['demo', 'serve', 'keys', 'hash-password', 'agent', 'admin']);
 
 /** Runs the CLI and returns the exit code. */
 export async function main(argv: string[]): Promise<number> {
@@ -40,6 +42,8 @@ export async function main(argv: string[]): Promise<number> {
         return await (await import('./hash-password.ts')).hashPasswordCommand();
       case 'agent':
         return await (await import('./agent.ts')).agentCommand(rest);
+      case 'admin':
+        return await (await import('./admin.ts')).adminCommand(rest);
       case undefined:
       case 'help':
       case '--help':

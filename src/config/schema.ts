@@ -305,6 +305,26 @@ export const authServerConfigSchema = z.strictObject({
         .boolean()
         .default(true)
         .describe('Whether the static admin token is accepted at all. With false, admins come from users[].roles only, and the deprecated /admin/api/* endpoints and /admin/api/v1/bootstrap answer 404.'),
+      mcp: z
+        .strictObject({
+          enabled: z.boolean().default(true).describe('Whether the admin MCP server answers at <issuer>/admin/mcp (docs/admin-mcp.md); with false it answers 404.'),
+          writes: z
+            .boolean()
+            .default(false)
+            .describe('Whether the admin MCP server offers write tools (create, update, delete, revoke, rotate). Off by default: read tools only. Even on, a write tool is listed and callable only with a token carrying a write scope for its area.'),
+          production: z
+            .boolean()
+            .default(false)
+            .describe('Marks this deployment as production: the admin MCP server refuses every write tool whatever admin.mcp.writes says (the admin API and the console are not affected).'),
+          self_registered_clients: z
+            .boolean()
+            .default(true)
+            .describe(
+              'Whether clients that registered themselves (RFC 7591, client ID metadata documents: how MCP clients arrive) may ask for admin scopes, outside registration.allowed_scopes. They get them only through a signed-in user, narrowed to that user\'s roles, and write scopes only when the user ticks them on the consent page. With false, only clients of the configuration file or the admin API can obtain admin tokens.',
+            ),
+        })
+        .prefault({})
+        .describe('The admin MCP server (docs/admin-mcp.md).'),
     })
     .prefault({}),
   request_limits: z

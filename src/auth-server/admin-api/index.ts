@@ -2,15 +2,13 @@ import { randomUUID } from 'node:crypto';
 import { Hono, type Context } from 'hono';
 import type { ContentfulStatusCode } from 'hono/utils/http-status';
 import { AdminError, etagOf, invoke, runBootstrap, type Caller } from '../../admin/index.ts';
-import { adminResourceId, ADMIN_SCOPES, isAdminScope, scopesOfRoles } from '../../admin/scopes.ts';
-import { actorChain } from '../../core/delegation.ts';
+import { adminResourceId, ADMIN_SCOPES } from '../../admin/scopes.ts';
 import { constantTimeEqual } from '../../core/encoding.ts';
-import { parseScope } from '../../core/scopes.ts';
 import { bearerToken } from '../bearer.ts';
 import type { ServerContext } from '../context.ts';
 import { hashSecret } from '../hash.ts';
 import { readJsonObject } from '../json-body.ts';
-import { lookupToken } from '../token-lookup.ts';
+import { adminCaller } from './caller.ts';
 import { adminOpenApi } from './openapi.ts';
 import { ADMIN_ROUTES, hasBody, honoPath, pathParams, type AdminRoute } from './routes.ts';
 
@@ -29,7 +27,6 @@ export const ADMIN_METADATA_PATH = '/.well-known/oauth-protected-resource/admin'
  */
 export function adminApi(ctx: ServerContext, options: { bootstrapToken?: string }) {
   const api = new Hono<AdminEnv>();
-  const audience = adminResourceId(ctx.issuer);
   const metadataUrl = `${ctx.issuer}${ADMIN_METADATA_PATH}`;
   const challenge = (extra = '') => `Bearer resource_metadata="${metadataUrl}"${extra}`;
   const noStore = { 'Cache-Control': 'no-store' };
@@ -75,27 +72,9 @@ export function adminApi(ctx: ServerContext, options: { bootstrapToken?: string 
       ctx.audit.record({ at: ctx.now(), type: 'admin.refused', outcome: 'failure', error: 'invalid_token', reason, data: { path: c.req.path, request_id: c.get('requestId') } });
       return fail(c, 401, 'invalid_token', description, { 'WWW-Authenticate': challenge(reason === 'no bearer token' ? '' : ', error="invalid_token"') });
     };
-    const token = bearerToken(c);
-    if (!token) return refuse('no bearer token');
-    const found = await lookupToken(ctx, token, 'access_token');
-    if (found?.kind !== 'access_token') return refuse('token invalid, expired or revoked', 'the access token is invalid or expired');
-    const { claims } = found;
-    const aud = Array.isArray(claims.aud) ? claims.aud : [claims.aud];
-    if (!aud.includes(audience)) return refuse(`token audience ${aud.join(' ')} is not ${audience}`, 'the access token is not for the admin resource');
-    const user = await ctx.store.users.findBySub(claims.sub);
-    if (!user) return refuse(`subject ${claims.sub} is not a user`, 'the access token is not an admin\'s');
-    // Roles are read on every call: removing one takes effect at once, whatever tokens are out.
-    const allowed = scopesOfRoles(user.roles);
-    const scopes = parseScope(claims.scope).filter((s) => isAdminScope(s) && allowed.has(s));
-    c.set('caller', {
-      sub: user.sub,
-      username: user.username,
-      scopes,
-      clientId: claims.client_id,
-      act: claims.act ? actorChain(claims.act) : undefined,
-      frontEnd: 'api',
-      requestId: c.get('requestId'),
-    });
+    const verdict = await adminCaller(ctx, bearerToken(c), { frontEnd: 'api', requestId: c.get('requestId') });
+    if ('refused' in verdict) return refuse(verdict.refused, verdict.description);
+    c.set('caller', verdict.caller);
     await next();
   });
 

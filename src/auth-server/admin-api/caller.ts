@@ -1,0 +1,42 @@
+import type { Caller, FrontEnd } from '../../admin/index.ts';
+import { adminResourceId, isAdminScope, scopesOfRoles } from '../../admin/scopes.ts';
+import { actorChain } from '../../core/delegation.ts';
+import { parseScope } from '../../core/scopes.ts';
+import type { ServerContext } from '../context.ts';
+import { lookupToken } from '../token-lookup.ts';
+
+/**
+ * The admin behind a bearer token, for every admin front end (API, console, admin MCP server):
+ * a token of this issuer for the admin resource (signature, audience, expiry, revocation, disabled
+ * clients), of a user who exists. Roles are read on every call, so removing one takes effect at
+ * once whatever tokens are out; the caller's scopes are the token's, narrowed to them.
+ */
+export async function adminCaller(
+  ctx: ServerContext,
+  token: string | undefined,
+  where: { frontEnd: FrontEnd; requestId?: string; sessionId?: string },
+): Promise<{ caller: Caller } | { refused: string; description?: string }> {
+  if (!token) return { refused: 'no bearer token' };
+  const found = await lookupToken(ctx, token, 'access_token');
+  if (found?.kind !== 'access_token') return { refused: 'token invalid, expired or revoked', description: 'the access token is invalid or expired' };
+  const { claims } = found;
+  const audience = adminResourceId(ctx.issuer);
+  const aud = Array.isArray(claims.aud) ? claims.aud : [claims.aud];
+  if (!aud.includes(audience)) return { refused: `token audience ${aud.join(' ')} is not ${audience}`, description: 'the access token is not for the admin resource' };
+  const user = await ctx.store.users.findBySub(claims.sub);
+  if (!user) return { refused: `subject ${claims.sub} is not a user`, description: "the access token is not an admin's" };
+  const allowed = scopesOfRoles(user.roles);
+  const scopes = parseScope(claims.scope).filter((s) => isAdminScope(s) && allowed.has(s));
+  return {
+    caller: {
+      sub: user.sub,
+      username: user.username,
+      scopes,
+      clientId: claims.client_id,
+      act: claims.act ? actorChain(claims.act) : undefined,
+      frontEnd: where.frontEnd,
+      requestId: where.requestId,
+      sessionId: where.sessionId,
+    },
+  };
+}

@@ -1,0 +1,105 @@
+import { parseArgs } from 'node:util';
+import { auth, extractWWWAuthenticateParams, type OAuthClientProvider } from '@modelcontextprotocol/sdk/client/auth.js';
+import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
+import { StdioServerTransport } from '@modelcontextprotocol/sdk/server/stdio.js';
+import type { OAuthClientInformationMixed, OAuthTokens } from '@modelcontextprotocol/sdk/shared/auth.js';
+import { isJSONRPCRequest, type JSONRPCMessage } from '@modelcontextprotocol/sdk/types.js';
+import { startLoopbackSignIn } from '../agent/oauth.ts';
+
+const USAGE = `mandate admin mcp — the admin MCP server for stdio MCP clients (docs/admin-mcp.md)
+
+Usage:
+  mandate admin mcp [--url <admin MCP URL>] [--callback-port <n>]
+
+Relays MCP over stdio to the admin MCP server (Streamable HTTP), as the admin whose token it holds:
+  MANDATE_ADMIN_ACCESS_TOKEN   an access token for the admin resource (<issuer>/admin); without it,
+                               the admin signs in: the sign-in URL is printed on stderr (the client
+                               registers itself, PKCE, loopback redirect)
+  --url <url>                  default MANDATE_ADMIN_MCP_URL or http://localhost:9000/admin/mcp
+  --callback-port <n>          port of the loopback redirect (default 0: any free port)
+`;
+
+/** Keeps the sign-in in memory: this process's tokens die with it (an MCP host starts it again). */
+class SignInProvider implements OAuthClientProvider {
+  client?: OAuthClientInformationMixed;
+  saved?: OAuthTokens;
+  verifier?: string;
+  constructor(readonly redirectUrl: string) {}
+  get clientMetadata() {
+    return { client_name: 'mandate admin mcp (stdio)', redirect_uris: [this.redirectUrl], grant_types: ['authorization_code', 'refresh_token'], response_types: ['code'], token_endpoint_auth_method: 'none' };
+  }
+  clientInformation = () => this.client;
+  saveClientInformation = (info: OAuthClientInformationMixed) => void (this.client = info);
+  tokens = () => this.saved;
+  saveTokens = (tokens: OAuthTokens) => void (this.saved = tokens);
+  redirectToAuthorization = (url: URL) => void process.stderr.write(`mandate admin mcp: sign in as an admin: open\n  ${url.href}\n`);
+  saveCodeVerifier = (verifier: string) => void (this.verifier = verifier);
+  codeVerifier = () => {
+    if (!this.verifier) throw new Error('no code verifier');
+    return this.verifier;
+  };
+}
+
+/** Signs the admin in through the MCP SDK's OAuth flow: discovery from the 401, registration, PKCE. */
+async function signIn(serverUrl: URL, port: number): Promise<OAuthClientProvider> {
+  // What the server's 401 names, as the HTTP transport would read it: its metadata and the scopes it asks for.
+  const probe = await fetch(serverUrl, { method: 'POST', headers: { 'content-type': 'application/json', accept: 'application/json, text/event-stream' }, body: '{}' });
+  const { resourceMetadataUrl, scope } = extractWWWAuthenticateParams(probe);
+  await probe.body?.cancel();
+  const loopback = await startLoopbackSignIn({ port });
+  try {
+    const provider = new SignInProvider(loopback.redirectUri);
+    const options = { serverUrl, resourceMetadataUrl, scope };
+    if ((await auth(provider, options)) === 'AUTHORIZED') return provider;
+    const answer = await loopback.result;
+    const code = answer.get('code');
+    if (!code) throw new Error(`sign-in not completed: ${answer.get('error') ?? 'no code'} ${answer.get('error_description') ?? ''}`.trim());
+    if ((await auth(provider, { ...options, authorizationCode: code })) !== 'AUTHORIZED') throw new Error('sign-in not completed');
+    return provider;
+  } finally {
+    loopback.close();
+  }
+}
+
+/**
+ * `mandate admin mcp`: a stdio MCP server that relays every message to the admin MCP server over
+ * Streamable HTTP with the admin's token. The tools, the checks and the audit are the HTTP
+ * server's; nothing is decided here.
+ */
+export async function adminCommand(args: string[]): Promise<number> {
+  const { values, positionals } = parseArgs({ args, allowPositionals: true, options: { url: { type: 'string' }, 'callback-port': { type: 'string' }, help: { type: 'boolean', short: 'h' } } });
+  if (values.help || positionals[0] === 'help') {
+    process.stdout.write(USAGE);
+    return 0;
+  }
+  if (positionals[0] !== 'mcp' || positionals.length > 1) {
+    process.stderr.write(USAGE);
+    return 2;
+  }
+  const url = new URL(values.url ?? process.env.MANDATE_ADMIN_MCP_URL ?? 'http://localhost:9000/admin/mcp');
+  const token = process.env.MANDATE_ADMIN_ACCESS_TOKEN?.trim();
+  const remote = token
+    ? new StreamableHTTPClientTransport(url, { requestInit: { headers: { authorization: `Bearer ${token}` } } })
+    : new StreamableHTTPClientTransport(url, { authProvider: await signIn(url, Number(values['callback-port'] ?? 0)) });
+  const local = new StdioServerTransport();
+
+  local.onmessage = (message: JSONRPCMessage) => {
+    remote.send(message).catch((error: Error) => {
+      process.stderr.write(`mandate admin mcp: ${error.message}\n`);
+      // The client waits for an answer to a request: tell it why there is none.
+      if (isJSONRPCRequest(message)) void local.send({ jsonrpc: '2.0', id: message.id, error: { code: -32603, message: `the admin MCP server at ${url.href}: ${error.message}` } });
+    });
+  };
+  remote.onmessage = (message) => void local.send(message);
+  remote.onerror = (error) => process.stderr.write(`mandate admin mcp: ${error.message}\n`);
+  const closed = new Promise<void>((resolve) => {
+    local.onclose = resolve;
+    process.stdin.once('end', resolve);
+  });
+  await remote.start();
+  await local.start();
+  await closed;
+  await remote.terminateSession().catch(() => undefined);
+  await remote.close();
+  return 0;
+}
