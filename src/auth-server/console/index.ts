@@ -72,12 +72,12 @@ export function consoleApp(ctx: ServerContext, innerFetch: InnerFetch): Hono {
   /** Every signed-in page: session → admin (roles read now) → CSRF on POST → handler; admin errors become pages. */
   const admin = (handler: (c: Context, a: Admin) => Promise<Response>) => async (c: Context) => {
     const session = await loadSession(ctx, c);
-    if (!session) return c.redirect('/console/', 303);
+    if (!session) return c.redirect('/console', 303);
     const requestId = randomToken(8);
     const who = await sessionCaller(ctx, c, session, innerFetch, requestId);
     if ('refused' in who) {
       await endSession(ctx, c, undefined, innerFetch);
-      return c.redirect('/console/?expired=1', 303);
+      return c.redirect('/console?expired=1', 303);
     }
     const { caller } = who;
     if (caller.scopes.length === 0) return notAdmin(c, `${caller.username} holds no admin role any more.`);
@@ -148,7 +148,7 @@ export function consoleApp(ctx: ServerContext, innerFetch: InnerFetch): Hono {
     '/logout',
     admin(async (c, a) => {
       await endSession(ctx, c, a.session, innerFetch);
-      return c.redirect('/console/?signed_out=1', 303);
+      return c.redirect('/console?signed_out=1', 303);
     }),
   );
 
@@ -294,7 +294,8 @@ export function consoleApp(ctx: ServerContext, innerFetch: InnerFetch): Hono {
     }),
   );
 
-  app.all('*', (c) => plainPage(c, look, 'Not found', html`<p>There is no console page at <code>${c.req.path}</code>.</p><p><a href="/console/">Back to the console</a></p>`, 404));
+  app.get('/*', (c, next) => (c.req.path === '/console/' ? c.redirect('/console', 308) : next()));
+  app.all('*', (c) => plainPage(c, look, 'Not found', html`<p>There is no console page at <code>${c.req.path}</code>.</p><p><a href="/console">Back to the console</a></p>`, 404));
 
   /**
    * Names for the chain pictures: usernames for subjects, which clients are agents, resource
