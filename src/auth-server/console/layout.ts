@@ -38,7 +38,7 @@ const CONSOLE_STYLE = `
     border: 1px solid var(--line); border-radius: 8px; background: var(--soft); color: var(--text); }
   textarea { width: 100%; font-family: ui-monospace, monospace; font-size: 0.85rem; }
   button.small { padding: 0.35rem 0.8rem; font-size: 0.88rem; }
-  .danger { background: var(--bad); color: #fff; }
+  .danger { background: var(--bad); color: var(--card); }
   .panel { border: 1px solid var(--line); border-radius: 10px; padding: 0.8rem 1rem; margin: 0.8rem 0; background: var(--card); }
   .flash { padding: 0.55rem 0.8rem; border-radius: 8px; background: var(--ok-bg); color: var(--ok); font-weight: 600; }
   .flash.error { background: var(--warn-bg); color: var(--bad); }
