@@ -324,6 +324,19 @@ describe('web console in Chromium', needsChromium(), () => {
     }
   });
 
+  it('refreshes the admin token server-side when it is about to expire', async () => {
+    const key = (await context.cookies(url('/agents'))).find((c) => c.name === 'mandate_console')!.value;
+    const session = (await as.ctx.cache.get<{ accessToken: string; refreshToken?: string; expiresAt: number }>(`console:${key}`))!;
+    assert.ok(session.refreshToken, 'a refresh token, kept server-side');
+    await as.ctx.cache.set(`console:${key}`, { ...session, expiresAt: as.ctx.now() }, 600);
+    assert.equal(await open('/agents'), 200);
+    const after = (await as.ctx.cache.get<{ accessToken: string; refreshToken?: string; expiresAt: number }>(`console:${key}`))!;
+    assert.notEqual(after.accessToken, session.accessToken, 'a new access token');
+    assert.notEqual(after.refreshToken, session.refreshToken, 'the refresh token rotated');
+    assert.ok(after.expiresAt > as.ctx.now() + 60);
+    assert.ok((await events()).some((e) => e.type === 'token.issued' && e.clientId === 'mandate-console' && e.data?.grant_type === 'refresh_token'));
+  });
+
   it('signs out: the tokens are revoked and the console asks to sign in again', async () => {
     const admin = (await as.store.users.findByUsername('admin'))!;
     await open('/agents');
