@@ -228,6 +228,13 @@ describe('web console in Chromium', needsChromium(), () => {
     await shoot('agreements');
     await open('/keys');
     await shoot('keys');
+    await open('/usage');
+    const today = new Date().toISOString().slice(0, 10);
+    const issued = Number(await page.locator('#usage-totals th:nth-child(2)').innerText());
+    assert.ok(issued >= 6, `tokens issued so far: ${issued}`);
+    assert.ok(Number(await page.locator('#usage-totals th:nth-child(3)').innerText()) >= 2, 'the two exchanges');
+    assert.equal(await page.locator(`#usage tr[data-day="${today}"] meter`).count(), 3);
+    await shoot('usage');
     assert.equal(await open('/nothing-here'), 404);
     assert.deepEqual(dialogs, [], 'no page runs script');
   });

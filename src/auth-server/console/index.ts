@@ -5,7 +5,7 @@ import { ADMIN_OPERATIONS, AdminError, adminResourceId, invoke, type Caller, typ
 import { randomToken } from '../../core/encoding.ts';
 import type { ServerContext } from '../context.ts';
 import { pageLook, type PageLook } from '../pages/layout.ts';
-import { agentPage, agentsPage, agreementsPage, auditPage, clientPage, clientsPage, keysPage, resourcePage, resourcesPage, userPage, usersPage, type View } from './pages.ts';
+import { agentPage, agentsPage, agreementsPage, auditPage, clientPage, clientsPage, keysPage, resourcePage, resourcesPage, usagePage, userPage, usersPage, type View } from './pages.ts';
 import { consolePage as pageFor, plainPage, type Status } from './layout.ts';
 import { beginSignIn, consoleClientKeeper, csrfHolds, endSession, finishSignIn, loadSession, sessionCaller, type ConsoleSession, type InnerFetch } from './session.ts';
 import { tryMappings } from './try-mapping.ts';
@@ -204,6 +204,15 @@ export function consoleApp(ctx: ServerContext, innerFetch: InnerFetch): Hono {
       };
       const result = await a.run(ops.queryAudit, filters);
       return a.view('Audit log', 'audit', auditPage(q, result, await names(), adminResource));
+    }),
+  );
+
+  // Usage per day.
+  app.get(
+    '/usage',
+    admin(async (c, a) => {
+      const q = c.req.query();
+      return a.view('Usage', 'usage', usagePage(q, await a.run(ops.usageReport, { from: q.from || undefined, to: q.to || undefined })));
     }),
   );
 

@@ -51,6 +51,7 @@ const CONSOLE_STYLE = `
   .chain li.node.resource { border-style: dashed; }
   .chain li.arrow { width: 1.6rem; height: 2px; background: var(--muted); position: relative; margin: 0 0.25rem 0 0.1rem; }
   .chain li.arrow::after { content: ""; position: absolute; right: -6px; top: -4px; border: 5px solid transparent; border-left: 7px solid var(--muted); border-right: 0; }
+  meter { width: 10rem; height: 0.9rem; vertical-align: middle; margin-right: 0.4rem; }
   .pager { display: flex; justify-content: flex-end; gap: 1rem; }
 `;
 
@@ -58,6 +59,7 @@ const CONSOLE_STYLE = `
 export const MENU: [string, string][] = [
   ['agents', 'Agents'],
   ['audit', 'Audit'],
+  ['usage', 'Usage'],
   ['users', 'Users'],
   ['clients', 'Clients'],
   ['resources', 'Resources'],

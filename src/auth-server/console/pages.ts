@@ -329,3 +329,23 @@ ${result.items.map((k) => html`<tr data-kid="${k.kid}"><td class="mono">${k.kid}
 <form method="post" action="/console/keys/rotate">${csrfField(csrf)}<button type="submit" class="primary" id="rotate">Rotate signing keys</button></form>
 <p class="muted">Public facts only: key material never leaves the server.</p>`;
 }
+
+interface UsageReport {
+  days: { day: string; tokens_issued: number; exchanges: number; refusals: number }[];
+  totals: { tokens_issued: number; exchanges: number; refusals: number };
+}
+
+/** Tokens issued, exchanges and refusals per UTC day; bars are <meter> elements (no style attributes under the CSP). */
+export function usagePage(q: Record<string, string>, report: UsageReport) {
+  const max = Math.max(1, ...report.days.flatMap((d) => [d.tokens_issued, d.refusals]));
+  const bar = (n: number) => html`<meter min="0" max="${max}" value="${n}"></meter>${n}`;
+  return html`<form method="get" action="/console/usage" class="panel row">
+<div><label for="from">From (UTC day)</label><input type="text" id="from" name="from" placeholder="YYYY-MM-DD" value="${q.from ?? ''}" size="11"></div>
+<div><label for="to">To</label><input type="text" id="to" name="to" placeholder="YYYY-MM-DD" value="${q.to ?? ''}" size="11"></div>
+<button type="submit" class="primary small">Show</button></form>
+<table id="usage"><thead><tr><th>Day</th><th>Tokens issued</th><th>Of which exchanges</th><th>Refusals</th></tr></thead><tbody>
+${report.days.map((d) => html`<tr data-day="${d.day}"><td class="mono">${d.day}</td><td>${bar(d.tokens_issued)}</td><td>${bar(d.exchanges)}</td><td>${bar(d.refusals)}</td></tr>`)}
+<tr id="usage-totals"><th>Total</th><th>${report.totals.tokens_issued}</th><th>${report.totals.exchanges}</th><th>${report.totals.refusals}</th></tr>
+</tbody></table>
+<p class="muted">Counted from the audit log (<code>reports.usage</code>).</p>`;
+}
