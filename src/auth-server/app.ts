@@ -18,6 +18,7 @@ import { revocationsEndpoint } from './endpoints/revocations.ts';
 import { adminEndpoints } from './endpoints/admin.ts';
 import { ADMIN_METADATA_PATH, adminApi, adminResourceMetadata } from './admin-api/index.ts';
 import { ADMIN_MCP_PATH, adminMcp } from './admin-mcp/index.ts';
+import { consoleApp } from './console/index.ts';
 import { UNAVAILABLE_RETRY_AFTER_SECONDS, unavailableReason } from '../store/unavailable.ts';
 
 /** RFC 6749 §4.1.2.1 `temporarily_unavailable`, also used at the token endpoint (as OAuth 2.1 does). */
@@ -65,6 +66,13 @@ export function createAuthServerApp(ctx: ServerContext, options: { adminToken?: 
   if (ctx.config.admin.mcp.enabled) app.on(['GET', 'POST', 'DELETE'], ADMIN_MCP_PATH, adminMcp(ctx));
   // Deprecated: the static-token admin API, until the README moves to /admin/api/v1.
   if (options.adminToken !== undefined) adminEndpoints(app, ctx, options.adminToken);
+  // The web console (docs/console.md): a client of this server, reaching /token and /revoke in process.
+  app.route(
+    '/console',
+    consoleApp(ctx, async (path, form, c) =>
+      app.fetch(new Request(ctx.url(path), { method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded' }, body: new URLSearchParams(form) }), c.env),
+    ),
+  );
 
   app.notFound((c) => c.json({ error: 'not_found', error_description: `no endpoint at ${c.req.method} ${c.req.path}` }, 404));
 

@@ -48,7 +48,7 @@ export function pageLook(branding: BrandingConfig, text: Strings = english): Pag
 }
 
 /** Inline, nonce-protected styles: the pages load nothing from anywhere (but a configured https logo). */
-const STYLE = `
+export const STYLE = `
   :root { color-scheme: light dark; font-family: system-ui, -apple-system, "Segoe UI", sans-serif; line-height: 1.45;
     --bg: #f3f4f7; --card: #ffffff; --text: #1b1e24; --muted: #5b6270; --line: #dde1e7; --soft: #f6f7f9;
     --ok: #17773a; --ok-bg: #e6f4ea; --warn: #8a4a00; --warn-bg: #fff3e0; --warn-line: #e8a33d; --bad: #b42318; }
