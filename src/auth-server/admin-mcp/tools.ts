@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { ADMIN_OPERATIONS, type Operation } from '../../admin/index.ts';
+import { ADMIN_OPERATIONS, isDestructive, type Operation } from '../../admin/index.ts';
 import { allows, scopesFor } from '../../admin/scopes.ts';
 import type { Caller } from '../../admin/caller.ts';
 
@@ -33,8 +33,6 @@ export interface WritePolicy {
 /** `agents.update` → `agents_update`: MCP tool names keep to [A-Za-z0-9_-] for every client. */
 export const toolName = (op: Pick<Operation, 'name'>) => op.name.replace(/\./g, '_');
 
-/** Verbs that take something away: deletes, revokes, and updates (they disable, expire, replace, drop roles). */
-const DESTRUCTIVE = new Set(['delete', 'revoke', 'update']);
 /** Verbs whose repetition with the same input changes nothing more. */
 const IDEMPOTENT = new Set(['update', 'delete', 'revoke']);
 
@@ -60,12 +58,11 @@ function jsonSchema(schema: z.ZodType, io: 'input' | 'output'): Record<string, u
 }
 
 function describe(op: Operation): string {
-  const verb = op.name.split('.')[1]!;
   const needs = scopesFor(op.area, op.access).join(', ');
   const kind =
     op.access === 'read'
       ? `Read-only. Needs one of the scopes ${needs}.`
-      : `Write tool${DESTRUCTIVE.has(verb) ? ' (destructive)' : ''}: offered only where admin.mcp.writes is true and admin.mcp.production is not, to a token with one of the scopes ${needs}.`;
+      : `Write tool${isDestructive(op) ? ' (destructive)' : ''}: offered only where admin.mcp.writes is true and admin.mcp.production is not, to a token with one of the scopes ${needs}.`;
   return [op.summary, HINTS[op.name], kind, 'Audited as you.'].filter(Boolean).join(' ');
 }
 
@@ -83,7 +80,7 @@ function toTool(op: Operation): AdminTool {
     annotations: {
       title: op.summary.split(/[.;:]/)[0]!.trim(),
       readOnlyHint: read,
-      destructiveHint: !read && DESTRUCTIVE.has(verb),
+      destructiveHint: isDestructive(op),
       idempotentHint: read || IDEMPOTENT.has(verb),
       openWorldHint: false,
     },
