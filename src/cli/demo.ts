@@ -175,7 +175,10 @@ export async function demoCommand(args: string[]): Promise<number> {
   const issuer = auth.ctx.issuer;
   const data = options.dataDir;
   const admin = config.users.find((u) => u.username === 'admin' && u.generate_password);
-  const adminLine = admin ? `  Admin                  ${admin.username} / ${generatedPasswordFor(config, admin.username)}   admin API ${issuer}/admin/api/v1 (docs/admin.md)\n` : '';
+  const adminLine = admin
+    ? `  Admin                  ${admin.username} / ${generatedPasswordFor(config, admin.username)}   console ${issuer}/console\n` +
+      `                         admin API ${issuer}/admin/api/v1, admin MCP server ${issuer}/admin/mcp (docs/admin.md)\n`
+    : '';
   process.stdout.write(`
 Mandate demo is running (ready in ${ms} ms from process start; services started in ${services} ms; data in ${data}/).
 

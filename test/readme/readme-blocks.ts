@@ -6,7 +6,8 @@
  *
  * - `<!-- readme-test: skip (why) -->` — not run (a person's step the test cannot stand in for).
  * - `<!-- readme-test: sign-in (why) -->` — run; every authorization URL it prints (an `echo`, the
- *   agent, the Inspector CLI) is signed in as demo/demo over HTTP, and the redirect is delivered.
+ *   agent, the Inspector CLI) is signed in as demo/demo over HTTP (as the demo's admin, with its
+ *   generated password, when the reason says "as admin"), and the redirect is delivered.
  *   A later line `CODE=...` gets the code of the last sign-in.
  * - `<!-- readme-test: output -->` before a ```text fence — what the previous shell block prints:
  *   each line must appear in its output, `…` standing for anything.

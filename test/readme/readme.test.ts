@@ -145,7 +145,9 @@ describe('README walkthroughs, run in order against a demo on free ports', () =>
               seen.add(url);
               signIns.push(
                 (async () => {
-                  const redirect = await new FormBrowser(issuer).authorize(url);
+                  // "as admin" in the marker: the demo's admin, with the password the demo generated (npm start prints it).
+                  const who = /\bas admin\b/.test(block.mark!.reason) ? { username: 'admin', password: readFileSync(join(dataDir, 'secrets', 'admin.password'), 'utf8').trim() } : {};
+                  const redirect = await new FormBrowser(issuer).authorize(url, who);
                   lastCode = redirect.searchParams.get('code') ?? undefined;
                   assert.ok(lastCode, `the sign-in returned no code: ${redirect.href}`);
                   // A waiting client (the agent, the Inspector) gets the redirect; where nothing listens, as in the walkthrough, it fails.
