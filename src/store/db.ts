@@ -164,3 +164,6 @@ export function connect(options: ConnectOptions): Db {
   // libsql implements the better-sqlite3 API that Kysely's SqliteDialect expects.
   return new Kysely<Tables>({ dialect: new SqliteDialect({ database: database as never }) });
 }
+
+/** A nullable column as an optional field. */
+export const orUndefined = <T>(value: T | null): T | undefined => (value === null ? undefined : value);
