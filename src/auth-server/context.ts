@@ -13,7 +13,7 @@ import type { KeyManager } from './keys.ts';
 import { createMetadataDocumentResolver, isMetadataDocumentClientId } from './client-id-metadata.ts';
 import { applyRegistrationPolicy, clientScopeLimit, isOidcScope, isSelfRegistered, withheldReason } from './registration-policy.ts';
 import type { Context } from 'hono';
-import { ADMIN_SCOPES, adminResourceId, adminScopeDescription } from '../admin/scopes.ts';
+import { ADMIN_SCOPES, adminResourceId, adminScopeDescription, isAdminScope } from '../admin/scopes.ts';
 import { addressBucket, clientAddress, trustedProxyList } from './client-address.ts';
 import { limiterFactory, type LimiterFactory } from './limits.ts';
 
@@ -42,7 +42,8 @@ function missingAgreement(policy: AuthenticationPolicyConfig, agreements: Map<st
 }
 
 /** Claims a mapping may not set: they carry the token's own security properties. */
-export const PROTECTED_CLAIMS = new Set(['iss', 'aud', 'exp', 'iat', 'nbf', 'jti', 'client_id', 'scope', 'auth_time', 'acr', 'sid', 'grant_id']);
+// `may_act` says who may exchange a token: only `resources[].may_act` grants it, never a mapping.
+export const PROTECTED_CLAIMS = new Set(['iss', 'aud', 'exp', 'iat', 'nbf', 'jti', 'client_id', 'scope', 'auth_time', 'acr', 'sid', 'grant_id', 'may_act']);
 
 /** How stale the client restriction cache may be without REDIS_URL (with it, pub/sub refreshes it at once). */
 export const RESTRICTION_CACHE_SECONDS = 2;
@@ -129,6 +130,10 @@ export function createContext(parts: {
   const adminId = adminResourceId(issuer);
   const toResource = (r: ResourceConfig): Resource => {
     if (r.id.replace(/\/$/, '') === adminId) throw new Error(`resource ${r.id}: this identifier is the built-in admin resource`);
+    // Admin scope names belong to the admin resource alone: elsewhere they would look like admin
+    // rights on a consent page and in a token.
+    const adminNamed = r.scopes.find((scope) => isAdminScope(scope.name) || scope.name.startsWith('admin:'));
+    if (adminNamed) throw new Error(`resource ${r.id}: scope ${adminNamed.name} is reserved for the built-in admin resource`);
     return toConfigured(r);
   };
   const toConfigured = (r: ResourceConfig): Resource => ({

@@ -23,6 +23,13 @@ export async function adminCaller(
   const audience = adminResourceId(ctx.issuer);
   const aud = Array.isArray(claims.aud) ? claims.aud : [claims.aud];
   if (!aud.includes(audience)) return { refused: `token audience ${aud.join(' ')} is not ${audience}`, description: 'the access token is not for the admin resource' };
+  // Only an admin's own sign-in: a grant of that user (no client credentials, whatever the client
+  // is called), and no one acting for them (exchange into the admin resource is refused anyway).
+  if (claims.act !== undefined) return { refused: 'token carries act: someone acts for the admin', description: "the access token is not an admin's own" };
+  const grant = typeof claims.grant_id === 'string' ? await ctx.store.grants.findGrant(claims.grant_id) : undefined;
+  if (!grant || grant.sub !== claims.sub || grant.resource !== audience) {
+    return { refused: grant ? `grant ${grant.id} is not ${String(claims.sub)}'s sign-in for the admin resource` : 'token is not from a sign-in (no grant)', description: "the access token is not from an admin's sign-in" };
+  }
   const user = await ctx.store.users.findBySub(claims.sub);
   if (!user) return { refused: `subject ${claims.sub} is not a user`, description: "the access token is not an admin's" };
   const allowed = scopesOfRoles(user.roles);

@@ -1,4 +1,5 @@
 import { OAuthError } from '../../core/errors.ts';
+import { adminResourceId } from '../../admin/scopes.ts';
 import { verifyJwt, type AccessTokenClaims } from '../../core/jwt.ts';
 import { actorChain, nestActor, TOKEN_EXCHANGE_GRANT, TOKEN_TYPES } from '../../core/delegation.ts';
 import { formatScope, parseScope } from '../../core/scopes.ts';
@@ -164,6 +165,10 @@ function targetResource(ctx: ServerContext, params: Params): Resource {
   if (targets.length > 1) throw new OAuthError('invalid_target', 'exchange for one resource at a time');
   const resource = ctx.resource(targets[0]!);
   if (!resource || resource.id === ctx.issuer) throw new OAuthError('invalid_target', 'the requested resource is unknown', { reason: `target=${targets[0]}` });
+  // Admin tokens come only from an admin's own sign-in (docs/admin.md): no exchange makes one.
+  if (resource.id === adminResourceId(ctx.issuer)) {
+    throw new OAuthError('invalid_target', 'tokens for the admin resource are issued only to an administrator signing in', { reason: 'exchange into the admin resource' });
+  }
   return resource;
 }
 
