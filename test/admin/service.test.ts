@@ -123,6 +123,24 @@ describe('admin service layer', () => {
     assert.deepEqual(await invoke(as.ctx, writer, ops.deleteUser, { username: 'boss' }), { deleted: true });
   });
 
+  it('lets a lesser admin sign out, or revoke the grants and consents of, no admin more powerful than itself', async () => {
+    await invoke(as.ctx, writer, ops.createUser, { username: 'chief', password: 'a long enough password', roles: ['admin:write'] });
+    const attempts: [Caller, Operation, Record<string, unknown>, string][] = [
+      [caller('session-admin', ['admin:sessions:write']), ops.signOut, { username: 'chief' }, 'signing this user out'],
+      [caller('grants-admin', ['admin:grants:write']), ops.revokeGrant, { username: 'chief', grant_id: 'g-1' }, "revoking this user's grants"],
+      [caller('grants-admin', ['admin:grants:write']), ops.revokeConsent, { username: 'chief', client_id: 'c', resource: 'https://r.test' }, "revoking this user's consents"],
+    ];
+    for (const [who, op, input, action] of attempts) {
+      await assert.rejects(invoke(as.ctx, who, op, input), (error: AdminError) => error.code === 'insufficient_scope' && error.message === `${action} needs your own token to hold admin:write`);
+      const event = await lastEvent(`admin.${op.name}`);
+      assert.equal(event?.outcome, 'failure');
+      assert.equal(event?.reason, `${who.username} holds ${who.scopes.join(' ')}; ${action} involves admin:write`);
+    }
+    // The same admins act on an ordinary user (here: nothing to revoke, so not found).
+    await assert.rejects(invoke(as.ctx, caller('grants-admin', ['admin:grants:write']), ops.revokeGrant, { username: 'demo', grant_id: 'g-1' }), { code: 'not_found' });
+    assert.deepEqual(await invoke(as.ctx, writer, ops.deleteUser, { username: 'chief' }), { deleted: true });
+  });
+
   it('creates an agent with a secret shown once, and deletes it with its tokens', async () => {
     const created = await invoke(as.ctx, agentsAdmin, ops.createAgent, { client_id: 'made-agent', owner: 'demo', scope: 'mcp:read' });
     assert.equal(created.kind, 'agent');

@@ -3,7 +3,7 @@ import type { GrantRecord } from '../../store/types.ts';
 import { notFound } from '../errors.ts';
 import { defineOperation } from '../operation.ts';
 import { page, pageInput, paginate } from '../pagination.ts';
-import { findUser, username } from './users.ts';
+import { findUser, findUserWithin, username } from './users.ts';
 
 export const grantView = z.strictObject({
   id: z.string(),
@@ -55,8 +55,8 @@ export const revokeGrant = defineOperation({
   input: z.strictObject({ username, grant_id: z.string().min(1) }),
   output: grantView,
   target: (input) => ({ data: { username: input.username, grant_id: input.grant_id } }),
-  async run(deps, input) {
-    const user = await findUser(deps, input.username);
+  async run(deps, input, caller) {
+    const user = await findUserWithin(deps, caller, input.username, "revoking this user's grants");
     const grant = await deps.store.grants.findGrant(input.grant_id);
     if (!grant || grant.sub !== user.sub) throw notFound('grant');
     if (!grant.revokedAt) await deps.store.grants.revokeGrant(grant.id, deps.now());
@@ -86,8 +86,8 @@ export const revokeConsent = defineOperation({
   input: z.strictObject({ username, client_id: z.string().min(1), resource: z.string().min(1) }),
   output: z.strictObject({ revoked_grants: z.number().int() }),
   target: (input) => ({ clientId: input.client_id, data: { username: input.username, resource: input.resource } }),
-  async run(deps, input) {
-    const user = await findUser(deps, input.username);
+  async run(deps, input, caller) {
+    const user = await findUserWithin(deps, caller, input.username, "revoking this user's consents");
     const existed = await deps.store.consents.delete(user.sub, input.client_id, input.resource);
     const now = deps.now();
     const grants = (await deps.store.grants.listGrantsBySub(user.sub)).filter((g) => g.clientId === input.client_id && g.resource === input.resource && !g.revokedAt);

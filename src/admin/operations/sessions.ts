@@ -2,7 +2,7 @@ import { z } from 'zod';
 import { endSessions, userSessions } from '../../auth-server/session-index.ts';
 import { notFound } from '../errors.ts';
 import { defineOperation } from '../operation.ts';
-import { findUser, username } from './users.ts';
+import { findUser, findUserWithin, username } from './users.ts';
 
 export const sessionView = z.strictObject({
   sid: z.string().describe('The public session id, carried by tokens and grants as sid.'),
@@ -32,8 +32,8 @@ export const signOut = defineOperation({
   input: z.strictObject({ username, sid: z.string().min(1).optional().describe('One session; all when omitted.') }),
   output: z.strictObject({ signed_out: z.number().int(), revoked_grants: z.number().int() }),
   target: (input) => ({ data: { username: input.username, ...(input.sid ? { sid: input.sid } : {}) } }),
-  async run(deps, input) {
-    const user = await findUser(deps, input.username);
+  async run(deps, input, caller) {
+    const user = await findUserWithin(deps, caller, input.username, 'signing this user out');
     const ended = await endSessions(deps.cache, user.sub, input.sid);
     if (input.sid !== undefined && ended.length === 0) throw notFound('session');
     const sids = new Set(ended.map((s) => s.sid));

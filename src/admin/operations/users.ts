@@ -50,6 +50,16 @@ function assertCovers(caller: Caller, roles: readonly string[], action: string) 
   }
 }
 
+/**
+ * The user an operation acts on, when the caller's own scopes cover that user's roles: signing a
+ * more powerful admin out, or revoking their grants, is as much beyond a lesser admin as changing them.
+ */
+export async function findUserWithin(deps: Pick<AdminDeps, 'store'>, caller: Caller, name: string, action: string): Promise<UserRecord> {
+  const user = await findUser(deps, name);
+  assertCovers(caller, user.roles ?? [], action);
+  return user;
+}
+
 export async function findUser(deps: Pick<AdminDeps, 'store'>, name: string): Promise<UserRecord> {
   const user = await deps.store.users.findByUsername(name);
   if (!user) throw notFound('user');

@@ -90,7 +90,9 @@ export function adminMcp(ctx: ServerContext) {
       } catch (error) {
         // Errors the model can act on (not found, invalid input, a conflict) are tool results (MCP: tool execution errors).
         if (error instanceof AdminError) return { content: [{ type: 'text', text: `${error.code}: ${error.message}` }], isError: true };
-        throw error;
+        // Anything else (a database down, a bug) is logged here, not described to the client.
+        ctx.log.error({ err: error, tool: tool.name }, 'admin MCP tool failed');
+        throw new McpError(ErrorCode.InternalError, `${tool.name} failed on the server; the error is in its log`);
       }
     });
     return server;
