@@ -141,6 +141,18 @@ describe('admin service layer', () => {
     assert.deepEqual(await invoke(as.ctx, writer, ops.deleteUser, { username: 'chief' }), { deleted: true });
   });
 
+  it('a new password signs the user out everywhere: their grants are revoked (a profile change leaves them)', async () => {
+    const user = await invoke(as.ctx, writer, ops.createUser, { username: 'resetme', password: 'a long enough password' });
+    const now = as.ctx.now();
+    const grant = { sub: String(user.sub), clientId: 'sample-agent', resource: 'http://localhost:3000', scope: 'banking:read', createdAt: now, expiresAt: now + 600 };
+    await as.store.grants.createGrant({ id: 'g-reset-1', ...grant });
+    await invoke(as.ctx, writer, ops.updateUser, { username: 'resetme', name: 'Reset Me' });
+    assert.equal((await as.store.grants.findGrant('g-reset-1'))?.revokedAt, undefined, 'a profile change signs no one out');
+    await invoke(as.ctx, writer, ops.updateUser, { username: 'resetme', password: 'another long password' });
+    assert.ok((await as.store.grants.findGrant('g-reset-1'))?.revokedAt, 'the grant made under the old password is revoked');
+    assert.deepEqual(await invoke(as.ctx, writer, ops.deleteUser, { username: 'resetme' }), { deleted: true });
+  });
+
   it('creates an agent with a secret shown once, and deletes it with its tokens', async () => {
     const created = await invoke(as.ctx, agentsAdmin, ops.createAgent, { client_id: 'made-agent', owner: 'demo', scope: 'mcp:read' });
     assert.equal(created.kind, 'agent');

@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { z } from 'zod';
 import { hashPassword } from '../../auth-server/passwords.ts';
+import { endSessions } from '../../auth-server/session-index.ts';
 import type { UserRecord } from '../../store/types.ts';
 import { AdminError, fromConfig, notFound } from '../errors.ts';
 import { defineOperation, type AdminDeps } from '../operation.ts';
@@ -135,7 +136,7 @@ export const updateUser = defineOperation({
   name: 'users.update',
   area: 'users',
   access: 'write',
-  summary: 'Change a user of the store: profile, password, roles. Users of the configuration file are changed there.',
+  summary: 'Change a user of the store: profile, password (which signs them out everywhere: sessions ended, grants revoked), roles. Users of the configuration file are changed there.',
   input: z.strictObject({ username, name: z.string().max(200).nullable().optional(), email: z.email().nullable().optional(), password: password.optional(), roles: z.array(role).max(ADMIN_SCOPES.length).optional() }),
   output: userView,
   current: async (deps, input) => toUserView(await findUser(deps, input.username)),
@@ -157,9 +158,18 @@ export const updateUser = defineOperation({
       roles: input.roles ?? user.roles,
     };
     await deps.store.users.upsert(next);
+    // A new password signs the user out everywhere: whoever held a session or a grant under the old one keeps nothing.
+    if (input.password) await signOutEverywhere(deps, user.sub);
     return toUserView(next);
   },
 });
+
+/** Ends the user's browser sessions and revokes every grant they gave (and the tokens under them). */
+async function signOutEverywhere(deps: Pick<AdminDeps, 'store' | 'cache' | 'now'>, sub: string): Promise<void> {
+  await endSessions(deps.cache, sub);
+  const now = deps.now();
+  for (const grant of await deps.store.grants.listGrantsBySub(sub)) if (!grant.revokedAt) await deps.store.grants.revokeGrant(grant.id, now);
+}
 
 async function anotherWriter(deps: Pick<AdminDeps, 'store'>, sub: string): Promise<boolean> {
   return (await deps.store.users.list()).some((u) => u.sub !== sub && (u.roles ?? []).includes('admin:write'));
@@ -179,8 +189,7 @@ export const deleteUser = defineOperation({
     if (user.source !== 'admin') throw fromConfig('user', 'remove it there');
     assertCovers(caller, user.roles ?? [], 'deleting this user');
     if (user.sub === caller.sub) throw new AdminError('conflict', 'an admin cannot delete their own account');
-    const now = deps.now();
-    for (const grant of await deps.store.grants.listGrantsBySub(user.sub)) if (!grant.revokedAt) await deps.store.grants.revokeGrant(grant.id, now);
+    await signOutEverywhere(deps, user.sub);
     await deps.store.users.delete(user.sub);
     return { deleted: true as const };
   },
