@@ -237,6 +237,24 @@ describe('admin MCP server', () => {
       assert.equal(res.status, 404);
     });
 
+    it('keeps at most 20 sessions per admin: a new one replaces that admin\'s least recently used, and no other admin\'s', async () => {
+      const reader = await signIn(as, 'reader', { scope: 'admin:read' });
+      const post = (token: string, body: unknown, session?: string) =>
+        fetch(`${as.issuer}/admin/mcp`, {
+          method: 'POST',
+          headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json', accept: 'application/json, text/event-stream', 'mcp-protocol-version': '2025-06-18', ...(session ? { 'mcp-session-id': session } : {}) },
+          body: JSON.stringify(body),
+        });
+      const open = async (token: string) => (await post(token, { jsonrpc: '2.0', id: 1, method: 'initialize', params: { protocolVersion: '2025-06-18', capabilities: {}, clientInfo: { name: 'raw', version: '1' } } })).headers.get('mcp-session-id')!;
+      const list = async (token: string, session: string) => (await post(token, { jsonrpc: '2.0', id: 2, method: 'tools/list' }, session)).status;
+      const readers: string[] = [];
+      for (let i = 0; i < 21; i++) readers.push(await open(reader.accessToken!));
+      assert.equal(await list(reader.accessToken!, readers[0]!), 404, 'the oldest of the reader\'s 21 sessions is gone');
+      assert.equal(await list(reader.accessToken!, readers[20]!), 200);
+      assert.equal(await list(reader.accessToken!, readers[1]!), 200);
+      assert.equal(await list(alice.token, alice.transport.sessionId!), 200, 'another admin\'s session is untouched');
+    });
+
     it('MCP Inspector CLI: signs the admin in by itself and lists the read tools', needsInspector(), async () => {
       const home = inspectorHome();
       const run = runInspectorCli(home, [`${as.issuer}/admin/mcp`, '--transport', 'http', '--method', 'tools/list', '--format', 'json', '--callback-url', 'http://127.0.0.1:0/oauth/callback']);

@@ -19,6 +19,8 @@ export const ADMIN_MCP_PATH = '/admin/mcp';
 const SESSION_IDLE_MS = 60 * 60 * 1000;
 /** At most this many sessions per instance: the least recently used goes first. */
 const MAX_SESSIONS = 1000;
+/** Sessions one admin may hold open at once; a new one replaces their least recently used. */
+const MAX_SESSIONS_PER_ADMIN = 20;
 
 interface Session {
   transport: WebStandardStreamableHTTPServerTransport;
@@ -105,9 +107,13 @@ export function adminMcp(ctx: ServerContext) {
     void session.transport.close();
     void session.server.close();
   };
-  const sweep = () => {
+  const sweep = (sub: string) => {
     const now = Date.now();
     for (const [id, session] of sessions) if (now - session.lastSeen > SESSION_IDLE_MS) forget(id);
+    // An admin's new session first replaces that admin's least recently used one: no admin can
+    // push the others' sessions out by opening many.
+    const own = [...sessions].filter(([, session]) => session.sub === sub).map(([id]) => id);
+    for (const id of own.slice(0, Math.max(0, own.length - MAX_SESSIONS_PER_ADMIN + 1))) forget(id);
     while (sessions.size >= MAX_SESSIONS) forget(sessions.keys().next().value!);
   };
 
@@ -133,7 +139,7 @@ export function adminMcp(ctx: ServerContext) {
       return c.json(jsonRpcError(-32001, 'session not found; initialize a new one'), 404);
     }
     if (!session) {
-      sweep();
+      sweep(caller.sub);
       const server = newServer();
       const created: Session = {
         server,
