@@ -6,12 +6,21 @@ import type { OAuthClientInformationMixed, OAuthTokens } from '@modelcontextprot
 import { isJSONRPCRequest, type JSONRPCMessage } from '@modelcontextprotocol/sdk/types.js';
 import { startLoopbackSignIn } from '../agent/oauth.ts';
 
-const USAGE = `mandate admin mcp — the admin MCP server for stdio MCP clients (docs/admin-mcp.md)
+const USAGE = `mandate admin — the admin plane from a terminal (docs/admin.md, docs/admin-mcp.md)
 
 Usage:
   mandate admin mcp [--url <admin MCP URL>] [--callback-port <n>]
+  mandate admin token [--scope <scopes>] [--url <admin MCP URL>] [--callback-port <n>]
 
-Relays MCP over stdio to the admin MCP server (Streamable HTTP), as the admin whose token it holds:
+token: signs the admin in (the sign-in URL on stderr; the client registers itself, PKCE, loopback
+redirect) and prints an access token for the admin resource (<issuer>/admin) on stdout, for the
+admin API and the admin MCP server:
+  ADMIN="authorization: Bearer $(mandate admin token --scope admin:write)"
+  --scope <scopes>             space-separated (default: what the admin MCP server asks for); a write
+                               scope needs the admin's tick on the consent page
+
+mcp: 
+relays MCP over stdio to the admin MCP server (Streamable HTTP), as the admin whose token it holds:
   MANDATE_ADMIN_ACCESS_TOKEN   an access token for the admin resource (<issuer>/admin); without it,
                                the admin signs in: the sign-in URL is printed on stderr (the client
                                registers itself, PKCE, loopback redirect)
@@ -32,7 +41,7 @@ class SignInProvider implements OAuthClientProvider {
   saveClientInformation = (info: OAuthClientInformationMixed) => void (this.client = info);
   tokens = () => this.saved;
   saveTokens = (tokens: OAuthTokens) => void (this.saved = tokens);
-  redirectToAuthorization = (url: URL) => void process.stderr.write(`mandate admin mcp: sign in as an admin: open\n  ${url.href}\n`);
+  redirectToAuthorization = (url: URL) => void process.stderr.write(`mandate admin: sign in as an admin: open\n  ${url.href}\n`);
   saveCodeVerifier = (verifier: string) => void (this.verifier = verifier);
   codeVerifier = () => {
     if (!this.verifier) throw new Error('no code verifier');
@@ -40,8 +49,11 @@ class SignInProvider implements OAuthClientProvider {
   };
 }
 
-/** Signs the admin in through the MCP SDK's OAuth flow: discovery from the 401, registration, PKCE. */
-async function signIn(serverUrl: URL, port: number): Promise<OAuthClientProvider> {
+/**
+ * Signs the admin in through the MCP SDK's OAuth flow: discovery from the 401, registration, PKCE.
+ * `scopes` replaces the scopes the server's 401 asks for.
+ */
+async function signIn(serverUrl: URL, port: number, scopes?: string): Promise<SignInProvider> {
   // What the server's 401 names, as the HTTP transport would read it: its metadata and the scopes it asks for.
   const probe = await fetch(serverUrl, { method: 'POST', headers: { 'content-type': 'application/json', accept: 'application/json, text/event-stream' }, body: '{}' });
   const { resourceMetadataUrl, scope } = extractWWWAuthenticateParams(probe);
@@ -49,7 +61,7 @@ async function signIn(serverUrl: URL, port: number): Promise<OAuthClientProvider
   const loopback = await startLoopbackSignIn({ port });
   try {
     const provider = new SignInProvider(loopback.redirectUri);
-    const options = { serverUrl, resourceMetadataUrl, scope };
+    const options = { serverUrl, resourceMetadataUrl, scope: scopes ?? scope };
     if ((await auth(provider, options)) === 'AUTHORIZED') return provider;
     const answer = await loopback.result;
     const code = answer.get('code');
@@ -67,16 +79,28 @@ async function signIn(serverUrl: URL, port: number): Promise<OAuthClientProvider
  * server's; nothing is decided here.
  */
 export async function adminCommand(args: string[]): Promise<number> {
-  const { values, positionals } = parseArgs({ args, allowPositionals: true, options: { url: { type: 'string' }, 'callback-port': { type: 'string' }, help: { type: 'boolean', short: 'h' } } });
+  const { values, positionals } = parseArgs({ args, allowPositionals: true, options: { url: { type: 'string' }, scope: { type: 'string' }, 'callback-port': { type: 'string' }, help: { type: 'boolean', short: 'h' } } });
   if (values.help || positionals[0] === 'help') {
     process.stdout.write(USAGE);
     return 0;
   }
-  if (positionals[0] !== 'mcp' || positionals.length > 1) {
+  const command = positionals[0];
+  if (!(command === 'mcp' || command === 'token') || positionals.length > 1 || (values.scope !== undefined && command !== 'token')) {
     process.stderr.write(USAGE);
     return 2;
   }
   const url = new URL(values.url ?? process.env.MANDATE_ADMIN_MCP_URL ?? 'http://localhost:9000/admin/mcp');
+  if (command === 'token') {
+    // The same sign-in as `admin mcp`'s: the token is for the admin resource, which the admin API shares.
+    try {
+      const provider = await signIn(url, Number(values['callback-port'] ?? 0), values.scope);
+      process.stdout.write(`${provider.saved!.access_token}\n`);
+      return 0;
+    } catch (error) {
+      process.stderr.write(`mandate admin token: ${(error as Error).message}\n`);
+      return 1;
+    }
+  }
   const token = process.env.MANDATE_ADMIN_ACCESS_TOKEN?.trim();
   const remote = token
     ? new StreamableHTTPClientTransport(url, { requestInit: { headers: { authorization: `Bearer ${token}` } } })

@@ -6,6 +6,7 @@
  * not production; every call audited as the admin with the MCP session and request ids.
  */
 import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { after, before, describe, it } from 'node:test';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
@@ -78,6 +79,28 @@ async function connected(as: Server, username: string, options: { tick?: string 
   const result = await connectAs(as, username, options);
   if (!('client' in result)) throw new Error(`${username} could not sign in: ${result.error}`);
   return result;
+}
+
+/**
+ * `mandate admin token`: the admin signs in at the URL it prints on stderr (ticking `tick` if
+ * given); returns its exit code, stdout and the sign-in URL.
+ */
+async function adminTokenCli(as: Server, username: string, args: string[], tick?: string): Promise<{ code: number | null; stdout: string; stderr: string; url: URL }> {
+  const { MANDATE_ADMIN_ACCESS_TOKEN: _unset, ...env } = process.env as Record<string, string>;
+  const child = spawn(process.execPath, [BIN, 'admin', 'token', '--url', `${as.issuer}/admin/mcp`, ...args], { env, stdio: ['ignore', 'pipe', 'pipe'] });
+  let [stdout, stderr] = ['', ''];
+  child.stdout.on('data', (d) => (stdout += d));
+  child.stderr.on('data', (d) => (stderr += d));
+  const exited = new Promise<number | null>((resolve) => child.on('exit', resolve));
+  try {
+    for (let i = 0; i < 300 && !/^ {2}(http\S+)$/m.test(stderr); i++) await new Promise((r) => setTimeout(r, 100));
+    const url = new URL(/^ {2}(http\S+)$/m.exec(stderr)?.[1] ?? assert.fail(`no sign-in URL on stderr: ${stderr}`));
+    assert.equal(stdout, '', 'nothing on stdout before the sign-in');
+    await fetch(await authorize(as, url, username, tick));
+    return { code: await exited, stdout, stderr, url };
+  } finally {
+    child.kill();
+  }
 }
 
 /** Calls a tool expecting a JSON-RPC error; returns it. */
@@ -312,6 +335,19 @@ describe('admin MCP server', () => {
       }
     });
 
+    it('mandate admin token signs the admin in and prints a token for the admin resource, good for the admin API', async () => {
+      const { code, stdout, url } = await adminTokenCli(as, 'reader', []);
+      assert.equal(code, 0);
+      assert.equal(url.searchParams.get('resource'), as.admin);
+      const token = stdout.trim();
+      assert.match(stdout, /^\S+\n$/, 'the token alone, one line');
+      assert.deepEqual([decodeJwt(token).aud, decodeJwt(token).scope], [as.admin, 'admin:read']);
+      const res = await fetch(`${as.issuer}/admin/api/v1/agents`, { headers: { authorization: `Bearer ${token}` } });
+      assert.equal(res.status, 200);
+      const event = (await auditEvents(as)).find((e) => e.type === 'admin.agents.list');
+      assert.deepEqual([event?.outcome, event?.data?.admin, event?.data?.front_end], ['success', 'reader', 'api']);
+    });
+
     it('speaks the protocol revisions 2025-03-26, 2025-06-18 and 2025-11-25', async () => {
       for (const version of ['2025-03-26', '2025-06-18', '2025-11-25']) {
         const res = await fetch(`${as.issuer}/admin/mcp`, {
@@ -381,6 +417,16 @@ describe('admin MCP server', () => {
       } finally {
         await reader.client.close();
       }
+    });
+
+    it('mandate admin token --scope admin:write: a write token once the admin ticks it; unticked, none (exit 1)', async () => {
+      const ticked = await adminTokenCli(as, 'alice', ['--scope', 'admin:write'], 'admin:write');
+      assert.equal(ticked.code, 0);
+      assert.equal(ticked.url.searchParams.get('scope'), 'admin:write');
+      assert.equal(decodeJwt(ticked.stdout.trim()).scope, 'admin:write');
+      const unticked = await adminTokenCli(as, 'alice', ['--scope', 'admin:write']);
+      assert.deepEqual([unticked.code, unticked.stdout], [1, ''], unticked.stderr);
+      assert.match(unticked.stderr, /^mandate admin token: sign-in not completed: access_denied the user granted no permission$/m);
     });
 
     it('gives a self-registered client a write scope only when the admin ticks it', async () => {

@@ -30,10 +30,10 @@ export class FormBrowser {
   }
 
   /** Requests a URL and follows same-origin redirects; returns the page or the external redirect. */
-  async open(url: string, init: { method?: string; form?: Record<string, string> } = {}): Promise<{ url: string; status: number; html: string; external?: string }> {
+  async open(url: string, init: { method?: string; form?: Record<string, string | string[]> } = {}): Promise<{ url: string; status: number; html: string; external?: string }> {
     let current = new URL(url, this.origin).href;
     let method = init.method ?? 'GET';
-    let body: URLSearchParams | undefined = init.form ? new URLSearchParams(init.form) : undefined;
+    let body: URLSearchParams | undefined = init.form ? new URLSearchParams(Object.entries(init.form).flatMap(([k, v]) => (Array.isArray(v) ? v : [v]).map((one) => [k, one]))) : undefined;
     for (let hops = 0; hops < 10; hops++) {
       const res = await fetch(current, {
         method,
@@ -58,8 +58,8 @@ export class FormBrowser {
     throw new Error('too many redirects');
   }
 
-  /** Submits the page's form with its hidden fields plus the given values. */
-  async submit(page: { url: string; html: string }, values: Record<string, string>) {
+  /** Submits the page's form with its hidden fields plus the given values (a list: a field sent once per value, as checkboxes are). */
+  async submit(page: { url: string; html: string }, values: Record<string, string | string[]>) {
     const action = /<form[^>]*action="([^"]+)"/.exec(page.html)?.[1];
     if (!action) throw new Error(`no form on ${page.url}`);
     const hidden = Object.fromEntries([...page.html.matchAll(/<input type="hidden" name="([^"]+)" value="([^"]*)"/g)].map((m) => [m[1]!, m[2]!]));
@@ -67,12 +67,13 @@ export class FormBrowser {
   }
 
   /**
-   * Full sign-in: open the authorization URL, log in as demo/demo, accept any agreement, allow;
-   * returns the client redirect URL.
+   * Full sign-in: open the authorization URL, log in as demo/demo, accept any agreement, allow
+   * (ticking every "Also allow this" box of a high-risk scope with `tickHighRisk`, as a person
+   * who means to grant them does); returns the client redirect URL.
    */
   async authorize(
     authorizationUrl: string,
-    options: { username?: string; password?: string; decision?: 'allow' | 'deny'; agreement?: 'accept' | 'decline' } = {},
+    options: { username?: string; password?: string; decision?: 'allow' | 'deny'; agreement?: 'accept' | 'decline'; tickHighRisk?: boolean } = {},
   ): Promise<URL> {
     const page = await this.walk(await this.open(authorizationUrl), options);
     if (!page.external) throw new Error(`sign-in did not return to the client; last page ${page.url} (${page.status}): ${page.html.slice(0, 400)}`);
@@ -86,7 +87,7 @@ export class FormBrowser {
 
   private async walk(
     start: { url: string; status: number; html: string; external?: string },
-    options: { username?: string; password?: string; decision?: 'allow' | 'deny'; agreement?: 'accept' | 'decline' },
+    options: { username?: string; password?: string; decision?: 'allow' | 'deny'; agreement?: 'accept' | 'decline'; tickHighRisk?: boolean },
   ) {
     let page = start;
     for (let step = 0; step < 6 && !page.external; step++) {
@@ -95,7 +96,8 @@ export class FormBrowser {
       } else if (/action="[^"]*\/agreement"/.test(page.html)) {
         page = await this.submit(page, { decision: options.agreement ?? 'accept' });
       } else if (page.html.includes('name="decision"')) {
-        page = await this.submit(page, { decision: options.decision ?? 'allow' });
+        const ticks = options.tickHighRisk ? [...page.html.matchAll(/<input type="checkbox" name="high_risk" value="([^"]+)"/g)].map((m) => m[1]!) : [];
+        page = await this.submit(page, { decision: options.decision ?? 'allow', ...(ticks.length > 0 ? { high_risk: ticks } : {}) });
       } else {
         break;
       }

@@ -7,7 +7,8 @@
  * - `<!-- readme-test: skip (why) -->` — not run (a person's step the test cannot stand in for).
  * - `<!-- readme-test: sign-in (why) -->` — run; every authorization URL it prints (an `echo`, the
  *   agent, the Inspector CLI) is signed in as demo/demo over HTTP (as the demo's admin, with its
- *   generated password, when the reason says "as admin"), and the redirect is delivered.
+ *   generated password, when the reason says "as admin"; ticking the consent page's high-risk boxes
+ *   when it says "ticks"), and the redirect is delivered.
  *   A later line `CODE=...` gets the code of the last sign-in.
  * - `<!-- readme-test: output -->` before a ```text fence — what the previous shell block prints:
  *   each line must appear in its output, `…` standing for anything.
@@ -69,11 +70,11 @@ export interface Rewrite {
   gateway: string;
 }
 
-/** Moves a README port (`localhost:8080`, `127.0.0.1:8080`, `PORT=8100`, YAML `port: 8090`) by the offset. */
+/** Moves a README port (`localhost:8080`, `127.0.0.1:8080`, URL-encoded `%2Flocalhost%3A8080`, `PORT=8100`, YAML `port: 8090`) by the offset. */
 export function movePorts(text: string, offset: number): string {
   const ports = new Set(README_PORTS);
   return text
-    .replace(/\b(localhost|127\.0\.0\.1)(:|%3A)(\d{4,5})\b/g, (whole, host: string, colon: string, port: string) => (ports.has(Number(port)) ? `${host}${colon}${Number(port) + offset}` : whole))
+    .replace(/(?:\b|(?<=%2F))(localhost|127\.0\.0\.1)(:|%3A)(\d{4,5})\b/g, (whole, host: string, colon: string, port: string) => (ports.has(Number(port)) ? `${host}${colon}${Number(port) + offset}` : whole))
     .replace(/\b(PORT=|port:\s*)(\d{4,5})\b/g, (whole, key: string, port: string) => (ports.has(Number(port)) ? `${key}${Number(port) + offset}` : whole));
 }
 

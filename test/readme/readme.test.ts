@@ -62,6 +62,7 @@ describe('README shell blocks: extraction and markers', () => {
       portOffset: 100, dataDir: '/tmp/d', files: {}, gateway: 'http://localhost:8180/mcp',
     });
     assert.equal(rewritten, 'curl -s http://localhost:9100/x http://localhost:3000 $(cat /tmp/d/secrets/a) PORT=8200 amount=8000\nnode bin/mandate.js agent login --mcp-url http://localhost:8180/mcp --scope s');
+    assert.equal(movePorts('/resources/http%3A%2F%2Flocalhost%3A8090%2Fmcp xlocalhost:8090', 100), '/resources/http%3A%2F%2Flocalhost%3A8190%2Fmcp xlocalhost:8090');
   });
 });
 
@@ -100,6 +101,8 @@ describe('README walkthroughs, run in order against a demo on free ports', () =>
       MCP_OAUTH_CALLBACK_URL: 'http://127.0.0.1:0/oauth/callback',
       BROWSER: 'true',
       XDG_CURRENT_DESKTOP: 'X-Generic',
+      // `mandate admin token` signs in at the demo's admin MCP server (default on port 9000): the test's port.
+      MANDATE_ADMIN_MCP_URL: `${issuer}/admin/mcp`,
     };
     for (const name of ['DISPLAY', 'WAYLAND_DISPLAY', 'AGENT_CLIENT_ID', 'AGENT_SECRET', 'MANDATE_AGENT_HOME', 'MCP_CLIENT_CONFIG_PATH', 'MCP_STORAGE_DIR', 'OPENAI_API_KEY']) delete env[name];
 
@@ -147,7 +150,8 @@ describe('README walkthroughs, run in order against a demo on free ports', () =>
                 (async () => {
                   // "as admin" in the marker: the demo's admin, with the password the demo generated (npm start prints it).
                   const who = /\bas admin\b/.test(block.mark!.reason) ? { username: 'admin', password: readFileSync(join(dataDir, 'secrets', 'admin.password'), 'utf8').trim() } : {};
-                  const redirect = await new FormBrowser(issuer).authorize(url, who);
+                  // "ticks" in the marker: the person ticks the consent page's high-risk boxes ("Also allow this").
+                  const redirect = await new FormBrowser(issuer).authorize(url, { ...who, tickHighRisk: /\bticks\b/.test(block.mark!.reason) });
                   lastCode = redirect.searchParams.get('code') ?? undefined;
                   assert.ok(lastCode, `the sign-in returned no code: ${redirect.href}`);
                   // A waiting client (the agent, the Inspector) gets the redirect; where nothing listens, as in the walkthrough, it fails.
