@@ -78,9 +78,14 @@ export function uncoveredRoles(scopes: Iterable<string>, roles: readonly string[
 
 /** Keeps the non-admin scopes and the admin scopes the roles allow; says which were dropped. */
 export function narrowToRoles(scopes: readonly string[], roles: readonly string[] | undefined): { scopes: string[]; withheld: string[] } {
-  const allowed = scopesOfRoles(roles);
-  const kept = scopes.filter((s) => !isAdminScope(s) || allowed.has(s));
-  return { scopes: kept, withheld: scopes.filter((s) => !kept.includes(s)) };
+  // A broad role allows asking for less: `admin:write` covers `admin:keys:write` (least privilege).
+  const allowed = coveredScopes(roles ?? []);
+  const admitted = scopes.filter((s) => !isAdminScope(s) || allowed.has(s));
+  // …and a token names each area once: an area scope that a granted broad one covers is left out
+  // (`admin:read` and `admin:keys:read` → `admin:read`).
+  const isArea = (scope: string) => scope.split(':').length === 3;
+  const kept = admitted.filter((s) => !isAdminScope(s) || !isArea(s) || !admitted.some((t) => t !== s && isAdminScope(t) && coveredScopes([t]).has(s)));
+  return { scopes: kept, withheld: scopes.filter((s) => !admitted.includes(s)) };
 }
 
 /** Whether the granted scopes hold any admin permission at all. */

@@ -62,6 +62,17 @@ describe('admin plane: no escalation through resources, clients and token exchan
     assert.ok(refused, 'the refused exchange is audited with its reason');
   });
 
+  it('least privilege: an admin:write admin may ask for one area only, and the token then holds just that', async () => {
+    const narrow = await signIn(as, 'alice', { scope: 'admin:keys:read' });
+    assert.equal(narrow.scope, 'admin:keys:read');
+    assert.equal((await api(as, narrow.accessToken!, 'GET', '/keys')).status, 200);
+    const beyond = await api(as, narrow.accessToken!, 'GET', '/agents');
+    assert.equal(beyond.status, 403);
+    assert.equal(beyond.json.error, 'insufficient_scope');
+    // Asked for broad and narrow together, the token names the broad one only.
+    assert.equal((await signIn(as, 'alice', { scope: 'admin:read admin:keys:read admin:agents:write' })).scope, 'admin:read admin:agents:write');
+  });
+
   it('the admin API takes only tokens of an admin\'s own sign-in (a grant of that user for the admin resource): a signed admin-audience token without one is 401, audited', async () => {
     const alice = await signIn(as, 'alice', { scope: 'admin:write' });
     assert.equal((await api(as, alice.accessToken, 'GET', '/agents')).status, 200, 'an admin\'s own sign-in works');

@@ -1,5 +1,5 @@
 import type { Caller, FrontEnd } from '../../admin/index.ts';
-import { adminResourceId, isAdminScope, scopesOfRoles } from '../../admin/scopes.ts';
+import { adminResourceId, coveredScopes, isAdminScope } from '../../admin/scopes.ts';
 import { actorChain } from '../../core/delegation.ts';
 import { parseScope } from '../../core/scopes.ts';
 import type { ServerContext } from '../context.ts';
@@ -32,7 +32,7 @@ export async function adminCaller(
   }
   const user = await ctx.store.users.findBySub(claims.sub);
   if (!user) return { refused: `subject ${claims.sub} is not a user`, description: "the access token is not an admin's" };
-  const allowed = scopesOfRoles(user.roles);
+  const allowed = coveredScopes(user.roles ?? []);
   const scopes = parseScope(claims.scope).filter((s) => isAdminScope(s) && allowed.has(s));
   return {
     caller: {
