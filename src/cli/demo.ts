@@ -57,6 +57,13 @@ export interface DemoOptions {
 const HIGHEST_PORT = Math.max(...Object.values(DEMO_PORTS));
 const LOWEST_PORT = Math.min(...Object.values(DEMO_PORTS));
 
+/** The Fetch standard's "bad ports": no browser, and no fetch in Node, connects to them. */
+const FETCH_BAD_PORTS = new Set([
+  1, 7, 9, 11, 13, 15, 17, 19, 20, 21, 22, 23, 25, 37, 42, 43, 53, 69, 77, 79, 87, 95, 101, 102, 103, 104, 109, 110, 111, 113, 115, 117, 119, 123, 135, 137, 139, 143, 161, 179, 389, 427, 465,
+  512, 513, 514, 515, 526, 530, 531, 532, 540, 548, 554, 556, 563, 587, 601, 636, 989, 990, 993, 995, 1719, 1720, 1723, 2049, 3659, 4045, 4190, 5060, 5061, 6000, 6566, 6665, 6666, 6667,
+  6668, 6669, 6679, 6697, 10080,
+]);
+
 /** Reads `--port-offset`, `--data-dir` (or their environment variables); a bad value is a ConfigError (exit 2). */
 export function demoOptions(args: string[], env: NodeJS.ProcessEnv = process.env): DemoOptions {
   const { values } = parseArgs({ args, options: { 'port-offset': { type: 'string' }, 'data-dir': { type: 'string' } } });
@@ -64,6 +71,10 @@ export function demoOptions(args: string[], env: NodeJS.ProcessEnv = process.env
   const portOffset = Number(rawOffset);
   if (!/^-?\d+$/.test(rawOffset.trim()) || LOWEST_PORT + portOffset < 1 || HIGHEST_PORT + portOffset > 65535) {
     throw new ConfigError(`mandate demo: --port-offset must be a whole number from ${1 - LOWEST_PORT} to ${65535 - HIGHEST_PORT}, not "${rawOffset}"`);
+  }
+  const blocked = Object.values(DEMO_PORTS).map((port) => port + portOffset).filter((port) => FETCH_BAD_PORTS.has(port));
+  if (blocked.length > 0) {
+    throw new ConfigError(`mandate demo: --port-offset ${portOffset} puts a service on port ${blocked.join(', ')}, which fetch (browsers, Node, the agent CLI) refuses to connect to; choose another offset`);
   }
   const dataDir = values['data-dir'] ?? env.MANDATE_DEMO_DATA_DIR ?? DEMO_DATA_DIR;
   if (!dataDir.trim()) throw new ConfigError('mandate demo: --data-dir must not be empty');
@@ -188,7 +199,7 @@ ${adminLine}  Todo MCP server        ${urls.todoMcp}   protects itself; exchange
   Gateway (banking)      ${urls.gateway}   in front of the banking MCP server at ${urls.banking}
     audit log            ${configs.gateway.audit.file}      metrics: ${urls.metrics}
 
-  Secrets (generated on first start): ${data}/secrets/todo-mcp.secret, sample-agent.secret, gateway.secret, admin.token
+  Secrets (generated on first start): ${data}/secrets/todo-mcp.secret, sample-agent.secret, gateway.secret, admin.token, admin.password
 
 Try it:
   MCP Inspector:  npm run inspector   (Inspector 2, with the Node 22 it needs; installed on first use)

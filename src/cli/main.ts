@@ -17,7 +17,8 @@ Usage:
   mandate agent <login|whoami|tools|call|chat|tokens|logout>   the sample AI agent (mandate agent --help)
   mandate admin mcp [--url <url>]              the admin MCP server over stdio, as the admin of
                                                MANDATE_ADMIN_ACCESS_TOKEN (or signs in)
-  mandate admin token [--scope <scopes>]       sign the admin in, print an admin access token
+  mandate admin token [--scope <scopes>] [--url <admin MCP URL>]
+                                               sign the admin in, print an admin access token
 `;
 
 const COMMANDS = new Set(['demo', 'serve', 'keys', 'hash-password', 'agent', 'admin']);

@@ -442,6 +442,8 @@ describe('the demo configuration under --port-offset and --data-dir', () => {
       assert.equal(defaults.auth.issuer, 'http://localhost:9000');
       assert.equal(defaults.gatewayFile, new URL('../../examples/demo/gateway.yaml', import.meta.url).pathname, 'by default the example file itself is watched');
       assert.deepEqual(demoOptions([], { MANDATE_DEMO_PORT_OFFSET: '5', MANDATE_DEMO_DATA_DIR: 'x' }), { portOffset: 5, dataDir: 'x' });
+      // 8080 + 2000 = 10080, a port fetch refuses: the demo says so instead of starting a gateway no client reaches.
+      assert.throws(() => demoOptions(['--port-offset', '2000'], {}), /--port-offset 2000 puts a service on port 10080, which fetch .* refuses/);
     } finally {
       rmSync(cwd, { recursive: true, force: true });
     }

@@ -80,6 +80,15 @@ describe('pages: consent rules', () => {
     assert.equal(second.json.scope, 'banking:read banking:transfer');
   });
 
+  it('asked for high-risk scopes only, an unverified client\'s page says nothing is granted without a tick', async () => {
+    const clientId = await selfRegistered(as, REDIRECT, 'Only risky');
+    const auth = authorization(as, { clientId, redirectUri: REDIRECT, resource: BANK, scope: 'banking:transfer' });
+    const { consent } = await toConsent(auth.url);
+    const summary = /<p class="summary" id="summary">([\s\S]*?)<\/p>/.exec(consent.html)?.[1]?.replace(/<[^>]+>/g, '');
+    assert.match(summary ?? '', /^Nothing is granted unless you tick a permission below; “Only risky” would then act for you at /);
+    assert.doesNotMatch(summary ?? '', /these 0 permissions/);
+  });
+
   it('a tick cannot add a scope the client did not ask for', async () => {
     const clientId = await selfRegistered(as, REDIRECT, 'Sneaky');
     const auth = authorization(as, { clientId, redirectUri: REDIRECT, resource: BANK, scope: 'banking:read' });

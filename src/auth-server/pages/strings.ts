@@ -99,7 +99,9 @@ export const english: Strings = {
     highRiskTick: 'Also allow this',
     highRiskNote: 'High-risk permissions are left out unless you tick them.',
     summary: ({ actor, places, count, highRisk }) =>
-      html`If you allow, ${actor} can act for you at ${places} with ${count === 1 ? 'this permission' : `these ${count} permissions`}${highRisk > 0 ? html`, <strong>including ${highRisk === 1 ? 'one' : highRisk} that ${highRisk === 1 ? 'is' : 'are'} high risk</strong>` : ''}.`,
+      count === 0
+        ? html`Nothing is granted unless you tick a permission below; ${actor} would then act for you at ${places} with it.`
+        : html`If you allow, ${actor} can act for you at ${places} with ${count === 1 ? 'this permission' : `these ${count} permissions`}${highRisk > 0 ? html`, <strong>including ${highRisk === 1 ? 'one' : highRisk} that ${highRisk === 1 ? 'is' : 'are'} high risk</strong>` : ''}.`,
     summaryIdentityOnly: (actor) => html`If you allow, ${actor} learns who you are and nothing more.`,
     allow: 'Allow',
     deny: 'Deny',
