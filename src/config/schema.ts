@@ -318,7 +318,7 @@ export const authServerConfigSchema = z.strictObject({
             .describe('Marks this deployment as production: the admin MCP server refuses every write tool whatever admin.mcp.writes says (the admin API and the console are not affected).'),
           self_registered_clients: z
             .boolean()
-            .default(true)
+            .default(false)
             .describe(
               'Whether clients that registered themselves (RFC 7591, client ID metadata documents: how MCP clients arrive) may ask for admin scopes, outside registration.allowed_scopes. They get them only through a signed-in user, narrowed to that user\'s roles, and write scopes only when the user ticks them on the consent page. With false, only clients of the configuration file or the admin API can obtain admin tokens.',
             ),

@@ -125,7 +125,7 @@ describe('admin MCP server', () => {
     let as: Server;
     let alice: Connected;
     before(async () => {
-      as = await startAdminServer();
+      as = await startAdminServer({ admin: { mcp: { self_registered_clients: true } } });
       alice = await connected(as, 'alice');
     });
     after(async () => {
@@ -368,7 +368,7 @@ describe('admin MCP server', () => {
     let as: Server;
     let alice: Connected;
     before(async () => {
-      as = await startAdminServer({ admin: { mcp: { writes: true } } });
+      as = await startAdminServer({ admin: { mcp: { writes: true, self_registered_clients: true } } });
       alice = await connected(as, 'alice', { tick: 'admin:write' });
     });
     after(async () => {
@@ -445,7 +445,7 @@ describe('admin MCP server', () => {
     let as: Server;
     let alice: Connected;
     before(async () => {
-      as = await startAdminServer({ admin: { mcp: { writes: true, production: true } } });
+      as = await startAdminServer({ admin: { mcp: { writes: true, production: true, self_registered_clients: true } } });
       alice = await connected(as, 'alice', { tick: 'admin:write' });
     });
     after(async () => {
@@ -466,10 +466,10 @@ describe('admin MCP server', () => {
     });
   });
 
-  describe('with admin.mcp.self_registered_clients: false', () => {
+  describe('as shipped: admin.mcp.self_registered_clients is false', () => {
     let as: Server;
     before(async () => {
-      as = await startAdminServer({ admin: { mcp: { self_registered_clients: false } } });
+      as = await startAdminServer();
     });
     after(async () => as?.close());
 
