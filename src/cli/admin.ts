@@ -33,9 +33,13 @@ class SignInProvider implements OAuthClientProvider {
   client?: OAuthClientInformationMixed;
   saved?: OAuthTokens;
   verifier?: string;
-  constructor(readonly redirectUrl: string) {}
+  constructor(
+    readonly redirectUrl: string,
+    /** How the consent page names the client: the command that signs in. */
+    readonly clientName: string,
+  ) {}
   get clientMetadata() {
-    return { client_name: 'mandate admin mcp (stdio)', redirect_uris: [this.redirectUrl], grant_types: ['authorization_code', 'refresh_token'], response_types: ['code'], token_endpoint_auth_method: 'none' };
+    return { client_name: this.clientName, redirect_uris: [this.redirectUrl], grant_types: ['authorization_code', 'refresh_token'], response_types: ['code'], token_endpoint_auth_method: 'none' };
   }
   clientInformation = () => this.client;
   saveClientInformation = (info: OAuthClientInformationMixed) => void (this.client = info);
@@ -53,14 +57,14 @@ class SignInProvider implements OAuthClientProvider {
  * Signs the admin in through the MCP SDK's OAuth flow: discovery from the 401, registration, PKCE.
  * `scopes` replaces the scopes the server's 401 asks for.
  */
-async function signIn(serverUrl: URL, port: number, scopes?: string): Promise<SignInProvider> {
+async function signIn(serverUrl: URL, port: number, clientName: string, scopes?: string): Promise<SignInProvider> {
   // What the server's 401 names, as the HTTP transport would read it: its metadata and the scopes it asks for.
   const probe = await fetch(serverUrl, { method: 'POST', headers: { 'content-type': 'application/json', accept: 'application/json, text/event-stream' }, body: '{}' });
   const { resourceMetadataUrl, scope } = extractWWWAuthenticateParams(probe);
   await probe.body?.cancel();
   const loopback = await startLoopbackSignIn({ port });
   try {
-    const provider = new SignInProvider(loopback.redirectUri);
+    const provider = new SignInProvider(loopback.redirectUri, clientName);
     const options = { serverUrl, resourceMetadataUrl, scope: scopes ?? scope };
     if ((await auth(provider, options)) === 'AUTHORIZED') return provider;
     const answer = await loopback.result;
@@ -93,7 +97,7 @@ export async function adminCommand(args: string[]): Promise<number> {
   if (command === 'token') {
     // The same sign-in as `admin mcp`'s: the token is for the admin resource, which the admin API shares.
     try {
-      const provider = await signIn(url, Number(values['callback-port'] ?? 0), values.scope);
+      const provider = await signIn(url, Number(values['callback-port'] ?? 0), 'mandate admin token (CLI)', values.scope);
       process.stdout.write(`${provider.saved!.access_token}\n`);
       return 0;
     } catch (error) {
@@ -104,7 +108,7 @@ export async function adminCommand(args: string[]): Promise<number> {
   const token = process.env.MANDATE_ADMIN_ACCESS_TOKEN?.trim();
   const remote = token
     ? new StreamableHTTPClientTransport(url, { requestInit: { headers: { authorization: `Bearer ${token}` } } })
-    : new StreamableHTTPClientTransport(url, { authProvider: await signIn(url, Number(values['callback-port'] ?? 0)) });
+    : new StreamableHTTPClientTransport(url, { authProvider: await signIn(url, Number(values['callback-port'] ?? 0), 'mandate admin mcp (stdio)') });
   const local = new StdioServerTransport();
 
   local.onmessage = (message: JSONRPCMessage) => {

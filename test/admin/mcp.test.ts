@@ -342,6 +342,8 @@ describe('admin MCP server', () => {
       const token = stdout.trim();
       assert.match(stdout, /^\S+\n$/, 'the token alone, one line');
       assert.deepEqual([decodeJwt(token).aud, decodeJwt(token).scope], [as.admin, 'admin:read']);
+      const client = await as.store.clients.find(String(decodeJwt(token).client_id));
+      assert.equal(client?.metadata.client_name, 'mandate admin token (CLI)', 'the consent page names the command that signed in');
       const res = await fetch(`${as.issuer}/admin/api/v1/agents`, { headers: { authorization: `Bearer ${token}` } });
       assert.equal(res.status, 200);
       const event = (await auditEvents(as)).find((e) => e.type === 'admin.agents.list');
