@@ -211,6 +211,9 @@ describe('web console in Chromium', needsChromium(), () => {
     await open('/users/demo');
     assert.ok((await page.locator('#grants tbody tr form').count()) > 0, "demo's grants, with revoke");
     assert.ok((await page.locator('#consents tbody tr').count()) > 0);
+    // demo comes from the configuration file: its roles are changed there, so no form that could only fail.
+    assert.equal(await page.locator('#save-roles').count(), 0);
+    assert.match(await page.locator('#roles-from-config').innerText(), /configuration file/);
     await shoot('user');
     await open('/clients');
     assert.ok((await page.locator('#clients').innerText()).includes('mandate-console'));

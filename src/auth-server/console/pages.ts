@@ -193,10 +193,14 @@ export function userPage(csrf: string, u: UserItem, grants: Page<GrantItem> | Ad
 <dt>Admin roles</dt><dd id="user-roles">${roles(u.roles)}</dd><dt>Source</dt><dd>${u.source}</dd><dt>Created</dt><dd>${when(u.created_at)}</dd>
 </dl></div>
 <div class="panel"><h2>Admin roles</h2>
-<form method="post" action="${base}/roles">${csrfField(csrf)}
+${
+  // A user of the configuration file is changed there: no form that could only fail.
+  u.source === 'config'
+    ? html`<p class="muted" id="roles-from-config">This user comes from the configuration file: its roles are set there.</p>`
+    : html`<form method="post" action="${base}/roles">${csrfField(csrf)}
 <div class="row">${ADMIN_SCOPES.map((r) => html`<label><input type="checkbox" name="roles" value="${r}"${u.roles.includes(r) ? html` checked` : ''}> <code>${r}</code></label>`)}</div>
-<div class="actions"><button type="submit" class="primary small" id="save-roles">Save roles</button></div></form>
-${u.source === 'config' ? html`<p class="muted">This user comes from the configuration file: its roles are set there.</p>` : ''}</div>
+<div class="actions"><button type="submit" class="primary small" id="save-roles">Save roles</button></div></form>`
+}</div>
 <h2>Active grants</h2>
 ${
   isError(grants)
