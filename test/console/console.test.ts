@@ -172,6 +172,12 @@ describe('web console in Chromium', needsChromium(), () => {
     assert.ok((await page.locator('#agent-events .chain').count()) > 0, "the agent's chains");
     await shoot('agent');
 
+    // Without the tick the browser does not send the form (required), and the server refuses it anyway.
+    const unconfirmed = await page.request.post(url('/agents/sample-agent'), { form: { csrf: await page.locator('input[name=csrf]').first().inputValue(), action: 'disable' }, maxRedirects: 0 });
+    assert.equal(unconfirmed.status(), 400);
+    assert.match(await unconfirmed.text(), /tick &quot;Revoke everything it holds now&quot; to disable the agent|tick "Revoke everything it holds now" to disable the agent/);
+    assert.equal((await as.store.clients.find('sample-agent'))?.disabledAt, undefined, 'nothing disabled without the tick');
+    await page.locator('#confirm-disable').check();
     await navigating(page, () => page.locator('#disable').click());
     assert.match(await page.locator('#flash').innerText(), /Disabled/);
     assert.match(await page.locator('#agent-state').innerText(), /disabled/, 'read back: disabled');
@@ -322,6 +328,7 @@ describe('web console in Chromium', needsChromium(), () => {
       assert.equal(new URL(p.url()).pathname, '/console/agents');
       await navigating(p, () => p.goto(url('/agents/sample-agent')));
       const res = p.waitForResponse((r) => r.url().endsWith('/console/agents/sample-agent') && r.request().method() === 'POST');
+      await p.locator('#confirm-disable').check();
       await navigating(p, () => p.locator('#disable').click());
       assert.equal((await res).status(), 403);
       assert.equal(await p.locator('#error-code').innerText(), 'insufficient_scope');

@@ -178,6 +178,8 @@ export function consoleApp(ctx: ServerContext, innerFetch: InnerFetch): Hono {
         : action === 'owner' ? { owner: one(a.form, 'owner') || null }
         : {};
       if (Object.keys(change).length === 0) throw new AdminError('invalid_request', 'unknown action');
+      // Disabling cannot be undone for what the agent holds: the form asks for a tick (checked here too).
+      if (action === 'disable' && one(a.form, 'confirm') !== 'yes') throw new AdminError('invalid_request', 'tick "Revoke everything it holds now" to disable the agent');
       await a.run(ops.updateAgent, { id, ...change });
       // The page the browser lands on reads the agent back.
       return c.redirect(`/console/agents/${enc(id)}?done=${enc(action!)}`, 303);

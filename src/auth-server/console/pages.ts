@@ -106,7 +106,8 @@ export function agentPage(look: PageLook, csrf: string, a: AgentItem, events: Pa
 </dl>
 <form method="post" action="${post}" class="inline">${csrfField(csrf)}${
     a.enabled
-      ? html`<button type="submit" class="danger" name="action" value="disable" id="disable">Disable ${a.client_name ?? a.client_id}</button>`
+      ? html`<label class="confirm"><input type="checkbox" name="confirm" value="yes" required id="confirm-disable"> Revoke everything it holds now</label>
+<button type="submit" class="danger" name="action" value="disable" id="disable">Disable ${a.client_name ?? a.client_id}</button>`
       : html`<button type="submit" class="primary" name="action" value="enable" id="enable">Enable ${a.client_name ?? a.client_id}</button>`
   }</form>
 <p class="muted">Disabling revokes its grants and tokens and cuts off every token whose delegation chain names it; enabling again does not revive them.</p>
