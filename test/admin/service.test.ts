@@ -153,6 +153,18 @@ describe('admin service layer', () => {
     assert.deepEqual(await invoke(as.ctx, writer, ops.deleteUser, { username: 'resetme' }), { deleted: true });
   });
 
+  it('a search inside events (agent, actor, tool) without since looks back 30 days, not through the whole log', async () => {
+    const now = as.ctx.now();
+    await as.store.audit.append([
+      { at: now - 40 * 86_400, type: 'token.issued', outcome: 'success', data: { actor_chain: ['old-searched-agent'] } },
+      { at: now - 60, type: 'token.issued', outcome: 'success', data: { actor_chain: ['old-searched-agent'] } },
+    ]);
+    const recent = await invoke(as.ctx, writer, ops.queryAudit, { agent: 'old-searched-agent' });
+    assert.equal(recent.items.length, 1, 'the 40-day-old event is outside the default window');
+    const all = await invoke(as.ctx, writer, ops.queryAudit, { agent: 'old-searched-agent', since: new Date((now - 50 * 86_400) * 1000).toISOString() });
+    assert.equal(all.items.length, 2, 'an explicit since reaches further back');
+  });
+
   it('creates an agent with a secret shown once, and deletes it with its tokens', async () => {
     const created = await invoke(as.ctx, agentsAdmin, ops.createAgent, { client_id: 'made-agent', owner: 'demo', scope: 'mcp:read' });
     assert.equal(created.kind, 'agent');

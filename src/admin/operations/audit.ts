@@ -3,6 +3,9 @@ import { AdminError } from '../errors.ts';
 import { defineOperation } from '../operation.ts';
 import { decodeCursor, encodeCursor } from '../pagination.ts';
 
+/** How far back a search inside events (agent, actor, tool) looks when no `since` is given. */
+export const DEFAULT_SEARCH_DAYS = 30;
+
 const time = z.iso.datetime({ offset: true }).describe('ISO 8601.');
 
 export const auditEventView = z.strictObject({
@@ -24,7 +27,7 @@ export const queryAudit = defineOperation({
   access: 'read',
   summary: 'Query the audit log, newest first. Every filter narrows it.',
   input: z.strictObject({
-    since: time.optional().describe('From this time (inclusive).'),
+    since: time.optional().describe(`From this time (inclusive). With agent, actor or tool and no since: the last ${DEFAULT_SEARCH_DAYS} days.`),
     until: time.optional().describe('Before this time.'),
     type: z.string().max(200).optional().describe('An event type (token.issued), or a prefix ending in * (admin.*).'),
     decision: z.enum(['success', 'failure']).optional().describe('The outcome.'),
@@ -43,8 +46,12 @@ export const queryAudit = defineOperation({
     const seconds = (iso: string | undefined) => (iso === undefined ? undefined : Math.floor(Date.parse(iso) / 1000));
     const beforeId = input.cursor === undefined ? undefined : Number(decodeCursor(input.cursor));
     if (beforeId !== undefined && !Number.isSafeInteger(beforeId)) throw new AdminError('invalid_request', 'the cursor is not one this server gave');
+    // Filters that search inside events (agent, actor, tool) read every event in range: without a
+    // `since` they look back DEFAULT_SEARCH_DAYS, not through the whole log.
+    const searches = input.agent !== undefined || input.actor !== undefined || input.tool !== undefined;
+    const since = seconds(input.since) ?? (searches ? deps.now() - DEFAULT_SEARCH_DAYS * 86_400 : undefined);
     const events = await deps.store.audit.query({
-      since: seconds(input.since),
+      since,
       until: seconds(input.until),
       type: input.type,
       outcome: input.decision,
