@@ -1,9 +1,8 @@
 import assert from 'node:assert/strict';
-import { mkdirSync, writeFileSync } from 'node:fs';
 import { after, before, describe, it } from 'node:test';
 import type { Browser, BrowserContext, Page } from 'playwright-core';
 import { DEMO_PASSWORD_HASH, basic, postForm } from '../helpers/auth-server.ts';
-import { launchChromium, navigating } from '../helpers/chromium.ts';
+import { launchChromium, navigating, shootLightAndDark } from '../helpers/chromium.ts';
 import { ACCESS_TOKEN_TYPE, AGENT_REDIRECT, R, auth, exchange, startDelegationServer, userToken } from '../helpers/delegation-server.ts';
 import { needsChromium } from '../helpers/services.ts';
 
@@ -13,7 +12,6 @@ import { needsChromium } from '../helpers/services.ts';
  * (a non-admin, a read-only admin, a POST without its CSRF token). With SCREENSHOTS=1 each page
  * is photographed in light and dark into docs/screenshots/console-*.png.
  */
-const SHOTS = process.env.SCREENSHOTS === '1' ? 'docs/screenshots' : undefined;
 
 describe('web console in Chromium', needsChromium(), () => {
   let as: Awaited<ReturnType<typeof startDelegationServer>>;
@@ -45,18 +43,7 @@ describe('web console in Chromium', needsChromium(), () => {
     }
   };
 
-  const shoot = async (name: string) => {
-    const backgrounds: string[] = [];
-    for (const colorScheme of ['light', 'dark'] as const) {
-      await page.emulateMedia({ colorScheme });
-      backgrounds.push(await page.evaluate(() => getComputedStyle(document.body).backgroundColor));
-      const png = await page.screenshot({ fullPage: true });
-      assert.ok(png.length > 3000, `${name}-${colorScheme}: a real picture`);
-      if (SHOTS) writeFileSync(`${SHOTS}/console-${name}-${colorScheme}.png`, png);
-    }
-    assert.notEqual(backgrounds[0], backgrounds[1], `${name}: dark mode changes the page`);
-    await page.emulateMedia({ colorScheme: 'light' });
-  };
+  const shoot = (name: string) => shootLightAndDark(page, `console-${name}`);
 
   const open = async (path: string) => {
     let status = 0;
@@ -81,7 +68,6 @@ describe('web console in Chromium', needsChromium(), () => {
       dialogs.push(dialog.message());
       void dialog.dismiss();
     });
-    if (SHOTS) mkdirSync(SHOTS, { recursive: true });
   });
   after(async () => {
     await browser?.close();

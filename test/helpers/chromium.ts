@@ -1,3 +1,5 @@
+import assert from 'node:assert/strict';
+import { mkdirSync, writeFileSync } from 'node:fs';
 import { chromium, type Browser, type Page } from 'playwright-core';
 import type { CallbackServer } from './callback-server.ts';
 import { chromiumPath } from './services.ts';
@@ -91,4 +93,28 @@ export async function authorizeInChromium(
   } finally {
     await ownContext?.close();
   }
+}
+
+/** Where `SCREENSHOTS=1` writes the pages' pictures (docs/); otherwise they are taken and checked only. */
+const SCREENSHOTS_DIR = process.env.SCREENSHOTS === '1' ? 'docs/screenshots' : undefined;
+
+/**
+ * Photographs the page in light and dark (as `<file>-light.png`, `<file>-dark.png` under
+ * docs/screenshots with SCREENSHOTS=1), checks each is a real picture and that the dark scheme
+ * really changes the page, and leaves the page light.
+ */
+export async function shootLightAndDark(page: Page, file: string): Promise<void> {
+  const backgrounds: string[] = [];
+  for (const colorScheme of ['light', 'dark'] as const) {
+    await page.emulateMedia({ colorScheme });
+    backgrounds.push(await page.evaluate(() => getComputedStyle(document.body).backgroundColor));
+    const png = await page.screenshot({ fullPage: true });
+    assert.ok(png.length > 3000, `${file}-${colorScheme}: a real picture (${png.length} bytes)`);
+    if (SCREENSHOTS_DIR) {
+      mkdirSync(SCREENSHOTS_DIR, { recursive: true });
+      writeFileSync(`${SCREENSHOTS_DIR}/${file}-${colorScheme}.png`, png);
+    }
+  }
+  assert.notEqual(backgrounds[0], backgrounds[1], `${file}: dark mode changes the page`);
+  await page.emulateMedia({ colorScheme: 'light' });
 }

@@ -1,11 +1,10 @@
 import assert from 'node:assert/strict';
-import { mkdirSync, writeFileSync } from 'node:fs';
 import { after, afterEach, before, beforeEach, describe, it } from 'node:test';
 import type { Browser, BrowserContext, Page } from 'playwright-core';
 import { startLoopbackSignIn } from '../../src/agent/oauth.ts';
 import { postForm, startTestAuthServer, type TestAuthServer } from '../helpers/auth-server.ts';
 import { startCallbackServer, type CallbackServer } from '../helpers/callback-server.ts';
-import { launchChromium, navigating } from '../helpers/chromium.ts';
+import { launchChromium, navigating, shootLightAndDark } from '../helpers/chromium.ts';
 import { needsChromium } from '../helpers/services.ts';
 import { AGENT_RESOURCE, BANK, NOTES, authorization, redeem, selfRegistered, startPagesServer } from './fixture.ts';
 
@@ -15,7 +14,6 @@ import { AGENT_RESOURCE, BANK, NOTES, authorization, redeem, selfRegistered, sta
  * and each page is photographed in light and dark. With SCREENSHOTS=1 the pictures are written
  * to docs/screenshots/ (the ones docs/pages.md shows); otherwise they are taken and checked only.
  */
-const SHOTS = process.env.SCREENSHOTS === '1' ? 'docs/screenshots' : undefined;
 const PRIMARY = 'rgb(47, 91, 234)'; // #2f5bea, the fixture's branding.primary_color
 const PRIMARY_DARK = 'rgb(124, 155, 255)'; // #7c9bff
 
@@ -32,7 +30,6 @@ describe('pages in Chromium', needsChromium(), () => {
     callback = await startCallbackServer();
     as = await startPagesServer(callback.redirectUri);
     browser = await launchChromium();
-    if (SHOTS) mkdirSync(SHOTS, { recursive: true });
   });
   after(async () => {
     await browser?.close();
@@ -50,19 +47,7 @@ describe('pages in Chromium', needsChromium(), () => {
   });
   afterEach(async () => context?.close());
 
-  /** Photographs the page in light and dark; checks the dark scheme really changes the page. */
-  const shoot = async (name: string) => {
-    const backgrounds: string[] = [];
-    for (const colorScheme of ['light', 'dark'] as const) {
-      await page.emulateMedia({ colorScheme });
-      backgrounds.push(await page.evaluate(() => getComputedStyle(document.body).backgroundColor));
-      const png = await page.screenshot({ fullPage: true });
-      assert.ok(png.length > 3000, `${name}-${colorScheme}: a real picture (${png.length} bytes)`);
-      if (SHOTS) writeFileSync(`${SHOTS}/${name}-${colorScheme}.png`, png);
-    }
-    assert.notEqual(backgrounds[0], backgrounds[1], `${name}: dark mode changes the page`);
-    await page.emulateMedia({ colorScheme: 'light' });
-  };
+  const shoot = (name: string) => shootLightAndDark(page, `${name}`);
   const styleOf = (selector: string, property: string) => page.locator(selector).first().evaluate((el, p) => getComputedStyle(el).getPropertyValue(p), property);
   const signIn = async () => {
     await page.getByLabel('Username').fill('demo');
