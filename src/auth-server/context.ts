@@ -170,7 +170,8 @@ export function createContext(parts: {
     accessTokenTtl: config.tokens.access_token_ttl,
     tokenFormat: 'jwt',
     claims: [],
-    exchange: { maxDepth: 1, requireMayAct: true },
+    // Only the agents named in admin.delegation.actors, one hop, from an admin's own token.
+    exchange: { maxDepth: 1, requireMayAct: false, allowedActors: config.admin.delegation.actors },
     resourceServers: [],
   };
   const install = (list: ResourceConfig[]) => {

@@ -325,6 +325,17 @@ export const authServerConfigSchema = z.strictObject({
         })
         .prefault({})
         .describe('The admin MCP server (docs/admin-mcp.md).'),
+      delegation: z
+        .strictObject({
+          actors: z
+            .array(z.string().min(1))
+            .default([])
+            .describe(
+              "Agents (client ids) that may act for an administrator: exchange an admin's own token for the admin resource (RFC 8693) for one that carries act naming the agent, with the same or fewer scopes. Their calls are audited as the admin with the act chain. Empty (the default): no one acts for an admin; tokens for the admin resource come only from an admin's own sign-in.",
+            ),
+        })
+        .prefault({})
+        .describe('Agents acting for administrators (docs/admin.md#agents-acting-for-an-admin).'),
     })
     .prefault({}),
   request_limits: z

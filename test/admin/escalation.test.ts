@@ -58,7 +58,7 @@ describe('admin plane: no escalation through resources, clients and token exchan
     );
     assert.equal(exchange.status, 400);
     assert.equal(exchange.json.error, 'invalid_target');
-    const refused = (await auditEvents(as)).find((e) => e.type === 'token.exchange_refused' && e.error === 'invalid_target' && e.reason === 'exchange into the admin resource');
+    const refused = (await auditEvents(as)).find((e) => e.type === 'token.exchange_refused' && e.error === 'invalid_target' && e.reason === 'exchange into the admin resource (admin.delegation.actors is empty)');
     assert.ok(refused, 'the refused exchange is audited with its reason');
   });
 

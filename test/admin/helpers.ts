@@ -1,5 +1,5 @@
 import { FormBrowser } from '../helpers/browser-driver.ts';
-import { DEMO_PASSWORD_HASH, pkcePair, postForm, startTestAuthServer, type TestAuthServer } from '../helpers/auth-server.ts';
+import { basic, DEMO_PASSWORD_HASH, pkcePair, postForm, startTestAuthServer, type TestAuthServer } from '../helpers/auth-server.ts';
 import type { AuthServerConfigInput } from '../../src/config/schema.ts';
 
 export const ADMIN_CLIENT = 'admin-test-console';
@@ -26,12 +26,12 @@ export async function startAdminServer(overrides: Partial<AuthServerConfigInput>
 }
 
 /** Signs a user in through the admin client (code + PKCE, over HTTP) and redeems the code. */
-export async function signIn(as: TestAuthServer, username: string, options: { scope?: string; resource?: string } = {}) {
+export async function signIn(as: TestAuthServer, username: string, options: { scope?: string; resource?: string; client?: { id: string; secret: string } } = {}) {
   const { verifier, challenge } = pkcePair();
   const url = new URL(`${as.issuer}/authorize`);
   url.search = new URLSearchParams({
     response_type: 'code',
-    client_id: ADMIN_CLIENT,
+    client_id: options.client?.id ?? ADMIN_CLIENT,
     redirect_uri: REDIRECT_URI,
     code_challenge: challenge,
     code_challenge_method: 'S256',
@@ -42,7 +42,9 @@ export async function signIn(as: TestAuthServer, username: string, options: { sc
   const back = await new FormBrowser(as.issuer).authorize(url.href, { username, password: 'demo' });
   const code = back.searchParams.get('code');
   if (!code) return { error: back.searchParams.get('error') ?? 'no code', description: back.searchParams.get('error_description') };
-  const token = await postForm(`${as.issuer}/token`, { grant_type: 'authorization_code', code, redirect_uri: REDIRECT_URI, client_id: ADMIN_CLIENT, code_verifier: verifier });
+  const token = options.client
+    ? await postForm(`${as.issuer}/token`, { grant_type: 'authorization_code', code, redirect_uri: REDIRECT_URI, code_verifier: verifier }, { authorization: basic(options.client.id, options.client.secret) })
+    : await postForm(`${as.issuer}/token`, { grant_type: 'authorization_code', code, redirect_uri: REDIRECT_URI, client_id: ADMIN_CLIENT, code_verifier: verifier });
   if (token.status !== 200) throw new Error(`token: ${token.status} ${token.text}`);
   return { accessToken: token.json.access_token as string, scope: token.json.scope as string };
 }

@@ -24,8 +24,16 @@ export async function adminCaller(
   const aud = Array.isArray(claims.aud) ? claims.aud : [claims.aud];
   if (!aud.includes(audience)) return { refused: `token audience ${aud.join(' ')} is not ${audience}`, description: 'the access token is not for the admin resource' };
   // Only an admin's own sign-in: a grant of that user (no client credentials, whatever the client
-  // is called), and no one acting for them (exchange into the admin resource is refused anyway).
-  if (claims.act !== undefined) return { refused: 'token carries act: someone acts for the admin', description: "the access token is not an admin's own" };
+  // is called), or that sign-in exchanged by an agent admin.delegation.actors names (still named
+  // now: removing an agent from the list stops the tokens it holds).
+  const act = claims.act ? actorChain(claims.act) : undefined;
+  if (act) {
+    const allowed = ctx.config.admin.delegation.actors;
+    const stranger = act.find((a) => !allowed.includes(a.sub));
+    if (stranger || act.length > 1) {
+      return { refused: stranger ? `token carries act: ${stranger.sub} is not in admin.delegation.actors` : 'token carries a chain of actors', description: 'no agent may act for an administrator here' };
+    }
+  }
   const grant = typeof claims.grant_id === 'string' ? await ctx.store.grants.findGrant(claims.grant_id) : undefined;
   if (!grant || grant.sub !== claims.sub || grant.resource !== audience) {
     return { refused: grant ? `grant ${grant.id} is not ${String(claims.sub)}'s sign-in for the admin resource` : 'token is not from a sign-in (no grant)', description: "the access token is not from an admin's sign-in" };
@@ -40,7 +48,7 @@ export async function adminCaller(
       username: user.username,
       scopes,
       clientId: claims.client_id,
-      act: claims.act ? actorChain(claims.act) : undefined,
+      act,
       frontEnd: where.frontEnd,
       requestId: where.requestId,
       sessionId: where.sessionId,

@@ -64,6 +64,18 @@ async function exchange(ctx: ServerContext, client: Client, params: Params, trac
   const actor = await actorClaims(ctx, client, params);
   const resource = targetResource(ctx, params);
   trace.resource = resource.id;
+  if (resource.id === adminResourceId(ctx.issuer)) {
+    const aud = Array.isArray(subject.aud) ? subject.aud : [subject.aud];
+    // The admin signed in through this very agent: a token it picked up elsewhere is not enough.
+    const reason = !aud.includes(resource.id)
+      ? `subject token audience ${aud.join(' ')} is not the admin resource`
+      : subject.act !== undefined
+        ? 'subject token already carries act'
+        : subject.client_id !== client.clientId
+          ? `subject token was issued to ${String(subject.client_id)}, not ${client.clientId}`
+          : undefined;
+    if (reason) throw new OAuthError('invalid_request', "an agent acts for an administrator only from the administrator's own token for the admin resource, issued to that agent", { reason });
+  }
 
   const mayAct = subject.may_act as { sub?: unknown } | undefined;
   // A may_act that names someone else always refuses; only its absence can be waived by a resource.
@@ -165,9 +177,10 @@ function targetResource(ctx: ServerContext, params: Params): Resource {
   if (targets.length > 1) throw new OAuthError('invalid_target', 'exchange for one resource at a time');
   const resource = ctx.resource(targets[0]!);
   if (!resource || resource.id === ctx.issuer) throw new OAuthError('invalid_target', 'the requested resource is unknown', { reason: `target=${targets[0]}` });
-  // Admin tokens come only from an admin's own sign-in (docs/admin.md): no exchange makes one.
-  if (resource.id === adminResourceId(ctx.issuer)) {
-    throw new OAuthError('invalid_target', 'tokens for the admin resource are issued only to an administrator signing in', { reason: 'exchange into the admin resource' });
+  // Admin tokens come from an admin's own sign-in (docs/admin.md); an exchange makes one only for
+  // the agents admin.delegation.actors names (the resource's allowed actors), from such a token.
+  if (resource.id === adminResourceId(ctx.issuer) && ctx.config.admin.delegation.actors.length === 0) {
+    throw new OAuthError('invalid_target', 'tokens for the admin resource are issued only to an administrator signing in', { reason: 'exchange into the admin resource (admin.delegation.actors is empty)' });
   }
   return resource;
 }
