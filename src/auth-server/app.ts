@@ -15,7 +15,6 @@ import { deviceEndpoints } from './endpoints/device.ts';
 import { tokenEndpoint } from './endpoints/token.ts';
 import { userinfoEndpoints } from './endpoints/userinfo.ts';
 import { revocationsEndpoint } from './endpoints/revocations.ts';
-import { adminEndpoints } from './endpoints/admin.ts';
 import { ADMIN_METADATA_PATH, adminApi, adminResourceMetadata } from './admin-api/index.ts';
 import { ADMIN_MCP_PATH, adminMcp } from './admin-mcp/index.ts';
 import { consoleApp } from './console/index.ts';
@@ -64,8 +63,6 @@ export function createAuthServerApp(ctx: ServerContext, options: { adminToken?: 
   app.get(ADMIN_METADATA_PATH, (c) => c.json(adminResourceMetadata(ctx), 200, { 'Cache-Control': 'public, max-age=300' }));
   app.route('/admin/api/v1', adminApi(ctx, { bootstrapToken: options.adminToken }));
   if (ctx.config.admin.mcp.enabled) app.on(['GET', 'POST', 'DELETE'], ADMIN_MCP_PATH, adminMcp(ctx));
-  // Deprecated: the static-token admin API, until the README moves to /admin/api/v1.
-  if (options.adminToken !== undefined) adminEndpoints(app, ctx, options.adminToken);
   // The web console (docs/console.md): a client of this server, reaching /token and /revoke in process.
   app.route(
     '/console',

@@ -300,11 +300,11 @@ export const authServerConfigSchema = z.strictObject({
   authentication_policies: z.array(authenticationPolicySchema).default([]),
   admin: z
     .strictObject({
-      token_env: z.string().default('MANDATE_ADMIN_TOKEN').describe('Environment variable with the static admin token; generated into data_dir/secrets/admin.token when unset. It creates the first admin (POST /admin/api/v1/bootstrap) and serves the deprecated /admin/api/* endpoints.'),
+      token_env: z.string().default('MANDATE_ADMIN_TOKEN').describe('Environment variable with the static admin token; generated into data_dir/secrets/admin.token when unset. It has one use only: creating the first admin (POST /admin/api/v1/bootstrap); the rest of the admin API takes the access tokens of signed-in admins.'),
       bootstrap_token: z
         .boolean()
         .default(true)
-        .describe('Whether the static admin token is accepted at all. With false, admins come from users[].roles only, and the deprecated /admin/api/* endpoints and /admin/api/v1/bootstrap answer 404.'),
+        .describe('Whether the static admin token is accepted at all. With false, admins come from users[].roles only, and /admin/api/v1/bootstrap answers 404.'),
       mcp: z
         .strictObject({
           enabled: z.boolean().default(true).describe('Whether the admin MCP server answers at <issuer>/admin/mcp (docs/admin-mcp.md); with false it answers 404.'),

@@ -291,10 +291,34 @@ describe('admin API v1: bootstrap', () => {
       assert.ok(z.fromJSONSchema(doc.paths['/bootstrap']!.post.responses['201']!.content['application/json'].schema as never).safeParse(first.json).success, 'the document describes the answer');
       const again = await api(as, staticToken, 'POST', '/bootstrap', { ...body, username: 'second-admin' });
       assert.deepEqual([again.status, again.json.error], [409, 'conflict']);
-      // The static token is no admin token for the API itself.
-      assert.equal((await api(as, staticToken, 'GET', '/agents')).status, 401);
-      // The legacy endpoints still take it (deprecated).
-      assert.equal((await fetch(`${as.issuer}/admin/api/agents`, { headers: { authorization: `Bearer ${staticToken}` } })).status, 200);
+      // The static token is no admin token for the API itself: it only bootstraps.
+      for (const [method, path, input] of [
+        ['GET', '/agents'],
+        ['PATCH', '/agents/sample-agent', { enabled: false }],
+        ['POST', '/resources', { definition: { id: 'https://static.example', name: 'static' } }],
+        ['GET', '/audit'],
+      ] as const) {
+        const refused = await api(as, staticToken, method, path, input);
+        assert.deepEqual([refused.status, refused.json.error], [401, 'invalid_token'], `${method} ${path}`);
+      }
+      const refusals = (await auditEvents(as)).filter((e) => e.type === 'admin.refused');
+      assert.equal(refusals.length, 4);
+      for (const event of refusals) assert.equal(event.reason, 'token invalid, expired or revoked');
+      // The legacy static-token API is gone: its paths answer 404, with the token or without.
+      for (const [method, path] of [
+        ['GET', '/admin/api/agents'],
+        ['GET', '/admin/api/agents/sample-agent'],
+        ['PATCH', '/admin/api/agents/sample-agent'],
+        ['GET', '/admin/api/resources'],
+        ['PUT', '/admin/api/resources'],
+        ['DELETE', '/admin/api/resources?id=https%3A%2F%2Fmcp.example.test%2Fmcp'],
+        ['GET', '/admin/api/audit'],
+      ]) {
+        const legacy = await fetch(`${as.issuer}${path}`, { method, headers: { authorization: `Bearer ${staticToken}`, 'content-type': 'application/json' }, body: method === 'GET' || method === 'DELETE' ? undefined : '{"enabled":false}' });
+        assert.equal(legacy.status, 404, `${method} ${path}`);
+        assert.equal(((await legacy.json()) as { error: string }).error, 'not_found');
+      }
+      assert.equal((await as.store.clients.find('sample-agent'))?.disabledAt, undefined, 'nothing was changed');
       const events = (await auditEvents(as)).filter((e) => e.type === 'admin.bootstrap').map((e) => [e.outcome, e.error ?? null]);
       assert.deepEqual(events, [['failure', 'conflict'], ['success', null], ['failure', 'invalid_token']]);
     } finally {
@@ -302,13 +326,11 @@ describe('admin API v1: bootstrap', () => {
     }
   });
 
-  it('with admin.bootstrap_token: false, neither the bootstrap nor the legacy endpoints exist', async () => {
+  it('with admin.bootstrap_token: false, there is no bootstrap; admins of the configuration file sign in', async () => {
     const as = await startAdminServer({ admin: { bootstrap_token: false } });
     try {
       const bootstrap = await api(as, 'x'.repeat(43), 'POST', '/bootstrap', { username: 'x', password: 'demo-password-long' });
       assert.deepEqual([bootstrap.status, bootstrap.json.error], [404, 'not_found']);
-      const legacy = await fetch(`${as.issuer}/admin/api/agents`, { headers: { authorization: `Bearer ${'x'.repeat(43)}` } });
-      assert.equal(legacy.status, 404);
       const token = await signIn(as, 'alice');
       assert.equal((await api(as, token.accessToken, 'GET', '/agents')).status, 200);
     } finally {

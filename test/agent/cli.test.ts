@@ -6,6 +6,7 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { startBankingServer } from '../../examples/banking/server.ts';
 import { main } from '../../src/cli/main.ts';
+import { adminAccess } from '../helpers/admin.ts';
 import { agentCli } from '../helpers/agent-cli.ts';
 import { startTestAuthServer } from '../helpers/auth-server.ts';
 import { FormBrowser } from '../helpers/browser-driver.ts';
@@ -82,7 +83,6 @@ describe('mandate agent against an AS and a gateway', () => {
   let upstream: Awaited<ReturnType<typeof startBankingServer>>;
   let gateway: Awaited<ReturnType<typeof startTestGateway>>;
   let mcpUrl: string;
-  let admin: Record<string, string>;
   let env: NodeJS.ProcessEnv;
   const homes: string[] = [];
 
@@ -110,9 +110,8 @@ describe('mandate agent against an AS and a gateway', () => {
       },
     ]);
     mcpUrl = `${gateway.url}/mcp`;
-    admin = { authorization: `Bearer ${readFileSync(join(as.dataDir, 'secrets', 'admin.token'), 'utf8').trim()}`, 'content-type': 'application/json' };
-    const created = await fetch(`${as.issuer}/admin/api/resources`, { method: 'PUT', headers: admin, body: JSON.stringify({ id: mcpUrl, name: 'Banking', scopes: BANKING, exchange: { max_depth: 1 } }) });
-    assert.equal(created.status, 201, await created.text());
+    const created = await (await adminAccess(as)).api('POST', '/resources', { definition: { id: mcpUrl, name: 'Banking', scopes: BANKING, exchange: { max_depth: 1 } } });
+    assert.equal(created.status, 201, created.text);
     const home = mkdtempSync(join(tmpdir(), 'mandate-agent-cli-'));
     homes.push(home);
     env = { AGENT_CLIENT_ID: 'cli-agent', AGENT_SECRET: SECRET, MANDATE_AGENT_HOME: home };
@@ -250,7 +249,7 @@ describe('mandate agent against an AS and a gateway', () => {
   });
 
   it('after an agent is disabled and enabled again, its old sign-in asks for a new one (exit 7), not a protocol error (9)', async () => {
-    const patch = async (enabled: boolean) => assert.equal((await fetch(`${as.issuer}/admin/api/agents/cli-agent`, { method: 'PATCH', headers: admin, body: JSON.stringify({ enabled }) })).status, 200);
+    const patch = async (enabled: boolean) => assert.equal((await (await adminAccess(as)).api('PATCH', '/agents/cli-agent', { enabled })).status, 200);
     await patch(false);
     // While it is disabled, a login says so before the person is sent to sign in.
     const home = mkdtempSync(join(tmpdir(), 'mandate-agent-cli-disabled-'));

@@ -9,6 +9,7 @@ import { MandateAgent, type AgentOptions } from '../../src/agent/agent.ts';
 import { AgentError } from '../../src/agent/errors.ts';
 import { CredentialStore } from '../../src/agent/store.ts';
 import { FormBrowser } from '../helpers/browser-driver.ts';
+import { adminAccess } from '../helpers/admin.ts';
 import { decodeJwt, startTestAuthServer } from '../helpers/auth-server.ts';
 import { startBankingServer } from '../../examples/banking/server.ts';
 import { startTestGateway } from '../helpers/gateway.ts';
@@ -38,11 +39,10 @@ async function startStack(overrides: Parameters<typeof startTestAuthServer>[0]) 
     },
   ]);
   const mcpUrl = `${gateway.url}/mcp`;
-  const adminToken = readFileSync(join(as.dataDir, 'secrets', 'admin.token'), 'utf8').trim();
-  const admin = { authorization: `Bearer ${adminToken}`, 'content-type': 'application/json' };
+  const admin = await adminAccess(as);
   // The gateway's resource, known once its port is: any actor the person named in may_act, one hop.
-  const created = await fetch(`${as.issuer}/admin/api/resources`, { method: 'PUT', headers: admin, body: JSON.stringify({ id: mcpUrl, name: 'Banking', scopes: BANKING, exchange: { max_depth: 1 } }) });
-  assert.equal(created.status, 201, await created.text());
+  const created = await admin.api('POST', '/resources', { definition: { id: mcpUrl, name: 'Banking', scopes: BANKING, exchange: { max_depth: 1 } } });
+  assert.equal(created.status, 201, created.text);
   return {
     as,
     gateway,
@@ -200,7 +200,7 @@ describe('agent SDK: registration without a pre-registered client id (MCP spec o
   it('a disabled registered agent: an error naming the registration and how to start over; forgetting it deletes it at the AS (RFC 7592)', async () => {
     const { agent } = agentFor(open, home, { register: 'agent' });
     const kept = (await agent.registration())!;
-    const patch = (enabled: boolean) => fetch(`${open.as.issuer}/admin/api/agents/${kept.client_id}`, { method: 'PATCH', headers: open.admin, body: JSON.stringify({ enabled }) });
+    const patch = (enabled: boolean) => open.admin.api('PATCH', `/agents/${kept.client_id}`, { enabled });
     assert.equal((await patch(false)).status, 200);
     await assert.rejects(agent.actorToken(), (error: AgentError) => {
       assert.equal(error.kind, 'agent_disabled');

@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { ACCESS_TOKEN_TYP, signJwt } from '../../src/core/jwt.ts';
+import { adminAccess } from '../helpers/admin.ts';
 import { postForm } from '../helpers/auth-server.ts';
 import { R, auth, startDelegationServer } from '../helpers/delegation-server.ts';
 
@@ -15,15 +16,18 @@ describe('re-enabling a disabled agent revives none of its tokens, whichever ins
   });
   after(() => as.close());
 
-  const patch = (enabled: boolean) =>
-    fetch(`${as.issuer}/admin/api/agents/sample-agent`, { method: 'PATCH', headers: { authorization: `Bearer ${as.adminToken}`, 'content-type': 'application/json' }, body: JSON.stringify({ enabled }) });
+  const patch = async (enabled: boolean) => {
+    const answer = await (await adminAccess(as)).api('PATCH', '/agents/sample-agent', { enabled });
+    assert.equal(answer.status, 200, answer.text);
+    return answer.json;
+  };
   const active = async (token: string) => (await postForm(`${as.issuer}/introspect`, { token }, auth.mcp)).json.active;
   const agentToken = () => postForm(`${as.issuer}/token`, { grant_type: 'client_credentials', resource: R.agent, scope: 'banking:read' }, auth.agent);
 
   it('a token issued after the disable by a lagging instance stays dead after re-enabling; new tokens work', async () => {
     const before = (await agentToken()).json.access_token as string;
     assert.equal(await active(before), true);
-    const disabled = (await (await patch(false)).json()) as { disabled_at: number };
+    const disabled = (await patch(false)) as { disabled_at: number };
     const disabledAt = disabled.disabled_at;
     // Let a second pass, so the lagging instance's token is stamped after the disable.
     for (let i = 0; i < 300 && as.ctx.now() <= disabledAt; i++) await new Promise((resolve) => setTimeout(resolve, 10));
@@ -33,7 +37,7 @@ describe('re-enabling a disabled agent revives none of its tokens, whichever ins
     const lagging = await signJwt(as.ctx.keys, { iss: as.issuer, sub: 'sample-agent', aud: R.agent, iat: now, exp: now + 600, jti: crypto.randomUUID(), client_id: 'sample-agent', scope: 'banking:read' }, ACCESS_TOKEN_TYP);
     assert.equal(await active(lagging), false, 'dead while the agent is disabled');
 
-    const enabled = (await (await patch(true)).json()) as { enabled: boolean; tokens_valid_after: number };
+    const enabled = (await patch(true)) as { enabled: boolean; tokens_valid_after: number };
     assert.equal(enabled.enabled, true);
     assert.ok(enabled.tokens_valid_after >= now, `the cut-off (${enabled.tokens_valid_after}) covers tokens issued after the disable (${now})`);
     assert.equal(await active(before), false, 'issued before the disable: dead');
@@ -61,7 +65,7 @@ describe('the admin API records when an agent was first used', () => {
   });
   after(() => as.close());
 
-  const view = async () => (await (await fetch(`${as.issuer}/admin/api/agents/sample-agent`, { headers: { authorization: `Bearer ${as.adminToken}` } })).json()) as { first_used_at: number | null };
+  const view = async () => (await (await adminAccess(as)).api('GET', '/agents/sample-agent')).json as { first_used_at: number | null };
 
   it('null until the agent authenticates; then the first use, which later uses (and a wrong secret) leave as it is', async () => {
     assert.equal((await view()).first_used_at, null);

@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { FormBrowser } from '../helpers/browser-driver.ts';
+import { adminAccess, adminApi } from '../helpers/admin.ts';
 import { basic, decodeJwt, postForm, registerClient, type TestAuthServer } from '../helpers/auth-server.ts';
 import { ACCESS_TOKEN_TYPE, AGENT_REDIRECT, R, auth, exchange, startDelegationServer, userToken } from '../helpers/delegation-server.ts';
 
@@ -220,10 +221,10 @@ describe('delegation flows', () => {
     const api = await exchange(as, { subject_token: gateway.json.access_token as string, resource: R.api, scope: 'banking:read' }, auth.mcp);
     assert.equal(api.status, 200);
 
-    const admin = { authorization: `Bearer ${as.adminToken}`, 'content-type': 'application/json' };
-    const disabled = await fetch(`${as.issuer}/admin/api/agents/sample-agent`, { method: 'PATCH', headers: admin, body: JSON.stringify({ enabled: false }) });
-    assert.equal(disabled.status, 200);
-    assert.equal(((await disabled.json()) as { enabled: boolean }).enabled, false);
+    const admin = await adminAccess(as);
+    const disabled = await admin.api('PATCH', '/agents/sample-agent', { enabled: false });
+    assert.equal(disabled.status, 200, disabled.text);
+    assert.equal(disabled.json.enabled, false);
 
     const active = async (t: string) => (await postForm(`${as.issuer}/introspect`, { token: t }, auth.mcp)).json.active;
     assert.equal(await active(api.json.access_token as string), false, 'a token whose chain contains the agent');
@@ -237,8 +238,8 @@ describe('delegation flows', () => {
     assert.ok(body.clients.some((c) => c.client_id === 'sample-agent'));
     assert.ok(body.tokens.some((t) => t.jti === decodeJwt(token.access_token).jti), 'tracked tokens of its grants are listed by jti');
 
-    const enabled = await fetch(`${as.issuer}/admin/api/agents/sample-agent`, { method: 'PATCH', headers: admin, body: JSON.stringify({ enabled: true }) });
-    assert.equal(enabled.status, 200);
+    const enabled = await admin.api('PATCH', '/agents/sample-agent', { enabled: true });
+    assert.equal(enabled.status, 200, enabled.text);
     assert.equal(await active(api.json.access_token as string), false, 're-enabling does not revive tokens issued before the disable');
     assert.equal(await active(actor), false);
     await new Promise((r) => setTimeout(r, 1000)); // cut-off times have one-second resolution
@@ -248,28 +249,34 @@ describe('delegation flows', () => {
   });
 
   it('resources live in the store too: an administrator adds, uses and removes one at runtime', async () => {
-    const admin = { authorization: `Bearer ${as.adminToken}`, 'content-type': 'application/json' };
+    const admin = await adminAccess(as);
     const resource = { id: 'https://runtime.test', name: 'Added at runtime', scopes: [{ name: 'runtime:read' }], claims: { team: '"blue"' } };
-    const created = await fetch(`${as.issuer}/admin/api/resources`, { method: 'PUT', headers: admin, body: JSON.stringify(resource) });
-    assert.equal(created.status, 201, await created.clone().text());
+    const path = `/resources/${encodeURIComponent(resource.id)}`;
+    const created = await admin.api('POST', '/resources', { definition: resource });
+    assert.equal(created.status, 201, created.text);
     const token = await postForm(`${as.issuer}/token`, { grant_type: 'client_credentials', resource: resource.id }, auth.mcp);
     assert.equal(token.status, 200, token.text);
     assert.equal(decodeJwt(token.json.access_token as string).team, 'blue');
     const metadata = (await (await fetch(`${as.issuer}/.well-known/oauth-authorization-server`)).json()) as { scopes_supported: string[] };
     assert.ok(metadata.scopes_supported.includes('runtime:read'));
 
-    const badCel = await fetch(`${as.issuer}/admin/api/resources`, { method: 'PUT', headers: admin, body: JSON.stringify({ ...resource, claims: { x: '1 +' } }) });
+    const badCel = await admin.api('PUT', path, { definition: { ...resource, claims: { x: '1 +' } } });
     assert.equal(badCel.status, 400);
-    const protectedClaim = await fetch(`${as.issuer}/admin/api/resources`, { method: 'PUT', headers: admin, body: JSON.stringify({ ...resource, claims: { iss: '"x"' } }) });
+    assert.equal(badCel.json.error, 'invalid_request');
+    const protectedClaim = await admin.api('PUT', path, { definition: { ...resource, claims: { iss: '"x"' } } });
     assert.equal(protectedClaim.status, 400);
-    assert.equal((await fetch(`${as.issuer}/admin/api/resources`, { headers: admin })).status, 200, 'still serving');
-    const fromConfig = await fetch(`${as.issuer}/admin/api/resources`, { method: 'PUT', headers: admin, body: JSON.stringify({ id: R.api, name: 'hijack' }) });
+    assert.equal(protectedClaim.json.error, 'invalid_request');
+    assert.equal((await admin.api('GET', path)).status, 200, 'still serving');
+    const fromConfig = await admin.api('PUT', `/resources/${encodeURIComponent(R.api)}`, { definition: { id: R.api, name: 'hijack' } });
     assert.equal(fromConfig.status, 409);
-    const unknownKey = await fetch(`${as.issuer}/admin/api/resources`, { method: 'PUT', headers: admin, body: JSON.stringify({ ...resource, scopez: [] }) });
+    assert.equal(fromConfig.json.error, 'conflict');
+    const unknownKey = await admin.api('PUT', path, { definition: { ...resource, scopez: [] } });
     assert.equal(unknownKey.status, 400);
+    assert.equal(unknownKey.json.error, 'invalid_request');
 
-    const removed = await fetch(`${as.issuer}/admin/api/resources?id=${encodeURIComponent(resource.id)}`, { method: 'DELETE', headers: admin });
-    assert.equal(removed.status, 204);
+    const removed = await admin.api('DELETE', path);
+    assert.equal(removed.status, 200, removed.text);
+    assert.deepEqual(removed.json, { deleted: true });
     const after = await postForm(`${as.issuer}/token`, { grant_type: 'client_credentials', resource: resource.id }, auth.mcp);
     assert.equal(after.json.error, 'invalid_target');
   });
@@ -281,32 +288,32 @@ describe('delegation flows', () => {
       body: JSON.stringify({ client_name: 'Self-managed agent', grant_types: ['client_credentials'] }),
     });
     const agent = (await res.json()) as { client_id: string; registration_client_uri: string; registration_access_token: string };
-    const admin = { authorization: `Bearer ${as.adminToken}`, 'content-type': 'application/json' };
-    await fetch(`${as.issuer}/admin/api/agents/${agent.client_id}`, { method: 'PATCH', headers: admin, body: JSON.stringify({ enabled: false }) });
+    const admin = await adminAccess(as);
+    assert.equal((await admin.api('PATCH', `/agents/${agent.client_id}`, { enabled: false })).status, 200);
     const put = await fetch(agent.registration_client_uri, {
       method: 'PUT',
       headers: { authorization: `Bearer ${agent.registration_access_token}`, 'content-type': 'application/json' },
       body: JSON.stringify({ client_id: agent.client_id, client_name: 'revived?', grant_types: ['client_credentials'] }),
     });
     assert.equal(put.status, 403);
-    const view = (await (await fetch(`${as.issuer}/admin/api/agents/${agent.client_id}`, { headers: admin })).json()) as { enabled: boolean; client_name: string };
+    const view = (await admin.api('GET', `/agents/${agent.client_id}`)).json;
     assert.equal(view.enabled, false);
     assert.equal(view.client_name, 'Self-managed agent');
   });
 
   it('an expired agent is refused, and its tokens stop working', async () => {
-    const admin = { authorization: `Bearer ${as.adminToken}`, 'content-type': 'application/json' };
+    const admin = await adminAccess(as);
     await new Promise((r) => setTimeout(r, 1000)); // past the previous test's cut-off second
     const before = await postForm(`${as.issuer}/token`, { grant_type: 'client_credentials', resource: R.agent }, auth.agent);
-    await fetch(`${as.issuer}/admin/api/agents/sample-agent`, { method: 'PATCH', headers: admin, body: JSON.stringify({ expires_at: '2020-01-01T00:00:00Z' }) });
+    assert.equal((await admin.api('PATCH', '/agents/sample-agent', { expires_at: '2020-01-01T00:00:00Z' })).status, 200);
     const refused = await postForm(`${as.issuer}/token`, { grant_type: 'client_credentials', resource: R.agent }, auth.agent);
     assert.equal(refused.json.error, 'invalid_client');
     assert.equal((await postForm(`${as.issuer}/introspect`, { token: before.json.access_token as string }, auth.mcp)).json.active, false);
     const list = (await (await fetch(`${as.issuer}/revocations`, { headers: auth.mcp })).json()) as { clients: { client_id: string; expired_at: number }[] };
     assert.ok(list.clients.some((c) => c.client_id === 'sample-agent' && c.expired_at > 0));
-    await fetch(`${as.issuer}/admin/api/agents/sample-agent`, { method: 'PATCH', headers: admin, body: JSON.stringify({ expires_at: null }) });
+    assert.equal((await admin.api('PATCH', '/agents/sample-agent', { expires_at: null })).status, 200);
     assert.equal((await postForm(`${as.issuer}/token`, { grant_type: 'client_credentials', resource: R.agent }, auth.agent)).status, 200);
-    const noAdmin = await fetch(`${as.issuer}/admin/api/agents`, { headers: { authorization: 'Bearer wrong' } });
+    const noAdmin = await adminApi(as.issuer, 'wrong', 'GET', '/agents');
     assert.equal(noAdmin.status, 401);
   });
 });

@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { SignJWT, generateKeyPair } from 'jose';
+import { adminAccess } from '../helpers/admin.ts';
 import { basic, decodeJwt, postForm, registerClient, startTestAuthServer, type TestAuthServer } from '../helpers/auth-server.ts';
 import { ACCESS_TOKEN_TYPE, AGENT_REDIRECT, R, TOKEN_EXCHANGE, auth, exchange, startDelegationServer, userToken } from '../helpers/delegation-server.ts';
 
@@ -144,12 +145,12 @@ describe('refused token exchanges', () => {
   });
   // Last: disabling the agent revokes the tokens the other tests use.
   it('a disabled agent → invalid_client, and its earlier user token is refused as subject', async () => {
-    const admin = { authorization: `Bearer ${as.adminToken}`, 'content-type': 'application/json' };
-    await fetch(`${as.issuer}/admin/api/agents/sample-agent`, { method: 'PATCH', headers: admin, body: JSON.stringify({ enabled: false }) });
+    const admin = await adminAccess(as);
+    assert.equal((await admin.api('PATCH', '/agents/sample-agent', { enabled: false })).status, 200);
     try {
       await refused({ subject_token: agentUserToken, actor_token: agentActor, actor_token_type: ACCESS_TOKEN_TYPE, resource: R.gateway }, auth.agent, 'invalid_client');
     } finally {
-      await fetch(`${as.issuer}/admin/api/agents/sample-agent`, { method: 'PATCH', headers: admin, body: JSON.stringify({ enabled: true }) });
+      assert.equal((await admin.api('PATCH', '/agents/sample-agent', { enabled: true })).status, 200);
     }
     // Disabling revoked its grants: the old user token stays dead after re-enabling.
     await refused({ subject_token: agentUserToken, resource: R.api }, auth.other, 'invalid_request');

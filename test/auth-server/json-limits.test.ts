@@ -1,8 +1,7 @@
 import assert from 'node:assert/strict';
-import { readFileSync } from 'node:fs';
 import { request as httpRequest } from 'node:http';
-import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
+import { adminAccess } from '../helpers/admin.ts';
 import { startTestAuthServer, type TestAuthServer } from '../helpers/auth-server.ts';
 
 /** `{"a":{"a":…}}`, `levels` objects deep, as text. */
@@ -46,7 +45,7 @@ describe('authorization server: JSON body limits and one bearer credential', () 
   before(async () => {
     as = await startTestAuthServer();
     small = await startTestAuthServer({ request_limits: { max_json_depth: 4, max_body_bytes: 2048 } });
-    adminToken = readFileSync(join(as.dataDir, 'secrets', 'admin.token'), 'utf8').trim();
+    adminToken = (await adminAccess(as)).accessToken;
   });
   after(async () => {
     await as.close();
@@ -106,7 +105,7 @@ describe('authorization server: JSON body limits and one bearer credential', () 
     });
 
     it('the admin API: a deep JSON body is 400 invalid_request', async () => {
-      const res = await postJson(`${as.issuer}/admin/api/resources`, `{"id":"https://deep.example","name":"deep","claims":${arrays(20_000)}}`, { authorization: `Bearer ${adminToken}` }, 'PUT');
+      const res = await postJson(`${as.issuer}/admin/api/v1/resources`, `{"definition":{"id":"https://deep.example","name":"deep","claims":${arrays(20_000)}}}`, { authorization: `Bearer ${adminToken}` });
       assert.equal(res.status, 400);
       assert.equal(res.json.error, 'invalid_request');
       assert.equal((await refusal(as, 'admin.refused', 'JSON nested deeper than 32 levels'))?.error, 'invalid_request');
@@ -115,9 +114,9 @@ describe('authorization server: JSON body limits and one bearer credential', () 
 
   describe('item 13: one bearer credential per request', () => {
     it('two Authorization headers (each valid alone): 400 invalid_request', async () => {
-      const once = await fetch(`${as.issuer}/admin/api/agents`, { headers: { authorization: `Bearer ${adminToken}` } });
+      const once = await fetch(`${as.issuer}/admin/api/v1/agents`, { headers: { authorization: `Bearer ${adminToken}` } });
       assert.equal(once.status, 200);
-      const res = await getTwice(`${as.issuer}/admin/api/agents`, `Bearer ${adminToken}`);
+      const res = await getTwice(`${as.issuer}/admin/api/v1/agents`, `Bearer ${adminToken}`);
       assert.equal(res.status, 400);
       assert.equal(res.json.error, 'invalid_request');
       assert.match(String(res.headers['www-authenticate']), /error="invalid_request"/);

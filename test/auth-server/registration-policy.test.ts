@@ -4,6 +4,7 @@ import { after, before, describe, it } from 'node:test';
 import { exportJWK, generateKeyPair } from 'jose';
 import { FormBrowser } from '../helpers/browser-driver.ts';
 import { AGENT_REDIRECT, R, auth, exchange, startDelegationServer, userToken } from '../helpers/delegation-server.ts';
+import { adminAccess } from '../helpers/admin.ts';
 import { basic, decodeJwt, freePort, pkcePair, postForm, startTestAuthServer, type TestAuthServer } from '../helpers/auth-server.ts';
 import type { AuthServerConfigInput } from '../../src/config/schema.ts';
 import { hashSecret } from '../../src/auth-server/hash.ts';
@@ -177,12 +178,8 @@ describe('registration policy: a self-registered agent as the actor of a token e
     assert.equal(agent.status, 201, JSON.stringify(agent.json));
     // A resource whose tokens name the new agent in may_act, so the person's token is made out to it.
     const handoff = 'https://handoff.example.test';
-    const created = await fetch(`${as.issuer}/admin/api/resources`, {
-      method: 'PUT',
-      headers: { authorization: `Bearer ${as.adminToken}`, 'content-type': 'application/json' },
-      body: JSON.stringify({ id: handoff, name: 'Hand-off', scopes: BANKING, may_act: { client_id: agent.json.client_id } }),
-    });
-    assert.equal(created.status, 201, await created.text());
+    const created = await (await adminAccess(as)).api('POST', '/resources', { definition: { id: handoff, name: 'Hand-off', scopes: BANKING, may_act: { client_id: agent.json.client_id } } });
+    assert.equal(created.status, 201, created.text);
     const { token } = await userToken(as, { clientId: 'sample-agent', redirectUri: AGENT_REDIRECT, resource: handoff, scope: 'banking:read banking:transfer', clientAuth: auth.agent });
     const res = await exchange(as, { subject_token: token.access_token, resource: R.agent, scope: 'banking:transfer' }, { authorization: basic(agent.json.client_id, agent.json.client_secret) });
     assert.equal(res.status, 400);

@@ -16,6 +16,7 @@ import { freeDemoOffset, startDemo, type RunningDemo } from '../helpers/demo.ts'
 import { externalRedirectUri } from '../helpers/inspector-cli.ts';
 import { inspectorCliWithOAuth, inspectorHome, needsInspectorAndChromium, runInspectorCli, toolNames } from '../helpers/inspector-cli.ts';
 import { FormBrowser } from '../helpers/browser-driver.ts';
+import { accessWith, signInAdmin } from '../helpers/admin.ts';
 import { basic, decodeJwt, freePort, postForm, registerClient } from '../helpers/auth-server.ts';
 import { exchange, userToken } from '../helpers/delegation-server.ts';
 import { needsChromium } from '../helpers/services.ts';
@@ -320,8 +321,10 @@ describe('`mandate demo` (npm start): the whole system, on free ports with its o
     });
 
     it('an agent disabled at the AS: a one-line error and exit 5', async () => {
-      const admin = { authorization: `Bearer ${readFileSync(join(dataDir, 'secrets', 'admin.token'), 'utf8').trim()}`, 'content-type': 'application/json' };
-      const patch = (enabled: boolean) => fetch(`${at(9000)}/admin/api/agents/sample-agent`, { method: 'PATCH', headers: admin, body: JSON.stringify({ enabled }) });
+      // The demo's admin exists already (its generated password is printed and kept in the data dir): it signs in.
+      const password = readFileSync(join(dataDir, 'secrets', 'admin.password'), 'utf8').trim();
+      const admin = accessWith(at(9000), (await signInAdmin(at(9000), 'admin', password)).accessToken);
+      const patch = (enabled: boolean) => admin.api('PATCH', '/agents/sample-agent', { enabled });
       assert.equal((await patch(false)).status, 200);
       try {
         const disabled = cli(['call', 'read_balance']);

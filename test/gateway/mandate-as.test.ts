@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
+import { adminAccess } from '../helpers/admin.ts';
 import { decodeJwt, postForm } from '../helpers/auth-server.ts';
 import { ACCESS_TOKEN_TYPE, AGENT_REDIRECT, R, auth, exchange, startDelegationServer, userToken } from '../helpers/delegation-server.ts';
 import { mcpPost, startScriptedUpstream, startTestGateway, toolCall, listedTools, type TestGateway } from '../helpers/gateway.ts';
@@ -133,12 +134,8 @@ describe('gateway in front of an upstream, tokens from the Mandate authorization
   it('revocation list: disabling the agent cuts off every token whose act chain names it', async () => {
     const token = await delegatedToken();
     assert.equal((await mcpPost(`${gateway.url}/revocable`, toolCall('echo'), { authorization: `Bearer ${token}` })).status, 200);
-    const disable = await fetch(`${as.issuer}/admin/api/agents/sample-agent`, {
-      method: 'PATCH',
-      headers: { authorization: `Bearer ${as.adminToken}`, 'content-type': 'application/json' },
-      body: JSON.stringify({ enabled: false }),
-    });
-    assert.equal(disable.status, 200, await disable.text());
+    const disable = await (await adminAccess(as)).api('PATCH', '/agents/sample-agent', { enabled: false });
+    assert.equal(disable.status, 200, disable.text);
     await eventually401(token);
     // The AS also revokes the agent's recorded tokens; either entry of the list refuses it.
     assert.match(String((await gateway.auditEvents()).at(-1)!.reason), /client sample-agent is disabled|the token was revoked/);

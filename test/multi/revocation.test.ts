@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
@@ -8,6 +8,7 @@ import pg from 'pg';
 import pino from 'pino';
 import { authServerConfigSchema } from '../../src/config/schema.ts';
 import { startAuthServer, type AuthServerHandle } from '../../src/auth-server/server.ts';
+import { adminAccess } from '../helpers/admin.ts';
 import { DEMO_PASSWORD_HASH, basic, freePort, pkcePair, postForm } from '../helpers/auth-server.ts';
 import { FormBrowser } from '../helpers/browser-driver.ts';
 import { listedTools, mcpPost, startScriptedUpstream, startTestGateway, toolCall, type TestGateway } from '../helpers/gateway.ts';
@@ -52,7 +53,6 @@ for (const mode of ['redis', 'polling'] as const) {
     let gw1: TestGateway;
     let gw2: TestGateway;
     let upstream: Awaited<ReturnType<typeof startScriptedUpstream>>;
-    let adminToken: string;
     const agentAuth = { authorization: basic('multi-agent', SECRETS.MULTI_AGENT_SECRET) };
     const gwAuth = { authorization: basic('multi-gateway', SECRETS.MULTI_GW_SECRET) };
 
@@ -85,7 +85,6 @@ for (const mode of ['redis', 'polling'] as const) {
       // The instances share the data dir (signing keys, generated secrets) as they share the database.
       a = await startAuthServer(config(portA), { log, env });
       b = await startAuthServer(config(portB), { log, env });
-      adminToken = readFileSync(join(dataDir, 'secrets', 'admin.token'), 'utf8').trim();
       upstream = await startScriptedUpstream();
       const route = (asUrl: string) => [
         {
@@ -180,11 +179,12 @@ for (const mode of ['redis', 'polling'] as const) {
     });
 
     it('an agent disabled on A is cut off on B (tokens and the token endpoint) within the window, and its old tokens stay dead after re-enabling', async () => {
+      // The first admin (bootstrapped with the static token of the shared data dir), signed in on A.
+      const admin = await adminAccess({ issuer, dataDir });
       const old = (await agentToken(urlB)).json.access_token as string;
       const other = (await agentToken(issuer)).json.access_token as string;
       assert.equal(await call(gw2, old), 200);
-      const patch = (enabled: boolean) =>
-        fetch(`${issuer}/admin/api/agents/multi-agent`, { method: 'PATCH', headers: { authorization: `Bearer ${adminToken}`, 'content-type': 'application/json' }, body: JSON.stringify({ enabled }) });
+      const patch = (enabled: boolean) => admin.api('PATCH', '/agents/multi-agent', { enabled });
       assert.equal((await patch(false)).status, 200);
       const started = performance.now();
       const leaked: string[] = [];

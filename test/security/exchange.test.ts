@@ -1,5 +1,7 @@
+import assert from 'node:assert/strict';
 import { after, before, describe } from 'node:test';
 import { SignJWT, generateKeyPair } from 'jose';
+import { adminAccess } from '../helpers/admin.ts';
 import { basic, decodeJwt, postForm, registerClient, type TestAuthServer } from '../helpers/auth-server.ts';
 import { ACCESS_TOKEN_TYPE, AGENT_REDIRECT, R, TOKEN_EXCHANGE, auth, exchange, startDelegationServer, userToken } from '../helpers/delegation-server.ts';
 import { AS_DEFAULTS, asAudit, runCases, type AttackCase, type Outcome } from './runner.ts';
@@ -116,12 +118,12 @@ describe('security: token exchange', () => {
       // Last: disabling the agent revokes the tokens the other cases use.
       name: 'a disabled actor',
       attack: async () => {
-        const admin = { authorization: `Bearer ${as.adminToken}`, 'content-type': 'application/json' };
-        await fetch(`${as.issuer}/admin/api/agents/sample-agent`, { method: 'PATCH', headers: admin, body: JSON.stringify({ enabled: false }) });
+        const admin = await adminAccess(as);
+        assert.equal((await admin.api('PATCH', '/agents/sample-agent', { enabled: false })).status, 200);
         try {
           return await send(() => ({ subject_token: agentUserToken, actor_token: agentActor, actor_token_type: ACCESS_TOKEN_TYPE, resource: R.gateway }), auth.agent)();
         } finally {
-          await fetch(`${as.issuer}/admin/api/agents/sample-agent`, { method: 'PATCH', headers: admin, body: JSON.stringify({ enabled: true }) });
+          assert.equal((await admin.api('PATCH', '/agents/sample-agent', { enabled: true })).status, 200);
         }
       },
       status: 401,
