@@ -25,11 +25,13 @@ const named = (out: string) => out.split('\n').filter((line) => line.startsWith(
 
 describe('npm test names what failed', { timeout: 60_000 }, () => {
   it('a file cancelled by the per-file timeout is a failure, by name, beside a failed test; a passing file is not named', async () => {
-    const { code, out } = await npmTest(['hangs.ts', 'fails.ts', 'passes.ts'], 2_000);
+    // Long enough for fails.ts to end on a loaded machine (2 s was not, with 5 jobs on 2 cores);
+    // hangs.ts never ends, so it is cancelled whatever the load.
+    const { code, out } = await npmTest(['hangs.ts', 'fails.ts', 'passes.ts'], 15_000);
     assert.notEqual(code, 0);
     assert.deepEqual(named(out).sort(), [
       `Failed or cancelled: ${FIXTURES}/fails.ts — compares two different numbers: Expected values to be strictly equal:`,
-      `Failed or cancelled: ${FIXTURES}/hangs.ts — cancelled: still running at the 2000 ms per-file timeout`,
+      `Failed or cancelled: ${FIXTURES}/hangs.ts — cancelled: still running at the 15000 ms per-file timeout`,
     ]);
   });
 
