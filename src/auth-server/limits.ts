@@ -23,7 +23,21 @@ export type LimiterFactory = (name: string, options: { points: number; perSecond
  * interaction and session state.
  */
 export function limiterFactory(options: { redis?: Redis; prefix: string; onUnavailable?: (reason: string) => void }): LimiterFactory {
+  // One limiter per name: two places counting one budget (sign-in, and the password on the
+  // approval page) share it in this process too, as they do in Redis by its key prefix.
+  const made = new Map<string, { points: number; perSeconds: number; limiter: Limiter }>();
   return (name, { points, perSeconds }) => {
+    const existing = made.get(name);
+    if (existing) {
+      if (existing.points !== points || existing.perSeconds !== perSeconds) throw new Error(`limiter ${name} is already defined with other limits`);
+      return existing.limiter;
+    }
+    const limiter = build(name, points, perSeconds);
+    made.set(name, { points, perSeconds, limiter });
+    return limiter;
+  };
+
+  function build(name: string, points: number, perSeconds: number): Limiter {
     const limiter: RateLimiterAbstract = options.redis
       ? new RateLimiterRedis({ storeClient: options.redis, keyPrefix: `${options.prefix}${name}`, points, duration: perSeconds })
       : new RateLimiterMemory({ keyPrefix: name, points, duration: perSeconds });
@@ -50,5 +64,5 @@ export function limiterFactory(options: { redis?: Redis; prefix: string; onUnava
         await limiter.delete(key).catch(unavailable);
       },
     };
-  };
+  }
 }
