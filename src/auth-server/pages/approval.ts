@@ -148,7 +148,7 @@ ${
     : html`<p>${t.listIntro}</p>
 <ul class="scopes" id="approvals">
 ${options.items.map(
-  (item) => html`<li data-transaction="${item.id}"><a href="/approve/${item.id}"><bdi>${item.summary}</bdi></a><code>${t.asks(item.parties.map((p) => party(p)))} · ${t.timeLeft}: ${t.duration(item.secondsLeft)}</code></li>`,
+  (item) => html`<li data-transaction="${item.id}"><a href="/approve/${item.id}"><bdi>${item.summary}</bdi></a><div class="muted">${t.asks(item.parties.map((p) => party(p)))} ${t.timeLeft}: ${t.duration(item.secondsLeft)}.</div></li>`,
 )}
 </ul>`
 }`,
