@@ -23,17 +23,16 @@ export type LimiterFactory = (name: string, options: { points: number; perSecond
  * interaction and session state.
  */
 export function limiterFactory(options: { redis?: Redis; prefix: string; onUnavailable?: (reason: string) => void }): LimiterFactory {
-  // One limiter per name: two places counting one budget (sign-in, and the password on the
-  // approval page) share it in this process too, as they do in Redis by its key prefix.
-  const made = new Map<string, { points: number; perSeconds: number; limiter: Limiter }>();
+  // One limiter per name and limits: two places counting one budget (sign-in, and the password on
+  // the approval page) share it in this process too, as they do in Redis by its key prefix.
+  const made = new Map<string, Limiter>();
   return (name, { points, perSeconds }) => {
-    const existing = made.get(name);
-    if (existing) {
-      if (existing.points !== points || existing.perSeconds !== perSeconds) throw new Error(`limiter ${name} is already defined with other limits`);
-      return existing.limiter;
+    const key = `${name}\n${points}\n${perSeconds}`;
+    let limiter = made.get(key);
+    if (!limiter) {
+      limiter = build(name, points, perSeconds);
+      made.set(key, limiter);
     }
-    const limiter = build(name, points, perSeconds);
-    made.set(name, { points, perSeconds, limiter });
     return limiter;
   };
 

@@ -1,8 +1,8 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { FormBrowser } from '../helpers/browser-driver.ts';
-import { basic, postForm, type TestAuthServer } from '../helpers/auth-server.ts';
-import { AGENT, BANK, SECRETS, agentToken, auditEvents, auth, call, create, decide, hashOf, randomHash, signIn, startTransactionServer, use } from './helpers.ts';
+import { basic, pkcePair, postForm, type TestAuthServer } from '../helpers/auth-server.ts';
+import { AGENT, BANK, REDIRECT, SECRETS, agentToken, auditEvents, auth, call, create, decide, hashOf, randomHash, signIn, startTransactionServer, use } from './helpers.ts';
 
 /**
  * Transactions at the authorization server (issue 14, docs/high-risk-actions.md), black-box over
@@ -341,5 +341,36 @@ describe('transactions: the authorization server', () => {
   it('names the endpoint in the metadata (a Mandate extension)', async () => {
     const meta = await call(as, 'GET', '/.well-known/oauth-authorization-server');
     assert.equal(meta.json.mandate_transactions_endpoint, `${as.issuer}/transactions`);
+  });
+});
+
+describe('transactions: the password on the approval page counts with sign-in attempts', () => {
+  let as: TestAuthServer;
+  before(async () => {
+    as = await startTransactionServer({ limits: { login_per_account: 3 } });
+  });
+  after(async () => {
+    await as?.close();
+  });
+
+  it('guesses on the page spend the account budget of sign-in: then even the right password is refused, audited', async () => {
+    const demo = await agentToken(as);
+    const id = (await create(as, demo.accessToken)).json.id as string;
+    for (let i = 0; i < 3; i++) assert.equal((await decide(demo.browser, id, 'approve', `guess-${i}`)).status, 401);
+    const throttled = await decide(demo.browser, id, 'approve', 'demo');
+    assert.match(throttled.html, /id="approval-error">Too many attempts/);
+    await as.ctx.audit.flush();
+    const [event] = (await as.store.audit.list({ type: 'transaction.refused', limit: 1 }));
+    assert.deepEqual([event?.error, event?.reason], ['slow_down', 'approval page: too many attempts for username=demo']);
+    // The same budget as the sign-in of an authorization (endpoints/interaction.ts): throttled there too.
+    const { challenge } = pkcePair();
+    const fresh = new FormBrowser(as.issuer);
+    const login = await fresh.open(
+      `/authorize?${new URLSearchParams({ response_type: 'code', client_id: 'sample-agent', redirect_uri: REDIRECT, code_challenge: challenge, code_challenge_method: 'S256', resource: AGENT, scope: 'banking:transfer' })}`,
+    );
+    assert.match(login.html, /name="password"/);
+    const refused = await fresh.submit(login, { username: 'demo', password: 'demo' });
+    assert.match(refused.html, /Too many sign-in attempts/);
+    assert.equal((await call(as, 'GET', `/transactions/${id}`, { authorization: auth.gateway })).json.status, 'pending');
   });
 });

@@ -2,6 +2,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import { FormBrowser } from '../helpers/browser-driver.ts';
 import { basic, DEMO_PASSWORD_HASH, pkcePair, postForm, startTestAuthServer, type TestAuthServer } from '../helpers/auth-server.ts';
 import { exchange } from '../helpers/delegation-server.ts';
+import type { AuthServerConfigInput } from '../../src/config/schema.ts';
 
 export const AGENT = 'https://agent.test';
 export const BANK = 'https://bank.test/mcp';
@@ -24,7 +25,7 @@ export const auth = {
  * allowed to ask for approvals, a confidential service that is not (the default), and two agents
  * that sign users in for their own resource and exchange those tokens for the bank (act chains).
  */
-export async function startTransactionServer(): Promise<TestAuthServer> {
+export async function startTransactionServer(overrides: Partial<AuthServerConfigInput> = {}): Promise<TestAuthServer> {
   process.env.TEST_TX_GATEWAY = SECRETS.gateway;
   process.env.TEST_TX_GATEWAY2 = SECRETS.gateway2;
   process.env.TEST_TX_PLAIN = SECRETS.plain;
@@ -54,6 +55,7 @@ export async function startTransactionServer(): Promise<TestAuthServer> {
         exchange: { allowed_actors: ['sample-agent', 'other-agent'], max_depth: 1 },
       },
     ],
+    ...overrides,
   });
 }
 
