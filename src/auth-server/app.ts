@@ -18,6 +18,8 @@ import { revocationsEndpoint } from './endpoints/revocations.ts';
 import { ADMIN_METADATA_PATH, adminApi, adminResourceMetadata } from './admin-api/index.ts';
 import { ADMIN_MCP_PATH, adminMcp } from './admin-mcp/index.ts';
 import { consoleApp } from './console/index.ts';
+import { transactionsApi } from './endpoints/transactions.ts';
+import { approvalEndpoints } from './endpoints/approve.ts';
 import { UNAVAILABLE_RETRY_AFTER_SECONDS, unavailableReason } from '../store/unavailable.ts';
 
 /** RFC 6749 §4.1.2.1 `temporarily_unavailable`, also used at the token endpoint (as OAuth 2.1 does). */
@@ -59,6 +61,9 @@ export function createAuthServerApp(ctx: ServerContext, options: { adminToken?: 
   revokeEndpoint(app, ctx);
   userinfoEndpoints(app, ctx);
   revocationsEndpoint(app, ctx);
+  // High-risk actions (docs/high-risk-actions.md): gateways ask for approvals; users decide on the pages.
+  app.route('/transactions', transactionsApi(ctx));
+  approvalEndpoints(app, ctx);
   // The admin API over admin identities; the static token only bootstraps the first admin.
   app.get(ADMIN_METADATA_PATH, (c) => c.json(adminResourceMetadata(ctx), 200, { 'Cache-Control': 'public, max-age=300' }));
   app.route('/admin/api/v1', adminApi(ctx, { bootstrapToken: options.adminToken }));

@@ -23,7 +23,20 @@ export type LimiterFactory = (name: string, options: { points: number; perSecond
  * interaction and session state.
  */
 export function limiterFactory(options: { redis?: Redis; prefix: string; onUnavailable?: (reason: string) => void }): LimiterFactory {
+  // One limiter per name and limits: two places counting one budget (sign-in, and the password on
+  // the approval page) share it in this process too, as they do in Redis by its key prefix.
+  const made = new Map<string, Limiter>();
   return (name, { points, perSeconds }) => {
+    const key = `${name}\n${points}\n${perSeconds}`;
+    let limiter = made.get(key);
+    if (!limiter) {
+      limiter = build(name, points, perSeconds);
+      made.set(key, limiter);
+    }
+    return limiter;
+  };
+
+  function build(name: string, points: number, perSeconds: number): Limiter {
     const limiter: RateLimiterAbstract = options.redis
       ? new RateLimiterRedis({ storeClient: options.redis, keyPrefix: `${options.prefix}${name}`, points, duration: perSeconds })
       : new RateLimiterMemory({ keyPrefix: name, points, duration: perSeconds });
@@ -50,5 +63,5 @@ export function limiterFactory(options: { redis?: Redis; prefix: string; onUnava
         await limiter.delete(key).catch(unavailable);
       },
     };
-  };
+  }
 }

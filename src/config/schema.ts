@@ -166,6 +166,10 @@ export const staticClientSchema = z.strictObject({
     .enum(['allowed'])
     .optional()
     .describe('allowed: the client may introspect any token and read the revocation list (a security tool). Without it a client introspects only tokens issued to it and, as a resource server, tokens for its resources.'),
+  transactions: z
+    .enum(['allowed', 'denied'])
+    .default('denied')
+    .describe('allowed: the client (a gateway) may ask users to approve high-risk tool calls at /transactions, for tokens its callers present (docs/high-risk-actions.md). A confidential client only.'),
 });
 
 export const staticAgentSchema = staticClientSchema.extend({

@@ -99,6 +99,24 @@ export interface Tables {
     definition: string;
     updated_at: number;
   };
+  transactions: {
+    id: string;
+    status: string;
+    sub: string;
+    client_id: string;
+    act: string;
+    resource: string;
+    tool: string;
+    arguments_hash: string;
+    summary: string;
+    details: string | null;
+    requested_by: string;
+    created_at: number;
+    expires_at: number;
+    decided_at: number | null;
+    decided_how: string | null;
+    used_at: number | null;
+  };
   audit_events: {
     id: Generated<number>;
     at: number;

@@ -174,6 +174,34 @@ function migrations(driver: Driver): Record<string, Migration> {
           .execute();
       },
     },
+    // High-risk actions (issue 14, docs/high-risk-actions.md): one tool call waiting for its user's
+    // approval. `status` moves pending → approved|denied, approved → used, each by one conditional
+    // UPDATE; expiry is read from expires_at, never written.
+    '0008_transactions': {
+      async up(db: Kysely<unknown>) {
+        await db.schema
+          .createTable('transactions')
+          .addColumn('id', 'text', (c) => c.primaryKey())
+          .addColumn('status', 'text', (c) => c.notNull())
+          .addColumn('sub', 'text', (c) => c.notNull())
+          .addColumn('client_id', 'text', (c) => c.notNull())
+          .addColumn('act', 'text', (c) => c.notNull())
+          .addColumn('resource', 'text', (c) => c.notNull())
+          .addColumn('tool', 'text', (c) => c.notNull())
+          .addColumn('arguments_hash', 'text', (c) => c.notNull())
+          .addColumn('summary', 'text', (c) => c.notNull())
+          .addColumn('details', 'text')
+          .addColumn('requested_by', 'text', (c) => c.notNull())
+          .addColumn('created_at', bigint, (c) => c.notNull())
+          .addColumn('expires_at', bigint, (c) => c.notNull())
+          .addColumn('decided_at', bigint)
+          .addColumn('decided_how', 'text')
+          .addColumn('used_at', bigint)
+          .execute();
+        await db.schema.createIndex('transactions_sub').on('transactions').columns(['sub', 'status']).execute();
+        await db.schema.createIndex('transactions_expires').on('transactions').column('expires_at').execute();
+      },
+    },
   };
 }
 

@@ -1,6 +1,7 @@
 import type { Selectable, Transaction } from 'kysely';
 import { connect, orUndefined, type ConnectOptions, type Db, type Driver, type Tables } from './db.ts';
 import { auditStore } from './sql-audit-store.ts';
+import { TRANSACTION_RETENTION_SECONDS, transactionStore } from './sql-transaction-store.ts';
 import { migrate } from './migrations.ts';
 import type {
   AccessTokenRecord,
@@ -531,12 +532,14 @@ export function createSqlStore(options: ConnectOptions): SqlStore & { migrate():
     agreements: agreementStore(db),
     resources: resourceStore(db),
     settings: settingStore(db),
+    transactions: transactionStore(db),
     audit: auditStore(db, options.driver),
     async sweep(now) {
       await db.deleteFrom('authorization_codes').where('expires_at', '<', now).execute();
       await db.deleteFrom('refresh_tokens').where('expires_at', '<', now).execute();
       await db.deleteFrom('access_tokens').where('expires_at', '<', now).execute();
       await db.deleteFrom('grants').where('expires_at', '<', now).execute();
+      await db.deleteFrom('transactions').where('expires_at', '<', now - TRANSACTION_RETENTION_SECONDS).execute();
     },
     async close() {
       await db.destroy();

@@ -253,6 +253,60 @@ export interface ConsentStore {
   delete(sub: string, clientId: string, resource: string): Promise<boolean>;
 }
 
+/**
+ * A high-risk action waiting for its user's approval (docs/high-risk-actions.md): one tool call,
+ * bound to the user, the client and agent chain of the caller's token, and the hash of the bound
+ * arguments. Stored states only; `expired` is read from `expiresAt` (see `transactionStatus`).
+ */
+export interface TransactionRecord {
+  /** Random, 128 bits, base64url: the public id in the approval URL. */
+  id: string;
+  status: 'pending' | 'approved' | 'denied' | 'used';
+  sub: string;
+  /** The client of the caller's token. */
+  clientId: string;
+  /** The `act` chain of the caller's token, as subjects, most recent first. */
+  act: string[];
+  /** The audience of the caller's token. */
+  resource: string;
+  tool: string;
+  argumentsHash: string;
+  summary: string;
+  /** The bound arguments, shown on the approval page. */
+  details?: Record<string, unknown>;
+  /** The client that asked for the approval (a gateway). */
+  requestedBy: string;
+  createdAt: number;
+  expiresAt: number;
+  decidedAt?: number;
+  decidedHow?: 'password' | 'totp';
+  usedAt?: number;
+}
+
+export type TransactionStatus = TransactionRecord['status'] | 'expired';
+
+/** What a transaction is at `now`: pending and approved ones expire. */
+export function transactionStatus(tx: Pick<TransactionRecord, 'status' | 'expiresAt'>, now: number): TransactionStatus {
+  return (tx.status === 'pending' || tx.status === 'approved') && tx.expiresAt <= now ? 'expired' : tx.status;
+}
+
+export interface TransactionStore {
+  create(tx: TransactionRecord): Promise<void>;
+  find(id: string): Promise<TransactionRecord | undefined>;
+  /**
+   * One conditional update: pending → approved or denied, only for `sub`, only before it expires.
+   * False when it was not pending (decided meanwhile), not this user's, or expired.
+   */
+  decide(id: string, sub: string, decision: { status: 'approved' | 'denied'; at: number; how?: TransactionRecord['decidedHow'] }): Promise<boolean>;
+  /**
+   * One conditional update: approved → used, only with this binding, only before it expires. Of
+   * two concurrent uses exactly one gets true.
+   */
+  use(id: string, binding: { sub: string; clientId: string; argumentsHash: string }, at: number): Promise<boolean>;
+  /** The user's pending transactions not yet expired, newest first. */
+  listPending(sub: string, now: number): Promise<TransactionRecord[]>;
+}
+
 export interface AuditEvent {
   at: number;
   /** What happened: `token.issued`, `token.refused`, `client.auth_failed`, `authorize.refused`, … */
@@ -310,6 +364,7 @@ export interface Store {
   agreements: AgreementStore;
   resources: ResourceStore;
   settings: SettingStore;
+  transactions: TransactionStore;
   audit: AuditStore;
   /** Deletes expired codes, tokens and grants. */
   sweep(now: number): Promise<void>;

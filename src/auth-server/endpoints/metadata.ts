@@ -23,6 +23,8 @@ export function serverMetadata(ctx: ServerContext) {
     revocation_endpoint: urls.revocation,
     userinfo_endpoint: urls.userinfo,
     device_authorization_endpoint: urls.deviceAuthorization,
+    // Mandate's extension: where a gateway asks users to approve one high-risk call (docs/high-risk-actions.md).
+    mandate_transactions_endpoint: ctx.url('/transactions'),
     scopes_supported: [...scopes],
     response_types_supported: ['code'],
     response_modes_supported: ['query'],

@@ -98,6 +98,12 @@ export const STYLE = `
   .agreement { padding: 0.75rem 0.9rem; border: 1px solid var(--line); border-radius: 10px;
     background: var(--soft); white-space: pre-wrap; }
   .code-input { font-family: ui-monospace, monospace; letter-spacing: 0.15em; text-transform: uppercase; }
+  table.args { width: 100%; border-collapse: separate; border-spacing: 0; border: 1px solid var(--line); border-radius: 10px; font-size: 0.92rem; }
+  table.args th, table.args td { text-align: left; vertical-align: top; padding: 0.45rem 0.75rem; border-top: 1px solid var(--line); overflow-wrap: anywhere; }
+  table.args tr:first-child th, table.args tr:first-child td { border-top: 0; }
+  table.args th { width: 35%; color: var(--muted); font-weight: 600; }
+  .action { font-size: 1.1rem; font-weight: 650; padding: 0.7rem 0.9rem; border-radius: 10px; background: var(--warn-bg);
+    border-left: 4px solid var(--warn-line); overflow-wrap: anywhere; }
   footer { width: min(28rem, 92vw); display: flex; justify-content: center; gap: 1rem; margin-bottom: 1.5rem; }
   :focus-visible { outline: 3px solid var(--primary); outline-offset: 2px; }
 `;

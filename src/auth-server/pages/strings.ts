@@ -44,6 +44,45 @@ export interface Strings {
     scopes: Record<string, string>;
   };
   agreement: { version: (version: number) => string; requestedBy: (client: Markup) => Markup; accept: string; decline: string };
+  /** The approval page of a high-risk action (docs/high-risk-actions.md) and the list of pending ones. */
+  approval: {
+    title: string;
+    heading: string;
+    signInIntro: string;
+    /** Who asks, and for whom: the most recent actor first, then those it acts for, then the user. */
+    asks: (parties: Markup[]) => Markup;
+    tool: string;
+    where: string;
+    timeLeft: string;
+    duration: (seconds: number) => string;
+    details: string;
+    password: string;
+    passwordHint: string;
+    code: string;
+    codeHint: string;
+    approve: string;
+    deny: string;
+    wrongPassword: string;
+    wrongCode: string;
+    throttled: string;
+    approvedTitle: string;
+    approvedText: string;
+    deniedTitle: string;
+    deniedText: string;
+    usedTitle: string;
+    usedText: string;
+    expiredTitle: string;
+    expiredText: string;
+    notFoundTitle: string;
+    notFoundText: string;
+    otherAccountTitle: string;
+    otherAccountText: (username: Markup) => Markup;
+    listTitle: string;
+    listEmpty: string;
+    listIntro: string;
+    pendingLink: string;
+    noDecision: string;
+  };
   device: {
     title: string;
     intro: string;
@@ -117,6 +156,43 @@ export const english: Strings = {
     requestedBy: (client) => html`Requested by ${client}`,
     accept: 'Accept',
     decline: 'Decline',
+  },
+  approval: {
+    title: 'Approve an action',
+    heading: 'Approve this action?',
+    signInIntro: 'Sign in to review an action that waits for your approval.',
+    asks: (parties) => html`${parties[0] ?? ''} asks${parties.slice(1).map((p) => html`, for ${p}`)}, acting for you.`,
+    tool: 'Tool',
+    where: 'Where',
+    timeLeft: 'Time left',
+    duration: (seconds) => (seconds >= 60 ? `${Math.floor(seconds / 60)} min ${seconds % 60} s` : `${seconds} s`),
+    details: 'Exactly this',
+    password: 'Your password',
+    passwordHint: 'Enter your password again to approve. Deny needs nothing.',
+    code: 'One-time code',
+    codeHint: 'Enter the 6-digit code from your authenticator app to approve. Deny needs nothing.',
+    approve: 'Approve',
+    deny: 'Deny',
+    wrongPassword: 'Wrong password. Nothing was approved.',
+    wrongCode: 'Wrong code. Nothing was approved.',
+    throttled: 'Too many attempts. Wait a few minutes and try again.',
+    approvedTitle: 'Approved',
+    approvedText: 'The agent can now make this call, once. You can close this page.',
+    deniedTitle: 'Denied',
+    deniedText: 'This action will not happen. You can close this page.',
+    usedTitle: 'Already done',
+    usedText: 'This approval has been used: the action went through once.',
+    expiredTitle: 'Expired',
+    expiredText: 'This request has expired. If you still want it, ask the agent to try again.',
+    notFoundTitle: 'No such request',
+    notFoundText: 'This approval request does not exist. Check the link.',
+    otherAccountTitle: "Another account's request",
+    otherAccountText: (username) => html`This request belongs to another account. You are signed in as ${username}.`,
+    listTitle: 'Pending approvals',
+    listEmpty: 'Nothing waits for your approval.',
+    listIntro: 'Actions your agents asked you to approve. Each link opens the request.',
+    pendingLink: 'Pending approvals',
+    noDecision: 'The form said neither Approve nor Deny.',
   },
   device: {
     title: 'Connect a device',
