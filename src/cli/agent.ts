@@ -126,7 +126,9 @@ function approvalUi(choice: ApprovalChoice): Pick<CallToolOptions, 'onApproval' 
     onApprovalProgress: ({ status, secondsLeft }: ApprovalProgress) => {
       if (status === 'approved') {
         waiting = false;
-        err(`${live ? '\r\x1b[K' : ''}Approved: calling the tool again.\n`);
+        // Our own control sequence (erase the countdown line) goes around the filter, never through it.
+        if (live) process.stderr.write('\r\x1b[K');
+        err('Approved: calling the tool again.\n');
         return;
       }
       // A terminal gets one line that counts down; a log gets one line, once.
@@ -144,10 +146,8 @@ function approvalUi(choice: ApprovalChoice): Pick<CallToolOptions, 'onApproval' 
 async function interruptible<T>(ui: { waiting: () => boolean }, call: (signal: AbortSignal) => Promise<T>): Promise<T> {
   const stop = new AbortController();
   const onInterrupt = () => {
-    if (ui.waiting()) {
-      if (process.stderr.isTTY) process.stderr.write('\n');
-      stop.abort();
-    } else process.exit(130);
+    if (ui.waiting()) stop.abort();
+    else process.exit(130);
   };
   process.on('SIGINT', onInterrupt);
   try {
@@ -163,12 +163,14 @@ async function callTool(agent: MandateAgent, client: Client, name: string, args:
       ? new AgentError('unknown_tool', `no tool named ${name} at ${agent.options.mcpUrl} — \`mandate agent tools\` lists the tools you may call there`)
       : undefined;
   let result: Awaited<ReturnType<Client['callTool']>>;
+  const ui = approvalUi(choice);
   try {
-    const ui = approvalUi(choice);
     const call = (stop: AbortSignal) => agent.callTool(name, args, { client, onApproval: ui.onApproval, onApprovalProgress: ui.onApprovalProgress, signal: stop });
     // The chat handles Ctrl-C itself (readline): it passes its own signal.
     result = signal ? await call(signal) : await interruptible(ui, call);
   } catch (error) {
+    // The countdown line gives way to the error's line.
+    if (ui.waiting() && process.stderr.isTTY) process.stderr.write('\r\x1b[K');
     if (error instanceof ApprovalRequiredError && !choice.wait) {
       const until = error.request.expiresAt ? ` (until ${new Date(error.request.expiresAt * 1000).toLocaleTimeString()})` : '';
       throw new AgentError('approval_required', `not waiting (--no-wait): once you have approved${until}, run the same call again`);

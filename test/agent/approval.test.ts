@@ -472,6 +472,25 @@ describe('a call that needs the person\'s approval (issue 14)', () => {
       }
     });
 
+    it('chat in a terminal: a countdown line; Ctrl-C while /call waits stops the wait, not the chat', async () => {
+      const chat = agentCli(['chat', '--mcp-url', mcp.url], { AGENT_CLIENT_ID: 'cli-agent', MANDATE_AGENT_HOME: home }, { pty: true });
+      try {
+        await chat.waitFor(/\/exit/, chat.out);
+        chat.child.stdin.write('/call transfer {"to":"bob","amount":250}\n');
+        // eslint-disable-next-line no-control-regex -- the countdown rewrites its own line
+        await chat.waitFor(/\r\x1b\[KWaiting for your approval \(Ctrl-C to stop\)… [45]:\d\d left/, chat.out);
+        chat.child.stdin.write('\x03');
+        await chat.waitFor(/stopped waiting for the approval of transfer/, chat.out);
+        chat.child.stdin.write('/call read_balance {}\n');
+        await chat.waitFor(/\{"balance":"1250\.00"\}/, chat.out);
+        chat.child.stdin.write('/exit\n');
+        assert.equal(await finished(chat), 0);
+        assert.equal(mcp.state.calls.length, 1, 'not retried');
+      } finally {
+        if (chat.child.exitCode === null) chat.child.kill('SIGKILL');
+      }
+    });
+
     it('chat: /call waits for the approval the same way, and the chat goes on', async () => {
       mcp.state.decide = { afterPolls: 2, to: 'approved' };
       const chat = cli(['chat', '--approve', 'push']);
