@@ -261,7 +261,10 @@ async function chatLine(
       const json = rest.join(' ').trim();
       await callTool(agent, client, name, json ? (JSON.parse(json) as Record<string, unknown>) : {}, choice, signal);
     } else if (model) {
-      out(`${await chatWithModel(model, client, tools, line)}\n`);
+      // The model's calls wait for an approval like /call does (the person is at this terminal).
+      const ui = approvalUi(choice);
+      const viaAgent = (name: string, args: Record<string, unknown>) => agent.callTool(name, args, { client, onApproval: ui.onApproval, onApprovalProgress: ui.onApprovalProgress, signal });
+      out(`${await chatWithModel(model, client, tools, line, viaAgent)}\n`);
     } else {
       out('No model is configured: try /tools or /call <tool> <json>.\n');
     }

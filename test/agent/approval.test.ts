@@ -491,6 +491,32 @@ describe('a call that needs the person\'s approval (issue 14)', () => {
       }
     });
 
+    it('chat with a model: the model\'s transfer waits for the approval too, and the model gets the result', async () => {
+      // An OpenAI-compatible endpoint that asks for one transfer, then repeats what the tool said.
+      const model = createServer(async (req, res) => {
+        const { messages } = JSON.parse(await readBody(req)) as { messages: { role: string; content: string | null }[] };
+        const last = messages.at(-1)!;
+        const message =
+          last.role === 'tool'
+            ? { role: 'assistant', content: `model saw: ${last.content}` }
+            : { role: 'assistant', content: null, tool_calls: [{ id: 'c1', type: 'function', function: { name: 'transfer', arguments: '{"to":"bob","amount":250}' } }] };
+        json(res, 200, { choices: [{ message }] });
+      });
+      const modelUrl = await listen(model);
+      try {
+        mcp.state.decide = { afterPolls: 2, to: 'approved' };
+        const chat = cli(['chat', '--approve', 'push'], { OPENAI_API_KEY: 'test', OPENAI_BASE_URL: modelUrl, OPENAI_MODEL: 'fake' });
+        chat.child.stdin.end('send bob 250\n');
+        assert.equal(await finished(chat), 0, chat.err());
+        assert.match(chat.err(), /^This call needs your approval: Transfer 250\.00 EUR to bob\n/m);
+        assert.match(chat.out(), /^model saw: .*transferred.*250\.00/m);
+        assert.deepEqual(mcp.state.performed, [{ to: 'bob', amount: 250 }]);
+        assert.equal(mcp.state.calls.length, 2);
+      } finally {
+        await new Promise<void>((resolve) => (model.close(() => resolve()), model.closeAllConnections()));
+      }
+    });
+
     it('chat: /call waits for the approval the same way, and the chat goes on', async () => {
       mcp.state.decide = { afterPolls: 2, to: 'approved' };
       const chat = cli(['chat', '--approve', 'push']);
