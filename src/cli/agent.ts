@@ -121,6 +121,7 @@ function approvalUi(choice: ApprovalChoice): Pick<CallToolOptions, 'onApproval' 
       if (!choice.wait) return false;
       if (choice.how === 'browser' && choice.open) openBrowser(request.url);
       waiting = true;
+      announced = false;
       return true;
     },
     onApprovalProgress: ({ status, secondsLeft }: ApprovalProgress) => {

@@ -339,16 +339,33 @@ describe('a call that needs the person\'s approval (issue 14)', () => {
       assert.deepEqual(mcp.state.performed, [{ to: 'carol', amount: 120 }]);
     });
 
-    it('a link that is not the authorization server\'s is never shown (the page asks for a password): protocol error', async () => {
-      mcp.state.approvalBase = 'http://127.0.0.1:1';
-      let told = 0;
-      const error = await agent()
-        .callTool('transfer', { to: 'bob', amount: 250 }, { onApproval: () => void told++ })
-        .then(() => assert.fail('no result'), (e: unknown) => e);
-      assert.equal((error as AgentError).kind, 'protocol');
-      assert.match((error as Error).message, /asks you to approve at http:\/\/127\.0\.0\.1:1, which is not your authorization server/);
-      assert.equal(told, 0);
-      assert.equal(as.polls.length, 0);
+    it('a link that is not the authorization server\'s is never shown (the page asks for a password): protocol error, in every form', async () => {
+      for (const form of ['2025-11-25', '2026-07-28', 'http-403'] as const) {
+        mcp.reset();
+        mcp.state.form = form;
+        mcp.state.approvalBase = 'http://127.0.0.1:1';
+        let told = 0;
+        const error = await agent()
+          .callTool('transfer', { to: 'bob', amount: 250 }, { onApproval: () => void told++ })
+          .then(() => assert.fail('no result'), (e: unknown) => e);
+        assert.equal((error as AgentError).kind, 'protocol', form);
+        assert.match((error as Error).message, /asks you to approve at http:\/\/127\.0\.0\.1:1, which is not your authorization server/);
+        assert.equal(told, 0);
+        assert.equal(as.polls.length, 0);
+      }
+    });
+
+    it('the plain MCP client of agent.connect(): a 403 approval answer is an ApprovalRequiredError naming the link', async () => {
+      mcp.state.form = 'http-403';
+      const client = await agent().connect();
+      try {
+        const error = await client.callTool({ name: 'transfer', arguments: { to: 'bob', amount: 250 } }).then(() => assert.fail('no result'), (e: unknown) => e);
+        assert.ok(error instanceof ApprovalRequiredError);
+        assert.equal(error.request.url, `${as.issuer}/approve/tx00000001`);
+        assert.equal(error.request.tool, 'transfer');
+      } finally {
+        await client.close();
+      }
     });
 
     it('a transaction the AS does not know for this sign-in is never shown: protocol error', async () => {
