@@ -101,16 +101,25 @@ export interface ApprovalChoice {
 
 const clock = (seconds: number) => `${Math.floor(seconds / 60)}:${String(seconds % 60).padStart(2, '0')}`;
 
+/** What the person sees of the approvals of one command (or one chat line). */
+interface ApprovalUi {
+  choice: ApprovalChoice;
+  handlers: Pick<CallToolOptions, 'onApproval' | 'onApprovalProgress'>;
+  /** Whether a wait is under way (then Ctrl-C stops the wait, not the command). */
+  waiting(): boolean;
+  /** The call is over: the countdown line gives way to what follows. */
+  settle(): void;
+}
+
 /**
- * The approval handlers of one call: where to approve (stderr: stdout stays the tool's result),
- * a progress line while waiting, and whether a Ctrl-C now stops the wait (`waiting()`).
+ * The approval handlers of a call: where to approve (stderr: stdout stays the tool's result), and
+ * a progress line while waiting.
  */
-function approvalUi(choice: ApprovalChoice): Pick<CallToolOptions, 'onApproval' | 'onApprovalProgress'> & { waiting: () => boolean } {
+function approvalUi(choice: ApprovalChoice): ApprovalUi {
   const live = process.stderr.isTTY === true;
   let waiting = false;
   let announced = false;
-  return {
-    waiting: () => waiting,
+  const handlers: ApprovalUi['handlers'] = {
     onApproval: (request: ApprovalRequest) => {
       const what = request.message ?? `${request.tool} ${JSON.stringify(request.arguments)}`;
       err(
@@ -138,13 +147,31 @@ function approvalUi(choice: ApprovalChoice): Pick<CallToolOptions, 'onApproval' 
       announced = true;
     },
   };
+  return {
+    choice,
+    handlers,
+    waiting: () => waiting,
+    settle: () => {
+      if (waiting && live) process.stderr.write('\r\x1b[K');
+      waiting = false;
+    },
+  };
+}
+
+/** The agent's call with the approval handlers of `ui`; the wait ends with the call. */
+async function viaAgent(agent: MandateAgent, client: Client, ui: ApprovalUi, name: string, args: Record<string, unknown>, signal: AbortSignal) {
+  try {
+    return await agent.callTool(name, args, { client, ...ui.handlers, signal });
+  } finally {
+    ui.settle();
+  }
 }
 
 /**
  * Runs `call` with Ctrl-C stopping the wait for an approval (a clean exit 130 with a line saying
  * the approval stays open), or, at any other moment, the command at once.
  */
-async function interruptible<T>(ui: { waiting: () => boolean }, call: (signal: AbortSignal) => Promise<T>): Promise<T> {
+async function interruptible<T>(ui: ApprovalUi, call: (signal: AbortSignal) => Promise<T>): Promise<T> {
   const stop = new AbortController();
   const onInterrupt = () => {
     if (ui.waiting()) stop.abort();
@@ -158,21 +185,18 @@ async function interruptible<T>(ui: { waiting: () => boolean }, call: (signal: A
   }
 }
 
-async function callTool(agent: MandateAgent, client: Client, name: string, args: Record<string, unknown>, choice: ApprovalChoice, signal?: AbortSignal): Promise<number> {
+async function callTool(agent: MandateAgent, client: Client, name: string, args: Record<string, unknown>, ui: ApprovalUi, signal?: AbortSignal): Promise<number> {
   const unknown = async (text: string) =>
     /-32602\b.*\bnot found|unknown tool/i.test(text) && !(await client.listTools()).tools.some((tool) => tool.name === name)
       ? new AgentError('unknown_tool', `no tool named ${name} at ${agent.options.mcpUrl} — \`mandate agent tools\` lists the tools you may call there`)
       : undefined;
   let result: Awaited<ReturnType<Client['callTool']>>;
-  const ui = approvalUi(choice);
   try {
-    const call = (stop: AbortSignal) => agent.callTool(name, args, { client, onApproval: ui.onApproval, onApprovalProgress: ui.onApprovalProgress, signal: stop });
+    const call = (stop: AbortSignal) => viaAgent(agent, client, ui, name, args, stop);
     // The chat handles Ctrl-C itself (readline): it passes its own signal.
     result = signal ? await call(signal) : await interruptible(ui, call);
   } catch (error) {
-    // The countdown line gives way to the error's line.
-    if (ui.waiting() && process.stderr.isTTY) process.stderr.write('\r\x1b[K');
-    if (error instanceof ApprovalRequiredError && !choice.wait) {
+    if (error instanceof ApprovalRequiredError && !ui.choice.wait) {
       const until = error.request.expiresAt ? ` (until ${new Date(error.request.expiresAt * 1000).toLocaleTimeString()})` : '';
       throw new AgentError('approval_required', `not waiting (--no-wait): once you have approved${until}, run the same call again`);
     }
@@ -213,9 +237,9 @@ async function chat(agent: MandateAgent, choice: ApprovalChoice): Promise<number
     rl.setPrompt('> ');
     // Ctrl-C while a /call waits for an approval stops that wait; at any other moment it ends the
     // chat, as readline does without a listener.
-    let waiting: AbortController | undefined;
+    let current: { stop: AbortController; ui: ApprovalUi } | undefined;
     rl.on('SIGINT', () => {
-      if (waiting) waiting.abort();
+      if (current?.ui.waiting()) current.stop.abort();
       else rl.close();
     });
     prompt();
@@ -224,11 +248,11 @@ async function chat(agent: MandateAgent, choice: ApprovalChoice): Promise<number
         const line = raw.trim();
         if (line === '/exit' || line === '/quit' || line === 'exit' || line === 'quit') return 0;
         if (line !== '') {
-          waiting = new AbortController();
+          current = { stop: new AbortController(), ui: approvalUi(choice) };
           try {
-            await chatLine(agent, client, tools, model, line, choice, waiting.signal);
+            await chatLine(agent, client, tools, model, line, current.ui, current.stop.signal);
           } finally {
-            waiting = undefined;
+            current = undefined;
           }
         }
         prompt();
@@ -247,7 +271,7 @@ async function chatLine(
   tools: Awaited<ReturnType<Client['listTools']>>['tools'],
   model: ReturnType<typeof modelFromEnv>,
   line: string,
-  choice: ApprovalChoice,
+  ui: ApprovalUi,
   signal: AbortSignal,
 ): Promise<void> {
   try {
@@ -260,12 +284,10 @@ async function chatLine(
         return;
       }
       const json = rest.join(' ').trim();
-      await callTool(agent, client, name, json ? (JSON.parse(json) as Record<string, unknown>) : {}, choice, signal);
+      await callTool(agent, client, name, json ? (JSON.parse(json) as Record<string, unknown>) : {}, ui, signal);
     } else if (model) {
       // The model's calls wait for an approval like /call does (the person is at this terminal).
-      const ui = approvalUi(choice);
-      const viaAgent = (name: string, args: Record<string, unknown>) => agent.callTool(name, args, { client, onApproval: ui.onApproval, onApprovalProgress: ui.onApprovalProgress, signal });
-      out(`${await chatWithModel(model, client, tools, line, viaAgent)}\n`);
+      out(`${await chatWithModel(model, client, tools, line, (name, args) => viaAgent(agent, client, ui, name, args, signal))}\n`);
     } else {
       out('No model is configured: try /tools or /call <tool> <json>.\n');
     }
@@ -400,7 +422,7 @@ export async function agentCommand(argv: string[]): Promise<number> {
         } catch (error) {
           throw new AgentError('usage', `--args is not JSON: ${(error as Error).message}`);
         }
-        return await withClient(agent, (client) => callTool(agent, client, name, args, approval));
+        return await withClient(agent, (client) => callTool(agent, client, name, args, approvalUi(approval)));
       }
       case 'tokens': {
         const tokens = await agent.tokens();
