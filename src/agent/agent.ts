@@ -2,6 +2,7 @@ import type { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { decodeJwt } from 'jose';
 import { TOKEN_EXCHANGE_GRANT, TOKEN_TYPES } from '../core/delegation.ts';
 import { formatScope, parseScope } from '../core/scopes.ts';
+import { ApprovalRequiredError, askOfError, askOfResponse, askOfResult, checkAsk, fetchTransaction, notApproved, pause, type ApprovalAsk, type ApprovalProgress, type ApprovalRequest, type TransactionStatus } from './approval.ts';
 import { resourceScopes } from './display.ts';
 import { discover, parseChallenge, type Discovery } from './discovery.ts';
 import { AgentError, fromOAuthError, reach } from './errors.ts';
@@ -57,7 +58,33 @@ export interface AgentOptions {
    * `tools/call`), the scopes the MCP server's challenge names and those the person has not granted.
    */
   onStepUp?: (why: StepUpReason) => void | Promise<void>;
+  /**
+   * Told when a call needs the person's approval first (issue 14): show them `request.url` (or send
+   * them to `request.approvalsPage`). The agent then polls the AS until the approval is given,
+   * denied or lapses, and on approval makes the same call once more. Answer `false` not to wait:
+   * the call then fails with an `ApprovalRequiredError` carrying the request. Without this handler
+   * (here or per call) nobody would see the link, so the call fails that way at once.
+   */
+  onApproval?: (request: ApprovalRequest) => void | boolean | Promise<void | boolean>;
+  /** Told at every poll while the agent waits for an approval (for a progress line). */
+  onApprovalProgress?: (progress: ApprovalProgress) => void;
+  /** How often the agent asks the AS whether an approval was given, in ms (default 2000). */
+  approvalPollIntervalMs?: number;
 }
+
+/** A tool call's result, as the MCP SDK client returns it. */
+export type ToolResult = Awaited<ReturnType<Client['callTool']>>;
+
+/** Per call: the MCP client to use (else the agent connects, and closes after), and the approval handlers. */
+export interface CallToolOptions {
+  client?: Client;
+  onApproval?: AgentOptions['onApproval'];
+  onApprovalProgress?: AgentOptions['onApprovalProgress'];
+  /** Stops waiting for an approval (the call fails with a `cancelled` AgentError). */
+  signal?: AbortSignal;
+}
+
+type CallParams = { name: string; arguments: Record<string, unknown> } & Record<string, unknown>;
 
 /** Why the agent asks the person to sign in again. */
 export interface StepUpReason {
@@ -116,16 +143,20 @@ async function refusal(response: Response, mcpUrl: string): Promise<AgentError> 
   return new AgentError('refused', `the MCP server refused the call: ${message}${retry ? ` — try again in ${retry} s` : ''}`);
 }
 
-/** The tool a JSON-RPC request body calls, if it is a `tools/call`. */
-function toolCalled(body: unknown): string | undefined {
+/** The tool a JSON-RPC request body calls, if it is a `tools/call`, and its arguments. */
+function callOf(body: unknown): { name: string; arguments: Record<string, unknown> } | undefined {
   if (typeof body !== 'string') return undefined;
   try {
-    const message = JSON.parse(body) as { method?: unknown; params?: { name?: unknown } };
-    return message.method === 'tools/call' && typeof message.params?.name === 'string' ? message.params.name : undefined;
+    const message = JSON.parse(body) as { method?: unknown; params?: { name?: unknown; arguments?: unknown } };
+    if (message.method !== 'tools/call' || typeof message.params?.name !== 'string') return undefined;
+    const args = message.params.arguments;
+    return { name: message.params.name, arguments: args && typeof args === 'object' ? (args as Record<string, unknown>) : {} };
   } catch {
     return undefined;
   }
 }
+
+const toolCalled = (body: unknown) => callOf(body)?.name;
 
 /** The client the agent acts as, and how it came by it. */
 export interface ActiveClient extends ClientCredentials {
@@ -145,6 +176,8 @@ export class MandateAgent {
   private found: Discovery | undefined;
   private actor: { clientId: string; token: string; expiresAt: number } | undefined;
   private exchanged = new Map<string, { token: string; expiresAt: number }>();
+  /** The token the last MCP request carried: an approval is polled for with it. */
+  private lastToken: string | undefined;
   readonly store: CredentialStore;
 
   constructor(readonly options: AgentOptions) {
@@ -513,7 +546,9 @@ export class MandateAgent {
   /**
    * `fetch` for the MCP transport: attaches the exchanged token; on 401 gets a fresh one and
    * retries once; on 403 `insufficient_scope`, signs the person in again for the scopes the
-   * challenge names (step-up, bounded) and retries.
+   * challenge names (step-up, bounded) and retries. A 403 `insufficient_authorization` with an
+   * `approval_uri` (a call that needs the person's approval) throws an `ApprovalRequiredError`,
+   * which `callTool` handles.
    */
   authorizedFetch(): typeof fetch {
     return async (input, init) => {
@@ -521,7 +556,9 @@ export class MandateAgent {
       let refreshed = false;
       for (;;) {
         const headers = new Headers(init?.headers);
-        headers.set('authorization', `Bearer ${await this.mcpToken()}`);
+        const token = await this.mcpToken();
+        this.lastToken = token;
+        headers.set('authorization', `Bearer ${token}`);
         const response = await fetch(input, { ...init, headers });
         if (response.status === 401 && !refreshed) {
           refreshed = true;
@@ -543,6 +580,12 @@ export class MandateAgent {
         if (response.status === 401) {
           throw new AgentError('not_signed_in', `the MCP server does not accept the agent's token${challenge.error_description ? ` (${challenge.error_description})` : ''}: run \`mandate agent login\``);
         }
+        const ask = askOfResponse(response);
+        if (ask) {
+          await response.body?.cancel().catch(() => undefined);
+          const call = callOf(init?.body) ?? { name: '(unnamed)', arguments: {} };
+          throw new ApprovalRequiredError(await this.approvalRequest(ask, call));
+        }
         if (response.status === 403 || response.status === 429) throw await refusal(response, this.options.mcpUrl);
         return response;
       }
@@ -560,6 +603,125 @@ export class MandateAgent {
     const client = new Client({ name, version: '1.0.0' });
     await client.connect(new StreamableHTTPClientTransport(new URL(this.options.mcpUrl), { fetch: this.authorizedFetch() }));
     return client;
+  }
+
+  /**
+   * Calls a tool; when the MCP server answers that the call needs the person's approval — in any of
+   * the three forms (MCP 2025-11-25 error -32042 with a URL elicitation, the 2026-07-28
+   * `input_required` result, or 403 `insufficient_authorization` with an `approval_uri`) — tells
+   * `onApproval`, polls `GET <issuer>/transactions/{id}` with the token the call carried every 2 s
+   * until the transaction's `expires_at`, and on `approved` makes the same call once more (2026-07-28:
+   * with its `requestState` and `inputResponses`). Denied: an `approval_denied` AgentError;
+   * expired (or used by another call): `approval_expired`; never retried.
+   *
+   * @example
+   * ```ts
+   * const result = await agent.callTool('transfer', { to: 'bob', amount: 250 }, {
+   *   onApproval: (request) => console.error(`${request.message}: open ${request.url}`),
+   * });
+   * ```
+   */
+  async callTool(name: string, args: Record<string, unknown> = {}, options: CallToolOptions = {}): Promise<ToolResult> {
+    const client = options.client ?? (await this.connect());
+    try {
+      const params: CallParams = { name, arguments: args };
+      const first = await this.attempt(client, params);
+      if ('result' in first) return first.result;
+      await this.awaitApproval(first.request, first.token, options);
+      const { requestState, inputKey } = first.request;
+      // MCP 2026-07-28: the retry echoes the opaque state and answers the URL elicitation.
+      const retry: CallParams = first.request.form === 'input-required' ? { ...params, ...(requestState !== undefined && { requestState }), inputResponses: { [inputKey ?? 'approval']: { action: 'accept' } } } : params;
+      const second = await this.attempt(client, retry);
+      if ('result' in second) return second.result;
+      throw new AgentError('refused', `the call to ${name} was approved, but the MCP server asks for an approval again (${second.request.url}): not retried`);
+    } finally {
+      if (!options.client) await client.close();
+    }
+  }
+
+  /** One call: its result, or the approval it needs (with the token it carried). */
+  private async attempt(client: Client, params: CallParams): Promise<{ result: ToolResult } | { request: ApprovalRequest; token: string | undefined }> {
+    let ask: ApprovalAsk | undefined;
+    try {
+      const result = await client.callTool(params);
+      ask = askOfResult(result);
+      if (!ask) return { result };
+    } catch (error) {
+      if (error instanceof ApprovalRequiredError) return { request: { ...error.request, tool: params.name, arguments: params.arguments }, token: this.lastToken };
+      ask = askOfError(error);
+      if (!ask) throw error;
+    }
+    return { request: await this.approvalRequest(ask, params), token: this.lastToken };
+  }
+
+  /** What an MCP server asked, checked against the issuer the agent discovered. */
+  private async approvalRequest(ask: ApprovalAsk, call: { name: string; arguments: Record<string, unknown> }): Promise<ApprovalRequest> {
+    const { issuer } = await this.discovery();
+    const { transactionId, url } = checkAsk(ask, issuer);
+    return {
+      tool: call.name,
+      arguments: call.arguments,
+      transactionId,
+      url,
+      message: ask.message,
+      form: ask.form,
+      approvalsPage: `${issuer.replace(/\/$/, '')}/approvals`,
+      requestState: ask.requestState,
+      inputKey: ask.inputKey,
+    };
+  }
+
+  /**
+   * Waits for the person's decision: resolves once the AS says `approved`, throws on anything else.
+   * The first look at the transaction comes before the person is told: it must exist at the AS for
+   * this sign-in (a made-up link is never shown), and its summary is the AS's own words.
+   */
+  private async awaitApproval(request: ApprovalRequest, token: string | undefined, options: CallToolOptions): Promise<void> {
+    const { issuer } = await this.discovery();
+    let failures = 0;
+    const look = async (): Promise<TransactionStatus | undefined> => {
+      try {
+        const found = await fetchTransaction(issuer, request.transactionId, await this.pollToken(token));
+        failures = 0;
+        return found;
+      } catch (error) {
+        // A blip on the network is not worth giving up a pending approval; three in a row are.
+        if (error instanceof AgentError && error.kind === 'unreachable' && ++failures < 3) return undefined;
+        throw error;
+      }
+    };
+    let transaction = await look();
+    if (!transaction) throw new AgentError('unreachable', `cannot reach the authorization server ${issuer} to follow the approval`);
+    request.message = transaction.summary ?? request.message;
+    request.expiresAt = transaction.expires_at;
+    if (transaction.status === 'approved') return;
+    if (transaction.status !== 'pending') throw notApproved(transaction, request.tool);
+    const onApproval = options.onApproval ?? this.options.onApproval;
+    if (!onApproval || (await onApproval(request)) === false) throw new ApprovalRequiredError(request);
+    const progress = options.onApprovalProgress ?? this.options.onApprovalProgress;
+    // The AS never lets a transaction live past 900 s: the cap when it names no expiry.
+    const deadline = (transaction.expires_at ?? Math.floor(Date.now() / 1000) + 900) * 1000;
+    const interval = this.options.approvalPollIntervalMs ?? 2_000;
+    const until = new Date(deadline).toLocaleTimeString();
+    for (;;) {
+      const left = deadline - Date.now();
+      progress?.({ transactionId: request.transactionId, status: transaction.status, secondsLeft: Math.max(0, Math.ceil(left / 1000)) });
+      if (left <= 0) throw notApproved({ ...transaction, status: 'expired' }, request.tool);
+      await pause(Math.min(interval, left), options.signal, () => `stopped waiting for the approval of ${request.tool}; it stays open until ${until}: once approved, make the same call again`);
+      transaction = (await look()) ?? transaction;
+      if (transaction.status === 'approved') {
+        progress?.({ transactionId: request.transactionId, status: 'approved' });
+        return;
+      }
+      if (transaction.status !== 'pending') throw notApproved(transaction, request.tool);
+    }
+  }
+
+  /** The token to poll with: the one the call carried, or — once that expired — a fresh one of the same sign-in. */
+  private async pollToken(token: string | undefined): Promise<string> {
+    const exp = token ? decode(token).exp : undefined;
+    if (token && (typeof exp !== 'number' || exp > Date.now() / 1000 + 5)) return token;
+    return this.mcpToken();
   }
 
   /** Forgets the sign-in (and revokes its refresh token). */

@@ -12,6 +12,14 @@ export const AGENT_EXIT_CODES = {
   tool_failed: 8,
   protocol: 9,
   refused: 10,
+  /** The person denied the approval a call needed (issue 14). */
+  approval_denied: 11,
+  /** The approval lapsed (or was used by another call) before the call could be made. */
+  approval_expired: 12,
+  /** The call needs an approval and nobody waited for it (`--no-wait`): approve, then call again. */
+  approval_required: 13,
+  /** Stopped while waiting (Ctrl-C): 128 + SIGINT, as shells report it. */
+  cancelled: 130,
   /** A tool the MCP server does not offer: a mistake in the command, like a usage error. */
   unknown_tool: 2,
 } as const;

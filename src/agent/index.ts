@@ -1,7 +1,8 @@
 // The agent SDK (`mandate/agent`): the client side of every Mandate flow.
 export { forTerminal } from './terminal.ts';
 export { displayUser, resourceScopes } from './display.ts';
-export { MandateAgent, type AgentOptions, type ActiveClient, type StepUpReason } from './agent.ts';
+export { MandateAgent, type AgentOptions, type ActiveClient, type CallToolOptions, type StepUpReason, type ToolResult } from './agent.ts';
+export { ApprovalRequiredError, URL_ELICITATION_REQUIRED, type ApprovalForm, type ApprovalProgress, type ApprovalRequest, type TransactionStatus } from './approval.ts';
 export { discover, parseChallenge, type Discovery } from './discovery.ts';
 export { AgentError, AGENT_EXIT_CODES, type AgentErrorKind } from './errors.ts';
 export { CredentialStore, defaultStorePath, type IssuerCredentials, type SignedInUser, type StoredTokens } from './store.ts';

@@ -21,12 +21,21 @@ interface ChatMessage {
 
 const MAX_ROUNDS = 5;
 
+/** Makes one tool call for the model: by default the MCP client's own; the CLI passes the agent's (approvals included). */
+export type ToolCaller = (name: string, args: Record<string, unknown>) => ReturnType<Client['callTool']>;
+
 /**
  * One prompt: the model sees the MCP server's tools as functions and chooses; each tool call goes
  * through the agent's MCP client (with the delegated token), and its result back to the model,
  * until the model answers in words (at most five rounds).
  */
-export async function chatWithModel(model: ModelConfig, client: Client, tools: { name: string; description?: string; inputSchema: unknown }[], prompt: string): Promise<string> {
+export async function chatWithModel(
+  model: ModelConfig,
+  client: Client,
+  tools: { name: string; description?: string; inputSchema: unknown }[],
+  prompt: string,
+  call: ToolCaller = (name, args) => client.callTool({ name, arguments: args }),
+): Promise<string> {
   const messages: ChatMessage[] = [
     { role: 'system', content: 'You are an AI agent acting for the signed-in user through MCP tools. Use the tools to answer; say what you did.' },
     { role: 'user', content: prompt },
@@ -44,15 +53,15 @@ export async function chatWithModel(model: ModelConfig, client: Client, tools: {
     if (!reply) throw new Error('the model gave no answer');
     messages.push(reply);
     if (!reply.tool_calls?.length) return reply.content ?? '';
-    for (const call of reply.tool_calls) {
+    for (const wanted of reply.tool_calls) {
       let content: string;
       try {
-        const result = await client.callTool({ name: call.function.name, arguments: JSON.parse(call.function.arguments || '{}') as Record<string, unknown> });
+        const result = await call(wanted.function.name, JSON.parse(wanted.function.arguments || '{}') as Record<string, unknown>);
         content = JSON.stringify(result.content);
       } catch (error) {
         content = `error: ${(error as Error).message}`;
       }
-      messages.push({ role: 'tool', tool_call_id: call.id, content });
+      messages.push({ role: 'tool', tool_call_id: wanted.id, content });
     }
   }
   return '(stopped after five rounds of tool calls)';

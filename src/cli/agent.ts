@@ -3,7 +3,8 @@ import { createInterface } from 'node:readline';
 import { parseArgs } from 'node:util';
 import { decodeJwt } from 'jose';
 import type { Client } from '@modelcontextprotocol/sdk/client/index.js';
-import { MandateAgent } from '../agent/agent.ts';
+import { MandateAgent, type CallToolOptions } from '../agent/agent.ts';
+import { ApprovalRequiredError, type ApprovalProgress, type ApprovalRequest } from '../agent/approval.ts';
 import { displayUser, resourceScopes } from '../agent/display.ts';
 import { AgentError } from '../agent/errors.ts';
 import { METHOD_NAMES, type RegistrationPreference } from '../agent/registration.ts';
@@ -22,7 +23,8 @@ Usage: mandate agent <command> [options]
   login [--device]       sign in through the agent (opens the browser, or prints the URL)
   whoami                who the agent acts for, with which scopes
   tools                 the MCP server's tools
-  call <tool> [--args '<json>']   call a tool (signs in again for a missing scope: step-up)
+  call <tool> [--args '<json>']   call a tool (signs in again for a missing scope: step-up; when
+                        the call needs your approval, says where to give it and waits)
   chat                  a prompt loop: /tools, /call <tool> <json>, /exit; with OPENAI_API_KEY (and
                         OPENAI_BASE_URL, OPENAI_MODEL) a model chooses the tools
   tokens                the actor, subject and exchanged tokens' claims side by side
@@ -42,10 +44,18 @@ Options:
   --agent-resource <u>  the agent's own resource at the AS (default http://localhost:3000)
   --no-browser          print the sign-in URL instead of opening a browser
   --device              sign in on another device (RFC 8628): a URL and a code to enter there
+  --approve <how>       a call that needs your approval (call, chat's /call): browser (default:
+                        print the approval link) or push (no link: approve it among your pending
+                        approvals, <issuer>/approvals, from any device); then wait and call again
+  --open                also open the approval link in the browser (with --approve browser)
+  --no-wait             do not wait for an approval: say where to give it and exit 13; run the
+                        same call again once it is approved
 
 Exit codes: 2 usage, 3 a server cannot be reached, 4 consent denied, 5 agent disabled or
 credentials refused, 6 scope refused, 7 not signed in, 8 the tool failed, 9 protocol error,
-10 the MCP server refused the call (a policy rule, a rate limit).
+10 the MCP server refused the call (a policy rule, a rate limit), 11 you denied the approval the
+call needed, 12 the approval expired (or was used by another call) before it was given, 13 the call
+needs your approval and --no-wait was given, 130 stopped with Ctrl-C while waiting for an approval.
 `;
 
 const REGISTRATION_PREFERENCES: readonly RegistrationPreference[] = ['auto', 'metadata-document', 'dynamic', 'agent'];
@@ -82,15 +92,114 @@ async function withClient<T>(agent: MandateAgent, run: (client: Client) => Promi
   }
 }
 
-async function callTool(agent: MandateAgent, client: Client, name: string, args: Record<string, unknown>): Promise<number> {
+/** How the person wants to give the approvals calls need. */
+export interface ApprovalChoice {
+  how: 'browser' | 'push';
+  open: boolean;
+  wait: boolean;
+}
+
+const clock = (seconds: number) => `${Math.floor(seconds / 60)}:${String(seconds % 60).padStart(2, '0')}`;
+
+/** What the person sees of the approvals of one command (or one chat line). */
+interface ApprovalUi {
+  choice: ApprovalChoice;
+  handlers: Pick<CallToolOptions, 'onApproval' | 'onApprovalProgress'>;
+  /** Whether a wait is under way (then Ctrl-C stops the wait, not the command). */
+  waiting(): boolean;
+  /** The call is over: the countdown line gives way to what follows. */
+  settle(): void;
+}
+
+/**
+ * The approval handlers of a call: where to approve (stderr: stdout stays the tool's result), and
+ * a progress line while waiting.
+ */
+function approvalUi(choice: ApprovalChoice): ApprovalUi {
+  const live = process.stderr.isTTY === true;
+  let waiting = false;
+  let announced = false;
+  const handlers: ApprovalUi['handlers'] = {
+    onApproval: (request: ApprovalRequest) => {
+      const what = request.message ?? `${request.tool} ${JSON.stringify(request.arguments)}`;
+      err(
+        choice.how === 'push'
+          ? `This call needs your approval: ${what}\n  approve it in your pending approvals at ${request.approvalsPage}\n`
+          : `This call needs your approval: ${what}\n  open ${request.url}\n`,
+      );
+      if (!choice.wait) return false;
+      if (choice.how === 'browser' && choice.open) openBrowser(request.url);
+      waiting = true;
+      announced = false;
+      return true;
+    },
+    onApprovalProgress: ({ status, secondsLeft }: ApprovalProgress) => {
+      if (status === 'approved') {
+        waiting = false;
+        // Our own control sequence (erase the countdown line) goes around the filter, never through it.
+        if (live) process.stderr.write('\r\x1b[K');
+        err('Approved: calling the tool again.\n');
+        return;
+      }
+      // A terminal gets one line that counts down; a log gets one line, once.
+      if (live) process.stderr.write(`\r\x1b[KWaiting for your approval (Ctrl-C to stop)… ${clock(secondsLeft ?? 0)} left`);
+      else if (!announced) err(`Waiting for your approval (Ctrl-C to stop), ${clock(secondsLeft ?? 0)} left…\n`);
+      announced = true;
+    },
+  };
+  return {
+    choice,
+    handlers,
+    waiting: () => waiting,
+    settle: () => {
+      if (waiting && live) process.stderr.write('\r\x1b[K');
+      waiting = false;
+    },
+  };
+}
+
+/** The agent's call with the approval handlers of `ui`; the wait ends with the call. */
+async function viaAgent(agent: MandateAgent, client: Client, ui: ApprovalUi, name: string, args: Record<string, unknown>, signal: AbortSignal) {
+  try {
+    return await agent.callTool(name, args, { client, ...ui.handlers, signal });
+  } finally {
+    ui.settle();
+  }
+}
+
+/**
+ * Runs `call` with Ctrl-C stopping the wait for an approval (a clean exit 130 with a line saying
+ * the approval stays open), or, at any other moment, the command at once.
+ */
+async function interruptible<T>(ui: ApprovalUi, call: (signal: AbortSignal) => Promise<T>): Promise<T> {
+  const stop = new AbortController();
+  const onInterrupt = () => {
+    if (ui.waiting()) stop.abort();
+    else process.exit(130);
+  };
+  process.on('SIGINT', onInterrupt);
+  try {
+    return await call(stop.signal);
+  } finally {
+    process.off('SIGINT', onInterrupt);
+  }
+}
+
+async function callTool(agent: MandateAgent, client: Client, name: string, args: Record<string, unknown>, ui: ApprovalUi, signal?: AbortSignal): Promise<number> {
   const unknown = async (text: string) =>
     /-32602\b.*\bnot found|unknown tool/i.test(text) && !(await client.listTools()).tools.some((tool) => tool.name === name)
       ? new AgentError('unknown_tool', `no tool named ${name} at ${agent.options.mcpUrl} — \`mandate agent tools\` lists the tools you may call there`)
       : undefined;
   let result: Awaited<ReturnType<Client['callTool']>>;
   try {
-    result = await client.callTool({ name, arguments: args });
+    const call = (stop: AbortSignal) => viaAgent(agent, client, ui, name, args, stop);
+    // The chat handles Ctrl-C itself (readline): it passes its own signal.
+    result = signal ? await call(signal) : await interruptible(ui, call);
   } catch (error) {
+    if (error instanceof ApprovalRequiredError && !ui.choice.wait) {
+      const until = error.request.expiresAt ? ` (until ${new Date(error.request.expiresAt * 1000).toLocaleTimeString()})` : '';
+      throw new AgentError('approval_required', `not waiting (--no-wait): once you have approved${until}, run the same call again`);
+    }
     // MCP: an unknown tool is JSON-RPC error -32602 (MCP 2025-11-25, server/tools "Error Handling").
     if ((error as { code?: unknown }).code === -32602) throw (await unknown(`-32602 ${(error as Error).message}`)) ?? error;
     throw error;
@@ -110,7 +219,7 @@ async function callTool(agent: MandateAgent, client: Client, name: string, args:
   return 0;
 }
 
-async function chat(agent: MandateAgent): Promise<number> {
+async function chat(agent: MandateAgent, choice: ApprovalChoice): Promise<number> {
   const model = modelFromEnv();
   return withClient(agent, async (client) => {
     const { tools } = await client.listTools();
@@ -126,12 +235,26 @@ async function chat(agent: MandateAgent): Promise<number> {
       if (terminal) rl.prompt();
     };
     rl.setPrompt('> ');
+    // Ctrl-C while a /call waits for an approval stops that wait; at any other moment it ends the
+    // chat, as readline does without a listener.
+    let current: { stop: AbortController; ui: ApprovalUi } | undefined;
+    rl.on('SIGINT', () => {
+      if (current?.ui.waiting()) current.stop.abort();
+      else rl.close();
+    });
     prompt();
     try {
       for await (const raw of rl) {
         const line = raw.trim();
         if (line === '/exit' || line === '/quit' || line === 'exit' || line === 'quit') return 0;
-        if (line !== '') await chatLine(agent, client, tools, model, line);
+        if (line !== '') {
+          current = { stop: new AbortController(), ui: approvalUi(choice) };
+          try {
+            await chatLine(agent, client, tools, model, line, current.ui, current.stop.signal);
+          } finally {
+            current = undefined;
+          }
+        }
         prompt();
       }
       return 0;
@@ -142,7 +265,15 @@ async function chat(agent: MandateAgent): Promise<number> {
 }
 
 /** One line of the chat: a command, or a prompt for the model. Errors are shown, not fatal. */
-async function chatLine(agent: MandateAgent, client: Client, tools: Awaited<ReturnType<Client['listTools']>>['tools'], model: ReturnType<typeof modelFromEnv>, line: string): Promise<void> {
+async function chatLine(
+  agent: MandateAgent,
+  client: Client,
+  tools: Awaited<ReturnType<Client['listTools']>>['tools'],
+  model: ReturnType<typeof modelFromEnv>,
+  line: string,
+  ui: ApprovalUi,
+  signal: AbortSignal,
+): Promise<void> {
   try {
     if (line === '/tools') {
       for (const tool of (await client.listTools()).tools) out(`  ${tool.name}  ${tool.description ?? ''}\n`);
@@ -153,9 +284,10 @@ async function chatLine(agent: MandateAgent, client: Client, tools: Awaited<Retu
         return;
       }
       const json = rest.join(' ').trim();
-      await callTool(agent, client, name, json ? (JSON.parse(json) as Record<string, unknown>) : {});
+      await callTool(agent, client, name, json ? (JSON.parse(json) as Record<string, unknown>) : {}, ui, signal);
     } else if (model) {
-      out(`${await chatWithModel(model, client, tools, line)}\n`);
+      // The model's calls wait for an approval like /call does (the person is at this terminal).
+      out(`${await chatWithModel(model, client, tools, line, (name, args) => viaAgent(agent, client, ui, name, args, signal))}\n`);
     } else {
       out('No model is configured: try /tools or /call <tool> <json>.\n');
     }
@@ -182,6 +314,9 @@ export async function agentCommand(argv: string[]): Promise<number> {
       args: { type: 'string' },
       'no-browser': { type: 'boolean', default: false },
       device: { type: 'boolean', default: false },
+      approve: { type: 'string', default: 'browser' },
+      open: { type: 'boolean', default: false },
+      'no-wait': { type: 'boolean', default: false },
       help: { type: 'boolean', short: 'h' },
     },
   });
@@ -200,6 +335,15 @@ export async function agentCommand(argv: string[]): Promise<number> {
     err(`mandate agent: --register is one of ${REGISTRATION_PREFERENCES.join(', ')}\n`);
     return 2;
   }
+  if (values.approve !== 'browser' && values.approve !== 'push') {
+    err('mandate agent: --approve is browser or push\n');
+    return 2;
+  }
+  if (values.open && values.approve === 'push') {
+    err('mandate agent: --open opens the approval link, which --approve push does not use\n');
+    return 2;
+  }
+  const approval: ApprovalChoice = { how: values.approve, open: values.open === true, wait: !values['no-wait'] };
   const clientSecret = process.env.AGENT_SECRET || undefined;
   if (clientSecret && !values['client-id']) {
     err('mandate agent: AGENT_SECRET is set but no --client-id (or AGENT_CLIENT_ID) names the agent it belongs to\n');
@@ -278,7 +422,7 @@ export async function agentCommand(argv: string[]): Promise<number> {
         } catch (error) {
           throw new AgentError('usage', `--args is not JSON: ${(error as Error).message}`);
         }
-        return await withClient(agent, (client) => callTool(agent, client, name, args));
+        return await withClient(agent, (client) => callTool(agent, client, name, args, approvalUi(approval)));
       }
       case 'tokens': {
         const tokens = await agent.tokens();
@@ -287,7 +431,7 @@ export async function agentCommand(argv: string[]): Promise<number> {
         return 0;
       }
       case 'chat':
-        return await chat(agent);
+        return await chat(agent, approval);
       case 'logout': {
         out((await agent.logout()) ? 'Signed out.\n' : 'Not signed in.\n');
         if (values['forget-registration']) {
