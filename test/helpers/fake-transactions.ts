@@ -62,6 +62,8 @@ export async function startFakeTransactionsAs(options: { clients?: Record<string
   const jwk: JWK = { ...(await exportJWK(publicKey)), kid: 'k1', alg: 'ES256', use: 'sig' };
   const transactions = new Map<string, FakeTransaction>();
   const calls: RecordedCall[] = [];
+  /** Every `/use` answered 200, in order: the transaction ids spent. */
+  const granted: string[] = [];
   let mode: FakeMode = 'up';
   let issuer = '';
 
@@ -138,6 +140,7 @@ export async function startFakeTransactionsAs(options: { clients?: Record<string
       if (status !== 'approved') return refuse(`transaction_${status}`, `the transaction is ${status}`);
       tx.status = 'used';
       tx.used_at = now();
+      granted.push(tx.id);
       return send(200, { id: tx.id, status: 'used' });
     })();
   });
@@ -153,6 +156,7 @@ export async function startFakeTransactionsAs(options: { clients?: Record<string
     issuer,
     transactions,
     calls,
+    granted,
     /** The calls to an endpoint: `create`, `use`. */
     callsTo: (kind: 'create' | 'use') => calls.filter((call) => call.method === 'POST' && (kind === 'create' ? call.path === '/transactions' : call.path.endsWith('/use'))),
     setMode(next: FakeMode) {
