@@ -109,14 +109,17 @@ export function approveCalls(route: CompiledRoute, options: ApproveOptions = {})
       if (pending && settings.retryCheck) {
         const outcome = await settings.client.use(pending.id, principal.token, hash);
         audit.approval_id = pending.id;
+        // Once /use has answered, forgetting the held call is best effort: the approval is spent or
+        // refused either way, and a key left behind only makes the next identical call ask /use again.
+        const forget = () => Promise.resolve(store.forget(key)).catch(() => undefined);
         if (outcome.status === 'used') {
-          await store.forget(key);
+          await forget();
           audit.approval = 'granted';
           if (state !== undefined) c.set('mcp', { ...c.get('mcp'), body: withoutOwnState(c.get('mcp').body!) });
           return next();
         }
         if (outcome.status === 'pending') return answer(c, settings, binding, pending, renderSummary(approval.summary, name, args, pickBound(args, approval.binds ?? Object.keys(args))), 'pending');
-        await store.forget(key);
+        await forget();
         audit.approval = 'refused';
         const known = REFUSALS[outcome.error];
         return refuse(c, {
