@@ -38,6 +38,37 @@ const rateLimitSchema = z.strictObject({
   tools: z.array(z.string()).optional().describe('Count only calls of these tools.'),
 });
 
+/** Issue 14: the longest approval lifetime an authorization server grants (its `lifetime_seconds` max). */
+export const MAX_APPROVAL_LIFETIME_SECONDS = 900;
+
+const approvalSchema = z.union([
+  z.literal('required').describe('Every call of the tool needs the user\'s approval (the defaults below).'),
+  z.strictObject({
+    when: z
+      .string()
+      .default('true')
+      .describe('CEL expression over the same variables as `allow`; the call needs approval when it is true, or when it fails or gives anything but a boolean (fail closed). E.g. `args.amount > 100`.'),
+    lifetime_seconds: z
+      .number()
+      .int()
+      .min(10)
+      .max(MAX_APPROVAL_LIFETIME_SECONDS)
+      .default(300)
+      .describe('How long the user has to approve, and the approved call to be retried (the transaction lifetime at the AS).'),
+    binds: z
+      .array(z.string().min(1))
+      .min(1)
+      .optional()
+      .describe('The arguments the approval binds (hashed and shown to the user). Default: all of them. Unbound arguments may differ in the retried call.'),
+    summary: z
+      .string()
+      .min(1)
+      .max(200)
+      .optional()
+      .describe('What the approval page says, with `{arg}` placeholders replaced by the call\'s arguments, e.g. "Transfer {amount} EUR to {to}". Values are stripped of control characters and cut to 80 characters, the whole to 200. Default: "Call <tool> with <bound arguments>".'),
+  }),
+]);
+
 const toolRuleSchema = z.strictObject({
   scopes: z.array(scopeToken).default([]).describe('Scopes the token needs to call the tool; missing ones → 403 insufficient_scope naming them.'),
   allow: z
@@ -45,6 +76,9 @@ const toolRuleSchema = z.strictObject({
     .optional()
     .describe('CEL expression that must be true to call the tool, over claims, sub, client_id, scopes, act (the actor chain as a list, most recent first), tool, args, method, route.'),
   reason: z.string().optional().describe('Written to the audit log when `allow` refuses.'),
+  approval: approvalSchema
+    .optional()
+    .describe("High-risk tool (issue 14): a call allowed by `scopes` and `allow` also needs the user's approval of that exact call, out of band at the authorization server. The route needs `approvals`. docs/gateway.md, \"Approvals\"."),
 });
 
 const tokenSchema = z
@@ -97,6 +131,15 @@ const mediationSchema = z.strictObject({
   scope: z.string().optional().describe('Scope to ask for; defaults to the incoming token scope.'),
 });
 
+const approvalsSchema = z.strictObject({
+  client_id: z.string().min(1).describe("The gateway's client at the AS, allowed to create transactions there (`transactions: allowed`)."),
+  client_secret_env: z.string().min(1).describe('Environment variable holding its secret (client_secret_basic). It also keys the MAC of the 2026-07-28 requestState.'),
+  retry_check: z
+    .boolean()
+    .default(false)
+    .describe('Let a retried call through when the AS says its transaction was approved (POST <issuer>/transactions/{id}/use), for clients that know nothing of approvals. Off: a retried call starts a new transaction.'),
+});
+
 export const routeSchema = z.strictObject({
   path: z.string().regex(/^\/[^?#]*$/, 'a path starting with /').describe('Path prefix the route serves, e.g. /mcp.'),
   upstream: z.url().describe('The MCP server the route fronts.'),
@@ -130,6 +173,9 @@ export const routeSchema = z.strictObject({
     .boolean()
     .default(false)
     .describe('Tell the upstream who is calling: X-Mandate-Sub, X-Mandate-Client-Id, X-Mandate-Scope and X-Mandate-Act (the chain as JSON). Such headers from callers are always removed. For upstreams with no auth of their own that keep per-user state behind the gateway only.'),
+  approvals: approvalsSchema
+    .optional()
+    .describe('How the gateway asks for approvals of the tools that need one (`tools.<name>.approval`): its client at the first authorization server (or token.issuer), whose /transactions endpoints it calls. Required when a tool needs approval.'),
   mediation: mediationSchema.optional().describe("Exchange the caller's token (RFC 8693, the gateway as actor) for one audienced to the upstream. Without it the upstream gets no Authorization header."),
   timeouts: z
     .strictObject({
@@ -138,6 +184,18 @@ export const routeSchema = z.strictObject({
       idle_ms: milliseconds.default(300_000).describe('Longest silence in a streamed (SSE) response.'),
     })
     .prefault({}),
+}).superRefine((route, context) => {
+  // A tool that needs approval on a route that cannot ask for one would be refused forever, or — worse,
+  // if the check were skipped — let through: refuse the file instead.
+  if (route.approvals) return;
+  for (const [name, tool] of Object.entries(route.tools)) {
+    if (tool.approval === undefined) continue;
+    context.addIssue({
+      code: 'custom',
+      path: ['approvals'],
+      message: `tool ${name} needs approval (tools.${name}.approval) but the route has no approvals block: add approvals.client_id and approvals.client_secret_env (the gateway's client at the authorization server)`,
+    });
+  }
 });
 
 export const gatewayConfigSchema = z.strictObject({
@@ -160,7 +218,7 @@ export const gatewayConfigSchema = z.strictObject({
     .string()
     .optional()
     .describe('Where the gateway keeps state across restarts: the last good signing keys of each authorization server (public keys only, signing-keys.json), so valid tokens keep working when it restarts while the AS is down. Unset: kept in memory only (still across route reloads).'),
-  rate_limit_prefix: z.string().min(1).default('mandate:gw').describe('Prefix of the gateway keys in Redis: gateways with the same prefix share rate-limit budgets and MCP session bindings (read at start).'),
+  rate_limit_prefix: z.string().min(1).default('mandate:gw').describe('Prefix of the gateway keys in Redis: gateways with the same prefix share rate-limit budgets, MCP session bindings and calls held for approval (read at start).'),
   session_idle_seconds: z.number().int().positive().default(86_400).describe('An MCP session (Mcp-Session-Id) unused for this long is forgotten; its id is then refused with 404 and the client starts a new session. With REDIS_URL, the TTL of the shared binding. Read at start.'),
   routes: z.array(routeSchema).min(1).describe('Each route fronts one MCP server; reloaded when the file changes.'),
 });
@@ -170,3 +228,5 @@ export type GatewayConfigInput = z.input<typeof gatewayConfigSchema>;
 export type RouteConfig = z.output<typeof routeSchema>;
 export type RateLimitConfig = z.output<typeof rateLimitSchema>;
 export type ToolRuleConfig = z.output<typeof toolRuleSchema>;
+export type ApprovalConfig = z.output<typeof approvalSchema>;
+export type ApprovalsConfig = z.output<typeof approvalsSchema>;

@@ -6,12 +6,16 @@ type Node = {
   default?: unknown;
   description?: string;
   enum?: unknown[];
+  const?: unknown;
   format?: string;
   anyOf?: Node[];
+  /** A record (`z.record`): the value every key maps to. */
+  additionalProperties?: Node | boolean;
 };
 
 function typeOf(node: Node): string {
   if (node.enum) return node.enum.map((v) => `\`${String(v)}\``).join(' \\| ');
+  if (node.const !== undefined) return `\`${String(node.const)}\``;
   if (node.anyOf) return node.anyOf.map(typeOf).join(' \\| ');
   if (node.type === 'array') return `list of ${node.items ? typeOf(node.items) : 'values'}`;
   if (node.format === 'uri') return 'URL';
@@ -25,6 +29,9 @@ function rows(node: Node, path: string, out: string[]): void {
     out.push(`| \`${name}\` | ${typeOf(child)} | ${shownDefault} | ${(child.description ?? '').replace(/\|/g, '\\|')} |`);
     if (child.properties) rows(child, name, out);
     if (child.type === 'array' && child.items?.properties) rows(child.items, `${name}[]`, out);
+    // A record's entries (per-tool rules) and a union's object form (`required` or `{ when, … }`).
+    if (typeof child.additionalProperties === 'object' && child.additionalProperties.properties) rows(child.additionalProperties, `${name}.<name>`, out);
+    for (const variant of child.anyOf ?? []) if (variant.properties) rows(variant, name, out);
   }
 }
 

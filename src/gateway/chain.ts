@@ -1,4 +1,6 @@
 import { Hono, type Handler, type MiddlewareHandler } from 'hono';
+import { ApprovalMemory, type ApprovalStore } from './approvals.ts';
+import { approveCalls } from './filters/approve.ts';
 import { auditRequests, type GatewayObserver } from './filters/audit.ts';
 import { authorizeTools } from './filters/authorize.ts';
 import { corsForOrigins } from './filters/cors.ts';
@@ -17,6 +19,8 @@ export interface ChainDependencies {
   forwarder: Forwarder;
   /** Who opened which MCP session; kept across route reloads (shared through Redis on Node when REDIS_URL is set). */
   sessions?: SessionStore;
+  /** Calls held for approval, by retry key; kept across route reloads (shared through Redis on Node when REDIS_URL is set). */
+  approvals?: ApprovalStore;
 }
 
 /**
@@ -41,20 +45,24 @@ export function routeChain(route: CompiledRoute, deps: ChainDependencies): Middl
     // 5. Tool authorization: per-tool scopes and CEL over claims, act chain and arguments; needs
     //    the caller (4) and the parsed call (3). Filters tools/list answers.
     authorizeTools(route),
-    // 6. Throttling: after authorization, so refused calls spend no budget and buckets can be keyed
+    // 6. Approval of high-risk calls: only a call the caller may make at all is worth the user's
+    //    approval (a refused one must not create a transaction), and the AS round trips it costs
+    //    are paid only by calls of tools marked `approval`. Nothing it holds reaches the upstream.
+    approveCalls(route, { store: deps.approvals }),
+    // 7. Throttling: after authorization, so refused calls spend no budget and buckets can be keyed
     //    by the verified caller, actor and tool rather than by anything a client claims.
     throttle(route),
-    // 7. Token mediation: a token exchange costs an AS round trip; only calls that will really be
+    // 8. Token mediation: a token exchange costs an AS round trip; only calls that will really be
     //    forwarded pay it. Decides the upstream Authorization (none by default).
     mediate(route),
-    // 8. Proxy: path rewrite and forwarding, streaming, upstream failures as 502/504.
+    // 9. Proxy: path rewrite and forwarding, streaming, upstream failures as 502/504.
     proxy(config, deps.forwarder, deps.sessions),
   ];
 }
 
 /** The gateway as a Hono app: protected resource metadata and each route's chain. */
 export function gatewayApp(routes: CompiledRoute[], dependencies: ChainDependencies): Hono<GatewayEnv> {
-  const deps = { ...dependencies, sessions: dependencies.sessions ?? new SessionBindings() };
+  const deps = { ...dependencies, sessions: dependencies.sessions ?? new SessionBindings(), approvals: dependencies.approvals ?? new ApprovalMemory() };
   const app = new Hono<GatewayEnv>();
   const metadata = (route: CompiledRoute): Handler<GatewayEnv> => (c) =>
     // RFC 9728 §3.2; public, so any page may read it.

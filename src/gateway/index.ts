@@ -10,3 +10,6 @@ export { jwtValidator, introspectionValidator, discoverIssuer, type TokenValidat
 export type { GatewayAuditEvent, GatewayEnv, Principal } from './types.ts';
 export { resourceServer, type ResourceServer, type BearerCheck } from './resource-server.ts';
 export { Mediator } from './mediator.ts';
+export { approveCalls, URL_ELICITATION_REQUIRED, type ApproveOptions } from './filters/approve.ts';
+export { ApprovalMemory, ApprovalStoreUnavailable, type ApprovalStore, type PendingApproval } from './approvals.ts';
+export { TransactionClient, TransactionsUnavailable, TransactionNotCreated, type UseOutcome } from './transactions.ts';

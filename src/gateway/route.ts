@@ -4,6 +4,8 @@ import { compileExpression, type CompiledExpression } from '../core/cel.ts';
 import type { VerificationKey } from '../core/jwt.ts';
 import type { RateLimitConfig, RouteConfig } from '../config/gateway-schema.ts';
 import { Mediator } from './mediator.ts';
+import { RequestStates } from './request-state.ts';
+import { TransactionClient } from './transactions.ts';
 import { RevocationList, type RevocationListOptions } from './revocation-list.ts';
 import { introspectionValidator, issuerMetadata, jwksOptions, jwtValidator, type TokenValidator } from './token-validator.ts';
 import type { SigningKeys } from './signing-keys.ts';
@@ -11,10 +13,28 @@ import type { SigningKeys } from './signing-keys.ts';
 /** Protocol traffic, not counted by rate limits unless a limit names it (issue 4). */
 export const PROTOCOL_METHODS = new Set(['initialize', 'ping']);
 
+/** A tool's approval rule (issue 14), `approval: required` being `when` absent and the defaults. */
+export interface CompiledApproval {
+  /** Absent: every call needs approval. */
+  when?: CompiledExpression;
+  lifetimeSeconds: number;
+  /** Absent: all arguments are bound. */
+  binds?: string[];
+  summary?: string;
+}
+
 export interface CompiledTool {
   scopes: string[];
   allow?: CompiledExpression;
   reason?: string;
+  approval?: CompiledApproval;
+}
+
+/** How the route asks for approvals: the AS's transaction endpoints, and the 2026-07-28 state MAC. */
+export interface CompiledApprovals {
+  client: TransactionClient;
+  retryCheck: boolean;
+  states: RequestStates;
 }
 
 export interface CompiledLimit {
@@ -36,6 +56,7 @@ export interface CompiledRoute {
   /** Whether some tool may be hidden from a caller: `tools/list` answers are then filtered. */
   filtersToolList: boolean;
   mediator?: Mediator;
+  approvals?: CompiledApprovals;
   revocations?: RevocationList;
   close(): void;
 }
@@ -84,7 +105,16 @@ export function compileRoute(route: RouteConfig, index: number, options: Compile
 
   const tools = new Map<string, CompiledTool>();
   for (const [name, rule] of Object.entries(route.tools)) {
-    tools.set(name, { scopes: rule.scopes, allow: rule.allow ? compile(rule.allow, `${where} tools.${name}.allow`) : undefined, reason: rule.reason });
+    tools.set(name, {
+      scopes: rule.scopes,
+      allow: rule.allow ? compile(rule.allow, `${where} tools.${name}.allow`) : undefined,
+      reason: rule.reason,
+      approval: compileApproval(rule.approval, `${where} tools.${name}.approval`),
+    });
+  }
+  if (!route.approvals && [...tools.values()].some((tool) => tool.approval)) {
+    // The schema refuses this too; a route built from an unchecked object must not skip approvals.
+    throw new RouteConfigError(`${where}: a tool needs approval but the route has no approvals block`);
   }
   const rules = route.rules.map((rule, i) => ({ allow: compile(rule.allow, `${where} rules[${i}]`), reason: rule.reason }));
 
@@ -145,6 +175,17 @@ export function compileRoute(route: RouteConfig, index: number, options: Compile
       })
     : undefined;
 
+  const approvals: CompiledApprovals | undefined = route.approvals
+    ? (() => {
+        const clientSecret = secretFrom(options.env, route.approvals.client_secret_env, `${where} approvals`);
+        return {
+          client: new TransactionClient({ issuer, clientId: route.approvals.client_id, clientSecret, fetch: options.fetch }),
+          retryCheck: route.approvals.retry_check,
+          states: new RequestStates(clientSecret),
+        };
+      })()
+    : undefined;
+
   const listConfig = route.token.mode === 'jwt' ? route.token.revocation_list : undefined;
   const feed = listConfig
     ? (options.acquireRevocations ?? ownRevocationList)({
@@ -179,11 +220,24 @@ export function compileRoute(route: RouteConfig, index: number, options: Compile
     limits,
     filtersToolList: route.unlisted_tools === 'deny' || [...tools.values()].some((tool) => tool.scopes.length > 0 || tool.allow),
     mediator,
+    approvals,
     revocations,
     close: () => {
       validator.close();
       feed?.release();
     },
+  };
+}
+
+function compileApproval(rule: RouteConfig['tools'][string]['approval'], where: string): CompiledApproval | undefined {
+  if (rule === undefined) return undefined;
+  if (rule === 'required') return { lifetimeSeconds: 300 };
+  return {
+    // `true` (the default) is no condition at all: skip its evaluation.
+    when: rule.when.trim() === 'true' ? undefined : compile(rule.when, `${where}.when`),
+    lifetimeSeconds: rule.lifetime_seconds,
+    binds: rule.binds,
+    summary: rule.summary,
   };
 }
 

@@ -52,6 +52,14 @@ export interface GatewayAuditEvent {
   is_error?: boolean;
   latency_ms: number;
   upstream_latency_ms?: number;
+  /**
+   * Calls of tools that need approval (issue 14): `required` (a transaction was created and the
+   * client told to get it approved), `pending` (retried before the user decided), `granted` (the AS
+   * marked the approval used: forwarded once), `refused` (denied, expired, used, another action).
+   */
+  approval?: 'required' | 'pending' | 'granted' | 'refused';
+  /** The transaction id at the authorization server. */
+  approval_id?: string;
 }
 
 export interface GatewayVariables {

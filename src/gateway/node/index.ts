@@ -3,3 +3,4 @@ export { startGateway, loadGatewayConfig, type GatewayHandle, type StartGatewayO
 export { nodeForwarder } from './forwarder.ts';
 export { AuditWriter } from './audit-writer.ts';
 export { GatewayMetrics } from './metrics.ts';
+export { RedisApprovals } from './redis-approvals.ts';

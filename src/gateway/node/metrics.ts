@@ -45,6 +45,12 @@ export class GatewayMetrics {
     help: 'Audit events that could not be written. Anything but 0 needs attention.',
     registers: [this.registry],
   });
+  private readonly approvals = new Counter({
+    name: 'mandate_gateway_approvals_total',
+    help: 'Calls of tools that need approval, by route and outcome: required (transaction created), pending (retried before the decision), granted (forwarded once), refused (denied, expired, used, mismatch, bad state).',
+    labelNames: ['route', 'outcome'] as const,
+    registers: [this.registry],
+  });
   readonly reloads = new Counter({ name: 'mandate_gateway_config_reloads_total', help: 'Route file reloads, by result.', labelNames: ['result'] as const, registers: [this.registry] });
   private readonly tools = new Map<string, Set<string>>();
 
@@ -68,6 +74,7 @@ export class GatewayMetrics {
     this.requests.inc({ route: event.route, method, tool: this.toolLabel(event.route, event.tool), decision: event.decision, status: String(event.status) });
     if (event.rejection) this.rejections.inc({ route: event.route, rejection: event.rejection });
     this.duration.observe({ route: event.route, method }, event.latency_ms / 1000);
+    if (event.approval) this.approvals.inc({ route: event.route, outcome: event.approval });
     if (event.upstream_latency_ms !== undefined) this.upstream.observe({ route: event.route }, event.upstream_latency_ms / 1000);
   }
 }

@@ -13,6 +13,8 @@ import { compileRoute, RouteConfigError, type CompiledRoute } from '../route.ts'
 import type { GatewayAuditEvent } from '../types.ts';
 import { SessionBindings } from '../sessions.ts';
 import { RedisSessionBindings } from './redis-sessions.ts';
+import { ApprovalMemory } from '../approvals.ts';
+import { RedisApprovals } from './redis-approvals.ts';
 import { AuditWriter } from './audit-writer.ts';
 import { nodeForwarder } from './forwarder.ts';
 import { GatewayMetrics } from './metrics.ts';
@@ -92,6 +94,8 @@ export async function startGateway(config: GatewayConfig, options: StartGatewayO
   // Session bindings span instances and restarts through Redis (issue 11); in one process otherwise.
   const idleMs = config.session_idle_seconds * 1000;
   const sessions = redis ? new RedisSessionBindings(redis, config.rate_limit_prefix, idleMs) : new SessionBindings({ idleMs });
+  // Calls held for approval are recognized on retry by any gateway sharing the Redis (issue 14).
+  const approvals = redis ? new RedisApprovals(redis, config.rate_limit_prefix) : new ApprovalMemory();
   // The AS keys outlive route reloads, and restarts when there is a data dir (issue 11, item 10).
   const keyFile = config.data_dir ? signingKeyFile(config.data_dir) : undefined;
   const signingKeys = new SigningKeys({
@@ -135,7 +139,7 @@ export async function startGateway(config: GatewayConfig, options: StartGatewayO
       if (error instanceof RouteConfigError) throw new ConfigError(`invalid gateway configuration: ${error.message}`);
       throw error;
     }
-    return { app: gatewayApp(routes, { observer, forwarder, sessions }) as unknown as Hono<never>, routes };
+    return { app: gatewayApp(routes, { observer, forwarder, sessions, approvals }) as unknown as Hono<never>, routes };
   };
 
   let current: ReturnType<typeof build> | undefined;

@@ -1,0 +1,102 @@
+import { sha256 } from '../core/encoding.ts';
+import type { Principal } from './types.ts';
+
+/**
+ * Approvals of high-risk tool calls (issue 14), the gateway's side: which transaction a call that is
+ * retried belongs to. A client that knows nothing of approvals just makes the same call again once
+ * the user has approved; the gateway recognizes it by the route, the caller (sub, client, actor
+ * chain), the tool and the hash of the bound arguments, remembered for the transaction's lifetime.
+ */
+
+/** The transaction a held call waits for: what the gateway needs to ask the AS and to answer again. */
+export interface PendingApproval {
+  /** The transaction id at the authorization server (also the elicitation id). */
+  id: string;
+  /** The approval page. */
+  url: string;
+  /** When the transaction expires, epoch seconds. */
+  expiresAt: number;
+}
+
+/** Where pending approvals are remembered: one process, or Redis shared by every gateway. */
+export interface ApprovalStore {
+  remember(key: string, pending: PendingApproval, ttlMs: number): void | Promise<void>;
+  recall(key: string): PendingApproval | undefined | Promise<PendingApproval | undefined>;
+  forget(key: string): void | Promise<void>;
+}
+
+/** Thrown when the shared store cannot answer: the call is then refused (503), never forwarded. */
+export class ApprovalStoreUnavailable extends Error {
+  constructor(cause: unknown) {
+    super(`approval store unavailable: ${(cause as Error)?.message ?? String(cause)}`);
+    this.name = 'ApprovalStoreUnavailable';
+  }
+}
+
+/** One process's pending approvals (a gateway without REDIS_URL). Bounded; entries lapse with their TTL. */
+export class ApprovalMemory implements ApprovalStore {
+  private readonly entries = new Map<string, { pending: PendingApproval; until: number }>();
+
+  constructor(private readonly maxEntries = 100_000) {}
+
+  remember(key: string, pending: PendingApproval, ttlMs: number): void {
+    this.entries.delete(key);
+    if (this.entries.size >= this.maxEntries) this.entries.delete(this.entries.keys().next().value as string);
+    this.entries.set(key, { pending: { ...pending }, until: Date.now() + ttlMs });
+  }
+
+  recall(key: string): PendingApproval | undefined {
+    const entry = this.entries.get(key);
+    if (!entry) return undefined;
+    if (entry.until <= Date.now()) {
+      this.entries.delete(key);
+      return undefined;
+    }
+    return { ...entry.pending };
+  }
+
+  forget(key: string): void {
+    this.entries.delete(key);
+  }
+}
+
+/**
+ * The key a retried call is recognized by: a hash, so the store holds neither who called nor what.
+ * The chain is part of it: the same user's call through another agent is another action.
+ */
+export function retryKey(route: string, principal: Principal, tool: string, argumentsHash: string): Promise<string> {
+  const chain = principal.actors.map((actor) => [actor.sub, actor.client_id ?? '']);
+  return sha256(JSON.stringify([route, principal.sub, principal.clientId ?? '', chain, tool, argumentsHash]));
+}
+
+const MAX_SUMMARY = 200;
+const MAX_VALUE = 80;
+const PLACEHOLDER = /\{([A-Za-z_][A-Za-z0-9_-]*)\}/g;
+
+function cut(text: string, max: number): string {
+  const chars = [...text];
+  return chars.length <= max ? text : `${chars.slice(0, max - 1).join('')}…`;
+}
+
+/**
+ * An argument as the summary shows it: control, format (bidi overrides, zero-width) and line
+ * characters become spaces, so a value cannot reorder or hide what the user reads; cut short.
+ */
+function shown(value: unknown): string {
+  const text = typeof value === 'string' ? value : value === undefined ? '(none)' : JSON.stringify(value);
+  return cut(text.replace(/[\p{Cc}\p{Cf}\p{Zl}\p{Zp}]+/gu, ' ').replace(/\s+/g, ' ').trim(), MAX_VALUE);
+}
+
+/**
+ * The human summary sent with the transaction (the AS shows it on the approval page, escaped):
+ * the tool's template with `{arg}` replaced by the argument, or "Call <tool> with a=…, b=…" over
+ * the bound arguments. At most 200 characters (the AS's limit).
+ *
+ * @example
+ * renderSummary('Transfer {amount} EUR to {to}', 'transfer', { amount: 250, to: 'Bob' }, {}) // 'Transfer 250 EUR to Bob'
+ */
+export function renderSummary(template: string | undefined, tool: string, args: Record<string, unknown>, bound: Record<string, unknown>): string {
+  if (template) return cut(template.replace(PLACEHOLDER, (_, name: string) => shown(Object.hasOwn(args, name) ? args[name] : undefined)), MAX_SUMMARY);
+  const entries = Object.entries(bound).map(([name, value]) => `${shown(name)}=${shown(value)}`);
+  return cut(`Call ${shown(tool)}${entries.length > 0 ? ` with ${entries.join(', ')}` : ''}`, MAX_SUMMARY);
+}

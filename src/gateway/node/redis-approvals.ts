@@ -1,0 +1,47 @@
+import type { Redis } from 'ioredis';
+import { ApprovalStoreUnavailable, type ApprovalStore, type PendingApproval } from '../approvals.ts';
+
+/**
+ * Pending approvals shared by every gateway with the same Redis and key prefix: a call held by one
+ * instance is recognized when it is retried through another. The keys are already hashes (the
+ * retry key); the TTL is the transaction's lifetime. Which retry may spend the approval is decided
+ * by the AS (`/use`, atomic), not here. Redis errors are `ApprovalStoreUnavailable`: fail closed.
+ */
+export class RedisApprovals implements ApprovalStore {
+  constructor(
+    private readonly redis: Redis,
+    private readonly prefix: string,
+  ) {}
+
+  private key(key: string): string {
+    return `${this.prefix}:approval:${key}`;
+  }
+
+  private async run<T>(command: () => Promise<T>): Promise<T> {
+    try {
+      return await command();
+    } catch (error) {
+      throw new ApprovalStoreUnavailable(error);
+    }
+  }
+
+  async remember(key: string, pending: PendingApproval, ttlMs: number): Promise<void> {
+    await this.run(() => this.redis.set(this.key(key), JSON.stringify(pending), 'PX', Math.max(1, Math.round(ttlMs))));
+  }
+
+  async recall(key: string): Promise<PendingApproval | undefined> {
+    const stored = await this.run(() => this.redis.get(this.key(key)));
+    if (stored === null) return undefined;
+    try {
+      const parsed = JSON.parse(stored) as PendingApproval;
+      if (typeof parsed?.id === 'string' && typeof parsed.url === 'string' && typeof parsed.expiresAt === 'number') return parsed;
+    } catch {
+      // Not ours: treated as nothing remembered (a new transaction is started).
+    }
+    return undefined;
+  }
+
+  async forget(key: string): Promise<void> {
+    await this.run(() => this.redis.del(this.key(key)));
+  }
+}

@@ -1,0 +1,49 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { ApprovalMemory, renderSummary } from '../../src/gateway/approvals.ts';
+import { RequestStates } from '../../src/gateway/request-state.ts';
+
+describe('approval parts', () => {
+  it('summary: placeholders replaced, values cleaned and cut at 80, the whole at 200', () => {
+    assert.equal(renderSummary('Transfer {amount} EUR to {to}', 'transfer', { amount: 250.5, to: 'Bob' }, {}), 'Transfer 250.5 EUR to Bob');
+    assert.equal(renderSummary('Pay {to} {missing} {obj}', 't', { to: 'A\u200B\u202Eb\r\nc', obj: { a: [1] } }, {}), 'Pay A b c (none) {"a":[1]}');
+    const long = renderSummary('{a}', 't', { a: 'x'.repeat(500) }, {});
+    assert.equal([...long].length, 80);
+    assert.ok(long.endsWith('…'));
+    const whole = renderSummary('{a} {a} {a} {a}', 't', { a: 'y'.repeat(90) }, {});
+    assert.equal([...whole].length, 200);
+    assert.equal(renderSummary(undefined, 'transfer', { amount: 1, to: 'Bob', memo: 'm' }, { amount: 1, to: 'Bob' }), 'Call transfer with amount=1, to=Bob');
+    assert.equal(renderSummary(undefined, 'ping', {}, {}), 'Call ping');
+    assert.equal(renderSummary('{__proto__}{constructor}', 't', {}, {}), '(none)(none)', 'only own arguments');
+  });
+
+  it('requestState: opens for the same caller only; tampering and another caller are invalid; no prefix is not ours', async () => {
+    const states = new RequestStates('secret');
+    const pending = { id: 'tx1', url: 'http://as/approve/tx1', expiresAt: 123 };
+    const state = await states.seal(['/mcp', 'alice', 'agent'], pending);
+    assert.deepEqual(await states.open(['/mcp', 'alice', 'agent'], state), pending);
+    assert.deepEqual(await new RequestStates('secret').open(['/mcp', 'alice', 'agent'], state), pending, 'another gateway with the same secret');
+    assert.equal(await new RequestStates('other').open(['/mcp', 'alice', 'agent'], state), 'invalid');
+    assert.equal(await states.open(['/mcp', 'bob', 'agent'], state), 'invalid');
+    assert.equal(await states.open(['/mcp', 'alice', 'other'], state), 'invalid');
+    assert.equal(await states.open(['/other', 'alice', 'agent'], state), 'invalid');
+    assert.equal(await states.open(['/mcp', 'alice', 'agent'], `${state}x`), 'invalid');
+    assert.equal(await states.open(['/mcp', 'alice', 'agent'], 'mgw1.!!.??'), 'invalid');
+    assert.equal(await states.open(['/mcp', 'alice', 'agent'], 'upstream-state'), undefined);
+  });
+
+  it('memory store: entries lapse with their TTL and the size is bounded', async () => {
+    const store = new ApprovalMemory(2);
+    const p = (id: string) => ({ id, url: `http://as/approve/${id}`, expiresAt: 0 });
+    store.remember('a', p('a'), 20);
+    store.remember('b', p('b'), 10_000);
+    store.remember('c', p('c'), 10_000);
+    assert.equal(store.recall('a'), undefined, 'the oldest was evicted');
+    assert.equal(store.recall('b')?.id, 'b');
+    store.remember('d', p('d'), 20);
+    await new Promise((resolve) => setTimeout(resolve, 40));
+    assert.equal(store.recall('d'), undefined);
+    store.forget('c');
+    assert.equal(store.recall('c'), undefined);
+  });
+});
