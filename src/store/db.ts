@@ -99,6 +99,13 @@ export interface Tables {
     definition: string;
     updated_at: number;
   };
+  totp_credentials: {
+    sub: string;
+    secret: string;
+    created_at: number;
+    confirmed_at: number | null;
+    last_step: number | null;
+  };
   audit_events: {
     id: Generated<number>;
     at: number;

@@ -1,6 +1,7 @@
 import type { Selectable, Transaction } from 'kysely';
 import { connect, orUndefined, type ConnectOptions, type Db, type Driver, type Tables } from './db.ts';
 import { auditStore } from './sql-audit-store.ts';
+import { totpStore } from './sql-totp-store.ts';
 import { migrate } from './migrations.ts';
 import type {
   AccessTokenRecord,
@@ -161,6 +162,8 @@ function userStore(db: Db): UserStore {
       return rows.map(toRecord);
     },
     async delete(sub) {
+      // Its second factor goes with it: a later user given the same sub must not inherit it.
+      await db.deleteFrom('totp_credentials').where('sub', '=', sub).execute();
       const result = await db.deleteFrom('users').where('sub', '=', sub).executeTakeFirst();
       return Number(result.numDeletedRows) > 0;
     },
@@ -531,6 +534,7 @@ export function createSqlStore(options: ConnectOptions): SqlStore & { migrate():
     agreements: agreementStore(db),
     resources: resourceStore(db),
     settings: settingStore(db),
+    totp: totpStore(db),
     audit: auditStore(db, options.driver),
     async sweep(now) {
       await db.deleteFrom('authorization_codes').where('expires_at', '<', now).execute();
