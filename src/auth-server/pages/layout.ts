@@ -98,6 +98,9 @@ export const STYLE = `
   .agreement { padding: 0.75rem 0.9rem; border: 1px solid var(--line); border-radius: 10px;
     background: var(--soft); white-space: pre-wrap; }
   .code-input { font-family: ui-monospace, monospace; letter-spacing: 0.15em; text-transform: uppercase; }
+  .secret { font-family: ui-monospace, monospace; font-size: 1.05rem; word-spacing: 0.35em; padding: 0.6rem 0.75rem;
+    border: 1px solid var(--line); border-radius: 8px; background: var(--soft); overflow-wrap: anywhere; }
+  .notice { color: var(--ok); font-weight: 600; }
   footer { width: min(28rem, 92vw); display: flex; justify-content: center; gap: 1rem; margin-bottom: 1.5rem; }
   :focus-visible { outline: 3px solid var(--primary); outline-offset: 2px; }
 `;
