@@ -47,21 +47,21 @@ ${
 </form>`
     : pending
       ? html`<p>${t.setupSteps}</p>
-<label>${t.key}</label>
+<div class="field-name">${t.key}</div>
 <p class="secret" id="totp-secret">${groupSecret(pending.secret)}</p>
-<label>${t.link}</label>
+<div class="field-name">${t.link}</div>
 <p><a id="totp-link" href="${pending.uri}">${t.linkText}</a></p>
 <p class="muted" id="totp-uri">${pending.uri}</p>
 <form method="post" action="/account/security/totp/confirm">
   ${csrf}
   <label for="code">${t.code}</label>
   ${codeInput('code', true)}
-  <div class="actions"><button type="submit" class="primary" id="totp-confirm">${t.confirm}</button></div>
+  <div class="actions">
+    <button type="submit" class="secondary" id="totp-cancel" form="totp-cancel-form">${t.cancel}</button>
+    <button type="submit" class="primary" id="totp-confirm">${t.confirm}</button>
+  </div>
 </form>
-<form method="post" action="/account/security/totp/cancel">
-  ${csrf}
-  <div class="actions"><button type="submit" class="secondary" id="totp-cancel">${t.cancel}</button></div>
-</form>`
+<form method="post" action="/account/security/totp/cancel" id="totp-cancel-form">${csrf}</form>`
       : html`<form method="post" action="/account/security/totp/setup">
   ${csrf}
   <div class="actions"><button type="submit" class="primary" id="totp-setup">${t.setUp}</button></div>

@@ -66,7 +66,7 @@ export const STYLE = `
   h1 { font-size: 1.35rem; line-height: 1.3; margin: 0 0 0.75rem; overflow-wrap: anywhere; }
   p { margin: 0.6rem 0; }
   a { color: var(--primary); }
-  label { display: block; margin: 0.9rem 0 0.3rem; font-weight: 600; }
+  label, .field-name { display: block; margin: 0.9rem 0 0.3rem; font-weight: 600; }
   input[type=text], input[type=password] { width: 100%; box-sizing: border-box; padding: 0.6rem 0.7rem; font-size: 1rem;
     border: 1px solid var(--line); border-radius: 8px; background: var(--soft); color: var(--text); }
   .actions { display: flex; gap: 0.75rem; justify-content: flex-end; margin-top: 1.4rem; }
