@@ -20,7 +20,7 @@ const SECRET_BYTES = 20;
 const CODE = /^[0-9]{6}$/;
 
 /** What a code was given for, in the audit log. */
-export type TotpPurpose = 'verify' | 'confirm' | 'remove';
+export type TotpPurpose = 'verify' | 'confirm' | 'setup' | 'remove';
 
 export type TotpCheck = { ok: true } | { ok: false; reason: TotpRefusal };
 export type TotpRefusal = 'too many attempts' | 'malformed code' | 'not enrolled' | 'secret unreadable' | 'wrong code' | 'code already used' | 'enrolment changed';

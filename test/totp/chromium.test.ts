@@ -48,6 +48,7 @@ describe('account security page in Chromium', needsChromium(), () => {
       assert.equal(await page.getByRole('button', { name: 'Set up' }).evaluate((el) => getComputedStyle(el).backgroundColor), PRIMARY);
       await shootLightAndDark(page, 'account-security');
 
+      await page.getByLabel('Your password, to confirm it is you').fill('demo');
       await navigating(page, () => page.getByRole('button', { name: 'Set up' }).click());
       const grouped = await page.locator('#totp-secret').innerText();
       assert.match(grouped, /^([A-Z2-7]{4} )+[A-Z2-7]{1,4}$/);

@@ -66,7 +66,7 @@ describe('TOTP enrolment on /account/security', () => {
     const page = await browser.submit(login, { username: 'demo', password: 'demo' });
     assert.equal(new URL(page.url).pathname, '/account/security', 'back on the account page after signing in');
     assert.match(page.html, /id="totp-status" data-state="none"/);
-    const pending = await browser.submit(page, {});
+    const pending = await browser.submit(page, { password: 'demo' });
     assert.match(pending.html, /data-state="pending"/);
     const grouped = /id="totp-secret">([A-Z2-7 ]+)</.exec(pending.html)?.[1];
     assert.ok(grouped, 'the key is shown as text');
@@ -177,7 +177,7 @@ describe('TOTP enrolment on /account/security', () => {
     const cancelForm = page.html.slice(page.html.indexOf('<form method="post" action="/account/security/totp/cancel"'));
     const cancelled = await browser.submit({ url: page.url, html: cancelForm }, {});
     assert.match(cancelled.html, /data-state="none"/);
-    const again = await browser.submit(cancelled, {});
+    const again = await browser.submit(cancelled, { password: 'demo' });
     const secret2 = /id="totp-secret">([A-Z2-7 ]+)</.exec(again.html)?.[1]?.replace(/ /g, '');
     assert.ok(secret2 && secret2 !== secret);
     // The old key no longer confirms.
@@ -187,6 +187,22 @@ describe('TOTP enrolment on /account/security', () => {
     assert.equal(await totpEnrolled(as.ctx, await sub()), true);
     // Clean up for the other tests.
     await as.store.totp.delete(await sub());
+  });
+
+  it('sets up only with the password typed again: a stolen session cannot enrol its own app (audited)', async () => {
+    const browser = new FormBrowser(as.issuer);
+    const login = await browser.open('/account/security');
+    const page = await browser.submit(login, { username: 'demo', password: 'demo' });
+    const refused = await browser.submit(page, { password: 'guess' });
+    assert.equal(refused.status, 400);
+    assert.match(refused.html, /id="account-error">Wrong password\.</);
+    assert.match(refused.html, /data-state="none"/);
+    assert.equal(await as.store.totp.find(await sub()), undefined);
+    const [event] = await events('totp.refused');
+    assert.deepEqual([event?.reason, event?.error, event?.data], ['wrong password', 'access_denied', { purpose: 'setup' }]);
+    const noPassword = await browser.open('/account/security/totp/setup', { method: 'POST', form: { csrf: /name="csrf" value="([^"]+)"/.exec(page.html)![1]! } });
+    assert.equal(noPassword.status, 400);
+    assert.equal(await as.store.totp.find(await sub()), undefined);
   });
 
   it('refuses a POST without the CSRF token or without a session (audited)', async () => {
@@ -210,7 +226,7 @@ describe('TOTP enrolment on /account/security', () => {
     try {
       const browser = new FormBrowser(limited.issuer);
       const login = await browser.open('/account/security');
-      const page = await browser.submit(await browser.submit(login, { username: 'demo', password: 'demo' }), {});
+      const page = await browser.submit(await browser.submit(login, { username: 'demo', password: 'demo' }), { password: 'demo' });
       const secret = /id="totp-secret">([A-Z2-7 ]+)</.exec(page.html)![1]!.replace(/ /g, '');
       const bad = code(secret) === '000000' ? '111111' : '000000';
       for (let i = 0; i < 3; i++) assert.equal((await browser.submit(page, { code: bad })).status, 400);

@@ -5,7 +5,7 @@ import { hashSecret } from '../hash.ts';
 import { currentSession, signInThenReturn, type Session } from '../interaction.ts';
 import { accountPage } from '../pages/account.ts';
 import { errorPage, pageLook } from '../pages/layout.ts';
-import { verifyPassword } from '../passwords.ts';
+import { dummyHash, verifyPassword } from '../passwords.ts';
 import { beginTotpEnrolment, checkTotp, confirmTotpEnrolment, pendingTotp, removeTotp, totpAttempts, totpStatus, type TotpRefusal } from '../totp.ts';
 
 const PAGE = '/account/security';
@@ -57,9 +57,30 @@ export function accountEndpoints(app: Hono<AppEnv>, ctx: ServerContext) {
     return show(c, session, { notice: done === 'enrolled' ? t.enrolled : done === 'removed' ? t.removed : undefined });
   });
 
+  /**
+   * The password typed again, within the per-account budget that codes draw on. Setting up needs
+   * it too: otherwise whoever holds a stolen session could enrol an app of their own and then
+   * approve high-risk actions with its codes, where the approval page would have asked the password.
+   */
+  const passwordChecked = async (c: Context, session: Session, password: string, purpose: 'setup' | 'remove') => {
+    const refuse = (reason: 'too many attempts' | 'wrong password', error: string) => {
+      ctx.audit.record({ at: ctx.now(), type: 'totp.refused', outcome: 'failure', sub: session.sub, error: reason === 'too many attempts' ? 'slow_down' : 'access_denied', reason, data: { purpose } });
+      return show(c, session, { error });
+    };
+    if (!(await totpAttempts(ctx).consume(session.sub)).allowed) return { refused: await refuse('too many attempts', t.throttled) };
+    const user = await ctx.store.users.findBySub(session.sub);
+    // Always run scrypt, so an account without a password takes as long as a wrong one.
+    const valid = (await verifyPassword(password, user?.passwordHash ?? (await dummyHash()))) && user?.passwordHash !== undefined;
+    if (!valid) return { refused: await refuse('wrong password', purpose === 'setup' ? t.wrongPassword : t.wrongProof) };
+    await totpAttempts(ctx).reset(session.sub);
+    return {};
+  };
+
   app.post(`${PAGE}/totp/setup`, async (c) => {
     const step = await signedInForm(c);
     if (step.refused) return step.refused;
+    const checked = await passwordChecked(c, step.session, step.raw('password'), 'setup');
+    if (checked.refused) return checked.refused;
     // Nothing happens when one is confirmed already: it has to be removed first, with proof.
     await beginTotpEnrolment(ctx, step.session.sub);
     return c.redirect(PAGE, 303);
@@ -92,15 +113,8 @@ export function accountEndpoints(app: Hono<AppEnv>, ctx: ServerContext) {
       if (!result.ok) return show(c, session, { error: result.reason === 'too many attempts' ? t.throttled : t.wrongProof });
       how = 'totp';
     } else {
-      // Passwords tried here draw on the same per-account budget as codes.
-      const refuse = (reason: string, error: string) => {
-        ctx.audit.record({ at: ctx.now(), type: 'totp.refused', outcome: 'failure', sub: session.sub, error: reason === 'too many attempts' ? 'slow_down' : 'access_denied', reason, data: { purpose: 'remove' } });
-        return show(c, session, { error });
-      };
-      if (!(await totpAttempts(ctx).consume(session.sub)).allowed) return refuse('too many attempts', t.throttled);
-      const user = await ctx.store.users.findBySub(session.sub);
-      if (!user?.passwordHash || !(await verifyPassword(raw('password'), user.passwordHash))) return refuse('wrong password', t.wrongProof);
-      await totpAttempts(ctx).reset(session.sub);
+      const checked = await passwordChecked(c, session, raw('password'), 'remove');
+      if (checked.refused) return checked.refused;
       how = 'password';
     }
     await removeTotp(ctx, session.sub, how);

@@ -64,6 +64,8 @@ ${
 <form method="post" action="/account/security/totp/cancel" id="totp-cancel-form">${csrf}</form>`
       : html`<form method="post" action="/account/security/totp/setup">
   ${csrf}
+  <label for="password">${t.setUpPassword}</label>
+  <input id="password" name="password" type="password" autocomplete="current-password" required>
   <div class="actions"><button type="submit" class="primary" id="totp-setup">${t.setUp}</button></div>
 </form>`
 }`;

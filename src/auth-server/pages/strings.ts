@@ -66,6 +66,7 @@ export interface Strings {
     statusPending: string;
     statusEnrolled: (since: Markup) => Markup;
     setUp: string;
+    setUpPassword: string;
     setupSteps: string;
     key: string;
     link: string;
@@ -81,6 +82,7 @@ export interface Strings {
     removed: string;
     wrongCode: string;
     wrongProof: string;
+    wrongPassword: string;
     throttled: string;
     changed: string;
     unreadable: string;
@@ -169,6 +171,7 @@ export const english: Strings = {
     statusPending: 'Setup started, not confirmed',
     statusEnrolled: (since) => html`On since ${since}`,
     setUp: 'Set up',
+    setUpPassword: 'Your password, to confirm it is you',
     setupSteps: 'Add this key to your authenticator app (or open the setup link on your phone), then enter the 6-digit code the app shows.',
     key: 'Key',
     link: 'Setup link',
@@ -184,6 +187,7 @@ export const english: Strings = {
     removed: 'The authenticator app was removed.',
     wrongCode: 'That code is not right, or was already used. Wait for the next code and try again.',
     wrongProof: 'Wrong password or code.',
+    wrongPassword: 'Wrong password.',
     throttled: 'Too many attempts. Wait a few minutes and try again.',
     changed: 'The setup changed meanwhile, perhaps in another tab. Look at the page again.',
     unreadable: 'Your authenticator app cannot be checked right now. Ask an administrator to reset it.',
