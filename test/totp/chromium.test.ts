@@ -55,6 +55,8 @@ describe('account security page in Chromium', needsChromium(), () => {
       const secret = grouped.replace(/ /g, '');
       assert.match((await page.locator('#totp-link').getAttribute('href')) ?? '', /^otpauth:\/\/totp\/Mandate:demo\?/);
       assert.ok(await page.getByLabel('Code from the app').isVisible());
+      const qr = await page.locator('#totp-qr svg').boundingBox();
+      assert.ok(qr && qr.width >= 170 && Math.abs(qr.width - qr.height) < 1, 'a square QR code is shown');
       // The long otpauth URI wraps inside the card instead of widening the page.
       const overflow = await page.evaluate(() => document.documentElement.scrollWidth - document.documentElement.clientWidth);
       assert.ok(overflow <= 0, `no horizontal scrolling (${overflow}px)`);

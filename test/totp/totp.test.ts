@@ -3,6 +3,7 @@ import { readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { Secret, TOTP } from 'otpauth';
+import { renderSVG } from 'uqr';
 import { checkTotp, totpAttempts, totpEnrolled, verifyTotp } from '../../src/auth-server/totp.ts';
 import { openTotpSecret, sealTotpSecret, totpSealKey } from '../../src/auth-server/totp-seal.ts';
 import { FormBrowser } from '../helpers/browser-driver.ts';
@@ -75,6 +76,10 @@ describe('TOTP enrolment on /account/security', () => {
     assert.equal(secret.length, 32, '160 bits (RFC 4226 §4 R6)');
     const uri = /id="totp-uri">([^<]+)</.exec(pending.html)?.[1]?.replace(/&amp;/g, '&');
     assert.ok(uri);
+    // The QR code encodes exactly the URI (uqr is deterministic), as inline SVG of shapes only.
+    const qr = /<div class="qr" id="totp-qr"[^>]*>(<svg[^]*?<\/svg>)<\/div>/.exec(pending.html)?.[1];
+    assert.equal(qr, renderSVG(uri, { ecc: 'M', border: 2 }));
+    assert.doesNotMatch(qr, /<script|style=|href=/);
     const parsed = new URL(uri);
     assert.equal(parsed.protocol, 'otpauth:');
     assert.equal(parsed.searchParams.get('secret'), secret);

@@ -101,6 +101,7 @@ export const STYLE = `
   .secret { font-family: ui-monospace, monospace; font-size: 1.05rem; word-spacing: 0.35em; padding: 0.6rem 0.75rem;
     border: 1px solid var(--line); border-radius: 8px; background: var(--soft); overflow-wrap: anywhere; }
   .notice { color: var(--ok); font-weight: 600; }
+  .qr { width: 180px; margin: 0.9rem auto 0.3rem; } .qr svg { display: block; width: 100%; height: auto; border-radius: 6px; }
   footer { width: min(28rem, 92vw); display: flex; justify-content: center; gap: 1rem; margin-bottom: 1.5rem; }
   :focus-visible { outline: 3px solid var(--primary); outline-offset: 2px; }
 `;

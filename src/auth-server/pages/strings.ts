@@ -69,6 +69,7 @@ export interface Strings {
     setUpPassword: string;
     setupSteps: string;
     key: string;
+    qr: string;
     link: string;
     linkText: string;
     code: string;
@@ -172,8 +173,9 @@ export const english: Strings = {
     statusEnrolled: (since) => html`On since ${since}`,
     setUp: 'Set up',
     setUpPassword: 'Your password, to confirm it is you',
-    setupSteps: 'Add this key to your authenticator app (or open the setup link on your phone), then enter the 6-digit code the app shows.',
+    setupSteps: 'Scan the QR code with your authenticator app, or type the key into it (or open the setup link on your phone), then enter the 6-digit code the app shows.',
     key: 'Key',
+    qr: 'QR code of the setup link: scan it with your authenticator app',
     link: 'Setup link',
     linkText: 'Open in an authenticator app',
     code: 'Code from the app',
