@@ -24,7 +24,7 @@ import {
   updatePolicy,
 } from './operations/settings.ts';
 import { listSessions, signOut } from './operations/sessions.ts';
-import { createUserOp, deleteUser, listUsers, readUser, updateUser } from './operations/users.ts';
+import { createUserOp, deleteUser, listUsers, readUser, resetUserTotp, updateUser } from './operations/users.ts';
 import type { Operation } from './operation.ts';
 
 export const ADMIN_OPERATIONS = {
@@ -43,6 +43,7 @@ export const ADMIN_OPERATIONS = {
   createUser: createUserOp,
   updateUser,
   deleteUser,
+  resetUserTotp,
   listGrants,
   revokeGrant,
   listConsents,

@@ -12,6 +12,7 @@ import { metadataEndpoints } from './endpoints/metadata.ts';
 import { registerEndpoints } from './endpoints/register.ts';
 import { revokeEndpoint } from './endpoints/revoke.ts';
 import { deviceEndpoints } from './endpoints/device.ts';
+import { accountEndpoints } from './endpoints/account.ts';
 import { tokenEndpoint } from './endpoints/token.ts';
 import { userinfoEndpoints } from './endpoints/userinfo.ts';
 import { revocationsEndpoint } from './endpoints/revocations.ts';
@@ -57,6 +58,7 @@ export function createAuthServerApp(ctx: ServerContext, options: { adminToken?: 
   interactionEndpoints(app, ctx);
   tokenEndpoint(app, ctx);
   deviceEndpoints(app, ctx);
+  accountEndpoints(app, ctx);
   introspectEndpoint(app, ctx);
   revokeEndpoint(app, ctx);
   userinfoEndpoints(app, ctx);

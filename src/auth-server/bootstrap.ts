@@ -21,6 +21,14 @@ export function adminTokenFor(config: AuthServerConfig): string {
   return secretFromEnvOrFile(config, process.env[config.admin.token_env] ? config.admin.token_env : undefined, 'admin.token', 'admin');
 }
 
+/**
+ * The key material that encrypts TOTP secrets at rest (docs/totp.md): `totp.key_env`, or generated
+ * into `<data_dir>/secrets/totp.key` on first start. Every instance of a deployment needs the same.
+ */
+export function totpKeyMaterialFor(config: AuthServerConfig): string {
+  return secretFromEnvOrFile(config, process.env[config.totp.key_env] ? config.totp.key_env : undefined, 'totp.key', 'totp');
+}
+
 /** A configured user's generated password (`generate_password`): `<data_dir>/secrets/<username>.password`, made on first start. */
 export function generatedPasswordFor(config: AuthServerConfig, username: string): string {
   // 18 random bytes: 24 characters, typed by a person once, yet far beyond guessing.

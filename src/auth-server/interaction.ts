@@ -31,6 +31,11 @@ export interface Interaction {
   loggedIn?: boolean;
   /** A device authorization (RFC 8628): approving it completes the device's request, not a redirect. */
   deviceCodeHash?: string;
+  /**
+   * A sign-in for one of this server's own pages (the account page): once signed in, the browser
+   * returns to this local path; no client, consent or code. `clientId` is then empty.
+   */
+  returnTo?: string;
 }
 
 /** A signed-in browser. */
@@ -76,6 +81,16 @@ export async function loadInteraction(ctx: ServerContext, c: Context, id: string
 export async function currentSession(ctx: ServerContext, c: Context): Promise<Session | undefined> {
   const id = getCookie(c, SESSION_COOKIE);
   return id ? ctx.cache.get<Session>(`session:${id}`) : undefined;
+}
+
+/**
+ * Sends a browser that is not signed in to the sign-in page, to come back to `returnTo` (a path of
+ * this server) afterwards, as the device page does for a device's request.
+ */
+export async function signInThenReturn(ctx: ServerContext, c: Context, returnTo: string): Promise<Response> {
+  const interaction: Interaction = { id: randomToken(16), clientId: '', redirectUri: ctx.url(returnTo), scopes: [], resource: ctx.issuer, codeChallenge: '', prompt: [], bind: randomToken(16), csrf: randomToken(16), returnTo };
+  await saveInteraction(ctx, c, interaction);
+  return c.redirect(`/interaction/${interaction.id}`, 303);
 }
 
 export async function startSession(ctx: ServerContext, c: Context, user: { sub: string; username: string }): Promise<Session> {

@@ -16,6 +16,7 @@ import { adminTokenFor, seedFromConfig } from './bootstrap.ts';
 import { createContext, type ServerContext } from './context.ts';
 import { KeyManager } from './keys.ts';
 import { limiterFactory } from './limits.ts';
+import { totpSealKey } from './totp-seal.ts';
 import { trustedProxyList } from './client-address.ts';
 import { publishRevocations } from './revocation-publisher.ts';
 
@@ -96,6 +97,8 @@ export async function startAuthServer(
   const ctx = createContext({ config, store, cache, keys, audit, trackedTokens, log, now, limiter });
   // Revocations, grant revocations and client changes reach other instances and gateways at once.
   const feed = publishRevocations({ ctx, store, redisUrl: env.REDIS_URL, onClientChanged: (clientId) => clientCache.invalidate(clientId) });
+  // The TOTP sealing key, generated on first start (or a bad totp.key_env refused now, not at the first enrolment).
+  totpSealKey(config);
   const app = createAuthServerApp(ctx, { adminToken: config.admin.bootstrap_token ? adminTokenFor(config) : undefined });
   const prepare = async () => {
     await opened.migrate();

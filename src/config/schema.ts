@@ -292,9 +292,25 @@ export const authServerConfigSchema = z.strictObject({
       login_per_address: z.number().int().min(1).default(30).describe('Failed sign-ins per client address (IPv6: per /64) per window, across all accounts.'),
       login_window_seconds: z.number().int().min(1).default(300),
       device_codes_per_address: z.number().int().min(1).default(10).describe('User codes tried at /device per client address (IPv6: per /64) per 5 minutes (RFC 8628 §5.1).'),
+      totp_per_account: z
+        .number()
+        .int()
+        .min(1)
+        .default(5)
+        .describe('One-time codes (TOTP) and passwords tried per account per login window on the account and approval pages (RFC 4226 §7.3: throttle guessing; a 6-digit code with a ±1 step window is guessed once in about 333,000 tries).'),
     })
     .prefault({})
     .describe('Rate limits, shared by every instance through Redis when REDIS_URL is set.'),
+  totp: z
+    .strictObject({
+      key_env: z
+        .string()
+        .default('MANDATE_TOTP_KEY')
+        .describe('Environment variable with the key that encrypts TOTP secrets at rest (at least 32 characters of random data; AES-256-GCM under a key derived from it). Unset: generated on first start into data_dir/secrets/totp.key (mode 0600). Losing it disables every enrolled TOTP (docs/totp.md).'),
+      issuer_label: z.string().min(1).max(100).optional().describe('The issuer that authenticator apps show beside the account (otpauth URI); defaults to branding.product_name.'),
+    })
+    .prefault({})
+    .describe('TOTP (RFC 6238), the optional second factor users enrol at /account/security (docs/totp.md).'),
   branding: brandingSchema.prefault({}).describe('The look of the sign-in, consent, agreement and device pages.'),
   users: z.array(userSchema).default([]),
   clients: z.array(staticClientSchema).default([]),

@@ -117,6 +117,13 @@ export interface Tables {
     decided_how: string | null;
     used_at: number | null;
   };
+  totp_credentials: {
+    sub: string;
+    secret: string;
+    created_at: number;
+    confirmed_at: number | null;
+    last_step: number | null;
+  };
   audit_events: {
     id: Generated<number>;
     at: number;

@@ -202,6 +202,21 @@ function migrations(driver: Driver): Record<string, Migration> {
         await db.schema.createIndex('transactions_expires').on('transactions').column('expires_at').execute();
       },
     },
+    // TOTP (RFC 6238) as an optional second factor (docs/totp.md): one row per user, the secret
+    // sealed with AES-256-GCM (never in clear), pending until a first code confirms it; the last
+    // accepted time step refuses a code used twice.
+    '0009_totp': {
+      async up(db: Kysely<unknown>) {
+        await db.schema
+          .createTable('totp_credentials')
+          .addColumn('sub', 'text', (c) => c.primaryKey())
+          .addColumn('secret', 'text', (c) => c.notNull())
+          .addColumn('created_at', bigint, (c) => c.notNull())
+          .addColumn('confirmed_at', bigint)
+          .addColumn('last_step', bigint)
+          .execute();
+      },
+    },
   };
 }
 

@@ -2,6 +2,7 @@ import type { Selectable, Transaction } from 'kysely';
 import { connect, orUndefined, type ConnectOptions, type Db, type Driver, type Tables } from './db.ts';
 import { auditStore } from './sql-audit-store.ts';
 import { TRANSACTION_RETENTION_SECONDS, transactionStore } from './sql-transaction-store.ts';
+import { totpStore } from './sql-totp-store.ts';
 import { migrate } from './migrations.ts';
 import type {
   AccessTokenRecord,
@@ -162,6 +163,8 @@ function userStore(db: Db): UserStore {
       return rows.map(toRecord);
     },
     async delete(sub) {
+      // Its second factor goes with it: a later user given the same sub must not inherit it.
+      await db.deleteFrom('totp_credentials').where('sub', '=', sub).execute();
       const result = await db.deleteFrom('users').where('sub', '=', sub).executeTakeFirst();
       return Number(result.numDeletedRows) > 0;
     },
@@ -533,6 +536,7 @@ export function createSqlStore(options: ConnectOptions): SqlStore & { migrate():
     resources: resourceStore(db),
     settings: settingStore(db),
     transactions: transactionStore(db),
+    totp: totpStore(db),
     audit: auditStore(db, options.driver),
     async sweep(now) {
       await db.deleteFrom('authorization_codes').where('expires_at', '<', now).execute();

@@ -307,6 +307,35 @@ export interface TransactionStore {
   listPending(sub: string, now: number): Promise<TransactionRecord[]>;
 }
 
+/**
+ * A user's TOTP credential (RFC 6238). `secret` is sealed by the authorization server (AES-256-GCM,
+ * src/auth-server/totp-seal.ts): the store never sees it in clear. Pending until `confirmedAt`.
+ */
+export interface TotpRecord {
+  sub: string;
+  secret: string;
+  createdAt: number;
+  confirmedAt?: number;
+  /** The last time step (RFC 6238 §4.2: floor(unix time / 30)) whose code was accepted. */
+  lastStep?: number;
+}
+
+export interface TotpStore {
+  find(sub: string): Promise<TotpRecord | undefined>;
+  /** Stores a pending credential, replacing a pending one; false (nothing written) when one is confirmed. */
+  putPending(record: { sub: string; secret: string; createdAt: number }): Promise<boolean>;
+  /** Confirms the pending credential holding exactly `secret`, recording `step` as used; false when it changed meanwhile. */
+  confirm(sub: string, secret: string, step: number, at: number): Promise<boolean>;
+  /**
+   * Records `step` as used, atomically, only if it is later than the last one used (RFC 6238 §5.2:
+   * a code is accepted once): false for a replay, or when no credential is confirmed.
+   */
+  useStep(sub: string, step: number): Promise<boolean>;
+  delete(sub: string): Promise<boolean>;
+  /** Which of these users have a confirmed credential. */
+  confirmedAmong(subs: string[]): Promise<Set<string>>;
+}
+
 export interface AuditEvent {
   at: number;
   /** What happened: `token.issued`, `token.refused`, `client.auth_failed`, `authorize.refused`, … */
@@ -365,6 +394,7 @@ export interface Store {
   resources: ResourceStore;
   settings: SettingStore;
   transactions: TransactionStore;
+  totp: TotpStore;
   audit: AuditStore;
   /** Deletes expired codes, tokens and grants. */
   sweep(now: number): Promise<void>;

@@ -21,11 +21,12 @@ export const userView = z.strictObject({
   roles: z.array(z.string()),
   source: z.enum(['config', 'admin']),
   has_password: z.boolean(),
+  totp: z.enum(['enrolled', 'not enrolled']).describe('Whether the user confirmed an authenticator app (TOTP, docs/totp.md); a pending setup is not enrolled.'),
   created_at: z.number().int(),
 });
 export type UserView = z.output<typeof userView>;
 
-export const toUserView = (u: UserRecord): UserView => ({
+export const toUserView = (u: UserRecord, totpEnrolled = false): UserView => ({
   sub: u.sub,
   username: u.username,
   name: u.profile.name ?? null,
@@ -34,8 +35,13 @@ export const toUserView = (u: UserRecord): UserView => ({
   // Users from before migration 0006 have no source: only the configuration file made users then.
   source: u.source ?? 'config',
   has_password: u.passwordHash !== undefined,
+  totp: totpEnrolled ? 'enrolled' : 'not enrolled',
   created_at: u.createdAt,
 });
+
+/** The view with the user's TOTP state read from the store. */
+export const readUserView = async (deps: Pick<AdminDeps, 'store'>, u: UserRecord): Promise<UserView> =>
+  toUserView(u, (await deps.store.totp.confirmedAmong([u.sub])).has(u.sub));
 
 /**
  * An admin may give, take or touch only roles their own scopes cover: `admin:users:write` alone
@@ -104,7 +110,8 @@ export const listUsers = defineOperation({
   async run(deps, input) {
     const users = (await deps.store.users.list()).filter((u) => !input.role || (u.roles ?? []).includes(input.role));
     const result = paginate(users, (u) => u.username, input);
-    return { items: result.items.map(toUserView), next_cursor: result.next_cursor };
+    const enrolled = await deps.store.totp.confirmedAmong(result.items.map((u) => u.sub));
+    return { items: result.items.map((u) => toUserView(u, enrolled.has(u.sub))), next_cursor: result.next_cursor };
   },
 });
 
@@ -115,7 +122,7 @@ export const readUser = defineOperation({
   summary: 'Read one user.',
   input: z.strictObject({ username }),
   output: userView,
-  run: async (deps, input) => toUserView(await findUser(deps, input.username)),
+  run: async (deps, input) => readUserView(deps, await findUser(deps, input.username)),
 });
 
 export const createUserOp = defineOperation({
@@ -139,7 +146,7 @@ export const updateUser = defineOperation({
   summary: 'Change a user of the store: profile, password (which signs them out everywhere: sessions ended, grants revoked), roles. Users of the configuration file are changed there.',
   input: z.strictObject({ username, name: z.string().max(200).nullable().optional(), email: z.email().nullable().optional(), password: password.optional(), roles: z.array(role).max(ADMIN_SCOPES.length).optional() }),
   output: userView,
-  current: async (deps, input) => toUserView(await findUser(deps, input.username)),
+  current: async (deps, input) => readUserView(deps, await findUser(deps, input.username)),
   target: (input) => ({ data: { username: input.username, change: Object.keys(input).filter((k) => k !== 'username'), ...(input.roles ? { roles: input.roles } : {}) } }),
   async run(deps, input, caller) {
     const user = await findUser(deps, input.username);
@@ -160,7 +167,7 @@ export const updateUser = defineOperation({
     await deps.store.users.upsert(next);
     // A new password signs the user out everywhere: whoever held a session or a grant under the old one keeps nothing.
     if (input.password) await signOutEverywhere(deps, user.sub);
-    return toUserView(next);
+    return readUserView(deps, next);
   },
 });
 
@@ -192,5 +199,23 @@ export const deleteUser = defineOperation({
     await signOutEverywhere(deps, user.sub);
     await deps.store.users.delete(user.sub);
     return { deleted: true as const };
+  },
+});
+
+export const resetUserTotp = defineOperation({
+  name: 'users.reset_totp',
+  area: 'users',
+  access: 'write',
+  summary:
+    "Remove a user's authenticator app (TOTP), confirmed or pending: the recovery when the phone is lost. Until they set up a new one, the approval page asks for their password.",
+  input: z.strictObject({ username }),
+  output: z.strictObject({ removed: z.boolean().describe('False when the user had none.') }),
+  current: async (deps, input) => readUserView(deps, await findUser(deps, input.username)),
+  target: (input) => ({ data: { username: input.username } }),
+  async run(deps, input, caller) {
+    const user = await findUserWithin(deps, caller, input.username, "resetting this user's second factor");
+    const removed = await deps.store.totp.delete(user.sub);
+    if (removed) deps.audit.record({ at: deps.now(), type: 'totp.removed', outcome: 'success', sub: user.sub, data: { how: 'admin', by: caller.username } });
+    return { removed };
   },
 });

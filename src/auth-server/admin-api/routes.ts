@@ -30,6 +30,7 @@ export const ADMIN_ROUTES: AdminRoute[] = [
   { method: 'get', path: '/users/{username}', op: ops.readUser, etag: true },
   { method: 'patch', path: '/users/{username}', op: ops.updateUser, etag: true },
   { method: 'delete', path: '/users/{username}', op: ops.deleteUser },
+  { method: 'delete', path: '/users/{username}/totp', op: ops.resetUserTotp },
   { method: 'get', path: '/users/{username}/grants', op: ops.listGrants },
   { method: 'delete', path: '/users/{username}/grants/{grant_id}', op: ops.revokeGrant },
   { method: 'get', path: '/users/{username}/consents', op: ops.listConsents },

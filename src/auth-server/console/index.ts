@@ -240,6 +240,14 @@ export function consoleApp(ctx: ServerContext, innerFetch: InnerFetch): Hono {
     }),
   );
   app.post(
+    '/users/:username/totp',
+    admin(async (c, a) => {
+      const username = (c.req.param('username') ?? '');
+      await a.run(ops.resetUserTotp, { username });
+      return c.redirect(`/console/users/${enc(username)}?done=totp`, 303);
+    }),
+  );
+  app.post(
     '/users/:username/grants',
     admin(async (c, a) => {
       const username = (c.req.param('username') ?? '');

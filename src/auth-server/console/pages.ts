@@ -23,6 +23,7 @@ const DONE: Record<string, string> = {
   roles: 'Roles saved.',
   grant: 'Grant revoked: its tokens stop working.',
   consent: 'Consent forgotten and its grants revoked: the next sign-in asks again.',
+  totp: 'Authenticator app removed: until the user sets up a new one, approvals ask for their password.',
 };
 
 /** What the page says after a write; the page itself shows the item as read back. */
@@ -160,6 +161,7 @@ interface UserItem {
   roles: string[];
   source: string;
   has_password: boolean;
+  totp: 'enrolled' | 'not enrolled';
   created_at: number;
 }
 
@@ -192,7 +194,12 @@ export function userPage(csrf: string, u: UserItem, grants: Page<GrantItem> | Ad
 <div class="panel"><dl id="user">
 <dt>Username</dt><dd>${u.username}</dd><dt>Subject</dt><dd class="mono">${u.sub}</dd><dt>Name</dt><dd>${u.name ?? '—'}</dd><dt>Email</dt><dd>${u.email ?? '—'}</dd>
 <dt>Admin roles</dt><dd id="user-roles">${roles(u.roles)}</dd><dt>Source</dt><dd>${u.source}</dd><dt>Created</dt><dd>${when(u.created_at)}</dd>
-</dl></div>
+<dt>TOTP</dt><dd id="user-totp">${u.totp}</dd>
+</dl>${
+  u.totp === 'enrolled'
+    ? html`<form method="post" action="${base}/totp">${csrfField(csrf)}<div class="actions"><button type="submit" class="secondary small" id="reset-totp">Reset TOTP (lost phone)</button></div></form>`
+    : ''
+}</div>
 <div class="panel"><h2>Admin roles</h2>
 ${
   // A user of the configuration file is changed there: no form that could only fail.

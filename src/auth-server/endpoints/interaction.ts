@@ -49,7 +49,9 @@ export function interactionEndpoints(app: Hono<AppEnv>, ctx: ServerContext) {
   const csrfFailed = (c: Context, interaction: Interaction) =>
     refusePage(c, 403, words.error.csrf, 'CSRF token mismatch', interaction.clientId);
 
-  const client = async (clientId: string) => clientView(ctx, clientId, await ctx.findClient(clientId));
+  // A sign-in for this server's own pages (`returnTo`) continues to the service itself.
+  const client = async (clientId: string) =>
+    clientId === '' ? { id: ctx.issuer, name: look.productName, verified: true, isAgent: false } : clientView(ctx, clientId, await ctx.findClient(clientId));
 
   const csrfOk = async (c: Context, interaction: Interaction) => {
     // all: a repeated field (high_risk ticks) arrives as a list; a repeated csrf is then no string and fails.
@@ -67,6 +69,10 @@ export function interactionEndpoints(app: Hono<AppEnv>, ctx: ServerContext) {
     if (mustLogin) {
       if (interaction.prompt.includes('none')) return c.redirect(errorRedirect(ctx, interaction, 'login_required', 'the user is not signed in'), 303);
       return loginPage(c, look, { action: `/interaction/${interaction.id}/login`, csrf: interaction.csrf, client: await client(interaction.clientId) });
+    }
+    if (interaction.returnTo) {
+      await ctx.cache.delete(`interaction:${interaction.id}`);
+      return c.redirect(interaction.returnTo, 303);
     }
     // Admin scopes are narrowed to the user's roles before consent, so the page asks only for those.
     const narrowed = await narrowAdminAuthorization(ctx, { sub: session.sub, clientId: interaction.clientId, resource: interaction.resource, scopes: interaction.scopes });
@@ -136,20 +142,20 @@ export function interactionEndpoints(app: Hono<AppEnv>, ctx: ServerContext) {
       // Refused unchecked, so it taught nothing: it does not use up the address's budget.
       if (byAddress.allowed) await addressFailures.reward(address);
       const reason = !byAddress.allowed ? `too many failed sign-ins from ${address}` : `too many sign-in attempts for username=${username}`;
-      ctx.audit.record({ at: ctx.now(), type: 'login.throttled', outcome: 'failure', clientId: interaction.clientId, error: 'slow_down', reason });
+      ctx.audit.record({ at: ctx.now(), type: 'login.throttled', outcome: 'failure', clientId: interaction.clientId || undefined, error: 'slow_down', reason });
       return again(words.login.throttled);
     }
     const user = username ? await ctx.store.users.findByUsername(username) : undefined;
     // Always run scrypt, so a missing user takes as long as a wrong password.
     const valid = (await verifyPassword(password, user?.passwordHash ?? (await dummyHash()))) && user?.passwordHash !== undefined;
     if (!user || !valid) {
-      ctx.audit.record({ at: ctx.now(), type: 'login.failed', outcome: 'failure', clientId: interaction.clientId, reason: `username=${username}` });
+      ctx.audit.record({ at: ctx.now(), type: 'login.failed', outcome: 'failure', clientId: interaction.clientId || undefined, reason: `username=${username}` });
       return again(words.login.wrongPassword);
     }
     await accountAttempts.reset(account);
     await addressFailures.reward(address);
     await startSession(ctx, c, user);
-    ctx.audit.record({ at: ctx.now(), type: 'login.succeeded', outcome: 'success', clientId: interaction.clientId, sub: user.sub });
+    ctx.audit.record({ at: ctx.now(), type: 'login.succeeded', outcome: 'success', clientId: interaction.clientId || undefined, sub: user.sub });
     await updateInteraction(ctx, { ...interaction, loggedIn: true });
     return c.redirect(`/interaction/${interaction.id}`, 303);
   });

@@ -66,7 +66,7 @@ export const STYLE = `
   h1 { font-size: 1.35rem; line-height: 1.3; margin: 0 0 0.75rem; overflow-wrap: anywhere; }
   p { margin: 0.6rem 0; }
   a { color: var(--primary); }
-  label { display: block; margin: 0.9rem 0 0.3rem; font-weight: 600; }
+  label, .field-name { display: block; margin: 0.9rem 0 0.3rem; font-weight: 600; }
   input[type=text], input[type=password] { width: 100%; box-sizing: border-box; padding: 0.6rem 0.7rem; font-size: 1rem;
     border: 1px solid var(--line); border-radius: 8px; background: var(--soft); color: var(--text); }
   .actions { display: flex; gap: 0.75rem; justify-content: flex-end; margin-top: 1.4rem; }
@@ -104,6 +104,10 @@ export const STYLE = `
   table.args th { width: 35%; color: var(--muted); font-weight: 600; }
   .action { font-size: 1.1rem; font-weight: 650; padding: 0.7rem 0.9rem; border-radius: 10px; background: var(--warn-bg);
     border-left: 4px solid var(--warn-line); overflow-wrap: anywhere; }
+  .secret { font-family: ui-monospace, monospace; font-size: 1.05rem; word-spacing: 0.35em; padding: 0.6rem 0.75rem;
+    border: 1px solid var(--line); border-radius: 8px; background: var(--soft); overflow-wrap: anywhere; }
+  .notice { color: var(--ok); font-weight: 600; }
+  .qr { width: 180px; margin: 0.9rem auto 0.3rem; } .qr svg { display: block; width: 100%; height: auto; border-radius: 6px; }
   footer { width: min(28rem, 92vw); display: flex; justify-content: center; gap: 1rem; margin-bottom: 1.5rem; }
   :focus-visible { outline: 3px solid var(--primary); outline-offset: 2px; }
 `;

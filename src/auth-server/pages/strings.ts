@@ -95,6 +95,38 @@ export interface Strings {
     notConnected: string;
     notConnectedText: string;
   };
+  account: {
+    title: string;
+    signedInAs: (username: Markup) => Markup;
+    totpHeading: string;
+    totpIntro: string;
+    status: string;
+    statusNone: string;
+    statusPending: string;
+    statusEnrolled: (since: Markup) => Markup;
+    setUp: string;
+    setUpPassword: string;
+    setupSteps: string;
+    key: string;
+    qr: string;
+    link: string;
+    linkText: string;
+    code: string;
+    confirm: string;
+    cancel: string;
+    enrolled: string;
+    removeIntro: string;
+    password: string;
+    orCode: string;
+    remove: string;
+    removed: string;
+    wrongCode: string;
+    wrongProof: string;
+    wrongPassword: string;
+    throttled: string;
+    changed: string;
+    unreadable: string;
+  };
   error: {
     title: string;
     heading: string;
@@ -205,6 +237,38 @@ export const english: Strings = {
     connectedText: 'You can close this page and return to your device.',
     notConnected: 'Device not connected',
     notConnectedText: 'You denied the request. The device gets no access.',
+  },
+  account: {
+    title: 'Account security',
+    signedInAs: (username) => html`Signed in as ${username}`,
+    totpHeading: 'Authenticator app',
+    totpIntro: 'A one-time code from an app on your phone can confirm high-risk actions, such as a transfer an agent asks for, instead of your password.',
+    status: 'Status',
+    statusNone: 'Not set up',
+    statusPending: 'Setup started, not confirmed',
+    statusEnrolled: (since) => html`On since ${since}`,
+    setUp: 'Set up',
+    setUpPassword: 'Your password, to confirm it is you',
+    setupSteps: 'Scan the QR code with your authenticator app, or type the key into it (or open the setup link on your phone), then enter the 6-digit code the app shows.',
+    key: 'Key',
+    qr: 'QR code of the setup link: scan it with your authenticator app',
+    link: 'Setup link',
+    linkText: 'Open in an authenticator app',
+    code: 'Code from the app',
+    confirm: 'Confirm',
+    cancel: 'Cancel',
+    enrolled: 'Your authenticator app is set up.',
+    removeIntro: 'To remove the authenticator app, enter your password or a current code.',
+    password: 'Password',
+    orCode: 'Or a current code',
+    remove: 'Remove',
+    removed: 'The authenticator app was removed.',
+    wrongCode: 'That code is not right, or was already used. Wait for the next code and try again.',
+    wrongProof: 'Wrong password or code.',
+    wrongPassword: 'Wrong password.',
+    throttled: 'Too many attempts. Wait a few minutes and try again.',
+    changed: 'The setup changed meanwhile, perhaps in another tab. Look at the page again.',
+    unreadable: 'Your authenticator app cannot be checked right now. Ask an administrator to reset it.',
   },
   error: {
     title: 'Request refused',

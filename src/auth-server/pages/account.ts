@@ -1,0 +1,82 @@
+import type { Context } from 'hono';
+import { html, raw } from 'hono/html';
+import { renderSVG } from 'uqr';
+import { renderPage, type PageLook } from './layout.ts';
+
+export interface AccountView {
+  username: string;
+  csrf: string;
+  totp: { state: 'none' | 'pending' | 'enrolled'; enrolledAt?: number };
+  /** While an enrolment is pending: the secret (base32) and its `otpauth://` URI. */
+  pending?: { secret: string; uri: string };
+  notice?: string;
+  error?: string;
+}
+
+/** Base32 in groups of four, as people copy it by hand; apps ignore the spaces. */
+export const groupSecret = (secret: string) => secret.replace(/(.{4})(?=.)/g, '$1 ');
+
+/**
+ * The setup link as a QR code for the phone's camera: inline SVG made of rectangles only (no
+ * script, no image to load, no style attribute), so the page's CSP stays as strict as the others'.
+ * Dark modules on white in both colour schemes: cameras read that best.
+ */
+const qrCode = (uri: string) => raw(renderSVG(uri, { ecc: 'M', border: 2 }));
+
+const day = (epoch: number) => new Date(epoch * 1000).toISOString().slice(0, 10);
+
+const codeInput = (id: string, required: boolean) =>
+  html`<input id="${id}" name="code" class="code-input" type="text" inputmode="numeric" pattern="[0-9]{6}" maxlength="6" autocomplete="one-time-code" spellcheck="false"${required ? html` required autofocus` : ''}>`;
+
+/** /account/security: the signed-in user's second factor, set up, confirmed or removed here. */
+export function accountPage(c: Context, look: PageLook, view: AccountView) {
+  const t = look.text.account;
+  const csrf = html`<input type="hidden" name="csrf" value="${view.csrf}">`;
+  const status =
+    view.totp.state === 'enrolled' ? t.statusEnrolled(day(view.totp.enrolledAt ?? 0)) : view.totp.state === 'pending' ? t.statusPending : t.statusNone;
+  const pending = view.pending;
+  const body = html`<h1>${t.title}</h1>
+<p class="muted">${t.signedInAs(html`<strong id="account-username">${view.username}</strong>`)}</p>
+${view.notice ? html`<p class="notice" role="status" id="account-notice">${view.notice}</p>` : ''}
+${view.error ? html`<p class="error" role="alert" id="account-error">${view.error}</p>` : ''}
+<h2>${t.totpHeading}</h2>
+<p>${t.totpIntro}</p>
+<dl><dt>${t.status}</dt><dd id="totp-status" data-state="${view.totp.state}">${status}</dd></dl>
+${
+  view.totp.state === 'enrolled'
+    ? html`<p>${t.removeIntro}</p>
+<form method="post" action="/account/security/totp/remove">
+  ${csrf}
+  <label for="password">${t.password}</label>
+  <input id="password" name="password" type="password" autocomplete="current-password">
+  <label for="code">${t.orCode}</label>
+  ${codeInput('code', false)}
+  <div class="actions"><button type="submit" class="primary" id="totp-remove">${t.remove}</button></div>
+</form>`
+    : pending
+      ? html`<p>${t.setupSteps}</p>
+<div class="qr" id="totp-qr" role="img" aria-label="${t.qr}">${qrCode(pending.uri)}</div>
+<div class="field-name">${t.key}</div>
+<p class="secret" id="totp-secret">${groupSecret(pending.secret)}</p>
+<div class="field-name">${t.link}</div>
+<p><a id="totp-link" href="${pending.uri}">${t.linkText}</a></p>
+<p class="muted" id="totp-uri">${pending.uri}</p>
+<form method="post" action="/account/security/totp/confirm">
+  ${csrf}
+  <label for="code">${t.code}</label>
+  ${codeInput('code', true)}
+  <div class="actions">
+    <button type="submit" class="secondary" id="totp-cancel" form="totp-cancel-form">${t.cancel}</button>
+    <button type="submit" class="primary" id="totp-confirm">${t.confirm}</button>
+  </div>
+</form>
+<form method="post" action="/account/security/totp/cancel" id="totp-cancel-form">${csrf}</form>`
+      : html`<form method="post" action="/account/security/totp/setup">
+  ${csrf}
+  <label for="password">${t.setUpPassword}</label>
+  <input id="password" name="password" type="password" autocomplete="current-password" required>
+  <div class="actions"><button type="submit" class="primary" id="totp-setup">${t.setUp}</button></div>
+</form>`
+}`;
+  return renderPage(c, look, t.title, body, view.error ? 400 : 200);
+}
