@@ -9,7 +9,7 @@
  *   npm run bench                      full: 3 repetitions of 3 s warm-up + 10 s, then micro-benchmarks
  *   npm run bench -- --quick           1 repetition of 1 s warm-up + 3 s
  *   npm run bench -- --profile         also CPU-profile Mandate under load and rank where its time goes
- *   npm run bench -- --only=micro      sections: startup, http, micro, gateway, profile (comma-separated)
+ *   npm run bench -- --only=micro      sections: startup, http, micro, gateway, approval, profile (comma-separated)
  *   npm run bench -- --profile-target=oidc-provider   (or mandate, mandate:exchange, both, gateway)
  *   npm run bench -- --only=gateway --gateway-upstream=trivial   (trivial, sdk or both, comma-separated)
  *   npm run bench -- --only=http --compare=mine=../other-checkout   Mandate from another checkout too
@@ -27,6 +27,7 @@ import { BENCH_CLIENT_ID, BENCH_RESOURCE, BENCH_SCOPE } from './lib/child.ts';
 import { analyzeProfile } from './lib/profile.ts';
 import { runMicroBenchmarks } from './lib/micro.ts';
 import { startupSection } from './startup.ts';
+import { approvalSection } from './approval.ts';
 import { assertLoopback, measureLoad, stopLoad, type LoadRequest } from './lib/load.ts';
 import { CLK_TCK, startServer, stopAllServers, stopServer, type ServerChild } from './lib/processes.ts';
 import { fmtFixed, fmtInt, fmtSummary, summarize, table } from './lib/stats.ts';
@@ -51,8 +52,8 @@ const settings = {
   connections: Math.round(envNumber('BENCH_CONNECTIONS', 32)),
   microSeconds: envNumber('BENCH_MICRO_SECONDS', quick ? 1 : 2),
 };
-const sections = new Set((option('only') ?? `startup,http,micro,gateway${flag('profile') ? ',profile' : ''}`).split(','));
-for (const s of sections) if (!['startup', 'http', 'micro', 'gateway', 'profile'].includes(s)) throw new Error(`unknown section ${s}; use startup, http, micro, gateway, profile`);
+const sections = new Set((option('only') ?? `startup,http,micro,gateway,approval${flag('profile') ? ',profile' : ''}`).split(','));
+for (const s of sections) if (!['startup', 'http', 'micro', 'gateway', 'approval', 'profile'].includes(s)) throw new Error(`unknown section ${s}; use startup, http, micro, gateway, approval, profile`);
 const profileTarget = option('profile-target') ?? 'mandate';
 if (!['mandate', 'mandate:exchange', 'oidc-provider', 'both', 'gateway'].includes(profileTarget)) throw new Error('--profile-target must be mandate, mandate:exchange, oidc-provider, both or gateway');
 const gatewayUpstreams = (option('gateway-upstream') ?? GATEWAY_UPSTREAMS.join(',')).split(',') as GatewayUpstream[];
@@ -251,6 +252,7 @@ async function main() {
     (sections.has('http') ? HTTP_SERVERS.length * settings.reps * (settings.warmup + settings.duration + 2) + 20 : 0) +
     (sections.has('micro') ? 8 * (settings.microSeconds * 1.25 + 0.5) : 0) +
     (sections.has('gateway') ? gatewayEstimateSeconds(settings, gatewayUpstreams) : 0) +
+    (sections.has('approval') ? 60 : 0) +
     (sections.has('profile') ? (profileTarget === 'both' ? 2 : 1) * (settings.warmup + settings.duration + 20) : 0);
   const watchdog = setTimeout(() => {
     console.error(`bench: still running after ${Math.round(estimate * 1.5 + 60)} s; giving up`);
@@ -269,6 +271,7 @@ async function main() {
     report.push(await runMicroBenchmarks(settings.microSeconds));
   }
   if (sections.has('gateway')) report.push(await gatewaySection(root, settings, gatewayUpstreams));
+  if (sections.has('approval')) report.push(await approvalSection());
   if (sections.has('profile')) report.push(await profileSection());
 
   console.log(`\n${'='.repeat(100)}\n${report.join(`\n\n${'-'.repeat(100)}\n`)}\n`);
