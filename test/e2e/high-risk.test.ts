@@ -53,7 +53,7 @@ describe('high-risk actions end to end (the demo configuration: real AS, gateway
     bank = await startBankingServer({ port: DEMO_PORTS.banking + offset });
     gateway = await startGateway(configs.gateway, { log: auth.ctx.log, env: { ...process.env, MANDATE_GATEWAY_CLIENT_SECRET: clientSecretFor(configs.auth, gatewayClient) } });
     mcpUrl = `http://localhost:${DEMO_PORTS.gateway + offset}/mcp`;
-    auditFile = configs.gateway.audit.file;
+    auditFile = configs.gateway.audit.file!;
     agentSecret = readFileSync(join(dataDir, 'secrets', 'sample-agent.secret'), 'utf8').trim();
     browser = await launchChromium();
   });
