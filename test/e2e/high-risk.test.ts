@@ -282,6 +282,42 @@ describe('high-risk actions end to end (the demo configuration: real AS, gateway
     assert.equal(balanceOf(sub), before - 15_000, 'once');
   });
 
+  it("another account cannot decide the demo user's transfer: the admin signed in gets 403 and sees nothing of it (audited); it stays pending", async () => {
+    const token = await agentToken();
+    const held = await fetch(mcpUrl, {
+      method: 'POST',
+      headers: { ...MCP_HEADERS, 'mcp-protocol-version': '2025-11-25', authorization: `Bearer ${token}` },
+      body: JSON.stringify(toolCall('transfer', { to: 'grace', amount: 700 }, 1)),
+    });
+    const { error } = (await held.json()) as { error: { code: number; data: { elicitations: { url: string; elicitationId: string }[] } } };
+    assert.equal(error.code, -32042);
+    const [{ url, elicitationId }] = error.data.elicitations as [{ url: string; elicitationId: string }];
+    const context = await browser.newContext();
+    const page = await context.newPage();
+    try {
+      await navigating(page, () => page.goto(url));
+      await page.getByLabel('Username').fill('admin');
+      await page.getByLabel('Password').fill(readFileSync(join(dataDir, 'secrets', 'admin.password'), 'utf8').trim());
+      const response = page.waitForResponse((r) => r.url() === url);
+      await navigating(page, () => page.getByRole('button', { name: 'Sign in' }).click());
+      assert.equal((await response).status(), 403);
+      const text = await page.locator('main').innerText();
+      assert.match(text, /This request belongs to another account\. You are signed in as admin/);
+      assert.doesNotMatch(text, /grace|700/, 'nothing of the request shown');
+      assert.equal(await page.getByRole('button', { name: 'Approve' }).count(), 0);
+    } finally {
+      await context.close();
+    }
+    const events = await asAudit(elicitationId);
+    assert.deepEqual(events.map((event) => event.type), ['transaction.created', 'transaction.refused']);
+    const admin = await auth.store.users.findByUsername('admin');
+    assert.equal(events[1]!.sub, admin!.sub, 'the signed-in account, not the owner');
+    assert.match(String(events[1]!.reason), /^approval page: opened by admin \(sub=.+\); the transaction is of sub=/);
+    assert.equal(events[1]!.error, 'access_denied');
+    const state = await fetch(`${issuer}/transactions/${elicitationId}`, { headers: { authorization: `Bearer ${token}` } });
+    assert.equal(((await state.json()) as { status: string }).status, 'pending');
+  });
+
   describe('`mandate agent call transfer` (the built CLI), signed in as the sample agent', () => {
     let env: NodeJS.ProcessEnv;
     const cli = (args: string[]) => agentCli([args[0]!, '--mcp-url', mcpUrl, ...args.slice(1)], env);
@@ -340,6 +376,21 @@ describe('high-risk actions end to end (the demo configuration: real AS, gateway
       } finally {
         if (run.child.exitCode === null) run.child.kill('SIGKILL');
       }
+    });
+
+    it('--no-wait: says where to approve and exits 13; once approved, the same command again makes the call (exit 0)', async () => {
+      const args = ['call', 'transfer', '--args', '{"to":"heidi","amount":130}'];
+      const first = cli([...args, '--no-wait']);
+      assert.equal(await finished(first), 13, first.err());
+      const url = /\n\s+open (\S+)/.exec(first.err())?.[1];
+      assert.ok(url, first.err());
+      assert.match(first.err(), /not waiting \(--no-wait\): once you have approved.*, run the same call again/);
+      assert.deepEqual((await decideInChromium(url, 'approve', { summary: 'Transfer 130 EUR to heidi' })).headings, ['Approved']);
+      const again = cli([...args, '--no-wait']);
+      assert.equal(await finished(again), 0, again.err());
+      assert.equal((JSON.parse(again.out()) as Record<string, unknown>).transferred, '130.00');
+      const id = url.split('/').pop()!;
+      assert.deepEqual((await asAudit(id)).map((event) => event.type), ['transaction.created', 'transaction.approved', 'transaction.used']);
     });
 
     it('denied in Chromium: exit 11, nothing on stdout, nothing moved', async () => {
