@@ -47,6 +47,11 @@ describe('high-risk actions end to end (the demo configuration: real AS, gateway
   before(async () => {
     dataDir = mkdtempSync(join(tmpdir(), 'mandate-e2e-high-risk-'));
     const configs = await demoConfigs({ portOffset: offset, dataDir });
+    // The demo allows 10 transfers a minute per user and agent, held calls included; this file makes
+    // more than that within a minute (test/gateway/approval-throttle.test.ts tests the limit with approvals).
+    const transfers = configs.gateway.routes[0]!.rate_limits.find((limit) => limit.name === 'transfers-per-user-and-agent')!;
+    assert.equal(transfers.limit, 10);
+    transfers.limit = 1000;
     auth = await startAuthServer(configs.auth);
     issuer = auth.ctx.issuer;
     const gatewayClient = configs.auth.clients.find((client) => client.client_id === 'gateway')!;
