@@ -414,6 +414,51 @@ describe('high-risk actions end to end (the demo configuration: real AS, gateway
     });
   });
 
+  it('an approval that lapses (the AS clock moved past the 300 s lifetime): the approved retry is refused as expired, and the waiting CLI exits 12', async () => {
+    const token = await agentToken();
+    const client = new Client({ name: 'e2e-expiry', version: '1.0.0' });
+    await client.connect(new StreamableHTTPClientTransport(new URL(mcpUrl), { requestInit: { headers: { authorization: `Bearer ${token}` } } }));
+    const realNow = auth.ctx.now;
+    try {
+      const transfer = () => client.callTool({ name: 'transfer', arguments: { to: 'judy', amount: 111 } });
+      let elicitation: { url: string; elicitationId: string } | undefined;
+      await assert.rejects(transfer(), (error: unknown) => {
+        elicitation = (error as UrlElicitationRequiredError).elicitations?.[0] as typeof elicitation;
+        return error instanceof UrlElicitationRequiredError;
+      });
+      assert.deepEqual((await decideInChromium(elicitation!.url, 'approve', { summary: 'Transfer 111 EUR to judy' })).headings, ['Approved']);
+      // The person approved in time; the agent comes back after the lifetime (the token, 15 min, still valid).
+      auth.ctx.now = () => realNow() + 301;
+      await assert.rejects(transfer(), (error: { code?: number; message?: string }) => error.code === 403 && /expired before it was used/.test(String(error.message)));
+      const refusal = (await gatewayAudit()).find((event) => event.approval_id === elicitation!.elicitationId && event.approval === 'refused')!;
+      assert.equal(refusal.rejection, 'approval_expired');
+      const events = await asAudit(elicitation!.elicitationId);
+      assert.deepEqual(events.map((event) => [event.type, event.error]), [['transaction.created', undefined], ['transaction.approved', undefined], ['transaction.refused', 'transaction_expired']]);
+      auth.ctx.now = realNow;
+
+      // The CLI waiting for an approval that lapses meanwhile.
+      const home = mkdtempSync(join(tmpdir(), 'mandate-e2e-agent-expiry-'));
+      homes.push(home);
+      const env = { AGENT_CLIENT_ID: 'sample-agent', AGENT_SECRET: agentSecret, MANDATE_AGENT_HOME: home };
+      const login = agentCli(['login', '--mcp-url', mcpUrl, '--callback-port', '0', '--no-browser', '--scope', 'banking:read banking:transfer'], env);
+      await fetch(await new FormBrowser(issuer).authorize((await login.authorizationUrl()).href));
+      assert.equal(await login.exited, 0, login.err());
+      const run = agentCli(['call', '--mcp-url', mcpUrl, 'transfer', '--args', '{"to":"judy","amount":112}'], env);
+      try {
+        await run.waitFor(/\n\s+open (\S+)/, run.err);
+        auth.ctx.now = () => realNow() + 301;
+        assert.equal(await run.exited, 12, run.err());
+        assert.match(run.err(), /the approval for transfer expired before it was given: make the call again to ask anew/);
+        assert.equal(run.out(), '');
+      } finally {
+        if (run.child.exitCode === null) run.child.kill('SIGKILL');
+      }
+    } finally {
+      auth.ctx.now = realNow;
+      await client.close();
+    }
+  });
+
   it('TOTP: the demo user enrols at /account/security; the approval page then asks for the code, refuses a wrong one (audited) and approves with a valid one', async () => {
     const context = await browser.newContext();
     const page = await context.newPage();
