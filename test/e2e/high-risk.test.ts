@@ -287,6 +287,32 @@ describe('high-risk actions end to end (the demo configuration: real AS, gateway
     assert.equal(balanceOf(sub), before - 15_000, 'once');
   });
 
+  it('two identical retries at once after one approval: the money moves exactly once (the AS spends the approval atomically)', async () => {
+    const token = await agentToken();
+    const sub = decodeJwt(token).sub as string;
+    const post = async (id: number) => {
+      const response = await fetch(mcpUrl, {
+        method: 'POST',
+        headers: { ...MCP_HEADERS, 'mcp-protocol-version': '2025-11-25', authorization: `Bearer ${token}` },
+        body: JSON.stringify(toolCall('transfer', { to: 'oscar', amount: 175 }, id)),
+      });
+      return { status: response.status, body: (await response.json()) as { error?: { code: number; message: string; data?: { elicitations?: { url: string; elicitationId: string }[] } }; result?: { content: { text: string }[] } } };
+    };
+    const first = await post(1);
+    const elicitation = first.body.error!.data!.elicitations![0]!;
+    assert.deepEqual((await decideInChromium(elicitation.url, 'approve', { summary: 'Transfer 175 EUR to oscar' })).headings, ['Approved']);
+    const before = balanceOf(sub) ?? 125_000;
+    const both = await Promise.all([post(2), post(3)]);
+    const passed = both.filter((answer) => answer.status === 200 && answer.body.result);
+    assert.equal(passed.length, 1, JSON.stringify(both));
+    assert.equal(balanceOf(sub), before - 17_500, 'once');
+    // The other was refused (the approval used) or, if it came after the first had forgotten the held call, held anew.
+    const other = both.find((answer) => answer !== passed[0])!;
+    assert.ok(other.status === 403 ? /already been used/.test(other.body.error!.message) : other.body.error?.code === -32042, JSON.stringify(other));
+    const events = await asAudit(elicitation.elicitationId);
+    assert.equal(events.filter((event) => event.type === 'transaction.used').length, 1);
+  });
+
   it("another account cannot decide the demo user's transfer: the admin signed in gets 403 and sees nothing of it (audited); it stays pending", async () => {
     const token = await agentToken();
     const held = await fetch(mcpUrl, {
