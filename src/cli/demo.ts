@@ -210,6 +210,8 @@ Try it:
                   add_todo, list_todos.
   The gateway:    ${urls.gateway} needs a token for the gateway that an agent obtained for you;
                   the README's "Walkthrough: delegation" (flow B) gets one with curl.
+  Approvals:      a transfer over 100 EUR waits for your approval of that exact transfer: the
+                  agent shows a link, or see ${issuer}/approvals (docs/high-risk-actions.md).
 
 Press Ctrl-C to stop.
 `);

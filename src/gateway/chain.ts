@@ -45,13 +45,16 @@ export function routeChain(route: CompiledRoute, deps: ChainDependencies): Middl
     // 5. Tool authorization: per-tool scopes and CEL over claims, act chain and arguments; needs
     //    the caller (4) and the parsed call (3). Filters tools/list answers.
     authorizeTools(route),
-    // 6. Approval of high-risk calls: only a call the caller may make at all is worth the user's
-    //    approval (a refused one must not create a transaction), and the AS round trips it costs
-    //    are paid only by calls of tools marked `approval`. Nothing it holds reaches the upstream.
-    approveCalls(route, { store: deps.approvals }),
-    // 7. Throttling: after authorization, so refused calls spend no budget and buckets can be keyed
-    //    by the verified caller, actor and tool rather than by anything a client claims.
+    // 6. Throttling: after authorization, so refused calls spend no budget and buckets can be keyed
+    //    by the verified caller, actor and tool rather than by anything a client claims. Before
+    //    approval: a held call spends budget too, so an agent cannot fill the person's pending
+    //    approvals beyond the route's limits, and an approved retry refused here keeps its approval.
     throttle(route),
+    // 7. Approval of high-risk calls: only a call the caller may make at all, and may make now, is
+    //    worth the user's approval (a refused one must not create a transaction), and the AS round
+    //    trips it costs are paid only by calls of tools marked `approval`. Nothing it holds reaches
+    //    the upstream.
+    approveCalls(route, { store: deps.approvals }),
     // 8. Token mediation: a token exchange costs an AS round trip; only calls that will really be
     //    forwarded pay it. Decides the upstream Authorization (none by default).
     mediate(route),

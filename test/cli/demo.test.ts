@@ -109,6 +109,7 @@ describe('`mandate demo` (npm start): the whole system, on free ports with its o
     assert.equal(demo.child.exitCode, null, 'the demo is still running');
     for (const url of [`${at(9000)}`, `${at(8787)}/mcp`, `${at(8001)}`, `${at(8080)}/mcp`, `${at(9464)}/metrics`]) assert.ok(demo.out().includes(url), url);
     assert.match(demo.out(), /demo \/ demo/);
+    assert.ok(demo.out().includes(`${at(9000)}/approvals`), 'the guide says where approvals wait');
     assert.match(demo.out(), /ready in \d+ ms from process start; services started in \d+ ms; data in .*demo-data\//);
     assert.ok(existsSync(join(dataDir, 'secrets', 'admin.token')), 'the data (and secrets) live in --data-dir');
     assert.ok(!existsSync(join(cwd, '.mandate')), 'nothing in the default data dir');
@@ -303,6 +304,15 @@ describe('`mandate demo` (npm start): the whole system, on free ports with its o
       assert.equal(JSON.parse(run.out).performed_by, 'sample-agent');
       const event = await auditEvent(dataDir, (e) => e.tool === 'transfer' && e.decision === 'allow');
       assert.deepEqual(event.act, [{ sub: 'sample-agent' }]);
+    });
+
+    it('a transfer over 100 EUR waits for the person\'s approval at the demo AS (--no-wait: the link, exit 13, nothing moved)', async () => {
+      const held = cli(['call', 'transfer', '--args', '{"to":"bob","amount":250}', '--no-wait']);
+      assert.equal(await held.exited, 13, held.err());
+      assert.match(held.err(), new RegExp(`This call needs your approval: .*Transfer 250 EUR to bob.*\\n\\s+open ${at(9000)}/approve/[A-Za-z0-9_-]+\\n`));
+      const event = await auditEvent(dataDir, (e) => e.tool === 'transfer' && e.rejection === 'approval_required');
+      assert.equal(event.approval, 'required');
+      assert.match(String(event.approval_id), /^[A-Za-z0-9_-]+$/);
     });
 
     it('chat in a terminal: /tools and /call', async () => {
