@@ -7,6 +7,8 @@ import { exchange } from '../helpers/delegation-server.ts';
 import { listedTools, mcpPost, startScriptedUpstream, startTestGateway, toolCall, type TestGateway } from '../helpers/gateway.ts';
 import { needsRedis, redisUrl } from '../helpers/services.ts';
 import type { FormBrowser } from '../helpers/browser-driver.ts';
+import { ApprovalMemory } from '../../src/gateway/approvals.ts';
+import { RedisApprovals } from '../../src/gateway/node/redis-approvals.ts';
 import { AGENT, BANK, SECRETS, auditEvents, auth, call, decide, signIn, startTransactionServer } from '../transactions/helpers.ts';
 
 /**
@@ -202,6 +204,37 @@ describe('gateway: the approval carried in the token (RFC 9396)', () => {
         const exp = decodeJwt(rar).exp as number;
         assert.ok(ttl > 0 && ttl <= exp * 1000 - Date.now() + 1_000, `TTL ${ttl} ms: the token's remaining life`);
       }
+    } finally {
+      redis.disconnect();
+    }
+  });
+});
+
+describe('gateway: claiming an approval carried in a token (the stores)', () => {
+  it('memory: the first claim wins until the TTL ends; a release undoes it', async () => {
+    const store = new ApprovalMemory();
+    assert.equal(store.claim('tx-1', 200), true);
+    assert.equal(store.claim('tx-1', 200), false);
+    assert.equal(store.claim('tx-2', 200), true, 'per transaction id');
+    store.release('tx-2');
+    assert.equal(store.claim('tx-2', 200), true);
+    await new Promise((resolve) => setTimeout(resolve, 250));
+    assert.equal(store.claim('tx-1', 200), true, 'the mark lapses with the token');
+  });
+
+  it('Redis: SET NX under <prefix>:approval-used:<id> with the TTL; of concurrent claims exactly one wins', { ...needsRedis() }, async () => {
+    const { Redis } = await import('ioredis');
+    const redis = new Redis(redisUrl!);
+    const prefix = `mandate-test:${randomUUID()}`;
+    try {
+      const a = new RedisApprovals(redis, prefix);
+      const b = new RedisApprovals(redis, prefix);
+      const results = await Promise.all(Array.from({ length: 10 }, (_, i) => (i % 2 ? a : b).claim('tx-race', 60_000)));
+      assert.equal(results.filter(Boolean).length, 1);
+      const ttl = await redis.pttl(`${prefix}:approval-used:tx-race`);
+      assert.ok(ttl > 55_000 && ttl <= 60_000, String(ttl));
+      await a.release('tx-race');
+      assert.equal(await b.claim('tx-race', 1_000), true);
     } finally {
       redis.disconnect();
     }
