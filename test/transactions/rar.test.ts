@@ -274,6 +274,15 @@ describe('transactions: authorization_details (RFC 9396) at the token endpoint',
     });
   });
 
+  it('other grants refuse authorization_details rather than drop it', async () => {
+    const res = await postForm(`${as.issuer}/token`, { grant_type: 'client_credentials', resource: BANK, authorization_details: JSON.stringify([{ type: 'mcp_tool_call', transaction_id: 'x' }]) }, { authorization: basic('gateway', SECRETS.gateway) });
+    assert.equal(res.status, 400, res.text);
+    assert.equal(res.json.error, 'invalid_authorization_details');
+    const event = await latest('token.refused');
+    assert.equal(event.error, 'invalid_authorization_details');
+    assert.match(event.reason!, /not with client_credentials/);
+  });
+
   it('a claim mapping cannot set authorization_details', async () => {
     await assert.rejects(
       startTransactionServer({ resources: [{ id: BANK, name: 'Bank', scopes: [{ name: 'banking:transfer' }], claims: { authorization_details: '[{"type": "mcp_tool_call"}]' } }] }),
