@@ -284,9 +284,16 @@ describe('transactions: authorization_details (RFC 9396) at the token endpoint',
   });
 
   it('a claim mapping cannot set authorization_details', async () => {
-    await assert.rejects(
-      startTransactionServer({ resources: [{ id: BANK, name: 'Bank', scopes: [{ name: 'banking:transfer' }], claims: { authorization_details: '[{"type": "mcp_tool_call"}]' } }] }),
-      /claim authorization_details cannot be mapped/,
-    );
+    // The start fails on the configuration; without Redis, as a start that fails does not close the Redis client it opened.
+    const redisUrl = process.env.REDIS_URL;
+    delete process.env.REDIS_URL;
+    try {
+      await assert.rejects(
+        startTransactionServer({ resources: [{ id: BANK, name: 'Bank', scopes: [{ name: 'banking:transfer' }], claims: { authorization_details: '[{"type": "mcp_tool_call"}]' } }] }),
+        /claim authorization_details cannot be mapped/,
+      );
+    } finally {
+      if (redisUrl !== undefined) process.env.REDIS_URL = redisUrl;
+    }
   });
 });
