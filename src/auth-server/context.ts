@@ -43,7 +43,8 @@ function missingAgreement(policy: AuthenticationPolicyConfig, agreements: Map<st
 
 /** Claims a mapping may not set: they carry the token's own security properties. */
 // `may_act` says who may exchange a token: only `resources[].may_act` grants it, never a mapping.
-export const PROTECTED_CLAIMS = new Set(['iss', 'aud', 'exp', 'iat', 'nbf', 'jti', 'client_id', 'scope', 'auth_time', 'acr', 'sid', 'grant_id', 'may_act']);
+// `authorization_details` (RFC 9396) carries approvals the user gave: only an approved transaction puts it there.
+export const PROTECTED_CLAIMS = new Set(['iss', 'aud', 'exp', 'iat', 'nbf', 'jti', 'client_id', 'scope', 'auth_time', 'acr', 'sid', 'grant_id', 'may_act', 'authorization_details']);
 
 /** How stale the client restriction cache may be without REDIS_URL (with it, pub/sub refreshes it at once). */
 export const RESTRICTION_CACHE_SECONDS = 2;

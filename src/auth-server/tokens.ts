@@ -7,6 +7,7 @@ import { OAuthError } from '../core/errors.ts';
 import type { Client } from '../core/client-metadata.ts';
 import type { AccessTokenRecord, GrantRecord, IssuedTokens, RefreshTokenRecord } from '../store/types.ts';
 import type { Resource, ServerContext } from './context.ts';
+import type { McpToolCallDetail } from './authorization-details.ts';
 
 export interface TokenResponse {
   access_token: string;
@@ -16,6 +17,8 @@ export interface TokenResponse {
   refresh_token?: string;
   id_token?: string;
   issued_token_type?: string;
+  /** RFC 9396 §7: the authorization details the access token carries. */
+  authorization_details?: McpToolCallDetail[];
 }
 
 export interface AccessTokenRequest {
@@ -179,10 +182,28 @@ export function profileClaims(username: string | undefined, profile: { name?: st
  */
 export async function issueGrantTokens(
   ctx: ServerContext,
-  request: { client: Client; grant: GrantRecord; resource: Resource; scopes: string[]; refreshScope: string; grantType: string; commit?: (issued: IssuedTokens) => Promise<void> },
-): Promise<{ response: TokenResponse; audit: { sub: string; resource: string; scope: string; grantId: string; jti: string } }> {
-  const { client, grant, resource, scopes } = request;
-  const { token, claims, expiresIn, record } = await prepareAccessToken(ctx, { sub: grant.sub, client, resource, scopes, grant, grantType: request.grantType });
+  request: {
+    client: Client;
+    grant: GrantRecord;
+    resource: Resource;
+    scopes: string[];
+    refreshScope: string;
+    grantType: string;
+    commit?: (issued: IssuedTokens) => Promise<void>;
+    /** Approved actions (RFC 9396) for the access token only, which then ends no later than `notAfter`; never the refresh token. */
+    authorizationDetails?: { details: McpToolCallDetail[]; notAfter: number };
+  },
+): Promise<{ response: TokenResponse; audit: { sub: string; resource: string; scope: string; grantId: string; jti: string }; exp: number }> {
+  const { client, grant, resource, scopes, authorizationDetails } = request;
+  const { token, claims, expiresIn, record } = await prepareAccessToken(ctx, {
+    sub: grant.sub,
+    client,
+    resource,
+    scopes,
+    grant,
+    grantType: request.grantType,
+    ...(authorizationDetails ? { notAfter: authorizationDetails.notAfter, extra: { authorization_details: authorizationDetails.details } } : {}),
+  });
   const refresh = wantsRefreshToken(client) ? newRefreshToken(ctx, grant, request.refreshScope) : undefined;
   const idToken = scopes.includes('openid') ? await issueIdToken(ctx, grant, scopes) : undefined;
   const issued = { accessToken: record, refreshToken: refresh?.record };
@@ -201,8 +222,10 @@ export async function issueGrantTokens(
       scope,
       ...(refreshToken ? { refresh_token: refreshToken } : {}),
       ...(idToken ? { id_token: idToken } : {}),
+      ...(authorizationDetails ? { authorization_details: authorizationDetails.details } : {}),
     },
     audit: { sub: grant.sub, resource: resource.id, scope, grantId: grant.id, jti: claims.jti },
+    exp: claims.exp,
   };
 }
 

@@ -1,6 +1,6 @@
 /**
  * The one OAuth error type. `code` is the wire error code (RFC 6749 §5.2, RFC 6750 §3.1,
- * RFC 7591 §3.2.2, RFC 8707 §2, RFC 8693 §2.2.2, OIDC Core §3.1.2.6); the description is generic
+ * RFC 7591 §3.2.2, RFC 8707 §2, RFC 8693 §2.2.2, RFC 9396 §5, OIDC Core §3.1.2.6); the description is generic
  * enough to show a client, and `reason` carries the detail that only the audit log sees.
  */
 export type OAuthErrorCode =
@@ -25,7 +25,9 @@ export type OAuthErrorCode =
   | 'interaction_required'
   | 'slow_down'
   | 'authorization_pending'
-  | 'expired_token';
+  | 'expired_token'
+  /** RFC 9396 §5: unknown type, malformed, or not grantable (an approval not usable by this token). */
+  | 'invalid_authorization_details';
 
 const DEFAULT_STATUS: Partial<Record<OAuthErrorCode, number>> = {
   invalid_client: 401,

@@ -23,6 +23,14 @@ export interface ApprovalStore {
   remember(key: string, pending: PendingApproval, ttlMs: number): void | Promise<void>;
   recall(key: string): PendingApproval | undefined | Promise<PendingApproval | undefined>;
   forget(key: string): void | Promise<void>;
+  /**
+   * Marks the approval `transactionId` used, for `ttlMs` (the remaining life of the token that
+   * carries it, RFC 9396 `authorization_details`): true for the first claim only — of two
+   * gateways sharing the store, exactly one gets true ("first use wins").
+   */
+  claim(transactionId: string, ttlMs: number): boolean | Promise<boolean>;
+  /** Undoes a claim whose use the AS never recorded (it could not be reached): the call was not made. */
+  release(transactionId: string): void | Promise<void>;
 }
 
 /** Thrown when the shared store cannot answer: the call is then refused (503), never forwarded. */
@@ -36,6 +44,8 @@ export class ApprovalStoreUnavailable extends Error {
 /** One process's pending approvals (a gateway without REDIS_URL). Bounded; entries lapse with their TTL. */
 export class ApprovalMemory implements ApprovalStore {
   private readonly entries = new Map<string, { pending: PendingApproval; until: number }>();
+  /** Transaction ids used through a token, until the token expires. Not bounded by dropping: an id dropped early could be used again. */
+  private readonly used = new Map<string, number>();
 
   constructor(private readonly maxEntries = 100_000) {}
 
@@ -57,6 +67,20 @@ export class ApprovalMemory implements ApprovalStore {
 
   forget(key: string): void {
     this.entries.delete(key);
+  }
+
+  claim(transactionId: string, ttlMs: number): boolean {
+    const now = Date.now();
+    const until = this.used.get(transactionId);
+    if (until !== undefined && until > now) return false;
+    // Lapsed marks are swept as new ones come: the map holds only the tokens still alive.
+    if (this.used.size >= 1024) for (const [id, end] of this.used) if (end <= now) this.used.delete(id);
+    this.used.set(transactionId, now + Math.max(1, ttlMs));
+    return true;
+  }
+
+  release(transactionId: string): void {
+    this.used.delete(transactionId);
   }
 }
 

@@ -60,6 +60,8 @@ export interface GatewayAuditEvent {
   approval?: 'required' | 'pending' | 'granted' | 'refused';
   /** The transaction id at the authorization server. */
   approval_id?: string;
+  /** How the approval came: in the token (RFC 9396 `authorization_details`). Absent: the retried call. */
+  approval_via?: 'authorization_details';
 }
 
 export interface GatewayVariables {

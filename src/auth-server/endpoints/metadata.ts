@@ -4,6 +4,7 @@ import { TOKEN_ENDPOINT_AUTH_METHODS } from '../../core/client-metadata.ts';
 import { OIDC_SCOPES } from '../../core/scopes.ts';
 import { endpointUrls, type ServerContext } from '../context.ts';
 import { grants } from '../grants/index.ts';
+import { AUTHORIZATION_DETAILS_TYPES } from '../authorization-details.ts';
 
 /** Authorization server metadata (RFC 8414), served also as OpenID Provider metadata. */
 export function serverMetadata(ctx: ServerContext) {
@@ -25,6 +26,8 @@ export function serverMetadata(ctx: ServerContext) {
     device_authorization_endpoint: urls.deviceAuthorization,
     // Mandate's extension: where a gateway asks users to approve one high-risk call (docs/high-risk-actions.md).
     mandate_transactions_endpoint: ctx.url('/transactions'),
+    // RFC 9396 §10: the approved call of a transaction, asked for at token exchange and refresh.
+    authorization_details_types_supported: [...AUTHORIZATION_DETAILS_TYPES],
     scopes_supported: [...scopes],
     response_types_supported: ['code'],
     response_modes_supported: ['query'],

@@ -19,6 +19,10 @@ export function tokenEndpoint(app: Hono<AppEnv>, ctx: ServerContext) {
     if (!client.metadata.grant_types.includes(grantType)) {
       throw new OAuthError('unauthorized_client', `the client is not registered for ${grantType}`);
     }
+    // RFC 9396 at this endpoint: only the grants that read it; elsewhere it would be silently dropped.
+    if (params.all('authorization_details').length > 0 && !grant.parameters.includes('authorization_details')) {
+      throw new OAuthError('invalid_authorization_details', `authorization_details are accepted with token exchange and refresh, not with ${grantType}`);
+    }
     const { response, audit } = await grant.handler(ctx, { client, params, c });
     ctx.audit.record({ at: ctx.now(), type: 'token.issued', outcome: 'success', clientId: client.clientId, sub: audit.sub, data: { grant_type: grantType, ...audit } });
     return c.json(response, 200, { 'Cache-Control': 'no-store', Pragma: 'no-cache' });

@@ -5,17 +5,25 @@ import { isSubset, parseScope } from '../../core/scopes.ts';
 import { issueGrantTokens } from '../tokens.ts';
 import type { GrantHandler } from './types.ts';
 import type { IssuedTokens } from '../../store/types.ts';
+import { auditDetailsIssued, grantDetails, requestedDetails } from '../authorization-details.ts';
 
 /**
  * OAuth 2.1 §4.3: refresh, with rotation. Presenting a rotated token again revokes the whole grant
  * (OAuth 2.1 §4.3.1, replay detection), except within a short grace window, where concurrent
  * refreshes from the same client each get a fresh pair.
+ *
+ * With `authorization_details` (RFC 9396, type `mcp_tool_call`), the access token also carries the
+ * named approved transactions, made for this grant's user, client (no `act` chain) and resource;
+ * it then ends with the first of them. The refresh token never carries them: the next refresh
+ * gives a plain token unless it asks again (a refresh never widens).
  */
 export const refreshTokenGrant: GrantHandler = {
   grantType: 'refresh_token',
-  parameters: ['refresh_token', 'scope', 'resource'],
+  parameters: ['refresh_token', 'scope', 'resource', 'authorization_details'],
   async handler(ctx, { client, params }) {
     const now = ctx.now();
+    // Parsed first: a malformed or unknown type is refused before the refresh token is spent (RFC 9396 §5).
+    const requestedApprovals = requestedDetails(params);
     const record = await ctx.store.grants.findRefreshToken(hashSecret(params.require('refresh_token')));
     if (!record || record.clientId !== client.clientId) {
       throw new OAuthError('invalid_grant', 'the refresh token is invalid', { reason: record ? `token of ${record.clientId}` : 'unknown refresh token' });
@@ -43,6 +51,9 @@ export const refreshTokenGrant: GrantHandler = {
     }
     const resource = ctx.resource(grant.resource);
     if (!resource) throw new OAuthError('invalid_target', 'the resource no longer exists');
+    // Checked before the rotation: a refused approval leaves the refresh token as it was.
+    const trace: Record<string, unknown> = {};
+    const approvals = requestedApprovals && (await grantDetails(ctx, requestedApprovals, { sub: grant.sub, clientId: client.clientId, act: [], resource: resource.id }, trace));
 
     // The new refresh token keeps the originally granted scope, so a narrowed refresh can widen back.
     let reused = false as boolean;
@@ -53,7 +64,8 @@ export const refreshTokenGrant: GrantHandler = {
       if (outcome === 'replayed') throw await replay();
       if (outcome === 'revoked') throw new OAuthError('invalid_grant', 'the grant has been revoked', { reason: 'revoked during the refresh' });
     };
-    const { response, audit } = await issueGrantTokens(ctx, { client, grant, resource, scopes, refreshScope: record.scope, grantType: 'refresh_token', commit });
-    return { response, audit: { ...audit, reused_within_grace: reused } };
+    const { response, audit, exp } = await issueGrantTokens(ctx, { client, grant, resource, scopes, refreshScope: record.scope, grantType: 'refresh_token', commit, ...(approvals ? { authorizationDetails: approvals } : {}) });
+    if (approvals) auditDetailsIssued(ctx, approvals, { jti: audit.jti, grantType: 'refresh_token', clientId: client.clientId, exp });
+    return { response, audit: { ...audit, ...trace, reused_within_grace: reused } };
   },
 };

@@ -10,6 +10,7 @@ import { lookupToken } from '../token-lookup.ts';
 import { issueAccessToken } from '../tokens.ts';
 import type { GrantHandler } from './types.ts';
 import { clientScopeLimit, isSelfRegistered, withheldReason } from '../registration-policy.ts';
+import { auditDetailsIssued, grantDetails, requestedDetails } from '../authorization-details.ts';
 
 const ACCESS_TOKEN_TYPES: readonly string[] = [TOKEN_TYPES.accessToken, TOKEN_TYPES.jwt];
 
@@ -23,10 +24,18 @@ const ACCESS_TOKEN_TYPES: readonly string[] = [TOKEN_TYPES.accessToken, TOKEN_TY
  * only narrows scope, ends no later than the subject token, and carries `act` = the actor with the
  * subject token's own `act` nested inside (§4.1). Each resource bounds the chain's depth and which
  * actors may appear in it.
+ *
+ * With `authorization_details` (RFC 9396, type `mcp_tool_call`), the new token also carries approved
+ * transactions. Each must have been created for exactly the token this exchange issues: the same
+ * user, client, `act` chain and resource. The chain compared is the new token's (the actor nested
+ * over the subject token's chain), because that is the token the gateway will see; the approval was
+ * shown to the user with that chain. So an agent repeats the exchange that gave it the token the
+ * call was held for, adding `authorization_details`; an exchange that adds another actor is another
+ * chain, refused (docs/high-risk-actions.md, "RAR: the approval in the token").
  */
 export const tokenExchangeGrant: GrantHandler = {
   grantType: TOKEN_EXCHANGE_GRANT,
-  parameters: ['subject_token', 'subject_token_type', 'actor_token', 'actor_token_type', 'resource', 'audience', 'scope', 'requested_token_type'],
+  parameters: ['subject_token', 'subject_token_type', 'actor_token', 'actor_token_type', 'resource', 'audience', 'scope', 'requested_token_type', 'authorization_details'],
   async handler(ctx, { client, params }) {
     const trace: Record<string, unknown> = { scope_requested: params.get('scope') };
     try {
@@ -57,6 +66,8 @@ async function exchange(ctx: ServerContext, client: Client, params: Params, trac
   if (requestedType !== undefined && !ACCESS_TOKEN_TYPES.includes(requestedType)) {
     throw new OAuthError('invalid_request', `requested_token_type ${requestedType} is not supported; ask for an access token`);
   }
+  // Parsed first: a malformed or unknown type is refused before any token is looked at (RFC 9396 §5).
+  const requestedApprovals = requestedDetails(params);
 
   const { claims: subject, grantId: rootGrantId } = await subjectClaims(ctx, client, params.require('subject_token'), params.require('subject_token_type'));
   trace.subject = subject.sub;
@@ -100,6 +111,7 @@ async function exchange(ctx: ServerContext, client: Client, params: Params, trac
 
   const scopes = narrowedScopes(ctx, client, resource, parseScope(subject.scope), parseScope(params.get('scope')));
   trace.scope_granted = formatScope(scopes);
+  const approvals = requestedApprovals && (await grantDetails(ctx, requestedApprovals, { sub: subject.sub, clientId: client.clientId, act: chain, resource: resource.id }, trace));
 
   const { token, claims, expiresIn } = await issueAccessToken(ctx, {
     sub: subject.sub,
@@ -109,15 +121,17 @@ async function exchange(ctx: ServerContext, client: Client, params: Params, trac
     grantType: TOKEN_EXCHANGE_GRANT,
     subject,
     actor,
-    notAfter: subject.exp,
+    notAfter: Math.min(subject.exp, approvals?.notAfter ?? subject.exp),
     rootGrantId,
     extra: {
       act,
+      ...(approvals ? { authorization_details: approvals.details } : {}),
       ...(subject.auth_time !== undefined ? { auth_time: subject.auth_time } : {}),
       ...(subject.acr !== undefined ? { acr: subject.acr } : {}),
       ...(subject.sid !== undefined ? { sid: subject.sid } : {}),
     },
   });
+  if (approvals) auditDetailsIssued(ctx, approvals, { jti: claims.jti, grantType: TOKEN_EXCHANGE_GRANT, clientId: client.clientId, exp: claims.exp });
   return {
     response: {
       access_token: token,
@@ -125,6 +139,8 @@ async function exchange(ctx: ServerContext, client: Client, params: Params, trac
       token_type: 'Bearer' as const,
       expires_in: expiresIn,
       ...(scopes.length > 0 ? { scope: formatScope(scopes) } : {}),
+      // RFC 9396 §7: the token response says which authorization details the token carries.
+      ...(approvals ? { authorization_details: approvals.details } : {}),
     },
     audit: { sub: subject.sub, resource: resource.id, scope: formatScope(scopes), jti: claims.jti },
   };

@@ -26,6 +26,27 @@ const REFUSALS: Record<string, { rejection: string; told: string }> = {
   transaction_mismatch: { rejection: 'approval_mismatch', told: 'the approval was given for another call' },
 };
 
+/** RFC 9396 §2: the authorization details type the AS puts in a token for an approved transaction (docs/high-risk-actions.md). */
+export const MCP_TOOL_CALL = 'mcp_tool_call';
+const TRANSACTION_ID = /^[A-Za-z0-9_-]{1,200}$/;
+
+/**
+ * The transactions a token carries approved for exactly this call: `authorization_details` entries
+ * of type `mcp_tool_call` naming this route's resource, this tool and this arguments hash. Entries
+ * of other types or shapes are not this filter's and are ignored.
+ */
+export function approvedInToken(details: unknown, call: { resource: string; tool: string; argumentsHash: string }): string[] {
+  if (!Array.isArray(details)) return [];
+  const ids: string[] = [];
+  for (const entry of details as unknown[]) {
+    if (typeof entry !== 'object' || entry === null) continue;
+    const { type, transaction_id: id, resource, tool, arguments_hash: hash } = entry as Record<string, unknown>;
+    if (type !== MCP_TOOL_CALL || typeof id !== 'string' || !TRANSACTION_ID.test(id)) continue;
+    if (resource === call.resource && tool === call.tool && hash === call.argumentsHash && !ids.includes(id)) ids.push(id);
+  }
+  return ids;
+}
+
 /** The 2026-07-28 retry fields that are the gateway's, not the upstream's: removed before forwarding. */
 function ownState(message: McpMessage): string | undefined {
   const state = message.params?.requestState;
@@ -66,6 +87,14 @@ export interface ApproveOptions {
  * tool and bound arguments, or the 2026-07-28 `requestState`) is let through once the AS has
  * turned the approval into `used` — with `retry_check`; the AS is the one place that decides,
  * atomically, so two gateways cannot both spend one approval.
+ *
+ * A token may also carry the approval (RFC 9396 `authorization_details`, type `mcp_tool_call`,
+ * issued by the AS for an approved transaction). When an entry names this call's resource, tool
+ * and arguments hash, the call is let through once: the approval is claimed in the store (first
+ * use wins among the gateways sharing it, Redis `SET NX`), then recorded at the AS with `/use` —
+ * so the AS's view stays right, and neither a gateway with another store nor a plain retry can
+ * spend it again. A claimed approval is refused `approval_used`; an entry for another call is
+ * ignored (the call needs its own approval).
  */
 export function approveCalls(route: CompiledRoute, options: ApproveOptions = {}): MiddlewareHandler<GatewayEnv> {
   const store = options.store ?? new ApprovalMemory();
@@ -92,6 +121,56 @@ export function approveCalls(route: CompiledRoute, options: ApproveOptions = {})
       refuse(c, { status: 503, code: GATEWAY_ERRORS.unavailable, message: 'temporarily_unavailable: approvals cannot be checked now; retry shortly', rejection: 'approval_unavailable', reason, decision: 'error', headers: { 'Retry-After': '5' } });
 
     try {
+      // The approval in the token, for exactly this call: checked first, it needs no held call.
+      const carried = approvedInToken(principal.claims.authorization_details, { resource: route.config.resource, tool: name, argumentsHash: hash });
+      if (carried.length > 0) {
+        audit.approval_via = 'authorization_details';
+        // The mark lives as long as the token that could present it again.
+        const ttlMs = Math.max(1_000, (typeof principal.claims.exp === 'number' ? principal.claims.exp * 1000 : Date.now()) - Date.now());
+        let claimed: string | undefined;
+        for (const id of carried) {
+          if (await store.claim(id, ttlMs)) {
+            claimed = id;
+            break;
+          }
+        }
+        audit.approval_id = claimed ?? carried[0];
+        if (claimed === undefined) {
+          audit.approval = 'refused';
+          return refuse(c, {
+            status: 403,
+            code: GATEWAY_ERRORS.forbidden,
+            message: 'the approval this token carries has already been used: the call was not made; make it again with your usual token to ask for a new approval',
+            rejection: 'approval_used',
+            reason: `authorization_details: transaction ${carried.join(', ')} already used at a gateway`,
+          });
+        }
+        let outcome: Awaited<ReturnType<typeof settings.client.use>>;
+        try {
+          outcome = await settings.client.use(claimed, principal.token, hash);
+        } catch (error) {
+          // The AS recorded nothing we know of and nothing was forwarded: a later try may claim it again (the AS still decides once).
+          await Promise.resolve(store.release(claimed)).catch(() => undefined);
+          throw error;
+        }
+        if (outcome.status === 'used') {
+          // A call held earlier for this approval is no longer waiting.
+          await Promise.resolve(store.forget(key)).catch(() => undefined);
+          audit.approval = 'granted';
+          return next();
+        }
+        audit.approval = 'refused';
+        const refusal = outcome.status === 'refused' ? outcome : { error: 'transaction_pending', description: undefined };
+        const known = REFUSALS[refusal.error];
+        return refuse(c, {
+          status: 403,
+          code: GATEWAY_ERRORS.forbidden,
+          message: `${known?.told ?? 'the approval of this call was refused'}: the call was not made; make it again with your usual token to ask for a new approval`,
+          rejection: known?.rejection ?? 'approval_refused',
+          reason: `authorization_details: transaction ${claimed}: ${refusal.error}${refusal.description ? ` (${refusal.description})` : ''}`,
+        });
+      }
+
       // A retry: the 2026-07-28 state names its transaction; otherwise the remembered one, if any.
       const state = ownState(message);
       let pending: PendingApproval | undefined;

@@ -5,7 +5,9 @@ import { ApprovalStoreUnavailable, type ApprovalStore, type PendingApproval } fr
  * Pending approvals shared by every gateway with the same Redis and key prefix: a call held by one
  * instance is recognized when it is retried through another. The keys are already hashes (the
  * retry key); the TTL is the transaction's lifetime. Which retry may spend the approval is decided
- * by the AS (`/use`, atomic), not here. Redis errors are `ApprovalStoreUnavailable`: fail closed.
+ * by the AS (`/use`, atomic), not here. An approval carried in a token (RFC 9396) is claimed here
+ * first: `SET NX` with the token's remaining life, keyed by transaction id, so of the gateways
+ * sharing this Redis exactly one goes on with it. Redis errors are `ApprovalStoreUnavailable`: fail closed.
  */
 export class RedisApprovals implements ApprovalStore {
   constructor(
@@ -43,5 +45,18 @@ export class RedisApprovals implements ApprovalStore {
 
   async forget(key: string): Promise<void> {
     await this.run(() => this.redis.del(this.key(key)));
+  }
+
+  private usedKey(transactionId: string): string {
+    return `${this.prefix}:approval-used:${transactionId}`;
+  }
+
+  async claim(transactionId: string, ttlMs: number): Promise<boolean> {
+    const set = await this.run(() => this.redis.set(this.usedKey(transactionId), '1', 'PX', Math.max(1, Math.round(ttlMs)), 'NX'));
+    return set === 'OK';
+  }
+
+  async release(transactionId: string): Promise<void> {
+    await this.run(() => this.redis.del(this.usedKey(transactionId)));
   }
 }
