@@ -20,7 +20,12 @@ export interface PendingApproval {
 
 /** Where pending approvals are remembered: one process, or Redis shared by every gateway. */
 export interface ApprovalStore {
-  remember(key: string, pending: PendingApproval, ttlMs: number): void | Promise<void>;
+  /**
+   * Remembers `pending` for the call unless one is already remembered (two identical calls at
+   * once both created a transaction): the first one kept wins, and is returned, so both callers
+   * are sent to the same approval page.
+   */
+  remember(key: string, pending: PendingApproval, ttlMs: number): PendingApproval | Promise<PendingApproval>;
   recall(key: string): PendingApproval | undefined | Promise<PendingApproval | undefined>;
   forget(key: string): void | Promise<void>;
   /**
@@ -49,10 +54,13 @@ export class ApprovalMemory implements ApprovalStore {
 
   constructor(private readonly maxEntries = 100_000) {}
 
-  remember(key: string, pending: PendingApproval, ttlMs: number): void {
+  remember(key: string, pending: PendingApproval, ttlMs: number): PendingApproval {
+    const kept = this.recall(key);
+    if (kept) return kept;
     this.entries.delete(key);
     if (this.entries.size >= this.maxEntries) this.entries.delete(this.entries.keys().next().value as string);
     this.entries.set(key, { pending: { ...pending }, until: Date.now() + ttlMs });
+    return { ...pending };
   }
 
   recall(key: string): PendingApproval | undefined {

@@ -95,6 +95,9 @@ describe('gateway: approvals across gateways', () => {
     } finally {
       redis.disconnect();
     }
+    // The same first call at both gateways at once: one transaction is kept, both answer with it.
+    const [twinA, twinB] = await Promise.all([transfer(a, { amount: 310, to: 'twins' }), transfer(b, { amount: 310, to: 'twins' })]);
+    assert.equal(idOf(twinA), idOf(twinB), 'both gateways send the caller to the transaction remembered first');
     const pendingAtB = await transfer(b, { amount: 300, to: 'a-then-b' });
     assert.equal(idOf(pendingAtB), id, 'B answers with the transaction A created');
     as.approve(id);

@@ -46,4 +46,14 @@ describe('approval parts', () => {
     store.forget('c');
     assert.equal(store.recall('c'), undefined);
   });
+
+  it('memory store: the first remembered transaction of a call is kept and returned to a second one', () => {
+    const store = new ApprovalMemory();
+    const p = (id: string) => ({ id, url: `http://as/approve/${id}`, expiresAt: 0 });
+    assert.equal(store.remember('k', p('first'), 10_000).id, 'first');
+    assert.equal(store.remember('k', p('second'), 10_000).id, 'first');
+    assert.equal(store.recall('k')?.id, 'first');
+    store.forget('k');
+    assert.equal(store.remember('k', p('third'), 10_000).id, 'third', 'after a forget (denied, expired), a new one is kept');
+  });
 });

@@ -272,6 +272,17 @@ describe('gateway: approval of high-risk tool calls', () => {
       assert.notEqual(fresh.elicitation.elicitationId, result.inputRequests.approval.params.elicitationId);
       assert.equal(as.status(result.inputRequests.approval.params.elicitationId), 'approved', 'still Alice\'s to use');
     });
+
+    it('two identical first calls at once: both are sent to the same approval page (the first remembered), so approving it lets the retry through', async () => {
+      const args = { amount: 640, to: 'Twin' };
+      const [one, two] = await Promise.all([held(args), held(args)]);
+      assert.equal(one.elicitation.url, two.elicitation.url, 'one page for the one call');
+      as.approve(one.elicitation.elicitationId);
+      const retry = await call(args);
+      assert.equal(retry.status, 200, retry.text);
+      assert.ok(retry.json!.result, retry.text);
+      assert.equal(forwarded().filter((r) => JSON.parse(r.body).params.arguments.to === 'Twin').length, 1);
+    });
   });
 
   describe('2026-07-28: the retry echoes requestState', () => {

@@ -216,9 +216,11 @@ export function approveCalls(route: CompiledRoute, options: ApproveOptions = {})
       const created = await settings.client.create({ subjectToken: principal.token, tool: name, argumentsHash: hash, summary, details, lifetimeSeconds: approval.lifetimeSeconds });
       const fresh: PendingApproval = { id: created.id, url: created.approvalUri, expiresAt: created.expiresAt };
       const ttlMs = Math.min(approval.lifetimeSeconds * 1000, Math.max(0, created.expiresAt * 1000 - Date.now()));
-      if (ttlMs > 0) await store.remember(key, fresh, ttlMs);
-      audit.approval_id = created.id;
-      return answer(c, settings, binding, fresh, summary, 'required');
+      // Remembered for the retry check. Two identical calls at once each created one: both are sent
+      // to the one remembered first (the other is never shown again and expires).
+      const kept = ttlMs > 0 && settings.retryCheck ? await store.remember(key, fresh, ttlMs) : fresh;
+      audit.approval_id = kept.id;
+      return answer(c, settings, binding, kept, summary, 'required');
     } catch (error) {
       if (error instanceof TransactionsUnavailable || error instanceof ApprovalStoreUnavailable) return unavailable(error.message);
       if (error instanceof TransactionNotCreated) {

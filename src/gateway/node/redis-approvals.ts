@@ -27,8 +27,11 @@ export class RedisApprovals implements ApprovalStore {
     }
   }
 
-  async remember(key: string, pending: PendingApproval, ttlMs: number): Promise<void> {
-    await this.run(() => this.redis.set(this.key(key), JSON.stringify(pending), 'PX', Math.max(1, Math.round(ttlMs))));
+  async remember(key: string, pending: PendingApproval, ttlMs: number): Promise<PendingApproval> {
+    // NX: of two gateways (or requests) holding the same call at once, the first one stored wins.
+    const stored = await this.run(() => this.redis.set(this.key(key), JSON.stringify(pending), 'PX', Math.max(1, Math.round(ttlMs)), 'NX'));
+    if (stored === 'OK') return pending;
+    return (await this.recall(key)) ?? pending;
   }
 
   async recall(key: string): Promise<PendingApproval | undefined> {
