@@ -10,6 +10,9 @@
  *   generated password, when the reason says "as admin"; ticking the consent page's high-risk boxes
  *   when it says "ticks"), and the redirect is delivered.
  *   A later line `CODE=...` gets the code of the last sign-in.
+ * - `<!-- readme-test: approve (why) -->` — run; every approval link it prints (`<issuer>/approve/…`),
+ *   or the pending approvals page it names (`<issuer>/approvals`), is opened as demo/demo over HTTP
+ *   and the call approved with the password, as the person would in a browser.
  * - `<!-- readme-test: output -->` before a ```text fence — what the previous shell block prints:
  *   each line must appear in its output, `…` standing for anything.
  *
@@ -21,7 +24,7 @@ export interface ShellBlock {
   /** 1-based line of the opening fence. */
   line: number;
   code: string;
-  mark?: { kind: 'skip' | 'sign-in'; reason: string };
+  mark?: { kind: 'skip' | 'sign-in' | 'approve'; reason: string };
   /** Lines the block's output must contain (from a following `output` block). */
   output?: string[];
 }
@@ -40,7 +43,7 @@ export function shellBlocks(markdown: string): ShellBlock[] {
     if (i >= lines.length) throw new Error(`README line ${start + 1}: unclosed fence`);
     const marker = start > 0 ? MARKER.exec(lines[start - 1]!) : null;
     const [kind, reason = ''] = marker ? [marker[1]!, marker[2]?.trim()] : [undefined];
-    if (kind !== undefined && !['skip', 'sign-in', 'output'].includes(kind)) throw new Error(`README line ${start}: unknown readme-test marker "${kind}"`);
+    if (kind !== undefined && !['skip', 'sign-in', 'approve', 'output'].includes(kind)) throw new Error(`README line ${start}: unknown readme-test marker "${kind}"`);
     if (kind === 'output') {
       const previous = blocks.at(-1);
       if (!previous) throw new Error(`README line ${start}: an output block with no shell block before it`);
@@ -52,7 +55,7 @@ export function shellBlocks(markdown: string): ShellBlock[] {
       continue;
     }
     if (kind === 'skip' && !reason) throw new Error(`README line ${start}: a skipped block says why: <!-- readme-test: skip (reason) -->`);
-    blocks.push({ index: blocks.length + 1, line: start + 1, code: body.join('\n'), ...(kind ? { mark: { kind: kind as 'skip' | 'sign-in', reason } } : {}) });
+    blocks.push({ index: blocks.length + 1, line: start + 1, code: body.join('\n'), ...(kind ? { mark: { kind: kind as 'skip' | 'sign-in' | 'approve', reason } } : {}) });
   }
   return blocks;
 }

@@ -116,6 +116,7 @@ describe('README walkthroughs, run in order against a demo on free ports', () =>
     bash.stdin.write(`set -euo pipefail\nmkdir -p "$HOME"\n${CURL_FAILS_ON_HTTP_ERRORS}\n`);
 
     const authorizeUrl = new RegExp(`${issuer}/authorize\\?[^\\s"'<>]+`, 'g');
+    const approvalPage = new RegExp(`${issuer}/(?:approve/[A-Za-z0-9_-]+|approvals)(?=[\\s"'<>]|$)`, 'gm');
     let lastCode: string | undefined;
     const ran: ShellBlock[] = [];
     const skipped: ShellBlock[] = [];
@@ -160,6 +161,13 @@ describe('README walkthroughs, run in order against a demo on free ports', () =>
               );
             }
           }
+          if (block.mark?.kind === 'approve') {
+            for (const [page] of blockText().matchAll(approvalPage)) {
+              if (seen.has(page)) continue;
+              seen.add(page);
+              signIns.push(approveAsDemo(issuer, page));
+            }
+          }
           if (out.slice(outStart).includes(done) && err.slice(errStart).includes(done)) break;
           if (bash.exitCode !== null) assert.fail(`exited ${bash.exitCode}: ${describeBlock()}`);
           if (Date.now() > deadline) assert.fail(`did not finish within ${BLOCK_TIMEOUT_MS / 1000} s: ${describeBlock()}`);
@@ -167,6 +175,7 @@ describe('README walkthroughs, run in order against a demo on free ports', () =>
         }
         await Promise.all(signIns);
         if (block.mark?.kind === 'sign-in') assert.ok(seen.size > 0, `block ${block.index} is marked sign-in but printed no authorization URL: ${describeBlock()}`);
+        if (block.mark?.kind === 'approve') assert.ok(seen.size > 0, `block ${block.index} is marked approve but printed no approval link or page: ${describeBlock()}`);
         const printed = blockText().split('\n');
         for (const line of block.output ?? []) {
           const pattern = outputPattern(movePorts(line, offset));
@@ -246,3 +255,21 @@ describe('README walkthroughs, run in order against a demo on free ports', () =>
     }
   });
 });
+
+/**
+ * What the person does with an approval link or the pending approvals page: signs in as demo/demo
+ * and approves (the first pending call, on the list), typing the password again.
+ */
+async function approveAsDemo(issuer: string, url: string): Promise<void> {
+  const browser = new FormBrowser(issuer);
+  let page = await browser.open(url);
+  if (page.html.includes('name="username"')) page = await browser.submit(page, { username: 'demo', password: 'demo' });
+  if (url.endsWith('/approvals')) {
+    const link = /href="(\/approve\/[A-Za-z0-9_-]+)"/.exec(page.html)?.[1];
+    assert.ok(link, `no pending approval listed at ${url}: ${page.html.slice(0, 2000)}`);
+    page = await browser.open(link);
+  }
+  assert.ok(page.html.includes('value="approve"'), `not an approval page (${page.status}) at ${page.url}: ${page.html.slice(0, 2000)}`);
+  const decided = await browser.submit(page, { decision: 'approve', password: 'demo' });
+  assert.equal(decided.status, 200, decided.html.slice(0, 2000));
+}
