@@ -51,10 +51,10 @@ ${[['', 'any'], ...APPROVAL_STATUSES.map((s) => [s, s])].map(([v, l]) => html`<o
 <div><label for="a-tool">Tool</label><input type="text" id="a-tool" name="tool" value="${q.tool ?? ''}" size="12"></div>
 <button type="submit" class="primary small">Filter</button>
 </form>
-<table id="approvals"><thead><tr><th>Requested</th><th>Status</th><th>User</th><th>Action</th><th>Delegation chain</th><th>Outcome</th></tr></thead><tbody>
+<table id="approvals"><thead><tr><th>Requested</th><th class="nowrap">Status</th><th class="nowrap">User</th><th>Action</th><th>Delegation chain</th><th>Outcome</th></tr></thead><tbody>
 ${result.items.map(
   (t) =>
-    html`<tr data-id="${t.id}" data-status="${t.status}"><td class="mono">${when(t.created_at)}</td><td><span class="badge ${BADGE[t.status]} status">${t.status}</span></td><td>${
+    html`<tr data-id="${t.id}" data-status="${t.status}"><td class="mono">${when(t.created_at)}</td><td class="nowrap"><span class="badge ${BADGE[t.status]} status">${t.status}</span></td><td class="nowrap">${
       t.user.username ? html`<a href="/console/users/${enc(t.user.username)}">${t.user.username}</a>` : html`<span class="mono">${t.user.sub}</span>`
     }</td><td><bdi class="summary">${t.summary}</bdi><div class="muted">tool <code>${t.tool}</code> · <a href="/console/audit?type=transaction.*&amp;tool=${enc(t.tool)}&amp;subject=${enc(t.user.sub)}">events</a></div>${
       t.details && Object.keys(t.details).length > 0
