@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import { ADMIN_OPERATIONS as ops, AdminError, invoke, type Caller } from '../../src/admin/index.ts';
+import { ADMIN_OPERATIONS as ops, AdminError, invoke, type Caller, type Operation } from '../../src/admin/index.ts';
 import { DEMO_PASSWORD_HASH, type TestAuthServer } from '../helpers/auth-server.ts';
 import { agentToken, auditEvents, BANK, create, decide, startTransactionServer } from '../transactions/helpers.ts';
 import { ADMIN_CLIENT, api, REDIRECT_URI, signIn } from './helpers.ts';
@@ -93,7 +93,7 @@ describe('admin: high-risk approvals (transactions)', () => {
     });
 
     it('refuses an admin without the audit area: insufficient_scope, the reason audited', async () => {
-      for (const op of [ops.listTransactions, ops.readTransaction]) {
+      for (const op of [ops.listTransactions, ops.readTransaction] as Operation[]) {
         const who = caller('agents-reader', ['admin:agents:read']);
         await assert.rejects(invoke(as.ctx, who, op, { id: ids.pending }), (error: AdminError) => {
           assert.equal(error.code, 'insufficient_scope');
