@@ -122,4 +122,13 @@ describe('console: the Approvals page in Chromium', needsChromium(), () => {
     assert.equal(await page.locator('#error-code').innerText(), 'not_found');
     assert.deepEqual(dialogs, [], 'no page runs script');
   });
+
+  it("links each approval to its user's transaction events in the audit log", async () => {
+    await open('/approvals?status=approved');
+    await navigating(page, () => row(ids.approved).getByRole('link', { name: 'events' }).click());
+    assert.equal(new URL(page.url()).pathname, '/console/audit');
+    const types = await page.locator('#audit-events tr[data-event] td:nth-child(2) > code').allInnerTexts();
+    assert.ok(types.includes('transaction.created') && types.includes('transaction.approved'), types.join(','));
+    assert.ok(types.every((t) => t.startsWith('transaction.')), types.join(','));
+  });
 });
