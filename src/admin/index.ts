@@ -24,6 +24,7 @@ import {
   updatePolicy,
 } from './operations/settings.ts';
 import { listSessions, signOut } from './operations/sessions.ts';
+import { listTransactions, readTransaction } from './operations/transactions.ts';
 import { createUserOp, deleteUser, listUsers, readUser, resetUserTotp, updateUser } from './operations/users.ts';
 import type { Operation } from './operation.ts';
 
@@ -56,6 +57,8 @@ export const ADMIN_OPERATIONS = {
   updateResource,
   deleteResource,
   queryAudit,
+  listTransactions,
+  readTransaction,
   listKeys,
   rotateKeys,
   listAgreements,

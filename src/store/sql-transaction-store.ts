@@ -92,6 +92,21 @@ export function transactionStore(db: Db): TransactionStore {
         .execute();
       return rows.map(toRecord);
     },
+    async list(filter) {
+      let query = db.selectFrom('transactions').selectAll();
+      if (filter.sub !== undefined) query = query.where('sub', '=', filter.sub);
+      if (filter.tool !== undefined) query = query.where('tool', '=', filter.tool);
+      if (filter.since !== undefined) query = query.where('created_at', '>=', filter.since);
+      if (filter.until !== undefined) query = query.where('created_at', '<', filter.until);
+      // Expiry is never written: pending and approved read as expired once expires_at has passed.
+      if (filter.status === 'expired') query = query.where('status', 'in', ['pending', 'approved']).where('expires_at', '<=', filter.now);
+      else if (filter.status === 'pending' || filter.status === 'approved') query = query.where('status', '=', filter.status).where('expires_at', '>', filter.now);
+      else if (filter.status !== undefined) query = query.where('status', '=', filter.status);
+      const after = filter.after;
+      if (after) query = query.where((eb) => eb.or([eb('created_at', '<', after.createdAt), eb.and([eb('created_at', '=', after.createdAt), eb('id', '<', after.id)])]));
+      const rows = await query.orderBy('created_at', 'desc').orderBy('id', 'desc').limit(filter.limit).execute();
+      return rows.map(toRecord);
+    },
   };
 }
 

@@ -305,6 +305,24 @@ export interface TransactionStore {
   use(id: string, binding: { sub: string; clientId: string; argumentsHash: string }, at: number): Promise<boolean>;
   /** The user's pending transactions not yet expired, newest first. */
   listPending(sub: string, now: number): Promise<TransactionRecord[]>;
+  /**
+   * Transactions newest first (created_at, then id, descending), narrowed by each filter given:
+   * `status` as `transactionStatus` reads it at `now` (so `expired` finds pending and approved
+   * ones past their expiry), `since` inclusive and `until` exclusive on `createdAt`, `after` the
+   * last item of the previous page. At most `limit`.
+   */
+  list(filter: TransactionFilter): Promise<TransactionRecord[]>;
+}
+
+export interface TransactionFilter {
+  now: number;
+  limit: number;
+  sub?: string;
+  status?: TransactionStatus;
+  tool?: string;
+  since?: number;
+  until?: number;
+  after?: { createdAt: number; id: string };
 }
 
 /**

@@ -43,6 +43,8 @@ export const ADMIN_ROUTES: AdminRoute[] = [
   { method: 'put', path: '/resources/{id}', op: ops.updateResource, etag: true },
   { method: 'delete', path: '/resources/{id}', op: ops.deleteResource },
   { method: 'get', path: '/audit', op: ops.queryAudit },
+  { method: 'get', path: '/transactions', op: ops.listTransactions },
+  { method: 'get', path: '/transactions/{id}', op: ops.readTransaction, etag: true },
   { method: 'get', path: '/keys', op: ops.listKeys },
   { method: 'post', path: '/keys/rotate', op: ops.rotateKeys, status: 201 },
   { method: 'get', path: '/agreements', op: ops.listAgreements },

@@ -43,6 +43,7 @@ const HINTS: Record<string, string> = {
     'Failed sign-ins between 21:00 and 23:00 yesterday: type "login.failed" (or decision "failure" and type "login.*"), since yesterday 21:00, until yesterday 23:00. ' +
     'Which agents acted for a user: subject = the user\'s sub (users_read gives it), type "token.issued"; client_id is the agent, data.act the chain. What an admin changed: actor = the admin\'s username, type "admin.*". ' +
     'Follow next_cursor for older events.',
+  'transactions.list': 'Approvals waiting for a user: {"user": "<username>", "status": "pending"}. Refused or spent ones: status "denied" or "used". Follow next_cursor for older ones.',
   'reports.usage': 'Days are UTC dates (YYYY-MM-DD); "this week": from = 6 days ago, to = today.',
   'agents.update': 'To disable an agent: {"id": "<client_id>", "enabled": false}.',
 };

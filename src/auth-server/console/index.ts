@@ -6,6 +6,7 @@ import { randomToken } from '../../core/encoding.ts';
 import type { ServerContext } from '../context.ts';
 import { pageLook, type PageLook } from '../pages/layout.ts';
 import { agentPage, agentsPage, agreementsPage, auditPage, clientPage, clientsPage, keysPage, resourcePage, resourcesPage, usagePage, userPage, usersPage, type View } from './pages.ts';
+import { approvalsPage } from './approvals.ts';
 import { consolePage as pageFor, plainPage, type Status } from './layout.ts';
 import { beginSignIn, consoleClientKeeper, csrfHolds, endSession, finishSignIn, loadSession, sessionCaller, type ConsoleSession, type InnerFetch } from './session.ts';
 import { tryMappings } from './try-mapping.ts';
@@ -206,6 +207,16 @@ export function consoleApp(ctx: ServerContext, innerFetch: InnerFetch): Hono {
       };
       const result = await a.run(ops.queryAudit, filters);
       return a.view('Audit log', 'audit', auditPage(q, result, await names(), adminResource));
+    }),
+  );
+
+  // High-risk approvals (transactions), read-only.
+  app.get(
+    '/approvals',
+    admin(async (c, a) => {
+      const q = c.req.query();
+      const filters = { status: q.status || undefined, user: q.user || undefined, tool: q.tool || undefined, cursor: q.cursor || undefined, limit: 50 };
+      return a.view('Approvals', 'approvals', approvalsPage(q, await a.run(ops.listTransactions, filters), await names(), adminResource));
     }),
   );
 

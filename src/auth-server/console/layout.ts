@@ -30,6 +30,8 @@ const CONSOLE_STYLE = `
   .on { background: var(--ok-bg); color: var(--ok); }
   .off { background: var(--warn-bg); color: var(--warn); }
   .fail { color: var(--bad); font-weight: 600; }
+  .denied { background: var(--warn-bg); color: var(--bad); }
+  th.nowrap, td.nowrap { white-space: nowrap; overflow-wrap: normal; }
   .row { display: flex; gap: 0.75rem; flex-wrap: wrap; align-items: end; }
   .row > label, .row > div { margin: 0; }
   .row label { font-size: 0.8rem; margin: 0 0 0.2rem; }
@@ -59,6 +61,7 @@ const CONSOLE_STYLE = `
 export const MENU: [string, string][] = [
   ['agents', 'Agents'],
   ['audit', 'Audit'],
+  ['approvals', 'Approvals'],
   ['usage', 'Usage'],
   ['users', 'Users'],
   ['clients', 'Clients'],
