@@ -23,7 +23,29 @@ const CODE = /^[0-9]{6}$/;
 export type TotpPurpose = 'verify' | 'confirm' | 'setup' | 'remove';
 
 export type TotpCheck = { ok: true } | { ok: false; reason: TotpRefusal };
-export type TotpRefusal = 'too many attempts' | 'malformed code' | 'not enrolled' | 'secret unreadable' | 'wrong code' | 'code already used' | 'enrolment changed';
+export type TotpRefusal =
+  | 'too many attempts'
+  | 'malformed code'
+  | 'not enrolled'
+  | 'secret unreadable'
+  | 'wrong code'
+  | 'code already used'
+  | 'enrolment changed'
+  | 'setup expired'
+  | 'setup of another session';
+
+/**
+ * How long a setup may stay pending. Past it the pending secret confirms nothing: a setup
+ * abandoned in a browser is no standing offer to whoever later holds that session.
+ */
+export const PENDING_TTL_SECONDS = 600;
+
+/** Which session started the pending setup of a user, and with which (sealed) secret. */
+interface SetupBinding {
+  sid: string;
+  secret: string;
+}
+const bindingKey = (sub: string) => `totp-setup:${sub}`;
 
 export interface TotpStatus {
   state: 'none' | 'pending' | 'enrolled';
@@ -33,8 +55,10 @@ export interface TotpStatus {
 const limiters = new WeakMap<ServerContext, Limiter>();
 
 /**
- * Codes (and, on the removal form, passwords) tried per account, wherever they are tried: a
- * session thief guessing on the approval page and on the account page draws on one budget.
+ * One-time codes tried per account, wherever they are tried: a session thief guessing on the
+ * approval page and on the account page draws on one budget. Only a right code resets it: a
+ * password, a sign-in or anything else that succeeds never does (passwords have their own limiter,
+ * `login-account`), so knowing the password buys no extra guesses at the code.
  */
 export function totpAttempts(ctx: ServerContext): Limiter {
   let limiter = limiters.get(ctx);
@@ -84,30 +108,45 @@ export async function totpStatus(ctx: ServerContext, sub: string): Promise<TotpS
   return record.confirmedAt === undefined ? { state: 'pending' } : { state: 'enrolled', enrolledAt: record.confirmedAt };
 }
 
-/** Starts an enrolment: a new random secret, stored sealed and pending. False when one is already confirmed. */
-export async function beginTotpEnrolment(ctx: ServerContext, sub: string): Promise<boolean> {
-  const secret = new Secret({ size: SECRET_BYTES }).base32;
-  return ctx.store.totp.putPending({ sub, secret: sealTotpSecret(totpSealKey(ctx.config), sub, secret), createdAt: ctx.now() });
+/** What the user copies into an authenticator app, shown once, in the answer to the setup request. */
+export interface TotpSetup {
+  secret: string;
+  uri: string;
 }
 
-/** What the user copies into an authenticator app while the enrolment is pending. */
-export async function pendingTotp(ctx: ServerContext, user: { sub: string; username: string }): Promise<{ secret: string; uri: string } | undefined> {
-  const record = await ctx.store.totp.find(user.sub);
-  if (!record || record.confirmedAt !== undefined) return undefined;
-  const secret = readSecret(ctx, user.sub, record.secret);
-  if (secret === undefined) return undefined;
+/**
+ * Starts an enrolment for the session that asked (its password checked by the caller): a new
+ * random secret, stored sealed and pending, bound to that session for `PENDING_TTL_SECONDS`.
+ * Returns what to show, this once; undefined when a credential is confirmed already.
+ */
+export async function beginTotpEnrolment(ctx: ServerContext, session: { sub: string; sid: string; username: string }): Promise<TotpSetup | undefined> {
+  const secret = new Secret({ size: SECRET_BYTES }).base32;
+  const sealed = sealTotpSecret(totpSealKey(ctx.config), session.sub, secret);
+  if (!(await ctx.store.totp.putPending({ sub: session.sub, secret: sealed, createdAt: ctx.now() }))) return undefined;
+  // In the session cache, which lives as long as the binding needs (no column, no migration).
+  const binding: SetupBinding = { sid: session.sid, secret: sealed };
+  await ctx.cache.set(bindingKey(session.sub), binding, PENDING_TTL_SECONDS);
   const issuer = ctx.config.totp.issuer_label ?? ctx.config.branding.product_name;
-  const uri = new TOTP({ issuer, label: user.username, secret: Secret.fromBase32(secret), ...parameters }).toString();
+  const uri = new TOTP({ issuer, label: session.username, secret: Secret.fromBase32(secret), ...parameters }).toString();
   return { secret, uri };
 }
 
-/** Confirms the pending enrolment with a first code: only then is the user enrolled. Audited. */
-export async function confirmTotpEnrolment(ctx: ServerContext, sub: string, code: string): Promise<TotpCheck> {
+/**
+ * Confirms the pending enrolment with a first code: only then is the user enrolled. Only the
+ * session that started the setup may confirm it, within `PENDING_TTL_SECONDS`. Audited.
+ */
+export async function confirmTotpEnrolment(ctx: ServerContext, session: { sub: string; sid: string }, code: string): Promise<TotpCheck> {
+  const sub = session.sub;
   const refuse = (reason: TotpRefusal) => refused(ctx, sub, 'confirm', reason);
   if (!(await totpAttempts(ctx).consume(sub)).allowed) return refuse('too many attempts');
   if (!CODE.test(code)) return refuse('malformed code');
   const record = await ctx.store.totp.find(sub);
   if (!record || record.confirmedAt !== undefined) return refuse('enrolment changed');
+  if (ctx.now() - record.createdAt >= PENDING_TTL_SECONDS) return refuse('setup expired');
+  const binding = await ctx.cache.get<SetupBinding>(bindingKey(sub));
+  // No binding (the cache lost it) counts as another session's: start again.
+  if (binding?.sid !== session.sid) return refuse('setup of another session');
+  if (binding.secret !== record.secret) return refuse('enrolment changed');
   const secret = readSecret(ctx, sub, record.secret);
   if (secret === undefined) return refuse('secret unreadable');
   const step = matchingStep(secret, code, ctx.now());
@@ -115,15 +154,17 @@ export async function confirmTotpEnrolment(ctx: ServerContext, sub: string, code
   // Against the very secret checked: a "Set up" in another tab meanwhile replaced it.
   if (!(await ctx.store.totp.confirm(sub, record.secret, step, ctx.now()))) return refuse('enrolment changed');
   await totpAttempts(ctx).reset(sub);
+  await ctx.cache.delete(bindingKey(sub));
   ctx.audit.record({ at: ctx.now(), type: 'totp.enrolled', outcome: 'success', sub });
   return { ok: true };
 }
 
 /**
- * Removes the user's TOTP credential (pending or confirmed). `how`: what the user proved (their
- * password or a current code), or `admin` for a reset by an administrator (who is `by`).
+ * Removes the user's TOTP credential (pending or confirmed). `how`: `totp` when the user proved a
+ * current code (the only way a user removes a confirmed one), `cancel` for a pending setup, or
+ * `admin` for a reset by an administrator (who is `by`): the way back for a lost phone.
  */
-export async function removeTotp(ctx: ServerContext, sub: string, how: 'password' | 'totp' | 'admin' | 'cancel', by?: string): Promise<boolean> {
+export async function removeTotp(ctx: ServerContext, sub: string, how: 'totp' | 'admin' | 'cancel', by?: string): Promise<boolean> {
   const removed = await ctx.store.totp.delete(sub);
   if (removed && how !== 'cancel') {
     ctx.audit.record({ at: ctx.now(), type: 'totp.removed', outcome: 'success', sub, data: { how, ...(by ? { by } : {}) } });

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { Secret, TOTP } from 'otpauth';
-import { beginTotpEnrolment, confirmTotpEnrolment, pendingTotp, totpEnrolled } from '../../src/auth-server/totp.ts';
+import { beginTotpEnrolment, confirmTotpEnrolment, totpEnrolled } from '../../src/auth-server/totp.ts';
 import { api, auditEvents, signIn, startAdminServer } from '../admin/helpers.ts';
 
 type Server = Awaited<ReturnType<typeof startAdminServer>>;
@@ -23,10 +23,11 @@ describe('TOTP in the admin plane', () => {
       tokens[user] = result.accessToken!;
     }
     sub = (await as.store.users.findByUsername('demo'))!.sub;
-    assert.equal(await beginTotpEnrolment(as.ctx, sub), true);
-    const pending = await pendingTotp(as.ctx, { sub, username: 'demo' });
-    const code = TOTP.generate({ secret: Secret.fromBase32(pending!.secret), algorithm: 'SHA1', digits: 6, period: 30 });
-    assert.deepEqual(await confirmTotpEnrolment(as.ctx, sub, code), { ok: true });
+    const session = { sub, sid: 'admin-test-session', username: 'demo' };
+    const pending = await beginTotpEnrolment(as.ctx, session);
+    assert.ok(pending);
+    const code = TOTP.generate({ secret: Secret.fromBase32(pending.secret), algorithm: 'SHA1', digits: 6, period: 30 });
+    assert.deepEqual(await confirmTotpEnrolment(as.ctx, session, code), { ok: true });
   });
   after(async () => as?.close());
 

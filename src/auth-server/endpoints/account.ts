@@ -6,7 +6,7 @@ import { currentSession, signInThenReturn, type Session } from '../interaction.t
 import { accountPage } from '../pages/account.ts';
 import { errorPage, pageLook } from '../pages/layout.ts';
 import { dummyHash, verifyPassword } from '../passwords.ts';
-import { beginTotpEnrolment, checkTotp, confirmTotpEnrolment, pendingTotp, removeTotp, totpAttempts, totpStatus, type TotpRefusal } from '../totp.ts';
+import { beginTotpEnrolment, checkTotp, confirmTotpEnrolment, removeTotp, totpStatus, type TotpRefusal, type TotpSetup } from '../totp.ts';
 
 const PAGE = '/account/security';
 
@@ -14,18 +14,26 @@ const PAGE = '/account/security';
  * The signed-in user's own page: set up, confirm or remove an authenticator app (TOTP, docs/totp.md).
  * A browser that is not signed in signs in first and comes back. Every POST carries a CSRF token
  * derived from the session (unguessable without the session cookie, which the page never shows).
+ *
+ * What a stolen session cookie cannot do here: start a setup (the password is asked), read the key
+ * of a setup (shown once, in the answer to the password-checked request), confirm a setup another
+ * session started or one older than ten minutes, or remove a confirmed app (a current code is asked).
  */
 export function accountEndpoints(app: Hono<AppEnv>, ctx: ServerContext) {
   const look = pageLook(ctx.config.branding);
   const t = look.text.account;
   const csrfFor = (session: Session) => hashSecret(`account-csrf:${session.id}`);
 
-  const show = async (c: Context, session: Session, extra: { notice?: string; error?: string } = {}) =>
+  // The sign-in limiter per account (endpoints/interaction.ts): a password guessed here counts
+  // there too. Never the TOTP code limiter: a right password must not buy more code guesses.
+  const passwordAttempts = ctx.limiter('login-account', { points: ctx.config.limits.login_per_account, perSeconds: ctx.config.limits.login_window_seconds });
+
+  /** The page; `setup` (the key) only in the answer to a setup, `confirmable` for its own session's retries. */
+  const show = async (c: Context, session: Session, extra: { notice?: string; error?: string; setup?: TotpSetup; confirmable?: boolean } = {}) =>
     accountPage(c, look, {
       username: session.username,
       csrf: csrfFor(session),
       totp: await totpStatus(ctx, session.sub),
-      pending: await pendingTotp(ctx, session),
       ...extra,
     });
 
@@ -47,8 +55,14 @@ export function accountEndpoints(app: Hono<AppEnv>, ctx: ServerContext) {
     return { session, raw, field: (name: string) => raw(name).trim() };
   };
 
-  const message = (reason: TotpRefusal) =>
-    reason === 'too many attempts' ? t.throttled : reason === 'enrolment changed' ? t.changed : reason === 'secret unreadable' ? t.unreadable : t.wrongCode;
+  const messages: Partial<Record<TotpRefusal, string>> = {
+    'too many attempts': t.throttled,
+    'enrolment changed': t.changed,
+    'secret unreadable': t.unreadable,
+    'setup expired': t.setupExpired,
+    'setup of another session': t.otherSession,
+  };
+  const message = (reason: TotpRefusal) => messages[reason] ?? t.wrongCode;
 
   app.get(PAGE, async (c) => {
     const session = await currentSession(ctx, c);
@@ -58,66 +72,67 @@ export function accountEndpoints(app: Hono<AppEnv>, ctx: ServerContext) {
   });
 
   /**
-   * The password typed again, within the per-account budget that codes draw on. Setting up needs
-   * it too: otherwise whoever holds a stolen session could enrol an app of their own and then
-   * approve high-risk actions with its codes, where the approval page would have asked the password.
+   * The password typed again to set up: otherwise whoever holds a stolen session could enrol an
+   * app of their own and then approve high-risk actions with its codes, where the approval page
+   * would have asked the password. Limited as sign-in is; it never touches the code budget.
    */
-  const passwordChecked = async (c: Context, session: Session, password: string, purpose: 'setup' | 'remove') => {
+  const passwordChecked = async (c: Context, session: Session, password: string) => {
     const refuse = (reason: 'too many attempts' | 'wrong password', error: string) => {
-      ctx.audit.record({ at: ctx.now(), type: 'totp.refused', outcome: 'failure', sub: session.sub, error: reason === 'too many attempts' ? 'slow_down' : 'access_denied', reason, data: { purpose } });
+      ctx.audit.record({ at: ctx.now(), type: 'totp.refused', outcome: 'failure', sub: session.sub, error: reason === 'too many attempts' ? 'slow_down' : 'access_denied', reason, data: { purpose: 'setup' } });
       return show(c, session, { error });
     };
-    if (!(await totpAttempts(ctx).consume(session.sub)).allowed) return { refused: await refuse('too many attempts', t.throttled) };
+    const account = session.username.toLowerCase();
+    if (!(await passwordAttempts.consume(account)).allowed) return { refused: await refuse('too many attempts', t.throttled) };
     const user = await ctx.store.users.findBySub(session.sub);
     // Always run scrypt, so an account without a password takes as long as a wrong one.
     const valid = (await verifyPassword(password, user?.passwordHash ?? (await dummyHash()))) && user?.passwordHash !== undefined;
-    if (!valid) return { refused: await refuse('wrong password', purpose === 'setup' ? t.wrongPassword : t.wrongProof) };
-    await totpAttempts(ctx).reset(session.sub);
+    if (!valid) return { refused: await refuse('wrong password', t.wrongPassword) };
+    await passwordAttempts.reset(account);
     return {};
   };
 
   app.post(`${PAGE}/totp/setup`, async (c) => {
     const step = await signedInForm(c);
     if (step.refused) return step.refused;
-    const checked = await passwordChecked(c, step.session, step.raw('password'), 'setup');
+    const checked = await passwordChecked(c, step.session, step.raw('password'));
     if (checked.refused) return checked.refused;
-    // Nothing happens when one is confirmed already: it has to be removed first, with proof.
-    await beginTotpEnrolment(ctx, step.session.sub);
-    return c.redirect(PAGE, 303);
+    // Nothing happens when one is confirmed already: it has to be removed first, with a code.
+    const setup = await beginTotpEnrolment(ctx, step.session);
+    // The key in this answer only (no redirect to a GET that would show it again): the page is
+    // `no-store`, and a later visit says the setup is unfinished and asks for the password again.
+    return show(c, step.session, setup ? { setup, confirmable: true } : {});
   });
 
   app.post(`${PAGE}/totp/confirm`, async (c) => {
     const step = await signedInForm(c);
     if (step.refused) return step.refused;
-    const result = await confirmTotpEnrolment(ctx, step.session.sub, step.field('code'));
-    if (!result.ok) return show(c, step.session, { error: message(result.reason) });
+    const result = await confirmTotpEnrolment(ctx, step.session, step.field('code'));
+    if (!result.ok) {
+      // A mistyped code may be tried again from this session; a setup it cannot confirm starts again.
+      const confirmable = result.reason === 'wrong code' || result.reason === 'malformed code' || result.reason === 'too many attempts';
+      return show(c, step.session, { error: message(result.reason), confirmable });
+    }
     return c.redirect(`${PAGE}?done=enrolled`, 303);
   });
 
   app.post(`${PAGE}/totp/cancel`, async (c) => {
     const step = await signedInForm(c);
     if (step.refused) return step.refused;
-    // Only a pending setup: a confirmed one needs the password or a code.
+    // Only a pending setup: a confirmed one needs a current code.
     if ((await totpStatus(ctx, step.session.sub)).state === 'pending') await removeTotp(ctx, step.session.sub, 'cancel');
     return c.redirect(PAGE, 303);
   });
 
+  /**
+   * A confirmed app goes away only with a current code from it: the password alone would let a
+   * phished password undo the second factor. A lost phone is the administrator's reset (docs/totp.md).
+   */
   app.post(`${PAGE}/totp/remove`, async (c) => {
     const step = await signedInForm(c);
     if (step.refused) return step.refused;
-    const { session, field, raw } = step;
-    const code = field('code');
-    let how: 'totp' | 'password';
-    if (code !== '') {
-      const result = await checkTotp(ctx, session.sub, code, 'remove');
-      if (!result.ok) return show(c, session, { error: result.reason === 'too many attempts' ? t.throttled : t.wrongProof });
-      how = 'totp';
-    } else {
-      const checked = await passwordChecked(c, session, raw('password'), 'remove');
-      if (checked.refused) return checked.refused;
-      how = 'password';
-    }
-    await removeTotp(ctx, session.sub, how);
+    const result = await checkTotp(ctx, step.session.sub, step.field('code'), 'remove');
+    if (!result.ok) return show(c, step.session, { error: message(result.reason) });
+    await removeTotp(ctx, step.session.sub, 'totp');
     return c.redirect(`${PAGE}?done=removed`, 303);
   });
 }

@@ -7,8 +7,10 @@ export interface AccountView {
   username: string;
   csrf: string;
   totp: { state: 'none' | 'pending' | 'enrolled'; enrolledAt?: number };
-  /** While an enrolment is pending: the secret (base32) and its `otpauth://` URI. */
-  pending?: { secret: string; uri: string };
+  /** In the answer to the setup request only: the secret (base32) and its `otpauth://` URI. */
+  setup?: { secret: string; uri: string };
+  /** Whether this answer may offer the confirmation form (the session that started the setup, within its time). */
+  confirmable?: boolean;
   notice?: string;
   error?: string;
 }
@@ -34,7 +36,17 @@ export function accountPage(c: Context, look: PageLook, view: AccountView) {
   const csrf = html`<input type="hidden" name="csrf" value="${view.csrf}">`;
   const status =
     view.totp.state === 'enrolled' ? t.statusEnrolled(day(view.totp.enrolledAt ?? 0)) : view.totp.state === 'pending' ? t.statusPending : t.statusNone;
-  const pending = view.pending;
+  const setup = view.setup;
+  const cancel = html`<form method="post" action="/account/security/totp/cancel" id="totp-cancel-form">${csrf}</form>`;
+  const setupForm = (again: boolean) => html`<form method="post" action="/account/security/totp/setup">
+  ${csrf}
+  <label for="password">${t.setUpPassword}</label>
+  <input id="password" name="password" type="password" autocomplete="current-password" required>
+  <div class="actions">${again ? html`
+    <button type="submit" class="secondary" id="totp-cancel" form="totp-cancel-form">${t.cancel}</button>` : ''}
+    <button type="submit" class="primary" id="totp-setup">${again ? t.startAgain : t.setUp}</button>
+  </div>
+</form>`;
   const body = html`<h1>${t.title}</h1>
 <p class="muted">${t.signedInAs(html`<strong id="account-username">${view.username}</strong>`)}</p>
 ${view.notice ? html`<p class="notice" role="status" id="account-notice">${view.notice}</p>` : ''}
@@ -47,20 +59,24 @@ ${
     ? html`<p>${t.removeIntro}</p>
 <form method="post" action="/account/security/totp/remove">
   ${csrf}
-  <label for="password">${t.password}</label>
-  <input id="password" name="password" type="password" autocomplete="current-password">
-  <label for="code">${t.orCode}</label>
+  <label for="code">${t.currentCode}</label>
   ${codeInput('code', false)}
   <div class="actions"><button type="submit" class="primary" id="totp-remove">${t.remove}</button></div>
-</form>`
-    : pending
-      ? html`<p>${t.setupSteps}</p>
-<div class="qr" id="totp-qr" role="img" aria-label="${t.qr}">${qrCode(pending.uri)}</div>
+</form>
+<p class="muted" id="totp-lost">${t.lostPhone}</p>`
+    : view.totp.state === 'pending' && view.confirmable
+      ? html`${
+          setup
+            ? html`<p>${t.setupSteps}</p>
+<div class="qr" id="totp-qr" role="img" aria-label="${t.qr}">${qrCode(setup.uri)}</div>
 <div class="field-name">${t.key}</div>
-<p class="secret" id="totp-secret">${groupSecret(pending.secret)}</p>
+<p class="secret" id="totp-secret">${groupSecret(setup.secret)}</p>
 <div class="field-name">${t.link}</div>
-<p><a id="totp-link" href="${pending.uri}">${t.linkText}</a></p>
-<p class="muted" id="totp-uri">${pending.uri}</p>
+<p><a id="totp-link" href="${setup.uri}">${t.linkText}</a></p>
+<p class="muted" id="totp-uri">${setup.uri}</p>
+<p class="muted">${t.keyOnce}</p>`
+            : html`<p>${t.codeAgain}</p>`
+        }
 <form method="post" action="/account/security/totp/confirm">
   ${csrf}
   <label for="code">${t.code}</label>
@@ -70,13 +86,12 @@ ${
     <button type="submit" class="primary" id="totp-confirm">${t.confirm}</button>
   </div>
 </form>
-<form method="post" action="/account/security/totp/cancel" id="totp-cancel-form">${csrf}</form>`
-      : html`<form method="post" action="/account/security/totp/setup">
-  ${csrf}
-  <label for="password">${t.setUpPassword}</label>
-  <input id="password" name="password" type="password" autocomplete="current-password" required>
-  <div class="actions"><button type="submit" class="primary" id="totp-setup">${t.setUp}</button></div>
-</form>`
+${cancel}`
+      : view.totp.state === 'pending'
+        ? html`<p id="totp-unfinished">${t.unfinished}</p>
+${setupForm(true)}
+${cancel}`
+        : setupForm(false)
 }`;
   return renderPage(c, look, t.title, body, view.error ? 400 : 200);
 }

@@ -115,16 +115,21 @@ export interface Strings {
     confirm: string;
     cancel: string;
     enrolled: string;
+    keyOnce: string;
+    codeAgain: string;
+    unfinished: string;
+    startAgain: string;
     removeIntro: string;
-    password: string;
-    orCode: string;
+    currentCode: string;
+    lostPhone: string;
     remove: string;
     removed: string;
     wrongCode: string;
-    wrongProof: string;
     wrongPassword: string;
     throttled: string;
     changed: string;
+    setupExpired: string;
+    otherSession: string;
     unreadable: string;
   };
   error: {
@@ -258,16 +263,21 @@ export const english: Strings = {
     confirm: 'Confirm',
     cancel: 'Cancel',
     enrolled: 'Your authenticator app is set up.',
-    removeIntro: 'To remove the authenticator app, enter your password or a current code.',
-    password: 'Password',
-    orCode: 'Or a current code',
+    keyOnce: 'This key is shown only now. Confirm within 10 minutes, or start again.',
+    codeAgain: 'Enter the 6-digit code your authenticator app shows for this setup.',
+    unfinished: 'Setup not finished: start again. The key is shown only once, and a setup expires after 10 minutes.',
+    startAgain: 'Start again',
+    removeIntro: 'To remove the authenticator app, enter a current code from it.',
+    currentCode: 'Current code from the app',
+    lostPhone: 'Lost your phone? An administrator can reset your authenticator app; then set up a new one.',
     remove: 'Remove',
     removed: 'The authenticator app was removed.',
     wrongCode: 'That code is not right, or was already used. Wait for the next code and try again.',
-    wrongProof: 'Wrong password or code.',
     wrongPassword: 'Wrong password.',
     throttled: 'Too many attempts. Wait a few minutes and try again.',
     changed: 'The setup changed meanwhile, perhaps in another tab. Look at the page again.',
+    setupExpired: 'This setup expired (after 10 minutes). Start again.',
+    otherSession: 'This setup was started in another browser or session. Start again here.',
     unreadable: 'Your authenticator app cannot be checked right now. Ask an administrator to reset it.',
   },
   error: {
