@@ -101,6 +101,8 @@ describe('TOTP enrolment on /account/security', () => {
     assert.equal(wrong.status, 400);
     assert.match(wrong.html, /id="account-error"/);
     assert.match(wrong.html, /data-state="pending"/);
+    assert.doesNotMatch(wrong.html, new RegExp(secret), 'the key is shown once, in the answer to the setup');
+    assert.match(wrong.html, /action="\/account\/security\/totp\/confirm"/, 'the same session may try another code');
     assert.equal(await totpEnrolled(as.ctx, user), false);
 
     const first = code(secret);
@@ -135,18 +137,19 @@ describe('TOTP enrolment on /account/security', () => {
 
     // Four refusals so far draw on the account's budget (5 per window): start a fresh window.
     await totpAttempts(as.ctx).reset(user);
-    // Removal needs the password or a current code: a wrong password is refused and audited.
+    // Removal asks for a current code only: the form has no password field, and the page points to the admin reset.
     const account = await browser.open('/account/security');
-    const refusedRemoval = await browser.submit(account, { password: 'not-the-password' });
-    assert.equal(refusedRemoval.status, 400);
+    const removeForm = account.html.slice(account.html.indexOf('<form method="post" action="/account/security/totp/remove"'));
+    assert.doesNotMatch(removeForm.slice(0, removeForm.indexOf('</form>')), /name="password"/);
+    assert.match(account.html, /id="totp-lost">Lost your phone\? An administrator can reset/);
+    const wrongRemoval = await browser.submit(account, { code: code(secret) === '000000' ? '111111' : '000000' });
+    assert.equal(wrongRemoval.status, 400);
+    assert.match(wrongRemoval.html, /id="account-error">That code is not right/);
     assert.equal(await totpEnrolled(as.ctx, user), true);
-    assert.ok((await events('totp.refused')).some((e) => e.reason === 'wrong password' && (e.data as { purpose?: string }).purpose === 'remove'));
-    const removed = await browser.submit(account, { password: 'demo' });
-    assert.match(removed.html, /data-state="none"/);
-    assert.equal(await totpEnrolled(as.ctx, user), false);
-    assert.equal(await as.store.totp.find(user), undefined);
-    const [removal] = await events('totp.removed');
-    assert.deepEqual(removal?.data, { how: 'password' });
+    const wrongRemovalEvent = (await events('totp.refused')).find((e) => (e.data as { purpose?: string }).purpose === 'remove');
+    assert.deepEqual([wrongRemovalEvent?.reason, wrongRemovalEvent?.error], ['wrong code', 'access_denied']);
+    await as.store.totp.delete(user);
+    await totpAttempts(as.ctx).reset(user);
   });
 
   it('removes with a current code; keeps the secret encrypted at rest under data_dir/secrets/totp.key', async () => {
