@@ -26,7 +26,7 @@ describe('account security page in Chromium', needsChromium(), () => {
     await as?.close();
   });
 
-  it('signs in, sets up, refuses a wrong code, confirms, removes; no script runs', async () => {
+  it('signs in, sets up, leaves, starts again, refuses a wrong code, confirms, removes with a code; no script runs', async () => {
     const context = await browser.newContext({ viewport: { width: 520, height: 760 }, deviceScaleFactor: 1 });
     const page = await context.newPage();
     const dialogs: string[] = [];
@@ -50,8 +50,17 @@ describe('account security page in Chromium', needsChromium(), () => {
 
       await page.getByLabel('Your password, to confirm it is you').fill('demo');
       await navigating(page, () => page.getByRole('button', { name: 'Set up' }).click());
+      const abandoned = await page.locator('#totp-secret').innerText();
+      // Coming back later: the key is not shown again, the setup starts again with the password.
+      await navigating(page, () => page.goto(`${as.issuer}/account/security`));
+      assert.equal(await page.locator('#totp-secret').count(), 0, 'the key is shown once');
+      assert.match(await page.locator('#totp-unfinished').innerText(), /^Setup not finished: start again\./);
+      await shootLightAndDark(page, 'totp-unfinished');
+      await page.getByLabel('Your password, to confirm it is you').fill('demo');
+      await navigating(page, () => page.getByRole('button', { name: 'Start again' }).click());
       const grouped = await page.locator('#totp-secret').innerText();
       assert.match(grouped, /^([A-Z2-7]{4} )+[A-Z2-7]{1,4}$/);
+      assert.notEqual(grouped, abandoned, 'a new key');
       const secret = grouped.replace(/ /g, '');
       assert.match((await page.locator('#totp-link').getAttribute('href')) ?? '', /^otpauth:\/\/totp\/Mandate:demo\?/);
       assert.ok(await page.getByLabel('Code from the app').isVisible());
@@ -66,6 +75,7 @@ describe('account security page in Chromium', needsChromium(), () => {
       await page.getByLabel('Code from the app').fill(code() === '000000' ? '111111' : '000000');
       await navigating(page, () => page.getByRole('button', { name: 'Confirm' }).click());
       assert.match(await page.getByRole('alert').innerText(), /not right/);
+      assert.equal(await page.locator('#totp-secret').count(), 0, 'a retry does not show the key again');
 
       await page.getByLabel('Code from the app').fill(code());
       await navigating(page, () => page.getByRole('button', { name: 'Confirm' }).click());
@@ -74,7 +84,9 @@ describe('account security page in Chromium', needsChromium(), () => {
       assert.equal(await page.locator('#totp-secret').count(), 0, 'the key is not shown again');
       await shootLightAndDark(page, 'totp-enrolled');
 
-      await page.getByLabel('Password').fill('demo');
+      assert.equal(await page.getByLabel('Password').count(), 0, 'no password removes the app');
+      assert.match(await page.locator('#totp-lost').innerText(), /administrator can reset/);
+      await page.getByLabel('Current code from the app').fill(code(Date.now() + 30_000));
       await navigating(page, () => page.getByRole('button', { name: 'Remove' }).click());
       assert.equal(await page.locator('#account-notice').innerText(), 'The authenticator app was removed.');
       assert.equal(await page.locator('#totp-status').innerText(), 'Not set up');
