@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { ApprovalMemory, renderSummary } from '../../src/gateway/approvals.ts';
 import { RequestStates } from '../../src/gateway/request-state.ts';
+import { TransactionClient, TransactionsUnavailable } from '../../src/gateway/transactions.ts';
 
 describe('approval parts', () => {
   it('summary: placeholders replaced, values cleaned and cut at 80, the whole at 200', () => {
@@ -15,6 +16,33 @@ describe('approval parts', () => {
     assert.equal(renderSummary(undefined, 'transfer', { amount: 1, to: 'Bob', memo: 'm' }, { amount: 1, to: 'Bob' }), 'Call transfer with amount=1, to=Bob');
     assert.equal(renderSummary(undefined, 'ping', {}, {}), 'Call ping');
     assert.equal(renderSummary('{__proto__}{constructor}', 't', {}, {}), '(none)(none)', 'only own arguments');
+  });
+
+  it('transaction client: only the AS\'s JSON record of this use counts as used; any other 200 is the AS unavailable', async () => {
+    const hash = 'h'.repeat(43);
+    const answering = (status: number, body: string, type = 'application/json') =>
+      new TransactionClient({ issuer: 'http://as.test', clientId: 'gw', clientSecret: 's', fetch: async () => new Response(body, { status, headers: { 'content-type': type } }) });
+    assert.deepEqual(await answering(200, JSON.stringify({ id: 'tx1', status: 'used', arguments_hash: hash })).use('tx1', 'token', hash), { status: 'used' });
+    for (const [status, body, type] of [
+      [200, '<html>maintenance</html>', 'text/html'],
+      [200, '{}', undefined],
+      [200, JSON.stringify({ id: 'tx2', status: 'used', arguments_hash: hash }), undefined],
+      [200, JSON.stringify({ id: 'tx1', status: 'used', arguments_hash: 'g'.repeat(43) }), undefined],
+      [200, JSON.stringify({ id: 'tx1', status: 'approved', arguments_hash: hash }), undefined],
+      [204, '', undefined],
+    ] as const) {
+      await assert.rejects(answering(status, body, type).use('tx1', 'token', hash), TransactionsUnavailable, `${status} ${body}`);
+    }
+    const created = { id: 'tx1', approval_uri: 'http://as.test/approve/tx1', expires_at: 1 };
+    assert.deepEqual(await answering(201, JSON.stringify(created)).create({ subjectToken: 't', tool: 'x', argumentsHash: hash, summary: 's', details: {}, lifetimeSeconds: 60 }), { id: 'tx1', approvalUri: 'http://as.test/approve/tx1', expiresAt: 1 });
+    for (const [status, body] of [
+      [200, JSON.stringify(created)],
+      [201, '<html>ok</html>'],
+      [201, JSON.stringify({ ...created, approval_uri: 'http://evil.test/approve/tx1' })],
+      [201, JSON.stringify({ ...created, expires_at: 'soon' })],
+    ] as const) {
+      await assert.rejects(answering(status, body).create({ subjectToken: 't', tool: 'x', argumentsHash: hash, summary: 's', details: {}, lifetimeSeconds: 60 }), TransactionsUnavailable, `${status} ${body}`);
+    }
   });
 
   it('requestState: opens for the same caller only; tampering and another caller are invalid; no prefix is not ours', async () => {
