@@ -1,13 +1,13 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { ApprovalMemory, renderSummary } from '../../src/gateway/approvals.ts';
+import { ApprovalMemory, displayDetails, renderSummary } from '../../src/gateway/approvals.ts';
 import { RequestStates } from '../../src/gateway/request-state.ts';
 import { TransactionClient, TransactionsUnavailable } from '../../src/gateway/transactions.ts';
 
 describe('approval parts', () => {
   it('summary: placeholders replaced, values cleaned and cut at 80, the whole at 200', () => {
     assert.equal(renderSummary('Transfer {amount} EUR to {to}', 'transfer', { amount: 250.5, to: 'Bob' }, {}), 'Transfer 250.5 EUR to Bob');
-    assert.equal(renderSummary('Pay {to} {missing} {obj}', 't', { to: 'A\u200B\u202Eb\r\nc', obj: { a: [1] } }, {}), 'Pay A b c (none) {"a":[1]}');
+    assert.equal(renderSummary('Pay {to} {missing} {obj}', 't', { to: 'A\u200B\u202Eb\r\nc', obj: { a: [1] } }, {}), 'Pay A\\u{200B}\\u{202E}b c (none) {"a":[1]}');
     const long = renderSummary('{a}', 't', { a: 'x'.repeat(500) }, {});
     assert.equal([...long].length, 80);
     assert.ok(long.endsWith('…'));
@@ -43,6 +43,21 @@ describe('approval parts', () => {
     ] as const) {
       await assert.rejects(answering(status, body).create({ subjectToken: 't', tool: 'x', argumentsHash: hash, summary: 's', details: {}, lifetimeSeconds: 60 }), TransactionsUnavailable, `${status} ${body}`);
     }
+  });
+
+  it('summary and details: hidden characters are shown as \\u{…}, never deleted, so another string never reads the same', () => {
+    const template = 'Transfer {amount} EUR to {to}';
+    const real = renderSummary(template, 'transfer', { amount: 250, to: 'Bob' }, {});
+    const spoof = renderSummary(template, 'transfer', { amount: 250, to: '\u200bBob\u2060' }, {});
+    assert.equal(real, 'Transfer 250 EUR to Bob');
+    assert.equal(spoof, 'Transfer 250 EUR to \\u{200B}Bob\\u{2060}');
+    assert.equal(renderSummary(undefined, 'transfer', {}, { 't\u00ado': 'B\ufe0fob\u3164' }), 'Call transfer with t\\u{AD}o=B\\u{FE0F}ob\\u{3164}', 'soft hyphen, variation selector, filler');
+    assert.deepEqual(displayDetails({ to: 'NL91\u202eBAN0', n: 1, list: ['\u200b', { 'k\u2066': null }], ok: 'café 😀' }), {
+      to: 'NL91\\u{202E}BAN0',
+      n: 1,
+      list: ['\\u{200B}', { 'k\\u{2066}': null }],
+      ok: 'café 😀',
+    });
   });
 
   it('requestState: opens for the same caller only; tampering and another caller are invalid; no prefix is not ours', async () => {

@@ -374,6 +374,17 @@ describe('gateway: approval of high-risk tool calls', () => {
     assert.equal(as.callsTo('use').length, uses, '/use is not called');
   });
 
+  it('hidden characters in the arguments are shown as \\u{…} in the summary and the details sent to the AS; the hash is of the arguments as sent', async () => {
+    const args = { amount: 270, to: '\u200bBob\u2060' };
+    const { elicitation } = await held(args);
+    assert.equal(elicitation.message, 'Transfer 270 EUR to \\u{200B}Bob\\u{2060}');
+    const sent = as.callsTo('create').at(-1)!.body;
+    assert.equal(sent.summary, 'Transfer 270 EUR to \\u{200B}Bob\\u{2060}');
+    assert.deepEqual(sent.details, { amount: 270, to: '\\u{200B}Bob\\u{2060}' });
+    assert.equal(sent.arguments_hash, await actionHash('transfer', args, ['amount', 'to']));
+    assert.notEqual(sent.arguments_hash, await actionHash('transfer', { amount: 270, to: 'Bob' }, ['amount', 'to']));
+  });
+
   describe('the AS unreachable or failing: 503 with Retry-After, nothing forwarded (fail closed)', () => {
     const told = { reset: 'connection dropped', error: '500', html: 'a 200 HTML page', redirect: 'a redirect to a 200 HTML page', 'other-id': 'an approval_uri on another origin' } as const;
     for (const mode of ['reset', 'error', 'html', 'redirect', 'other-id'] as const) {
