@@ -169,7 +169,7 @@ describe('gateway: approval of high-risk tool calls', () => {
 
     it('`approval: required` holds every call of the tool, with the default summary over all arguments', async () => {
       const { elicitation } = await held({ text: 'hello\u202Eevil\nline' }, { tool: 'echo' });
-      assert.equal(elicitation.message, 'Call echo with text=hello evil line');
+      assert.equal(elicitation.message, 'Call echo with text=hello\\u{202E}evil line', 'the bidi override shown, not obeyed nor deleted');
     });
   });
 
