@@ -103,6 +103,7 @@ export function retryKey(route: string, principal: Principal, tool: string, argu
 
 const MAX_SUMMARY = 200;
 const MAX_VALUE = 80;
+/** As `SUMMARY_PLACEHOLDER` in src/config/gateway-schema.ts, which refuses a placeholder of an unbound argument. */
 const PLACEHOLDER = /\{([A-Za-z_][A-Za-z0-9_-]*)\}/g;
 
 function cut(text: string, max: number): string {
