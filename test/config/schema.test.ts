@@ -93,12 +93,13 @@ describe('gateway configuration: an approval shows and decides only on what it b
   });
 
   it('refuses a `when` reading an unbound argument as args.X, args["X"] or args[\'X\'], or args by anything but a fixed name', () => {
-    for (const [when, shown] of [
+    const cases: [string, string][] = [
       ['args.currency == "EUR"', 'args.currency'],
       ['args["currency"] == "EUR"', 'args.currency'],
       ["args['currency'] == 'EUR'", 'args.currency'],
       ['has(args.memo) && args.amount > 100', 'args.memo'],
-    ]) {
+    ];
+    for (const [when, shown] of cases) {
       assert.throws(
         () => load({ binds: ['to', 'amount'], when }),
         new RegExp(`routes\\.0\\.tools\\.transfer\\.approval\\.when: tool transfer: when reads ${shown.replace('.', '\\.')}, an argument the approval does not bind`),
