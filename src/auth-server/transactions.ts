@@ -25,9 +25,9 @@ const ARGUMENTS_HASH = /^[A-Za-z0-9_-]{43}$/;
 /**
  * What the approval page must not print: controls (C0, C1), format characters — the bidirectional
  * overrides and isolates that reorder what the page shows, zero-width characters that hide part of
- * it — and line separators. A Mandate gateway shows them as `\u{…}` before it sends a summary or details.
+ * it — line separators and lone surrogates. A Mandate gateway shows them as `\u{…}` before it sends a summary or details.
  */
-const CONTROL = /[\p{Cc}\p{Cf}\u2028\u2029]/u;
+const CONTROL = /[\p{Cc}\p{Cf}\p{Cs}\u2028\u2029]/u;
 
 /** The first hidden character in a details value or name at any depth, with where it is. */
 function hiddenIn(value: unknown, path: string): string | undefined {

@@ -113,9 +113,10 @@ function cut(text: string, max: number): string {
 
 /**
  * Characters a person cannot see or that reorder what they see: controls, format characters (bidi
- * overrides, zero-width), and the other default-ignorable code points (variation selectors, fillers).
+ * overrides, zero-width), line separators, lone surrogates, and the other default-ignorable code
+ * points (variation selectors, fillers).
  */
-const HIDDEN = /[\p{Cc}\p{Cf}\p{Default_Ignorable_Code_Point}]/gu;
+const HIDDEN = /[\p{Cc}\p{Cf}\p{Zl}\p{Zp}\p{Cs}\p{Default_Ignorable_Code_Point}]/gu;
 
 /**
  * Shows each hidden character as `\u{…}`: deleting it would make `"\u200BBob"` read as "Bob",

@@ -52,8 +52,10 @@ describe('approval parts', () => {
     assert.equal(real, 'Transfer 250 EUR to Bob');
     assert.equal(spoof, 'Transfer 250 EUR to \\u{200B}Bob\\u{2060}');
     assert.equal(renderSummary(undefined, 'transfer', {}, { 't\u00ado': 'B\ufe0fob\u3164' }), 'Call transfer with t\\u{AD}o=B\\u{FE0F}ob\\u{3164}', 'soft hyphen, variation selector, filler');
-    assert.deepEqual(displayDetails({ to: 'NL91\u202eBAN0', n: 1, list: ['\u200b', { 'k\u2066': null }], ok: 'café 😀' }), {
+    assert.deepEqual(displayDetails({ to: 'NL91\u202eBAN0', line: 'a\u2028b\nc', half: 'x\ud800', n: 1, list: ['\u200b', { 'k\u2066': null }], ok: 'café 😀' }), {
       to: 'NL91\\u{202E}BAN0',
+      line: 'a\\u{2028}b\\u{A}c',
+      half: 'x\\u{D800}',
       n: 1,
       list: ['\\u{200B}', { 'k\\u{2066}': null }],
       ok: 'café 😀',

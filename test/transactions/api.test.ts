@@ -130,6 +130,8 @@ describe('transactions: the authorization server', () => {
       [{ memo: '\u200bBob' }, 'details.memo contains U+200B'],
       [{ to: 'Bob\u2060' }, 'details.to contains U+2060'],
       [{ memo: 'line\nbreak' }, 'details.memo contains U+000A'],
+      [{ memo: 'line\u2028break' }, 'details.memo contains U+2028'],
+      [{ memo: 'half \ud800' }, 'details.memo contains U+D800'],
       [{ party: { name: ['Bob', 'Al\u2066ice'] } }, 'details.party.name[1] contains U+2066'],
       [{ party: { 'na\u200dme': 'Bob' } }, 'details.party field name "na\u200dme" contains U+200D'],
     ];
