@@ -127,8 +127,10 @@ const TRANSACTION_ID = /^[A-Za-z0-9_-]{8,128}$/;
 
 /**
  * Checks what the MCP server asked against the issuer the agent discovered: the page must be the
- * AS's own (the person re-enters a password there, so a link elsewhere would be a phishing page),
- * and the transaction id — the elicitation id, else the page's last path segment — well formed.
+ * AS's own approval page, exactly `<issuer>/approve/{id}` with no query (the person re-enters a
+ * password there, so a link elsewhere — or to another page of the AS, such as an authorization
+ * request for someone else's client — would be phishing), and the transaction id well formed. A URL
+ * elicitation names its id: the page must be that transaction's, as the agent polls that id.
  */
 export function checkAsk(ask: ApprovalAsk, issuer: string): { transactionId: string; url: string } {
   let url: URL;
@@ -140,9 +142,15 @@ export function checkAsk(ask: ApprovalAsk, issuer: string): { transactionId: str
   if (url.origin !== new URL(issuer).origin) {
     throw new AgentError('protocol', `the MCP server asks you to approve at ${url.origin}, which is not your authorization server ${issuer}: not followed`);
   }
-  const transactionId = ask.elicitationId ?? decodeURIComponent(url.pathname.split('/').filter(Boolean).pop() ?? '');
-  if (!TRANSACTION_ID.test(transactionId)) throw new AgentError('protocol', 'the MCP server names no transaction the agent can follow');
-  return { transactionId, url: url.href };
+  const page = `${new URL(issuer).pathname.replace(/\/+$/, '')}/approve/`;
+  const pathId = url.pathname.startsWith(page) ? url.pathname.slice(page.length) : '';
+  if (!TRANSACTION_ID.test(pathId) || url.search !== '' || url.hash !== '' || url.username !== '' || url.password !== '') {
+    throw new AgentError('protocol', `the MCP server asks you to approve at ${url.origin}${url.pathname}, which is not an approval page of your authorization server (${page}{id}, no query): not followed`);
+  }
+  if (ask.elicitationId !== undefined && ask.elicitationId !== pathId) {
+    throw new AgentError('protocol', `the MCP server names the transaction ${ask.elicitationId.slice(0, 128)} but links the approval page of ${pathId}: not followed`);
+  }
+  return { transactionId: pathId, url: url.href };
 }
 
 const STATUSES = new Set<TransactionStatus['status']>(['pending', 'approved', 'denied', 'used', 'expired']);

@@ -22,9 +22,28 @@ const DETAILS_MAX_CHARS = 4096;
 const TOOL_MAX_CHARS = 200;
 /** base64url(SHA-256(…)) without padding: 43 characters (src/core/action-hash.ts). */
 const ARGUMENTS_HASH = /^[A-Za-z0-9_-]{43}$/;
-/** C0 and C1 controls, and the bidirectional overrides that could reorder what the page shows. */
-// eslint-disable-next-line no-control-regex -- matching control characters is the point
-const CONTROL = /[\u0000-\u001f\u007f-\u009f\u200e\u200f\u202a-\u202e\u2066-\u2069]/;
+/**
+ * What the approval page must not print: controls (C0, C1), format characters — the bidirectional
+ * overrides and isolates that reorder what the page shows, zero-width characters that hide part of
+ * it — line separators and lone surrogates. A Mandate gateway shows them as `\u{…}` before it sends a summary or details.
+ */
+const CONTROL = /[\p{Cc}\p{Cf}\p{Cs}\u2028\u2029]/u;
+
+/** The first hidden character in a details value or name at any depth, with where it is. */
+function hiddenIn(value: unknown, path: string): string | undefined {
+  const found = (text: string, where: string) => {
+    const char = CONTROL.exec(text)?.[0];
+    return char === undefined ? undefined : `${where} contains U+${char.codePointAt(0)!.toString(16).toUpperCase().padStart(4, '0')}`;
+  };
+  if (typeof value === 'string') return found(value, path);
+  if (typeof value !== 'object' || value === null) return undefined;
+  for (const [name, item] of Object.entries(value)) {
+    const where = Array.isArray(value) ? `${path}[${name}]` : `${path}.${name}`;
+    const hidden = (Array.isArray(value) ? undefined : found(name, `${path} field name ${JSON.stringify(name.slice(0, 40))}`)) ?? hiddenIn(item, where);
+    if (hidden) return hidden;
+  }
+  return undefined;
+}
 
 /** Why a transaction cannot be used (the `error` of a 409; STYLE §5: generic code, reason in the audit log). */
 export type TransactionRefusal = 'transaction_pending' | 'transaction_denied' | 'transaction_expired' | 'transaction_used' | 'transaction_mismatch';
@@ -87,7 +106,7 @@ const audienceOf = (claims: AccessTokenClaims) => (Array.isArray(claims.aud) ? S
 function text(value: unknown, name: string, max: number): string {
   if (typeof value !== 'string' || value.trim() === '') throw new OAuthError('invalid_request', `${name} is required`);
   if ([...value].length > max) throw new OAuthError('invalid_request', `${name} is longer than ${max} characters`);
-  if (CONTROL.test(value)) throw new OAuthError('invalid_request', `${name} contains control characters`);
+  if (CONTROL.test(value)) throw new OAuthError('invalid_request', `${name} contains control, format or bidirectional characters`);
   return value;
 }
 
@@ -103,6 +122,8 @@ function details(value: unknown): Record<string, unknown> | undefined {
   if (fields.length > DETAILS_MAX_FIELDS) throw new OAuthError('invalid_request', `details has more than ${DETAILS_MAX_FIELDS} fields`);
   if (fields.some((f) => f === '' || f.length > 100 || CONTROL.test(f))) throw new OAuthError('invalid_request', 'details has an empty, long or unprintable field name');
   if (JSON.stringify(value).length > DETAILS_MAX_CHARS) throw new OAuthError('invalid_request', `details is larger than ${DETAILS_MAX_CHARS} characters of JSON`);
+  const hidden = hiddenIn(value, 'details');
+  if (hidden) throw new OAuthError('invalid_request', 'details contains control, format or bidirectional characters', { reason: hidden });
   return value as Record<string, unknown>;
 }
 

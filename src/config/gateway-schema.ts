@@ -47,7 +47,7 @@ const approvalSchema = z.union([
     when: z
       .string()
       .default('true')
-      .describe('CEL expression over the same variables as `allow`; the call needs approval when it is true, or when it fails or gives anything but a boolean (fail closed). E.g. `args.amount > 100`.'),
+      .describe('CEL expression over the same variables as `allow`; the call needs approval when it is true, or when it fails or gives anything but a boolean (fail closed). E.g. `args.amount > 100`. With `binds`, it may read only bound arguments, as `args.X` or `args["X"]`.'),
     lifetime_seconds: z
       .number()
       .int()
@@ -65,9 +65,34 @@ const approvalSchema = z.union([
       .min(1)
       .max(200)
       .optional()
-      .describe('What the approval page says, with `{arg}` placeholders replaced by the call\'s arguments, e.g. "Transfer {amount} EUR to {to}". Values are stripped of control characters and cut to 80 characters, the whole to 200. Default: "Call <tool> with <bound arguments>".'),
+      .describe('What the approval page says, with `{arg}` placeholders replaced by the call\'s arguments, e.g. "Transfer {amount} EUR to {to}". Hidden characters (controls, format, bidi) in values are shown as \\u{…}; values are cut to 80 characters, the whole to 200. With `binds`, a placeholder must name a bound argument. Default: "Call <tool> with <bound arguments>".'),
   }),
 ]);
+
+/** A `{name}` placeholder of an approval summary (src/gateway/approvals.ts fills them in). */
+export const SUMMARY_PLACEHOLDER = /\{([A-Za-z_][A-Za-z0-9_-]*)\}/g;
+/** `args` in a CEL expression, and the argument it reads when written `args.X`, `args["X"]` or `args['X']`. */
+const ARGS_ACCESS = /(?<![\w.])args\b(?:\s*\.\s*([A-Za-z_][A-Za-z0-9_]*)|\s*\[\s*(?:"([^"\\]*)"|'([^'\\]*)')\s*\])?/g;
+
+/**
+ * What an approval with `binds` shows or decides on without binding it: the person approves the
+ * summary, and the retry must be the call they read about. A `{placeholder}` or a `when` that reads
+ * an unbound argument would let the retry change it (another currency, same hash); a `when` that
+ * reads `args` other than by a fixed name cannot be checked, and is refused too.
+ */
+function unboundReferences(approval: { when: string; binds?: string[]; summary?: string }): { key: 'summary' | 'when'; message: string }[] {
+  const bound = new Set(approval.binds);
+  const problems: { key: 'summary' | 'when'; message: string }[] = [];
+  for (const [, name] of (approval.summary ?? '').matchAll(SUMMARY_PLACEHOLDER)) {
+    if (!bound.has(name!)) problems.push({ key: 'summary', message: `the summary shows {${name}}, an argument the approval does not bind: add ${name} to binds, or take it out of the summary` });
+  }
+  for (const [, dotted, double, single] of approval.when.matchAll(ARGS_ACCESS)) {
+    const name = dotted ?? double ?? single;
+    if (name === undefined) problems.push({ key: 'when', message: 'when reads args other than as args.X or args["X"]: with binds, only bound arguments may decide whether approval is needed' });
+    else if (!bound.has(name)) problems.push({ key: 'when', message: `when reads args.${name}, an argument the approval does not bind: add ${name} to binds, or take it out of when` });
+  }
+  return problems;
+}
 
 const toolRuleSchema = z.strictObject({
   scopes: z.array(scopeToken).default([]).describe('Scopes the token needs to call the tool; missing ones → 403 insufficient_scope naming them.'),
@@ -185,6 +210,12 @@ export const routeSchema = z.strictObject({
     })
     .prefault({}),
 }).superRefine((route, context) => {
+  for (const [name, tool] of Object.entries(route.tools)) {
+    if (typeof tool.approval !== 'object' || !tool.approval.binds) continue;
+    for (const problem of unboundReferences(tool.approval)) {
+      context.addIssue({ code: 'custom', path: ['tools', name, 'approval', problem.key], message: `tool ${name}: ${problem.message}` });
+    }
+  }
   // A tool that needs approval on a route that cannot ask for one would be refused forever, or — worse,
   // if the check were skipped — let through: refuse the file instead.
   if (route.approvals) return;

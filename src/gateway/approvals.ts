@@ -103,6 +103,7 @@ export function retryKey(route: string, principal: Principal, tool: string, argu
 
 const MAX_SUMMARY = 200;
 const MAX_VALUE = 80;
+/** As `SUMMARY_PLACEHOLDER` in src/config/gateway-schema.ts, which refuses a placeholder of an unbound argument. */
 const PLACEHOLDER = /\{([A-Za-z_][A-Za-z0-9_-]*)\}/g;
 
 function cut(text: string, max: number): string {
@@ -111,12 +112,40 @@ function cut(text: string, max: number): string {
 }
 
 /**
- * An argument as the summary shows it: control, format (bidi overrides, zero-width) and line
- * characters become spaces, so a value cannot reorder or hide what the user reads; cut short.
+ * Characters a person cannot see or that reorder what they see: controls, format characters (bidi
+ * overrides, zero-width), line separators, lone surrogates, and the other default-ignorable code
+ * points (variation selectors, fillers).
+ */
+const HIDDEN = /[\p{Cc}\p{Cf}\p{Zl}\p{Zp}\p{Cs}\p{Default_Ignorable_Code_Point}]/gu;
+
+/**
+ * Shows each hidden character as `\u{…}`: deleting it would make `"\u200BBob"` read as "Bob",
+ * which is not the string the approval binds.
+ */
+export function revealHidden(text: string): string {
+  return text.replace(HIDDEN, (char) => `\\u{${char.codePointAt(0)!.toString(16).toUpperCase()}}`);
+}
+
+/**
+ * An argument as the summary shows it: line breaks and other white space become one space, and
+ * every hidden character is shown as `\u{…}`, so a value can neither reorder nor hide part of what
+ * the user reads; cut short.
  */
 function shown(value: unknown): string {
   const text = typeof value === 'string' ? value : value === undefined ? '(none)' : JSON.stringify(value);
-  return cut(text.replace(/[\p{Cc}\p{Cf}\p{Zl}\p{Zp}]+/gu, ' ').replace(/\s+/g, ' ').trim(), MAX_VALUE);
+  return cut(revealHidden(text.replace(/[\t\n\v\f\r\p{Zl}\p{Zp}]+/gu, ' ')).replace(/ +/g, ' ').trim(), MAX_VALUE);
+}
+
+/**
+ * The bound arguments as the approval page shows them: the same values, with every hidden
+ * character of a string or a name, at any depth, shown as `\u{…}` (the AS refuses hidden characters).
+ * The hash is of the arguments themselves, not of this.
+ */
+export function displayDetails(value: unknown): unknown {
+  if (typeof value === 'string') return revealHidden(value);
+  if (Array.isArray(value)) return value.map(displayDetails);
+  if (typeof value === 'object' && value !== null) return Object.fromEntries(Object.entries(value).map(([name, item]) => [revealHidden(name), displayDetails(item)]));
+  return value;
 }
 
 /**

@@ -76,8 +76,9 @@ export const MCP_METHODS: ReadonlySet<string> = new Set([
   'notifications/tasks/status', 'notifications/subscriptions/acknowledged',
 ]);
 
-/** A method name folded the ways a lenient reader might fold it. */
-const foldMethod = (method: string): string => method.normalize('NFKC').replace(/[\s\p{Cc}\p{Cf}]/gu, '').toLowerCase();
+/** A method or tool name folded the ways a lenient reader might fold it (case, white space, invisible and compatibility characters). */
+export const foldName = (name: string): string => name.normalize('NFKC').replace(/[\s\p{Cc}\p{Cf}]/gu, '').toLowerCase();
+const foldMethod = foldName;
 const FOLDED_METHODS = new Map([...MCP_METHODS].map((method) => [foldMethod(method), method]));
 
 /** The MCP method a name imitates without being it, if any. */

@@ -37,7 +37,10 @@ export interface CreatedTransaction {
 /** What `/use` said: used (let the call through once), still pending, or refused with the AS's error. */
 export type UseOutcome = { status: 'used' } | { status: 'pending' } | { status: 'refused'; error: string; description?: string };
 
-/** The AS could not be reached, timed out, or failed (5xx, or an answer of the wrong shape). */
+/**
+ * The AS could not be reached, timed out, or failed (5xx, a redirect, or an answer of the wrong
+ * shape: a proxy's or a maintenance page's 200 must never release a held call).
+ */
 export class TransactionsUnavailable extends Error {
   override name = 'TransactionsUnavailable';
 }
@@ -79,10 +82,13 @@ export class TransactionClient {
         method: 'POST',
         headers: { authorization: this.authorization, 'content-type': 'application/json', accept: 'application/json' },
         body: JSON.stringify(body),
+        // A redirect is no answer of the AS's: whatever its target says (a login or maintenance page) must not count.
+        redirect: 'error',
         signal: AbortSignal.timeout(this.options.timeoutMs ?? 5_000),
       });
     } catch (error) {
-      throw new TransactionsUnavailable(`${url}: ${(error as Error).message}`);
+      const cause = (error as Error).cause as Error | undefined;
+      throw new TransactionsUnavailable(`${url}: ${(error as Error).message}${cause?.message ? ` (${cause.message})` : ''}`);
     }
     if (response.status >= 500) {
       await response.body?.cancel();
@@ -102,10 +108,12 @@ export class TransactionClient {
       details: input.details,
       lifetime_seconds: input.lifetimeSeconds,
     });
-    if (status !== 201 && status !== 200) throw new TransactionNotCreated(status, typeof json.error === 'string' ? json.error : 'unknown', typeof json.error_description === 'string' ? json.error_description : undefined);
+    if (status >= 400) throw new TransactionNotCreated(status, typeof json.error === 'string' ? json.error : 'unknown', typeof json.error_description === 'string' ? json.error_description : undefined);
     const approvalUri = httpUrl(json.approval_uri);
-    if (typeof json.id !== 'string' || !/^[A-Za-z0-9_-]{1,200}$/.test(json.id) || !approvalUri || typeof json.expires_at !== 'number') {
-      throw new TransactionsUnavailable(`${this.endpoint} answered ${status} without id, approval_uri and expires_at`);
+    // The page is the AS's own: the person signs in there, so a link elsewhere would be a phishing page.
+    const onIssuer = approvalUri !== undefined && new URL(approvalUri).origin === new URL(this.options.issuer).origin;
+    if (status !== 201 || typeof json.id !== 'string' || !/^[A-Za-z0-9_-]{1,200}$/.test(json.id) || !onIssuer || typeof json.expires_at !== 'number' || !Number.isFinite(json.expires_at)) {
+      throw new TransactionsUnavailable(`${this.endpoint} answered ${status} without a JSON id, approval_uri on ${new URL(this.options.issuer).origin} and expires_at`);
     }
     return { id: json.id, approvalUri, expiresAt: json.expires_at };
   }
@@ -116,7 +124,12 @@ export class TransactionClient {
    */
   async use(id: string, subjectToken: string, argumentsHash: string): Promise<UseOutcome> {
     const { status, json } = await this.post(`${this.endpoint}/${encodeURIComponent(id)}/use`, { subject_token: subjectToken, arguments_hash: argumentsHash });
-    if (status === 200) return { status: 'used' };
+    if (status < 400) {
+      // Only the AS's own record of this use lets the call through: a 200 of any other shape
+      // (a proxy's page, another transaction, another action) is an AS that cannot be trusted now.
+      if (status === 200 && json.status === 'used' && json.id === id && json.arguments_hash === argumentsHash) return { status: 'used' };
+      throw new TransactionsUnavailable(`${this.endpoint}/${id}/use answered ${status} without the used transaction ${id} for this arguments_hash`);
+    }
     const error = typeof json.error === 'string' ? json.error : status === 404 ? 'not_found' : `http_${status}`;
     if (status === 409 && error === 'transaction_pending') return { status: 'pending' };
     return { status: 'refused', error, description: typeof json.error_description === 'string' ? json.error_description : undefined };

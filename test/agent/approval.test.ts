@@ -10,7 +10,7 @@ import { StreamableHTTPServerTransport } from '@modelcontextprotocol/sdk/server/
 import { UnsecuredJWT } from 'jose';
 import { z } from 'zod';
 import { MandateAgent } from '../../src/agent/agent.ts';
-import { ApprovalRequiredError, type ApprovalRequest } from '../../src/agent/approval.ts';
+import { ApprovalRequiredError, checkAsk, type ApprovalRequest } from '../../src/agent/approval.ts';
 import { AgentError } from '../../src/agent/errors.ts';
 import { CredentialStore } from '../../src/agent/store.ts';
 import { agentCli } from '../helpers/agent-cli.ts';
@@ -353,6 +353,41 @@ describe('a call that needs the person\'s approval (issue 14)', () => {
         assert.equal(told, 0);
         assert.equal(as.polls.length, 0);
       }
+    });
+
+    it('a link to another page of the authorization server is never shown either: protocol error, in every form', async () => {
+      for (const form of ['2025-11-25', '2026-07-28', 'http-403'] as const) {
+        mcp.reset();
+        mcp.state.form = form;
+        mcp.state.approvalBase = `${as.issuer}/authorize`;
+        let told = 0;
+        const error = await agent()
+          .callTool('transfer', { to: 'bob', amount: 250 }, { onApproval: () => void told++ })
+          .then(() => assert.fail('no result'), (e: unknown) => e);
+        assert.equal((error as AgentError).kind, 'protocol', form);
+        assert.match((error as Error).message, /asks you to approve at http:\/\/127\.0\.0\.1:\d+\/authorize\/approve\/tx00000001, which is not an approval page of your authorization server \(\/approve\/\{id\}, no query\)/);
+        assert.equal(told, 0);
+        assert.equal(as.polls.length, 0);
+      }
+    });
+
+    it('checkAsk: only <issuer path>/approve/{id}, no query, and the elicitation id of a URL elicitation is the page\'s', () => {
+      const id = 'AAAAAAAAAAAAAAAAAAAAAA';
+      const ask = (url: string, elicitationId?: string) => checkAsk({ form: elicitationId ? 'url-elicitation' : 'http-403', url, elicitationId }, 'https://as.test');
+      assert.deepEqual(ask(`https://as.test/approve/${id}`, id), { transactionId: id, url: `https://as.test/approve/${id}` });
+      assert.deepEqual(ask(`https://as.test/approve/${id}`), { transactionId: id, url: `https://as.test/approve/${id}` });
+      assert.deepEqual(checkAsk({ form: 'input-required', url: `https://as.test/tenant/approve/${id}`, elicitationId: id }, 'https://as.test/tenant/'), { transactionId: id, url: `https://as.test/tenant/approve/${id}` });
+      const refused = (url: string, elicitationId: string | undefined, message: RegExp) =>
+        assert.throws(() => ask(url, elicitationId), (error: unknown) => error instanceof AgentError && error.kind === 'protocol' && message.test(error.message), url);
+      const notPage = /which is not an approval page of your authorization server \(\/approve\/\{id\}, no query\): not followed/;
+      refused('https://as.test/authorize?client_id=evil&redirect_uri=https%3A%2F%2Fevil.test%2Fcb&response_type=code', id, notPage);
+      refused(`https://as.test/approve/${id}?next=https://evil.test`, id, notPage);
+      refused(`https://as.test/approve/${id}#x`, undefined, notPage);
+      refused(`https://as.test/other/approve/${id}`, undefined, notPage);
+      refused(`https://as.test/approve/${id}/extra`, undefined, notPage);
+      refused(`https://user@as.test/approve/${id}`, undefined, notPage);
+      refused('https://as.test/approve/BBBBBBBBBBBBBBBBBBBBBB', id, /names the transaction AAAAAAAAAAAAAAAAAAAAAA but links the approval page of BBBBBBBBBBBBBBBBBBBBBB: not followed/);
+      refused(`https://evil.test/approve/${id}`, id, /which is not your authorization server/);
     });
 
     it('the plain MCP client of agent.connect(): a 403 approval answer is an ApprovalRequiredError naming the link', async () => {

@@ -3,6 +3,7 @@ import { readFileSync } from 'node:fs';
 import { describe, it } from 'node:test';
 import { parse } from 'yaml';
 import { authServerConfigSchema } from '../../src/config/schema.ts';
+import { gatewayConfigSchema } from '../../src/config/gateway-schema.ts';
 import { configDocs, configJsonSchemas } from '../../src/config/json-schema.ts';
 import { ConfigError, loadAuthServerConfig, parseConfig } from '../../src/config/load.ts';
 
@@ -58,5 +59,62 @@ describe('configuration', () => {
     assert.equal(config.issuer, 'http://localhost:9000');
     assert.ok(config.users.some((u) => u.username === 'demo'));
     assert.ok(parse(readFileSync('examples/demo/auth-server.yaml', 'utf8')));
+  });
+});
+
+describe('gateway configuration: an approval shows and decides only on what it binds', () => {
+  const load = (approval: Record<string, unknown>, tool = 'transfer') =>
+    parseConfig(
+      gatewayConfigSchema,
+      {
+        routes: [
+          {
+            path: '/mcp',
+            upstream: 'http://localhost:8000/',
+            resource: 'http://localhost:8080/mcp',
+            authorization_servers: ['http://localhost:9000'],
+            tools: { [tool]: { approval } },
+            approvals: { client_id: 'gateway', client_secret_env: 'S' },
+          },
+        ],
+      },
+      'gateway.yaml',
+    );
+
+  it('refuses a summary placeholder of an argument binds leaves out, naming the tool and the argument', () => {
+    assert.throws(
+      () => load({ binds: ['to', 'amount'], summary: 'Transfer {amount} {currency} to {to}' }),
+      (error: Error) => {
+        assert.ok(error instanceof ConfigError, String(error));
+        assert.match(error.message, /routes\.0\.tools\.transfer\.approval\.summary: tool transfer: the summary shows \{currency\}, an argument the approval does not bind: add currency to binds, or take it out of the summary/);
+        return true;
+      },
+    );
+  });
+
+  it('refuses a `when` reading an unbound argument as args.X, args["X"] or args[\'X\'], or args by anything but a fixed name', () => {
+    const cases: [string, string][] = [
+      ['args.currency == "EUR"', 'args.currency'],
+      ['args["currency"] == "EUR"', 'args.currency'],
+      ["args['currency'] == 'EUR'", 'args.currency'],
+      ['has(args.memo) && args.amount > 100', 'args.memo'],
+    ];
+    for (const [when, shown] of cases) {
+      assert.throws(
+        () => load({ binds: ['to', 'amount'], when }),
+        new RegExp(`routes\\.0\\.tools\\.transfer\\.approval\\.when: tool transfer: when reads ${shown.replace('.', '\\.')}, an argument the approval does not bind`),
+        when,
+      );
+    }
+    for (const when of ['size(args) > 2', 'args[tool] == 1', '"x" in args']) {
+      assert.throws(() => load({ binds: ['amount'], when }), /tools\.transfer\.approval\.when: tool transfer: when reads args other than as args\.X or args\["X"\]/, when);
+    }
+  });
+
+  it('accepts placeholders and `when` over bound arguments, and anything when binds is absent (all arguments are bound)', () => {
+    const bound = load({ binds: ['to', 'amount', 'currency'], when: 'args.amount > 100.0 && args["currency"] != "EUR" && claims.sub != "x"', summary: 'Transfer {amount} {currency} to {to}' });
+    assert.deepEqual((bound.routes[0]!.tools.transfer!.approval as { binds: string[] }).binds, ['to', 'amount', 'currency']);
+    assert.ok(load({ when: 'args.currency == "EUR" || size(args) > 3', summary: 'Transfer {amount} {currency}' }));
+    assert.ok(load({ binds: ['amount'], when: 'myargs.x == 1 || claims.args == 1' }), 'only the args variable is read');
   });
 });

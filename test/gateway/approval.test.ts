@@ -169,7 +169,7 @@ describe('gateway: approval of high-risk tool calls', () => {
 
     it('`approval: required` holds every call of the tool, with the default summary over all arguments', async () => {
       const { elicitation } = await held({ text: 'hello\u202Eevil\nline' }, { tool: 'echo' });
-      assert.equal(elicitation.message, 'Call echo with text=hello evil line');
+      assert.equal(elicitation.message, 'Call echo with text=hello\\u{202E}evil line', 'the bidi override shown, not obeyed nor deleted');
     });
   });
 
@@ -374,9 +374,21 @@ describe('gateway: approval of high-risk tool calls', () => {
     assert.equal(as.callsTo('use').length, uses, '/use is not called');
   });
 
+  it('hidden characters in the arguments are shown as \\u{…} in the summary and the details sent to the AS; the hash is of the arguments as sent', async () => {
+    const args = { amount: 270, to: '\u200bBob\u2060' };
+    const { elicitation } = await held(args);
+    assert.equal(elicitation.message, 'Transfer 270 EUR to \\u{200B}Bob\\u{2060}');
+    const sent = as.callsTo('create').at(-1)!.body;
+    assert.equal(sent.summary, 'Transfer 270 EUR to \\u{200B}Bob\\u{2060}');
+    assert.deepEqual(sent.details, { amount: 270, to: '\\u{200B}Bob\\u{2060}' });
+    assert.equal(sent.arguments_hash, await actionHash('transfer', args, ['amount', 'to']));
+    assert.notEqual(sent.arguments_hash, await actionHash('transfer', { amount: 270, to: 'Bob' }, ['amount', 'to']));
+  });
+
   describe('the AS unreachable or failing: 503 with Retry-After, nothing forwarded (fail closed)', () => {
-    for (const mode of ['reset', 'error'] as const) {
-      it(`${mode === 'reset' ? 'connection dropped' : '500'}: creating the transaction`, async () => {
+    const told = { reset: 'connection dropped', error: '500', html: 'a 200 HTML page', redirect: 'a redirect to a 200 HTML page', 'other-id': 'an approval_uri on another origin' } as const;
+    for (const mode of ['reset', 'error', 'html', 'redirect', 'other-id'] as const) {
+      it(`${told[mode]}: creating the transaction`, async () => {
         as.setMode(mode);
         try {
           const before = forwarded().length;
@@ -390,6 +402,27 @@ describe('gateway: approval of high-risk tool calls', () => {
         } finally {
           as.setMode('up');
         }
+      });
+    }
+    for (const mode of ['html', 'redirect', 'other-id'] as const) {
+      it(`checking an approved retry, /use answering ${mode === 'other-id' ? '200 "used" for another transaction' : told[mode]}: 503, nothing forwarded, the approval unspent`, async () => {
+        const to = `Uma-${mode}`;
+        const { elicitation } = await held({ amount: 5200, to });
+        as.approve(elicitation.elicitationId);
+        as.setMode(mode);
+        try {
+          const res = await call({ amount: 5200, to });
+          assert.equal(res.status, 503, res.text);
+          assert.equal(res.headers.get('retry-after'), '5');
+          assert.equal((res.json!.error as { code: number }).code, -32603);
+          const event = await eventOf(res);
+          assert.deepEqual([event.decision, event.rejection], ['error', 'approval_unavailable']);
+          assert.match(event.reason as string, mode === 'redirect' ? /\/use: fetch failed \(unexpected redirect\)/ : new RegExp(`/use answered 200 without the used transaction ${elicitation.elicitationId} for this arguments_hash`));
+        } finally {
+          as.setMode('up');
+        }
+        assert.equal(forwarded().filter((r) => r.body.includes(to)).length, 0, 'nothing forwarded');
+        assert.equal(as.status(elicitation.elicitationId), 'approved', 'the approval is not spent');
       });
     }
     it('checking an approved retry: 503, and the approval stays unspent for the next retry', async () => {

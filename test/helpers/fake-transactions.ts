@@ -37,8 +37,13 @@ export interface RecordedCall {
   body: Record<string, unknown>;
 }
 
-/** `up`: normal; `error`: 500 on /transactions…; `reset`: the connection is dropped (unreachable). */
-export type FakeMode = 'up' | 'error' | 'reset';
+/**
+ * `up`: normal; `error`: 500 on /transactions…; `reset`: the connection is dropped (unreachable);
+ * `html`: a 200 HTML page (a proxy's or a maintenance page); `redirect`: a 302 to such a page;
+ * `other-id`: a `/use` of an approved transaction answers 200 "used" for another id, and a create
+ * answers an approval_uri on another origin (an AS, or something, that cannot be trusted).
+ */
+export type FakeMode = 'up' | 'error' | 'reset' | 'html' | 'redirect' | 'other-id';
 
 const now = () => Math.floor(Date.now() / 1000);
 
@@ -93,6 +98,11 @@ export async function startFakeTransactionsAs(options: { clients?: Record<string
         res.end(JSON.stringify(body));
       };
       const path = req.url ?? '/';
+      const page = () => {
+        res.writeHead(200, { 'content-type': 'text/html' });
+        res.end('<html><body>Down for maintenance</body></html>');
+      };
+      if (path === '/maintenance') return page();
       if (path === '/.well-known/oauth-authorization-server') return send(200, { issuer, jwks_uri: `${issuer}/jwks`, token_endpoint: `${issuer}/token` });
       if (path === '/jwks') return send(200, { keys: [jwk] });
       if (!path.startsWith('/transactions')) return send(404, { error: 'not_found' });
@@ -101,6 +111,11 @@ export async function startFakeTransactionsAs(options: { clients?: Record<string
       calls.push({ method: req.method!, path, client, body });
       if (mode === 'reset') return void req.socket.destroy();
       if (mode === 'error') return send(500, { error: 'server_error' });
+      if (mode === 'html') return page();
+      if (mode === 'redirect') {
+        res.writeHead(302, { location: `${issuer}/maintenance` });
+        return void res.end();
+      }
       if (!client) return send(401, { error: 'invalid_client' });
 
       if (req.method === 'POST' && path === '/transactions') {
@@ -123,7 +138,8 @@ export async function startFakeTransactionsAs(options: { clients?: Record<string
           expires_at: now() + lifetime,
         };
         transactions.set(tx.id, tx);
-        return send(201, { id: tx.id, status: 'pending', approval_uri: `${issuer}/approve/${tx.id}`, expires_at: tx.expires_at, expires_in: lifetime });
+        const origin = mode === 'other-id' ? 'http://as.example.net' : issuer;
+        return send(201, { id: tx.id, status: 'pending', approval_uri: `${origin}/approve/${tx.id}`, expires_at: tx.expires_at, expires_in: lifetime });
       }
       const match = /^\/transactions\/([^/]+)(\/use)?$/.exec(path);
       const tx = match ? transactions.get(decodeURIComponent(match[1]!)) : undefined;
@@ -138,10 +154,12 @@ export async function startFakeTransactionsAs(options: { clients?: Record<string
       // One synchronous step from the check to the update: atomic, as the real UPDATE … WHERE is.
       const status = statusOf(tx);
       if (status !== 'approved') return refuse(`transaction_${status}`, `the transaction is ${status}`);
+      if (mode === 'other-id') return send(200, { id: `${tx.id}x`, status: 'used', arguments_hash: tx.arguments_hash });
       tx.status = 'used';
       tx.used_at = now();
       granted.push(tx.id);
-      return send(200, { id: tx.id, status: 'used' });
+      // As the real AS: the transaction as it now is (src/auth-server/transactions.ts transactionView).
+      return send(200, { id: tx.id, status: 'used', tool: tx.tool, arguments_hash: tx.arguments_hash, expires_at: tx.expires_at, used_at: tx.used_at });
     })();
   });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));

@@ -102,7 +102,8 @@ describe('transactions: the authorization server', () => {
     const cases: [Record<string, unknown> | string, RegExp][] = [
       [{ arguments_hash: 'short' }, /arguments_hash/],
       [{ summary: 'x'.repeat(201) }, /summary is longer than 200/],
-      [{ summary: 'Transfer \u202e 052 EUR' }, /summary contains control characters/],
+      [{ summary: 'Transfer \u202e 052 EUR' }, /summary contains control, format or bidirectional characters/],
+      [{ summary: 'Transfer 250 EUR to \u200bBob\u2060' }, /summary contains control, format or bidirectional characters/],
       [{ tool: '' }, /tool is required/],
       [{ lifetime_seconds: 901 }, /lifetime_seconds/],
       [{ lifetime_seconds: 0 }, /lifetime_seconds/],
@@ -121,6 +122,28 @@ describe('transactions: the authorization server', () => {
       assert.match(res.json.error_description as string, description);
       assert.doesNotMatch(res.text, /at .*\.ts:\d+/, 'no stack trace');
     }
+  });
+
+  it('refuses details whose values or names, at any depth, hold control, format or bidi characters: 400 invalid_request, audited with where', async () => {
+    const cases: [Record<string, unknown>, string][] = [
+      [{ amount: 250, to: 'NL91\u202eBAN0\u202c417164300' }, 'details.to contains U+202E'],
+      [{ memo: '\u200bBob' }, 'details.memo contains U+200B'],
+      [{ to: 'Bob\u2060' }, 'details.to contains U+2060'],
+      [{ memo: 'line\nbreak' }, 'details.memo contains U+000A'],
+      [{ memo: 'line\u2028break' }, 'details.memo contains U+2028'],
+      [{ memo: 'half \ud800' }, 'details.memo contains U+D800'],
+      [{ party: { name: ['Bob', 'Al\u2066ice'] } }, 'details.party.name[1] contains U+2066'],
+      [{ party: { 'na\u200dme': 'Bob' } }, 'details.party field name "na\u200dme" contains U+200D'],
+    ];
+    for (const [details, reason] of cases) {
+      const res = await create(as, demo.accessToken, { details });
+      assert.equal(res.status, 400, `${JSON.stringify(details)}: ${res.text}`);
+      assert.deepEqual(res.json, { error: 'invalid_request', error_description: 'details contains control, format or bidirectional characters' });
+      const event = await audited('transaction.refused', (e) => e.clientId === 'gateway' && e.error === 'invalid_request' && (e.reason ?? '').endsWith(reason));
+      assert.equal(event.reason, `POST /transactions: ${reason}`);
+    }
+    const shown = await create(as, demo.accessToken, { details: { to: 'Bob \\u{200B}', amount: 250, note: 'caf\u00e9 \u{1F600}' } });
+    assert.equal(shown.status, 201, `visible notation, accents and emoji are fine: ${shown.text}`);
   });
 
   it('shows a transaction to its creator and to the caller whose token it was made for; to anyone else, 404 as for an unknown id', async () => {

@@ -1,6 +1,6 @@
 import type { Context, MiddlewareHandler } from 'hono';
 import { actionHash, pickBound } from '../../core/action-hash.ts';
-import { ApprovalMemory, ApprovalStoreUnavailable, renderSummary, retryKey, type ApprovalStore, type PendingApproval } from '../approvals.ts';
+import { ApprovalMemory, ApprovalStoreUnavailable, displayDetails, renderSummary, retryKey, type ApprovalStore, type PendingApproval } from '../approvals.ts';
 import { JSON_RPC_ERRORS, PROTOCOL_WITH_SESSIONS, usesStandardHeaders, type McpMessage } from '../mcp-message.ts';
 import { STATE_PREFIX, type StateBinding } from '../request-state.ts';
 import type { CompiledApproval, CompiledApprovals, CompiledRoute } from '../route.ts';
@@ -213,7 +213,7 @@ export function approveCalls(route: CompiledRoute, options: ApproveOptions = {})
       // A new transaction for this call.
       const details = pickBound(args, approval.binds ?? Object.keys(args));
       const summary = renderSummary(approval.summary, name, args, details);
-      const created = await settings.client.create({ subjectToken: principal.token, tool: name, argumentsHash: hash, summary, details, lifetimeSeconds: approval.lifetimeSeconds });
+      const created = await settings.client.create({ subjectToken: principal.token, tool: name, argumentsHash: hash, summary, details: displayDetails(details) as Record<string, unknown>, lifetimeSeconds: approval.lifetimeSeconds });
       const fresh: PendingApproval = { id: created.id, url: created.approvalUri, expiresAt: created.expiresAt };
       const ttlMs = Math.min(approval.lifetimeSeconds * 1000, Math.max(0, created.expiresAt * 1000 - Date.now()));
       // Remembered for the retry check. Two identical calls at once each created one: both are sent

@@ -1,4 +1,5 @@
 import type { Context, MiddlewareHandler } from 'hono';
+import { foldName } from '../mcp-message.ts';
 import type { CompiledRoute, CompiledTool } from '../route.ts';
 import type { GatewayEnv, Principal } from '../types.ts';
 import { GATEWAY_ERRORS, refuse } from './refuse.ts';
@@ -65,12 +66,26 @@ export function filterToolList(result: unknown, visible: (name: string) => boole
  * `tools/list` answers are filtered to what the caller may call.
  */
 export function authorizeTools(route: CompiledRoute): MiddlewareHandler<GatewayEnv> {
+  const folded = new Map([...route.tools.keys()].map((name) => [foldName(name), name]));
   return async function authorizeToolsMiddleware(c, next) {
     const message = c.get('mcp').message;
     const principal = c.get('principal');
     if (message?.kind === 'request' && message.method === 'tools/call') {
       const name = message.toolName!;
       const tool = route.tools.get(name);
+      // `Transfer` or `transfer ` is not `transfer`, so its rules (scopes, approval) would not apply —
+      // yet an upstream that matches names leniently would run `transfer`. Refused whatever unlisted_tools says.
+      const imitated = tool ? undefined : folded.get(foldName(name));
+      if (imitated !== undefined) {
+        return refuse(c, {
+          status: 403,
+          code: GATEWAY_ERRORS.forbidden,
+          message: `the call to tool ${JSON.stringify(name.slice(0, 100))} was refused by the gateway policy: it is not spelled as the tool ${imitated}`,
+          rejection: 'tool_spelling',
+          reason: `tool name ${JSON.stringify(name.slice(0, 100))} differs from the configured tool ${imitated} only by case, white space, invisible or compatibility characters`,
+          data: { tool: imitated },
+        });
+      }
       const decision = decideTool(route, tool, name, principal, () => celVariables(c, route, principal));
       if (!decision.allowed) {
         if (decision.missingScopes) {
