@@ -2,98 +2,15 @@ import type { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { decodeJwt } from 'jose';
 import { TOKEN_EXCHANGE_GRANT, TOKEN_TYPES } from '../core/delegation.ts';
 import { formatScope, parseScope } from '../core/scopes.ts';
-import { ApprovalRequiredError, askOfError, askOfResponse, askOfResult, checkAsk, fetchTransaction, notApproved, pause, type ApprovalAsk, type ApprovalProgress, type ApprovalRequest, type TransactionStatus } from './approval.ts';
+import { ApprovalRequiredError, approvalRequestOf, askOfError, askOfResponse, askOfResult, waitForApproval, type ApprovalAsk, type ApprovalRequest } from './approval.ts';
+import { callOf, refusal, toolCalled } from './mcp-answers.ts';
+import type { ActiveClient, AgentOptions, CallParams, CallToolOptions, ToolResult } from './options.ts';
 import { resourceScopes } from './display.ts';
 import { discover, parseChallenge, type Discovery } from './discovery.ts';
 import { AgentError, fromOAuthError, reach } from './errors.ts';
-import { deviceAuthorization, pkce, pollDevice, revokeToken, startLoopbackSignIn, tokenRequest, type ClientCredentials, type TokenResponse } from './oauth.ts';
+import { deviceAuthorization, pkce, pollDevice, revokeToken, startLoopbackSignIn, tokenRequest, type TokenResponse } from './oauth.ts';
 import { CredentialStore, type SignedInUser, type StoredTokens } from './store.ts';
-import { METHOD_NAMES, registerAgent, type RegisteredClient, type RegistrationMethod, type RegistrationPreference } from './registration.ts';
-
-export interface AgentOptions {
-  /** The MCP endpoint the agent works with (the gateway's route, or a self-protected server). */
-  mcpUrl: string;
-  /**
-   * The agent's pre-registered client id. Without one the agent registers itself (see `register`)
-   * and keeps that registration in the credentials file for later runs.
-   */
-  clientId?: string;
-  /** Its secret (the CLI reads AGENT_SECRET). */
-  clientSecret?: string;
-  /**
-   * How to register without a client id: `auto` (default) follows the MCP spec's order — a client
-   * ID metadata document (with `clientMetadataUrl`, when the AS accepts them), dynamic client
-   * registration, agent registration; or one method only.
-   */
-  register?: RegistrationPreference;
-  /** The `https` URL where the agent publishes its client ID metadata document. */
-  clientMetadataUrl?: string;
-  /** The name a registration shows to the person and administrators (default "Mandate agent"). */
-  clientName?: string;
-  /**
-   * `delegated`: the person signs in to the agent's own resource and the agent exchanges that token
-   * (with its own as actor) for the MCP server's, which carries `act`. `direct`: the person signs in
-   * for the MCP server itself. Default: delegated when the agent has a secret (it can be an actor),
-   * direct for a public client.
-   */
-  mode?: 'delegated' | 'direct';
-  /** Told when the agent registered itself. */
-  onRegistered?: (client: RegisteredClient, issuer: string) => void | Promise<void>;
-  /**
-   * The agent's own resource at the AS: the audience of the user's sign-in through the agent, whose
-   * `may_act` names the agent (seed 001's "agent" audience). Default http://localhost:3000.
-   */
-  agentResource?: string;
-  /** Port of the loopback redirect URI (default 3000, as registered for the sample agent; 0 = any free port). */
-  callbackPort?: number;
-  store?: CredentialStore;
-  /** Shows the authorization URL to the person (print it, open a browser). */
-  onAuthorizationUrl?: (url: string) => void | Promise<void>;
-  /** Shows the device grant's verification URL and user code (RFC 8628 §3.3). */
-  onDeviceCode?: (verification: { verificationUri: string; verificationUriComplete?: string; userCode: string; expiresIn: number }) => void | Promise<void>;
-  /** Step-up re-authorizations allowed per call (default 1). */
-  maxStepUps?: number;
-  /**
-   * Told before a step-up sign-in, with why it is needed: the tool called (when the request was a
-   * `tools/call`), the scopes the MCP server's challenge names and those the person has not granted.
-   */
-  onStepUp?: (why: StepUpReason) => void | Promise<void>;
-  /**
-   * Told when a call needs the person's approval first (issue 14): show them `request.url` (or send
-   * them to `request.approvalsPage`). The agent then polls the AS until the approval is given,
-   * denied or lapses, and on approval makes the same call once more. Answer `false` not to wait:
-   * the call then fails with an `ApprovalRequiredError` carrying the request. Without this handler
-   * (here or per call) nobody would see the link, so the call fails that way at once.
-   */
-  onApproval?: (request: ApprovalRequest) => void | boolean | Promise<void | boolean>;
-  /** Told at every poll while the agent waits for an approval (for a progress line). */
-  onApprovalProgress?: (progress: ApprovalProgress) => void;
-  /** How often the agent asks the AS whether an approval was given, in ms (default 2000). */
-  approvalPollIntervalMs?: number;
-}
-
-/** A tool call's result, as the MCP SDK client returns it. */
-export type ToolResult = Awaited<ReturnType<Client['callTool']>>;
-
-/** Per call: the MCP client to use (else the agent connects, and closes after), and the approval handlers. */
-export interface CallToolOptions {
-  client?: Client;
-  onApproval?: AgentOptions['onApproval'];
-  onApprovalProgress?: AgentOptions['onApprovalProgress'];
-  /** Stops waiting for an approval (the call fails with a `cancelled` AgentError). */
-  signal?: AbortSignal;
-}
-
-type CallParams = { name: string; arguments: Record<string, unknown> } & Record<string, unknown>;
-
-/** Why the agent asks the person to sign in again. */
-export interface StepUpReason {
-  tool?: string;
-  /** What the MCP server's challenge asks for. */
-  scopes: string[];
-  /** Of those, the ones the current sign-in lacks. */
-  missing: string[];
-}
+import { METHOD_NAMES, registerAgent, type RegisteredClient } from './registration.ts';
 
 /** The claims of a JWT, unverified: shown to the person, never trusted. */
 const decode = (jwt: string): Record<string, unknown> => {
@@ -127,41 +44,6 @@ function userOf(idToken: string | undefined, issuer: string, clientId: string): 
   return { sub: claims.sub, preferred_username: text(claims.preferred_username), name: text(claims.name) };
 }
 
-/**
- * A refusal by the MCP server (a policy rule, a rate limit), in the words of its JSON-RPC error. A
- * tool the gateway does not offer at all (its error data says `listed: false`) is named as such:
- * a typo is not a policy decision.
- */
-async function refusal(response: Response, mcpUrl: string): Promise<AgentError> {
-  const body = (await response.json().catch(() => ({}))) as { error?: { message?: unknown; data?: { tool?: unknown; listed?: unknown } } };
-  const data = body.error?.data;
-  if (response.status === 403 && data?.listed === false && typeof data.tool === 'string') {
-    return new AgentError('unknown_tool', `no tool named ${data.tool} at ${mcpUrl} — \`mandate agent tools\` lists the tools you may call there`);
-  }
-  const message = typeof body.error?.message === 'string' ? body.error.message : `HTTP ${response.status}`;
-  const retry = response.headers.get('retry-after');
-  return new AgentError('refused', `the MCP server refused the call: ${message}${retry ? ` — try again in ${retry} s` : ''}`);
-}
-
-/** The tool a JSON-RPC request body calls, if it is a `tools/call`, and its arguments. */
-function callOf(body: unknown): { name: string; arguments: Record<string, unknown> } | undefined {
-  if (typeof body !== 'string') return undefined;
-  try {
-    const message = JSON.parse(body) as { method?: unknown; params?: { name?: unknown; arguments?: unknown } };
-    if (message.method !== 'tools/call' || typeof message.params?.name !== 'string') return undefined;
-    const args = message.params.arguments;
-    return { name: message.params.name, arguments: args && typeof args === 'object' ? (args as Record<string, unknown>) : {} };
-  } catch {
-    return undefined;
-  }
-}
-
-const toolCalled = (body: unknown) => callOf(body)?.name;
-
-/** The client the agent acts as, and how it came by it. */
-export interface ActiveClient extends ClientCredentials {
-  method: RegistrationMethod;
-}
 
 const fromRegistered = (client: RegisteredClient): ActiveClient => ({ clientId: client.client_id, clientSecret: client.client_secret, method: client.method });
 
@@ -172,6 +54,8 @@ const fromRegistered = (client: RegisteredClient): ActiveClient => ({ clientId: 
  * the token exchange for the MCP resource (`act` = the agent), refresh, and step-up when a tool
  * needs a scope the person has not granted yet.
  */
+export type { ActiveClient, AgentOptions, CallToolOptions, StepUpReason, ToolResult } from './options.ts';
+
 export class MandateAgent {
   private found: Discovery | undefined;
   private actor: { clientId: string; token: string; expiresAt: number } | undefined;
@@ -584,7 +468,7 @@ export class MandateAgent {
         if (ask) {
           await response.body?.cancel().catch(() => undefined);
           const call = callOf(init?.body) ?? { name: '(unnamed)', arguments: {} };
-          throw new ApprovalRequiredError(await this.approvalRequest(ask, call));
+          throw new ApprovalRequiredError(approvalRequestOf(ask, call, (await this.discovery()).issuer));
         }
         if (response.status === 403 || response.status === 429) throw await refusal(response, this.options.mcpUrl);
         return response;
@@ -651,70 +535,23 @@ export class MandateAgent {
       ask = askOfError(error);
       if (!ask) throw error;
     }
-    return { request: await this.approvalRequest(ask, params), token: this.lastToken };
-  }
-
-  /** What an MCP server asked, checked against the issuer the agent discovered. */
-  private async approvalRequest(ask: ApprovalAsk, call: { name: string; arguments: Record<string, unknown> }): Promise<ApprovalRequest> {
-    const { issuer } = await this.discovery();
-    const { transactionId, url } = checkAsk(ask, issuer);
-    return {
-      tool: call.name,
-      arguments: call.arguments,
-      transactionId,
-      url,
-      message: ask.message,
-      form: ask.form,
-      approvalsPage: `${issuer.replace(/\/$/, '')}/approvals`,
-      requestState: ask.requestState,
-      inputKey: ask.inputKey,
-    };
+    return { request: approvalRequestOf(ask, params, (await this.discovery()).issuer), token: this.lastToken };
   }
 
   /**
-   * Waits for the person's decision: resolves once the AS says `approved`, throws on anything else.
-   * The first look at the transaction comes before the person is told: it must exist at the AS for
-   * this sign-in (a made-up link is never shown), and its summary is the AS's own words.
+   * Waits for the person's decision (docs/agent.md): resolves once the AS says `approved`, throws
+   * on anything else.
    */
   private async awaitApproval(request: ApprovalRequest, token: string | undefined, options: CallToolOptions): Promise<void> {
     const { issuer } = await this.discovery();
-    let failures = 0;
-    const look = async (): Promise<TransactionStatus | undefined> => {
-      try {
-        const found = await fetchTransaction(issuer, request.transactionId, await this.pollToken(token));
-        failures = 0;
-        return found;
-      } catch (error) {
-        // A blip on the network is not worth giving up a pending approval; three in a row are.
-        if (error instanceof AgentError && error.kind === 'unreachable' && ++failures < 3) return undefined;
-        throw error;
-      }
-    };
-    let transaction = await look();
-    if (!transaction) throw new AgentError('unreachable', `cannot reach the authorization server ${issuer} to follow the approval`);
-    request.message = transaction.summary ?? request.message;
-    request.expiresAt = transaction.expires_at;
-    if (transaction.status === 'approved') return;
-    if (transaction.status !== 'pending') throw notApproved(transaction, request.tool);
-    const onApproval = options.onApproval ?? this.options.onApproval;
-    if (!onApproval || (await onApproval(request)) === false) throw new ApprovalRequiredError(request);
-    const progress = options.onApprovalProgress ?? this.options.onApprovalProgress;
-    // The AS never lets a transaction live past 900 s: the cap when it names no expiry.
-    const deadline = (transaction.expires_at ?? Math.floor(Date.now() / 1000) + 900) * 1000;
-    const interval = this.options.approvalPollIntervalMs ?? 2_000;
-    const until = new Date(deadline).toLocaleTimeString();
-    for (;;) {
-      const left = deadline - Date.now();
-      progress?.({ transactionId: request.transactionId, status: transaction.status, secondsLeft: Math.max(0, Math.ceil(left / 1000)) });
-      if (left <= 0) throw notApproved({ ...transaction, status: 'expired' }, request.tool);
-      await pause(Math.min(interval, left), options.signal, () => `stopped waiting for the approval of ${request.tool}; it stays open until ${until}: once approved, make the same call again`);
-      transaction = (await look()) ?? transaction;
-      if (transaction.status === 'approved') {
-        progress?.({ transactionId: request.transactionId, status: 'approved' });
-        return;
-      }
-      if (transaction.status !== 'pending') throw notApproved(transaction, request.tool);
-    }
+    await waitForApproval(request, {
+      issuer,
+      token: () => this.pollToken(token),
+      onApproval: options.onApproval ?? this.options.onApproval,
+      onProgress: options.onApprovalProgress ?? this.options.onApprovalProgress,
+      intervalMs: this.options.approvalPollIntervalMs ?? 2_000,
+      signal: options.signal,
+    });
   }
 
   /** The token to poll with: the one the call carried, or — once that expired — a fresh one of the same sign-in. */

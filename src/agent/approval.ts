@@ -197,3 +197,73 @@ export function pause(ms: number, signal: AbortSignal | undefined, why: () => st
     signal?.addEventListener('abort', stop, { once: true });
   });
 }
+
+/** What an MCP server asked, checked against the issuer the agent discovered. */
+export function approvalRequestOf(ask: ApprovalAsk, call: { name: string; arguments: Record<string, unknown> }, issuer: string): ApprovalRequest {
+  const { transactionId, url } = checkAsk(ask, issuer);
+  return {
+    tool: call.name,
+    arguments: call.arguments,
+    transactionId,
+    url,
+    message: ask.message,
+    form: ask.form,
+    approvalsPage: `${issuer.replace(/\/$/, '')}/approvals`,
+    requestState: ask.requestState,
+    inputKey: ask.inputKey,
+  };
+}
+
+/**
+ * Waits for the person's decision: resolves once the AS says `approved`, throws on anything else.
+ * The first look at the transaction comes before the person is told: it must exist at the AS for
+ * this sign-in (a made-up link is never shown), and its summary is the AS's own words.
+ */
+export async function waitForApproval(
+  request: ApprovalRequest,
+  how: {
+    issuer: string;
+    /** The token to poll with (the call's, or a fresh one of the same sign-in once it expired). */
+    token: () => Promise<string>;
+    onApproval?: (request: ApprovalRequest) => unknown;
+    onProgress?: (progress: ApprovalProgress) => void;
+    intervalMs: number;
+    signal?: AbortSignal;
+  },
+): Promise<void> {
+  const { issuer } = how;
+  let failures = 0;
+  const look = async (): Promise<TransactionStatus | undefined> => {
+    try {
+      const found = await fetchTransaction(issuer, request.transactionId, await how.token());
+      failures = 0;
+      return found;
+    } catch (error) {
+      // A blip on the network is not worth giving up a pending approval; three in a row are.
+      if (error instanceof AgentError && error.kind === 'unreachable' && ++failures < 3) return undefined;
+      throw error;
+    }
+  };
+  let transaction = await look();
+  if (!transaction) throw new AgentError('unreachable', `cannot reach the authorization server ${issuer} to follow the approval`);
+  request.message = transaction.summary ?? request.message;
+  request.expiresAt = transaction.expires_at;
+  if (transaction.status === 'approved') return;
+  if (transaction.status !== 'pending') throw notApproved(transaction, request.tool);
+  if (!how.onApproval || (await how.onApproval(request)) === false) throw new ApprovalRequiredError(request);
+  // The AS never lets a transaction live past 900 s: the cap when it names no expiry.
+  const deadline = (transaction.expires_at ?? Math.floor(Date.now() / 1000) + 900) * 1000;
+  const until = new Date(deadline).toLocaleTimeString();
+  for (;;) {
+    const left = deadline - Date.now();
+    how.onProgress?.({ transactionId: request.transactionId, status: transaction.status, secondsLeft: Math.max(0, Math.ceil(left / 1000)) });
+    if (left <= 0) throw notApproved({ ...transaction, status: 'expired' }, request.tool);
+    await pause(Math.min(how.intervalMs, left), how.signal, () => `stopped waiting for the approval of ${request.tool}; it stays open until ${until}: once approved, make the same call again`);
+    transaction = (await look()) ?? transaction;
+    if (transaction.status === 'approved') {
+      how.onProgress?.({ transactionId: request.transactionId, status: 'approved' });
+      return;
+    }
+    if (transaction.status !== 'pending') throw notApproved(transaction, request.tool);
+  }
+}
