@@ -79,7 +79,7 @@ describe('security: gateway', () => {
     c('a tool rule that cannot be evaluated (fails closed)', call(toolCall('transfer', {})), 403, -32003, 'tool_denied', `rule failed: CEL ${JSON.stringify(TRANSFER_RULE)}: No such key: amount`),
     c('an amount sent as a string', call(toolCall('transfer', { amount: '5' })), 403, -32003, 'tool_denied', `rule failed: CEL ${JSON.stringify(TRANSFER_RULE)}: no such overload: dyn<string> <= int`),
     c('a tool with no rule (unlisted tools denied)', call(toolCall('delete_everything')), 403, -32003, 'tool_denied', 'tool delete_everything has no rule and unlisted tools are denied'),
-    c('a tool name that differs only in case', call(toolCall('Transfer', { amount: 5 })), 403, -32003, 'tool_denied', 'tool Transfer has no rule and unlisted tools are denied'),
+    c('a tool name that differs only in case', call(toolCall('Transfer', { amount: 5 })), 403, -32003, 'tool_spelling', 'tool name "Transfer" differs from the configured tool transfer only by case, white space, invisible or compatibility characters'),
     c('a route rule on the claims', call(toolCall('echo'), () => bearer({ sub: 'mallory' })), 403, -32003, 'rule_denied', 'mallory is blocked'),
     // Transport (MCP Streamable HTTP security).
     c('an Origin that is not allowed (DNS rebinding, cross-site)', withHeaders({ origin: 'https://attacker.test' }), 403, -32600, 'origin_not_allowed', 'origin not allowed'),
