@@ -253,7 +253,7 @@ export async function waitForApproval(
   if (!how.onApproval || (await how.onApproval(request)) === false) throw new ApprovalRequiredError(request);
   // The AS never lets a transaction live past 900 s: the cap when it names no expiry.
   const deadline = (transaction.expires_at ?? Math.floor(Date.now() / 1000) + 900) * 1000;
-  const until = new Date(deadline).toLocaleTimeString();
+  const until = clockTime(deadline);
   for (;;) {
     const left = deadline - Date.now();
     how.onProgress?.({ transactionId: request.transactionId, status: transaction.status, secondsLeft: Math.max(0, Math.ceil(left / 1000)) });
@@ -267,3 +267,6 @@ export async function waitForApproval(
     if (transaction.status !== 'pending') throw notApproved(transaction, request.tool);
   }
 }
+
+/** A time of day a person can read anywhere: local time with its zone ("4:30:15 AM UTC"). */
+export const clockTime = (ms: number) => new Date(ms).toLocaleTimeString(undefined, { timeZoneName: 'short' });

@@ -4,7 +4,7 @@ import { parseArgs } from 'node:util';
 import { decodeJwt } from 'jose';
 import type { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { MandateAgent, type CallToolOptions } from '../agent/agent.ts';
-import { ApprovalRequiredError, type ApprovalProgress, type ApprovalRequest } from '../agent/approval.ts';
+import { ApprovalRequiredError, clockTime, type ApprovalProgress, type ApprovalRequest } from '../agent/approval.ts';
 import { displayUser, resourceScopes } from '../agent/display.ts';
 import { AgentError } from '../agent/errors.ts';
 import { METHOD_NAMES, type RegistrationPreference } from '../agent/registration.ts';
@@ -197,7 +197,7 @@ async function callTool(agent: MandateAgent, client: Client, name: string, args:
     result = signal ? await call(signal) : await interruptible(ui, call);
   } catch (error) {
     if (error instanceof ApprovalRequiredError && !ui.choice.wait) {
-      const until = error.request.expiresAt ? ` (until ${new Date(error.request.expiresAt * 1000).toLocaleTimeString()})` : '';
+      const until = error.request.expiresAt ? ` (until ${clockTime(error.request.expiresAt * 1000)})` : '';
       throw new AgentError('approval_required', `not waiting (--no-wait): once you have approved${until}, run the same call again`);
     }
     // MCP: an unknown tool is JSON-RPC error -32602 (MCP 2025-11-25, server/tools "Error Handling").
