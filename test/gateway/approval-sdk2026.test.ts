@@ -3,8 +3,8 @@ import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import { Client, StreamableHTTPClientTransport } from '@modelcontextprotocol/client';
-import { startFakeTransactionsAs } from '../helpers/fake-transactions.ts';
-import { startTestGateway, type TestGateway } from '../helpers/gateway.ts';
+import { startApprovalGateway, startFakeTransactionsAs } from '../helpers/fake-transactions.ts';
+import type { TestGateway } from '../helpers/gateway.ts';
 
 /** A stateless 2026-07-28 MCP server reduced to one tool: it records each call and answers `resultType: complete`. */
 async function startStatelessUpstream() {
@@ -46,20 +46,9 @@ describe('gateway approvals with the MCP SDK v2 client (2026-07-28, input_requir
   before(async () => {
     as = await startFakeTransactionsAs();
     upstream = await startStatelessUpstream();
-    gateway = await startTestGateway(
-      (url) => [
-        {
-          path: '/mcp',
-          upstream: upstream.url,
-          resource: `${url}/mcp`,
-          authorization_servers: [as.issuer],
-          tools: { transfer: { approval: { when: 'args.amount > 100', summary: 'Transfer {amount} EUR to {to}' } } },
-          approvals: { client_id: 'gateway', client_secret_env: 'TEST_APPROVALS_SECRET', retry_check: true },
-        },
-      ],
-      {},
-      { TEST_APPROVALS_SECRET: 'gw-secret' },
-    );
+    gateway = await startApprovalGateway(as, upstream.url, {
+      tools: { transfer: { approval: { when: 'args.amount > 100', summary: 'Transfer {amount} EUR to {to}' } } },
+    });
   });
   after(async () => {
     await gateway.close();

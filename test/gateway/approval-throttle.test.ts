@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import { startFakeTransactionsAs } from '../helpers/fake-transactions.ts';
-import { mcpPost, startScriptedUpstream, startTestGateway, toolCall, type TestGateway } from '../helpers/gateway.ts';
+import { startApprovalGateway, startFakeTransactionsAs } from '../helpers/fake-transactions.ts';
+import { mcpPost, startScriptedUpstream, toolCall, type TestGateway } from '../helpers/gateway.ts';
 
 /**
  * Rate limits and approvals (issue 14, found end to end with the demo's `transfers-per-user-and-agent`
@@ -18,21 +18,10 @@ describe('gateway approvals under a rate limit', () => {
   before(async () => {
     as = await startFakeTransactionsAs();
     upstream = await startScriptedUpstream();
-    gateway = await startTestGateway(
-      (url) => [
-        {
-          path: '/mcp',
-          upstream: upstream.url,
-          resource: `${url}/mcp`,
-          authorization_servers: [as.issuer],
-          tools: { transfer: { approval: { when: 'args.amount > 100', summary: 'Transfer {amount} EUR to {to}' } } },
-          approvals: { client_id: 'gateway', client_secret_env: 'TEST_APPROVALS_SECRET', retry_check: true },
-          rate_limits: [{ name: 'transfers', key: ['subject', 'actor'], tools: ['transfer'], limit: 3, window_seconds: 3600 }],
-        },
-      ],
-      {},
-      { TEST_APPROVALS_SECRET: 'gw-secret' },
-    );
+    gateway = await startApprovalGateway(as, upstream.url, {
+      tools: { transfer: { approval: { when: 'args.amount > 100', summary: 'Transfer {amount} EUR to {to}' } } },
+      rate_limits: [{ name: 'transfers', key: ['subject', 'actor'], tools: ['transfer'], limit: 3, window_seconds: 3600 }],
+    });
   });
   after(async () => {
     await gateway.close();

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import { startFakeTransactionsAs } from '../helpers/fake-transactions.ts';
-import { listedTools, mcpPost, startScriptedUpstream, startTestGateway, toolCall, type TestGateway } from '../helpers/gateway.ts';
+import { startApprovalGateway, startFakeTransactionsAs } from '../helpers/fake-transactions.ts';
+import { listedTools, mcpPost, startScriptedUpstream, toolCall, type TestGateway } from '../helpers/gateway.ts';
 
 /**
  * A tool name that differs from a configured one only by case, white space, invisible or
@@ -14,25 +14,15 @@ describe('gateway: tool names spelled like a configured tool', () => {
   let upstream: Awaited<ReturnType<typeof startScriptedUpstream>>;
   let gateway: TestGateway;
   let resource: string;
-  const SECRET_ENV = 'TEST_SPELLING_APPROVALS_SECRET';
 
   before(async () => {
     as = await startFakeTransactionsAs();
     upstream = await startScriptedUpstream();
-    gateway = await startTestGateway(
-      (url) => [
-        {
-          path: '/mcp',
-          upstream: upstream.url,
-          resource: `${url}/mcp`,
-          authorization_servers: [as.issuer],
-          tools: { ...listedTools(), transfer: { scopes: ['banking:transfer'], approval: 'required' as const } },
-          unlisted_tools: 'allow' as const,
-          approvals: { client_id: 'gateway', client_secret_env: SECRET_ENV, retry_check: true },
-        },
-      ],
-      {},
-      { ...process.env, [SECRET_ENV]: 'gw-secret' },
+    gateway = await startApprovalGateway(
+      as,
+      upstream.url,
+      { tools: { ...listedTools(), transfer: { scopes: ['banking:transfer'], approval: 'required' as const } }, unlisted_tools: 'allow' as const },
+      process.env,
     );
     resource = `${gateway.url}/mcp`;
   });

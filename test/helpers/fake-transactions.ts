@@ -1,6 +1,8 @@
 import { createServer, type IncomingMessage } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { SignJWT, exportJWK, generateKeyPair, jwtVerify, type JWK } from 'jose';
+import type { GatewayConfigInput } from '../../src/config/gateway-schema.ts';
+import { startTestGateway } from './gateway.ts';
 
 /**
  * An authorization server reduced to what the gateway's approval filter talks to (issue 14
@@ -194,4 +196,25 @@ export async function startFakeTransactionsAs(options: { clients?: Record<string
         server.closeAllConnections();
       }),
   };
+}
+
+/**
+ * A gateway with one route `/mcp` in front of `upstreamUrl` whose approvals go to the fake AS (the
+ * `gateway` client, retry check on); `route` adds the tools and anything else the test needs.
+ */
+export function startApprovalGateway(as: { issuer: string }, upstreamUrl: string, route: Record<string, unknown>, env: Record<string, string | undefined> = {}) {
+  return startTestGateway(
+    (url) => [
+      {
+        path: '/mcp',
+        upstream: upstreamUrl,
+        resource: `${url}/mcp`,
+        authorization_servers: [as.issuer],
+        approvals: { client_id: 'gateway', client_secret_env: 'TEST_APPROVALS_SECRET', retry_check: true },
+        ...route,
+      } as GatewayConfigInput['routes'][number],
+    ],
+    {},
+    { ...env, TEST_APPROVALS_SECRET: 'gw-secret' },
+  );
 }
