@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { webRouteSchema } from './gateway-web-schema.ts';
 
 /**
  * The MCP security gateway's configuration (`mandate serve gateway --config <file>`): a route
@@ -166,6 +167,7 @@ const approvalsSchema = z.strictObject({
 });
 
 export const routeSchema = z.strictObject({
+  kind: z.literal('mcp').default('mcp').describe('mcp (the default): the route fronts an MCP server and takes bearer tokens. web: see the web route keys.'),
   path: z.string().regex(/^\/[^?#]*$/, 'a path starting with /').describe('Path prefix the route serves, e.g. /mcp.'),
   upstream: z.url().describe('The MCP server the route fronts.'),
   rewrite: z.string().regex(/^\/[^?#]*$/).optional().describe('Replaces the path prefix before forwarding (seed 001: /mcp → /). Default: the upstream URL path + the rest of the request path.'),
@@ -229,6 +231,8 @@ export const routeSchema = z.strictObject({
   }
 });
 
+export { webRouteSchema };
+
 export const gatewayConfigSchema = z.strictObject({
   listen: listenSchema(8080).describe('Where MCP clients connect.'),
   admin: z
@@ -251,13 +255,26 @@ export const gatewayConfigSchema = z.strictObject({
     .describe('Where the gateway keeps state across restarts: the last good signing keys of each authorization server (public keys only, signing-keys.json), so valid tokens keep working when it restarts while the AS is down. Unset: kept in memory only (still across route reloads).'),
   rate_limit_prefix: z.string().min(1).default('mandate:gw').describe('Prefix of the gateway keys in Redis: gateways with the same prefix share rate-limit budgets, MCP session bindings and calls held for approval (read at start).'),
   session_idle_seconds: z.number().int().positive().default(86_400).describe('An MCP session (Mcp-Session-Id) unused for this long is forgotten; its id is then refused with 404 and the client starts a new session. With REDIS_URL, the TTL of the shared binding. Read at start.'),
-  routes: z.array(routeSchema).min(1).describe('Each route fronts one MCP server; reloaded when the file changes.'),
+  routes: z
+    .array(z.discriminatedUnion('kind', [routeSchema, webRouteSchema]))
+    .min(1)
+    .describe('Each route fronts one MCP server (`kind: mcp`, the default) or one web app (`kind: web`, docs/browser-sessions.md); reloaded when the file changes.'),
 });
 
 export type GatewayConfig = z.output<typeof gatewayConfigSchema>;
 export type GatewayConfigInput = z.input<typeof gatewayConfigSchema>;
+/** An MCP route (`kind: mcp`). */
 export type RouteConfig = z.output<typeof routeSchema>;
+/** A web route (`kind: web`): the gateway signs people in to a plain web app. */
+export type WebRouteConfig = z.output<typeof webRouteSchema>;
+export type AnyRouteConfig = GatewayConfig['routes'][number];
 export type RateLimitConfig = z.output<typeof rateLimitSchema>;
 export type ToolRuleConfig = z.output<typeof toolRuleSchema>;
 export type ApprovalConfig = z.output<typeof approvalSchema>;
 export type ApprovalsConfig = z.output<typeof approvalsSchema>;
+
+/** The route as an MCP route; throws for a web route (for callers that hold MCP routes only). */
+export function mcpRoute(route: AnyRouteConfig): RouteConfig {
+  if (route.kind !== 'mcp') throw new Error(`route ${route.path} is a ${route.kind} route, not an MCP route`);
+  return route;
+}

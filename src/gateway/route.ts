@@ -2,7 +2,7 @@ import type { JWK } from 'jose';
 import { RateLimiterMemory, RateLimiterRedis, type RateLimiterAbstract } from 'rate-limiter-flexible';
 import { compileExpression, type CompiledExpression } from '../core/cel.ts';
 import type { VerificationKey } from '../core/jwt.ts';
-import type { RateLimitConfig, RouteConfig } from '../config/gateway-schema.ts';
+import type { AnyRouteConfig, RateLimitConfig, RouteConfig } from '../config/gateway-schema.ts';
 import { Mediator } from './mediator.ts';
 import { RequestStates } from './request-state.ts';
 import { TransactionClient } from './transactions.ts';
@@ -96,8 +96,11 @@ function secretFrom(env: CompileOptions['env'], name: string, where: string): st
   return value;
 }
 
-export function compileRoute(route: RouteConfig, index: number, options: CompileOptions): CompiledRoute {
-  const where = `routes[${index}] (${route.path})`;
+export function compileRoute(anyRoute: AnyRouteConfig, index: number, options: CompileOptions): CompiledRoute {
+  const where = `routes[${index}] (${anyRoute.path})`;
+  // Web routes (kind: web) are built by src/gateway/web/; this is the MCP chain's route.
+  if (anyRoute.kind !== 'mcp') throw new RouteConfigError(`${where}: a ${anyRoute.kind} route is not an MCP route`);
+  const route: RouteConfig = anyRoute;
   const resource = new URL(route.resource);
   const metadataPath = `/.well-known/oauth-protected-resource${resource.pathname === '/' ? '' : resource.pathname.replace(/\/$/, '')}`;
   const issuer = route.token.issuer ?? route.authorization_servers[0]!;

@@ -24,6 +24,9 @@ export interface GatewayAuditEvent {
   request_id: string;
   route: string;
   http_method: string;
+  /** Web routes (kind: web): the request path, and the gateway's own step if it was one. */
+  path?: string;
+  web?: 'signin_started' | 'signed_in' | 'signed_out' | 'backchannel_logout' | 'refreshed';
   protocol_version?: string;
   session?: string;
   kind?: 'request' | 'notification' | 'response';

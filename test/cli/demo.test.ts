@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { mcpRoute } from '../../src/config/gateway-schema.ts';
 import { spawn } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -445,7 +446,7 @@ describe('the demo configuration under --port-offset and --data-dir', () => {
       assert.deepEqual(auth.agents[0]!.redirect_uris, ['http://localhost:3000/callback'], 'the agent\'s redirect is not a demo port');
       assert.equal(gateway.listen.port, 8180);
       assert.equal(gateway.admin.listen.port, 9564);
-      const route = gateway.routes[0]!;
+      const route = mcpRoute(gateway.routes[0]!);
       assert.deepEqual([route.upstream, route.resource, route.authorization_servers], ['http://localhost:8100/', 'http://localhost:8180/mcp', ['http://localhost:9100']]);
       assert.equal(gateway.audit.file, join(cwd, 'd', 'gateway-audit.jsonl'));
       assert.equal(gateway.data_dir, join(cwd, 'd', 'gateway'));

@@ -3,7 +3,7 @@ import { readFileSync } from 'node:fs';
 import { describe, it } from 'node:test';
 import { parse } from 'yaml';
 import { authServerConfigSchema } from '../../src/config/schema.ts';
-import { gatewayConfigSchema } from '../../src/config/gateway-schema.ts';
+import { gatewayConfigSchema, mcpRoute } from '../../src/config/gateway-schema.ts';
 import { configDocs, configJsonSchemas } from '../../src/config/json-schema.ts';
 import { ConfigError, loadAuthServerConfig, parseConfig } from '../../src/config/load.ts';
 
@@ -113,7 +113,7 @@ describe('gateway configuration: an approval shows and decides only on what it b
 
   it('accepts placeholders and `when` over bound arguments, and anything when binds is absent (all arguments are bound)', () => {
     const bound = load({ binds: ['to', 'amount', 'currency'], when: 'args.amount > 100.0 && args["currency"] != "EUR" && claims.sub != "x"', summary: 'Transfer {amount} {currency} to {to}' });
-    assert.deepEqual((bound.routes[0]!.tools.transfer!.approval as { binds: string[] }).binds, ['to', 'amount', 'currency']);
+    assert.deepEqual((mcpRoute(bound.routes[0]!).tools.transfer!.approval as { binds: string[] }).binds, ['to', 'amount', 'currency']);
     assert.ok(load({ when: 'args.currency == "EUR" || size(args) > 3', summary: 'Transfer {amount} {currency}' }));
     assert.ok(load({ binds: ['amount'], when: 'myargs.x == 1 || claims.args == 1' }), 'only the args variable is read');
   });

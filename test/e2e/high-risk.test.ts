@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { mcpRoute } from '../../src/config/gateway-schema.ts';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -49,7 +50,7 @@ describe('high-risk actions end to end (the demo configuration: real AS, gateway
     const configs = await demoConfigs({ portOffset: offset, dataDir });
     // The demo allows 10 transfers a minute per user and agent, held calls included; this file makes
     // more than that within a minute (test/gateway/approval-throttle.test.ts tests the limit with approvals).
-    const transfers = configs.gateway.routes[0]!.rate_limits.find((limit) => limit.name === 'transfers-per-user-and-agent')!;
+    const transfers = mcpRoute(configs.gateway.routes[0]!).rate_limits.find((limit) => limit.name === 'transfers-per-user-and-agent')!;
     assert.equal(transfers.limit, 10);
     transfers.limit = 1000;
     auth = await startAuthServer(configs.auth);

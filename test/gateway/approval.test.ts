@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { actionHash } from '../../src/core/action-hash.ts';
-import { gatewayConfigSchema } from '../../src/config/gateway-schema.ts';
+import { gatewayConfigSchema, mcpRoute } from '../../src/config/gateway-schema.ts';
 import { parseConfig } from '../../src/config/load.ts';
 import { compileRoute } from '../../src/gateway/route.ts';
 import { startFakeTransactionsAs } from '../helpers/fake-transactions.ts';
@@ -475,8 +475,8 @@ describe('gateway configuration: approvals', () => {
 
   it('defaults: when true, 300 s, all arguments, retry_check off; lifetime at most 900 s; CEL compiled at load', () => {
     const config = gatewayConfigSchema.parse({ routes: [route({ tools: { t: { approval: {} } }, approvals: { client_id: 'gateway', client_secret_env: 'S' } })] });
-    assert.deepEqual(config.routes[0]!.tools.t!.approval, { when: 'true', lifetime_seconds: 300 });
-    assert.equal(config.routes[0]!.approvals!.retry_check, false);
+    assert.deepEqual(mcpRoute(config.routes[0]!).tools.t!.approval, { when: 'true', lifetime_seconds: 300 });
+    assert.equal(mcpRoute(config.routes[0]!).approvals!.retry_check, false);
     assert.equal(gatewayConfigSchema.safeParse({ routes: [route({ tools: { t: { approval: { lifetime_seconds: 901 } } }, approvals: { client_id: 'g', client_secret_env: 'S' } })] }).success, false);
     assert.equal(gatewayConfigSchema.safeParse({ routes: [route({ tools: { t: { approval: { summary: 'x'.repeat(201) } } }, approvals: { client_id: 'g', client_secret_env: 'S' } })] }).success, false);
     const bad = gatewayConfigSchema.parse({ routes: [route({ tools: { t: { approval: { when: 'args.amount >' } } }, approvals: { client_id: 'g', client_secret_env: 'S' } })] });

@@ -4,7 +4,7 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
-import { gatewayConfigSchema } from '../../src/config/gateway-schema.ts';
+import { gatewayConfigSchema, mcpRoute } from '../../src/config/gateway-schema.ts';
 import { loadGatewayConfig } from '../../src/gateway/node/server.ts';
 import { compileRoute } from '../../src/gateway/route.ts';
 
@@ -15,7 +15,7 @@ describe('gateway configuration', () => {
       example.routes.forEach((route, i) => compileRoute(route, i, { env: {} }).close());
     }
     const config = await loadGatewayConfig('examples/demo/gateway.yaml');
-    assert.equal(config.routes[0]!.resource, 'http://localhost:8080/mcp');
+    assert.equal(mcpRoute(config.routes[0]!).resource, 'http://localhost:8080/mcp');
     // The demo's gateway reads the revocation feed, with the secret `mandate demo` passes it.
     assert.throws(() => compileRoute(config.routes[0]!, 0, { env: {} }), /MANDATE_GATEWAY_CLIENT_SECRET is not set/);
     const route = compileRoute(config.routes[0]!, 0, { env: { MANDATE_GATEWAY_CLIENT_SECRET: 'demo-gateway-secret' }, fetch: async () => new Response(null, { status: 503 }) });

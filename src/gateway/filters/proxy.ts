@@ -38,6 +38,8 @@ export interface UpstreamTarget {
   path: string;
   method: string;
   body?: string;
+  /** A web route forwards the request's own bytes (a form, an upload) instead of `body`. */
+  bytes?: Uint8Array;
 }
 
 export interface ForwardHooks {
@@ -133,7 +135,7 @@ export function identityHeaders(principal: Principal): Record<string, string> {
  * The upstream path for a request path: the route prefix replaced by `rewrite`, or by the
  * upstream URL's own path. Prepared once per route; a string operation per request.
  */
-export function upstreamPath(route: RouteConfig, upstream: URL): (path: string, search: string) => string {
+export function upstreamPath(route: Pick<RouteConfig, 'path' | 'rewrite'>, upstream: URL): (path: string, search: string) => string {
   const prefixLength = route.path.replace(/\/$/, '').length;
   const base = (route.rewrite ?? upstream.pathname).replace(/\/$/, '');
   return (path, search) => `${`${base}${path.slice(prefixLength)}` || '/'}${search}`;
@@ -204,7 +206,7 @@ export function fetchForwarder(fetchImpl: typeof fetch = fetch): Forwarder {
       const started = performance.now();
       let response: Response;
       try {
-        response = await fetchImpl(`${target.origin}${target.path}`, { method: target.method, headers, body: target.body, signal: AbortSignal.timeout(hooks.timeouts.response_ms) });
+        response = await fetchImpl(`${target.origin}${target.path}`, { method: target.method, headers, body: (target.bytes as BodyInit | undefined) ?? target.body, signal: AbortSignal.timeout(hooks.timeouts.response_ms) });
       } catch (error) {
         throw upstreamError(error);
       }

@@ -39,7 +39,7 @@ export function nodeForwarder(options: { connections?: number } = {}): Forwarder
         requestId: audit.request_id,
       });
       Object.assign(headers, hooks.upstreamHeaders);
-      const body = target.body === undefined ? undefined : Buffer.from(target.body);
+      const body = target.bytes ? Buffer.from(target.bytes) : target.body === undefined ? undefined : Buffer.from(target.body);
       if (body) headers['content-length'] = String(body.byteLength);
       const started = performance.now();
 

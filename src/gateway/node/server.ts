@@ -22,6 +22,12 @@ import { nodeVerifier } from './verifier.ts';
 import { SigningKeys } from '../signing-keys.ts';
 import { signingKeyFile } from './key-file.ts';
 import { RevocationFeeds } from './revocation-feeds.ts';
+import { compileWebRoute, type CompiledWebRoute } from '../web/route.ts';
+import { webApp, webPathMatcher } from '../web/app.ts';
+import { MemoryWebSessions } from '../web/store.ts';
+import { IdentitySigner } from '../web/assertion.ts';
+import { RedisWebSessions } from './redis-web-sessions.ts';
+import { identityKeyFile, webSessionKey } from './identity-key.ts';
 
 export interface GatewayHandle {
   url: string;
@@ -111,14 +117,40 @@ export async function startGateway(config: GatewayConfig, options: StartGatewayO
   // Revocation feeds live outside the per-reload build: a reload keeps their state.
   const feeds = new RevocationFeeds({ redisUrl: env.REDIS_URL, onError: (error) => log.warn({ err: error.message }, 'revocation feed error') });
   const acquireRevocations = feeds.acquire.bind(feeds);
+  // Web routes (issue 15): sessions shared through Redis like the MCP bindings; the identity
+  // assertion key and the default cookie key kept in the data dir when there is one.
+  const webSessions = redis ? new RedisWebSessions(redis, config.rate_limit_prefix) : new MemoryWebSessions();
+  const identityFile = config.data_dir ? identityKeyFile(config.data_dir) : undefined;
+  const signer = await IdentitySigner.create({
+    saved: identityFile?.load((error) => log.warn({ reason: error.message }, 'cannot read the identity assertion key; making a new one')),
+    onNew: (jwk) => {
+      try {
+        identityFile?.save(jwk);
+      } catch (error) {
+        log.warn({ reason: (error as Error).message }, 'cannot save the identity assertion key');
+      }
+    },
+  });
+  const defaultWebSecret = webSessionKey(config.data_dir, (error) => log.warn({ reason: error.message }, 'cannot keep the web session key in the data dir'));
 
-  const build = (next: GatewayConfig): { app: Hono<never>; routes: CompiledRoute[] } => {
+  interface Built {
+    app: Hono<never>;
+    routes: CompiledRoute[];
+    web: CompiledWebRoute[];
+    fetch: (request: Request, bindings: unknown) => Response | Promise<Response>;
+  }
+  const build = (next: GatewayConfig): Built => {
     const paths = new Set<string>();
     const routes: CompiledRoute[] = [];
+    const web: CompiledWebRoute[] = [];
     try {
       next.routes.forEach((route, index) => {
         if (paths.has(route.path)) throw new RouteConfigError(`routes[${index}]: path ${route.path} is used twice`);
         paths.add(route.path);
+        if (route.kind === 'web') {
+          web.push(compileWebRoute(route, index, { env, defaultSecret: defaultWebSecret }));
+          return;
+        }
         if (route.token.mode === 'jwt' && !route.token.revocation_list) {
           log.warn({ route: route.path }, 'route verifies tokens locally without token.revocation_list: revoked tokens and disabled agents are accepted until the tokens expire');
         }
@@ -135,19 +167,34 @@ export async function startGateway(config: GatewayConfig, options: StartGatewayO
         );
       });
     } catch (error) {
-      for (const route of routes) route.close();
+      for (const route of [...routes, ...web]) route.close();
       if (error instanceof RouteConfigError) throw new ConfigError(`invalid gateway configuration: ${error.message}`);
       throw error;
     }
-    return { app: gatewayApp(routes, { observer, forwarder, sessions, approvals }) as unknown as Hono<never>, routes };
+    const app = gatewayApp(routes, { observer, forwarder, sessions, approvals }) as unknown as Hono<never>;
+    if (web.length === 0) return { app, routes, web, fetch: (request, bindings) => app.fetch(request, bindings as never) };
+    const webRoutes = webApp(web, { observer, forwarder, store: webSessions, signer });
+    const isWeb = webPathMatcher(web);
+    return {
+      app,
+      routes,
+      web,
+      fetch: (request, bindings) => {
+        const start = request.url.indexOf('/', request.url.indexOf('//') + 2);
+        const end = request.url.indexOf('?', start);
+        const path = start < 0 ? '/' : request.url.slice(start, end < 0 ? undefined : end);
+        return isWeb(path) ? webRoutes.fetch(request, bindings as never) : app.fetch(request, bindings as never);
+      },
+    };
   };
+  const closeRoutes = (built: Built | undefined) => built && [...built.routes, ...built.web].forEach((route) => route.close());
 
   let current: ReturnType<typeof build> | undefined;
-  const server = createServer(getRequestListener((request, bindings) => current!.app.fetch(request, bindings)));
+  const server = createServer(getRequestListener((request, bindings) => current!.fetch(request, bindings)));
   server.keepAliveTimeout = 65_000;
   const admin = new Hono();
   admin.get('/metrics', async (c) => c.body(await metrics.registry.metrics(), 200, { 'content-type': metrics.registry.contentType }));
-  admin.get('/healthz', (c) => c.json({ status: 'ok', routes: current!.routes.map((route) => route.config.path) }));
+  admin.get('/healthz', (c) => c.json({ status: 'ok', routes: [...current!.routes, ...current!.web].map((route) => route.config.path) }));
   const adminServer = createServer(getRequestListener(admin.fetch));
   let url: string;
   let adminUrl: string;
@@ -158,7 +205,7 @@ export async function startGateway(config: GatewayConfig, options: StartGatewayO
     adminUrl = await listen(adminServer, config.admin.listen.host, config.admin.listen.port);
   } catch (error) {
     // Nothing may keep the process alive after a refused start.
-    current?.routes.forEach((route) => route.close());
+    closeRoutes(current);
     signingKeys.close();
     if (server.listening) await closeServer(server);
     redis?.disconnect();
@@ -173,7 +220,7 @@ export async function startGateway(config: GatewayConfig, options: StartGatewayO
       const next = parseConfig(gatewayConfigSchema, await loadYaml(options.configFile), options.configFile);
       const previous = current!;
       current = build(next);
-      previous.routes.forEach((route) => route.close());
+      closeRoutes(previous);
       signingKeys.sweep();
       metrics.reloads.inc({ result: 'ok' });
       log.info({ routes: next.routes.map((route) => route.path) }, 'gateway routes reloaded');
@@ -202,7 +249,7 @@ export async function startGateway(config: GatewayConfig, options: StartGatewayO
     async close() {
       if (options.configFile) unwatchFile(options.configFile);
       await Promise.all([closeServer(server), closeServer(adminServer)]);
-      current!.routes.forEach((route) => route.close());
+      closeRoutes(current);
       signingKeys.close();
       await forwarder.close();
       await audit.close();
