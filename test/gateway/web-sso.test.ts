@@ -1,0 +1,90 @@
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import type { Browser } from 'playwright-core';
+import { launchChromium, navigating } from '../helpers/chromium.ts';
+import { needsChromium } from '../helpers/services.ts';
+import { signInThroughGateway, startWebSso, type WebSso } from '../helpers/web-sso.ts';
+
+/**
+ * Issue 15, item 3: single sign-on for a plain web app behind the gateway, in Chromium. The app
+ * (examples/web-app) has no sign-in code: it shows who the gateway's signed identity assertion
+ * names. A CEL rule keeps /app/admin/ for the admin user.
+ */
+describe('gateway web route: sign-in, rules, sign-out (Chromium)', needsChromium(), () => {
+  let sso: WebSso;
+  let browser: Browser;
+
+  before(async () => {
+    sso = await startWebSso();
+    browser = await launchChromium();
+  });
+  after(async () => {
+    await browser?.close();
+    await sso?.close();
+  });
+
+  it('anonymous → AS login → back at the page asked for, signed in; the session cookie is HttpOnly, SameSite=Lax, Path=/app/', async () => {
+    const context = await browser.newContext();
+    const page = await context.newPage();
+    const steps = await signInThroughGateway(page, `${sso.gatewayUrl}/app/?tab=1`, sso.gatewayUrl);
+    assert.equal(steps[0], 'login');
+    assert.equal(page.url(), `${sso.gatewayUrl}/app/?tab=1`, 'back where the person was going');
+    assert.equal(await page.locator('h1').first().innerText(), 'Signed in as Demo User');
+    assert.match(await page.locator('body').innerText(), /demo@example\.com/);
+    const cookies = await context.cookies(sso.start);
+    const session = cookies.find((cookie) => cookie.name === 'mandate_web');
+    assert.ok(session, `session cookie set: ${cookies.map((cookie) => cookie.name).join(', ')}`);
+    assert.equal(session.httpOnly, true);
+    assert.equal(session.sameSite, 'Lax');
+    assert.equal(session.path, '/app/');
+    assert.equal(session.secure, false, 'http on loopback: not Secure (https public URLs are, see web-config.test.ts)');
+    assert.equal(session.expires, -1, 'a browser-session cookie: the server-side record decides the lifetime');
+    assert.ok(!cookies.some((cookie) => cookie.name === 'mandate_web_signin'), 'the sign-in state cookie is gone after the callback');
+    const events = await sso.auditEvents();
+    const signedIn = events.find((event) => event.web === 'signed_in');
+    assert.ok(signedIn, 'the sign-in is audited');
+    assert.equal(signedIn.route, '/app/');
+    const forwarded = events.find((event) => event.path === '/app/' && event.decision === 'allow' && event.upstream_status === 200);
+    assert.ok(forwarded, 'the page load is audited as forwarded');
+    assert.equal(typeof forwarded.sub, 'string');
+
+    // The rule: /app/admin/ is for the admin user only → the gateway's 403 page, audited with the reason.
+    const response = await page.goto(`${sso.gatewayUrl}/app/admin/`);
+    assert.equal(response!.status(), 403);
+    assert.equal(await page.locator('h1').innerText(), 'Access denied');
+    assert.match(await page.locator('body').innerText(), /the admin area is for administrators/);
+    const denied = (await sso.auditEvents()).find((event) => event.path === '/app/admin/');
+    assert.equal(denied?.decision, 'deny');
+    assert.equal(denied?.rejection, 'rule_denied');
+    assert.equal(denied?.reason, 'the admin area is for administrators');
+    assert.equal(denied?.status, 403);
+    await context.close();
+  });
+
+  it('the admin user may open /app/admin/', async () => {
+    const context = await browser.newContext();
+    const page = await context.newPage();
+    await signInThroughGateway(page, `${sso.gatewayUrl}/app/admin/`, sso.gatewayUrl, 'admin', 'demo');
+    assert.equal(page.url(), `${sso.gatewayUrl}/app/admin/`);
+    assert.equal(await page.locator('h1').innerText(), 'Admin area');
+    await context.close();
+  });
+
+  it('sign-out ends the gateway session; the next visit goes to the AS again', async () => {
+    const context = await browser.newContext();
+    const page = await context.newPage();
+    await signInThroughGateway(page, sso.start, sso.gatewayUrl);
+    await navigating(page, () => page.getByRole('link', { name: 'Sign out' }).click());
+    // Without an end_session_endpoint at the AS the gateway's own page shows; with one, the AS's
+    // logout runs first and sends the browser back there.
+    await page.waitForURL(`${sso.gatewayUrl}/app/signed-out`);
+    assert.equal(await page.locator('h1').innerText(), 'You are signed out');
+    assert.ok(!(await context.cookies(sso.start)).some((cookie) => cookie.name === 'mandate_web'), 'the cookie is deleted');
+    const response = await page.request.get(sso.start, { maxRedirects: 0 });
+    assert.equal(response.status(), 302, 'no session any more');
+    assert.ok(response.headers().location!.startsWith(`${sso.as.issuer}/authorize`) || response.headers().location!.startsWith(`${sso.as.issuer}/`));
+    const out = (await sso.auditEvents()).find((event) => event.web === 'signed_out');
+    assert.ok(out?.sub, 'the sign-out is audited with the person');
+    await context.close();
+  });
+});
