@@ -59,12 +59,14 @@ export async function startWebSso(options: { route?: Partial<WebRouteInput>; as?
   const app = await startWebApp({ gateway: gatewayUrl, audience: upstream, host: '127.0.0.1', port: appPort });
   const dir = mkdtempSync(join(tmpdir(), 'mandate-web-'));
   const env = { WEB_SSO_CLIENT_SECRET: WEB_CLIENT_SECRET, WEB_SSO_SESSION_SECRET: WEB_SESSION_SECRET, ...(options.env ?? {}), REDIS_URL: options.env?.REDIS_URL };
+  // One prefix for every gateway of this setup (they share Redis keys), none shared with other runs.
+  const prefix = `mandate-test:${crypto.randomUUID()}`;
   const config = (port: number, auditFile: string) =>
     gatewayConfigSchema.parse({
       listen: { host: '127.0.0.1', port },
       admin: { listen: { host: '127.0.0.1', port: 0 } },
       audit: { file: auditFile },
-      rate_limit_prefix: `mandate-test:${crypto.randomUUID()}`,
+      rate_limit_prefix: prefix,
       ...(options.gateway ?? {}),
       routes: [
         {

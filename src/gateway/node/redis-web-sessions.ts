@@ -72,3 +72,16 @@ export class RedisWebSessions implements WebSessionStore {
     return (await this.redis.set(`${this.prefix}:web:seen:${hash(key)}`, '1', 'EX', ttlSeconds, 'NX')) === 'OK';
   }
 }
+
+/**
+ * Key material every gateway sharing the Redis must agree on (the identity assertion key, the
+ * default cookie key): the first instance to start writes it, the others read it. Redis already
+ * holds the sessions' refresh tokens, so it is trusted with these too.
+ */
+export async function sharedWebSecret(redis: Redis, prefix: string, name: string, make: () => string | Promise<string>): Promise<string> {
+  const key = `${prefix}:web:${name}`;
+  const found = await redis.get(key);
+  if (found !== null) return found;
+  await redis.set(key, await make(), 'NX');
+  return (await redis.get(key))!;
+}

@@ -25,8 +25,8 @@ import { RevocationFeeds } from './revocation-feeds.ts';
 import { compileWebRoute, type CompiledWebRoute } from '../web/route.ts';
 import { webApp, webPathMatcher } from '../web/app.ts';
 import { MemoryWebSessions } from '../web/store.ts';
-import { IdentitySigner } from '../web/assertion.ts';
-import { RedisWebSessions } from './redis-web-sessions.ts';
+import { IdentitySigner, newIdentityKey } from '../web/assertion.ts';
+import { RedisWebSessions, sharedWebSecret } from './redis-web-sessions.ts';
 import { identityKeyFile, webSessionKey } from './identity-key.ts';
 
 export interface GatewayHandle {
@@ -121,17 +121,29 @@ export async function startGateway(config: GatewayConfig, options: StartGatewayO
   // assertion key and the default cookie key kept in the data dir when there is one.
   const webSessions = redis ? new RedisWebSessions(redis, config.rate_limit_prefix) : new MemoryWebSessions();
   const identityFile = config.data_dir ? identityKeyFile(config.data_dir) : undefined;
+  const keepWebKey = (error: Error) => log.warn({ reason: error.message }, 'cannot keep the web routes\' keys in the data dir');
+  let savedIdentity = identityFile?.load(keepWebKey);
+  let defaultWebSecret: Uint8Array | undefined;
+  if (redis && config.routes.some((route) => route.kind === 'web')) {
+    // Several gateways behind one name must sign with one key and read each other's cookies.
+    try {
+      savedIdentity = JSON.parse(await sharedWebSecret(redis, config.rate_limit_prefix, 'identity-key', async () => JSON.stringify(savedIdentity ?? (await newIdentityKey()))));
+      defaultWebSecret = Buffer.from(await sharedWebSecret(redis, config.rate_limit_prefix, 'session-key', () => Buffer.from(webSessionKey(config.data_dir, keepWebKey)).toString('base64url')), 'base64url');
+    } catch (error) {
+      log.warn({ reason: (error as Error).message }, 'cannot share the web routes\' keys through Redis; this gateway uses its own');
+    }
+  }
   const signer = await IdentitySigner.create({
-    saved: identityFile?.load((error) => log.warn({ reason: error.message }, 'cannot read the identity assertion key; making a new one')),
+    saved: savedIdentity,
     onNew: (jwk) => {
       try {
         identityFile?.save(jwk);
       } catch (error) {
-        log.warn({ reason: (error as Error).message }, 'cannot save the identity assertion key');
+        keepWebKey(error as Error);
       }
     },
   });
-  const defaultWebSecret = webSessionKey(config.data_dir, (error) => log.warn({ reason: error.message }, 'cannot keep the web session key in the data dir'));
+  defaultWebSecret ??= webSessionKey(config.data_dir, keepWebKey);
 
   interface Built {
     app: Hono<never>;

@@ -56,6 +56,12 @@ export class IdentitySigner {
   }
 }
 
+/** A new private signing key, as a JWK (to be shared or saved). */
+export async function newIdentityKey(): Promise<JWK> {
+  const { privateKey } = await generateKeyPair('ES256', { extractable: true });
+  return { ...(await exportJWK(privateKey)), alg: 'ES256', use: 'sig' };
+}
+
 async function publicJwk(jwk: JWK): Promise<JWK> {
   const { kty, crv, x, y } = jwk;
   const base = { kty, crv, x, y } as JWK;
