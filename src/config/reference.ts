@@ -9,6 +9,8 @@ type Node = {
   const?: unknown;
   format?: string;
   anyOf?: Node[];
+  /** A discriminated union (gateway routes: `kind: mcp` or `kind: web`). */
+  oneOf?: Node[];
   /** A record (`z.record`): the value every key maps to. */
   additionalProperties?: Node | boolean;
 };
@@ -29,6 +31,11 @@ function rows(node: Node, path: string, out: string[]): void {
     out.push(`| \`${name}\` | ${typeOf(child)} | ${shownDefault} | ${(child.description ?? '').replace(/\|/g, '\\|')} |`);
     if (child.properties) rows(child, name, out);
     if (child.type === 'array' && child.items?.properties) rows(child.items, `${name}[]`, out);
+    // A list of a discriminated union: each kind's keys, named by its discriminator (`routes[kind=web]`).
+    for (const variant of child.type === 'array' ? (child.items?.oneOf ?? []) : []) {
+      const kind = variant.properties?.kind;
+      rows(variant, kind?.const !== undefined && kind.default === undefined ? `${name}[kind=${String(kind.const)}]` : `${name}[]`, out);
+    }
     // A record's entries (per-tool rules) and a union's object form (`required` or `{ when, … }`).
     if (typeof child.additionalProperties === 'object' && child.additionalProperties.properties) rows(child.additionalProperties, `${name}.<name>`, out);
     for (const variant of child.anyOf ?? []) if (variant.properties) rows(variant, name, out);
