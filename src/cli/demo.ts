@@ -12,13 +12,14 @@ import { startGateway } from '../gateway/node/server.ts';
 import { startBankingServer } from '../../examples/banking/server.ts';
 import { startTodoApi } from '../../examples/todo-api/server.ts';
 import { startTodoMcpServer } from '../../examples/todo-mcp/server.ts';
+import { startWebApp } from '../../examples/web-app/server.ts';
 import { untilSignal } from './serve.ts';
 
 const DEMO_AUTH = new URL('../../examples/demo/auth-server.yaml', import.meta.url).pathname;
 const DEMO_GATEWAY = new URL('../../examples/demo/gateway.yaml', import.meta.url).pathname;
 
 /** The demo's ports (DESIGN §6: the docs use them); `--port-offset` moves every one by the same amount. */
-export const DEMO_PORTS = { issuer: 9000, gateway: 8080, metrics: 9464, banking: 8000, todoApi: 8001, todoMcp: 8787 } as const;
+export const DEMO_PORTS = { issuer: 9000, gateway: 8080, metrics: 9464, banking: 8000, todoApi: 8001, webApp: 8002, todoMcp: 8787 } as const;
 
 /** The default data directory, relative to where the demo runs (the README's commands read `.mandate/secrets/`). */
 export const DEMO_DATA_DIR = '.mandate';
@@ -41,6 +42,9 @@ export function demoUrls(offset = 0) {
     banking: at(DEMO_PORTS.banking, '/'),
     todoMcp: at(DEMO_PORTS.todoMcp, '/mcp'),
     todoApi: at(DEMO_PORTS.todoApi),
+    /** The example web app, signed in by the gateway (issue 15), and the app itself (its upstream). */
+    webApp: at(DEMO_PORTS.gateway, '/app/'),
+    webAppUpstream: at(DEMO_PORTS.webApp, '/'),
   };
 }
 
@@ -131,7 +135,7 @@ export async function demoConfigs(options: DemoOptions) {
 const USAGE = `Usage: mandate demo [--port-offset N] [--data-dir DIR]
 
   --port-offset N   add N to every demo port (AS 9000, gateway 8080, metrics 9464, banking 8000,
-                    Todo API 8001, Todo MCP 8787); env MANDATE_DEMO_PORT_OFFSET. Default 0.
+                    Todo API 8001, web app 8002, Todo MCP 8787); env MANDATE_DEMO_PORT_OFFSET. Default 0.
   --data-dir DIR    SQLite file, keys, secrets and audit log; env MANDATE_DEMO_DATA_DIR. Default .mandate
 `;
 
@@ -158,8 +162,9 @@ export async function demoCommand(args: string[]): Promise<number> {
   try {
     const todoMcpClient = config.clients.find((client) => client.client_id === 'todo-mcp')!;
     const gatewayClient = config.clients.find((client) => client.client_id === 'gateway')!;
-    const gatewayEnv = { ...process.env, MANDATE_GATEWAY_CLIENT_SECRET: clientSecretFor(config, gatewayClient) };
-    const [banking, todoApi, todoMcp, gateway] = await Promise.all([
+    const webAppClient = config.clients.find((client) => client.client_id === 'web-app')!;
+    const gatewayEnv = { ...process.env, MANDATE_GATEWAY_CLIENT_SECRET: clientSecretFor(config, gatewayClient), MANDATE_WEB_APP_CLIENT_SECRET: clientSecretFor(config, webAppClient) };
+    const [banking, todoApi, todoMcp, webApp, gateway] = await Promise.all([
       startBankingServer({ port: DEMO_PORTS.banking + options.portOffset }),
       startTodoApi({ issuer: urls.issuer, resource: urls.todoApi, port: DEMO_PORTS.todoApi + options.portOffset }),
       startTodoMcpServer({
@@ -171,9 +176,11 @@ export async function demoCommand(args: string[]): Promise<number> {
         allowedOrigins: [...INSPECTOR_ORIGINS],
         port: DEMO_PORTS.todoMcp + options.portOffset,
       }),
+      // The plain web app behind the gateway's web route /app/: it only verifies the gateway's identity assertions.
+      startWebApp({ gateway: new URL(urls.gateway).origin, audience: urls.webAppUpstream, port: DEMO_PORTS.webApp + options.portOffset }),
       startGateway(configs.gateway, { configFile: configs.gatewayFile, log: auth.ctx.log, env: gatewayEnv }),
     ]);
-    stops.push(() => banking.close(), () => todoApi.close(), () => todoMcp.close(), () => gateway.close());
+    stops.push(() => banking.close(), () => todoApi.close(), () => todoMcp.close(), () => webApp.close(), () => gateway.close());
   } catch (error) {
     await stopAll();
     throw error;
@@ -197,6 +204,7 @@ Mandate demo is running (ready in ${ms} ms from process start; services started 
 ${adminLine}  Todo MCP server        ${urls.todoMcp}   protects itself; exchanges your token for the Todo API
   Todo API               ${urls.todoApi}
   Gateway (banking)      ${urls.gateway}   in front of the banking MCP server at ${urls.banking}
+  Web app (SSO)          ${urls.webApp}   the gateway signs you in; the app at ${urls.webAppUpstream} has no sign-in code
     audit log            ${configs.gateway.audit.file}      metrics: ${urls.metrics}
 
   Secrets (generated on first start): ${data}/secrets/todo-mcp.secret, sample-agent.secret, gateway.secret, admin.token, admin.password
@@ -210,6 +218,8 @@ Try it:
                   add_todo, list_todos.
   The gateway:    ${urls.gateway} needs a token for the gateway that an agent obtained for you;
                   the README's "Walkthrough: delegation" (flow B) gets one with curl.
+  Web SSO:        open ${urls.webApp} in a browser and sign in (demo / demo); the Admin area is for
+                  the admin user only (a gateway rule); Sign out ends it (docs/browser-sessions.md).
   Approvals:      a transfer over 100 EUR waits for your approval of that exact transfer: the
                   agent shows a link, or see ${issuer}/approvals (docs/high-risk-actions.md).
 
