@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
+import { mkdirSync } from 'node:fs';
 import { after, before, describe, it } from 'node:test';
-import type { Browser } from 'playwright-core';
+import type { Browser, Page } from 'playwright-core';
 import { launchChromium, navigating } from '../helpers/chromium.ts';
 import { needsChromium } from '../helpers/services.ts';
 import { signInThroughGateway, startWebSso, type WebSso } from '../helpers/web-sso.ts';
@@ -10,6 +11,18 @@ import { signInThroughGateway, startWebSso, type WebSso } from '../helpers/web-s
  * (examples/web-app) has no sign-in code: it shows who the gateway's signed identity assertion
  * names. A CEL rule keeps /app/admin/ for the admin user.
  */
+/** `SCREENSHOTS=1`: the pictures of docs/browser-sessions.md (light), into docs/screenshots/. */
+async function shoot(page: Page, name: string): Promise<void> {
+  await page.emulateMedia({ colorScheme: 'light' });
+  await page.setViewportSize({ width: 1000, height: 620 });
+  const png = await page.screenshot();
+  assert.ok(png.length > 3000, `${name}: a real picture`);
+  if (process.env.SCREENSHOTS === '1') {
+    mkdirSync('docs/screenshots', { recursive: true });
+    await page.screenshot({ path: `docs/screenshots/${name}.png` });
+  }
+}
+
 describe('gateway web route: sign-in, rules, sign-out (Chromium)', needsChromium(), () => {
   let sso: WebSso;
   let browser: Browser;
@@ -40,6 +53,7 @@ describe('gateway web route: sign-in, rules, sign-out (Chromium)', needsChromium
     assert.equal(session.secure, false, 'http on loopback: not Secure (https public URLs are, see web-config.test.ts)');
     assert.equal(session.expires, -1, 'a browser-session cookie: the server-side record decides the lifetime');
     assert.ok(!cookies.some((cookie) => cookie.name === 'mandate_web_signin'), 'the sign-in state cookie is gone after the callback');
+    await shoot(page, 'web-app-signed-in');
     const events = await sso.auditEvents();
     const signedIn = events.find((event) => event.web === 'signed_in');
     assert.ok(signedIn, 'the sign-in is audited');
@@ -52,7 +66,9 @@ describe('gateway web route: sign-in, rules, sign-out (Chromium)', needsChromium
     const response = await page.goto(`${sso.gatewayUrl}/app/admin/`);
     assert.equal(response!.status(), 403);
     assert.equal(await page.locator('h1').innerText(), 'Access denied');
+    assert.equal(await page.evaluate(() => getComputedStyle(document.body).backgroundColor), 'rgb(243, 244, 247)', 'its style is allowed by the page CSP');
     assert.match(await page.locator('body').innerText(), /the admin area is for administrators/);
+    await shoot(page, 'web-app-forbidden');
     const denied = (await sso.auditEvents()).find((event) => event.path === '/app/admin/');
     assert.equal(denied?.decision, 'deny');
     assert.equal(denied?.rejection, 'rule_denied');

@@ -1,10 +1,10 @@
-import { html } from 'hono/html';
+import { html, raw } from 'hono/html';
 import type { HtmlEscapedString } from 'hono/utils/html';
 
 /**
  * The few pages the gateway itself shows on a web route: refused (403), signed out, and a sign-in
- * that could not complete. Small, self-contained (no scripts, inline style under a CSP nonce-free
- * `style-src 'unsafe-inline'`-less policy: the style is hashed), with the look of the AS pages.
+ * that could not complete. Small and self-contained, with the look of the AS pages: no script, and
+ * one inline style the Content-Security-Policy allows by its hash (nothing else loads).
  */
 const STYLE = `:root{color-scheme:light dark;font-family:system-ui,-apple-system,"Segoe UI",sans-serif;line-height:1.45;--bg:#f3f4f7;--card:#fff;--text:#1b1e24;--muted:#5b6270;--line:#dde1e7;--primary:#2f5bea;--on-primary:#fff;--bad:#b42318}
 @media (prefers-color-scheme:dark){:root{--bg:#0e1014;--card:#181b21;--text:#e7e9ed;--muted:#a0a7b3;--line:#2d323b;--primary:#7c9bff;--on-primary:#111;--bad:#ff8b80}}
@@ -29,7 +29,7 @@ export interface GatewayPage {
 async function page(status: number, title: string, content: HtmlEscapedString | Promise<HtmlEscapedString>): Promise<GatewayPage> {
   const body = await html`<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
-<title>${title}</title><style>${STYLE}</style></head>
+<title>${title}</title><style>${raw(STYLE)}</style></head>
 <body><main>${content}</main></body></html>`;
   return {
     status,
