@@ -165,8 +165,7 @@ async function deliver(deps: LogoutDeps, target: LogoutTarget, stop: AbortSignal
         break;
       }
       const failure = error as Error & { cause?: Error };
-      const message = failure.name === 'TimeoutError' ? `no answer within ${settings.backchannel_timeout_ms} ms` : (failure.cause?.message ?? failure.message);
-      reason = `no answer: ${message}`;
+      reason = failure.name === 'TimeoutError' ? `no answer within ${settings.backchannel_timeout_ms} ms` : `no answer: ${failure.cause?.message ?? failure.message}`;
     }
   }
   reason = `${reason} (${attempts} attempt${attempts === 1 ? '' : 's'})`;
