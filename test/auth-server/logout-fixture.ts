@@ -68,11 +68,11 @@ export function startLogoutServer(clients: ReturnType<typeof rpClient>[], overri
 }
 
 /** Signs in through `browser` (login and consent as needed) and redeems the code: the client's tokens. */
-export async function signIn(as: TestAuthServer, browser: FormBrowser, clientId: string, scope = 'openid profile') {
+export async function signIn(as: TestAuthServer, browser: FormBrowser, clientId: string, scope = 'openid profile', user?: { username: string; password: string }) {
   const { verifier, challenge } = pkcePair();
   const url = new URL(`${as.issuer}/authorize`);
   url.search = new URLSearchParams({ response_type: 'code', client_id: clientId, redirect_uri: CALLBACK, code_challenge: challenge, code_challenge_method: 'S256', scope, state: 's' }).toString();
-  const back = await browser.authorize(url.href);
+  const back = await browser.authorize(url.href, user);
   const code = back.searchParams.get('code');
   assert.ok(code, `a code: ${back.href}`);
   const token = await postForm(`${as.issuer}/token`, { grant_type: 'authorization_code', code, code_verifier: verifier, redirect_uri: CALLBACK, client_id: clientId });
