@@ -63,7 +63,7 @@ export function rpClient(clientId: string, extra: Record<string, unknown> = {}) 
 }
 
 /** An authorization server for logout tests: fast retries, the given clients. */
-export function startLogoutServer(clients: ReturnType<typeof rpClient>[], overrides: Partial<AuthServerConfigInput> = {}): Promise<TestAuthServer> {
+export function startLogoutServer(clients: NonNullable<AuthServerConfigInput['clients']>, overrides: Partial<AuthServerConfigInput> = {}): Promise<TestAuthServer> {
   return startTestAuthServer({ clients, logout: { backchannel_retry_delay_ms: 20, backchannel_timeout_ms: 1000 }, ...overrides } as Partial<AuthServerConfigInput>);
 }
 
