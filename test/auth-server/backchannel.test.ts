@@ -161,6 +161,31 @@ describe('back-channel logout', () => {
     assert.deepEqual([done?.data?.via, done?.data?.by], ['admin', 'admin']);
   });
 
+  it('an admin-created client (clients.create) may set logout metadata, checked as a configured client’s', async () => {
+    reset();
+    const created = await invoke(as.ctx, admin, ops.createClient, {
+      client_id: 'rp-admin',
+      token_endpoint_auth_method: 'none',
+      redirect_uris: ['http://127.0.0.1:4000/callback'],
+      post_logout_redirect_uris: ['http://127.0.0.1:4000/logged-out'],
+      backchannel_logout_uri: ok.uri,
+    });
+    assert.deepEqual([created.post_logout_redirect_uris, created.backchannel_logout_uri], [['http://127.0.0.1:4000/logged-out'], ok.uri]);
+    const browser = new FormBrowser(as.issuer);
+    const tokens = await signIn(as, browser, 'rp-admin', 'openid');
+    const page = await browser.open(`/logout?id_token_hint=${tokens.id_token}&post_logout_redirect_uri=${encodeURIComponent('http://127.0.0.1:4000/logged-out')}`);
+    assert.equal(page.external, 'http://127.0.0.1:4000/logged-out');
+    await logoutDeliveriesSettled(as.ctx);
+    assert.deepEqual(ok.tokens().map((t) => claimsOf(t).aud), ['rp-admin']);
+    await assert.rejects(invoke(as.ctx, admin, ops.updateClient, { id: 'rp-admin', backchannel_logout_uri: 'ftp://x/#y' }), {
+      code: 'invalid_request',
+      message: 'invalid input: client rp-admin: "ftp://x/#y" must be an absolute http or https URI without a fragment',
+    });
+    const [event] = (await auditOf(as, 'admin.clients.update')).slice(-1);
+    assert.deepEqual([event?.outcome, event?.error], ['failure', 'invalid_request']);
+    assert.equal(event?.reason, 'invalid input: client rp-admin: "ftp://x/#y" must be an absolute http or https URI without a fragment');
+  });
+
   it('a new password (admin users.update) signs the user out everywhere and notifies, sessions already expired here included', async () => {
     reset();
     await invoke(as.ctx, admin, ops.createUser, { username: 'carol', password: 'correct horse battery', roles: [] });
