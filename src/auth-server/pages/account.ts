@@ -93,5 +93,12 @@ ${setupForm(true)}
 ${cancel}`
         : setupForm(false)
 }`;
-  return renderPage(c, look, t.title, body, view.error ? 400 : 200);
+  const signOut = html`<h2>${look.text.logout.accountHeading}</h2>
+<p class="muted">${look.text.logout.accountIntro}</p>
+<form method="post" action="/account/security/sign-out">
+  ${csrf}
+  <div class="actions"><button type="submit" class="secondary" id="sign-out">${look.text.logout.signOut}</button></div>
+</form>`;
+  return renderPage(c, look, t.title, html`${body}
+${signOut}`, view.error ? 400 : 200);
 }
