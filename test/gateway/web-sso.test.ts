@@ -86,21 +86,49 @@ describe('gateway web route: sign-in, rules, sign-out (Chromium)', needsChromium
     await context.close();
   });
 
-  it('sign-out ends the gateway session; the next visit goes to the AS again', async () => {
+  it('Sign out in the app: the gateway session ends, then RP-initiated logout at the AS ends the AS session too', async () => {
     const context = await browser.newContext();
     const page = await context.newPage();
     await signInThroughGateway(page, sso.start, sso.gatewayUrl);
+    const logoutHops: string[] = [];
+    page.on('request', (request) => {
+      if (request.isNavigationRequest()) logoutHops.push(request.url());
+    });
     await navigating(page, () => page.getByRole('link', { name: 'Sign out' }).click());
-    // Without an end_session_endpoint at the AS the gateway's own page shows; with one, the AS's
-    // logout runs first and sends the browser back there.
     await page.waitForURL(`${sso.gatewayUrl}/app/signed-out`);
     assert.equal(await page.locator('h1').innerText(), 'You are signed out');
+    const endSession = logoutHops.map((url) => new URL(url)).find((url) => url.href.startsWith(`${sso.as.issuer}/logout`));
+    assert.ok(endSession, `the browser went through the AS end_session_endpoint: ${logoutHops.join(' → ')}`);
+    assert.ok(endSession.searchParams.get('id_token_hint'), 'with the ID token as hint');
+    assert.equal(endSession.searchParams.get('client_id'), 'web-app');
+    assert.equal(endSession.searchParams.get('post_logout_redirect_uri'), `${sso.gatewayUrl}/app/signed-out`);
     assert.ok(!(await context.cookies(sso.start)).some((cookie) => cookie.name === 'mandate_web'), 'the cookie is deleted');
-    const response = await page.request.get(sso.start, { maxRedirects: 0 });
-    assert.equal(response.status(), 302, 'no session any more');
-    assert.ok(response.headers().location!.startsWith(`${sso.as.issuer}/authorize`) || response.headers().location!.startsWith(`${sso.as.issuer}/`));
     const out = (await sso.auditEvents()).find((event) => event.web === 'signed_out');
     assert.ok(out?.sub, 'the sign-out is audited with the person');
+    // Signed out at the AS too: the next visit needs the password again.
+    const steps = await signInThroughGateway(page, sso.start, sso.gatewayUrl);
+    assert.equal(steps[0], 'login', 'the AS asks for the password again');
+    await context.close();
+  });
+
+  it('logout everywhere: signing out at the AS (account page) ends the gateway session by back-channel logout', async () => {
+    const context = await browser.newContext();
+    const page = await context.newPage();
+    await signInThroughGateway(page, sso.start, sso.gatewayUrl);
+    const asCookie = (await context.cookies(sso.as.issuer)).find((cookie) => cookie.name === 'mandate_session')!;
+    const { sid } = (await sso.as.ctx.cache.get<{ sid: string }>(`session:${asCookie.value}`))!;
+    await navigating(page, () => page.goto(`${sso.as.issuer}/account/security`));
+    await navigating(page, () => page.getByRole('button', { name: 'Sign out' }).click());
+    // The AS delivers the logout token in the background: wait for the gateway to have it.
+    let ended: Record<string, unknown> | undefined;
+    for (let i = 0; i < 50 && !ended; i++) {
+      ended = (await sso.auditEvents()).find((event) => event.web === 'backchannel_logout' && String(event.reason).includes(sid));
+      if (!ended) await new Promise((resolve) => setTimeout(resolve, 100));
+    }
+    assert.ok(ended, 'the AS told the gateway');
+    assert.equal(ended.reason, `ended 1 session(s) for sid ${sid}`);
+    const response = await context.request.get(sso.start, { maxRedirects: 0 });
+    assert.equal(response.status(), 302, 'the gateway session is gone: back to the AS');
     await context.close();
   });
 });

@@ -49,6 +49,8 @@ export async function startWebSso(options: { route?: Partial<WebRouteInput>; as?
         client_name: 'Example web app',
         client_secret_env: 'WEB_SSO_CLIENT_SECRET',
         redirect_uris: [`${gatewayUrl}/app/callback`],
+        post_logout_redirect_uris: [`${gatewayUrl}/app/signed-out`],
+        backchannel_logout_uri: `${gatewayUrl}/app/backchannel-logout`,
         ...(options.client ?? {}),
       } as never,
     ],
