@@ -1,5 +1,4 @@
 import type { MiddlewareHandler } from 'hono';
-import type { CompiledRoute } from '../route.ts';
 import type { GatewayAuditEvent, GatewayEnv } from '../types.ts';
 import { GATEWAY_ERRORS, refuse } from './refuse.ts';
 
@@ -17,7 +16,7 @@ export interface GatewayObserver {
  * back as X-Request-Id), lets the chain run, and writes the event once the response has been
  * sent in full — so a streamed call is audited with its JSON-RPC outcome and full latency.
  */
-export function auditRequests(route: CompiledRoute, observer: GatewayObserver): MiddlewareHandler<GatewayEnv> {
+export function auditRequests(route: { config: { path: string } }, observer: GatewayObserver): MiddlewareHandler<GatewayEnv> {
   return async function auditMiddleware(c, next) {
     const wait = observer.ready();
     const room = wait ? await wait : true;

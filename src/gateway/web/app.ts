@@ -1,7 +1,7 @@
 import { Hono, type Context } from 'hono';
 import { deleteCookie, getCookie, setCookie } from 'hono/cookie';
 import { IDENTITY_JWKS_PATH } from '../../config/gateway-web-schema.ts';
-import type { GatewayObserver } from '../filters/audit.ts';
+import { auditRequests, type GatewayObserver } from '../filters/audit.ts';
 import type { Forwarder } from '../filters/proxy.ts';
 import type { GatewayAuditEvent, GatewayEnv } from '../types.ts';
 import type { IdentitySigner } from './assertion.ts';
@@ -40,7 +40,8 @@ export function webApp(routes: CompiledWebRoute[], deps: WebDependencies): Hono<
     const handler = webRouteHandler(route, deps);
     const prefix = route.config.path.replace(/\/$/, '');
     if (prefix) app.all(prefix, (c) => c.redirect(`${route.config.path}${new URL(c.req.url).search}`, 308));
-    app.all(`${prefix}/*`, handler);
+    // One audit event per request through the gateway's sink, as on MCP routes (same filter).
+    app.all(`${prefix}/*`, auditRequests(route, deps.observer), handler);
   }
   app.onError((error, c) => {
     console.error(error);
@@ -245,55 +246,16 @@ function webRouteHandler(route: CompiledWebRoute, deps: WebDependencies) {
   };
 
   return async function webRouteMiddleware(c: Context<GatewayEnv>): Promise<Response> {
-    const wait = deps.observer.ready();
-    const room = wait ? await wait : true;
-    const started = performance.now();
-    const event: GatewayAuditEvent = {
-      time: new Date().toISOString(),
-      request_id: crypto.randomUUID(),
-      route: config.path,
-      http_method: c.req.method,
-      path: c.req.path,
-      decision: 'allow',
-      status: 0,
-      latency_ms: 0,
-    };
-    c.set('audit', event);
-    c.set('finished', undefined);
-    c.set('rewriteResult', undefined);
+    // The audit filter (first, as on MCP routes) has stamped the request and writes its event.
+    const event = c.get('audit');
+    event.path = c.req.path;
     c.set('upstreamAuthorization', undefined);
-    c.set('responseHeaders', { 'x-request-id': event.request_id });
-    const complete = (status: number) => {
-      if (!event.status) event.status = status;
-      event.latency_ms = Math.round((performance.now() - started) * 1000) / 1000;
-      deps.observer.record(event);
-    };
-    if (!room) {
-      event.decision = 'error';
-      event.rejection = 'audit_unavailable';
-      event.reason = 'the audit sink had no room in time';
-      complete(503);
-      return c.text('the gateway is overloaded, retry later', 503, { 'retry-after': '1' });
-    }
-    let response: Response;
-    try {
-      const path = c.req.path;
-      if (path === paths.callback) response = await callback(c, event);
-      else if (path === paths.logout) response = await logout(c, event);
-      else if (path === paths.backchannel) response = await backchannel(c, event);
-      else if (path === paths.signedOut) response = send(c, await signedOutPage({ signIn: paths.signIn }));
-      else response = await protectedRequest(c, event);
-    } catch (error) {
-      event.decision = 'error';
-      event.rejection = 'internal_error';
-      event.reason = (error as Error).message;
-      complete(500);
-      throw error;
-    }
-    const finished = c.get('finished');
-    if (finished) void finished.then(() => complete(response.status));
-    else complete(response.status);
-    return response;
+    const path = c.req.path;
+    if (path === paths.callback) return callback(c, event);
+    if (path === paths.logout) return logout(c, event);
+    if (path === paths.backchannel) return backchannel(c, event);
+    if (path === paths.signedOut) return send(c, await signedOutPage({ signIn: paths.signIn }));
+    return protectedRequest(c, event);
   };
 }
 
