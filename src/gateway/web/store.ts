@@ -1,21 +1,16 @@
+import type { SignedIn } from './oidc.ts';
 import { digest } from './seal.ts';
 
-/** A signed-in browser at a web route: kept server-side; the browser holds only its sealed id. */
-export interface WebSession {
+/**
+ * A signed-in browser at a web route: the checked sign-in (tokens, `sub`, the AS `sid` that
+ * back-channel logout names, the ID token + userinfo claims the rules and assertion read), kept
+ * server-side; the browser holds only its sealed id. Times in epoch seconds.
+ */
+export interface WebSession extends SignedIn {
   route: string;
-  sub: string;
-  /** The AS session (`sid` of the ID token): back-channel logout names it. */
-  sid?: string;
-  /** ID token claims, with userinfo claims added: what the rules and the assertion read. */
-  claims: Record<string, unknown>;
-  idToken: string;
-  accessToken: string;
-  refreshToken?: string;
-  /** Epoch seconds. */
-  accessExpiresAt?: number;
   createdAt: number;
   lastSeenAt: number;
-  /** The absolute end, epoch seconds. */
+  /** The absolute end. */
   expiresAt: number;
 }
 
