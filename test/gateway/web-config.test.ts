@@ -91,6 +91,7 @@ describe('gateway web route: the pieces', () => {
   it("the app gets the browser's cookies minus the gateway's own", () => {
     assert.equal(appCookies('a=1; mandate_web=secret; b=2; mandate_web_signin=x', ['mandate_web', 'mandate_web_signin']), 'a=1; b=2');
     assert.equal(appCookies('mandate_web=secret', ['mandate_web']), undefined);
+    assert.equal(appCookies('theme=dark; mandate_session=as-session; __Host-mandate_x=1', ['sso']), 'theme=dark', "the AS's session (same host name, another port) never reaches the app");
   });
 
   it('a sealed cookie cannot be read, changed, or used for another purpose or route', async () => {

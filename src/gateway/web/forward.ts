@@ -8,15 +8,25 @@ import type { CompiledWebRoute } from './route.ts';
 import type { WebSession } from './store.ts';
 
 /**
- * The browser's Cookie header without the gateway's own cookies: the app never sees the session
- * (nor could it replay it). Its own cookies pass.
+ * Mandate's own cookies (the AS's `mandate_session`, `mandate_ia_*`…, the gateway's): cookies are
+ * scoped by host, not port, so where the AS and the gateway share a host name (the demo: localhost)
+ * the browser sends the AS's sign-in session to the gateway too. None of them is the app's business.
+ */
+const MANDATE_COOKIE = /^(?:__Host-|__Secure-)?mandate_/i;
+
+/**
+ * The browser's Cookie header without the gateway's own cookies and Mandate's: the app never sees
+ * a session (nor could it replay one). Its own cookies pass.
  */
 export function appCookies(header: string | undefined, own: string[]): string | undefined {
   if (!header) return undefined;
   const kept = header
     .split(';')
     .map((part) => part.trim())
-    .filter((part) => part && !own.includes(part.slice(0, part.indexOf('=') < 0 ? part.length : part.indexOf('=')).trim()));
+    .filter((part) => {
+      const name = part.slice(0, part.indexOf('=') < 0 ? part.length : part.indexOf('=')).trim();
+      return part && !own.includes(name) && !MANDATE_COOKIE.test(name);
+    });
   return kept.length > 0 ? kept.join('; ') : undefined;
 }
 
