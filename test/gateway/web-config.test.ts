@@ -3,10 +3,10 @@ import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import { gatewayConfigSchema, mcpRoute } from '../../src/config/gateway-schema.ts';
-import { safeReturn } from '../../src/gateway/web/app.ts';
+import { safeReturn, webPathMatcher } from '../../src/gateway/web/app.ts';
 import { appCookies } from '../../src/gateway/web/forward.ts';
 import { RelyingParty } from '../../src/gateway/web/oidc.ts';
-import { compileWebRoute, cookieName } from '../../src/gateway/web/route.ts';
+import { compileWebRoute, cookieName, type CompiledWebRoute } from '../../src/gateway/web/route.ts';
 import { CookieSealer } from '../../src/gateway/web/seal.ts';
 import { startWebSso, type WebSso } from '../helpers/web-sso.ts';
 
@@ -86,6 +86,15 @@ describe('gateway web route: the pieces', () => {
       assert.equal(safeReturn(bad, '/app/'), '/app/', bad);
     }
     assert.equal(safeReturn('//evil.example', '/'), '/', 'a root route too');
+  });
+
+  it('a web route at / leaves the MCP routes and their metadata alone', () => {
+    const isWeb = webPathMatcher([{ config: { path: '/' } } as CompiledWebRoute], ['/mcp']);
+    for (const path of ['/', '/app', '/mcpx', '/.well-known/mandate-gateway-jwks.json']) assert.equal(isWeb(path), true, path);
+    for (const path of ['/mcp', '/mcp/x', '/.well-known/oauth-protected-resource/mcp']) assert.equal(isWeb(path), false, path);
+    const app = webPathMatcher([{ config: { path: '/app/' } } as CompiledWebRoute], ['/']);
+    assert.equal(app('/app/x'), true);
+    assert.equal(app('/application'), false);
   });
 
   it("the app gets the browser's cookies minus the gateway's own", () => {

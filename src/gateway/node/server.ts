@@ -186,7 +186,7 @@ export async function startGateway(config: GatewayConfig, options: StartGatewayO
     const app = gatewayApp(routes, { observer, forwarder, sessions, approvals }) as unknown as Hono<never>;
     if (web.length === 0) return { app, routes, web, fetch: (request, bindings) => app.fetch(request, bindings as never) };
     const webRoutes = webApp(web, { observer, forwarder, store: webSessions, signer });
-    const isWeb = webPathMatcher(web);
+    const isWeb = webPathMatcher(web, routes.map((route) => route.config.path));
     return {
       app,
       routes,

@@ -50,10 +50,24 @@ export function webApp(routes: CompiledWebRoute[], deps: WebDependencies): Hono<
   return app;
 }
 
-/** The path prefixes the web app serves: the server sends these requests to it, the rest to the MCP routes. */
-export function webPathMatcher(routes: CompiledWebRoute[]): (path: string) => boolean {
-  const prefixes = routes.map((route) => route.config.path);
-  return (path) => path === IDENTITY_JWKS_PATH || prefixes.some((prefix) => path.startsWith(prefix) || path === prefix.replace(/\/$/, ''));
+/**
+ * Which requests the web app serves (the server sends the rest to the MCP routes): its JWKS, and
+ * paths under a web route — unless an MCP route's longer prefix matches (a web route at `/` beside
+ * an MCP route at `/mcp`), or it is the MCP routes' protected resource metadata.
+ */
+export function webPathMatcher(routes: CompiledWebRoute[], mcpPaths: string[] = []): (path: string) => boolean {
+  const under = (path: string, prefix: string) => {
+    const bare = prefix.replace(/\/$/, '');
+    return path === bare || path.startsWith(`${bare}/`);
+  };
+  const longest = (path: string, prefixes: string[]) => Math.max(-1, ...prefixes.filter((prefix) => under(path, prefix)).map((prefix) => prefix.replace(/\/$/, '').length));
+  const webPaths = routes.map((route) => route.config.path);
+  return (path) => {
+    if (path === IDENTITY_JWKS_PATH) return true;
+    if (path.startsWith('/.well-known/oauth-protected-resource')) return false;
+    const web = longest(path, webPaths);
+    return web >= 0 && web >= longest(path, mcpPaths);
+  };
 }
 
 function send(c: Context, page: GatewayPage): Response {
