@@ -122,7 +122,8 @@ export async function startGateway(config: GatewayConfig, options: StartGatewayO
   const webSessions = redis ? new RedisWebSessions(redis, config.rate_limit_prefix) : new MemoryWebSessions();
   const identityFile = config.data_dir ? identityKeyFile(config.data_dir) : undefined;
   const keepWebKey = (error: Error) => log.warn({ reason: error.message }, 'cannot keep the web routes\' keys in the data dir');
-  let savedIdentity = identityFile?.load(keepWebKey);
+  const fileIdentity = identityFile?.load(keepWebKey);
+  let savedIdentity = fileIdentity;
   let defaultWebSecret: Uint8Array | undefined;
   if (redis && config.routes.some((route) => route.kind === 'web')) {
     // Several gateways behind one name must sign with one key and read each other's cookies.
@@ -131,6 +132,14 @@ export async function startGateway(config: GatewayConfig, options: StartGatewayO
       defaultWebSecret = Buffer.from(await sharedWebSecret(redis, config.rate_limit_prefix, 'session-key', () => Buffer.from(webSessionKey(config.data_dir, keepWebKey)).toString('base64url')), 'base64url');
     } catch (error) {
       log.warn({ reason: (error as Error).message }, 'cannot share the web routes\' keys through Redis; this gateway uses its own');
+    }
+  }
+  if (savedIdentity && identityFile && JSON.stringify(savedIdentity) !== JSON.stringify(fileIdentity)) {
+    // The shared key is also kept locally: a restart while Redis is down signs with the same key.
+    try {
+      identityFile.save(savedIdentity);
+    } catch (error) {
+      keepWebKey(error as Error);
     }
   }
   const signer = await IdentitySigner.create({
