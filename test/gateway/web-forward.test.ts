@@ -25,7 +25,9 @@ describe('gateway web route: what the app receives (Chromium)', needsChromium(),
       req.on('data', (chunk: Buffer) => (body += chunk));
       req.on('end', () => {
         seen.push({ url: req.url!, method: req.method!, headers: req.headers, body });
-        res.writeHead(200, { 'content-type': 'text/html' }).end('<!doctype html><title>app</title><h1>app</h1>');
+        // The app tries to plant Mandate cookies (its own passes).
+        const cookies = req.url === '/plant' ? ['mandate_session=planted; Path=/', 'mandate_web=planted; Path=/app/', 'app_theme=dark; Path=/'] : [];
+        res.writeHead(200, { 'content-type': 'text/html', 'set-cookie': cookies }).end('<!doctype html><title>app</title><h1>app</h1>');
       });
     });
     await new Promise<void>((resolve) => app.listen(0, '127.0.0.1', resolve));
@@ -69,6 +71,12 @@ describe('gateway web route: what the app receives (Chromium)', needsChromium(),
     assert.equal(form.method, 'POST');
     assert.equal(form.body, 'a=1&b=%C3%A9');
     assert.notEqual(form.headers['x-mandate-identity'], assertion, 'one assertion per request');
+
+    // The app cannot set Mandate's cookies (a planted session, at the gateway or at the AS).
+    const planted = await page.goto(`${sso.gatewayUrl}/app/plant`);
+    const setCookies = (await planted!.headersArray()).filter((header) => header.name.toLowerCase() === 'set-cookie').map((header) => header.value);
+    assert.deepEqual(setCookies, ['app_theme=dark; Path=/']);
+    assert.equal((await page.reload())!.status(), 200, 'still signed in');
 
     // The metrics count web requests as they do MCP ones.
     const metrics = await sso.gateway.metrics.registry.metrics();

@@ -56,6 +56,8 @@ export interface ForwardHooks {
   onSession: (sessionId: string) => void | Promise<void>;
   /** Headers the gateway adds for the upstream (identity headers). */
   upstreamHeaders: Record<string, string>;
+  /** Web routes: the upstream may not set these cookies (the gateway's session, the AS's). */
+  dropCookie?: (name: string) => boolean;
 }
 
 /** Sends a request upstream and the answer back. Node uses undici directly; elsewhere, fetch. */
@@ -109,11 +111,16 @@ export function upstreamHeaders(incoming: [string, string | string[] | undefined
 }
 
 /** Response headers for the client: the upstream's minus hop-by-hop (its Content-Length stays: the body passes unchanged); SSE marked unbuffered for proxies in front of us. */
-export function clientHeaders(upstream: Iterable<[string, string | string[] | undefined]>, extra: Record<string, string>): Record<string, string | string[]> {
+export function clientHeaders(upstream: Iterable<[string, string | string[] | undefined]>, extra: Record<string, string>, dropCookie?: (name: string) => boolean): Record<string, string | string[]> {
   const out: Record<string, string | string[]> = {};
   for (const [rawName, value] of upstream) {
     const name = rawName.toLowerCase();
     if (value === undefined || HOP_BY_HOP.has(name)) continue;
+    if (name === 'set-cookie' && dropCookie) {
+      const kept = (Array.isArray(value) ? value : [value]).filter((cookie) => !dropCookie(cookie.slice(0, Math.max(0, cookie.indexOf('='))).trim()));
+      if (kept.length > 0) out[name] = kept;
+      continue;
+    }
     out[name] = value;
   }
   if (isEventStream(out['content-type'] as string | undefined)) {
@@ -222,7 +229,7 @@ export function fetchForwarder(fetchImpl: typeof fetch = fetch): Forwarder {
       }
       audit.upstream_latency_ms = Math.round((performance.now() - started) * 1000) / 1000;
       const contentType = response.headers.get('content-type') ?? undefined;
-      const outHeaders = clientHeaders(headerEntries(response.headers), hooks.responseHeaders);
+      const outHeaders = clientHeaders(headerEntries(response.headers), hooks.responseHeaders, hooks.dropCookie);
       if (hooks.rewrite && response.ok) {
         const body = hooks.rewrite(await response.text(), contentType);
         delete outHeaders['content-length'];

@@ -79,7 +79,7 @@ export function nodeForwarder(options: { connections?: number } = {}): Forwarder
               upstreamHeadersSeen = responseHeaders;
               return;
             }
-            outgoing.writeHead(statusCode, clientHeaders(Object.entries(responseHeaders), hooks.responseHeaders));
+            outgoing.writeHead(statusCode, clientHeaders(Object.entries(responseHeaders), hooks.responseHeaders, hooks.dropCookie));
             // Headers go out at once, so an SSE client sees the stream open before the first event.
             if (contentType?.startsWith('text/event-stream')) outgoing.flushHeaders();
           },
@@ -101,7 +101,7 @@ export function nodeForwarder(options: { connections?: number } = {}): Forwarder
               const text = hooks.rewrite!(Buffer.concat(buffered).toString('utf8'), contentType);
               const bytes = Buffer.from(text);
               tap!.push(bytes);
-              outgoing.writeHead(status, { ...clientHeaders(Object.entries(upstreamHeadersSeen), hooks.responseHeaders), 'content-length': String(bytes.byteLength) });
+              outgoing.writeHead(status, { ...clientHeaders(Object.entries(upstreamHeadersSeen), hooks.responseHeaders, hooks.dropCookie), 'content-length': String(bytes.byteLength) });
               outgoing.end(bytes);
             } else {
               outgoing.end();

@@ -14,6 +14,8 @@ import type { WebSession } from './store.ts';
  */
 const MANDATE_COOKIE = /^(?:__Host-|__Secure-)?mandate_/i;
 
+const isMandateCookie = (name: string, own: string[]) => own.includes(name) || MANDATE_COOKIE.test(name);
+
 /**
  * The browser's Cookie header without the gateway's own cookies and Mandate's: the app never sees
  * a session (nor could it replay one). Its own cookies pass.
@@ -25,7 +27,7 @@ export function appCookies(header: string | undefined, own: string[]): string | 
     .map((part) => part.trim())
     .filter((part) => {
       const name = part.slice(0, part.indexOf('=') < 0 ? part.length : part.indexOf('=')).trim();
-      return part && !own.includes(name) && !MANDATE_COOKIE.test(name);
+      return part && !isMandateCookie(name, own);
     });
   return kept.length > 0 ? kept.join('; ') : undefined;
 }
@@ -59,7 +61,8 @@ export async function forwardToApp(c: Context<GatewayEnv>, route: CompiledWebRou
     if (body.byteLength > 0 || c.req.header('content-length') !== undefined) bytes = body;
   }
   const extra: Record<string, string> = {};
-  const cookies = appCookies(c.req.header('cookie'), [route.cookie.session, route.cookie.signIn]);
+  const own = [route.cookie.session, route.cookie.signIn];
+  const cookies = appCookies(c.req.header('cookie'), own);
   if (cookies) extra.cookie = cookies;
   if (config.identity.assertion) {
     extra[config.identity.header.toLowerCase()] = await deps.signer.assert(session, { issuer: config.public_url, audience: route.audience, ttlSeconds: config.identity.ttl_seconds });
@@ -76,6 +79,8 @@ export async function forwardToApp(c: Context<GatewayEnv>, route: CompiledWebRou
       responseHeaders: c.get('responseHeaders'),
       onSession: () => undefined,
       upstreamHeaders: extra,
+      // Nor may the app set them: it could plant a session (the AS's too, on a shared host name).
+      dropCookie: (name) => isMandateCookie(name, own),
     });
   } catch (error) {
     const failure = error as { status?: number; rejection?: string; message?: string };
