@@ -72,6 +72,16 @@ describe('gateway config: routes of kind web', () => {
     assert.deepEqual(compiled.cookie, { session: '__Secure-mandate_web', signIn: '__Secure-mandate_web_signin', options: { path: '/app/', httpOnly: true, sameSite: 'Lax', secure: true } });
   });
 
+  it('session.secret_env: gateways with the same secret read each other\'s cookies; a short secret is refused', async () => {
+    const route = gatewayConfigSchema.parse({ routes: [web({ session: { secret_env: 'WEB_KEY' } })] }).routes[0]!;
+    if (route.kind !== 'web') throw new Error('web');
+    const secret = Buffer.alloc(32, 7).toString('base64');
+    const one = compileWebRoute(route, 0, { env: { WEB_KEY: secret }, defaultSecret: crypto.getRandomValues(new Uint8Array(32)), fetch: async () => new Response(null, { status: 503 }) });
+    const two = compileWebRoute(route, 0, { env: { WEB_KEY: secret }, defaultSecret: crypto.getRandomValues(new Uint8Array(32)), fetch: async () => new Response(null, { status: 503 }) });
+    assert.equal(await two.sealer.unseal(await one.sealer.seal('id', 'session'), 'session'), 'id');
+    assert.throws(() => compileWebRoute(route, 0, { env: { WEB_KEY: 'short' }, defaultSecret: new Uint8Array(32) }), /session\.secret_env: the session secret must be at least 32 bytes/);
+  });
+
   it('a missing secret is a config error naming the variable', () => {
     const route = gatewayConfigSchema.parse({ routes: [web({ oidc: { issuer: 'https://id.example.com', client_id: 'x', client_secret_env: 'NOPE_SECRET' } })] }).routes[0]!;
     if (route.kind !== 'web') throw new Error('web');
