@@ -47,6 +47,8 @@ export interface Session {
   sub: string;
   username: string;
   authTime: number;
+  /** How the user proved who they are (OIDC `amr`, RFC 8176 values where one fits). */
+  amr?: string[];
 }
 
 const SESSION_COOKIE = 'mandate_session';
@@ -93,10 +95,11 @@ export async function signInThenReturn(ctx: ServerContext, c: Context, returnTo:
   return c.redirect(`/interaction/${interaction.id}`, 303);
 }
 
-export async function startSession(ctx: ServerContext, c: Context, user: { sub: string; username: string }): Promise<Session> {
-  const session: Session = { id: randomToken(24), sid: randomToken(12), sub: user.sub, username: user.username, authTime: ctx.now() };
+export async function startSession(ctx: ServerContext, c: Context, user: { sub: string; username: string }, options: { amr?: string[]; authTime?: number } = {}): Promise<Session> {
+  const session: Session = { id: randomToken(24), sid: randomToken(12), sub: user.sub, username: user.username, authTime: options.authTime ?? ctx.now(), ...(options.amr ? { amr: options.amr } : {}) };
   await ctx.cache.set(`session:${session.id}`, session, ctx.config.tokens.session_ttl);
-  await indexSession(ctx.cache, user.sub, { id: session.id, sid: session.sid, authTime: session.authTime }, ctx.config.tokens.session_ttl, session.authTime);
+  const startedAt = ctx.now();
+  await indexSession(ctx.cache, user.sub, { id: session.id, sid: session.sid, authTime: session.authTime, ...(startedAt !== session.authTime ? { startedAt } : {}) }, ctx.config.tokens.session_ttl, startedAt);
   setCookie(c, SESSION_COOKIE, session.id, { path: '/', httpOnly: true, sameSite: 'Lax', secure: secure(ctx), maxAge: ctx.config.tokens.session_ttl });
   return session;
 }
