@@ -6,6 +6,7 @@ import { currentSession, signInThenReturn, type Session } from '../interaction.t
 import { accountPage } from '../pages/account.ts';
 import { errorPage, pageLook } from '../pages/layout.ts';
 import { dummyHash, verifyPassword } from '../passwords.ts';
+import { forgetRemembered, listRemembered } from '../remember/index.ts';
 import { beginTotpEnrolment, checkTotp, confirmTotpEnrolment, removeTotp, totpStatus, type TotpRefusal, type TotpSetup } from '../totp.ts';
 
 const PAGE = '/account/security';
@@ -34,6 +35,7 @@ export function accountEndpoints(app: Hono<AppEnv>, ctx: ServerContext) {
       username: session.username,
       csrf: csrfFor(session),
       totp: await totpStatus(ctx, session.sub),
+      ...(ctx.config.remember_me.enabled ? { remembered: await listRemembered(ctx, c, session.sub) } : {}),
       ...extra,
     });
 
@@ -68,7 +70,7 @@ export function accountEndpoints(app: Hono<AppEnv>, ctx: ServerContext) {
     const session = await currentSession(ctx, c);
     if (!session) return signInThenReturn(ctx, c, PAGE);
     const done = c.req.query('done');
-    return show(c, session, { notice: done === 'enrolled' ? t.enrolled : done === 'removed' ? t.removed : undefined });
+    return show(c, session, { notice: done === 'enrolled' ? t.enrolled : done === 'removed' ? t.removed : done === 'forgotten' ? look.text.remember.forgotten : undefined });
   });
 
   /**
@@ -134,5 +136,15 @@ export function accountEndpoints(app: Hono<AppEnv>, ctx: ServerContext) {
     if (!result.ok) return show(c, step.session, { error: message(result.reason) });
     await removeTotp(ctx, step.session.sub, 'totp');
     return c.redirect(`${PAGE}?done=removed`, 303);
+  });
+
+  /** "Forget" a remembered browser (docs/browser-sessions.md): it asks for the password next time. */
+  app.post(`${PAGE}/remembered/forget`, async (c) => {
+    const step = await signedInForm(c);
+    if (step.refused) return step.refused;
+    if (!ctx.config.remember_me.enabled) return refusePage(c, 400, look.text.error.expired, 'remember_me is disabled', step.session.sub);
+    const id = step.field('id');
+    if (!(await forgetRemembered(ctx, step.session.sub, 'user', id, { c, server: ctx }))) return refusePage(c, 400, look.text.error.expired, 'no such remembered browser', step.session.sub);
+    return c.redirect(`${PAGE}?done=forgotten`, 303);
   });
 }
