@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { rememberMeSchema } from '../../src/config/remember-schema.ts';
-import { builtInRiskEvaluator, levelOf, type RiskSignals } from '../../src/auth-server/remember/risk.ts';
+import { builtInRiskEvaluator, levelOf, type RiskAssessment, type RiskSignals } from '../../src/auth-server/remember/risk.ts';
 import { addressPrefix } from '../../src/auth-server/remember/signals.ts';
 import { userAgentFamily } from '../../src/auth-server/remember/user-agent.ts';
 
@@ -10,7 +10,7 @@ import { userAgentFamily } from '../../src/auth-server/remember/user-agent.ts';
  * thresholds, the defaults as shipped; and the small parsers its signals rely on.
  */
 const shipped = rememberMeSchema.parse({});
-const evaluate = (signals: Partial<RiskSignals>, risk = shipped.risk) =>
+const evaluate = (signals: Partial<RiskSignals>, risk = shipped.risk): RiskAssessment =>
   builtInRiskEvaluator(risk).evaluate({
     phase: 'use',
     sub: 'u1',
@@ -21,7 +21,7 @@ const evaluate = (signals: Partial<RiskSignals>, risk = shipped.risk) =>
     recentSignIns: 1,
     recentFailures: 0,
     ...signals,
-  });
+  }) as RiskAssessment;
 
 describe('remember me: the built-in risk evaluator', () => {
   it('is off by default, 30 days, thresholds 30 and 70', () => {
