@@ -174,7 +174,7 @@ export const english: Strings = {
   },
   remember: {
     keepSignedIn: 'Keep me signed in',
-    hint: 'Not on a shared computer. You may still be asked for your password when something looks unusual.',
+    hint: 'Only on a device you do not share. You may still be asked for your password when something looks unusual.',
     signInAgain: 'Please sign in again.',
     heading: 'Browsers that keep you signed in',
     intro: 'These browsers sign you in without your password while nothing looks unusual. Forget one you no longer use or do not recognise.',
