@@ -31,15 +31,15 @@ export const rememberRiskSchema = z.strictObject({
   travel_window_hours: z.number().int().min(1).default(12).describe('A country change sooner than this after a trusted sign-in counts as impossible travel.'),
   velocity: z
     .strictObject({
-      max_sign_ins: z.number().int().min(2).default(6),
-      window_seconds: z.number().int().min(1).default(600),
+      max_sign_ins: z.number().int().min(2).default(6).describe('Sign-ins (this one included) from which the velocity signal fires.'),
+      window_seconds: z.number().int().min(1).default(600).describe('The window they are counted in (10 minutes).'),
     })
     .prefault({})
     .describe('Sign-ins of one account (password or remembered) that count as too fast.'),
   failed_attempts: z
     .strictObject({
-      max: z.number().int().min(1).default(3),
-      window_seconds: z.number().int().min(1).default(900),
+      max: z.number().int().min(1).default(3).describe('Wrong passwords from which the failed_attempts signal fires.'),
+      window_seconds: z.number().int().min(1).default(900).describe('The window they are counted in (15 minutes).'),
     })
     .prefault({})
     .describe('Wrong passwords for one account that make its next sign-ins risky.'),
