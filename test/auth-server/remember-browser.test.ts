@@ -10,7 +10,7 @@ import { events, signals, subOf } from './remember-helpers.ts';
 
 /**
  * "Keep me signed in" in Chromium: the box is on the login page, labelled and described; ticked,
- * the browser that lost its session cookie (closed and reopened) comes back without the password
+ * the browser whose session cookie is gone (the session ended) comes back without the password
  * page; from another address (a trusted proxy's X-Forwarded-For) the password is asked and the
  * refusal audited. With SCREENSHOTS=1 the login page with the box is written to docs/screenshots.
  */
@@ -79,7 +79,7 @@ describe('remember me in Chromium', needsChromium(), () => {
     assert.ok(remember.expires > Date.now() / 1000 + 29 * 86_400, 'persistent, for the lifetime');
   };
 
-  /** The browser was closed and reopened: its session cookie is gone, the persistent ones stay. */
+  /** The session ended (its 8 hours passed): its cookie is gone, the device and remember cookies stay. */
   const dropSession = (context: BrowserContext) => context.clearCookies({ name: 'mandate_session' });
 
   it('low risk: ticked, signed in, session cookie cleared, back at the client without the password page', async () => {

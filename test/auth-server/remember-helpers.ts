@@ -50,7 +50,7 @@ export class Browser extends FormBrowser {
   get jar(): Map<string, string> {
     return (this as unknown as { cookies: Map<string, string> }).cookies;
   }
-  /** The browser was closed: session cookies are gone, persistent ones (device, remember) stay. */
+  /** The session ended (its 8 hours passed): the session cookie is gone; the device and remember cookies stay. */
   closeSession() {
     this.jar.delete('mandate_session');
   }
