@@ -238,6 +238,19 @@ describe('remember me over HTTP', () => {
     assert.deepEqual(await as.store.remembered.listBySub(sub, as.ctx.now()), []);
   });
 
+  it("the server's own pages too: the account page signs in silently (the README's walkthrough)", async () => {
+    const browser = new Browser(as);
+    let page = await browser.open('/account/security');
+    assert.match(page.html, /<label class="check" for="remember"><input id="remember" name="remember" type="checkbox" value="1"/);
+    page = await browser.submit(page, { username: 'jon', password: 'demo', remember: '1' });
+    assert.match(page.html, /id="account-username">jon</);
+    browser.closeSession();
+    page = await browser.open('/account/security');
+    assert.match(page.html, /id="account-username">jon</, 'no password page');
+    assert.match(page.html, /This browser/);
+    assert.equal(browser.pages.filter((p) => p.html.includes('name="password"') && p.html.includes('id="username"')).length, 1);
+  });
+
   it('an expired remembered sign-in is refused and deleted', async () => {
     const browser = new Browser(as);
     await passwordSignIn(as, browser, 'max');
