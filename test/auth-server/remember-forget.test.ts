@@ -1,5 +1,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
+import { Hono } from 'hono';
+import { forgetThisBrowser } from '../../src/auth-server/remember/index.ts';
 import { ADMIN_CLIENT, api, REDIRECT_URI, signIn, startAdminServer } from '../admin/helpers.ts';
 import type { TestAuthServer } from '../helpers/auth-server.ts';
 import { Browser, comeBack, events, passwordSignIn, REDIRECT, subOf } from './remember-helpers.ts';
@@ -114,6 +116,24 @@ describe('remember me: forgetting browsers', () => {
 
     const openapi = (await (await fetch(`${as.issuer}/admin/api/v1/openapi.json`)).json()) as { paths: Record<string, Record<string, unknown>> };
     assert.deepEqual(Object.keys(openapi.paths['/users/{username}/remembered'] ?? {}).sort(), ['delete', 'get']);
+  });
+
+  it('forgetThisBrowser (for sign-out endpoints) forgets only with the current token, and deletes the cookie', async () => {
+    const browser = new Browser(as);
+    await passwordSignIn(as, browser, 'demo', { extra: { prompt: 'login' } });
+    const value = browser.jar.get('mandate_remember')!;
+    const signOut = new Hono().post('/out', async (c) => {
+      await forgetThisBrowser(as.ctx, c);
+      return c.text('out');
+    });
+    const post = (cookie: string) => signOut.request('/out', { method: 'POST', headers: { cookie: `mandate_remember=${cookie}` } });
+    const forged = await post(`${value.split('.')[0]}.${'x'.repeat(43)}`);
+    assert.match(forged.headers.get('set-cookie') ?? '', /^mandate_remember=; Max-Age=0/);
+    assert.ok(await as.store.remembered.find(value.split('.')[0]!), 'a forged token deletes nothing');
+    await post(value);
+    assert.equal(await as.store.remembered.find(value.split('.')[0]!), undefined);
+    const [forgotten] = await events(as, 'remember_me.forgotten', await subOf(as, 'demo'));
+    assert.deepEqual(forgotten?.data, { by: 'sign_out', remembered_id: value.split('.')[0], count: 1 });
   });
 
   it('a password change forgets every remembered browser of the user', async () => {

@@ -242,7 +242,7 @@ export async function listRemembered(ctx: ServerContext, c: Context, sub: string
 export async function forgetRemembered(
   ctx: Pick<ServerContext, 'store' | 'audit' | 'now'>,
   sub: string,
-  by: 'user' | 'admin' | 'password_change',
+  by: 'user' | 'admin' | 'password_change' | 'sign_out',
   id?: string,
   extra: { c?: Context; server?: ServerContext; actor?: string } = {},
 ): Promise<number> {
@@ -253,4 +253,17 @@ export async function forgetRemembered(
   }
   if (count > 0) ctx.audit.record({ at: ctx.now(), type: 'remember_me.forgotten', outcome: 'success', sub, data: { by, ...(id ? { remembered_id: id } : {}), count, ...(extra.actor ? { actor: extra.actor } : {}) } });
   return count;
+}
+
+/**
+ * Signing out in this browser: forgets its remembered sign-in (only with its current token: a stale
+ * or forged cookie deletes nothing) and deletes the cookie, so the next visit asks for the password.
+ * For the sign-out endpoints (RP-initiated logout, the account page's "Sign out").
+ */
+export async function forgetThisBrowser(ctx: ServerContext, c: Context): Promise<void> {
+  const cookie = readRememberCookie(ctx, c);
+  if (!cookie) return;
+  deleteRememberCookie(ctx, c);
+  const record = await ctx.store.remembered.find(cookie.id);
+  if (record && constantTimeEqual(record.tokenHash, tokenHash(cookie.token))) await forgetRemembered(ctx, record.sub, 'sign_out', record.id);
 }
