@@ -43,7 +43,7 @@ export const rememberRiskSchema = z.strictObject({
     })
     .prefault({})
     .describe('Wrong passwords for one account that make its next sign-ins risky.'),
-});
+}).refine((risk) => risk.medium_at <= risk.high_at, { message: 'medium_at must not be above high_at', path: ['medium_at'] });
 
 export const rememberMeSchema = z.strictObject({
   enabled: z

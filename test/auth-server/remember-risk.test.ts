@@ -4,6 +4,9 @@ import { rememberMeSchema } from '../../src/config/remember-schema.ts';
 import { builtInRiskEvaluator, levelOf, type RiskAssessment, type RiskSignals } from '../../src/auth-server/remember/risk.ts';
 import { addressPrefix } from '../../src/auth-server/remember/signals.ts';
 import { userAgentFamily } from '../../src/auth-server/remember/user-agent.ts';
+import { Hono } from 'hono';
+import type { ServerContext } from '../../src/auth-server/context.ts';
+import { deleteRememberCookie, ensureDevice, setRememberCookie } from '../../src/auth-server/remember/cookies.ts';
 
 /**
  * The built-in risk evaluator of "Keep me signed in" as a pure function: each signal alone, the
@@ -82,6 +85,7 @@ describe('remember me: the built-in risk evaluator', () => {
     assert.equal(rememberMeSchema.safeParse({ risk: { treshold: 3 } }).success, false);
     assert.equal(rememberMeSchema.safeParse({ lifetime_days: 0 }).success, false);
     assert.equal(rememberMeSchema.safeParse({ risk: { country_header: 'bad header' } }).success, false);
+    assert.equal(rememberMeSchema.safeParse({ risk: { medium_at: 80, high_at: 70 } }).success, false);
   });
 });
 
@@ -105,5 +109,26 @@ describe('remember me: signal parsers', () => {
     assert.equal(userAgentFamily('Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/18.1 Safari/605.1.15'), 'Safari on macOS');
     assert.equal(userAgentFamily('Mozilla/5.0 (Linux; Android 14; Pixel 8) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.0.0 Mobile Safari/537.36'), 'Chrome on Android');
     assert.equal(userAgentFamily(undefined), 'Other on Other');
+  });
+});
+
+describe('remember me: cookies over https', () => {
+  it('carry the __Host- prefix: Secure, Path=/, no Domain, HttpOnly, SameSite=Lax', async () => {
+    const ctx = { issuer: 'https://id.example', now: () => 1000 } as unknown as ServerContext;
+    const app = new Hono()
+      .get('/set', (c) => {
+        ensureDevice(ctx, c);
+        setRememberCookie(ctx, c, 'i'.repeat(22), 't'.repeat(43), 1000 + 86_400);
+        return c.text('set');
+      })
+      .get('/delete', (c) => {
+        deleteRememberCookie(ctx, c);
+        return c.text('deleted');
+      });
+    const set = (await app.request('/set')).headers.getSetCookie();
+    assert.match(set[0]!, /^__Host-mandate_device=[A-Za-z0-9_-]{32}; Max-Age=34560000; Path=\/; HttpOnly; Secure; SameSite=Lax$/);
+    assert.equal(set[1], `__Host-mandate_remember=${'i'.repeat(22)}.${'t'.repeat(43)}; Max-Age=86400; Path=/; HttpOnly; Secure; SameSite=Lax`);
+    const deleted = (await app.request('/delete')).headers.getSetCookie();
+    assert.match(deleted[0]!, /^__Host-mandate_remember=; Max-Age=0; Path=\/; Secure/);
   });
 });

@@ -251,6 +251,15 @@ describe('remember me over HTTP', () => {
     assert.equal(browser.pages.filter((p) => p.html.includes('name="password"') && p.html.includes('id="username"')).length, 1);
   });
 
+  it('a malformed remember cookie is dropped without a word', async () => {
+    const browser = new Browser(as);
+    browser.jar.set('mandate_remember', 'not-a-remember-cookie');
+    const page = await comeBack(as, browser);
+    assert.match(page.html, /name="password"/);
+    assert.doesNotMatch(page.html, /Please sign in again/);
+    assert.equal(browser.jar.has('mandate_remember'), false);
+  });
+
   it('an expired remembered sign-in is refused and deleted', async () => {
     const browser = new Browser(as);
     await passwordSignIn(as, browser, 'max');

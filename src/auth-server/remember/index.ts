@@ -3,7 +3,7 @@ import { constantTimeEqual, randomToken } from '../../core/encoding.ts';
 import type { AuditEvent, RememberedRecord } from '../../store/types.ts';
 import type { ServerContext } from '../context.ts';
 import { startSession, type Interaction, type Session } from '../interaction.ts';
-import { deleteRememberCookie, deviceHash, ensureDevice, readRememberCookie, setRememberCookie, tokenHash } from './cookies.ts';
+import { deleteRememberCookie, deviceHash, ensureDevice, hasRememberCookie, readRememberCookie, setRememberCookie, tokenHash } from './cookies.ts';
 import { builtInRiskEvaluator, type RiskAssessment, type RiskEvaluator, type RiskSignals } from './risk.ts';
 import { history, requestContext } from './signals.ts';
 
@@ -145,7 +145,12 @@ export type Resumed = { session: Session } | { refused: true } | undefined;
 export async function resumeRemembered(ctx: ServerContext, c: Context, interaction: Pick<Interaction, 'prompt' | 'maxAge' | 'clientId'>): Promise<Resumed> {
   if (!enabled(ctx)) return undefined;
   const cookie = readRememberCookie(ctx, c);
-  if (!cookie || interaction.prompt.includes('login')) return undefined;
+  if (!cookie) {
+    // Not one this server wrote: dropped without a word.
+    if (hasRememberCookie(ctx, c)) deleteRememberCookie(ctx, c);
+    return undefined;
+  }
+  if (interaction.prompt.includes('login')) return undefined;
   const now = ctx.now();
   const clientId = interaction.clientId || undefined;
   const refuse = (event: Omit<AuditEvent, 'at' | 'outcome' | 'clientId'>): Resumed => {
