@@ -104,6 +104,11 @@ export async function startSession(ctx: ServerContext, c: Context, user: { sub: 
   return session;
 }
 
+/** Removes the session cookie (signing out: the session itself ends in `endSessionsAndNotify`). */
+export function clearSessionCookie(ctx: ServerContext, c: Context): void {
+  deleteCookie(c, SESSION_COOKIE, { path: '/', httpOnly: true, sameSite: 'Lax', secure: secure(ctx) });
+}
+
 /** The redirect back to the client: `code` or `error`, always with `iss` (RFC 9207) and `state`. */
 export function clientRedirect(ctx: ServerContext, interaction: Pick<Interaction, 'redirectUri' | 'state'>, params: Record<string, string>): string {
   const url = new URL(interaction.redirectUri);

@@ -10,6 +10,7 @@ import { redisCache } from '../store/redis-cache.ts';
 import { cachedClientStore } from '../store/cached-clients.ts';
 import { createAuthServerApp, temporarilyUnavailable } from './app.ts';
 import { AuditLog } from './audit.ts';
+import { stopLogoutDeliveries } from './backchannel-logout.ts';
 import { BatchWriter } from './batch-writer.ts';
 import type { AccessTokenRecord } from '../store/types.ts';
 import { adminTokenFor, seedFromConfig } from './bootstrap.ts';
@@ -170,6 +171,8 @@ export async function startAuthServer(
       server.close(() => r());
       (server as { closeAllConnections?: () => void }).closeAllConnections?.();
     });
+    // Logout tokens under way finish (no more retries), so their outcomes reach the audit log.
+    await stopLogoutDeliveries(ctx);
     await trackedTokens.close();
     await feed.close();
     await audit.close();

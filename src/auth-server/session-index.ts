@@ -37,9 +37,25 @@ export async function userSessions(cache: TtlCache, sub: string): Promise<Sessio
   return alive.filter((e): e is SessionEntry => e !== undefined);
 }
 
-/** Ends the user's sessions (those with `sid`, or all): the browser must sign in again. Returns those ended. */
-export async function endSessions(cache: TtlCache, sub: string, sid?: string): Promise<SessionEntry[]> {
+/**
+ * Ends the user's sessions (those with `sid`, or all): the browser must sign in again. Returns those
+ * ended. They leave the index too. To also tell the clients (back-channel logout) and revoke what was
+ * granted in them, call `endSessionsAndNotify` (sign-out.ts) instead.
+ */
+export async function endSessions(cache: TtlCache, sub: string, sid?: string, indexTtlSeconds = 30 * 86_400): Promise<SessionEntry[]> {
   const ended = (await userSessions(cache, sub)).filter((e) => sid === undefined || e.sid === sid);
   for (const entry of ended) await cache.delete(`session:${entry.id}`);
+  if (ended.length > 0) await unindexSessions(cache, sub, new Set(ended.map((e) => e.id)), indexTtlSeconds);
   return ended;
+}
+
+/** Removes entries from the user's index (compare-and-set, retried on a race), which lives `ttlSeconds` more (the session lifetime). */
+async function unindexSessions(cache: TtlCache, sub: string, ids: Set<string>, ttlSeconds: number): Promise<void> {
+  for (let attempt = 0; attempt < 5; attempt++) {
+    const current = await cache.get<SessionEntry[]>(key(sub));
+    if (current === undefined) return;
+    const next = current.filter((e) => !ids.has(e.id));
+    if (next.length === current.length) return;
+    if (await cache.swap(key(sub), current, next.length > 0 ? next : undefined, ttlSeconds)) return;
+  }
 }

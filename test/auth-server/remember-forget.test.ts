@@ -136,6 +136,28 @@ describe('remember me: forgetting browsers', () => {
     assert.deepEqual(forgotten?.data, { by: 'sign_out', remembered_id: value.split('.')[0], count: 1 });
   });
 
+  it('signing out (the account page, or /logout confirmed) forgets this browser too', async () => {
+    const viaAccount = new Browser(as);
+    await passwordSignIn(as, viaAccount, 'agents-admin', { extra: { prompt: 'login' } });
+    const first = idOf(viaAccount);
+    const page = await accountPage(viaAccount);
+    await viaAccount.open('/account/security/sign-out', { method: 'POST', form: { csrf: csrfOf(page.html) } });
+    assert.equal(viaAccount.jar.has('mandate_remember'), false);
+    assert.equal(await as.store.remembered.find(first), undefined);
+    assert.match((await comeBack(as, viaAccount)).html, /name="password"/, 'the next visit asks for the password');
+
+    const viaLogout = new Browser(as);
+    await passwordSignIn(as, viaLogout, 'agents-admin', { extra: { prompt: 'login' } });
+    const second = idOf(viaLogout);
+    const confirm = await viaLogout.open('/logout');
+    assert.match(confirm.html, /name="logout_request"/);
+    await viaLogout.submit(confirm, { decision: 'logout' });
+    assert.equal(viaLogout.jar.has('mandate_remember'), false);
+    assert.equal(await as.store.remembered.find(second), undefined);
+    const forgotten = (await events(as, 'remember_me.forgotten', await subOf(as, 'agents-admin'))).filter((e) => e.data?.by === 'sign_out').map((e) => e.data?.remembered_id);
+    assert.deepEqual(forgotten.slice(0, 2).sort(), [first, second].sort());
+  });
+
   it('a password change forgets every remembered browser of the user', async () => {
     const created = await api(as, tokens.alice, 'POST', '/users', { username: 'newbie', password: 'a-long-password-1' });
     assert.equal(created.status, 201);

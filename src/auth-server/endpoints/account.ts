@@ -2,11 +2,13 @@ import type { Context, Hono } from 'hono';
 import { constantTimeEqual } from '../../core/encoding.ts';
 import type { AppEnv, ServerContext } from '../context.ts';
 import { hashSecret } from '../hash.ts';
-import { currentSession, signInThenReturn, type Session } from '../interaction.ts';
+import { clearSessionCookie, currentSession, signInThenReturn, type Session } from '../interaction.ts';
 import { accountPage } from '../pages/account.ts';
+import { loggedOutPage } from '../pages/logout.ts';
+import { endSessionsAndNotify } from '../sign-out.ts';
 import { errorPage, pageLook } from '../pages/layout.ts';
 import { dummyHash, verifyPassword } from '../passwords.ts';
-import { forgetRemembered, listRemembered } from '../remember/index.ts';
+import { forgetRemembered, forgetThisBrowser, listRemembered } from '../remember/index.ts';
 import { beginTotpEnrolment, checkTotp, confirmTotpEnrolment, removeTotp, totpStatus, type TotpRefusal, type TotpSetup } from '../totp.ts';
 
 const PAGE = '/account/security';
@@ -103,6 +105,17 @@ export function accountEndpoints(app: Hono<AppEnv>, ctx: ServerContext) {
     // The key in this answer only (no redirect to a GET that would show it again): the page is
     // `no-store`, and a later visit says the setup is unfinished and asks for the password again.
     return show(c, step.session, setup ? { setup, confirmable: true } : {});
+  });
+
+  /** "Sign out": this browser's session ends, and the clients that got grants in it are told (back-channel logout). */
+  app.post(`${PAGE}/sign-out`, async (c) => {
+    const step = await signedInForm(c);
+    if (step.refused) return step.refused;
+    await endSessionsAndNotify(ctx, step.session.sub, step.session.sid, { via: 'account' });
+    clearSessionCookie(ctx, c);
+    // Signed out means not kept signed in either: this browser's remembered sign-in goes too.
+    await forgetThisBrowser(ctx, c);
+    return loggedOutPage(c, look);
   });
 
   app.post(`${PAGE}/totp/confirm`, async (c) => {

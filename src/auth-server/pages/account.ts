@@ -96,7 +96,14 @@ ${setupForm(true)}
 ${cancel}`
         : setupForm(false)
 }`;
-  return renderPage(c, look, t.title, html`${body}${view.remembered ? rememberedList(look, csrf, view.remembered) : ''}`, view.error ? 400 : 200);
+  const signOut = html`<h2>${look.text.logout.accountHeading}</h2>
+<p class="muted">${look.text.logout.accountIntro}</p>
+<form method="post" action="/account/security/sign-out">
+  ${csrf}
+  <div class="actions"><button type="submit" class="secondary" id="sign-out">${look.text.logout.signOut}</button></div>
+</form>`;
+  return renderPage(c, look, t.title, html`${body}${view.remembered ? rememberedList(look, csrf, view.remembered) : ''}
+${signOut}`, view.error ? 400 : 200);
 }
 
 /** The browsers that keep the user signed in, each with a "Forget" button. */
