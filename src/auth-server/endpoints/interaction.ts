@@ -161,7 +161,7 @@ export function interactionEndpoints(app: Hono<AppEnv>, ctx: ServerContext) {
     }
     await accountAttempts.reset(account);
     await addressFailures.reward(address);
-    const session = await startSession(ctx, c, user);
+    const session = await startSession(ctx, c, user, { amr: ['pwd'] });
     await afterPasswordSignIn(ctx, c, user, session, ticked, interaction.clientId || undefined);
     ctx.audit.record({ at: ctx.now(), type: 'login.succeeded', outcome: 'success', clientId: interaction.clientId || undefined, sub: user.sub });
     await updateInteraction(ctx, { ...interaction, loggedIn: true });
