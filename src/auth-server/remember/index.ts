@@ -165,16 +165,17 @@ export async function resumeRemembered(ctx: ServerContext, c: Context, interacti
   }
   if (interaction.maxAge !== undefined && now - record.authTime >= interaction.maxAge) return undefined;
   const device = deviceHash(ctx, c);
+  const sameDevice = device !== undefined && constantTimeEqual(device, record.deviceHash);
   const presented = tokenHash(cookie.token);
   const current = constantTimeEqual(record.tokenHash, presented);
   // The value just rotated away, again from the same device, within seconds: a second tab, not a thief.
   const concurrent =
-    !current && record.previousHash !== undefined && constantTimeEqual(record.previousHash, presented) && device === record.deviceHash && now - (record.rotatedAt ?? 0) <= ROTATION_GRACE_SECONDS;
+    !current && record.previousHash !== undefined && constantTimeEqual(record.previousHash, presented) && sameDevice && now - (record.rotatedAt ?? 0) <= ROTATION_GRACE_SECONDS;
   if (!current && !concurrent) {
     // A rotated (or never issued) value for a live record: someone kept an old copy. The record dies,
     // so neither the thief nor the user is signed in by it; the user signs in with the password.
     await ctx.store.remembered.delete(record.id);
-    return refuse({ type: 'remember_me.reuse_detected', sub: record.sub, reason: 'a rotated remember cookie was presented again; the remembered sign-in is revoked', data: { remembered_id: record.id, same_device: device === record.deviceHash } });
+    return refuse({ type: 'remember_me.reuse_detected', sub: record.sub, reason: 'a rotated remember cookie was presented again; the remembered sign-in is revoked', data: { remembered_id: record.id, same_device: sameDevice } });
   }
   const user = await ctx.store.users.findBySub(record.sub);
   if (!user) {
@@ -189,7 +190,7 @@ export async function resumeRemembered(ctx: ServerContext, c: Context, interacti
     at: now,
     current: context,
     previous: { addressPrefix: record.addressPrefix, userAgent: record.userAgent, country: record.country, at: record.lastUsedAt },
-    device: device !== undefined && constantTimeEqual(device, record.deviceHash) ? 'known' : 'mismatch',
+    device: sameDevice ? 'known' : 'mismatch',
     recentSignIns: await h.signedIn(user.sub),
     recentFailures: await h.recentFailures(user.username.toLowerCase()),
   };
