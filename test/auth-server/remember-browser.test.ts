@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { after, before, describe, it } from 'node:test';
-import type { Browser as Chromium, BrowserContext } from 'playwright-core';
+import type { Browser as Chromium, BrowserContext, Page } from 'playwright-core';
 import { authorizeInChromium, launchChromium, navigating } from '../helpers/chromium.ts';
 import { startCallbackServer, type CallbackServer } from '../helpers/callback-server.ts';
 import { DEMO_PASSWORD_HASH, pkcePair, startTestAuthServer, type TestAuthServer } from '../helpers/auth-server.ts';
@@ -46,6 +46,17 @@ describe('remember me in Chromium', needsChromium(), () => {
       state: 'chromium',
     })}`;
 
+  /** A light picture of the page, written to docs/screenshots with SCREENSHOTS=1. */
+  const shoot = async (page: Page, name: string) => {
+    await page.emulateMedia({ colorScheme: 'light' });
+    const png = await page.screenshot({ fullPage: true });
+    assert.ok(png.length > 3000, 'a real picture');
+    if (process.env.SCREENSHOTS === '1') {
+      mkdirSync('docs/screenshots', { recursive: true });
+      writeFileSync(`docs/screenshots/${name}.png`, png);
+    }
+  };
+
   /** Ticks the box, signs in and allows; returns the context (a browser profile). */
   const signInRemembered = async (context: BrowserContext, username: string, screenshot?: string) => {
     const page = await context.newPage();
@@ -58,15 +69,7 @@ describe('remember me in Chromium', needsChromium(), () => {
     await page.getByLabel('Username').fill(username);
     await page.getByLabel('Password').fill('demo');
     await box.check();
-    if (screenshot) {
-      await page.emulateMedia({ colorScheme: 'light' });
-      const png = await page.screenshot({ fullPage: true });
-      assert.ok(png.length > 3000, 'a real picture');
-      if (process.env.SCREENSHOTS === '1') {
-        mkdirSync('docs/screenshots', { recursive: true });
-        writeFileSync(`docs/screenshots/${screenshot}.png`, png);
-      }
-    }
+    if (screenshot) await shoot(page, screenshot);
     await navigating(page, () => page.getByRole('button', { name: 'Sign in' }).click());
     await navigating(page, () => page.getByRole('button', { name: 'Allow' }).click());
     assert.ok(page.url().startsWith(callback.redirectUri), `back at the client: ${page.url()}`);
@@ -94,6 +97,16 @@ describe('remember me in Chromium', needsChromium(), () => {
       const [used] = await events(as, 'remember_me.used', await subOf(as, 'demo'));
       assert.equal(used?.data?.level, 'low');
       assert.equal(signals(used)?.user_agent, 'Chrome on Linux');
+
+      // The account page lists this browser; "Forget" is a button named after it.
+      await navigating(page, () => page.goto(`${as.issuer}/account/security`));
+      const forget = page.getByRole('button', { name: 'Forget: Chrome on Linux' });
+      assert.equal(await forget.count(), 1);
+      assert.match(await page.locator('#remembered li').innerText(), /Chrome on Linux\s+This browser/);
+      await shoot(page, 'account-remembered');
+      await navigating(page, () => forget.click());
+      assert.equal(await page.getByRole('status').innerText(), 'The browser was forgotten: it will ask for your password.');
+      assert.equal((await context.cookies(as.issuer)).some((c) => c.name === 'mandate_remember'), false);
     } finally {
       await context.close();
     }
