@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { forgetRemembered, rememberedView } from '../../auth-server/remember/index.ts';
+import { forgetRemembered } from '../../auth-server/remember/index.ts';
 import { notFound } from '../errors.ts';
 import { defineOperation } from '../operation.ts';
 import { findUser, findUserWithin, username } from './users.ts';
@@ -24,16 +24,16 @@ export const listRemembered = defineOperation({
   output: z.strictObject({ items: z.array(rememberedDeviceView) }),
   async run(deps, input) {
     const user = await findUser(deps, input.username);
-    const items = (await deps.store.remembered.listBySub(user.sub, deps.now())).map((r) => rememberedView(r));
+    const records = await deps.store.remembered.listBySub(user.sub, deps.now());
     return {
-      items: items.map((v) => ({
-        id: v.id,
-        user_agent: v.userAgent ?? null,
-        address_prefix: v.addressPrefix ?? null,
-        country: v.country ?? null,
-        created_at: v.createdAt,
-        last_used_at: v.lastUsedAt,
-        expires_at: v.expiresAt,
+      items: records.map((r) => ({
+        id: r.id,
+        user_agent: r.userAgent ?? null,
+        address_prefix: r.addressPrefix ?? null,
+        country: r.country ?? null,
+        created_at: r.createdAt,
+        last_used_at: r.lastUsedAt,
+        expires_at: r.expiresAt,
       })),
     };
   },
