@@ -11,6 +11,8 @@ export interface SessionEntry {
   /** The public session id, which tokens and grants carry as `sid`. */
   sid: string;
   authTime: number;
+  /** When the session began, if not at `authTime` (a remembered sign-in keeps an older `authTime`). */
+  startedAt?: number;
 }
 
 /** A user with more sessions than this loses the oldest from the index (they still work until they expire). */
@@ -22,7 +24,7 @@ const key = (sub: string) => `user-sessions:${sub}`;
 export async function indexSession(cache: TtlCache, sub: string, entry: SessionEntry, ttlSeconds: number, now: number): Promise<void> {
   for (let attempt = 0; attempt < 5; attempt++) {
     const current = await cache.get<SessionEntry[]>(key(sub));
-    const next = [...(current ?? []).filter((s) => s.authTime + ttlSeconds > now), entry].slice(-MAX_INDEXED);
+    const next = [...(current ?? []).filter((s) => (s.startedAt ?? s.authTime) + ttlSeconds > now), entry].slice(-MAX_INDEXED);
     const written = current === undefined ? await cache.add(key(sub), next, ttlSeconds) : await cache.swap(key(sub), current, next, ttlSeconds);
     if (written) return;
   }

@@ -1,6 +1,7 @@
 import { z } from 'zod';
 import { logoutConfigSchema } from './logout-schema.ts';
 import { ADMIN_SCOPES, isAdminScope } from '../admin/scopes.ts';
+import { rememberMeSchema } from './remember-schema.ts';
 
 /**
  * The authorization server's configuration: the one source of truth. Types are inferred from it
@@ -325,6 +326,7 @@ export const authServerConfigSchema = z.strictObject({
     .prefault({})
     .describe('TOTP (RFC 6238), the optional second factor users enrol at /account/security (docs/totp.md).'),
   logout: logoutConfigSchema,
+  remember_me: rememberMeSchema.prefault({}).describe('"Keep me signed in", set and used only while the risk is low (docs/browser-sessions.md).'),
   branding: brandingSchema.prefault({}).describe('The look of the sign-in, consent, agreement and device pages.'),
   users: z.array(userSchema).default([]),
   clients: z.array(staticClientSchema).default([]),

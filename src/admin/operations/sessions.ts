@@ -21,7 +21,7 @@ export const listSessions = defineOperation({
   async run(deps, input) {
     const user = await findUser(deps, input.username);
     const ttl = deps.config.tokens.session_ttl;
-    return { items: (await userSessions(deps.cache, user.sub)).map((s) => ({ sid: s.sid, auth_time: s.authTime, expires_at: s.authTime + ttl })) };
+    return { items: (await userSessions(deps.cache, user.sub)).map((s) => ({ sid: s.sid, auth_time: s.authTime, expires_at: (s.startedAt ?? s.authTime) + ttl })) };
   },
 });
 

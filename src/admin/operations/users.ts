@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { z } from 'zod';
 import { hashPassword } from '../../auth-server/passwords.ts';
+import { forgetRemembered } from '../../auth-server/remember/index.ts';
 import { endSessionsAndNotify } from '../../auth-server/sign-out.ts';
 import type { UserRecord } from '../../store/types.ts';
 import { AdminError, fromConfig, notFound } from '../errors.ts';
@@ -167,6 +168,8 @@ export const updateUser = defineOperation({
     await deps.store.users.upsert(next);
     // A new password signs the user out everywhere: whoever held a session or a grant under the old one keeps nothing.
     if (input.password) await signOutEverywhere(deps, user.sub, 'password_change', caller.username);
+    // Remembered browsers too: a cookie set under the old password must not sign anyone in.
+    if (input.password) await forgetRemembered(deps, user.sub, 'password_change');
     return readUserView(deps, next);
   },
 });

@@ -11,6 +11,7 @@ import { formParams, Params } from '../params.ts';
 import { errorPage, pageLook } from '../pages/layout.ts';
 import { loggedOutPage, logoutConfirmPage } from '../pages/logout.ts';
 import { endSessionsAndNotify } from '../sign-out.ts';
+import { forgetThisBrowser } from '../remember/index.ts';
 
 /** A checked RP-initiated logout request (OpenID Connect RP-Initiated Logout 1.0 §2). */
 interface LogoutRequest {
@@ -129,6 +130,8 @@ export function logoutEndpoints(app: Hono<AppEnv>, ctx: ServerContext) {
   const signOut = async (c: Context, session: Session, clientId: string | undefined, confirmed: boolean) => {
     await endSessionsAndNotify(ctx, session.sub, session.sid, { via: 'rp_logout', clientId, audit: { confirmed } });
     clearSessionCookie(ctx, c);
+    // Signed out means not kept signed in either: this browser's remembered sign-in goes too.
+    await forgetThisBrowser(ctx, c);
   };
 
   const handle = async (c: Context, read: () => Promise<Params>) => {

@@ -21,6 +21,19 @@ export interface Strings {
     wrongPassword: string;
     throttled: string;
   };
+  remember: {
+    keepSignedIn: string;
+    hint: string;
+    signInAgain: string;
+    heading: string;
+    intro: string;
+    none: string;
+    thisBrowser: string;
+    lastUsed: (day: Markup) => Markup;
+    until: (day: Markup) => Markup;
+    forget: string;
+    forgotten: string;
+  };
   consent: {
     title: string;
     heading: (client: Markup) => Markup;
@@ -175,6 +188,19 @@ export const english: Strings = {
     submit: 'Sign in',
     wrongPassword: 'Wrong username or password.',
     throttled: 'Too many sign-in attempts. Wait a few minutes and try again.',
+  },
+  remember: {
+    keepSignedIn: 'Keep me signed in',
+    hint: 'Only on a device you do not share. You may still be asked for your password when something looks unusual.',
+    signInAgain: 'Please sign in again.',
+    heading: 'Browsers that keep you signed in',
+    intro: 'These browsers sign you in without your password while nothing looks unusual. Forget one you no longer use or do not recognise.',
+    none: 'None.',
+    thisBrowser: 'This browser',
+    lastUsed: (day) => html`last used ${day}`,
+    until: (day) => html`until ${day}`,
+    forget: 'Forget',
+    forgotten: 'The browser was forgotten: it will ask for your password.',
   },
   consent: {
     title: 'Allow access',
