@@ -83,4 +83,25 @@ describe('gateway web route: what the app receives (Chromium)', needsChromium(),
     assert.match(metrics, /mandate_gateway_requests_total\{route="\/app\/",method="http:GET",tool="",decision="allow",status="200"\} [1-9]/);
     await context.close();
   });
+
+  it('identity.headers and identity.access_token, when a route asks for them: plain headers and the Bearer token', async () => {
+    const loose = await startWebSso({ route: { upstream: `http://127.0.0.1:${(app.address() as AddressInfo).port}/`, identity: { assertion: false, headers: true, access_token: true } } });
+    try {
+      const context = await browser.newContext();
+      const page = await context.newPage();
+      await signInThroughGateway(page, loose.start, loose.gatewayUrl);
+      seen.length = 0;
+      await page.reload();
+      const request = seen.at(-1)!;
+      assert.equal(request.headers['x-mandate-identity'], undefined, 'assertion: false');
+      assert.equal(request.headers['x-mandate-username'], 'demo');
+      assert.equal(request.headers['x-mandate-name'], 'Demo User');
+      assert.equal(request.headers['x-mandate-email'], 'demo@example.com');
+      assert.equal(typeof request.headers['x-mandate-sub'], 'string');
+      assert.match(String(request.headers.authorization), /^Bearer [\w-]+\.[\w-]+\.[\w-]+$/, 'the access token, only because the route says so');
+      await context.close();
+    } finally {
+      await loose.close();
+    }
+  });
 });
