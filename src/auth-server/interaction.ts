@@ -47,6 +47,14 @@ export interface Session {
   sub: string;
   username: string;
   authTime: number;
+  /** How the user signed in (RFC 8176 values, or Mandate's `session_transfer`): `['pwd']` for the password page. */
+  amr?: string[];
+}
+
+/** How a session began: `amr` (RFC 8176), and `authTime` when the sign-in happened earlier than now (a transfer). */
+export interface SessionOptions {
+  amr?: string[];
+  authTime?: number;
 }
 
 const SESSION_COOKIE = 'mandate_session';
@@ -93,8 +101,15 @@ export async function signInThenReturn(ctx: ServerContext, c: Context, returnTo:
   return c.redirect(`/interaction/${interaction.id}`, 303);
 }
 
-export async function startSession(ctx: ServerContext, c: Context, user: { sub: string; username: string }): Promise<Session> {
-  const session: Session = { id: randomToken(24), sid: randomToken(12), sub: user.sub, username: user.username, authTime: ctx.now() };
+export async function startSession(ctx: ServerContext, c: Context, user: { sub: string; username: string }, options: SessionOptions = {}): Promise<Session> {
+  const session: Session = {
+    id: randomToken(24),
+    sid: randomToken(12),
+    sub: user.sub,
+    username: user.username,
+    authTime: options.authTime ?? ctx.now(),
+    ...(options.amr ? { amr: options.amr } : {}),
+  };
   await ctx.cache.set(`session:${session.id}`, session, ctx.config.tokens.session_ttl);
   await indexSession(ctx.cache, user.sub, { id: session.id, sid: session.sid, authTime: session.authTime }, ctx.config.tokens.session_ttl, session.authTime);
   setCookie(c, SESSION_COOKIE, session.id, { path: '/', httpOnly: true, sameSite: 'Lax', secure: secure(ctx), maxAge: ctx.config.tokens.session_ttl });

@@ -22,6 +22,7 @@ import { errorPage, pageLook } from '../pages/layout.ts';
 import { clientView, consentView, scopesNeedingTick } from '../pages/consent-view.ts';
 import { loginPage } from '../pages/login.ts';
 import { narrowAdminAuthorization } from '../admin-roles.ts';
+import { isFirstParty } from '../client-flags.ts';
 
 /**
  * The interaction pages: login, then consent, then the redirect with a code. Every POST carries
@@ -109,6 +110,9 @@ export function interactionEndpoints(app: Hono<AppEnv>, ctx: ServerContext) {
 
   const needsConsent = async (interaction: Interaction, session: Session) => {
     if (interaction.prompt.includes('consent')) return true;
+    // A first-party client of the configuration file (never a self-registered one) asks no consent;
+    // a device's request still does: the page is what shows the user which device they let in.
+    if (isFirstParty(ctx, interaction.clientId) && !interaction.deviceCodeHash) return false;
     const remembered = await ctx.store.consents.find(session.sub, interaction.clientId, interaction.resource);
     if (!remembered || !isSubset(interaction.scopes, parseScope(remembered.scope))) return true;
     // The tick rule holds for remembered consents too: a consent stored before a scope was marked
@@ -154,7 +158,7 @@ export function interactionEndpoints(app: Hono<AppEnv>, ctx: ServerContext) {
     }
     await accountAttempts.reset(account);
     await addressFailures.reward(address);
-    await startSession(ctx, c, user);
+    await startSession(ctx, c, user, { amr: ['pwd'] });
     ctx.audit.record({ at: ctx.now(), type: 'login.succeeded', outcome: 'success', clientId: interaction.clientId || undefined, sub: user.sub });
     await updateInteraction(ctx, { ...interaction, loggedIn: true });
     return c.redirect(`/interaction/${interaction.id}`, 303);
