@@ -55,6 +55,18 @@ const TRANSFER_PARAMS = new Set([
 
 const usedKey = (jti: string) => `transfer-jti:${jti}`;
 
+/** IPv4 127.0.0.0/8 and IPv6 ::1 (RFC 5735, RFC 4291): one machine, whichever family `localhost` took. */
+const isLoopback = (address: string) => address.startsWith('127.') || address === '::1' || address === '0:0:0:0::/64';
+
+/**
+ * Whether the browser comes from where the push came from: the same address (IPv6: the same /64,
+ * as `ctx.clientAddress` buckets it), or loopback both times. An unknown address never matches.
+ */
+export function sameAddress(browser: string, pushed: string): boolean {
+  if (browser === 'unknown' || pushed === 'unknown') return false;
+  return browser === pushed || (isLoopback(browser) && isLoopback(pushed));
+}
+
 /** Audits a refusal with its reason (STYLE 5) and returns the error, marked audited. */
 function refused(ctx: ServerContext, clientId: string, error: OAuthError, sub?: string): OAuthError {
   ctx.audit.record({ at: ctx.now(), type: 'session_transfer.refused', outcome: 'failure', clientId, sub, error: error.code, reason: error.reason ?? error.message });
@@ -147,7 +159,7 @@ export async function completeTransfer(ctx: ServerContext, c: Context, clientId:
     ({ error: refused(ctx, clientId, new OAuthError(code, code === 'access_denied' ? 'the session could not be transferred to this browser' : 'the session transfer is no longer valid', { reason }), request.sub) });
   if (request.bindAddress) {
     const address = ctx.clientAddress(c);
-    if (address === 'unknown' || address !== request.address) return refuse('access_denied', `address mismatch: pushed from ${request.address}, browser at ${address}`);
+    if (!sameAddress(address, request.address)) return refuse('access_denied', `address mismatch: pushed from ${request.address}, browser at ${address}`);
   }
   const problem = await inactiveReason(ctx, request);
   if (problem) return refuse('invalid_request', problem);

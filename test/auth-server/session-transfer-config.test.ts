@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { authServerConfigSchema } from '../../src/config/schema.ts';
 import { checkClientFlags } from '../../src/auth-server/client-flags.ts';
+import { sameAddress } from '../../src/auth-server/session-transfer.ts';
 import { FormBrowser } from '../helpers/browser-driver.ts';
 import { pkcePair, registerClient, startTestAuthServer, type TestAuthServer } from '../helpers/auth-server.ts';
 
@@ -45,6 +46,17 @@ describe('session transfer client: locked down at start', () => {
   });
   it('the server does not start with a weakened transfer client', async () => {
     await assert.rejects(startTestAuthServer({ clients: [transfer({ grant_types: ['authorization_code', 'refresh_token'] })] as never }), /grant_types must be/);
+  });
+});
+
+describe('session transfer address binding', () => {
+  it('the same address, or loopback both times (localhost as IPv4 or IPv6), matches; nothing else', () => {
+    assert.equal(sameAddress('203.0.113.7', '203.0.113.7'), true);
+    assert.equal(sameAddress('2001:db8:0:1::/64', '2001:db8:0:1::/64'), true);
+    assert.equal(sameAddress('127.0.0.1', '0:0:0:0::/64'), true);
+    assert.equal(sameAddress('203.0.113.7', '203.0.113.8'), false);
+    assert.equal(sameAddress('127.0.0.1', '203.0.113.7'), false);
+    assert.equal(sameAddress('unknown', 'unknown'), false);
   });
 });
 
