@@ -129,6 +129,12 @@ describe('pushed authorization requests (RFC 9126)', () => {
       assert.equal(await auditReason(as, 'authorize.refused'), 'request_uri already used');
     });
 
+    it('of concurrent visits, exactly one gets it (atomic take, shared through Redis when set)', async () => {
+      const uri = await pushed();
+      const statuses = await Promise.all(Array.from({ length: 8 }, () => fetch(authorizeWith(pub.client_id, uri), { redirect: 'manual', headers: { accept: 'application/json' } }).then((r) => r.status)));
+      assert.deepEqual(statuses.sort(), [303, 400, 400, 400, 400, 400, 400, 400]);
+    });
+
     it('belongs to the client that pushed it', async () => {
       const uri = await pushed();
       assert.deepEqual(await shown(authorizeWith(conf.client_id, uri)), { status: 400, error: 'invalid_request_uri' });
