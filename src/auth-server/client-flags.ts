@@ -42,7 +42,10 @@ export function sessionTransferClient(ctx: Pick<ServerContext, 'config'>, client
  */
 export function checkClientFlags(config: AuthServerConfig): void {
   for (const agent of config.agents) {
-    const flags = (['first_party', 'session_transfer'] as const).filter((flag) => agent[flag]);
+    const flags = [
+      ...(['first_party', 'session_transfer'] as const).filter((flag) => agent[flag]),
+      ...(['allowed_return_urls', 'session_transfer_subject_clients'] as const).filter((list) => agent[list].length > 0),
+    ];
     if (flags.length > 0) throw new Error(`agent ${agent.client_id}: ${flags.join(', ')} is for clients, not agents`);
   }
   for (const client of config.clients) {

@@ -40,6 +40,7 @@ describe('session transfer client: locked down at start', () => {
   it('refuses the flags on agents', () => {
     assert.throws(check([], [{ client_id: 'bot', first_party: true }]), /agent bot: first_party is for clients/);
     assert.throws(check([], [{ client_id: 'bot', session_transfer: true }]), /agent bot: session_transfer is for clients/);
+    assert.throws(check([], [{ client_id: 'bot', allowed_return_urls: ['https://app.example/'] }]), /agent bot: allowed_return_urls is for clients/);
   });
   it('refuses a non-http return URL in the schema', () => {
     assert.equal(authServerConfigSchema.safeParse({ clients: [transfer({ allowed_return_urls: ['javascript:alert(1)'] })] }).success, false);
