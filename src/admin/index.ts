@@ -24,6 +24,7 @@ import {
   updatePolicy,
 } from './operations/settings.ts';
 import { listSessions, signOut } from './operations/sessions.ts';
+import { listRemembered, revokeRemembered } from './operations/remembered.ts';
 import { listTransactions, readTransaction } from './operations/transactions.ts';
 import { createUserOp, deleteUser, listUsers, readUser, resetUserTotp, updateUser } from './operations/users.ts';
 import type { Operation } from './operation.ts';
@@ -51,6 +52,8 @@ export const ADMIN_OPERATIONS = {
   revokeConsent,
   listSessions,
   signOut,
+  listRemembered,
+  revokeRemembered,
   listResources,
   readResource,
   createResource,

@@ -14,6 +14,7 @@ import { registerEndpoints } from './endpoints/register.ts';
 import { revokeEndpoint } from './endpoints/revoke.ts';
 import { deviceEndpoints } from './endpoints/device.ts';
 import { accountEndpoints } from './endpoints/account.ts';
+import { logoutEndpoints } from './endpoints/logout.ts';
 import { tokenEndpoint } from './endpoints/token.ts';
 import { userinfoEndpoints } from './endpoints/userinfo.ts';
 import { revocationsEndpoint } from './endpoints/revocations.ts';
@@ -61,6 +62,8 @@ export function createAuthServerApp(ctx: ServerContext, options: { adminToken?: 
   tokenEndpoint(app, ctx);
   deviceEndpoints(app, ctx);
   accountEndpoints(app, ctx);
+  // Signing out (docs/browser-sessions.md): RP-initiated logout; ending a session sends back-channel logout tokens.
+  logoutEndpoints(app, ctx);
   introspectEndpoint(app, ctx);
   revokeEndpoint(app, ctx);
   userinfoEndpoints(app, ctx);

@@ -7,6 +7,7 @@ import { assertValidRedirectUri } from '../core/redirect-uri.ts';
 import type { AuthServerConfig, StaticAgentConfig, StaticClientConfig } from '../config/schema.ts';
 import type { AgentAttributes, Store } from '../store/types.ts';
 import { hashPassword } from './passwords.ts';
+import { assertConfiguredLogoutMetadata, configuredLogoutMetadata } from './logout-metadata.ts';
 
 /**
  * Where a configured client's secret comes from: its environment variable, or else a secret
@@ -94,6 +95,7 @@ export async function seedFromConfig(config: AuthServerConfig, store: Store, now
   const agents = new Set(config.agents.map((a) => a.client_id));
   for (const client of [...config.clients, ...config.agents]) {
     client.redirect_uris.forEach(assertValidRedirectUri);
+    assertConfiguredLogoutMetadata(client.client_id, client);
     const usesSecret = client.token_endpoint_auth_method === 'client_secret_basic' || client.token_endpoint_auth_method === 'client_secret_post';
     const existing = await store.clients.find(client.client_id);
     await store.clients.upsert({
@@ -111,6 +113,7 @@ export async function seedFromConfig(config: AuthServerConfig, store: Store, now
         jwks_uri: client.jwks_uri,
         ...(client.authentication_policy ? { authentication_policy: client.authentication_policy } : {}),
         ...(client.require_pushed_authorization_requests || client.session_transfer ? { require_pushed_authorization_requests: true } : {}),
+        ...configuredLogoutMetadata(client),
       },
       agent: agents.has(client.client_id) ? agentAttributes(client as StaticAgentConfig, existing?.agent) : undefined,
       disabledAt: existing?.disabledAt,

@@ -60,6 +60,8 @@ export function checkClientFlags(config: AuthServerConfig): void {
     if (client.grant_types.length !== 1 || client.grant_types[0] !== 'authorization_code') refuse('grant_types must be [authorization_code] only (no refresh_token, client_credentials, token exchange or device code)');
     if (client.redirect_uris.length > 0) refuse('redirect_uris must be empty: no code is ever sent to it');
     if (client.first_party) refuse('cannot be first_party');
+    // It holds no grant, so it is never signed out of anything.
+    if (client.post_logout_redirect_uris.length > 0 || client.backchannel_logout_uri) refuse('takes no post_logout_redirect_uris or backchannel_logout_uri');
     if (client.transactions === 'allowed' || client.introspection === 'allowed') refuse('cannot be allowed transactions or introspection');
     if (client.allowed_return_urls.length === 0) refuse('allowed_return_urls must list at least one URL');
     for (const url of client.allowed_return_urls) if (new URL(url).hash) refuse(`allowed return URL ${url} must not have a fragment`);

@@ -1,12 +1,14 @@
 import { request as httpRequest, type IncomingMessage } from 'node:http';
 import { request as httpsRequest } from 'node:https';
 import type { LookupFunction } from 'node:net';
-import { resolvePublicAddress } from './network-guard.ts';
+import { BlockedAddressError, resolvePublicAddress } from './network-guard.ts';
 
 export interface GuardedFetchOptions {
   allowLoopback: boolean;
   maxBytes: number;
   timeoutMs: number;
+  /** A form POST instead of a GET (back-channel logout tokens); `accept` says what the answer may be. */
+  post?: { form: URLSearchParams; accept?: string };
 }
 
 export interface GuardedResponse {
@@ -17,17 +19,21 @@ export interface GuardedResponse {
 
 export class FetchRefused extends Error {
   override name = 'FetchRefused';
+  /** Refused before any connection: the host is not a public address (the SSRF guard), so retrying is pointless. */
+  blocked = false;
 }
 
 /**
- * GET of a URL supplied by a client (metadata documents, JWKS URIs), with SSRF guards: the host
- * must resolve only to public addresses (loopback when allowed, for development), the connection
+ * GET (or form POST) of a URL supplied by a client (metadata documents, JWKS URIs, back-channel
+ * logout URIs), with SSRF guards: the host must resolve only to public addresses (loopback when allowed, for development), the connection
  * goes to the checked address, redirects are not followed, the body is capped and the whole
  * exchange has a deadline.
  */
 export async function guardedFetch(url: URL, options: GuardedFetchOptions): Promise<GuardedResponse> {
   const pinned = await resolvePublicAddress(url.hostname, { allowLoopback: options.allowLoopback }).catch((error: Error) => {
-    throw new FetchRefused(error.message);
+    const refused = new FetchRefused(error.message);
+    refused.blocked = error instanceof BlockedAddressError;
+    throw refused;
   });
   const lookup: LookupFunction = (_host, opts, callback) => {
     if ((opts as { all?: boolean }).all) {
@@ -46,7 +52,11 @@ export async function guardedFetch(url: URL, options: GuardedFetchOptions): Prom
       reject(error instanceof FetchRefused ? error : new FetchRefused(error.message));
       req.destroy();
     };
-    const req = send(url, { method: 'GET', lookup, headers: { accept: 'application/json' }, timeout: options.timeoutMs }, (res) => {
+    const body = options.post ? Buffer.from(options.post.form.toString()) : undefined;
+    const headers = body
+      ? { accept: options.post?.accept ?? '*/*', 'content-type': 'application/x-www-form-urlencoded', 'content-length': String(body.length) }
+      : { accept: 'application/json' };
+    const req = send(url, { method: body ? 'POST' : 'GET', lookup, headers, timeout: options.timeoutMs }, (res) => {
       const chunks: Buffer[] = [];
       let size = 0;
       res.on('data', (chunk: Buffer) => {
@@ -65,6 +75,6 @@ export async function guardedFetch(url: URL, options: GuardedFetchOptions): Prom
     const deadline = setTimeout(() => fail(new FetchRefused(`no complete response within ${options.timeoutMs} ms`)), options.timeoutMs);
     req.on('timeout', () => fail(new FetchRefused(`no response within ${options.timeoutMs} ms`)));
     req.on('error', fail);
-    req.end();
+    req.end(body);
   });
 }

@@ -111,9 +111,16 @@ export async function startSession(ctx: ServerContext, c: Context, user: { sub: 
     ...(options.amr ? { amr: options.amr } : {}),
   };
   await ctx.cache.set(`session:${session.id}`, session, ctx.config.tokens.session_ttl);
-  await indexSession(ctx.cache, user.sub, { id: session.id, sid: session.sid, authTime: session.authTime }, ctx.config.tokens.session_ttl, session.authTime);
+  // Indexed by when it began: a session whose sign-in is older (remembered, transferred) lives its full session_ttl.
+  const startedAt = ctx.now();
+  await indexSession(ctx.cache, user.sub, { id: session.id, sid: session.sid, authTime: session.authTime, ...(startedAt !== session.authTime ? { startedAt } : {}) }, ctx.config.tokens.session_ttl, startedAt);
   setCookie(c, SESSION_COOKIE, session.id, { path: '/', httpOnly: true, sameSite: 'Lax', secure: secure(ctx), maxAge: ctx.config.tokens.session_ttl });
   return session;
+}
+
+/** Removes the session cookie (signing out: the session itself ends in `endSessionsAndNotify`). */
+export function clearSessionCookie(ctx: ServerContext, c: Context): void {
+  deleteCookie(c, SESSION_COOKIE, { path: '/', httpOnly: true, sameSite: 'Lax', secure: secure(ctx) });
 }
 
 /** The redirect back to the client: `code` or `error`, always with `iss` (RFC 9207) and `state`. */

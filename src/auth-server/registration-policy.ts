@@ -86,7 +86,7 @@ export function applyRegistrationPolicy(policy: Policy, requested: ClientMetadat
   }
 
   const hosts = policy.redirect_uri_hosts;
-  for (const uri of hosts ? metadata.redirect_uris : []) {
+  for (const uri of hosts ? [...metadata.redirect_uris, ...(metadata.post_logout_redirect_uris ?? [])] : []) {
     const url = new URL(uri);
     const web = url.protocol === 'https:' || url.protocol === 'http:';
     if (web && !isLoopbackHttp(url) && !hosts!.includes(url.hostname)) {

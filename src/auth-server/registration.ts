@@ -9,6 +9,7 @@ import { endpointUrls, type ServerContext } from './context.ts';
 import { hashSecret } from './hash.ts';
 import { applyRegistrationPolicy, type PolicyOutcome, type SelfRegistration } from './registration-policy.ts';
 import { jwksUriAllowed } from './client-auth/private-key-jwt.ts';
+import { assertRegisteredLogoutMetadata } from './logout-metadata.ts';
 
 /**
  * Validates RFC 7591 client metadata from a request body read once with `readJsonObject` (within
@@ -36,6 +37,7 @@ export function clientMetadataFrom(ctx: ServerContext, body: Record<string, unkn
   if (metadata.jwks_uri && !jwksUriAllowed(metadata.jwks_uri, ctx.config.client_id_metadata_documents.allow_loopback)) {
     throw new OAuthError('invalid_client_metadata', 'jwks_uri must use https');
   }
+  assertRegisteredLogoutMetadata(metadata, ctx.config.client_id_metadata_documents.allow_loopback);
   if (metadata.default_resource && !ctx.resource(metadata.default_resource)) {
     throw new OAuthError('invalid_client_metadata', 'default_resource is not a known resource');
   }

@@ -10,6 +10,7 @@ import { redisCache } from '../store/redis-cache.ts';
 import { cachedClientStore } from '../store/cached-clients.ts';
 import { createAuthServerApp, temporarilyUnavailable } from './app.ts';
 import { AuditLog } from './audit.ts';
+import { stopLogoutDeliveries } from './backchannel-logout.ts';
 import { BatchWriter } from './batch-writer.ts';
 import type { AccessTokenRecord } from '../store/types.ts';
 import { adminTokenFor, seedFromConfig } from './bootstrap.ts';
@@ -20,6 +21,7 @@ import { totpSealKey } from './totp-seal.ts';
 import { trustedProxyList } from './client-address.ts';
 import { publishRevocations } from './revocation-publisher.ts';
 import { checkClientFlags } from './client-flags.ts';
+import { useRiskEvaluator, type RiskEvaluator } from './remember/index.ts';
 
 export interface AuthServerHandle {
   ctx: ServerContext;
@@ -43,7 +45,13 @@ const SERVED_WHILE_STARTING = /^\/(?:jwks$|\.well-known\/)/;
  */
 export async function startAuthServer(
   config: AuthServerConfig,
-  options: { log?: Logger; listen?: boolean; env?: Record<string, string | undefined> } = {},
+  options: {
+    log?: Logger;
+    listen?: boolean;
+    env?: Record<string, string | undefined>;
+    /** Judges the risk of "Keep me signed in" instead of the built-in evaluator (docs/browser-sessions.md). */
+    riskEvaluator?: RiskEvaluator;
+  } = {},
 ): Promise<AuthServerHandle> {
   const log = options.log ?? pino({ level: process.env.LOG_LEVEL ?? 'info' });
   const env = options.env ?? process.env;
@@ -97,6 +105,7 @@ export async function startAuthServer(
     },
   };
   const ctx = createContext({ config, store, cache, keys, audit, trackedTokens, log, now, limiter });
+  useRiskEvaluator(ctx, options.riskEvaluator);
   // Revocations, grant revocations and client changes reach other instances and gateways at once.
   const feed = publishRevocations({ ctx, store, redisUrl: env.REDIS_URL, onClientChanged: (clientId) => clientCache.invalidate(clientId) });
   // The TOTP sealing key, generated on first start (or a bad totp.key_env refused now, not at the first enrolment).
@@ -164,6 +173,8 @@ export async function startAuthServer(
       server.close(() => r());
       (server as { closeAllConnections?: () => void }).closeAllConnections?.();
     });
+    // Logout tokens under way finish (no more retries), so their outcomes reach the audit log.
+    await stopLogoutDeliveries(ctx);
     await trackedTokens.close();
     await feed.close();
     await audit.close();

@@ -11,6 +11,8 @@ export interface SessionEntry {
   /** The public session id, which tokens and grants carry as `sid`. */
   sid: string;
   authTime: number;
+  /** When the session began, if not at `authTime` (a remembered sign-in keeps an older `authTime`). */
+  startedAt?: number;
 }
 
 /** A user with more sessions than this loses the oldest from the index (they still work until they expire). */
@@ -22,7 +24,7 @@ const key = (sub: string) => `user-sessions:${sub}`;
 export async function indexSession(cache: TtlCache, sub: string, entry: SessionEntry, ttlSeconds: number, now: number): Promise<void> {
   for (let attempt = 0; attempt < 5; attempt++) {
     const current = await cache.get<SessionEntry[]>(key(sub));
-    const next = [...(current ?? []).filter((s) => s.authTime + ttlSeconds > now), entry].slice(-MAX_INDEXED);
+    const next = [...(current ?? []).filter((s) => (s.startedAt ?? s.authTime) + ttlSeconds > now), entry].slice(-MAX_INDEXED);
     const written = current === undefined ? await cache.add(key(sub), next, ttlSeconds) : await cache.swap(key(sub), current, next, ttlSeconds);
     if (written) return;
   }
@@ -35,9 +37,25 @@ export async function userSessions(cache: TtlCache, sub: string): Promise<Sessio
   return alive.filter((e): e is SessionEntry => e !== undefined);
 }
 
-/** Ends the user's sessions (those with `sid`, or all): the browser must sign in again. Returns those ended. */
-export async function endSessions(cache: TtlCache, sub: string, sid?: string): Promise<SessionEntry[]> {
+/**
+ * Ends the user's sessions (those with `sid`, or all): the browser must sign in again. Returns those
+ * ended. They leave the index too. To also tell the clients (back-channel logout) and revoke what was
+ * granted in them, call `endSessionsAndNotify` (sign-out.ts) instead.
+ */
+export async function endSessions(cache: TtlCache, sub: string, sid?: string, indexTtlSeconds = 30 * 86_400): Promise<SessionEntry[]> {
   const ended = (await userSessions(cache, sub)).filter((e) => sid === undefined || e.sid === sid);
   for (const entry of ended) await cache.delete(`session:${entry.id}`);
+  if (ended.length > 0) await unindexSessions(cache, sub, new Set(ended.map((e) => e.id)), indexTtlSeconds);
   return ended;
+}
+
+/** Removes entries from the user's index (compare-and-set, retried on a race), which lives `ttlSeconds` more (the session lifetime). */
+async function unindexSessions(cache: TtlCache, sub: string, ids: Set<string>, ttlSeconds: number): Promise<void> {
+  for (let attempt = 0; attempt < 5; attempt++) {
+    const current = await cache.get<SessionEntry[]>(key(sub));
+    if (current === undefined) return;
+    const next = current.filter((e) => !ids.has(e.id));
+    if (next.length === current.length) return;
+    if (await cache.swap(key(sub), current, next.length > 0 ? next : undefined, ttlSeconds)) return;
+  }
 }

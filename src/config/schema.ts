@@ -1,5 +1,7 @@
 import { z } from 'zod';
+import { logoutConfigSchema } from './logout-schema.ts';
 import { ADMIN_SCOPES, isAdminScope } from '../admin/scopes.ts';
+import { rememberMeSchema } from './remember-schema.ts';
 
 /**
  * The authorization server's configuration: the one source of truth. Types are inferred from it
@@ -170,6 +172,18 @@ export const staticClientSchema = z.strictObject({
     .enum(['allowed', 'denied'])
     .default('denied')
     .describe('allowed: the client (a gateway) may ask users to approve high-risk tool calls at /transactions, for tokens its callers present (docs/high-risk-actions.md). A confidential client only.'),
+  post_logout_redirect_uris: z
+    .array(z.string())
+    .default([])
+    .describe('Where /logout may send the browser after signing out (OpenID Connect RP-Initiated Logout 1.0): exact URLs, http or https, no fragment.'),
+  backchannel_logout_uri: z
+    .string()
+    .optional()
+    .describe("The client's back-channel logout endpoint (OpenID Connect Back-Channel Logout 1.0): a logout token is POSTed there when a session it got a grant in ends. http or https, no fragment; loopback and private addresses are allowed for configured clients."),
+  backchannel_logout_session_required: z
+    .boolean()
+    .default(false)
+    .describe('Whether the client needs sid in logout tokens. Mandate always sends both sub and sid.'),
   require_pushed_authorization_requests: z
     .boolean()
     .default(false)
@@ -344,6 +358,8 @@ export const authServerConfigSchema = z.strictObject({
     })
     .prefault({})
     .describe('TOTP (RFC 6238), the optional second factor users enrol at /account/security (docs/totp.md).'),
+  logout: logoutConfigSchema,
+  remember_me: rememberMeSchema.prefault({}).describe('"Keep me signed in", set and used only while the risk is low (docs/browser-sessions.md).'),
   branding: brandingSchema.prefault({}).describe('The look of the sign-in, consent, agreement and device pages.'),
   users: z.array(userSchema).default([]),
   clients: z.array(staticClientSchema).default([]),

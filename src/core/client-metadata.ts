@@ -47,6 +47,11 @@ export const clientMetadataSchema = z
     id_token_signed_response_alg: z.literal('ES256').optional(),
     /** Mandate extension: the resource used when an authorization request names none (DESIGN §3). */
     default_resource: z.string().url().optional(),
+    /** OpenID Connect RP-Initiated Logout 1.0 §3.1: where /logout may send the browser back. */
+    post_logout_redirect_uris: z.array(z.string()).optional(),
+    /** OpenID Connect Back-Channel Logout 1.0 §2.2: where logout tokens are POSTed. */
+    backchannel_logout_uri: z.string().optional(),
+    backchannel_logout_session_required: z.boolean().optional(),
   })
   .loose();
 

@@ -124,6 +124,22 @@ export interface Tables {
     confirmed_at: number | null;
     last_step: number | null;
   };
+  remembered_devices: {
+    id: string;
+    sub: string;
+    token_hash: string;
+    previous_hash: string | null;
+    rotated_at: number | null;
+    device_hash: string;
+    auth_time: number;
+    amr: string;
+    address_prefix: string | null;
+    user_agent: string | null;
+    country: string | null;
+    created_at: number;
+    last_used_at: number;
+    expires_at: number;
+  };
   audit_events: {
     id: Generated<number>;
     at: number;

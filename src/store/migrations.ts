@@ -217,6 +217,31 @@ function migrations(driver: Driver): Record<string, Migration> {
           .execute();
       },
     },
+    // Remembered sign-ins ("Keep me signed in", docs/browser-sessions.md): the cookie's token only
+    // by hash, the previous hash to detect a replayed rotated value, bound to a device cookie's hash.
+    '0010_remembered_devices': {
+      async up(db: Kysely<unknown>) {
+        await db.schema
+          .createTable('remembered_devices')
+          .addColumn('id', 'text', (c) => c.primaryKey())
+          .addColumn('sub', 'text', (c) => c.notNull())
+          .addColumn('token_hash', 'text', (c) => c.notNull())
+          .addColumn('previous_hash', 'text')
+          .addColumn('rotated_at', bigint)
+          .addColumn('device_hash', 'text', (c) => c.notNull())
+          .addColumn('auth_time', bigint, (c) => c.notNull())
+          .addColumn('amr', 'text', (c) => c.notNull())
+          .addColumn('address_prefix', 'text')
+          .addColumn('user_agent', 'text')
+          .addColumn('country', 'text')
+          .addColumn('created_at', bigint, (c) => c.notNull())
+          .addColumn('last_used_at', bigint, (c) => c.notNull())
+          .addColumn('expires_at', bigint, (c) => c.notNull())
+          .execute();
+        await db.schema.createIndex('remembered_devices_sub').on('remembered_devices').column('sub').execute();
+        await db.schema.createIndex('remembered_devices_expires').on('remembered_devices').column('expires_at').execute();
+      },
+    },
   };
 }
 

@@ -3,6 +3,7 @@ import { connect, orUndefined, type ConnectOptions, type Db, type Driver, type T
 import { auditStore } from './sql-audit-store.ts';
 import { TRANSACTION_RETENTION_SECONDS, transactionStore } from './sql-transaction-store.ts';
 import { totpStore } from './sql-totp-store.ts';
+import { rememberedStore } from './sql-remembered-store.ts';
 import { migrate } from './migrations.ts';
 import type {
   AccessTokenRecord,
@@ -165,6 +166,7 @@ function userStore(db: Db): UserStore {
     async delete(sub) {
       // Its second factor goes with it: a later user given the same sub must not inherit it.
       await db.deleteFrom('totp_credentials').where('sub', '=', sub).execute();
+      await db.deleteFrom('remembered_devices').where('sub', '=', sub).execute();
       const result = await db.deleteFrom('users').where('sub', '=', sub).executeTakeFirst();
       return Number(result.numDeletedRows) > 0;
     },
@@ -537,12 +539,14 @@ export function createSqlStore(options: ConnectOptions): SqlStore & { migrate():
     settings: settingStore(db),
     transactions: transactionStore(db),
     totp: totpStore(db),
+    remembered: rememberedStore(db),
     audit: auditStore(db, options.driver),
     async sweep(now) {
       await db.deleteFrom('authorization_codes').where('expires_at', '<', now).execute();
       await db.deleteFrom('refresh_tokens').where('expires_at', '<', now).execute();
       await db.deleteFrom('access_tokens').where('expires_at', '<', now).execute();
       await db.deleteFrom('grants').where('expires_at', '<', now).execute();
+      await db.deleteFrom('remembered_devices').where('expires_at', '<', now).execute();
       await db.deleteFrom('transactions').where('expires_at', '<', now - TRANSACTION_RETENTION_SECONDS).execute();
     },
     async close() {

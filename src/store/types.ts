@@ -354,6 +354,46 @@ export interface TotpStore {
   confirmedAmong(subs: string[]): Promise<Set<string>>;
 }
 
+/**
+ * A remembered sign-in ("Keep me signed in", docs/browser-sessions.md): one browser of one user.
+ * The cookie holds `<id>.<token>`; only the token's hash is kept (and the previous one, to tell a
+ * replayed rotated value from a typo), with the device cookie's hash the record is bound to.
+ */
+export interface RememberedRecord {
+  id: string;
+  sub: string;
+  tokenHash: string;
+  previousHash?: string;
+  rotatedAt?: number;
+  deviceHash: string;
+  /** The password sign-in's time and methods: a silent sign-in keeps them (so max_age still asks the password). */
+  authTime: number;
+  amr: string[];
+  /** The context of the last trusted use: what the next use is compared with. */
+  addressPrefix?: string;
+  userAgent?: string;
+  country?: string;
+  createdAt: number;
+  lastUsedAt: number;
+  expiresAt: number;
+}
+
+export interface RememberedStore {
+  create(record: RememberedRecord): Promise<void>;
+  find(id: string): Promise<RememberedRecord | undefined>;
+  /**
+   * One conditional update: replaces the token only if it is still `expectedHash` (of two
+   * concurrent uses exactly one rotates), keeping the old hash as `previousHash`.
+   */
+  rotate(id: string, expectedHash: string, next: { tokenHash: string; at: number; addressPrefix?: string; userAgent?: string; country?: string }): Promise<boolean>;
+  /** The user's records not yet expired, most recently used first. */
+  listBySub(sub: string, now: number): Promise<RememberedRecord[]>;
+  /** Deletes one record (of this user, when `sub` is given); false when there was none. */
+  delete(id: string, sub?: string): Promise<boolean>;
+  /** Deletes every record of the user; returns how many. */
+  deleteBySub(sub: string): Promise<number>;
+}
+
 export interface AuditEvent {
   at: number;
   /** What happened: `token.issued`, `token.refused`, `client.auth_failed`, `authorize.refused`, … */
@@ -413,6 +453,7 @@ export interface Store {
   settings: SettingStore;
   transactions: TransactionStore;
   totp: TotpStore;
+  remembered: RememberedStore;
   audit: AuditStore;
   /** Deletes expired codes, tokens and grants. */
   sweep(now: number): Promise<void>;

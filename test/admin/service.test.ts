@@ -233,8 +233,8 @@ describe('admin service layer', () => {
     const all = Object.values(ops) as Operation[];
     assert.equal(new Set(all.map((op) => op.name)).size, all.length);
     for (const op of all) {
-      // Names start with their area, but for consents (grants area) and transactions (audit area).
-      const prefix = op.area === 'grants' ? '(grants|consents)' : op.area === 'audit' ? '(audit|transactions)' : op.area;
+      // Names start with their area, but for consents (grants area), transactions (audit area) and remembered browsers (sessions area).
+      const prefix = op.area === 'grants' ? '(grants|consents)' : op.area === 'audit' ? '(audit|transactions)' : op.area === 'sessions' ? '(sessions|remembered)' : op.area;
       assert.match(op.name, new RegExp(`^${prefix}\\.[a-z_]+$`), op.name);
       assert.ok(op.summary.length > 10, op.name);
       assert.equal((z.toJSONSchema(op.input, { io: 'input' }) as { type?: string }).type, 'object', op.name);

@@ -29,6 +29,7 @@ describe('session transfer client: locked down at start', () => {
     ['client_credentials', [transfer({ grant_types: ['authorization_code', 'client_credentials'] })], /grant_types must be/],
     ['a redirect URI', [transfer({ redirect_uris: [REDIRECT] })], /redirect_uris must be empty/],
     ['first_party', [transfer({ first_party: true })], /cannot be first_party/],
+    ['a back-channel logout URI', [transfer({ backchannel_logout_uri: 'https://app.example/bc' })], /takes no post_logout_redirect_uris or backchannel_logout_uri/],
     ['no allowed_return_urls', [transfer({ allowed_return_urls: [] })], /allowed_return_urls must list/],
     ['a return URL with a fragment', [transfer({ allowed_return_urls: ['https://app.example/#x'] })], /must not have a fragment/],
     ['no subject clients', [transfer({ session_transfer_subject_clients: [] })], /session_transfer_subject_clients must name/],

@@ -2,6 +2,7 @@ import { z } from 'zod';
 import { randomToken } from '../../core/encoding.ts';
 import { GRANT_TYPES, TOKEN_ENDPOINT_AUTH_METHODS } from '../../core/client-metadata.ts';
 import { assertValidRedirectUri } from '../../core/redirect-uri.ts';
+import { assertConfiguredLogoutMetadata } from '../../auth-server/logout-metadata.ts';
 import { hashSecret } from '../../auth-server/hash.ts';
 import type { ClientRecord } from '../../store/types.ts';
 import { AdminError, fromConfig, notFound } from '../errors.ts';
@@ -28,7 +29,22 @@ export const clientFields = {
   scope: z.string().max(2000).optional().describe('Space-separated scopes the client may request; any scope of a resource when omitted.'),
   default_resource: z.url().optional(),
   authentication_policy: z.string().min(1).optional().describe('The authentication policy users go through when signing in through this client.'),
+  post_logout_redirect_uris: z.array(z.string()).max(20).optional().describe('Where /logout may send the browser after signing out (exact URLs, http or https, no fragment).'),
+  backchannel_logout_uri: z.string().optional().describe('Where logout tokens are POSTed when a session the client got a grant in ends (OpenID Connect Back-Channel Logout 1.0).'),
+  backchannel_logout_session_required: z.boolean().optional().describe('Whether the client needs sid in logout tokens (always sent).'),
 };
+
+/** The logout members an admin set, checked as a configured client's are (an admin chose them). */
+function logoutFields(clientId: string, input: { post_logout_redirect_uris?: string[]; backchannel_logout_uri?: string; backchannel_logout_session_required?: boolean }) {
+  try {
+    assertConfiguredLogoutMetadata(clientId, { post_logout_redirect_uris: input.post_logout_redirect_uris ?? [], backchannel_logout_uri: input.backchannel_logout_uri });
+  } catch (error) {
+    throw new AdminError('invalid_request', `invalid input: ${(error as Error).message}`);
+  }
+  return Object.fromEntries(
+    Object.entries({ post_logout_redirect_uris: input.post_logout_redirect_uris, backchannel_logout_uri: input.backchannel_logout_uri, backchannel_logout_session_required: input.backchannel_logout_session_required }).filter(([, v]) => v !== undefined),
+  );
+}
 
 function checkPolicy(deps: Pick<AdminDeps, 'authenticationPolicy'>, name: string | undefined) {
   if (name !== undefined && !deps.authenticationPolicy(name)) throw new AdminError('invalid_request', `invalid input: authentication_policy: unknown policy ${name}`);
@@ -46,6 +62,9 @@ export async function createClient(
     scope?: string;
     default_resource?: string;
     authentication_policy?: string;
+    post_logout_redirect_uris?: string[];
+    backchannel_logout_uri?: string;
+    backchannel_logout_session_required?: boolean;
   },
 ): Promise<z.output<typeof clientCreated>> {
   checkPolicy(deps, input.authentication_policy);
@@ -70,6 +89,7 @@ export async function createClient(
       scope: input.scope,
       default_resource: input.default_resource,
       ...(input.authentication_policy ? { authentication_policy: input.authentication_policy } : {}),
+      ...logoutFields(clientId, input),
     },
     agent: input.agent && {
       agentType: input.agent.agent_type,
@@ -153,6 +173,7 @@ export const updateClient = defineOperation({
       } catch (error) {
         throw new AdminError('invalid_request', `invalid redirect URI: ${(error as Error).message}`);
       }
+      logoutFields(record.clientId, metadata);
       await deps.store.clients.update(record.clientId, { metadata: { ...record.metadata, ...metadata } });
       record = await findClient(deps, input.id);
     }

@@ -1,5 +1,6 @@
 import { z } from 'zod';
-import { endSessions, userSessions } from '../../auth-server/session-index.ts';
+import { userSessions } from '../../auth-server/session-index.ts';
+import { endSessionsAndNotify } from '../../auth-server/sign-out.ts';
 import { notFound } from '../errors.ts';
 import { defineOperation } from '../operation.ts';
 import { findUser, findUserWithin, username } from './users.ts';
@@ -20,7 +21,7 @@ export const listSessions = defineOperation({
   async run(deps, input) {
     const user = await findUser(deps, input.username);
     const ttl = deps.config.tokens.session_ttl;
-    return { items: (await userSessions(deps.cache, user.sub)).map((s) => ({ sid: s.sid, auth_time: s.authTime, expires_at: s.authTime + ttl })) };
+    return { items: (await userSessions(deps.cache, user.sub)).map((s) => ({ sid: s.sid, auth_time: s.authTime, expires_at: (s.startedAt ?? s.authTime) + ttl })) };
   },
 });
 
@@ -28,18 +29,15 @@ export const signOut = defineOperation({
   name: 'sessions.revoke',
   area: 'sessions',
   access: 'write',
-  summary: 'Sign a user out: end one session (sid) or all of them, and revoke the grants made in them (their tokens stop working).',
+  summary:
+    'Sign a user out: end one session (sid) or all of them, revoke the grants made in them (their tokens stop working), and send back-channel logout tokens to the clients that got them.',
   input: z.strictObject({ username, sid: z.string().min(1).optional().describe('One session; all when omitted.') }),
   output: z.strictObject({ signed_out: z.number().int(), revoked_grants: z.number().int() }),
   target: (input) => ({ data: { username: input.username, ...(input.sid ? { sid: input.sid } : {}) } }),
   async run(deps, input, caller) {
     const user = await findUserWithin(deps, caller, input.username, 'signing this user out');
-    const ended = await endSessions(deps.cache, user.sub, input.sid);
-    if (input.sid !== undefined && ended.length === 0) throw notFound('session');
-    const sids = new Set(ended.map((s) => s.sid));
-    const now = deps.now();
-    const grants = (await deps.store.grants.listGrantsBySub(user.sub)).filter((g) => g.sid !== undefined && sids.has(g.sid) && !g.revokedAt);
-    for (const grant of grants) await deps.store.grants.revokeGrant(grant.id, now);
-    return { signed_out: ended.length, revoked_grants: grants.length };
+    const result = await endSessionsAndNotify(deps, user.sub, input.sid, { via: 'admin', revoke: 'session', audit: { by: caller.username } });
+    if (input.sid !== undefined && result.ended.length === 0) throw notFound('session');
+    return { signed_out: result.ended.length, revoked_grants: result.revokedGrants };
   },
 });

@@ -1,7 +1,8 @@
 import { randomUUID } from 'node:crypto';
 import { z } from 'zod';
 import { hashPassword } from '../../auth-server/passwords.ts';
-import { endSessions } from '../../auth-server/session-index.ts';
+import { forgetRemembered } from '../../auth-server/remember/index.ts';
+import { endSessionsAndNotify } from '../../auth-server/sign-out.ts';
 import type { UserRecord } from '../../store/types.ts';
 import { AdminError, fromConfig, notFound } from '../errors.ts';
 import { defineOperation, type AdminDeps } from '../operation.ts';
@@ -166,16 +167,16 @@ export const updateUser = defineOperation({
     };
     await deps.store.users.upsert(next);
     // A new password signs the user out everywhere: whoever held a session or a grant under the old one keeps nothing.
-    if (input.password) await signOutEverywhere(deps, user.sub);
+    if (input.password) await signOutEverywhere(deps, user.sub, 'password_change', caller.username);
+    // Remembered browsers too: a cookie set under the old password must not sign anyone in.
+    if (input.password) await forgetRemembered(deps, user.sub, 'password_change');
     return readUserView(deps, next);
   },
 });
 
-/** Ends the user's browser sessions and revokes every grant they gave (and the tokens under them). */
-async function signOutEverywhere(deps: Pick<AdminDeps, 'store' | 'cache' | 'now'>, sub: string): Promise<void> {
-  await endSessions(deps.cache, sub);
-  const now = deps.now();
-  for (const grant of await deps.store.grants.listGrantsBySub(sub)) if (!grant.revokedAt) await deps.store.grants.revokeGrant(grant.id, now);
+/** Ends the user's browser sessions, revokes every grant they gave (and the tokens under them), and sends back-channel logout tokens. */
+async function signOutEverywhere(deps: AdminDeps, sub: string, via: string, by: string): Promise<void> {
+  await endSessionsAndNotify(deps, sub, undefined, { via, revoke: 'all', audit: { by } });
 }
 
 async function anotherWriter(deps: Pick<AdminDeps, 'store'>, sub: string): Promise<boolean> {
@@ -196,7 +197,7 @@ export const deleteUser = defineOperation({
     if (user.source !== 'admin') throw fromConfig('user', 'remove it there');
     assertCovers(caller, user.roles ?? [], 'deleting this user');
     if (user.sub === caller.sub) throw new AdminError('conflict', 'an admin cannot delete their own account');
-    await signOutEverywhere(deps, user.sub);
+    await signOutEverywhere(deps, user.sub, 'user_deleted', caller.username);
     await deps.store.users.delete(user.sub);
     return { deleted: true as const };
   },

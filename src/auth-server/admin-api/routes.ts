@@ -37,6 +37,8 @@ export const ADMIN_ROUTES: AdminRoute[] = [
   { method: 'delete', path: '/users/{username}/consents', op: ops.revokeConsent },
   { method: 'get', path: '/users/{username}/sessions', op: ops.listSessions },
   { method: 'delete', path: '/users/{username}/sessions', op: ops.signOut },
+  { method: 'get', path: '/users/{username}/remembered', op: ops.listRemembered },
+  { method: 'delete', path: '/users/{username}/remembered', op: ops.revokeRemembered },
   { method: 'get', path: '/resources', op: ops.listResources },
   { method: 'post', path: '/resources', op: ops.createResource, status: 201 },
   { method: 'get', path: '/resources/{id}', op: ops.readResource, etag: true },

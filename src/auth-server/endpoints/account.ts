@@ -2,10 +2,13 @@ import type { Context, Hono } from 'hono';
 import { constantTimeEqual } from '../../core/encoding.ts';
 import type { AppEnv, ServerContext } from '../context.ts';
 import { hashSecret } from '../hash.ts';
-import { currentSession, signInThenReturn, type Session } from '../interaction.ts';
+import { clearSessionCookie, currentSession, signInThenReturn, type Session } from '../interaction.ts';
 import { accountPage } from '../pages/account.ts';
+import { loggedOutPage } from '../pages/logout.ts';
+import { endSessionsAndNotify } from '../sign-out.ts';
 import { errorPage, pageLook } from '../pages/layout.ts';
 import { dummyHash, verifyPassword } from '../passwords.ts';
+import { forgetRemembered, forgetThisBrowser, listRemembered } from '../remember/index.ts';
 import { beginTotpEnrolment, checkTotp, confirmTotpEnrolment, removeTotp, totpStatus, type TotpRefusal, type TotpSetup } from '../totp.ts';
 
 const PAGE = '/account/security';
@@ -34,6 +37,7 @@ export function accountEndpoints(app: Hono<AppEnv>, ctx: ServerContext) {
       username: session.username,
       csrf: csrfFor(session),
       totp: await totpStatus(ctx, session.sub),
+      ...(ctx.config.remember_me.enabled ? { remembered: await listRemembered(ctx, c, session.sub) } : {}),
       ...extra,
     });
 
@@ -68,7 +72,7 @@ export function accountEndpoints(app: Hono<AppEnv>, ctx: ServerContext) {
     const session = await currentSession(ctx, c);
     if (!session) return signInThenReturn(ctx, c, PAGE);
     const done = c.req.query('done');
-    return show(c, session, { notice: done === 'enrolled' ? t.enrolled : done === 'removed' ? t.removed : undefined });
+    return show(c, session, { notice: done === 'enrolled' ? t.enrolled : done === 'removed' ? t.removed : done === 'forgotten' ? look.text.remember.forgotten : undefined });
   });
 
   /**
@@ -103,6 +107,17 @@ export function accountEndpoints(app: Hono<AppEnv>, ctx: ServerContext) {
     return show(c, step.session, setup ? { setup, confirmable: true } : {});
   });
 
+  /** "Sign out": this browser's session ends, and the clients that got grants in it are told (back-channel logout). */
+  app.post(`${PAGE}/sign-out`, async (c) => {
+    const step = await signedInForm(c);
+    if (step.refused) return step.refused;
+    await endSessionsAndNotify(ctx, step.session.sub, step.session.sid, { via: 'account' });
+    clearSessionCookie(ctx, c);
+    // Signed out means not kept signed in either: this browser's remembered sign-in goes too.
+    await forgetThisBrowser(ctx, c);
+    return loggedOutPage(c, look);
+  });
+
   app.post(`${PAGE}/totp/confirm`, async (c) => {
     const step = await signedInForm(c);
     if (step.refused) return step.refused;
@@ -134,5 +149,15 @@ export function accountEndpoints(app: Hono<AppEnv>, ctx: ServerContext) {
     if (!result.ok) return show(c, step.session, { error: message(result.reason) });
     await removeTotp(ctx, step.session.sub, 'totp');
     return c.redirect(`${PAGE}?done=removed`, 303);
+  });
+
+  /** "Forget" a remembered browser (docs/browser-sessions.md): it asks for the password next time. */
+  app.post(`${PAGE}/remembered/forget`, async (c) => {
+    const step = await signedInForm(c);
+    if (step.refused) return step.refused;
+    if (!ctx.config.remember_me.enabled) return refusePage(c, 400, look.text.error.expired, 'remember_me is disabled', step.session.sub);
+    const id = step.field('id');
+    if (!(await forgetRemembered(ctx, step.session.sub, 'user', id, { c, server: ctx }))) return refusePage(c, 400, look.text.error.expired, 'no such remembered browser', step.session.sub);
+    return c.redirect(`${PAGE}?done=forgotten`, 303);
   });
 }

@@ -23,6 +23,7 @@ import { clientView, consentView, scopesNeedingTick } from '../pages/consent-vie
 import { loginPage } from '../pages/login.ts';
 import { narrowAdminAuthorization } from '../admin-roles.ts';
 import { isFirstParty } from '../client-flags.ts';
+import { afterPasswordSignIn, noteFailedSignIn, resumeRemembered } from '../remember/index.ts';
 
 /**
  * The interaction pages: login, then consent, then the redirect with a code. Every POST carries
@@ -32,6 +33,7 @@ export function interactionEndpoints(app: Hono<AppEnv>, ctx: ServerContext) {
   const limits = ctx.config.limits;
   const look = pageLook(ctx.config.branding);
   const words = look.text;
+  const remember = ctx.config.remember_me.enabled;
   // Per account, from anywhere: bounds guessing one password; a third party that keeps spending
   // an account's budget keeps delaying its sign-in (a known limit, docs/security.md). Per address
   // (IPv6 /64), failures only: bounds spraying one password across many accounts.
@@ -63,13 +65,16 @@ export function interactionEndpoints(app: Hono<AppEnv>, ctx: ServerContext) {
 
   /** Decides the next step: login, consent, or done. */
   const next = async (c: Context, interaction: Interaction): Promise<Response> => {
-    const session = await currentSession(ctx, c);
+    const existing = await currentSession(ctx, c);
+    // No session: a remembered browser may sign in silently, if its risk is low (docs/browser-sessions.md).
+    const resumed = existing ? undefined : await resumeRemembered(ctx, c, interaction);
+    const session = existing ?? (resumed && 'session' in resumed ? resumed.session : undefined);
     // OIDC Core §3.1.2.1: prompt=login, or a sign-in older than max_age, asks for the password again.
     const stale = session !== undefined && interaction.maxAge !== undefined && ctx.now() - session.authTime >= interaction.maxAge;
     const mustLogin = !session || ((interaction.prompt.includes('login') || stale) && !interaction.loggedIn);
     if (mustLogin) {
       if (interaction.prompt.includes('none')) return c.redirect(errorRedirect(ctx, interaction, 'login_required', 'the user is not signed in'), 303);
-      return loginPage(c, look, { action: `/interaction/${interaction.id}/login`, csrf: interaction.csrf, client: await client(interaction.clientId) });
+      return loginPage(c, look, { action: `/interaction/${interaction.id}/login`, csrf: interaction.csrf, client: await client(interaction.clientId), remember, signInAgain: resumed !== undefined && 'refused' in resumed });
     }
     if (interaction.returnTo) {
       await ctx.cache.delete(`interaction:${interaction.id}`);
@@ -135,8 +140,9 @@ export function interactionEndpoints(app: Hono<AppEnv>, ctx: ServerContext) {
     if (!ok) return csrfFailed(c, interaction);
     const username = typeof form.username === 'string' ? form.username.trim() : '';
     const password = typeof form.password === 'string' ? form.password : '';
+    const ticked = remember && form.remember === '1';
     const again = async (error: string) =>
-      loginPage(c, look, { action: `/interaction/${interaction.id}/login`, csrf: interaction.csrf, client: await client(interaction.clientId), error, username });
+      loginPage(c, look, { action: `/interaction/${interaction.id}/login`, csrf: interaction.csrf, client: await client(interaction.clientId), error, username, remember, rememberTicked: ticked });
     // Guessing is bounded per address and per account (whatever the interaction) before any scrypt work is spent.
     const address = ctx.clientAddress(c);
     const account = username.toLowerCase();
@@ -154,11 +160,13 @@ export function interactionEndpoints(app: Hono<AppEnv>, ctx: ServerContext) {
     const valid = (await verifyPassword(password, user?.passwordHash ?? (await dummyHash()))) && user?.passwordHash !== undefined;
     if (!user || !valid) {
       ctx.audit.record({ at: ctx.now(), type: 'login.failed', outcome: 'failure', clientId: interaction.clientId || undefined, reason: `username=${username}` });
+      await noteFailedSignIn(ctx, username);
       return again(words.login.wrongPassword);
     }
     await accountAttempts.reset(account);
     await addressFailures.reward(address);
-    await startSession(ctx, c, user, { amr: ['pwd'] });
+    const session = await startSession(ctx, c, user, { amr: ['pwd'] });
+    await afterPasswordSignIn(ctx, c, user, session, ticked, interaction.clientId || undefined);
     ctx.audit.record({ at: ctx.now(), type: 'login.succeeded', outcome: 'success', clientId: interaction.clientId || undefined, sub: user.sub });
     await updateInteraction(ctx, { ...interaction, loggedIn: true });
     return c.redirect(`/interaction/${interaction.id}`, 303);

@@ -48,6 +48,10 @@ export function serverMetadata(ctx: ServerContext) {
     // A metadata document is a self-registration: the registration policy decides whether it is taken.
     client_id_metadata_document_supported: ctx.config.client_id_metadata_documents.enabled && ctx.config.registration.enabled && ctx.config.registration.dynamic_clients,
     resource_indicators_supported: true,
+    // OpenID Connect RP-Initiated Logout 1.0 §2.1 and Back-Channel Logout 1.0 §2.1.
+    end_session_endpoint: ctx.url('/logout'),
+    backchannel_logout_supported: true,
+    backchannel_logout_session_supported: true,
   };
 }
 

@@ -2,6 +2,7 @@ import type { Context } from 'hono';
 import { html, raw } from 'hono/html';
 import { renderSVG } from 'uqr';
 import { renderPage, type PageLook } from './layout.ts';
+import type { RememberedView } from '../remember/index.ts';
 
 export interface AccountView {
   username: string;
@@ -13,6 +14,8 @@ export interface AccountView {
   confirmable?: boolean;
   notice?: string;
   error?: string;
+  /** Browsers that keep the user signed in (`remember_me.enabled` only). */
+  remembered?: RememberedView[];
 }
 
 /** Base32 in groups of four, as people copy it by hand; apps ignore the spaces. */
@@ -93,5 +96,28 @@ ${setupForm(true)}
 ${cancel}`
         : setupForm(false)
 }`;
-  return renderPage(c, look, t.title, body, view.error ? 400 : 200);
+  const signOut = html`<h2>${look.text.logout.accountHeading}</h2>
+<p class="muted">${look.text.logout.accountIntro}</p>
+<form method="post" action="/account/security/sign-out">
+  ${csrf}
+  <div class="actions"><button type="submit" class="secondary" id="sign-out">${look.text.logout.signOut}</button></div>
+</form>`;
+  return renderPage(c, look, t.title, html`${body}${view.remembered ? rememberedList(look, csrf, view.remembered) : ''}
+${signOut}`, view.error ? 400 : 200);
+}
+
+/** The browsers that keep the user signed in, each with a "Forget" button. */
+function rememberedList(look: PageLook, csrf: ReturnType<typeof html>, list: RememberedView[]) {
+  const r = look.text.remember;
+  return html`<h2>${r.heading}</h2>
+<p>${r.intro}</p>
+${
+  list.length === 0
+    ? html`<p class="muted" id="remembered-none">${r.none}</p>`
+    : html`<ul class="remembered" id="remembered">${list.map(
+        (item) => html`<li data-id="${item.id}"><span><strong>${item.userAgent ?? '?'}</strong>${item.thisBrowser ? html` <span class="badge verified">${r.thisBrowser}</span>` : ''}
+<br><span class="muted">${item.addressPrefix ?? ''}${item.country ? ` (${item.country})` : ''} · ${r.lastUsed(day(item.lastUsedAt))} · ${r.until(day(item.expiresAt))}</span></span>
+<form method="post" action="/account/security/remembered/forget">${csrf}<input type="hidden" name="id" value="${item.id}"><button type="submit" class="secondary" aria-label="${r.forget}: ${item.userAgent ?? item.id}">${r.forget}</button></form></li>`,
+      )}</ul>`
+}`;
 }

@@ -94,6 +94,10 @@ export const STYLE = `
   ul.scopes li.high { background: var(--warn-bg); border-left: 4px solid var(--warn-line); }
   ul.scopes code, dd code { display: block; font-size: 0.8rem; color: var(--muted); }
   ul.scopes label { display: flex; gap: 0.45rem; align-items: center; margin: 0.4rem 0 0; font-weight: 600; }
+  label.check { display: flex; gap: 0.5rem; align-items: center; margin: 1rem 0 0; font-weight: 500; }
+  label.check input { width: 1.1rem; height: 1.1rem; margin: 0; accent-color: var(--primary); }
+  ul.remembered { list-style: none; padding: 0; margin: 0; } ul.remembered li { display: flex; justify-content: space-between; align-items: center; gap: 0.75rem; padding: 0.5rem 0; border-top: 1px solid var(--line); }
+  ul.remembered li:first-child { border-top: 0; } ul.remembered form { margin: 0; } ul.remembered button { padding: 0.35rem 0.8rem; font-size: 0.9rem; }
   .summary { margin-top: 1rem; }
   .agreement { padding: 0.75rem 0.9rem; border: 1px solid var(--line); border-radius: 10px;
     background: var(--soft); white-space: pre-wrap; }

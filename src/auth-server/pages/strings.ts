@@ -21,6 +21,19 @@ export interface Strings {
     wrongPassword: string;
     throttled: string;
   };
+  remember: {
+    keepSignedIn: string;
+    hint: string;
+    signInAgain: string;
+    heading: string;
+    intro: string;
+    none: string;
+    thisBrowser: string;
+    lastUsed: (day: Markup) => Markup;
+    until: (day: Markup) => Markup;
+    forget: string;
+    forgotten: string;
+  };
   consent: {
     title: string;
     heading: (client: Markup) => Markup;
@@ -132,6 +145,23 @@ export interface Strings {
     otherSession: string;
     unreadable: string;
   };
+  /** /logout (OpenID Connect RP-Initiated Logout 1.0) and the account page's sign-out. */
+  logout: {
+    title: string;
+    heading: (product: Markup) => Markup;
+    signedInAs: (username: Markup) => Markup;
+    requestedBy: (client: Markup) => Markup;
+    intro: string;
+    signOut: string;
+    stay: string;
+    doneTitle: string;
+    doneHeading: (product: Markup) => Markup;
+    doneText: string;
+    stayedTitle: string;
+    stayedText: string;
+    accountHeading: string;
+    accountIntro: string;
+  };
   error: {
     title: string;
     heading: string;
@@ -158,6 +188,19 @@ export const english: Strings = {
     submit: 'Sign in',
     wrongPassword: 'Wrong username or password.',
     throttled: 'Too many sign-in attempts. Wait a few minutes and try again.',
+  },
+  remember: {
+    keepSignedIn: 'Keep me signed in',
+    hint: 'Only on a device you do not share. You may still be asked for your password when something looks unusual.',
+    signInAgain: 'Please sign in again.',
+    heading: 'Browsers that keep you signed in',
+    intro: 'These browsers sign you in without your password while nothing looks unusual. Forget one you no longer use or do not recognise.',
+    none: 'None.',
+    thisBrowser: 'This browser',
+    lastUsed: (day) => html`last used ${day}`,
+    until: (day) => html`until ${day}`,
+    forget: 'Forget',
+    forgotten: 'The browser was forgotten: it will ask for your password.',
   },
   consent: {
     title: 'Allow access',
@@ -279,6 +322,22 @@ export const english: Strings = {
     setupExpired: 'This setup expired (after 10 minutes). Start again.',
     otherSession: 'This setup was started in another browser or session. Start again here.',
     unreadable: 'Your authenticator app cannot be checked right now. Ask an administrator to reset it.',
+  },
+  logout: {
+    title: 'Sign out',
+    heading: (product) => html`Sign out of ${product}?`,
+    signedInAs: (username) => html`You are signed in as ${username}.`,
+    requestedBy: (client) => html`${client} asks to sign you out.`,
+    intro: 'Signing out ends your session here and tells the applications you signed in to through it.',
+    signOut: 'Sign out',
+    stay: 'Stay signed in',
+    doneTitle: 'Signed out',
+    doneHeading: (product) => html`You are signed out of ${product}`,
+    doneText: 'You can close this window.',
+    stayedTitle: 'Still signed in',
+    stayedText: 'You are still signed in. You can close this window.',
+    accountHeading: 'Session',
+    accountIntro: 'Sign out of this browser and the applications you signed in to through it.',
   },
   error: {
     title: 'Request refused',
