@@ -6,8 +6,13 @@ import type { ServerContext } from './context.ts';
  * are read from the file by client id, never from stored metadata, so a client that registered
  * itself (RFC 7591, a metadata document) cannot claim them, whatever it sends.
  */
+const byId = new WeakMap<AuthServerConfig, Map<string, StaticClientConfig>>();
+
+/** One lookup per request (the token endpoint asks on every call): the file's clients by id, built once. */
 function configuredClient(config: AuthServerConfig, clientId: string): StaticClientConfig | undefined {
-  return config.clients.find((client) => client.client_id === clientId);
+  let clients = byId.get(config);
+  if (!clients) byId.set(config, (clients = new Map(config.clients.map((client) => [client.client_id, client]))));
+  return clients.get(clientId);
 }
 
 /** A first-party client of this deployment: its users are not asked for consent. */
