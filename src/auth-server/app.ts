@@ -6,6 +6,7 @@ import type { AppEnv, ServerContext } from './context.ts';
 import { bodyLimit } from './body-limit.ts';
 import { singleBearerCredential } from './bearer.ts';
 import { authorizeEndpoint } from './endpoints/authorize.ts';
+import { parEndpoint } from './endpoints/par.ts';
 import { interactionEndpoints } from './endpoints/interaction.ts';
 import { introspectEndpoint } from './endpoints/introspect.ts';
 import { metadataEndpoints } from './endpoints/metadata.ts';
@@ -28,7 +29,7 @@ import { UNAVAILABLE_RETRY_AFTER_SECONDS, unavailableReason } from '../store/una
 export const temporarilyUnavailable = () => new OAuthError('temporarily_unavailable', 'the service is temporarily unavailable; try again shortly');
 
 /** Endpoints that browser-based clients (MCP Inspector) call from the page (DESIGN §4). */
-const CORS_PATHS = ['/.well-known/*', '/jwks', '/register', '/register/*', '/token', '/revoke', '/userinfo'];
+const CORS_PATHS = ['/.well-known/*', '/jwks', '/register', '/register/*', '/token', '/par', '/revoke', '/userinfo'];
 
 /** Builds the authorization server's Hono app. Mountable in any Hono host. */
 export function createAuthServerApp(ctx: ServerContext, options: { adminToken?: string }): Hono<AppEnv> {
@@ -56,6 +57,7 @@ export function createAuthServerApp(ctx: ServerContext, options: { adminToken?: 
   metadataEndpoints(app, ctx);
   registerEndpoints(app, ctx);
   authorizeEndpoint(app, ctx);
+  parEndpoint(app, ctx);
   interactionEndpoints(app, ctx);
   tokenEndpoint(app, ctx);
   deviceEndpoints(app, ctx);

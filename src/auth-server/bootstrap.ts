@@ -112,6 +112,7 @@ export async function seedFromConfig(config: AuthServerConfig, store: Store, now
         jwks: client.jwks,
         jwks_uri: client.jwks_uri,
         ...(client.authentication_policy ? { authentication_policy: client.authentication_policy } : {}),
+        ...(client.require_pushed_authorization_requests || client.session_transfer ? { require_pushed_authorization_requests: true } : {}),
         ...configuredLogoutMetadata(client),
       },
       agent: agents.has(client.client_id) ? agentAttributes(client as StaticAgentConfig, existing?.agent) : undefined,

@@ -16,6 +16,7 @@ import type { Context } from 'hono';
 import { ADMIN_SCOPES, adminResourceId, adminScopeDescription, isAdminScope } from '../admin/scopes.ts';
 import { addressBucket, clientAddress, trustedProxyList } from './client-address.ts';
 import { limiterFactory, type LimiterFactory } from './limits.ts';
+import { checkClientFlags } from './client-flags.ts';
 
 /** A resource tokens can be issued for. The authorization server itself is one (for /userinfo). */
 export interface Resource {
@@ -100,6 +101,7 @@ export function endpointUrls(issuer: string) {
   const base = issuer.replace(/\/$/, '');
   return {
     authorization: `${base}/authorize`,
+    pushedAuthorization: `${base}/par`,
     token: `${base}/token`,
     registration: `${base}/register`,
     agentRegistration: `${base}/aiagent/register`,
@@ -192,6 +194,7 @@ export function createContext(parts: {
     const missing = missingAgreement(policy, agreements);
     if (missing) throw new Error(`policy ${policy.name}: unknown agreement ${missing}`);
   }
+  checkClientFlags(config);
   // Client restrictions, re-read at most every 2 s: a disable on another instance reaches this one
   // that fast, and the token path pays one query per 2 s, not one per token.
   let restricted = { byId: new Map<string, { disabledAt?: number; tokensValidAfter?: number; expiresAt?: number }>(), readAt: 0 };

@@ -34,6 +34,11 @@ export class Params {
     return (this.values.get(name) ?? []).filter((v) => v !== '');
   }
 
+  /** Every name and value, repeats included (a pushed request is stored as these). */
+  entries(): [string, string][] {
+    return [...this.values].flatMap(([k, list]) => list.map((v): [string, string] => [k, v]));
+  }
+
   toObject(): Record<string, string> {
     return Object.fromEntries([...this.values].map(([k, v]) => [k, v[0] ?? '']));
   }

@@ -20,6 +20,7 @@ import { limiterFactory } from './limits.ts';
 import { totpSealKey } from './totp-seal.ts';
 import { trustedProxyList } from './client-address.ts';
 import { publishRevocations } from './revocation-publisher.ts';
+import { checkClientFlags } from './client-flags.ts';
 import { useRiskEvaluator, type RiskEvaluator } from './remember/index.ts';
 
 export interface AuthServerHandle {
@@ -56,6 +57,7 @@ export async function startAuthServer(
   const env = options.env ?? process.env;
   // Settings that can be wrong are checked before anything is opened.
   trustedProxyList(config.trusted_proxies);
+  checkClientFlags(config);
   // The data dir holds the database, keys and secrets: only its owner may enter it.
   if (!existsSync(config.data_dir)) mkdirSync(config.data_dir, { recursive: true, mode: 0o700 });
   const driver = config.storage.driver ?? (env.DATABASE_URL ? 'postgres' : 'sqlite');

@@ -184,6 +184,32 @@ export const staticClientSchema = z.strictObject({
     .boolean()
     .default(false)
     .describe('Whether the client needs sid in logout tokens. Mandate always sends both sub and sid.'),
+  require_pushed_authorization_requests: z
+    .boolean()
+    .default(false)
+    .describe('The client must push its authorization requests to /par (RFC 9126 §6); /authorize without a request_uri is refused with invalid_request.'),
+  first_party: z
+    .boolean()
+    .default(false)
+    .describe('A client of this deployment (clients only, never agents or self-registered clients): its users are not shown the consent page (prompt=consent still shows it); sign-in and agreements still apply.'),
+  session_transfer: z
+    .boolean()
+    .default(false)
+    .describe(
+      "A session transfer client (docs/browser-sessions.md): it pushes a native app's access token to /par and the browser that opens the request_uri is signed in, then sent to return_to. It never gets a code or a token. Locked down at start: grant_types [authorization_code] only, no redirect_uris, not first_party, not an agent; allowed_return_urls and session_transfer_subject_clients must be set.",
+    ),
+  allowed_return_urls: z
+    .array(z.url({ protocol: /^https?$/ }))
+    .default([])
+    .describe('Session transfer clients: the URLs the browser may be sent to after the transfer (exact match, no pattern).'),
+  session_transfer_subject_clients: z
+    .array(clientRef)
+    .default([])
+    .describe('Session transfer clients: the clients (the native apps) whose user access tokens they accept as subject_token.'),
+  session_transfer_bind_address: z
+    .boolean()
+    .default(true)
+    .describe("Session transfer clients: the browser must come from the address (IPv6: the /64) that pushed the request (behind trusted_proxies, the forwarded client address). Turn off only for apps whose traffic leaves by another route than the browser's."),
 });
 
 export const staticAgentSchema = staticClientSchema.extend({
@@ -291,6 +317,13 @@ export const authServerConfigSchema = z.strictObject({
       fetches_per_host_per_minute: z.number().int().positive().default(30).describe('Document fetches per host and minute (a failed fetch is also remembered for 60 s): the server is no reflector.'),
     })
     .prefault({}),
+  par: z
+    .strictObject({
+      required: z.boolean().default(false).describe('Every client must use pushed authorization requests (RFC 9126 §5 require_pushed_authorization_requests); /authorize without a request_uri is refused.'),
+      request_uri_ttl: z.number().int().min(1).max(600).default(60).describe('Seconds a request_uri from /par stays usable (once). RFC 9126 §2.2 suggests a short lifetime: 5 to 600 seconds.'),
+    })
+    .prefault({})
+    .describe('Pushed authorization requests (RFC 9126) at <issuer>/par.'),
   cors: z
     .strictObject({
       allowed_origins: z.array(z.string()).default([]).describe('Browser origins allowed to call metadata, registration, token, JWKS and revocation endpoints.'),

@@ -42,6 +42,8 @@ export const clientMetadataSchema = z
     software_id: z.string().optional(),
     software_version: z.string().optional(),
     application_type: z.enum(['web', 'native']).optional(),
+    /** RFC 9126 §6: the client's authorization requests must be pushed to /par. */
+    require_pushed_authorization_requests: z.boolean().optional(),
     id_token_signed_response_alg: z.literal('ES256').optional(),
     /** Mandate extension: the resource used when an authorization request names none (DESIGN §3). */
     default_resource: z.string().url().optional(),

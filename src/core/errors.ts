@@ -23,6 +23,8 @@ export type OAuthErrorCode =
   | 'login_required'
   | 'consent_required'
   | 'interaction_required'
+  /** RFC 9101 §7 (used by RFC 9126 §4): the request_uri is unknown, expired, used, or not this client's. */
+  | 'invalid_request_uri'
   | 'slow_down'
   | 'authorization_pending'
   | 'expired_token'

@@ -76,7 +76,8 @@ describe('security: authorize', () => {
     { name: 'response_type code token (hybrid)', attack: back({ response_type: 'code token' }), status: 303, error: 'unsupported_response_type', auditReason: 'response_type must be code' },
     { name: 'response_type missing', attack: back({ response_type: undefined }), status: 303, error: 'unsupported_response_type', auditReason: 'response_type must be code' },
     { name: 'request object (JAR) not supported', attack: back({ request: 'eyJhbGciOiJub25lIn0.e30.' }), status: 303, error: 'invalid_request', auditReason: 'request objects are not supported' },
-    { name: 'request_uri not supported', attack: back({ request_uri: 'https://attacker.test/req' }), status: 303, error: 'invalid_request', auditReason: 'request objects are not supported' },
+    // RFC 9126 §4: a request_uri (from /par) comes alone with client_id; beside other parameters it is refused, unredirected.
+    { name: 'request_uri beside front-channel parameters', attack: direct({ request_uri: 'https://attacker.test/req' }), status: 400, error: 'invalid_request', auditReason: 'front-channel parameter response_type beside request_uri' },
     { name: 'scope the resource does not offer', attack: back({ scope: 'api:read' }), status: 303, error: 'invalid_scope', auditReason: `scope api:read is not offered by ${'https://mcp.example.test/mcp'}` },
     { name: 'unknown resource', attack: back({ resource: 'https://attacker.test/mcp' }), status: 303, error: 'invalid_target', auditReason: 'resource=https://attacker.test/mcp' },
     { name: "a resource's scope asked of the authorization server", attack: async () => back({ resource: as.issuer })(), status: 303, error: 'invalid_scope', auditReason: /^scope mcp:read is not offered by http:\/\/127\.0\.0\.1:\d+$/ },

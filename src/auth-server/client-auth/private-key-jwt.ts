@@ -109,7 +109,8 @@ function clientKeys(ctx: ServerContext, client: Client): JWTVerifyGetKey {
  */
 export async function verifyClientAssertion(ctx: ServerContext, client: Client, assertion: string, _endpointUrl: string): Promise<void> {
   const keys = clientKeys(ctx, client);
-  const accepted = new Set([ctx.issuer, `${ctx.issuer}/`, endpointUrls(ctx.issuer).token]);
+  // RFC 9126 §2: at /par, the PAR endpoint's URL is an accepted audience too.
+  const accepted = new Set([ctx.issuer, `${ctx.issuer}/`, endpointUrls(ctx.issuer).token, endpointUrls(ctx.issuer).pushedAuthorization]);
   let payload;
   try {
     ({ payload } = await jwtVerify(assertion, keys, {

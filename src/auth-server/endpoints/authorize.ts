@@ -2,77 +2,76 @@ import type { Context, Hono } from 'hono';
 import type { AppEnv } from '../context.ts';
 import { OAuthError } from '../../core/errors.ts';
 import { randomToken } from '../../core/encoding.ts';
-import { checkCodeChallenge } from '../../core/pkce.ts';
-import { matchRedirectUri } from '../../core/redirect-uri.ts';
-import { resolveResourceAndScope, unusableReason, type ServerContext } from '../context.ts';
+import type { ServerContext } from '../context.ts';
+import { checkAuthorizationRequest, mustPush, trustedClientAndRedirect } from '../authorization-request.ts';
+import { sessionTransferClient } from '../client-flags.ts';
 import { errorRedirect, saveInteraction, type Interaction } from '../interaction.ts';
+import { takePushedRequest } from '../par.ts';
 import { Params } from '../params.ts';
 import { errorPage, pageLook } from '../pages/layout.ts';
+import { completeTransfer } from '../session-transfer.ts';
+
+/** RFC 9126 §4: besides the request_uri, the front channel carries only client_id. */
+const FRONT_CHANNEL_WITH_REQUEST_URI = new Set(['client_id', 'request_uri']);
 
 /**
  * The authorization endpoint (OAuth 2.1 §4.1.1). Checks run in two phases. Until the client and
  * its redirect URI are trusted, errors are shown to the user and never redirected (an open
  * redirector otherwise). After that, errors go back to the client with `state` and `iss`.
+ * A `request_uri` from /par (RFC 9126 §4) stands for the whole request: its pushed parameters are
+ * checked again here, and a session transfer's push ends in a browser session, not a code.
  */
 export function authorizeEndpoint(app: Hono<AppEnv>, ctx: ServerContext) {
   const look = pageLook(ctx.config.branding);
-  const handle = async (c: Context, params: Params) => {
-    // Phase 1: who is asking, and where may we send the answer?
-    let client;
-    let redirectUri: string;
-    try {
-      const clientId = params.require('client_id');
-      client = await ctx.findClient(clientId);
-      if (!client) throw new OAuthError('invalid_client', 'the client is unknown', { reason: `client_id=${clientId}` });
-      const unusable = unusableReason(client, ctx.now());
-      if (unusable) throw new OAuthError('invalid_client', 'the client is disabled or has expired', { reason: unusable });
-      const requested = params.get('redirect_uri');
-      const registered = client.metadata.redirect_uris;
-      if (requested === undefined && registered.length !== 1) throw new OAuthError('invalid_request', 'redirect_uri is required');
-      redirectUri = requested ?? registered[0]!;
-      if (!matchRedirectUri(redirectUri, registered)) {
-        throw new OAuthError('invalid_request', 'redirect_uri is not registered for this client', { reason: `redirect_uri=${redirectUri}` });
+  /** An error shown to the user (JSON to a client that asks for it), never redirected. */
+  const shown = (c: Context, error: OAuthError, clientId: string | undefined) => {
+    if (!error.audited) refused(ctx, error, clientId);
+    const status = error.status === 403 ? 403 : 400;
+    if (c.req.header('accept')?.includes('application/json')) return c.json(error.toResponseObject(), status);
+    return errorPage(c, look, error.code, error.message, status);
+  };
+
+  const handle = async (c: Context, front: Params) => {
+    let params = front;
+    let pushed = false;
+    if (front.all('request_uri').length > 0) {
+      let clientId: string | undefined;
+      try {
+        clientId = front.require('client_id');
+        const extra = front.entries().find(([name]) => !FRONT_CHANNEL_WITH_REQUEST_URI.has(name));
+        if (extra) throw new OAuthError('invalid_request', 'a pushed request takes no other parameters at the authorization endpoint', { reason: `front-channel parameter ${extra[0]} beside request_uri` });
+        const request = await takePushedRequest(ctx, front.require('request_uri'), clientId);
+        if (request.transfer) {
+          const outcome = await completeTransfer(ctx, c, clientId, request.transfer);
+          return 'redirect' in outcome ? c.redirect(outcome.redirect, 303) : shown(c, outcome.error, clientId);
+        }
+        params = Params.fromSearch(new URLSearchParams(request.params));
+        pushed = true;
+      } catch (error) {
+        if (!(error instanceof OAuthError)) throw error;
+        return shown(c, error, clientId);
       }
+    } else if (sessionTransferClient(ctx, front.get('client_id') ?? '')) {
+      // Checked before the redirect URI: a transfer client has none, and comes only through /par.
+      return shown(c, new OAuthError('invalid_request', 'this client must push its request to /par', { reason: 'session transfer client without request_uri' }), front.get('client_id'));
+    }
+
+    // Phase 1: who is asking, and where may we send the answer?
+    let trusted;
+    try {
+      trusted = await trustedClientAndRedirect(ctx, params);
     } catch (error) {
       if (!(error instanceof OAuthError)) throw error;
-      refused(ctx, error, params.get('client_id'));
-      if (c.req.header('accept')?.includes('application/json')) return c.json(error.toResponseObject(), 400);
-      return errorPage(c, look, error.code, error.message);
+      return shown(c, error, params.get('client_id'));
     }
+    const { client, redirectUri } = trusted;
 
     // Phase 2: is the request itself acceptable?
     const state = params.get('state');
     try {
-      if (params.get('response_type') !== 'code') {
-        throw new OAuthError('unsupported_response_type', 'response_type must be code');
-      }
-      if (!client.metadata.grant_types.includes('authorization_code')) {
-        throw new OAuthError('unauthorized_client', 'the client may not use the authorization code grant');
-      }
-      if (params.get('request') || params.get('request_uri')) {
-        throw new OAuthError('invalid_request', 'request objects are not supported');
-      }
-      const codeChallenge = checkCodeChallenge(params.get('code_challenge'), params.get('code_challenge_method'));
-      const { resource, scopes } = resolveResourceAndScope(ctx, client, { resource: params.all('resource'), scope: params.get('scope') });
-      const prompt = (params.get('prompt') ?? '').split(' ').filter(Boolean);
-      if (prompt.includes('none') && prompt.length > 1) throw new OAuthError('invalid_request', 'prompt=none cannot be combined');
-      const maxAgeParam = params.get('max_age');
-      if (maxAgeParam !== undefined && !/^\d{1,9}$/.test(maxAgeParam)) throw new OAuthError('invalid_request', 'max_age must be a non-negative integer');
-      const interaction: Interaction = {
-        id: randomToken(16),
-        clientId: client.clientId,
-        redirectUri,
-        state,
-        nonce: params.get('nonce'),
-        scopes,
-        resource: resource.id,
-        codeChallenge,
-        prompt,
-        acr: ctx.authenticationPolicy(client.metadata.authentication_policy as string | undefined)?.name,
-        maxAge: maxAgeParam === undefined ? undefined : Number(maxAgeParam),
-        bind: randomToken(16),
-        csrf: randomToken(16),
-      };
+      // RFC 9126 §4: under a PAR-only policy (global or the client's), a request not pushed is refused.
+      if (!pushed && mustPush(ctx, client)) throw new OAuthError('invalid_request', 'this client must push its authorization requests to /par', { reason: 'pushed authorization request required' });
+      const interaction: Interaction = { ...checkAuthorizationRequest(ctx, client, redirectUri, params), id: randomToken(16), bind: randomToken(16), csrf: randomToken(16) };
       await saveInteraction(ctx, c, interaction);
       return c.redirect(`/interaction/${interaction.id}`, 303);
     } catch (error) {

@@ -22,6 +22,7 @@ import { errorPage, pageLook } from '../pages/layout.ts';
 import { clientView, consentView, scopesNeedingTick } from '../pages/consent-view.ts';
 import { loginPage } from '../pages/login.ts';
 import { narrowAdminAuthorization } from '../admin-roles.ts';
+import { isFirstParty } from '../client-flags.ts';
 import { afterPasswordSignIn, noteFailedSignIn, resumeRemembered } from '../remember/index.ts';
 
 /**
@@ -114,6 +115,9 @@ export function interactionEndpoints(app: Hono<AppEnv>, ctx: ServerContext) {
 
   const needsConsent = async (interaction: Interaction, session: Session) => {
     if (interaction.prompt.includes('consent')) return true;
+    // A first-party client of the configuration file (never a self-registered one) asks no consent;
+    // a device's request still does: the page is what shows the user which device they let in.
+    if (isFirstParty(ctx, interaction.clientId) && !interaction.deviceCodeHash) return false;
     const remembered = await ctx.store.consents.find(session.sub, interaction.clientId, interaction.resource);
     if (!remembered || !isSubset(interaction.scopes, parseScope(remembered.scope))) return true;
     // The tick rule holds for remembered consents too: a consent stored before a scope was marked

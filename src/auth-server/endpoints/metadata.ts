@@ -15,6 +15,9 @@ export function serverMetadata(ctx: ServerContext) {
   return {
     issuer: ctx.issuer,
     authorization_endpoint: urls.authorization,
+    // RFC 9126 §5: pushed authorization requests, and whether every client must use them.
+    pushed_authorization_request_endpoint: urls.pushedAuthorization,
+    require_pushed_authorization_requests: ctx.config.par.required,
     token_endpoint: urls.token,
     jwks_uri: urls.jwks,
     ...(ctx.config.registration.enabled && ctx.config.registration.dynamic_clients ? { registration_endpoint: urls.registration } : {}),

@@ -5,6 +5,7 @@ import { authenticateClient } from '../client-auth/index.ts';
 import { endpointUrls, type ServerContext } from '../context.ts';
 import { grants } from '../grants/index.ts';
 import { formParams } from '../params.ts';
+import { sessionTransferClient } from '../client-flags.ts';
 
 /** The token endpoint (OAuth 2.1 §3.2): authenticate the client, then hand over to the grant plug-in. */
 export function tokenEndpoint(app: Hono<AppEnv>, ctx: ServerContext) {
@@ -16,6 +17,8 @@ export function tokenEndpoint(app: Hono<AppEnv>, ctx: ServerContext) {
     if (!grant) throw new OAuthError('unsupported_grant_type', `grant_type ${grantType} is not supported`);
     const client = await authenticateClient(ctx, c, params, url);
     c.set('clientId', client.clientId);
+    // A session transfer client never gets a token, whatever grant it tries (docs/browser-sessions.md).
+    if (sessionTransferClient(ctx, client.clientId)) throw new OAuthError('unauthorized_client', 'this client gets no tokens', { reason: 'session transfer client at the token endpoint' });
     if (!client.metadata.grant_types.includes(grantType)) {
       throw new OAuthError('unauthorized_client', `the client is not registered for ${grantType}`);
     }
