@@ -176,18 +176,17 @@ describe('gateway web route: the pieces', () => {
 describe('gateway web route over https: the cookies are Secure', () => {
   let sso: WebSso;
   before(async () => {
-    sso = await startWebSso({ route: { public_url: 'https://apps.example.test' } });
+    sso = await startWebSso({ route: { public_url: 'https://apps.example.test' }, client: { redirect_uris: ['https://apps.example.test/app/callback'] } });
   });
   after(() => sso?.close());
 
-  it('the sign-in state cookie is __Secure-, Secure, HttpOnly, SameSite=Lax, Path=/app/; the redirect URI is on the public URL', async () => {
+  it('the sign-in state cookie is __Secure-, Secure, HttpOnly, SameSite=Lax, Path=/app/; the request is pushed (PAR) with the public redirect URI', async () => {
     const response = await fetch(`${sso.gatewayUrl}/app/reports?x=1`, { redirect: 'manual' });
-    assert.equal(response.status, 302);
+    assert.equal(response.status, 302, 'the AS accepted the pushed request: its redirect URI is the registered https one');
     const location = new URL(response.headers.get('location')!);
     assert.equal(`${location.origin}${location.pathname}`, `${sso.as.issuer}/authorize`);
-    assert.equal(location.searchParams.get('redirect_uri'), 'https://apps.example.test/app/callback');
-    assert.equal(location.searchParams.get('code_challenge_method'), 'S256');
-    assert.ok(location.searchParams.get('nonce') && location.searchParams.get('state'));
+    assert.equal(location.searchParams.get('client_id'), 'web-app');
+    assert.match(location.searchParams.get('request_uri') ?? '', /^urn:ietf:params:oauth:request_uri:/);
     const cookie = response.headers.get('set-cookie')!;
     assert.match(cookie, /^__Secure-mandate_web_signin=v1\.[\w-]+\.[\w-]+;/);
     for (const attribute of ['Max-Age=600', 'Path=/app/', 'HttpOnly', 'Secure', 'SameSite=Lax']) assert.ok(cookie.split('; ').includes(attribute), `${attribute} in ${cookie}`);
@@ -221,5 +220,25 @@ describe('gateway web route over https: the cookies are Secure', () => {
   it('the app refuses a request that did not come through the gateway', async () => {
     const response = await fetch(sso.app.url, { headers: { 'x-mandate-identity': 'forged' } });
     assert.equal(response.status, 401);
+  });
+});
+
+describe('gateway web route: the AS refuses the pushed request', () => {
+  let sso: WebSso;
+  before(async () => {
+    // The route's redirect URI (on this public URL) is not registered for the client.
+    sso = await startWebSso({ route: { public_url: 'https://unregistered.example.test' } });
+  });
+  after(() => sso?.close());
+
+  it('502 page, nothing stored in the browser; audited as par_failed with the AS error', async () => {
+    const response = await fetch(sso.start, { redirect: 'manual' });
+    assert.equal(response.status, 502);
+    assert.match(await response.text(), /refused to start the sign-in/);
+    assert.equal(response.headers.get('set-cookie'), null);
+    const event = (await sso.auditEvents()).find((e) => e.path === '/app/')!;
+    assert.equal(event.decision, 'error');
+    assert.equal(event.rejection, 'par_failed');
+    assert.match(String(event.reason), /^the pushed authorization request failed: invalid_\w+/);
   });
 });

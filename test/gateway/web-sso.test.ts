@@ -39,8 +39,12 @@ describe('gateway web route: sign-in, rules, sign-out (Chromium)', needsChromium
   it('anonymous → AS login → back at the page asked for, signed in; the session cookie is HttpOnly, SameSite=Lax, Path=/app/', async () => {
     const context = await browser.newContext();
     const page = await context.newPage();
+    // The AS offers PAR (RFC 9126): the browser is sent with only client_id and request_uri.
+    const first = await page.request.get(`${sso.gatewayUrl}/app/?tab=1`, { maxRedirects: 0 });
+    const authorize = new URL(first.headers().location!);
+    assert.deepEqual([...authorize.searchParams.keys()].sort(), ['client_id', 'request_uri']);
     const steps = await signInThroughGateway(page, `${sso.gatewayUrl}/app/?tab=1`, sso.gatewayUrl);
-    assert.equal(steps[0], 'login');
+    assert.deepEqual(steps, ['login'], 'a first-party client: the password, no consent page');
     assert.equal(page.url(), `${sso.gatewayUrl}/app/?tab=1`, 'back where the person was going');
     assert.equal(await page.locator('h1').first().innerText(), 'Signed in as Demo User');
     assert.match(await page.locator('body').innerText(), /demo@example\.com/);

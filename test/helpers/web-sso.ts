@@ -49,6 +49,8 @@ export async function startWebSso(options: { route?: Partial<WebRouteInput>; as?
         client_name: 'Example web app',
         client_secret_env: 'WEB_SSO_CLIENT_SECRET',
         redirect_uris: [`${gatewayUrl}/app/callback`],
+        // As in the demo: the gateway's client is first-party (no consent page; the person still signs in).
+        first_party: true,
         post_logout_redirect_uris: [`${gatewayUrl}/app/signed-out`],
         backchannel_logout_uri: `${gatewayUrl}/app/backchannel-logout`,
         ...(options.client ?? {}),

@@ -101,10 +101,12 @@ function webRouteHandler(route: CompiledWebRoute, deps: WebDependencies) {
     try {
       started = await route.rp.startSignIn();
     } catch (error) {
+      const refused = error instanceof RelyingPartyError && error.rejection === 'par_failed';
       event.decision = 'error';
-      event.rejection = 'as_unavailable';
+      event.rejection = refused ? 'par_failed' : 'as_unavailable';
       event.reason = (error as Error).message;
-      return send(c, await signInFailedPage({ status: 503, message: 'The sign-in service cannot be reached right now.', retry: `${url.pathname}${url.search}` }));
+      const message = refused ? 'The sign-in service refused to start the sign-in.' : 'The sign-in service cannot be reached right now.';
+      return send(c, await signInFailedPage({ status: refused ? 502 : 503, message, retry: `${url.pathname}${url.search}` }));
     }
     await deps.store.putPending(started.state, { route: config.path, codeVerifier: started.codeVerifier, nonce: started.nonce, returnTo: safeReturn(`${url.pathname}${url.search}`, config.path), createdAt: now() }, SIGN_IN_TTL_SECONDS);
     // The state is also sealed into a cookie: the callback completes only in the browser that began it (login CSRF).

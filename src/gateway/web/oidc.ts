@@ -29,7 +29,7 @@ export interface SignedIn {
 /** Why a sign-in or logout message was refused: written to the audit log, never shown in full. */
 export class RelyingPartyError extends Error {
   constructor(
-    readonly rejection: 'signin_failed' | 'signin_denied' | 'as_unavailable' | 'logout_token_invalid' | 'refresh_failed',
+    readonly rejection: 'signin_failed' | 'signin_denied' | 'as_unavailable' | 'par_failed' | 'logout_token_invalid' | 'refresh_failed',
     message: string,
   ) {
     super(message);
@@ -106,7 +106,9 @@ export class RelyingParty {
         endpoint.searchParams.set('client_id', this.options.clientId);
         endpoint.searchParams.set('request_uri', pushed.request_uri);
       } catch (error) {
-        throw new RelyingPartyError('as_unavailable', `the pushed authorization request failed: ${describe(error)}`);
+        // An OAuth error from /par is the AS refusing this request (a redirect URI it does not know…).
+        const refused = error instanceof oauth.ResponseBodyError;
+        throw new RelyingPartyError(refused ? 'par_failed' : 'as_unavailable', `the pushed authorization request failed: ${describe(error)}`);
       }
     } else {
       for (const [name, value] of Object.entries(params)) endpoint.searchParams.set(name, value);
