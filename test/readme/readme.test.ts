@@ -165,7 +165,9 @@ describe('README walkthroughs, run in order against a demo on free ports', () =>
             for (const [page] of blockText().matchAll(approvalPage)) {
               if (seen.has(page)) continue;
               seen.add(page);
-              signIns.push(approveAsDemo(issuer, page));
+              // On the list, the call this block made: the one its CLI printed ("… needs your approval: <summary>").
+              const summary = /needs your approval: (.+)$/m.exec(blockText())?.[1]?.trim();
+              signIns.push(approveAsDemo(issuer, page, summary));
             }
           }
           if (out.slice(outStart).includes(done) && err.slice(errStart).includes(done)) break;
@@ -258,14 +260,16 @@ describe('README walkthroughs, run in order against a demo on free ports', () =>
 
 /**
  * What the person does with an approval link or the pending approvals page: signs in as demo/demo
- * and approves (the first pending call, on the list), typing the password again.
+ * and approves (on the list, the pending call with that summary, else the first), typing the password again.
  */
-async function approveAsDemo(issuer: string, url: string): Promise<void> {
+async function approveAsDemo(issuer: string, url: string, summary?: string): Promise<void> {
   const browser = new FormBrowser(issuer);
   let page = await browser.open(url);
   if (page.html.includes('name="username"')) page = await browser.submit(page, { username: 'demo', password: 'demo' });
   if (url.endsWith('/approvals')) {
-    const link = /href="(\/approve\/[A-Za-z0-9_-]+)"/.exec(page.html)?.[1];
+    // Two calls held in the same second are listed in either order: take the one with this summary.
+    const links = [...page.html.matchAll(/href="(\/approve\/[A-Za-z0-9_-]+)"><bdi>([^<]*)<\/bdi>/g)];
+    const link = (summary === undefined ? links[0] : links.find(([, , text]) => text === summary))?.[1];
     assert.ok(link, `no pending approval listed at ${url}: ${page.html.slice(0, 2000)}`);
     page = await browser.open(link);
   }
