@@ -144,6 +144,12 @@ const USAGE = `Usage: mandate demo [--port-offset N] [--data-dir DIR]
  * server, the gateway in front of the banking MCP server, the Todo API and the Todo MCP server —
  * in one process; Ctrl-C stops everything.
  */
+/** The demo gateway's environment: the secrets of its clients at the AS (generated on first start). */
+export function demoGatewayEnv(config: Awaited<ReturnType<typeof demoConfigs>>['auth'], env: NodeJS.ProcessEnv = process.env): NodeJS.ProcessEnv {
+  const secret = (id: string) => clientSecretFor(config, config.clients.find((client) => client.client_id === id)!);
+  return { ...env, MANDATE_GATEWAY_CLIENT_SECRET: secret('gateway'), MANDATE_WEB_APP_CLIENT_SECRET: secret('web-app') };
+}
+
 export async function demoCommand(args: string[]): Promise<number> {
   if (args.includes('--help') || args.includes('-h')) {
     process.stdout.write(USAGE);
@@ -161,9 +167,7 @@ export async function demoCommand(args: string[]): Promise<number> {
   };
   try {
     const todoMcpClient = config.clients.find((client) => client.client_id === 'todo-mcp')!;
-    const gatewayClient = config.clients.find((client) => client.client_id === 'gateway')!;
-    const webAppClient = config.clients.find((client) => client.client_id === 'web-app')!;
-    const gatewayEnv = { ...process.env, MANDATE_GATEWAY_CLIENT_SECRET: clientSecretFor(config, gatewayClient), MANDATE_WEB_APP_CLIENT_SECRET: clientSecretFor(config, webAppClient) };
+    const gatewayEnv = demoGatewayEnv(config);
     const [banking, todoApi, todoMcp, webApp, gateway] = await Promise.all([
       startBankingServer({ port: DEMO_PORTS.banking + options.portOffset }),
       startTodoApi({ issuer: urls.issuer, resource: urls.todoApi, port: DEMO_PORTS.todoApi + options.portOffset }),

@@ -10,9 +10,8 @@ import { ErrorCode, UrlElicitationRequiredError } from '@modelcontextprotocol/sd
 import { Secret, TOTP } from 'otpauth';
 import type { Browser, Page } from 'playwright-core';
 import { startBankingServer, type BankingServer } from '../../examples/banking/server.ts';
-import { clientSecretFor } from '../../src/auth-server/bootstrap.ts';
 import { startAuthServer } from '../../src/auth-server/server.ts';
-import { DEMO_PORTS, demoConfigs } from '../../src/cli/demo.ts';
+import { DEMO_PORTS, demoConfigs, demoGatewayEnv } from '../../src/cli/demo.ts';
 import { startGateway, type GatewayHandle } from '../../src/gateway/node/server.ts';
 import { agentCli } from '../helpers/agent-cli.ts';
 import { basic, decodeJwt } from '../helpers/auth-server.ts';
@@ -55,9 +54,8 @@ describe('high-risk actions end to end (the demo configuration: real AS, gateway
     transfers.limit = 1000;
     auth = await startAuthServer(configs.auth);
     issuer = auth.ctx.issuer;
-    const gatewayClient = configs.auth.clients.find((client) => client.client_id === 'gateway')!;
     bank = await startBankingServer({ port: DEMO_PORTS.banking + offset });
-    gateway = await startGateway(configs.gateway, { log: auth.ctx.log, env: { ...process.env, MANDATE_GATEWAY_CLIENT_SECRET: clientSecretFor(configs.auth, gatewayClient) } });
+    gateway = await startGateway(configs.gateway, { log: auth.ctx.log, env: demoGatewayEnv(configs.auth) });
     mcpUrl = `http://localhost:${DEMO_PORTS.gateway + offset}/mcp`;
     auditFile = configs.gateway.audit.file!;
     agentSecret = readFileSync(join(dataDir, 'secrets', 'sample-agent.secret'), 'utf8').trim();
