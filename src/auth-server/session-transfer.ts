@@ -4,7 +4,7 @@ import { checkCodeChallenge } from '../core/pkce.ts';
 import type { ClientRecord } from '../store/types.ts';
 import type { SessionTransferClient } from './client-flags.ts';
 import type { ServerContext } from './context.ts';
-import { startSession } from './interaction.ts';
+import { currentSession, startSession } from './interaction.ts';
 import type { Params } from './params.ts';
 import { lookupToken } from './token-lookup.ts';
 
@@ -163,6 +163,10 @@ export async function completeTransfer(ctx: ServerContext, c: Context, clientId:
   }
   const problem = await inactiveReason(ctx, request);
   if (problem) return refuse('invalid_request', problem);
+  // Never a swap of users: a request_uri pushed with someone else's token (an attacker behind the
+  // same NAT as the victim) must not replace the session this browser already has (login CSRF).
+  const existing = await currentSession(ctx, c);
+  if (existing && existing.sub !== request.sub) return refuse('access_denied', `browser signed in as another user (sub=${existing.sub})`);
   // Single use of the token for transfers: of two visits racing with two request_uris, one wins.
   const first = await ctx.cache.add(usedKey(request.jti), 1, Math.max(request.exp - ctx.now(), 1) + 60);
   if (!first) return refuse('invalid_request', 'subject token already used for a session transfer');

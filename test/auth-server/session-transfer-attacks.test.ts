@@ -1,0 +1,91 @@
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import { FormBrowser } from '../helpers/browser-driver.ts';
+import { DEMO_PASSWORD_HASH, pkcePair, postForm, startTestAuthServer, type TestAuthServer } from '../helpers/auth-server.ts';
+
+/**
+ * Session transfer as an attacker would use it (security review of issue 15). Each refusal asserts
+ * the status, the error code and the audit event's reason.
+ */
+const APP_REDIRECT = 'http://127.0.0.1:4000/callback';
+const RETURN_TO = 'http://127.0.0.1:4001/app/';
+const TOKEN_TYPE = 'urn:ietf:params:oauth:token-type:access_token';
+/** The victim and the attacker share one public address (a carrier-grade NAT, a café's Wi-Fi). */
+const SHARED_NAT = '203.0.113.7';
+
+describe('session transfer: attacks', () => {
+  let as: TestAuthServer;
+
+  before(async () => {
+    as = await startTestAuthServer({
+      trusted_proxies: ['127.0.0.1'],
+      users: [
+        { username: 'victim', password_hash: DEMO_PASSWORD_HASH },
+        { username: 'attacker', password_hash: DEMO_PASSWORD_HASH },
+      ],
+      clients: [
+        { client_id: 'native-app', token_endpoint_auth_method: 'none', redirect_uris: [APP_REDIRECT], grant_types: ['authorization_code'] },
+        { client_id: 'session-transfer', token_endpoint_auth_method: 'none', grant_types: ['authorization_code'], session_transfer: true, allowed_return_urls: [RETURN_TO], session_transfer_subject_clients: ['native-app'] },
+      ],
+    });
+  });
+  after(async () => as?.close());
+
+  async function appToken(username: string): Promise<string> {
+    const { verifier, challenge } = pkcePair();
+    const query = new URLSearchParams({ response_type: 'code', client_id: 'native-app', redirect_uri: APP_REDIRECT, code_challenge: challenge, code_challenge_method: 'S256', resource: as.resource, scope: 'mcp:read' });
+    const back = await new FormBrowser(as.issuer).authorize(`${as.issuer}/authorize?${query}`, { username, password: 'demo' });
+    const res = await postForm(`${as.issuer}/token`, { grant_type: 'authorization_code', code: back.searchParams.get('code')!, redirect_uri: APP_REDIRECT, client_id: 'native-app', code_verifier: verifier });
+    assert.equal(res.status, 200, res.text);
+    return res.json.access_token as string;
+  }
+
+  const push = async (token: string) => {
+    const res = await postForm(
+      `${as.issuer}/par`,
+      { client_id: 'session-transfer', response_type: 'code', scope: 'session_transfer', code_challenge: pkcePair().challenge, code_challenge_method: 'S256', subject_token: token, subject_token_type: TOKEN_TYPE, return_to: RETURN_TO },
+      { 'x-forwarded-for': SHARED_NAT },
+    );
+    assert.equal(res.status, 201, res.text);
+    return res.json.request_uri as string;
+  };
+
+  const visit = async (requestUri: string, cookie = '') => {
+    const res = await fetch(`${as.issuer}/authorize?client_id=session-transfer&request_uri=${encodeURIComponent(requestUri)}`, {
+      redirect: 'manual',
+      headers: { accept: 'application/json', 'x-forwarded-for': SHARED_NAT, ...(cookie ? { cookie } : {}) },
+    });
+    const body = res.status === 303 ? {} : ((await res.json()) as { error?: string });
+    const session = /mandate_session=([^;]*)/.exec(res.headers.getSetCookie().join('; '))?.[1];
+    return { status: res.status, error: body.error, session };
+  };
+
+  const lastAudit = async (type: string) => {
+    await as.ctx.audit.flush();
+    return (await as.store.audit.list({ type }))[0];
+  };
+
+  it("an attacker's request_uri opened by a signed-in victim behind the same address does not swap the victim's session → 403 access_denied", async () => {
+    // The victim's own transfer: the victim's browser holds a session for the victim.
+    const own = await visit(await push(await appToken('victim')));
+    assert.equal(own.status, 303);
+    assert.ok(own.session, 'the victim has a session');
+    const victimSub = (await as.store.users.findByUsername('victim'))!.sub;
+
+    // The attacker pushes their own token (from the shared address) and makes the victim open the URL.
+    const forged = await visit(await push(await appToken('attacker')), `mandate_session=${own.session}`);
+    assert.deepEqual([forged.status, forged.error], [403, 'access_denied']);
+    assert.equal(forged.session, undefined, 'no session cookie set');
+    assert.equal((await lastAudit('session_transfer.refused'))?.reason, `browser signed in as another user (sub=${victimSub})`);
+
+    // The victim is still the victim.
+    const session = await as.ctx.cache.get<{ sub: string }>(`session:${own.session}`);
+    assert.equal(session?.sub, victimSub);
+  });
+
+  it('the same user transferring again into a browser they are signed in to is fine', async () => {
+    const first = await visit(await push(await appToken('victim')));
+    const again = await visit(await push(await appToken('victim')), `mandate_session=${first.session}`);
+    assert.equal(again.status, 303);
+  });
+});
