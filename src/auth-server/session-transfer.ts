@@ -3,7 +3,7 @@ import { OAuthError } from '../core/errors.ts';
 import { checkCodeChallenge } from '../core/pkce.ts';
 import type { ClientRecord } from '../store/types.ts';
 import type { SessionTransferClient } from './client-flags.ts';
-import type { ServerContext } from './context.ts';
+import { unusableReason, type ServerContext } from './context.ts';
 import { currentSession, startSession } from './interaction.ts';
 import type { Params } from './params.ts';
 import { lookupToken } from './token-lookup.ts';
@@ -155,8 +155,12 @@ async function inactiveReason(ctx: ServerContext, request: TransferRequest): Pro
  * transfer client has no redirect URI to send an error to.
  */
 export async function completeTransfer(ctx: ServerContext, c: Context, clientId: string, request: TransferRequest): Promise<{ redirect: string } | { error: OAuthError }> {
-  const refuse = (code: 'access_denied' | 'invalid_request', reason: string) =>
-    ({ error: refused(ctx, clientId, new OAuthError(code, code === 'access_denied' ? 'the session could not be transferred to this browser' : 'the session transfer is no longer valid', { reason }), request.sub) });
+  const descriptions = { access_denied: 'the session could not be transferred to this browser', invalid_request: 'the session transfer is no longer valid', invalid_client: 'the client is disabled or has expired' };
+  const refuse = (code: 'access_denied' | 'invalid_request' | 'invalid_client', reason: string) => ({ error: refused(ctx, clientId, new OAuthError(code, descriptions[code], { reason }), request.sub) });
+  // The transfer client may have been disabled since the push (an administrator stopping transfers).
+  const transferClient = await ctx.findClient(clientId);
+  const unusable = transferClient ? unusableReason(transferClient, ctx.now()) : 'client unknown';
+  if (unusable) return refuse('invalid_client', `transfer client: ${unusable}`);
   if (request.bindAddress) {
     const address = ctx.clientAddress(c);
     if (!sameAddress(address, request.address)) return refuse('access_denied', `address mismatch: pushed from ${request.address}, browser at ${address}`);

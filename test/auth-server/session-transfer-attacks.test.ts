@@ -88,4 +88,14 @@ describe('session transfer: attacks', () => {
     const again = await visit(await push(await appToken('victim')), `mandate_session=${first.session}`);
     assert.equal(again.status, 303);
   });
+
+  // Last: the transfer client stays disabled.
+  it('a transfer client disabled after the push → 400 invalid_client at the visit, no session', async () => {
+    const requestUri = await push(await appToken('victim'));
+    await as.store.clients.update('session-transfer', { disabledAt: as.ctx.now() });
+    const res = await visit(requestUri);
+    assert.deepEqual([res.status, res.error], [400, 'invalid_client']);
+    assert.equal(res.session, undefined, 'no session cookie set');
+    assert.equal((await lastAudit('session_transfer.refused'))?.reason, 'transfer client: client is disabled');
+  });
 });
