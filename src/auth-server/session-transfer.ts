@@ -4,7 +4,8 @@ import { checkCodeChallenge } from '../core/pkce.ts';
 import type { ClientRecord } from '../store/types.ts';
 import type { SessionTransferClient } from './client-flags.ts';
 import { unusableReason, type ServerContext } from './context.ts';
-import { currentSession, startSession } from './interaction.ts';
+import { adminResourceId } from '../admin/scopes.ts';
+import { currentSession, startSession, type Session } from './interaction.ts';
 import type { Params } from './params.ts';
 import { lookupToken } from './token-lookup.ts';
 
@@ -186,4 +187,14 @@ export async function completeTransfer(ctx: ServerContext, c: Context, clientId:
     data: { subject_client: request.subjectClient, return_to: request.returnTo, sid: session.sid },
   });
   return { redirect: request.returnTo };
+}
+
+/**
+ * Why a transferred session must not serve this authorization request without the password typed
+ * in this browser, if it must not: it stands for a bearer token of the app (whatever that token's
+ * scope), so it never opens the admin resource by itself — a stolen app token is no admin console.
+ */
+export function transferredSessionLimit(ctx: Pick<ServerContext, 'issuer'>, session: Pick<Session, 'amr'>, resource: string): string | undefined {
+  if (!session.amr?.includes('session_transfer')) return undefined;
+  return resource === adminResourceId(ctx.issuer) ? 'the admin resource needs a password sign-in; the session came from a session transfer' : undefined;
 }

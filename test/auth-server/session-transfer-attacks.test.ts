@@ -9,6 +9,7 @@ import { DEMO_PASSWORD_HASH, pkcePair, postForm, startTestAuthServer, type TestA
  */
 const APP_REDIRECT = 'http://127.0.0.1:4000/callback';
 const RETURN_TO = 'http://127.0.0.1:4001/app/';
+const CONSOLE_REDIRECT = 'http://127.0.0.1:4002/callback';
 const TOKEN_TYPE = 'urn:ietf:params:oauth:token-type:access_token';
 /** The victim and the attacker share one public address (a carrier-grade NAT, a café's Wi-Fi). */
 const SHARED_NAT = '203.0.113.7';
@@ -22,9 +23,11 @@ describe('session transfer: attacks', () => {
       users: [
         { username: 'victim', password_hash: DEMO_PASSWORD_HASH },
         { username: 'attacker', password_hash: DEMO_PASSWORD_HASH },
+        { username: 'boss', password_hash: DEMO_PASSWORD_HASH, roles: ['admin:write'] },
       ],
       clients: [
         { client_id: 'native-app', token_endpoint_auth_method: 'none', redirect_uris: [APP_REDIRECT], grant_types: ['authorization_code'] },
+        { client_id: 'console', token_endpoint_auth_method: 'none', redirect_uris: [CONSOLE_REDIRECT], grant_types: ['authorization_code'], first_party: true },
         { client_id: 'session-transfer', token_endpoint_auth_method: 'none', grant_types: ['authorization_code'], session_transfer: true, allowed_return_urls: [RETURN_TO], session_transfer_subject_clients: ['native-app'] },
       ],
     });
@@ -87,6 +90,33 @@ describe('session transfer: attacks', () => {
     const first = await visit(await push(await appToken('victim')));
     const again = await visit(await push(await appToken('victim')), `mandate_session=${first.session}`);
     assert.equal(again.status, 303);
+  });
+
+  it("an admin's app token (mcp:read) transferred into a browser opens no admin token without the password", async () => {
+    const transferred = await visit(await push(await appToken('boss')));
+    assert.equal(transferred.status, 303);
+    const cookie = `mandate_session=${transferred.session}`;
+    const authorize = (extra: Record<string, string>) =>
+      fetch(
+        `${as.issuer}/authorize?${new URLSearchParams({ response_type: 'code', client_id: 'console', redirect_uri: CONSOLE_REDIRECT, code_challenge: pkcePair().challenge, code_challenge_method: 'S256', resource: `${as.issuer}/admin`, scope: 'admin:read admin:write', state: 's', ...extra })}`,
+        { redirect: 'manual', headers: { cookie } },
+      );
+    const follow = async (res: Response) => {
+      const bind = res.headers.getSetCookie().map((c) => c.split(';')[0]).join('; ');
+      return fetch(new URL(res.headers.get('location')!, as.issuer), { redirect: 'manual', headers: { cookie: `${cookie}; ${bind}` } });
+    };
+    // prompt=none: no code, login_required at the console's redirect URI.
+    const silent = await follow(await authorize({ prompt: 'none' }));
+    assert.equal(silent.status, 303);
+    const back = new URL(silent.headers.get('location')!);
+    assert.equal(back.origin + back.pathname, CONSOLE_REDIRECT);
+    assert.deepEqual([back.searchParams.get('error'), back.searchParams.get('code')], ['login_required', null]);
+    const event = await lastAudit('authorize.password_required');
+    assert.deepEqual([event?.error, event?.reason], ['login_required', 'the admin resource needs a password sign-in; the session came from a session transfer']);
+    // Otherwise: the password page.
+    const page = await follow(await authorize({}));
+    assert.equal(page.status, 200);
+    assert.match(await page.text(), /name="password"/);
   });
 
   // Last: the transfer client stays disabled.
