@@ -41,15 +41,24 @@ const evaluatorOf = (ctx: ServerContext) => {
   return evaluator;
 };
 
-/** Asks the evaluator; one that fails or answers nonsense counts as high risk (never a blocked sign-in). */
+/** How long an evaluator may take: a risk service that hangs must not hang the sign-in with it. */
+export const EVALUATOR_TIMEOUT_MS = 3000;
+
+/** Asks the evaluator; one that fails, hangs or answers nonsense counts as high risk (never a blocked sign-in). */
 async function assess(ctx: ServerContext, signals: RiskSignals): Promise<RiskAssessment> {
+  let timer: NodeJS.Timeout | undefined;
   try {
-    const result = await evaluatorOf(ctx).evaluate(signals);
+    const late = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new Error(`no answer within ${EVALUATOR_TIMEOUT_MS} ms`)), EVALUATOR_TIMEOUT_MS);
+    });
+    const result = await Promise.race([Promise.resolve().then(() => evaluatorOf(ctx).evaluate(signals)), late]);
     if (!['low', 'medium', 'high'].includes(result?.level) || typeof result.score !== 'number') throw new Error('malformed assessment');
     return { score: result.score, level: result.level, reasons: Array.isArray(result.reasons) ? result.reasons.map(String) : [] };
   } catch (error) {
     ctx.log.warn({ err: error }, 'risk evaluator failed; treated as high risk');
     return { score: 100, level: 'high', reasons: ['evaluator_failed'] };
+  } finally {
+    clearTimeout(timer);
   }
 }
 
