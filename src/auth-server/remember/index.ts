@@ -5,7 +5,8 @@ import type { ServerContext } from '../context.ts';
 import { startSession, type Interaction, type Session } from '../interaction.ts';
 import { deleteRememberCookie, deviceHash, ensureDevice, hasRememberCookie, readRememberCookie, setRememberCookie, tokenHash } from './cookies.ts';
 import { builtInRiskEvaluator, type RiskAssessment, type RiskEvaluator, type RiskSignals } from './risk.ts';
-import { history, requestContext } from './signals.ts';
+import { history, requestContext, update } from './signals.ts';
+import { endSessionsAndNotify } from '../sign-out.ts';
 
 export type { RiskAssessment, RiskContext, RiskEvaluator, RiskLevel, RiskSignals } from './risk.ts';
 export { builtInRiskEvaluator } from './risk.ts';
@@ -27,6 +28,10 @@ export const REMEMBERED_AMR = 'remembered';
  * allow `tokens.refresh_reuse_grace`).
  */
 export const ROTATION_GRACE_SECONDS = 10;
+
+/** The sessions a remembered sign-in opened (their sids), ended if its cookie turns out stolen. */
+const sessionsKey = (id: string) => `remembered-sessions:${id}`;
+const MAX_TRACKED_SESSIONS = 50;
 
 const evaluators = new WeakMap<ServerContext, RiskEvaluator>();
 
@@ -184,7 +189,11 @@ export async function resumeRemembered(ctx: ServerContext, c: Context, interacti
     // A rotated (or never issued) value for a live record: someone kept an old copy. The record dies,
     // so neither the thief nor the user is signed in by it; the user signs in with the password.
     await ctx.store.remembered.delete(record.id);
-    return refuse({ type: 'remember_me.reuse_detected', sub: record.sub, reason: 'a rotated remember cookie was presented again; the remembered sign-in is revoked', data: { remembered_id: record.id, same_device: sameDevice } });
+    // Whoever used it first may be the thief: the sessions it opened end too (their grants revoked).
+    const sids = (await ctx.cache.get<string[]>(sessionsKey(record.id))) ?? [];
+    await ctx.cache.delete(sessionsKey(record.id));
+    for (const sid of sids) await endSessionsAndNotify(ctx, record.sub, sid, { via: 'remember_reuse', revoke: 'session', audit: { remembered_id: record.id } });
+    return refuse({ type: 'remember_me.reuse_detected', sub: record.sub, reason: 'a rotated remember cookie was presented again; the remembered sign-in is revoked', data: { remembered_id: record.id, same_device: sameDevice, sessions_ended: sids.length } });
   }
   const user = await ctx.store.users.findBySub(record.sub);
   if (!user) {
@@ -215,6 +224,7 @@ export async function resumeRemembered(ctx: ServerContext, c: Context, interacti
     setRememberCookie(ctx, c, record.id, token, record.expiresAt);
   }
   const session = await startSession(ctx, c, user, { amr: [...new Set([...record.amr, REMEMBERED_AMR])], authTime: record.authTime });
+  await update<string[]>(ctx.cache, sessionsKey(record.id), ctx.config.tokens.session_ttl, (sids) => [...(sids ?? []), session.sid].slice(-MAX_TRACKED_SESSIONS));
   await h.trust(user.sub, record.deviceHash, context);
   ctx.audit.record({ at: now, type: 'remember_me.used', outcome: 'success', clientId, sub: user.sub, data: auditData(signals, assessment, { remembered_id: record.id, rotated: current }) });
   return { session };
