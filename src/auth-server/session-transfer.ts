@@ -97,6 +97,10 @@ export async function checkTransferPush(ctx: ServerContext, c: Context, client: 
     if (found?.kind !== 'access_token') throw bad('invalid_request', 'the subject token is not active', 'subject token inactive (unknown, expired or revoked)');
     const { claims } = found;
     if (!settings.subjectClients.includes(claims.client_id)) throw bad('invalid_request', 'the subject token was not issued to an accepted client', `subject token client ${claims.client_id} is not accepted`);
+    // A token for a resource server that is not named: that server could replay what it receives.
+    const audiences = [claims.aud].flat();
+    const foreign = audiences.find((aud) => !settings.audiences.includes(aud));
+    if (foreign !== undefined || audiences.length === 0) throw bad('invalid_request', 'the subject token is not for an accepted audience', `subject token audience ${foreign ?? '(none)'} is not accepted`);
     // A delegated token (act) is an agent's, not the user's own sign-in: it opens no browser session.
     if (claims.act !== undefined) throw bad('invalid_request', 'a delegated token cannot be transferred', 'subject token carries act');
     const request: TransferRequest = {

@@ -28,7 +28,7 @@ describe('session transfer: attacks', () => {
       clients: [
         { client_id: 'native-app', token_endpoint_auth_method: 'none', redirect_uris: [APP_REDIRECT], grant_types: ['authorization_code'] },
         { client_id: 'console', token_endpoint_auth_method: 'none', redirect_uris: [CONSOLE_REDIRECT], grant_types: ['authorization_code'], first_party: true },
-        { client_id: 'session-transfer', token_endpoint_auth_method: 'none', grant_types: ['authorization_code'], session_transfer: true, allowed_return_urls: [RETURN_TO], session_transfer_subject_clients: ['native-app'] },
+        { client_id: 'session-transfer', token_endpoint_auth_method: 'none', grant_types: ['authorization_code'], session_transfer: true, allowed_return_urls: [RETURN_TO], session_transfer_subject_clients: ['native-app'], session_transfer_audiences: ['https://mcp.example.test/mcp'] },
       ],
     });
   });
@@ -117,6 +117,21 @@ describe('session transfer: attacks', () => {
     const page = await follow(await authorize({}));
     assert.equal(page.status, 200);
     assert.match(await page.text(), /name="password"/);
+  });
+
+  it('a token for a resource server not named in session_transfer_audiences (it could replay what it receives) → 400 invalid_request at the push', async () => {
+    const { verifier, challenge } = pkcePair();
+    const query = new URLSearchParams({ response_type: 'code', client_id: 'native-app', redirect_uri: APP_REDIRECT, code_challenge: challenge, code_challenge_method: 'S256', resource: 'https://api.example.test', scope: 'api:read' });
+    const back = await new FormBrowser(as.issuer).authorize(`${as.issuer}/authorize?${query}`, { username: 'victim', password: 'demo' });
+    const token = await postForm(`${as.issuer}/token`, { grant_type: 'authorization_code', code: back.searchParams.get('code')!, redirect_uri: APP_REDIRECT, client_id: 'native-app', code_verifier: verifier });
+    assert.equal(token.status, 200, token.text);
+    const res = await postForm(
+      `${as.issuer}/par`,
+      { client_id: 'session-transfer', response_type: 'code', scope: 'session_transfer', code_challenge: pkcePair().challenge, code_challenge_method: 'S256', subject_token: token.json.access_token as string, subject_token_type: TOKEN_TYPE, return_to: RETURN_TO },
+      { 'x-forwarded-for': SHARED_NAT },
+    );
+    assert.deepEqual([res.status, res.json.error], [400, 'invalid_request']);
+    assert.equal((await lastAudit('session_transfer.refused'))?.reason, 'subject token audience https://api.example.test is not accepted');
   });
 
   // Last: the transfer client stays disabled.
