@@ -7,6 +7,7 @@ import { unusableReason, type ServerContext } from './context.ts';
 import { adminResourceId } from '../admin/scopes.ts';
 import { currentSession, startSession, type Session } from './interaction.ts';
 import type { Params } from './params.ts';
+import { rememberedSubject } from './remember/index.ts';
 import { lookupToken } from './token-lookup.ts';
 
 /**
@@ -176,6 +177,9 @@ export async function completeTransfer(ctx: ServerContext, c: Context, clientId:
   // same NAT as the victim) must not replace the session this browser already has (login CSRF).
   const existing = await currentSession(ctx, c);
   if (existing && existing.sub !== request.sub) return refuse('access_denied', `browser signed in as another user (sub=${existing.sub})`);
+  // Nor one whose "Keep me signed in" would sign another user in at the next visit.
+  const remembered = existing ? undefined : await rememberedSubject(ctx, c);
+  if (remembered !== undefined && remembered !== request.sub) return refuse('access_denied', `browser remembers another user (sub=${remembered})`);
   // Single use of the token for transfers: of two visits racing with two request_uris, one wins.
   const first = await ctx.cache.add(usedKey(request.jti), 1, Math.max(request.exp - ctx.now(), 1) + 60);
   if (!first) return refuse('invalid_request', 'subject token already used for a session transfer');

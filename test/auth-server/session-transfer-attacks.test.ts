@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { FormBrowser } from '../helpers/browser-driver.ts';
+import { Browser } from './remember-helpers.ts';
 import { DEMO_PASSWORD_HASH, pkcePair, postForm, startTestAuthServer, type TestAuthServer } from '../helpers/auth-server.ts';
 
 /**
@@ -20,10 +21,12 @@ describe('session transfer: attacks', () => {
   before(async () => {
     as = await startTestAuthServer({
       trusted_proxies: ['127.0.0.1'],
+      remember_me: { enabled: true },
       users: [
         { username: 'victim', password_hash: DEMO_PASSWORD_HASH },
         { username: 'attacker', password_hash: DEMO_PASSWORD_HASH },
         { username: 'boss', password_hash: DEMO_PASSWORD_HASH, roles: ['admin:write'] },
+        { username: 'keeper', password_hash: DEMO_PASSWORD_HASH },
       ],
       clients: [
         { client_id: 'native-app', token_endpoint_auth_method: 'none', redirect_uris: [APP_REDIRECT], grant_types: ['authorization_code'] },
@@ -132,6 +135,25 @@ describe('session transfer: attacks', () => {
     );
     assert.deepEqual([res.status, res.json.error], [400, 'invalid_request']);
     assert.equal((await lastAudit('session_transfer.refused'))?.reason, 'subject token audience https://api.example.test is not accepted');
+  });
+
+  it("a victim with no session but a remembered sign-in is not switched to the attacker either → 403 access_denied", async () => {
+    // The victim signed in with "Keep me signed in"; the session ended, the remember cookie stays.
+    const victim = new Browser(as, { 'x-forwarded-for': SHARED_NAT });
+    const { challenge } = pkcePair();
+    let page = await victim.open(`${as.issuer}/authorize?${new URLSearchParams({ response_type: 'code', client_id: 'native-app', redirect_uri: APP_REDIRECT, code_challenge: challenge, code_challenge_method: 'S256', resource: as.resource, scope: 'mcp:read' })}`);
+    page = await victim.submit(page, { username: 'keeper', password: 'demo', remember: '1' });
+    if (page.html.includes('name="decision"')) page = await victim.submit(page, { decision: 'allow' });
+    assert.ok(page.external, 'signed in');
+    assert.ok(victim.jar.has('mandate_remember'), 'remembered');
+    victim.closeSession();
+
+    const cookie = [...victim.jar].map(([k, v]) => `${k}=${v}`).join('; ');
+    const forged = await visit(await push(await appToken('attacker')), cookie);
+    assert.deepEqual([forged.status, forged.error], [403, 'access_denied']);
+    assert.equal(forged.session, undefined, 'no session cookie set');
+    const keeperSub = (await as.store.users.findByUsername('keeper'))!.sub;
+    assert.equal((await lastAudit('session_transfer.refused'))?.reason, `browser remembers another user (sub=${keeperSub})`);
   });
 
   // Last: the transfer client stays disabled.

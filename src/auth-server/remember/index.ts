@@ -230,6 +230,15 @@ export async function resumeRemembered(ctx: ServerContext, c: Context, interacti
   return { session };
 }
 
+/** Whom this browser's remember cookie signs in, if it is a live one (read only: nothing rotates). */
+export async function rememberedSubject(ctx: ServerContext, c: Context): Promise<string | undefined> {
+  if (!enabled(ctx)) return undefined;
+  const cookie = readRememberCookie(ctx, c);
+  const record = cookie && (await ctx.store.remembered.find(cookie.id));
+  if (!record || record.expiresAt <= ctx.now() || !constantTimeEqual(record.tokenHash, tokenHash(cookie.token))) return undefined;
+  return record.sub;
+}
+
 /** A remembered sign-in as the account page and the admin API show it (never its hashes). */
 export interface RememberedView {
   id: string;
