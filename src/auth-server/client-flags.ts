@@ -25,6 +25,8 @@ export interface SessionTransferClient {
   clientId: string;
   allowedReturnUrls: string[];
   subjectClients: string[];
+  /** The audiences a subject token may have (every one of its audiences must be listed). */
+  audiences: string[];
   bindAddress: boolean;
 }
 
@@ -35,6 +37,7 @@ export function sessionTransferClient(ctx: Pick<ServerContext, 'config'>, client
     clientId: client.client_id,
     allowedReturnUrls: client.allowed_return_urls,
     subjectClients: client.session_transfer_subject_clients,
+    audiences: client.session_transfer_audiences,
     bindAddress: client.session_transfer_bind_address,
   };
 }
@@ -49,14 +52,14 @@ export function checkClientFlags(config: AuthServerConfig): void {
   for (const agent of config.agents) {
     const flags = [
       ...(['first_party', 'session_transfer'] as const).filter((flag) => agent[flag]),
-      ...(['allowed_return_urls', 'session_transfer_subject_clients'] as const).filter((list) => agent[list].length > 0),
+      ...(['allowed_return_urls', 'session_transfer_subject_clients', 'session_transfer_audiences'] as const).filter((list) => agent[list].length > 0),
     ];
     if (flags.length > 0) throw new Error(`agent ${agent.client_id}: ${flags.join(', ')} is for clients, not agents`);
   }
   for (const client of config.clients) {
-    const transferOnly = client.allowed_return_urls.length > 0 || client.session_transfer_subject_clients.length > 0;
+    const transferOnly = client.allowed_return_urls.length > 0 || client.session_transfer_subject_clients.length > 0 || client.session_transfer_audiences.length > 0;
     if (!client.session_transfer) {
-      if (transferOnly) throw new Error(`client ${client.client_id}: allowed_return_urls and session_transfer_subject_clients need session_transfer: true`);
+      if (transferOnly) throw new Error(`client ${client.client_id}: allowed_return_urls, session_transfer_subject_clients and session_transfer_audiences need session_transfer: true`);
       continue;
     }
     const refuse = (why: string) => {
@@ -71,6 +74,10 @@ export function checkClientFlags(config: AuthServerConfig): void {
     if (client.allowed_return_urls.length === 0) refuse('allowed_return_urls must list at least one URL');
     for (const url of client.allowed_return_urls) if (new URL(url).hash) refuse(`allowed return URL ${url} must not have a fragment`);
     if (client.session_transfer_subject_clients.length === 0) refuse('session_transfer_subject_clients must name the app clients whose tokens it accepts');
+    // Every resource server that receives the app's tokens could push them here: only those named.
+    if (client.session_transfer_audiences.length === 0) refuse('session_transfer_audiences must name the resources whose tokens it accepts');
+    const known = new Set([config.issuer, config.issuer.replace(/\/$/, ''), ...config.resources.map((r) => r.id)]);
+    for (const audience of client.session_transfer_audiences) if (!known.has(audience)) refuse(`session_transfer_audiences: ${audience} is neither a resource nor the issuer`);
     for (const subject of client.session_transfer_subject_clients) {
       if (subject === client.client_id) refuse('cannot accept its own tokens');
       if (config.clients.find((c) => c.client_id === subject)?.session_transfer) refuse(`subject client ${subject} is itself a session transfer client`);

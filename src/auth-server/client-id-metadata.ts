@@ -5,6 +5,7 @@ import { clientMetadataSchema, type Client } from '../core/client-metadata.ts';
 import type { AuthServerConfig } from '../config/schema.ts';
 import { guardedFetch } from './guarded-fetch.ts';
 import { jwksUriAllowed } from './client-auth/private-key-jwt.ts';
+import { assertRegisteredLogoutMetadata } from './logout-metadata.ts';
 
 type Options = AuthServerConfig['client_id_metadata_documents'];
 
@@ -84,6 +85,8 @@ export function createMetadataDocumentResolver(options: Options, now: () => numb
     if (metadata.jwks_uri && !jwksUriAllowed(metadata.jwks_uri, options.allow_loopback)) return refuse('jwks_uri must use https');
     try {
       metadata.redirect_uris.forEach(assertValidRedirectUri);
+      // The logout URIs as a registration's (RFC 7591): a document is no looser.
+      assertRegisteredLogoutMetadata(metadata, options.allow_loopback);
     } catch (error) {
       return refuse((error as Error).message);
     }

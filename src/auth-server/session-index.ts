@@ -15,8 +15,12 @@ export interface SessionEntry {
   startedAt?: number;
 }
 
-/** A user with more sessions than this loses the oldest from the index (they still work until they expire). */
-const MAX_INDEXED = 50;
+/**
+ * A user's sessions at most: a new one beyond this ends the oldest. An unindexed session could not
+ * be signed out (admin sign-out, a password change), so a thief with the password could otherwise
+ * sign in this many times more to keep one session out of every sign-out's reach.
+ */
+export const MAX_INDEXED = 50;
 
 const key = (sub: string) => `user-sessions:${sub}`;
 
@@ -24,9 +28,13 @@ const key = (sub: string) => `user-sessions:${sub}`;
 export async function indexSession(cache: TtlCache, sub: string, entry: SessionEntry, ttlSeconds: number, now: number): Promise<void> {
   for (let attempt = 0; attempt < 5; attempt++) {
     const current = await cache.get<SessionEntry[]>(key(sub));
-    const next = [...(current ?? []).filter((s) => (s.startedAt ?? s.authTime) + ttlSeconds > now), entry].slice(-MAX_INDEXED);
+    const all = [...(current ?? []).filter((s) => (s.startedAt ?? s.authTime) + ttlSeconds > now), entry];
+    const next = all.slice(-MAX_INDEXED);
     const written = current === undefined ? await cache.add(key(sub), next, ttlSeconds) : await cache.swap(key(sub), current, next, ttlSeconds);
-    if (written) return;
+    if (written) {
+      for (const evicted of all.slice(0, -MAX_INDEXED)) await cache.delete(`session:${evicted.id}`);
+      return;
+    }
   }
 }
 

@@ -3,9 +3,11 @@ import { OAuthError } from '../core/errors.ts';
 import { checkCodeChallenge } from '../core/pkce.ts';
 import type { ClientRecord } from '../store/types.ts';
 import type { SessionTransferClient } from './client-flags.ts';
-import type { ServerContext } from './context.ts';
-import { startSession } from './interaction.ts';
+import { unusableReason, type ServerContext } from './context.ts';
+import { adminResourceId } from '../admin/scopes.ts';
+import { currentSession, startSession, type Session } from './interaction.ts';
 import type { Params } from './params.ts';
+import { rememberedSubject } from './remember/index.ts';
 import { lookupToken } from './token-lookup.ts';
 
 /**
@@ -96,6 +98,10 @@ export async function checkTransferPush(ctx: ServerContext, c: Context, client: 
     if (found?.kind !== 'access_token') throw bad('invalid_request', 'the subject token is not active', 'subject token inactive (unknown, expired or revoked)');
     const { claims } = found;
     if (!settings.subjectClients.includes(claims.client_id)) throw bad('invalid_request', 'the subject token was not issued to an accepted client', `subject token client ${claims.client_id} is not accepted`);
+    // A token for a resource server that is not named: that server could replay what it receives.
+    const audiences = [claims.aud].flat();
+    const foreign = audiences.find((aud) => !settings.audiences.includes(aud));
+    if (foreign !== undefined || audiences.length === 0) throw bad('invalid_request', 'the subject token is not for an accepted audience', `subject token audience ${foreign ?? '(none)'} is not accepted`);
     // A delegated token (act) is an agent's, not the user's own sign-in: it opens no browser session.
     if (claims.act !== undefined) throw bad('invalid_request', 'a delegated token cannot be transferred', 'subject token carries act');
     const request: TransferRequest = {
@@ -155,14 +161,25 @@ async function inactiveReason(ctx: ServerContext, request: TransferRequest): Pro
  * transfer client has no redirect URI to send an error to.
  */
 export async function completeTransfer(ctx: ServerContext, c: Context, clientId: string, request: TransferRequest): Promise<{ redirect: string } | { error: OAuthError }> {
-  const refuse = (code: 'access_denied' | 'invalid_request', reason: string) =>
-    ({ error: refused(ctx, clientId, new OAuthError(code, code === 'access_denied' ? 'the session could not be transferred to this browser' : 'the session transfer is no longer valid', { reason }), request.sub) });
+  const descriptions = { access_denied: 'the session could not be transferred to this browser', invalid_request: 'the session transfer is no longer valid', invalid_client: 'the client is disabled or has expired' };
+  const refuse = (code: 'access_denied' | 'invalid_request' | 'invalid_client', reason: string) => ({ error: refused(ctx, clientId, new OAuthError(code, descriptions[code], { reason }), request.sub) });
+  // The transfer client may have been disabled since the push (an administrator stopping transfers).
+  const transferClient = await ctx.findClient(clientId);
+  const unusable = transferClient ? unusableReason(transferClient, ctx.now()) : 'client unknown';
+  if (unusable) return refuse('invalid_client', `transfer client: ${unusable}`);
   if (request.bindAddress) {
     const address = ctx.clientAddress(c);
     if (!sameAddress(address, request.address)) return refuse('access_denied', `address mismatch: pushed from ${request.address}, browser at ${address}`);
   }
   const problem = await inactiveReason(ctx, request);
   if (problem) return refuse('invalid_request', problem);
+  // Never a swap of users: a request_uri pushed with someone else's token (an attacker behind the
+  // same NAT as the victim) must not replace the session this browser already has (login CSRF).
+  const existing = await currentSession(ctx, c);
+  if (existing && existing.sub !== request.sub) return refuse('access_denied', `browser signed in as another user (sub=${existing.sub})`);
+  // Nor one whose "Keep me signed in" would sign another user in at the next visit.
+  const remembered = existing ? undefined : await rememberedSubject(ctx, c);
+  if (remembered !== undefined && remembered !== request.sub) return refuse('access_denied', `browser remembers another user (sub=${remembered})`);
   // Single use of the token for transfers: of two visits racing with two request_uris, one wins.
   const first = await ctx.cache.add(usedKey(request.jti), 1, Math.max(request.exp - ctx.now(), 1) + 60);
   if (!first) return refuse('invalid_request', 'subject token already used for a session transfer');
@@ -178,4 +195,14 @@ export async function completeTransfer(ctx: ServerContext, c: Context, clientId:
     data: { subject_client: request.subjectClient, return_to: request.returnTo, sid: session.sid },
   });
   return { redirect: request.returnTo };
+}
+
+/**
+ * Why a transferred session must not serve this authorization request without the password typed
+ * in this browser, if it must not: it stands for a bearer token of the app (whatever that token's
+ * scope), so it never opens the admin resource by itself — a stolen app token is no admin console.
+ */
+export function transferredSessionLimit(ctx: Pick<ServerContext, 'issuer'>, session: Pick<Session, 'amr'>, resource: string): string | undefined {
+  if (!session.amr?.includes('session_transfer')) return undefined;
+  return resource === adminResourceId(ctx.issuer) ? 'the admin resource needs a password sign-in; the session came from a session transfer' : undefined;
 }

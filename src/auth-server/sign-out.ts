@@ -3,6 +3,7 @@ import type { ClientRecord, GrantRecord } from '../store/types.ts';
 import type { ServerContext } from './context.ts';
 import { sendLogoutTokens, type DeliveryOutcome, type LogoutDeps, type LogoutTarget } from './backchannel-logout.ts';
 import { endSessions, type SessionEntry } from './session-index.ts';
+import { forgetRemembered } from './remember/index.ts';
 
 /**
  * What happens to the grants (and their refresh and access tokens) of the sessions that end:
@@ -45,7 +46,8 @@ const holdsOfflineAccess = (grant: GrantRecord) => parseScope(grant.scope).inclu
  * that got a grant in an ended session (and has a `backchannel_logout_uri`) with a logout token
  * (OpenID Connect Back-Channel Logout 1.0), revoking grants as `options.revoke` says. Ending all
  * sessions also tells clients holding a live grant from a session that already expired here: their
- * own session may outlive ours. The logout tokens go out in the background; `logout.completed` is
+ * own session may outlive ours, and forgets the user's remembered browsers ("Keep me signed in").
+ * The logout tokens go out in the background; `logout.completed` is
  * audited now, and each delivery as `logout.backchannel_sent` / `logout.backchannel_failed`.
  *
  * Every place a session ends calls this: /logout, the account page's "Sign out", the admin's
@@ -74,6 +76,13 @@ export async function endSessionsAndNotify(deps: SignOutDeps, sub: string, sid?:
     (g) => live(g) && (revoke === 'all' || (revoke === 'session' && ofEnded(g)) || (revoke === 'online' && ofEnded(g) && !holdsOfflineAccess(g))),
   );
   for (const grant of revocable) await deps.store.grants.revokeGrant(grant.id, now);
+
+  // Signed out everywhere means kept signed in nowhere: a remember cookie (a thief's too) would
+  // otherwise open a new session at the next visit, undoing an administrator's sign-out.
+  if (sid === undefined) {
+    const by = options.via === 'password_change' ? 'password_change' : options.via === 'admin' || options.via === 'user_deleted' ? 'admin' : 'sign_out';
+    await forgetRemembered(deps, sub, by, undefined, by === 'admin' && typeof options.audit?.by === 'string' ? { actor: options.audit.by } : {});
+  }
 
   const find = deps.findClient ?? ((id: string) => deps.store.clients.find(id));
   const clients = new Map<string, ClientRecord | undefined>();

@@ -196,7 +196,7 @@ export const staticClientSchema = z.strictObject({
     .boolean()
     .default(false)
     .describe(
-      "A session transfer client (docs/browser-sessions.md): it pushes a native app's access token to /par and the browser that opens the request_uri is signed in, then sent to return_to. It never gets a code or a token. Locked down at start: grant_types [authorization_code] only, no redirect_uris, not first_party, not an agent; allowed_return_urls and session_transfer_subject_clients must be set.",
+      "A session transfer client (docs/browser-sessions.md): it pushes a native app's access token to /par and the browser that opens the request_uri is signed in, then sent to return_to. It never gets a code or a token. Locked down at start: grant_types [authorization_code] only, no redirect_uris, not first_party, not an agent; allowed_return_urls, session_transfer_subject_clients and session_transfer_audiences must be set.",
     ),
   allowed_return_urls: z
     .array(z.url({ protocol: /^https?$/ }))
@@ -206,6 +206,12 @@ export const staticClientSchema = z.strictObject({
     .array(clientRef)
     .default([])
     .describe('Session transfer clients: the clients (the native apps) whose user access tokens they accept as subject_token.'),
+  session_transfer_audiences: z
+    .array(z.string())
+    .default([])
+    .describe(
+      "Session transfer clients: the audiences (resource ids, or the issuer for userinfo tokens) a subject token may have. A resource server receives the app's tokens for it: list only resources you trust with your users' browser sessions, since a token for one of them can be replayed here.",
+    ),
   session_transfer_bind_address: z
     .boolean()
     .default(true)

@@ -18,12 +18,15 @@ const transfer = (extra: Record<string, unknown> = {}) => ({
   session_transfer: true,
   allowed_return_urls: ['https://app.example/profile'],
   session_transfer_subject_clients: ['native-app'],
+  session_transfer_audiences: ['https://api.example/'],
   ...extra,
 });
-const check = (clients: Record<string, unknown>[], agents: Record<string, unknown>[] = []) => () => checkClientFlags(authServerConfigSchema.parse({ clients, agents }));
+const check = (clients: Record<string, unknown>[], agents: Record<string, unknown>[] = []) => () =>
+  checkClientFlags(authServerConfigSchema.parse({ clients, agents, resources: [{ id: 'https://api.example/', name: 'API', scopes: [{ name: 'api:read' }] }] }));
 
 describe('session transfer client: locked down at start', () => {
   it('a well-formed transfer client is accepted', () => assert.doesNotThrow(check([transfer()])));
+  it('the issuer is an audience it may accept (userinfo tokens)', () => assert.doesNotThrow(check([transfer({ session_transfer_audiences: ['http://localhost:9000'] })])));
   const refused: [string, Record<string, unknown>[], RegExp][] = [
     ['the default grant types (refresh_token)', [transfer({ grant_types: undefined })], /grant_types must be \[authorization_code\] only/],
     ['client_credentials', [transfer({ grant_types: ['authorization_code', 'client_credentials'] })], /grant_types must be/],
@@ -34,6 +37,8 @@ describe('session transfer client: locked down at start', () => {
     ['a return URL with a fragment', [transfer({ allowed_return_urls: ['https://app.example/#x'] })], /must not have a fragment/],
     ['no subject clients', [transfer({ session_transfer_subject_clients: [] })], /session_transfer_subject_clients must name/],
     ['itself as subject client', [transfer({ session_transfer_subject_clients: ['session-transfer'] })], /cannot accept its own tokens/],
+    ['no audiences', [transfer({ session_transfer_audiences: [] })], /session_transfer_audiences must name the resources/],
+    ['an audience that is no resource', [transfer({ session_transfer_audiences: ['https://elsewhere.example/'] })], /https:\/\/elsewhere.example\/ is neither a resource nor the issuer/],
     ['transactions allowed', [transfer({ transactions: 'allowed' })], /cannot be allowed transactions/],
     ['return URLs without session_transfer', [{ client_id: 'web', allowed_return_urls: ['https://app.example/'] }], /need session_transfer: true/],
   ];

@@ -17,6 +17,8 @@ import { startHandoffWebApp, type HandoffWebApp } from '../../examples/handoff/w
  */
 const APP_REDIRECT = 'http://127.0.0.1:4000/callback';
 const TOKEN_TYPE = 'urn:ietf:params:oauth:token-type:access_token';
+/** The test server's resource (startTestAuthServer): the app's tokens are for it. */
+const TRANSFER_AUDIENCE = 'https://mcp.example.test/mcp';
 const MACHINE_SECRET = 'machine-secret-for-the-session-transfer-test-0123456789';
 
 describe('session transfer', () => {
@@ -36,7 +38,7 @@ describe('session transfer', () => {
         { client_id: 'native-app', token_endpoint_auth_method: 'none', redirect_uris: [APP_REDIRECT], grant_types: ['authorization_code'] },
         { client_id: 'other-app', token_endpoint_auth_method: 'none', redirect_uris: [APP_REDIRECT], grant_types: ['authorization_code'] },
         { client_id: 'machine', client_secret_env: 'ST_MACHINE_SECRET', grant_types: ['client_credentials'] },
-        { client_id: 'session-transfer', token_endpoint_auth_method: 'none', grant_types: ['authorization_code'], session_transfer: true, allowed_return_urls: [returnTo], session_transfer_subject_clients: ['native-app', 'machine'] },
+        { client_id: 'session-transfer', token_endpoint_auth_method: 'none', grant_types: ['authorization_code'], session_transfer: true, allowed_return_urls: [returnTo], session_transfer_subject_clients: ['native-app', 'machine'], session_transfer_audiences: [TRANSFER_AUDIENCE] },
         { client_id: 'handoff-web', token_endpoint_auth_method: 'none', redirect_uris: [`${webUrl}/app/callback`], grant_types: ['authorization_code'], first_party: true },
       ],
     });
@@ -243,7 +245,7 @@ describe('session transfer', () => {
       par: { request_uri_ttl: 1 },
       clients: [
         { client_id: 'native-app', token_endpoint_auth_method: 'none', redirect_uris: [APP_REDIRECT], grant_types: ['authorization_code'] },
-        { client_id: 'session-transfer', token_endpoint_auth_method: 'none', grant_types: ['authorization_code'], session_transfer: true, allowed_return_urls: [returnTo], session_transfer_subject_clients: ['native-app'] },
+        { client_id: 'session-transfer', token_endpoint_auth_method: 'none', grant_types: ['authorization_code'], session_transfer: true, allowed_return_urls: [returnTo], session_transfer_subject_clients: ['native-app'], session_transfer_audiences: [TRANSFER_AUDIENCE] },
       ],
     });
     try {

@@ -24,6 +24,7 @@ import { loginPage } from '../pages/login.ts';
 import { narrowAdminAuthorization } from '../admin-roles.ts';
 import { isFirstParty } from '../client-flags.ts';
 import { afterPasswordSignIn, noteFailedSignIn, resumeRemembered } from '../remember/index.ts';
+import { transferredSessionLimit } from '../session-transfer.ts';
 
 /**
  * The interaction pages: login, then consent, then the redirect with a code. Every POST carries
@@ -71,7 +72,10 @@ export function interactionEndpoints(app: Hono<AppEnv>, ctx: ServerContext) {
     const session = existing ?? (resumed && 'session' in resumed ? resumed.session : undefined);
     // OIDC Core §3.1.2.1: prompt=login, or a sign-in older than max_age, asks for the password again.
     const stale = session !== undefined && interaction.maxAge !== undefined && ctx.now() - session.authTime >= interaction.maxAge;
-    const mustLogin = !session || ((interaction.prompt.includes('login') || stale) && !interaction.loggedIn);
+    // A session transfer's session (an app's bearer token) is not enough for everything (session-transfer.ts).
+    const limited = session && !interaction.loggedIn ? transferredSessionLimit(ctx, session, interaction.resource) : undefined;
+    if (limited) ctx.audit.record({ at: ctx.now(), type: 'authorize.password_required', outcome: 'failure', clientId: interaction.clientId || undefined, sub: session!.sub, error: 'login_required', reason: limited });
+    const mustLogin = !session || ((interaction.prompt.includes('login') || stale || limited !== undefined) && !interaction.loggedIn);
     if (mustLogin) {
       if (interaction.prompt.includes('none')) return c.redirect(errorRedirect(ctx, interaction, 'login_required', 'the user is not signed in'), 303);
       return loginPage(c, look, { action: `/interaction/${interaction.id}/login`, csrf: interaction.csrf, client: await client(interaction.clientId), remember, signInAgain: resumed !== undefined && 'refused' in resumed });

@@ -83,7 +83,8 @@ async function checkRequest(ctx: ServerContext, params: Params): Promise<LogoutR
   let client: Client | undefined;
   if (clientId !== undefined) {
     client = await ctx.findClient(clientId).catch((error: unknown) => {
-      if (error instanceof OAuthError) return undefined;
+      // A metadata document that could not be used: the audit says why.
+      if (error instanceof OAuthError) throw new OAuthError('invalid_client', 'the client is unknown', { reason: `client_id=${clientId}: ${error.reason ?? error.message}` });
       throw error;
     });
     if (!client) throw new OAuthError('invalid_client', 'the client is unknown', { reason: `client_id=${clientId}` });

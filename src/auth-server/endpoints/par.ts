@@ -27,7 +27,9 @@ export function parEndpoint(app: Hono<AppEnv>, ctx: ServerContext) {
     // §2.1: a request_uri inside a push is refused (no request of a request).
     if (params.all('request_uri').length > 0) throw new OAuthError('invalid_request', 'request_uri is not allowed in a pushed request');
     const transfer = sessionTransferClient(ctx, client.clientId);
-    const pushed = { clientId: client.clientId, params: params.entries().filter(([name]) => !CLIENT_AUTH_PARAMS.has(name)) };
+    // The request is the authenticated client's: client_id is added when Basic carried it alone.
+    const own = params.entries().filter(([name]) => !CLIENT_AUTH_PARAMS.has(name));
+    const pushed = { clientId: client.clientId, params: params.get('client_id') === undefined ? [...own.filter(([name]) => name !== 'client_id'), ['client_id', client.clientId] as [string, string]] : own };
     let stored;
     if (transfer) {
       const request = await checkTransferPush(ctx, c, client, transfer, params);

@@ -5,7 +5,8 @@ import type { ServerContext } from '../context.ts';
 import { startSession, type Interaction, type Session } from '../interaction.ts';
 import { deleteRememberCookie, deviceHash, ensureDevice, hasRememberCookie, readRememberCookie, setRememberCookie, tokenHash } from './cookies.ts';
 import { builtInRiskEvaluator, type RiskAssessment, type RiskEvaluator, type RiskSignals } from './risk.ts';
-import { history, requestContext } from './signals.ts';
+import { history, requestContext, update } from './signals.ts';
+import { endSessionsAndNotify } from '../sign-out.ts';
 
 export type { RiskAssessment, RiskContext, RiskEvaluator, RiskLevel, RiskSignals } from './risk.ts';
 export { builtInRiskEvaluator } from './risk.ts';
@@ -28,6 +29,10 @@ export const REMEMBERED_AMR = 'remembered';
  */
 export const ROTATION_GRACE_SECONDS = 10;
 
+/** The sessions a remembered sign-in opened (their sids), ended if its cookie turns out stolen. */
+const sessionsKey = (id: string) => `remembered-sessions:${id}`;
+const MAX_TRACKED_SESSIONS = 50;
+
 const evaluators = new WeakMap<ServerContext, RiskEvaluator>();
 
 /** Replaces the built-in evaluator of this server (`startAuthServer(config, { riskEvaluator })`). */
@@ -41,15 +46,24 @@ const evaluatorOf = (ctx: ServerContext) => {
   return evaluator;
 };
 
-/** Asks the evaluator; one that fails or answers nonsense counts as high risk (never a blocked sign-in). */
+/** How long an evaluator may take: a risk service that hangs must not hang the sign-in with it. */
+export const EVALUATOR_TIMEOUT_MS = 3000;
+
+/** Asks the evaluator; one that fails, hangs or answers nonsense counts as high risk (never a blocked sign-in). */
 async function assess(ctx: ServerContext, signals: RiskSignals): Promise<RiskAssessment> {
+  let timer: NodeJS.Timeout | undefined;
   try {
-    const result = await evaluatorOf(ctx).evaluate(signals);
+    const late = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new Error(`no answer within ${EVALUATOR_TIMEOUT_MS} ms`)), EVALUATOR_TIMEOUT_MS);
+    });
+    const result = await Promise.race([Promise.resolve().then(() => evaluatorOf(ctx).evaluate(signals)), late]);
     if (!['low', 'medium', 'high'].includes(result?.level) || typeof result.score !== 'number') throw new Error('malformed assessment');
     return { score: result.score, level: result.level, reasons: Array.isArray(result.reasons) ? result.reasons.map(String) : [] };
   } catch (error) {
     ctx.log.warn({ err: error }, 'risk evaluator failed; treated as high risk');
     return { score: 100, level: 'high', reasons: ['evaluator_failed'] };
+  } finally {
+    clearTimeout(timer);
   }
 }
 
@@ -175,7 +189,11 @@ export async function resumeRemembered(ctx: ServerContext, c: Context, interacti
     // A rotated (or never issued) value for a live record: someone kept an old copy. The record dies,
     // so neither the thief nor the user is signed in by it; the user signs in with the password.
     await ctx.store.remembered.delete(record.id);
-    return refuse({ type: 'remember_me.reuse_detected', sub: record.sub, reason: 'a rotated remember cookie was presented again; the remembered sign-in is revoked', data: { remembered_id: record.id, same_device: sameDevice } });
+    // Whoever used it first may be the thief: the sessions it opened end too (their grants revoked).
+    const sids = (await ctx.cache.get<string[]>(sessionsKey(record.id))) ?? [];
+    await ctx.cache.delete(sessionsKey(record.id));
+    for (const sid of sids) await endSessionsAndNotify(ctx, record.sub, sid, { via: 'remember_reuse', revoke: 'session', audit: { remembered_id: record.id } });
+    return refuse({ type: 'remember_me.reuse_detected', sub: record.sub, reason: 'a rotated remember cookie was presented again; the remembered sign-in is revoked', data: { remembered_id: record.id, same_device: sameDevice, sessions_ended: sids.length } });
   }
   const user = await ctx.store.users.findBySub(record.sub);
   if (!user) {
@@ -206,9 +224,19 @@ export async function resumeRemembered(ctx: ServerContext, c: Context, interacti
     setRememberCookie(ctx, c, record.id, token, record.expiresAt);
   }
   const session = await startSession(ctx, c, user, { amr: [...new Set([...record.amr, REMEMBERED_AMR])], authTime: record.authTime });
+  await update<string[]>(ctx.cache, sessionsKey(record.id), ctx.config.tokens.session_ttl, (sids) => [...(sids ?? []), session.sid].slice(-MAX_TRACKED_SESSIONS));
   await h.trust(user.sub, record.deviceHash, context);
   ctx.audit.record({ at: now, type: 'remember_me.used', outcome: 'success', clientId, sub: user.sub, data: auditData(signals, assessment, { remembered_id: record.id, rotated: current }) });
   return { session };
+}
+
+/** Whom this browser's remember cookie signs in, if it is a live one (read only: nothing rotates). */
+export async function rememberedSubject(ctx: ServerContext, c: Context): Promise<string | undefined> {
+  if (!enabled(ctx)) return undefined;
+  const cookie = readRememberCookie(ctx, c);
+  const record = cookie && (await ctx.store.remembered.find(cookie.id));
+  if (!record || record.expiresAt <= ctx.now() || !constantTimeEqual(record.tokenHash, tokenHash(cookie.token))) return undefined;
+  return record.sub;
 }
 
 /** A remembered sign-in as the account page and the admin API show it (never its hashes). */

@@ -60,7 +60,7 @@ const keys = {
 };
 
 /** Read-modify-write with compare-and-set, retried on a race (as the session index does). */
-async function update<T>(cache: TtlCache, key: string, ttl: number, change: (current: T | undefined) => T): Promise<T> {
+export async function update<T>(cache: TtlCache, key: string, ttl: number, change: (current: T | undefined) => T): Promise<T> {
   let next = change(undefined);
   for (let attempt = 0; attempt < 5; attempt++) {
     const current = await cache.get<T>(key);
