@@ -8,6 +8,7 @@ import type { ServerContext } from './context.ts';
 import { settleDevice } from './device.ts';
 import { narrowAdminAuthorization } from './admin-roles.ts';
 import { indexSession } from './session-index.ts';
+import { deviceHash } from './remember/cookies.ts';
 
 /** A pending authorization request, between /authorize and the redirect back to the client. */
 export interface Interaction {
@@ -49,12 +50,16 @@ export interface Session {
   authTime: number;
   /** How the user signed in (RFC 8176 values, or Mandate's `session_transfer`): `['pwd']` for the password page. */
   amr?: string[];
+  /** The hash of the browser's device cookie, when it has one ("Keep me signed in" on): signing out of this browser ends all its sessions. */
+  device?: string;
 }
 
 /** How a session began: `amr` (RFC 8176), and `authTime` when the sign-in happened earlier than now (a transfer). */
 export interface SessionOptions {
   amr?: string[];
   authTime?: number;
+  /** The browser's device id hash, when the caller just gave it one (else read from its cookie). */
+  device?: string;
 }
 
 const SESSION_COOKIE = 'mandate_session';
@@ -102,18 +107,27 @@ export async function signInThenReturn(ctx: ServerContext, c: Context, returnTo:
 }
 
 export async function startSession(ctx: ServerContext, c: Context, user: { sub: string; username: string }, options: SessionOptions = {}): Promise<Session> {
+  // Signing in again in a browser already signed in as this user (prompt=login, max_age) continues
+  // its session: the same sid, so the clients that got grants in it are still told when it ends.
+  // The cookie value is new (no fixation) and the old one stops working.
+  const previous = await currentSession(ctx, c);
+  const continued = previous?.sub === user.sub ? previous : undefined;
+  if (continued) await ctx.cache.delete(`session:${continued.id}`);
+  const device = options.device ?? deviceHash(ctx, c);
   const session: Session = {
     id: randomToken(24),
-    sid: randomToken(12),
+    sid: continued?.sid ?? randomToken(12),
     sub: user.sub,
     username: user.username,
     authTime: options.authTime ?? ctx.now(),
     ...(options.amr ? { amr: options.amr } : {}),
+    ...(device ? { device } : {}),
   };
   await ctx.cache.set(`session:${session.id}`, session, ctx.config.tokens.session_ttl);
   // Indexed by when it began: a session whose sign-in is older (remembered, transferred) lives its full session_ttl.
   const startedAt = ctx.now();
-  await indexSession(ctx.cache, user.sub, { id: session.id, sid: session.sid, authTime: session.authTime, ...(startedAt !== session.authTime ? { startedAt } : {}) }, ctx.config.tokens.session_ttl, startedAt);
+  const entry = { id: session.id, sid: session.sid, authTime: session.authTime, ...(startedAt !== session.authTime ? { startedAt } : {}), ...(device ? { device } : {}) };
+  await indexSession(ctx.cache, user.sub, entry, ctx.config.tokens.session_ttl, startedAt);
   setCookie(c, SESSION_COOKIE, session.id, { path: '/', httpOnly: true, sameSite: 'Lax', secure: secure(ctx), maxAge: ctx.config.tokens.session_ttl });
   return session;
 }

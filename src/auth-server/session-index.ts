@@ -13,6 +13,8 @@ export interface SessionEntry {
   authTime: number;
   /** When the session began, if not at `authTime` (a remembered sign-in keeps an older `authTime`). */
   startedAt?: number;
+  /** The hash of the browser's device cookie, when it had one. */
+  device?: string;
 }
 
 /**
@@ -28,7 +30,8 @@ const key = (sub: string) => `user-sessions:${sub}`;
 export async function indexSession(cache: TtlCache, sub: string, entry: SessionEntry, ttlSeconds: number, now: number): Promise<void> {
   for (let attempt = 0; attempt < 5; attempt++) {
     const current = await cache.get<SessionEntry[]>(key(sub));
-    const all = [...(current ?? []).filter((s) => (s.startedAt ?? s.authTime) + ttlSeconds > now), entry];
+    // A continued session (signed in again in the same browser) replaces its entry.
+    const all = [...(current ?? []).filter((s) => (s.startedAt ?? s.authTime) + ttlSeconds > now && s.sid !== entry.sid), entry];
     const next = all.slice(-MAX_INDEXED);
     const written = current === undefined ? await cache.add(key(sub), next, ttlSeconds) : await cache.swap(key(sub), current, next, ttlSeconds);
     if (written) {
@@ -50,8 +53,8 @@ export async function userSessions(cache: TtlCache, sub: string): Promise<Sessio
  * ended. They leave the index too. To also tell the clients (back-channel logout) and revoke what was
  * granted in them, call `endSessionsAndNotify` (sign-out.ts) instead.
  */
-export async function endSessions(cache: TtlCache, sub: string, sid?: string, indexTtlSeconds = 30 * 86_400): Promise<SessionEntry[]> {
-  const ended = (await userSessions(cache, sub)).filter((e) => sid === undefined || e.sid === sid);
+export async function endSessions(cache: TtlCache, sub: string, sid?: string, indexTtlSeconds = 30 * 86_400, device?: string): Promise<SessionEntry[]> {
+  const ended = (await userSessions(cache, sub)).filter((e) => sid === undefined || e.sid === sid || (device !== undefined && e.device === device));
   for (const entry of ended) await cache.delete(`session:${entry.id}`);
   if (ended.length > 0) await unindexSessions(cache, sub, new Set(ended.map((e) => e.id)), indexTtlSeconds);
   return ended;

@@ -24,6 +24,12 @@ export interface SignOutOptions {
   clientId?: string;
   /** More for the `logout.completed` audit event (e.g. the admin who did it). */
   audit?: Record<string, unknown>;
+  /**
+   * Signing out of a browser: its device id hash (`Session.device`). The user's other sessions
+   * opened in that browser end too (one left behind when its cookie was lost, then a remembered or
+   * new sign-in), and their clients are told.
+   */
+  device?: string;
 }
 
 export interface SignOutResult {
@@ -57,7 +63,7 @@ const holdsOfflineAccess = (grant: GrantRecord) => parseScope(grant.scope).inclu
  * const { ended, deliveries } = await endSessionsAndNotify(ctx, session.sub, session.sid, { via: 'account' });
  */
 export async function endSessionsAndNotify(deps: SignOutDeps, sub: string, sid?: string, options: SignOutOptions = { via: 'api' }): Promise<SignOutResult> {
-  const ended = await endSessions(deps.cache, sub, sid, deps.config.tokens.session_ttl);
+  const ended = await endSessions(deps.cache, sub, sid, deps.config.tokens.session_ttl, sid === undefined ? undefined : options.device);
   const sids = new Set(ended.map((e) => e.sid));
   const now = deps.now();
   const grants = await deps.store.grants.listGrantsBySub(sub);

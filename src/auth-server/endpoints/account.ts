@@ -111,7 +111,7 @@ export function accountEndpoints(app: Hono<AppEnv>, ctx: ServerContext) {
   app.post(`${PAGE}/sign-out`, async (c) => {
     const step = await signedInForm(c);
     if (step.refused) return step.refused;
-    await endSessionsAndNotify(ctx, step.session.sub, step.session.sid, { via: 'account' });
+    await endSessionsAndNotify(ctx, step.session.sub, step.session.sid, { via: 'account', device: step.session.device });
     clearSessionCookie(ctx, c);
     // Signed out means not kept signed in either: this browser's remembered sign-in goes too.
     await forgetThisBrowser(ctx, c);

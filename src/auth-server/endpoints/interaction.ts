@@ -24,6 +24,7 @@ import { loginPage } from '../pages/login.ts';
 import { narrowAdminAuthorization } from '../admin-roles.ts';
 import { isFirstParty } from '../client-flags.ts';
 import { afterPasswordSignIn, noteFailedSignIn, resumeRemembered } from '../remember/index.ts';
+import { ensureDevice } from '../remember/cookies.ts';
 import { transferredSessionLimit } from '../session-transfer.ts';
 
 /**
@@ -169,7 +170,8 @@ export function interactionEndpoints(app: Hono<AppEnv>, ctx: ServerContext) {
     }
     await accountAttempts.reset(account);
     await addressFailures.reward(address);
-    const session = await startSession(ctx, c, user, { amr: ['pwd'] });
+    // With "Keep me signed in" offered, the browser gets its device id now: its sessions are then known as this browser's.
+    const session = await startSession(ctx, c, user, { amr: ['pwd'], ...(ctx.config.remember_me.enabled ? { device: ensureDevice(ctx, c) } : {}) });
     await afterPasswordSignIn(ctx, c, user, session, ticked, interaction.clientId || undefined);
     ctx.audit.record({ at: ctx.now(), type: 'login.succeeded', outcome: 'success', clientId: interaction.clientId || undefined, sub: user.sub });
     await updateInteraction(ctx, { ...interaction, loggedIn: true });

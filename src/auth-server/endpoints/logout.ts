@@ -129,7 +129,7 @@ export function logoutEndpoints(app: Hono<AppEnv>, ctx: ServerContext) {
   };
 
   const signOut = async (c: Context, session: Session, clientId: string | undefined, confirmed: boolean) => {
-    await endSessionsAndNotify(ctx, session.sub, session.sid, { via: 'rp_logout', clientId, audit: { confirmed } });
+    await endSessionsAndNotify(ctx, session.sub, session.sid, { via: 'rp_logout', clientId, audit: { confirmed }, device: session.device });
     clearSessionCookie(ctx, c);
     // Signed out means not kept signed in either: this browser's remembered sign-in goes too.
     await forgetThisBrowser(ctx, c);

@@ -109,7 +109,7 @@ export async function afterPasswordSignIn(ctx: ServerContext, c: Context, user: 
     if (record && constantTimeEqual(record.tokenHash, tokenHash(previous.token))) await ctx.store.remembered.delete(record.id);
     deleteRememberCookie(ctx, c);
   }
-  const device = ensureDevice(ctx, c);
+  const device = session.device ?? ensureDevice(ctx, c);
   const h = history(ctx);
   const current = requestContext(ctx, c);
   const signals: RiskSignals = {
