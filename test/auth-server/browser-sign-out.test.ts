@@ -83,7 +83,26 @@ describe('signing out of a browser that signed in more than once', () => {
     assert.deepEqual(new Set(completed?.data?.sids as string[]), new Set([one.sid, two.sid]));
   });
 
-  it('another browser\'s session of the same user is left alone', async () => {
+  it('RP-initiated logout with the ID token of the session left behind signs the browser out without asking, ending both', async () => {
+    reset();
+    const browser = new FormBrowser(as.issuer);
+    const tokens = await signIn(as, browser, 'rp-first');
+    const one = claimsOf(tokens.id_token);
+    deleteCookie(browser, 'mandate_session');
+    const two = claimsOf((await signIn(as, browser, 'rp-second')).id_token);
+    const page = await browser.open(`/logout?id_token_hint=${tokens.id_token}`);
+    assert.match(page.html, /You are signed out/);
+    assert.doesNotMatch(page.html, /Stay signed in/);
+    await logoutDeliveriesSettled(as.ctx);
+    assert.deepEqual(first.tokens().map((t) => claimsOf(t).sid), [one.sid]);
+    assert.deepEqual(second.tokens().map((t) => claimsOf(t).sid), [two.sid]);
+    const completed = (await auditOf(as, 'logout.completed')).at(-1);
+    assert.equal(completed?.data?.via, 'rp_logout');
+    assert.equal(completed?.data?.confirmed, false);
+    assert.equal(completed?.data?.sessions, 2);
+  });
+
+  it("another browser's session of the same user is left alone", async () => {
     reset();
     const mine = new FormBrowser(as.issuer);
     const theirs = new FormBrowser(as.issuer);

@@ -12,6 +12,7 @@ import { errorPage, pageLook } from '../pages/layout.ts';
 import { loggedOutPage, logoutConfirmPage } from '../pages/logout.ts';
 import { endSessionsAndNotify } from '../sign-out.ts';
 import { forgetThisBrowser } from '../remember/index.ts';
+import { userSessions } from '../session-index.ts';
 
 /** A checked RP-initiated logout request (OpenID Connect RP-Initiated Logout 1.0 §2). */
 interface LogoutRequest {
@@ -150,7 +151,12 @@ export function logoutEndpoints(app: Hono<AppEnv>, ctx: ServerContext) {
       ctx.audit.record({ at: ctx.now(), type: 'logout.completed', outcome: 'success', clientId, data: { via: 'rp_logout', sessions: 0 } });
       return finish(c, request);
     }
-    const own = request.hint?.sub === session.sub && request.hint.sid === session.sid;
+    // The hint names this browser's session, or another session this same browser opened (its
+    // cookie was lost, then a remembered or new sign-in): no cross-site request can know either.
+    const hintSid = request.hint?.sub === session.sub ? request.hint.sid : undefined;
+    const own =
+      hintSid !== undefined &&
+      (hintSid === session.sid || (session.device !== undefined && (await userSessions(ctx.cache, session.sub)).some((e) => e.sid === hintSid && e.device === session.device)));
     if (own) {
       await signOut(c, session, clientId, false);
       return finish(c, request);
