@@ -19,6 +19,31 @@ export default tseslint.config(
     },
   },
   {
+    // So is the gateway outside node/ (issue 16: it also runs on Cloudflare Workers): web-standard
+    // APIs only; Node's builtins and the packages that need them stay in src/gateway/node/.
+    // test/gateway/neutral.test.ts bundles it for a runtime without Node to prove it.
+    files: ['src/core/**/*.ts', 'src/gateway/**/*.ts'],
+    ignores: ['src/gateway/node/**'],
+    rules: {
+      'no-restricted-globals': ['error', ...['Buffer', 'process', 'require', '__dirname', '__filename', 'setImmediate', 'global'].map((name) => ({ name, message: 'runtime-neutral code: use web-standard APIs (Uint8Array, TextEncoder, globalThis); Node-only code goes in src/gateway/node/' }))],
+    },
+  },
+  {
+    files: ['src/gateway/**/*.ts'],
+    ignores: ['src/gateway/node/**'],
+    rules: {
+      'no-restricted-imports': [
+        'error',
+        {
+          patterns: [
+            { group: ['node:*', 'rate-limiter-flexible', 'ioredis', 'pino', 'prom-client', 'undici', '@hono/node-server', '@hono/node-server/*', 'kysely', 'libsql', '@libsql/*', 'pg'], message: 'runtime-neutral gateway code: Node-only modules belong in src/gateway/node/' },
+            { group: ['**/node/*', '../node/*', './node/*'], message: 'the neutral gateway must not import its Node host' },
+          ],
+        },
+      ],
+    },
+  },
+  {
     files: ['**/*.js', '**/*.mjs'],
     languageOptions: { globals: { process: 'readonly', console: 'readonly', URL: 'readonly' } },
   },

@@ -13,3 +13,4 @@ export { Mediator } from './mediator.ts';
 export { approveCalls, URL_ELICITATION_REQUIRED, type ApproveOptions } from './filters/approve.ts';
 export { ApprovalMemory, ApprovalStoreUnavailable, type ApprovalStore, type PendingApproval } from './approvals.ts';
 export { TransactionClient, TransactionsUnavailable, TransactionNotCreated, type UseOutcome } from './transactions.ts';
+export type { RateLimitStore, RateLimiter, RateLimitSpec, RateLimitOutcome } from './rate-limits.ts';

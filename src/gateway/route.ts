@@ -1,5 +1,4 @@
 import type { JWK } from 'jose';
-import { RateLimiterMemory, RateLimiterRedis, type RateLimiterAbstract } from 'rate-limiter-flexible';
 import { compileExpression, type CompiledExpression } from '../core/cel.ts';
 import type { VerificationKey } from '../core/jwt.ts';
 import type { AnyRouteConfig, RateLimitConfig, RouteConfig } from '../config/gateway-schema.ts';
@@ -9,6 +8,7 @@ import { TransactionClient } from './transactions.ts';
 import { RevocationList, type RevocationListOptions } from './revocation-list.ts';
 import { introspectionValidator, issuerMetadata, jwksOptions, jwtValidator, type TokenValidator } from './token-validator.ts';
 import type { SigningKeys } from './signing-keys.ts';
+import type { RateLimiter, RateLimitStore } from './rate-limits.ts';
 
 /** Protocol traffic, not counted by rate limits unless a limit names it (issue 4). */
 export const PROTOCOL_METHODS = new Set(['initialize', 'ping']);
@@ -39,7 +39,7 @@ export interface CompiledApprovals {
 
 export interface CompiledLimit {
   config: RateLimitConfig;
-  limiter: RateLimiterAbstract;
+  limiter: RateLimiter;
 }
 
 /** A route with everything it needs at request time prepared once: CEL parsed, keys and limiters ready. */
@@ -63,8 +63,8 @@ export interface CompiledRoute {
 
 export interface CompileOptions {
   env: Record<string, string | undefined>;
-  /** ioredis client for global rate limits (REDIS_URL); in-memory limits without it. */
-  redis?: unknown;
+  /** Where rate limit buckets live (the Node gateway: memory, or Redis with REDIS_URL); required by a route with rate_limits. */
+  rateLimits?: RateLimitStore;
   rateLimitPrefix?: string;
   createVerifier?: (jwk: JWK, alg: string) => VerificationKey['verify'];
   onError?: (error: Error) => void;
@@ -158,13 +158,12 @@ export function compileRoute(anyRoute: AnyRouteConfig, index: number, options: C
     });
   }
 
-  const limits = route.rate_limits.map((limit): CompiledLimit => {
-    const settings = { points: limit.limit, duration: limit.window_seconds, keyPrefix: `${options.rateLimitPrefix ?? 'mandate:gw'}:${route.path}:${limit.name}` };
-    return {
-      config: limit,
-      limiter: options.redis ? new RateLimiterRedis({ ...settings, storeClient: options.redis }) : new RateLimiterMemory(settings),
-    };
-  });
+  const store = options.rateLimits;
+  if (route.rate_limits.length > 0 && !store) throw new RouteConfigError(`${where}: rate_limits need a rate limit store (CompileOptions.rateLimits; the Node gateway passes one)`);
+  const limits = route.rate_limits.map((limit): CompiledLimit => ({
+    config: limit,
+    limiter: store!.limiter({ name: limit.name, points: limit.limit, windowSeconds: limit.window_seconds, keyPrefix: `${options.rateLimitPrefix ?? 'mandate:gw'}:${route.path}:${limit.name}` }),
+  }));
 
   const mediator = route.mediation
     ? new Mediator({

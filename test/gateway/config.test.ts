@@ -7,18 +7,21 @@ import { describe, it } from 'node:test';
 import { gatewayConfigSchema, mcpRoute } from '../../src/config/gateway-schema.ts';
 import { loadGatewayConfig } from '../../src/gateway/node/server.ts';
 import { compileRoute } from '../../src/gateway/route.ts';
+import { nodeRateLimits } from '../../src/gateway/node/rate-limits.ts';
 
 describe('gateway configuration', () => {
   it('the example gateway files are valid and their rules compile', async () => {
     for (const file of ['examples/gateway/everything.yaml']) {
       const example = await loadGatewayConfig(file);
-      example.routes.forEach((route, i) => compileRoute(route, i, { env: {} }).close());
+      // A route with rate_limits needs its host's store: compiled without one, it is refused.
+      assert.throws(() => example.routes.forEach((route, i) => compileRoute(route, i, { env: {} }).close()), /routes\[0\] \(\/mcp\): rate_limits need a rate limit store/);
+      example.routes.forEach((route, i) => compileRoute(route, i, { env: {}, rateLimits: nodeRateLimits() }).close());
     }
     const config = await loadGatewayConfig('examples/demo/gateway.yaml');
     assert.equal(mcpRoute(config.routes[0]!).resource, 'http://localhost:8080/mcp');
     // The demo's gateway reads the revocation feed, with the secret `mandate demo` passes it.
-    assert.throws(() => compileRoute(config.routes[0]!, 0, { env: {} }), /MANDATE_GATEWAY_CLIENT_SECRET is not set/);
-    const route = compileRoute(config.routes[0]!, 0, { env: { MANDATE_GATEWAY_CLIENT_SECRET: 'demo-gateway-secret' }, fetch: async () => new Response(null, { status: 503 }) });
+    assert.throws(() => compileRoute(config.routes[0]!, 0, { env: {}, rateLimits: nodeRateLimits() }), /MANDATE_GATEWAY_CLIENT_SECRET is not set/);
+    const route = compileRoute(config.routes[0]!, 0, { env: { MANDATE_GATEWAY_CLIENT_SECRET: 'demo-gateway-secret' }, rateLimits: nodeRateLimits(), fetch: async () => new Response(null, { status: 503 }) });
     assert.equal(route.revocations?.loaded, false, 'fails closed until its first load');
     assert.equal(route.metadataUrl, 'http://localhost:8080/.well-known/oauth-protected-resource/mcp');
     assert.deepEqual(route.metadata.scopes_supported, ['banking:read', 'banking:transfer']);

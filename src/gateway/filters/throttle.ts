@@ -1,5 +1,4 @@
 import type { MiddlewareHandler } from 'hono';
-import { RateLimiterRes } from 'rate-limiter-flexible';
 import { PROTOCOL_METHODS, type CompiledLimit, type CompiledRoute } from '../route.ts';
 import type { GatewayEnv, Principal } from '../types.ts';
 import type { McpMessage } from '../mcp-message.ts';
@@ -38,8 +37,8 @@ function bucketKey(limit: CompiledLimit, route: CompiledRoute, principal: Princi
 }
 
 /**
- * The throttling filter: fixed-window limits (rate-limiter-flexible) keyed by route, tool, client,
- * subject or actor; global through Redis when REDIS_URL is set. It runs after authorization so a
+ * The throttling filter: fixed-window limits keyed by route, tool, client, subject or actor, in the
+ * host's rate limit store (on Node rate-limiter-flexible, global through Redis when REDIS_URL is set). It runs after authorization so a
  * refused caller cannot spend someone else's budget, and it fails closed: when the limiter's store
  * is down, requests are refused with 503 rather than let through unlimited.
  */
@@ -48,19 +47,10 @@ export function throttle(route: CompiledRoute): MiddlewareHandler<GatewayEnv> {
     const message = c.get('mcp').message;
     for (const limit of route.limits) {
       if (!applies(limit, message)) continue;
+      let outcome;
       try {
-        await limit.limiter.consume(bucketKey(limit, route, c.get('principal'), message));
+        outcome = await limit.limiter.consume(bucketKey(limit, route, c.get('principal'), message));
       } catch (error) {
-        if (error instanceof RateLimiterRes) {
-          return refuse(c, {
-            status: 429,
-            code: GATEWAY_ERRORS.rateLimited,
-            message: `rate limit ${limit.config.name} exceeded`,
-            rejection: 'rate_limited',
-            reason: `limit ${limit.config.name}: ${limit.config.limit} per ${limit.config.window_seconds} s`,
-            headers: { 'Retry-After': String(Math.max(1, Math.ceil(error.msBeforeNext / 1000))) },
-          });
-        }
         return refuse(c, {
           status: 503,
           code: GATEWAY_ERRORS.unavailable,
@@ -69,6 +59,16 @@ export function throttle(route: CompiledRoute): MiddlewareHandler<GatewayEnv> {
           reason: (error as Error).message,
           decision: 'error',
           headers: { 'Retry-After': '1' },
+        });
+      }
+      if (!outcome.allowed) {
+        return refuse(c, {
+          status: 429,
+          code: GATEWAY_ERRORS.rateLimited,
+          message: `rate limit ${limit.config.name} exceeded`,
+          rejection: 'rate_limited',
+          reason: `limit ${limit.config.name}: ${limit.config.limit} per ${limit.config.window_seconds} s`,
+          headers: { 'Retry-After': String(Math.max(1, Math.ceil(outcome.msBeforeNext / 1000))) },
         });
       }
     }

@@ -4,3 +4,4 @@ export { nodeForwarder } from './forwarder.ts';
 export { AuditWriter } from './audit-writer.ts';
 export { GatewayMetrics } from './metrics.ts';
 export { RedisApprovals } from './redis-approvals.ts';
+export { nodeRateLimits } from './rate-limits.ts';

@@ -22,6 +22,7 @@ import { nodeVerifier } from './verifier.ts';
 import { SigningKeys } from '../signing-keys.ts';
 import { signingKeyFile } from './key-file.ts';
 import { RevocationFeeds } from './revocation-feeds.ts';
+import { nodeRateLimits } from './rate-limits.ts';
 import { compileWebRoute, type CompiledWebRoute } from '../web/route.ts';
 import { webApp, webPathMatcher } from '../web/app.ts';
 import { MemoryWebSessions } from '../web/store.ts';
@@ -117,6 +118,7 @@ export async function startGateway(config: GatewayConfig, options: StartGatewayO
   // Revocation feeds live outside the per-reload build: a reload keeps their state.
   const feeds = new RevocationFeeds({ redisUrl: env.REDIS_URL, onError: (error) => log.warn({ err: error.message }, 'revocation feed error') });
   const acquireRevocations = feeds.acquire.bind(feeds);
+  const rateLimits = nodeRateLimits({ redis });
   // Web routes (issue 15): sessions shared through Redis like the MCP bindings; the identity
   // assertion key and the default cookie key kept in the data dir when there is one.
   const webSessions = redis ? new RedisWebSessions(redis, config.rate_limit_prefix) : new MemoryWebSessions();
@@ -178,7 +180,7 @@ export async function startGateway(config: GatewayConfig, options: StartGatewayO
         routes.push(
           compileRoute(route, index, {
             env,
-            redis,
+            rateLimits,
             rateLimitPrefix: next.rate_limit_prefix,
             createVerifier: nodeVerifier,
             signingKeys,
