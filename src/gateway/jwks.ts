@@ -23,6 +23,13 @@ export interface JwksOptions {
   initial?: JWK[];
   /** Told the public JWKs accepted after each successful fetch (to keep them for the next build). */
   onKeys?: (keys: JWK[]) => void;
+  /**
+   * How the set stays fresh once started: `timer` (a server: an interval, begun at the first use),
+   * or `on-use` (Workers, where a timer cannot outlive a request: a use that finds the set older
+   * than `refreshMs` fetches it again in the background). Nothing runs before the first use — no
+   * I/O or timer at a Worker's global scope.
+   */
+  schedule?: 'timer' | 'on-use';
 }
 
 /** JWS algorithm a JWK is for, when the JWK does not say (RFC 7518 §3.1). */
@@ -43,6 +50,7 @@ export class RemoteJwks implements VerificationKeySource {
   /** Why the last fetch failed; undefined after a success. */
   private failure: string | undefined;
   private timer: ReturnType<typeof setInterval> | undefined;
+  private started = false;
 
   constructor(private options: JwksOptions) {}
 
@@ -53,7 +61,13 @@ export class RemoteJwks implements VerificationKeySource {
 
   async byKid(kid: string): Promise<VerificationKey | undefined> {
     // Known keys serve at once; without any, the first use waits for the first fetch.
-    this.loaded ??= this.options.initial?.length ? this.install(this.options.initial).then(() => undefined) : this.refresh();
+    if (!this.loaded) {
+      const initial = this.options.initial?.length ? this.options.initial : undefined;
+      this.loaded = initial ? this.install(initial).then(() => undefined) : this.refresh();
+      // Fresher keys than the known ones are fetched at once rather than after refreshMs.
+      if (initial && this.started) void this.loaded.then(() => this.refresh());
+    }
+    this.keepFresh();
     await this.loaded;
     const key = this.keys.get(kid);
     if (key) return key;
@@ -119,18 +133,26 @@ export class RemoteJwks implements VerificationKeySource {
     return accepted;
   }
 
+  /** Lets the set refresh itself (per `schedule`) from its first use on; starts nothing now. */
   start(): void {
-    // Known keys serve now; fresher ones are fetched at once rather than after refreshMs.
-    if (!this.timer && this.options.initial?.length) {
-      this.loaded ??= this.install(this.options.initial).then(() => undefined);
-      void this.loaded.then(() => this.refresh());
-    }
-    this.timer ??= setInterval(() => void this.refresh(), this.options.refreshMs);
-    (this.timer as { unref?: () => void }).unref?.();
+    this.started = true;
   }
 
   stop(): void {
+    this.started = false;
     if (this.timer) clearInterval(this.timer);
     this.timer = undefined;
+  }
+
+  /** At each use: the refresh timer begins (`timer`), or a stale set is fetched again in the background (`on-use`). */
+  private keepFresh(): void {
+    if (!this.started) return;
+    if ((this.options.schedule ?? 'timer') === 'on-use') {
+      if (Date.now() - this.lastFetch >= this.options.refreshMs) void this.refresh();
+      return;
+    }
+    if (this.timer) return;
+    this.timer = setInterval(() => void this.refresh(), this.options.refreshMs);
+    (this.timer as { unref?: () => void }).unref?.();
   }
 }

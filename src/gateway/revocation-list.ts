@@ -12,6 +12,12 @@ export interface RevocationListOptions {
   issuer?: string;
   fetch?: typeof fetch;
   onError?: (error: Error) => void;
+  /**
+   * Begin polling at the first check rather than when `start()` is called: no I/O or timer at a
+   * Worker's global scope. That first check (and those before the first answer) says
+   * `unavailable`, as every check does until a list is loaded.
+   */
+  startOnUse?: boolean;
 }
 
 /** What the list says about a token: nothing (let it through), refuse it, or cannot tell yet. */
@@ -41,6 +47,7 @@ export class RevocationList {
   private since: number | undefined;
   private etag: string | undefined;
   private timer: ReturnType<typeof setInterval> | undefined;
+  private stopped = false;
   private inflight: Promise<void> | undefined;
   private readonly basic: string;
   loaded = false;
@@ -120,12 +127,14 @@ export class RevocationList {
   }
 
   stop(): void {
+    this.stopped = true;
     if (this.timer) clearInterval(this.timer);
     this.timer = undefined;
   }
 
   /** Whether the token may be used, as far as revocation goes. */
   check(claims: TokenClaims): RevocationVerdict {
+    if (this.options.startOnUse && !this.timer && !this.stopped) this.start();
     if (!this.loaded) {
       // A wrong secret or a client that serves no resource fails every poll: say so, not just "not yet".
       return { refuse: 'unavailable', reason: `the revocation list has not been loaded yet${this.lastError ? ` (last poll: ${this.lastError})` : ''}` };

@@ -244,7 +244,7 @@ function compileApproval(rule: RouteConfig['tools'][string]['approval'], where: 
 }
 
 function ownRevocationList(options: RevocationListOptions): { list: RevocationList; release(): void } {
-  const list = new RevocationList(options);
-  list.start();
+  // Without a host registry (Node's polls at once): polling begins at the first check.
+  const list = new RevocationList({ ...options, startOnUse: true });
   return { list, release: () => list.stop() };
 }
