@@ -69,6 +69,8 @@ export interface CompileOptions {
   createVerifier?: (jwk: JWK, alg: string) => VerificationKey['verify'];
   onError?: (error: Error) => void;
   fetch?: typeof fetch;
+  /** How key sets stay fresh: `timer` (the Node gateway, the default) or `on-use` (Workers: no timer outlives a request). */
+  jwksSchedule?: 'timer' | 'on-use';
   /** The AS keys, kept across route reloads; without it each build fetches its own. */
   signingKeys?: SigningKeys;
   /**
@@ -145,6 +147,7 @@ export function compileRoute(anyRoute: AnyRouteConfig, index: number, options: C
       minRefreshSeconds: route.token.jwks_min_refresh_seconds,
       createVerifier: options.createVerifier,
       onError: options.onError,
+      schedule: options.jwksSchedule,
     };
     validator = jwtValidator({
       ...keys,

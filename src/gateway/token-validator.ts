@@ -4,7 +4,7 @@ import { basicAuthorization } from '../core/encoding.ts';
 import { verifyJwt, type VerificationKey } from '../core/jwt.ts';
 import { VerifiedTokenCache } from '../core/verified-cache.ts';
 import { deepFreeze } from '../core/cel.ts';
-import { RemoteJwks } from './jwks.ts';
+import { RemoteJwks, type JwksOptions } from './jwks.ts';
 
 /** The claims of a validated access token, whatever the validation mode. */
 export type TokenClaims = Record<string, unknown> & { sub?: string; exp?: number; scope?: string; client_id?: string };
@@ -61,6 +61,8 @@ export interface JwtValidatorOptions {
   cacheEntries: number;
   createVerifier?: (jwk: JWK, alg: string) => VerificationKey['verify'];
   onError?: (error: Error) => void;
+  /** How the key set stays fresh: `timer` (a server, the default) or `on-use` (Workers). */
+  schedule?: JwksOptions['schedule'];
   /** Keys held by the caller (kept across route reloads); the validator then neither starts nor stops them. */
   jwks?: RemoteJwks;
 }
@@ -94,13 +96,14 @@ export function jwtValidator(options: JwtValidatorOptions): TokenValidator {
 }
 
 /** Where and how often the validator's keys are fetched. */
-export function jwksOptions(options: Pick<JwtValidatorOptions, 'jwksUri' | 'metadata' | 'refreshSeconds' | 'minRefreshSeconds' | 'createVerifier' | 'onError'>) {
+export function jwksOptions(options: Pick<JwtValidatorOptions, 'jwksUri' | 'metadata' | 'refreshSeconds' | 'minRefreshSeconds' | 'createVerifier' | 'onError' | 'schedule'>) {
   return {
     jwksUri: options.jwksUri ?? (() => metadataUrl(options.metadata, 'jwks_uri')),
     refreshMs: options.refreshSeconds * 1000,
     minRefreshMs: options.minRefreshSeconds * 1000,
     createVerifier: options.createVerifier,
     onError: options.onError,
+    schedule: options.schedule,
   };
 }
 
