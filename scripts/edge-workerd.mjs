@@ -1,0 +1,70 @@
+// Runs the gateway's Worker bundle (dist-edge/gateway.js, `npm run edge:build`) in workerd through
+// Miniflare's API, both installed by `npm run edge:install` under .cache/edge. Miniflare needs
+// Node 22, so run this with that Node (or `npm run edge:dev`):
+//
+//   .cache/edge/node_modules/node/bin/node scripts/edge-workerd.mjs --config gateway.yaml \
+//     [--port 0] [--host 127.0.0.1] [--script dist-edge/gateway.js] [--binding NAME=VALUE]...
+//
+// The config (YAML or JSON, the Node gateway's file) becomes the MANDATE_GATEWAY_CONFIG binding;
+// each --binding is another string binding (the secrets a route names). Prints one JSON line
+// {"url": ...} when workerd listens; the Worker's logs (its audit lines) follow on stdout. Stops on
+// SIGTERM/SIGINT or when stdin closes.
+import { readFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath, pathToFileURL } from 'node:url';
+import { parse } from 'yaml';
+
+const root = join(dirname(fileURLToPath(import.meta.url)), '..');
+const options = { port: '0', host: '127.0.0.1', script: join(root, 'dist-edge', 'gateway.js'), config: undefined };
+const bindings = {};
+const args = process.argv.slice(2);
+for (let i = 0; i < args.length; i += 2) {
+  const [flag, value] = [args[i], args[i + 1]];
+  if (value === undefined) usage();
+  if (flag === '--binding') {
+    const eq = value.indexOf('=');
+    if (eq <= 0) usage();
+    bindings[value.slice(0, eq)] = value.slice(eq + 1);
+  } else if (['--port', '--host', '--script', '--config'].includes(flag)) options[flag.slice(2)] = value;
+  else usage();
+}
+if (!options.config) usage();
+
+function usage() {
+  console.error('usage: scripts/edge-workerd.mjs --config <gateway.yaml|json> [--port N] [--host H] [--script F] [--binding NAME=VALUE]...');
+  process.exit(2);
+}
+
+let miniflare;
+try {
+  miniflare = await import(pathToFileURL(createRequire(join(root, '.cache', 'edge', 'package.json')).resolve('miniflare')).href);
+} catch {
+  console.error('Miniflare is not installed: run `npm run edge:install`');
+  process.exit(3);
+}
+const config = parse(readFileSync(resolve(options.config), 'utf8'));
+const mf = new miniflare.Miniflare({
+  modules: true,
+  scriptPath: resolve(options.script),
+  // Module names are paths relative to this root: the bundle's own directory, wherever it is.
+  modulesRoot: dirname(resolve(options.script)),
+  compatibilityDate: '2026-07-01',
+  host: options.host,
+  port: Number(options.port),
+  bindings: { ...bindings, MANDATE_GATEWAY_CONFIG: JSON.stringify(config) },
+});
+const url = await mf.ready;
+console.log(JSON.stringify({ url: url.href.replace(/\/$/, '') }));
+
+let stopping = false;
+async function stop() {
+  if (stopping) return;
+  stopping = true;
+  await mf.dispose().catch(() => undefined);
+  process.exit(0);
+}
+process.on('SIGTERM', stop);
+process.on('SIGINT', stop);
+process.stdin.on('end', stop);
+process.stdin.resume();
