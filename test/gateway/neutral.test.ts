@@ -50,7 +50,7 @@ async function reached(entry: string): Promise<{ builtins: string[]; packages: s
 }
 
 describe('the runtime-neutral gateway and core', () => {
-  for (const entry of ['src/gateway/index.ts', 'src/core/index.ts']) {
+  for (const entry of ['src/gateway/index.ts', 'src/gateway/workers/index.ts', 'src/core/index.ts']) {
     it(`${entry} bundles for a runtime without Node: no Node builtin, no Node-only package`, async () => {
       const { builtins, packages } = await reached(entry);
       assert.deepEqual(builtins, []);
