@@ -95,7 +95,7 @@ const call = parseMcpMessage({ jsonrpc: '2.0', id: 7, method: 'tools/call', para
 let batch;
 try { parseMcpMessage([]); } catch (error) { batch = error instanceof JsonRpcError && error.code; }
 const subpaths = {};
-for (const name of ['core', 'store', 'auth-server', 'config', 'gateway', 'gateway/node', 'agent']) subpaths[name] = Object.keys(await import(\`mandate/\${name}\`)).length;
+for (const name of ['core', 'store', 'auth-server', 'config', 'gateway', 'gateway/node', 'gateway/workers', 'agent']) subpaths[name] = Object.keys(await import(\`mandate/\${name}\`)).length;
 console.log(JSON.stringify({
   subpaths,
   resolved: ['mandate/core', 'mandate/agent', 'mandate/gateway'].map((name) => import.meta.resolve(name)),
@@ -111,7 +111,7 @@ console.log(JSON.stringify({
     const { stdout } = await run(process.execPath, ['use.mjs'], { cwd: project, timeout: 30_000 });
     const result = JSON.parse(stdout) as Record<string, unknown>;
     for (const [name, count] of Object.entries(result.subpaths as Record<string, number>)) assert.ok(count > 0, `mandate/${name} has exports`);
-    assert.equal(Object.keys(result.subpaths as object).length, 7);
+    assert.equal(Object.keys(result.subpaths as object).length, 8);
     const resolved = result.resolved as string[];
     for (const [i, area] of ['core', 'agent', 'gateway'].entries()) assert.ok(resolved[i]!.endsWith(`/node_modules/mandate/dist/src/${area}/index.js`), resolved[i]);
     assert.deepEqual(result.scope, ['openid', 'mcp:use']);
