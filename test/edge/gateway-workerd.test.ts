@@ -125,6 +125,9 @@ describe('the gateway as a Worker, in workerd', skipUnless(available, 'edge test
   });
 
   it('a valid token: the upstream answers, without the Authorization header; one audit line', async () => {
+    // Cold: these first calls share the key set's one fetch, started by one request and awaited by all.
+    const first = await Promise.all([1, 2, 3].map(async (id) => mcpPost(resource, toolCall('echo', {}, id), await bearer({ sub: 'erin' }))));
+    assert.deepEqual(first.map((r) => r.status), [200, 200, 200], first.map((r) => r.text).join('\n'));
     const res = await mcpPost(resource, toolCall('echo', { hello: 'edge' }, 7), await bearer());
     assert.equal(res.status, 200, res.text);
     assert.deepEqual(res.json, { result: { content: [{ type: 'text', text: '{"hello":"edge"}' }] }, jsonrpc: '2.0', id: 7 });
