@@ -8,8 +8,8 @@
 // The config (YAML or JSON, the Node gateway's file) becomes the MANDATE_GATEWAY_CONFIG binding;
 // each --binding is another string binding (the secrets a route names). Prints one JSON line
 // {"url": ...} when workerd listens; the Worker's logs (its audit lines) follow on stdout. Stops on
-// SIGTERM/SIGINT or when stdin closes.
-import { readFileSync } from 'node:fs';
+// SIGTERM/SIGINT, or when stdin is a pipe and closes.
+import { fstatSync, readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
@@ -66,5 +66,8 @@ async function stop() {
 }
 process.on('SIGTERM', stop);
 process.on('SIGINT', stop);
-process.stdin.on('end', stop);
-process.stdin.resume();
+// Started by a test through a pipe: the test's end (even a crash) closes it and stops workerd too.
+if (fstatSync(0).isFIFO()) {
+  process.stdin.on('end', stop);
+  process.stdin.resume();
+}
