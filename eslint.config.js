@@ -2,7 +2,7 @@ import js from '@eslint/js';
 import tseslint from 'typescript-eslint';
 
 export default tseslint.config(
-  { ignores: ['node_modules/', '.mandate/', 'dist/', 'schema/'] },
+  { ignores: ['node_modules/', '.mandate/', 'dist/', 'dist-edge/', 'schema/'] },
   js.configs.recommended,
   ...tseslint.configs.recommended,
   {
