@@ -8,8 +8,9 @@
  * string, or an object from a JSON var), validated with the same schema; the secrets a route names
  * (`client_secret_env`…) are read from the other bindings. Nothing happens at global scope (a
  * Worker may start no timer and do no I/O there): the routes are compiled on the first request, and
- * key sets fetch at first use and refresh on use. For now: MCP routes only, rate limits in the
- * isolate's memory (per isolate!), MCP sessions and held approvals in memory, audit events as JSON
+ * key sets fetch at first use and refresh on use. For now: MCP routes only, rate limits and MCP
+ * session bindings in the `GATEWAY_STATE` Durable Object binding (the exported `GatewayState`
+ * class) when there is one, in the isolate's memory otherwise (per isolate!), held approvals in memory, audit events as JSON
  * lines on console.log (Workers Logs). `listen`, `admin`, `audit` and `data_dir` do not apply.
  */
 import type { Hono } from 'hono';
@@ -21,12 +22,14 @@ import { fetchForwarder } from '../filters/proxy.ts';
 import { compileRoute, type CompiledRoute } from '../route.ts';
 import { SessionBindings } from '../sessions.ts';
 import type { GatewayAuditEvent, GatewayEnv } from '../types.ts';
+import { durableRateLimits, DurableSessionBindings, isDurableNamespace } from './durable-state.ts';
 import { isolateRateLimits } from './rate-limits.ts';
 
 export { isolateRateLimits } from './rate-limits.ts';
+export { GatewayState, durableRateLimits, DurableSessionBindings } from './durable-state.ts';
 
-/** The Worker's bindings: the config, and the secrets its routes name. */
-export type GatewayWorkerEnv = { MANDATE_GATEWAY_CONFIG?: string | object } & Record<string, unknown>;
+/** The Worker's bindings: the config, the `GatewayState` Durable Object (optional), and the secrets its routes name. */
+export type GatewayWorkerEnv = { MANDATE_GATEWAY_CONFIG?: string | object; GATEWAY_STATE?: unknown } & Record<string, unknown>;
 
 /** The part of `ExecutionContext` used here (no dependency on @cloudflare/workers-types). */
 export interface WorkerContext {
@@ -47,7 +50,7 @@ class EdgeConfigError extends Error {
 function build(source: string, env: GatewayWorkerEnv): Built {
   let raw: unknown;
   try {
-    raw = JSON.parse(source);
+    raw = JSON.parse(source.slice(source.indexOf(':') + 1));
   } catch (error) {
     throw new EdgeConfigError(`MANDATE_GATEWAY_CONFIG is not JSON: ${(error as Error).message}`);
   }
@@ -57,7 +60,10 @@ function build(source: string, env: GatewayWorkerEnv): Built {
   }
   const config = parsed.data;
   const strings = Object.fromEntries(Object.entries(env).filter((entry): entry is [string, string] => typeof entry[1] === 'string'));
-  const rateLimits = isolateRateLimits();
+  // Shared by every isolate and kept across restarts with the Durable Object; per isolate without it.
+  const state = isDurableNamespace(env.GATEWAY_STATE) ? env.GATEWAY_STATE : undefined;
+  const rateLimits = state ? durableRateLimits(state) : isolateRateLimits();
+  const idleMs = config.session_idle_seconds * 1000;
   const routes: CompiledRoute[] = [];
   try {
     config.routes.forEach((route, index) => {
@@ -85,7 +91,7 @@ function build(source: string, env: GatewayWorkerEnv): Built {
   const app = gatewayApp(routes, {
     observer,
     forwarder: fetchForwarder(),
-    sessions: new SessionBindings({ idleMs: config.session_idle_seconds * 1000 }),
+    sessions: state ? new DurableSessionBindings(state, { idleMs }) : new SessionBindings({ idleMs }),
     approvals: new ApprovalMemory(),
   });
   return { source, app, routes };
@@ -97,7 +103,8 @@ let built: Built | undefined;
 function routesFor(env: GatewayWorkerEnv): Built {
   const binding = env.MANDATE_GATEWAY_CONFIG;
   if (binding === undefined) throw new EdgeConfigError('the MANDATE_GATEWAY_CONFIG binding is not set');
-  const source = typeof binding === 'string' ? binding : JSON.stringify(binding);
+  // The routes are built again when the config changes or the Durable Object binding appears or goes.
+  const source = `${isDurableNamespace(env.GATEWAY_STATE) ? 'do' : 'isolate'}:${typeof binding === 'string' ? binding : JSON.stringify(binding)}`;
   if (built?.source === source) return built;
   const next = build(source, env);
   for (const route of built?.routes ?? []) route.close();
