@@ -4,9 +4,12 @@
 //
 //   .cache/edge/node_modules/node/bin/node scripts/edge-workerd.mjs --config gateway.yaml \
 //     [--port 0] [--host 127.0.0.1] [--script dist-edge/gateway.js] [--binding NAME=VALUE]...
+//     [--persist <dir>]
 //
 // The config (YAML or JSON, the Node gateway's file) becomes the MANDATE_GATEWAY_CONFIG binding;
-// each --binding is another string binding (the secrets a route names). Prints one JSON line
+// each --binding is another string binding (the secrets a route names). GATEWAY_STATE is bound to
+// the bundle's GatewayState Durable Object (rate limits, MCP session bindings): kept in memory, or
+// in <dir> with --persist, so that a restart with the same directory keeps the budgets and sessions. Prints one JSON line
 // {"url": ...} when workerd listens; the Worker's logs (its audit lines) follow on stdout. Stops on
 // SIGTERM/SIGINT, or when stdin is a pipe and closes.
 import { fstatSync, readFileSync } from 'node:fs';
@@ -16,7 +19,7 @@ import { fileURLToPath, pathToFileURL } from 'node:url';
 import { parse } from 'yaml';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
-const options = { port: '0', host: '127.0.0.1', script: join(root, 'dist-edge', 'gateway.js'), config: undefined };
+const options = { port: '0', host: '127.0.0.1', script: join(root, 'dist-edge', 'gateway.js'), config: undefined, persist: undefined };
 const bindings = {};
 const args = process.argv.slice(2);
 for (let i = 0; i < args.length; i += 2) {
@@ -26,13 +29,13 @@ for (let i = 0; i < args.length; i += 2) {
     const eq = value.indexOf('=');
     if (eq <= 0) usage();
     bindings[value.slice(0, eq)] = value.slice(eq + 1);
-  } else if (['--port', '--host', '--script', '--config'].includes(flag)) options[flag.slice(2)] = value;
+  } else if (['--port', '--host', '--script', '--config', '--persist'].includes(flag)) options[flag.slice(2)] = value;
   else usage();
 }
 if (!options.config) usage();
 
 function usage() {
-  console.error('usage: scripts/edge-workerd.mjs --config <gateway.yaml|json> [--port N] [--host H] [--script F] [--binding NAME=VALUE]...');
+  console.error('usage: scripts/edge-workerd.mjs --config <gateway.yaml|json> [--port N] [--host H] [--script F] [--binding NAME=VALUE]... [--persist <dir>]');
   process.exit(2);
 }
 
@@ -53,6 +56,8 @@ const mf = new miniflare.Miniflare({
   host: options.host,
   port: Number(options.port),
   bindings: { ...bindings, MANDATE_GATEWAY_CONFIG: JSON.stringify(config) },
+  durableObjects: { GATEWAY_STATE: 'GatewayState' },
+  durableObjectsPersist: options.persist ? resolve(options.persist) : false,
 });
 const url = await mf.ready;
 console.log(JSON.stringify({ url: url.href.replace(/\/$/, '') }));
