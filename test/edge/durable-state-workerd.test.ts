@@ -1,0 +1,128 @@
+/**
+ * The Worker's `GatewayState` Durable Object in workerd (issue 16: "Durable Object state survives a
+ * Worker restart"): the bundle runs under Miniflare (Node 22 from .cache/edge) with GATEWAY_STATE
+ * persisted to a directory; workerd is stopped and started again on the same directory, and the
+ * spent budget and the session's owner are still there. Loopback only, bounded in time.
+ */
+import assert from 'node:assert/strict';
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { existsSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { freePort } from '../helpers/auth-server.ts';
+import { listedTools, mcpPost, startFakeIssuer, startScriptedUpstream, toolCall } from '../helpers/gateway.ts';
+import { skipUnless } from '../helpers/services.ts';
+
+const EDGE = resolve('.cache/edge/node_modules');
+const NODE22 = join(EDGE, 'node/bin/node');
+const available = existsSync(NODE22) && existsSync(join(EDGE, 'miniflare/package.json'));
+const STARTUP_MS = 30_000;
+
+describe('the gateway\'s Durable Object state in workerd, across a restart', skipUnless(available, 'edge tests: run `npm run edge:install` (Miniflare and workerd need Node 22, installed under .cache/)'), () => {
+  let issuer: Awaited<ReturnType<typeof startFakeIssuer>>;
+  let upstream: Awaited<ReturnType<typeof startScriptedUpstream>>;
+  let worker: ChildProcess | undefined;
+  let dir: string;
+  let script: string;
+  let configFile: string;
+  let persist: string;
+  let port: number;
+  let resource: string;
+
+  async function start(): Promise<void> {
+    let stdout = '';
+    let stderr = '';
+    const child = spawn(NODE22, ['scripts/edge-workerd.mjs', '--config', configFile, '--script', script, '--host', '127.0.0.1', '--port', String(port), '--persist', persist], { stdio: ['pipe', 'pipe', 'pipe'] });
+    worker = child;
+    child.stderr!.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
+    await new Promise<void>((ready, fail) => {
+      const timer = setTimeout(() => fail(new Error(`workerd did not start in ${STARTUP_MS} ms:\n${stdout}\n${stderr}`)), STARTUP_MS);
+      child.stdout!.on('data', (chunk: Buffer) => {
+        stdout += chunk.toString();
+        if (stdout.includes('{"url":')) {
+          clearTimeout(timer);
+          ready();
+        }
+      });
+      child.once('exit', (code) => {
+        clearTimeout(timer);
+        fail(new Error(`workerd exited (${code}):\n${stdout}\n${stderr}`));
+      });
+    });
+  }
+
+  async function stop(): Promise<void> {
+    const child = worker;
+    worker = undefined;
+    if (!child || child.exitCode !== null) return;
+    const exited = new Promise((r) => child.once('exit', r));
+    child.kill('SIGTERM');
+    const timer = setTimeout(() => child.kill('SIGKILL'), 5_000);
+    await exited;
+    clearTimeout(timer);
+  }
+
+  before(async () => {
+    issuer = await startFakeIssuer();
+    upstream = await startScriptedUpstream();
+    dir = mkdtempSync(join(tmpdir(), 'mandate-edge-do-'));
+    script = join(dir, 'gateway.js');
+    persist = join(dir, 'state');
+    const built = spawnSync(process.execPath, ['scripts/build-edge.mjs', '--outfile', script], { encoding: 'utf8', timeout: 60_000 });
+    assert.equal(built.status, 0, built.stderr);
+    port = await freePort();
+    resource = `http://127.0.0.1:${port}/mcp`;
+    configFile = join(dir, 'gateway.json');
+    const route = { upstream: upstream.url, authorization_servers: [issuer.issuer], scopes: ['banking:read'], tools: listedTools() };
+    writeFileSync(configFile, JSON.stringify({ routes: [{ path: '/mcp', resource, ...route, rate_limits: [{ name: 'per-subject', key: ['subject'], limit: 3, window_seconds: 600 }] }] }));
+    await start();
+  });
+
+  after(async () => {
+    await stop();
+    await upstream?.close();
+    await issuer?.close();
+    if (dir) rmSync(dir, { recursive: true, force: true });
+  });
+
+  const bearer = async (sub: string, clientId = 'agent-1') => ({ authorization: `Bearer ${await issuer.sign({ sub, aud: resource, client_id: clientId, scope: 'banking:read' })}` });
+  const initialize = { jsonrpc: '2.0', id: 1, method: 'initialize', params: { protocolVersion: '2025-11-25', capabilities: {}, clientInfo: { name: 't', version: '1' } } };
+
+  it('a spent budget stays spent, and a session keeps its owner, after workerd restarts', async () => {
+    // alice opens a session (the upstream gives out `upstream-session`): bound to her in the object.
+    const alice = await bearer('alice');
+    const opened = await mcpPost(resource, initialize, alice);
+    assert.equal(opened.status, 200, opened.text);
+    const session = opened.headers.get('mcp-session-id');
+    assert.equal(session, 'upstream-session');
+    assert.equal((await mcpPost(resource, toolCall('echo', {}, 2), { ...alice, 'mcp-session-id': session })).status, 200);
+    // (The scripted upstream names every answer `upstream-session`: carol's answers cannot rebind it.)
+    const carol = await bearer('carol');
+    for (let i = 1; i <= 2; i++) assert.equal((await mcpPost(resource, toolCall('echo', {}, i), carol)).status, 200);
+
+    await stop();
+    assert.ok(readdirSync(persist).length > 0, 'the Durable Object state is on disk');
+    await start();
+
+    // Two of carol's three calls were spent before the restart: one left, then 429.
+    assert.equal((await mcpPost(resource, toolCall('echo', {}, 3), carol)).status, 200);
+    const refused = await mcpPost(resource, toolCall('echo', {}, 4), carol);
+    assert.equal(refused.status, 429, refused.text);
+    assert.equal((refused.json!.error as { code: number }).code, -32029);
+    assert.ok(Number(refused.headers.get('retry-after')) > 500, 'the window started before the restart, 600 s long');
+
+    // The session is still alice's: bob (another subject) gets 404, as for an unknown session.
+    const before = upstream.requests.length;
+    const hijack = await mcpPost(resource, toolCall('echo', {}, 5), { ...(await bearer('bob')), 'mcp-session-id': session });
+    assert.equal(hijack.status, 404, hijack.text);
+    assert.equal((hijack.json!.error as { code: number }).code, -32001);
+    assert.equal(upstream.requests.length, before, 'nothing forwarded');
+    // …so is alice through another client, and an id bound nowhere.
+    assert.equal((await mcpPost(resource, toolCall('echo', {}, 6), { ...(await bearer('alice', 'agent-2')), 'mcp-session-id': session })).status, 404);
+    assert.equal((await mcpPost(resource, toolCall('echo', {}, 7), { ...alice, 'mcp-session-id': 'never-opened' })).status, 404);
+    const own = await mcpPost(resource, toolCall('echo', { again: true }, 8), { ...alice, 'mcp-session-id': session });
+    assert.equal(own.status, 200, own.text);
+    assert.equal(upstream.requests.at(-1)!.headers['mcp-session-id'], session);
+  });
+});
