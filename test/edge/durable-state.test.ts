@@ -1,0 +1,116 @@
+/**
+ * The `GatewayState` Durable Object and the Worker's stores over it, in Node (the class and the
+ * Worker entry are web-standard): the object's counters and bindings on an in-memory storage, and
+ * the Worker failing closed — 503 with the audit reason — when the object cannot be reached or
+ * fails. (test/edge/durable-state-workerd.test.ts runs the real thing in workerd, across a restart.)
+ */
+import assert from 'node:assert/strict';
+import { after, before, describe, it, mock } from 'node:test';
+import worker, { GatewayState } from '../../src/gateway/workers/index.ts';
+import type { DurableNamespace, DurableStorage } from '../../src/gateway/workers/durable-state.ts';
+import { listedTools, MCP_HEADERS, startFakeIssuer, toolCall } from '../helpers/gateway.ts';
+
+function memoryStorage() {
+  const data = new Map<string, unknown>();
+  let alarm: number | undefined;
+  const storage: DurableStorage = {
+    get: <T>(key: string) => Promise.resolve(structuredClone(data.get(key)) as T | undefined),
+    put: (key, value) => Promise.resolve(void data.set(key, structuredClone(value))),
+    deleteAll: () => Promise.resolve(data.clear()),
+    setAlarm: (at) => Promise.resolve(void (alarm = at)),
+  };
+  return { storage, data, alarm: () => alarm };
+}
+
+const send = async (object: GatewayState, command: unknown) => (await object.fetch(new Request('https://gateway-state/', { method: 'POST', body: JSON.stringify(command) }))).json();
+
+describe('the GatewayState Durable Object', () => {
+  it('counts a fixed window: `points` allowed, then refused with the time to the window\'s end; an alarm at its end', async () => {
+    const memory = memoryStorage();
+    const object = new GatewayState(memory);
+    for (let i = 0; i < 2; i++) assert.deepEqual(await send(object, { op: 'consume', points: 2, windowMs: 60_000 }), { allowed: true, msBeforeNext: 0 });
+    const refused = (await send(object, { op: 'consume', points: 2, windowMs: 60_000 })) as { allowed: boolean; msBeforeNext: number };
+    assert.equal(refused.allowed, false);
+    assert.ok(refused.msBeforeNext > 59_000 && refused.msBeforeNext <= 60_000);
+    assert.ok(memory.alarm()! > Date.now());
+    await object.alarm();
+    assert.ok(memory.data.has('counter'), 'kept until the window ends');
+  });
+
+  it('binds a session to its first owner; verdicts for others; ends; lapses when idle (lazy, and by the alarm)', async () => {
+    const memory = memoryStorage();
+    const object = new GatewayState(memory);
+    const alice = { sub: 'alice', clientId: 'agent-1' };
+    assert.deepEqual(await send(object, { op: 'check', owner: alice, idleMs: 60_000 }), { verdict: 'unknown' });
+    await send(object, { op: 'bind', owner: alice, idleMs: 60_000 });
+    await send(object, { op: 'bind', owner: { sub: 'bob' }, idleMs: 60_000 });
+    assert.deepEqual(await send(object, { op: 'check', owner: alice, idleMs: 60_000 }), { verdict: 'own' });
+    assert.deepEqual(await send(object, { op: 'check', owner: { sub: 'bob', clientId: 'agent-1' }, idleMs: 60_000 }), { verdict: 'other_subject' });
+    assert.deepEqual(await send(object, { op: 'check', owner: { sub: 'alice', clientId: 'agent-2' }, idleMs: 60_000 }), { verdict: 'other_client' });
+    await send(object, { op: 'end' });
+    assert.deepEqual(await send(object, { op: 'check', owner: alice, idleMs: 60_000 }), { verdict: 'unknown' });
+
+    await send(object, { op: 'bind', owner: alice, idleMs: 1 });
+    await new Promise((r) => setTimeout(r, 5));
+    assert.deepEqual(await send(object, { op: 'check', owner: alice, idleMs: 1 }), { verdict: 'unknown' }, 'idle past its lifetime');
+    await object.alarm();
+    assert.equal(memory.data.size, 0, 'the alarm deleted the lapsed binding');
+    assert.equal((await object.fetch(new Request('https://gateway-state/', { method: 'POST', body: '{"op":"nope"}' }))).status, 400);
+  });
+});
+
+describe('the Worker with a GATEWAY_STATE that fails: 503, fail closed, the reason audited', () => {
+  let issuer: Awaited<ReturnType<typeof startFakeIssuer>>;
+  const lines: string[] = [];
+  const resource = 'https://edge.test/mcp';
+
+  before(async () => {
+    issuer = await startFakeIssuer();
+    mock.method(console, 'log', (line: string) => void lines.push(line));
+    mock.method(console, 'warn', () => undefined);
+  });
+  after(async () => {
+    mock.restoreAll();
+    await issuer?.close();
+  });
+
+  const failing = (how: 'unreachable' | 'throws'): DurableNamespace => ({
+    idFromName: (name) => name,
+    get: () => ({
+      fetch: () => (how === 'unreachable' ? Promise.reject(new Error('Durable Object reset because its code was updated')) : Promise.resolve(new Response('internal error', { status: 500 }))),
+    }),
+  });
+
+  async function call(how: 'unreachable' | 'throws', headers: Record<string, string> = {}) {
+    // A distinct config per case: the Worker rebuilds its routes (and stores) when the config changes.
+    const config = { routes: [{ path: '/mcp', upstream: 'http://127.0.0.1:9/never', resource, resource_name: how, authorization_servers: [issuer.issuer], tools: listedTools(), rate_limits: [{ name: 'per-subject', key: ['subject'], limit: 5, window_seconds: 60 }] }] };
+    const token = await issuer.sign({ sub: 'alice', aud: resource, client_id: 'agent-1' });
+    const env = { MANDATE_GATEWAY_CONFIG: JSON.stringify(config), GATEWAY_STATE: failing(how) };
+    const response = await worker.fetch(new Request(resource, { method: 'POST', headers: { ...MCP_HEADERS, authorization: `Bearer ${token}`, ...headers }, body: JSON.stringify(toolCall('echo')) }), env, { waitUntil: () => undefined });
+    const requestId = response.headers.get('x-request-id');
+    const body = (await response.json()) as { error: { code: number } };
+    await new Promise((r) => setTimeout(r, 20));
+    const event = lines.map((line) => JSON.parse(line) as Record<string, unknown>).find((e) => e.request_id === requestId);
+    assert.ok(event, `an audit line for ${requestId}`);
+    return { response, body, event };
+  }
+
+  it('rate limit object unreachable: 503 rate_limiter_unavailable, nothing forwarded', async () => {
+    const { response, body, event } = await call('unreachable');
+    assert.equal(response.status, 503);
+    assert.equal(response.headers.get('retry-after'), '1');
+    assert.equal(body.error.code, -32603);
+    assert.equal(event.decision, 'error');
+    assert.equal(event.rejection, 'rate_limiter_unavailable');
+    assert.equal(event.reason, 'rate limit store unavailable: Durable Object reset because its code was updated');
+  });
+
+  it('session object failing: 503 session_store_unavailable', async () => {
+    const { response, body, event } = await call('throws', { 'mcp-session-id': 'some-session' });
+    assert.equal(response.status, 503);
+    assert.equal(body.error.code, -32603);
+    assert.equal(event.decision, 'error');
+    assert.equal(event.rejection, 'session_store_unavailable');
+    assert.equal(event.reason, 'session store unavailable: the Durable Object answered 500');
+  });
+});
