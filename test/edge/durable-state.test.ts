@@ -5,7 +5,9 @@
  * fails. (test/edge/durable-state-workerd.test.ts runs the real thing in workerd, across a restart.)
  */
 import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
 import { after, before, describe, it, mock } from 'node:test';
+import { gatewayConfigSchema } from '../../src/config/gateway-schema.ts';
 import worker, { GatewayState } from '../../src/gateway/workers/index.ts';
 import type { DurableNamespace, DurableStorage } from '../../src/gateway/workers/durable-state.ts';
 import { listedTools, MCP_HEADERS, startFakeIssuer, toolCall } from '../helpers/gateway.ts';
@@ -112,5 +114,21 @@ describe('the Worker with a GATEWAY_STATE that fails: 503, fail closed, the reas
     assert.equal(event.decision, 'error');
     assert.equal(event.rejection, 'session_store_unavailable');
     assert.equal(event.reason, 'session store unavailable: the Durable Object answered 500');
+  });
+});
+
+describe('examples/edge/wrangler.jsonc', () => {
+  it('binds GATEWAY_STATE to the bundle\'s GatewayState with a migration, and its config var is a valid gateway config', async () => {
+    // JSONC: whole-line comments only in this file.
+    const wrangler = JSON.parse(readFileSync('examples/edge/wrangler.jsonc', 'utf8').replace(/^\s*\/\/.*$/gm, '')) as {
+      durable_objects: { bindings: { name: string; class_name: string }[] };
+      migrations: { tag: string; new_sqlite_classes?: string[] }[];
+      vars: { MANDATE_GATEWAY_CONFIG: unknown };
+    };
+    assert.deepEqual(wrangler.durable_objects.bindings, [{ name: 'GATEWAY_STATE', class_name: 'GatewayState' }]);
+    assert.deepEqual(wrangler.migrations, [{ tag: 'v1', new_sqlite_classes: ['GatewayState'] }]);
+    const parsed = gatewayConfigSchema.safeParse(wrangler.vars.MANDATE_GATEWAY_CONFIG);
+    assert.ok(parsed.success, JSON.stringify(parsed.error?.issues));
+    assert.equal(typeof (await import('../../src/gateway/workers/index.ts')).GatewayState, 'function');
   });
 });
