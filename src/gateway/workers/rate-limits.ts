@@ -1,13 +1,14 @@
 import type { RateLimitStore } from '../rate-limits.ts';
 
 /**
- * A fixed-window rate limit store in the isolate's memory — for now (issue 16, first increment).
+ * A fixed-window rate limit store in the isolate's memory: the fallback of a Worker without the
+ * `GATEWAY_STATE` Durable Object binding (durable-state.ts).
  *
  * PER ISOLATE: Cloudflare runs many isolates of one Worker (one or more per location) and may evict
  * any of them at any time, so each isolate counts its own requests and a budget of N per window is
  * really N per isolate. It is exact under `workerd` locally and in tests (one isolate), and a
- * best-effort brake in production. The Durable Object store (one object per bucket key, the
- * budget shared by every isolate) is the next step; it implements the same `RateLimitStore`.
+ * best-effort brake in production. With the binding, `durableRateLimits` (one object per bucket
+ * key, the budget shared by every isolate) implements the same `RateLimitStore`.
  */
 export function isolateRateLimits(options: { maxBuckets?: number; now?: () => number } = {}): RateLimitStore {
   const maxBuckets = options.maxBuckets ?? 10_000;
