@@ -4,12 +4,15 @@
 //
 //   .cache/edge/node_modules/node/bin/node scripts/edge-workerd.mjs --config gateway.yaml \
 //     [--port 0] [--host 127.0.0.1] [--script dist-edge/gateway.js] [--binding NAME=VALUE]...
-//     [--persist <dir>]
+//     [--persist <dir>] [--instances N]
 //
 // The config (YAML or JSON, the Node gateway's file) becomes the MANDATE_GATEWAY_CONFIG binding;
 // each --binding is another string binding (the secrets a route names). GATEWAY_STATE is bound to
 // the bundle's GatewayState Durable Object (rate limits, MCP session bindings): kept in memory, or
-// in <dir> with --persist, so that a restart with the same directory keeps the budgets and sessions. Prints one JSON line
+// in <dir> with --persist, so that a restart with the same directory keeps the budgets and sessions.
+// --instances N runs the Worker N times, each in its own isolate, all bound to the first one's
+// GatewayState (as isolates of one Worker share its Durable Objects); the others listen on free
+// loopback ports, listed in {"urls": [...]}. Prints one JSON line
 // {"url": ...} when workerd listens; the Worker's logs (its audit lines) follow on stdout. Stops on
 // SIGTERM/SIGINT, or when stdin is a pipe and closes.
 import { fstatSync, readFileSync } from 'node:fs';
@@ -19,7 +22,7 @@ import { fileURLToPath, pathToFileURL } from 'node:url';
 import { parse } from 'yaml';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
-const options = { port: '0', host: '127.0.0.1', script: join(root, 'dist-edge', 'gateway.js'), config: undefined, persist: undefined };
+const options = { port: '0', host: '127.0.0.1', script: join(root, 'dist-edge', 'gateway.js'), config: undefined, persist: undefined, instances: '1' };
 const bindings = {};
 const args = process.argv.slice(2);
 for (let i = 0; i < args.length; i += 2) {
@@ -29,13 +32,13 @@ for (let i = 0; i < args.length; i += 2) {
     const eq = value.indexOf('=');
     if (eq <= 0) usage();
     bindings[value.slice(0, eq)] = value.slice(eq + 1);
-  } else if (['--port', '--host', '--script', '--config', '--persist'].includes(flag)) options[flag.slice(2)] = value;
+  } else if (['--port', '--host', '--script', '--config', '--persist', '--instances'].includes(flag)) options[flag.slice(2)] = value;
   else usage();
 }
-if (!options.config) usage();
+if (!options.config || !/^[1-9]$/.test(options.instances)) usage();
 
 function usage() {
-  console.error('usage: scripts/edge-workerd.mjs --config <gateway.yaml|json> [--port N] [--host H] [--script F] [--binding NAME=VALUE]... [--persist <dir>]');
+  console.error('usage: scripts/edge-workerd.mjs --config <gateway.yaml|json> [--port N] [--host H] [--script F] [--binding NAME=VALUE]... [--persist <dir>] [--instances N]');
   process.exit(2);
 }
 
@@ -47,20 +50,28 @@ try {
   process.exit(3);
 }
 const config = parse(readFileSync(resolve(options.config), 'utf8'));
-const mf = new miniflare.Miniflare({
+const instances = Number(options.instances);
+const worker = (i) => ({
+  name: `gateway-${i + 1}`,
   modules: true,
   scriptPath: resolve(options.script),
   // Module names are paths relative to this root: the bundle's own directory, wherever it is.
   modulesRoot: dirname(resolve(options.script)),
   compatibilityDate: '2026-07-01',
+  bindings: { ...bindings, MANDATE_GATEWAY_CONFIG: JSON.stringify(config) },
+  durableObjects: { GATEWAY_STATE: i === 0 ? 'GatewayState' : { className: 'GatewayState', scriptName: 'gateway-1' } },
+  ...(i === 0 ? {} : { unsafeDirectSockets: [{ host: options.host, port: 0 }] }),
+});
+const mf = new miniflare.Miniflare({
+  workers: Array.from({ length: instances }, (_, i) => worker(i)),
   host: options.host,
   port: Number(options.port),
-  bindings: { ...bindings, MANDATE_GATEWAY_CONFIG: JSON.stringify(config) },
-  durableObjects: { GATEWAY_STATE: 'GatewayState' },
   durableObjectsPersist: options.persist ? resolve(options.persist) : false,
 });
-const url = await mf.ready;
-console.log(JSON.stringify({ url: url.href.replace(/\/$/, '') }));
+const url = (await mf.ready).href.replace(/\/$/, '');
+const urls = [url];
+for (let i = 1; i < instances; i++) urls.push((await mf.unsafeGetDirectURL(`gateway-${i + 1}`)).href.replace(/\/$/, ''));
+console.log(JSON.stringify(instances > 1 ? { url, urls } : { url }));
 
 let stopping = false;
 async function stop() {

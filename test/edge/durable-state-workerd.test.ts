@@ -1,8 +1,10 @@
 /**
  * The Worker's `GatewayState` Durable Object in workerd (issue 16: "Durable Object state survives a
  * Worker restart"): the bundle runs under Miniflare (Node 22 from .cache/edge) with GATEWAY_STATE
- * persisted to a directory; workerd is stopped and started again on the same directory, and the
- * spent budget and the session's owner are still there. Loopback only, bounded in time.
+ * persisted to a directory, twice (`--instances 2`: two isolates, as Cloudflare runs many, sharing
+ * the first one's objects); the calls alternate between them, so a budget and a session are shared
+ * only if they really are in the object. workerd is stopped and started again on the same directory,
+ * and the spent budget and the session's owner are still there. Loopback only, bounded in time.
  */
 import assert from 'node:assert/strict';
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
@@ -29,18 +31,24 @@ describe('the gateway\'s Durable Object state in workerd, across a restart', ski
   let persist: string;
   let port: number;
   let resource: string;
+  /** The second isolate's `/mcp` (its own loopback port; the tokens' audience is the first's). */
+  let other: string;
 
   async function start(): Promise<void> {
     let stdout = '';
     let stderr = '';
-    const child = spawn(NODE22, ['scripts/edge-workerd.mjs', '--config', configFile, '--script', script, '--host', '127.0.0.1', '--port', String(port), '--persist', persist], { stdio: ['pipe', 'pipe', 'pipe'] });
+    const child = spawn(NODE22, ['scripts/edge-workerd.mjs', '--config', configFile, '--script', script, '--host', '127.0.0.1', '--port', String(port), '--persist', persist, '--instances', '2'], { stdio: ['pipe', 'pipe', 'pipe'] });
     worker = child;
     child.stderr!.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
     await new Promise<void>((ready, fail) => {
       const timer = setTimeout(() => fail(new Error(`workerd did not start in ${STARTUP_MS} ms:\n${stdout}\n${stderr}`)), STARTUP_MS);
       child.stdout!.on('data', (chunk: Buffer) => {
         stdout += chunk.toString();
-        if (stdout.includes('{"url":')) {
+        const line = stdout.split('\n').find((l) => l.startsWith('{"url":'));
+        if (line && stdout.slice(stdout.indexOf(line) + line.length).includes('\n')) {
+          const urls = (JSON.parse(line) as { urls: string[] }).urls;
+          assert.equal(urls[0], `http://127.0.0.1:${port}`);
+          other = `${urls[1]}/mcp`;
           clearTimeout(timer);
           ready();
         }
@@ -96,10 +104,11 @@ describe('the gateway\'s Durable Object state in workerd, across a restart', ski
     assert.equal(opened.status, 200, opened.text);
     const session = opened.headers.get('mcp-session-id');
     assert.equal(session, 'upstream-session');
-    assert.equal((await mcpPost(resource, toolCall('echo', {}, 2), { ...alice, 'mcp-session-id': session })).status, 200);
+    assert.equal((await mcpPost(other, toolCall('echo', {}, 2), { ...alice, 'mcp-session-id': session })).status, 200, 'bound through one isolate, known to the other');
+    assert.equal((await mcpPost(other, toolCall('echo', {}, 2), { ...(await bearer('bob')), 'mcp-session-id': session })).status, 404);
     // (The scripted upstream names every answer `upstream-session`: carol's answers cannot rebind it.)
     const carol = await bearer('carol');
-    for (let i = 1; i <= 2; i++) assert.equal((await mcpPost(resource, toolCall('echo', {}, i), carol)).status, 200);
+    for (let i = 1; i <= 2; i++) assert.equal((await mcpPost(i === 1 ? resource : other, toolCall('echo', {}, i), carol)).status, 200);
 
     await stop();
     assert.ok(readdirSync(persist).length > 0, 'the Durable Object state is on disk');
@@ -114,15 +123,22 @@ describe('the gateway\'s Durable Object state in workerd, across a restart', ski
 
     // The session is still alice's: bob (another subject) gets 404, as for an unknown session.
     const before = upstream.requests.length;
-    const hijack = await mcpPost(resource, toolCall('echo', {}, 5), { ...(await bearer('bob')), 'mcp-session-id': session });
+    const hijack = await mcpPost(other, toolCall('echo', {}, 5), { ...(await bearer('bob')), 'mcp-session-id': session });
     assert.equal(hijack.status, 404, hijack.text);
     assert.equal((hijack.json!.error as { code: number }).code, -32001);
     assert.equal(upstream.requests.length, before, 'nothing forwarded');
     // …so is alice through another client, and an id bound nowhere.
     assert.equal((await mcpPost(resource, toolCall('echo', {}, 6), { ...(await bearer('alice', 'agent-2')), 'mcp-session-id': session })).status, 404);
     assert.equal((await mcpPost(resource, toolCall('echo', {}, 7), { ...alice, 'mcp-session-id': 'never-opened' })).status, 404);
-    const own = await mcpPost(resource, toolCall('echo', { again: true }, 8), { ...alice, 'mcp-session-id': session });
+    const own = await mcpPost(other, toolCall('echo', { again: true }, 8), { ...alice, 'mcp-session-id': session });
     assert.equal(own.status, 200, own.text);
     assert.equal(upstream.requests.at(-1)!.headers['mcp-session-id'], session);
+  });
+
+  it('two isolates share one budget (the session above, opened and refused through either, shows the same for bindings)', async () => {
+    const erin = await bearer('erin');
+    const statuses = [];
+    for (let i = 1; i <= 4; i++) statuses.push((await mcpPost(i % 2 ? resource : other, toolCall('echo', {}, i), erin)).status);
+    assert.deepEqual(statuses, [200, 200, 200, 429], 'three calls in all, whichever isolate counts them');
   });
 });
