@@ -239,7 +239,7 @@ export async function rememberedSubject(ctx: ServerContext, c: Context): Promise
   return record.sub;
 }
 
-/** A remembered sign-in as the account page and the admin API show it (never its hashes). */
+/** A remembered sign-in as the account page shows it (never its hashes; the admin API has its own snake_case view). */
 export interface RememberedView {
   id: string;
   userAgent?: string;

@@ -4,6 +4,7 @@ import { unwatchFile, watchFile } from 'node:fs';
 import { getRequestListener } from '@hono/node-server';
 import { Hono } from 'hono';
 import { Redis } from 'ioredis';
+import type { JWK } from 'jose';
 import pino, { type Logger } from 'pino';
 import { ConfigError, loadYaml, parseConfig } from '../../config/load.ts';
 import { gatewayConfigSchema, type GatewayConfig } from '../../config/gateway-schema.ts';
@@ -122,39 +123,37 @@ export async function startGateway(config: GatewayConfig, options: StartGatewayO
   // Web routes (issue 15): sessions shared through Redis like the MCP bindings; the identity
   // assertion key and the default cookie key kept in the data dir when there is one.
   const webSessions = redis ? new RedisWebSessions(redis, config.rate_limit_prefix) : new MemoryWebSessions();
-  const identityFile = config.data_dir ? identityKeyFile(config.data_dir) : undefined;
-  const keepWebKey = (error: Error) => log.warn({ reason: error.message }, 'cannot keep the web routes\' keys in the data dir');
-  const fileIdentity = identityFile?.load(keepWebKey);
-  let savedIdentity = fileIdentity;
-  let defaultWebSecret: Uint8Array | undefined;
-  if (redis && config.routes.some((route) => route.kind === 'web')) {
-    // Several gateways behind one name must sign with one key and read each other's cookies.
-    try {
-      savedIdentity = JSON.parse(await sharedWebSecret(redis, config.rate_limit_prefix, 'identity-key', async () => JSON.stringify(savedIdentity ?? (await newIdentityKey()))));
-      defaultWebSecret = Buffer.from(await sharedWebSecret(redis, config.rate_limit_prefix, 'session-key', () => Buffer.from(webSessionKey(config.data_dir, keepWebKey)).toString('base64url')), 'base64url');
-    } catch (error) {
-      log.warn({ reason: (error as Error).message }, 'cannot share the web routes\' keys through Redis; this gateway uses its own');
+  // Made once, when a web route first appears (at start or at a reload): a gateway with MCP routes
+  // only keeps no key it does not use.
+  let webKeys: { signer: IdentitySigner; defaultSecret: Uint8Array } | undefined;
+  const prepareWebKeys = async (): Promise<void> => {
+    if (webKeys) return;
+    const identityFile = config.data_dir ? identityKeyFile(config.data_dir) : undefined;
+    const keepWebKey = (error: Error) => log.warn({ reason: error.message }, 'cannot keep the web routes\' keys in the data dir');
+    const fileIdentity = identityFile?.load(keepWebKey);
+    let savedIdentity = fileIdentity;
+    let defaultSecret: Uint8Array | undefined;
+    if (redis) {
+      // Several gateways behind one name must sign with one key and read each other's cookies.
+      try {
+        savedIdentity = JSON.parse(await sharedWebSecret(redis, config.rate_limit_prefix, 'identity-key', async () => JSON.stringify(savedIdentity ?? (await newIdentityKey()))));
+        defaultSecret = Buffer.from(await sharedWebSecret(redis, config.rate_limit_prefix, 'session-key', () => Buffer.from(webSessionKey(config.data_dir, keepWebKey)).toString('base64url')), 'base64url');
+      } catch (error) {
+        log.warn({ reason: (error as Error).message }, 'cannot share the web routes\' keys through Redis; this gateway uses its own');
+      }
     }
-  }
-  if (savedIdentity && identityFile && JSON.stringify(savedIdentity) !== JSON.stringify(fileIdentity)) {
-    // The shared key is also kept locally: a restart while Redis is down signs with the same key.
-    try {
-      identityFile.save(savedIdentity);
-    } catch (error) {
-      keepWebKey(error as Error);
-    }
-  }
-  const signer = await IdentitySigner.create({
-    saved: savedIdentity,
-    onNew: (jwk) => {
+    const save = (jwk: JWK) => {
       try {
         identityFile?.save(jwk);
       } catch (error) {
         keepWebKey(error as Error);
       }
-    },
-  });
-  defaultWebSecret ??= webSessionKey(config.data_dir, keepWebKey);
+    };
+    // The shared key is also kept locally: a restart while Redis is down signs with the same key.
+    if (savedIdentity && JSON.stringify(savedIdentity) !== JSON.stringify(fileIdentity)) save(savedIdentity);
+    webKeys = { signer: await IdentitySigner.create({ saved: savedIdentity, onNew: save }), defaultSecret: defaultSecret ?? webSessionKey(config.data_dir, keepWebKey) };
+  };
+  const hasWebRoutes = (next: GatewayConfig) => next.routes.some((route) => route.kind === 'web');
 
   interface Built {
     app: Hono<never>;
@@ -171,7 +170,7 @@ export async function startGateway(config: GatewayConfig, options: StartGatewayO
         if (paths.has(route.path)) throw new RouteConfigError(`routes[${index}]: path ${route.path} is used twice`);
         paths.add(route.path);
         if (route.kind === 'web') {
-          web.push(compileWebRoute(route, index, { env, defaultSecret: defaultWebSecret }));
+          web.push(compileWebRoute(route, index, { env, defaultSecret: webKeys!.defaultSecret }));
           return;
         }
         if (route.token.mode === 'jwt' && !route.token.revocation_list) {
@@ -196,7 +195,7 @@ export async function startGateway(config: GatewayConfig, options: StartGatewayO
     }
     const app = gatewayApp(routes, { observer, forwarder, sessions, approvals }) as unknown as Hono<never>;
     if (web.length === 0) return { app, routes, web, fetch: (request, bindings) => app.fetch(request, bindings as never) };
-    const webRoutes = webApp(web, { observer, forwarder, store: webSessions, signer });
+    const webRoutes = webApp(web, { observer, forwarder, store: webSessions, signer: webKeys!.signer });
     const isWeb = webPathMatcher(web, routes.map((route) => route.config.path));
     return {
       app,
@@ -222,6 +221,7 @@ export async function startGateway(config: GatewayConfig, options: StartGatewayO
   let url: string;
   let adminUrl: string;
   try {
+    if (hasWebRoutes(config)) await prepareWebKeys();
     current = build(config);
     signingKeys.sweep();
     url = await listen(server, config.listen.host, config.listen.port);
@@ -241,6 +241,7 @@ export async function startGateway(config: GatewayConfig, options: StartGatewayO
     if (!options.configFile) return false;
     try {
       const next = parseConfig(gatewayConfigSchema, await loadYaml(options.configFile), options.configFile);
+      if (hasWebRoutes(next)) await prepareWebKeys();
       const previous = current!;
       current = build(next);
       closeRoutes(previous);
