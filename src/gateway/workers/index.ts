@@ -22,6 +22,7 @@ import { fetchForwarder } from '../filters/proxy.ts';
 import { compileRoute, type CompiledRoute } from '../route.ts';
 import { SessionBindings } from '../sessions.ts';
 import type { GatewayAuditEvent, GatewayEnv } from '../types.ts';
+import { workerAuditLine } from './audit-line.ts';
 import { durableRateLimits, DurableSessionBindings, isDurableNamespace } from './durable-state.ts';
 import { isolateRateLimits } from './rate-limits.ts';
 
@@ -85,8 +86,8 @@ function build(source: string, env: GatewayWorkerEnv): Built {
   }
   const observer = {
     ready: () => undefined,
-    // Workers Logs: one JSON line per MCP message, the Node gateway's audit event.
-    record: (event: GatewayAuditEvent) => console.log(JSON.stringify({ audit: 'mandate-gateway', ...event })),
+    // Workers Logs: one JSON line per MCP message, the Node gateway's audit event (arguments hashed, never logged).
+    record: (event: GatewayAuditEvent) => void workerAuditLine(event).then((line) => console.log(line)),
   };
   const app = gatewayApp(routes, {
     observer,
