@@ -178,7 +178,9 @@ export function proxy(route: RouteConfig, forwarder: Forwarder, sessions?: Sessi
         // Ended upstream: its id is now refused (404) on every gateway. Not awaited: the answer is
         // already sent and its audit event must not wait. If the store cannot be reached, the
         // binding lapses with its idle lifetime; the upstream refuses the ended id anyway.
-        void Promise.resolve(sessions?.end(mcp.sessionId)).catch(() => undefined);
+        const ending = Promise.resolve(sessions?.end(mcp.sessionId)).catch(() => undefined);
+        // A Worker cancels what a request left running once its response is sent, unless told to wait.
+        waitUntil(c, ending);
       }
       return response;
     } catch (error) {
@@ -190,6 +192,17 @@ export function proxy(route: RouteConfig, forwarder: Forwarder, sessions?: Sessi
       return refuse(c, { status: failure.status, code: GATEWAY_ERRORS.unavailable, message: failure.publicMessage, rejection: failure.rejection, reason: failure.message, decision: 'error' });
     }
   };
+}
+
+/** Keeps `promise` running past the response where the runtime needs to be told (Workers' `ctx.waitUntil`); Node has no execution context and needs nothing. */
+function waitUntil(c: Context<GatewayEnv>, promise: Promise<unknown>): void {
+  let ctx: { waitUntil(promise: Promise<unknown>): void } | undefined;
+  try {
+    ctx = c.executionCtx;
+  } catch {
+    return;
+  }
+  ctx.waitUntil(promise);
 }
 
 function headerEntries(headers: Headers): [string, string][] {
