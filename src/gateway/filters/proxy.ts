@@ -1,7 +1,7 @@
 import type { Context, MiddlewareHandler } from 'hono';
 import type { RouteConfig } from '../../config/gateway-schema.ts';
 import { ResponseTap, isEventStream, rewriteResponse } from '../response-tap.ts';
-import type { GatewayEnv, Principal } from '../types.ts';
+import type { GatewayAuditEvent, GatewayEnv, Principal } from '../types.ts';
 import { SessionStoreUnavailable, type SessionStore } from '../sessions.ts';
 import { GATEWAY_ERRORS, refuse } from './refuse.ts';
 import { requestHeader } from '../headers.ts';
@@ -81,8 +81,11 @@ export class UpstreamError extends Error {
 const TIMEOUT_CODES = new Set(['UND_ERR_CONNECT_TIMEOUT', 'UND_ERR_HEADERS_TIMEOUT', 'ETIMEDOUT', 'TimeoutError']);
 
 export function upstreamError(error: unknown): UpstreamError {
-  const e = error as { code?: string; name?: string; message?: string; cause?: { code?: string } };
-  const code = e.code ?? e.cause?.code ?? e.name ?? '';
+  const e = error as { code?: unknown; name?: unknown; message?: string; cause?: { code?: unknown } };
+  // String codes only: a DOMException (fetch aborted by AbortSignal.timeout) has a legacy numeric
+  // `code` (23), and its `name` (TimeoutError) is what says it timed out.
+  const named = (value: unknown) => (typeof value === 'string' && value !== '' ? value : undefined);
+  const code = named(e.code) ?? named(e.cause?.code) ?? named(e.name) ?? '';
   return TIMEOUT_CODES.has(code)
     ? new UpstreamError(504, 'upstream_timeout', `upstream did not answer in time (${code})`)
     : new UpstreamError(502, 'upstream_unavailable', `upstream unavailable (${code || e.message})`);
@@ -225,10 +228,16 @@ export function fetchForwarder(fetchImpl: typeof fetch = fetch): Forwarder {
       Object.assign(headers, hooks.upstreamHeaders);
       const started = performance.now();
       let response: Response;
+      // response_ms bounds the wait for the upstream's answer, not the answer (an SSE stream may last):
+      // a timer cleared once the headers are in, not AbortSignal.timeout, which would cut the body too.
+      const abort = new AbortController();
+      const timer = setTimeout(() => abort.abort(new DOMException(`no answer in ${hooks.timeouts.response_ms} ms`, 'TimeoutError')), hooks.timeouts.response_ms);
       try {
-        response = await fetchImpl(`${target.origin}${target.path}`, { method: target.method, headers, body: (target.bytes as BodyInit | undefined) ?? target.body, signal: AbortSignal.timeout(hooks.timeouts.response_ms) });
+        response = await fetchImpl(`${target.origin}${target.path}`, { method: target.method, headers, body: (target.bytes as BodyInit | undefined) ?? target.body, signal: abort.signal });
       } catch (error) {
         throw upstreamError(error);
+      } finally {
+        clearTimeout(timer);
       }
       audit.upstream_status = response.status;
       const session = response.headers.get('mcp-session-id');
@@ -254,19 +263,46 @@ export function fetchForwarder(fetchImpl: typeof fetch = fetch): Forwarder {
       const tap = hooks.tap(contentType);
       let finish!: () => void;
       c.set('finished', new Promise<void>((resolve) => (finish = resolve)));
-      const body = response.body?.pipeThrough(
-        new TransformStream<Uint8Array, Uint8Array>({
-          transform(chunk, controller) {
-            tap.push(chunk);
-            controller.enqueue(chunk);
+      const upstreamBody = response.body;
+      if (!upstreamBody) finish();
+      // Pulled chunk by chunk (an SSE event reaches the client as soon as the upstream sends it),
+      // and the event is written however the stream ends: complete, cut by the upstream, or
+      // cancelled by a client that went away (a TransformStream's flush runs on the first only).
+      const reader = upstreamBody?.getReader();
+      let ended = !reader;
+      const end = (outcome: Partial<GatewayAuditEvent>) => {
+        if (ended) return false;
+        ended = true;
+        Object.assign(audit, outcome);
+        finish();
+        return true;
+      };
+      // The client went away first: nothing to answer, and not the upstream's fault. The runtime
+      // cancels the stream when a write to the client fails (workerd: at the upstream's next chunk).
+      const clientClosed = (reason: unknown) => {
+        if (end({ decision: 'error', rejection: 'client_closed', status: 499 })) void reader!.cancel(reason).catch(() => undefined);
+      };
+      const body =
+        reader &&
+        new ReadableStream<Uint8Array>({
+          async pull(controller) {
+            let chunk: ReadableStreamReadResult<Uint8Array>;
+            try {
+              chunk = await reader.read();
+            } catch (error) {
+              // Mid-stream failure: the status is already sent; cut the stream so the client notices.
+              if (end({ decision: 'error', rejection: 'upstream_interrupted', reason: (error as Error)?.message ?? String(error) })) controller.error(error);
+              return;
+            }
+            if (chunk.done) {
+              if (end(tap.finish())) controller.close();
+              return;
+            }
+            tap.push(chunk.value);
+            controller.enqueue(chunk.value);
           },
-          flush() {
-            Object.assign(audit, tap.finish());
-            finish();
-          },
-        }),
-      );
-      if (!body) finish();
+          cancel: clientClosed,
+        });
       return new Response(body ?? null, { status: response.status, headers: outHeaders as Record<string, string> });
     },
     close: async () => {},
