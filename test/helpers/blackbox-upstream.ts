@@ -2,8 +2,8 @@
  * An MCP-shaped upstream for the black-box gateway suite (test/gateway/blackbox/): no auth of its
  * own, a new `Mcp-Session-Id` for each `initialize` (so sessions opened by different callers are
  * different sessions), the tools of the scripted upstream (`echo`, `fails`, `rpc_error`…), and a
- * `stream` tool whose SSE answer the test paces: the first progress event is sent at once, the
- * rest only after `release()` — a gateway that buffered the stream would hold the first event back
+ * `cut` tool whose SSE answer breaks off after one event, and a `stream` tool whose SSE answer the test paces: the first progress event is sent at once, the
+ * rest only after `release()` (and `slow`, which answers nothing before it) — a gateway that buffered the stream would hold the first event back
  * and the test would wait in vain (bounded by its own timeout). Records every request it receives.
  */
 import { randomUUID } from 'node:crypto';
@@ -17,7 +17,7 @@ export interface SeenRequest {
   body: string;
 }
 
-const TOOLS = ['read_balance', 'transfer', 'echo', 'fails', 'rpc_error', 'stream'];
+const TOOLS = ['read_balance', 'transfer', 'echo', 'fails', 'rpc_error', 'stream', 'slow', 'cut'];
 
 export async function startBlackboxUpstream() {
   const requests: SeenRequest[] = [];
@@ -57,6 +57,17 @@ export async function startBlackboxUpstream() {
       const name = message.params?.name;
       if (name === 'fails') return reply({ result: { content: [{ type: 'text', text: 'boom' }], isError: true } });
       if (name === 'rpc_error') return reply({ error: { code: -32602, message: 'bad params' } });
+      if (name === 'slow') {
+        void released.then(() => reply({ result: { content: [{ type: 'text', text: 'late' }] } }));
+        return;
+      }
+      if (name === 'cut') {
+        // One event, then the connection dies mid-stream.
+        res.writeHead(200, { 'content-type': 'text/event-stream' });
+        res.write(`event: message\ndata: ${JSON.stringify({ jsonrpc: '2.0', method: 'notifications/progress', params: { progressToken: 'p', progress: 1, total: 2 } })}\n\n`);
+        setImmediate(() => res.socket?.destroy());
+        return;
+      }
       if (name === 'stream') {
         res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-cache' });
         const event = (data: unknown) => res.write(`event: message\ndata: ${JSON.stringify(data)}\n\n`);

@@ -88,6 +88,11 @@ async function startWorkerd(build: (origin: string) => Routes, options: TargetOp
   let stdout = '';
   let stderr = '';
   child.stdout!.on('data', (chunk: Buffer) => (stdout += chunk.toString()));
+  // MANDATE_BLACKBOX_DEBUG=1: the Worker's output (its logs, workerd's errors) on this process's stderr.
+  if (process.env.MANDATE_BLACKBOX_DEBUG === '1') {
+    child.stdout!.on('data', (chunk: Buffer) => process.stderr.write(chunk));
+    child.stderr!.on('data', (chunk: Buffer) => process.stderr.write(chunk));
+  }
   child.stderr!.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
   try {
     await new Promise<void>((ready, fail) => {
