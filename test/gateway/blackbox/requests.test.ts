@@ -16,6 +16,7 @@ const b64 = (value: unknown) => Buffer.from(JSON.stringify(value)).toString('bas
 for (const target of targets) {
   describe(`black box [${target}]: validation and protection`, onTarget(target), () => {
     let issuer: Awaited<ReturnType<typeof startFakeIssuer>>;
+    let downIssuer: Awaited<ReturnType<typeof startFakeIssuer>>;
     let upstream: Awaited<ReturnType<typeof startScriptedUpstream>>;
     let gateway: TargetGateway;
     let resource: string;
@@ -24,6 +25,8 @@ for (const target of targets) {
 
     before(async () => {
       issuer = await startFakeIssuer();
+      downIssuer = await startFakeIssuer();
+      downIssuer.setUp(false);
       upstream = await startScriptedUpstream();
       gateway = await startGatewayOn(target, (origin) => [
         {
@@ -36,7 +39,17 @@ for (const target of targets) {
           max_body_bytes: MAX_BODY,
           tools: { ...listedTools(), transfer: { scopes: ['banking:transfer'] } },
         },
-      ]);
+        {
+          path: '/introspected',
+          upstream: upstream.url,
+          resource: `${origin}/introspected`,
+          authorization_servers: [issuer.issuer],
+          tools: listedTools(),
+          token: { mode: 'introspection', introspection: { client_id: 'gateway', client_secret_env: 'BB_INTROSPECTION_SECRET', negative_cache_seconds: 1 } },
+        },
+        // Its issuer is down from the start: no key set was ever fetched.
+        { path: '/keyless', upstream: upstream.url, resource: `${origin}/keyless`, authorization_servers: [downIssuer.issuer], tools: listedTools() },
+      ], { secrets: { BB_INTROSPECTION_SECRET: 'introspection-secret' } });
       resource = `${gateway.url}/mcp`;
       metadataUrl = `${gateway.url}/.well-known/oauth-protected-resource/mcp`;
       good = { sub: 'alice', aud: resource, client_id: 'agent-1', scope: 'banking:read' };
@@ -45,6 +58,7 @@ for (const target of targets) {
       await gateway?.stop();
       await upstream?.close();
       await issuer?.close();
+      await downIssuer?.close();
     });
 
     const bearer = async (claims: Record<string, unknown> = {}) => ({ authorization: `Bearer ${await issuer.sign({ ...good, ...claims })}` });
@@ -94,6 +108,29 @@ for (const target of targets) {
           async () => mcpPost(resource, call, { ...(await bearer()), 'mcp-protocol-version': '1999-01-01' }),
           { status: 400, code: -32600, rejection: 'protocol_version', reason: 'unsupported MCP-Protocol-Version 1999-01-01' },
         ],
+        [
+          'JSON nested deeper than max_json_depth',
+          async () => mcpPost(resource, toolCall('echo', { deep: JSON.parse('['.repeat(70) + ']'.repeat(70)) as unknown }), await bearer()),
+          { status: 400, code: -32600, rejection: 'json_too_deep', reason: 'JSON nested deeper than 64 levels' },
+        ],
+        [
+          'DELETE on the stateless revision (2026-07-28)',
+          async () => {
+            const res = await fetch(resource, { method: 'DELETE', headers: { ...(await bearer()), 'mcp-protocol-version': '2026-07-28' } });
+            const text = await res.text();
+            return { status: res.status, headers: res.headers, text, json: JSON.parse(text) as Record<string, unknown> };
+          },
+          { status: 405, code: -32600, rejection: 'method_not_allowed', reason: 'DELETE is not part of MCP 2026-07-28' },
+        ],
+        [
+          'PUT',
+          async () => {
+            const res = await fetch(resource, { method: 'PUT', headers: await bearer(), body: '{}' });
+            const text = await res.text();
+            return { status: res.status, headers: res.headers, text, json: JSON.parse(text) as Record<string, unknown> };
+          },
+          { status: 405, code: -32600, rejection: 'method_not_allowed', reason: 'PUT is not an MCP method' },
+        ],
       ];
       for (const [name, request, expected] of refusals) {
         it(`refuses ${name}: ${expected.status}, ${expected.code}, audited ${expected.rejection}`, async () => {
@@ -125,13 +162,12 @@ for (const target of targets) {
     });
 
     describe('protection', () => {
-      it('serves the protected resource metadata (RFC 9728 §3.1) at the path-inserted URL and at the root', async () => {
-        for (const url of [metadataUrl, `${gateway.url}/.well-known/oauth-protected-resource`]) {
-          const res = await fetch(url);
-          assert.equal(res.status, 200);
-          assert.equal(res.headers.get('access-control-allow-origin'), '*');
-          assert.deepEqual(await res.json(), { resource, authorization_servers: [issuer.issuer], scopes_supported: ['banking:read', 'banking:transfer'], bearer_methods_supported: ['header'], resource_name: 'Black box' });
-        }
+      it('serves the protected resource metadata (RFC 9728 §3.1) at the path-inserted URL; not at the root when several routes could be meant', async () => {
+        const res = await fetch(metadataUrl);
+        assert.equal(res.status, 200);
+        assert.equal(res.headers.get('access-control-allow-origin'), '*');
+        assert.deepEqual(await res.json(), { resource, authorization_servers: [issuer.issuer], scopes_supported: ['banking:read', 'banking:transfer'], bearer_methods_supported: ['header'], resource_name: 'Black box' });
+        assert.equal((await fetch(`${gateway.url}/.well-known/oauth-protected-resource`)).status, 404);
       });
 
       it('no token: 401 with resource_metadata and the scopes to ask for, audited no_token', async () => {
@@ -185,6 +221,42 @@ for (const target of targets) {
         const res = await mcpPost(resource, toolCall('read_balance'), await bearer({ scope: 'other' }));
         await assertRefused(gateway, res, { status: 403, code: -32003, rejection: 'insufficient_scope', reason: /banking:read/ });
         assert.equal(res.headers.get('www-authenticate'), `Bearer resource_metadata="${metadataUrl}", scope="banking:read", error="insufficient_scope"`);
+      });
+
+      it('the AS key set cannot be fetched and no key is cached: 503 with Retry-After, never an open door', async () => {
+        const keyless = `${gateway.url}/keyless`;
+        const token = await downIssuer.sign({ ...good, aud: keyless });
+        const res = await mcpPost(keyless, toolCall('read_balance'), { authorization: `Bearer ${token}` });
+        await assertRefused(gateway, res, { status: 503, code: -32603, rejection: 'validation_unavailable', reason: /^signing key k1 is not among the cached keys, and the JWKS cannot be fetched: / });
+        assert.equal(res.headers.get('retry-after'), '5');
+      });
+
+      describe('introspection (RFC 7662)', () => {
+        const url = () => `${gateway.url}/introspected`;
+        it('an active token for this resource goes through, the answer cached', async () => {
+          issuer.introspection.set('opaque-good', { active: true, sub: 'bob', aud: url(), iss: issuer.issuer, client_id: 'c', scope: '', exp: Math.floor(Date.now() / 1000) + 60 });
+          const hits = issuer.introspectionHits;
+          assert.equal((await mcpPost(url(), toolCall('echo'), { authorization: 'Bearer opaque-good' })).status, 200);
+          assert.equal((await mcpPost(url(), toolCall('echo'), { authorization: 'Bearer opaque-good' })).status, 200);
+          assert.equal(issuer.introspectionHits, hits + 1);
+        });
+        it('an inactive token: 401 invalid_token, audited inactive', async () => {
+          await assertRefused(gateway, await mcpPost(url(), toolCall('echo'), { authorization: 'Bearer opaque-revoked' }), { status: 401, code: -32001, rejection: 'invalid_token', reason: 'inactive' });
+        });
+        it('an active token for another audience: 401', async () => {
+          issuer.introspection.set('opaque-other', { active: true, sub: 'bob', aud: 'https://other.example', exp: Math.floor(Date.now() / 1000) + 60 });
+          await assertRefused(gateway, await mcpPost(url(), toolCall('echo'), { authorization: 'Bearer opaque-other' }), { status: 401, code: -32001, rejection: 'invalid_token', reason: 'aud "https://other.example"' });
+        });
+        it('the AS cannot answer: 503 (fail closed), Retry-After', async () => {
+          issuer.setUp(false);
+          try {
+            const res = await mcpPost(url(), toolCall('echo'), { authorization: 'Bearer opaque-while-down' });
+            await assertRefused(gateway, res, { status: 503, code: -32603, rejection: 'validation_unavailable', reason: /.+/ });
+            assert.equal(res.headers.get('retry-after'), '5');
+          } finally {
+            issuer.setUp(true);
+          }
+        });
       });
 
       it('a token in the query as well: 400 invalid_request', async () => {
