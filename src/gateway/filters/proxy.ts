@@ -208,10 +208,21 @@ function waitUntil(c: Context<GatewayEnv>, promise: Promise<unknown>): void {
   ctx.waitUntil(promise);
 }
 
-function headerEntries(headers: Headers): [string, string][] {
-  const entries: [string, string][] = [];
-  headers.forEach((value, name) => entries.push([name, value]));
+/** A Headers' entries; each Set-Cookie kept apart (joined, they could not be told apart: RFC 6265 §3). */
+function headerEntries(headers: Headers): [string, string | string[]][] {
+  const entries: [string, string | string[]][] = [];
+  headers.forEach((value, name) => {
+    if (name !== 'set-cookie') entries.push([name, value]);
+  });
+  const cookies = headers.getSetCookie();
+  if (cookies.length > 0) entries.push(['set-cookie', cookies]);
   return entries;
+}
+
+function toHeaders(record: Record<string, string | string[]>): Headers {
+  const headers = new Headers();
+  for (const [name, value] of Object.entries(record)) for (const one of Array.isArray(value) ? value : [value]) headers.append(name, one);
+  return headers;
 }
 
 /** The portable forwarder (Cloudflare Workers, Deno, Bun): fetch, with the body streamed through. */
@@ -258,7 +269,7 @@ export function fetchForwarder(fetchImpl: typeof fetch = fetch): Forwarder {
         const tap = hooks.tap(contentType);
         tap.push(new TextEncoder().encode(body));
         Object.assign(audit, tap.finish());
-        return new Response(body, { status: response.status, headers: outHeaders as Record<string, string> });
+        return new Response(body, { status: response.status, headers: toHeaders(outHeaders) });
       }
       const tap = hooks.tap(contentType);
       let finish!: () => void;
@@ -303,7 +314,7 @@ export function fetchForwarder(fetchImpl: typeof fetch = fetch): Forwarder {
           },
           cancel: clientClosed,
         });
-      return new Response(body ?? null, { status: response.status, headers: outHeaders as Record<string, string> });
+      return new Response(body ?? null, { status: response.status, headers: toHeaders(outHeaders) });
     },
     close: async () => {},
   };
