@@ -17,7 +17,7 @@ export interface SeenRequest {
   body: string;
 }
 
-const TOOLS = ['read_balance', 'transfer', 'echo', 'fails', 'rpc_error', 'stream', 'slow', 'cut'];
+const TOOLS = ['read_balance', 'transfer', 'echo', 'fails', 'rpc_error', 'stream', 'slow', 'cut', 'cookies'];
 
 export async function startBlackboxUpstream() {
   const requests: SeenRequest[] = [];
@@ -61,6 +61,7 @@ export async function startBlackboxUpstream() {
         void released.then(() => reply({ result: { content: [{ type: 'text', text: 'late' }] } }));
         return;
       }
+      if (name === 'cookies') return reply({ result: { content: [] } }, { 'set-cookie': ['a=1; Path=/', 'b=2; Path=/'] as never, 'x-upstream': 'yes' });
       if (name === 'cut') {
         // One event, then the connection dies mid-stream.
         res.writeHead(200, { 'content-type': 'text/event-stream' });

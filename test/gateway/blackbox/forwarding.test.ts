@@ -26,7 +26,7 @@ for (const target of targets) {
       upstream = await startBlackboxUpstream();
       closedPort = await freePort();
       gateway = await startGatewayOn(target, (origin) => {
-        const route = (path: string, extra: Record<string, unknown> = {}) => ({ path, upstream: upstream.url, resource: `${origin}${path}`, authorization_servers: [issuer.issuer], tools: listedTools(['echo', 'stream', 'slow', 'cut']), ...extra });
+        const route = (path: string, extra: Record<string, unknown> = {}) => ({ path, upstream: upstream.url, resource: `${origin}${path}`, authorization_servers: [issuer.issuer], tools: listedTools(['echo', 'stream', 'slow', 'cut', 'cookies']), ...extra });
         return [
           route('/mcp', { upstream: `${upstream.url}/inner/`, rewrite: '/inner/', allowed_origins: [INSPECTOR] }),
           route('/identified', { identity_headers: true }),
@@ -53,6 +53,13 @@ for (const target of targets) {
       assert.notEqual(seen.headers['x-forwarded-for'], '6.6.6.6');
       assert.equal(seen.headers['x-custom'], 'kept');
       assert.equal(seen.headers['x-request-id'], res.headers.get('x-request-id'));
+    });
+
+    it("the upstream's response headers come back, each Set-Cookie kept", async () => {
+      const res = await mcpPost(`${gateway.url}/mcp`, toolCall('cookies'), await bearer('/mcp'));
+      assert.equal(res.status, 200, res.text);
+      assert.equal(res.headers.get('x-upstream'), 'yes');
+      assert.deepEqual(res.headers.getSetCookie(), ['a=1; Path=/', 'b=2; Path=/']);
     });
 
     it('identity_headers: the upstream is told who calls, from the verified token only', async () => {
