@@ -34,8 +34,15 @@ export async function startBlackboxUpstream() {
         res.writeHead(session && sessions.delete(session) ? 200 : 404).end();
         return;
       }
+      if (req.method === 'GET' && session && sessions.has(session)) {
+        // The session's server-to-client stream: one notification, then open until release().
+        res.writeHead(200, { 'content-type': 'text/event-stream' });
+        res.write(`event: message\ndata: ${JSON.stringify({ jsonrpc: '2.0', method: 'notifications/tools/list_changed' })}\n\n`);
+        void released.then(() => res.end());
+        return;
+      }
       if (req.method !== 'POST') {
-        res.writeHead(405).end();
+        res.writeHead(req.method === 'GET' ? 404 : 405).end();
         return;
       }
       const message = JSON.parse(body) as { id?: number | string; method: string; params?: { name?: string; arguments?: Record<string, unknown> } };
@@ -43,9 +50,12 @@ export async function startBlackboxUpstream() {
         res.writeHead(202).end();
         return;
       }
+      // `X-Answer: sse`: the answer as one SSE event, as a Streamable HTTP server may choose to.
+      const sse = req.headers['x-answer'] === 'sse';
       const reply = (payload: Record<string, unknown>, headers: Record<string, string> = {}) => {
-        res.writeHead(200, { 'content-type': 'application/json', ...headers });
-        res.end(JSON.stringify({ jsonrpc: '2.0', id: message.id, ...payload }));
+        res.writeHead(200, { 'content-type': sse ? 'text/event-stream' : 'application/json', ...headers });
+        const json = JSON.stringify({ jsonrpc: '2.0', id: message.id, ...payload });
+        res.end(sse ? `event: message\ndata: ${json}\n\n` : json);
       };
       if (message.method === 'initialize') {
         const id = `s-${randomUUID()}`;

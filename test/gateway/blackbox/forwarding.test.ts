@@ -53,6 +53,15 @@ for (const target of targets) {
       assert.notEqual(seen.headers['x-forwarded-for'], '6.6.6.6');
       assert.equal(seen.headers['x-custom'], 'kept');
       assert.equal(seen.headers['x-request-id'], res.headers.get('x-request-id'));
+      assert.equal(seen.headers['x-forwarded-host'], new URL(gateway.url).host);
+      assert.equal(seen.headers['x-forwarded-proto'], 'http');
+    });
+
+    it("a page of the gateway's own loopback origin may call it; a DNS-rebound one (other Host) may not", async () => {
+      const own = await mcpPost(`${gateway.url}/identified`, toolCall('echo'), { ...(await bearer('/identified')), origin: gateway.url });
+      assert.equal(own.status, 200, own.text);
+      const rebound = await mcpPost(`${gateway.url}/identified`, toolCall('echo'), { ...(await bearer('/identified')), origin: `http://evil.example:${new URL(gateway.url).port}`, host: `evil.example:${new URL(gateway.url).port}` });
+      await assertRefused(gateway, rebound, { status: 403, code: -32600, rejection: 'origin_not_allowed', reason: 'origin not allowed' });
     });
 
     it("the upstream's response headers come back, each Set-Cookie kept", async () => {

@@ -81,11 +81,17 @@ for (const target of targets) {
         await assertRefused(gateway, res, { status: 403, code: -32003, rejection: 'tool_spelling', reason: /differs from the configured tool transfer/ });
       });
 
-      it('tools/list shows only the tools this caller may call', async () => {
+      it('tools/list shows only the tools this caller may call, in a JSON answer or in SSE', async () => {
         const res = await mcpPost(resource, { jsonrpc: '2.0', id: 4, method: 'tools/list' }, await bearer());
         assert.equal(res.status, 200, res.text);
-        const names = ((res.json!.result as { tools: { name: string }[] }).tools).map((tool) => tool.name).sort();
+        const names = (res.json!.result as { tools: { name: string }[] }).tools.map((tool) => tool.name).sort();
         assert.deepEqual(names, ['echo', 'fails', 'read_balance', 'rpc_error'], 'unlisted tools and transfer (missing scope) are hidden');
+        const sse = await mcpPost(resource, { jsonrpc: '2.0', id: 5, method: 'tools/list' }, { ...(await bearer()), 'x-answer': 'sse' });
+        assert.equal(sse.status, 200, sse.text);
+        const data = /^data: (.*)$/m.exec(sse.text)?.[1];
+        assert.ok(data, sse.text);
+        const listed = (JSON.parse(data) as { result: { tools: { name: string }[] } }).result.tools.map((tool) => tool.name).sort();
+        assert.deepEqual(listed, ['echo', 'fails', 'read_balance', 'rpc_error']);
       });
     });
 

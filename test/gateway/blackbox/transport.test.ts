@@ -107,6 +107,37 @@ for (const target of targets) {
         await assertRefused(gateway, res, { status: 404, code: -32001, rejection: 'session_mismatch', reason: 'session opened by the same subject through another client' });
       });
 
+      it("the session's GET stream: its opener's is streamed; another subject's GET → 404", async () => {
+        const refused = await fetch(resource, { headers: { accept: 'text/event-stream', ...(await bearer('mallory')), 'mcp-session-id': session } });
+        const text = await refused.text();
+        await assertRefused(gateway, { status: refused.status, headers: refused.headers, text, json: JSON.parse(text) as Record<string, unknown> }, { status: 404, code: -32001, rejection: 'session_mismatch', reason: 'session opened by another subject' });
+        const response = await fetch(resource, { headers: { accept: 'text/event-stream', ...(await bearer('alice')), 'mcp-session-id': session } });
+        assert.equal(response.status, 200);
+        assert.equal(response.headers.get('content-type'), 'text/event-stream');
+        const reader = response.body!.getReader();
+        try {
+          const first = await readWithin(reader, 'the GET stream');
+          assert.match(new TextDecoder().decode(first.value), /notifications\/tools\/list_changed/);
+        } finally {
+          upstream.release();
+        }
+        while (!(await readWithin(reader, 'the end of the GET stream')).done);
+        const event = await gateway.waitForAudit((e) => e.request_id === response.headers.get('x-request-id'));
+        assert.equal(event.http_method, 'GET');
+        assert.equal(event.decision, 'allow');
+        assert.equal(event.session, session);
+      });
+
+      it('a session opened by an answer in SSE is bound too', async () => {
+        const opened = await mcpPost(resource, INITIALIZE, { ...(await bearer('carol')), 'x-answer': 'sse' });
+        assert.equal(opened.status, 200, opened.text);
+        const carols = opened.headers.get('mcp-session-id')!;
+        assert.match(opened.text, /^event: message\ndata: .*"serverInfo"/);
+        assert.equal((await mcpPost(resource, toolCall('echo', {}, 8), { ...(await bearer('carol')), 'mcp-session-id': carols })).status, 200);
+        const res = await mcpPost(resource, toolCall('echo', {}, 9), { ...(await bearer('mallory')), 'mcp-session-id': carols });
+        await assertRefused(gateway, res, { status: 404, code: -32001, rejection: 'session_mismatch', reason: 'session opened by another subject' });
+      });
+
       it('a session id the gateway never bound: 404, audited unknown_session', async () => {
         const res = await mcpPost(resource, toolCall('echo', {}, 5), { ...(await bearer('alice')), 'mcp-session-id': 's-made-up' });
         await assertRefused(gateway, res, { status: 404, code: -32001, rejection: 'unknown_session', reason: /^no binding for this Mcp-Session-Id/ });
