@@ -82,13 +82,18 @@ export class TransactionClient {
         method: 'POST',
         headers: { authorization: this.authorization, 'content-type': 'application/json', accept: 'application/json' },
         body: JSON.stringify(body),
-        // A redirect is no answer of the AS's: whatever its target says (a login or maintenance page) must not count.
-        redirect: 'error',
+        // A redirect is no answer of the AS's: whatever its target says (a login or maintenance page) must
+        // not count. `manual`, checked below, not `error`: workerd refuses `redirect: 'error'`.
+        redirect: 'manual',
         signal: AbortSignal.timeout(this.options.timeoutMs ?? 5_000),
       });
     } catch (error) {
       const cause = (error as Error).cause as Error | undefined;
       throw new TransactionsUnavailable(`${url}: ${(error as Error).message}${cause?.message ? ` (${cause.message})` : ''}`);
+    }
+    if ((response.status >= 300 && response.status < 400) || response.type === 'opaqueredirect') {
+      await response.body?.cancel();
+      throw new TransactionsUnavailable(`${url}: fetch failed (unexpected redirect)`);
     }
     if (response.status >= 500) {
       await response.body?.cancel();
