@@ -109,21 +109,22 @@ export class AuditShardObject {
     }
   }
 
-  /** Delivers what is waiting, batch after batch; on failure, the same batch again after a backoff. */
+  /**
+   * Delivers what is waiting, batch after batch; on failure, the same batch again after a backoff.
+   * Events may be appended while the sink is being called (the object takes requests during an
+   * outgoing fetch): the count is read again after each call, never kept across one.
+   */
   async alarm(): Promise<void> {
     const settings = auditSinkSettings(this.env);
-    const meta = await this.storage.get<Meta>('meta');
-    if (!meta || meta.count === 0) return;
+    const waiting = await this.storage.get<Meta>('meta');
+    if (!waiting || waiting.count === 0) return;
     // Without a sink URL (removed since) the events wait in storage for one.
     if (!settings.url) return;
     for (;;) {
       const batch = await this.storage.list<unknown>({ prefix: 'e:', limit: settings.batchSize });
-      if (batch.size === 0) {
-        meta.count = 0;
-        await this.storage.put('meta', meta);
-        return;
-      }
+      if (batch.size === 0) return;
       const failure = await this.deliver(settings.url, settings.token, [...batch.values()]);
+      const meta = (await this.storage.get<Meta>('meta')) ?? { next: 0, count: 0, attempts: 0 };
       if (failure) {
         meta.attempts++;
         await this.storage.put('meta', meta);
