@@ -71,6 +71,8 @@ const contents = (snapshot: RevocationSnapshot) => JSON.stringify([snapshot.load
 export class RevocationFeedObject {
   private list: RevocationList | undefined;
   private listFeed: string | undefined;
+  /** The poll running, if any: a read that needs a list waits for it rather than answering "not loaded". */
+  private polling: Promise<boolean> | undefined;
 
   constructor(
     private readonly storage: ListingStorage,
@@ -92,7 +94,18 @@ export class RevocationFeedObject {
   }
 
   /** Polls (joining a poll running), stores the list, bumps the version when it changed. */
-  private async poll(stored: Stored): Promise<boolean> {
+  private poll(stored: Stored): Promise<boolean> {
+    this.polling ??= this.pollOnce(stored).finally(() => (this.polling = undefined));
+    return this.polling.then((ok) => {
+      // A joined poll stored its own copy of the record: read it back.
+      return this.storage.get<Stored>('feed').then((current) => {
+        if (current) Object.assign(stored, current);
+        return ok;
+      });
+    });
+  }
+
+  private async pollOnce(stored: Stored): Promise<boolean> {
     const list = this.listFor(stored);
     stored.polledAt = Date.now();
     await this.storage.put('feed', stored);
@@ -129,7 +142,8 @@ export class RevocationFeedObject {
     if (stored.idle) {
       const since = stored.polledAt;
       if (!(await this.poll(stored))) stale = `the revocation list was not polled for ${Math.round((now - (since ?? now)) / 1000)} s (no reads) and the catch-up poll failed: ${stored.snapshot?.lastError}`;
-    } else if (!stored.snapshot?.loaded && (stored.polledAt === undefined || now - stored.polledAt >= Math.min(UNLOADED_RETRY_MS, feed.pollMs))) {
+    } else if (!stored.snapshot?.loaded && (this.polling || stored.polledAt === undefined || now - stored.polledAt >= Math.min(UNLOADED_RETRY_MS, feed.pollMs))) {
+      // No list yet: poll (or wait for the poll running) before answering.
       await this.poll(stored);
     }
     if (!stale && (await this.storage.getAlarm()) === null) await this.storage.setAlarm((stored.polledAt ?? now) + feed.pollMs);

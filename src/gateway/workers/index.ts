@@ -8,10 +8,12 @@
  * string, or an object from a JSON var), validated with the same schema; the secrets a route names
  * (`client_secret_env`…) are read from the other bindings. Nothing happens at global scope (a
  * Worker may start no timer and do no I/O there): the routes are compiled on the first request, and
- * key sets fetch at first use and refresh on use. For now: MCP routes only, rate limits and MCP
- * session bindings in the `GATEWAY_STATE` Durable Object binding (the exported `GatewayState`
- * class) when there is one, in the isolate's memory otherwise (per isolate!), held approvals in memory, audit events as JSON
- * lines on console.log (Workers Logs). `listen`, `admin`, `audit` and `data_dir` do not apply.
+ * key sets fetch at first use and refresh on use. For now: MCP routes only, rate limits, MCP
+ * session bindings, held approvals and revocation feeds in the `GATEWAY_STATE` Durable Object binding
+ * (the exported `GatewayState` class) when there is one, in the isolate's memory otherwise (per
+ * isolate!); audit events as JSON lines on console.log (Workers Logs), and batched to
+ * `AUDIT_SINK_URL` through the Durable Object when both are set. `listen`, `admin`, `audit` and
+ * `data_dir` do not apply.
  */
 import type { Hono } from 'hono';
 import { gatewayConfigSchema } from '../../config/gateway-schema.ts';
@@ -92,6 +94,9 @@ function build(source: string, env: GatewayWorkerEnv): Built {
   // Workers Logs: one JSON line per MCP message, the Node gateway's audit event; with AUDIT_SINK_URL
   // and the Durable Object, also batched to the sink by the `audit:<n>` objects.
   const audit = new EdgeAudit(state, auditSinkSettings(env));
+  if (typeof env.AUDIT_SINK_URL === 'string' && env.AUDIT_SINK_URL !== '' && !state) {
+    console.warn(JSON.stringify({ level: 'warn', msg: 'AUDIT_SINK_URL is set but GATEWAY_STATE is not bound: audit events go to the console only' }));
+  }
   const observer = {
     ready: () => audit.ready(),
     record: (event: GatewayAuditEvent) => audit.record(event),
