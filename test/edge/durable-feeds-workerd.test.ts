@@ -287,12 +287,20 @@ describe('revocations, audit and held approvals in the Durable Object, in worker
       assert.equal(res.status, 200, res.text);
       ids.push(res.headers.get('x-request-id')!);
     }
+    // A streamed answer: its event is written at the stream's end, after the response began.
+    const streamed = await mcpPost(`${second}/mcp`, toolCall('stream', {}), { authorization: `Bearer ${alice}` });
+    assert.equal(streamed.status, 200, streamed.text);
+    assert.match(streamed.text, /streamed/);
+    ids.push(streamed.headers.get('x-request-id')!);
     const delivered = () => new Set(posts.filter((post) => post.status === 200).flatMap((post) => post.events.map((event) => String(event.request_id))));
-    await until(() => (ids.every((id) => delivered().has(id)) ? true : undefined), 15_000, `the four events delivered: ${JSON.stringify(posts)}\n${stdout}`);
+    await until(() => (ids.every((id) => delivered().has(id)) ? true : undefined), 15_000, `the five events delivered, the streamed one too: ${JSON.stringify(posts)}\n${stdout}`);
     const batches = posts.filter((post) => post.events.some((event) => ids.includes(String(event.request_id))));
     assert.ok(batches.every((post) => post.events.length <= 3), `batches: ${batches.map((post) => post.events.length).join(', ')}`);
     assert.ok(batches.some((post) => post.events.length > 1), `batched, not one post per event: ${batches.map((post) => post.events.length).join(', ')}`);
     assert.ok(batches.every((post) => post.auth === `Bearer ${SINK_TOKEN}`));
+    const streamEvent = batches.flatMap((post) => post.events).find((event) => event.request_id === ids[4])!;
+    assert.equal(streamEvent.tool, 'stream');
+    assert.equal(streamEvent.outcome, 'result', 'audited at the end of the stream, with its outcome');
     const sent = batches.flatMap((post) => post.events).find((event) => event.request_id === ids[0])!;
     assert.equal(sent.audit, 'mandate-gateway');
     assert.equal(sent.sub, 'carol');

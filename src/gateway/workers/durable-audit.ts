@@ -81,8 +81,9 @@ export class AuditShardObject {
   async append(command: AuditCommand): Promise<Response> {
     if (!Array.isArray(command.events) || command.events.some((event) => typeof event !== 'object' || event === null)) return new Response('bad request', { status: 400 });
     const settings = auditSinkSettings(this.env);
-    await this.storage.put('kind', 'audit');
-    const meta = (await this.storage.get<Meta>('meta')) ?? { next: 0, count: 0, attempts: 0 };
+    const stored = await this.storage.get<Meta>('meta');
+    if (!stored) await this.storage.put('kind', 'audit');
+    const meta = stored ?? { next: 0, count: 0, attempts: 0 };
     for (const event of command.events) await this.storage.put(seqKey(meta.next++), event);
     meta.count += command.events.length;
     await this.storage.put('meta', meta);

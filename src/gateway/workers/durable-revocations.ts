@@ -26,6 +26,8 @@ import { callState, type DurableNamespace } from './durable-state.ts';
 export const ISOLATE_LIST_MS = 1_000;
 /** While the list is not loaded, a read polls at most this often (the alarm's interval may be long). */
 const UNLOADED_RETRY_MS = 1_000;
+/** How often a read records that the list is in use (the idle threshold is at least 10 min). */
+const READ_MARK_MS = 60_000;
 
 /** What the isolate tells the object about its feed: never the secret, only where to find it. */
 export interface FeedConfig {
@@ -126,13 +128,17 @@ export class RevocationFeedObject {
   async read(command: RevocationsCommand): Promise<Response> {
     const feed = command.feed;
     if (typeof feed?.endpoint !== 'string' || typeof feed.clientId !== 'string' || typeof feed.secretEnv !== 'string' || !(feed.pollMs > 0)) return new Response('bad request', { status: 400 });
-    await this.storage.put('kind', 'revocations');
     let stored = await this.storage.get<Stored>('feed');
-    if (!stored || !sameFeed(stored.feed, feed)) stored = { feed, version: (stored?.version ?? 0) + 1, readAt: 0 };
-    stored.feed = feed;
     const now = Date.now();
-    stored.readAt = now;
-    await this.storage.put('feed', stored);
+    if (!stored) await this.storage.put('kind', 'revocations');
+    // Written when something changed, or once a minute for `readAt` (idling is counted in minutes):
+    // not on every read, each a billed write.
+    if (!stored || !sameFeed(stored.feed, feed) || JSON.stringify(stored.feed) !== JSON.stringify(feed) || now - stored.readAt >= READ_MARK_MS) {
+      if (!stored || !sameFeed(stored.feed, feed)) stored = { feed, version: (stored?.version ?? 0) + 1, readAt: 0 };
+      stored.feed = feed;
+      stored.readAt = now;
+      await this.storage.put('feed', stored);
+    }
     try {
       this.listFor(stored);
     } catch (error) {
