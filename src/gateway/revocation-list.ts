@@ -23,6 +23,22 @@ export interface RevocationListOptions {
 /** What the list says about a token: nothing (let it through), refuse it, or cannot tell yet. */
 export type RevocationVerdict = { refuse: 'revoked'; reason: string } | { refuse: 'unavailable'; reason: string } | undefined;
 
+/**
+ * A list as loaded so far, in a form that can be stored and sent (the edge's `revocations:` Durable
+ * Object keeps it in its storage and hands it to the isolates): what `snapshot()` gives and
+ * `restore()` takes. The poll's cursor (`since`, `etag`) is in it, so a restored list goes on
+ * polling incrementally.
+ */
+export interface RevocationSnapshot {
+  loaded: boolean;
+  tokens: [string, number][];
+  grants: [string, number][];
+  clients: ListedClient[];
+  since?: number;
+  etag?: string;
+  lastError?: string;
+}
+
 interface ListAnswer {
   next_since?: number;
   tokens?: { jti: string; exp?: number }[];
@@ -103,6 +119,32 @@ export class RevocationList {
     }
   }
 
+  /** The list as loaded so far (expired entries pruned), to store or to send. */
+  snapshot(): RevocationSnapshot {
+    this.prune();
+    return {
+      loaded: this.loaded,
+      tokens: [...this.jtis],
+      grants: [...this.grants],
+      clients: [...this.clients.values()],
+      ...(this.since !== undefined ? { since: this.since } : {}),
+      ...(this.etag !== undefined ? { etag: this.etag } : {}),
+      ...(this.lastError !== undefined ? { lastError: this.lastError } : {}),
+    };
+  }
+
+  /** Replaces the list with a snapshot (from storage, or from the object that polls for this one). */
+  restore(snapshot: RevocationSnapshot): void {
+    this.jtis = new Map(snapshot.tokens);
+    this.grants = new Map(snapshot.grants);
+    this.clients = new Map(snapshot.clients.map((client) => [client.client_id, client]));
+    this.since = snapshot.since;
+    this.etag = snapshot.etag;
+    this.loaded = snapshot.loaded;
+    this.lastError = snapshot.lastError;
+    this.prune();
+  }
+
   /** A pushed event (Redis pub/sub): in force at once, until the next poll confirms it. */
   apply(event: RevocationEvent): void {
     if (this.options.issuer !== undefined && event.iss.replace(/\/$/, '') !== this.options.issuer.replace(/\/$/, '')) return;
@@ -141,6 +183,16 @@ export class RevocationList {
     }
     const reason = this.reason(claims);
     return reason ? { refuse: 'revoked', reason } : undefined;
+  }
+
+  /**
+   * `check`, for a list that may have to be read first: the gateway's protection filter awaits
+   * this. Here the list is in this process and it is `check` itself; the edge's list kept by a
+   * Durable Object (`workers/durable-revocations.ts`) reads the object's list when its own copy is
+   * too old.
+   */
+  verdictFor(claims: TokenClaims): RevocationVerdict | Promise<RevocationVerdict> {
+    return this.check(claims);
   }
 
   /** Why the token must be refused, or undefined (by the list as loaded so far). */

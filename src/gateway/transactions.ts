@@ -82,8 +82,8 @@ export class TransactionClient {
         method: 'POST',
         headers: { authorization: this.authorization, 'content-type': 'application/json', accept: 'application/json' },
         body: JSON.stringify(body),
-        // A redirect is no answer of the AS's: whatever its target says (a login or maintenance page)
-        // must not count. `manual`, not `error`, which Workers' fetch does not support.
+        // A redirect is no answer of the AS's: whatever its target says (a login or maintenance page) must
+        // not count. `manual`, checked below, not `error`: workerd refuses `redirect: 'error'`.
         redirect: 'manual',
         signal: AbortSignal.timeout(this.options.timeoutMs ?? 5_000),
       });
@@ -93,7 +93,7 @@ export class TransactionClient {
     }
     if ((response.status >= 300 && response.status < 400) || response.type === 'opaqueredirect') {
       await response.body?.cancel();
-      throw new TransactionsUnavailable(`${url} answered a redirect (${response.status}), not an answer of the authorization server`);
+      throw new TransactionsUnavailable(`${url}: fetch failed (unexpected redirect)`);
     }
     if (response.status >= 500) {
       await response.body?.cancel();

@@ -91,8 +91,12 @@ describe('the Worker with a GATEWAY_STATE that fails: 503, fail closed, the reas
     const response = await worker.fetch(new Request(resource, { method: 'POST', headers: { ...MCP_HEADERS, authorization: `Bearer ${token}`, ...headers }, body: JSON.stringify(toolCall('echo')) }), env, { waitUntil: () => undefined });
     const requestId = response.headers.get('x-request-id');
     const body = (await response.json()) as { error: { code: number } };
-    await new Promise((r) => setTimeout(r, 20));
-    const event = lines.map((line) => JSON.parse(line) as Record<string, unknown>).find((e) => e.request_id === requestId);
+    // The line is written once the arguments are hashed (WebCrypto, asynchronous): shortly after the response.
+    let event: Record<string, unknown> | undefined;
+    for (let i = 0; i < 100 && !event; i++) {
+      await new Promise((r) => setTimeout(r, 20));
+      event = lines.map((line) => JSON.parse(line) as Record<string, unknown>).find((e) => e.request_id === requestId);
+    }
     assert.ok(event, `an audit line for ${requestId}`);
     return { response, body, event };
   }

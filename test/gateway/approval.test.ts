@@ -417,7 +417,7 @@ describe('gateway: approval of high-risk tool calls', () => {
           assert.equal((res.json!.error as { code: number }).code, -32603);
           const event = await eventOf(res);
           assert.deepEqual([event.decision, event.rejection], ['error', 'approval_unavailable']);
-          assert.match(event.reason as string, mode === 'redirect' ? /\/use answered a redirect \(302\), not an answer of the authorization server/ : new RegExp(`/use answered 200 without the used transaction ${elicitation.elicitationId} for this arguments_hash`));
+          assert.match(event.reason as string, mode === 'redirect' ? /\/use: fetch failed \(unexpected redirect\)/ : new RegExp(`/use answered 200 without the used transaction ${elicitation.elicitationId} for this arguments_hash`));
         } finally {
           as.setMode('up');
         }

@@ -95,7 +95,7 @@ export function protect(route: CompiledRoute, sessions?: SessionStore): Middlewa
       }
       return unauthorized('invalid_token', error.reason ?? error.message, 'invalid_token');
     }
-    const verdict = route.revocations?.check(claims);
+    const verdict = await route.revocations?.verdictFor(claims);
     if (verdict?.refuse === 'unavailable') {
       // Fail closed: a token cannot be let through before the gateway knows whether it is revoked.
       return refuse(c, { status: 503, code: GATEWAY_ERRORS.unavailable, message: 'temporarily_unavailable: the revocation list is not loaded yet; retry shortly', rejection: 'revocation_list_unavailable', reason: verdict.reason, decision: 'error', headers: { 'Retry-After': '1' } });

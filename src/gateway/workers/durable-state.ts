@@ -20,6 +20,7 @@
  */
 import type { RateLimitOutcome, RateLimitStore } from '../rate-limits.ts';
 import { SessionStoreUnavailable, sessionVerdict, type SessionOwner, type SessionStore, type SessionVerdict } from '../sessions.ts';
+import { StateKinds } from './durable-kinds.ts';
 
 /** The parts of the Durable Object API used here (no dependency on @cloudflare/workers-types). */
 export interface DurableStorage {
@@ -56,9 +57,12 @@ type Command =
 /** The Durable Object class the Worker bundle exports (bind it as `GATEWAY_STATE`). */
 export class GatewayState {
   private readonly storage: DurableStorage;
+  /** The `revocations:`, `audit:` and `approval:` objects (durable-kinds.ts). */
+  private readonly kinds: StateKinds;
 
-  constructor(state: DurableState, _env?: unknown) {
+  constructor(state: DurableState, env?: unknown) {
     this.storage = state.storage;
+    this.kinds = new StateKinds(state.storage, (env ?? {}) as Record<string, unknown>);
   }
 
   async fetch(request: Request): Promise<Response> {
@@ -68,6 +72,8 @@ export class GatewayState {
     } catch {
       return new Response('bad request', { status: 400 });
     }
+    const other = this.kinds.fetch(command);
+    if (other) return other;
     const now = Date.now();
     switch (command.op) {
       case 'consume': {
@@ -114,6 +120,7 @@ export class GatewayState {
 
   /** At a record's expiry: delete it, unless it was renewed since (then wake again at the new one). */
   async alarm(): Promise<void> {
+    if (await this.kinds.alarm()) return;
     const now = Date.now();
     const counter = await this.storage.get<Counter>('counter');
     const binding = await this.storage.get<Binding>('binding');
@@ -129,6 +136,11 @@ async function call(namespace: DurableNamespace, name: string, command: Command)
   const response = await stub.fetch('https://gateway-state/', { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(command) });
   if (response.status !== 200) throw new Error(`the Durable Object answered ${response.status}`);
   return response.json();
+}
+
+/** One command to the object `name` of the namespace; throws unless it answers 200. */
+export function callState<C extends { op: string }>(namespace: DurableNamespace, name: string, command: C): Promise<unknown> {
+  return call(namespace, name, command as unknown as Command);
 }
 
 /** Rate limit buckets in the `GatewayState` Durable Object: one object per limit and bucket key. */

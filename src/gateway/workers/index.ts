@@ -8,10 +8,12 @@
  * string, or an object from a JSON var), validated with the same schema; the secrets a route names
  * (`client_secret_env`…) are read from the other bindings. Nothing happens at global scope (a
  * Worker may start no timer and do no I/O there): the routes are compiled on the first request, and
- * key sets fetch at first use and refresh on use. For now: MCP routes only, rate limits and MCP
- * session bindings in the `GATEWAY_STATE` Durable Object binding (the exported `GatewayState`
- * class) when there is one, in the isolate's memory otherwise (per isolate!), held approvals in memory, audit events as JSON
- * lines on console.log (Workers Logs). `listen`, `admin`, `audit` and `data_dir` do not apply.
+ * key sets fetch at first use and refresh on use. For now: MCP routes only, rate limits, MCP
+ * session bindings, held approvals and revocation feeds in the `GATEWAY_STATE` Durable Object binding
+ * (the exported `GatewayState` class) when there is one, in the isolate's memory otherwise (per
+ * isolate!); audit events as JSON lines on console.log (Workers Logs), and batched to
+ * `AUDIT_SINK_URL` through the Durable Object when both are set. `listen`, `admin`, `audit` and
+ * `data_dir` do not apply.
  */
 import type { Hono } from 'hono';
 import { gatewayConfigSchema } from '../../config/gateway-schema.ts';
@@ -22,8 +24,10 @@ import { fetchForwarder } from '../filters/proxy.ts';
 import { compileRoute, type CompiledRoute } from '../route.ts';
 import { SessionBindings } from '../sessions.ts';
 import type { GatewayAuditEvent, GatewayEnv } from '../types.ts';
-import { workerAuditLine } from './audit-line.ts';
 import { durableRateLimits, DurableSessionBindings, isDurableNamespace } from './durable-state.ts';
+import { DurableApprovals } from './durable-approvals.ts';
+import { auditSinkSettings, EdgeAudit } from './durable-audit.ts';
+import { durableRevocations } from './durable-revocations.ts';
 import { isolateRateLimits } from './rate-limits.ts';
 
 export { isolateRateLimits } from './rate-limits.ts';
@@ -39,6 +43,7 @@ export interface WorkerContext {
 
 interface Built {
   source: string;
+  audit: EdgeAudit;
   app: Hono<GatewayEnv>;
   routes: CompiledRoute[];
 }
@@ -76,6 +81,8 @@ function build(source: string, env: GatewayWorkerEnv): Built {
           rateLimits,
           rateLimitPrefix: config.rate_limit_prefix,
           jwksSchedule: 'on-use',
+          // With the Durable Object, one object per feed polls the AS; the isolates read its list.
+          acquireRevocations: state ? durableRevocations(state, config.routes, env) : undefined,
           onError: (error) => console.warn(JSON.stringify({ level: 'warn', msg: 'cannot refresh the authorization server keys', reason: error.message })),
         }),
       );
@@ -84,18 +91,23 @@ function build(source: string, env: GatewayWorkerEnv): Built {
     for (const route of routes) route.close();
     throw error;
   }
+  // Workers Logs: one JSON line per MCP message, the Node gateway's audit event; with AUDIT_SINK_URL
+  // and the Durable Object, also batched to the sink by the `audit:<n>` objects.
+  const audit = new EdgeAudit(state, auditSinkSettings(env));
+  if (typeof env.AUDIT_SINK_URL === 'string' && env.AUDIT_SINK_URL !== '' && !state) {
+    console.warn(JSON.stringify({ level: 'warn', msg: 'AUDIT_SINK_URL is set but GATEWAY_STATE is not bound: audit events go to the console only' }));
+  }
   const observer = {
-    ready: () => undefined,
-    // Workers Logs: one JSON line per MCP message, the Node gateway's audit event (arguments hashed, never logged).
-    record: (event: GatewayAuditEvent) => void workerAuditLine(event).then((line) => console.log(line)),
+    ready: () => audit.ready(),
+    record: (event: GatewayAuditEvent) => audit.record(event),
   };
   const app = gatewayApp(routes, {
     observer,
     forwarder: fetchForwarder(),
     sessions: state ? new DurableSessionBindings(state, { idleMs }) : new SessionBindings({ idleMs }),
-    approvals: new ApprovalMemory(),
+    approvals: state ? new DurableApprovals(state) : new ApprovalMemory(),
   });
-  return { source, app, routes };
+  return { source, app, routes, audit };
 }
 
 let built: Built | undefined;
@@ -105,7 +117,9 @@ function routesFor(env: GatewayWorkerEnv): Built {
   const binding = env.MANDATE_GATEWAY_CONFIG;
   if (binding === undefined) throw new EdgeConfigError('the MANDATE_GATEWAY_CONFIG binding is not set');
   // The routes are built again when the config changes or the Durable Object binding appears or goes.
-  const source = `${isDurableNamespace(env.GATEWAY_STATE) ? 'do' : 'isolate'}:${typeof binding === 'string' ? binding : JSON.stringify(binding)}`;
+  // (No ':' before the config's: build() reads the config after the first one.)
+  const sink = typeof env.AUDIT_SINK_URL === 'string' ? ` sink=${encodeURIComponent(env.AUDIT_SINK_URL)}` : '';
+  const source = `${isDurableNamespace(env.GATEWAY_STATE) ? 'do' : 'isolate'}${sink}:${typeof binding === 'string' ? binding : JSON.stringify(binding)}`;
   if (built?.source === source) return built;
   const next = build(source, env);
   for (const route of built?.routes ?? []) route.close();
@@ -123,6 +137,13 @@ export default {
       console.error(JSON.stringify({ level: 'error', msg: 'cannot build the gateway routes', reason: (error as Error).message }));
       return Response.json({ jsonrpc: '2.0', id: null, error: { code: GATEWAY_ERRORS.unavailable, message: 'gateway not configured' } }, { status: 500 });
     }
-    return current.app.fetch(request, env, ctx as never);
+    if (!current.audit.shipping) return current.app.fetch(request, env, ctx as never);
+    return (async () => {
+      const response = await current.app.fetch(request, env, ctx as never);
+      // The request lasts until its audit event is in the Durable Object (after a stream, at its end).
+      const id = response.headers.get('x-request-id');
+      if (id) ctx.waitUntil(current.audit.settled(id));
+      return response;
+    })();
   },
 };
