@@ -44,6 +44,14 @@ for (const target of targets) {
             // The gateway acts as the `mcp-server` client, which R.gateway tokens name in may_act.
             mediation: { client_id: 'mcp-server', client_secret_env: 'TEST_MCP_SECRET', resource: R.api, scope: 'banking:read' },
           },
+          {
+            path: '/revocable',
+            upstream: upstream.url,
+            resource: R.gateway,
+            authorization_servers: [as.issuer],
+            tools: listedTools(['echo']),
+            token: { revocation_list: { client_id: 'mcp-server', client_secret_env: 'TEST_MCP_SECRET', poll_seconds: 1 } },
+          },
         ],
         { secrets: { TEST_MCP_SECRET: SECRETS.mcp } },
       );
@@ -93,6 +101,27 @@ for (const target of targets) {
       await mcpPost(`${gateway.url}/mediated`, toolCall('echo', {}, 203), { authorization: `Bearer ${delegated}` });
       assert.equal(upstream.requests.at(-1)!.headers.authorization, seen.headers.authorization, 'the exchanged token is reused until near expiry');
       for (const request of upstream.requests) assert.ok(!JSON.stringify(request.headers).includes(delegated), "the caller's token never reaches the upstream");
+    });
+
+    it('revocation list: a token revoked at the AS is refused within the poll interval, audited with the reason', async () => {
+      const { token } = await userToken(as, { clientId: 'sample-agent', redirectUri: AGENT_REDIRECT, resource: R.agent, scope: 'banking:read', clientAuth: auth.agent });
+      const exchanged = await exchange(as, { subject_token: token.access_token, resource: R.gateway, scope: 'banking:read' }, auth.agent);
+      assert.equal(exchanged.status, 200, exchanged.text);
+      const revocable = exchanged.json.access_token as string;
+      const call = () => mcpPost(`${gateway.url}/revocable`, toolCall('echo'), { authorization: `Bearer ${revocable}` });
+      // The first check starts the feed: 503 until the first list is in, then 200.
+      let res = await call();
+      for (let i = 0; i < 60 && res.status === 503; i++) {
+        await new Promise((r) => setTimeout(r, 100));
+        res = await call();
+      }
+      assert.equal(res.status, 200, res.text);
+      assert.equal((await postForm(`${as.issuer}/revoke`, { token: revocable }, auth.agent)).status, 200);
+      for (let i = 0; i < 60 && res.status === 200; i++) {
+        await new Promise((r) => setTimeout(r, 100));
+        res = await call();
+      }
+      await assertRefused(gateway, res, { status: 401, code: -32001, rejection: 'invalid_token', reason: 'the token was revoked' });
     });
 
     it('the AS refuses the exchange (no may_act names the gateway): 403, nothing forwarded, audited mediation_failed', async () => {
