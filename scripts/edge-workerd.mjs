@@ -4,12 +4,13 @@
 //
 //   .cache/edge/node_modules/node/bin/node scripts/edge-workerd.mjs --config gateway.yaml \
 //     [--port 0] [--host 127.0.0.1] [--script dist-edge/gateway.js] [--binding NAME=VALUE]...
-//     [--persist <dir>] [--instances N]
+//     [--persist <dir>] [--instances N] [--env-binding NAME]...
 //   .cache/edge/node_modules/node/bin/node scripts/edge-workerd.mjs --entry todo-mcp \
 //     [--script dist-edge/todo-mcp.js] --binding TODO_MCP_ISSUER=... [--binding ...]... [the options above]
 //
 // The config (YAML or JSON, the Node gateway's file) becomes the MANDATE_GATEWAY_CONFIG binding;
-// each --binding is another string binding (the secrets a route names). GATEWAY_STATE is bound to
+// each --binding is another string binding (the secrets a route names); --env-binding NAME binds
+// the environment variable NAME's value (a secret then appears on no command line). GATEWAY_STATE is bound to
 // the bundle's GatewayState Durable Object (rate limits, MCP session bindings): kept in memory, or
 // in <dir> with --persist, so that a restart with the same directory keeps the budgets and sessions.
 // --instances N runs the Worker N times, each in its own isolate, all bound to the first one's
@@ -43,6 +44,12 @@ for (let i = 0; i < args.length; i += 2) {
     const eq = value.indexOf('=');
     if (eq <= 0) usage();
     bindings[value.slice(0, eq)] = value.slice(eq + 1);
+  } else if (flag === '--env-binding') {
+    if (process.env[value] === undefined) {
+      console.error(`--env-binding ${value}: the environment variable is not set`);
+      process.exit(2);
+    }
+    bindings[value] = process.env[value];
   } else if (['--port', '--host', '--script', '--config', '--persist', '--instances', '--entry'].includes(flag)) options[flag.slice(2)] = value;
   else usage();
 }
@@ -51,7 +58,7 @@ if (!entry || (options.entry === 'gateway') !== Boolean(options.config) || !/^[1
 options.script ??= join(root, 'dist-edge', entry.script);
 
 function usage() {
-  console.error('usage: scripts/edge-workerd.mjs [--config <gateway.yaml|json> | --entry todo-mcp] [--port N] [--host H] [--script F] [--binding NAME=VALUE]... [--persist <dir>] [--instances N]');
+  console.error('usage: scripts/edge-workerd.mjs [--config <gateway.yaml|json> | --entry todo-mcp] [--port N] [--host H] [--script F] [--binding NAME=VALUE]... [--env-binding NAME]... [--persist <dir>] [--instances N]');
   process.exit(2);
 }
 
