@@ -21,7 +21,7 @@ import { startCallbackServer } from '../helpers/callback-server.ts';
 import { authorizeInChromium, launchChromium } from '../helpers/chromium.ts';
 import { freeDemoOffset, portFree, startDemo, type RunningDemo } from '../helpers/demo.ts';
 import { EDGE_SKIP_REASON, edgeAvailable } from '../helpers/edge-worker.ts';
-import { inspectorCliWithOAuth, inspectorHome, needsInspectorAndChromium, toolNames } from '../helpers/inspector-cli.ts';
+import { inspectorCliWithOAuth, inspectorHome, needsInspectorAndChromium, runInspectorCli, toolNames } from '../helpers/inspector-cli.ts';
 import { MemoryOAuthProvider } from '../helpers/mcp-oauth.ts';
 import { needsChromium, skipUnless } from '../helpers/services.ts';
 import { registerClient } from '../helpers/auth-server.ts';
@@ -135,7 +135,7 @@ describe('`npm run edge`: the demo with the gateway and the Todo MCP server in w
     // As in the demo: the Inspector registered itself, so the allowlist withholds banking:transfer and transfer stays hidden.
     [`${at(8080)}/mcp`, ['list_transactions', 'read_balance']],
   ] as const) {
-    it(`MCP Inspector CLI: signs in (Chromium) to ${server} in workerd by itself and lists its tools`, needsInspectorAndChromium(), async () => {
+    it(`MCP Inspector CLI: signs in (Chromium) to ${server} in workerd by itself and lists its tools (and calls one)`, needsInspectorAndChromium(), async () => {
       const home = inspectorHome();
       const browser = await launchChromium();
       try {
@@ -144,6 +144,14 @@ describe('`npm run edge`: the demo with the gateway and the Todo MCP server in w
         assert.deepEqual(run.steps, ['login', 'consent']);
         assert.equal(run.authorizationUrl.searchParams.get('resource'), server);
         assert.deepEqual(toolNames(run.stdout), [...expected]);
+        if (server.endsWith(`:${8787 + offset}/mcp`)) {
+          // And calls a tool with the stored token: the Worker's exchange for the Todo API, with act.
+          const call = runInspectorCli(home, [server, '--transport', 'http', '--method', 'tools/call', '--tool-name', 'peek_api_token_claims', '--format', 'json', '--stored-auth-only']);
+          assert.equal(await call.done(), 0, call.err());
+          const result = JSON.parse(call.out()) as { content: { text: string }[] };
+          const claims = JSON.parse(result.content[0]!.text) as Record<string, unknown>;
+          assert.deepEqual([claims.aud, claims.act, claims.scope], [at(8001), { sub: 'todo-mcp' }, 'todo_api:read']);
+        }
       } finally {
         await browser.close();
         home.cleanup();
