@@ -148,7 +148,9 @@ describe('`npm run edge`: the demo with the gateway and the Todo MCP server in w
           // And calls a tool with the stored token: the Worker's exchange for the Todo API, with act.
           const call = runInspectorCli(home, [server, '--transport', 'http', '--method', 'tools/call', '--tool-name', 'peek_api_token_claims', '--format', 'json', '--stored-auth-only']);
           assert.equal(await call.done(), 0, call.err());
-          const result = JSON.parse(call.out()) as { content: { text: string }[] };
+          // `--format json`: {"result": <the tool result>}, as for tools/list.
+          const { result } = JSON.parse(call.out()) as { result?: { content?: { text: string }[] } };
+          assert.ok(result?.content, call.out());
           const claims = JSON.parse(result.content[0]!.text) as Record<string, unknown>;
           assert.deepEqual([claims.aud, claims.act, claims.scope], [at(8001), { sub: 'todo-mcp' }, 'todo_api:read']);
         }
