@@ -67,6 +67,35 @@ const SESSION_REASONS: Record<Exclude<SessionVerdict, 'own'>, string> = {
   other_client: 'session opened by the same subject through another client',
 };
 
+/** The transport's own bound (4 MiB), kept when the body is read here to see whether it is an initialize. */
+const MAX_BODY_BYTES = 4 * 1024 * 1024;
+
+/** The body as text, or undefined past `max` bytes (declared or read): never more than that in memory. */
+async function readBounded(request: Request, max: number): Promise<string | undefined> {
+  if (Number(request.headers.get('content-length') ?? 0) > max) return undefined;
+  if (!request.body) return '';
+  const reader = request.body.getReader();
+  const chunks: Uint8Array[] = [];
+  let total = 0;
+  for (;;) {
+    const { done, value } = await reader.read();
+    if (done) break;
+    total += value.byteLength;
+    if (total > max) {
+      await reader.cancel();
+      return undefined;
+    }
+    chunks.push(value);
+  }
+  const bytes = new Uint8Array(total);
+  let at = 0;
+  for (const chunk of chunks) {
+    bytes.set(chunk, at);
+    at += chunk.byteLength;
+  }
+  return new TextDecoder().decode(bytes);
+}
+
 const json = (status: number, body: unknown, headers: Record<string, string> = {}) =>
   new Response(JSON.stringify(body), { status, headers: { 'content-type': 'application/json', ...headers } });
 const rpcError = (status: number, code: number, message: string, headers: Record<string, string> = {}) => json(status, { jsonrpc: '2.0', id: null, error: { code, message } }, headers);
@@ -171,8 +200,10 @@ export function todoMcpHandler(options: TodoMcpHandlerOptions): TodoMcpHandler {
     const sessionId = request.headers.get('mcp-session-id') ?? undefined;
     let body: unknown;
     if (request.method === 'POST') {
+      const raw = await readBounded(request, MAX_BODY_BYTES);
+      if (raw === undefined) return rpcError(413, -32000, `Payload Too Large: the body exceeds ${MAX_BODY_BYTES} bytes`);
       try {
-        body = await request.json();
+        body = JSON.parse(raw);
       } catch {
         return rpcError(400, -32700, 'Parse error: Invalid JSON');
       }

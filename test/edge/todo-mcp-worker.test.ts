@@ -94,6 +94,26 @@ describe('the Todo MCP Worker entry fails closed', () => {
     assert.equal(refusal.reason, 'session store unavailable: network connection lost');
   });
 
+  it('a body over 4 MiB: 413, read no further and never parsed, no session asked for', async () => {
+    let asked = 0;
+    const e = env({ TODO_MCP_SESSION_IDLE_SECONDS: '104', TODO_SESSIONS: failingNamespace(async () => (asked++, Response.json({ verdict: 'own' }))) });
+    // Streamed without a Content-Length: the bound holds while reading, not only on the header.
+    let sent = 0;
+    const chunk = new TextEncoder().encode(' '.repeat(64 * 1024));
+    const body = new ReadableStream<Uint8Array>({
+      pull(controller) {
+        if (sent >= 8 * 1024 * 1024) return controller.close();
+        sent += chunk.byteLength;
+        controller.enqueue(chunk);
+      },
+    });
+    const response = await worker.fetch(new Request(RESOURCE, { method: 'POST', headers: { ...MCP_HEADERS, authorization: `Bearer ${token}` }, body, duplex: 'half' } as RequestInit), e, ctx);
+    assert.equal(response.status, 413);
+    assert.equal(((await response.json()) as { error: { code: number } }).error.code, -32000);
+    assert.ok(sent < 8 * 1024 * 1024, 'the rest of the body was not read');
+    assert.equal(asked, 0);
+  });
+
   it('a Durable Object that answers 500: a call in a session answers 503, the reason logged', async (t) => {
     const e = env({ TODO_MCP_SESSION_IDLE_SECONDS: '103', TODO_SESSIONS: failingNamespace(async () => new Response('boom', { status: 500 })) });
     const { response, lines } = await logged(t, () =>
