@@ -8,12 +8,11 @@
  * string, or an object from a JSON var), validated with the same schema; the secrets a route names
  * (`client_secret_env`…) are read from the other bindings. Nothing happens at global scope (a
  * Worker may start no timer and do no I/O there): the routes are compiled on the first request, and
- * key sets fetch at first use and refresh on use. For now: MCP routes only, rate limits and MCP
+ * key sets fetch at first use and refresh on use. MCP routes, and `kind: web` routes (web.ts); rate limits and MCP
  * session bindings in the `GATEWAY_STATE` Durable Object binding (the exported `GatewayState`
  * class) when there is one, in the isolate's memory otherwise (per isolate!), held approvals in memory, audit events as JSON
  * lines on console.log (Workers Logs). `listen`, `admin`, `audit` and `data_dir` do not apply.
  */
-import type { Hono } from 'hono';
 import { gatewayConfigSchema } from '../../config/gateway-schema.ts';
 import { ApprovalMemory } from '../approvals.ts';
 import { gatewayApp } from '../chain.ts';
@@ -21,9 +20,10 @@ import { GATEWAY_ERRORS } from '../filters/refuse.ts';
 import { fetchForwarder } from '../filters/proxy.ts';
 import { compileRoute, type CompiledRoute } from '../route.ts';
 import { SessionBindings } from '../sessions.ts';
-import type { GatewayAuditEvent, GatewayEnv } from '../types.ts';
+import type { GatewayAuditEvent } from '../types.ts';
 import { durableRateLimits, DurableSessionBindings, isDurableNamespace } from './durable-state.ts';
 import { isolateRateLimits } from './rate-limits.ts';
+import { edgeWebApp, type EdgeApp } from './web.ts';
 
 export { isolateRateLimits } from './rate-limits.ts';
 export { GatewayState, durableRateLimits, DurableSessionBindings } from './durable-state.ts';
@@ -38,7 +38,7 @@ export interface WorkerContext {
 
 interface Built {
   source: string;
-  app: Hono<GatewayEnv>;
+  app: EdgeApp;
   routes: CompiledRoute[];
 }
 
@@ -67,7 +67,7 @@ function build(source: string, env: GatewayWorkerEnv): Built {
   const routes: CompiledRoute[] = [];
   try {
     config.routes.forEach((route, index) => {
-      if (route.kind !== 'mcp') throw new EdgeConfigError(`routes[${index}] (${route.path}): ${route.kind} routes do not run at the edge yet`);
+      if (route.kind === 'web') return; // compiled by edgeWebApp below
       if (routes.some((other) => other.config.path === route.path)) throw new EdgeConfigError(`routes[${index}]: path ${route.path} is used twice`);
       routes.push(
         compileRoute(route, index, {
@@ -88,12 +88,21 @@ function build(source: string, env: GatewayWorkerEnv): Built {
     // Workers Logs: one JSON line per MCP message, the Node gateway's audit event.
     record: (event: GatewayAuditEvent) => console.log(JSON.stringify({ audit: 'mandate-gateway', ...event })),
   };
-  const app = gatewayApp(routes, {
+  const forwarder = fetchForwarder();
+  const mcpApp = gatewayApp(routes, {
     observer,
-    forwarder: fetchForwarder(),
+    forwarder,
     sessions: state ? new DurableSessionBindings(state, { idleMs }) : new SessionBindings({ idleMs }),
     approvals: new ApprovalMemory(),
   });
+  let app: EdgeApp = mcpApp;
+  try {
+    // `kind: web` routes (web.ts): served in front of the MCP routes when the config has any.
+    app = edgeWebApp(config, mcpApp, routes.map((route) => route.config.path), { env: strings, state, observer, forwarder }) ?? mcpApp;
+  } catch (error) {
+    for (const route of routes) route.close();
+    throw error;
+  }
   return { source, app, routes };
 }
 
