@@ -19,6 +19,7 @@ import { createLocalJWKSet, decodeJwt, decodeProtectedHeader, exportJWK, generat
 import { signJwt } from '../../src/core/jwt.ts';
 import { DEMO_PASSWORD_HASH, freePort, startTestAuthServer, type TestAuthServer } from '../helpers/auth-server.ts';
 import { FormBrowser } from '../helpers/browser-driver.ts';
+import { listedTools, mcpPost } from '../helpers/gateway.ts';
 import { skipUnless } from '../helpers/services.ts';
 
 const EDGE = resolve('.cache/edge/node_modules');
@@ -85,8 +86,7 @@ describe('web routes in workerd: sign-in, rules, sign-out, back-channel logout, 
   }
 
   before(async () => {
-    const port = await freePort();
-    gatewayUrl = `http://127.0.0.1:${port}`;
+    gatewayUrl = `http://127.0.0.1:${await freePort()}`;
     process.env.WEB_EDGE_CLIENT_SECRET = CLIENT_SECRET;
     as = await startTestAuthServer({
       users: [
@@ -115,12 +115,13 @@ describe('web routes in workerd: sign-in, rules, sign-out, back-channel logout, 
     upstream = `http://127.0.0.1:${(app.address() as AddressInfo).port}/`;
 
     dir = mkdtempSync(join(tmpdir(), 'mandate-edge-web-'));
-    const script = join(dir, 'gateway.js');
+    script = join(dir, 'gateway.js');
+    persist = join(dir, 'state');
     const built = spawnSync(process.execPath, ['scripts/build-edge.mjs', '--outfile', script], { encoding: 'utf8', timeout: 60_000 });
     assert.equal(built.status, 0, built.stderr);
     const { privateKey } = await generateKeyPair('ES256', { extractable: true });
     identityKey = { ...(await exportJWK(privateKey)), alg: 'ES256', use: 'sig' };
-    const configFile = join(dir, 'gateway.json');
+    configFile = join(dir, 'gateway.json');
     writeFileSync(
       configFile,
       JSON.stringify({
@@ -135,21 +136,34 @@ describe('web routes in workerd: sign-in, rules, sign-out, back-channel logout, 
             // Seed 004: role claims → paths. Here: the admin area for the admin user only.
             rules: [{ allow: "!path.startsWith('/app/admin/') || claims.preferred_username == 'admin'", reason: 'the admin area is for administrators' }],
           },
+          // An MCP route beside it, as in the demo: the Worker sends each request to the right one.
+          { path: '/mcp', upstream: `${upstream}mcp`, resource: `${gatewayUrl}/mcp`, authorization_servers: [as.issuer], scopes: ['mcp:read'], tools: listedTools() },
         ],
       }),
     );
-    const args = ['scripts/edge-workerd.mjs', '--config', configFile, '--script', script, '--host', '127.0.0.1', '--port', String(port), '--instances', '2'];
+    await startWorkerd();
+  });
+
+  let configFile: string;
+  let script: string;
+  let persist: string;
+
+  /** workerd on the gateway's port, two isolates, the Durable Object persisted in `persist`. */
+  async function startWorkerd(): Promise<void> {
+    const args = ['scripts/edge-workerd.mjs', '--config', configFile, '--script', script, '--host', '127.0.0.1', '--port', new URL(gatewayUrl).port, '--instances', '2', '--persist', persist];
     for (const binding of [`WEB_EDGE_CLIENT_SECRET=${CLIENT_SECRET}`, `MANDATE_WEB_COOKIE_KEY=${COOKIE_KEY}`, `MANDATE_WEB_IDENTITY_KEY=${JSON.stringify(identityKey)}`]) args.push('--binding', binding);
     const child = spawn(NODE22, args, { stdio: ['pipe', 'pipe', 'pipe'] });
     worker = child;
+    const from = stdout.length;
     let stderr = '';
     child.stderr!.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
     child.stdout!.on('data', (chunk: Buffer) => (stdout += chunk.toString()));
     await new Promise<void>((ready, fail) => {
-      const timer = setTimeout(() => fail(new Error(`workerd did not start in ${STARTUP_MS} ms:\n${stdout}\n${stderr}`)), STARTUP_MS);
+      const timer = setTimeout(() => fail(new Error(`workerd did not start in ${STARTUP_MS} ms:\n${stdout.slice(from)}\n${stderr}`)), STARTUP_MS);
       const check = () => {
-        const line = stdout.split('\n').find((l) => l.startsWith('{"url":'));
-        if (line && stdout.slice(stdout.indexOf(line) + line.length).includes('\n')) {
+        const output = stdout.slice(from);
+        const line = output.split('\n').find((l) => l.startsWith('{"url":'));
+        if (line && output.slice(output.indexOf(line) + line.length).includes('\n')) {
           const urls = (JSON.parse(line) as { urls: string[] }).urls;
           assert.equal(urls[0], gatewayUrl);
           other = urls[1]!;
@@ -161,20 +175,24 @@ describe('web routes in workerd: sign-in, rules, sign-out, back-channel logout, 
       child.stdout!.on('data', check);
       child.once('exit', (code) => {
         clearTimeout(timer);
-        fail(new Error(`workerd exited (${code}):\n${stdout}\n${stderr}`));
+        fail(new Error(`workerd exited (${code}):\n${stdout.slice(from)}\n${stderr}`));
       });
     });
-  });
+  }
+
+  async function stopWorkerd(): Promise<void> {
+    const child = worker;
+    worker = undefined;
+    if (!child || child.exitCode !== null) return;
+    const exited = new Promise((r) => child.once('exit', r));
+    child.kill('SIGTERM'); // edge-workerd.mjs disposes of workerd (its stdin is a socket here, not a FIFO)
+    const timer = setTimeout(() => child.kill('SIGKILL'), 5_000);
+    await exited;
+    clearTimeout(timer);
+  }
 
   after(async () => {
-    const child = worker;
-    if (child && child.exitCode === null) {
-      const exited = new Promise((r) => child.once('exit', r));
-      child.kill('SIGTERM'); // edge-workerd.mjs disposes of workerd (its stdin is a socket here, not a FIFO)
-      const timer = setTimeout(() => child.kill('SIGKILL'), 5_000);
-      await exited;
-      clearTimeout(timer);
-    }
+    await stopWorkerd();
     await new Promise<void>((r) => (app ? app.close(() => r()) : r()));
     app?.closeAllConnections();
     await as?.close();
@@ -346,5 +364,34 @@ describe('web routes in workerd: sign-in, rules, sign-out, back-channel logout, 
     assert.equal(invalid.decision, 'deny');
     assert.equal(invalid.status, 400);
     assert.match(String(invalid.reason), /^logout token refused: /);
+  });
+  it('an MCP route beside the web route: its requests go to the MCP chain (401 + protected resource metadata), never to the web app', async () => {
+    const before = seen.length;
+    const initialize = { jsonrpc: '2.0', id: 1, method: 'initialize', params: { protocolVersion: '2025-11-25', capabilities: {}, clientInfo: { name: 't', version: '1' } } };
+    const refused = await mcpPost(`${other}/mcp`, initialize);
+    assert.equal(refused.status, 401, refused.text);
+    assert.match(refused.headers.get('www-authenticate') ?? '', new RegExp(`resource_metadata="${gatewayUrl}/\\.well-known/oauth-protected-resource/mcp"`));
+    const metadata = await fetch(`${gatewayUrl}/.well-known/oauth-protected-resource/mcp`);
+    assert.equal(metadata.status, 200);
+    assert.equal(((await metadata.json()) as { resource: string }).resource, `${gatewayUrl}/mcp`);
+    assert.equal(seen.length, before, 'nothing reached the app');
+    const event = await waitForAudit((e) => e.route === '/mcp' && e.status === 401, 'the MCP refusal');
+    assert.equal(event.decision, 'deny');
+  });
+
+  it('a session survives a restart of workerd (the Durable Object persisted); a signed-out one stays ended', async () => {
+    const kept = new Jar();
+    const ended = new Jar();
+    await signIn(kept, new FormBrowser(as.issuer));
+    await signIn(ended, new FormBrowser(as.issuer), { username: 'admin' });
+    const endedCookie = ended.header();
+    assert.equal((await ended.get(`${gatewayUrl}/app/logout`)).status, 302);
+    await stopWorkerd();
+    await startWorkerd();
+    const page = await kept.get(`${other}/app/`);
+    assert.equal(page.status, 200, 'still signed in, through either isolate');
+    assert.equal(await page.text(), '<h1>app page /</h1>');
+    const again = await fetch(`${gatewayUrl}/app/`, { redirect: 'manual', headers: { cookie: endedCookie } });
+    assert.equal(again.status, 302, 'signed out before the restart: still out');
   });
 });
