@@ -3,18 +3,22 @@
  * `DurableWebSessions` on GatewayState objects over an in-memory storage (sealed records, indexes
  * for back-channel logout, single-use states and logout tokens, expiry and the alarm), the Worker
  * refusing to build web routes without their keys (500, the reason logged, never on the wire),
- * and failing closed (503, the reason audited) when the Durable Object cannot be reached.
+ * failing closed (503, the reason audited) when the Durable Object cannot be reached, and signing
+ * in with the isolate's memory when there is no GATEWAY_STATE.
  * (test/edge/web-workerd.test.ts runs the real thing in workerd against a real AS.)
  */
 import assert from 'node:assert/strict';
 import { after, afterEach, before, describe, it, mock } from 'node:test';
-import { exportJWK, generateKeyPair } from 'jose';
+import { createServer, type IncomingHttpHeaders, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { decodeProtectedHeader, exportJWK, generateKeyPair } from 'jose';
 import worker, { GatewayState } from '../../src/gateway/workers/index.ts';
 import type { DurableNamespace, DurableStorage } from '../../src/gateway/workers/durable-state.ts';
 import { DurableWebSessions } from '../../src/gateway/workers/web-sessions.ts';
 import { CookieSealer, secretBytes } from '../../src/gateway/web/seal.ts';
 import type { WebSession } from '../../src/gateway/web/store.ts';
 import { startTestAuthServer, type TestAuthServer } from '../helpers/auth-server.ts';
+import { FormBrowser } from '../helpers/browser-driver.ts';
 
 /** A GatewayState namespace in memory: one object (and storage) per name, as Cloudflare keeps them. */
 function memoryNamespace() {
@@ -221,5 +225,67 @@ describe('the Worker with a web route', () => {
     const jwks = (await (await call(env, '/.well-known/mandate-gateway-jwks.json')).json()) as { keys: Record<string, string>[] };
     const configured = JSON.parse(identityKey) as Record<string, string>;
     assert.deepEqual(jwks.keys.map((key) => [key.x, key.y, key.d]), [[configured.x, configured.y, undefined]]);
+  });
+});
+
+describe('the Worker with a web route and no GATEWAY_STATE: sessions in the isolate\'s memory', () => {
+  const origin = 'http://127.0.0.1:8789';
+  let as: TestAuthServer;
+  let app: Server;
+  const seen: IncomingHttpHeaders[] = [];
+  let env: Record<string, unknown>;
+
+  before(async () => {
+    process.env.WEB_STATE_CLIENT_SECRET = 'web-state-test-client-secret-0123456789abcdef';
+    as = await startTestAuthServer({
+      clients: [{ client_id: 'web-memory', client_name: 'Web app', client_secret_env: 'WEB_STATE_CLIENT_SECRET', redirect_uris: [`${origin}/app/callback`], first_party: true } as never],
+    });
+    app = createServer((request, response) => {
+      seen.push(request.headers);
+      response.end('app page');
+    });
+    await new Promise<void>((ready) => app.listen(0, '127.0.0.1', ready));
+    const upstream = `http://127.0.0.1:${(app.address() as AddressInfo).port}/`;
+    env = {
+      MANDATE_GATEWAY_CONFIG: JSON.stringify({ routes: [{ kind: 'web', path: '/app/', upstream, public_url: origin, oidc: { issuer: as.issuer, client_id: 'web-memory', client_secret_env: 'WEB_STATE_CLIENT_SECRET' } }] }),
+      WEB_STATE_CLIENT_SECRET: process.env.WEB_STATE_CLIENT_SECRET,
+      MANDATE_WEB_COOKIE_KEY: 'edge-web-memory-test-cookie-key-0123456789abcdef',
+      MANDATE_WEB_IDENTITY_KEY: JSON.stringify(await exportJWK((await generateKeyPair('ES256', { extractable: true })).privateKey)),
+    };
+    mock.method(console, 'log', () => undefined);
+  });
+  after(async () => {
+    mock.restoreAll();
+    await new Promise<void>((r) => (app ? app.close(() => r()) : r()));
+    await as?.close();
+  });
+
+  it('signs in, serves the app with an assertion, signs out', async () => {
+    const cookies = new Map<string, string>();
+    const get = async (url: string) => {
+      const response = await worker.fetch(new Request(url, { headers: { accept: 'text/html', cookie: [...cookies].map(([k, v]) => `${k}=${v}`).join('; ') } }), env, { waitUntil: () => undefined });
+      for (const line of response.headers.getSetCookie()) {
+        const pair = line.slice(0, line.indexOf(';'));
+        if (/max-age=0/i.test(line)) cookies.delete(pair.slice(0, pair.indexOf('=')));
+        else cookies.set(pair.slice(0, pair.indexOf('=')), pair.slice(pair.indexOf('=') + 1));
+      }
+      return response;
+    };
+    const first = await get(`${origin}/app/`);
+    assert.equal(first.status, 302);
+    const callback = await new FormBrowser(as.issuer).authorize(first.headers.get('location')!);
+    assert.equal(`${callback.origin}${callback.pathname}`, `${origin}/app/callback`);
+    const back = await get(callback.href);
+    assert.equal(back.status, 302);
+    assert.equal(back.headers.get('location'), '/app/');
+    const page = await get(`${origin}/app/`);
+    assert.equal(page.status, 200);
+    assert.equal(await page.text(), 'app page');
+    assert.equal(decodeProtectedHeader(String(seen.at(-1)!['x-mandate-identity'])).typ, 'mandate-id+jwt');
+    assert.equal(seen.at(-1)!.authorization, undefined);
+    const session = cookies.get('mandate_web')!;
+    assert.equal((await get(`${origin}/app/logout`)).status, 302);
+    cookies.set('mandate_web', session);
+    assert.equal((await get(`${origin}/app/`)).status, 302, 'signed out: the old cookie opens nothing');
   });
 });
