@@ -102,6 +102,12 @@ export function edgeWebApp(config: GatewayConfig, mcpApp: EdgeApp, mcpPaths: str
   const web = webApp(routes, { observer: options.observer, forwarder: options.forwarder, store, signer });
   const isWeb = webPathMatcher(routes, mcpPaths);
   return {
-    fetch: (request, env, ctx) => (isWeb(new URL(request.url).pathname) ? web : mcpApp).fetch(request, env, ctx),
+    fetch: (request, env, ctx) => {
+      // The raw path, as the routers see it (as the Node server does it).
+      const start = request.url.indexOf('/', request.url.indexOf('//') + 2);
+      const end = request.url.indexOf('?', start);
+      const path = start < 0 ? '/' : request.url.slice(start, end < 0 ? undefined : end);
+      return (isWeb(path) ? web : mcpApp).fetch(request, env, ctx);
+    },
   };
 }
