@@ -68,8 +68,9 @@ describe('DurableWebSessions on GatewayState objects', () => {
   it('keeps a session under the hash of its id, sealed: the storage holds no token and cannot be read without the id', async () => {
     const { namespace, objects } = memoryNamespace();
     const store = new DurableWebSessions(namespace);
-    await store.save('session-id-1', session(), 600);
-    assert.deepEqual(await store.get('session-id-1'), session());
+    const saved = session();
+    await store.save('session-id-1', saved, 600);
+    assert.deepEqual(await store.get('session-id-1'), saved);
     assert.equal(await store.get('session-id-2'), undefined);
     const names = [...objects.entries()].filter(([, entry]) => entry.data.size > 0).map(([name]) => name);
     assert.equal(names.filter((name) => name.startsWith('web:session:')).length, 1);
@@ -200,6 +201,15 @@ describe('the Worker with a web route', () => {
       assert.equal(response.status, 500);
       assert.match(JSON.parse(errors[0]!).reason, reason);
     }
+  });
+
+  it('a key of the right shape that WebCrypto refuses (a point off the curve): the requests that need it fail with 500, the reason logged', async () => {
+    const offCurve = { ...(JSON.parse(identityKey) as Record<string, string>), x: 'A'.repeat(43) };
+    const env = { MANDATE_GATEWAY_CONFIG: JSON.stringify(config('off-curve')), MANDATE_WEB_COOKIE_KEY: cookieKey, MANDATE_WEB_IDENTITY_KEY: JSON.stringify(offCurve) };
+    const response = await call(env, '/.well-known/mandate-gateway-jwks.json');
+    assert.equal(response.status, 500);
+    assert.equal(await response.text(), 'internal error');
+    assert.match(errors.join('\n'), /MANDATE_WEB_IDENTITY_KEY cannot be used/);
   });
 
   it('GATEWAY_STATE unreachable: 503, nothing assumed, the reason in the audit event; the gateway JWKS is the configured key', async () => {
