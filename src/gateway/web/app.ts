@@ -1,10 +1,10 @@
 import { Hono, type Context } from 'hono';
 import { deleteCookie, getCookie, setCookie } from 'hono/cookie';
+import type { JWK } from 'jose';
 import { IDENTITY_JWKS_PATH } from '../../config/gateway-web-schema.ts';
 import { auditRequests, type GatewayObserver } from '../filters/audit.ts';
 import type { Forwarder } from '../filters/proxy.ts';
 import type { GatewayAuditEvent, GatewayEnv } from '../types.ts';
-import type { JWK } from 'jose';
 import type { IdentitySigner } from './assertion.ts';
 import { forwardToApp } from './forward.ts';
 import { RelyingPartyError } from './oidc.ts';
