@@ -218,6 +218,14 @@ describe('web routes in workerd: sign-in, rules, sign-out, back-channel logout, 
     return back;
   }
 
+  it('cold isolates: concurrent first requests, sharing the AS metadata read begun by one of them, each start a sign-in', async () => {
+    const responses = await Promise.all(Array.from({ length: 6 }, (_, i) => fetch(`${i % 2 ? other : gatewayUrl}/app/?n=${i}`, { redirect: 'manual' })));
+    for (const response of responses) {
+      assert.equal(response.status, 302, await response.text());
+      assert.equal(new URL(response.headers.get('location')!).origin, as.issuer);
+    }
+  });
+
   it('signs in (started through one isolate, finished through the other), the app gets a verified identity assertion and no token, one session for both isolates', async () => {
     const jar = new Jar();
     const back = await signIn(jar, new FormBrowser(as.issuer), { start: `${gatewayUrl}/app/reports?tab=1`, finishAt: other });
