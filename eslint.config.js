@@ -22,14 +22,15 @@ export default tseslint.config(
     // So is the gateway outside node/ (issue 16: it also runs on Cloudflare Workers): web-standard
     // APIs only; Node's builtins and the packages that need them stay in src/gateway/node/.
     // test/gateway/neutral.test.ts bundles it for a runtime without Node to prove it.
-    files: ['src/core/**/*.ts', 'src/gateway/**/*.ts'],
+    files: ['src/core/**/*.ts', 'src/gateway/**/*.ts', 'examples/todo-mcp/mcp.ts', 'examples/todo-mcp/worker.ts', 'examples/shared/mcp-results.ts'],
     ignores: ['src/gateway/node/**'],
     rules: {
       'no-restricted-globals': ['error', ...['Buffer', 'process', 'require', '__dirname', '__filename', 'setImmediate', 'global'].map((name) => ({ name, message: 'runtime-neutral code: use web-standard APIs (Uint8Array, TextEncoder, globalThis); Node-only code goes in src/gateway/node/' }))],
     },
   },
   {
-    files: ['src/gateway/**/*.ts'],
+    // The Todo MCP server's neutral source and its Worker entry (the Node wrapper is server.ts).
+    files: ['src/gateway/**/*.ts', 'examples/todo-mcp/mcp.ts', 'examples/todo-mcp/worker.ts', 'examples/shared/mcp-results.ts'],
     ignores: ['src/gateway/node/**'],
     rules: {
       'no-restricted-imports': [

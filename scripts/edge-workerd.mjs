@@ -4,10 +4,13 @@
 //
 //   .cache/edge/node_modules/node/bin/node scripts/edge-workerd.mjs --config gateway.yaml \
 //     [--port 0] [--host 127.0.0.1] [--script dist-edge/gateway.js] [--binding NAME=VALUE]...
-//     [--persist <dir>] [--instances N]
+//     [--persist <dir>] [--instances N] [--env-binding NAME]...
+//   .cache/edge/node_modules/node/bin/node scripts/edge-workerd.mjs --entry todo-mcp \
+//     [--script dist-edge/todo-mcp.js] --binding TODO_MCP_ISSUER=... [--binding ...]... [the options above]
 //
 // The config (YAML or JSON, the Node gateway's file) becomes the MANDATE_GATEWAY_CONFIG binding;
-// each --binding is another string binding (the secrets a route names). GATEWAY_STATE is bound to
+// each --binding is another string binding (the secrets a route names); --env-binding NAME binds
+// the environment variable NAME's value (a secret then appears on no command line). GATEWAY_STATE is bound to
 // the bundle's GatewayState Durable Object (rate limits, MCP session bindings): kept in memory, or
 // in <dir> with --persist, so that a restart with the same directory keeps the budgets and sessions.
 // --instances N runs the Worker N times, each in its own isolate, all bound to the first one's
@@ -15,6 +18,10 @@
 // loopback ports, listed in {"urls": [...]}. Prints one JSON line
 // {"url": ...} when workerd listens; the Worker's logs (its audit lines) follow on stdout. Stops on
 // SIGTERM/SIGINT, or when stdin is a pipe and closes.
+//
+// --entry todo-mcp runs the Todo MCP server's Worker (dist-edge/todo-mcp.js) instead: no --config,
+// its TODO_MCP_* bindings given with --binding, and TODO_SESSIONS bound to its TodoSessions Durable
+// Object (the same --persist and --instances).
 import { fstatSync, readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join, resolve } from 'node:path';
@@ -22,7 +29,12 @@ import { fileURLToPath, pathToFileURL } from 'node:url';
 import { parse } from 'yaml';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
-const options = { port: '0', host: '127.0.0.1', script: join(root, 'dist-edge', 'gateway.js'), config: undefined, persist: undefined, instances: '1' };
+const options = { port: '0', host: '127.0.0.1', script: undefined, config: undefined, persist: undefined, instances: '1', entry: 'gateway' };
+// Each entry's bundle and Durable Object binding (the class its bundle exports).
+const ENTRIES = {
+  gateway: { script: 'gateway.js', state: 'GATEWAY_STATE', className: 'GatewayState' },
+  'todo-mcp': { script: 'todo-mcp.js', state: 'TODO_SESSIONS', className: 'TodoSessions' },
+};
 const bindings = {};
 const args = process.argv.slice(2);
 for (let i = 0; i < args.length; i += 2) {
@@ -32,13 +44,21 @@ for (let i = 0; i < args.length; i += 2) {
     const eq = value.indexOf('=');
     if (eq <= 0) usage();
     bindings[value.slice(0, eq)] = value.slice(eq + 1);
-  } else if (['--port', '--host', '--script', '--config', '--persist', '--instances'].includes(flag)) options[flag.slice(2)] = value;
+  } else if (flag === '--env-binding') {
+    if (process.env[value] === undefined) {
+      console.error(`--env-binding ${value}: the environment variable is not set`);
+      process.exit(2);
+    }
+    bindings[value] = process.env[value];
+  } else if (['--port', '--host', '--script', '--config', '--persist', '--instances', '--entry'].includes(flag)) options[flag.slice(2)] = value;
   else usage();
 }
-if (!options.config || !/^[1-9]$/.test(options.instances)) usage();
+const entry = ENTRIES[options.entry];
+if (!entry || (options.entry === 'gateway') !== Boolean(options.config) || !/^[1-9]$/.test(options.instances)) usage();
+options.script ??= join(root, 'dist-edge', entry.script);
 
 function usage() {
-  console.error('usage: scripts/edge-workerd.mjs --config <gateway.yaml|json> [--port N] [--host H] [--script F] [--binding NAME=VALUE]... [--persist <dir>] [--instances N]');
+  console.error('usage: scripts/edge-workerd.mjs [--config <gateway.yaml|json> | --entry todo-mcp] [--port N] [--host H] [--script F] [--binding NAME=VALUE]... [--env-binding NAME]... [--persist <dir>] [--instances N]');
   process.exit(2);
 }
 
@@ -49,17 +69,17 @@ try {
   console.error('Miniflare is not installed: run `npm run edge:install`');
   process.exit(3);
 }
-const config = parse(readFileSync(resolve(options.config), 'utf8'));
+const config = options.config ? parse(readFileSync(resolve(options.config), 'utf8')) : undefined;
 const instances = Number(options.instances);
 const worker = (i) => ({
-  name: `gateway-${i + 1}`,
+  name: `${options.entry}-${i + 1}`,
   modules: true,
   scriptPath: resolve(options.script),
   // Module names are paths relative to this root: the bundle's own directory, wherever it is.
   modulesRoot: dirname(resolve(options.script)),
   compatibilityDate: '2026-07-01',
-  bindings: { ...bindings, MANDATE_GATEWAY_CONFIG: JSON.stringify(config) },
-  durableObjects: { GATEWAY_STATE: i === 0 ? 'GatewayState' : { className: 'GatewayState', scriptName: 'gateway-1' } },
+  bindings: config ? { ...bindings, MANDATE_GATEWAY_CONFIG: JSON.stringify(config) } : bindings,
+  durableObjects: { [entry.state]: i === 0 ? entry.className : { className: entry.className, scriptName: `${options.entry}-1` } },
   ...(i === 0 ? {} : { unsafeDirectSockets: [{ host: options.host, port: 0 }] }),
 });
 const mf = new miniflare.Miniflare({
@@ -70,7 +90,7 @@ const mf = new miniflare.Miniflare({
 });
 const url = (await mf.ready).href.replace(/\/$/, '');
 const urls = [url];
-for (let i = 1; i < instances; i++) urls.push((await mf.unsafeGetDirectURL(`gateway-${i + 1}`)).href.replace(/\/$/, ''));
+for (let i = 1; i < instances; i++) urls.push((await mf.unsafeGetDirectURL(`${options.entry}-${i + 1}`)).href.replace(/\/$/, ''));
 console.log(JSON.stringify(instances > 1 ? { url, urls } : { url }));
 
 let stopping = false;
@@ -83,7 +103,8 @@ async function stop() {
 process.on('SIGTERM', stop);
 process.on('SIGINT', stop);
 // Started by a test through a pipe: the test's end (even a crash) closes it and stops workerd too.
-if (fstatSync(0).isFIFO()) {
+// (Node's child_process pipes are Unix sockets, a shell's are FIFOs.)
+if (fstatSync(0).isFIFO() || fstatSync(0).isSocket()) {
   process.stdin.on('end', stop);
   process.stdin.resume();
 }

@@ -20,8 +20,4 @@ export async function handleStatelessMcp(server: McpServer, req: IncomingMessage
   }
 }
 
-/** A tool result of one text part (JSON pretty-printed). */
-export const text = (value: unknown) => ({ content: [{ type: 'text' as const, text: typeof value === 'string' ? value : JSON.stringify(value, null, 2) }] });
-
-/** A tool result that reports an error to the model (`isError`), not a protocol error. */
-export const failure = (message: string) => ({ ...text(message), isError: true });
+export { failure, text } from './mcp-results.ts';

@@ -14,6 +14,7 @@ import { startTodoApi } from '../../examples/todo-api/server.ts';
 import { startTodoMcpServer } from '../../examples/todo-mcp/server.ts';
 import { startWebApp } from '../../examples/web-app/server.ts';
 import { untilSignal } from './serve.ts';
+import { edgeMissing, startEdgeDemo } from './demo-edge.ts';
 
 const DEMO_AUTH = new URL('../../examples/demo/auth-server.yaml', import.meta.url).pathname;
 const DEMO_GATEWAY = new URL('../../examples/demo/gateway.yaml', import.meta.url).pathname;
@@ -56,6 +57,8 @@ export interface DemoOptions {
   portOffset: number;
   /** Where the demo keeps its SQLite file, keys, secrets and audit log (`--data-dir`, `MANDATE_DEMO_DATA_DIR`). */
   dataDir: string;
+  /** The gateway and the Todo MCP server as Workers in workerd (`--edge`, `npm run edge`). */
+  edge?: boolean;
 }
 
 const HIGHEST_PORT = Math.max(...Object.values(DEMO_PORTS));
@@ -70,7 +73,7 @@ const FETCH_BAD_PORTS = new Set([
 
 /** Reads `--port-offset`, `--data-dir` (or their environment variables); a bad value is a ConfigError (exit 2). */
 export function demoOptions(args: string[], env: NodeJS.ProcessEnv = process.env): DemoOptions {
-  const { values } = parseArgs({ args, options: { 'port-offset': { type: 'string' }, 'data-dir': { type: 'string' } } });
+  const { values } = parseArgs({ args, options: { 'port-offset': { type: 'string' }, 'data-dir': { type: 'string' }, edge: { type: 'boolean' } } });
   const rawOffset = values['port-offset'] ?? env.MANDATE_DEMO_PORT_OFFSET ?? '0';
   const portOffset = Number(rawOffset);
   if (!/^-?\d+$/.test(rawOffset.trim()) || LOWEST_PORT + portOffset < 1 || HIGHEST_PORT + portOffset > 65535) {
@@ -82,7 +85,7 @@ export function demoOptions(args: string[], env: NodeJS.ProcessEnv = process.env
   }
   const dataDir = values['data-dir'] ?? env.MANDATE_DEMO_DATA_DIR ?? DEMO_DATA_DIR;
   if (!dataDir.trim()) throw new ConfigError('mandate demo: --data-dir must not be empty');
-  return { portOffset, dataDir };
+  return { portOffset, dataDir, ...(values.edge ? { edge: true } : {}) };
 }
 
 /** Replaces each demo URL's port (`http://localhost:<demo port>`) inside every string of a configuration. */
@@ -132,11 +135,13 @@ export async function demoConfigs(options: DemoOptions) {
   };
 }
 
-const USAGE = `Usage: mandate demo [--port-offset N] [--data-dir DIR]
+const USAGE = `Usage: mandate demo [--port-offset N] [--data-dir DIR] [--edge]
 
   --port-offset N   add N to every demo port (AS 9000, gateway 8080, metrics 9464, banking 8000,
                     Todo API 8001, web app 8002, Todo MCP 8787); env MANDATE_DEMO_PORT_OFFSET. Default 0.
   --data-dir DIR    SQLite file, keys, secrets and audit log; env MANDATE_DEMO_DATA_DIR. Default .mandate
+  --edge            the gateway and the Todo MCP server as Cloudflare Workers in workerd (what
+                    \`npm run edge\` runs, after \`npm run edge:build\`; needs \`npm run edge:install\`)
 `;
 
 /**
@@ -156,35 +161,57 @@ export async function demoCommand(args: string[]): Promise<number> {
     return 0;
   }
   const options = demoOptions(args);
+  // Before anything starts: say what to install or build, in one line.
+  const missing = options.edge ? edgeMissing() : undefined;
+  if (missing) throw new ConfigError(`mandate demo --edge: ${missing}`);
   const started = performance.now();
   const urls = demoUrls(options.portOffset);
   const configs = await demoConfigs(options);
   const config = configs.auth;
   const auth = await startAuthServer(config);
   const stops: (() => Promise<void>)[] = [() => auth.close()];
+  let edge: Awaited<ReturnType<typeof startEdgeDemo>> | undefined;
   const stopAll = async () => {
     for (const stop of stops.reverse()) await stop().catch(() => undefined);
   };
   try {
     const todoMcpClient = config.clients.find((client) => client.client_id === 'todo-mcp')!;
     const gatewayEnv = demoGatewayEnv(config);
-    const [banking, todoApi, todoMcp, webApp, gateway] = await Promise.all([
-      startBankingServer({ port: DEMO_PORTS.banking + options.portOffset }),
-      startTodoApi({ issuer: urls.issuer, resource: urls.todoApi, port: DEMO_PORTS.todoApi + options.portOffset }),
-      startTodoMcpServer({
-        issuer: urls.issuer,
-        resource: urls.todoMcp,
-        todoApi: urls.todoApi,
-        clientId: 'todo-mcp',
-        clientSecret: clientSecretFor(config, todoMcpClient),
-        allowedOrigins: [...INSPECTOR_ORIGINS],
-        port: DEMO_PORTS.todoMcp + options.portOffset,
-      }),
-      // The plain web app behind the gateway's web route /app/: it only verifies the gateway's identity assertions.
-      startWebApp({ gateway: new URL(urls.gateway).origin, audience: urls.webAppUpstream, port: DEMO_PORTS.webApp + options.portOffset }),
-      startGateway(configs.gateway, { configFile: configs.gatewayFile, log: auth.ctx.log, env: gatewayEnv }),
-    ]);
-    stops.push(() => banking.close(), () => todoApi.close(), () => todoMcp.close(), () => webApp.close(), () => gateway.close());
+    if (options.edge) {
+      const [banking, todoApi, webApp, workers] = await Promise.all([
+        startBankingServer({ port: DEMO_PORTS.banking + options.portOffset }),
+        startTodoApi({ issuer: urls.issuer, resource: urls.todoApi, port: DEMO_PORTS.todoApi + options.portOffset }),
+        startWebApp({ gateway: new URL(urls.gateway).origin, audience: urls.webAppUpstream, port: DEMO_PORTS.webApp + options.portOffset }),
+        startEdgeDemo({
+          gatewayFile: configs.gatewayFile,
+          gatewayPort: DEMO_PORTS.gateway + options.portOffset,
+          todoMcpPort: DEMO_PORTS.todoMcp + options.portOffset,
+          dataDir: options.dataDir,
+          todoMcp: { issuer: urls.issuer, resource: urls.todoMcp, todoApi: urls.todoApi, clientId: 'todo-mcp', allowedOrigins: [...INSPECTOR_ORIGINS] },
+          secrets: { MANDATE_GATEWAY_CLIENT_SECRET: gatewayEnv.MANDATE_GATEWAY_CLIENT_SECRET!, TODO_MCP_CLIENT_SECRET: clientSecretFor(config, todoMcpClient) },
+        }),
+      ]);
+      stops.push(() => banking.close(), () => todoApi.close(), () => webApp.close(), () => workers.close());
+      edge = workers;
+    } else {
+      const [banking, todoApi, todoMcp, webApp, gateway] = await Promise.all([
+        startBankingServer({ port: DEMO_PORTS.banking + options.portOffset }),
+        startTodoApi({ issuer: urls.issuer, resource: urls.todoApi, port: DEMO_PORTS.todoApi + options.portOffset }),
+        startTodoMcpServer({
+          issuer: urls.issuer,
+          resource: urls.todoMcp,
+          todoApi: urls.todoApi,
+          clientId: 'todo-mcp',
+          clientSecret: clientSecretFor(config, todoMcpClient),
+          allowedOrigins: [...INSPECTOR_ORIGINS],
+          port: DEMO_PORTS.todoMcp + options.portOffset,
+        }),
+        // The plain web app behind the gateway's web route /app/: it only verifies the gateway's identity assertions.
+        startWebApp({ gateway: new URL(urls.gateway).origin, audience: urls.webAppUpstream, port: DEMO_PORTS.webApp + options.portOffset }),
+        startGateway(configs.gateway, { configFile: configs.gatewayFile, log: auth.ctx.log, env: gatewayEnv }),
+      ]);
+      stops.push(() => banking.close(), () => todoApi.close(), () => todoMcp.close(), () => webApp.close(), () => gateway.close());
+    }
   } catch (error) {
     await stopAll();
     throw error;
@@ -201,16 +228,23 @@ export async function demoCommand(args: string[]): Promise<number> {
     ? `  Admin                  ${admin.username} / ${generatedPasswordFor(config, admin.username)}   console ${issuer}/console\n` +
       `                         admin API ${issuer}/admin/api/v1, admin MCP server ${issuer}/admin/mcp (docs/admin.md)\n`
     : '';
+  const noWeb = edge?.leftOut.includes(new URL(urls.webApp).pathname) ?? false;
+  const inWorkerd = edge ? 'a Worker in workerd; ' : '';
+  const webLine = noWeb
+    ? `  Web app                ${urls.webAppUpstream}   not behind the gateway at the edge yet (web routes left out of the Worker: ${edge!.leftOut.join(', ')})\n`
+    : `  Web app (SSO)          ${urls.webApp}   the gateway signs you in; the app at ${urls.webAppUpstream} has no sign-in code\n`;
+  const auditLine = edge
+    ? `    audit log            ${edge.gateway.log} (the Worker's output: one JSON line per MCP message)\n` +
+      `    Todo MCP log         ${edge.todoMcp.log}; Durable Objects' state kept in ${join(data, 'edge')}/\n`
+    : `    audit log            ${configs.gateway.audit.file}      metrics: ${urls.metrics}\n`;
   process.stdout.write(`
-Mandate demo is running (ready in ${ms} ms from process start; services started in ${services} ms; data in ${data}/).
+Mandate demo is running${edge ? ' with the gateway and the Todo MCP server at the edge (Cloudflare Workers in workerd)' : ''} (ready in ${ms} ms from process start; services started in ${services} ms; data in ${data}/).
 
   Authorization server   ${issuer}            (demo user: demo / demo)
-${adminLine}  Todo MCP server        ${urls.todoMcp}   protects itself; exchanges your token for the Todo API
+${adminLine}  Todo MCP server        ${urls.todoMcp}   ${inWorkerd}protects itself; exchanges your token for the Todo API
   Todo API               ${urls.todoApi}
-  Gateway (banking)      ${urls.gateway}   in front of the banking MCP server at ${urls.banking}
-  Web app (SSO)          ${urls.webApp}   the gateway signs you in; the app at ${urls.webAppUpstream} has no sign-in code
-    audit log            ${configs.gateway.audit.file}      metrics: ${urls.metrics}
-
+  Gateway (banking)      ${urls.gateway}   ${inWorkerd}in front of the banking MCP server at ${urls.banking}
+${webLine}${auditLine}
   Secrets (generated on first start): ${data}/secrets/todo-mcp.secret, sample-agent.secret, gateway.secret, admin.token, admin.password
 
 Try it:
@@ -222,9 +256,13 @@ Try it:
                   add_todo, list_todos.
   The gateway:    ${urls.gateway} needs a token for the gateway that an agent obtained for you;
                   the README's "Walkthrough: delegation" (flow B) gets one with curl.
-  Web SSO:        open ${urls.webApp} in a browser and sign in (demo / demo); the Admin area is for
+${
+    noWeb
+      ? ''
+      : `  Web SSO:        open ${urls.webApp} in a browser and sign in (demo / demo); the Admin area is for
                   the admin user only (a gateway rule); Sign out ends it (docs/browser-sessions.md).
-  Approvals:      a transfer over 100 EUR waits for your approval of that exact transfer: the
+`
+  }  Approvals:      a transfer over 100 EUR waits for your approval of that exact transfer: the
                   agent shows a link, or see ${issuer}/approvals (docs/high-risk-actions.md).
 
 Press Ctrl-C to stop.

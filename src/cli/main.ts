@@ -6,9 +6,11 @@ import { parseArgs } from 'node:util';
 const USAGE = `mandate — identity for AI agents and MCP servers
 
 Usage:
-  mandate demo [--port-offset N] [--data-dir DIR]
+  mandate demo [--port-offset N] [--data-dir DIR] [--edge]
                                                run the demo (what \`npm start\` runs); every port
-                                               moved by N, its data in DIR (default .mandate/)
+                                               moved by N, its data in DIR (default .mandate/);
+                                               --edge: the gateway and the Todo MCP server in
+                                               workerd (\`npm run edge\`)
   mandate serve auth --config <file>           run the authorization server
   mandate serve gateway --config <file>        run the MCP security gateway (routes reload on change)
   mandate keys list --config <file>            list signing keys

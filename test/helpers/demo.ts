@@ -39,8 +39,8 @@ export interface RunningDemo {
 }
 
 /** `mandate demo --port-offset … --data-dir …` as a child process; resolves once it says it is ready. */
-export async function startDemo(options: { cwd: string; portOffset: number; dataDir: string; timeoutMs?: number }): Promise<RunningDemo> {
-  const child = spawn(process.execPath, [BIN, 'demo', '--port-offset', String(options.portOffset), '--data-dir', options.dataDir], {
+export async function startDemo(options: { cwd: string; portOffset: number; dataDir: string; timeoutMs?: number; args?: string[] }): Promise<RunningDemo> {
+  const child = spawn(process.execPath, [BIN, 'demo', '--port-offset', String(options.portOffset), '--data-dir', options.dataDir, ...(options.args ?? [])], {
     cwd: options.cwd,
     env: { ...process.env, LOG_LEVEL: 'warn' },
   });

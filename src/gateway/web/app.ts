@@ -1,5 +1,6 @@
 import { Hono, type Context } from 'hono';
 import { deleteCookie, getCookie, setCookie } from 'hono/cookie';
+import type { JWK } from 'jose';
 import { IDENTITY_JWKS_PATH } from '../../config/gateway-web-schema.ts';
 import { auditRequests, type GatewayObserver } from '../filters/audit.ts';
 import type { Forwarder } from '../filters/proxy.ts';
@@ -10,13 +11,14 @@ import { RelyingPartyError } from './oidc.ts';
 import { forbiddenPage, signedOutPage, signInFailedPage, type GatewayPage } from './pages.ts';
 import type { CompiledWebRoute } from './route.ts';
 import { randomId } from './seal.ts';
-import type { WebSession, WebSessionStore } from './store.ts';
+import { WebSessionStoreUnavailable, type WebSession, type WebSessionStore } from './store.ts';
 
 export interface WebDependencies {
   observer: GatewayObserver;
   forwarder: Forwarder;
   store: WebSessionStore;
-  signer: IdentitySigner;
+  /** The identity assertion key: an `IdentitySigner`, or one made on first use (the edge). */
+  signer: Pick<IdentitySigner, 'assert'> & { jwks(): { keys: JWK[] } | Promise<{ keys: JWK[] }> };
 }
 
 /** How long a started sign-in may take (the person types a password, maybe a TOTP code). */
@@ -35,7 +37,7 @@ const now = () => Math.floor(Date.now() / 1000);
  */
 export function webApp(routes: CompiledWebRoute[], deps: WebDependencies): Hono<GatewayEnv> {
   const app = new Hono<GatewayEnv>();
-  app.get(IDENTITY_JWKS_PATH, (c) => c.json(deps.signer.jwks(), 200, { 'cache-control': 'public, max-age=300', 'access-control-allow-origin': '*' }));
+  app.get(IDENTITY_JWKS_PATH, async (c) => c.json(await deps.signer.jwks(), 200, { 'cache-control': 'public, max-age=300', 'access-control-allow-origin': '*' }));
   for (const route of routes) {
     const handler = webRouteHandler(route, deps);
     const prefix = route.config.path.replace(/\/$/, '');
@@ -267,11 +269,21 @@ function webRouteHandler(route: CompiledWebRoute, deps: WebDependencies) {
     event.path = c.req.path;
     c.set('upstreamAuthorization', undefined);
     const path = c.req.path;
-    if (path === paths.callback) return callback(c, event);
-    if (path === paths.logout) return logout(c, event);
-    if (path === paths.backchannel) return backchannel(c, event);
-    if (path === paths.signedOut) return send(c, await signedOutPage({ signIn: paths.signIn }));
-    return protectedRequest(c, event);
+    try {
+      if (path === paths.callback) return await callback(c, event);
+      if (path === paths.logout) return await logout(c, event);
+      if (path === paths.backchannel) return await backchannel(c, event);
+      if (path === paths.signedOut) return send(c, await signedOutPage({ signIn: paths.signIn }));
+      return await protectedRequest(c, event);
+    } catch (error) {
+      if (!(error instanceof WebSessionStoreUnavailable)) throw error;
+      // Fail closed: no session is assumed, none is granted; the reason is in the audit event.
+      event.decision = 'error';
+      event.rejection = 'session_store_unavailable';
+      event.reason = error.message;
+      const page = await signInFailedPage({ status: 503, title: 'Temporarily unavailable', message: 'Sessions cannot be checked right now. Try again in a moment.', retry: path });
+      return c.body(page.body, 503, { ...page.headers, 'retry-after': '1' });
+    }
   };
 }
 

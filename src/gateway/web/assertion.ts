@@ -35,6 +35,19 @@ export class IdentitySigner {
     return new IdentitySigner(privateKey, pub);
   }
 
+  /**
+   * From a configured private JWK only (the edge: `MANDATE_WEB_IDENTITY_KEY`), never a new key: an
+   * unusable one throws, so each isolate cannot end up signing with a key of its own.
+   */
+  static async fromKey(jwk: JWK): Promise<IdentitySigner> {
+    if (jwk.kty !== 'EC' || jwk.crv !== 'P-256' || typeof jwk.d !== 'string' || typeof jwk.x !== 'string' || typeof jwk.y !== 'string') {
+      throw new Error('not an EC P-256 private key (a JWK with kty EC, crv P-256, x, y and d)');
+    }
+    const privateKey = (await importJWK({ ...jwk, alg: 'ES256' }, 'ES256')) as CryptoKey;
+    const { d: _d, ...publicPart } = jwk;
+    return new IdentitySigner(privateKey, await publicJwk(publicPart));
+  }
+
   jwks(): { keys: JWK[] } {
     return { keys: [this.publicJwk] };
   }

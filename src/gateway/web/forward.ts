@@ -87,8 +87,8 @@ export async function forwardToApp(c: Context<GatewayEnv>, route: CompiledWebRou
     event.decision = 'error';
     event.rejection = failure.rejection ?? 'upstream_unavailable';
     event.reason = failure.message;
-    const page = await signInFailedPage({ status: failure.status === 504 ? 504 : 502, message: 'The application is not answering right now.', retry: c.req.path });
-    return c.body(page.body.replace('Sign-in did not complete', 'The application is unavailable'), page.status as 502, page.headers);
+    const page = await signInFailedPage({ status: failure.status === 504 ? 504 : 502, title: 'The application is unavailable', message: 'The application is not answering right now.', retry: c.req.path });
+    return c.body(page.body, page.status as 502, page.headers);
   }
 }
 

@@ -68,11 +68,12 @@ export function signedOutPage(options: { signIn: string }): Promise<GatewayPage>
 }
 
 /** A sign-in that could not complete (denied, expired, replayed…); the detail is in the audit log. */
-export function signInFailedPage(options: { status: number; message: string; retry: string }): Promise<GatewayPage> {
+export function signInFailedPage(options: { status: number; message: string; retry: string; title?: string }): Promise<GatewayPage> {
+  const title = options.title ?? 'Sign-in did not complete';
   return page(
     options.status,
-    'Sign-in did not complete',
-    html`<h1>Sign-in did not complete</h1>
+    title,
+    html`<h1>${title}</h1>
 <p>${options.message}</p>
 <a class="button" href="${options.retry}">Try again</a>`,
   );

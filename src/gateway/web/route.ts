@@ -28,6 +28,11 @@ export interface CompileWebOptions {
   /** Key material for routes without `session.secret_env` (the data dir's key, or one made at start). */
   defaultSecret: Uint8Array;
   fetch?: typeof fetch;
+  /**
+   * Read the AS metadata at compile time (default true). Off in a Worker: a fetch begun for no
+   * request outlives none (the first request that needs the metadata reads it).
+   */
+  prefetch?: boolean;
 }
 
 /**
@@ -75,7 +80,7 @@ export function compileWebRoute(route: WebRouteConfig, index: number, options: C
     fetch: options.fetch,
   });
   // Read the AS metadata now, so the first visitor does not wait for it (a failure is retried then).
-  void rp.metadata().catch(() => undefined);
+  if (options.prefetch ?? true) void rp.metadata().catch(() => undefined);
   const name = cookieName(route.session.cookie_name, route);
   return {
     config: route,

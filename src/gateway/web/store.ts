@@ -42,6 +42,14 @@ export interface WebSessionStore {
   close?(): Promise<void>;
 }
 
+/** Thrown when the shared store cannot answer: the web route then refuses (503), never guesses. */
+export class WebSessionStoreUnavailable extends Error {
+  constructor(cause: unknown) {
+    super(`web session store unavailable: ${(cause as Error)?.message ?? String(cause)}`);
+    this.name = 'WebSessionStoreUnavailable';
+  }
+}
+
 interface Entry<T> {
   value: T;
   until: number;

@@ -21,6 +21,7 @@
 import type { RateLimitOutcome, RateLimitStore } from '../rate-limits.ts';
 import { SessionStoreUnavailable, sessionVerdict, type SessionOwner, type SessionStore, type SessionVerdict } from '../sessions.ts';
 import { StateKinds } from './durable-kinds.ts';
+import { webRecordUntil, webStateCommand } from './web-sessions.ts';
 
 /** The parts of the Durable Object API used here (no dependency on @cloudflare/workers-types). */
 export interface DurableStorage {
@@ -109,7 +110,8 @@ export class GatewayState {
         await this.storage.deleteAll();
         return Response.json({});
       default:
-        return new Response('bad request', { status: 400 });
+        // The web routes' objects (`web:…`, web-sessions.ts).
+        return (await webStateCommand(this.storage, command)) ?? new Response('bad request', { status: 400 });
     }
   }
 
@@ -124,7 +126,7 @@ export class GatewayState {
     const now = Date.now();
     const counter = await this.storage.get<Counter>('counter');
     const binding = await this.storage.get<Binding>('binding');
-    const until = Math.max(counter?.windowEnds ?? 0, binding?.expires ?? 0);
+    const until = Math.max(counter?.windowEnds ?? 0, binding?.expires ?? 0, await webRecordUntil(this.storage));
     if (until > now) await this.storage.setAlarm(until);
     else await this.storage.deleteAll();
   }

@@ -8,14 +8,13 @@
  * string, or an object from a JSON var), validated with the same schema; the secrets a route names
  * (`client_secret_env`…) are read from the other bindings. Nothing happens at global scope (a
  * Worker may start no timer and do no I/O there): the routes are compiled on the first request, and
- * key sets fetch at first use and refresh on use. For now: MCP routes only, rate limits, MCP
- * session bindings, held approvals and revocation feeds in the `GATEWAY_STATE` Durable Object binding
- * (the exported `GatewayState` class) when there is one, in the isolate's memory otherwise (per
- * isolate!); audit events as JSON lines on console.log (Workers Logs), and batched to
- * `AUDIT_SINK_URL` through the Durable Object when both are set. `listen`, `admin`, `audit` and
- * `data_dir` do not apply.
+ * key sets fetch at first use and refresh on use. MCP routes, and `kind: web` routes (web.ts); rate
+ * limits, MCP session bindings, held approvals, revocation feeds and web sessions in the
+ * `GATEWAY_STATE` Durable Object binding (the exported `GatewayState` class) when there is one, in
+ * the isolate's memory otherwise (per isolate!); audit events as JSON lines on console.log (Workers
+ * Logs), and batched to `AUDIT_SINK_URL` through the Durable Object when both are set. `listen`,
+ * `admin`, `audit` and `data_dir` do not apply.
  */
-import type { Hono } from 'hono';
 import { gatewayConfigSchema } from '../../config/gateway-schema.ts';
 import { ApprovalMemory } from '../approvals.ts';
 import { gatewayApp } from '../chain.ts';
@@ -23,12 +22,13 @@ import { GATEWAY_ERRORS } from '../filters/refuse.ts';
 import { fetchForwarder } from '../filters/proxy.ts';
 import { compileRoute, type CompiledRoute } from '../route.ts';
 import { SessionBindings } from '../sessions.ts';
-import type { GatewayAuditEvent, GatewayEnv } from '../types.ts';
+import type { GatewayAuditEvent } from '../types.ts';
 import { durableRateLimits, DurableSessionBindings, isDurableNamespace } from './durable-state.ts';
 import { DurableApprovals } from './durable-approvals.ts';
 import { auditSinkSettings, EdgeAudit } from './durable-audit.ts';
 import { durableRevocations } from './durable-revocations.ts';
 import { isolateRateLimits } from './rate-limits.ts';
+import { edgeWebApp, type EdgeApp } from './web.ts';
 
 export { isolateRateLimits } from './rate-limits.ts';
 export { GatewayState, durableRateLimits, DurableSessionBindings } from './durable-state.ts';
@@ -44,7 +44,7 @@ export interface WorkerContext {
 interface Built {
   source: string;
   audit: EdgeAudit;
-  app: Hono<GatewayEnv>;
+  app: EdgeApp;
   routes: CompiledRoute[];
 }
 
@@ -73,7 +73,7 @@ function build(source: string, env: GatewayWorkerEnv): Built {
   const routes: CompiledRoute[] = [];
   try {
     config.routes.forEach((route, index) => {
-      if (route.kind !== 'mcp') throw new EdgeConfigError(`routes[${index}] (${route.path}): ${route.kind} routes do not run at the edge yet`);
+      if (route.kind === 'web') return; // compiled by edgeWebApp below
       if (routes.some((other) => other.config.path === route.path)) throw new EdgeConfigError(`routes[${index}]: path ${route.path} is used twice`);
       routes.push(
         compileRoute(route, index, {
@@ -101,12 +101,21 @@ function build(source: string, env: GatewayWorkerEnv): Built {
     ready: () => audit.ready(),
     record: (event: GatewayAuditEvent) => audit.record(event),
   };
-  const app = gatewayApp(routes, {
+  const forwarder = fetchForwarder();
+  const mcpApp = gatewayApp(routes, {
     observer,
-    forwarder: fetchForwarder(),
+    forwarder,
     sessions: state ? new DurableSessionBindings(state, { idleMs }) : new SessionBindings({ idleMs }),
     approvals: state ? new DurableApprovals(state) : new ApprovalMemory(),
   });
+  let app: EdgeApp = mcpApp;
+  try {
+    // `kind: web` routes (web.ts): served in front of the MCP routes when the config has any.
+    app = edgeWebApp(config, mcpApp, routes.map((route) => route.config.path), { env: strings, state, observer, forwarder }) ?? mcpApp;
+  } catch (error) {
+    for (const route of routes) route.close();
+    throw error;
+  }
   return { source, app, routes, audit };
 }
 
