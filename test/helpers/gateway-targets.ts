@@ -83,8 +83,9 @@ async function startWorkerd(build: (origin: string) => Routes, options: TargetOp
   const configFile = join(dir, 'gateway.json');
   writeFileSync(configFile, JSON.stringify({ routes: build(url) }));
   const bindings = Object.entries(options.secrets ?? {}).flatMap(([name, value]) => ['--binding', `${name}=${value}`]);
-  // stdin is a pipe: closing it (stop(), or this process ending) stops the runner and workerd.
-  const child: ChildProcess = spawn(NODE22, ['scripts/edge-workerd.mjs', '--config', configFile, '--script', script, '--host', '127.0.0.1', '--port', String(port), ...bindings], { stdio: ['pipe', 'pipe', 'pipe'] });
+  // stdin is a pipe: closing it (stop(), or this process ending) stops the runner and workerd. The
+  // runner leads its own process group, so that a last-resort SIGKILL takes workerd with it.
+  const child: ChildProcess = spawn(NODE22, ['scripts/edge-workerd.mjs', '--config', configFile, '--script', script, '--host', '127.0.0.1', '--port', String(port), ...bindings], { stdio: ['pipe', 'pipe', 'pipe'], detached: true });
   let stdout = '';
   let stderr = '';
   child.stdout!.on('data', (chunk: Buffer) => (stdout += chunk.toString()));
@@ -110,7 +111,7 @@ async function startWorkerd(build: (origin: string) => Routes, options: TargetOp
       });
     });
   } catch (error) {
-    child.kill('SIGKILL');
+    killGroup(child);
     rmSync(dir, { recursive: true, force: true });
     throw error;
   }
@@ -133,14 +134,25 @@ async function startWorkerd(build: (origin: string) => Routes, options: TargetOp
     async stop() {
       if (child.exitCode === null && child.signalCode === null) {
         const exited = new Promise((r) => child.once('exit', r));
+        // The runner disposes of workerd, then exits; if it has not within 5 s, the group is killed.
         child.stdin!.end();
-        const timer = setTimeout(() => child.kill('SIGKILL'), 5_000);
+        child.kill('SIGTERM');
+        const timer = setTimeout(() => killGroup(child), 5_000);
         await exited;
         clearTimeout(timer);
       }
       rmSync(dir, { recursive: true, force: true });
     },
   };
+}
+
+/** SIGKILL to the runner's process group (the runner and its workerd). */
+function killGroup(child: ChildProcess): void {
+  try {
+    process.kill(-child.pid!, 'SIGKILL');
+  } catch {
+    // Already gone.
+  }
 }
 
 /** What a refusal must show on every target: the status, the JSON-RPC error code, and the audit event's rejection and reason. */
