@@ -2,7 +2,9 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { createWriteStream, existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { exportJWK, generateKeyPair } from 'jose';
 import { ConfigError, loadYaml } from '../config/load.ts';
+import { identityKeyFile, webSessionKey } from '../gateway/node/identity-key.ts';
 
 /**
  * `npm run edge` (`mandate demo --edge`): the demo's gateway and Todo MCP server run as Workers in
@@ -12,10 +14,27 @@ import { ConfigError, loadYaml } from '../config/load.ts';
  */
 
 /**
- * The gateway's `kind: web` routes (the example web app's sign-in) do not run at the edge yet: they
- * are left out of the Worker's config, and the guide says so.
+ * The keys of the gateway Worker's `kind: web` routes (the example web app's sign-in), made on the
+ * first `npm run edge` and kept in `<data dir>/edge/` (0600, as the Node gateway keeps its own in its
+ * data_dir): the cookie sealing key (web-session.key) and the identity assertions' private JWK
+ * (identity-key.json). The Worker gets them as the secrets MANDATE_WEB_COOKIE_KEY and
+ * MANDATE_WEB_IDENTITY_KEY (through the environment, never on a command line), so sessions and the
+ * apps' trust in the gateway's key survive a restart of the demo.
  */
-export const EDGE_WEB_ROUTES = false;
+export async function edgeWebKeys(dir: string): Promise<{ MANDATE_WEB_COOKIE_KEY: string; MANDATE_WEB_IDENTITY_KEY: string }> {
+  const fail = (error: Error) => {
+    throw new ConfigError(`mandate demo --edge: cannot read the web route keys in ${dir}: ${error.message}`);
+  };
+  const cookieKey = Buffer.from(webSessionKey(dir, fail)).toString('base64url');
+  const keyFile = identityKeyFile(dir);
+  let jwk = keyFile.load(fail);
+  if (!jwk) {
+    const { privateKey } = await generateKeyPair('ES256', { extractable: true });
+    jwk = { ...(await exportJWK(privateKey)), alg: 'ES256', use: 'sig' };
+    keyFile.save(jwk);
+  }
+  return { MANDATE_WEB_COOKIE_KEY: cookieKey, MANDATE_WEB_IDENTITY_KEY: JSON.stringify(jwk) };
+}
 
 /** The checkout's root: the directory above this file that holds scripts/edge-workerd.mjs. */
 function checkoutRoot(): string {
@@ -42,15 +61,13 @@ export interface EdgeDemoOptions {
   /** TODO_MCP_* values but the secret. */
   todoMcp: { issuer: string; resource: string; todoApi: string; clientId: string; allowedOrigins: string[] };
   /** Secrets, passed to the Workers through the environment (never on a command line). */
-  secrets: { MANDATE_GATEWAY_CLIENT_SECRET: string; TODO_MCP_CLIENT_SECRET: string };
+  secrets: { MANDATE_GATEWAY_CLIENT_SECRET: string; MANDATE_WEB_APP_CLIENT_SECRET: string; TODO_MCP_CLIENT_SECRET: string };
   timeoutMs?: number;
 }
 
 export interface EdgeDemo {
   gateway: EdgeWorkerProcess;
   todoMcp: EdgeWorkerProcess;
-  /** Routes left out of the gateway's Worker config (path and why). */
-  leftOut: string[];
   close(): Promise<void>;
 }
 
@@ -114,15 +131,15 @@ export async function startEdgeDemo(options: EdgeDemoOptions): Promise<EdgeDemo>
   const root = checkoutRoot();
   const dir = join(options.dataDir, 'edge');
   mkdirSync(dir, { recursive: true });
-  const gateway = (await loadYaml(options.gatewayFile)) as { routes: { kind?: string; path: string }[] } & Record<string, unknown>;
-  const leftOut = EDGE_WEB_ROUTES ? [] : gateway.routes.filter((route) => route.kind === 'web').map((route) => route.path);
+  // The demo's file as it is (the Worker ignores listen, admin, audit and data_dir); its web route's
+  // public_url is already the Worker's origin (the gateway's port).
   const config = join(dir, 'gateway.json');
-  writeFileSync(config, JSON.stringify({ ...gateway, routes: gateway.routes.filter((route) => !leftOut.includes(route.path)) }, null, 2));
-  const env = { ...process.env, ...options.secrets };
+  writeFileSync(config, JSON.stringify(await loadYaml(options.gatewayFile), null, 2));
+  const env = { ...process.env, ...options.secrets, ...(await edgeWebKeys(dir)) };
   const timeoutMs = options.timeoutMs ?? 60_000;
   const common = ['--host', '127.0.0.1'];
   const [gw, todo] = await Promise.allSettled([
-    startWorker(root, 'the gateway', [...common, '--config', config, '--port', String(options.gatewayPort), '--persist', join(dir, 'gateway-state'), '--env-binding', 'MANDATE_GATEWAY_CLIENT_SECRET'], env, join(dir, 'gateway.log'), timeoutMs),
+    startWorker(root, 'the gateway', [...common, '--config', config, '--port', String(options.gatewayPort), '--persist', join(dir, 'gateway-state'), ...['MANDATE_GATEWAY_CLIENT_SECRET', 'MANDATE_WEB_APP_CLIENT_SECRET', 'MANDATE_WEB_COOKIE_KEY', 'MANDATE_WEB_IDENTITY_KEY'].flatMap((name) => ['--env-binding', name])], env, join(dir, 'gateway.log'), timeoutMs),
     startWorker(
       root,
       'the Todo MCP server',
@@ -151,7 +168,6 @@ export async function startEdgeDemo(options: EdgeDemoOptions): Promise<EdgeDemo>
   return {
     gateway: gw.value,
     todoMcp: todo.value,
-    leftOut,
     close: async () => {
       await Promise.all([gw.value.close(), todo.value.close()]);
     },

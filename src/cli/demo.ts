@@ -188,7 +188,11 @@ export async function demoCommand(args: string[]): Promise<number> {
           todoMcpPort: DEMO_PORTS.todoMcp + options.portOffset,
           dataDir: options.dataDir,
           todoMcp: { issuer: urls.issuer, resource: urls.todoMcp, todoApi: urls.todoApi, clientId: 'todo-mcp', allowedOrigins: [...INSPECTOR_ORIGINS] },
-          secrets: { MANDATE_GATEWAY_CLIENT_SECRET: gatewayEnv.MANDATE_GATEWAY_CLIENT_SECRET!, TODO_MCP_CLIENT_SECRET: clientSecretFor(config, todoMcpClient) },
+          secrets: {
+            MANDATE_GATEWAY_CLIENT_SECRET: gatewayEnv.MANDATE_GATEWAY_CLIENT_SECRET!,
+            MANDATE_WEB_APP_CLIENT_SECRET: gatewayEnv.MANDATE_WEB_APP_CLIENT_SECRET!,
+            TODO_MCP_CLIENT_SECRET: clientSecretFor(config, todoMcpClient),
+          },
         }),
       ]);
       stops.push(() => banking.close(), () => todoApi.close(), () => webApp.close(), () => workers.close());
@@ -228,14 +232,11 @@ export async function demoCommand(args: string[]): Promise<number> {
     ? `  Admin                  ${admin.username} / ${generatedPasswordFor(config, admin.username)}   console ${issuer}/console\n` +
       `                         admin API ${issuer}/admin/api/v1, admin MCP server ${issuer}/admin/mcp (docs/admin.md)\n`
     : '';
-  const noWeb = edge?.leftOut.includes(new URL(urls.webApp).pathname) ?? false;
   const inWorkerd = edge ? 'a Worker in workerd; ' : '';
-  const webLine = noWeb
-    ? `  Web app                ${urls.webAppUpstream}   not behind the gateway at the edge yet (web routes left out of the Worker: ${edge!.leftOut.join(', ')})\n`
-    : `  Web app (SSO)          ${urls.webApp}   the gateway signs you in; the app at ${urls.webAppUpstream} has no sign-in code\n`;
+  const webLine = `  Web app (SSO)          ${urls.webApp}   ${edge ? 'the gateway Worker' : 'the gateway'} signs you in; the app at ${urls.webAppUpstream} has no sign-in code\n`;
   const auditLine = edge
-    ? `    audit log            ${edge.gateway.log} (the Worker's output: one JSON line per MCP message)\n` +
-      `    Todo MCP log         ${edge.todoMcp.log}; Durable Objects' state kept in ${join(data, 'edge')}/\n`
+    ? `    audit log            ${edge.gateway.log} (the Worker's output: one JSON line per request)\n` +
+      `    Todo MCP log         ${edge.todoMcp.log}; Durable Objects' state and the web route keys kept in ${join(data, 'edge')}/\n`
     : `    audit log            ${configs.gateway.audit.file}      metrics: ${urls.metrics}\n`;
   process.stdout.write(`
 Mandate demo is running${edge ? ' with the gateway and the Todo MCP server at the edge (Cloudflare Workers in workerd)' : ''} (ready in ${ms} ms from process start; services started in ${services} ms; data in ${data}/).
@@ -256,13 +257,9 @@ Try it:
                   add_todo, list_todos.
   The gateway:    ${urls.gateway} needs a token for the gateway that an agent obtained for you;
                   the README's "Walkthrough: delegation" (flow B) gets one with curl.
-${
-    noWeb
-      ? ''
-      : `  Web SSO:        open ${urls.webApp} in a browser and sign in (demo / demo); the Admin area is for
+  Web SSO:        open ${urls.webApp} in a browser and sign in (demo / demo); the Admin area is for
                   the admin user only (a gateway rule); Sign out ends it (docs/browser-sessions.md).
-`
-  }  Approvals:      a transfer over 100 EUR waits for your approval of that exact transfer: the
+  Approvals:      a transfer over 100 EUR waits for your approval of that exact transfer: the
                   agent shows a link, or see ${issuer}/approvals (docs/high-risk-actions.md).
 
 Press Ctrl-C to stop.

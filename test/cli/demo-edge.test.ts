@@ -5,12 +5,13 @@
  * against the Todo MCP server in workerd: the MCP SDK client's OAuth flow (401 → protected resource
  * metadata → registration → PKCE sign-in in Chromium) and `who_am_I` / `peek_api_token_claims`
  * showing the exchanged token's `act`; MCP Inspector CLI signing in to both Workers and listing
- * their tools. Needs `.cache/edge` (skipped with the reason without it, failing instead under
+ * their tools; the example web app signed in through the gateway Worker's web route (/app/), as a
+ * browser (fetch with cookies and the AS's forms), with keys the demo made and keeps in its data dir. Needs `.cache/edge` (skipped with the reason without it, failing instead under
  * MANDATE_REQUIRE_SERVICES=1); Chromium and the Inspector as the demo's own test does.
  */
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -27,6 +28,7 @@ import { needsChromium, skipUnless } from '../helpers/services.ts';
 import { registerClient } from '../helpers/auth-server.ts';
 import { userToken } from '../helpers/delegation-server.ts';
 import { mcpPost } from '../helpers/gateway.ts';
+import { FormBrowser } from '../helpers/browser-driver.ts';
 
 const offset = await freeDemoOffset();
 const at = (port: number) => `http://localhost:${port + offset}`;
@@ -49,15 +51,15 @@ describe('`npm run edge`: the demo with the gateway and the Todo MCP server in w
     if (cwd) rmSync(cwd, { recursive: true, force: true });
   });
 
-  it('prints a guide: the Workers, the web route left out, where the logs are', async () => {
+  it('prints a guide: the Workers, the web app behind the gateway Worker, where the logs are', async () => {
     assert.equal(demo.child.exitCode, null, 'the demo is still running');
     const out = demo.out();
     assert.match(out, /with the gateway and the Todo MCP server at the edge \(Cloudflare Workers in workerd\)/);
     assert.ok(out.includes(`Todo MCP server        ${at(8787)}/mcp   a Worker in workerd;`), out);
     assert.ok(out.includes(`Gateway (banking)      ${at(8080)}/mcp   a Worker in workerd;`), out);
-    assert.ok(out.includes(`${at(8002)}/   not behind the gateway at the edge yet (web routes left out of the Worker: /app/)`), out);
+    assert.ok(out.includes(`Web app (SSO)          ${at(8080)}/app/   the gateway Worker signs you in; the app at ${at(8002)}/ has no sign-in code`), out);
+    assert.ok(out.includes(`Web SSO:        open ${at(8080)}/app/ in a browser`), out);
     assert.ok(out.includes(join(dataDir, 'edge', 'gateway.log')));
-    assert.doesNotMatch(out, /Web SSO:/, 'no web sign-in to try');
     assert.ok(out.includes(`${at(9000)}/approvals`));
     // The Workers answer on the demo's ports, as the protected resources the AS knows.
     const prm = (await (await fetch(`${at(8787)}/.well-known/oauth-protected-resource/mcp`)).json()) as Record<string, unknown>;
@@ -160,6 +162,43 @@ describe('`npm run edge`: the demo with the gateway and the Todo MCP server in w
       }
     });
   }
+
+  it('the web route in the gateway Worker: a browser signs in to the example web app at /app/, the admin area is refused to demo; the keys are the demo\'s, 0600 in its data dir', async () => {
+    const gateway = new FormBrowser(at(8080));
+    const first = await gateway.open(`${at(8080)}/app/`);
+    assert.equal(first.status, 302);
+    const authorize = new URL(first.external!);
+    assert.equal(authorize.origin, at(9000), 'no session: sent to the AS to sign in');
+    assert.equal(authorize.searchParams.get('client_id'), 'web-app');
+    // The AS's sign-in and consent forms, then back to the Worker's callback (the route's public_url is the Worker's origin).
+    const callback = await new FormBrowser(at(9000)).authorize(authorize.href, { username: 'demo', password: 'demo' });
+    assert.equal(`${callback.origin}${callback.pathname}`, `${at(8080)}/app/callback`);
+    const page = await gateway.open(callback.href);
+    assert.equal(page.url, `${at(8080)}/app/`, 'back where the browser was going');
+    assert.equal(page.status, 200, page.html.slice(0, 400));
+    // The app (on Node) verified the Worker's identity assertion against the Worker's JWKS.
+    assert.match(page.html, /<h1>Signed in as Demo User<\/h1>/);
+    assert.match(page.html, /<td>preferred_username<\/td><td><code>(&quot;|")demo(&quot;|")<\/code>/, 'the asserted claims');
+    const jwks = (await (await fetch(`${at(8080)}/.well-known/mandate-gateway-jwks.json`)).json()) as { keys: { x?: string; y?: string; d?: string }[] };
+    const identityKey = JSON.parse(readFileSync(join(dataDir, 'edge', 'identity-key.json'), 'utf8')) as { x: string; y: string; d: string };
+    assert.ok(identityKey.d, 'a private key');
+    assert.deepEqual(jwks.keys.map((key) => [key.x, key.y, key.d]), [[identityKey.x, identityKey.y, undefined]], 'the JWKS is the public half of the key the demo made');
+    for (const file of ['identity-key.json', 'web-session.key']) assert.equal(statSync(join(dataDir, 'edge', file)).mode & 0o777, 0o600, file);
+
+    const admin = await gateway.open(`${at(8080)}/app/admin/`);
+    assert.equal(admin.status, 403);
+    assert.match(admin.html, /the admin area is for administrators/);
+    const log = join(dataDir, 'edge', 'gateway.log');
+    let refusal: Record<string, unknown> | undefined;
+    for (let i = 0; i < 50 && !refusal; i++) {
+      refusal = readFileSync(log, 'utf8').split('\n').filter((line) => line.includes('"audit":"mandate-gateway"')).map((line) => JSON.parse(line) as Record<string, unknown>).find((line) => line.path === '/app/admin/' && line.status === 403);
+      if (!refusal) await new Promise((r) => setTimeout(r, 100));
+    }
+    assert.ok(refusal, 'the refusal is in the Worker\'s audit lines');
+    assert.deepEqual([refusal.rejection, refusal.reason], ['rule_denied', 'the admin area is for administrators']);
+    // The app itself refuses a request that did not come through the gateway.
+    assert.equal((await fetch(`${at(8002)}/`)).status, 401);
+  });
 
   it('the gateway Worker\'s audit lines are in the data dir', () => {
     const log = join(dataDir, 'edge', 'gateway.log');
