@@ -5,6 +5,7 @@ import { fileURLToPath } from 'node:url';
 import { exportJWK, generateKeyPair } from 'jose';
 import { ConfigError, loadYaml } from '../config/load.ts';
 import { identityKeyFile, webSessionKey } from '../gateway/node/identity-key.ts';
+import { compileEdgeConfig } from './edge-config.ts';
 
 /**
  * `npm run edge` (`mandate demo --edge`): the demo's gateway and Todo MCP server run as Workers in
@@ -131,10 +132,10 @@ export async function startEdgeDemo(options: EdgeDemoOptions): Promise<EdgeDemo>
   const root = checkoutRoot();
   const dir = join(options.dataDir, 'edge');
   mkdirSync(dir, { recursive: true });
-  // The demo's file as it is (the Worker ignores listen, admin, audit and data_dir); its web route's
-  // public_url is already the Worker's origin (the gateway's port).
+  // The demo's file compiled as for a deployment (`mandate gateway edge-config`: validated, listen,
+  // admin, audit and data_dir left out); its web route's public_url is already the Worker's origin.
   const config = join(dir, 'gateway.json');
-  writeFileSync(config, JSON.stringify(await loadYaml(options.gatewayFile), null, 2));
+  writeFileSync(config, `${compileEdgeConfig(await loadYaml(options.gatewayFile), options.gatewayFile).json}\n`);
   const env = { ...process.env, ...options.secrets, ...(await edgeWebKeys(dir)) };
   const timeoutMs = options.timeoutMs ?? 60_000;
   const common = ['--host', '127.0.0.1'];

@@ -13,6 +13,9 @@ Usage:
                                                workerd (\`npm run edge\`)
   mandate serve auth --config <file>           run the authorization server
   mandate serve gateway --config <file>        run the MCP security gateway (routes reload on change)
+  mandate gateway edge-config <file> [--out <json>] [--strict]
+                                               validate the gateway's file for the edge, write the
+                                               JSON of the Worker's MANDATE_GATEWAY_CONFIG
   mandate keys list --config <file>            list signing keys
   mandate keys rotate --config <file> [--now]  add a signing key (published first, signs later)
   mandate hash-password                        read a password (not echoed), print its scrypt hash
@@ -23,14 +26,14 @@ Usage:
                                                sign the admin in, print an admin access token
 `;
 
-const COMMANDS = new Set(['demo', 'serve', 'keys', 'hash-password', 'agent', 'admin']);
+const COMMANDS = new Set(['demo', 'serve', 'gateway', 'keys', 'hash-password', 'agent', 'admin']);
 
 /** Runs the CLI and returns the exit code. */
 export async function main(argv: string[]): Promise<number> {
   const [command, ...rest] = argv;
   // `mandate <command> --help` (or `-h`, `help`) is a question, not a mistake: usage on stdout, exit 0.
-  // The agent command has its own usage; the others share this one.
-  if (command !== 'agent' && command !== undefined && COMMANDS.has(command) && (rest[0] === 'help' || rest.some((arg) => arg === '--help' || arg === '-h'))) {
+  // The agent and gateway commands have their own usage; the others share this one.
+  if (command !== 'agent' && command !== 'gateway' && command !== undefined && COMMANDS.has(command) && (rest[0] === 'help' || rest.some((arg) => arg === '--help' || arg === '-h'))) {
     process.stdout.write(USAGE);
     return 0;
   }
@@ -40,6 +43,8 @@ export async function main(argv: string[]): Promise<number> {
         return await (await import('./demo.ts')).demoCommand(rest);
       case 'serve':
         return await (await import('./serve.ts')).serveCommand(rest);
+      case 'gateway':
+        return await (await import('./edge-config.ts')).gatewayCommand(rest);
       case 'keys':
         return await (await import('./keys.ts')).keysCommand(rest);
       case 'hash-password':
