@@ -99,7 +99,7 @@ export async function gatewayCommand(args: string[]): Promise<number> {
   for (const line of compiled.warnings) process.stderr.write(`warning: ${line}\n`);
   if (values.out) {
     writeFileSync(values.out, `${compiled.json}\n`);
-    process.stderr.write(`wrote ${values.out} (MANDATE_GATEWAY_CONFIG, ${compiled.json.length} bytes)\n`);
+    process.stderr.write(`wrote ${values.out} (MANDATE_GATEWAY_CONFIG, ${Buffer.byteLength(compiled.json)} bytes)\n`);
   } else {
     process.stdout.write(`${compiled.json}\n`);
   }
