@@ -24,12 +24,14 @@ import { SessionBindings } from '../sessions.ts';
 import type { GatewayAuditEvent, GatewayEnv } from '../types.ts';
 import { durableRateLimits, DurableSessionBindings, isDurableNamespace } from './durable-state.ts';
 import { isolateRateLimits } from './rate-limits.ts';
+import { cacheApiKeySets, defaultCache } from './key-set-cache.ts';
+import { isKvNamespace, kvVerifiedTokens, verifiedTokensMaxTtl } from './verified-tokens.ts';
 
 export { isolateRateLimits } from './rate-limits.ts';
 export { GatewayState, durableRateLimits, DurableSessionBindings } from './durable-state.ts';
 
 /** The Worker's bindings: the config, the `GatewayState` Durable Object (optional), and the secrets its routes name. */
-export type GatewayWorkerEnv = { MANDATE_GATEWAY_CONFIG?: string | object; GATEWAY_STATE?: unknown } & Record<string, unknown>;
+export type GatewayWorkerEnv = { MANDATE_GATEWAY_CONFIG?: string | object; GATEWAY_STATE?: unknown; VERIFIED_TOKENS?: unknown; VERIFIED_TOKENS_MAX_TTL_SECONDS?: string } & Record<string, unknown>;
 
 /** The part of `ExecutionContext` used here (no dependency on @cloudflare/workers-types). */
 export interface WorkerContext {
@@ -64,6 +66,10 @@ function build(source: string, env: GatewayWorkerEnv): Built {
   const state = isDurableNamespace(env.GATEWAY_STATE) ? env.GATEWAY_STATE : undefined;
   const rateLimits = state ? durableRateLimits(state) : isolateRateLimits();
   const idleMs = config.session_idle_seconds * 1000;
+  // Verified tokens in KV and the AS keys in the Cache API, shared by the isolates (docs/edge.md).
+  const sharedVerifications = isKvNamespace(env.VERIFIED_TOKENS) ? kvVerifiedTokens(env.VERIFIED_TOKENS, { maxTtlSeconds: verifiedTokensMaxTtl(env.VERIFIED_TOKENS_MAX_TTL_SECONDS) }) : undefined;
+  const cache = defaultCache();
+  const keySetCache = cache ? cacheApiKeySets(cache) : undefined;
   const routes: CompiledRoute[] = [];
   try {
     config.routes.forEach((route, index) => {
@@ -75,6 +81,8 @@ function build(source: string, env: GatewayWorkerEnv): Built {
           rateLimits,
           rateLimitPrefix: config.rate_limit_prefix,
           jwksSchedule: 'on-use',
+          sharedVerifications,
+          keySetCache,
           onError: (error) => console.warn(JSON.stringify({ level: 'warn', msg: 'cannot refresh the authorization server keys', reason: error.message })),
         }),
       );
