@@ -5,8 +5,9 @@
  * latency each adds over calling the upstream directly. Skipped, with the reason printed, when
  * `.cache/edge` is missing (`npm run edge:install`).
  *
- * One connection, calls one after another, each timed in this process (workerd's own clocks only
- * advance across I/O): p50 / p99 per target, targets interleaved in each repetition (order rotates).
+ * One connection per target, one call at a time, each timed in this process (workerd's own clocks
+ * only advance across I/O): p50 / p99 per target. Calls are interleaved across the targets (call i
+ * to each in turn), so that a noisy neighbour slows them all alike.
  * Every target gets the same request bytes but its token. Targets:
  *
  *   direct                 the trivial upstream (bench/gateway-upstream.ts), no proxy
@@ -15,7 +16,8 @@
  *   node, new token        a token never seen before each call: signature checked every call
  *   workerd, cached        the Worker, the same token (the isolate's memory)
  *   workerd, new token     a new token each call: KV read (miss), signature, KV write (waitUntil)
- *   workerd, no KV         a new token each call, the Worker without VERIFIED_TOKENS: signature only
+ *   workerd no KV, …       the same Worker without VERIFIED_TOKENS (another workerd): one token,
+ *                          and a new token each call (memory miss, signature, no KV)
  *   workerd, KV hit        tokens first verified by another isolate: this one reads KV, no signature
  *
  * Both gateways run the same route: ES256 at+jwt (RFC 9068) from an issuer in this process, one
@@ -45,12 +47,12 @@ const STARTUP_MS = 60_000;
 const BODY = JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'tools/call', params: { name: GATEWAY_TOOL, arguments: { text: 'ok' } } });
 const MCP_HEADERS = { accept: 'application/json, text/event-stream', 'content-type': 'application/json' };
 
-/** Calls per target per repetition (and a tenth of that to warm up). */
+/** Calls per target per repetition (and a tenth of that, once, to warm up). */
 const callsPer = (settings: EdgeSettings) => Math.round(Number(process.env.BENCH_EDGE_CALLS) || (settings.duration <= 3 ? 500 : 2000));
 
 export function edgeEstimateSeconds(settings: EdgeSettings): number {
   // Start-up (bundle, workerd, Node gateway) and, per call, well under 5 ms on this machine.
-  return 80 + (settings.reps * 8 * callsPer(settings) * 1.2 * 5) / 1000;
+  return 80 + (settings.reps * 9 * callsPer(settings) * 1.2 * 5) / 1000;
 }
 
 function edgeNode(root: string): string | undefined {
@@ -124,25 +126,34 @@ interface Target {
   prepare?: (calls: number) => Promise<void>;
 }
 
-/** `calls` sequential calls at one connection; the latency of each, in ms. Every answer must be the echo. */
-async function timeCalls(target: Target, calls: number, offset: number): Promise<number[]> {
+/** One keep-alive connection to a target: `call(i)` sends call `i` and resolves with its latency in ms. */
+function caller(target: Target): { call(i: number): Promise<number>; close(): Promise<void> } {
   const url = new URL(target.url);
   assertLoopback(url.href);
   const client = new Client(url.origin, { pipelining: 1 });
-  const times: number[] = [];
-  try {
-    for (let i = 0; i < calls; i++) {
-      const headers = { ...MCP_HEADERS, authorization: `Bearer ${target.token(offset + i)}` };
+  return {
+    async call(i) {
+      const headers = { ...MCP_HEADERS, authorization: `Bearer ${target.token(i)}` };
       const t0 = performance.now();
       const { statusCode, body } = await client.request({ path: url.pathname, method: 'POST', headers, body: BODY });
       const text = await body.text();
-      times.push(performance.now() - t0);
+      const ms = performance.now() - t0;
+      // Every answer must be the upstream's echo: a refusal would be timed as if it were a call.
       if (statusCode !== 200 || !text.includes('"ok"')) throw new Error(`${target.name}: call ${i} answered ${statusCode}: ${text.slice(0, 300)}`);
-    }
+      return ms;
+    },
+    close: () => client.close(),
+  };
+}
+
+/** `calls` sequential calls to one target (warm-ups), from call `offset` on. */
+async function callMany(target: Target, calls: number, offset = 0): Promise<void> {
+  const one = caller(target);
+  try {
+    for (let i = 0; i < calls; i++) await one.call(offset + i);
   } finally {
-    await client.close();
+    await one.close();
   }
-  return times;
 }
 
 /** In this process: `validate()` of a token the validator has verified before (its memory), µs per call. */
@@ -233,6 +244,7 @@ export default { fetch(request, env) { return fetch(env.UPSTREAM, { method: requ
     const signMany = async (aud: string, n: number) => Promise.all(Array.from({ length: n }, sign(aud)));
     const nodeToken = await sign(nodeResource)();
     const workerdToken = await sign(workerdResource)();
+    const noKvToken = await sign(noKvResource)();
     let nodeFresh: string[] = [];
     let workerdFresh: string[] = [];
     let viaOther: string[] = [];
@@ -244,7 +256,8 @@ export default { fetch(request, env) { return fetch(env.UPSTREAM, { method: requ
       { name: 'node, new token', url: `${nodeGateway.url}/mcp`, token: (i) => nodeFresh[i]!, prepare: async (n) => void (nodeFresh = await signMany(nodeResource, n)) },
       { name: 'workerd, cached', url: `${workerdA}/mcp`, token: () => workerdToken },
       { name: 'workerd, new token', url: `${workerdA}/mcp`, token: (i) => workerdFresh[i]!, prepare: async (n) => void (workerdFresh = await signMany(workerdResource, n)) },
-      { name: 'workerd, no KV', url: `${noKv.urls[0]}/mcp`, token: (i) => noKvFresh[i]!, prepare: async (n) => void (noKvFresh = await signMany(noKvResource, n)) },
+      { name: 'workerd no KV, cached', url: `${noKv.urls[0]}/mcp`, token: () => noKvToken },
+      { name: 'workerd no KV, new token', url: `${noKv.urls[0]}/mcp`, token: (i) => noKvFresh[i]!, prepare: async (n) => void (noKvFresh = await signMany(noKvResource, n)) },
       {
         name: 'workerd, KV hit',
         url: `${workerdB}/mcp`,
@@ -252,33 +265,44 @@ export default { fetch(request, env) { return fetch(env.UPSTREAM, { method: requ
         prepare: async (n) => {
           viaOther = await signMany(workerdResource, n);
           // Verified (and put in KV) by the first isolate; the second one reads them from KV.
-          await timeCalls({ name: 'KV warm-up through the first isolate', url: `${workerdA}/mcp`, token: (i) => viaOther[i]! }, n, 0);
+          await callMany({ name: 'KV warm-up through the first isolate', url: `${workerdA}/mcp`, token: (i) => viaOther[i]! }, n);
           // The puts finish after each response (ctx.waitUntil): let the last ones land.
           await new Promise((r) => setTimeout(r, 1_000));
         },
       },
     ];
-    console.log(`  ${targets.length} targets, ${calls} calls each per repetition after ${warm} to warm up, 1 connection, ${settings.reps} repetition(s), order rotating`);
+    console.log(`  ${targets.length} targets, ${calls} calls each per repetition, 1 connection each, calls interleaved across the targets (round robin), ${settings.reps} repetition(s)`);
     const endpoints: [string, string][] = [['upstream', upstream.tokenEndpoint], ['node gateway', nodeGateway.url], ['workerd gateway', workerd.urls.join(' ')], ['workerd, no KV', noKv.urls.join(' ')], ['bare Worker', bare.urls.join(' ')]];
     for (const [name, url] of endpoints) console.log(`  ${name.padEnd(16)} ${url}`);
 
     // Every target once before the measured repetitions, so no process measures its JIT's warm-up.
     for (const target of targets) {
-      await target.prepare?.(warm * 2);
-      await timeCalls(target, warm * 2, 0);
+      await target.prepare?.(warm);
+      await callMany(target, warm);
     }
     const runs = new Map<string, { p50: number; p99: number; mean: number }[]>(targets.map((t) => [t.name, []]));
     for (let rep = 0; rep < settings.reps; rep++) {
-      for (let k = 0; k < targets.length; k++) {
-        const target = targets[(k + rep) % targets.length]!;
-        await target.prepare?.(warm + calls);
-        await timeCalls(target, warm, 0);
-        const times = await timeCalls(target, calls, warm);
-        const sorted = Float64Array.from(times).sort();
-        const run = { p50: percentile(sorted, 50), p99: percentile(sorted, 99), mean: times.reduce((a, b) => a + b, 0) / times.length };
-        runs.get(target.name)!.push(run);
-        console.log(`  rep ${rep + 1}/${settings.reps}  ${target.name.padEnd(20)} p50 ${fmtFixed(run.p50, 3)} ms  p99 ${fmtFixed(run.p99, 3)} ms  mean ${fmtFixed(run.mean, 3)} ms`);
+      for (const target of targets) await target.prepare?.(calls);
+      // Call i goes to every target in turn (the order rotating with i): on a shared, noisy machine
+      // each target then meets the same load, and the differences between them hold.
+      const callers = targets.map(caller);
+      const times = targets.map(() => [] as number[]);
+      try {
+        for (let i = 0; i < calls; i++) {
+          for (let k = 0; k < targets.length; k++) {
+            const t = (k + i) % targets.length;
+            times[t]!.push(await callers[t]!.call(i));
+          }
+        }
+      } finally {
+        await Promise.all(callers.map((c) => c.close()));
       }
+      targets.forEach((target, t) => {
+        const sorted = Float64Array.from(times[t]!).sort();
+        const run = { p50: percentile(sorted, 50), p99: percentile(sorted, 99), mean: times[t]!.reduce((a, b) => a + b, 0) / calls };
+        runs.get(target.name)!.push(run);
+        console.log(`  rep ${rep + 1}/${settings.reps}  ${target.name.padEnd(26)} p50 ${fmtFixed(run.p50, 3)} ms  p99 ${fmtFixed(run.p99, 3)} ms  mean ${fmtFixed(run.mean, 3)} ms`);
+      });
     }
     const micros = await cachedCheckMicros(issuer);
     return report(settings, calls, runs, micros);
@@ -300,12 +324,12 @@ function report(settings: EdgeSettings, calls: number, runs: Map<string, { p50: 
   const diff = (a: string, b: string) => median(a, 'p50') - median(b, 'p50');
   const verdict = (ok: boolean) => (ok ? 'met' : 'NOT met');
   return [
-    `Edge: MCP tools/call through the gateway, trivial upstream, 1 connection, ${calls} sequential calls per target per repetition, ${settings.reps} rep(s) (medians over repetitions)`,
+    `Edge: MCP tools/call through the gateway, trivial upstream, 1 connection per target, ${calls} calls per target per repetition interleaved across targets, ${settings.reps} rep(s) (medians over repetitions)`,
     '',
     table(['target', 'p50 ms', 'p99 ms', 'mean ms', 'added p50 ms (over direct)'], rows),
     '',
     `verification of a new token (p50, new token − cached): node ${signed(diff('node, new token', 'node, cached'))} ms; ` +
-      `workerd ${signed(diff('workerd, new token', 'workerd, cached'))} ms (KV read, ES256 signature, KV write after the response), ${signed(diff('workerd, no KV', 'workerd, cached'))} ms without KV`,
+      `workerd ${signed(diff('workerd, new token', 'workerd, cached'))} ms (KV read, ES256 signature, KV write after the response), ${signed(diff('workerd no KV, new token', 'workerd no KV, cached'))} ms without KV`,
     `a token another isolate verified (p50, KV hit − cached): workerd ${signed(diff('workerd, KV hit', 'workerd, cached'))} ms`,
     `the gateway's whole chain over the bare Worker proxy (p50, workerd cached − bare): ${signed(diff('workerd, cached', 'bare Worker proxy'))} ms`,
     `a cached check itself (validate() of a token seen before, in process): ${fmtFixed(cachedMicros, 2)} µs (goal ≤ ${GOAL_CACHED_CHECK_MS} ms p50: ${verdict(cachedMicros / 1000 <= GOAL_CACHED_CHECK_MS)})`,
