@@ -78,6 +78,9 @@ export interface JwtValidatorOptions {
   keySetSource?: string;
 }
 
+/** Three base64url parts: the shape of a compact JWS (RFC 7515 §7.1). */
+const COMPACT_JWS = /^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$/;
+
 /** Local JWT validation (RFC 9068 §4): signature by the AS keys, `iss`, `aud`, `exp`/`nbf`, `typ`. */
 export function jwtValidator(options: JwtValidatorOptions): TokenValidator {
   const owned = options.jwks ? undefined : new RemoteJwks(jwksOptions(options));
@@ -90,7 +93,8 @@ export function jwtValidator(options: JwtValidatorOptions): TokenValidator {
       const now = Math.floor(Date.now() / 1000);
       const cached = cache.get(token, now);
       if (cached) return cached;
-      const key = shared ? await verifiedTokenKey(options.issuer, options.audience, token) : undefined;
+      // Only a compact JWS (RFC 7515 §7.1) is looked up: junk must not cost a store read each.
+      const key = shared && COMPACT_JWS.test(token) ? await verifiedTokenKey(options.issuer, options.audience, token) : undefined;
       if (shared && key) {
         const stored = sharedClaims(await shared.get(key).catch(() => undefined), options, now);
         if (stored) {

@@ -159,6 +159,14 @@ describe('the JWT validator with a shared verification cache', () => {
     assert.equal(shared.puts.length, 0);
     validator.close();
   });
+
+  it('a token that is not a compact JWS is refused without a store read', async () => {
+    const shared = memoryShared();
+    const validator = validatorFor(issuer, shared.cache);
+    await assert.rejects(validator.validate('not-a-jwt'), (error) => isOAuthError(error) && error.code === 'invalid_token');
+    assert.equal(shared.gets(), 0);
+    validator.close();
+  });
 });
 
 /** A key set cache in memory that records what it is asked, and can be made to fail. */
