@@ -31,7 +31,7 @@ export { isolateRateLimits } from './rate-limits.ts';
 export { GatewayState, durableRateLimits, DurableSessionBindings } from './durable-state.ts';
 
 /** The Worker's bindings: the config, the `GatewayState` Durable Object (optional), and the secrets its routes name. */
-export type GatewayWorkerEnv = { MANDATE_GATEWAY_CONFIG?: string | object; GATEWAY_STATE?: unknown; VERIFIED_TOKENS?: unknown; VERIFIED_TOKENS_MAX_TTL_SECONDS?: string } & Record<string, unknown>;
+export type GatewayWorkerEnv = { MANDATE_GATEWAY_CONFIG?: string | object; GATEWAY_STATE?: unknown; VERIFIED_TOKENS?: unknown; VERIFIED_TOKENS_MAX_TTL_SECONDS?: string | number } & Record<string, unknown>;
 
 /** The part of `ExecutionContext` used here (no dependency on @cloudflare/workers-types). */
 export interface WorkerContext {
