@@ -7,7 +7,7 @@
  *
  * One connection per target, one call at a time, each timed in this process (workerd's own clocks
  * only advance across I/O): p50 / p99 per target. Calls are interleaved across the targets (call i
- * to each in turn), so that a noisy neighbour slows them all alike.
+ * to each, in a random order), so that a noisy neighbour slows them all alike.
  * Every target gets the same request bytes but its token. Targets:
  *
  *   direct                 the trivial upstream (bench/gateway-upstream.ts), no proxy
@@ -271,7 +271,7 @@ export default { fetch(request, env) { return fetch(env.UPSTREAM, { method: requ
         },
       },
     ];
-    console.log(`  ${targets.length} targets, ${calls} calls each per repetition, 1 connection each, calls interleaved across the targets (round robin), ${settings.reps} repetition(s)`);
+    console.log(`  ${targets.length} targets, ${calls} calls each per repetition, 1 connection each, calls interleaved across the targets (a random order per round), ${settings.reps} repetition(s)`);
     const endpoints: [string, string][] = [['upstream', upstream.tokenEndpoint], ['node gateway', nodeGateway.url], ['workerd gateway', workerd.urls.join(' ')], ['workerd, no KV', noKv.urls.join(' ')], ['bare Worker', bare.urls.join(' ')]];
     for (const [name, url] of endpoints) console.log(`  ${name.padEnd(16)} ${url}`);
 
@@ -283,16 +283,19 @@ export default { fetch(request, env) { return fetch(env.UPSTREAM, { method: requ
     const runs = new Map<string, { p50: number; p99: number; mean: number }[]>(targets.map((t) => [t.name, []]));
     for (let rep = 0; rep < settings.reps; rep++) {
       for (const target of targets) await target.prepare?.(calls);
-      // Call i goes to every target in turn (the order rotating with i): on a shared, noisy machine
-      // each target then meets the same load, and the differences between them hold.
+      // Call i goes to every target, in a new random order each time: on a shared, noisy machine
+      // each target then meets the same load, and none always follows another (a process called
+      // twice in a row answers faster the second time: it is awake).
       const callers = targets.map(caller);
       const times = targets.map(() => [] as number[]);
+      const order = targets.map((_, t) => t);
       try {
         for (let i = 0; i < calls; i++) {
-          for (let k = 0; k < targets.length; k++) {
-            const t = (k + i) % targets.length;
-            times[t]!.push(await callers[t]!.call(i));
+          for (let k = order.length - 1; k > 0; k--) {
+            const j = Math.floor(Math.random() * (k + 1));
+            [order[k], order[j]] = [order[j]!, order[k]!];
           }
+          for (const t of order) times[t]!.push(await callers[t]!.call(i));
         }
       } finally {
         await Promise.all(callers.map((c) => c.close()));
