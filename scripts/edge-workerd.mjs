@@ -105,7 +105,9 @@ async function stop() {
 process.on('SIGTERM', stop);
 process.on('SIGINT', stop);
 // Started by a test through a pipe: the test's end (even a crash) closes it and stops workerd too.
-if (fstatSync(0).isFIFO()) {
+// Node's `stdio: 'pipe'` gives the child a socket pair, not a FIFO: both count.
+const stdin = fstatSync(0);
+if (stdin.isFIFO() || stdin.isSocket()) {
   process.stdin.on('end', stop);
   process.stdin.resume();
 }
