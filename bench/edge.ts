@@ -113,8 +113,8 @@ function stopWorkerd(workerd: Workerd | undefined): Promise<void> {
       clearTimeout(kill);
       resolve();
     });
-    // The runner stops (and disposes of workerd) when its stdin closes.
-    child.stdin!.end();
+    // The runner disposes of workerd on SIGTERM (and when its stdin closes, should the bench die).
+    child.kill('SIGTERM');
   });
 }
 

@@ -90,8 +90,8 @@ async function startWorkerd(issuer: Issuer, upstream: Upstream, args: string[], 
     async stop() {
       if (child.exitCode !== null) return;
       const exited = new Promise((r) => child.once('exit', r));
-      // Closing stdin stops the runner, which disposes of workerd (scripts/edge-workerd.mjs).
-      child.stdin!.end();
+      // The runner disposes of workerd on SIGTERM (and when its stdin closes, should this process die).
+      child.kill('SIGTERM');
       const timer = setTimeout(() => child.kill('SIGKILL'), 10_000);
       await exited;
       clearTimeout(timer);
