@@ -15,10 +15,12 @@
  *   node, cached           the Node gateway, the same token every call (its verified-token memory)
  *   node, new token        a token never seen before each call: signature checked every call
  *   workerd, cached        the Worker, the same token (the isolate's memory)
- *   workerd, new token     a new token each call: KV read (miss), signature, KV write (waitUntil)
+ *   workerd, new token     a new token each call: signature (the isolate holds the key, so no KV
+ *                          read), KV write (waitUntil)
  *   workerd no KV, …       the same Worker without VERIFIED_TOKENS (another workerd): one token,
  *                          and a new token each call (memory miss, signature, no KV)
- *   workerd, KV hit        tokens first verified by another isolate: this one reads KV, no signature
+ *   workerd, KV hit        tokens first verified by another isolate: this one, which never verified
+ *                          a signature and so holds no key, reads KV
  *
  * Both gateways run the same route: ES256 at+jwt (RFC 9068) from an issuer in this process, one
  * tool rule (scope + CEL), the audit event of each call (a JSONL file on Node, a console.log line in

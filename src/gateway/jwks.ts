@@ -66,6 +66,11 @@ export class RemoteJwks implements VerificationKeySource {
     this.options = { ...this.options, jwksUri };
   }
 
+  /** Whether this key set already holds `kid`, so a token signed with it verifies without a fetch. */
+  holds(kid: string): boolean {
+    return this.keys.has(kid);
+  }
+
   async byKid(kid: string): Promise<VerificationKey | undefined> {
     // Known keys serve at once; without any, the first use waits for the first fetch.
     if (!this.loaded) {

@@ -207,12 +207,18 @@ describe('verified tokens in KV, shared by the isolates (the Cache API off)', sk
     }
   });
 
-  it('an entry read back after its claims expired is not taken: the token is verified, and its own claims count', async () => {
-    const [a] = workerd.mcp as [string];
-    const seeded = await mcpPost(a, toolCall('echo', {}, 1), { authorization: `Bearer ${seededToken}` });
+  it('KV is read only where verifying would first fetch the keys; an entry read back after its claims expired is not taken', async () => {
+    const [a, , c] = workerd.mcp as [string, string, string];
+    // The third isolate holds no key (its only fetch failed above): the seeded entry is read.
+    const seeded = await callUntil(c, { authorization: `Bearer ${seededToken}` }, 200);
     assert.equal(seeded.status, 200, seeded.text);
-    assert.equal((await auditFor(workerd, seeded.headers.get('x-request-id'))).sub, 'from-kv', 'a current entry is read (so the next check is not vacuous)');
-    const stale = await mcpPost(a, toolCall('echo', {}, 2), { authorization: `Bearer ${expiredEntryToken}` });
+    assert.equal((await auditFor(workerd, seeded.headers.get('x-request-id'))).sub, 'from-kv', 'a current entry is read (so the next checks are not vacuous)');
+    // The first isolate holds the token's key: a signature check beats a KV read, so KV is not read.
+    const local = await mcpPost(a, toolCall('echo', {}, 3), { authorization: `Bearer ${seededToken}` });
+    assert.equal(local.status, 200, local.text);
+    assert.equal((await auditFor(workerd, local.headers.get('x-request-id'))).sub, 'alice', 'an isolate with the key verifies the token itself');
+    // Back at the keyless isolate, an expired entry is read and ignored: the token is verified.
+    const stale = await callUntil(c, { authorization: `Bearer ${expiredEntryToken}` }, 200);
     assert.equal(stale.status, 200, stale.text);
     assert.equal((await auditFor(workerd, stale.headers.get('x-request-id'))).sub, 'alice', 'the expired entry was ignored and the token verified');
   });
