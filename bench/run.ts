@@ -4,18 +4,20 @@
  * resource to a confidential client (client_credentials, client_secret_basic). The gateway section
  * (bench/gateway.ts) measures an MCP tool call through Mandate's gateway against the upstream
  * directly and a bare undici proxy. The start-up section (bench/startup.ts) times `mandate --help`,
- * `mandate agent whoami` and `npm start`'s demo to ready (medians of 5).
+ * `mandate agent whoami` and `npm start`'s demo to ready (medians of 5). The edge section
+ * (bench/edge.ts) times a gateway call with a cached verification against a new token each call, in
+ * workerd and on Node (skipped, with the reason, without `.cache/edge`).
  *
  *   npm run bench                      full: 3 repetitions of 3 s warm-up + 10 s, then micro-benchmarks
  *   npm run bench -- --quick           1 repetition of 1 s warm-up + 3 s
  *   npm run bench -- --profile         also CPU-profile Mandate under load and rank where its time goes
- *   npm run bench -- --only=micro      sections: startup, http, micro, gateway, approval, profile (comma-separated)
+ *   npm run bench -- --only=micro      sections: startup, http, micro, gateway, approval, edge, profile (comma-separated)
  *   npm run bench -- --profile-target=oidc-provider   (or mandate, mandate:exchange, both, gateway)
  *   npm run bench -- --only=gateway --gateway-upstream=trivial   (trivial, sdk or both, comma-separated)
  *   npm run bench -- --only=http --compare=mine=../other-checkout   Mandate from another checkout too
  *
  * Environment overrides: BENCH_DURATION, BENCH_WARMUP (seconds), BENCH_REPS, BENCH_CONNECTIONS,
- * BENCH_MICRO_SECONDS; BENCH_MANDATE_ROOT=<checkout> makes "mandate" (and its profile) that checkout.
+ * BENCH_MICRO_SECONDS, BENCH_EDGE_CALLS; BENCH_MANDATE_ROOT=<checkout> makes "mandate" (and its profile) that checkout.
  */
 import { randomBytes } from 'node:crypto';
 import { existsSync, mkdtempSync, readdirSync } from 'node:fs';
@@ -28,6 +30,7 @@ import { analyzeProfile } from './lib/profile.ts';
 import { runMicroBenchmarks } from './lib/micro.ts';
 import { startupSection } from './startup.ts';
 import { approvalSection } from './approval.ts';
+import { edgeEstimateSeconds, edgeSection } from './edge.ts';
 import { assertLoopback, measureLoad, stopLoad, type LoadRequest } from './lib/load.ts';
 import { CLK_TCK, startServer, stopAllServers, stopServer, type ServerChild } from './lib/processes.ts';
 import { fmtFixed, fmtInt, fmtSummary, summarize, table } from './lib/stats.ts';
@@ -52,8 +55,8 @@ const settings = {
   connections: Math.round(envNumber('BENCH_CONNECTIONS', 32)),
   microSeconds: envNumber('BENCH_MICRO_SECONDS', quick ? 1 : 2),
 };
-const sections = new Set((option('only') ?? `startup,http,micro,gateway,approval${flag('profile') ? ',profile' : ''}`).split(','));
-for (const s of sections) if (!['startup', 'http', 'micro', 'gateway', 'approval', 'profile'].includes(s)) throw new Error(`unknown section ${s}; use startup, http, micro, gateway, approval, profile`);
+const sections = new Set((option('only') ?? `startup,http,micro,gateway,approval,edge${flag('profile') ? ',profile' : ''}`).split(','));
+for (const s of sections) if (!['startup', 'http', 'micro', 'gateway', 'approval', 'edge', 'profile'].includes(s)) throw new Error(`unknown section ${s}; use startup, http, micro, gateway, approval, edge, profile`);
 const profileTarget = option('profile-target') ?? 'mandate';
 if (!['mandate', 'mandate:exchange', 'oidc-provider', 'both', 'gateway'].includes(profileTarget)) throw new Error('--profile-target must be mandate, mandate:exchange, oidc-provider, both or gateway');
 const gatewayUpstreams = (option('gateway-upstream') ?? GATEWAY_UPSTREAMS.join(',')).split(',') as GatewayUpstream[];
@@ -253,6 +256,7 @@ async function main() {
     (sections.has('micro') ? 8 * (settings.microSeconds * 1.25 + 0.5) : 0) +
     (sections.has('gateway') ? gatewayEstimateSeconds(settings, gatewayUpstreams) : 0) +
     (sections.has('approval') ? 60 : 0) +
+    (sections.has('edge') ? edgeEstimateSeconds(settings) : 0) +
     (sections.has('profile') ? (profileTarget === 'both' ? 2 : 1) * (settings.warmup + settings.duration + 20) : 0);
   const watchdog = setTimeout(() => {
     console.error(`bench: still running after ${Math.round(estimate * 1.5 + 60)} s; giving up`);
@@ -272,6 +276,7 @@ async function main() {
   }
   if (sections.has('gateway')) report.push(await gatewaySection(root, settings, gatewayUpstreams));
   if (sections.has('approval')) report.push(await approvalSection());
+  if (sections.has('edge')) report.push(await edgeSection(root, settings));
   if (sections.has('profile')) report.push(await profileSection());
 
   console.log(`\n${'='.repeat(100)}\n${report.join(`\n\n${'-'.repeat(100)}\n`)}\n`);

@@ -1,6 +1,7 @@
 import { importJWK, type JWK } from 'jose';
 import { OAuthError } from '../core/errors.ts';
 import type { VerificationKey, VerificationKeySource } from '../core/jwt.ts';
+import type { KeySetCache } from './verification-cache.ts';
 
 /**
  * The authorization server's public keys, fetched from its JWKS and kept: tokens are verified
@@ -30,6 +31,12 @@ export interface JwksOptions {
    * I/O or timer at a Worker's global scope.
    */
   schedule?: 'timer' | 'on-use';
+  /**
+   * Where the set is kept for other instances (Workers: the Cache API), under `source`: the first
+   * use reads it there before fetching, and each successful fetch (including one forced by an
+   * unknown `kid`) writes it there, to expire after `refreshMs`. A failing cache is a miss.
+   */
+  shared?: { cache: KeySetCache; source: string };
 }
 
 /** JWS algorithm a JWK is for, when the JWK does not say (RFC 7518 §3.1). */
@@ -59,11 +66,16 @@ export class RemoteJwks implements VerificationKeySource {
     this.options = { ...this.options, jwksUri };
   }
 
+  /** Whether this key set already holds `kid`, so a token signed with it verifies without a fetch. */
+  holds(kid: string): boolean {
+    return this.keys.has(kid);
+  }
+
   async byKid(kid: string): Promise<VerificationKey | undefined> {
     // Known keys serve at once; without any, the first use waits for the first fetch.
     if (!this.loaded) {
       const initial = this.options.initial?.length ? this.options.initial : undefined;
-      this.loaded = initial ? this.install(initial).then(() => undefined) : this.refresh();
+      this.loaded = initial ? this.install(initial).then(() => undefined) : this.options.shared ? this.loadShared(this.options.shared) : this.refresh();
       // Fresher keys than the known ones are fetched at once rather than after refreshMs.
       if (initial && this.started) void this.loaded.then(() => this.refresh());
     }
@@ -96,6 +108,20 @@ export class RemoteJwks implements VerificationKeySource {
     return this.fetching;
   }
 
+  /** The first load with a shared cache: its set if it has a fresh one, else a fetch. */
+  private async loadShared(shared: NonNullable<JwksOptions['shared']>): Promise<void> {
+    // Counts as a load under way: the on-use schedule must not start a second one meanwhile.
+    this.lastFetch = Date.now();
+    const stored = await shared.cache.get(shared.source).catch(() => undefined);
+    const age = stored ? Date.now() - stored.fetchedAt : Infinity;
+    if (stored && Array.isArray(stored.keys) && age >= 0 && age < this.options.refreshMs && (await this.install(stored.keys)).length > 0) {
+      // As old as the fetch that got it: the on-use schedule refreshes it when that one would have.
+      this.lastFetch = stored.fetchedAt;
+      return;
+    }
+    return this.refresh();
+  }
+
   private async fetchKeys(): Promise<void> {
     this.lastFetch = Date.now();
     try {
@@ -107,6 +133,10 @@ export class RemoteJwks implements VerificationKeySource {
       const accepted = await this.install(body.keys);
       this.failure = undefined;
       this.options.onKeys?.(accepted);
+      const shared = this.options.shared;
+      if (shared && accepted.length > 0) {
+        await shared.cache.put(shared.source, { keys: accepted, fetchedAt: this.lastFetch }, Math.max(1, Math.ceil(this.options.refreshMs / 1000))).catch(() => undefined);
+      }
     } catch (error) {
       this.failure = (error as Error).message;
       this.options.onError?.(error as Error);

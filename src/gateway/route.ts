@@ -9,6 +9,7 @@ import { RevocationList, type RevocationListOptions } from './revocation-list.ts
 import { introspectionValidator, issuerMetadata, jwksOptions, jwtValidator, type TokenValidator } from './token-validator.ts';
 import type { SigningKeys } from './signing-keys.ts';
 import type { RateLimiter, RateLimitStore } from './rate-limits.ts';
+import type { KeySetCache, SharedVerificationCache } from './verification-cache.ts';
 
 /** Protocol traffic, not counted by rate limits unless a limit names it (issue 4). */
 export const PROTOCOL_METHODS = new Set(['initialize', 'ping']);
@@ -78,6 +79,13 @@ export interface CompileOptions {
    * and keeps it across reloads (`node/revocation-feeds.ts`). Without it, each route polls its own.
    */
   acquireRevocations?: (options: RevocationListOptions & { channel: string }) => { list: RevocationList; release(): void };
+  /**
+   * Verified tokens shared by every instance of the gateway (Workers: KV), read when a validator's
+   * own memory misses. The Node gateway, one process, needs none. JWT routes only.
+   */
+  sharedVerifications?: SharedVerificationCache;
+  /** Where JWT routes keep the AS's key set for other instances (Workers: the Cache API). */
+  keySetCache?: KeySetCache;
 }
 
 export class RouteConfigError extends Error {
@@ -148,6 +156,8 @@ export function compileRoute(anyRoute: AnyRouteConfig, index: number, options: C
       createVerifier: options.createVerifier,
       onError: options.onError,
       schedule: options.jwksSchedule,
+      keySetCache: options.keySetCache,
+      keySetSource: route.token.jwks_uri ?? issuer,
     };
     validator = jwtValidator({
       ...keys,
@@ -157,6 +167,7 @@ export function compileRoute(anyRoute: AnyRouteConfig, index: number, options: C
       typ: route.token.typ,
       clockSkewSeconds: route.token.clock_skew_seconds,
       cacheEntries: route.token.cache_entries,
+      shared: options.sharedVerifications,
       jwks: options.signingKeys?.jwks(route.token.jwks_uri ?? issuer, { ...jwksOptions(keys), fetch: options.fetch }),
     });
   }

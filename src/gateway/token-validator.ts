@@ -1,17 +1,23 @@
-import type { JWK } from 'jose';
+import { decodeProtectedHeader, type JWK } from 'jose';
 import { OAuthError } from '../core/errors.ts';
 import { basicAuthorization } from '../core/encoding.ts';
 import { verifyJwt, type VerificationKey } from '../core/jwt.ts';
 import { VerifiedTokenCache } from '../core/verified-cache.ts';
 import { deepFreeze } from '../core/cel.ts';
 import { RemoteJwks, type JwksOptions } from './jwks.ts';
+import { verifiedTokenKey, type KeySetCache, type SharedVerificationCache } from './verification-cache.ts';
 
 /** The claims of a validated access token, whatever the validation mode. */
 export type TokenClaims = Record<string, unknown> & { sub?: string; exp?: number; scope?: string; client_id?: string };
 
+/** What a request lends a validator: Workers' `ctx.waitUntil`, to finish a cache write after the response. */
+export interface ValidationContext {
+  waitUntil?(promise: Promise<unknown>): void;
+}
+
 export interface TokenValidator {
   /** Resolves with the claims, or throws `OAuthError('invalid_token')` with the cause as reason. */
-  validate(token: string): Promise<TokenClaims>;
+  validate(token: string, context?: ValidationContext): Promise<TokenClaims>;
   close(): void;
 }
 
@@ -65,7 +71,15 @@ export interface JwtValidatorOptions {
   schedule?: JwksOptions['schedule'];
   /** Keys held by the caller (kept across route reloads); the validator then neither starts nor stops them. */
   jwks?: RemoteJwks;
+  /** Verified tokens shared by every instance (Workers KV), read after this validator's own cache misses. */
+  shared?: SharedVerificationCache;
+  /** Where the key set is kept for other instances (the Cache API), keyed by `keySetSource`. */
+  keySetCache?: KeySetCache;
+  keySetSource?: string;
 }
+
+/** Three base64url parts: the shape of a compact JWS (RFC 7515 §7.1). */
+const COMPACT_JWS = /^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$/;
 
 /** Local JWT validation (RFC 9068 §4): signature by the AS keys, `iss`, `aud`, `exp`/`nbf`, `typ`. */
 export function jwtValidator(options: JwtValidatorOptions): TokenValidator {
@@ -73,11 +87,24 @@ export function jwtValidator(options: JwtValidatorOptions): TokenValidator {
   owned?.start();
   const jwks = options.jwks ?? owned!;
   const cache = new VerifiedTokenCache<TokenClaims>(options.cacheEntries);
+  const shared = options.shared;
   return {
-    async validate(token) {
+    async validate(token, context) {
       const now = Math.floor(Date.now() / 1000);
       const cached = cache.get(token, now);
       if (cached) return cached;
+      // Only a compact JWS (RFC 7515 §7.1) is looked up: junk must not cost a store read each.
+      const key = shared && COMPACT_JWS.test(token) ? await verifiedTokenKey(options.issuer, options.audience, token) : undefined;
+      // A read is worth it only when verifying here would first fetch the key set (a cold isolate,
+      // a new key): with the key in hand, a signature check (~0.3 ms) beats a store read (a KV read
+      // of a key never read here goes to KV's central store). The entry is still written below.
+      if (shared && key && !holdsKeyOf(jwks, token)) {
+        const stored = sharedClaims(await shared.get(key).catch(() => undefined), options, now);
+        if (stored) {
+          cache.set(token, stored);
+          return stored;
+        }
+      }
       const claims = await verifyJwt<TokenClaims>(jwks, token, {
         issuer: options.issuer,
         audience: options.audience,
@@ -89,14 +116,50 @@ export function jwtValidator(options: JwtValidatorOptions): TokenValidator {
       if (typeof claims.exp !== 'number') throw new OAuthError('invalid_token', 'the token is invalid or expired', { reason: 'no exp' });
       // Frozen: shared by every request with this token, and CEL converts it once.
       cache.set(token, deepFreeze(claims));
+      if (shared && key) {
+        // Never past the token's life (KV would keep it), and at most the cap: a verification
+        // outlives the removal of its key at the AS by up to maxTtlSeconds (docs/edge.md).
+        const ttl = Math.floor(Math.min(claims.exp - now, shared.maxTtlSeconds));
+        if (ttl >= shared.minTtlSeconds) {
+          const write = shared.put(key, claims, ttl).catch(() => undefined);
+          if (context?.waitUntil) context.waitUntil(write);
+        }
+      }
       return claims;
     },
     close: () => owned?.stop(),
   };
 }
 
+/** Whether the key set already holds the key the token's header names (a fetch would be needed otherwise). */
+function holdsKeyOf(jwks: RemoteJwks, token: string): boolean {
+  try {
+    const { kid } = decodeProtectedHeader(token);
+    return typeof kid === 'string' && jwks.holds(kid);
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * A shared cache's entry, if it still stands for a verification here and now. The store is
+ * eventually consistent and its expiry approximate, so what the token's own claims say is checked
+ * again: `exp` (as this validator's memory does), `nbf`, and the issuer and audience (already bound
+ * by the key; checked so that an entry written by another build can never widen them).
+ */
+function sharedClaims(value: unknown, options: Pick<JwtValidatorOptions, 'issuer' | 'audience' | 'clockSkewSeconds'>, now: number): TokenClaims | undefined {
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) return undefined;
+  const claims = value as TokenClaims;
+  if (typeof claims.exp !== 'number' || claims.exp <= now) return undefined;
+  if (claims.nbf !== undefined && (typeof claims.nbf !== 'number' || claims.nbf > now + options.clockSkewSeconds)) return undefined;
+  if (claims.iss !== options.issuer) return undefined;
+  const audiences: unknown[] = Array.isArray(claims.aud) ? claims.aud : [claims.aud];
+  if (!audiences.includes(options.audience)) return undefined;
+  return deepFreeze(claims);
+}
+
 /** Where and how often the validator's keys are fetched. */
-export function jwksOptions(options: Pick<JwtValidatorOptions, 'jwksUri' | 'metadata' | 'refreshSeconds' | 'minRefreshSeconds' | 'createVerifier' | 'onError' | 'schedule'>) {
+export function jwksOptions(options: Pick<JwtValidatorOptions, 'jwksUri' | 'metadata' | 'refreshSeconds' | 'minRefreshSeconds' | 'createVerifier' | 'onError' | 'schedule' | 'keySetCache' | 'keySetSource'>): JwksOptions {
   return {
     jwksUri: options.jwksUri ?? (() => metadataUrl(options.metadata, 'jwks_uri')),
     refreshMs: options.refreshSeconds * 1000,
@@ -104,6 +167,7 @@ export function jwksOptions(options: Pick<JwtValidatorOptions, 'jwksUri' | 'meta
     createVerifier: options.createVerifier,
     onError: options.onError,
     schedule: options.schedule,
+    shared: options.keySetCache && options.keySetSource ? { cache: options.keySetCache, source: options.keySetSource } : undefined,
   };
 }
 

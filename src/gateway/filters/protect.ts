@@ -87,7 +87,17 @@ export function protect(route: CompiledRoute, sessions?: SessionStore): Middlewa
 
     let claims: TokenClaims;
     try {
-      claims = await route.validator.validate(token);
+      // Workers: a shared cache write may finish after the response (ctx.waitUntil); Hono's
+      // getter throws where the host gave no context (Node), and the write then runs on its own.
+      claims = await route.validator.validate(token, {
+        waitUntil: (promise) => {
+          try {
+            c.executionCtx.waitUntil(promise);
+          } catch {
+            // No execution context: nothing to extend.
+          }
+        },
+      });
     } catch (error) {
       if (!isOAuthError(error)) throw error;
       if (error.code === 'temporarily_unavailable') {

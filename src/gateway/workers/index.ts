@@ -29,12 +29,14 @@ import { auditSinkSettings, EdgeAudit } from './durable-audit.ts';
 import { durableRevocations } from './durable-revocations.ts';
 import { isolateRateLimits } from './rate-limits.ts';
 import { edgeWebApp, type EdgeApp } from './web.ts';
+import { cacheApiKeySets, defaultCache } from './key-set-cache.ts';
+import { isKvNamespace, kvVerifiedTokens, verifiedTokensMaxTtl } from './verified-tokens.ts';
 
 export { isolateRateLimits } from './rate-limits.ts';
 export { GatewayState, durableRateLimits, DurableSessionBindings } from './durable-state.ts';
 
 /** The Worker's bindings: the config, the `GatewayState` Durable Object (optional), and the secrets its routes name. */
-export type GatewayWorkerEnv = { MANDATE_GATEWAY_CONFIG?: string | object; GATEWAY_STATE?: unknown } & Record<string, unknown>;
+export type GatewayWorkerEnv = { MANDATE_GATEWAY_CONFIG?: string | object; GATEWAY_STATE?: unknown; VERIFIED_TOKENS?: unknown; VERIFIED_TOKENS_MAX_TTL_SECONDS?: string | number } & Record<string, unknown>;
 
 /** The part of `ExecutionContext` used here (no dependency on @cloudflare/workers-types). */
 export interface WorkerContext {
@@ -70,6 +72,10 @@ function build(source: string, env: GatewayWorkerEnv): Built {
   const state = isDurableNamespace(env.GATEWAY_STATE) ? env.GATEWAY_STATE : undefined;
   const rateLimits = state ? durableRateLimits(state) : isolateRateLimits();
   const idleMs = config.session_idle_seconds * 1000;
+  // Verified tokens in KV and the AS keys in the Cache API, shared by the isolates (docs/edge.md).
+  const sharedVerifications = isKvNamespace(env.VERIFIED_TOKENS) ? kvVerifiedTokens(env.VERIFIED_TOKENS, { maxTtlSeconds: verifiedTokensMaxTtl(env.VERIFIED_TOKENS_MAX_TTL_SECONDS) }) : undefined;
+  const cache = defaultCache();
+  const keySetCache = cache ? cacheApiKeySets(cache) : undefined;
   const routes: CompiledRoute[] = [];
   try {
     config.routes.forEach((route, index) => {
@@ -83,6 +89,8 @@ function build(source: string, env: GatewayWorkerEnv): Built {
           jwksSchedule: 'on-use',
           // With the Durable Object, one object per feed polls the AS; the isolates read its list.
           acquireRevocations: state ? durableRevocations(state, config.routes, env) : undefined,
+          sharedVerifications,
+          keySetCache,
           onError: (error) => console.warn(JSON.stringify({ level: 'warn', msg: 'cannot refresh the authorization server keys', reason: error.message })),
         }),
       );

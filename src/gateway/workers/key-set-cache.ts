@@ -1,0 +1,54 @@
+/**
+ * The authorization server's key set in the Cache API (`caches.default`, issue 16): a cold isolate
+ * reads the set there before fetching the JWKS, and each fetch (the first, a refresh, or one forced
+ * by an unknown `kid`) writes it back with `Cache-Control: max-age` = the route's
+ * `jwks_refresh_seconds`. The Cache API is per data center and works only on a custom domain (on
+ * `*.workers.dev` every call is a no-op: each isolate then fetches, as without it); a failing call
+ * is a miss (docs/edge.md).
+ */
+import type { JWK } from 'jose';
+import type { KeySetCache, StoredKeySet } from '../verification-cache.ts';
+
+/** The part of the Workers Cache API used here. */
+export interface CacheLike {
+  match(request: string): Promise<Response | undefined>;
+  put(request: string, response: Response): Promise<void>;
+}
+
+/** The Worker's `caches.default`, when the runtime has one (read per build, never at global scope). */
+export function defaultCache(): CacheLike | undefined {
+  const cache = (globalThis as { caches?: { default?: unknown } }).caches?.default;
+  return typeof cache === 'object' && cache !== null && typeof (cache as CacheLike).match === 'function' && typeof (cache as CacheLike).put === 'function' ? (cache as CacheLike) : undefined;
+}
+
+/** A synthetic GET key per source, under `.internal` (a top-level name reserved for private use) so it matches no real URL. */
+const keyOf = (source: string) => `https://jwks.mandate-gateway.internal/?source=${encodeURIComponent(source)}`;
+
+function warn(operation: string, error: unknown): undefined {
+  console.warn(JSON.stringify({ level: 'warn', msg: `the key set cache (Cache API) failed to ${operation}; the JWKS is fetched instead`, reason: (error as Error)?.message ?? String(error) }));
+  return undefined;
+}
+
+export function cacheApiKeySets(cache: CacheLike): KeySetCache {
+  return {
+    async get(source) {
+      try {
+        const response = await cache.match(keyOf(source));
+        if (!response) return undefined;
+        const body = (await response.json()) as { keys?: unknown; fetched_at?: unknown };
+        if (!Array.isArray(body.keys) || typeof body.fetched_at !== 'number') return undefined;
+        return { keys: body.keys as JWK[], fetchedAt: body.fetched_at } satisfies StoredKeySet;
+      } catch (error) {
+        return warn('read', error);
+      }
+    },
+    async put(source, set, ttlSeconds) {
+      try {
+        const body = JSON.stringify({ keys: set.keys, fetched_at: set.fetchedAt });
+        await cache.put(keyOf(source), new Response(body, { headers: { 'content-type': 'application/json', 'cache-control': `max-age=${ttlSeconds}` } }));
+      } catch (error) {
+        warn('write', error);
+      }
+    },
+  };
+}
