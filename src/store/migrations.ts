@@ -286,10 +286,13 @@ class StaticProvider implements MigrationProvider {
   }
 }
 
-/** Brings the schema up to date; several processes starting at once are serialized by Kysely's lock. */
-export async function migrate(db: Kysely<unknown>, driver: Driver): Promise<void> {
+/**
+ * Brings the schema up to date (or up to `target`, a migration name: tests of a migration over
+ * existing rows); several processes starting at once are serialized by Kysely's lock.
+ */
+export async function migrate(db: Kysely<unknown>, driver: Driver, target?: string): Promise<void> {
   const migrator = new Migrator({ db, provider: new StaticProvider(migrations(driver)) });
-  const { error, results } = await migrator.migrateToLatest();
+  const { error, results } = target === undefined ? await migrator.migrateToLatest() : await migrator.migrateTo(target);
   const failed = results?.find((r) => r.status === 'Error');
   if (error || failed) {
     throw new Error(`database migration failed${failed ? ` at ${failed.migrationName}` : ''}: ${String(error)}`, { cause: error });
