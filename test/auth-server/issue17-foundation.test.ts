@@ -13,6 +13,14 @@ describe('issue 17 foundation at the authorization server', () => {
       dpop: { enabled: true, signing_alg_values: ['ES256', 'EdDSA'] },
       trusted_idps: [{ issuer: 'https://idp.example.test', jwks_uri: 'https://idp.example.test/jwks' }],
       id_jag: { audiences: [{ audience: 'https://other-as.example.test', resources: ['https://mcp.other.example.test/mcp'], clients: ['agent-1'] }] },
+      workload_identity: { issuers: [{ issuer: 'https://oidc.example.test/cluster-1' }] },
+      agents: [
+        {
+          client_id: 'planner',
+          grant_types: ['client_credentials'],
+          workload_identity: { issuer: 'https://oidc.example.test/cluster-1', subject: 'system:serviceaccount:agents:planner', claims: { 'kubernetes.io.namespace': 'agents' } },
+        },
+      ],
     });
   });
   after(async () => {
@@ -37,6 +45,12 @@ describe('issue 17 foundation at the authorization server', () => {
     assert.deepEqual(metadata.authorization_grant_profiles_supported, [ID_JAG_PROFILE]);
     assert.deepEqual(metadata.identity_chaining_requested_token_types_supported, [TOKEN_TYPES.idJag]);
     assert.equal(JSON.stringify(metadata).includes('idp.example.test'), false);
+  });
+
+  it("stores a configured client's workload identity with it (not used for authentication yet)", async () => {
+    const found = await configured.store.clients.findByWorkload('https://oidc.example.test/cluster-1', 'system:serviceaccount:agents:planner');
+    assert.equal(found?.clientId, 'planner');
+    assert.deepEqual(found?.workloadIdentity?.claims, { 'kubernetes.io.namespace': 'agents' });
   });
 
   it('answers the jwt-bearer grant unsupported_grant_type, configured or not (no handler yet)', async () => {
