@@ -70,6 +70,14 @@ function storeSuite(name: string, options: { skip: string | false }, open: () =>
       await store.clients.upsert({ clientId: a, source: 'config', metadata, createdAt: now, workloadIdentity });
       assert.equal((await store.clients.findByWorkload(issuer, workloadIdentity.subject))?.clientId, a);
       await store.clients.delete(a);
+      // Two clients claiming one identity at once: exactly one gets it.
+      const [c, d] = [id(), id()];
+      const claims = await Promise.allSettled([c, d].map((clientId) => store.clients.upsert({ clientId, source: 'config', metadata, createdAt: now, workloadIdentity: { issuer, subject: 'race' } })));
+      assert.deepEqual(claims.map((r) => r.status).sort(), ['fulfilled', 'rejected']);
+      assert.ok((claims.find((r) => r.status === 'rejected') as PromiseRejectedResult).reason instanceof WorkloadIdentityTaken);
+      const winner = (await store.clients.findByWorkload(issuer, 'race'))!.clientId;
+      assert.equal(claims[[c, d].indexOf(winner)]!.status, 'fulfilled');
+      for (const clientId of [c, d]) await store.clients.delete(clientId);
     });
 
     it('finds users by email, lower-cased, and links identities of other issuers to them (issue 17)', async () => {

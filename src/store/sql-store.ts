@@ -47,7 +47,16 @@ function clientStore(db: Db): ClientStore {
     const held = await trx.selectFrom('workload_identities').select('client_id').where('issuer', '=', workload.issuer).where('subject', '=', workload.subject).executeTakeFirst();
     if (held) throw new WorkloadIdentityTaken(workload.issuer, workload.subject, held.client_id);
     const claims = workload.claims && Object.keys(workload.claims).length > 0 ? JSON.stringify(workload.claims) : null;
-    await trx.insertInto('workload_identities').values({ issuer: workload.issuer, subject: workload.subject, client_id: clientId, claims }).execute();
+    await trx
+      .insertInto('workload_identities')
+      .values({ issuer: workload.issuer, subject: workload.subject, client_id: clientId, claims })
+      .execute()
+      .catch((error: unknown) => {
+        // A concurrent claim committed between the check and the insert: the primary key refuses it.
+        const code = (error as { code?: unknown }).code;
+        if (code === '23505' || (typeof code === 'string' && code.startsWith('SQLITE_CONSTRAINT'))) throw new WorkloadIdentityTaken(workload.issuer, workload.subject, 'another client');
+        throw error;
+      });
   };
   const toRecord = (row: ClientRow): ClientRecord => ({
     clientId: row.client_id,
