@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it, before, after } from 'node:test';
-import { openSqlStore, type SqlStore } from '../src/store/index.ts';
+import { openSqlStore, WorkloadIdentityTaken, type SqlStore } from '../src/store/index.ts';
 import { needsPostgres, postgresUrl } from './helpers/services.ts';
 import { randomToken } from '../src/core/index.ts';
 
@@ -34,6 +34,120 @@ function storeSuite(name: string, options: { skip: string | false }, open: () =>
       assert.equal((await store.clients.find(clientId))?.lastUsedAt, now + 5);
       assert.equal(await store.clients.delete(clientId), true);
       assert.equal(await store.clients.find(clientId), undefined);
+    });
+
+    it('keeps a client\'s workload identity with it, one client per identity (issue 17)', async () => {
+      const a = id();
+      const b = id();
+      const issuer = `https://oidc.example/${id()}`;
+      const metadata = { redirect_uris: [], token_endpoint_auth_method: 'none' as const, grant_types: ['client_credentials'], response_types: [] };
+      const workloadIdentity = { issuer, subject: 'system:serviceaccount:agents:planner', claims: { 'kubernetes.io.namespace': 'agents' } };
+      await store.clients.upsert({ clientId: a, source: 'config', metadata, createdAt: now, workloadIdentity });
+      assert.deepEqual((await store.clients.find(a))?.workloadIdentity, workloadIdentity);
+      assert.equal((await store.clients.findByWorkload(issuer, workloadIdentity.subject))?.clientId, a);
+      assert.equal(await store.clients.findByWorkload(issuer, 'system:serviceaccount:agents:other'), undefined);
+      assert.equal((await store.clients.list()).find((c) => c.clientId === a)?.workloadIdentity?.subject, workloadIdentity.subject);
+      // Another client claiming it: refused, and nothing of that write is kept.
+      await assert.rejects(
+        store.clients.upsert({ clientId: b, source: 'config', metadata, createdAt: now, workloadIdentity: { issuer, subject: workloadIdentity.subject } }),
+        (e: Error) => e instanceof WorkloadIdentityTaken && e.heldBy === a,
+      );
+      assert.equal(await store.clients.find(b), undefined);
+      await store.clients.upsert({ clientId: b, source: 'config', metadata, createdAt: now });
+      await assert.rejects(store.clients.update(b, { workloadIdentity: { issuer, subject: workloadIdentity.subject } }), WorkloadIdentityTaken);
+      assert.equal((await store.clients.find(b))?.workloadIdentity, undefined);
+      // Moving it: a clears it (a metadata-only update leaves it alone), then b takes it, without claims.
+      assert.equal(await store.clients.update(a, { metadata: { ...metadata, client_name: 'x' } }), true);
+      assert.equal((await store.clients.find(a))?.workloadIdentity?.subject, workloadIdentity.subject);
+      assert.equal(await store.clients.update(a, { workloadIdentity: undefined }), true);
+      assert.equal(await store.clients.findByWorkload(issuer, workloadIdentity.subject), undefined);
+      assert.equal(await store.clients.update(b, { workloadIdentity: { issuer, subject: workloadIdentity.subject } }), true);
+      assert.deepEqual((await store.clients.findByWorkload(issuer, workloadIdentity.subject))?.workloadIdentity, { issuer, subject: workloadIdentity.subject });
+      assert.equal(await store.clients.update(id(), { workloadIdentity: { issuer, subject: 'nobody' } }), false);
+      // Deleting the client frees it.
+      assert.equal(await store.clients.delete(b), true);
+      assert.equal(await store.clients.findByWorkload(issuer, workloadIdentity.subject), undefined);
+      await store.clients.upsert({ clientId: a, source: 'config', metadata, createdAt: now, workloadIdentity });
+      assert.equal((await store.clients.findByWorkload(issuer, workloadIdentity.subject))?.clientId, a);
+      await store.clients.delete(a);
+      // Two clients claiming one identity at once: exactly one gets it.
+      const [c, d] = [id(), id()];
+      const claims = await Promise.allSettled([c, d].map((clientId) => store.clients.upsert({ clientId, source: 'config', metadata, createdAt: now, workloadIdentity: { issuer, subject: 'race' } })));
+      assert.deepEqual(claims.map((r) => r.status).sort(), ['fulfilled', 'rejected']);
+      assert.ok((claims.find((r) => r.status === 'rejected') as PromiseRejectedResult).reason instanceof WorkloadIdentityTaken);
+      const winner = (await store.clients.findByWorkload(issuer, 'race'))!.clientId;
+      assert.equal(claims[[c, d].indexOf(winner)]!.status, 'fulfilled');
+      for (const clientId of [c, d]) await store.clients.delete(clientId);
+    });
+
+    it('finds users by email, lower-cased, and links identities of other issuers to them (issue 17)', async () => {
+      const domain = `${id()}.example`;
+      const [s1, s2, s3] = [id(), id(), id()];
+      await store.users.upsert({ sub: s1, username: s1, profile: { email: `Ann@${domain.toUpperCase()}` }, createdAt: now });
+      await store.users.upsert({ sub: s2, username: s2, profile: { email: `bob@${domain}` }, createdAt: now, source: 'federated' });
+      assert.deepEqual((await store.users.findByEmail(`ann@${domain}`)).map((u) => u.sub), [s1]);
+      assert.deepEqual((await store.users.findByEmail(`ANN@${domain}`)).map((u) => u.sub), [s1]);
+      assert.equal((await store.users.findBySub(s2))?.source, 'federated');
+      assert.deepEqual(await store.users.findByEmail(''), []);
+      // Two users with one email: both returned (the caller refuses to pick).
+      await store.users.upsert({ sub: s3, username: s3, profile: { email: `bob@${domain}` }, createdAt: now });
+      assert.deepEqual((await store.users.findByEmail(`bob@${domain}`)).map((u) => u.sub), [s2, s3].sort());
+      // The email follows the profile.
+      await store.users.upsert({ sub: s3, username: s3, profile: { email: `carol@${domain}` }, createdAt: now });
+      assert.deepEqual((await store.users.findByEmail(`bob@${domain}`)).map((u) => u.sub), [s2]);
+      await store.users.upsert({ sub: s3, username: s3, profile: {}, createdAt: now });
+      assert.deepEqual(await store.users.findByEmail(`carol@${domain}`), []);
+
+      const issuer = `https://idp.${domain}`;
+      assert.equal(await store.federation.findLink(issuer, 'idp-sub-1'), undefined);
+      const [first, second] = await Promise.all([
+        store.federation.link({ issuer, subject: 'idp-sub-1', sub: s1, createdAt: now }),
+        store.federation.link({ issuer, subject: 'idp-sub-1', sub: s2, createdAt: now }),
+      ]);
+      assert.deepEqual([first, second].sort(), [false, true]);
+      const linked = await store.federation.findLink(issuer, 'idp-sub-1');
+      assert.equal(linked?.sub, first ? s1 : s2);
+      assert.equal(linked?.lastUsedAt, undefined);
+      await store.federation.touch(issuer, 'idp-sub-1', now + 7);
+      assert.equal((await store.federation.findLink(issuer, 'idp-sub-1'))?.lastUsedAt, now + 7);
+      assert.equal(await store.federation.link({ issuer, subject: 'idp-sub-2', sub: s1, createdAt: now }), true);
+      assert.equal(await store.federation.link({ issuer: `${issuer}/other`, subject: 'idp-sub-1', sub: s3, createdAt: now }), true);
+      // Deleting a user removes its links; unlinkBySub counts what it removed.
+      await store.users.delete(linked!.sub);
+      assert.equal(await store.federation.findLink(issuer, 'idp-sub-1'), undefined);
+      assert.equal(await store.federation.unlinkBySub(s3), 1);
+      assert.equal(await store.federation.unlinkBySub(s3), 0);
+      for (const sub of [s1, s2, s3]) await store.users.delete(sub);
+      assert.equal(await store.federation.findLink(issuer, 'idp-sub-2'), undefined);
+    });
+
+    it('keeps the DPoP key a code and a refresh token are bound to, through rotation (issue 17)', async () => {
+      const grantId = id();
+      await store.grants.createGrant({ id: grantId, sub: 'u1', clientId: 'c1', resource: 'https://r.example', scope: 'a', createdAt: now, expiresAt: now + 100 });
+      const jkt = 'NzbLsXh8uDCcd-6MNwXF4W_7noWXFZAfHkxZsRGC9Xs';
+      const bound = id();
+      const unbound = id();
+      const code = { grantId, clientId: 'c1', redirectUri: 'https://x/cb', codeChallenge: 'c', scope: 'a', resource: 'https://r.example', expiresAt: now + 60 };
+      await store.grants.createCode({ ...code, codeHash: bound, dpopJkt: jkt });
+      await store.grants.createCode({ ...code, codeHash: unbound });
+      assert.equal((await store.grants.findCode(bound))?.dpopJkt, jkt);
+      assert.equal((await store.grants.consumeCode(bound, now))?.code.dpopJkt, jkt);
+      assert.equal('dpopJkt' in (await store.grants.findCode(unbound))!, false);
+
+      const token = { grantId, clientId: 'c1', scope: 'a', createdAt: now, expiresAt: now + 100 };
+      const first = id();
+      await store.grants.createRefreshToken({ ...token, tokenHash: first, dpopJkt: jkt });
+      assert.equal((await store.grants.findRefreshToken(first))?.dpopJkt, jkt);
+      // The replacement is written without a key: it inherits the predecessor's.
+      const second = id();
+      assert.equal(await store.grants.rotateRefreshToken(first, now, { grantId, reuseSince: now, issued: { refreshToken: { ...token, tokenHash: second } } }), 'rotated');
+      assert.equal((await store.grants.findRefreshToken(second))?.dpopJkt, jkt);
+      // An unbound token's replacement stays unbound.
+      const plain = id();
+      const next = id();
+      await store.grants.createRefreshToken({ ...token, tokenHash: plain });
+      assert.equal(await store.grants.rotateRefreshToken(plain, now, { grantId, reuseSince: now, issued: { refreshToken: { ...token, tokenHash: next } } }), 'rotated');
+      assert.equal((await store.grants.findRefreshToken(next))?.dpopJkt, undefined);
     });
 
     it('consumes a code exactly once', async () => {

@@ -5,7 +5,7 @@ import { randomUUID } from 'node:crypto';
 import { randomToken } from '../core/encoding.ts';
 import { assertValidRedirectUri } from '../core/redirect-uri.ts';
 import type { AuthServerConfig, StaticAgentConfig, StaticClientConfig } from '../config/schema.ts';
-import type { AgentAttributes, Store } from '../store/types.ts';
+import { WorkloadIdentityTaken, type AgentAttributes, type Store } from '../store/types.ts';
 import { hashPassword } from './passwords.ts';
 import { assertConfiguredLogoutMetadata, configuredLogoutMetadata } from './logout-metadata.ts';
 
@@ -121,6 +121,11 @@ export async function seedFromConfig(config: AuthServerConfig, store: Store, now
       secretHash: usesSecret ? hashSecret(clientSecretFor(config, client)) : undefined,
       createdAt: existing?.createdAt ?? now,
       lastUsedAt: existing?.lastUsedAt,
+      // Issue 17: kept in workload_identities (one client each); not used for authentication yet.
+      workloadIdentity: client.workload_identity,
+    }).catch((error: unknown) => {
+      if (error instanceof WorkloadIdentityTaken) throw new Error(`client ${client.client_id}: ${error.message} (added through the admin API); give one of them another workload identity`);
+      throw error;
     });
   }
 }

@@ -1,5 +1,5 @@
 import { OAuthError } from '../core/errors.ts';
-import { TOKEN_EXCHANGE_GRANT } from '../core/delegation.ts';
+import { JWT_BEARER_GRANT, TOKEN_EXCHANGE_GRANT } from '../core/delegation.ts';
 import { isLoopbackHttp } from '../core/redirect-uri.ts';
 import { formatScope, OIDC_SCOPES, parseScope } from '../core/scopes.ts';
 import type { Client, ClientMetadata } from '../core/client-metadata.ts';
@@ -60,6 +60,9 @@ export function applyRegistrationPolicy(policy: Policy, requested: ClientMetadat
   if (kind !== 'agent' && grants.includes('client_credentials') && !policy.client_credentials) {
     refuse('self-registered clients may not use client_credentials here; register an agent at /aiagent/register', `registration.client_credentials is false (${kind} client)`);
   }
+  // Issue 17: the jwt-bearer grant (ID-JAG, workload JWTs) is for clients of the configuration
+  // file or the admin API until a registration policy for it exists.
+  if (grants.includes(JWT_BEARER_GRANT)) refuse(`grant_type ${JWT_BEARER_GRANT} is not supported for self-registered clients`, `jwt-bearer at self-registration (${kind} client)`);
   if (kind !== 'agent' && grants.includes(TOKEN_EXCHANGE_GRANT) && !policy.token_exchange) {
     refuse('self-registered clients may not use token exchange here; register an agent at /aiagent/register', `registration.token_exchange is false (${kind} client)`);
   }

@@ -11,7 +11,8 @@ import type { McpToolCallDetail } from './authorization-details.ts';
 
 export interface TokenResponse {
   access_token: string;
-  token_type: 'Bearer';
+  /** `DPoP` for a DPoP-bound token (RFC 9449 §5); `N_A` for an ID-JAG, which is no access token (its draft's §4.3.4). */
+  token_type: 'Bearer' | 'DPoP' | 'N_A';
   expires_in: number;
   scope?: string;
   refresh_token?: string;
@@ -37,6 +38,11 @@ export interface AccessTokenRequest {
   notAfter?: number;
   /** The user grant this token descends from (through exchanges): revoking it revokes this token. */
   rootGrantId?: string;
+  /**
+   * RFC 9449 §6.1: the JWK thumbprint of the DPoP proof of the token request, to bind the token to
+   * (`cnf.jkt`, response `token_type: DPoP`). Issue 17 plumbing: not acted on yet.
+   */
+  jkt?: string;
 }
 
 /**

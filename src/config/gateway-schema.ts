@@ -8,6 +8,8 @@ import { webRouteSchema } from './gateway-web-schema.ts';
  */
 
 const milliseconds = z.number().int().positive();
+/** Issue 17 keys whose behaviour is not built yet end their description with this marker (see schema.ts). */
+const NOT_ACTIVE = ' Reserved for issue 17, not active yet.';
 const scopeToken = z.string().regex(/^[\x21\x23-\x5B\x5D-\x7E]+$/, 'a scope token (RFC 6749 §3.3)');
 const origin = z.string().refine((value) => {
   try {
@@ -155,6 +157,30 @@ const mediationSchema = z.strictObject({
   client_secret_env: z.string().min(1),
   resource: z.url().describe('The audience of the exchanged token: the upstream.'),
   scope: z.string().optional().describe('Scope to ask for; defaults to the incoming token scope.'),
+  dpop: z
+    .boolean()
+    .default(false)
+    .describe(`Bind the exchanged upstream token to the gateway's own DPoP key (RFC 9449) and send it to the upstream with a proof.${NOT_ACTIVE}`),
+});
+
+/** DPoP at a route (RFC 9449 §7): off by default, so Bearer traffic is unchanged. */
+const routeDpopSchema = z.strictObject({
+  mode: z
+    .enum(['off', 'allow', 'require'])
+    .default('off')
+    .describe('off: Bearer only (a DPoP-bound token sent as Bearer is still refused); allow: Bearer and DPoP; require: DPoP-bound tokens only.'),
+  algorithms: z
+    .array(z.enum(['ES256', 'ES384', 'ES512', 'PS256', 'PS384', 'PS512', 'RS256', 'RS384', 'RS512', 'EdDSA']))
+    .min(1)
+    .default(['ES256', 'ES384', 'PS256', 'RS256', 'EdDSA'])
+    .describe('Proof algorithms accepted (the algs of the DPoP challenge).'),
+  proof_max_age_seconds: z.number().int().min(1).max(3600).default(300).describe('Largest |now − iat| of a proof (RFC 9449 §11.1).'),
+  require_nonce: z.boolean().default(false).describe('Answer 401 use_dpop_nonce with a DPoP-Nonce until a proof carries a fresh nonce (RFC 9449 §9).'),
+  replay: z.boolean().default(true).describe('Refuse a proof jti seen before within the window (in memory; shared through Redis when REDIS_URL is set).'),
+  content_digest: z
+    .enum(['ignore', 'verify', 'require'])
+    .default('verify')
+    .describe('The proof content_digest claim of the MCP DPoP profile (SEP-1932): ignore it, verify it when present, or require it.'),
 });
 
 const approvalsSchema = z.strictObject({
@@ -203,6 +229,14 @@ export const routeSchema = z.strictObject({
   approvals: approvalsSchema
     .optional()
     .describe('How the gateway asks for approvals of the tools that need one (`tools.<name>.approval`): its client at the first authorization server (or token.issuer), whose /transactions endpoints it calls. Required when a tool needs approval.'),
+  dpop: routeDpopSchema.prefault({}).describe(`DPoP-bound access tokens at this route (RFC 9449).${NOT_ACTIVE}`),
+  actor_profile: z
+    .strictObject({
+      required: z.boolean().default(false).describe('Refuse a delegated token whose act entries lack iss (401 invalid_token).'),
+      authorization_required: z.boolean().default(false).describe('Published as actor_authorization_required in the protected resource metadata.'),
+    })
+    .prefault({})
+    .describe(`The actor profile (draft-mcguinness-oauth-actor-profile) of delegated tokens.${NOT_ACTIVE}`),
   mediation: mediationSchema.optional().describe("Exchange the caller's token (RFC 8693, the gateway as actor) for one audienced to the upstream. Without it the upstream gets no Authorization header."),
   timeouts: z
     .strictObject({
@@ -255,6 +289,11 @@ export const gatewayConfigSchema = z.strictObject({
     .describe('Where the gateway keeps state across restarts: the last good signing keys of each authorization server (public keys only, signing-keys.json), so valid tokens keep working when it restarts while the AS is down. Unset: kept in memory only (still across route reloads).'),
   rate_limit_prefix: z.string().min(1).default('mandate:gw').describe('Prefix of the gateway keys in Redis: gateways with the same prefix share rate-limit budgets, MCP session bindings and calls held for approval (read at start).'),
   session_idle_seconds: z.number().int().positive().default(86_400).describe('An MCP session (Mcp-Session-Id) unused for this long is forgotten; its id is then refused with 404 and the client starts a new session. With REDIS_URL, the TTL of the shared binding. Read at start.'),
+  dpop_nonce_key_env: z
+    .string()
+    .min(1)
+    .default('MANDATE_GATEWAY_DPOP_NONCE_KEY')
+    .describe(`Environment variable with the key of the gateway's stateless DPoP nonces (routes with dpop.require_nonce); gateways behind one address must share it.${NOT_ACTIVE}`),
   routes: z
     .array(z.discriminatedUnion('kind', [routeSchema, webRouteSchema]))
     .min(1)
@@ -268,6 +307,7 @@ export type RouteConfig = z.output<typeof routeSchema>;
 /** A web route (`kind: web`): the gateway signs people in to a plain web app. */
 export type WebRouteConfig = z.output<typeof webRouteSchema>;
 export type AnyRouteConfig = GatewayConfig['routes'][number];
+export type RouteDpopConfig = z.output<typeof routeDpopSchema>;
 export type RateLimitConfig = z.output<typeof rateLimitSchema>;
 export type ToolRuleConfig = z.output<typeof toolRuleSchema>;
 export type ApprovalConfig = z.output<typeof approvalSchema>;

@@ -12,6 +12,29 @@ import { rememberMeSchema } from './remember-schema.ts';
 
 const seconds = z.number().int().positive();
 
+/**
+ * Issue 17 keys whose behaviour is not built yet end their description with this marker; the
+ * work package that makes a key work removes it. Every such key defaults to off.
+ */
+const NOT_ACTIVE = ' Reserved for issue 17, not active yet.';
+
+/** Asymmetric JWS algorithms (RFC 7518 §3.1, RFC 8037): never `none`, never HMAC. */
+export const ASYMMETRIC_ALGORITHMS = ['ES256', 'ES384', 'ES512', 'PS256', 'PS384', 'PS512', 'RS256', 'RS384', 'RS512', 'EdDSA'] as const;
+const DEFAULT_DPOP_ALGORITHMS: (typeof ASYMMETRIC_ALGORITHMS)[number][] = ['ES256', 'ES384', 'PS256', 'RS256', 'EdDSA'];
+
+/** An entity profile value (draft-mora-oauth-entity-profiles): space-separated tokens such as `ai_agent` or `service`. */
+const entityProfiles = z.string().regex(/^[\x21\x23-\x5B\x5D-\x7E]+(?: [\x21\x23-\x5B\x5D-\x7E]+)*$/, 'space-separated entity profiles, such as "service" or "ai_agent"');
+
+/** A client's platform identity (issue 17, SEP-1933): the (iss, sub) of its workload JWTs. */
+const clientWorkloadIdentitySchema = z.strictObject({
+  issuer: z.url().describe('The platform issuer (listed in workload_identity.issuers) whose JWTs identify this client.'),
+  subject: z.string().min(1).describe('The `sub` those JWTs carry, e.g. system:serviceaccount:agents:planner or spiffe://example.org/agent.'),
+  claims: z
+    .record(z.string(), z.union([z.string(), z.number(), z.boolean()]))
+    .default({})
+    .describe('Other claims the JWT must carry with exactly these values (e.g. a Kubernetes namespace).'),
+});
+
 const scopeSchema = z.strictObject({
   name: z.string().regex(/^[\x21\x23-\x5B\x5D-\x7E]+$/, 'a scope token (RFC 6749 §3.3)'),
   description: z
@@ -112,6 +135,10 @@ export const resourceSchema = z.strictObject({
     .array(clientRef)
     .default([])
     .describe("Clients that serve this resource (its resource server, or the gateway in front of it): they may introspect tokens whose aud is this resource, and read the revocation list."),
+  require_dpop: z
+    .boolean()
+    .default(false)
+    .describe(`Tokens for this resource are issued only DPoP-bound (RFC 9449): a token request without a DPoP proof is refused with invalid_request.${NOT_ACTIVE}`),
 });
 
 export const agreementSchema = z.strictObject({
@@ -157,8 +184,18 @@ export const staticClientSchema = z.strictObject({
   token_endpoint_auth_method: z.enum(['none', 'client_secret_basic', 'client_secret_post', 'private_key_jwt']).default('client_secret_basic'),
   redirect_uris: z.array(z.string()).default([]),
   grant_types: z
-    .array(z.enum(['authorization_code', 'refresh_token', 'client_credentials', 'urn:ietf:params:oauth:grant-type:token-exchange', 'urn:ietf:params:oauth:grant-type:device_code']))
-    .default(['authorization_code', 'refresh_token']),
+    .array(
+      z.enum([
+        'authorization_code',
+        'refresh_token',
+        'client_credentials',
+        'urn:ietf:params:oauth:grant-type:token-exchange',
+        'urn:ietf:params:oauth:grant-type:device_code',
+        'urn:ietf:params:oauth:grant-type:jwt-bearer',
+      ]),
+    )
+    .default(['authorization_code', 'refresh_token'])
+    .describe('The grants the client may use. urn:ietf:params:oauth:grant-type:jwt-bearer (RFC 7523: ID-JAG, workload JWTs) is refused as unsupported until trusted_idps or workload_identity.issuers is set.'),
   scope: z.string().optional().describe('Space-separated scopes the client may request; any scope of a resource when omitted.'),
   default_resource: z.url().optional(),
   jwks: z.object({ keys: z.array(z.record(z.string(), z.unknown())) }).optional(),
@@ -216,6 +253,16 @@ export const staticClientSchema = z.strictObject({
     .boolean()
     .default(true)
     .describe("Session transfer clients: the browser must come from the address (IPv6: the /64) that pushed the request (behind trusted_proxies, the forwarded client address). Turn off only for apps whose traffic leaves by another route than the browser's."),
+  dpop_bound_access_tokens: z
+    .boolean()
+    .default(false)
+    .describe(`The client always uses DPoP (RFC 9449 §5.2): a token request without a DPoP proof is refused with invalid_request.${NOT_ACTIVE}`),
+  sub_profile: entityProfiles
+    .optional()
+    .describe(`The client's entity profile when it acts (act.sub_profile) or is the subject (draft-mcguinness-oauth-actor-profile): default ai_agent for agents, service for other clients.${NOT_ACTIVE}`),
+  workload_identity: clientWorkloadIdentitySchema
+    .optional()
+    .describe(`The client authenticates with a platform JWT (Kubernetes, SPIFFE; SEP-1933) instead of a secret or key: the issuer must be listed in workload_identity.issuers; no client_secret_env, jwks or jwks_uri.${NOT_ACTIVE}`),
 });
 
 export const staticAgentSchema = staticClientSchema.extend({
@@ -413,6 +460,81 @@ export const authServerConfigSchema = z.strictObject({
         .describe('Agents acting for administrators (docs/admin.md#agents-acting-for-an-admin).'),
     })
     .prefault({}),
+  dpop: z
+    .strictObject({
+      enabled: z.boolean().default(false).describe('Accept DPoP proofs at /token and /par and bind tokens to their key (RFC 9449); advertised as dpop_signing_alg_values_supported. Off: a DPoP header is ignored, as before.'),
+      signing_alg_values: z
+        .array(z.enum(ASYMMETRIC_ALGORITHMS))
+        .min(1)
+        .default(DEFAULT_DPOP_ALGORITHMS)
+        .describe('Proof algorithms accepted (dpop_signing_alg_values_supported); none and HMAC never are.'),
+      proof_max_age_seconds: z.number().int().min(1).max(3600).default(300).describe('Largest |now − iat| of a proof (RFC 9449 §11.1).'),
+      require_nonce: z.boolean().default(false).describe('/token and /par answer use_dpop_nonce with a DPoP-Nonce until a proof carries a fresh server nonce (RFC 9449 §8).'),
+      nonce_lifetime_seconds: z.number().int().min(1).max(3600).default(300).describe('How long a server nonce is accepted.'),
+      nonce_key_env: z
+        .string()
+        .min(1)
+        .default('MANDATE_DPOP_NONCE_KEY')
+        .describe('Environment variable with the key of the stateless nonces; unset: data_dir/secrets/dpop-nonce.key (0600). Instances behind one issuer must share it.'),
+    })
+    .prefault({})
+    .describe(`DPoP (RFC 9449): sender-constrained tokens.${NOT_ACTIVE}`),
+  trusted_idps: z
+    .array(
+      z.strictObject({
+        issuer: z.url().describe('The enterprise IdP whose identity assertion authorization grants (ID-JAG) this server accepts.'),
+        jwks_uri: z.url().optional().describe('Its keys; discovered from its metadata (RFC 8414, then OpenID discovery) when neither jwks nor jwks_uri is set.'),
+        jwks: z.object({ keys: z.array(z.record(z.string(), z.unknown())).min(1) }).optional().describe('Its public keys, inline.'),
+        algorithms: z.array(z.enum(ASYMMETRIC_ALGORITHMS)).min(1).default(['ES256', 'RS256']).describe('Signature algorithms accepted from it.'),
+        clients: z.array(clientRef).optional().describe('Clients that may present its ID-JAGs; any confidential client when omitted.'),
+        require_resource: z.boolean().default(true).describe('Refuse an ID-JAG without a resource claim (invalid_grant).'),
+        max_lifetime_seconds: z.number().int().min(1).max(3600).default(600).describe('Longest exp − iat of an ID-JAG.'),
+        link: z
+          .strictObject({
+            claims: z.array(z.enum(['sub', 'email'])).min(1).default(['sub', 'email']).describe('How a first assertion finds its local user, in order (a remembered link always wins).'),
+            local_sub: z.boolean().default(false).describe("Take the IdP's sub as a local sub. Off: another issuer's sub is not ours."),
+          })
+          .prefault({}),
+        jit_users: z.boolean().default(false).describe('Create a local user (source federated) when none matches; off: invalid_grant.'),
+        allow_loopback: z.boolean().default(false).describe('Tests only: http and loopback addresses for its metadata and keys.'),
+      }),
+    )
+    .default([])
+    .describe(`Identity providers whose ID-JAGs (draft-ietf-oauth-identity-assertion-authz-grant) this server accepts with the jwt-bearer grant. Never published.${NOT_ACTIVE}`),
+  id_jag: z
+    .strictObject({
+      lifetime_seconds: z.number().int().min(1).max(600).default(300).describe('Lifetime of the ID-JAGs this server issues.'),
+      audiences: z
+        .array(
+          z.strictObject({
+            audience: z.url().describe('The issuer of the resource authorization server the ID-JAG is for.'),
+            resources: z.array(z.url()).min(1).describe('Resources of that server an ID-JAG may name.'),
+            clients: z.array(clientRef).min(1).describe('Clients that may ask for an ID-JAG for this audience.'),
+            client_id: z.record(z.string(), z.string().min(1)).default({}).describe('Our client id → its client id at the resource authorization server; the same id when absent.'),
+            scopes: z.array(z.string()).default([]).describe('Scopes an ID-JAG for this audience may carry.'),
+            include_email: z.boolean().default(false).describe("Add the user's email to the ID-JAG."),
+          }),
+        )
+        .default([]),
+    })
+    .prefault({})
+    .describe(`This server as an enterprise IdP: token exchange of an ID token for an ID-JAG (requested_token_type urn:ietf:params:oauth:token-type:id-jag).${NOT_ACTIVE}`),
+  workload_identity: z
+    .strictObject({
+      issuers: z
+        .array(
+          z.strictObject({
+            issuer: z.url().describe('A platform issuer (Kubernetes, SPIFFE OIDC) whose JWTs identify clients (clients[].workload_identity).'),
+            jwks_uri: z.url().optional().describe('Its keys; discovered from its metadata when unset.'),
+            max_lifetime_seconds: z.number().int().min(1).max(86_400).default(3600).describe('Longest lifetime of a workload JWT.'),
+            require_jti: z.boolean().default(true).describe('Refuse a JWT without jti (replay check). Kubernetes reuses projected tokens: turn off, with short token lifetimes.'),
+            allow_loopback: z.boolean().default(false).describe('Tests only: http and loopback addresses for its metadata and keys.'),
+          }),
+        )
+        .default([]),
+    })
+    .prefault({})
+    .describe(`Workload identity federation (SEP-1933, RFC 7523): platform JWTs as client authentication and as a grant.${NOT_ACTIVE}`),
   request_limits: z
     .strictObject({
       max_body_bytes: z.number().int().positive().default(64 * 1024).describe('Largest request body on any endpoint; larger → 413 invalid_request.'),
@@ -426,7 +548,39 @@ export const authServerConfigSchema = z.strictObject({
     })
     .prefault({})
     .describe('Limits on request bodies.'),
+}).superRefine((config, context) => {
+  // Our own assertions are never trusted back (ID-JAG §8.3), nor issued to ourselves.
+  config.trusted_idps.forEach((idp, i) => {
+    if (sameIssuer(idp.issuer, config.issuer)) context.addIssue({ code: 'custom', path: ['trusted_idps', i, 'issuer'], message: 'a trusted IdP cannot be this server itself (its issuer)' });
+  });
+  config.id_jag.audiences.forEach((entry, i) => {
+    if (sameIssuer(entry.audience, config.issuer)) context.addIssue({ code: 'custom', path: ['id_jag', 'audiences', i, 'audience'], message: 'an ID-JAG audience cannot be this server itself (its issuer)' });
+  });
+  const platformIssuers = new Set(config.workload_identity.issuers.map((i) => i.issuer));
+  const claimed = new Map<string, string>();
+  for (const key of ['clients', 'agents'] as const) {
+    config[key].forEach((client, i) => {
+      const workload = client.workload_identity;
+      if (!workload) return;
+      const at = (field: string) => [key, i, field];
+      if (!platformIssuers.has(workload.issuer)) {
+        context.addIssue({ code: 'custom', path: [...at('workload_identity'), 'issuer'], message: `${client.client_id}: workload issuer ${workload.issuer} is not listed in workload_identity.issuers` });
+      }
+      for (const field of ['client_secret_env', 'jwks', 'jwks_uri'] as const) {
+        if (client[field] !== undefined) context.addIssue({ code: 'custom', path: at(field), message: `${client.client_id}: a client with workload_identity has no ${field} (it authenticates with its platform JWT)` });
+      }
+      const identity = JSON.stringify([workload.issuer, workload.subject]);
+      const other = claimed.get(identity);
+      if (other !== undefined) context.addIssue({ code: 'custom', path: [...at('workload_identity'), 'subject'], message: `${client.client_id}: workload identity ${workload.subject} of ${workload.issuer} is already ${other}'s` });
+      else claimed.set(identity, client.client_id);
+    });
+  }
 });
+
+/** Issuer identifiers compared as RFC 8414 does (exact string), ignoring one trailing slash. */
+function sameIssuer(a: string, b: string): boolean {
+  return a.replace(/\/$/, '') === b.replace(/\/$/, '');
+}
 
 export type AuthServerConfig = z.output<typeof authServerConfigSchema>;
 export type AuthServerConfigInput = z.input<typeof authServerConfigSchema>;
@@ -434,6 +588,11 @@ export type ResourceConfig = z.output<typeof resourceSchema>;
 export type UserConfig = z.output<typeof userSchema>;
 export type StaticClientConfig = z.output<typeof staticClientSchema>;
 export type StaticAgentConfig = z.output<typeof staticAgentSchema>;
+export type DpopConfig = z.output<typeof authServerConfigSchema>['dpop'];
+export type TrustedIdpConfig = z.output<typeof authServerConfigSchema>['trusted_idps'][number];
+export type IdJagConfig = z.output<typeof authServerConfigSchema>['id_jag'];
+export type WorkloadIdentityConfig = z.output<typeof authServerConfigSchema>['workload_identity'];
+export type ClientWorkloadIdentity = z.output<typeof clientWorkloadIdentitySchema>;
 export type BrandingConfig = z.output<typeof brandingSchema>;
 export type AgreementConfig = z.output<typeof agreementSchema>;
 export type AuthenticationPolicyConfig = z.output<typeof authenticationPolicySchema>;

@@ -4,7 +4,21 @@ import { z } from 'zod';
 export const TOKEN_ENDPOINT_AUTH_METHODS = ['none', 'client_secret_basic', 'client_secret_post', 'private_key_jwt'] as const;
 export type TokenEndpointAuthMethod = (typeof TOKEN_ENDPOINT_AUTH_METHODS)[number];
 
-export const GRANT_TYPES = ['authorization_code', 'refresh_token', 'client_credentials', 'urn:ietf:params:oauth:grant-type:token-exchange', 'urn:ietf:params:oauth:grant-type:device_code'] as const;
+export const GRANT_TYPES = [
+  'authorization_code',
+  'refresh_token',
+  'client_credentials',
+  'urn:ietf:params:oauth:grant-type:token-exchange',
+  'urn:ietf:params:oauth:grant-type:device_code',
+  'urn:ietf:params:oauth:grant-type:jwt-bearer',
+] as const;
+
+/**
+ * Issue 17: a Mandate `token_endpoint_auth_method` for clients that authenticate with a platform
+ * (workload) JWT. Not in TOKEN_ENDPOINT_AUTH_METHODS yet: nothing accepts it until workload
+ * identity is built, and self-registration must never offer it.
+ */
+export const WORKLOAD_IDENTITY_AUTH_METHOD = 'workload_identity';
 
 /** RFC 8628 §3.4 */
 export const DEVICE_CODE_GRANT = 'urn:ietf:params:oauth:grant-type:device_code';

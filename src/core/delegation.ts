@@ -12,13 +12,23 @@ export interface Actor {
 
 export const TOKEN_EXCHANGE_GRANT = 'urn:ietf:params:oauth:grant-type:token-exchange';
 
-/** RFC 8693 §3: token type identifiers. */
+/** RFC 7523 §2.1: a JWT as an authorization grant (ID-JAG, workload identity JWTs). */
+export const JWT_BEARER_GRANT = 'urn:ietf:params:oauth:grant-type:jwt-bearer';
+
+/** RFC 8693 §3: token type identifiers (and the ID-JAG's, draft-ietf-oauth-identity-assertion-authz-grant §9.2). */
 export const TOKEN_TYPES = {
   accessToken: 'urn:ietf:params:oauth:token-type:access_token',
   refreshToken: 'urn:ietf:params:oauth:token-type:refresh_token',
   idToken: 'urn:ietf:params:oauth:token-type:id_token',
   jwt: 'urn:ietf:params:oauth:token-type:jwt',
+  idJag: 'urn:ietf:params:oauth:token-type:id-jag',
 } as const;
+
+/** The ID-JAG's JWT `typ` header (draft-ietf-oauth-identity-assertion-authz-grant §3.1, RFC 8725 §3.11). */
+export const ID_JAG_TYP = 'oauth-id-jag+jwt';
+
+/** The ID-JAG grant profile, in `authorization_grant_profiles_supported` (the draft's §7). */
+export const ID_JAG_PROFILE = 'urn:ietf:params:oauth:grant-profile:id-jag';
 
 export function isActor(value: unknown): value is Actor {
   return typeof value === 'object' && value !== null && typeof (value as Actor).sub === 'string';

@@ -55,6 +55,7 @@ export function cachedClientStore(inner: ClientStore, options: { ttlSeconds: num
     touch: (clientId, at) => inner.touch(clientId, at),
     list: () => inner.list(),
     findByFingerprint: (fingerprint) => inner.findByFingerprint(fingerprint),
+    findByWorkload: (issuer, subject) => inner.findByWorkload(issuer, subject),
     countDynamic: () => inner.countDynamic(),
     listRestricted: () => inner.listRestricted(),
   };

@@ -28,6 +28,7 @@ export interface Tables {
     created_at: number;
     roles: string | null;
     source: string | null;
+    email: string | null;
   };
   grants: {
     id: string;
@@ -53,6 +54,7 @@ export interface Tables {
     resource: string;
     expires_at: number;
     consumed_at: number | null;
+    dpop_jkt: string | null;
   };
   refresh_tokens: {
     token_hash: string;
@@ -63,6 +65,7 @@ export interface Tables {
     expires_at: number;
     rotated_at: number | null;
     revoked_at: number | null;
+    dpop_jkt: string | null;
   };
   access_tokens: {
     jti: string;
@@ -139,6 +142,19 @@ export interface Tables {
     created_at: number;
     last_used_at: number;
     expires_at: number;
+  };
+  federated_identities: {
+    issuer: string;
+    subject: string;
+    sub: string;
+    created_at: number;
+    last_used_at: number | null;
+  };
+  workload_identities: {
+    issuer: string;
+    subject: string;
+    client_id: string;
+    claims: string | null;
   };
   audit_events: {
     id: Generated<number>;

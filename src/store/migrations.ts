@@ -242,6 +242,40 @@ function migrations(driver: Driver): Record<string, Migration> {
         await db.schema.createIndex('remembered_devices_expires').on('remembered_devices').column('expires_at').execute();
       },
     },
+    // Issue 17: DPoP binding of codes (RFC 9449 §10 dpop_jkt) and public clients' refresh tokens
+    // (§5), users found by email (ID-JAG account linking), identities of other issuers linked to
+    // local users, and platform (workload) identities of clients, one client each.
+    '0011_dpop_federation': {
+      async up(db: Kysely<unknown>) {
+        await db.schema.alterTable('authorization_codes').addColumn('dpop_jkt', 'text').execute();
+        await db.schema.alterTable('refresh_tokens').addColumn('dpop_jkt', 'text').execute();
+        // A lower-cased copy of profile.email, kept by users.upsert.
+        await db.schema.alterTable('users').addColumn('email', 'text').execute();
+        await db.schema.createIndex('users_email').on('users').column('email').execute();
+        const email = driver === 'postgres' ? sql`lower(profile::json->>'email')` : sql`lower(json_extract(profile, '$.email'))`;
+        await sql`update users set email = ${email}`.execute(db);
+        await db.schema
+          .createTable('federated_identities')
+          .addColumn('issuer', 'text', (c) => c.notNull())
+          .addColumn('subject', 'text', (c) => c.notNull())
+          .addColumn('sub', 'text', (c) => c.notNull())
+          .addColumn('created_at', bigint, (c) => c.notNull())
+          .addColumn('last_used_at', bigint)
+          .addPrimaryKeyConstraint('federated_identities_pk', ['issuer', 'subject'])
+          .execute();
+        await db.schema.createIndex('federated_identities_sub').on('federated_identities').column('sub').execute();
+        await db.schema
+          .createTable('workload_identities')
+          .addColumn('issuer', 'text', (c) => c.notNull())
+          .addColumn('subject', 'text', (c) => c.notNull())
+          .addColumn('client_id', 'text', (c) => c.notNull())
+          // The exact-match extra claims (JSON object), or null.
+          .addColumn('claims', 'text')
+          .addPrimaryKeyConstraint('workload_identities_pk', ['issuer', 'subject'])
+          .execute();
+        await db.schema.createIndex('workload_identities_client').on('workload_identities').column('client_id').execute();
+      },
+    },
   };
 }
 
@@ -252,10 +286,13 @@ class StaticProvider implements MigrationProvider {
   }
 }
 
-/** Brings the schema up to date; several processes starting at once are serialized by Kysely's lock. */
-export async function migrate(db: Kysely<unknown>, driver: Driver): Promise<void> {
+/**
+ * Brings the schema up to date (or up to `target`, a migration name: tests of a migration over
+ * existing rows); several processes starting at once are serialized by Kysely's lock.
+ */
+export async function migrate(db: Kysely<unknown>, driver: Driver, target?: string): Promise<void> {
   const migrator = new Migrator({ db, provider: new StaticProvider(migrations(driver)) });
-  const { error, results } = await migrator.migrateToLatest();
+  const { error, results } = target === undefined ? await migrator.migrateToLatest() : await migrator.migrateTo(target);
   const failed = results?.find((r) => r.status === 'Error');
   if (error || failed) {
     throw new Error(`database migration failed${failed ? ` at ${failed.migrationName}` : ''}: ${String(error)}`, { cause: error });

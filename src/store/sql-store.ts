@@ -5,8 +5,11 @@ import { TRANSACTION_RETENTION_SECONDS, transactionStore } from './sql-transacti
 import { totpStore } from './sql-totp-store.ts';
 import { rememberedStore } from './sql-remembered-store.ts';
 import { migrate } from './migrations.ts';
+import { WorkloadIdentityTaken } from './types.ts';
 import type {
   AccessTokenRecord,
+  FederationStore,
+  WorkloadIdentityRecord,
   AgreementStore,
   ResourceRecord,
   ResourceStore,
@@ -24,8 +27,38 @@ import type {
   UserStore,
 } from './types.ts';
 
+type ClientRow = Selectable<Tables['clients']> & { wi_issuer?: string | null; wi_subject?: string | null; wi_claims?: string | null };
+
 function clientStore(db: Db): ClientStore {
-  const toRecord = (row: Selectable<Tables['clients']>): ClientRecord => ({
+  // Each client read carries its workload identity (left join: most clients have none).
+  const selectClients = () =>
+    db
+      .selectFrom('clients')
+      .leftJoin('workload_identities as wi', 'wi.client_id', 'clients.client_id')
+      .selectAll('clients')
+      .select(['wi.issuer as wi_issuer', 'wi.subject as wi_subject', 'wi.claims as wi_claims']);
+  /**
+   * Writes the client's workload identity (or its absence) in the caller's transaction; one held
+   * by another client throws WorkloadIdentityTaken, which rolls the client write back too.
+   */
+  const writeWorkload = async (trx: Transaction<Tables>, clientId: string, workload: WorkloadIdentityRecord | undefined) => {
+    await trx.deleteFrom('workload_identities').where('client_id', '=', clientId).execute();
+    if (!workload) return;
+    const held = await trx.selectFrom('workload_identities').select('client_id').where('issuer', '=', workload.issuer).where('subject', '=', workload.subject).executeTakeFirst();
+    if (held) throw new WorkloadIdentityTaken(workload.issuer, workload.subject, held.client_id);
+    const claims = workload.claims && Object.keys(workload.claims).length > 0 ? JSON.stringify(workload.claims) : null;
+    await trx
+      .insertInto('workload_identities')
+      .values({ issuer: workload.issuer, subject: workload.subject, client_id: clientId, claims })
+      .execute()
+      .catch((error: unknown) => {
+        // A concurrent claim committed between the check and the insert: the primary key refuses it.
+        const code = (error as { code?: unknown }).code;
+        if (code === '23505' || (typeof code === 'string' && code.startsWith('SQLITE_CONSTRAINT'))) throw new WorkloadIdentityTaken(workload.issuer, workload.subject, 'another client');
+        throw error;
+      });
+  };
+  const toRecord = (row: ClientRow): ClientRecord => ({
     clientId: row.client_id,
     source: row.source as ClientRecord['source'],
     metadata: JSON.parse(row.metadata),
@@ -37,10 +70,13 @@ function clientStore(db: Db): ClientStore {
     disabledAt: orUndefined(row.disabled_at),
     tokensValidAfter: orUndefined(row.tokens_valid_after),
     fingerprint: orUndefined(row.fingerprint),
+    ...(row.wi_issuer && row.wi_subject
+      ? { workloadIdentity: { issuer: row.wi_issuer, subject: row.wi_subject, ...(row.wi_claims ? { claims: JSON.parse(row.wi_claims) } : {}) } }
+      : {}),
   });
   return {
     async find(clientId) {
-      const row = await db.selectFrom('clients').selectAll().where('client_id', '=', clientId).executeTakeFirst();
+      const row = await selectClients().where('clients.client_id', '=', clientId).executeTakeFirst();
       return row && toRecord(row);
     },
     async upsert(client) {
@@ -58,22 +94,28 @@ function clientStore(db: Db): ClientStore {
         tokens_valid_after: client.tokensValidAfter ?? null,
         fingerprint: client.fingerprint ?? null,
       };
-      await db
-        .insertInto('clients')
-        .values(values)
-        .onConflict((oc) => oc.column('client_id').doUpdateSet({ ...values, created_at: undefined }))
-        .execute();
+      await db.transaction().execute(async (trx) => {
+        await trx
+          .insertInto('clients')
+          .values(values)
+          .onConflict((oc) => oc.column('client_id').doUpdateSet({ ...values, created_at: undefined }))
+          .execute();
+        await writeWorkload(trx, client.clientId, client.workloadIdentity);
+      });
     },
     async delete(clientId) {
-      const result = await db.deleteFrom('clients').where('client_id', '=', clientId).executeTakeFirst();
-      return Number(result.numDeletedRows) > 0;
+      return db.transaction().execute(async (trx) => {
+        await trx.deleteFrom('workload_identities').where('client_id', '=', clientId).execute();
+        const result = await trx.deleteFrom('clients').where('client_id', '=', clientId).executeTakeFirst();
+        return Number(result.numDeletedRows) > 0;
+      });
     },
     async touch(clientId, at) {
       // The first use stays the first: another instance (its cached record not yet touched) may record it again.
       await db.updateTable('clients').set({ last_used_at: at }).where('client_id', '=', clientId).where('last_used_at', 'is', null).execute();
     },
     async list() {
-      const rows = await db.selectFrom('clients').selectAll().orderBy('created_at').execute();
+      const rows = await selectClients().orderBy('clients.created_at').execute();
       return rows.map(toRecord);
     },
     async update(clientId, patch, options = {}) {
@@ -85,14 +127,29 @@ function clientStore(db: Db): ClientStore {
       if ('agent' in patch) set.agent = patch.agent ? JSON.stringify(patch.agent) : null;
       if ('disabledAt' in patch) set.disabled_at = patch.disabledAt ?? null;
       if ('tokensValidAfter' in patch) set.tokens_valid_after = patch.tokensValidAfter ?? null;
-      if (Object.keys(set).length === 0) return false;
-      let query = db.updateTable('clients').set(set).where('client_id', '=', clientId);
-      if (options.onlyIfEnabled) query = query.where('disabled_at', 'is', null);
-      const result = await query.executeTakeFirst();
-      return Number(result.numUpdatedRows) > 0;
+      if (!('workloadIdentity' in patch)) {
+        if (Object.keys(set).length === 0) return false;
+        let query = db.updateTable('clients').set(set).where('client_id', '=', clientId);
+        if (options.onlyIfEnabled) query = query.where('disabled_at', 'is', null);
+        const result = await query.executeTakeFirst();
+        return Number(result.numUpdatedRows) > 0;
+      }
+      return db.transaction().execute(async (trx) => {
+        // The row is matched (and locked, PostgreSQL) by a no-op update when nothing else changes.
+        let query = trx.updateTable('clients').set(Object.keys(set).length > 0 ? set : { client_id: clientId }).where('client_id', '=', clientId);
+        if (options.onlyIfEnabled) query = query.where('disabled_at', 'is', null);
+        const result = await query.executeTakeFirst();
+        if (Number(result.numUpdatedRows) === 0) return false;
+        await writeWorkload(trx, clientId, patch.workloadIdentity);
+        return true;
+      });
     },
     async findByFingerprint(fingerprint) {
-      const row = await db.selectFrom('clients').selectAll().where('fingerprint', '=', fingerprint).executeTakeFirst();
+      const row = await selectClients().where('clients.fingerprint', '=', fingerprint).executeTakeFirst();
+      return row && toRecord(row);
+    },
+    async findByWorkload(issuer, subject) {
+      const row = await selectClients().where('wi.issuer', '=', issuer).where('wi.subject', '=', subject).executeTakeFirst();
       return row && toRecord(row);
     },
     async countDynamic() {
@@ -134,6 +191,7 @@ function userStore(db: Db): UserStore {
     roles: row.roles ? (JSON.parse(row.roles) as string[]) : undefined,
     source: (orUndefined(row.source) ?? undefined) as UserRecord['source'],
   });
+  const lowerEmail = (email: string | undefined) => (typeof email === 'string' && email !== '' ? email.toLowerCase() : null);
   return {
     async findByUsername(username) {
       const row = await db.selectFrom('users').selectAll().where('username', '=', username).executeTakeFirst();
@@ -152,6 +210,7 @@ function userStore(db: Db): UserStore {
         created_at: user.createdAt,
         roles: user.roles && user.roles.length > 0 ? JSON.stringify(user.roles) : null,
         source: user.source ?? null,
+        email: lowerEmail(user.profile.email),
       };
       await db
         .insertInto('users')
@@ -159,14 +218,21 @@ function userStore(db: Db): UserStore {
         .onConflict((oc) => oc.column('sub').doUpdateSet({ ...values, created_at: undefined }))
         .execute();
     },
+    async findByEmail(email) {
+      const key = lowerEmail(email);
+      if (key === null) return [];
+      const rows = await db.selectFrom('users').selectAll().where('email', '=', key).orderBy('sub').execute();
+      return rows.map(toRecord);
+    },
     async list() {
       const rows = await db.selectFrom('users').selectAll().orderBy('username').execute();
       return rows.map(toRecord);
     },
     async delete(sub) {
-      // Its second factor goes with it: a later user given the same sub must not inherit it.
+      // Its second factor and its links go with it: a later user given the same sub must not inherit them.
       await db.deleteFrom('totp_credentials').where('sub', '=', sub).execute();
       await db.deleteFrom('remembered_devices').where('sub', '=', sub).execute();
+      await db.deleteFrom('federated_identities').where('sub', '=', sub).execute();
       const result = await db.deleteFrom('users').where('sub', '=', sub).executeTakeFirst();
       return Number(result.numDeletedRows) > 0;
     },
@@ -247,6 +313,7 @@ function grantStore(db: Db, driver: Driver): GrantStore {
           resource: code.resource,
           expires_at: code.expiresAt,
           consumed_at: null,
+          dpop_jkt: code.dpopJkt ?? null,
         })
         .execute();
     },
@@ -295,6 +362,7 @@ function grantStore(db: Db, driver: Driver): GrantStore {
         expiresAt: row.expires_at,
         rotatedAt: orUndefined(row.rotated_at),
         revokedAt: orUndefined(row.revoked_at),
+        ...(row.dpop_jkt !== null ? { dpopJkt: row.dpop_jkt } : {}),
       };
     },
     async rotateRefreshToken(tokenHash, at, { grantId, reuseSince, issued }) {
@@ -313,6 +381,11 @@ function grantStore(db: Db, driver: Driver): GrantStore {
           if (!row || row.revoked_at !== null) return 'revoked';
           if (row.rotated_at === null || row.rotated_at < reuseSince) return 'replayed';
           outcome = 'reused';
+        }
+        // A bound refresh token's replacement stays bound to the same key (RFC 9449 §5).
+        if (issued.refreshToken && issued.refreshToken.dpopJkt === undefined) {
+          const bound = await trx.selectFrom('refresh_tokens').select('dpop_jkt').where('token_hash', '=', tokenHash).executeTakeFirst();
+          if (bound?.dpop_jkt) issued = { ...issued, refreshToken: { ...issued.refreshToken, dpopJkt: bound.dpop_jkt } };
         }
         await writeIssued(trx, issued);
         return outcome;
@@ -382,6 +455,7 @@ function refreshTokenRow(token: RefreshTokenRecord): Selectable<Tables['refresh_
     expires_at: token.expiresAt,
     rotated_at: null,
     revoked_at: null,
+    dpop_jkt: token.dpopJkt ?? null,
   };
 }
 
@@ -396,6 +470,7 @@ function codeFromRow(row: Selectable<Tables['authorization_codes']>): Authorizat
     resource: row.resource,
     expiresAt: row.expires_at,
     consumedAt: orUndefined(row.consumed_at),
+    ...(row.dpop_jkt !== null ? { dpopJkt: row.dpop_jkt } : {}),
   };
 }
 
@@ -515,6 +590,30 @@ function consentStore(db: Db): ConsentStore {
   };
 }
 
+function federationStore(db: Db): FederationStore {
+  return {
+    async findLink(issuer, subject) {
+      const row = await db.selectFrom('federated_identities').selectAll().where('issuer', '=', issuer).where('subject', '=', subject).executeTakeFirst();
+      return row && { issuer: row.issuer, subject: row.subject, sub: row.sub, createdAt: row.created_at, ...(row.last_used_at !== null ? { lastUsedAt: row.last_used_at } : {}) };
+    },
+    async link(record) {
+      const result = await db
+        .insertInto('federated_identities')
+        .values({ issuer: record.issuer, subject: record.subject, sub: record.sub, created_at: record.createdAt, last_used_at: record.lastUsedAt ?? null })
+        .onConflict((oc) => oc.columns(['issuer', 'subject']).doNothing())
+        .executeTakeFirst();
+      return Number(result.numInsertedOrUpdatedRows ?? 0n) > 0;
+    },
+    async touch(issuer, subject, at) {
+      await db.updateTable('federated_identities').set({ last_used_at: at }).where('issuer', '=', issuer).where('subject', '=', subject).execute();
+    },
+    async unlinkBySub(sub) {
+      const result = await db.deleteFrom('federated_identities').where('sub', '=', sub).executeTakeFirst();
+      return Number(result.numDeletedRows);
+    },
+  };
+}
+
 export interface SqlStore extends Store {
   db: Db;
   driver: Driver;
@@ -540,6 +639,7 @@ export function createSqlStore(options: ConnectOptions): SqlStore & { migrate():
     transactions: transactionStore(db),
     totp: totpStore(db),
     remembered: rememberedStore(db),
+    federation: federationStore(db),
     audit: auditStore(db, options.driver),
     async sweep(now) {
       await db.deleteFrom('authorization_codes').where('expires_at', '<', now).execute();

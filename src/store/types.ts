@@ -14,6 +14,16 @@ export interface AgentAttributes {
   expiresAt?: number;
 }
 
+/**
+ * A client's platform identity (issue 17, SEP-1933): the (`iss`, `sub`) of the workload JWTs
+ * that authenticate it, and extra claims they must carry exactly. One client per (issuer, subject).
+ */
+export interface WorkloadIdentityRecord {
+  issuer: string;
+  subject: string;
+  claims?: Record<string, string | number | boolean>;
+}
+
 export interface ClientRecord extends Client {
   registrationTokenHash?: string;
   lastUsedAt?: number;
@@ -25,10 +35,15 @@ export interface ClientRecord extends Client {
   tokensValidAfter?: number;
   /** Hash of the registrant and metadata, so an identical registration returns the same client. */
   fingerprint?: string;
+  /**
+   * Set only from the configuration file or the admin API, never from client metadata (a
+   * self-registered client must not claim a platform identity). Stored in `workload_identities`.
+   */
+  workloadIdentity?: WorkloadIdentityRecord;
 }
 
 export type ClientPatch = Partial<
-  Pick<ClientRecord, 'metadata' | 'secretHash' | 'registrationTokenHash' | 'fingerprint' | 'agent' | 'disabledAt' | 'tokensValidAfter'>
+  Pick<ClientRecord, 'metadata' | 'secretHash' | 'registrationTokenHash' | 'fingerprint' | 'agent' | 'disabledAt' | 'tokensValidAfter' | 'workloadIdentity'>
 >;
 
 export interface ClientRestriction {
@@ -59,6 +74,26 @@ export interface ClientStore {
   deleteUnused(before: number): Promise<number>;
   /** Clients that are disabled now, whose earlier tokens were cut off, or agents (which may expire). */
   listRestricted(): Promise<ClientRestriction[]>;
+  /**
+   * The client whose workload identity is (issuer, subject), if any. `upsert` and `update` write
+   * that identity in the same transaction as the client; one already held by another client makes
+   * them throw `WorkloadIdentityTaken` (nothing written).
+   */
+  findByWorkload(issuer: string, subject: string): Promise<ClientRecord | undefined>;
+}
+
+/** Thrown by `ClientStore.upsert`/`update` when another client holds the workload identity. */
+export class WorkloadIdentityTaken extends Error {
+  readonly issuer: string;
+  readonly subject: string;
+  readonly heldBy: string;
+  constructor(issuer: string, subject: string, heldBy: string) {
+    super(`workload identity ${subject} of ${issuer} belongs to client ${heldBy}`);
+    this.name = 'WorkloadIdentityTaken';
+    this.issuer = issuer;
+    this.subject = subject;
+    this.heldBy = heldBy;
+  }
 }
 
 export interface UserRecord {
@@ -69,17 +104,50 @@ export interface UserRecord {
   createdAt: number;
   /** Admin roles (admin scopes, src/admin/scopes.ts); none for an ordinary user. */
   roles?: string[];
-  /** `config` for users of the configuration file (re-written on every start), `admin` for users created through the admin API. */
-  source?: 'config' | 'admin';
+  /**
+   * `config` for users of the configuration file (re-written on every start), `admin` for users
+   * created through the admin API, `federated` for users created on first sign-in through another
+   * issuer (an ID-JAG with `jit_users`).
+   */
+  source?: 'config' | 'admin' | 'federated';
 }
 
 export interface UserStore {
   findByUsername(username: string): Promise<UserRecord | undefined>;
   findBySub(sub: string): Promise<UserRecord | undefined>;
   upsert(user: UserRecord): Promise<void>;
+  /**
+   * Users whose profile email equals `email`, compared lower-cased (`upsert` keeps the lower-cased
+   * copy). All matches, ordered by sub: a caller linking an account requires exactly one.
+   */
+  findByEmail(email: string): Promise<UserRecord[]>;
   /** Every user, ordered by username. */
   list(): Promise<UserRecord[]>;
+  /** Deletes the user with its second factor, remembered devices and federated identity links. */
   delete(sub: string): Promise<boolean>;
+}
+
+/** An identity of another issuer (a trusted IdP's `iss` and `sub`) linked to a local user. */
+export interface FederatedIdentityRecord {
+  issuer: string;
+  subject: string;
+  /** The local user's `sub`. */
+  sub: string;
+  createdAt: number;
+  lastUsedAt?: number;
+}
+
+export interface FederationStore {
+  findLink(issuer: string, subject: string): Promise<FederatedIdentityRecord | undefined>;
+  /**
+   * Records the link unless (issuer, subject) is linked already: true when this call wrote it.
+   * Of two concurrent first uses exactly one writes; the other reads the link back.
+   */
+  link(record: FederatedIdentityRecord): Promise<boolean>;
+  /** Records a use of the link. */
+  touch(issuer: string, subject: string, at: number): Promise<void>;
+  /** Removes every link to the local user; returns how many. */
+  unlinkBySub(sub: string): Promise<number>;
 }
 
 /** What a user (or a client acting for itself) granted one client for one resource. */
@@ -108,6 +176,8 @@ export interface AuthorizationCodeRecord {
   resource: string;
   expiresAt: number;
   consumedAt?: number;
+  /** RFC 9449 §10: the JWK thumbprint the code is bound to (`dpop_jkt` at /authorize or /par). */
+  dpopJkt?: string;
 }
 
 export interface RefreshTokenRecord {
@@ -119,6 +189,11 @@ export interface RefreshTokenRecord {
   expiresAt: number;
   rotatedAt?: number;
   revokedAt?: number;
+  /**
+   * RFC 9449 §5: the JWK thumbprint a public client's refresh token is bound to. Rotation keeps it:
+   * a replacement written without one inherits its predecessor's.
+   */
+  dpopJkt?: string;
 }
 
 export interface AccessTokenRecord {
@@ -454,6 +529,7 @@ export interface Store {
   transactions: TransactionStore;
   totp: TotpStore;
   remembered: RememberedStore;
+  federation: FederationStore;
   audit: AuditStore;
   /** Deletes expired codes, tokens and grants. */
   sweep(now: number): Promise<void>;

@@ -20,7 +20,7 @@ export const userView = z.strictObject({
   name: z.string().nullable(),
   email: z.string().nullable(),
   roles: z.array(z.string()),
-  source: z.enum(['config', 'admin']),
+  source: z.enum(['config', 'admin', 'federated']).describe('config: from the configuration file; admin: created through the admin API; federated: created on first sign-in through a trusted IdP (issue 17).'),
   has_password: z.boolean(),
   totp: z.enum(['enrolled', 'not enrolled']).describe('Whether the user confirmed an authenticator app (TOTP, docs/totp.md); a pending setup is not enrolled.'),
   created_at: z.number().int(),

@@ -54,6 +54,15 @@ function presented(c: Context, params: Params): Presented {
   return { method: 'none', clientId };
 }
 
+/**
+ * Whether the request carries any client authentication or identification (Authorization header,
+ * client_assertion, client_secret, client_id). A grant with an `authenticate` hook is asked to name
+ * the client only when it carries none.
+ */
+export function carriesClientAuthentication(c: Context, params: Params): boolean {
+  return c.req.header('authorization') !== undefined || params.get('client_assertion') !== undefined || params.get('client_secret') !== undefined || params.get('client_id') !== undefined;
+}
+
 function unverifiedSubject(assertion: string): string {
   try {
     const payload = JSON.parse(Buffer.from(assertion.split('.')[1] ?? '', 'base64url').toString('utf8')) as { sub?: unknown };

@@ -2,6 +2,7 @@ import type { Context, Hono } from 'hono';
 import type { AppEnv } from '../context.ts';
 import { TOKEN_ENDPOINT_AUTH_METHODS } from '../../core/client-metadata.ts';
 import { OIDC_SCOPES } from '../../core/scopes.ts';
+import { ID_JAG_PROFILE, JWT_BEARER_GRANT, TOKEN_TYPES } from '../../core/delegation.ts';
 import { endpointUrls, type ServerContext } from '../context.ts';
 import { grants } from '../grants/index.ts';
 import { AUTHORIZATION_DETAILS_TYPES } from '../authorization-details.ts';
@@ -12,6 +13,10 @@ export function serverMetadata(ctx: ServerContext) {
   const scopes = new Set<string>(OIDC_SCOPES);
   for (const r of ctx.resources()) for (const s of r.scopes) scopes.add(s.name);
   const authMethods = [...TOKEN_ENDPOINT_AUTH_METHODS];
+  const { dpop, trusted_idps: trustedIdps, id_jag: idJag, workload_identity: workload } = ctx.config;
+  // Issue 17: the jwt-bearer grant only where something can be presented with it (the token
+  // endpoint refuses it otherwise); the trusted issuers themselves are never published (ID-JAG §8.4).
+  const jwtBearer = trustedIdps.length > 0 || workload.issuers.length > 0;
   return {
     issuer: ctx.issuer,
     authorization_endpoint: urls.authorization,
@@ -34,7 +39,12 @@ export function serverMetadata(ctx: ServerContext) {
     scopes_supported: [...scopes],
     response_types_supported: ['code'],
     response_modes_supported: ['query'],
-    grant_types_supported: [...grants.keys()],
+    grant_types_supported: [...grants.keys()].filter((g) => g !== JWT_BEARER_GRANT || jwtBearer),
+    // draft-ietf-oauth-identity-assertion-authz-grant §7 (as a resource AS, and as an IdP).
+    ...(trustedIdps.length > 0 ? { authorization_grant_profiles_supported: [ID_JAG_PROFILE] } : {}),
+    ...(idJag.audiences.length > 0 ? { identity_chaining_requested_token_types_supported: [TOKEN_TYPES.idJag] } : {}),
+    // RFC 9449 §5.1.
+    ...(dpop.enabled ? { dpop_signing_alg_values_supported: [...dpop.signing_alg_values] } : {}),
     code_challenge_methods_supported: ['S256'],
     token_endpoint_auth_methods_supported: authMethods,
     token_endpoint_auth_signing_alg_values_supported: ['ES256', 'RS256', 'PS256', 'EdDSA'],

@@ -1,7 +1,7 @@
 import type { Hono } from 'hono';
 import type { AppEnv } from '../context.ts';
 import { OAuthError } from '../../core/errors.ts';
-import { authenticateClient } from '../client-auth/index.ts';
+import { authenticateClient, carriesClientAuthentication } from '../client-auth/index.ts';
 import { endpointUrls, type ServerContext } from '../context.ts';
 import { grants } from '../grants/index.ts';
 import { formParams } from '../params.ts';
@@ -15,7 +15,10 @@ export function tokenEndpoint(app: Hono<AppEnv>, ctx: ServerContext) {
     const grantType = params.require('grant_type');
     const grant = grants.get(grantType);
     if (!grant) throw new OAuthError('unsupported_grant_type', `grant_type ${grantType} is not supported`);
-    const client = await authenticateClient(ctx, c, params, url);
+    // A grant that names its own client (a workload JWT, SEP-1933) does so only for a request that
+    // carries no client authentication; anything else is authenticated as always.
+    const named = grant.authenticate && !carriesClientAuthentication(c, params) ? await grant.authenticate(ctx, c, params) : undefined;
+    const client = named ?? (await authenticateClient(ctx, c, params, url));
     c.set('clientId', client.clientId);
     // A session transfer client never gets a token, whatever grant it tries (docs/browser-sessions.md).
     if (sessionTransferClient(ctx, client.clientId)) throw new OAuthError('unauthorized_client', 'this client gets no tokens', { reason: 'session transfer client at the token endpoint' });

@@ -1,12 +1,10 @@
 import type { MiddlewareHandler } from 'hono';
-import { actorChain } from '../../core/delegation.ts';
 import { isOAuthError } from '../../core/errors.ts';
-import { parseScope } from '../../core/scopes.ts';
-import { deepFreeze } from '../../core/cel.ts';
 import type { CompiledRoute } from '../route.ts';
 import { SessionStoreUnavailable, type SessionStore } from '../sessions.ts';
 import type { TokenClaims } from '../token-validator.ts';
-import type { GatewayEnv, Principal } from '../types.ts';
+import type { GatewayEnv } from '../types.ts';
+import { principalOf } from '../principal.ts';
 import { celVariables, scopeChallenge } from './authorize.ts';
 import { GATEWAY_ERRORS, refuse } from './refuse.ts';
 import { credentialRepeated, requestHeader } from '../headers.ts';
@@ -28,28 +26,6 @@ const SESSION_REASONS = {
   other_subject: 'session opened by another subject',
   other_client: 'session opened by the same subject through another client',
 } as const;
-
-/** Principals by their (cached, frozen) claims: a token seen again costs no work here either. */
-const principals = new WeakMap<TokenClaims, Principal>();
-
-function principalOf(token: string, claims: TokenClaims): Principal | undefined {
-  const known = principals.get(claims);
-  if (known?.token === token) return known;
-  if (typeof claims.sub !== 'string' || claims.sub === '') return undefined;
-  const scopes = Array.isArray(claims.scp) ? (claims.scp as unknown[]).filter((s): s is string => typeof s === 'string') : parseScope(claims.scope);
-  const clientId = typeof claims.client_id === 'string' ? claims.client_id : typeof claims.azp === 'string' ? claims.azp : undefined;
-  const actors = actorChain(claims.act);
-  const cel = deepFreeze({
-    claims,
-    sub: claims.sub,
-    client_id: clientId ?? '',
-    scopes,
-    act: actors.map((actor) => ({ sub: actor.sub, client_id: actor.client_id ?? '' })),
-  });
-  const principal: Principal = { token, claims, sub: claims.sub, clientId, scopes, actors, cel };
-  if (Object.isFrozen(claims)) principals.set(claims, principal);
-  return principal;
-}
 
 /**
  * The protection filter (RFC 6750, RFC 9728, RFC 9068 §4): a valid token for this route's resource,
