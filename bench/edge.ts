@@ -27,6 +27,7 @@
  * workerd). No rate limit: in workerd it is a Durable Object round trip, not verification.
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
 import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -79,7 +80,12 @@ interface Workerd {
 
 /** The bundle in workerd (scripts/edge-workerd.mjs), `instances` isolates sharing KV and the cache. */
 async function startWorkerd(root: string, node22: string, args: string[]): Promise<Workerd> {
-  const child = spawn(node22, ['scripts/edge-workerd.mjs', '--host', '127.0.0.1', ...args], { cwd: root, stdio: ['pipe', 'pipe', 'pipe'] });
+  // MANDATE_EDGE_CACHE_KEY (a fresh random one per run) turns on the KV and Cache API caches; through the environment, never a command line.
+  const child = spawn(node22, ['scripts/edge-workerd.mjs', '--host', '127.0.0.1', '--env-binding', 'MANDATE_EDGE_CACHE_KEY', ...args], {
+    cwd: root,
+    stdio: ['pipe', 'pipe', 'pipe'],
+    env: { ...process.env, MANDATE_EDGE_CACHE_KEY: randomBytes(32).toString('base64url') },
+  });
   let stdout = '';
   let stderr = '';
   child.stderr!.on('data', (chunk: Buffer) => (stderr += chunk.toString()));

@@ -5,7 +5,7 @@ import { verifyJwt, type VerificationKey } from '../core/jwt.ts';
 import { VerifiedTokenCache } from '../core/verified-cache.ts';
 import { deepFreeze } from '../core/cel.ts';
 import { RemoteJwks, type JwksOptions } from './jwks.ts';
-import { verifiedTokenKey, type KeySetCache, type SharedVerificationCache } from './verification-cache.ts';
+import { type KeySetCache, type SharedVerificationCache } from './verification-cache.ts';
 
 /** The claims of a validated access token, whatever the validation mode. */
 export type TokenClaims = Record<string, unknown> & { sub?: string; exp?: number; scope?: string; client_id?: string };
@@ -94,11 +94,13 @@ export function jwtValidator(options: JwtValidatorOptions): TokenValidator {
       const cached = cache.get(token, now);
       if (cached) return cached;
       // Only a compact JWS (RFC 7515 §7.1) is looked up: junk must not cost a store read each.
-      const key = shared && COMPACT_JWS.test(token) ? await verifiedTokenKey(options.issuer, options.audience, token) : undefined;
+      const key = shared && COMPACT_JWS.test(token) ? await shared.key({ issuer: options.issuer, audience: options.audience, typ: options.typ, algorithms: options.algorithms, token }) : undefined;
       // A read is worth it only when verifying here would first fetch the key set (a cold isolate,
       // a new key): with the key in hand, a signature check (~0.3 ms) beats a store read (a KV read
       // of a key never read here goes to KV's central store). The entry is still written below.
-      if (shared && key && !holdsKeyOf(jwks, token)) {
+      // The header's `alg` and `typ` are checked again on a hit (cheap, no signature): the entry's
+      // key binds them already, this keeps a stored entry from ever widening the route's check.
+      if (shared && key && !holdsKeyOf(jwks, token) && headerFits(token, options)) {
         const stored = sharedClaims(await shared.get(key).catch(() => undefined), options, now);
         if (stored) {
           cache.set(token, stored);
@@ -136,6 +138,20 @@ function holdsKeyOf(jwks: RemoteJwks, token: string): boolean {
   try {
     const { kid } = decodeProtectedHeader(token);
     return typeof kid === 'string' && jwks.holds(kid);
+  } catch {
+    return false;
+  }
+}
+
+/** RFC 7515 §4.1.9: media types compare case-insensitively, "application/" may be omitted (as verifyJwt). */
+const normalizeTyp = (value: string) => value.toLowerCase().replace(/^application\//, '');
+
+/** Whether the token's header names an allowed `alg` and the route's `typ` (what verification would check first). */
+function headerFits(token: string, options: Pick<JwtValidatorOptions, 'algorithms' | 'typ'>): boolean {
+  try {
+    const { alg, typ } = decodeProtectedHeader(token);
+    if (typeof alg !== 'string' || !options.algorithms.includes(alg)) return false;
+    return options.typ === null || (typeof typ === 'string' && normalizeTyp(typ) === normalizeTyp(options.typ));
   } catch {
     return false;
   }

@@ -10,27 +10,34 @@
  * it stands for a verification.
  */
 import type { JWK } from 'jose';
-import { sha256 } from '../core/encoding.ts';
 
-/** Verified tokens by key (`verifiedTokenKey`), with their claims as verified. */
+/** What a verified-token entry is bound to: the route's whole check, and the token. */
+export interface VerifiedTokenKeyParts {
+  issuer: string;
+  audience: string;
+  typ: string | null;
+  algorithms: string[];
+  token: string;
+}
+
+/**
+ * Verified tokens by key, with their claims as verified. The store is writable by others (KV: any
+ * API token or Worker with edit rights on the namespace), so an implementation must authenticate
+ * both: the key is a MAC (never the token, never computable without the Worker's secret) over the
+ * route's check and the token, and `get` returns only a value whose MAC verifies for that key
+ * (`workers/verified-tokens.ts`, keyed by `MANDATE_EDGE_CACHE_KEY`).
+ */
 export interface SharedVerificationCache {
   /** Entries live at most this long, whatever the token's remaining life (seconds). */
   readonly maxTtlSeconds: number;
   /** Tokens with less life left than this are not stored (KV: 60, its least `expirationTtl`). */
   readonly minTtlSeconds: number;
-  /** The claims stored under `key`, or undefined; may reject (the caller then verifies). */
+  /** The entry's key for this route's check and this token (keyed: two routes differing in issuer, audience, typ or algorithms never share one). */
+  key(parts: VerifiedTokenKeyParts): Promise<string>;
+  /** The claims stored under `key`, if their MAC verifies, or undefined; may reject (the caller then verifies). */
   get(key: string): Promise<unknown>;
   /** Stores `claims` under `key` for `ttlSeconds`; may reject (the caller drops the error). */
   put(key: string, claims: Record<string, unknown>, ttlSeconds: number): Promise<void>;
-}
-
-/**
- * The key of a verified token: base64url(SHA-256) of (issuer, audience, token), never the token
- * itself, so whoever reads the store learns no usable credential. The issuer and audience are in the
- * hash so that two routes (or gateways) sharing a namespace never take each other's verifications.
- */
-export function verifiedTokenKey(issuer: string, audience: string, token: string): Promise<string> {
-  return sha256(JSON.stringify(['mandate-verified-token/1', issuer, audience, token]));
 }
 
 /** An authorization server's public keys as last fetched, and when (ms since the epoch). */

@@ -14,7 +14,9 @@ import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { verifiedTokenKey } from '../../src/gateway/verification-cache.ts';
+import { createHash } from 'node:crypto';
+import { EdgeCacheMac, parseEdgeCacheKey } from '../../src/gateway/workers/edge-cache-key.ts';
+import { kvVerifiedTokens } from '../../src/gateway/workers/verified-tokens.ts';
 import { freePort } from '../helpers/auth-server.ts';
 import { listedTools, mcpPost, startFakeIssuer, startScriptedUpstream, toolCall } from '../helpers/gateway.ts';
 import { skipUnless } from '../helpers/services.ts';
@@ -38,6 +40,18 @@ interface Workerd {
 }
 
 let script: string | undefined;
+/** The Worker's MANDATE_EDGE_CACHE_KEY (handed over through the environment, never a command line). */
+const CACHE_KEY = Buffer.alloc(32, 5).toString('base64url');
+const ALGORITHMS = ['ES256', 'RS256', 'PS256', 'EdDSA'];
+
+/** A KV entry as the Worker writes it (the route's defaults: typ at+jwt, the default algorithms). */
+async function entryFor(issuer: string, resource: string, token: string, claims: Record<string, unknown>) {
+  const entries = new Map<string, string>();
+  const kv = kvVerifiedTokens({ get: async () => null, put: async (key, value) => void entries.set(key, value) }, { maxTtlSeconds: 300, mac: new EdgeCacheMac(parseEdgeCacheKey(CACHE_KEY)!) });
+  const key = await kv.key({ issuer, audience: resource, typ: 'at+jwt', algorithms: ALGORITHMS, token });
+  await kv.put(key, claims, 300);
+  return { key, value: entries.get(key)! };
+}
 const dirs: string[] = [];
 
 function bundle(): string {
@@ -62,7 +76,7 @@ async function startWorkerd(issuer: Issuer, upstream: Upstream, args: string[], 
   writeFileSync(configFile, JSON.stringify({ routes: [route] }));
   const seed = options.seed ? ['--kv-seed', join(dir, 'seed.json')] : [];
   if (options.seed) writeFileSync(join(dir, 'seed.json'), JSON.stringify(options.seed));
-  const child: ChildProcess = spawn(NODE22, ['scripts/edge-workerd.mjs', '--config', configFile, '--script', bundle(), '--host', '127.0.0.1', '--port', String(port), ...seed, ...args], { stdio: ['pipe', 'pipe', 'pipe'] });
+  const child: ChildProcess = spawn(NODE22, ['scripts/edge-workerd.mjs', '--config', configFile, '--script', bundle(), '--host', '127.0.0.1', '--port', String(port), '--env-binding', 'MANDATE_EDGE_CACHE_KEY', ...seed, ...args], { stdio: ['pipe', 'pipe', 'pipe'], env: { ...process.env, MANDATE_EDGE_CACHE_KEY: CACHE_KEY } });
   let stdout = '';
   let stderr = '';
   child.stderr!.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
@@ -139,6 +153,8 @@ describe('verified tokens in KV, shared by the isolates (the Cache API off)', sk
   let workerd: Workerd;
   let expiredEntryToken: string;
   let seededToken: string;
+  let plantedToken: string;
+  let forgedToken: string;
 
   before(async () => {
     issuer = await startFakeIssuer();
@@ -151,11 +167,21 @@ describe('verified tokens in KV, shared by the isolates (the Cache API off)', sk
     expiredEntryToken = await issuer.sign({ sub: 'alice', aud: resource, client_id: 'agent-1', scope: 'banking:read' });
     seededToken = await issuer.sign({ sub: 'alice', aud: resource, client_id: 'agent-1', scope: 'banking:read' });
     const claims = { iss: issuer.issuer, aud: resource, client_id: 'agent-1', scope: 'banking:read', iat: now - 400, jti: 'seeded' };
+    plantedToken = await issuer.sign({ sub: 'alice', aud: resource, client_id: 'agent-1', scope: 'banking:read' });
+    // Security review: a KV editor without the Worker's secret. A token of their own making (unknown
+    // kid, typ JWT, junk signature) under the old key, SHA-256(version, issuer, audience, token)…
+    const b64 = (value: unknown) => Buffer.from(JSON.stringify(value)).toString('base64url');
+    forgedToken = `${b64({ alg: 'ES256', kid: 'attacker', typ: 'JWT' })}.${b64({ sub: 'admin' })}.AAAA`;
+    const oldKey = createHash('sha256').update(JSON.stringify(['mandate-verified-token/1', issuer.issuer, resource, forgedToken])).digest('base64url');
+    // …and, under a real token's genuine key (seen in a listing of the namespace), claims without a valid MAC.
+    const genuine = await entryFor(issuer.issuer, resource, plantedToken, { ...claims, sub: 'genuine', exp: now + 300 });
     const seed = [
-      { key: await verifiedTokenKey(issuer.issuer, resource, expiredEntryToken), value: { ...claims, sub: 'stale-in-kv', exp: now - 1 } },
-      { key: await verifiedTokenKey(issuer.issuer, resource, seededToken), value: { ...claims, sub: 'from-kv', exp: now + 300 } },
+      await entryFor(issuer.issuer, resource, expiredEntryToken, { ...claims, sub: 'stale-in-kv', exp: now - 1 }),
+      await entryFor(issuer.issuer, resource, seededToken, { ...claims, sub: 'from-kv', exp: now + 300 }),
+      { key: oldKey, value: { ...claims, sub: 'admin', scope: 'banking:read banking:write', exp: now + 3600 } },
+      { key: genuine.key, value: JSON.stringify({ claims: JSON.stringify({ ...claims, sub: 'planted', exp: now + 300 }), mac: (JSON.parse(genuine.value) as { mac: string }).mac }) },
     ];
-    workerd = await startWorkerd(issuer, upstream, ['--instances', '3', '--cache', 'off'], { port, seed });
+    workerd = await startWorkerd(issuer, upstream, ['--instances', '4', '--cache', 'off'], { port, seed });
   });
   after(async () => {
     await workerd?.stop();
@@ -221,6 +247,22 @@ describe('verified tokens in KV, shared by the isolates (the Cache API off)', sk
     const stale = await callUntil(c, { authorization: `Bearer ${expiredEntryToken}` }, 200);
     assert.equal(stale.status, 200, stale.text);
     assert.equal((await auditFor(workerd, stale.headers.get('x-request-id'))).sub, 'alice', 'the expired entry was ignored and the token verified');
+  });
+
+  it('entries written without the Worker\'s MANDATE_EDGE_CACHE_KEY are not taken: a forged identity is refused, a planted one ignored', async () => {
+    // The fourth isolate has served nothing yet: it holds no key, so it reads KV for each token.
+    const d = workerd.mcp[3]!;
+    // A real token whose genuine entry was replaced with other claims: the MAC fails, the token is verified.
+    const planted = await mcpPost(d, toolCall('echo', {}, 5), { authorization: `Bearer ${plantedToken}` });
+    assert.equal(planted.status, 200, planted.text);
+    assert.equal((await auditFor(workerd, planted.headers.get('x-request-id'))).sub, 'alice', 'the planted claims were ignored');
+    // The forged token's kid is unknown, so KV is read: its entry (under the old, computable key) is not found; refused.
+    const forged = await mcpPost(d, toolCall('echo', {}, 6), { authorization: `Bearer ${forgedToken}` });
+    assert.equal(forged.status, 401, forged.text);
+    const refused = await auditFor(workerd, forged.headers.get('x-request-id'));
+    assert.equal(refused.rejection, 'invalid_token');
+    assert.notEqual(refused.sub, 'admin');
+    assert.match(workerd.output(), /holds an entry whose MAC does not verify/);
   });
 });
 

@@ -30,13 +30,14 @@ import { durableRevocations } from './durable-revocations.ts';
 import { isolateRateLimits } from './rate-limits.ts';
 import { edgeWebApp, type EdgeApp } from './web.ts';
 import { cacheApiKeySets, defaultCache } from './key-set-cache.ts';
+import { EdgeCacheMac, parseEdgeCacheKey } from './edge-cache-key.ts';
 import { isKvNamespace, kvVerifiedTokens, verifiedTokensMaxTtl } from './verified-tokens.ts';
 
 export { isolateRateLimits } from './rate-limits.ts';
 export { GatewayState, durableRateLimits, DurableSessionBindings } from './durable-state.ts';
 
 /** The Worker's bindings: the config, the `GatewayState` Durable Object (optional), and the secrets its routes name. */
-export type GatewayWorkerEnv = { MANDATE_GATEWAY_CONFIG?: string | object; GATEWAY_STATE?: unknown; VERIFIED_TOKENS?: unknown; VERIFIED_TOKENS_MAX_TTL_SECONDS?: string | number } & Record<string, unknown>;
+export type GatewayWorkerEnv = { MANDATE_GATEWAY_CONFIG?: string | object; GATEWAY_STATE?: unknown; VERIFIED_TOKENS?: unknown; VERIFIED_TOKENS_MAX_TTL_SECONDS?: string | number; MANDATE_EDGE_CACHE_KEY?: string } & Record<string, unknown>;
 
 /** The part of `ExecutionContext` used here (no dependency on @cloudflare/workers-types). */
 export interface WorkerContext {
@@ -73,9 +74,11 @@ function build(source: string, env: GatewayWorkerEnv): Built {
   const rateLimits = state ? durableRateLimits(state) : isolateRateLimits();
   const idleMs = config.session_idle_seconds * 1000;
   // Verified tokens in KV and the AS keys in the Cache API, shared by the isolates (docs/edge.md).
-  const sharedVerifications = isKvNamespace(env.VERIFIED_TOKENS) ? kvVerifiedTokens(env.VERIFIED_TOKENS, { maxTtlSeconds: verifiedTokensMaxTtl(env.VERIFIED_TOKENS_MAX_TTL_SECONDS) }) : undefined;
-  const cache = defaultCache();
-  const keySetCache = cache ? cacheApiKeySets(cache) : undefined;
+  // Both are writable by others (KV editors, the zone's other Workers): used only with the secret that authenticates their entries.
+  const mac = edgeCacheMac(env, isKvNamespace(env.VERIFIED_TOKENS));
+  const sharedVerifications = mac && isKvNamespace(env.VERIFIED_TOKENS) ? kvVerifiedTokens(env.VERIFIED_TOKENS, { maxTtlSeconds: verifiedTokensMaxTtl(env.VERIFIED_TOKENS_MAX_TTL_SECONDS), mac }) : undefined;
+  const cache = mac ? defaultCache() : undefined;
+  const keySetCache = cache && mac ? cacheApiKeySets(cache, mac) : undefined;
   const routes: CompiledRoute[] = [];
   try {
     config.routes.forEach((route, index) => {
@@ -127,6 +130,19 @@ function build(source: string, env: GatewayWorkerEnv): Built {
   return { source, app, routes, audit };
 }
 
+/** The MAC of the shared caches, from `MANDATE_EDGE_CACHE_KEY`; without it they are off (said once per build). A malformed key fails the build. */
+function edgeCacheMac(env: GatewayWorkerEnv, kvBound: boolean): EdgeCacheMac | undefined {
+  let secret: Uint8Array | undefined;
+  try {
+    secret = parseEdgeCacheKey(env.MANDATE_EDGE_CACHE_KEY);
+  } catch (error) {
+    throw new EdgeConfigError((error as Error).message);
+  }
+  if (secret) return new EdgeCacheMac(secret);
+  console.warn(JSON.stringify({ level: 'warn', msg: `the shared caches are off: ${kvBound ? 'the verified-token cache (VERIFIED_TOKENS) and ' : ''}the key set cache (Cache API) need MANDATE_EDGE_CACHE_KEY`, reason: 'MANDATE_EDGE_CACHE_KEY is not set: their entries could not be authenticated, and KV editors or the zone\'s other Workers could plant them' }));
+  return undefined;
+}
+
 let built: Built | undefined;
 
 /** The routes for this config, compiled on first use and again when the binding changes. */
@@ -136,7 +152,8 @@ function routesFor(env: GatewayWorkerEnv): Built {
   // The routes are built again when the config changes or the Durable Object binding appears or goes.
   // (No ':' before the config's: build() reads the config after the first one.)
   const sink = typeof env.AUDIT_SINK_URL === 'string' ? ` sink=${encodeURIComponent(env.AUDIT_SINK_URL)}` : '';
-  const source = `${isDurableNamespace(env.GATEWAY_STATE) ? 'do' : 'isolate'}${sink}:${typeof binding === 'string' ? binding : JSON.stringify(binding)}`;
+  const cacheKey = typeof env.MANDATE_EDGE_CACHE_KEY === 'string' && env.MANDATE_EDGE_CACHE_KEY !== '' ? ' cache-key' : '';
+  const source = `${isDurableNamespace(env.GATEWAY_STATE) ? 'do' : 'isolate'}${sink}${cacheKey}:${typeof binding === 'string' ? binding : JSON.stringify(binding)}`;
   if (built?.source === source) return built;
   const next = build(source, env);
   for (const route of built?.routes ?? []) route.close();
