@@ -105,6 +105,60 @@ describe('DurableWebSessions on GatewayState objects', () => {
     assert.equal(await store.endMatching('/app/', {}), 0);
   });
 
+  // Security review of issue 16: a request that read the session before a sign-out or back-channel
+  // logout (in another isolate) must not bring it back with its touch or refresh.
+  it('renew replaces a session still stored, and never one ended meanwhile (sign-out, back-channel logout)', async () => {
+    const { namespace } = memoryNamespace();
+    const store = new DurableWebSessions(namespace);
+    await store.save('s1', session(), 600);
+    const read = (await store.get('s1'))!;
+    assert.equal(await store.renew('s1', { ...read, accessToken: 'renewed' }, 600), true);
+    assert.equal((await store.get('s1'))!.accessToken, 'renewed');
+    await store.delete('s1');
+    assert.equal(await store.renew('s1', read, 600), false);
+    assert.equal(await store.get('s1'), undefined, 'the sign-out holds');
+    await store.save('s2', session(), 600);
+    const before = (await store.get('s2'))!;
+    assert.equal(await store.endMatching('/app/', { sub: 'user-1' }), 1);
+    assert.equal(await store.renew('s2', before, 600), false);
+    assert.equal(await store.get('s2'), undefined, 'the back-channel logout holds');
+  });
+
+  it('a back-channel logout between a sign-in\'s index and its put: the session is not stored', async () => {
+    const { namespace } = memoryNamespace();
+    // Holds the session record's put until the logout has run (another isolate's request, in between).
+    let release!: () => void;
+    const gate = new Promise<void>((resolve) => (release = resolve));
+    let held!: () => void;
+    const reached = new Promise<void>((resolve) => (held = resolve));
+    const gated: DurableNamespace = {
+      idFromName: (name) => namespace.idFromName(name),
+      get: (id) => {
+        const stub = namespace.get(id);
+        return {
+          fetch: async (input, init) => {
+            if (typeof init?.body === 'string' && (JSON.parse(init.body) as { op: string }).op === 'web-put') {
+              held();
+              await gate;
+            }
+            return stub.fetch(input, init);
+          },
+        };
+      },
+    };
+    const signingIn = new DurableWebSessions(gated);
+    const other = new DurableWebSessions(namespace);
+    const saving = signingIn.save('s3', session({ sid: 'as-session-9' }), 600);
+    await reached;
+    await other.endMatching('/app/', { sid: 'as-session-9' });
+    release();
+    await saving;
+    assert.equal(await other.get('s3'), undefined, 'the logout that came first holds');
+    // Another session of the same AS session, signed in later, with no logout meanwhile: stored.
+    await other.save('s4', session({ sid: 'as-session-9' }), 600);
+    assert.ok(await other.get('s4'));
+  });
+
   it('a pending sign-in is taken once; a logout token jti is first used once; both expire', async () => {
     const { namespace } = memoryNamespace();
     const store = new DurableWebSessions(namespace);

@@ -37,6 +37,11 @@ export class RedisWebSessions implements WebSessionStore {
     await multi.exec();
   }
 
+  /** `SET … XX`: only an existing session is replaced (its indexes, set at sign-in, already outlive it). */
+  async renew(id: string, session: WebSession, ttlSeconds: number): Promise<boolean> {
+    return (await this.redis.set(this.sessionKey(hash(id)), JSON.stringify(session), 'PX', ttlSeconds * 1000, 'XX')) === 'OK';
+  }
+
   async get(id: string): Promise<WebSession | undefined> {
     const stored = await this.redis.get(this.sessionKey(hash(id)));
     return stored === null ? undefined : (JSON.parse(stored) as WebSession);

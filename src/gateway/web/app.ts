@@ -242,7 +242,9 @@ function webRouteHandler(route: CompiledWebRoute, deps: WebDependencies) {
     }
     if (dirty) {
       session.lastSeenAt = at;
-      await deps.store.save(found.id, session, sessionTtl(session));
+      // Renewed only if still there: a sign-out or back-channel logout (through another instance)
+      // since this request read it must not be undone by this write.
+      if (!(await deps.store.renew(found.id, session, sessionTtl(session)))) return startSignIn(c, event, 'session ended while in use');
     }
     const path = c.req.path;
     for (const rule of route.rules) {

@@ -29,7 +29,14 @@ export interface PendingSignIn {
  * gateway sharing it knows them. Session ids and states are stored only as SHA-256 hashes.
  */
 export interface WebSessionStore {
+  /** Stores a new session (sign-in); its `sid`/`sub` indexes are in place no later than the session itself. */
   save(id: string, session: WebSession, ttlSeconds: number): Promise<void>;
+  /**
+   * Replaces a session (a touch, a refreshed token) only if it is still stored, atomically: false
+   * when it has ended meanwhile (sign-out, back-channel logout, expiry — possibly through another
+   * instance), so that a request that read it before cannot bring it back.
+   */
+  renew(id: string, session: WebSession, ttlSeconds: number): Promise<boolean>;
   get(id: string): Promise<WebSession | undefined>;
   delete(id: string): Promise<void>;
   /** Ends the sessions of a route that match the AS session `sid`, or the subject `sub` (back-channel logout). */
@@ -72,6 +79,14 @@ export class MemoryWebSessions implements WebSessionStore {
   async save(id: string, session: WebSession, ttlSeconds: number): Promise<void> {
     this.sweep();
     this.sessions.set(await digest(id), { value: structuredClone(session), until: Date.now() + ttlSeconds * 1000 });
+  }
+
+  async renew(id: string, session: WebSession, ttlSeconds: number): Promise<boolean> {
+    const key = await digest(id);
+    const entry = this.sessions.get(key);
+    if (!entry || entry.until <= Date.now()) return false;
+    this.sessions.set(key, { value: structuredClone(session), until: Date.now() + ttlSeconds * 1000 });
+    return true;
   }
 
   async get(id: string): Promise<WebSession | undefined> {

@@ -33,12 +33,15 @@ interface WebRecord {
   route?: string;
   sub?: string;
   sid?: string;
+  /** A session object ended by a back-channel logout before its record was put (see `save`). */
+  ended?: { route: string; match: { sid?: string; sub?: string } };
   /** Index objects: session hash → its own expiry (epoch ms). */
   members?: Record<string, number>;
 }
 
 export type WebCommand =
   | { op: 'web-put'; record: Omit<WebRecord, 'until' | 'members'>; until: number }
+  | { op: 'web-renew'; record: Omit<WebRecord, 'until' | 'members'>; until: number }
   | { op: 'web-get' }
   | { op: 'web-take' }
   | { op: 'web-delete' }
@@ -47,7 +50,10 @@ export type WebCommand =
   | { op: 'web-index-list' }
   | { op: 'web-end-if'; route: string; match: { sid?: string; sub?: string } };
 
-const WEB_OPS = new Set<string>(['web-put', 'web-get', 'web-take', 'web-delete', 'web-first-use', 'web-index-add', 'web-index-list', 'web-end-if']);
+const WEB_OPS = new Set<string>(['web-put', 'web-renew', 'web-get', 'web-take', 'web-delete', 'web-first-use', 'web-index-add', 'web-index-list', 'web-end-if']);
+
+/** How long a logout that found an indexed session not yet stored is remembered (a sign-in's two steps are seconds apart). */
+const ENDED_BEFORE_PUT_MS = 5 * 60_000;
 
 /**
  * `GatewayState`'s handler for the `web:` objects' commands: a Response, or undefined when the
@@ -65,10 +71,20 @@ export async function webStateCommand(storage: DurableStorage, command: unknown)
     await storage.setAlarm(record.until);
   };
   switch (web.op) {
-    case 'web-put':
+    case 'web-put': {
+      if (!(web.until > now)) return new Response('bad request', { status: 400 });
+      // A back-channel logout reached this (indexed, not yet stored) session first: it stays ended.
+      const ended = live?.ended;
+      if (ended && web.record.route === ended.route && typeof web.record.sub === 'string' && sessionMatches({ sub: web.record.sub, sid: web.record.sid }, ended.match)) return Response.json({ stored: false });
+      await keep({ ...web.record, until: web.until });
+      return Response.json({ stored: true });
+    }
+    case 'web-renew':
+      // Only a session still there: one ended meanwhile (sign-out, back-channel logout) stays ended.
+      if (!live?.sealed) return Response.json({ renewed: false });
       if (!(web.until > now)) return new Response('bad request', { status: 400 });
       await keep({ ...web.record, until: web.until });
-      return Response.json({});
+      return Response.json({ renewed: true });
     case 'web-get':
       return Response.json({ record: live ?? null });
     case 'web-take':
@@ -94,6 +110,8 @@ export async function webStateCommand(storage: DurableStorage, command: unknown)
     case 'web-end-if': {
       const ended = !!live?.route && live.route === web.route && typeof live.sub === 'string' && sessionMatches({ sub: live.sub, sid: live.sid }, web.match ?? {});
       if (ended) await storage.deleteAll();
+      // Indexed but not stored yet (a sign-in between its two steps): remembered, so that its put is refused.
+      else if (!live?.sealed) await keep({ until: now + ENDED_BEFORE_PUT_MS, ended: { route: web.route, match: web.match ?? {} } });
       return Response.json({ ended });
     }
   }
@@ -161,10 +179,19 @@ export class DurableWebSessions implements WebSessionStore {
     // The indexes outlive the record's idle lifetime: a session renewed later is still found.
     const indexUntil = Math.max(until, session.expiresAt * 1000);
     const sealed = await sealRecord(id, 'session', session);
-    await this.send(`web:session:${hash}`, { op: 'web-put', record: { sealed, route: session.route, sub: session.sub, sid: session.sid }, until });
+    // Indexed first, so that a back-channel logout cannot miss it: one that lists the index before
+    // the put finds the hash, and its end-if on the not-yet-stored session leaves a mark that makes
+    // the put below refused (the cookie set after it then opens nothing: sign in again).
     const indexes = [await this.index(session.route, 'sub', session.sub)];
     if (session.sid !== undefined) indexes.push(await this.index(session.route, 'sid', session.sid));
     await Promise.all(indexes.map((name) => this.send(name, { op: 'web-index-add', member: hash, until: indexUntil })));
+    await this.send(`web:session:${hash}`, { op: 'web-put', record: { sealed, route: session.route, sub: session.sub, sid: session.sid }, until });
+  }
+
+  async renew(id: string, session: WebSession, ttlSeconds: number): Promise<boolean> {
+    const sealed = await sealRecord(id, 'session', session);
+    const { renewed } = await this.send(`web:session:${await digest(id)}`, { op: 'web-renew', record: { sealed, route: session.route, sub: session.sub, sid: session.sid }, until: Date.now() + ttlSeconds * 1000 });
+    return renewed === true;
   }
 
   async get(id: string): Promise<WebSession | undefined> {
