@@ -12,7 +12,8 @@ import type { AddressInfo } from 'node:net';
 import { after, before, describe, it, mock } from 'node:test';
 import worker, { GatewayState } from '../../src/gateway/workers/index.ts';
 import { DurableApprovals } from '../../src/gateway/workers/durable-approvals.ts';
-import type { ListingStorage } from '../../src/gateway/workers/durable-audit.ts';
+import { auditSinkSettings, EdgeAudit, ISOLATE_BATCH_SIZE, type ListingStorage } from '../../src/gateway/workers/durable-audit.ts';
+import type { GatewayAuditEvent } from '../../src/gateway/types.ts';
 import { DurableRevocationList, RevocationFeedObject, type FeedConfig } from '../../src/gateway/workers/durable-revocations.ts';
 import type { DurableNamespace } from '../../src/gateway/workers/durable-state.ts';
 import { ApprovalStoreUnavailable } from '../../src/gateway/approvals.ts';
@@ -220,6 +221,82 @@ describe('an audit shard in a Durable Object', () => {
       assert.ok(posts.every((post) => post.auth === 'Bearer tok'));
       assert.equal([...memory.data.keys()].filter((key) => key.startsWith('e:')).length, 0);
       assert.equal((await append([42])).status, 400);
+    } finally {
+      mock.restoreAll();
+    }
+  });
+});
+
+// Security review of issue 16 (DoS): one Durable Object call per event to one shard per isolate let
+// junk traffic overload the shards; a sink down for long grew a shard's storage without bound.
+describe('audit events: batched by the isolate, spread over the shards, bounded in each shard', () => {
+  const event = (n: number) => ({ request_id: `req-${n}`, time: new Date(1_700_000_000_000 + n * 1000).toISOString(), decision: 'deny', n }) as unknown as GatewayAuditEvent;
+
+  it('an isolate hands its events over in batches of at most ISOLATE_BATCH_SIZE, to shards chosen per batch; every request settles', async () => {
+    mock.method(console, 'log', () => undefined);
+    try {
+      const calls: { shard: string; events: number }[] = [];
+      const namespace: DurableNamespace = {
+        idFromName: (name) => name,
+        get: (id) => ({
+          fetch: async (_input, init) => {
+            calls.push({ shard: String(id), events: (JSON.parse(String(init!.body)) as { events: unknown[] }).events.length });
+            return Response.json({});
+          },
+        }),
+      };
+      const audit = new EdgeAudit(namespace, auditSinkSettings({ AUDIT_SINK_URL: 'https://sink.test/in' }));
+      for (let n = 0; n < 1000; n++) audit.record(event(n));
+      await Promise.all(Array.from({ length: 1000 }, (_, n) => audit.settled(`req-${n}`)));
+      assert.equal(calls.reduce((sum, call) => sum + call.events, 0), 1000, 'every event handed over');
+      assert.ok(calls.every((call) => call.events <= ISOLATE_BATCH_SIZE));
+      assert.ok(calls.length <= Math.ceil(1000 / ISOLATE_BATCH_SIZE) + 1, `${calls.length} calls for 1000 events`);
+      assert.ok(new Set(calls.map((call) => call.shard)).size > 1, 'the batches spread over the shards');
+      assert.ok(calls.every((call) => /^audit:[0-3]$/.test(call.shard)));
+    } finally {
+      mock.restoreAll();
+    }
+  });
+
+  it('a request that asks after its event left the last 4,096 remembered is not left waiting forever', async () => {
+    mock.method(console, 'log', () => undefined);
+    try {
+      const namespace: DurableNamespace = { idFromName: (name) => name, get: () => ({ fetch: async () => Response.json({}) }) };
+      const audit = new EdgeAudit(namespace, auditSinkSettings({ AUDIT_SINK_URL: 'https://sink.test/in' }), 50);
+      for (let n = 0; n < 4200; n++) audit.record(event(n));
+      await Promise.all(Array.from({ length: 4200 }, (_, n) => audit.settled(`req-${n}`)));
+      // req-0 finished 4,200 events ago: forgotten. Its settled() must still resolve (bounded here by 5 s).
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      const late = await Promise.race([audit.settled('req-0').then(() => 'resolved'), new Promise((r) => (timer = setTimeout(() => r('hung'), 5_000)))]);
+      clearTimeout(timer);
+      assert.equal(late, 'resolved');
+      assert.equal(audit.waiting, 0, 'no waiter left behind');
+    } finally {
+      mock.restoreAll();
+    }
+  });
+
+  it('a shard holds at most AUDIT_SINK_MAX_STORED events: the oldest are replaced by a counted audit_dropped marker, delivered in their place', async () => {
+    const errors: string[] = [];
+    mock.method(console, 'error', (line: string) => void errors.push(line));
+    mock.method(console, 'warn', () => undefined);
+    try {
+      const memory = memoryStorage();
+      const object = new GatewayState({ storage: memory.storage }, { AUDIT_SINK_URL: 'http://127.0.0.1:9/never', AUDIT_SINK_MAX_STORED: '5', AUDIT_SINK_BATCH_SIZE: '100' });
+      const append = (events: unknown[]) => object.fetch(new Request('https://gateway-state/', { method: 'POST', body: JSON.stringify({ op: 'audit', events }) }));
+      const stored = () => [...memory.data.entries()].filter(([key]) => key.startsWith('e:')).sort(([a], [b]) => a.localeCompare(b)).map(([, value]) => value as Record<string, unknown>);
+      for (let n = 1; n <= 8; n++) assert.equal((await append([{ n, time: `t${n}` }])).status, 200);
+      let events = stored();
+      assert.equal(events.length, 5, 'bounded');
+      assert.deepEqual({ event: events[0]!.event, dropped: events[0]!.dropped, from: events[0]!.from, to: events[0]!.to }, { event: 'audit_dropped', dropped: 4, from: 't1', to: 't4' });
+      assert.deepEqual(events.slice(1).map((e) => e.n), [5, 6, 7, 8]);
+      await append([{ n: 9, time: 't9' }, { n: 10, time: 't10' }]);
+      events = stored();
+      assert.equal(events.length, 5);
+      assert.deepEqual({ dropped: events[0]!.dropped, from: events[0]!.from, to: events[0]!.to }, { dropped: 6, from: 't1', to: 't6' }, 'the marker counts everything dropped so far');
+      assert.deepEqual(events.slice(1).map((e) => e.n), [7, 8, 9, 10]);
+      assert.equal((await memory.storage.get<{ count: number }>('meta'))!.count, 5);
+      assert.ok(errors.some((line) => line.includes('audit events dropped from the shard')), errors.join('\n'));
     } finally {
       mock.restoreAll();
     }

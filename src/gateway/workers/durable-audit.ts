@@ -3,9 +3,11 @@
  * as before; with `AUDIT_SINK_URL` set, the events are also delivered to that HTTP sink in batches,
  * through the `GatewayState` Durable Object:
  *
- * - an isolate sends its events to one shard object, `audit:<n>` (n < `AUDIT_SINK_SHARDS`, chosen
- *   at random once per isolate), which appends them to its storage — the request waits for that
- *   (`ctx.waitUntil`), not for the sink;
+ * - an isolate sends its events in batches (`ISOLATE_BATCH_SIZE` events or `ISOLATE_BATCH_MS`), each
+ *   to a shard object `audit:<n>` chosen at random (n < `AUDIT_SINK_SHARDS`), which appends them to
+ *   its storage — the request waits for that (`ctx.waitUntil`), not for the sink; a shard keeps at
+ *   most `AUDIT_SINK_MAX_STORED` events (default 100,000): past it the oldest are dropped and an
+ *   `audit_dropped` marker event (how many, from when to when) takes their place;
  * - the shard's alarm posts them to the sink (`POST`, a JSON array, `Authorization: Bearer
  *   AUDIT_SINK_TOKEN` when set) in batches of at most `AUDIT_SINK_BATCH_SIZE`: at once when that
  *   many are waiting, else `AUDIT_SINK_BATCH_SECONDS` after the first one came;
@@ -31,6 +33,14 @@ const MAX_BACKOFF_MS = 5 * 60_000;
 const SINK_TIMEOUT_MS = 10_000;
 /** Events an isolate keeps while its shard cannot take them; past this, requests are refused. */
 const MAX_QUEUED = 1_000;
+/** An isolate hands its events over in batches: at most this many per Durable Object call… */
+export const ISOLATE_BATCH_SIZE = 50;
+/** …sent at the latest this long after the first of them was recorded. */
+export const ISOLATE_BATCH_MS = 20;
+/** A `settled` wait never outlasts this (workerd's own limit on `waitUntil` after a response). */
+const SETTLE_TIMEOUT_MS = 30_000;
+/** Events a shard keeps at most (`AUDIT_SINK_MAX_STORED`); past it the oldest go, replaced by an `audit_dropped` marker. */
+const DEFAULT_MAX_STORED = 100_000;
 
 /** The storage operations a shard needs beyond `DurableStorage` (both kinds of Durable Object storage have them). */
 export interface ListingStorage extends DurableStorage {
@@ -66,6 +76,7 @@ export function auditSinkSettings(env: Record<string, unknown>) {
     batchSize: number(env.AUDIT_SINK_BATCH_SIZE, DEFAULT_BATCH_SIZE),
     batchMs: number(env.AUDIT_SINK_BATCH_SECONDS, DEFAULT_BATCH_SECONDS) * 1000,
     shards: number(env.AUDIT_SINK_SHARDS, DEFAULT_SHARDS),
+    maxStored: Math.max(2, number(env.AUDIT_SINK_MAX_STORED, DEFAULT_MAX_STORED)),
   };
 }
 
@@ -86,6 +97,7 @@ export class AuditShardObject {
     const meta = stored ?? { next: 0, count: 0, attempts: 0 };
     for (const event of command.events) await this.storage.put(seqKey(meta.next++), event);
     meta.count += command.events.length;
+    if (meta.count > settings.maxStored) await this.dropOldest(meta, meta.count - settings.maxStored + 1);
     await this.storage.put('meta', meta);
     // A sink that is failing keeps its backoff; otherwise a full batch goes at once, a partial one after batchMs.
     const alarm = await this.storage.getAlarm();
@@ -93,6 +105,31 @@ export class AuditShardObject {
     if (meta.attempts === 0 && meta.count >= settings.batchSize) await this.storage.setAlarm(now);
     else if (alarm === null) await this.storage.setAlarm(now + settings.batchMs);
     return Response.json({ stored: command.events.length });
+  }
+
+  /**
+   * The shard is full (a sink down for long): the oldest `n` stored entries go, and the last of their
+   * places takes an `audit_dropped` marker event saying how many and between which times, so that the
+   * sink sees the gap where it is. Storage stays bounded; the console lines still have every event.
+   */
+  private async dropOldest(meta: Meta, n: number): Promise<void> {
+    const oldest = await this.storage.list<Record<string, unknown>>({ prefix: 'e:', limit: n });
+    const entries = [...oldest.entries()];
+    if (entries.length === 0) return;
+    let dropped = 0;
+    let from: unknown;
+    let to: unknown;
+    for (const [, event] of entries) {
+      const marker = event?.event === 'audit_dropped';
+      dropped += marker && typeof event.dropped === 'number' ? event.dropped : 1;
+      from ??= marker ? event.from : event?.time;
+      to = marker ? event.to : event?.time;
+    }
+    const [lastKey] = entries[entries.length - 1]!;
+    await this.storage.delete(entries.slice(0, -1).map(([key]) => key));
+    await this.storage.put(lastKey, { audit: 'mandate-gateway', event: 'audit_dropped', time: new Date().toISOString(), dropped, from, to, reason: `the shard holds at most ${auditSinkSettings(this.env).maxStored} events and the sink has not taken them` });
+    meta.count -= entries.length - 1;
+    console.error(JSON.stringify({ level: 'error', msg: 'audit events dropped from the shard: it is full and the sink does not take them (the console lines remain)', dropped: entries.length, stored: meta.count }));
   }
 
   private async deliver(url: string, token: string | undefined, events: unknown[]): Promise<string | undefined> {
@@ -161,36 +198,44 @@ export async function auditRecord(event: GatewayAuditEvent): Promise<Record<stri
 }
 
 /**
- * The isolate's side: writes each event's console line and, with a sink, hands it to the isolate's
- * shard at once, from the request that recorded it (workerd ties I/O to its request: no request
- * sends another's events, nor awaits another's call). Events a failed call could not hand over go
- * back to the isolate's queue and leave with the next event. `settled(requestId)` (for
- * `ctx.waitUntil`) resolves once that request's event has been handed over, or the attempt failed.
+ * The isolate's side: writes each event's console line and, with a sink, hands the events to the
+ * shards in batches — one Durable Object call per `ISOLATE_BATCH_SIZE` events, or `ISOLATE_BATCH_MS`
+ * after the first of a batch, whichever comes first — each batch to a shard chosen at random, so
+ * load spreads over all of them. The batch is sent by the request whose event filled it or started
+ * its timer; every request keeps itself alive (`ctx.waitUntil(settled(id))`) until its own event's
+ * batch is handed over, so nothing is lost. Events a failed call could not hand over go back to the
+ * isolate's queue and leave with the next batch.
  */
 export class EdgeAudit {
+  /** Events that a call failed to hand over, oldest first. */
   private readonly queue: { id: string; line: Record<string, unknown> }[] = [];
+  /** Events recorded since the last batch left. */
+  private buffer: { id: string; line: Record<string, unknown> }[] = [];
+  private timer: ReturnType<typeof setTimeout> | undefined;
   private readonly waiters = new Map<string, (() => void)[]>();
   /** Requests whose event was handed over (or failed to be) lately: `settled` for them resolves at once. */
   private readonly done = new Set<string>();
   private pendingLines = 0;
-  private readonly shard: string;
 
   constructor(
     private readonly namespace: DurableNamespace | undefined,
     private readonly settings: ReturnType<typeof auditSinkSettings>,
-  ) {
-    this.shard = `audit:${Math.floor(Math.random() * settings.shards)}`;
-  }
+    private readonly settleTimeoutMs = SETTLE_TIMEOUT_MS,
+  ) {}
 
   /** Whether events go to the sink (a URL and the Durable Object binding). */
   get shipping(): boolean {
     return this.namespace !== undefined && this.settings.url !== undefined;
   }
 
+  private get backlog(): number {
+    return this.queue.length + this.buffer.length + this.pendingLines;
+  }
+
   /** The observer's `ready`: refuse (false) while the isolate's queue is full and the shard still does not take it. */
   ready(): Promise<boolean> | undefined {
-    if (this.queue.length + this.pendingLines < MAX_QUEUED) return undefined;
-    return this.send([]).then(() => this.queue.length + this.pendingLines < MAX_QUEUED);
+    if (this.backlog < MAX_QUEUED) return undefined;
+    return this.send([]).then(() => this.backlog < MAX_QUEUED);
   }
 
   record(event: GatewayAuditEvent): void {
@@ -199,37 +244,72 @@ export class EdgeAudit {
       this.pendingLines--;
       console.log(JSON.stringify(line));
       if (!this.shipping) return this.finish([event.request_id]);
-      return this.send([{ id: event.request_id, line }]);
+      this.buffer.push({ id: event.request_id, line });
+      if (this.buffer.length >= ISOLATE_BATCH_SIZE) return this.flush();
+      this.timer ??= setTimeout(() => void this.flush(), ISOLATE_BATCH_MS);
+      return undefined;
     });
   }
 
-  /** Resolves when the request's event has been handed to the shard (or that failed). */
+  /**
+   * Resolves when the request's event has been handed to a shard (or that failed). A request may ask
+   * before its event is recorded (a stream's event is written at its end), so an unknown id waits —
+   * at most `settleTimeoutMs`, so that an id whose completion has been forgotten (past the last 4,096)
+   * never leaves a waiter behind.
+   */
   settled(requestId: string): Promise<void> {
     if (!this.shipping || this.done.has(requestId)) return Promise.resolve();
     return new Promise((resolve) => {
+      const timeout = setTimeout(() => done(), this.settleTimeoutMs);
+      (timeout as { unref?: () => void }).unref?.();
+      const done = () => {
+        clearTimeout(timeout);
+        const list = this.waiters.get(requestId);
+        const index = list?.indexOf(done) ?? -1;
+        if (list && index >= 0) list.splice(index, 1);
+        if (list?.length === 0) this.waiters.delete(requestId);
+        resolve();
+      };
       const list = this.waiters.get(requestId) ?? [];
-      list.push(resolve);
+      list.push(done);
       this.waiters.set(requestId, list);
     });
+  }
+
+  /** Waiters that are still waiting (for tests). */
+  get waiting(): number {
+    let count = 0;
+    for (const list of this.waiters.values()) count += list.length;
+    return count;
   }
 
   private finish(ids: string[]): void {
     for (const id of ids) {
       this.done.add(id);
-      for (const resolve of this.waiters.get(id) ?? []) resolve();
+      for (const resolve of [...(this.waiters.get(id) ?? [])]) resolve();
       this.waiters.delete(id);
     }
-    // Only the latest matter (a request asks right after its response).
+    // Only the latest matter (a request asks right after its response; a later ask times out).
     while (this.done.size > 4096) this.done.delete(this.done.values().next().value as string);
   }
 
-  /** Hands `items` and whatever is queued to the shard; on failure they are queued again, oldest first. */
+  private flush(): Promise<void> {
+    clearTimeout(this.timer);
+    this.timer = undefined;
+    const items = this.buffer;
+    this.buffer = [];
+    return this.send(items);
+  }
+
+  /** Hands `items` and whatever is queued to a shard; on failure they are queued again, oldest first. */
   private async send(items: { id: string; line: Record<string, unknown> }[]): Promise<void> {
     if (!this.namespace) return;
     const batch = [...this.queue.splice(0, this.queue.length), ...items];
     if (batch.length === 0) return;
+    // Each batch to a shard at random: the load of a busy isolate spreads over all of them.
+    const shard = `audit:${Math.floor(Math.random() * this.settings.shards)}`;
     try {
-      await callState(this.namespace, this.shard, { op: 'audit', events: batch.map((item) => item.line) } satisfies AuditCommand);
+      await callState(this.namespace, shard, { op: 'audit', events: batch.map((item) => item.line) } satisfies AuditCommand);
     } catch (error) {
       this.queue.unshift(...batch);
       // Past the bound the oldest go (counted in the log); `ready` refuses requests before that happens.
