@@ -98,7 +98,8 @@ export class RemoteJwks implements VerificationKeySource {
     if (!this.loading || (!this.loading.settled && Date.now() - this.loading.startedAt >= STALE_FETCH_MS)) {
       const initial = this.options.initial?.length ? this.options.initial : undefined;
       const loading = { promise: Promise.resolve(), startedAt: Date.now(), settled: false };
-      loading.promise = (initial ? this.install(initial).then(() => undefined) : this.options.shared ? this.loadShared(this.options.shared, context) : this.refresh(context)).finally(() => {
+      // Handed to waitUntil as a whole below (the fetch it may make included).
+      loading.promise = (initial ? this.install(initial).then(() => undefined) : this.options.shared ? this.loadShared(this.options.shared) : this.refresh()).finally(() => {
         loading.settled = true;
       });
       this.loading = loading;
