@@ -5,7 +5,7 @@
 //   .cache/edge/node_modules/node/bin/node scripts/edge-workerd.mjs --config gateway.yaml \
 //     [--port 0] [--host 127.0.0.1] [--script dist-edge/gateway.js] [--binding NAME=VALUE]...
 //     [--persist <dir>] [--instances N] [--env-binding NAME]...
-//     [--verified-tokens kv|off|unavailable] [--cache on|off] [--kv-seed <file.json>]
+//     [--verified-tokens kv|off|unavailable] [--cache on|off] [--kv-seed <file.json>] [--state on|off]
 //   .cache/edge/node_modules/node/bin/node scripts/edge-workerd.mjs --entry todo-mcp \
 //     [--script dist-edge/todo-mcp.js] --binding TODO_MCP_ISSUER=... [--binding ...]... [the options above]
 //
@@ -13,7 +13,8 @@
 // each --binding is another string binding (the secrets a route names); --env-binding NAME binds
 // the environment variable NAME's value (a secret then appears on no command line). GATEWAY_STATE is bound to
 // the bundle's GatewayState Durable Object (rate limits, MCP session bindings): kept in memory, or
-// in <dir> with --persist, so that a restart with the same directory keeps the budgets and sessions.
+// in <dir> with --persist, so that a restart with the same directory keeps the budgets and sessions;
+// --state off leaves it unbound (the Worker then keeps that state per isolate, as without the binding).
 // --instances N runs the Worker N times, each in its own isolate, all bound to the first one's
 // GatewayState (as isolates of one Worker share its Durable Objects); the others listen on free
 // loopback ports, listed in {"urls": [...]}. VERIFIED_TOKENS is a KV namespace shared by every
@@ -37,7 +38,7 @@ import { fileURLToPath, pathToFileURL } from 'node:url';
 import { parse } from 'yaml';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
-const options = { port: '0', host: '127.0.0.1', script: undefined, config: undefined, persist: undefined, instances: '1', entry: 'gateway', 'verified-tokens': 'kv', cache: 'on', 'kv-seed': undefined };
+const options = { port: '0', host: '127.0.0.1', script: undefined, config: undefined, persist: undefined, instances: '1', entry: 'gateway', 'verified-tokens': 'kv', cache: 'on', 'kv-seed': undefined, state: 'on' };
 // Each entry's bundle and Durable Object binding (the class its bundle exports).
 const ENTRIES = {
   gateway: { script: 'gateway.js', state: 'GATEWAY_STATE', className: 'GatewayState' },
@@ -58,15 +59,15 @@ for (let i = 0; i < args.length; i += 2) {
       process.exit(2);
     }
     bindings[value] = process.env[value];
-  } else if (['--port', '--host', '--script', '--config', '--persist', '--instances', '--entry', '--verified-tokens', '--cache', '--kv-seed'].includes(flag)) options[flag.slice(2)] = value;
+  } else if (['--port', '--host', '--script', '--config', '--persist', '--instances', '--entry', '--verified-tokens', '--cache', '--kv-seed', '--state'].includes(flag)) options[flag.slice(2)] = value;
   else usage();
 }
 const entry = ENTRIES[options.entry];
-if (!entry || (options.entry === 'gateway') !== Boolean(options.config) || !/^[1-9]$/.test(options.instances) || !['kv', 'off', 'unavailable'].includes(options['verified-tokens']) || !['on', 'off'].includes(options.cache)) usage();
+if (!entry || (options.entry === 'gateway') !== Boolean(options.config) || !/^[1-9]$/.test(options.instances) || !['kv', 'off', 'unavailable'].includes(options['verified-tokens']) || !['on', 'off'].includes(options.cache) || !['on', 'off'].includes(options.state)) usage();
 options.script ??= join(root, 'dist-edge', entry.script);
 
 function usage() {
-  console.error('usage: scripts/edge-workerd.mjs [--config <gateway.yaml|json> | --entry todo-mcp] [--port N] [--host H] [--script F] [--binding NAME=VALUE]... [--env-binding NAME]... [--persist <dir>] [--instances N] [--verified-tokens kv|off|unavailable] [--cache on|off] [--kv-seed <file.json>]');
+  console.error('usage: scripts/edge-workerd.mjs [--config <gateway.yaml|json> | --entry todo-mcp] [--port N] [--host H] [--script F] [--binding NAME=VALUE]... [--env-binding NAME]... [--persist <dir>] [--instances N] [--verified-tokens kv|off|unavailable] [--cache on|off] [--kv-seed <file.json>] [--state on|off]');
   process.exit(2);
 }
 
@@ -87,7 +88,7 @@ const worker = (i) => ({
   modulesRoot: dirname(resolve(options.script)),
   compatibilityDate: '2026-07-01',
   bindings: config ? { ...bindings, MANDATE_GATEWAY_CONFIG: JSON.stringify(config) } : bindings,
-  durableObjects: { [entry.state]: i === 0 ? entry.className : { className: entry.className, scriptName: `${options.entry}-1` } },
+  durableObjects: options.state === 'off' ? {} : { [entry.state]: i === 0 ? entry.className : { className: entry.className, scriptName: `${options.entry}-1` } },
   ...(i === 0 ? {} : { unsafeDirectSockets: [{ host: options.host, port: 0 }] }),
   ...{ kv: { kvNamespaces: { VERIFIED_TOKENS: 'verified-tokens' } }, off: {}, unavailable: { wrappedBindings: { VERIFIED_TOKENS: 'unavailable-kv' } } }[options['verified-tokens']],
   cache: options.cache === 'on',

@@ -7,7 +7,7 @@ import { isOAuthError } from '../../src/core/errors.ts';
 import { Mediator } from '../../src/gateway/mediator.ts';
 import { resourceServer, type ResourceServerOptions } from '../../src/gateway/resource-server.ts';
 import { SessionStoreUnavailable, type SessionOwner, type SessionStore, type SessionVerdict } from '../../src/gateway/sessions.ts';
-import { issuerMetadata, type TokenClaims } from '../../src/gateway/token-validator.ts';
+import { issuerMetadata, type TokenClaims, type ValidationContext } from '../../src/gateway/token-validator.ts';
 import { failure, text } from '../shared/mcp-results.ts';
 
 /**
@@ -39,6 +39,8 @@ export interface TodoMcpHandlerOptions {
   createVerifier?: ResourceServerOptions['createVerifier'];
   /** The AS's revocation feed. */
   revocations?: ResourceServerOptions['revocations'];
+  /** How the AS's key set stays fresh: `timer` (Node, the default) or `on-use` (the Worker). */
+  jwksSchedule?: ResourceServerOptions['jwksSchedule'];
   /** Sessions bound to their caller; stateless without. */
   sessions?: SessionStore;
   /** Told each refusal with its reason (the Worker logs them); Node passes none. */
@@ -54,7 +56,8 @@ export interface TodoMcpRefusal {
 }
 
 export interface TodoMcpHandler {
-  fetch(request: Request): Promise<Response>;
+  /** `context.waitUntil` (the Worker's) keeps a key set fetch or revocation poll begun by the request running after it. */
+  fetch(request: Request, context?: ValidationContext): Promise<Response>;
   /** The path of the protected resource metadata document (RFC 9728). */
   metadataPath: string;
   close(): void;
@@ -108,6 +111,7 @@ export function todoMcpHandler(options: TodoMcpHandlerOptions): TodoMcpHandler {
     resourceName: 'Todo MCP server',
     createVerifier: options.createVerifier,
     revocations: options.revocations,
+    jwksSchedule: options.jwksSchedule,
   });
   const mediator = new Mediator({ metadata: issuerMetadata(options.issuer), clientId: options.clientId, clientSecret: options.clientSecret, resource: options.todoApi });
   const origins = new Set(options.allowedOrigins ?? []);
@@ -274,7 +278,7 @@ export function todoMcpHandler(options: TodoMcpHandlerOptions): TodoMcpHandler {
 
   return {
     metadataPath: guard.metadataPath,
-    async fetch(request: Request): Promise<Response> {
+    async fetch(request: Request, context?: ValidationContext): Promise<Response> {
       const path = new URL(request.url).pathname;
       if (request.method === 'GET' && (path === guard.metadataPath || path === '/.well-known/oauth-protected-resource')) {
         return json(200, guard.metadata, { 'access-control-allow-origin': '*' });
@@ -293,7 +297,7 @@ export function todoMcpHandler(options: TodoMcpHandlerOptions): TodoMcpHandler {
           },
         });
       }
-      const check = await guard.check(request.headers.get('authorization'));
+      const check = await guard.check(request.headers.get('authorization'), [], context);
       if (!check.ok) {
         const response = json(check.status, check.body, check.headers);
         if (check.reason || check.status === 503) {

@@ -22,10 +22,13 @@
  *
  * Nothing happens at global scope: the handler is built on the first request (and again when a
  * binding changes). A missing or invalid binding answers 500 with a generic message, the reason
- * in the logs. The revocation list is polled from requests (no timer outlives one): the first
- * request of an isolate waits for the first list (while none loads, at most one request a second
- * waits for a poll, the others get 503 at once); later ones start a poll (`waitUntil`) when the last
- * is older than the interval. Refusals are logged as JSON lines `{"audit":"mandate-todo-mcp",…}`.
+ * in the logs. Nothing runs on a timer (a timer set in a request never fires after it): the
+ * revocation list is polled on use, as the gateway's Worker polls a route's list without
+ * GATEWAY_STATE (`RevocationList`'s `startOnUse`): the first request of an isolate waits for the
+ * first list (while none loads, a poll at most once a second, requests meanwhile joining it or
+ * getting 503), later ones start a poll (`waitUntil`) when the last began an interval ago; and the
+ * AS's key set is refreshed on use (`jwksSchedule: 'on-use'`, the fetch under `waitUntil`).
+ * Refusals are logged as JSON lines `{"audit":"mandate-todo-mcp",…}`.
  */
 import { z } from 'zod';
 import { RevocationList } from '../../src/gateway/revocation-list.ts';
@@ -70,9 +73,6 @@ const CONFIG_KEYS = Object.keys(configSchema.shape) as (keyof z.infer<typeof con
 interface Built {
   source: string;
   handler: TodoMcpHandler;
-  revocations: RevocationList;
-  pollMs: number;
-  lastPoll: number;
 }
 
 class ConfigError extends Error {
@@ -94,6 +94,7 @@ function build(source: string, env: TodoMcpWorkerEnv): Built {
     clientId: config.TODO_MCP_CLIENT_ID,
     clientSecret: config.TODO_MCP_CLIENT_SECRET,
     pollMs: config.TODO_MCP_REVOCATION_POLL_SECONDS * 1000,
+    startOnUse: true,
     onError: (error) => console.warn(JSON.stringify({ level: 'warn', msg: 'cannot read the revocation list', reason: error.message })),
   });
   const handler = todoMcpHandler({
@@ -104,10 +105,11 @@ function build(source: string, env: TodoMcpWorkerEnv): Built {
     clientSecret: config.TODO_MCP_CLIENT_SECRET,
     allowedOrigins: config.TODO_MCP_ALLOWED_ORIGINS.split(/[\s,]+/).filter(Boolean),
     revocations,
+    jwksSchedule: 'on-use',
     sessions: new DurableSessionBindings(env.TODO_SESSIONS, { idleMs: config.TODO_MCP_SESSION_IDLE_SECONDS * 1000 }),
     onRefusal: (refusal) => log({ decision: 'deny', ...refusal }),
   });
-  return { source, handler, revocations, pollMs: config.TODO_MCP_REVOCATION_POLL_SECONDS * 1000, lastPoll: 0 };
+  return { source, handler };
 }
 
 let built: Built | undefined;
@@ -130,16 +132,6 @@ export default {
       console.error(JSON.stringify({ level: 'error', msg: 'cannot build the Todo MCP server', reason: (error as Error).message }));
       return Response.json({ jsonrpc: '2.0', id: null, error: { code: -32603, message: 'server not configured' } }, { status: 500 });
     }
-    // Polled on use: workerd advances the clock across I/O, which every request here does.
-    const now = Date.now();
-    if (!current.revocations.loaded && now - current.lastPoll >= 1000) {
-      current.lastPoll = now;
-      // Fail closed still: if this poll fails too, the check answers 503 with the reason.
-      await current.revocations.refresh();
-    } else if (current.revocations.loaded && now - current.lastPoll >= current.pollMs) {
-      current.lastPoll = now;
-      ctx.waitUntil(current.revocations.refresh());
-    }
-    return current.handler.fetch(request);
+    return current.handler.fetch(request, { waitUntil: (promise) => ctx.waitUntil(promise) });
   },
 };

@@ -48,11 +48,28 @@ function defaultAlg(jwk: JWK): string | undefined {
 }
 
 const UNREACHABLE_RETRY_MS = 1_000;
+/** A fetch of the set is aborted after this long (AbortSignal.timeout). */
+const FETCH_TIMEOUT_MS = 5_000;
+/**
+ * A fetch or first load still pending after this long is abandoned and another one started, never
+ * joined: in workerd, work a request left running when it answered is cancelled and its promises
+ * never settle, so joining one would stop the set's refreshes for the isolate's whole life.
+ */
+const STALE_FETCH_MS = FETCH_TIMEOUT_MS + 1_000;
+
+/** What a request lends the key set: Workers' `ctx.waitUntil`, so that a fetch it starts runs to its end. */
+export interface KeyUseContext {
+  waitUntil?(promise: Promise<unknown>): void;
+}
 
 export class RemoteJwks implements VerificationKeySource {
   private keys = new Map<string, VerificationKey>();
-  private loaded: Promise<void> | undefined;
-  private fetching: Promise<void> | undefined;
+  /** The first load (known keys, the shared cache, or a fetch), and when it began. */
+  private loading: { promise: Promise<void>; startedAt: number; settled: boolean } | undefined;
+  /** The fetch under way, and when it began (one at a time; a stale one is abandoned, see STALE_FETCH_MS). */
+  private fetching: { promise: Promise<void>; startedAt: number } | undefined;
+  /** Bumped by each fetch: an abandoned fetch that settles after all installs nothing. */
+  private generation = 0;
   private lastFetch = 0;
   /** Why the last fetch failed; undefined after a success. */
   private failure: string | undefined;
@@ -71,23 +88,34 @@ export class RemoteJwks implements VerificationKeySource {
     return this.keys.has(kid);
   }
 
-  async byKid(kid: string): Promise<VerificationKey | undefined> {
-    // Known keys serve at once; without any, the first use waits for the first fetch.
-    if (!this.loaded) {
+  /**
+   * The key `kid`, from the set (loaded at the first use). `context.waitUntil` (Workers) is given
+   * every fetch this use starts, so that a background refresh is not cancelled with the request.
+   */
+  async byKid(kid: string, context?: KeyUseContext): Promise<VerificationKey | undefined> {
+    // Known keys serve at once; without any, the first use waits for the first fetch. A first load
+    // that never settled (its request was cancelled) is begun again rather than awaited forever.
+    if (!this.loading || (!this.loading.settled && Date.now() - this.loading.startedAt >= STALE_FETCH_MS)) {
       const initial = this.options.initial?.length ? this.options.initial : undefined;
-      this.loaded = initial ? this.install(initial).then(() => undefined) : this.options.shared ? this.loadShared(this.options.shared) : this.refresh();
+      const loading = { promise: Promise.resolve(), startedAt: Date.now(), settled: false };
+      // Handed to waitUntil as a whole below (the fetch it may make included).
+      loading.promise = (initial ? this.install(initial).then(() => undefined) : this.options.shared ? this.loadShared(this.options.shared) : this.refresh()).finally(() => {
+        loading.settled = true;
+      });
+      this.loading = loading;
+      context?.waitUntil?.(loading.promise);
       // Fresher keys than the known ones are fetched at once rather than after refreshMs.
-      if (initial && this.started) void this.loaded.then(() => this.refresh());
+      if (initial && this.started) void loading.promise.then(() => this.refresh(context));
     }
-    this.keepFresh();
-    await this.loaded;
+    this.keepFresh(context);
+    await this.loading.promise;
     const key = this.keys.get(kid);
     if (key) return key;
     // An unknown kid may be a key the AS has just started publishing. While the AS is unreachable
     // it is asked again at most every second, so the gateway recovers soon after the AS does.
     const minRefreshMs = this.options.minRefreshMs ?? 10_000;
     if (Date.now() - this.lastFetch >= (this.failure === undefined ? minRefreshMs : Math.min(minRefreshMs, UNREACHABLE_RETRY_MS))) {
-      await this.refresh();
+      await this.refresh(context);
       const fetched = this.keys.get(kid);
       if (fetched) return fetched;
     }
@@ -100,16 +128,27 @@ export class RemoteJwks implements VerificationKeySource {
     return undefined;
   }
 
-  /** Fetches the set (one fetch at a time); on failure the previous set stays (and the error is reported). */
-  refresh(): Promise<void> {
-    this.fetching ??= this.fetchKeys().finally(() => {
-      this.fetching = undefined;
-    });
-    return this.fetching;
+  /**
+   * Fetches the set (one fetch at a time: a fetch under way is joined, unless it began more than
+   * STALE_FETCH_MS ago — then it is abandoned and a new one begins); on failure the previous set
+   * stays (and the error is reported). `context.waitUntil` is told of the fetch.
+   */
+  refresh(context?: KeyUseContext): Promise<void> {
+    const now = Date.now();
+    if (!this.fetching || now - this.fetching.startedAt >= STALE_FETCH_MS) {
+      const generation = ++this.generation;
+      const fetching = { promise: Promise.resolve(), startedAt: now };
+      fetching.promise = this.fetchKeys(generation).finally(() => {
+        if (this.fetching === fetching) this.fetching = undefined;
+      });
+      this.fetching = fetching;
+    }
+    context?.waitUntil?.(this.fetching.promise);
+    return this.fetching.promise;
   }
 
   /** The first load with a shared cache: its set if it has a fresh one, else a fetch. */
-  private async loadShared(shared: NonNullable<JwksOptions['shared']>): Promise<void> {
+  private async loadShared(shared: NonNullable<JwksOptions['shared']>, context?: KeyUseContext): Promise<void> {
     // Counts as a load under way: the on-use schedule must not start a second one meanwhile.
     this.lastFetch = Date.now();
     const stored = await shared.cache.get(shared.source).catch(() => undefined);
@@ -119,17 +158,19 @@ export class RemoteJwks implements VerificationKeySource {
       this.lastFetch = stored.fetchedAt;
       return;
     }
-    return this.refresh();
+    return this.refresh(context);
   }
 
-  private async fetchKeys(): Promise<void> {
+  private async fetchKeys(generation: number): Promise<void> {
     this.lastFetch = Date.now();
     try {
       const uri = typeof this.options.jwksUri === 'string' ? this.options.jwksUri : await this.options.jwksUri();
-      const response = await (this.options.fetch ?? fetch)(uri, { headers: { accept: 'application/json' }, signal: AbortSignal.timeout(5_000) });
+      const response = await (this.options.fetch ?? fetch)(uri, { headers: { accept: 'application/json' }, signal: AbortSignal.timeout(FETCH_TIMEOUT_MS) });
       if (!response.ok) throw new Error(`JWKS ${uri} answered ${response.status}`);
       const body = (await response.json()) as { keys?: JWK[] };
       if (!Array.isArray(body.keys)) throw new Error(`JWKS ${uri} has no keys array`);
+      // Abandoned meanwhile (it took longer than STALE_FETCH_MS): a newer fetch decides.
+      if (generation !== this.generation) return;
       const accepted = await this.install(body.keys);
       this.failure = undefined;
       this.options.onKeys?.(accepted);
@@ -138,6 +179,7 @@ export class RemoteJwks implements VerificationKeySource {
         await shared.cache.put(shared.source, { keys: accepted, fetchedAt: this.lastFetch }, Math.max(1, Math.ceil(this.options.refreshMs / 1000))).catch(() => undefined);
       }
     } catch (error) {
+      if (generation !== this.generation) return;
       this.failure = (error as Error).message;
       this.options.onError?.(error as Error);
     }
@@ -174,11 +216,16 @@ export class RemoteJwks implements VerificationKeySource {
     this.timer = undefined;
   }
 
-  /** At each use: the refresh timer begins (`timer`), or a stale set is fetched again in the background (`on-use`). */
-  private keepFresh(): void {
+  /**
+   * At each use: the refresh timer begins (`timer`), or a stale set is fetched again in the
+   * background (`on-use`), under the request's `waitUntil` so that the request's end does not
+   * cancel it. (The fetch's start counts as `lastFetch`: a fetch that hangs is retried by a use
+   * after STALE_FETCH_MS, see `refresh`.)
+   */
+  private keepFresh(context?: KeyUseContext): void {
     if (!this.started) return;
     if ((this.options.schedule ?? 'timer') === 'on-use') {
-      if (Date.now() - this.lastFetch >= this.options.refreshMs) void this.refresh();
+      if (Date.now() - this.lastFetch >= this.options.refreshMs) void this.refresh(context);
       return;
     }
     if (this.timer) return;

@@ -2,7 +2,7 @@ import type { JWK } from 'jose';
 import { isOAuthError } from '../core/errors.ts';
 import type { VerificationKey } from '../core/jwt.ts';
 import { parseScope } from '../core/scopes.ts';
-import { issuerMetadata, jwtValidator, type TokenClaims } from './token-validator.ts';
+import { issuerMetadata, jwtValidator, type TokenClaims, type ValidationContext } from './token-validator.ts';
 import type { RevocationVerdict } from './revocation-list.ts';
 
 export interface ResourceServerOptions {
@@ -13,7 +13,13 @@ export interface ResourceServerOptions {
   resourceName?: string;
   createVerifier?: (jwk: JWK, alg: string) => VerificationKey['verify'];
   /** The AS's revocation feed (`RevocationList`): revoked tokens, grants and disabled clients are refused; 503 until it is loaded. */
-  revocations?: { check(claims: TokenClaims): RevocationVerdict };
+  revocations?: { verdictFor(claims: TokenClaims, context?: ValidationContext): RevocationVerdict | Promise<RevocationVerdict> };
+  /**
+   * How the AS's key set stays fresh: `timer` (a server, the default) or `on-use` (Workers, where
+   * a timer set in a request never fires after it: a use that finds the set stale fetches it again,
+   * under the `waitUntil` given to `check`).
+   */
+  jwksSchedule?: 'timer' | 'on-use';
 }
 
 export type BearerCheck =
@@ -41,6 +47,7 @@ export function resourceServer(options: ResourceServerOptions) {
     minRefreshSeconds: 10,
     cacheEntries: 10_000,
     createVerifier: options.createVerifier,
+    schedule: options.jwksSchedule,
   });
   const challenge = (scopes: string[], error?: string) =>
     `Bearer resource_metadata="${metadataUrl}"${scopes.length ? `, scope="${scopes.join(' ')}"` : ''}${error ? `, error="${error}"` : ''}`;
@@ -56,22 +63,26 @@ export function resourceServer(options: ResourceServerOptions) {
       bearer_methods_supported: ['header'],
       ...(options.resourceName ? { resource_name: options.resourceName } : {}),
     },
-    /** Checks `Authorization: Bearer …` and that the token carries every scope in `required`. */
-    async check(authorization: string | undefined | null, required: string[] = []): Promise<BearerCheck> {
+    /**
+     * Checks `Authorization: Bearer …` and that the token carries every scope in `required`.
+     * `context.waitUntil` (Workers) keeps a key set fetch or revocation poll begun here running
+     * after the response.
+     */
+    async check(authorization: string | undefined | null, required: string[] = [], context?: ValidationContext): Promise<BearerCheck> {
       const token = authorization ? /^Bearer +([A-Za-z0-9\-._~+/]+=*) *$/i.exec(authorization)?.[1] : undefined;
       if (!token) {
         return { ok: false, status: 401, headers: { 'WWW-Authenticate': challenge(required) }, body: { error: 'invalid_request', error_description: 'a bearer token is required' } };
       }
       let claims: TokenClaims;
       try {
-        claims = await validator.validate(token);
+        claims = await validator.validate(token, context);
       } catch (error) {
         if (isOAuthError(error) && error.code === 'temporarily_unavailable') {
           return { ok: false, status: 503, headers: { 'Retry-After': '5' }, body: { error: 'temporarily_unavailable', error_description: error.message } };
         }
         return { ok: false, status: 401, headers: { 'WWW-Authenticate': challenge(required, 'invalid_token') }, body: { error: 'invalid_token', error_description: 'the access token is invalid or expired' } };
       }
-      const verdict = options.revocations?.check(claims);
+      const verdict = await options.revocations?.verdictFor(claims, context);
       if (verdict?.refuse === 'unavailable') {
         return { ok: false, status: 503, headers: { 'Retry-After': '1' }, body: { error: 'temporarily_unavailable', error_description: 'the revocation list is not loaded yet; retry shortly' } };
       }

@@ -13,12 +13,29 @@ export interface RevocationListOptions {
   fetch?: typeof fetch;
   onError?: (error: Error) => void;
   /**
-   * Begin polling at the first check rather than when `start()` is called: no I/O or timer at a
-   * Worker's global scope. That first check (and those before the first answer) says
-   * `unavailable`, as every check does until a list is loaded.
+   * Polled on use, never on a timer (Workers: a timer set during a request never fires after it,
+   * and work a request leaves running is cancelled when it answers): `verdictFor` waits for the
+   * first poll (while none succeeds, at most one poll a second; checks meanwhile join it or get
+   * `unavailable`), and later starts a poll — under the request's `waitUntil` — when the last one
+   * began `pollMs` ago or more. `start()` is then never needed. No I/O at a Worker's global scope.
    */
   startOnUse?: boolean;
 }
+
+/** What a request lends the list: Workers' `ctx.waitUntil`, so that a poll it starts runs to its end. */
+export interface PollContext {
+  waitUntil?(promise: Promise<unknown>): void;
+}
+
+/** A poll is aborted after this long (AbortSignal.timeout). */
+const POLL_TIMEOUT_MS = 5_000;
+/**
+ * A poll still pending after this long is abandoned and another one started, never joined: in
+ * workerd, work a request left running when it answered is cancelled and never settles.
+ */
+const STALE_POLL_MS = POLL_TIMEOUT_MS + 1_000;
+/** On use, while no list is loaded, a check starts a poll at most this often. */
+const UNLOADED_RETRY_MS = 1_000;
 
 /** What the list says about a token: nothing (let it through), refuse it, or cannot tell yet. */
 export type RevocationVerdict = { refuse: 'revoked'; reason: string } | { refuse: 'unavailable'; reason: string } | undefined;
@@ -64,7 +81,12 @@ export class RevocationList {
   private etag: string | undefined;
   private timer: ReturnType<typeof setInterval> | undefined;
   private stopped = false;
-  private inflight: Promise<void> | undefined;
+  /** The poll under way, and when it began (a stale one is abandoned: STALE_POLL_MS). */
+  private inflight: { promise: Promise<void>; startedAt: number } | undefined;
+  /** Bumped by each poll: an abandoned poll that settles after all changes nothing. */
+  private generation = 0;
+  /** When the last poll began (epoch ms). */
+  private lastPollAt = 0;
   private readonly basic: string;
   loaded = false;
   /** Why the last poll failed, for the refusal's audit reason while nothing is loaded. */
@@ -79,29 +101,38 @@ export class RevocationList {
     this.basic = basicAuthorization(options.clientId, options.clientSecret);
   }
 
-  /** Polls now (joining a poll already running). */
+  /** Polls now (joining a poll already running, unless it began STALE_POLL_MS ago or more: then a new one). */
   refresh(): Promise<void> {
-    if (!this.inflight) {
+    const now = Date.now();
+    if (!this.inflight || now - this.inflight.startedAt >= STALE_POLL_MS) {
       this.pushedDuringPoll = [];
-      this.inflight = this.poll().finally(() => {
+      this.lastPollAt = now;
+      const generation = ++this.generation;
+      const inflight = { promise: Promise.resolve(), startedAt: now };
+      inflight.promise = this.poll(generation).finally(() => {
+        if (this.inflight !== inflight) return;
         this.inflight = undefined;
         this.pushedDuringPoll = undefined;
       });
+      this.inflight = inflight;
     }
-    return this.inflight;
+    return this.inflight.promise;
   }
 
-  private async poll(): Promise<void> {
+  private async poll(generation: number): Promise<void> {
+    const current = () => generation === this.generation;
     try {
       const base = typeof this.options.endpoint === 'string' ? this.options.endpoint : await this.options.endpoint();
       const url = new URL(base);
       if (this.since !== undefined) url.searchParams.set('since', String(this.since));
       const headers: Record<string, string> = { authorization: this.basic, accept: 'application/json' };
       if (this.etag && this.since !== undefined) headers['if-none-match'] = this.etag;
-      const response = await (this.options.fetch ?? fetch)(url, { headers, signal: AbortSignal.timeout(5_000) });
+      const response = await (this.options.fetch ?? fetch)(url, { headers, signal: AbortSignal.timeout(POLL_TIMEOUT_MS) });
       if (response.status === 304) return;
       if (!response.ok) throw new Error(`revocation list ${base} answered ${response.status}`);
       const body = (await response.json()) as ListAnswer;
+      // Abandoned meanwhile: a newer poll decides (revocations it carried are read again from `since`).
+      if (!current()) return;
       // Revocations are never undone: every answer, full or incremental, only adds.
       for (const token of body.tokens ?? []) this.jtis.set(token.jti, token.exp ?? Number.MAX_SAFE_INTEGER);
       for (const grant of body.grants ?? []) this.grants.set(grant.grant_id, grant.until ?? Number.MAX_SAFE_INTEGER);
@@ -114,6 +145,7 @@ export class RevocationList {
       this.loaded = true;
       this.lastError = undefined;
     } catch (error) {
+      if (!current()) return;
       this.lastError = (error as Error).message;
       this.options.onError?.(error as Error);
     }
@@ -174,9 +206,8 @@ export class RevocationList {
     this.timer = undefined;
   }
 
-  /** Whether the token may be used, as far as revocation goes. */
+  /** Whether the token may be used, as far as revocation goes (by the list as loaded so far; polls nothing). */
   check(claims: TokenClaims): RevocationVerdict {
-    if (this.options.startOnUse && !this.timer && !this.stopped) this.start();
     if (!this.loaded) {
       // A wrong secret or a client that serves no resource fails every poll: say so, not just "not yet".
       return { refuse: 'unavailable', reason: `the revocation list has not been loaded yet${this.lastError ? ` (last poll: ${this.lastError})` : ''}` };
@@ -187,12 +218,31 @@ export class RevocationList {
 
   /**
    * `check`, for a list that may have to be read first: the gateway's protection filter awaits
-   * this. Here the list is in this process and it is `check` itself; the edge's list kept by a
-   * Durable Object (`workers/durable-revocations.ts`) reads the object's list when its own copy is
-   * too old.
+   * this. On a timer (`start()`) it is `check` itself; polled on use (`startOnUse`), it polls first
+   * when due (see `startOnUse`); the edge's list kept by a Durable Object
+   * (`workers/durable-revocations.ts`) reads the object's list when its own copy is too old.
    */
-  verdictFor(claims: TokenClaims): RevocationVerdict | Promise<RevocationVerdict> {
-    return this.check(claims);
+  verdictFor(claims: TokenClaims, context?: PollContext): RevocationVerdict | Promise<RevocationVerdict> {
+    if (!this.options.startOnUse || this.stopped) return this.check(claims);
+    const due = this.pollOnUse(context);
+    return due ? due.then(() => this.check(claims)) : this.check(claims);
+  }
+
+  /** On use: the poll to wait for (no list yet), else undefined — a due poll is started in the background. */
+  private pollOnUse(context?: PollContext): Promise<void> | undefined {
+    const now = Date.now();
+    if (!this.loaded) {
+      const running = this.inflight && now - this.inflight.startedAt < STALE_POLL_MS;
+      if (!running && now - this.lastPollAt < UNLOADED_RETRY_MS) return undefined;
+      const poll = this.refresh();
+      context?.waitUntil?.(poll);
+      return poll;
+    }
+    if (now - this.lastPollAt >= this.options.pollMs) {
+      const poll = this.refresh();
+      context?.waitUntil?.(poll);
+    }
+    return undefined;
   }
 
   /** Why the token must be refused, or undefined (by the list as loaded so far). */

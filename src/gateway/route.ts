@@ -258,7 +258,8 @@ function compileApproval(rule: RouteConfig['tools'][string]['approval'], where: 
 }
 
 function ownRevocationList(options: RevocationListOptions): { list: RevocationList; release(): void } {
-  // Without a host registry (Node's polls at once): polling begins at the first check.
+  // Without a host registry (Node's polls on a timer from its start): polled on use, no timer —
+  // a Worker without GATEWAY_STATE, where a timer set in a request never fires after it.
   const list = new RevocationList({ ...options, startOnUse: true });
   return { list, release: () => list.stop() };
 }

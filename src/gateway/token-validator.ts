@@ -107,7 +107,8 @@ export function jwtValidator(options: JwtValidatorOptions): TokenValidator {
           return stored;
         }
       }
-      const claims = await verifyJwt<TokenClaims>(jwks, token, {
+      // The request's waitUntil goes with the key lookup: a key set fetch it starts is not cancelled with it (Workers).
+      const claims = await verifyJwt<TokenClaims>(context?.waitUntil ? { byKid: (kid) => jwks.byKid(kid, context) } : jwks, token, {
         issuer: options.issuer,
         audience: options.audience,
         typ: options.typ ?? undefined,

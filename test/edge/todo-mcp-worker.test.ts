@@ -3,7 +3,9 @@
  * bindings: it fails closed. A TODO_SESSIONS Durable Object that cannot be reached or fails → 503
  * with the reason logged; a missing or invalid binding → 500 with a generic message on the wire and
  * the reason (never a secret) in the log. A real authorization server in this process issues the
- * tokens; the rest of the Worker's behaviour is tested in workerd (todo-mcp-workerd.test.ts).
+ * tokens; the rest of the Worker's behaviour is tested in workerd (todo-mcp-workerd.test.ts). And
+ * it runs nothing on a timer (in workerd one set during a request never fires after it): the AS's
+ * key set is fetched again on use, under the request's waitUntil.
  */
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
@@ -34,6 +36,8 @@ async function logged(t: TestContext, run: () => Promise<Response>) {
 describe('the Todo MCP Worker entry fails closed', () => {
   let as: TestAuthServer;
   let token: string;
+  /** A new access token for RESOURCE, through the authorization code flow. */
+  let issue: () => Promise<string>;
   const env = (overrides: Partial<TodoMcpWorkerEnv>): TodoMcpWorkerEnv => ({
     TODO_MCP_ISSUER: as.issuer,
     TODO_MCP_RESOURCE: RESOURCE,
@@ -53,12 +57,15 @@ describe('the Todo MCP Worker entry fails closed', () => {
       registration: { allowed_scopes: ['todo_api:read'] } as never,
     });
     const client = await registerClient(as.issuer, { client_name: 'worker test', software_id: crypto.randomUUID(), redirect_uris: [REDIRECT], token_endpoint_auth_method: 'none' });
-    const { verifier, challenge } = pkcePair();
-    const url = `${as.issuer}/authorize?${new URLSearchParams({ response_type: 'code', client_id: client.client_id, redirect_uri: REDIRECT, code_challenge: challenge, code_challenge_method: 'S256', resource: RESOURCE, scope: 'todo_api:read', state: 's' })}`;
-    const back = await new FormBrowser(as.issuer).authorize(url);
-    const issued = await postForm(`${as.issuer}/token`, { grant_type: 'authorization_code', code: back.searchParams.get('code')!, code_verifier: verifier, redirect_uri: REDIRECT, client_id: client.client_id });
-    assert.equal(issued.status, 200, issued.text);
-    token = issued.json.access_token as string;
+    issue = async () => {
+      const { verifier, challenge } = pkcePair();
+      const url = `${as.issuer}/authorize?${new URLSearchParams({ response_type: 'code', client_id: client.client_id, redirect_uri: REDIRECT, code_challenge: challenge, code_challenge_method: 'S256', resource: RESOURCE, scope: 'todo_api:read', state: 's' })}`;
+      const back = await new FormBrowser(as.issuer).authorize(url);
+      const issued = await postForm(`${as.issuer}/token`, { grant_type: 'authorization_code', code: back.searchParams.get('code')!, code_verifier: verifier, redirect_uri: REDIRECT, client_id: client.client_id });
+      assert.equal(issued.status, 200, issued.text);
+      return issued.json.access_token as string;
+    };
+    token = await issue();
   });
   after(async () => as?.close());
 
@@ -112,6 +119,33 @@ describe('the Todo MCP Worker entry fails closed', () => {
     assert.equal(((await response.json()) as { error: { code: number } }).error.code, -32000);
     assert.ok(sent < 8 * 1024 * 1024, 'the rest of the body was not read');
     assert.equal(asked, 0);
+  });
+
+  it("the AS's key set: refreshed on use once stale, in the background under waitUntil; no timer set (a Worker's would never fire)", async (t) => {
+    const e = env({ TODO_MCP_SESSION_IDLE_SECONDS: '105', TODO_SESSIONS: failingNamespace(async () => Response.json({})) });
+    const later = await issue(); // not yet verified by this Worker: its check needs the key set
+    const jwksUri = ((await (await fetch(`${as.issuer}/.well-known/oauth-authorization-server`)).json()) as { jwks_uri: string }).jwks_uri;
+    const original = globalThis.fetch;
+    const fetched: string[] = [];
+    t.mock.method(globalThis, 'fetch', (input: RequestInfo | URL, init?: RequestInit) => {
+      fetched.push(input instanceof Request ? input.url : String(input));
+      return original(input, init);
+    });
+    const intervals = t.mock.method(globalThis, 'setInterval');
+    const waited: Promise<unknown>[] = [];
+    const context = { waitUntil: (promise: Promise<unknown>) => void waited.push(promise) };
+    const call = (bearer: string) => worker.fetch(new Request(RESOURCE, { method: 'POST', headers: { ...MCP_HEADERS, authorization: `Bearer ${bearer}` }, body: JSON.stringify(initialize) }), e, context);
+    await call(token);
+    const loads = fetched.filter((url) => url === jwksUri).length;
+    assert.equal(loads, 1, 'the first use loads the set');
+    // Past the key set's refresh interval (300 s; the token lives 900 s).
+    t.mock.timers.enable({ apis: ['Date'], now: Date.now() + 301_000 });
+    waited.length = 0;
+    await call(later);
+    await Promise.all(waited);
+    t.mock.timers.reset();
+    assert.equal(fetched.filter((url) => url === jwksUri).length, loads + 1, 'fetched again on use, the request waiting for it through waitUntil');
+    assert.equal(intervals.mock.callCount(), 0, 'no setInterval');
   });
 
   it('a Durable Object that answers 500: a call in a session answers 503, the reason logged', async (t) => {

@@ -89,7 +89,7 @@ describe('the JWT validator with a shared verification cache', () => {
     const deferred: Promise<unknown>[] = [];
     const claims = await validator.validate(token, { waitUntil: (promise) => void deferred.push(promise) });
     assert.equal(claims.sub, 'alice');
-    assert.equal(deferred.length, 1, 'the write is handed to waitUntil');
+    assert.equal(deferred.length, 2, "the key set's first load and the write are handed to waitUntil");
     await Promise.all(deferred);
     assert.equal(shared.puts.length, 1);
     const [put] = shared.puts as [(typeof shared.puts)[number]];
@@ -521,7 +521,7 @@ describe('the Worker with VERIFIED_TOKENS: a token taken from KV still meets the
     issuer.setUp(false);
     const env = { MANDATE_GATEWAY_CONFIG: config, VERIFIED_TOKENS: kv, REVOCATIONS_SECRET: 's3cret', MANDATE_EDGE_CACHE_KEY: CACHE_KEY };
     const call = () => worker.fetch(new Request(resource, { method: 'POST', headers: { ...MCP_HEADERS, authorization: `Bearer ${token}` }, body: JSON.stringify(toolCall('echo')) }), env, { waitUntil: () => undefined });
-    // The list loads from the first check on (503 until then).
+    // The first check waits for the first poll of the list (polled on use, without GATEWAY_STATE).
     let response = await call();
     for (let i = 0; i < 50 && response.status === 503; i++) {
       await new Promise((r) => setTimeout(r, 20));
@@ -530,8 +530,12 @@ describe('the Worker with VERIFIED_TOKENS: a token taken from KV still meets the
     assert.equal(response.status, 401, await response.clone().text());
     assert.match(response.headers.get('www-authenticate') ?? '', /error="invalid_token"/);
     const requestId = response.headers.get('x-request-id');
-    await new Promise((r) => setTimeout(r, 20));
-    const event = lines.map((line) => JSON.parse(line) as Record<string, unknown>).find((e) => e.request_id === requestId);
+    // Written once the response is complete: waited for, bounded.
+    let event: Record<string, unknown> | undefined;
+    for (let i = 0; i < 100 && !event; i++) {
+      await new Promise((r) => setTimeout(r, 20));
+      event = lines.map((line) => JSON.parse(line) as Record<string, unknown>).find((e) => e.request_id === requestId);
+    }
     assert.ok(event, 'an audit line');
     assert.equal(event.rejection, 'invalid_token');
     assert.match(String(event.reason), /revoked/);

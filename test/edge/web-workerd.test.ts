@@ -69,6 +69,10 @@ describe('web routes in workerd: sign-in, rules, sign-out, back-channel logout, 
   let other: string;
   let identityKey: JWK;
   let stdout = '';
+  // Where the app's redirect points: the browser's business, never the gateway's.
+  const elsewhereSeen: IncomingHttpHeaders[] = [];
+  const elsewhere = createServer((request, response) => void (elsewhereSeen.push(request.headers), response.end('elsewhere')));
+  let elsewhereUrl: string;
 
   const auditEvents = () =>
     stdout
@@ -108,10 +112,17 @@ describe('web routes in workerd: sign-in, rules, sign-out, back-channel logout, 
     // The app: records what reaches it, answers a page.
     app = createServer((request, response) => {
       seen.push({ method: request.method!, url: request.url!, headers: request.headers });
+      if (request.url === '/moved') {
+        // The app sends the browser elsewhere: the gateway must pass this on, not go there itself.
+        response.writeHead(302, { location: `${elsewhereUrl}/landing` }).end();
+        return;
+      }
       response.writeHead(200, { 'content-type': 'text/html; charset=utf-8', 'set-cookie': ['app_pref=dark; Path=/', 'mandate_web=planted; Path=/app/'] });
       response.end(`<h1>app page ${request.url}</h1>`);
     });
     await new Promise<void>((ready) => app.listen(0, '127.0.0.1', ready));
+    await new Promise<void>((ready) => elsewhere.listen(0, '127.0.0.1', ready));
+    elsewhereUrl = `http://127.0.0.1:${(elsewhere.address() as AddressInfo).port}`;
     upstream = `http://127.0.0.1:${(app.address() as AddressInfo).port}/`;
 
     dir = mkdtempSync(join(tmpdir(), 'mandate-edge-web-'));
@@ -195,6 +206,8 @@ describe('web routes in workerd: sign-in, rules, sign-out, back-channel logout, 
     await stopWorkerd();
     await new Promise<void>((r) => (app ? app.close(() => r()) : r()));
     app?.closeAllConnections();
+    elsewhere.closeAllConnections();
+    await new Promise<void>((r) => elsewhere.close(() => r()));
     await as?.close();
     if (dir) rmSync(dir, { recursive: true, force: true });
   });
@@ -270,6 +283,19 @@ describe('web routes in workerd: sign-in, rules, sign-out, back-channel logout, 
     const there = await jar.get(`${other}/app/`);
     assert.equal(there.status, 200, 'one session, served by both isolates');
     assert.equal(seen.at(-1)!.url, '/');
+  });
+
+  it("the app's redirect reaches the browser as a 302 with its Location; the gateway does not follow it (the identity assertion goes to the app only)", async () => {
+    const jar = new Jar();
+    await signIn(jar, new FormBrowser(as.issuer));
+    const moved = await jar.get(`${gatewayUrl}/app/moved`);
+    assert.equal(moved.status, 302, await moved.text());
+    assert.equal(moved.headers.get('location'), `${elsewhereUrl}/landing`);
+    assert.equal(seen.at(-1)!.url, '/moved');
+    assert.ok(seen.at(-1)!.headers['x-mandate-identity'], 'the app got the assertion');
+    assert.deepEqual(elsewhereSeen, [], 'nothing reached the redirect target');
+    const event = await waitForAudit((e) => e.path === '/app/moved' && e.upstream_status === 302, 'the redirect passed on');
+    assert.equal(event.decision, 'allow');
   });
 
   it('a path refused by the claims rule: the 403 page, audited with the reason, nothing forwarded; the admin may open it', async () => {

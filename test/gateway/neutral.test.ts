@@ -89,7 +89,7 @@ describe('nothing runs before the first request (a Worker allows no timer and no
     return { calls, fetchSpy };
   };
 
-  it('compiling the demo route starts no timer and sends no request; the first check begins the revocation polls', async () => {
+  it('compiling the demo route starts no timer and sends no request; the first check polls the revocation list (on use: never a timer)', async () => {
     const { calls, fetchSpy } = await jwksServer();
     await countingTimers(async (timers) => {
       const config = await loadGatewayConfig('examples/demo/gateway.yaml');
@@ -98,12 +98,12 @@ describe('nothing runs before the first request (a Worker allows no timer and no
         await new Promise((resolve) => setTimeout(resolve, 20));
         assert.equal(timers(), 0);
         assert.equal(calls.length, 0, calls.join(" "));
-        const verdict = route.revocations!.check({ sub: 'u', client_id: 'c' } as TokenClaims);
-        assert.equal(verdict?.refuse, 'unavailable', 'fails closed until the first list is loaded');
-        assert.equal(timers(), 1);
-        await new Promise((resolve) => setTimeout(resolve, 20));
+        assert.equal(route.revocations!.check({ sub: 'u', client_id: 'c' } as TokenClaims)?.refuse, 'unavailable', 'fails closed until the first list is loaded');
+        assert.equal(calls.length, 0, 'check() polls nothing');
+        const verdict = await route.revocations!.verdictFor({ sub: 'u', client_id: 'c' } as TokenClaims);
+        assert.equal(verdict, undefined, 'the first verdict waits for the first list: the token passes');
         assert.ok(calls.some((url) => url.endsWith('/revocations') || url.includes('/revocations?')), calls.join(' '));
-        assert.equal(route.revocations!.check({ sub: 'u', client_id: 'c' } as TokenClaims), undefined, 'loaded: the token passes');
+        assert.equal(timers(), 0, 'polled on use, never on a timer');
       } finally {
         route.close();
       }

@@ -4,7 +4,8 @@
  * different sessions), the tools of the scripted upstream (`echo`, `fails`, `rpc_error`…), and a
  * `cut` tool whose SSE answer breaks off after one event, and a `stream` tool whose SSE answer the test paces: the first progress event is sent at once, the
  * rest only after `release()` (and `slow`, which answers nothing before it) — a gateway that buffered the stream would hold the first event back
- * and the test would wait in vain (bounded by its own timeout). Records every request it receives.
+ * and the test would wait in vain (bounded by its own timeout). `redirect` answers 307 to its
+ * argument `to` (a gateway must pass it on, not follow it). Records every request it receives.
  */
 import { randomUUID } from 'node:crypto';
 import { createServer, type IncomingMessage } from 'node:http';
@@ -17,7 +18,7 @@ export interface SeenRequest {
   body: string;
 }
 
-const TOOLS = ['read_balance', 'transfer', 'echo', 'fails', 'rpc_error', 'stream', 'slow', 'cut', 'cookies'];
+const TOOLS = ['read_balance', 'transfer', 'echo', 'fails', 'rpc_error', 'stream', 'slow', 'cut', 'cookies', 'redirect'];
 
 export async function startBlackboxUpstream() {
   const requests: SeenRequest[] = [];
@@ -72,6 +73,11 @@ export async function startBlackboxUpstream() {
         return;
       }
       if (name === 'cookies') return reply({ result: { content: [] } }, { 'set-cookie': ['a=1; Path=/', 'b=2; Path=/'] as never, 'x-upstream': 'yes' });
+      if (name === 'redirect') {
+        res.writeHead(307, { location: String(message.params?.arguments?.to), 'content-type': 'text/plain' });
+        res.end('moved');
+        return;
+      }
       if (name === 'cut') {
         // One event, then the connection dies mid-stream.
         res.writeHead(200, { 'content-type': 'text/event-stream' });

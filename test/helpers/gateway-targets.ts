@@ -47,6 +47,8 @@ export interface TargetGateway {
 export interface TargetOptions {
   /** Secrets the routes name (`client_secret_env`…): the Node gateway's env, or Worker bindings. */
   secrets?: Record<string, string>;
+  /** workerd: false runs the Worker without its GATEWAY_STATE Durable Object binding (state per isolate). Node: no effect. */
+  durableState?: boolean;
 }
 
 type Routes = GatewayConfigInput['routes'];
@@ -85,7 +87,8 @@ async function startWorkerd(build: (origin: string) => Routes, options: TargetOp
   const bindings = Object.entries(options.secrets ?? {}).flatMap(([name, value]) => ['--binding', `${name}=${value}`]);
   // stdin is a pipe: closing it (stop(), or this process ending) stops the runner and workerd. The
   // runner leads its own process group, so that a last-resort SIGKILL takes workerd with it.
-  const child: ChildProcess = spawn(NODE22, ['scripts/edge-workerd.mjs', '--config', configFile, '--script', script, '--host', '127.0.0.1', '--port', String(port), ...bindings], { stdio: ['pipe', 'pipe', 'pipe'], detached: true });
+  const state = options.durableState === false ? ['--state', 'off'] : [];
+  const child: ChildProcess = spawn(NODE22, ['scripts/edge-workerd.mjs', '--config', configFile, '--script', script, '--host', '127.0.0.1', '--port', String(port), ...bindings, ...state], { stdio: ['pipe', 'pipe', 'pipe'], detached: true });
   let stdout = '';
   let stderr = '';
   child.stdout!.on('data', (chunk: Buffer) => (stdout += chunk.toString()));

@@ -61,19 +61,21 @@ export function protect(route: CompiledRoute, sessions?: SessionStore): Middlewa
     const token = BEARER.exec(header)?.[1];
     if (!token) return unauthorized('invalid_token', 'Authorization is not a Bearer token', 'invalid_request');
 
+    // Workers: a shared cache write, a key set fetch or a revocation poll begun here may finish
+    // after the response (ctx.waitUntil); Hono's getter throws where the host gave no context
+    // (Node), and the work then runs on its own.
+    const context = {
+      waitUntil: (promise: Promise<unknown>) => {
+        try {
+          c.executionCtx.waitUntil(promise);
+        } catch {
+          // No execution context: nothing to extend.
+        }
+      },
+    };
     let claims: TokenClaims;
     try {
-      // Workers: a shared cache write may finish after the response (ctx.waitUntil); Hono's
-      // getter throws where the host gave no context (Node), and the write then runs on its own.
-      claims = await route.validator.validate(token, {
-        waitUntil: (promise) => {
-          try {
-            c.executionCtx.waitUntil(promise);
-          } catch {
-            // No execution context: nothing to extend.
-          }
-        },
-      });
+      claims = await route.validator.validate(token, context);
     } catch (error) {
       if (!isOAuthError(error)) throw error;
       if (error.code === 'temporarily_unavailable') {
@@ -81,7 +83,7 @@ export function protect(route: CompiledRoute, sessions?: SessionStore): Middlewa
       }
       return unauthorized('invalid_token', error.reason ?? error.message, 'invalid_token');
     }
-    const verdict = await route.revocations?.verdictFor(claims);
+    const verdict = await route.revocations?.verdictFor(claims, context);
     if (verdict?.refuse === 'unavailable') {
       // Fail closed: a token cannot be let through before the gateway knows whether it is revoked.
       return refuse(c, { status: 503, code: GATEWAY_ERRORS.unavailable, message: 'temporarily_unavailable: the revocation list is not loaded yet; retry shortly', rejection: 'revocation_list_unavailable', reason: verdict.reason, decision: 'error', headers: { 'Retry-After': '1' } });

@@ -225,8 +225,23 @@ function toHeaders(record: Record<string, string | string[]>): Headers {
   return headers;
 }
 
-/** The portable forwarder (Cloudflare Workers, Deno, Bun): fetch, with the body streamed through. */
-export function fetchForwarder(fetchImpl: typeof fetch = fetch): Forwarder {
+export interface FetchForwarderOptions {
+  /**
+   * The caller's address, sent upstream as `X-Forwarded-For` (the Node gateway sends its socket's
+   * peer). Only a runtime that sets it itself may say: a Worker reads `CF-Connecting-IP`, which
+   * Cloudflare's edge writes over whatever the client sent. Without it no `X-Forwarded-For` is sent
+   * (never the client's own: `upstreamHeaders` drops it).
+   */
+  clientAddress?: (request: Request) => string | undefined;
+}
+
+/**
+ * The portable forwarder (Cloudflare Workers, Deno, Bun): fetch, with the body streamed through.
+ * Redirects are not followed (`redirect: 'manual'`), as the Node forwarder (undici's dispatcher)
+ * never follows them: a 3xx reaches the client as the upstream sent it, Location unchanged, and
+ * the request — identity headers, the app's cookies, the body — goes nowhere but the upstream.
+ */
+export function fetchForwarder(fetchImpl: typeof fetch = fetch, options: FetchForwarderOptions = {}): Forwarder {
   return {
     async forward(c, target, hooks) {
       const audit = c.get('audit');
@@ -234,6 +249,7 @@ export function fetchForwarder(fetchImpl: typeof fetch = fetch): Forwarder {
         authorization: c.get('upstreamAuthorization'),
         host: requestHeader(c, 'host') ?? '',
         proto: new URL(c.req.url).protocol.replace(':', ''),
+        peer: options.clientAddress?.(c.req.raw) || undefined,
         requestId: audit.request_id,
       });
       Object.assign(headers, hooks.upstreamHeaders);
@@ -244,7 +260,7 @@ export function fetchForwarder(fetchImpl: typeof fetch = fetch): Forwarder {
       const abort = new AbortController();
       const timer = setTimeout(() => abort.abort(new DOMException(`no answer in ${hooks.timeouts.response_ms} ms`, 'TimeoutError')), hooks.timeouts.response_ms);
       try {
-        response = await fetchImpl(`${target.origin}${target.path}`, { method: target.method, headers, body: (target.bytes as BodyInit | undefined) ?? target.body, signal: abort.signal });
+        response = await fetchImpl(`${target.origin}${target.path}`, { method: target.method, headers, body: (target.bytes as BodyInit | undefined) ?? target.body, redirect: 'manual', signal: abort.signal });
       } catch (error) {
         throw upstreamError(error);
       } finally {

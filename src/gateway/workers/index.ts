@@ -112,7 +112,8 @@ function build(source: string, env: GatewayWorkerEnv): Built {
     ready: () => audit.ready(),
     record: (event: GatewayAuditEvent) => audit.record(event),
   };
-  const forwarder = fetchForwarder();
+  // X-Forwarded-For as the Node gateway sends it: the caller's address, here as Cloudflare saw it.
+  const forwarder = fetchForwarder(fetch, { clientAddress: (request) => request.headers.get('cf-connecting-ip') ?? undefined });
   const mcpApp = gatewayApp(routes, {
     observer,
     forwarder,

@@ -1,11 +1,13 @@
 /**
  * The gateway as a black box, on the Node gateway and on the Worker in workerd (issue 16):
  * forwarding (path rewrite, headers the upstream must not get, identity headers, CORS), upstream
- * failures (unreachable → 502, too slow → 504), a client that goes away mid-stream, and a request
- * with two credentials (RFC 6750 §3.1). One gateway per target for the whole file.
+ * failures (unreachable → 502, too slow → 504), a redirect from the upstream (passed on, never
+ * followed), a client that goes away mid-stream, and a request with two credentials (RFC 6750
+ * §3.1). One gateway per target for the whole file.
  */
 import assert from 'node:assert/strict';
-import { request as httpRequest } from 'node:http';
+import { createServer, request as httpRequest, type IncomingHttpHeaders } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import { freePort } from '../../helpers/auth-server.ts';
 import { startBlackboxUpstream } from '../../helpers/blackbox-upstream.ts';
@@ -20,13 +22,22 @@ for (const target of targets) {
     let upstream: Awaited<ReturnType<typeof startBlackboxUpstream>>;
     let gateway: TargetGateway;
     let closedPort: number;
+    // Where the upstream's redirect points: it must never be called by the gateway.
+    const elsewhere: { url: string; headers: IncomingHttpHeaders }[] = [];
+    const redirectTarget = createServer((req, res) => {
+      elsewhere.push({ url: req.url!, headers: req.headers });
+      res.writeHead(200, { 'content-type': 'text/html', 'set-cookie': 'planted=1; Path=/' }).end('<script>alert(document.domain)</script>');
+    });
+    let redirectUrl: string;
 
     before(async () => {
+      await new Promise<void>((r) => redirectTarget.listen(0, '127.0.0.1', r));
+      redirectUrl = `http://127.0.0.1:${(redirectTarget.address() as AddressInfo).port}/stolen`;
       issuer = await startFakeIssuer();
       upstream = await startBlackboxUpstream();
       closedPort = await freePort();
       gateway = await startGatewayOn(target, (origin) => {
-        const route = (path: string, extra: Record<string, unknown> = {}) => ({ path, upstream: upstream.url, resource: `${origin}${path}`, authorization_servers: [issuer.issuer], tools: listedTools(['echo', 'stream', 'slow', 'cut', 'cookies']), ...extra });
+        const route = (path: string, extra: Record<string, unknown> = {}) => ({ path, upstream: upstream.url, resource: `${origin}${path}`, authorization_servers: [issuer.issuer], tools: listedTools(['echo', 'stream', 'slow', 'cut', 'cookies', 'redirect']), ...extra });
         return [
           route('/mcp', { upstream: `${upstream.url}/inner/`, rewrite: '/inner/', allowed_origins: [INSPECTOR] }),
           route('/identified', { identity_headers: true }),
@@ -39,6 +50,8 @@ for (const target of targets) {
       await gateway?.stop();
       await upstream?.close();
       await issuer?.close();
+      redirectTarget.closeAllConnections();
+      await new Promise<void>((r) => redirectTarget.close(() => r()));
     });
 
     const bearer = async (path: string, claims: Record<string, unknown> = {}) => ({ authorization: `Bearer ${await issuer.sign({ sub: 'alice', aud: `${gateway.url}${path}`, client_id: 'agent-1', scope: 'banking:read', ...claims })}` });
@@ -55,6 +68,26 @@ for (const target of targets) {
       assert.equal(seen.headers['x-request-id'], res.headers.get('x-request-id'));
       assert.equal(seen.headers['x-forwarded-host'], new URL(gateway.url).host);
       assert.equal(seen.headers['x-forwarded-proto'], 'http');
+      // The caller's address as the gateway saw it (Node: the socket's peer; a Worker: CF-Connecting-IP), replacing the caller's claim.
+      assert.equal(seen.headers['x-forwarded-for'], '127.0.0.1');
+    });
+
+    it("a redirect from the upstream reaches the client as sent (307, Location unchanged); the gateway does not follow it", async () => {
+      const res = await fetch(`${gateway.url}/identified`, {
+        method: 'POST',
+        redirect: 'manual',
+        headers: { ...MCP_HEADERS, ...(await bearer('/identified')), cookie: 'app=1' },
+        body: JSON.stringify(toolCall('redirect', { to: redirectUrl })),
+      });
+      const body = await res.text();
+      assert.equal(res.status, 307, body);
+      assert.equal(res.headers.get('location'), redirectUrl);
+      assert.deepEqual(res.headers.getSetCookie(), [], "nothing of the redirect target's");
+      assert.equal(body, 'moved', "the upstream's own body");
+      const event = await gateway.waitForAudit((e) => e.request_id === res.headers.get('x-request-id'));
+      assert.equal(event.upstream_status, 307);
+      assert.equal(event.decision, 'allow');
+      assert.deepEqual(elsewhere, [], 'the identity headers, cookies and body went to the upstream only');
     });
 
     it("a page of the gateway's own loopback origin may call it; a DNS-rebound one (other Host) may not", async () => {
