@@ -136,11 +136,14 @@ export async function startEdgeDemo(options: EdgeDemoOptions): Promise<EdgeDemo>
   // admin, audit and data_dir left out); its web route's public_url is already the Worker's origin.
   const config = join(dir, 'gateway.json');
   writeFileSync(config, `${compileEdgeConfig(await loadYaml(options.gatewayFile), options.gatewayFile).json}\n`);
-  const env = { ...process.env, ...options.secrets, ...(await edgeWebKeys(dir)) };
+  // The key that authenticates the Worker's shared caches (verified tokens in KV, the AS key set in
+  // the Cache API; docs/edge.md): a new one per run is enough, as both are caches.
+  const cacheKey = Buffer.from(crypto.getRandomValues(new Uint8Array(32))).toString('base64url');
+  const env = { ...process.env, ...options.secrets, ...(await edgeWebKeys(dir)), MANDATE_EDGE_CACHE_KEY: cacheKey };
   const timeoutMs = options.timeoutMs ?? 60_000;
   const common = ['--host', '127.0.0.1'];
   const [gw, todo] = await Promise.allSettled([
-    startWorker(root, 'the gateway', [...common, '--config', config, '--port', String(options.gatewayPort), '--persist', join(dir, 'gateway-state'), ...['MANDATE_GATEWAY_CLIENT_SECRET', 'MANDATE_WEB_APP_CLIENT_SECRET', 'MANDATE_WEB_COOKIE_KEY', 'MANDATE_WEB_IDENTITY_KEY'].flatMap((name) => ['--env-binding', name])], env, join(dir, 'gateway.log'), timeoutMs),
+    startWorker(root, 'the gateway', [...common, '--config', config, '--port', String(options.gatewayPort), '--persist', join(dir, 'gateway-state'), ...['MANDATE_GATEWAY_CLIENT_SECRET', 'MANDATE_WEB_APP_CLIENT_SECRET', 'MANDATE_WEB_COOKIE_KEY', 'MANDATE_WEB_IDENTITY_KEY', 'MANDATE_EDGE_CACHE_KEY'].flatMap((name) => ['--env-binding', name])], env, join(dir, 'gateway.log'), timeoutMs),
     startWorker(
       root,
       'the Todo MCP server',

@@ -36,15 +36,34 @@ export async function discoverIssuer(issuer: string, fetchImpl: typeof fetch = f
   throw new Error(`cannot fetch the metadata of ${issuer}`);
 }
 
+/**
+ * How long a discovery may stay pending before the next use starts another instead of joining it
+ * (two well-known URLs at 5 s each, and a margin). In workerd the work of a request that has already
+ * answered is cancelled and its promises never settle: joining such a discovery would wait forever.
+ */
+const STALE_DISCOVERY_MS = 11_000;
+
 /** Memoizes the metadata of an issuer; a failure is not remembered, so the next use tries again. */
 export function issuerMetadata(issuer: string, fetchImpl?: typeof fetch): () => Promise<Record<string, unknown>> {
-  let pending: Promise<Record<string, unknown>> | undefined;
+  let pending: { promise: Promise<Record<string, unknown>>; startedAt: number; settled: boolean } | undefined;
   return () => {
-    pending ??= discoverIssuer(issuer, fetchImpl).catch((error: unknown) => {
-      pending = undefined;
-      throw error;
-    });
-    return pending;
+    if (!pending || (!pending.settled && Date.now() - pending.startedAt >= STALE_DISCOVERY_MS)) {
+      const attempt: { promise: Promise<Record<string, unknown>>; startedAt: number; settled: boolean } = { promise: Promise.resolve({}), startedAt: Date.now(), settled: false };
+      attempt.promise = discoverIssuer(issuer, fetchImpl).then(
+        (metadata) => {
+          attempt.settled = true;
+          return metadata;
+        },
+        (error: unknown) => {
+          attempt.settled = true;
+          // Only the current attempt is forgotten: an abandoned one failing late changes nothing.
+          if (pending === attempt) pending = undefined;
+          throw error;
+        },
+      );
+      pending = attempt;
+    }
+    return pending.promise;
   };
 }
 

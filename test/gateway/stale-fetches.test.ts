@@ -10,6 +10,7 @@ import { describe, it } from 'node:test';
 import { exportJWK, generateKeyPair, type JWK } from 'jose';
 import { RemoteJwks } from '../../src/gateway/jwks.ts';
 import { RevocationList } from '../../src/gateway/revocation-list.ts';
+import { issuerMetadata } from '../../src/gateway/token-validator.ts';
 
 /** A fetch whose first `hang` calls never answer (their resolvers kept, to answer late), the rest answering `body()`. */
 function scriptedFetch(body: () => unknown, hang = 1) {
@@ -75,5 +76,26 @@ describe('fetches pending past their timeout are abandoned, not joined', () => {
     script.late[0]!(Response.json({ tokens: [], grants: [], clients: [] }));
     await hung;
     assert.equal(list.reason({ jti: 'revoked' }), 'the token was revoked', 'the abandoned poll changed nothing');
+  });
+
+  it('issuer discovery: a pending one is joined while young, begun again after 11 s; a success is kept', async (t) => {
+    t.mock.timers.enable({ apis: ['Date'], now: 4_000_000 });
+    const issuer = 'https://as.test';
+    const script = scriptedFetch(() => ({ issuer, jwks_uri: `${issuer}/jwks` }));
+    const metadata = issuerMetadata(issuer, script.fetchImpl);
+    const hung = metadata();
+    t.mock.timers.setTime(4_000_000 + 10_999);
+    assert.equal(metadata(), hung, 'younger than two timeouts + 1 s: joined');
+    t.mock.timers.setTime(4_000_000 + 11_000);
+    const fresh = metadata();
+    assert.notEqual(fresh, hung, 'stale: a new discovery');
+    assert.equal((await fresh).jwks_uri, `${issuer}/jwks`);
+    t.mock.timers.setTime(4_000_000 + 60_000);
+    assert.equal(metadata(), fresh, 'a settled discovery is remembered');
+    assert.equal(script.calls(), 2);
+    // The abandoned discovery fails late: the remembered metadata stays.
+    script.late[0]!(new Response('down', { status: 500 }));
+    await hung.catch(() => undefined);
+    assert.equal(metadata(), fresh);
   });
 });

@@ -22,6 +22,9 @@ import type { TokenClaims } from '../token-validator.ts';
 import type { ListingStorage } from './durable-audit.ts';
 import { callState, type DurableNamespace } from './durable-state.ts';
 
+/** A read of the object still pending after this long is abandoned and another one started. */
+const STALE_READ_MS = 6_000;
+
 /** How long an isolate uses the list it read from the object before reading it again. */
 export const ISOLATE_LIST_MS = 1_000;
 /** While the list is not loaded, a read polls at most this often (the alarm's interval may be long). */
@@ -189,7 +192,8 @@ export class DurableRevocationList extends RevocationList {
   private readAt = Number.NEGATIVE_INFINITY;
   private version: number | undefined;
   private failure: string | undefined;
-  private reading: Promise<void> | undefined;
+  /** The read under way and when it began: one pending past STALE_READ_MS is abandoned, never joined. */
+  private reading: { promise: Promise<void>; startedAt: number } | undefined;
   private readonly name: string;
 
   constructor(
@@ -204,10 +208,20 @@ export class DurableRevocationList extends RevocationList {
   override start(): void {}
   override stop(): void {}
 
-  /** Reads the list from the object (joining a read already running). */
+  /**
+   * Reads the list from the object (joining a read already running, unless it began STALE_READ_MS
+   * ago: in workerd a read begun by a request that has answered may be cancelled and never settle).
+   */
   override refresh(): Promise<void> {
-    this.reading ??= this.read().finally(() => (this.reading = undefined));
-    return this.reading;
+    const now = Date.now();
+    if (!this.reading || now - this.reading.startedAt >= STALE_READ_MS) {
+      const reading = { startedAt: now, promise: Promise.resolve() };
+      reading.promise = this.read().finally(() => {
+        if (this.reading === reading) this.reading = undefined;
+      });
+      this.reading = reading;
+    }
+    return this.reading.promise;
   }
 
   private async read(): Promise<void> {
