@@ -241,7 +241,7 @@ export async function createDpopProof(
 }
 
 /** A fresh key pair for proofs; the private key is extractable so a caller can persist it. */
-export async function generateDpopKey(alg: 'ES256' | 'ES384' | 'EdDSA' | 'PS256' | 'RS256' = 'ES256'): Promise<DpopKey> {
+export async function generateDpopKey(alg: (typeof DPOP_ALGORITHMS)[number] = 'ES256'): Promise<DpopKey> {
   const pair = await generateKeyPair(alg, { extractable: true });
   return { privateKey: pair.privateKey, publicJwk: await exportJWK(pair.publicKey), alg };
 }
