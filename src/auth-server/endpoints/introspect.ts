@@ -45,7 +45,6 @@ export function introspectEndpoint(app: Hono<AppEnv>, ctx: ServerContext) {
         iss: ctx.issuer,
         iat: record.createdAt,
         exp: record.expiresAt,
-        ...(record.dpopJkt !== undefined ? { cnf: { jkt: record.dpopJkt } } : {}),
       },
       200,
       headers,
