@@ -19,6 +19,7 @@ const SECRET = 'dpop-conf-secret-0123456789abcdef0123';
 const RS_SECRET = 'dpop-rs-secret-0123456789abcdef012345';
 const STRICT = 'https://strict.example.test/api';
 const ORIGIN = 'http://127.0.0.1:5173';
+const DEVICE_CODE_GRANT = 'urn:ietf:params:oauth:grant-type:device_code';
 
 async function lastAudit(as: TestAuthServer, type: string) {
   await as.ctx.audit.flush();
@@ -53,7 +54,7 @@ describe('DPoP at the authorization server (RFC 9449)', () => {
       registration: { allowed_scopes: ['mcp:read'] },
       clients: [
         { client_id: 'pub', token_endpoint_auth_method: 'none', redirect_uris: [REDIRECT], grant_types: ['authorization_code', 'refresh_token'] },
-        { client_id: 'conf', client_secret_env: 'TEST_DPOP_CONF_SECRET', redirect_uris: [REDIRECT], grant_types: ['authorization_code', 'refresh_token', 'client_credentials', TOKEN_EXCHANGE] },
+        { client_id: 'conf', client_secret_env: 'TEST_DPOP_CONF_SECRET', redirect_uris: [REDIRECT], grant_types: ['authorization_code', 'refresh_token', 'client_credentials', TOKEN_EXCHANGE, DEVICE_CODE_GRANT] },
         { client_id: 'rs', client_secret_env: 'TEST_DPOP_RS_SECRET', grant_types: [TOKEN_EXCHANGE] },
         { client_id: 'bound', client_secret_env: 'TEST_DPOP_CONF_SECRET', grant_types: ['client_credentials'], dpop_bound_access_tokens: true },
       ] as never,
@@ -272,6 +273,17 @@ describe('DPoP at the authorization server (RFC 9449)', () => {
     const gateway = await ex(rs);
     assert.equal(gateway.status, 200, gateway.text);
     assert.equal(gateway.json.token_type, 'Bearer');
+  });
+
+  it('device code: the polling proof binds the tokens', async () => {
+    const started = await postForm(`${as.issuer}/device_authorization`, { resource: as.resource, scope: 'mcp:read' }, conf);
+    assert.equal(started.status, 200, started.text);
+    const device = started.json as { device_code: string; user_code: string };
+    await new FormBrowser(as.issuer).approveDevice(device.user_code);
+    const res = await postForm(tokenUrl, { grant_type: DEVICE_CODE_GRANT, device_code: device.device_code }, { ...conf, dpop: await proof(key) });
+    assert.equal(res.status, 200, res.text);
+    assert.equal(res.json.token_type, 'DPoP');
+    assert.deepEqual(decodeJwt(res.json.access_token as string).cnf, { jkt: await jwkThumbprint(key.publicJwk) });
   });
 
   it('CORS: browser clients may send DPoP and read DPoP-Nonce', async () => {
