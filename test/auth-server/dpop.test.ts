@@ -333,6 +333,10 @@ describe('DPoP server nonces at the authorization server (RFC 9449 §8)', () => 
     // Without a proof at all, nonces do not apply: the request is a Bearer request.
     const bearer = await postForm(tokenUrl, form, conf);
     assert.equal(bearer.json.token_type, 'Bearer', bearer.text);
+    // Every /token answer carries a fresh nonce while nonces are on (§8.2), errors included.
+    const refused = await postForm(tokenUrl, { ...form, scope: 'nope' }, conf);
+    assert.equal(refused.status, 400);
+    assert.match(refused.headers.get('dpop-nonce') ?? '', /^[A-Za-z0-9_-]+$/);
   });
 
   it('/par asks for the nonce too', async () => {
