@@ -500,7 +500,7 @@ export const authServerConfigSchema = z.strictObject({
       }),
     )
     .default([])
-    .describe(`Identity providers whose ID-JAGs (draft-ietf-oauth-identity-assertion-authz-grant) this server accepts with the jwt-bearer grant. Never published.${NOT_ACTIVE}`),
+    .describe(`Identity providers whose ID-JAGs (draft-ietf-oauth-identity-assertion-authz-grant) this server accepts with the jwt-bearer grant (docs/enterprise.md). Never published.`),
   id_jag: z
     .strictObject({
       lifetime_seconds: z.number().int().min(1).max(600).default(300).describe('Lifetime of the ID-JAGs this server issues.'),
