@@ -518,7 +518,7 @@ export const authServerConfigSchema = z.strictObject({
         .default([]),
     })
     .prefault({})
-    .describe(`This server as an enterprise IdP: token exchange of an ID token for an ID-JAG (requested_token_type urn:ietf:params:oauth:token-type:id-jag).${NOT_ACTIVE}`),
+    .describe(`This server as an enterprise IdP: token exchange of an ID token for an ID-JAG (requested_token_type urn:ietf:params:oauth:token-type:id-jag; docs/enterprise.md).`),
   workload_identity: z
     .strictObject({
       issuers: z
