@@ -152,6 +152,18 @@ describe('ID-JAG at the resource authorization server (jwt-bearer grant)', () =>
       assert.equal((await lastEvent('token.issued'))?.data?.linked_by, 'link');
     });
 
+    it('concurrent first uses of one identity: one user, one link, every request answered with it', async () => {
+      const results = await Promise.all(Array.from({ length: 5 }, async () => grant(await idJag(idpB, { sub: 'rush', email: 'rush@example.org' }))));
+      for (const res of results) assert.equal(res.status, 200, res.text);
+      const user = await as.store.users.findByUsername('rush@example.org');
+      assert.ok(user);
+      assert.deepEqual(new Set(results.map((r) => decodeJwt(r.json.access_token as string).sub)), new Set([user.sub]));
+      assert.equal((await as.store.users.findByEmail('rush@example.org')).length, 1);
+      await as.ctx.audit.flush();
+      const created = (await as.store.audit.list({ type: 'federation.user_created', limit: 50 })).filter((e) => e.data?.idp_sub === 'rush');
+      assert.equal(created.length, 1);
+    });
+
     it('jit_users without email: username <issuer host>:<sub>', async () => {
       const res = await grant(await idJag(idpB, { sub: 'no-mail', email: undefined }));
       assert.equal(res.status, 200, res.text);

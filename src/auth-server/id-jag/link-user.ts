@@ -20,14 +20,15 @@ const noAccount = (reason: string): never => {
  * - `email`: the one local user with that email (lower-cased), unless the assertion says
  *   `email_verified: false`; several users with it refuse the grant (ambiguous, whatever `jit_users`).
  * None: with `jit_users` a user is created (`source: federated`, username = the email, else
- * `<issuer host>:<sub>`), else `invalid_grant`. A new link is remembered; of two concurrent first
- * uses one link wins and the other request uses it (a user it created is removed again).
+ * `<issuer host>:<sub>`), else `invalid_grant`. A new link is remembered; of concurrent first uses
+ * one link wins and the other requests use it.
  */
 export async function linkUser(ctx: ServerContext, idp: TrustedIdpConfig, claims: IdJagClaims): Promise<{ sub: string; by: LinkedBy }> {
   const { store } = ctx;
   const now = ctx.now();
   const existing = await store.federation.findLink(claims.iss, claims.sub);
   if (existing) {
+    await linkedUser(ctx, existing.sub, claims);
     await store.federation.touch(claims.iss, claims.sub, now);
     return { sub: existing.sub, by: 'link' };
   }
@@ -51,27 +52,60 @@ export async function linkUser(ctx: ServerContext, idp: TrustedIdpConfig, claims
   }
   if (!idp.jit_users) return noAccount(`no local user for ${claims.iss} subject ${claims.sub} (link.claims ${idp.link.claims.join(',')}; jit_users off)`);
 
-  const host = new URL(claims.iss).host;
-  const candidates = [...(email ? [email.toLowerCase()] : []), `${host}:${claims.sub}`];
-  let username: string | undefined;
-  for (const candidate of candidates) {
-    if (!(await store.users.findByUsername(candidate))) {
-      username = candidate;
-      break;
-    }
+  // The link is written first, under a new sub: of concurrent first uses exactly one wins it and
+  // creates the user; the others use the winner's link (and wait for its user, see linkedUser).
+  const sub = crypto.randomUUID();
+  const owner = await remember(ctx, claims, sub);
+  if (owner !== sub) {
+    await linkedUser(ctx, owner, claims);
+    return { sub: owner, by: 'link' };
   }
-  if (!username) return noAccount(`jit_users: the usernames ${candidates.join(', ')} are taken`);
-  const name = typeof claims.name === 'string' ? claims.name : undefined;
-  const user: UserRecord = { sub: crypto.randomUUID(), username, profile: { ...(name ? { name } : {}), ...(email ? { email } : {}) }, createdAt: now, source: 'federated' };
-  await store.users.upsert(user);
-  const sub = await remember(ctx, claims, user.sub);
-  if (sub !== user.sub) {
-    // Another request linked this identity first: ours is not needed.
-    await store.users.delete(user.sub);
-    return { sub, by: 'link' };
+  let username: string;
+  try {
+    username = await createUser(ctx, claims, sub, email, now);
+  } catch (error) {
+    await store.federation.unlinkBySub(sub);
+    throw error;
   }
   audit(ctx, 'federation.user_created', claims, sub, { username });
   return { sub, by: 'jit' };
+}
+
+/**
+ * Creates the just-in-time user under the first free username: the email (lower-cased), else
+ * `<issuer host>:<sub>`. A username taken meanwhile (a unique violation) moves to the next one.
+ */
+async function createUser(ctx: ServerContext, claims: IdJagClaims, sub: string, email: string | undefined, now: number): Promise<string> {
+  const { users } = ctx.store;
+  const candidates = [...(email ? [email.toLowerCase()] : []), `${new URL(claims.iss).host}:${claims.sub}`];
+  const name = typeof claims.name === 'string' ? claims.name : undefined;
+  for (const username of candidates) {
+    if (await users.findByUsername(username)) continue;
+    const user: UserRecord = { sub, username, profile: { ...(name ? { name } : {}), ...(email ? { email } : {}) }, createdAt: now, source: 'federated' };
+    try {
+      await users.upsert(user);
+      return username;
+    } catch (error) {
+      if (await users.findByUsername(username)) continue;
+      throw error;
+    }
+  }
+  return noAccount(`jit_users: the usernames ${candidates.join(', ')} are taken`);
+}
+
+/** Attempts to find a linked user being created by a concurrent request, 50 ms apart. */
+const CREATION_WAIT_ATTEMPTS = 20;
+
+/**
+ * The linked local user must exist. A link is written just before its just-in-time user, so a
+ * concurrent request may see the link first: it waits briefly (at most a second) for the user.
+ */
+async function linkedUser(ctx: ServerContext, sub: string, claims: IdJagClaims): Promise<void> {
+  for (let attempt = 0; attempt < CREATION_WAIT_ATTEMPTS; attempt++) {
+    if (await ctx.store.users.findBySub(sub)) return;
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+  noAccount(`${claims.iss} subject ${claims.sub} is linked to ${sub}, which is not a user`);
 }
 
 /** Writes the link; when another request wrote one first, its `sub` is the answer. */
