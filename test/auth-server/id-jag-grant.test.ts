@@ -4,7 +4,7 @@ import { after, before, describe, it } from 'node:test';
 import { SignJWT, base64url } from 'jose';
 import { basic, decodeJwt, postForm, startTestAuthServer, type TestAuthServer } from '../helpers/auth-server.ts';
 import { startFakeIdp, type FakeIdp } from '../helpers/id-jag.ts';
-import { needsRedis } from '../helpers/services.ts';
+import { needsPostgres, needsRedis } from '../helpers/services.ts';
 
 /**
  * Mandate as the MCP server's authorization server: the jwt-bearer grant with an ID-JAG
@@ -385,5 +385,42 @@ describe('ID-JAG jti replay across two instances (Redis)', needsRedis(), () => {
     await second.ctx.audit.flush();
     const [event] = await second.store.audit.list({ type: 'token.jwt_bearer_refused', limit: 1 });
     assert.match(String(event?.reason), /jti replayed/);
+  });
+});
+
+describe('ID-JAG accounts on PostgreSQL', needsPostgres(), () => {
+  let idp: FakeIdp;
+  let as: TestAuthServer;
+  const run = crypto.randomUUID().slice(0, 8);
+  before(async () => {
+    process.env.IDJAG_MCP_SECRET = SECRETS.mcp;
+    idp = await startFakeIdp();
+    as = await startTestAuthServer({
+      storage: { driver: 'postgres' },
+      clients: [{ client_id: 'mcp-client', client_secret_env: 'IDJAG_MCP_SECRET', grant_types: [JWT_BEARER] }],
+      trusted_idps: [{ issuer: idp.issuer, allow_loopback: true, jit_users: true }],
+    });
+  });
+  after(async () => {
+    await as?.close();
+    await idp?.close();
+  });
+  const grant = async (sub: string, email: string) => {
+    const now = Math.floor(Date.now() / 1000);
+    const assertion = await idp.sign({ iss: idp.issuer, sub, aud: as.issuer, client_id: 'mcp-client', jti: crypto.randomUUID(), iat: now, exp: now + 120, resource: MCP, scope: 'mcp:read', email });
+    return postForm(`${as.issuer}/token`, { grant_type: JWT_BEARER, assertion }, { authorization: basic('mcp-client', SECRETS.mcp) });
+  };
+
+  it('concurrent first uses create one user; a later use of the same email from another subject links to it', async () => {
+    const email = `pg-${run}@example.org`;
+    const results = await Promise.all(Array.from({ length: 5 }, () => grant(`pg-${run}`, email)));
+    for (const res of results) assert.equal(res.status, 200, res.text);
+    const users = await as.store.users.findByEmail(email);
+    assert.equal(users.length, 1);
+    assert.deepEqual(new Set(results.map((r) => decodeJwt(r.json.access_token as string).sub)), new Set([users[0]!.sub]));
+    const other = await grant(`pg-${run}-second-subject`, email.toUpperCase());
+    assert.equal(other.status, 200, other.text);
+    assert.equal(decodeJwt(other.json.access_token as string).sub, users[0]!.sub);
+    assert.equal((await as.store.federation.findLink(idp.issuer, `pg-${run}-second-subject`))?.sub, users[0]!.sub);
   });
 });
