@@ -5,6 +5,7 @@ import { SignJWT, base64url } from 'jose';
 import { basic, decodeJwt, postForm, startTestAuthServer, type TestAuthServer } from '../helpers/auth-server.ts';
 import { startFakeIdp, type FakeIdp } from '../helpers/id-jag.ts';
 import { needsPostgres, needsRedis } from '../helpers/services.ts';
+import { createDpopProof, generateDpopKey, jwkThumbprint, type DpopKey } from '../../src/core/dpop.ts';
 
 /**
  * Mandate as the MCP server's authorization server: the jwt-bearer grant with an ID-JAG
@@ -422,5 +423,84 @@ describe('ID-JAG accounts on PostgreSQL', needsPostgres(), () => {
     assert.equal(other.status, 200, other.text);
     assert.equal(decodeJwt(other.json.access_token as string).sub, users[0]!.sub);
     assert.equal((await as.store.federation.findLink(idp.issuer, `pg-${run}-second-subject`))?.sub, users[0]!.sub);
+  });
+});
+
+describe('ID-JAG with DPoP (RFC 9449; ID-JAG §8.6.1.2)', () => {
+  const BOUND = 'https://bound.example.test/mcp';
+  let idp: FakeIdp;
+  let as: TestAuthServer;
+  let tokenUrl: string;
+  before(async () => {
+    process.env.IDJAG_MCP_SECRET = SECRETS.mcp;
+    idp = await startFakeIdp();
+    as = await startTestAuthServer({
+      dpop: { enabled: true },
+      clients: [{ client_id: 'mcp-client', client_secret_env: 'IDJAG_MCP_SECRET', grant_types: [JWT_BEARER] }],
+      resources: [
+        { id: MCP, name: 'MCP', scopes: [{ name: 'mcp:read' }] },
+        { id: BOUND, name: 'Bound only', scopes: [{ name: 'mcp:read' }], require_dpop: true },
+      ],
+      trusted_idps: [{ issuer: idp.issuer, allow_loopback: true }],
+    });
+    tokenUrl = `${as.issuer}/token`;
+  });
+  after(async () => {
+    await as?.close();
+    await idp?.close();
+  });
+  const idJag = (extra: Record<string, unknown> = {}) => {
+    const now = Math.floor(Date.now() / 1000);
+    return idp.sign({ iss: idp.issuer, sub: 'dpop-user', aud: as.issuer, client_id: 'mcp-client', jti: crypto.randomUUID(), iat: now, exp: now + 120, resource: MCP, scope: 'mcp:read', email: 'demo@example.com', ...extra });
+  };
+  const grant = async (assertion: string, key?: DpopKey, extra: Record<string, string> = {}) =>
+    postForm(tokenUrl, { grant_type: JWT_BEARER, assertion, ...extra }, { authorization: basic('mcp-client', SECRETS.mcp), ...(key ? { dpop: await createDpopProof(key, { htm: 'POST', htu: tokenUrl }) } : {}) });
+  const lastRefusal = async () => {
+    await as.ctx.audit.flush();
+    return (await as.store.audit.list({ type: 'token.jwt_bearer_refused', limit: 1 }))[0];
+  };
+
+  it('an unbound ID-JAG with a proof: the access token is bound to the proof key (token_type DPoP)', async () => {
+    const key = await generateDpopKey();
+    const res = await grant(await idJag(), key);
+    assert.equal(res.status, 200, res.text);
+    assert.equal(res.json.token_type, 'DPoP');
+    assert.deepEqual(decodeJwt(res.json.access_token as string).cnf, { jkt: await jwkThumbprint(key.publicJwk) });
+  });
+
+  it('an ID-JAG bound to a key with a proof of that key: bound to it', async () => {
+    const key = await generateDpopKey();
+    const jkt = await jwkThumbprint(key.publicJwk);
+    const res = await grant(await idJag({ cnf: { jkt } }), key);
+    assert.equal(res.status, 200, res.text);
+    assert.equal(res.json.token_type, 'DPoP');
+    assert.deepEqual(decodeJwt(res.json.access_token as string).cnf, { jkt });
+  });
+
+  it('an ID-JAG bound to a key with a proof of another key → 400 invalid_grant', async () => {
+    const [key, other] = [await generateDpopKey(), await generateDpopKey()];
+    const res = await grant(await idJag({ cnf: { jkt: await jwkThumbprint(key.publicJwk) } }), other);
+    assert.equal(res.status, 400, res.text);
+    assert.equal(res.json.error, 'invalid_grant');
+    assert.match(String((await lastRefusal())?.reason), /the DPoP proof key is not the ID-JAG cnf\.jkt/);
+  });
+
+  it('an ID-JAG bound to a key, no proof → 400 invalid_grant', async () => {
+    const key = await generateDpopKey();
+    const res = await grant(await idJag({ cnf: { jkt: await jwkThumbprint(key.publicJwk) } }));
+    assert.equal(res.status, 400, res.text);
+    assert.equal(res.json.error, 'invalid_grant');
+    assert.match(String((await lastRefusal())?.reason), /no DPoP proof was sent/);
+  });
+
+  it('a require_dpop resource without a proof → 400 invalid_request, and the ID-JAG is not spent', async () => {
+    const assertion = await idJag({ resource: BOUND });
+    const res = await grant(assertion);
+    assert.equal(res.status, 400, res.text);
+    assert.equal(res.json.error, 'invalid_request');
+    assert.match(String((await lastRefusal())?.reason), /has require_dpop; no DPoP proof/);
+    const retry = await grant(assertion, await generateDpopKey());
+    assert.equal(retry.status, 200, retry.text);
+    assert.equal(retry.json.token_type, 'DPoP');
   });
 });

@@ -1,9 +1,10 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { SignJWT, createLocalJWKSet, decodeProtectedHeader, generateKeyPair, jwtVerify } from 'jose';
-import { basic, decodeJwt, postForm, startTestAuthServer, type TestAuthServer } from '../helpers/auth-server.ts';
+import { basic, decodeJwt, pkcePair, postForm, startTestAuthServer, type TestAuthServer } from '../helpers/auth-server.ts';
 import { FormBrowser } from '../helpers/browser-driver.ts';
 import { userToken } from '../helpers/delegation-server.ts';
+import { createDpopProof, generateDpopKey, jwkThumbprint, type DpopKey } from '../../src/core/dpop.ts';
 
 /**
  * Mandate as the enterprise IdP: token exchange of the user's ID token (or access token) for an
@@ -34,6 +35,7 @@ describe('ID-JAG issued by Mandate as the enterprise IdP (token exchange)', () =
     process.env.IDJAG_AGENT1_SECRET = SECRETS.one;
     process.env.IDJAG_AGENT2_SECRET = SECRETS.two;
     as = await startTestAuthServer({
+      dpop: { enabled: true },
       clients: [
         { client_id: 'agent-1', client_secret_env: 'IDJAG_AGENT1_SECRET', redirect_uris: [CB], first_party: true, grant_types: ['authorization_code', 'refresh_token', TOKEN_EXCHANGE] },
         { client_id: 'agent-2', client_secret_env: 'IDJAG_AGENT2_SECRET', redirect_uris: [CB], first_party: true, grant_types: ['authorization_code', TOKEN_EXCHANGE] },
@@ -59,6 +61,15 @@ describe('ID-JAG issued by Mandate as the enterprise IdP (token exchange)', () =
   });
   after(async () => as?.close());
 
+  /** demo's access token for the portal, issued to agent-1 and bound to `key` (code redemption with a proof). */
+  const boundAccessToken = async (key: DpopKey) => {
+    const { verifier, challenge } = pkcePair();
+    const url = `${as.issuer}/authorize?${new URLSearchParams({ response_type: 'code', client_id: 'agent-1', redirect_uri: CB, code_challenge: challenge, code_challenge_method: 'S256', resource: PORTAL, scope: 'todo:read', state: 's' })}`;
+    const back = await new FormBrowser(as.issuer).authorize(url);
+    const res = await postForm(`${as.issuer}/token`, { grant_type: 'authorization_code', code: back.searchParams.get('code')!, code_verifier: verifier, redirect_uri: CB }, { ...auth.one, dpop: await createDpopProof(key, { htm: 'POST', htu: `${as.issuer}/token` }) });
+    assert.equal(res.status, 200, res.text);
+    return res.json.access_token as string;
+  };
   const exchange = (form: Record<string, string | undefined>, headers: Record<string, string> = auth.one) => {
     const body: Record<string, string> = { grant_type: TOKEN_EXCHANGE, requested_token_type: ID_JAG, subject_token: idToken, subject_token_type: ID_TOKEN, audience: MCP_AS, resource: TODO_MCP };
     for (const [k, v] of Object.entries(form)) {
@@ -132,6 +143,26 @@ describe('ID-JAG issued by Mandate as the enterprise IdP (token exchange)', () =
       assert.equal(res.status, 200, res.text);
       assert.equal(res.json.scope, 'todo:read');
       assert.equal(decodeJwt(res.json.access_token as string).sub, demoSub);
+    });
+
+    it('a DPoP proof at the exchange binds the ID-JAG (cnf.jkt, §8.6.1.1)', async () => {
+      const key = await generateDpopKey();
+      const res = await exchange({}, { ...auth.one, dpop: await createDpopProof(key, { htm: 'POST', htu: `${as.issuer}/token` }) });
+      assert.equal(res.status, 200, res.text);
+      assert.equal(res.json.token_type, 'N_A');
+      assert.deepEqual(decodeJwt(res.json.access_token as string).cnf, { jkt: await jwkThumbprint(key.publicJwk) });
+    });
+
+    it('a DPoP-bound subject access token: exchanged with a proof of its key only', async () => {
+      const key = await generateDpopKey();
+      const bound = await boundAccessToken(key);
+      assert.deepEqual(decodeJwt(bound).cnf, { jkt: await jwkThumbprint(key.publicJwk) });
+      const form = { subject_token: bound, subject_token_type: ACCESS_TOKEN };
+      const proof = async (k: DpopKey) => ({ ...auth.one, dpop: await createDpopProof(k, { htm: 'POST', htu: `${as.issuer}/token` }) });
+      await refused(await exchange(form), 400, 'invalid_request', /subject token bound to jkt .*; no proof/);
+      await refused(await exchange(form, await proof(await generateDpopKey())), 400, 'invalid_request', /subject token bound to jkt .*; proof of /);
+      const ok = await exchange(form, await proof(key));
+      assert.equal(ok.status, 200, ok.text);
     });
 
     it('metadata advertises the ID-JAG token type', async () => {

@@ -4,6 +4,7 @@ import { basic, decodeJwt, freePort, postForm, startTestAuthServer, type TestAut
 import { FormBrowser } from '../helpers/browser-driver.ts';
 import { userToken } from '../helpers/delegation-server.ts';
 import { resourceServer } from '../../src/gateway/resource-server.ts';
+import { createDpopProof, generateDpopKey, jwkThumbprint } from '../../src/core/dpop.ts';
 
 /**
  * Enterprise-managed authorization (MCP EMA, ID-JAG) with two real Mandate authorization servers:
@@ -35,6 +36,7 @@ describe('enterprise-managed authorization: IdP and MCP AS, both Mandate', () =>
     const mcpPort = await freePort();
     mcpIssuer = `http://127.0.0.1:${mcpPort}`;
     idp = await startTestAuthServer({
+      dpop: { enabled: true },
       clients: [
         { client_id: 'agent-at-idp', client_secret_env: 'ENTERPRISE_IDP_SECRET', redirect_uris: [CB], first_party: true, grant_types: ['authorization_code', 'refresh_token', TOKEN_EXCHANGE] },
       ],
@@ -44,6 +46,7 @@ describe('enterprise-managed authorization: IdP and MCP AS, both Mandate', () =>
     });
     mcpAs = await startTestAuthServer({
       issuer: mcpIssuer,
+      dpop: { enabled: true },
       listen: { host: '127.0.0.1', port: mcpPort },
       clients: [{ client_id: 'agent-at-mcp', client_secret_env: 'ENTERPRISE_MCP_SECRET', grant_types: [JWT_BEARER] }],
       // The IdP's keys by discovery (its RFC 8414 metadata), over loopback http in the test.
@@ -133,6 +136,29 @@ describe('enterprise-managed authorization: IdP and MCP AS, both Mandate', () =>
     assert.equal(issued?.data?.idp, idp.issuer);
     assert.ok(types.has('federation.user_linked'));
     assert.ok(types.has('token.jwt_bearer_refused'), 'the replay');
+  });
+
+  it('with DPoP: one key binds the ID-JAG at the IdP and the access token at the MCP AS', async () => {
+    const key = await generateDpopKey();
+    const jkt = await jwkThumbprint(key.publicJwk);
+    const signIn = await userToken(idp, { clientId: 'agent-at-idp', redirectUri: CB, resource: idp.issuer, scope: 'openid email', clientAuth: { authorization: basic('agent-at-idp', SECRETS.idp) } });
+    const idToken = (signIn.token as unknown as { id_token: string }).id_token;
+    const exchanged = await postForm(
+      `${idp.issuer}/token`,
+      { grant_type: TOKEN_EXCHANGE, requested_token_type: ID_JAG, subject_token: idToken, subject_token_type: ID_TOKEN, audience: mcpIssuer, resource: MCP },
+      { authorization: basic('agent-at-idp', SECRETS.idp), dpop: await createDpopProof(key, { htm: 'POST', htu: `${idp.issuer}/token` }) },
+    );
+    assert.equal(exchanged.status, 200, exchanged.text);
+    const idJag = exchanged.json.access_token as string;
+    assert.deepEqual(decodeJwt(idJag).cnf, { jkt });
+    // Stolen on the way, the ID-JAG is useless without the key.
+    const thief = await postForm(`${mcpIssuer}/token`, { grant_type: JWT_BEARER, assertion: idJag }, { authorization: basic('agent-at-mcp', SECRETS.mcp), dpop: await createDpopProof(await generateDpopKey(), { htm: 'POST', htu: `${mcpIssuer}/token` }) });
+    assert.equal(thief.status, 400);
+    assert.equal(thief.json.error, 'invalid_grant');
+    const granted = await postForm(`${mcpIssuer}/token`, { grant_type: JWT_BEARER, assertion: idJag }, { authorization: basic('agent-at-mcp', SECRETS.mcp), dpop: await createDpopProof(key, { htm: 'POST', htu: `${mcpIssuer}/token` }) });
+    assert.equal(granted.status, 200, granted.text);
+    assert.equal(granted.json.token_type, 'DPoP');
+    assert.deepEqual(decodeJwt(granted.json.access_token as string).cnf, { jkt });
   });
 
   it('the MCP AS refuses an ID-JAG the IdP issued for another client of the MCP AS', async () => {

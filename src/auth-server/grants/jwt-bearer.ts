@@ -73,7 +73,6 @@ async function idJagGrant(ctx: ServerContext, client: Client, assertion: string,
   const extra: Record<string, unknown> = { idp: claims.iss };
   if (typeof claims.auth_time === 'number') extra.auth_time = claims.auth_time;
   if (typeof claims.acr === 'string') extra.acr = claims.acr;
-  if (jkt) extra.cnf = { jkt };
   const { token, claims: issued, expiresIn } = await issueAccessToken(ctx, { sub: linked.sub, client, resource, scopes, grantType: JWT_BEARER_GRANT, jkt, extra });
   return {
     response: { access_token: token, token_type: jkt ? 'DPoP' : 'Bearer', expires_in: expiresIn, ...(scopes.length > 0 ? { scope: formatScope(scopes) } : {}) },

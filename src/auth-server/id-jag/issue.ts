@@ -47,6 +47,11 @@ export async function issueIdJag(
 
   const subject = await subjectOf(ctx, client, params.require('subject_token'), params.require('subject_token_type'));
   trace.subject = subject.claims.sub;
+  // RFC 9449: a DPoP-bound subject token is exchanged only with a proof of its key (this client holds it).
+  const subjectJkt = (subject.claims.cnf as { jkt?: unknown } | undefined)?.jkt;
+  if (typeof subjectJkt === 'string' && dpop?.jkt !== subjectJkt) {
+    throw new OAuthError('invalid_request', 'the subject token is DPoP-bound; prove its key', { reason: dpop ? `subject token bound to jkt ${subjectJkt}; proof of ${dpop.jkt}` : `subject token bound to jkt ${subjectJkt}; no proof` });
+  }
   const user = await ctx.store.users.findBySub(subject.claims.sub);
   if (!user) throw new OAuthError('invalid_request', 'the subject token does not name a user', { reason: `sub ${subject.claims.sub} is not a user` });
 

@@ -125,8 +125,13 @@ export async function verifyIdJag(ctx: ServerContext, request: { assertion: stri
   }
 
   const resource = pickResource(ctx, client, idp, claims, params);
+  const jkt = cnfJkt ?? dpop?.jkt;
+  // Refused here, before the jti is spent, rather than when the token is minted (tokens.ts says the same).
+  if (resource.requireDpop && jkt === undefined) {
+    throw new OAuthError('invalid_request', `DPoP proof required: tokens for ${resource.id} are DPoP-bound only`, { reason: `resource ${resource.id} has require_dpop; no DPoP proof` });
+  }
   const scopes = grantedScopes(ctx, client, resource, claims, params);
-  return { claims, idp, resource, scopes, jkt: cnfJkt ?? dpop?.jkt, jtiHash: hashSecret(claims.jti) };
+  return { claims, idp, resource, scopes, jkt, jtiHash: hashSecret(claims.jti) };
 }
 
 /**
