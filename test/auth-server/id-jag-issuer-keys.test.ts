@@ -107,6 +107,20 @@ describe('issuerKeys', () => {
     assert.deepEqual(fake.hits, ['/missing-jwks']);
   });
 
+  it('a rotated key (unknown kid) is fetched again once the 5 s refetch cooldown has passed', async () => {
+    const fake = await idp();
+    const keys = issuerKeys(as.ctx, { issuer: fake.issuer, jwks_uri: `${fake.issuer}/jwks`, allowLoopback: true });
+    await verify(await fake.sign({ sub: 'old' }), keys);
+    await fake.rotate();
+    const rotated = await fake.sign({ sub: 'new' });
+    // Within the cooldown the cached set answers: the new kid is not there yet, nothing is fetched.
+    await assert.rejects(verify(rotated, keys), { code: 'ERR_JWKS_NO_MATCHING_KEY' });
+    assert.deepEqual(fake.hits, ['/jwks']);
+    await new Promise((resolve) => setTimeout(resolve, 5_100));
+    assert.equal((await verify(rotated, keys)).payload.sub, 'new');
+    assert.deepEqual(fake.hits, ['/jwks', '/jwks']);
+  });
+
   it('another server has its own cache', async () => {
     const fake = await idp();
     const other = await startTestAuthServer();
