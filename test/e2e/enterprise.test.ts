@@ -4,6 +4,7 @@ import { basic, decodeJwt, freePort, postForm, startTestAuthServer, type TestAut
 import { FormBrowser } from '../helpers/browser-driver.ts';
 import { userToken } from '../helpers/delegation-server.ts';
 import { resourceServer } from '../../src/gateway/resource-server.ts';
+import { listedTools, mcpPost, startScriptedUpstream, startTestGateway, toolCall } from '../helpers/gateway.ts';
 import { createDpopProof, generateDpopKey, jwkThumbprint } from '../../src/core/dpop.ts';
 
 /**
@@ -136,6 +137,34 @@ describe('enterprise-managed authorization: IdP and MCP AS, both Mandate', () =>
     assert.equal(issued?.data?.idp, idp.issuer);
     assert.ok(types.has('federation.user_linked'));
     assert.ok(types.has('token.jwt_bearer_refused'), 'the replay');
+  });
+
+  it('the token from the chain calls a tool through the Mandate gateway; the gateway audit shows the call', async () => {
+    const signIn = await userToken(idp, { clientId: 'agent-at-idp', redirectUri: CB, resource: idp.issuer, scope: 'openid email', clientAuth: { authorization: basic('agent-at-idp', SECRETS.idp) } });
+    const idToken = (signIn.token as unknown as { id_token: string }).id_token;
+    const exchanged = await postForm(`${idp.issuer}/token`, { grant_type: TOKEN_EXCHANGE, requested_token_type: ID_JAG, subject_token: idToken, subject_token_type: ID_TOKEN, audience: mcpIssuer, resource: MCP }, { authorization: basic('agent-at-idp', SECRETS.idp) });
+    assert.equal(exchanged.status, 200, exchanged.text);
+    const granted = await postForm(`${mcpIssuer}/token`, { grant_type: JWT_BEARER, assertion: exchanged.json.access_token as string }, { authorization: basic('agent-at-mcp', SECRETS.mcp) });
+    assert.equal(granted.status, 200, granted.text);
+    const upstream = await startScriptedUpstream();
+    const gateway = await startTestGateway(() => [{ path: '/mcp', upstream: upstream.url, resource: MCP, authorization_servers: [mcpIssuer], tools: listedTools() }]);
+    try {
+      const res = await mcpPost(`${gateway.url}/mcp`, toolCall('echo', { from: 'enterprise' }), { authorization: `Bearer ${granted.json.access_token as string}`, 'mcp-protocol-version': '2025-11-25' });
+      assert.equal(res.status, 200, res.text);
+      assert.match(res.text, /enterprise/);
+      assert.equal(upstream.requests.filter((r) => r.body.includes('"tools/call"')).length, 1);
+      const mcpDemo = (await mcpAs.store.users.findByUsername('demo'))!;
+      const call = (await gateway.auditEvents()).find((e) => e.tool === 'echo');
+      assert.ok(call, 'the call is in the gateway audit');
+      assert.equal(call.sub, mcpDemo.sub);
+      assert.equal(call.client_id, 'agent-at-mcp');
+      // Without a token the gateway challenges with its resource metadata (the discovery that leads to the MCP AS).
+      const anonymous = await mcpPost(`${gateway.url}/mcp`, toolCall('echo', {}), { 'mcp-protocol-version': '2025-11-25' });
+      assert.equal(anonymous.status, 401);
+    } finally {
+      await gateway.close();
+      await upstream.close();
+    }
   });
 
   it('with DPoP: one key binds the ID-JAG at the IdP and the access token at the MCP AS', async () => {
