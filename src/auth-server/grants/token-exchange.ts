@@ -10,6 +10,7 @@ import { lookupToken } from '../token-lookup.ts';
 import { issueAccessToken, tokenTypeOf } from '../tokens.ts';
 import { checkBoundSubjectToken } from '../dpop.ts';
 import type { DpopProof, GrantHandler } from './types.ts';
+import { issueIdJag } from '../id-jag/issue.ts';
 import { clientScopeLimit, isSelfRegistered, withheldReason } from '../registration-policy.ts';
 import { auditDetailsIssued, grantDetails, requestedDetails } from '../authorization-details.ts';
 
@@ -40,7 +41,9 @@ export const tokenExchangeGrant: GrantHandler = {
   async handler(ctx, { client, params, dpop }) {
     const trace: Record<string, unknown> = { scope_requested: params.get('scope') };
     try {
-      const result = await exchange(ctx, client, params, trace, dpop);
+      // An ID-JAG (draft-ietf-oauth-identity-assertion-authz-grant §4.3) is no access token: its own path (WP-A).
+      const idJag = params.get('requested_token_type') === TOKEN_TYPES.idJag;
+      const result = idJag ? await issueIdJag(ctx, { client, params, dpop }, trace) : await exchange(ctx, client, params, trace, dpop);
       return { response: result.response, audit: { ...result.audit, ...trace, decision: 'allowed' } };
     } catch (error) {
       if (error instanceof OAuthError) {
