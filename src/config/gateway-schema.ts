@@ -160,7 +160,7 @@ const mediationSchema = z.strictObject({
   dpop: z
     .boolean()
     .default(false)
-    .describe(`Bind the exchanged upstream token to the gateway's own DPoP key (RFC 9449) and send it to the upstream with a proof.${NOT_ACTIVE}`),
+    .describe("Bind the exchanged upstream token to the gateway's own DPoP key (RFC 9449; <data_dir>/gateway-dpop-key.json, shared through Redis) and send it to the upstream with a proof. The Node gateway only for now (docs/dpop.md)."),
 });
 
 /** DPoP at a route (RFC 9449 §7): off by default, so Bearer traffic is unchanged. */

@@ -5,7 +5,7 @@
  * and the challenges (§7.1, §7.2). Shared by the gateway's protection filter and the resource
  * server helper. Runtime-neutral.
  */
-import { DpopError, DpopNonces, verifyDpopProof } from '../core/dpop.ts';
+import { DpopError, DpopNonces, generateDpopKey, verifyDpopProof, type DpopKey } from '../core/dpop.ts';
 import type { RouteDpopConfig } from '../config/gateway-schema.ts';
 import type { TokenClaims } from './token-validator.ts';
 
@@ -198,4 +198,13 @@ export async function checkDpopPresentation(dpop: CompiledDpop, p: DpopPresentat
 export function dpopMetadata(dpop: CompiledDpop | undefined): Record<string, unknown> {
   if (!dpop) return {};
   return { dpop_signing_alg_values_supported: [...dpop.algorithms], ...(dpop.mode === 'require' ? { dpop_bound_access_tokens_required: true } : {}) };
+}
+
+/** The gateway's own DPoP key (token mediation, `mediation.dpop`), made or loaded on first use. */
+export type DpopKeySource = () => Promise<DpopKey>;
+
+/** A key of this process (Workers: of this isolate), made on first use: the fallback without a key file. */
+export function memoryDpopKey(): DpopKeySource {
+  let key: Promise<DpopKey> | undefined;
+  return () => (key ??= generateDpopKey('ES256'));
 }

@@ -10,7 +10,7 @@ import { introspectionValidator, issuerMetadata, jwksOptions, jwtValidator, type
 import type { SigningKeys } from './signing-keys.ts';
 import type { RateLimiter, RateLimitStore } from './rate-limits.ts';
 import type { KeySetCache, SharedVerificationCache } from './verification-cache.ts';
-import { compileDpop, dpopMetadata, type CompiledDpop, type DpopReplayStore } from './dpop.ts';
+import { compileDpop, dpopMetadata, memoryDpopKey, type CompiledDpop, type DpopKeySource, type DpopReplayStore } from './dpop.ts';
 
 /** Protocol traffic, not counted by rate limits unless a limit names it (issue 4). */
 export const PROTOCOL_METHODS = new Set(['initialize', 'ping']);
@@ -95,6 +95,8 @@ export interface CompileOptions {
   dpopNonceKeyEnv?: string;
   /** The nonce key when that variable is unset (the Node gateway: one random key per process, kept across reloads). */
   dpopNonceKey?: Uint8Array;
+  /** The gateway's DPoP key for `mediation.dpop` (the Node gateway: a key file, shared through Redis); without it, a key of this process. */
+  dpopKey?: DpopKeySource;
 }
 
 /** Smallest DPoP nonce key accepted (it keys an HMAC-SHA256). */
@@ -200,6 +202,7 @@ export function compileRoute(anyRoute: AnyRouteConfig, index: number, options: C
         resource: route.mediation.resource,
         scope: route.mediation.scope,
         fetch: options.fetch,
+        dpop: route.mediation.dpop ? (options.dpopKey ?? memoryDpopKey()) : undefined,
       })
     : undefined;
 

@@ -39,6 +39,11 @@ export function nodeForwarder(options: { connections?: number } = {}): Forwarder
         requestId: audit.request_id,
       });
       Object.assign(headers, hooks.upstreamHeaders);
+      // The caller's DPoP proof is a credential for the gateway, like its token: never forwarded.
+      // With DPoP mediation the upstream gets the gateway's own proof instead.
+      delete headers.dpop;
+      const upstreamDpop = c.get('upstreamDpop');
+      if (upstreamDpop) headers.dpop = upstreamDpop;
       const body = target.bytes ? Buffer.from(target.bytes) : target.body === undefined ? undefined : Buffer.from(target.body);
       if (body) headers['content-length'] = String(body.byteLength);
       const started = performance.now();

@@ -16,6 +16,7 @@ import type { GatewayAuditEvent } from '../types.ts';
 import { SessionBindings } from '../sessions.ts';
 import { RedisSessionBindings } from './redis-sessions.ts';
 import { RedisDpopReplay } from './redis-dpop-replay.ts';
+import { gatewayDpopKey } from './dpop-key.ts';
 import { MemoryDpopReplay } from '../dpop.ts';
 import { ApprovalMemory } from '../approvals.ts';
 import { RedisApprovals } from './redis-approvals.ts';
@@ -109,6 +110,7 @@ export async function startGateway(config: GatewayConfig, options: StartGatewayO
   // kept across reloads, like the nonce key of routes with require_nonce when dpop_nonce_key_env is unset.
   const dpopReplay = redis ? new RedisDpopReplay(redis, config.rate_limit_prefix) : new MemoryDpopReplay();
   const dpopNonceKey = randomBytes(32);
+  const dpopKey = gatewayDpopKey({ dataDir: config.data_dir, redis, prefix: config.rate_limit_prefix, onError: (error) => log.warn({ reason: error.message }, "cannot keep or share the gateway's DPoP key") });
   // Calls held for approval are recognized on retry by any gateway sharing the Redis (issue 14).
   const approvals = redis ? new RedisApprovals(redis, config.rate_limit_prefix) : new ApprovalMemory();
   // The AS keys outlive route reloads, and restarts when there is a data dir (issue 11, item 10).
@@ -193,6 +195,7 @@ export async function startGateway(config: GatewayConfig, options: StartGatewayO
             acquireRevocations,
             dpopReplay,
             dpopNonceKey,
+            dpopKey,
             dpopNonceKeyEnv: next.dpop_nonce_key_env,
             onError: (error) => log.warn({ err: error.message }, 'cannot refresh the authorization server keys'),
           }),
