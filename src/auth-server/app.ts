@@ -24,6 +24,7 @@ import { consoleApp } from './console/index.ts';
 import { transactionsApi } from './endpoints/transactions.ts';
 import { approvalEndpoints } from './endpoints/approve.ts';
 import { UNAVAILABLE_RETRY_AFTER_SECONDS, unavailableReason } from '../store/unavailable.ts';
+import { dpopNonceHeader } from './dpop.ts';
 
 /** RFC 6749 §4.1.2.1 `temporarily_unavailable`, also used at the token endpoint (as OAuth 2.1 does). */
 export const temporarilyUnavailable = () => new OAuthError('temporarily_unavailable', 'the service is temporarily unavailable; try again shortly');
@@ -38,7 +39,8 @@ export function createAuthServerApp(ctx: ServerContext, options: { adminToken?: 
   app.use('*', bodyLimit({ maxBytes: ctx.config.request_limits.max_body_bytes }));
   if (ctx.config.cors.allowed_origins.length > 0) {
     const origins = ctx.config.cors.allowed_origins;
-    const policy = cors({ origin: origins, allowHeaders: ['Authorization', 'Content-Type', 'MCP-Protocol-Version'], maxAge: 600 });
+    // RFC 9449: browser clients send DPoP proofs and must read the server's DPoP-Nonce.
+    const policy = cors({ origin: origins, allowHeaders: ['Authorization', 'Content-Type', 'MCP-Protocol-Version', 'DPoP'], exposeHeaders: ['DPoP-Nonce', 'WWW-Authenticate'], maxAge: 600 });
     for (const path of CORS_PATHS) app.use(path, policy);
     // The admin MCP server, for browser-based MCP clients (MCP Inspector's web UI).
     app.use(
@@ -54,6 +56,9 @@ export function createAuthServerApp(ctx: ServerContext, options: { adminToken?: 
   }
 
   app.use('/userinfo', singleBearerCredential);
+  // RFC 9449 §8.2: with server nonces on, every /token and /par answer carries a fresh one.
+  app.use('/token', dpopNonceHeader(ctx));
+  app.use('/par', dpopNonceHeader(ctx));
   metadataEndpoints(app, ctx);
   registerEndpoints(app, ctx);
   authorizeEndpoint(app, ctx);

@@ -5,6 +5,7 @@ import type { ClientRecord } from '../store/types.ts';
 import { resolveResourceAndScope, unusableReason, type ServerContext } from './context.ts';
 import type { Interaction } from './interaction.ts';
 import type { Params } from './params.ts';
+import { JKT_PATTERN } from './dpop.ts';
 
 /**
  * The checks of an authorization request (OAuth 2.1 §4.1.1), shared by /authorize and /par
@@ -49,6 +50,9 @@ export function checkAuthorizationRequest(ctx: ServerContext, client: ClientReco
   const { resource, scopes } = resolveResourceAndScope(ctx, client, { resource: params.all('resource'), scope: params.get('scope') });
   const prompt = (params.get('prompt') ?? '').split(' ').filter(Boolean);
   if (prompt.includes('none') && prompt.length > 1) throw new OAuthError('invalid_request', 'prompt=none cannot be combined');
+  // RFC 9449 §10: dpop_jkt binds the code to a key (ignored, as before, when DPoP is off).
+  const dpopJkt = ctx.config.dpop.enabled ? params.get('dpop_jkt') : undefined;
+  if (dpopJkt !== undefined && !JKT_PATTERN.test(dpopJkt)) throw new OAuthError('invalid_request', 'dpop_jkt must be a base64url SHA-256 JWK thumbprint');
   const maxAgeParam = params.get('max_age');
   if (maxAgeParam !== undefined && !/^\d{1,9}$/.test(maxAgeParam)) throw new OAuthError('invalid_request', 'max_age must be a non-negative integer');
   return {
@@ -62,6 +66,7 @@ export function checkAuthorizationRequest(ctx: ServerContext, client: ClientReco
     prompt,
     acr: ctx.authenticationPolicy(client.metadata.authentication_policy as string | undefined)?.name,
     maxAge: maxAgeParam === undefined ? undefined : Number(maxAgeParam),
+    ...(dpopJkt !== undefined ? { dpopJkt } : {}),
   };
 }
 

@@ -114,6 +114,7 @@ export async function seedFromConfig(config: AuthServerConfig, store: Store, now
         ...(client.authentication_policy ? { authentication_policy: client.authentication_policy } : {}),
         ...(client.require_pushed_authorization_requests || client.session_transfer ? { require_pushed_authorization_requests: true } : {}),
         ...configuredLogoutMetadata(client),
+        ...(client.dpop_bound_access_tokens ? { dpop_bound_access_tokens: true } : {}),
       },
       agent: agents.has(client.client_id) ? agentAttributes(client as StaticAgentConfig, existing?.agent) : undefined,
       disabledAt: existing?.disabledAt,

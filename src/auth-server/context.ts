@@ -32,6 +32,8 @@ export interface Resource {
   exchange: { allowedActors?: string[]; maxDepth: number; requireMayAct: boolean };
   /** Clients serving this resource: they may introspect its tokens and read the revocation list. */
   resourceServers: string[];
+  /** RFC 9449: tokens for this resource are issued DPoP-bound only (`resources[].require_dpop`). */
+  requireDpop?: boolean;
 }
 
 /** An item of the file (`config`) or added through the admin API (`admin`). */
@@ -45,7 +47,7 @@ function missingAgreement(policy: AuthenticationPolicyConfig, agreements: Map<st
 /** Claims a mapping may not set: they carry the token's own security properties. */
 // `may_act` says who may exchange a token: only `resources[].may_act` grants it, never a mapping.
 // `authorization_details` (RFC 9396) carries approvals the user gave: only an approved transaction puts it there.
-export const PROTECTED_CLAIMS = new Set(['iss', 'aud', 'exp', 'iat', 'nbf', 'jti', 'client_id', 'scope', 'auth_time', 'acr', 'sid', 'grant_id', 'may_act', 'authorization_details']);
+export const PROTECTED_CLAIMS = new Set(['iss', 'aud', 'exp', 'iat', 'nbf', 'jti', 'client_id', 'scope', 'auth_time', 'acr', 'sid', 'grant_id', 'may_act', 'authorization_details', 'cnf']);
 
 /** How stale the client restriction cache may be without REDIS_URL (with it, pub/sub refreshes it at once). */
 export const RESTRICTION_CACHE_SECONDS = 2;
@@ -152,6 +154,7 @@ export function createContext(parts: {
     }),
     exchange: { allowedActors: r.exchange.allowed_actors, maxDepth: r.exchange.max_depth, requireMayAct: r.exchange.require_may_act },
     resourceServers: r.resource_servers ?? [],
+    requireDpop: r.require_dpop === true,
   });
   const own: Resource = {
     id: issuer,

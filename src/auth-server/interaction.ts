@@ -37,6 +37,8 @@ export interface Interaction {
    * returns to this local path; no client, consent or code. `clientId` is then empty.
    */
   returnTo?: string;
+  /** RFC 9449 §10: the code is bound to this JWK thumbprint (`dpop_jkt` at /authorize, or the /par proof). */
+  dpopJkt?: string;
 }
 
 /** A signed-in browser. */
@@ -200,6 +202,7 @@ export async function completeAuthorization(ctx: ServerContext, c: Context, inte
     scope,
     resource: interaction.resource,
     expiresAt: now + ctx.config.tokens.code_ttl,
+    ...(interaction.dpopJkt !== undefined ? { dpopJkt: interaction.dpopJkt } : {}),
   });
   ctx.audit.record({
     at: now,

@@ -4,7 +4,7 @@ import { ACCESS_TOKEN_TYP, signJwt, type AccessTokenClaims } from '../core/jwt.t
 import { formatScope } from '../core/scopes.ts';
 import { actorChain } from '../core/delegation.ts';
 import { OAuthError } from '../core/errors.ts';
-import type { Client } from '../core/client-metadata.ts';
+import { isPublicClient, type Client } from '../core/client-metadata.ts';
 import type { AccessTokenRecord, GrantRecord, IssuedTokens, RefreshTokenRecord } from '../store/types.ts';
 import type { Resource, ServerContext } from './context.ts';
 import type { McpToolCallDetail } from './authorization-details.ts';
@@ -40,9 +40,15 @@ export interface AccessTokenRequest {
   rootGrantId?: string;
   /**
    * RFC 9449 §6.1: the JWK thumbprint of the DPoP proof of the token request, to bind the token to
-   * (`cnf.jkt`, response `token_type: DPoP`). Issue 17 plumbing: not acted on yet.
+   * (`cnf.jkt`, response `token_type: DPoP`). A resource with `require_dpop` refuses a request
+   * without one (`invalid_request`).
    */
   jkt?: string;
+}
+
+/** The response's `token_type` for an issued access token: `DPoP` when it is bound (RFC 9449 §5). */
+export function tokenTypeOf(claims: Record<string, unknown>): 'Bearer' | 'DPoP' {
+  return typeof (claims.cnf as { jkt?: unknown } | undefined)?.jkt === 'string' ? 'DPoP' : 'Bearer';
 }
 
 /**
@@ -63,6 +69,9 @@ export async function issueAccessToken(ctx: ServerContext, request: AccessTokenR
 async function prepareAccessToken(ctx: ServerContext, request: AccessTokenRequest): Promise<{ token: string; claims: AccessTokenClaims; expiresIn: number; record?: AccessTokenRecord }> {
   const now = ctx.now();
   const { resource, client } = request;
+  if (resource.requireDpop && request.jkt === undefined) {
+    throw new OAuthError('invalid_request', `DPoP proof required: tokens for ${resource.id} are DPoP-bound only`, { reason: `resource ${resource.id} has require_dpop; no DPoP proof` });
+  }
   const exp = Math.min(now + resource.accessTokenTtl, request.notAfter ?? Number.MAX_SAFE_INTEGER);
   const claims: AccessTokenClaims = {
     iss: ctx.issuer,
@@ -77,6 +86,8 @@ async function prepareAccessToken(ctx: ServerContext, request: AccessTokenReques
     ...(request.grant?.acr ? { acr: request.grant.acr } : {}),
     ...(request.grant?.sid ? { sid: request.grant.sid } : {}),
     ...request.extra,
+    // RFC 9449 §6.1: bound to the key of the token request's proof.
+    ...(request.jkt !== undefined ? { cnf: { jkt: request.jkt } } : {}),
   };
   const grantId = request.grant?.id ?? request.rootGrantId;
   // The grant travels in the token: a grant revocation reaches it on every instance and gateway at
@@ -134,7 +145,7 @@ async function applyClaimMappings(ctx: ServerContext, claims: AccessTokenClaims,
 }
 
 /** A new refresh token for the grant and the record to store: only its hash. */
-function newRefreshToken(ctx: ServerContext, grant: GrantRecord, scope: string): { token: string; record: RefreshTokenRecord } {
+function newRefreshToken(ctx: ServerContext, grant: GrantRecord, scope: string, dpopJkt: string | undefined): { token: string; record: RefreshTokenRecord } {
   const token = randomToken(32);
   const now = ctx.now();
   return {
@@ -146,6 +157,7 @@ function newRefreshToken(ctx: ServerContext, grant: GrantRecord, scope: string):
       scope,
       createdAt: now,
       expiresAt: Math.min(now + ctx.config.tokens.refresh_token_ttl, grant.expiresAt),
+      ...(dpopJkt !== undefined ? { dpopJkt } : {}),
     },
   };
 }
@@ -198,6 +210,8 @@ export async function issueGrantTokens(
     commit?: (issued: IssuedTokens) => Promise<void>;
     /** Approved actions (RFC 9396) for the access token only, which then ends no later than `notAfter`; never the refresh token. */
     authorizationDetails?: { details: McpToolCallDetail[]; notAfter: number };
+    /** The token request's DPoP proof key: binds the access token, and a public client's refresh token (RFC 9449 §5). */
+    jkt?: string;
   },
 ): Promise<{ response: TokenResponse; audit: { sub: string; resource: string; scope: string; grantId: string; jti: string }; exp: number }> {
   const { client, grant, resource, scopes, authorizationDetails } = request;
@@ -208,9 +222,11 @@ export async function issueGrantTokens(
     scopes,
     grant,
     grantType: request.grantType,
+    ...(request.jkt !== undefined ? { jkt: request.jkt } : {}),
     ...(authorizationDetails ? { notAfter: authorizationDetails.notAfter, extra: { authorization_details: authorizationDetails.details } } : {}),
   });
-  const refresh = wantsRefreshToken(client) ? newRefreshToken(ctx, grant, request.refreshScope) : undefined;
+  // RFC 9449 §5: a public client's refresh token is bound to its proof key; a confidential client's is not.
+  const refresh = wantsRefreshToken(client) ? newRefreshToken(ctx, grant, request.refreshScope, request.jkt !== undefined && isPublicClient(client) ? request.jkt : undefined) : undefined;
   const idToken = scopes.includes('openid') ? await issueIdToken(ctx, grant, scopes) : undefined;
   const issued = { accessToken: record, refreshToken: refresh?.record };
   if (request.commit) await request.commit(issued);
@@ -223,7 +239,7 @@ export async function issueGrantTokens(
   return {
     response: {
       access_token: token,
-      token_type: 'Bearer',
+      token_type: tokenTypeOf(claims),
       expires_in: expiresIn,
       scope,
       ...(refreshToken ? { refresh_token: refreshToken } : {}),

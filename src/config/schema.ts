@@ -138,7 +138,7 @@ export const resourceSchema = z.strictObject({
   require_dpop: z
     .boolean()
     .default(false)
-    .describe(`Tokens for this resource are issued only DPoP-bound (RFC 9449): a token request without a DPoP proof is refused with invalid_request.${NOT_ACTIVE}`),
+    .describe(`Tokens for this resource are issued only DPoP-bound (RFC 9449): a token request without a DPoP proof is refused with invalid_request.`),
 });
 
 export const agreementSchema = z.strictObject({
@@ -256,7 +256,7 @@ export const staticClientSchema = z.strictObject({
   dpop_bound_access_tokens: z
     .boolean()
     .default(false)
-    .describe(`The client always uses DPoP (RFC 9449 §5.2): a token request without a DPoP proof is refused with invalid_request.${NOT_ACTIVE}`),
+    .describe(`The client always uses DPoP (RFC 9449 §5.2): a token request without a DPoP proof is refused with invalid_request.`),
   sub_profile: entityProfiles
     .optional()
     .describe(`The client's entity profile when it acts (act.sub_profile) or is the subject (draft-mcguinness-oauth-actor-profile): default ai_agent for agents, service for other clients.${NOT_ACTIVE}`),
@@ -478,7 +478,7 @@ export const authServerConfigSchema = z.strictObject({
         .describe('Environment variable with the key of the stateless nonces; unset: data_dir/secrets/dpop-nonce.key (0600). Instances behind one issuer must share it.'),
     })
     .prefault({})
-    .describe(`DPoP (RFC 9449): sender-constrained tokens.${NOT_ACTIVE}`),
+    .describe(`DPoP (RFC 9449): sender-constrained tokens.`),
   trusted_idps: z
     .array(
       z.strictObject({

@@ -66,6 +66,8 @@ export const clientMetadataSchema = z
     /** OpenID Connect Back-Channel Logout 1.0 §2.2: where logout tokens are POSTed. */
     backchannel_logout_uri: z.string().optional(),
     backchannel_logout_session_required: z.boolean().optional(),
+    /** RFC 9449 §5.2: the client always uses DPoP; a token request without a proof is refused (issue 17, WP-B edit). */
+    dpop_bound_access_tokens: z.boolean().optional(),
   })
   .loose();
 

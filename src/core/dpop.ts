@@ -7,7 +7,17 @@ import { calculateJwkThumbprint, compactVerify, decodeProtectedHeader, exportJWK
 import { base64url, constantTimeEqual, randomToken, sha256 } from './encoding.ts';
 
 /** Proof algorithms this implementation can verify (asymmetric only: never `none`, never HMAC). */
-export const DPOP_ALGORITHMS = ['ES256', 'ES384', 'ES512', 'PS256', 'PS384', 'PS512', 'RS256', 'RS384', 'RS512', 'EdDSA'] as const;
+export const DPOP_ALGORITHMS = ['ES256', 'ES384', 'ES512', 'PS256', 'PS384', 'PS512', 'RS256', 'RS384', 'RS512', 'EdDSA', 'Ed25519'] as const;
+
+/**
+ * Whether a proof's `alg` is in the accepted list. `Ed25519` (RFC 9864, the fully-specified name
+ * oauth4webapi signs with) is accepted wherever `EdDSA` is, and the other way round.
+ */
+function algorithmAccepted(alg: string, algorithms: readonly string[]): boolean {
+  if (!ACCEPTED.has(alg)) return false;
+  if (algorithms.includes(alg)) return true;
+  return (alg === 'Ed25519' && algorithms.includes('EdDSA')) || (alg === 'EdDSA' && algorithms.includes('Ed25519'));
+}
 
 /** The error codes a refused proof is answered with (RFC 9449 §5, §7.1, §8, §9). */
 export type DpopFailure = 'invalid_dpop_proof' | 'use_dpop_nonce';
@@ -122,7 +132,7 @@ export async function verifyDpopProof(header: string | string[] | undefined, che
   if (protectedHeader.typ !== DPOP_TYP) refuse(`the DPoP proof typ is not ${DPOP_TYP}`);
   // (5) an asymmetric algorithm we accept (never none, never HMAC).
   const alg = protectedHeader.alg;
-  if (typeof alg !== 'string' || !ACCEPTED.has(alg) || !check.algorithms.includes(alg)) refuse(`the DPoP proof alg ${String(alg)} is not accepted`);
+  if (typeof alg !== 'string' || !algorithmAccepted(alg, check.algorithms)) refuse(`the DPoP proof alg ${String(alg)} is not accepted`);
   // (7) jwk: a public key, no private members.
   const jwk = protectedHeader.jwk as Record<string, unknown> | undefined;
   if (jwk === null || typeof jwk !== 'object' || Array.isArray(jwk)) refuse('the DPoP proof has no jwk header');
@@ -241,7 +251,7 @@ export async function createDpopProof(
 }
 
 /** A fresh key pair for proofs; the private key is extractable so a caller can persist it. */
-export async function generateDpopKey(alg: 'ES256' | 'ES384' | 'EdDSA' | 'PS256' | 'RS256' = 'ES256'): Promise<DpopKey> {
+export async function generateDpopKey(alg: (typeof DPOP_ALGORITHMS)[number] = 'ES256'): Promise<DpopKey> {
   const pair = await generateKeyPair(alg, { extractable: true });
   return { privateKey: pair.privateKey, publicJwk: await exportJWK(pair.publicKey), alg };
 }

@@ -29,7 +29,11 @@ export type OAuthErrorCode =
   | 'authorization_pending'
   | 'expired_token'
   /** RFC 9396 §5: unknown type, malformed, or not grantable (an approval not usable by this token). */
-  | 'invalid_authorization_details';
+  | 'invalid_authorization_details'
+  /** RFC 9449 §5, §7.1: a DPoP proof failed a check of §4.3. */
+  | 'invalid_dpop_proof'
+  /** RFC 9449 §8, §9: the server wants a proof carrying the nonce of its DPoP-Nonce header. */
+  | 'use_dpop_nonce';
 
 const DEFAULT_STATUS: Partial<Record<OAuthErrorCode, number>> = {
   invalid_client: 401,

@@ -64,6 +64,13 @@ describe('core DPoP (RFC 9449)', async () => {
     }
   });
 
+  it('accepts Ed25519 (RFC 9864) where EdDSA is listed, and refuses it where neither is', async () => {
+    const k = await generateDpopKey('Ed25519');
+    const proof = await createDpopProof(k, { htm: 'POST', htu: URL_, iat: NOW });
+    await verifyDpopProof(proof, check({ algorithms: ['EdDSA'] }));
+    await refused(proof, check({ algorithms: ['ES256'] }), /alg Ed25519 is not accepted/);
+  });
+
   it('(1) refuses no header and more than one', async () => {
     const proof = await createDpopProof(key, { htm: 'POST', htu: URL_, iat: NOW });
     await refused(undefined, check(), /no DPoP proof/);

@@ -7,6 +7,7 @@ import { endpointUrls, type ServerContext } from '../context.ts';
 import { formParams } from '../params.ts';
 import { lookupToken } from '../token-lookup.ts';
 import { introspectionRefusal } from '../introspection-access.ts';
+import { tokenTypeOf } from '../tokens.ts';
 
 /**
  * Token introspection (RFC 7662), for authenticated confidential clients with a reason to see the
@@ -29,7 +30,8 @@ export function introspectEndpoint(app: Hono<AppEnv>, ctx: ServerContext) {
     }
     if (found.kind === 'access_token') {
       const { claims } = found;
-      return c.json({ active: true, token_type: 'Bearer', ...claims }, 200, headers);
+      // RFC 9449 §6.2: a bound token is introspected as token_type DPoP, with its cnf.
+      return c.json({ active: true, token_type: tokenTypeOf(claims), ...claims }, 200, headers);
     }
     const { record, grant } = found;
     return c.json(

@@ -6,6 +6,7 @@ import { endpointUrls, type ServerContext } from '../context.ts';
 import { grants } from '../grants/index.ts';
 import { formParams } from '../params.ts';
 import { sessionTransferClient } from '../client-flags.ts';
+import { checkTokenRequestProof, requireClientProof } from '../dpop.ts';
 
 /** The token endpoint (OAuth 2.1 §3.2): authenticate the client, then hand over to the grant plug-in. */
 export function tokenEndpoint(app: Hono<AppEnv>, ctx: ServerContext) {
@@ -29,8 +30,12 @@ export function tokenEndpoint(app: Hono<AppEnv>, ctx: ServerContext) {
     if (params.all('authorization_details').length > 0 && !grant.parameters.includes('authorization_details')) {
       throw new OAuthError('invalid_authorization_details', `authorization_details are accepted with token exchange and refresh, not with ${grantType}`);
     }
-    const { response, audit } = await grant.handler(ctx, { client, params, c });
-    ctx.audit.record({ at: ctx.now(), type: 'token.issued', outcome: 'success', clientId: client.clientId, sub: audit.sub, data: { grant_type: grantType, ...audit } });
+    // RFC 9449 §4.3, §5: the proof is checked once, after client authentication (the audit names the
+    // client), and every grant binds what it issues to its key.
+    const dpop = await checkTokenRequestProof(ctx, c, url);
+    requireClientProof(client, dpop);
+    const { response, audit } = await grant.handler(ctx, { client, params, c, ...(dpop ? { dpop } : {}) });
+    ctx.audit.record({ at: ctx.now(), type: 'token.issued', outcome: 'success', clientId: client.clientId, sub: audit.sub, data: { grant_type: grantType, ...audit, ...(dpop ? { dpop_jkt: dpop.jkt } : {}) } });
     return c.json(response, 200, { 'Cache-Control': 'no-store', Pragma: 'no-cache' });
   });
 }

@@ -5,6 +5,7 @@ import { verifyCodeVerifier } from '../../core/pkce.ts';
 import { parseScope } from '../../core/scopes.ts';
 import { matchRedirectUri } from '../../core/redirect-uri.ts';
 import { issueGrantTokens } from '../tokens.ts';
+import { checkBoundArtifact } from '../dpop.ts';
 import type { GrantHandler } from './types.ts';
 import type { Client } from '../../core/client-metadata.ts';
 import type { AuthorizationCodeRecord, IssuedTokens } from '../../store/types.ts';
@@ -15,7 +16,7 @@ import type { Params } from '../params.ts';
 export const authorizationCodeGrant: GrantHandler = {
   grantType: 'authorization_code',
   parameters: ['code', 'code_verifier', 'redirect_uri', 'resource'],
-  async handler(ctx, { client, params }) {
+  async handler(ctx, { client, params, dpop }) {
     const codeHash = hashSecret(params.require('code'));
     const record = await ctx.store.grants.findCode(codeHash);
     if (!record) throw new OAuthError('invalid_grant', 'the authorization code is invalid', { reason: 'unknown code' });
@@ -27,6 +28,8 @@ export const authorizationCodeGrant: GrantHandler = {
     if (record.consumedAt !== undefined) throw await replay();
     try {
       await checkRedemption(ctx, client, params, record);
+      // RFC 9449 §10: a code bound with dpop_jkt is redeemed only with a proof of that key.
+      checkBoundArtifact('authorization code', record.dpopJkt, dpop);
     } catch (error) {
       // A failed attempt spends the code all the same: it may have been presented by a thief.
       if (error instanceof OAuthError) await ctx.store.grants.consumeCode(codeHash, ctx.now());
@@ -42,7 +45,7 @@ export const authorizationCodeGrant: GrantHandler = {
       if (outcome === 'replayed') throw await replay();
       if (outcome === 'revoked') throw new OAuthError('invalid_grant', 'the grant has been revoked', { reason: 'revoked during the redemption' });
     };
-    return issueGrantTokens(ctx, { client, grant, resource, scopes: parseScope(record.scope), refreshScope: record.scope, grantType: 'authorization_code', commit });
+    return issueGrantTokens(ctx, { client, grant, resource, scopes: parseScope(record.scope), refreshScope: record.scope, grantType: 'authorization_code', commit, ...(dpop ? { jkt: dpop.jkt } : {}) });
   },
 };
 

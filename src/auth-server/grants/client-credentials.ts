@@ -3,7 +3,7 @@ import { formatScope } from '../../core/scopes.ts';
 import { isPublicClient } from '../../core/client-metadata.ts';
 import { resolveResourceAndScope } from '../context.ts';
 import { isOidcScope, isSelfRegistered } from '../registration-policy.ts';
-import { issueAccessToken } from '../tokens.ts';
+import { issueAccessToken, tokenTypeOf } from '../tokens.ts';
 import { adminResourceId } from '../../admin/scopes.ts';
 import type { GrantHandler } from './types.ts';
 
@@ -11,7 +11,7 @@ import type { GrantHandler } from './types.ts';
 export const clientCredentialsGrant: GrantHandler = {
   grantType: 'client_credentials',
   parameters: ['scope', 'resource'],
-  async handler(ctx, { client, params }) {
+  async handler(ctx, { client, params, dpop }) {
     if (isPublicClient(client)) throw new OAuthError('unauthorized_client', 'public clients cannot use client_credentials');
     const { resource, scopes } = resolveResourceAndScope(ctx, client, { resource: params.all('resource'), scope: params.get('scope') });
     // Admin tokens act for an admin (a user with roles): a client has no roles of its own.
@@ -22,9 +22,9 @@ export const clientCredentialsGrant: GrantHandler = {
     if (isSelfRegistered(client) && resource.id !== ctx.issuer && !scopes.some((s) => !isOidcScope(s))) {
       throw new OAuthError('invalid_scope', `the client may not request a token for ${resource.id}`, { reason: 'registration policy: a self-registered client gets client_credentials tokens only with a scope of registration.allowed_scopes' });
     }
-    const { token, claims, expiresIn } = await issueAccessToken(ctx, { sub: client.clientId, client, resource, scopes, grantType: 'client_credentials' });
+    const { token, claims, expiresIn } = await issueAccessToken(ctx, { sub: client.clientId, client, resource, scopes, grantType: 'client_credentials', ...(dpop ? { jkt: dpop.jkt } : {}) });
     return {
-      response: { access_token: token, token_type: 'Bearer', expires_in: expiresIn, ...(scopes.length ? { scope: formatScope(scopes) } : {}) },
+      response: { access_token: token, token_type: tokenTypeOf(claims), expires_in: expiresIn, ...(scopes.length ? { scope: formatScope(scopes) } : {}) },
       audit: { sub: client.clientId, resource: resource.id, scope: formatScope(scopes), jti: claims.jti },
     };
   },

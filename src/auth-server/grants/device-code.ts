@@ -9,7 +9,7 @@ import type { GrantHandler } from './types.ts';
 export const deviceCodeGrant: GrantHandler = {
   grantType: DEVICE_CODE_GRANT,
   parameters: ['device_code'],
-  async handler(ctx, { client, params }) {
+  async handler(ctx, { client, params, dpop }) {
     const key = deviceKey(hashSecret(params.require('device_code')));
     // Every change is a compare-and-set against the record read: a poll never writes a stale
     // `pending` over an approval made meanwhile, and an approved code is taken by one poll only.
@@ -48,6 +48,6 @@ export const deviceCodeGrant: GrantHandler = {
     const resource = ctx.resource(record.resource);
     if (!resource) throw new OAuthError('invalid_target', 'the resource no longer exists');
     const scope = record.scopes.join(' ');
-    return issueGrantTokens(ctx, { client, grant, resource, scopes: record.scopes, refreshScope: scope, grantType: DEVICE_CODE_GRANT });
+    return issueGrantTokens(ctx, { client, grant, resource, scopes: record.scopes, refreshScope: scope, grantType: DEVICE_CODE_GRANT, ...(dpop ? { jkt: dpop.jkt } : {}) });
   },
 };

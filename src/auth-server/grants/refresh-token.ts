@@ -3,6 +3,7 @@ import { hashSecret } from '../hash.ts';
 
 import { isSubset, parseScope } from '../../core/scopes.ts';
 import { issueGrantTokens } from '../tokens.ts';
+import { checkBoundArtifact } from '../dpop.ts';
 import type { GrantHandler } from './types.ts';
 import type { IssuedTokens } from '../../store/types.ts';
 import { auditDetailsIssued, grantDetails, requestedDetails } from '../authorization-details.ts';
@@ -20,7 +21,7 @@ import { auditDetailsIssued, grantDetails, requestedDetails } from '../authoriza
 export const refreshTokenGrant: GrantHandler = {
   grantType: 'refresh_token',
   parameters: ['refresh_token', 'scope', 'resource', 'authorization_details'],
-  async handler(ctx, { client, params }) {
+  async handler(ctx, { client, params, dpop }) {
     const now = ctx.now();
     // Parsed first: a malformed or unknown type is refused before the refresh token is spent (RFC 9396 §5).
     const requestedApprovals = requestedDetails(params);
@@ -30,6 +31,8 @@ export const refreshTokenGrant: GrantHandler = {
     }
     if (record.revokedAt) throw new OAuthError('invalid_grant', 'the refresh token has been revoked');
     if (record.expiresAt <= now) throw new OAuthError('invalid_grant', 'the refresh token has expired');
+    // RFC 9449 §5: a public client's bound refresh token is used only with a proof of its key.
+    checkBoundArtifact('refresh token', record.dpopJkt, dpop);
     const grant = await ctx.store.grants.findGrant(record.grantId);
     if (!grant || grant.revokedAt) throw new OAuthError('invalid_grant', 'the grant has been revoked');
 
@@ -64,7 +67,7 @@ export const refreshTokenGrant: GrantHandler = {
       if (outcome === 'replayed') throw await replay();
       if (outcome === 'revoked') throw new OAuthError('invalid_grant', 'the grant has been revoked', { reason: 'revoked during the refresh' });
     };
-    const { response, audit, exp } = await issueGrantTokens(ctx, { client, grant, resource, scopes, refreshScope: record.scope, grantType: 'refresh_token', commit, ...(approvals ? { authorizationDetails: approvals } : {}) });
+    const { response, audit, exp } = await issueGrantTokens(ctx, { client, grant, resource, scopes, refreshScope: record.scope, grantType: 'refresh_token', commit, ...(dpop ? { jkt: dpop.jkt } : {}), ...(approvals ? { authorizationDetails: approvals } : {}) });
     if (approvals) auditDetailsIssued(ctx, approvals, { jti: audit.jti, grantType: 'refresh_token', clientId: client.clientId, exp });
     return { response, audit: { ...audit, ...trace, reused_within_grace: reused } };
   },

@@ -7,8 +7,9 @@ import { isPublicClient, type Client } from '../../core/client-metadata.ts';
 import type { Resource, ServerContext } from '../context.ts';
 import type { Params } from '../params.ts';
 import { lookupToken } from '../token-lookup.ts';
-import { issueAccessToken } from '../tokens.ts';
-import type { GrantHandler } from './types.ts';
+import { issueAccessToken, tokenTypeOf } from '../tokens.ts';
+import { checkBoundSubjectToken } from '../dpop.ts';
+import type { DpopProof, GrantHandler } from './types.ts';
 import { clientScopeLimit, isSelfRegistered, withheldReason } from '../registration-policy.ts';
 import { auditDetailsIssued, grantDetails, requestedDetails } from '../authorization-details.ts';
 
@@ -36,10 +37,10 @@ const ACCESS_TOKEN_TYPES: readonly string[] = [TOKEN_TYPES.accessToken, TOKEN_TY
 export const tokenExchangeGrant: GrantHandler = {
   grantType: TOKEN_EXCHANGE_GRANT,
   parameters: ['subject_token', 'subject_token_type', 'actor_token', 'actor_token_type', 'resource', 'audience', 'scope', 'requested_token_type', 'authorization_details'],
-  async handler(ctx, { client, params }) {
+  async handler(ctx, { client, params, dpop }) {
     const trace: Record<string, unknown> = { scope_requested: params.get('scope') };
     try {
-      const result = await exchange(ctx, client, params, trace);
+      const result = await exchange(ctx, client, params, trace, dpop);
       return { response: result.response, audit: { ...result.audit, ...trace, decision: 'allowed' } };
     } catch (error) {
       if (error instanceof OAuthError) {
@@ -60,7 +61,7 @@ export const tokenExchangeGrant: GrantHandler = {
   },
 };
 
-async function exchange(ctx: ServerContext, client: Client, params: Params, trace: Record<string, unknown>) {
+async function exchange(ctx: ServerContext, client: Client, params: Params, trace: Record<string, unknown>, dpop?: DpopProof) {
   if (isPublicClient(client)) throw new OAuthError('unauthorized_client', 'token exchange needs an authenticated client');
   const requestedType = params.get('requested_token_type');
   if (requestedType !== undefined && !ACCESS_TOKEN_TYPES.includes(requestedType)) {
@@ -72,6 +73,8 @@ async function exchange(ctx: ServerContext, client: Client, params: Params, trac
   const { claims: subject, grantId: rootGrantId } = await subjectClaims(ctx, client, params.require('subject_token'), params.require('subject_token_type'));
   trace.subject = subject.sub;
   trace.subject_client = subject.client_id;
+  // RFC 9449: a DPoP-bound subject token is exchanged by its key holder or its resource server only (WP-B).
+  checkBoundSubjectToken(ctx, client, subject, dpop);
   const actor = await actorClaims(ctx, client, params);
   const resource = targetResource(ctx, params);
   trace.resource = resource.id;
@@ -123,6 +126,7 @@ async function exchange(ctx: ServerContext, client: Client, params: Params, trac
     actor,
     notAfter: Math.min(subject.exp, approvals?.notAfter ?? subject.exp),
     rootGrantId,
+    ...(dpop ? { jkt: dpop.jkt } : {}),
     extra: {
       act,
       ...(approvals ? { authorization_details: approvals.details } : {}),
@@ -136,7 +140,7 @@ async function exchange(ctx: ServerContext, client: Client, params: Params, trac
     response: {
       access_token: token,
       issued_token_type: TOKEN_TYPES.accessToken,
-      token_type: 'Bearer' as const,
+      token_type: tokenTypeOf(claims),
       expires_in: expiresIn,
       ...(scopes.length > 0 ? { scope: formatScope(scopes) } : {}),
       // RFC 9396 §7: the token response says which authorization details the token carries.
