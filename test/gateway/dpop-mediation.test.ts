@@ -14,7 +14,8 @@ import { after, before, describe, it } from 'node:test';
 import { decodeJwt } from 'jose';
 import { DpopNonces, createDpopProof, generateDpopKey, jwkThumbprint, verifyDpopProof } from '../../src/core/dpop.ts';
 import { startBlackboxUpstream } from '../helpers/blackbox-upstream.ts';
-import { freePort } from '../helpers/auth-server.ts';
+import { freePort, postForm } from '../helpers/auth-server.ts';
+import { ACCESS_TOKEN_TYPE, AGENT_REDIRECT, R, SECRETS, auth, exchange, startDelegationServer, userToken } from '../helpers/delegation-server.ts';
 import { listedTools, mcpPost, startFakeIssuer, startTestGateway, toolCall, type TestGateway } from '../helpers/gateway.ts';
 
 const UPSTREAM_RESOURCE = 'https://upstream.example.test/mcp';
@@ -156,5 +157,52 @@ describe('token mediation with DPoP (mediation.dpop, Node gateway)', () => {
     const seen = upstream.requests.findLast((r) => r.body.includes('"id":11'))!;
     assert.equal(seen.headers.dpop, undefined);
     assert.equal(seen.headers.authorization, undefined);
+  });
+});
+
+describe('token mediation with DPoP against the Mandate AS (Node gateway)', () => {
+  let as: Awaited<ReturnType<typeof startDelegationServer>>;
+  let upstream: Awaited<ReturnType<typeof startBlackboxUpstream>>;
+  let gateway: TestGateway;
+  let delegated: string;
+
+  before(async () => {
+    as = await startDelegationServer({ dpop: { enabled: true } });
+    upstream = await startBlackboxUpstream();
+    process.env.TEST_MCP_SECRET = SECRETS.mcp;
+    gateway = await startTestGateway(() => [
+      {
+        path: '/mediated',
+        upstream: upstream.url,
+        resource: R.gateway,
+        authorization_servers: [as.issuer],
+        tools: listedTools(['echo']),
+        mediation: { client_id: 'mcp-server', client_secret_env: 'TEST_MCP_SECRET', resource: R.api, scope: 'banking:read', dpop: true },
+      },
+    ]);
+    const actor = await postForm(`${as.issuer}/token`, { grant_type: 'client_credentials', resource: R.agent, scope: 'banking:read' }, auth.agent);
+    const { token } = await userToken(as, { clientId: 'sample-agent', redirectUri: AGENT_REDIRECT, resource: R.agent, scope: 'banking:read', clientAuth: auth.agent });
+    const res = await exchange(as, { subject_token: token.access_token, actor_token: actor.json.access_token as string, actor_token_type: ACCESS_TOKEN_TYPE, resource: R.gateway, scope: 'banking:read' }, auth.agent);
+    assert.equal(res.status, 200, res.text);
+    delegated = res.json.access_token as string;
+  });
+  after(async () => {
+    await gateway?.close();
+    await upstream?.close();
+    await as?.close();
+  });
+
+  it("the AS binds the exchanged token to the gateway's key; the upstream gets it as DPoP with a valid proof", async () => {
+    const res = await mcpPost(`${gateway.url}/mediated`, toolCall('echo', { x: 1 }, 21), { authorization: `Bearer ${delegated}` });
+    const event = (await gateway.auditEvents()).find((e) => e.request_id === res.headers.get('x-request-id'));
+    assert.equal(res.status, 200, `${res.text} ${JSON.stringify(event)}`);
+    const seen = upstream.requests.findLast((r) => r.body.includes('"id":21'))!;
+    const authorization = String(seen.headers.authorization);
+    assert.match(authorization, /^DPoP /);
+    const token = authorization.slice('DPoP '.length);
+    const claims = decodeJwt(token);
+    assert.equal(claims.aud, R.api);
+    const proof = await verifyDpopProof(seen.headers.dpop, { method: 'POST', url: `${upstream.url}/`, accessToken: token, algorithms: ['ES256'], maxAgeSeconds: 60, now: Math.floor(Date.now() / 1000), body: new TextEncoder().encode(seen.body), contentDigest: 'require' });
+    assert.equal((claims.cnf as { jkt: string }).jkt, proof.jkt);
   });
 });
