@@ -30,8 +30,24 @@ describe('token mediation with DPoP (mediation.dpop, Node gateway)', () => {
   const exchanges: { status: number; jkt?: string; nonce?: string; error?: string }[] = [];
   const nonces = new DpopNonces(new TextEncoder().encode('the-fake-as-nonce-key-0123456789'), 300);
   let server: ReturnType<typeof createServer>;
+  // An upstream that hands out a new DPoP-Nonce with every answer (RFC 9449 §9) and records the proofs.
+  let noncedUpstream: ReturnType<typeof createServer>;
+  let noncedUrl: string;
+  const noncedProofs: string[] = [];
+  let nonceCounter = 0;
 
   before(async () => {
+    const noncedPort = await freePort();
+    noncedUrl = `http://127.0.0.1:${noncedPort}`;
+    noncedUpstream = createServer((req, res) => {
+      noncedProofs.push(String(req.headers.dpop));
+      req.resume();
+      req.on('end', () => {
+        res.writeHead(200, { 'content-type': 'application/json', 'DPoP-Nonce': `upstream-nonce-${++nonceCounter}` });
+        res.end(JSON.stringify({ jsonrpc: '2.0', id: 1, result: { content: [] } }));
+      });
+    });
+    await new Promise<void>((resolve) => noncedUpstream.listen(noncedPort, '127.0.0.1', resolve));
     issuer = await startFakeIssuer();
     upstream = await startBlackboxUpstream();
     dataDir = mkdtempSync(join(tmpdir(), 'mandate-gw-dpop-'));
@@ -74,6 +90,14 @@ describe('token mediation with DPoP (mediation.dpop, Node gateway)', () => {
           tools: listedTools(['echo']),
           mediation: { token_endpoint: tokenUrl, client_id: 'gateway', client_secret_env: 'TEST_GW_MEDIATION_SECRET', resource: UPSTREAM_RESOURCE, dpop: true },
         },
+        {
+          path: '/nonced',
+          upstream: noncedUrl,
+          resource: `${url}/nonced`,
+          authorization_servers: [issuer.issuer],
+          tools: listedTools(['echo']),
+          mediation: { token_endpoint: tokenUrl, client_id: 'gateway', client_secret_env: 'TEST_GW_MEDIATION_SECRET', resource: UPSTREAM_RESOURCE, dpop: true },
+        },
         { path: '/plain', upstream: upstream.url, resource: `${url}/plain`, authorization_servers: [issuer.issuer], tools: listedTools(['echo']), dpop: { mode: 'allow' } },
       ],
       { data_dir: dataDir },
@@ -82,6 +106,7 @@ describe('token mediation with DPoP (mediation.dpop, Node gateway)', () => {
   after(async () => {
     await gateway?.close();
     await new Promise<void>((resolve) => server?.close(() => resolve()));
+    await new Promise<void>((resolve) => noncedUpstream?.close(() => resolve()));
     await upstream?.close();
     await issuer?.close();
   });
@@ -144,6 +169,16 @@ describe('token mediation with DPoP (mediation.dpop, Node gateway)', () => {
     } finally {
       tokenType = 'DPoP';
     }
+  });
+
+  it("the upstream's DPoP-Nonce goes into the gateway's next proof to it (§9)", async () => {
+    const caller = await callerToken('/nonced');
+    for (const id of [31, 32]) {
+      const res = await mcpPost(`${gateway.url}/nonced`, toolCall('echo', {}, id), { authorization: `Bearer ${caller}` });
+      assert.equal(res.status, 200, res.text);
+    }
+    assert.equal(decodeJwt(noncedProofs[0]!).nonce, undefined);
+    assert.equal(decodeJwt(noncedProofs[1]!).nonce, 'upstream-nonce-1');
   });
 
   it("a caller's own DPoP proof never reaches the upstream (no mediation)", async () => {

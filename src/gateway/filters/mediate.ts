@@ -17,6 +17,7 @@ export function mediate(route: CompiledRoute): MiddlewareHandler<GatewayEnv> {
   return async function mediateMiddleware(c, next) {
     c.set('upstreamAuthorization', undefined);
     c.set('upstreamDpop', undefined);
+    c.set('upstreamDpopNonce', undefined);
     if (route.mediator) {
       const principal = c.get('principal');
       try {
@@ -25,7 +26,10 @@ export function mediate(route: CompiledRoute): MiddlewareHandler<GatewayEnv> {
           // RFC 9449 §7.1: the token bound to the gateway's key, with a proof for the upstream URL
           // (what the proxy will call: after rewrite, without the query) over the body it will send.
           c.set('upstreamAuthorization', `DPoP ${token}`);
-          c.set('upstreamDpop', await route.mediator.upstreamProof({ token, method: c.req.method, url: `${upstream.origin}${pathFor(c.req.path, '')}`, body: c.get('mcp').body }));
+          const mediator = route.mediator;
+          const url = `${upstream.origin}${pathFor(c.req.path, '')}`;
+          c.set('upstreamDpop', await mediator.upstreamProof({ token, method: c.req.method, url, body: c.get('mcp').body }));
+          c.set('upstreamDpopNonce', (nonce) => mediator.noteUpstreamNonce(url, nonce));
         } else {
           c.set('upstreamAuthorization', `Bearer ${token}`);
         }

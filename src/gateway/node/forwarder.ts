@@ -77,6 +77,9 @@ export function nodeForwarder(options: { connections?: number } = {}): Forwarder
             responded = true;
             audit.upstream_status = statusCode;
             audit.upstream_latency_ms = Math.round((performance.now() - started) * 1000) / 1000;
+            // RFC 9449 §9: the upstream's next nonce, for the gateway's next proofs to it (DPoP mediation).
+            const dpopNonce = responseHeaders['dpop-nonce'];
+            if (upstreamDpop && typeof dpopNonce === 'string') c.get('upstreamDpopNonce')?.(dpopNonce);
             contentType = responseHeaders['content-type'] as string | undefined;
             tap = hooks.tap(contentType);
             if (hooks.rewrite && statusCode < 300) {
