@@ -11,7 +11,7 @@
  *   npm run bench                      full: 3 repetitions of 3 s warm-up + 10 s, then micro-benchmarks
  *   npm run bench -- --quick           1 repetition of 1 s warm-up + 3 s
  *   npm run bench -- --profile         also CPU-profile Mandate under load and rank where its time goes
- *   npm run bench -- --only=micro      sections: startup, http, micro, gateway, approval, edge, profile (comma-separated)
+ *   npm run bench -- --only=micro      sections: startup, http, micro, gateway, approval, edge, profile, dpop (comma-separated)
  *   npm run bench -- --profile-target=oidc-provider   (or mandate, mandate:exchange, both, gateway)
  *   npm run bench -- --only=gateway --gateway-upstream=trivial   (trivial, sdk or both, comma-separated)
  *   npm run bench -- --only=http --compare=mine=../other-checkout   Mandate from another checkout too
@@ -25,6 +25,7 @@ import { availableParallelism, cpus, tmpdir } from 'node:os';
 import { basename, dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { GATEWAY_UPSTREAMS, gatewayEstimateSeconds, gatewaySection, profileGateway, type GatewayUpstream } from './gateway.ts';
+import { gatewayDpopSection } from './gateway-dpop.ts';
 import { BENCH_CLIENT_ID, BENCH_RESOURCE, BENCH_SCOPE } from './lib/child.ts';
 import { analyzeProfile } from './lib/profile.ts';
 import { runMicroBenchmarks } from './lib/micro.ts';
@@ -56,7 +57,7 @@ const settings = {
   microSeconds: envNumber('BENCH_MICRO_SECONDS', quick ? 1 : 2),
 };
 const sections = new Set((option('only') ?? `startup,http,micro,gateway,approval,edge${flag('profile') ? ',profile' : ''}`).split(','));
-for (const s of sections) if (!['startup', 'http', 'micro', 'gateway', 'approval', 'edge', 'profile'].includes(s)) throw new Error(`unknown section ${s}; use startup, http, micro, gateway, approval, edge, profile`);
+for (const s of sections) if (!['startup', 'http', 'micro', 'gateway', 'approval', 'edge', 'profile', 'dpop'].includes(s)) throw new Error(`unknown section ${s}; use startup, http, micro, gateway, approval, edge, profile, dpop`);
 const profileTarget = option('profile-target') ?? 'mandate';
 if (!['mandate', 'mandate:exchange', 'oidc-provider', 'both', 'gateway'].includes(profileTarget)) throw new Error('--profile-target must be mandate, mandate:exchange, oidc-provider, both or gateway');
 const gatewayUpstreams = (option('gateway-upstream') ?? GATEWAY_UPSTREAMS.join(',')).split(',') as GatewayUpstream[];
@@ -257,7 +258,8 @@ async function main() {
     (sections.has('gateway') ? gatewayEstimateSeconds(settings, gatewayUpstreams) : 0) +
     (sections.has('approval') ? 60 : 0) +
     (sections.has('edge') ? edgeEstimateSeconds(settings) : 0) +
-    (sections.has('profile') ? (profileTarget === 'both' ? 2 : 1) * (settings.warmup + settings.duration + 20) : 0);
+    (sections.has('profile') ? (profileTarget === 'both' ? 2 : 1) * (settings.warmup + settings.duration + 20) : 0) +
+    (sections.has('dpop') ? 30 : 0);
   const watchdog = setTimeout(() => {
     console.error(`bench: still running after ${Math.round(estimate * 1.5 + 60)} s; giving up`);
     void shutdown(2);
@@ -278,6 +280,8 @@ async function main() {
   if (sections.has('approval')) report.push(await approvalSection());
   if (sections.has('edge')) report.push(await edgeSection(root, settings));
   if (sections.has('profile')) report.push(await profileSection());
+  // Issue 17: what DPoP verification adds per request at the gateway (in process; --only=dpop).
+  if (sections.has('dpop')) report.push(await gatewayDpopSection(quick ? 500 : 3000));
 
   console.log(`\n${'='.repeat(100)}\n${report.join(`\n\n${'-'.repeat(100)}\n`)}\n`);
 }

@@ -160,7 +160,7 @@ const mediationSchema = z.strictObject({
   dpop: z
     .boolean()
     .default(false)
-    .describe(`Bind the exchanged upstream token to the gateway's own DPoP key (RFC 9449) and send it to the upstream with a proof.${NOT_ACTIVE}`),
+    .describe("Bind the exchanged upstream token to the gateway's own DPoP key (RFC 9449; <data_dir>/gateway-dpop-key.json, shared through Redis) and send it to the upstream with a proof. The Node gateway only for now (docs/dpop.md)."),
 });
 
 /** DPoP at a route (RFC 9449 §7): off by default, so Bearer traffic is unchanged. */
@@ -229,7 +229,7 @@ export const routeSchema = z.strictObject({
   approvals: approvalsSchema
     .optional()
     .describe('How the gateway asks for approvals of the tools that need one (`tools.<name>.approval`): its client at the first authorization server (or token.issuer), whose /transactions endpoints it calls. Required when a tool needs approval.'),
-  dpop: routeDpopSchema.prefault({}).describe(`DPoP-bound access tokens at this route (RFC 9449).${NOT_ACTIVE}`),
+  dpop: routeDpopSchema.prefault({}).describe('DPoP-bound access tokens at this route (RFC 9449 §7; docs/dpop.md).'),
   actor_profile: z
     .strictObject({
       required: z.boolean().default(false).describe('Refuse a delegated token whose act entries lack iss (401 invalid_token).'),
@@ -293,7 +293,7 @@ export const gatewayConfigSchema = z.strictObject({
     .string()
     .min(1)
     .default('MANDATE_GATEWAY_DPOP_NONCE_KEY')
-    .describe(`Environment variable with the key of the gateway's stateless DPoP nonces (routes with dpop.require_nonce); gateways behind one address must share it.${NOT_ACTIVE}`),
+    .describe("Environment variable with the key (at least 32 characters) of the gateway's stateless DPoP nonces (routes with dpop.require_nonce); gateways behind one address must share it. Unset: a random key per process (one instance only)."),
   routes: z
     .array(z.discriminatedUnion('kind', [routeSchema, webRouteSchema]))
     .min(1)

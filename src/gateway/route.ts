@@ -10,6 +10,7 @@ import { introspectionValidator, issuerMetadata, jwksOptions, jwtValidator, type
 import type { SigningKeys } from './signing-keys.ts';
 import type { RateLimiter, RateLimitStore } from './rate-limits.ts';
 import type { KeySetCache, SharedVerificationCache } from './verification-cache.ts';
+import { compileDpop, dpopMetadata, memoryDpopKey, type CompiledDpop, type DpopKeySource, type DpopReplayStore } from './dpop.ts';
 
 /** Protocol traffic, not counted by rate limits unless a limit names it (issue 4). */
 export const PROTOCOL_METHODS = new Set(['initialize', 'ping']);
@@ -59,6 +60,8 @@ export interface CompiledRoute {
   mediator?: Mediator;
   approvals?: CompiledApprovals;
   revocations?: RevocationList;
+  /** DPoP at this route (RFC 9449 §7); absent with `dpop.mode: off`. */
+  dpop?: CompiledDpop;
   close(): void;
 }
 
@@ -86,7 +89,18 @@ export interface CompileOptions {
   sharedVerifications?: SharedVerificationCache;
   /** Where JWT routes keep the AS's key set for other instances (Workers: the Cache API). */
   keySetCache?: KeySetCache;
+  /** Where DPoP proof `jti`s are remembered (the Node gateway: Redis when REDIS_URL); without it, this process's memory. */
+  dpopReplay?: DpopReplayStore;
+  /** The environment variable with the DPoP nonce key (`dpop_nonce_key_env`), default MANDATE_GATEWAY_DPOP_NONCE_KEY. */
+  dpopNonceKeyEnv?: string;
+  /** The nonce key when that variable is unset (the Node gateway: one random key per process, kept across reloads). */
+  dpopNonceKey?: Uint8Array;
+  /** The gateway's DPoP key for `mediation.dpop` (the Node gateway: a key file, shared through Redis); without it, a key of this process. */
+  dpopKey?: DpopKeySource;
 }
+
+/** Smallest DPoP nonce key accepted (it keys an HMAC-SHA256). */
+const NONCE_KEY_MIN = 32;
 
 export class RouteConfigError extends Error {
   override name = 'RouteConfigError';
@@ -188,6 +202,7 @@ export function compileRoute(anyRoute: AnyRouteConfig, index: number, options: C
         resource: route.mediation.resource,
         scope: route.mediation.scope,
         fetch: options.fetch,
+        dpop: route.mediation.dpop ? (options.dpopKey ?? memoryDpopKey()) : undefined,
       })
     : undefined;
 
@@ -217,6 +232,14 @@ export function compileRoute(anyRoute: AnyRouteConfig, index: number, options: C
     : undefined;
   const revocations = feed?.list;
 
+  const nonceKeyEnv = options.dpopNonceKeyEnv ?? 'MANDATE_GATEWAY_DPOP_NONCE_KEY';
+  const nonceKey = options.env[nonceKeyEnv];
+  if (route.dpop.mode !== 'off' && route.dpop.require_nonce && nonceKey !== undefined && nonceKey.length < NONCE_KEY_MIN) {
+    throw new RouteConfigError(`${where} dpop: ${nonceKeyEnv} must hold at least ${NONCE_KEY_MIN} characters`);
+  }
+  // Without a configured key, nonces are this process's own (random): right for one instance only.
+  const dpop = compileDpop(route.dpop, { replay: options.dpopReplay, nonceKey: nonceKey ? new TextEncoder().encode(nonceKey) : options.dpopNonceKey });
+
   const scopes = new Set([...route.scopes, ...[...tools.values()].flatMap((tool) => tool.scopes)]);
   return {
     config: route,
@@ -229,6 +252,7 @@ export function compileRoute(anyRoute: AnyRouteConfig, index: number, options: C
       scopes_supported: [...scopes],
       bearer_methods_supported: ['header'],
       ...(route.resource_name ? { resource_name: route.resource_name } : {}),
+      ...dpopMetadata(dpop),
     },
     validator,
     tools,
@@ -238,6 +262,7 @@ export function compileRoute(anyRoute: AnyRouteConfig, index: number, options: C
     mediator,
     approvals,
     revocations,
+    dpop,
     close: () => {
       validator.close();
       feed?.release();

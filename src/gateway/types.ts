@@ -73,6 +73,10 @@ export interface GatewayVariables {
   principal: Principal;
   /** What the upstream gets as Authorization, if anything (token mediation). */
   upstreamAuthorization: string | undefined;
+  /** The gateway's DPoP proof for the upstream request (token mediation with `mediation.dpop`). */
+  upstreamDpop: string | undefined;
+  /** Takes the upstream's `DPoP-Nonce` for the next proofs to it (token mediation with `mediation.dpop`). */
+  upstreamDpopNonce: ((nonce: string) => void) | undefined;
   /** Resolves when the response has been fully sent (the audit event is written then). */
   finished: Promise<void> | undefined;
   /** Set when the result must be changed on its way back (a filtered `tools/list`). */

@@ -3,13 +3,14 @@ import { foldName } from '../mcp-message.ts';
 import type { CompiledRoute, CompiledTool } from '../route.ts';
 import type { GatewayEnv, Principal } from '../types.ts';
 import { GATEWAY_ERRORS, refuse } from './refuse.ts';
+import { boundJkt, challenge, type AuthScheme } from '../dpop.ts';
 
-/** `WWW-Authenticate` for 401/403 (RFC 6750 §3, RFC 9728 §5.1): where the metadata is, which scopes help. */
-export function scopeChallenge(route: CompiledRoute, scopes: string[], error?: string): string {
-  let challenge = `Bearer resource_metadata="${route.metadataUrl}"`;
-  if (scopes.length > 0) challenge += `, scope="${[...new Set(scopes)].join(' ')}"`;
-  if (error) challenge += `, error="${error}"`;
-  return challenge;
+/**
+ * `WWW-Authenticate` for 401/403 (RFC 6750 §3, RFC 9449 §7.1, RFC 9728 §5.1): where the metadata
+ * is, which scopes help; the scheme the request used (or, with no error, each scheme the route takes).
+ */
+export function scopeChallenge(route: CompiledRoute, scopes: string[], error?: string, scheme: AuthScheme = 'Bearer', description?: string): string {
+  return challenge(route.dpop, { metadataUrl: route.metadataUrl, scopes, error, scheme, description });
 }
 
 /**
@@ -95,7 +96,7 @@ export function authorizeTools(route: CompiledRoute): MiddlewareHandler<GatewayE
             message: `insufficient scope: tool ${name} needs ${decision.missingScopes.join(' ')}`,
             rejection: 'insufficient_scope',
             reason: decision.reason,
-            headers: { 'WWW-Authenticate': scopeChallenge(route, [...route.config.scopes, ...tool!.scopes], 'insufficient_scope') },
+            headers: { 'WWW-Authenticate': scopeChallenge(route, [...route.config.scopes, ...tool!.scopes], 'insufficient_scope', boundJkt(principal.claims) ? 'DPoP' : 'Bearer') },
           });
         }
         // A tool this route has no entry for (unlisted tools denied) is not offered here at all: the

@@ -4,8 +4,8 @@ import { JSON_RPC_ERRORS } from '../mcp-message.ts';
 import { refuse } from './refuse.ts';
 import { requestHeader } from '../headers.ts';
 
-const ALLOW_HEADERS = 'authorization, content-type, accept, mcp-session-id, mcp-protocol-version, mcp-method, mcp-name, last-event-id';
-const EXPOSE_HEADERS = 'mcp-session-id, mcp-protocol-version, www-authenticate, retry-after, x-request-id';
+const ALLOW_HEADERS = 'authorization, dpop, content-type, accept, mcp-session-id, mcp-protocol-version, mcp-method, mcp-name, last-event-id';
+const EXPOSE_HEADERS = 'mcp-session-id, mcp-protocol-version, www-authenticate, dpop-nonce, retry-after, x-request-id';
 
 /**
  * CORS for browser-based MCP clients (MCP Inspector): preflights from allowed origins are

@@ -3,6 +3,7 @@ import { isOAuthError } from '../../core/errors.ts';
 import type { CompiledRoute } from '../route.ts';
 import type { GatewayEnv } from '../types.ts';
 import { GATEWAY_ERRORS, refuse } from './refuse.ts';
+import { upstreamPath } from './proxy.ts';
 
 /**
  * The token mediation filter: decides what the upstream gets as Authorization. By default
@@ -11,12 +12,27 @@ import { GATEWAY_ERRORS, refuse } from './refuse.ts';
  * exchanged at the AS for the upstream's audience, with the gateway as actor.
  */
 export function mediate(route: CompiledRoute): MiddlewareHandler<GatewayEnv> {
+  const upstream = new URL(route.config.upstream);
+  const pathFor = upstreamPath(route.config, upstream);
   return async function mediateMiddleware(c, next) {
     c.set('upstreamAuthorization', undefined);
+    c.set('upstreamDpop', undefined);
+    c.set('upstreamDpopNonce', undefined);
     if (route.mediator) {
       const principal = c.get('principal');
       try {
-        c.set('upstreamAuthorization', `Bearer ${await route.mediator.upstreamToken(principal.token, principal.scopes.join(' ') || undefined)}`);
+        const token = await route.mediator.upstreamToken(principal.token, principal.scopes.join(' ') || undefined);
+        if (route.mediator.bound) {
+          // RFC 9449 §7.1: the token bound to the gateway's key, with a proof for the upstream URL
+          // (what the proxy will call: after rewrite, without the query) over the body it will send.
+          c.set('upstreamAuthorization', `DPoP ${token}`);
+          const mediator = route.mediator;
+          const url = `${upstream.origin}${pathFor(c.req.path, '')}`;
+          c.set('upstreamDpop', await mediator.upstreamProof({ token, method: c.req.method, url, body: c.get('mcp').body }));
+          c.set('upstreamDpopNonce', (nonce) => mediator.noteUpstreamNonce(url, nonce));
+        } else {
+          c.set('upstreamAuthorization', `Bearer ${token}`);
+        }
       } catch (error) {
         if (!isOAuthError(error)) throw error;
         const unavailable = error.code === 'temporarily_unavailable';

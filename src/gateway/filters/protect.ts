@@ -9,9 +9,7 @@ import { celVariables, scopeChallenge } from './authorize.ts';
 import { GATEWAY_ERRORS, refuse } from './refuse.ts';
 import { credentialRepeated, requestHeader } from '../headers.ts';
 import { JSON_RPC_ERRORS } from '../mcp-message.ts';
-
-/** RFC 6750 §2.1 (b64token). Query and form tokens are not accepted: they end up in logs. */
-const BEARER = /^Bearer +([A-Za-z0-9\-._~+/]+=*) *$/i;
+import { boundJkt, checkDpopPresentation, parseCredential, type AuthScheme } from '../dpop.ts';
 
 /** RFC 6750 §2.3's query parameter, refused here: query tokens end up in logs and history. */
 const hasQueryToken = (url: string): boolean => {
@@ -34,20 +32,26 @@ const SESSION_REASONS = {
  */
 export function protect(route: CompiledRoute, sessions?: SessionStore): MiddlewareHandler<GatewayEnv> {
   const routeScopes = route.config.scopes;
+  const dpop = route.dpop;
+  // The scheme of a challenge with an error when the request's own scheme is unknown.
+  const defaultScheme: AuthScheme = dpop?.mode === 'require' ? 'DPoP' : 'Bearer';
+  // DPoP `htu` (RFC 9449 §4.3 (9)): the route's public origin and the request path, not the Host header.
+  const publicOrigin = new URL(route.config.resource).origin;
+  const encoder = new TextEncoder();
   return async function protectMiddleware(c, next) {
     // Only refusals name scopes: built when one is answered, not on every request.
     const neededScopes = () => {
       const toolName = c.get('mcp').message?.toolName;
       return [...routeScopes, ...(toolName ? (route.tools.get(toolName)?.scopes ?? []) : [])];
     };
-    const unauthorized = (rejection: string, reason: string, error?: string) =>
+    const unauthorized = (rejection: string, reason: string, error?: string, scheme: AuthScheme = defaultScheme, extra: { description?: string; message?: string; headers?: Record<string, string> } = {}) =>
       refuse(c, {
         status: 401,
         code: GATEWAY_ERRORS.unauthorized,
-        message: error ? 'the access token is invalid or expired' : 'an access token is required',
+        message: extra.message ?? (error ? 'the access token is invalid or expired' : 'an access token is required'),
         rejection,
         reason,
-        headers: { 'WWW-Authenticate': scopeChallenge(route, neededScopes(), error) },
+        headers: { 'WWW-Authenticate': scopeChallenge(route, neededScopes(), error, scheme, extra.description), ...extra.headers },
       });
 
     // RFC 6750 §3.1: a request with more than one credential is invalid_request (400), whichever
@@ -58,8 +62,11 @@ export function protect(route: CompiledRoute, sessions?: SessionStore): Middlewa
     }
     const header = requestHeader(c, 'authorization');
     if (!header) return unauthorized('no_token', 'no Authorization header');
-    const token = BEARER.exec(header)?.[1];
-    if (!token) return unauthorized('invalid_token', 'Authorization is not a Bearer token', 'invalid_request');
+    const credential = parseCredential(header);
+    if (!credential || (credential.scheme === 'DPoP' && !dpop)) {
+      return unauthorized('invalid_token', dpop ? 'Authorization is neither a Bearer nor a DPoP token' : 'Authorization is not a Bearer token', 'invalid_request');
+    }
+    const { token, scheme } = credential;
 
     // Workers: a shared cache write, a key set fetch or a revocation poll begun here may finish
     // after the response (ctx.waitUntil); Hono's getter throws where the host gave no context
@@ -81,16 +88,39 @@ export function protect(route: CompiledRoute, sessions?: SessionStore): Middlewa
       if (error.code === 'temporarily_unavailable') {
         return refuse(c, { status: 503, code: GATEWAY_ERRORS.unavailable, message: error.message, rejection: 'validation_unavailable', reason: error.reason, decision: 'error', headers: { 'Retry-After': '5' } });
       }
-      return unauthorized('invalid_token', error.reason ?? error.message, 'invalid_token');
+      return unauthorized('invalid_token', error.reason ?? error.message, 'invalid_token', scheme);
     }
     const verdict = await route.revocations?.verdictFor(claims, context);
     if (verdict?.refuse === 'unavailable') {
       // Fail closed: a token cannot be let through before the gateway knows whether it is revoked.
       return refuse(c, { status: 503, code: GATEWAY_ERRORS.unavailable, message: 'temporarily_unavailable: the revocation list is not loaded yet; retry shortly', rejection: 'revocation_list_unavailable', reason: verdict.reason, decision: 'error', headers: { 'Retry-After': '1' } });
     }
-    if (verdict) return unauthorized('invalid_token', verdict.reason, 'invalid_token');
+    if (verdict) return unauthorized('invalid_token', verdict.reason, 'invalid_token', scheme);
+    if (scheme === 'Bearer') {
+      // RFC 9449 §7.2: a bound token sent as Bearer is refused, whatever the route's mode (a thief
+      // of the token alone must not get around the proof by naming the other scheme).
+      if (boundJkt(claims) !== undefined) return unauthorized('dpop_downgrade', 'a DPoP-bound access token (cnf.jkt) was presented with the Bearer scheme', 'invalid_token', 'Bearer', { description: 'the access token is DPoP-bound: present it with the DPoP scheme and a proof' });
+      if (dpop?.mode === 'require') return unauthorized('dpop_required', 'this route accepts DPoP-bound access tokens only', 'invalid_token', 'DPoP', { description: 'this resource requires a DPoP-bound access token', message: 'a DPoP-bound access token is required' });
+    } else if (dpop) {
+      const body = c.get('mcp').raw;
+      const outcome = await checkDpopPresentation(dpop, {
+        proofs: dpopProofs(c),
+        method: c.req.method,
+        url: `${publicOrigin}${c.req.path}`,
+        token,
+        claims,
+        body: body === undefined ? undefined : () => encoder.encode(body),
+      });
+      if (!outcome.ok) {
+        if (outcome.status === 503) {
+          return refuse(c, { status: 503, code: GATEWAY_ERRORS.unavailable, message: 'temporarily_unavailable: retry shortly', rejection: outcome.rejection, reason: outcome.reason, decision: 'error', headers: { 'Retry-After': '1' } });
+        }
+        const message = outcome.error === 'use_dpop_nonce' ? 'use the DPoP nonce this response carries' : outcome.error === 'invalid_token' ? 'the access token is invalid or expired' : 'the DPoP proof is invalid';
+        return unauthorized(outcome.rejection, outcome.reason, outcome.error, 'DPoP', { message, headers: outcome.nonce ? { 'DPoP-Nonce': outcome.nonce } : undefined });
+      }
+    }
     const principal = principalOf(token, claims);
-    if (!principal) return unauthorized('invalid_token', 'the token has no sub', 'invalid_token');
+    if (!principal) return unauthorized('invalid_token', 'the token has no sub', 'invalid_token', scheme);
     c.set('principal', principal);
     const audit = c.get('audit');
     audit.sub = principal.sub;
@@ -122,7 +152,7 @@ export function protect(route: CompiledRoute, sessions?: SessionStore): Middlewa
         code: GATEWAY_ERRORS.forbidden,
         message: `insufficient scope: this route needs ${missing.join(' ')}`,
         rejection: 'insufficient_scope',
-        headers: { 'WWW-Authenticate': scopeChallenge(route, neededScopes(), 'insufficient_scope') },
+        headers: { 'WWW-Authenticate': scopeChallenge(route, neededScopes(), 'insufficient_scope', scheme) },
       });
     }
     if (route.rules.length > 0) {
@@ -147,4 +177,14 @@ export function protect(route: CompiledRoute, sessions?: SessionStore): Middlewa
     }
     return next();
   };
+}
+
+/**
+ * The `DPoP` request header(s): a list when sent more than once (refused by RFC 9449 §4.3 (1)). Node
+ * keeps repeats of unknown headers joined with ", " (no JWT contains a comma).
+ */
+function dpopProofs(c: Parameters<MiddlewareHandler<GatewayEnv>>[0]): string | string[] | undefined {
+  const value = requestHeader(c, 'dpop');
+  if (value === undefined) return undefined;
+  return value.includes(',') ? value.split(',').map((part) => part.trim()) : value;
 }

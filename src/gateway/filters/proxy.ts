@@ -11,7 +11,8 @@ const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'proxy-connection', 'pro
 /** The request body is re-sent with its own length; the upstream gets its own Host. */
 const NOT_FORWARDED = new Set([...HOP_BY_HOP, 'host', 'content-length']);
 /** The caller's credentials are for the gateway: never forwarded (no token passthrough). */
-const CREDENTIALS = new Set(['authorization', 'cookie']);
+// The caller's DPoP proof is a credential for the gateway, like its token: never forwarded (RFC 9449 §7).
+const CREDENTIALS = new Set(['authorization', 'cookie', 'dpop']);
 /**
  * Client-address headers that proxies and CDNs set: from a caller they are forged, and an
  * upstream that trusts them would log, limit or allow by an address the caller chose.
@@ -253,6 +254,9 @@ export function fetchForwarder(fetchImpl: typeof fetch = fetch, options: FetchFo
         requestId: audit.request_id,
       });
       Object.assign(headers, hooks.upstreamHeaders);
+      // With mediation.dpop, the gateway's own proof for the upstream (the caller's never goes on).
+      const upstreamDpop = c.get('upstreamDpop');
+      if (upstreamDpop) headers.dpop = upstreamDpop;
       const started = performance.now();
       let response: Response;
       // response_ms bounds the wait for the upstream's answer, not the answer (an SSE stream may last):
@@ -267,6 +271,8 @@ export function fetchForwarder(fetchImpl: typeof fetch = fetch, options: FetchFo
         clearTimeout(timer);
       }
       audit.upstream_status = response.status;
+      const dpopNonce = response.headers.get('dpop-nonce');
+      if (upstreamDpop && dpopNonce) c.get('upstreamDpopNonce')?.(dpopNonce);
       const session = response.headers.get('mcp-session-id');
       if (session) {
         try {

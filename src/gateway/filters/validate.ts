@@ -29,6 +29,8 @@ export interface McpRequestContext {
    * upstream cannot read duplicate keys or other parser leeway differently than the gateway did.
    */
   body?: string;
+  /** The body as the client sent it (decoded as UTF-8): what a DPoP proof's content_digest covers (SEP-1932). */
+  raw?: string;
   protocolVersion: string;
   sessionId?: string;
 }
@@ -180,7 +182,7 @@ export function validateMcp(options: ValidateOptions): MiddlewareHandler<{ Varia
       const message = parseMcpMessage(json);
       checkStandardHeaders(message, { method: requestHeader(c, 'mcp-method'), name: requestHeader(c, 'mcp-name') }, protocolVersion);
       // What the gateway checked is what the upstream reads (duplicate keys: the last one wins here).
-      c.set('mcp', { message, body: JSON.stringify(json), protocolVersion, sessionId });
+      c.set('mcp', { message, body: JSON.stringify(json), raw: body, protocolVersion, sessionId });
     } catch (error) {
       if (!(error instanceof JsonRpcError)) throw error;
       // The audit says what was attempted (a tools/call without an id…), bounded; never the params.

@@ -39,6 +39,11 @@ export function nodeForwarder(options: { connections?: number } = {}): Forwarder
         requestId: audit.request_id,
       });
       Object.assign(headers, hooks.upstreamHeaders);
+      // The caller's DPoP proof is a credential for the gateway, like its token: never forwarded.
+      // With DPoP mediation the upstream gets the gateway's own proof instead.
+      delete headers.dpop;
+      const upstreamDpop = c.get('upstreamDpop');
+      if (upstreamDpop) headers.dpop = upstreamDpop;
       const body = target.bytes ? Buffer.from(target.bytes) : target.body === undefined ? undefined : Buffer.from(target.body);
       if (body) headers['content-length'] = String(body.byteLength);
       const started = performance.now();
@@ -72,6 +77,9 @@ export function nodeForwarder(options: { connections?: number } = {}): Forwarder
             responded = true;
             audit.upstream_status = statusCode;
             audit.upstream_latency_ms = Math.round((performance.now() - started) * 1000) / 1000;
+            // RFC 9449 §9: the upstream's next nonce, for the gateway's next proofs to it (DPoP mediation).
+            const dpopNonce = responseHeaders['dpop-nonce'];
+            if (upstreamDpop && typeof dpopNonce === 'string') c.get('upstreamDpopNonce')?.(dpopNonce);
             contentType = responseHeaders['content-type'] as string | undefined;
             tap = hooks.tap(contentType);
             if (hooks.rewrite && statusCode < 300) {

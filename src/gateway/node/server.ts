@@ -1,4 +1,5 @@
 import { createServer, type Server } from 'node:http';
+import { randomBytes } from 'node:crypto';
 import type { AddressInfo } from 'node:net';
 import { unwatchFile, watchFile } from 'node:fs';
 import { getRequestListener } from '@hono/node-server';
@@ -14,6 +15,9 @@ import { compileRoute, RouteConfigError, type CompiledRoute } from '../route.ts'
 import type { GatewayAuditEvent } from '../types.ts';
 import { SessionBindings } from '../sessions.ts';
 import { RedisSessionBindings } from './redis-sessions.ts';
+import { RedisDpopReplay } from './redis-dpop-replay.ts';
+import { gatewayDpopKey } from './dpop-key.ts';
+import { MemoryDpopReplay } from '../dpop.ts';
 import { ApprovalMemory } from '../approvals.ts';
 import { RedisApprovals } from './redis-approvals.ts';
 import { AuditWriter } from './audit-writer.ts';
@@ -102,6 +106,11 @@ export async function startGateway(config: GatewayConfig, options: StartGatewayO
   // Session bindings span instances and restarts through Redis (issue 11); in one process otherwise.
   const idleMs = config.session_idle_seconds * 1000;
   const sessions = redis ? new RedisSessionBindings(redis, config.rate_limit_prefix, idleMs) : new SessionBindings({ idleMs });
+  // DPoP proof jtis (RFC 9449 §11.1): refused on every gateway sharing the Redis, else in this process;
+  // kept across reloads, like the nonce key of routes with require_nonce when dpop_nonce_key_env is unset.
+  const dpopReplay = redis ? new RedisDpopReplay(redis, config.rate_limit_prefix) : new MemoryDpopReplay();
+  const dpopNonceKey = randomBytes(32);
+  const dpopKey = gatewayDpopKey({ dataDir: config.data_dir, redis, prefix: config.rate_limit_prefix, onError: (error) => log.warn({ reason: error.message }, "cannot keep or share the gateway's DPoP key") });
   // Calls held for approval are recognized on retry by any gateway sharing the Redis (issue 14).
   const approvals = redis ? new RedisApprovals(redis, config.rate_limit_prefix) : new ApprovalMemory();
   // The AS keys outlive route reloads, and restarts when there is a data dir (issue 11, item 10).
@@ -184,6 +193,10 @@ export async function startGateway(config: GatewayConfig, options: StartGatewayO
             createVerifier: nodeVerifier,
             signingKeys,
             acquireRevocations,
+            dpopReplay,
+            dpopNonceKey,
+            dpopKey,
+            dpopNonceKeyEnv: next.dpop_nonce_key_env,
             onError: (error) => log.warn({ err: error.message }, 'cannot refresh the authorization server keys'),
           }),
         );

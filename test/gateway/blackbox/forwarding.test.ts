@@ -56,13 +56,14 @@ for (const target of targets) {
 
     const bearer = async (path: string, claims: Record<string, unknown> = {}) => ({ authorization: `Bearer ${await issuer.sign({ sub: 'alice', aud: `${gateway.url}${path}`, client_id: 'agent-1', scope: 'banking:read', ...claims })}` });
 
-    it('forwards with the path rewritten and the query kept; hop-by-hop, X-Mandate-* and X-Forwarded-* from the caller are not forwarded', async () => {
-      const res = await mcpPost(`${gateway.url}/mcp/sub?x=1`, toolCall('echo', { a: 1 }), { ...(await bearer('/mcp')), 'x-mandate-sub': 'admin', 'x-forwarded-for': '6.6.6.6', 'x-custom': 'kept' });
+    it('forwards with the path rewritten and the query kept; hop-by-hop, DPoP, X-Mandate-* and X-Forwarded-* from the caller are not forwarded', async () => {
+      const res = await mcpPost(`${gateway.url}/mcp/sub?x=1`, toolCall('echo', { a: 1 }), { ...(await bearer('/mcp')), 'x-mandate-sub': 'admin', 'x-forwarded-for': '6.6.6.6', 'x-custom': 'kept', dpop: 'a-proof-for-the-gateway' });
       assert.equal(res.status, 200, res.text);
       const seen = upstream.requests.at(-1)!;
       assert.equal(seen.url, '/inner/sub?x=1');
       assert.equal(seen.headers.authorization, undefined);
       assert.equal(seen.headers['x-mandate-sub'], undefined);
+      assert.equal(seen.headers.dpop, undefined, "the caller's DPoP proof is a credential for the gateway, never forwarded");
       assert.notEqual(seen.headers['x-forwarded-for'], '6.6.6.6');
       assert.equal(seen.headers['x-custom'], 'kept');
       assert.equal(seen.headers['x-request-id'], res.headers.get('x-request-id'));
