@@ -259,7 +259,7 @@ export const staticClientSchema = z.strictObject({
     .describe(`The client always uses DPoP (RFC 9449 §5.2): a token request without a DPoP proof is refused with invalid_request.${NOT_ACTIVE}`),
   sub_profile: entityProfiles
     .optional()
-    .describe(`The client's entity profile when it acts (act.sub_profile) or is the subject (draft-mcguinness-oauth-actor-profile): default ai_agent for agents, service for other clients.${NOT_ACTIVE}`),
+    .describe("The client's entity profile when it acts (act.sub_profile in exchanged tokens, draft-mcguinness-oauth-actor-profile): default ai_agent for agents, service for other clients."),
   workload_identity: clientWorkloadIdentitySchema
     .optional()
     .describe(`The client authenticates with a platform JWT (Kubernetes, SPIFFE; SEP-1933) instead of a secret or key: the issuer must be listed in workload_identity.issuers; no client_secret_env, jwks or jwks_uri.${NOT_ACTIVE}`),

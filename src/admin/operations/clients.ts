@@ -76,6 +76,8 @@ export async function createClient(
   } catch (error) {
     throw new AdminError('invalid_request', `invalid redirect URI: ${(error as Error).message}`);
   }
+  // A platform identity (issue 17) is configured in the file, with its issuer's allow-list entry.
+  if (input.token_endpoint_auth_method === 'workload_identity') throw new AdminError('invalid_request', 'invalid input: token_endpoint_auth_method: workload_identity clients are configured in the configuration file (clients[].workload_identity)');
   const secret = usesSecret(input.token_endpoint_auth_method) ? randomToken(32) : undefined;
   const record: ClientRecord = {
     clientId,

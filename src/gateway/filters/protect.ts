@@ -4,7 +4,7 @@ import type { CompiledRoute } from '../route.ts';
 import { SessionStoreUnavailable, type SessionStore } from '../sessions.ts';
 import type { TokenClaims } from '../token-validator.ts';
 import type { GatewayEnv } from '../types.ts';
-import { principalOf } from '../principal.ts';
+import { auditedActor, principalOf } from '../principal.ts';
 import { celVariables, scopeChallenge } from './authorize.ts';
 import { GATEWAY_ERRORS, refuse } from './refuse.ts';
 import { credentialRepeated, requestHeader } from '../headers.ts';
@@ -94,7 +94,7 @@ export function protect(route: CompiledRoute, sessions?: SessionStore): Middlewa
     audit.sub = principal.sub;
     audit.client_id = principal.clientId;
     audit.scope = principal.scopes.join(' ');
-    if (principal.actors.length > 0) audit.act = principal.actors.map((actor) => (actor.client_id ? { sub: actor.sub, client_id: actor.client_id } : { sub: actor.sub }));
+    if (principal.actors.length > 0) audit.act = principal.actors.map(auditedActor);
 
     const sessionId = c.get('mcp').sessionId;
     if (sessions && sessionId !== undefined) {
