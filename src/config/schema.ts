@@ -500,7 +500,7 @@ export const authServerConfigSchema = z.strictObject({
       }),
     )
     .default([])
-    .describe(`Identity providers whose ID-JAGs (draft-ietf-oauth-identity-assertion-authz-grant) this server accepts with the jwt-bearer grant. Never published.${NOT_ACTIVE}`),
+    .describe(`Identity providers whose ID-JAGs (draft-ietf-oauth-identity-assertion-authz-grant) this server accepts with the jwt-bearer grant (docs/enterprise.md). Never published.`),
   id_jag: z
     .strictObject({
       lifetime_seconds: z.number().int().min(1).max(600).default(300).describe('Lifetime of the ID-JAGs this server issues.'),
@@ -518,7 +518,7 @@ export const authServerConfigSchema = z.strictObject({
         .default([]),
     })
     .prefault({})
-    .describe(`This server as an enterprise IdP: token exchange of an ID token for an ID-JAG (requested_token_type urn:ietf:params:oauth:token-type:id-jag).${NOT_ACTIVE}`),
+    .describe(`This server as an enterprise IdP: token exchange of an ID token for an ID-JAG (requested_token_type urn:ietf:params:oauth:token-type:id-jag; docs/enterprise.md).`),
   workload_identity: z
     .strictObject({
       issuers: z

@@ -53,12 +53,14 @@ describe('issue 17 foundation at the authorization server', () => {
     assert.deepEqual(found?.workloadIdentity?.claims, { 'kubernetes.io.namespace': 'agents' });
   });
 
-  it('answers the jwt-bearer grant unsupported_grant_type, configured or not (no handler yet)', async () => {
-    for (const server of [plain, configured]) {
-      const res = await postForm(`${server.issuer}/token`, { grant_type: JWT_BEARER_GRANT, assertion: 'a.b.c' });
-      assert.equal(res.status, 400);
-      assert.equal((res.json as { error: string }).error, 'unsupported_grant_type');
-    }
+  it('answers the jwt-bearer grant unsupported_grant_type unless configured (then the client must authenticate)', async () => {
+    const plainRes = await postForm(`${plain.issuer}/token`, { grant_type: JWT_BEARER_GRANT, assertion: 'a.b.c' });
+    assert.equal(plainRes.status, 400);
+    assert.equal((plainRes.json as { error: string }).error, 'unsupported_grant_type');
+    // WP-A (ID-JAG) made the grant real: configured, it is answered like any grant without client authentication.
+    const configuredRes = await postForm(`${configured.issuer}/token`, { grant_type: JWT_BEARER_GRANT, assertion: 'a.b.c' });
+    assert.equal(configuredRes.status, 401);
+    assert.equal((configuredRes.json as { error: string }).error, 'invalid_client');
   });
 
   it('refuses a self-registered client asking for the jwt-bearer grant, audited with the reason', async () => {

@@ -14,7 +14,7 @@ export function tokenEndpoint(app: Hono<AppEnv>, ctx: ServerContext) {
     const params = await formParams(c);
     const grantType = params.require('grant_type');
     const grant = grants.get(grantType);
-    if (!grant) throw new OAuthError('unsupported_grant_type', `grant_type ${grantType} is not supported`);
+    if (!grant || grant.enabled?.(ctx) === false) throw new OAuthError('unsupported_grant_type', `grant_type ${grantType} is not supported`);
     // A grant that names its own client (a workload JWT, SEP-1933) does so only for a request that
     // carries no client authentication; anything else is authenticated as always.
     const named = grant.authenticate && !carriesClientAuthentication(c, params) ? await grant.authenticate(ctx, c, params) : undefined;

@@ -9,6 +9,7 @@ import type { Params } from '../params.ts';
 import { lookupToken } from '../token-lookup.ts';
 import { issueAccessToken } from '../tokens.ts';
 import type { GrantHandler } from './types.ts';
+import { issueIdJag } from '../id-jag/issue.ts';
 import { clientScopeLimit, isSelfRegistered, withheldReason } from '../registration-policy.ts';
 import { auditDetailsIssued, grantDetails, requestedDetails } from '../authorization-details.ts';
 import { actorEntry, actorProfiles } from '../actor-profile.ts';
@@ -37,10 +38,12 @@ const ACCESS_TOKEN_TYPES: readonly string[] = [TOKEN_TYPES.accessToken, TOKEN_TY
 export const tokenExchangeGrant: GrantHandler = {
   grantType: TOKEN_EXCHANGE_GRANT,
   parameters: ['subject_token', 'subject_token_type', 'actor_token', 'actor_token_type', 'resource', 'audience', 'scope', 'requested_token_type', 'authorization_details'],
-  async handler(ctx, { client, params }) {
+  async handler(ctx, { client, params, dpop }) {
     const trace: Record<string, unknown> = { scope_requested: params.get('scope') };
     try {
-      const result = await exchange(ctx, client, params, trace);
+      // An ID-JAG (draft-ietf-oauth-identity-assertion-authz-grant §4.3) is no access token: its own path (WP-A).
+      const idJag = params.get('requested_token_type') === TOKEN_TYPES.idJag;
+      const result = idJag ? await issueIdJag(ctx, { client, params, dpop }, trace) : await exchange(ctx, client, params, trace);
       return { response: result.response, audit: { ...result.audit, ...trace, decision: 'allowed' } };
     } catch (error) {
       if (error instanceof OAuthError) {

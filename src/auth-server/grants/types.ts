@@ -14,6 +14,8 @@ import type { TokenResponse } from '../tokens.ts';
 export interface GrantHandler {
   grantType: string;
   parameters: readonly string[];
+  /** Whether the grant is offered by this configuration (metadata, token endpoint); always when absent. */
+  enabled?(ctx: ServerContext): boolean;
   handler(ctx: ServerContext, request: GrantRequest): Promise<{ response: TokenResponse; audit: GrantAudit }>;
   /**
    * A grant that names its client from the grant itself (SEP-1933: a workload JWT as the grant,
