@@ -262,7 +262,7 @@ export const staticClientSchema = z.strictObject({
     .describe("The client's entity profile when it acts (act.sub_profile in exchanged tokens, draft-mcguinness-oauth-actor-profile): default ai_agent for agents, service for other clients."),
   workload_identity: clientWorkloadIdentitySchema
     .optional()
-    .describe(`The client authenticates with a platform JWT (Kubernetes, SPIFFE; SEP-1933) instead of a secret or key: the issuer must be listed in workload_identity.issuers; no client_secret_env, jwks or jwks_uri.${NOT_ACTIVE}`),
+    .describe('The client authenticates with a platform JWT (Kubernetes, SPIFFE; SEP-1933) instead of a secret or key (token_endpoint_auth_method becomes workload_identity): the issuer must be listed in workload_identity.issuers; no client_secret_env, jwks or jwks_uri. docs/workload-identity.md.'),
 });
 
 export const staticAgentSchema = staticClientSchema.extend({
@@ -534,7 +534,7 @@ export const authServerConfigSchema = z.strictObject({
         .default([]),
     })
     .prefault({})
-    .describe(`Workload identity federation (SEP-1933, RFC 7523): platform JWTs as client authentication and as a grant.${NOT_ACTIVE}`),
+    .describe('Workload identity federation (SEP-1933, RFC 7523): platform JWTs as client authentication and as a grant. docs/workload-identity.md.'),
   request_limits: z
     .strictObject({
       max_body_bytes: z.number().int().positive().default(64 * 1024).describe('Largest request body on any endpoint; larger → 413 invalid_request.'),
