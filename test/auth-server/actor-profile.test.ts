@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import { decodeJwt, postForm, type TestAuthServer } from '../helpers/auth-server.ts';
+import { basic, decodeJwt, postForm, type TestAuthServer } from '../helpers/auth-server.ts';
+import { adminAccess } from '../helpers/admin.ts';
 import { ACCESS_TOKEN_TYPE, R, TOKEN_EXCHANGE, auth, exchange, startDelegationServer, userToken } from '../helpers/delegation-server.ts';
 import { ACCESS_TOKEN_TYP, signJwt } from '../../src/core/jwt.ts';
 import { clientProfile } from '../../src/auth-server/actor-profile.ts';
@@ -49,6 +50,20 @@ describe('actor profile: act entries with iss, sub_profile and client_id', () =>
     const res = await exchange(as, { subject_token: subject, resource: R.deep }, auth.other);
     assert.equal(res.status, 200, res.text);
     assert.deepEqual(decodeJwt(res.json.access_token as string).act, entry('other-service', 'ai_agent'), 'a service, configured as ai_agent');
+  });
+
+  it('the admin API sets sub_profile on a client it creates; the override shows in its act entries', async () => {
+    const admin = await adminAccess(as);
+    const created = await admin.api('POST', '/clients', { client_id: 'admin-made', token_endpoint_auth_method: 'client_secret_basic', grant_types: [TOKEN_EXCHANGE], sub_profile: 'service ai_agent' });
+    assert.equal(created.status, 201, created.text);
+    const secret = (created.json as { client_secret: string }).client_secret;
+    const now = Math.floor(Date.now() / 1000);
+    const subject = await signJwt(as.ctx.keys, { iss: as.issuer, sub: 'demo-user', aud: R.api, exp: now + 300, iat: now, jti: crypto.randomUUID(), client_id: 'some-app', scope: 'banking:read' }, ACCESS_TOKEN_TYP);
+    const res = await exchange(as, { subject_token: subject, resource: R.identity }, { authorization: basic('admin-made', secret) });
+    assert.equal(res.status, 200, res.text);
+    assert.deepEqual(decodeJwt(res.json.access_token as string).act, entry('admin-made', 'service ai_agent'));
+    const refused = await admin.api('POST', '/clients', { client_id: 'bad-profile', sub_profile: ' leading space' });
+    assert.equal(refused.status, 400, refused.text);
   });
 
   it('a token minted before the actor profile keeps its bare inner entries: nested as received, never rewritten', async () => {

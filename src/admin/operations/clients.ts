@@ -32,6 +32,11 @@ export const clientFields = {
   post_logout_redirect_uris: z.array(z.string()).max(20).optional().describe('Where /logout may send the browser after signing out (exact URLs, http or https, no fragment).'),
   backchannel_logout_uri: z.string().optional().describe('Where logout tokens are POSTed when a session the client got a grant in ends (OpenID Connect Back-Channel Logout 1.0).'),
   backchannel_logout_session_required: z.boolean().optional().describe('Whether the client needs sid in logout tokens (always sent).'),
+  sub_profile: z
+    .string()
+    .regex(/^[\x21\x23-\x5B\x5D-\x7E]+(?: [\x21\x23-\x5B\x5D-\x7E]+)*$/)
+    .optional()
+    .describe("The client's entity profile in act.sub_profile when it acts (draft-mcguinness-oauth-actor-profile); default ai_agent for agents, service otherwise."),
 };
 
 /** The logout members an admin set, checked as a configured client's are (an admin chose them). */
@@ -65,6 +70,7 @@ export async function createClient(
     post_logout_redirect_uris?: string[];
     backchannel_logout_uri?: string;
     backchannel_logout_session_required?: boolean;
+    sub_profile?: string;
   },
 ): Promise<z.output<typeof clientCreated>> {
   checkPolicy(deps, input.authentication_policy);
@@ -91,6 +97,7 @@ export async function createClient(
       scope: input.scope,
       default_resource: input.default_resource,
       ...(input.authentication_policy ? { authentication_policy: input.authentication_policy } : {}),
+      ...(input.sub_profile ? { sub_profile: input.sub_profile } : {}),
       ...logoutFields(clientId, input),
     },
     agent: input.agent && {
