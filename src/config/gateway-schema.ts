@@ -236,7 +236,7 @@ export const routeSchema = z.strictObject({
       authorization_required: z.boolean().default(false).describe('Published as actor_authorization_required in the protected resource metadata.'),
     })
     .prefault({})
-    .describe(`The actor profile (draft-mcguinness-oauth-actor-profile) of delegated tokens.${NOT_ACTIVE}`),
+    .describe('The actor profile (draft-mcguinness-oauth-actor-profile) of delegated tokens (docs/delegation.md, "Actor profile").'),
   mediation: mediationSchema.optional().describe("Exchange the caller's token (RFC 8693, the gateway as actor) for one audienced to the upstream. Without it the upstream gets no Authorization header."),
   timeouts: z
     .strictObject({

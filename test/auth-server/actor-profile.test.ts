@@ -5,7 +5,7 @@ import { adminAccess } from '../helpers/admin.ts';
 import { ACCESS_TOKEN_TYPE, R, TOKEN_EXCHANGE, auth, exchange, startDelegationServer, userToken } from '../helpers/delegation-server.ts';
 import { ACCESS_TOKEN_TYP, signJwt } from '../../src/core/jwt.ts';
 import { clientProfile } from '../../src/auth-server/actor-profile.ts';
-import { mcpPost, startFakeIssuer, startScriptedUpstream, startTestGateway, toolCall, type TestGateway } from '../helpers/gateway.ts';
+import { listedTools, mcpPost, startFakeIssuer, startScriptedUpstream, startTestGateway, toolCall, type TestGateway } from '../helpers/gateway.ts';
 
 /** draft-mcguinness-oauth-actor-profile on the AS: every act entry Mandate writes says what kind of entity acted. */
 describe('actor profile: act entries with iss, sub_profile and client_id', () => {
@@ -131,6 +131,7 @@ describe('actor profile at the gateway', () => {
           echo: { allow: "size(act) == 0 || (act[0].sub_profile == '' && act[0].iss == '') || act[0].iss == claims.iss" },
         },
       },
+      { path: '/strict', upstream: upstream.url, resource: `${url}/strict`, authorization_servers: [issuer.issuer], tools: listedTools(['echo']), actor_profile: { required: true, authorization_required: true } },
     ]);
     resource = `${gateway.url}/mcp`;
   });
@@ -164,5 +165,23 @@ describe('actor profile at the gateway', () => {
     const event = (await gateway.auditEvents()).findLast((e) => e.tool === 'echo')!;
     assert.deepEqual(event.act, [{ sub: 'agent-1' }]);
     assert.deepEqual(JSON.parse(upstream.requests.at(-1)!.headers['x-mandate-act'] as string), [{ sub: 'agent-1', client_id: '', sub_profile: '', iss: '' }]);
+  });
+
+  it('actor_profile.required: a delegated token whose act entries lack iss is refused 401 invalid_token; the PRM says so', async () => {
+    const strict = `${gateway.url}/strict`;
+    const sign = (act: unknown) => issuer.sign({ sub: 'alice', aud: strict, client_id: 'agent-1', scope: 'banking:read', act });
+    const old = await mcpPost(strict, toolCall('echo'), { authorization: `Bearer ${await sign({ sub: 'gw', iss: issuer.issuer, sub_profile: 'service', act: { sub: 'agent-1' } })}` });
+    assert.equal(old.status, 401);
+    assert.match(old.headers.get('www-authenticate') ?? '', /error="invalid_token"/);
+    const event = (await gateway.auditEvents()).findLast((e) => e.route === '/strict')!;
+    assert.equal(event.rejection, 'actor_profile_required');
+    const full = await mcpPost(strict, toolCall('echo'), { authorization: `Bearer ${await sign({ sub: 'gw', iss: issuer.issuer, sub_profile: 'service', act: agentEntry() })}` });
+    assert.equal(full.status, 200, full.text);
+    const direct = await mcpPost(strict, toolCall('echo'), { authorization: `Bearer ${await issuer.sign({ sub: 'alice', aud: strict, client_id: 'app', scope: 'banking:read' })}` });
+    assert.equal(direct.status, 200, 'a token without act is not delegated: nothing to require');
+    const prm = (await (await fetch(`${gateway.url}/.well-known/oauth-protected-resource/strict`)).json()) as Record<string, unknown>;
+    assert.deepEqual([prm.actor_profile_required, prm.actor_authorization_required], [true, true]);
+    const plain = (await (await fetch(`${gateway.url}/.well-known/oauth-protected-resource/mcp`)).json()) as Record<string, unknown>;
+    assert.equal(plain.actor_profile_required, undefined);
   });
 });

@@ -89,6 +89,8 @@ export function protect(route: CompiledRoute, sessions?: SessionStore): Middlewa
     if (verdict) return unauthorized('invalid_token', verdict.reason, 'invalid_token');
     const principal = principalOf(token, claims);
     if (!principal) return unauthorized('invalid_token', 'the token has no sub', 'invalid_token');
+    // draft-mcguinness-oauth-actor-profile §3.4: with actor_profile.required every act entry names its issuer.
+    if (route.config.actor_profile.required && principal.actors.some((actor) => typeof actor.iss !== 'string')) return unauthorized('actor_profile_required', 'an act entry has no iss (the route requires the actor profile)', 'invalid_token');
     c.set('principal', principal);
     const audit = c.get('audit');
     audit.sub = principal.sub;
