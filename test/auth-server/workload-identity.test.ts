@@ -3,6 +3,7 @@ import { after, before, describe, it } from 'node:test';
 import { generateKeyPair } from 'jose';
 import { decodeJwt, postForm, registerClient, startTestAuthServer, type TestAuthServer } from '../helpers/auth-server.ts';
 import { startFakePlatformIssuer, type FakePlatformIssuer } from '../helpers/fake-platform-issuer.ts';
+import { adminAccess } from '../helpers/admin.ts';
 
 const JWT_BEARER = 'urn:ietf:params:oauth:grant-type:jwt-bearer';
 const ASSERTION_TYPE = 'urn:ietf:params:oauth:client-assertion-type:jwt-bearer';
@@ -250,6 +251,22 @@ describe('workload identity', () => {
     } finally {
       await plain.close();
     }
+  });
+
+  it('the admin API creates a workload client (no secret); a taken identity is 409, an issuer off the list 400', async () => {
+    const admin = await adminAccess(as);
+    const created = await admin.api('POST', '/clients', { client_id: 'admin-wl', grant_types: ['client_credentials'], workload_identity: { issuer: platform.issuer, subject: 'system:serviceaccount:agents:admin-wl' } });
+    assert.equal(created.status, 201, created.text);
+    assert.equal((created.json as { client_secret: unknown }).client_secret, null);
+    assert.equal((created.json as { token_endpoint_auth_method: string }).token_endpoint_auth_method, 'workload_identity');
+    const jwt = await platform.sign({ sub: 'system:serviceaccount:agents:admin-wl', aud: as.issuer });
+    const res = await postForm(`${as.issuer}/token`, { grant_type: 'client_credentials', client_id: 'admin-wl', client_assertion_type: ASSERTION_TYPE, client_assertion: jwt, resource: API });
+    assert.equal(res.status, 200, res.text);
+    const taken = await admin.api('POST', '/clients', { client_id: 'admin-wl-2', workload_identity: { issuer: platform.issuer, subject: PLANNER_SA } });
+    assert.equal(taken.status, 409, taken.text);
+    const offList = await admin.api('POST', '/clients', { client_id: 'admin-wl-3', workload_identity: { issuer: stranger.issuer, subject: 'x' } });
+    assert.equal(offList.status, 400, offList.text);
+    assert.match(offList.text, /not listed in workload_identity\.issuers/);
   });
 
   it('self-registration cannot claim the workload_identity method', async () => {

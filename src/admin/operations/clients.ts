@@ -4,7 +4,7 @@ import { GRANT_TYPES, TOKEN_ENDPOINT_AUTH_METHODS } from '../../core/client-meta
 import { assertValidRedirectUri } from '../../core/redirect-uri.ts';
 import { assertConfiguredLogoutMetadata } from '../../auth-server/logout-metadata.ts';
 import { hashSecret } from '../../auth-server/hash.ts';
-import type { ClientRecord } from '../../store/types.ts';
+import { WorkloadIdentityTaken, type ClientRecord } from '../../store/types.ts';
 import { AdminError, fromConfig, notFound } from '../errors.ts';
 import { defineOperation, type AdminDeps } from '../operation.ts';
 import { page, pageInput, paginate } from '../pagination.ts';
@@ -71,6 +71,7 @@ export async function createClient(
     backchannel_logout_uri?: string;
     backchannel_logout_session_required?: boolean;
     sub_profile?: string;
+    workload_identity?: { issuer: string; subject: string; claims?: Record<string, string | number | boolean> };
   },
 ): Promise<z.output<typeof clientCreated>> {
   checkPolicy(deps, input.authentication_policy);
@@ -82,8 +83,14 @@ export async function createClient(
   } catch (error) {
     throw new AdminError('invalid_request', `invalid redirect URI: ${(error as Error).message}`);
   }
-  // A platform identity (issue 17) is configured in the file, with its issuer's allow-list entry.
-  if (input.token_endpoint_auth_method === 'workload_identity') throw new AdminError('invalid_request', 'invalid input: token_endpoint_auth_method: workload_identity clients are configured in the configuration file (clients[].workload_identity)');
+  // A platform identity (issue 17, docs/workload-identity.md) is the client's only credential; its
+  // issuer must be on the configuration file's allow-list.
+  const workload = input.workload_identity;
+  if (input.token_endpoint_auth_method === 'workload_identity' && !workload) throw new AdminError('invalid_request', 'invalid input: token_endpoint_auth_method workload_identity needs workload_identity');
+  if (workload && !deps.config.workload_identity.issuers.some((i) => i.issuer === workload.issuer)) {
+    throw new AdminError('invalid_request', `invalid input: workload_identity.issuer ${workload.issuer} is not listed in workload_identity.issuers`);
+  }
+  if (workload) input = { ...input, token_endpoint_auth_method: 'workload_identity' };
   const secret = usesSecret(input.token_endpoint_auth_method) ? randomToken(32) : undefined;
   const record: ClientRecord = {
     clientId,
@@ -107,8 +114,12 @@ export async function createClient(
     },
     secretHash: secret && hashSecret(secret),
     createdAt: deps.now(),
+    ...(workload ? { workloadIdentity: workload } : {}),
   };
-  await deps.store.clients.upsert(record);
+  await deps.store.clients.upsert(record).catch((error: unknown) => {
+    if (error instanceof WorkloadIdentityTaken) throw new AdminError('conflict', error.message);
+    throw error;
+  });
   if (record.agent) await deps.refreshDisabled();
   return { ...toClientView(record), client_secret: secret ?? null };
 }
@@ -154,6 +165,10 @@ export const createClientOp = defineOperation({
   input: z.strictObject({
     client_id: z.string().regex(/^[A-Za-z0-9._:-]{1,100}$/).optional().describe('Generated when omitted.'),
     token_endpoint_auth_method: z.enum(TOKEN_ENDPOINT_AUTH_METHODS).default('client_secret_basic'),
+    workload_identity: z
+      .strictObject({ issuer: z.url(), subject: z.string().min(1), claims: z.record(z.string(), z.union([z.string(), z.number(), z.boolean()])).optional() })
+      .optional()
+      .describe('The client authenticates with a platform JWT with this iss and sub (docs/workload-identity.md); the issuer must be in workload_identity.issuers. No secret.'),
     ...clientFields,
   }),
   output: clientCreated,
