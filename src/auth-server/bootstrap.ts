@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import { randomUUID } from 'node:crypto';
 import { randomToken } from '../core/encoding.ts';
 import { assertValidRedirectUri } from '../core/redirect-uri.ts';
+import { WORKLOAD_IDENTITY_AUTH_METHOD } from '../core/client-metadata.ts';
 import type { AuthServerConfig, StaticAgentConfig, StaticClientConfig } from '../config/schema.ts';
 import { WorkloadIdentityTaken, type AgentAttributes, type Store } from '../store/types.ts';
 import { hashPassword } from './passwords.ts';
@@ -96,7 +97,7 @@ export async function seedFromConfig(config: AuthServerConfig, store: Store, now
   for (const client of [...config.clients, ...config.agents]) {
     client.redirect_uris.forEach(assertValidRedirectUri);
     assertConfiguredLogoutMetadata(client.client_id, client);
-    const usesSecret = client.token_endpoint_auth_method === 'client_secret_basic' || client.token_endpoint_auth_method === 'client_secret_post';
+    const usesSecret = !client.workload_identity && client.token_endpoint_auth_method === 'client_secret_basic' || client.token_endpoint_auth_method === 'client_secret_post';
     const existing = await store.clients.find(client.client_id);
     await store.clients.upsert({
       clientId: client.client_id,
@@ -106,7 +107,9 @@ export async function seedFromConfig(config: AuthServerConfig, store: Store, now
         redirect_uris: client.redirect_uris,
         grant_types: client.grant_types,
         response_types: ['code'],
-        token_endpoint_auth_method: client.token_endpoint_auth_method,
+        // A platform identity is the client's only credential (issue 17, src/auth-server/workload/).
+        token_endpoint_auth_method: client.workload_identity ? WORKLOAD_IDENTITY_AUTH_METHOD : client.token_endpoint_auth_method,
+        ...(client.sub_profile ? { sub_profile: client.sub_profile } : {}),
         scope: client.scope,
         default_resource: client.default_resource,
         jwks: client.jwks,
@@ -122,7 +125,7 @@ export async function seedFromConfig(config: AuthServerConfig, store: Store, now
       secretHash: usesSecret ? hashSecret(clientSecretFor(config, client)) : undefined,
       createdAt: existing?.createdAt ?? now,
       lastUsedAt: existing?.lastUsedAt,
-      // Issue 17: kept in workload_identities (one client each); not used for authentication yet.
+      // Kept in workload_identities (one client each): how /token finds the client of a workload JWT.
       workloadIdentity: client.workload_identity,
     }).catch((error: unknown) => {
       if (error instanceof WorkloadIdentityTaken) throw new Error(`client ${client.client_id}: ${error.message} (added through the admin API); give one of them another workload identity`);

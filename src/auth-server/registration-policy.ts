@@ -2,7 +2,7 @@ import { OAuthError } from '../core/errors.ts';
 import { JWT_BEARER_GRANT, TOKEN_EXCHANGE_GRANT } from '../core/delegation.ts';
 import { isLoopbackHttp } from '../core/redirect-uri.ts';
 import { formatScope, OIDC_SCOPES, parseScope } from '../core/scopes.ts';
-import type { Client, ClientMetadata } from '../core/client-metadata.ts';
+import { WORKLOAD_IDENTITY_AUTH_METHOD, type Client, type ClientMetadata } from '../core/client-metadata.ts';
 import type { AuthServerConfig } from '../config/schema.ts';
 
 type Policy = AuthServerConfig['registration'];
@@ -53,6 +53,7 @@ export function applyRegistrationPolicy(policy: Policy, requested: ClientMetadat
   const grants = metadata.grant_types;
   const isPublic = metadata.token_endpoint_auth_method === 'none';
 
+  if (metadata.token_endpoint_auth_method === WORKLOAD_IDENTITY_AUTH_METHOD) refuse('token_endpoint_auth_method workload_identity is set by an administrator, not at self-registration', `workload_identity at self-registration (${kind} client)`);
   if (kind === 'agent' && isPublic) refuse('an agent is a confidential client: client_secret_basic, client_secret_post or private_key_jwt');
   if (isPublic && grants.some((g) => g === 'client_credentials' || g === TOKEN_EXCHANGE_GRANT)) {
     refuse('a public client cannot use client_credentials or token exchange');

@@ -9,7 +9,6 @@ import { webRouteSchema } from './gateway-web-schema.ts';
 
 const milliseconds = z.number().int().positive();
 /** Issue 17 keys whose behaviour is not built yet end their description with this marker (see schema.ts). */
-const NOT_ACTIVE = ' Reserved for issue 17, not active yet.';
 const scopeToken = z.string().regex(/^[\x21\x23-\x5B\x5D-\x7E]+$/, 'a scope token (RFC 6749 §3.3)');
 const origin = z.string().refine((value) => {
   try {
@@ -236,7 +235,7 @@ export const routeSchema = z.strictObject({
       authorization_required: z.boolean().default(false).describe('Published as actor_authorization_required in the protected resource metadata.'),
     })
     .prefault({})
-    .describe(`The actor profile (draft-mcguinness-oauth-actor-profile) of delegated tokens.${NOT_ACTIVE}`),
+    .describe('The actor profile (draft-mcguinness-oauth-actor-profile) of delegated tokens (docs/delegation.md, "Actor profile").'),
   mediation: mediationSchema.optional().describe("Exchange the caller's token (RFC 8693, the gateway as actor) for one audienced to the upstream. Without it the upstream gets no Authorization header."),
   timeouts: z
     .strictObject({

@@ -16,7 +16,6 @@ const seconds = z.number().int().positive();
  * Issue 17 keys whose behaviour is not built yet end their description with this marker; the
  * work package that makes a key work removes it. Every such key defaults to off.
  */
-const NOT_ACTIVE = ' Reserved for issue 17, not active yet.';
 
 /** Asymmetric JWS algorithms (RFC 7518 §3.1, RFC 8037): never `none`, never HMAC. */
 export const ASYMMETRIC_ALGORITHMS = ['ES256', 'ES384', 'ES512', 'PS256', 'PS384', 'PS512', 'RS256', 'RS384', 'RS512', 'EdDSA'] as const;
@@ -259,10 +258,10 @@ export const staticClientSchema = z.strictObject({
     .describe(`The client always uses DPoP (RFC 9449 §5.2): a token request without a DPoP proof is refused with invalid_request.`),
   sub_profile: entityProfiles
     .optional()
-    .describe(`The client's entity profile when it acts (act.sub_profile) or is the subject (draft-mcguinness-oauth-actor-profile): default ai_agent for agents, service for other clients.${NOT_ACTIVE}`),
+    .describe("The client's entity profile when it acts (act.sub_profile in exchanged tokens, draft-mcguinness-oauth-actor-profile): default ai_agent for agents, service for other clients."),
   workload_identity: clientWorkloadIdentitySchema
     .optional()
-    .describe(`The client authenticates with a platform JWT (Kubernetes, SPIFFE; SEP-1933) instead of a secret or key: the issuer must be listed in workload_identity.issuers; no client_secret_env, jwks or jwks_uri.${NOT_ACTIVE}`),
+    .describe('The client authenticates with a platform JWT (Kubernetes, SPIFFE; SEP-1933) instead of a secret or key (token_endpoint_auth_method becomes workload_identity): the issuer must be listed in workload_identity.issuers; no client_secret_env, jwks or jwks_uri. docs/workload-identity.md.'),
 });
 
 export const staticAgentSchema = staticClientSchema.extend({
@@ -534,7 +533,7 @@ export const authServerConfigSchema = z.strictObject({
         .default([]),
     })
     .prefault({})
-    .describe(`Workload identity federation (SEP-1933, RFC 7523): platform JWTs as client authentication and as a grant.${NOT_ACTIVE}`),
+    .describe('Workload identity federation (SEP-1933, RFC 7523): platform JWTs as client authentication and as a grant. docs/workload-identity.md.'),
   request_limits: z
     .strictObject({
       max_body_bytes: z.number().int().positive().default(64 * 1024).describe('Largest request body on any endpoint; larger → 413 invalid_request.'),

@@ -1,7 +1,11 @@
 import { z } from 'zod';
 
-/** Client authentication methods at the token endpoint (RFC 7591 §2, OIDC Core §9). */
-export const TOKEN_ENDPOINT_AUTH_METHODS = ['none', 'client_secret_basic', 'client_secret_post', 'private_key_jwt'] as const;
+/**
+ * Client authentication methods at the token endpoint (RFC 7591 §2, OIDC Core §9), and Mandate's
+ * `workload_identity` (a platform JWT as the client assertion, issue 17): that one only for clients
+ * of the configuration file or the admin API, never at self-registration.
+ */
+export const TOKEN_ENDPOINT_AUTH_METHODS = ['none', 'client_secret_basic', 'client_secret_post', 'private_key_jwt', 'workload_identity'] as const;
 export type TokenEndpointAuthMethod = (typeof TOKEN_ENDPOINT_AUTH_METHODS)[number];
 
 export const GRANT_TYPES = [
@@ -15,10 +19,10 @@ export const GRANT_TYPES = [
 
 /**
  * Issue 17: a Mandate `token_endpoint_auth_method` for clients that authenticate with a platform
- * (workload) JWT. Not in TOKEN_ENDPOINT_AUTH_METHODS yet: nothing accepts it until workload
- * identity is built, and self-registration must never offer it.
+ * (workload) JWT, RFC 7523 §2.2 with `client_id` in the body (src/auth-server/workload/). Refused at
+ * self-registration: the platform identity is an administrator's statement.
  */
-export const WORKLOAD_IDENTITY_AUTH_METHOD = 'workload_identity';
+export const WORKLOAD_IDENTITY_AUTH_METHOD = 'workload_identity' satisfies TokenEndpointAuthMethod;
 
 /** RFC 8628 §3.4 */
 export const DEVICE_CODE_GRANT = 'urn:ietf:params:oauth:grant-type:device_code';

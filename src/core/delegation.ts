@@ -5,6 +5,11 @@
  */
 export interface Actor {
   sub: string;
+  /** draft-mcguinness-oauth-actor-profile §3.4: the namespace of `sub` (the issuer that named the actor). */
+  iss?: string;
+  /** The kind of entity acting, space-separated entity profiles (`ai_agent`, `service`, …). */
+  sub_profile?: string;
+  /** Mandate's extension member: the actor's OAuth client. */
   client_id?: string;
   act?: Actor;
   [claim: string]: unknown;
@@ -46,6 +51,6 @@ export function actorChain(act: unknown): Actor[] {
 }
 
 /** A new outermost actor with the previous chain nested inside it. */
-export function nestActor(actor: { sub: string; client_id?: string }, previous: unknown): Actor {
+export function nestActor(actor: { sub: string; iss?: string; sub_profile?: string; client_id?: string }, previous: unknown): Actor {
   return isActor(previous) ? { ...actor, act: previous } : { ...actor };
 }

@@ -1,8 +1,20 @@
-import { actorChain } from '../core/delegation.ts';
+import { actorChain, type Actor } from '../core/delegation.ts';
 import { parseScope } from '../core/scopes.ts';
 import { deepFreeze } from '../core/cel.ts';
 import type { TokenClaims } from './token-validator.ts';
 import type { Principal } from './types.ts';
+
+const text = (value: unknown): string => (typeof value === 'string' ? value : '');
+
+/** An `act` entry as the audit log records it: `sub`, and `client_id`, `sub_profile`, `iss` when the token has them. */
+export function auditedActor(actor: Actor): { sub: string; client_id?: string; sub_profile?: string; iss?: string } {
+  return {
+    sub: actor.sub,
+    ...(typeof actor.client_id === 'string' ? { client_id: actor.client_id } : {}),
+    ...(typeof actor.sub_profile === 'string' ? { sub_profile: actor.sub_profile } : {}),
+    ...(typeof actor.iss === 'string' ? { iss: actor.iss } : {}),
+  };
+}
 
 /** Principals by their (cached, frozen) claims: a token seen again costs no work here either. */
 const principals = new WeakMap<TokenClaims, Principal>();
@@ -24,7 +36,9 @@ export function principalOf(token: string, claims: TokenClaims): Principal | und
     sub: claims.sub,
     client_id: clientId ?? '',
     scopes,
-    act: actors.map((actor) => ({ sub: actor.sub, client_id: actor.client_id ?? '' })),
+    // draft-mcguinness-oauth-actor-profile: every member always present, '' when the entry lacks it
+    // (tokens minted before the actor profile, inner entries from elsewhere), so a rule never errors.
+    act: actors.map((actor) => ({ sub: actor.sub, client_id: text(actor.client_id), sub_profile: text(actor.sub_profile), iss: text(actor.iss) })),
   });
   const principal: Principal = { token, claims, sub: claims.sub, clientId, scopes, actors, cel };
   if (Object.isFrozen(claims)) principals.set(claims, principal);

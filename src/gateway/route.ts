@@ -253,6 +253,9 @@ export function compileRoute(anyRoute: AnyRouteConfig, index: number, options: C
       bearer_methods_supported: ['header'],
       ...(route.resource_name ? { resource_name: route.resource_name } : {}),
       ...dpopMetadata(dpop),
+      // draft-mcguinness-oauth-actor-profile: what this resource expects of delegated tokens.
+      ...(route.actor_profile.required ? { actor_profile_required: true } : {}),
+      ...(route.actor_profile.authorization_required ? { actor_authorization_required: true } : {}),
     },
     validator,
     tools,

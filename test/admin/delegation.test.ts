@@ -59,7 +59,7 @@ describe('agents acting for an admin', () => {
       const res = await exchange(as.issuer, admin.accessToken!, 'ops');
       assert.equal(res.status, 200, res.text);
       const claims = decodeJwt(res.json.access_token as string);
-      assert.deepEqual(claims.act, { sub: 'ops-agent' });
+      assert.deepEqual(claims.act, { sub: 'ops-agent', iss: as.issuer, sub_profile: 'ai_agent', client_id: 'ops-agent' });
       assert.equal(claims.aud, `${as.issuer}/admin`);
       assert.equal(claims.scope, 'admin:read');
       assert.equal(claims.sub, decodeJwt(admin.accessToken!).sub);

@@ -186,7 +186,7 @@ describe('agent SDK: registration without a pre-registered client id (MCP spec o
     const tokens = await agent.tokens();
     assert.equal(tokens.mode, 'delegated');
     assert.deepEqual(tokens.subject.may_act, { sub: registered[0] });
-    assert.deepEqual(tokens.mcp.act, { sub: registered[0] });
+    assert.deepEqual(tokens.mcp.act, { sub: registered[0], iss: tokens.mcp.iss, sub_profile: 'ai_agent', client_id: registered[0] });
     assert.equal(tokens.mcp.aud, open.mcpUrl);
     assert.equal(tokens.actor?.sub, registered[0], "the agent's own token");
     assert.equal((await readBalance(agent)).isError, undefined);
@@ -227,7 +227,7 @@ describe('agent SDK: registration without a pre-registered client id (MCP spec o
     await agent.login(['banking:read']);
     assert.match(registered[0]!, /^agent_/);
     const tokens = await agent.tokens();
-    assert.deepEqual(tokens.mcp.act, { sub: registered[0] });
+    assert.deepEqual(tokens.mcp.act, { sub: registered[0], iss: tokens.mcp.iss, sub_profile: 'ai_agent', client_id: registered[0] });
     assert.equal((await readBalance(agent)).isError, undefined);
   });
 

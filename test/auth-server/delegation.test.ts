@@ -13,6 +13,8 @@ describe('delegation flows', () => {
     as = await startDelegationServer({ registration: { allowed_scopes: ['todo_api:read', 'todo_api:write', 'banking:read'] } });
   });
   after(async () => as.close());
+  /** An act entry this server writes (draft-mcguinness-oauth-actor-profile §3.4). */
+  const entry = (sub: string, profile: string) => ({ sub, iss: as.issuer, sub_profile: profile, client_id: sub });
 
   const agentActorToken = async () => {
     const res = await postForm(`${as.issuer}/token`, { grant_type: 'client_credentials', resource: R.agent, scope: 'banking:read' }, auth.agent);
@@ -36,14 +38,14 @@ describe('delegation flows', () => {
     assert.equal(api.sub, user.sub);
     assert.equal(api.aud, R.api);
     assert.equal(api.scope, 'todo_api:read');
-    assert.deepEqual(api.act, { sub: 'mcp-server' });
+    assert.deepEqual(api.act, entry('mcp-server', 'service'));
     assert.equal(api.auth_time, user.auth_time);
     assert.ok((api.exp as number) <= (user.exp as number), 'never outlives the subject token');
     assert.deepEqual(api.may_act, { sub: 'other-service' }, 'the API resource names who may exchange it next');
 
     // Introspection and tokeninfo show the chain.
     const introspected = await postForm(`${as.issuer}/introspect`, { token: res.json.access_token as string }, auth.mcp);
-    assert.deepEqual(introspected.json.act, { sub: 'mcp-server' });
+    assert.deepEqual(introspected.json.act, entry('mcp-server', 'service'));
     const info = (await (await fetch(`${as.issuer}/tokeninfo`, { headers: { authorization: `Bearer ${token.access_token}` } })).json()) as Record<string, unknown>;
     assert.deepEqual(info.may_act, { sub: 'mcp-server' });
 
@@ -96,7 +98,7 @@ describe('delegation flows', () => {
     const mandate = decodeJwt(res.json.access_token as string);
     assert.equal(mandate.aud, R.gateway);
     assert.equal(mandate.sub, subject.sub);
-    assert.deepEqual(mandate.act, { sub: 'sample-agent' });
+    assert.deepEqual(mandate.act, entry('sample-agent', 'ai_agent'));
     assert.equal(mandate.acr, 'Agent-Consent-Login');
     assert.equal(mandate.agent_owner, 'demo', 'a CEL claim mapping of the gateway resource');
   });
@@ -155,7 +157,7 @@ describe('delegation flows', () => {
     const api = await exchange(as, { subject_token: gateway.json.access_token as string, resource: R.api, scope: 'banking:read' }, auth.mcp);
     assert.equal(api.status, 200, api.text);
     const claims = decodeJwt(api.json.access_token as string);
-    assert.deepEqual(claims.act, { sub: 'mcp-server', act: { sub: 'sample-agent' } });
+    assert.deepEqual(claims.act, { ...entry('mcp-server', 'service'), act: entry('sample-agent', 'ai_agent') });
     assert.equal(claims.scope, 'banking:read');
 
     const deeper = await exchange(as, { subject_token: api.json.access_token as string, resource: R.deep }, auth.other);
@@ -193,7 +195,7 @@ describe('delegation flows', () => {
     assert.equal(ok.status, 200, ok.text);
     const claims = decodeJwt(ok.json.access_token as string);
     assert.equal(claims.sub, decodeJwt(idToken).sub);
-    assert.deepEqual(claims.act, { sub: 'sample-agent' });
+    assert.deepEqual(claims.act, entry('sample-agent', 'ai_agent'));
     assert.equal(claims.scope, undefined);
     const refusedScope = await exchange(as, { ...form, resource: R.opaque }, auth.agent);
     assert.equal(refusedScope.json.error, 'invalid_scope', 'an ID token carries no scope to narrow from');
@@ -211,7 +213,7 @@ describe('delegation flows', () => {
     const introspected = await postForm(`${as.issuer}/introspect`, { token: opaque }, auth.mcp);
     assert.equal(introspected.json.active, true);
     assert.equal(introspected.json.aud, R.opaque);
-    assert.deepEqual(introspected.json.act, { sub: 'mcp-server' });
+    assert.deepEqual(introspected.json.act, entry('mcp-server', 'service'));
   });
 
   it('disabling an agent revokes its tokens, refuses its exchanges, cuts off tokens whose chain contains it, and lists it', async () => {

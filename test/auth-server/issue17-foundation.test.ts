@@ -57,10 +57,11 @@ describe('issue 17 foundation at the authorization server', () => {
     const plainRes = await postForm(`${plain.issuer}/token`, { grant_type: JWT_BEARER_GRANT, assertion: 'a.b.c' });
     assert.equal(plainRes.status, 400);
     assert.equal((plainRes.json as { error: string }).error, 'unsupported_grant_type');
-    // WP-A (ID-JAG) made the grant real: configured, it is answered like any grant without client authentication.
+    // Configured with platform issuers (WP-C), a request without client authentication is a SEP-1933
+    // workload grant: an assertion that is no JWT is invalid_grant (an ID-JAG would need the client).
     const configuredRes = await postForm(`${configured.issuer}/token`, { grant_type: JWT_BEARER_GRANT, assertion: 'a.b.c' });
-    assert.equal(configuredRes.status, 401);
-    assert.equal((configuredRes.json as { error: string }).error, 'invalid_client');
+    assert.equal(configuredRes.status, 400);
+    assert.equal((configuredRes.json as { error: string }).error, 'invalid_grant');
   });
 
   it('refuses a self-registered client asking for the jwt-bearer grant, audited with the reason', async () => {

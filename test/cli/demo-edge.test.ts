@@ -115,7 +115,7 @@ describe('`npm run edge`: the demo with the gateway and the Todo MCP server in w
         assert.deepEqual(user.may_act, { sub: 'todo-mcp' });
         assert.equal(api.sub, user.sub, 'the same user');
         assert.equal(api.aud, at(8001), 'a token for the Todo API');
-        assert.deepEqual(api.act, { sub: 'todo-mcp' }, 'act only on the downstream token');
+        assert.deepEqual(api.act, { sub: 'todo-mcp', iss: at(9000), sub_profile: 'service', client_id: 'todo-mcp' }, 'act only on the downstream token');
         assert.equal(api.scope, 'todo_api:read', 'the narrowest scope the tool needs');
         const added = textOf(await client.callTool({ name: 'add_todo', arguments: { title: 'buy milk at the edge' } }));
         assert.deepEqual((added.history as { act: unknown }[])[0]!.act, [{ sub: 'todo-mcp' }], 'the Todo API recorded who acted');
@@ -154,7 +154,7 @@ describe('`npm run edge`: the demo with the gateway and the Todo MCP server in w
           const { result } = JSON.parse(call.out()) as { result?: { content?: { text: string }[] } };
           assert.ok(result?.content, call.out());
           const claims = JSON.parse(result.content[0]!.text) as Record<string, unknown>;
-          assert.deepEqual([claims.aud, claims.act, claims.scope], [at(8001), { sub: 'todo-mcp' }, 'todo_api:read']);
+          assert.deepEqual([claims.aud, claims.act, claims.scope], [at(8001), { sub: 'todo-mcp', iss: at(9000), sub_profile: 'service', client_id: 'todo-mcp' }, 'todo_api:read']);
         }
       } finally {
         await browser.close();

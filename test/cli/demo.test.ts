@@ -56,7 +56,7 @@ async function demoDelegation(dataDir: string) {
   assert.deepEqual(decodeJwt(user.token.access_token).may_act, { sub: 'todo-mcp' });
   const api = await exchange({ issuer } as never, { subject_token: user.token.access_token, resource: `${at(8001)}`, scope: 'todo_api:read' }, { authorization: basic('todo-mcp', secret('todo-mcp')) });
   assert.equal(api.status, 200, api.text);
-  assert.deepEqual(decodeJwt(api.json.access_token as string).act, { sub: 'todo-mcp' });
+  assert.deepEqual(decodeJwt(api.json.access_token as string).act, { sub: 'todo-mcp', iss: issuer, sub_profile: 'service', client_id: 'todo-mcp' });
 
   const agent = { authorization: basic('sample-agent', secret('sample-agent')) };
   const actor = await postForm(`${issuer}/token`, { grant_type: 'client_credentials', resource: 'http://localhost:3000' }, agent);
@@ -71,7 +71,7 @@ async function demoDelegation(dataDir: string) {
   );
   assert.equal(mandate.status, 200, mandate.text);
   const claims = decodeJwt(mandate.json.access_token as string);
-  assert.deepEqual(claims.act, { sub: 'sample-agent' });
+  assert.deepEqual(claims.act, { sub: 'sample-agent', iss: issuer, sub_profile: 'ai_agent', client_id: 'sample-agent' });
   assert.equal(claims.acr, 'Agent-Consent-Login');
   return mandate.json.access_token as string;
 }
@@ -153,7 +153,7 @@ describe('`mandate demo` (npm start): the whole system, on free ports with its o
         assert.equal(user.aud, `${at(8787)}/mcp`);
         assert.equal(api.aud, `${at(8001)}`, 'a different audience');
         assert.equal(user.act, undefined);
-        assert.deepEqual(api.act, { sub: 'todo-mcp' }, 'act only on the downstream token');
+        assert.deepEqual(api.act, { sub: 'todo-mcp', iss: at(9000), sub_profile: 'service', client_id: 'todo-mcp' }, 'act only on the downstream token');
         assert.deepEqual(user.may_act, { sub: 'todo-mcp' });
         assert.equal(api.scope, 'todo_api:read', 'the narrowest scope the tool needs');
         const added = textOf(await client.callTool({ name: 'add_todo', arguments: { title: 'buy milk' } }));
@@ -185,7 +185,7 @@ describe('`mandate demo` (npm start): the whole system, on free ports with its o
     const sub = decodeJwt(mandateToken).sub;
     const read = await auditEvent(dataDir, (event) => event.tool === 'read_balance');
     assert.equal(read.sub, sub);
-    assert.deepEqual(read.act, [{ sub: 'sample-agent' }]);
+    assert.deepEqual(read.act, [{ sub: 'sample-agent', client_id: 'sample-agent', sub_profile: 'ai_agent', iss: at(9000) }]);
     assert.equal(read.decision, 'allow');
     const refused = await auditEvent(dataDir, (event) => event.tool === 'transfer');
     assert.equal(refused.rejection, 'insufficient_scope');
@@ -290,7 +290,7 @@ describe('`mandate demo` (npm start): the whole system, on free ports with its o
       const tokens = cli(['tokens']);
       assert.equal(await tokens.exited, 0, tokens.err());
       const rows = Object.fromEntries(tokens.out().trim().split('\n').slice(1).map((line) => { const [claim, ...cells] = line.split(/\s{2,}/); return [claim, cells]; }));
-      assert.deepEqual(rows.act, ['—', '—', '{"sub":"sample-agent"}'], 'act.sub = the agent, on the exchanged token only');
+      assert.deepEqual(rows.act, ['—', '—', JSON.stringify({ sub: 'sample-agent', iss: at(9000), sub_profile: 'ai_agent', client_id: 'sample-agent' })], 'act = the agent, on the exchanged token only');
       assert.deepEqual(rows.may_act, ['—', '{"sub":"sample-agent"}', '—'], 'the subject token names the agent in may_act');
       assert.equal(rows.aud[1], 'http://localhost:3000');
       assert.equal(rows.aud[2], `${at(8080)}/mcp`);
@@ -304,7 +304,7 @@ describe('`mandate demo` (npm start): the whole system, on free ports with its o
       assert.match(run.url.searchParams.get('scope')!, /banking:read banking:transfer/);
       assert.equal(JSON.parse(run.out).performed_by, 'sample-agent');
       const event = await auditEvent(dataDir, (e) => e.tool === 'transfer' && e.decision === 'allow');
-      assert.deepEqual(event.act, [{ sub: 'sample-agent' }]);
+      assert.deepEqual(event.act, [{ sub: 'sample-agent', client_id: 'sample-agent', sub_profile: 'ai_agent', iss: at(9000) }]);
     });
 
     it('a transfer over 100 EUR waits for the person\'s approval at the demo AS (--no-wait: the link, exit 13, nothing moved)', async () => {
@@ -400,7 +400,7 @@ describe('`mandate demo` (npm start): the whole system, on free ports with its o
         const tokens = agentCli(['tokens'], fresh);
         assert.equal(await tokens.exited, 0, tokens.err());
         const act = tokens.out().split('\n').find((line) => line.startsWith('act '));
-        assert.match(act ?? '', new RegExp(`\\{"sub":"${id}"\\}`));
+        assert.match(act ?? '', new RegExp(`\\{"sub":"${id}","iss":"[^"]+","sub_profile":"ai_agent","client_id":"${id}"\\}`));
         const whoami = agentCli(['whoami'], fresh);
         assert.equal(await whoami.exited, 0, whoami.err());
         assert.deepEqual(

@@ -158,7 +158,7 @@ describe('the Todo MCP server as a Worker, in workerd', skipUnless(edgeAvailable
       assert.equal(user.act, undefined);
       assert.equal(apiClaims.sub, user.sub, 'the same user');
       assert.equal(apiClaims.aud, apiUrl, 'a token for the Todo API');
-      assert.deepEqual(apiClaims.act, { sub: 'todo-mcp' }, 'the Worker acted for the user');
+      assert.deepEqual(apiClaims.act, { sub: 'todo-mcp', iss: as.issuer, sub_profile: 'service', client_id: 'todo-mcp' }, 'the Worker acted for the user');
       assert.equal(apiClaims.scope, 'todo_api:read', 'the narrowest scope the tool needs');
       const added = textOf(await client.callTool({ name: 'add_todo', arguments: { title: 'buy milk at the edge' } }));
       assert.deepEqual((added.history as { act: unknown }[])[0]!.act, [{ sub: 'todo-mcp' }]);

@@ -63,7 +63,7 @@ describe('gateway in front of an upstream, tokens from the Mandate authorization
     assert.equal(res.status, 200, res.text);
     const event = (await gateway.auditEvents()).find((e) => e.jsonrpc_id === 201)!;
     assert.equal(event.sub, decodeJwt(delegated).sub);
-    assert.deepEqual(event.act, [{ sub: 'sample-agent' }]);
+    assert.deepEqual(event.act, [{ sub: 'sample-agent', client_id: 'sample-agent', sub_profile: 'ai_agent', iss: as.issuer }]);
     assert.equal(event.decision, 'allow');
   });
 
@@ -88,7 +88,11 @@ describe('gateway in front of an upstream, tokens from the Mandate authorization
     const claims = decodeJwt(forwarded);
     assert.equal(claims.aud, R.api);
     assert.equal(claims.sub, decodeJwt(delegated).sub);
-    assert.deepEqual(claims.act, { sub: 'mcp-server', act: { sub: 'sample-agent' } }, 'the gateway joins the chain as the newest actor');
+    assert.deepEqual(
+      claims.act,
+      { sub: 'mcp-server', iss: as.issuer, sub_profile: 'service', client_id: 'mcp-server', act: { sub: 'sample-agent', iss: as.issuer, sub_profile: 'ai_agent', client_id: 'sample-agent' } },
+      'the gateway joins the chain as the newest actor, a service over the AI agent (actor profile)',
+    );
     assert.equal(claims.scope, 'banking:read');
     await mcpPost(`${gateway.url}/mediated`, toolCall('echo', {}, 203), { authorization: `Bearer ${delegated}` });
     assert.equal(upstream.requests.at(-1)!.headers.authorization, seen.headers.authorization, 'the exchanged token is reused until near expiry');

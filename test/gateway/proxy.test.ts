@@ -100,6 +100,6 @@ describe('gateway: forwarding and streaming', () => {
     assert.equal(seen['x-mandate-sub'], 'alice');
     assert.equal(seen['x-mandate-client-id'], 'agent-1');
     assert.equal(seen['x-mandate-scope'], 'banking:read');
-    assert.deepEqual(JSON.parse(seen['x-mandate-act'] as string), [{ sub: 'agent-1', client_id: 'agent-1' }]);
+    assert.deepEqual(JSON.parse(seen['x-mandate-act'] as string), [{ sub: 'agent-1', client_id: 'agent-1', sub_profile: '', iss: '' }]);
   });
 });

@@ -86,7 +86,7 @@ describe('transactions: authorization_details (RFC 9396) at the token endpoint',
       assert.deepEqual(claims.authorization_details, expected);
       assert.equal(claims.exp, tx.expiresAt, 'no longer than the transaction (shorter than the resource TTL)');
       assert.ok((res.json.expires_in as number) <= 120 && (res.json.expires_in as number) >= 115);
-      assert.deepEqual(claims.act, { sub: 'sample-agent' });
+      assert.deepEqual(claims.act, { sub: 'sample-agent', iss: claims.iss, sub_profile: 'ai_agent', client_id: 'sample-agent' });
       assert.equal(claims.client_id, 'sample-agent');
       assert.equal(claims.aud, BANK);
 

@@ -4,7 +4,7 @@ import { GRANT_TYPES, TOKEN_ENDPOINT_AUTH_METHODS } from '../../core/client-meta
 import { assertValidRedirectUri } from '../../core/redirect-uri.ts';
 import { assertConfiguredLogoutMetadata } from '../../auth-server/logout-metadata.ts';
 import { hashSecret } from '../../auth-server/hash.ts';
-import type { ClientRecord } from '../../store/types.ts';
+import { WorkloadIdentityTaken, type ClientRecord } from '../../store/types.ts';
 import { AdminError, fromConfig, notFound } from '../errors.ts';
 import { defineOperation, type AdminDeps } from '../operation.ts';
 import { page, pageInput, paginate } from '../pagination.ts';
@@ -32,6 +32,11 @@ export const clientFields = {
   post_logout_redirect_uris: z.array(z.string()).max(20).optional().describe('Where /logout may send the browser after signing out (exact URLs, http or https, no fragment).'),
   backchannel_logout_uri: z.string().optional().describe('Where logout tokens are POSTed when a session the client got a grant in ends (OpenID Connect Back-Channel Logout 1.0).'),
   backchannel_logout_session_required: z.boolean().optional().describe('Whether the client needs sid in logout tokens (always sent).'),
+  sub_profile: z
+    .string()
+    .regex(/^[\x21\x23-\x5B\x5D-\x7E]+(?: [\x21\x23-\x5B\x5D-\x7E]+)*$/)
+    .optional()
+    .describe("The client's entity profile in act.sub_profile when it acts (draft-mcguinness-oauth-actor-profile); default ai_agent for agents, service otherwise."),
 };
 
 /** The logout members an admin set, checked as a configured client's are (an admin chose them). */
@@ -65,6 +70,8 @@ export async function createClient(
     post_logout_redirect_uris?: string[];
     backchannel_logout_uri?: string;
     backchannel_logout_session_required?: boolean;
+    sub_profile?: string;
+    workload_identity?: { issuer: string; subject: string; claims?: Record<string, string | number | boolean> };
   },
 ): Promise<z.output<typeof clientCreated>> {
   checkPolicy(deps, input.authentication_policy);
@@ -76,6 +83,14 @@ export async function createClient(
   } catch (error) {
     throw new AdminError('invalid_request', `invalid redirect URI: ${(error as Error).message}`);
   }
+  // A platform identity (issue 17, docs/workload-identity.md) is the client's only credential; its
+  // issuer must be on the configuration file's allow-list.
+  const workload = input.workload_identity;
+  if (input.token_endpoint_auth_method === 'workload_identity' && !workload) throw new AdminError('invalid_request', 'invalid input: token_endpoint_auth_method workload_identity needs workload_identity');
+  if (workload && !deps.config.workload_identity.issuers.some((i) => i.issuer === workload.issuer)) {
+    throw new AdminError('invalid_request', `invalid input: workload_identity.issuer ${workload.issuer} is not listed in workload_identity.issuers`);
+  }
+  if (workload) input = { ...input, token_endpoint_auth_method: 'workload_identity' };
   const secret = usesSecret(input.token_endpoint_auth_method) ? randomToken(32) : undefined;
   const record: ClientRecord = {
     clientId,
@@ -89,6 +104,7 @@ export async function createClient(
       scope: input.scope,
       default_resource: input.default_resource,
       ...(input.authentication_policy ? { authentication_policy: input.authentication_policy } : {}),
+      ...(input.sub_profile ? { sub_profile: input.sub_profile } : {}),
       ...logoutFields(clientId, input),
     },
     agent: input.agent && {
@@ -98,8 +114,12 @@ export async function createClient(
     },
     secretHash: secret && hashSecret(secret),
     createdAt: deps.now(),
+    ...(workload ? { workloadIdentity: workload } : {}),
   };
-  await deps.store.clients.upsert(record);
+  await deps.store.clients.upsert(record).catch((error: unknown) => {
+    if (error instanceof WorkloadIdentityTaken) throw new AdminError('conflict', error.message);
+    throw error;
+  });
   if (record.agent) await deps.refreshDisabled();
   return { ...toClientView(record), client_secret: secret ?? null };
 }
@@ -145,6 +165,10 @@ export const createClientOp = defineOperation({
   input: z.strictObject({
     client_id: z.string().regex(/^[A-Za-z0-9._:-]{1,100}$/).optional().describe('Generated when omitted.'),
     token_endpoint_auth_method: z.enum(TOKEN_ENDPOINT_AUTH_METHODS).default('client_secret_basic'),
+    workload_identity: z
+      .strictObject({ issuer: z.url(), subject: z.string().min(1), claims: z.record(z.string(), z.union([z.string(), z.number(), z.boolean()])).optional() })
+      .optional()
+      .describe('The client authenticates with a platform JWT with this iss and sub (docs/workload-identity.md); the issuer must be in workload_identity.issuers. No secret.'),
     ...clientFields,
   }),
   output: clientCreated,

@@ -2,7 +2,8 @@ import type { Context } from 'hono';
 import { hashSecret } from '../hash.ts';
 import { OAuthError } from '../../core/errors.ts';
 import { constantTimeEqual } from '../../core/encoding.ts';
-import type { TokenEndpointAuthMethod } from '../../core/client-metadata.ts';
+import { WORKLOAD_IDENTITY_AUTH_METHOD, type TokenEndpointAuthMethod } from '../../core/client-metadata.ts';
+import { spendWorkloadJti, verifyWorkloadJwt, WorkloadRefused } from '../workload/verify.ts';
 import type { ClientRecord } from '../../store/types.ts';
 import { unusableReason, type ServerContext } from '../context.ts';
 import type { Params } from '../params.ts';
@@ -85,6 +86,8 @@ export async function authenticateClient(ctx: ServerContext, c: Context, params:
     const client = await ctx.findClient(attempt.clientId);
     if (!client) throw new OAuthError('invalid_client', 'client authentication failed', { reason: 'unknown client_id' });
     const registered = client.metadata.token_endpoint_auth_method;
+    // A platform JWT is a client assertion too (RFC 7523 §2.2); the registered method says which.
+    if (attempt.method === 'private_key_jwt' && registered === WORKLOAD_IDENTITY_AUTH_METHOD) attempt.method = WORKLOAD_IDENTITY_AUTH_METHOD;
     if (registered !== attempt.method) {
       throw new OAuthError('invalid_client', 'client authentication failed', { reason: `used ${attempt.method}, registered ${registered}` });
     }
@@ -94,6 +97,8 @@ export async function authenticateClient(ctx: ServerContext, c: Context, params:
       if (!ok) throw new OAuthError('invalid_client', 'client authentication failed', { reason: 'wrong client secret' });
     } else if (attempt.method === 'private_key_jwt') {
       await verifyClientAssertion(ctx, client, attempt.assertion!, endpointUrl);
+    } else if (attempt.method === WORKLOAD_IDENTITY_AUTH_METHOD) {
+      await workloadClientAssertion(ctx, client, params, attempt.assertion!);
     }
     // Only after the credentials check: a wrong secret must not learn that the client is disabled.
     const unusable = unusableReason(client, ctx.now());
@@ -124,6 +129,22 @@ export async function authenticateClient(ctx: ServerContext, c: Context, params:
         throw challenged;
       }
     }
+    throw error;
+  }
+}
+
+/**
+ * Mandate's workload variant of RFC 7523 §2.2 (issue 17, SEP-1933): the platform JWT's `sub` is
+ * the workload (a service account, a SPIFFE ID), not the client_id, so `client_id` must be in the
+ * body and the JWT must carry that client's registered workload identity. Checks in
+ * src/auth-server/workload/verify.ts; a refusal is `invalid_client` with the reason audited.
+ */
+async function workloadClientAssertion(ctx: ServerContext, client: ClientRecord, params: Params, assertion: string): Promise<void> {
+  if (params.get('client_id') === undefined) throw new OAuthError('invalid_client', 'client authentication failed', { reason: 'workload_identity: client_id is required in the body' });
+  try {
+    await spendWorkloadJti(ctx, await verifyWorkloadJwt(ctx, assertion, { client }));
+  } catch (error) {
+    if (error instanceof WorkloadRefused) throw new OAuthError('invalid_client', 'client authentication failed', { reason: error.reason });
     throw error;
   }
 }

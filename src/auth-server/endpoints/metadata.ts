@@ -1,6 +1,7 @@
 import type { Context, Hono } from 'hono';
 import type { AppEnv } from '../context.ts';
-import { TOKEN_ENDPOINT_AUTH_METHODS } from '../../core/client-metadata.ts';
+import { TOKEN_ENDPOINT_AUTH_METHODS, WORKLOAD_IDENTITY_AUTH_METHOD } from '../../core/client-metadata.ts';
+import { ENTITY_PROFILES_SUPPORTED } from '../actor-profile.ts';
 import { OIDC_SCOPES } from '../../core/scopes.ts';
 import { ID_JAG_PROFILE, JWT_BEARER_GRANT, TOKEN_TYPES } from '../../core/delegation.ts';
 import { endpointUrls, type ServerContext } from '../context.ts';
@@ -12,7 +13,8 @@ export function serverMetadata(ctx: ServerContext) {
   const urls = endpointUrls(ctx.issuer);
   const scopes = new Set<string>(OIDC_SCOPES);
   for (const r of ctx.resources()) for (const s of r.scopes) scopes.add(s.name);
-  const authMethods = [...TOKEN_ENDPOINT_AUTH_METHODS];
+  // workload_identity only where a platform issuer is configured (nothing could use it otherwise).
+  const authMethods = TOKEN_ENDPOINT_AUTH_METHODS.filter((m) => m !== WORKLOAD_IDENTITY_AUTH_METHOD || ctx.config.workload_identity.issuers.length > 0);
   const { dpop, trusted_idps: trustedIdps, id_jag: idJag, workload_identity: workload } = ctx.config;
   // Issue 17: the jwt-bearer grant only where something can be presented with it (the token
   // endpoint refuses it otherwise); the trusted issuers themselves are never published (ID-JAG §8.4).
@@ -45,6 +47,9 @@ export function serverMetadata(ctx: ServerContext) {
     ...(idJag.audiences.length > 0 ? { identity_chaining_requested_token_types_supported: [TOKEN_TYPES.idJag] } : {}),
     // RFC 9449 §5.1.
     ...(dpop.enabled ? { dpop_signing_alg_values_supported: [...dpop.signing_alg_values] } : {}),
+    // draft-mcguinness-oauth-actor-profile: exchanged access tokens carry act entries with sub_profile.
+    actor_profile_token_types_supported: [TOKEN_TYPES.accessToken],
+    entity_profiles_supported: ENTITY_PROFILES_SUPPORTED,
     code_challenge_methods_supported: ['S256'],
     token_endpoint_auth_methods_supported: authMethods,
     token_endpoint_auth_signing_alg_values_supported: ['ES256', 'RS256', 'PS256', 'EdDSA'],

@@ -7,6 +7,7 @@ import type { Params } from '../params.ts';
 import { issueAccessToken } from '../tokens.ts';
 import { isIdJagTyp, peekAssertion, spendJti, verifyIdJag } from '../id-jag/verify.ts';
 import { linkUser } from '../id-jag/link-user.ts';
+import { workloadAuthenticate, workloadGrant } from '../workload/grant.ts';
 import type { DpopProof, GrantHandler, GrantAudit } from './types.ts';
 import type { TokenResponse } from '../tokens.ts';
 
@@ -25,13 +26,12 @@ export const jwtBearerGrant: GrantHandler = {
   grantType: JWT_BEARER_GRANT,
   parameters: ['assertion', 'scope', 'resource'],
   enabled: (ctx) => ctx.config.trusted_idps.length > 0 || ctx.config.workload_identity.issuers.length > 0,
-  async handler(ctx, { client, params, dpop }) {
+  authenticate: workloadAuthenticate,
+  async handler(ctx, { client, params, dpop, c }) {
     const assertion = params.get('assertion');
     const peeked = assertion ? peekAssertion(assertion) : undefined;
-    if (peeked && !isIdJagTyp(peeked.typ) && ctx.config.workload_identity.issuers.some((i) => i.issuer === peeked.iss)) {
-      // SEP-1933 workload grant (issue 17 §3.4): WP-C wires `workloadGrant` here.
-      throw new OAuthError('invalid_grant', 'the assertion issuer is not trusted', { reason: 'workload identity grant not available yet' });
-    }
+    // SEP-1933 workload grant (issue 17 §3.4, src/auth-server/workload/).
+    if (peeked && !isIdJagTyp(peeked.typ) && ctx.config.workload_identity.issuers.some((i) => i.issuer === peeked.iss)) return workloadGrant(ctx, { client, params, dpop, c });
     const trace: Record<string, unknown> = { profile: 'id-jag', ...(peeked?.iss ? { idp: peeked.iss } : {}), scope_requested: params.get('scope') };
     try {
       if (!assertion) throw new OAuthError('invalid_request', 'assertion is required', { reason: 'no assertion parameter' });

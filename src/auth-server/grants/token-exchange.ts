@@ -13,6 +13,7 @@ import type { DpopProof, GrantHandler } from './types.ts';
 import { issueIdJag } from '../id-jag/issue.ts';
 import { clientScopeLimit, isSelfRegistered, withheldReason } from '../registration-policy.ts';
 import { auditDetailsIssued, grantDetails, requestedDetails } from '../authorization-details.ts';
+import { actorEntry, actorProfiles } from '../actor-profile.ts';
 
 const ACCESS_TOKEN_TYPES: readonly string[] = [TOKEN_TYPES.accessToken, TOKEN_TYPES.jwt];
 
@@ -102,9 +103,13 @@ async function exchange(ctx: ServerContext, client: Client, params: Params, trac
     });
   }
 
-  const act = nestActor({ sub: actor.sub }, subject.act);
-  const chain = actorChain(act).map((a) => a.sub);
+  // draft-mcguinness-oauth-actor-profile §3.4–3.5: the new outermost entry names the actor fully;
+  // the subject token's chain is nested as received (old entries keep their bare shape).
+  const act = nestActor(actorEntry(ctx, client, actor), subject.act);
+  const actors = actorChain(act);
+  const chain = actors.map((a) => a.sub);
   trace.actor_chain = chain;
+  trace.act_profiles = actorProfiles(actors);
   if (chain.length > resource.exchange.maxDepth) {
     throw new OAuthError('invalid_request', 'the delegation chain would be too long for this resource', { reason: `depth ${chain.length} > ${resource.exchange.maxDepth}` });
   }

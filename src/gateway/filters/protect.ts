@@ -4,7 +4,7 @@ import type { CompiledRoute } from '../route.ts';
 import { SessionStoreUnavailable, type SessionStore } from '../sessions.ts';
 import type { TokenClaims } from '../token-validator.ts';
 import type { GatewayEnv } from '../types.ts';
-import { principalOf } from '../principal.ts';
+import { auditedActor, principalOf } from '../principal.ts';
 import { celVariables, scopeChallenge } from './authorize.ts';
 import { GATEWAY_ERRORS, refuse } from './refuse.ts';
 import { credentialRepeated, requestHeader } from '../headers.ts';
@@ -121,12 +121,14 @@ export function protect(route: CompiledRoute, sessions?: SessionStore): Middlewa
     }
     const principal = principalOf(token, claims);
     if (!principal) return unauthorized('invalid_token', 'the token has no sub', 'invalid_token', scheme);
+    // draft-mcguinness-oauth-actor-profile §3.4: with actor_profile.required every act entry names its issuer.
+    if (route.config.actor_profile.required && principal.actors.some((actor) => typeof actor.iss !== 'string')) return unauthorized('actor_profile_required', 'an act entry has no iss (the route requires the actor profile)', 'invalid_token', scheme);
     c.set('principal', principal);
     const audit = c.get('audit');
     audit.sub = principal.sub;
     audit.client_id = principal.clientId;
     audit.scope = principal.scopes.join(' ');
-    if (principal.actors.length > 0) audit.act = principal.actors.map((actor) => (actor.client_id ? { sub: actor.sub, client_id: actor.client_id } : { sub: actor.sub }));
+    if (principal.actors.length > 0) audit.act = principal.actors.map(auditedActor);
 
     const sessionId = c.get('mcp').sessionId;
     if (sessions && sessionId !== undefined) {

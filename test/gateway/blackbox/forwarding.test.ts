@@ -112,7 +112,7 @@ for (const target of targets) {
       assert.equal(seen['x-mandate-sub'], 'alice');
       assert.equal(seen['x-mandate-client-id'], 'agent-1');
       assert.equal(seen['x-mandate-scope'], 'banking:read');
-      assert.deepEqual(JSON.parse(seen['x-mandate-act'] as string), [{ sub: 'agent-1', client_id: 'agent-1' }]);
+      assert.deepEqual(JSON.parse(seen['x-mandate-act'] as string), [{ sub: 'agent-1', client_id: 'agent-1', sub_profile: '', iss: '' }]);
     });
 
     it('CORS: a preflight from an allowed origin is answered by the gateway; its calls carry the headers; another origin is refused', async () => {

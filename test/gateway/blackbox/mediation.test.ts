@@ -72,7 +72,7 @@ for (const target of targets) {
       assert.equal(res.status, 200, res.text);
       const event = await gateway.waitForAudit((e) => e.request_id === res.headers.get('x-request-id'));
       assert.equal(event.sub, decodeJwt(delegated).sub);
-      assert.deepEqual(event.act, [{ sub: 'sample-agent' }]);
+      assert.deepEqual(event.act, [{ sub: 'sample-agent', client_id: 'sample-agent', sub_profile: 'ai_agent', iss: as.issuer }]);
       assert.equal(event.decision, 'allow');
       assert.equal(upstream.requests.at(-1)!.headers.authorization, undefined, 'no mediation: no token upstream at all');
     });
@@ -93,7 +93,11 @@ for (const target of targets) {
       assert.equal(claims.iss, as.issuer);
       assert.equal(claims.aud, R.api);
       assert.equal(claims.sub, decodeJwt(delegated).sub);
-      assert.deepEqual(claims.act, { sub: 'mcp-server', act: { sub: 'sample-agent' } }, 'the gateway joins the chain as the newest actor');
+      assert.deepEqual(
+        claims.act,
+        { sub: 'mcp-server', iss: as.issuer, sub_profile: 'service', client_id: 'mcp-server', act: { sub: 'sample-agent', iss: as.issuer, sub_profile: 'ai_agent', client_id: 'sample-agent' } },
+        'the gateway joins the chain as the newest actor (a service over the AI agent)',
+      );
       assert.equal(claims.scope, 'banking:read');
       const event = await gateway.waitForAudit((e) => e.request_id === res.headers.get('x-request-id'));
       assert.equal(event.decision, 'allow');
