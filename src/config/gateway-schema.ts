@@ -8,7 +8,6 @@ import { webRouteSchema } from './gateway-web-schema.ts';
  */
 
 const milliseconds = z.number().int().positive();
-/** Issue 17 keys whose behaviour is not built yet end their description with this marker (see schema.ts). */
 const scopeToken = z.string().regex(/^[\x21\x23-\x5B\x5D-\x7E]+$/, 'a scope token (RFC 6749 §3.3)');
 const origin = z.string().refine((value) => {
   try {

@@ -12,11 +12,6 @@ import { rememberMeSchema } from './remember-schema.ts';
 
 const seconds = z.number().int().positive();
 
-/**
- * Issue 17 keys whose behaviour is not built yet end their description with this marker; the
- * work package that makes a key work removes it. Every such key defaults to off.
- */
-
 /** Asymmetric JWS algorithms (RFC 7518 §3.1, RFC 8037): never `none`, never HMAC. */
 export const ASYMMETRIC_ALGORITHMS = ['ES256', 'ES384', 'ES512', 'PS256', 'PS384', 'PS512', 'RS256', 'RS384', 'RS512', 'EdDSA'] as const;
 const DEFAULT_DPOP_ALGORITHMS: (typeof ASYMMETRIC_ALGORITHMS)[number][] = ['ES256', 'ES384', 'PS256', 'RS256', 'EdDSA'];
