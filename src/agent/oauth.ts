@@ -1,12 +1,58 @@
-import { createHash, randomBytes } from 'node:crypto';
+import { createHash, createPrivateKey, randomBytes, randomUUID } from 'node:crypto';
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { AgentError, fromOAuthError, reach } from './errors.ts';
+import { importJWK, SignJWT, type JWK } from 'jose';
 import { basicAuthorization } from '../core/encoding.ts';
+
+/** How the agent authenticates at a token endpoint (RFC 7591 §2 `token_endpoint_auth_method`). */
+export type TokenEndpointAuthMethod = 'client_secret_basic' | 'client_secret_post' | 'none' | 'private_key_jwt';
+
+/** The agent's private key for `private_key_jwt` (RFC 7523 §2.2): PEM (PKCS#8) or a private JWK. */
+export interface ClientKey {
+  privateKeyPem?: string;
+  jwk?: JWK;
+  /** Signing algorithm, e.g. ES256 (default: the JWK's `alg`, else ES256). */
+  alg?: string;
+  kid?: string;
+}
 
 export interface ClientCredentials {
   clientId: string;
   clientSecret?: string;
+  /**
+   * How to authenticate: as registered (the registration response's `token_endpoint_auth_method`);
+   * absent = `client_secret_basic` with a secret, `private_key_jwt` with a key, else `none`.
+   */
+  authMethod?: TokenEndpointAuthMethod;
+  key?: ClientKey;
+  /** The `aud` of a client assertion: the AS issuer (RFC 7523 §3 item 3). */
+  assertionAudience?: string;
+}
+
+/** The method a client authenticates with when none was named. */
+export function authMethodOf(client: ClientCredentials): TokenEndpointAuthMethod {
+  if (client.authMethod) return client.authMethod;
+  if (client.key) return 'private_key_jwt';
+  return client.clientSecret ? 'client_secret_basic' : 'none';
+}
+
+/** RFC 7523 §2.2 / §3: a client assertion, `iss` = `sub` = client id, `aud` = the AS, one minute, a fresh `jti`. */
+export async function clientAssertion(client: ClientCredentials, audience: string): Promise<string> {
+  const key = client.key;
+  if (!key) throw new AgentError('usage', `private_key_jwt needs the agent's private key (clientKey)`);
+  const alg = key.alg ?? key.jwk?.alg ?? 'ES256';
+  const signingKey = key.jwk ? await importJWK(key.jwk, alg) : key.privateKeyPem ? createPrivateKey(key.privateKeyPem) : undefined;
+  if (!signingKey) throw new AgentError('usage', 'clientKey needs privateKeyPem or jwk');
+  return new SignJWT({})
+    .setProtectedHeader({ alg, ...(key.kid ?? key.jwk?.kid ? { kid: key.kid ?? key.jwk?.kid } : {}) })
+    .setIssuer(client.clientId)
+    .setSubject(client.clientId)
+    .setAudience(audience)
+    .setIssuedAt()
+    .setExpirationTime('60s')
+    .setJti(randomUUID())
+    .sign(signingKey);
 }
 
 export interface TokenResponse {
@@ -19,12 +65,23 @@ export interface TokenResponse {
   id_token?: string;
 }
 
-/** A form POST to an AS endpoint with client_secret_basic (or the client id alone for a public client). */
+/** A form POST to an AS endpoint, the client authenticated by its method (`none`: the client id alone). */
 async function postAs(endpoint: string, form: Record<string, string>, client: ClientCredentials): Promise<{ response: Response; json: Record<string, unknown> }> {
   const headers: Record<string, string> = { 'content-type': 'application/x-www-form-urlencoded', accept: 'application/json' };
   const body = new URLSearchParams(form);
-  if (client.clientSecret) headers.authorization = basicAuthorization(client.clientId, client.clientSecret);
-  else body.set('client_id', client.clientId);
+  const method = authMethodOf(client);
+  if (method === 'client_secret_basic' || method === 'client_secret_post') {
+    if (!client.clientSecret) throw new AgentError('usage', `${client.clientId} authenticates with ${method}: the agent needs its secret (AGENT_SECRET)`);
+    if (method === 'client_secret_basic') headers.authorization = basicAuthorization(client.clientId, client.clientSecret);
+    else {
+      body.set('client_id', client.clientId);
+      body.set('client_secret', client.clientSecret);
+    }
+  } else if (method === 'private_key_jwt') {
+    body.set('client_id', client.clientId);
+    body.set('client_assertion_type', 'urn:ietf:params:oauth:client-assertion-type:jwt-bearer');
+    body.set('client_assertion', await clientAssertion(client, client.assertionAudience ?? endpoint));
+  } else body.set('client_id', client.clientId);
   const response = await reach(endpoint, { method: 'POST', headers, body }, 'the authorization server');
   return { response, json: (await response.json().catch(() => ({}))) as Record<string, unknown> };
 }
