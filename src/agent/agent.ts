@@ -10,6 +10,7 @@ import { authorizationServerMetadata, discover, parseChallenge, type Discovery }
 import { AgentError, fromOAuthError, reach } from './errors.ts';
 import { deviceAuthorization, pkce, pollDevice, revokeToken, startLoopbackSignIn, tokenRequest, type TokenEndpointAuthMethod, type TokenResponse } from './oauth.ts';
 import { CredentialStore, type SignedInUser, type StoredTokens } from './store.ts';
+import { AgentDpop } from './dpop.ts';
 import { METHOD_NAMES, registerAgent, type RegisteredClient } from './registration.ts';
 
 /** The claims of a JWT, unverified: shown to the person, never trusted. */
@@ -28,8 +29,11 @@ const toStored = (token: TokenResponse, fallbackScope: string, client: ActiveCli
   scope: token.scope ?? fallbackScope,
   client_id: client.clientId,
   mode,
+  ...(isDpop(token) ? { token_type: 'DPoP' } : {}),
   user: userOf(token.id_token, issuer, client.clientId) ?? previous,
 });
+
+const isDpop = (token: { token_type?: string }) => token.token_type?.toLowerCase() === 'dpop';
 
 /**
  * The person an ID token names, for display: only from an ID token of this issuer for this client
@@ -70,6 +74,10 @@ export class MandateAgent {
   private exchanged = new Map<string, { token: string; expiresAt: number }>();
   /** The token the last MCP request carried: an approval is polled for with it. */
   private lastToken: string | undefined;
+  /** Proof keys per client id, loaded from (or made and kept in) the credentials file. */
+  private signers = new Map<string, AgentDpop>();
+  /** Access tokens the AS bound to a proof key (`token_type: DPoP`), with that key. */
+  private bound = new Map<string, AgentDpop>();
   readonly store: CredentialStore;
 
   constructor(readonly options: AgentOptions) {
@@ -94,7 +102,13 @@ export class MandateAgent {
   /** A token request as `client`; a registration the AS no longer accepts is named as such. */
   private async tokenRequest(form: Record<string, string>, client: ActiveClient, what: string): Promise<TokenResponse> {
     try {
-      return await tokenRequest(await this.tokenEndpoint(), form, await this.authenticating(client), what);
+      const dpop = await this.dpopFor(client);
+      const token = await tokenRequest(await this.tokenEndpoint(), form, await this.authenticating(client), what, dpop);
+      if (dpop && isDpop(token)) this.bound.set(token.access_token, dpop);
+      else if (this.options.dpop === 'always') {
+        throw new AgentError('protocol', `${what}: the authorization server issued a ${token.token_type} token, not a DPoP-bound one (dpop: always)`);
+      }
+      return token;
     } catch (error) {
       if (!(error instanceof AgentError) || error.kind !== 'agent_disabled' || client.method === 'pre-registered') throw error;
       throw new AgentError(
@@ -116,6 +130,32 @@ export class MandateAgent {
       authMethod = 'client_secret_post';
     }
     return { ...client, ...(authMethod ? { authMethod } : {}), assertionAudience: issuer };
+  }
+
+  /**
+   * The client's proof key when DPoP is in use (`dpop` option; `auto`: the AS lists ES256), or
+   * `bound` (a token bound before must keep being proven with its key). Made once per client id
+   * and kept in the credentials file (0600).
+   */
+  private async dpopFor(client: ActiveClient, bound = false): Promise<AgentDpop | undefined> {
+    const setting = this.options.dpop ?? 'auto';
+    const found = await this.discovery();
+    if (!bound && setting === 'never') return undefined;
+    if (!bound && setting === 'auto') {
+      const algorithms = found.metadata.dpop_signing_alg_values_supported;
+      if (!Array.isArray(algorithms) || !algorithms.includes('ES256')) return undefined;
+    }
+    let signer = this.signers.get(client.clientId);
+    if (signer) return signer;
+    const stored = (await this.store.get(found.issuer))?.dpop_keys?.[client.clientId];
+    if (stored) signer = await AgentDpop.load(stored);
+    else {
+      const made = await AgentDpop.generate();
+      signer = made.signer;
+      await this.store.update(found.issuer, (current) => ({ ...current, dpop_keys: { ...current?.dpop_keys, [client.clientId]: made.stored } }));
+    }
+    this.signers.set(client.clientId, signer);
+    return signer;
   }
 
   /** The pre-registered client (`clientId`, its secret or key, its method). */
@@ -292,6 +332,8 @@ export class MandateAgent {
       await this.checkCredentials(client, mode);
       const { verifier, challenge } = pkce();
       const state = crypto.randomUUID();
+      // RFC 9449 §10: the code is bound to the proof key that will redeem it.
+      const dpop = await this.dpopFor(client);
       const url = new URL(authorize);
       // Delegated: a token for the agent itself, whose may_act names it; direct: for the MCP server.
       const resource = mode === 'delegated' ? this.agentResource : found.resource;
@@ -304,6 +346,7 @@ export class MandateAgent {
         resource,
         // An empty scope is left out (MCP scope selection: none known, none asked).
         ...(wanted ? { scope: wanted } : {}),
+        ...(dpop ? { dpop_jkt: await dpop.thumbprint() } : {}),
         state,
       }).toString();
       await this.options.onAuthorizationUrl?.(url.href);
@@ -355,12 +398,14 @@ export class MandateAgent {
     const tokenEndpoint = await this.tokenEndpoint();
     while (Date.now() < deadline) {
       await new Promise((resolve) => setTimeout(resolve, interval));
-      const answer = await pollDevice(tokenEndpoint, started.device_code, client);
+      const dpop = await this.dpopFor(client);
+      const answer = await pollDevice(tokenEndpoint, started.device_code, await this.authenticating(client), dpop);
       if (answer === 'authorization_pending') continue;
       if (answer === 'slow_down') {
         interval += 5_000;
         continue;
       }
+      if (dpop && isDpop(answer)) this.bound.set(answer.access_token, dpop);
       return this.saveSubject(toStored(answer, wanted, client, mode, found.issuer));
     }
     throw new AgentError('consent_denied', 'the code expired before the sign-in was completed');
@@ -395,7 +440,14 @@ export class MandateAgent {
     if (this.options.mode === 'client') return this.clientToken(scopes);
     if (this.options.mode === 'enterprise') return this.enterpriseToken(scopes);
     const subject = await this.subjectToken();
-    if (subject.mode === 'direct') return subject.access_token;
+    if (subject.mode === 'direct') {
+      // A token bound in an earlier run: proven with the key kept for its client.
+      if (isDpop(subject) && !this.bound.has(subject.access_token)) {
+        const signer = await this.dpopFor(await this.clientOf(subject), true);
+        if (signer) this.bound.set(subject.access_token, signer);
+      }
+      return subject.access_token;
+    }
     // The ID token's scopes are about the sign-in; the MCP resource offers none of them.
     const scope = formatScope(resourceScopes(scopes ?? parseScope(subject.scope)));
     const cached = this.exchanged.get(scope);
@@ -552,12 +604,29 @@ export class MandateAgent {
     return async (input, init) => {
       let stepUps = 0;
       let refreshed = false;
+      let nonceRetried = false;
       for (;;) {
         const headers = new Headers(init?.headers);
         const token = await this.mcpToken();
         this.lastToken = token;
-        headers.set('authorization', `Bearer ${token}`);
+        const dpop = this.bound.get(token);
+        const url = typeof input === 'string' ? input : input instanceof URL ? input.href : input.url;
+        if (dpop) {
+          // RFC 9449 §7.1: the DPoP scheme and a proof for this request (`ath`; SEP-1932 `content_digest` of a body).
+          headers.set('authorization', `DPoP ${token}`);
+          const body = typeof init?.body === 'string' ? new TextEncoder().encode(init.body) : undefined;
+          headers.set('dpop', await dpop.proof(init?.method ?? 'GET', url, { accessToken: token, ...(body ? { body } : {}) }));
+        } else headers.set('authorization', `Bearer ${token}`);
         const response = await fetch(input, { ...init, headers });
+        if (dpop) {
+          dpop.remember(url, response.headers.get('dpop-nonce'));
+          // RFC 9449 §9: the resource wants a nonce — once more with it.
+          if (response.status === 401 && !nonceRetried && parseChallenge(response.headers.get('www-authenticate')).error === 'use_dpop_nonce' && response.headers.get('dpop-nonce')) {
+            nonceRetried = true;
+            await response.body?.cancel().catch(() => undefined);
+            continue;
+          }
+        }
         if (response.status === 401 && !refreshed) {
           refreshed = true;
           this.exchanged.clear();

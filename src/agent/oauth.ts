@@ -4,6 +4,7 @@ import type { AddressInfo } from 'node:net';
 import { AgentError, fromOAuthError, reach } from './errors.ts';
 import { importJWK, SignJWT, type JWK } from 'jose';
 import { basicAuthorization } from '../core/encoding.ts';
+import type { AgentDpop } from './dpop.ts';
 
 /** How the agent authenticates at a token endpoint (RFC 7591 §2 `token_endpoint_auth_method`). */
 export type TokenEndpointAuthMethod = 'client_secret_basic' | 'client_secret_post' | 'none' | 'private_key_jwt';
@@ -65,32 +66,42 @@ export interface TokenResponse {
   id_token?: string;
 }
 
-/** A form POST to an AS endpoint, the client authenticated by its method (`none`: the client id alone). */
-async function postAs(endpoint: string, form: Record<string, string>, client: ClientCredentials): Promise<{ response: Response; json: Record<string, unknown> }> {
-  const headers: Record<string, string> = { 'content-type': 'application/x-www-form-urlencoded', accept: 'application/json' };
-  const body = new URLSearchParams(form);
-  const method = authMethodOf(client);
-  if (method === 'client_secret_basic' || method === 'client_secret_post') {
-    if (!client.clientSecret) throw new AgentError('usage', `${client.clientId} authenticates with ${method}: the agent needs its secret (AGENT_SECRET)`);
-    if (method === 'client_secret_basic') headers.authorization = basicAuthorization(client.clientId, client.clientSecret);
-    else {
+/**
+ * A form POST to an AS endpoint, the client authenticated by its method (`none`: the client id
+ * alone). With `dpop`, a proof rides along; a `400 use_dpop_nonce` (RFC 9449 §8) is retried once
+ * with the nonce the AS gave (a new proof, a new `jti`, a new client assertion).
+ */
+async function postAs(endpoint: string, form: Record<string, string>, client: ClientCredentials, dpop?: AgentDpop): Promise<{ response: Response; json: Record<string, unknown> }> {
+  for (let attempt = 0; ; attempt++) {
+    const headers: Record<string, string> = { 'content-type': 'application/x-www-form-urlencoded', accept: 'application/json' };
+    const body = new URLSearchParams(form);
+    const method = authMethodOf(client);
+    if (method === 'client_secret_basic' || method === 'client_secret_post') {
+      if (!client.clientSecret) throw new AgentError('usage', `${client.clientId} authenticates with ${method}: the agent needs its secret (AGENT_SECRET)`);
+      if (method === 'client_secret_basic') headers.authorization = basicAuthorization(client.clientId, client.clientSecret);
+      else {
+        body.set('client_id', client.clientId);
+        body.set('client_secret', client.clientSecret);
+      }
+    } else if (method === 'private_key_jwt') {
       body.set('client_id', client.clientId);
-      body.set('client_secret', client.clientSecret);
-    }
-  } else if (method === 'private_key_jwt') {
-    body.set('client_id', client.clientId);
-    body.set('client_assertion_type', 'urn:ietf:params:oauth:client-assertion-type:jwt-bearer');
-    body.set('client_assertion', await clientAssertion(client, client.assertionAudience ?? endpoint));
-  } else body.set('client_id', client.clientId);
-  const response = await reach(endpoint, { method: 'POST', headers, body }, 'the authorization server');
-  return { response, json: (await response.json().catch(() => ({}))) as Record<string, unknown> };
+      body.set('client_assertion_type', 'urn:ietf:params:oauth:client-assertion-type:jwt-bearer');
+      body.set('client_assertion', await clientAssertion(client, client.assertionAudience ?? endpoint));
+    } else body.set('client_id', client.clientId);
+    if (dpop) headers.dpop = await dpop.proof('POST', endpoint);
+    const response = await reach(endpoint, { method: 'POST', headers, body }, 'the authorization server');
+    dpop?.remember(endpoint, response.headers.get('dpop-nonce'));
+    const json = (await response.json().catch(() => ({}))) as Record<string, unknown>;
+    if (dpop && attempt === 0 && response.status === 400 && json.error === 'use_dpop_nonce' && response.headers.get('dpop-nonce')) continue;
+    return { response, json };
+  }
 }
 
 const oauthError = (json: Record<string, unknown>) => [json.error as string | undefined, json.error_description as string | undefined] as const;
 
 /** A token request; an OAuth error becomes the AgentError a person can act on. */
-export async function tokenRequest(endpoint: string, form: Record<string, string>, client: ClientCredentials, what: string): Promise<TokenResponse> {
-  const { response, json } = await postAs(endpoint, form, client);
+export async function tokenRequest(endpoint: string, form: Record<string, string>, client: ClientCredentials, what: string, dpop?: AgentDpop): Promise<TokenResponse> {
+  const { response, json } = await postAs(endpoint, form, client, dpop);
   if (!response.ok || typeof json.access_token !== 'string') throw fromOAuthError(...oauthError(json), what);
   return json as unknown as TokenResponse;
 }
@@ -117,8 +128,8 @@ export async function deviceAuthorization(endpoint: string, form: Record<string,
 }
 
 /** RFC 8628 §3.4: one poll; `authorization_pending` and `slow_down` are answers, not failures. */
-export async function pollDevice(endpoint: string, deviceCode: string, client: ClientCredentials): Promise<TokenResponse | 'authorization_pending' | 'slow_down'> {
-  const { response, json } = await postAs(endpoint, { grant_type: 'urn:ietf:params:oauth:grant-type:device_code', device_code: deviceCode }, client);
+export async function pollDevice(endpoint: string, deviceCode: string, client: ClientCredentials, dpop?: AgentDpop): Promise<TokenResponse | 'authorization_pending' | 'slow_down'> {
+  const { response, json } = await postAs(endpoint, { grant_type: 'urn:ietf:params:oauth:grant-type:device_code', device_code: deviceCode }, client, dpop);
   if (response.ok && typeof json.access_token === 'string') return json as unknown as TokenResponse;
   if (json.error === 'authorization_pending' || json.error === 'slow_down') return json.error;
   if (json.error === 'expired_token') throw new AgentError('consent_denied', 'the code expired before the sign-in was completed');

@@ -3,6 +3,7 @@ import type { ApprovalProgress, ApprovalRequest } from './approval.ts';
 import type { ClientCredentials, ClientKey, TokenEndpointAuthMethod } from './oauth.ts';
 import type { RegisteredClient, RegistrationMethod, RegistrationPreference } from './registration.ts';
 import type { CredentialStore } from './store.ts';
+import type { DpopSetting } from './dpop.ts';
 
 export interface AgentOptions {
   /** The MCP endpoint the agent works with (the gateway's route, or a self-protected server). */
@@ -29,6 +30,13 @@ export interface AgentOptions {
    * jwt-bearer grant (RFC 7523 §2.1), authenticated as its own client there. Used with `mode: 'enterprise'`.
    */
   enterprise?: EnterpriseOptions;
+  /**
+   * DPoP (RFC 9449): `auto` (default) when the AS lists ES256 in `dpop_signing_alg_values_supported`,
+   * `always` (an AS answering `Bearer` is refused), `never`. The proof key (ES256) is made per
+   * registration and kept in the credentials file; every token request and every MCP request with
+   * a DPoP-bound token carries a proof; a server nonce is taken and the request retried once.
+   */
+  dpop?: DpopSetting;
   /**
    * How to register without a client id: `auto` (default) follows the MCP spec's order — a client
    * ID metadata document (with `clientMetadataUrl`, when the AS accepts them), dynamic client
