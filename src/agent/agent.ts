@@ -533,6 +533,7 @@ export class MandateAgent {
     try {
       metadata = await authorizationServerMetadata(idpIssuer);
     } catch (error) {
+      if (error instanceof AgentError) throw error;
       throw new AgentError('unreachable', `cannot use the identity provider ${idpIssuer}: ${(error as Error).message}`);
     }
     if (typeof metadata.token_endpoint !== 'string') throw new AgentError('protocol', `the identity provider ${idpIssuer} names no token_endpoint`);

@@ -65,7 +65,7 @@ export async function authorizationServerMetadata(issuer: string): Promise<Recor
     }
     const metadata = (await response.json().catch(() => undefined)) as Record<string, unknown> | undefined;
     if (!metadata || typeof metadata !== 'object') throw new Error(`${candidate} is not a JSON object`);
-    if (metadata.issuer !== issuer) throw new Error(`the metadata of ${issuer} names issuer ${String(metadata.issuer)}`);
+    if (metadata.issuer !== issuer) throw new AgentError('protocol', `the metadata of ${issuer} at ${candidate} names issuer ${String(metadata.issuer)}: refused (RFC 8414 §3.3)`);
     return metadata;
   }
   throw new Error(`cannot fetch the metadata of ${issuer} (${failures.join('; ')})`);
@@ -118,6 +118,7 @@ export async function discover(mcpUrl: string): Promise<Discovery> {
   try {
     metadata = await authorizationServerMetadata(issuer);
   } catch (error) {
+    if (error instanceof AgentError) throw error;
     throw new AgentError('unreachable', `cannot use the authorization server ${issuer}: ${(error as Error).message} — is it running?`);
   }
   return { resource, resourceMetadata, issuer, metadata, challengedScopes: challenge.scope?.split(' ').filter(Boolean) };

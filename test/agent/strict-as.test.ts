@@ -74,6 +74,14 @@ describe('agent against a strict AS: RFC 9207 iss', () => {
   }
 });
 
+describe('agent against a faulty AS: issuer mismatch (RFC 8414 §3.3)', () => {
+  it('AS metadata naming another issuer: a protocol error, no authorization request, no registration', () =>
+    withStrictAs({ metadataIssuer: 'http://127.0.0.1:1/other' }, async (as, agent) => {
+      await assert.rejects(agent().login(), (error: AgentError) => error.kind === 'protocol' && /names issuer http:\/\/127\.0\.0\.1:1\/other: refused/.test(error.message));
+      assert.deepEqual(as.requests.filter((r) => ['/authorize', '/register', '/token'].includes(r.path)), []);
+    }));
+});
+
 describe('agent against a strict AS: what the conformance suite drove', () => {
   it('the code is redeemed with the resource of the authorization request (RFC 8707 §2.2)', () =>
     withStrictAs({}, async (as, agent) => {

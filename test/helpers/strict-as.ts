@@ -22,6 +22,8 @@ export interface StrictAsOptions {
   asNonce?: boolean;
   /** The MCP server answers a nonce-less proof with 401 use_dpop_nonce (RFC 9449 §9). */
   rsNonce?: boolean;
+  /** Faulty: the AS metadata names this issuer instead of its own (RFC 8414 §3.3 mix-up). */
+  metadataIssuer?: string;
   /** Faulty: ignores DPoP proofs and issues Bearer tokens whatever the client sent. */
   ignoreDpop?: boolean;
   /** The registration response (RFC 7591): its `token_endpoint_auth_method` and secret. */
@@ -91,7 +93,7 @@ export async function startStrictAs(options: StrictAsOptions = {}): Promise<Stri
             return json(200, { resource: `${origin}/mcp`, authorization_servers: [issuer], ...(options.dpop ? { dpop_signing_alg_values_supported: ['ES256'], dpop_bound_access_tokens_required: true } : {}) });
           case '/.well-known/oauth-authorization-server':
             return json(200, {
-              issuer,
+              issuer: options.metadataIssuer ?? issuer,
               authorization_endpoint: `${origin}/authorize`,
               token_endpoint: `${origin}/token`,
               registration_endpoint: `${origin}/register`,
