@@ -10,6 +10,7 @@ import { authorizationServerMetadata, discover, parseChallenge, type Discovery }
 import { AgentError, fromOAuthError, reach } from './errors.ts';
 import { deviceAuthorization, pkce, pollDevice, revokeToken, startLoopbackSignIn, tokenRequest, type TokenEndpointAuthMethod, type TokenResponse } from './oauth.ts';
 import { CredentialStore, type SignedInUser, type StoredTokens } from './store.ts';
+import { readFile } from 'node:fs/promises';
 import { AgentDpop } from './dpop.ts';
 import { METHOD_NAMES, registerAgent, type RegisteredClient } from './registration.ts';
 
@@ -206,7 +207,7 @@ export class MandateAgent {
   /** The mode of a sign-in by the person through the agent. */
   private modeFor(client: ActiveClient): 'delegated' | 'direct' {
     const { mode } = this.options;
-    if (mode === 'client' || mode === 'enterprise') throw new AgentError('usage', `in ${mode} mode the person does not sign in through the agent: call connect() or callTool() directly`);
+    if (mode === 'client' || mode === 'enterprise' || mode === 'workload') throw new AgentError('usage', `in ${mode} mode the person does not sign in through the agent: call connect() or callTool() directly`);
     return mode ?? (client.clientSecret ? 'delegated' : 'direct');
   }
 
@@ -439,6 +440,7 @@ export class MandateAgent {
   async mcpToken(scopes?: string[]): Promise<string> {
     if (this.options.mode === 'client') return this.clientToken(scopes);
     if (this.options.mode === 'enterprise') return this.enterpriseToken(scopes);
+    if (this.options.mode === 'workload') return this.workloadToken(scopes);
     const subject = await this.subjectToken();
     if (subject.mode === 'direct') {
       // A token bound in an earlier run: proven with the key kept for its client.
@@ -525,6 +527,34 @@ export class MandateAgent {
       }
       const client = await this.currentClient();
       return this.tokenRequest({ grant_type: JWT_BEARER_GRANT, assertion: grant.access_token, ...(scope ? { scope } : {}) }, client, 'the ID-JAG grant');
+    });
+  }
+
+  /**
+   * `workload` mode: the platform JWT for a token for the MCP resource — the SEP-1933 grant
+   * (jwt-bearer, `assertion`, `resource`, no client authentication), or, with a client id, client
+   * credentials authenticated by the JWT. Exactly one token request per token: an error
+   * (`invalid_grant`, `invalid_scope`, `unauthorized_client`) is the caller's, never retried nor
+   * answered with another grant.
+   */
+  private async workloadToken(scopes?: string[]): Promise<string> {
+    const source = this.options.workloadIdentity;
+    if (!source) throw new AgentError('usage', 'workload mode needs workloadIdentity (a token function or tokenFile)');
+    const platformToken = async () => ('token' in source ? await source.token() : (await readFile(source.tokenFile, 'utf8')).trim());
+    const scope = await this.resourceScopesToAsk(scopes);
+    return this.cachedToken(`workload ${scope}`, async () => {
+      const found = await this.discovery();
+      const { clientId } = this.options;
+      const base = { resource: found.resource, ...(scope ? { scope } : {}) };
+      if (clientId) {
+        return this.tokenRequest({ grant_type: 'client_credentials', ...base }, { clientId, method: 'pre-registered', authMethod: 'workload_identity', workloadToken: platformToken }, 'the workload token');
+      }
+      return this.tokenRequest({ grant_type: JWT_BEARER_GRANT, assertion: await platformToken(), ...base }, { clientId: '', method: 'pre-registered', authMethod: 'none' }, 'the workload identity grant');
+    }).catch((error: unknown) => {
+      // No person to send to `mandate agent login`: say what the AS answered, and stop.
+      if (!(error instanceof AgentError) || !error.oauthError) throw error;
+      const detail = error.oauthDescription ? `: ${error.oauthDescription}` : '';
+      throw new AgentError(error.oauthError === 'invalid_scope' ? 'scope_refused' : 'refused', `the authorization server refused the workload's token (${error.oauthError}${detail}); not retried`, error.oauthError, error.oauthDescription);
     });
   }
 

@@ -7,7 +7,7 @@ import { basicAuthorization } from '../core/encoding.ts';
 import type { AgentDpop } from './dpop.ts';
 
 /** How the agent authenticates at a token endpoint (RFC 7591 §2 `token_endpoint_auth_method`). */
-export type TokenEndpointAuthMethod = 'client_secret_basic' | 'client_secret_post' | 'none' | 'private_key_jwt';
+export type TokenEndpointAuthMethod = 'client_secret_basic' | 'client_secret_post' | 'none' | 'private_key_jwt' | 'workload_identity';
 
 /** The agent's private key for `private_key_jwt` (RFC 7523 §2.2): PEM (PKCS#8) or a private JWK. */
 export interface ClientKey {
@@ -29,6 +29,8 @@ export interface ClientCredentials {
   key?: ClientKey;
   /** The `aud` of a client assertion: the AS issuer (RFC 7523 §3 item 3). */
   assertionAudience?: string;
+  /** `workload_identity` (a Mandate extension): the platform's JWT is the client assertion, read fresh for each request. */
+  workloadToken?: () => Promise<string>;
 }
 
 /** The method a client authenticates with when none was named. */
@@ -87,7 +89,12 @@ async function postAs(endpoint: string, form: Record<string, string>, client: Cl
       body.set('client_id', client.clientId);
       body.set('client_assertion_type', 'urn:ietf:params:oauth:client-assertion-type:jwt-bearer');
       body.set('client_assertion', await clientAssertion(client, client.assertionAudience ?? endpoint));
-    } else body.set('client_id', client.clientId);
+    } else if (method === 'workload_identity') {
+      if (!client.workloadToken) throw new AgentError('usage', 'workload_identity needs the platform token (workloadIdentity)');
+      body.set('client_id', client.clientId);
+      body.set('client_assertion_type', 'urn:ietf:params:oauth:client-assertion-type:jwt-bearer');
+      body.set('client_assertion', await client.workloadToken());
+    } else if (client.clientId) body.set('client_id', client.clientId);
     if (dpop) headers.dpop = await dpop.proof('POST', endpoint);
     const response = await reach(endpoint, { method: 'POST', headers, body }, 'the authorization server');
     dpop?.remember(endpoint, response.headers.get('dpop-nonce'));

@@ -31,6 +31,13 @@ export interface AgentOptions {
    */
   enterprise?: EnterpriseOptions;
   /**
+   * `mode: 'workload'`: the platform's JWT. Without `clientId`, the SEP-1933 grant (jwt-bearer,
+   * `assertion` = the JWT, no client authentication); with `clientId`, client credentials
+   * authenticated by the JWT (`workload_identity`, a Mandate extension). A refusal is not retried,
+   * and no other grant is tried.
+   */
+  workloadIdentity?: WorkloadIdentitySource;
+  /**
    * DPoP (RFC 9449): `auto` (default) when the AS lists ES256 in `dpop_signing_alg_values_supported`,
    * `always` (an AS answering `Bearer` is refused), `never`. The proof key (ES256) is made per
    * registration and kept in the credentials file; every token request and every MCP request with
@@ -53,7 +60,8 @@ export interface AgentOptions {
    * for the MCP server itself. Default: delegated when the agent has a secret (it can be an actor),
    * direct for a public client. `client`: no person — the agent's own token for the MCP server
    * (client credentials, RFC 6749 §4.4). `enterprise`: the person's enterprise sign-in, through an
-   * ID-JAG (see `enterprise`); no browser at the MCP AS.
+   * ID-JAG (see `enterprise`); no browser at the MCP AS. `workload`: the workload's platform
+   * identity (see `workloadIdentity`).
    */
   mode?: AgentMode;
   /** Told when the agent registered itself. */
@@ -91,7 +99,10 @@ export interface AgentOptions {
   approvalPollIntervalMs?: number;
 }
 
-export type AgentMode = 'delegated' | 'direct' | 'client' | 'enterprise';
+export type AgentMode = 'delegated' | 'direct' | 'client' | 'enterprise' | 'workload';
+
+/** The workload's platform JWT (Kubernetes service account token, SPIFFE JWT-SVID…), read fresh for each request. */
+export type WorkloadIdentitySource = { token: () => Promise<string> } | { tokenFile: string };
 
 export interface EnterpriseOptions {
   /** The IdP's issuer (its token endpoint is discovered when `idpTokenEndpoint` is not given). */

@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { mkdtempSync, readFileSync, statSync } from 'node:fs';
+import { mkdtempSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
@@ -128,6 +128,40 @@ describe('agent against a strict AS: what the conformance suite drove', () => {
       assert.ok(payload.jti && payload.exp! - payload.iat! <= 60);
     });
   });
+});
+
+describe('agent against a strict AS: workload identity (SEP-1933, the spec repository\'s wif-jwt-bearer)', () => {
+  const workloadJwt = 'eyJhbGciOiJFUzI1NiJ9.eyJpc3MiOiJodHRwczovL3BsYXRmb3JtIn0.c2ln';
+
+  it('a valid platform JWT: one jwt-bearer request (assertion, resource, no client authentication), then MCP access', () =>
+    withStrictAs({}, async (as, agent) => {
+      const tokenFile = join(mkdtempSync(join(tmpdir(), 'mandate-wif-')), 'token');
+      writeFileSync(tokenFile, `${workloadJwt}\n`);
+      await useTools(agent({ mode: 'workload', workloadIdentity: { tokenFile } }));
+      const requests = tokenRequests(as);
+      assert.equal(requests.length, 1);
+      assert.deepEqual(requests[0]!.form, { grant_type: 'urn:ietf:params:oauth:grant-type:jwt-bearer', assertion: workloadJwt, resource: as.mcpUrl });
+      assert.equal(requests[0]!.headers.authorization, undefined);
+      assert.ok(as.requests.some((r) => r.path === '/mcp' && r.headers.authorization?.startsWith('Bearer ')));
+    }));
+
+  for (const error of ['invalid_grant', 'invalid_scope', 'unauthorized_client'] as const) {
+    it(`refused with ${error}: an AgentError naming it, exactly one token request, no other grant`, () =>
+      withStrictAs({ wifError: error }, async (as, agent) => {
+        await assert.rejects(useTools(agent({ mode: 'workload', workloadIdentity: { token: async () => workloadJwt } })), (e: AgentError) => e instanceof AgentError && e.oauthError === error && e.message.includes(`(${error}: refused: ${error}); not retried`));
+        assert.deepEqual(tokenRequests(as).map((r) => r.form.grant_type), ['urn:ietf:params:oauth:grant-type:jwt-bearer']);
+      }));
+  }
+
+  it('with a client id: client credentials authenticated by the platform JWT (workload_identity)', () =>
+    withStrictAs({}, async (as, agent) => {
+      await useTools(agent({ mode: 'workload', clientId: 'payments-worker', workloadIdentity: { token: async () => workloadJwt } }));
+      const [request] = tokenRequests(as);
+      assert.equal(request!.form.grant_type, 'client_credentials');
+      assert.equal(request!.form.client_id, 'payments-worker');
+      assert.equal(request!.form.client_assertion, workloadJwt);
+      assert.equal(request!.form.client_assertion_type, 'urn:ietf:params:oauth:client-assertion-type:jwt-bearer');
+    }));
 });
 
 describe('agent against a strict AS: DPoP (RFC 9449)', () => {

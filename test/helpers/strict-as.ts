@@ -22,6 +22,8 @@ export interface StrictAsOptions {
   asNonce?: boolean;
   /** The MCP server answers a nonce-less proof with 401 use_dpop_nonce (RFC 9449 §9). */
   rsNonce?: boolean;
+  /** The answer to a jwt-bearer (workload identity, SEP-1933) token request: an OAuth error, or a token. */
+  wifError?: 'invalid_grant' | 'invalid_scope' | 'unauthorized_client';
   /** Faulty: the AS metadata names this issuer instead of its own (RFC 8414 §3.3 mix-up). */
   metadataIssuer?: string;
   /** Faulty: ignores DPoP proofs and issues Bearer tokens whatever the client sent. */
@@ -126,6 +128,7 @@ export async function startStrictAs(options: StrictAsOptions = {}): Promise<Stri
               if (options.asNonce && proof.nonce !== AS_NONCE) return json(400, { error: 'use_dpop_nonce', error_description: 'a nonce is required' }, { 'dpop-nonce': AS_NONCE });
               jkt = proof.jkt;
             } else if (options.dpop) problems.push(`/token ${form.grant_type}: no DPoP proof`);
+            if (form.grant_type === 'urn:ietf:params:oauth:grant-type:jwt-bearer' && options.wifError) return json(400, { error: options.wifError, error_description: `refused: ${options.wifError}` });
             if (form.grant_type === 'authorization_code') {
               const code = codes.get(form.code ?? '');
               codes.delete(form.code ?? '');
