@@ -164,6 +164,42 @@ describe('agent against a strict AS: workload identity (SEP-1933, the spec repos
     }));
 });
 
+describe('agent against a strict AS: enterprise mode (ID-JAG)', () => {
+  const enterprise = (as: StrictAs) => ({ idpTokenEndpoint: `${as.origin}/idp/token`, idpClientId: 'idp-client', idpClientSecret: 'idp-secret', idToken: 'the-id-token' });
+
+  it('the ID token is exchanged at the IdP for an ID-JAG (audience = the MCP AS issuer, resource = the MCP resource), then presented with jwt-bearer', () =>
+    withStrictAs({}, async (as, agent) => {
+      await useTools(agent({ mode: 'enterprise', clientId: 'mcp-client', clientSecret: 'mcp-secret', enterprise: enterprise(as) }));
+      const idp = as.requests.filter((r) => r.path === '/idp/token');
+      assert.equal(idp.length, 1);
+      assert.deepEqual(
+        { ...idp[0]!.form },
+        {
+          grant_type: 'urn:ietf:params:oauth:grant-type:token-exchange',
+          requested_token_type: 'urn:ietf:params:oauth:token-type:id-jag',
+          audience: as.issuer,
+          resource: as.mcpUrl,
+          subject_token: 'the-id-token',
+          subject_token_type: 'urn:ietf:params:oauth:token-type:id_token',
+        },
+      );
+      assert.equal(idp[0]!.headers.authorization, `Basic ${Buffer.from('idp-client:idp-secret').toString('base64')}`);
+      const [grant] = tokenRequests(as);
+      assert.deepEqual({ ...grant!.form }, { grant_type: 'urn:ietf:params:oauth:grant-type:jwt-bearer', assertion: 'id-jag-from-idp' });
+      assert.equal(grant!.headers.authorization, `Basic ${Buffer.from('mcp-client:mcp-secret').toString('base64')}`);
+      assert.equal(as.requests.filter((r) => r.path === '/authorize').length, 0, 'no browser at the MCP AS');
+    }));
+
+  it('an IdP that issues something other than an ID-JAG: a protocol error, nothing presented to the MCP AS', () =>
+    withStrictAs({ idpIssuedTokenType: 'urn:ietf:params:oauth:token-type:access_token' }, async (as, agent) => {
+      await assert.rejects(
+        useTools(agent({ mode: 'enterprise', clientId: 'mcp-client', clientSecret: 'mcp-secret', enterprise: enterprise(as) })),
+        (error: AgentError) => error.kind === 'protocol' && /not an ID-JAG/.test(error.message),
+      );
+      assert.equal(tokenRequests(as).length, 0);
+    }));
+});
+
 describe('agent against a strict AS: DPoP (RFC 9449)', () => {
   it('dpop: a proof at the token endpoint, dpop_jkt at authorize, the DPoP scheme and a valid proof (ath, cnf.jkt, htu, htm) on every MCP request, a new jti each', () =>
     withStrictAs({ dpop: true }, async (as, agent, file) => {

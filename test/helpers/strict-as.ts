@@ -24,6 +24,8 @@ export interface StrictAsOptions {
   rsNonce?: boolean;
   /** The answer to a jwt-bearer (workload identity, SEP-1933) token request: an OAuth error, or a token. */
   wifError?: 'invalid_grant' | 'invalid_scope' | 'unauthorized_client';
+  /** The IdP's `issued_token_type` at `/idp/token` (an enterprise IdP, RFC 8693); default the ID-JAG type. */
+  idpIssuedTokenType?: string;
   /** Faulty: the AS metadata names this issuer instead of its own (RFC 8414 §3.3 mix-up). */
   metadataIssuer?: string;
   /** Faulty: ignores DPoP proofs and issues Bearer tokens whatever the client sent. */
@@ -140,6 +142,8 @@ export async function startStrictAs(options: StrictAsOptions = {}): Promise<Stri
             tokens.set(token, { jkt });
             return json(200, { access_token: token, token_type: jkt ? 'DPoP' : 'Bearer', expires_in: 3600, refresh_token: randomUUID() }, options.asNonce ? { 'dpop-nonce': AS_NONCE } : {});
           }
+          case '/idp/token':
+            return json(200, { access_token: 'id-jag-from-idp', issued_token_type: options.idpIssuedTokenType ?? 'urn:ietf:params:oauth:token-type:id-jag', token_type: 'N_A' });
           case '/mcp': {
             const authorization = req.headers.authorization ?? '';
             const challenge = `resource_metadata="${origin}/.well-known/oauth-protected-resource/mcp"`;
