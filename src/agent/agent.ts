@@ -1,15 +1,17 @@
 import type { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { decodeJwt } from 'jose';
-import { TOKEN_EXCHANGE_GRANT, TOKEN_TYPES } from '../core/delegation.ts';
+import { JWT_BEARER_GRANT, TOKEN_EXCHANGE_GRANT, TOKEN_TYPES } from '../core/delegation.ts';
 import { formatScope, parseScope } from '../core/scopes.ts';
 import { ApprovalRequiredError, approvalRequestOf, askOfError, askOfResponse, askOfResult, waitForApproval, type ApprovalAsk, type ApprovalRequest } from './approval.ts';
 import { callOf, refusal, toolCalled } from './mcp-answers.ts';
 import type { ActiveClient, AgentOptions, CallParams, CallToolOptions, ToolResult } from './options.ts';
 import { resourceScopes } from './display.ts';
-import { discover, parseChallenge, type Discovery } from './discovery.ts';
+import { authorizationServerMetadata, discover, parseChallenge, type Discovery } from './discovery.ts';
 import { AgentError, fromOAuthError, reach } from './errors.ts';
-import { deviceAuthorization, pkce, pollDevice, revokeToken, startLoopbackSignIn, tokenRequest, type TokenResponse } from './oauth.ts';
+import { deviceAuthorization, pkce, pollDevice, revokeToken, startLoopbackSignIn, tokenRequest, type TokenEndpointAuthMethod, type TokenResponse } from './oauth.ts';
 import { CredentialStore, type SignedInUser, type StoredTokens } from './store.ts';
+import { readFile } from 'node:fs/promises';
+import { AgentDpop } from './dpop.ts';
 import { METHOD_NAMES, registerAgent, type RegisteredClient } from './registration.ts';
 
 /** The claims of a JWT, unverified: shown to the person, never trusted. */
@@ -28,8 +30,11 @@ const toStored = (token: TokenResponse, fallbackScope: string, client: ActiveCli
   scope: token.scope ?? fallbackScope,
   client_id: client.clientId,
   mode,
+  ...(isDpop(token) ? { token_type: 'DPoP' } : {}),
   user: userOf(token.id_token, issuer, client.clientId) ?? previous,
 });
+
+const isDpop = (token: { token_type?: string }) => token.token_type?.toLowerCase() === 'dpop';
 
 /**
  * The person an ID token names, for display: only from an ID token of this issuer for this client
@@ -45,7 +50,15 @@ function userOf(idToken: string | undefined, issuer: string, clientId: string): 
 }
 
 
-const fromRegistered = (client: RegisteredClient): ActiveClient => ({ clientId: client.client_id, clientSecret: client.client_secret, method: client.method });
+const AUTH_METHODS: readonly string[] = ['client_secret_basic', 'client_secret_post', 'none', 'private_key_jwt'] satisfies TokenEndpointAuthMethod[];
+
+/** A registration as the client to act as: authenticating the way the AS registered it (RFC 7591 §3.2.1). */
+const fromRegistered = (client: RegisteredClient): ActiveClient => ({
+  clientId: client.client_id,
+  clientSecret: client.client_secret,
+  method: client.method,
+  ...(client.token_endpoint_auth_method && AUTH_METHODS.includes(client.token_endpoint_auth_method) ? { authMethod: client.token_endpoint_auth_method as TokenEndpointAuthMethod } : {}),
+});
 
 /**
  * The client side of every flow, for an AI agent acting for a person (seed 001):
@@ -62,6 +75,10 @@ export class MandateAgent {
   private exchanged = new Map<string, { token: string; expiresAt: number }>();
   /** The token the last MCP request carried: an approval is polled for with it. */
   private lastToken: string | undefined;
+  /** Proof keys per client id, loaded from (or made and kept in) the credentials file. */
+  private signers = new Map<string, AgentDpop>();
+  /** Access tokens the AS bound to a proof key (`token_type: DPoP`), with that key. */
+  private bound = new Map<string, AgentDpop>();
   readonly store: CredentialStore;
 
   constructor(readonly options: AgentOptions) {
@@ -86,7 +103,13 @@ export class MandateAgent {
   /** A token request as `client`; a registration the AS no longer accepts is named as such. */
   private async tokenRequest(form: Record<string, string>, client: ActiveClient, what: string): Promise<TokenResponse> {
     try {
-      return await tokenRequest(await this.tokenEndpoint(), form, client, what);
+      const dpop = await this.dpopFor(client);
+      const token = await tokenRequest(await this.tokenEndpoint(), form, await this.authenticating(client), what, dpop);
+      if (dpop && isDpop(token)) this.bound.set(token.access_token, dpop);
+      else if (this.options.dpop === 'always') {
+        throw new AgentError('protocol', `${what}: the authorization server issued a ${token.token_type} token, not a DPoP-bound one (dpop: always)`);
+      }
+      return token;
     } catch (error) {
       if (!(error instanceof AgentError) || error.kind !== 'agent_disabled' || client.method === 'pre-registered') throw error;
       throw new AgentError(
@@ -94,6 +117,52 @@ export class MandateAgent {
         `the authorization server refused the agent's registration ${client.clientId} (${METHOD_NAMES[client.method]}) — disabled, expired or deleted? \`mandate agent logout --forget-registration\` forgets it, and the next login registers anew`,
       );
     }
+  }
+
+  /**
+   * The client with what its authentication needs: the AS issuer as the `aud` of its assertions;
+   * with a secret and no method named, `client_secret_post` when the AS lists that and not Basic.
+   */
+  private async authenticating(client: ActiveClient): Promise<ActiveClient> {
+    const { issuer, metadata } = await this.discovery();
+    const supported = metadata.token_endpoint_auth_methods_supported;
+    let authMethod = client.authMethod;
+    if (!authMethod && client.clientSecret && !client.key && Array.isArray(supported) && !supported.includes('client_secret_basic') && supported.includes('client_secret_post')) {
+      authMethod = 'client_secret_post';
+    }
+    return { ...client, ...(authMethod ? { authMethod } : {}), assertionAudience: issuer };
+  }
+
+  /**
+   * The client's proof key when DPoP is in use (`dpop` option; `auto`: the AS lists ES256), or
+   * `bound` (a token bound before must keep being proven with its key). Made once per client id
+   * and kept in the credentials file (0600).
+   */
+  private async dpopFor(client: ActiveClient, bound = false): Promise<AgentDpop | undefined> {
+    const setting = this.options.dpop ?? 'auto';
+    const found = await this.discovery();
+    if (!bound && setting === 'never') return undefined;
+    if (!bound && setting === 'auto') {
+      const algorithms = found.metadata.dpop_signing_alg_values_supported;
+      if (!Array.isArray(algorithms) || !algorithms.includes('ES256')) return undefined;
+    }
+    let signer = this.signers.get(client.clientId);
+    if (signer) return signer;
+    const stored = (await this.store.get(found.issuer))?.dpop_keys?.[client.clientId];
+    if (stored) signer = await AgentDpop.load(stored);
+    else {
+      const made = await AgentDpop.generate();
+      signer = made.signer;
+      await this.store.update(found.issuer, (current) => ({ ...current, dpop_keys: { ...current?.dpop_keys, [client.clientId]: made.stored } }));
+    }
+    this.signers.set(client.clientId, signer);
+    return signer;
+  }
+
+  /** The pre-registered client (`clientId`, its secret or key, its method). */
+  private preRegistered(clientId: string): ActiveClient {
+    const { clientSecret, clientKey, tokenEndpointAuthMethod } = this.options;
+    return { clientId, clientSecret, method: 'pre-registered', ...(clientKey ? { key: clientKey } : {}), ...(tokenEndpointAuthMethod ? { authMethod: tokenEndpointAuthMethod } : {}) };
   }
 
   /** The registration kept for this issuer, if any. */
@@ -106,8 +175,8 @@ export class MandateAgent {
    * fits what was asked for), else a new registration in the MCP spec's order.
    */
   private async clientForSignIn(redirectUri: string): Promise<ActiveClient> {
-    const { clientId, clientSecret, clientMetadataUrl } = this.options;
-    if (clientId) return { clientId, clientSecret, method: 'pre-registered' };
+    const { clientId, clientMetadataUrl } = this.options;
+    if (clientId) return this.preRegistered(clientId);
     const found = await this.discovery();
     const prefer = this.options.register ?? 'auto';
     const kept = await this.registration();
@@ -123,10 +192,10 @@ export class MandateAgent {
 
   /** The client a stored sign-in belongs to: refresh, exchange and revocation must use it. */
   private async clientOf(tokens: StoredTokens): Promise<ActiveClient> {
-    const { clientId, clientSecret } = this.options;
+    const { clientId } = this.options;
     const owner = tokens.client_id ?? clientId;
     if (clientId && owner !== clientId) throw new AgentError('not_signed_in', `signed in through ${owner}, not ${clientId}: run \`mandate agent login\``);
-    if (owner === clientId && clientId) return { clientId, clientSecret, method: 'pre-registered' };
+    if (owner === clientId && clientId) return this.preRegistered(clientId);
     const kept = await this.registration();
     if (!owner) throw new AgentError('not_signed_in', `the sign-in for ${this.options.mcpUrl} names no client: run \`mandate agent login\``);
     if (kept?.client_id !== owner) {
@@ -135,8 +204,11 @@ export class MandateAgent {
     return fromRegistered(kept);
   }
 
+  /** The mode of a sign-in by the person through the agent. */
   private modeFor(client: ActiveClient): 'delegated' | 'direct' {
-    return this.options.mode ?? (client.clientSecret ? 'delegated' : 'direct');
+    const { mode } = this.options;
+    if (mode === 'client' || mode === 'enterprise' || mode === 'workload') throw new AgentError('usage', `in ${mode} mode the person does not sign in through the agent: call connect() or callTool() directly`);
+    return mode ?? (client.clientSecret ? 'delegated' : 'direct');
   }
 
   /** The agent's own access token (client credentials): the actor of every exchange. */
@@ -155,7 +227,7 @@ export class MandateAgent {
     const { issuer } = await this.discovery();
     const stored = (await this.store.get(issuer))?.subject?.[this.options.mcpUrl];
     if (stored) return this.clientOf(stored);
-    if (this.options.clientId) return { clientId: this.options.clientId, clientSecret: this.options.clientSecret, method: 'pre-registered' };
+    if (this.options.clientId) return this.preRegistered(this.options.clientId);
     const kept = await this.registration();
     if (!kept) throw new AgentError('not_signed_in', `the agent has no client id at ${issuer}: run \`mandate agent login\` (it registers) or pass --client-id`);
     return fromRegistered(kept);
@@ -177,7 +249,9 @@ export class MandateAgent {
     const asked = scopes?.length ? scopes : await this.defaultScopes();
     const supported = found.metadata.scopes_supported;
     const oidc = Array.isArray(supported) && supported.includes('openid') ? ['openid', 'profile'] : [];
-    return formatScope([...new Set([...oidc, ...asked])]);
+    // SEP-2207: a client that wants a refresh token asks for offline_access — only where the AS lists it.
+    const offline = Array.isArray(supported) && supported.includes('offline_access') ? ['offline_access'] : [];
+    return formatScope([...new Set([...oidc, ...offline, ...asked])]);
   }
 
   /**
@@ -259,16 +333,21 @@ export class MandateAgent {
       await this.checkCredentials(client, mode);
       const { verifier, challenge } = pkce();
       const state = crypto.randomUUID();
+      // RFC 9449 §10: the code is bound to the proof key that will redeem it.
+      const dpop = await this.dpopFor(client);
       const url = new URL(authorize);
+      // Delegated: a token for the agent itself, whose may_act names it; direct: for the MCP server.
+      const resource = mode === 'delegated' ? this.agentResource : found.resource;
       url.search = new URLSearchParams({
         response_type: 'code',
         client_id: client.clientId,
         redirect_uri: loopback.redirectUri,
         code_challenge: challenge,
         code_challenge_method: 'S256',
-        // Delegated: a token for the agent itself, whose may_act names it; direct: for the MCP server.
-        resource: mode === 'delegated' ? this.agentResource : found.resource,
-        scope: wanted,
+        resource,
+        // An empty scope is left out (MCP scope selection: none known, none asked).
+        ...(wanted ? { scope: wanted } : {}),
+        ...(dpop ? { dpop_jkt: await dpop.thumbprint() } : {}),
         state,
       }).toString();
       await this.options.onAuthorizationUrl?.(url.href);
@@ -278,9 +357,15 @@ export class MandateAgent {
       }
       // RFC 9207: the response names its issuer; RFC 6749 §10.12: the state is ours.
       if (answer.get('state') !== state) throw new AgentError('protocol', 'the sign-in answer carries another state: ignored');
-      if (answer.get('iss') !== null && answer.get('iss') !== found.issuer) throw new AgentError('protocol', `the sign-in answer comes from ${answer.get('iss')}, not ${found.issuer}`);
+      // RFC 9207 §2.4: an AS that says it sends `iss` must send it, and a present `iss` must be the issuer (a mix-up otherwise).
+      const iss = answer.get('iss');
+      if (iss === null && found.metadata.authorization_response_iss_parameter_supported === true) {
+        throw new AgentError('protocol', `the sign-in answer carries no iss, though ${found.issuer} says it sends one (RFC 9207): not redeemed`);
+      }
+      if (iss !== null && iss !== found.issuer) throw new AgentError('protocol', `the sign-in answer comes from ${iss}, not ${found.issuer}: not redeemed`);
       const token = await this.tokenRequest(
-        { grant_type: 'authorization_code', code: answer.get('code') ?? '', code_verifier: verifier, redirect_uri: loopback.redirectUri },
+        // RFC 8707 §2.2: the resource again at the token endpoint, the one the code was asked for.
+        { grant_type: 'authorization_code', code: answer.get('code') ?? '', code_verifier: verifier, redirect_uri: loopback.redirectUri, resource },
         client,
         'the sign-in',
       );
@@ -314,12 +399,14 @@ export class MandateAgent {
     const tokenEndpoint = await this.tokenEndpoint();
     while (Date.now() < deadline) {
       await new Promise((resolve) => setTimeout(resolve, interval));
-      const answer = await pollDevice(tokenEndpoint, started.device_code, client);
+      const dpop = await this.dpopFor(client);
+      const answer = await pollDevice(tokenEndpoint, started.device_code, await this.authenticating(client), dpop);
       if (answer === 'authorization_pending') continue;
       if (answer === 'slow_down') {
         interval += 5_000;
         continue;
       }
+      if (dpop && isDpop(answer)) this.bound.set(answer.access_token, dpop);
       return this.saveSubject(toStored(answer, wanted, client, mode, found.issuer));
     }
     throw new AgentError('consent_denied', 'the code expired before the sign-in was completed');
@@ -351,8 +438,18 @@ export class MandateAgent {
    * signed in directly, the person's token itself.
    */
   async mcpToken(scopes?: string[]): Promise<string> {
+    if (this.options.mode === 'client') return this.clientToken(scopes);
+    if (this.options.mode === 'enterprise') return this.enterpriseToken(scopes);
+    if (this.options.mode === 'workload') return this.workloadToken(scopes);
     const subject = await this.subjectToken();
-    if (subject.mode === 'direct') return subject.access_token;
+    if (subject.mode === 'direct') {
+      // A token bound in an earlier run: proven with the key kept for its client.
+      if (isDpop(subject) && !this.bound.has(subject.access_token)) {
+        const signer = await this.dpopFor(await this.clientOf(subject), true);
+        if (signer) this.bound.set(subject.access_token, signer);
+      }
+      return subject.access_token;
+    }
     // The ID token's scopes are about the sign-in; the MCP resource offers none of them.
     const scope = formatScope(resourceScopes(scopes ?? parseScope(subject.scope)));
     const cached = this.exchanged.get(scope);
@@ -371,6 +468,106 @@ export class MandateAgent {
     const token = await this.exchange(form, subject, client);
     this.exchanged.set(scope, { token: token.access_token, expiresAt: Math.floor(Date.now() / 1000) + (token.expires_in ?? 300) });
     return token.access_token;
+  }
+
+  /** A token cached under `key` while it lives (30 s margin); else `fetch` one. */
+  private async cachedToken(key: string, fetchToken: () => Promise<TokenResponse>): Promise<string> {
+    const cached = this.exchanged.get(key);
+    if (cached && cached.expiresAt > Date.now() / 1000 + 30) return cached.token;
+    const token = await fetchToken();
+    this.exchanged.set(key, { token: token.access_token, expiresAt: Math.floor(Date.now() / 1000) + (token.expires_in ?? 300) });
+    return token.access_token;
+  }
+
+  /** The scopes to ask for the MCP resource without a person: as given, else the challenge's or the metadata's. */
+  private async resourceScopesToAsk(scopes?: string[]): Promise<string> {
+    return formatScope(scopes?.length ? scopes : await this.defaultScopes());
+  }
+
+  /** `client` mode: the agent's own token for the MCP resource (RFC 6749 §4.4, RFC 8707 `resource`). */
+  private async clientToken(scopes?: string[]): Promise<string> {
+    const scope = await this.resourceScopesToAsk(scopes);
+    return this.cachedToken(`client ${scope}`, async () => {
+      const found = await this.discovery();
+      const client = await this.currentClient();
+      return this.tokenRequest({ grant_type: 'client_credentials', resource: found.resource, ...(scope ? { scope } : {}) }, client, "the agent's token");
+    });
+  }
+
+  /**
+   * `enterprise` mode (MCP EMA §§4–5): the person's IdP ID token → an ID-JAG at the IdP (RFC 8693)
+   * → an access token at the MCP AS (jwt-bearer, RFC 7523 §2.1, the agent's client auth there).
+   */
+  private async enterpriseToken(scopes?: string[]): Promise<string> {
+    const enterprise = this.options.enterprise;
+    if (!enterprise) throw new AgentError('usage', 'enterprise mode needs the enterprise options (IdP client, ID token)');
+    const scope = await this.resourceScopesToAsk(scopes);
+    return this.cachedToken(`enterprise ${scope}`, async () => {
+      const found = await this.discovery();
+      const idpTokenEndpoint = enterprise.idpTokenEndpoint ?? (enterprise.idpIssuer ? await this.idpTokenEndpoint(enterprise.idpIssuer) : undefined);
+      if (!idpTokenEndpoint) throw new AgentError('usage', 'enterprise mode needs the IdP issuer or its token endpoint');
+      const idToken = typeof enterprise.idToken === 'function' ? await enterprise.idToken() : enterprise.idToken;
+      const idp = { clientId: enterprise.idpClientId, clientSecret: enterprise.idpClientSecret, ...(enterprise.idpIssuer ? { assertionAudience: enterprise.idpIssuer } : {}) };
+      const grant = await tokenRequest(
+        idpTokenEndpoint,
+        {
+          grant_type: TOKEN_EXCHANGE_GRANT,
+          requested_token_type: TOKEN_TYPES.idJag,
+          audience: found.issuer,
+          resource: found.resource,
+          subject_token: idToken,
+          subject_token_type: TOKEN_TYPES.idToken,
+          ...(scope ? { scope } : {}),
+        },
+        idp,
+        'the token exchange at the identity provider',
+      );
+      if (grant.issued_token_type !== TOKEN_TYPES.idJag) {
+        throw new AgentError('protocol', `the identity provider issued ${grant.issued_token_type ?? 'no issued_token_type'}, not an ID-JAG (${TOKEN_TYPES.idJag})`);
+      }
+      const client = await this.currentClient();
+      return this.tokenRequest({ grant_type: JWT_BEARER_GRANT, assertion: grant.access_token, ...(scope ? { scope } : {}) }, client, 'the ID-JAG grant');
+    });
+  }
+
+  /**
+   * `workload` mode: the platform JWT for a token for the MCP resource — the SEP-1933 grant
+   * (jwt-bearer, `assertion`, `resource`, no client authentication), or, with a client id, client
+   * credentials authenticated by the JWT. Exactly one token request per token: an error
+   * (`invalid_grant`, `invalid_scope`, `unauthorized_client`) is the caller's, never retried nor
+   * answered with another grant.
+   */
+  private async workloadToken(scopes?: string[]): Promise<string> {
+    const source = this.options.workloadIdentity;
+    if (!source) throw new AgentError('usage', 'workload mode needs workloadIdentity (a token function or tokenFile)');
+    const platformToken = async () => ('token' in source ? await source.token() : (await readFile(source.tokenFile, 'utf8')).trim());
+    const scope = await this.resourceScopesToAsk(scopes);
+    return this.cachedToken(`workload ${scope}`, async () => {
+      const found = await this.discovery();
+      const { clientId } = this.options;
+      const base = { resource: found.resource, ...(scope ? { scope } : {}) };
+      if (clientId) {
+        return this.tokenRequest({ grant_type: 'client_credentials', ...base }, { clientId, method: 'pre-registered', authMethod: 'workload_identity', workloadToken: platformToken }, 'the workload token');
+      }
+      return this.tokenRequest({ grant_type: JWT_BEARER_GRANT, assertion: await platformToken(), ...base }, { clientId: '', method: 'pre-registered', authMethod: 'none' }, 'the workload identity grant');
+    }).catch((error: unknown) => {
+      // No person to send to `mandate agent login`: say what the AS answered, and stop.
+      if (!(error instanceof AgentError) || !error.oauthError) throw error;
+      const detail = error.oauthDescription ? `: ${error.oauthDescription}` : '';
+      throw new AgentError(error.oauthError === 'invalid_scope' ? 'scope_refused' : 'refused', `the authorization server refused the workload's token (${error.oauthError}${detail}); not retried`, error.oauthError, error.oauthDescription);
+    });
+  }
+
+  private async idpTokenEndpoint(idpIssuer: string): Promise<string> {
+    let metadata: Record<string, unknown>;
+    try {
+      metadata = await authorizationServerMetadata(idpIssuer);
+    } catch (error) {
+      if (error instanceof AgentError) throw error;
+      throw new AgentError('unreachable', `cannot use the identity provider ${idpIssuer}: ${(error as Error).message}`);
+    }
+    if (typeof metadata.token_endpoint !== 'string') throw new AgentError('protocol', `the identity provider ${idpIssuer} names no token_endpoint`);
+    return metadata.token_endpoint;
   }
 
   /**
@@ -438,12 +635,29 @@ export class MandateAgent {
     return async (input, init) => {
       let stepUps = 0;
       let refreshed = false;
+      let nonceRetried = false;
       for (;;) {
         const headers = new Headers(init?.headers);
         const token = await this.mcpToken();
         this.lastToken = token;
-        headers.set('authorization', `Bearer ${token}`);
+        const dpop = this.bound.get(token);
+        const url = typeof input === 'string' ? input : input instanceof URL ? input.href : input.url;
+        if (dpop) {
+          // RFC 9449 §7.1: the DPoP scheme and a proof for this request (`ath`; SEP-1932 `content_digest` of a body).
+          headers.set('authorization', `DPoP ${token}`);
+          const body = typeof init?.body === 'string' ? new TextEncoder().encode(init.body) : undefined;
+          headers.set('dpop', await dpop.proof(init?.method ?? 'GET', url, { accessToken: token, ...(body ? { body } : {}) }));
+        } else headers.set('authorization', `Bearer ${token}`);
         const response = await fetch(input, { ...init, headers });
+        if (dpop) {
+          dpop.remember(url, response.headers.get('dpop-nonce'));
+          // RFC 9449 §9: the resource wants a nonce — once more with it.
+          if (response.status === 401 && !nonceRetried && parseChallenge(response.headers.get('www-authenticate')).error === 'use_dpop_nonce' && response.headers.get('dpop-nonce')) {
+            nonceRetried = true;
+            await response.body?.cancel().catch(() => undefined);
+            continue;
+          }
+        }
         if (response.status === 401 && !refreshed) {
           refreshed = true;
           this.exchanged.clear();

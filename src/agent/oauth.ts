@@ -1,12 +1,61 @@
-import { createHash, randomBytes } from 'node:crypto';
+import { createHash, createPrivateKey, randomBytes, randomUUID } from 'node:crypto';
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { AgentError, fromOAuthError, reach } from './errors.ts';
+import { importJWK, SignJWT, type JWK } from 'jose';
 import { basicAuthorization } from '../core/encoding.ts';
+import type { AgentDpop } from './dpop.ts';
+
+/** How the agent authenticates at a token endpoint (RFC 7591 §2 `token_endpoint_auth_method`). */
+export type TokenEndpointAuthMethod = 'client_secret_basic' | 'client_secret_post' | 'none' | 'private_key_jwt' | 'workload_identity';
+
+/** The agent's private key for `private_key_jwt` (RFC 7523 §2.2): PEM (PKCS#8) or a private JWK. */
+export interface ClientKey {
+  privateKeyPem?: string;
+  jwk?: JWK;
+  /** Signing algorithm, e.g. ES256 (default: the JWK's `alg`, else ES256). */
+  alg?: string;
+  kid?: string;
+}
 
 export interface ClientCredentials {
   clientId: string;
   clientSecret?: string;
+  /**
+   * How to authenticate: as registered (the registration response's `token_endpoint_auth_method`);
+   * absent = `client_secret_basic` with a secret, `private_key_jwt` with a key, else `none`.
+   */
+  authMethod?: TokenEndpointAuthMethod;
+  key?: ClientKey;
+  /** The `aud` of a client assertion: the AS issuer (RFC 7523 §3 item 3). */
+  assertionAudience?: string;
+  /** `workload_identity` (a Mandate extension): the platform's JWT is the client assertion, read fresh for each request. */
+  workloadToken?: () => Promise<string>;
+}
+
+/** The method a client authenticates with when none was named. */
+export function authMethodOf(client: ClientCredentials): TokenEndpointAuthMethod {
+  if (client.authMethod) return client.authMethod;
+  if (client.key) return 'private_key_jwt';
+  return client.clientSecret ? 'client_secret_basic' : 'none';
+}
+
+/** RFC 7523 §2.2 / §3: a client assertion, `iss` = `sub` = client id, `aud` = the AS, one minute, a fresh `jti`. */
+export async function clientAssertion(client: ClientCredentials, audience: string): Promise<string> {
+  const key = client.key;
+  if (!key) throw new AgentError('usage', `private_key_jwt needs the agent's private key (clientKey)`);
+  const alg = key.alg ?? key.jwk?.alg ?? 'ES256';
+  const signingKey = key.jwk ? await importJWK(key.jwk, alg) : key.privateKeyPem ? createPrivateKey(key.privateKeyPem) : undefined;
+  if (!signingKey) throw new AgentError('usage', 'clientKey needs privateKeyPem or jwk');
+  return new SignJWT({})
+    .setProtectedHeader({ alg, ...(key.kid ?? key.jwk?.kid ? { kid: key.kid ?? key.jwk?.kid } : {}) })
+    .setIssuer(client.clientId)
+    .setSubject(client.clientId)
+    .setAudience(audience)
+    .setIssuedAt()
+    .setExpirationTime('60s')
+    .setJti(randomUUID())
+    .sign(signingKey);
 }
 
 export interface TokenResponse {
@@ -19,21 +68,47 @@ export interface TokenResponse {
   id_token?: string;
 }
 
-/** A form POST to an AS endpoint with client_secret_basic (or the client id alone for a public client). */
-async function postAs(endpoint: string, form: Record<string, string>, client: ClientCredentials): Promise<{ response: Response; json: Record<string, unknown> }> {
-  const headers: Record<string, string> = { 'content-type': 'application/x-www-form-urlencoded', accept: 'application/json' };
-  const body = new URLSearchParams(form);
-  if (client.clientSecret) headers.authorization = basicAuthorization(client.clientId, client.clientSecret);
-  else body.set('client_id', client.clientId);
-  const response = await reach(endpoint, { method: 'POST', headers, body }, 'the authorization server');
-  return { response, json: (await response.json().catch(() => ({}))) as Record<string, unknown> };
+/**
+ * A form POST to an AS endpoint, the client authenticated by its method (`none`: the client id
+ * alone). With `dpop`, a proof rides along; a `400 use_dpop_nonce` (RFC 9449 §8) is retried once
+ * with the nonce the AS gave (a new proof, a new `jti`, a new client assertion).
+ */
+async function postAs(endpoint: string, form: Record<string, string>, client: ClientCredentials, dpop?: AgentDpop): Promise<{ response: Response; json: Record<string, unknown> }> {
+  for (let attempt = 0; ; attempt++) {
+    const headers: Record<string, string> = { 'content-type': 'application/x-www-form-urlencoded', accept: 'application/json' };
+    const body = new URLSearchParams(form);
+    const method = authMethodOf(client);
+    if (method === 'client_secret_basic' || method === 'client_secret_post') {
+      if (!client.clientSecret) throw new AgentError('usage', `${client.clientId} authenticates with ${method}: the agent needs its secret (AGENT_SECRET)`);
+      if (method === 'client_secret_basic') headers.authorization = basicAuthorization(client.clientId, client.clientSecret);
+      else {
+        body.set('client_id', client.clientId);
+        body.set('client_secret', client.clientSecret);
+      }
+    } else if (method === 'private_key_jwt') {
+      body.set('client_id', client.clientId);
+      body.set('client_assertion_type', 'urn:ietf:params:oauth:client-assertion-type:jwt-bearer');
+      body.set('client_assertion', await clientAssertion(client, client.assertionAudience ?? endpoint));
+    } else if (method === 'workload_identity') {
+      if (!client.workloadToken) throw new AgentError('usage', 'workload_identity needs the platform token (workloadIdentity)');
+      body.set('client_id', client.clientId);
+      body.set('client_assertion_type', 'urn:ietf:params:oauth:client-assertion-type:jwt-bearer');
+      body.set('client_assertion', await client.workloadToken());
+    } else if (client.clientId) body.set('client_id', client.clientId);
+    if (dpop) headers.dpop = await dpop.proof('POST', endpoint);
+    const response = await reach(endpoint, { method: 'POST', headers, body }, 'the authorization server');
+    dpop?.remember(endpoint, response.headers.get('dpop-nonce'));
+    const json = (await response.json().catch(() => ({}))) as Record<string, unknown>;
+    if (dpop && attempt === 0 && response.status === 400 && json.error === 'use_dpop_nonce' && response.headers.get('dpop-nonce')) continue;
+    return { response, json };
+  }
 }
 
 const oauthError = (json: Record<string, unknown>) => [json.error as string | undefined, json.error_description as string | undefined] as const;
 
 /** A token request; an OAuth error becomes the AgentError a person can act on. */
-export async function tokenRequest(endpoint: string, form: Record<string, string>, client: ClientCredentials, what: string): Promise<TokenResponse> {
-  const { response, json } = await postAs(endpoint, form, client);
+export async function tokenRequest(endpoint: string, form: Record<string, string>, client: ClientCredentials, what: string, dpop?: AgentDpop): Promise<TokenResponse> {
+  const { response, json } = await postAs(endpoint, form, client, dpop);
   if (!response.ok || typeof json.access_token !== 'string') throw fromOAuthError(...oauthError(json), what);
   return json as unknown as TokenResponse;
 }
@@ -60,8 +135,8 @@ export async function deviceAuthorization(endpoint: string, form: Record<string,
 }
 
 /** RFC 8628 §3.4: one poll; `authorization_pending` and `slow_down` are answers, not failures. */
-export async function pollDevice(endpoint: string, deviceCode: string, client: ClientCredentials): Promise<TokenResponse | 'authorization_pending' | 'slow_down'> {
-  const { response, json } = await postAs(endpoint, { grant_type: 'urn:ietf:params:oauth:grant-type:device_code', device_code: deviceCode }, client);
+export async function pollDevice(endpoint: string, deviceCode: string, client: ClientCredentials, dpop?: AgentDpop): Promise<TokenResponse | 'authorization_pending' | 'slow_down'> {
+  const { response, json } = await postAs(endpoint, { grant_type: 'urn:ietf:params:oauth:grant-type:device_code', device_code: deviceCode }, client, dpop);
   if (response.ok && typeof json.access_token === 'string') return json as unknown as TokenResponse;
   if (json.error === 'authorization_pending' || json.error === 'slow_down') return json.error;
   if (json.error === 'expired_token') throw new AgentError('consent_denied', 'the code expired before the sign-in was completed');

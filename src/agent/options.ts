@@ -1,8 +1,9 @@
 import type { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import type { ApprovalProgress, ApprovalRequest } from './approval.ts';
-import type { ClientCredentials } from './oauth.ts';
+import type { ClientCredentials, ClientKey, TokenEndpointAuthMethod } from './oauth.ts';
 import type { RegisteredClient, RegistrationMethod, RegistrationPreference } from './registration.ts';
 import type { CredentialStore } from './store.ts';
+import type { DpopSetting } from './dpop.ts';
 
 export interface AgentOptions {
   /** The MCP endpoint the agent works with (the gateway's route, or a self-protected server). */
@@ -14,6 +15,35 @@ export interface AgentOptions {
   clientId?: string;
   /** Its secret (the CLI reads AGENT_SECRET). */
   clientSecret?: string;
+  /** Its private key, for `private_key_jwt` (RFC 7523 §2.2): assertions with `iss` = `sub` = the client id, `aud` = the AS issuer. */
+  clientKey?: ClientKey;
+  /**
+   * How the pre-registered client authenticates at the token endpoint. Default: `private_key_jwt`
+   * with a `clientKey`, `client_secret_basic` with a secret (`client_secret_post` when the AS
+   * lists only that), else `none`. A registration made by the SDK uses what the AS answered.
+   */
+  tokenEndpointAuthMethod?: TokenEndpointAuthMethod;
+  /**
+   * Enterprise-managed authorization (MCP EMA, ID-JAG): the person's ID token from the enterprise
+   * IdP is exchanged there for an ID-JAG (RFC 8693, `requested_token_type` id-jag, `audience` = the
+   * MCP AS issuer, `resource` = the MCP resource), which the agent presents to the MCP AS with the
+   * jwt-bearer grant (RFC 7523 §2.1), authenticated as its own client there. Used with `mode: 'enterprise'`.
+   */
+  enterprise?: EnterpriseOptions;
+  /**
+   * `mode: 'workload'`: the platform's JWT. Without `clientId`, the SEP-1933 grant (jwt-bearer,
+   * `assertion` = the JWT, no client authentication); with `clientId`, client credentials
+   * authenticated by the JWT (`workload_identity`, a Mandate extension). A refusal is not retried,
+   * and no other grant is tried.
+   */
+  workloadIdentity?: WorkloadIdentitySource;
+  /**
+   * DPoP (RFC 9449): `auto` (default) when the AS lists ES256 in `dpop_signing_alg_values_supported`,
+   * `always` (an AS answering `Bearer` is refused), `never`. The proof key (ES256) is made per
+   * registration and kept in the credentials file; every token request and every MCP request with
+   * a DPoP-bound token carries a proof; a server nonce is taken and the request retried once.
+   */
+  dpop?: DpopSetting;
   /**
    * How to register without a client id: `auto` (default) follows the MCP spec's order — a client
    * ID metadata document (with `clientMetadataUrl`, when the AS accepts them), dynamic client
@@ -28,9 +58,12 @@ export interface AgentOptions {
    * `delegated`: the person signs in to the agent's own resource and the agent exchanges that token
    * (with its own as actor) for the MCP server's, which carries `act`. `direct`: the person signs in
    * for the MCP server itself. Default: delegated when the agent has a secret (it can be an actor),
-   * direct for a public client.
+   * direct for a public client. `client`: no person — the agent's own token for the MCP server
+   * (client credentials, RFC 6749 §4.4). `enterprise`: the person's enterprise sign-in, through an
+   * ID-JAG (see `enterprise`); no browser at the MCP AS. `workload`: the workload's platform
+   * identity (see `workloadIdentity`).
    */
-  mode?: 'delegated' | 'direct';
+  mode?: AgentMode;
   /** Told when the agent registered itself. */
   onRegistered?: (client: RegisteredClient, issuer: string) => void | Promise<void>;
   /**
@@ -64,6 +97,22 @@ export interface AgentOptions {
   onApprovalProgress?: (progress: ApprovalProgress) => void;
   /** How often the agent asks the AS whether an approval was given, in ms (default 2000). */
   approvalPollIntervalMs?: number;
+}
+
+export type AgentMode = 'delegated' | 'direct' | 'client' | 'enterprise' | 'workload';
+
+/** The workload's platform JWT (Kubernetes service account token, SPIFFE JWT-SVID…), read fresh for each request. */
+export type WorkloadIdentitySource = { token: () => Promise<string> } | { tokenFile: string };
+
+export interface EnterpriseOptions {
+  /** The IdP's issuer (its token endpoint is discovered when `idpTokenEndpoint` is not given). */
+  idpIssuer?: string;
+  idpTokenEndpoint?: string;
+  /** The agent's client at the IdP. */
+  idpClientId: string;
+  idpClientSecret?: string;
+  /** The person's ID token from the IdP (OIDC), or a function that gives a fresh one. */
+  idToken: string | (() => Promise<string>);
 }
 
 /** A tool call's result, as the MCP SDK client returns it. */

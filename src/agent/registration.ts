@@ -16,6 +16,8 @@ export interface RegisteredClient {
   /** Only for a confidential registration (an agent): the credentials file is 0600. */
   client_secret?: string;
   method: Exclude<RegistrationMethod, 'pre-registered'>;
+  /** How the AS registered the client to authenticate (RFC 7591 §3.2.1 echoes it): the agent uses that one. */
+  token_endpoint_auth_method?: string;
   /** RFC 7592: to read, update or delete the registration. */
   registration_client_uri?: string;
   registration_access_token?: string;
@@ -60,6 +62,7 @@ const registered = (json: Record<string, unknown>, method: RegisteredClient['met
   client_id: json.client_id as string,
   ...(typeof json.client_secret === 'string' ? { client_secret: json.client_secret } : {}),
   method,
+  ...(typeof json.token_endpoint_auth_method === 'string' ? { token_endpoint_auth_method: json.token_endpoint_auth_method } : {}),
   ...(typeof json.registration_client_uri === 'string' ? { registration_client_uri: json.registration_client_uri } : {}),
   ...(typeof json.registration_access_token === 'string' ? { registration_access_token: json.registration_access_token } : {}),
 });

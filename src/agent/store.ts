@@ -1,6 +1,7 @@
 import { chmod, mkdir, readFile, rename, writeFile } from 'node:fs/promises';
 import { homedir } from 'node:os';
 import { dirname, join } from 'node:path';
+import type { StoredDpopKey } from './dpop.ts';
 import type { RegisteredClient } from './registration.ts';
 
 export interface StoredTokens {
@@ -16,6 +17,8 @@ export interface StoredTokens {
    * the agent). `direct`: the person's token is for the MCP server itself (a public client).
    */
   mode?: 'delegated' | 'direct';
+  /** `DPoP` when the access token is bound to the registration's proof key (RFC 9449 §5). */
+  token_type?: string;
   /**
    * Who signed in, from the ID token of the sign-in (OpenID Connect `openid profile`), for showing
    * the person by name rather than by subject identifier. Shown, never trusted.
@@ -38,6 +41,8 @@ export interface IssuerCredentials {
   registered?: RegisteredClient;
   /** The person's sign-in through the agent (the subject token), per MCP URL. */
   subject?: Record<string, StoredTokens>;
+  /** DPoP proof keys (private JWKs), one per client id at this issuer: never exported elsewhere. */
+  dpop_keys?: Record<string, StoredDpopKey>;
 }
 
 interface StoreFile {

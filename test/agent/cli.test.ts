@@ -162,7 +162,7 @@ describe('mandate agent against an AS and a gateway', () => {
   it('login names the person (the ID token\'s name and username, not the subject id); whoami too', async () => {
     const login = await withSignIn(['login', '--scope', 'banking:read']);
     assert.equal(login.code, 0, login.err);
-    assert.equal(login.url.searchParams.get('scope'), 'openid profile banking:read', 'asks for the ID token that names the person');
+    assert.equal(login.url.searchParams.get('scope'), 'openid profile offline_access banking:read', 'asks for the ID token that names the person, and offline_access (the AS lists it: SEP-2207)');
     assert.equal(login.out, `Signed in as Demo User (demo); cli-agent may act for you at ${mcpUrl} with banking:read.\n`);
     const whoami = cli(['whoami']);
     assert.equal(await finished(whoami), 0, whoami.err());

@@ -145,7 +145,8 @@ describe('agent SDK: registration without a pre-registered client id (MCP spec o
     assert.equal(result.isError, undefined, JSON.stringify(result));
 
     const file = JSON.parse(readFileSync(join(home, 'credentials.json'), 'utf8')) as { issuers: Record<string, { registered: Record<string, unknown> }> };
-    assert.deepEqual(Object.keys(file.issuers[open.as.issuer]!.registered).sort(), ['client_id', 'method'], 'a public client: no secret to keep');
+    assert.deepEqual(Object.keys(file.issuers[open.as.issuer]!.registered).sort(), ['client_id', 'method', 'token_endpoint_auth_method'], 'a public client: no secret to keep');
+    assert.equal(file.issuers[open.as.issuer]!.registered.token_endpoint_auth_method, 'none', 'the method the AS registered it with, kept');
 
     // A refusal by policy (not a scope): the JSON-RPC message, as an error with its own exit code.
     const client = await agent.connect();
