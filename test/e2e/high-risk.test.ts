@@ -220,7 +220,8 @@ describe('high-risk actions end to end (the demo configuration: real AS, gateway
       assert.equal(granted.length, 1);
       assert.equal(granted[0]!.decision, 'allow');
       assert.equal(granted[0]!.upstream_status, 200);
-      assert.deepEqual(granted[0]!.act, [{ sub: 'sample-agent' }]);
+      // The actor profile (draft-mcguinness-oauth-actor-profile): the agent, its client and its kind.
+      assert.deepEqual(granted[0]!.act, [{ sub: 'sample-agent', client_id: 'sample-agent', sub_profile: 'ai_agent', iss: issuer }]);
       assert.equal(lines[0]!.rejection, 'approval_required');
       // The AS's: created; the two retries before the decision refused as pending (held, nothing spent);
       // approved with the password; used once.
