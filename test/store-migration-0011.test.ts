@@ -34,17 +34,20 @@ async function backfill(driver: Driver, options: { sqliteFile?: string; database
 describe('migration 0011_dpop_federation', () => {
   it('fills users.email from existing profiles on SQLite', () => backfill('sqlite', { sqliteFile: ':memory:' }));
 
-  it('fills users.email from existing profiles on PostgreSQL (in a schema of its own)', needsPostgres(), async () => {
-    const schema = `m0011_${randomBytes(6).toString('hex')}`;
+  it('fills users.email from existing profiles on PostgreSQL (in a database of its own)', needsPostgres(), async () => {
+    // A database, not a schema: Kysely's migrator looks for its tables in every schema it can
+    // introspect, so another schema's kysely_migration_lock (the shared test database's) would
+    // make it skip creating its own.
+    const name = `m0011_${randomBytes(6).toString('hex')}`;
     const admin = new pg.Client({ connectionString: postgresUrl });
     await admin.connect();
     try {
-      await admin.query(`create schema ${schema}`);
+      await admin.query(`create database ${name}`);
       const url = new URL(postgresUrl!);
-      url.searchParams.set('options', `-c search_path=${schema}`);
+      url.pathname = `/${name}`;
       await backfill('postgres', { databaseUrl: url.toString() });
     } finally {
-      await admin.query(`drop schema if exists ${schema} cascade`);
+      await admin.query(`drop database if exists ${name} with (force)`);
       await admin.end();
     }
   });
