@@ -52,12 +52,12 @@ export class Mediator {
   /**
    * A proof for one upstream request (RFC 9449 §7.1): `htu` the upstream URL (after rewrite, no
    * query), `ath` of the upstream token, `content_digest` of the body sent (SEP-1932), and the
-   * upstream's last nonce.
+   * upstream's last nonce (or `nonce`, the one a 401 `use_dpop_nonce` just gave).
    */
-  async upstreamProof(p: { token: string; method: string; url: string; body?: string }): Promise<string> {
+  async upstreamProof(p: { token: string; method: string; url: string; body?: string; nonce?: string }): Promise<string> {
     const key = await this.options.dpop!();
-    const origin = new URL(p.url).origin;
-    return createDpopProof(key, { htm: p.method, htu: p.url, accessToken: p.token, nonce: this.upstreamNonces.get(origin), body: p.body === undefined ? undefined : new TextEncoder().encode(p.body) });
+    const nonce = p.nonce ?? this.upstreamNonces.get(new URL(p.url).origin);
+    return createDpopProof(key, { htm: p.method, htu: p.url, accessToken: p.token, nonce, body: p.body === undefined ? undefined : new TextEncoder().encode(p.body) });
   }
 
   /** Remembers an upstream's `DPoP-Nonce` for the next proofs to it. */

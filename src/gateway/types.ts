@@ -65,6 +65,11 @@ export interface GatewayAuditEvent {
   approval_id?: string;
   /** How the approval came: in the token (RFC 9396 `authorization_details`). Absent: the retried call. */
   approval_via?: 'authorization_details';
+  /**
+   * Token mediation with `mediation.dpop`: the upstream answered 401 `use_dpop_nonce` (RFC 9449
+   * §9) and the request was sent once more with a proof carrying the nonce it gave.
+   */
+  upstream_dpop_nonce?: 'retried';
 }
 
 export interface GatewayVariables {
@@ -77,6 +82,8 @@ export interface GatewayVariables {
   upstreamDpop: string | undefined;
   /** Takes the upstream's `DPoP-Nonce` for the next proofs to it (token mediation with `mediation.dpop`). */
   upstreamDpopNonce: ((nonce: string) => void) | undefined;
+  /** A new proof for the same upstream request, carrying `nonce` (remembered too): the retry after a 401 `use_dpop_nonce`. */
+  upstreamDpopRetry: ((nonce: string) => Promise<string>) | undefined;
   /** Resolves when the response has been fully sent (the audit event is written then). */
   finished: Promise<void> | undefined;
   /** Set when the result must be changed on its way back (a filtered `tools/list`). */

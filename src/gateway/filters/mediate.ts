@@ -18,6 +18,7 @@ export function mediate(route: CompiledRoute): MiddlewareHandler<GatewayEnv> {
     c.set('upstreamAuthorization', undefined);
     c.set('upstreamDpop', undefined);
     c.set('upstreamDpopNonce', undefined);
+    c.set('upstreamDpopRetry', undefined);
     if (route.mediator) {
       const principal = c.get('principal');
       try {
@@ -28,8 +29,14 @@ export function mediate(route: CompiledRoute): MiddlewareHandler<GatewayEnv> {
           c.set('upstreamAuthorization', `DPoP ${token}`);
           const mediator = route.mediator;
           const url = `${upstream.origin}${pathFor(c.req.path, '')}`;
-          c.set('upstreamDpop', await mediator.upstreamProof({ token, method: c.req.method, url, body: c.get('mcp').body }));
+          const proof = (nonce?: string) => mediator.upstreamProof({ token, method: c.req.method, url, body: c.get('mcp').body, nonce });
+          c.set('upstreamDpop', await proof());
           c.set('upstreamDpopNonce', (nonce) => mediator.noteUpstreamNonce(url, nonce));
+          // RFC 9449 §9: the upstream's 401 use_dpop_nonce is retried once by the forwarder, with this.
+          c.set('upstreamDpopRetry', (nonce) => {
+            mediator.noteUpstreamNonce(url, nonce);
+            return proof(nonce);
+          });
         } else {
           c.set('upstreamAuthorization', `Bearer ${token}`);
         }

@@ -69,7 +69,7 @@ export interface Forwarder {
 
 /** Thrown by forwarders for upstream failures; the status is 502 or 504. */
 export class UpstreamError extends Error {
-  constructor(readonly status: 502 | 504, readonly rejection: 'upstream_unavailable' | 'upstream_timeout', message: string) {
+  constructor(readonly status: 502 | 504, readonly rejection: 'upstream_unavailable' | 'upstream_timeout' | 'upstream_dpop_nonce', message: string) {
     super(message);
   }
 
@@ -90,6 +90,42 @@ export function upstreamError(error: unknown): UpstreamError {
   return TIMEOUT_CODES.has(code)
     ? new UpstreamError(504, 'upstream_timeout', `upstream did not answer in time (${code})`)
     : new UpstreamError(502, 'upstream_unavailable', `upstream unavailable (${code || e.message})`);
+}
+
+/** RFC 9110 §11.6.1: `auth-scheme` or `auth-param` name (a token), then `= token / quoted-string` for a parameter. */
+const CHALLENGE_ITEM = /[\s,]*([!#$%&'*+\-.^_`|~0-9A-Za-z]+)(?:\s*=\s*("(?:[^"\\]|\\.)*"|[!#$%&'*+\-.^_`|~0-9A-Za-z]+))?/gy;
+
+/** The parameters of the `DPoP` challenge of a `WWW-Authenticate` value (several challenges may share one), lower-case names. */
+function dpopChallengeParams(header: string): Record<string, string> | undefined {
+  let scheme: string | undefined;
+  let params: Record<string, string> | undefined;
+  CHALLENGE_ITEM.lastIndex = 0;
+  for (let match = CHALLENGE_ITEM.exec(header); match && match[0] !== ''; match = CHALLENGE_ITEM.exec(header)) {
+    const [, name, value] = match;
+    if (value === undefined) {
+      scheme = name!.toLowerCase();
+      if (scheme === 'dpop') params ??= {};
+    } else if (scheme === 'dpop') {
+      params![name!.toLowerCase()] = value.startsWith('"') ? value.slice(1, -1).replace(/\\(.)/g, '$1') : value;
+    }
+  }
+  return params;
+}
+
+/**
+ * RFC 9449 §9: the upstream refused the gateway's proof for want of a (fresh) nonce — a 401 whose
+ * `DPoP` challenge says `error="use_dpop_nonce"`, with the nonce to use in `DPoP-Nonce`. Returns
+ * that nonce, or undefined for any other answer.
+ */
+export function upstreamNonceDemand(status: number, wwwAuthenticate: string | string[] | null | undefined, nonce: string | string[] | null | undefined): string | undefined {
+  if (status !== 401 || typeof nonce !== 'string' || nonce === '' || !wwwAuthenticate) return undefined;
+  const params = dpopChallengeParams(Array.isArray(wwwAuthenticate) ? wwwAuthenticate.join(', ') : wwwAuthenticate);
+  return params?.error === 'use_dpop_nonce' ? nonce : undefined;
+}
+
+/** The upstream asked again for a nonce after the retry that carried the one it gave: 502, not its 401 (the challenge was the gateway's, not the caller's). */
+export function nonceRetryRefused(): UpstreamError {
+  return new UpstreamError(502, 'upstream_dpop_nonce', 'the upstream answered 401 use_dpop_nonce again to the retry with the DPoP nonce it gave');
 }
 
 /**
@@ -119,7 +155,9 @@ export function clientHeaders(upstream: Iterable<[string, string | string[] | un
   const out: Record<string, string | string[]> = {};
   for (const [rawName, value] of upstream) {
     const name = rawName.toLowerCase();
-    if (value === undefined || HOP_BY_HOP.has(name)) continue;
+    // An upstream's DPoP-Nonce is for the gateway's proofs (the caller's never reach it): a caller
+    // would take it for the gateway's own nonce.
+    if (value === undefined || HOP_BY_HOP.has(name) || name === 'dpop-nonce') continue;
     if (name === 'set-cookie' && dropCookie) {
       const kept = (Array.isArray(value) ? value : [value]).filter((cookie) => !dropCookie(cookie.slice(0, Math.max(0, cookie.indexOf('='))).trim()));
       if (kept.length > 0) out[name] = kept;
@@ -258,17 +296,35 @@ export function fetchForwarder(fetchImpl: typeof fetch = fetch, options: FetchFo
       const upstreamDpop = c.get('upstreamDpop');
       if (upstreamDpop) headers.dpop = upstreamDpop;
       const started = performance.now();
-      let response: Response;
-      // response_ms bounds the wait for the upstream's answer, not the answer (an SSE stream may last):
-      // a timer cleared once the headers are in, not AbortSignal.timeout, which would cut the body too.
-      const abort = new AbortController();
-      const timer = setTimeout(() => abort.abort(new DOMException(`no answer in ${hooks.timeouts.response_ms} ms`, 'TimeoutError')), hooks.timeouts.response_ms);
-      try {
-        response = await fetchImpl(`${target.origin}${target.path}`, { method: target.method, headers, body: (target.bytes as BodyInit | undefined) ?? target.body, redirect: 'manual', signal: abort.signal });
-      } catch (error) {
-        throw upstreamError(error);
-      } finally {
-        clearTimeout(timer);
+      const send = async () => {
+        // response_ms bounds the wait for the upstream's answer, not the answer (an SSE stream may last):
+        // a timer cleared once the headers are in, not AbortSignal.timeout, which would cut the body too.
+        const abort = new AbortController();
+        const timer = setTimeout(() => abort.abort(new DOMException(`no answer in ${hooks.timeouts.response_ms} ms`, 'TimeoutError')), hooks.timeouts.response_ms);
+        try {
+          return await fetchImpl(`${target.origin}${target.path}`, { method: target.method, headers, body: (target.bytes as BodyInit | undefined) ?? target.body, redirect: 'manual', signal: abort.signal });
+        } catch (error) {
+          throw upstreamError(error);
+        } finally {
+          clearTimeout(timer);
+        }
+      };
+      let response = await send();
+      // RFC 9449 §9, once: the body is a buffered string or bytes (never a stream), so it can go again.
+      const retry = c.get('upstreamDpopRetry');
+      const demanded = upstreamDpop && retry ? upstreamNonceDemand(response.status, response.headers.get('www-authenticate'), response.headers.get('dpop-nonce')) : undefined;
+      if (demanded) {
+        await response.body?.cancel();
+        audit.upstream_dpop_nonce = 'retried';
+        headers.dpop = await retry!(demanded);
+        response = await send();
+        const again = upstreamNonceDemand(response.status, response.headers.get('www-authenticate'), response.headers.get('dpop-nonce'));
+        if (again) {
+          await response.body?.cancel();
+          c.get('upstreamDpopNonce')?.(again);
+          audit.upstream_status = response.status;
+          throw nonceRetryRefused();
+        }
       }
       audit.upstream_status = response.status;
       const dpopNonce = response.headers.get('dpop-nonce');

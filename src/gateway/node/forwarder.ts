@@ -1,7 +1,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { RESPONSE_ALREADY_SENT } from '@hono/node-server/utils/response';
 import { Pool, type Dispatcher } from 'undici';
-import { clientHeaders, upstreamError, upstreamHeaders, type Forwarder } from '../filters/proxy.ts';
+import { clientHeaders, nonceRetryRefused, upstreamError, upstreamHeaders, upstreamNonceDemand, type Forwarder } from '../filters/proxy.ts';
 
 interface NodeBindings {
   incoming: IncomingMessage;
@@ -142,6 +142,52 @@ export function nodeForwarder(options: { connections?: number } = {}): Forwarder
         // paused and its events wait; if binding fails, the upstream is cut and nothing is sent.
         let gate: Promise<boolean> | undefined;
         const later = (run: () => void) => (gate ? void gate.then((ok) => ok && run()) : run());
+        const retry = upstreamDpop ? c.get('upstreamDpopRetry') : undefined;
+        /**
+         * RFC 9449 §9: a 401 use_dpop_nonce to the gateway's proof is drained (never sent on) and the
+         * request sent once more with a proof carrying the nonce — the body is a buffer, not a
+         * stream, so it can go again; a second demand is a 502.
+         */
+        const handlerFor = (retried: boolean): Dispatcher.DispatchHandler => {
+          let demanded: string | undefined;
+          const again = (nonce: string) => {
+            if (retried) {
+              outgoing.off('close', onClientClose);
+              c.get('upstreamDpopNonce')?.(nonce);
+              reject(nonceRetryRefused());
+              return;
+            }
+            audit.upstream_dpop_nonce = 'retried';
+            retry!(nonce).then(
+              (proof) => {
+                headers.dpop = proof;
+                send(true);
+              },
+              (error: unknown) => {
+                outgoing.off('close', onClientClose);
+                reject(error);
+              },
+            );
+          };
+          return {
+            onRequestStart: (ctrl) => upstreamHandler.onRequestStart(ctrl),
+            onResponseStart(ctrl, statusCode, responseHeaders) {
+              if (retry) demanded = upstreamNonceDemand(statusCode, responseHeaders['www-authenticate'], responseHeaders['dpop-nonce']);
+              if (demanded) {
+                audit.upstream_status = statusCode;
+                return;
+              }
+              handler.onResponseStart!(ctrl, statusCode, responseHeaders);
+            },
+            onResponseData: (ctrl, chunk) => (demanded ? undefined : handler.onResponseData!(ctrl, chunk)),
+            onResponseEnd: (ctrl, trailers) => (demanded ? again(demanded) : handler.onResponseEnd!(ctrl, trailers)),
+            onResponseError: (ctrl, error) => {
+              if (!demanded) return handler.onResponseError!(ctrl, error);
+              outgoing.off('close', onClientClose);
+              reject(upstreamError(error));
+            },
+          };
+        };
         const handler: Dispatcher.DispatchHandler = {
           onRequestStart: (ctrl) => upstreamHandler.onRequestStart(ctrl),
           onResponseStart(ctrl, statusCode, responseHeaders) {
@@ -167,18 +213,20 @@ export function nodeForwarder(options: { connections?: number } = {}): Forwarder
           onResponseEnd: () => later(() => upstreamHandler.onResponseEnd()),
           onResponseError: (ctrl, error) => later(() => upstreamHandler.onResponseError(ctrl, error)),
         };
-        poolFor(target.origin, hooks.timeouts.connect_ms).dispatch(
-          {
-            origin: target.origin,
-            path: target.path,
-            method: target.method as Dispatcher.HttpMethod,
-            headers,
-            body,
-            headersTimeout: hooks.timeouts.response_ms,
-            bodyTimeout: hooks.timeouts.idle_ms,
-          },
-          handler,
-        );
+        const send = (retried: boolean) =>
+          poolFor(target.origin, hooks.timeouts.connect_ms).dispatch(
+            {
+              origin: target.origin,
+              path: target.path,
+              method: target.method as Dispatcher.HttpMethod,
+              headers,
+              body,
+              headersTimeout: hooks.timeouts.response_ms,
+              bodyTimeout: hooks.timeouts.idle_ms,
+            },
+            retry ? handlerFor(retried) : handler,
+          );
+        send(false);
       });
     },
     async close() {

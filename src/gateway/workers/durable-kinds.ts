@@ -1,9 +1,11 @@
 /**
- * The `GatewayState` objects of the kinds `revocations:`, `audit:` and `approval:` (issue 16): the
+ * The `GatewayState` objects of the kinds `revocations:`, `audit:`, `approval:` (issue 16) and
+ * `dpop:` (issue 17, durable-dpop.ts): the
  * class hands their commands and alarms here. An object of one of these kinds stores its kind under
  * `kind`, so that its alarm reaches its own handler (the rate limit and session objects store none).
  */
 import { approvalAlarm, approvalCommand, type ApprovalCommand } from './durable-approvals.ts';
+import { dpopAlarm, dpopCommand, type DpopCommand } from './durable-dpop.ts';
 import { AuditShardObject, type AuditCommand, type ListingStorage } from './durable-audit.ts';
 import { RevocationFeedObject, type RevocationsCommand } from './durable-revocations.ts';
 import type { DurableStorage } from './durable-state.ts';
@@ -30,6 +32,7 @@ export class StateKinds {
     if (command.op === 'revocations') return this.revocations().read(command as RevocationsCommand);
     if (command.op === 'audit') return this.audit().append(command as AuditCommand);
     if (typeof command.op === 'string' && command.op.startsWith('approval-')) return approvalCommand(this.storage, command as ApprovalCommand);
+    if (command.op === 'dpop-claim') return dpopCommand(this.storage, command as DpopCommand);
     return undefined;
   }
 
@@ -39,6 +42,7 @@ export class StateKinds {
     if (kind === 'revocations') await this.revocations().alarm();
     else if (kind === 'audit') await this.audit().alarm();
     else if (kind === 'approval') await approvalAlarm(this.storage);
+    else if (kind === 'dpop') await dpopAlarm(this.storage);
     else return false;
     return true;
   }

@@ -58,7 +58,7 @@ type Command =
 /** The Durable Object class the Worker bundle exports (bind it as `GATEWAY_STATE`). */
 export class GatewayState {
   private readonly storage: DurableStorage;
-  /** The `revocations:`, `audit:` and `approval:` objects (durable-kinds.ts). */
+  /** The `revocations:`, `audit:`, `approval:` and `dpop:` objects (durable-kinds.ts). */
   private readonly kinds: StateKinds;
 
   constructor(state: DurableState, env?: unknown) {

@@ -11,7 +11,8 @@
  * key sets fetch at first use and refresh on use. MCP routes, and `kind: web` routes (web.ts); rate
  * limits, MCP session bindings, held approvals, revocation feeds and web sessions in the
  * `GATEWAY_STATE` Durable Object binding (the exported `GatewayState` class) when there is one, in
- * the isolate's memory otherwise (per isolate!); audit events as JSON lines on console.log (Workers
+ * the isolate's memory otherwise (per isolate!); DPoP proof `jti`s in it too (without it, a route
+ * with `dpop.replay` does not build: no per-isolate fallback); audit events as JSON lines on console.log (Workers
  * Logs), and batched to `AUDIT_SINK_URL` through the Durable Object when both are set. `listen`,
  * `admin`, `audit` and `data_dir` do not apply.
  */
@@ -25,6 +26,7 @@ import { SessionBindings } from '../sessions.ts';
 import type { GatewayAuditEvent } from '../types.ts';
 import { durableRateLimits, DurableSessionBindings, isDurableNamespace } from './durable-state.ts';
 import { DurableApprovals } from './durable-approvals.ts';
+import { DurableDpopReplay } from './durable-dpop.ts';
 import { auditSinkSettings, EdgeAudit } from './durable-audit.ts';
 import { durableRevocations } from './durable-revocations.ts';
 import { isolateRateLimits } from './rate-limits.ts';
@@ -79,17 +81,25 @@ function build(source: string, env: GatewayWorkerEnv): Built {
   const sharedVerifications = mac && isKvNamespace(env.VERIFIED_TOKENS) ? kvVerifiedTokens(env.VERIFIED_TOKENS, { maxTtlSeconds: verifiedTokensMaxTtl(env.VERIFIED_TOKENS_MAX_TTL_SECONDS), mac }) : undefined;
   const cache = mac ? defaultCache() : undefined;
   const keySetCache = cache && mac ? cacheApiKeySets(cache, mac) : undefined;
+  // DPoP proof jtis (RFC 9449 §11.1), one object per proof, seen by every isolate (durable-dpop.ts).
+  const dpopReplay = state ? new DurableDpopReplay(state) : undefined;
   const routes: CompiledRoute[] = [];
   try {
     config.routes.forEach((route, index) => {
       if (route.kind === 'web') return; // compiled by edgeWebApp below
       if (routes.some((other) => other.config.path === route.path)) throw new EdgeConfigError(`routes[${index}]: path ${route.path} is used twice`);
+      if (!dpopReplay && route.dpop.mode !== 'off' && route.dpop.replay) {
+        // Not the isolate's memory: Cloudflare runs a Worker in many isolates, so a proof replayed
+        // to another one would pass while the route says proofs are single use (docs/edge.md).
+        throw new EdgeConfigError(`routes[${index}] (${route.path}) dpop.replay needs the GATEWAY_STATE Durable Object binding (proof jtis shared by every isolate); bind it, or set dpop.replay: false to accept a replayed proof within its iat window`);
+      }
       routes.push(
         compileRoute(route, index, {
           env: strings,
           rateLimits,
           rateLimitPrefix: config.rate_limit_prefix,
           jwksSchedule: 'on-use',
+          dpopReplay,
           // With the Durable Object, one object per feed polls the AS; the isolates read its list.
           acquireRevocations: state ? durableRevocations(state, config.routes, env) : undefined,
           sharedVerifications,
