@@ -7,22 +7,18 @@
  * workerd — loses none. Loopback only, bounded in time; workerd is stopped at the end.
  */
 import assert from 'node:assert/strict';
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer, type IncomingMessage, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { freePort } from '../helpers/auth-server.ts';
+import { buildEdgeBundle, EDGE_SKIP_REASON, edgeAvailable, startEdgeWorker, type EdgeWorker } from '../helpers/edge-worker.ts';
 import { startFakeTransactionsAs } from '../helpers/fake-transactions.ts';
 import { listedTools, mcpPost, startFakeIssuer, startScriptedUpstream, toolCall } from '../helpers/gateway.ts';
 import { skipUnless } from '../helpers/services.ts';
 
-const EDGE = resolve('.cache/edge/node_modules');
-const NODE22 = join(EDGE, 'node/bin/node');
-const available = existsSync(NODE22) && existsSync(join(EDGE, 'miniflare/package.json'));
-const STARTUP_MS = 30_000;
 const POLL_SECONDS = 2;
 const SINK_TOKEN = 'sink-token-for-the-test';
 
@@ -51,11 +47,11 @@ async function listen(server: Server): Promise<string> {
   return `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
 }
 
-describe('revocations, audit and held approvals in the Durable Object, in workerd', skipUnless(available, 'edge tests: run `npm run edge:install` (Miniflare and workerd need Node 22, installed under .cache/)'), () => {
+describe('revocations, audit and held approvals in the Durable Object, in workerd', skipUnless(edgeAvailable, EDGE_SKIP_REASON), () => {
   let issuer: Awaited<ReturnType<typeof startFakeIssuer>>;
   let as: Awaited<ReturnType<typeof startFakeTransactionsAs>>;
   let upstream: Awaited<ReturnType<typeof startScriptedUpstream>>;
-  let worker: ChildProcess | undefined;
+  let worker: EdgeWorker | undefined;
   let dir: string;
   let script: string;
   let configFile: string;
@@ -64,7 +60,8 @@ describe('revocations, audit and held approvals in the Durable Object, in worker
   /** The first isolate's origin, and the second's (its own loopback port). */
   let first: string;
   let second: string;
-  let stdout = '';
+  /** What the Worker logged before a restart. */
+  let earlier = '';
 
   // The AS's revocation list: the polls it answered (when, with what Authorization), what is revoked.
   const polls: { at: number; url: string; auth: string }[] = [];
@@ -78,51 +75,27 @@ describe('revocations, audit and held approvals in the Durable Object, in worker
   let sink: Server;
   let sinkUrl: string;
 
+  const stdout = () => earlier + (worker?.stdout() ?? '');
   const auditLines = () =>
-    stdout
+    stdout()
       .split('\n')
       .filter((line) => line.includes('"audit":"mandate-gateway"'))
       .map((line) => JSON.parse(line.slice(line.indexOf('{'))) as Record<string, unknown>);
   const auditFor = (requestId: string | null) => until(() => auditLines().find((event) => event.request_id === requestId), 5_000, `the audit line of ${requestId}`);
 
   async function start(): Promise<void> {
-    let stderr = '';
-    const args = ['scripts/edge-workerd.mjs', '--config', configFile, '--script', script, '--host', '127.0.0.1', '--port', String(port), '--persist', persist, '--instances', '2'];
-    for (const binding of ['REVOCATION_SECRET=rev-secret', 'APPROVALS_SECRET=gw-secret', `AUDIT_SINK_URL=${sinkUrl}/events`, `AUDIT_SINK_TOKEN=${SINK_TOKEN}`, 'AUDIT_SINK_BATCH_SIZE=3', 'AUDIT_SINK_BATCH_SECONDS=1']) args.push('--binding', binding);
-    const child = spawn(NODE22, args, { stdio: ['pipe', 'pipe', 'pipe'] });
-    worker = child;
-    child.stderr!.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
-    let seen = '';
-    await new Promise<void>((ready, fail) => {
-      const timer = setTimeout(() => fail(new Error(`workerd did not start in ${STARTUP_MS} ms:\n${seen}\n${stderr}`)), STARTUP_MS);
-      child.stdout!.on('data', (chunk: Buffer) => {
-        seen += chunk.toString();
-        stdout += chunk.toString();
-        const line = seen.split('\n').find((l) => l.startsWith('{"url":'));
-        if (line && seen.slice(seen.indexOf(line) + line.length).includes('\n')) {
-          const urls = (JSON.parse(line) as { urls: string[] }).urls;
-          [first, second] = [urls[0]!, urls[1]!];
-          clearTimeout(timer);
-          ready();
-        }
-      });
-      child.once('exit', (code) => {
-        clearTimeout(timer);
-        fail(new Error(`workerd exited (${code}):\n${seen}\n${stderr}`));
-      });
-    });
+    const bindings = ['REVOCATION_SECRET=rev-secret', 'APPROVALS_SECRET=gw-secret', `AUDIT_SINK_URL=${sinkUrl}/events`, `AUDIT_SINK_TOKEN=${SINK_TOKEN}`, 'AUDIT_SINK_BATCH_SIZE=3', 'AUDIT_SINK_BATCH_SECONDS=1'];
+    worker = await startEdgeWorker(['--config', configFile, '--script', script, '--host', '127.0.0.1', '--port', String(port), '--persist', persist, '--instances', '2', ...bindings.flatMap((binding) => ['--binding', binding])]);
+    [first, second] = [worker.urls[0]!, worker.urls[1]!];
   }
 
   async function stop(): Promise<void> {
-    const child = worker;
+    const running = worker;
     worker = undefined;
-    if (!child || child.exitCode !== null) return;
-    const exited = new Promise((r) => child.once('exit', r));
-    // SIGTERM: the runner disposes of workerd, then exits (the port is free again for the restart).
-    child.kill('SIGTERM');
-    const timer = setTimeout(() => child.kill('SIGKILL'), 10_000);
-    await exited;
-    clearTimeout(timer);
+    if (!running) return;
+    // The runner disposes of workerd, then exits (the port is free again for the restart).
+    await running.stop();
+    earlier += running.stdout();
   }
 
   before(async () => {
@@ -146,8 +119,7 @@ describe('revocations, audit and held approvals in the Durable Object, in worker
     dir = mkdtempSync(join(tmpdir(), 'mandate-edge-feeds-'));
     script = join(dir, 'gateway.js');
     persist = join(dir, 'state');
-    const built = spawnSync(process.execPath, ['scripts/build-edge.mjs', '--outfile', script], { encoding: 'utf8', timeout: 60_000 });
-    assert.equal(built.status, 0, built.stderr);
+    buildEdgeBundle(script);
     port = await freePort();
     const origin = `http://127.0.0.1:${port}`;
     const feed = (path: string) => ({ endpoint: `${revocationsUrl}${path}`, client_id: 'gateway', client_secret_env: 'REVOCATION_SECRET', poll_seconds: POLL_SECONDS });
@@ -293,7 +265,7 @@ describe('revocations, audit and held approvals in the Durable Object, in worker
     assert.match(streamed.text, /streamed/);
     ids.push(streamed.headers.get('x-request-id')!);
     const delivered = () => new Set(posts.filter((post) => post.status === 200).flatMap((post) => post.events.map((event) => String(event.request_id))));
-    await until(() => (ids.every((id) => delivered().has(id)) ? true : undefined), 15_000, `the five events delivered, the streamed one too: ${JSON.stringify(posts)}\n${stdout}`);
+    await until(() => (ids.every((id) => delivered().has(id)) ? true : undefined), 15_000, `the five events delivered, the streamed one too: ${JSON.stringify(posts)}\n${stdout()}`);
     const batches = posts.filter((post) => post.events.some((event) => ids.includes(String(event.request_id))));
     assert.ok(batches.every((post) => post.events.length <= 3), `batches: ${batches.map((post) => post.events.length).join(', ')}`);
     assert.ok(batches.some((post) => post.events.length > 1), `batched, not one post per event: ${batches.map((post) => post.events.length).join(', ')}`);

@@ -12,55 +12,13 @@ import type { AddressInfo } from 'node:net';
 import { after, before, describe, it, mock } from 'node:test';
 import worker, { GatewayState } from '../../src/gateway/workers/index.ts';
 import { DurableApprovals } from '../../src/gateway/workers/durable-approvals.ts';
-import { auditSinkSettings, EdgeAudit, ISOLATE_BATCH_SIZE, type ListingStorage } from '../../src/gateway/workers/durable-audit.ts';
+import { auditSinkSettings, EdgeAudit, ISOLATE_BATCH_SIZE } from '../../src/gateway/workers/durable-audit.ts';
 import type { GatewayAuditEvent } from '../../src/gateway/types.ts';
 import { DurableRevocationList, RevocationFeedObject, type FeedConfig } from '../../src/gateway/workers/durable-revocations.ts';
 import type { DurableNamespace } from '../../src/gateway/workers/durable-state.ts';
 import { ApprovalStoreUnavailable } from '../../src/gateway/approvals.ts';
+import { failingNamespace, localNamespace, memoryStorage } from '../helpers/edge-worker.ts';
 import { listedTools, MCP_HEADERS, startFakeIssuer, toolCall } from '../helpers/gateway.ts';
-
-function memoryStorage() {
-  const data = new Map<string, unknown>();
-  let alarm: number | null = null;
-  const storage: ListingStorage = {
-    get: <T>(key: string) => Promise.resolve(structuredClone(data.get(key)) as T | undefined),
-    put: (key, value) => Promise.resolve(void data.set(key, structuredClone(value))),
-    deleteAll: () => Promise.resolve(void (data.clear(), (alarm = null))),
-    setAlarm: (at) => Promise.resolve(void (alarm = at)),
-    getAlarm: () => Promise.resolve(alarm),
-    delete: (keys) => Promise.resolve(keys.filter((key) => data.delete(key)).length),
-    list: <T>({ prefix, limit }: { prefix: string; limit?: number }) =>
-      Promise.resolve(
-        new Map(
-          [...data.keys()]
-            .filter((key) => key.startsWith(prefix))
-            .sort()
-            .slice(0, limit ?? Infinity)
-            .map((key) => [key, structuredClone(data.get(key)) as T]),
-        ),
-      ),
-  };
-  return { storage, data, alarm: () => alarm };
-}
-
-/** A namespace whose objects are `GatewayState`s in this process, one per name, with `env`. */
-function localNamespace(env: Record<string, unknown> = {}) {
-  const objects = new Map<string, { object: GatewayState; memory: ReturnType<typeof memoryStorage> }>();
-  const entry = (name: string) => {
-    let found = objects.get(name);
-    if (!found) {
-      const memory = memoryStorage();
-      found = { object: new GatewayState({ storage: memory.storage }, env), memory };
-      objects.set(name, found);
-    }
-    return found;
-  };
-  const namespace: DurableNamespace = {
-    idFromName: (name) => name,
-    get: (id) => ({ fetch: (input, init) => entry(id as string).object.fetch(new Request(input, init)) }),
-  };
-  return { namespace, objects, entry };
-}
 
 async function listen(server: Server): Promise<string> {
   await new Promise<void>((done) => server.listen(0, '127.0.0.1', done));
@@ -324,7 +282,7 @@ describe('held approvals in Durable Objects', () => {
     await entry('approval:key-b').object.alarm();
     assert.equal(entry('approval:key-b').memory.data.size, 0, 'deleted by the alarm');
 
-    const down = new DurableApprovals({ idFromName: (n) => n, get: () => ({ fetch: () => Promise.resolve(new Response('no', { status: 500 })) }) });
+    const down = new DurableApprovals(failingNamespace('throws'));
     await assert.rejects(() => down.recall('key-a'), (error: unknown) => error instanceof ApprovalStoreUnavailable && error.message === 'approval store unavailable: the Durable Object answered 500');
   });
 });
@@ -345,7 +303,7 @@ describe('the Worker with revocations, approvals and an audit sink in a GATEWAY_
     await issuer?.close();
   });
 
-  const unreachable: DurableNamespace = { idFromName: (name) => name, get: () => ({ fetch: () => Promise.reject(new Error('Durable Object reset because its code was updated')) }) };
+  const unreachable = failingNamespace('unreachable');
 
   async function call(route: Record<string, unknown>, env: Record<string, unknown>, name = 'echo') {
     const config = { routes: [{ path: '/mcp', upstream: 'http://127.0.0.1:9/never', resource, authorization_servers: [issuer.issuer], tools: listedTools(), ...route }] };

@@ -7,24 +7,20 @@
  * and the spent budget and the session's owner are still there. Loopback only, bounded in time.
  */
 import assert from 'node:assert/strict';
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { freePort } from '../helpers/auth-server.ts';
+import { buildEdgeBundle, EDGE_SKIP_REASON, edgeAvailable, startEdgeWorker, type EdgeWorker } from '../helpers/edge-worker.ts';
 import { listedTools, mcpPost, startFakeIssuer, startScriptedUpstream, toolCall } from '../helpers/gateway.ts';
 import { skipUnless } from '../helpers/services.ts';
 
-const EDGE = resolve('.cache/edge/node_modules');
-const NODE22 = join(EDGE, 'node/bin/node');
-const available = existsSync(NODE22) && existsSync(join(EDGE, 'miniflare/package.json'));
-const STARTUP_MS = 30_000;
 
-describe('the gateway\'s Durable Object state in workerd, across a restart', skipUnless(available, 'edge tests: run `npm run edge:install` (Miniflare and workerd need Node 22, installed under .cache/)'), () => {
+describe('the gateway\'s Durable Object state in workerd, across a restart', skipUnless(edgeAvailable, EDGE_SKIP_REASON), () => {
   let issuer: Awaited<ReturnType<typeof startFakeIssuer>>;
   let upstream: Awaited<ReturnType<typeof startScriptedUpstream>>;
-  let worker: ChildProcess | undefined;
+  let worker: EdgeWorker | undefined;
   let dir: string;
   let script: string;
   let configFile: string;
@@ -35,40 +31,14 @@ describe('the gateway\'s Durable Object state in workerd, across a restart', ski
   let other: string;
 
   async function start(): Promise<void> {
-    let stdout = '';
-    let stderr = '';
-    const child = spawn(NODE22, ['scripts/edge-workerd.mjs', '--config', configFile, '--script', script, '--host', '127.0.0.1', '--port', String(port), '--persist', persist, '--instances', '2'], { stdio: ['pipe', 'pipe', 'pipe'] });
-    worker = child;
-    child.stderr!.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
-    await new Promise<void>((ready, fail) => {
-      const timer = setTimeout(() => fail(new Error(`workerd did not start in ${STARTUP_MS} ms:\n${stdout}\n${stderr}`)), STARTUP_MS);
-      child.stdout!.on('data', (chunk: Buffer) => {
-        stdout += chunk.toString();
-        const line = stdout.split('\n').find((l) => l.startsWith('{"url":'));
-        if (line && stdout.slice(stdout.indexOf(line) + line.length).includes('\n')) {
-          const urls = (JSON.parse(line) as { urls: string[] }).urls;
-          assert.equal(urls[0], `http://127.0.0.1:${port}`);
-          other = `${urls[1]}/mcp`;
-          clearTimeout(timer);
-          ready();
-        }
-      });
-      child.once('exit', (code) => {
-        clearTimeout(timer);
-        fail(new Error(`workerd exited (${code}):\n${stdout}\n${stderr}`));
-      });
-    });
+    worker = await startEdgeWorker(['--config', configFile, '--script', script, '--host', '127.0.0.1', '--port', String(port), '--persist', persist, '--instances', '2']);
+    assert.equal(worker.urls[0], `http://127.0.0.1:${port}`);
+    other = `${worker.urls[1]}/mcp`;
   }
 
   async function stop(): Promise<void> {
-    const child = worker;
+    await worker?.stop();
     worker = undefined;
-    if (!child || child.exitCode !== null) return;
-    const exited = new Promise((r) => child.once('exit', r));
-    child.kill('SIGTERM');
-    const timer = setTimeout(() => child.kill('SIGKILL'), 5_000);
-    await exited;
-    clearTimeout(timer);
   }
 
   before(async () => {
@@ -77,8 +47,7 @@ describe('the gateway\'s Durable Object state in workerd, across a restart', ski
     dir = mkdtempSync(join(tmpdir(), 'mandate-edge-do-'));
     script = join(dir, 'gateway.js');
     persist = join(dir, 'state');
-    const built = spawnSync(process.execPath, ['scripts/build-edge.mjs', '--outfile', script], { encoding: 'utf8', timeout: 60_000 });
-    assert.equal(built.status, 0, built.stderr);
+    buildEdgeBundle(script);
     port = await freePort();
     resource = `http://127.0.0.1:${port}/mcp`;
     configFile = join(dir, 'gateway.json');

@@ -9,20 +9,8 @@ import { readFileSync } from 'node:fs';
 import { after, before, describe, it, mock } from 'node:test';
 import { gatewayConfigSchema } from '../../src/config/gateway-schema.ts';
 import worker, { GatewayState } from '../../src/gateway/workers/index.ts';
-import type { DurableNamespace, DurableStorage } from '../../src/gateway/workers/durable-state.ts';
+import { failingNamespace, memoryStorage } from '../helpers/edge-worker.ts';
 import { listedTools, MCP_HEADERS, startFakeIssuer, toolCall } from '../helpers/gateway.ts';
-
-function memoryStorage() {
-  const data = new Map<string, unknown>();
-  let alarm: number | undefined;
-  const storage: DurableStorage = {
-    get: <T>(key: string) => Promise.resolve(structuredClone(data.get(key)) as T | undefined),
-    put: (key, value) => Promise.resolve(void data.set(key, structuredClone(value))),
-    deleteAll: () => Promise.resolve(data.clear()),
-    setAlarm: (at) => Promise.resolve(void (alarm = at)),
-  };
-  return { storage, data, alarm: () => alarm };
-}
 
 const send = async (object: GatewayState, command: unknown) => (await object.fetch(new Request('https://gateway-state/', { method: 'POST', body: JSON.stringify(command) }))).json();
 
@@ -76,18 +64,11 @@ describe('the Worker with a GATEWAY_STATE that fails: 503, fail closed, the reas
     await issuer?.close();
   });
 
-  const failing = (how: 'unreachable' | 'throws'): DurableNamespace => ({
-    idFromName: (name) => name,
-    get: () => ({
-      fetch: () => (how === 'unreachable' ? Promise.reject(new Error('Durable Object reset because its code was updated')) : Promise.resolve(new Response('internal error', { status: 500 }))),
-    }),
-  });
-
   async function call(how: 'unreachable' | 'throws', headers: Record<string, string> = {}) {
     // A distinct config per case: the Worker rebuilds its routes (and stores) when the config changes.
     const config = { routes: [{ path: '/mcp', upstream: 'http://127.0.0.1:9/never', resource, resource_name: how, authorization_servers: [issuer.issuer], tools: listedTools(), rate_limits: [{ name: 'per-subject', key: ['subject'], limit: 5, window_seconds: 60 }] }] };
     const token = await issuer.sign({ sub: 'alice', aud: resource, client_id: 'agent-1' });
-    const env = { MANDATE_GATEWAY_CONFIG: JSON.stringify(config), GATEWAY_STATE: failing(how) };
+    const env = { MANDATE_GATEWAY_CONFIG: JSON.stringify(config), GATEWAY_STATE: failingNamespace(how) };
     const response = await worker.fetch(new Request(resource, { method: 'POST', headers: { ...MCP_HEADERS, authorization: `Bearer ${token}`, ...headers }, body: JSON.stringify(toolCall('echo')) }), env, { waitUntil: () => undefined });
     const requestId = response.headers.get('x-request-id');
     const body = (await response.json()) as { error: { code: number } };

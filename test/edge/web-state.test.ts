@@ -12,40 +12,14 @@ import { after, afterEach, before, describe, it, mock } from 'node:test';
 import { createServer, type IncomingHttpHeaders, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { decodeProtectedHeader, exportJWK, generateKeyPair } from 'jose';
-import worker, { GatewayState } from '../../src/gateway/workers/index.ts';
-import type { DurableNamespace, DurableStorage } from '../../src/gateway/workers/durable-state.ts';
+import worker from '../../src/gateway/workers/index.ts';
+import type { DurableNamespace } from '../../src/gateway/workers/durable-state.ts';
 import { DurableWebSessions } from '../../src/gateway/workers/web-sessions.ts';
 import { CookieSealer, secretBytes } from '../../src/gateway/web/seal.ts';
 import type { WebSession } from '../../src/gateway/web/store.ts';
 import { startTestAuthServer, type TestAuthServer } from '../helpers/auth-server.ts';
 import { FormBrowser } from '../helpers/browser-driver.ts';
-
-/** A GatewayState namespace in memory: one object (and storage) per name, as Cloudflare keeps them. */
-function memoryNamespace() {
-  const objects = new Map<string, { object: GatewayState; data: Map<string, unknown>; alarm: () => number | undefined }>();
-  const namespace: DurableNamespace = {
-    idFromName: (name) => name,
-    get: (id) => {
-      const name = id as string;
-      let entry = objects.get(name);
-      if (!entry) {
-        const data = new Map<string, unknown>();
-        let alarm: number | undefined;
-        const storage: DurableStorage = {
-          get: <T>(key: string) => Promise.resolve(structuredClone(data.get(key)) as T | undefined),
-          put: (key, value) => Promise.resolve(void data.set(key, structuredClone(value))),
-          deleteAll: () => Promise.resolve(data.clear()),
-          setAlarm: (at) => Promise.resolve(void (alarm = at)),
-        };
-        entry = { object: new GatewayState({ storage }), data, alarm: () => alarm };
-        objects.set(name, entry);
-      }
-      const object = entry.object;
-      return { fetch: (input, init) => object.fetch(new Request(input, init)) };
-    },
-  };
-  return { namespace, objects };
-}
+import { failingNamespace, localNamespace } from '../helpers/edge-worker.ts';
 
 const session = (overrides: Partial<WebSession> = {}): WebSession => {
   const now = Math.floor(Date.now() / 1000);
@@ -66,28 +40,28 @@ const session = (overrides: Partial<WebSession> = {}): WebSession => {
 
 describe('DurableWebSessions on GatewayState objects', () => {
   it('keeps a session under the hash of its id, sealed: the storage holds no token and cannot be read without the id', async () => {
-    const { namespace, objects } = memoryNamespace();
+    const { namespace, objects } = localNamespace();
     const store = new DurableWebSessions(namespace);
     const saved = session();
     await store.save('session-id-1', saved, 600);
     assert.deepEqual(await store.get('session-id-1'), saved);
     assert.equal(await store.get('session-id-2'), undefined);
-    const names = [...objects.entries()].filter(([, entry]) => entry.data.size > 0).map(([name]) => name);
+    const names = [...objects.entries()].filter(([, entry]) => entry.memory.data.size > 0).map(([name]) => name);
     assert.equal(names.filter((name) => name.startsWith('web:session:')).length, 1);
     assert.deepEqual(names.map((name) => name.split(':').slice(0, 2).join(':')).sort(), ['web:session', 'web:sid', 'web:sub']);
-    const everything = JSON.stringify([...objects.entries()].map(([name, entry]) => [name, [...entry.data]]));
+    const everything = JSON.stringify([...objects.entries()].map(([name, entry]) => [name, [...entry.memory.data]]));
     // (The AS session id and the subject stay in clear beside the sealed record: back-channel logout matches them.)
     for (const secret of ['session-id-1', 'access-token-secret-value', 'refresh-token-secret-value', 'id-token-secret-value', 'Demo User']) {
       assert.ok(!everything.includes(secret), `${secret} is not in the objects' names nor storage`);
     }
     const record = [...objects.entries()].find(([name]) => name.startsWith('web:session:'))![1];
-    assert.ok(record.alarm()! > Date.now(), 'the object deletes itself at the record\'s expiry');
+    assert.ok(record.memory.alarm()! > Date.now(), 'the object deletes itself at the record\'s expiry');
     await store.delete('session-id-1');
     assert.equal(await store.get('session-id-1'), undefined);
   });
 
   it('back-channel logout: by sid ends that AS session\'s sessions at that route only; by sub every session of the subject', async () => {
-    const { namespace } = memoryNamespace();
+    const { namespace } = localNamespace();
     const store = new DurableWebSessions(namespace);
     await store.save('a', session(), 600);
     await store.save('b', session(), 600);
@@ -108,7 +82,7 @@ describe('DurableWebSessions on GatewayState objects', () => {
   // Security review of issue 16: a request that read the session before a sign-out or back-channel
   // logout (in another isolate) must not bring it back with its touch or refresh.
   it('renew replaces a session still stored, and never one ended meanwhile (sign-out, back-channel logout)', async () => {
-    const { namespace } = memoryNamespace();
+    const { namespace } = localNamespace();
     const store = new DurableWebSessions(namespace);
     await store.save('s1', session(), 600);
     const read = (await store.get('s1'))!;
@@ -125,7 +99,7 @@ describe('DurableWebSessions on GatewayState objects', () => {
   });
 
   it('a back-channel logout between a sign-in\'s index and its put: the session is not stored', async () => {
-    const { namespace } = memoryNamespace();
+    const { namespace } = localNamespace();
     // Holds the session record's put until the logout has run (another isolate's request, in between).
     let release!: () => void;
     const gate = new Promise<void>((resolve) => (release = resolve));
@@ -160,7 +134,7 @@ describe('DurableWebSessions on GatewayState objects', () => {
   });
 
   it('a pending sign-in is taken once; a logout token jti is first used once; both expire', async () => {
-    const { namespace } = memoryNamespace();
+    const { namespace } = localNamespace();
     const store = new DurableWebSessions(namespace);
     const pending = { route: '/app/', codeVerifier: 'verifier-secret', nonce: 'n', returnTo: '/app/x', createdAt: 1 };
     await store.putPending('state-1', pending, 600);
@@ -178,20 +152,19 @@ describe('DurableWebSessions on GatewayState objects', () => {
   });
 
   it('the alarm deletes a lapsed record, and keeps a live one', async () => {
-    const { namespace, objects } = memoryNamespace();
+    const { namespace, objects } = localNamespace();
     const store = new DurableWebSessions(namespace);
     await store.save('gone', session(), 0.05);
     await store.save('kept', session({ sid: 'other' }), 600);
     await new Promise((r) => setTimeout(r, 80));
     for (const entry of objects.values()) await entry.object.alarm();
-    const left = [...objects.entries()].filter(([, entry]) => entry.data.size > 0).map(([name]) => name.split(':')[1]);
+    const left = [...objects.entries()].filter(([, entry]) => entry.memory.data.size > 0).map(([name]) => name.split(':')[1]);
     assert.deepEqual(left.sort(), ['session', 'sid', 'sid', 'sub'], 'one session, its indexes (the lapsed one\'s sid index outlives it until its absolute end)');
     assert.ok(await store.get('kept'));
   });
 
   it('an object that fails or cannot be reached: WebSessionStoreUnavailable, never an answer', async () => {
-    const failing: DurableNamespace = { idFromName: (name) => name, get: () => ({ fetch: () => Promise.resolve(new Response('internal error', { status: 500 })) }) };
-    const store = new DurableWebSessions(failing);
+    const store = new DurableWebSessions(failingNamespace('throws'));
     await assert.rejects(store.get('x'), { name: 'WebSessionStoreUnavailable', message: 'web session store unavailable: the Durable Object answered 500' });
     await assert.rejects(store.firstUse('x', 60), { name: 'WebSessionStoreUnavailable' });
     await assert.rejects(store.takePending('x'), { name: 'WebSessionStoreUnavailable' });
@@ -267,7 +240,7 @@ describe('the Worker with a web route', () => {
   });
 
   it('GATEWAY_STATE unreachable: 503, nothing assumed, the reason in the audit event; the gateway JWKS is the configured key', async () => {
-    const unreachable: DurableNamespace = { idFromName: (name) => name, get: () => ({ fetch: () => Promise.reject(new Error('Durable Object reset because its code was updated')) }) };
+    const unreachable = failingNamespace('unreachable');
     const env = { MANDATE_GATEWAY_CONFIG: JSON.stringify(config('unreachable')), MANDATE_WEB_COOKIE_KEY: cookieKey, MANDATE_WEB_IDENTITY_KEY: identityKey, GATEWAY_STATE: unreachable };
     // A well-sealed session cookie (the route's key and context): its session cannot be looked up.
     const sealer = new CookieSealer(secretBytes(cookieKey), `/app/\n${as.issuer}\nunreachable`);

@@ -1,13 +1,29 @@
+/**
+ * The edge tests' shared pieces: the Worker bundle built and run in workerd (`startEdgeWorker`,
+ * scripts/edge-workerd.mjs under the `.cache/edge` Node 22), and, for the Node tests of the same
+ * code, `GatewayState` objects over an in-memory storage (`memoryStorage`, `localNamespace`) and
+ * namespaces that fail as an unreachable or broken Durable Object does (`failingNamespace`).
+ */
 import assert from 'node:assert/strict';
-import { spawn, type ChildProcess } from 'node:child_process';
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { join, resolve } from 'node:path';
+import { GatewayState } from '../../src/gateway/workers/durable-state.ts';
+import type { DurableNamespace } from '../../src/gateway/workers/durable-state.ts';
+import type { ListingStorage } from '../../src/gateway/workers/durable-audit.ts';
 
 /** Miniflare + workerd + Node 22, installed by `npm run edge:install` under .cache/edge. */
 export const EDGE = resolve('.cache/edge/node_modules');
 export const NODE22 = join(EDGE, 'node/bin/node');
 export const edgeAvailable = existsSync(NODE22) && existsSync(join(EDGE, 'miniflare/package.json'));
 export const EDGE_SKIP_REASON = 'edge tests: run `npm run edge:install` (Miniflare and workerd need Node 22, installed under .cache/)';
+
+/** Bundles the gateway Worker (scripts/build-edge.mjs) into `outfile`: the bundle of the sources as they are now. */
+export function buildEdgeBundle(outfile: string): string {
+  const built = spawnSync(process.execPath, ['scripts/build-edge.mjs', '--outfile', outfile], { encoding: 'utf8', timeout: 60_000 });
+  assert.equal(built.status, 0, built.stderr);
+  return outfile;
+}
 
 export interface EdgeWorker {
   child: ChildProcess;
@@ -78,5 +94,62 @@ export async function startEdgeWorker(args: string[], startupMs = 30_000): Promi
       await exited;
       for (const timer of timers) clearTimeout(timer);
     },
+  };
+}
+
+/** A Durable Object storage in memory (the calls the GatewayState kinds use), with its data and alarm to look at. */
+export function memoryStorage() {
+  const data = new Map<string, unknown>();
+  let alarm: number | null = null;
+  const storage: ListingStorage = {
+    get: <T>(key: string) => Promise.resolve(structuredClone(data.get(key)) as T | undefined),
+    put: (key, value) => Promise.resolve(void data.set(key, structuredClone(value))),
+    deleteAll: () => Promise.resolve(void (data.clear(), (alarm = null))),
+    setAlarm: (at) => Promise.resolve(void (alarm = at)),
+    getAlarm: () => Promise.resolve(alarm),
+    delete: (keys) => Promise.resolve(keys.filter((key) => data.delete(key)).length),
+    list: <T>({ prefix, limit }: { prefix: string; limit?: number }) =>
+      Promise.resolve(
+        new Map(
+          [...data.keys()]
+            .filter((key) => key.startsWith(prefix))
+            .sort()
+            .slice(0, limit ?? Infinity)
+            .map((key) => [key, structuredClone(data.get(key)) as T]),
+        ),
+      ),
+  };
+  return { storage, data, alarm: () => alarm ?? undefined };
+}
+
+/** A GatewayState namespace in this process: one object (and storage) per name, as Cloudflare keeps them, each with `env`. */
+export function localNamespace(env: Record<string, unknown> = {}) {
+  const objects = new Map<string, { object: GatewayState; memory: ReturnType<typeof memoryStorage> }>();
+  const entry = (name: string) => {
+    let found = objects.get(name);
+    if (!found) {
+      const memory = memoryStorage();
+      found = { object: new GatewayState({ storage: memory.storage }, env), memory };
+      objects.set(name, found);
+    }
+    return found;
+  };
+  const namespace: DurableNamespace = {
+    idFromName: (name) => name,
+    get: (id) => ({ fetch: (input, init) => entry(id as string).object.fetch(new Request(input, init)) }),
+  };
+  return { namespace, objects, entry };
+}
+
+/**
+ * A namespace whose every object fails: `unreachable` (the stub's fetch rejects, as when the object
+ * was reset) or `throws` (it answers 500, as when its code threw).
+ */
+export function failingNamespace(how: 'unreachable' | 'throws'): DurableNamespace {
+  return {
+    idFromName: (name) => name,
+    get: () => ({
+      fetch: () => (how === 'unreachable' ? Promise.reject(new Error('Durable Object reset because its code was updated')) : Promise.resolve(new Response('internal error', { status: 500 }))),
+    }),
   };
 }

@@ -7,28 +7,26 @@
  * the test process's end closes it too).
  */
 import assert from 'node:assert/strict';
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { join } from 'node:path';
 import type { GatewayConfigInput } from '../../src/config/gateway-schema.ts';
 import { freePort } from './auth-server.ts';
+import { buildEdgeBundle, EDGE_SKIP_REASON, edgeAvailable, NODE22 } from './edge-worker.ts';
 import { startTestGateway } from './gateway.ts';
 import { skipUnless } from './services.ts';
 
 export type GatewayTarget = 'node' | 'workerd';
 export const targets: readonly GatewayTarget[] = ['node', 'workerd'];
 
-const EDGE = resolve('.cache/edge/node_modules');
-const NODE22 = join(EDGE, 'node/bin/node');
-const edgeAvailable = existsSync(NODE22) && existsSync(join(EDGE, 'miniflare/package.json'));
 const STARTUP_MS = 30_000;
 const AUDIT_WAIT_MS = 5_000;
 
 /** `describe` options for a target: workerd skips with a reason without `.cache/edge` (fails under MANDATE_REQUIRE_SERVICES=1). */
 export function onTarget(target: GatewayTarget): { skip: string | false } {
   if (target === 'node') return { skip: false };
-  return skipUnless(edgeAvailable, 'edge tests: run `npm run edge:install` (Miniflare and workerd need Node 22, installed under .cache/)');
+  return skipUnless(edgeAvailable, EDGE_SKIP_REASON);
 }
 
 export type AuditEvent = Record<string, unknown>;
@@ -78,8 +76,7 @@ async function startNode(build: (origin: string) => Routes, options: TargetOptio
 async function startWorkerd(build: (origin: string) => Routes, options: TargetOptions): Promise<Omit<TargetGateway, 'waitForAudit'>> {
   const dir = mkdtempSync(join(tmpdir(), 'mandate-blackbox-'));
   const script = join(dir, 'gateway.js');
-  const built = spawnSync(process.execPath, ['scripts/build-edge.mjs', '--outfile', script], { encoding: 'utf8', timeout: 60_000 });
-  assert.equal(built.status, 0, built.stderr);
+  buildEdgeBundle(script);
   const port = await freePort();
   const url = `http://127.0.0.1:${port}`;
   const configFile = join(dir, 'gateway.json');
