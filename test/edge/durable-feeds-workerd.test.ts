@@ -7,14 +7,10 @@
  * workerd — loses none. Loopback only, bounded in time; workerd is stopped at the end.
  */
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer, type IncomingMessage, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { freePort } from '../helpers/auth-server.ts';
-import { buildEdgeBundle, EDGE_SKIP_REASON, edgeAvailable, startEdgeWorker, type EdgeWorker } from '../helpers/edge-worker.ts';
+import { EDGE_SKIP_REASON, edgeAvailable, startPersistedGateway, type PersistedGateway } from '../helpers/edge-worker.ts';
 import { startFakeTransactionsAs } from '../helpers/fake-transactions.ts';
 import { listedTools, mcpPost, startFakeIssuer, startScriptedUpstream, toolCall } from '../helpers/gateway.ts';
 import { skipUnless } from '../helpers/services.ts';
@@ -51,17 +47,10 @@ describe('revocations, audit and held approvals in the Durable Object, in worker
   let issuer: Awaited<ReturnType<typeof startFakeIssuer>>;
   let as: Awaited<ReturnType<typeof startFakeTransactionsAs>>;
   let upstream: Awaited<ReturnType<typeof startScriptedUpstream>>;
-  let worker: EdgeWorker | undefined;
-  let dir: string;
-  let script: string;
-  let configFile: string;
-  let persist: string;
-  let port: number;
+  let gateway: PersistedGateway | undefined;
   /** The first isolate's origin, and the second's (its own loopback port). */
   let first: string;
   let second: string;
-  /** What the Worker logged before a restart. */
-  let earlier = '';
 
   // The AS's revocation list: the polls it answered (when, with what Authorization), what is revoked.
   const polls: { at: number; url: string; auth: string }[] = [];
@@ -75,27 +64,16 @@ describe('revocations, audit and held approvals in the Durable Object, in worker
   let sink: Server;
   let sinkUrl: string;
 
-  const stdout = () => earlier + (worker?.stdout() ?? '');
   const auditLines = () =>
-    stdout()
+    (gateway?.stdout() ?? '')
       .split('\n')
       .filter((line) => line.includes('"audit":"mandate-gateway"'))
       .map((line) => JSON.parse(line.slice(line.indexOf('{'))) as Record<string, unknown>);
   const auditFor = (requestId: string | null) => until(() => auditLines().find((event) => event.request_id === requestId), 5_000, `the audit line of ${requestId}`);
 
   async function start(): Promise<void> {
-    const bindings = ['REVOCATION_SECRET=rev-secret', 'APPROVALS_SECRET=gw-secret', `AUDIT_SINK_URL=${sinkUrl}/events`, `AUDIT_SINK_TOKEN=${SINK_TOKEN}`, 'AUDIT_SINK_BATCH_SIZE=3', 'AUDIT_SINK_BATCH_SECONDS=1'];
-    worker = await startEdgeWorker(['--config', configFile, '--script', script, '--host', '127.0.0.1', '--port', String(port), '--persist', persist, '--instances', '2', ...bindings.flatMap((binding) => ['--binding', binding])]);
-    [first, second] = [worker.urls[0]!, worker.urls[1]!];
-  }
-
-  async function stop(): Promise<void> {
-    const running = worker;
-    worker = undefined;
-    if (!running) return;
-    // The runner disposes of workerd, then exits (the port is free again for the restart).
-    await running.stop();
-    earlier += running.stdout();
+    await gateway!.start();
+    [first, second] = gateway!.urls() as [string, string];
   }
 
   before(async () => {
@@ -116,38 +94,30 @@ describe('revocations, audit and held approvals in the Durable Object, in worker
     });
     sinkUrl = await listen(sink);
 
-    dir = mkdtempSync(join(tmpdir(), 'mandate-edge-feeds-'));
-    script = join(dir, 'gateway.js');
-    persist = join(dir, 'state');
-    buildEdgeBundle(script);
-    port = await freePort();
-    const origin = `http://127.0.0.1:${port}`;
     const feed = (path: string) => ({ endpoint: `${revocationsUrl}${path}`, client_id: 'gateway', client_secret_env: 'REVOCATION_SECRET', poll_seconds: POLL_SECONDS });
-    const mcp = (path: string, listPath: string) => ({ path, upstream: upstream.url, resource: `${origin}${path}`, authorization_servers: [issuer.issuer], tools: listedTools(), token: { revocation_list: feed(listPath) } });
-    configFile = join(dir, 'gateway.json');
-    writeFileSync(
-      configFile,
-      JSON.stringify({
-        routes: [
-          mcp('/mcp', '/revocations'),
-          // A feed whose AS always fails: no list is ever loaded.
-          mcp('/down', '/down/revocations'),
-          {
-            path: '/bank',
-            upstream: upstream.url,
-            resource: `${origin}/bank`,
-            authorization_servers: [as.issuer],
-            tools: { ...listedTools(), transfer: { approval: { when: 'args.amount > 100' } } },
-            approvals: { client_id: 'gateway', client_secret_env: 'APPROVALS_SECRET', retry_check: true },
-          },
-        ],
-      }),
+    const mcp = (origin: string, path: string, listPath: string) => ({ path, upstream: upstream.url, resource: `${origin}${path}`, authorization_servers: [issuer.issuer], tools: listedTools(), token: { revocation_list: feed(listPath) } });
+    const bindings = ['REVOCATION_SECRET=rev-secret', 'APPROVALS_SECRET=gw-secret', `AUDIT_SINK_URL=${sinkUrl}/events`, `AUDIT_SINK_TOKEN=${SINK_TOKEN}`, 'AUDIT_SINK_BATCH_SIZE=3', 'AUDIT_SINK_BATCH_SECONDS=1'];
+    gateway = await startPersistedGateway(
+      (origin) => [
+        mcp(origin, '/mcp', '/revocations'),
+        // A feed whose AS always fails: no list is ever loaded.
+        mcp(origin, '/down', '/down/revocations'),
+        {
+          path: '/bank',
+          upstream: upstream.url,
+          resource: `${origin}/bank`,
+          authorization_servers: [as.issuer],
+          tools: { ...listedTools(), transfer: { approval: { when: 'args.amount > 100' } } },
+          approvals: { client_id: 'gateway', client_secret_env: 'APPROVALS_SECRET', retry_check: true },
+        },
+      ],
+      { bindings, prefix: 'mandate-edge-feeds-' },
     );
-    await start();
+    [first, second] = gateway.urls() as [string, string];
   });
 
   after(async () => {
-    await stop();
+    await gateway?.dispose();
     await upstream?.close();
     await issuer?.close();
     await as?.close();
@@ -155,10 +125,9 @@ describe('revocations, audit and held approvals in the Durable Object, in worker
     revocations?.closeAllConnections();
     sink?.close();
     sink?.closeAllConnections();
-    if (dir) rmSync(dir, { recursive: true, force: true });
   });
 
-  const token = (sub: string, path = '/mcp') => issuer.sign({ sub, aud: `http://127.0.0.1:${port}${path}`, client_id: 'agent-1' });
+  const token = (sub: string, path = '/mcp') => issuer.sign({ sub, aud: `${gateway!.origin}${path}`, client_id: 'agent-1' });
   const call = async (origin: string, jwt: string, path = '/mcp', args: Record<string, unknown> = {}) => mcpPost(`${origin}${path}`, toolCall('echo', args), { authorization: `Bearer ${jwt}` });
 
   it('the revocation list: one poller for both isolates, at most once per poll_seconds; a revocation at the AS refuses the token through both after a poll; 503 until a list is loaded', async () => {
@@ -217,7 +186,7 @@ describe('revocations, audit and held approvals in the Durable Object, in worker
   });
 
   it('a call held for approval through one isolate, approved at the AS, retried through the other, goes through once', async () => {
-    const bearer = async () => `Bearer ${await as.sign({ aud: `http://127.0.0.1:${port}/bank`, sub: 'alice', client_id: 'sample-agent', act: { sub: 'sample-agent' } })}`;
+    const bearer = async () => `Bearer ${await as.sign({ aud: `${gateway!.origin}/bank`, sub: 'alice', client_id: 'sample-agent', act: { sub: 'sample-agent' } })}`;
     const transfer = async (origin: string) => mcpPost(`${origin}/bank`, toolCall('transfer', { amount: 250, to: 'edge-retry' }), { authorization: await bearer(), 'mcp-protocol-version': '2025-11-25' });
     const forwarded = () => upstream.requests.filter((request) => request.body.includes('"transfer"') && request.body.includes('edge-retry')).length;
     const idOf = (res: { json?: Record<string, unknown> }) => (res.json!.error as { code: number; data: { elicitations: { elicitationId: string }[] } }).data.elicitations[0]!.elicitationId;
@@ -265,7 +234,7 @@ describe('revocations, audit and held approvals in the Durable Object, in worker
     assert.match(streamed.text, /streamed/);
     ids.push(streamed.headers.get('x-request-id')!);
     const delivered = () => new Set(posts.filter((post) => post.status === 200).flatMap((post) => post.events.map((event) => String(event.request_id))));
-    await until(() => (ids.every((id) => delivered().has(id)) ? true : undefined), 15_000, `the five events delivered, the streamed one too: ${JSON.stringify(posts)}\n${stdout()}`);
+    await until(() => (ids.every((id) => delivered().has(id)) ? true : undefined), 15_000, `the five events delivered, the streamed one too: ${JSON.stringify(posts)}\n${gateway?.stdout()}`);
     const batches = posts.filter((post) => post.events.some((event) => ids.includes(String(event.request_id))));
     assert.ok(batches.every((post) => post.events.length <= 3), `batches: ${batches.map((post) => post.events.length).join(', ')}`);
     assert.ok(batches.some((post) => post.events.length > 1), `batched, not one post per event: ${batches.map((post) => post.events.length).join(', ')}`);
@@ -291,7 +260,7 @@ describe('revocations, audit and held approvals in the Durable Object, in worker
       lost.push(res.headers.get('x-request-id')!);
     }
     await until(() => (posts.filter((post) => post.status === 500).length > failedBefore ? true : undefined), 15_000, 'a delivery refused by the sink');
-    await stop();
+    await gateway!.stop();
     await start();
     sinkStatus = 200;
     // Each shard backs off on its own (1 s, 2 s, 4 s… while the sink failed and workerd restarted):

@@ -17,7 +17,7 @@ import type { GatewayAuditEvent } from '../../src/gateway/types.ts';
 import { DurableRevocationList, RevocationFeedObject, type FeedConfig } from '../../src/gateway/workers/durable-revocations.ts';
 import type { DurableNamespace } from '../../src/gateway/workers/durable-state.ts';
 import { ApprovalStoreUnavailable } from '../../src/gateway/approvals.ts';
-import { failingNamespace, localNamespace, memoryStorage } from '../helpers/edge-worker.ts';
+import { auditLineOf, failingNamespace, localNamespace, memoryStorage } from '../helpers/edge-worker.ts';
 import { listedTools, MCP_HEADERS, startFakeIssuer, toolCall } from '../helpers/gateway.ts';
 
 async function listen(server: Server): Promise<string> {
@@ -313,13 +313,7 @@ describe('the Worker with revocations, approvals and an audit sink in a GATEWAY_
     const requestId = response.headers.get('x-request-id');
     const body = (await response.json()) as { error: { code: number } };
     await Promise.all(waits);
-    // The line is written once the arguments are hashed (WebCrypto, asynchronous): shortly after the response.
-    let event: Record<string, unknown> | undefined;
-    for (let i = 0; i < 100 && !event; i++) {
-      await new Promise((r) => setTimeout(r, 20));
-      event = lines.map((line) => JSON.parse(line) as Record<string, unknown>).find((e) => e.request_id === requestId);
-    }
-    assert.ok(event, `an audit line for ${requestId}: ${response.status} ${JSON.stringify(body)}`);
+    const event = await auditLineOf(lines, requestId);
     return { response, body, event };
   }
 

@@ -7,60 +7,38 @@
  * and the spent budget and the session's owner are still there. Loopback only, bounded in time.
  */
 import assert from 'node:assert/strict';
-import { mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { readdirSync } from 'node:fs';
 import { after, before, describe, it } from 'node:test';
-import { freePort } from '../helpers/auth-server.ts';
-import { buildEdgeBundle, EDGE_SKIP_REASON, edgeAvailable, startEdgeWorker, type EdgeWorker } from '../helpers/edge-worker.ts';
+import { EDGE_SKIP_REASON, edgeAvailable, startPersistedGateway, type PersistedGateway } from '../helpers/edge-worker.ts';
 import { listedTools, mcpPost, startFakeIssuer, startScriptedUpstream, toolCall } from '../helpers/gateway.ts';
 import { skipUnless } from '../helpers/services.ts';
-
 
 describe('the gateway\'s Durable Object state in workerd, across a restart', skipUnless(edgeAvailable, EDGE_SKIP_REASON), () => {
   let issuer: Awaited<ReturnType<typeof startFakeIssuer>>;
   let upstream: Awaited<ReturnType<typeof startScriptedUpstream>>;
-  let worker: EdgeWorker | undefined;
-  let dir: string;
-  let script: string;
-  let configFile: string;
-  let persist: string;
-  let port: number;
+  let gateway: PersistedGateway | undefined;
   let resource: string;
   /** The second isolate's `/mcp` (its own loopback port; the tokens' audience is the first's). */
   let other: string;
 
   async function start(): Promise<void> {
-    worker = await startEdgeWorker(['--config', configFile, '--script', script, '--host', '127.0.0.1', '--port', String(port), '--persist', persist, '--instances', '2']);
-    assert.equal(worker.urls[0], `http://127.0.0.1:${port}`);
-    other = `${worker.urls[1]}/mcp`;
-  }
-
-  async function stop(): Promise<void> {
-    await worker?.stop();
-    worker = undefined;
+    await gateway!.start();
+    other = `${gateway!.urls()[1]}/mcp`;
   }
 
   before(async () => {
     issuer = await startFakeIssuer();
     upstream = await startScriptedUpstream();
-    dir = mkdtempSync(join(tmpdir(), 'mandate-edge-do-'));
-    script = join(dir, 'gateway.js');
-    persist = join(dir, 'state');
-    buildEdgeBundle(script);
-    port = await freePort();
-    resource = `http://127.0.0.1:${port}/mcp`;
-    configFile = join(dir, 'gateway.json');
     const route = { upstream: upstream.url, authorization_servers: [issuer.issuer], scopes: ['banking:read'], tools: listedTools() };
-    writeFileSync(configFile, JSON.stringify({ routes: [{ path: '/mcp', resource, ...route, rate_limits: [{ name: 'per-subject', key: ['subject'], limit: 3, window_seconds: 600 }] }] }));
-    await start();
+    gateway = await startPersistedGateway((origin) => [{ path: '/mcp', resource: `${origin}/mcp`, ...route, rate_limits: [{ name: 'per-subject', key: ['subject'], limit: 3, window_seconds: 600 }] }], { prefix: 'mandate-edge-do-' });
+    resource = `${gateway.origin}/mcp`;
+    other = `${gateway.urls()[1]}/mcp`;
   });
 
   after(async () => {
-    await stop();
+    await gateway?.dispose();
     await upstream?.close();
     await issuer?.close();
-    if (dir) rmSync(dir, { recursive: true, force: true });
   });
 
   const bearer = async (sub: string, clientId = 'agent-1') => ({ authorization: `Bearer ${await issuer.sign({ sub, aud: resource, client_id: clientId, scope: 'banking:read' })}` });
@@ -79,8 +57,8 @@ describe('the gateway\'s Durable Object state in workerd, across a restart', ski
     const carol = await bearer('carol');
     for (let i = 1; i <= 2; i++) assert.equal((await mcpPost(i === 1 ? resource : other, toolCall('echo', {}, i), carol)).status, 200);
 
-    await stop();
-    assert.ok(readdirSync(persist).length > 0, 'the Durable Object state is on disk');
+    await gateway!.stop();
+    assert.ok(readdirSync(gateway!.persist).length > 0, 'the Durable Object state is on disk');
     await start();
 
     // Two of carol's three calls were spent before the restart: one left, then 429.

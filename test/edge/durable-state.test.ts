@@ -9,7 +9,7 @@ import { readFileSync } from 'node:fs';
 import { after, before, describe, it, mock } from 'node:test';
 import { gatewayConfigSchema } from '../../src/config/gateway-schema.ts';
 import worker, { GatewayState } from '../../src/gateway/workers/index.ts';
-import { failingNamespace, memoryStorage } from '../helpers/edge-worker.ts';
+import { auditLineOf, failingNamespace, memoryStorage } from '../helpers/edge-worker.ts';
 import { listedTools, MCP_HEADERS, startFakeIssuer, toolCall } from '../helpers/gateway.ts';
 
 const send = async (object: GatewayState, command: unknown) => (await object.fetch(new Request('https://gateway-state/', { method: 'POST', body: JSON.stringify(command) }))).json();
@@ -72,13 +72,7 @@ describe('the Worker with a GATEWAY_STATE that fails: 503, fail closed, the reas
     const response = await worker.fetch(new Request(resource, { method: 'POST', headers: { ...MCP_HEADERS, authorization: `Bearer ${token}`, ...headers }, body: JSON.stringify(toolCall('echo')) }), env, { waitUntil: () => undefined });
     const requestId = response.headers.get('x-request-id');
     const body = (await response.json()) as { error: { code: number } };
-    // The line is written once the arguments are hashed (WebCrypto, asynchronous): shortly after the response.
-    let event: Record<string, unknown> | undefined;
-    for (let i = 0; i < 100 && !event; i++) {
-      await new Promise((r) => setTimeout(r, 20));
-      event = lines.map((line) => JSON.parse(line) as Record<string, unknown>).find((e) => e.request_id === requestId);
-    }
-    assert.ok(event, `an audit line for ${requestId}`);
+    const event = await auditLineOf(lines, requestId);
     return { response, body, event };
   }
 

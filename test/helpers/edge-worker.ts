@@ -6,8 +6,10 @@
  */
 import assert from 'node:assert/strict';
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
+import { freePort } from './auth-server.ts';
 import { GatewayState } from '../../src/gateway/workers/durable-state.ts';
 import type { DurableNamespace } from '../../src/gateway/workers/durable-state.ts';
 import type { ListingStorage } from '../../src/gateway/workers/durable-audit.ts';
@@ -95,6 +97,87 @@ export async function startEdgeWorker(args: string[], startupMs = 30_000): Promi
       for (const timer of timers) clearTimeout(timer);
     },
   };
+}
+
+/** The gateway Worker in workerd with its Durable Objects on disk: stopped and started again on the same state. */
+export interface PersistedGateway {
+  /** The first isolate's origin (stable across restarts): the routes' public URLs are on it. */
+  origin: string;
+  /** The directory GATEWAY_STATE is persisted in. */
+  persist: string;
+  /** The running Worker (after `start`). */
+  worker(): EdgeWorker;
+  /** Every isolate's origin, the first one's first. */
+  urls(): string[];
+  /** What the Worker logged, in this run and the ones before a restart. */
+  stdout(): string;
+  start(): Promise<void>;
+  stop(): Promise<void>;
+  /** Stops workerd and deletes the directory. */
+  dispose(): Promise<void>;
+}
+
+/**
+ * Builds the bundle into a temporary directory and runs it in workerd with `{ routes: routes(origin) }`
+ * on a free loopback port, GATEWAY_STATE persisted there, in `instances` isolates (default 2: the
+ * others share the first one's objects, as the isolates of one Worker do), with `bindings`
+ * (`NAME=VALUE`). Started once; `stop()` then `start()` is a restart on the same state.
+ */
+export async function startPersistedGateway(routes: (origin: string) => unknown[], options: { instances?: number; bindings?: string[]; prefix?: string } = {}): Promise<PersistedGateway> {
+  const dir = mkdtempSync(join(tmpdir(), options.prefix ?? 'mandate-edge-persisted-'));
+  const script = buildEdgeBundle(join(dir, 'gateway.js'));
+  const persist = join(dir, 'state');
+  const port = await freePort();
+  const origin = `http://127.0.0.1:${port}`;
+  const configFile = join(dir, 'gateway.json');
+  writeFileSync(configFile, JSON.stringify({ routes: routes(origin) }));
+  const args = ['--config', configFile, '--script', script, '--host', '127.0.0.1', '--port', String(port), '--persist', persist, '--instances', String(options.instances ?? 2), ...(options.bindings ?? []).flatMap((binding) => ['--binding', binding])];
+  let running: EdgeWorker | undefined;
+  let earlier = '';
+  const gateway: PersistedGateway = {
+    origin,
+    persist,
+    worker: () => running ?? assert.fail('workerd is not running'),
+    urls: () => gateway.worker().urls,
+    stdout: () => earlier + (running?.stdout() ?? ''),
+    async start() {
+      running = await startEdgeWorker(args);
+      assert.equal(running.url, origin);
+    },
+    async stop() {
+      const stopping = running;
+      running = undefined;
+      if (!stopping) return;
+      // The runner disposes of workerd, then exits: the port is free again for the restart.
+      await stopping.stop();
+      earlier += stopping.stdout();
+    },
+    async dispose() {
+      await gateway.stop();
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+  try {
+    await gateway.start();
+  } catch (error) {
+    rmSync(dir, { recursive: true, force: true });
+    throw error;
+  }
+  return gateway;
+}
+
+/**
+ * The audit line (`"audit":"mandate-gateway"`, as JSON) of a request in `lines` (what the Worker
+ * entry logged, in a Node test); it is written once the arguments are hashed, shortly after the
+ * response, so it is waited for a while.
+ */
+export async function auditLineOf(lines: string[], requestId: string | null): Promise<Record<string, unknown>> {
+  for (let i = 0; i < 100; i++) {
+    const event = lines.map((line) => JSON.parse(line) as Record<string, unknown>).find((e) => e.request_id === requestId);
+    if (event) return event;
+    await new Promise((r) => setTimeout(r, 20));
+  }
+  assert.fail(`no audit line for ${requestId}`);
 }
 
 /** A Durable Object storage in memory (the calls the GatewayState kinds use), with its data and alarm to look at. */
