@@ -7,13 +7,13 @@
  * the real thing in workerd: two isolates, and a restart.)
  */
 import assert from 'node:assert/strict';
-import { after, before, describe, it, mock } from 'node:test';
+import { describe, it } from 'node:test';
 import { createDpopProof, generateDpopKey, jwkThumbprint } from '../../src/core/dpop.ts';
 import { DpopReplayUnavailable } from '../../src/gateway/dpop.ts';
 import { DurableDpopReplay } from '../../src/gateway/workers/durable-dpop.ts';
-import worker, { GatewayState } from '../../src/gateway/workers/index.ts';
-import { auditLineOf, failingNamespace, localNamespace, memoryStorage } from '../helpers/edge-worker.ts';
-import { listedTools, MCP_HEADERS, startFakeIssuer, toolCall } from '../helpers/gateway.ts';
+import { GatewayState } from '../../src/gateway/workers/index.ts';
+import { callWorker, failingNamespace, localNamespace, memoryStorage, workerEntryBench } from '../helpers/edge-worker.ts';
+import { listedTools, MCP_HEADERS, toolCall } from '../helpers/gateway.ts';
 
 const send = async (object: GatewayState, command: unknown) => object.fetch(new Request('https://gateway-state/', { method: 'POST', body: JSON.stringify(command) }));
 
@@ -61,41 +61,20 @@ describe('the dpop: objects of GatewayState', () => {
 });
 
 describe('the Worker with a DPoP route: the replay store in GATEWAY_STATE', () => {
-  let issuer: Awaited<ReturnType<typeof startFakeIssuer>>;
-  const lines: string[] = [];
-  const errors: string[] = [];
-  const resource = 'https://edge.test/mcp';
-
-  before(async () => {
-    issuer = await startFakeIssuer();
-    mock.method(console, 'log', (line: string) => void lines.push(line));
-    mock.method(console, 'warn', () => undefined);
-    mock.method(console, 'error', (line: string) => void errors.push(line));
-  });
-  after(async () => {
-    mock.restoreAll();
-    await issuer?.close();
-  });
+  const bench = workerEntryBench();
+  const { lines, errors, resource } = bench;
 
   /** A DPoP call to the Worker entry; `name` makes the config distinct (the Worker rebuilds its routes when it changes). */
   async function call(name: string, env: Record<string, unknown>, dpop: Record<string, unknown> = { mode: 'allow' }, proof?: { token: string; proof: string }) {
-    const config = { routes: [{ path: '/mcp', upstream: 'http://127.0.0.1:9/never', resource, resource_name: name, authorization_servers: [issuer.issuer], tools: listedTools(), dpop }] };
+    const config = { routes: [{ path: '/mcp', upstream: 'http://127.0.0.1:9/never', resource, resource_name: name, authorization_servers: [bench.issuer.issuer], tools: listedTools(), dpop }] };
     const made = proof ?? (await boundProof());
-    const response = await worker.fetch(
-      new Request(resource, { method: 'POST', headers: { ...MCP_HEADERS, authorization: `DPoP ${made.token}`, dpop: made.proof }, body: JSON.stringify(toolCall('echo')) }),
-      { MANDATE_GATEWAY_CONFIG: JSON.stringify(config), ...env },
-      { waitUntil: () => undefined },
-    );
-    const requestId = response.headers.get('x-request-id');
-    const body = (await response.json()) as { error?: { code: number; message: string } };
-    // Without a request id the entry answered before the gateway's chain (the routes did not build): no audit line.
-    const event = requestId ? await auditLineOf(lines, requestId) : undefined;
-    return { response, body, event, made };
+    const request = new Request(resource, { method: 'POST', headers: { ...MCP_HEADERS, authorization: `DPoP ${made.token}`, dpop: made.proof }, body: JSON.stringify(toolCall('echo')) });
+    return { ...(await callWorker(request, { MANDATE_GATEWAY_CONFIG: JSON.stringify(config), ...env }, lines)), made };
   }
 
   async function boundProof() {
     const key = await generateDpopKey();
-    const token = await issuer.sign({ sub: 'alice', aud: resource, client_id: 'agent-1', cnf: { jkt: await jwkThumbprint(key.publicJwk) } });
+    const token = await bench.issuer.sign({ sub: 'alice', aud: resource, client_id: 'agent-1', cnf: { jkt: await jwkThumbprint(key.publicJwk) } });
     const body = JSON.stringify(toolCall('echo'));
     return { token, proof: await createDpopProof(key, { htm: 'POST', htu: resource, accessToken: token, body: new TextEncoder().encode(body) }) };
   }

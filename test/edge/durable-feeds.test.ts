@@ -17,8 +17,8 @@ import type { GatewayAuditEvent } from '../../src/gateway/types.ts';
 import { DurableRevocationList, RevocationFeedObject, type FeedConfig } from '../../src/gateway/workers/durable-revocations.ts';
 import type { DurableNamespace } from '../../src/gateway/workers/durable-state.ts';
 import { ApprovalStoreUnavailable } from '../../src/gateway/approvals.ts';
-import { auditLineOf, failingNamespace, localNamespace, memoryStorage } from '../helpers/edge-worker.ts';
-import { listedTools, MCP_HEADERS, startFakeIssuer, toolCall } from '../helpers/gateway.ts';
+import { callWorker, failingNamespace, localNamespace, memoryStorage, workerEntryBench } from '../helpers/edge-worker.ts';
+import { listedTools, MCP_HEADERS, toolCall } from '../helpers/gateway.ts';
 
 async function listen(server: Server): Promise<string> {
   await new Promise<void>((done) => server.listen(0, '127.0.0.1', done));
@@ -288,33 +288,18 @@ describe('held approvals in Durable Objects', () => {
 });
 
 describe('the Worker with revocations, approvals and an audit sink in a GATEWAY_STATE that fails', () => {
-  let issuer: Awaited<ReturnType<typeof startFakeIssuer>>;
-  const lines: string[] = [];
-  const resource = 'https://edge.test/mcp';
-
-  before(async () => {
-    issuer = await startFakeIssuer();
-    mock.method(console, 'log', (line: string) => void lines.push(line));
-    mock.method(console, 'warn', () => undefined);
-    mock.method(console, 'error', () => undefined);
-  });
-  after(async () => {
-    mock.restoreAll();
-    await issuer?.close();
-  });
+  const bench = workerEntryBench();
+  const { lines, resource } = bench;
 
   const unreachable = failingNamespace('unreachable');
 
   async function call(route: Record<string, unknown>, env: Record<string, unknown>, name = 'echo') {
-    const config = { routes: [{ path: '/mcp', upstream: 'http://127.0.0.1:9/never', resource, authorization_servers: [issuer.issuer], tools: listedTools(), ...route }] };
-    const token = await issuer.sign({ sub: 'alice', aud: resource, client_id: 'agent-1' });
-    const waits: Promise<unknown>[] = [];
-    const response = await worker.fetch(new Request(resource, { method: 'POST', headers: { ...MCP_HEADERS, authorization: `Bearer ${token}` }, body: JSON.stringify(toolCall(name, { amount: 5 })) }), { MANDATE_GATEWAY_CONFIG: JSON.stringify(config), ...env }, { waitUntil: (promise) => void waits.push(promise) });
-    const requestId = response.headers.get('x-request-id');
-    const body = (await response.json()) as { error: { code: number } };
-    await Promise.all(waits);
-    const event = await auditLineOf(lines, requestId);
-    return { response, body, event };
+    const config = { routes: [{ path: '/mcp', upstream: 'http://127.0.0.1:9/never', resource, authorization_servers: [bench.issuer.issuer], tools: listedTools(), ...route }] };
+    const token = await bench.issuer.sign({ sub: 'alice', aud: resource, client_id: 'agent-1' });
+    const request = new Request(resource, { method: 'POST', headers: { ...MCP_HEADERS, authorization: `Bearer ${token}` }, body: JSON.stringify(toolCall(name, { amount: 5 })) });
+    const { response, body, event } = await callWorker(request, { MANDATE_GATEWAY_CONFIG: JSON.stringify(config), ...env }, lines);
+    assert.ok(event && body.error, `an audit line: ${response.status} ${JSON.stringify(body)}`);
+    return { response, body: body as { error: { code: number } }, event };
   }
 
   it('revocation list object unreachable: 503 revocation_list_unavailable, with the reason', async () => {
@@ -356,7 +341,7 @@ describe('the Worker with revocations, approvals and an audit sink in a GATEWAY_
       }),
     };
     // No token needed: a refusal is audited too (and touches no other object).
-    const config = { routes: [{ path: '/mcp', upstream: 'http://127.0.0.1:9/never', resource, authorization_servers: [issuer.issuer], tools: listedTools() }] };
+    const config = { routes: [{ path: '/mcp', upstream: 'http://127.0.0.1:9/never', resource, authorization_servers: [bench.issuer.issuer], tools: listedTools() }] };
     const env = { MANDATE_GATEWAY_CONFIG: JSON.stringify(config), GATEWAY_STATE: flaky, AUDIT_SINK_URL: 'https://sink.test/in' };
     const send = async () => {
       const waits: Promise<unknown>[] = [];

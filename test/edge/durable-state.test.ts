@@ -6,11 +6,11 @@
  */
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
-import { after, before, describe, it, mock } from 'node:test';
+import { describe, it } from 'node:test';
 import { gatewayConfigSchema } from '../../src/config/gateway-schema.ts';
-import worker, { GatewayState } from '../../src/gateway/workers/index.ts';
-import { auditLineOf, failingNamespace, memoryStorage } from '../helpers/edge-worker.ts';
-import { listedTools, MCP_HEADERS, startFakeIssuer, toolCall } from '../helpers/gateway.ts';
+import { GatewayState } from '../../src/gateway/workers/index.ts';
+import { callWorker, failingNamespace, memoryStorage, workerEntryBench } from '../helpers/edge-worker.ts';
+import { listedTools, MCP_HEADERS, toolCall } from '../helpers/gateway.ts';
 
 const send = async (object: GatewayState, command: unknown) => (await object.fetch(new Request('https://gateway-state/', { method: 'POST', body: JSON.stringify(command) }))).json();
 
@@ -50,30 +50,17 @@ describe('the GatewayState Durable Object', () => {
 });
 
 describe('the Worker with a GATEWAY_STATE that fails: 503, fail closed, the reason audited', () => {
-  let issuer: Awaited<ReturnType<typeof startFakeIssuer>>;
-  const lines: string[] = [];
-  const resource = 'https://edge.test/mcp';
-
-  before(async () => {
-    issuer = await startFakeIssuer();
-    mock.method(console, 'log', (line: string) => void lines.push(line));
-    mock.method(console, 'warn', () => undefined);
-  });
-  after(async () => {
-    mock.restoreAll();
-    await issuer?.close();
-  });
+  const bench = workerEntryBench();
+  const { lines, resource } = bench;
 
   async function call(how: 'unreachable' | 'throws', headers: Record<string, string> = {}) {
     // A distinct config per case: the Worker rebuilds its routes (and stores) when the config changes.
-    const config = { routes: [{ path: '/mcp', upstream: 'http://127.0.0.1:9/never', resource, resource_name: how, authorization_servers: [issuer.issuer], tools: listedTools(), rate_limits: [{ name: 'per-subject', key: ['subject'], limit: 5, window_seconds: 60 }] }] };
-    const token = await issuer.sign({ sub: 'alice', aud: resource, client_id: 'agent-1' });
+    const config = { routes: [{ path: '/mcp', upstream: 'http://127.0.0.1:9/never', resource, resource_name: how, authorization_servers: [bench.issuer.issuer], tools: listedTools(), rate_limits: [{ name: 'per-subject', key: ['subject'], limit: 5, window_seconds: 60 }] }] };
+    const token = await bench.issuer.sign({ sub: 'alice', aud: resource, client_id: 'agent-1' });
     const env = { MANDATE_GATEWAY_CONFIG: JSON.stringify(config), GATEWAY_STATE: failingNamespace(how) };
-    const response = await worker.fetch(new Request(resource, { method: 'POST', headers: { ...MCP_HEADERS, authorization: `Bearer ${token}`, ...headers }, body: JSON.stringify(toolCall('echo')) }), env, { waitUntil: () => undefined });
-    const requestId = response.headers.get('x-request-id');
-    const body = (await response.json()) as { error: { code: number } };
-    const event = await auditLineOf(lines, requestId);
-    return { response, body, event };
+    const { response, body, event } = await callWorker(new Request(resource, { method: 'POST', headers: { ...MCP_HEADERS, authorization: `Bearer ${token}`, ...headers }, body: JSON.stringify(toolCall('echo')) }), env, lines);
+    assert.ok(event && body.error);
+    return { response, body: body as { error: { code: number } }, event };
   }
 
   it('rate limit object unreachable: 503 rate_limiter_unavailable, nothing forwarded', async () => {

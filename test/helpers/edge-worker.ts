@@ -10,6 +10,9 @@ import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { freePort } from './auth-server.ts';
+import { startFakeIssuer } from './gateway.ts';
+import { after, before, mock } from 'node:test';
+import worker from '../../src/gateway/workers/index.ts';
 import { GatewayState } from '../../src/gateway/workers/durable-state.ts';
 import type { DurableNamespace } from '../../src/gateway/workers/durable-state.ts';
 import type { ListingStorage } from '../../src/gateway/workers/durable-audit.ts';
@@ -164,6 +167,41 @@ export async function startPersistedGateway(routes: (origin: string) => unknown[
     throw error;
   }
   return gateway;
+}
+
+/**
+ * For a `describe` of Node tests of the Worker entry: a fake issuer (started in `before`) for the
+ * tokens, the route's `resource`, and the entry's `console.log` lines (its audit events) and
+ * `console.error` lines collected, `console.warn` silenced; all undone in `after`.
+ */
+export function workerEntryBench(resource = 'https://edge.test/mcp') {
+  const bench = { resource, lines: [] as string[], errors: [] as string[], issuer: undefined as unknown as Awaited<ReturnType<typeof startFakeIssuer>> };
+  before(async () => {
+    mock.method(console, 'log', (line: string) => void bench.lines.push(line));
+    mock.method(console, 'warn', () => undefined);
+    mock.method(console, 'error', (line: string) => void bench.errors.push(line));
+    bench.issuer = await startFakeIssuer();
+  });
+  after(async () => {
+    mock.restoreAll();
+    await bench.issuer?.close();
+  });
+  return bench;
+}
+
+/**
+ * One request to the Worker entry (`src/gateway/workers/index.ts`) in this process, with `env` as
+ * its bindings; waits for what it handed to `waitUntil`, then for its audit line in `lines` (none
+ * when the entry answered before the gateway's chain, e.g. 500 when the routes do not build).
+ */
+export async function callWorker(request: Request, env: Record<string, unknown>, lines: string[]) {
+  const waits: Promise<unknown>[] = [];
+  const response = await worker.fetch(request, env, { waitUntil: (promise) => void waits.push(promise) });
+  const requestId = response.headers.get('x-request-id');
+  const body = (await response.json()) as { error?: { code: number; message: string } };
+  await Promise.all(waits);
+  const event = requestId ? await auditLineOf(lines, requestId) : undefined;
+  return { response, body, event };
 }
 
 /**
