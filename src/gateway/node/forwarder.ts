@@ -160,6 +160,14 @@ export function nodeForwarder(options: { connections?: number } = {}): Forwarder
             audit.upstream_dpop_nonce = 'retried';
             retry!(nonce).then(
               (proof) => {
+                if (outgoing.destroyed) {
+                  // The client went away meanwhile: no retry for nobody.
+                  audit.decision = 'error';
+                  audit.rejection = 'client_closed';
+                  status = 499;
+                  done();
+                  return;
+                }
                 headers.dpop = proof;
                 send(true);
               },
