@@ -6,6 +6,7 @@ import { z } from 'zod';
 import { isOAuthError } from '../../src/core/errors.ts';
 import { Mediator } from '../../src/gateway/mediator.ts';
 import { resourceServer, type ResourceServerOptions } from '../../src/gateway/resource-server.ts';
+import { parseCredential } from '../../src/gateway/dpop.ts';
 import { SessionStoreUnavailable, type SessionOwner, type SessionStore, type SessionVerdict } from '../../src/gateway/sessions.ts';
 import { issuerMetadata, type TokenClaims, type ValidationContext } from '../../src/gateway/token-validator.ts';
 import { failure, text } from '../shared/mcp-results.ts';
@@ -41,11 +42,23 @@ export interface TodoMcpHandlerOptions {
   revocations?: ResourceServerOptions['revocations'];
   /** How the AS's key set stays fresh: `timer` (Node, the default) or `on-use` (the Worker). */
   jwksSchedule?: ResourceServerOptions['jwksSchedule'];
+  /**
+   * DPoP-bound access tokens (RFC 9449 §7), as a gateway route's `dpop` block: `allow` (the
+   * default) takes Bearer tokens as before and `Authorization: DPoP` with its proof; `require`
+   * takes DPoP-bound tokens only; `off` takes Bearer only. In every mode a DPoP-bound token sent as
+   * Bearer is refused (401 invalid_token).
+   */
+  dpop?: TodoMcpDpopMode | ResourceServerOptions['dpop'];
+  /** Where proof `jti`s are remembered: default this process's (isolate's) memory. */
+  dpopReplay?: ResourceServerOptions['dpopReplay'];
   /** Sessions bound to their caller; stateless without. */
   sessions?: SessionStore;
   /** Told each refusal with its reason (the Worker logs them); Node passes none. */
   onRefusal?: (refusal: TodoMcpRefusal) => void;
 }
+
+export const TODO_MCP_DPOP_MODES = ['off', 'allow', 'require'] as const;
+export type TodoMcpDpopMode = (typeof TODO_MCP_DPOP_MODES)[number];
 
 export interface TodoMcpRefusal {
   status: number;
@@ -75,8 +88,14 @@ const MAX_BODY_BYTES = 4 * 1024 * 1024;
 
 /** The body as text, or undefined past `max` bytes (declared or read): never more than that in memory. */
 async function readBounded(request: Request, max: number): Promise<string | undefined> {
+  const bytes = await readBoundedBytes(request, max);
+  return bytes === undefined ? undefined : new TextDecoder().decode(bytes);
+}
+
+/** The body's bytes, or undefined past `max` bytes (declared or read). */
+async function readBoundedBytes(request: Request, max: number): Promise<Uint8Array<ArrayBuffer> | undefined> {
   if (Number(request.headers.get('content-length') ?? 0) > max) return undefined;
-  if (!request.body) return '';
+  if (!request.body) return new Uint8Array();
   const reader = request.body.getReader();
   const chunks: Uint8Array[] = [];
   let total = 0;
@@ -96,7 +115,7 @@ async function readBounded(request: Request, max: number): Promise<string | unde
     bytes.set(chunk, at);
     at += chunk.byteLength;
   }
-  return new TextDecoder().decode(bytes);
+  return bytes;
 }
 
 const json = (status: number, body: unknown, headers: Record<string, string> = {}) =>
@@ -112,7 +131,11 @@ export function todoMcpHandler(options: TodoMcpHandlerOptions): TodoMcpHandler {
     createVerifier: options.createVerifier,
     revocations: options.revocations,
     jwksSchedule: options.jwksSchedule,
+    dpop: typeof options.dpop === 'string' || options.dpop === undefined ? { mode: options.dpop ?? 'allow' } : options.dpop,
+    dpopReplay: options.dpopReplay,
   });
+  // The proof's htu is compared with this server's public URL, never one built from the Host header.
+  const publicOrigin = new URL(options.resource).origin;
   const mediator = new Mediator({ metadata: issuerMetadata(options.issuer), clientId: options.clientId, clientSecret: options.clientSecret, resource: options.todoApi });
   const origins = new Set(options.allowedOrigins ?? []);
   const mcpPath = new URL(options.resource).pathname;
@@ -267,7 +290,7 @@ export function todoMcpHandler(options: TodoMcpHandlerOptions): TodoMcpHandler {
     const origin = request.headers.get('origin');
     if (origin === null) return {};
     if (!origins.has(origin)) return rpcError(403, -32600, 'origin not allowed');
-    return { 'access-control-allow-origin': origin, vary: 'origin', 'access-control-expose-headers': 'www-authenticate, mcp-session-id, mcp-protocol-version' };
+    return { 'access-control-allow-origin': origin, vary: 'origin', 'access-control-expose-headers': 'www-authenticate, dpop-nonce, mcp-session-id, mcp-protocol-version' };
   };
   const withHeaders = (response: Response, headers: Record<string, string>) => {
     if (Object.keys(headers).length === 0) return response;
@@ -292,12 +315,21 @@ export function todoMcpHandler(options: TodoMcpHandlerOptions): TodoMcpHandler {
           headers: {
             ...corsHeaders,
             'access-control-allow-methods': 'GET, POST, DELETE',
-            'access-control-allow-headers': 'authorization, content-type, accept, mcp-session-id, mcp-protocol-version, last-event-id',
+            'access-control-allow-headers': 'authorization, dpop, content-type, accept, mcp-session-id, mcp-protocol-version, last-event-id',
             'access-control-max-age': '600',
           },
         });
       }
-      const check = await guard.check(request.headers.get('authorization'), [], context);
+      const authorization = request.headers.get('authorization');
+      // A DPoP request's proof may carry content_digest (SEP-1932): the body is read once, bounded,
+      // checked against it, and handed on as the same bytes.
+      let body: Uint8Array<ArrayBuffer> | undefined;
+      if (request.body && parseCredential(authorization ?? '')?.scheme === 'DPoP') {
+        body = await readBoundedBytes(request, MAX_BODY_BYTES);
+        if (body === undefined) return withHeaders(rpcError(413, -32000, `Payload Too Large: the body exceeds ${MAX_BODY_BYTES} bytes`), corsHeaders);
+        request = new Request(request, { body });
+      }
+      const check = await guard.check({ authorization, dpop: request.headers.get('dpop'), method: request.method, url: `${publicOrigin}${mcpPath}`, ...(body ? { body } : {}) }, [], context);
       if (!check.ok) {
         const response = json(check.status, check.body, check.headers);
         if (check.reason || check.status === 503) {

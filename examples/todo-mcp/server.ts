@@ -4,7 +4,7 @@ import { getRequestListener } from '@hono/node-server';
 import { nodeVerifier } from '../../src/gateway/node/verifier.ts';
 import { RevocationFeeds } from '../../src/gateway/node/revocation-feeds.ts';
 import { DEFAULT_REVOCATION_CHANNEL } from '../../src/store/revocation-channel.ts';
-import { todoMcpHandler } from './mcp.ts';
+import { TODO_MCP_DPOP_MODES, todoMcpHandler, type TodoMcpDpopMode, type TodoMcpRefusal } from './mcp.ts';
 
 /**
  * The demo's Todo MCP server on Node: the runtime-neutral handler of `mcp.ts` (the same source as
@@ -27,6 +27,21 @@ export interface TodoMcpOptions {
   /** REDIS_URL by default: revocations pushed over pub/sub apply at once. */
   redisUrl?: string;
   revocationChannel?: string;
+  /**
+   * DPoP-bound access tokens (RFC 9449): `allow` (default) takes Bearer tokens as before and DPoP
+   * ones with their proof, `require` DPoP only, `off` Bearer only; a bound token sent as Bearer is
+   * refused in every mode. Default: the TODO_MCP_DPOP environment variable, else `allow`.
+   */
+  dpop?: TodoMcpDpopMode;
+  /** Told each refusal with its reason; default a JSON line on stdout, as the Worker logs them. */
+  onRefusal?: (refusal: TodoMcpRefusal) => void;
+}
+
+/** The DPoP mode from the option or TODO_MCP_DPOP; an unknown value refuses the start. */
+export function todoMcpDpopMode(option: string | undefined, env: string | undefined = process.env.TODO_MCP_DPOP): TodoMcpDpopMode {
+  const value = option ?? (env === undefined || env === '' ? 'allow' : env);
+  if (!(TODO_MCP_DPOP_MODES as readonly string[]).includes(value)) throw new Error(`TODO_MCP_DPOP must be one of ${TODO_MCP_DPOP_MODES.join(', ')}, got ${JSON.stringify(value)}`);
+  return value as TodoMcpDpopMode;
 }
 
 export interface TodoMcpServer {
@@ -35,6 +50,7 @@ export interface TodoMcpServer {
 }
 
 export async function startTodoMcpServer(options: TodoMcpOptions): Promise<TodoMcpServer> {
+  const dpop = todoMcpDpopMode(options.dpop);
   // The same revocation feed as the gateway's: revoked tokens and grants, disabled agents refused.
   const feeds = new RevocationFeeds({
     redisUrl: options.redisUrl ?? process.env.REDIS_URL,
@@ -57,6 +73,9 @@ export async function startTodoMcpServer(options: TodoMcpOptions): Promise<TodoM
     allowedOrigins: options.allowedOrigins,
     createVerifier: nodeVerifier,
     revocations,
+    // One process: proof jtis are remembered in its memory.
+    dpop,
+    onRefusal: options.onRefusal ?? ((refusal) => console.log(JSON.stringify({ audit: 'mandate-todo-mcp', decision: 'deny', ...refusal }))),
   });
   const mcpPath = new URL(options.resource).pathname;
   const httpServer: Server = createServer(getRequestListener((request) => handler.fetch(request)));

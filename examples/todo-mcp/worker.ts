@@ -6,7 +6,10 @@
  * - `TODO_MCP_ISSUER`, `TODO_MCP_RESOURCE` (its own URL, the `aud` its tokens carry), `TODO_API_URL`,
  *   `TODO_MCP_CLIENT_ID`, `TODO_MCP_CLIENT_SECRET` (a secret: its client at the AS, for the token
  *   exchange and the revocation list), `TODO_MCP_ALLOWED_ORIGINS` (browser origins, comma-separated);
- *   optional `TODO_MCP_REVOCATION_POLL_SECONDS` (10), `TODO_MCP_SESSION_IDLE_SECONDS` (86400).
+ *   optional `TODO_MCP_REVOCATION_POLL_SECONDS` (10), `TODO_MCP_SESSION_IDLE_SECONDS` (86400),
+ *   `TODO_MCP_DPOP` (`off`, the default here; `allow`: Bearer as before and DPoP-bound tokens with
+ *   their proof; `require`: DPoP only — RFC 9449 §7; proof `jti`s are remembered per isolate). A
+ *   DPoP-bound token sent as Bearer is refused whatever the mode.
  * - `TODO_SESSIONS`, a Durable Object namespace of the exported class `TodoSessions` (required):
  *   each MCP session's owner (sub, client), one object per session (`session:<Mcp-Session-Id>`),
  *   so another caller's use of a session id is refused (404) in every isolate and after a restart,
@@ -34,7 +37,7 @@ import { z } from 'zod';
 import { RevocationList } from '../../src/gateway/revocation-list.ts';
 import { DEFAULT_SESSION_IDLE_SECONDS } from '../../src/gateway/sessions.ts';
 import { DurableSessionBindings, GatewayState, isDurableNamespace } from '../../src/gateway/workers/durable-state.ts';
-import { todoMcpHandler, type TodoMcpHandler } from './mcp.ts';
+import { TODO_MCP_DPOP_MODES, todoMcpHandler, type TodoMcpHandler } from './mcp.ts';
 
 /** The Durable Object class to bind as `TODO_SESSIONS` (MCP sessions' owners). */
 export class TodoSessions extends GatewayState {}
@@ -48,6 +51,7 @@ export type TodoMcpWorkerEnv = {
   TODO_MCP_ALLOWED_ORIGINS?: string;
   TODO_MCP_REVOCATION_POLL_SECONDS?: string;
   TODO_MCP_SESSION_IDLE_SECONDS?: string;
+  TODO_MCP_DPOP?: string;
   TODO_SESSIONS?: unknown;
 } & Record<string, unknown>;
 
@@ -67,6 +71,7 @@ const configSchema = z.object({
   TODO_MCP_ALLOWED_ORIGINS: z.string().default(''),
   TODO_MCP_REVOCATION_POLL_SECONDS: seconds(10),
   TODO_MCP_SESSION_IDLE_SECONDS: seconds(DEFAULT_SESSION_IDLE_SECONDS),
+  TODO_MCP_DPOP: z.enum(TODO_MCP_DPOP_MODES).default('off'),
 });
 const CONFIG_KEYS = Object.keys(configSchema.shape) as (keyof z.infer<typeof configSchema>)[];
 
@@ -106,6 +111,7 @@ function build(source: string, env: TodoMcpWorkerEnv): Built {
     allowedOrigins: config.TODO_MCP_ALLOWED_ORIGINS.split(/[\s,]+/).filter(Boolean),
     revocations,
     jwksSchedule: 'on-use',
+    dpop: config.TODO_MCP_DPOP,
     sessions: new DurableSessionBindings(env.TODO_SESSIONS, { idleMs: config.TODO_MCP_SESSION_IDLE_SECONDS * 1000 }),
     onRefusal: (refusal) => log({ decision: 'deny', ...refusal }),
   });

@@ -40,11 +40,30 @@ export function actorEntry(ctx: ServerContext, client: Client, actorClaims: { su
   return { sub: actorClaims.sub, iss: ctx.issuer, sub_profile: clientProfile(client), client_id: client.clientId };
 }
 
+/** An entity profile value as the draft writes it: space-separated tokens (RFC 6749 §3.3 characters). */
+const PROFILE_VALUE = /^[\x21\x23-\x5B\x5D-\x7E]+(?: [\x21\x23-\x5B\x5D-\x7E]+)*$/;
+
 /**
- * The token's top-level `sub_profile`: `user` for a person, the client's profile for a client's own
- * token (client credentials, a workload JWT: `sub` = client_id).
+ * The token's top-level `sub_profile` (draft-mcguinness-oauth-actor-profile §3.3: what kind of
+ * entity `sub` is):
+ * - an exchanged token keeps its subject token's (the subject does not change, RFC 8693 §1.1); a
+ *   subject token from before issue 17 has none, and gets the profile it would have had;
+ * - a client's own token (client credentials, a workload JWT: `sub` = client_id) has the
+ *   client's profile (`clientProfile`);
+ * - any other token is a person's: `user`.
+ * Reads the store only for an old subject token that was a client's own.
  */
-export function subjectProfile(_ctx: ServerContext, request: { sub: string; client: Client; grantType: string }): string | undefined {
+export async function subjectProfile(ctx: ServerContext, request: { sub: string; client: Client; subject?: Record<string, unknown> }): Promise<string> {
+  const subject = request.subject;
+  if (subject) {
+    if (typeof subject.sub_profile === 'string' && PROFILE_VALUE.test(subject.sub_profile)) return subject.sub_profile;
+    if (typeof subject.client_id === 'string' && subject.client_id === subject.sub) {
+      if (subject.client_id === request.client.clientId) return clientProfile(request.client);
+      const owner = await ctx.store.clients.find(subject.client_id);
+      return owner ? clientProfile(owner) : ENTITY_PROFILES.service;
+    }
+    return ENTITY_PROFILES.user;
+  }
   return request.sub === request.client.clientId ? clientProfile(request.client) : ENTITY_PROFILES.user;
 }
 

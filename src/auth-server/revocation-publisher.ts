@@ -63,7 +63,9 @@ export function publishRevocations(options: { ctx: ServerContext; store: Store; 
     ...clients,
     async update(clientId, patch, updateOptions) {
       const updated = await clients.update(clientId, patch, updateOptions);
-      if (updated && ('disabledAt' in patch || 'tokensValidAfter' in patch || 'agent' in patch)) await publishClient(clientId);
+      // Metadata and the workload identity too: another instance's cached copy of the client (how
+      // it authenticates, dpop_bound_access_tokens, sub_profile) is dropped at once.
+      if (updated && ('disabledAt' in patch || 'tokensValidAfter' in patch || 'agent' in patch || 'metadata' in patch || 'workloadIdentity' in patch)) await publishClient(clientId);
       return updated;
     },
   };

@@ -8,6 +8,7 @@ import { isPublicClient, type Client } from '../core/client-metadata.ts';
 import type { AccessTokenRecord, GrantRecord, IssuedTokens, RefreshTokenRecord } from '../store/types.ts';
 import type { Resource, ServerContext } from './context.ts';
 import type { McpToolCallDetail } from './authorization-details.ts';
+import { subjectProfile } from './actor-profile.ts';
 
 export interface TokenResponse {
   access_token: string;
@@ -86,6 +87,8 @@ async function prepareAccessToken(ctx: ServerContext, request: AccessTokenReques
     ...(request.grant?.acr ? { acr: request.grant.acr } : {}),
     ...(request.grant?.sid ? { sid: request.grant.sid } : {}),
     ...request.extra,
+    // draft-mcguinness-oauth-actor-profile §3.3: what kind of entity the subject is.
+    sub_profile: await subjectProfile(ctx, request),
     // RFC 9449 §6.1: bound to the key of the token request's proof.
     ...(request.jkt !== undefined ? { cnf: { jkt: request.jkt } } : {}),
   };
@@ -117,11 +120,11 @@ function mayActFor(resource: Resource, client: Client, grantType: string): { sub
 
 /**
  * Evaluates the resource's CEL claim mappings; a null result removes the claim. A mapping may
- * restate `sub` and `act` (seed 001 builds them this way) but never change them: the subject and
- * the checked delegation chain are what the token is about.
+ * restate `sub`, `sub_profile` and `act` (seed 001 builds them this way) but never change them: the
+ * subject, its kind and the checked delegation chain are what the token is about.
  */
 async function applyClaimMappings(ctx: ServerContext, claims: AccessTokenClaims, request: AccessTokenRequest): Promise<void> {
-  const sub = claims.sub;
+  const { sub, sub_profile: profile } = claims;
   const chain = JSON.stringify(actorChain(claims.act).map((a) => a.sub));
   const user = await ctx.store.users.findBySub(request.sub);
   const { secretHash: _secret, ...client } = request.client as Client & { secretHash?: string; registrationTokenHash?: string };
@@ -138,7 +141,7 @@ async function applyClaimMappings(ctx: ServerContext, claims: AccessTokenClaims,
     if (value === null || value === undefined) delete claims[name];
     else claims[name] = value;
   }
-  const changed = claims.sub !== sub ? 'sub' : JSON.stringify(actorChain(claims.act).map((a) => a.sub)) !== chain ? 'act' : undefined;
+  const changed = claims.sub !== sub ? 'sub' : claims.sub_profile !== profile ? 'sub_profile' : JSON.stringify(actorChain(claims.act).map((a) => a.sub)) !== chain ? 'act' : undefined;
   if (changed) {
     throw new OAuthError('server_error', 'the resource is misconfigured', { status: 500, reason: `claim mappings of ${request.resource.id} would change ${changed}` });
   }

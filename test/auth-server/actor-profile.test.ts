@@ -93,6 +93,71 @@ describe('actor profile: act entries with iss, sub_profile and client_id', () =>
     assert.deepEqual(decodeJwt(res.json.access_token as string).act, entry('sample-agent', 'ai_agent'));
   });
 
+  describe('the top-level sub_profile: what kind of entity the subject is', () => {
+    const introspect = (token: string) => postForm(`${as.issuer}/introspect`, { token }, auth.mcp);
+
+    it("a user's token says user, in the JWT, the introspection response and every token exchanged from it", async () => {
+      const { token } = await userToken(as, { clientId: 'sample-agent', redirectUri: 'http://localhost:3000/callback', resource: R.agent, scope: 'banking:read', clientAuth: auth.agent });
+      assert.equal(decodeJwt(token.access_token).sub_profile, 'user');
+      assert.equal((await introspect(token.access_token)).json.sub_profile, 'user');
+      const gateway = await exchange(as, { subject_token: token.access_token, resource: R.gateway }, auth.agent);
+      const api = await exchange(as, { subject_token: gateway.json.access_token as string, resource: R.api, scope: 'banking:read' }, auth.mcp);
+      assert.equal(api.status, 200, api.text);
+      const claims = decodeJwt(api.json.access_token as string);
+      assert.deepEqual([claims.sub, claims.sub_profile, (claims.act as { sub_profile: string }).sub_profile], [decodeJwt(token.access_token).sub, 'user', 'service'], 'the subject keeps its profile; the actor has its own');
+      assert.equal((await introspect(api.json.access_token as string)).json.sub_profile, 'user');
+      // A refreshed token too (another grant, the same user).
+      assert.ok(token.refresh_token, 'the agent gets a refresh token');
+      const refreshed = await postForm(`${as.issuer}/token`, { grant_type: 'refresh_token', refresh_token: token.refresh_token }, auth.agent);
+      assert.equal(refreshed.status, 200, refreshed.text);
+      assert.equal(decodeJwt(refreshed.json.access_token as string).sub_profile, 'user');
+    });
+
+    it("a client's own token (client credentials) has the client's profile: ai_agent, service, or the configured override", async () => {
+      const profileOf = async (headers: Record<string, string>, resource: string) => {
+        const res = await postForm(`${as.issuer}/token`, { grant_type: 'client_credentials', resource }, headers);
+        assert.equal(res.status, 200, res.text);
+        return decodeJwt(res.json.access_token as string).sub_profile;
+      };
+      assert.equal(await profileOf(auth.agent, R.agent), 'ai_agent');
+      assert.equal(await profileOf(auth.mcp, R.deep), 'service');
+      assert.equal(await profileOf(auth.other, R.deep), 'ai_agent', 'other-service is configured as ai_agent');
+    });
+
+    it('an opaque token: introspection says the profile', async () => {
+      const now = Math.floor(Date.now() / 1000);
+      const subject = await signJwt(as.ctx.keys, { iss: as.issuer, sub: 'demo-user', aud: R.api, exp: now + 300, iat: now, jti: crypto.randomUUID(), client_id: 'some-app', scope: 'todo_api:read', sub_profile: 'user' }, ACCESS_TOKEN_TYP);
+      const res = await exchange(as, { subject_token: subject, resource: R.opaque, scope: 'todo_api:read' }, auth.mcp);
+      assert.equal(res.status, 200, res.text);
+      assert.equal((await introspect(res.json.access_token as string)).json.sub_profile, 'user');
+    });
+
+    it('a subject token from before the actor profile (no sub_profile) still works: the exchanged token gets the profile it would have had', async () => {
+      const now = Math.floor(Date.now() / 1000);
+      const old = (claims: Record<string, unknown>) => signJwt(as.ctx.keys, { iss: as.issuer, aud: R.api, exp: now + 300, iat: now, jti: crypto.randomUUID(), scope: 'banking:read', may_act: { sub: 'other-service' }, ...claims }, ACCESS_TOKEN_TYP);
+      const userOld = await old({ sub: 'demo-user', client_id: 'some-app' });
+      const introspected = await introspect(userOld);
+      assert.deepEqual([introspected.json.active, introspected.json.sub_profile], [true, undefined], 'valid, and nothing is made up for it');
+      const fromUser = await exchange(as, { subject_token: userOld, resource: R.deep }, auth.other);
+      assert.equal(fromUser.status, 200, fromUser.text);
+      assert.equal(decodeJwt(fromUser.json.access_token as string).sub_profile, 'user');
+      // An agent's own token (sub = client_id) of before: the agent's profile, read from the store.
+      const agentOld = await old({ sub: 'sample-agent', client_id: 'sample-agent' });
+      const fromAgent = await exchange(as, { subject_token: agentOld, resource: R.deep }, auth.other);
+      assert.equal(fromAgent.status, 200, fromAgent.text);
+      assert.equal(decodeJwt(fromAgent.json.access_token as string).sub_profile, 'ai_agent');
+    });
+
+    it("a subject token's profile is kept as it is, never recomputed from the actor", async () => {
+      const now = Math.floor(Date.now() / 1000);
+      const subject = await signJwt(as.ctx.keys, { iss: as.issuer, sub: 'mcp-server', aud: R.api, exp: now + 300, iat: now, jti: crypto.randomUUID(), client_id: 'mcp-server', scope: 'banking:read', may_act: { sub: 'other-service' }, sub_profile: 'service' }, ACCESS_TOKEN_TYP);
+      const res = await exchange(as, { subject_token: subject, resource: R.deep }, auth.other);
+      assert.equal(res.status, 200, res.text);
+      const claims = decodeJwt(res.json.access_token as string);
+      assert.deepEqual([claims.sub_profile, (claims.act as { sub_profile: string }).sub_profile], ['service', 'ai_agent']);
+    });
+  });
+
   it('metadata advertises the actor profile', async () => {
     const metadata = (await (await fetch(`${as.issuer}/.well-known/oauth-authorization-server`)).json()) as Record<string, unknown>;
     assert.deepEqual(metadata.actor_profile_token_types_supported, [ACCESS_TOKEN_TYPE]);
@@ -129,6 +194,8 @@ describe('actor profile at the gateway', () => {
           // An AI agent anywhere in the chain may not write; old tokens (sub_profile '') may.
           transfer: { allow: "act.all(a, a.sub_profile != 'ai_agent')", reason: 'AI agents may not transfer' },
           echo: { allow: "size(act) == 0 || (act[0].sub_profile == '' && act[0].iss == '') || act[0].iss == claims.iss" },
+          // The top-level sub_profile: a person's token only (has(): tokens from before lack it).
+          statement: { allow: "has(claims.sub_profile) && claims.sub_profile == 'user'", reason: 'statements are for people' },
         },
       },
       { path: '/strict', upstream: upstream.url, resource: `${url}/strict`, authorization_servers: [issuer.issuer], tools: listedTools(['echo']), actor_profile: { required: true, authorization_required: true } },
@@ -165,6 +232,18 @@ describe('actor profile at the gateway', () => {
     const event = (await gateway.auditEvents()).findLast((e) => e.tool === 'echo')!;
     assert.deepEqual(event.act, [{ sub: 'agent-1' }]);
     assert.deepEqual(JSON.parse(upstream.requests.at(-1)!.headers['x-mandate-act'] as string), [{ sub: 'agent-1', client_id: '', sub_profile: '', iss: '' }]);
+  });
+
+  it('CEL sees the top-level claims.sub_profile; a token without it is judged by has()', async () => {
+    const call = async (extra: Record<string, unknown>) =>
+      mcpPost(resource, toolCall('statement'), { authorization: `Bearer ${await issuer.sign({ sub: 'alice', aud: resource, client_id: 'app', scope: 'banking:read', ...extra })}` });
+    assert.equal((await call({ sub_profile: 'user' })).status, 200);
+    for (const extra of [{ sub_profile: 'ai_agent' }, {}]) {
+      const res = await call(extra);
+      assert.equal(res.status, 403, JSON.stringify(extra));
+      const event = (await gateway.auditEvents()).findLast((e) => e.tool === 'statement')!;
+      assert.deepEqual([event.rejection, event.reason], ['tool_denied', 'statements are for people']);
+    }
   });
 
   it('actor_profile.required: a delegated token whose act entries lack iss is refused 401 invalid_token; the PRM says so', async () => {

@@ -3,7 +3,7 @@ import { fromConfig } from '../errors.ts';
 import { defineOperation } from '../operation.ts';
 import { page, pageInput, paginate } from '../pagination.ts';
 import { agentView, toAgentView } from './client-views.ts';
-import { clientCreated, clientFields, createClient, deleteClient, findClient } from './clients.ts';
+import { clientCreated, clientFields, createClient, deleteClient, findClient, workloadIdentityInput } from './clients.ts';
 import { applyLifecycle } from './lifecycle.ts';
 
 const id = z.string().min(1).max(500).describe('The agent\'s client_id.');
@@ -47,6 +47,7 @@ export const createAgent = defineOperation({
     owner: z.string().min(1).optional(),
     expires_at: expiresAt.optional(),
     token_endpoint_auth_method: z.enum(['client_secret_basic', 'client_secret_post']).default('client_secret_basic'),
+    workload_identity: workloadIdentityInput.optional().describe('The agent authenticates with a platform JWT instead of a secret (docs/workload-identity.md).'),
     ...clientFields,
   }),
   output: clientCreated,

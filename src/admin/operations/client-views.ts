@@ -47,6 +47,12 @@ export const clientView = z.strictObject({
   authentication_policy: z.string().nullable(),
   post_logout_redirect_uris: z.array(z.string()),
   backchannel_logout_uri: z.string().nullable(),
+  sub_profile: z.string().nullable().describe('The entity profile set on the client (draft-mcguinness-oauth-actor-profile); null: the default (ai_agent for agents, service otherwise).'),
+  dpop_bound_access_tokens: z.boolean().describe('Token requests without a DPoP proof are refused (RFC 9449 §5.2).'),
+  workload_identity: z
+    .strictObject({ issuer: z.string(), subject: z.string(), claims: z.record(z.string(), z.union([z.string(), z.number(), z.boolean()])) })
+    .nullable()
+    .describe('The platform identity the client authenticates with (docs/workload-identity.md), if any.'),
   enabled: z.boolean(),
   created_at: z.number().int(),
   first_used_at: z.number().int().nullable(),
@@ -69,6 +75,9 @@ export function toClientView(record: ClientRecord): ClientView {
     authentication_policy: typeof m.authentication_policy === 'string' ? m.authentication_policy : null,
     post_logout_redirect_uris: m.post_logout_redirect_uris ?? [],
     backchannel_logout_uri: m.backchannel_logout_uri ?? null,
+    sub_profile: typeof m.sub_profile === 'string' ? m.sub_profile : null,
+    dpop_bound_access_tokens: m.dpop_bound_access_tokens === true,
+    workload_identity: record.workloadIdentity ? { issuer: record.workloadIdentity.issuer, subject: record.workloadIdentity.subject, claims: record.workloadIdentity.claims ?? {} } : null,
     enabled: record.disabledAt === undefined,
     created_at: record.createdAt,
     first_used_at: record.lastUsedAt ?? null,

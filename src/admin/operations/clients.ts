@@ -36,7 +36,43 @@ export const clientFields = {
     .string()
     .regex(/^[\x21\x23-\x5B\x5D-\x7E]+(?: [\x21\x23-\x5B\x5D-\x7E]+)*$/)
     .optional()
-    .describe("The client's entity profile in act.sub_profile when it acts (draft-mcguinness-oauth-actor-profile); default ai_agent for agents, service otherwise."),
+    .describe("The client's entity profile (draft-mcguinness-oauth-actor-profile): act.sub_profile when it acts, and the top-level sub_profile of its own tokens; default ai_agent for agents, service otherwise."),
+  dpop_bound_access_tokens: z
+    .boolean()
+    .optional()
+    .describe('The client always uses DPoP (RFC 9449 §5.2): a token request without a DPoP proof is refused with invalid_request. Default false.'),
+};
+
+/** A platform identity (issue 17, SEP-1933, docs/workload-identity.md): the (iss, sub) of the client's workload JWTs. */
+export const workloadIdentityInput = z
+  .strictObject({
+    issuer: z.url().describe('A platform issuer listed in workload_identity.issuers; https (http only for a loopback issuer with allow_loopback).'),
+    subject: z.string().min(1).max(500).describe('The `sub` of its JWTs, e.g. system:serviceaccount:agents:planner.'),
+    claims: z.record(z.string(), z.union([z.string(), z.number(), z.boolean()])).optional().describe('Other claims its JWTs must carry with exactly these values.'),
+  })
+  .describe('The client authenticates with a platform JWT with this iss and sub (docs/workload-identity.md); the issuer must be in workload_identity.issuers. No secret.');
+type WorkloadIdentityInput = z.output<typeof workloadIdentityInput>;
+
+const LOOPBACK_HOSTS = new Set(['localhost', '127.0.0.1', '[::1]']);
+
+/**
+ * A platform identity an admin may give a client: its issuer on the configuration file's
+ * allow-list (`workload_identity.issuers`: which platforms this server trusts is the file's say),
+ * and https, unless that entry allows a loopback issuer (tests) and this is one.
+ */
+function checkWorkloadIdentity(deps: Pick<AdminDeps, 'config'>, workload: WorkloadIdentityInput): void {
+  const entry = deps.config.workload_identity.issuers.find((i) => i.issuer === workload.issuer);
+  if (!entry) throw new AdminError('invalid_request', `invalid input: workload_identity.issuer ${workload.issuer} is not listed in workload_identity.issuers`);
+  const url = new URL(workload.issuer);
+  const loopback = LOOPBACK_HOSTS.has(url.hostname) || /^127\.\d+\.\d+\.\d+$/.test(url.hostname);
+  if (url.protocol !== 'https:' && !(url.protocol === 'http:' && entry.allow_loopback && loopback)) {
+    throw new AdminError('invalid_request', `invalid input: workload_identity.issuer must be an https URL (http only for a loopback issuer with allow_loopback), got ${workload.issuer}`);
+  }
+}
+
+const takenAsConflict = (error: unknown): never => {
+  if (error instanceof WorkloadIdentityTaken) throw new AdminError('conflict', error.message);
+  throw error;
 };
 
 /** The logout members an admin set, checked as a configured client's are (an admin chose them). */
@@ -71,7 +107,8 @@ export async function createClient(
     backchannel_logout_uri?: string;
     backchannel_logout_session_required?: boolean;
     sub_profile?: string;
-    workload_identity?: { issuer: string; subject: string; claims?: Record<string, string | number | boolean> };
+    dpop_bound_access_tokens?: boolean;
+    workload_identity?: WorkloadIdentityInput;
   },
 ): Promise<z.output<typeof clientCreated>> {
   checkPolicy(deps, input.authentication_policy);
@@ -87,9 +124,7 @@ export async function createClient(
   // issuer must be on the configuration file's allow-list.
   const workload = input.workload_identity;
   if (input.token_endpoint_auth_method === 'workload_identity' && !workload) throw new AdminError('invalid_request', 'invalid input: token_endpoint_auth_method workload_identity needs workload_identity');
-  if (workload && !deps.config.workload_identity.issuers.some((i) => i.issuer === workload.issuer)) {
-    throw new AdminError('invalid_request', `invalid input: workload_identity.issuer ${workload.issuer} is not listed in workload_identity.issuers`);
-  }
+  if (workload) checkWorkloadIdentity(deps, workload);
   if (workload) input = { ...input, token_endpoint_auth_method: 'workload_identity' };
   const secret = usesSecret(input.token_endpoint_auth_method) ? randomToken(32) : undefined;
   const record: ClientRecord = {
@@ -105,6 +140,7 @@ export async function createClient(
       default_resource: input.default_resource,
       ...(input.authentication_policy ? { authentication_policy: input.authentication_policy } : {}),
       ...(input.sub_profile ? { sub_profile: input.sub_profile } : {}),
+      ...(input.dpop_bound_access_tokens ? { dpop_bound_access_tokens: true } : {}),
       ...logoutFields(clientId, input),
     },
     agent: input.agent && {
@@ -116,10 +152,7 @@ export async function createClient(
     createdAt: deps.now(),
     ...(workload ? { workloadIdentity: workload } : {}),
   };
-  await deps.store.clients.upsert(record).catch((error: unknown) => {
-    if (error instanceof WorkloadIdentityTaken) throw new AdminError('conflict', error.message);
-    throw error;
-  });
+  await deps.store.clients.upsert(record).catch(takenAsConflict);
   if (record.agent) await deps.refreshDisabled();
   return { ...toClientView(record), client_secret: secret ?? null };
 }
@@ -165,10 +198,7 @@ export const createClientOp = defineOperation({
   input: z.strictObject({
     client_id: z.string().regex(/^[A-Za-z0-9._:-]{1,100}$/).optional().describe('Generated when omitted.'),
     token_endpoint_auth_method: z.enum(TOKEN_ENDPOINT_AUTH_METHODS).default('client_secret_basic'),
-    workload_identity: z
-      .strictObject({ issuer: z.url(), subject: z.string().min(1), claims: z.record(z.string(), z.union([z.string(), z.number(), z.boolean()])).optional() })
-      .optional()
-      .describe('The client authenticates with a platform JWT with this iss and sub (docs/workload-identity.md); the issuer must be in workload_identity.issuers. No secret.'),
+    workload_identity: workloadIdentityInput.optional(),
     ...clientFields,
   }),
   output: clientCreated,
@@ -180,16 +210,22 @@ export const updateClient = defineOperation({
   name: 'clients.update',
   area: 'clients',
   access: 'write',
-  summary: 'Change a client: enable or disable it (any client), or its metadata (not for clients of the configuration file).',
-  input: z.strictObject({ id, enabled: z.boolean().optional(), ...clientFields }),
+  summary:
+    "Change a client: enable or disable it (any client), or its metadata, workload identity and DPoP binding (not for clients of the configuration file). A change applies to the client's next request, on every instance.",
+  input: z.strictObject({
+    id,
+    enabled: z.boolean().optional(),
+    workload_identity: workloadIdentityInput.optional().describe('A new platform identity for a client that authenticates with one (token_endpoint_auth_method workload_identity).'),
+    ...clientFields,
+  }),
   output: clientView,
   current: async (deps, input) => toClientView(await findClient(deps, input.id)),
   target: (input) => ({ clientId: input.id, data: { change: Object.keys(input).filter((k) => k !== 'id') } }),
   async run(deps, input) {
     let record = await findClient(deps, input.id);
-    const { id: _id, enabled, ...fields } = input;
+    const { id: _id, enabled, workload_identity: workload, ...fields } = input;
     const metadata = Object.fromEntries(Object.entries(fields).filter(([, v]) => v !== undefined));
-    if (Object.keys(metadata).length > 0) {
+    if (Object.keys(metadata).length > 0 || workload) {
       if (record.source === 'config') throw fromConfig('client');
       checkPolicy(deps, metadata.authentication_policy as string | undefined);
       try {
@@ -198,13 +234,43 @@ export const updateClient = defineOperation({
         throw new AdminError('invalid_request', `invalid redirect URI: ${(error as Error).message}`);
       }
       logoutFields(record.clientId, metadata);
-      await deps.store.clients.update(record.clientId, { metadata: { ...record.metadata, ...metadata } });
+      if (workload) {
+        checkWorkloadIdentity(deps, workload);
+        // The platform JWT replaces no other credential here: a client with a secret or keys keeps
+        // them, and one without a platform identity is not silently left without any.
+        const method = record.metadata.token_endpoint_auth_method ?? 'client_secret_basic';
+        if (method !== 'workload_identity') {
+          throw new AdminError('invalid_request', `invalid input: workload_identity: ${record.clientId} authenticates with ${method}, not a workload identity; create a new client for a platform identity`);
+        }
+      }
+      const next = { ...record.metadata, ...metadata };
+      if (next.dpop_bound_access_tokens === false) delete next.dpop_bound_access_tokens;
+      await deps.store.clients.update(record.clientId, { metadata: next, ...(workload ? { workloadIdentity: workload } : {}) }).catch(takenAsConflict);
+      auditCredentialChanges(deps, record, { workload, dpop: fields.dpop_bound_access_tokens });
       record = await findClient(deps, input.id);
     }
     if (enabled !== undefined) record = await applyLifecycle(deps, record, { enabled });
     return toClientView(record);
   },
 });
+
+/** The domain events of a change to how a client authenticates or binds its tokens (beside `admin.clients.update`). */
+function auditCredentialChanges(deps: Pick<AdminDeps, 'audit' | 'now'>, before: ClientRecord, change: { workload?: WorkloadIdentityInput; dpop?: boolean }): void {
+  const at = deps.now();
+  const previous = before.workloadIdentity;
+  if (change.workload && JSON.stringify(previous) !== JSON.stringify(change.workload)) {
+    deps.audit.record({
+      at,
+      type: 'client.workload_identity_changed',
+      outcome: 'success',
+      clientId: before.clientId,
+      data: { issuer: change.workload.issuer, subject: change.workload.subject, previous_issuer: previous?.issuer ?? null, previous_subject: previous?.subject ?? null },
+    });
+  }
+  if (change.dpop !== undefined && change.dpop !== (before.metadata.dpop_bound_access_tokens === true)) {
+    deps.audit.record({ at, type: 'client.dpop_binding_changed', outcome: 'success', clientId: before.clientId, data: { dpop_bound_access_tokens: change.dpop } });
+  }
+}
 
 export const deleteClientOp = defineOperation({
   name: 'clients.delete',

@@ -241,6 +241,9 @@ interface ClientItem {
   token_endpoint_auth_method: string;
   scope: string | null;
   default_resource: string | null;
+  sub_profile?: string | null;
+  dpop_bound_access_tokens?: boolean;
+  workload_identity?: { issuer: string; subject: string; claims: Record<string, string | number | boolean> } | null;
   enabled: boolean;
   created_at: number;
   first_used_at: number | null;
@@ -260,6 +263,8 @@ export function clientPage(csrf: string, k: ClientItem, done?: string) {
 <dt>Source</dt><dd>${k.source}</dd><dt>State</dt><dd id="client-state">${state(k.enabled)}</dd>
 <dt>Authentication</dt><dd><code>${k.token_endpoint_auth_method}</code></dd><dt>Grant types</dt><dd>${k.grant_types.map((g) => html`<code>${g}</code> `)}</dd>
 <dt>Redirect URIs</dt><dd>${k.redirect_uris.length ? k.redirect_uris.map((r) => html`<code>${r}</code>`) : '—'}</dd>
+<dt>Workload identity</dt><dd id="client-workload">${k.workload_identity ? html`<code>${k.workload_identity.subject}</code> of <code>${k.workload_identity.issuer}</code>${Object.keys(k.workload_identity.claims).length ? html` with <code>${JSON.stringify(k.workload_identity.claims)}</code>` : ''}` : '—'}</dd>
+<dt>DPoP-bound tokens</dt><dd id="client-dpop">${k.dpop_bound_access_tokens ? 'required (requests without a DPoP proof are refused)' : 'optional'}</dd><dt>Entity profile</dt><dd id="client-profile">${k.sub_profile ? html`<code>${k.sub_profile}</code>` : html`default (<code>${k.kind === 'agent' ? 'ai_agent' : 'service'}</code>)`}</dd>
 <dt>Scope</dt><dd>${k.scope ?? 'any'}</dd><dt>Default resource</dt><dd>${k.default_resource ?? '—'}</dd><dt>Created</dt><dd>${when(k.created_at)}</dd><dt>First used</dt><dd>${when(k.first_used_at)}</dd>
 </dl>
 <form method="post" action="/console/clients/${enc(k.client_id)}">${csrfField(csrf)}${
