@@ -36,6 +36,8 @@ export function principalOf(token: string, claims: TokenClaims): Principal | und
     sub: claims.sub,
     client_id: clientId ?? '',
     scopes,
+    // The token's top-level sub_profile ('' for tokens minted before the actor profile).
+    sub_profile: text(claims.sub_profile),
     // draft-mcguinness-oauth-actor-profile: every member always present, '' when the entry lacks it
     // (tokens minted before the actor profile, inner entries from elsewhere), so a rule never errors.
     act: actors.map((actor) => ({ sub: actor.sub, client_id: text(actor.client_id), sub_profile: text(actor.sub_profile), iss: text(actor.iss) })),

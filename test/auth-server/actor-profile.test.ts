@@ -196,6 +196,8 @@ describe('actor profile at the gateway', () => {
           echo: { allow: "size(act) == 0 || (act[0].sub_profile == '' && act[0].iss == '') || act[0].iss == claims.iss" },
           // The top-level sub_profile: a person's token only (has(): tokens from before lack it).
           statement: { allow: "has(claims.sub_profile) && claims.sub_profile == 'user'", reason: 'statements are for people' },
+          // The same through the sub_profile variable ('' for a token without one: never an error).
+          summary: { allow: "sub_profile == 'user'", reason: 'summaries are for people' },
         },
       },
       { path: '/strict', upstream: upstream.url, resource: `${url}/strict`, authorization_servers: [issuer.issuer], tools: listedTools(['echo']), actor_profile: { required: true, authorization_required: true } },
@@ -243,6 +245,18 @@ describe('actor profile at the gateway', () => {
       assert.equal(res.status, 403, JSON.stringify(extra));
       const event = (await gateway.auditEvents()).findLast((e) => e.tool === 'statement')!;
       assert.deepEqual([event.rejection, event.reason], ['tool_denied', 'statements are for people']);
+    }
+  });
+
+  it("CEL's sub_profile variable is the top-level claim, '' for a token without one (the rule says no, it does not error)", async () => {
+    const call = async (extra: Record<string, unknown>) =>
+      mcpPost(resource, toolCall('summary'), { authorization: `Bearer ${await issuer.sign({ sub: 'alice', aud: resource, client_id: 'app', scope: 'banking:read', ...extra })}` });
+    assert.equal((await call({ sub_profile: 'user' })).status, 200);
+    for (const extra of [{ sub_profile: 'service' }, {}]) {
+      const res = await call(extra);
+      assert.equal(res.status, 403, JSON.stringify(extra));
+      const event = (await gateway.auditEvents()).findLast((e) => e.tool === 'summary')!;
+      assert.deepEqual([event.rejection, event.reason], ['tool_denied', 'summaries are for people']);
     }
   });
 
