@@ -25,14 +25,19 @@ export const ENTITY_PROFILES_SUPPORTED = {
 
 /**
  * A client's entity profile: the `sub_profile` override of a client from the configuration file or
- * the admin API, else `ai_agent` for an agent and `service` for any other client (MCP servers, the
- * gateway, resource servers). A self-registered client's metadata is the client's own say and
- * never sets its profile: an agent could otherwise present itself as a `user` or a `service`.
+ * the admin API; else `ai_agent` for an agent; else `service` for a client an administrator made
+ * (configuration file, admin API: MCP servers, the gateway, resource servers). A self-registered
+ * client (RFC 7591, a client ID metadata document) is `ai_agent` whatever it is: nobody vouched for
+ * it, and its own metadata never sets its profile — an agent could otherwise present itself as a
+ * `user` or a `service` (or merely register at /register rather than /aiagent/register) and escape
+ * rules written for AI agents.
  */
 export function clientProfile(client: Client): string {
+  const administered = client.source === 'config' || client.source === 'admin';
   const override = client.metadata.sub_profile;
-  if ((client.source === 'config' || client.source === 'admin') && typeof override === 'string' && override !== '') return override;
-  return (client as ClientRecord).agent ? ENTITY_PROFILES.aiAgent : ENTITY_PROFILES.service;
+  if (administered && typeof override === 'string' && override !== '') return override;
+  if (!administered || (client as ClientRecord).agent) return ENTITY_PROFILES.aiAgent;
+  return ENTITY_PROFILES.service;
 }
 
 /** The `act` entry for the actor of a token exchange (outermost; nested over the subject's chain by the caller). */

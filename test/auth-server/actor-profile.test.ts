@@ -164,9 +164,14 @@ describe('actor profile: act entries with iss, sub_profile and client_id', () =>
     assert.deepEqual(metadata.entity_profiles_supported, { subject: ['user', 'service', 'ai_agent'], actor: ['service', 'ai_agent'] });
   });
 
-  it("a self-registered client's own sub_profile is ignored: only an administrator sets a profile", () => {
+  it("a self-registered client's own sub_profile is ignored: only an administrator sets a profile; nobody vouched for it, so it is ai_agent", () => {
     const base = { clientId: 'x', createdAt: 0, metadata: { sub_profile: 'user', redirect_uris: [], grant_types: [], response_types: [], token_endpoint_auth_method: 'client_secret_basic' as const } };
-    assert.equal(clientProfile({ ...base, source: 'dynamic' }), 'service');
+    // Registering at /register rather than /aiagent/register does not make an agent a service.
+    assert.equal(clientProfile({ ...base, source: 'dynamic' }), 'ai_agent');
+    assert.equal(clientProfile({ ...base, source: 'metadata_document' }), 'ai_agent');
+    assert.equal(clientProfile({ ...base, source: 'dynamic', metadata: { ...base.metadata, sub_profile: 'service' } }), 'ai_agent');
+    assert.equal(clientProfile({ ...base, source: 'config', metadata: { ...base.metadata, sub_profile: undefined } } as never), 'service');
+    assert.equal(clientProfile({ ...base, source: 'admin', metadata: { ...base.metadata, sub_profile: undefined } } as never), 'service');
     assert.equal(clientProfile({ ...base, source: 'dynamic', agent: { agentType: 'assistant' } } as never), 'ai_agent');
     assert.equal(clientProfile({ ...base, source: 'config' }), 'user');
     assert.equal(clientProfile({ ...base, source: 'admin' }), 'user');
