@@ -11,7 +11,7 @@ import { AgentError, fromOAuthError, reach } from './errors.ts';
 import { deviceAuthorization, pkce, pollDevice, revokeToken, startLoopbackSignIn, tokenRequest, type TokenEndpointAuthMethod, type TokenResponse } from './oauth.ts';
 import { CredentialStore, type IdpSignIn, type SignedInUser, type StoredTokens } from './store.ts';
 import { DpopKeys, type AgentDpop } from './dpop.ts';
-import { signInAtIdp, signInAtIdpWithDevice } from './idp-sign-in.ts';
+import { signInAtIdp, signInAtIdpWithDevice, signOutAtIdp } from './idp-sign-in.ts';
 import { clientModeToken, enterpriseModeToken, workloadModeToken, type TokenModeHost } from './token-modes.ts';
 import { METHOD_NAMES, registerAgent, type RegisteredClient } from './registration.ts';
 
@@ -507,6 +507,14 @@ export class MandateAgent {
     const signIn = options.device ? await signInAtIdpWithDevice(enterprise, how) : await signInAtIdp(enterprise, how);
     this.exchanged.clear();
     return signIn;
+  }
+
+  /** Enterprise mode: forgets the sign-in kept at the IdP (and revokes its refresh token there). */
+  async signOutAtIdp(): Promise<boolean> {
+    const { enterprise } = this.options;
+    if (this.options.mode !== 'enterprise' || !enterprise) throw new AgentError('usage', 'signing out at an identity provider is for enterprise mode (--idp)');
+    this.exchanged.clear();
+    return signOutAtIdp(enterprise, this.store);
   }
 
   /**

@@ -1,7 +1,7 @@
 import { decodeJwt } from 'jose';
 import { authorizationServerMetadata } from './discovery.ts';
 import { AgentError, fromOAuthError } from './errors.ts';
-import { deviceAuthorization, pkce, pollDevice, startLoopbackSignIn, tokenRequest, type ClientCredentials, type TokenResponse } from './oauth.ts';
+import { deviceAuthorization, pkce, pollDevice, revokeToken, startLoopbackSignIn, tokenRequest, type ClientCredentials, type TokenResponse } from './oauth.ts';
 import type { EnterpriseOptions } from './options.ts';
 import type { CredentialStore, IdpSignIn } from './store.ts';
 
@@ -156,4 +156,22 @@ export async function idpIdToken(enterprise: EnterpriseOptions, store: Credentia
     throw error;
   }
   return (await save(store, issuer, kept(token, enterprise.idpClientId, signIn))).id_token;
+}
+
+/** Forgets the sign-in kept at the IdP, revoking its refresh token there (RFC 7009) when the IdP offers revocation. */
+export async function signOutAtIdp(enterprise: EnterpriseOptions, store: CredentialStore): Promise<boolean> {
+  const issuer = enterprise.idpIssuer;
+  if (!issuer) throw new AgentError('usage', 'signing out at the identity provider needs its issuer (--idp)');
+  const signIn = (await store.get(issuer))?.idp_sign_in;
+  if (!signIn) return false;
+  if (signIn.refresh_token) {
+    const metadata = await idpMetadata(enterprise).catch(() => ({}) as Record<string, unknown>);
+    if (typeof metadata.revocation_endpoint === 'string') await revokeToken(metadata.revocation_endpoint, { token: signIn.refresh_token, token_type_hint: 'refresh_token' }, idpClient(enterprise, metadata));
+  }
+  await store.update(issuer, (current) => {
+    if (!current) return current;
+    const { idp_sign_in: _gone, ...rest } = current;
+    return Object.keys(rest).length > 0 ? rest : undefined;
+  });
+  return true;
 }
