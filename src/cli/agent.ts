@@ -439,7 +439,8 @@ export async function agentCommand(argv: string[]): Promise<number> {
     agentResource: values['agent-resource'],
     callbackPort: Number(values['callback-port']),
     onAuthorizationUrl: (url) => {
-      err(`Sign in to let the agent act for you — open this URL in a browser:\n  ${url}\n`);
+      const where = chosen.mode === 'enterprise' ? `Sign in at your identity provider ${values.idp}, once, to let the agent act for you` : 'Sign in to let the agent act for you';
+      err(`${where} — open this URL in a browser:\n  ${url}\n`);
       if (!values['no-browser'] && process.stderr.isTTY) openBrowser(url);
     },
     onStepUp: ({ tool, scopes, missing }) => {
