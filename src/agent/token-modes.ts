@@ -52,7 +52,9 @@ export async function enterpriseModeToken(host: TokenModeHost, scope: string): P
   const enterprise = host.options.enterprise;
   if (!enterprise) throw new AgentError('usage', 'enterprise mode needs the enterprise options (the IdP, its client, the ID token)');
   const found = await host.discovery();
-  const metadata = enterprise.idpIssuer ? await idpMetadata(enterprise) : {};
+  // The IdP's metadata says how to authenticate there and whether it takes DPoP proofs; with the
+  // token endpoint given, an IdP that publishes none is still used (without proofs).
+  const metadata: Record<string, unknown> = !enterprise.idpIssuer ? {} : enterprise.idpTokenEndpoint ? await idpMetadata(enterprise).catch(() => ({})) : await idpMetadata(enterprise);
   const idpTokenEndpoint = enterprise.idpTokenEndpoint ?? (typeof metadata.token_endpoint === 'string' ? metadata.token_endpoint : undefined);
   if (!idpTokenEndpoint) throw new AgentError('usage', enterprise.idpIssuer ? `the identity provider ${enterprise.idpIssuer} names no token_endpoint` : 'enterprise mode needs the IdP issuer or its token endpoint');
   const idToken = await idpIdToken(enterprise, host.store);

@@ -152,12 +152,18 @@ describe('mandate agent --idp: one sign-in at the IdP, then the ID-JAG chain wit
     assert.equal(tools.code, 0, tools.err);
     assert.match(tools.out, /^read_balance\t/);
 
+    const chat = agentCli(['chat', ...flags()], env());
+    chat.child.stdin.end('/call read_balance {}\n');
+    assert.equal(await chat.exited, 0, chat.err());
+    assert.match(chat.out(), new RegExp(`^Connected to ${gateway.url}/mcp, acting for ${linked.sub} \\(enterprise mode\\): read_balance\n`));
+    assert.match(chat.out(), /"balance": "1250\.00"/);
+
     // No browser reached the MCP AS; the IdP saw one sign-in.
     await mcpAs.ctx.audit.flush();
     await idp.ctx.audit.flush();
     const atMcp: AuditEvent[] = await mcpAs.store.audit.query({ limit: 500 });
     assert.deepEqual(atMcp.filter((e) => /^(authorize|interaction|login|consent)\./.test(e.type)), []);
-    assert.equal(atMcp.filter((e) => e.type === 'token.issued' && e.data?.grant_type === JWT_BEARER).length, 3, 'call, whoami, tools: one chain each');
+    assert.equal(atMcp.filter((e) => e.type === 'token.issued' && e.data?.grant_type === JWT_BEARER).length, 4, 'call, whoami, tools, chat: one chain each (one process each)');
     assert.equal((await idp.store.audit.query({ type: 'login.succeeded', limit: 10 })).length, 1);
 
     const logout = await run(['logout', ...flags()], env());
