@@ -78,7 +78,7 @@ export class MandateAgent {
   private lastToken: string | undefined;
   readonly store: CredentialStore;
   /** The proof keys (one per client id, kept in the credentials file) and the tokens bound to them. */
-  readonly dpop: DpopKeys;
+  private readonly dpop: DpopKeys;
 
   constructor(readonly options: AgentOptions) {
     this.store = options.store ?? new CredentialStore();

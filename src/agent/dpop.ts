@@ -1,5 +1,6 @@
 import { exportJWK, importJWK, type JWK } from 'jose';
 import { createDpopProof, generateDpopKey, jwkThumbprint, type DpopKey } from '../core/dpop.ts';
+import type { CredentialStore } from './store.ts';
 
 /** The agent's DPoP choice: `auto` = when the AS lists ES256 in `dpop_signing_alg_values_supported`. */
 export type DpopSetting = 'auto' | 'always' | 'never';
@@ -60,7 +61,7 @@ export class DpopKeys {
   private readonly bound = new Map<string, AgentDpop>();
 
   constructor(
-    private readonly store: { get(issuer: string): Promise<{ dpop_keys?: Record<string, StoredDpopKey> } | undefined>; update(issuer: string, change: (current: { dpop_keys?: Record<string, StoredDpopKey> } | undefined) => { dpop_keys?: Record<string, StoredDpopKey> }): Promise<void> },
+    private readonly store: Pick<CredentialStore, 'get' | 'update'>,
     private readonly setting: DpopSetting = 'auto',
   ) {}
 
