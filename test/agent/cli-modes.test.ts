@@ -19,6 +19,7 @@ import { startTestGateway, type TestGateway } from '../helpers/gateway.ts';
  */
 const JWT_BEARER = 'urn:ietf:params:oauth:grant-type:jwt-bearer';
 const TOKEN_EXCHANGE = 'urn:ietf:params:oauth:grant-type:token-exchange';
+const DEVICE_CODE = 'urn:ietf:params:oauth:grant-type:device_code';
 const SECRETS = { idp: 'cli-modes-agent-at-idp-secret-0123456789ab', mcp: 'cli-modes-agent-at-mcp-secret-0123456789ab' };
 const SCOPES = [{ name: 'mcp:read' }, { name: 'mcp:write' }];
 
@@ -92,7 +93,7 @@ describe('mandate agent --idp: one sign-in at the IdP, then the ID-JAG chain wit
     ]);
     idp = await startTestAuthServer({
       dpop: { enabled: true },
-      clients: [{ client_id: 'agent-at-idp', client_secret_env: 'CLI_MODES_IDP_SECRET', redirect_uris: ['http://localhost:3000/callback'], first_party: true, grant_types: ['authorization_code', 'refresh_token', TOKEN_EXCHANGE] }],
+      clients: [{ client_id: 'agent-at-idp', client_secret_env: 'CLI_MODES_IDP_SECRET', redirect_uris: ['http://localhost:3000/callback'], first_party: true, grant_types: ['authorization_code', 'refresh_token', DEVICE_CODE, TOKEN_EXCHANGE] }],
       id_jag: { audiences: [{ audience: mcpIssuer, resources: [`${gateway.url}/mcp`], clients: ['agent-at-idp'], client_id: { 'agent-at-idp': 'agent-at-mcp' }, scopes: ['mcp:read'], include_email: true }] },
     });
     mcpAs = await startTestAuthServer({
@@ -174,12 +175,16 @@ describe('mandate agent --idp: one sign-in at the IdP, then the ID-JAG chain wit
     assert.match(after.err, new RegExp(`^mandate agent: not signed in at the identity provider ${idp.issuer}: run \`mandate agent login --idp ${idp.issuer} --idp-client-id agent-at-idp\``));
   });
 
-  it('--dpop never against a route that requires DPoP: the Bearer token is refused by the gateway (exit 7)', async () => {
+  it('login --idp --device signs in at the IdP on another device (RFC 8628); --dpop never against a route that requires DPoP: refused by the gateway (exit 7)', async () => {
     const signedIn = freshHome();
-    const login = agentCli(['login', ...flags()], { ...env(), MANDATE_AGENT_HOME: signedIn });
+    const login = agentCli(['login', '--device', ...flags()], { ...env(), MANDATE_AGENT_HOME: signedIn });
     try {
-      await fetch(await new FormBrowser(idp.issuer).authorize((await login.authorizationUrl()).href));
+      const [, verification, code] = await login.waitFor(/open (\S+) on any device and enter the code (\S+)/, login.err);
+      assert.equal(verification, `${idp.issuer}/device`);
+      const page = await new FormBrowser(idp.issuer).approveDevice(code!);
+      assert.equal(page.status, 200, page.html.slice(0, 300));
       assert.equal(await login.exited, 0, login.err());
+      assert.match(login.out(), new RegExp(`^Signed in at ${idp.issuer} as demo@example\\.com;`));
     } finally {
       if (login.child.exitCode === null) login.child.kill('SIGKILL');
     }
