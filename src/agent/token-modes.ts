@@ -36,7 +36,7 @@ const refusedBy = (who: string, what: string) => (error: unknown) => {
   if (!(error instanceof AgentError) || !error.oauthError) throw error;
   if (error.kind === 'agent_disabled' || error.kind === 'scope_refused') throw error;
   const detail = error.oauthDescription ? `: ${error.oauthDescription}` : '';
-  throw new AgentError('refused', `${who} refused ${what} (${error.oauthError}${detail}); not retried`, error.oauthError, error.oauthDescription);
+  throw new AgentError('refused', `${who} refused ${what} (${error.oauthError}${detail}); not retried`, error.oauthError, error.oauthDescription, error.status);
 };
 
 /**
@@ -103,6 +103,6 @@ export async function workloadModeToken(host: TokenModeHost, scope: string): Pro
     // No person to send to `mandate agent login`: say what the AS answered, and stop.
     if (!(error instanceof AgentError) || !error.oauthError) throw error;
     const detail = error.oauthDescription ? `: ${error.oauthDescription}` : '';
-    throw new AgentError(error.oauthError === 'invalid_scope' ? 'scope_refused' : 'refused', `the authorization server refused the workload's token (${error.oauthError}${detail}); not retried`, error.oauthError, error.oauthDescription);
+    throw new AgentError(error.oauthError === 'invalid_scope' ? 'scope_refused' : 'refused', `the authorization server refused the workload's token (${error.oauthError}${detail}); not retried`, error.oauthError, error.oauthDescription, error.status);
   });
 }

@@ -207,6 +207,7 @@ describe('enterprise mode of the agent SDK: IdP and MCP AS both Mandate, a gatew
     await assert.rejects(agent('/stranger').callTool('read_balance'), (error: AgentError) => {
       assert.ok(error instanceof AgentError);
       assert.equal(error.kind, 'refused');
+      assert.equal(error.status, 400);
       assert.equal(error.oauthError, 'invalid_target');
       assert.equal(error.oauthDescription, 'the audience is not a known authorization server');
       assert.match(error.message, new RegExp(`the identity provider ${idp.issuer} refused the ID-JAG \\(invalid_target`));
@@ -223,6 +224,7 @@ describe('enterprise mode of the agent SDK: IdP and MCP AS both Mandate, a gatew
     await assert.rejects(agent('/distrusting').callTool('read_balance'), (error: AgentError) => {
       assert.ok(error instanceof AgentError);
       assert.equal(error.kind, 'refused');
+      assert.equal(error.status, 400);
       assert.equal(error.oauthError, 'invalid_grant');
       assert.equal(error.oauthDescription, 'the assertion issuer is not trusted');
       assert.match(error.message, new RegExp(`the authorization server ${issuers.distrusting} refused the ID-JAG \\(invalid_grant`));
