@@ -22,7 +22,7 @@ const err = (text: string) => process.stderr.write(forTerminal(text));
 const USAGE = `mandate agent — the sample AI agent (seed 001): acts for you at an MCP server
 
 Usage: mandate agent <command> [options]
-  login [--device]       sign in through the agent (opens the browser, or prints the URL); with
+  login [--device]      sign in through the agent (opens the browser, or prints the URL); with
                         --idp, sign in at the enterprise IdP instead, once: later commands run the
                         ID-JAG chain without a browser
   whoami                who the agent acts for, with which scopes (in client, enterprise and
@@ -77,7 +77,8 @@ IDP_CLIENT_SECRET (its client at the IdP), MANDATE_AGENT_HOME (where credentials
 
 Exit codes: 2 usage, 3 a server cannot be reached, 4 consent denied, 5 agent disabled or
 credentials refused, 6 scope refused, 7 not signed in, 8 the tool failed, 9 protocol error,
-10 the MCP server refused the call (a policy rule, a rate limit), 11 you denied the approval the
+10 the MCP server refused the call (a policy rule, a rate limit) — in enterprise and workload
+mode also the IdP or the AS refusing the ID-JAG or the platform token, 11 you denied the approval the
 call needed, 12 the approval expired (or was used by another call) before it was given, 13 the call
 needs your approval and --no-wait was given, 130 stopped with Ctrl-C while waiting for an approval.
 `;
