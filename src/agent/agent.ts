@@ -1,17 +1,18 @@
 import type { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { decodeJwt } from 'jose';
-import { JWT_BEARER_GRANT, TOKEN_EXCHANGE_GRANT, TOKEN_TYPES } from '../core/delegation.ts';
+import { TOKEN_EXCHANGE_GRANT, TOKEN_TYPES } from '../core/delegation.ts';
 import { formatScope, parseScope } from '../core/scopes.ts';
 import { ApprovalRequiredError, approvalRequestOf, askOfError, askOfResponse, askOfResult, waitForApproval, type ApprovalAsk, type ApprovalRequest } from './approval.ts';
 import { callOf, refusal, toolCalled } from './mcp-answers.ts';
 import type { ActiveClient, AgentOptions, CallParams, CallToolOptions, ToolResult } from './options.ts';
 import { resourceScopes } from './display.ts';
-import { authorizationServerMetadata, discover, parseChallenge, type Discovery } from './discovery.ts';
+import { discover, parseChallenge, type Discovery } from './discovery.ts';
 import { AgentError, fromOAuthError, reach } from './errors.ts';
 import { deviceAuthorization, pkce, pollDevice, revokeToken, startLoopbackSignIn, tokenRequest, type TokenEndpointAuthMethod, type TokenResponse } from './oauth.ts';
-import { CredentialStore, type SignedInUser, type StoredTokens } from './store.ts';
-import { readFile } from 'node:fs/promises';
-import { AgentDpop } from './dpop.ts';
+import { CredentialStore, type IdpSignIn, type SignedInUser, type StoredTokens } from './store.ts';
+import { DpopKeys, type AgentDpop } from './dpop.ts';
+import { signInAtIdp, signInAtIdpWithDevice, signOutAtIdp } from './idp-sign-in.ts';
+import { clientModeToken, enterpriseModeToken, workloadModeToken, type TokenModeHost } from './token-modes.ts';
 import { METHOD_NAMES, registerAgent, type RegisteredClient } from './registration.ts';
 
 /** The claims of a JWT, unverified: shown to the person, never trusted. */
@@ -75,14 +76,25 @@ export class MandateAgent {
   private exchanged = new Map<string, { token: string; expiresAt: number }>();
   /** The token the last MCP request carried: an approval is polled for with it. */
   private lastToken: string | undefined;
-  /** Proof keys per client id, loaded from (or made and kept in) the credentials file. */
-  private signers = new Map<string, AgentDpop>();
-  /** Access tokens the AS bound to a proof key (`token_type: DPoP`), with that key. */
-  private bound = new Map<string, AgentDpop>();
   readonly store: CredentialStore;
+  /** The proof keys (one per client id, kept in the credentials file) and the tokens bound to them. */
+  private readonly dpop: DpopKeys;
 
   constructor(readonly options: AgentOptions) {
     this.store = options.store ?? new CredentialStore();
+    this.dpop = new DpopKeys(this.store, options.dpop);
+  }
+
+  /** What the token modes without a person (token-modes.ts) use of the agent. */
+  private get host(): TokenModeHost {
+    return {
+      options: this.options,
+      store: this.store,
+      dpop: this.dpop,
+      discovery: () => this.discovery(),
+      tokenRequest: (form, client, what) => this.tokenRequest(form, client, what),
+      currentClient: () => this.currentClient(),
+    };
   }
 
   private get agentResource(): string {
@@ -105,7 +117,7 @@ export class MandateAgent {
     try {
       const dpop = await this.dpopFor(client);
       const token = await tokenRequest(await this.tokenEndpoint(), form, await this.authenticating(client), what, dpop);
-      if (dpop && isDpop(token)) this.bound.set(token.access_token, dpop);
+      if (dpop && isDpop(token)) this.dpop.bind(token.access_token, dpop);
       else if (this.options.dpop === 'always') {
         throw new AgentError('protocol', `${what}: the authorization server issued a ${token.token_type} token, not a DPoP-bound one (dpop: always)`);
       }
@@ -133,30 +145,10 @@ export class MandateAgent {
     return { ...client, ...(authMethod ? { authMethod } : {}), assertionAudience: issuer };
   }
 
-  /**
-   * The client's proof key when DPoP is in use (`dpop` option; `auto`: the AS lists ES256), or
-   * `bound` (a token bound before must keep being proven with its key). Made once per client id
-   * and kept in the credentials file (0600).
-   */
+  /** The client's proof key at the MCP AS when DPoP is in use, or `bound` (a token bound before keeps being proven with its key). */
   private async dpopFor(client: ActiveClient, bound = false): Promise<AgentDpop | undefined> {
-    const setting = this.options.dpop ?? 'auto';
     const found = await this.discovery();
-    if (!bound && setting === 'never') return undefined;
-    if (!bound && setting === 'auto') {
-      const algorithms = found.metadata.dpop_signing_alg_values_supported;
-      if (!Array.isArray(algorithms) || !algorithms.includes('ES256')) return undefined;
-    }
-    let signer = this.signers.get(client.clientId);
-    if (signer) return signer;
-    const stored = (await this.store.get(found.issuer))?.dpop_keys?.[client.clientId];
-    if (stored) signer = await AgentDpop.load(stored);
-    else {
-      const made = await AgentDpop.generate();
-      signer = made.signer;
-      await this.store.update(found.issuer, (current) => ({ ...current, dpop_keys: { ...current?.dpop_keys, [client.clientId]: made.stored } }));
-    }
-    this.signers.set(client.clientId, signer);
-    return signer;
+    return this.dpop.signerFor(found.issuer, found.metadata, client.clientId, bound);
   }
 
   /** The pre-registered client (`clientId`, its secret or key, its method). */
@@ -207,7 +199,8 @@ export class MandateAgent {
   /** The mode of a sign-in by the person through the agent. */
   private modeFor(client: ActiveClient): 'delegated' | 'direct' {
     const { mode } = this.options;
-    if (mode === 'client' || mode === 'enterprise' || mode === 'workload') throw new AgentError('usage', `in ${mode} mode the person does not sign in through the agent: call connect() or callTool() directly`);
+    if (mode === 'enterprise') throw new AgentError('usage', 'in enterprise mode the person signs in at the identity provider: signInAtIdp() (`mandate agent login --idp`), then connect() or callTool()');
+    if (mode === 'client' || mode === 'workload') throw new AgentError('usage', `in ${mode} mode the person does not sign in through the agent: call connect() or callTool() directly`);
     return mode ?? (client.clientSecret ? 'delegated' : 'direct');
   }
 
@@ -406,7 +399,7 @@ export class MandateAgent {
         interval += 5_000;
         continue;
       }
-      if (dpop && isDpop(answer)) this.bound.set(answer.access_token, dpop);
+      if (dpop && isDpop(answer)) this.dpop.bind(answer.access_token, dpop);
       return this.saveSubject(toStored(answer, wanted, client, mode, found.issuer));
     }
     throw new AgentError('consent_denied', 'the code expired before the sign-in was completed');
@@ -444,9 +437,9 @@ export class MandateAgent {
     const subject = await this.subjectToken();
     if (subject.mode === 'direct') {
       // A token bound in an earlier run: proven with the key kept for its client.
-      if (isDpop(subject) && !this.bound.has(subject.access_token)) {
+      if (isDpop(subject) && !this.dpop.boundTo(subject.access_token)) {
         const signer = await this.dpopFor(await this.clientOf(subject), true);
-        if (signer) this.bound.set(subject.access_token, signer);
+        if (signer) this.dpop.bind(subject.access_token, signer);
       }
       return subject.access_token;
     }
@@ -484,90 +477,44 @@ export class MandateAgent {
     return formatScope(scopes?.length ? scopes : await this.defaultScopes());
   }
 
-  /** `client` mode: the agent's own token for the MCP resource (RFC 6749 §4.4, RFC 8707 `resource`). */
+  /** `client` mode (token-modes.ts). */
   private async clientToken(scopes?: string[]): Promise<string> {
     const scope = await this.resourceScopesToAsk(scopes);
-    return this.cachedToken(`client ${scope}`, async () => {
-      const found = await this.discovery();
-      const client = await this.currentClient();
-      return this.tokenRequest({ grant_type: 'client_credentials', resource: found.resource, ...(scope ? { scope } : {}) }, client, "the agent's token");
-    });
+    return this.cachedToken(`client ${scope}`, () => clientModeToken(this.host, scope));
   }
 
-  /**
-   * `enterprise` mode (MCP EMA §§4–5): the person's IdP ID token → an ID-JAG at the IdP (RFC 8693)
-   * → an access token at the MCP AS (jwt-bearer, RFC 7523 §2.1, the agent's client auth there).
-   */
+  /** `enterprise` mode (token-modes.ts): a new IdP exchange for every new access token. */
   private async enterpriseToken(scopes?: string[]): Promise<string> {
-    const enterprise = this.options.enterprise;
-    if (!enterprise) throw new AgentError('usage', 'enterprise mode needs the enterprise options (IdP client, ID token)');
     const scope = await this.resourceScopesToAsk(scopes);
-    return this.cachedToken(`enterprise ${scope}`, async () => {
-      const found = await this.discovery();
-      const idpTokenEndpoint = enterprise.idpTokenEndpoint ?? (enterprise.idpIssuer ? await this.idpTokenEndpoint(enterprise.idpIssuer) : undefined);
-      if (!idpTokenEndpoint) throw new AgentError('usage', 'enterprise mode needs the IdP issuer or its token endpoint');
-      const idToken = typeof enterprise.idToken === 'function' ? await enterprise.idToken() : enterprise.idToken;
-      const idp = { clientId: enterprise.idpClientId, clientSecret: enterprise.idpClientSecret, ...(enterprise.idpIssuer ? { assertionAudience: enterprise.idpIssuer } : {}) };
-      const grant = await tokenRequest(
-        idpTokenEndpoint,
-        {
-          grant_type: TOKEN_EXCHANGE_GRANT,
-          requested_token_type: TOKEN_TYPES.idJag,
-          audience: found.issuer,
-          resource: found.resource,
-          subject_token: idToken,
-          subject_token_type: TOKEN_TYPES.idToken,
-          ...(scope ? { scope } : {}),
-        },
-        idp,
-        'the token exchange at the identity provider',
-      );
-      if (grant.issued_token_type !== TOKEN_TYPES.idJag) {
-        throw new AgentError('protocol', `the identity provider issued ${grant.issued_token_type ?? 'no issued_token_type'}, not an ID-JAG (${TOKEN_TYPES.idJag})`);
-      }
-      const client = await this.currentClient();
-      return this.tokenRequest({ grant_type: JWT_BEARER_GRANT, assertion: grant.access_token, ...(scope ? { scope } : {}) }, client, 'the ID-JAG grant');
-    });
+    return this.cachedToken(`enterprise ${scope}`, () => enterpriseModeToken(this.host, scope));
+  }
+
+  /** `workload` mode (token-modes.ts). */
+  private async workloadToken(scopes?: string[]): Promise<string> {
+    const scope = await this.resourceScopesToAsk(scopes);
+    return this.cachedToken(`workload ${scope}`, () => workloadModeToken(this.host, scope));
   }
 
   /**
-   * `workload` mode: the platform JWT for a token for the MCP resource — the SEP-1933 grant
-   * (jwt-bearer, `assertion`, `resource`, no client authentication), or, with a client id, client
-   * credentials authenticated by the JWT. Exactly one token request per token: an error
-   * (`invalid_grant`, `invalid_scope`, `unauthorized_client`) is the caller's, never retried nor
-   * answered with another grant.
+   * Enterprise mode: signs the person in at the IdP (`enterprise.idpIssuer`) — in a browser, or on
+   * another device with `device` (RFC 8628) — and keeps the sign-in (its ID token and refresh
+   * token) in the credentials file, so that later calls run the ID-JAG chain without a browser.
    */
-  private async workloadToken(scopes?: string[]): Promise<string> {
-    const source = this.options.workloadIdentity;
-    if (!source) throw new AgentError('usage', 'workload mode needs workloadIdentity (a token function or tokenFile)');
-    const platformToken = async () => ('token' in source ? await source.token() : (await readFile(source.tokenFile, 'utf8')).trim());
-    const scope = await this.resourceScopesToAsk(scopes);
-    return this.cachedToken(`workload ${scope}`, async () => {
-      const found = await this.discovery();
-      const { clientId } = this.options;
-      const base = { resource: found.resource, ...(scope ? { scope } : {}) };
-      if (clientId) {
-        return this.tokenRequest({ grant_type: 'client_credentials', ...base }, { clientId, method: 'pre-registered', authMethod: 'workload_identity', workloadToken: platformToken }, 'the workload token');
-      }
-      return this.tokenRequest({ grant_type: JWT_BEARER_GRANT, assertion: await platformToken(), ...base }, { clientId: '', method: 'pre-registered', authMethod: 'none' }, 'the workload identity grant');
-    }).catch((error: unknown) => {
-      // No person to send to `mandate agent login`: say what the AS answered, and stop.
-      if (!(error instanceof AgentError) || !error.oauthError) throw error;
-      const detail = error.oauthDescription ? `: ${error.oauthDescription}` : '';
-      throw new AgentError(error.oauthError === 'invalid_scope' ? 'scope_refused' : 'refused', `the authorization server refused the workload's token (${error.oauthError}${detail}); not retried`, error.oauthError, error.oauthDescription);
-    });
+  async signInAtIdp(options: { device?: boolean } = {}): Promise<IdpSignIn> {
+    const { enterprise } = this.options;
+    if (this.options.mode !== 'enterprise' || !enterprise) throw new AgentError('usage', 'signing in at an identity provider is for enterprise mode (--idp)');
+    const how = { store: this.store, callbackPort: this.options.callbackPort ?? 3000, onAuthorizationUrl: this.options.onAuthorizationUrl, onDeviceCode: this.options.onDeviceCode };
+    const signIn = options.device ? await signInAtIdpWithDevice(enterprise, how) : await signInAtIdp(enterprise, how);
+    this.exchanged.clear();
+    return signIn;
   }
 
-  private async idpTokenEndpoint(idpIssuer: string): Promise<string> {
-    let metadata: Record<string, unknown>;
-    try {
-      metadata = await authorizationServerMetadata(idpIssuer);
-    } catch (error) {
-      if (error instanceof AgentError) throw error;
-      throw new AgentError('unreachable', `cannot use the identity provider ${idpIssuer}: ${(error as Error).message}`);
-    }
-    if (typeof metadata.token_endpoint !== 'string') throw new AgentError('protocol', `the identity provider ${idpIssuer} names no token_endpoint`);
-    return metadata.token_endpoint;
+  /** Enterprise mode: forgets the sign-in kept at the IdP (and revokes its refresh token there). */
+  async signOutAtIdp(): Promise<boolean> {
+    const { enterprise } = this.options;
+    if (this.options.mode !== 'enterprise' || !enterprise) throw new AgentError('usage', 'signing out at an identity provider is for enterprise mode (--idp)');
+    this.exchanged.clear();
+    return signOutAtIdp(enterprise, this.store);
   }
 
   /**
@@ -640,14 +587,8 @@ export class MandateAgent {
         const headers = new Headers(init?.headers);
         const token = await this.mcpToken();
         this.lastToken = token;
-        const dpop = this.bound.get(token);
         const url = typeof input === 'string' ? input : input instanceof URL ? input.href : input.url;
-        if (dpop) {
-          // RFC 9449 §7.1: the DPoP scheme and a proof for this request (`ath`; SEP-1932 `content_digest` of a body).
-          headers.set('authorization', `DPoP ${token}`);
-          const body = typeof init?.body === 'string' ? new TextEncoder().encode(init.body) : undefined;
-          headers.set('dpop', await dpop.proof(init?.method ?? 'GET', url, { accessToken: token, ...(body ? { body } : {}) }));
-        } else headers.set('authorization', `Bearer ${token}`);
+        const dpop = await this.dpop.authorize(headers, token, init?.method ?? 'GET', url, init?.body);
         const response = await fetch(input, { ...init, headers });
         if (dpop) {
           dpop.remember(url, response.headers.get('dpop-nonce'));

@@ -35,6 +35,8 @@ export class AgentError extends Error {
     readonly oauthError?: string,
     /** Its `error_description`. */
     readonly oauthDescription?: string,
+    /** The HTTP status of that answer (RFC 6749 §5.2: 400, or 401 for `invalid_client`). */
+    readonly status?: number,
   ) {
     super(message);
   }
@@ -45,7 +47,7 @@ export class AgentError extends Error {
 }
 
 /** Turns a token endpoint's OAuth error into the kind of problem it is for the person at the terminal. */
-export function fromOAuthError(error: string | undefined, description: string | undefined, what: string): AgentError {
+export function fromOAuthError(error: string | undefined, description: string | undefined, what: string, status?: number): AgentError {
   const detail = description ? `: ${description}` : '';
   const kind = (): [AgentErrorKind, string] => {
     switch (error) {
@@ -63,7 +65,7 @@ export function fromOAuthError(error: string | undefined, description: string | 
     }
   };
   const [which, message] = kind();
-  return new AgentError(which, message, error, description);
+  return new AgentError(which, message, error, description, status);
 }
 
 /** The short reason a request could not be sent: ECONNREFUSED, ENOTFOUND, a timeout… */

@@ -5,7 +5,7 @@ export { MandateAgent, type AgentOptions, type ActiveClient, type CallToolOption
 export { ApprovalRequiredError, URL_ELICITATION_REQUIRED, type ApprovalForm, type ApprovalProgress, type ApprovalRequest, type TransactionStatus } from './approval.ts';
 export { authorizationServerMetadata, discover, parseChallenge, resourceCovers, type Discovery } from './discovery.ts';
 export { AgentError, AGENT_EXIT_CODES, type AgentErrorKind } from './errors.ts';
-export { CredentialStore, defaultStorePath, type IssuerCredentials, type SignedInUser, type StoredTokens } from './store.ts';
+export { CredentialStore, defaultStorePath, type IdpSignIn, type IssuerCredentials, type SignedInUser, type StoredTokens } from './store.ts';
 export { pkce, startLoopbackSignIn, tokenRequest, clientAssertion, type ClientKey, type TokenEndpointAuthMethod } from './oauth.ts';
 export { AgentDpop, type DpopSetting } from './dpop.ts';
 export type { AgentMode, EnterpriseOptions, WorkloadIdentitySource } from './options.ts';

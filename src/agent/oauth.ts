@@ -109,7 +109,7 @@ const oauthError = (json: Record<string, unknown>) => [json.error as string | un
 /** A token request; an OAuth error becomes the AgentError a person can act on. */
 export async function tokenRequest(endpoint: string, form: Record<string, string>, client: ClientCredentials, what: string, dpop?: AgentDpop): Promise<TokenResponse> {
   const { response, json } = await postAs(endpoint, form, client, dpop);
-  if (!response.ok || typeof json.access_token !== 'string') throw fromOAuthError(...oauthError(json), what);
+  if (!response.ok || typeof json.access_token !== 'string') throw fromOAuthError(...oauthError(json), what, response.status);
   return json as unknown as TokenResponse;
 }
 
@@ -130,7 +130,7 @@ export async function revokeToken(endpoint: string, form: Record<string, string>
 /** RFC 8628 §3.1 */
 export async function deviceAuthorization(endpoint: string, form: Record<string, string>, client: ClientCredentials): Promise<DeviceAuthorizationResponse> {
   const { response, json } = await postAs(endpoint, form, client);
-  if (!response.ok || typeof json.device_code !== 'string') throw fromOAuthError(...oauthError(json), 'the device authorization request');
+  if (!response.ok || typeof json.device_code !== 'string') throw fromOAuthError(...oauthError(json), 'the device authorization request', response.status);
   return json as unknown as DeviceAuthorizationResponse;
 }
 
@@ -140,7 +140,7 @@ export async function pollDevice(endpoint: string, deviceCode: string, client: C
   if (response.ok && typeof json.access_token === 'string') return json as unknown as TokenResponse;
   if (json.error === 'authorization_pending' || json.error === 'slow_down') return json.error;
   if (json.error === 'expired_token') throw new AgentError('consent_denied', 'the code expired before the sign-in was completed');
-  throw fromOAuthError(...oauthError(json), 'the sign-in');
+  throw fromOAuthError(...oauthError(json), 'the sign-in', response.status);
 }
 
 export function pkce(): { verifier: string; challenge: string } {

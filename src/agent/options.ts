@@ -111,8 +111,12 @@ export interface EnterpriseOptions {
   /** The agent's client at the IdP. */
   idpClientId: string;
   idpClientSecret?: string;
-  /** The person's ID token from the IdP (OIDC), or a function that gives a fresh one. */
-  idToken: string | (() => Promise<string>);
+  /**
+   * The person's ID token from the IdP (OIDC), or a function that gives a fresh one. Without it,
+   * the sign-in kept for `idpIssuer` (made by `login()` / `loginWithDevice()` in enterprise mode,
+   * `mandate agent login --idp`), renewed with its refresh token when it expires.
+   */
+  idToken?: string | (() => Promise<string>);
 }
 
 /** A tool call's result, as the MCP SDK client returns it. */

@@ -43,6 +43,19 @@ export interface IssuerCredentials {
   subject?: Record<string, StoredTokens>;
   /** DPoP proof keys (private JWKs), one per client id at this issuer: never exported elsewhere. */
   dpop_keys?: Record<string, StoredDpopKey>;
+  /** At an enterprise IdP: the person's sign-in there (`mode: 'enterprise'`, `mandate agent login --idp`). */
+  idp_sign_in?: IdpSignIn;
+}
+
+/** The person's sign-in at an enterprise IdP, kept for the ID-JAG exchanges of later runs. */
+export interface IdpSignIn {
+  /** The agent's client at the IdP. */
+  client_id: string;
+  id_token: string;
+  /** The ID token's `exp` (epoch seconds). */
+  expires_at: number;
+  /** Renews the ID token (OIDC Core §12.2) once it has expired. */
+  refresh_token?: string;
 }
 
 interface StoreFile {

@@ -8,6 +8,8 @@ import { ApprovalRequiredError, clockTime, type ApprovalProgress, type ApprovalR
 import { displayUser, resourceScopes } from '../agent/display.ts';
 import { AgentError } from '../agent/errors.ts';
 import { METHOD_NAMES, type RegistrationPreference } from '../agent/registration.ts';
+import type { DpopSetting } from '../agent/dpop.ts';
+import type { AgentMode, EnterpriseOptions } from '../agent/options.ts';
 import { parseScope } from '../core/scopes.ts';
 import { chatWithModel, modelFromEnv } from './agent-chat.ts';
 import { forTerminal } from '../agent/terminal.ts';
@@ -20,8 +22,11 @@ const err = (text: string) => process.stderr.write(forTerminal(text));
 const USAGE = `mandate agent — the sample AI agent (seed 001): acts for you at an MCP server
 
 Usage: mandate agent <command> [options]
-  login [--device]       sign in through the agent (opens the browser, or prints the URL)
-  whoami                who the agent acts for, with which scopes
+  login [--device]      sign in through the agent (opens the browser, or prints the URL); with
+                        --idp, sign in at the enterprise IdP instead, once: later commands run the
+                        ID-JAG chain without a browser
+  whoami                who the agent acts for, with which scopes (in client, enterprise and
+                        workload mode: the claims of the token the MCP server gets)
   tools                 the MCP server's tools
   call <tool> [--args '<json>']   call a tool (signs in again for a missing scope: step-up; when
                         the call needs your approval, says where to give it and waits)
@@ -29,8 +34,8 @@ Usage: mandate agent <command> [options]
                         OPENAI_BASE_URL, OPENAI_MODEL) a model chooses the tools
   tokens                the actor, subject and exchanged tokens' claims side by side
   logout [--forget-registration]
-                        forget the sign-in (and revoke it); with the flag, also the agent's own
-                        registration (deleted at the AS when it can be)
+                        forget the sign-in (and revoke it) — with --idp, the one at the IdP; with
+                        the flag, also the agent's own registration (deleted at the AS when it can be)
 
 Options:
   --mcp-url <url>       the MCP endpoint (default http://localhost:8080/mcp, the demo gateway)
@@ -39,6 +44,22 @@ Options:
   --register <how>      auto (default: client ID metadata document, dynamic registration, agent
                         registration, in the MCP spec's order), metadata-document, dynamic or agent
   --client-metadata-url <https url>   the agent's client ID metadata document
+  --mode <mode>         how the agent gets the MCP server's token: delegated (you sign in through
+                        the agent, which exchanges your token with its own as actor), direct (you
+                        sign in for the MCP server; a public client), client (no person: the
+                        agent's own token, client credentials), enterprise (your enterprise IdP
+                        sign-in, through an ID-JAG; see --idp), workload (the platform's identity;
+                        see --workload-token-file). Default: delegated with AGENT_SECRET, else direct
+  --dpop <how>          DPoP-bound tokens (RFC 9449): auto (default: when the AS offers ES256),
+                        always (a Bearer token is refused), never. The proof key is made once per
+                        client and kept with the credentials (0600)
+  --idp <issuer>        enterprise mode: the enterprise IdP where you sign in (implies --mode
+                        enterprise); needs --idp-client-id and the agent's --client-id (and
+                        AGENT_SECRET) at the MCP server's AS
+  --idp-client-id <id>  the agent's client at the IdP; its secret comes from IDP_CLIENT_SECRET
+  --workload-token-file <path>   workload mode: the platform's JWT (a Kubernetes service account
+                        token, a SPIFFE JWT-SVID), read afresh for every token (implies --mode
+                        workload); with --client-id, client credentials authenticated by it
   --scope "<scopes>"    scopes to ask for at login (default: what the MCP server lists)
   --callback-port <n>   port of the loopback redirect (default 3000; 0 = any free port)
   --agent-resource <u>  the agent's own resource at the AS (default http://localhost:3000)
@@ -51,14 +72,53 @@ Options:
   --no-wait             do not wait for an approval: say where to give it and exit 13; run the
                         same call again once it is approved
 
+Environment: AGENT_CLIENT_ID, AGENT_SECRET (the agent's client at the MCP server's AS),
+IDP_CLIENT_SECRET (its client at the IdP), MANDATE_AGENT_HOME (where credentials are kept).
+
 Exit codes: 2 usage, 3 a server cannot be reached, 4 consent denied, 5 agent disabled or
 credentials refused, 6 scope refused, 7 not signed in, 8 the tool failed, 9 protocol error,
-10 the MCP server refused the call (a policy rule, a rate limit), 11 you denied the approval the
+10 the MCP server refused the call (a policy rule, a rate limit) — in enterprise and workload
+mode also the IdP or the AS refusing the ID-JAG or the platform token, 11 you denied the approval the
 call needed, 12 the approval expired (or was used by another call) before it was given, 13 the call
 needs your approval and --no-wait was given, 130 stopped with Ctrl-C while waiting for an approval.
 `;
 
 const REGISTRATION_PREFERENCES: readonly RegistrationPreference[] = ['auto', 'metadata-document', 'dynamic', 'agent'];
+const MODES: readonly AgentMode[] = ['delegated', 'direct', 'client', 'enterprise', 'workload'];
+const DPOP_SETTINGS: readonly DpopSetting[] = ['auto', 'always', 'never'];
+
+/** The modes where no person signs in through the agent: the CLI shows the MCP server's token instead. */
+const PERSONLESS: readonly AgentMode[] = ['client', 'enterprise', 'workload'];
+
+/** The mode and its inputs from the flags, or the usage error that says what is missing. */
+export function modeOf(values: { mode?: string; idp?: string; 'idp-client-id'?: string; 'workload-token-file'?: string; 'client-id'?: string }, env: NodeJS.ProcessEnv = process.env):
+  | { error: string }
+  | { mode?: AgentMode; enterprise?: EnterpriseOptions; workloadIdentity?: { tokenFile: string } } {
+  const { idp, 'idp-client-id': idpClientId, 'workload-token-file': tokenFile } = values;
+  if (values.mode !== undefined && !MODES.includes(values.mode as AgentMode)) return { error: `--mode is one of ${MODES.join(', ')}` };
+  const named = values.mode as AgentMode | undefined;
+  if (idp !== undefined && tokenFile !== undefined) return { error: '--idp (enterprise mode) and --workload-token-file (workload mode) do not go together' };
+  const mode = named ?? (idp !== undefined ? 'enterprise' : tokenFile !== undefined ? 'workload' : undefined);
+  if (idp !== undefined && mode !== 'enterprise') return { error: `--idp is for enterprise mode, not --mode ${mode}` };
+  if (tokenFile !== undefined && mode !== 'workload') return { error: `--workload-token-file is for workload mode, not --mode ${mode}` };
+  if (idpClientId !== undefined && idp === undefined) return { error: '--idp-client-id names the agent at an IdP: give the IdP too (--idp <issuer>)' };
+  if (mode === 'enterprise') {
+    if (idp === undefined) return { error: 'enterprise mode needs the IdP: --idp <issuer> --idp-client-id <id> (its secret in IDP_CLIENT_SECRET)' };
+    try {
+      new URL(idp);
+    } catch {
+      return { error: `--idp is the IdP's issuer URL, not ${JSON.stringify(idp)}` };
+    }
+    if (!idpClientId) return { error: '--idp needs --idp-client-id, the agent\'s client at the IdP (its secret in IDP_CLIENT_SECRET, never on the command line)' };
+    if (!values['client-id']) return { error: "enterprise mode needs the agent's client at the MCP server's AS, which takes the ID-JAG: --client-id (or AGENT_CLIENT_ID) and AGENT_SECRET" };
+    return { mode, enterprise: { idpIssuer: idp, idpClientId, idpClientSecret: env.IDP_CLIENT_SECRET || undefined } };
+  }
+  if (mode === 'workload') {
+    if (!tokenFile) return { error: 'workload mode needs the platform token: --workload-token-file <path>' };
+    return { mode, workloadIdentity: { tokenFile } };
+  }
+  return { mode };
+}
 
 function openBrowser(url: string): void {
   const command = process.platform === 'darwin' ? 'open' : process.platform === 'win32' ? 'explorer' : 'xdg-open';
@@ -223,8 +283,10 @@ async function chat(agent: MandateAgent, choice: ApprovalChoice): Promise<number
   const model = modelFromEnv();
   return withClient(agent, async (client) => {
     const { tools } = await client.listTools();
-    const stored = await agent.subjectToken();
-    out(`Connected to ${agent.options.mcpUrl}, acting for ${displayUser(stored.user, decodeJwt(stored.access_token).sub)}: ${tools.map((t) => t.name).join(', ')}\n`);
+    const personless = agent.options.mode === 'client' || agent.options.mode === 'enterprise' || agent.options.mode === 'workload';
+    const stored = personless ? undefined : await agent.subjectToken();
+    const who = stored ? displayUser(stored.user, decodeJwt(stored.access_token).sub) : `${String(decodeJwt(await agent.mcpToken()).sub)} (${agent.options.mode} mode)`;
+    out(`Connected to ${agent.options.mcpUrl}, acting for ${who}: ${tools.map((t) => t.name).join(', ')}\n`);
     out(model ? `Model ${model.model} chooses the tools. /tools, /call <tool> <json>, /exit.\n` : 'No model configured (OPENAI_API_KEY): use /tools, /call <tool> <json>, /exit.\n');
     // Lines are read as a stream, not one question at a time: piped or pasted input arrives in one
     // chunk, and lines that came while a tool call was running were lost (a question only sees the
@@ -307,6 +369,11 @@ export async function agentCommand(argv: string[]): Promise<number> {
       'client-id': { type: 'string', default: process.env.AGENT_CLIENT_ID || undefined },
       register: { type: 'string', default: 'auto' },
       'client-metadata-url': { type: 'string' },
+      mode: { type: 'string' },
+      dpop: { type: 'string', default: 'auto' },
+      idp: { type: 'string' },
+      'idp-client-id': { type: 'string' },
+      'workload-token-file': { type: 'string' },
       'forget-registration': { type: 'boolean', default: false },
       scope: { type: 'string' },
       'callback-port': { type: 'string', default: '3000' },
@@ -343,6 +410,16 @@ export async function agentCommand(argv: string[]): Promise<number> {
     err('mandate agent: --open opens the approval link, which --approve push does not use\n');
     return 2;
   }
+  if (!DPOP_SETTINGS.includes(values.dpop as DpopSetting)) {
+    err(`mandate agent: --dpop is one of ${DPOP_SETTINGS.join(', ')}\n`);
+    return 2;
+  }
+  const chosen = modeOf(values);
+  if ('error' in chosen) {
+    err(`mandate agent: ${chosen.error}\n`);
+    return 2;
+  }
+  const personless = chosen.mode !== undefined && PERSONLESS.includes(chosen.mode);
   const approval: ApprovalChoice = { how: values.approve, open: values.open === true, wait: !values['no-wait'] };
   const clientSecret = process.env.AGENT_SECRET || undefined;
   if (clientSecret && !values['client-id']) {
@@ -355,13 +432,16 @@ export async function agentCommand(argv: string[]): Promise<number> {
     clientSecret,
     register,
     clientMetadataUrl: values['client-metadata-url'],
+    dpop: values.dpop as DpopSetting,
+    ...chosen,
     onRegistered: (client, issuer) => {
       err(`Registered at ${issuer} as ${client.client_id} (${METHOD_NAMES[client.method]}); kept in ${agent.store.file} for later runs.\n`);
     },
     agentResource: values['agent-resource'],
     callbackPort: Number(values['callback-port']),
     onAuthorizationUrl: (url) => {
-      err(`Sign in to let the agent act for you — open this URL in a browser:\n  ${url}\n`);
+      const where = chosen.mode === 'enterprise' ? `Sign in at your identity provider ${values.idp}, once, to let the agent act for you` : 'Sign in to let the agent act for you';
+      err(`${where} — open this URL in a browser:\n  ${url}\n`);
       if (!values['no-browser'] && process.stderr.isTTY) openBrowser(url);
     },
     onStepUp: ({ tool, scopes, missing }) => {
@@ -376,6 +456,14 @@ export async function agentCommand(argv: string[]): Promise<number> {
   try {
     switch (command) {
       case 'login': {
+        if (chosen.mode === 'enterprise') {
+          const signIn = await agent.signInAtIdp({ device: values.device });
+          const claims = decodeJwt(signIn.id_token);
+          const who = typeof claims.email === 'string' ? claims.email : typeof claims.preferred_username === 'string' ? claims.preferred_username : String(claims.sub);
+          out(`Signed in at ${values.idp} as ${who}; \`tools\` and \`call\` with the same --idp now get ID-JAGs for ${agent.options.mcpUrl} without a browser (kept in ${agent.store.file}).\n`);
+          return 0;
+        }
+        if (personless) throw new AgentError('usage', `in ${chosen.mode} mode nobody signs in: run \`tools\` or \`call\` directly`);
         const scopes = values.scope ? parseScope(values.scope) : undefined;
         const tokens = values.device ? await agent.loginWithDevice(scopes) : await agent.login(scopes);
         const claims = decodeJwt(tokens.access_token);
@@ -390,6 +478,12 @@ export async function agentCommand(argv: string[]): Promise<number> {
         return 0;
       }
       case 'whoami': {
+        if (personless) {
+          const claims = decodeJwt(await agent.mcpToken());
+          const shown = { mode: chosen.mode, sub: claims.sub, client_id: claims.client_id, scope: claims.scope, aud: claims.aud, idp: claims.idp, cnf: claims.cnf, expires: new Date(Number(claims.exp) * 1000).toISOString() };
+          out(`${JSON.stringify(shown, null, 2)}\n`);
+          return 0;
+        }
         const { subject: stored, clientId, registration, mode } = await agent.storedIdentity();
         const subject = decodeJwt(stored.access_token);
         const shown = {
@@ -425,6 +519,10 @@ export async function agentCommand(argv: string[]): Promise<number> {
         return await withClient(agent, (client) => callTool(agent, client, name, args, approvalUi(approval)));
       }
       case 'tokens': {
+        if (personless) {
+          out(`${JSON.stringify(decodeJwt(await agent.mcpToken()), null, 2)}\n`);
+          return 0;
+        }
         const tokens = await agent.tokens();
         if (tokens.mode === 'direct') out('Signed in directly for the MCP server (a public client): no actor token, no exchange; the MCP server gets the subject token.\n');
         out(`${tokensTable(tokens)}\n`);
@@ -433,6 +531,10 @@ export async function agentCommand(argv: string[]): Promise<number> {
       case 'chat':
         return await chat(agent, approval);
       case 'logout': {
+        if (chosen.mode === 'enterprise') {
+          out((await agent.signOutAtIdp()) ? `Signed out at ${values.idp}.\n` : `Not signed in at ${values.idp}.\n`);
+          return 0;
+        }
         out((await agent.logout()) ? 'Signed out.\n' : 'Not signed in.\n');
         if (values['forget-registration']) {
           const gone = await agent.forgetRegistration();
