@@ -41,28 +41,61 @@ export interface DpopReplayStore {
 }
 
 /**
- * One process's (or one Worker isolate's) memory of proof `jti`s, bounded. Expired entries are
- * dropped as new ones arrive; when it is full of live entries it refuses (fail closed) rather than
- * forget one that could then be replayed.
+ * One process's (or one Worker isolate's) memory of proof `jti`s, bounded. Entries are kept in
+ * insertion order and expired ones are dropped from the oldest end as new ones arrive (amortised
+ * constant time: a route's proofs share one lifetime, so the oldest entry expires first). When the
+ * memory is full of live entries it refuses (fail closed) rather than forget one that could then be
+ * replayed; and one key (`dpop:<jkt>:…`, one bound token's holder) may hold at most `maxPerKey`
+ * live entries, so a single caller flooding proofs is refused alone instead of filling the memory
+ * for everyone.
  */
 export class MemoryDpopReplay implements DpopReplayStore {
-  private readonly seen = new Map<string, number>();
-  constructor(private readonly maxEntries = 1_000_000) {}
+  private readonly seen = new Map<string, { expires: number; owner: string }>();
+  private readonly perOwner = new Map<string, number>();
+  private readonly maxPerKey: number;
+
+  constructor(
+    private readonly maxEntries = 1_000_000,
+    maxPerKey?: number,
+  ) {
+    this.maxPerKey = maxPerKey ?? Math.max(1, Math.floor(maxEntries / 10));
+  }
 
   async claim(key: string, ttlSeconds: number): Promise<boolean> {
     const now = Date.now();
+    this.prune(now);
     const known = this.seen.get(key);
-    if (known !== undefined && known > now) return false;
-    if (known !== undefined) this.seen.delete(key);
-    if (this.seen.size >= this.maxEntries) this.prune(now);
+    if (known !== undefined && known.expires > now) return false;
+    if (known !== undefined) this.forget(key, known.owner);
+    const owner = ownerOf(key);
+    const held = this.perOwner.get(owner) ?? 0;
+    if (held >= this.maxPerKey) throw new DpopReplayUnavailable(`one DPoP key holds ${held} live proofs in the replay memory (at most ${this.maxPerKey})`);
     if (this.seen.size >= this.maxEntries) throw new DpopReplayUnavailable(`the DPoP replay memory is full (${this.maxEntries} live proofs)`);
-    this.seen.set(key, now + ttlSeconds * 1000);
+    this.seen.set(key, { expires: now + ttlSeconds * 1000, owner });
+    this.perOwner.set(owner, held + 1);
     return true;
   }
 
+  /** Drops expired entries from the oldest end; stops at the first live one. */
   private prune(now: number): void {
-    for (const [key, expires] of this.seen) if (expires <= now) this.seen.delete(key);
+    for (const [key, entry] of this.seen) {
+      if (entry.expires > now) return;
+      this.forget(key, entry.owner);
+    }
   }
+
+  private forget(key: string, owner: string): void {
+    this.seen.delete(key);
+    const held = (this.perOwner.get(owner) ?? 1) - 1;
+    if (held > 0) this.perOwner.set(owner, held);
+    else this.perOwner.delete(owner);
+  }
+}
+
+/** The key's owner: `dpop:<jkt>:<hash>` → the thumbprint; any other key is its own owner. */
+function ownerOf(key: string): string {
+  const parts = key.split(':');
+  return parts.length === 3 && parts[0] === 'dpop' ? parts[1]! : key;
 }
 
 /** A route's (or a resource server's) DPoP settings, prepared once. Absent when `mode: off`. */

@@ -6,11 +6,12 @@
  */
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
-import { after, before, describe, it } from 'node:test';
+import { after, before, describe, it, mock } from 'node:test';
 import { SignJWT, calculateJwkThumbprint, exportJWK, generateKeyPair, type JWK } from 'jose';
 import { freePort } from '../helpers/auth-server.ts';
 import { listedTools, mcpPost, startFakeIssuer, startTestGateway, toolCall } from '../helpers/gateway.ts';
 import { startBlackboxUpstream } from '../helpers/blackbox-upstream.ts';
+import { DpopReplayUnavailable, MemoryDpopReplay } from '../../src/gateway/dpop.ts';
 import { assertRefused, onTarget, startGatewayOn, targets, type TargetGateway } from '../helpers/gateway-targets.ts';
 
 const ALGS = 'ES256 ES384 PS256 RS256 EdDSA';
@@ -324,6 +325,40 @@ describe('gateway DPoP replay store (Node): shared through Redis, fail closed', 
       await assertRefused(gateway, res, { status: 503, code: -32603, rejection: 'dpop_replay_unavailable', reason: /^the DPoP replay store \(Redis\) cannot be reached/ });
     } finally {
       await gateway.stop();
+    }
+  });
+});
+
+describe('gateway DPoP replay memory (no Redis): bounded, fail closed, one key cannot fill it', () => {
+  const k = (jkt: string, n: number) => `dpop:${jkt}:${n}`;
+
+  it('one key holding its share is refused alone (DpopReplayUnavailable); other keys go on; expiry frees the share', async () => {
+    mock.timers.enable({ apis: ['Date'], now: 1_000_000 });
+    try {
+      const memory = new MemoryDpopReplay(100, 10);
+      for (let n = 0; n < 10; n++) assert.equal(await memory.claim(k('flood', n), 60), true);
+      await assert.rejects(memory.claim(k('flood', 10), 60), (e: Error) => e instanceof DpopReplayUnavailable && /one DPoP key holds 10 live proofs/.test(e.message));
+      assert.equal(await memory.claim(k('other', 0), 60), true, 'another key is not refused');
+      assert.equal(await memory.claim(k('flood', 3), 60), false, 'a proof seen is still a replay');
+      mock.timers.tick(61_000);
+      assert.equal(await memory.claim(k('flood', 10), 60), true, 'expired proofs no longer count');
+      assert.equal(await memory.claim(k('flood', 3), 60), true, 'an expired jti is forgotten (its proof is too old by then)');
+    } finally {
+      mock.timers.reset();
+    }
+  });
+
+  it('full of live proofs: refused, never an old entry forgotten; room again once they expire', async () => {
+    mock.timers.enable({ apis: ['Date'], now: 1_000_000 });
+    try {
+      const memory = new MemoryDpopReplay(20, 20);
+      for (let n = 0; n < 20; n++) assert.equal(await memory.claim(k(`key${n}`, n), 60), true);
+      await assert.rejects(memory.claim(k('late', 0), 60), (e: Error) => e instanceof DpopReplayUnavailable && /full \(20 live proofs\)/.test(e.message));
+      assert.equal(await memory.claim(k('key0', 0), 60), false, 'the oldest entry is still remembered');
+      mock.timers.tick(60_001);
+      assert.equal(await memory.claim(k('late', 0), 60), true);
+    } finally {
+      mock.timers.reset();
     }
   });
 });
