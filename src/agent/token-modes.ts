@@ -1,4 +1,5 @@
 import { readFile } from 'node:fs/promises';
+import { decodeJwt } from 'jose';
 import { JWT_BEARER_GRANT, TOKEN_EXCHANGE_GRANT, TOKEN_TYPES } from '../core/delegation.ts';
 import type { Discovery } from './discovery.ts';
 import type { DpopKeys } from './dpop.ts';
@@ -83,6 +84,28 @@ export async function enterpriseModeToken(host: TokenModeHost, scope: string): P
 }
 
 /**
+ * The platform JWT is a credential for the authorization server it is audienced to: it is sent
+ * only to that one. The MCP server's metadata names the AS, and a malicious or hijacked MCP server
+ * could name its own to collect the JWT and replay it at the real one; so its `aud` (read, not
+ * verified: the AS verifies it) must name the discovered issuer or its token endpoint, else nothing
+ * is sent.
+ */
+function forThisServer(token: string, found: Discovery): string {
+  let audience: unknown;
+  try {
+    audience = decodeJwt(token).aud;
+  } catch {
+    throw new AgentError('usage', 'the workload token is not a JWT');
+  }
+  const audiences = (Array.isArray(audience) ? audience : [audience]).filter((a): a is string => typeof a === 'string');
+  const accepted = [found.issuer, found.metadata.token_endpoint].filter((a): a is string => typeof a === 'string');
+  if (!audiences.some((a) => accepted.includes(a))) {
+    throw new AgentError('protocol', `the workload token is for ${audiences.length ? audiences.join(', ') : 'no audience'}, not for ${found.issuer}, the authorization server the MCP server names: not sent`);
+  }
+  return token;
+}
+
+/**
  * `workload` mode: the platform JWT for a token for the MCP resource — the SEP-1933 grant
  * (jwt-bearer, `assertion`, `resource`, no client authentication), or, with a client id, client
  * credentials authenticated by the JWT. Exactly one token request per token: an error
@@ -92,8 +115,8 @@ export async function enterpriseModeToken(host: TokenModeHost, scope: string): P
 export async function workloadModeToken(host: TokenModeHost, scope: string): Promise<TokenResponse> {
   const source = host.options.workloadIdentity;
   if (!source) throw new AgentError('usage', 'workload mode needs workloadIdentity (a token function or tokenFile)');
-  const platformToken = async () => ('token' in source ? await source.token() : (await readFile(source.tokenFile, 'utf8')).trim());
   const found = await host.discovery();
+  const platformToken = async () => forThisServer('token' in source ? await source.token() : (await readFile(source.tokenFile, 'utf8')).trim(), found);
   const { clientId } = host.options;
   const base = { resource: found.resource, ...(scope ? { scope } : {}) };
   const request = clientId

@@ -131,10 +131,12 @@ describe('agent against a strict AS: what the conformance suite drove', () => {
 });
 
 describe('agent against a strict AS: workload identity (SEP-1933, the spec repository\'s wif-jwt-bearer)', () => {
-  const workloadJwt = 'eyJhbGciOiJFUzI1NiJ9.eyJpc3MiOiJodHRwczovL3BsYXRmb3JtIn0.c2ln';
+  // Not verified by the agent (the AS does): only its aud is read — the token goes to that AS only.
+  const platformJwt = (aud: unknown) => `eyJhbGciOiJFUzI1NiJ9.${Buffer.from(JSON.stringify({ iss: 'https://platform', aud })).toString('base64url')}.c2ln`;
 
   it('a valid platform JWT: one jwt-bearer request (assertion, resource, no client authentication), then MCP access', () =>
     withStrictAs({}, async (as, agent) => {
+      const workloadJwt = platformJwt(as.issuer);
       const tokenFile = join(mkdtempSync(join(tmpdir(), 'mandate-wif-')), 'token');
       writeFileSync(tokenFile, `${workloadJwt}\n`);
       await useTools(agent({ mode: 'workload', workloadIdentity: { tokenFile } }));
@@ -148,6 +150,7 @@ describe('agent against a strict AS: workload identity (SEP-1933, the spec repos
   for (const error of ['invalid_grant', 'invalid_scope', 'unauthorized_client'] as const) {
     it(`refused with ${error}: an AgentError naming it, exactly one token request, no other grant`, () =>
       withStrictAs({ wifError: error }, async (as, agent) => {
+        const workloadJwt = platformJwt([as.issuer, 'https://elsewhere.example']);
         await assert.rejects(useTools(agent({ mode: 'workload', workloadIdentity: { token: async () => workloadJwt } })), (e: AgentError) => e instanceof AgentError && e.oauthError === error && e.message.includes(`(${error}: refused: ${error}); not retried`));
         assert.deepEqual(tokenRequests(as).map((r) => r.form.grant_type), ['urn:ietf:params:oauth:grant-type:jwt-bearer']);
       }));
@@ -155,12 +158,24 @@ describe('agent against a strict AS: workload identity (SEP-1933, the spec repos
 
   it('with a client id: client credentials authenticated by the platform JWT (workload_identity)', () =>
     withStrictAs({}, async (as, agent) => {
+      const workloadJwt = platformJwt(`${as.issuer}/token`);
       await useTools(agent({ mode: 'workload', clientId: 'payments-worker', workloadIdentity: { token: async () => workloadJwt } }));
       const [request] = tokenRequests(as);
       assert.equal(request!.form.grant_type, 'client_credentials');
       assert.equal(request!.form.client_id, 'payments-worker');
       assert.equal(request!.form.client_assertion, workloadJwt);
       assert.equal(request!.form.client_assertion_type, 'urn:ietf:params:oauth:client-assertion-type:jwt-bearer');
+    }));
+
+  it('a platform JWT for another authorization server than the one the MCP server names is never sent (a rogue MCP server cannot collect it)', () =>
+    withStrictAs({}, async (as, agent) => {
+      for (const [workloadJwt, clientId] of [[platformJwt('https://real-as.example'), undefined], [platformJwt(undefined), undefined], [platformJwt(['https://real-as.example']), 'payments-worker']] as const) {
+        await assert.rejects(
+          useTools(agent({ mode: 'workload', ...(clientId ? { clientId } : {}), workloadIdentity: { token: async () => workloadJwt } })),
+          (e: AgentError) => e instanceof AgentError && e.kind === 'protocol' && e.message.includes(`not for ${as.issuer}, the authorization server the MCP server names: not sent`),
+        );
+      }
+      assert.equal(tokenRequests(as).length, 0, 'no token request carried it');
     }));
 });
 
