@@ -24,6 +24,9 @@ export type RequestToken =
   /** Refused: answer `status` with `error` and `challenge`; `reason` is for the audit log only. */
   | { kind: 'refused'; status: 401 | 503; error: 'invalid_token' | 'invalid_dpop_proof' | 'use_dpop_nonce' | 'temporarily_unavailable'; reason: string; description: string; challenge: string };
 
+/** The refusal reason of a token that is not an active access token of this issuer. */
+export const TOKEN_NOT_ACTIVE = 'token invalid, expired or revoked';
+
 const compiled = new WeakMap<ServerContext, CompiledDpop>();
 
 /** The AS's own resources take proofs as its token endpoint does (`dpop.*`); proofs' jtis go to its cache. */
@@ -69,7 +72,7 @@ export async function accessTokenFromRequest(ctx: ServerContext, c: Context, opt
     challenge: challengeOf(ctx, challengeScheme, error, options.challengeParams),
   });
   const found = await lookupToken(ctx, token, 'access_token');
-  if (found?.kind !== 'access_token') return refused(401, 'invalid_token', 'token invalid, expired or revoked', 'the access token is invalid or expired');
+  if (found?.kind !== 'access_token') return refused(401, 'invalid_token', TOKEN_NOT_ACTIVE, 'the access token is invalid or expired');
   const bound = boundJkt(found.claims);
   if (scheme === 'Bearer') {
     if (bound !== undefined) return refused(401, 'invalid_token', 'dpop_downgrade: a DPoP-bound token (cnf.jkt) presented as Bearer', 'the access token is DPoP-bound: use the DPoP scheme with a proof', 'DPoP');

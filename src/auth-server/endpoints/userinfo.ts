@@ -3,7 +3,7 @@ import type { AppEnv } from '../context.ts';
 import { OAuthError } from '../../core/errors.ts';
 import { parseScope } from '../../core/scopes.ts';
 import type { ServerContext } from '../context.ts';
-import { accessTokenFromRequest, refusalError, type RequestToken } from '../resource-token.ts';
+import { TOKEN_NOT_ACTIVE, accessTokenFromRequest, refusalError, type RequestToken } from '../resource-token.ts';
 import { boundJkt } from '../../gateway/dpop.ts';
 import { lookupToken } from '../token-lookup.ts';
 import { profileClaims } from '../tokens.ts';
@@ -22,7 +22,10 @@ export function userinfoEndpoints(app: Hono<AppEnv>, ctx: ServerContext) {
     if (presented.kind === 'none') {
       throw new OAuthError('invalid_token', 'a bearer token is required', { status: 401, headers: { 'WWW-Authenticate': ctx.config.dpop.enabled ? `Bearer, DPoP algs="${ctx.config.dpop.signing_alg_values.join(' ')}"` : 'Bearer' } });
     }
-    if (presented.kind === 'refused') throw refused(c, presented);
+    if (presented.kind === 'refused') {
+      if (presented.reason === TOKEN_NOT_ACTIVE) throw invalidToken('the access token is invalid, expired or revoked');
+      throw refused(c, presented);
+    }
     return presented.claims;
   };
   /** A refusal; the AS's error handler audits those under 500, a 503 is audited here. */
