@@ -6,6 +6,7 @@ import { startFakeIdp, type FakeIdp } from '../helpers/id-jag.ts';
 import { FormBrowser } from '../helpers/browser-driver.ts';
 import { adminAccess } from '../helpers/admin.ts';
 import { createDpopProof, generateDpopKey, jwkThumbprint, type DpopKey } from '../../src/core/dpop.ts';
+import { CacheFullError, memoryCache } from '../../src/store/memory-cache.ts';
 
 /**
  * Regression tests of the issue-17 security review (REVIEW-17: F1, F2, F3, F6, F8): each proof of
@@ -161,6 +162,22 @@ describe('review 17 F2: single-use markers are never evicted (memory cache, no R
   const tokenUrl = () => `${as.issuer}/token`;
   const idJag = () => idp.sign({ iss: idp.issuer, aud: as.issuer, client_id: 'mcp-client', sub: 'someone', jti: crypto.randomUUID(), iat: now(), exp: now() + 300, resource: MCP, scope: 'mcp:read' });
   const replayKey = async (key: DpopKey, jti: string) => `dpop:${await jwkThumbprint(key.publicJwk)}:${sha256(jti)}`;
+
+  it('the memory cache, full of live entries, refuses a new key (CacheFullError) and forgets none; a known key may still be rewritten', async () => {
+    const cache = memoryCache({ maxEntries: 3 });
+    try {
+      for (const key of ['a', 'b', 'c']) assert.equal(await cache.add(key, 1, 600), true);
+      await assert.rejects(cache.add('d', 1, 600), CacheFullError);
+      await assert.rejects(cache.set('d', 1, 600), CacheFullError);
+      for (const key of ['a', 'b', 'c']) assert.equal(await cache.add(key, 1, 600), false, `${key} is still spent`);
+      await cache.set('a', 2, 600);
+      assert.equal(await cache.get('a'), 2);
+      await cache.delete('b');
+      assert.equal(await cache.add('d', 1, 600), true, 'room again once an entry is gone');
+    } finally {
+      await cache.close();
+    }
+  });
 
   it("a DPoP proof at /token that gets no token leaves nothing in the replay store (a public client's made-up refresh token)", async () => {
     const key = await generateDpopKey('ES256');
