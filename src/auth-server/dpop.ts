@@ -67,15 +67,40 @@ export function dpopNonceHeader(ctx: ServerContext): MiddlewareHandler {
  * with the endpoint's URL under our issuer, not the Host header (right behind a proxy). No header →
  * undefined; DPoP off (`dpop.enabled: false`) → the header is ignored, as before. A refused proof
  * is 400 `invalid_dpop_proof`, a missing or stale nonce 400 `use_dpop_nonce` with `DPoP-Nonce`;
- * both audited as `<endpoint>.dpop_refused` with the failed check.
+ * both audited as `<endpoint>.dpop_refused` with the failed check. The proof's `jti` is spent here
+ * (see deferredTokenRequestProof for /token).
  */
 export async function checkTokenRequestProof(ctx: ServerContext, c: Context, endpointUrl: string): Promise<DpopProof | undefined> {
+  const checked = await deferredTokenRequestProof(ctx, c, endpointUrl);
+  await checked?.spend();
+  return checked?.dpop;
+}
+
+/**
+ * The same checks with the `jti` not yet spent: `spend()` records it (§11.1) and refuses a replay
+ * (400 `invalid_dpop_proof`, audited). The token endpoint spends it only once the grant succeeded,
+ * so requests that get nothing (a public client's bogus refresh token) leave nothing in the replay
+ * store: an unauthenticated caller cannot fill it.
+ */
+export async function deferredTokenRequestProof(ctx: ServerContext, c: Context, endpointUrl: string): Promise<{ dpop: DpopProof; spend: () => Promise<void> } | undefined> {
   const { dpop } = ctx.config;
   if (!dpop.enabled) return undefined;
   const headers = c.req.raw.headers;
   if (!headers.has('dpop')) return undefined;
   const noncesPromise = dpopNonces(ctx);
   const nonces = noncesPromise ? await noncesPromise : undefined;
+  const endpoint = new URL(endpointUrl).pathname.split('/').pop() || 'token';
+  const refused = (error: DpopError): OAuthError => {
+    ctx.audit.record({ at: ctx.now(), type: `${endpoint}.dpop_refused`, outcome: 'failure', clientId: c.get('clientId') as string | undefined, error: error.code, reason: error.reason });
+    const refusal =
+      error.code === 'use_dpop_nonce'
+        ? new OAuthError('use_dpop_nonce', 'Authorization server requires nonce in DPoP proof', { reason: error.reason })
+        : new OAuthError('invalid_dpop_proof', 'the DPoP proof is invalid', { reason: error.reason });
+    refusal.audited = true;
+    return refusal;
+  };
+  // core/dpop.ts checks the jti last: the key and TTL it would store are kept for spend().
+  let marker: { key: string; ttl: number } | undefined;
   try {
     const proof = await verifyDpopProof(headers.get('dpop') ?? undefined, {
       method: c.req.method,
@@ -84,19 +109,20 @@ export async function checkTokenRequestProof(ctx: ServerContext, c: Context, end
       maxAgeSeconds: dpop.proof_max_age_seconds,
       now: ctx.now(),
       ...(nonces ? { nonces } : {}),
-      replay: (key, ttl) => ctx.cache.add(key, 1, ttl),
+      replay: async (key, ttl) => {
+        marker = { key, ttl };
+        return true;
+      },
     });
-    return { jkt: proof.jkt, jwk: proof.jwk };
+    return {
+      dpop: { jkt: proof.jkt, jwk: proof.jwk },
+      spend: async () => {
+        if (marker && !(await ctx.cache.add(marker.key, 1, marker.ttl))) throw refused(new DpopError('invalid_dpop_proof', 'the DPoP proof jti was used before'));
+      },
+    };
   } catch (error) {
     if (!(error instanceof DpopError)) throw error;
-    const endpoint = new URL(endpointUrl).pathname.split('/').pop() || 'token';
-    ctx.audit.record({ at: ctx.now(), type: `${endpoint}.dpop_refused`, outcome: 'failure', clientId: c.get('clientId') as string | undefined, error: error.code, reason: error.reason });
-    const refusal =
-      error.code === 'use_dpop_nonce'
-        ? new OAuthError('use_dpop_nonce', 'Authorization server requires nonce in DPoP proof', { reason: error.reason })
-        : new OAuthError('invalid_dpop_proof', 'the DPoP proof is invalid', { reason: error.reason });
-    refusal.audited = true;
-    throw refusal;
+    throw refused(error);
   }
 }
 

@@ -5,9 +5,10 @@ import pino, { type Logger } from 'pino';
 import type { AuthServerConfig } from '../config/schema.ts';
 import { createSqlStore, type SqlStore } from '../store/sql-store.ts';
 import { UNAVAILABLE_RETRY_AFTER_SECONDS, unavailableReason } from '../store/unavailable.ts';
-import { memoryCache } from '../store/memory-cache.ts';
+import { memoryCache, onCacheFull } from '../store/memory-cache.ts';
 import { redisCache } from '../store/redis-cache.ts';
 import { cachedClientStore } from '../store/cached-clients.ts';
+import { OAuthError } from '../core/errors.ts';
 import { createAuthServerApp, temporarilyUnavailable } from './app.ts';
 import { AuditLog } from './audit.ts';
 import { stopLogoutDeliveries } from './backchannel-logout.ts';
@@ -83,7 +84,15 @@ export async function startAuthServer(
   };
   const redisPrefix = env.MANDATE_REDIS_PREFIX ?? 'mandate:';
   const redis = env.REDIS_URL ? redisCache(env.REDIS_URL, { prefix: redisPrefix, onError: onRedisError }) : undefined;
-  const cache = redis ?? memoryCache();
+  // Without Redis, a full memory cache refuses new entries (never forgets a live single-use
+  // marker): the request is answered 503 temporarily_unavailable and the reason audited.
+  const cache =
+    redis ??
+    onCacheFull(memoryCache(), (key, error) => {
+      const reason = `${error.message}: refused a ${key.split(':')[0]} entry`;
+      audit.record({ at: now(), type: 'cache.full', outcome: 'failure', error: 'temporarily_unavailable', reason });
+      return new OAuthError('temporarily_unavailable', 'the service is temporarily unavailable; try again shortly', { status: 503, reason, headers: { 'Retry-After': String(UNAVAILABLE_RETRY_AFTER_SECONDS) } });
+    });
   const limiter = limiterFactory({
     redis: redis?.client,
     prefix: `${redisPrefix}limit:${config.issuer.replace(/\/$/, '')}:`,

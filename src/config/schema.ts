@@ -485,8 +485,21 @@ export const authServerConfigSchema = z.strictObject({
         max_lifetime_seconds: z.number().int().min(1).max(3600).default(600).describe('Longest exp − iat of an ID-JAG.'),
         link: z
           .strictObject({
-            claims: z.array(z.enum(['sub', 'email'])).min(1).default(['sub', 'email']).describe('How a first assertion finds its local user, in order (a remembered link always wins).'),
+            claims: z
+              .array(z.enum(['sub', 'email']))
+              .min(1)
+              .default(['sub'])
+              .describe("How a first assertion finds its local user, in order (a remembered link always wins). 'email' is opt-in and needs email_domains."),
             local_sub: z.boolean().default(false).describe("Take the IdP's sub as a local sub. Off: another issuer's sub is not ours."),
+            email_domains: z
+              .array(z.string().regex(/^[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)+$/, 'a lower-case domain name'))
+              .min(1)
+              .optional()
+              .describe("The email domains this IdP speaks for: an email link is made only for an address in one of them (exact domain). Required when claims lists 'email'."),
+            local_users: z
+              .boolean()
+              .default(false)
+              .describe('Allow an email link to a user of the configuration file or the admin API, or one with admin roles. Off: only users of no such origin.'),
           })
           .prefault({}),
         jit_users: z.boolean().default(false).describe('Create a local user (source federated) when none matches; off: invalid_grant.'),
@@ -546,6 +559,9 @@ export const authServerConfigSchema = z.strictObject({
   // Our own assertions are never trusted back (ID-JAG §8.3), nor issued to ourselves.
   config.trusted_idps.forEach((idp, i) => {
     if (sameIssuer(idp.issuer, config.issuer)) context.addIssue({ code: 'custom', path: ['trusted_idps', i, 'issuer'], message: 'a trusted IdP cannot be this server itself (its issuer)' });
+    if (idp.link.claims.includes('email') && idp.link.email_domains === undefined) {
+      context.addIssue({ code: 'custom', path: ['trusted_idps', i, 'link', 'email_domains'], message: "link.claims lists 'email': name the IdP's email domains (link.email_domains)" });
+    }
   });
   config.id_jag.audiences.forEach((entry, i) => {
     if (sameIssuer(entry.audience, config.issuer)) context.addIssue({ code: 'custom', path: ['id_jag', 'audiences', i, 'audience'], message: 'an ID-JAG audience cannot be this server itself (its issuer)' });

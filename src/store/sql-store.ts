@@ -607,6 +607,10 @@ function federationStore(db: Db): FederationStore {
     async touch(issuer, subject, at) {
       await db.updateTable('federated_identities').set({ last_used_at: at }).where('issuer', '=', issuer).where('subject', '=', subject).execute();
     },
+    async issuersOf(sub) {
+      const rows = await db.selectFrom('federated_identities').select('issuer').distinct().where('sub', '=', sub).orderBy('issuer').execute();
+      return rows.map((row) => row.issuer);
+    },
     async unlinkBySub(sub) {
       const result = await db.deleteFrom('federated_identities').where('sub', '=', sub).executeTakeFirst();
       return Number(result.numDeletedRows);

@@ -146,6 +146,8 @@ export interface FederationStore {
   link(record: FederatedIdentityRecord): Promise<boolean>;
   /** Records a use of the link. */
   touch(issuer: string, subject: string, at: number): Promise<void>;
+  /** The issuers the local user is linked from, sorted. */
+  issuersOf(sub: string): Promise<string[]>;
   /** Removes every link to the local user; returns how many. */
   unlinkBySub(sub: string): Promise<number>;
 }

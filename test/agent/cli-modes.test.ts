@@ -102,7 +102,7 @@ describe('mandate agent --idp: one sign-in at the IdP, then the ID-JAG chain wit
       dpop: { enabled: true },
       resources: [{ id: `${gateway.url}/mcp`, name: 'Banking', scopes: SCOPES }],
       clients: [{ client_id: 'agent-at-mcp', client_secret_env: 'CLI_MODES_MCP_SECRET', grant_types: [JWT_BEARER] as never }],
-      trusted_idps: [{ issuer: idp.issuer, allow_loopback: true }],
+      trusted_idps: [{ issuer: idp.issuer, allow_loopback: true, link: { claims: ['sub' as const, 'email' as const], email_domains: ['example.com'], local_users: true } }],
     });
     home = freshHome();
   });

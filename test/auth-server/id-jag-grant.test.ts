@@ -21,7 +21,7 @@ const sha256 = (value: string) => createHash('sha256').update(value).digest('bas
 
 describe('ID-JAG at the resource authorization server (jwt-bearer grant)', () => {
   let as: TestAuthServer;
-  let idpA: FakeIdp; // discovery, link [sub, email], no JIT
+  let idpA: FakeIdp; // discovery, link [sub, email] for example.com users (local ones too), no JIT
   let idpB: FakeIdp; // jwks_uri, JIT users, resource optional, clients [mcp-client]
   let idpC: FakeIdp; // inline jwks, local_sub, ES256 only
   let untrusted: FakeIdp;
@@ -40,7 +40,7 @@ describe('ID-JAG at the resource authorization server (jwt-bearer grant)', () =>
         { client_id: 'public-client', token_endpoint_auth_method: 'none', grant_types: [JWT_BEARER] },
       ],
       trusted_idps: [
-        { issuer: idpA.issuer, allow_loopback: true },
+        { issuer: idpA.issuer, allow_loopback: true, link: { claims: ['sub', 'email'], email_domains: ['example.com'], local_users: true } },
         { issuer: idpB.issuer, jwks_uri: `${idpB.issuer}/jwks`, allow_loopback: true, jit_users: true, require_resource: false, clients: ['mcp-client'] },
         { issuer: idpC.issuer, jwks: idpC.jwks as never, algorithms: ['ES256'], link: { claims: ['sub'], local_sub: true } },
       ],
@@ -64,6 +64,7 @@ describe('ID-JAG at the resource authorization server (jwt-bearer grant)', () =>
     resource: MCP,
     scope: 'mcp:read mcp:write',
     email: 'demo@example.com',
+    email_verified: true,
     ...overrides,
   });
   const idJag = (idp: FakeIdp, overrides: Record<string, unknown> = {}, header?: Parameters<FakeIdp['sign']>[1]) => idp.sign(claimsOf(idp, overrides), header);
@@ -135,10 +136,10 @@ describe('ID-JAG at the resource authorization server (jwt-bearer grant)', () =>
       assert.equal(res.json.scope, 'mcp:write');
     });
 
-    it('jit_users: a user is created (source federated) and linked', async () => {
+    it('jit_users: a user is created (source federated, username <issuer host>:<email>) and linked', async () => {
       const res = await grant(await idJag(idpB, { sub: 'new-person', email: 'New.Person@Example.org', name: 'New Person' }));
       assert.equal(res.status, 200, res.text);
-      const user = await as.store.users.findByUsername('new.person@example.org');
+      const user = await as.store.users.findByUsername(`${new URL(idpB.issuer).host}:new.person@example.org`);
       assert.ok(user, 'created');
       assert.equal(user.source, 'federated');
       assert.deepEqual(user.profile, { name: 'New Person', email: 'New.Person@Example.org' });
@@ -156,7 +157,7 @@ describe('ID-JAG at the resource authorization server (jwt-bearer grant)', () =>
     it('concurrent first uses of one identity: one user, one link, every request answered with it', async () => {
       const results = await Promise.all(Array.from({ length: 5 }, async () => grant(await idJag(idpB, { sub: 'rush', email: 'rush@example.org' }))));
       for (const res of results) assert.equal(res.status, 200, res.text);
-      const user = await as.store.users.findByUsername('rush@example.org');
+      const user = await as.store.users.findByUsername(`${new URL(idpB.issuer).host}:rush@example.org`);
       assert.ok(user);
       assert.deepEqual(new Set(results.map((r) => decodeJwt(r.json.access_token as string).sub)), new Set([user.sub]));
       assert.equal((await as.store.users.findByEmail('rush@example.org')).length, 1);
@@ -359,7 +360,7 @@ describe('ID-JAG jti replay across two instances (Redis)', needsRedis(), () => {
     idp = await startFakeIdp();
     const config = {
       clients: [{ client_id: 'mcp-client', client_secret_env: 'IDJAG_MCP_SECRET', grant_types: [JWT_BEARER] as never }],
-      trusted_idps: [{ issuer: idp.issuer, allow_loopback: true }],
+      trusted_idps: [{ issuer: idp.issuer, allow_loopback: true, link: { claims: ['email' as const], email_domains: ['example.com'], local_users: true } }],
     };
     first = await startTestAuthServer(config);
     // The second instance serves the same issuer (behind one load balancer), with its own process state.
@@ -374,7 +375,7 @@ describe('ID-JAG jti replay across two instances (Redis)', needsRedis(), () => {
   it('an ID-JAG used at one instance is refused at the other', async () => {
     const assertion = await idp.sign({
       iss: idp.issuer, sub: 'x', aud: first.issuer, client_id: 'mcp-client', jti: crypto.randomUUID(), iat: Math.floor(Date.now() / 1000), exp: Math.floor(Date.now() / 1000) + 120,
-      resource: MCP, scope: 'mcp:read', email: 'demo@example.com',
+      resource: MCP, scope: 'mcp:read', email: 'demo@example.com', email_verified: true,
     });
     const form = { grant_type: JWT_BEARER, assertion };
     const headers = { authorization: basic('mcp-client', SECRETS.mcp) };
@@ -412,17 +413,20 @@ describe('ID-JAG accounts on PostgreSQL', needsPostgres(), () => {
     return postForm(`${as.issuer}/token`, { grant_type: JWT_BEARER, assertion }, { authorization: basic('mcp-client', SECRETS.mcp) });
   };
 
-  it('concurrent first uses create one user; a later use of the same email from another subject links to it', async () => {
+  it('concurrent first uses create one user; a later use of the same email from another subject is not linked to it (default link: sub only)', async () => {
     const email = `pg-${run}@example.org`;
     const results = await Promise.all(Array.from({ length: 5 }, () => grant(`pg-${run}`, email)));
     for (const res of results) assert.equal(res.status, 200, res.text);
     const users = await as.store.users.findByEmail(email);
     assert.equal(users.length, 1);
     assert.deepEqual(new Set(results.map((r) => decodeJwt(r.json.access_token as string).sub)), new Set([users[0]!.sub]));
+    // Review 17 F1: an email is no key to another subject's account; that subject gets a user of its own.
     const other = await grant(`pg-${run}-second-subject`, email.toUpperCase());
     assert.equal(other.status, 200, other.text);
-    assert.equal(decodeJwt(other.json.access_token as string).sub, users[0]!.sub);
-    assert.equal((await as.store.federation.findLink(idp.issuer, `pg-${run}-second-subject`))?.sub, users[0]!.sub);
+    const otherSub = decodeJwt(other.json.access_token as string).sub;
+    assert.notEqual(otherSub, users[0]!.sub);
+    assert.equal((await as.store.federation.findLink(idp.issuer, `pg-${run}-second-subject`))?.sub, otherSub);
+    assert.equal((await as.store.users.findBySub(otherSub as string))?.username, `${new URL(idp.issuer).host}:pg-${run}-second-subject`);
   });
 });
 
@@ -441,7 +445,7 @@ describe('ID-JAG with DPoP (RFC 9449; ID-JAG §8.6.1.2)', () => {
         { id: MCP, name: 'MCP', scopes: [{ name: 'mcp:read' }] },
         { id: BOUND, name: 'Bound only', scopes: [{ name: 'mcp:read' }], require_dpop: true },
       ],
-      trusted_idps: [{ issuer: idp.issuer, allow_loopback: true }],
+      trusted_idps: [{ issuer: idp.issuer, allow_loopback: true, link: { claims: ['email'], email_domains: ['example.com'], local_users: true } }],
     });
     tokenUrl = `${as.issuer}/token`;
   });
@@ -451,7 +455,7 @@ describe('ID-JAG with DPoP (RFC 9449; ID-JAG §8.6.1.2)', () => {
   });
   const idJag = (extra: Record<string, unknown> = {}) => {
     const now = Math.floor(Date.now() / 1000);
-    return idp.sign({ iss: idp.issuer, sub: 'dpop-user', aud: as.issuer, client_id: 'mcp-client', jti: crypto.randomUUID(), iat: now, exp: now + 120, resource: MCP, scope: 'mcp:read', email: 'demo@example.com', ...extra });
+    return idp.sign({ iss: idp.issuer, sub: 'dpop-user', aud: as.issuer, client_id: 'mcp-client', jti: crypto.randomUUID(), iat: now, exp: now + 120, resource: MCP, scope: 'mcp:read', email: 'demo@example.com', email_verified: true, ...extra });
   };
   const grant = async (assertion: string, key?: DpopKey, extra: Record<string, string> = {}) =>
     postForm(tokenUrl, { grant_type: JWT_BEARER, assertion, ...extra }, { authorization: basic('mcp-client', SECRETS.mcp), ...(key ? { dpop: await createDpopProof(key, { htm: 'POST', htu: tokenUrl }) } : {}) });

@@ -107,12 +107,13 @@ describe('ID-JAG issued by Mandate as the enterprise IdP (token exchange)', () =
       assert.equal(header.alg, 'ES256');
       const jwks = (await (await fetch(`${as.issuer}/jwks`)).json()) as { keys: never[] };
       const { payload } = await jwtVerify(jag, createLocalJWKSet(jwks), { typ: 'oauth-id-jag+jwt', issuer: as.issuer, audience: MCP_AS });
-      assert.deepEqual(Object.keys(payload).sort(), ['aud', 'auth_time', 'client_id', 'email', 'exp', 'iat', 'iss', 'jti', 'resource', 'scope', 'sub']);
+      assert.deepEqual(Object.keys(payload).sort(), ['aud', 'auth_time', 'client_id', 'email', 'email_verified', 'exp', 'iat', 'iss', 'jti', 'resource', 'scope', 'sub']);
       assert.equal(payload.sub, demoSub);
       assert.equal(payload.client_id, 'agent-1-at-mcp-as');
       assert.equal(payload.resource, TODO_MCP);
       assert.equal(payload.scope, 'todo:read');
       assert.equal(payload.email, 'demo@example.com');
+      assert.equal(payload.email_verified, true, 'a configured user: the email is admin-managed');
       assert.equal(payload.exp! - payload.iat!, 240);
       assert.equal(payload.auth_time, decodeJwt(idToken).auth_time);
       const issued = await lastEvent('token.issued');

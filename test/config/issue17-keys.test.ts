@@ -35,7 +35,7 @@ describe('issue 17 configuration keys', () => {
     const config = authServerConfigSchema.parse({
       issuer: 'https://mcp-as.example.com',
       dpop: { enabled: true, require_nonce: true },
-      trusted_idps: [{ issuer: 'https://idp.example.com', clients: ['agent-1'], link: { claims: ['email'] }, jit_users: true }],
+      trusted_idps: [{ issuer: 'https://idp.example.com', clients: ['agent-1'], link: { claims: ['email'], email_domains: ['example.com'] }, jit_users: true }],
       id_jag: { audiences: [{ audience: 'https://other-as.example.com', resources: ['https://mcp.example.com/mcp'], clients: ['agent-1'], client_id: { 'agent-1': 'a1' } }] },
       workload_identity: { issuers: [{ issuer: 'https://oidc.example/cluster-1', require_jti: false }] },
       agents: [
@@ -48,7 +48,7 @@ describe('issue 17 configuration keys', () => {
         },
       ],
     });
-    assert.deepEqual(config.trusted_idps[0]!.link, { claims: ['email'], local_sub: false });
+    assert.deepEqual(config.trusted_idps[0]!.link, { claims: ['email'], local_sub: false, email_domains: ['example.com'], local_users: false });
     assert.deepEqual(config.trusted_idps[0]!.algorithms, ['ES256', 'RS256']);
     assert.equal(config.trusted_idps[0]!.max_lifetime_seconds, 600);
     assert.equal(config.trusted_idps[0]!.require_resource, true);

@@ -99,7 +99,7 @@ describe('enterprise mode of the agent SDK: IdP and MCP AS both Mandate, a gatew
       dpop: { enabled: true },
       resources: [{ id: mcpUrl(path), name: 'MCP server behind the gateway', scopes: SCOPES }],
       clients: [{ client_id: 'agent-at-mcp', client_secret_env: 'ENTERPRISE_SDK_MCP_SECRET', grant_types: [JWT_BEARER] as never }],
-      trusted_idps: [{ issuer: trusted, allow_loopback: true }],
+      trusted_idps: [{ issuer: trusted, allow_loopback: true, link: { claims: ['sub' as const, 'email' as const], email_domains: ['example.com'], local_users: true } }],
     });
     mcpAs = await startTestAuthServer(mcpAsConfig(issuers.mcp, mcpPort, '/mcp', idp.issuer));
     stranger = await startTestAuthServer(mcpAsConfig(issuers.stranger, strangerPort, '/stranger', idp.issuer));

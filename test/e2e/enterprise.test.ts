@@ -51,7 +51,8 @@ describe('enterprise-managed authorization: IdP and MCP AS, both Mandate', () =>
       listen: { host: '127.0.0.1', port: mcpPort },
       clients: [{ client_id: 'agent-at-mcp', client_secret_env: 'ENTERPRISE_MCP_SECRET', grant_types: [JWT_BEARER] }],
       // The IdP's keys by discovery (its RFC 8414 metadata), over loopback http in the test.
-      trusted_idps: [{ issuer: idp.issuer, allow_loopback: true }],
+      // Both servers' demo users are one person: the IdP speaks for example.com, configured users included.
+      trusted_idps: [{ issuer: idp.issuer, allow_loopback: true, link: { claims: ['email'], email_domains: ['example.com'], local_users: true } }],
     });
   });
   after(async () => {

@@ -4,6 +4,9 @@ import { actorChain } from '../../core/delegation.ts';
 import { parseScope } from '../../core/scopes.ts';
 import type { ServerContext } from '../context.ts';
 import { lookupToken } from '../token-lookup.ts';
+import { accessTokenFromRequest, type RequestToken } from '../resource-token.ts';
+import type { AccessTokenClaims } from '../../core/jwt.ts';
+import type { Context } from 'hono';
 
 /**
  * The admin behind a bearer token, for every admin front end (API, console, admin MCP server):
@@ -19,7 +22,31 @@ export async function adminCaller(
   if (!token) return { refused: 'no bearer token' };
   const found = await lookupToken(ctx, token, 'access_token');
   if (found?.kind !== 'access_token') return { refused: 'token invalid, expired or revoked', description: 'the access token is invalid or expired' };
-  const { claims } = found;
+  return adminCallerOf(ctx, found.claims, where);
+}
+
+/**
+ * The admin behind a request to an admin front end over HTTP (API, admin MCP server): its token as
+ * resource-token.ts reads it (a DPoP-bound token only with its proof), then adminCallerOf. A refusal
+ * carries the status, error and DPoP challenge of the presentation when the token was not taken.
+ */
+export async function adminCallerOfRequest(
+  ctx: ServerContext,
+  c: Context,
+  where: { frontEnd: FrontEnd; requestId?: string; sessionId?: string },
+): Promise<{ caller: Caller } | { refused: string; description?: string; presentation?: Extract<RequestToken, { kind: 'refused' }> }> {
+  const presented = await accessTokenFromRequest(ctx, c);
+  if (presented.kind === 'none') return { refused: 'no bearer token' };
+  if (presented.kind === 'refused') return { refused: presented.reason, description: presented.description, presentation: presented };
+  return adminCallerOf(ctx, presented.claims, where);
+}
+
+/** adminCaller's checks of an active access token's claims. */
+export async function adminCallerOf(
+  ctx: ServerContext,
+  claims: AccessTokenClaims,
+  where: { frontEnd: FrontEnd; requestId?: string; sessionId?: string },
+): Promise<{ caller: Caller } | { refused: string; description?: string }> {
   const audience = adminResourceId(ctx.issuer);
   const aud = Array.isArray(claims.aud) ? claims.aud : [claims.aud];
   if (!aud.includes(audience)) return { refused: `token audience ${aud.join(' ')} is not ${audience}`, description: 'the access token is not for the admin resource' };

@@ -8,7 +8,7 @@ import { bearerToken } from '../bearer.ts';
 import type { ServerContext } from '../context.ts';
 import { hashSecret } from '../hash.ts';
 import { readJsonObject } from '../json-body.ts';
-import { adminCaller } from './caller.ts';
+import { adminCallerOfRequest } from './caller.ts';
 import { adminOpenApi } from './openapi.ts';
 import { ADMIN_ROUTES, hasBody, honoPath, pathParams, type AdminRoute } from './routes.ts';
 
@@ -68,12 +68,16 @@ export function adminApi(ctx: ServerContext, options: { bootstrapToken?: string 
 
   /** Verifies the bearer token as the admin resource's and builds the caller. */
   api.use('*', async function adminToken(c, next) {
-    const refuse = (reason: string, description = 'an access token for the admin resource is required') => {
-      ctx.audit.record({ at: ctx.now(), type: 'admin.refused', outcome: 'failure', error: 'invalid_token', reason, data: { path: c.req.path, request_id: c.get('requestId') } });
-      return fail(c, 401, 'invalid_token', description, { 'WWW-Authenticate': challenge(reason === 'no bearer token' ? '' : ', error="invalid_token"') });
-    };
-    const verdict = await adminCaller(ctx, bearerToken(c), { frontEnd: 'api', requestId: c.get('requestId') });
-    if ('refused' in verdict) return refuse(verdict.refused, verdict.description);
+    const verdict = await adminCallerOfRequest(ctx, c, { frontEnd: 'api', requestId: c.get('requestId') });
+    if ('refused' in verdict) {
+      // A refused DPoP presentation (a bound token as Bearer, a bad proof) keeps its status, error and DPoP challenge.
+      const p = 'presentation' in verdict ? verdict.presentation : undefined;
+      const error = p?.error ?? 'invalid_token';
+      ctx.audit.record({ at: ctx.now(), type: 'admin.refused', outcome: 'failure', error, reason: verdict.refused, data: { path: c.req.path, request_id: c.get('requestId') } });
+      const description = verdict.description ?? 'an access token for the admin resource is required';
+      const wwwAuthenticate = p ? `${p.challenge}, ${challenge('').replace(/^Bearer /, '')}` : challenge(verdict.refused === 'no bearer token' ? '' : ', error="invalid_token"');
+      return fail(c, p?.status ?? 401, error, description, p?.status === 503 ? {} : { 'WWW-Authenticate': wwwAuthenticate });
+    }
     c.set('caller', verdict.caller);
     await next();
   });

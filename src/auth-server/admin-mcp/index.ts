@@ -6,9 +6,8 @@ import { CallToolRequestSchema, ErrorCode, ListToolsRequestSchema, McpError, typ
 import { AdminError, invoke, type Caller } from '../../admin/index.ts';
 import { callerAuditData } from '../../admin/caller.ts';
 import { ADMIN_AREAS } from '../../admin/scopes.ts';
-import { adminCaller } from '../admin-api/caller.ts';
+import { adminCallerOfRequest } from '../admin-api/caller.ts';
 import { ADMIN_METADATA_PATH } from '../admin-api/index.ts';
-import { bearerToken } from '../bearer.ts';
 import type { ServerContext } from '../context.ts';
 import { ADMIN_TOOLS, findTool, toolRefusal, visibleTools, writesOff, type WritePolicy } from './tools.ts';
 
@@ -120,12 +119,16 @@ export function adminMcp(ctx: ServerContext) {
   return async function adminMcpHandler(c: Context): Promise<Response> {
     const sessionHeader = c.req.header('mcp-session-id');
     const challenge = (extra = '') => `Bearer resource_metadata="${metadataUrl}"${off ? `, scope="${READ_SCOPES.join(' ')}"` : ''}${extra}`;
-    const verdict = await adminCaller(ctx, bearerToken(c), { frontEnd: 'mcp', sessionId: sessionHeader });
+    const verdict = await adminCallerOfRequest(ctx, c, { frontEnd: 'mcp', sessionId: sessionHeader });
     if ('refused' in verdict) {
-      ctx.audit.record({ at: ctx.now(), type: 'admin.refused', outcome: 'failure', error: 'invalid_token', reason: verdict.refused, data: { path: c.req.path, front_end: 'mcp', ...(sessionHeader ? { session_id: sessionHeader } : {}) } });
+      // A refused DPoP presentation (a bound token as Bearer, a bad proof) keeps its status, error and DPoP challenge.
+      const p = 'presentation' in verdict ? verdict.presentation : undefined;
+      const error = p?.error ?? 'invalid_token';
+      ctx.audit.record({ at: ctx.now(), type: 'admin.refused', outcome: 'failure', error, reason: verdict.refused, data: { path: c.req.path, front_end: 'mcp', ...(sessionHeader ? { session_id: sessionHeader } : {}) } });
       const description = verdict.description ?? 'an access token for the admin resource is required';
-      return c.json({ error: 'invalid_token', error_description: description }, 401, {
-        'WWW-Authenticate': challenge(verdict.refused === 'no bearer token' ? '' : ', error="invalid_token"'),
+      const wwwAuthenticate = p ? `${p.challenge}, ${challenge('').replace(/^Bearer /, '')}` : challenge(verdict.refused === 'no bearer token' ? '' : ', error="invalid_token"');
+      return c.json({ error, error_description: description }, p?.status ?? 401, {
+        ...(p?.status === 503 ? {} : { 'WWW-Authenticate': wwwAuthenticate }),
         'Cache-Control': 'no-store',
       });
     }

@@ -6,7 +6,7 @@ import { endpointUrls, type ServerContext } from '../context.ts';
 import { grants } from '../grants/index.ts';
 import { formParams } from '../params.ts';
 import { sessionTransferClient } from '../client-flags.ts';
-import { checkTokenRequestProof, requireClientProof } from '../dpop.ts';
+import { deferredTokenRequestProof, requireClientProof } from '../dpop.ts';
 
 /** The token endpoint (OAuth 2.1 §3.2): authenticate the client, then hand over to the grant plug-in. */
 export function tokenEndpoint(app: Hono<AppEnv>, ctx: ServerContext) {
@@ -31,10 +31,14 @@ export function tokenEndpoint(app: Hono<AppEnv>, ctx: ServerContext) {
       throw new OAuthError('invalid_authorization_details', `authorization_details are accepted with token exchange and refresh, not with ${grantType}`);
     }
     // RFC 9449 §4.3, §5: the proof is checked once, after client authentication (the audit names the
-    // client), and every grant binds what it issues to its key.
-    const dpop = await checkTokenRequestProof(ctx, c, url);
+    // client), and every grant binds what it issues to its key. Its jti is spent only once the grant
+    // succeeded (§11.1): a request that gets no token (a public client's made-up refresh token)
+    // leaves no entry, so nobody fills the replay store without credentials that work.
+    const proof = await deferredTokenRequestProof(ctx, c, url);
+    const dpop = proof?.dpop;
     requireClientProof(client, dpop);
     const { response, audit } = await grant.handler(ctx, { client, params, c, ...(dpop ? { dpop } : {}) });
+    await proof?.spend();
     ctx.audit.record({ at: ctx.now(), type: 'token.issued', outcome: 'success', clientId: client.clientId, sub: audit.sub, data: { grant_type: grantType, ...audit, ...(dpop ? { dpop_jkt: dpop.jkt } : {}) } });
     return c.json(response, 200, { 'Cache-Control': 'no-store', Pragma: 'no-cache' });
   });

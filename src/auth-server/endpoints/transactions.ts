@@ -1,12 +1,11 @@
 import { Hono, type Context } from 'hono';
 import { isPublicClient } from '../../core/client-metadata.ts';
 import { OAuthError } from '../../core/errors.ts';
-import { bearerToken } from '../bearer.ts';
+import { accessTokenFromRequest, refusalError } from '../resource-token.ts';
 import { authenticateClient } from '../client-auth/index.ts';
 import type { AppEnv, ServerContext } from '../context.ts';
 import { readJsonObject } from '../json-body.ts';
 import { Params } from '../params.ts';
-import { lookupToken } from '../token-lookup.ts';
 import type { ClientRecord, TransactionRecord } from '../../store/types.ts';
 import { REFUSAL_DESCRIPTIONS, approvalUri, auditData, createTransaction, mayRequestTransactions, transactionView, useTransaction } from '../transactions.ts';
 
@@ -105,13 +104,18 @@ export function transactionsApi(ctx: ServerContext): Hono<AppEnv> {
     audited(async (c) => {
       const id = c.req.param('id') ?? '';
       const header = c.req.header('authorization') ?? '';
-      if (/^bearer\s/i.test(header)) {
-        // The caller itself (the agent CLI polling): its access token must be the transaction's user and client.
-        const token = bearerToken(c);
-        const found = token ? await lookupToken(ctx, token, 'access_token') : undefined;
-        if (found?.kind !== 'access_token') {
+      if (/^(bearer|dpop)\s/i.test(header)) {
+        // The caller itself (the agent CLI polling): its access token must be the transaction's user
+        // and client; a DPoP-bound one only with its proof (resource-token.ts).
+        const presented = await accessTokenFromRequest(ctx, c);
+        if (presented.kind === 'refused') {
+          if (presented.status >= 500) ctx.audit.record({ at: ctx.now(), type: 'transactions.refused', outcome: 'failure', error: presented.error, reason: presented.reason });
+          throw refusalError(presented);
+        }
+        if (presented.kind !== 'token') {
           throw new OAuthError('invalid_token', 'the access token is invalid, expired or revoked', { headers: { 'WWW-Authenticate': 'Bearer error="invalid_token"' } });
         }
+        const found = presented;
         c.set('clientId', found.claims.client_id);
         const tx = await ctx.store.transactions.find(id);
         if (!tx) return notFound(c, 'unknown transaction');

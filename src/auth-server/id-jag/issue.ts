@@ -78,7 +78,9 @@ export async function issueIdJag(
     ...(scopes.length > 0 ? { scope: formatScope(scopes) } : {}),
     ...(typeof subject.claims.auth_time === 'number' ? { auth_time: subject.claims.auth_time } : {}),
     ...(typeof subject.claims.acr === 'string' ? { acr: subject.claims.acr } : {}),
-    ...(entry.include_email && user.profile.email ? { email: user.profile.email } : {}),
+    // Our emails are set by an administrator (configuration file, admin API): verified. A federated
+    // user's came from another IdP's assertion, which we do not vouch for.
+    ...(entry.include_email && user.profile.email ? { email: user.profile.email, email_verified: user.source !== 'federated' } : {}),
     // §8.6.1.1: the ID-JAG is bound to the key the client proved at this request.
     ...(dpop ? { cnf: { jkt: dpop.jkt } } : {}),
   };
@@ -113,6 +115,7 @@ async function subjectOf(ctx: ServerContext, client: Client, token: string, type
       throw new OAuthError('invalid_request', 'the subject ID token is invalid, expired, or not issued to this client', { reason: `subject ID token: ${error.message}` });
     });
     if (await ctx.isCutOff(client.clientId, claims.iat)) throw new OAuthError('invalid_request', 'the subject ID token was issued before its client was disabled');
+    await signInStands(ctx, client, claims);
     return { claims, type: 'id_token' };
   }
   if (ACCESS_TOKEN_TYPES.includes(type)) {
@@ -164,4 +167,23 @@ function scopesOf(entry: Audience, subject: { claims: AccessTokenClaims; type: s
   const granted = requested.filter(usable);
   if (granted.length === 0) throw new OAuthError('invalid_scope', 'none of the requested scopes may be granted for this audience', { reason: `requested ${requested.join(' ')}, allowed ${entry.scopes.join(' ')}` });
   return granted;
+}
+
+/**
+ * An ID token outlives the sign-in it came from (up to `id_token_ttl`): it becomes an ID-JAG only
+ * while that sign-in stands — a grant of this user to this client, not revoked (a password change,
+ * a sign-out everywhere, a revocation) nor expired, made no later than the ID token and, when the
+ * ID token names a browser session (`sid`), of that session. A new sign-in after the revocation
+ * does not revive an older ID token.
+ */
+async function signInStands(ctx: ServerContext, client: Client, claims: AccessTokenClaims): Promise<void> {
+  const now = ctx.now();
+  const sid = typeof claims.sid === 'string' ? claims.sid : undefined;
+  const grants = await ctx.store.grants.listGrantsBySub(claims.sub);
+  const standing = grants.some((g) => g.clientId === client.clientId && g.revokedAt === undefined && g.expiresAt > now && g.createdAt <= claims.iat && (sid === undefined || g.sid === sid));
+  if (!standing) {
+    throw new OAuthError('invalid_request', 'the subject ID token is invalid, expired, or not issued to this client', {
+      reason: `subject ID token: no standing grant of ${claims.sub} to ${client.clientId} issued by iat ${claims.iat}${sid ? ` (sid ${sid})` : ''}: revoked, expired or signed out`,
+    });
+  }
 }

@@ -14,14 +14,18 @@ const noAccount = (reason: string): never => {
 /**
  * The local user an IdP's subject stands for (the issue's "on sub, then email"). A remembered link
  * (`federated_identities`: issuer + the IdP's `sub` → our `sub`) always wins. Otherwise, in the
- * order of the entry's `link.claims`:
+ * order of the entry's `link.claims` (default `['sub']`):
  * - `sub`: a local user whose `sub` is the IdP's, only with `link.local_sub` (off by default:
  *   another issuer's subject identifiers are not ours);
- * - `email`: the one local user with that email (lower-cased), unless the assertion says
- *   `email_verified: false`; several users with it refuse the grant (ambiguous, whatever `jit_users`).
- * None: with `jit_users` a user is created (`source: federated`, username = the email, else
- * `<issuer host>:<sub>`), else `invalid_grant`. A new link is remembered; of concurrent first uses
- * one link wins and the other requests use it.
+ * - `email` (opt-in): the one eligible local user with that email (lower-cased), only when the
+ *   assertion says `email_verified: true` and the address is in one of the entry's
+ *   `link.email_domains`. Never eligible: a federated (just-in-time) user, a user linked from another
+ *   issuer; eligible only with `link.local_users`: a user of the configuration file or the admin
+ *   API, or one with admin roles. Several eligible users refuse the grant (ambiguous).
+ * None: with `jit_users` a user is created (`source: federated`, username `<issuer host>:<email>`,
+ * else `<issuer host>:<sub>`: per issuer, so no IdP takes a name another IdP's users would get),
+ * else `invalid_grant` with the rules that did not match in the audit reason. A new link is
+ * remembered; of concurrent first uses one link wins and the other requests use it.
  */
 export async function linkUser(ctx: ServerContext, idp: TrustedIdpConfig, claims: IdJagClaims): Promise<{ sub: string; by: LinkedBy }> {
   const { store } = ctx;
@@ -33,24 +37,28 @@ export async function linkUser(ctx: ServerContext, idp: TrustedIdpConfig, claims
     return { sub: existing.sub, by: 'link' };
   }
   const email = typeof claims.email === 'string' && claims.email.includes('@') ? claims.email : undefined;
+  const why: string[] = [];
   let found: { user: UserRecord; by: 'sub' | 'email' } | undefined;
   for (const claim of idp.link.claims) {
     if (claim === 'sub' && idp.link.local_sub) {
       const user = await store.users.findBySub(claims.sub);
       if (user) found = { user, by: 'sub' };
-    } else if (claim === 'email' && email && claims.email_verified !== false) {
-      const users = await store.users.findByEmail(email);
-      if (users.length > 1) noAccount(`${users.length} local users have the email of ${claims.iss} subject ${claims.sub}; not linked`);
-      if (users.length === 1) found = { user: users[0]!, by: 'email' };
+      else why.push('sub: no local user with that sub');
+    } else if (claim === 'email') {
+      const user = await emailMatch(ctx, idp, claims, email, why);
+      if (user) found = { user, by: 'email' };
     }
     if (found) break;
   }
+  if (!idp.link.claims.includes('email') && email) why.push("email: not a link rule of this IdP (link.claims has no 'email')");
   if (found) {
     const sub = await remember(ctx, claims, found.user.sub);
     if (sub === found.user.sub) audit(ctx, 'federation.user_linked', claims, sub, { by: found.by });
     return { sub, by: found.by };
   }
-  if (!idp.jit_users) return noAccount(`no local user for ${claims.iss} subject ${claims.sub} (link.claims ${idp.link.claims.join(',')}; jit_users off)`);
+  if (!idp.jit_users) {
+    return noAccount(`no local user for ${claims.iss} subject ${claims.sub} (link.claims ${idp.link.claims.join(',')}; jit_users off)${why.length > 0 ? `: ${why.join('; ')}` : ''}`);
+  }
 
   // The link is written first, under a new sub: of concurrent first uses exactly one wins it and
   // creates the user; the others use the winner's link (and wait for its user, see linkedUser).
@@ -72,12 +80,45 @@ export async function linkUser(ctx: ServerContext, idp: TrustedIdpConfig, claims
 }
 
 /**
- * Creates the just-in-time user under the first free username: the email (lower-cased), else
- * `<issuer host>:<sub>`. A username taken meanwhile (a unique violation) moves to the next one.
+ * The `email` rule (F1 of the issue-17 review: no account takeover by an IdP asserting someone
+ * else's address): verified, in the IdP's domains, and a user this IdP may be linked to. What did
+ * not match goes to `why`, for the audit reason.
+ */
+async function emailMatch(ctx: ServerContext, idp: TrustedIdpConfig, claims: IdJagClaims, email: string | undefined, why: string[]): Promise<UserRecord | undefined> {
+  if (!email) return void why.push('email: no email claim');
+  if (claims.email_verified !== true) return void why.push(`email: email_verified is ${JSON.stringify(claims.email_verified ?? null)}, not true`);
+  const domain = email.slice(email.lastIndexOf('@') + 1).toLowerCase();
+  if (!(idp.link.email_domains ?? []).includes(domain)) return void why.push(`email: domain ${domain} is not in link.email_domains`);
+  const eligible: UserRecord[] = [];
+  for (const user of await ctx.store.users.findByEmail(email)) {
+    const refusal = await ineligible(ctx, idp, claims.iss, user);
+    if (refusal) why.push(`email: user ${user.username} ${refusal}`);
+    else eligible.push(user);
+  }
+  if (eligible.length > 1) noAccount(`${eligible.length} local users have the email of ${claims.iss} subject ${claims.sub}; not linked`);
+  if (eligible.length === 0 && !why.some((w) => w.startsWith('email: user '))) why.push('email: no local user with that email');
+  return eligible[0];
+}
+
+/** Why a user may not be linked by email from `issuer`, or undefined when it may. */
+async function ineligible(ctx: ServerContext, idp: TrustedIdpConfig, issuer: string, user: UserRecord): Promise<string | undefined> {
+  if (user.source === 'federated') return 'is a federated user (created for another identity)';
+  const others = (await ctx.store.federation.issuersOf(user.sub)).filter((i) => i !== issuer);
+  if (others.length > 0) return `is linked from another issuer (${others.join(', ')})`;
+  if (idp.link.local_users) return undefined;
+  if ((user.roles ?? []).length > 0) return 'has admin roles (link.local_users off)';
+  return `is a ${user.source ?? 'local'} user (link.local_users off)`;
+}
+
+/**
+ * Creates the just-in-time user under the first free username, both per issuer:
+ * `<issuer host>:<email>` (lower-cased), else `<issuer host>:<sub>`. A username taken meanwhile
+ * (a unique violation) moves to the next one.
  */
 async function createUser(ctx: ServerContext, claims: IdJagClaims, sub: string, email: string | undefined, now: number): Promise<string> {
   const { users } = ctx.store;
-  const candidates = [...(email ? [email.toLowerCase()] : []), `${new URL(claims.iss).host}:${claims.sub}`];
+  const host = new URL(claims.iss).host;
+  const candidates = [...(email ? [`${host}:${email.toLowerCase()}`] : []), `${host}:${claims.sub}`];
   const name = typeof claims.name === 'string' ? claims.name : undefined;
   for (const username of candidates) {
     if (await users.findByUsername(username)) continue;

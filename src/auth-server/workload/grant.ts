@@ -61,7 +61,7 @@ export async function workloadAuthenticate(ctx: ServerContext, _c: Context, para
   try {
     // Nobody to name the client but the assertion: one that names no platform issuer is refused here.
     if (!peeked) throw new OAuthError('invalid_grant', 'the assertion is invalid', { reason: 'the assertion is not a JWT' });
-    if (!isWorkloadAssertion(ctx, assertion)) throw new OAuthError('invalid_grant', 'the assertion issuer is not trusted', { reason: `issuer ${JSON.stringify(peeked.iss)} is neither a trusted IdP with client authentication nor in workload_identity.issuers` });
+    if (!isWorkloadAssertion(ctx, assertion)) throw new OAuthError('invalid_grant', 'the assertion is invalid', { reason: `issuer ${JSON.stringify(peeked.iss)} is neither a trusted IdP with client authentication nor in workload_identity.issuers` });
     const verified = await asGrant(verifyWorkloadJwt(ctx, assertion));
     // RFC 7521 §5.2 has no invalid_client without client authentication: the grant is refused.
     const unusable = unusableReason(verified.client, ctx.now());
