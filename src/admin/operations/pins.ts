@@ -60,7 +60,7 @@ const keyInput = {
 };
 
 export const listToolPins = defineOperation({
-  name: 'tool_pins.list',
+  name: 'resources.list_tool_pins',
   area: 'resources',
   access: 'read',
   summary: 'Tool pins: the tool definitions gateways reported per resource; status "changed" or "new" lists what waits for approval.',
@@ -123,7 +123,7 @@ async function decide(deps: AdminDeps, input: ToolPinKey & { hash: string }, by:
 const decisionInput = z.strictObject({ ...keyInput, hash: z.string().regex(/^[A-Za-z0-9_-]{43}$/).describe('The pending_hash reviewed.') });
 
 export const approveToolPin = defineOperation({
-  name: 'tool_pins.approve',
+  name: 'resources.approve_tool_pin',
   area: 'resources',
   access: 'write',
   summary: "Approves a tool's waiting definition (by the pending_hash reviewed): gateways show and let through the tool again.",
@@ -134,7 +134,7 @@ export const approveToolPin = defineOperation({
 });
 
 export const rejectToolPin = defineOperation({
-  name: 'tool_pins.reject',
+  name: 'resources.reject_tool_pin',
   area: 'resources',
   access: 'write',
   summary: "Rejects a tool's waiting definition (by the pending_hash reviewed): it stays hidden or refused while the server lists it.",
