@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
 import { createServer } from 'node:http';
 import { after, before, describe, it } from 'node:test';
 import { routeSchema } from '../../src/config/gateway-schema.ts';
@@ -301,6 +302,34 @@ describe('gateway: tool pinning (issue 18)', () => {
     const diff = (await asEvents('tool_pin.changed', 'transfer', R.refuse))[0]!.data as Record<string, unknown>;
     assert.deepEqual(diff.changed_fields, ['inputSchema']);
     assert.equal((await asEvents('tool_pin.changed', 'transfer', R.refuse)).length, 1, 'one change, recorded once');
+  });
+
+  it('mandate gateway pins list / approve / reject: the admin API from the CLI, the reviewed hash required', async () => {
+    const cli = (args: string[]) =>
+      new Promise<{ code: number | null; stdout: string; stderr: string }>((resolve) => {
+        const child = spawn(process.execPath, [new URL('../../bin/mandate.js', import.meta.url).pathname, 'gateway', 'pins', ...args], {
+          env: { ...process.env, MANDATE_ADMIN_ACCESS_TOKEN: admin.accessToken, MANDATE_ISSUER: as.issuer },
+        });
+        let stdout = '';
+        let stderr = '';
+        child.stdout.on('data', (chunk: Buffer) => (stdout += chunk));
+        child.stderr.on('data', (chunk: Buffer) => (stderr += chunk));
+        child.on('close', (code) => resolve({ code, stdout, stderr }));
+      });
+    const listed = await cli(['list', '--status', 'waiting', '--resource', R.refuse]);
+    assert.equal(listed.code, 0, listed.stderr);
+    const pin = await pending(R.refuse, 'transfer');
+    assert.match(listed.stdout, new RegExp(`^changed  transfer on ${R.refuse.replace(/[.]/g, '\\.')}\n  pending_hash ${pin.pending_hash} \\(approved ${pin.approved_hash}\\)\n  changed: inputSchema\n  injection flags: hide_from_user`));
+    const stale = await cli(['approve', '--resource', R.refuse, '--tool', 'transfer', '--hash', pin.approved_hash as string]);
+    assert.equal(stale.code, 1);
+    assert.match(stale.stderr, /409 conflict/);
+    const usage = await cli(['approve', '--resource', R.refuse, '--tool', 'transfer']);
+    assert.equal(usage.code, 2);
+    const approved = await cli(['approve', '--resource', R.refuse, '--tool', 'transfer', '--hash', pin.pending_hash as string]);
+    assert.equal(approved.code, 0, approved.stderr);
+    assert.match(approved.stdout, /^pinned {3}transfer on /);
+    const event = (await asEvents('admin.resources.approve_tool_pin')).find((e) => (e.data as { tool?: string }).tool === 'transfer');
+    assert.equal((event?.data as { front_end?: string }).front_end, 'api');
   });
 
   it('allow_and_audit: the changed tool is listed and called, both audited', async () => {
