@@ -206,6 +206,11 @@ const toolPinsSchema = z.strictObject({
     .enum(['pin', 'pending'])
     .default('pin')
     .describe('A route with no pins yet: pin (default) trusts its first tools/list (recorded as approved, audited tool_pin.recorded); pending holds every tool for approval.'),
+  snapshot: z
+    .string()
+    .min(1)
+    .optional()
+    .describe('A file written by `mandate gateway pin` (relative to this file), reviewed: a tool with no pin yet is pinned to its hash there instead of trusted on first use (listed with another hash: changed; absent: new). The Node gateway only.'),
   client_id: z.string().min(1).describe("The gateway's client at the AS, allowed to use /tool-pins there (`tool_pins: allowed`); may be the approvals client."),
   client_secret_env: z.string().min(1).describe('Environment variable holding its secret (client_secret_basic).'),
   cache_seconds: z.number().int().min(0).max(3600).default(300).describe('How long an approved verdict is reused per tool and definition hash (no AS call in steady state).'),

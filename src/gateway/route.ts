@@ -100,6 +100,8 @@ export interface CompileOptions {
   dpopNonceKey?: Uint8Array;
   /** The gateway's DPoP key for `mediation.dpop` (the Node gateway: a key file, shared through Redis); without it, a key of this process. */
   dpopKey?: DpopKeySource;
+  /** Reads a `tool_pins.snapshot` file (the Node gateway: JSON, relative to the config file); without it, a snapshot is refused. */
+  readSnapshot?: (file: string) => unknown;
 }
 
 /** Smallest DPoP nonce key accepted (it keys an HMAC-SHA256). */
@@ -220,7 +222,13 @@ export function compileRoute(anyRoute: AnyRouteConfig, index: number, options: C
       })()
     : undefined;
 
-  const pins = compilePins(route.tool_pins, { issuer, resource: route.resource, secret: (name) => secretFrom(options.env, name, `${where} tool_pins`), fetch: options.fetch });
+  let pins: CompiledPins | undefined;
+  try {
+    pins = compilePins(route.tool_pins, { issuer, resource: route.resource, secret: (name) => secretFrom(options.env, name, `${where} tool_pins`), fetch: options.fetch, readSnapshot: options.readSnapshot });
+  } catch (error) {
+    if (error instanceof RouteConfigError) throw error;
+    throw new RouteConfigError(`${where} tool_pins: ${(error as Error).message}`);
+  }
 
   const listConfig = route.token.mode === 'jwt' ? route.token.revocation_list : undefined;
   const feed = listConfig

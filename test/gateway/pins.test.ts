@@ -1,6 +1,11 @@
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:http';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { stringify } from 'yaml';
+import { startBankingServer } from '../../examples/banking/server.ts';
 import { after, before, describe, it } from 'node:test';
 import { routeSchema } from '../../src/config/gateway-schema.ts';
 import { toolHash } from '../../src/core/tool-hash.ts';
@@ -17,7 +22,7 @@ import { listedTools, mcpPost, startTestGateway, toolCall, type TestGateway } fr
 const GATEWAY_SECRET = 'pin-gateway-secret-0123456789abcdef0123';
 const PLAIN_SECRET = 'plain-gateway-secret-0123456789abcdef01';
 const AGENT_SECRET = 'pin-agent-secret-0123456789abcdef012345';
-const R = { hide: 'https://hide.pins.test/mcp', refuse: 'https://refuse.pins.test/mcp', audit: 'https://audit.pins.test/mcp', sse: 'https://sse.pins.test/mcp', down: 'https://down.pins.test/mcp' };
+const R = { snap: 'https://snap.pins.test/mcp', hide: 'https://hide.pins.test/mcp', refuse: 'https://refuse.pins.test/mcp', audit: 'https://audit.pins.test/mcp', sse: 'https://sse.pins.test/mcp', down: 'https://down.pins.test/mcp' };
 const TOOL_NAMES = ['echo', 'transfer', 'fresh'];
 
 interface Tool {
@@ -358,6 +363,56 @@ describe('gateway: tool pinning (issue 18)', () => {
     assert.deepEqual(changed.names, ['transfer']);
     assert.match(changed.res.text, /notifications\/message/, 'the other events pass unchanged');
     assert.deepEqual(changed.event.tool_pins, { changed: ['echo'], hidden: ['echo'], flagged: { echo: ['hidden_characters'] } });
+  });
+
+  it('snapshot: mandate gateway pin writes the upstream tools; reviewed hashes replace trust on first use (another hash: changed, absent: new)', async () => {
+    const bank = await startBankingServer({ host: '127.0.0.1', port: 0 });
+    try {
+      const dir = mkdtempSync(join(tmpdir(), 'mandate-pin-'));
+      const config = join(dir, 'gateway.yaml');
+      const route = { path: '/bank', upstream: bank.url, resource: R.snap, authorization_servers: [as.issuer] };
+      writeFileSync(config, stringify({ routes: [route] }));
+      const out = join(dir, 'bank-tools.json');
+      const run = await new Promise<{ code: number | null; stderr: string }>((resolve) => {
+        const child = spawn(process.execPath, [new URL('../../bin/mandate.js', import.meta.url).pathname, 'gateway', 'pin', config, '--route', '/bank', '--out', out]);
+        let stderr = '';
+        child.stderr.on('data', (chunk: Buffer) => (stderr += chunk));
+        child.on('close', (code) => resolve({ code, stderr }));
+      });
+      assert.equal(run.code, 0, run.stderr);
+      const snapshot = JSON.parse(readFileSync(out, 'utf8')) as { resource: string; tools: { name: string; hash: string; definition: Record<string, unknown> }[] };
+      assert.equal(snapshot.resource, R.snap);
+      const names = snapshot.tools.map((tool) => tool.name);
+      assert.ok(names.includes('read_balance') && names.includes('transfer'), names.join(','));
+      for (const tool of snapshot.tools) assert.equal(tool.hash, await toolHash(tool.definition));
+      // Reviewed with another transfer (the upstream changed since), and without read_balance.
+      const reviewed = {
+        ...snapshot,
+        tools: snapshot.tools.filter((tool) => tool.name !== 'read_balance').map((tool) => (tool.name === 'transfer' ? { ...tool, hash: 'A'.repeat(43) } : tool)),
+      };
+      writeFileSync(out, JSON.stringify(reviewed));
+      const gateway = await startTestGateway(
+        () => [{ ...route, path: '/mcp', tools: Object.fromEntries(names.map((name) => [name, {}])), tool_pins: { client_id: 'pin-gateway', client_secret_env: 'TEST_PIN_GATEWAY', snapshot: out } }],
+        {},
+        { ...process.env },
+      );
+      gateways.push(gateway);
+      const listed = await list(gateway, R.snap);
+      assert.deepEqual(listed.names.sort(), names.filter((name) => name !== 'read_balance' && name !== 'transfer').sort());
+      assert.deepEqual(listed.event.tool_pins, { new: ['read_balance'], changed: ['transfer'], hidden: names.filter((name) => name === 'read_balance' || name === 'transfer') });
+      const recorded = await asEvents('tool_pin.recorded', undefined, R.snap);
+      assert.ok(recorded.length > 0 && recorded.every((e) => (e.data as { change: string }).change === 'snapshot'));
+      const transfer = await pending(R.snap, 'transfer');
+      assert.deepEqual([transfer.status, transfer.approved_hash, transfer.approved_by], ['changed', 'A'.repeat(43), 'snapshot']);
+      // A snapshot of another resource is refused when the routes are read.
+      writeFileSync(out, JSON.stringify({ ...reviewed, resource: R.hide }));
+      await assert.rejects(
+        startTestGateway(() => [{ ...route, path: '/mcp', tools: {}, tool_pins: { client_id: 'pin-gateway', client_secret_env: 'TEST_PIN_GATEWAY', snapshot: out } }], {}, { ...process.env }),
+        /tool_pins: the snapshot is of resource https:\/\/hide\.pins\.test\/mcp, not https:\/\/snap\.pins\.test\/mcp/,
+      );
+    } finally {
+      await bank.close();
+    }
   });
 
   it('AS down: pinned tools stay (listed and callable), changed ones are hidden and their calls refused (fail closed)', async () => {

@@ -61,6 +61,8 @@ export interface PinReport {
   firstUse: 'pin' | 'pending';
   /** One tools/list answer sent in several batches shares its id: trust on first use spans them. */
   listId?: string;
+  /** The route's reviewed snapshot (`tool_pins.snapshot`): tool name → approved hash; replaces trust on first use. */
+  snapshot?: Map<string, string>;
   tools: ReportedTool[];
 }
 
@@ -81,6 +83,17 @@ export async function readReport(ctx: ServerContext, body: Record<string, unknow
   if (firstUse !== 'pin' && firstUse !== 'pending') throw new OAuthError('invalid_request', 'first_use must be pin or pending');
   const listId = body.list_id === undefined ? undefined : typeof body.list_id === 'string' && LIST_ID.test(body.list_id) ? body.list_id : null;
   if (listId === null) throw new OAuthError('invalid_request', 'list_id must be 1 to 64 base64url characters');
+  let snapshot: Map<string, string> | undefined;
+  if (body.snapshot !== undefined) {
+    if (typeof body.snapshot !== 'object' || body.snapshot === null || Array.isArray(body.snapshot) || Object.keys(body.snapshot).length > MAX_TOOLS_PER_REPORT * 10) {
+      throw new OAuthError('invalid_request', 'snapshot must be an object of tool name → hash');
+    }
+    snapshot = new Map();
+    for (const [name, hash] of Object.entries(body.snapshot as Record<string, unknown>)) {
+      if (name === '' || name.length > NAME_MAX || typeof hash !== 'string' || !HASH.test(hash)) throw new OAuthError('invalid_request', 'snapshot must map tool names to base64url(SHA-256) hashes');
+      snapshot.set(name, hash);
+    }
+  }
   if (!Array.isArray(body.tools) || body.tools.length > MAX_TOOLS_PER_REPORT) throw new OAuthError('invalid_request', `tools must be an array of at most ${MAX_TOOLS_PER_REPORT} entries`);
   const seen = new Set<string>();
   const tools: ReportedTool[] = [];
@@ -108,7 +121,7 @@ export async function readReport(ctx: ServerContext, body: Record<string, unknow
       tools.push({ name });
     }
   }
-  return { resource, upstream, firstUse, listId, tools };
+  return { resource, upstream, firstUse, listId, snapshot, tools };
 }
 
 /** The verdict of a pin for a hash (or, without one, for what the server last listed). */
@@ -124,7 +137,8 @@ function verdictOf(pin: ToolPinRecord, hash: string | undefined): ToolVerdict {
 /**
  * The verdict for each reported tool, recording what is new: the first sight of a resource with
  * no pins is trusted (recorded as approved, `tool_pin.recorded`) unless the gateway says
- * `first_use: pending`; a tool that differs from its pin, or a new tool on a resource already
+ * `first_use: pending`; with a snapshot, a tool without a pin is pinned to the snapshot's hash
+ * instead (listed with another hash: `changed`; absent from it: `new`); a tool that differs from its pin, or a new tool on a resource already
  * pinned, is recorded as waiting (`tool_pin.changed`, once per definition) for an admin.
  */
 export async function reportTools(ctx: ServerContext, reportedBy: string, report: PinReport): Promise<ToolVerdict[]> {
@@ -148,17 +162,23 @@ export async function reportTools(ctx: ServerContext, reportedBy: string, report
     const hash = tool.hash!;
     const at = ctx.now();
     if (!pin) {
-      const trusted = await mayTrust();
+      // A reviewed snapshot decides a tool's first pin; without one, trust on first use (or not).
+      const reviewed = report.snapshot?.get(tool.name);
+      const trusted = report.snapshot ? reviewed === hash : await mayTrust();
+      const by = report.snapshot ? 'snapshot' : firstUseBy;
       const record: ToolPinRecord = trusted
-        ? { ...key, status: 'pinned', approvedHash: hash, approvedDefinition: tool.definition, firstSeen: at, approvedBy: firstUseBy, approvedAt: at, reportedBy }
-        : { ...key, status: 'new', pendingHash: hash, pendingDefinition: tool.definition, firstSeen: at, changedAt: at, reportedBy };
+        ? { ...key, status: 'pinned', approvedHash: hash, approvedDefinition: tool.definition, firstSeen: at, approvedBy: by, approvedAt: at, reportedBy }
+        : reviewed !== undefined
+          ? { ...key, status: 'changed', approvedHash: reviewed, pendingHash: hash, pendingDefinition: tool.definition, firstSeen: at, changedAt: at, approvedBy: 'snapshot', approvedAt: at, reportedBy }
+          : { ...key, status: 'new', pendingHash: hash, pendingDefinition: tool.definition, firstSeen: at, changedAt: at, reportedBy };
+      const change = trusted ? (report.snapshot ? 'snapshot' : 'first_use') : reviewed !== undefined ? 'changed' : 'new';
       if (await ctx.store.toolPins.insert(record)) {
         ctx.audit.record({
           at,
           type: trusted ? 'tool_pin.recorded' : 'tool_pin.changed',
           outcome: 'success',
           clientId: reportedBy,
-          data: pinAuditData(key, undefined, tool.definition, { hash, change: trusted ? 'first_use' : 'new' }),
+          data: pinAuditData(key, undefined, tool.definition, { hash, change, ...(reviewed !== undefined && !trusted ? { approved_hash: reviewed } : {}) }),
         });
       }
       pin = (await ctx.store.toolPins.find(key)) ?? record;

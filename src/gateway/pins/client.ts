@@ -27,6 +27,8 @@ export interface PinClientOptions {
   clientSecret: string;
   resource: string;
   firstUse: 'pin' | 'pending';
+  /** The reviewed snapshot (`tool_pins.snapshot`): tool name → approved hash, sent with reports. */
+  snapshot?: Record<string, string>;
   fetch?: typeof fetch;
   /** Per call; default 5 s. */
   timeoutMs?: number;
@@ -87,7 +89,14 @@ export class PinClient {
       response = await (this.options.fetch ?? fetch)(this.endpoint, {
         method: 'POST',
         headers: { authorization: this.authorization, 'content-type': 'application/json', accept: 'application/json' },
-        body: JSON.stringify({ resource: this.options.resource, first_use: this.options.firstUse, ...(listId ? { list_id: listId } : {}), tools }),
+        body: JSON.stringify({
+          resource: this.options.resource,
+          first_use: this.options.firstUse,
+          ...(listId ? { list_id: listId } : {}),
+          // Only a report (definitions) can create pins: questions need no snapshot.
+          ...(this.options.snapshot && tools.some((tool) => tool.definition) ? { snapshot: this.options.snapshot } : {}),
+          tools,
+        }),
         // A redirect is no answer of the AS's (`manual`, checked below: workerd refuses `redirect: 'error'`).
         redirect: 'manual',
         signal: AbortSignal.timeout(this.options.timeoutMs ?? 5_000),
