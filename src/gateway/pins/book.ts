@@ -96,6 +96,7 @@ export class PinBook {
       }
       const tool: ListedTool = { name: definition.name, hash, verdict: 'unavailable', flags: this.flags(hash, definition) };
       listed.push(tool);
+      if (this.listed.size >= MAX_CACHED) this.listed.clear();
       this.listed.set(definition.name, hash);
       const answer = this.cached(`${definition.name}\0${hash}`);
       if (answer) Object.assign(tool, { verdict: answer.verdict === 'unknown' ? 'new' : answer.verdict, approvedHash: answer.approvedHash });
