@@ -26,6 +26,7 @@ import {
 import { listSessions, signOut } from './operations/sessions.ts';
 import { listRemembered, revokeRemembered } from './operations/remembered.ts';
 import { listTransactions, readTransaction } from './operations/transactions.ts';
+import { approveToolPin, listToolPins, rejectToolPin } from './operations/pins.ts';
 import { createUserOp, deleteUser, listUsers, readUser, resetUserTotp, updateUser } from './operations/users.ts';
 import type { Operation } from './operation.ts';
 
@@ -62,6 +63,9 @@ export const ADMIN_OPERATIONS = {
   queryAudit,
   listTransactions,
   readTransaction,
+  listToolPins,
+  approveToolPin,
+  rejectToolPin,
   listKeys,
   rotateKeys,
   listAgreements,

@@ -22,6 +22,7 @@ import { ADMIN_METADATA_PATH, adminApi, adminResourceMetadata } from './admin-ap
 import { ADMIN_MCP_PATH, adminMcp } from './admin-mcp/index.ts';
 import { consoleApp } from './console/index.ts';
 import { transactionsApi } from './endpoints/transactions.ts';
+import { toolPinsApi } from './tool-pins/endpoint.ts';
 import { approvalEndpoints } from './endpoints/approve.ts';
 import { UNAVAILABLE_RETRY_AFTER_SECONDS, unavailableReason } from '../store/unavailable.ts';
 import { dpopNonceHeader } from './dpop.ts';
@@ -76,6 +77,8 @@ export function createAuthServerApp(ctx: ServerContext, options: { adminToken?: 
   // High-risk actions (docs/high-risk-actions.md): gateways ask for approvals; users decide on the pages.
   app.route('/transactions', transactionsApi(ctx));
   approvalEndpoints(app, ctx);
+  // Tool pinning (docs/gateway.md "Tool pinning"): gateways report tools/list answers; admins approve changes.
+  app.route('/tool-pins', toolPinsApi(ctx));
   // The admin API over admin identities; the static token only bootstraps the first admin.
   app.get(ADMIN_METADATA_PATH, (c) => c.json(adminResourceMetadata(ctx), 200, { 'Cache-Control': 'public, max-age=300' }));
   app.route('/admin/api/v1', adminApi(ctx, { bootstrapToken: options.adminToken }));

@@ -16,6 +16,9 @@ Usage:
   mandate gateway edge-config <file> [--out <json>] [--strict]
                                                validate the gateway's file for the edge, write the
                                                JSON of the Worker's MANDATE_GATEWAY_CONFIG
+  mandate gateway pin <file> --route <path> --out <json>
+                                               a snapshot of a route's tools (tool_pins.snapshot)
+  mandate gateway pins list|approve|reject     tool pins waiting for approval (docs/gateway.md)
   mandate keys list --config <file>            list signing keys
   mandate keys rotate --config <file> [--now]  add a signing key (published first, signs later)
   mandate hash-password                        read a password (not echoed), print its scrypt hash
@@ -44,7 +47,7 @@ export async function main(argv: string[]): Promise<number> {
       case 'serve':
         return await (await import('./serve.ts')).serveCommand(rest);
       case 'gateway':
-        return await (await import('./edge-config.ts')).gatewayCommand(rest);
+        return await (await import('./gateway.ts')).gatewayCommand(rest);
       case 'keys':
         return await (await import('./keys.ts')).keysCommand(rest);
       case 'hash-password':

@@ -190,6 +190,39 @@ const approvalsSchema = z.strictObject({
     .describe('Let a retried call through when the AS says its transaction was approved (POST <issuer>/transactions/{id}/use), for clients that know nothing of approvals. Off: a retried call starts a new transaction.'),
 });
 
+/**
+ * Tool pinning (issue 18, docs/gateway.md "Tool pinning"). Off unless the block is there: pinning
+ * needs the gateway's client at the AS (which owns the pins, so every instance agrees), as
+ * approvals do, and existing routes have none. With the block, the defaults are the secure ones:
+ * on, changed and new tools hidden until an admin approves them, first sight trusted.
+ */
+const toolPinsSchema = z.strictObject({
+  mode: z.enum(['off', 'on']).default('on').describe('on (the default with this block): every tools/list answer is checked against the pins at the AS; off: not at all.'),
+  on_change: z
+    .enum(['hide', 'refuse', 'allow_and_audit'])
+    .default('hide')
+    .describe('A tool whose definition is not the approved one (changed, or new on a pinned route): hide (default) removes it from tools/list and refuses its calls; refuse lists it but refuses its calls; allow_and_audit lets it through and audits it. Always audited and counted.'),
+  first_use: z
+    .enum(['pin', 'pending'])
+    .default('pin')
+    .describe('A route with no pins yet: pin (default) trusts its first tools/list (recorded as approved, audited tool_pin.recorded); pending holds every tool for approval.'),
+  snapshot: z
+    .string()
+    .min(1)
+    .optional()
+    .describe('A file written by `mandate gateway pin` (relative to this file), reviewed: a tool with no pin yet is pinned to its hash there instead of trusted on first use (listed with another hash: changed; absent: new). The Node gateway only.'),
+  client_id: z.string().min(1).describe("The gateway's client at the AS, allowed to use /tool-pins there (`tool_pins: allowed`); may be the approvals client."),
+  client_secret_env: z.string().min(1).describe('Environment variable holding its secret (client_secret_basic).'),
+  cache_seconds: z.number().int().min(0).max(3600).default(300).describe('How long an approved verdict is reused per tool and definition hash (no AS call in steady state).'),
+  negative_cache_seconds: z
+    .number()
+    .int()
+    .min(0)
+    .max(3600)
+    .default(5)
+    .describe('How long a changed or new verdict is reused; an approval shows within this time (0: ask every time).'),
+});
+
 export const routeSchema = z.strictObject({
   kind: z.literal('mcp').default('mcp').describe('mcp (the default): the route fronts an MCP server and takes bearer tokens. web: see the web route keys.'),
   path: z.string().regex(/^\/[^?#]*$/, 'a path starting with /').describe('Path prefix the route serves, e.g. /mcp.'),
@@ -235,6 +268,9 @@ export const routeSchema = z.strictObject({
     })
     .prefault({})
     .describe('The actor profile (draft-mcguinness-oauth-actor-profile) of delegated tokens (docs/delegation.md, "Actor profile").'),
+  tool_pins: toolPinsSchema
+    .optional()
+    .describe('Tool pinning against silent changes of tool definitions (rug pulls): docs/gateway.md, "Tool pinning". Off without this block.'),
   mediation: mediationSchema.optional().describe("Exchange the caller's token (RFC 8693, the gateway as actor) for one audienced to the upstream. Without it the upstream gets no Authorization header."),
   timeouts: z
     .strictObject({
@@ -310,6 +346,7 @@ export type RateLimitConfig = z.output<typeof rateLimitSchema>;
 export type ToolRuleConfig = z.output<typeof toolRuleSchema>;
 export type ApprovalConfig = z.output<typeof approvalSchema>;
 export type ApprovalsConfig = z.output<typeof approvalsSchema>;
+export type ToolPinsConfig = z.output<typeof toolPinsSchema>;
 
 /** The route as an MCP route; throws for a web route (for callers that hold MCP routes only). */
 export function mcpRoute(route: AnyRouteConfig): RouteConfig {

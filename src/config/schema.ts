@@ -203,6 +203,10 @@ export const staticClientSchema = z.strictObject({
     .enum(['allowed', 'denied'])
     .default('denied')
     .describe('allowed: the client (a gateway) may ask users to approve high-risk tool calls at /transactions, for tokens its callers present (docs/high-risk-actions.md). A confidential client only.'),
+  tool_pins: z
+    .enum(['allowed', 'denied'])
+    .default('denied')
+    .describe('allowed: the client (a gateway) may report the tool definitions its upstreams list and read their pins at /tool-pins (docs/gateway.md "Tool pinning"). A confidential client only.'),
   post_logout_redirect_uris: z
     .array(z.string())
     .default([])

@@ -6,7 +6,9 @@ import { authorizeTools } from './filters/authorize.ts';
 import { corsForOrigins } from './filters/cors.ts';
 import { mediate } from './filters/mediate.ts';
 import { protect } from './filters/protect.ts';
-import { proxy, type Forwarder } from './filters/proxy.ts';
+import { pinTools } from './filters/pins.ts';
+import { fetchForwarder, proxy, type Forwarder } from './filters/proxy.ts';
+import { pinningForwarder } from './pins/forwarder.ts';
 import { GATEWAY_ERRORS } from './filters/refuse.ts';
 import { throttle } from './filters/throttle.ts';
 import { validateMcp } from './filters/validate.ts';
@@ -21,6 +23,11 @@ export interface ChainDependencies {
   sessions?: SessionStore;
   /** Calls held for approval, by retry key; kept across route reloads (shared through Redis on Node when REDIS_URL is set). */
   approvals?: ApprovalStore;
+  /**
+   * Forwards the tools/list requests of routes with tool pinning, whose answers are judged (async)
+   * before they go back: a forwarder that returns the answer. Default: fetch.
+   */
+  listForwarder?: Forwarder;
 }
 
 /**
@@ -29,6 +36,7 @@ export interface ChainDependencies {
  */
 export function routeChain(route: CompiledRoute, deps: ChainDependencies): MiddlewareHandler<GatewayEnv>[] {
   const config = route.config;
+  const forwarder = route.pins ? pinningForwarder(route.pins, deps.forwarder, deps.listForwarder ?? fetchForwarder()) : deps.forwarder;
   return [
     // 1. Audit: first, so that the one event per MCP message also covers every refusal below;
     //    it is written when the response has been sent, with the outcome and the latency.
@@ -45,6 +53,11 @@ export function routeChain(route: CompiledRoute, deps: ChainDependencies): Middl
     // 5. Tool authorization: per-tool scopes and CEL over claims, act chain and arguments; needs
     //    the caller (4) and the parsed call (3). Filters tools/list answers.
     authorizeTools(route),
+    // 5b. Tool pinning: a call of a tool whose definition changed since it was approved is refused
+    //     (or audited); after authorization, so a call refused anyway costs no AS round trip, and
+    //     before throttling and approval, so such a call spends no budget and asks nobody.
+    //     tools/list answers are judged on their way back by the pinning forwarder (9).
+    ...(route.pins ? [pinTools(route)] : []),
     // 6. Throttling: after authorization, so refused calls spend no budget and buckets can be keyed
     //    by the verified caller, actor and tool rather than by anything a client claims. Before
     //    approval: a held call spends budget too, so an agent cannot fill the person's pending
@@ -59,7 +72,7 @@ export function routeChain(route: CompiledRoute, deps: ChainDependencies): Middl
     //    forwarded pay it. Decides the upstream Authorization (none by default).
     mediate(route),
     // 9. Proxy: path rewrite and forwarding, streaming, upstream failures as 502/504.
-    proxy(config, deps.forwarder, deps.sessions),
+    proxy(config, forwarder, deps.sessions),
   ];
 }
 

@@ -5,6 +5,7 @@ import type { AnyRouteConfig, RateLimitConfig, RouteConfig } from '../config/gat
 import { Mediator } from './mediator.ts';
 import { RequestStates } from './request-state.ts';
 import { TransactionClient } from './transactions.ts';
+import { compilePins, type CompiledPins } from './pins/compile.ts';
 import { RevocationList, type RevocationListOptions } from './revocation-list.ts';
 import { introspectionValidator, issuerMetadata, jwksOptions, jwtValidator, type TokenValidator } from './token-validator.ts';
 import type { SigningKeys } from './signing-keys.ts';
@@ -59,6 +60,8 @@ export interface CompiledRoute {
   filtersToolList: boolean;
   mediator?: Mediator;
   approvals?: CompiledApprovals;
+  /** Tool pinning (docs/gateway.md "Tool pinning"); absent when off. */
+  pins?: CompiledPins;
   revocations?: RevocationList;
   /** DPoP at this route (RFC 9449 §7); absent with `dpop.mode: off`. */
   dpop?: CompiledDpop;
@@ -97,6 +100,8 @@ export interface CompileOptions {
   dpopNonceKey?: Uint8Array;
   /** The gateway's DPoP key for `mediation.dpop` (the Node gateway: a key file, shared through Redis); without it, a key of this process. */
   dpopKey?: DpopKeySource;
+  /** Reads a `tool_pins.snapshot` file (the Node gateway: JSON, relative to the config file); without it, a snapshot is refused. */
+  readSnapshot?: (file: string) => unknown;
 }
 
 /** Smallest DPoP nonce key accepted (it keys an HMAC-SHA256). */
@@ -217,6 +222,14 @@ export function compileRoute(anyRoute: AnyRouteConfig, index: number, options: C
       })()
     : undefined;
 
+  let pins: CompiledPins | undefined;
+  try {
+    pins = compilePins(route.tool_pins, { issuer, resource: route.resource, secret: (name) => secretFrom(options.env, name, `${where} tool_pins`), fetch: options.fetch, readSnapshot: options.readSnapshot });
+  } catch (error) {
+    if (error instanceof RouteConfigError) throw error;
+    throw new RouteConfigError(`${where} tool_pins: ${(error as Error).message}`);
+  }
+
   const listConfig = route.token.mode === 'jwt' ? route.token.revocation_list : undefined;
   const feed = listConfig
     ? (options.acquireRevocations ?? ownRevocationList)({
@@ -264,6 +277,7 @@ export function compileRoute(anyRoute: AnyRouteConfig, index: number, options: C
     filtersToolList: route.unlisted_tools === 'deny' || [...tools.values()].some((tool) => tool.scopes.length > 0 || tool.allow),
     mediator,
     approvals,
+    pins,
     revocations,
     dpop,
     close: () => {

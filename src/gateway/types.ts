@@ -70,6 +70,15 @@ export interface GatewayAuditEvent {
    * §9) and the request was sent once more with a proof carrying the nonce it gave.
    */
   upstream_dpop_nonce?: 'retried';
+  /**
+   * tools/list on a route with tool pinning (docs/gateway.md "Tool pinning"): the tools whose
+   * definition is not the approved one (`new`, `changed`; `unavailable` when the AS could not be
+   * asked and no approved hash is known), those removed from the answer (`hidden`), and the
+   * injection heuristic's flags per tool (`flagged`; never blocks). Absent when all is pinned.
+   */
+  tool_pins?: { new?: string[]; changed?: string[]; unavailable?: string[]; hidden?: string[]; flagged?: Record<string, string[]>; reason?: string };
+  /** tools/call on a route with tool pinning: the verdict of the tool's definition, when it is not approved. */
+  tool_pin?: 'new' | 'changed' | 'unknown' | 'unavailable';
 }
 
 export interface GatewayVariables {

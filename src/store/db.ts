@@ -120,6 +120,21 @@ export interface Tables {
     decided_how: string | null;
     used_at: number | null;
   };
+  tool_pins: {
+    resource: string;
+    upstream: string;
+    tool: string;
+    status: string;
+    approved_hash: string | null;
+    approved_definition: string | null;
+    pending_hash: string | null;
+    pending_definition: string | null;
+    first_seen: number;
+    changed_at: number | null;
+    approved_by: string | null;
+    approved_at: number | null;
+    reported_by: string;
+  };
   totp_credentials: {
     sub: string;
     secret: string;

@@ -1,4 +1,5 @@
 export * from './types.ts';
+export * from './pin-store.ts';
 export { openSqlStore, type SqlStore } from './sql-store.ts';
 export { memoryCache } from './memory-cache.ts';
 export { redisCache } from './redis-cache.ts';

@@ -276,6 +276,32 @@ function migrations(driver: Driver): Record<string, Migration> {
         await db.schema.createIndex('workload_identities_client').on('workload_identities').column('client_id').execute();
       },
     },
+    // Issue 18, tool pinning (docs/gateway.md "Tool pinning"): per protected resource (a gateway
+    // route's `resource`), upstream and tool, the approved definition's hash and JSON, and the one
+    // waiting for an admin's decision. Every gateway instance asks the AS, so all agree.
+    '0012_tool_pins': {
+      async up(db: Kysely<unknown>) {
+        await db.schema
+          .createTable('tool_pins')
+          .addColumn('resource', 'text', (c) => c.notNull())
+          .addColumn('upstream', 'text', (c) => c.notNull().defaultTo(''))
+          .addColumn('tool', 'text', (c) => c.notNull())
+          // pinned | changed | new | rejected
+          .addColumn('status', 'text', (c) => c.notNull())
+          .addColumn('approved_hash', 'text')
+          .addColumn('approved_definition', 'text')
+          .addColumn('pending_hash', 'text')
+          .addColumn('pending_definition', 'text')
+          .addColumn('first_seen', bigint, (c) => c.notNull())
+          .addColumn('changed_at', bigint)
+          .addColumn('approved_by', 'text')
+          .addColumn('approved_at', bigint)
+          .addColumn('reported_by', 'text', (c) => c.notNull())
+          .addPrimaryKeyConstraint('tool_pins_pk', ['resource', 'upstream', 'tool'])
+          .execute();
+        await db.schema.createIndex('tool_pins_status').on('tool_pins').columns(['status', 'changed_at']).execute();
+      },
+    },
   };
 }
 

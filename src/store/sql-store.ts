@@ -2,6 +2,7 @@ import type { Selectable, Transaction } from 'kysely';
 import { connect, orUndefined, type ConnectOptions, type Db, type Driver, type Tables } from './db.ts';
 import { auditStore } from './sql-audit-store.ts';
 import { TRANSACTION_RETENTION_SECONDS, transactionStore } from './sql-transaction-store.ts';
+import { toolPinStore } from './sql-tool-pin-store.ts';
 import { totpStore } from './sql-totp-store.ts';
 import { rememberedStore } from './sql-remembered-store.ts';
 import { migrate } from './migrations.ts';
@@ -641,6 +642,7 @@ export function createSqlStore(options: ConnectOptions): SqlStore & { migrate():
     resources: resourceStore(db),
     settings: settingStore(db),
     transactions: transactionStore(db),
+    toolPins: toolPinStore(db),
     totp: totpStore(db),
     remembered: rememberedStore(db),
     federation: federationStore(db),

@@ -1,4 +1,5 @@
 import type { Client } from '../core/client-metadata.ts';
+import type { ToolPinStore } from './pin-store.ts';
 
 /**
  * Narrow storage interfaces (STYLE.md §10). Secrets (client secrets, registration access tokens,
@@ -529,6 +530,8 @@ export interface Store {
   resources: ResourceStore;
   settings: SettingStore;
   transactions: TransactionStore;
+  /** Tool pins (issue 18): what gateways report tools/list answers against. */
+  toolPins: ToolPinStore;
   totp: TotpStore;
   remembered: RememberedStore;
   federation: FederationStore;

@@ -7,6 +7,7 @@ import type { ServerContext } from '../context.ts';
 import { pageLook, type PageLook } from '../pages/layout.ts';
 import { agentPage, agentsPage, agreementsPage, auditPage, clientPage, clientsPage, keysPage, resourcePage, resourcesPage, usagePage, userPage, usersPage, type View } from './pages.ts';
 import { approvalsPage } from './approvals.ts';
+import { toolPinPages } from './tool-pins.ts';
 import { consolePage as pageFor, plainPage, type Status } from './layout.ts';
 import { beginSignIn, consoleClientKeeper, csrfHolds, endSession, finishSignIn, loadSession, sessionCaller, type ConsoleSession, type InnerFetch } from './session.ts';
 import { tryMappings } from './try-mapping.ts';
@@ -210,6 +211,8 @@ export function consoleApp(ctx: ServerContext, innerFetch: InnerFetch): Hono {
     }),
   );
 
+  // Tool pins (docs/gateway.md "Tool pinning"): changes waiting for approval.
+  toolPinPages(app, admin);
   // High-risk approvals (transactions), read-only.
   app.get(
     '/approvals',

@@ -62,6 +62,7 @@ export const MENU: [string, string][] = [
   ['agents', 'Agents'],
   ['audit', 'Audit'],
   ['approvals', 'Approvals'],
+  ['tool-pins', 'Tool pins'],
   ['usage', 'Usage'],
   ['users', 'Users'],
   ['clients', 'Clients'],

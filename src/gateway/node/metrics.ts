@@ -51,6 +51,18 @@ export class GatewayMetrics {
     labelNames: ['route', 'outcome'] as const,
     registers: [this.registry],
   });
+  private readonly pinChanges = new Counter({
+    name: 'mandate_gateway_tool_pin_changes_total',
+    help: 'Tools not matching their approved definition (docs/gateway.md "Tool pinning"), by route and verdict: new, changed, unavailable (per tools/list answer carrying them), and refused calls of such tools (verdict call_<verdict>).',
+    labelNames: ['route', 'verdict'] as const,
+    registers: [this.registry],
+  });
+  private readonly injectionFlags = new Counter({
+    name: 'mandate_gateway_tool_injection_flags_total',
+    help: 'Tool definitions in tools/list answers flagged by the injection heuristic (docs/gateway.md "Tool pinning"), by route and flag. Never blocks.',
+    labelNames: ['route', 'flag'] as const,
+    registers: [this.registry],
+  });
   readonly reloads = new Counter({ name: 'mandate_gateway_config_reloads_total', help: 'Route file reloads, by result.', labelNames: ['result'] as const, registers: [this.registry] });
   private readonly tools = new Map<string, Set<string>>();
 
@@ -75,6 +87,12 @@ export class GatewayMetrics {
     if (event.rejection) this.rejections.inc({ route: event.route, rejection: event.rejection });
     this.duration.observe({ route: event.route, method }, event.latency_ms / 1000);
     if (event.approval) this.approvals.inc({ route: event.route, outcome: event.approval });
+    const pins = event.tool_pins;
+    if (pins) {
+      for (const verdict of ['new', 'changed', 'unavailable'] as const) if (pins[verdict]?.length) this.pinChanges.inc({ route: event.route, verdict }, pins[verdict].length);
+      for (const flags of Object.values(pins.flagged ?? {})) for (const flag of flags) this.injectionFlags.inc({ route: event.route, flag });
+    }
+    if (event.tool_pin) this.pinChanges.inc({ route: event.route, verdict: `call_${event.tool_pin}` });
     if (event.upstream_latency_ms !== undefined) this.upstream.observe({ route: event.route }, event.upstream_latency_ms / 1000);
   }
 }

@@ -1,7 +1,8 @@
 import { createServer, type Server } from 'node:http';
 import { randomBytes } from 'node:crypto';
 import type { AddressInfo } from 'node:net';
-import { unwatchFile, watchFile } from 'node:fs';
+import { readFileSync, unwatchFile, watchFile } from 'node:fs';
+import { dirname, resolve } from 'node:path';
 import { getRequestListener } from '@hono/node-server';
 import { Hono } from 'hono';
 import { Redis } from 'ioredis';
@@ -197,6 +198,8 @@ export async function startGateway(config: GatewayConfig, options: StartGatewayO
             dpopNonceKey,
             dpopKey,
             dpopNonceKeyEnv: next.dpop_nonce_key_env,
+            // tool_pins.snapshot: JSON, relative to the config file (read again on each reload).
+            readSnapshot: (file) => JSON.parse(readFileSync(resolve(options.configFile ? dirname(options.configFile) : '.', file), 'utf8')),
             onError: (error) => log.warn({ err: error.message }, 'cannot refresh the authorization server keys'),
           }),
         );
