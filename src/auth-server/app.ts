@@ -49,8 +49,8 @@ export function createAuthServerApp(ctx: ServerContext, options: { adminToken?: 
       cors({
         origin: origins,
         allowMethods: ['GET', 'POST', 'DELETE'],
-        allowHeaders: ['Authorization', 'Content-Type', 'Accept', 'Mcp-Session-Id', 'MCP-Protocol-Version', 'Last-Event-ID'],
-        exposeHeaders: ['WWW-Authenticate', 'Mcp-Session-Id', 'MCP-Protocol-Version'],
+        allowHeaders: ['Authorization', 'Content-Type', 'Accept', 'Mcp-Session-Id', 'MCP-Protocol-Version', 'Last-Event-ID', 'DPoP'],
+        exposeHeaders: ['WWW-Authenticate', 'Mcp-Session-Id', 'MCP-Protocol-Version', 'DPoP-Nonce'],
         maxAge: 600,
       }),
     );

@@ -201,6 +201,15 @@ describe('delegation flows', () => {
     assert.equal(refusedScope.json.error, 'invalid_scope', 'an ID token carries no scope to narrow from');
     const wrongClient = await exchange(as, form, auth.mcp);
     assert.equal(wrongClient.json.error, 'invalid_request', 'an ID token of another client');
+    // The sign-in it came from revoked (a sign-out everywhere, a password change): the ID token no longer stands for it.
+    for (const grant of await as.store.grants.listGrantsBySub(claims.sub as string)) await as.store.grants.revokeGrant(grant.id, Math.floor(Date.now() / 1000));
+    const revoked = await exchange(as, form, auth.agent);
+    assert.equal(revoked.status, 400, revoked.text);
+    assert.equal(revoked.json.error, 'invalid_request');
+    await as.ctx.audit.flush();
+    const event = (await as.store.audit.query({ type: 'token.exchange_refused', limit: 5 }))[0]!;
+    assert.equal(event.error, 'invalid_request');
+    assert.match(String(event.reason), /no standing grant of .* to sample-agent/);
   });
 
   it('an opaque token is introspected, with its chain', async () => {

@@ -308,6 +308,20 @@ describe("review 17 F3: the AS's own resources refuse a DPoP-bound token without
       });
     });
   }
+
+  it('the transactions API (the agent polling its transaction): a bound token as Bearer → 401 invalid_token, audited dpop_downgrade; with its proof it gets through to the lookup', async () => {
+    const path = '/transactions/no-such-transaction';
+    const bearer = await call('GET', path, userToken);
+    await refused(as, bearer, 401, 'invalid_token', 'transaction.refused', /dpop_downgrade/);
+    assert.match(bearer.challenge, /^DPoP algs="[^"]+", error="invalid_token"/);
+    const proven = await call('GET', path, userToken, { scheme: 'DPoP', proofKey: key });
+    assert.equal(proven.status, 404, proven.text);
+  });
+
+  it("the admin resource's metadata names the DPoP algorithms (RFC 9728, RFC 9449 §5.1)", async () => {
+    const prm = (await (await fetch(`${as.issuer}/.well-known/oauth-protected-resource/admin`)).json()) as Record<string, unknown>;
+    assert.ok(Array.isArray(prm.dpop_signing_alg_values_supported) && (prm.dpop_signing_alg_values_supported as string[]).includes('ES256'), JSON.stringify(prm));
+  });
 });
 
 describe('review 17 F6: an ID token no longer becomes an ID-JAG once the sign-in is revoked (password change)', () => {

@@ -104,6 +104,9 @@ export function adminResourceMetadata(ctx: ServerContext) {
     authorization_servers: [ctx.issuer],
     scopes_supported: [...ADMIN_SCOPES],
     bearer_methods_supported: ['header'],
+    // RFC 9449 §7 / RFC 9728: with DPoP on, an admin token may be DPoP-bound (then only the DPoP
+    // scheme with a proof is accepted, src/auth-server/resource-token.ts).
+    ...(ctx.config.dpop.enabled ? { dpop_signing_alg_values_supported: [...ctx.config.dpop.signing_alg_values] } : {}),
   };
 }
 

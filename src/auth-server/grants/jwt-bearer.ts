@@ -19,7 +19,7 @@ import type { TokenResponse } from '../tokens.ts';
  *   `trusted_idps` issuer, presented by an authenticated confidential client: a token for the user
  *   the IdP vouches for (src/auth-server/id-jag/);
  * - a workload JWT from a `workload_identity.issuers` issuer (SEP-1933): WP-C's branch.
- * Anything else is `invalid_grant` ("the assertion issuer is not trusted"). The grant is offered
+ * Anything else is `invalid_grant` ("the assertion is invalid"; the audit reason says why). The grant is offered
  * (metadata, token endpoint) only when one of the two is configured.
  */
 export const jwtBearerGrant: GrantHandler = {

@@ -1,4 +1,5 @@
 import { OAuthError } from '../../core/errors.ts';
+import { signInStands } from '../id-jag/issue.ts';
 import { adminResourceId } from '../../admin/scopes.ts';
 import { verifyJwt, type AccessTokenClaims } from '../../core/jwt.ts';
 import { actorChain, nestActor, TOKEN_EXCHANGE_GRANT, TOKEN_TYPES } from '../../core/delegation.ts';
@@ -170,6 +171,8 @@ async function subjectClaims(ctx: ServerContext, client: Client, token: string, 
       throw new OAuthError('invalid_request', 'the subject ID token is invalid, expired, or not issued to this client');
     });
     if (await ctx.isCutOff(client.clientId, claims.iat)) throw new OAuthError('invalid_request', 'the subject ID token was issued before its client was disabled');
+    // As for an ID-JAG: an ID token stands for its sign-in only while that sign-in's grant does.
+    await signInStands(ctx, client, claims);
     return { claims };
   }
   throw new OAuthError('invalid_request', `subject_token_type ${type} is not supported`);

@@ -176,7 +176,7 @@ function scopesOf(entry: Audience, subject: { claims: AccessTokenClaims; type: s
  * ID token names a browser session (`sid`), of that session. A new sign-in after the revocation
  * does not revive an older ID token.
  */
-async function signInStands(ctx: ServerContext, client: Client, claims: AccessTokenClaims): Promise<void> {
+export async function signInStands(ctx: ServerContext, client: Client, claims: AccessTokenClaims): Promise<void> {
   const now = ctx.now();
   const sid = typeof claims.sid === 'string' ? claims.sid : undefined;
   const grants = await ctx.store.grants.listGrantsBySub(claims.sub);
