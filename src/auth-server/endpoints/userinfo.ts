@@ -53,7 +53,9 @@ export function userinfoEndpoints(app: Hono<AppEnv>, ctx: ServerContext) {
     // RFC 6750 §2.3: the token may come as the access_token query parameter (seed 003's request
     // does), but by one method only (§2).
     const query = c.req.query('access_token');
-    if (query !== undefined && c.req.header('authorization') !== undefined) throw new OAuthError('invalid_request', 'send the token one way only');
+    if (query !== undefined && c.req.header('authorization') !== undefined) {
+      throw new OAuthError('invalid_request', 'send the token one way only', { reason: 'a token in both the Authorization header and the query', headers: { 'WWW-Authenticate': 'Bearer error="invalid_request"' } });
+    }
     let claims;
     if (query !== undefined) {
       const found = await lookupToken(ctx, query, 'access_token');
