@@ -9,6 +9,7 @@ import { after, before, describe, it } from 'node:test';
 import { routeAuthorizationServers, routeIssuers, routeSchema, type RouteConfig } from '../../src/config/gateway-schema.ts';
 import { compileRoute } from '../../src/gateway/route.ts';
 import { UnknownIssuerError, unverifiedIssuer } from '../../src/gateway/issuers.ts';
+import { compileEdgeConfig } from '../../src/cli/edge-config.ts';
 import { startFakeIssuer } from '../helpers/gateway.ts';
 
 const base = { path: '/mcp', upstream: 'http://127.0.0.1:1/', resource: 'https://gw.example/mcp' };
@@ -67,6 +68,24 @@ describe('several authorization servers: configuration', () => {
     ]);
     assert.deepEqual(refusals({ issuers: [{ issuer: A }], mediation: { client_id: 'gw', client_secret_env: 'S', resource: 'https://up.example/', issuer: B } }), ["mediation.issuer: mediation.issuer https://b.example is not one of the route's issuers"]);
     assert.deepEqual(refusals({ authorization_servers: [A], mediation: { client_id: 'gw', client_secret_env: 'S', resource: 'https://up.example/', issuer: B } }), ["mediation.issuer: mediation.issuer must be the route's issuer (https://a.example)"]);
+  });
+
+  it('mandate gateway edge-config lists the secrets of every issuer (revocation lists, introspection clients)', () => {
+    const edge = compileEdgeConfig(
+      {
+        routes: [
+          {
+            ...base,
+            issuers: [
+              { issuer: A, revocation_list: { client_id: 'gw', client_secret_env: 'A_FEED_SECRET' } },
+              { issuer: B, mode: 'introspection', introspection: { client_id: 'gw', client_secret_env: 'B_INTROSPECTION_SECRET' } },
+            ],
+          },
+        ],
+      },
+      'test',
+    );
+    assert.deepEqual(edge.secrets, ['A_FEED_SECRET', 'B_INTROSPECTION_SECRET']);
   });
 
   it("reads a JWT's iss without verifying it, and tells opaque tokens apart", () => {
