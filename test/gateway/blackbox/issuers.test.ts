@@ -110,6 +110,19 @@ for (const target of targets) {
       assert.equal(event.sub, `${b.issuer}#alice`);
     });
 
+    it("B's alice cannot use the MCP session A's alice opened (same sub, same client id): 404, audited session_mismatch", async () => {
+      // The scripted upstream names every answer's session upstream-session: A's alice got it bound first (above).
+      const opened = await call(await a.sign({ sub: 'alice', aud: resource, client_id: 'agent-a' }));
+      const session = opened.headers.get('mcp-session-id');
+      assert.ok(session, opened.text);
+      const own = await mcpPost(resource, toolCall('echo'), { authorization: `Bearer ${await a.sign({ sub: 'alice', aud: resource, client_id: 'agent-a' })}`, 'mcp-session-id': session });
+      assert.equal(own.status, 200, own.text);
+      const count = upstream.requests.length;
+      const res = await mcpPost(resource, toolCall('echo'), { authorization: `Bearer ${await b.sign({ sub: 'alice', aud: B_AUDIENCE, client_id: 'agent-a' })}`, 'mcp-session-id': session });
+      await assertRefused(gateway, res, { status: 404, code: -32001, rejection: 'session_mismatch', reason: 'session opened by another subject' });
+      assert.equal(upstream.requests.length, count);
+    });
+
     it("issuer A's token with B's audience: 401 invalid_token (each issuer has its own audience)", async () => {
       const res = await call(await a.sign({ sub: 'alice', aud: B_AUDIENCE, client_id: 'agent-a' }));
       await assertRefused(gateway, res, { status: 401, code: -32001, rejection: 'invalid_token', reason: 'ERR_JWT_CLAIM_VALIDATION_FAILED' });
