@@ -53,6 +53,14 @@ for (const target of targets) {
             // Exchanged at A (the first issuer, by default): A's fake issuer has no /token, so A's tokens get mediation_failed.
             mediation: { client_id: 'gateway', client_secret_env: 'C_INTROSPECTION_SECRET', resource: 'https://upstream.example/' },
           },
+          {
+            path: '/approved',
+            upstream: upstream.url,
+            resource: `${origin}/approved`,
+            issuers: [{ issuer: a.issuer }, { issuer: b.issuer }],
+            tools: { ...listedTools(), transfer: { approval: 'required' } },
+            approvals: { client_id: 'gateway', client_secret_env: 'C_INTROSPECTION_SECRET' },
+          },
         ],
         { secrets: { C_INTROSPECTION_SECRET: 'introspection-secret' } },
       );
@@ -164,6 +172,16 @@ for (const target of targets) {
       const fromA = await call(await a.sign({ sub: 'alice', aud: url, client_id: 'agent-a' }), url);
       await assertRefused(gateway, fromA, { status: 403, code: -32003, rejection: 'mediation_failed', reason: /^token exchange refused: 404/ });
       assert.equal(upstream.requests.length, count);
+    });
+
+    it("approvals are asked of the first issuer only: a tool needing approval, called with another issuer's token, is refused 403 approval_issuer", async () => {
+      const url = `${gateway.url}/approved`;
+      const count = upstream.requests.length;
+      const res = await mcpPost(url, toolCall('transfer', { amount: 5 }), { authorization: `Bearer ${await b.sign({ sub: 'alice', aud: url, client_id: 'agent-b' })}` });
+      await assertRefused(gateway, res, { status: 403, code: -32003, rejection: 'approval_issuer', reason: `the token's issuer ${b.issuer} is not the approvals issuer ${a.issuer}` });
+      // Tools without approval work for both issuers.
+      assert.equal((await mcpPost(url, toolCall('echo'), { authorization: `Bearer ${await b.sign({ sub: 'alice', aud: url, client_id: 'agent-b' })}` })).status, 200);
+      assert.equal(upstream.requests.length, count + 1);
     });
   });
 }
