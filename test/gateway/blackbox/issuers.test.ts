@@ -61,6 +61,14 @@ for (const target of targets) {
             tools: { ...listedTools(), transfer: { approval: 'required' } },
             approvals: { client_id: 'gateway', client_secret_env: 'C_INTROSPECTION_SECRET' },
           },
+          {
+            path: '/revocable',
+            upstream: upstream.url,
+            resource: `${origin}/revocable`,
+            // A's revocation feed never loads (its fake has no /revocations): A's tokens fail closed, B's are unaffected.
+            issuers: [{ issuer: a.issuer, revocation_list: { client_id: 'gateway', client_secret_env: 'C_INTROSPECTION_SECRET', poll_seconds: 1 } }, { issuer: b.issuer }],
+            tools: listedTools(),
+          },
         ],
         { secrets: { C_INTROSPECTION_SECRET: 'introspection-secret' } },
       );
@@ -182,6 +190,14 @@ for (const target of targets) {
       // Tools without approval work for both issuers.
       assert.equal((await mcpPost(url, toolCall('echo'), { authorization: `Bearer ${await b.sign({ sub: 'alice', aud: url, client_id: 'agent-b' })}` })).status, 200);
       assert.equal(upstream.requests.length, count + 1);
+    });
+
+    it("revocation lists are per issuer: A's list not loaded refuses A's tokens (503, fail closed), B's tokens are unaffected", async () => {
+      const url = `${gateway.url}/revocable`;
+      const res = await call(await a.sign({ sub: 'alice', aud: url, client_id: 'agent-a' }), url);
+      await assertRefused(gateway, res, { status: 503, code: -32603, rejection: 'revocation_list_unavailable', reason: /.+/ });
+      const fromB = await call(await b.sign({ sub: 'alice', aud: url, client_id: 'agent-b' }), url);
+      assert.equal(fromB.status, 200, fromB.text);
     });
   });
 }
