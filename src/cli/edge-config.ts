@@ -1,7 +1,7 @@
 import { writeFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { ConfigError, loadYaml, parseConfig } from '../config/load.ts';
-import { gatewayConfigSchema } from '../config/gateway-schema.ts';
+import { gatewayConfigSchema, routeIssuers } from '../config/gateway-schema.ts';
 
 /**
  * `mandate gateway edge-config <gateway.yaml>`: the Node gateway's YAML file compiled to the JSON
@@ -58,7 +58,7 @@ export function compileEdgeConfig(raw: unknown, source: string, options: { stric
       else secrets.add('MANDATE_WEB_COOKIE_KEY');
       continue;
     }
-    for (const named of [route.token.revocation_list, route.token.introspection, route.mediation, route.approvals]) {
+    for (const named of [...routeIssuers(route).flatMap((entry) => [entry.revocation_list, entry.introspection]), route.mediation, route.approvals]) {
       if (named?.client_secret_env) secrets.add(named.client_secret_env);
     }
   }

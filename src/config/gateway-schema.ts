@@ -107,53 +107,86 @@ const toolRuleSchema = z.strictObject({
     .describe("High-risk tool (issue 14): a call allowed by `scopes` and `allow` also needs the user's approval of that exact call, out of band at the authorization server. The route needs `approvals`. docs/gateway.md, \"Approvals\"."),
 });
 
+const ALGORITHMS = ['ES256', 'ES384', 'RS256', 'PS256', 'EdDSA'] as const;
+
+/** How one issuer's tokens are checked: shared by `token` (one issuer) and each `issuers` entry. */
+const validationFields = {
+  mode: z.enum(['jwt', 'introspection']).default('jwt').describe('jwt: verified locally against the AS keys (no call per request). introspection: RFC 7662 at the AS, cached.'),
+  jwks_uri: z.url().optional().describe('Defaults to the jwks_uri of the issuer metadata (RFC 8414).'),
+  algorithms: z
+    .array(z.enum(ALGORITHMS))
+    .default(['ES256', 'RS256', 'PS256', 'EdDSA'])
+    .describe('Signature algorithms accepted; `none` and HMAC never are.'),
+  typ: z.string().nullable().default('at+jwt').describe('Required JWT `typ` header (RFC 9068); null accepts any.'),
+  clock_skew_seconds: z.number().int().min(0).max(300).default(5),
+  jwks_refresh_seconds: z.number().int().positive().default(300).describe('Keys are refetched this often, and on an unknown `kid`; the cached set keeps serving while the AS is unreachable.'),
+  jwks_min_refresh_seconds: z.number().int().min(0).default(10).describe('Least time between two fetches caused by unknown kids, so made-up kids cannot make the gateway hammer the AS.'),
+  cache_entries: z.number().int().positive().default(10_000).describe('Verified tokens remembered until they expire.'),
+  revocation_list: z
+    .strictObject({
+      endpoint: z.url().optional().describe('Defaults to <issuer>/revocations (Mandate authorization servers).'),
+      client_id: z.string().min(1),
+      client_secret_env: z.string().min(1),
+      poll_seconds: z.number().int().positive().default(10).describe('Without REDIS_URL, the revocation window; with it, the fallback that catches up on missed messages.'),
+      channel: z
+        .string()
+        .min(1)
+        .default('mandate:revocations')
+        .describe("With REDIS_URL: the AS's storage.revocation_channel; revocations pushed on it apply at once (well under a second)."),
+    })
+    .optional()
+    .describe(
+      'jwt mode, Mandate authorization servers: the revocation feed, so revoked tokens, tokens of revoked grants and of disabled or expired clients and actors stop working (pushed over Redis pub/sub when REDIS_URL is set, else within poll_seconds). Requests get 503 temporarily_unavailable until the first list is loaded. The client must be a resource server of the route resource at the AS (resources[].resource_servers).',
+    ),
+  introspection: z
+    .strictObject({
+      endpoint: z.url().optional().describe('Defaults to the introspection_endpoint of the issuer metadata.'),
+      client_id: z.string().min(1),
+      client_secret_env: z.string().min(1).describe('Environment variable holding the client secret.'),
+      cache_seconds: z.number().int().min(0).default(30).describe('How long an active answer is reused (never past the token `exp`).'),
+      negative_cache_seconds: z.number().int().min(0).default(5).describe('How long an inactive answer is reused.'),
+    })
+    .optional(),
+};
+
 const tokenSchema = z
   .strictObject({
-    mode: z.enum(['jwt', 'introspection']).default('jwt').describe('jwt: verified locally against the AS keys (no call per request). introspection: RFC 7662 at the AS, cached.'),
     issuer: z.url().optional().describe('Expected `iss`; defaults to the first authorization server.'),
-    jwks_uri: z.url().optional().describe('Defaults to the jwks_uri of the issuer metadata (RFC 8414).'),
-    algorithms: z
-      .array(z.enum(['ES256', 'ES384', 'RS256', 'PS256', 'EdDSA']))
-      .default(['ES256', 'RS256', 'PS256', 'EdDSA'])
-      .describe('Signature algorithms accepted; `none` and HMAC never are.'),
-    typ: z.string().nullable().default('at+jwt').describe('Required JWT `typ` header (RFC 9068); null accepts any.'),
-    clock_skew_seconds: z.number().int().min(0).max(300).default(5),
-    jwks_refresh_seconds: z.number().int().positive().default(300).describe('Keys are refetched this often, and on an unknown `kid`; the cached set keeps serving while the AS is unreachable.'),
-    jwks_min_refresh_seconds: z.number().int().min(0).default(10).describe('Least time between two fetches caused by unknown kids, so made-up kids cannot make the gateway hammer the AS.'),
-    cache_entries: z.number().int().positive().default(10_000).describe('Verified tokens remembered until they expire.'),
-    revocation_list: z
-      .strictObject({
-        endpoint: z.url().optional().describe('Defaults to <issuer>/revocations (Mandate authorization servers).'),
-        client_id: z.string().min(1),
-        client_secret_env: z.string().min(1),
-        poll_seconds: z.number().int().positive().default(10).describe('Without REDIS_URL, the revocation window; with it, the fallback that catches up on missed messages.'),
-        channel: z
-          .string()
-          .min(1)
-          .default('mandate:revocations')
-          .describe("With REDIS_URL: the AS's storage.revocation_channel; revocations pushed on it apply at once (well under a second)."),
-      })
-      .optional()
-      .describe(
-        'jwt mode, Mandate authorization servers: the revocation feed, so revoked tokens, tokens of revoked grants and of disabled or expired clients and actors stop working (pushed over Redis pub/sub when REDIS_URL is set, else within poll_seconds). Requests get 503 temporarily_unavailable until the first list is loaded. The client must be a resource server of the route resource at the AS (resources[].resource_servers).',
-      ),
-    introspection: z
-      .strictObject({
-        endpoint: z.url().optional().describe('Defaults to the introspection_endpoint of the issuer metadata.'),
-        client_id: z.string().min(1),
-        client_secret_env: z.string().min(1).describe('Environment variable holding the client secret.'),
-        cache_seconds: z.number().int().min(0).default(30).describe('How long an active answer is reused (never past the token `exp`).'),
-        negative_cache_seconds: z.number().int().min(0).default(5).describe('How long an inactive answer is reused.'),
-      })
-      .optional(),
+    ...validationFields,
   })
   .prefault({});
+
+/** The `token` block as it is when the file leaves it out: what a route with `issuers` must have. */
+const TOKEN_DEFAULTS = JSON.stringify(tokenSchema.parse(undefined));
+
+/**
+ * One trusted issuer of a route with several (docs/gateway.md "Several authorization servers"):
+ * the token's `iss` chooses the entry, before any key fetch or introspection call.
+ */
+const issuerSchema = z.strictObject({
+  issuer: z.url().describe('The `iss` of its tokens (exact match), and the authorization server listed in the protected resource metadata.'),
+  audience: z.url().optional().describe("The `aud` its tokens must carry. Default: the route's resource."),
+  ...validationFields,
+  token_prefix: z
+    .string()
+    .min(1)
+    .optional()
+    .describe('introspection mode, opaque tokens: the prefix of this issuer\'s tokens (e.g. `mat_`). A route with several introspection issuers needs one on all of them but at most one, which takes the opaque tokens no prefix claims: an opaque token is sent to one introspection endpoint only.'),
+  subject_prefix: z
+    .string()
+    .optional()
+    .describe('Put before the token `sub` to make the caller\'s subject (audit, rules, rate limits, session bindings, X-Mandate-Sub), so that two issuers\' users never share one. Default on a route with several issuers: "<issuer>#"; "" keeps the `sub` as it is. A route with one issuer never prefixes.'),
+});
 
 const mediationSchema = z.strictObject({
   token_endpoint: z.url().optional().describe('Defaults to the token_endpoint of the issuer metadata.'),
   client_id: z.string().min(1).describe("The gateway's own client at the AS: the actor of the exchange."),
   client_secret_env: z.string().min(1),
   resource: z.url().describe('The audience of the exchanged token: the upstream.'),
+  issuer: z
+    .url()
+    .optional()
+    .describe("The authorization server the gateway exchanges at. Default: the route's first issuer. With several issuers, a token of another issuer is refused (403, rejection mediation_issuer): it is never sent to an AS that did not issue it."),
   scope: z.string().optional().describe('Scope to ask for; defaults to the incoming token scope.'),
   dpop: z
     .boolean()
@@ -230,9 +263,18 @@ export const routeSchema = z.strictObject({
   rewrite: z.string().regex(/^\/[^?#]*$/).optional().describe('Replaces the path prefix before forwarding (seed 001: /mcp → /). Default: the upstream URL path + the rest of the request path.'),
   resource: z.url().describe('The protected resource identifier (RFC 9728): the `aud` tokens must carry.'),
   resource_name: z.string().optional().describe('Human-readable name in the protected resource metadata.'),
-  authorization_servers: z.array(z.url()).min(1).describe('Issuers clients may get tokens from (published in the metadata); the first one validates tokens unless token.issuer says otherwise.'),
+  authorization_servers: z
+    .array(z.url())
+    .min(1)
+    .optional()
+    .describe('Issuers clients may get tokens from (published in the metadata, first preferred). Without `issuers`: required, and the first one (or token.issuer) is the one issuer whose tokens are accepted. With `issuers`: optional, it defaults to their list; given, it must name the same issuers, and its order is the one published.'),
+  issuers: z
+    .array(issuerSchema)
+    .min(1)
+    .optional()
+    .describe('Several trusted authorization servers (docs/gateway.md "Several authorization servers"), each with its audience and validation mode, in order of preference; replaces `token`. The token `iss` chooses the entry; a token of any other issuer is refused (401 invalid_token) before any key fetch or introspection call.'),
   scopes: z.array(scopeToken).default([]).describe('Scopes every request on the route needs.'),
-  token: tokenSchema.describe('How access tokens are validated.'),
+  token: tokenSchema.describe('How access tokens are validated, for a route with one issuer (with `issuers`, set these per issuer instead).'),
   tools: z.record(z.string(), toolRuleSchema).default({}).describe('Per-tool rules, by tool name.'),
   unlisted_tools: z
     .enum(['allow', 'deny'])
@@ -259,7 +301,7 @@ export const routeSchema = z.strictObject({
     .describe('Tell the upstream who is calling: X-Mandate-Sub, X-Mandate-Client-Id, X-Mandate-Scope and X-Mandate-Act (the chain as JSON). Such headers from callers are always removed. For upstreams with no auth of their own that keep per-user state behind the gateway only.'),
   approvals: approvalsSchema
     .optional()
-    .describe('How the gateway asks for approvals of the tools that need one (`tools.<name>.approval`): its client at the first authorization server (or token.issuer), whose /transactions endpoints it calls. Required when a tool needs approval.'),
+    .describe('How the gateway asks for approvals of the tools that need one (`tools.<name>.approval`): its client at the route\'s first issuer (token.issuer, else the first of issuers or authorization_servers), whose /transactions endpoints it calls. Required when a tool needs approval.'),
   dpop: routeDpopSchema.prefault({}).describe('DPoP-bound access tokens at this route (RFC 9449 §7; docs/dpop.md).'),
   actor_profile: z
     .strictObject({
@@ -280,6 +322,7 @@ export const routeSchema = z.strictObject({
     })
     .prefault({}),
 }).superRefine((route, context) => {
+  checkIssuers(route, context);
   for (const [name, tool] of Object.entries(route.tools)) {
     if (typeof tool.approval !== 'object' || !tool.approval.binds) continue;
     for (const problem of unboundReferences(tool.approval)) {
@@ -298,6 +341,84 @@ export const routeSchema = z.strictObject({
     });
   }
 });
+
+type IssuerInput = z.output<typeof issuerSchema>;
+
+/**
+ * The rules that tie `issuers`, `authorization_servers`, `token` and `mediation.issuer` together
+ * (docs/gateway.md "Several authorization servers"). Each refusal names the fix.
+ */
+function checkIssuers(
+  route: { issuers?: IssuerInput[]; authorization_servers?: string[]; token: unknown; mediation?: { issuer?: string } },
+  context: z.RefinementCtx,
+): void {
+  const issue = (path: (string | number)[], message: string) => context.addIssue({ code: 'custom', path, message });
+  if (!route.issuers) {
+    if (!route.authorization_servers) issue(['authorization_servers'], 'a route needs authorization_servers (one issuer, validated as `token` says) or issuers (several)');
+    const trusted = route.authorization_servers?.[0];
+    const issuer = (route.token as { issuer?: string }).issuer ?? trusted;
+    if (route.mediation?.issuer !== undefined && route.mediation.issuer !== issuer) issue(['mediation', 'issuer'], `mediation.issuer must be the route's issuer (${issuer})`);
+    return;
+  }
+  if (JSON.stringify(route.token) !== TOKEN_DEFAULTS) issue(['token'], 'a route with issuers sets token validation per issuer: move these token keys into the issuers entries');
+  const names = route.issuers.map((entry) => entry.issuer);
+  names.forEach((name, i) => {
+    if (names.indexOf(name) !== i) issue(['issuers', i, 'issuer'], `issuer ${name} is listed twice`);
+  });
+  if (route.authorization_servers) {
+    const listed = new Set(route.authorization_servers);
+    if (listed.size !== route.authorization_servers.length || listed.size !== new Set(names).size || names.some((name) => !listed.has(name))) {
+      issue(['authorization_servers'], 'with issuers, authorization_servers must list the same issuers (in the order to publish), or be left out');
+    }
+  }
+  if (route.mediation?.issuer !== undefined && !names.includes(route.mediation.issuer)) issue(['mediation', 'issuer'], `mediation.issuer ${route.mediation.issuer} is not one of the route's issuers`);
+  const catchAll: number[] = [];
+  const prefixes: { prefix: string; index: number }[] = [];
+  const subjects = new Map<string, number>();
+  route.issuers.forEach((entry, i) => {
+    if (entry.mode === 'introspection') {
+      if (!entry.introspection) issue(['issuers', i, 'introspection'], 'mode introspection needs introspection (client_id, client_secret_env)');
+      if (entry.revocation_list) issue(['issuers', i, 'revocation_list'], 'revocation_list is for jwt mode: introspection already tells revoked tokens');
+      if (entry.token_prefix === undefined) catchAll.push(i);
+      else prefixes.push({ prefix: entry.token_prefix, index: i });
+    } else if (entry.token_prefix !== undefined) {
+      issue(['issuers', i, 'token_prefix'], 'token_prefix is for introspection mode (opaque tokens); JWTs are chosen by their iss');
+    }
+    const subject = entry.subject_prefix ?? (route.issuers!.length > 1 ? `${entry.issuer}#` : '');
+    const other = subjects.get(subject);
+    if (other !== undefined) issue(['issuers', i, 'subject_prefix'], `issuers ${other} and ${i} have the same subject_prefix ${JSON.stringify(subject)}: their users would share subjects`);
+    subjects.set(subject, i);
+  });
+  // An opaque token goes to one introspection endpoint only: sending it to another AS would hand
+  // that AS a token it did not issue (and could replay).
+  if (catchAll.length > 1) issue(['issuers', catchAll[1]!, 'token_prefix'], `issuers ${catchAll.join(', ')} introspect opaque tokens without token_prefix: give all of them but one a token_prefix, so that each opaque token goes to one authorization server only`);
+  for (const a of prefixes) {
+    for (const b of prefixes) {
+      if (a.index < b.index && (a.prefix.startsWith(b.prefix) || b.prefix.startsWith(a.prefix))) issue(['issuers', b.index, 'token_prefix'], `token_prefix ${JSON.stringify(b.prefix)} overlaps issuers[${a.index}]'s ${JSON.stringify(a.prefix)}: a token would match both`);
+    }
+  }
+}
+
+/** One trusted issuer of a route, its defaults resolved (what the route compiler builds a validator from). */
+export type IssuerConfig = Omit<IssuerInput, 'audience' | 'subject_prefix'> & { audience: string; subject_prefix: string };
+
+/**
+ * The route's trusted issuers in order of preference: `issuers`, or the single-issuer form
+ * (`token` with `token.issuer` or the first authorization server) as a list of one.
+ */
+export function routeIssuers(route: RouteConfig): IssuerConfig[] {
+  if (route.issuers) {
+    const several = route.issuers.length > 1;
+    return route.issuers.map((entry) => ({ ...entry, audience: entry.audience ?? route.resource, subject_prefix: entry.subject_prefix ?? (several ? `${entry.issuer}#` : '') }));
+  }
+  const { issuer, ...validation } = route.token;
+  return [{ ...validation, issuer: issuer ?? route.authorization_servers![0]!, audience: route.resource, subject_prefix: '' }];
+}
+
+/** The authorization servers the protected resource metadata lists (RFC 9728 §2), first preferred. */
+export function routeAuthorizationServers(route: RouteConfig): string[] {
+  return route.authorization_servers ?? route.issuers!.map((entry) => entry.issuer);
+}
 
 export { webRouteSchema };
 

@@ -1,13 +1,14 @@
 import type { JWK } from 'jose';
 import { compileExpression, type CompiledExpression } from '../core/cel.ts';
 import type { VerificationKey } from '../core/jwt.ts';
-import type { AnyRouteConfig, RateLimitConfig, RouteConfig } from '../config/gateway-schema.ts';
+import { routeAuthorizationServers, routeIssuers, type AnyRouteConfig, type IssuerConfig, type RateLimitConfig, type RouteConfig } from '../config/gateway-schema.ts';
 import { Mediator } from './mediator.ts';
 import { RequestStates } from './request-state.ts';
 import { TransactionClient } from './transactions.ts';
 import { compilePins, type CompiledPins } from './pins/compile.ts';
 import { RevocationList, type RevocationListOptions } from './revocation-list.ts';
 import { introspectionValidator, issuerMetadata, jwksOptions, jwtValidator, type TokenValidator } from './token-validator.ts';
+import { issuerSet, type IssuerSet, type TrustedIssuer } from './issuers.ts';
 import type { SigningKeys } from './signing-keys.ts';
 import type { RateLimiter, RateLimitStore } from './rate-limits.ts';
 import type { KeySetCache, SharedVerificationCache } from './verification-cache.ts';
@@ -52,16 +53,20 @@ export interface CompiledRoute {
   metadataPath: string;
   metadataUrl: string;
   metadata: Record<string, unknown>;
-  validator: TokenValidator;
+  /** The trusted issuers (one per `issuers` entry, or the single-issuer form's one): the token's `iss` chooses. */
+  validator: IssuerSet;
   tools: Map<string, CompiledTool>;
   rules: { allow: CompiledExpression; reason?: string }[];
   limits: CompiledLimit[];
   /** Whether some tool may be hidden from a caller: `tools/list` answers are then filtered. */
   filtersToolList: boolean;
   mediator?: Mediator;
+  /** The issuer whose tokens the mediator exchanges (at that issuer); tokens of others are refused. */
+  mediationIssuer?: string;
   approvals?: CompiledApprovals;
   /** Tool pinning (docs/gateway.md "Tool pinning"); absent when off. */
   pins?: CompiledPins;
+  /** The first issuer's revocation list (each issuer's is on its `validator.issuers` entry). */
   revocations?: RevocationList;
   /** DPoP at this route (RFC 9449 §7); absent with `dpop.mode: off`. */
   dpop?: CompiledDpop;
@@ -132,8 +137,10 @@ export function compileRoute(anyRoute: AnyRouteConfig, index: number, options: C
   const route: RouteConfig = anyRoute;
   const resource = new URL(route.resource);
   const metadataPath = `/.well-known/oauth-protected-resource${resource.pathname === '/' ? '' : resource.pathname.replace(/\/$/, '')}`;
-  const issuer = route.token.issuer ?? route.authorization_servers[0]!;
-  const metadata = issuerMetadata(issuer, options.fetch);
+  const trusted = routeIssuers(route);
+  // Approvals, tool pins and (by default) mediation talk to the first issuer, the preferred one.
+  const issuer = trusted[0]!.issuer;
+  const metadataOf = new Map(trusted.map((entry) => [entry.issuer, issuerMetadata(entry.issuer, options.fetch)]));
 
   const tools = new Map<string, CompiledTool>();
   for (const [name, rule] of Object.entries(route.tools)) {
@@ -150,47 +157,6 @@ export function compileRoute(anyRoute: AnyRouteConfig, index: number, options: C
   }
   const rules = route.rules.map((rule, i) => ({ allow: compile(rule.allow, `${where} rules[${i}]`), reason: rule.reason }));
 
-  let validator: TokenValidator;
-  if (route.token.mode === 'introspection') {
-    const introspection = route.token.introspection;
-    if (!introspection) throw new RouteConfigError(`${where}: token.mode introspection needs token.introspection`);
-    validator = introspectionValidator({
-      issuer,
-      audience: route.resource,
-      endpoint: introspection.endpoint,
-      metadata,
-      clientId: introspection.client_id,
-      clientSecret: secretFrom(options.env, introspection.client_secret_env, where),
-      cacheSeconds: introspection.cache_seconds,
-      negativeCacheSeconds: introspection.negative_cache_seconds,
-      cacheEntries: route.token.cache_entries,
-      fetch: options.fetch,
-    });
-  } else {
-    const keys = {
-      jwksUri: route.token.jwks_uri,
-      metadata,
-      refreshSeconds: route.token.jwks_refresh_seconds,
-      minRefreshSeconds: route.token.jwks_min_refresh_seconds,
-      createVerifier: options.createVerifier,
-      onError: options.onError,
-      schedule: options.jwksSchedule,
-      keySetCache: options.keySetCache,
-      keySetSource: route.token.jwks_uri ?? issuer,
-    };
-    validator = jwtValidator({
-      ...keys,
-      issuer,
-      audience: route.resource,
-      algorithms: route.token.algorithms,
-      typ: route.token.typ,
-      clockSkewSeconds: route.token.clock_skew_seconds,
-      cacheEntries: route.token.cache_entries,
-      shared: options.sharedVerifications,
-      jwks: options.signingKeys?.jwks(route.token.jwks_uri ?? issuer, { ...jwksOptions(keys), fetch: options.fetch }),
-    });
-  }
-
   const store = options.rateLimits;
   if (route.rate_limits.length > 0 && !store) throw new RouteConfigError(`${where}: rate_limits need a rate limit store (CompileOptions.rateLimits; the Node gateway passes one)`);
   const limits = route.rate_limits.map((limit): CompiledLimit => ({
@@ -198,10 +164,12 @@ export function compileRoute(anyRoute: AnyRouteConfig, index: number, options: C
     limiter: store!.limiter({ name: limit.name, points: limit.limit, windowSeconds: limit.window_seconds, keyPrefix: `${options.rateLimitPrefix ?? 'mandate:gw'}:${route.path}:${limit.name}` }),
   }));
 
+  const mediationIssuer = route.mediation ? (route.mediation.issuer ?? issuer) : undefined;
+  if (mediationIssuer !== undefined && !metadataOf.has(mediationIssuer)) throw new RouteConfigError(`${where} mediation.issuer: ${mediationIssuer} is not one of the route's issuers`);
   const mediator = route.mediation
     ? new Mediator({
         tokenEndpoint: route.mediation.token_endpoint,
-        metadata,
+        metadata: metadataOf.get(mediationIssuer!)!,
         clientId: route.mediation.client_id,
         clientSecret: secretFrom(options.env, route.mediation.client_secret_env, `${where} mediation`),
         resource: route.mediation.resource,
@@ -230,20 +198,30 @@ export function compileRoute(anyRoute: AnyRouteConfig, index: number, options: C
     throw new RouteConfigError(`${where} tool_pins: ${(error as Error).message}`);
   }
 
-  const listConfig = route.token.mode === 'jwt' ? route.token.revocation_list : undefined;
-  const feed = listConfig
-    ? (options.acquireRevocations ?? ownRevocationList)({
-        endpoint: listConfig.endpoint ?? `${issuer.replace(/\/$/, '')}/revocations`,
-        issuer,
-        clientId: listConfig.client_id,
-        clientSecret: secretFrom(options.env, listConfig.client_secret_env, `${where} token.revocation_list`),
-        pollMs: listConfig.poll_seconds * 1000,
-        channel: listConfig.channel,
-        fetch: options.fetch,
-        onError: options.onError,
-      })
-    : undefined;
-  const revocations = feed?.list;
+  const feeds: { release(): void }[] = [];
+  let validator: IssuerSet;
+  try {
+    validator = issuerSet(
+      trusted.map((entry, i): TrustedIssuer => {
+        const at = route.issuers ? `${where} issuers[${i}]` : where;
+        const feed = entry.mode === 'jwt' ? revocationFeed(entry, route.issuers ? `${at} revocation_list` : `${where} token.revocation_list`, options) : undefined;
+        if (feed) feeds.push(feed);
+        return {
+          issuer: entry.issuer,
+          mode: entry.mode,
+          validator: issuerValidator(entry, at, metadataOf.get(entry.issuer)!, options),
+          tokenPrefix: entry.token_prefix,
+          subjectPrefix: entry.subject_prefix,
+          revocations: feed?.list,
+        };
+      }),
+    );
+  } catch (error) {
+    for (const feed of feeds) feed.release();
+    throw error;
+  }
+
+  const revocations = validator.issuers[0]!.revocations;
 
   const nonceKeyEnv = options.dpopNonceKeyEnv ?? 'MANDATE_GATEWAY_DPOP_NONCE_KEY';
   const nonceKey = options.env[nonceKeyEnv];
@@ -261,7 +239,7 @@ export function compileRoute(anyRoute: AnyRouteConfig, index: number, options: C
     // RFC 9728 §2
     metadata: {
       resource: route.resource,
-      authorization_servers: route.authorization_servers,
+      authorization_servers: routeAuthorizationServers(route),
       scopes_supported: [...scopes],
       bearer_methods_supported: ['header'],
       ...(route.resource_name ? { resource_name: route.resource_name } : {}),
@@ -276,13 +254,14 @@ export function compileRoute(anyRoute: AnyRouteConfig, index: number, options: C
     limits,
     filtersToolList: route.unlisted_tools === 'deny' || [...tools.values()].some((tool) => tool.scopes.length > 0 || tool.allow),
     mediator,
+    mediationIssuer,
     approvals,
     pins,
     revocations,
     dpop,
     close: () => {
       validator.close();
-      feed?.release();
+      for (const feed of feeds) feed.release();
     },
   };
 }
@@ -297,6 +276,66 @@ function compileApproval(rule: RouteConfig['tools'][string]['approval'], where: 
     binds: rule.binds,
     summary: rule.summary,
   };
+}
+
+/** One issuer's validator: its keys (JWT) or its introspection client, its audience, its caches. */
+function issuerValidator(entry: IssuerConfig, where: string, metadata: () => Promise<Record<string, unknown>>, options: CompileOptions): TokenValidator {
+  if (entry.mode === 'introspection') {
+    const introspection = entry.introspection;
+    if (!introspection) throw new RouteConfigError(`${where}: token.mode introspection needs token.introspection`);
+    return introspectionValidator({
+      issuer: entry.issuer,
+      audience: entry.audience,
+      endpoint: introspection.endpoint,
+      metadata,
+      clientId: introspection.client_id,
+      clientSecret: secretFrom(options.env, introspection.client_secret_env, where),
+      cacheSeconds: introspection.cache_seconds,
+      negativeCacheSeconds: introspection.negative_cache_seconds,
+      cacheEntries: entry.cache_entries,
+      fetch: options.fetch,
+    });
+  }
+  // Keys per issuer: by its jwks_uri, or by the issuer when discovered (two issuers never share a set by accident).
+  const source = entry.jwks_uri ?? entry.issuer;
+  const keys = {
+    jwksUri: entry.jwks_uri,
+    metadata,
+    refreshSeconds: entry.jwks_refresh_seconds,
+    minRefreshSeconds: entry.jwks_min_refresh_seconds,
+    createVerifier: options.createVerifier,
+    onError: options.onError,
+    schedule: options.jwksSchedule,
+    keySetCache: options.keySetCache,
+    keySetSource: source,
+  };
+  return jwtValidator({
+    ...keys,
+    issuer: entry.issuer,
+    audience: entry.audience,
+    algorithms: entry.algorithms,
+    typ: entry.typ,
+    clockSkewSeconds: entry.clock_skew_seconds,
+    cacheEntries: entry.cache_entries,
+    shared: options.sharedVerifications,
+    jwks: options.signingKeys?.jwks(source, { ...jwksOptions(keys), fetch: options.fetch }),
+  });
+}
+
+/** An issuer's revocation feed (jwt mode, `revocation_list`), from the host's registry or its own. */
+function revocationFeed(entry: IssuerConfig, where: string, options: CompileOptions): { list: RevocationList; release(): void } | undefined {
+  const listConfig = entry.revocation_list;
+  if (!listConfig) return undefined;
+  return (options.acquireRevocations ?? ownRevocationList)({
+    endpoint: listConfig.endpoint ?? `${entry.issuer.replace(/\/$/, '')}/revocations`,
+    issuer: entry.issuer,
+    clientId: listConfig.client_id,
+    clientSecret: secretFrom(options.env, listConfig.client_secret_env, where),
+    pollMs: listConfig.poll_seconds * 1000,
+    channel: listConfig.channel,
+    fetch: options.fetch,
+    onError: options.onError,
+  });
 }
 
 function ownRevocationList(options: RevocationListOptions): { list: RevocationList; release(): void } {

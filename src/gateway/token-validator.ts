@@ -18,6 +18,8 @@ export interface ValidationContext {
 export interface TokenValidator {
   /** Resolves with the claims, or throws `OAuthError('invalid_token')` with the cause as reason. */
   validate(token: string, context?: ValidationContext): Promise<TokenClaims>;
+  /** The claims this validator already holds for `token` (its memory only: no I/O, no signature check). */
+  cached?(token: string): TokenClaims | undefined;
   close(): void;
 }
 
@@ -149,6 +151,7 @@ export function jwtValidator(options: JwtValidatorOptions): TokenValidator {
       }
       return claims;
     },
+    cached: (token) => cache.get(token, Math.floor(Date.now() / 1000)),
     close: () => owned?.stop(),
   };
 }
@@ -270,6 +273,10 @@ export function introspectionValidator(options: IntrospectionValidatorOptions): 
       const until = Math.min(nowMs + options.cacheSeconds * 1000, typeof claims.exp === 'number' ? claims.exp * 1000 : Infinity);
       remember(token, { until, claims });
       return claims;
+    },
+    cached(token) {
+      const entry = cache.get(token);
+      return entry?.claims && entry.until > Date.now() ? entry.claims : undefined;
     },
     close: () => cache.clear(),
   };

@@ -104,8 +104,9 @@ describe('security: JWT access tokens', () => {
     refused('nbf in the future', () => signed({ nbf: now() + 3600 }), 'ERR_JWT_CLAIM_VALIDATION_FAILED'),
     refused('exp as a string', () => signed({ exp: String(now() + 300) }), 'ERR_JWT_EXPIRED'),
     refused('no exp', () => signed({ exp: undefined }), 'no exp'),
-    refused('another issuer', () => signed({ iss: 'https://attacker.test' }), 'ERR_JWT_CLAIM_VALIDATION_FAILED'),
-    refused('issuer with a trailing slash', () => signed({ iss: `${issuer.issuer}/` }), 'ERR_JWT_CLAIM_VALIDATION_FAILED'),
+    // Refused before any key fetch, by the issuer choice (docs/gateway.md "Several authorization servers").
+    { ...refused('another issuer', () => signed({ iss: 'https://attacker.test' }), 'iss "https://attacker.test" is not a trusted issuer of this route'), auditKind: 'unknown_issuer' },
+    { ...refused('issuer with a trailing slash', () => signed({ iss: `${issuer.issuer}/` }), /^iss "http:\/\/127\.0\.0\.1:\d+\/" is not a trusted issuer of this route$/), auditKind: 'unknown_issuer' },
     refused('another audience', () => signed({ aud: 'https://other.test/mcp' }), 'ERR_JWT_CLAIM_VALIDATION_FAILED'),
     refused('audience list without this resource', () => signed({ aud: ['https://other.test/mcp', `${resource}/`] }), 'ERR_JWT_CLAIM_VALIDATION_FAILED'),
     refused('no audience', () => signed({ aud: undefined }), 'ERR_JWT_CLAIM_VALIDATION_FAILED'),

@@ -106,6 +106,12 @@ export function approveCalls(route: CompiledRoute, options: ApproveOptions = {})
     const approval = route.tools.get(name)?.approval;
     const principal = c.get('principal');
     if (!approval || !applies(approval, () => celVariables(c, route, principal))) return next();
+    // Several issuers: approvals are asked of the first issuer, with the caller's token. Another
+    // issuer's token is never sent there (docs/gateway.md "Several authorization servers").
+    const issuer = route.validator.issuerOf(principal.claims);
+    if (issuer !== route.validator.issuers[0]) {
+      return refuse(c, { status: 403, code: GATEWAY_ERRORS.forbidden, message: 'this call needs an approval that tokens of this issuer cannot get here', rejection: 'approval_issuer', reason: `the token's issuer ${String(issuer?.issuer)} is not the approvals issuer ${route.validator.issuers[0]!.issuer}` });
+    }
 
     const audit = c.get('audit');
     const args = message.arguments ?? {};

@@ -21,6 +21,18 @@ export function mediate(route: CompiledRoute): MiddlewareHandler<GatewayEnv> {
     c.set('upstreamDpopRetry', undefined);
     if (route.mediator) {
       const principal = c.get('principal');
+      // Several issuers: the exchange happens at mediation.issuer only. Another issuer's token is
+      // refused, never sent to an authorization server that did not issue it (docs/gateway.md).
+      const issuer = route.validator.issuerOf(principal.claims)?.issuer;
+      if (issuer !== route.mediationIssuer) {
+        return refuse(c, {
+          status: 403,
+          code: GATEWAY_ERRORS.forbidden,
+          message: 'the gateway could not obtain a token for the upstream',
+          rejection: 'mediation_issuer',
+          reason: `the token's issuer ${String(issuer)} is not the mediation issuer ${String(route.mediationIssuer)}`,
+        });
+      }
       try {
         const token = await route.mediator.upstreamToken(principal.token, principal.scopes.join(' ') || undefined);
         if (route.mediator.bound) {

@@ -9,6 +9,7 @@ import { celVariables, scopeChallenge } from './authorize.ts';
 import { GATEWAY_ERRORS, refuse } from './refuse.ts';
 import { credentialRepeated, requestHeader } from '../headers.ts';
 import { JSON_RPC_ERRORS } from '../mcp-message.ts';
+import { qualifiedPrincipal, UnknownIssuerError } from '../issuers.ts';
 import { boundJkt, checkDpopPresentation, parseCredential, type AuthScheme } from '../dpop.ts';
 
 /** RFC 6750 §2.3's query parameter, refused here: query tokens end up in logs and history. */
@@ -85,12 +86,18 @@ export function protect(route: CompiledRoute, sessions?: SessionStore): Middlewa
       claims = await route.validator.validate(token, context);
     } catch (error) {
       if (!isOAuthError(error)) throw error;
+      // The token names an issuer this route does not trust: refused before any key fetch or introspection.
+      if (error instanceof UnknownIssuerError) return unauthorized('unknown_issuer', error.reason ?? error.message, 'invalid_token', scheme);
       if (error.code === 'temporarily_unavailable') {
         return refuse(c, { status: 503, code: GATEWAY_ERRORS.unavailable, message: error.message, rejection: 'validation_unavailable', reason: error.reason, decision: 'error', headers: { 'Retry-After': '5' } });
       }
       return unauthorized('invalid_token', error.reason ?? error.message, 'invalid_token', scheme);
     }
-    const verdict = await route.revocations?.verdictFor(claims, context);
+    // The issuer that vouched for the token: its revocation list, its subject prefix.
+    const issuer = route.validator.issuerOf(claims);
+    // Never without it: a revocation check skipped is an open door.
+    if (!issuer) throw new Error('the route validator returned claims no issuer vouched for');
+    const verdict = await issuer.revocations?.verdictFor(claims, context);
     if (verdict?.refuse === 'unavailable') {
       // Fail closed: a token cannot be let through before the gateway knows whether it is revoked.
       return refuse(c, { status: 503, code: GATEWAY_ERRORS.unavailable, message: 'temporarily_unavailable: the revocation list is not loaded yet; retry shortly', rejection: 'revocation_list_unavailable', reason: verdict.reason, decision: 'error', headers: { 'Retry-After': '1' } });
@@ -119,7 +126,8 @@ export function protect(route: CompiledRoute, sessions?: SessionStore): Middlewa
         return unauthorized(outcome.rejection, outcome.reason, outcome.error, 'DPoP', { message, headers: outcome.nonce ? { 'DPoP-Nonce': outcome.nonce } : undefined });
       }
     }
-    const principal = principalOf(token, claims);
+    const plain = principalOf(token, claims);
+    const principal = plain && qualifiedPrincipal(plain, issuer.subjectPrefix);
     if (!principal) return unauthorized('invalid_token', 'the token has no sub', 'invalid_token', scheme);
     // draft-mcguinness-oauth-actor-profile §3.4: with actor_profile.required every act entry names its issuer.
     if (route.config.actor_profile.required && principal.actors.some((actor) => typeof actor.iss !== 'string')) return unauthorized('actor_profile_required', 'an act entry has no iss (the route requires the actor profile)', 'invalid_token', scheme);

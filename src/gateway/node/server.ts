@@ -9,7 +9,7 @@ import { Redis } from 'ioredis';
 import type { JWK } from 'jose';
 import pino, { type Logger } from 'pino';
 import { ConfigError, loadYaml, parseConfig } from '../../config/load.ts';
-import { gatewayConfigSchema, type GatewayConfig } from '../../config/gateway-schema.ts';
+import { gatewayConfigSchema, routeIssuers, type GatewayConfig } from '../../config/gateway-schema.ts';
 import { gatewayApp } from '../chain.ts';
 import type { Forwarder } from '../filters/proxy.ts';
 import { compileRoute, RouteConfigError, type CompiledRoute } from '../route.ts';
@@ -183,8 +183,10 @@ export async function startGateway(config: GatewayConfig, options: StartGatewayO
           web.push(compileWebRoute(route, index, { env, defaultSecret: webKeys!.defaultSecret }));
           return;
         }
-        if (route.token.mode === 'jwt' && !route.token.revocation_list) {
-          log.warn({ route: route.path }, 'route verifies tokens locally without token.revocation_list: revoked tokens and disabled agents are accepted until the tokens expire');
+        for (const entry of routeIssuers(route)) {
+          if (entry.mode === 'jwt' && !entry.revocation_list) {
+            log.warn({ route: route.path, issuer: entry.issuer }, 'route verifies tokens locally without a revocation_list: revoked tokens and disabled agents are accepted until the tokens expire');
+          }
         }
         routes.push(
           compileRoute(route, index, {

@@ -244,9 +244,14 @@ export class DurableRevocationList extends RevocationList {
   }
 }
 
-/** The route config's parts used here (`token.revocation_list`). */
+/** The route config's parts used here (`token.revocation_list`, `issuers[].revocation_list`). */
+interface RouteFeedConfig {
+  mode: string;
+  revocation_list?: { client_id: string; client_secret_env: string };
+}
 interface RouteWithFeed {
-  token: { mode: string; revocation_list?: { client_id: string; client_secret_env: string } };
+  token?: RouteFeedConfig;
+  issuers?: RouteFeedConfig[];
 }
 
 /**
@@ -256,11 +261,12 @@ interface RouteWithFeed {
  */
 export function durableRevocations(namespace: DurableNamespace, routes: readonly unknown[], env: Record<string, unknown>) {
   return (options: RevocationListOptions): { list: RevocationList; release(): void } => {
-    const named = (routes as RouteWithFeed[]).find((route) => {
-      const feed = route.token?.mode === 'jwt' ? route.token.revocation_list : undefined;
+    const feeds = (routes as RouteWithFeed[]).flatMap((route) => [route.token, ...(route.issuers ?? [])]);
+    const named = feeds.find((config) => {
+      const feed = config?.mode === 'jwt' ? config.revocation_list : undefined;
       return feed?.client_id === options.clientId && env[feed.client_secret_env] === options.clientSecret;
     });
-    const secretEnv = named?.token.revocation_list?.client_secret_env;
+    const secretEnv = named?.revocation_list?.client_secret_env;
     if (!secretEnv) throw new Error(`no route names the secret of the revocation list client ${options.clientId}`);
     const endpoint = typeof options.endpoint === 'string' ? options.endpoint : undefined;
     if (!endpoint) throw new Error('the revocation list endpoint must be known when the route is built');

@@ -199,7 +199,6 @@ for (const target of targets) {
           'ERR_JOSE_ALG_NOT_ALLOWED',
         ],
         ['the wrong audience', () => issuer.sign({ ...good, aud: 'https://elsewhere.example/mcp' }), 'ERR_JWT_CLAIM_VALIDATION_FAILED'],
-        ['the wrong issuer', () => issuer.sign({ ...good, iss: 'https://evil.example' }), 'ERR_JWT_CLAIM_VALIDATION_FAILED'],
         ['an expired token', () => issuer.sign({ ...good, exp: Math.floor(Date.now() / 1000) - 60 }), 'ERR_JWT_EXPIRED'],
         ['a token not yet valid', () => issuer.sign({ ...good, nbf: Math.floor(Date.now() / 1000) + 120 }), 'ERR_JWT_CLAIM_VALIDATION_FAILED'],
         ['typ JWT (an ID token, not an access token: RFC 9068 §4)', () => issuer.sign(good, { typ: 'JWT' }), 'ERR_JWT_CLAIM_VALIDATION_FAILED'],
@@ -216,6 +215,15 @@ for (const target of targets) {
           assert.equal(upstream.requests.length, count);
         });
       }
+
+      it('401 invalid_token: the wrong issuer, audited unknown_issuer, refused before any key fetch', async () => {
+        const [count, jwksHits] = [upstream.requests.length, issuer.jwksHits];
+        const res = await mcpPost(resource, toolCall('read_balance'), { authorization: `Bearer ${await issuer.sign({ ...good, iss: 'https://evil.example' }, { kid: 'never-fetched' })}` });
+        await assertRefused(gateway, res, { status: 401, code: -32001, rejection: 'unknown_issuer', reason: 'iss "https://evil.example" is not a trusted issuer of this route' });
+        assert.equal(res.headers.get('www-authenticate'), `Bearer resource_metadata="${metadataUrl}", scope="banking:read", error="invalid_token"`);
+        assert.equal(upstream.requests.length, count);
+        assert.equal(issuer.jwksHits, jwksHits, 'an unknown kid would have been fetched: the issuer is checked first');
+      });
 
       it('403 insufficient_scope when the token lacks the route scope', async () => {
         const res = await mcpPost(resource, toolCall('read_balance'), await bearer({ scope: 'other' }));
