@@ -7,7 +7,7 @@ import { corsForOrigins } from './filters/cors.ts';
 import { mediate } from './filters/mediate.ts';
 import { protect } from './filters/protect.ts';
 import { pinTools } from './filters/pins.ts';
-import { fetchForwarder, proxy, type Forwarder } from './filters/proxy.ts';
+import { proxy, type Forwarder } from './filters/proxy.ts';
 import { pinningForwarder } from './pins/forwarder.ts';
 import { GATEWAY_ERRORS } from './filters/refuse.ts';
 import { throttle } from './filters/throttle.ts';
@@ -23,11 +23,6 @@ export interface ChainDependencies {
   sessions?: SessionStore;
   /** Calls held for approval, by retry key; kept across route reloads (shared through Redis on Node when REDIS_URL is set). */
   approvals?: ApprovalStore;
-  /**
-   * Forwards the tools/list requests of routes with tool pinning, whose answers are judged (async)
-   * before they go back: a forwarder that returns the answer. Default: fetch.
-   */
-  listForwarder?: Forwarder;
 }
 
 /**
@@ -36,7 +31,7 @@ export interface ChainDependencies {
  */
 export function routeChain(route: CompiledRoute, deps: ChainDependencies): MiddlewareHandler<GatewayEnv>[] {
   const config = route.config;
-  const forwarder = route.pins ? pinningForwarder(route.pins, deps.forwarder, deps.listForwarder ?? fetchForwarder()) : deps.forwarder;
+  const forwarder = route.pins ? pinningForwarder(route.pins, deps.forwarder) : deps.forwarder;
   return [
     // 1. Audit: first, so that the one event per MCP message also covers every refusal below;
     //    it is written when the response has been sent, with the outcome and the latency.

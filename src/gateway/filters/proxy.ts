@@ -45,8 +45,12 @@ export interface UpstreamTarget {
 
 export interface ForwardHooks {
   timeouts: RouteConfig['timeouts'];
-  /** Rewrites the result before it goes back (the response is then buffered, not streamed). */
-  rewrite?: (body: string, contentType: string | undefined) => string;
+  /**
+   * Rewrites a successful (2xx) answer before it goes back: the response is then buffered (at most
+   * {@link REWRITE_BODY_LIMIT} bytes, 502 beyond), not streamed, and may be judged asynchronously
+   * (tool pinning, multiplexing). Forwarding headers and limits are the same as for any request.
+   */
+  rewrite?: (body: string, contentType: string | undefined) => string | Promise<string>;
   tap: (contentType: string | undefined) => ResponseTap;
   /** Extra headers for the response to the client (CORS). */
   responseHeaders: Record<string, string>;
@@ -59,6 +63,34 @@ export interface ForwardHooks {
   upstreamHeaders: Record<string, string>;
   /** Web routes: the upstream may not set these cookies (the gateway's session, the AS's). */
   dropCookie?: (name: string) => boolean;
+}
+
+/** The largest upstream answer the gateway buffers to rewrite; a larger one is a 502 (`upstream_unavailable`). */
+export const REWRITE_BODY_LIMIT = 8 * 1024 * 1024;
+
+/** Reads a body to rewrite, refusing one over {@link REWRITE_BODY_LIMIT} (the stream is then cancelled). */
+export async function readLimited(body: ReadableStream<Uint8Array> | null, limit = REWRITE_BODY_LIMIT): Promise<string> {
+  if (!body) return '';
+  const reader = body.getReader();
+  const chunks: Uint8Array[] = [];
+  let size = 0;
+  for (;;) {
+    const { done, value } = await reader.read();
+    if (done) break;
+    size += value.byteLength;
+    if (size > limit) {
+      await reader.cancel().catch(() => undefined);
+      throw new UpstreamError(502, 'upstream_unavailable', 'the response to rewrite is too large');
+    }
+    chunks.push(value);
+  }
+  const all = new Uint8Array(size);
+  let at = 0;
+  for (const chunk of chunks) {
+    all.set(chunk, at);
+    at += chunk.byteLength;
+  }
+  return new TextDecoder().decode(all);
 }
 
 /** Sends a request upstream and the answer back. Node uses undici directly; elsewhere, fetch. */
@@ -342,7 +374,7 @@ export function fetchForwarder(fetchImpl: typeof fetch = fetch, options: FetchFo
       const contentType = response.headers.get('content-type') ?? undefined;
       const outHeaders = clientHeaders(headerEntries(response.headers), hooks.responseHeaders, hooks.dropCookie);
       if (hooks.rewrite && response.ok) {
-        const body = hooks.rewrite(await response.text(), contentType);
+        const body = await hooks.rewrite(await readLimited(response.body), contentType);
         delete outHeaders['content-length'];
         const tap = hooks.tap(contentType);
         tap.push(new TextEncoder().encode(body));

@@ -1,14 +1,12 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { RESPONSE_ALREADY_SENT } from '@hono/node-server/utils/response';
 import { Pool, type Dispatcher } from 'undici';
-import { clientHeaders, nonceRetryRefused, upstreamError, upstreamHeaders, upstreamNonceDemand, type Forwarder } from '../filters/proxy.ts';
+import { REWRITE_BODY_LIMIT, clientHeaders, nonceRetryRefused, upstreamError, upstreamHeaders, upstreamNonceDemand, type Forwarder } from '../filters/proxy.ts';
 
 interface NodeBindings {
   incoming: IncomingMessage;
   outgoing: ServerResponse;
 }
-
-const PENDING_BODY_LIMIT = 8 * 1024 * 1024;
 
 /**
  * The Node forwarder: undici's dispatcher API straight into Node's response — the cheapest
@@ -94,7 +92,7 @@ export function nodeForwarder(options: { connections?: number } = {}): Forwarder
           onResponseData(ctrl: Dispatcher.DispatchController, chunk: Buffer) {
             if (buffered) {
               bufferedSize += chunk.byteLength;
-              if (bufferedSize > PENDING_BODY_LIMIT) ctrl.abort(new Error('the response to rewrite is too large'));
+              if (bufferedSize > REWRITE_BODY_LIMIT) ctrl.abort(new Error('the response to rewrite is too large'));
               else buffered.push(chunk);
               return;
             }
@@ -105,16 +103,40 @@ export function nodeForwarder(options: { connections?: number } = {}): Forwarder
             }
           },
           onResponseEnd() {
-            if (buffered) {
-              const text = hooks.rewrite!(Buffer.concat(buffered).toString('utf8'), contentType);
+            if (!buffered) {
+              outgoing.end();
+              done();
+              return;
+            }
+            // The rewrite may be async (tool pinning asks the AS); nothing is sent before it is done,
+            // so a failure is still the proxy's to answer (502), like an upstream failure.
+            let rewritten: string | Promise<string>;
+            try {
+              rewritten = hooks.rewrite!(Buffer.concat(buffered).toString('utf8'), contentType);
+            } catch (error) {
+              outgoing.off('close', onClientClose);
+              reject(error);
+              return;
+            }
+            const send = (text: string) => {
+              if (outgoing.destroyed) {
+                audit.decision = 'error';
+                audit.rejection = 'client_closed';
+                status = 499;
+                done();
+                return;
+              }
               const bytes = Buffer.from(text);
               tap!.push(bytes);
               outgoing.writeHead(status, { ...clientHeaders(Object.entries(upstreamHeadersSeen), hooks.responseHeaders, hooks.dropCookie), 'content-length': String(bytes.byteLength) });
               outgoing.end(bytes);
-            } else {
-              outgoing.end();
-            }
-            done();
+              done();
+            };
+            if (typeof rewritten === 'string') return send(rewritten);
+            rewritten.then(send, (error: unknown) => {
+              outgoing.off('close', onClientClose);
+              reject(error);
+            });
           },
           onResponseError(_ctrl: Dispatcher.DispatchController, error: Error) {
             outgoing.off('close', onClientClose);
