@@ -9,6 +9,7 @@ import { protect } from './filters/protect.ts';
 import { pinTools } from './filters/pins.ts';
 import { proxy, type Forwarder } from './filters/proxy.ts';
 import { pinningForwarder } from './pins/forwarder.ts';
+import { multiplex } from './mux/index.ts';
 import { GATEWAY_ERRORS } from './filters/refuse.ts';
 import { throttle } from './filters/throttle.ts';
 import { validateMcp } from './filters/validate.ts';
@@ -67,7 +68,9 @@ export function routeChain(route: CompiledRoute, deps: ChainDependencies): Middl
     //    forwarded pay it. Decides the upstream Authorization (none by default).
     mediate(route),
     // 9. Proxy: path rewrite and forwarding, streaming, upstream failures as 502/504.
-    proxy(config, forwarder, deps.sessions),
+    //    A route with several upstreams: the multiplexer answers initialize and the lists itself
+    //    and dispatches calls (docs/gateway.md "Several MCP servers behind one route").
+    config.upstreams ? multiplex(route, forwarder, deps.sessions ?? new SessionBindings()) : proxy(config, forwarder, deps.sessions),
   ];
 }
 

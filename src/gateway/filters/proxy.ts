@@ -59,7 +59,7 @@ export interface ForwardHooks {
    * client must not hold a session id before it is bound), and is refused if it fails.
    */
   onSession: (sessionId: string) => void | Promise<void>;
-  /** Headers the gateway adds for the upstream (identity headers). */
+  /** Headers the gateway adds for the upstream (identity headers); an empty value removes the caller's. */
   upstreamHeaders: Record<string, string>;
   /** Web routes: the upstream may not set these cookies (the gateway's session, the AS's). */
   dropCookie?: (name: string) => boolean;
@@ -204,6 +204,14 @@ export function clientHeaders(upstream: Iterable<[string, string | string[] | un
   return Object.assign(out, extra);
 }
 
+/** Adds the gateway's headers for the upstream; an empty value removes the caller's header of that name. */
+export function setUpstreamHeaders(headers: Record<string, string>, extra: Record<string, string>): void {
+  for (const [name, value] of Object.entries(extra)) {
+    if (value === '') delete headers[name];
+    else headers[name] = value;
+  }
+}
+
 /** Who is calling, for an upstream that trusts the gateway (`identity_headers`). */
 export function identityHeaders(principal: Principal): Record<string, string> {
   const headers: Record<string, string> = { 'x-mandate-sub': principal.sub, 'x-mandate-scope': principal.scopes.join(' ') };
@@ -227,6 +235,7 @@ export function upstreamPath(route: Pick<RouteConfig, 'path' | 'rewrite'>, upstr
  * DELETE), streams the answer back, and maps upstream failures to 502/504 with a JSON-RPC body.
  */
 export function proxy(route: RouteConfig, forwarder: Forwarder, sessions?: SessionStore): MiddlewareHandler<GatewayEnv> {
+  if (!route.upstream) throw new Error(`route ${route.path}: several upstreams are served by the multiplexer, not the proxy`);
   const upstream = new URL(route.upstream);
   const pathFor = upstreamPath(route, upstream);
   return async function proxyMiddleware(c) {
@@ -323,7 +332,7 @@ export function fetchForwarder(fetchImpl: typeof fetch = fetch, options: FetchFo
         peer: options.clientAddress?.(c.req.raw) || undefined,
         requestId: audit.request_id,
       });
-      Object.assign(headers, hooks.upstreamHeaders);
+      setUpstreamHeaders(headers, hooks.upstreamHeaders);
       // With mediation.dpop, the gateway's own proof for the upstream (the caller's never goes on).
       const upstreamDpop = c.get('upstreamDpop');
       if (upstreamDpop) headers.dpop = upstreamDpop;

@@ -1,7 +1,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { RESPONSE_ALREADY_SENT } from '@hono/node-server/utils/response';
 import { Pool, type Dispatcher } from 'undici';
-import { REWRITE_BODY_LIMIT, clientHeaders, nonceRetryRefused, upstreamError, upstreamHeaders, upstreamNonceDemand, type Forwarder } from '../filters/proxy.ts';
+import { REWRITE_BODY_LIMIT, clientHeaders, setUpstreamHeaders, nonceRetryRefused, upstreamError, upstreamHeaders, upstreamNonceDemand, type Forwarder } from '../filters/proxy.ts';
 
 interface NodeBindings {
   incoming: IncomingMessage;
@@ -36,7 +36,7 @@ export function nodeForwarder(options: { connections?: number } = {}): Forwarder
         peer: incoming.socket.remoteAddress,
         requestId: audit.request_id,
       });
-      Object.assign(headers, hooks.upstreamHeaders);
+      setUpstreamHeaders(headers, hooks.upstreamHeaders);
       // The caller's DPoP proof is a credential for the gateway, like its token: never forwarded.
       // With DPoP mediation the upstream gets the gateway's own proof instead.
       delete headers.dpop;
