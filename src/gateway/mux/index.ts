@@ -58,6 +58,7 @@ export interface MuxOptions {
  */
 export function multiplex(route: CompiledRoute, forwarder: Forwarder, sessions: SessionStore, options: MuxOptions = {}): MiddlewareHandler<GatewayEnv> {
   const config = route.config;
+  if (!sessions.setUpstreams || !sessions.upstreams) throw new Error(`route ${config.path}: the session store cannot keep upstream sessions (setUpstreams, upstreams)`);
   const upstreams: MuxUpstream[] = (config.upstreams ?? []).map((upstream) => ({ name: upstream.name, url: new URL(upstream.url) }));
   const byName = new Map(upstreams.map((upstream) => [upstream.name, upstream]));
   const separator = config.separator;
