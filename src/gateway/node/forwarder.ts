@@ -1,7 +1,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { RESPONSE_ALREADY_SENT } from '@hono/node-server/utils/response';
 import { Pool, type Dispatcher } from 'undici';
-import { REWRITE_BODY_LIMIT, clientHeaders, setUpstreamHeaders, nonceRetryRefused, upstreamError, upstreamHeaders, upstreamNonceDemand, type Forwarder } from '../filters/proxy.ts';
+import { REWRITE_BODY_LIMIT, UpstreamError, clientHeaders, setUpstreamHeaders, nonceRetryRefused, upstreamError, upstreamHeaders, upstreamNonceDemand, type Forwarder } from '../filters/proxy.ts';
 
 interface NodeBindings {
   incoming: IncomingMessage;
@@ -92,7 +92,7 @@ export function nodeForwarder(options: { connections?: number } = {}): Forwarder
           onResponseData(ctrl: Dispatcher.DispatchController, chunk: Buffer) {
             if (buffered) {
               bufferedSize += chunk.byteLength;
-              if (bufferedSize > REWRITE_BODY_LIMIT) ctrl.abort(new Error('the response to rewrite is too large'));
+              if (bufferedSize > REWRITE_BODY_LIMIT) ctrl.abort(new UpstreamError(502, 'upstream_unavailable', 'the response to rewrite is too large'));
               else buffered.push(chunk);
               return;
             }
@@ -149,7 +149,7 @@ export function nodeForwarder(options: { connections?: number } = {}): Forwarder
               return;
             }
             if (!responded || (buffered && !outgoing.headersSent)) {
-              reject(upstreamError(error));
+              reject(error instanceof UpstreamError ? error : upstreamError(error));
               return;
             }
             // Mid-stream failure: the status is already sent; cut the stream so the client notices.
