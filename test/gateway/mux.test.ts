@@ -4,7 +4,13 @@ import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
 import { startBankingServer, type BankingServer } from '../../examples/banking/server.ts';
 import { gatewayConfigSchema, routeSchema } from '../../src/config/gateway-schema.ts';
+import { execFile } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
 import { startEverything } from '../helpers/everything.ts';
+import { INSPECTOR_LAUNCHER, INSPECTOR_NODE, needsInspector } from '../helpers/inspector-cli.ts';
 import { mcpPost, startFakeIssuer, startTestGateway, toolCall, type TestGateway } from '../helpers/gateway.ts';
 
 /**
@@ -82,6 +88,52 @@ describe('gateway: several MCP servers behind one route', () => {
     assert.equal(call.outcome, 'result');
     assert.equal(events.find((event) => event.tool === 'bank__read_balance')!.upstream, 'bank');
     assert.ok(events.some((event) => event.http_method === 'DELETE' && event.status === 200));
+  });
+
+  it('prompts and resources: merged (prompt names prefixed, resource URIs under mandate+<upstream>:), got and read at their upstream', async () => {
+    const transport = new StreamableHTTPClientTransport(new URL(`${gateways[1]!.url}/mcp`), { requestInit: { headers: auth() } });
+    const client = new Client({ name: 'mux-prompts', version: '1.0.0' });
+    await client.connect(transport);
+    try {
+      const capabilities = client.getServerCapabilities()!;
+      assert.ok(capabilities.prompts && capabilities.resources, 'server-everything offers prompts and resources');
+      const { prompts } = await client.listPrompts();
+      assert.ok(prompts.some((prompt) => prompt.name === 'every__simple-prompt'), JSON.stringify(prompts.map((p) => p.name)));
+      assert.ok(prompts.every((prompt) => prompt.name.startsWith('every__')), 'the bank has no prompts');
+      const prompt = await client.getPrompt({ name: 'every__simple-prompt' });
+      assert.ok(prompt.messages.length > 0);
+      const { resources } = await client.listResources();
+      assert.ok(resources.length > 0);
+      assert.ok(resources.every((resource) => resource.uri.startsWith('mandate+every:')), resources[0]?.uri);
+      const read = await client.readResource({ uri: resources[0]!.uri });
+      assert.equal(read.contents[0]!.uri, resources[0]!.uri, 'the content is named by the URI the gateway listed');
+      const { resourceTemplates } = await client.listResourceTemplates();
+      assert.ok(resourceTemplates.every((template) => template.uriTemplate.startsWith('mandate+every:')));
+      await transport.terminateSession();
+    } finally {
+      await client.close();
+    }
+    const events = await gateways[1]!.auditEvents();
+    assert.equal(events.find((event) => event.method === 'prompts/get')!.upstream, 'every');
+    assert.equal(events.find((event) => event.method === 'resources/read')!.upstream, 'every');
+  });
+
+  it('the MCP Inspector CLI lists the merged tools and calls one', needsInspector(), async () => {
+    const home = mkdtempSync(join(tmpdir(), 'mandate-mux-inspector-'));
+    const cli = (args: string[]) =>
+      promisify(execFile)(INSPECTOR_NODE, [INSPECTOR_LAUNCHER, '--cli', `${gateways[0]!.url}/mcp`, '--transport', 'http', '--header', `Authorization: Bearer ${token}`, ...args], {
+        env: { ...process.env, HOME: home },
+        timeout: 60_000,
+      });
+    try {
+      const list = await cli(['--method', 'tools/list']);
+      const tools = (JSON.parse(list.stdout) as { tools: { name: string }[] }).tools.map((tool) => tool.name).sort();
+      assert.deepEqual(tools, ['bank__read_balance', 'bank__transfer', 'every__echo', 'every__get-sum', 'every__trigger-long-running-operation']);
+      const call = await cli(['--method', 'tools/call', '--tool-name', 'every__get-sum', '--tool-arg', 'a=20', 'b=22']);
+      assert.match(call.stdout, /42/);
+    } finally {
+      rmSync(home, { recursive: true, force: true });
+    }
   });
 
   it('two replicas sharing Redis serve alternate requests of one session; DELETE at one ends it at both', async () => {

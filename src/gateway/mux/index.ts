@@ -3,7 +3,7 @@ import { JSON_RPC_ERRORS, PROTOCOL_STATELESS } from '../mcp-message.ts';
 import { identityHeaders, upstreamError, upstreamHeaders, UpstreamError, type Forwarder } from '../filters/proxy.ts';
 import { GATEWAY_ERRORS, refuse } from '../filters/refuse.ts';
 import { judgeToolList } from '../pins/forwarder.ts';
-import { ResponseTap } from '../response-tap.ts';
+import { ResponseTap, rewriteResponse } from '../response-tap.ts';
 import type { CompiledRoute } from '../route.ts';
 import { SessionStoreUnavailable, type SessionStore, type UpstreamSessions } from '../sessions.ts';
 import type { GatewayEnv } from '../types.ts';
@@ -34,6 +34,19 @@ const DISPATCHED: Record<string, 'name' | 'uri'> = {
 
 /** Resource URIs are opaque and may collide between servers: the gateway's are `mandate+<upstream>:<the upstream's URI>`. */
 export const RESOURCE_SCHEME_PREFIX = 'mandate+';
+
+/** A resources/read result with each content's URI as the gateway lists it. */
+function prefixContents(result: unknown, upstream: string): unknown {
+  const contents = (result as { contents?: unknown })?.contents;
+  if (!Array.isArray(contents)) return result;
+  return {
+    ...(result as object),
+    contents: contents.map((content) => {
+      const uri = (content as { uri?: unknown })?.uri;
+      return typeof uri === 'string' ? { ...(content as object), uri: `${RESOURCE_SCHEME_PREFIX}${upstream}:${uri}` } : content;
+    }),
+  };
+}
 
 interface JsonRpcRequest {
   jsonrpc: '2.0';
@@ -240,6 +253,8 @@ export function multiplex(route: CompiledRoute, forwarder: Forwarder, sessions: 
         {
           timeouts: config.timeouts,
           tap: (contentType) => new ResponseTap(contentType, request.id),
+          // The contents of a resource read name it by the gateway's URI, as the list did.
+          rewrite: request.method === 'resources/read' ? (text, contentType) => rewriteResponse(text, contentType, request.id, (result) => prefixContents(result, target.upstream.name)) : undefined,
           responseHeaders: { ...c.get('responseHeaders'), ...sessionHeaders(mcp.sessionId) },
           onSession: () => undefined,
           upstreamHeaders: {
@@ -282,6 +297,20 @@ export function multiplex(route: CompiledRoute, forwarder: Forwarder, sessions: 
     return c.body(null, 202, c.get('responseHeaders'));
   };
 
+  /** logging/setLevel: to every upstream of the session (one without logging answers -32601, which is fine). */
+  const setLevel = async (c: Context<GatewayEnv>, request: JsonRpcRequest) => {
+    const map = await upstreamSessions(c);
+    const headers = baseHeaders(c);
+    await Promise.all(
+      upstreams
+        .filter((upstream) => !map || upstream.name in map)
+        .map((upstream) =>
+          exchange(fetchImpl, upstream, { method: 'POST', headers: { ...headers, 'mcp-session-id': map?.[upstream.name] ?? '' }, timeoutMs: config.timeouts.response_ms, message: { ...request, id: 1 } }).catch(() => undefined),
+        ),
+    );
+    return answer(c, { jsonrpc: '2.0', id: request.id, result: {} }, sessionHeaders(c.get('mcp').sessionId));
+  };
+
   /** DELETE: every upstream session ends, then the gateway's. */
   const end = async (c: Context<GatewayEnv>) => {
     const sessionId = c.get('mcp').sessionId;
@@ -316,6 +345,7 @@ export function multiplex(route: CompiledRoute, forwarder: Forwarder, sessions: 
       if (request.method === 'ping') return answer(c, { jsonrpc: '2.0', id: request.id, result: {} }, sessionHeaders(mcp.sessionId));
       if (LISTS[request.method]) return await mergeList(c, request);
       if (DISPATCHED[request.method]) return await dispatch(c, request);
+      if (request.method === 'logging/setLevel') return await setLevel(c, request);
       return answer(c, { jsonrpc: '2.0', id: request.id, error: { code: JSON_RPC_ERRORS.methodNotFound, message: `${request.method} is not available on a route with several upstreams` } }, sessionHeaders(mcp.sessionId));
     } catch (error) {
       if (error instanceof SessionStoreUnavailable) {
