@@ -96,6 +96,8 @@ export async function readLimited(body: ReadableStream<Uint8Array> | null, limit
 /** Sends a request upstream and the answer back. Node uses undici directly; elsewhere, fetch. */
 export interface Forwarder {
   forward(c: Context<GatewayEnv>, target: UpstreamTarget, hooks: ForwardHooks): Promise<Response>;
+  /** The caller's address as this forwarder sends it in `X-Forwarded-For` (for the gateway's own upstream requests: src/gateway/mux/). */
+  clientAddress?(c: Context<GatewayEnv>): string | undefined;
   close(): Promise<void>;
 }
 
@@ -435,6 +437,7 @@ export function fetchForwarder(fetchImpl: typeof fetch = fetch, options: FetchFo
         });
       return new Response(body ?? null, { status: response.status, headers: toHeaders(outHeaders) });
     },
+    clientAddress: (c) => options.clientAddress?.(c.req.raw) || undefined,
     close: async () => {},
   };
 }

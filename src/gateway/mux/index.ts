@@ -96,7 +96,7 @@ export function multiplex(route: CompiledRoute, forwarder: Forwarder, sessions: 
   const baseHeaders = (c: Context<GatewayEnv>): Record<string, string> => {
     const entries: [string, string][] = [];
     c.req.raw.headers.forEach((value, name) => entries.push([name, value]));
-    const headers = upstreamHeaders(entries, { host: c.req.header('host') ?? '', proto: new URL(c.req.url).protocol.replace(':', ''), requestId: c.get('audit').request_id });
+    const headers = upstreamHeaders(entries, { host: c.req.header('host') ?? '', proto: new URL(c.req.url).protocol.replace(':', ''), peer: forwarder.clientAddress?.(c), requestId: c.get('audit').request_id });
     if (config.identity_headers) Object.assign(headers, identityHeaders(c.get('principal')));
     delete headers['mcp-session-id'];
     delete headers['content-length'];

@@ -259,6 +259,7 @@ export function nodeForwarder(options: { connections?: number } = {}): Forwarder
         send(false);
       });
     },
+    clientAddress: (c) => (c.env as NodeBindings).incoming.socket.remoteAddress,
     async close() {
       await Promise.all([...pools.values()].map((pool) => pool.close()));
       pools.clear();

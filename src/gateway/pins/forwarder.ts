@@ -23,6 +23,7 @@ export function pinningForwarder(pins: CompiledPins, inner: Forwarder): Forwarde
       };
       return inner.forward(c, target, { ...hooks, rewrite });
     },
+    clientAddress: inner.clientAddress && ((c) => inner.clientAddress!(c)),
     close: () => inner.close(),
   };
 }
