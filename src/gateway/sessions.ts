@@ -31,8 +31,8 @@ export interface SessionStore {
   upstreams?(sessionId: string): UpstreamSessions | undefined | Promise<UpstreamSessions | undefined>;
 }
 
-/** Each upstream's `Mcp-Session-Id` (empty: it has none) by upstream name, for one gateway session. */
-export type UpstreamSessions = Record<string, string>;
+/** Each upstream's `Mcp-Session-Id` (empty: it has none) and the protocol revision it answered `initialize` with, by upstream name, for one gateway session. */
+export type UpstreamSessions = Record<string, { session: string; protocol?: string }>;
 
 /** Thrown when the shared store cannot answer: the gateway then refuses (503), never guesses. */
 export class SessionStoreUnavailable extends Error {

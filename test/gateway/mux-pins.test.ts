@@ -1,6 +1,8 @@
 import assert from 'node:assert/strict';
 import { createServer, type IncomingHttpHeaders } from 'node:http';
 import { after, before, describe, it } from 'node:test';
+import { Redis } from 'ioredis';
+import { RedisSessionBindings } from '../../src/gateway/node/redis-sessions.ts';
 import { basic, freePort, postForm, startTestAuthServer, type TestAuthServer } from '../helpers/auth-server.ts';
 import { mcpPost, startTestGateway, toolCall, type TestGateway } from '../helpers/gateway.ts';
 
@@ -20,7 +22,7 @@ interface Tool {
 }
 
 /** A minimal MCP server (no sessions) whose tools the test changes; records each request's headers; `huge` answers tools/list with more than 8 MiB. */
-async function startUpstream() {
+async function startUpstream(protocolVersion = '2025-11-25') {
   const tools: Tool[] = [{ name: 'echo', description: 'Echoes its arguments.', inputSchema: { type: 'object' } }];
   const seen: { method?: string; headers: IncomingHttpHeaders }[] = [];
   const state = { huge: false };
@@ -32,7 +34,7 @@ async function startUpstream() {
       seen.push({ method: message.method, headers: req.headers });
       if (message.id === undefined) return void res.writeHead(202).end();
       const reply = (result: unknown) => res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ jsonrpc: '2.0', id: message.id, result }));
-      if (message.method === 'initialize') return reply({ protocolVersion: '2025-11-25', capabilities: { tools: {} }, serverInfo: { name: 'changing', version: '1' } });
+      if (message.method === 'initialize') return void res.writeHead(200, { 'content-type': 'application/json', 'mcp-session-id': `${protocolVersion}-${seen.length}` }).end(JSON.stringify({ jsonrpc: '2.0', id: message.id, result: { protocolVersion, capabilities: { tools: {} }, serverInfo: { name: 'changing', version: '1' } } }));
       if (message.method === 'tools/list') return reply({ tools: state.huge ? [...tools, { name: 'padding', description: 'x'.repeat(9 * 1024 * 1024), inputSchema: { type: 'object' } }] : tools });
       if (message.method === 'tools/call') return reply({ content: [{ type: 'text', text: `called ${message.params?.name}` }] });
       reply({});
@@ -61,7 +63,8 @@ describe('gateway: tool pinning and limits on prefixed names; pinned tools/list 
       ],
       resources: Object.entries(R).map(([name, id]) => ({ id, name: `Mux pins ${name}`, scopes: [{ name: `${name}:use` }] })),
     });
-    a = await startUpstream();
+    // a speaks an older revision than the clients: the gateway talks to it in the one it negotiated.
+    a = await startUpstream('2025-06-18');
     b = await startUpstream();
     const pins = { client_id: 'mux-pin-gateway', client_secret_env: 'TEST_MUX_PIN_GATEWAY', negative_cache_seconds: 0 };
     single = await startTestGateway(() => [{ path: '/mcp', upstream: a.url, resource: R.single, authorization_servers: [as.issuer], tools: { echo: {}, padding: {} }, tool_pins: pins }]);
@@ -167,5 +170,37 @@ describe('gateway: tool pinning and limits on prefixed names; pinned tools/list 
     const other = await post(mux, R.mux, toolCall('a__echo', {}, nextId++));
     assert.equal(other.status, 200, other.text);
     assert.equal(other.event.upstream, 'a');
+  });
+
+  it('a session: each upstream gets its own session id and the revision it negotiated; the Redis record is sealed', async () => {
+    const init = await post(mux, R.mux, { jsonrpc: '2.0', id: nextId++, method: 'initialize', params: { protocolVersion: '2025-11-25', capabilities: {}, clientInfo: { name: 't', version: '1' } } });
+    assert.equal(init.status, 200, init.text);
+    const session = init.headers.get('mcp-session-id')!;
+    const headers = { authorization: `Bearer ${await tokenFor(R.mux)}`, 'mcp-session-id': session, 'mcp-protocol-version': '2025-11-25' };
+    const called = await mcpPost(`${mux.url}/mcp`, toolCall('a__echo', {}, nextId++), headers);
+    assert.equal(called.status, 200, called.text);
+    assert.equal(called.headers.get('mcp-session-id'), session);
+    const atA = a.seen.findLast((one) => one.method === 'tools/call')!;
+    assert.equal(atA.headers['mcp-protocol-version'], '2025-06-18');
+    assert.match(String(atA.headers['mcp-session-id']), /^2025-06-18-/);
+    const initialized = b.seen.findLast((one) => one.method === 'notifications/initialized')!;
+    assert.match(String(initialized.headers['mcp-session-id']), /^2025-11-25-/, 'each upstream got notifications/initialized in its session');
+    // The stored record: under a hash of the gateway session id, the upstream session ids sealed.
+    const redis = new Redis(process.env.REDIS_URL!);
+    try {
+      const store = new RedisSessionBindings(redis, 'mandate-test-seal');
+      await store.bind(session, { sub: 's' });
+      await store.setUpstreams(session, { a: { session: 'upstream-secret-id', protocol: '2025-06-18' } });
+      const keys = await redis.keys('mandate-test-seal:mux:*');
+      assert.equal(keys.length, 1);
+      assert.ok(!keys[0]!.includes(session));
+      assert.ok(!(await redis.get(keys[0]!))!.includes('upstream-secret-id'));
+      assert.deepEqual(await store.upstreams(session), { a: { session: 'upstream-secret-id', protocol: '2025-06-18' } });
+      await store.end(session);
+      assert.equal(await store.upstreams(session), undefined);
+      assert.equal((await redis.keys('mandate-test-seal:*')).length, 0);
+    } finally {
+      redis.disconnect();
+    }
   });
 });

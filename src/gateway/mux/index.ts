@@ -115,6 +115,12 @@ export function multiplex(route: CompiledRoute, forwarder: Forwarder, sessions: 
     return c.json(body as object, 200, { ...c.get('responseHeaders'), ...extra });
   };
 
+  /** What an upstream gets for the session: its own session id (empty: none) and the revision it negotiated. */
+  const sessionOf = (map: UpstreamSessions | undefined, name: string): Record<string, string> => {
+    const entry = map?.[name];
+    return { 'mcp-session-id': entry?.session ?? '', ...(entry?.protocol ? { 'mcp-protocol-version': entry.protocol } : {}) };
+  };
+
   const sessionHeaders = (sessionId: string | undefined): Record<string, string> => (sessionId ? { 'mcp-session-id': sessionId } : {});
 
   /** Each upstream's session for the client's gateway session; undefined when the client has none (2026-07-28, or before initialize). */
@@ -138,8 +144,11 @@ export function multiplex(route: CompiledRoute, forwarder: Forwarder, sessions: 
           const init = await exchange(fetchImpl, upstream, { method: 'POST', headers, timeoutMs, message: { jsonrpc: '2.0', id: 0, method: 'initialize', params: { ...params, protocolVersion } } });
           if (init.error || init.status >= 300) return { upstream, failed: `initialize answered ${init.status} ${init.error?.message ?? ''}`.trim() };
           const sessionId = init.sessionId ?? '';
-          await exchange(fetchImpl, upstream, { method: 'POST', headers: { ...headers, 'mcp-session-id': sessionId }, timeoutMs, message: { jsonrpc: '2.0', method: 'notifications/initialized' } });
-          return { upstream, sessionId, capabilities: ((init.result as { capabilities?: Record<string, unknown> })?.capabilities ?? {}) as Record<string, unknown> };
+          const negotiatedVersion = (init.result as { protocolVersion?: unknown })?.protocolVersion;
+          const versionHeader = typeof negotiatedVersion === 'string' ? { 'mcp-protocol-version': negotiatedVersion } : {};
+          await exchange(fetchImpl, upstream, { method: 'POST', headers: { ...headers, 'mcp-session-id': sessionId, ...versionHeader }, timeoutMs, message: { jsonrpc: '2.0', method: 'notifications/initialized' } });
+          const negotiated = (init.result as { protocolVersion?: unknown })?.protocolVersion;
+          return { upstream, sessionId, protocol: typeof negotiated === 'string' ? negotiated : undefined, capabilities: ((init.result as { capabilities?: Record<string, unknown> })?.capabilities ?? {}) as Record<string, unknown> };
         } catch (error) {
           return { upstream, failed: (error as Error).message };
         }
@@ -155,7 +164,7 @@ export function multiplex(route: CompiledRoute, forwarder: Forwarder, sessions: 
     const map: UpstreamSessions = {};
     for (const one of opened) {
       if (!('sessionId' in one)) continue;
-      map[one.upstream.name] = one.sessionId!;
+      map[one.upstream.name] = { session: one.sessionId!, ...(one.protocol ? { protocol: one.protocol } : {}) };
       for (const kind of ['tools', 'prompts', 'resources', 'logging'] as const) {
         const offered = one.capabilities![kind] as Record<string, unknown> | undefined;
         // listChanged and subscribe are not passed on: the gateway does not relay an upstream's own notifications stream.
@@ -188,7 +197,7 @@ export function multiplex(route: CompiledRoute, forwarder: Forwarder, sessions: 
           for (let page = 0; page < MAX_PAGES; page++) {
             const reply: UpstreamAnswer = await exchange(fetchImpl, upstream, {
               method: 'POST',
-              headers: { ...headers, 'mcp-session-id': map?.[upstream.name] ?? '' },
+              headers: { ...headers, ...sessionOf(map, upstream.name) },
               timeoutMs: config.timeouts.response_ms,
               message: { jsonrpc: '2.0', id: 1, method: request.method, params: cursor ? { cursor } : {} },
             });
@@ -260,7 +269,7 @@ export function multiplex(route: CompiledRoute, forwarder: Forwarder, sessions: 
           upstreamHeaders: {
             ...(config.identity_headers ? identityHeaders(c.get('principal')) : {}),
             // The upstream's own session id (empty: none), and the name it knows (2026-07-28 Mcp-Name).
-            'mcp-session-id': map?.[target.upstream.name] ?? '',
+            ...sessionOf(map, target.upstream.name),
             'mcp-name': c.req.header('mcp-name') === undefined ? '' : target.name,
           },
         },
@@ -291,7 +300,7 @@ export function multiplex(route: CompiledRoute, forwarder: Forwarder, sessions: 
     }
     await Promise.all(
       targets.map((upstream) =>
-        exchange(fetchImpl, upstream, { method: 'POST', headers: { ...headers, 'mcp-session-id': map?.[upstream.name] ?? '' }, timeoutMs: config.timeouts.response_ms, message }).catch(() => undefined),
+        exchange(fetchImpl, upstream, { method: 'POST', headers: { ...headers, ...sessionOf(map, upstream.name) }, timeoutMs: config.timeouts.response_ms, message }).catch(() => undefined),
       ),
     );
     return c.body(null, 202, c.get('responseHeaders'));
@@ -305,7 +314,7 @@ export function multiplex(route: CompiledRoute, forwarder: Forwarder, sessions: 
       upstreams
         .filter((upstream) => !map || upstream.name in map)
         .map((upstream) =>
-          exchange(fetchImpl, upstream, { method: 'POST', headers: { ...headers, 'mcp-session-id': map?.[upstream.name] ?? '' }, timeoutMs: config.timeouts.response_ms, message: { ...request, id: 1 } }).catch(() => undefined),
+          exchange(fetchImpl, upstream, { method: 'POST', headers: { ...headers, ...sessionOf(map, upstream.name) }, timeoutMs: config.timeouts.response_ms, message: { ...request, id: 1 } }).catch(() => undefined),
         ),
     );
     return answer(c, { jsonrpc: '2.0', id: request.id, result: {} }, sessionHeaders(c.get('mcp').sessionId));
@@ -319,8 +328,8 @@ export function multiplex(route: CompiledRoute, forwarder: Forwarder, sessions: 
     const headers = baseHeaders(c);
     await Promise.all(
       upstreams
-        .filter((upstream) => map[upstream.name])
-        .map((upstream) => exchange(fetchImpl, upstream, { method: 'DELETE', headers: { ...headers, 'mcp-session-id': map[upstream.name]! }, timeoutMs: config.timeouts.response_ms }).catch(() => undefined)),
+        .filter((upstream) => map[upstream.name]?.session)
+        .map((upstream) => exchange(fetchImpl, upstream, { method: 'DELETE', headers: { ...headers, ...sessionOf(map, upstream.name) }, timeoutMs: config.timeouts.response_ms }).catch(() => undefined)),
     );
     await sessions.end(sessionId);
     return c.body(null, 200, c.get('responseHeaders'));
