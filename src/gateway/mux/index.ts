@@ -144,11 +144,11 @@ export function multiplex(route: CompiledRoute, forwarder: Forwarder, sessions: 
           const init = await exchange(fetchImpl, upstream, { method: 'POST', headers, timeoutMs, message: { jsonrpc: '2.0', id: 0, method: 'initialize', params: { ...params, protocolVersion } } });
           if (init.error || init.status >= 300) return { upstream, failed: `initialize answered ${init.status} ${init.error?.message ?? ''}`.trim() };
           const sessionId = init.sessionId ?? '';
-          const negotiatedVersion = (init.result as { protocolVersion?: unknown })?.protocolVersion;
-          const versionHeader = typeof negotiatedVersion === 'string' ? { 'mcp-protocol-version': negotiatedVersion } : {};
-          await exchange(fetchImpl, upstream, { method: 'POST', headers: { ...headers, 'mcp-session-id': sessionId, ...versionHeader }, timeoutMs, message: { jsonrpc: '2.0', method: 'notifications/initialized' } });
+          // The revision this upstream agreed to: what it is spoken to in for the rest of the session.
           const negotiated = (init.result as { protocolVersion?: unknown })?.protocolVersion;
-          return { upstream, sessionId, protocol: typeof negotiated === 'string' ? negotiated : undefined, capabilities: ((init.result as { capabilities?: Record<string, unknown> })?.capabilities ?? {}) as Record<string, unknown> };
+          const protocol = typeof negotiated === 'string' ? negotiated : undefined;
+          await exchange(fetchImpl, upstream, { method: 'POST', headers: { ...headers, 'mcp-session-id': sessionId, ...(protocol ? { 'mcp-protocol-version': protocol } : {}) }, timeoutMs, message: { jsonrpc: '2.0', method: 'notifications/initialized' } });
+          return { upstream, sessionId, protocol, capabilities: ((init.result as { capabilities?: Record<string, unknown> })?.capabilities ?? {}) as Record<string, unknown> };
         } catch (error) {
           return { upstream, failed: (error as Error).message };
         }
@@ -171,13 +171,27 @@ export function multiplex(route: CompiledRoute, forwarder: Forwarder, sessions: 
         if (offered) capabilities[kind] = kind === 'resources' || kind === 'tools' || kind === 'prompts' ? {} : offered;
       }
     }
+    // Upstream sessions nobody will hold (a stateless revision, or a store that cannot keep them) are ended at once.
+    const release = () =>
+      Promise.all(
+        upstreams
+          .filter((upstream) => map[upstream.name]?.session)
+          .map((upstream) => exchange(fetchImpl, upstream, { method: 'DELETE', headers: { ...baseHeaders(c), ...sessionOf(map, upstream.name) }, timeoutMs }).catch(() => undefined)),
+      );
     let sessionId: string | undefined;
     if (protocolVersion < PROTOCOL_STATELESS) {
       sessionId = crypto.randomUUID();
       const principal = c.get('principal');
-      await sessions.bind(sessionId, { sub: principal.sub, clientId: principal.clientId });
-      await sessions.setUpstreams!(sessionId, map);
+      try {
+        await sessions.bind(sessionId, { sub: principal.sub, clientId: principal.clientId });
+        await sessions.setUpstreams!(sessionId, map);
+      } catch (error) {
+        await release();
+        throw error;
+      }
       c.get('audit').session = sessionId;
+    } else {
+      await release();
     }
     return answer(c, { jsonrpc: '2.0', id: request.id, result: { protocolVersion, capabilities, serverInfo } }, sessionHeaders(sessionId));
   };
