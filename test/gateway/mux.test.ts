@@ -161,6 +161,37 @@ describe('gateway: several MCP servers behind one route', () => {
     assert.equal(after.status, 404, 'the ended session is refused at the other replica too');
   });
 
+  it('GET (no stream on such a route): 405, -32600, audited method_not_allowed; a notification is answered 202; an answer to a server request is refused (400, -32600)', async () => {
+    const url = `${gateways[0]!.url}/mcp`;
+    const init = await mcpPost(url, { jsonrpc: '2.0', id: 1, method: 'initialize', params: { protocolVersion: '2025-11-25', capabilities: {}, clientInfo: { name: 'raw', version: '1' } } }, auth());
+    const headers = { ...auth(), 'mcp-session-id': init.headers.get('mcp-session-id')!, 'mcp-protocol-version': '2025-11-25' };
+    const stream = await fetch(url, { headers: { ...headers, accept: 'text/event-stream' } });
+    assert.equal(stream.status, 405);
+    const body = (await stream.json()) as { error: { code: number } };
+    assert.equal(body.error.code, -32600);
+    const refused = (await gateways[0]!.auditEvents()).findLast((event) => event.http_method === 'GET')!;
+    assert.equal(refused.rejection, 'method_not_allowed');
+    const cancelled = await mcpPost(url, { jsonrpc: '2.0', method: 'notifications/cancelled', params: { requestId: 99, reason: 'test' } }, headers);
+    assert.equal(cancelled.status, 202);
+    const answer = await mcpPost(url, { jsonrpc: '2.0', id: 'srv-1', result: { action: 'accept' } }, headers);
+    assert.equal(answer.status, 400);
+    assert.equal((answer.json!.error as { code: number }).code, -32600);
+    const event = (await gateways[0]!.auditEvents()).findLast((e) => e.kind === 'response')!;
+    assert.equal(event.rejection, 'invalid_request');
+    assert.equal((await fetch(url, { method: 'DELETE', headers })).status, 200);
+  });
+
+  it('the stateless revision (2026-07-28): initialize gives no session (the upstream sessions it opened are ended), ping answered by the gateway', async () => {
+    const url = `${gateways[0]!.url}/mcp`;
+    const headers = { ...auth(), 'mcp-protocol-version': '2026-07-28' };
+    const init = await mcpPost(url, { jsonrpc: '2.0', id: 1, method: 'initialize', params: { protocolVersion: '2026-07-28', capabilities: {}, clientInfo: { name: 'raw', version: '1' } } }, { ...headers, 'mcp-method': 'initialize' });
+    assert.equal(init.status, 200, init.text);
+    assert.equal((init.json!.result as { protocolVersion: string }).protocolVersion, '2026-07-28');
+    assert.equal(init.headers.get('mcp-session-id'), null);
+    const ping = await mcpPost(url, { jsonrpc: '2.0', id: 2, method: 'ping' }, { ...headers, 'mcp-method': 'ping' });
+    assert.deepEqual(ping.json, { jsonrpc: '2.0', id: 2, result: {} });
+  });
+
   it('an unknown prefix is a JSON-RPC error -32602 (HTTP 404), audited as unknown_upstream', async () => {
     // unlisted_tools: allow, so that the tool rules let the name through and the multiplexer judges it.
     const open = await startTestGateway((url) => [{ ...route(url), unlisted_tools: 'allow' as const, tools: {} }], { rate_limit_prefix: prefix });
