@@ -102,6 +102,8 @@ describe('gateway: several MCP servers behind one route', () => {
       assert.ok(prompts.every((prompt) => prompt.name.startsWith('every__')), 'the bank has no prompts');
       const prompt = await client.getPrompt({ name: 'every__simple-prompt' });
       assert.ok(prompt.messages.length > 0);
+      const completed = await client.complete({ ref: { type: 'ref/prompt', name: 'every__completable-prompt' }, argument: { name: 'department', value: 'E' } });
+      assert.deepEqual(completed.completion.values, ['Engineering'], 'completion/complete reaches the prompt at its upstream');
       const { resources } = await client.listResources();
       assert.ok(resources.length > 0);
       assert.ok(resources.every((resource) => resource.uri.startsWith('mandate+every:')), resources[0]?.uri);

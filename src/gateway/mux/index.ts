@@ -165,7 +165,7 @@ export function multiplex(route: CompiledRoute, forwarder: Forwarder, sessions: 
     for (const one of opened) {
       if (!('sessionId' in one)) continue;
       map[one.upstream.name] = { session: one.sessionId!, ...(one.protocol ? { protocol: one.protocol } : {}) };
-      for (const kind of ['tools', 'prompts', 'resources', 'logging'] as const) {
+      for (const kind of ['tools', 'prompts', 'resources', 'logging', 'completions'] as const) {
         const offered = one.capabilities![kind] as Record<string, unknown> | undefined;
         // listChanged and subscribe are not passed on: the gateway does not relay an upstream's own notifications stream.
         if (offered) capabilities[kind] = kind === 'resources' || kind === 'tools' || kind === 'prompts' ? {} : offered;
@@ -250,8 +250,10 @@ export function multiplex(route: CompiledRoute, forwarder: Forwarder, sessions: 
 
   /** A call to the upstream its name (or URI) says, with the name it has there, through the route's forwarder. */
   const dispatch = async (c: Context<GatewayEnv>, request: JsonRpcRequest) => {
-    const key = DISPATCHED[request.method]!;
-    const named = request.params?.[key];
+    // completion/complete names its prompt or resource in `ref` (MCP "Completion").
+    const ref = request.method === 'completion/complete' ? (request.params?.ref as Record<string, unknown> | undefined) : undefined;
+    const key = ref ? (ref.type === 'ref/resource' ? 'uri' : 'name') : DISPATCHED[request.method]!;
+    const named = ref ? ref[key] : request.params?.[key];
     const target = typeof named === 'string' ? (key === 'uri' ? splitUri(named) : split(named)) : undefined;
     const map = await upstreamSessions(c);
     if (!target || (map && !(target.upstream.name in map))) {
@@ -265,7 +267,7 @@ export function multiplex(route: CompiledRoute, forwarder: Forwarder, sessions: 
     }
     const audit = c.get('audit');
     audit.upstream = target.upstream.name;
-    const body = JSON.stringify({ ...request, params: { ...request.params, [key]: target.name } });
+    const body = JSON.stringify({ ...request, params: ref ? { ...request.params, ref: { ...ref, [key]: target.name } } : { ...request.params, [key]: target.name } });
     const mcp = c.get('mcp');
     const flight = mcp.sessionId !== undefined && request.id !== undefined ? `${mcp.sessionId}\0${JSON.stringify(request.id)}` : undefined;
     if (flight) inFlight.set(flight, target.upstream.name);
@@ -367,7 +369,7 @@ export function multiplex(route: CompiledRoute, forwarder: Forwarder, sessions: 
       if (request.method === 'initialize') return await initialize(c, request);
       if (request.method === 'ping') return answer(c, { jsonrpc: '2.0', id: request.id, result: {} }, sessionHeaders(mcp.sessionId));
       if (LISTS[request.method]) return await mergeList(c, request);
-      if (DISPATCHED[request.method]) return await dispatch(c, request);
+      if (DISPATCHED[request.method] || request.method === 'completion/complete') return await dispatch(c, request);
       if (request.method === 'logging/setLevel') return await setLevel(c, request);
       return answer(c, { jsonrpc: '2.0', id: request.id, error: { code: JSON_RPC_ERRORS.methodNotFound, message: `${request.method} is not available on a route with several upstreams` } }, sessionHeaders(mcp.sessionId));
     } catch (error) {
