@@ -163,7 +163,7 @@ describe('gateway: several MCP servers behind one route', () => {
     assert.equal(after.status, 404, 'the ended session is refused at the other replica too');
   });
 
-  it('GET (no stream on such a route): 405, -32600, audited method_not_allowed; a notification is answered 202; an answer to a server request is refused (400, -32600)', async () => {
+  it('GET (no stream on such a route): 405, -32600, audited method_not_allowed; a notification is answered 202; an answer to a request no upstream sent is refused (400, -32600)', async () => {
     const url = `${gateways[0]!.url}/mcp`;
     const init = await mcpPost(url, { jsonrpc: '2.0', id: 1, method: 'initialize', params: { protocolVersion: '2025-11-25', capabilities: {}, clientInfo: { name: 'raw', version: '1' } } }, auth());
     const headers = { ...auth(), 'mcp-session-id': init.headers.get('mcp-session-id')!, 'mcp-protocol-version': '2025-11-25' };

@@ -51,6 +51,12 @@ export interface ForwardHooks {
    * (tool pinning, multiplexing). Forwarding headers and limits are the same as for any request.
    */
   rewrite?: (body: string, contentType: string | undefined) => string | Promise<string>;
+  /**
+   * An SSE answer passed on event by event through this (each event as the upstream sent it, its
+   * blank-line delimiter kept); JSON answers and rewritten ones are not. The multiplexer renames
+   * the upstream's own requests in a call's stream with it.
+   */
+  events?: (event: string) => string;
   tap: (contentType: string | undefined) => ResponseTap;
   /** Extra headers for the response to the client (CORS). */
   responseHeaders: Record<string, string>;
@@ -91,6 +97,37 @@ export async function readLimited(body: ReadableStream<Uint8Array> | null, limit
     at += chunk.byteLength;
   }
   return new TextDecoder().decode(all);
+}
+
+/** Rewrites an SSE stream event by event as its chunks arrive: a complete event goes on at once, a partial one waits for its end. */
+export class SseEventRewriter {
+  private pending = '';
+  private readonly decoder = new TextDecoder();
+  private readonly encoder = new TextEncoder();
+
+  constructor(private readonly rewrite: (event: string) => string) {}
+
+  /** The complete events so far, rewritten; throws an UpstreamError when an event grows past the rewrite limit. */
+  push(chunk: Uint8Array): Uint8Array {
+    this.pending += this.decoder.decode(chunk, { stream: true });
+    let out = '';
+    let start = 0;
+    const boundary = /\r?\n\r?\n/g;
+    for (let match = boundary.exec(this.pending); match; match = boundary.exec(this.pending)) {
+      out += this.rewrite(this.pending.slice(start, match.index)) + match[0];
+      start = match.index + match[0].length;
+    }
+    this.pending = this.pending.slice(start);
+    if (this.pending.length > REWRITE_BODY_LIMIT) throw new UpstreamError(502, 'upstream_unavailable', 'an event to rewrite is too large');
+    return this.encoder.encode(out);
+  }
+
+  /** What is left at the end of the stream (an event without its closing blank line), rewritten. */
+  flush(): Uint8Array {
+    const rest = this.pending + this.decoder.decode();
+    this.pending = '';
+    return this.encoder.encode(rest ? this.rewrite(rest) : '');
+  }
 }
 
 /** Sends a request upstream and the answer back. Node uses undici directly; elsewhere, fetch. */
@@ -393,6 +430,8 @@ export function fetchForwarder(fetchImpl: typeof fetch = fetch, options: FetchFo
         return new Response(body, { status: response.status, headers: toHeaders(outHeaders) });
       }
       const tap = hooks.tap(contentType);
+      const rewriter = hooks.events && isEventStream(contentType) ? new SseEventRewriter(hooks.events) : undefined;
+      if (rewriter) delete outHeaders['content-length'];
       let finish!: () => void;
       c.set('finished', new Promise<void>((resolve) => (finish = resolve)));
       const upstreamBody = response.body;
@@ -427,11 +466,27 @@ export function fetchForwarder(fetchImpl: typeof fetch = fetch, options: FetchFo
               return;
             }
             if (chunk.done) {
+              const rest = rewriter?.flush();
+              if (rest?.byteLength) {
+                tap.push(rest);
+                controller.enqueue(rest);
+              }
               if (end(tap.finish())) controller.close();
               return;
             }
-            tap.push(chunk.value);
-            controller.enqueue(chunk.value);
+            let bytes = chunk.value;
+            if (rewriter) {
+              try {
+                bytes = rewriter.push(chunk.value);
+              } catch (error) {
+                if (end({ decision: 'error', rejection: 'upstream_interrupted', reason: (error as Error).message })) controller.error(error);
+                void reader.cancel(error).catch(() => undefined);
+                return;
+              }
+              if (bytes.byteLength === 0) return;
+            }
+            tap.push(bytes);
+            controller.enqueue(bytes);
           },
           cancel: clientClosed,
         });

@@ -48,6 +48,39 @@ function prefixContents(result: unknown, upstream: string): unknown {
   };
 }
 
+/**
+ * An upstream's own request to the client in a call's stream (elicitation, sampling, roots) gets
+ * the id `mandate+<upstream>:<its id as JSON>`, so that the client's answer — to any replica — names
+ * the upstream to take it back to, with its own id, and no other upstream sees it.
+ */
+export function renameServerRequests(event: string, upstream: string): string {
+  const lines = event.split(/\r?\n/);
+  const data = lines.filter((line) => line.startsWith('data:'));
+  if (data.length === 0) return event;
+  let message: { id?: unknown; method?: unknown };
+  try {
+    message = JSON.parse(data.map((line) => line.slice(5).replace(/^ /, '')).join('\n')) as { id?: unknown; method?: unknown };
+  } catch {
+    return event;
+  }
+  if (!message || typeof message !== 'object' || typeof message.method !== 'string' || (typeof message.id !== 'string' && typeof message.id !== 'number')) return event;
+  const renamed = { ...message, id: `${RESOURCE_SCHEME_PREFIX}${upstream}:${JSON.stringify(message.id)}` };
+  return [...lines.filter((line) => !line.startsWith('data:')), `data: ${JSON.stringify(renamed)}`].join('\n');
+}
+
+/** The upstream and its own id, from the id of a client's answer to a renamed server request. */
+function serverRequestOf(id: unknown): { upstream: string; id: string | number } | undefined {
+  if (typeof id !== 'string' || !id.startsWith(RESOURCE_SCHEME_PREFIX)) return undefined;
+  const colon = id.indexOf(':');
+  if (colon < 0) return undefined;
+  try {
+    const original = JSON.parse(id.slice(colon + 1)) as unknown;
+    return typeof original === 'string' || typeof original === 'number' ? { upstream: id.slice(RESOURCE_SCHEME_PREFIX.length, colon), id: original } : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
 interface JsonRpcRequest {
   jsonrpc: '2.0';
   id?: string | number;
@@ -278,6 +311,7 @@ export function multiplex(route: CompiledRoute, forwarder: Forwarder, sessions: 
         {
           timeouts: config.timeouts,
           tap: (contentType) => new ResponseTap(contentType, request.id),
+          events: (event) => renameServerRequests(event, target.upstream.name),
           // The contents of a resource read name it by the gateway's URI, as the list did.
           rewrite: request.method === 'resources/read' ? (text, contentType) => rewriteResponse(text, contentType, request.id, (result) => prefixContents(result, target.upstream.name)) : undefined,
           responseHeaders: { ...c.get('responseHeaders'), ...sessionHeaders(mcp.sessionId) },
@@ -336,6 +370,21 @@ export function multiplex(route: CompiledRoute, forwarder: Forwarder, sessions: 
     return answer(c, { jsonrpc: '2.0', id: request.id, result: {} }, sessionHeaders(c.get('mcp').sessionId));
   };
 
+  /** The client's answer to an upstream's request: to that upstream only, with its own id. */
+  const reply = async (c: Context<GatewayEnv>, response: { jsonrpc: '2.0'; id?: string | number; result?: unknown; error?: unknown }) => {
+    const origin = serverRequestOf(response.id);
+    const upstream = origin && byName.get(origin.upstream);
+    const map = await upstreamSessions(c);
+    if (!origin || !upstream || (map && !(upstream.name in map))) {
+      return refuse(c, { status: 400, code: JSON_RPC_ERRORS.invalidRequest, message: 'an answer to a request no upstream of this route sent', rejection: 'invalid_request', reason: `answer id ${JSON.stringify(response.id)} names no upstream of the session` });
+    }
+    c.get('audit').upstream = upstream.name;
+    const sent = await exchange(fetchImpl, upstream, { method: 'POST', headers: { ...baseHeaders(c), ...sessionOf(map, upstream.name) }, timeoutMs: config.timeouts.response_ms, message: { ...response, id: origin.id } });
+    c.get('audit').upstream_status = sent.status;
+    if (sent.status < 200 || sent.status >= 300) throw new UpstreamError(502, 'upstream_unavailable', `upstream ${upstream.name} answered ${sent.status} to the client's answer`);
+    return c.body(null, 202, c.get('responseHeaders'));
+  };
+
   /** DELETE: every upstream session ends, then the gateway's. */
   const end = async (c: Context<GatewayEnv>) => {
     const sessionId = c.get('mcp').sessionId;
@@ -361,9 +410,7 @@ export function multiplex(route: CompiledRoute, forwarder: Forwarder, sessions: 
       }
       const message = mcp.message;
       if (!message || mcp.body === undefined) return refuse(c, { status: 400, code: JSON_RPC_ERRORS.invalidRequest, message: 'batches are not supported on a route with several upstreams', rejection: 'invalid_request' });
-      if (message.kind === 'response') {
-        return refuse(c, { status: 400, code: JSON_RPC_ERRORS.invalidRequest, message: 'answers to server requests are not supported on a route with several upstreams', rejection: 'invalid_request' });
-      }
+      if (message.kind === 'response') return await reply(c, JSON.parse(mcp.body) as { jsonrpc: '2.0'; id?: string | number; result?: unknown; error?: unknown });
       const request = JSON.parse(mcp.body) as JsonRpcRequest;
       if (message.kind === 'notification') return await notify(c, request);
       if (request.method === 'initialize') return await initialize(c, request);

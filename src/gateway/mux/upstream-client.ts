@@ -23,14 +23,16 @@ export interface UpstreamAnswer {
 export async function exchange(
   fetchImpl: typeof fetch,
   upstream: MuxUpstream,
-  request: { method: 'POST' | 'DELETE'; message?: { jsonrpc: '2.0'; id?: string | number; method: string; params?: unknown }; headers: Record<string, string>; timeoutMs: number },
+  request: { method: 'POST' | 'DELETE'; message?: { jsonrpc: '2.0'; id?: string | number; method?: string; params?: unknown; result?: unknown; error?: unknown }; headers: Record<string, string>; timeoutMs: number },
 ): Promise<UpstreamAnswer> {
   const headers: Record<string, string> = { ...request.headers };
   for (const [name, value] of Object.entries(headers)) if (value === '') delete headers[name];
   if (request.message) {
     headers['content-type'] = 'application/json';
     headers.accept = 'application/json, text/event-stream';
-    headers['mcp-method'] = request.message.method;
+    // A request or notification names its method (2026-07-28 Mcp-Method); a client's answer has none.
+    if (request.message.method) headers['mcp-method'] = request.message.method;
+    else delete headers['mcp-method'];
     delete headers['mcp-name'];
   }
   const abort = new AbortController();
@@ -47,13 +49,13 @@ export async function exchange(
   }
   const answer: UpstreamAnswer = { status: response.status, sessionId: response.headers.get('mcp-session-id') ?? undefined };
   const id = request.message?.id;
-  if (id === undefined) return answer;
+  if (id === undefined || request.message?.method === undefined) return answer;
   const found = findResponse(text, response.headers.get('content-type') ?? undefined, id);
   if (found) {
     answer.result = found.result;
     answer.error = found.error;
   } else if (response.ok) {
-    throw new UpstreamError(502, 'upstream_unavailable', `upstream ${upstream.name} answered ${request.message!.method} without a response`);
+    throw new UpstreamError(502, 'upstream_unavailable', `upstream ${upstream.name} answered ${request.message!.method!} without a response`);
   }
   return answer;
 }

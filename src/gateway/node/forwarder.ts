@@ -1,7 +1,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { RESPONSE_ALREADY_SENT } from '@hono/node-server/utils/response';
 import { Pool, type Dispatcher } from 'undici';
-import { REWRITE_BODY_LIMIT, UpstreamError, clientHeaders, setUpstreamHeaders, nonceRetryRefused, upstreamError, upstreamHeaders, upstreamNonceDemand, type Forwarder } from '../filters/proxy.ts';
+import { REWRITE_BODY_LIMIT, SseEventRewriter, UpstreamError, clientHeaders, setUpstreamHeaders, nonceRetryRefused, upstreamError, upstreamHeaders, upstreamNonceDemand, type Forwarder } from '../filters/proxy.ts';
 
 interface NodeBindings {
   incoming: IncomingMessage;
@@ -52,6 +52,7 @@ export function nodeForwarder(options: { connections?: number } = {}): Forwarder
         let tap: ReturnType<typeof hooks.tap> | undefined;
         let buffered: Buffer[] | undefined;
         let bufferedSize = 0;
+        let rewriter: SseEventRewriter | undefined;
         let contentType: string | undefined;
         let status = 0;
         let upstreamHeadersSeen: Record<string, string | string[] | undefined> = {};
@@ -85,7 +86,12 @@ export function nodeForwarder(options: { connections?: number } = {}): Forwarder
               upstreamHeadersSeen = responseHeaders;
               return;
             }
-            outgoing.writeHead(statusCode, clientHeaders(Object.entries(responseHeaders), hooks.responseHeaders, hooks.dropCookie));
+            const outHeaders = clientHeaders(Object.entries(responseHeaders), hooks.responseHeaders, hooks.dropCookie);
+            if (hooks.events && contentType?.startsWith('text/event-stream')) {
+              rewriter = new SseEventRewriter(hooks.events);
+              delete outHeaders['content-length'];
+            }
+            outgoing.writeHead(statusCode, outHeaders);
             // Headers go out at once, so an SSE client sees the stream open before the first event.
             if (contentType?.startsWith('text/event-stream')) outgoing.flushHeaders();
           },
@@ -96,14 +102,29 @@ export function nodeForwarder(options: { connections?: number } = {}): Forwarder
               else buffered.push(chunk);
               return;
             }
-            tap!.push(chunk);
-            if (!outgoing.write(chunk)) {
+            let bytes: Uint8Array = chunk;
+            if (rewriter) {
+              try {
+                bytes = rewriter.push(chunk);
+              } catch (error) {
+                ctrl.abort(error as Error);
+                return;
+              }
+              if (bytes.byteLength === 0) return;
+            }
+            tap!.push(bytes);
+            if (!outgoing.write(bytes)) {
               ctrl.pause();
               outgoing.once('drain', () => ctrl.resume());
             }
           },
           onResponseEnd() {
             if (!buffered) {
+              const rest = rewriter?.flush();
+              if (rest?.byteLength) {
+                tap!.push(rest);
+                outgoing.write(rest);
+              }
               outgoing.end();
               done();
               return;
