@@ -31,6 +31,8 @@ export async function pinCommand(args: string[]): Promise<number> {
   const config = parseConfig(gatewayConfigSchema, await loadYaml(file), file);
   const route = config.routes.find((r) => r.path === values.route);
   if (!route || route.kind !== 'mcp') throw new ConfigError(`mandate gateway pin: ${file} has no MCP route at ${values.route}`);
+  // Several upstreams: their prefixed tools are pinned on first use (a snapshot per route is for one server for now).
+  if (!route.upstream) throw new ConfigError(`mandate gateway pin: the route at ${values.route} has several upstreams; pin snapshots are for one-upstream routes`);
   const client = new Client({ name: 'mandate-gateway-pin', version: '1.0.0' });
   await client.connect(new StreamableHTTPClientTransport(new URL(route.upstream)));
   const snapshot: ToolSnapshot = { resource: route.resource, tools: [] };

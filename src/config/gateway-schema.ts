@@ -256,10 +256,29 @@ const toolPinsSchema = z.strictObject({
     .describe('How long a changed or new verdict is reused; an approval shows within this time (0: ask every time).'),
 });
 
+const upstreamSchema = z.strictObject({
+  name: z
+    .string()
+    .regex(/^[a-z0-9][a-z0-9-]*$/, 'lower-case letters, digits and -, not first')
+    .max(32)
+    .describe('Prefix of its tools and prompts (`<name><separator><tool>`) and `upstream` in the audit.'),
+  url: z.url().describe('The MCP server (Streamable HTTP endpoint, e.g. http://localhost:8000/mcp).'),
+});
+
 export const routeSchema = z.strictObject({
   kind: z.literal('mcp').default('mcp').describe('mcp (the default): the route fronts an MCP server and takes bearer tokens. web: see the web route keys.'),
   path: z.string().regex(/^\/[^?#]*$/, 'a path starting with /').describe('Path prefix the route serves, e.g. /mcp.'),
-  upstream: z.url().describe('The MCP server the route fronts.'),
+  upstream: z.url().optional().describe('The MCP server the route fronts (or `upstreams`: exactly one of the two).'),
+  upstreams: z
+    .array(upstreamSchema)
+    .min(1)
+    .optional()
+    .describe('Several MCP servers behind the route (docs/gateway.md "Several MCP servers behind one route"): the gateway answers initialize itself and lists their tools, prompts and resources with names prefixed `<name><separator>`. Instead of `upstream`.'),
+  separator: z
+    .string()
+    .regex(/^[_.~-]{1,4}$/, 'one to four of _ . ~ -')
+    .default('__')
+    .describe('Between the upstream name and the tool or prompt name with `upstreams` (`bank__read_balance`).'),
   rewrite: z.string().regex(/^\/[^?#]*$/).optional().describe('Replaces the path prefix before forwarding (seed 001: /mcp → /). Default: the upstream URL path + the rest of the request path.'),
   resource: z.url().describe('The protected resource identifier (RFC 9728): the `aud` tokens must carry.'),
   resource_name: z.string().optional().describe('Human-readable name in the protected resource metadata.'),
@@ -323,6 +342,33 @@ export const routeSchema = z.strictObject({
     .prefault({}),
 }).superRefine((route, context) => {
   checkIssuers(route, context);
+  if ((route.upstream === undefined) === (route.upstreams === undefined)) {
+    context.addIssue({ code: 'custom', path: ['upstream'], message: 'a route needs exactly one of upstream (one MCP server) and upstreams (several)' });
+  }
+  if (route.upstreams) {
+    const seen = new Set<string>();
+    for (const [i, upstream] of route.upstreams.entries()) {
+      if (seen.has(upstream.name)) context.addIssue({ code: 'custom', path: ['upstreams', i, 'name'], message: `upstream name ${upstream.name} is used twice` });
+      seen.add(upstream.name);
+      for (const other of route.upstreams) {
+        // bank + separator + x__y would read as upstream "bank__x" too: no name may start another's prefix.
+        if (other !== upstream && other.name.startsWith(`${upstream.name}${route.separator}`)) {
+          context.addIssue({ code: 'custom', path: ['upstreams', i, 'name'], message: `upstream names ${upstream.name} and ${other.name} collide: ${other.name} starts with ${upstream.name}${route.separator}` });
+        }
+      }
+    }
+    if (route.upstreams.some((upstream) => upstream.name.includes(route.separator))) {
+      context.addIssue({ code: 'custom', path: ['separator'], message: `the separator ${route.separator} may not appear in an upstream name` });
+    }
+    for (const name of Object.keys(route.tools)) {
+      const cut = name.indexOf(route.separator);
+      if (cut <= 0 || !seen.has(name.slice(0, cut))) {
+        context.addIssue({ code: 'custom', path: ['tools', name], message: `tool ${name} names no upstream: with upstreams, tools are named <upstream>${route.separator}<tool> (${[...seen].map((n) => `${n}${route.separator}…`).join(', ')})` });
+      }
+    }
+    if (route.mediation) context.addIssue({ code: 'custom', path: ['mediation'], message: 'token mediation is for one upstream: not available with upstreams' });
+    if (route.rewrite !== undefined) context.addIssue({ code: 'custom', path: ['rewrite'], message: 'rewrite is for one upstream: with upstreams, each URL is used as it is' });
+  }
   for (const [name, tool] of Object.entries(route.tools)) {
     if (typeof tool.approval !== 'object' || !tool.approval.binds) continue;
     for (const problem of unboundReferences(tool.approval)) {

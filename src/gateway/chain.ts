@@ -7,8 +7,9 @@ import { corsForOrigins } from './filters/cors.ts';
 import { mediate } from './filters/mediate.ts';
 import { protect } from './filters/protect.ts';
 import { pinTools } from './filters/pins.ts';
-import { fetchForwarder, proxy, type Forwarder } from './filters/proxy.ts';
+import { proxy, type Forwarder } from './filters/proxy.ts';
 import { pinningForwarder } from './pins/forwarder.ts';
+import { multiplex } from './mux/index.ts';
 import { GATEWAY_ERRORS } from './filters/refuse.ts';
 import { throttle } from './filters/throttle.ts';
 import { validateMcp } from './filters/validate.ts';
@@ -23,11 +24,6 @@ export interface ChainDependencies {
   sessions?: SessionStore;
   /** Calls held for approval, by retry key; kept across route reloads (shared through Redis on Node when REDIS_URL is set). */
   approvals?: ApprovalStore;
-  /**
-   * Forwards the tools/list requests of routes with tool pinning, whose answers are judged (async)
-   * before they go back: a forwarder that returns the answer. Default: fetch.
-   */
-  listForwarder?: Forwarder;
 }
 
 /**
@@ -36,7 +32,7 @@ export interface ChainDependencies {
  */
 export function routeChain(route: CompiledRoute, deps: ChainDependencies): MiddlewareHandler<GatewayEnv>[] {
   const config = route.config;
-  const forwarder = route.pins ? pinningForwarder(route.pins, deps.forwarder, deps.listForwarder ?? fetchForwarder()) : deps.forwarder;
+  const forwarder = route.pins ? pinningForwarder(route.pins, deps.forwarder) : deps.forwarder;
   return [
     // 1. Audit: first, so that the one event per MCP message also covers every refusal below;
     //    it is written when the response has been sent, with the outcome and the latency.
@@ -72,7 +68,9 @@ export function routeChain(route: CompiledRoute, deps: ChainDependencies): Middl
     //    forwarded pay it. Decides the upstream Authorization (none by default).
     mediate(route),
     // 9. Proxy: path rewrite and forwarding, streaming, upstream failures as 502/504.
-    proxy(config, forwarder, deps.sessions),
+    //    A route with several upstreams: the multiplexer answers initialize and the lists itself
+    //    and dispatches calls (docs/gateway.md "Several MCP servers behind one route").
+    config.upstreams ? multiplex(route, forwarder, deps.sessions ?? new SessionBindings()) : proxy(config, forwarder, deps.sessions),
   ];
 }
 

@@ -19,9 +19,20 @@ export interface SessionStore {
   bind(sessionId: string, owner: SessionOwner): void | Promise<void>;
   /** Whose the session is; refreshes its idle lifetime. */
   check(sessionId: string, owner: SessionOwner): SessionVerdict | Promise<SessionVerdict>;
-  /** Forgets a session the upstream has ended (DELETE). */
+  /** Forgets a session the upstream has ended (DELETE), with its upstream sessions. */
   end(sessionId: string): void | Promise<void>;
+  /**
+   * A route with several upstreams (src/gateway/mux/): the gateway's session id is the client's,
+   * and each upstream's own session id (empty for an upstream without sessions) is kept under it,
+   * in the same store as the binding, so any gateway instance can serve the session. Set once, when
+   * the gateway's session opens; read on each request (which renews it, as `check` does).
+   */
+  setUpstreams?(sessionId: string, upstreams: UpstreamSessions): void | Promise<void>;
+  upstreams?(sessionId: string): UpstreamSessions | undefined | Promise<UpstreamSessions | undefined>;
 }
+
+/** Each upstream's `Mcp-Session-Id` (empty: it has none) and the protocol revision it answered `initialize` with, by upstream name, for one gateway session. */
+export type UpstreamSessions = Record<string, { session: string; protocol?: string }>;
 
 /** Thrown when the shared store cannot answer: the gateway then refuses (503), never guesses. */
 export class SessionStoreUnavailable extends Error {
@@ -41,7 +52,7 @@ export function sessionVerdict(stored: SessionOwner, caller: SessionOwner): Sess
 
 /** One process's bindings: a gateway without REDIS_URL. Bounded; idle bindings are forgotten. */
 export class SessionBindings implements SessionStore {
-  private readonly owners = new Map<string, { owner: SessionOwner; seen: number }>();
+  private readonly owners = new Map<string, { owner: SessionOwner; seen: number; upstreams?: UpstreamSessions }>();
 
   constructor(private readonly options: { maxEntries?: number; idleMs?: number } = {}) {}
 
@@ -73,5 +84,17 @@ export class SessionBindings implements SessionStore {
 
   end(sessionId: string): void {
     this.owners.delete(sessionId);
+  }
+
+  setUpstreams(sessionId: string, upstreams: UpstreamSessions): void {
+    const entry = this.live(sessionId);
+    if (entry) entry.upstreams = { ...upstreams };
+  }
+
+  upstreams(sessionId: string): UpstreamSessions | undefined {
+    const entry = this.live(sessionId);
+    if (!entry) return undefined;
+    entry.seen = Date.now();
+    return entry.upstreams;
   }
 }

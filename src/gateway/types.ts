@@ -49,6 +49,8 @@ export interface GatewayAuditEvent {
   reason?: string;
   status: number;
   upstream_status?: number;
+  /** A route with several upstreams: the one the request went to (absent when the gateway answered itself or fanned out). */
+  upstream?: string;
   /** The JSON-RPC outcome of a request: `result` or `error`, with the code and the tool's `isError`. */
   outcome?: 'result' | 'error';
   jsonrpc_error?: number;

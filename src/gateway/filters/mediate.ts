@@ -12,7 +12,8 @@ import { upstreamPath } from './proxy.ts';
  * exchanged at the AS for the upstream's audience, with the gateway as actor.
  */
 export function mediate(route: CompiledRoute): MiddlewareHandler<GatewayEnv> {
-  const upstream = new URL(route.config.upstream);
+  // With `upstreams` there is no mediation (the schema refuses it); the URL is then unused.
+  const upstream = new URL(route.config.upstream ?? route.config.upstreams![0]!.url);
   const pathFor = upstreamPath(route.config, upstream);
   return async function mediateMiddleware(c, next) {
     c.set('upstreamAuthorization', undefined);

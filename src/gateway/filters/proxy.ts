@@ -45,8 +45,18 @@ export interface UpstreamTarget {
 
 export interface ForwardHooks {
   timeouts: RouteConfig['timeouts'];
-  /** Rewrites the result before it goes back (the response is then buffered, not streamed). */
-  rewrite?: (body: string, contentType: string | undefined) => string;
+  /**
+   * Rewrites a successful (2xx) answer before it goes back: the response is then buffered (at most
+   * {@link REWRITE_BODY_LIMIT} bytes, 502 beyond), not streamed, and may be judged asynchronously
+   * (tool pinning, multiplexing). Forwarding headers and limits are the same as for any request.
+   */
+  rewrite?: (body: string, contentType: string | undefined) => string | Promise<string>;
+  /**
+   * An SSE answer passed on event by event through this (each event as the upstream sent it, its
+   * blank-line delimiter kept); JSON answers and rewritten ones are not. The multiplexer renames
+   * the upstream's own requests in a call's stream with it.
+   */
+  events?: (event: string) => string;
   tap: (contentType: string | undefined) => ResponseTap;
   /** Extra headers for the response to the client (CORS). */
   responseHeaders: Record<string, string>;
@@ -55,15 +65,76 @@ export interface ForwardHooks {
    * client must not hold a session id before it is bound), and is refused if it fails.
    */
   onSession: (sessionId: string) => void | Promise<void>;
-  /** Headers the gateway adds for the upstream (identity headers). */
+  /** Headers the gateway adds for the upstream (identity headers); an empty value removes the caller's. */
   upstreamHeaders: Record<string, string>;
   /** Web routes: the upstream may not set these cookies (the gateway's session, the AS's). */
   dropCookie?: (name: string) => boolean;
 }
 
+/** The largest upstream answer the gateway buffers to rewrite; a larger one is a 502 (`upstream_unavailable`). */
+export const REWRITE_BODY_LIMIT = 8 * 1024 * 1024;
+
+/** Reads a body to rewrite, refusing one over {@link REWRITE_BODY_LIMIT} (the stream is then cancelled). */
+export async function readLimited(body: ReadableStream<Uint8Array> | null, limit = REWRITE_BODY_LIMIT): Promise<string> {
+  if (!body) return '';
+  const reader = body.getReader();
+  const chunks: Uint8Array[] = [];
+  let size = 0;
+  for (;;) {
+    const { done, value } = await reader.read();
+    if (done) break;
+    size += value.byteLength;
+    if (size > limit) {
+      await reader.cancel().catch(() => undefined);
+      throw new UpstreamError(502, 'upstream_unavailable', 'the response to rewrite is too large');
+    }
+    chunks.push(value);
+  }
+  const all = new Uint8Array(size);
+  let at = 0;
+  for (const chunk of chunks) {
+    all.set(chunk, at);
+    at += chunk.byteLength;
+  }
+  return new TextDecoder().decode(all);
+}
+
+/** Rewrites an SSE stream event by event as its chunks arrive: a complete event goes on at once, a partial one waits for its end. */
+export class SseEventRewriter {
+  private pending = '';
+  private readonly decoder = new TextDecoder();
+  private readonly encoder = new TextEncoder();
+
+  constructor(private readonly rewrite: (event: string) => string) {}
+
+  /** The complete events so far, rewritten; throws an UpstreamError when an event grows past the rewrite limit. */
+  push(chunk: Uint8Array): Uint8Array {
+    this.pending += this.decoder.decode(chunk, { stream: true });
+    let out = '';
+    let start = 0;
+    const boundary = /\r?\n\r?\n/g;
+    for (let match = boundary.exec(this.pending); match; match = boundary.exec(this.pending)) {
+      out += this.rewrite(this.pending.slice(start, match.index)) + match[0];
+      start = match.index + match[0].length;
+    }
+    this.pending = this.pending.slice(start);
+    if (this.pending.length > REWRITE_BODY_LIMIT) throw new UpstreamError(502, 'upstream_unavailable', 'an event to rewrite is too large');
+    return this.encoder.encode(out);
+  }
+
+  /** What is left at the end of the stream (an event without its closing blank line), rewritten. */
+  flush(): Uint8Array {
+    const rest = this.pending + this.decoder.decode();
+    this.pending = '';
+    return this.encoder.encode(rest ? this.rewrite(rest) : '');
+  }
+}
+
 /** Sends a request upstream and the answer back. Node uses undici directly; elsewhere, fetch. */
 export interface Forwarder {
   forward(c: Context<GatewayEnv>, target: UpstreamTarget, hooks: ForwardHooks): Promise<Response>;
+  /** The caller's address as this forwarder sends it in `X-Forwarded-For` (for the gateway's own upstream requests: src/gateway/mux/). */
+  clientAddress?(c: Context<GatewayEnv>): string | undefined;
   close(): Promise<void>;
 }
 
@@ -172,6 +243,14 @@ export function clientHeaders(upstream: Iterable<[string, string | string[] | un
   return Object.assign(out, extra);
 }
 
+/** Adds the gateway's headers for the upstream; an empty value removes the caller's header of that name. */
+export function setUpstreamHeaders(headers: Record<string, string>, extra: Record<string, string>): void {
+  for (const [name, value] of Object.entries(extra)) {
+    if (value === '') delete headers[name];
+    else headers[name] = value;
+  }
+}
+
 /** Who is calling, for an upstream that trusts the gateway (`identity_headers`). */
 export function identityHeaders(principal: Principal): Record<string, string> {
   const headers: Record<string, string> = { 'x-mandate-sub': principal.sub, 'x-mandate-scope': principal.scopes.join(' ') };
@@ -195,6 +274,7 @@ export function upstreamPath(route: Pick<RouteConfig, 'path' | 'rewrite'>, upstr
  * DELETE), streams the answer back, and maps upstream failures to 502/504 with a JSON-RPC body.
  */
 export function proxy(route: RouteConfig, forwarder: Forwarder, sessions?: SessionStore): MiddlewareHandler<GatewayEnv> {
+  if (!route.upstream) throw new Error(`route ${route.path}: several upstreams are served by the multiplexer, not the proxy`);
   const upstream = new URL(route.upstream);
   const pathFor = upstreamPath(route, upstream);
   return async function proxyMiddleware(c) {
@@ -291,7 +371,7 @@ export function fetchForwarder(fetchImpl: typeof fetch = fetch, options: FetchFo
         peer: options.clientAddress?.(c.req.raw) || undefined,
         requestId: audit.request_id,
       });
-      Object.assign(headers, hooks.upstreamHeaders);
+      setUpstreamHeaders(headers, hooks.upstreamHeaders);
       // With mediation.dpop, the gateway's own proof for the upstream (the caller's never goes on).
       const upstreamDpop = c.get('upstreamDpop');
       if (upstreamDpop) headers.dpop = upstreamDpop;
@@ -342,7 +422,7 @@ export function fetchForwarder(fetchImpl: typeof fetch = fetch, options: FetchFo
       const contentType = response.headers.get('content-type') ?? undefined;
       const outHeaders = clientHeaders(headerEntries(response.headers), hooks.responseHeaders, hooks.dropCookie);
       if (hooks.rewrite && response.ok) {
-        const body = hooks.rewrite(await response.text(), contentType);
+        const body = await hooks.rewrite(await readLimited(response.body), contentType);
         delete outHeaders['content-length'];
         const tap = hooks.tap(contentType);
         tap.push(new TextEncoder().encode(body));
@@ -350,6 +430,8 @@ export function fetchForwarder(fetchImpl: typeof fetch = fetch, options: FetchFo
         return new Response(body, { status: response.status, headers: toHeaders(outHeaders) });
       }
       const tap = hooks.tap(contentType);
+      const rewriter = hooks.events && isEventStream(contentType) ? new SseEventRewriter(hooks.events) : undefined;
+      if (rewriter) delete outHeaders['content-length'];
       let finish!: () => void;
       c.set('finished', new Promise<void>((resolve) => (finish = resolve)));
       const upstreamBody = response.body;
@@ -384,16 +466,33 @@ export function fetchForwarder(fetchImpl: typeof fetch = fetch, options: FetchFo
               return;
             }
             if (chunk.done) {
+              const rest = rewriter?.flush();
+              if (rest?.byteLength) {
+                tap.push(rest);
+                controller.enqueue(rest);
+              }
               if (end(tap.finish())) controller.close();
               return;
             }
-            tap.push(chunk.value);
-            controller.enqueue(chunk.value);
+            let bytes = chunk.value;
+            if (rewriter) {
+              try {
+                bytes = rewriter.push(chunk.value);
+              } catch (error) {
+                if (end({ decision: 'error', rejection: 'upstream_interrupted', reason: (error as Error).message })) controller.error(error);
+                void reader.cancel(error).catch(() => undefined);
+                return;
+              }
+              if (bytes.byteLength === 0) return;
+            }
+            tap.push(bytes);
+            controller.enqueue(bytes);
           },
           cancel: clientClosed,
         });
       return new Response(body ?? null, { status: response.status, headers: toHeaders(outHeaders) });
     },
+    clientAddress: (c) => options.clientAddress?.(c.req.raw) || undefined,
     close: async () => {},
   };
 }

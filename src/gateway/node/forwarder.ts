@@ -1,14 +1,12 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { RESPONSE_ALREADY_SENT } from '@hono/node-server/utils/response';
 import { Pool, type Dispatcher } from 'undici';
-import { clientHeaders, nonceRetryRefused, upstreamError, upstreamHeaders, upstreamNonceDemand, type Forwarder } from '../filters/proxy.ts';
+import { REWRITE_BODY_LIMIT, SseEventRewriter, UpstreamError, clientHeaders, setUpstreamHeaders, nonceRetryRefused, upstreamError, upstreamHeaders, upstreamNonceDemand, type Forwarder } from '../filters/proxy.ts';
 
 interface NodeBindings {
   incoming: IncomingMessage;
   outgoing: ServerResponse;
 }
-
-const PENDING_BODY_LIMIT = 8 * 1024 * 1024;
 
 /**
  * The Node forwarder: undici's dispatcher API straight into Node's response — the cheapest
@@ -38,7 +36,7 @@ export function nodeForwarder(options: { connections?: number } = {}): Forwarder
         peer: incoming.socket.remoteAddress,
         requestId: audit.request_id,
       });
-      Object.assign(headers, hooks.upstreamHeaders);
+      setUpstreamHeaders(headers, hooks.upstreamHeaders);
       // The caller's DPoP proof is a credential for the gateway, like its token: never forwarded.
       // With DPoP mediation the upstream gets the gateway's own proof instead.
       delete headers.dpop;
@@ -54,6 +52,7 @@ export function nodeForwarder(options: { connections?: number } = {}): Forwarder
         let tap: ReturnType<typeof hooks.tap> | undefined;
         let buffered: Buffer[] | undefined;
         let bufferedSize = 0;
+        let rewriter: SseEventRewriter | undefined;
         let contentType: string | undefined;
         let status = 0;
         let upstreamHeadersSeen: Record<string, string | string[] | undefined> = {};
@@ -87,34 +86,78 @@ export function nodeForwarder(options: { connections?: number } = {}): Forwarder
               upstreamHeadersSeen = responseHeaders;
               return;
             }
-            outgoing.writeHead(statusCode, clientHeaders(Object.entries(responseHeaders), hooks.responseHeaders, hooks.dropCookie));
+            const outHeaders = clientHeaders(Object.entries(responseHeaders), hooks.responseHeaders, hooks.dropCookie);
+            if (hooks.events && contentType?.startsWith('text/event-stream')) {
+              rewriter = new SseEventRewriter(hooks.events);
+              delete outHeaders['content-length'];
+            }
+            outgoing.writeHead(statusCode, outHeaders);
             // Headers go out at once, so an SSE client sees the stream open before the first event.
             if (contentType?.startsWith('text/event-stream')) outgoing.flushHeaders();
           },
           onResponseData(ctrl: Dispatcher.DispatchController, chunk: Buffer) {
             if (buffered) {
               bufferedSize += chunk.byteLength;
-              if (bufferedSize > PENDING_BODY_LIMIT) ctrl.abort(new Error('the response to rewrite is too large'));
+              if (bufferedSize > REWRITE_BODY_LIMIT) ctrl.abort(new UpstreamError(502, 'upstream_unavailable', 'the response to rewrite is too large'));
               else buffered.push(chunk);
               return;
             }
-            tap!.push(chunk);
-            if (!outgoing.write(chunk)) {
+            let bytes: Uint8Array = chunk;
+            if (rewriter) {
+              try {
+                bytes = rewriter.push(chunk);
+              } catch (error) {
+                ctrl.abort(error as Error);
+                return;
+              }
+              if (bytes.byteLength === 0) return;
+            }
+            tap!.push(bytes);
+            if (!outgoing.write(bytes)) {
               ctrl.pause();
               outgoing.once('drain', () => ctrl.resume());
             }
           },
           onResponseEnd() {
-            if (buffered) {
-              const text = hooks.rewrite!(Buffer.concat(buffered).toString('utf8'), contentType);
+            if (!buffered) {
+              const rest = rewriter?.flush();
+              if (rest?.byteLength) {
+                tap!.push(rest);
+                outgoing.write(rest);
+              }
+              outgoing.end();
+              done();
+              return;
+            }
+            // The rewrite may be async (tool pinning asks the AS); nothing is sent before it is done,
+            // so a failure is still the proxy's to answer (502), like an upstream failure.
+            let rewritten: string | Promise<string>;
+            try {
+              rewritten = hooks.rewrite!(Buffer.concat(buffered).toString('utf8'), contentType);
+            } catch (error) {
+              outgoing.off('close', onClientClose);
+              reject(error);
+              return;
+            }
+            const send = (text: string) => {
+              if (outgoing.destroyed) {
+                audit.decision = 'error';
+                audit.rejection = 'client_closed';
+                status = 499;
+                done();
+                return;
+              }
               const bytes = Buffer.from(text);
               tap!.push(bytes);
               outgoing.writeHead(status, { ...clientHeaders(Object.entries(upstreamHeadersSeen), hooks.responseHeaders, hooks.dropCookie), 'content-length': String(bytes.byteLength) });
               outgoing.end(bytes);
-            } else {
-              outgoing.end();
-            }
-            done();
+              done();
+            };
+            if (typeof rewritten === 'string') return send(rewritten);
+            rewritten.then(send, (error: unknown) => {
+              outgoing.off('close', onClientClose);
+              reject(error);
+            });
           },
           onResponseError(_ctrl: Dispatcher.DispatchController, error: Error) {
             outgoing.off('close', onClientClose);
@@ -127,7 +170,7 @@ export function nodeForwarder(options: { connections?: number } = {}): Forwarder
               return;
             }
             if (!responded || (buffered && !outgoing.headersSent)) {
-              reject(upstreamError(error));
+              reject(error instanceof UpstreamError ? error : upstreamError(error));
               return;
             }
             // Mid-stream failure: the status is already sent; cut the stream so the client notices.
@@ -237,6 +280,7 @@ export function nodeForwarder(options: { connections?: number } = {}): Forwarder
         send(false);
       });
     },
+    clientAddress: (c) => (c.env as NodeBindings).incoming.socket.remoteAddress,
     async close() {
       await Promise.all([...pools.values()].map((pool) => pool.close()));
       pools.clear();

@@ -1,12 +1,14 @@
-import { createHash } from 'node:crypto';
+import { createCipheriv, createDecipheriv, createHash, randomBytes } from 'node:crypto';
 import type { Redis } from 'ioredis';
-import { DEFAULT_SESSION_IDLE_SECONDS, SessionStoreUnavailable, sessionVerdict, type SessionOwner, type SessionStore, type SessionVerdict } from '../sessions.ts';
+import { DEFAULT_SESSION_IDLE_SECONDS, SessionStoreUnavailable, sessionVerdict, type SessionOwner, type SessionStore, type SessionVerdict, type UpstreamSessions } from '../sessions.ts';
 
 /**
  * Bindings shared by every gateway with the same Redis and key prefix, so a session opened through
  * one instance is its opener's on all of them and survives restarts. Keys hold a hash of the
  * session id (it is a bearer secret for the upstream); the TTL is the idle lifetime, renewed on
- * each use. Redis errors are `SessionStoreUnavailable`: the caller fails closed.
+ * each use. Redis errors are `SessionStoreUnavailable`: the caller fails closed. The upstream
+ * session ids of a multiplexed route's session are sealed (AES-256-GCM) with a key derived from the
+ * gateway's session id, which Redis never holds: whoever reads Redis cannot ride them.
  */
 export class RedisSessionBindings implements SessionStore {
   constructor(
@@ -46,6 +48,34 @@ export class RedisSessionBindings implements SessionStore {
   }
 
   async end(sessionId: string): Promise<void> {
-    await this.run(() => this.redis.del(this.key(sessionId)));
+    await this.run(() => this.redis.del(this.key(sessionId), this.upstreamsKey(sessionId)));
+  }
+
+  private upstreamsKey(sessionId: string): string {
+    return `${this.prefix}:mux:${createHash('sha256').update(sessionId).digest('base64url')}`;
+  }
+
+  private static sealKey(sessionId: string): Buffer {
+    return createHash('sha256').update('mandate mux upstream sessions\0').update(sessionId).digest();
+  }
+
+  async setUpstreams(sessionId: string, upstreams: UpstreamSessions): Promise<void> {
+    const iv = randomBytes(12);
+    const cipher = createCipheriv('aes-256-gcm', RedisSessionBindings.sealKey(sessionId), iv);
+    const sealed = Buffer.concat([iv, cipher.update(JSON.stringify(upstreams), 'utf8'), cipher.final(), cipher.getAuthTag()]).toString('base64url');
+    await this.run(() => this.redis.set(this.upstreamsKey(sessionId), sealed, 'PX', this.idleMs));
+  }
+
+  async upstreams(sessionId: string): Promise<UpstreamSessions | undefined> {
+    const sealed = await this.run(() => this.redis.getex(this.upstreamsKey(sessionId), 'PX', this.idleMs));
+    if (sealed === null) return undefined;
+    try {
+      const bytes = Buffer.from(sealed, 'base64url');
+      const decipher = createDecipheriv('aes-256-gcm', RedisSessionBindings.sealKey(sessionId), bytes.subarray(0, 12));
+      decipher.setAuthTag(bytes.subarray(bytes.length - 16));
+      return JSON.parse(Buffer.concat([decipher.update(bytes.subarray(12, bytes.length - 16)), decipher.final()]).toString('utf8')) as UpstreamSessions;
+    } catch (error) {
+      throw new SessionStoreUnavailable(error);
+    }
   }
 }

@@ -6,47 +6,45 @@ import type { CompiledPins } from './compile.ts';
 
 /**
  * The pinning forwarder of a route with tool pinning: tools/list answers are judged against the
- * pins (an AS round trip on a cache miss) before they go back, so they are forwarded by a
- * forwarder that returns the buffered answer (`portable`, fetch) rather than one that writes to
- * the socket itself; the judgement is async, a forwarder's rewrite is not. Tools not approved are
- * removed with `on_change: hide`; every answer carrying such tools, or flagged ones, is audited.
- * Everything else goes through the route's forwarder unchanged.
+ * pins (an AS round trip on a cache miss) before they go back, through the route's own forwarder
+ * and its (async) rewrite hook — so the request gets the same forwarding headers and the answer the
+ * same size limit as any other. Tools not approved are removed with `on_change: hide`; every answer
+ * carrying such tools, or flagged ones, is audited. Everything else goes through unchanged.
  */
-export function pinningForwarder(pins: CompiledPins, inner: Forwarder, portable: Forwarder): Forwarder {
+export function pinningForwarder(pins: CompiledPins, inner: Forwarder): Forwarder {
   return {
     async forward(c, target, hooks) {
       const message = c.get('mcp').message;
       if (message?.kind !== 'request' || message.method !== 'tools/list') return inner.forward(c, target, hooks);
-      let raw: string | undefined;
-      const response = await portable.forward(c, target, { ...hooks, rewrite: (body) => (raw = body) });
-      if (raw === undefined) return response;
-      await response.body?.cancel();
-      const contentType = response.headers.get('content-type') ?? undefined;
-      let tools: unknown[] | undefined;
-      rewriteResponse(raw, contentType, message.id, (result) => {
-        const listed = (result as { tools?: unknown })?.tools;
-        if (Array.isArray(listed)) tools = listed;
-        return result;
-      });
-      let body = raw;
-      if (tools) {
-        const judged = await pins.book.judgeList(tools);
-        const hidden = new Set(pins.onChange === 'hide' ? judged.tools.filter((tool) => tool.verdict !== 'pinned').map((tool) => tool.name) : []);
-        record(c.get('audit'), judged.tools, hidden, judged.unavailable);
-        if (hidden.size > 0) {
-          body = rewriteResponse(raw, contentType, message.id, (result) => ({
-            ...(result as object),
-            tools: (result as { tools: unknown[] }).tools.filter((tool) => !hidden.has((tool as { name?: string })?.name ?? '')),
-          }));
-        }
-      }
-      if (hooks.rewrite) body = hooks.rewrite(body, contentType);
-      const headers = new Headers(response.headers);
-      headers.delete('content-length');
-      return new Response(body, { status: response.status, headers });
+      const rewrite = async (raw: string, contentType: string | undefined): Promise<string> => {
+        let body = await judgeToolList(c.get('audit'), pins, raw, contentType, message.id);
+        if (hooks.rewrite) body = await hooks.rewrite(body, contentType);
+        return body;
+      };
+      return inner.forward(c, target, { ...hooks, rewrite });
     },
+    clientAddress: inner.clientAddress && ((c) => inner.clientAddress!(c)),
     close: () => inner.close(),
   };
+}
+
+/** A tools/list answer judged against the pins: the tools not approved hidden with `on_change: hide`, the verdicts audited. */
+export async function judgeToolList(audit: GatewayAuditEvent, pins: CompiledPins, raw: string, contentType: string | undefined, id: string | number | undefined): Promise<string> {
+  let tools: unknown[] | undefined;
+  rewriteResponse(raw, contentType, id, (result) => {
+    const listed = (result as { tools?: unknown })?.tools;
+    if (Array.isArray(listed)) tools = listed;
+    return result;
+  });
+  if (!tools) return raw;
+  const judged = await pins.book.judgeList(tools);
+  const hidden = new Set(pins.onChange === 'hide' ? judged.tools.filter((tool) => tool.verdict !== 'pinned').map((tool) => tool.name) : []);
+  record(audit, judged.tools, hidden, judged.unavailable);
+  if (hidden.size === 0) return raw;
+  return rewriteResponse(raw, contentType, id, (result) => ({
+    ...(result as object),
+    tools: (result as { tools: unknown[] }).tools.filter((tool) => !hidden.has((tool as { name?: string })?.name ?? '')),
+  }));
 }
 
 function record(audit: GatewayAuditEvent, tools: ListedTool[], hidden: Set<string>, unavailable: string | undefined): void {

@@ -19,7 +19,7 @@
  * session store a `SessionStoreUnavailable`), and the gateway answers 503.
  */
 import type { RateLimitOutcome, RateLimitStore } from '../rate-limits.ts';
-import { SessionStoreUnavailable, sessionVerdict, type SessionOwner, type SessionStore, type SessionVerdict } from '../sessions.ts';
+import { SessionStoreUnavailable, sessionVerdict, type SessionOwner, type SessionStore, type SessionVerdict, type UpstreamSessions } from '../sessions.ts';
 import { StateKinds } from './durable-kinds.ts';
 import { webRecordUntil, webStateCommand } from './web-sessions.ts';
 
@@ -48,12 +48,16 @@ interface Counter {
 interface Binding {
   owner: SessionOwner;
   expires: number;
+  /** A multiplexed route's session: each upstream's session id (src/gateway/mux/). */
+  upstreams?: UpstreamSessions;
 }
 type Command =
   | { op: 'consume'; points: number; windowMs: number }
   | { op: 'bind'; owner: SessionOwner; idleMs: number }
   | { op: 'check'; owner: SessionOwner; idleMs: number }
-  | { op: 'end' };
+  | { op: 'end' }
+  | { op: 'set-upstreams'; upstreams: UpstreamSessions }
+  | { op: 'upstreams'; idleMs: number };
 
 /** The Durable Object class the Worker bundle exports (bind it as `GATEWAY_STATE`). */
 export class GatewayState {
@@ -102,13 +106,27 @@ export class GatewayState {
           if (command.op === 'bind') await this.keep({ owner, expires: now + command.idleMs });
         } else {
           verdict = sessionVerdict(live.owner, owner);
-          if (verdict === 'own') await this.keep({ owner: live.owner, expires: now + command.idleMs });
+          if (verdict === 'own') await this.keep({ ...live, expires: now + command.idleMs });
         }
         return Response.json({ verdict });
       }
       case 'end':
         await this.storage.deleteAll();
         return Response.json({});
+      case 'set-upstreams':
+      case 'upstreams': {
+        const binding = await this.storage.get<Binding>('binding');
+        const live = binding && binding.expires > now ? binding : undefined;
+        if (!live) return Response.json({});
+        if (command.op === 'set-upstreams') {
+          if (typeof command.upstreams !== 'object' || command.upstreams === null) return new Response('bad request', { status: 400 });
+          await this.storage.put('binding', { ...live, upstreams: command.upstreams });
+          return Response.json({});
+        }
+        if (!(command.idleMs > 0)) return new Response('bad request', { status: 400 });
+        await this.keep({ ...live, expires: now + command.idleMs });
+        return Response.json({ upstreams: live.upstreams });
+      }
       default:
         // The web routes' objects (`web:…`, web-sessions.ts).
         return (await webStateCommand(this.storage, command)) ?? new Response('bad request', { status: 400 });
@@ -188,6 +206,15 @@ export class DurableSessionBindings implements SessionStore {
 
   async end(sessionId: string): Promise<void> {
     await this.send(sessionId, { op: 'end' });
+  }
+
+  async setUpstreams(sessionId: string, upstreams: UpstreamSessions): Promise<void> {
+    await this.send(sessionId, { op: 'set-upstreams', upstreams });
+  }
+
+  async upstreams(sessionId: string): Promise<UpstreamSessions | undefined> {
+    const { upstreams } = (await this.send(sessionId, { op: 'upstreams', idleMs: this.options.idleMs })) as { upstreams?: UpstreamSessions };
+    return upstreams;
   }
 }
 

@@ -1,0 +1,430 @@
+import type { Context, MiddlewareHandler } from 'hono';
+import { JSON_RPC_ERRORS, PROTOCOL_STATELESS } from '../mcp-message.ts';
+import { identityHeaders, upstreamError, upstreamHeaders, UpstreamError, type Forwarder } from '../filters/proxy.ts';
+import { GATEWAY_ERRORS, refuse } from '../filters/refuse.ts';
+import { judgeToolList } from '../pins/forwarder.ts';
+import { ResponseTap, rewriteResponse } from '../response-tap.ts';
+import type { CompiledRoute } from '../route.ts';
+import { SessionStoreUnavailable, type SessionStore, type UpstreamSessions } from '../sessions.ts';
+import type { GatewayEnv } from '../types.ts';
+import { exchange, type MuxUpstream, type UpstreamAnswer } from './upstream-client.ts';
+
+/** The MCP revisions the gateway negotiates in its own `initialize` answer, newest first (as the SDK: the client's if known, else the newest). */
+export const MUX_PROTOCOL_VERSIONS = ['2026-07-28', '2025-11-25', '2025-06-18', '2025-03-26'];
+
+/** Pages of one upstream's list the gateway follows (`nextCursor`) before it stops: the merged list is one page. */
+const MAX_PAGES = 20;
+
+/** Lists the gateway merges: the method, the result field, and the field that is prefixed. */
+const LISTS: Record<string, { field: string; key: 'name' | 'uri' | 'uriTemplate' }> = {
+  'tools/list': { field: 'tools', key: 'name' },
+  'prompts/list': { field: 'prompts', key: 'name' },
+  'resources/list': { field: 'resources', key: 'uri' },
+  'resources/templates/list': { field: 'resourceTemplates', key: 'uriTemplate' },
+};
+
+/** Requests dispatched to one upstream: the param that names it there. */
+const DISPATCHED: Record<string, 'name' | 'uri'> = {
+  'tools/call': 'name',
+  'prompts/get': 'name',
+  'resources/read': 'uri',
+  'resources/subscribe': 'uri',
+  'resources/unsubscribe': 'uri',
+};
+
+/** Resource URIs are opaque and may collide between servers: the gateway's are `mandate+<upstream>:<the upstream's URI>`. */
+export const RESOURCE_SCHEME_PREFIX = 'mandate+';
+
+/** A resources/read result with each content's URI as the gateway lists it. */
+function prefixContents(result: unknown, upstream: string): unknown {
+  const contents = (result as { contents?: unknown })?.contents;
+  if (!Array.isArray(contents)) return result;
+  return {
+    ...(result as object),
+    contents: contents.map((content) => {
+      const uri = (content as { uri?: unknown })?.uri;
+      return typeof uri === 'string' ? { ...(content as object), uri: `${RESOURCE_SCHEME_PREFIX}${upstream}:${uri}` } : content;
+    }),
+  };
+}
+
+/**
+ * An upstream's own request to the client in a call's stream (elicitation, sampling, roots) gets
+ * the id `mandate+<upstream>:<its id as JSON>`, so that the client's answer — to any replica — names
+ * the upstream to take it back to, with its own id, and no other upstream sees it.
+ */
+export function renameServerRequests(event: string, upstream: string): string {
+  const lines = event.split(/\r?\n/);
+  const data = lines.filter((line) => line.startsWith('data:'));
+  if (data.length === 0) return event;
+  let message: { id?: unknown; method?: unknown };
+  try {
+    message = JSON.parse(data.map((line) => line.slice(5).replace(/^ /, '')).join('\n')) as { id?: unknown; method?: unknown };
+  } catch {
+    return event;
+  }
+  if (!message || typeof message !== 'object' || typeof message.method !== 'string' || (typeof message.id !== 'string' && typeof message.id !== 'number')) return event;
+  const renamed = { ...message, id: `${RESOURCE_SCHEME_PREFIX}${upstream}:${JSON.stringify(message.id)}` };
+  return [...lines.filter((line) => !line.startsWith('data:')), `data: ${JSON.stringify(renamed)}`].join('\n');
+}
+
+/** The upstream and its own id, from the id of a client's answer to a renamed server request. */
+function serverRequestOf(id: unknown): { upstream: string; id: string | number } | undefined {
+  if (typeof id !== 'string' || !id.startsWith(RESOURCE_SCHEME_PREFIX)) return undefined;
+  const colon = id.indexOf(':');
+  if (colon < 0) return undefined;
+  try {
+    const original = JSON.parse(id.slice(colon + 1)) as unknown;
+    return typeof original === 'string' || typeof original === 'number' ? { upstream: id.slice(RESOURCE_SCHEME_PREFIX.length, colon), id: original } : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+interface JsonRpcRequest {
+  jsonrpc: '2.0';
+  id?: string | number;
+  method: string;
+  params?: Record<string, unknown>;
+}
+
+export interface MuxOptions {
+  fetch?: typeof fetch;
+  serverInfo?: { name: string; version: string };
+}
+
+/**
+ * Several MCP servers behind one route (docs/gateway.md "Several MCP servers behind one route"):
+ * the last filter of such a route, instead of the proxy. The gateway is the MCP server the client
+ * sees: it answers `initialize` and `ping`, opens a session at every upstream at once (one round
+ * trip, in parallel, when the client's session opens — so no later request has to, and no two
+ * replicas race to open the same one), keeps their session ids under its own in the session store,
+ * merges the lists with names prefixed, and dispatches each call to its upstream with the name
+ * it has there, through the route's forwarder (so an SSE answer streams through).
+ */
+export function multiplex(route: CompiledRoute, forwarder: Forwarder, sessions: SessionStore, options: MuxOptions = {}): MiddlewareHandler<GatewayEnv> {
+  const config = route.config;
+  if (!sessions.setUpstreams || !sessions.upstreams) throw new Error(`route ${config.path}: the session store cannot keep upstream sessions (setUpstreams, upstreams)`);
+  const upstreams: MuxUpstream[] = (config.upstreams ?? []).map((upstream) => ({ name: upstream.name, url: new URL(upstream.url) }));
+  const byName = new Map(upstreams.map((upstream) => [upstream.name, upstream]));
+  const separator = config.separator;
+  const fetchImpl = options.fetch ?? ((input, init) => fetch(input, init));
+  const serverInfo = options.serverInfo ?? { name: 'mandate-gateway', version: '1' };
+  /** Requests in flight on this instance, for `notifications/cancelled`: session + id → upstream. */
+  const inFlight = new Map<string, string>();
+
+  const split = (name: string): { upstream: MuxUpstream; name: string } | undefined => {
+    const cut = name.indexOf(separator);
+    const upstream = cut > 0 ? byName.get(name.slice(0, cut)) : undefined;
+    return upstream && { upstream, name: name.slice(cut + separator.length) };
+  };
+  const splitUri = (uri: string): { upstream: MuxUpstream; name: string } | undefined => {
+    if (!uri.startsWith(RESOURCE_SCHEME_PREFIX)) return undefined;
+    const colon = uri.indexOf(':');
+    const upstream = colon > 0 ? byName.get(uri.slice(RESOURCE_SCHEME_PREFIX.length, colon)) : undefined;
+    return upstream && { upstream, name: uri.slice(colon + 1) };
+  };
+
+  /** Headers for the gateway's own requests to an upstream: the caller's minus credentials and forwarding headers, as the proxy's. */
+  const baseHeaders = (c: Context<GatewayEnv>): Record<string, string> => {
+    const entries: [string, string][] = [];
+    c.req.raw.headers.forEach((value, name) => entries.push([name, value]));
+    const headers = upstreamHeaders(entries, { host: c.req.header('host') ?? '', proto: new URL(c.req.url).protocol.replace(':', ''), peer: forwarder.clientAddress?.(c), requestId: c.get('audit').request_id });
+    if (config.identity_headers) Object.assign(headers, identityHeaders(c.get('principal')));
+    delete headers['mcp-session-id'];
+    delete headers['content-length'];
+    return headers;
+  };
+
+  const answer = (c: Context<GatewayEnv>, body: unknown, extra: Record<string, string> = {}) => {
+    const audit = c.get('audit');
+    const message = body as { result?: unknown; error?: { code: number } };
+    if (message.error) {
+      audit.outcome = 'error';
+      audit.jsonrpc_error = message.error.code;
+    } else {
+      audit.outcome = 'result';
+    }
+    return c.json(body as object, 200, { ...c.get('responseHeaders'), ...extra });
+  };
+
+  /** What an upstream gets for the session: its own session id (empty: none) and the revision it negotiated. */
+  const sessionOf = (map: UpstreamSessions | undefined, name: string): Record<string, string> => {
+    const entry = map?.[name];
+    return { 'mcp-session-id': entry?.session ?? '', ...(entry?.protocol ? { 'mcp-protocol-version': entry.protocol } : {}) };
+  };
+
+  const sessionHeaders = (sessionId: string | undefined): Record<string, string> => (sessionId ? { 'mcp-session-id': sessionId } : {});
+
+  /** Each upstream's session for the client's gateway session; undefined when the client has none (2026-07-28, or before initialize). */
+  const upstreamSessions = async (c: Context<GatewayEnv>): Promise<UpstreamSessions | undefined> => {
+    const sessionId = c.get('mcp').sessionId;
+    if (sessionId === undefined) return undefined;
+    // The protection filter has checked the session is the caller's; its upstream sessions were stored with it.
+    return (await sessions.upstreams?.(sessionId)) ?? {};
+  };
+
+  const initialize = async (c: Context<GatewayEnv>, request: JsonRpcRequest) => {
+    const params = request.params ?? {};
+    const requested = typeof params.protocolVersion === 'string' ? params.protocolVersion : undefined;
+    const accepted = config.protocol_versions ?? MUX_PROTOCOL_VERSIONS;
+    const protocolVersion = requested && accepted.includes(requested) ? requested : (MUX_PROTOCOL_VERSIONS.find((v) => accepted.includes(v)) ?? accepted[0]!);
+    const headers = { ...baseHeaders(c), 'mcp-protocol-version': protocolVersion };
+    const timeoutMs = config.timeouts.response_ms;
+    const opened = await Promise.all(
+      upstreams.map(async (upstream) => {
+        try {
+          const init = await exchange(fetchImpl, upstream, { method: 'POST', headers, timeoutMs, message: { jsonrpc: '2.0', id: 0, method: 'initialize', params: { ...params, protocolVersion } } });
+          if (init.error || init.status >= 300) return { upstream, failed: `initialize answered ${init.status} ${init.error?.message ?? ''}`.trim() };
+          const sessionId = init.sessionId ?? '';
+          // The revision this upstream agreed to: what it is spoken to in for the rest of the session.
+          const negotiated = (init.result as { protocolVersion?: unknown })?.protocolVersion;
+          const protocol = typeof negotiated === 'string' ? negotiated : undefined;
+          await exchange(fetchImpl, upstream, { method: 'POST', headers: { ...headers, 'mcp-session-id': sessionId, ...(protocol ? { 'mcp-protocol-version': protocol } : {}) }, timeoutMs, message: { jsonrpc: '2.0', method: 'notifications/initialized' } });
+          return { upstream, sessionId, protocol, capabilities: ((init.result as { capabilities?: Record<string, unknown> })?.capabilities ?? {}) as Record<string, unknown> };
+        } catch (error) {
+          return { upstream, failed: (error as Error).message };
+        }
+      }),
+    );
+    const failed = opened.filter((one) => 'failed' in one);
+    if (failed.length === upstreams.length) {
+      throw new UpstreamError(502, 'upstream_unavailable', failed.map((one) => `${one.upstream.name}: ${one.failed}`).join('; '));
+    }
+    // An upstream that cannot be opened is left out of this session (its names are unknown until the client opens a new one).
+    if (failed.length > 0) c.get('audit').reason = `left out: ${failed.map((one) => `${one.upstream.name} (${one.failed})`).join('; ')}`;
+    const capabilities: Record<string, unknown> = {};
+    const map: UpstreamSessions = {};
+    for (const one of opened) {
+      if (!('sessionId' in one)) continue;
+      map[one.upstream.name] = { session: one.sessionId!, ...(one.protocol ? { protocol: one.protocol } : {}) };
+      for (const kind of ['tools', 'prompts', 'resources', 'logging', 'completions'] as const) {
+        const offered = one.capabilities![kind] as Record<string, unknown> | undefined;
+        // listChanged and subscribe are not passed on: the gateway does not relay an upstream's own notifications stream.
+        if (offered) capabilities[kind] = kind === 'resources' || kind === 'tools' || kind === 'prompts' ? {} : offered;
+      }
+    }
+    // Upstream sessions nobody will hold (a stateless revision, or a store that cannot keep them) are ended at once.
+    const release = () =>
+      Promise.all(
+        upstreams
+          .filter((upstream) => map[upstream.name]?.session)
+          .map((upstream) => exchange(fetchImpl, upstream, { method: 'DELETE', headers: { ...baseHeaders(c), ...sessionOf(map, upstream.name) }, timeoutMs }).catch(() => undefined)),
+      );
+    let sessionId: string | undefined;
+    if (protocolVersion < PROTOCOL_STATELESS) {
+      sessionId = crypto.randomUUID();
+      const principal = c.get('principal');
+      try {
+        await sessions.bind(sessionId, { sub: principal.sub, clientId: principal.clientId });
+        await sessions.setUpstreams!(sessionId, map);
+      } catch (error) {
+        await release();
+        throw error;
+      }
+      c.get('audit').session = sessionId;
+    } else {
+      await release();
+    }
+    return answer(c, { jsonrpc: '2.0', id: request.id, result: { protocolVersion, capabilities, serverInfo } }, sessionHeaders(sessionId));
+  };
+
+  /** All pages of one list from every upstream of the session, names prefixed. */
+  const mergeList = async (c: Context<GatewayEnv>, request: JsonRpcRequest) => {
+    const list = LISTS[request.method]!;
+    const map = await upstreamSessions(c);
+    const headers = baseHeaders(c);
+    const failures: string[] = [];
+    const merged = await Promise.all(
+      upstreams.map(async (upstream) => {
+        if (map && !(upstream.name in map)) return [];
+        const items: unknown[] = [];
+        let cursor: string | undefined;
+        try {
+          for (let page = 0; page < MAX_PAGES; page++) {
+            const reply: UpstreamAnswer = await exchange(fetchImpl, upstream, {
+              method: 'POST',
+              headers: { ...headers, ...sessionOf(map, upstream.name) },
+              timeoutMs: config.timeouts.response_ms,
+              message: { jsonrpc: '2.0', id: 1, method: request.method, params: cursor ? { cursor } : {} },
+            });
+            // An upstream without the capability answers -32601: nothing to merge.
+            if (reply.error || reply.status >= 300) {
+              if (reply.error?.code !== JSON_RPC_ERRORS.methodNotFound) failures.push(`${upstream.name}: ${reply.error?.message ?? reply.status}`);
+              break;
+            }
+            const result = reply.result as Record<string, unknown> | undefined;
+            const found = result?.[list.field];
+            if (Array.isArray(found)) items.push(...found);
+            cursor = typeof result?.nextCursor === 'string' ? result.nextCursor : undefined;
+            if (!cursor) break;
+          }
+        } catch (error) {
+          failures.push(`${upstream.name}: ${(error as Error).message}`);
+        }
+        return items.map((item) => {
+          const value = (item as Record<string, unknown>)[list.key];
+          if (typeof value !== 'string') return item;
+          return { ...(item as object), [list.key]: list.key === 'name' ? `${upstream.name}${separator}${value}` : `${RESOURCE_SCHEME_PREFIX}${upstream.name}:${value}` };
+        });
+      }),
+    );
+    const audit = c.get('audit');
+    // One upstream down does not hide the others; the answer is audited with what is missing.
+    if (failures.length > 0) audit.reason = `not listed: ${failures.join('; ')}`;
+    if (failures.length === upstreams.length) throw new UpstreamError(502, 'upstream_unavailable', failures.join('; '));
+    let body = JSON.stringify({ jsonrpc: '2.0', id: request.id, result: { [list.field]: merged.flat() } });
+    if (request.method === 'tools/list' && route.pins) body = await judgeToolList(audit, route.pins, body, 'application/json', request.id);
+    let parsed = JSON.parse(body) as { result: unknown };
+    const rewrite = c.get('rewriteResult');
+    if (request.method === 'tools/list' && rewrite) parsed = { ...parsed, result: rewrite(parsed.result) };
+    return answer(c, parsed, sessionHeaders(c.get('mcp').sessionId));
+  };
+
+  /** A call to the upstream its name (or URI) says, with the name it has there, through the route's forwarder. */
+  const dispatch = async (c: Context<GatewayEnv>, request: JsonRpcRequest) => {
+    // completion/complete names its prompt or resource in `ref` (MCP "Completion").
+    const ref = request.method === 'completion/complete' ? (request.params?.ref as Record<string, unknown> | undefined) : undefined;
+    const key = ref ? (ref.type === 'ref/resource' ? 'uri' : 'name') : DISPATCHED[request.method]!;
+    const named = ref ? ref[key] : request.params?.[key];
+    const target = typeof named === 'string' ? (key === 'uri' ? splitUri(named) : split(named)) : undefined;
+    const map = await upstreamSessions(c);
+    if (!target || (map && !(target.upstream.name in map))) {
+      return refuse(c, {
+        status: 404,
+        code: JSON_RPC_ERRORS.invalidParams,
+        message: `${String(named)}: no upstream of this route has this ${key === 'uri' ? 'resource' : 'name'} (names are <upstream>${separator}<name>)`,
+        rejection: 'unknown_upstream',
+        reason: `no upstream for ${key} ${String(named)}`,
+      });
+    }
+    const audit = c.get('audit');
+    audit.upstream = target.upstream.name;
+    const body = JSON.stringify({ ...request, params: ref ? { ...request.params, ref: { ...ref, [key]: target.name } } : { ...request.params, [key]: target.name } });
+    const mcp = c.get('mcp');
+    const flight = mcp.sessionId !== undefined && request.id !== undefined ? `${mcp.sessionId}\0${JSON.stringify(request.id)}` : undefined;
+    if (flight) inFlight.set(flight, target.upstream.name);
+    try {
+      const response = await forwarder.forward(
+        c,
+        { origin: target.upstream.url.origin, path: `${target.upstream.url.pathname}${target.upstream.url.search}`, method: 'POST', body },
+        {
+          timeouts: config.timeouts,
+          tap: (contentType) => new ResponseTap(contentType, request.id),
+          events: (event) => renameServerRequests(event, target.upstream.name),
+          // The contents of a resource read name it by the gateway's URI, as the list did.
+          rewrite: request.method === 'resources/read' ? (text, contentType) => rewriteResponse(text, contentType, request.id, (result) => prefixContents(result, target.upstream.name)) : undefined,
+          responseHeaders: { ...c.get('responseHeaders'), ...sessionHeaders(mcp.sessionId) },
+          onSession: () => undefined,
+          upstreamHeaders: {
+            ...(config.identity_headers ? identityHeaders(c.get('principal')) : {}),
+            // The upstream's own session id (empty: none), and the name it knows (2026-07-28 Mcp-Name).
+            ...sessionOf(map, target.upstream.name),
+            'mcp-name': c.req.header('mcp-name') === undefined ? '' : target.name,
+          },
+        },
+      );
+      return response;
+    } finally {
+      if (flight) {
+        const finished = c.get('finished');
+        if (finished) void finished.then(() => inFlight.delete(flight));
+        else inFlight.delete(flight);
+      }
+    }
+  };
+
+  /** Client notifications: `cancelled` to the upstream that has the request (every one if this instance does not know), the others to all. */
+  const notify = async (c: Context<GatewayEnv>, message: JsonRpcRequest) => {
+    const map = await upstreamSessions(c);
+    const headers = baseHeaders(c);
+    let targets = upstreams.filter((upstream) => !map || upstream.name in map);
+    if (message.method === 'notifications/initialized') targets = []; // sent to each upstream when its session opened
+    if (message.method === 'notifications/cancelled') {
+      const sessionId = c.get('mcp').sessionId;
+      const owner = sessionId === undefined ? undefined : inFlight.get(`${sessionId}\0${JSON.stringify(message.params?.requestId)}`);
+      if (owner) {
+        targets = targets.filter((upstream) => upstream.name === owner);
+        c.get('audit').upstream = owner;
+      }
+    }
+    await Promise.all(
+      targets.map((upstream) =>
+        exchange(fetchImpl, upstream, { method: 'POST', headers: { ...headers, ...sessionOf(map, upstream.name) }, timeoutMs: config.timeouts.response_ms, message }).catch(() => undefined),
+      ),
+    );
+    return c.body(null, 202, c.get('responseHeaders'));
+  };
+
+  /** logging/setLevel: to every upstream of the session (one without logging answers -32601, which is fine). */
+  const setLevel = async (c: Context<GatewayEnv>, request: JsonRpcRequest) => {
+    const map = await upstreamSessions(c);
+    const headers = baseHeaders(c);
+    await Promise.all(
+      upstreams
+        .filter((upstream) => !map || upstream.name in map)
+        .map((upstream) =>
+          exchange(fetchImpl, upstream, { method: 'POST', headers: { ...headers, ...sessionOf(map, upstream.name) }, timeoutMs: config.timeouts.response_ms, message: { ...request, id: 1 } }).catch(() => undefined),
+        ),
+    );
+    return answer(c, { jsonrpc: '2.0', id: request.id, result: {} }, sessionHeaders(c.get('mcp').sessionId));
+  };
+
+  /** The client's answer to an upstream's request: to that upstream only, with its own id. */
+  const reply = async (c: Context<GatewayEnv>, response: { jsonrpc: '2.0'; id?: string | number; result?: unknown; error?: unknown }) => {
+    const origin = serverRequestOf(response.id);
+    const upstream = origin && byName.get(origin.upstream);
+    const map = await upstreamSessions(c);
+    if (!origin || !upstream || (map && !(upstream.name in map))) {
+      return refuse(c, { status: 400, code: JSON_RPC_ERRORS.invalidRequest, message: 'an answer to a request no upstream of this route sent', rejection: 'invalid_request', reason: `answer id ${JSON.stringify(response.id)} names no upstream of the session` });
+    }
+    c.get('audit').upstream = upstream.name;
+    const sent = await exchange(fetchImpl, upstream, { method: 'POST', headers: { ...baseHeaders(c), ...sessionOf(map, upstream.name) }, timeoutMs: config.timeouts.response_ms, message: { ...response, id: origin.id } });
+    c.get('audit').upstream_status = sent.status;
+    if (sent.status < 200 || sent.status >= 300) throw new UpstreamError(502, 'upstream_unavailable', `upstream ${upstream.name} answered ${sent.status} to the client's answer`);
+    return c.body(null, 202, c.get('responseHeaders'));
+  };
+
+  /** DELETE: every upstream session ends, then the gateway's. */
+  const end = async (c: Context<GatewayEnv>) => {
+    const sessionId = c.get('mcp').sessionId;
+    if (sessionId === undefined) return refuse(c, { status: 400, code: JSON_RPC_ERRORS.invalidRequest, message: 'DELETE needs an Mcp-Session-Id', rejection: 'no_session' });
+    const map = (await sessions.upstreams?.(sessionId)) ?? {};
+    const headers = baseHeaders(c);
+    await Promise.all(
+      upstreams
+        .filter((upstream) => map[upstream.name]?.session)
+        .map((upstream) => exchange(fetchImpl, upstream, { method: 'DELETE', headers: { ...headers, ...sessionOf(map, upstream.name) }, timeoutMs: config.timeouts.response_ms }).catch(() => undefined)),
+    );
+    await sessions.end(sessionId);
+    return c.body(null, 200, c.get('responseHeaders'));
+  };
+
+  return async function multiplexMiddleware(c) {
+    const mcp = c.get('mcp');
+    try {
+      if (c.req.method === 'DELETE') return await end(c);
+      if (c.req.method === 'GET') {
+        // MCP 2025-11-25 transports: a server without a stream for unsolicited messages answers 405.
+        return refuse(c, { status: 405, code: JSON_RPC_ERRORS.invalidRequest, message: 'this route merges several servers and offers no GET stream', rejection: 'method_not_allowed' });
+      }
+      const message = mcp.message;
+      if (!message || mcp.body === undefined) return refuse(c, { status: 400, code: JSON_RPC_ERRORS.invalidRequest, message: 'batches are not supported on a route with several upstreams', rejection: 'invalid_request' });
+      if (message.kind === 'response') return await reply(c, JSON.parse(mcp.body) as { jsonrpc: '2.0'; id?: string | number; result?: unknown; error?: unknown });
+      const request = JSON.parse(mcp.body) as JsonRpcRequest;
+      if (message.kind === 'notification') return await notify(c, request);
+      if (request.method === 'initialize') return await initialize(c, request);
+      if (request.method === 'ping') return answer(c, { jsonrpc: '2.0', id: request.id, result: {} }, sessionHeaders(mcp.sessionId));
+      if (LISTS[request.method]) return await mergeList(c, request);
+      if (DISPATCHED[request.method] || request.method === 'completion/complete') return await dispatch(c, request);
+      if (request.method === 'logging/setLevel') return await setLevel(c, request);
+      return answer(c, { jsonrpc: '2.0', id: request.id, error: { code: JSON_RPC_ERRORS.methodNotFound, message: `${request.method} is not available on a route with several upstreams` } }, sessionHeaders(mcp.sessionId));
+    } catch (error) {
+      if (error instanceof SessionStoreUnavailable) {
+        return refuse(c, { status: 503, code: GATEWAY_ERRORS.unavailable, message: 'temporarily_unavailable: retry shortly', rejection: 'session_store_unavailable', reason: error.message, decision: 'error', headers: { 'Retry-After': '1' } });
+      }
+      const failure = error instanceof UpstreamError ? error : upstreamError(error);
+      return refuse(c, { status: failure.status, code: GATEWAY_ERRORS.unavailable, message: failure.publicMessage, rejection: failure.rejection, reason: failure.message, decision: 'error' });
+    }
+  };
+}
