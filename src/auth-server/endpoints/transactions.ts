@@ -1,16 +1,13 @@
 import { Hono, type Context } from 'hono';
-import { isPublicClient } from '../../core/client-metadata.ts';
 import { OAuthError } from '../../core/errors.ts';
 import { accessTokenFromRequest, refusalError } from '../resource-token.ts';
-import { authenticateClient } from '../client-auth/index.ts';
+import { authenticateServiceClient } from '../client-auth/service-client.ts';
 import type { AppEnv, ServerContext } from '../context.ts';
 import { readJsonObject } from '../json-body.ts';
-import { Params } from '../params.ts';
 import type { ClientRecord, TransactionRecord } from '../../store/types.ts';
 import { REFUSAL_DESCRIPTIONS, approvalUri, auditData, createTransaction, mayRequestTransactions, transactionView, useTransaction } from '../transactions.ts';
 
 /** Client authentication fields a JSON body may carry, as a form body would at /token (RFC 6749 §2.3.1, RFC 7523 §2.2). */
-const CLIENT_AUTH_FIELDS = ['client_id', 'client_secret', 'client_assertion', 'client_assertion_type'];
 
 type Handler = (c: Context<AppEnv>) => Promise<Response>;
 
@@ -53,22 +50,8 @@ export function transactionsApi(ctx: ServerContext): Hono<AppEnv> {
     };
 
   /** The requesting gateway: authenticated as at /token, confidential, and allowed to ask. */
-  const requester = async (c: Context<AppEnv>, body: Record<string, unknown>): Promise<ClientRecord> => {
-    const fields = new Map<string, string[]>();
-    for (const name of CLIENT_AUTH_FIELDS) {
-      const value = body[name];
-      if (value === undefined) continue;
-      if (typeof value !== 'string') throw new OAuthError('invalid_request', `${name} must be a string`);
-      fields.set(name, [value]);
-    }
-    const client = await authenticateClient(ctx, c, new Params(fields), endpoint);
-    c.set('clientId', client.clientId);
-    if (isPublicClient(client)) throw new OAuthError('invalid_client', 'transactions need an authenticated client', { status: 401, reason: 'public client' });
-    if (!mayRequestTransactions(ctx, client.clientId)) {
-      throw new OAuthError('unauthorized_client', 'the client may not request approvals', { status: 403, reason: `client ${client.clientId} is not configured with transactions: allowed` });
-    }
-    return client;
-  };
+  const requester = (c: Context<AppEnv>, body: Record<string, unknown>): Promise<ClientRecord> =>
+    authenticateServiceClient(ctx, c, body, endpoint, { what: 'transactions', allowed: (id) => mayRequestTransactions(ctx, id), denied: 'the client may not request approvals', flag: 'transactions: allowed' });
 
   /** One answer for an unknown id and for a caller who may not see it: existence is never revealed. */
   const notFound = (c: Context<AppEnv>, reason: string, tx?: TransactionRecord) => {

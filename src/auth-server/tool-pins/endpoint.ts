@@ -1,14 +1,11 @@
 import { Hono } from 'hono';
-import { isPublicClient } from '../../core/client-metadata.ts';
 import { OAuthError } from '../../core/errors.ts';
-import { authenticateClient } from '../client-auth/index.ts';
+import { authenticateServiceClient } from '../client-auth/service-client.ts';
 import type { AppEnv, ServerContext } from '../context.ts';
 import { readJsonObject } from '../json-body.ts';
-import { Params } from '../params.ts';
 import { mayPinTools, readReport, reportTools } from './pins.ts';
 
 /** Client authentication fields a JSON body may carry, as a form body would at /token (RFC 6749 §2.3.1, RFC 7523 §2.2). */
-const CLIENT_AUTH_FIELDS = ['client_id', 'client_secret', 'client_assertion', 'client_assertion_type'];
 
 /**
  * The gateways' pin endpoint (docs/gateway.md "Tool pinning"), mounted at /tool-pins:
@@ -27,19 +24,7 @@ export function toolPinsApi(ctx: ServerContext): Hono<AppEnv> {
   api.post('/', async (c) => {
     try {
       const body = await readJsonObject(ctx, c, 'invalid_request');
-      const fields = new Map<string, string[]>();
-      for (const name of CLIENT_AUTH_FIELDS) {
-        const value = body[name];
-        if (value === undefined) continue;
-        if (typeof value !== 'string') throw new OAuthError('invalid_request', `${name} must be a string`);
-        fields.set(name, [value]);
-      }
-      const client = await authenticateClient(ctx, c, new Params(fields), endpoint);
-      c.set('clientId', client.clientId);
-      if (isPublicClient(client)) throw new OAuthError('invalid_client', 'tool pins need an authenticated client', { status: 401, reason: 'public client' });
-      if (!mayPinTools(ctx, client.clientId)) {
-        throw new OAuthError('unauthorized_client', 'the client may not report or read tool pins', { status: 403, reason: `client ${client.clientId} is not configured with tool_pins: allowed` });
-      }
+      const client = await authenticateServiceClient(ctx, c, body, endpoint, { what: 'tool pins', allowed: (id) => mayPinTools(ctx, id), denied: 'the client may not report or read tool pins', flag: 'tool_pins: allowed' });
       const report = await readReport(ctx, body);
       const tools = await reportTools(ctx, client.clientId, report);
       // A tool nobody reported: whether the resource has pins at all (nothing pinned yet: trust on first use still applies).

@@ -66,6 +66,13 @@ export function nodeForwarder(options: { connections?: number } = {}): Forwarder
           Object.assign(audit, tap?.finish() ?? {});
           resolve(RESPONSE_ALREADY_SENT);
         };
+        /** The client went away: nothing to answer, and not the upstream's fault (499). */
+        const clientClosed = () => {
+          audit.decision = 'error';
+          audit.rejection = 'client_closed';
+          status = 499;
+          done();
+        };
 
         const upstreamHandler = {
           onRequestStart(ctrl: Dispatcher.DispatchController) {
@@ -141,10 +148,7 @@ export function nodeForwarder(options: { connections?: number } = {}): Forwarder
             }
             const send = (text: string) => {
               if (outgoing.destroyed) {
-                audit.decision = 'error';
-                audit.rejection = 'client_closed';
-                status = 499;
-                done();
+                clientClosed();
                 return;
               }
               const bytes = Buffer.from(text);
@@ -163,10 +167,7 @@ export function nodeForwarder(options: { connections?: number } = {}): Forwarder
             outgoing.off('close', onClientClose);
             if (outgoing.destroyed && !outgoing.writableFinished) {
               // The client went away first: nothing to answer, and not the upstream's fault.
-              audit.decision = 'error';
-              audit.rejection = 'client_closed';
-              status = 499;
-              done();
+              clientClosed();
               return;
             }
             if (!responded || (buffered && !outgoing.headersSent)) {
@@ -205,10 +206,7 @@ export function nodeForwarder(options: { connections?: number } = {}): Forwarder
               (proof) => {
                 if (outgoing.destroyed) {
                   // The client went away meanwhile: no retry for nobody.
-                  audit.decision = 'error';
-                  audit.rejection = 'client_closed';
-                  status = 499;
-                  done();
+                  clientClosed();
                   return;
                 }
                 headers.dpop = proof;
