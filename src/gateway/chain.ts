@@ -100,7 +100,9 @@ export function runChain(filters: MiddlewareHandler<GatewayEnv>[], onError: Erro
         res = await onError(error, c as Context<GatewayEnv>);
         isError = true;
       }
-      if (res instanceof Response && (!c.finalized || isError)) c.res = res;
+      // Not `instanceof Response`: on Node the adapter replaces the global Response class, and the
+      // forwarder's RESPONSE_ALREADY_SENT is an instance of the original one.
+      if (res && (!c.finalized || isError)) c.res = res as Response;
     };
     // Not finalized (no filter answered): undefined, and Hono answers with the not-found handler.
     return dispatch(0).then(() => (c.finalized ? c.res : undefined));
