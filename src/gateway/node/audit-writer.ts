@@ -68,6 +68,7 @@ export class AuditWriter {
   /** When (performance.now()) the last write began. */
   private lastWrite = -Infinity;
   private readonly batchMs: number;
+  private timer: ReturnType<typeof setTimeout> | undefined;
   private readonly flushScheduled = () => void this.flush();
 
   constructor(private readonly options: AuditWriterOptions) {
@@ -107,7 +108,7 @@ export class AuditWriter {
       this.scheduled = true;
       // A lone event goes out at once; under load, one write per batchMs carries them all.
       const wait = this.lastWrite + this.batchMs - performance.now();
-      if (wait > 0) setTimeout(this.flushScheduled, wait);
+      if (wait > 0) this.timer = setTimeout(this.flushScheduled, wait);
       else setImmediate(this.flushScheduled);
     }
   }
@@ -115,6 +116,9 @@ export class AuditWriter {
   /** Writes everything buffered; resolves when it is on disk (well, in the OS). */
   async flush(): Promise<void> {
     this.scheduled = false;
+    // An explicit flush (or close) writes what the timer was waiting for: no timer outlives it.
+    clearTimeout(this.timer);
+    this.timer = undefined;
     while (this.writing) await this.writing;
     if (this.buffer.length === 0) return;
     const lines = this.buffer;
