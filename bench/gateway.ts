@@ -294,6 +294,7 @@ function report(settings: GatewaySettings, upstream: GatewayUpstream, loaded: Ma
     'a JSONL audit event per call. Every request carries the same token, so after the first one the verified-token cache answers:',
     'the signature is not verified per request. The issuer is in the gateway process (its keys are fetched at start, idle under load).',
     'CPU % is of one core; "other load" is machine CPU used by neither the proxy, the upstream nor autocannon.',
+    `The gateway's code: ${process.env.BENCH_GATEWAY_BUILD === 'dist' ? 'dist/ (compiled by npm run build, as shipped)' : 'src/ through tsx (BENCH_GATEWAY_BUILD=dist: the compiled dist/)'}.`,
   ];
   if ([...summaries.values()].some((x) => x.failures > 0)) lines.push('WARNING: some responses were not 2xx or failed: see the per-run lines above.');
   return lines.join('\n');
