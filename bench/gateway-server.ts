@@ -15,12 +15,23 @@
  */
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
+import { pathToFileURL } from 'node:url';
 import pino from 'pino';
-import { gatewayConfigSchema } from '../src/config/gateway-schema.ts';
-import { startGateway, type GatewayHandle } from '../src/gateway/node/server.ts';
+import type { GatewayHandle } from '../src/gateway/node/server.ts';
 import { startFakeIssuer } from '../test/helpers/gateway.ts';
 import { BENCH_CLIENT_ID, GATEWAY_SCOPE, GATEWAY_TOOL, announceReady, exitOnSignal, freePort } from './lib/child.ts';
+
+// BENCH_MANDATE_ROOT (set by `run.ts --gateway-compare=<dir>`) loads the gateway from another
+// checkout, to measure a change against this one in the same run.
+// BENCH_GATEWAY_BUILD=dist loads the compiled gateway (`npm run build`'s dist/, what ships) instead of
+// the TypeScript through tsx, whose esbuild transform wraps every named function a request creates
+// in a `__name()` call (keepNames) that the shipped code does not make.
+const mandateRoot = resolve(process.env.BENCH_MANDATE_ROOT ?? join(import.meta.dirname, '..'));
+const built = process.env.BENCH_GATEWAY_BUILD === 'dist';
+const load = (path: string) => import(pathToFileURL(join(mandateRoot, built ? `dist/${path.replace(/\.ts$/, '.js')}` : path)).href);
+const { gatewayConfigSchema }: typeof import('../src/config/gateway-schema.ts') = await load('src/config/gateway-schema.ts');
+const { startGateway }: typeof import('../src/gateway/node/server.ts') = await load('src/gateway/node/server.ts');
 
 const upstream = process.env.BENCH_UPSTREAM_URL;
 if (!upstream) throw new Error('BENCH_UPSTREAM_URL is not set');

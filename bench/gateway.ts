@@ -25,11 +25,21 @@ export interface GatewaySettings {
   duration: number;
   reps: number;
   connections: number;
+  /**
+   * `--gateway-compare=<label>=<dir>`: the gateway of other checkouts (their src/, this bench), as
+   * more targets in the same run, interleaved with the others — a change measured against its base.
+   */
+  compare?: { label: string; dir: string }[];
 }
 
-/** The goals printed beside the figures (issue: the gateway's budget over a bare proxy). */
+/**
+ * The goals printed beside the figures (issue 18 part 4: the gateway's budget over a bare proxy):
+ * CPU per request at most 1.5× the bare proxy's, added latency at one connection at most the bare
+ * proxy's + 0.1 ms, throughput at least 0.95× the bare proxy's.
+ */
 const GOAL_THROUGHPUT_OF_BARE = 0.95;
-const GOAL_ADDED_LATENCY_MS = 0.6;
+const GOAL_CPU_OF_BARE = 1.5;
+const GOAL_ADDED_LATENCY_OVER_BARE_MS = 0.1;
 
 const DESCRIPTION: Record<GatewayUpstream, string> = {
   trivial: 'trivial upstream: a plain node:http server answering a fixed JSON-RPC result',
@@ -39,7 +49,7 @@ const DESCRIPTION: Record<GatewayUpstream, string> = {
 const DIRECT = 'direct';
 const BARE = 'undici Pool.stream';
 const GATEWAY = 'mandate gateway';
-const WIDTH = Math.max(DIRECT.length, BARE.length, GATEWAY.length);
+let WIDTH = Math.max(DIRECT.length, BARE.length, GATEWAY.length);
 
 const body = JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'tools/call', params: { name: GATEWAY_TOOL, arguments: { text: 'ok' } } });
 const MCP_HEADERS = { accept: 'application/json, text/event-stream', 'content-type': 'application/json' };
@@ -49,6 +59,8 @@ interface Target {
   url: string;
   /** The proxy in front of the upstream; none for the direct target. */
   proxy?: ServerChild;
+  /** Request headers of its own (a compared gateway's token); else the run's. */
+  headers?: Record<string, string>;
 }
 
 interface Run {
@@ -76,7 +88,7 @@ const latencyTiming = (settings: GatewaySettings): LoadTiming => ({ warmup: Math
 /** Seconds the section takes at most (children start-up included), for the run's watchdog. */
 export function gatewayEstimateSeconds(settings: GatewaySettings, upstreams: readonly GatewayUpstream[]): number {
   const latency = latencyTiming(settings);
-  const perRep = 3 * (settings.warmup + settings.duration + 1 + latency.warmup + latency.duration + 1);
+  const perRep = (3 + (settings.compare?.length ?? 0)) * (settings.warmup + settings.duration + 1 + latency.warmup + latency.duration + 1);
   return upstreams.length * (settings.reps * perRep + 20);
 }
 
@@ -85,7 +97,7 @@ function start(root: string, name: string, script: string, env: Record<string, s
 }
 
 /** The upstream, the bare proxy and the gateway in front of it (started in that order). */
-async function startTargets(root: string, upstream: GatewayUpstream): Promise<{ children: ServerChild[]; targets: Target[]; headers: Record<string, string> }> {
+async function startTargets(root: string, upstream: GatewayUpstream, compare: GatewaySettings['compare'] = []): Promise<{ children: ServerChild[]; targets: Target[]; headers: Record<string, string> }> {
   const children: ServerChild[] = [];
   try {
     const server = await start(root, `upstream:${upstream}`, 'bench/gateway-upstream.ts', { BENCH_UPSTREAM: upstream });
@@ -94,12 +106,21 @@ async function startTargets(root: string, upstream: GatewayUpstream): Promise<{ 
     children.push(bare);
     const gateway = await start(root, 'gateway', 'bench/gateway-server.ts', { BENCH_UPSTREAM_URL: server.url });
     children.push(gateway);
+    const others: Target[] = [];
+    for (const { label, dir } of compare) {
+      // Its own issuer signs its own token: the request carries this target's token instead.
+      const other = await start(root, `gateway:${label}`, 'bench/gateway-server.ts', { BENCH_UPSTREAM_URL: server.url, BENCH_MANDATE_ROOT: dir });
+      children.push(other);
+      others.push({ name: `${GATEWAY}:${label}`, url: other.tokenEndpoint, proxy: other, headers: other.headers });
+    }
+    WIDTH = Math.max(WIDTH, ...others.map((t) => t.name.length));
     return {
       children,
       targets: [
         { name: DIRECT, url: server.tokenEndpoint },
         { name: BARE, url: bare.tokenEndpoint, proxy: bare },
         { name: GATEWAY, url: gateway.tokenEndpoint, proxy: gateway },
+        ...others,
       ],
       // The gateway's token goes to every target, so all three get the same request bytes.
       headers: { ...MCP_HEADERS, ...gateway.headers },
@@ -111,8 +132,9 @@ async function startTargets(root: string, upstream: GatewayUpstream): Promise<{ 
 }
 
 /** One call, checked: 200 and the echo result. The gateway must also refuse a call without a token. */
-async function verify(target: Target, headers: Record<string, string>): Promise<string> {
+async function verify(target: Target, runHeaders: Record<string, string>): Promise<string> {
   assertLoopback(target.url);
+  const headers = target.headers ? { ...runHeaders, ...target.headers } : runHeaders;
   const post = (h: Record<string, string>) => fetch(target.url, { method: 'POST', headers: h, body, signal: AbortSignal.timeout(10_000) });
   const res = await post(headers);
   const text = await res.text();
@@ -125,7 +147,7 @@ async function verify(target: Target, headers: Record<string, string>): Promise<
   }
   if (json.result?.content?.[0]?.text !== 'ok') throw new Error(`${target.name}: unexpected tools/call result ${text}`);
   let note = '';
-  if (target.name === GATEWAY) {
+  if (target.name.startsWith(GATEWAY)) {
     const { authorization: _, ...anonymous } = headers;
     const refused = await post(anonymous);
     await refused.arrayBuffer();
@@ -155,7 +177,7 @@ function toRun(m: Measurement, proxy: boolean): Run {
 }
 
 async function measureTarget(target: Target, upstream: ServerChild, headers: Record<string, string>, connections: number, timing: LoadTiming): Promise<Run> {
-  const request: LoadRequest = { url: target.url, method: 'POST', headers, body, connections };
+  const request: LoadRequest = { url: target.url, method: 'POST', headers: target.headers ? { ...headers, ...target.headers } : headers, body, connections };
   const pids = target.proxy ? [target.proxy.pid, upstream.pid] : [upstream.pid];
   return toRun(await measureLoad(request, timing, pids, `${target.name} (${connections} conn.)`), target.proxy !== undefined);
 }
@@ -169,7 +191,7 @@ async function upstreamSection(root: string, settings: GatewaySettings, upstream
     `${settings.connections} connections, ${settings.warmup} s warm-up + ${settings.duration} s measured; then 1 connection, ${latency.warmup} s + ${latency.duration} s; ` +
       `${settings.reps} repetition(s), targets interleaved (order rotates)`,
   );
-  const { children, targets, headers } = await startTargets(root, upstream);
+  const { children, targets, headers } = await startTargets(root, upstream, settings.compare);
   const [server] = children as [ServerChild];
   const loaded = new Map<string, Run[]>(targets.map((t) => [t.name, []]));
   const single = new Map<string, Run[]>(targets.map((t) => [t.name, []]));
@@ -244,7 +266,10 @@ function report(settings: GatewaySettings, upstream: GatewayUpstream, loaded: Ma
   const throughput = (a: string, b: string) => s(a).rps.median / s(b).rps.median;
   const ofBare = throughput(GATEWAY, BARE);
   const addedGateway = s(GATEWAY).added.median;
+  const addedBare = s(BARE).added.median;
+  const cpuOfBare = (name: string) => s(name).proxyCpu.median / s(BARE).proxyCpu.median;
   const verdict = (ok: boolean) => (ok ? 'met' : 'NOT met');
+  const compared = [...summaries.keys()].filter((name) => name.startsWith(`${GATEWAY}:`));
   const lines = [
     `Gateway, MCP tools/call — ${DESCRIPTION[upstream]}`,
     `(${settings.connections} connections, ${settings.duration} s after ${settings.warmup} s warm-up, ${settings.reps} rep(s); min / median / max; latencies are medians over repetitions)`,
@@ -254,16 +279,22 @@ function report(settings: GatewaySettings, upstream: GatewayUpstream, loaded: Ma
       rows,
     ),
     '',
-    `${GATEWAY} / ${BARE} (medians): throughput ${fmtFixed(ofBare)}× (goal ≥ ${GOAL_THROUGHPUT_OF_BARE}×: ${verdict(ofBare >= GOAL_THROUGHPUT_OF_BARE)}), ` +
-      `proxy CPU per request ${fmtFixed(s(GATEWAY).proxyCpu.median / s(BARE).proxyCpu.median)}×`,
+    `${GATEWAY} / ${BARE} (medians): proxy CPU per request ${fmtFixed(cpuOfBare(GATEWAY))}× (goal ≤ ${GOAL_CPU_OF_BARE}×: ${verdict(cpuOfBare(GATEWAY) <= GOAL_CPU_OF_BARE)}), ` +
+      `throughput ${fmtFixed(ofBare)}× (goal ≥ ${GOAL_THROUGHPUT_OF_BARE}×: ${verdict(ofBare >= GOAL_THROUGHPUT_OF_BARE)})`,
     `${GATEWAY} / ${DIRECT}: throughput ${fmtFixed(throughput(GATEWAY, DIRECT))}×;  ${BARE} / ${DIRECT}: ${fmtFixed(throughput(BARE, DIRECT))}×`,
-    `added latency at 1 connection (mean, over direct): ${GATEWAY} +${fmtFixed(addedGateway, 3)} ms (goal ≤ ${GOAL_ADDED_LATENCY_MS} ms: ${verdict(addedGateway <= GOAL_ADDED_LATENCY_MS)}), ` +
-      `${BARE} +${fmtFixed(s(BARE).added.median, 3)} ms`,
+    `added latency at 1 connection (mean, over direct): ${GATEWAY} +${fmtFixed(addedGateway, 3)} ms, ${BARE} +${fmtFixed(addedBare, 3)} ms ` +
+      `(goal ≤ the bare proxy's + ${GOAL_ADDED_LATENCY_OVER_BARE_MS} ms: ${verdict(addedGateway <= addedBare + GOAL_ADDED_LATENCY_OVER_BARE_MS)})`,
+    ...compared.map(
+      (name) =>
+        `${name}: proxy CPU per request ${fmtFixed(cpuOfBare(name))}× the bare proxy's, ${fmtFixed(s(GATEWAY).proxyCpu.median / s(name).proxyCpu.median)}× (this checkout / it); ` +
+        `added latency +${fmtFixed(s(name).added.median, 3)} ms`,
+    ),
     '',
     'The gateway checks an ES256 at+jwt (local JWKS), one tool rule (scope + CEL), one in-memory rate limit (never reached) and writes',
     'a JSONL audit event per call. Every request carries the same token, so after the first one the verified-token cache answers:',
     'the signature is not verified per request. The issuer is in the gateway process (its keys are fetched at start, idle under load).',
     'CPU % is of one core; "other load" is machine CPU used by neither the proxy, the upstream nor autocannon.',
+    `The gateway's code: ${process.env.BENCH_GATEWAY_BUILD === 'dist' ? 'dist/ (compiled by npm run build, as shipped)' : 'src/ through tsx (BENCH_GATEWAY_BUILD=dist: the compiled dist/)'}.`,
   ];
   if ([...summaries.values()].some((x) => x.failures > 0)) lines.push('WARNING: some responses were not 2xx or failed: see the per-run lines above.');
   return lines.join('\n');

@@ -14,6 +14,7 @@
  *   npm run bench -- --only=micro      sections: startup, http, micro, gateway, approval, edge, profile, dpop (comma-separated)
  *   npm run bench -- --profile-target=oidc-provider   (or mandate, mandate:exchange, both, gateway)
  *   npm run bench -- --only=gateway --gateway-upstream=trivial   (trivial, sdk or both, comma-separated)
+ *   npm run bench -- --only=gateway --gateway-compare=base=../other-checkout   that checkout's gateway too
  *   npm run bench -- --only=http --compare=mine=../other-checkout   Mandate from another checkout too
  *
  * Environment overrides: BENCH_DURATION, BENCH_WARMUP (seconds), BENCH_REPS, BENCH_CONNECTIONS,
@@ -60,6 +61,15 @@ const sections = new Set((option('only') ?? `startup,http,micro,gateway,approval
 for (const s of sections) if (!['startup', 'http', 'micro', 'gateway', 'approval', 'edge', 'profile', 'dpop'].includes(s)) throw new Error(`unknown section ${s}; use startup, http, micro, gateway, approval, edge, profile, dpop`);
 const profileTarget = option('profile-target') ?? 'mandate';
 if (!['mandate', 'mandate:exchange', 'oidc-provider', 'both', 'gateway'].includes(profileTarget)) throw new Error('--profile-target must be mandate, mandate:exchange, oidc-provider, both or gateway');
+// --gateway-compare=<label>=<dir>[,…]: the gateway of other checkouts, measured in the same run.
+const gatewayCompare = (option('gateway-compare') ?? '')
+  .split(',')
+  .filter(Boolean)
+  .map((entry) => {
+    const [label, dir] = entry.includes('=') ? (entry.split('=', 2) as [string, string]) : [basename(resolve(entry)), entry];
+    if (!existsSync(join(resolve(dir), 'src/gateway/node/server.ts'))) throw new Error(`--gateway-compare: ${dir} has no src/gateway/node/server.ts`);
+    return { label, dir: resolve(dir) };
+  });
 const gatewayUpstreams = (option('gateway-upstream') ?? GATEWAY_UPSTREAMS.join(',')).split(',') as GatewayUpstream[];
 for (const u of gatewayUpstreams) if (!GATEWAY_UPSTREAMS.includes(u)) throw new Error(`unknown --gateway-upstream ${u}; use ${GATEWAY_UPSTREAMS.join(', ')}`);
 
@@ -255,7 +265,7 @@ async function main() {
     (sections.has('startup') ? 60 : 0) +
     (sections.has('http') ? HTTP_SERVERS.length * settings.reps * (settings.warmup + settings.duration + 2) + 20 : 0) +
     (sections.has('micro') ? 8 * (settings.microSeconds * 1.25 + 0.5) : 0) +
-    (sections.has('gateway') ? gatewayEstimateSeconds(settings, gatewayUpstreams) : 0) +
+    (sections.has('gateway') ? gatewayEstimateSeconds({ ...settings, compare: gatewayCompare }, gatewayUpstreams) : 0) +
     (sections.has('approval') ? 60 : 0) +
     (sections.has('edge') ? edgeEstimateSeconds(settings) : 0) +
     (sections.has('profile') ? (profileTarget === 'both' ? 2 : 1) * (settings.warmup + settings.duration + 20) : 0) +
@@ -276,7 +286,7 @@ async function main() {
     console.log(`\n== Micro-benchmarks (${settings.microSeconds} s each) ==`);
     report.push(await runMicroBenchmarks(settings.microSeconds));
   }
-  if (sections.has('gateway')) report.push(await gatewaySection(root, settings, gatewayUpstreams));
+  if (sections.has('gateway')) report.push(await gatewaySection(root, { ...settings, compare: gatewayCompare }, gatewayUpstreams));
   if (sections.has('approval')) report.push(await approvalSection());
   if (sections.has('edge')) report.push(await edgeSection(root, settings));
   if (sections.has('profile')) report.push(await profileSection());

@@ -26,9 +26,21 @@ function toCel(value: unknown): unknown {
     if (hit !== undefined) return hit;
   }
   let result: unknown = value;
-  if (Array.isArray(value)) result = value.map(toCel);
-  else if (Object.getPrototypeOf(value) === Object.prototype) {
-    result = Object.fromEntries(Object.entries(value).filter(([, v]) => v !== undefined).map(([k, v]) => [k, toCel(v)]));
+  if (Array.isArray(value)) {
+    const out = new Array<unknown>(value.length);
+    for (let i = 0; i < value.length; i++) out[i] = toCel(value[i]);
+    result = out;
+  } else if (Object.getPrototypeOf(value) === Object.prototype) {
+    // A loop, not entries/filter/map/fromEntries: this runs on every policy evaluation.
+    const out: Record<string, unknown> = {};
+    for (const key of Object.keys(value)) {
+      const v = (value as Record<string, unknown>)[key];
+      if (v === undefined) continue;
+      // An own `__proto__` (JSON.parse makes one) stays an own property, as fromEntries keeps it.
+      if (key === '__proto__') Object.defineProperty(out, key, { value: toCel(v), enumerable: true, writable: true, configurable: true });
+      else out[key] = toCel(v);
+    }
+    result = out;
   }
   if (frozen) converted.set(value, result);
   return result;

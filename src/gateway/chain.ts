@@ -1,4 +1,4 @@
-import { Hono, type Handler, type MiddlewareHandler } from 'hono';
+import { Hono, type Context, type ErrorHandler, type Handler, type MiddlewareHandler } from 'hono';
 import { ApprovalMemory, type ApprovalStore } from './approvals.ts';
 import { approveCalls } from './filters/approve.ts';
 import { auditRequests, type GatewayObserver } from './filters/audit.ts';
@@ -62,17 +62,56 @@ export function routeChain(route: CompiledRoute, deps: ChainDependencies): Middl
     // 7. Approval of high-risk calls: only a call the caller may make at all, and may make now, is
     //    worth the user's approval (a refused one must not create a transaction), and the AS round
     //    trips it costs are paid only by calls of tools marked `approval`. Nothing it holds reaches
-    //    the upstream.
-    approveCalls(route, { store: deps.approvals }),
+    //    the upstream. Left out of a route without `approvals` (it would only pass every request on).
+    ...(route.approvals ? [approveCalls(route, { store: deps.approvals })] : []),
     // 8. Token mediation: a token exchange costs an AS round trip; only calls that will really be
-    //    forwarded pay it. Decides the upstream Authorization (none by default).
-    mediate(route),
+    //    forwarded pay it. Decides the upstream Authorization (none by default: the filter is then
+    //    left out, and the upstream gets no Authorization, as it would from the filter).
+    ...(route.mediator ? [mediate(route)] : []),
     // 9. Proxy: path rewrite and forwarding, streaming, upstream failures as 502/504.
     //    A route with several upstreams: the multiplexer answers initialize and the lists itself
     //    and dispatches calls (docs/gateway.md "Several MCP servers behind one route").
     config.upstreams ? multiplex(route, forwarder, deps.sessions ?? new SessionBindings()) : proxy(config, forwarder, deps.sessions),
   ];
 }
+
+/**
+ * A route's chain as one handler, run in order with the semantics of Hono's `compose` (a filter
+ * that answers ends the chain and its Response becomes `c.res`, seen by the filters around it; an
+ * error a filter throws becomes `onError`'s answer at that level), without the per-request work
+ * Hono does for a list of matched handlers: the app matches one handler per route.
+ */
+export function runChain(filters: MiddlewareHandler<GatewayEnv>[], onError: ErrorHandler<GatewayEnv>): MiddlewareHandler<GatewayEnv> {
+  const count = filters.length;
+  return function chainHandler(c, next) {
+    let index = -1;
+    const dispatch = async (i: number): Promise<void> => {
+      if (i <= index) throw new Error('next() called multiple times');
+      index = i;
+      let res: unknown;
+      let isError = false;
+      try {
+        res = i < count ? await filters[i]!(c, () => dispatch(i + 1)) : await next();
+      } catch (error) {
+        if (!(error instanceof Error)) throw error;
+        c.error = error;
+        res = await onError(error, c as Context<GatewayEnv>);
+        isError = true;
+      }
+      // Not `instanceof Response`: on Node the adapter replaces the global Response class, and the
+      // forwarder's RESPONSE_ALREADY_SENT is an instance of the original one.
+      if (res && (!c.finalized || isError)) c.res = res as Response;
+    };
+    // Not finalized (no filter answered): undefined, and Hono answers with the not-found handler.
+    return dispatch(0).then(() => (c.finalized ? c.res : undefined));
+  };
+}
+
+/** Never a stack trace on the wire; the audit filter has recorded the failure. */
+const internalError: ErrorHandler<GatewayEnv> = (error, c) => {
+  console.error(error);
+  return c.json({ jsonrpc: '2.0', id: null, error: { code: GATEWAY_ERRORS.unavailable, message: 'internal error' } }, 500);
+};
 
 /** The gateway as a Hono app: protected resource metadata and each route's chain. */
 export function gatewayApp(routes: CompiledRoute[], dependencies: ChainDependencies): Hono<GatewayEnv> {
@@ -87,16 +126,11 @@ export function gatewayApp(routes: CompiledRoute[], dependencies: ChainDependenc
     app.get('/.well-known/oauth-protected-resource', metadata(routes[0]!));
   }
   for (const route of routes) {
-    const chain = routeChain(route, deps);
     const prefix = route.config.path.replace(/\/$/, '');
-    app.use(prefix || '/', ...chain);
-    app.use(`${prefix}/*`, ...chain);
+    // `<prefix>/*` matches the prefix itself too (`/mcp`, `/mcp/`, `/mcp/x`; `/*` everything).
+    app.use(`${prefix}/*`, runChain(routeChain(route, deps), internalError));
   }
   app.notFound((c) => c.json({ jsonrpc: '2.0', id: null, error: { code: -32601, message: 'no MCP route at this path' } }, 404));
-  app.onError((error, c) => {
-    // Never a stack trace on the wire; the audit filter has recorded the failure.
-    console.error(error);
-    return c.json({ jsonrpc: '2.0', id: null, error: { code: GATEWAY_ERRORS.unavailable, message: 'internal error' } }, 500);
-  });
+  app.onError(internalError);
   return app;
 }

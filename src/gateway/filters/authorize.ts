@@ -35,8 +35,9 @@ type ToolDecision = { allowed: true } | { allowed: false; missingScopes?: string
 /** Whether the caller may call a tool: the tool policy, then its scopes, then its CEL rule. */
 export function decideTool(route: CompiledRoute, tool: CompiledTool | undefined, name: string, principal: Principal, variables: () => Record<string, unknown>, listing = false): ToolDecision {
   if (!tool) return route.config.unlisted_tools === 'allow' ? { allowed: true } : { allowed: false, reason: `tool ${name} has no rule and unlisted tools are denied` };
-  const missing = tool.scopes.filter((scope) => !principal.scopes.includes(scope));
-  if (missing.length > 0) return { allowed: false, missingScopes: missing, reason: `missing scope ${missing.join(' ')}` };
+  let missing: string[] | undefined;
+  for (const scope of tool.scopes) if (!principal.scopes.includes(scope)) (missing ??= []).push(scope);
+  if (missing) return { allowed: false, missingScopes: missing, reason: `missing scope ${missing.join(' ')}` };
   if (tool.allow) {
     let result: unknown;
     try {

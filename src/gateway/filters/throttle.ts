@@ -16,24 +16,27 @@ function applies(limit: CompiledLimit, message: McpMessage | undefined): boolean
   return true;
 }
 
+function keyPart(part: CompiledLimit['config']['key'][number], route: CompiledRoute, principal: Principal, message: McpMessage | undefined): string {
+  switch (part) {
+    case 'route':
+      return route.config.path;
+    case 'tool':
+      return message?.toolName ?? message?.method ?? '';
+    case 'client':
+      return principal.clientId ?? '';
+    case 'subject':
+      return principal.sub;
+    case 'actor':
+      return principal.actors[0]?.sub ?? principal.clientId ?? '';
+  }
+}
+
+/** The parts, each URI-encoded (so none contains the separator), joined by `|`; a loop: this runs per request and limit. */
 function bucketKey(limit: CompiledLimit, route: CompiledRoute, principal: Principal, message: McpMessage | undefined): string {
-  return limit.config.key
-    .map((part) => {
-      switch (part) {
-        case 'route':
-          return route.config.path;
-        case 'tool':
-          return message?.toolName ?? message?.method ?? '';
-        case 'client':
-          return principal.clientId ?? '';
-        case 'subject':
-          return principal.sub;
-        case 'actor':
-          return principal.actors[0]?.sub ?? principal.clientId ?? '';
-      }
-    })
-    .map((value) => encodeURIComponent(value))
-    .join('|');
+  const parts = limit.config.key;
+  let key = '';
+  for (let i = 0; i < parts.length; i++) key += (i > 0 ? '|' : '') + encodeURIComponent(keyPart(parts[i]!, route, principal, message));
+  return key;
 }
 
 /**
