@@ -265,12 +265,19 @@ for (const target of targets) {
       await fetch(url, { method: 'DELETE', headers });
     });
 
-    it('no upstream offers a stream: 405, -32600, audited method_not_allowed; GET without a session: 400, -32600, no_session', async () => {
+    it('no upstream offers a stream: 405, -32600, audited method_not_allowed; a GET by another subject: 404, session_mismatch; GET without a session: 400, -32600, no_session', async () => {
       const bearer = await issuer.sign({ sub: 'alice', aud: `${gateway.url}/none`, client_id: 'mux-stream' });
       const { url, headers } = await openSession('/none', bearer);
       const refused = await fetch(url, { headers: { ...headers, accept: 'text/event-stream' } });
       const text = await refused.text();
       await assertRefused(gateway, { status: refused.status, headers: refused.headers, text, json: JSON.parse(text) as Record<string, unknown> }, { status: 405, code: -32600, rejection: 'method_not_allowed', reason: /no upstream of this route offers a GET stream/ });
+      // Another subject with the session id: refused before any upstream is asked.
+      const mallory = await issuer.sign({ sub: 'mallory', aud: `${gateway.url}/none`, client_id: 'mux-stream' });
+      const asked = quiet.gets.length;
+      const stolen = await fetch(url, { headers: { ...headers, authorization: `Bearer ${mallory}`, accept: 'text/event-stream' } });
+      const stolenText = await stolen.text();
+      await assertRefused(gateway, { status: stolen.status, headers: stolen.headers, text: stolenText, json: JSON.parse(stolenText) as Record<string, unknown> }, { status: 404, code: -32001, rejection: 'session_mismatch', reason: 'session opened by another subject' });
+      assert.equal(quiet.gets.length, asked);
       const { 'mcp-session-id': _session, ...sessionless } = headers;
       const bare = await fetch(url, { headers: { ...sessionless, accept: 'text/event-stream' } });
       const bareText = await bare.text();
