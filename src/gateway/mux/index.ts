@@ -7,6 +7,7 @@ import { ResponseTap, rewriteResponse } from '../response-tap.ts';
 import type { CompiledRoute } from '../route.ts';
 import { SessionStoreUnavailable, type SessionStore, type UpstreamSessions } from '../sessions.ts';
 import type { GatewayEnv } from '../types.ts';
+import { mergeStreams, openStream } from './get-stream.ts';
 import { exchange, type MuxUpstream, type UpstreamAnswer } from './upstream-client.ts';
 
 /** The MCP revisions the gateway negotiates in its own `initialize` answer, newest first (as the SDK: the client's if known, else the newest). */
@@ -200,8 +201,16 @@ export function multiplex(route: CompiledRoute, forwarder: Forwarder, sessions: 
       map[one.upstream.name] = { session: one.sessionId!, ...(one.protocol ? { protocol: one.protocol } : {}) };
       for (const kind of ['tools', 'prompts', 'resources', 'logging', 'completions'] as const) {
         const offered = one.capabilities![kind] as Record<string, unknown> | undefined;
-        // listChanged and subscribe are not passed on: the gateway does not relay an upstream's own notifications stream.
-        if (offered) capabilities[kind] = kind === 'resources' || kind === 'tools' || kind === 'prompts' ? {} : offered;
+        if (!offered) continue;
+        if (kind !== 'resources' && kind !== 'tools' && kind !== 'prompts') {
+          capabilities[kind] = offered;
+          continue;
+        }
+        // listChanged and subscribe when any upstream offers them: its notifications reach the client on the GET stream.
+        const merged = (capabilities[kind] ?? {}) as Record<string, unknown>;
+        if (offered.listChanged === true) merged.listChanged = true;
+        if (kind === 'resources' && offered.subscribe === true) merged.subscribe = true;
+        capabilities[kind] = merged;
       }
     }
     // Upstream sessions nobody will hold (a stateless revision, or a store that cannot keep them) are ended at once.
@@ -385,6 +394,39 @@ export function multiplex(route: CompiledRoute, forwarder: Forwarder, sessions: 
     return c.body(null, 202, c.get('responseHeaders'));
   };
 
+  /**
+   * GET, the stream of the session's unsolicited messages: a GET stream to every upstream of the
+   * session that offers one, merged into one (src/gateway/mux/get-stream.ts). An upstream answering
+   * 405 is left out; none offering one is a 405 (MCP 2025-11-25 transports), all failing a 502.
+   * Audited once, when the stream ends, as the proxy audits a GET stream.
+   */
+  const listen = async (c: Context<GatewayEnv>) => {
+    const sessionId = c.get('mcp').sessionId;
+    if (sessionId === undefined) return refuse(c, { status: 400, code: JSON_RPC_ERRORS.invalidRequest, message: 'GET needs an Mcp-Session-Id', rejection: 'no_session' });
+    const map = (await sessions.upstreams?.(sessionId)) ?? {};
+    const headers = baseHeaders(c);
+    const opened = await Promise.all(upstreams.filter((upstream) => upstream.name in map).map((upstream) => openStream(fetchImpl, upstream, { ...headers, ...sessionOf(map, upstream.name) }, config.timeouts.response_ms)));
+    const streaming = opened.filter((one) => 'body' in one);
+    const failed = opened.filter((one) => 'failed' in one).map((one) => `${one.upstream.name}: ${one.failed}`);
+    const audit = c.get('audit');
+    const notes = [...(streaming.length ? [`streams: ${streaming.map((one) => one.upstream.name).join(', ')}`] : []), ...(failed.length ? [`left out: ${failed.join('; ')}`] : [])];
+    if (streaming.length === 0) {
+      if (failed.length > 0) throw new UpstreamError(502, 'upstream_unavailable', failed.join('; '));
+      return refuse(c, { status: 405, code: JSON_RPC_ERRORS.invalidRequest, message: 'no upstream of this route offers a GET stream', rejection: 'method_not_allowed' });
+    }
+    audit.upstream_status = 200;
+    audit.reason = notes.join('; ');
+    let finish!: () => void;
+    c.set('finished', new Promise<void>((resolve) => (finish = resolve)));
+    const body = mergeStreams(streaming, ({ clientClosed, interrupted }) => {
+      if (interrupted.length > 0) audit.reason = `${audit.reason}; interrupted: ${interrupted.join('; ')}`;
+      // The client going away is how a GET stream usually ends: audited as the proxy does (499, client_closed).
+      if (clientClosed) Object.assign(audit, { decision: 'error', rejection: 'client_closed', status: 499 });
+      finish();
+    });
+    return new Response(body, { status: 200, headers: { ...c.get('responseHeaders'), 'content-type': 'text/event-stream', 'cache-control': 'no-cache', ...sessionHeaders(sessionId) } });
+  };
+
   /** DELETE: every upstream session ends, then the gateway's. */
   const end = async (c: Context<GatewayEnv>) => {
     const sessionId = c.get('mcp').sessionId;
@@ -404,10 +446,7 @@ export function multiplex(route: CompiledRoute, forwarder: Forwarder, sessions: 
     const mcp = c.get('mcp');
     try {
       if (c.req.method === 'DELETE') return await end(c);
-      if (c.req.method === 'GET') {
-        // MCP 2025-11-25 transports: a server without a stream for unsolicited messages answers 405.
-        return refuse(c, { status: 405, code: JSON_RPC_ERRORS.invalidRequest, message: 'this route merges several servers and offers no GET stream', rejection: 'method_not_allowed' });
-      }
+      if (c.req.method === 'GET') return await listen(c);
       const message = mcp.message;
       if (!message || mcp.body === undefined) return refuse(c, { status: 400, code: JSON_RPC_ERRORS.invalidRequest, message: 'batches are not supported on a route with several upstreams', rejection: 'invalid_request' });
       if (message.kind === 'response') return await reply(c, JSON.parse(mcp.body) as { jsonrpc: '2.0'; id?: string | number; result?: unknown; error?: unknown });
