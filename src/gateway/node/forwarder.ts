@@ -1,7 +1,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { RESPONSE_ALREADY_SENT } from '@hono/node-server/utils/response';
 import { Pool, type Dispatcher } from 'undici';
-import { REWRITE_BODY_LIMIT, SseEventRewriter, UpstreamError, clientHeaders, setUpstreamHeaders, nonceRetryRefused, upstreamError, upstreamHeaders, upstreamNonceDemand, type Forwarder } from '../filters/proxy.ts';
+import { REWRITE_BODY_LIMIT, SseEventRewriter, UpstreamError, clientHeadersOf, setUpstreamHeaders, nonceRetryRefused, upstreamError, upstreamHeadersOf, upstreamNonceDemand, type Forwarder } from '../filters/proxy.ts';
 
 interface NodeBindings {
   incoming: IncomingMessage;
@@ -29,7 +29,7 @@ export function nodeForwarder(options: { connections?: number } = {}): Forwarder
     async forward(c, target, hooks) {
       const { incoming, outgoing } = c.env as NodeBindings;
       const audit = c.get('audit');
-      const headers = upstreamHeaders(Object.entries(incoming.headers), {
+      const headers = upstreamHeadersOf(incoming.headers, {
         authorization: c.get('upstreamAuthorization'),
         host: incoming.headers.host ?? '',
         proto: (incoming.socket as { encrypted?: boolean }).encrypted ? 'https' : 'http',
@@ -93,7 +93,7 @@ export function nodeForwarder(options: { connections?: number } = {}): Forwarder
               upstreamHeadersSeen = responseHeaders;
               return;
             }
-            const outHeaders = clientHeaders(Object.entries(responseHeaders), hooks.responseHeaders, hooks.dropCookie);
+            const outHeaders = clientHeadersOf(responseHeaders, hooks.responseHeaders, hooks.dropCookie);
             if (hooks.events && contentType?.startsWith('text/event-stream')) {
               rewriter = new SseEventRewriter(hooks.events);
               delete outHeaders['content-length'];
@@ -153,7 +153,7 @@ export function nodeForwarder(options: { connections?: number } = {}): Forwarder
               }
               const bytes = Buffer.from(text);
               tap!.push(bytes);
-              outgoing.writeHead(status, { ...clientHeaders(Object.entries(upstreamHeadersSeen), hooks.responseHeaders, hooks.dropCookie), 'content-length': String(bytes.byteLength) });
+              outgoing.writeHead(status, { ...clientHeadersOf(upstreamHeadersSeen, hooks.responseHeaders, hooks.dropCookie), 'content-length': String(bytes.byteLength) });
               outgoing.end(bytes);
               done();
             };
