@@ -25,27 +25,37 @@ export function isEventStream(contentType: string | undefined): boolean {
   return (contentType ?? '').toLowerCase().startsWith('text/event-stream');
 }
 
+/** Decodes a whole body at once (a non-streaming decode keeps no state between calls). */
+const UTF8 = new TextDecoder();
+
 export class ResponseTap {
-  private readonly decoder = new TextDecoder();
+  /** For SSE only: events are examined as they arrive, so their bytes are decoded as a stream. */
+  private readonly decoder: TextDecoder | undefined;
   private readonly sse: boolean;
   private text = '';
+  /** A JSON body's chunks, decoded once at the end: cheaper than a streaming decode per chunk. */
+  private chunks: Uint8Array[] | undefined;
   private size = 0;
   private overflow = false;
   private found: ResponseOutcome | undefined;
 
   constructor(contentType: string | undefined, private readonly id: string | number | undefined) {
     this.sse = isEventStream(contentType);
+    if (this.sse) this.decoder = new TextDecoder();
   }
 
   push(chunk: Uint8Array): void {
     if (this.found || this.id === undefined) return;
     if (!this.sse) {
+      if (this.overflow) return;
       this.size += chunk.byteLength;
-      if (this.size > MAX_INSPECTED) this.overflow = true;
-      else this.text += this.decoder.decode(chunk, { stream: true });
+      if (this.size > MAX_INSPECTED) {
+        this.overflow = true;
+        this.chunks = undefined;
+      } else if (chunk.byteLength > 0) (this.chunks ??= []).push(chunk);
       return;
     }
-    this.text += this.decoder.decode(chunk, { stream: true });
+    this.text += this.decoder!.decode(chunk, { stream: true });
     // Examine each complete event; keep the incomplete tail.
     for (;;) {
       const end = this.text.search(/\r?\n\r?\n/);
@@ -61,9 +71,20 @@ export class ResponseTap {
 
   finish(): ResponseOutcome {
     if (this.found) return this.found;
-    if (!this.sse && !this.overflow && this.text) return outcomeOf(tryParse(this.text + this.decoder.decode()), this.id) ?? {};
+    if (!this.sse && !this.overflow && this.chunks) return outcomeOf(tryParse(UTF8.decode(concat(this.chunks, this.size))), this.id) ?? {};
     return {};
   }
+}
+
+function concat(chunks: Uint8Array[], size: number): Uint8Array {
+  if (chunks.length === 1) return chunks[0]!;
+  const bytes = new Uint8Array(size);
+  let at = 0;
+  for (const chunk of chunks) {
+    bytes.set(chunk, at);
+    at += chunk.byteLength;
+  }
+  return bytes;
 }
 
 function tryParse(text: string): unknown {

@@ -97,7 +97,8 @@ export function protect(route: CompiledRoute, sessions?: SessionStore): Middlewa
     const issuer = route.validator.issuerOf(claims);
     // Never without it: a revocation check skipped is an open door.
     if (!issuer) throw new Error('the route validator returned claims no issuer vouched for');
-    const verdict = await issuer.revocations?.verdictFor(claims, context);
+    // No list, no await: a route without revocation does not pay a microtask per request.
+    const verdict = issuer.revocations ? await issuer.revocations.verdictFor(claims, context) : undefined;
     if (verdict?.refuse === 'unavailable') {
       // Fail closed: a token cannot be let through before the gateway knows whether it is revoked.
       return refuse(c, { status: 503, code: GATEWAY_ERRORS.unavailable, message: 'temporarily_unavailable: the revocation list is not loaded yet; retry shortly', rejection: 'revocation_list_unavailable', reason: verdict.reason, decision: 'error', headers: { 'Retry-After': '1' } });
@@ -155,8 +156,9 @@ export function protect(route: CompiledRoute, sessions?: SessionStore): Middlewa
         return refuse(c, { status: 404, code: SESSION_NOT_FOUND, message: 'session not found: start a new session with initialize', rejection: verdict === 'unknown' ? 'unknown_session' : 'session_mismatch', reason: SESSION_REASONS[verdict] });
       }
     }
-    const missing = routeScopes.filter((scope) => !principal.scopes.includes(scope));
-    if (missing.length > 0) {
+    let missing: string[] | undefined;
+    for (const scope of routeScopes) if (!principal.scopes.includes(scope)) (missing ??= []).push(scope);
+    if (missing) {
       return refuse(c, {
         status: 403,
         code: GATEWAY_ERRORS.forbidden,

@@ -24,12 +24,22 @@ function connectionNamed(incoming: [string, string | string[] | undefined][]): S
   let named: Set<string> | undefined;
   for (const [name, value] of incoming) {
     if (value === undefined || name.toLowerCase() !== 'connection') continue;
-    for (const token of (Array.isArray(value) ? value.join(',') : value).split(',')) {
-      const field = token.trim().toLowerCase();
-      if (field) (named ??= new Set()).add(field);
-    }
+    named = addConnectionTokens(named, value);
   }
   return named;
+}
+
+function addConnectionTokens(named: Set<string> | undefined, value: string | string[]): Set<string> | undefined {
+  for (const token of (Array.isArray(value) ? value.join(',') : value).split(',')) {
+    const field = token.trim().toLowerCase();
+    if (field) (named ??= new Set()).add(field);
+  }
+  return named;
+}
+
+/** Whether a caller's request header (lower-case name) may go on to the upstream. */
+function forwardable(name: string, named: Set<string> | undefined): boolean {
+  return !(NOT_FORWARDED.has(name) || CREDENTIALS.has(name) || CLIENT_ADDRESS.has(name) || name.startsWith('x-forwarded-') || name.startsWith('x-mandate-') || named?.has(name));
 }
 
 export interface UpstreamTarget {
@@ -204,14 +214,42 @@ export function nonceRetryRefused(): UpstreamError {
  * credentials and anything claiming to be the gateway's or a proxy's (`X-Mandate-*`,
  * `X-Forwarded-*`, `X-Real-IP`, …), plus forwarding info the gateway sets itself.
  */
-export function upstreamHeaders(incoming: [string, string | string[] | undefined][], info: { authorization?: string; host: string; proto: string; peer?: string; requestId?: string }): Record<string, string> {
+export function upstreamHeaders(incoming: [string, string | string[] | undefined][], info: UpstreamInfo): Record<string, string> {
   const out: Record<string, string> = {};
   const named = connectionNamed(incoming);
   for (const [rawName, value] of incoming) {
     const name = rawName.toLowerCase();
-    if (value === undefined || NOT_FORWARDED.has(name) || CREDENTIALS.has(name) || CLIENT_ADDRESS.has(name) || name.startsWith('x-forwarded-') || name.startsWith('x-mandate-') || named?.has(name)) continue;
+    if (value === undefined || !forwardable(name, named)) continue;
     out[name] = Array.isArray(value) ? value.join(', ') : value;
   }
+  return addForwarding(out, info);
+}
+
+/**
+ * `upstreamHeaders` for headers already in a record with lower-case names (Node's
+ * `IncomingMessage.headers`), without an entries array per request.
+ */
+export function upstreamHeadersOf(incoming: Record<string, string | string[] | undefined>, info: UpstreamInfo): Record<string, string> {
+  const out: Record<string, string> = {};
+  const connection = incoming.connection;
+  const named = connection === undefined ? undefined : addConnectionTokens(undefined, connection);
+  for (const name in incoming) {
+    const value = incoming[name];
+    if (value === undefined || !forwardable(name, named)) continue;
+    out[name] = Array.isArray(value) ? value.join(', ') : value;
+  }
+  return addForwarding(out, info);
+}
+
+interface UpstreamInfo {
+  authorization?: string;
+  host: string;
+  proto: string;
+  peer?: string;
+  requestId?: string;
+}
+
+function addForwarding(out: Record<string, string>, info: UpstreamInfo): Record<string, string> {
   if (info.authorization) out.authorization = info.authorization;
   out['x-forwarded-host'] = info.host;
   out['x-forwarded-proto'] = info.proto;
@@ -224,28 +262,42 @@ export function upstreamHeaders(incoming: [string, string | string[] | undefined
 /** Response headers for the client: the upstream's minus hop-by-hop (its Content-Length stays: the body passes unchanged); SSE marked unbuffered for proxies in front of us. */
 export function clientHeaders(upstream: Iterable<[string, string | string[] | undefined]>, extra: Record<string, string>, dropCookie?: (name: string) => boolean): Record<string, string | string[]> {
   const out: Record<string, string | string[]> = {};
-  for (const [rawName, value] of upstream) {
-    const name = rawName.toLowerCase();
-    // An upstream's DPoP-Nonce is for the gateway's proofs (the caller's never reach it): a caller
-    // would take it for the gateway's own nonce.
-    if (value === undefined || HOP_BY_HOP.has(name) || name === 'dpop-nonce') continue;
-    if (name === 'set-cookie' && dropCookie) {
-      const kept = (Array.isArray(value) ? value : [value]).filter((cookie) => !dropCookie(cookie.slice(0, Math.max(0, cookie.indexOf('='))).trim()));
-      if (kept.length > 0) out[name] = kept;
-      continue;
-    }
-    out[name] = value;
+  for (const [rawName, value] of upstream) addClientHeader(out, rawName.toLowerCase(), value, dropCookie);
+  return finishClientHeaders(out, extra);
+}
+
+/** `clientHeaders` for headers already in a record with lower-case names (undici's), without an entries array. */
+export function clientHeadersOf(upstream: Record<string, string | string[] | undefined>, extra: Record<string, string>, dropCookie?: (name: string) => boolean): Record<string, string | string[]> {
+  const out: Record<string, string | string[]> = {};
+  for (const name in upstream) addClientHeader(out, name, upstream[name], dropCookie);
+  return finishClientHeaders(out, extra);
+}
+
+function addClientHeader(out: Record<string, string | string[]>, name: string, value: string | string[] | undefined, dropCookie: ((name: string) => boolean) | undefined): void {
+  // An upstream's DPoP-Nonce is for the gateway's proofs (the caller's never reach it): a caller
+  // would take it for the gateway's own nonce.
+  if (value === undefined || HOP_BY_HOP.has(name) || name === 'dpop-nonce') return;
+  if (name === 'set-cookie' && dropCookie) {
+    const kept = (Array.isArray(value) ? value : [value]).filter((cookie) => !dropCookie(cookie.slice(0, Math.max(0, cookie.indexOf('='))).trim()));
+    if (kept.length > 0) out[name] = kept;
+    return;
   }
+  out[name] = value;
+}
+
+function finishClientHeaders(out: Record<string, string | string[]>, extra: Record<string, string>): Record<string, string | string[]> {
   if (isEventStream(out['content-type'] as string | undefined)) {
     out['x-accel-buffering'] = 'no';
     out['cache-control'] ??= 'no-cache';
   }
-  return Object.assign(out, extra);
+  for (const name in extra) out[name] = extra[name]!;
+  return out;
 }
 
 /** Adds the gateway's headers for the upstream; an empty value removes the caller's header of that name. */
 export function setUpstreamHeaders(headers: Record<string, string>, extra: Record<string, string>): void {
-  for (const [name, value] of Object.entries(extra)) {
+  for (const name in extra) {
+    const value = extra[name]!;
     if (value === '') delete headers[name];
     else headers[name] = value;
   }

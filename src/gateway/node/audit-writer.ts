@@ -33,7 +33,25 @@ export interface AuditWriterOptions {
  * should make that impossible) is still written, with the fields that can be and the reason.
  */
 export function auditLine(event: GatewayAuditEvent): string {
-  const { arguments: args, ...rest } = event;
+  const args = event.arguments;
+  if (args !== undefined && event.args_sha256 === undefined) {
+    // The common case without a copy of the event: the arguments are hidden from JSON.stringify for
+    // the moment (an undefined field is left out) and their hash goes last, as in the copy below.
+    try {
+      const digest = hash('sha256', JSON.stringify(args));
+      event.arguments = undefined;
+      let json: string;
+      try {
+        json = JSON.stringify(event);
+      } finally {
+        event.arguments = args;
+      }
+      if (json.endsWith('}') && json.length > 2) return `${json.slice(0, -1)},"args_sha256":"${digest}"}\n`;
+    } catch {
+      // Written below, with the reason.
+    }
+  }
+  const { arguments: _args, ...rest } = event;
   try {
     // One-shot hash: a Hash object per event costs more than the hashing.
     if (args !== undefined) rest.args_sha256 = hash('sha256', JSON.stringify(args));

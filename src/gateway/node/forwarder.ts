@@ -1,7 +1,10 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { Context } from 'hono';
 import { RESPONSE_ALREADY_SENT } from '@hono/node-server/utils/response';
 import { Pool, type Dispatcher } from 'undici';
-import { REWRITE_BODY_LIMIT, SseEventRewriter, UpstreamError, clientHeaders, setUpstreamHeaders, nonceRetryRefused, upstreamError, upstreamHeaders, upstreamNonceDemand, type Forwarder } from '../filters/proxy.ts';
+import { REWRITE_BODY_LIMIT, SseEventRewriter, UpstreamError, clientHeadersOf, setUpstreamHeaders, nonceRetryRefused, upstreamError, upstreamHeadersOf, upstreamNonceDemand, type ForwardHooks, type Forwarder, type UpstreamTarget } from '../filters/proxy.ts';
+import type { ResponseTap } from '../response-tap.ts';
+import type { GatewayAuditEvent, GatewayEnv } from '../types.ts';
 
 interface NodeBindings {
   incoming: IncomingMessage;
@@ -29,7 +32,7 @@ export function nodeForwarder(options: { connections?: number } = {}): Forwarder
     async forward(c, target, hooks) {
       const { incoming, outgoing } = c.env as NodeBindings;
       const audit = c.get('audit');
-      const headers = upstreamHeaders(Object.entries(incoming.headers), {
+      const headers = upstreamHeadersOf(incoming.headers, {
         authorization: c.get('upstreamAuthorization'),
         host: incoming.headers.host ?? '',
         proto: (incoming.socket as { encrypted?: boolean }).encrypted ? 'https' : 'http',
@@ -44,238 +47,9 @@ export function nodeForwarder(options: { connections?: number } = {}): Forwarder
       if (upstreamDpop) headers.dpop = upstreamDpop;
       const body = target.bytes ? Buffer.from(target.bytes) : target.body === undefined ? undefined : Buffer.from(target.body);
       if (body) headers['content-length'] = String(body.byteLength);
-      const started = performance.now();
-
+      const pool = poolFor(target.origin, hooks.timeouts.connect_ms);
       return new Promise<Response>((resolve, reject) => {
-        let controller: Dispatcher.DispatchController | undefined;
-        let responded = false;
-        let tap: ReturnType<typeof hooks.tap> | undefined;
-        let buffered: Buffer[] | undefined;
-        let bufferedSize = 0;
-        let rewriter: SseEventRewriter | undefined;
-        let contentType: string | undefined;
-        let status = 0;
-        let upstreamHeadersSeen: Record<string, string | string[] | undefined> = {};
-        const onClientClose = () => {
-          if (!outgoing.writableFinished) controller?.abort(new Error('the client went away'));
-        };
-        outgoing.once('close', onClientClose);
-        const done = () => {
-          outgoing.off('close', onClientClose);
-          audit.status = status;
-          Object.assign(audit, tap?.finish() ?? {});
-          resolve(RESPONSE_ALREADY_SENT);
-        };
-        /** The client went away: nothing to answer, and not the upstream's fault (499). */
-        const clientClosed = () => {
-          audit.decision = 'error';
-          audit.rejection = 'client_closed';
-          status = 499;
-          done();
-        };
-
-        const upstreamHandler = {
-          onRequestStart(ctrl: Dispatcher.DispatchController) {
-            controller = ctrl;
-          },
-          onResponseStart(_ctrl: Dispatcher.DispatchController, statusCode: number, responseHeaders: Record<string, string | string[] | undefined>) {
-            status = statusCode;
-            responded = true;
-            audit.upstream_status = statusCode;
-            audit.upstream_latency_ms = Math.round((performance.now() - started) * 1000) / 1000;
-            // RFC 9449 §9: the upstream's next nonce, for the gateway's next proofs to it (DPoP mediation).
-            const dpopNonce = responseHeaders['dpop-nonce'];
-            if (upstreamDpop && typeof dpopNonce === 'string') c.get('upstreamDpopNonce')?.(dpopNonce);
-            contentType = responseHeaders['content-type'] as string | undefined;
-            tap = hooks.tap(contentType);
-            if (hooks.rewrite && statusCode < 300) {
-              buffered = [];
-              upstreamHeadersSeen = responseHeaders;
-              return;
-            }
-            const outHeaders = clientHeaders(Object.entries(responseHeaders), hooks.responseHeaders, hooks.dropCookie);
-            if (hooks.events && contentType?.startsWith('text/event-stream')) {
-              rewriter = new SseEventRewriter(hooks.events);
-              delete outHeaders['content-length'];
-            }
-            outgoing.writeHead(statusCode, outHeaders);
-            // Headers go out at once, so an SSE client sees the stream open before the first event.
-            if (contentType?.startsWith('text/event-stream')) outgoing.flushHeaders();
-          },
-          onResponseData(ctrl: Dispatcher.DispatchController, chunk: Buffer) {
-            if (buffered) {
-              bufferedSize += chunk.byteLength;
-              if (bufferedSize > REWRITE_BODY_LIMIT) ctrl.abort(new UpstreamError(502, 'upstream_unavailable', 'the response to rewrite is too large'));
-              else buffered.push(chunk);
-              return;
-            }
-            let bytes: Uint8Array = chunk;
-            if (rewriter) {
-              try {
-                bytes = rewriter.push(chunk);
-              } catch (error) {
-                ctrl.abort(error as Error);
-                return;
-              }
-              if (bytes.byteLength === 0) return;
-            }
-            tap!.push(bytes);
-            if (!outgoing.write(bytes)) {
-              ctrl.pause();
-              outgoing.once('drain', () => ctrl.resume());
-            }
-          },
-          onResponseEnd() {
-            if (!buffered) {
-              const rest = rewriter?.flush();
-              if (rest?.byteLength) {
-                tap!.push(rest);
-                outgoing.write(rest);
-              }
-              outgoing.end();
-              done();
-              return;
-            }
-            // The rewrite may be async (tool pinning asks the AS); nothing is sent before it is done,
-            // so a failure is still the proxy's to answer (502), like an upstream failure.
-            let rewritten: string | Promise<string>;
-            try {
-              rewritten = hooks.rewrite!(Buffer.concat(buffered).toString('utf8'), contentType);
-            } catch (error) {
-              outgoing.off('close', onClientClose);
-              reject(error);
-              return;
-            }
-            const send = (text: string) => {
-              if (outgoing.destroyed) {
-                clientClosed();
-                return;
-              }
-              const bytes = Buffer.from(text);
-              tap!.push(bytes);
-              outgoing.writeHead(status, { ...clientHeaders(Object.entries(upstreamHeadersSeen), hooks.responseHeaders, hooks.dropCookie), 'content-length': String(bytes.byteLength) });
-              outgoing.end(bytes);
-              done();
-            };
-            if (typeof rewritten === 'string') return send(rewritten);
-            rewritten.then(send, (error: unknown) => {
-              outgoing.off('close', onClientClose);
-              reject(error);
-            });
-          },
-          onResponseError(_ctrl: Dispatcher.DispatchController, error: Error) {
-            outgoing.off('close', onClientClose);
-            if (outgoing.destroyed && !outgoing.writableFinished) {
-              // The client went away first: nothing to answer, and not the upstream's fault.
-              clientClosed();
-              return;
-            }
-            if (!responded || (buffered && !outgoing.headersSent)) {
-              reject(error instanceof UpstreamError ? error : upstreamError(error));
-              return;
-            }
-            // Mid-stream failure: the status is already sent; cut the stream so the client notices.
-            audit.decision = 'error';
-            audit.rejection = 'upstream_interrupted';
-            audit.reason = error.message;
-            outgoing.destroy(error);
-            done();
-          },
-        };
-        // A new session id is bound before the client may see it: until then the upstream is
-        // paused and its events wait; if binding fails, the upstream is cut and nothing is sent.
-        let gate: Promise<boolean> | undefined;
-        const later = (run: () => void) => (gate ? void gate.then((ok) => ok && run()) : run());
-        const retry = upstreamDpop ? c.get('upstreamDpopRetry') : undefined;
-        /**
-         * RFC 9449 §9: a 401 use_dpop_nonce to the gateway's proof is drained (never sent on) and the
-         * request sent once more with a proof carrying the nonce — the body is a buffer, not a
-         * stream, so it can go again; a second demand is a 502.
-         */
-        const handlerFor = (retried: boolean): Dispatcher.DispatchHandler => {
-          let demanded: string | undefined;
-          const again = (nonce: string) => {
-            if (retried) {
-              outgoing.off('close', onClientClose);
-              c.get('upstreamDpopNonce')?.(nonce);
-              reject(nonceRetryRefused());
-              return;
-            }
-            audit.upstream_dpop_nonce = 'retried';
-            retry!(nonce).then(
-              (proof) => {
-                if (outgoing.destroyed) {
-                  // The client went away meanwhile: no retry for nobody.
-                  clientClosed();
-                  return;
-                }
-                headers.dpop = proof;
-                send(true);
-              },
-              (error: unknown) => {
-                outgoing.off('close', onClientClose);
-                reject(error);
-              },
-            );
-          };
-          return {
-            onRequestStart: (ctrl) => upstreamHandler.onRequestStart(ctrl),
-            onResponseStart(ctrl, statusCode, responseHeaders) {
-              if (retry) demanded = upstreamNonceDemand(statusCode, responseHeaders['www-authenticate'], responseHeaders['dpop-nonce']);
-              if (demanded) {
-                audit.upstream_status = statusCode;
-                return;
-              }
-              handler.onResponseStart!(ctrl, statusCode, responseHeaders);
-            },
-            onResponseData: (ctrl, chunk) => (demanded ? undefined : handler.onResponseData!(ctrl, chunk)),
-            onResponseEnd: (ctrl, trailers) => (demanded ? again(demanded) : handler.onResponseEnd!(ctrl, trailers)),
-            onResponseError: (ctrl, error) => {
-              if (!demanded) return handler.onResponseError!(ctrl, error);
-              outgoing.off('close', onClientClose);
-              reject(upstreamError(error));
-            },
-          };
-        };
-        const handler: Dispatcher.DispatchHandler = {
-          onRequestStart: (ctrl) => upstreamHandler.onRequestStart(ctrl),
-          onResponseStart(ctrl, statusCode, responseHeaders) {
-            const session = responseHeaders['mcp-session-id'];
-            const binding = typeof session === 'string' ? hooks.onSession(session) : undefined;
-            if (!binding) return upstreamHandler.onResponseStart(ctrl, statusCode, responseHeaders);
-            ctrl.pause();
-            gate = binding.then(
-              () => true,
-              (error: unknown) => {
-                outgoing.off('close', onClientClose);
-                reject(error);
-                ctrl.abort(error as Error);
-                return false;
-              },
-            );
-            later(() => {
-              upstreamHandler.onResponseStart(ctrl, statusCode, responseHeaders);
-              ctrl.resume();
-            });
-          },
-          onResponseData: (ctrl, chunk) => later(() => upstreamHandler.onResponseData(ctrl, chunk)),
-          onResponseEnd: () => later(() => upstreamHandler.onResponseEnd()),
-          onResponseError: (ctrl, error) => later(() => upstreamHandler.onResponseError(ctrl, error)),
-        };
-        const send = (retried: boolean) =>
-          poolFor(target.origin, hooks.timeouts.connect_ms).dispatch(
-            {
-              origin: target.origin,
-              path: target.path,
-              method: target.method as Dispatcher.HttpMethod,
-              headers,
-              body,
-              headersTimeout: hooks.timeouts.response_ms,
-              bodyTimeout: hooks.timeouts.idle_ms,
-            },
-            retry ? handlerFor(retried) : handler,
-          );
-        send(false);
+        new Forwarding(c, target, hooks, outgoing, pool, headers, body, upstreamDpop, resolve, reject).send();
       });
     },
     clientAddress: (c) => (c.env as NodeBindings).incoming.socket.remoteAddress,
@@ -284,4 +58,278 @@ export function nodeForwarder(options: { connections?: number } = {}): Forwarder
       pools.clear();
     },
   };
+}
+
+type ResponseHeaders = Record<string, string | string[] | undefined>;
+
+/**
+ * One proxied request: the undici dispatch handler itself, its state in fields (one object per
+ * request rather than a closure per callback).
+ */
+class Forwarding implements Dispatcher.DispatchHandler {
+  private readonly audit: GatewayAuditEvent;
+  private readonly started = performance.now();
+  /** RFC 9449 §9: how to answer an upstream's nonce demand (DPoP mediation only). */
+  private readonly retry: ((nonce: string) => Promise<string>) | undefined;
+  private controller: Dispatcher.DispatchController | undefined;
+  private responded = false;
+  private tap: ResponseTap | undefined;
+  private buffered: Buffer[] | undefined;
+  private bufferedSize = 0;
+  private rewriter: SseEventRewriter | undefined;
+  private contentType: string | undefined;
+  private status = 0;
+  private upstreamHeadersSeen: ResponseHeaders = {};
+  /** A new session id is bound before the client may see it: until then the upstream is paused and its events wait. */
+  private gate: Promise<boolean> | undefined;
+  /** The nonce of the upstream's 401 use_dpop_nonce to the gateway's proof, whose answer is drained. */
+  private demanded: string | undefined;
+  private retried = false;
+  private readonly onClientClose = () => {
+    if (!this.outgoing.writableFinished) this.controller?.abort(new Error('the client went away'));
+  };
+
+  constructor(
+    private readonly c: Context<GatewayEnv>,
+    private readonly target: UpstreamTarget & { bytes?: Uint8Array; body?: string },
+    private readonly hooks: ForwardHooks,
+    private readonly outgoing: ServerResponse,
+    private readonly pool: Pool,
+    private readonly headers: Record<string, string>,
+    private readonly body: Buffer | undefined,
+    private readonly upstreamDpop: string | undefined,
+    private readonly resolve: (response: Response) => void,
+    private readonly reject: (error: unknown) => void,
+  ) {
+    this.audit = c.get('audit');
+    this.retry = upstreamDpop ? c.get('upstreamDpopRetry') : undefined;
+    outgoing.once('close', this.onClientClose);
+  }
+
+  send(): void {
+    this.pool.dispatch(
+      {
+        origin: this.target.origin,
+        path: this.target.path,
+        method: this.target.method as Dispatcher.HttpMethod,
+        headers: this.headers,
+        body: this.body,
+        headersTimeout: this.hooks.timeouts.response_ms,
+        bodyTimeout: this.hooks.timeouts.idle_ms,
+      },
+      this,
+    );
+  }
+
+  private done(): void {
+    this.outgoing.off('close', this.onClientClose);
+    this.audit.status = this.status;
+    if (this.tap) Object.assign(this.audit, this.tap.finish());
+    this.resolve(RESPONSE_ALREADY_SENT);
+  }
+
+  private fail(error: unknown): void {
+    this.outgoing.off('close', this.onClientClose);
+    this.reject(error);
+  }
+
+  /** The client went away: nothing to answer, and not the upstream's fault (499). */
+  private clientClosed(): void {
+    this.audit.decision = 'error';
+    this.audit.rejection = 'client_closed';
+    this.status = 499;
+    this.done();
+  }
+
+  onRequestStart(ctrl: Dispatcher.DispatchController): void {
+    this.controller = ctrl;
+  }
+
+  onResponseStart(ctrl: Dispatcher.DispatchController, statusCode: number, responseHeaders: ResponseHeaders): void {
+    if (this.retry) this.demanded = upstreamNonceDemand(statusCode, responseHeaders['www-authenticate'], responseHeaders['dpop-nonce']);
+    if (this.demanded) {
+      this.audit.upstream_status = statusCode;
+      return;
+    }
+    // If binding the new session fails, the upstream is cut and nothing is sent.
+    const session = responseHeaders['mcp-session-id'];
+    const binding = typeof session === 'string' ? this.hooks.onSession(session) : undefined;
+    if (!binding) return this.start(statusCode, responseHeaders);
+    ctrl.pause();
+    this.gate = binding.then(
+      () => true,
+      (error: unknown) => {
+        this.fail(error);
+        ctrl.abort(error as Error);
+        return false;
+      },
+    );
+    this.later(() => {
+      this.start(statusCode, responseHeaders);
+      ctrl.resume();
+    });
+  }
+
+  onResponseData(ctrl: Dispatcher.DispatchController, chunk: Buffer): void {
+    if (this.demanded) return;
+    if (this.gate) this.later(() => this.data(ctrl, chunk));
+    else this.data(ctrl, chunk);
+  }
+
+  onResponseEnd(): void {
+    if (this.demanded) return this.again(this.demanded);
+    if (this.gate) this.later(() => this.end());
+    else this.end();
+  }
+
+  onResponseError(ctrl: Dispatcher.DispatchController, error: Error): void {
+    if (this.demanded) return this.fail(upstreamError(error));
+    if (this.gate) this.later(() => this.error(error));
+    else this.error(error);
+  }
+
+  private later(run: () => void): void {
+    void this.gate!.then((ok) => ok && run());
+  }
+
+  /**
+   * RFC 9449 §9: a 401 use_dpop_nonce to the gateway's proof is drained (never sent on) and the
+   * request sent once more with a proof carrying the nonce — the body is a buffer, not a
+   * stream, so it can go again; a second demand is a 502.
+   */
+  private again(nonce: string): void {
+    if (this.retried) {
+      this.outgoing.off('close', this.onClientClose);
+      this.c.get('upstreamDpopNonce')?.(nonce);
+      this.reject(nonceRetryRefused());
+      return;
+    }
+    this.audit.upstream_dpop_nonce = 'retried';
+    this.retry!(nonce).then(
+      (proof) => {
+        if (this.outgoing.destroyed) {
+          // The client went away meanwhile: no retry for nobody.
+          this.clientClosed();
+          return;
+        }
+        this.headers.dpop = proof;
+        this.retried = true;
+        this.demanded = undefined;
+        this.send();
+      },
+      (error: unknown) => this.fail(error),
+    );
+  }
+
+  private start(statusCode: number, responseHeaders: ResponseHeaders): void {
+    const { audit, hooks, outgoing } = this;
+    this.status = statusCode;
+    this.responded = true;
+    audit.upstream_status = statusCode;
+    audit.upstream_latency_ms = Math.round((performance.now() - this.started) * 1000) / 1000;
+    // RFC 9449 §9: the upstream's next nonce, for the gateway's next proofs to it (DPoP mediation).
+    const dpopNonce = responseHeaders['dpop-nonce'];
+    if (this.upstreamDpop && typeof dpopNonce === 'string') this.c.get('upstreamDpopNonce')?.(dpopNonce);
+    const contentType = responseHeaders['content-type'] as string | undefined;
+    this.contentType = contentType;
+    this.tap = hooks.tap(contentType);
+    if (hooks.rewrite && statusCode < 300) {
+      this.buffered = [];
+      this.upstreamHeadersSeen = responseHeaders;
+      return;
+    }
+    const outHeaders = clientHeadersOf(responseHeaders, hooks.responseHeaders, hooks.dropCookie);
+    if (hooks.events && contentType?.startsWith('text/event-stream')) {
+      this.rewriter = new SseEventRewriter(hooks.events);
+      delete outHeaders['content-length'];
+    }
+    outgoing.writeHead(statusCode, outHeaders);
+    // Headers go out at once, so an SSE client sees the stream open before the first event.
+    if (contentType?.startsWith('text/event-stream')) outgoing.flushHeaders();
+  }
+
+  private data(ctrl: Dispatcher.DispatchController, chunk: Buffer): void {
+    if (this.buffered) {
+      this.bufferedSize += chunk.byteLength;
+      if (this.bufferedSize > REWRITE_BODY_LIMIT) ctrl.abort(new UpstreamError(502, 'upstream_unavailable', 'the response to rewrite is too large'));
+      else this.buffered.push(chunk);
+      return;
+    }
+    let bytes: Uint8Array = chunk;
+    if (this.rewriter) {
+      try {
+        bytes = this.rewriter.push(chunk);
+      } catch (error) {
+        ctrl.abort(error as Error);
+        return;
+      }
+      if (bytes.byteLength === 0) return;
+    }
+    this.tap!.push(bytes);
+    if (!this.outgoing.write(bytes)) {
+      ctrl.pause();
+      this.outgoing.once('drain', () => ctrl.resume());
+    }
+  }
+
+  private end(): void {
+    const { outgoing } = this;
+    if (!this.buffered) {
+      const rest = this.rewriter?.flush();
+      if (rest?.byteLength) {
+        this.tap!.push(rest);
+        outgoing.write(rest);
+      }
+      outgoing.end();
+      this.done();
+      return;
+    }
+    // The rewrite may be async (tool pinning asks the AS); nothing is sent before it is done,
+    // so a failure is still the proxy's to answer (502), like an upstream failure.
+    let rewritten: string | Promise<string>;
+    try {
+      rewritten = this.hooks.rewrite!(Buffer.concat(this.buffered).toString('utf8'), this.contentType);
+    } catch (error) {
+      this.fail(error);
+      return;
+    }
+    if (typeof rewritten === 'string') return this.sendRewritten(rewritten);
+    rewritten.then(
+      (text) => this.sendRewritten(text),
+      (error: unknown) => this.fail(error),
+    );
+  }
+
+  private sendRewritten(text: string): void {
+    const { outgoing, hooks } = this;
+    if (outgoing.destroyed) {
+      this.clientClosed();
+      return;
+    }
+    const bytes = Buffer.from(text);
+    this.tap!.push(bytes);
+    outgoing.writeHead(this.status, { ...clientHeadersOf(this.upstreamHeadersSeen, hooks.responseHeaders, hooks.dropCookie), 'content-length': String(bytes.byteLength) });
+    outgoing.end(bytes);
+    this.done();
+  }
+
+  private error(error: Error): void {
+    const { outgoing, audit } = this;
+    outgoing.off('close', this.onClientClose);
+    if (outgoing.destroyed && !outgoing.writableFinished) {
+      // The client went away first: nothing to answer, and not the upstream's fault.
+      this.clientClosed();
+      return;
+    }
+    if (!this.responded || (this.buffered && !outgoing.headersSent)) {
+      this.reject(error instanceof UpstreamError ? error : upstreamError(error));
+      return;
+    }
+    // Mid-stream failure: the status is already sent; cut the stream so the client notices.
+    audit.decision = 'error';
+    audit.rejection = 'upstream_interrupted';
+    audit.reason = error.message;
+    outgoing.destroy(error);
+    this.done();
+  }
 }
