@@ -1,10 +1,8 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { randomBytes } from 'node:crypto';
-import pg from 'pg';
 import { connect, type Driver } from '../src/store/db.ts';
 import { migrate } from '../src/store/migrations.ts';
-import { needsPostgres, postgresUrl } from './helpers/services.ts';
+import { needsPostgres, withPrivateDatabase } from './helpers/services.ts';
 
 /**
  * Migration 0011 over a database that already has users: their lower-cased email is filled in
@@ -35,20 +33,6 @@ describe('migration 0011_dpop_federation', () => {
   it('fills users.email from existing profiles on SQLite', () => backfill('sqlite', { sqliteFile: ':memory:' }));
 
   it('fills users.email from existing profiles on PostgreSQL (in a database of its own)', needsPostgres(), async () => {
-    // A database, not a schema: Kysely's migrator looks for its tables in every schema it can
-    // introspect, so another schema's kysely_migration_lock (the shared test database's) would
-    // make it skip creating its own.
-    const name = `m0011_${randomBytes(6).toString('hex')}`;
-    const admin = new pg.Client({ connectionString: postgresUrl });
-    await admin.connect();
-    try {
-      await admin.query(`create database ${name}`);
-      const url = new URL(postgresUrl!);
-      url.pathname = `/${name}`;
-      await backfill('postgres', { databaseUrl: url.toString() });
-    } finally {
-      await admin.query(`drop database if exists ${name} with (force)`);
-      await admin.end();
-    }
+    await withPrivateDatabase('m0011', (databaseUrl) => backfill('postgres', { databaseUrl }));
   });
 });

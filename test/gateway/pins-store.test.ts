@@ -1,11 +1,9 @@
 import assert from 'node:assert/strict';
-import { randomBytes } from 'node:crypto';
 import { describe, it } from 'node:test';
-import pg from 'pg';
 import { connect, type Driver } from '../../src/store/db.ts';
 import { migrate } from '../../src/store/migrations.ts';
 import { toolPinStore } from '../../src/store/sql-tool-pin-store.ts';
-import { needsPostgres, postgresUrl } from '../helpers/services.ts';
+import { needsPostgres, withPrivateDatabase } from '../helpers/services.ts';
 
 /**
  * Migration 0012 (tool pins) over a database at 0011, and the pin store's conditional updates:
@@ -71,17 +69,6 @@ describe('tool pins: migration 0012 and the store', () => {
   it('on SQLite', () => exercise('sqlite', { sqliteFile: ':memory:' }));
 
   it('on PostgreSQL (in a database of its own)', needsPostgres(), async () => {
-    const name = `m0012_${randomBytes(6).toString('hex')}`;
-    const admin = new pg.Client({ connectionString: postgresUrl });
-    await admin.connect();
-    try {
-      await admin.query(`create database ${name}`);
-      const url = new URL(postgresUrl!);
-      url.pathname = `/${name}`;
-      await exercise('postgres', { databaseUrl: url.toString() });
-    } finally {
-      await admin.query(`drop database if exists ${name} with (force)`);
-      await admin.end();
-    }
+    await withPrivateDatabase('m0012', (databaseUrl) => exercise('postgres', { databaseUrl }));
   });
 });
