@@ -1,6 +1,7 @@
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { SignJWT, exportJWK, generateKeyPair, type CryptoKey, type JWK } from 'jose';
+import { SignJWT, type CryptoKey } from 'jose';
+import { keyPair } from './id-jag.ts';
 
 /**
  * A stand-in workload platform (a Kubernetes cluster's service account issuer, a SPIFFE OIDC
@@ -22,15 +23,6 @@ export interface FakePlatformIssuer {
   close(): Promise<void>;
 }
 
-interface KeyPair {
-  privateKey: CryptoKey;
-  jwk: JWK;
-}
-
-async function keyPair(alg: 'ES256' | 'RS256', kid: string): Promise<KeyPair> {
-  const { privateKey, publicKey } = await generateKeyPair(alg, { extractable: true });
-  return { privateKey, jwk: { ...(await exportJWK(publicKey)), kid, alg, use: 'sig' } };
-}
 
 export async function startFakePlatformIssuer(): Promise<FakePlatformIssuer> {
   let es = await keyPair('ES256', 'es-1');

@@ -20,12 +20,13 @@ export interface FakeIdp {
   close(): Promise<void>;
 }
 
-interface KeyPair {
+export interface KeyPair {
   privateKey: CryptoKey;
   jwk: JWK;
 }
 
-async function keyPair(alg: 'ES256' | 'RS256', kid: string): Promise<KeyPair> {
+/** A signing key of a fake issuer and its public JWK (kid, alg, use: sig). */
+export async function keyPair(alg: 'ES256' | 'RS256', kid: string): Promise<KeyPair> {
   const { privateKey, publicKey } = await generateKeyPair(alg, { extractable: true });
   return { privateKey, jwk: { ...(await exportJWK(publicKey)), kid, alg, use: 'sig' } };
 }
