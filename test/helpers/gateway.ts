@@ -36,7 +36,13 @@ export async function startFakeIssuer() {
   let jwksHits = 0;
   let introspectionHits = 0;
   let up = true;
-  const server = createServer((req, res) => {
+  let jwksGate: Promise<void> | undefined;
+  let jwksHeld = 0;
+  const server = createServer(async (req, res) => {
+    if (req.url === '/jwks' && jwksGate) {
+      jwksHeld++;
+      await jwksGate;
+    }
     if (!up) {
       res.writeHead(503).end();
       return;
@@ -73,11 +79,24 @@ export async function startFakeIssuer() {
     get jwksHits() {
       return jwksHits;
     },
+    /** JWKS requests that arrived while held (see holdJwks). */
+    get jwksHeld() {
+      return jwksHeld;
+    },
     get introspectionHits() {
       return introspectionHits;
     },
     setUp(value: boolean) {
       up = value;
+    },
+    /** Holds every JWKS answer until the returned function is called (a key fetch in flight). */
+    holdJwks(): () => void {
+      let release!: () => void;
+      jwksGate = new Promise<void>((resolve) => (release = resolve));
+      return () => {
+        jwksGate = undefined;
+        release();
+      };
     },
     /** A token for `aud`, signed by key `kid` (default the first), with `typ` at+jwt unless told. */
     async sign(claims: Record<string, unknown>, options: { kid?: string; typ?: string; key?: CryptoKey; alg?: string } = {}) {

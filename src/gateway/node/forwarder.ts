@@ -54,7 +54,9 @@ export function nodeForwarder(options: { connections?: number } = {}): Forwarder
     },
     clientAddress: (c) => (c.env as NodeBindings).incoming.socket.remoteAddress,
     async close() {
-      await Promise.all([...pools.values()].map((pool) => pool.close()));
+      // Called once the server has closed every client connection: what is still in flight
+      // upstream (an SSE stream, say) has no one to answer, so it is cut rather than awaited.
+      await Promise.all([...pools.values()].map((pool) => pool.destroy()));
       pools.clear();
     },
   };
@@ -85,8 +87,12 @@ class Forwarding implements Dispatcher.DispatchHandler {
   /** The nonce of the upstream's 401 use_dpop_nonce to the gateway's proof, whose answer is drained. */
   private demanded: string | undefined;
   private retried = false;
+  /** The client's connection closed before undici handed over its controller: aborted as soon as it does. */
+  private clientGone = false;
   private readonly onClientClose = () => {
-    if (!this.outgoing.writableFinished) this.controller?.abort(new Error('the client went away'));
+    if (this.outgoing.writableFinished) return;
+    this.clientGone = true;
+    this.controller?.abort(new Error('the client went away'));
   };
 
   constructor(
@@ -107,6 +113,12 @@ class Forwarding implements Dispatcher.DispatchHandler {
   }
 
   send(): void {
+    // The client may have gone while the filters ran (its 'close' came before this listener):
+    // nothing is sent upstream then, or a stream would outlive it and hold the pool open.
+    if (this.outgoing.destroyed) {
+      this.clientClosed();
+      return;
+    }
     this.pool.dispatch(
       {
         origin: this.target.origin,
@@ -143,6 +155,7 @@ class Forwarding implements Dispatcher.DispatchHandler {
 
   onRequestStart(ctrl: Dispatcher.DispatchController): void {
     this.controller = ctrl;
+    if (this.clientGone) ctrl.abort(new Error('the client went away'));
   }
 
   onResponseStart(ctrl: Dispatcher.DispatchController, statusCode: number, responseHeaders: ResponseHeaders): void {
