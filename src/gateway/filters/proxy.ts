@@ -59,12 +59,14 @@ export interface ForwardHooks {
    * Rewrites a successful (2xx) answer before it goes back: the response is then buffered (at most
    * {@link REWRITE_BODY_LIMIT} bytes, 502 beyond), not streamed, and may be judged asynchronously
    * (tool pinning, multiplexing). Forwarding headers and limits are the same as for any request.
+   * With `events` too, an SSE answer is not buffered: it goes through `events` instead.
    */
   rewrite?: (body: string, contentType: string | undefined) => string | Promise<string>;
   /**
    * An SSE answer passed on event by event through this (each event as the upstream sent it, its
-   * blank-line delimiter kept); JSON answers and rewritten ones are not. The multiplexer renames
-   * the upstream's own requests in a call's stream with it.
+   * blank-line delimiter kept); JSON answers are not. The multiplexer renames the upstream's own
+   * requests and the resource URIs of the result in a call's stream with it (and those of a JSON
+   * answer with `rewrite`).
    */
   events?: (event: string) => string;
   tap: (contentType: string | undefined) => ResponseTap;
@@ -473,7 +475,7 @@ export function fetchForwarder(fetchImpl: typeof fetch = fetch, options: FetchFo
       audit.upstream_latency_ms = Math.round((performance.now() - started) * 1000) / 1000;
       const contentType = response.headers.get('content-type') ?? undefined;
       const outHeaders = clientHeaders(headerEntries(response.headers), hooks.responseHeaders, hooks.dropCookie);
-      if (hooks.rewrite && response.ok) {
+      if (hooks.rewrite && response.ok && !(hooks.events && isEventStream(contentType))) {
         const body = await hooks.rewrite(await readLimited(response.body), contentType);
         delete outHeaders['content-length'];
         const tap = hooks.tap(contentType);

@@ -1,44 +1,6 @@
 import { upstreamError } from '../filters/proxy.ts';
+import { eventData, relayedMessage } from './names.ts';
 import type { MuxUpstream } from './upstream-client.ts';
-
-/** A prefix the gateway puts on resource URIs and on the ids of upstream requests: `mandate+<upstream>:`. */
-const PREFIX = 'mandate+';
-
-/**
- * One message of an upstream's GET stream as the client gets it, or undefined to drop it. Only
- * JSON-RPC requests and notifications pass (MCP 2025-11-25 transports: the server "MUST NOT send a
- * JSON-RPC response on the stream"); a request gets the id `mandate+<upstream>:<its id as JSON>` as
- * in a call's stream (so the client's answer goes back to it), `notifications/cancelled` of such a
- * request names it so too, and `notifications/resources/updated` its URI as the lists do.
- */
-export function relayedMessage(message: unknown, upstream: string): Record<string, unknown> | undefined {
-  if (!message || typeof message !== 'object' || Array.isArray(message)) return undefined;
-  const m = message as { jsonrpc?: unknown; id?: unknown; method?: unknown; params?: unknown };
-  if (m.jsonrpc !== '2.0' || typeof m.method !== 'string') return undefined;
-  const params = m.params && typeof m.params === 'object' ? (m.params as Record<string, unknown>) : undefined;
-  if (m.id !== undefined) {
-    if (typeof m.id !== 'string' && typeof m.id !== 'number') return undefined;
-    return { ...(m as object), id: `${PREFIX}${upstream}:${JSON.stringify(m.id)}` };
-  }
-  if (m.method === 'notifications/resources/updated' && typeof params?.uri === 'string') {
-    return { ...(m as object), params: { ...params, uri: `${PREFIX}${upstream}:${params.uri}` } };
-  }
-  if (m.method === 'notifications/cancelled' && (typeof params?.requestId === 'string' || typeof params?.requestId === 'number')) {
-    return { ...(m as object), params: { ...params, requestId: `${PREFIX}${upstream}:${JSON.stringify(params.requestId)}` } };
-  }
-  return m as Record<string, unknown>;
-}
-
-/** The data of one SSE event (its `data:` lines joined), per the HTML event stream format; undefined without any. */
-function eventData(event: string): string | undefined {
-  let data: string | undefined;
-  for (const line of event.split(/\r?\n/)) {
-    if (!line.startsWith('data:')) continue;
-    const value = line.slice(line[5] === ' ' ? 6 : 5);
-    data = data === undefined ? value : `${data}\n${value}`;
-  }
-  return data;
-}
 
 /** The largest event the gateway reads from an upstream's GET stream; a larger one ends that upstream's stream. */
 const MAX_EVENT = 1024 * 1024;
@@ -85,8 +47,9 @@ export interface MergedEnd {
 
 /**
  * One SSE stream to the client from several upstreams' GET streams: each event rewritten by
- * {@link relayedMessage} and sent as `event: message` with its data only (no `id:`: nothing to
- * resume). An upstream's stream ending leaves the others going; the client's ends when all have.
+ * {@link relayedMessage} (JSON-RPC responses dropped: MCP 2025-11-25 transports, the server "MUST
+ * NOT send a JSON-RPC response on the stream") and sent as `event: message` with its data only (no
+ * `id:`: nothing to resume). An upstream's stream ending leaves the others going; the client's ends when all have.
  * Pulled, as the proxy's stream is: the upstreams are read only while the client reads, and the
  * client going away (the runtime cancels the stream, workerd at the next write) cancels them all.
  */

@@ -8,6 +8,7 @@ import type { CompiledRoute } from '../route.ts';
 import { SessionStoreUnavailable, type SessionStore, type UpstreamSessions } from '../sessions.ts';
 import type { GatewayEnv } from '../types.ts';
 import { mergeStreams, openStream } from './get-stream.ts';
+import { gatewayName, renameCallEvent, RESOURCE_SCHEME_PREFIX, RESULT_RENAMES, upstreamRequestOf } from './names.ts';
 import { exchange, type MuxUpstream, type UpstreamAnswer } from './upstream-client.ts';
 
 /** The MCP revisions the gateway negotiates in its own `initialize` answer, newest first (as the SDK: the client's if known, else the newest). */
@@ -32,55 +33,6 @@ const DISPATCHED: Record<string, 'name' | 'uri'> = {
   'resources/subscribe': 'uri',
   'resources/unsubscribe': 'uri',
 };
-
-/** Resource URIs are opaque and may collide between servers: the gateway's are `mandate+<upstream>:<the upstream's URI>`. */
-export const RESOURCE_SCHEME_PREFIX = 'mandate+';
-
-/** A resources/read result with each content's URI as the gateway lists it. */
-function prefixContents(result: unknown, upstream: string): unknown {
-  const contents = (result as { contents?: unknown })?.contents;
-  if (!Array.isArray(contents)) return result;
-  return {
-    ...(result as object),
-    contents: contents.map((content) => {
-      const uri = (content as { uri?: unknown })?.uri;
-      return typeof uri === 'string' ? { ...(content as object), uri: `${RESOURCE_SCHEME_PREFIX}${upstream}:${uri}` } : content;
-    }),
-  };
-}
-
-/**
- * An upstream's own request to the client in a call's stream (elicitation, sampling, roots) gets
- * the id `mandate+<upstream>:<its id as JSON>`, so that the client's answer — to any replica — names
- * the upstream to take it back to, with its own id, and no other upstream sees it.
- */
-export function renameServerRequests(event: string, upstream: string): string {
-  const lines = event.split(/\r?\n/);
-  const data = lines.filter((line) => line.startsWith('data:'));
-  if (data.length === 0) return event;
-  let message: { id?: unknown; method?: unknown };
-  try {
-    message = JSON.parse(data.map((line) => line.slice(5).replace(/^ /, '')).join('\n')) as { id?: unknown; method?: unknown };
-  } catch {
-    return event;
-  }
-  if (!message || typeof message !== 'object' || typeof message.method !== 'string' || (typeof message.id !== 'string' && typeof message.id !== 'number')) return event;
-  const renamed = { ...message, id: `${RESOURCE_SCHEME_PREFIX}${upstream}:${JSON.stringify(message.id)}` };
-  return [...lines.filter((line) => !line.startsWith('data:')), `data: ${JSON.stringify(renamed)}`].join('\n');
-}
-
-/** The upstream and its own id, from the id of a client's answer to a renamed server request. */
-function serverRequestOf(id: unknown): { upstream: string; id: string | number } | undefined {
-  if (typeof id !== 'string' || !id.startsWith(RESOURCE_SCHEME_PREFIX)) return undefined;
-  const colon = id.indexOf(':');
-  if (colon < 0) return undefined;
-  try {
-    const original = JSON.parse(id.slice(colon + 1)) as unknown;
-    return typeof original === 'string' || typeof original === 'number' ? { upstream: id.slice(RESOURCE_SCHEME_PREFIX.length, colon), id: original } : undefined;
-  } catch {
-    return undefined;
-  }
-}
 
 interface JsonRpcRequest {
   jsonrpc: '2.0';
@@ -274,7 +226,7 @@ export function multiplex(route: CompiledRoute, forwarder: Forwarder, sessions: 
         return items.map((item) => {
           const value = (item as Record<string, unknown>)[list.key];
           if (typeof value !== 'string') return item;
-          return { ...(item as object), [list.key]: list.key === 'name' ? `${upstream.name}${separator}${value}` : `${RESOURCE_SCHEME_PREFIX}${upstream.name}:${value}` };
+          return { ...(item as object), [list.key]: list.key === 'name' ? `${upstream.name}${separator}${value}` : gatewayName(upstream.name, value) };
         });
       }),
     );
@@ -311,6 +263,7 @@ export function multiplex(route: CompiledRoute, forwarder: Forwarder, sessions: 
     audit.upstream = target.upstream.name;
     const body = JSON.stringify({ ...request, params: ref ? { ...request.params, ref: { ...ref, [key]: target.name } } : { ...request.params, [key]: target.name } });
     const mcp = c.get('mcp');
+    const renameResult = RESULT_RENAMES[request.method];
     const flight = mcp.sessionId !== undefined && request.id !== undefined ? `${mcp.sessionId}\0${JSON.stringify(request.id)}` : undefined;
     if (flight) inFlight.set(flight, target.upstream.name);
     try {
@@ -320,9 +273,11 @@ export function multiplex(route: CompiledRoute, forwarder: Forwarder, sessions: 
         {
           timeouts: config.timeouts,
           tap: (contentType) => new ResponseTap(contentType, request.id),
-          events: (event) => renameServerRequests(event, target.upstream.name),
-          // The contents of a resource read name it by the gateway's URI, as the list did.
-          rewrite: request.method === 'resources/read' ? (text, contentType) => rewriteResponse(text, contentType, request.id, (result) => prefixContents(result, target.upstream.name)) : undefined,
+          // An SSE answer event by event (progress and the upstream's own requests go on at once),
+          // a JSON one whole: the result names resources by the gateway's URIs (read contents,
+          // resource links and embedded resources), so the client's next read reaches this upstream.
+          events: (event) => renameCallEvent(event, target.upstream.name, request.id, renameResult),
+          rewrite: renameResult ? (text, contentType) => rewriteResponse(text, contentType, request.id, (result) => renameResult(result, target.upstream.name)) : undefined,
           responseHeaders: { ...c.get('responseHeaders'), ...sessionHeaders(mcp.sessionId) },
           onSession: () => undefined,
           upstreamHeaders: {
@@ -381,7 +336,7 @@ export function multiplex(route: CompiledRoute, forwarder: Forwarder, sessions: 
 
   /** The client's answer to an upstream's request: to that upstream only, with its own id. */
   const reply = async (c: Context<GatewayEnv>, response: { jsonrpc: '2.0'; id?: string | number; result?: unknown; error?: unknown }) => {
-    const origin = serverRequestOf(response.id);
+    const origin = upstreamRequestOf(response.id);
     const upstream = origin && byName.get(origin.upstream);
     const map = await upstreamSessions(c);
     if (!origin || !upstream || (map && !(upstream.name in map))) {

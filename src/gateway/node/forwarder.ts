@@ -246,7 +246,8 @@ class Forwarding implements Dispatcher.DispatchHandler {
     const contentType = responseHeaders['content-type'] as string | undefined;
     this.contentType = contentType;
     this.tap = hooks.tap(contentType);
-    if (hooks.rewrite && statusCode < 300) {
+    // With `events` too, an SSE answer streams through it instead of being buffered (ForwardHooks).
+    if (hooks.rewrite && statusCode < 300 && !(hooks.events && contentType?.startsWith('text/event-stream'))) {
       this.buffered = [];
       this.upstreamHeadersSeen = responseHeaders;
       return;
