@@ -24,8 +24,10 @@ export interface SessionStore {
   /**
    * A route with several upstreams (src/gateway/mux/): the gateway's session id is the client's,
    * and each upstream's own session id (empty for an upstream without sessions) is kept under it,
-   * in the same store as the binding, so any gateway instance can serve the session. Set once, when
-   * the gateway's session opens; read on each request (which renews it, as `check` does).
+   * with the binding, so any gateway instance can serve the session. Set once, when the gateway's
+   * session opens, before its id is handed out; it lives as long as the binding (whatever renews
+   * one renews the other, and `end` forgets both). Throws `SessionStoreUnavailable` when the
+   * binding is gone: a session whose upstream sessions are not kept must not be handed out.
    */
   setUpstreams?(sessionId: string, upstreams: UpstreamSessions): void | Promise<void>;
   upstreams?(sessionId: string): UpstreamSessions | undefined | Promise<UpstreamSessions | undefined>;
@@ -88,7 +90,9 @@ export class SessionBindings implements SessionStore {
 
   setUpstreams(sessionId: string, upstreams: UpstreamSessions): void {
     const entry = this.live(sessionId);
-    if (entry) entry.upstreams = { ...upstreams };
+    // Bound a moment ago, but a full store may have dropped it since.
+    if (!entry) throw new SessionStoreUnavailable(new Error('the session binding is gone'));
+    entry.upstreams = { ...upstreams };
   }
 
   upstreams(sessionId: string): UpstreamSessions | undefined {

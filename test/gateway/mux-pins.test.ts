@@ -197,20 +197,25 @@ describe('gateway: tool pinning and limits on prefixed names; pinned tools/list 
     assert.match(String(atA.headers['mcp-session-id']), /^2025-06-18-/);
     const initialized = b.seen.findLast((one) => one.method === 'notifications/initialized')!;
     assert.match(String(initialized.headers['mcp-session-id']), /^2025-11-25-/, 'each upstream got notifications/initialized in its session');
-    // The stored record: under a hash of the gateway session id, the upstream session ids sealed.
+    // The stored record: under a hash of the gateway session id, one key for the owner and the
+    // upstream session ids, these sealed. Its own prefix: other runs share this Redis.
     const redis = new Redis(process.env.REDIS_URL!);
+    const prefix = `mandate-test-seal:${crypto.randomUUID()}`;
     try {
-      const store = new RedisSessionBindings(redis, 'mandate-test-seal');
+      const store = new RedisSessionBindings(redis, prefix);
       await store.bind(session, { sub: 's' });
       await store.setUpstreams(session, { a: { session: 'upstream-secret-id', protocol: '2025-06-18' } });
-      const keys = await redis.keys('mandate-test-seal:mux:*');
+      const keys = await redis.keys(`${prefix}:*`);
       assert.equal(keys.length, 1);
       assert.ok(!keys[0]!.includes(session));
-      assert.ok(!(await redis.get(keys[0]!))!.includes('upstream-secret-id'));
+      const stored = (await redis.get(keys[0]!))!;
+      assert.ok(!stored.includes('upstream-secret-id'));
+      assert.equal((JSON.parse(stored) as { sub: string }).sub, 's');
       assert.deepEqual(await store.upstreams(session), { a: { session: 'upstream-secret-id', protocol: '2025-06-18' } });
+      assert.equal(await store.check(session, { sub: 's' }), 'own', 'the owner check reads the same record');
       await store.end(session);
       assert.equal(await store.upstreams(session), undefined);
-      assert.equal((await redis.keys('mandate-test-seal:*')).length, 0);
+      assert.equal((await redis.keys(`${prefix}:*`)).length, 0);
     } finally {
       redis.disconnect();
     }
