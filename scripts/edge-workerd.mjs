@@ -87,6 +87,8 @@ const worker = (i) => ({
   // Module names are paths relative to this root: the bundle's own directory, wherever it is.
   modulesRoot: dirname(resolve(options.script)),
   compatibilityDate: '2026-07-01',
+  // request.signal aborts when the client goes away: a stream is then cancelled and audited (src/gateway/workers/index.ts).
+  compatibilityFlags: ['enable_request_signal'],
   bindings: config ? { ...bindings, MANDATE_GATEWAY_CONFIG: JSON.stringify(config) } : bindings,
   durableObjects: options.state === 'off' ? {} : { [entry.state]: i === 0 ? entry.className : { className: entry.className, scriptName: `${options.entry}-1` } },
   ...(i === 0 ? {} : { unsafeDirectSockets: [{ host: options.host, port: 0 }] }),

@@ -11,6 +11,7 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { startEverything } from '../helpers/everything.ts';
 import { INSPECTOR_LAUNCHER, INSPECTOR_NODE, needsInspector } from '../helpers/inspector-cli.ts';
+import { needsRedis } from '../helpers/services.ts';
 import { mcpPost, startFakeIssuer, startTestGateway, toolCall, type TestGateway } from '../helpers/gateway.ts';
 
 /**
@@ -138,7 +139,8 @@ describe('gateway: several MCP servers behind one route', () => {
     }
   });
 
-  it('two replicas sharing Redis serve alternate requests of one session; DELETE at one ends it at both', async () => {
+  // Without REDIS_URL each replica keeps its own sessions: B would refuse A's session (404 "session not found").
+  it('two replicas sharing Redis serve alternate requests of one session; DELETE at one ends it at both', needsRedis(), async () => {
     const [a, b] = gateways.map((gateway) => `${gateway.url}/mcp`);
     const init = await mcpPost(a!, { jsonrpc: '2.0', id: 1, method: 'initialize', params: { protocolVersion: '2025-11-25', capabilities: {}, clientInfo: { name: 'raw', version: '1' } } }, auth());
     assert.equal(init.status, 200);

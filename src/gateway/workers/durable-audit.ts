@@ -252,13 +252,13 @@ export class EdgeAudit {
   }
 
   /**
-   * Resolves when the request's event has been handed to a shard (or that failed). A request may ask
-   * before its event is recorded (a stream's event is written at its end), so an unknown id waits —
-   * at most `settleTimeoutMs`, so that an id whose completion has been forgotten (past the last 4,096)
-   * never leaves a waiter behind.
+   * Resolves when the request's event has been handed to a shard (or that failed); without the sink,
+   * when it has been written to the console. A request may ask before its event is recorded (a
+   * stream's event is written at its end), so an unknown id waits — at most `settleTimeoutMs`, so
+   * that an id whose completion has been forgotten (past the last 4,096) never leaves a waiter behind.
    */
   settled(requestId: string): Promise<void> {
-    if (!this.shipping || this.done.has(requestId)) return Promise.resolve();
+    if (this.done.has(requestId)) return Promise.resolve();
     return new Promise((resolve) => {
       const timeout = setTimeout(() => done(), this.settleTimeoutMs);
       (timeout as { unref?: () => void }).unref?.();

@@ -172,6 +172,57 @@ function routesFor(env: GatewayWorkerEnv): Built {
   return built;
 }
 
+/**
+ * A streamed answer (SSE: a call's progress, a GET stream) that is cancelled when the client goes
+ * away, and audited so (`client_closed`, 499). workerd tells a Worker through `request.signal` (with
+ * the compatibility flag `enable_request_signal`); the cancel, and the audit event written at the
+ * stream's end, then run under `ctx.waitUntil`. Without it, workerd ends the request's work when the
+ * client goes away, before any cancellation runs: the upstream streams end, but no event is written.
+ * Pulled chunk by chunk, as the stream it wraps.
+ */
+function cancelledWithClient(body: ReadableStream<Uint8Array>, signal: AbortSignal | undefined, settled: () => Promise<void>, ctx: WorkerContext): ReadableStream<Uint8Array> {
+  const reader = body.getReader();
+  const gone = () => {
+    ctx.waitUntil(
+      reader
+        .cancel(new Error('the client went away'))
+        .catch(() => undefined)
+        .then(settled),
+    );
+  };
+  signal?.addEventListener('abort', gone, { once: true });
+  const ended = () => signal?.removeEventListener('abort', gone);
+  return new ReadableStream<Uint8Array>({
+    async pull(controller) {
+      let chunk: ReadableStreamReadResult<Uint8Array>;
+      try {
+        chunk = await reader.read();
+      } catch (error) {
+        ended();
+        controller.error(error);
+        return;
+      }
+      if (!chunk.done) return controller.enqueue(chunk.value);
+      ended();
+      controller.close();
+    },
+    cancel(reason) {
+      ended();
+      return reader.cancel(reason);
+    },
+  });
+}
+
+/** The response as sent: a stream cancelled when its client goes away; the request held until its event is in the Durable Object. */
+function sent(request: Request, response: Response, audit: EdgeAudit, ctx: WorkerContext): Response {
+  const id = response.headers.get('x-request-id');
+  if (!id) return response;
+  // The request lasts until its audit event is in the Durable Object (after a stream, at its end).
+  if (audit.shipping) ctx.waitUntil(audit.settled(id));
+  if (!response.body || !(response.headers.get('content-type') ?? '').toLowerCase().startsWith('text/event-stream')) return response;
+  return new Response(cancelledWithClient(response.body, request.signal, () => audit.settled(id), ctx), response);
+}
+
 export default {
   fetch(request: Request, env: GatewayWorkerEnv, ctx: WorkerContext): Response | Promise<Response> {
     let current: Built;
@@ -182,13 +233,7 @@ export default {
       console.error(JSON.stringify({ level: 'error', msg: 'cannot build the gateway routes', reason: (error as Error).message }));
       return Response.json({ jsonrpc: '2.0', id: null, error: { code: GATEWAY_ERRORS.unavailable, message: 'gateway not configured' } }, { status: 500 });
     }
-    if (!current.audit.shipping) return current.app.fetch(request, env, ctx as never);
-    return (async () => {
-      const response = await current.app.fetch(request, env, ctx as never);
-      // The request lasts until its audit event is in the Durable Object (after a stream, at its end).
-      const id = response.headers.get('x-request-id');
-      if (id) ctx.waitUntil(current.audit.settled(id));
-      return response;
-    })();
+    const response = current.app.fetch(request, env, ctx as never);
+    return response instanceof Promise ? response.then((answer) => sent(request, answer, current.audit, ctx)) : sent(request, response, current.audit, ctx);
   },
 };
