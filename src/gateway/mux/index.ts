@@ -109,6 +109,15 @@ export function multiplex(route: CompiledRoute, forwarder: Forwarder, sessions: 
 
   const sessionHeaders = (sessionId: string | undefined): Record<string, string> => (sessionId ? { 'mcp-session-id': sessionId } : {});
 
+  /**
+   * Whether the client has gone (its connection closed while the filters or the upstreams were
+   * awaited): the runtime aborts the request's signal (Node's adapter; workerd with the flag
+   * `enable_request_signal`). No session and no GET stream is opened upstream for it (the
+   * forwarders do not forward a call for it either): they would be held open for nobody.
+   */
+  const clientGone = (c: Context<GatewayEnv>): boolean => c.req.raw.signal?.aborted === true;
+  const gone = (c: Context<GatewayEnv>) => refuse(c, { status: 499, code: GATEWAY_ERRORS.unavailable, message: 'the client went away', rejection: 'client_closed', reason: 'the client went away before the answer', decision: 'error' });
+
   /** Each upstream's session for the client's gateway session; undefined when the client has none (2026-07-28, or before initialize). */
   const upstreamSessions = async (c: Context<GatewayEnv>): Promise<UpstreamSessions | undefined> => {
     const sessionId = c.get('mcp').sessionId;
@@ -118,6 +127,7 @@ export function multiplex(route: CompiledRoute, forwarder: Forwarder, sessions: 
   };
 
   const initialize = async (c: Context<GatewayEnv>, request: JsonRpcRequest) => {
+    if (clientGone(c)) return gone(c);
     const params = request.params ?? {};
     const requested = typeof params.protocolVersion === 'string' ? params.protocolVersion : undefined;
     const accepted = config.protocol_versions ?? MUX_PROTOCOL_VERSIONS;
@@ -172,6 +182,11 @@ export function multiplex(route: CompiledRoute, forwarder: Forwarder, sessions: 
           .filter((upstream) => map[upstream.name]?.session)
           .map((upstream) => exchange(fetchImpl, upstream, { method: 'DELETE', headers: { ...baseHeaders(c), ...sessionOf(map, upstream.name) }, timeoutMs }).catch(() => undefined)),
       );
+    // The client left while the upstream sessions opened: nobody will hold them.
+    if (clientGone(c)) {
+      await release();
+      return gone(c);
+    }
     let sessionId: string | undefined;
     if (protocolVersion < PROTOCOL_STATELESS) {
       sessionId = crypto.randomUUID();
@@ -358,10 +373,19 @@ export function multiplex(route: CompiledRoute, forwarder: Forwarder, sessions: 
   const listen = async (c: Context<GatewayEnv>) => {
     const sessionId = c.get('mcp').sessionId;
     if (sessionId === undefined) return refuse(c, { status: 400, code: JSON_RPC_ERRORS.invalidRequest, message: 'GET needs an Mcp-Session-Id', rejection: 'no_session' });
+    if (clientGone(c)) return gone(c);
     const map = (await sessions.upstreams?.(sessionId)) ?? {};
     const headers = baseHeaders(c);
     const opened = await Promise.all(upstreams.filter((upstream) => upstream.name in map).map((upstream) => openStream(fetchImpl, upstream, { ...headers, ...sessionOf(map, upstream.name) }, config.timeouts.response_ms)));
     const streaming = opened.filter((one) => 'body' in one);
+    // The client left while the streams opened: they are closed at once, not handed to nobody.
+    if (clientGone(c)) {
+      for (const one of streaming) {
+        void one.body.cancel().catch(() => undefined);
+        one.abort.abort();
+      }
+      return gone(c);
+    }
     const failed = opened.filter((one) => 'failed' in one).map((one) => `${one.upstream.name}: ${one.failed}`);
     const audit = c.get('audit');
     const notes = [...(streaming.length ? [`streams: ${streaming.map((one) => one.upstream.name).join(', ')}`] : []), ...(failed.length ? [`left out: ${failed.join('; ')}`] : [])];
