@@ -11,6 +11,8 @@ import { after, before, describe, it } from 'node:test';
 import { Redis } from 'ioredis';
 import { RedisSessionBindings } from '../../src/gateway/node/redis-sessions.ts';
 import { SessionBindings, SessionStoreUnavailable } from '../../src/gateway/sessions.ts';
+import { DurableSessionBindings } from '../../src/gateway/workers/durable-state.ts';
+import { localNamespace } from '../helpers/edge-worker.ts';
 import { mcpPost, startFakeIssuer, startScriptedUpstream, startTestGateway, toolCall, type TestGateway } from '../helpers/gateway.ts';
 import { needsRedis, redisUrl } from '../helpers/services.ts';
 
@@ -82,8 +84,8 @@ describe('gateway: a multiplexed session in Redis is one record, with one lifeti
     assert.deepEqual(await lifetimes(), [], 'DELETE forgets the whole record');
   });
 
-  it('upstream sessions are never kept for a binding that is gone (Redis and memory): the store refuses, so no session id is handed out without them', async () => {
-    const stores = [new RedisSessionBindings(redis, prefix), new SessionBindings()];
+  it('upstream sessions are never kept for a binding that is gone (Redis, memory, Durable Object): the store refuses, so no session id is handed out without them', async () => {
+    const stores = [new RedisSessionBindings(redis, prefix), new SessionBindings(), new DurableSessionBindings(localNamespace().namespace, { idleMs: 60_000 })];
     for (const store of stores) {
       await assert.rejects(async () => store.setUpstreams('no-such-session', { a: { session: 'x' } }), SessionStoreUnavailable);
       assert.equal(await store.upstreams('no-such-session'), undefined);

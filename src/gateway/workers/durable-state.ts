@@ -117,7 +117,8 @@ export class GatewayState {
       case 'upstreams': {
         const binding = await this.storage.get<Binding>('binding');
         const live = binding && binding.expires > now ? binding : undefined;
-        if (!live) return Response.json({});
+        // No binding: no upstream sessions to read, and none kept for a session nobody holds.
+        if (!live) return Response.json(command.op === 'set-upstreams' ? { gone: true } : {});
         if (command.op === 'set-upstreams') {
           if (typeof command.upstreams !== 'object' || command.upstreams === null) return new Response('bad request', { status: 400 });
           await this.storage.put('binding', { ...live, upstreams: command.upstreams });
@@ -209,7 +210,8 @@ export class DurableSessionBindings implements SessionStore {
   }
 
   async setUpstreams(sessionId: string, upstreams: UpstreamSessions): Promise<void> {
-    await this.send(sessionId, { op: 'set-upstreams', upstreams });
+    const { gone } = (await this.send(sessionId, { op: 'set-upstreams', upstreams })) as { gone?: boolean };
+    if (gone) throw new SessionStoreUnavailable(new Error('the session binding is gone'));
   }
 
   async upstreams(sessionId: string): Promise<UpstreamSessions | undefined> {
