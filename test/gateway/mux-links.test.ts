@@ -53,6 +53,7 @@ async function startNotesServer(name: string, json: boolean) {
           ],
           structuredContent: { first: note('a.txt').uri },
         }));
+        mcp.registerTool('big', { description: 'a result over the rewrite limit' }, () => ({ content: [{ type: 'text', text: 'x'.repeat(9 * 1024 * 1024) }] }));
         mcp.registerPrompt('quote', { description: 'quotes a note' }, () => ({ messages: [{ role: 'user', content: { type: 'resource', resource: note('b.txt') } }] }));
         for (const file of ['a.txt', 'b.txt']) mcp.registerResource(file, note(file).uri, { mimeType: 'text/plain' }, () => ({ contents: [note(file)] }));
         await mcp.connect(created);
@@ -92,7 +93,7 @@ for (const target of targets) {
           ],
           resource: `${origin}/mcp`,
           authorization_servers: [issuer.issuer],
-          tools: { json__links: {}, sse__links: {} },
+          tools: { json__links: {}, sse__links: {}, json__big: {} },
         },
       ]);
       resource = `${gateway.url}/mcp`;
@@ -166,6 +167,17 @@ for (const target of targets) {
       }
       const ended = await fetch(resource, { method: 'DELETE', headers });
       assert.equal(ended.status, 200);
+    });
+
+    it('a JSON result is read whole to be renamed: one over 8 MiB is a 502 (-32603), audited upstream_unavailable', async () => {
+      const init = await mcpPost(resource, { jsonrpc: '2.0', id: 1, method: 'initialize', params: { protocolVersion: '2025-11-25', capabilities: {}, clientInfo: { name: 'raw', version: '1' } } }, { authorization: `Bearer ${token}` });
+      const headers = { authorization: `Bearer ${token}`, 'mcp-session-id': init.headers.get('mcp-session-id')!, 'mcp-protocol-version': '2025-11-25' };
+      const big = await mcpPost(resource, toolCall('json__big', {}, 77), headers);
+      assert.equal(big.status, 502);
+      assert.equal((big.json!.error as { code: number }).code, -32603);
+      const event = await gateway.waitForAudit((e) => e.request_id === big.headers.get('x-request-id'));
+      assert.deepEqual([event.rejection, event.reason, event.upstream], ['upstream_unavailable', 'the response to rewrite is too large', 'json']);
+      await fetch(resource, { method: 'DELETE', headers });
     });
   });
 }
