@@ -175,7 +175,7 @@ const issuerSchema = z.strictObject({
   subject_prefix: z
     .string()
     .optional()
-    .describe('Put before the token `sub` to make the caller\'s subject (audit, rules, rate limits, session bindings, X-Mandate-Sub), so that two issuers\' users never share one. Default on a route with several issuers: "<issuer>#"; "" keeps the `sub` as it is. A route with one issuer never prefixes.'),
+    .describe('Put before the token `sub`, `client_id` and `act` identities (audit, rules, rate limits, session bindings, X-Mandate-* headers), so that two issuers\' users, clients and agents never share one. Default on a route with several issuers: "<issuer>#"; "" keeps the `sub` as it is. A route with one issuer never prefixes.'),
 });
 
 const mediationSchema = z.strictObject({

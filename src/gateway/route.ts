@@ -212,6 +212,7 @@ export function compileRoute(anyRoute: AnyRouteConfig, index: number, options: C
           validator: issuerValidator(entry, at, metadataOf.get(entry.issuer)!, options),
           tokenPrefix: entry.token_prefix,
           subjectPrefix: entry.subject_prefix,
+          longerPrefixes: trusted.map((other) => other.subject_prefix).filter((other) => other.length > entry.subject_prefix.length),
           revocations: feed?.list,
         };
       }),
