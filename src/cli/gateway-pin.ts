@@ -32,18 +32,18 @@ async function listUpstream(url: string, prefix: string, tools: ToolSnapshot['to
     let cursor: string | undefined;
     const seen = new Set<string>();
     do {
-      if (seen.size >= MAX_PAGES) throw new ConfigError(`mandate gateway pin: ${url} listed more than ${MAX_PAGES} pages of tools`);
+      if (seen.size >= MAX_PAGES) throw new Error(`more than ${MAX_PAGES} pages of tools`);
       const page = await client.listTools(cursor ? { cursor } : {});
       for (const tool of page.tools) {
         // Hashed as the gateway sees it: on a route with upstreams, under its prefixed name.
         const definition = pinnedDefinition({ ...tool, name: `${prefix}${tool.name}` })!;
-        if (tools.some((other) => other.name === definition.name)) throw new ConfigError(`mandate gateway pin: ${url} lists tool ${tool.name} twice`);
+        if (tools.some((other) => other.name === definition.name)) throw new Error(`tool ${tool.name} is listed twice`);
         tools.push({ name: definition.name, hash: await toolHash(definition), definition });
         const flags = injectionFlags(definition);
         if (flags.length > 0) process.stderr.write(`warning: tool ${definition.name}: injection heuristic flags ${flags.join(', ')}: review its description\n`);
       }
       cursor = page.nextCursor;
-      if (cursor !== undefined && seen.has(cursor)) throw new ConfigError(`mandate gateway pin: ${url} gave the cursor ${cursor} twice`);
+      if (cursor !== undefined && seen.has(cursor)) throw new Error(`the cursor ${cursor} came twice`);
       if (cursor !== undefined) seen.add(cursor);
     } while (cursor);
   } finally {
@@ -51,7 +51,7 @@ async function listUpstream(url: string, prefix: string, tools: ToolSnapshot['to
   }
 }
 
-/** `mandate gateway pin`: 0 written, 2 usage or configuration. */
+/** `mandate gateway pin`: 0 written, 1 an upstream could not be listed (nothing written), 2 usage or configuration. */
 export async function pinCommand(args: string[]): Promise<number> {
   if (args.includes('--help') || args.includes('-h')) {
     process.stdout.write(PIN_USAGE);
@@ -66,7 +66,16 @@ export async function pinCommand(args: string[]): Promise<number> {
   const snapshot: ToolSnapshot = { resource: route.resource, tools: [] };
   // One snapshot per route: with upstreams, every upstream's tools under their prefixed names (the pins' keys).
   const sources = route.upstreams ? route.upstreams.map((upstream) => ({ url: upstream.url, prefix: `${upstream.name}${route.separator}` })) : [{ url: route.upstream!, prefix: '' }];
-  for (const source of sources) await listUpstream(source.url, source.prefix, snapshot.tools);
+  for (const source of sources) {
+    try {
+      await listUpstream(source.url, source.prefix, snapshot.tools);
+    } catch (error) {
+      // No partial snapshot: an upstream missing from it would have all its tools held as new.
+      const cause = (error as Error).cause as Error | undefined;
+      process.stderr.write(`mandate gateway pin: cannot list the tools of ${source.url}: ${(error as Error).message}${cause?.message ? ` (${cause.message})` : ''}; nothing written\n`);
+      return 1;
+    }
+  }
   writeFileSync(values.out, `${JSON.stringify(snapshot, null, 2)}\n`);
   process.stderr.write(`wrote ${values.out}: ${snapshot.tools.length} tools of ${sources.map((source) => source.url).join(', ')} for ${route.resource}\n`);
   return 0;

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -136,7 +136,7 @@ describe('mandate gateway pin and tool_pins.snapshot on a route with several ups
     assert.equal(res.event.status, 403);
   };
 
-  it('the CLI lists every upstream (all pages, as the gateway does) and writes one snapshot under the prefixed names', async () => {
+  it('the CLI lists every upstream and writes one snapshot under the prefixed names, hashed as the gateway hashes them', async () => {
     const config = join(dir, 'gateway.yaml');
     writeFileSync(config, stringify({ routes: [{ ...route(R.hide, undefined, 'hide'), tool_pins: undefined }] }));
     const run = await runPin([config, '--route', '/mcp', '--out', out]);
@@ -152,6 +152,17 @@ describe('mandate gateway pin and tool_pins.snapshot on a route with several ups
     }
     const lookup = snapshot.tools.find((tool) => tool.name === 'docs__lookup')!;
     assert.equal(lookup.definition.description, 'Finds a document by title.');
+  });
+
+  it('the CLI writes nothing when an upstream cannot be listed (exit 1, which one and why; no stack trace)', async () => {
+    const config = join(dir, 'down.yaml');
+    const down = `http://127.0.0.1:${await freePort()}/`;
+    writeFileSync(config, stringify({ routes: [{ ...route(R.hide, undefined, 'hide'), upstreams: [{ name: 'bank', url: bank.url }, { name: 'gone', url: down }], tools: {}, tool_pins: undefined }] }));
+    const missing = join(dir, 'down.json');
+    const run = await runPin([config, '--route', '/mcp', '--out', missing]);
+    assert.equal(run.code, 1, run.stderr);
+    assert.match(run.stderr, new RegExp(`^mandate gateway pin: cannot list the tools of ${down}: fetch failed \\(.*\\); nothing written\n$`));
+    assert.equal(existsSync(missing), false);
   });
 
   it('on_change hide: unchanged tools listed and called; a tool changed after the review and one it never saw are hidden, their calls refused (403, -32003)', async () => {
