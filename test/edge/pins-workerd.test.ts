@@ -45,7 +45,7 @@ describe('tool pins on the Workers gateway, in workerd: the snapshot inline', sk
         { client_id: 'edge-pins-gateway', client_name: 'Pinning gateway', client_secret_env: 'TEST_EDGE_PINS_GATEWAY', grant_types: ['client_credentials'], tool_pins: 'allowed' },
         { client_id: 'edge-pins-agent', client_name: 'Agent', client_secret_env: 'TEST_EDGE_PINS_AGENT', grant_types: ['client_credentials'] },
       ],
-      resources: [{ id: RESOURCE, name: 'Edge pins', scopes: [{ name: 'edge:use' }] }],
+      resources: [{ id: RESOURCE, name: 'Edge pins', scopes: [{ name: 'edge:use' }], resource_servers: ['edge-pins-gateway'] }],
     });
     upstream = await startScriptedUpstream();
     // Reviewed: every tool but `slow` (so it is new), and `transfer` with another definition than it lists now (so it changed).

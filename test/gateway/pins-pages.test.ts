@@ -79,7 +79,7 @@ describe('tool pinning: trust on first use across the pages of one listing', () 
           { client_id: 'pages-agent', client_name: 'Agent', client_secret_env: 'TEST_PAGES_AGENT', grant_types: ['client_credentials'] },
           { client_id: 'pages-other', client_name: 'Other agent', client_secret_env: 'TEST_PAGES_OTHER', grant_types: ['client_credentials'] },
         ],
-        resources: Object.entries(R).map(([name, id]) => ({ id, name: `Pages ${name}`, scopes: [{ name: `${name}:use` }] })),
+        resources: Object.entries(R).map(([name, id]) => ({ id, name: `Pages ${name}`, scopes: [{ name: `${name}:use` }], resource_servers: ['pages-gateway'] })),
       });
       upstream = await startPagedUpstream();
       const route = (path: string, resource: string) => ({

@@ -74,7 +74,7 @@ describe('mandate gateway pin and tool_pins.snapshot on a route with several ups
         { client_id: 'snapmux-gateway', client_name: 'Pinning gateway', client_secret_env: 'TEST_SNAPMUX_GATEWAY', grant_types: ['client_credentials'], tool_pins: 'allowed' },
         { client_id: 'snapmux-agent', client_name: 'Agent', client_secret_env: 'TEST_SNAPMUX_AGENT', grant_types: ['client_credentials'] },
       ],
-      resources: Object.entries(R).map(([name, id]) => ({ id, name: `Snapshot mux ${name}`, scopes: [{ name: `${name}:use` }] })),
+      resources: Object.entries(R).map(([name, id]) => ({ id, name: `Snapshot mux ${name}`, scopes: [{ name: `${name}:use` }], resource_servers: ['snapmux-gateway'] })),
     });
     admin = await adminAccess(as);
     bank = await startBankingServer({ host: '127.0.0.1', port: 0 });
