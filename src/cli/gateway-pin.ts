@@ -13,13 +13,45 @@ export const PIN_USAGE = `mandate gateway pin — a snapshot of a route's tools,
 Usage:
   mandate gateway pin <gateway.yaml> --route <path> --out <file>
 
-Connects to the route's upstream (MCP, Streamable HTTP, without credentials: for upstreams that
-have none of their own behind the gateway), lists its tools (every page), and writes each tool's
-pinned definition and hash as JSON. Review the file, then name it in the route's
-tool_pins.snapshot: tools with no pin yet are pinned to it instead of trusted on first use.
+Connects to the route's upstream — or, on a route with upstreams:, to each of them — (MCP,
+Streamable HTTP, without credentials: for upstreams that have none of their own behind the
+gateway), lists its tools (every page), and writes each tool's pinned definition and hash as
+JSON, with the names the gateway lists (<upstream><separator><tool> on a route with upstreams:).
+Review the file, then name it in the route's tool_pins.snapshot (or paste it there, inline, for
+the Workers gateway): tools with no pin yet are pinned to it instead of trusted on first use.
 `;
 
-/** `mandate gateway pin`: 0 written, 2 usage or configuration. */
+/** Pages followed per upstream before the listing is refused as endless (a cursor that never ends). */
+const MAX_PAGES = 1000;
+
+/** Every tool one upstream lists, all pages, with the name the gateway gives it (`prefix` + its name). */
+async function listUpstream(url: string, prefix: string, tools: ToolSnapshot['tools']): Promise<void> {
+  const client = new Client({ name: 'mandate-gateway-pin', version: '1.0.0' });
+  await client.connect(new StreamableHTTPClientTransport(new URL(url)));
+  try {
+    let cursor: string | undefined;
+    const seen = new Set<string>();
+    do {
+      if (seen.size >= MAX_PAGES) throw new Error(`more than ${MAX_PAGES} pages of tools`);
+      const page = await client.listTools(cursor ? { cursor } : {});
+      for (const tool of page.tools) {
+        // Hashed as the gateway sees it: on a route with upstreams, under its prefixed name.
+        const definition = pinnedDefinition({ ...tool, name: `${prefix}${tool.name}` })!;
+        if (tools.some((other) => other.name === definition.name)) throw new Error(`tool ${tool.name} is listed twice`);
+        tools.push({ name: definition.name, hash: await toolHash(definition), definition });
+        const flags = injectionFlags(definition);
+        if (flags.length > 0) process.stderr.write(`warning: tool ${definition.name}: injection heuristic flags ${flags.join(', ')}: review its description\n`);
+      }
+      cursor = page.nextCursor;
+      if (cursor !== undefined && seen.has(cursor)) throw new Error(`the cursor ${cursor} came twice`);
+      if (cursor !== undefined) seen.add(cursor);
+    } while (cursor);
+  } finally {
+    await client.close();
+  }
+}
+
+/** `mandate gateway pin`: 0 written, 1 an upstream could not be listed (nothing written), 2 usage or configuration. */
 export async function pinCommand(args: string[]): Promise<number> {
   if (args.includes('--help') || args.includes('-h')) {
     process.stdout.write(PIN_USAGE);
@@ -31,27 +63,20 @@ export async function pinCommand(args: string[]): Promise<number> {
   const config = parseConfig(gatewayConfigSchema, await loadYaml(file), file);
   const route = config.routes.find((r) => r.path === values.route);
   if (!route || route.kind !== 'mcp') throw new ConfigError(`mandate gateway pin: ${file} has no MCP route at ${values.route}`);
-  // Several upstreams: their prefixed tools are pinned on first use (a snapshot per route is for one server for now).
-  if (!route.upstream) throw new ConfigError(`mandate gateway pin: the route at ${values.route} has several upstreams; pin snapshots are for one-upstream routes`);
-  const client = new Client({ name: 'mandate-gateway-pin', version: '1.0.0' });
-  await client.connect(new StreamableHTTPClientTransport(new URL(route.upstream)));
   const snapshot: ToolSnapshot = { resource: route.resource, tools: [] };
-  try {
-    let cursor: string | undefined;
-    do {
-      const page = await client.listTools(cursor ? { cursor } : {});
-      for (const tool of page.tools) {
-        const definition = pinnedDefinition(tool)!;
-        snapshot.tools.push({ name: definition.name, hash: await toolHash(definition), definition });
-        const flags = injectionFlags(definition);
-        if (flags.length > 0) process.stderr.write(`warning: tool ${definition.name}: injection heuristic flags ${flags.join(', ')}: review its description\n`);
-      }
-      cursor = page.nextCursor;
-    } while (cursor);
-  } finally {
-    await client.close();
+  // One snapshot per route: with upstreams, every upstream's tools under their prefixed names (the pins' keys).
+  const sources = route.upstreams ? route.upstreams.map((upstream) => ({ url: upstream.url, prefix: `${upstream.name}${route.separator}` })) : [{ url: route.upstream!, prefix: '' }];
+  for (const source of sources) {
+    try {
+      await listUpstream(source.url, source.prefix, snapshot.tools);
+    } catch (error) {
+      // No partial snapshot: an upstream missing from it would have all its tools held as new.
+      const cause = (error as Error).cause as Error | undefined;
+      process.stderr.write(`mandate gateway pin: cannot list the tools of ${source.url}: ${(error as Error).message}${cause?.message ? ` (${cause.message})` : ''}; nothing written\n`);
+      return 1;
+    }
   }
   writeFileSync(values.out, `${JSON.stringify(snapshot, null, 2)}\n`);
-  process.stderr.write(`wrote ${values.out}: ${snapshot.tools.length} tools of ${route.upstream} for ${route.resource}\n`);
+  process.stderr.write(`wrote ${values.out}: ${snapshot.tools.length} tools of ${sources.map((source) => source.url).join(', ')} for ${route.resource}\n`);
   return 0;
 }

@@ -175,7 +175,7 @@ const issuerSchema = z.strictObject({
   subject_prefix: z
     .string()
     .optional()
-    .describe('Put before the token `sub` to make the caller\'s subject (audit, rules, rate limits, session bindings, X-Mandate-Sub), so that two issuers\' users never share one. Default on a route with several issuers: "<issuer>#"; "" keeps the `sub` as it is. A route with one issuer never prefixes.'),
+    .describe('Put before the token `sub`, `client_id` and `act` identities (audit, rules, rate limits, session bindings, X-Mandate-* headers), so that two issuers\' users, clients and agents never share one. Default on a route with several issuers: "<issuer>#"; "" keeps the `sub` as it is. A route with one issuer never prefixes.'),
 });
 
 const mediationSchema = z.strictObject({
@@ -223,6 +223,21 @@ const approvalsSchema = z.strictObject({
     .describe('Let a retried call through when the AS says its transaction was approved (POST <issuer>/transactions/{id}/use), for clients that know nothing of approvals. Off: a retried call starts a new transaction.'),
 });
 
+/** A reviewed tool snapshot inline (`tool_pins.snapshot` as an object): what `mandate gateway pin` writes. */
+const toolSnapshotSchema = z.strictObject({
+  resource: z.string().min(1).describe('The route\'s resource: a snapshot of another one is refused.'),
+  tools: z
+    .array(
+      z.strictObject({
+        name: z.string().min(1).max(200).describe('The tool\'s name as the gateway lists it (`<upstream><separator><tool>` on a route with upstreams).'),
+        hash: z.string().regex(/^[A-Za-z0-9_-]{43}$/, 'base64url(SHA-256), 43 characters').describe('The hash of its reviewed definition (src/core/tool-hash.ts).'),
+        definition: z.record(z.string(), z.unknown()).optional().describe('The reviewed definition, for the reader: only the hash is used.'),
+      }),
+    )
+    .max(10_000)
+    .describe('The reviewed tools.'),
+});
+
 /**
  * Tool pinning (issue 18, docs/gateway.md "Tool pinning"). Off unless the block is there: pinning
  * needs the gateway's client at the AS (which owns the pins, so every instance agrees), as
@@ -240,10 +255,11 @@ const toolPinsSchema = z.strictObject({
     .default('pin')
     .describe('A route with no pins yet: pin (default) trusts its first tools/list (recorded as approved, audited tool_pin.recorded); pending holds every tool for approval.'),
   snapshot: z
-    .string()
-    .min(1)
+    .union([z.string().min(1), toolSnapshotSchema])
     .optional()
-    .describe('A file written by `mandate gateway pin` (relative to this file), reviewed: a tool with no pin yet is pinned to its hash there instead of trusted on first use (listed with another hash: changed; absent: new). The Node gateway only.'),
+    .describe(
+      'A snapshot written by `mandate gateway pin`, reviewed: a tool with no pin yet is pinned to its hash there instead of trusted on first use (listed with another hash: changed; absent: new). A file path (relative to this file; the Node gateway, read again on each reload), or the file\'s content inline (an object; the only form on the Workers gateway, which has no file system).',
+    ),
   client_id: z.string().min(1).describe("The gateway's client at the AS, allowed to use /tool-pins there (`tool_pins: allowed`); may be the approvals client."),
   client_secret_env: z.string().min(1).describe('Environment variable holding its secret (client_secret_basic).'),
   cache_seconds: z.number().int().min(0).max(3600).default(300).describe('How long an approved verdict is reused per tool and definition hash (no AS call in steady state).'),

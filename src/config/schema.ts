@@ -205,7 +205,7 @@ export const staticClientSchema = z.strictObject({
   tool_pins: z
     .enum(['allowed', 'denied'])
     .default('denied')
-    .describe('allowed: the client (a gateway) may report the tool definitions its upstreams list and read their pins at /tool-pins (docs/gateway.md "Tool pinning"). A confidential client only.'),
+    .describe('allowed: the client (a gateway) may report the tool definitions its upstreams list and read their pins at /tool-pins (docs/gateway.md "Tool pinning"), for the resources that list it in resource_servers only. A confidential client only.'),
   post_logout_redirect_uris: z
     .array(z.string())
     .default([])

@@ -20,6 +20,8 @@ export interface TrustedIssuer {
   tokenPrefix?: string;
   /** Put before `sub` to make the caller's subject ('' for none). */
   subjectPrefix: string;
+  /** The other issuers' prefixes that are longer than this one's: a qualified identity must not start with one (see `posesAsAnotherIssuer`). */
+  longerPrefixes?: readonly string[];
   revocations?: RevocationList;
 }
 
@@ -111,16 +113,38 @@ export function issuerSet(issuers: TrustedIssuer[]): IssuerSet {
 const qualified = new WeakMap<Principal, Principal>();
 
 /**
- * The caller with its issuer's `subject_prefix` before `sub` (routes with several issuers), so
- * that users of two authorization servers never share a session, a rate-limit bucket or upstream
- * state. `claims.sub` stays the token's own.
+ * The caller with its issuer's `subject_prefix` before every identity the token asserts — `sub`,
+ * `client_id` and each `act` entry's `sub` and `client_id` (routes with several issuers) — so that
+ * the users, clients and agents of two authorization servers never share a session, a rate-limit
+ * bucket, a tool rule's verdict or upstream state: a partner issuer's token naming the in-house
+ * AS's client is not that client. `claims` stays the token's own (CEL `claims.iss` tells issuers apart).
  */
 export function qualifiedPrincipal(principal: Principal, prefix: string): Principal {
   if (prefix === '') return principal;
   const known = qualified.get(principal);
   if (known) return known;
   const sub = `${prefix}${principal.sub}`;
-  const result: Principal = { ...principal, sub, cel: deepFreeze({ ...principal.cel, sub }) };
+  const clientId = principal.clientId === undefined ? undefined : `${prefix}${principal.clientId}`;
+  const actors = principal.actors.map((actor) => ({ ...actor, sub: `${prefix}${actor.sub}`, ...(typeof actor.client_id === 'string' ? { client_id: `${prefix}${actor.client_id}` } : {}) }));
+  const act = (principal.cel.act as readonly { sub: string; client_id: string }[]).map((entry) => ({ ...entry, sub: `${prefix}${entry.sub}`, client_id: entry.client_id === '' ? '' : `${prefix}${entry.client_id}` }));
+  const result: Principal = { ...principal, sub, ...(clientId === undefined ? {} : { clientId }), actors, cel: deepFreeze({ ...principal.cel, sub, client_id: clientId ?? '', act }) };
   qualified.set(principal, result);
   return result;
+}
+
+/**
+ * An identity of this issuer's token that would read as another issuer's once qualified — with
+ * `subject_prefix: ""` on one issuer and `https://b.example#` on another, a sub
+ * `https://b.example#alice` from the first is the second's alice — or undefined. Only a longer
+ * prefix can be posed as (a shorter one is caught when its own issuer's tokens are checked).
+ */
+export function posesAsAnotherIssuer(principal: Principal, issuer: TrustedIssuer): string | undefined {
+  const longer = issuer.longerPrefixes;
+  if (!longer || longer.length === 0) return undefined;
+  const identities = [principal.sub, principal.clientId ?? '', ...principal.actors.flatMap((actor) => [actor.sub, typeof actor.client_id === 'string' ? actor.client_id : ''])];
+  for (const identity of identities) {
+    const prefix = longer.find((candidate) => identity.startsWith(candidate));
+    if (prefix !== undefined) return `${JSON.stringify(identity.length > MAX_QUOTED ? `${identity.slice(0, MAX_QUOTED)}…` : identity)} would read as an identity of the issuer with subject_prefix ${JSON.stringify(prefix)}`;
+  }
+  return undefined;
 }

@@ -105,7 +105,7 @@ export interface CompileOptions {
   dpopNonceKey?: Uint8Array;
   /** The gateway's DPoP key for `mediation.dpop` (the Node gateway: a key file, shared through Redis); without it, a key of this process. */
   dpopKey?: DpopKeySource;
-  /** Reads a `tool_pins.snapshot` file (the Node gateway: JSON, relative to the config file); without it, a snapshot is refused. */
+  /** Reads a `tool_pins.snapshot` file (the Node gateway: JSON, relative to the config file); without it, only an inline snapshot is accepted (the Workers gateway). */
   readSnapshot?: (file: string) => unknown;
 }
 
@@ -212,6 +212,7 @@ export function compileRoute(anyRoute: AnyRouteConfig, index: number, options: C
           validator: issuerValidator(entry, at, metadataOf.get(entry.issuer)!, options),
           tokenPrefix: entry.token_prefix,
           subjectPrefix: entry.subject_prefix,
+          longerPrefixes: trusted.map((other) => other.subject_prefix).filter((other) => other.length > entry.subject_prefix.length),
           revocations: feed?.list,
         };
       }),

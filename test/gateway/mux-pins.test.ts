@@ -73,7 +73,7 @@ describe('gateway: tool pinning and limits on prefixed names; pinned tools/list 
         { client_id: 'mux-pin-gateway', client_name: 'Pinning gateway', client_secret_env: 'TEST_MUX_PIN_GATEWAY', grant_types: ['client_credentials'], tool_pins: 'allowed' },
         { client_id: 'mux-pin-agent', client_name: 'Agent', client_secret_env: 'TEST_MUX_PIN_AGENT', grant_types: ['client_credentials'] },
       ],
-      resources: Object.entries(R).map(([name, id]) => ({ id, name: `Mux pins ${name}`, scopes: [{ name: `${name}:use` }] })),
+      resources: Object.entries(R).map(([name, id]) => ({ id, name: `Mux pins ${name}`, scopes: [{ name: `${name}:use` }], resource_servers: ['mux-pin-gateway'] })),
     });
     // a speaks an older revision than the clients: the gateway talks to it in the one it negotiated.
     a = await startUpstream('2025-06-18');

@@ -16,7 +16,7 @@ describe('tool pinning: reports in batches', () => {
     process.env.TEST_BATCH_PIN_GATEWAY = SECRET;
     as = await startTestAuthServer({
       clients: [{ client_id: 'pin-gateway', client_name: 'Gateway', client_secret_env: 'TEST_BATCH_PIN_GATEWAY', grant_types: ['client_credentials'], tool_pins: 'allowed' }],
-      resources: [{ id: RESOURCE, name: 'Big MCP server', scopes: [{ name: 'big:use' }] }],
+      resources: [{ id: RESOURCE, name: 'Big MCP server', scopes: [{ name: 'big:use' }], resource_servers: ['pin-gateway'] }],
     });
   });
   after(() => as.close());

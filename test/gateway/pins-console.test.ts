@@ -37,7 +37,7 @@ describe('console: the Tool pins page in Chromium', needsChromium(), () => {
     as = await startTestAuthServer({
       users: [{ username: 'admin', name: 'Ada Admin', password_hash: DEMO_PASSWORD_HASH, roles: ['admin:write'] }],
       clients: [{ client_id: 'pin-gateway', client_name: 'Gateway', client_secret_env: 'TEST_CONSOLE_PIN_GATEWAY', grant_types: ['client_credentials'], tool_pins: 'allowed' }],
-      resources: [{ id: RESOURCE, name: 'Pinned MCP server', scopes: [{ name: 'pins:use' }] }],
+      resources: [{ id: RESOURCE, name: 'Pinned MCP server', scopes: [{ name: 'pins:use' }], resource_servers: ['pin-gateway'] }],
     });
     const v1 = [
       { name: 'echo', description: 'Echoes its arguments.', inputSchema: { type: 'object' } },

@@ -21,6 +21,7 @@ import { listedTools, mcpPost, startTestGateway, toolCall, type TestGateway } fr
 
 const GATEWAY_SECRET = 'pin-gateway-secret-0123456789abcdef0123';
 const PLAIN_SECRET = 'plain-gateway-secret-0123456789abcdef01';
+const OTHER_SECRET = 'other-gateway-secret-0123456789abcdef01';
 const AGENT_SECRET = 'pin-agent-secret-0123456789abcdef012345';
 const R = { snap: 'https://snap.pins.test/mcp', hide: 'https://hide.pins.test/mcp', refuse: 'https://refuse.pins.test/mcp', audit: 'https://audit.pins.test/mcp', sse: 'https://sse.pins.test/mcp', down: 'https://down.pins.test/mcp' };
 const TOOL_NAMES = ['echo', 'transfer', 'fresh'];
@@ -85,14 +86,17 @@ describe('gateway: tool pinning (issue 18)', () => {
   before(async () => {
     process.env.TEST_PIN_GATEWAY = GATEWAY_SECRET;
     process.env.TEST_PIN_PLAIN = PLAIN_SECRET;
+    process.env.TEST_PIN_OTHER = OTHER_SECRET;
     process.env.TEST_PIN_AGENT = AGENT_SECRET;
     as = await startTestAuthServer({
       clients: [
         { client_id: 'pin-gateway', client_name: 'Pinning gateway', client_secret_env: 'TEST_PIN_GATEWAY', grant_types: ['client_credentials'], tool_pins: 'allowed' },
+        // Allowed to pin, but the gateway of other resources (none of R lists it in resource_servers).
+        { client_id: 'other-gateway', client_name: 'Gateway of other resources', client_secret_env: 'TEST_PIN_OTHER', grant_types: ['client_credentials'], tool_pins: 'allowed' },
         { client_id: 'plain-gateway', client_name: 'Gateway without tool_pins', client_secret_env: 'TEST_PIN_PLAIN', grant_types: ['client_credentials'] },
         { client_id: 'pin-agent', client_name: 'Agent', client_secret_env: 'TEST_PIN_AGENT', grant_types: ['client_credentials'] },
       ],
-      resources: Object.entries(R).map(([name, id]) => ({ id, name: `Pins ${name}`, scopes: [{ name: `${name}:use` }] })),
+      resources: Object.entries(R).map(([name, id]) => ({ id, name: `Pins ${name}`, scopes: [{ name: `${name}:use` }], resource_servers: ['pin-gateway'] })),
     });
     admin = await adminAccess(as);
   });
@@ -183,13 +187,27 @@ describe('gateway: tool pinning (issue 18)', () => {
     assert.throws(() => routeSchema.parse({ ...base, tool_pins: { client_id: 'gw', client_secret_env: 'X', on_change: 'ignore' } }));
   });
 
-  it('the AS endpoint: only a client with tool_pins: allowed (403 unauthorized_client, audited), only known resources (400 invalid_target)', async () => {
+  it('the AS endpoint: only a client with tool_pins: allowed that serves the resource (403 unauthorized_client, audited), only known resources (400 invalid_target)', async () => {
     const body = { resource: R.hide, tools: [{ name: 'echo', definition: { name: 'echo' } }] };
     const plain = await fetch(`${as.issuer}/tool-pins`, { method: 'POST', headers: { authorization: basic('plain-gateway', PLAIN_SECRET), 'content-type': 'application/json' }, body: JSON.stringify(body) });
     assert.equal(plain.status, 403);
     assert.equal(((await plain.json()) as { error: string }).error, 'unauthorized_client');
     const refused = (await asEvents('tool_pin.refused')).find((e) => e.client_id === 'plain-gateway');
     assert.match(String(refused?.reason), /not configured with tool_pins: allowed/);
+    // A pinning client reads and writes the pins of the resources it serves only (resources[].resource_servers).
+    for (const [what, attempt] of [
+      ['a report', body],
+      ['a question about a pin', { resource: R.hide, tools: [{ name: 'echo' }] }],
+      ['a made-up snapshot', { resource: R.hide, snapshot: { exfil: await toolHash({ name: 'exfil' }) }, tools: [{ name: 'exfil', definition: { name: 'exfil' } }] }],
+    ] as const) {
+      const before = (await asEvents('tool_pin.refused')).length;
+      const other = await fetch(`${as.issuer}/tool-pins`, { method: 'POST', headers: { authorization: basic('other-gateway', OTHER_SECRET), 'content-type': 'application/json' }, body: JSON.stringify(attempt) });
+      assert.equal(other.status, 403, what);
+      assert.equal(((await other.json()) as { error: string }).error, 'unauthorized_client', what);
+      const events = await asEvents('tool_pin.refused');
+      assert.equal(events.length, before + 1, what);
+      assert.equal(events.find((e) => e.client_id === 'other-gateway')?.reason, `POST /tool-pins: client other-gateway is not a resource server of ${R.hide} (resources[].resource_servers)`);
+    }
     const wrongSecret = await fetch(`${as.issuer}/tool-pins`, { method: 'POST', headers: { authorization: basic('pin-gateway', 'nope'), 'content-type': 'application/json' }, body: JSON.stringify(body) });
     assert.equal(wrongSecret.status, 401);
     const unknown = await fetch(`${as.issuer}/tool-pins`, {

@@ -16,7 +16,8 @@ import { mayPinTools, readReport, reportTools } from './pins.ts';
  * A tool with its definition is a report (what a tools/list returned); with a hash only, a
  * question about that definition; with its name only, a question about the pin. The caller
  * authenticates as at /token and must be a confidential client configured with
- * `tool_pins: allowed` (default denied). Refusals are audited as `tool_pin.refused`.
+ * `tool_pins: allowed` (default denied) and one of the resource's `resource_servers`: a gateway
+ * reads and writes the pins of the resources it fronts only. Refusals are audited as `tool_pin.refused`.
  */
 export function toolPinsApi(ctx: ServerContext): Hono<AppEnv> {
   const api = new Hono<AppEnv>();
@@ -26,6 +27,13 @@ export function toolPinsApi(ctx: ServerContext): Hono<AppEnv> {
       const body = await readJsonObject(ctx, c, 'invalid_request');
       const client = await authenticateServiceClient(ctx, c, body, endpoint, { what: 'tool pins', allowed: (id) => mayPinTools(ctx, id), denied: 'the client may not report or read tool pins', flag: 'tool_pins: allowed' });
       const report = await readReport(ctx, body);
+      // The pins of a resource are its gateways' business only: the client must serve it (as for the revocation feed).
+      if (!ctx.resource(report.resource)!.resourceServers.includes(client.clientId)) {
+        throw new OAuthError('unauthorized_client', 'the client may not report or read the tool pins of this resource', {
+          status: 403,
+          reason: `client ${client.clientId} is not a resource server of ${report.resource} (resources[].resource_servers)`,
+        });
+      }
       const tools = await reportTools(ctx, client.clientId, report);
       // A tool nobody reported: whether the resource has pins at all (nothing pinned yet: trust on first use still applies).
       const unknown = tools.some((tool) => tool.verdict === 'unknown');

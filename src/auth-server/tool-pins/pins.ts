@@ -145,7 +145,7 @@ export async function reportTools(ctx: ServerContext, reportedBy: string, report
   const { resource, upstream } = report;
   const firstUseBy = `first_use${report.listId ? `:${report.listId}` : ''}`;
   let trusting: boolean | undefined;
-  // Trust on first use: nothing pinned here yet, or only what the batches of this same list pinned.
+  // Trust on first use: nothing pinned here yet, or only what the batches or pages of this same listing pinned (within LIST_TRUST_SECONDS).
   const mayTrust = async () => {
     if (report.firstUse !== 'pin') return false;
     trusting ??= !(await ctx.store.toolPins.any(resource, upstream)) || (report.listId !== undefined && (await onlyThisList(ctx, resource, upstream, firstUseBy)));
@@ -199,7 +199,17 @@ export async function reportTools(ctx: ServerContext, reportedBy: string, report
   return verdicts;
 }
 
+/**
+ * How long after a listing's first pins its later batches or pages may still be trusted on first
+ * use with it. The gateway follows a paginated listing for 60 s (LISTING_WINDOW_MS in
+ * src/gateway/pins/book.ts); this is the AS's own bound, with a margin, so that a `list_id` cannot
+ * extend a first use later on whatever a gateway sends.
+ */
+export const LIST_TRUST_SECONDS = 120;
+
+/** Every pin of the resource (and upstream) was trusted on first use by this listing, recently. */
 async function onlyThisList(ctx: ServerContext, resource: string, upstream: string, firstUseBy: string): Promise<boolean> {
   const pins = await ctx.store.toolPins.list({ resource, limit: MAX_TOOLS_PER_REPORT * 10 });
-  return pins.filter((pin) => pin.upstream === upstream).every((pin) => pin.approvedBy === firstUseBy && pin.status === 'pinned');
+  const since = ctx.now() - LIST_TRUST_SECONDS; // ctx.now(): seconds
+  return pins.filter((pin) => pin.upstream === upstream).every((pin) => pin.approvedBy === firstUseBy && pin.status === 'pinned' && (pin.approvedAt ?? 0) >= since);
 }

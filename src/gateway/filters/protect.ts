@@ -9,7 +9,7 @@ import { celVariables, scopeChallenge } from './authorize.ts';
 import { GATEWAY_ERRORS, refuse } from './refuse.ts';
 import { credentialRepeated, requestHeader } from '../headers.ts';
 import { JSON_RPC_ERRORS } from '../mcp-message.ts';
-import { qualifiedPrincipal, UnknownIssuerError } from '../issuers.ts';
+import { posesAsAnotherIssuer, qualifiedPrincipal, UnknownIssuerError } from '../issuers.ts';
 import { boundJkt, checkDpopPresentation, parseCredential, type AuthScheme } from '../dpop.ts';
 
 /** RFC 6750 §2.3's query parameter, refused here: query tokens end up in logs and history. */
@@ -130,6 +130,8 @@ export function protect(route: CompiledRoute, sessions?: SessionStore): Middlewa
     const plain = principalOf(token, claims);
     const principal = plain && qualifiedPrincipal(plain, issuer.subjectPrefix);
     if (!principal) return unauthorized('invalid_token', 'the token has no sub', 'invalid_token', scheme);
+    const posing = posesAsAnotherIssuer(principal, issuer);
+    if (posing !== undefined) return unauthorized('issuer_prefix_collision', posing, 'invalid_token', scheme);
     // draft-mcguinness-oauth-actor-profile §3.4: with actor_profile.required every act entry names its issuer.
     if (route.config.actor_profile.required && principal.actors.some((actor) => typeof actor.iss !== 'string')) return unauthorized('actor_profile_required', 'an act entry has no iss (the route requires the actor profile)', 'invalid_token', scheme);
     c.set('principal', principal);

@@ -1,13 +1,15 @@
 import { pinnedDefinition, toolHash, type ToolDefinition } from '../../core/tool-hash.ts';
 import { injectionFlags } from '../../core/tool-injection.ts';
-import { PinsUnavailable, type PinAnswer, type PinClient, type PinQuery } from './client.ts';
+import { newListId, PinsUnavailable, type PinAnswer, type PinClient, type PinQuery } from './client.ts';
 
 /**
  * A route's view of its tool pins (docs/gateway.md "Tool pinning"): verdicts the AS gave, cached
  * per tool and definition hash (approved ones for `cache_seconds`, others for
  * `negative_cache_seconds`), so a steady tools/list costs no AS call; the hash each tool was last
  * listed with, which a tools/call is judged by; and the last approved hash of each tool, which
- * keeps pinned tools usable while the AS cannot be reached (everything else then fails closed).
+ * keeps pinned tools usable while the AS cannot be reached (everything else then fails closed);
+ * and the cursors of paginated listings in progress, so that the pages of one listing share its
+ * `list_id` at the AS (trust on first use then spans them: `pageListing`).
  */
 
 export interface PinTimes {
@@ -43,11 +45,22 @@ export interface CallJudgement {
 /** Entries cached before the cache is emptied (bounds memory against an upstream churning definitions). */
 const MAX_CACHED = 10_000;
 
+/**
+ * How long after a paginated listing's first page its later pages still belong to it (and may be
+ * trusted on first use with it). Short: a client follows `nextCursor` at once; a page asked for
+ * later is judged on its own (its tools `new` once the resource has pins). The AS bounds it too.
+ */
+export const LISTING_WINDOW_MS = 60_000;
+/** Cursors of listings in progress remembered at most (per route). */
+const MAX_LISTINGS = 1_000;
+
 export class PinBook {
   private readonly verdicts = new Map<string, { answer: PinAnswer & { resourcePinned?: boolean }; until: number }>();
   private readonly flagsByHash = new Map<string, string[]>();
   private readonly listed = new Map<string, string>();
   private readonly approved = new Map<string, string>();
+  /** `<caller>\0<cursor>` → the listing that cursor continues (each cursor used once). */
+  private readonly listings = new Map<string, { id: string; until: number }>();
 
   constructor(
     private readonly client: PinClient,
@@ -80,8 +93,42 @@ export class PinBook {
     return flags;
   }
 
-  /** The verdict of each tool of a tools/list result; reports what the cache does not know. `unavailable` carries the AS failure. */
-  async judgeList(tools: unknown[]): Promise<{ tools: ListedTool[]; unavailable?: string }> {
+  /**
+   * The listing a tools/list page belongs to (its `list_id` at the AS), for trust on first use
+   * across the pages of one paginated listing. A first page (no `cursor`) that has a `nextCursor`
+   * starts a listing; a later page belongs to it only if its `cursor` is one this route gave the
+   * same `caller` (MCP session and principal) as the `nextCursor` of that listing's previous page,
+   * within LISTING_WINDOW_MS of its first page, once. Anything else — a cursor never seen here, seen
+   * by another caller or another instance, used before, or too late — belongs to no listing. The
+   * AS then trusts the listing's tools only while every pin of the resource is from that listing.
+   */
+  pageListing(caller: string, cursor: string | undefined, nextCursor: string | undefined): string | undefined {
+    const now = this.now();
+    let listing: { id: string; until: number } | undefined;
+    if (cursor === undefined) {
+      if (nextCursor !== undefined) listing = { id: newListId(), until: now + LISTING_WINDOW_MS };
+    } else {
+      const key = `${caller}\0${cursor}`;
+      listing = this.listings.get(key);
+      this.listings.delete(key);
+      if (listing && listing.until <= now) listing = undefined;
+    }
+    if (listing && nextCursor !== undefined) {
+      if (this.listings.size >= MAX_LISTINGS) {
+        for (const [key, entry] of this.listings) if (entry.until <= now) this.listings.delete(key);
+        // Still full: the oldest listing in progress loses its next page's trust (judged alone, fail safe).
+        if (this.listings.size >= MAX_LISTINGS) this.listings.delete(this.listings.keys().next().value!);
+      }
+      this.listings.set(`${caller}\0${nextCursor}`, listing);
+    }
+    return listing?.id;
+  }
+
+  /**
+   * The verdict of each tool of a tools/list result; reports what the cache does not know (with
+   * `listId`, as part of that listing: `pageListing`). `unavailable` carries the AS failure.
+   */
+  async judgeList(tools: unknown[], listId?: string): Promise<{ tools: ListedTool[]; unavailable?: string }> {
     const listed: ListedTool[] = [];
     const misses: { tool: ListedTool; query: PinQuery }[] = [];
     for (const raw of tools) {
@@ -104,7 +151,10 @@ export class PinBook {
     }
     if (misses.length === 0) return { tools: listed };
     try {
-      const answers = await this.client.check(misses.map((miss) => miss.query));
+      const answers = await this.client.check(
+        misses.map((miss) => miss.query),
+        listId,
+      );
       for (const { tool } of misses) {
         const answer = answers.get(tool.name)!;
         this.remember(`${tool.name}\0${tool.hash}`, answer, tool.name);

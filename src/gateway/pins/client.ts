@@ -49,6 +49,9 @@ export class PinsUnavailable extends Error {
 export const REPORT_MAX_BYTES = 48 * 1024;
 const VERDICTS = new Set(['pinned', 'new', 'changed', 'unknown']);
 
+/** A listing's id at the AS (`list_id`: 1 to 64 base64url characters): random, so no upstream or client can name another listing. */
+export const newListId = () => crypto.randomUUID().replace(/-/g, '');
+
 export class PinClient {
   private readonly endpoint: string;
   private readonly authorization: string;
@@ -58,8 +61,12 @@ export class PinClient {
     this.authorization = basicAuthorization(options.clientId, options.clientSecret);
   }
 
-  /** Reports definitions (or asks about hashes or names); the verdict of each tool, by name. Throws `PinsUnavailable`. */
-  async check(tools: PinQuery[]): Promise<PinAnswers> {
+  /**
+   * Reports definitions (or asks about hashes or names); the verdict of each tool, by name. Throws
+   * `PinsUnavailable`. `listId` names the listing the tools belong to (the pages of one paginated
+   * tools/list, book.ts): without it, a report in several batches gets an id of its own.
+   */
+  async check(tools: PinQuery[], listId?: string): Promise<PinAnswers> {
     const batches: PinQuery[][] = [[]];
     let size = 0;
     for (const tool of tools) {
@@ -71,7 +78,7 @@ export class PinClient {
       batches.at(-1)!.push(tool);
       size += bytes;
     }
-    const listId = batches.length > 1 ? crypto.randomUUID().replace(/-/g, '') : undefined;
+    listId ??= batches.length > 1 ? newListId() : undefined;
     const answers: PinAnswers = new Map();
     // In order: the first batch may pin on first use, the next ones then see this list's pins.
     for (const batch of batches) {

@@ -17,7 +17,11 @@ export function pinningForwarder(pins: CompiledPins, inner: Forwarder): Forwarde
       const message = c.get('mcp').message;
       if (message?.kind !== 'request' || message.method !== 'tools/list') return inner.forward(c, target, hooks);
       const rewrite = async (raw: string, contentType: string | undefined): Promise<string> => {
-        let body = await judgeToolList(c.get('audit'), pins, raw, contentType, message.id);
+        // The caller whose cursors continue a paginated listing: its MCP session and principal.
+        const principal = c.get('principal');
+        const caller = `${c.get('mcp').sessionId ?? ''}\0${principal?.sub ?? ''}\0${principal?.clientId ?? ''}`;
+        const cursor = typeof message.params?.cursor === 'string' ? message.params.cursor : undefined;
+        let body = await judgeToolList(c.get('audit'), pins, raw, contentType, message.id, { caller, cursor });
         if (hooks.rewrite) body = await hooks.rewrite(body, contentType);
         return body;
       };
@@ -28,16 +32,31 @@ export function pinningForwarder(pins: CompiledPins, inner: Forwarder): Forwarde
   };
 }
 
-/** A tools/list answer judged against the pins: the tools not approved hidden with `on_change: hide`, the verdicts audited. */
-export async function judgeToolList(audit: GatewayAuditEvent, pins: CompiledPins, raw: string, contentType: string | undefined, id: string | number | undefined): Promise<string> {
+/**
+ * A tools/list answer judged against the pins: the tools not approved hidden with `on_change:
+ * hide`, the verdicts audited. With `page` (who asked, and the cursor asked for), a page of a
+ * paginated listing is reported as part of that listing (PinBook.pageListing).
+ */
+export async function judgeToolList(
+  audit: GatewayAuditEvent,
+  pins: CompiledPins,
+  raw: string,
+  contentType: string | undefined,
+  id: string | number | undefined,
+  page?: { caller: string; cursor?: string },
+): Promise<string> {
   let tools: unknown[] | undefined;
+  let nextCursor: string | undefined;
   rewriteResponse(raw, contentType, id, (result) => {
     const listed = (result as { tools?: unknown })?.tools;
     if (Array.isArray(listed)) tools = listed;
+    const next = (result as { nextCursor?: unknown })?.nextCursor;
+    if (typeof next === 'string') nextCursor = next;
     return result;
   });
   if (!tools) return raw;
-  const judged = await pins.book.judgeList(tools);
+  const listId = page ? pins.book.pageListing(page.caller, page.cursor, nextCursor) : undefined;
+  const judged = await pins.book.judgeList(tools, listId);
   const hidden = new Set(pins.onChange === 'hide' ? judged.tools.filter((tool) => tool.verdict !== 'pinned').map((tool) => tool.name) : []);
   record(audit, judged.tools, hidden, judged.unavailable);
   if (hidden.size === 0) return raw;

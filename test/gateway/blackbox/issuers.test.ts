@@ -62,6 +62,16 @@ for (const target of targets) {
             approvals: { client_id: 'gateway', client_secret_env: 'C_INTROSPECTION_SECRET' },
           },
           {
+            path: '/ruled',
+            upstream: upstream.url,
+            resource: `${origin}/ruled`,
+            // A's client banking-app is trusted to move money; B is a partner whose clients are not.
+            issuers: [{ issuer: a.issuer, subject_prefix: '' }, { issuer: b.issuer }],
+            identity_headers: true,
+            tools: { ...listedTools(['echo']), transfer: { allow: "client_id == 'banking-app' && act.all(x, x.client_id != 'rogue')", reason: 'only the banking app moves money' } },
+            rate_limits: [{ name: 'per-client', key: ['client'], limit: 2, window_seconds: 60 }],
+          },
+          {
             path: '/revocable',
             upstream: upstream.url,
             resource: `${origin}/revocable`,
@@ -190,6 +200,43 @@ for (const target of targets) {
       // Tools without approval work for both issuers.
       assert.equal((await mcpPost(url, toolCall('echo'), { authorization: `Bearer ${await b.sign({ sub: 'alice', aud: url, client_id: 'agent-b' })}` })).status, 200);
       assert.equal(upstream.requests.length, count + 1);
+    });
+
+    it("client and actor identities are qualified by issuer too: B's token naming A's trusted client is not that client (tool rule, rate-limit bucket, identity headers, audit)", async () => {
+      const url = `${gateway.url}/ruled`;
+      const actor = { sub: 'helper-agent', client_id: 'helper-agent' };
+      const forged = await b.sign({ sub: 'mallory', aud: url, client_id: 'banking-app', act: actor });
+      const count = upstream.requests.length;
+      const transfer = await mcpPost(url, toolCall('transfer', { amount: 5 }), { authorization: `Bearer ${forged}` });
+      await assertRefused(gateway, transfer, { status: 403, code: -32003, rejection: 'tool_denied', reason: 'only the banking app moves money' });
+      assert.equal(upstream.requests.length, count, 'nothing reached the upstream');
+      // B's calls spend B's bucket, not the one of A's banking-app.
+      for (let i = 0; i < 2; i++) {
+        const res = await mcpPost(url, toolCall('echo'), { authorization: `Bearer ${forged}` });
+        assert.equal(res.status, 200, res.text);
+        const seen = upstream.requests.at(-1)!.headers;
+        assert.equal(seen['x-mandate-client-id'], `${b.issuer}#banking-app`);
+        assert.deepEqual(JSON.parse(String(seen['x-mandate-act'])), [{ sub: `${b.issuer}#helper-agent`, client_id: `${b.issuer}#helper-agent`, sub_profile: '', iss: '' }]);
+        const event = await gateway.waitForAudit((e) => e.request_id === res.headers.get('x-request-id'));
+        assert.equal(event.client_id, `${b.issuer}#banking-app`);
+        assert.deepEqual(event.act, [{ sub: `${b.issuer}#helper-agent`, client_id: `${b.issuer}#helper-agent` }]);
+      }
+      await assertRefused(gateway, await mcpPost(url, toolCall('echo'), { authorization: `Bearer ${forged}` }), { status: 429, code: -32029, rejection: 'rate_limited', reason: 'limit per-client: 2 per 60 s' });
+      const own = await a.sign({ sub: 'alice', aud: url, client_id: 'banking-app' });
+      for (let i = 0; i < 2; i++) assert.equal((await mcpPost(url, toolCall('echo'), { authorization: `Bearer ${own}` })).status, 200, "A's banking-app still has its whole budget");
+      const allowed = await mcpPost(url, toolCall('transfer', { amount: 5 }), { authorization: `Bearer ${await a.sign({ sub: 'bob', aud: url, client_id: 'banking-app' })}` });
+      await assertRefused(gateway, allowed, { status: 429, code: -32029, rejection: 'rate_limited', reason: 'limit per-client: 2 per 60 s' });
+      assert.equal(upstream.requests.at(-1)!.headers['x-mandate-client-id'], 'banking-app', "A's client keeps its plain id (subject_prefix: '')");
+    });
+
+    it("an identity of the unprefixed issuer that would read as B's (subject_prefix \"\" next to \"<B>#\"): 401 invalid_token, audited issuer_prefix_collision", async () => {
+      const url = `${gateway.url}/ruled`;
+      const count = upstream.requests.length;
+      const posing = await a.sign({ sub: `${b.issuer}#alice`, aud: url, client_id: 'agent-a' });
+      await assertRefused(gateway, await call(posing, url), { status: 401, code: -32001, rejection: 'issuer_prefix_collision', reason: `"${b.issuer}#alice" would read as an identity of the issuer with subject_prefix "${b.issuer}#"` });
+      const posingClient = await a.sign({ sub: 'alice', aud: url, client_id: `${b.issuer}#banking-app` });
+      await assertRefused(gateway, await call(posingClient, url), { status: 401, code: -32001, rejection: 'issuer_prefix_collision', reason: `"${b.issuer}#banking-app" would read as an identity of the issuer with subject_prefix "${b.issuer}#"` });
+      assert.equal(upstream.requests.length, count);
     });
 
     it("revocation lists are per issuer: A's list not loaded refuses A's tokens (503, fail closed), B's tokens are unaffected", async () => {
