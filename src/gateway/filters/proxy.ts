@@ -1,6 +1,7 @@
 import type { Context, MiddlewareHandler } from 'hono';
 import type { RouteConfig } from '../../config/gateway-schema.ts';
 import { ResponseTap, isEventStream, rewriteResponse } from '../response-tap.ts';
+import { SseParser, eventText } from '../sse.ts';
 import type { GatewayAuditEvent, GatewayEnv, Principal } from '../types.ts';
 import { SessionStoreUnavailable, type SessionStore } from '../sessions.ts';
 import { GATEWAY_ERRORS, refuse } from './refuse.ts';
@@ -62,9 +63,10 @@ export interface ForwardHooks {
    */
   rewrite?: (body: string, contentType: string | undefined) => string | Promise<string>;
   /**
-   * An SSE answer passed on event by event through this (each event as the upstream sent it, its
-   * blank-line delimiter kept); JSON answers and rewritten ones are not. The multiplexer renames
-   * the upstream's own requests in a call's stream with it.
+   * An SSE answer passed on event by event through this (each event as the gateway read it, written
+   * again with LF line ends, without its blank line; '' drops it); JSON answers and rewritten ones
+   * are not. The multiplexer renames the upstream's own requests in a call's stream with it; tool
+   * pinning drops responses that do not answer the request.
    */
   events?: (event: string) => string;
   tap: (contentType: string | undefined) => ResponseTap;
@@ -109,34 +111,48 @@ export async function readLimited(body: ReadableStream<Uint8Array> | null, limit
   return new TextDecoder().decode(all);
 }
 
-/** Rewrites an SSE stream event by event as its chunks arrive: a complete event goes on at once, a partial one waits for its end. */
+/**
+ * Rewrites an SSE stream event by event as its chunks arrive: a complete event goes on at once, a
+ * partial one waits for its end. Events are read as the client reads them (src/gateway/sse.ts: CR,
+ * LF or CRLF line ends) and written again with LF line ends, so the client gets exactly the events
+ * the hook saw; comments (keep-alives) and `retry` pass, an event the stream ends in the middle of is
+ * dropped (a client would not dispatch it either).
+ */
 export class SseEventRewriter {
-  private pending = '';
+  private out = '';
+  private readonly parser: SseParser;
   private readonly decoder = new TextDecoder();
   private readonly encoder = new TextEncoder();
 
-  constructor(private readonly rewrite: (event: string) => string) {}
+  /** `rewrite` gets each event as {@link eventText} writes it, and returns it (changed), or '' to drop it. */
+  constructor(rewrite: (event: string) => string) {
+    this.parser = new SseParser({
+      onEvent: (event) => {
+        const text = rewrite(eventText(event));
+        if (text) this.out += `${text}\n\n`;
+      },
+      onComment: (comment) => (this.out += `: ${comment}\n\n`),
+      onRetry: (ms) => (this.out += `retry: ${ms}\n\n`),
+    });
+  }
 
   /** The complete events so far, rewritten; throws an UpstreamError when an event grows past the rewrite limit. */
   push(chunk: Uint8Array): Uint8Array {
-    this.pending += this.decoder.decode(chunk, { stream: true });
-    let out = '';
-    let start = 0;
-    const boundary = /\r?\n\r?\n/g;
-    for (let match = boundary.exec(this.pending); match; match = boundary.exec(this.pending)) {
-      out += this.rewrite(this.pending.slice(start, match.index)) + match[0];
-      start = match.index + match[0].length;
-    }
-    this.pending = this.pending.slice(start);
-    if (this.pending.length > REWRITE_BODY_LIMIT) throw new UpstreamError(502, 'upstream_unavailable', 'an event to rewrite is too large');
-    return this.encoder.encode(out);
+    this.parser.feed(this.decoder.decode(chunk, { stream: true }));
+    if (this.parser.buffered > REWRITE_BODY_LIMIT) throw new UpstreamError(502, 'upstream_unavailable', 'an event to rewrite is too large');
+    return this.take();
   }
 
-  /** What is left at the end of the stream (an event without its closing blank line), rewritten. */
+  /** What is left at the end of the stream: an event without its closing blank line is not one. */
   flush(): Uint8Array {
-    const rest = this.pending + this.decoder.decode();
-    this.pending = '';
-    return this.encoder.encode(rest ? this.rewrite(rest) : '');
+    this.parser.feed(this.decoder.decode());
+    return this.take();
+  }
+
+  private take(): Uint8Array {
+    const out = this.out;
+    this.out = '';
+    return this.encoder.encode(out);
   }
 }
 
@@ -150,7 +166,7 @@ export interface Forwarder {
 
 /** Thrown by forwarders for upstream failures; the status is 502 or 504. */
 export class UpstreamError extends Error {
-  constructor(readonly status: 502 | 504, readonly rejection: 'upstream_unavailable' | 'upstream_timeout' | 'upstream_dpop_nonce', message: string) {
+  constructor(readonly status: 502 | 504, readonly rejection: 'upstream_unavailable' | 'upstream_timeout' | 'upstream_dpop_nonce' | 'upstream_invalid_answer', message: string) {
     super(message);
   }
 

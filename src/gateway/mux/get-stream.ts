@@ -1,4 +1,5 @@
 import { upstreamError } from '../filters/proxy.ts';
+import { SseParser, isMessageEvent } from '../sse.ts';
 import type { MuxUpstream } from './upstream-client.ts';
 
 /** A prefix the gateway puts on resource URIs and on the ids of upstream requests: `mandate+<upstream>:`. */
@@ -18,6 +19,8 @@ export function relayedMessage(message: unknown, upstream: string): Record<strin
   const params = m.params && typeof m.params === 'object' ? (m.params as Record<string, unknown>) : undefined;
   if (m.id !== undefined) {
     if (typeof m.id !== 'string' && typeof m.id !== 'number') return undefined;
+    // Only the gateway names ids so: an upstream's own would send the client's answer to another upstream.
+    if (typeof m.id === 'string' && m.id.startsWith(PREFIX)) return undefined;
     return { ...(m as object), id: `${PREFIX}${upstream}:${JSON.stringify(m.id)}` };
   }
   if (m.method === 'notifications/resources/updated' && typeof params?.uri === 'string') {
@@ -27,17 +30,6 @@ export function relayedMessage(message: unknown, upstream: string): Record<strin
     return { ...(m as object), params: { ...params, requestId: `${PREFIX}${upstream}:${JSON.stringify(params.requestId)}` } };
   }
   return m as Record<string, unknown>;
-}
-
-/** The data of one SSE event (its `data:` lines joined), per the HTML event stream format; undefined without any. */
-function eventData(event: string): string | undefined {
-  let data: string | undefined;
-  for (const line of event.split(/\r?\n/)) {
-    if (!line.startsWith('data:')) continue;
-    const value = line.slice(line[5] === ' ' ? 6 : 5);
-    data = data === undefined ? value : `${data}\n${value}`;
-  }
-  return data;
 }
 
 /** The largest event the gateway reads from an upstream's GET stream; a larger one ends that upstream's stream. */
@@ -92,7 +84,22 @@ export interface MergedEnd {
  */
 export function mergeStreams(streams: { upstream: MuxUpstream; body: ReadableStream<Uint8Array>; abort: AbortController }[], onEnd: (end: MergedEnd) => void): ReadableStream<Uint8Array> {
   const encoder = new TextEncoder();
-  const sources = streams.map((stream) => ({ ...stream, reader: stream.body.getReader(), decoder: new TextDecoder(), pending: '', open: true }));
+  let out = '';
+  /** Each event rewritten by relayedMessage; other event types (an MCP client skips them), comments and what is not JSON: nothing. */
+  const relay = (upstream: string) =>
+    new SseParser({
+      onEvent: (event) => {
+        if (!isMessageEvent(event)) return;
+        let relayed: Record<string, unknown> | undefined;
+        try {
+          relayed = relayedMessage(JSON.parse(event.data), upstream);
+        } catch {
+          relayed = undefined;
+        }
+        if (relayed) out += `event: message\ndata: ${JSON.stringify(relayed)}\n\n`;
+      },
+    });
+  const sources = streams.map((stream) => ({ ...stream, reader: stream.body.getReader(), decoder: new TextDecoder(), parser: relay(stream.upstream.name), open: true }));
   type Source = (typeof sources)[number];
   type Read = { source: Source; chunk?: ReadableStreamReadResult<Uint8Array>; error?: unknown };
   const reads = new Map<Source, Promise<Read>>();
@@ -106,25 +113,11 @@ export function mergeStreams(streams: { upstream: MuxUpstream; body: ReadableStr
   };
   /** The complete events of a source so far, rewritten; the partial one waits for its end. */
   const events = (source: Source, text: string): string => {
-    source.pending += text;
-    let out = '';
-    let start = 0;
-    const boundary = /\r?\n\r?\n/g;
-    for (let match = boundary.exec(source.pending); match; match = boundary.exec(source.pending)) {
-      const data = eventData(source.pending.slice(start, match.index));
-      start = match.index + match[0].length;
-      if (data === undefined) continue;
-      let relayed: Record<string, unknown> | undefined;
-      try {
-        relayed = relayedMessage(JSON.parse(data), source.upstream.name);
-      } catch {
-        relayed = undefined;
-      }
-      if (relayed) out += `event: message\ndata: ${JSON.stringify(relayed)}\n\n`;
-    }
-    source.pending = source.pending.slice(start);
-    if (source.pending.length > MAX_EVENT) throw new Error('an event is too large');
-    return out;
+    source.parser.feed(text);
+    if (source.parser.buffered > MAX_EVENT) throw new Error('an event is too large');
+    const relayed = out;
+    out = '';
+    return relayed;
   };
   return new ReadableStream<Uint8Array>({
     async pull(controller) {
@@ -148,14 +141,14 @@ export function mergeStreams(streams: { upstream: MuxUpstream; body: ReadableStr
         const { source, chunk, error } = await Promise.race(reads.values());
         reads.delete(source);
         if (done) return;
-        let out = '';
+        let text = '';
         try {
           if (error !== undefined) throw error;
           if (chunk!.done) {
             source.open = false;
             continue;
           }
-          out = events(source, source.decoder.decode(chunk!.value, { stream: true }));
+          text = events(source, source.decoder.decode(chunk!.value, { stream: true }));
         } catch (failure) {
           // One upstream breaking off ends its part only; the audit event says which and why.
           source.open = false;
@@ -163,8 +156,8 @@ export function mergeStreams(streams: { upstream: MuxUpstream; body: ReadableStr
           void source.reader.cancel(failure).catch(() => undefined);
           continue;
         }
-        if (out) {
-          controller.enqueue(encoder.encode(out));
+        if (text) {
+          controller.enqueue(encoder.encode(text));
           return;
         }
       }

@@ -1,13 +1,14 @@
 import type { Context, MiddlewareHandler } from 'hono';
 import { JSON_RPC_ERRORS, PROTOCOL_STATELESS } from '../mcp-message.ts';
-import { identityHeaders, upstreamError, upstreamHeaders, UpstreamError, type Forwarder } from '../filters/proxy.ts';
+import { identityHeaders, REWRITE_BODY_LIMIT, upstreamError, upstreamHeaders, UpstreamError, type Forwarder } from '../filters/proxy.ts';
 import { GATEWAY_ERRORS, refuse } from '../filters/refuse.ts';
 import { judgeToolList } from '../pins/forwarder.ts';
-import { ResponseTap, rewriteResponse } from '../response-tap.ts';
+import { ResponseTap, isResponse, rewriteResponse } from '../response-tap.ts';
+import { eventText, isMessageEvent, parseEvent } from '../sse.ts';
 import type { CompiledRoute } from '../route.ts';
 import { SessionStoreUnavailable, type SessionStore, type UpstreamSessions } from '../sessions.ts';
 import type { GatewayEnv } from '../types.ts';
-import { mergeStreams, openStream } from './get-stream.ts';
+import { mergeStreams, openStream, relayedMessage } from './get-stream.ts';
 import { exchange, type MuxUpstream, type UpstreamAnswer } from './upstream-client.ts';
 
 /** The MCP revisions the gateway negotiates in its own `initialize` answer, newest first (as the SDK: the client's if known, else the newest). */
@@ -50,23 +51,30 @@ function prefixContents(result: unknown, upstream: string): unknown {
 }
 
 /**
- * An upstream's own request to the client in a call's stream (elicitation, sampling, roots) gets
- * the id `mandate+<upstream>:<its id as JSON>`, so that the client's answer — to any replica — names
- * the upstream to take it back to, with its own id, and no other upstream sees it.
+ * One event of an upstream's answer to a call, as the client gets it ('' drops it). An upstream's
+ * own request to the client (elicitation, sampling, roots) gets the id `mandate+<upstream>:<its id
+ * as JSON>`, so that the client's answer — to any replica — names the upstream to take it back to,
+ * with its own id, and no other upstream sees it; every message with an id is renamed, and one whose
+ * id already looks like that is dropped (./get-stream.ts `relayedMessage`). A JSON-RPC response
+ * passes only as the answer to the dispatched request (`answering`): the client would take any other
+ * for the answer to one of its own requests (its pending `tools/list`, say). What is not a JSON-RPC
+ * message an MCP client reads (another event type, no data, not JSON, a batch) is dropped.
  */
-export function renameServerRequests(event: string, upstream: string): string {
-  const lines = event.split(/\r?\n/);
-  const data = lines.filter((line) => line.startsWith('data:'));
-  if (data.length === 0) return event;
-  let message: { id?: unknown; method?: unknown };
+export function renameServerRequests(text: string, upstream: string, answering?: string | number): string {
+  const event = parseEvent(text);
+  if (!event || !isMessageEvent(event)) return '';
+  let message: unknown;
   try {
-    message = JSON.parse(data.map((line) => line.slice(5).replace(/^ /, '')).join('\n')) as { id?: unknown; method?: unknown };
+    message = JSON.parse(event.data);
   } catch {
-    return event;
+    return '';
   }
-  if (!message || typeof message !== 'object' || typeof message.method !== 'string' || (typeof message.id !== 'string' && typeof message.id !== 'number')) return event;
-  const renamed = { ...message, id: `${RESOURCE_SCHEME_PREFIX}${upstream}:${JSON.stringify(message.id)}` };
-  return [...lines.filter((line) => !line.startsWith('data:')), `data: ${JSON.stringify(renamed)}`].join('\n');
+  if (isResponse(message)) {
+    const answer = answering !== undefined && message.id === answering && (message as { jsonrpc?: unknown }).jsonrpc === '2.0';
+    return answer ? eventText({ ...event, data: JSON.stringify(message) }) : '';
+  }
+  const relayed = relayedMessage(message, upstream);
+  return relayed ? eventText({ ...event, data: JSON.stringify(relayed) }) : '';
 }
 
 /** The upstream and its own id, from the id of a client's answer to a renamed server request. */
@@ -80,6 +88,32 @@ function serverRequestOf(id: unknown): { upstream: string; id: string | number }
   } catch {
     return undefined;
   }
+}
+
+/** A merged list over its byte budget: the whole list is refused (502), not one upstream left out. */
+class ListTooLarge extends UpstreamError {
+  constructor(limit: number) {
+    super(502, 'upstream_unavailable', `the lists to merge are larger than ${limit} bytes in all`);
+  }
+}
+
+/** `fetchImpl` with the bodies of all its answers counted against one budget: reading past it fails with {@link ListTooLarge}. */
+function budgetedFetch(fetchImpl: typeof fetch, limit: number): typeof fetch {
+  let left = limit;
+  return async (input, init) => {
+    const response = await fetchImpl(input, init);
+    if (!response.body || [101, 204, 205, 304].includes(response.status)) return response;
+    const body = response.body.pipeThrough(
+      new TransformStream<Uint8Array, Uint8Array>({
+        transform(chunk, controller) {
+          left -= chunk.byteLength;
+          if (left < 0) controller.error(new ListTooLarge(limit));
+          else controller.enqueue(chunk);
+        },
+      }),
+    );
+    return new Response(body, { status: response.status, statusText: response.statusText, headers: response.headers });
+  };
 }
 
 interface JsonRpcRequest {
@@ -244,6 +278,8 @@ export function multiplex(route: CompiledRoute, forwarder: Forwarder, sessions: 
     const map = await upstreamSessions(c);
     const headers = baseHeaders(c);
     const failures: string[] = [];
+    // One byte budget for every page of every upstream, as a one-upstream route's answer has.
+    const counted = budgetedFetch(fetchImpl, REWRITE_BODY_LIMIT);
     const merged = await Promise.all(
       upstreams.map(async (upstream) => {
         if (map && !(upstream.name in map)) return [];
@@ -251,7 +287,7 @@ export function multiplex(route: CompiledRoute, forwarder: Forwarder, sessions: 
         let cursor: string | undefined;
         try {
           for (let page = 0; page < MAX_PAGES; page++) {
-            const reply: UpstreamAnswer = await exchange(fetchImpl, upstream, {
+            const reply: UpstreamAnswer = await exchange(counted, upstream, {
               method: 'POST',
               headers: { ...headers, ...sessionOf(map, upstream.name) },
               timeoutMs: config.timeouts.response_ms,
@@ -269,6 +305,7 @@ export function multiplex(route: CompiledRoute, forwarder: Forwarder, sessions: 
             if (!cursor) break;
           }
         } catch (error) {
+          if (error instanceof ListTooLarge) throw error;
           failures.push(`${upstream.name}: ${(error as Error).message}`);
         }
         return items.map((item) => {
@@ -320,7 +357,7 @@ export function multiplex(route: CompiledRoute, forwarder: Forwarder, sessions: 
         {
           timeouts: config.timeouts,
           tap: (contentType) => new ResponseTap(contentType, request.id),
-          events: (event) => renameServerRequests(event, target.upstream.name),
+          events: (event) => renameServerRequests(event, target.upstream.name, request.id),
           // The contents of a resource read name it by the gateway's URI, as the list did.
           rewrite: request.method === 'resources/read' ? (text, contentType) => rewriteResponse(text, contentType, request.id, (result) => prefixContents(result, target.upstream.name)) : undefined,
           responseHeaders: { ...c.get('responseHeaders'), ...sessionHeaders(mcp.sessionId) },

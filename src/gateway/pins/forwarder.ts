@@ -1,5 +1,5 @@
 import type { Forwarder } from '../filters/proxy.ts';
-import { rewriteResponse } from '../response-tap.ts';
+import { answerOnly, strictAnswer } from './answer.ts';
 import type { GatewayAuditEvent } from '../types.ts';
 import type { ListedTool } from './book.ts';
 import type { CompiledPins } from './compile.ts';
@@ -9,13 +9,19 @@ import type { CompiledPins } from './compile.ts';
  * pins (an AS round trip on a cache miss) before they go back, through the route's own forwarder
  * and its (async) rewrite hook — so the request gets the same forwarding headers and the answer the
  * same size limit as any other. Tools not approved are removed with `on_change: hide`; every answer
- * carrying such tools, or flagged ones, is audited. Everything else goes through unchanged.
+ * carrying such tools, or flagged ones, is audited; an answer that cannot be judged is refused
+ * (./answer.ts). In every other SSE answer, and on the GET stream, a JSON-RPC response that is not
+ * the answer to the request is dropped: a client would take it for the answer to its `tools/list`.
  */
 export function pinningForwarder(pins: CompiledPins, inner: Forwarder): Forwarder {
   return {
     async forward(c, target, hooks) {
       const message = c.get('mcp').message;
-      if (message?.kind !== 'request' || message.method !== 'tools/list') return inner.forward(c, target, hooks);
+      if (message?.kind !== 'request' || message.method !== 'tools/list') {
+        const id = message?.kind === 'request' ? message.id : undefined;
+        const events = hooks.events;
+        return inner.forward(c, target, { ...hooks, events: (event) => answerOnly(events ? events(event) : event, id) });
+      }
       const rewrite = async (raw: string, contentType: string | undefined): Promise<string> => {
         let body = await judgeToolList(c.get('audit'), pins, raw, contentType, message.id);
         if (hooks.rewrite) body = await hooks.rewrite(body, contentType);
@@ -29,22 +35,20 @@ export function pinningForwarder(pins: CompiledPins, inner: Forwarder): Forwarde
 }
 
 /** A tools/list answer judged against the pins: the tools not approved hidden with `on_change: hide`, the verdicts audited. */
+/**
+ * A tools/list answer judged against the pins: the tools not approved hidden with `on_change: hide`,
+ * the verdicts audited. The answer is read strictly and written again (only what was judged goes
+ * back); one that cannot be judged throws {@link InvalidAnswer} (502, `upstream_invalid_answer`).
+ */
 export async function judgeToolList(audit: GatewayAuditEvent, pins: CompiledPins, raw: string, contentType: string | undefined, id: string | number | undefined): Promise<string> {
-  let tools: unknown[] | undefined;
-  rewriteResponse(raw, contentType, id, (result) => {
-    const listed = (result as { tools?: unknown })?.tools;
-    if (Array.isArray(listed)) tools = listed;
-    return result;
-  });
-  if (!tools) return raw;
+  const { answer, write } = strictAnswer(raw, contentType, id);
+  if (!answer.result) return write(answer);
+  const tools = answer.result.tools;
   const judged = await pins.book.judgeList(tools);
   const hidden = new Set(pins.onChange === 'hide' ? judged.tools.filter((tool) => tool.verdict !== 'pinned').map((tool) => tool.name) : []);
   record(audit, judged.tools, hidden, judged.unavailable);
-  if (hidden.size === 0) return raw;
-  return rewriteResponse(raw, contentType, id, (result) => ({
-    ...(result as object),
-    tools: (result as { tools: unknown[] }).tools.filter((tool) => !hidden.has((tool as { name?: string })?.name ?? '')),
-  }));
+  if (hidden.size === 0) return write(answer);
+  return write({ ...answer, result: { ...answer.result, tools: tools.filter((tool) => !hidden.has((tool as { name?: string })?.name ?? '')) } });
 }
 
 function record(audit: GatewayAuditEvent, tools: ListedTool[], hidden: Set<string>, unavailable: string | undefined): void {
