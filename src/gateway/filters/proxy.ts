@@ -525,36 +525,40 @@ export function fetchForwarder(fetchImpl: typeof fetch = fetch, options: FetchFo
         reader &&
         new ReadableStream<Uint8Array>({
           async pull(controller) {
-            let chunk: ReadableStreamReadResult<Uint8Array>;
-            try {
-              chunk = await reader.read();
-            } catch (error) {
-              // Mid-stream failure: the status is already sent; cut the stream so the client notices.
-              if (end({ decision: 'error', rejection: 'upstream_interrupted', reason: (error as Error)?.message ?? String(error) })) controller.error(error);
-              return;
-            }
-            if (chunk.done) {
-              const rest = rewriter?.flush();
-              if (rest?.byteLength) {
-                tap.push(rest);
-                controller.enqueue(rest);
-              }
-              if (end(tap.finish())) controller.close();
-              return;
-            }
-            let bytes = chunk.value;
-            if (rewriter) {
+            // A chunk the rewriter keeps (part of an event) or drops gives nothing: read on, or the reader waits for a pull that never comes.
+            for (;;) {
+              let chunk: ReadableStreamReadResult<Uint8Array>;
               try {
-                bytes = rewriter.push(chunk.value);
+                chunk = await reader.read();
               } catch (error) {
-                if (end({ decision: 'error', rejection: 'upstream_interrupted', reason: (error as Error).message })) controller.error(error);
-                void reader.cancel(error).catch(() => undefined);
+                // Mid-stream failure: the status is already sent; cut the stream so the client notices.
+                if (end({ decision: 'error', rejection: 'upstream_interrupted', reason: (error as Error)?.message ?? String(error) })) controller.error(error);
                 return;
               }
-              if (bytes.byteLength === 0) return;
+              if (chunk.done) {
+                const rest = rewriter?.flush();
+                if (rest?.byteLength) {
+                  tap.push(rest);
+                  controller.enqueue(rest);
+                }
+                if (end(tap.finish())) controller.close();
+                return;
+              }
+              let bytes = chunk.value;
+              if (rewriter) {
+                try {
+                  bytes = rewriter.push(chunk.value);
+                } catch (error) {
+                  if (end({ decision: 'error', rejection: 'upstream_interrupted', reason: (error as Error).message })) controller.error(error);
+                  void reader.cancel(error).catch(() => undefined);
+                  return;
+                }
+                if (bytes.byteLength === 0) continue;
+              }
+              tap.push(bytes);
+              controller.enqueue(bytes);
+              return;
             }
-            tap.push(bytes);
-            controller.enqueue(bytes);
           },
           cancel: clientClosed,
         });
