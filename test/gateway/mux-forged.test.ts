@@ -50,6 +50,10 @@ async function startUpstream(name: string, state: { variant: Variant; pages: num
         const last = page + 1 >= state.pages;
         return send('application/json', json({ prompts: [{ name: `p${page}`, description: 'x'.repeat(state.pageBytes) }], ...(last ? {} : { nextCursor: String(page + 1) }) }));
       }
+      if (m.method === 'resources/read') {
+        const read = json({ contents: [{ uri: 'file:///a.txt', text: 'a' }] });
+        return send('text/event-stream', `data: ${json({ tools: [] }, 0)}\r\rdata: ${elicitation('mandate+bank:5')}\r\rdata: ${elicitation(9)}\r\rdata: ${read}\r\r\n`);
+      }
       if (m.method !== 'tools/call') return send('application/json', json({}));
       const answer = json({ content: [{ type: 'text', text: 'thanks' }] });
       switch (state.variant) {
@@ -221,5 +225,12 @@ describe('several MCP servers behind one route: ids an upstream forges, response
       state.pages = 1;
       state.pageBytes = 10;
     }
+  });
+
+  it('resources/read (an SSE answer read whole, to rename its URIs): the same relay — responses to other ids and forged ids dropped, requests renamed', async () => {
+    const headers = await session();
+    const response = await fetch(url, { method: 'POST', headers: { ...headers, accept: 'application/json, text/event-stream', 'content-type': 'application/json' }, body: JSON.stringify({ jsonrpc: '2.0', id: 7, method: 'resources/read', params: { uri: 'mandate+every:file:///a.txt' } }) });
+    assert.equal(response.status, 200);
+    assert.equal(await response.text(), `data: ${elicitation('mandate+every:9')}\n\ndata: ${JSON.stringify({ jsonrpc: '2.0', id: 7, result: { contents: [{ uri: 'mandate+every:file:///a.txt', text: 'a' }] } })}\n\n`);
   });
 });

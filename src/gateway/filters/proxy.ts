@@ -62,6 +62,8 @@ export interface ForwardHooks {
    * (tool pinning, multiplexing). Forwarding headers and limits are the same as for any request.
    */
   rewrite?: (body: string, contentType: string | undefined) => string | Promise<string>;
+  /** Which successful answers `rewrite` takes, by content type (default: every one); the others stream through. */
+  rewrites?: (contentType: string | undefined) => boolean;
   /**
    * An SSE answer passed on event by event through this (each event as the gateway read it, written
    * again with LF line ends, without its blank line; '' drops it); JSON answers and rewritten ones
@@ -489,7 +491,7 @@ export function fetchForwarder(fetchImpl: typeof fetch = fetch, options: FetchFo
       audit.upstream_latency_ms = Math.round((performance.now() - started) * 1000) / 1000;
       const contentType = response.headers.get('content-type') ?? undefined;
       const outHeaders = clientHeaders(headerEntries(response.headers), hooks.responseHeaders, hooks.dropCookie);
-      if (hooks.rewrite && response.ok) {
+      if (hooks.rewrite && response.ok && (hooks.rewrites?.(contentType) ?? true)) {
         const body = await hooks.rewrite(await readLimited(response.body), contentType);
         delete outHeaders['content-length'];
         const tap = hooks.tap(contentType);

@@ -3,8 +3,8 @@ import { JSON_RPC_ERRORS, PROTOCOL_STATELESS } from '../mcp-message.ts';
 import { identityHeaders, REWRITE_BODY_LIMIT, upstreamError, upstreamHeaders, UpstreamError, type Forwarder } from '../filters/proxy.ts';
 import { GATEWAY_ERRORS, refuse } from '../filters/refuse.ts';
 import { judgeToolList } from '../pins/forwarder.ts';
-import { ResponseTap, isResponse, rewriteResponse } from '../response-tap.ts';
-import { eventText, isMessageEvent, parseEvent } from '../sse.ts';
+import { ResponseTap, isEventStream, isResponse, rewriteResponse } from '../response-tap.ts';
+import { eventText, isMessageEvent, parseEvent, parseEvents } from '../sse.ts';
 import type { CompiledRoute } from '../route.ts';
 import { SessionStoreUnavailable, type SessionStore, type UpstreamSessions } from '../sessions.ts';
 import type { GatewayEnv } from '../types.ts';
@@ -75,6 +75,16 @@ export function renameServerRequests(text: string, upstream: string, answering?:
   }
   const relayed = relayedMessage(message, upstream);
   return relayed ? eventText({ ...event, data: JSON.stringify(relayed) }) : '';
+}
+
+/** A whole (rewritten) SSE answer with each event relayed as {@link renameServerRequests} relays a streamed one; JSON as it is. */
+function relayWhole(text: string, contentType: string | undefined, upstream: string, answering: string | number | undefined): string {
+  if (!isEventStream(contentType)) return text;
+  return parseEvents(text)
+    .map((event) => renameServerRequests(eventText(event), upstream, answering))
+    .filter(Boolean)
+    .map((event) => `${event}\n\n`)
+    .join('');
 }
 
 /** The upstream and its own id, from the id of a client's answer to a renamed server request. */
@@ -359,7 +369,7 @@ export function multiplex(route: CompiledRoute, forwarder: Forwarder, sessions: 
           tap: (contentType) => new ResponseTap(contentType, request.id),
           events: (event) => renameServerRequests(event, target.upstream.name, request.id),
           // The contents of a resource read name it by the gateway's URI, as the list did.
-          rewrite: request.method === 'resources/read' ? (text, contentType) => rewriteResponse(text, contentType, request.id, (result) => prefixContents(result, target.upstream.name)) : undefined,
+          rewrite: request.method === 'resources/read' ? (text, contentType) => relayWhole(rewriteResponse(text, contentType, request.id, (result) => prefixContents(result, target.upstream.name)), contentType, target.upstream.name, request.id) : undefined,
           responseHeaders: { ...c.get('responseHeaders'), ...sessionHeaders(mcp.sessionId) },
           onSession: () => undefined,
           upstreamHeaders: {

@@ -246,7 +246,7 @@ class Forwarding implements Dispatcher.DispatchHandler {
     const contentType = responseHeaders['content-type'] as string | undefined;
     this.contentType = contentType;
     this.tap = hooks.tap(contentType);
-    if (hooks.rewrite && statusCode < 300) {
+    if (hooks.rewrite && statusCode < 300 && (hooks.rewrites?.(contentType) ?? true)) {
       this.buffered = [];
       this.upstreamHeadersSeen = responseHeaders;
       return;

@@ -1,5 +1,5 @@
 import { UpstreamError } from '../filters/proxy.ts';
-import { isResponse, mediaType } from '../response-tap.ts';
+import { isEventStream, isResponse, mediaType } from '../response-tap.ts';
 import { eventText, isMessageEvent, parseEvent, parseEvents, type SseEvent } from '../sse.ts';
 
 /**
@@ -12,8 +12,8 @@ import { eventText, isMessageEvent, parseEvent, parseEvents, type SseEvent } fro
  * bring the client a list no one judged.
  */
 export class InvalidAnswer extends UpstreamError {
-  constructor(reason: string) {
-    super(502, 'upstream_invalid_answer', `tools/list: ${reason}`);
+  constructor(reason: string, method = 'tools/list') {
+    super(502, 'upstream_invalid_answer', `${method}: ${reason}`);
   }
 
   override get publicMessage(): string {
@@ -101,4 +101,29 @@ export function answerOnly(text: string, id: string | number | undefined): strin
   if (Array.isArray(message) && message.some(isResponse)) return '';
   if (isResponse(message) && (id === undefined || message.id !== id)) return '';
   return text;
+}
+
+/**
+ * On a route with tool pinning, a whole (buffered) answer to any request but `tools/list`: as
+ * {@link answerOnly} for each SSE event; a JSON body that holds a response to another id, or a batch
+ * with a response, is refused ({@link InvalidAnswer}) — the MCP SDK client takes a JSON answer's
+ * messages for the answers to whichever of its requests they name. A JSON message is written again.
+ */
+export function onlyTheAnswer(body: string, contentType: string | undefined, id: string | number | undefined, method: string): string {
+  if (isEventStream(contentType)) {
+    return parseEvents(body)
+      .map((event) => answerOnly(eventText(event), id))
+      .filter(Boolean)
+      .map((event) => `${event}\n\n`)
+      .join('');
+  }
+  let message: unknown;
+  try {
+    message = JSON.parse(body);
+  } catch {
+    return body;
+  }
+  if (Array.isArray(message) && message.some(isResponse)) throw new InvalidAnswer('the answer is a batch', method);
+  if (isResponse(message) && (id === undefined || message.id !== id)) throw new InvalidAnswer(`a response with the id ${JSON.stringify(message.id) ?? 'undefined'}, not the request's ${JSON.stringify(id) ?? '(none)'}`, method);
+  return JSON.stringify(message);
 }

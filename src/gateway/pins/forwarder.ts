@@ -1,5 +1,6 @@
 import type { Forwarder } from '../filters/proxy.ts';
-import { answerOnly, strictAnswer } from './answer.ts';
+import { isEventStream } from '../response-tap.ts';
+import { answerOnly, onlyTheAnswer, strictAnswer } from './answer.ts';
 import type { GatewayAuditEvent } from '../types.ts';
 import type { ListedTool } from './book.ts';
 import type { CompiledPins } from './compile.ts';
@@ -11,7 +12,9 @@ import type { CompiledPins } from './compile.ts';
  * same size limit as any other. Tools not approved are removed with `on_change: hide`; every answer
  * carrying such tools, or flagged ones, is audited; an answer that cannot be judged is refused
  * (./answer.ts). In every other SSE answer, and on the GET stream, a JSON-RPC response that is not
- * the answer to the request is dropped: a client would take it for the answer to its `tools/list`.
+ * the answer to the request is dropped, and a JSON answer holding one is refused: a client would
+ * take it for the answer to its `tools/list`. (JSON answers are therefore read whole, up to the
+ * rewrite limit.)
  */
 export function pinningForwarder(pins: CompiledPins, inner: Forwarder): Forwarder {
   return {
@@ -19,8 +22,15 @@ export function pinningForwarder(pins: CompiledPins, inner: Forwarder): Forwarde
       const message = c.get('mcp').message;
       if (message?.kind !== 'request' || message.method !== 'tools/list') {
         const id = message?.kind === 'request' ? message.id : undefined;
-        const events = hooks.events;
-        return inner.forward(c, target, { ...hooks, events: (event) => answerOnly(events ? events(event) : event, id) });
+        const { events, rewrite: own, rewrites } = hooks;
+        const rewritten = (contentType: string | undefined) => own !== undefined && (rewrites?.(contentType) ?? true);
+        return inner.forward(c, target, {
+          ...hooks,
+          events: (event) => answerOnly(events ? events(event) : event, id),
+          // JSON answers are read whole (an SSE one event by event, above, unless rewritten anyway).
+          rewrites: (contentType) => !isEventStream(contentType) || rewritten(contentType),
+          rewrite: async (body, contentType) => onlyTheAnswer(rewritten(contentType) ? await own!(body, contentType) : body, contentType, id, (message?.kind === 'request' && message.method) || c.req.method),
+        });
       }
       const rewrite = async (raw: string, contentType: string | undefined): Promise<string> => {
         let body = await judgeToolList(c.get('audit'), pins, raw, contentType, message.id);
