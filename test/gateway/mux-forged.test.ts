@@ -5,7 +5,8 @@ import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
 import { ElicitRequestSchema } from '@modelcontextprotocol/sdk/types.js';
 import { basic, freePort, postForm, startTestAuthServer, type TestAuthServer } from '../helpers/auth-server.ts';
-import { mcpPost, startTestGateway, toolCall, type TestGateway } from '../helpers/gateway.ts';
+import { mcpPost, toolCall } from '../helpers/gateway.ts';
+import { onTarget, startGatewayOn, targets, type TargetGateway } from '../helpers/gateway-targets.ts';
 
 /**
  * Review of issue 18, findings 3, 2 and 6 (black box), on a route with several upstreams:
@@ -77,160 +78,162 @@ async function startUpstream(name: string, state: { variant: Variant; pages: num
   return { url: `http://127.0.0.1:${port}/`, answers, close: () => new Promise<void>((resolve) => (server.close(() => resolve()), server.closeAllConnections())) };
 }
 
-describe('several MCP servers behind one route: ids an upstream forges, responses it slips in, lists too large (review 18, findings 3, 2, 6)', () => {
-  const state = { variant: 'legit-cr' as Variant, pages: 1, pageBytes: 10 };
-  let as: TestAuthServer;
-  let bank: Awaited<ReturnType<typeof startUpstream>>;
-  let every: Awaited<ReturnType<typeof startUpstream>>;
-  let gateway: TestGateway;
-  let token: string;
-  let url: string;
+for (const target of targets) {
+  describe(`several MCP servers behind one route: ids an upstream forges, responses it slips in, lists too large (review 18, findings 3, 2, 6) [${target}]`, onTarget(target), () => {
+    const state = { variant: 'legit-cr' as Variant, pages: 1, pageBytes: 10 };
+    let as: TestAuthServer;
+    let bank: Awaited<ReturnType<typeof startUpstream>>;
+    let every: Awaited<ReturnType<typeof startUpstream>>;
+    let gateway: TargetGateway;
+    let token: string;
+    let url: string;
 
-  before(async () => {
-    process.env.TEST_FORGED_AGENT = AGENT_SECRET;
-    bank = await startUpstream('bank', state);
-    every = await startUpstream('every', state);
-    as = await startTestAuthServer({
-      clients: [{ client_id: 'forged-agent', client_name: 'agent', client_secret_env: 'TEST_FORGED_AGENT', grant_types: ['client_credentials'] }],
-      resources: [{ id: RESOURCE, name: 'forged', scopes: [{ name: 'forged:use' }] }],
+    before(async () => {
+      process.env.TEST_FORGED_AGENT = AGENT_SECRET;
+      bank = await startUpstream('bank', state);
+      every = await startUpstream('every', state);
+      as = await startTestAuthServer({
+        clients: [{ client_id: 'forged-agent', client_name: 'agent', client_secret_env: 'TEST_FORGED_AGENT', grant_types: ['client_credentials'] }],
+        resources: [{ id: RESOURCE, name: 'forged', scopes: [{ name: 'forged:use' }] }],
+      });
+      gateway = await startGatewayOn(target, () => [
+        {
+          path: '/mcp',
+          upstreams: [
+            { name: 'bank', url: bank.url },
+            { name: 'every', url: every.url },
+          ],
+          resource: RESOURCE,
+          authorization_servers: [as.issuer],
+          tools: { bank__ask: {}, every__ask: {} },
+        },
+      ]);
+      url = `${gateway.url}/mcp`;
+      const issued = await postForm(`${as.issuer}/token`, { grant_type: 'client_credentials', resource: RESOURCE }, { authorization: basic('forged-agent', AGENT_SECRET) });
+      token = issued.json.access_token as string;
     });
-    gateway = await startTestGateway(() => [
-      {
-        path: '/mcp',
-        upstreams: [
-          { name: 'bank', url: bank.url },
-          { name: 'every', url: every.url },
-        ],
-        resource: RESOURCE,
-        authorization_servers: [as.issuer],
-        tools: { bank__ask: {}, every__ask: {} },
-      },
-    ]);
-    url = `${gateway.url}/mcp`;
-    const issued = await postForm(`${as.issuer}/token`, { grant_type: 'client_credentials', resource: RESOURCE }, { authorization: basic('forged-agent', AGENT_SECRET) });
-    token = issued.json.access_token as string;
-  });
-  after(async () => {
-    await gateway?.close();
-    await as?.close();
-    await bank?.close();
-    await every?.close();
-  });
-
-  const session = async () => {
-    const init = await mcpPost(url, { jsonrpc: '2.0', id: 1, method: 'initialize', params: { protocolVersion: '2025-06-18', capabilities: { elicitation: {} }, clientInfo: { name: 'raw', version: '1' } } }, { authorization: `Bearer ${token}` });
-    assert.equal(init.status, 200, init.text);
-    return { authorization: `Bearer ${token}`, 'mcp-session-id': init.headers.get('mcp-session-id')!, 'mcp-protocol-version': '2025-06-18' };
-  };
-  const call = async (headers: Record<string, string>, id = 2) => {
-    const response = await fetch(url, { method: 'POST', headers: { ...headers, accept: 'application/json, text/event-stream', 'content-type': 'application/json' }, body: JSON.stringify(toolCall('every__ask', {}, id)) });
-    assert.equal(response.status, 200);
-    return response.text();
-  };
-  const answer = (id: number) => `event: message\ndata: ${JSON.stringify({ jsonrpc: '2.0', id, result: { content: [{ type: 'text', text: 'thanks' }] } })}\n\n`;
-
-  for (const variant of ['forged-cr', 'forged-case'] as const) {
-    it(`${variant}: an upstream request already named mandate+bank:5 is dropped; only the call's answer reaches the client`, async () => {
-      state.variant = variant;
-      const headers = await session();
-      assert.equal(await call(headers), answer(2));
+    after(async () => {
+      await gateway?.stop();
+      await as?.close();
+      await bank?.close();
+      await every?.close();
     });
-  }
 
-  it('forged-cr, the MCP SDK client: no elicitation reaches it, and neither bank nor every gets an answer', async () => {
-    state.variant = 'forged-cr';
-    bank.answers.length = 0;
-    every.answers.length = 0;
-    const client = new Client({ name: 'victim', version: '1' }, { capabilities: { elicitation: {} } });
-    let asked = 0;
-    client.setRequestHandler(ElicitRequestSchema, async () => (asked++, { action: 'accept', content: {} }));
-    await client.connect(new StreamableHTTPClientTransport(new URL(url), { requestInit: { headers: { authorization: `Bearer ${token}` } } }));
-    try {
-      assert.deepEqual((await client.callTool({ name: 'every__ask', arguments: {} })).content, [{ type: 'text', text: 'thanks' }]);
-    } finally {
-      await client.close();
+    const session = async () => {
+      const init = await mcpPost(url, { jsonrpc: '2.0', id: 1, method: 'initialize', params: { protocolVersion: '2025-06-18', capabilities: { elicitation: {} }, clientInfo: { name: 'raw', version: '1' } } }, { authorization: `Bearer ${token}` });
+      assert.equal(init.status, 200, init.text);
+      return { authorization: `Bearer ${token}`, 'mcp-session-id': init.headers.get('mcp-session-id')!, 'mcp-protocol-version': '2025-06-18' };
+    };
+    const call = async (headers: Record<string, string>, id = 2) => {
+      const response = await fetch(url, { method: 'POST', headers: { ...headers, accept: 'application/json, text/event-stream', 'content-type': 'application/json' }, body: JSON.stringify(toolCall('every__ask', {}, id)) });
+      assert.equal(response.status, 200);
+      return response.text();
+    };
+    const answer = (id: number) => `event: message\ndata: ${JSON.stringify({ jsonrpc: '2.0', id, result: { content: [{ type: 'text', text: 'thanks' }] } })}\n\n`;
+
+    for (const variant of ['forged-cr', 'forged-case'] as const) {
+      it(`${variant}: an upstream request already named mandate+bank:5 is dropped; only the call's answer reaches the client`, async () => {
+        state.variant = variant;
+        const headers = await session();
+        assert.equal(await call(headers), answer(2));
+      });
     }
-    assert.equal(asked, 0);
-    assert.deepEqual(bank.answers, []);
-    assert.deepEqual(every.answers, []);
-  });
 
-  for (const [variant, id, renamed] of [
-    ['legit-cr', 5, 'mandate+every:5'],
-    ['legit-case', 'five', 'mandate+every:"five"'],
-  ] as const) {
-    it(`${variant}: the upstream's request is renamed ${renamed} whatever its line ends and content type; the answer goes to every only, with its id`, async () => {
-      state.variant = variant;
+    it('forged-cr, the MCP SDK client: no elicitation reaches it, and neither bank nor every gets an answer', async () => {
+      state.variant = 'forged-cr';
       bank.answers.length = 0;
       every.answers.length = 0;
-      const headers = await session();
-      const text = await call(headers);
-      assert.equal(text, `${variant === 'legit-cr' ? 'event: message\n' : ''}data: ${elicitation(renamed)}\n\n${variant === 'legit-cr' ? answer(2) : answer(2).replace('event: message\n', '')}`);
-      const answered = await mcpPost(url, { jsonrpc: '2.0', id: renamed, result: { action: 'accept', content: {} } }, headers);
-      assert.equal(answered.status, 202, answered.text);
-      assert.deepEqual(every.answers, [{ session: 'every-session', message: { jsonrpc: '2.0', id, result: { action: 'accept', content: {} } } }]);
+      const client = new Client({ name: 'victim', version: '1' }, { capabilities: { elicitation: {} } });
+      let asked = 0;
+      client.setRequestHandler(ElicitRequestSchema, async () => (asked++, { action: 'accept', content: {} }));
+      await client.connect(new StreamableHTTPClientTransport(new URL(url), { requestInit: { headers: { authorization: `Bearer ${token}` } } }));
+      try {
+        assert.deepEqual((await client.callTool({ name: 'every__ask', arguments: {} })).content, [{ type: 'text', text: 'thanks' }]);
+      } finally {
+        await client.close();
+      }
+      assert.equal(asked, 0);
       assert.deepEqual(bank.answers, []);
+      assert.deepEqual(every.answers, []);
     });
-  }
 
-  it("inject: responses with other ids in a call's stream are dropped (the client's pending tools/list is not answered by them)", async () => {
-    state.variant = 'inject';
-    const headers = await session();
-    const text = await call(headers, 3);
-    assert.doesNotMatch(text, /IMPORTANT/);
-    assert.equal(text, answer(3));
-  });
-
-  it('inject, the MCP SDK client: a tools/list during the call gets the merged list, not the injected one', async () => {
-    state.variant = 'inject';
-    const client = new Client({ name: 'victim', version: '1' });
-    client.onerror = () => undefined;
-    await client.connect(new StreamableHTTPClientTransport(new URL(url), { requestInit: { headers: { authorization: `Bearer ${token}` } } }));
-    try {
-      const [listed] = await Promise.all([client.listTools(), client.callTool({ name: 'every__ask', arguments: {} })]);
-      assert.deepEqual(listed.tools.map((tool) => [tool.name, tool.description]).sort(), [
-        ['bank__ask', 'Asks.'],
-        ['every__ask', 'Asks.'],
-      ]);
-    } finally {
-      await client.close();
+    for (const [variant, id, renamed] of [
+      ['legit-cr', 5, 'mandate+every:5'],
+      ['legit-case', 'five', 'mandate+every:"five"'],
+    ] as const) {
+      it(`${variant}: the upstream's request is renamed ${renamed} whatever its line ends and content type; the answer goes to every only, with its id`, async () => {
+        state.variant = variant;
+        bank.answers.length = 0;
+        every.answers.length = 0;
+        const headers = await session();
+        const text = await call(headers);
+        assert.equal(text, `${variant === 'legit-cr' ? 'event: message\n' : ''}data: ${elicitation(renamed)}\n\n${variant === 'legit-cr' ? answer(2) : answer(2).replace('event: message\n', '')}`);
+        const answered = await mcpPost(url, { jsonrpc: '2.0', id: renamed, result: { action: 'accept', content: {} } }, headers);
+        assert.equal(answered.status, 202, answered.text);
+        assert.deepEqual(every.answers, [{ session: 'every-session', message: { jsonrpc: '2.0', id, result: { action: 'accept', content: {} } } }]);
+        assert.deepEqual(bank.answers, []);
+      });
     }
-  });
 
-  it('unreadable: not JSON, a batch, another event type, a message without jsonrpc 2.0: dropped', async () => {
-    state.variant = 'unreadable';
-    const headers = await session();
-    assert.equal(await call(headers, 4), answer(4).replace('event: message\n', ''));
-  });
+    it("inject: responses with other ids in a call's stream are dropped (the client's pending tools/list is not answered by them)", async () => {
+      state.variant = 'inject';
+      const headers = await session();
+      const text = await call(headers, 3);
+      assert.doesNotMatch(text, /IMPORTANT/);
+      assert.equal(text, answer(3));
+    });
 
-  it('a merged list over 8 MiB in all (pages and upstreams): 502, -32603, audited upstream_unavailable with the reason', async () => {
-    const headers = await session();
-    state.pages = 3;
-    state.pageBytes = 1024 * 1024;
-    try {
-      // 2 upstreams × 3 pages of 1 MiB: under the budget.
-      const fits = await mcpPost(url, { jsonrpc: '2.0', id: 5, method: 'prompts/list' }, headers);
-      assert.equal(fits.status, 200);
-      assert.equal((fits.json!.result as { prompts: unknown[] }).prompts.length, 6);
-      // 2 upstreams × 5 pages of 1 MiB: over it, though each page and each upstream is under 8 MiB.
-      state.pages = 5;
-      const refused = await mcpPost(url, { jsonrpc: '2.0', id: 6, method: 'prompts/list' }, headers);
-      assert.equal(refused.status, 502, refused.text.slice(0, 200));
-      assert.deepEqual(refused.json, { jsonrpc: '2.0', id: 6, error: { code: -32603, message: 'the upstream server is unavailable' } });
-      const event = (await gateway.auditEvents()).find((e) => e.request_id === refused.headers.get('x-request-id'));
-      assert.equal(event?.status, 502);
-      assert.equal(event?.rejection, 'upstream_unavailable');
-      assert.equal(event?.reason, `the lists to merge are larger than ${8 * 1024 * 1024} bytes in all`);
-    } finally {
-      state.pages = 1;
-      state.pageBytes = 10;
-    }
-  });
+    it('inject, the MCP SDK client: a tools/list during the call gets the merged list, not the injected one', async () => {
+      state.variant = 'inject';
+      const client = new Client({ name: 'victim', version: '1' });
+      client.onerror = () => undefined;
+      await client.connect(new StreamableHTTPClientTransport(new URL(url), { requestInit: { headers: { authorization: `Bearer ${token}` } } }));
+      try {
+        const [listed] = await Promise.all([client.listTools(), client.callTool({ name: 'every__ask', arguments: {} })]);
+        assert.deepEqual(listed.tools.map((tool) => [tool.name, tool.description]).sort(), [
+          ['bank__ask', 'Asks.'],
+          ['every__ask', 'Asks.'],
+        ]);
+      } finally {
+        await client.close();
+      }
+    });
 
-  it('resources/read (an SSE answer read whole, to rename its URIs): the same relay — responses to other ids and forged ids dropped, requests renamed', async () => {
-    const headers = await session();
-    const response = await fetch(url, { method: 'POST', headers: { ...headers, accept: 'application/json, text/event-stream', 'content-type': 'application/json' }, body: JSON.stringify({ jsonrpc: '2.0', id: 7, method: 'resources/read', params: { uri: 'mandate+every:file:///a.txt' } }) });
-    assert.equal(response.status, 200);
-    assert.equal(await response.text(), `data: ${elicitation('mandate+every:9')}\n\ndata: ${JSON.stringify({ jsonrpc: '2.0', id: 7, result: { contents: [{ uri: 'mandate+every:file:///a.txt', text: 'a' }] } })}\n\n`);
+    it('unreadable: not JSON, a batch, another event type, a message without jsonrpc 2.0: dropped', async () => {
+      state.variant = 'unreadable';
+      const headers = await session();
+      assert.equal(await call(headers, 4), answer(4).replace('event: message\n', ''));
+    });
+
+    it('a merged list over 8 MiB in all (pages and upstreams): 502, -32603, audited upstream_unavailable with the reason', async () => {
+      const headers = await session();
+      state.pages = 3;
+      state.pageBytes = 1024 * 1024;
+      try {
+        // 2 upstreams × 3 pages of 1 MiB: under the budget.
+        const fits = await mcpPost(url, { jsonrpc: '2.0', id: 5, method: 'prompts/list' }, headers);
+        assert.equal(fits.status, 200);
+        assert.equal((fits.json!.result as { prompts: unknown[] }).prompts.length, 6);
+        // 2 upstreams × 5 pages of 1 MiB: over it, though each page and each upstream is under 8 MiB.
+        state.pages = 5;
+        const refused = await mcpPost(url, { jsonrpc: '2.0', id: 6, method: 'prompts/list' }, headers);
+        assert.equal(refused.status, 502, refused.text.slice(0, 200));
+        assert.deepEqual(refused.json, { jsonrpc: '2.0', id: 6, error: { code: -32603, message: 'the upstream server is unavailable' } });
+        const event = await gateway.waitForAudit((e) => e.request_id === refused.headers.get('x-request-id'));
+        assert.equal(event?.status, 502);
+        assert.equal(event?.rejection, 'upstream_unavailable');
+        assert.equal(event?.reason, `the lists to merge are larger than ${8 * 1024 * 1024} bytes in all`);
+      } finally {
+        state.pages = 1;
+        state.pageBytes = 10;
+      }
+    });
+
+    it('resources/read (an SSE answer read whole, to rename its URIs): the same relay — responses to other ids and forged ids dropped, requests renamed', async () => {
+      const headers = await session();
+      const response = await fetch(url, { method: 'POST', headers: { ...headers, accept: 'application/json, text/event-stream', 'content-type': 'application/json' }, body: JSON.stringify({ jsonrpc: '2.0', id: 7, method: 'resources/read', params: { uri: 'mandate+every:file:///a.txt' } }) });
+      assert.equal(response.status, 200);
+      assert.equal(await response.text(), `data: ${elicitation('mandate+every:9')}\n\ndata: ${JSON.stringify({ jsonrpc: '2.0', id: 7, result: { contents: [{ uri: 'mandate+every:file:///a.txt', text: 'a' }] } })}\n\n`);
+    });
   });
-});
+}
