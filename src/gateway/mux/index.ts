@@ -2,6 +2,7 @@ import type { Context, MiddlewareHandler } from 'hono';
 import { JSON_RPC_ERRORS, PROTOCOL_STATELESS } from '../mcp-message.ts';
 import { identityHeaders, REWRITE_BODY_LIMIT, upstreamError, upstreamHeaders, UpstreamError, type Forwarder } from '../filters/proxy.ts';
 import { GATEWAY_ERRORS, refuse } from '../filters/refuse.ts';
+import { InvalidAnswer } from '../pins/answer.ts';
 import { judgeToolList } from '../pins/forwarder.ts';
 import { ResponseTap, isEventStream, isResponse, rewriteResponse } from '../response-tap.ts';
 import { eventText, isMessageEvent, parseEvent, parseEvents } from '../sse.ts';
@@ -85,6 +86,24 @@ function relayWhole(text: string, contentType: string | undefined, upstream: str
     .filter(Boolean)
     .map((event) => `${event}\n\n`)
     .join('');
+}
+
+/**
+ * A JSON answer to a dispatched request: the response to it, written again; anything else a client
+ * would read as messages (a batch, another id, a request or notification) is refused (502,
+ * `upstream_invalid_answer`). What is not JSON is passed: no client reads a message in it.
+ */
+function onlyTheResponse(text: string, id: string | number | undefined, method: string): string {
+  let message: unknown;
+  try {
+    message = JSON.parse(text);
+  } catch {
+    return text;
+  }
+  if (Array.isArray(message)) throw new InvalidAnswer('the answer is a batch', method);
+  if (!isResponse(message)) throw new InvalidAnswer('the answer is not a JSON-RPC response', method);
+  if (id === undefined || message.id !== id || (message as { jsonrpc?: unknown }).jsonrpc !== '2.0') throw new InvalidAnswer(`a response with the id ${JSON.stringify(message.id) ?? 'undefined'}, not the request's ${JSON.stringify(id) ?? '(none)'}`, method);
+  return JSON.stringify(message);
 }
 
 /** The upstream and its own id, from the id of a client's answer to a renamed server request. */
@@ -368,8 +387,13 @@ export function multiplex(route: CompiledRoute, forwarder: Forwarder, sessions: 
           timeouts: config.timeouts,
           tap: (contentType) => new ResponseTap(contentType, request.id),
           events: (event) => renameServerRequests(event, target.upstream.name, request.id),
-          // The contents of a resource read name it by the gateway's URI, as the list did.
-          rewrite: request.method === 'resources/read' ? (text, contentType) => relayWhole(rewriteResponse(text, contentType, request.id, (result) => prefixContents(result, target.upstream.name)), contentType, target.upstream.name, request.id) : undefined,
+          // A JSON answer is read whole: it must be the call's answer (a request in it would reach the
+          // client unrenamed). The contents of a resource read name it by the gateway's URI, as the list did.
+          rewrites: (contentType) => !isEventStream(contentType) || request.method === 'resources/read',
+          rewrite: (text, contentType) => {
+            const body = request.method === 'resources/read' ? rewriteResponse(text, contentType, request.id, (result) => prefixContents(result, target.upstream.name)) : text;
+            return isEventStream(contentType) ? relayWhole(body, contentType, target.upstream.name, request.id) : onlyTheResponse(body, request.id, request.method);
+          },
           responseHeaders: { ...c.get('responseHeaders'), ...sessionHeaders(mcp.sessionId) },
           onSession: () => undefined,
           upstreamHeaders: {
