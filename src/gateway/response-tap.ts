@@ -35,6 +35,9 @@ export function mediaType(contentType: string | string[] | undefined): string | 
 }
 
 export function isEventStream(contentType: string | string[] | undefined): boolean {
+  // The usual spellings first: this runs for every proxied answer.
+  if (contentType === 'text/event-stream') return true;
+  if (contentType === 'application/json') return false;
   return mediaType(contentType) === 'text/event-stream';
 }
 

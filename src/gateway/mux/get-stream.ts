@@ -1,4 +1,5 @@
 import { upstreamError } from '../filters/proxy.ts';
+import { isEventStream } from '../response-tap.ts';
 import { SseParser, isMessageEvent } from '../sse.ts';
 import type { MuxUpstream } from './upstream-client.ts';
 
@@ -61,8 +62,8 @@ export async function openStream(fetchImpl: typeof fetch, upstream: MuxUpstream,
   } finally {
     clearTimeout(timer);
   }
-  const contentType = (response.headers.get('content-type') ?? '').toLowerCase();
-  if (response.status === 200 && contentType.startsWith('text/event-stream') && response.body) return { upstream, body: response.body, abort };
+  const contentType = response.headers.get('content-type') ?? '';
+  if (response.status === 200 && isEventStream(contentType) && response.body) return { upstream, body: response.body, abort };
   await response.body?.cancel().catch(() => undefined);
   return response.status === 405 ? { upstream, status: 405 } : { upstream, failed: `GET answered ${response.status}${response.status === 200 ? ` ${contentType || 'without a content type'}` : ''}` };
 }
