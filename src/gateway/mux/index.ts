@@ -3,7 +3,7 @@ import { JSON_RPC_ERRORS, PROTOCOL_STATELESS } from '../mcp-message.ts';
 import { identityHeaders, REWRITE_BODY_LIMIT, upstreamError, upstreamHeaders, UpstreamError, type Forwarder } from '../filters/proxy.ts';
 import { GATEWAY_ERRORS, refuse } from '../filters/refuse.ts';
 import { InvalidAnswer } from '../pins/answer.ts';
-import { judgeToolList } from '../pins/forwarder.ts';
+import { IDENTITY, judgeToolList } from '../pins/forwarder.ts';
 import { ResponseTap, isEventStream, isResponse, rewriteResponse } from '../response-tap.ts';
 import { eventText, isMessageEvent, parseEvent, parseEvents } from '../sse.ts';
 import type { CompiledRoute } from '../route.ts';
@@ -398,6 +398,8 @@ export function multiplex(route: CompiledRoute, forwarder: Forwarder, sessions: 
           onSession: () => undefined,
           upstreamHeaders: {
             ...(config.identity_headers ? identityHeaders(c.get('principal')) : {}),
+            // The answer is read (its events relayed, a JSON one checked): not compressed.
+            ...IDENTITY,
             // The upstream's own session id (empty: none), and the name it knows (2026-07-28 Mcp-Name).
             ...sessionOf(map, target.upstream.name),
             'mcp-name': c.req.header('mcp-name') === undefined ? '' : target.name,

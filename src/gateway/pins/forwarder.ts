@@ -16,6 +16,13 @@ import type { CompiledPins } from './compile.ts';
  * take it for the answer to its `tools/list`. (JSON answers are therefore read whole, up to the
  * rewrite limit.)
  */
+/**
+ * The answers the gateway reads must come as sent, not compressed (RFC 9110 §12.5.3): the Node
+ * forwarder reads the upstream's bytes as they are, and a compressed body would not be read (a
+ * client's `Accept-Encoding` is replaced).
+ */
+export const IDENTITY = { 'accept-encoding': 'identity' };
+
 export function pinningForwarder(pins: CompiledPins, inner: Forwarder): Forwarder {
   return {
     async forward(c, target, hooks) {
@@ -26,6 +33,7 @@ export function pinningForwarder(pins: CompiledPins, inner: Forwarder): Forwarde
         const rewritten = (contentType: string | undefined) => own !== undefined && (rewrites?.(contentType) ?? true);
         return inner.forward(c, target, {
           ...hooks,
+          upstreamHeaders: { ...hooks.upstreamHeaders, ...IDENTITY },
           events: (event) => answerOnly(events ? events(event) : event, id),
           // JSON answers are read whole (an SSE one event by event, above, unless rewritten anyway).
           rewrites: (contentType) => !isEventStream(contentType) || rewritten(contentType),
@@ -37,7 +45,7 @@ export function pinningForwarder(pins: CompiledPins, inner: Forwarder): Forwarde
         if (hooks.rewrite) body = await hooks.rewrite(body, contentType);
         return body;
       };
-      return inner.forward(c, target, { ...hooks, rewrite });
+      return inner.forward(c, target, { ...hooks, rewrite, upstreamHeaders: { ...hooks.upstreamHeaders, ...IDENTITY } });
     },
     clientAddress: inner.clientAddress && ((c) => inner.clientAddress!(c)),
     close: () => inner.close(),
