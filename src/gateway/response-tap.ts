@@ -1,3 +1,5 @@
+import { SseParser, eventText, parseEvents, type SseEvent } from './sse.ts';
+
 /**
  * Reads the JSON-RPC outcome of a proxied response as it streams past, for the audit log, without
  * holding the stream back: a JSON body, or the server-sent events of a streamed one (where the
@@ -21,8 +23,22 @@ function outcomeOf(message: unknown, id: string | number | undefined): ResponseO
   return undefined;
 }
 
-export function isEventStream(contentType: string | undefined): boolean {
-  return (contentType ?? '').toLowerCase().startsWith('text/event-stream');
+/**
+ * The media type of a `Content-Type` value, lower-case, without parameters (RFC 9110 §8.3.1: type
+ * and subtype are case-insensitive) — as the MCP SDK client reads it, so that the gateway and the
+ * client take the same answers for SSE. A header sent twice (an array, or values joined by a comma)
+ * is neither SSE nor JSON.
+ */
+export function mediaType(contentType: string | string[] | undefined): string | undefined {
+  if (typeof contentType !== 'string') return undefined;
+  return (contentType.split(';', 1)[0] ?? '').trim().toLowerCase() || undefined;
+}
+
+export function isEventStream(contentType: string | string[] | undefined): boolean {
+  // The usual spellings first: this runs for every proxied answer.
+  if (contentType === 'text/event-stream') return true;
+  if (contentType === 'application/json') return false;
+  return mediaType(contentType) === 'text/event-stream';
 }
 
 /** Decodes a whole body at once (a non-streaming decode keeps no state between calls). */
@@ -32,7 +48,7 @@ export class ResponseTap {
   /** For SSE only: events are examined as they arrive, so their bytes are decoded as a stream. */
   private readonly decoder: TextDecoder | undefined;
   private readonly sse: boolean;
-  private text = '';
+  private readonly parser: SseParser | undefined;
   /** A JSON body's chunks, decoded once at the end: cheaper than a streaming decode per chunk. */
   private chunks: Uint8Array[] | undefined;
   private size = 0;
@@ -41,7 +57,10 @@ export class ResponseTap {
 
   constructor(contentType: string | undefined, private readonly id: string | number | undefined) {
     this.sse = isEventStream(contentType);
-    if (this.sse) this.decoder = new TextDecoder();
+    if (this.sse) {
+      this.decoder = new TextDecoder();
+      this.parser = new SseParser({ onEvent: (event) => (this.found ??= outcomeOf(tryParse(event.data), this.id)) });
+    }
   }
 
   push(chunk: Uint8Array): void {
@@ -55,18 +74,10 @@ export class ResponseTap {
       } else if (chunk.byteLength > 0) (this.chunks ??= []).push(chunk);
       return;
     }
-    this.text += this.decoder!.decode(chunk, { stream: true });
-    // Examine each complete event; keep the incomplete tail.
-    for (;;) {
-      const end = this.text.search(/\r?\n\r?\n/);
-      if (end < 0) break;
-      const event = this.text.slice(0, end);
-      this.text = this.text.slice(end).replace(/^\r?\n\r?\n/, '');
-      const data = sseData(event);
-      if (data) this.found = outcomeOf(tryParse(data), this.id);
-      if (this.found) return;
-    }
-    if (this.text.length > MAX_INSPECTED) this.text = '';
+    if (this.overflow) return;
+    this.parser!.feed(this.decoder!.decode(chunk, { stream: true }));
+    // An event larger than this is not examined: the rest of the stream is passed, unread.
+    if (this.parser!.buffered > MAX_INSPECTED) this.overflow = true;
   }
 
   finish(): ResponseOutcome {
@@ -95,38 +106,27 @@ function tryParse(text: string): unknown {
   }
 }
 
-/** The data of one SSE event (its `data:` lines joined by newlines), per the HTML event stream format. */
-function sseData(event: string): string | undefined {
-  let data: string | undefined;
-  for (const line of event.split(/\r?\n/)) {
-    if (!line.startsWith('data:')) continue;
-    const value = line.slice(line[5] === ' ' ? 6 : 5);
-    data = data === undefined ? value : `${data}\n${value}`;
-  }
-  return data;
+/** A JSON-RPC response (it has a `result` or an `error`): what a client matches to one of its requests. */
+export function isResponse(message: unknown): message is { id?: unknown; result?: unknown; error?: unknown } {
+  return typeof message === 'object' && message !== null && !Array.isArray(message) && ('result' in message || 'error' in message);
 }
 
 /**
- * Rewrites the result of the response to request `id` in a complete body (JSON or SSE), leaving
- * every other message as it was: how `tools/list` answers are filtered.
+ * Rewrites the result of every JSON-RPC response in a complete body (JSON — one message or a
+ * batch — or SSE), leaving every other message as it was: how `tools/list` answers are filtered.
+ * Every response, not only the one whose id is the request's: a client may take a response with
+ * another id (`"5"` for 5, say) for the answer to this or another of its requests. SSE is read as
+ * the client reads it and written again (LF line ends); events it cannot read are dropped.
  */
-export function rewriteResponse(body: string, contentType: string | undefined, id: string | number | undefined, rewrite: (result: unknown) => unknown): string {
-  const apply = (message: unknown): unknown => {
-    const m = message as { id?: unknown; result?: unknown };
-    return m && typeof m === 'object' && m.id === id && m.result !== undefined ? { ...m, result: rewrite(m.result) } : undefined;
+export function rewriteResponse(body: string, contentType: string | undefined, _id: string | number | undefined, rewrite: (result: unknown) => unknown): string {
+  const apply = (message: unknown): unknown => (isResponse(message) && message.result !== undefined ? { ...message, result: rewrite(message.result) } : message);
+  const applyAll = (text: string): string | undefined => {
+    const parsed = tryParse(text);
+    if (parsed === undefined) return undefined;
+    return JSON.stringify(Array.isArray(parsed) ? parsed.map(apply) : apply(parsed));
   };
-  if (!isEventStream(contentType)) {
-    const changed = apply(tryParse(body));
-    return changed === undefined ? body : JSON.stringify(changed);
-  }
-  return body
-    .split(/(\r?\n\r?\n)/)
-    .map((event) => {
-      const data = sseData(event);
-      const changed = data === undefined ? undefined : apply(tryParse(data));
-      if (changed === undefined) return event;
-      const other = event.split(/\r?\n/).filter((line) => !line.startsWith('data:'));
-      return [...other, `data: ${JSON.stringify(changed)}`].join('\n');
-    })
+  if (!isEventStream(contentType)) return applyAll(body) ?? body;
+  return parseEvents(body)
+    .map((event: SseEvent) => `${eventText({ ...event, data: applyAll(event.data) ?? event.data })}\n\n`)
     .join('');
 }

@@ -34,9 +34,9 @@ describe('gateway mux: names in a call stream', () => {
         structuredContent: { uri: 'file:///a' },
       },
     });
-    // Another request's response (not this call's) is left alone.
-    const other = event({ jsonrpc: '2.0', id: 4, result });
-    assert.equal(renameCallEvent(other, 'bank', 3, RESULT_RENAMES['tools/call']), other);
+    // Another request's response (not this call's) is dropped: the client would take it for the answer to one of its own.
+    assert.equal(renameCallEvent(event({ jsonrpc: '2.0', id: 4, result }), 'bank', 3, RESULT_RENAMES['tools/call']), '');
+    assert.equal(renameCallEvent(event({ jsonrpc: '2.0', id: '3', result }), 'bank', 3, RESULT_RENAMES['tools/call']), '', 'an id of another type is another id');
   });
 
   it("prompts/get: a message's embedded resource, one block or several", () => {
@@ -59,9 +59,14 @@ describe('gateway mux: names in a call stream', () => {
     assert.deepEqual(upstreamRequestOf(cancelled.params && (cancelled.params as { requestId: string }).requestId), { upstream: 'bank', id: 'r-1' });
   });
 
-  it('progress, a priming event without data, and data that is not JSON pass byte for byte', () => {
-    for (const raw of [event({ jsonrpc: '2.0', method: 'notifications/progress', params: { progressToken: 1, progress: 1 } }), 'id: 1\ndata: ', 'id: 2', 'data: not json']) {
+  it('progress and a priming event (empty data) pass as written; what a client would not read as a message is dropped', () => {
+    for (const raw of [event({ jsonrpc: '2.0', method: 'notifications/progress', params: { progressToken: 1, progress: 1 } }), 'id: 1\ndata: ']) {
       assert.equal(renameCallEvent(raw, 'bank', 3, RESULT_RENAMES['tools/call']), raw);
     }
+    for (const raw of ['id: 2', 'data: not json', `data: ${JSON.stringify([{ jsonrpc: '2.0', id: 0, method: 'elicitation/create' }])}`, `event: other\ndata: ${JSON.stringify({ jsonrpc: '2.0', id: 3, result: {} })}`]) {
+      assert.equal(renameCallEvent(raw, 'bank', 3, RESULT_RENAMES['tools/call']), '', raw);
+    }
+    // An id the gateway would give: an upstream's own is dropped (it would send the client's answer to another upstream).
+    assert.equal(renameCallEvent(event({ jsonrpc: '2.0', id: 'mandate+other:5', method: 'elicitation/create', params: {} }), 'bank', 3), '');
   });
 });

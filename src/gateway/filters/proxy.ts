@@ -1,6 +1,7 @@
 import type { Context, MiddlewareHandler } from 'hono';
 import type { RouteConfig } from '../../config/gateway-schema.ts';
 import { ResponseTap, isEventStream, rewriteResponse } from '../response-tap.ts';
+import { SseParser, eventText } from '../sse.ts';
 import type { GatewayAuditEvent, GatewayEnv, Principal } from '../types.ts';
 import { SessionStoreUnavailable, type SessionStore } from '../sessions.ts';
 import { GATEWAY_ERRORS, refuse } from './refuse.ts';
@@ -62,11 +63,14 @@ export interface ForwardHooks {
    * With `events` too, an SSE answer is not buffered: it goes through `events` instead.
    */
   rewrite?: (body: string, contentType: string | undefined) => string | Promise<string>;
+  /** Which successful answers `rewrite` takes, by content type (default: every one); the others stream through. */
+  rewrites?: (contentType: string | undefined) => boolean;
   /**
-   * An SSE answer passed on event by event through this (each event as the upstream sent it, its
-   * blank-line delimiter kept); JSON answers are not. The multiplexer renames the upstream's own
-   * requests and the resource URIs of the result in a call's stream with it (and those of a JSON
-   * answer with `rewrite`).
+   * An SSE answer passed on event by event through this (each event as the gateway read it, written
+   * again with LF line ends, without its blank line; '' drops it); JSON answers and rewritten ones
+   * are not. The multiplexer renames the upstream's own requests and the resource URIs of the result
+   * in a call's stream with it (and those of a JSON answer with `rewrite`); tool pinning drops
+   * responses that do not answer the request.
    */
   events?: (event: string) => string;
   tap: (contentType: string | undefined) => ResponseTap;
@@ -111,34 +115,48 @@ export async function readLimited(body: ReadableStream<Uint8Array> | null, limit
   return new TextDecoder().decode(all);
 }
 
-/** Rewrites an SSE stream event by event as its chunks arrive: a complete event goes on at once, a partial one waits for its end. */
+/**
+ * Rewrites an SSE stream event by event as its chunks arrive: a complete event goes on at once, a
+ * partial one waits for its end. Events are read as the client reads them (src/gateway/sse.ts: CR,
+ * LF or CRLF line ends) and written again with LF line ends, so the client gets exactly the events
+ * the hook saw; comments (keep-alives) and `retry` pass, an event the stream ends in the middle of is
+ * dropped (a client would not dispatch it either).
+ */
 export class SseEventRewriter {
-  private pending = '';
+  private out = '';
+  private readonly parser: SseParser;
   private readonly decoder = new TextDecoder();
   private readonly encoder = new TextEncoder();
 
-  constructor(private readonly rewrite: (event: string) => string) {}
+  /** `rewrite` gets each event as {@link eventText} writes it, and returns it (changed), or '' to drop it. */
+  constructor(rewrite: (event: string) => string) {
+    this.parser = new SseParser({
+      onEvent: (event) => {
+        const text = rewrite(eventText(event));
+        if (text) this.out += `${text}\n\n`;
+      },
+      onComment: (comment) => (this.out += `: ${comment}\n\n`),
+      onRetry: (ms) => (this.out += `retry: ${ms}\n\n`),
+    });
+  }
 
   /** The complete events so far, rewritten; throws an UpstreamError when an event grows past the rewrite limit. */
   push(chunk: Uint8Array): Uint8Array {
-    this.pending += this.decoder.decode(chunk, { stream: true });
-    let out = '';
-    let start = 0;
-    const boundary = /\r?\n\r?\n/g;
-    for (let match = boundary.exec(this.pending); match; match = boundary.exec(this.pending)) {
-      out += this.rewrite(this.pending.slice(start, match.index)) + match[0];
-      start = match.index + match[0].length;
-    }
-    this.pending = this.pending.slice(start);
-    if (this.pending.length > REWRITE_BODY_LIMIT) throw new UpstreamError(502, 'upstream_unavailable', 'an event to rewrite is too large');
-    return this.encoder.encode(out);
+    this.parser.feed(this.decoder.decode(chunk, { stream: true }));
+    if (this.parser.buffered > REWRITE_BODY_LIMIT) throw new UpstreamError(502, 'upstream_unavailable', 'an event to rewrite is too large');
+    return this.take();
   }
 
-  /** What is left at the end of the stream (an event without its closing blank line), rewritten. */
+  /** What is left at the end of the stream: an event without its closing blank line is not one. */
   flush(): Uint8Array {
-    const rest = this.pending + this.decoder.decode();
-    this.pending = '';
-    return this.encoder.encode(rest ? this.rewrite(rest) : '');
+    this.parser.feed(this.decoder.decode());
+    return this.take();
+  }
+
+  private take(): Uint8Array {
+    const out = this.out;
+    this.out = '';
+    return this.encoder.encode(out);
   }
 }
 
@@ -152,7 +170,7 @@ export interface Forwarder {
 
 /** Thrown by forwarders for upstream failures; the status is 502 or 504. */
 export class UpstreamError extends Error {
-  constructor(readonly status: 502 | 504, readonly rejection: 'upstream_unavailable' | 'upstream_timeout' | 'upstream_dpop_nonce', message: string) {
+  constructor(readonly status: 502 | 504, readonly rejection: 'upstream_unavailable' | 'upstream_timeout' | 'upstream_dpop_nonce' | 'upstream_invalid_answer', message: string) {
     super(message);
   }
 
@@ -475,7 +493,7 @@ export function fetchForwarder(fetchImpl: typeof fetch = fetch, options: FetchFo
       audit.upstream_latency_ms = Math.round((performance.now() - started) * 1000) / 1000;
       const contentType = response.headers.get('content-type') ?? undefined;
       const outHeaders = clientHeaders(headerEntries(response.headers), hooks.responseHeaders, hooks.dropCookie);
-      if (hooks.rewrite && response.ok && !(hooks.events && isEventStream(contentType))) {
+      if (hooks.rewrite && response.ok && (hooks.rewrites?.(contentType) ?? true)) {
         const body = await hooks.rewrite(await readLimited(response.body), contentType);
         delete outHeaders['content-length'];
         const tap = hooks.tap(contentType);
@@ -511,36 +529,40 @@ export function fetchForwarder(fetchImpl: typeof fetch = fetch, options: FetchFo
         reader &&
         new ReadableStream<Uint8Array>({
           async pull(controller) {
-            let chunk: ReadableStreamReadResult<Uint8Array>;
-            try {
-              chunk = await reader.read();
-            } catch (error) {
-              // Mid-stream failure: the status is already sent; cut the stream so the client notices.
-              if (end({ decision: 'error', rejection: 'upstream_interrupted', reason: (error as Error)?.message ?? String(error) })) controller.error(error);
-              return;
-            }
-            if (chunk.done) {
-              const rest = rewriter?.flush();
-              if (rest?.byteLength) {
-                tap.push(rest);
-                controller.enqueue(rest);
-              }
-              if (end(tap.finish())) controller.close();
-              return;
-            }
-            let bytes = chunk.value;
-            if (rewriter) {
+            // A chunk the rewriter keeps (part of an event) or drops gives nothing: read on, or the reader waits for a pull that never comes.
+            for (;;) {
+              let chunk: ReadableStreamReadResult<Uint8Array>;
               try {
-                bytes = rewriter.push(chunk.value);
+                chunk = await reader.read();
               } catch (error) {
-                if (end({ decision: 'error', rejection: 'upstream_interrupted', reason: (error as Error).message })) controller.error(error);
-                void reader.cancel(error).catch(() => undefined);
+                // Mid-stream failure: the status is already sent; cut the stream so the client notices.
+                if (end({ decision: 'error', rejection: 'upstream_interrupted', reason: (error as Error)?.message ?? String(error) })) controller.error(error);
                 return;
               }
-              if (bytes.byteLength === 0) return;
+              if (chunk.done) {
+                const rest = rewriter?.flush();
+                if (rest?.byteLength) {
+                  tap.push(rest);
+                  controller.enqueue(rest);
+                }
+                if (end(tap.finish())) controller.close();
+                return;
+              }
+              let bytes = chunk.value;
+              if (rewriter) {
+                try {
+                  bytes = rewriter.push(chunk.value);
+                } catch (error) {
+                  if (end({ decision: 'error', rejection: 'upstream_interrupted', reason: (error as Error).message })) controller.error(error);
+                  void reader.cancel(error).catch(() => undefined);
+                  return;
+                }
+                if (bytes.byteLength === 0) continue;
+              }
+              tap.push(bytes);
+              controller.enqueue(bytes);
+              return;
             }
-            tap.push(bytes);
-            controller.enqueue(bytes);
           },
           cancel: clientClosed,
         });

@@ -1,5 +1,7 @@
 import { upstreamError } from '../filters/proxy.ts';
-import { eventData, relayedMessage } from './names.ts';
+import { isEventStream } from '../response-tap.ts';
+import { SseParser, isMessageEvent } from '../sse.ts';
+import { relayedMessage } from './names.ts';
 import type { MuxUpstream } from './upstream-client.ts';
 
 /** The largest event the gateway reads from an upstream's GET stream; a larger one ends that upstream's stream. */
@@ -31,8 +33,8 @@ export async function openStream(fetchImpl: typeof fetch, upstream: MuxUpstream,
   } finally {
     clearTimeout(timer);
   }
-  const contentType = (response.headers.get('content-type') ?? '').toLowerCase();
-  if (response.status === 200 && contentType.startsWith('text/event-stream') && response.body) return { upstream, body: response.body, abort };
+  const contentType = response.headers.get('content-type') ?? '';
+  if (response.status === 200 && isEventStream(contentType) && response.body) return { upstream, body: response.body, abort };
   await response.body?.cancel().catch(() => undefined);
   return response.status === 405 ? { upstream, status: 405 } : { upstream, failed: `GET answered ${response.status}${response.status === 200 ? ` ${contentType || 'without a content type'}` : ''}` };
 }
@@ -55,7 +57,22 @@ export interface MergedEnd {
  */
 export function mergeStreams(streams: { upstream: MuxUpstream; body: ReadableStream<Uint8Array>; abort: AbortController }[], onEnd: (end: MergedEnd) => void): ReadableStream<Uint8Array> {
   const encoder = new TextEncoder();
-  const sources = streams.map((stream) => ({ ...stream, reader: stream.body.getReader(), decoder: new TextDecoder(), pending: '', open: true }));
+  let out = '';
+  /** Each event rewritten by relayedMessage; other event types (an MCP client skips them), comments and what is not JSON: nothing. */
+  const relay = (upstream: string) =>
+    new SseParser({
+      onEvent: (event) => {
+        if (!isMessageEvent(event)) return;
+        let relayed: Record<string, unknown> | undefined;
+        try {
+          relayed = relayedMessage(JSON.parse(event.data), upstream);
+        } catch {
+          relayed = undefined;
+        }
+        if (relayed) out += `event: message\ndata: ${JSON.stringify(relayed)}\n\n`;
+      },
+    });
+  const sources = streams.map((stream) => ({ ...stream, reader: stream.body.getReader(), decoder: new TextDecoder(), parser: relay(stream.upstream.name), open: true }));
   type Source = (typeof sources)[number];
   type Read = { source: Source; chunk?: ReadableStreamReadResult<Uint8Array>; error?: unknown };
   const reads = new Map<Source, Promise<Read>>();
@@ -69,25 +86,11 @@ export function mergeStreams(streams: { upstream: MuxUpstream; body: ReadableStr
   };
   /** The complete events of a source so far, rewritten; the partial one waits for its end. */
   const events = (source: Source, text: string): string => {
-    source.pending += text;
-    let out = '';
-    let start = 0;
-    const boundary = /\r?\n\r?\n/g;
-    for (let match = boundary.exec(source.pending); match; match = boundary.exec(source.pending)) {
-      const data = eventData(source.pending.slice(start, match.index));
-      start = match.index + match[0].length;
-      if (data === undefined) continue;
-      let relayed: Record<string, unknown> | undefined;
-      try {
-        relayed = relayedMessage(JSON.parse(data), source.upstream.name);
-      } catch {
-        relayed = undefined;
-      }
-      if (relayed) out += `event: message\ndata: ${JSON.stringify(relayed)}\n\n`;
-    }
-    source.pending = source.pending.slice(start);
-    if (source.pending.length > MAX_EVENT) throw new Error('an event is too large');
-    return out;
+    source.parser.feed(text);
+    if (source.parser.buffered > MAX_EVENT) throw new Error('an event is too large');
+    const relayed = out;
+    out = '';
+    return relayed;
   };
   return new ReadableStream<Uint8Array>({
     async pull(controller) {
@@ -111,14 +114,14 @@ export function mergeStreams(streams: { upstream: MuxUpstream; body: ReadableStr
         const { source, chunk, error } = await Promise.race(reads.values());
         reads.delete(source);
         if (done) return;
-        let out = '';
+        let text = '';
         try {
           if (error !== undefined) throw error;
           if (chunk!.done) {
             source.open = false;
             continue;
           }
-          out = events(source, source.decoder.decode(chunk!.value, { stream: true }));
+          text = events(source, source.decoder.decode(chunk!.value, { stream: true }));
         } catch (failure) {
           // One upstream breaking off ends its part only; the audit event says which and why.
           source.open = false;
@@ -126,8 +129,8 @@ export function mergeStreams(streams: { upstream: MuxUpstream; body: ReadableStr
           void source.reader.cancel(failure).catch(() => undefined);
           continue;
         }
-        if (out) {
-          controller.enqueue(encoder.encode(out));
+        if (text) {
+          controller.enqueue(encoder.encode(text));
           return;
         }
       }

@@ -1,14 +1,14 @@
 import type { Context, MiddlewareHandler } from 'hono';
 import { JSON_RPC_ERRORS, PROTOCOL_STATELESS } from '../mcp-message.ts';
-import { identityHeaders, upstreamError, upstreamHeaders, UpstreamError, type Forwarder } from '../filters/proxy.ts';
+import { identityHeaders, REWRITE_BODY_LIMIT, upstreamError, upstreamHeaders, UpstreamError, type Forwarder } from '../filters/proxy.ts';
 import { GATEWAY_ERRORS, refuse } from '../filters/refuse.ts';
-import { judgeToolList } from '../pins/forwarder.ts';
-import { ResponseTap, rewriteResponse } from '../response-tap.ts';
+import { IDENTITY, judgeToolList } from '../pins/forwarder.ts';
+import { ResponseTap, isEventStream, rewriteResponse } from '../response-tap.ts';
 import type { CompiledRoute } from '../route.ts';
 import { SessionStoreUnavailable, type SessionStore, type UpstreamSessions } from '../sessions.ts';
 import type { GatewayEnv } from '../types.ts';
 import { mergeStreams, openStream } from './get-stream.ts';
-import { gatewayName, renameCallEvent, RESOURCE_SCHEME_PREFIX, RESULT_RENAMES, upstreamRequestOf } from './names.ts';
+import { gatewayName, onlyTheResponse, renameCallEvent, RESOURCE_SCHEME_PREFIX, RESULT_RENAMES, upstreamRequestOf } from './names.ts';
 import { exchange, type MuxUpstream, type UpstreamAnswer } from './upstream-client.ts';
 
 /** The MCP revisions the gateway negotiates in its own `initialize` answer, newest first (as the SDK: the client's if known, else the newest). */
@@ -33,6 +33,32 @@ const DISPATCHED: Record<string, 'name' | 'uri'> = {
   'resources/subscribe': 'uri',
   'resources/unsubscribe': 'uri',
 };
+
+/** A merged list over its byte budget: the whole list is refused (502), not one upstream left out. */
+class ListTooLarge extends UpstreamError {
+  constructor(limit: number) {
+    super(502, 'upstream_unavailable', `the lists to merge are larger than ${limit} bytes in all`);
+  }
+}
+
+/** `fetchImpl` with the bodies of all its answers counted against one budget: reading past it fails with {@link ListTooLarge}. */
+function budgetedFetch(fetchImpl: typeof fetch, limit: number): typeof fetch {
+  let left = limit;
+  return async (input, init) => {
+    const response = await fetchImpl(input, init);
+    if (!response.body || [101, 204, 205, 304].includes(response.status)) return response;
+    const body = response.body.pipeThrough(
+      new TransformStream<Uint8Array, Uint8Array>({
+        transform(chunk, controller) {
+          left -= chunk.byteLength;
+          if (left < 0) controller.error(new ListTooLarge(limit));
+          else controller.enqueue(chunk);
+        },
+      }),
+    );
+    return new Response(body, { status: response.status, statusText: response.statusText, headers: response.headers });
+  };
+}
 
 interface JsonRpcRequest {
   jsonrpc: '2.0';
@@ -211,6 +237,8 @@ export function multiplex(route: CompiledRoute, forwarder: Forwarder, sessions: 
     const map = await upstreamSessions(c);
     const headers = baseHeaders(c);
     const failures: string[] = [];
+    // One byte budget for every page of every upstream, as a one-upstream route's answer has.
+    const counted = budgetedFetch(fetchImpl, REWRITE_BODY_LIMIT);
     const merged = await Promise.all(
       upstreams.map(async (upstream) => {
         if (map && !(upstream.name in map)) return [];
@@ -218,7 +246,7 @@ export function multiplex(route: CompiledRoute, forwarder: Forwarder, sessions: 
         let cursor: string | undefined;
         try {
           for (let page = 0; page < MAX_PAGES; page++) {
-            const reply: UpstreamAnswer = await exchange(fetchImpl, upstream, {
+            const reply: UpstreamAnswer = await exchange(counted, upstream, {
               method: 'POST',
               headers: { ...headers, ...sessionOf(map, upstream.name) },
               timeoutMs: config.timeouts.response_ms,
@@ -236,6 +264,7 @@ export function multiplex(route: CompiledRoute, forwarder: Forwarder, sessions: 
             if (!cursor) break;
           }
         } catch (error) {
+          if (error instanceof ListTooLarge) throw error;
           failures.push(`${upstream.name}: ${(error as Error).message}`);
         }
         return items.map((item) => {
@@ -288,15 +317,22 @@ export function multiplex(route: CompiledRoute, forwarder: Forwarder, sessions: 
         {
           timeouts: config.timeouts,
           tap: (contentType) => new ResponseTap(contentType, request.id),
-          // An SSE answer event by event (progress and the upstream's own requests go on at once),
-          // a JSON one whole: the result names resources by the gateway's URIs (read contents,
-          // resource links and embedded resources), so the client's next read reaches this upstream.
+          // An SSE answer streams event by event (progress and the upstream's own requests go on at
+          // once); a JSON one is read whole: it must be the call's answer (a request in it would reach
+          // the client unrenamed). Either way the result names resources by the gateway's URIs (read
+          // contents, resource links, embedded resources), so the client's next read reaches this upstream.
           events: (event) => renameCallEvent(event, target.upstream.name, request.id, renameResult),
-          rewrite: renameResult ? (text, contentType) => rewriteResponse(text, contentType, request.id, (result) => renameResult(result, target.upstream.name)) : undefined,
+          rewrites: (contentType) => !isEventStream(contentType),
+          rewrite: (text) => {
+            const only = onlyTheResponse(text, request.id, request.method);
+            return renameResult ? rewriteResponse(only, 'application/json', request.id, (result) => renameResult(result, target.upstream.name)) : only;
+          },
           responseHeaders: { ...c.get('responseHeaders'), ...sessionHeaders(mcp.sessionId) },
           onSession: () => undefined,
           upstreamHeaders: {
             ...(config.identity_headers ? identityHeaders(c.get('principal')) : {}),
+            // The answer is read (its events relayed, a JSON one checked): not compressed.
+            ...IDENTITY,
             // The upstream's own session id (empty: none), and the name it knows (2026-07-28 Mcp-Name).
             ...sessionOf(map, target.upstream.name),
             'mcp-name': c.req.header('mcp-name') === undefined ? '' : target.name,

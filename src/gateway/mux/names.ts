@@ -4,6 +4,9 @@
  * `mandate+<upstream>:<the upstream's URI or id>` (docs/gateway.md "Several MCP servers behind one
  * route"). Resource URIs are opaque and may collide between servers; a scheme prefix keeps them apart.
  */
+import { InvalidAnswer } from '../pins/answer.ts';
+import { isResponse } from '../response-tap.ts';
+import { eventText, isMessageEvent, parseEvent } from '../sse.ts';
 
 /** The prefix of a name the gateway gives: `mandate+<upstream>:`. */
 export const RESOURCE_SCHEME_PREFIX = 'mandate+';
@@ -66,6 +69,8 @@ export function relayedMessage(message: unknown, upstream: string): Json | undef
   const params = isObject(message.params) ? message.params : undefined;
   if (message.id !== undefined) {
     if (typeof message.id !== 'string' && typeof message.id !== 'number') return undefined;
+    // Only the gateway names ids so: an upstream's own would send the client's answer to another upstream.
+    if (typeof message.id === 'string' && message.id.startsWith(RESOURCE_SCHEME_PREFIX)) return undefined;
     return { ...message, id: gatewayName(upstream, JSON.stringify(message.id)) };
   }
   if (message.method === 'notifications/resources/updated' && typeof params?.uri === 'string') {
@@ -90,39 +95,49 @@ export function upstreamRequestOf(id: unknown): { upstream: string; id: string |
   }
 }
 
-/** The data of one SSE event (its `data:` lines joined), per the HTML event stream format; undefined without any. */
-export function eventData(event: string): string | undefined {
-  let data: string | undefined;
-  for (const line of event.split(/\r?\n/)) {
-    if (!line.startsWith('data:')) continue;
-    const value = line.slice(line[5] === ' ' ? 6 : 5);
-    data = data === undefined ? value : `${data}\n${value}`;
+/**
+ * One SSE event of a dispatched request's answer stream, as the client gets it ('' drops it): the
+ * response to the request (`id`) with its result renamed by `renameResult`; the upstream's own
+ * requests and their cancellations renamed as {@link relayedMessage} does, one whose id already
+ * looks like the gateway's dropped. Any other JSON-RPC response is dropped — the client would take
+ * it for the answer to one of its own requests (its pending `tools/list`, say) — and so is what an
+ * MCP client would not read as a message (another event type, not JSON, a batch); an event with
+ * empty data (a priming event) passes, holding no message. The event is written again as the gateway read it (../sse.ts), so the client reads nothing else.
+ */
+export function renameCallEvent(text: string, upstream: string, id: string | number | undefined, renameResult?: (result: unknown, upstream: string) => unknown): string {
+  const event = parseEvent(text);
+  if (!event || !isMessageEvent(event)) return '';
+  // A priming event (an id, empty data: MCP 2025-11-25) carries no message; the client keeps its id.
+  if (event.data === '') return eventText(event);
+  let message: unknown;
+  try {
+    message = JSON.parse(event.data);
+  } catch {
+    return '';
   }
-  return data;
+  if (isResponse(message)) {
+    if (id === undefined || message.id !== id || (message as { jsonrpc?: unknown }).jsonrpc !== '2.0') return '';
+    const renamed = renameResult && message.result !== undefined ? { ...message, result: renameResult(message.result, upstream) } : message;
+    return eventText({ ...event, data: JSON.stringify(renamed) });
+  }
+  const relayed = relayedMessage(message, upstream);
+  return relayed ? eventText({ ...event, data: JSON.stringify(relayed) }) : '';
 }
 
 /**
- * One SSE event of a dispatched request's answer stream, as the client gets it: the response to
- * the request (`id`) with its result renamed by `renameResult`, the upstream's own requests and
- * their cancellations renamed as {@link relayedMessage} does; anything else, and the event's other
- * fields (`id:`, `event:`), as the upstream sent them.
+ * A JSON answer to a dispatched request: the response to it, written again; anything else a client
+ * would read as messages (a batch, another id, a request or notification) is refused (502,
+ * `upstream_invalid_answer`). What is not JSON is passed: no client reads a message in it.
  */
-export function renameCallEvent(event: string, upstream: string, id: string | number | undefined, renameResult?: (result: unknown, upstream: string) => unknown): string {
-  const data = eventData(event);
-  if (data === undefined) return event;
+export function onlyTheResponse(text: string, id: string | number | undefined, method: string): string {
   let message: unknown;
   try {
-    message = JSON.parse(data);
+    message = JSON.parse(text);
   } catch {
-    return event;
+    return text;
   }
-  let renamed: unknown;
-  if (isObject(message) && message.method === undefined && message.id === id && message.result !== undefined) {
-    renamed = renameResult ? { ...message, result: renameResult(message.result, upstream) } : message;
-  } else {
-    renamed = relayedMessage(message, upstream) ?? message;
-  }
-  if (renamed === message) return event;
-  const lines = event.split(/\r?\n/).filter((line) => !line.startsWith('data:'));
-  return [...lines, `data: ${JSON.stringify(renamed)}`].join('\n');
+  if (Array.isArray(message)) throw new InvalidAnswer('the answer is a batch', method);
+  if (!isResponse(message)) throw new InvalidAnswer('the answer is not a JSON-RPC response', method);
+  if (id === undefined || message.id !== id || (message as { jsonrpc?: unknown }).jsonrpc !== '2.0') throw new InvalidAnswer(`a response with the id ${JSON.stringify(message.id) ?? 'undefined'}, not the request's ${JSON.stringify(id) ?? '(none)'}`, method);
+  return JSON.stringify(message);
 }

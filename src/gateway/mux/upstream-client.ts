@@ -1,4 +1,5 @@
 import { isEventStream } from '../response-tap.ts';
+import { isMessageEvent, parseEvents } from '../sse.ts';
 import { readLimited, upstreamError, UpstreamError } from '../filters/proxy.ts';
 
 /** One upstream of a multiplexed route. */
@@ -61,15 +62,8 @@ export async function exchange(
 }
 
 function findResponse(text: string, contentType: string | undefined, id: string | number): { result?: unknown; error?: UpstreamAnswer['error'] } | undefined {
-  const candidates = isEventStream(contentType)
-    ? text.split(/\r?\n\r?\n/).map((event) =>
-        event
-          .split(/\r?\n/)
-          .filter((line) => line.startsWith('data:'))
-          .map((line) => line.slice(5).replace(/^ /, ''))
-          .join('\n'),
-      )
-    : [text];
+  // Read as an MCP client reads it (src/gateway/sse.ts): CR, LF or CRLF line ends, events of type `message`.
+  const candidates = isEventStream(contentType) ? parseEvents(text).filter(isMessageEvent).map((event) => event.data) : [text];
   for (const candidate of candidates) {
     if (!candidate) continue;
     let parsed: unknown;

@@ -3,7 +3,7 @@ import type { Context } from 'hono';
 import { RESPONSE_ALREADY_SENT } from '@hono/node-server/utils/response';
 import { Pool, type Dispatcher } from 'undici';
 import { REWRITE_BODY_LIMIT, SseEventRewriter, UpstreamError, clientHeadersOf, setUpstreamHeaders, nonceRetryRefused, upstreamError, upstreamHeadersOf, upstreamNonceDemand, type ForwardHooks, type Forwarder, type UpstreamTarget } from '../filters/proxy.ts';
-import type { ResponseTap } from '../response-tap.ts';
+import { isEventStream, type ResponseTap } from '../response-tap.ts';
 import type { GatewayAuditEvent, GatewayEnv } from '../types.ts';
 
 interface NodeBindings {
@@ -246,20 +246,20 @@ class Forwarding implements Dispatcher.DispatchHandler {
     const contentType = responseHeaders['content-type'] as string | undefined;
     this.contentType = contentType;
     this.tap = hooks.tap(contentType);
-    // With `events` too, an SSE answer streams through it instead of being buffered (ForwardHooks).
-    if (hooks.rewrite && statusCode < 300 && !(hooks.events && contentType?.startsWith('text/event-stream'))) {
+    if (hooks.rewrite && statusCode < 300 && (hooks.rewrites?.(contentType) ?? true)) {
       this.buffered = [];
       this.upstreamHeadersSeen = responseHeaders;
       return;
     }
     const outHeaders = clientHeadersOf(responseHeaders, hooks.responseHeaders, hooks.dropCookie);
-    if (hooks.events && contentType?.startsWith('text/event-stream')) {
+    const eventStream = isEventStream(contentType);
+    if (hooks.events && eventStream) {
       this.rewriter = new SseEventRewriter(hooks.events);
       delete outHeaders['content-length'];
     }
     outgoing.writeHead(statusCode, outHeaders);
     // Headers go out at once, so an SSE client sees the stream open before the first event.
-    if (contentType?.startsWith('text/event-stream')) outgoing.flushHeaders();
+    if (eventStream) outgoing.flushHeaders();
   }
 
   private data(ctrl: Dispatcher.DispatchController, chunk: Buffer): void {
