@@ -5,6 +5,7 @@ import { GATEWAY_ERRORS, refuse } from '../filters/refuse.ts';
 import { IDENTITY, judgeToolList } from '../pins/forwarder.ts';
 import { ResponseTap, isEventStream, rewriteResponse } from '../response-tap.ts';
 import type { CompiledRoute } from '../route.ts';
+import { sha256 } from '../../core/encoding.ts';
 import { SessionStoreUnavailable, type SessionStore, type UpstreamSessions } from '../sessions.ts';
 import type { GatewayEnv } from '../types.ts';
 import { mergeStreams, openStream } from './get-stream.ts';
@@ -144,23 +145,11 @@ export function multiplex(route: CompiledRoute, forwarder: Forwarder, sessions: 
   const clientGone = (c: Context<GatewayEnv>): boolean => c.req.raw.signal?.aborted === true;
   const gone = (c: Context<GatewayEnv>) => refuse(c, { status: 499, code: GATEWAY_ERRORS.unavailable, message: 'the client went away', rejection: 'client_closed', reason: 'the client went away before the answer', decision: 'error' });
 
-  /** Each upstream's session for the client's gateway session; undefined when the client has none (2026-07-28, or before initialize). */
-  const upstreamSessions = async (c: Context<GatewayEnv>): Promise<UpstreamSessions | undefined> => {
-    const sessionId = c.get('mcp').sessionId;
-    if (sessionId === undefined) return undefined;
-    // The protection filter has checked the session is the caller's; its upstream sessions were stored with it.
-    return (await sessions.upstreams?.(sessionId)) ?? {};
-  };
-
-  const initialize = async (c: Context<GatewayEnv>, request: JsonRpcRequest) => {
-    if (clientGone(c)) return gone(c);
-    const params = request.params ?? {};
-    const requested = typeof params.protocolVersion === 'string' ? params.protocolVersion : undefined;
-    const accepted = config.protocol_versions ?? MUX_PROTOCOL_VERSIONS;
-    const protocolVersion = requested && accepted.includes(requested) ? requested : (MUX_PROTOCOL_VERSIONS.find((v) => accepted.includes(v)) ?? accepted[0]!);
+  /** Opens a session at every upstream at once, in parallel (`initialize`, then `notifications/initialized`); what failed says why. */
+  const openUpstreams = (c: Context<GatewayEnv>, params: Record<string, unknown>, protocolVersion: string) => {
     const headers = { ...baseHeaders(c), 'mcp-protocol-version': protocolVersion };
     const timeoutMs = config.timeouts.response_ms;
-    const opened = await Promise.all(
+    return Promise.all(
       upstreams.map(async (upstream) => {
         try {
           const init = await exchange(fetchImpl, upstream, { method: 'POST', headers, timeoutMs, message: { jsonrpc: '2.0', id: 0, method: 'initialize', params: { ...params, protocolVersion } } });
@@ -176,6 +165,89 @@ export function multiplex(route: CompiledRoute, forwarder: Forwarder, sessions: 
         }
       }),
     );
+  };
+
+  /** Ends the upstream sessions of `map` (those that have one), ignoring failures. */
+  const releaseSessions = (c: Context<GatewayEnv>, map: UpstreamSessions) =>
+    Promise.all(
+      upstreams
+        .filter((upstream) => map[upstream.name]?.session)
+        .map((upstream) => exchange(fetchImpl, upstream, { method: 'DELETE', headers: { ...baseHeaders(c), ...sessionOf(map, upstream.name) }, timeoutMs: config.timeouts.response_ms }).catch(() => undefined)),
+    );
+
+  /** The session-store key of a caller's own upstream sessions for requests without a gateway session (the route, the caller's subject and client). */
+  const callerKey = async (c: Context<GatewayEnv>) => {
+    const principal = c.get('principal');
+    return `stateless:${await sha256(JSON.stringify([config.path, principal.sub, principal.clientId ?? '']))}`;
+  };
+
+  /**
+   * A request without a gateway session (a client on the stateless revision, 2026-07-28): every
+   * upstream is still spoken to in the revision it negotiated, and an upstream on an older revision
+   * needs a session. So each caller (route, subject, client) has upstream sessions of their own,
+   * opened on the first request that needs them and kept in the session store under a key derived
+   * from the caller, with the binding's idle lifetime — any replica uses them. Opened with an
+   * upstream missing, they serve this request only (ended once it is answered), so a later request
+   * tries that upstream again. An upstream that answers 404 (it lost the session) has them forgotten:
+   * the next request opens new ones.
+   */
+  const callerSessions = async (c: Context<GatewayEnv>): Promise<UpstreamSessions> => {
+    const principal = c.get('principal');
+    const owner = { sub: principal.sub, clientId: principal.clientId };
+    const key = await callerKey(c);
+    if ((await sessions.check(key, owner)) === 'own') {
+      const known = await sessions.upstreams!(key);
+      if (known) return known;
+    }
+    const protocolVersion = c.get('mcp').protocolVersion || MUX_PROTOCOL_VERSIONS[0]!;
+    const opened = await openUpstreams(c, { capabilities: {}, clientInfo: serverInfo }, protocolVersion);
+    const map: UpstreamSessions = {};
+    for (const one of opened) if ('sessionId' in one) map[one.upstream.name] = { session: one.sessionId!, ...(one.protocol ? { protocol: one.protocol } : {}) };
+    const failed = opened.filter((one) => 'failed' in one);
+    if (failed.length === upstreams.length) throw new UpstreamError(502, 'upstream_unavailable', failed.map((one) => `${one.upstream.name}: ${one.failed}`).join('; '));
+    if (failed.length > 0) {
+      c.get('audit').reason = `left out: ${failed.map((one) => `${one.upstream.name} (${one.failed})`).join('; ')}`;
+      const finished = c.get('finished');
+      if (finished) void finished.then(() => releaseSessions(c, map));
+      else await releaseSessions(c, map);
+      return map;
+    }
+    try {
+      await sessions.bind(key, owner);
+      await sessions.setUpstreams!(key, map);
+    } catch (error) {
+      await releaseSessions(c, map);
+      throw error;
+    }
+    return map;
+  };
+
+  /** After an answer from `upstream` with `status`: a 404 to a caller's kept session means the upstream lost it (forgotten, reopened next time). */
+  const sessionLost = async (c: Context<GatewayEnv>, status: number | undefined) => {
+    if (status !== 404 || c.get('mcp').sessionId !== undefined) return;
+    await sessions.end(await callerKey(c));
+  };
+
+  /**
+   * Each upstream's session for the request: those of the client's gateway session, or — a client
+   * without one (2026-07-28) — the caller's own ({@link callerSessions}). Undefined before a
+   * client of a revision with sessions has one (its initialize).
+   */
+  const upstreamSessions = async (c: Context<GatewayEnv>): Promise<UpstreamSessions | undefined> => {
+    const mcp = c.get('mcp');
+    const sessionId = mcp.sessionId;
+    if (sessionId === undefined) return mcp.protocolVersion >= PROTOCOL_STATELESS ? callerSessions(c) : undefined;
+    // The protection filter has checked the session is the caller's; its upstream sessions were stored with it.
+    return (await sessions.upstreams?.(sessionId)) ?? {};
+  };
+
+  const initialize = async (c: Context<GatewayEnv>, request: JsonRpcRequest) => {
+    if (clientGone(c)) return gone(c);
+    const params = request.params ?? {};
+    const requested = typeof params.protocolVersion === 'string' ? params.protocolVersion : undefined;
+    const accepted = config.protocol_versions ?? MUX_PROTOCOL_VERSIONS;
+    const protocolVersion = requested && accepted.includes(requested) ? requested : (MUX_PROTOCOL_VERSIONS.find((v) => accepted.includes(v)) ?? accepted[0]!);
+    const opened = await openUpstreams(c, params, protocolVersion);
     const failed = opened.filter((one) => 'failed' in one);
     if (failed.length === upstreams.length) {
       throw new UpstreamError(502, 'upstream_unavailable', failed.map((one) => `${one.upstream.name}: ${one.failed}`).join('; '));
@@ -202,12 +274,7 @@ export function multiplex(route: CompiledRoute, forwarder: Forwarder, sessions: 
       }
     }
     // Upstream sessions nobody will hold (a stateless revision, or a store that cannot keep them) are ended at once.
-    const release = () =>
-      Promise.all(
-        upstreams
-          .filter((upstream) => map[upstream.name]?.session)
-          .map((upstream) => exchange(fetchImpl, upstream, { method: 'DELETE', headers: { ...baseHeaders(c), ...sessionOf(map, upstream.name) }, timeoutMs }).catch(() => undefined)),
-      );
+    const release = () => releaseSessions(c, map);
     // The client left while the upstream sessions opened: nobody will hold them.
     if (clientGone(c)) {
       await release();
@@ -237,6 +304,7 @@ export function multiplex(route: CompiledRoute, forwarder: Forwarder, sessions: 
     const map = await upstreamSessions(c);
     const headers = baseHeaders(c);
     const failures: string[] = [];
+    let lost = false;
     // One byte budget for every page of every upstream, as a one-upstream route's answer has.
     const counted = budgetedFetch(fetchImpl, REWRITE_BODY_LIMIT);
     const merged = await Promise.all(
@@ -254,6 +322,7 @@ export function multiplex(route: CompiledRoute, forwarder: Forwarder, sessions: 
             });
             // An upstream without the capability answers -32601: nothing to merge.
             if (reply.error || reply.status >= 300) {
+              if (reply.status === 404) lost = true;
               if (reply.error?.code !== JSON_RPC_ERRORS.methodNotFound) failures.push(`${upstream.name}: ${reply.error?.message ?? reply.status}`);
               break;
             }
@@ -274,6 +343,7 @@ export function multiplex(route: CompiledRoute, forwarder: Forwarder, sessions: 
         });
       }),
     );
+    if (lost) await sessionLost(c, 404);
     const audit = c.get('audit');
     // One upstream down does not hide the others; the answer is audited with what is missing.
     if (failures.length > 0) audit.reason = `not listed: ${failures.join('; ')}`;
@@ -339,6 +409,7 @@ export function multiplex(route: CompiledRoute, forwarder: Forwarder, sessions: 
           },
         },
       );
+      await sessionLost(c, c.get('audit').status ?? response.status);
       return response;
     } finally {
       if (flight) {
