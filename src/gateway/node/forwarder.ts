@@ -103,7 +103,7 @@ class Forwarding implements Dispatcher.DispatchHandler {
     this.clientGone = true;
     this.abort(new Error('the client went away'));
   };
-  private readonly onDrain = () => this.resume();
+  private onDrain: (() => void) | undefined;
 
   constructor(
     private readonly c: Context<GatewayEnv>,
@@ -119,7 +119,8 @@ class Forwarding implements Dispatcher.DispatchHandler {
   ) {
     this.audit = c.get('audit');
     this.retry = upstreamDpop ? c.get('upstreamDpopRetry') : undefined;
-    outgoing.once('close', this.onClientClose);
+    // A response closes once; every way out removes the listener (no `once` wrapper per request).
+    outgoing.on('close', this.onClientClose);
   }
 
   send(): void {
@@ -319,7 +320,7 @@ class Forwarding implements Dispatcher.DispatchHandler {
     this.tap!.push(bytes);
     if (!this.outgoing.write(bytes)) {
       this.pause();
-      this.outgoing.once('drain', this.onDrain);
+      this.outgoing.once('drain', (this.onDrain ??= () => this.resume()));
     }
   }
 
