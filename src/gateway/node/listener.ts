@@ -18,8 +18,9 @@ export interface ListenerTarget {
 }
 
 // @hono/node-server's own checks (src/url.ts): a request target and a Host it takes as they are,
-// without URL parsing. Anything else (dot segments, escapes, an odd Host) goes through the adapter,
-// which normalizes or refuses it as before.
+// without URL parsing; the target here also without `%` escapes (Hono decodes them to route) and
+// `#`. Anything else (dot segments, escapes, an odd Host) goes through the adapter, which
+// normalizes or refuses it as before.
 const PLAIN_TARGET = /^\/[!$&-;=?-[\]_a-z~]*$/;
 const DOT_SEGMENT = /\/\.\.?(?:[/?#]|$)/;
 const PLAIN_HOST = /^[a-z0-9._-]+(?::(?:[1-5]\d{3,4}|[6-9]\d{3}))?$/;
@@ -89,7 +90,7 @@ export function gatewayListener(current: () => ListenerTarget): (incoming: Incom
     const url = incoming.url ?? '';
     const host = incoming.headers.host;
     const method = incoming.method ?? '';
-    const handler = host !== undefined && METHODS.has(method) && PLAIN_HOST.test(host) && PLAIN_TARGET.test(url) && !DOT_SEGMENT.test(url) && !url.includes('%') && !url.includes('#') ? routeFor(target, url) : undefined;
+    const handler = host !== undefined && METHODS.has(method) && PLAIN_HOST.test(host) && PLAIN_TARGET.test(url) && !DOT_SEGMENT.test(url) ? routeFor(target, url) : undefined;
     if (!handler) {
       void adapter(incoming, outgoing);
       return;
