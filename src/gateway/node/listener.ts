@@ -90,13 +90,13 @@ export function gatewayListener(current: () => ListenerTarget): (incoming: Incom
     const url = incoming.url ?? '';
     const host = incoming.headers.host;
     const method = incoming.method ?? '';
-    const handler = host !== undefined && METHODS.has(method) && PLAIN_HOST.test(host) && PLAIN_TARGET.test(url) && !DOT_SEGMENT.test(url) ? routeFor(target, url) : undefined;
+    const query = url.indexOf('?');
+    const path = query < 0 ? url : url.slice(0, query);
+    const handler = host !== undefined && METHODS.has(method) && PLAIN_HOST.test(host) && PLAIN_TARGET.test(url) && !DOT_SEGMENT.test(url) ? routeFor(target, path) : undefined;
     if (!handler) {
       void adapter(incoming, outgoing);
       return;
     }
-    const query = url.indexOf('?');
-    const path = query < 0 ? url : url.slice(0, query);
     const scheme = (incoming.socket as { encrypted?: boolean }).encrypted ? 'https' : 'http';
     const request = new NodeRequest(method, `${scheme}://${host}${url}`, incoming) as unknown as Request;
     const { notFound, onError } = target.handlers;
@@ -129,9 +129,7 @@ export function gatewayListener(current: () => ListenerTarget): (incoming: Incom
 }
 
 /** The chain of the first route whose prefix the path falls under, if the fast path may take it. */
-function routeFor(target: ListenerTarget, url: string): MiddlewareHandler<GatewayEnv> | undefined {
-  const query = url.indexOf('?');
-  const path = query < 0 ? url : url.slice(0, query);
+function routeFor(target: ListenerTarget, path: string): MiddlewareHandler<GatewayEnv> | undefined {
   const { routes, metadataPaths } = target.handlers;
   if (metadataPaths.has(path) || target.isWeb?.(path)) return undefined;
   for (const route of routes) {
