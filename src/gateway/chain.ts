@@ -1,4 +1,4 @@
-import { Hono, type Context, type ErrorHandler, type Handler, type MiddlewareHandler } from 'hono';
+import { Hono, type Context, type ErrorHandler, type Handler, type MiddlewareHandler, type NotFoundHandler } from 'hono';
 import { ApprovalMemory, type ApprovalStore } from './approvals.ts';
 import { approveCalls } from './filters/approve.ts';
 import { auditRequests, type GatewayObserver } from './filters/audit.ts';
@@ -85,27 +85,45 @@ export function runChain(filters: MiddlewareHandler<GatewayEnv>[], onError: Erro
   const count = filters.length;
   return function chainHandler(c, next) {
     let index = -1;
-    const dispatch = async (i: number): Promise<void> => {
-      if (i <= index) throw new Error('next() called multiple times');
+    // Not `instanceof Response`: on Node the adapter replaces the global Response class, and the
+    // forwarder's RESPONSE_ALREADY_SENT is an instance of the original one.
+    const settle = (res: unknown): void => {
+      if (res && !c.finalized) c.res = res as Response;
+    };
+    // An error becomes onError's answer at this level, even over an answer already set.
+    const fail = (error: unknown): void | Promise<void> => {
+      if (!(error instanceof Error)) throw error;
+      c.error = error;
+      const res = onError(error, c as Context<GatewayEnv>);
+      if (isPromise(res)) return res.then((answer) => void (answer && (c.res = answer)));
+      if (res) c.res = res;
+    };
+    // Each level settles when its filter has: no async frame of its own, one promise per filter.
+    const dispatch = (i: number): Promise<void> => {
+      if (i <= index) return Promise.reject(new Error('next() called multiple times'));
       index = i;
       let res: unknown;
-      let isError = false;
       try {
-        res = i < count ? await filters[i]!(c, () => dispatch(i + 1)) : await next();
+        res = i < count ? filters[i]!(c, () => dispatch(i + 1)) : next();
       } catch (error) {
-        if (!(error instanceof Error)) throw error;
-        c.error = error;
-        res = await onError(error, c as Context<GatewayEnv>);
-        isError = true;
+        try {
+          return Promise.resolve(fail(error));
+        } catch (rethrown) {
+          return Promise.reject(rethrown);
+        }
       }
-      // Not `instanceof Response`: on Node the adapter replaces the global Response class, and the
-      // forwarder's RESPONSE_ALREADY_SENT is an instance of the original one.
-      if (res && (!c.finalized || isError)) c.res = res as Response;
+      if (res instanceof Promise) return res.then(settle, fail);
+      if (isPromise(res)) return Promise.resolve(res).then(settle, fail);
+      settle(res);
+      return RESOLVED;
     };
     // Not finalized (no filter answered): undefined, and Hono answers with the not-found handler.
     return dispatch(0).then(() => (c.finalized ? c.res : undefined));
   };
 }
+
+const RESOLVED = Promise.resolve();
+const isPromise = <T>(value: unknown): value is PromiseLike<T> => typeof (value as PromiseLike<T> | undefined)?.then === 'function';
 
 /** Never a stack trace on the wire; the audit filter has recorded the failure. */
 const internalError: ErrorHandler<GatewayEnv> = (error, c) => {
@@ -113,24 +131,58 @@ const internalError: ErrorHandler<GatewayEnv> = (error, c) => {
   return c.json({ jsonrpc: '2.0', id: null, error: { code: GATEWAY_ERRORS.unavailable, message: 'internal error' } }, 500);
 };
 
+/** A route's chain as one handler, by the path prefix it serves (`<prefix>`, `<prefix>/`, `<prefix>/…`). */
+export interface RouteHandler {
+  prefix: string;
+  handler: MiddlewareHandler<GatewayEnv>;
+  /** Whether the route has several upstreams (the multiplexer reads the web request's headers). */
+  multiplexed: boolean;
+}
+
+/** The gateway's handlers: the Hono app, and each route's chain for a runtime entry that runs them itself (src/gateway/node/listener.ts). */
+export interface GatewayHandlers {
+  app: Hono<GatewayEnv>;
+  routes: RouteHandler[];
+  /** The paths the app answers with protected resource metadata (GET). */
+  metadataPaths: Set<string>;
+  notFound: NotFoundHandler<GatewayEnv>;
+  onError: ErrorHandler<GatewayEnv>;
+}
+
+/** Answers a path no route serves. */
+const notFound: NotFoundHandler<GatewayEnv> = (c) => c.json({ jsonrpc: '2.0', id: null, error: { code: -32601, message: 'no MCP route at this path' } }, 404);
+
 /** The gateway as a Hono app: protected resource metadata and each route's chain. */
 export function gatewayApp(routes: CompiledRoute[], dependencies: ChainDependencies): Hono<GatewayEnv> {
+  return gatewayHandlers(routes, dependencies).app;
+}
+
+/** {@link gatewayApp}, with each route's chain handler as well. */
+export function gatewayHandlers(routes: CompiledRoute[], dependencies: ChainDependencies): GatewayHandlers {
   const deps = { ...dependencies, sessions: dependencies.sessions ?? new SessionBindings(), approvals: dependencies.approvals ?? new ApprovalMemory() };
   const app = new Hono<GatewayEnv>();
+  const metadataPaths = new Set<string>();
   const metadata = (route: CompiledRoute): Handler<GatewayEnv> => (c) =>
     // RFC 9728 §3.2; public, so any page may read it.
     c.json(route.metadata, 200, { 'access-control-allow-origin': '*', 'cache-control': 'public, max-age=300' });
-  for (const route of routes) app.get(route.metadataPath, metadata(route));
+  for (const route of routes) {
+    app.get(route.metadataPath, metadata(route));
+    metadataPaths.add(route.metadataPath);
+  }
   // With one route, clients that look at the root (no path insertion) find it too.
   if (routes.length === 1 && routes[0]!.metadataPath !== '/.well-known/oauth-protected-resource') {
     app.get('/.well-known/oauth-protected-resource', metadata(routes[0]!));
+    metadataPaths.add('/.well-known/oauth-protected-resource');
   }
+  const handlers: RouteHandler[] = [];
   for (const route of routes) {
     const prefix = route.config.path.replace(/\/$/, '');
+    const handler = runChain(routeChain(route, deps), internalError);
+    handlers.push({ prefix, handler, multiplexed: route.config.upstreams !== undefined });
     // `<prefix>/*` matches the prefix itself too (`/mcp`, `/mcp/`, `/mcp/x`; `/*` everything).
-    app.use(`${prefix}/*`, runChain(routeChain(route, deps), internalError));
+    app.use(`${prefix}/*`, handler);
   }
-  app.notFound((c) => c.json({ jsonrpc: '2.0', id: null, error: { code: -32601, message: 'no MCP route at this path' } }, 404));
+  app.notFound(notFound);
   app.onError(internalError);
-  return app;
+  return { app, routes: handlers, metadataPaths, notFound, onError: internalError };
 }

@@ -252,7 +252,8 @@ export function upstreamHeaders(incoming: [string, string | string[] | undefined
 export function upstreamHeadersOf(incoming: Record<string, string | string[] | undefined>, info: UpstreamInfo): Record<string, string> {
   const out: Record<string, string> = {};
   const connection = incoming.connection;
-  const named = connection === undefined ? undefined : addConnectionTokens(undefined, connection);
+  // `Connection: keep-alive` (most requests) names only a field that is hop-by-hop anyway.
+  const named = connection === undefined || connection === 'keep-alive' ? undefined : addConnectionTokens(undefined, connection);
   for (const name in incoming) {
     const value = incoming[name];
     if (value === undefined || !forwardable(name, named)) continue;

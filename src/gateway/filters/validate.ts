@@ -59,6 +59,9 @@ interface NodeIncoming {
   on(event: string, listener: (...args: never[]) => void): unknown;
   off(event: string, listener: (...args: never[]) => void): unknown;
   readableEnded?: boolean;
+  /** Whether the whole message has arrived (Node's IncomingMessage). */
+  complete?: boolean;
+  read?(): Uint8Array | null;
 }
 
 /**
@@ -66,9 +69,12 @@ interface NodeIncoming {
  * grow without bound). On Node the request stream is read directly: building a web Request for
  * it costs more than the rest of the filter.
  */
-function readBody(c: Context, maxBytes: number): Promise<string | undefined> {
+function readBody(c: Context, maxBytes: number): string | undefined | Promise<string | undefined> {
   const incoming = (c.env as { incoming?: NodeIncoming } | undefined)?.incoming;
   if (incoming && typeof incoming.on === 'function' && !incoming.readableEnded) {
+    // A small body usually arrives with the headers: once the message is complete, all of it is
+    // in the stream's buffer and is read at once, without listeners or a promise.
+    if (incoming.complete === true && typeof incoming.read === 'function') return readBuffered(incoming as Required<NodeIncoming>, maxBytes);
     return new Promise((resolve, reject) => {
       const chunks: Uint8Array[] = [];
       let size = 0;
@@ -91,6 +97,20 @@ function readBody(c: Context, maxBytes: number): Promise<string | undefined> {
     });
   }
   return readWebBody(c.req.raw.body, maxBytes);
+}
+
+function readBuffered(incoming: Required<NodeIncoming>, maxBytes: number): string | undefined {
+  let first: Uint8Array | undefined;
+  let chunks: Uint8Array[] | undefined;
+  let size = 0;
+  for (let chunk = incoming.read(); chunk !== null; chunk = incoming.read()) {
+    size += chunk.byteLength;
+    if (size > maxBytes) return undefined;
+    if (first === undefined) first = chunk;
+    else (chunks ??= [first]).push(chunk);
+  }
+  if (first === undefined) return '';
+  return decoder.decode(chunks ? concat(chunks, size) : first);
 }
 
 async function readWebBody(stream: ReadableStream<Uint8Array> | null, maxBytes: number): Promise<string | undefined> {
@@ -167,7 +187,8 @@ export function validateMcp(options: ValidateOptions): MiddlewareHandler<{ Varia
     }
     const tooLarge = () => refuse(413, JSON_RPC_ERRORS.invalidRequest, `body larger than ${options.maxBodyBytes} bytes`, 'body_too_large');
     if (Number(requestHeader(c, 'content-length')) > options.maxBodyBytes) return tooLarge();
-    const body = await readBody(c, options.maxBodyBytes);
+    const read = readBody(c, options.maxBodyBytes);
+    const body = typeof read === 'object' ? await read : read;
     if (body === undefined) return tooLarge();
 
     let json: unknown;

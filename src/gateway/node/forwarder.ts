@@ -1,7 +1,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Context } from 'hono';
 import { RESPONSE_ALREADY_SENT } from '@hono/node-server/utils/response';
-import { Pool, type Dispatcher } from 'undici';
+import { Pool, util, type Dispatcher } from 'undici';
 import { REWRITE_BODY_LIMIT, SseEventRewriter, UpstreamError, clientHeadersOf, setUpstreamHeaders, nonceRetryRefused, upstreamError, upstreamHeadersOf, upstreamNonceDemand, type ForwardHooks, type Forwarder, type UpstreamTarget } from '../filters/proxy.ts';
 import { isEventStream, type ResponseTap } from '../response-tap.ts';
 import type { GatewayAuditEvent, GatewayEnv } from '../types.ts';
@@ -66,14 +66,23 @@ type ResponseHeaders = Record<string, string | string[] | undefined>;
 
 /**
  * One proxied request: the undici dispatch handler itself, its state in fields (one object per
- * request rather than a closure per callback).
+ * request rather than a closure per callback). It speaks undici's callback API (`onConnect`,
+ * `onHeaders`, `onData`, `onComplete`, `onError`), which undici calls as it is: a handler of its
+ * newer API is wrapped per request in an adapter and a controller that do what these fields do
+ * (`abort`, `paused`, `resume`), and the response headers are parsed the same way
+ * (`util.parseHeaders`, as that adapter does).
  */
 class Forwarding implements Dispatcher.DispatchHandler {
   private readonly audit: GatewayAuditEvent;
   private readonly started = performance.now();
   /** RFC 9449 §9: how to answer an upstream's nonce demand (DPoP mediation only). */
   private readonly retry: ((nonce: string) => Promise<string>) | undefined;
-  private controller: Dispatcher.DispatchController | undefined;
+  /** undici's abort of the request in flight (from onConnect), and its resume of a paused response (from onHeaders). */
+  private abortUpstream: ((reason?: Error) => void) | undefined;
+  private resumeUpstream: (() => void) | undefined;
+  /** Whether the upstream's response is held (the session gate, or the client not draining): undici reads no more until resumed. */
+  private paused = false;
+  private aborted = false;
   private responded = false;
   private tap: ResponseTap | undefined;
   private buffered: Buffer[] | undefined;
@@ -87,13 +96,14 @@ class Forwarding implements Dispatcher.DispatchHandler {
   /** The nonce of the upstream's 401 use_dpop_nonce to the gateway's proof, whose answer is drained. */
   private demanded: string | undefined;
   private retried = false;
-  /** The client's connection closed before undici handed over its controller: aborted as soon as it does. */
+  /** The client's connection closed before undici connected the request: aborted as soon as it does. */
   private clientGone = false;
   private readonly onClientClose = () => {
     if (this.outgoing.writableFinished) return;
     this.clientGone = true;
-    this.controller?.abort(new Error('the client went away'));
+    this.abort(new Error('the client went away'));
   };
+  private onDrain: (() => void) | undefined;
 
   constructor(
     private readonly c: Context<GatewayEnv>,
@@ -109,7 +119,8 @@ class Forwarding implements Dispatcher.DispatchHandler {
   ) {
     this.audit = c.get('audit');
     this.retry = upstreamDpop ? c.get('upstreamDpopRetry') : undefined;
-    outgoing.once('close', this.onClientClose);
+    // A response closes once; every way out removes the listener (no `once` wrapper per request).
+    outgoing.on('close', this.onClientClose);
   }
 
   send(): void {
@@ -119,6 +130,10 @@ class Forwarding implements Dispatcher.DispatchHandler {
       this.clientClosed();
       return;
     }
+    this.abortUpstream = undefined;
+    this.resumeUpstream = undefined;
+    this.paused = false;
+    this.aborted = false;
     this.pool.dispatch(
       {
         origin: this.target.origin,
@@ -131,6 +146,23 @@ class Forwarding implements Dispatcher.DispatchHandler {
       },
       this,
     );
+  }
+
+  /** Aborts the request in flight once (its onError follows); before onConnect, onConnect does it. */
+  private abort(reason: Error): void {
+    if (this.aborted || !this.abortUpstream) return;
+    this.aborted = true;
+    this.abortUpstream(reason);
+  }
+
+  private pause(): void {
+    this.paused = true;
+  }
+
+  private resume(): void {
+    if (!this.paused) return;
+    this.paused = false;
+    this.resumeUpstream?.();
   }
 
   private done(): void {
@@ -153,49 +185,56 @@ class Forwarding implements Dispatcher.DispatchHandler {
     this.done();
   }
 
-  onRequestStart(ctrl: Dispatcher.DispatchController): void {
-    this.controller = ctrl;
-    if (this.clientGone) ctrl.abort(new Error('the client went away'));
+  onConnect(abort: (reason?: Error) => void): void {
+    this.abortUpstream = abort;
+    if (this.clientGone) this.abort(new Error('the client went away'));
   }
 
-  onResponseStart(ctrl: Dispatcher.DispatchController, statusCode: number, responseHeaders: ResponseHeaders): void {
+  onHeaders(statusCode: number, rawHeaders: Buffer[], resume: () => void): boolean {
+    this.resumeUpstream = resume;
+    const responseHeaders = util.parseHeaders(rawHeaders) as ResponseHeaders;
     if (this.retry) this.demanded = upstreamNonceDemand(statusCode, responseHeaders['www-authenticate'], responseHeaders['dpop-nonce']);
     if (this.demanded) {
       this.audit.upstream_status = statusCode;
-      return;
+      return true;
     }
     // If binding the new session fails, the upstream is cut and nothing is sent.
     const session = responseHeaders['mcp-session-id'];
     const binding = typeof session === 'string' ? this.hooks.onSession(session) : undefined;
-    if (!binding) return this.start(statusCode, responseHeaders);
-    ctrl.pause();
+    if (!binding) {
+      this.start(statusCode, responseHeaders);
+      return !this.paused;
+    }
+    this.pause();
     this.gate = binding.then(
       () => true,
       (error: unknown) => {
         this.fail(error);
-        ctrl.abort(error as Error);
+        this.abort(error as Error);
         return false;
       },
     );
     this.later(() => {
       this.start(statusCode, responseHeaders);
-      ctrl.resume();
+      this.resume();
     });
+    return false;
   }
 
-  onResponseData(ctrl: Dispatcher.DispatchController, chunk: Buffer): void {
-    if (this.demanded) return;
-    if (this.gate) this.later(() => this.data(ctrl, chunk));
-    else this.data(ctrl, chunk);
+  onData(chunk: Buffer): boolean {
+    if (this.demanded) return true;
+    if (this.gate) this.later(() => this.data(chunk));
+    else this.data(chunk);
+    return !this.paused;
   }
 
-  onResponseEnd(): void {
+  onComplete(): void {
     if (this.demanded) return this.again(this.demanded);
     if (this.gate) this.later(() => this.end());
     else this.end();
   }
 
-  onResponseError(ctrl: Dispatcher.DispatchController, error: Error): void {
+  onError(error: Error): void {
     if (this.demanded) return this.fail(upstreamError(error));
     if (this.gate) this.later(() => this.error(error));
     else this.error(error);
@@ -262,10 +301,10 @@ class Forwarding implements Dispatcher.DispatchHandler {
     if (eventStream) outgoing.flushHeaders();
   }
 
-  private data(ctrl: Dispatcher.DispatchController, chunk: Buffer): void {
+  private data(chunk: Buffer): void {
     if (this.buffered) {
       this.bufferedSize += chunk.byteLength;
-      if (this.bufferedSize > REWRITE_BODY_LIMIT) ctrl.abort(new UpstreamError(502, 'upstream_unavailable', 'the response to rewrite is too large'));
+      if (this.bufferedSize > REWRITE_BODY_LIMIT) this.abort(new UpstreamError(502, 'upstream_unavailable', 'the response to rewrite is too large'));
       else this.buffered.push(chunk);
       return;
     }
@@ -274,15 +313,15 @@ class Forwarding implements Dispatcher.DispatchHandler {
       try {
         bytes = this.rewriter.push(chunk);
       } catch (error) {
-        ctrl.abort(error as Error);
+        this.abort(error as Error);
         return;
       }
       if (bytes.byteLength === 0) return;
     }
     this.tap!.push(bytes);
     if (!this.outgoing.write(bytes)) {
-      ctrl.pause();
-      this.outgoing.once('drain', () => ctrl.resume());
+      this.pause();
+      this.outgoing.once('drain', (this.onDrain ??= () => this.resume()));
     }
   }
 

@@ -10,7 +10,7 @@ import type { JWK } from 'jose';
 import pino, { type Logger } from 'pino';
 import { ConfigError, loadYaml, parseConfig } from '../../config/load.ts';
 import { gatewayConfigSchema, routeIssuers, type GatewayConfig } from '../../config/gateway-schema.ts';
-import { gatewayApp } from '../chain.ts';
+import { gatewayHandlers, type GatewayHandlers } from '../chain.ts';
 import type { Forwarder } from '../filters/proxy.ts';
 import { compileRoute, RouteConfigError, type CompiledRoute } from '../route.ts';
 import type { GatewayAuditEvent } from '../types.ts';
@@ -23,6 +23,7 @@ import { ApprovalMemory } from '../approvals.ts';
 import { RedisApprovals } from './redis-approvals.ts';
 import { AuditWriter } from './audit-writer.ts';
 import { nodeForwarder } from './forwarder.ts';
+import { gatewayListener } from './listener.ts';
 import { GatewayMetrics } from './metrics.ts';
 import { nodeVerifier } from './verifier.ts';
 import { SigningKeys } from '../signing-keys.ts';
@@ -170,6 +171,9 @@ export async function startGateway(config: GatewayConfig, options: StartGatewayO
     routes: CompiledRoute[];
     web: CompiledWebRoute[];
     fetch: (request: Request, bindings: unknown) => Response | Promise<Response>;
+    /** Each MCP route's chain, run by the Node listener without the adapter (node/listener.ts). */
+    handlers: GatewayHandlers;
+    isWeb?: (path: string) => boolean;
   }
   const build = (next: GatewayConfig): Built => {
     const paths = new Set<string>();
@@ -211,14 +215,17 @@ export async function startGateway(config: GatewayConfig, options: StartGatewayO
       if (error instanceof RouteConfigError) throw new ConfigError(`invalid gateway configuration: ${error.message}`);
       throw error;
     }
-    const app = gatewayApp(routes, { observer, forwarder, sessions, approvals }) as unknown as Hono<never>;
-    if (web.length === 0) return { app, routes, web, fetch: (request, bindings) => app.fetch(request, bindings as never) };
+    const handlers = gatewayHandlers(routes, { observer, forwarder, sessions, approvals });
+    const app = handlers.app as unknown as Hono<never>;
+    if (web.length === 0) return { app, routes, web, handlers, fetch: (request, bindings) => app.fetch(request, bindings as never) };
     const webRoutes = webApp(web, { observer, forwarder, store: webSessions, signer: webKeys!.signer });
     const isWeb = webPathMatcher(web, routes.map((route) => route.config.path));
     return {
       app,
       routes,
       web,
+      handlers,
+      isWeb,
       fetch: (request, bindings) => {
         const start = request.url.indexOf('/', request.url.indexOf('//') + 2);
         const end = request.url.indexOf('?', start);
@@ -230,7 +237,7 @@ export async function startGateway(config: GatewayConfig, options: StartGatewayO
   const closeRoutes = (built: Built | undefined) => built && [...built.routes, ...built.web].forEach((route) => route.close());
 
   let current: ReturnType<typeof build> | undefined;
-  const server = createServer(getRequestListener((request, bindings) => current!.fetch(request, bindings)));
+  const server = createServer(gatewayListener(() => current!));
   server.keepAliveTimeout = 65_000;
   const admin = new Hono();
   admin.get('/metrics', async (c) => c.body(await metrics.registry.metrics(), 200, { 'content-type': metrics.registry.contentType }));
