@@ -1,7 +1,6 @@
 import assert from 'node:assert/strict';
-import { connect, type Socket } from 'node:net';
 import { after, before, describe, it } from 'node:test';
-import { MCP_HEADERS, listedTools, startFakeIssuer, startScriptedUpstream, startTestGateway, toolCall } from '../helpers/gateway.ts';
+import { MCP_HEADERS, leaveDuringKeyFetch, listedTools, startFakeIssuer, startScriptedUpstream, startTestGateway, toolCall } from '../helpers/gateway.ts';
 
 /**
  * A client that goes away while the gateway's filters still run (here: the first key fetch is in
@@ -18,11 +17,6 @@ describe('gateway: a client gone before forwarding', () => {
     await upstream.close();
   });
 
-  const until = async (what: string, done: () => boolean) => {
-    for (let i = 0; i < 400 && !done(); i++) await new Promise((resolve) => setTimeout(resolve, 25));
-    assert.ok(done(), what);
-  };
-
   for (const [kind, init] of [
     ['a tool call', { method: 'POST', headers: MCP_HEADERS, body: JSON.stringify(toolCall('echo', {}, 41)) }],
     ['a GET stream', { method: 'GET', headers: { accept: 'text/event-stream' } }],
@@ -32,26 +26,11 @@ describe('gateway: a client gone before forwarding', () => {
       const issuer = await startFakeIssuer();
       const gateway = await startTestGateway((url) => [{ path: '/mcp', upstream: upstream.url, resource: `${url}/mcp`, authorization_servers: [issuer.issuer], scopes: ['banking:read'], tools: listedTools() }]);
       const resource = `${gateway.url}/mcp`;
-      const port = Number(new URL(gateway.url).port);
-      // The gateway's side of client connections (it runs in this process).
-      const gatewaySockets = () => (process as unknown as { _getActiveHandles(): unknown[] })._getActiveHandles().filter((h) => (h as Socket).localPort === port && !(h as Socket).destroyed);
       try {
         const token = await issuer.sign({ sub: 'alice', aud: resource, client_id: 'agent-1', scope: 'banking:read' });
-        const release = issuer.holdJwks();
         const forwarded = upstream.requests.length;
         // A raw connection, closed by the test: undici's fetch would keep its socket a while after an abort.
-        const socket = connect(port, '127.0.0.1');
-        const headers = { host: `127.0.0.1:${port}`, ...init.headers, authorization: `Bearer ${token}`, ...('body' in init ? { 'content-length': String(Buffer.byteLength(init.body)) } : {}) };
-        socket.write(`${init.method} /mcp HTTP/1.1\r\n${Object.entries(headers).map(([k, v]) => `${k}: ${v}\r\n`).join('')}\r\n${'body' in init ? init.body : ''}`);
-        await until('the gateway is fetching the issuer keys', () => issuer.jwksHeld === 1);
-        socket.destroy();
-        await until('the gateway saw the client go', () => gatewaySockets().length === 0);
-        release();
-        let event: Record<string, unknown> | undefined;
-        for (let i = 0; i < 200 && !event; i++) {
-          event = (await gateway.auditEvents()).find((e) => e.rejection === 'client_closed');
-          if (!event) await new Promise((resolve) => setTimeout(resolve, 25));
-        }
+        const event = await leaveDuringKeyFetch(gateway, issuer, { method: init.method, headers: { ...init.headers, authorization: `Bearer ${token}` }, ...('body' in init ? { body: init.body } : {}) });
         assert.equal(event?.status, 499);
         assert.equal(event?.decision, 'error');
         assert.equal(event?.sub, 'alice', 'refused after the token was checked');

@@ -1,7 +1,6 @@
 import assert from 'node:assert/strict';
-import { connect, type Socket } from 'node:net';
 import { after, before, describe, it } from 'node:test';
-import { MCP_HEADERS, mcpPost, startFakeIssuer, startScriptedUpstream, startTestGateway, type TestGateway } from '../helpers/gateway.ts';
+import { MCP_HEADERS, leaveDuringKeyFetch, mcpPost, startFakeIssuer, startScriptedUpstream, startTestGateway, type TestGateway } from '../helpers/gateway.ts';
 import { needsRedis } from '../helpers/services.ts';
 
 /**
@@ -38,32 +37,7 @@ describe('gateway: several upstreams, a client gone before the gateway answers',
     await issuer?.close();
   });
 
-  const until = async (what: string, done: () => boolean) => {
-    for (let i = 0; i < 400 && !done(); i++) await new Promise((resolve) => setTimeout(resolve, 25));
-    assert.ok(done(), what);
-  };
-
-  /** Sends the request on a raw connection (closed by the test), closes it while the gateway fetches the issuer's keys, and returns the audit event. */
-  const goneDuringFilters = async (gateway: TestGateway, request: { method: string; headers: Record<string, string>; body?: string }) => {
-    const port = Number(new URL(gateway.url).port);
-    // The gateway's side of client connections (it runs in this process).
-    const gatewaySockets = () => (process as unknown as { _getActiveHandles(): unknown[] })._getActiveHandles().filter((h) => (h as Socket).localPort === port && !(h as Socket).destroyed);
-    const release = issuer.holdJwks();
-    const held = issuer.jwksHeld;
-    const socket = connect(port, '127.0.0.1');
-    const headers = { host: `127.0.0.1:${port}`, ...request.headers, ...(request.body ? { 'content-length': String(Buffer.byteLength(request.body)) } : {}) };
-    socket.write(`${request.method} /mcp HTTP/1.1\r\n${Object.entries(headers).map(([k, v]) => `${k}: ${v}\r\n`).join('')}\r\n${request.body ?? ''}`);
-    await until('the gateway is fetching the issuer keys', () => issuer.jwksHeld === held + 1);
-    socket.destroy();
-    await until('the gateway saw the client go', () => gatewaySockets().length === 0);
-    release();
-    let event: Record<string, unknown> | undefined;
-    for (let i = 0; i < 200 && !event; i++) {
-      event = (await gateway.auditEvents()).find((e) => e.rejection === 'client_closed');
-      if (!event) await new Promise((resolve) => setTimeout(resolve, 25));
-    }
-    return event;
-  };
+  const goneDuringFilters = (gateway: TestGateway, request: { method: string; headers: Record<string, string>; body?: string }) => leaveDuringKeyFetch(gateway, issuer, request);
 
   it('initialize: no upstream session is opened, audited client_closed (499)', async () => {
     const gateway = await startGateway();

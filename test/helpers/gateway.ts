@@ -1,5 +1,6 @@
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { createServer, type IncomingMessage, type Server } from 'node:http';
+import { connect, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { SignJWT, exportJWK, generateKeyPair, type JWK } from 'jose';
@@ -247,3 +248,35 @@ export async function mcpPost(url: string, message: unknown, headers: Record<str
 }
 
 export const toolCall = (name: string, args: Record<string, unknown> = {}, id = 1) => ({ jsonrpc: '2.0', id, method: 'tools/call', params: { name, arguments: args } });
+
+/** Polls `done` (every 25 ms, at most 10 s) and fails with `what` if it never holds. */
+async function eventually(what: string, done: () => boolean): Promise<void> {
+  for (let i = 0; i < 400 && !done(); i++) await new Promise((resolve) => setTimeout(resolve, 25));
+  if (!done()) throw new Error(`never happened: ${what}`);
+}
+
+/**
+ * A client that goes away while the gateway's filters run: sends `request` to `/mcp` on a raw
+ * connection, closes it while the gateway fetches `issuer`'s keys (held), waits until the gateway
+ * (in this process) has seen the connection close, lets the key fetch go on, and returns the
+ * `client_closed` audit event (undefined if none is written within 5 s).
+ */
+export async function leaveDuringKeyFetch(gateway: TestGateway, issuer: Awaited<ReturnType<typeof startFakeIssuer>>, request: { method: string; headers: Record<string, string>; body?: string }) {
+  const port = Number(new URL(gateway.url).port);
+  const gatewaySockets = () => (process as unknown as { _getActiveHandles(): unknown[] })._getActiveHandles().filter((h) => (h as Socket).localPort === port && !(h as Socket).destroyed);
+  const release = issuer.holdJwks();
+  const held = issuer.jwksHeld;
+  const socket = connect(port, '127.0.0.1');
+  const headers = { host: `127.0.0.1:${port}`, ...request.headers, ...(request.body ? { 'content-length': String(Buffer.byteLength(request.body)) } : {}) };
+  socket.write(`${request.method} /mcp HTTP/1.1\r\n${Object.entries(headers).map(([k, v]) => `${k}: ${v}\r\n`).join('')}\r\n${request.body ?? ''}`);
+  await eventually('the gateway is fetching the issuer keys', () => issuer.jwksHeld === held + 1);
+  socket.destroy();
+  await eventually('the gateway saw the client go', () => gatewaySockets().length === 0);
+  release();
+  let event: Record<string, unknown> | undefined;
+  for (let i = 0; i < 200 && !event; i++) {
+    event = (await gateway.auditEvents()).find((e) => e.rejection === 'client_closed');
+    if (!event) await new Promise((resolve) => setTimeout(resolve, 25));
+  }
+  return event;
+}
