@@ -130,4 +130,41 @@ describe('gateway mux: stateless clients (2026-07-28) before upstreams on older 
     assert.match(again.text, /s-3: /);
     assert.equal(sessions.state.opened, 3);
   });
+
+  it('an upstream that cannot be opened: the sessions opened at the others serve that request only (ended once it is answered, audited left out); the next request tries again', async () => {
+    const partial = await startTestGateway((origin) => [
+      {
+        path: '/mcp',
+        upstreams: [
+          { name: 'old', url: sessions.url },
+          { name: 'down', url: 'http://127.0.0.1:1/mcp' },
+        ],
+        resource: `${origin}/mcp`,
+        authorization_servers: [issuer.issuer],
+        tools: { old__echo: {} },
+      },
+    ]);
+    try {
+      const at = `${partial.url}/mcp`;
+      const headers = async () => ({ authorization: `Bearer ${await issuer.sign({ sub: 'carol', aud: at, client_id: 'agent' })}`, 'mcp-protocol-version': '2026-07-28', 'mcp-method': 'tools/call', 'mcp-name': 'old__echo' });
+      const opened = sessions.state.opened;
+      const first = await mcpPost(at, toolCall('old__echo', {}, 8), await headers());
+      assert.equal(first.status, 200, first.text);
+      let event: Record<string, unknown> | undefined;
+      for (let i = 0; i < 100 && !event; i++) {
+        event = (await partial.auditEvents()).find((e) => e.tool === 'old__echo');
+        if (!event) await new Promise((resolve) => setTimeout(resolve, 20));
+      }
+      assert.match(String(event?.reason), /^left out: down \(/, JSON.stringify(await partial.auditEvents()));
+      assert.equal(sessions.state.opened, opened + 1);
+      const session = `s-${opened + 1}`;
+      for (let i = 0; i < 100 && sessions.live.has(session); i++) await new Promise((resolve) => setTimeout(resolve, 20));
+      assert.equal(sessions.live.has(session), false, 'the session opened for that request only was ended');
+      const second = await mcpPost(at, toolCall('old__echo', {}, 9), await headers());
+      assert.equal(second.status, 200, second.text);
+      assert.equal(sessions.state.opened, opened + 2, 'opened again: nothing half-open was kept');
+    } finally {
+      await partial.close();
+    }
+  });
 });

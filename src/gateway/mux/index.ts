@@ -90,6 +90,8 @@ export function multiplex(route: CompiledRoute, forwarder: Forwarder, sessions: 
   const separator = config.separator;
   const fetchImpl = options.fetch ?? ((input, init) => fetch(input, init));
   const serverInfo = options.serverInfo ?? { name: 'mandate-gateway', version: '1' };
+  /** Upstream sessions opened for one request only (see callerSessions), ended once it is answered. */
+  const releaseAfter = new WeakMap<Context<GatewayEnv>, UpstreamSessions>();
   /** Requests in flight on this instance, for `notifications/cancelled`: session + id → upstream. */
   const inFlight = new Map<string, string>();
 
@@ -207,9 +209,7 @@ export function multiplex(route: CompiledRoute, forwarder: Forwarder, sessions: 
     if (failed.length === upstreams.length) throw new UpstreamError(502, 'upstream_unavailable', failed.map((one) => `${one.upstream.name}: ${one.failed}`).join('; '));
     if (failed.length > 0) {
       c.get('audit').reason = `left out: ${failed.map((one) => `${one.upstream.name} (${one.failed})`).join('; ')}`;
-      const finished = c.get('finished');
-      if (finished) void finished.then(() => releaseSessions(c, map));
-      else await releaseSessions(c, map);
+      releaseAfter.set(c, map);
       return map;
     }
     try {
@@ -529,6 +529,20 @@ export function multiplex(route: CompiledRoute, forwarder: Forwarder, sessions: 
   };
 
   return async function multiplexMiddleware(c) {
+    try {
+      return await handle(c);
+    } finally {
+      const once = releaseAfter.get(c);
+      if (once) {
+        // After the answer: a streamed one when its stream has ended.
+        const finished = c.get('finished');
+        if (finished) void finished.then(() => releaseSessions(c, once));
+        else await releaseSessions(c, once);
+      }
+    }
+  };
+
+  async function handle(c: Context<GatewayEnv>): Promise<Response> {
     const mcp = c.get('mcp');
     try {
       if (c.req.method === 'DELETE') return await end(c);
@@ -551,5 +565,5 @@ export function multiplex(route: CompiledRoute, forwarder: Forwarder, sessions: 
       const failure = error instanceof UpstreamError ? error : upstreamError(error);
       return refuse(c, { status: failure.status, code: GATEWAY_ERRORS.unavailable, message: failure.publicMessage, rejection: failure.rejection, reason: failure.message, decision: 'error' });
     }
-  };
+  }
 }
