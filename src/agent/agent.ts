@@ -1,54 +1,19 @@
 import type { Client } from '@modelcontextprotocol/sdk/client/index.js';
-import { decodeJwt } from 'jose';
 import { TOKEN_EXCHANGE_GRANT, TOKEN_TYPES } from '../core/delegation.ts';
 import { formatScope, parseScope } from '../core/scopes.ts';
-import { ApprovalRequiredError, approvalRequestOf, askOfError, askOfResponse, askOfResult, waitForApproval, type ApprovalAsk, type ApprovalRequest } from './approval.ts';
-import { callOf, refusal, toolCalled } from './mcp-answers.ts';
+import { ApprovalRequiredError, approvalRequestOf, askOfError, askOfResult, waitForApproval, type ApprovalAsk, type ApprovalRequest } from './approval.ts';
 import type { ActiveClient, AgentOptions, CallParams, CallToolOptions, ToolResult } from './options.ts';
 import { resourceScopes } from './display.ts';
-import { discover, parseChallenge, type Discovery } from './discovery.ts';
-import { AgentError, fromOAuthError, reach } from './errors.ts';
-import { deviceAuthorization, pkce, pollDevice, revokeToken, startLoopbackSignIn, tokenRequest, type TokenEndpointAuthMethod, type TokenResponse } from './oauth.ts';
-import { CredentialStore, type IdpSignIn, type SignedInUser, type StoredTokens } from './store.ts';
+import { discover, type Discovery } from './discovery.ts';
+import { AgentError, reach } from './errors.ts';
+import { revokeToken, tokenRequest, type TokenEndpointAuthMethod, type TokenResponse } from './oauth.ts';
+import { CredentialStore, type IdpSignIn, type StoredTokens } from './store.ts';
 import { DpopKeys, type AgentDpop } from './dpop.ts';
 import { signInAtIdp, signInAtIdpWithDevice, signOutAtIdp } from './idp-sign-in.ts';
 import { clientModeToken, enterpriseModeToken, workloadModeToken, type TokenModeHost } from './token-modes.ts';
+import { authorizedFetch, type FetchHost } from './authorized-fetch.ts';
+import { decode, isDpop, signInInBrowser, signInOnDevice, toStored, type SignInHost } from './person-sign-in.ts';
 import { METHOD_NAMES, registerAgent, type RegisteredClient } from './registration.ts';
-
-/** The claims of a JWT, unverified: shown to the person, never trusted. */
-const decode = (jwt: string): Record<string, unknown> => {
-  try {
-    return decodeJwt(jwt);
-  } catch {
-    return {};
-  }
-};
-
-const toStored = (token: TokenResponse, fallbackScope: string, client: ActiveClient, mode: StoredTokens['mode'], issuer: string, previous?: SignedInUser): StoredTokens => ({
-  access_token: token.access_token,
-  refresh_token: token.refresh_token,
-  expires_at: Math.floor(Date.now() / 1000) + (token.expires_in ?? 300),
-  scope: token.scope ?? fallbackScope,
-  client_id: client.clientId,
-  mode,
-  ...(isDpop(token) ? { token_type: 'DPoP' } : {}),
-  user: userOf(token.id_token, issuer, client.clientId) ?? previous,
-});
-
-const isDpop = (token: { token_type?: string }) => token.token_type?.toLowerCase() === 'dpop';
-
-/**
- * The person an ID token names, for display: only from an ID token of this issuer for this client
- * (OIDC Core §3.1.3.7 items 2–3). Not a proof of anything — the access token is what servers check.
- */
-function userOf(idToken: string | undefined, issuer: string, clientId: string): SignedInUser | undefined {
-  if (!idToken) return undefined;
-  const claims = decode(idToken);
-  const audience = Array.isArray(claims.aud) ? claims.aud : [claims.aud];
-  if (claims.iss !== issuer || !audience.includes(clientId) || typeof claims.sub !== 'string') return undefined;
-  const text = (value: unknown) => (typeof value === 'string' && value ? value : undefined);
-  return { sub: claims.sub, preferred_username: text(claims.preferred_username), name: text(claims.name) };
-}
 
 
 const AUTH_METHODS: readonly string[] = ['client_secret_basic', 'client_secret_post', 'none', 'private_key_jwt'] satisfies TokenEndpointAuthMethod[];
@@ -85,15 +50,28 @@ export class MandateAgent {
     this.dpop = new DpopKeys(this.store, options.dpop);
   }
 
-  /** What the token modes without a person (token-modes.ts) use of the agent. */
-  private get host(): TokenModeHost {
+  /** What the flows in their own modules use of the agent: token-modes.ts, person-sign-in.ts, authorized-fetch.ts. */
+  private get host(): TokenModeHost & SignInHost & FetchHost {
     return {
       options: this.options,
       store: this.store,
       dpop: this.dpop,
+      agentResource: this.agentResource,
       discovery: () => this.discovery(),
       tokenRequest: (form, client, what) => this.tokenRequest(form, client, what),
+      tokenEndpoint: () => this.tokenEndpoint(),
+      authenticating: (client) => this.authenticating(client),
       currentClient: () => this.currentClient(),
+      clientForSignIn: (redirectUri) => this.clientForSignIn(redirectUri),
+      modeFor: (client) => this.modeFor(client),
+      checkCredentials: (client, mode) => this.checkCredentials(client, mode),
+      dpopFor: (client) => this.dpopFor(client),
+      scopesToAsk: (scopes) => this.scopesToAsk(scopes),
+      saveSubject: (tokens) => this.saveSubject(tokens),
+      subjectToken: () => this.subjectToken(),
+      mcpToken: async () => (this.lastToken = await this.mcpToken()),
+      forgetExchanged: () => this.exchanged.clear(),
+      login: (scopes) => this.login(scopes),
     };
   }
 
@@ -310,99 +288,14 @@ export class MandateAgent {
     }
   }
 
-  /**
-   * Signs the person in through the agent (authorization code + PKCE, loopback redirect) and keeps
-   * the tokens. Registers the agent first when it has no client id.
-   */
+  /** Signs the person in through the agent in a browser and keeps the tokens; registers the agent first if it has no client id (person-sign-in.ts). */
   async login(scopes?: string[]): Promise<StoredTokens> {
-    const found = await this.discovery();
-    const authorize = found.metadata.authorization_endpoint;
-    if (typeof authorize !== 'string') throw new AgentError('protocol', 'the authorization server metadata has no authorization_endpoint');
-    const wanted = await this.scopesToAsk(scopes);
-    const loopback = await startLoopbackSignIn({ port: this.options.callbackPort ?? 3000 });
-    try {
-      const client = await this.clientForSignIn(loopback.redirectUri);
-      const mode = this.modeFor(client);
-      await this.checkCredentials(client, mode);
-      const { verifier, challenge } = pkce();
-      const state = crypto.randomUUID();
-      // RFC 9449 §10: the code is bound to the proof key that will redeem it.
-      const dpop = await this.dpopFor(client);
-      const url = new URL(authorize);
-      // Delegated: a token for the agent itself, whose may_act names it; direct: for the MCP server.
-      const resource = mode === 'delegated' ? this.agentResource : found.resource;
-      url.search = new URLSearchParams({
-        response_type: 'code',
-        client_id: client.clientId,
-        redirect_uri: loopback.redirectUri,
-        code_challenge: challenge,
-        code_challenge_method: 'S256',
-        resource,
-        // An empty scope is left out (MCP scope selection: none known, none asked).
-        ...(wanted ? { scope: wanted } : {}),
-        ...(dpop ? { dpop_jkt: await dpop.thumbprint() } : {}),
-        state,
-      }).toString();
-      await this.options.onAuthorizationUrl?.(url.href);
-      const answer = await loopback.result;
-      if (answer.get('error')) {
-        throw fromOAuthError(answer.get('error') ?? undefined, answer.get('error_description') ?? undefined, 'the sign-in');
-      }
-      // RFC 9207: the response names its issuer; RFC 6749 §10.12: the state is ours.
-      if (answer.get('state') !== state) throw new AgentError('protocol', 'the sign-in answer carries another state: ignored');
-      // RFC 9207 §2.4: an AS that says it sends `iss` must send it, and a present `iss` must be the issuer (a mix-up otherwise).
-      const iss = answer.get('iss');
-      if (iss === null && found.metadata.authorization_response_iss_parameter_supported === true) {
-        throw new AgentError('protocol', `the sign-in answer carries no iss, though ${found.issuer} says it sends one (RFC 9207): not redeemed`);
-      }
-      if (iss !== null && iss !== found.issuer) throw new AgentError('protocol', `the sign-in answer comes from ${iss}, not ${found.issuer}: not redeemed`);
-      const token = await this.tokenRequest(
-        // RFC 8707 §2.2: the resource again at the token endpoint, the one the code was asked for.
-        { grant_type: 'authorization_code', code: answer.get('code') ?? '', code_verifier: verifier, redirect_uri: loopback.redirectUri, resource },
-        client,
-        'the sign-in',
-      );
-      return await this.saveSubject(toStored(token, wanted, client, mode, found.issuer));
-    } finally {
-      loopback.close();
-    }
+    return signInInBrowser(this.host, scopes);
   }
 
-  /**
-   * Signs the person in without a browser on this machine (RFC 8628): shows a URL and a code to
-   * enter on any device, then polls the token endpoint at the interval the AS asks for.
-   */
+  /** Signs the person in without a browser on this machine (RFC 8628; person-sign-in.ts). */
   async loginWithDevice(scopes?: string[]): Promise<StoredTokens> {
-    const found = await this.discovery();
-    const endpoint = found.metadata.device_authorization_endpoint;
-    if (typeof endpoint !== 'string') throw new AgentError('protocol', `${found.issuer} does not offer the device authorization grant`);
-    const wanted = await this.scopesToAsk(scopes);
-    const client = await this.clientForSignIn(`http://localhost:${this.options.callbackPort || 3000}/callback`);
-    const mode = this.modeFor(client);
-    await this.checkCredentials(client, mode);
-    const started = await deviceAuthorization(endpoint, { scope: wanted, resource: mode === 'delegated' ? this.agentResource : found.resource }, client);
-    await this.options.onDeviceCode?.({
-      verificationUri: started.verification_uri,
-      verificationUriComplete: started.verification_uri_complete,
-      userCode: started.user_code,
-      expiresIn: started.expires_in,
-    });
-    let interval = (started.interval ?? 5) * 1000;
-    const deadline = Date.now() + started.expires_in * 1000;
-    const tokenEndpoint = await this.tokenEndpoint();
-    while (Date.now() < deadline) {
-      await new Promise((resolve) => setTimeout(resolve, interval));
-      const dpop = await this.dpopFor(client);
-      const answer = await pollDevice(tokenEndpoint, started.device_code, await this.authenticating(client), dpop);
-      if (answer === 'authorization_pending') continue;
-      if (answer === 'slow_down') {
-        interval += 5_000;
-        continue;
-      }
-      if (dpop && isDpop(answer)) this.dpop.bind(answer.access_token, dpop);
-      return this.saveSubject(toStored(answer, wanted, client, mode, found.issuer));
-    }
-    throw new AgentError('consent_denied', 'the code expired before the sign-in was completed');
+    return signInOnDevice(this.host, scopes);
   }
 
   private async saveSubject(tokens: StoredTokens): Promise<StoredTokens> {
@@ -579,56 +472,7 @@ export class MandateAgent {
    * which `callTool` handles.
    */
   authorizedFetch(): typeof fetch {
-    return async (input, init) => {
-      let stepUps = 0;
-      let refreshed = false;
-      let nonceRetried = false;
-      for (;;) {
-        const headers = new Headers(init?.headers);
-        const token = await this.mcpToken();
-        this.lastToken = token;
-        const url = typeof input === 'string' ? input : input instanceof URL ? input.href : input.url;
-        const dpop = await this.dpop.authorize(headers, token, init?.method ?? 'GET', url, init?.body);
-        const response = await fetch(input, { ...init, headers });
-        if (dpop) {
-          dpop.remember(url, response.headers.get('dpop-nonce'));
-          // RFC 9449 §9: the resource wants a nonce — once more with it.
-          if (response.status === 401 && !nonceRetried && parseChallenge(response.headers.get('www-authenticate')).error === 'use_dpop_nonce' && response.headers.get('dpop-nonce')) {
-            nonceRetried = true;
-            await response.body?.cancel().catch(() => undefined);
-            continue;
-          }
-        }
-        if (response.status === 401 && !refreshed) {
-          refreshed = true;
-          this.exchanged.clear();
-          continue;
-        }
-        const challenge = parseChallenge(response.headers.get('www-authenticate'));
-        if (response.status === 403 && challenge.error === 'insufficient_scope' && stepUps < (this.options.maxStepUps ?? 1)) {
-          stepUps++;
-          const current = parseScope((await this.subjectToken()).scope);
-          const asked = parseScope(challenge.scope);
-          await this.options.onStepUp?.({ tool: toolCalled(init?.body), scopes: asked, missing: asked.filter((scope) => !current.includes(scope)) });
-          await this.login([...new Set([...current, ...asked])]);
-          continue;
-        }
-        if (response.status === 403 && challenge.error === 'insufficient_scope') {
-          throw new AgentError('scope_refused', `the MCP server needs scope ${challenge.scope ?? '(unnamed)'}, which was not granted`);
-        }
-        if (response.status === 401) {
-          throw new AgentError('not_signed_in', `the MCP server does not accept the agent's token${challenge.error_description ? ` (${challenge.error_description})` : ''}: run \`mandate agent login\``);
-        }
-        const ask = askOfResponse(response);
-        if (ask) {
-          await response.body?.cancel().catch(() => undefined);
-          const call = callOf(init?.body) ?? { name: '(unnamed)', arguments: {} };
-          throw new ApprovalRequiredError(approvalRequestOf(ask, call, (await this.discovery()).issuer));
-        }
-        if (response.status === 403 || response.status === 429) throw await refusal(response, this.options.mcpUrl);
-        return response;
-      }
-    };
+    return authorizedFetch(this.host);
   }
 
   /** An MCP client connected with the agent's tokens. */
