@@ -8,15 +8,15 @@ import { mcpPost, startFakeIssuer, startTestGateway, toolCall, type TestGateway 
 /**
  * A client on the stateless revision (2026-07-28: no session) in front of upstreams on older
  * revisions (docs/gateway.md "Several MCP servers behind one route", Sessions): each upstream is
- * spoken to in the revision it negotiated, and one that needs a session gets the caller's own,
- * opened once and kept for the caller's later requests; an upstream that lost it (404) has it
- * opened again on the next request.
+ * spoken to in the revision it negotiated, and one that needs a session gets one for the request
+ * alone, ended once it is answered — never shared by two requests, even of one caller (their ids
+ * would meet in it: security review 18b).
  */
 
 /** An MCP server on 2025-11-25 that needs its session: it counts sessions and can forget them all. */
 async function startSessionServer() {
   const live = new Set<string>();
-  const state = { opened: 0, versions: [] as string[] };
+  const state = { opened: 0, versions: [] as string[], pending: new Set<string>() };
   const server: Server = createServer((req, res) => {
     let body = '';
     req.on('data', (chunk: Buffer) => (body += chunk));
@@ -36,7 +36,12 @@ async function startSessionServer() {
         return res.writeHead(200).end();
       }
       if (message.id === undefined) return res.writeHead(202).end();
-      if (message.method === 'tools/list') return json(200, { jsonrpc: '2.0', id: message.id, result: { tools: [{ name: 'echo', inputSchema: { type: 'object' } }] } });
+      // An SDK server answers a request on the stream of the request with its id: two requests with one id in one session meet.
+      if (state.pending.has(`${session} ${message.id}`)) return json(409, { jsonrpc: '2.0', id: message.id, error: { code: -32600, message: 'a request with this id is already running in this session' } });
+      state.pending.add(`${session} ${message.id}`);
+      res.on('close', () => state.pending.delete(`${session} ${message.id}`));
+      if (message.params?.name === 'slow') return void setTimeout(() => json(200, { jsonrpc: '2.0', id: message.id, result: { content: [{ type: 'text', text: `${session}: ${JSON.stringify(message.params?.arguments ?? {})}` }] } }), 200);
+      if (message.method === 'tools/list') return json(200, { jsonrpc: '2.0', id: message.id, result: { tools: [{ name: 'echo', inputSchema: { type: 'object' } }, { name: 'slow', inputSchema: { type: 'object' } }] } });
       return json(200, { jsonrpc: '2.0', id: message.id, result: { content: [{ type: 'text', text: `${session}: ${JSON.stringify(message.params?.arguments ?? {})}` }] } });
     });
   });
@@ -71,7 +76,7 @@ describe('gateway mux: stateless clients (2026-07-28) before upstreams on older 
         resource: `${origin}/mcp`,
         authorization_servers: [issuer.issuer],
         identity_headers: true,
-        tools: { bank__read_balance: {}, old__echo: {} },
+        tools: { bank__read_balance: {}, old__echo: {}, old__slow: {} },
       },
     ]);
     url = `${gateway.url}/mcp`;
@@ -90,48 +95,58 @@ describe('gateway mux: stateless clients (2026-07-28) before upstreams on older 
     ...(name ? { 'mcp-name': name } : {}),
   });
 
-  it("lists and calls both upstreams, each in its own revision; the caller's session at the older one is opened once and kept", async () => {
+  /** Waits until every upstream session opened so far has been ended (they end once their request is answered). */
+  const allEnded = async () => {
+    for (let i = 0; i < 100 && sessions.live.size > 0; i++) await new Promise((resolve) => setTimeout(resolve, 20));
+    assert.equal(sessions.live.size, 0, `sessions left open: ${[...sessions.live].join(', ')}`);
+  };
+
+  it('lists and calls both upstreams, each in its own revision; each request has its own session at the older one, ended after its answer', async () => {
     const listed = await mcpPost(url, { jsonrpc: '2.0', id: 1, method: 'tools/list' }, await stateless('alice', 'tools/list'));
     assert.equal(listed.status, 200, listed.text);
-    assert.deepEqual(((listed.json!.result as { tools: { name: string }[] }).tools.map((tool) => tool.name)).sort(), ['bank__read_balance', 'old__echo']);
+    assert.deepEqual(((listed.json!.result as { tools: { name: string }[] }).tools.map((tool) => tool.name)).sort(), ['bank__read_balance', 'old__echo', 'old__slow']);
     assert.equal(listed.headers.get('mcp-session-id'), null, 'no session for a stateless client');
-    const opened = sessions.state.opened;
-    assert.equal(opened, 1, 'one session opened at the older upstream');
+    assert.equal(sessions.state.opened, 1, 'one session opened at the older upstream for the list');
     for (let i = 0; i < 2; i++) {
       const echo = await mcpPost(url, toolCall('old__echo', { n: i }, 2 + i), await stateless('alice', 'tools/call', 'old__echo'));
       assert.equal(echo.status, 200, echo.text);
-      assert.match(echo.text, new RegExp(`s-1: \\{\\\\"n\\\\":${i}\\}`));
+      assert.match(echo.text, new RegExp(`s-${2 + i}: \\{\\\\"n\\\\":${i}\\}`));
     }
     const balance = await mcpPost(url, toolCall('bank__read_balance', {}, 4), await stateless('alice', 'tools/call', 'bank__read_balance'));
     assert.equal(balance.status, 200, balance.text);
     assert.match(balance.text, /balance/);
-    assert.equal(sessions.state.opened, 1, 'kept for the later requests');
+    assert.equal(sessions.state.opened, 3, 'a call to the bank opens nothing at the older upstream');
+    await allEnded();
     // initialize offers the client's revision (the upstream answers with its own), every later message is in the upstream's.
-    assert.equal(sessions.state.versions[0], '2026-07-28');
-    assert.ok(sessions.state.versions.slice(1).every((version) => version === '2025-11-25'), `the older upstream is spoken to in its revision: ${sessions.state.versions.join(', ')}`);
+    assert.ok(sessions.state.versions.every((version) => version === '2026-07-28' || version === '2025-11-25'));
+    assert.ok(sessions.state.versions.filter((version) => version === '2026-07-28').length === sessions.state.opened, `only each initialize offers 2026-07-28: ${sessions.state.versions.join(', ')}`);
     const events = (await gateway.auditEvents()).filter((e) => e.tool === 'old__echo');
     assert.equal(events.length, 2);
     assert.ok(events.every((e) => e.upstream === 'old' && e.session === undefined && e.outcome === 'result'));
   });
 
-  it('another caller gets sessions of their own, never the first caller\'s', async () => {
-    const echo = await mcpPost(url, toolCall('old__echo', {}, 5), await stateless('bob', 'tools/call', 'old__echo'));
-    assert.equal(echo.status, 200, echo.text);
-    assert.match(echo.text, /s-2: /);
-    assert.equal(sessions.state.opened, 2);
+  it('two requests of one caller at once, with the same JSON-RPC id, never meet in one upstream session: each gets its own answer', async () => {
+    const [a, b] = await Promise.all(
+      ['agent-a', 'agent-b'].map(async (who) => mcpPost(url, toolCall('old__slow', { who }, 1), await stateless('alice', 'tools/call', 'old__slow'))),
+    );
+    assert.equal(a!.status, 200, a!.text);
+    assert.equal(b!.status, 200, b!.text);
+    assert.match(a!.text, /agent-a/);
+    assert.doesNotMatch(a!.text, /agent-b/);
+    assert.match(b!.text, /agent-b/);
+    await allEnded();
   });
 
-  it('an upstream that lost the session: that request gets its 404; the next one opens a new session', async () => {
-    sessions.live.clear();
-    const lost = await mcpPost(url, toolCall('old__echo', {}, 6), await stateless('alice', 'tools/call', 'old__echo'));
-    assert.equal(lost.status, 404, lost.text);
-    const again = await mcpPost(url, toolCall('old__echo', {}, 7), await stateless('alice', 'tools/call', 'old__echo'));
-    assert.equal(again.status, 200, again.text);
-    assert.match(again.text, /s-3: /);
-    assert.equal(sessions.state.opened, 3);
+  it("an answer to an upstream's request from a stateless client: 400 invalid_request (the request's session ended with its answer)", async () => {
+    const answer = await mcpPost(url, { jsonrpc: '2.0', id: 'mandate+old:0', result: { action: 'accept' } }, await stateless('alice', 'notifications/x'));
+    assert.equal(answer.status, 400, answer.text);
+    assert.equal((answer.json!.error as { code: number }).code, -32600);
+    const event = (await gateway.auditEvents()).findLast((e) => e.kind === 'response')!;
+    assert.equal(event.rejection, 'invalid_request');
+    assert.equal(event.reason, 'answer id "mandate+old:0" names no upstream of the session');
   });
 
-  it('an upstream that cannot be opened: the sessions opened at the others serve that request only (ended once it is answered, audited left out); the next request tries again', async () => {
+  it('an upstream that cannot be opened: left out of that request (audited), whose own sessions are still ended; the next request tries again', async () => {
     const partial = await startTestGateway((origin) => [
       {
         path: '/mcp',
@@ -146,23 +161,23 @@ describe('gateway mux: stateless clients (2026-07-28) before upstreams on older 
     ]);
     try {
       const at = `${partial.url}/mcp`;
-      const headers = async () => ({ authorization: `Bearer ${await issuer.sign({ sub: 'carol', aud: at, client_id: 'agent' })}`, 'mcp-protocol-version': '2026-07-28', 'mcp-method': 'tools/call', 'mcp-name': 'old__echo' });
+      const headers = async () => ({ authorization: `Bearer ${await issuer.sign({ sub: 'carol', aud: at, client_id: 'agent' })}`, 'mcp-protocol-version': '2026-07-28', 'mcp-method': 'tools/list' });
       const opened = sessions.state.opened;
-      const first = await mcpPost(at, toolCall('old__echo', {}, 8), await headers());
+      const first = await mcpPost(at, { jsonrpc: '2.0', id: 8, method: 'tools/list' }, await headers());
       assert.equal(first.status, 200, first.text);
+      assert.deepEqual(((first.json!.result as { tools: { name: string }[] }).tools.map((tool) => tool.name)).sort(), ['old__echo'], 'the route lists old__echo only');
       let event: Record<string, unknown> | undefined;
       for (let i = 0; i < 100 && !event; i++) {
-        event = (await partial.auditEvents()).find((e) => e.tool === 'old__echo');
+        event = (await partial.auditEvents()).find((e) => e.method === 'tools/list');
         if (!event) await new Promise((resolve) => setTimeout(resolve, 20));
       }
       assert.match(String(event?.reason), /^left out: down \(/, JSON.stringify(await partial.auditEvents()));
       assert.equal(sessions.state.opened, opened + 1);
-      const session = `s-${opened + 1}`;
-      for (let i = 0; i < 100 && sessions.live.has(session); i++) await new Promise((resolve) => setTimeout(resolve, 20));
-      assert.equal(sessions.live.has(session), false, 'the session opened for that request only was ended');
-      const second = await mcpPost(at, toolCall('old__echo', {}, 9), await headers());
+      await allEnded();
+      const second = await mcpPost(at, { jsonrpc: '2.0', id: 9, method: 'tools/list' }, await headers());
       assert.equal(second.status, 200, second.text);
-      assert.equal(sessions.state.opened, opened + 2, 'opened again: nothing half-open was kept');
+      assert.equal(sessions.state.opened, opened + 2, 'opened again for the next request');
+      await allEnded();
     } finally {
       await partial.close();
     }

@@ -91,6 +91,24 @@ describe('gateway: several MCP servers behind one route', () => {
     assert.ok(events.some((event) => event.http_method === 'DELETE' && event.status === 200));
   });
 
+  it("the gateway's own requests at an upstream session never take a client's id: a list while a call with id 1 runs gets both answers right", async () => {
+    const transport = new StreamableHTTPClientTransport(new URL(`${gateways[0]!.url}/mcp`), { requestInit: { headers: auth() } });
+    const client = new Client({ name: 'mux-ids', version: '1.0.0' });
+    await client.connect(transport);
+    try {
+      // The SDK client numbers its requests 0 (initialize), 1 (this call), 2 (the list): the gateway's list pages once went as id 1.
+      const [long, listed] = await Promise.all([
+        client.callTool({ name: 'every__trigger-long-running-operation', arguments: { duration: 1, steps: 2 } }),
+        new Promise((resolve) => setTimeout(resolve, 100)).then(() => client.listTools()),
+      ]);
+      assert.match(JSON.stringify(long.content), /completed/i);
+      assert.ok(listed.tools.some((tool) => tool.name === 'every__echo'), JSON.stringify(listed.tools.map((tool) => tool.name)));
+      await transport.terminateSession();
+    } finally {
+      await client.close();
+    }
+  });
+
   it('prompts and resources: merged (prompt names prefixed, resource URIs under mandate+<upstream>:), got and read at their upstream', async () => {
     const transport = new StreamableHTTPClientTransport(new URL(`${gateways[1]!.url}/mcp`), { requestInit: { headers: auth() } });
     const client = new Client({ name: 'mux-prompts', version: '1.0.0' });

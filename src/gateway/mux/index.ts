@@ -5,7 +5,6 @@ import { GATEWAY_ERRORS, refuse } from '../filters/refuse.ts';
 import { IDENTITY, judgeToolList } from '../pins/forwarder.ts';
 import { ResponseTap, isEventStream, rewriteResponse } from '../response-tap.ts';
 import type { CompiledRoute } from '../route.ts';
-import { sha256 } from '../../core/encoding.ts';
 import { SessionStoreUnavailable, type SessionStore, type UpstreamSessions } from '../sessions.ts';
 import type { GatewayEnv } from '../types.ts';
 import { mergeStreams, openStream } from './get-stream.ts';
@@ -14,6 +13,13 @@ import { exchange, type MuxUpstream, type UpstreamAnswer } from './upstream-clie
 
 /** The MCP revisions the gateway negotiates in its own `initialize` answer, newest first (as the SDK: the client's if known, else the newest). */
 export const MUX_PROTOCOL_VERSIONS = ['2026-07-28', '2025-11-25', '2025-06-18', '2025-03-26'];
+
+/**
+ * The id of a request the gateway makes itself (a list page, logging/setLevel, initialize) at an
+ * upstream session the client's requests also use: one no client request has, so that neither
+ * answer is taken for the other.
+ */
+const ownId = () => `mandate-gateway:${crypto.randomUUID()}`;
 
 /** Pages of one upstream's list the gateway follows (`nextCursor`) before it stops: the merged list is one page. */
 const MAX_PAGES = 20;
@@ -90,7 +96,7 @@ export function multiplex(route: CompiledRoute, forwarder: Forwarder, sessions: 
   const separator = config.separator;
   const fetchImpl = options.fetch ?? ((input, init) => fetch(input, init));
   const serverInfo = options.serverInfo ?? { name: 'mandate-gateway', version: '1' };
-  /** Upstream sessions opened for one request only (see callerSessions), ended once it is answered. */
+  /** Upstream sessions opened for one request only (see requestSessions), ended once it is answered. */
   const releaseAfter = new WeakMap<Context<GatewayEnv>, UpstreamSessions>();
   /** Requests in flight on this instance, for `notifications/cancelled`: session + id → upstream. */
   const inFlight = new Map<string, string>();
@@ -148,13 +154,13 @@ export function multiplex(route: CompiledRoute, forwarder: Forwarder, sessions: 
   const gone = (c: Context<GatewayEnv>) => refuse(c, { status: 499, code: GATEWAY_ERRORS.unavailable, message: 'the client went away', rejection: 'client_closed', reason: 'the client went away before the answer', decision: 'error' });
 
   /** Opens a session at every upstream at once, in parallel (`initialize`, then `notifications/initialized`); what failed says why. */
-  const openUpstreams = (c: Context<GatewayEnv>, params: Record<string, unknown>, protocolVersion: string) => {
+  const openUpstreams = (c: Context<GatewayEnv>, params: Record<string, unknown>, protocolVersion: string, at: MuxUpstream[] = upstreams) => {
     const headers = { ...baseHeaders(c), 'mcp-protocol-version': protocolVersion };
     const timeoutMs = config.timeouts.response_ms;
     return Promise.all(
-      upstreams.map(async (upstream) => {
+      at.map(async (upstream) => {
         try {
-          const init = await exchange(fetchImpl, upstream, { method: 'POST', headers, timeoutMs, message: { jsonrpc: '2.0', id: 0, method: 'initialize', params: { ...params, protocolVersion } } });
+          const init = await exchange(fetchImpl, upstream, { method: 'POST', headers, timeoutMs, message: { jsonrpc: '2.0', id: ownId(), method: 'initialize', params: { ...params, protocolVersion } } });
           if (init.error || init.status >= 300) return { upstream, failed: `initialize answered ${init.status} ${init.error?.message ?? ''}`.trim() };
           const sessionId = init.sessionId ?? '';
           // The revision this upstream agreed to: what it is spoken to in for the rest of the session.
@@ -177,66 +183,37 @@ export function multiplex(route: CompiledRoute, forwarder: Forwarder, sessions: 
         .map((upstream) => exchange(fetchImpl, upstream, { method: 'DELETE', headers: { ...baseHeaders(c), ...sessionOf(map, upstream.name) }, timeoutMs: config.timeouts.response_ms }).catch(() => undefined)),
     );
 
-  /** The session-store key of a caller's own upstream sessions for requests without a gateway session (the route, the caller's subject and client). */
-  const callerKey = async (c: Context<GatewayEnv>) => {
-    const principal = c.get('principal');
-    return `stateless:${await sha256(JSON.stringify([config.path, principal.sub, principal.clientId ?? '']))}`;
-  };
-
   /**
    * A request without a gateway session (a client on the stateless revision, 2026-07-28): every
-   * upstream is still spoken to in the revision it negotiated, and an upstream on an older revision
-   * needs a session. So each caller (route, subject, client) has upstream sessions of their own,
-   * opened on the first request that needs them and kept in the session store under a key derived
-   * from the caller, with the binding's idle lifetime — any replica uses them. Opened with an
-   * upstream missing, they serve this request only (ended once it is answered), so a later request
-   * tries that upstream again. An upstream that answers 404 (it lost the session) has them forgotten:
-   * the next request opens new ones.
+   * upstream is still spoken to in the revision it negotiated, and one on an older revision needs a
+   * session. So such a request gets upstream sessions of its own, opened (at every upstream, in
+   * parallel) when it needs them and ended once it is answered (a streamed answer, when its stream
+   * ends). Never shared: two requests, even of one caller, never meet in an upstream session (their
+   * ids, progress tokens and the upstream's own requests could be taken for each other's), and
+   * nothing is kept that could leak.
    */
-  const callerSessions = async (c: Context<GatewayEnv>): Promise<UpstreamSessions> => {
-    const principal = c.get('principal');
-    const owner = { sub: principal.sub, clientId: principal.clientId };
-    const key = await callerKey(c);
-    if ((await sessions.check(key, owner)) === 'own') {
-      const known = await sessions.upstreams!(key);
-      if (known) return known;
-    }
+  const requestSessions = async (c: Context<GatewayEnv>, at: MuxUpstream[]): Promise<UpstreamSessions> => {
+    if (at.length === 0) return {};
     const protocolVersion = c.get('mcp').protocolVersion || MUX_PROTOCOL_VERSIONS[0]!;
-    const opened = await openUpstreams(c, { capabilities: {}, clientInfo: serverInfo }, protocolVersion);
+    const opened = await openUpstreams(c, { capabilities: {}, clientInfo: serverInfo }, protocolVersion, at);
     const map: UpstreamSessions = {};
     for (const one of opened) if ('sessionId' in one) map[one.upstream.name] = { session: one.sessionId!, ...(one.protocol ? { protocol: one.protocol } : {}) };
+    releaseAfter.set(c, map);
     const failed = opened.filter((one) => 'failed' in one);
-    if (failed.length === upstreams.length) throw new UpstreamError(502, 'upstream_unavailable', failed.map((one) => `${one.upstream.name}: ${one.failed}`).join('; '));
-    if (failed.length > 0) {
-      c.get('audit').reason = `left out: ${failed.map((one) => `${one.upstream.name} (${one.failed})`).join('; ')}`;
-      releaseAfter.set(c, map);
-      return map;
-    }
-    try {
-      await sessions.bind(key, owner);
-      await sessions.setUpstreams!(key, map);
-    } catch (error) {
-      await releaseSessions(c, map);
-      throw error;
-    }
+    if (failed.length === at.length) throw new UpstreamError(502, 'upstream_unavailable', failed.map((one) => `${one.upstream.name}: ${one.failed}`).join('; '));
+    if (failed.length > 0) c.get('audit').reason = `left out: ${failed.map((one) => `${one.upstream.name} (${one.failed})`).join('; ')}`;
     return map;
-  };
-
-  /** After an answer from `upstream` with `status`: a 404 to a caller's kept session means the upstream lost it (forgotten, reopened next time). */
-  const sessionLost = async (c: Context<GatewayEnv>, status: number | undefined) => {
-    if (status !== 404 || c.get('mcp').sessionId !== undefined) return;
-    await sessions.end(await callerKey(c));
   };
 
   /**
    * Each upstream's session for the request: those of the client's gateway session, or — a client
-   * without one (2026-07-28) — the caller's own ({@link callerSessions}). Undefined before a
+   * without one (2026-07-28) — the request's own ({@link requestSessions}). Undefined before a
    * client of a revision with sessions has one (its initialize).
    */
-  const upstreamSessions = async (c: Context<GatewayEnv>): Promise<UpstreamSessions | undefined> => {
+  const upstreamSessions = async (c: Context<GatewayEnv>, at: MuxUpstream[] = upstreams): Promise<UpstreamSessions | undefined> => {
     const mcp = c.get('mcp');
     const sessionId = mcp.sessionId;
-    if (sessionId === undefined) return mcp.protocolVersion >= PROTOCOL_STATELESS ? callerSessions(c) : undefined;
+    if (sessionId === undefined) return mcp.protocolVersion >= PROTOCOL_STATELESS ? requestSessions(c, at) : undefined;
     // The protection filter has checked the session is the caller's; its upstream sessions were stored with it.
     return (await sessions.upstreams?.(sessionId)) ?? {};
   };
@@ -304,7 +281,6 @@ export function multiplex(route: CompiledRoute, forwarder: Forwarder, sessions: 
     const map = await upstreamSessions(c);
     const headers = baseHeaders(c);
     const failures: string[] = [];
-    let lost = false;
     // One byte budget for every page of every upstream, as a one-upstream route's answer has.
     const counted = budgetedFetch(fetchImpl, REWRITE_BODY_LIMIT);
     const merged = await Promise.all(
@@ -318,11 +294,10 @@ export function multiplex(route: CompiledRoute, forwarder: Forwarder, sessions: 
               method: 'POST',
               headers: { ...headers, ...sessionOf(map, upstream.name) },
               timeoutMs: config.timeouts.response_ms,
-              message: { jsonrpc: '2.0', id: 1, method: request.method, params: cursor ? { cursor } : {} },
+              message: { jsonrpc: '2.0', id: ownId(), method: request.method, params: cursor ? { cursor } : {} },
             });
             // An upstream without the capability answers -32601: nothing to merge.
             if (reply.error || reply.status >= 300) {
-              if (reply.status === 404) lost = true;
               if (reply.error?.code !== JSON_RPC_ERRORS.methodNotFound) failures.push(`${upstream.name}: ${reply.error?.message ?? reply.status}`);
               break;
             }
@@ -343,7 +318,6 @@ export function multiplex(route: CompiledRoute, forwarder: Forwarder, sessions: 
         });
       }),
     );
-    if (lost) await sessionLost(c, 404);
     const audit = c.get('audit');
     // One upstream down does not hide the others; the answer is audited with what is missing.
     if (failures.length > 0) audit.reason = `not listed: ${failures.join('; ')}`;
@@ -363,7 +337,7 @@ export function multiplex(route: CompiledRoute, forwarder: Forwarder, sessions: 
     const key = ref ? (ref.type === 'ref/resource' ? 'uri' : 'name') : DISPATCHED[request.method]!;
     const named = ref ? ref[key] : request.params?.[key];
     const target = typeof named === 'string' ? (key === 'uri' ? splitUri(named) : split(named)) : undefined;
-    const map = await upstreamSessions(c);
+    const map = await upstreamSessions(c, target ? [target.upstream] : []);
     if (!target || (map && !(target.upstream.name in map))) {
       return refuse(c, {
         status: 404,
@@ -409,7 +383,6 @@ export function multiplex(route: CompiledRoute, forwarder: Forwarder, sessions: 
           },
         },
       );
-      await sessionLost(c, c.get('audit').status ?? response.status);
       return response;
     } finally {
       if (flight) {
@@ -450,7 +423,7 @@ export function multiplex(route: CompiledRoute, forwarder: Forwarder, sessions: 
       upstreams
         .filter((upstream) => !map || upstream.name in map)
         .map((upstream) =>
-          exchange(fetchImpl, upstream, { method: 'POST', headers: { ...headers, ...sessionOf(map, upstream.name) }, timeoutMs: config.timeouts.response_ms, message: { ...request, id: 1 } }).catch(() => undefined),
+          exchange(fetchImpl, upstream, { method: 'POST', headers: { ...headers, ...sessionOf(map, upstream.name) }, timeoutMs: config.timeouts.response_ms, message: { ...request, id: ownId() } }).catch(() => undefined),
         ),
     );
     return answer(c, { jsonrpc: '2.0', id: request.id, result: {} }, sessionHeaders(c.get('mcp').sessionId));
@@ -460,7 +433,8 @@ export function multiplex(route: CompiledRoute, forwarder: Forwarder, sessions: 
   const reply = async (c: Context<GatewayEnv>, response: { jsonrpc: '2.0'; id?: string | number; result?: unknown; error?: unknown }) => {
     const origin = upstreamRequestOf(response.id);
     const upstream = origin && byName.get(origin.upstream);
-    const map = await upstreamSessions(c);
+    // Without a gateway session (2026-07-28) the request's upstream session ended with its answer.
+    const map = c.get('mcp').sessionId === undefined ? {} : await upstreamSessions(c);
     if (!origin || !upstream || (map && !(upstream.name in map))) {
       return refuse(c, { status: 400, code: JSON_RPC_ERRORS.invalidRequest, message: 'an answer to a request no upstream of this route sent', rejection: 'invalid_request', reason: `answer id ${JSON.stringify(response.id)} names no upstream of the session` });
     }
