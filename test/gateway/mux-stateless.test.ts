@@ -14,7 +14,8 @@ import { mcpPost, startFakeIssuer, startTestGateway, toolCall, type TestGateway 
  */
 
 /** An MCP server on 2025-11-25 that needs its session: it counts sessions and can forget them all. */
-async function startSessionServer() {
+async function startSessionServer(options: { sessions?: boolean } = {}) {
+  const withSessions = options.sessions ?? true;
   const live = new Set<string>();
   const state = { opened: 0, versions: [] as string[], pending: new Set<string>() };
   const server: Server = createServer((req, res) => {
@@ -26,11 +27,11 @@ async function startSessionServer() {
       const json = (status: number, value: unknown, headers: Record<string, string> = {}) => res.writeHead(status, { 'content-type': 'application/json', ...headers }).end(JSON.stringify(value));
       if (message.method === 'initialize') {
         const session = `s-${++state.opened}`;
-        live.add(session);
-        return json(200, { jsonrpc: '2.0', id: message.id, result: { protocolVersion: '2025-11-25', capabilities: { tools: {} }, serverInfo: { name: 'sessions', version: '1' } } }, { 'mcp-session-id': session });
+        if (withSessions) live.add(session);
+        return json(200, { jsonrpc: '2.0', id: message.id, result: { protocolVersion: '2025-11-25', capabilities: { tools: {} }, serverInfo: { name: 'sessions', version: '1' } } }, withSessions ? { 'mcp-session-id': session } : {});
       }
       const session = String(req.headers['mcp-session-id'] ?? '');
-      if (!live.has(session)) return json(session ? 404 : 400, { jsonrpc: '2.0', id: message.id ?? null, error: { code: -32001, message: session ? 'Session not found' : 'Bad Request: No valid session ID provided' } });
+      if (withSessions && !live.has(session)) return json(session ? 404 : 400, { jsonrpc: '2.0', id: message.id ?? null, error: { code: -32001, message: session ? 'Session not found' : 'Bad Request: No valid session ID provided' } });
       if (req.method === 'DELETE') {
         live.delete(session);
         return res.writeHead(200).end();
@@ -135,6 +136,36 @@ describe('gateway mux: stateless clients (2026-07-28) before upstreams on older 
     assert.doesNotMatch(a!.text, /agent-b/);
     assert.match(b!.text, /agent-b/);
     await allEnded();
+  });
+
+  it('an upstream that answered initialize without a session is not opened again for later requests', async () => {
+    const plain = await startSessionServer({ sessions: false });
+    const route = await startTestGateway((origin) => [
+      {
+        path: '/mcp',
+        upstreams: [
+          { name: 'plain', url: plain.url },
+          { name: 'old', url: sessions.url },
+        ],
+        resource: `${origin}/mcp`,
+        authorization_servers: [issuer.issuer],
+        tools: { plain__echo: {}, old__echo: {} },
+      },
+    ]);
+    try {
+      const at = `${route.url}/mcp`;
+      for (let i = 0; i < 3; i++) {
+        const headers = { authorization: `Bearer ${await issuer.sign({ sub: 'dave', aud: at, client_id: 'agent' })}`, 'mcp-protocol-version': '2026-07-28', 'mcp-method': 'tools/call', 'mcp-name': 'plain__echo' };
+        const echo = await mcpPost(at, toolCall('plain__echo', { i }, 20 + i), headers);
+        assert.equal(echo.status, 200, echo.text);
+        assert.match(echo.text, new RegExp(`\\\\"i\\\\":${i}`));
+      }
+      assert.equal(plain.state.opened, 1, 'initialized once: it keeps no sessions');
+      assert.ok(plain.state.versions.slice(1).every((version) => version === '2025-11-25'), 'spoken to in its revision');
+    } finally {
+      await route.close();
+      await plain.close();
+    }
   });
 
   it("an answer to an upstream's request from a stateless client: 400 invalid_request (the request's session ended with its answer)", async () => {

@@ -96,6 +96,8 @@ export function multiplex(route: CompiledRoute, forwarder: Forwarder, sessions: 
   const separator = config.separator;
   const fetchImpl = options.fetch ?? ((input, init) => fetch(input, init));
   const serverInfo = options.serverInfo ?? { name: 'mandate-gateway', version: '1' };
+  /** Upstreams that answered `initialize` without a session, with the revision they negotiated (see requestSessions). */
+  const sessionless = new Map<string, { session: string; protocol?: string }>();
   /** Upstream sessions opened for one request only (see requestSessions), ended once it is answered. */
   const releaseAfter = new WeakMap<Context<GatewayEnv>, UpstreamSessions>();
   /** Requests in flight on this instance, for `notifications/cancelled`: session + id → upstream. */
@@ -186,21 +188,31 @@ export function multiplex(route: CompiledRoute, forwarder: Forwarder, sessions: 
   /**
    * A request without a gateway session (a client on the stateless revision, 2026-07-28): every
    * upstream is still spoken to in the revision it negotiated, and one on an older revision needs a
-   * session. So such a request gets upstream sessions of its own, opened (at every upstream, in
-   * parallel) when it needs them and ended once it is answered (a streamed answer, when its stream
-   * ends). Never shared: two requests, even of one caller, never meet in an upstream session (their
-   * ids, progress tokens and the upstream's own requests could be taken for each other's), and
-   * nothing is kept that could leak.
+   * session. So such a request gets upstream sessions of its own at the upstreams it needs (the
+   * call's, or all for a list), opened in parallel and ended once it is answered (a streamed answer,
+   * when its stream ends). Never shared: two requests, even of one caller, never meet in an upstream
+   * session (their ids, progress tokens and the upstream's own requests could be taken for each
+   * other's), and nothing is kept that could leak. An upstream that answered `initialize` without a
+   * session needs none: remembered (with its revision), it is not opened again.
    */
   const requestSessions = async (c: Context<GatewayEnv>, at: MuxUpstream[]): Promise<UpstreamSessions> => {
-    if (at.length === 0) return {};
-    const protocolVersion = c.get('mcp').protocolVersion || MUX_PROTOCOL_VERSIONS[0]!;
-    const opened = await openUpstreams(c, { capabilities: {}, clientInfo: serverInfo }, protocolVersion, at);
     const map: UpstreamSessions = {};
-    for (const one of opened) if ('sessionId' in one) map[one.upstream.name] = { session: one.sessionId!, ...(one.protocol ? { protocol: one.protocol } : {}) };
+    const toOpen = at.filter((upstream) => {
+      const known = sessionless.get(upstream.name);
+      if (known) map[upstream.name] = known;
+      return !known;
+    });
+    if (toOpen.length === 0) return map;
+    const protocolVersion = c.get('mcp').protocolVersion || MUX_PROTOCOL_VERSIONS[0]!;
+    const opened = await openUpstreams(c, { capabilities: {}, clientInfo: serverInfo }, protocolVersion, toOpen);
+    for (const one of opened) {
+      if (!('sessionId' in one)) continue;
+      map[one.upstream.name] = { session: one.sessionId!, ...(one.protocol ? { protocol: one.protocol } : {}) };
+      if (!one.sessionId) sessionless.set(one.upstream.name, map[one.upstream.name]!);
+    }
     releaseAfter.set(c, map);
     const failed = opened.filter((one) => 'failed' in one);
-    if (failed.length === at.length) throw new UpstreamError(502, 'upstream_unavailable', failed.map((one) => `${one.upstream.name}: ${one.failed}`).join('; '));
+    if (Object.keys(map).length === 0) throw new UpstreamError(502, 'upstream_unavailable', failed.map((one) => `${one.upstream.name}: ${one.failed}`).join('; '));
     if (failed.length > 0) c.get('audit').reason = `left out: ${failed.map((one) => `${one.upstream.name} (${one.failed})`).join('; ')}`;
     return map;
   };
