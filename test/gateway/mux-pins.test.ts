@@ -3,7 +3,7 @@ import { createServer, type IncomingHttpHeaders, type ServerResponse } from 'nod
 import { after, before, describe, it } from 'node:test';
 import { Redis } from 'ioredis';
 import { RedisSessionBindings } from '../../src/gateway/node/redis-sessions.ts';
-import { basic, freePort, postForm, startTestAuthServer, type TestAuthServer } from '../helpers/auth-server.ts';
+import { clientCredentialsTokens, freePort, startTestAuthServer, type TestAuthServer } from '../helpers/auth-server.ts';
 import { mcpPost, startTestGateway, toolCall, type TestGateway } from '../helpers/gateway.ts';
 
 /**
@@ -63,7 +63,6 @@ describe('gateway: tool pinning and limits on prefixed names; pinned tools/list 
   let b: Awaited<ReturnType<typeof startUpstream>>;
   let single: TestGateway;
   let mux: TestGateway;
-  const tokens = new Map<string, string>();
 
   before(async () => {
     process.env.TEST_MUX_PIN_GATEWAY = GATEWAY_SECRET;
@@ -103,16 +102,8 @@ describe('gateway: tool pinning and limits on prefixed names; pinned tools/list 
     await as?.close();
   });
 
-  const tokenFor = async (resource: string) => {
-    let token = tokens.get(resource);
-    if (!token) {
-      const res = await postForm(`${as.issuer}/token`, { grant_type: 'client_credentials', resource }, { authorization: basic('mux-pin-agent', AGENT_SECRET) });
-      assert.equal(res.status, 200, res.text);
-      token = res.json.access_token as string;
-      tokens.set(resource, token);
-    }
-    return token;
-  };
+  let agentTokens: ((resource: string) => Promise<string>) | undefined;
+  const tokenFor = (resource: string) => (agentTokens ??= clientCredentialsTokens(as.issuer, 'mux-pin-agent', AGENT_SECRET))(resource);
   let nextId = 1;
   const post = async (gateway: TestGateway, resource: string, message: unknown) => {
     const res = await mcpPost(`${gateway.url}/mcp`, message, { authorization: `Bearer ${await tokenFor(resource)}` });

@@ -5,7 +5,7 @@ import { LIST_TRUST_SECONDS } from '../../src/auth-server/tool-pins/pins.ts';
 import { pinnedDefinition, toolHash } from '../../src/core/tool-hash.ts';
 import { LISTING_WINDOW_MS, PinBook } from '../../src/gateway/pins/book.ts';
 import { PinClient } from '../../src/gateway/pins/client.ts';
-import { basic, freePort, postForm, startTestAuthServer, type TestAuthServer } from '../helpers/auth-server.ts';
+import { basic, clientCredentialsTokens, freePort, startTestAuthServer, type TestAuthServer } from '../helpers/auth-server.ts';
 import { mcpPost, startTestGateway, toolCall, type TestGateway } from '../helpers/gateway.ts';
 
 /**
@@ -67,7 +67,6 @@ describe('tool pinning: trust on first use across the pages of one listing', () 
     let as: TestAuthServer;
     let upstream: Awaited<ReturnType<typeof startPagedUpstream>>;
     let gateway: TestGateway;
-    const tokens = new Map<string, string>();
 
     before(async () => {
       process.env.TEST_PAGES_GATEWAY = GATEWAY_SECRET;
@@ -98,16 +97,9 @@ describe('tool pinning: trust on first use across the pages of one listing', () 
       await as?.close();
     });
 
-    const tokenFor = async (client: 'pages-agent' | 'pages-other', resource: string) => {
-      let token = tokens.get(`${client} ${resource}`);
-      if (!token) {
-        const res = await postForm(`${as.issuer}/token`, { grant_type: 'client_credentials', resource }, { authorization: basic(client, client === 'pages-agent' ? AGENT_SECRET : OTHER_SECRET) });
-        assert.equal(res.status, 200, res.text);
-        token = res.json.access_token as string;
-        tokens.set(`${client} ${resource}`, token);
-      }
-      return token;
-    };
+    let clients: Record<'pages-agent' | 'pages-other', (resource: string) => Promise<string>> | undefined;
+    const tokenFor = (client: 'pages-agent' | 'pages-other', resource: string) =>
+      (clients ??= { 'pages-agent': clientCredentialsTokens(as.issuer, 'pages-agent', AGENT_SECRET), 'pages-other': clientCredentialsTokens(as.issuer, 'pages-other', OTHER_SECRET) })[client](resource);
     let nextId = 1;
     const post = async (path: string, resource: string, message: unknown, client: 'pages-agent' | 'pages-other' = 'pages-agent') => {
       const res = await mcpPost(`${gateway.url}${path}`, message, { authorization: `Bearer ${await tokenFor(client, resource)}` });

@@ -12,7 +12,7 @@ import { startBankingServer, type BankingServer } from '../../examples/banking/s
 import { handleStatelessMcp, text } from '../../examples/shared/stateless-mcp.ts';
 import { pinnedDefinition, toolHash } from '../../src/core/tool-hash.ts';
 import { adminAccess, type AdminAccess } from '../helpers/admin.ts';
-import { basic, freePort, postForm, startTestAuthServer, type TestAuthServer } from '../helpers/auth-server.ts';
+import { clientCredentialsTokens, freePort, startTestAuthServer, type TestAuthServer } from '../helpers/auth-server.ts';
 import { mcpPost, startTestGateway, toolCall, type TestGateway } from '../helpers/gateway.ts';
 
 /**
@@ -61,7 +61,6 @@ describe('mandate gateway pin and tool_pins.snapshot on a route with several ups
   let bank: BankingServer;
   let docs: Awaited<ReturnType<typeof startDocsServer>>;
   const gateways: TestGateway[] = [];
-  const tokens = new Map<string, string>();
   const dir = mkdtempSync(join(tmpdir(), 'mandate-pin-mux-'));
   const out = join(dir, 'tools.json');
   let snapshot: Snapshot;
@@ -99,16 +98,8 @@ describe('mandate gateway pin and tool_pins.snapshot on a route with several ups
     tools: { bank__read_balance: {}, bank__list_transactions: {}, bank__transfer: {}, docs__lookup: {}, docs__count: {}, docs__export_all: {} },
     tool_pins: { client_id: 'snapmux-gateway', client_secret_env: 'TEST_SNAPMUX_GATEWAY', on_change: onChange, negative_cache_seconds: 0, snapshot: snapshotValue },
   });
-  const tokenFor = async (resource: string) => {
-    let token = tokens.get(resource);
-    if (!token) {
-      const res = await postForm(`${as.issuer}/token`, { grant_type: 'client_credentials', resource }, { authorization: basic('snapmux-agent', AGENT_SECRET) });
-      assert.equal(res.status, 200, res.text);
-      token = res.json.access_token as string;
-      tokens.set(resource, token);
-    }
-    return token;
-  };
+  let agentTokens: ((resource: string) => Promise<string>) | undefined;
+  const tokenFor = (resource: string) => (agentTokens ??= clientCredentialsTokens(as.issuer, 'snapmux-agent', AGENT_SECRET))(resource);
   let nextId = 1;
   const post = async (gateway: TestGateway, resource: string, message: unknown) => {
     const res = await mcpPost(`${gateway.url}/mcp`, message, { authorization: `Bearer ${await tokenFor(resource)}` });

@@ -10,7 +10,7 @@ import { after, before, describe, it } from 'node:test';
 import { routeSchema } from '../../src/config/gateway-schema.ts';
 import { toolHash } from '../../src/core/tool-hash.ts';
 import { adminAccess, type AdminAccess } from '../helpers/admin.ts';
-import { basic, freePort, postForm, startTestAuthServer, type TestAuthServer } from '../helpers/auth-server.ts';
+import { basic, clientCredentialsTokens, freePort, startTestAuthServer, type TestAuthServer } from '../helpers/auth-server.ts';
 import { listedTools, mcpPost, startTestGateway, toolCall, type TestGateway } from '../helpers/gateway.ts';
 
 /**
@@ -81,7 +81,6 @@ describe('gateway: tool pinning (issue 18)', () => {
   let admin: AdminAccess;
   const upstreams: Upstream[] = [];
   const gateways: TestGateway[] = [];
-  const tokens = new Map<string, string>();
 
   before(async () => {
     process.env.TEST_PIN_GATEWAY = GATEWAY_SECRET;
@@ -106,16 +105,8 @@ describe('gateway: tool pinning (issue 18)', () => {
     await as.close();
   });
 
-  const tokenFor = async (resource: string) => {
-    let token = tokens.get(resource);
-    if (!token) {
-      const res = await postForm(`${as.issuer}/token`, { grant_type: 'client_credentials', resource }, { authorization: basic('pin-agent', AGENT_SECRET) });
-      assert.equal(res.status, 200, res.text);
-      token = res.json.access_token as string;
-      tokens.set(resource, token);
-    }
-    return token;
-  };
+  let agentTokens: ((resource: string) => Promise<string>) | undefined;
+  const tokenFor = (resource: string) => (agentTokens ??= clientCredentialsTokens(as.issuer, 'pin-agent', AGENT_SECRET))(resource);
 
   const start = async (resource: string, pins: Record<string, unknown>, upstream?: Upstream) => {
     const up = upstream ?? (await startChangingUpstream());

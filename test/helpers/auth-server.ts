@@ -94,3 +94,22 @@ export const basic = basicAuthorization;
 export function decodeJwt(token: string): Record<string, unknown> {
   return JSON.parse(Buffer.from(token.split('.')[1]!, 'base64url').toString('utf8'));
 }
+
+/**
+ * Access tokens of a confidential client by client credentials, one per resource, asked for once
+ * (the request must succeed: a refusal fails the test with the AS's answer).
+ */
+export function clientCredentialsTokens(issuer: string, clientId: string, secret: string): (resource: string) => Promise<string> {
+  const tokens = new Map<string, Promise<string>>();
+  return (resource) => {
+    let token = tokens.get(resource);
+    if (!token) {
+      token = postForm(`${issuer}/token`, { grant_type: 'client_credentials', resource }, { authorization: basic(clientId, secret) }).then((res) => {
+        if (res.status !== 200) throw new Error(`client_credentials for ${clientId} at ${resource}: ${res.status} ${res.text}`);
+        return res.json.access_token as string;
+      });
+      tokens.set(resource, token);
+    }
+    return token;
+  };
+}
