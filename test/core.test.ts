@@ -7,7 +7,7 @@ import { checkCodeChallenge, verifyCodeVerifier } from '../src/core/pkce.ts';
 import { base64url, constantTimeEqual, sha256 } from '../src/core/encoding.ts';
 import { randomBytes } from 'node:crypto';
 import { OAuthError } from '../src/core/errors.ts';
-import { VerifiedTokenCache } from '../src/core/verified-cache.ts';
+import { VerifiedTokenCache, keyOf } from '../src/core/verified-cache.ts';
 import { isPublicAddress } from '../src/auth-server/network-guard.ts';
 
 describe('core', () => {
@@ -58,6 +58,27 @@ describe('core', () => {
     cache.set('d', { exp: 200 });
     assert.equal(cache.get('b', 1), undefined, 'the oldest went first');
     assert.ok(cache.get('d', 1));
+  });
+
+  it('finds a verified token by its signature, but only the very token stored', () => {
+    const cache = new VerifiedTokenCache<{ exp?: number; sub?: string }>(10);
+    const signature = 'S'.repeat(86);
+    const token = `eyJhbGciOiJFUzI1NiJ9.eyJzdWIiOiJhbGljZSJ9.${signature}`;
+    cache.set(token, { exp: 100, sub: 'alice' });
+    // A new string with the same text (as every request brings it) is found.
+    assert.deepEqual(cache.get(`${token.slice(0, 10)}${token.slice(10)}`, 1), { exp: 100, sub: 'alice' });
+    // Another payload under the same signature (a forgery) is not, and does not evict the real one.
+    const forged = `eyJhbGciOiJFUzI1NiJ9.eyJzdWIiOiJtYWxsb3J5In0.${signature}`;
+    assert.equal(cache.get(forged, 1), undefined);
+    assert.deepEqual(cache.get(token, 1), { exp: 100, sub: 'alice' });
+    // Tokens without a signature-length last segment are keyed whole (opaque tokens, short tails).
+    cache.set('opaque-token-1', { exp: 100 });
+    assert.equal(cache.get('opaque-token-2', 1), undefined);
+    assert.deepEqual(cache.get('opaque-token-1', 1), { exp: 100 });
+    cache.set('a.b', { exp: 100 });
+    assert.equal(cache.get('c.b', 1), undefined);
+    assert.equal(keyOf(token), signature);
+    assert.equal(keyOf('a.b'), 'a.b');
   });
 
   it('compares secrets in constant time by value', () => {

@@ -14,7 +14,7 @@ import { GATEWAY_ERRORS } from './filters/refuse.ts';
 import { throttle } from './filters/throttle.ts';
 import { validateMcp } from './filters/validate.ts';
 import type { CompiledRoute } from './route.ts';
-import type { GatewayEnv } from './types.ts';
+import type { GatewayEnv, GatewayFilter } from './types.ts';
 import { SessionBindings, type SessionStore } from './sessions.ts';
 
 export interface ChainDependencies {
@@ -30,7 +30,7 @@ export interface ChainDependencies {
  * The gateway's filter chain for one route, in order. The order is the design: each filter may
  * rely on everything above it, and the costly steps come after the cheap refusals.
  */
-export function routeChain(route: CompiledRoute, deps: ChainDependencies): MiddlewareHandler<GatewayEnv>[] {
+export function routeChain(route: CompiledRoute, deps: ChainDependencies): GatewayFilter[] {
   const config = route.config;
   const forwarder = route.pins ? pinningForwarder(route.pins, deps.forwarder) : deps.forwarder;
   return [
@@ -42,7 +42,7 @@ export function routeChain(route: CompiledRoute, deps: ChainDependencies): Middl
     corsForOrigins(config.allowed_origins),
     // 3. Validation: Origin, Accept, size, JSON-RPC and MCP shape, protocol revision, standard
     //    headers. Cheapest refusals first; nothing below reads an unchecked request.
-    validateMcp({ allowedOrigins: config.allowed_origins, maxBodyBytes: config.max_body_bytes, maxJsonDepth: config.max_json_depth, protocolVersions: config.protocol_versions }) as unknown as MiddlewareHandler<GatewayEnv>,
+    validateMcp({ allowedOrigins: config.allowed_origins, maxBodyBytes: config.max_body_bytes, maxJsonDepth: config.max_json_depth, protocolVersions: config.protocol_versions }) as unknown as GatewayFilter,
     // 4. Protection: the token (signature, iss, aud = this resource, exp/nbf, typ), the route's
     //    scopes and rules. Every decision below depends on who is calling.
     protect(route, deps.sessions),
@@ -81,7 +81,7 @@ export function routeChain(route: CompiledRoute, deps: ChainDependencies): Middl
  * error a filter throws becomes `onError`'s answer at that level), without the per-request work
  * Hono does for a list of matched handlers: the app matches one handler per route.
  */
-export function runChain(filters: MiddlewareHandler<GatewayEnv>[], onError: ErrorHandler<GatewayEnv>): MiddlewareHandler<GatewayEnv> {
+export function runChain(filters: GatewayFilter[], onError: ErrorHandler<GatewayEnv>): MiddlewareHandler<GatewayEnv> {
   const count = filters.length;
   return function chainHandler(c, next) {
     let index = -1;

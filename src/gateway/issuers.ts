@@ -89,15 +89,22 @@ export function issuerSet(issuers: TrustedIssuer[]): IssuerSet {
     throw new OAuthError('invalid_token', 'the token is invalid or expired', { reason: iss === null ? 'a JWT without iss' : 'not a JWT, and no issuer of this route introspects opaque tokens' });
   };
 
+  /** A token seen before is in its issuer's memory: no decoding on the common path. */
+  const cached = (token: string): TokenClaims | undefined => {
+    for (const entry of issuers) {
+      const claims = entry.validator.cached?.(token);
+      if (claims && vouched.get(claims) === entry) return claims;
+    }
+    return undefined;
+  };
+
   return {
     issuers,
     issuerOf: (claims) => vouched.get(claims),
+    cached,
     async validate(token: string, context?: ValidationContext): Promise<TokenClaims> {
-      // A token seen before is in its issuer's memory: no decoding on the common path.
-      for (const entry of issuers) {
-        const cached = entry.validator.cached?.(token);
-        if (cached && vouched.get(cached) === entry) return cached;
-      }
+      const known = cached(token);
+      if (known) return known;
       const entry = choose(token);
       const claims = await entry.validator.validate(token, context);
       vouched.set(claims, entry);

@@ -22,6 +22,8 @@ export interface RateLimitOutcome {
 export interface RateLimiter {
   /** Counts one request in the bucket `key`. Throws when the store cannot answer: the filter then fails closed (503). */
   consume(key: string): Promise<RateLimitOutcome>;
+  /** The same count at once, for a store in this process's memory: the filter then waits for nothing. */
+  consumeNow?(key: string): RateLimitOutcome;
 }
 
 /** Where a host keeps rate limit buckets: one limiter per configured limit of a route. */

@@ -1,3 +1,4 @@
+import type { Context, Next } from 'hono';
 import type { Actor } from '../core/delegation.ts';
 import type { McpRequestContext } from './filters/validate.ts';
 import type { TokenClaims } from './token-validator.ts';
@@ -106,3 +107,11 @@ export interface GatewayVariables {
 export interface GatewayEnv {
   Variables: GatewayVariables;
 }
+
+/**
+ * A filter of a route's chain (src/gateway/chain.ts): a Hono middleware that may also answer or pass
+ * on synchronously. A filter with nothing to wait for returns `next()` (or its refusal) as it is,
+ * without an async function's promise around it: the chain runs one per request per filter, and
+ * each such promise costs microtasks on the hot path (docs/gateway.md "Performance").
+ */
+export type GatewayFilter = (c: Context<GatewayEnv>, next: Next) => Promise<Response | void> | Response | void;

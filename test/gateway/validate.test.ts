@@ -6,7 +6,9 @@ import { validateMcp, type ValidateVariables } from '../../src/gateway/filters/v
 /** The validation filter alone, in front of a handler that echoes the typed context. */
 function app() {
   const hono = new Hono<{ Variables: ValidateVariables }>();
-  hono.use('/mcp', validateMcp({ allowedOrigins: ['http://localhost:6274'], maxBodyBytes: 1024 }));
+  const validate = validateMcp({ allowedOrigins: ['http://localhost:6274'], maxBodyBytes: 1024 });
+  // The filter may answer synchronously (the gateway's chain takes that); Hono's middleware awaits it.
+  hono.use('/mcp', async (c, next) => validate(c, next));
   hono.all('/mcp', (c) => c.json({ reached: true, mcp: c.get('mcp') }));
   return hono;
 }

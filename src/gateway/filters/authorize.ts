@@ -1,7 +1,7 @@
-import type { Context, MiddlewareHandler } from 'hono';
+import type { Context } from 'hono';
 import { foldName } from '../mcp-message.ts';
 import type { CompiledRoute, CompiledTool } from '../route.ts';
-import type { GatewayEnv, Principal } from '../types.ts';
+import type { GatewayEnv, GatewayFilter, Principal } from '../types.ts';
 import { GATEWAY_ERRORS, refuse } from './refuse.ts';
 import { boundJkt, challenge, type AuthScheme } from '../dpop.ts';
 
@@ -67,9 +67,9 @@ export function filterToolList(result: unknown, visible: (name: string) => boole
  * tool the route has no entry for says that the route offers none by that name.
  * `tools/list` answers are filtered to what the caller may call.
  */
-export function authorizeTools(route: CompiledRoute): MiddlewareHandler<GatewayEnv> {
+export function authorizeTools(route: CompiledRoute): GatewayFilter {
   const folded = new Map([...route.tools.keys()].map((name) => [foldName(name), name]));
-  return async function authorizeToolsMiddleware(c, next) {
+  return function authorizeToolsMiddleware(c, next) {
     const message = c.get('mcp').message;
     const principal = c.get('principal');
     if (message?.kind === 'request' && message.method === 'tools/call') {

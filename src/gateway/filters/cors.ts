@@ -1,5 +1,4 @@
-import type { MiddlewareHandler } from 'hono';
-import type { GatewayEnv } from '../types.ts';
+import type { GatewayFilter } from '../types.ts';
 import { JSON_RPC_ERRORS } from '../mcp-message.ts';
 import { refuse } from './refuse.ts';
 import { requestHeader } from '../headers.ts';
@@ -12,9 +11,9 @@ const EXPOSE_HEADERS = 'mcp-session-id, mcp-protocol-version, www-authenticate, 
  * answered here; every response to an allowed origin, proxied ones too, carries the headers the
  * page needs to read it (the session id, the challenge). Other origins are refused by validation.
  */
-export function corsForOrigins(allowedOrigins: string[]): MiddlewareHandler<GatewayEnv> {
+export function corsForOrigins(allowedOrigins: string[]): GatewayFilter {
   const origins = new Set(allowedOrigins);
-  return async function corsMiddleware(c, next) {
+  return function corsMiddleware(c, next) {
     const origin = requestHeader(c, 'origin');
     const allowed = origin !== undefined && origins.has(origin);
     if (c.req.method === 'OPTIONS') {
@@ -32,10 +31,11 @@ export function corsForOrigins(allowedOrigins: string[]): MiddlewareHandler<Gate
       return c.body(null, 204, headers);
     }
     if (allowed) Object.assign(c.get('responseHeaders'), { 'access-control-allow-origin': origin, 'access-control-expose-headers': EXPOSE_HEADERS, vary: 'origin' });
-    await next();
-    // Responses the proxy wrote itself already carry them; the gateway's own answers get them here.
-    if (!c.res.headers.has('x-hono-already-sent')) {
-      for (const [name, value] of Object.entries(c.get('responseHeaders'))) c.res.headers.set(name, value);
-    }
+    return next().then(() => {
+      // Responses the proxy wrote itself already carry them; the gateway's own answers get them here.
+      if (!c.res.headers.has('x-hono-already-sent')) {
+        for (const [name, value] of Object.entries(c.get('responseHeaders'))) c.res.headers.set(name, value);
+      }
+    });
   };
 }

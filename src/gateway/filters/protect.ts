@@ -2,7 +2,7 @@ import type { MiddlewareHandler } from 'hono';
 import { isOAuthError } from '../../core/errors.ts';
 import type { CompiledRoute } from '../route.ts';
 import { SessionStoreUnavailable, type SessionStore } from '../sessions.ts';
-import type { TokenClaims } from '../token-validator.ts';
+import type { ValidationContext } from '../token-validator.ts';
 import type { GatewayEnv } from '../types.ts';
 import { auditedActor, principalOf } from '../principal.ts';
 import { celVariables, scopeChallenge } from './authorize.ts';
@@ -69,29 +69,21 @@ export function protect(route: CompiledRoute, sessions?: SessionStore): Middlewa
     }
     const { token, scheme } = credential;
 
-    // Workers: a shared cache write, a key set fetch or a revocation poll begun here may finish
-    // after the response (ctx.waitUntil); Hono's getter throws where the host gave no context
-    // (Node), and the work then runs on its own.
-    const context = {
-      waitUntil: (promise: Promise<unknown>) => {
-        try {
-          c.executionCtx.waitUntil(promise);
-        } catch {
-          // No execution context: nothing to extend.
+    const context = validationContext(c);
+    // A token already verified (the common case) is answered from memory without an await.
+    let claims = route.validator.cached?.(token);
+    if (!claims) {
+      try {
+        claims = await route.validator.validate(token, context);
+      } catch (error) {
+        if (!isOAuthError(error)) throw error;
+        // The token names an issuer this route does not trust: refused before any key fetch or introspection.
+        if (error instanceof UnknownIssuerError) return unauthorized('unknown_issuer', error.reason ?? error.message, 'invalid_token', scheme);
+        if (error.code === 'temporarily_unavailable') {
+          return refuse(c, { status: 503, code: GATEWAY_ERRORS.unavailable, message: error.message, rejection: 'validation_unavailable', reason: error.reason, decision: 'error', headers: { 'Retry-After': '5' } });
         }
-      },
-    };
-    let claims: TokenClaims;
-    try {
-      claims = await route.validator.validate(token, context);
-    } catch (error) {
-      if (!isOAuthError(error)) throw error;
-      // The token names an issuer this route does not trust: refused before any key fetch or introspection.
-      if (error instanceof UnknownIssuerError) return unauthorized('unknown_issuer', error.reason ?? error.message, 'invalid_token', scheme);
-      if (error.code === 'temporarily_unavailable') {
-        return refuse(c, { status: 503, code: GATEWAY_ERRORS.unavailable, message: error.message, rejection: 'validation_unavailable', reason: error.reason, decision: 'error', headers: { 'Retry-After': '5' } });
+        return unauthorized('invalid_token', error.reason ?? error.message, 'invalid_token', scheme);
       }
-      return unauthorized('invalid_token', error.reason ?? error.message, 'invalid_token', scheme);
     }
     // The issuer that vouched for the token: its revocation list, its subject prefix.
     const issuer = route.validator.issuerOf(claims);
@@ -190,6 +182,23 @@ export function protect(route: CompiledRoute, sessions?: SessionStore): Middlewa
       }
     }
     return next();
+  };
+}
+
+/**
+ * Workers: a shared cache write, a key set fetch or a revocation poll begun in a request may finish
+ * after the response (ctx.waitUntil); Hono's getter throws where the host gave no context (Node),
+ * and the work then runs on its own.
+ */
+function validationContext(c: Parameters<MiddlewareHandler<GatewayEnv>>[0]): ValidationContext {
+  return {
+    waitUntil: (promise: Promise<unknown>) => {
+      try {
+        c.executionCtx.waitUntil(promise);
+      } catch {
+        // No execution context: nothing to extend.
+      }
+    },
   };
 }
 

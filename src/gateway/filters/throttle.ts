@@ -1,6 +1,7 @@
-import type { MiddlewareHandler } from 'hono';
+import type { Context, Next } from 'hono';
 import { PROTOCOL_METHODS, type CompiledLimit, type CompiledRoute } from '../route.ts';
-import type { GatewayEnv, Principal } from '../types.ts';
+import type { RateLimitOutcome } from '../rate-limits.ts';
+import type { GatewayEnv, GatewayFilter, Principal } from '../types.ts';
 import type { McpMessage } from '../mcp-message.ts';
 import { GATEWAY_ERRORS, refuse } from './refuse.ts';
 
@@ -45,14 +46,27 @@ function bucketKey(limit: CompiledLimit, route: CompiledRoute, principal: Princi
  * refused caller cannot spend someone else's budget, and it fails closed: when the limiter's store
  * is down, requests are refused with 503 rather than let through unlimited.
  */
-export function throttle(route: CompiledRoute): MiddlewareHandler<GatewayEnv> {
-  return async function throttleMiddleware(c, next) {
-    const message = c.get('mcp').message;
-    for (const limit of route.limits) {
+export function throttle(route: CompiledRoute): GatewayFilter {
+  const limits = route.limits;
+  const limited = (c: Context<GatewayEnv>, limit: CompiledLimit, outcome: RateLimitOutcome) =>
+    refuse(c, {
+      status: 429,
+      code: GATEWAY_ERRORS.rateLimited,
+      message: `rate limit ${limit.config.name} exceeded`,
+      rejection: 'rate_limited',
+      reason: `limit ${limit.config.name}: ${limit.config.limit} per ${limit.config.window_seconds} s`,
+      headers: { 'Retry-After': String(Math.max(1, Math.ceil(outcome.msBeforeNext / 1000))) },
+    });
+  // Counts the request in each limit that applies, from the `from`th on, waiting for stores that
+  // answer later (Redis, a Durable Object); the first refusal ends it.
+  const consumeFrom = async (c: Context<GatewayEnv>, next: Next, message: McpMessage | undefined, from: number): Promise<Response | void> => {
+    for (let i = from; i < limits.length; i++) {
+      const limit = limits[i]!;
       if (!applies(limit, message)) continue;
       let outcome;
       try {
-        outcome = await limit.limiter.consume(bucketKey(limit, route, c.get('principal'), message));
+        const key = bucketKey(limit, route, c.get('principal'), message);
+        outcome = limit.limiter.consumeNow ? limit.limiter.consumeNow(key) : await limit.limiter.consume(key);
       } catch (error) {
         return refuse(c, {
           status: 503,
@@ -64,16 +78,20 @@ export function throttle(route: CompiledRoute): MiddlewareHandler<GatewayEnv> {
           headers: { 'Retry-After': '1' },
         });
       }
-      if (!outcome.allowed) {
-        return refuse(c, {
-          status: 429,
-          code: GATEWAY_ERRORS.rateLimited,
-          message: `rate limit ${limit.config.name} exceeded`,
-          rejection: 'rate_limited',
-          reason: `limit ${limit.config.name}: ${limit.config.limit} per ${limit.config.window_seconds} s`,
-          headers: { 'Retry-After': String(Math.max(1, Math.ceil(outcome.msBeforeNext / 1000))) },
-        });
-      }
+      if (!outcome.allowed) return limited(c, limit, outcome);
+    }
+    return next();
+  };
+  return function throttleMiddleware(c, next) {
+    const message = c.get('mcp').message;
+    for (let i = 0; i < limits.length; i++) {
+      const limit = limits[i]!;
+      if (!applies(limit, message)) continue;
+      // A store that must be waited for: the rest is counted in order, asynchronously.
+      if (!limit.limiter.consumeNow) return consumeFrom(c, next, message, i);
+      // In memory: counted at once (it cannot fail as a remote store can).
+      const outcome = limit.limiter.consumeNow(bucketKey(limit, route, c.get('principal'), message));
+      if (!outcome.allowed) return limited(c, limit, outcome);
     }
     return next();
   };

@@ -1,4 +1,4 @@
-import type { Context, MiddlewareHandler } from 'hono';
+import type { Context, Next } from 'hono';
 import { refuse as refuseWith } from './refuse.ts';
 import { requestHeader } from '../headers.ts';
 import { JsonLimitError, parseJsonWithin } from '../../core/json-limits.ts';
@@ -146,7 +146,14 @@ const decoder = new TextDecoder();
 /** Without the header, the Streamable HTTP transport assumes its first revision (2025-03-26). */
 const DEFAULT_PROTOCOL = '2025-03-26';
 
-export function validateMcp(options: ValidateOptions): MiddlewareHandler<{ Variables: ValidateVariables }> {
+/**
+ * The filter as the gateway's chain runs it: a request whose body has already arrived (the usual
+ * small POST) is checked and passed on without an async frame (src/gateway/types.ts GatewayFilter);
+ * only a body still arriving is awaited.
+ */
+export type ValidateFilter = (c: Context<{ Variables: ValidateVariables }>, next: Next) => Promise<Response | void> | Response;
+
+export function validateMcp(options: ValidateOptions): ValidateFilter {
   if (!(options.maxBodyBytes > 0)) throw new Error('validateMcp: maxBodyBytes must be positive');
   const limits = { maxDepth: options.maxJsonDepth ?? 64 };
   if (!(limits.maxDepth > 0)) throw new Error('validateMcp: maxJsonDepth must be positive');
@@ -156,7 +163,7 @@ export function validateMcp(options: ValidateOptions): MiddlewareHandler<{ Varia
   const origins = new Set(options.allowedOrigins);
   const versions = new Set(options.protocolVersions ?? [DEFAULT_PROTOCOL, '2025-06-18', PROTOCOL_WITH_SESSIONS, PROTOCOL_STATELESS]);
 
-  return async function validateMcpMiddleware(c, next) {
+  return function validateMcpMiddleware(c, next) {
     const refuse = (status: number, code: number, message: string, rejection: string, id: string | number | null = null) =>
       refuseWith(c, { status, code, message, rejection, id });
     // DNS rebinding and cross-site calls: a browser Origin must be on the list (MCP transport security).
@@ -187,31 +194,34 @@ export function validateMcp(options: ValidateOptions): MiddlewareHandler<{ Varia
     }
     const tooLarge = () => refuse(413, JSON_RPC_ERRORS.invalidRequest, `body larger than ${options.maxBodyBytes} bytes`, 'body_too_large');
     if (Number(requestHeader(c, 'content-length')) > options.maxBodyBytes) return tooLarge();
-    const read = readBody(c, options.maxBodyBytes);
-    const body = typeof read === 'object' ? await read : read;
-    if (body === undefined) return tooLarge();
+    // The checks of the body, once read in full (undefined: over the size limit).
+    const checkBody = (body: string | undefined): Promise<Response | void> | Response => {
+      if (body === undefined) return tooLarge();
 
-    let json: unknown;
-    try {
-      json = parseJsonWithin(body, limits);
-    } catch (error) {
-      if (!(error instanceof JsonLimitError)) throw error;
-      if (error.kind === 'syntax') return refuseWith(c, { status: 400, code: JSON_RPC_ERRORS.parseError, message: 'the body is not JSON', rejection: 'malformed', reason: error.message });
-      return refuseWith(c, { status: 400, code: JSON_RPC_ERRORS.invalidRequest, message: 'the message exceeds the limits of this gateway', rejection: error.kind === 'depth' ? 'json_too_deep' : 'malformed', reason: error.message });
-    }
-    try {
-      const message = parseMcpMessage(json);
-      checkStandardHeaders(message, { method: requestHeader(c, 'mcp-method'), name: requestHeader(c, 'mcp-name') }, protocolVersion);
-      // What the gateway checked is what the upstream reads (duplicate keys: the last one wins here).
-      c.set('mcp', { message, body: JSON.stringify(json), raw: body, protocolVersion, sessionId });
-    } catch (error) {
-      if (!(error instanceof JsonRpcError)) throw error;
-      // The audit says what was attempted (a tools/call without an id…), bounded; never the params.
-      const attempted = (json as { method?: unknown } | null)?.method;
-      const audit = c.get('audit' as never) as { method?: string } | undefined;
-      if (audit && typeof attempted === 'string') audit.method = attempted.slice(0, 200);
-      return refuse(error.status, error.code, error.message, error.rejection ?? (error.code === JSON_RPC_ERRORS.headerMismatch ? 'header_mismatch' : 'malformed'), error.id);
-    }
-    return next();
+      let json: unknown;
+      try {
+        json = parseJsonWithin(body, limits);
+      } catch (error) {
+        if (!(error instanceof JsonLimitError)) throw error;
+        if (error.kind === 'syntax') return refuseWith(c, { status: 400, code: JSON_RPC_ERRORS.parseError, message: 'the body is not JSON', rejection: 'malformed', reason: error.message });
+        return refuseWith(c, { status: 400, code: JSON_RPC_ERRORS.invalidRequest, message: 'the message exceeds the limits of this gateway', rejection: error.kind === 'depth' ? 'json_too_deep' : 'malformed', reason: error.message });
+      }
+      try {
+        const message = parseMcpMessage(json);
+        checkStandardHeaders(message, { method: requestHeader(c, 'mcp-method'), name: requestHeader(c, 'mcp-name') }, protocolVersion);
+        // What the gateway checked is what the upstream reads (duplicate keys: the last one wins here).
+        c.set('mcp', { message, body: JSON.stringify(json), raw: body, protocolVersion, sessionId });
+      } catch (error) {
+        if (!(error instanceof JsonRpcError)) throw error;
+        // The audit says what was attempted (a tools/call without an id…), bounded; never the params.
+        const attempted = (json as { method?: unknown } | null)?.method;
+        const audit = c.get('audit' as never) as { method?: string } | undefined;
+        if (audit && typeof attempted === 'string') audit.method = attempted.slice(0, 200);
+        return refuse(error.status, error.code, error.message, error.rejection ?? (error.code === JSON_RPC_ERRORS.headerMismatch ? 'header_mismatch' : 'malformed'), error.id);
+      }
+      return next();
+    };
+    const read = readBody(c, options.maxBodyBytes);
+    return typeof read === 'object' ? read.then(checkBody) : checkBody(read);
   };
 }

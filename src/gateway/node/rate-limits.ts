@@ -1,15 +1,23 @@
-import { RateLimiterMemory, RateLimiterRedis, RateLimiterRes } from 'rate-limiter-flexible';
+import { RateLimiterRedis, RateLimiterRes } from 'rate-limiter-flexible';
 import type { RateLimitStore } from '../rate-limits.ts';
+import { MemoryWindows } from './memory-windows.ts';
 
 /**
- * The Node gateway's rate limit store: rate-limiter-flexible's fixed windows, in this process's
- * memory, or in Redis (an ioredis client) so every gateway instance shares each budget.
+ * The Node gateway's rate limit store: fixed windows in this process's memory (counted without a
+ * promise: memory-windows.ts), or rate-limiter-flexible in Redis (an ioredis client) so every
+ * gateway instance shares each budget.
  */
 export function nodeRateLimits(options: { redis?: unknown } = {}): RateLimitStore {
   return {
     limiter(spec) {
-      const settings = { points: spec.points, duration: spec.windowSeconds, keyPrefix: spec.keyPrefix };
-      const limiter = options.redis ? new RateLimiterRedis({ ...settings, storeClient: options.redis }) : new RateLimiterMemory(settings);
+      if (!options.redis) {
+        const windows = new MemoryWindows(spec.points, spec.windowSeconds * 1000);
+        return {
+          consume: async (key) => windows.consume(key),
+          consumeNow: (key) => windows.consume(key),
+        };
+      }
+      const limiter = new RateLimiterRedis({ points: spec.points, duration: spec.windowSeconds, keyPrefix: spec.keyPrefix, storeClient: options.redis });
       return {
         async consume(key) {
           try {
