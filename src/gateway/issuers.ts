@@ -134,7 +134,7 @@ export function qualifiedPrincipal(principal: Principal, prefix: string): Princi
   const clientId = principal.clientId === undefined ? undefined : `${prefix}${principal.clientId}`;
   const actors = principal.actors.map((actor) => ({ ...actor, sub: `${prefix}${actor.sub}`, ...(typeof actor.client_id === 'string' ? { client_id: `${prefix}${actor.client_id}` } : {}) }));
   const act = (principal.cel.act as readonly { sub: string; client_id: string }[]).map((entry) => ({ ...entry, sub: `${prefix}${entry.sub}`, client_id: entry.client_id === '' ? '' : `${prefix}${entry.client_id}` }));
-  const result: Principal = { ...principal, sub, ...(clientId === undefined ? {} : { clientId }), actors, cel: deepFreeze({ ...principal.cel, sub, client_id: clientId ?? '', act }) };
+  const result: Principal = { ...principal, audited: undefined, sub, ...(clientId === undefined ? {} : { clientId }), actors, cel: deepFreeze({ ...principal.cel, sub, client_id: clientId ?? '', act }) };
   qualified.set(principal, result);
   return result;
 }

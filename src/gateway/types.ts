@@ -14,6 +14,8 @@ export interface Principal {
   actors: Actor[];
   /** The caller's part of the CEL variables, deep-frozen (converted for CEL once per token). */
   cel: Readonly<Record<string, unknown>>;
+  /** What the audit event records of the caller (scope, act), made at the token's first use. */
+  audited?: { scope: string; act?: GatewayAuditEvent['act'] };
 }
 
 /**

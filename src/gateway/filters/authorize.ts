@@ -3,6 +3,7 @@ import { foldName } from '../mcp-message.ts';
 import type { CompiledRoute, CompiledTool } from '../route.ts';
 import type { GatewayEnv, GatewayFilter, Principal } from '../types.ts';
 import { GATEWAY_ERRORS, refuse } from './refuse.ts';
+import { evaluateRule } from '../rule-verdicts.ts';
 import { boundJkt, challenge, type AuthScheme } from '../dpop.ts';
 
 /**
@@ -41,7 +42,7 @@ export function decideTool(route: CompiledRoute, tool: CompiledTool | undefined,
   if (tool.allow) {
     let result: unknown;
     try {
-      result = tool.allow.evaluate(variables());
+      result = evaluateRule(tool.allow, principal, variables);
     } catch (error) {
       // Listing has no arguments: a rule that needs them cannot be judged, so the tool is shown
       // and the call itself is judged. A call whose rule fails is refused (fail closed).

@@ -3,10 +3,11 @@ import { isOAuthError } from '../../core/errors.ts';
 import type { CompiledRoute } from '../route.ts';
 import { SessionStoreUnavailable, type SessionStore } from '../sessions.ts';
 import type { TokenClaims, ValidationContext } from '../token-validator.ts';
-import type { GatewayEnv, GatewayFilter, Principal } from '../types.ts';
+import type { GatewayAuditEvent, GatewayEnv, GatewayFilter, Principal } from '../types.ts';
 import { auditedActor, principalOf } from '../principal.ts';
 import { celVariables, scopeChallenge } from './authorize.ts';
 import { GATEWAY_ERRORS, refuse } from './refuse.ts';
+import { evaluateRule } from '../rule-verdicts.ts';
 import { credentialRepeated, requestHeader } from '../headers.ts';
 import { JSON_RPC_ERRORS } from '../mcp-message.ts';
 import { posesAsAnotherIssuer, qualifiedPrincipal, UnknownIssuerError, type TrustedIssuer } from '../issuers.ts';
@@ -77,8 +78,10 @@ export function protect(route: CompiledRoute, sessions?: SessionStore): GatewayF
     const audit = c.get('audit');
     audit.sub = principal.sub;
     audit.client_id = principal.clientId;
-    audit.scope = principal.scopes.join(' ');
-    if (principal.actors.length > 0) audit.act = principal.actors.map(auditedActor);
+    // Made once per token (principals are cached with its verification); shared, so frozen.
+    const audited = (principal.audited ??= { scope: principal.scopes.join(' '), act: principal.actors.length > 0 ? Object.freeze(principal.actors.map((actor) => Object.freeze(auditedActor(actor)))) as GatewayAuditEvent['act'] : undefined });
+    audit.scope = audited.scope;
+    if (audited.act) audit.act = audited.act;
     return undefined;
   };
 
@@ -113,11 +116,12 @@ export function protect(route: CompiledRoute, sessions?: SessionStore): GatewayF
       });
     }
     if (route.rules.length > 0) {
-      const variables = celVariables(c, route, principal);
+      let variables: Record<string, unknown> | undefined;
+      const variablesOnce = () => (variables ??= celVariables(c, route, principal));
       for (const rule of route.rules) {
         let allowed: unknown;
         try {
-          allowed = rule.allow.evaluate(variables);
+          allowed = evaluateRule(rule.allow, principal, variablesOnce);
         } catch (error) {
           allowed = (error as { reason?: string }).reason ?? false;
         }

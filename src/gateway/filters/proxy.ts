@@ -349,12 +349,14 @@ export function upstreamPath(route: Pick<RouteConfig, 'path' | 'rewrite'>, upstr
 export function proxy(route: RouteConfig, forwarder: Forwarder, sessions?: SessionStore): MiddlewareHandler<GatewayEnv> {
   if (!route.upstream) throw new Error(`route ${route.path}: several upstreams are served by the multiplexer, not the proxy`);
   const upstream = new URL(route.upstream);
+  // Once: URL's origin getter builds a new string each time (and the forwarder's pool lookup hashes it).
+  const origin = upstream.origin;
   const pathFor = upstreamPath(route, upstream);
   return async function proxyMiddleware(c) {
     const mcp = c.get('mcp');
     const raw = c.req.url;
     const query = raw.indexOf('?');
-    const target: UpstreamTarget = { origin: upstream.origin, path: pathFor(c.req.path, query < 0 ? '' : raw.slice(query)), method: c.req.method, body: mcp.body };
+    const target: UpstreamTarget = { origin, path: pathFor(c.req.path, query < 0 ? '' : raw.slice(query)), method: c.req.method, body: mcp.body };
     const rewriteResult = c.get('rewriteResult');
     const id = mcp.message?.kind === 'request' ? mcp.message.id : undefined;
     const principal = c.get('principal');
