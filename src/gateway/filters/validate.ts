@@ -74,29 +74,39 @@ function readBody(c: Context, maxBytes: number): string | undefined | Promise<st
   if (incoming && typeof incoming.on === 'function' && !incoming.readableEnded) {
     // A small body usually arrives with the headers: once the message is complete, all of it is
     // in the stream's buffer and is read at once, without listeners or a promise.
-    if (incoming.complete === true && typeof incoming.read === 'function') return readBuffered(incoming as Required<NodeIncoming>, maxBytes);
-    return new Promise((resolve, reject) => {
-      const chunks: Uint8Array[] = [];
-      let size = 0;
-      const done = (value: string | undefined) => {
-        incoming.off('data', onData);
-        incoming.off('end', onEnd);
-        incoming.off('error', onError);
-        resolve(value);
-      };
-      const onData = (chunk: Uint8Array) => {
-        size += chunk.byteLength;
-        if (size > maxBytes) done(undefined);
-        else chunks.push(chunk);
-      };
-      const onEnd = () => done(chunks.length === 1 ? decoder.decode(chunks[0]) : decoder.decode(concat(chunks, size)));
-      const onError = (error: Error) => reject(error);
-      incoming.on('data', onData);
-      incoming.on('end', onEnd);
-      incoming.on('error', onError);
-    });
+    if (typeof incoming.read === 'function') {
+      if (incoming.complete === true) return readBuffered(incoming as Required<NodeIncoming>, maxBytes);
+      // Node's HTTP parser emits the request at the end of its headers and parses a body that came
+      // in the same read right after, in the same turn: a microtask later it is all in the buffer.
+      return Promise.resolve().then(() => (incoming.complete === true && !incoming.readableEnded ? readBuffered(incoming as Required<NodeIncoming>, maxBytes) : readStreamed(incoming, maxBytes)));
+    }
+    return readStreamed(incoming, maxBytes);
   }
   return readWebBody(c.req.raw.body, maxBytes);
+}
+
+/** A body still arriving, counted chunk by chunk. */
+function readStreamed(incoming: NodeIncoming, maxBytes: number): Promise<string | undefined> {
+  return new Promise((resolve, reject) => {
+    const chunks: Uint8Array[] = [];
+    let size = 0;
+    const done = (value: string | undefined) => {
+      incoming.off('data', onData);
+      incoming.off('end', onEnd);
+      incoming.off('error', onError);
+      resolve(value);
+    };
+    const onData = (chunk: Uint8Array) => {
+      size += chunk.byteLength;
+      if (size > maxBytes) done(undefined);
+      else chunks.push(chunk);
+    };
+    const onEnd = () => done(chunks.length === 1 ? decoder.decode(chunks[0]) : decoder.decode(concat(chunks, size)));
+    const onError = (error: Error) => reject(error);
+    incoming.on('data', onData);
+    incoming.on('end', onEnd);
+    incoming.on('error', onError);
+  });
 }
 
 function readBuffered(incoming: Required<NodeIncoming>, maxBytes: number): string | undefined {
