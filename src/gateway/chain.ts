@@ -14,7 +14,7 @@ import { GATEWAY_ERRORS } from './filters/refuse.ts';
 import { throttle } from './filters/throttle.ts';
 import { validateMcp } from './filters/validate.ts';
 import type { CompiledRoute } from './route.ts';
-import type { GatewayEnv, GatewayFilter } from './types.ts';
+import type { GatewayAuditEvent, GatewayEnv, GatewayFilter } from './types.ts';
 import { SessionBindings, type SessionStore } from './sessions.ts';
 
 export interface ChainDependencies {
@@ -125,9 +125,15 @@ export function runChain(filters: GatewayFilter[], onError: ErrorHandler<Gateway
 const RESOLVED = Promise.resolve();
 const isPromise = <T>(value: unknown): value is PromiseLike<T> => typeof (value as PromiseLike<T> | undefined)?.then === 'function';
 
-/** Never a stack trace on the wire; the audit filter has recorded the failure. */
+/** Never a stack trace on the wire; the request's audit event says it failed (not `allow`). */
 const internalError: ErrorHandler<GatewayEnv> = (error, c) => {
   console.error(error);
+  const audit = c.get('audit') as GatewayAuditEvent | undefined;
+  if (audit) {
+    audit.decision = 'error';
+    audit.rejection ??= 'internal_error';
+    audit.reason ??= error.message;
+  }
   return c.json({ jsonrpc: '2.0', id: null, error: { code: GATEWAY_ERRORS.unavailable, message: 'internal error' } }, 500);
 };
 

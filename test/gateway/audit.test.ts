@@ -223,6 +223,63 @@ describe('gateway: audit sink and global limits', () => {
     }
   });
 
+  it('counts a tool or method name the key cannot encode as it is (a lone surrogate), never a 500 that the audit reads as allowed', async () => {
+    // The in-memory store (no Redis): its count is synchronous, where a throw once escaped as a 500.
+    const env = { ...process.env };
+    delete env.REDIS_URL;
+    const issuer = await startFakeIssuer();
+    const upstream = await startScriptedUpstream();
+    const gateway = await startTestGateway(
+      (url) => [{ path: '/mcp', upstream: upstream.url, resource: `${url}/mcp`, authorization_servers: [issuer.issuer], tools: listedTools(), unlisted_tools: 'allow' as const, rate_limits: [{ name: 'per-tool', key: ['subject' as const, 'tool' as const], limit: 1 }] }],
+      {},
+      env,
+    );
+    try {
+      const headers = { authorization: `Bearer ${await issuer.sign({ sub: 'zoe', aud: `${gateway.url}/mcp` })}` };
+      // JSON.stringify sends the lone surrogate as the escape \ud800: valid JSON, valid UTF-8.
+      const call = { jsonrpc: '2.0', id: 1, method: 'tools/call', params: { name: '\ud800', arguments: {} } };
+      const first = await mcpPost(`${gateway.url}/mcp`, call, headers);
+      assert.equal(first.status, 200, 'counted and forwarded');
+      const second = await mcpPost(`${gateway.url}/mcp`, { ...call, id: 2 }, headers);
+      assert.equal(second.status, 429, 'the same name is the same bucket');
+      assert.equal((second.json!.error as { code: number }).code, -32029);
+      const events = await gateway.auditEvents();
+      const refused = events.find((e) => e.jsonrpc_id === 2);
+      assert.equal(refused?.decision, 'deny');
+      assert.equal(refused?.rejection, 'rate_limited');
+      assert.equal(refused?.reason, 'limit per-tool: 1 per 60 s');
+      assert.equal(events.find((e) => e.jsonrpc_id === 1)?.decision, 'allow');
+      assert.equal(upstream.requests.length, 1, 'only the first call reached the upstream');
+    } finally {
+      await gateway.close();
+      await upstream.close();
+      await issuer.close();
+    }
+  });
+
+  it('records an internal error as an error in the audit event, with no stack trace on the wire', async () => {
+    const { Context } = await import('hono');
+    const { gatewayHandlers } = await import('../../src/gateway/chain.ts');
+    const { onError } = gatewayHandlers([], { observer: { ready: () => undefined, record: () => undefined }, forwarder: { forward: async () => new Response(null), clientAddress: () => undefined, close: async () => undefined } as never });
+    const c = new Context(new Request('http://127.0.0.1/mcp', { method: 'POST' }));
+    const event = { time: '', request_id: 'r', route: '/mcp', http_method: 'POST', decision: 'allow', status: 0, latency_ms: 0 } as Record<string, unknown>;
+    c.set('audit' as never, event as never);
+    const original = console.error;
+    console.error = () => undefined;
+    let res: Response;
+    try {
+      res = (await onError(new Error('boom at line 3'), c as never)) as Response;
+    } finally {
+      console.error = original;
+    }
+    assert.equal(res.status, 500);
+    const text = await res.text();
+    assert.doesNotMatch(text, /boom|at line/);
+    assert.equal(event.decision, 'error');
+    assert.equal(event.rejection, 'internal_error');
+    assert.equal(event.reason, 'boom at line 3');
+  });
+
   it('fails closed with 503 when the rate limiter store is unreachable', async () => {
     const issuer = await startFakeIssuer();
     const upstream = await startScriptedUpstream();

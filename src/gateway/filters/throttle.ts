@@ -32,11 +32,24 @@ function keyPart(part: CompiledLimit['config']['key'][number], route: CompiledRo
   }
 }
 
+/**
+ * A key part URI-encoded. A name the client chose (a tool, a method) may hold a lone UTF-16
+ * surrogate, which `encodeURIComponent` refuses: it is then counted under its well-formed spelling
+ * (U+FFFD in place of each lone surrogate), never let through uncounted.
+ */
+function encodePart(part: string): string {
+  try {
+    return encodeURIComponent(part);
+  } catch {
+    return encodeURIComponent((part as string & { toWellFormed(): string }).toWellFormed());
+  }
+}
+
 /** The parts, each URI-encoded (so none contains the separator), joined by `|`; a loop: this runs per request and limit. */
 function bucketKey(limit: CompiledLimit, route: CompiledRoute, principal: Principal, message: McpMessage | undefined): string {
   const parts = limit.config.key;
   let key = '';
-  for (let i = 0; i < parts.length; i++) key += (i > 0 ? '|' : '') + encodeURIComponent(keyPart(parts[i]!, route, principal, message));
+  for (let i = 0; i < parts.length; i++) key += (i > 0 ? '|' : '') + encodePart(keyPart(parts[i]!, route, principal, message));
   return key;
 }
 
@@ -57,6 +70,16 @@ export function throttle(route: CompiledRoute): GatewayFilter {
       reason: `limit ${limit.config.name}: ${limit.config.limit} per ${limit.config.window_seconds} s`,
       headers: { 'Retry-After': String(Math.max(1, Math.ceil(outcome.msBeforeNext / 1000))) },
     });
+  const unavailable = (c: Context<GatewayEnv>, error: unknown) =>
+    refuse(c, {
+      status: 503,
+      code: GATEWAY_ERRORS.unavailable,
+      message: 'the rate limiter is unavailable',
+      rejection: 'rate_limiter_unavailable',
+      reason: (error as Error).message,
+      decision: 'error',
+      headers: { 'Retry-After': '1' },
+    });
   // Counts the request in each limit that applies, from the `from`th on, waiting for stores that
   // answer later (Redis, a Durable Object); the first refusal ends it.
   const consumeFrom = async (c: Context<GatewayEnv>, next: Next, message: McpMessage | undefined, from: number): Promise<Response | void> => {
@@ -68,15 +91,7 @@ export function throttle(route: CompiledRoute): GatewayFilter {
         const key = bucketKey(limit, route, c.get('principal'), message);
         outcome = limit.limiter.consumeNow ? limit.limiter.consumeNow(key) : await limit.limiter.consume(key);
       } catch (error) {
-        return refuse(c, {
-          status: 503,
-          code: GATEWAY_ERRORS.unavailable,
-          message: 'the rate limiter is unavailable',
-          rejection: 'rate_limiter_unavailable',
-          reason: (error as Error).message,
-          decision: 'error',
-          headers: { 'Retry-After': '1' },
-        });
+        return unavailable(c, error);
       }
       if (!outcome.allowed) return limited(c, limit, outcome);
     }
@@ -89,8 +104,13 @@ export function throttle(route: CompiledRoute): GatewayFilter {
       if (!applies(limit, message)) continue;
       // A store that must be waited for: the rest is counted in order, asynchronously.
       if (!limit.limiter.consumeNow) return consumeFrom(c, next, message, i);
-      // In memory: counted at once (it cannot fail as a remote store can).
-      const outcome = limit.limiter.consumeNow(bucketKey(limit, route, c.get('principal'), message));
+      // In memory: counted at once. Anything that goes wrong is refused as a store failure is (fail closed, 503).
+      let outcome: RateLimitOutcome;
+      try {
+        outcome = limit.limiter.consumeNow(bucketKey(limit, route, c.get('principal'), message));
+      } catch (error) {
+        return unavailable(c, error);
+      }
       if (!outcome.allowed) return limited(c, limit, outcome);
     }
     return next();
