@@ -9,14 +9,13 @@ export interface GatewayObserver {
   record(event: GatewayAuditEvent): void;
 }
 
-/** `new Date().toISOString()`, made once per millisecond: under load many requests share one. */
+/** `new Date(ms).toISOString()`, made once per millisecond: under load many requests share one. */
 let isoMs = -1;
 let iso = '';
-function timeNow(): string {
-  const now = Date.now();
-  if (now !== isoMs) {
-    isoMs = now;
-    iso = new Date(now).toISOString();
+function isoTime(ms: number): string {
+  if (ms !== isoMs) {
+    isoMs = ms;
+    iso = new Date(ms).toISOString();
   }
   return iso;
 }
@@ -33,8 +32,11 @@ export function auditRequests(route: { config: { path: string } }, observer: Gat
   // and what follows the chain is one `then`, not an async frame (docs/gateway.md "Performance").
   const run = (c: Context<GatewayEnv>, next: Next, room: boolean): Promise<Response | void> => {
     const started = performance.now();
+    // The request's arrival; written as text when the event is complete, after the answer (off
+    // the request's path: at one connection each request is in a new millisecond).
+    const arrived = Date.now();
     const event: GatewayAuditEvent = {
-      time: timeNow(),
+      time: '',
       request_id: crypto.randomUUID(),
       route: route.config.path,
       http_method: c.req.method,
@@ -47,6 +49,7 @@ export function auditRequests(route: { config: { path: string } }, observer: Gat
     c.set('rewriteResult', undefined);
     c.set('responseHeaders', { 'x-request-id': event.request_id });
     const complete = () => {
+      event.time = isoTime(arrived);
       const mcp = c.get('mcp');
       if (mcp) {
         event.protocol_version = mcp.protocolVersion;
