@@ -259,7 +259,10 @@ describe('revocations, audit and held approvals in the Durable Object, in worker
       assert.equal(res.status, 200, res.text);
       lost.push(res.headers.get('x-request-id')!);
     }
-    await until(() => (posts.filter((post) => post.status === 500).length > failedBefore ? true : undefined), 15_000, 'a delivery refused by the sink');
+    // Every one of them refused at least once: each is in a shard's storage (a shard sends only what
+    // it stored) and its shard has armed its retry, before workerd stops.
+    const refused = () => new Set(posts.filter((post) => post.status === 500).flatMap((post) => post.events.map((event) => String(event.request_id))));
+    await until(() => (posts.filter((post) => post.status === 500).length > failedBefore && lost.every((id) => refused().has(id)) ? true : undefined), 30_000, 'each event refused by the sink once');
     await gateway!.stop();
     // The sink is back by the time workerd is: the events refused before the restart must come from
     // the objects' storage. (Set after the restart, every try the shards made while workerd started
