@@ -5,16 +5,11 @@
  * (they collide), one answering JSON and one SSE, on both targets, driven by the MCP SDK client.
  */
 import assert from 'node:assert/strict';
-import { randomUUID } from 'node:crypto';
-import { createServer, type IncomingMessage, type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
-import { McpServer } from '@modelcontextprotocol/sdk/server/mcp.js';
-import { StreamableHTTPServerTransport } from '@modelcontextprotocol/sdk/server/streamableHttp.js';
-import { isInitializeRequest } from '@modelcontextprotocol/sdk/types.js';
 import { z } from 'zod';
+import { startStatefulSdkUpstream } from '../helpers/sdk-upstream.ts';
 import { mcpPost, startFakeIssuer, toolCall } from '../helpers/gateway.ts';
 import { onTarget, startGatewayOn, targets, type TargetGateway } from '../helpers/gateway-targets.ts';
 
@@ -24,53 +19,25 @@ import { onTarget, startGatewayOn, targets, type TargetGateway } from '../helper
  * prompt embedding a note, and the notes themselves, each saying which server it comes from.
  */
 async function startNotesServer(name: string, json: boolean) {
-  const transports = new Map<string, StreamableHTTPServerTransport>();
-  const readJson = (req: IncomingMessage) =>
-    new Promise<unknown>((resolve) => {
-      let body = '';
-      req.on('data', (chunk: Buffer) => (body += chunk));
-      req.on('end', () => resolve(body ? JSON.parse(body) : undefined));
-    });
   const note = (file: string) => ({ uri: `file:///notes/${file}`, mimeType: 'text/plain', text: `${name}: ${file}` });
-  const server: Server = createServer((req, res) => {
-    void (async () => {
-      const body = req.method === 'POST' ? await readJson(req) : undefined;
-      const sessionId = req.headers['mcp-session-id'] as string | undefined;
-      let transport = sessionId ? transports.get(sessionId) : undefined;
-      if (!transport) {
-        if (sessionId || !isInitializeRequest(body)) {
-          res.writeHead(404, { 'content-type': 'application/json' }).end(JSON.stringify({ jsonrpc: '2.0', id: null, error: { code: -32001, message: 'Session not found' } }));
-          return;
-        }
-        const created = new StreamableHTTPServerTransport({ sessionIdGenerator: randomUUID, enableJsonResponse: json, onsessioninitialized: (id) => void transports.set(id, created) });
-        transport = created;
-        const mcp = new McpServer({ name, version: '1.0.0' });
-        mcp.registerTool('links', { description: 'links a note, embeds another', outputSchema: { first: z.string() } }, () => ({
-          content: [
-            { type: 'text', text: 'two notes' },
-            { type: 'resource_link', uri: note('a.txt').uri, name: 'a.txt', mimeType: 'text/plain' },
-            { type: 'resource', resource: note('b.txt') },
-          ],
-          structuredContent: { first: note('a.txt').uri },
-        }));
-        mcp.registerTool('big', { description: 'a result over the rewrite limit' }, () => ({ content: [{ type: 'text', text: 'x'.repeat(9 * 1024 * 1024) }] }));
-        mcp.registerPrompt('quote', { description: 'quotes a note' }, () => ({ messages: [{ role: 'user', content: { type: 'resource', resource: note('b.txt') } }] }));
-        for (const file of ['a.txt', 'b.txt']) mcp.registerResource(file, note(file).uri, { mimeType: 'text/plain' }, () => ({ contents: [note(file)] }));
-        await mcp.connect(created);
-      }
-      await transport.handleRequest(req, res, body);
-    })();
+  const upstream = await startStatefulSdkUpstream({
+    name,
+    json,
+    register: (mcp) => {
+      mcp.registerTool('links', { description: 'links a note, embeds another', outputSchema: { first: z.string() } }, () => ({
+        content: [
+          { type: 'text', text: 'two notes' },
+          { type: 'resource_link', uri: note('a.txt').uri, name: 'a.txt', mimeType: 'text/plain' },
+          { type: 'resource', resource: note('b.txt') },
+        ],
+        structuredContent: { first: note('a.txt').uri },
+      }));
+      mcp.registerTool('big', { description: 'a result over the rewrite limit' }, () => ({ content: [{ type: 'text', text: 'x'.repeat(9 * 1024 * 1024) }] }));
+      mcp.registerPrompt('quote', { description: 'quotes a note' }, () => ({ messages: [{ role: 'user', content: { type: 'resource', resource: note('b.txt') } }] }));
+      for (const file of ['a.txt', 'b.txt']) mcp.registerResource(file, note(file).uri, { mimeType: 'text/plain' }, () => ({ contents: [note(file)] }));
+    },
   });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  return {
-    url: `http://127.0.0.1:${(server.address() as AddressInfo).port}/mcp`,
-    close: () =>
-      new Promise<void>((resolve) => {
-        for (const transport of transports.values()) void transport.close();
-        server.close(() => resolve());
-        server.closeAllConnections();
-      }),
-  };
+  return { url: `${upstream.url}/mcp`, close: upstream.close };
 }
 
 for (const target of targets) {

@@ -1,14 +1,11 @@
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
-import { createServer, type IncomingMessage, type Server } from 'node:http';
 import { after, before, describe, it } from 'node:test';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StreamableHTTPClientTransport, StreamableHTTPError } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
-import { McpServer } from '@modelcontextprotocol/sdk/server/mcp.js';
-import { StreamableHTTPServerTransport } from '@modelcontextprotocol/sdk/server/streamableHttp.js';
-import { isInitializeRequest } from '@modelcontextprotocol/sdk/types.js';
 import { Redis } from 'ioredis';
 import { freePort } from '../helpers/auth-server.ts';
+import { startStatefulSdkUpstream } from '../helpers/sdk-upstream.ts';
 import { mcpPost, startFakeIssuer, startTestGateway, toolCall, type TestGateway } from '../helpers/gateway.ts';
 import { startPrivateRedis, until } from '../helpers/private-services.ts';
 import { redisUrl, skipUnless } from '../helpers/services.ts';
@@ -22,47 +19,14 @@ const INITIALIZE = { jsonrpc: '2.0', id: 0, method: 'initialize', params: { prot
  * forgot a binding would hand the session to whoever presents its id.
  */
 async function startSessionUpstream() {
-  const transports = new Map<string, StreamableHTTPServerTransport>();
   const callers: { session: string | undefined; sub: string | undefined }[] = [];
-  const readJson = (req: IncomingMessage) =>
-    new Promise<unknown>((resolve) => {
-      let body = '';
-      req.on('data', (chunk: Buffer) => (body += chunk));
-      req.on('end', () => resolve(body ? JSON.parse(body) : undefined));
-    });
-  const server: Server = createServer((req, res) => {
-    void (async () => {
-      const body = req.method === 'POST' ? await readJson(req) : undefined;
-      const sessionId = req.headers['mcp-session-id'] as string | undefined;
-      let transport = sessionId ? transports.get(sessionId) : undefined;
-      if (!transport) {
-        if (sessionId || !isInitializeRequest(body)) {
-          res.writeHead(404, { 'content-type': 'application/json' }).end(JSON.stringify({ jsonrpc: '2.0', id: null, error: { code: -32001, message: 'Session not found' } }));
-          return;
-        }
-        const created = new StreamableHTTPServerTransport({ sessionIdGenerator: randomUUID, enableJsonResponse: true, onsessioninitialized: (id) => void transports.set(id, created) });
-        transport = created;
-        const mcp = new McpServer({ name: 'session-upstream', version: '1.0.0' });
-        mcp.registerTool('whoami', { description: 'who the upstream thinks is calling' }, () => ({ content: [{ type: 'text', text: 'ok' }] }));
-        await mcp.connect(created);
-      }
-      callers.push({ session: sessionId, sub: req.headers['x-mandate-sub'] as string | undefined });
-      await transport.handleRequest(req, res, body);
-    })();
+  const upstream = await startStatefulSdkUpstream({
+    name: 'session-upstream',
+    port: await freePort(),
+    register: (mcp) => mcp.registerTool('whoami', { description: 'who the upstream thinks is calling' }, () => ({ content: [{ type: 'text', text: 'ok' }] })),
+    onRequest: (req, session) => callers.push({ session, sub: req.headers['x-mandate-sub'] as string | undefined }),
   });
-  const port = await freePort();
-  await new Promise<void>((resolve) => server.listen(port, '127.0.0.1', resolve));
-  return {
-    url: `http://127.0.0.1:${port}`,
-    transports,
-    callers,
-    close: () =>
-      new Promise<void>((resolve) => {
-        for (const transport of transports.values()) void transport.close();
-        server.close(() => resolve());
-        server.closeAllConnections();
-      }),
-  };
+  return { ...upstream, callers };
 }
 
 describe('gateway: MCP sessions are bound to their opener on every instance', () => {
