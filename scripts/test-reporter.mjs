@@ -5,8 +5,16 @@
 // summary does not count under "fail". A file that cannot load fails the same way.
 import { relative } from 'node:path';
 
+// A file can also fail with every test passed: an uncaught exception or an unhandled rejection
+// that no running test owns is reported only as a diagnostic ("Error: ... generated asynchronous
+// activity after the test ended ..."), printed just before the file's result. It is kept here and
+// named with the file's failure, so the run's last lines say what it was.
 export default async function* failures(source) {
+  let errors = [];
   for await (const event of source) {
+    if (event.type === 'test:diagnostic' && event.data.nesting === 0 && /^(Error|Warning): /.test(event.data.message)) errors.push(event.data.message);
+    const fileResult = event.data?.nesting === 0 && event.data.file && event.data.name === event.data.file;
+    if (event.type === 'test:pass' && fileResult) errors = [];
     if (event.type !== 'test:fail') continue;
     const { name, file, nesting, details } = event.data;
     const error = details?.error;
@@ -18,6 +26,8 @@ export default async function* failures(source) {
       kind: error?.failureType ?? null,
       message: String(error?.cause?.message ?? error?.message ?? '').split('\n')[0],
       exitCode: error?.exitCode ?? null,
+      ...(fileResult && errors.length > 0 ? { diagnostics: errors } : {}),
     })}\n`;
+    if (fileResult) errors = [];
   }
 }

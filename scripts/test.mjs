@@ -58,12 +58,12 @@ if (existsSync(skipLog)) {
 const failures = existsSync(failureLog) ? readFileSync(failureLog, 'utf8').split('\n').filter(Boolean).map((line) => JSON.parse(line)) : [];
 if (failures.length > 0) {
   console.log('');
-  for (const { file, test, kind, message, exitCode } of failures) {
+  for (const { file, test, kind, message, exitCode, diagnostics } of failures) {
     const what = test
       ? `${test}: ${message}`
       : kind === 'testTimeoutFailure'
         ? `cancelled: still running at the ${timeout} ms per-file timeout`
-        : `the file failed outside its tests (exit code ${exitCode}; its output is above)`;
+        : `the file failed outside its tests (exit code ${exitCode}${diagnostics ? `): ${diagnostics.join(' | ')}` : '; its output is above)'}`;
     console.log(`Failed or cancelled: ${file ?? '(no file)'} — ${what}`);
   }
 }

@@ -73,7 +73,10 @@ export function revocationChannel(options: {
   let subscriber: Redis | undefined;
   if (options.onEvent) {
     const onEvent = options.onEvent;
-    subscriber = new Redis(options.url, { maxRetriesPerRequest: null });
+    // The channel subscribes on every connection itself ('ready'), its failure handled. ioredis's
+    // own re-subscription after a reconnect is a promise nobody awaits: a drop or a close before
+    // Redis answers it would reject it unhandled, which ends a Node process.
+    subscriber = new Redis(options.url, { maxRetriesPerRequest: null, autoResubscribe: false });
     subscriber.on('error', onError);
     subscriber.on('ready', () => {
       subscriber!.subscribe(options.channel).then(() => options.onConnect?.(), onError);
