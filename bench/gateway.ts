@@ -14,6 +14,7 @@ import { join } from 'node:path';
 import { GATEWAY_TOOL } from './lib/child.ts';
 import { assertLoopback, measureLoad, type LoadRequest, type LoadTiming, type Measurement } from './lib/load.ts';
 import { startServer, stopServer, type ServerChild } from './lib/processes.ts';
+import { medianPairedDifference, pairedProbe, type ProbeResult } from './lib/probe.ts';
 import { analyzeProfile } from './lib/profile.ts';
 import { fmtFixed, fmtInt, fmtSummary, summarize, table } from './lib/stats.ts';
 
@@ -30,6 +31,11 @@ export interface GatewaySettings {
    * more targets in the same run, interleaved with the others — a change measured against its base.
    */
   compare?: { label: string; dir: string }[];
+  /**
+   * `--gateway-probe=<rounds>x<calls>`: after the repetitions, a paired one-connection probe of every
+   * target (bench/lib/probe.ts), its figures taken against the bare proxy's round by round.
+   */
+  probe?: { rounds: number; calls: number };
 }
 
 /**
@@ -89,7 +95,9 @@ const latencyTiming = (settings: GatewaySettings): LoadTiming => ({ warmup: Math
 export function gatewayEstimateSeconds(settings: GatewaySettings, upstreams: readonly GatewayUpstream[]): number {
   const latency = latencyTiming(settings);
   const perRep = (3 + (settings.compare?.length ?? 0)) * (settings.warmup + settings.duration + 1 + latency.warmup + latency.duration + 1);
-  return upstreams.length * (settings.reps * perRep + 20);
+  // The probe: its rounds at ~2 ms per call at worst, and the warm-up calls.
+  const probe = settings.probe ? ((3 + (settings.compare?.length ?? 0)) * (settings.probe.rounds * settings.probe.calls + 200) * 2) / 1000 : 0;
+  return upstreams.length * (settings.reps * perRep + probe + 20);
 }
 
 function start(root: string, name: string, script: string, env: Record<string, string>, execArgv?: string[]): Promise<ServerChild> {
@@ -195,6 +203,7 @@ async function upstreamSection(root: string, settings: GatewaySettings, upstream
   const [server] = children as [ServerChild];
   const loaded = new Map<string, Run[]>(targets.map((t) => [t.name, []]));
   const single = new Map<string, Run[]>(targets.map((t) => [t.name, []]));
+  let probed: ProbeResult[] | undefined;
   try {
     for (const child of children) console.log(`  ${child.name.padEnd(16)} pid ${child.pid}, ${child.tokenEndpoint}`);
     for (const target of targets) console.log(`  verify ${await verify(target, headers)}`);
@@ -221,13 +230,39 @@ async function upstreamSection(root: string, settings: GatewaySettings, upstream
         );
       }
     }
+    if (settings.probe) {
+      console.log(`  paired one-connection probe: ${settings.probe.rounds} rounds × ${settings.probe.calls} calls per target`);
+      probed = await pairedProbe(
+        targets.map((t) => ({ name: t.name, url: t.url, headers: t.headers ? { ...headers, ...t.headers } : headers, pid: t.proxy?.pid })),
+        body,
+        settings.probe,
+      );
+    }
   } finally {
     await Promise.all(children.map((child) => stopServer(child.process)));
   }
-  return report(settings, upstream, loaded, single);
+  return report(settings, upstream, loaded, single, probed);
 }
 
-function report(settings: GatewaySettings, upstream: GatewayUpstream, loaded: Map<string, Run[]>, single: Map<string, Run[]>): string {
+/** The probe's lines: each target's median latency and CPU per call, and their paired differences from the bare proxy's. */
+function probeLines(settings: GatewaySettings, probed: ProbeResult[]): string[] {
+  const bare = probed.find((p) => p.name === BARE)!;
+  const median = (values: number[]) => summarize(values).median;
+  return [
+    `paired one-connection probe (${settings.probe!.rounds} rounds × ${settings.probe!.calls} calls per target, order shuffled per round; medians over rounds; Δ: of the per-round differences from ${BARE}):`,
+    ...probed.map((p) => {
+      const cpu = p.cpu.some((v) => !Number.isNaN(v)) ? `  CPU ${fmtFixed(median(p.cpu), 0)} µs/call` : '';
+      const cpuDelta = cpu && p !== bare ? ` (Δ ${fmtSigned(medianPairedDifference(p.cpu, bare.cpu), 0)} µs)` : '';
+      const delta = p === bare ? '' : ` (Δ ${fmtSigned(medianPairedDifference(p.latency, bare.latency), 3)} ms)`;
+      return `  ${p.name.padEnd(WIDTH)} latency ${fmtFixed(median(p.latency), 3)} ms${delta}${cpu}${cpuDelta}`;
+    }),
+    `  goal: ${GATEWAY}'s latency Δ ≤ +${GOAL_ADDED_LATENCY_OVER_BARE_MS} ms: ${medianPairedDifference(probed.find((p) => p.name === GATEWAY)!.latency, bare.latency) <= GOAL_ADDED_LATENCY_OVER_BARE_MS ? 'met' : 'NOT met'}`,
+  ];
+}
+
+const fmtSigned = (n: number, digits: number) => `${n < 0 ? '−' : '+'}${fmtFixed(Math.abs(n), digits)}`;
+
+function report(settings: GatewaySettings, upstream: GatewayUpstream, loaded: Map<string, Run[]>, single: Map<string, Run[]>, probed?: ProbeResult[]): string {
   const direct = single.get(DIRECT)!;
   // Added latency per repetition (paired with direct's run of the same repetition), then the median.
   const added = (name: string) => summarize(single.get(name)!.map((run, i) => run.mean - direct[i]!.mean));
@@ -293,6 +328,7 @@ function report(settings: GatewaySettings, upstream: GatewayUpstream, loaded: Ma
         `${name}: proxy CPU per request ${fmtFixed(cpuOfBare(name))}× the bare proxy's, ${fmtFixed(s(GATEWAY).proxyCpu.median / s(name).proxyCpu.median)}× (this checkout / it); ` +
         `added latency +${fmtFixed(s(name).added.median, 3)} ms; at 1 connection ${fmtFixed(singleCpuOfBare(name))}× the bare proxy's CPU per request`,
     ),
+    ...(probed ? probeLines(settings, probed) : []),
     '',
     'The gateway checks an ES256 at+jwt (local JWKS), one tool rule (scope + CEL), one in-memory rate limit (never reached) and writes',
     'a JSONL audit event per call. Every request carries the same token, so after the first one the verified-token cache answers:',

@@ -15,6 +15,7 @@
  *   npm run bench -- --profile-target=oidc-provider   (or mandate, mandate:exchange, both, gateway)
  *   npm run bench -- --only=gateway --gateway-upstream=trivial   (trivial, sdk or both, comma-separated)
  *   npm run bench -- --only=gateway --gateway-compare=base=../other-checkout   that checkout's gateway too
+ *   npm run bench -- --only=gateway --gateway-probe=60x100   then a paired one-connection probe (60 rounds of 100 calls per target)
  *   npm run bench -- --only=http --compare=mine=../other-checkout   Mandate from another checkout too
  *
  * Environment overrides: BENCH_DURATION, BENCH_WARMUP (seconds), BENCH_REPS, BENCH_CONNECTIONS,
@@ -70,6 +71,13 @@ const gatewayCompare = (option('gateway-compare') ?? '')
     if (!existsSync(join(resolve(dir), 'src/gateway/node/server.ts'))) throw new Error(`--gateway-compare: ${dir} has no src/gateway/node/server.ts`);
     return { label, dir: resolve(dir) };
   });
+// --gateway-probe=<rounds>x<calls>: a paired one-connection probe of the gateway's targets after their repetitions.
+const gatewayProbe = ((value) => {
+  if (value === undefined) return undefined;
+  const match = /^(\d+)x(\d+)$/.exec(value);
+  if (!match || Number(match[1]) < 1 || Number(match[2]) < 1) throw new Error(`--gateway-probe must be <rounds>x<calls> (e.g. 60x100), got ${value}`);
+  return { rounds: Number(match[1]), calls: Number(match[2]) };
+})(option('gateway-probe'));
 const gatewayUpstreams = (option('gateway-upstream') ?? GATEWAY_UPSTREAMS.join(',')).split(',') as GatewayUpstream[];
 for (const u of gatewayUpstreams) if (!GATEWAY_UPSTREAMS.includes(u)) throw new Error(`unknown --gateway-upstream ${u}; use ${GATEWAY_UPSTREAMS.join(', ')}`);
 
@@ -265,7 +273,7 @@ async function main() {
     (sections.has('startup') ? 60 : 0) +
     (sections.has('http') ? HTTP_SERVERS.length * settings.reps * (settings.warmup + settings.duration + 2) + 20 : 0) +
     (sections.has('micro') ? 8 * (settings.microSeconds * 1.25 + 0.5) : 0) +
-    (sections.has('gateway') ? gatewayEstimateSeconds({ ...settings, compare: gatewayCompare }, gatewayUpstreams) : 0) +
+    (sections.has('gateway') ? gatewayEstimateSeconds({ ...settings, compare: gatewayCompare, probe: gatewayProbe }, gatewayUpstreams) : 0) +
     (sections.has('approval') ? 60 : 0) +
     (sections.has('edge') ? edgeEstimateSeconds(settings) : 0) +
     (sections.has('profile') ? (profileTarget === 'both' ? 2 : 1) * (settings.warmup + settings.duration + 20) : 0) +
@@ -286,7 +294,7 @@ async function main() {
     console.log(`\n== Micro-benchmarks (${settings.microSeconds} s each) ==`);
     report.push(await runMicroBenchmarks(settings.microSeconds));
   }
-  if (sections.has('gateway')) report.push(await gatewaySection(root, { ...settings, compare: gatewayCompare }, gatewayUpstreams));
+  if (sections.has('gateway')) report.push(await gatewaySection(root, { ...settings, compare: gatewayCompare, probe: gatewayProbe }, gatewayUpstreams));
   if (sections.has('approval')) report.push(await approvalSection());
   if (sections.has('edge')) report.push(await edgeSection(root, settings));
   if (sections.has('profile')) report.push(await profileSection());

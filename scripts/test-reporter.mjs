@@ -11,11 +11,17 @@ import { relative } from 'node:path';
 // named with the file's failure, so the run's last lines say what it was.
 export default async function* failures(source) {
   let errors = [];
+  let fileDiagnostics = [];
   for await (const event of source) {
     if (event.type === 'test:diagnostic' && event.data.nesting === 0 && /^(Error|Warning): /.test(event.data.message)) errors.push(event.data.message);
     const fileResult = event.data?.nesting === 0 && event.data.file && event.data.name === event.data.file;
-    if (event.type === 'test:pass' && fileResult) errors = [];
+    // A file's own result (test:complete, passed or not, then test:fail if not) ends what its diagnostics can belong to.
+    if (event.type === 'test:complete' && fileResult) {
+      fileDiagnostics = errors;
+      errors = [];
+    }
     if (event.type !== 'test:fail') continue;
+    const diagnostics = fileResult ? fileDiagnostics : [];
     const { name, file, nesting, details } = event.data;
     const error = details?.error;
     // A suite whose tests failed fails too; its tests are listed already.
@@ -26,8 +32,7 @@ export default async function* failures(source) {
       kind: error?.failureType ?? null,
       message: String(error?.cause?.message ?? error?.message ?? '').split('\n')[0],
       exitCode: error?.exitCode ?? null,
-      ...(fileResult && errors.length > 0 ? { diagnostics: errors } : {}),
+      ...(diagnostics.length > 0 ? { diagnostics } : {}),
     })}\n`;
-    if (fileResult) errors = [];
   }
 }
