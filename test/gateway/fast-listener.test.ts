@@ -9,7 +9,7 @@
  */
 import assert from 'node:assert/strict';
 import { createServer, request as httpRequest, type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import { connect, type AddressInfo } from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import { getRequestListener } from '@hono/node-server';
 import { gatewayConfigSchema } from '../../src/config/gateway-schema.ts';
@@ -172,6 +172,75 @@ describe('the Node listener answers as the Hono adapter does', () => {
 
   it('an unknown session: 404 -32001', async () => {
     assert.equal((await same('/mcp', { headers: { ...auth(), 'mcp-session-id': 's-unknown' }, body: call('echo') })).status, 404);
+  });
+
+  /** A request written by hand, its body in pieces with pauses between them; resolves with the raw answer (or what came before the server closed). */
+  function sendInPieces(head: string, pieces: string[], options: { end?: boolean } = {}): Promise<string> {
+    return new Promise((resolve, reject) => {
+      const socket = connect(Number(new URL(fastUrl).port), '127.0.0.1');
+      let answer = '';
+      socket.setEncoding('utf8');
+      socket.on('data', (chunk: string) => {
+        answer += chunk;
+        // One answer per connection: done once its body (Content-Length) is in.
+        const [headers, body] = answer.split('\r\n\r\n', 2);
+        const length = /content-length: (\d+)/i.exec(headers ?? '')?.[1];
+        if (body !== undefined && length !== undefined && Buffer.byteLength(body) >= Number(length)) {
+          socket.destroy();
+          resolve(answer);
+        }
+      });
+      socket.on('close', () => resolve(answer));
+      socket.on('error', reject);
+      socket.write(head);
+      void (async () => {
+        for (const piece of pieces) {
+          await new Promise((r) => setTimeout(r, 40));
+          socket.write(piece);
+        }
+        if (options.end) socket.end();
+      })();
+    });
+  }
+  const headOf = (length: number | 'chunked') =>
+    `POST /mcp HTTP/1.1\r\nhost: ${new URL(fastUrl).host}\r\nconnection: close\r\naccept: ${MCP_HEADERS.accept}\r\ncontent-type: application/json\r\nauthorization: Bearer ${token}\r\n` +
+    `${length === 'chunked' ? 'transfer-encoding: chunked' : `content-length: ${length}`}\r\n\r\n`;
+
+  it('reads a body that arrives in pieces after the headers, whole, once the message is complete', async () => {
+    const body = JSON.stringify(toolCall('echo', { text: 'sent in three pieces' }, 7));
+    const thirds = [body.slice(0, 20), body.slice(20, 60), body.slice(60)];
+    const seen = upstream.requests.length;
+    const answer = await sendInPieces(headOf(Buffer.byteLength(body)), thirds);
+    assert.match(answer, /^HTTP\/1\.1 200 /);
+    assert.match(answer, /"id":7/);
+    assert.equal(upstream.requests.length, seen + 1);
+    assert.deepEqual(JSON.parse(upstream.requests.at(-1)!.body), JSON.parse(body), 'the upstream got the whole message');
+    // Chunked, the same: the message ends with its last chunk, not with the connection.
+    const chunked = thirds.map((piece) => `${Buffer.byteLength(piece).toString(16)}\r\n${piece}\r\n`).concat('0\r\n\r\n');
+    assert.match(await sendInPieces(headOf('chunked'), chunked), /^HTTP\/1\.1 200 [^]*"id":7/);
+  });
+
+  it('refuses a body in pieces as soon as it grows past max_body_bytes; a body cut off half-way is audited client_closed (499); the next call is served', async () => {
+    const events0 = events.length;
+    const pad = 'p'.repeat(1500);
+    const piece = (text: string) => `${Buffer.byteLength(text).toString(16)}\r\n${text}\r\n`;
+    // Two pieces of 1500 bytes (max_body_bytes 2048), and a third the server never waits for.
+    const answer = await sendInPieces(headOf('chunked'), [piece(pad), piece(pad), piece(pad), '0\r\n\r\n']);
+    assert.match(answer, /^HTTP\/1\.1 413 /);
+    for (let i = 0; i < 50 && events.length === events0; i++) await new Promise((r) => setTimeout(r, 10));
+    assert.equal(events.at(-1)?.rejection, 'body_too_large');
+    // The client goes away half-way through its body: audited as a client that left (499, not an
+    // internal error); Node's server says 400 to the half-closed connection, nothing of the gateway.
+    const before = events.length;
+    const cut = await sendInPieces(headOf(500), ['{"jsonrpc":"2.0",'], { end: true });
+    assert.doesNotMatch(cut, /jsonrpc/);
+    for (let i = 0; i < 50 && events.length === before; i++) await new Promise((r) => setTimeout(r, 10));
+    assert.equal(events.length, before + 1);
+    assert.deepEqual(
+      { decision: events.at(-1)!.decision, status: events.at(-1)!.status, rejection: events.at(-1)!.rejection, reason: events.at(-1)!.reason },
+      { decision: 'error', status: 499, rejection: 'client_closed', reason: 'the connection ended before the body was complete (aborted)' },
+    );
+    assert.equal((await send(fastUrl, '/mcp', { headers: auth(), body: call('echo') })).status, 200);
   });
 
   it('the second route, by its prefix; paths and requests the adapter serves', async () => {

@@ -64,21 +64,24 @@ interface NodeIncoming {
   read?(): Uint8Array | null;
 }
 
+/** The client's connection ended before its body was complete (Node's request stream failed: `aborted`). */
+class ClientGone {
+  constructor(readonly reason: string) {}
+}
+
 /**
  * The body as text, or undefined past `maxBytes` (counted as it arrives, so a chunked body cannot
  * grow without bound). On Node the request stream is read directly: building a web Request for
  * it costs more than the rest of the filter.
  */
-function readBody(c: Context, maxBytes: number): string | undefined | Promise<string | undefined> {
+function readBody(c: Context, maxBytes: number): string | undefined | Promise<string | undefined | ClientGone> {
   const incoming = (c.env as { incoming?: NodeIncoming } | undefined)?.incoming;
   if (incoming && typeof incoming.on === 'function' && !incoming.readableEnded) {
     // A small body usually arrives with the headers: once the message is complete, all of it is
     // in the stream's buffer and is read at once, without listeners or a promise.
     if (typeof incoming.read === 'function') {
       if (incoming.complete === true) return readBuffered(incoming as Required<NodeIncoming>, maxBytes);
-      // Node's HTTP parser emits the request at the end of its headers and parses a body that came
-      // in the same read right after, in the same turn: a microtask later it is all in the buffer.
-      return Promise.resolve().then(() => (incoming.complete === true && !incoming.readableEnded ? readBuffered(incoming as Required<NodeIncoming>, maxBytes) : readStreamed(incoming, maxBytes)));
+      return readPaused(incoming as Required<NodeIncoming>, maxBytes);
     }
     return readStreamed(incoming, maxBytes);
   }
@@ -86,11 +89,11 @@ function readBody(c: Context, maxBytes: number): string | undefined | Promise<st
 }
 
 /** A body still arriving, counted chunk by chunk. */
-function readStreamed(incoming: NodeIncoming, maxBytes: number): Promise<string | undefined> {
-  return new Promise((resolve, reject) => {
+function readStreamed(incoming: NodeIncoming, maxBytes: number): Promise<string | undefined | ClientGone> {
+  return new Promise((resolve) => {
     const chunks: Uint8Array[] = [];
     let size = 0;
-    const done = (value: string | undefined) => {
+    const done = (value: string | undefined | ClientGone) => {
       incoming.off('data', onData);
       incoming.off('end', onEnd);
       incoming.off('error', onError);
@@ -102,9 +105,42 @@ function readStreamed(incoming: NodeIncoming, maxBytes: number): Promise<string 
       else chunks.push(chunk);
     };
     const onEnd = () => done(chunks.length === 1 ? decoder.decode(chunks[0]) : decoder.decode(concat(chunks, size)));
-    const onError = (error: Error) => reject(error);
+    const onError = (error: Error) => done(new ClientGone(error.message));
     incoming.on('data', onData);
     incoming.on('end', onEnd);
+    incoming.on('error', onError);
+  });
+}
+
+/**
+ * A Node request's body, read in paused mode as the parser pushes it. Node's HTTP parser emits the
+ * request at the end of its headers and only then parses a body that came in the same read, after
+ * the ticks and microtasks of the headers' callback have run: the body is never complete when the
+ * chain starts. The message's end (`complete`, then the end of the stream) emits `readable` at
+ * once, so the body is done in the parser's last callback — not, as with `data` listeners, after
+ * the stream has been resumed and has emitted `end` on later ticks. Counted as it arrives: past
+ * `maxBytes` it resolves undefined at once.
+ */
+function readPaused(incoming: Required<NodeIncoming>, maxBytes: number): Promise<string | undefined | ClientGone> {
+  return new Promise((resolve) => {
+    const chunks: Uint8Array[] = [];
+    let size = 0;
+    const done = (value: string | undefined | ClientGone) => {
+      incoming.off('readable', onReadable);
+      incoming.off('error', onError);
+      resolve(value);
+    };
+    const onReadable = () => {
+      for (let chunk = incoming.read(); chunk !== null; chunk = incoming.read()) {
+        size += chunk.byteLength;
+        if (size > maxBytes) return done(undefined);
+        chunks.push(chunk);
+      }
+      // `complete` is set before the end of the stream is pushed, after the last chunk: all is read.
+      if (incoming.complete === true || incoming.readableEnded) done(chunks.length === 1 ? decoder.decode(chunks[0]) : decoder.decode(concat(chunks, size)));
+    };
+    const onError = (error: Error) => done(new ClientGone(error.message));
+    incoming.on('readable', onReadable);
     incoming.on('error', onError);
   });
 }
@@ -205,8 +241,12 @@ export function validateMcp(options: ValidateOptions): ValidateFilter {
     const tooLarge = () => refuse(413, JSON_RPC_ERRORS.invalidRequest, `body larger than ${options.maxBodyBytes} bytes`, 'body_too_large');
     if (Number(requestHeader(c, 'content-length')) > options.maxBodyBytes) return tooLarge();
     // The checks of the body, once read in full (undefined: over the size limit).
-    const checkBody = (body: string | undefined): Promise<Response | void> | Response => {
+    const checkBody = (body: string | undefined | ClientGone): Promise<Response | void> | Response => {
       if (body === undefined) return tooLarge();
+      // Nobody is left to answer; audited as the forwarder audits a client that went away.
+      if (body instanceof ClientGone) {
+        return refuseWith(c, { status: 499, code: JSON_RPC_ERRORS.invalidRequest, message: 'the client went away', rejection: 'client_closed', reason: `the connection ended before the body was complete (${body.reason})`, decision: 'error' });
+      }
 
       let json: unknown;
       try {
