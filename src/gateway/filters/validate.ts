@@ -77,8 +77,8 @@ class ClientGone {
 function readBody(c: Context, maxBytes: number): string | undefined | Promise<string | undefined | ClientGone> {
   const incoming = (c.env as { incoming?: NodeIncoming } | undefined)?.incoming;
   if (incoming && typeof incoming.on === 'function' && !incoming.readableEnded) {
-    // A small body usually arrives with the headers: once the message is complete, all of it is
-    // in the stream's buffer and is read at once, without listeners or a promise.
+    // Once the message is complete (a filter before this one waited), all of it is in the stream's
+    // buffer and is read at once, without listeners or a promise; else as the parser pushes it.
     if (typeof incoming.read === 'function') {
       if (incoming.complete === true) return readBuffered(incoming as Required<NodeIncoming>, maxBytes);
       return readPaused(incoming as Required<NodeIncoming>, maxBytes);
