@@ -10,6 +10,7 @@
 import { readdirSync, readFileSync } from 'node:fs';
 import { Pool } from 'undici';
 import { assertLoopback } from './load.ts';
+import { summarize } from './stats.ts';
 
 export interface ProbeTarget {
   name: string;
@@ -76,7 +77,5 @@ export async function pairedProbe(targets: ProbeTarget[], body: string, options:
 
 /** The median over rounds of `of`'s figure minus `reference`'s in the same round. */
 export function medianPairedDifference(of: number[], reference: number[]): number {
-  const differences = of.map((value, i) => value - reference[i]!).sort((a, b) => a - b);
-  const middle = differences.length >> 1;
-  return differences.length % 2 ? differences[middle]! : (differences[middle - 1]! + differences[middle]!) / 2;
+  return summarize(of.map((value, i) => value - reference[i]!)).median;
 }

@@ -55,13 +55,14 @@ function sameLoopbackOrigin(origin: string, host: string | undefined): boolean {
   }
 }
 
+/** What the filter uses of Node's IncomingMessage (`c.env.incoming` on Node; absent on Workers). */
 interface NodeIncoming {
   on(event: string, listener: (...args: never[]) => void): unknown;
   off(event: string, listener: (...args: never[]) => void): unknown;
-  readableEnded?: boolean;
-  /** Whether the whole message has arrived (Node's IncomingMessage). */
-  complete?: boolean;
-  read?(): Uint8Array | null;
+  readableEnded: boolean;
+  /** Whether the whole message has arrived. */
+  complete: boolean;
+  read(): Uint8Array | null;
 }
 
 /** The client's connection ended before its body was complete (Node's request stream failed: `aborted`). */
@@ -76,40 +77,13 @@ class ClientGone {
  */
 function readBody(c: Context, maxBytes: number): string | undefined | Promise<string | undefined | ClientGone> {
   const incoming = (c.env as { incoming?: NodeIncoming } | undefined)?.incoming;
-  if (incoming && typeof incoming.on === 'function' && !incoming.readableEnded) {
+  if (incoming && typeof incoming.read === 'function' && !incoming.readableEnded) {
     // Once the message is complete (a filter before this one waited), all of it is in the stream's
     // buffer and is read at once, without listeners or a promise; else as the parser pushes it.
-    if (typeof incoming.read === 'function') {
-      if (incoming.complete === true) return readBuffered(incoming as Required<NodeIncoming>, maxBytes);
-      return readPaused(incoming as Required<NodeIncoming>, maxBytes);
-    }
-    return readStreamed(incoming, maxBytes);
+    if (incoming.complete === true) return readBuffered(incoming, maxBytes);
+    return readPaused(incoming, maxBytes);
   }
   return readWebBody(c.req.raw.body, maxBytes);
-}
-
-/** A body still arriving, counted chunk by chunk. */
-function readStreamed(incoming: NodeIncoming, maxBytes: number): Promise<string | undefined | ClientGone> {
-  return new Promise((resolve) => {
-    const chunks: Uint8Array[] = [];
-    let size = 0;
-    const done = (value: string | undefined | ClientGone) => {
-      incoming.off('data', onData);
-      incoming.off('end', onEnd);
-      incoming.off('error', onError);
-      resolve(value);
-    };
-    const onData = (chunk: Uint8Array) => {
-      size += chunk.byteLength;
-      if (size > maxBytes) done(undefined);
-      else chunks.push(chunk);
-    };
-    const onEnd = () => done(chunks.length === 1 ? decoder.decode(chunks[0]) : decoder.decode(concat(chunks, size)));
-    const onError = (error: Error) => done(new ClientGone(error.message));
-    incoming.on('data', onData);
-    incoming.on('end', onEnd);
-    incoming.on('error', onError);
-  });
 }
 
 /**
@@ -121,7 +95,7 @@ function readStreamed(incoming: NodeIncoming, maxBytes: number): Promise<string 
  * the stream has been resumed and has emitted `end` on later ticks. Counted as it arrives: past
  * `maxBytes` it resolves undefined at once.
  */
-function readPaused(incoming: Required<NodeIncoming>, maxBytes: number): Promise<string | undefined | ClientGone> {
+function readPaused(incoming: NodeIncoming, maxBytes: number): Promise<string | undefined | ClientGone> {
   return new Promise((resolve) => {
     const chunks: Uint8Array[] = [];
     let size = 0;
@@ -145,7 +119,7 @@ function readPaused(incoming: Required<NodeIncoming>, maxBytes: number): Promise
   });
 }
 
-function readBuffered(incoming: Required<NodeIncoming>, maxBytes: number): string | undefined {
+function readBuffered(incoming: NodeIncoming, maxBytes: number): string | undefined {
   let first: Uint8Array | undefined;
   let chunks: Uint8Array[] | undefined;
   let size = 0;
