@@ -233,7 +233,7 @@ async function upstreamSection(root: string, settings: GatewaySettings, upstream
     if (settings.probe) {
       console.log(`  paired one-connection probe: ${settings.probe.rounds} rounds × ${settings.probe.calls} calls per target`);
       probed = await pairedProbe(
-        targets.map((t) => ({ name: t.name, url: t.url, headers: t.headers ? { ...headers, ...t.headers } : headers, pid: t.proxy?.pid })),
+        targets.map((t) => ({ name: t.name, url: t.url, headers: t.headers ? { ...headers, ...t.headers } : headers, pid: t.proxy?.pid, upstreamPid: server.pid })),
         body,
         settings.probe,
       );
@@ -254,7 +254,8 @@ function probeLines(settings: GatewaySettings, probed: ProbeResult[]): string[] 
       const cpu = p.cpu.some((v) => !Number.isNaN(v)) ? `  CPU ${fmtFixed(median(p.cpu), 0)} µs/call` : '';
       const cpuDelta = cpu && p !== bare ? ` (Δ ${fmtSigned(medianPairedDifference(p.cpu, bare.cpu), 0)} µs)` : '';
       const delta = p === bare ? '' : ` (Δ ${fmtSigned(medianPairedDifference(p.latency, bare.latency), 3)} ms)`;
-      return `  ${p.name.padEnd(WIDTH)} latency ${fmtFixed(median(p.latency), 3)} ms${delta}${cpu}${cpuDelta}`;
+      const upstream = `  upstream CPU ${fmtFixed(median(p.upstreamCpu), 0)} µs/call${p === bare ? '' : ` (Δ ${fmtSigned(medianPairedDifference(p.upstreamCpu, bare.upstreamCpu), 0)} µs)`}`;
+      return `  ${p.name.padEnd(WIDTH)} latency ${fmtFixed(median(p.latency), 3)} ms${delta}${cpu}${cpuDelta}${upstream}`;
     }),
     `  goal: ${GATEWAY}'s latency Δ ≤ +${GOAL_ADDED_LATENCY_OVER_BARE_MS} ms: ${medianPairedDifference(probed.find((p) => p.name === GATEWAY)!.latency, bare.latency) <= GOAL_ADDED_LATENCY_OVER_BARE_MS ? 'met' : 'NOT met'}`,
   ];

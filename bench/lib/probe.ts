@@ -18,6 +18,8 @@ export interface ProbeTarget {
   headers: Record<string, string>;
   /** The process whose CPU is counted (none for a target without a proxy). */
   pid?: number;
+  /** The upstream's process, whose CPU per call is counted too (the same process for every target). */
+  upstreamPid?: number;
 }
 
 export interface ProbeResult {
@@ -26,6 +28,8 @@ export interface ProbeResult {
   latency: number[];
   /** CPU per call of the target's process, µs, one per round (NaN without a pid). */
   cpu: number[];
+  /** CPU per call of the upstream's process, µs, one per round (NaN without an upstream pid). */
+  upstreamCpu: number[];
 }
 
 /** CPU time of every thread of `pid`, µs. */
@@ -45,7 +49,7 @@ export async function pairedProbe(targets: ProbeTarget[], body: string, options:
   const clients = targets.map((target) => {
     assertLoopback(target.url);
     const url = new URL(target.url);
-    return { target, pool: new Pool(url.origin, { connections: 1 }), path: `${url.pathname}${url.search}`, result: { name: target.name, latency: [] as number[], cpu: [] as number[] } };
+    return { target, pool: new Pool(url.origin, { connections: 1 }), path: `${url.pathname}${url.search}`, result: { name: target.name, latency: [] as number[], cpu: [] as number[], upstreamCpu: [] as number[] } };
   });
   const call = async (client: (typeof clients)[number]) => {
     const res = await client.pool.request({ path: client.path, method: 'POST', headers: client.target.headers, body });
@@ -61,12 +65,14 @@ export async function pairedProbe(targets: ProbeTarget[], body: string, options:
         [order[i], order[j]] = [order[j]!, order[i]!];
       }
       for (const client of order) {
-        const pid = client.target.pid;
+        const { pid, upstreamPid } = client.target;
         const cpuBefore = pid === undefined ? 0 : threadsCpuMicros(pid);
+        const upstreamBefore = upstreamPid === undefined ? 0 : threadsCpuMicros(upstreamPid);
         const started = performance.now();
         for (let i = 0; i < options.calls; i++) await call(client);
         client.result.latency.push((performance.now() - started) / options.calls);
         client.result.cpu.push(pid === undefined ? NaN : (threadsCpuMicros(pid) - cpuBefore) / options.calls);
+        client.result.upstreamCpu.push(upstreamPid === undefined ? NaN : (threadsCpuMicros(upstreamPid) - upstreamBefore) / options.calls);
       }
     }
   } finally {

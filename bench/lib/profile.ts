@@ -109,13 +109,13 @@ export function analyzeProfile(
   }
   const busy = total - idle;
 
-  // Inclusive time of the repository's own functions (src/, not node_modules): each sample counts
-  // once for every distinct such function on its stack.
+  // Inclusive time of the repository's own functions (src/, or dist/src/ when the compiled gateway
+  // runs; not node_modules): each sample counts once for every distinct such function on its stack.
   const parent = new Map<number, number>();
   for (const n of profile.nodes) for (const c of n.children ?? []) parent.set(c, n.id);
   const ownKey = (n: ProfileNode) => {
     const { functionName, url, lineNumber } = n.callFrame;
-    if (!url.startsWith(`file://${root}/src/`)) return undefined;
+    if (!url.startsWith(`file://${root}/src/`) && !url.startsWith(`file://${root}/dist/src/`)) return undefined;
     return `${functionName || '(anonymous)'}  ${shortUrl(url, root)}:${lineNumber + 1}`;
   };
   const inclusive = new Map<string, number>();
@@ -131,7 +131,8 @@ export function analyzeProfile(
   }
   const rank = (m: Map<string, number>, n: number) =>
     [...m]
-      .filter(([k]) => k !== '(idle)')
+      // Functions seen only outside the measured window (module top levels at start-up) weigh 0.
+      .filter(([k, v]) => k !== '(idle)' && v > 0)
       .sort((a, b) => b[1] - a[1])
       .slice(0, n)
       .map(([k, v]) => [k, fmtFixed((v / busy) * 100, 1), fmtFixed(v / 1000, 0)]);
@@ -148,7 +149,7 @@ export function analyzeProfile(
     ...(inclusive.size > 0
       ? [
           '',
-          `Top ${top} src/ functions by inclusive time (self + callees on the same synchronous stack; work after an await is not counted)`,
+          `Top ${top} src/ (or dist/src/) functions by inclusive time (self + callees on the same synchronous stack; work after an await is not counted)`,
           table(['function  location', '% busy', 'ms'], rank(inclusive, top)),
         ]
       : []),
