@@ -85,3 +85,24 @@ export async function pairedProbe(targets: ProbeTarget[], body: string, options:
 export function medianPairedDifference(of: number[], reference: number[]): number {
   return summarize(of.map((value, i) => value - reference[i]!)).median;
 }
+
+/**
+ * A distribution-free ~95 % confidence interval for the median of `values`: the order statistics
+ * of ranks ⌊n/2 − 1.96·√n/2⌋ and ⌈1 + n/2 + 1.96·√n/2⌉ (1-based; the binomial count of values
+ * below the median, in its normal approximation, rounded outwards). Undefined below 6 values,
+ * where it would span them all.
+ */
+export function medianInterval(values: number[]): { low: number; high: number } | undefined {
+  const n = values.length;
+  if (n < 6) return undefined;
+  const sorted = [...values].sort((a, b) => a - b);
+  const half = (1.96 * Math.sqrt(n)) / 2;
+  const low = Math.max(1, Math.floor(n / 2 - half));
+  const high = Math.min(n, Math.ceil(1 + n / 2 + half));
+  return { low: sorted[low - 1]!, high: sorted[high - 1]! };
+}
+
+/** The paired differences of `of` from `reference`, round by round. */
+export function pairedDifferences(of: number[], reference: number[]): number[] {
+  return of.map((value, i) => value - reference[i]!);
+}
