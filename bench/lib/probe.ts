@@ -83,7 +83,7 @@ export async function pairedProbe(targets: ProbeTarget[], body: string, options:
 
 /** The median over rounds of `of`'s figure minus `reference`'s in the same round. */
 export function medianPairedDifference(of: number[], reference: number[]): number {
-  return summarize(of.map((value, i) => value - reference[i]!)).median;
+  return summarize(pairedDifferences(of, reference)).median;
 }
 
 /**
