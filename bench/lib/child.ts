@@ -5,7 +5,6 @@
  */
 import { readdirSync, writeFileSync } from 'node:fs';
 import { findSourceMap } from 'node:module';
-import { createServer } from 'node:net';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 
@@ -22,16 +21,7 @@ export const ACCESS_TOKEN_TTL = 900;
 export const GATEWAY_TOOL = 'echo';
 export const GATEWAY_SCOPE = 'bench:call';
 
-export function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address() as { port: number };
-      server.close(() => resolve(port));
-    });
-    server.on('error', reject);
-  });
-}
+export { freePort } from './ports.ts';
 
 /**
  * `tokenEndpoint` is the URL the load goes to (an MCP endpoint in the gateway scenario); `body` and
