@@ -188,6 +188,28 @@ describe('gateway: audit sink and global limits', () => {
     assert.equal(line.args_sha256, createHash('sha256').update(JSON.stringify({ secret: 'never logged' })).digest('hex'));
   });
 
+  it('makes the lines when the gateway next waits on an upstream, and writes every event, in order, by the close', async () => {
+    const { AuditWriter } = await import('../../src/gateway/node/audit-writer.ts');
+    const pino = (await import('pino')).default;
+    let out = '';
+    const writer = new AuditWriter({ file: null, maxBytes: 1, keep: 1, stdout: true, bufferEvents: 10, log: pino({ level: 'silent' }), writeStdout: (text) => (out += text) });
+    const event = (id: string) => ({ time: 't', request_id: id, route: '/mcp', http_method: 'POST', decision: 'allow' as const, status: 200, latency_ms: 1 });
+    const first = event('r1');
+    writer.record(first);
+    writer.record(event('r2'));
+    writer.upstreamWaiting();
+    await new Promise((resolve) => setImmediate(resolve));
+    // The line was made in the turn after the hint: a change to the event now is not in it.
+    first.status = 599;
+    writer.record(event('r3'));
+    // Never hinted: made at the write.
+    writer.record(event('r4'));
+    await writer.close();
+    const lines = out.trim().split('\n').map((line) => JSON.parse(line) as Record<string, unknown>);
+    assert.deepEqual(lines.map((line) => line.request_id), ['r1', 'r2', 'r3', 'r4']);
+    assert.equal(lines[0]!.status, 200);
+  });
+
   it('applies backpressure instead of dropping: ready() waits while the buffer is full', async () => {
     const { AuditWriter } = await import('../../src/gateway/node/audit-writer.ts');
     const pino = (await import('pino')).default;

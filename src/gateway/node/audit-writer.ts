@@ -77,6 +77,18 @@ export function auditLine(event: GatewayAuditEvent): string {
  */
 export class AuditWriter {
   private buffer: string[] = [];
+  /**
+   * Events recorded and not yet turned into lines. A line is made when the gateway next waits on an
+   * upstream ({@link upstreamWaiting}) or at the write, whichever comes first: at one request at a
+   * time, making it right after the answer took a CPU the client and the upstream wanted then, and
+   * delayed the next request (docs/gateway.md "Performance", seventh round).
+   */
+  private pending: GatewayAuditEvent[] = [];
+  private serializeScheduled = false;
+  private readonly serializeScheduledPending = () => {
+    this.serializeScheduled = false;
+    this.serializePending();
+  };
   private waiters: (() => void)[] = [];
   private handle: FileHandle | undefined;
   private size = 0;
@@ -105,9 +117,9 @@ export class AuditWriter {
    * false the request is refused: a call is never forwarded without its event being recordable.
    */
   ready(): Promise<boolean> | undefined {
-    if (this.buffer.length < this.options.bufferEvents) return undefined;
+    if (this.held() < this.options.bufferEvents) return undefined;
     return new Promise<boolean>((resolve) => {
-      const timer = setTimeout(() => resolve(this.buffer.length < this.options.bufferEvents), this.options.maxWaitMs ?? 5_000);
+      const timer = setTimeout(() => resolve(this.held() < this.options.bufferEvents), this.options.maxWaitMs ?? 5_000);
       this.waiters.push(() => {
         clearTimeout(timer);
         resolve(true);
@@ -116,12 +128,12 @@ export class AuditWriter {
   }
 
   record(event: GatewayAuditEvent): void {
-    if (this.closed || this.buffer.length >= this.options.bufferEvents * 2) {
+    if (this.closed || this.held() >= this.options.bufferEvents * 2) {
       this.options.onDropped?.(1);
       this.options.log.error({ request_id: event.request_id }, 'audit event dropped: the audit sink is not keeping up');
       return;
     }
-    this.buffer.push(auditLine(event));
+    this.pending.push(event);
     if (!this.scheduled) {
       this.scheduled = true;
       // A lone event goes out at once; under load, one write per batchMs carries them all.
@@ -131,6 +143,29 @@ export class AuditWriter {
     }
   }
 
+  /**
+   * A hint that the gateway has just sent a request upstream and waits for it: a moment when the
+   * events recorded so far can be made into lines without holding up anyone. Made in the next
+   * turn of the loop, after undici's own write of the request (queued the same way, before).
+   */
+  upstreamWaiting(): void {
+    if (this.pending.length === 0 || this.serializeScheduled) return;
+    this.serializeScheduled = true;
+    setImmediate(this.serializeScheduledPending);
+  }
+
+  /** Events held: recorded, as lines or not yet, and not yet handed to a write. */
+  private held(): number {
+    return this.buffer.length + this.pending.length;
+  }
+
+  private serializePending(): void {
+    const events = this.pending;
+    if (events.length === 0) return;
+    this.pending = [];
+    for (const event of events) this.buffer.push(auditLine(event));
+  }
+
   /** Writes everything buffered; resolves when it is on disk (well, in the OS). */
   async flush(): Promise<void> {
     this.scheduled = false;
@@ -138,6 +173,7 @@ export class AuditWriter {
     clearTimeout(this.timer);
     this.timer = undefined;
     while (this.writing) await this.writing;
+    this.serializePending();
     if (this.buffer.length === 0) return;
     const lines = this.buffer;
     this.buffer = [];

@@ -17,7 +17,7 @@ interface NodeBindings {
  * more). One keep-alive pool per upstream origin. Chunks are written as they arrive (SSE flows
  * unbuffered), with backpressure both ways, and a client that goes away aborts the upstream request.
  */
-export function nodeForwarder(options: { connections?: number } = {}): Forwarder {
+export function nodeForwarder(options: { connections?: number; onDispatched?: () => void } = {}): Forwarder {
   const pools = new Map<string, Pool>();
   const poolFor = (origin: string, connectMs: number) => {
     let pool = pools.get(origin);
@@ -48,9 +48,12 @@ export function nodeForwarder(options: { connections?: number } = {}): Forwarder
       const body = target.bytes ? Buffer.from(target.bytes) : target.body === undefined ? undefined : Buffer.from(target.body);
       if (body) headers['content-length'] = String(body.byteLength);
       const pool = poolFor(target.origin, hooks.timeouts.connect_ms);
-      return new Promise<Response>((resolve, reject) => {
+      const forwarded = new Promise<Response>((resolve, reject) => {
         new Forwarding(c, target, hooks, outgoing, pool, headers, body, upstreamDpop, resolve, reject).send();
       });
+      // The gateway now waits on the upstream: work put off until then may run (the audit lines).
+      options.onDispatched?.();
+      return forwarded;
     },
     clientAddress: (c) => (c.env as NodeBindings).incoming.socket.remoteAddress,
     async close() {

@@ -104,7 +104,7 @@ export async function startGateway(config: GatewayConfig, options: StartGatewayO
   // listened first would answer its first requests 503 with Redis perfectly well. Wait for it, for
   // a bounded time: a Redis that is down does not hold the start (those requests get 503).
   if (redis) await redisReady(redis, 3_000);
-  const forwarder: Forwarder = nodeForwarder();
+  const forwarder: Forwarder = nodeForwarder({ onDispatched: () => audit.upstreamWaiting() });
   // Session bindings span instances and restarts through Redis (issue 11); in one process otherwise.
   const idleMs = config.session_idle_seconds * 1000;
   const sessions = redis ? new RedisSessionBindings(redis, config.rate_limit_prefix, idleMs) : new SessionBindings({ idleMs });
