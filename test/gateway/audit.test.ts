@@ -210,6 +210,36 @@ describe('gateway: audit sink and global limits', () => {
     assert.equal(lines[0]!.status, 200);
   });
 
+  it('keeps at most 64 events unmade: the 64th makes the lines at once', async () => {
+    const { AuditWriter } = await import('../../src/gateway/node/audit-writer.ts');
+    const pino = (await import('pino')).default;
+    let out = '';
+    const writer = new AuditWriter({ file: null, maxBytes: 1, keep: 1, stdout: true, bufferEvents: 1_000, log: pino({ level: 'silent' }), writeStdout: (text) => (out += text) });
+    const events = Array.from({ length: 64 }, (_, i) => ({ time: 't', request_id: `r${i}`, route: '/mcp', http_method: 'POST', decision: 'allow' as const, status: 200, latency_ms: 1 }));
+    for (const event of events) writer.record(event);
+    events[0]!.status = 599;
+    events[63]!.status = 599;
+    await writer.close();
+    const lines = out.trim().split('\n').map((line) => JSON.parse(line) as Record<string, unknown>);
+    assert.equal(lines.length, 64);
+    assert.equal(lines[0]!.status, 200);
+    assert.equal(lines[63]!.status, 200);
+  });
+
+  it('writes on close the events recorded while its last write was going out', async () => {
+    const { AuditWriter } = await import('../../src/gateway/node/audit-writer.ts');
+    const pino = (await import('pino')).default;
+    let out = '';
+    const writer = new AuditWriter({ file: null, maxBytes: 1, keep: 1, stdout: true, bufferEvents: 10, log: pino({ level: 'silent' }), writeStdout: (text) => (out += text) });
+    const event = (id: string) => ({ time: 't', request_id: id, route: '/mcp', http_method: 'POST', decision: 'allow' as const, status: 200, latency_ms: 1 });
+    writer.record(event('r1'));
+    const closing = writer.close();
+    // The first write is out; a request finishing now still gets its event written.
+    writer.record(event('r2'));
+    await closing;
+    assert.deepEqual(out.trim().split('\n').map((line) => (JSON.parse(line) as { request_id: string }).request_id), ['r1', 'r2']);
+  });
+
   it('applies backpressure instead of dropping: ready() waits while the buffer is full', async () => {
     const { AuditWriter } = await import('../../src/gateway/node/audit-writer.ts');
     const pino = (await import('pino')).default;

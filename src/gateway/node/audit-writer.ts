@@ -84,6 +84,8 @@ export class AuditWriter {
    * delayed the next request (docs/gateway.md "Performance", seventh round).
    */
   private pending: GatewayAuditEvent[] = [];
+  /** At most this many events are kept unmade: more (a stalled write, a burst of refusals that reach no upstream) are made at once, so that memory holds lines, not events with their arguments. */
+  private static readonly MAX_PENDING = 64;
   private serializeScheduled = false;
   private readonly serializeScheduledPending = () => {
     this.serializeScheduled = false;
@@ -134,6 +136,7 @@ export class AuditWriter {
       return;
     }
     this.pending.push(event);
+    if (this.pending.length >= AuditWriter.MAX_PENDING) this.serializePending();
     if (!this.scheduled) {
       this.scheduled = true;
       // A lone event goes out at once; under load, one write per batchMs carries them all.
@@ -172,6 +175,7 @@ export class AuditWriter {
     // An explicit flush (or close) writes what the timer was waiting for: no timer outlives it.
     clearTimeout(this.timer);
     this.timer = undefined;
+    this.serializePending();
     while (this.writing) await this.writing;
     this.serializePending();
     if (this.buffer.length === 0) return;
@@ -215,7 +219,9 @@ export class AuditWriter {
   }
 
   async close(): Promise<void> {
-    await this.flush();
+    // Events recorded while a write was going out are written too (a few rounds at most: the
+    // servers are closed before the sink).
+    for (let round = 0; round < 10 && (round === 0 || this.held() > 0); round++) await this.flush();
     this.closed = true;
     await this.handle?.close();
     this.handle = undefined;
