@@ -188,56 +188,54 @@ describe('gateway: audit sink and global limits', () => {
     assert.equal(line.args_sha256, createHash('sha256').update(JSON.stringify({ secret: 'never logged' })).digest('hex'));
   });
 
-  it('makes the lines when the gateway next waits on an upstream, and writes every event, in order, by the close', async () => {
+  /** An audit sink writing to a string (stdout mode), its lines parsed, and a plain allowed event. */
+  const stdoutSink = async (bufferEvents: number) => {
     const { AuditWriter } = await import('../../src/gateway/node/audit-writer.ts');
     const pino = (await import('pino')).default;
     let out = '';
-    const writer = new AuditWriter({ file: null, maxBytes: 1, keep: 1, stdout: true, bufferEvents: 10, log: pino({ level: 'silent' }), writeStdout: (text) => (out += text) });
-    const event = (id: string) => ({ time: 't', request_id: id, route: '/mcp', http_method: 'POST', decision: 'allow' as const, status: 200, latency_ms: 1 });
-    const first = event('r1');
+    const writer = new AuditWriter({ file: null, maxBytes: 1, keep: 1, stdout: true, bufferEvents, log: pino({ level: 'silent' }), writeStdout: (text) => (out += text) });
+    const lines = () => out.trim().split('\n').map((line) => JSON.parse(line) as Record<string, unknown>);
+    return { writer, lines };
+  };
+  const allowed = (id: string) => ({ time: 't', request_id: id, route: '/mcp', http_method: 'POST', decision: 'allow' as const, status: 200, latency_ms: 1 });
+
+  it('makes the lines when the gateway next waits on an upstream, and writes every event, in order, by the close', async () => {
+    const { writer, lines } = await stdoutSink(10);
+    const first = allowed('r1');
     writer.record(first);
-    writer.record(event('r2'));
+    writer.record(allowed('r2'));
     writer.upstreamWaiting();
     await new Promise((resolve) => setImmediate(resolve));
     // The line was made in the turn after the hint: a change to the event now is not in it.
     first.status = 599;
-    writer.record(event('r3'));
+    writer.record(allowed('r3'));
     // Never hinted: made at the write.
-    writer.record(event('r4'));
+    writer.record(allowed('r4'));
     await writer.close();
-    const lines = out.trim().split('\n').map((line) => JSON.parse(line) as Record<string, unknown>);
-    assert.deepEqual(lines.map((line) => line.request_id), ['r1', 'r2', 'r3', 'r4']);
-    assert.equal(lines[0]!.status, 200);
+    assert.deepEqual(lines().map((line) => line.request_id), ['r1', 'r2', 'r3', 'r4']);
+    assert.equal(lines()[0]!.status, 200);
   });
 
   it('keeps at most 64 events unmade: the 64th makes the lines at once', async () => {
-    const { AuditWriter } = await import('../../src/gateway/node/audit-writer.ts');
-    const pino = (await import('pino')).default;
-    let out = '';
-    const writer = new AuditWriter({ file: null, maxBytes: 1, keep: 1, stdout: true, bufferEvents: 1_000, log: pino({ level: 'silent' }), writeStdout: (text) => (out += text) });
-    const events = Array.from({ length: 64 }, (_, i) => ({ time: 't', request_id: `r${i}`, route: '/mcp', http_method: 'POST', decision: 'allow' as const, status: 200, latency_ms: 1 }));
+    const { writer, lines } = await stdoutSink(1_000);
+    const events = Array.from({ length: 64 }, (_, i) => allowed(`r${i}`));
     for (const event of events) writer.record(event);
     events[0]!.status = 599;
     events[63]!.status = 599;
     await writer.close();
-    const lines = out.trim().split('\n').map((line) => JSON.parse(line) as Record<string, unknown>);
-    assert.equal(lines.length, 64);
-    assert.equal(lines[0]!.status, 200);
-    assert.equal(lines[63]!.status, 200);
+    assert.equal(lines().length, 64);
+    assert.equal(lines()[0]!.status, 200);
+    assert.equal(lines()[63]!.status, 200);
   });
 
   it('writes on close the events recorded while its last write was going out', async () => {
-    const { AuditWriter } = await import('../../src/gateway/node/audit-writer.ts');
-    const pino = (await import('pino')).default;
-    let out = '';
-    const writer = new AuditWriter({ file: null, maxBytes: 1, keep: 1, stdout: true, bufferEvents: 10, log: pino({ level: 'silent' }), writeStdout: (text) => (out += text) });
-    const event = (id: string) => ({ time: 't', request_id: id, route: '/mcp', http_method: 'POST', decision: 'allow' as const, status: 200, latency_ms: 1 });
-    writer.record(event('r1'));
+    const { writer, lines } = await stdoutSink(10);
+    writer.record(allowed('r1'));
     const closing = writer.close();
     // The first write is out; a request finishing now still gets its event written.
-    writer.record(event('r2'));
+    writer.record(allowed('r2'));
     await closing;
-    assert.deepEqual(out.trim().split('\n').map((line) => (JSON.parse(line) as { request_id: string }).request_id), ['r1', 'r2']);
+    assert.deepEqual(lines().map((line) => line.request_id), ['r1', 'r2']);
   });
 
   it('applies backpressure instead of dropping: ready() waits while the buffer is full', async () => {
