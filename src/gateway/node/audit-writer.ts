@@ -148,8 +148,9 @@ export class AuditWriter {
 
   /**
    * A hint that the gateway has just sent a request upstream and waits for it: a moment when the
-   * events recorded so far can be made into lines without holding up anyone. Made in the next
-   * turn of the loop, after undici's own write of the request (queued the same way, before).
+   * events recorded so far can be made into lines without holding up anyone. Made in this loop
+   * turn's check phase (`setImmediate`): undici has written the request by then, within its
+   * dispatch or from a `setImmediate` of its own queued before this one.
    */
   upstreamWaiting(): void {
     if (this.pending.length === 0 || this.serializeScheduled) return;
