@@ -248,23 +248,23 @@ async function upstreamSection(root: string, settings: GatewaySettings, upstream
 function probeLines(settings: GatewaySettings, probed: ProbeResult[]): string[] {
   const bare = probed.find((p) => p.name === BARE)!;
   const median = (values: number[]) => summarize(values).median;
-  const interval = (differences: number[]) => {
-    const ci = medianInterval(differences);
-    return ci ? `, 95 % CI ${fmtSigned(ci.low, 3)} … ${fmtSigned(ci.high, 3)}` : '';
+  // Each target's latency against the bare proxy's, round by round: the median and its interval.
+  const latencyDelta = (p: ProbeResult) => {
+    const differences = pairedDifferences(p.latency, bare.latency);
+    return { median: median(differences), interval: medianInterval(differences) };
   };
-  const gatewayDifferences = pairedDifferences(probed.find((p) => p.name === GATEWAY)!.latency, bare.latency);
-  const gatewayInterval = medianInterval(gatewayDifferences);
-  const verdict = median(gatewayDifferences) > GOAL_ADDED_LATENCY_OVER_BARE_MS ? 'NOT met' : 'met';
-  const decided = !gatewayInterval || gatewayInterval.high <= GOAL_ADDED_LATENCY_OVER_BARE_MS || gatewayInterval.low > GOAL_ADDED_LATENCY_OVER_BARE_MS;
+  const gateway = latencyDelta(probed.find((p) => p.name === GATEWAY)!);
+  const verdict = gateway.median > GOAL_ADDED_LATENCY_OVER_BARE_MS ? 'NOT met' : 'met';
+  const decided = !gateway.interval || gateway.interval.high <= GOAL_ADDED_LATENCY_OVER_BARE_MS || gateway.interval.low > GOAL_ADDED_LATENCY_OVER_BARE_MS;
   return [
     `paired one-connection probe (${settings.probe!.rounds} rounds × ${settings.probe!.calls} calls per target, order shuffled per round; medians over rounds; Δ: of the per-round differences from ${BARE}):`,
     ...probed.map((p) => {
       const cpu = p.cpu.some((v) => !Number.isNaN(v)) ? `  CPU ${fmtFixed(median(p.cpu), 0)} µs/call` : '';
       const cpuDelta = cpu && p !== bare ? ` (Δ ${fmtSigned(medianPairedDifference(p.cpu, bare.cpu), 0)} µs)` : '';
-      const latencyDifferences = pairedDifferences(p.latency, bare.latency);
-      const delta = p === bare ? '' : ` (Δ ${fmtSigned(median(latencyDifferences), 3)} ms${interval(latencyDifferences)})`;
+      const { median: delta, interval } = latencyDelta(p);
+      const latency = p === bare ? '' : ` (Δ ${fmtSigned(delta, 3)} ms${interval ? `, 95 % CI ${fmtSigned(interval.low, 3)} … ${fmtSigned(interval.high, 3)}` : ''})`;
       const upstream = `  upstream CPU ${fmtFixed(median(p.upstreamCpu), 0)} µs/call${p === bare ? '' : ` (Δ ${fmtSigned(medianPairedDifference(p.upstreamCpu, bare.upstreamCpu), 0)} µs)`}`;
-      return `  ${p.name.padEnd(WIDTH)} latency ${fmtFixed(median(p.latency), 3)} ms${delta}${cpu}${cpuDelta}${upstream}`;
+      return `  ${p.name.padEnd(WIDTH)} latency ${fmtFixed(median(p.latency), 3)} ms${latency}${cpu}${cpuDelta}${upstream}`;
     }),
     `  goal: ${GATEWAY}'s latency Δ ≤ +${GOAL_ADDED_LATENCY_OVER_BARE_MS} ms: ${verdict}${decided ? '' : ' (its 95 % interval spans the goal: more rounds would decide)'}`,
   ];

@@ -14,7 +14,7 @@
  * the kernel picks, as before.
  */
 import { randomInt } from 'node:crypto';
-import { mkdirSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir, userInfo } from 'node:os';
 import { join } from 'node:path';
@@ -68,14 +68,7 @@ function reserve(dir: string, port: number): boolean {
   }
 }
 
-function reservedIn(dir: string, port: number): boolean {
-  try {
-    readFileSync(join(dir, String(port)));
-    return true;
-  } catch {
-    return false;
-  }
-}
+const reservedIn = (dir: string, port: number): boolean => existsSync(join(dir, String(port)));
 
 /** Periods before the previous one reserve nothing any more (best effort: a failure leaves them). */
 function dropOldPeriods(period: number): void {
