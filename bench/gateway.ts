@@ -36,6 +36,11 @@ export interface GatewaySettings {
    * target (bench/lib/probe.ts), its figures taken against the bare proxy's round by round.
    */
   probe?: { rounds: number; calls: number };
+  /**
+   * `--gateway-floor`: one more target, bench/gateway-floor-proxy.ts — the gateway's kinds of work
+   * in one straight-line function, a lower bound on what a gateway fast path could cost.
+   */
+  floor?: boolean;
 }
 
 /**
@@ -55,6 +60,7 @@ const DESCRIPTION: Record<GatewayUpstream, string> = {
 const DIRECT = 'direct';
 const BARE = 'undici Pool.stream';
 const GATEWAY = 'mandate gateway';
+const FLOOR = 'floor proxy';
 let WIDTH = Math.max(DIRECT.length, BARE.length, GATEWAY.length);
 
 const body = JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'tools/call', params: { name: GATEWAY_TOOL, arguments: { text: 'ok' } } });
@@ -94,9 +100,10 @@ const latencyTiming = (settings: GatewaySettings): LoadTiming => ({ warmup: Math
 /** Seconds the section takes at most (children start-up included), for the run's watchdog. */
 export function gatewayEstimateSeconds(settings: GatewaySettings, upstreams: readonly GatewayUpstream[]): number {
   const latency = latencyTiming(settings);
-  const perRep = (3 + (settings.compare?.length ?? 0)) * (settings.warmup + settings.duration + 1 + latency.warmup + latency.duration + 1);
+  const targets = 3 + (settings.compare?.length ?? 0) + (settings.floor ? 1 : 0);
+  const perRep = targets * (settings.warmup + settings.duration + 1 + latency.warmup + latency.duration + 1);
   // The probe: its rounds at ~2 ms per call at worst, and the warm-up calls.
-  const probe = settings.probe ? ((3 + (settings.compare?.length ?? 0)) * (settings.probe.rounds * settings.probe.calls + 200) * 2) / 1000 : 0;
+  const probe = settings.probe ? (targets * (settings.probe.rounds * settings.probe.calls + 200) * 2) / 1000 : 0;
   return upstreams.length * (settings.reps * perRep + probe + 20);
 }
 
@@ -105,7 +112,7 @@ function start(root: string, name: string, script: string, env: Record<string, s
 }
 
 /** The upstream, the bare proxy and the gateway in front of it (started in that order). */
-async function startTargets(root: string, upstream: GatewayUpstream, compare: GatewaySettings['compare'] = []): Promise<{ children: ServerChild[]; targets: Target[]; headers: Record<string, string> }> {
+async function startTargets(root: string, upstream: GatewayUpstream, compare: GatewaySettings['compare'] = [], floor = false): Promise<{ children: ServerChild[]; targets: Target[]; headers: Record<string, string> }> {
   const children: ServerChild[] = [];
   try {
     const server = await start(root, `upstream:${upstream}`, 'bench/gateway-upstream.ts', { BENCH_UPSTREAM: upstream });
@@ -120,6 +127,11 @@ async function startTargets(root: string, upstream: GatewayUpstream, compare: Ga
       const other = await start(root, `gateway:${label}`, 'bench/gateway-server.ts', { BENCH_UPSTREAM_URL: server.url, BENCH_MANDATE_ROOT: dir });
       children.push(other);
       others.push({ name: `${GATEWAY}:${label}`, url: other.tokenEndpoint, proxy: other, headers: other.headers });
+    }
+    if (floor) {
+      const proxy = await start(root, 'floor-proxy', 'bench/gateway-floor-proxy.ts', { BENCH_UPSTREAM_URL: server.url });
+      children.push(proxy);
+      others.push({ name: FLOOR, url: proxy.tokenEndpoint, proxy });
     }
     WIDTH = Math.max(WIDTH, ...others.map((t) => t.name.length));
     return {
@@ -199,7 +211,7 @@ async function upstreamSection(root: string, settings: GatewaySettings, upstream
     `${settings.connections} connections, ${settings.warmup} s warm-up + ${settings.duration} s measured; then 1 connection, ${latency.warmup} s + ${latency.duration} s; ` +
       `${settings.reps} repetition(s), targets interleaved (order rotates)`,
   );
-  const { children, targets, headers } = await startTargets(root, upstream, settings.compare);
+  const { children, targets, headers } = await startTargets(root, upstream, settings.compare, settings.floor);
   const [server] = children as [ServerChild];
   const loaded = new Map<string, Run[]>(targets.map((t) => [t.name, []]));
   const single = new Map<string, Run[]>(targets.map((t) => [t.name, []]));
@@ -338,6 +350,12 @@ function report(settings: GatewaySettings, upstream: GatewayUpstream, loaded: Ma
         `${name}: proxy CPU per request ${fmtFixed(cpuOfBare(name))}× the bare proxy's, ${fmtFixed(s(GATEWAY).proxyCpu.median / s(name).proxyCpu.median)}× (this checkout / it); ` +
         `added latency +${fmtFixed(s(name).added.median, 3)} ms; at 1 connection ${fmtFixed(singleCpuOfBare(name))}× the bare proxy's CPU per request`,
     ),
+    ...(summaries.has(FLOOR)
+      ? [
+          `${FLOOR} (a lower bound on a gateway fast path): proxy CPU per request ${fmtFixed(cpuOfBare(FLOOR))}× the bare proxy's; added latency +${fmtFixed(s(FLOOR).added.median, 3)} ms; ` +
+            `at 1 connection ${fmtFixed(singleCpuOfBare(FLOOR))}× the bare proxy's CPU per request`,
+        ]
+      : []),
     ...(probed ? probeLines(settings, probed) : []),
     '',
     'The gateway checks an ES256 at+jwt (local JWKS), one tool rule (scope + CEL), one in-memory rate limit (never reached) and writes',

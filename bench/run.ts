@@ -16,6 +16,7 @@
  *   npm run bench -- --only=gateway --gateway-upstream=trivial   (trivial, sdk or both, comma-separated)
  *   npm run bench -- --only=gateway --gateway-compare=base=../other-checkout   that checkout's gateway too
  *   npm run bench -- --only=gateway --gateway-probe=60x100   then a paired one-connection probe (60 rounds of 100 calls per target)
+ *   npm run bench -- --only=gateway --gateway-floor   also a floor proxy: the gateway's kinds of work in one function (a lower bound)
  *   npm run bench -- --only=http --compare=mine=../other-checkout   Mandate from another checkout too
  *
  * Environment overrides: BENCH_DURATION, BENCH_WARMUP (seconds), BENCH_REPS, BENCH_CONNECTIONS,
@@ -273,7 +274,7 @@ async function main() {
     (sections.has('startup') ? 60 : 0) +
     (sections.has('http') ? HTTP_SERVERS.length * settings.reps * (settings.warmup + settings.duration + 2) + 20 : 0) +
     (sections.has('micro') ? 8 * (settings.microSeconds * 1.25 + 0.5) : 0) +
-    (sections.has('gateway') ? gatewayEstimateSeconds({ ...settings, compare: gatewayCompare, probe: gatewayProbe }, gatewayUpstreams) : 0) +
+    (sections.has('gateway') ? gatewayEstimateSeconds({ ...settings, compare: gatewayCompare, probe: gatewayProbe, floor: flag('gateway-floor') }, gatewayUpstreams) : 0) +
     (sections.has('approval') ? 60 : 0) +
     (sections.has('edge') ? edgeEstimateSeconds(settings) : 0) +
     (sections.has('profile') ? (profileTarget === 'both' ? 2 : 1) * (settings.warmup + settings.duration + 20) : 0) +
@@ -294,7 +295,7 @@ async function main() {
     console.log(`\n== Micro-benchmarks (${settings.microSeconds} s each) ==`);
     report.push(await runMicroBenchmarks(settings.microSeconds));
   }
-  if (sections.has('gateway')) report.push(await gatewaySection(root, { ...settings, compare: gatewayCompare, probe: gatewayProbe }, gatewayUpstreams));
+  if (sections.has('gateway')) report.push(await gatewaySection(root, { ...settings, compare: gatewayCompare, probe: gatewayProbe, floor: flag('gateway-floor') }, gatewayUpstreams));
   if (sections.has('approval')) report.push(await approvalSection());
   if (sections.has('edge')) report.push(await edgeSection(root, settings));
   if (sections.has('profile')) report.push(await profileSection());
