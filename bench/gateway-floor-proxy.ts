@@ -35,19 +35,22 @@ const dir = mkdtempSync(join(tmpdir(), 'mandate-bench-floor-'));
 const audit = await open(join(dir, 'audit.jsonl'), 'a');
 let lines: string[] = [];
 let flushTimer: NodeJS.Timeout | undefined;
+let writing: Promise<unknown> = Promise.resolve();
+function flush(): Promise<unknown> {
+  flushTimer = undefined;
+  const text = lines.join('');
+  lines = [];
+  writing = writing.then(() => audit.write(text)).catch((error: unknown) => console.error(`floor proxy: audit write failed: ${(error as Error).message}`));
+  return writing;
+}
 function record(event: Record<string, unknown>, args: unknown): void {
   const json = JSON.stringify(event);
   lines.push(`${json.slice(0, -1)},"args_sha256":"${hash('sha256', JSON.stringify(args) ?? '')}"}\n`);
-  flushTimer ??= setTimeout(() => {
-    flushTimer = undefined;
-    const text = lines.join('');
-    lines = [];
-    void audit.write(text);
-  }, 10);
+  flushTimer ??= setTimeout(flush, 10);
 }
 
 const BEARER = /^Bearer +([A-Za-z0-9\-._~+/]+=*) *$/;
-const verified = new Map<string, { sub: string; scope: string[] }>();
+const verified = new Map<string, { token: string; sub: string; scope: string[] }>();
 const callsBySubject = new Map<string, number>();
 const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'transfer-encoding']);
 
@@ -69,9 +72,9 @@ const server = createServer((req, res) => {
       res.writeHead(401).end();
       return;
     }
-    const key = hash('sha256', token);
+    const key = token.slice(token.lastIndexOf('.') + 1);
     let claims = verified.get(key);
-    if (!claims) verified.set(key, (claims = { sub: 'bench-user', scope: ['bench:call'] }));
+    if (claims?.token !== token) verified.set(key, (claims = { token, sub: 'bench-user', scope: ['bench:call'] }));
     callsBySubject.set(claims.sub, (callsBySubject.get(claims.sub) ?? 0) + 1);
     const tool = message.params?.name ?? '';
     const event: Record<string, unknown> = { time: new Date().toISOString(), request_id: requestId, route: '/mcp', http_method: 'POST', sub: claims.sub, kind: 'request', method: message.method, jsonrpc_id: message.id, tool, decision: 'allow', status: 0, latency_ms: 0 };
@@ -141,6 +144,7 @@ exitOnSignal(async () => {
   });
   await pool.close();
   clearTimeout(flushTimer);
+  await flush();
   await audit.close();
   rmSync(dir, { recursive: true, force: true });
 });
