@@ -7,7 +7,7 @@
  */
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import { Pool, type Dispatcher } from 'undici';
-import { announceReady, exitOnSignal, freePort } from './lib/child.ts';
+import { announceReady, closeServer, exitOnSignal, listenLoopback } from './lib/child.ts';
 
 const upstream = process.env.BENCH_UPSTREAM_URL;
 if (!upstream) throw new Error('BENCH_UPSTREAM_URL is not set');
@@ -43,19 +43,9 @@ const server = createServer((req, res) => {
     },
   );
 });
-server.keepAliveTimeout = 65_000;
-
-const port = Number(process.env.BENCH_PORT) || (await freePort());
-await new Promise<void>((resolve, reject) => {
-  server.once('error', reject);
-  server.listen(port, '127.0.0.1', () => resolve());
-});
+const url = await listenLoopback(server);
 exitOnSignal(async () => {
-  await new Promise<void>((resolve) => {
-    server.close(() => resolve());
-    server.closeAllConnections();
-  });
+  await closeServer(server);
   await pool.close();
 });
-const url = `http://127.0.0.1:${port}`;
 announceReady({ name: 'bare undici Pool.stream proxy', url, tokenEndpoint: `${url}/mcp` });

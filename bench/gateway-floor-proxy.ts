@@ -19,7 +19,7 @@ import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import { Counter, Histogram, Registry } from 'prom-client';
 import { Pool } from 'undici';
-import { announceReady, exitOnSignal, freePort } from './lib/child.ts';
+import { announceReady, closeServer, exitOnSignal, listenLoopback } from './lib/child.ts';
 
 const upstream = process.env.BENCH_UPSTREAM_URL;
 if (!upstream) throw new Error('BENCH_UPSTREAM_URL is not set');
@@ -130,23 +130,13 @@ const server = createServer((req, res) => {
     );
   });
 });
-server.keepAliveTimeout = 65_000;
-
-const port = Number(process.env.BENCH_PORT) || (await freePort());
-await new Promise<void>((resolve, reject) => {
-  server.once('error', reject);
-  server.listen(port, '127.0.0.1', () => resolve());
-});
+const url = await listenLoopback(server);
 exitOnSignal(async () => {
-  await new Promise<void>((resolve) => {
-    server.close(() => resolve());
-    server.closeAllConnections();
-  });
+  await closeServer(server);
   await pool.close();
   clearTimeout(flushTimer);
   await flush();
   await audit.close();
   rmSync(dir, { recursive: true, force: true });
 });
-const url = `http://127.0.0.1:${port}`;
 announceReady({ name: 'floor proxy (the gateway\'s kinds of work in one function)', url, tokenEndpoint: `${url}/mcp` });

@@ -15,7 +15,7 @@ import { McpServer } from '@modelcontextprotocol/sdk/server/mcp.js';
 import { handleStatelessMcp } from '../examples/shared/stateless-mcp.ts';
 import { AjvJsonSchemaValidator } from '@modelcontextprotocol/sdk/validation/ajv';
 import { z } from 'zod';
-import { announceReady, exitOnSignal, freePort } from './lib/child.ts';
+import { announceReady, closeServer, exitOnSignal, listenLoopback } from './lib/child.ts';
 
 const TRIVIAL_RESULT = '{"jsonrpc":"2.0","id":1,"result":{"content":[{"type":"text","text":"ok"}]}}';
 
@@ -37,19 +37,7 @@ const sdk = async (req: IncomingMessage, res: ServerResponse) => {
   await handleStatelessMcp(mcp, req, res);
 };
 
-const port = Number(process.env.BENCH_PORT) || (await freePort());
 const server = createServer(variant === 'sdk' ? (req, res) => void sdk(req, res) : trivial);
-server.keepAliveTimeout = 65_000;
-await new Promise<void>((resolve, reject) => {
-  server.once('error', reject);
-  server.listen(port, '127.0.0.1', () => resolve());
-});
-exitOnSignal(
-  () =>
-    new Promise<void>((resolve) => {
-      server.close(() => resolve());
-      server.closeAllConnections();
-    }),
-);
-const url = `http://127.0.0.1:${port}`;
+const url = await listenLoopback(server);
+exitOnSignal(() => closeServer(server));
 announceReady({ name: `upstream (${variant})`, url, tokenEndpoint: `${url}/mcp` });

@@ -4,6 +4,7 @@
  * its profile) and never hangs.
  */
 import { readdirSync, writeFileSync } from 'node:fs';
+import type { Server } from 'node:http';
 import { findSourceMap } from 'node:module';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
@@ -21,7 +22,28 @@ export const ACCESS_TOKEN_TTL = 900;
 export const GATEWAY_TOOL = 'echo';
 export const GATEWAY_SCOPE = 'bench:call';
 
-export { freePort } from './ports.ts';
+import { freePort } from './ports.ts';
+
+export { freePort };
+
+/** Listens on 127.0.0.1, at BENCH_PORT or a free port (keep-alive 65 s); resolves to `http://127.0.0.1:<port>`. */
+export async function listenLoopback(server: Server): Promise<string> {
+  server.keepAliveTimeout = 65_000;
+  const port = Number(process.env.BENCH_PORT) || (await freePort());
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(port, '127.0.0.1', () => resolve());
+  });
+  return `http://127.0.0.1:${port}`;
+}
+
+/** Stops accepting, closes every connection (idle keep-alive ones too); resolves once closed. */
+export function closeServer(server: Server): Promise<void> {
+  return new Promise<void>((resolve) => {
+    server.close(() => resolve());
+    server.closeAllConnections();
+  });
+}
 
 /**
  * `tokenEndpoint` is the URL the load goes to (an MCP endpoint in the gateway scenario); `body` and
