@@ -79,6 +79,8 @@ const gatewayProbe = ((value) => {
   if (!match || Number(match[1]) < 1 || Number(match[2]) < 1) throw new Error(`--gateway-probe must be <rounds>x<calls> (e.g. 60x100), got ${value}`);
   return { rounds: Number(match[1]), calls: Number(match[2]) };
 })(option('gateway-probe'));
+// The gateway section's settings: the run's, with its own options (--gateway-floor: the floor proxy too).
+const gatewaySettings = { ...settings, compare: gatewayCompare, probe: gatewayProbe, floor: flag('gateway-floor') };
 const gatewayUpstreams = (option('gateway-upstream') ?? GATEWAY_UPSTREAMS.join(',')).split(',') as GatewayUpstream[];
 for (const u of gatewayUpstreams) if (!GATEWAY_UPSTREAMS.includes(u)) throw new Error(`unknown --gateway-upstream ${u}; use ${GATEWAY_UPSTREAMS.join(', ')}`);
 
@@ -274,7 +276,7 @@ async function main() {
     (sections.has('startup') ? 60 : 0) +
     (sections.has('http') ? HTTP_SERVERS.length * settings.reps * (settings.warmup + settings.duration + 2) + 20 : 0) +
     (sections.has('micro') ? 8 * (settings.microSeconds * 1.25 + 0.5) : 0) +
-    (sections.has('gateway') ? gatewayEstimateSeconds({ ...settings, compare: gatewayCompare, probe: gatewayProbe, floor: flag('gateway-floor') }, gatewayUpstreams) : 0) +
+    (sections.has('gateway') ? gatewayEstimateSeconds(gatewaySettings, gatewayUpstreams) : 0) +
     (sections.has('approval') ? 60 : 0) +
     (sections.has('edge') ? edgeEstimateSeconds(settings) : 0) +
     (sections.has('profile') ? (profileTarget === 'both' ? 2 : 1) * (settings.warmup + settings.duration + 20) : 0) +
@@ -295,7 +297,7 @@ async function main() {
     console.log(`\n== Micro-benchmarks (${settings.microSeconds} s each) ==`);
     report.push(await runMicroBenchmarks(settings.microSeconds));
   }
-  if (sections.has('gateway')) report.push(await gatewaySection(root, { ...settings, compare: gatewayCompare, probe: gatewayProbe, floor: flag('gateway-floor') }, gatewayUpstreams));
+  if (sections.has('gateway')) report.push(await gatewaySection(root, gatewaySettings, gatewayUpstreams));
   if (sections.has('approval')) report.push(await approvalSection());
   if (sections.has('edge')) report.push(await edgeSection(root, settings));
   if (sections.has('profile')) report.push(await profileSection());
