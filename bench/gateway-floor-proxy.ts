@@ -2,8 +2,9 @@
  * The floor proxy of the gateway bench (`--gateway-floor`): what a gateway fast path could at best
  * become. The gateway's kinds of per-request work, written in one straight-line function with no
  * framework, no promise per step and no loop turn of their own: the body read whole, parsed and
- * serialized again; a request id; the bearer token's SHA-256 looked up in a map (the first sight of
- * a token is taken as valid: no signature, audience or expiry check); a counter per subject; the
+ * serialized again; a request id; the bearer token looked up by its signature in a map, as the
+ * gateway's verified-token cache does (the first sight of a token is taken as valid: no signature,
+ * audience or expiry check) and its scope checked; a counter per subject; the
  * forwarding headers; the answer parsed for its outcome; two labelled metrics; a JSONL audit line
  * with the arguments' hash, written every 10 ms. It checks much less than the gateway (no CEL, no
  * MCP message or header validation, no refusal paths beyond a missing token), so its cost is a
@@ -75,6 +76,10 @@ const server = createServer((req, res) => {
     const key = token.slice(token.lastIndexOf('.') + 1);
     let claims = verified.get(key);
     if (claims?.token !== token) verified.set(key, (claims = { token, sub: 'bench-user', scope: ['bench:call'] }));
+    if (!claims.scope.includes('bench:call')) {
+      res.writeHead(403).end();
+      return;
+    }
     callsBySubject.set(claims.sub, (callsBySubject.get(claims.sub) ?? 0) + 1);
     const tool = message.params?.name ?? '';
     const event: Record<string, unknown> = { time: new Date().toISOString(), request_id: requestId, route: '/mcp', http_method: 'POST', sub: claims.sub, kind: 'request', method: message.method, jsonrpc_id: message.id, tool, decision: 'allow', status: 0, latency_ms: 0 };
