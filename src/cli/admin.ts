@@ -12,8 +12,8 @@ Usage:
   mandate admin mcp [--url <admin MCP URL>] [--callback-port <n>]
   mandate admin token [--scope <scopes>] [--url <admin MCP URL>] [--callback-port <n>]
 
-token: signs the admin in (the sign-in URL on stderr; the client registers itself, PKCE, loopback
-redirect) and prints an access token for the admin resource (<issuer>/admin) on stdout, for the
+token: signs the admin in (the sign-in URL on stderr, whose page always asks who signs in; the
+client registers itself, PKCE, loopback redirect) and prints an access token for the admin resource (<issuer>/admin) on stdout, for the
 admin API and the admin MCP server:
   ADMIN="authorization: Bearer $(mandate admin token --scope admin:write)"
   --scope <scopes>             space-separated (default: what the admin MCP server asks for); a write
@@ -45,7 +45,13 @@ class SignInProvider implements OAuthClientProvider {
   saveClientInformation = (info: OAuthClientInformationMixed) => void (this.client = info);
   tokens = () => this.saved;
   saveTokens = (tokens: OAuthTokens) => void (this.saved = tokens);
-  redirectToAuthorization = (url: URL) => void process.stderr.write(`mandate admin: sign in as an admin: open\n  ${url.href}\n`);
+  redirectToAuthorization = (url: URL) => {
+    // Always ask who signs in (OIDC prompt=login): a browser still signed in as someone without an
+    // administrative role would otherwise come straight back with invalid_scope, and an admin
+    // token is worth the admin's password.
+    url.searchParams.set('prompt', 'login');
+    process.stderr.write(`mandate admin: sign in as an admin: open\n  ${url.href}\n`);
+  };
   saveCodeVerifier = (verifier: string) => void (this.verifier = verifier);
   codeVerifier = () => {
     if (!this.verifier) throw new Error('no code verifier');

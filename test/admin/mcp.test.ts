@@ -31,9 +31,8 @@ const READ_TOOLS = Object.values(ADMIN_OPERATIONS)
   .map((op) => op.name.replace('.', '_'))
   .sort();
 
-/** The user's part of the sign-in over HTTP: log in, then allow, ticking one high-risk scope if asked. */
-async function authorize(as: Server, url: URL, username: string, tick?: string): Promise<URL> {
-  const browser = new FormBrowser(as.issuer);
+/** The user's part of the sign-in over HTTP (in a new browser unless given one): log in, then allow, ticking one high-risk scope if asked. */
+async function authorize(as: Server, url: URL, username: string, tick?: string, browser = new FormBrowser(as.issuer)): Promise<URL> {
   let page = await browser.open(url.href);
   for (let step = 0; step < 4 && !page.external; step++) {
     if (page.html.includes('name="password"')) page = await browser.submit(page, { username, password: 'demo' });
@@ -85,7 +84,7 @@ async function connected(as: Server, username: string, options: { tick?: string 
  * `mandate admin token`: the admin signs in at the URL it prints on stderr (ticking `tick` if
  * given); returns its exit code, stdout and the sign-in URL.
  */
-async function adminTokenCli(as: Server, username: string, args: string[], tick?: string): Promise<{ code: number | null; stdout: string; stderr: string; url: URL }> {
+async function adminTokenCli(as: Server, username: string, args: string[], tick?: string, browser?: FormBrowser): Promise<{ code: number | null; stdout: string; stderr: string; url: URL }> {
   const { MANDATE_ADMIN_ACCESS_TOKEN: _unset, ...env } = process.env as Record<string, string>;
   const child = spawn(process.execPath, [BIN, 'admin', 'token', '--url', `${as.issuer}/admin/mcp`, ...args], { env, stdio: ['ignore', 'pipe', 'pipe'] });
   let [stdout, stderr] = ['', ''];
@@ -96,7 +95,7 @@ async function adminTokenCli(as: Server, username: string, args: string[], tick?
     for (let i = 0; i < 300 && !/^ {2}(http\S+)$/m.test(stderr); i++) await new Promise((r) => setTimeout(r, 100));
     const url = new URL(/^ {2}(http\S+)$/m.exec(stderr)?.[1] ?? assert.fail(`no sign-in URL on stderr: ${stderr}`));
     assert.equal(stdout, '', 'nothing on stdout before the sign-in');
-    await fetch(await authorize(as, url, username, tick));
+    await fetch(await authorize(as, url, username, tick, browser));
     return { code: await exited, stdout, stderr, url };
   } finally {
     child.kill();
@@ -419,6 +418,21 @@ describe('admin MCP server', () => {
       } finally {
         await reader.client.close();
       }
+    });
+
+    it('mandate admin token asks who signs in (prompt=login): a browser still signed in as a non-admin can sign in as the admin', async () => {
+      const browser = new FormBrowser(as.issuer);
+      const demo = await adminTokenCli(as, 'demo', [], undefined, browser);
+      assert.equal(demo.url.searchParams.get('prompt'), 'login');
+      assert.deepEqual([demo.code, demo.stdout], [1, ''], demo.stderr);
+      assert.match(demo.stderr, /^mandate admin token: sign-in not completed: invalid_scope your account holds no administrative role$/m);
+      const demoSub = (await as.store.users.findByUsername('demo'))!.sub;
+      const refused = (await auditEvents(as)).filter((e) => e.type === 'authorize.refused' && e.sub === demoSub).at(-1);
+      assert.match(refused?.reason ?? '', /^user demo holds no admin role/);
+      // The same browser, still signed in as demo: the sign-in page again, and alice gets her token.
+      const alice = await adminTokenCli(as, 'alice', [], undefined, browser);
+      assert.equal(alice.code, 0, alice.stderr);
+      assert.equal(decodeJwt(alice.stdout.trim()).sub, (await as.store.users.findByUsername('alice'))!.sub);
     });
 
     it('mandate admin token --scope admin:write: a write token once the admin ticks it; unticked, none (exit 1)', async () => {
