@@ -8,6 +8,7 @@ import type { Server } from 'node:http';
 import { findSourceMap } from 'node:module';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
+import { freePort } from './ports.ts';
 
 export const READY_PREFIX = 'BENCH_READY ';
 
@@ -21,8 +22,6 @@ export const ACCESS_TOKEN_TTL = 900;
 /** The gateway scenario: the tool called through it, and the scope its rule asks for. */
 export const GATEWAY_TOOL = 'echo';
 export const GATEWAY_SCOPE = 'bench:call';
-
-import { freePort } from './ports.ts';
 
 export { freePort };
 

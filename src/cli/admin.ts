@@ -13,8 +13,8 @@ Usage:
   mandate admin token [--scope <scopes>] [--url <admin MCP URL>] [--callback-port <n>]
 
 token: signs the admin in (the sign-in URL on stderr, whose page always asks who signs in; the
-client registers itself, PKCE, loopback redirect) and prints an access token for the admin resource (<issuer>/admin) on stdout, for the
-admin API and the admin MCP server:
+client registers itself, PKCE, loopback redirect) and prints an access token for the admin
+resource (<issuer>/admin) on stdout, for the admin API and the admin MCP server:
   ADMIN="authorization: Bearer $(mandate admin token --scope admin:write)"
   --scope <scopes>             space-separated (default: what the admin MCP server asks for); a write
                                scope needs the admin's tick on the consent page
