@@ -152,7 +152,9 @@ describe('transactions: authorization_details (RFC 9396) at the token endpoint',
     }
 
     it('refuses an expired transaction', async () => {
-      const tx = await transaction(await bankToken(), 'approve', demoAtAgent.browser, { lifetime_seconds: 1 });
+      // The server counts whole seconds: a lifetime of 1 may leave a few ms to approve it in (a
+      // flake under load, the approval page already "Expired"); 4 leaves at least 3 s.
+      const tx = await transaction(await bankToken(), 'approve', demoAtAgent.browser, { lifetime_seconds: 4 });
       while (now() < tx.expiresAt) await new Promise((resolve) => setTimeout(resolve, 100));
       await refusedWith(await rarExchange(details(tx.id)), /^transaction_expired: /, 'token.exchange_refused', /transaction_expired: the transaction is expired/);
     });
